@@ -1,0 +1,81 @@
+import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import type { VersionVector } from '../core/versioning/version-vector.js';
+import type { VersionedObject } from '../core/versioning/versioned-object.js';
+import type { StorageStats } from '../ports/storage.js';
+import type { BucketProperties, QuorumSetting } from './config.js';
+
+/** Per-request read parameters (already validated at the HTTP edge). */
+export interface ReadOptions {
+  readonly r?: QuorumSetting;
+  readonly pr?: QuorumSetting;
+  readonly timeoutMs?: number;
+}
+
+/** Per-request write parameters (already validated at the HTTP edge). */
+export interface WriteOptions {
+  readonly w?: QuorumSetting;
+  readonly pw?: QuorumSetting;
+  readonly dw?: QuorumSetting;
+  readonly timeoutMs?: number;
+}
+
+/** A client write. */
+export interface PutCommand {
+  readonly bucket: string;
+  readonly key: string;
+  readonly value: Uint8Array;
+  readonly contentType: string;
+  /** The causal context from an earlier read; undefined for a blind write. */
+  readonly context: VersionVector | undefined;
+  readonly options: WriteOptions;
+}
+
+/** A client delete. */
+export interface DeleteCommand {
+  readonly bucket: string;
+  readonly key: string;
+  readonly context: VersionVector | undefined;
+  readonly options: WriteOptions;
+}
+
+/** One member as /status shows it. */
+export interface MemberStatus {
+  readonly id: string;
+  readonly address: string;
+  readonly status: 'joining' | 'up' | 'down' | 'leaving';
+  readonly generation: number;
+  readonly partitionsOwned: number;
+  readonly phi?: number;
+}
+
+/** What GET /status answers. */
+export interface NodeStatus {
+  readonly node: { readonly id: string; readonly address: string; readonly generation: number; readonly startedAtMs: number };
+  readonly members: readonly MemberStatus[];
+  readonly partitionCount: number;
+  readonly storage: StorageStats & { readonly keys: number };
+  readonly hints: { readonly pending: number; readonly delivered: number; readonly expired: number };
+  readonly [extra: string]: unknown;
+}
+
+/** What the HTTP layer needs from a node: the public operations, peer requests and admin. */
+export interface KvService {
+  readonly nodeId: string;
+  /** Coordinated read; resolves to the merged object (undefined when no replica has the key). */
+  get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined>;
+  /** This node's own stored version, without coordination or read repair (`?local=true`). */
+  getLocal(bucket: string, key: string): Promise<VersionedObject | undefined>;
+  /** Coordinated write; resolves to the new object (its clock is the new context). */
+  put(command: PutCommand): Promise<VersionedObject>;
+  /** Coordinated delete: writes a tombstone. */
+  delete(command: DeleteCommand): Promise<VersionedObject>;
+  /** The bucket's properties (defaults merged with its own). */
+  bucketProperties(bucket: string): BucketProperties;
+  /** Handles a request from a peer (already authenticated). */
+  handlePeer(request: PeerRequest): Promise<PeerReply>;
+  status(): Promise<NodeStatus>;
+  /** Compacts this node's storage (the whole data space, or a key range). */
+  compact(start?: Uint8Array, end?: Uint8Array): Promise<void>;
+  /** True when the peer request carries this cluster's secret. */
+  checkSecret(presented: string | undefined): boolean;
+}
