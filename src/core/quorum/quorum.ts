@@ -1,0 +1,118 @@
+import { KvError } from '../../util/errors.js';
+import type { QuorumSetting } from '../../engine/config.js';
+
+/**
+ * Resolving per-request quorums. The rule (documented in the README): the number of replicas a
+ * key can have is `replicaCount = min(n_val, members in the ring)`; 'one' is 1, 'quorum' is
+ * floor(replicaCount / 2) + 1 and 'all' is replicaCount, so a node started alone serves the
+ * default requests. An explicit number is taken as asked: above n_val is a bad request, and
+ * above what the cluster can give is an honest 503 KV_INSUFFICIENT_REPLICAS.
+ */
+export function resolveQuorum(setting: QuorumSetting, replicaCount: number): number {
+  if (setting === 'one') return 1;
+  if (setting === 'quorum') return Math.floor(replicaCount / 2) + 1;
+  if (setting === 'all') return replicaCount;
+  return setting;
+}
+
+/** One replica's answer as the tally counts it. */
+export interface TallyReply {
+  readonly ok: boolean;
+  /** The replica is one of the key's primaries (not a fallback). */
+  readonly primary: boolean;
+  /** The replica fsynced the write before answering. */
+  readonly durable: boolean;
+  /** The answer counts towards `required` (a hint kept by the coordinator does not). */
+  readonly counts: boolean;
+}
+
+/** What a coordinator waits for. */
+export interface TallyRequirement {
+  readonly required: number;
+  readonly primaryRequired: number;
+  readonly durableRequired: number;
+  /** How many replicas were asked, so the tally knows when no more answers can come. */
+  readonly asked: number;
+  /** How many of those asked are primaries. */
+  readonly primariesAsked: number;
+}
+
+/** The running count of answers. */
+export interface TallyState {
+  readonly requirement: TallyRequirement;
+  readonly answered: number;
+  readonly succeeded: number;
+  readonly primarySucceeded: number;
+  readonly durableSucceeded: number;
+  readonly primaryAnswered: number;
+}
+
+/** The tally's verdict after each answer. */
+export type TallyVerdict = 'pending' | 'met' | 'impossible';
+
+/** A fresh tally. */
+export function startTally(requirement: TallyRequirement): TallyState {
+  return { requirement, answered: 0, succeeded: 0, primarySucceeded: 0, durableSucceeded: 0, primaryAnswered: 0 };
+}
+
+/** Counts one answer: step(state, event) -> state. */
+export function recordReply(state: TallyState, reply: TallyReply): TallyState {
+  const counted = reply.ok && reply.counts;
+  return {
+    requirement: state.requirement,
+    answered: state.answered + 1,
+    succeeded: state.succeeded + (counted ? 1 : 0),
+    primarySucceeded: state.primarySucceeded + (counted && reply.primary ? 1 : 0),
+    durableSucceeded: state.durableSucceeded + (counted && reply.durable ? 1 : 0),
+    primaryAnswered: state.primaryAnswered + (reply.primary ? 1 : 0),
+  };
+}
+
+/** Whether the requirement is met, can still be met, or cannot be met any more. */
+export function verdict(state: TallyState): TallyVerdict {
+  const need = state.requirement;
+  if (state.succeeded >= need.required && state.primarySucceeded >= need.primaryRequired && state.durableSucceeded >= need.durableRequired) {
+    return 'met';
+  }
+  const outstanding = need.asked - state.answered;
+  const primaryOutstanding = need.primariesAsked - state.primaryAnswered;
+  if (
+    state.succeeded + outstanding < need.required ||
+    state.primarySucceeded + primaryOutstanding < need.primaryRequired ||
+    state.durableSucceeded + outstanding < need.durableRequired
+  ) {
+    return 'impossible';
+  }
+  return 'pending';
+}
+
+/** The 503 an unmet quorum answers with, saying what was needed and what answered. */
+export function insufficientReplicasError(operation: string, state: TallyState): KvError {
+  const need = state.requirement;
+  return new KvError(
+    'KV_INSUFFICIENT_REPLICAS',
+    `${operation} needed ${need.required} replicas (${need.primaryRequired} primaries, ${need.durableRequired} durable) but only ${state.succeeded} answered ok (${state.primarySucceeded} primaries, ${state.durableSucceeded} durable) of ${need.asked} asked; retry later or lower r/w/pr/pw/dw`,
+    {
+      details: {
+        required: need.required,
+        primaryRequired: need.primaryRequired,
+        durableRequired: need.durableRequired,
+        succeeded: state.succeeded,
+        primarySucceeded: state.primarySucceeded,
+        durableSucceeded: state.durableSucceeded,
+        asked: need.asked,
+      },
+      retryAfterSeconds: 1,
+    },
+  );
+}
+
+/** The 504 a coordinator answers when the deadline passes first, saying what it received. */
+export function timeoutError(operation: string, state: TallyState, timeoutMs: number): KvError {
+  const need = state.requirement;
+  return new KvError(
+    'KV_TIMEOUT',
+    `${operation} timed out after ${timeoutMs} ms with ${state.succeeded} of ${need.required} required replicas answering ok (${state.answered} of ${need.asked} answered at all); the write may or may not have been applied — read it back before retrying`,
+    { details: { required: need.required, succeeded: state.succeeded, answered: state.answered, asked: need.asked, timeoutMs } },
+  );
+}
