@@ -1,0 +1,209 @@
+import { type Ring, claim, createRing, ringMembers } from '../core/ring/ring.js';
+import { type ClusterView, type MemberRecord, beat, gossipTargets, mergeViews } from '../core/membership/membership.js';
+import { type PhiAccrualState, createDetector, heartbeat, phi } from '../core/membership/phi-accrual.js';
+import type { Clock, TimerHandle } from '../ports/clock.js';
+import type { Logger } from '../ports/logger.js';
+import type { Random } from '../ports/random.js';
+import type { Transport } from '../ports/transport.js';
+
+/** What the gossiper needs from its node. */
+export interface GossiperOptions {
+  readonly self: MemberRecord;
+  readonly seeds: readonly string[];
+  readonly partitionCount: number;
+  readonly intervalMs: number;
+  readonly fanout: number;
+  readonly phiThreshold: number;
+  readonly peerTimeoutMs: number;
+  readonly initialView: ClusterView | undefined;
+  readonly transport: Transport;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  /** Persists the view whenever the ring changes, so a restarted node knows its ring. */
+  readonly persist: (view: ClusterView) => Promise<void>;
+}
+
+interface Observed {
+  readonly generation: number;
+  readonly heartbeat: number;
+  readonly detector: PhiAccrualState;
+}
+
+/**
+ * Membership by gossip (Cassandra's design): every interval the node raises its heartbeat and
+ * exchanges its view with a few random peers; a peer whose heartbeat stops rising is judged down
+ * by the phi accrual failure detector. The lowest-id live ring member acts as claimant (Riak's
+ * claimant) and folds new members into the ring with a minimal-movement claim.
+ */
+export class Gossiper {
+  private viewState: ClusterView;
+  private readonly observed = new Map<string, Observed>();
+  private timer: TimerHandle | undefined;
+  private stopped = false;
+  private lastPersistedRingVersion: number;
+
+  constructor(private readonly options: GossiperOptions) {
+    const self = options.self;
+    const initial = options.initialView;
+    const base: ClusterView = initial ?? { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
+    let ring = base.ring;
+    if (ring === null && options.seeds.length === 0) ring = createRing(options.partitionCount, [self.id]);
+    this.viewState = { ...base, ring, members: { ...base.members, [self.id]: { ...self, status: ring !== null && ringMembers(ring).includes(self.id) ? 'up' : 'joining' } } };
+    this.lastPersistedRingVersion = initial?.ring?.version ?? -1;
+    const now = options.clock.nowMs();
+    for (const member of Object.values(this.viewState.members)) {
+      if (member.id !== self.id) this.observe(member, now, true);
+    }
+  }
+
+  /** The current cluster view. */
+  get view(): ClusterView {
+    return this.viewState;
+  }
+
+  /** The current ring, or null before this node has one. */
+  get ring(): Ring | null {
+    return this.viewState.ring;
+  }
+
+  /** Starts periodic gossip rounds. */
+  start(): void {
+    void this.persistIfRingChanged();
+    this.schedule();
+  }
+
+  /** Stops gossiping. */
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = this.options.clock.setTimer(this.options.intervalMs, () => {
+      void this.round().finally(() => this.schedule());
+    });
+  }
+
+  /** One gossip round: beat, pick peers, exchange views. */
+  async round(): Promise<void> {
+    const { self } = this.options;
+    this.viewState = beat(this.viewState, self.id);
+    this.claimIfClaimant();
+    const targets = gossipTargets(this.viewState, self.id, this.options.fanout, this.options.random, this.options.seeds).filter(
+      (address) => address !== self.address,
+    );
+    await Promise.all(targets.map((address) => this.exchange(address)));
+  }
+
+  private async exchange(address: string): Promise<void> {
+    try {
+      const reply = await this.options.transport.request(address, { type: 'gossip', state: this.viewState }, { timeoutMs: this.options.peerTimeoutMs });
+      if (reply.type === 'gossip-reply') this.absorb(reply.state as ClusterView);
+    } catch (error) {
+      this.options.logger.debug({ peer: address, error: String(error) }, 'gossip exchange failed');
+    }
+  }
+
+  /** Handles a peer's gossip: merge its view, answer ours. */
+  receive(remote: unknown): ClusterView {
+    this.absorb(remote as ClusterView);
+    return this.viewState;
+  }
+
+  private absorb(remote: ClusterView): void {
+    const selfId = this.options.self.id;
+    const mine = this.viewState.members[selfId];
+    const merged = mergeViews(this.viewState, remote);
+    // Nobody else speaks for this node: its own record (its generation, heartbeat and status) is authoritative.
+    this.viewState = mine === undefined ? merged : { ...merged, members: { ...merged.members, [selfId]: mine } };
+    const now = this.options.clock.nowMs();
+    for (const member of Object.values(this.viewState.members)) {
+      if (member.id !== selfId) this.observe(member, now, false);
+    }
+    this.promoteSelf();
+    void this.persistIfRingChanged();
+  }
+
+  /** Feeds the failure detector when a member's heartbeat rose since we last saw it. */
+  private observe(member: MemberRecord, nowMs: number, initial: boolean): void {
+    const seen = this.observed.get(member.id);
+    if (seen === undefined || member.generation > seen.generation) {
+      const detector = heartbeat(
+        createDetector({ windowSize: 100, minStdDeviationMs: 500, acceptableHeartbeatPauseMs: 3 * this.options.intervalMs, firstHeartbeatEstimateMs: this.options.intervalMs }),
+        nowMs,
+      );
+      this.observed.set(member.id, { generation: member.generation, heartbeat: member.heartbeat, detector });
+      return;
+    }
+    if (!initial && member.heartbeat > seen.heartbeat) {
+      this.observed.set(member.id, { generation: seen.generation, heartbeat: member.heartbeat, detector: heartbeat(seen.detector, nowMs) });
+    }
+  }
+
+  private promoteSelf(): void {
+    const selfId = this.options.self.id;
+    const record = this.viewState.members[selfId];
+    const ring = this.viewState.ring;
+    if (record !== undefined && record.status === 'joining' && ring !== null && ringMembers(ring).includes(selfId)) {
+      this.viewState = { ...this.viewState, members: { ...this.viewState.members, [selfId]: { ...record, status: 'up' } } };
+    }
+  }
+
+  /** The failure detector's suspicion of a member (0 for this node). */
+  phiOf(nodeId: string): number {
+    if (nodeId === this.options.self.id) return 0;
+    const seen = this.observed.get(nodeId);
+    return seen === undefined ? Number.POSITIVE_INFINITY : phi(seen.detector, this.options.clock.nowMs());
+  }
+
+  /** True when this node believes the member is alive and serving. */
+  isUp(nodeId: string): boolean {
+    if (nodeId === this.options.self.id) return true;
+    const record = this.viewState.members[nodeId];
+    if (record === undefined || record.status === 'left' || record.status === 'removed') return false;
+    return this.phiOf(nodeId) < this.options.phiThreshold;
+  }
+
+  /** The address of a member. */
+  addressOf(nodeId: string): string | undefined {
+    return this.viewState.members[nodeId]?.address;
+  }
+
+  /**
+   * Riak's claimant: the live ring member with the lowest id folds live joining members into the
+   * ring and drops members that left. Any node can compute the same claim, and rings that conflict
+   * are settled by compareRings, so a claimant change never splits the ring for long.
+   */
+  private claimIfClaimant(): void {
+    const ring = this.viewState.ring;
+    if (ring === null) return;
+    const current = ringMembers(ring);
+    const liveCurrent = current.filter((id) => this.isUp(id)).sort();
+    if (liveCurrent[0] !== this.options.self.id) return;
+    const wanted = Object.values(this.viewState.members)
+      .filter((member) => (member.status === 'joining' || member.status === 'up' ? current.includes(member.id) || this.isUp(member.id) : false))
+      .map((member) => member.id)
+      .sort();
+    if (wanted.length === 0 || (wanted.length === current.length && wanted.every((id, index) => id === [...current].sort()[index]))) return;
+    const next = claim(ring, wanted);
+    if (next !== ring) {
+      this.options.logger.info({ members: wanted, version: next.version }, 'claimant rebalanced the ring');
+      this.viewState = { ...this.viewState, ring: next };
+      this.promoteSelf();
+      void this.persistIfRingChanged();
+    }
+  }
+
+  private async persistIfRingChanged(): Promise<void> {
+    const version = this.viewState.ring?.version ?? -1;
+    if (version === this.lastPersistedRingVersion) return;
+    this.lastPersistedRingVersion = version;
+    try {
+      await this.options.persist(this.viewState);
+    } catch (error) {
+      this.options.logger.error({ error: String(error) }, 'could not persist the cluster view');
+    }
+  }
+}

@@ -1,0 +1,503 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { encodeDataKey, partitionOf } from '../core/keys.js';
+import { type Ring, fallbacks, partitionsOwnedBy, preferenceList, ringMembers } from '../core/ring/ring.js';
+import type { ClusterView, MemberRecord } from '../core/membership/membership.js';
+import {
+  type TallyReply,
+  type TallyRequirement,
+  type TallyState,
+  insufficientReplicasError,
+  recordReply,
+  resolveQuorum,
+  startTally,
+  timeoutError,
+  verdict,
+} from '../core/quorum/quorum.js';
+import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import { type ConflictMode, type VersionedObject, type WriteIntent, mergeObjects, versionIdentity } from '../core/versioning/versioned-object.js';
+import { emptyVector } from '../core/versioning/version-vector.js';
+import { KvError, isKvError } from '../util/errors.js';
+import type { Clock, TimerHandle } from '../ports/clock.js';
+import type { Logger } from '../ports/logger.js';
+import type { Random } from '../ports/random.js';
+import type { Storage } from '../ports/storage.js';
+import type { Transport } from '../ports/transport.js';
+import { type BucketProperties, type NodeConfig, bucketProperties } from './config.js';
+import { Gossiper } from './gossiper.js';
+import { HintStore } from './hint-store.js';
+import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOptions } from './kv-service.js';
+import { Replica } from './replica.js';
+
+/** Who this node is; persisted in its data directory by main.ts. */
+export interface NodeIdentity {
+  readonly nodeId: string;
+  readonly generation: number;
+  readonly clusterSecret: string;
+  readonly address: string;
+}
+
+/** The ports and settings a node runs on. */
+export interface RingNodeOptions {
+  readonly identity: NodeIdentity;
+  readonly config: NodeConfig;
+  readonly storage: Storage;
+  readonly transport: Transport;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+}
+
+/** Where a write goes: a replica, and whether it is a primary or a fallback holding a hint. */
+interface WriteTarget {
+  readonly node: string;
+  readonly primary: boolean;
+  readonly hintFor?: string;
+}
+
+const viewMetaKey = Buffer.from('cluster-view');
+
+/**
+ * One ringkv node: coordinates client requests over the key's replicas (Dynamo's coordinator),
+ * serves its own replica to peers, keeps and delivers hints, and gossips membership.
+ */
+export class RingNode implements KvService {
+  readonly nodeId: string;
+  private readonly replica: Replica;
+  private readonly hints: HintStore;
+  private gossiper!: Gossiper;
+  private hintTimer: TimerHandle | undefined;
+  private inFlight = 0;
+  private keyCount = 0;
+  private readonly startedAtMs: number;
+  private readonly secretDigest: Buffer;
+  private stopped = false;
+
+  constructor(private readonly options: RingNodeOptions) {
+    this.nodeId = options.identity.nodeId;
+    this.replica = new Replica(options.storage, this.nodeId, options.config.limits.maxVectorEntries);
+    this.hints = new HintStore(options.storage.hints);
+    this.startedAtMs = options.clock.nowMs();
+    this.secretDigest = createHash('sha256').update(options.identity.clusterSecret).digest();
+    this.replica.onChange((_key, before, after) => {
+      const existed = before !== undefined && before.siblings.length > 0;
+      const exists = after.siblings.length > 0;
+      if (existed !== exists) this.keyCount += exists ? 1 : -1;
+    });
+  }
+
+  /** The replica this node serves (for anti-entropy and tests). */
+  get localReplica(): Replica {
+    return this.replica;
+  }
+
+  /** The hint store (for tests and status). */
+  get hintStore(): HintStore {
+    return this.hints;
+  }
+
+  /** The membership view and failure detector. */
+  get membership(): Gossiper {
+    return this.gossiper;
+  }
+
+  /** Loads persisted state and starts gossip and hint delivery. */
+  async start(): Promise<void> {
+    const { config, identity, storage } = this.options;
+    const stored = await storage.meta.get(viewMetaKey);
+    const initialView = stored === undefined ? undefined : (JSON.parse(Buffer.from(stored).toString('utf8')) as ClusterView);
+    const self: MemberRecord = { id: identity.nodeId, address: identity.address, generation: identity.generation, heartbeat: 0, status: 'joining' };
+    this.gossiper = new Gossiper({
+      self,
+      seeds: config.seeds.filter((seed) => seed !== identity.address),
+      partitionCount: config.partitionCount,
+      intervalMs: config.gossip.intervalMs,
+      fanout: config.gossip.fanout,
+      phiThreshold: config.gossip.phiThreshold,
+      peerTimeoutMs: config.limits.peerTimeoutMs,
+      initialView,
+      transport: this.options.transport,
+      clock: this.options.clock,
+      random: this.options.random,
+      logger: this.options.logger,
+      persist: (view) => storage.meta.put(viewMetaKey, Buffer.from(JSON.stringify(view), 'utf8'), { sync: true }),
+    });
+    await this.hints.load();
+    for await (const _entry of storage.data.entries()) this.keyCount += 1;
+    this.gossiper.start();
+    this.scheduleHintDelivery();
+  }
+
+  /** Stops background work (the caller closes the HTTP server and the storage). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.gossiper?.stop();
+    this.hintTimer?.cancel();
+  }
+
+  /** The bucket's properties. */
+  bucketProperties(bucket: string): BucketProperties {
+    return bucketProperties(this.options.config, bucket);
+  }
+
+  /** True when the presented secret equals the cluster's, compared in constant time. */
+  checkSecret(presented: string | undefined): boolean {
+    if (presented === undefined) return false;
+    return timingSafeEqual(createHash('sha256').update(presented).digest(), this.secretDigest);
+  }
+
+  private requireRing(): Ring {
+    const ring = this.gossiper.ring;
+    if (ring === null) {
+      throw new KvError('KV_NOT_READY', 'this node has not joined a ring yet; check that --seeds points at a running node of the cluster', { retryAfterSeconds: 1 });
+    }
+    return ring;
+  }
+
+  /** Sheds load beyond the in-flight bound with 503 and Retry-After instead of queueing without limit. */
+  private async admit<T>(work: () => Promise<T>): Promise<T> {
+    if (this.inFlight >= this.options.config.limits.maxInFlightRequests) {
+      throw new KvError('KV_OVERLOADED', `node has ${this.inFlight} requests in flight (limit ${this.options.config.limits.maxInFlightRequests}); retry after a short pause`, { retryAfterSeconds: 1 });
+    }
+    this.inFlight += 1;
+    try {
+      return await work();
+    } finally {
+      this.inFlight -= 1;
+    }
+  }
+
+  /** Sends a request to a node, short-circuiting requests to this node. */
+  private async send(node: string, request: PeerRequest): Promise<PeerReply> {
+    if (node === this.nodeId) return this.handlePeer(request);
+    const address = this.gossiper.addressOf(node);
+    if (address === undefined) throw new KvError('KV_PEER_UNREACHABLE', `no address known for node ${node}`);
+    const reply = await this.options.transport.request(address, request, { timeoutMs: this.options.config.limits.peerTimeoutMs });
+    if (reply.type === 'error') throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.code}: ${reply.message}`);
+    return reply;
+  }
+
+  private placement(bucket: string, key: string): { ring: Ring; partition: number; primaries: string[]; properties: BucketProperties } {
+    const ring = this.requireRing();
+    const properties = this.bucketProperties(bucket);
+    const partition = partitionOf(bucket, key, ring.partitionCount);
+    return { ring, partition, primaries: preferenceList(ring, partition, properties.nVal), properties };
+  }
+
+  /** Coordinated read over the key's primaries, with read repair of stale replicas it saw. */
+  async get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {
+    return this.admit(async () => {
+      const { primaries, properties } = this.placement(bucket, key);
+      const requirement: TallyRequirement = {
+        required: resolveQuorum(options.r ?? properties.r, primaries.length),
+        primaryRequired: options.pr === undefined ? 0 : resolveQuorum(options.pr, primaries.length),
+        durableRequired: 0,
+        asked: primaries.length,
+        primariesAsked: primaries.length,
+      };
+      const answers = new Map<string, VersionedObject | null>();
+      const outcome = this.collect(
+        'read',
+        requirement,
+        options.timeoutMs,
+        primaries.map((node) => async (): Promise<TallyReply> => {
+          if (!this.gossiper.isUp(node)) return { ok: false, primary: true, durable: false, counts: true };
+          const reply = await this.send(node, { type: 'replica-get', bucket, key });
+          answers.set(node, reply.type === 'replica-get-reply' ? reply.object : null);
+          return { ok: reply.type === 'replica-get-reply', primary: true, durable: false, counts: true };
+        }),
+      );
+      await outcome.decided;
+      void outcome.settled.then(() => this.readRepair(bucket, key, answers, properties.conflictMode));
+      return mergeAll([...answers.values()], properties.conflictMode);
+    });
+  }
+
+  /** Sends the merged version to every replica that answered with something older (Dynamo's read repair). */
+  private async readRepair(bucket: string, key: string, answers: Map<string, VersionedObject | null>, mode: ConflictMode): Promise<void> {
+    const merged = mergeAll([...answers.values()], mode);
+    if (merged === undefined) return;
+    const identity = versionIdentity(merged);
+    await Promise.all(
+      [...answers].map(async ([node, object]) => {
+        if (object !== null && versionIdentity(object) === identity) return;
+        try {
+          await this.send(node, { type: 'replica-put', bucket, key, object: merged, mode, sync: false });
+        } catch (error) {
+          this.options.logger.debug({ node, error: String(error) }, 'read repair failed');
+        }
+      }),
+    );
+  }
+
+  /** This node's own copy, without coordination or read repair. */
+  async getLocal(bucket: string, key: string): Promise<VersionedObject | undefined> {
+    return this.replica.read(bucket, key);
+  }
+
+  /** Coordinated write. */
+  async put(command: PutCommand): Promise<VersionedObject> {
+    return this.write(command.bucket, command.key, command.options, {
+      value: command.value,
+      contentType: command.contentType,
+      tombstone: false,
+      context: command.context ?? emptyVector,
+      nowMs: this.options.clock.nowMs(),
+    });
+  }
+
+  /** Coordinated delete: a tombstone written like any other version. */
+  async delete(command: DeleteCommand): Promise<VersionedObject> {
+    return this.write(command.bucket, command.key, command.options, {
+      value: new Uint8Array(0),
+      contentType: 'application/octet-stream',
+      tombstone: true,
+      context: command.context ?? emptyVector,
+      nowMs: this.options.clock.nowMs(),
+    });
+  }
+
+  /**
+   * Dynamo's write path: a live primary applies the write and issues its dot, then the result goes
+   * to the other primaries; a down primary's copy goes to the next live node outside the
+   * preference list with a hint (it counts for w, never for pw). With no such node, this node
+   * keeps the hint itself (Cassandra's way) and it does not count for w.
+   */
+  private async write(bucket: string, key: string, options: WriteOptions, intent: WriteIntent): Promise<VersionedObject> {
+    return this.admit(async () => {
+      const { ring, partition, primaries, properties } = this.placement(bucket, key);
+      const mode = properties.conflictMode;
+      const dwRequired = options.dw === undefined ? 0 : resolveQuorum(options.dw, primaries.length);
+      const sync = dwRequired > 0;
+      const livePrimaries = primaries.filter((node) => this.gossiper.isUp(node));
+      const downPrimaries = primaries.filter((node) => !this.gossiper.isUp(node));
+      const handoff = this.options.config.hintedHandoff.enabled;
+      const spares = handoff ? fallbacks(ring, partition, properties.nVal, (node) => this.gossiper.isUp(node), downPrimaries.length) : [];
+      const targets: WriteTarget[] = livePrimaries.map((node) => ({ node, primary: true }));
+      const keptHints: string[] = [];
+      downPrimaries.forEach((down, index) => {
+        const spare = spares[index];
+        if (spare !== undefined) targets.push({ node: spare, primary: false, hintFor: down });
+        else if (handoff) keptHints.push(down);
+      });
+      const requirement: TallyRequirement = {
+        required: resolveQuorum(options.w ?? properties.w, primaries.length),
+        primaryRequired: options.pw === undefined ? 0 : resolveQuorum(options.pw, primaries.length),
+        durableRequired: dwRequired,
+        asked: targets.length,
+        primariesAsked: livePrimaries.length,
+      };
+      const coordinating = livePrimaries.includes(this.nodeId) ? this.nodeId : livePrimaries[0];
+      if (coordinating === undefined) throw insufficientReplicasError('write', startTally(requirement));
+      if (requirement.required > requirement.asked || requirement.primaryRequired > livePrimaries.length) {
+        throw insufficientReplicasError('write', startTally(requirement));
+      }
+      const coordinated = await this.coordinateWrite(coordinating, bucket, key, intent, mode, sync, options.timeoutMs);
+      const object = coordinated.object;
+      const others = targets.filter((target) => target.node !== coordinating);
+      const outcome = this.collect('write', requirement, options.timeoutMs, [
+        async () => ({ ok: true, primary: true, durable: coordinated.durable, counts: true }),
+        ...others.map((target) => async (): Promise<TallyReply> => {
+          const reply = await this.send(target.node, {
+            type: 'replica-put',
+            bucket,
+            key,
+            object,
+            mode,
+            sync,
+            ...(target.hintFor === undefined ? {} : { hintFor: target.hintFor }),
+          });
+          return { ok: reply.type === 'replica-put-reply', primary: target.primary, durable: reply.type === 'replica-put-reply' && reply.durable, counts: true };
+        }),
+      ]);
+      const dataKey = encodeDataKey(bucket, key);
+      for (const down of keptHints) await this.hints.add(down, dataKey, object, mode, this.options.clock.nowMs(), sync);
+      await outcome.decided;
+      return object;
+    });
+  }
+
+  /** Asks one live primary (this node first) to apply the write; moves on to the next on failure. */
+  private async coordinateWrite(
+    node: string,
+    bucket: string,
+    key: string,
+    write: WriteIntent,
+    mode: ConflictMode,
+    sync: boolean,
+    timeoutMs: number | undefined,
+  ): Promise<{ object: VersionedObject; durable: boolean }> {
+    const deadline = timeoutMs ?? this.options.config.limits.requestTimeoutMs;
+    const reply = await withDeadline(this.options.clock, deadline, this.send(node, { type: 'coordinate-put', bucket, key, write, mode, sync }), () =>
+      new KvError('KV_TIMEOUT', `write timed out after ${deadline} ms waiting for the coordinating replica ${node}; the write may or may not have been applied — read it back before retrying`),
+    ).catch((error: unknown) => {
+      if (isKvError(error) && error.code === 'KV_TIMEOUT') throw error;
+      throw new KvError('KV_INSUFFICIENT_REPLICAS', `the coordinating replica ${node} could not take the write (${String(error instanceof Error ? error.message : error)}); retry later`, {
+        details: { required: 1, succeeded: 0 },
+        retryAfterSeconds: 1,
+      });
+    });
+    if (reply.type !== 'coordinate-put-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to coordinate-put`);
+    return { object: reply.object, durable: reply.durable };
+  }
+
+  /**
+   * Runs replica calls in parallel and settles `decided` when the tally is met (resolves), can no
+   * longer be met (rejects 503) or the deadline passes (rejects 504); `settled` resolves when every
+   * call has finished, for read repair.
+   */
+  private collect(
+    operation: string,
+    requirement: TallyRequirement,
+    timeoutMs: number | undefined,
+    calls: readonly (() => Promise<TallyReply>)[],
+  ): { decided: Promise<void>; settled: Promise<void> } {
+    const deadlineMs = timeoutMs ?? this.options.config.limits.requestTimeoutMs;
+    let state: TallyState = startTally(requirement);
+    let finish!: (error?: KvError) => void;
+    const decided = new Promise<void>((resolve, reject) => {
+      let done = false;
+      finish = (error) => {
+        if (done) return;
+        done = true;
+        timer.cancel();
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+    });
+    const timer = this.options.clock.setTimer(deadlineMs, () => finish(timeoutError(operation, state, deadlineMs)));
+    const judge = (): void => {
+      const current = verdict(state);
+      if (current === 'met') finish();
+      else if (current === 'impossible') finish(insufficientReplicasError(operation, state));
+    };
+    judge();
+    const settled = Promise.all(
+      calls.map(async (call) => {
+        let reply: TallyReply;
+        try {
+          reply = await call();
+        } catch {
+          reply = { ok: false, primary: false, durable: false, counts: true };
+        }
+        state = recordReply(state, reply);
+        judge();
+      }),
+    ).then(() => undefined);
+    return { decided, settled };
+  }
+
+  /** Serves a peer's request against this node's replica, hints and membership. */
+  async handlePeer(request: PeerRequest): Promise<PeerReply> {
+    switch (request.type) {
+      case 'replica-get':
+        return { type: 'replica-get-reply', object: (await this.replica.read(request.bucket, request.key)) ?? null };
+      case 'coordinate-put': {
+        const object = await this.replica.coordinateWrite(request.bucket, request.key, request.write, request.mode, request.sync);
+        return { type: 'coordinate-put-reply', object, durable: request.sync };
+      }
+      case 'replica-put':
+        if (request.hintFor !== undefined && request.hintFor !== this.nodeId) {
+          await this.hints.add(request.hintFor, encodeDataKey(request.bucket, request.key), request.object, request.mode, this.options.clock.nowMs(), request.sync);
+        } else {
+          await this.replica.merge(request.bucket, request.key, request.object, request.mode, request.sync);
+        }
+        return { type: 'replica-put-reply', durable: request.sync };
+      case 'gossip':
+        return { type: 'gossip-reply', state: this.gossiper.receive(request.state) };
+      case 'control':
+        return { type: 'error', code: 'KV_BAD_REQUEST', message: `unknown control operation ${request.operation}` };
+    }
+  }
+
+  private scheduleHintDelivery(): void {
+    if (this.stopped) return;
+    this.hintTimer = this.options.clock.setTimer(this.options.config.hintedHandoff.intervalMs, () => {
+      void this.deliverHints()
+        .catch((error: unknown) => this.options.logger.warn({ error: String(error) }, 'hint delivery failed'))
+        .finally(() => this.scheduleHintDelivery());
+    });
+  }
+
+  /** One throttled round of hint delivery: a batch per live target; expired hints are dropped and counted. */
+  async deliverHints(): Promise<void> {
+    const { windowMs, batchSize } = this.options.config.hintedHandoff;
+    const now = this.options.clock.nowMs();
+    for (const target of this.hints.targets()) {
+      const batch = await this.hints.batch(target, batchSize);
+      const live = batch.filter((hint) => hint.createdMs + windowMs >= now);
+      for (const hint of batch) if (hint.createdMs + windowMs < now) await this.hints.remove(hint, 'expired');
+      if (live.length === 0 || !this.gossiper.isUp(target)) continue;
+      await Promise.all(
+        live.map(async (hint) => {
+          const { bucket, key } = Replica.describe(hint.dataKey);
+          try {
+            await this.send(target, { type: 'replica-put', bucket, key, object: hint.object, mode: hint.mode, sync: false });
+            await this.hints.remove(hint, 'delivered');
+          } catch (error) {
+            this.options.logger.debug({ target, error: String(error) }, 'hint not delivered yet');
+          }
+        }),
+      );
+    }
+  }
+
+  /** What GET /status shows. */
+  async status(): Promise<NodeStatus> {
+    const ring = this.gossiper.ring;
+    const view = this.gossiper.view;
+    const members: MemberStatus[] = Object.values(view.members)
+      .filter((member) => member.status !== 'removed')
+      .map((member) => {
+        const phi = this.gossiper.phiOf(member.id);
+        return {
+          id: member.id,
+          address: member.address,
+          status: !this.gossiper.isUp(member.id) ? 'down' : member.status === 'left' ? 'leaving' : member.status,
+          generation: member.generation,
+          partitionsOwned: ring === null ? 0 : partitionsOwnedBy(ring, member.id).length,
+          ...(Number.isFinite(phi) ? { phi: Math.round(phi * 100) / 100 } : {}),
+        } as MemberStatus;
+      })
+      .sort((left, right) => left.address.localeCompare(right.address, 'en', { numeric: true }));
+    const storage = await this.options.storage.stats();
+    return {
+      node: { id: this.nodeId, address: this.options.identity.address, generation: this.options.identity.generation, startedAtMs: this.startedAtMs },
+      members,
+      partitionCount: this.options.config.partitionCount,
+      ring: ring === null ? null : { version: ring.version, owners: ring.owners, members: ringMembers(ring) },
+      storage: { ...storage, keys: this.keyCount },
+      hints: { pending: this.hints.pending, delivered: this.hints.delivered, expired: this.hints.expired, byTarget: this.hints.pendingByTarget() },
+      inFlight: this.inFlight,
+    };
+  }
+
+  /** Compacts the data space. */
+  async compact(start?: Uint8Array, end?: Uint8Array): Promise<void> {
+    await this.options.storage.compactRange(start, end);
+  }
+}
+
+function mergeAll(objects: readonly (VersionedObject | null)[], mode: ConflictMode): VersionedObject | undefined {
+  let merged: VersionedObject | undefined;
+  for (const object of objects) {
+    if (object === null) continue;
+    merged = merged === undefined ? object : mergeObjects(merged, object, mode);
+  }
+  return merged;
+}
+
+function withDeadline<T>(clock: Clock, timeoutMs: number, work: Promise<T>, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = clock.setTimer(timeoutMs, () => reject(onTimeout()));
+    work.then(
+      (value) => {
+        timer.cancel();
+        resolve(value);
+      },
+      (error: unknown) => {
+        timer.cancel();
+        reject(error);
+      },
+    );
+  });
+}

@@ -1,0 +1,173 @@
+/**
+ * The only place that reads process, env and signals and wires the real adapters: LevelDB
+ * storage, the undici transport, the system clock and pino logs.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { LevelStorage } from './adapters/level-storage.js';
+import { systemClock } from './adapters/system-clock.js';
+import { UndiciTransport } from './adapters/undici-transport.js';
+import { type NodeConfig, mergeConfig, validateConfig } from './engine/config.js';
+import { type NodeIdentity, RingNode } from './engine/ring-node.js';
+import { buildApp } from './http/app.js';
+import type { Random } from './ports/random.js';
+import type { Storage } from './ports/storage.js';
+import { KvError } from './util/errors.js';
+import { newClusterSecret, newNodeId } from './util/ids.js';
+
+/** The flags of `ringkv start`, as commander parsed them. */
+export interface StartFlags {
+  readonly port?: string | number;
+  readonly host?: string;
+  readonly data?: string;
+  readonly seeds?: string;
+  readonly config?: string;
+  readonly logLevel?: string;
+  readonly peerMap?: string;
+}
+
+/** The folder that holds package.json and config/ (two levels above this file, in src/ or dist/src/). */
+export function packageRoot(): string {
+  let folder = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(folder, 'package.json')) || !existsSync(join(folder, 'config', 'default.json'))) {
+    const parent = dirname(folder);
+    if (parent === folder) throw new KvError('KV_BAD_CONFIG', 'cannot find config/default.json above the ringkv code; reinstall ringkv');
+    folder = parent;
+  }
+  return folder;
+}
+
+const booleanText = (name: string, text: string): boolean => {
+  if (text === 'true' || text === '1') return true;
+  if (text === 'false' || text === '0') return false;
+  throw new KvError('KV_BAD_CONFIG', `environment variable ${name} must be true or false, got '${text}'`);
+};
+const numberText = (name: string, text: string): number => {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value)) throw new KvError('KV_BAD_CONFIG', `environment variable ${name} must be a number, got '${text}'`);
+  return value;
+};
+const listText = (text: string): string[] => text.split(',').map((item) => item.trim()).filter((item) => item.length > 0);
+
+/** RINGKV_* environment variables and the config field each sets (documented in the README). */
+const environmentFields: Record<string, (name: string, text: string) => unknown> = {
+  RINGKV_HOST: (_n, text) => ({ host: text }),
+  RINGKV_PORT: (name, text) => ({ port: numberText(name, text) }),
+  RINGKV_DATA_DIR: (_n, text) => ({ dataDir: text }),
+  RINGKV_SEEDS: (_n, text) => ({ seeds: listText(text) }),
+  RINGKV_LOG_LEVEL: (_n, text) => ({ logLevel: text }),
+  RINGKV_CLUSTER_SECRET: (_n, text) => ({ clusterSecret: text }),
+  RINGKV_PARTITION_COUNT: (name, text) => ({ partitionCount: numberText(name, text) }),
+  RINGKV_N_VAL: (name, text) => ({ bucketDefaults: { nVal: numberText(name, text) } }),
+  RINGKV_CONFLICT_MODE: (_n, text) => ({ bucketDefaults: { conflictMode: text } }),
+  RINGKV_MAX_VALUE_BYTES: (name, text) => ({ limits: { maxValueBytes: numberText(name, text) } }),
+  RINGKV_REQUEST_TIMEOUT_MS: (name, text) => ({ limits: { requestTimeoutMs: numberText(name, text) } }),
+  RINGKV_PEER_TIMEOUT_MS: (name, text) => ({ limits: { peerTimeoutMs: numberText(name, text) } }),
+  RINGKV_GOSSIP_INTERVAL_MS: (name, text) => ({ gossip: { intervalMs: numberText(name, text) } }),
+  RINGKV_HINTED_HANDOFF: (name, text) => ({ hintedHandoff: { enabled: booleanText(name, text) } }),
+  RINGKV_HINT_WINDOW_MS: (name, text) => ({ hintedHandoff: { windowMs: numberText(name, text) } }),
+  RINGKV_ANTI_ENTROPY: (name, text) => ({ antiEntropy: { enabled: booleanText(name, text) } }),
+  RINGKV_ANTI_ENTROPY_INTERVAL_MS: (name, text) => ({ antiEntropy: { intervalMs: numberText(name, text) } }),
+  RINGKV_TOMBSTONE_GRACE_MS: (name, text) => ({ antiEntropy: { tombstoneGraceMs: numberText(name, text) } }),
+};
+
+function parsePeerMap(text: string): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const pair of listText(text)) {
+    const [from, to] = pair.split('=');
+    if (from === undefined || to === undefined) throw new KvError('KV_BAD_CONFIG', `--peer-map entries are ADDRESS=DIAL_ADDRESS, got '${pair}'`);
+    map[from] = to;
+  }
+  return map;
+}
+
+/** Builds the config: config/default.json, then --config FILE, then RINGKV_* variables, then flags; validated. */
+export function loadConfig(flags: StartFlags, environment: NodeJS.ProcessEnv): NodeConfig {
+  let merged: unknown = JSON.parse(readFileSync(join(packageRoot(), 'config', 'default.json'), 'utf8'));
+  const file = flags.config ?? environment.RINGKV_CONFIG;
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new KvError('KV_BAD_CONFIG', `cannot read config file ${file}: ${(error as Error).message}`);
+    }
+    try {
+      merged = mergeConfig(merged, JSON.parse(text));
+    } catch (error) {
+      throw new KvError('KV_BAD_CONFIG', `config file ${file} is not valid JSON: ${(error as Error).message}`);
+    }
+  }
+  for (const [name, toConfig] of Object.entries(environmentFields)) {
+    const text = environment[name];
+    if (text !== undefined) merged = mergeConfig(merged, toConfig(name, text));
+  }
+  const fromFlags: Record<string, unknown> = {};
+  if (flags.port !== undefined) fromFlags.port = Number(flags.port);
+  if (flags.host !== undefined) fromFlags.host = flags.host;
+  if (flags.data !== undefined) fromFlags.dataDir = flags.data;
+  if (flags.seeds !== undefined) fromFlags.seeds = listText(flags.seeds);
+  if (flags.logLevel !== undefined) fromFlags.logLevel = flags.logLevel;
+  if (flags.peerMap !== undefined) fromFlags.peerDialOverrides = parsePeerMap(flags.peerMap);
+  return validateConfig(mergeConfig(merged, fromFlags));
+}
+
+const identityKey = Buffer.from('identity');
+
+/** Reads (or creates) the node's id and cluster secret, and raises its generation for this start. */
+export async function loadIdentity(storage: Storage, config: NodeConfig): Promise<NodeIdentity> {
+  const stored = await storage.meta.get(identityKey);
+  const previous = stored === undefined ? undefined : (JSON.parse(Buffer.from(stored).toString('utf8')) as { nodeId: string; generation: number; clusterSecret: string });
+  const identity: NodeIdentity = {
+    nodeId: previous?.nodeId ?? newNodeId(),
+    // Cassandra's generation: larger on every start, so peers know a restarted node's heartbeats are new.
+    generation: Math.max((previous?.generation ?? 0) + 1, Math.floor(Date.now() / 1000)),
+    clusterSecret: config.clusterSecret ?? previous?.clusterSecret ?? newClusterSecret(),
+    address: `${config.host}:${config.port}`,
+  };
+  await storage.meta.put(
+    identityKey,
+    Buffer.from(JSON.stringify({ nodeId: identity.nodeId, generation: identity.generation, clusterSecret: identity.clusterSecret }), 'utf8'),
+    { sync: true },
+  );
+  return identity;
+}
+
+const mathRandom: Random = {
+  next: () => Math.random(),
+  int: (bound) => Math.floor(Math.random() * bound),
+};
+
+/** `ringkv start`: runs one node in the foreground until SIGTERM or SIGINT, then drains and closes cleanly. */
+export async function runNode(flags: StartFlags): Promise<void> {
+  const config = loadConfig(flags, process.env);
+  const logger = pino({ level: config.logLevel, base: { port: config.port } });
+  const dataDir = resolve(config.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const storage = new LevelStorage({ location: join(dataDir, 'leveldb'), ...config.storage });
+  await storage.open();
+  const identity = await loadIdentity(storage, config);
+  const transport = new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides });
+  const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger });
+  await node.start();
+  const app = await buildApp({ service: node, config, logger: false });
+  await app.listen({ host: config.host, port: config.port });
+  logger.info({ nodeId: identity.nodeId, generation: identity.generation, address: identity.address, dataDir }, 'ringkv node started');
+
+  let stopping = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'draining in-flight requests and closing');
+    await app.close();
+    await node.stop();
+    await transport.close();
+    await storage.close();
+    logger.info({}, 'stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
