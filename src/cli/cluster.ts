@@ -79,12 +79,15 @@ export async function runLocalCluster(flags: ClusterFlags): Promise<void> {
   );
 
   const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline && !exiting) {
-    const ready = await Promise.all(addresses.map((address) => membersUp(address)));
-    if (ready.every((up) => up === count)) break;
-    await new Promise((done) => setTimeout(done, 250));
+  let ready = false;
+  while (!ready && Date.now() < deadline && !exiting) {
+    const upCounts = await Promise.all(addresses.map((address) => membersUp(address)));
+    ready = upCounts.every((up) => up === count);
+    if (!ready) await new Promise((done) => setTimeout(done, 250));
   }
-  console.log(`ringkv cluster of ${count} nodes is up (data in ${dataRoot}, logs in ${dataRoot}/nodeN.log):`);
+  if (exiting) return;
+  if (!ready) console.error(`warning: after 60 s not every node sees ${count} members up in its ring; see the logs in ${dataRoot}`);
+  console.log(`ringkv cluster of ${count} nodes ${ready ? 'is up' : 'started'} (data in ${dataRoot}, logs in ${dataRoot}/nodeN.log):`);
   for (const address of addresses) console.log(`  http://${address}`);
   console.log(`try: curl -X PUT --data-binary hello http://${addresses[0]}/kv/demo/greeting && curl http://${addresses[count - 1]}/kv/demo/greeting`);
   console.log('press Ctrl-C to stop all nodes');
