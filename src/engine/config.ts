@@ -1,16 +1,7 @@
 import { KvError } from '../util/errors.js';
-import type { ConflictMode } from '../core/versioning/versioned-object.js';
+import type { BucketProperties } from '../core/buckets.js';
 
-/** A quorum as configured: a number of replicas or a symbolic level. */
-export type QuorumSetting = number | 'one' | 'quorum' | 'all';
-
-/** Per-bucket properties (Riak's n_val, r, w, allow_mult/last_write_wins). */
-export interface BucketProperties {
-  readonly nVal: number;
-  readonly r: QuorumSetting;
-  readonly w: QuorumSetting;
-  readonly conflictMode: ConflictMode;
-}
+export type { BucketProperties, QuorumSetting } from '../core/buckets.js';
 
 /** Everything a node is configured with. */
 export interface NodeConfig {

@@ -1,5 +1,5 @@
 import { KvError } from '../../util/errors.js';
-import type { QuorumSetting } from '../../engine/config.js';
+import type { QuorumSetting } from '../buckets.js';
 
 /**
  * Resolving per-request quorums. The rule (documented in the README): the number of replicas a

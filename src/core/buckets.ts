@@ -1,0 +1,12 @@
+import type { ConflictMode } from './versioning/versioned-object.js';
+
+/** A quorum as configured or asked for: a number of replicas or a symbolic level. */
+export type QuorumSetting = number | 'one' | 'quorum' | 'all';
+
+/** Per-bucket properties (Riak's n_val, r, w, allow_mult/last_write_wins). */
+export interface BucketProperties {
+  readonly nVal: number;
+  readonly r: QuorumSetting;
+  readonly w: QuorumSetting;
+  readonly conflictMode: ConflictMode;
+}
