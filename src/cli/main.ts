@@ -1,0 +1,170 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { RingClient, RingClientError } from '../client/ring-client.js';
+import { isKvError } from '../util/errors.js';
+import { runLocalCluster } from './cluster.js';
+import { printRing, printStatus } from './tables.js';
+
+/**
+ * The `ringkv` command. `start` and `cluster` run nodes; the others are clients of a running
+ * node (`--node H:P`, default 127.0.0.1:17201, the first node of `npm start`).
+ */
+
+const defaultNode = process.env.RINGKV_NODE ?? '127.0.0.1:17201';
+
+function quorumOption(text: string): number | 'one' | 'quorum' | 'all' {
+  if (text === 'one' || text === 'quorum' || text === 'all') return text;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError('expected a positive integer or one|quorum|all');
+  return value;
+}
+
+function clientFor(node: string): RingClient {
+  return new RingClient({ nodes: [node], maxAttempts: 1 });
+}
+
+async function withClient<T>(node: string, work: (client: RingClient) => Promise<T>): Promise<T> {
+  const client = clientFor(node);
+  try {
+    return await work(client);
+  } finally {
+    await client.close();
+  }
+}
+
+const program = new Command();
+program.name('ringkv').description('A leaderless, Dynamo/Cassandra-style key-value database').showHelpAfterError();
+
+program
+  .command('start')
+  .description('run one node in the foreground')
+  .option('--port <port>', 'HTTP port')
+  .option('--host <host>', 'address to listen on and be known by')
+  .option('--data <dir>', 'data directory')
+  .option('--seeds <list>', 'host:port of running nodes, comma-separated')
+  .option('--config <file>', 'JSON config file')
+  .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
+  .option('--peer-map <list>', 'ADDRESS=DIAL_ADDRESS pairs: dial a peer through another address (chaos harness)')
+  .action(async (flags) => {
+    const { runNode } = await import('../main.js');
+    await runNode(flags);
+  });
+
+program
+  .command('cluster')
+  .description('run a local cluster of N node processes in the foreground')
+  .option('--nodes <n>', 'number of nodes', '3')
+  .option('--base-port <port>', 'port of node 1; node i gets base+i-1', '17201')
+  .option('--data <dir>', 'data folder; node i keeps its data in DIR/node<i>', './data/local-cluster')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('--config <file>', 'JSON config file for every node')
+  .action(async (flags) => {
+    await runLocalCluster(flags);
+  });
+
+program
+  .command('get <bucket> <key>')
+  .description('read a key (siblings are printed one per line, base64)')
+  .option('--node <address>', 'node to ask', defaultNode)
+  .option('--r <n>', 'replicas that must answer', quorumOption)
+  .option('--pr <n>', 'primaries that must answer', quorumOption)
+  .option('--consistency <level>', 'one|quorum|all')
+  .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .option('--local', "this node's own copy only")
+  .action(async (bucket: string, key: string, flags) => {
+    await withClient(flags.node, async (client) => {
+      const result = await client.get(bucket, key, { r: flags.r, pr: flags.pr, consistency: flags.consistency, timeoutMs: flags.timeoutMs, local: flags.local });
+      if (!result.found) {
+        console.error(`not found${result.context === undefined ? '' : ` (context ${result.context})`}`);
+        process.exitCode = 1;
+        return;
+      }
+      if (result.siblings.length === 1) process.stdout.write(result.siblings[0]!.value);
+      else for (const sibling of result.siblings) console.log(`${sibling.contentType}\t${sibling.value.toString('base64')}`);
+      console.error(`\ncontext: ${result.context}`);
+    });
+  });
+
+program
+  .command('put <bucket> <key> <value>')
+  .description('write a value')
+  .option('--node <address>', 'node to ask', defaultNode)
+  .option('--w <n>', 'replicas that must acknowledge', quorumOption)
+  .option('--pw <n>', 'primaries that must acknowledge', quorumOption)
+  .option('--dw <n>', 'replicas that must fsync', quorumOption)
+  .option('--consistency <level>', 'one|quorum|all')
+  .option('--context <context>', 'the context of the read this write follows')
+  .option('--content-type <type>', 'content type', 'text/plain')
+  .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .action(async (bucket: string, key: string, value: string, flags) => {
+    await withClient(flags.node, async (client) => {
+      const result = await client.put(bucket, key, value, {
+        w: flags.w,
+        pw: flags.pw,
+        dw: flags.dw,
+        consistency: flags.consistency,
+        context: flags.context,
+        contentType: flags.contentType,
+        timeoutMs: flags.timeoutMs,
+      });
+      console.log(`ok, context: ${result.context}`);
+    });
+  });
+
+program
+  .command('delete <bucket> <key>')
+  .description('delete a key (reads it first for the context unless --context is given)')
+  .option('--node <address>', 'node to ask', defaultNode)
+  .option('--w <n>', 'replicas that must acknowledge', quorumOption)
+  .option('--consistency <level>', 'one|quorum|all')
+  .option('--context <context>', 'the context of the read this delete follows')
+  .action(async (bucket: string, key: string, flags) => {
+    await withClient(flags.node, async (client) => {
+      const context = flags.context ?? (await client.get(bucket, key)).context;
+      await client.delete(bucket, key, { w: flags.w, consistency: flags.consistency, context });
+      console.log('deleted');
+    });
+  });
+
+program
+  .command('status')
+  .description("a node's view of the cluster: members, partitions, keys, hints")
+  .option('--node <address>', 'node to ask', defaultNode)
+  .option('--json', 'print the raw JSON')
+  .action(async (flags) => {
+    await withClient(flags.node, async (client) => {
+      const status = await client.status();
+      if (flags.json) console.log(JSON.stringify(status, null, 2));
+      else printStatus(status);
+    });
+  });
+
+program
+  .command('ring')
+  .description('the partition map: which node owns each partition')
+  .option('--node <address>', 'node to ask', defaultNode)
+  .action(async (flags) => {
+    await withClient(flags.node, async (client) => printRing(await client.status()));
+  });
+
+program
+  .command('compact')
+  .description("compact a node's LevelDB now")
+  .option('--node <address>', 'node to ask', defaultNode)
+  .action(async (flags) => {
+    await withClient(flags.node, async (client) => {
+      const started = Date.now();
+      await client.json('POST', '/admin/compact');
+      console.log(`compacted in ${Date.now() - started} ms`);
+    });
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof RingClientError || isKvError(error)) {
+    console.error(`ringkv: ${error.message}`);
+  } else {
+    console.error(`ringkv: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  }
+  process.exit(1);
+}
