@@ -1,6 +1,7 @@
 import { type Ring, claim, createRing, ringMembers } from '../core/ring/ring.js';
 import { type ClusterView, type MemberRecord, beat, gossipTargets, mergeViews } from '../core/membership/membership.js';
 import { type PhiAccrualState, createDetector, heartbeat, phi } from '../core/membership/phi-accrual.js';
+import type { BucketProperties } from '../core/buckets.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { Random } from '../ports/random.js';
@@ -11,6 +12,11 @@ export interface GossiperOptions {
   readonly self: MemberRecord;
   readonly seeds: readonly string[];
   readonly partitionCount: number;
+  /**
+   * Bucket properties this node brings when it founds a cluster: under '' the defaults, under a
+   * bucket's name its own. A node that joins takes the cluster's instead.
+   */
+  readonly bucketProperties: Readonly<Record<string, Partial<BucketProperties>>>;
   readonly intervalMs: number;
   readonly fanout: number;
   readonly phiThreshold: number;
@@ -48,8 +54,13 @@ export class Gossiper {
     const initial = options.initialView;
     const base: ClusterView = initial ?? { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
     let ring = base.ring;
-    if (ring === null && options.seeds.length === 0) ring = createRing(options.partitionCount, [self.id]);
-    this.viewState = { ...base, ring, members: { ...base.members, [self.id]: { ...self, status: ring !== null && ringMembers(ring).includes(self.id) ? 'up' : 'joining' } } };
+    let founded: Pick<ClusterView, 'bucketProperties' | 'bucketPropertiesVersion'> = base;
+    if (ring === null && options.seeds.length === 0) {
+      // Founding a cluster: the ring and the bucket properties start here and spread by gossip.
+      ring = createRing(options.partitionCount, [self.id]);
+      founded = { bucketProperties: options.bucketProperties, bucketPropertiesVersion: 1 };
+    }
+    this.viewState = { ...base, ...founded, ring, members: { ...base.members, [self.id]: { ...self, status: ring !== null && ringMembers(ring).includes(self.id) ? 'up' : 'joining' } } };
     this.lastPersistedRingVersion = initial?.ring?.version ?? -1;
     const now = options.clock.nowMs();
     for (const member of Object.values(this.viewState.members)) {

@@ -110,6 +110,7 @@ export class RingNode implements KvService {
       self,
       seeds: config.seeds.filter((seed) => seed !== identity.address),
       partitionCount: config.partitionCount,
+      bucketProperties: { ...config.buckets, '': config.bucketDefaults },
       intervalMs: config.gossip.intervalMs,
       fanout: config.gossip.fanout,
       phiThreshold: config.gossip.phiThreshold,
@@ -134,9 +135,14 @@ export class RingNode implements KvService {
     this.hintTimer?.cancel();
   }
 
-  /** The bucket's properties. */
+  /**
+   * The bucket's properties: cluster-wide ones from the gossiped view (the founding node's
+   * config, so every node agrees), else this node's own config before it has joined.
+   */
   bucketProperties(bucket: string): BucketProperties {
-    return bucketProperties(this.options.config, bucket);
+    const shared = this.gossiper?.view.bucketPropertiesVersion > 0 ? this.gossiper.view.bucketProperties : undefined;
+    if (shared === undefined) return bucketProperties(this.options.config, bucket);
+    return { ...this.options.config.bucketDefaults, ...(shared[''] ?? {}), ...(shared[bucket] ?? {}) };
   }
 
   /** True when the presented secret equals the cluster's, compared in constant time. */
@@ -287,9 +293,9 @@ export class RingNode implements KvService {
         primariesAsked: livePrimaries.length,
       };
       const coordinating = livePrimaries.includes(this.nodeId) ? this.nodeId : livePrimaries[0];
-      if (coordinating === undefined) throw insufficientReplicasError('write', startTally(requirement));
+      if (coordinating === undefined) throw insufficientReplicasError('write', startTally(requirement), false);
       if (requirement.required > requirement.asked || requirement.primaryRequired > livePrimaries.length) {
-        throw insufficientReplicasError('write', startTally(requirement));
+        throw insufficientReplicasError('write', startTally(requirement), false);
       }
       const coordinated = await this.coordinateWrite(coordinating, bucket, key, intent, mode, sync, options.timeoutMs);
       const object = coordinated.object;

@@ -86,8 +86,12 @@ export function verdict(state: TallyState): TallyVerdict {
   return 'pending';
 }
 
-/** The 503 an unmet quorum answers with, saying what was needed and what answered. */
-export function insufficientReplicasError(operation: string, state: TallyState): KvError {
+/**
+ * The 503 an unmet quorum answers with, saying what was needed and what answered. `written`
+ * says whether any replica may have stored the write: false when it was refused before any
+ * replica was asked, so a client knows it certainly did not happen.
+ */
+export function insufficientReplicasError(operation: string, state: TallyState, written?: boolean): KvError {
   const need = state.requirement;
   return new KvError(
     'KV_INSUFFICIENT_REPLICAS',
@@ -101,6 +105,7 @@ export function insufficientReplicasError(operation: string, state: TallyState):
         primarySucceeded: state.primarySucceeded,
         durableSucceeded: state.durableSucceeded,
         asked: need.asked,
+        ...(written === undefined ? {} : { written }),
       },
       retryAfterSeconds: 1,
     },
