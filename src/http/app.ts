@@ -1,0 +1,90 @@
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import type { NodeConfig } from '../engine/config.js';
+import type { KvService } from '../engine/kv-service.js';
+import { KvError } from '../util/errors.js';
+import { sendKvError, toKvError } from './errors.js';
+import { registerKvRoutes } from './kv-routes.js';
+import { HttpMetrics } from './metrics.js';
+import { peerRoutePath, registerPeerRoute } from './peer-route.js';
+
+/** What buildApp needs. */
+export interface AppOptions {
+  readonly service: KvService;
+  readonly config: NodeConfig;
+  /** fastify's logger option: false (the default) for none, true or pino options for one. */
+  readonly logger?: boolean | object;
+}
+
+const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET /health, GET /status, GET /metrics, POST /admin/compact, POST ${peerRoutePath}`;
+
+/** Shows a path in a message without letting a huge one flood it. */
+function shownPath(request: FastifyRequest): string {
+  const path = request.url.split('?', 1)[0] ?? '';
+  return path.length > 200 ? `${path.slice(0, 200)}...` : path;
+}
+
+/** Unknown routes: a malformed /kv path is a bad request (so a client never mistakes it for a missing key); anything else is 404. */
+function notFoundError(request: FastifyRequest): KvError {
+  const path = shownPath(request);
+  if (path === '/kv' || path.startsWith('/kv/')) {
+    return new KvError(
+      'KV_BAD_REQUEST',
+      `${request.method} ${path} is not a key path: use GET, PUT or DELETE on /kv/{bucket}/{key}, with bucket and key non-empty and URL-encoded (a '/' inside a key is %2F)`,
+    );
+  }
+  return new KvError('KV_NOT_FOUND', `there is no route ${request.method} ${path}; the routes are ${routeList}`);
+}
+
+/** /health, /status, /metrics and /admin/compact. */
+function registerAdminRoutes(app: FastifyInstance, service: KvService, metrics: HttpMetrics): void {
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/status', async (_request, reply) => reply.type('application/json; charset=utf-8').send(await service.status()));
+  app.get('/metrics', async (_request, reply) => {
+    const text = await metrics.render(await service.status());
+    return reply.type(metrics.contentType).send(text);
+  });
+  app.post('/admin/compact', async () => {
+    await service.compact();
+    return { compacted: true };
+  });
+}
+
+/**
+ * Builds the node's HTTP app: the public /kv API, the peer route, and admin. It never listens:
+ * main.ts does that, and tests drive the app with inject().
+ */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { service, config } = options;
+  const app = Fastify({
+    logger: (options.logger ?? false) as FastifyServerOptions['logger'],
+    bodyLimit: config.limits.maxValueBytes,
+    // Long keys must reach the 414 check instead of falling out of the router as a 404; a key
+    // percent-encodes to at most 3 characters per byte.
+    routerOptions: { maxParamLength: Math.max(65_535, 3 * Math.max(config.limits.maxKeyBytes, config.limits.maxBucketBytes)) },
+    // During shutdown, answer in the documented error shape (below) rather than fastify's own 503 body.
+    return503OnClosing: false,
+    frameworkErrors: (error, request, reply) => sendKvError(reply, toKvError(error, request, request.log)),
+  });
+
+  // Values are opaque bytes of any content type: no JSON or text parsing, ever.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async () => {
+    if (closing) throw new KvError('KV_NOT_READY', 'this node is shutting down; send the request to another node', { retryAfterSeconds: 1 });
+  });
+
+  app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => sendKvError(reply, toKvError(error, request, request.log)));
+  app.setNotFoundHandler((request, reply) => sendKvError(reply, notFoundError(request)));
+
+  const metrics = new HttpMetrics();
+  registerKvRoutes(app, { service, config, metrics });
+  registerPeerRoute(app, { service, config, metrics });
+  registerAdminRoutes(app, service, metrics);
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,157 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { decodeContext, encodeContext } from '../core/versioning/context.js';
+import type { VersionVector } from '../core/versioning/version-vector.js';
+import { type Sibling, type VersionedObject, isDeleted, liveSiblings } from '../core/versioning/versioned-object.js';
+import type { NodeConfig } from '../engine/config.js';
+import type { KvService } from '../engine/kv-service.js';
+import { assert } from '../util/assert.js';
+import { KvError } from '../util/errors.js';
+import { sendKvError } from './errors.js';
+import type { HttpMetrics, MeteredOperation } from './metrics.js';
+import { type KvRequestOptions, parseKvQuery } from './query-parameters.js';
+
+/** The header that carries a key's causal context out with a read and back in with a write. */
+export const contextHeader = 'x-ringkv-context';
+
+/** What a value without a content-type header is stored as. */
+const defaultContentType = 'application/octet-stream';
+
+/** A stored content type is echoed on every read, so it is bounded like the key. */
+const maxContentTypeLength = 256;
+
+/** What the /kv routes need. */
+export interface KvRouteDependencies {
+  readonly service: KvService;
+  readonly config: NodeConfig;
+  readonly metrics: HttpMetrics;
+}
+
+/** A /kv request after validation: the service trusts everything in it. */
+interface KvTarget {
+  readonly bucket: string;
+  readonly key: string;
+  readonly options: KvRequestOptions;
+  readonly context: VersionVector | undefined;
+}
+
+interface KvParams {
+  readonly bucket: string;
+  readonly key: string;
+}
+
+function checkName(kind: 'bucket' | 'key', name: string, maxBytes: number): void {
+  if (name.length === 0) throw new KvError('KV_BAD_REQUEST', `the ${kind} is empty; the path is /kv/{bucket}/{key} with both non-empty`);
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes > maxBytes) {
+    const code = kind === 'key' ? 'KV_KEY_TOO_LONG' : 'KV_BUCKET_TOO_LONG';
+    const limit = kind === 'key' ? 'limits.maxKeyBytes' : 'limits.maxBucketBytes';
+    throw new KvError(code, `the ${kind} is ${bytes} bytes (UTF-8), over ${limit} (${maxBytes}); use a shorter ${kind}`);
+  }
+}
+
+function contextOf(request: FastifyRequest): VersionVector | undefined {
+  const text = request.headers[contextHeader];
+  if (text === undefined || text === '') return undefined;
+  // Node joins repeated custom headers with ', ', which decodeContext refuses as malformed.
+  return decodeContext(Array.isArray(text) ? text.join(', ') : text);
+}
+
+/** Validates everything about a /kv request that does not need its body, so bad ones are refused before it is read. */
+function validateTarget(request: FastifyRequest<{ Params: KvParams }>, dependencies: KvRouteDependencies): KvTarget {
+  const { bucket, key } = request.params;
+  const { limits } = dependencies.config;
+  checkName('bucket', bucket, limits.maxBucketBytes);
+  checkName('key', key, limits.maxKeyBytes);
+  const nVal = dependencies.service.bucketProperties(bucket).nVal;
+  const options = parseKvQuery(request.query as Readonly<Record<string, unknown>>, request.method, nVal);
+  return { bucket, key, options, context: contextOf(request) };
+}
+
+/** Refuses a declared oversized value before a byte of it is read (a 64 MB upload is not buffered to be refused). */
+function checkDeclaredLength(request: FastifyRequest, maxValueBytes: number): void {
+  const declared = Number(request.headers['content-length']);
+  if (declared > maxValueBytes) {
+    throw new KvError('KV_VALUE_TOO_LARGE', `the value is ${declared} bytes, over limits.maxValueBytes (${maxValueBytes}); store large objects elsewhere and keep a reference here`);
+  }
+}
+
+function contentTypeOf(request: FastifyRequest): string {
+  const header = request.headers['content-type']?.trim();
+  if (header === undefined || header === '') return defaultContentType;
+  if (header.length > maxContentTypeLength) throw new KvError('KV_BAD_REQUEST', `the content-type header is over ${maxContentTypeLength} characters`);
+  return header;
+}
+
+function notFound(reply: FastifyReply, target: KvTarget, object: VersionedObject | undefined): FastifyReply {
+  // A tombstone still has a context: writing back with it orders the new value after the delete.
+  if (object !== undefined) reply.header(contextHeader, encodeContext(object.clock));
+  const error = new KvError('KV_NOT_FOUND', `no value for key '${target.key}' in bucket '${target.bucket}': it was never written or has been deleted`);
+  return sendKvError(reply, error);
+}
+
+function siblingJson(sibling: Sibling): { value: string; contentType: string; lastModified: string } {
+  return { value: Buffer.from(sibling.value).toString('base64'), contentType: sibling.contentType, lastModified: new Date(sibling.lastModifiedMs).toISOString() };
+}
+
+/** 200 with the one live value, 300 with every live sibling, 404 when there is none. */
+function sendObject(reply: FastifyReply, target: KvTarget, object: VersionedObject | undefined): FastifyReply {
+  if (object === undefined || isDeleted(object)) return notFound(reply, target, object);
+  const context = encodeContext(object.clock);
+  reply.header(contextHeader, context);
+  const live = liveSiblings(object);
+  if (live.length === 1) {
+    const [sibling] = live as [Sibling];
+    reply.header('last-modified', new Date(sibling.lastModifiedMs).toUTCString());
+    return reply.code(200).type(sibling.contentType).send(Buffer.from(sibling.value.buffer, sibling.value.byteOffset, sibling.value.byteLength));
+  }
+  return reply.code(300).type('application/json; charset=utf-8').send({ context, siblings: live.map(siblingJson) });
+}
+
+function operationOf(request: FastifyRequest): MeteredOperation {
+  if (request.method === 'PUT') return 'put';
+  if (request.method === 'DELETE') return 'delete';
+  return (request.query as Record<string, unknown>).local === 'true' ? 'get_local' : 'get';
+}
+
+/** Registers GET, PUT and DELETE on /kv/:bucket/:key (HEAD comes with GET). */
+export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDependencies): void {
+  const { service, config, metrics } = dependencies;
+  // Validation runs in onRequest, before the body is read; the handler picks the result up here.
+  const targets = new WeakMap<FastifyRequest, KvTarget>();
+  const targetOf = (request: FastifyRequest): KvTarget => {
+    const target = targets.get(request);
+    assert(target !== undefined, 'a /kv handler ran without its onRequest validation');
+    return target;
+  };
+  const common = {
+    onRequest: async (request: FastifyRequest<{ Params: KvParams }>) => {
+      if (request.method === 'PUT') checkDeclaredLength(request, config.limits.maxValueBytes);
+      targets.set(request, validateTarget(request, dependencies));
+    },
+    onResponse: async (request: FastifyRequest, reply: FastifyReply) => {
+      metrics.observe(operationOf(request), reply.statusCode, reply.elapsedTime / 1000);
+    },
+  };
+
+  app.get<{ Params: KvParams }>('/kv/:bucket/:key', common, async (request, reply) => {
+    const target = targetOf(request);
+    const object = target.options.local
+      ? await service.getLocal(target.bucket, target.key)
+      : await service.get(target.bucket, target.key, target.options.read);
+    return sendObject(reply, target, object);
+  });
+
+  app.put<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, bodyLimit: config.limits.maxValueBytes }, async (request, reply) => {
+    const target = targetOf(request);
+    const value = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+    const contentType = contentTypeOf(request);
+    const result = await service.put({ bucket: target.bucket, key: target.key, value, contentType, context: target.context, options: target.options.write });
+    return reply.code(204).header(contextHeader, encodeContext(result.clock)).send();
+  });
+
+  app.delete<{ Params: KvParams }>('/kv/:bucket/:key', common, async (request, reply) => {
+    const target = targetOf(request);
+    const result = await service.delete({ bucket: target.bucket, key: target.key, context: target.context, options: target.options.write });
+    return reply.code(204).header(contextHeader, encodeContext(result.clock)).send();
+  });
+}

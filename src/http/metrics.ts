@@ -1,0 +1,104 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { MemberStatus, NodeStatus } from '../engine/kv-service.js';
+
+/** The operations whose requests are counted and timed. */
+export type MeteredOperation = 'get' | 'get_local' | 'put' | 'delete' | 'peer';
+
+const memberStatuses: readonly MemberStatus['status'][] = ['joining', 'up', 'down', 'leaving'];
+
+/** Latency buckets in seconds, from a local read (sub-millisecond) to a request timing out. */
+const durationBucketsSeconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/**
+ * A counter that mirrors a running total the node keeps itself (hints delivered, compactions):
+ * Prometheus wants counters, and prom-client counters only go up, so each scrape adds the growth
+ * since the last one.
+ */
+class MirroredCounter {
+  private last = 0;
+
+  constructor(private readonly counter: Counter) {}
+
+  /** Raises the counter to `total` (a total that went down, as after a restart, restarts the mirror). */
+  sync(total: number): void {
+    if (total > this.last) this.counter.inc(total - this.last);
+    this.last = total;
+  }
+}
+
+/**
+ * The Prometheus metrics of one HTTP app, in its own registry: tests build many apps in one
+ * process, and the global registry would refuse the second registration of every name.
+ */
+export class HttpMetrics {
+  /** This app's registry (never prom-client's global one). */
+  readonly registry = new Registry();
+  private readonly requests = new Counter({
+    name: 'ringkv_requests_total',
+    help: 'Client and peer requests answered, by operation and HTTP status',
+    labelNames: ['operation', 'status'],
+    registers: [this.registry],
+  });
+  private readonly durations = new Histogram({
+    name: 'ringkv_request_duration_seconds',
+    help: 'Time from receiving a request to answering it, by operation',
+    labelNames: ['operation'],
+    buckets: durationBucketsSeconds,
+    registers: [this.registry],
+  });
+  private readonly gauges = {
+    keys: this.gauge('ringkv_keys_stored', 'Keys stored on this node (live and tombstones)'),
+    hintsPending: this.gauge('ringkv_hints_pending', 'Hints held for other nodes, waiting for delivery'),
+    members: this.gauge('ringkv_members', 'Cluster members as this node sees them, by status', ['status']),
+    partitionsOwned: this.gauge('ringkv_partitions_owned', 'Ring partitions this node owns'),
+    storageBytes: this.gauge('ringkv_storage_bytes', "LevelDB's approximate size of the data on disk"),
+    levelFiles: this.gauge('ringkv_storage_level_files', 'LevelDB SSTable files per level', ['level']),
+    levelBytes: this.gauge('ringkv_storage_level_bytes', 'LevelDB bytes per level', ['level']),
+  };
+  private readonly mirrored = {
+    hintsDelivered: this.mirroredCounter('ringkv_hints_delivered_total', 'Hints delivered to the node they were for'),
+    hintsExpired: this.mirroredCounter('ringkv_hints_expired_total', 'Hints dropped after hintedHandoff.windowMs without delivery'),
+    compactions: this.mirroredCounter('ringkv_storage_compactions_total', 'LevelDB compactions since the database was opened'),
+  };
+
+  private gauge(name: string, help: string, labelNames: string[] = []): Gauge {
+    return new Gauge({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private mirroredCounter(name: string, help: string): MirroredCounter {
+    return new MirroredCounter(new Counter({ name, help, registers: [this.registry] }));
+  }
+
+  /** Records one answered request. */
+  observe(operation: MeteredOperation, statusCode: number, durationSeconds: number): void {
+    this.requests.inc({ operation, status: String(statusCode) });
+    this.durations.observe({ operation }, durationSeconds);
+  }
+
+  /** The content type of the exposition text. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Fills the gauges from the node's status (read once per scrape) and renders the text format. */
+  async render(status: NodeStatus): Promise<string> {
+    this.gauges.keys.set(status.storage.keys);
+    this.gauges.hintsPending.set(status.hints.pending);
+    this.mirrored.hintsDelivered.sync(status.hints.delivered);
+    this.mirrored.hintsExpired.sync(status.hints.expired);
+    for (const memberStatus of memberStatuses) {
+      this.gauges.members.set({ status: memberStatus }, status.members.filter((member) => member.status === memberStatus).length);
+    }
+    this.gauges.partitionsOwned.set(status.members.find((member) => member.id === status.node.id)?.partitionsOwned ?? 0);
+    this.gauges.storageBytes.set(status.storage.approximateBytes);
+    this.mirrored.compactions.sync(status.storage.compactions);
+    // Reset first so a level that no longer reports does not keep a stale figure.
+    this.gauges.levelFiles.reset();
+    this.gauges.levelBytes.reset();
+    for (const level of status.storage.levels) {
+      this.gauges.levelFiles.set({ level: String(level.level) }, level.files);
+      this.gauges.levelBytes.set({ level: String(level.level) }, level.bytes);
+    }
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,133 @@
+import defaults from '../../config/default.json' with { type: 'json' };
+import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
+import { type VersionedObject, applyWrite, emptyObject, mergeObjects } from '../../src/core/versioning/versioned-object.js';
+import { type BucketProperties, type NodeConfig, bucketProperties, mergeConfig, validateConfig } from '../../src/engine/config.js';
+import type { DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions } from '../../src/engine/kv-service.js';
+import { KvError } from '../../src/util/errors.js';
+
+/** The secret the fake accepts on the peer route. */
+export const fakeSecret = 'fake-cluster-secret-0123456789';
+
+/** A validated NodeConfig: config/default.json with `overrides` merged over it. */
+export function testConfig(overrides: unknown = {}): NodeConfig {
+  return validateConfig(mergeConfig(defaults, overrides));
+}
+
+/** The fixed status the fake reports, with figures the /metrics test can look for. */
+export const fakeStatus: NodeStatus = {
+  node: { id: 'fake', address: '127.0.0.1:17101', generation: 1, startedAtMs: 0 },
+  members: [
+    { id: 'fake', address: '127.0.0.1:17101', status: 'up', generation: 1, partitionsOwned: 256 },
+    { id: 'other', address: '127.0.0.1:17102', status: 'down', generation: 3, partitionsOwned: 0 },
+  ],
+  partitionCount: 256,
+  storage: {
+    engine: 'fake',
+    levels: [
+      { level: 0, files: 2, bytes: 4096 },
+      { level: 1, files: 5, bytes: 81920 },
+    ],
+    compactions: 7,
+    approximateBytes: 86016,
+    keys: 42,
+  },
+  hints: { pending: 3, delivered: 11, expired: 1 },
+};
+
+/**
+ * A KvService test double: one in-memory replica that versions writes exactly as a real replica
+ * does (applyWrite / mergeObjects), records what it was asked, and can be told to fail.
+ */
+export class FakeKvService implements KvService {
+  readonly nodeId = 'fake';
+  /** The stored objects by `bucket/key`. */
+  readonly objects = new Map<string, VersionedObject>();
+  /** Every call, in order, with its arguments. */
+  readonly calls: { method: string; args: unknown[] }[] = [];
+  compactions = 0;
+  private nowMs = Date.UTC(2024, 0, 2, 3, 4, 5);
+  private nextError: Error | undefined;
+
+  constructor(readonly config: NodeConfig = testConfig()) {}
+
+  /** Makes the next service call (get, getLocal, put, delete, handlePeer, compact) throw `error`. */
+  failNextWith(error: Error): void {
+    this.nextError = error;
+  }
+
+  /** The arguments of the calls to `method`. */
+  callsOf(method: string): unknown[][] {
+    return this.calls.filter((call) => call.method === method).map((call) => call.args);
+  }
+
+  private record(method: string, ...args: unknown[]): void {
+    this.calls.push({ method, args });
+    const error = this.nextError;
+    this.nextError = undefined;
+    if (error !== undefined) throw error;
+  }
+
+  private store(bucket: string, key: string, value: Uint8Array, contentType: string, tombstone: boolean, context: PutCommand['context']): VersionedObject {
+    const local = this.objects.get(`${bucket}/${key}`) ?? emptyObject;
+    // Each write gets a later timestamp so last-modified values are distinct and predictable.
+    this.nowMs += 1000;
+    const written = applyWrite(local, this.nodeId, { value, contentType, tombstone, context: context ?? {}, nowMs: this.nowMs }, this.bucketProperties(bucket).conflictMode);
+    this.objects.set(`${bucket}/${key}`, written);
+    return written;
+  }
+
+  async get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {
+    this.record('get', bucket, key, options);
+    return this.objects.get(`${bucket}/${key}`);
+  }
+
+  async getLocal(bucket: string, key: string): Promise<VersionedObject | undefined> {
+    this.record('getLocal', bucket, key);
+    return this.objects.get(`${bucket}/${key}`);
+  }
+
+  async put(command: PutCommand): Promise<VersionedObject> {
+    this.record('put', command);
+    return this.store(command.bucket, command.key, command.value, command.contentType, false, command.context);
+  }
+
+  async delete(command: DeleteCommand): Promise<VersionedObject> {
+    this.record('delete', command);
+    return this.store(command.bucket, command.key, new Uint8Array(0), 'application/octet-stream', true, command.context);
+  }
+
+  bucketProperties(bucket: string): BucketProperties {
+    return bucketProperties(this.config, bucket);
+  }
+
+  async handlePeer(request: PeerRequest): Promise<PeerReply> {
+    this.record('handlePeer', request);
+    switch (request.type) {
+      case 'replica-get':
+        return { type: 'replica-get-reply', object: this.objects.get(`${request.bucket}/${request.key}`) ?? null };
+      case 'replica-put': {
+        const local = this.objects.get(`${request.bucket}/${request.key}`) ?? emptyObject;
+        this.objects.set(`${request.bucket}/${request.key}`, mergeObjects(local, request.object, request.mode));
+        return { type: 'replica-put-reply', durable: request.sync };
+      }
+      case 'gossip':
+        throw new KvError('KV_NOT_READY', 'the fake does not gossip');
+      default:
+        throw new Error(`the fake cannot handle ${request.type}`);
+    }
+  }
+
+  async status(): Promise<NodeStatus> {
+    this.record('status');
+    return fakeStatus;
+  }
+
+  async compact(): Promise<void> {
+    this.record('compact');
+    this.compactions += 1;
+  }
+
+  checkSecret(presented: string | undefined): boolean {
+    return presented === fakeSecret;
+  }
+}
