@@ -90,7 +90,11 @@ export class ByteReader {
     for (let index = 0; index < 8; index++) {
       const byte = this.u8();
       result += (byte & 0x7f) * scale;
-      if ((byte & 0x80) === 0) return result;
+      if ((byte & 0x80) === 0) {
+        // Eight bytes hold 56 bits; above 2^53 - 1 the sum is rounded, so it would be a wrong number, not an error.
+        if (result > Number.MAX_SAFE_INTEGER) throw new KvError('KV_BAD_REQUEST', 'varint larger than the largest safe integer');
+        return result;
+      }
       scale *= 0x80;
     }
     throw new KvError('KV_BAD_REQUEST', 'varint too long');
