@@ -1,0 +1,104 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type NodeProcess, call, killNode, nodeStatus, restartNode, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+
+/**
+ * The cluster issue's acceptance scenario on three real node processes: membership by gossip,
+ * quorums, failure detection, hinted handoff after kill -9, siblings, lww, and the peer secret.
+ */
+describe('a 3-node cluster of real processes', () => {
+  const folder = temporaryFolder('ringkv-cluster-');
+  const secret = 'integration-secret-0123456789abcdef';
+  const configFile = join(folder.path, 'config.json');
+  const nodes: NodeProcess[] = [];
+
+  beforeAll(async () => {
+    writeFileSync(configFile, JSON.stringify({ buckets: { lwwbucket: { conflictMode: 'lww' } } }));
+    const env = { RINGKV_CLUSTER_SECRET: secret };
+    const extraArgs = ['--config', configFile];
+    nodes.push(startNode(17_911, join(folder.path, 'node1'), { env, extraArgs }));
+    await waitHealthy(nodes[0]!);
+    nodes.push(startNode(17_912, join(folder.path, 'node2'), { env, extraArgs, seeds: ['127.0.0.1:17911'] }));
+    nodes.push(startNode(17_913, join(folder.path, 'node3'), { env, extraArgs, seeds: ['127.0.0.1:17911'] }));
+    for (const node of nodes) await waitHealthy(node);
+  });
+
+  afterAll(async () => {
+    for (const node of nodes) await killNode(node);
+    folder.remove();
+  });
+
+  it('lists 3 members up on every node, with all 3 in the ring', async () => {
+    for (const node of nodes) {
+      await waitFor(`${node.address} to see 3 members up`, 30_000, async () => {
+        const status = await nodeStatus(node);
+        return status.members.filter((member) => member.status === 'up').length === 3 && status.ring?.members.length === 3;
+      });
+    }
+  });
+
+  it('reads with r=1 on node 3 what was written with w=3 on node 1', async () => {
+    const put = await call(nodes[0]!, 'PUT', '/kv/demo/k1?w=3', { body: 'replicated', headers: { 'content-type': 'text/plain' } });
+    expect(put.status).toBe(204);
+    const get = await call(nodes[2]!, 'GET', '/kv/demo/k1?r=1');
+    expect(get.status).toBe(200);
+    expect(get.body.toString()).toBe('replicated');
+    expect(get.headers['content-type']).toBe('text/plain');
+  });
+
+  it('keeps two writes without context on two nodes as siblings, and one value in an lww bucket', async () => {
+    expect((await call(nodes[0]!, 'PUT', '/kv/demo/both', { body: 'from-1' })).status).toBe(204);
+    expect((await call(nodes[1]!, 'PUT', '/kv/demo/both', { body: 'from-2' })).status).toBe(204);
+    const siblings = await call(nodes[2]!, 'GET', '/kv/demo/both?r=all');
+    expect(siblings.status).toBe(300);
+    const values = siblings.json<{ siblings: { value: string }[] }>().siblings.map((sibling) => Buffer.from(sibling.value, 'base64').toString()).sort();
+    expect(values).toEqual(['from-1', 'from-2']);
+
+    expect((await call(nodes[0]!, 'PUT', '/kv/lwwbucket/both', { body: 'first' })).status).toBe(204);
+    expect((await call(nodes[1]!, 'PUT', '/kv/lwwbucket/both', { body: 'second' })).status).toBe(204);
+    const single = await call(nodes[2]!, 'GET', '/kv/lwwbucket/both?r=all');
+    expect(single.status).toBe(200);
+    expect(single.body.toString()).toBe('second');
+  });
+
+  it('refuses peer traffic without the cluster secret', async () => {
+    const body = Buffer.from([1, 0]);
+    const headers = { 'content-type': 'application/octet-stream' };
+    expect((await call(nodes[0]!, 'POST', '/internal/v1/peer', { body, headers })).status).toBe(401);
+    expect((await call(nodes[0]!, 'POST', '/internal/v1/peer', { body, headers: { ...headers, 'x-ringkv-secret': 'wrong-secret' } })).status).toBe(403);
+  });
+
+  it('detects a killed node, keeps writing with w=2, refuses pw=3, and hands the writes off when it returns', async () => {
+    const [node1, node2, node3] = nodes as [NodeProcess, NodeProcess, NodeProcess];
+    await killNode(node2);
+    await waitFor('node 1 to see node 2 down within 10 s', 10_000, async () =>
+      (await nodeStatus(node1)).members.some((member) => member.address === node2.address && member.status === 'down'),
+    );
+
+    const written: string[] = [];
+    for (let index = 0; index < 20; index++) {
+      const put = await call(node1, 'PUT', `/kv/handoff/key-${index}?w=2`, { body: `while-down-${index}` });
+      expect(put.status).toBe(204);
+      written.push(`key-${index}`);
+    }
+    const strict = await call(node1, 'PUT', '/kv/handoff/strict?pw=3', { body: 'needs all primaries' });
+    expect(strict.status).toBe(503);
+    expect(strict.json<{ error: { code: string } }>().error.code).toBe('KV_INSUFFICIENT_REPLICAS');
+
+    // Restarted with only --port, --data and --seeds: id, generation and secret come from its data directory.
+    restartNode(node2, { seeds: [node1.address], extraArgs: ['--config', configFile] });
+    await waitHealthy(node2);
+    await waitFor('the writes made while node 2 was down to read back from node 2 locally', 30_000, async () => {
+      for (const key of written) {
+        const local = await call(node2, 'GET', `/kv/handoff/${key}?local=true`);
+        if (local.status !== 200) return false;
+      }
+      return true;
+    });
+    await waitFor('pending hints to drain to 0', 30_000, async () => {
+      const pending = await Promise.all([node1, node3].map(async (node) => (await nodeStatus(node)).hints.pending));
+      return pending.every((count) => count === 0);
+    });
+  });
+});

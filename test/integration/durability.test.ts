@@ -1,0 +1,45 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { call, killNode, restartNode, startNode, temporaryFolder, waitHealthy } from './processes.js';
+
+describe('durability: acknowledged writes survive kill -9 of the node', () => {
+  const folder = temporaryFolder('ringkv-durability-');
+  const node = startNode(17_901, folder.path);
+  afterAll(async () => {
+    await killNode(node);
+    folder.remove();
+  });
+
+  it('reads back every acknowledged write after a restart on the same --data', async () => {
+    await waitHealthy(node);
+    const acknowledged = new Map<string, string>();
+    let writing = true;
+    // Four concurrent writers keep writing until the node is killed under them.
+    const writer = async (id: number): Promise<void> => {
+      for (let index = 0; writing; index++) {
+        const key = `w${id}-${index}`;
+        const value = `value-${id}-${index}-${'x'.repeat(index % 50)}`;
+        try {
+          const answer = await call(node, 'PUT', `/kv/durable/${key}`, { body: value });
+          if (answer.status === 204) acknowledged.set(key, value);
+        } catch {
+          return;
+        }
+      }
+    };
+    const writers = [0, 1, 2, 3].map((id) => writer(id));
+    while (acknowledged.size < 300) await new Promise((resolve) => setTimeout(resolve, 20));
+    await killNode(node, 'SIGKILL');
+    writing = false;
+    await Promise.all(writers);
+    expect(acknowledged.size).toBeGreaterThanOrEqual(300);
+
+    restartNode(node);
+    await waitHealthy(node);
+    const missing: string[] = [];
+    for (const [key, value] of acknowledged) {
+      const answer = await call(node, 'GET', `/kv/durable/${key}`);
+      if (answer.status !== 200 || answer.body.toString('utf8') !== value) missing.push(`${key}: ${answer.status}`);
+    }
+    expect(missing).toEqual([]);
+  });
+});
