@@ -9,42 +9,60 @@ import { Pool } from 'undici';
 /** A quorum as a request may ask for it. */
 export type Quorum = number | 'one' | 'quorum' | 'all';
 
+/** A consistency level: sets r and w together (an explicit r or w wins). */
+export type Consistency = 'one' | 'quorum' | 'all';
+
 /** Per-request options of a read. */
 export interface ReadRequestOptions {
+  /** Replicas that must answer. */
   readonly r?: Quorum;
+  /** Of those, primaries that must answer. */
   readonly pr?: Quorum;
-  readonly consistency?: 'one' | 'quorum' | 'all';
+  /** one, quorum or all for r (an explicit r wins). */
+  readonly consistency?: Consistency;
+  /** How long the coordinating node waits for replicas (the server's timeout_ms). */
   readonly timeoutMs?: number;
   /** Read only the contacted node's own copy (no coordination, no read repair). */
   readonly local?: boolean;
-  /** Ask this node (host:port) rather than the next one in rotation. */
+  /** Ask this node (host:port or a URL) rather than the next one in rotation; no other node is tried. */
   readonly node?: string;
 }
 
 /** Per-request options of a write or delete. */
 export interface WriteRequestOptions {
+  /** Replicas that must acknowledge. */
   readonly w?: Quorum;
+  /** Of those, primaries that must acknowledge. */
   readonly pw?: Quorum;
+  /** Replicas that must have fsynced the write. */
   readonly dw?: Quorum;
-  readonly consistency?: 'one' | 'quorum' | 'all';
+  /** one, quorum or all for w (an explicit w wins). */
+  readonly consistency?: Consistency;
+  /** How long the coordinating node waits for replicas (the server's timeout_ms). */
   readonly timeoutMs?: number;
   /** The causal context of the read this write follows; omit for a blind write. */
   readonly context?: string;
+  /** The value's content type; default application/octet-stream. */
   readonly contentType?: string;
   /** Retry on another node even when the first attempt's outcome is unknown (may apply twice). */
   readonly retryUnknown?: boolean;
+  /** Ask this node (host:port or a URL) rather than the next one in rotation; no other node is tried. */
   readonly node?: string;
 }
 
 /** One version of a value. */
 export interface StoredValue {
+  /** The exact bytes written. */
   readonly value: Buffer;
+  /** The content type it was written with. */
   readonly contentType: string;
+  /** When it was written (ISO 8601 for siblings, HTTP date for a single value). */
   readonly lastModified: string;
 }
 
 /** What a read returns: no value, one value, or siblings. */
 export interface ReadResult {
+  /** False when no live value exists (never written, or deleted). */
   readonly found: boolean;
   /** The causal context to send back with the next write of this key (present for tombstones too). */
   readonly context: string | undefined;
@@ -54,22 +72,48 @@ export interface ReadResult {
 
 /** What a write returns. */
 export interface WriteResult {
+  /** The causal context of the new version: pass it to the next write of this key to supersede it. */
   readonly context: string;
+}
+
+/** What a merge function may return: bytes or text, or a value with its own content type. */
+export type MergedValue = Uint8Array | string | { readonly value: Uint8Array | string; readonly contentType: string };
+
+/** Options of {@link RingClient.resolve}: those of the read and of the write, and optionally the read to resolve. */
+export interface ResolveOptions extends ReadRequestOptions, Omit<WriteRequestOptions, 'context' | 'node'> {
+  /** Resolve the siblings of this earlier read instead of reading the key again. */
+  readonly read?: ReadResult;
+}
+
+/** TLS settings for https nodes. */
+export interface RingClientTlsOptions {
+  /** PEM certificate(s) of the CA that signed the nodes' certificates (the cluster's tls.caFile). */
+  readonly ca?: string | Buffer;
+  /** Host name to check the certificates against, when nodes are dialled by another name. */
+  readonly servername?: string;
 }
 
 /** The settings of a client. */
 export interface RingClientOptions {
-  /** Nodes to talk to, as host:port (or http://host:port). Requests rotate over them. */
+  /**
+   * Nodes to talk to, as host:port or as http:// or https:// URLs. Requests rotate over them.
+   * A bare host:port is https when `tls` is given, else http.
+   */
   readonly nodes: readonly string[];
   /** Timeout of one HTTP exchange, on top of the server-side timeout_ms. Default 15 s. */
   readonly httpTimeoutMs?: number;
   /** Nodes tried per request before giving up. Default: every node. */
   readonly maxAttempts?: number;
-  /** Bearer token for clusters with client authentication. */
+  /** Bearer token for clusters with client authentication (auth.tokens in the node config). */
   readonly token?: string;
   /** Connections per node. Default 16. */
   readonly connectionsPerNode?: number;
+  /** TLS settings: the CA to verify https nodes against. */
+  readonly tls?: RingClientTlsOptions;
 }
+
+/** Why a request failed, as far as the client can tell. */
+export type RequestOutcome = 'failed' | 'unknown';
 
 /** A failed request: the server's KV_* code, or a network failure, and whether the write may have happened. */
 export class RingClientError extends Error {
@@ -81,7 +125,8 @@ export class RingClientError extends Error {
     /** The server's KV_* code, or KV_CONNECTION / KV_CLIENT_TIMEOUT for network failures. */
     readonly code: string,
     /** 'failed': it certainly did not happen; 'unknown': a write may or may not have been applied. */
-    readonly outcome: 'failed' | 'unknown',
+    readonly outcome: RequestOutcome,
+    /** The server's machine-readable details (for example how many replicas answered). */
     readonly details?: Record<string, unknown>,
   ) {
     super(message);
@@ -94,32 +139,75 @@ interface HttpAnswer {
   readonly body: Buffer;
 }
 
+interface SendRequest {
+  /** Whether a network failure after the request may have reached the node is still safe to retry. */
+  readonly idempotent: boolean;
+  /** Whether an answer should be retried on the next node rather than returned. */
+  readonly retryAnswer: (answer: HttpAnswer) => boolean;
+  readonly node?: string | undefined;
+  readonly headers?: Record<string, string>;
+  readonly body?: Buffer;
+}
+
+/** Answers that say the node did nothing and another node may well do it: load shedding and "no ring yet". */
 const retryableCodes = new Set(['KV_OVERLOADED', 'KV_NOT_READY']);
+
+/** Network error codes raised before a request left the client: the node certainly did nothing. */
+const notSentCodes = new Set([
+  'ECONNREFUSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
 
 function header(answer: HttpAnswer, name: string): string | undefined {
   const value = answer.headers[name];
   return Array.isArray(value) ? value[0] : value;
 }
 
-function normaliseNode(node: string): string {
-  return node.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+/** The origin (scheme://host:port) of a node given as host:port or as a URL. */
+function originOf(node: string, defaultScheme: 'http' | 'https'): string {
+  const trimmed = node.trim().replace(/\/+$/, '');
+  if (/^https?:\/\//.test(trimmed)) return new URL(trimmed).origin;
+  return new URL(`${defaultScheme}://${trimmed}`).origin;
 }
 
-/** The client. */
+function isUnknownWriteAnswer(answer: HttpAnswer): boolean {
+  return answer.status >= 500 && writeOutcome(answer) === 'unknown';
+}
+
+function isRetryableAnswer(answer: HttpAnswer): boolean {
+  return answer.status === 503 && retryableCodes.has(errorCode(answer));
+}
+
+/**
+ * The client: `get`, `put`, `delete` with per-request quorums, contexts carried for the caller,
+ * siblings with `resolve`, retries on another node when safe, and an undici pool per node.
+ */
 export class RingClient {
   private readonly nodes: string[];
+  private readonly defaultScheme: 'http' | 'https';
   private readonly pools = new Map<string, Pool>();
   private next = 0;
 
   constructor(private readonly options: RingClientOptions) {
-    if (options.nodes.length === 0) throw new Error('RingClient needs at least one node (host:port)');
-    this.nodes = options.nodes.map(normaliseNode);
+    if (options.nodes.length === 0) throw new Error('RingClient needs at least one node (host:port or URL)');
+    this.defaultScheme = options.tls === undefined ? 'http' : 'https';
+    this.nodes = options.nodes.map((node) => originOf(node, this.defaultScheme));
   }
 
-  /** Reads a key. */
+  /** Reads a key: not found, one value, or siblings, with the context to write back. */
   async get(bucket: string, key: string, options: ReadRequestOptions = {}): Promise<ReadResult> {
     const query = queryString({ r: options.r, pr: options.pr, consistency: options.consistency, timeout_ms: options.timeoutMs, local: options.local ? 'true' : undefined });
-    const answer = await this.send('GET', kvPath(bucket, key) + query, { idempotent: true, node: options.node });
+    const answer = await this.send('GET', kvPath(bucket, key) + query, { idempotent: true, retryAnswer: isRetryableAnswer, node: options.node });
     const context = header(answer, 'x-ringkv-context');
     if (answer.status === 404) return { found: false, context, siblings: [] };
     if (answer.status === 200) {
@@ -145,7 +233,7 @@ export class RingClient {
     const headers: Record<string, string> = { 'content-type': options.contentType ?? 'application/octet-stream' };
     if (options.context !== undefined) headers['x-ringkv-context'] = options.context;
     const body = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
-    const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options), { idempotent: options.retryUnknown === true, headers, body, node: options.node });
+    const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options), { ...this.writeRetries(options), headers, body, node: options.node });
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
     return { context: header(answer, 'x-ringkv-context') ?? '' };
   }
@@ -154,23 +242,29 @@ export class RingClient {
   async delete(bucket: string, key: string, options: WriteRequestOptions = {}): Promise<WriteResult> {
     const headers: Record<string, string> = {};
     if (options.context !== undefined) headers['x-ringkv-context'] = options.context;
-    const answer = await this.send('DELETE', kvPath(bucket, key) + writeQuery(options), { idempotent: options.retryUnknown === true, headers, node: options.node });
+    const answer = await this.send('DELETE', kvPath(bucket, key) + writeQuery(options), { ...this.writeRetries(options), headers, node: options.node });
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
     return { context: header(answer, 'x-ringkv-context') ?? '' };
   }
 
   /**
-   * Resolves siblings: reads the key, hands every live version to `merge`, and writes the merged
-   * value back with the read's context, so it supersedes exactly what was merged.
+   * Resolves siblings: hands every live version (of a fresh read, or of `options.read`) to
+   * `merge`, and writes the merged value back with that read's context, so it supersedes exactly
+   * what was merged; a write concurrent with it stays a sibling instead of being lost. The
+   * content type is the merge's own, else `options.contentType`, else the siblings' common one.
    */
-  async resolve(
-    bucket: string,
-    key: string,
-    merge: (siblings: readonly StoredValue[]) => Uint8Array | string,
-    options: WriteRequestOptions & ReadRequestOptions = {},
-  ): Promise<WriteResult> {
-    const read = await this.get(bucket, key, options);
-    return this.put(bucket, key, merge(read.siblings), { ...options, ...(read.context === undefined ? {} : { context: read.context }) });
+  async resolve(bucket: string, key: string, merge: (siblings: readonly StoredValue[]) => MergedValue, options: ResolveOptions = {}): Promise<WriteResult> {
+    const read = options.read ?? (await this.get(bucket, key, options));
+    const merged = merge(read.siblings);
+    const isTyped = typeof merged === 'object' && !(merged instanceof Uint8Array);
+    const value = isTyped ? merged.value : merged;
+    const sharedType = new Set(read.siblings.map((sibling) => sibling.contentType)).size === 1 ? read.siblings[0]?.contentType : undefined;
+    const contentType = isTyped ? merged.contentType : (options.contentType ?? sharedType);
+    return this.put(bucket, key, value, {
+      ...options,
+      ...(read.context === undefined ? {} : { context: read.context }),
+      ...(contentType === undefined ? {} : { contentType }),
+    });
   }
 
   /** A node's /status JSON. */
@@ -178,10 +272,11 @@ export class RingClient {
     return this.json('GET', '/status', node);
   }
 
-  /** Any JSON endpoint of one node (admin and status routes). */
+  /** Any JSON endpoint of one node (admin and status routes); a POST is never retried elsewhere. */
   async json(method: 'GET' | 'POST', path: string, node?: string): Promise<unknown> {
-    const answer = await this.send(method, path, { idempotent: method === 'GET', node });
-    if (answer.status < 200 || answer.status >= 300) throw errorOf(answer, 'failed');
+    const idempotent = method === 'GET';
+    const answer = await this.send(method, path, { idempotent, retryAnswer: isRetryableAnswer, node });
+    if (answer.status < 200 || answer.status >= 300) throw errorOf(answer, idempotent ? 'failed' : writeOutcome(answer));
     return answer.body.length === 0 ? null : (JSON.parse(answer.body.toString('utf8')) as unknown);
   }
 
@@ -192,11 +287,24 @@ export class RingClient {
     await Promise.all(pools.map((pool) => pool.close().catch(() => undefined)));
   }
 
-  private pool(node: string): Pool {
-    let pool = this.pools.get(node);
+  /** A write is retried elsewhere after an unknown outcome only when the caller accepts it may apply twice. */
+  private writeRetries(options: WriteRequestOptions): Pick<SendRequest, 'idempotent' | 'retryAnswer'> {
+    const retryUnknown = options.retryUnknown === true;
+    return { idempotent: retryUnknown, retryAnswer: (answer) => isRetryableAnswer(answer) || (retryUnknown && isUnknownWriteAnswer(answer)) };
+  }
+
+  private pool(origin: string): Pool {
+    let pool = this.pools.get(origin);
     if (pool === undefined) {
-      pool = new Pool(`http://${node}`, { connections: this.options.connectionsPerNode ?? 16, keepAliveTimeout: 30_000 });
-      this.pools.set(node, pool);
+      const timeoutMs = this.options.httpTimeoutMs ?? 15_000;
+      const tls = this.options.tls;
+      pool = new Pool(origin, {
+        connections: this.options.connectionsPerNode ?? 16,
+        keepAliveTimeout: 30_000,
+        connectTimeout: Math.min(timeoutMs, 5_000),
+        ...(tls === undefined ? {} : { connect: { ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.servername === undefined ? {} : { servername: tls.servername }) } }),
+      });
+      this.pools.set(origin, pool);
     }
     return pool;
   }
@@ -205,28 +313,21 @@ export class RingClient {
    * Sends to one node after another: a refused connection or an overload answer moves on to the
    * next node (nothing happened there); an unknown outcome moves on only for idempotent requests.
    */
-  private async send(
-    method: 'GET' | 'PUT' | 'DELETE' | 'POST',
-    path: string,
-    request: { idempotent: boolean; node?: string | undefined; headers?: Record<string, string>; body?: Buffer },
-  ): Promise<HttpAnswer> {
-    const order = request.node === undefined ? this.rotation() : [normaliseNode(request.node)];
-    const attempts = Math.min(order.length, this.options.maxAttempts ?? order.length);
+  private async send(method: 'GET' | 'PUT' | 'DELETE' | 'POST', path: string, request: SendRequest): Promise<HttpAnswer> {
+    const order = request.node === undefined ? this.rotation() : [originOf(request.node, this.defaultScheme)];
+    const attempts = Math.max(1, Math.min(order.length, this.options.maxAttempts ?? order.length));
     let lastError: RingClientError | undefined;
     for (let attempt = 0; attempt < attempts; attempt++) {
-      const node = order[attempt] as string;
+      const origin = order[attempt] as string;
       let answer: HttpAnswer;
       try {
-        answer = await this.exchange(node, method, path, request.headers, request.body);
+        answer = await this.exchange(origin, method, path, request.headers, request.body);
       } catch (error) {
-        lastError = networkError(node, error);
+        lastError = networkError(origin, error);
         if (lastError.outcome === 'failed' || request.idempotent) continue;
         throw lastError;
       }
-      if (answer.status === 503 && retryableCodes.has(errorCode(answer)) && attempt + 1 < attempts) {
-        lastError = errorOf(answer, 'failed');
-        continue;
-      }
+      if (attempt + 1 < attempts && request.retryAnswer(answer)) continue;
       return answer;
     }
     throw lastError ?? new RingClientError('no node to send to', 0, 'KV_CONNECTION', 'failed');
@@ -238,10 +339,10 @@ export class RingClient {
     return [...this.nodes.slice(start), ...this.nodes.slice(0, start)];
   }
 
-  private async exchange(node: string, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<HttpAnswer> {
+  private async exchange(origin: string, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<HttpAnswer> {
     const timeoutMs = this.options.httpTimeoutMs ?? 15_000;
     const allHeaders = this.options.token === undefined ? headers : { ...headers, authorization: `Bearer ${this.options.token}` };
-    const response = await this.pool(node).request({
+    const response = await this.pool(origin).request({
       method: method as 'GET',
       path,
       headers: allHeaders,
@@ -282,7 +383,7 @@ function errorCode(answer: HttpAnswer): string {
  * refused before anything is written; a quorum that was not met after the coordinating replica
  * wrote (Riak's "the write may still be there"), a timeout or a server error are unknown.
  */
-function writeOutcome(answer: HttpAnswer): 'failed' | 'unknown' {
+function writeOutcome(answer: HttpAnswer): RequestOutcome {
   if (answer.status < 500) return 'failed';
   const code = errorCode(answer);
   if (retryableCodes.has(code)) return 'failed';
@@ -297,7 +398,7 @@ function writeOutcome(answer: HttpAnswer): 'failed' | 'unknown' {
   return 'unknown';
 }
 
-function errorOf(answer: HttpAnswer, outcome: 'failed' | 'unknown'): RingClientError {
+function errorOf(answer: HttpAnswer, outcome: RequestOutcome): RingClientError {
   let code = `HTTP_${answer.status}`;
   let message = answer.body.toString('utf8').slice(0, 500);
   let details: Record<string, unknown> | undefined;
@@ -312,15 +413,14 @@ function errorOf(answer: HttpAnswer, outcome: 'failed' | 'unknown'): RingClientE
   return new RingClientError(`${code}: ${message}`, answer.status, code, outcome, details);
 }
 
-/** A refused connection certainly did nothing; anything later in the exchange might have. */
-function networkError(node: string, error: unknown): RingClientError {
-  const code = (error as { code?: string }).code ?? '';
-  const refused = code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH';
+/** A refused connection (or a certificate refused before sending) certainly did nothing; anything later in the exchange might have. */
+function networkError(origin: string, error: unknown): RingClientError {
+  const code = (error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code ?? '';
   const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
   return new RingClientError(
-    `${node}: ${error instanceof Error ? error.message : String(error)}`,
+    `${origin}: ${error instanceof Error ? error.message : String(error)}${code === '' ? '' : ` (${code})`}`,
     0,
     timedOut ? 'KV_CLIENT_TIMEOUT' : 'KV_CONNECTION',
-    refused ? 'failed' : 'unknown',
+    notSentCodes.has(code) ? 'failed' : 'unknown',
   );
 }

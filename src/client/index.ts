@@ -1,0 +1,19 @@
+/**
+ * The package entry point (`import { RingClient } from 'ringkv'`): the client library and its types.
+ */
+export {
+  type Consistency,
+  type MergedValue,
+  type Quorum,
+  type ReadRequestOptions,
+  type ReadResult,
+  type RequestOutcome,
+  type ResolveOptions,
+  RingClient,
+  RingClientError,
+  type RingClientOptions,
+  type RingClientTlsOptions,
+  type StoredValue,
+  type WriteRequestOptions,
+  type WriteResult,
+} from './ring-client.js';
