@@ -1,5 +1,5 @@
-import { type Ring, claim, createRing, ringMembers } from '../core/ring/ring.js';
-import { type ClusterView, type MemberRecord, beat, gossipTargets, mergeViews } from '../core/membership/membership.js';
+import { type Ring, completeClaim, createRing, planClaim, plannedMembers, receivingNodes, ringMembers } from '../core/ring/ring.js';
+import { type ClusterView, type MemberLifecycle, type MemberRecord, beat, gossipTargets, mergeViews, withLifecycle } from '../core/membership/membership.js';
 import { type PhiAccrualState, createDetector, heartbeat, phi } from '../core/membership/phi-accrual.js';
 import type { BucketProperties } from '../core/buckets.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
@@ -26,6 +26,8 @@ export interface GossiperOptions {
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
+  /** The largest n_val of any bucket (replica sets of a ring change are compared with it). */
+  readonly maxNVal: () => number;
   /** Persists the view whenever the ring changes, so a restarted node knows its ring. */
   readonly persist: (view: ClusterView) => Promise<void>;
 }
@@ -182,25 +184,61 @@ export class Gossiper {
     return this.viewState.members[nodeId]?.address;
   }
 
+  /** Changes this node's own lifecycle (leaving, left); gossip spreads it. */
+  setOwnStatus(status: MemberLifecycle): void {
+    const selfId = this.options.self.id;
+    const record = this.viewState.members[selfId];
+    if (record === undefined) return;
+    this.viewState = { ...this.viewState, members: { ...this.viewState.members, [selfId]: { ...record, status } } };
+  }
+
+  /** This node's own lifecycle. */
+  get ownStatus(): MemberLifecycle {
+    return this.viewState.members[this.options.self.id]?.status ?? 'joining';
+  }
+
+  /** Records that every partition this node receives in ring `version` has streamed in. */
+  reportTransfersDone(version: number): void {
+    const selfId = this.options.self.id;
+    const record = this.viewState.members[selfId];
+    if (record === undefined) return;
+    this.viewState = { ...this.viewState, members: { ...this.viewState.members, [selfId]: { ...record, transfersDoneForRing: version } } };
+  }
+
+  /** Marks another member removed for good (`ringkv remove`); the claimant then plans it out of the ring. */
+  markRemoved(nodeId: string): void {
+    this.viewState = withLifecycle(this.viewState, nodeId, 'removed');
+  }
+
   /**
-   * Riak's claimant: the live ring member with the lowest id folds live joining members into the
-   * ring and drops members that left. Any node can compute the same claim, and rings that conflict
-   * are settled by compareRings, so a claimant change never splits the ring for long.
+   * Riak's claimant: the live ring member with the lowest id plans membership changes and
+   * completes them. A change is planned as the ring's `next` (minimal-movement claim); it
+   * becomes the ring only when every node receiving partitions reports them streamed in. A
+   * member set that changes again mid-way is planned anew from the current owners. Any node
+   * could compute the same plan, and conflicting rings are settled by compareRings.
    */
   private claimIfClaimant(): void {
     const ring = this.viewState.ring;
     if (ring === null) return;
     const current = ringMembers(ring);
+    const involved = new Set([...current, ...plannedMembers(ring)]);
     const liveCurrent = current.filter((id) => this.isUp(id)).sort();
     if (liveCurrent[0] !== this.options.self.id) return;
     const wanted = Object.values(this.viewState.members)
-      .filter((member) => (member.status === 'joining' || member.status === 'up' ? current.includes(member.id) || this.isUp(member.id) : false))
+      .filter((member) => (member.status === 'joining' || member.status === 'up') && (involved.has(member.id) || this.isUp(member.id)))
       .map((member) => member.id)
       .sort();
-    if (wanted.length === 0 || (wanted.length === current.length && wanted.every((id, index) => id === [...current].sort()[index]))) return;
-    const next = claim(ring, wanted);
+    if (wanted.length === 0) return;
+    const planned = plannedMembers(ring);
+    let next = ring;
+    if (ring.next !== null && wanted.length === planned.length && wanted.every((id, index) => id === planned[index])) {
+      const receivers = receivingNodes(ring, this.options.maxNVal());
+      if (receivers.every((id) => this.viewState.members[id]?.transfersDoneForRing === ring.version)) next = completeClaim(ring);
+    } else {
+      next = planClaim(ring, wanted);
+    }
     if (next !== ring) {
-      this.options.logger.info({ members: wanted, version: next.version }, 'claimant rebalanced the ring');
+      this.options.logger.info({ members: wanted, version: next.version, moving: next.next !== null }, next.next === null ? 'claimant completed the ring change' : 'claimant planned a ring change');
       this.viewState = { ...this.viewState, ring: next };
       this.promoteSelf();
       void this.persistIfRingChanged();

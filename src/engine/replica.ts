@@ -8,26 +8,35 @@ import {
   emptyObject,
   mergeObjects,
   pruneClock,
-  versionIdentity,
 } from '../core/versioning/versioned-object.js';
 import type { Storage } from '../ports/storage.js';
 import { KeyLocks } from './key-locks.js';
 
-/** Called after every change of a stored key, with its old and new object (anti-entropy keeps its trees current this way). */
-export type ChangeListener = (dataKey: Buffer, before: VersionedObject | undefined, after: VersionedObject) => void;
+/**
+ * Called after every change of a stored key with its stored bytes before and after (undefined
+ * when absent) and the object now stored. Anti-entropy keeps its Merkle trees current this way.
+ */
+export type ChangeListener = (dataKey: Buffer, before: Uint8Array | undefined, after: Uint8Array | undefined, object: VersionedObject | undefined) => void;
 
 /**
  * One node's replica of its keys: reads, coordinated writes (this node issues the dot) and
  * merges, each serialised per key.
+ *
+ * Dots are issued by an actor id that is unique to this incarnation of the node
+ * (`nodeId.generation`), numbered from one counter across all keys. A restart that lost
+ * unsynced writes, a reaped tombstone or a handed-off partition therefore never makes the node
+ * issue a dot it issued before: a reused dot would make replicas silently drop one of two
+ * different writes (Riak's vnode epochs solve the same problem).
  */
 export class Replica {
   private readonly locks = new KeyLocks();
   private readonly listeners: ChangeListener[] = [];
+  private dotCounter = 0;
 
   constructor(
     private readonly storage: Storage,
-    /** The actor id in dots this replica issues. */
-    private readonly actorId: string,
+    /** The actor id in the dots this replica issues. */
+    readonly actorId: string,
     private readonly maxVectorEntries: number,
   ) {}
 
@@ -51,9 +60,13 @@ export class Replica {
   async coordinateWrite(bucket: string, key: string, write: WriteIntent, mode: ConflictMode, sync: boolean): Promise<VersionedObject> {
     const dataKey = encodeDataKey(bucket, key);
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
-      const before = await this.readByDataKey(dataKey);
-      const after = pruneClock(applyWrite(before ?? emptyObject, this.actorId, write, mode), this.maxVectorEntries);
-      await this.store(dataKey, before, after, sync);
+      const beforeBytes = await this.storage.data.get(dataKey);
+      const before = beforeBytes === undefined ? emptyObject : decodeObject(beforeBytes);
+      this.dotCounter += 1;
+      const applied = applyWrite(before, this.actorId, write, mode, this.dotCounter);
+      this.dotCounter = Math.max(this.dotCounter, applied.clock[this.actorId] ?? 0);
+      const after = pruneClock(applied, this.maxVectorEntries);
+      await this.store(dataKey, beforeBytes, after, sync);
       return after;
     });
   }
@@ -66,29 +79,39 @@ export class Replica {
   /** merge() addressed by storage key (handoff and anti-entropy work on storage keys). */
   async mergeByDataKey(dataKey: Buffer, incoming: VersionedObject, mode: ConflictMode, sync: boolean): Promise<{ object: VersionedObject; changed: boolean }> {
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
-      const before = await this.readByDataKey(dataKey);
-      const after = before === undefined ? incoming : mergeObjects(before, incoming, mode);
-      const changed = before === undefined || versionIdentity(before) !== versionIdentity(after);
+      const beforeBytes = await this.storage.data.get(dataKey);
+      const after = beforeBytes === undefined ? incoming : mergeObjects(decodeObject(beforeBytes), incoming, mode);
+      const afterBytes = encodeObject(after);
+      const changed = beforeBytes === undefined || !Buffer.from(beforeBytes).equals(afterBytes);
       // A sync write must reach the disk even when nothing changed, or `dw` would count a write that is not durable.
-      if (changed || sync) await this.store(dataKey, before, after, sync);
+      if (changed || sync) await this.storeBytes(dataKey, beforeBytes, afterBytes, after, sync);
       return { object: after, changed };
     });
   }
 
-  /** Removes a key outright (tombstone reaping, handoff clean-up); the caller holds no lock. */
-  async remove(dataKey: Buffer, expected: VersionedObject): Promise<boolean> {
+  /** The stored bytes of a key (anti-entropy digests them without decoding). */
+  async readBytes(dataKey: Buffer): Promise<Uint8Array | undefined> {
+    return this.storage.data.get(dataKey);
+  }
+
+  /** Removes a key outright if it is still stored as `expected` (tombstone reaping, handoff clean-up). */
+  async remove(dataKey: Buffer, expected: Uint8Array): Promise<boolean> {
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
-      const current = await this.readByDataKey(dataKey);
-      if (current === undefined || versionIdentity(current) !== versionIdentity(expected)) return false;
+      const current = await this.storage.data.get(dataKey);
+      if (current === undefined || !Buffer.from(current).equals(expected)) return false;
       await this.storage.data.del(dataKey);
-      for (const listener of this.listeners) listener(dataKey, current, { clock: current.clock, siblings: [] });
+      for (const listener of this.listeners) listener(dataKey, current, undefined, undefined);
       return true;
     });
   }
 
-  private async store(dataKey: Buffer, before: VersionedObject | undefined, after: VersionedObject, sync: boolean): Promise<void> {
-    await this.storage.data.put(dataKey, encodeObject(after), { sync });
-    for (const listener of this.listeners) listener(dataKey, before, after);
+  private async store(dataKey: Buffer, beforeBytes: Uint8Array | undefined, after: VersionedObject, sync: boolean): Promise<void> {
+    await this.storeBytes(dataKey, beforeBytes, encodeObject(after), after, sync);
+  }
+
+  private async storeBytes(dataKey: Buffer, beforeBytes: Uint8Array | undefined, afterBytes: Buffer, after: VersionedObject, sync: boolean): Promise<void> {
+    await this.storage.data.put(dataKey, afterBytes, { sync });
+    for (const listener of this.listeners) listener(dataKey, beforeBytes, afterBytes, after);
   }
 
   /** Bucket and key of a storage key. */

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { encodeDataKey, partitionOf } from '../core/keys.js';
-import { type Ring, fallbacks, partitionsOwnedBy, preferenceList, ringMembers } from '../core/ring/ring.js';
+import { type Ring, fallbacks, partitionsOwnedBy, pendingReplicas, preferenceList, ringMembers } from '../core/ring/ring.js';
 import type { ClusterView, MemberRecord } from '../core/membership/membership.js';
 import {
   type TallyReply,
@@ -26,6 +26,8 @@ import { type BucketProperties, type NodeConfig, bucketProperties } from './conf
 import { Gossiper } from './gossiper.js';
 import { HintStore } from './hint-store.js';
 import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOptions } from './kv-service.js';
+import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
+import { Handoff } from './handoff.js';
 import { Replica } from './replica.js';
 
 /** Who this node is; persisted in its data directory by main.ts. */
@@ -66,23 +68,51 @@ export class RingNode implements KvService {
   private readonly hints: HintStore;
   private gossiper!: Gossiper;
   private hintTimer: TimerHandle | undefined;
+  private readonly antiEntropy: AntiEntropy;
+  private readonly handoff: Handoff;
   private inFlight = 0;
-  private keyCount = 0;
+  /** Called once this node has left the cluster (main.ts exits then). */
+  onLeft: (() => void) | undefined;
   private readonly startedAtMs: number;
   private readonly secretDigest: Buffer;
   private stopped = false;
 
   constructor(private readonly options: RingNodeOptions) {
     this.nodeId = options.identity.nodeId;
-    this.replica = new Replica(options.storage, this.nodeId, options.config.limits.maxVectorEntries);
+    // The actor id changes with every start, so a dot is never issued twice (see Replica).
+    const actorId = `${this.nodeId}.${options.identity.generation.toString(36)}`;
+    this.replica = new Replica(options.storage, actorId, options.config.limits.maxVectorEntries);
     this.hints = new HintStore(options.storage.hints);
     this.startedAtMs = options.clock.nowMs();
     this.secretDigest = createHash('sha256').update(options.identity.clusterSecret).digest();
-    this.replica.onChange((_key, before, after) => {
-      const existed = before !== undefined && before.siblings.length > 0;
-      const exists = after.siblings.length > 0;
-      if (existed !== exists) this.keyCount += exists ? 1 : -1;
+    const { config } = options;
+    const shared = {
+      selfId: this.nodeId,
+      data: options.storage.data,
+      replica: this.replica,
+      clock: options.clock,
+      logger: options.logger,
+      ring: () => this.gossiper?.ring ?? null,
+      isUp: (node: string) => this.gossiper.isUp(node),
+      send: (node: string, request: PeerRequest) => this.send(node, request),
+      bucketProperties: (bucket: string) => this.bucketProperties(bucket),
+      maxNVal: () => this.maxNVal(),
+    };
+    this.antiEntropy = new AntiEntropy({ ...shared, settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs } });
+    this.handoff = new Handoff({
+      ...shared,
+      settings: config.handoff,
+      heldPartitions: () => this.antiEntropy.heldPartitions(),
+      reportTransfersDone: (version) => this.gossiper.reportTransfersDone(version),
     });
+    this.replica.onChange((dataKey, before, after, object) => this.antiEntropy.track(dataKey, before, after, object));
+  }
+
+  /** The largest n_val of any bucket: ring changes and anti-entropy compare replica sets of this size. */
+  maxNVal(): number {
+    const shared = this.gossiper?.view.bucketProperties ?? {};
+    const configured = [this.options.config.bucketDefaults.nVal, ...Object.values(this.options.config.buckets).map((properties) => properties.nVal ?? 0)];
+    return Math.max(...configured, ...Object.values(shared).map((properties) => properties.nVal ?? 0));
   }
 
   /** The replica this node serves (for anti-entropy and tests). */
@@ -115,6 +145,7 @@ export class RingNode implements KvService {
       fanout: config.gossip.fanout,
       phiThreshold: config.gossip.phiThreshold,
       peerTimeoutMs: config.limits.peerTimeoutMs,
+      maxNVal: () => this.maxNVal(),
       initialView,
       transport: this.options.transport,
       clock: this.options.clock,
@@ -123,9 +154,73 @@ export class RingNode implements KvService {
       persist: (view) => storage.meta.put(viewMetaKey, Buffer.from(JSON.stringify(view), 'utf8'), { sync: true }),
     });
     await this.hints.load();
-    for await (const _entry of storage.data.entries()) this.keyCount += 1;
+    // One scan builds the Merkle trees before any request is served.
+    await this.antiEntropy.build(this.gossiper.ring?.partitionCount ?? config.partitionCount);
     this.gossiper.start();
     this.scheduleHintDelivery();
+    this.antiEntropy.start();
+    this.handoff.start();
+    this.scheduleLifecycleCheck();
+  }
+
+  /** The anti-entropy service (for tests and the repair command). */
+  get antiEntropyService(): AntiEntropy {
+    return this.antiEntropy;
+  }
+
+  /** `ringkv repair`: an exchange of every partition now; answers the progress. */
+  repair(): RepairProgress {
+    return this.antiEntropy.requestRepair();
+  }
+
+  /** Progress of the last repair. */
+  repairProgress(): RepairProgress {
+    return this.antiEntropy.status().repair;
+  }
+
+  /**
+   * `ringkv leave`: this node asks to be planned out of the ring; its partitions stream to their
+   * new replicas, then it hands off what remains, marks itself left, and `onLeft` fires.
+   */
+  leave(): { status: string } {
+    const ring = this.requireRing();
+    const others = Object.values(this.gossiper.view.members).filter(
+      (member) => member.id !== this.nodeId && (member.status === 'up' || member.status === 'joining') && this.gossiper.isUp(member.id),
+    );
+    if (others.length === 0) throw new KvError('KV_CONFLICT', 'this is the only live member: there is nowhere to hand its data to; stop it instead');
+    if (!ringMembers(ring).includes(this.nodeId) && ring.next === null) throw new KvError('KV_CONFLICT', 'this node owns no partitions; it can simply be stopped');
+    this.gossiper.setOwnStatus('leaving');
+    return { status: 'leaving' };
+  }
+
+  /** `ringkv remove NODE_ID`: plans a node that is gone for good out of the ring; its partitions are rebuilt from the other replicas. */
+  removeMember(nodeId: string): { status: string } {
+    if (nodeId === this.nodeId) throw new KvError('KV_CONFLICT', 'a node cannot remove itself: use `ringkv leave` on it, or `ringkv remove` on another node');
+    const member = this.gossiper.view.members[nodeId];
+    if (member === undefined) throw new KvError('KV_UNKNOWN_NODE', `no member ${nodeId}; see \`ringkv status\` for the ids`);
+    if (this.gossiper.isUp(nodeId)) throw new KvError('KV_CONFLICT', `node ${nodeId} is up: use \`ringkv leave --node ${member.address}\` to decommission a live node`);
+    this.gossiper.markRemoved(nodeId);
+    return { status: 'removed' };
+  }
+
+  private lifecycleTimer: TimerHandle | undefined;
+
+  /** A leaving node becomes `left` once the ring no longer has it and it holds no data. */
+  private scheduleLifecycleCheck(): void {
+    if (this.stopped) return;
+    this.lifecycleTimer = this.options.clock.setTimer(this.options.config.gossip.intervalMs, () => {
+      const ring = this.gossiper.ring;
+      if (this.gossiper.ownStatus === 'leaving' && ring !== null && ring.next === null && !ring.owners.includes(this.nodeId)) {
+        if (this.antiEntropy.heldPartitions().length === 0 && this.hints.pending === 0) {
+          this.gossiper.setOwnStatus('left');
+          this.options.logger.info({}, 'this node has handed off all its data and left the cluster');
+          // A few gossip rounds let the others hear that it left before it goes.
+          this.options.clock.setTimer(3 * this.options.config.gossip.intervalMs, () => this.onLeft?.());
+          return;
+        }
+      }
+      this.scheduleLifecycleCheck();
+    });
   }
 
   /** Stops background work (the caller closes the HTTP server and the storage). */
@@ -133,6 +228,9 @@ export class RingNode implements KvService {
     this.stopped = true;
     this.gossiper?.stop();
     this.hintTimer?.cancel();
+    this.lifecycleTimer?.cancel();
+    this.antiEntropy.stop();
+    this.handoff.stop();
   }
 
   /**
@@ -315,6 +413,15 @@ export class RingNode implements KvService {
           return { ok: reply.type === 'replica-put-reply', primary: target.primary, durable: reply.type === 'replica-put-reply' && reply.durable, counts: true };
         }),
       ]);
+      // While a ring change is under way the planned replicas get the write too, outside the
+      // tally (reads still use the current replicas), so nothing written during a partition's
+      // stream is missing once the plan becomes the ring.
+      for (const pending of pendingReplicas(ring, partition, properties.nVal)) {
+        if (pending === coordinating || targets.some((target) => target.node === pending) || !this.gossiper.isUp(pending)) continue;
+        this.send(pending, { type: 'replica-put', bucket, key, object, mode, sync: false }).catch((error: unknown) =>
+          this.options.logger.debug({ node: pending, error: String(error) }, 'write to a planned replica failed; handoff and anti-entropy will bring it'),
+        );
+      }
       const dataKey = encodeDataKey(bucket, key);
       for (const down of keptHints) await this.hints.add(down, dataKey, object, mode, this.options.clock.nowMs(), sync);
       await outcome.decided;
@@ -410,8 +517,13 @@ export class RingNode implements KvService {
         return { type: 'replica-put-reply', durable: request.sync };
       case 'gossip':
         return { type: 'gossip-reply', state: this.gossiper.receive(request.state) };
-      case 'control':
-        return { type: 'error', code: 'KV_BAD_REQUEST', message: `unknown control operation ${request.operation}` };
+      case 'control': {
+        const answer = request.operation.startsWith('ae-')
+          ? await this.antiEntropy.handleControl(request.operation, request.payload)
+          : await this.handoff.handleControl(request.operation, request.payload);
+        if (answer === undefined) return { type: 'error', code: 'KV_BAD_REQUEST', message: `unknown control operation ${request.operation}` };
+        return { type: 'control-reply', payload: answer };
+      }
     }
   }
 
@@ -470,8 +582,11 @@ export class RingNode implements KvService {
       node: { id: this.nodeId, address: this.options.identity.address, generation: this.options.identity.generation, startedAtMs: this.startedAtMs },
       members,
       partitionCount: this.options.config.partitionCount,
-      ring: ring === null ? null : { version: ring.version, owners: ring.owners, members: ringMembers(ring) },
-      storage: { ...storage, keys: this.keyCount },
+      ring: ring === null ? null : { version: ring.version, owners: ring.owners, members: ringMembers(ring), next: ring.next },
+      storage: { ...storage, keys: this.antiEntropy.heldPartitions().reduce((sum, partition) => sum + this.antiEntropy.keysIn(partition), 0) },
+      antiEntropy: this.antiEntropy.status(),
+      handoff: this.handoff.status(),
+      lifecycle: this.gossiper.ownStatus,
       hints: { pending: this.hints.pending, delivered: this.hints.delivered, expired: this.hints.expired, byTarget: this.hints.pendingByTarget() },
       inFlight: this.inFlight,
     };

@@ -111,7 +111,7 @@ export class SimCluster {
     const running = this.members.filter((member) => member.running);
     return running.every((member) => {
       const ring = member.node.membership.ring;
-      if (ring === null) return false;
+      if (ring === null || ring.next !== null) return false;
       const owners = new Set(ring.owners);
       return this.members.every((other) => owners.has(other.nodeId)) && running.every((other) => member.node.membership.isUp(other.nodeId));
     });

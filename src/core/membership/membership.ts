@@ -19,6 +19,8 @@ export interface MemberRecord {
   /** Raised by the member itself every gossip round. */
   readonly heartbeat: number;
   readonly status: MemberLifecycle;
+  /** The ring version whose incoming partitions this member has all streamed in (handoff). */
+  readonly transfersDoneForRing?: number;
 }
 
 /** What nodes gossip: the membership table, the ring, and cluster-wide bucket properties. */

@@ -11,6 +11,12 @@ export interface Ring {
   readonly owners: readonly string[];
   /** Raised by every claim; the higher version wins when two rings meet in gossip. */
   readonly version: number;
+  /**
+   * The planned owners while a membership change is under way (Riak's pending ring), else null.
+   * Reads use `owners`; writes also go to the nodes `next` adds; the claimant makes `next`
+   * the owners once every node that receives partitions has streamed them in.
+   */
+  readonly next: readonly string[] | null;
 }
 
 /**
@@ -25,12 +31,22 @@ export function createRing(partitionCount: number, members: readonly string[]): 
   assert(partitionCount > 0 && (partitionCount & (partitionCount - 1)) === 0, 'partitionCount must be a power of two');
   const sorted = [...new Set(members)].sort();
   const owners = Array.from({ length: partitionCount }, (_, partition) => sorted[partition % sorted.length] as string);
-  return { partitionCount, owners, version: 1 };
+  return { partitionCount, owners, version: 1, next: null };
 }
 
 /** The distinct owners of a ring, sorted. */
 export function ringMembers(ring: Ring): string[] {
   return [...new Set(ring.owners)].sort();
+}
+
+/** The distinct owners the ring is moving to (its owners when no change is under way), sorted. */
+export function plannedMembers(ring: Ring): string[] {
+  return [...new Set(ring.next ?? ring.owners)].sort();
+}
+
+/** The owners a ring is moving to, as a ring of their own. */
+export function plannedRing(ring: Ring): Ring {
+  return ring.next === null ? ring : { partitionCount: ring.partitionCount, owners: ring.next, version: ring.version, next: null };
 }
 
 /** The partitions a node owns, ascending. */
@@ -42,10 +58,10 @@ export function partitionsOwnedBy(ring: Ring, node: string): number[] {
   return owned;
 }
 
-/** Distinct owners walking clockwise from `partition`, in the order met. */
-function clockwiseOwners(ring: Ring, partition: number): string[] {
+/** Up to `limit` distinct owners walking clockwise from `partition`, in the order met. */
+function clockwiseOwners(ring: Ring, partition: number, limit: number): string[] {
   const seen: string[] = [];
-  for (let step = 0; step < ring.partitionCount; step++) {
+  for (let step = 0; step < ring.partitionCount && seen.length < limit; step++) {
     const owner = ring.owners[(partition + step) % ring.partitionCount] as string;
     if (!seen.includes(owner)) seen.push(owner);
   }
@@ -58,7 +74,7 @@ function clockwiseOwners(ring: Ring, partition: number): string[] {
  * member, in a ring smaller than nVal).
  */
 export function preferenceList(ring: Ring, partition: number, nVal: number): string[] {
-  return clockwiseOwners(ring, partition).slice(0, nVal);
+  return clockwiseOwners(ring, partition, nVal);
 }
 
 /**
@@ -66,7 +82,7 @@ export function preferenceList(ring: Ring, partition: number, nVal: number): str
  * are up, at most `count` of them. Empty when the ring has no node outside the preference list.
  */
 export function fallbacks(ring: Ring, partition: number, nVal: number, isUp: (node: string) => boolean, count: number): string[] {
-  return clockwiseOwners(ring, partition)
+  return clockwiseOwners(ring, partition, Number.POSITIVE_INFINITY)
     .slice(nVal)
     .filter((node) => isUp(node))
     .slice(0, count);
@@ -75,8 +91,8 @@ export function fallbacks(ring: Ring, partition: number, nVal: number, isUp: (no
 /** Orders rings: the higher version wins; equal versions are ordered by content so every node picks the same one. */
 export function compareRings(left: Ring, right: Ring): number {
   if (left.version !== right.version) return left.version - right.version;
-  const leftText = left.owners.join(',');
-  const rightText = right.owners.join(',');
+  const leftText = `${left.owners.join(',')}>${left.next?.join(',') ?? ''}`;
+  const rightText = `${right.owners.join(',')}>${right.next?.join(',') ?? ''}`;
   return leftText === rightText ? 0 : leftText < rightText ? -1 : 1;
 }
 
@@ -152,5 +168,65 @@ export function claim(ring: Ring, wanted: readonly string[]): Ring {
   assert(owners.every((owner) => owner !== null), 'claim left a partition without an owner');
   const next = owners as string[];
   if (next.every((owner, partition) => owner === ring.owners[partition])) return ring;
-  return { partitionCount: ring.partitionCount, owners: next, version: ring.version + 1 };
+  return { partitionCount: ring.partitionCount, owners: next, version: ring.version + 1, next: null };
+}
+
+/**
+ * Starts a membership change: the claim for `wanted`, computed from the current owners, becomes
+ * the ring's `next`. Returns `ring` itself when the planned owners would not change.
+ */
+export function planClaim(ring: Ring, wanted: readonly string[]): Ring {
+  const current: Ring = { ...ring, next: null };
+  const claimed = claim(current, wanted);
+  const target = claimed === current ? ring.owners : claimed.owners;
+  const planned = ring.next ?? ring.owners;
+  if (target.every((owner, partition) => owner === planned[partition])) return ring;
+  const unchanged = target.every((owner, partition) => owner === ring.owners[partition]);
+  return { partitionCount: ring.partitionCount, owners: ring.owners, version: ring.version + 1, next: unchanged ? null : target };
+}
+
+/** Ends a membership change: the planned owners become the owners. */
+export function completeClaim(ring: Ring): Ring {
+  if (ring.next === null) return ring;
+  return { partitionCount: ring.partitionCount, owners: ring.next, version: ring.version + 1, next: null };
+}
+
+/** One partition a node must stream in before a membership change can complete. */
+export interface IncomingTransfer {
+  readonly partition: number;
+  /** Nodes that hold the partition now, the ones giving it up first (they are the natural source). */
+  readonly sources: readonly string[];
+}
+
+/**
+ * The partitions `node` will replicate under the planned owners but does not replicate now,
+ * each with where to stream it from. Replica sets are compared with `nVal` replicas (the
+ * largest n_val of any bucket), so every bucket's keys arrive.
+ */
+export function incomingTransfers(ring: Ring, node: string, nVal: number): IncomingTransfer[] {
+  if (ring.next === null) return [];
+  const planned = plannedRing(ring);
+  const transfers: IncomingTransfer[] = [];
+  for (let partition = 0; partition < ring.partitionCount; partition++) {
+    const now = preferenceList(ring, partition, nVal);
+    const later = preferenceList(planned, partition, nVal);
+    if (!later.includes(node) || now.includes(node)) continue;
+    const leaving = now.filter((member) => !later.includes(member));
+    const staying = now.filter((member) => later.includes(member));
+    transfers.push({ partition, sources: [...leaving, ...staying] });
+  }
+  return transfers;
+}
+
+/** Nodes that receive at least one partition in the change under way. */
+export function receivingNodes(ring: Ring, nVal: number): string[] {
+  if (ring.next === null) return [];
+  return plannedMembers(ring).filter((node) => incomingTransfers(ring, node, nVal).length > 0);
+}
+
+/** The nodes a write to `partition` must also reach while a change is under way: planned replicas that are not replicas yet. */
+export function pendingReplicas(ring: Ring, partition: number, nVal: number): string[] {
+  if (ring.next === null) return [];
+  const now = preferenceList(ring, partition, nVal);
+  return preferenceList(plannedRing(ring), partition, nVal).filter((node) => !now.includes(node));
 }

@@ -80,7 +80,7 @@ function lwwWinner(siblings: readonly Sibling[]): Sibling | undefined {
 
 /**
  * Applies a write coordinated by `node` to the object it has locally: the new sibling gets the
- * dot (node, max counter + 1); siblings the client's context covers are dropped; the others are
+ * dot (node, max(counter + 1, counterFloor)); siblings the client's context covers are dropped; the others are
  * concurrent with this write and stay. In `lww` mode only the newest sibling survives.
  */
 export function applyWrite(
@@ -88,9 +88,12 @@ export function applyWrite(
   node: string,
   write: WriteIntent,
   mode: ConflictMode,
+  counterFloor = 0,
 ): VersionedObject {
   const joined = mergeVectors(local.clock, write.context);
-  const dot: Dot = { node, counter: counterOf(joined, node) + 1 };
+  // The floor lets an actor number its dots from one counter across all keys, so that a dot is
+  // never issued twice even when the actor's copy of a key was reaped or handed off.
+  const dot: Dot = { node, counter: Math.max(counterOf(joined, node) + 1, counterFloor) };
   const created: Sibling = {
     dot,
     value: write.value,

@@ -1,0 +1,446 @@
+import {
+  MerkleTree,
+  differingIndexes,
+  hashText,
+  itemHash,
+  leafOfPosition,
+  leafPositionRange,
+  merkleFanout,
+  merkleLeafCount,
+} from '../core/antientropy/merkle-tree.js';
+import type { BucketProperties } from '../core/buckets.js';
+import { decodeDataKey, partitionOfPosition } from '../core/keys.js';
+import { type Ring, preferenceList } from '../core/ring/ring.js';
+import { decodeObject, encodeObject } from '../core/versioning/object-codec.js';
+import { type VersionedObject, isDeleted } from '../core/versioning/versioned-object.js';
+import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import type { Clock, TimerHandle } from '../ports/clock.js';
+import type { Logger } from '../ports/logger.js';
+import type { KeySpace } from '../ports/storage.js';
+import { KvError } from '../util/errors.js';
+import type { Replica } from './replica.js';
+
+/** Settings of anti-entropy (the `antiEntropy` config section). */
+export interface AntiEntropySettings {
+  readonly enabled: boolean;
+  /** Pause between two sweeps over every partition. */
+  readonly intervalMs: number;
+  /** How long a tombstone stays after every replica has it, before it is reaped. */
+  readonly tombstoneGraceMs: number;
+  /** Keys repaired per second at most, so foreground latency holds while replicas catch up. */
+  readonly maxKeysPerSecond: number;
+  readonly peerTimeoutMs: number;
+}
+
+/** What anti-entropy needs from its node. */
+export interface AntiEntropyDependencies {
+  readonly selfId: string;
+  readonly data: KeySpace;
+  readonly replica: Replica;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly settings: AntiEntropySettings;
+  ring(): Ring | null;
+  isUp(node: string): boolean;
+  send(node: string, request: PeerRequest): Promise<PeerReply>;
+  bucketProperties(bucket: string): BucketProperties;
+  /** The largest n_val of any bucket: replica sets are compared with this many replicas. */
+  maxNVal(): number;
+}
+
+/** Progress of a sweep started by `ringkv repair`. */
+export interface RepairProgress {
+  readonly running: boolean;
+  readonly partitionsDone: number;
+  readonly partitionsTotal: number;
+  readonly keysRepaired: number;
+  readonly startedAtMs: number | undefined;
+  readonly finishedAtMs: number | undefined;
+}
+
+/** Anti-entropy figures for /status and /metrics. */
+export interface AntiEntropyStatus {
+  readonly enabled: boolean;
+  readonly exchanges: number;
+  readonly keysRepaired: number;
+  readonly bytesExchanged: number;
+  readonly tombstonesReaped: number;
+  readonly tombstonesPending: number;
+  readonly partitionsTracked: number;
+  /** Age of the oldest "last full exchange" among the partitions this node replicates (null before the first sweep ends). */
+  readonly oldestFullExchangeAgeMs: number | null;
+  /** Per partition this node replicates: ms since every peer last agreed with it after an exchange. */
+  readonly lastFullExchangeAgeMs: Readonly<Record<string, number>>;
+  readonly repair: RepairProgress;
+}
+
+type WireItem = [key: string, value: string];
+
+const keysPerLeafRequest = 64;
+const itemsPerPush = 200;
+
+function keyText(dataKey: Uint8Array): string {
+  return Buffer.from(dataKey).toString('base64');
+}
+
+function keyBytes(text: string): Buffer {
+  return Buffer.from(text, 'base64');
+}
+
+function positionBound(position: number): Buffer | undefined {
+  if (position >= 2 ** 32) return undefined;
+  const bound = Buffer.alloc(4);
+  bound.writeUInt32BE(position, 0);
+  return bound;
+}
+
+function payloadBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value ?? null));
+}
+
+/** The newest timestamp of any version of an object. */
+function newestMs(object: VersionedObject): number {
+  return Math.max(0, ...object.siblings.map((sibling) => sibling.lastModifiedMs));
+}
+
+/**
+ * Merkle-tree anti-entropy (Dynamo 4.7, Riak AAE). Keeps one tree per partition current on
+ * every write; in the background compares each partition it replicates with every other replica,
+ * descends only into differing branches and leaves, and repairs the differing keys by merging
+ * versions both ways. Also reaps tombstones once every replica has them and the grace period
+ * has passed (Cassandra's gc_grace), so a delete can never be undone by a stale replica.
+ */
+export class AntiEntropy {
+  private readonly trees = new Map<number, MerkleTree>();
+  /** Tombstones by storage key (latin1), with the time of their newest version. */
+  private readonly tombstones = new Map<string, number>();
+  private readonly lastFullExchangeMs = new Map<number, number>();
+  private timer: TimerHandle | undefined;
+  private stopped = false;
+  private sweeping: Promise<void> | undefined;
+  private repairWanted = false;
+  private progress: RepairProgress = { running: false, partitionsDone: 0, partitionsTotal: 0, keysRepaired: 0, startedAtMs: undefined, finishedAtMs: undefined };
+  private exchanges = 0;
+  private keysRepaired = 0;
+  private bytesExchanged = 0;
+  private tombstonesReaped = 0;
+  private partitionCount = 0;
+
+  constructor(private readonly deps: AntiEntropyDependencies) {}
+
+  /** Builds every tree with one scan of the data (Riak rebuilds its hash trees the same way). */
+  async build(partitionCount: number): Promise<void> {
+    this.partitionCount = partitionCount;
+    this.trees.clear();
+    this.tombstones.clear();
+    for await (const [key, value] of this.deps.data.entries()) this.track(Buffer.from(key), undefined, value, undefined);
+  }
+
+  /** Keeps the trees current: called by the replica after every change of a stored key. */
+  track(dataKey: Buffer, before: Uint8Array | undefined, after: Uint8Array | undefined, object: VersionedObject | undefined): void {
+    if (this.partitionCount === 0) return;
+    const position = dataKey.readUInt32BE(0);
+    const partition = partitionOfPosition(position, this.partitionCount);
+    const leaf = leafOfPosition(position, this.partitionCount);
+    let tree = this.trees.get(partition);
+    if (tree === undefined) {
+      tree = new MerkleTree();
+      this.trees.set(partition, tree);
+    }
+    if (before !== undefined) tree.remove(leaf, itemHash(dataKey, before));
+    if (after !== undefined) tree.add(leaf, itemHash(dataKey, after));
+    const name = dataKey.toString('latin1');
+    const stored = after === undefined ? undefined : (object ?? decodeObject(after));
+    if (stored !== undefined && isDeleted(stored)) this.tombstones.set(name, newestMs(stored));
+    else this.tombstones.delete(name);
+  }
+
+  /** Partitions this node holds any key of (handoff clean-up uses it). */
+  heldPartitions(): number[] {
+    return [...this.trees].filter(([, tree]) => tree.itemCount > 0).map(([partition]) => partition).sort((left, right) => left - right);
+  }
+
+  /** Keys held in one partition. */
+  keysIn(partition: number): number {
+    return this.trees.get(partition)?.itemCount ?? 0;
+  }
+
+  /** Starts periodic sweeps. */
+  start(): void {
+    if (!this.deps.settings.enabled) return;
+    this.schedule(this.deps.settings.intervalMs);
+  }
+
+  /** Stops sweeping (a sweep under way finishes its current exchange). */
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer?.cancel();
+    this.timer = this.deps.clock.setTimer(delayMs, () => {
+      this.sweeping = this.sweep()
+        .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'anti-entropy sweep failed'))
+        .finally(() => {
+          this.sweeping = undefined;
+          this.schedule(this.repairWanted ? 0 : this.deps.settings.intervalMs);
+        });
+    });
+  }
+
+  /** `ringkv repair`: sweeps every partition now (after the sweep under way, if any). */
+  requestRepair(): RepairProgress {
+    if (this.sweeping === undefined) this.schedule(0);
+    else this.repairWanted = true;
+    this.progress = { ...this.progress, running: true, partitionsDone: 0, keysRepaired: 0, startedAtMs: this.deps.clock.nowMs(), finishedAtMs: undefined };
+    return this.progress;
+  }
+
+  /** The partitions this node replicates under the current owners. */
+  private replicatedPartitions(ring: Ring): number[] {
+    const nVal = this.deps.maxNVal();
+    const partitions: number[] = [];
+    for (let partition = 0; partition < ring.partitionCount; partition++) {
+      if (preferenceList(ring, partition, nVal).includes(this.deps.selfId)) partitions.push(partition);
+    }
+    return partitions;
+  }
+
+  /** One pass over every partition this node replicates. */
+  async sweep(): Promise<void> {
+    const ring = this.deps.ring();
+    if (ring === null) return;
+    const repairing = this.progress.running;
+    this.repairWanted = false;
+    const partitions = this.replicatedPartitions(ring);
+    if (repairing) this.progress = { ...this.progress, partitionsTotal: partitions.length };
+    const nVal = this.deps.maxNVal();
+    for (const partition of partitions) {
+      if (this.stopped) return;
+      const peers = preferenceList(ring, partition, nVal).filter((node) => node !== this.deps.selfId);
+      let agreedWithAll = true;
+      for (const peer of peers) {
+        if (!this.deps.isUp(peer)) {
+          agreedWithAll = false;
+          continue;
+        }
+        try {
+          const repaired = await this.exchange(partition, peer);
+          if (repaired > 0) await this.deps.clock.sleep((repaired * 1000) / this.deps.settings.maxKeysPerSecond);
+        } catch (error) {
+          agreedWithAll = false;
+          this.deps.logger.debug({ partition, peer, error: String(error) }, 'anti-entropy exchange failed');
+        }
+      }
+      if (agreedWithAll) this.lastFullExchangeMs.set(partition, this.deps.clock.nowMs());
+      if (ring.next === null) await this.reapTombstones(ring, partition);
+      if (repairing) this.progress = { ...this.progress, partitionsDone: this.progress.partitionsDone + 1 };
+    }
+    if (repairing) this.progress = { ...this.progress, running: false, finishedAtMs: this.deps.clock.nowMs() };
+  }
+
+  private async control(peer: string, operation: string, payload: unknown): Promise<unknown> {
+    const reply = await this.deps.send(peer, { type: 'control', operation, payload });
+    if (reply.type !== 'control-reply') throw new KvError('KV_PEER_UNREACHABLE', `peer ${peer} answered ${reply.type} to ${operation}`);
+    this.bytesExchanged += payloadBytes(payload) + payloadBytes(reply.payload);
+    return reply.payload;
+  }
+
+  /**
+   * One exchange of a partition with a peer: roots, then differing branches, then differing
+   * leaves, then the keys of those leaves; each side merges what the other has. Answers how many
+   * keys were repaired on either side.
+   */
+  async exchange(partition: number, peer: string): Promise<number> {
+    this.exchanges += 1;
+    const tree = this.trees.get(partition) ?? new MerkleTree();
+    const rootReply = (await this.control(peer, 'ae-root', { partition, root: tree.root() })) as { equal: boolean; branches?: string[] };
+    if (rootReply.equal) return 0;
+    const branches = differingIndexes(tree.branchHashes(), rootReply.branches ?? []);
+    const leavesReply = (await this.control(peer, 'ae-leaves', { partition, branches })) as { leaves: Record<string, string[]> };
+    const differingLeaves: number[] = [];
+    for (const branch of branches) {
+      for (const index of differingIndexes(tree.leafHashes(branch), leavesReply.leaves[String(branch)] ?? [])) differingLeaves.push(branch * merkleFanout + index);
+    }
+    let repaired = 0;
+    for (let start = 0; start < differingLeaves.length; start += keysPerLeafRequest) {
+      const leaves = differingLeaves.slice(start, start + keysPerLeafRequest);
+      const items = await this.leafItems(partition, leaves);
+      const keysReply = (await this.control(peer, 'ae-keys', { partition, leaves, items })) as { objects: WireItem[]; need: string[] };
+      repaired += await this.mergeItems(keysReply.objects);
+      const wanted = new Set(keysReply.need);
+      const push: WireItem[] = [];
+      for (const key of wanted) {
+        const bytes = await this.deps.replica.readBytes(keyBytes(key));
+        if (bytes !== undefined) push.push([key, Buffer.from(bytes).toString('base64')]);
+        if (push.length >= itemsPerPush) {
+          repaired += ((await this.control(peer, 'ae-push', { items: push.splice(0) })) as { repaired: number }).repaired;
+        }
+      }
+      if (push.length > 0) repaired += ((await this.control(peer, 'ae-push', { items: push })) as { repaired: number }).repaired;
+    }
+    return repaired;
+  }
+
+  /** The (key, digest) pairs stored in some leaves of a partition, by range scans. */
+  private async leafItems(partition: number, leaves: readonly number[]): Promise<WireItem[]> {
+    const items: WireItem[] = [];
+    for (const leaf of leaves) {
+      const { start, end } = leafPositionRange(partition, leaf, this.partitionCount);
+      const gte = positionBound(start) as Buffer;
+      const lt = positionBound(end);
+      for await (const [key, value] of this.deps.data.entries(lt === undefined ? { gte } : { gte, lt })) {
+        const hash = itemHash(key, value);
+        items.push([keyText(key), hashText(hash.high, hash.low)]);
+      }
+    }
+    return items;
+  }
+
+  /** True when this node is a replica of the key under the current owners (its bucket's own n_val). */
+  private replicates(dataKey: Buffer): boolean {
+    const ring = this.deps.ring();
+    if (ring === null) return false;
+    const { bucket, position } = decodeDataKey(dataKey);
+    const partition = partitionOfPosition(position, ring.partitionCount);
+    return preferenceList(ring, partition, this.deps.bucketProperties(bucket).nVal).includes(this.deps.selfId);
+  }
+
+  /** Merges objects from a peer into this replica; answers how many keys changed here. */
+  private async mergeItems(items: readonly WireItem[]): Promise<number> {
+    let changed = 0;
+    for (const [key, encoded] of items) {
+      const dataKey = keyBytes(key);
+      if (!this.replicates(dataKey)) continue;
+      const { bucket } = decodeDataKey(dataKey);
+      const result = await this.deps.replica.mergeByDataKey(dataKey, decodeObject(keyBytes(encoded)), this.deps.bucketProperties(bucket).conflictMode, false);
+      if (result.changed) changed += 1;
+    }
+    this.keysRepaired += changed;
+    if (this.progress.running) this.progress = { ...this.progress, keysRepaired: this.progress.keysRepaired + changed };
+    return changed;
+  }
+
+  /**
+   * Reaps the partition's tombstones that are older than the grace period, when this node is the
+   * first replica of the key and every replica is up and holds exactly the same tombstone.
+   */
+  private async reapTombstones(ring: Ring, partition: number): Promise<void> {
+    const now = this.deps.clock.nowMs();
+    for (const [name, newest] of [...this.tombstones]) {
+      if (newest + this.deps.settings.tombstoneGraceMs > now) continue;
+      const dataKey = Buffer.from(name, 'latin1');
+      const { bucket, position } = decodeDataKey(dataKey);
+      if (partitionOfPosition(position, ring.partitionCount) !== partition) continue;
+      const replicas = preferenceList(ring, partition, this.deps.bucketProperties(bucket).nVal);
+      if (replicas[0] !== this.deps.selfId || !replicas.every((node) => this.deps.isUp(node))) continue;
+      const local = await this.deps.replica.readBytes(dataKey);
+      if (local === undefined) continue;
+      const localHash = itemHash(dataKey, local);
+      const digest = hashText(localHash.high, localHash.low);
+      try {
+        const digests = await Promise.all(replicas.filter((node) => node !== this.deps.selfId).map((node) => this.control(node, 'ae-digest', { key: keyText(dataKey) })));
+        if (!digests.every((answer) => (answer as { digest: string | null }).digest === digest)) continue;
+        await Promise.all(replicas.filter((node) => node !== this.deps.selfId).map((node) => this.control(node, 'ae-reap', { key: keyText(dataKey), digest })));
+        if (await this.deps.replica.remove(dataKey, local)) this.tombstonesReaped += 1;
+      } catch (error) {
+        this.deps.logger.debug({ error: String(error) }, 'tombstone not reaped this time');
+      }
+    }
+  }
+
+  /** Serves the peer side of an exchange; undefined for operations that are not anti-entropy's. */
+  async handleControl(operation: string, payload: unknown): Promise<unknown> {
+    switch (operation) {
+      case 'ae-root': {
+        const { partition, root } = payload as { partition: number; root: string };
+        const tree = this.trees.get(partition) ?? new MerkleTree();
+        return tree.root() === root ? { equal: true } : { equal: false, branches: tree.branchHashes() };
+      }
+      case 'ae-leaves': {
+        const { partition, branches } = payload as { partition: number; branches: number[] };
+        const tree = this.trees.get(partition) ?? new MerkleTree();
+        return { leaves: Object.fromEntries(branches.map((branch) => [String(branch), tree.leafHashes(branch)])) };
+      }
+      case 'ae-keys':
+        return this.answerKeys(payload as { partition: number; leaves: number[]; items: WireItem[] });
+      case 'ae-push': {
+        const { items } = payload as { items: WireItem[] };
+        return { repaired: await this.mergeItems(items) };
+      }
+      case 'ae-digest': {
+        const dataKey = keyBytes((payload as { key: string }).key);
+        const bytes = await this.deps.replica.readBytes(dataKey);
+        if (bytes === undefined) return { digest: null };
+        const hash = itemHash(dataKey, bytes);
+        return { digest: hashText(hash.high, hash.low) };
+      }
+      case 'ae-reap': {
+        const { key, digest } = payload as { key: string; digest: string };
+        const dataKey = keyBytes(key);
+        const bytes = await this.deps.replica.readBytes(dataKey);
+        if (bytes === undefined) return { removed: false };
+        const hash = itemHash(dataKey, bytes);
+        if (hashText(hash.high, hash.low) !== digest) return { removed: false };
+        const removed = await this.deps.replica.remove(dataKey, bytes);
+        if (removed) this.tombstonesReaped += 1;
+        return { removed };
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  /** The responder's side of the key comparison: what differs, both ways. */
+  private async answerKeys(request: { partition: number; leaves: number[]; items: WireItem[] }): Promise<{ objects: WireItem[]; need: string[] }> {
+    const theirs = new Map(request.items);
+    const mine = new Map(await this.leafItems(request.partition, request.leaves.filter((leaf) => leaf >= 0 && leaf < merkleLeafCount)));
+    const objects: WireItem[] = [];
+    const need: string[] = [];
+    for (const [key, digest] of mine) {
+      if (theirs.get(key) === digest) continue;
+      const bytes = await this.deps.replica.readBytes(keyBytes(key));
+      if (bytes !== undefined) objects.push([key, Buffer.from(bytes).toString('base64')]);
+    }
+    for (const [key, digest] of theirs) if (mine.get(key) !== digest) need.push(key);
+    return { objects, need };
+  }
+
+  /** Figures for /status. */
+  status(): AntiEntropyStatus {
+    const now = this.deps.clock.nowMs();
+    const ring = this.deps.ring();
+    const partitions = ring === null ? [] : this.replicatedPartitions(ring);
+    const ages: Record<string, number> = {};
+    // The oldest age is only known once every replicated partition has had a full exchange.
+    let oldest: number | null = partitions.length > 0 ? 0 : null;
+    for (const partition of partitions) {
+      const last = this.lastFullExchangeMs.get(partition);
+      if (last === undefined) {
+        oldest = null;
+        continue;
+      }
+      ages[String(partition)] = now - last;
+      if (oldest !== null) oldest = Math.max(oldest, now - last);
+    }
+    return {
+      enabled: this.deps.settings.enabled,
+      exchanges: this.exchanges,
+      keysRepaired: this.keysRepaired,
+      bytesExchanged: this.bytesExchanged,
+      tombstonesReaped: this.tombstonesReaped,
+      tombstonesPending: this.tombstones.size,
+      partitionsTracked: this.trees.size,
+      oldestFullExchangeAgeMs: oldest,
+      lastFullExchangeAgeMs: ages,
+      repair: this.progress,
+    };
+  }
+
+  /** Encodes an object for a peer message (handoff reuses the same item shape). */
+  static item(dataKey: Uint8Array, object: VersionedObject): WireItem {
+    return [keyText(dataKey), encodeObject(object).toString('base64')];
+  }
+}
