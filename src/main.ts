@@ -51,6 +51,24 @@ const numberText = (name: string, text: string): number => {
 };
 const listText = (text: string): string[] => text.split(',').map((item) => item.trim()).filter((item) => item.length > 0);
 
+/** RINGKV_AUTH_TOKENS: `TOKEN:ROLE,...`; a malformed entry is reported by position, never by its text (it holds a token). */
+function tokensText(name: string, text: string): { token: string; role: string }[] {
+  return listText(text).map((entry, index) => {
+    const colon = entry.lastIndexOf(':');
+    if (colon <= 0) throw new KvError('KV_BAD_CONFIG', `entry ${index + 1} of environment variable ${name} must be TOKEN:ROLE with ROLE read-only or read-write`);
+    return { token: entry.slice(0, colon), role: entry.slice(colon + 1) };
+  });
+}
+
+/** RINGKV_AUTH_PROTECT: which of status, metrics and ui need a token, for example `status,metrics,ui`. */
+function protectText(name: string, text: string): Record<string, boolean> {
+  const chosen = listText(text);
+  const known = ['status', 'metrics', 'ui'];
+  const unknown = chosen.filter((item) => !known.includes(item));
+  if (unknown.length > 0) throw new KvError('KV_BAD_CONFIG', `environment variable ${name} lists ${unknown.join(', ')}; use a comma-separated subset of ${known.join(', ')}`);
+  return { protectStatus: chosen.includes('status'), protectMetrics: chosen.includes('metrics'), protectUi: chosen.includes('ui') };
+}
+
 /** RINGKV_* environment variables and the config field each sets (documented in the README). */
 const environmentFields: Record<string, (name: string, text: string) => unknown> = {
   RINGKV_HOST: (_n, text) => ({ host: text }),
@@ -71,6 +89,14 @@ const environmentFields: Record<string, (name: string, text: string) => unknown>
   RINGKV_ANTI_ENTROPY: (name, text) => ({ antiEntropy: { enabled: booleanText(name, text) } }),
   RINGKV_ANTI_ENTROPY_INTERVAL_MS: (name, text) => ({ antiEntropy: { intervalMs: numberText(name, text) } }),
   RINGKV_TOMBSTONE_GRACE_MS: (name, text) => ({ antiEntropy: { tombstoneGraceMs: numberText(name, text) } }),
+  RINGKV_AUTH_TOKENS: (name, text) => ({ auth: { enabled: true, tokens: tokensText(name, text) } }),
+  // After RINGKV_AUTH_TOKENS, so an explicit RINGKV_AUTH=false still turns authentication off.
+  RINGKV_AUTH: (name, text) => ({ auth: { enabled: booleanText(name, text) } }),
+  RINGKV_AUTH_PROTECT: (name, text) => ({ auth: protectText(name, text) }),
+  RINGKV_TLS: (name, text) => ({ tls: { enabled: booleanText(name, text) } }),
+  RINGKV_TLS_CERT_FILE: (_n, text) => ({ tls: { certFile: text } }),
+  RINGKV_TLS_KEY_FILE: (_n, text) => ({ tls: { keyFile: text } }),
+  RINGKV_TLS_CA_FILE: (_n, text) => ({ tls: { caFile: text } }),
 };
 
 function parsePeerMap(text: string): Record<string, string> {
@@ -135,6 +161,20 @@ export async function loadIdentity(storage: Storage, config: NodeConfig): Promis
   return identity;
 }
 
+/** The PEM files of tls.*, read once at start; a missing or unreadable file stops the node naming its field. */
+export function loadTlsFiles(config: NodeConfig): { key: Buffer; cert: Buffer; ca: Buffer } | undefined {
+  if (!config.tls.enabled) return undefined;
+  const readPem = (field: 'certFile' | 'keyFile' | 'caFile'): Buffer => {
+    const path = config.tls[field];
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new KvError('KV_BAD_CONFIG', `config field 'tls.${field}' names ${path}, which cannot be read: ${(error as Error).message}`);
+    }
+  };
+  return { cert: readPem('certFile'), key: readPem('keyFile'), ca: readPem('caFile') };
+}
+
 const mathRandom: Random = {
   next: () => Math.random(),
   int: (bound) => Math.floor(Math.random() * bound),
@@ -149,12 +189,25 @@ export async function runNode(flags: StartFlags): Promise<void> {
   const storage = new LevelStorage({ location: join(dataDir, 'leveldb'), ...config.storage });
   await storage.open();
   const identity = await loadIdentity(storage, config);
-  const transport = new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides });
+  const tls = loadTlsFiles(config);
+  // Peers are verified against the cluster's CA (not the system store): only certificates it signed are peers.
+  const peerTls = tls === undefined ? {} : { protocol: 'https' as const, connect: { ca: tls.ca } };
+  const transport = new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides, ...peerTls });
   const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger });
   await node.start();
-  const app = await buildApp({ service: node, config, logger: false });
+  const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
   await app.listen({ host: config.host, port: config.port });
   logger.info({ nodeId: identity.nodeId, generation: identity.generation, address: identity.address, dataDir }, 'ringkv node started');
+  // Says how access is set up without a single token character in the log.
+  const roles = config.auth.tokens.map((token) => token.role);
+  logger.info(
+    {
+      tls: config.tls.enabled,
+      clientAuth: config.auth.enabled,
+      ...(config.auth.enabled ? { readWriteTokens: roles.filter((role) => role === 'read-write').length, readOnlyTokens: roles.filter((role) => role === 'read-only').length } : {}),
+    },
+    `serving ${config.tls.enabled ? 'https' : 'http'} with client authentication ${config.auth.enabled ? 'on' : 'off'}`,
+  );
 
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {

@@ -40,7 +40,50 @@ export interface NodeConfig {
     readonly intervalMs: number;
   };
   readonly antiEntropy: { readonly enabled: boolean; readonly intervalMs: number; readonly tombstoneGraceMs: number };
+  /** Client authentication on the public API (the peer API always uses the cluster secret instead). */
+  readonly auth: AuthConfig;
+  /** TLS for the public and the peer API, which share one listener. */
+  readonly tls: TlsConfig;
 }
+
+/** What a client token may do: read keys, or also write them and use /admin. */
+export type AuthRole = 'read-only' | 'read-write';
+
+/** One client bearer token. */
+export interface AuthToken {
+  /** The secret itself (at least 16 characters); never logged or echoed in messages. */
+  readonly token: string;
+  readonly role: AuthRole;
+  /** A label for the token's holder, safe to show (the token is not). */
+  readonly name?: string;
+}
+
+/** The `auth` section: bearer tokens, and which read-only endpoints need one. */
+export interface AuthConfig {
+  /** When false (the default), the public API is open to anyone who can reach the port. */
+  readonly enabled: boolean;
+  readonly tokens: readonly AuthToken[];
+  /** Whether GET /status needs a token (of either role). */
+  readonly protectStatus: boolean;
+  /** Whether GET /metrics needs a token (of either role). */
+  readonly protectMetrics: boolean;
+  /** Whether the /ui dashboard needs a token (it also does whenever /status or /metrics does, since it shows their figures). */
+  readonly protectUi: boolean;
+}
+
+/** The `tls` section: PEM files of this node's certificate and key, and of the CA peers are verified against. */
+export interface TlsConfig {
+  readonly enabled: boolean;
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
+/** The shortest client token accepted: shorter ones are guessable. */
+export const minTokenLength = 16;
+
+const defaultAuth: AuthConfig = { enabled: false, tokens: [], protectStatus: false, protectMetrics: false, protectUi: false };
+const defaultTls: TlsConfig = { enabled: false, certFile: '', keyFile: '', caFile: '' };
 
 type Check = (value: unknown, field: string) => void;
 
@@ -111,6 +154,41 @@ const schema: Record<string, Check> = {
   'antiEntropy.tombstoneGraceMs': integer(0, 365 * 86_400_000),
 };
 
+/** Checks auth.*; a token's value never appears in a message, only its position. */
+function validateAuth(auth: unknown): void {
+  if (auth === null || typeof auth !== 'object' || Array.isArray(auth)) fail('auth', 'an object', auth);
+  const section = auth as Record<string, unknown>;
+  for (const flag of ['enabled', 'protectStatus', 'protectMetrics', 'protectUi']) boolean(section[flag], `auth.${flag}`);
+  const tokens = section.tokens;
+  if (!Array.isArray(tokens)) fail('auth.tokens', 'a list of {"token", "role"} objects', '(hidden)');
+  const seen = new Set<string>();
+  tokens.forEach((entry: unknown, index) => {
+    const field = `auth.tokens[${index}]`;
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) fail(field, 'an object {"token": "...", "role": "read-only" | "read-write"}', '(hidden)');
+    const { token, role, name } = entry as Record<string, unknown>;
+    if (typeof token !== 'string' || token.length < minTokenLength || /[\s,]/.test(token)) {
+      fail(`${field}.token`, `a string of at least ${minTokenLength} characters without spaces or commas`, '(hidden)');
+    }
+    if (seen.has(token)) fail(`${field}.token`, 'different from every other token', '(hidden)');
+    seen.add(token);
+    oneOf('read-only', 'read-write')(role, `${field}.role`);
+    if (name !== undefined) nonEmptyString(name, `${field}.name`);
+  });
+  if (section.enabled === true && tokens.length === 0) fail('auth.tokens', 'at least one token when auth.enabled is true (or set RINGKV_AUTH_TOKENS)', []);
+}
+
+/** Checks tls.*; the files are read (and their absence reported) when the node starts. */
+function validateTls(tls: unknown): void {
+  if (tls === null || typeof tls !== 'object' || Array.isArray(tls)) fail('tls', 'an object', tls);
+  const section = tls as Record<string, unknown>;
+  boolean(section.enabled, 'tls.enabled');
+  for (const file of ['certFile', 'keyFile', 'caFile']) {
+    const value = section[file];
+    if (typeof value !== 'string') fail(`tls.${file}`, 'a path to a PEM file', value);
+    if (section.enabled === true && value === '') fail(`tls.${file}`, 'a path to a PEM file when tls.enabled is true', value);
+  }
+}
+
 function read(object: unknown, path: string): unknown {
   let current: unknown = object;
   for (const part of path.split('.')) {
@@ -138,6 +216,9 @@ export function validateConfig(candidate: unknown): NodeConfig {
   if (candidate === null || typeof candidate !== 'object') fail('(root)', 'an object', candidate);
   for (const [field, check] of Object.entries(schema)) check(read(candidate, field), field);
   const config = { buckets: {}, peerDialOverrides: {}, ...(candidate as object) } as NodeConfig;
+  validateAuth(config.auth ?? defaultAuth);
+  validateTls(config.tls ?? defaultTls);
+  Object.assign(config, { auth: config.auth ?? defaultAuth, tls: config.tls ?? defaultTls });
   const secret = config.clusterSecret;
   if (secret !== undefined && (typeof secret !== 'string' || secret.length < 16)) fail('clusterSecret', 'a string of at least 16 characters', '(hidden)');
   for (const [from, to] of Object.entries(config.peerDialOverrides)) peerList([from, to], `peerDialOverrides.${from}`);

@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, 
 import type { NodeConfig } from '../engine/config.js';
 import type { KvService } from '../engine/kv-service.js';
 import { KvError } from '../util/errors.js';
+import { registerAuth } from './auth.js';
 import { sendKvError, toKvError } from './errors.js';
 import { registerKvRoutes } from './kv-routes.js';
 import { HttpMetrics } from './metrics.js';
@@ -13,6 +14,8 @@ export interface AppOptions {
   readonly config: NodeConfig;
   /** fastify's logger option: false (the default) for none, true or pino options for one. */
   readonly logger?: boolean | object;
+  /** PEM key and certificate: serve https instead of http (tls.* in the config; main.ts reads the files). */
+  readonly https?: { readonly key: Buffer; readonly cert: Buffer };
 }
 
 const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET /health, GET /status, GET /metrics, POST /admin/compact, POST ${peerRoutePath}`;
@@ -56,6 +59,7 @@ function registerAdminRoutes(app: FastifyInstance, service: KvService, metrics: 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { service, config } = options;
   const app = Fastify({
+    ...(options.https === undefined ? {} : ({ https: { key: options.https.key, cert: options.https.cert } } as FastifyServerOptions)),
     logger: (options.logger ?? false) as FastifyServerOptions['logger'],
     bodyLimit: config.limits.maxValueBytes,
     // Long keys must reach the 414 check instead of falling out of the router as a 404; a key
@@ -81,6 +85,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => sendKvError(reply, toKvError(error, request, request.log)));
   app.setNotFoundHandler((request, reply) => sendKvError(reply, notFoundError(request)));
 
+  registerAuth(app, { config, service });
   const metrics = new HttpMetrics();
   registerKvRoutes(app, { service, config, metrics });
   registerPeerRoute(app, { service, config, metrics });
