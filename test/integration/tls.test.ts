@@ -1,0 +1,121 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RingClient, RingClientError, type RingClientTlsOptions } from '../../src/client/index.js';
+import { ensureDebianPackage } from '../support/debian-packages.js';
+import { type NodeProcess, killNode, startNode, temporaryFolder, waitFor } from './processes.js';
+
+/**
+ * Goal: a cluster configured with TLS serves its public API over https only, and its nodes talk
+ * to each other over https verified against the cluster's CA: a w=3 write succeeds only if every
+ * peer call went through. The CA and certificates are throwaway ones made with openssl here.
+ */
+
+const ports = [18_320, 18_321, 18_322];
+const secret = 'tls-test-secret-0123456789abcdef';
+
+/** Makes a CA and one certificate for 127.0.0.1 signed by it (EC P-256: quick to make). */
+function makeCertificates(folder: string): { caFile: string; certFile: string; keyFile: string } {
+  const file = (name: string): string => join(folder, name);
+  const openssl = (...args: string[]): void => {
+    execFileSync('openssl', args, { stdio: 'pipe', cwd: folder });
+  };
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl('req', '-x509', ...ec, '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=ringkv throwaway test CA');
+  openssl('req', ...ec, '-keyout', file('node.key'), '-out', file('node.csr'), '-subj', '/CN=127.0.0.1');
+  writeFileSync(
+    file('node.ext'),
+    ['basicConstraints=CA:FALSE', 'keyUsage=digitalSignature,keyEncipherment', 'extendedKeyUsage=serverAuth,clientAuth', 'subjectAltName=IP:127.0.0.1,DNS:localhost'].join('\n'),
+  );
+  openssl('x509', '-req', '-in', file('node.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('node.pem'), '-days', '2', '-extfile', file('node.ext'));
+  return { caFile: file('ca.pem'), certFile: file('node.pem'), keyFile: file('node.key') };
+}
+
+const skipReason = ensureDebianPackage('/usr/bin/openssl', 'openssl');
+if (skipReason !== undefined) console.warn(`skipping the TLS cluster test: ${skipReason}`);
+
+describe.skipIf(skipReason !== undefined)('a 3-node cluster over TLS', () => {
+  const folder = temporaryFolder('ringkv-tls-');
+  const nodes: NodeProcess[] = [];
+  const clients: RingClient[] = [];
+  let ca: Buffer;
+
+  /** A client of https nodes; without a CA it trusts only the system's certificate store. */
+  const client = (addresses: string[], tls: RingClientTlsOptions): RingClient => {
+    const created = new RingClient({ nodes: addresses, tls, maxAttempts: 1, httpTimeoutMs: 5_000 });
+    clients.push(created);
+    return created;
+  };
+
+  beforeAll(async () => {
+    const files = makeCertificates(folder.path);
+    ca = readFileSync(files.caFile);
+    const configFile = join(folder.path, 'config.json');
+    writeFileSync(configFile, JSON.stringify({ tls: { enabled: true, ...files }, gossip: { intervalMs: 200 } }));
+    const env = { RINGKV_CLUSTER_SECRET: secret };
+    const extraArgs = ['--config', configFile];
+    nodes.push(startNode(ports[0]!, join(folder.path, 'node1'), { env, extraArgs }));
+    const seeds = [nodes[0]!.address];
+    nodes.push(startNode(ports[1]!, join(folder.path, 'node2'), { env, extraArgs, seeds }));
+    nodes.push(startNode(ports[2]!, join(folder.path, 'node3'), { env, extraArgs, seeds }));
+    for (const node of nodes) {
+      const probe = client([node.address], { ca });
+      await waitFor(`${node.address} to answer /health over https (output: ${node.output.slice(-500)})`, 20_000, async () => (await probe.json('GET', '/health')) !== null);
+    }
+  });
+
+  afterAll(async () => {
+    await Promise.all(clients.map((each) => each.close()));
+    for (const node of nodes) await killNode(node, 'SIGTERM');
+    folder.remove();
+  });
+
+  it('forms the ring over https: every node sees 3 members up', async () => {
+    for (const node of nodes) {
+      const viewer = client([node.address], { ca });
+      await waitFor(`${node.address} to see 3 members up over TLS gossip (output: ${node.output.slice(-500)})`, 30_000, async () => {
+        const status = (await viewer.status()) as { members: { status: string }[]; ring: { members: string[] } | null };
+        return status.members.filter((member) => member.status === 'up').length === 3 && status.ring?.members.length === 3;
+      });
+    }
+  });
+
+  it('writes with w=3 over https (so every peer call went over TLS) and reads it from another node', async () => {
+    const writer = client([nodes[0]!.address], { ca });
+    await writer.put('secure', 'k', 'over tls', { w: 3, contentType: 'text/plain' });
+    const reader = client([`https://${nodes[2]!.address}`], { ca });
+    const read = await reader.get('secure', 'k', { r: 3 });
+    expect(read.siblings.map((sibling) => sibling.value.toString())).toEqual(['over tls']);
+  });
+
+  it('refuses plain http on the same port', async () => {
+    const outcome = await request(`http://${nodes[0]!.address}/health`, { headersTimeout: 5_000, bodyTimeout: 5_000 }).then(
+      async (response) => {
+        await response.body.dump();
+        return response.statusCode;
+      },
+      (error: unknown) => (error as Error).message,
+    );
+    expect(outcome).not.toBe(200);
+  });
+
+  it('refuses to talk to the nodes without the CA: their certificate is not trusted by default', async () => {
+    const untrusting = client([nodes[1]!.address], {});
+    const error = await untrusting.get('secure', 'k').catch((failure: unknown) => failure);
+    expect(error).toBeInstanceOf(RingClientError);
+    expect((error as RingClientError).code).toBe('KV_CONNECTION');
+    expect((error as RingClientError).outcome).toBe('failed');
+  });
+
+  it('stops a node whose TLS files cannot be read, naming the config field', async () => {
+    const brokenConfig = join(folder.path, 'broken.json');
+    writeFileSync(brokenConfig, JSON.stringify({ tls: { enabled: true, certFile: join(folder.path, 'missing.pem'), keyFile: join(folder.path, 'node.key'), caFile: join(folder.path, 'ca.pem') } }));
+    const broken = startNode(18_323, join(folder.path, 'broken'), { env: { RINGKV_CLUSTER_SECRET: secret }, extraArgs: ['--config', brokenConfig] });
+    nodes.push(broken);
+    await waitFor('the misconfigured node to exit', 20_000, async () => broken.child?.exitCode !== null && broken.child?.exitCode !== undefined);
+    expect(broken.child?.exitCode).not.toBe(0);
+    expect(broken.output).toMatch(/tls\.certFile/);
+  });
+});
