@@ -221,6 +221,8 @@ export async function runNode(flags: StartFlags): Promise<void> {
     logger.info({}, 'stopped');
     process.exit(0);
   };
+  // `ringkv leave`: once the node has handed off everything and marked itself left, it exits.
+  node.onLeft = () => void shutdown('left the cluster');
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }

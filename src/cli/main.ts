@@ -158,6 +158,70 @@ program
     });
   });
 
+program
+  .command('repair')
+  .description('run an anti-entropy exchange of every partition on a node now, showing progress')
+  .option('--node <address>', 'node to run it on', defaultNode)
+  .action(async (flags) => {
+    await withClient(flags.node, async (client) => {
+      await client.json('POST', '/admin/repair');
+      await followRepair(client);
+    });
+  });
+
+program
+  .command('leave')
+  .description("decommission a node: its partitions stream to their new owners, then it leaves the ring and exits")
+  .option('--node <address>', 'node that leaves', defaultNode)
+  .action(async (flags) => {
+    await withClient(flags.node, async (client) => {
+      await client.json('POST', '/admin/leave');
+      console.log(`${flags.node} is leaving: it hands off its partitions, then exits; follow with \`ringkv status\` on another node`);
+    });
+  });
+
+program
+  .command('remove <nodeId>')
+  .description('remove a node that is gone for good; its partitions are rebuilt from the remaining replicas')
+  .option('--node <address>', 'any live node of the cluster', defaultNode)
+  .action(async (nodeId: string, flags) => {
+    await withClient(flags.node, async (client) => {
+      await client.json('POST', `/admin/remove/${encodeURIComponent(nodeId)}`);
+      console.log(`${nodeId} is removed; the ring is being re-planned without it (see \`ringkv status\`)`);
+    });
+  });
+
+interface RepairProgressShape {
+  running: boolean;
+  partitionsDone: number;
+  partitionsTotal: number;
+  keysRepaired: number;
+}
+
+/** Polls the repair progress until it ends, drawing a bar on a terminal and plain lines elsewhere. */
+async function followRepair(client: RingClient): Promise<void> {
+  const started = Date.now();
+  let lastLine = '';
+  for (;;) {
+    const progress = (await client.json('GET', '/admin/repair')) as RepairProgressShape;
+    const total = Math.max(progress.partitionsTotal, 1);
+    const fraction = Math.min(1, progress.partitionsDone / total);
+    const line = `${progress.partitionsDone}/${progress.partitionsTotal} partitions, ${progress.keysRepaired} keys repaired`;
+    if (process.stdout.isTTY) {
+      const width = 30;
+      const filled = Math.round(fraction * width);
+      process.stdout.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${line}   `);
+    } else if (line !== lastLine) {
+      console.log(line);
+    }
+    lastLine = line;
+    if (!progress.running) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  if (process.stdout.isTTY) process.stdout.write('\n');
+  console.log(`repair finished in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {

@@ -185,7 +185,9 @@ export class AntiEntropy {
         .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'anti-entropy sweep failed'))
         .finally(() => {
           this.sweeping = undefined;
-          this.schedule(this.repairWanted ? 0 : this.deps.settings.intervalMs);
+          // With anti-entropy off, only `ringkv repair` runs sweeps.
+          if (this.repairWanted) this.schedule(0);
+          else if (this.deps.settings.enabled) this.schedule(this.deps.settings.intervalMs);
         });
     });
   }

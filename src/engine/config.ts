@@ -39,7 +39,13 @@ export interface NodeConfig {
     readonly batchSize: number;
     readonly intervalMs: number;
   };
-  readonly antiEntropy: { readonly enabled: boolean; readonly intervalMs: number; readonly tombstoneGraceMs: number };
+  readonly antiEntropy: {
+    readonly enabled: boolean;
+    readonly intervalMs: number;
+    readonly tombstoneGraceMs: number;
+    readonly maxKeysPerSecond: number;
+  };
+  readonly handoff: { readonly intervalMs: number; readonly batchSize: number; readonly cleanupDelayMs: number };
   /** Client authentication on the public API (the peer API always uses the cluster secret instead). */
   readonly auth: AuthConfig;
   /** TLS for the public and the peer API, which share one listener. */
@@ -152,6 +158,10 @@ const schema: Record<string, Check> = {
   'antiEntropy.enabled': boolean,
   'antiEntropy.intervalMs': integer(10, 86_400_000),
   'antiEntropy.tombstoneGraceMs': integer(0, 365 * 86_400_000),
+  'antiEntropy.maxKeysPerSecond': integer(1, 10_000_000),
+  'handoff.intervalMs': integer(10, 3_600_000),
+  'handoff.batchSize': integer(1, 10_000),
+  'handoff.cleanupDelayMs': integer(0, 86_400_000),
 };
 
 /** Checks auth.*; a token's value never appears in a message, only its position. */
@@ -221,6 +231,11 @@ export function validateConfig(candidate: unknown): NodeConfig {
   Object.assign(config, { auth: config.auth ?? defaultAuth, tls: config.tls ?? defaultTls });
   const secret = config.clusterSecret;
   if (secret !== undefined && (typeof secret !== 'string' || secret.length < 16)) fail('clusterSecret', 'a string of at least 16 characters', '(hidden)');
+  // Cassandra's rule: a tombstone must outlive every hint that could carry an older write back,
+  // or a late hint would resurrect a deleted key once the tombstone is reaped.
+  if (config.hintedHandoff.enabled && config.antiEntropy.tombstoneGraceMs < config.hintedHandoff.windowMs) {
+    fail('antiEntropy.tombstoneGraceMs', `at least hintedHandoff.windowMs (${config.hintedHandoff.windowMs}) while hinted handoff is on`, config.antiEntropy.tombstoneGraceMs);
+  }
   for (const [from, to] of Object.entries(config.peerDialOverrides)) peerList([from, to], `peerDialOverrides.${from}`);
   for (const [bucket, properties] of Object.entries(config.buckets)) {
     for (const [name, value] of Object.entries(properties)) {

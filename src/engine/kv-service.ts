@@ -2,6 +2,7 @@ import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { VersionVector } from '../core/versioning/version-vector.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import type { StorageStats } from '../ports/storage.js';
+import type { RepairProgress } from './anti-entropy.js';
 import type { BucketProperties, QuorumSetting } from './config.js';
 
 /** Per-request read parameters (already validated at the HTTP edge). */
@@ -76,6 +77,14 @@ export interface KvService {
   status(): Promise<NodeStatus>;
   /** Compacts this node's storage (the whole data space, or a key range). */
   compact(start?: Uint8Array, end?: Uint8Array): Promise<void>;
+  /** Starts an anti-entropy exchange of every partition now (`ringkv repair`). */
+  repair(): RepairProgress;
+  /** Progress of the last repair. */
+  repairProgress(): RepairProgress;
+  /** Starts decommissioning this node (`ringkv leave`). */
+  leave(): { status: string };
+  /** Plans a node that is gone for good out of the ring (`ringkv remove`). */
+  removeMember(nodeId: string): { status: string };
   /** True when the peer request carries this cluster's secret. */
   checkSecret(presented: string | undefined): boolean;
 }

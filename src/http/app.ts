@@ -3,6 +3,7 @@ import type { NodeConfig } from '../engine/config.js';
 import type { KvService } from '../engine/kv-service.js';
 import { KvError } from '../util/errors.js';
 import { registerAuth } from './auth.js';
+import { registerClusterAdminRoutes } from './cluster-admin-routes.js';
 import { sendKvError, toKvError } from './errors.js';
 import { registerKvRoutes } from './kv-routes.js';
 import { HttpMetrics } from './metrics.js';
@@ -18,7 +19,7 @@ export interface AppOptions {
   readonly https?: { readonly key: Buffer; readonly cert: Buffer };
 }
 
-const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET /health, GET /status, GET /metrics, POST /admin/compact, POST ${peerRoutePath}`;
+const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET /health, GET /status, GET /metrics, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, POST ${peerRoutePath}`;
 
 /** Shows a path in a message without letting a huge one flood it. */
 function shownPath(request: FastifyRequest): string {
@@ -90,6 +91,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerKvRoutes(app, { service, config, metrics });
   registerPeerRoute(app, { service, config, metrics });
   registerAdminRoutes(app, service, metrics);
+  registerClusterAdminRoutes(app, service);
   await app.ready();
   return app;
 }

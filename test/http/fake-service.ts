@@ -1,3 +1,4 @@
+import type { RepairProgress } from '../../src/engine/anti-entropy.js';
 import defaults from '../../config/default.json' with { type: 'json' };
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { type VersionedObject, applyWrite, emptyObject, mergeObjects } from '../../src/core/versioning/versioned-object.js';
@@ -120,6 +121,27 @@ export class FakeKvService implements KvService {
   async status(): Promise<NodeStatus> {
     this.record('status');
     return fakeStatus;
+  }
+
+  /** Anti-entropy is not modelled: a repair finishes at once with nothing to do. */
+  repair(): RepairProgress {
+    this.record('repair');
+    return this.repairProgress();
+  }
+
+  /** Progress of the (instant) repair. */
+  repairProgress(): RepairProgress {
+    return { running: false, partitionsDone: 0, partitionsTotal: 0, keysRepaired: 0, startedAtMs: undefined, finishedAtMs: undefined };
+  }
+
+  /** A one-node fake cannot leave. */
+  leave(): { status: string } {
+    throw new KvError('KV_CONFLICT', 'this is the only live member');
+  }
+
+  /** The fake knows no other members. */
+  removeMember(nodeId: string): { status: string } {
+    throw new KvError('KV_UNKNOWN_NODE', `no member ${nodeId}`);
   }
 
   async compact(): Promise<void> {
