@@ -1,0 +1,103 @@
+import { randomBytes } from 'node:crypto';
+import type { KeyDistribution } from './key-chooser.js';
+import { type LoadResult, type LoopKind, type PrefillResult, type Workload, prefill, runLoad } from './load-generator.js';
+import { type DriverKind, type RequestDriver, createDriver } from './request-driver.js';
+import { type RunningTarget, targetPeakRssBytes } from './targets.js';
+
+/** How each target of a suite is loaded. */
+export interface MeasureOptions {
+  readonly workloads: readonly Workload[];
+  readonly distribution: KeyDistribution;
+  readonly keyCount: number;
+  readonly valueSizeBytes: number;
+  readonly concurrency: number;
+  readonly loop: LoopKind;
+  readonly rateOpsPerSecond?: number;
+  readonly durationSeconds: number;
+  readonly warmupSeconds: number;
+  readonly readFraction: number;
+  readonly timeoutMs: number;
+  /** Write every key before the runs, so reads find values. */
+  readonly prefill: boolean;
+  readonly showProgress: boolean;
+  /** ringkv-shaped targets (ringkv and the ceiling) go through this driver; etcd always uses its own. */
+  readonly client: Exclude<DriverKind, 'etcd'>;
+  /** ringkv's bucket conflict mode for the systems a suite starts. */
+  readonly conflictMode: 'siblings' | 'lww';
+}
+
+/** What one target gave. */
+export interface TargetMeasurement {
+  readonly target: string;
+  readonly description: string;
+  readonly nodes: readonly string[];
+  readonly driver: string;
+  readonly prefill: PrefillResult | null;
+  readonly results: readonly LoadResult[];
+  /** VmHWM of each node process after the runs, in bytes. */
+  readonly peakRssBytesPerNode: readonly (number | null)[];
+}
+
+/** The driver a target is loaded through under these options. */
+export function driverFor(
+  target: RunningTarget,
+  options: Pick<MeasureOptions, 'client' | 'valueSizeBytes' | 'concurrency' | 'timeoutMs'>,
+  keyCount: number,
+): RequestDriver {
+  const kind: DriverKind = target.driverKind === 'etcd' ? 'etcd' : options.client;
+  return createDriver(
+    kind,
+    {
+      nodes: target.nodes,
+      // Random bytes, so no system gains from compressing the values.
+      value: randomBytes(options.valueSizeBytes),
+      // Enough sockets per node that a request never waits for one, however the rotation falls.
+      connectionsPerNode: options.concurrency,
+      bucket: 'bench',
+      timeoutMs: options.timeoutMs,
+      ...(target.conflictMode === 'siblings' ? { contextSlots: keyCount } : {}),
+    },
+    target.quorum,
+  );
+}
+
+/** Prefills (optionally) and runs every workload against a started target, one after another. */
+export async function measureTarget(target: RunningTarget, options: MeasureOptions): Promise<TargetMeasurement> {
+  const driver = driverFor(target, options, options.keyCount);
+  try {
+    const filled = options.prefill ? await prefill(driver, options.keyCount, options.concurrency, target.name, options.showProgress) : null;
+    if (filled !== null && filled.errorCount > 0) {
+      process.stderr.write(`warning: ${target.name}: ${filled.errorCount} of ${filled.keyCount} prefill writes failed: ${JSON.stringify(filled.errorsByOutcome)}\n`);
+    }
+    const results: LoadResult[] = [];
+    for (const workload of options.workloads) {
+      results.push(
+        await runLoad(driver, {
+          workload,
+          distribution: options.distribution,
+          keyCount: options.keyCount,
+          concurrency: options.concurrency,
+          loop: options.loop,
+          ...(options.rateOpsPerSecond === undefined ? {} : { rateOpsPerSecond: options.rateOpsPerSecond }),
+          durationSeconds: options.durationSeconds,
+          warmupSeconds: options.warmupSeconds,
+          readFraction: options.readFraction,
+          label: `${target.name} ${workload}`,
+          showProgress: options.showProgress,
+          serverPids: target.processes.map((server) => server.child.pid),
+        }),
+      );
+    }
+    return {
+      target: target.name,
+      description: target.description,
+      nodes: target.nodes,
+      driver: driver.name,
+      prefill: filled,
+      results,
+      peakRssBytesPerNode: targetPeakRssBytes(target).map((bytes) => bytes ?? null),
+    };
+  } finally {
+    await driver.close();
+  }
+}

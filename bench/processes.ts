@@ -1,0 +1,147 @@
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The server processes a bench run starts. Every one is registered here so that a normal end,
+ * an error, Ctrl-C or SIGTERM all stop them: a benchmark that leaves a cluster running would
+ * skew the next one and hold its ports.
+ */
+
+/** A server process started by the bench. */
+export interface ServerProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  /** The last 20,000 characters of its stdout and stderr, for error messages. */
+  output: string;
+}
+
+const running = new Set<ServerProcess>();
+let handlersInstalled = false;
+
+function installHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  // 'exit' handlers must be synchronous: a SIGKILL is all that can still be sent from there.
+  process.on('exit', () => {
+    for (const server of running) server.child.kill('SIGKILL');
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`\n${signal}: stopping ${running.size} server process(es)...\n`);
+      void stopAll().finally(() => process.exit(130));
+    });
+  }
+}
+
+/** Starts a server process and registers it for cleanup. */
+export function startServer(name: string, command: string, args: readonly string[], options: SpawnOptions = {}): ServerProcess {
+  installHandlers();
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  const server: ServerProcess = { name, child, output: '' };
+  const keep = (chunk: Buffer): void => {
+    server.output = (server.output + chunk.toString('utf8')).slice(-20_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  child.on('error', (error) => keep(Buffer.from(`spawn error: ${error.message}\n`)));
+  running.add(server);
+  child.once('exit', () => running.delete(server));
+  return server;
+}
+
+/** True while the process has not exited. */
+export function isAlive(server: ServerProcess): boolean {
+  return server.child.exitCode === null && server.child.signalCode === null;
+}
+
+/** SIGTERM (a clean close: ringkv and etcd flush and close their stores), then SIGKILL after `graceMs`. */
+export async function stopServer(server: ServerProcess, graceMs = 10_000): Promise<void> {
+  if (!isAlive(server)) {
+    running.delete(server);
+    return;
+  }
+  const exited = new Promise<void>((resolve) => server.child.once('exit', () => resolve()));
+  server.child.kill('SIGTERM');
+  const timer = setTimeout(() => server.child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+  running.delete(server);
+}
+
+/** Stops every registered server. */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((server) => stopServer(server)));
+}
+
+/** Peak resident set size (VmHWM) of a live process in bytes, from /proc; undefined off Linux or once it exited. */
+export function peakRssBytes(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
+    return match === null ? undefined : Number(match[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Current resident set size (VmRSS) of a live process in bytes. */
+export function currentRssBytes(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match === null ? undefined : Number(match[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** `count` distinct free ports. */
+export async function freePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await freePort());
+  return [...ports];
+}
+
+/** Polls `condition` every 200 ms until it holds or `deadlineMs` passes, then throws naming `what`. */
+export async function waitFor(what: string, deadlineMs: number, condition: () => Promise<boolean>, failFast?: () => string | undefined): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (Date.now() < deadline) {
+    const failure = failFast?.();
+    if (failure !== undefined) throw new Error(`${what}: ${failure}`);
+    try {
+      if (await condition()) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+}
+
+/** The ringkv package folder (holds package.json and bin/), found upwards from this file in bench/ or dist/bench/. */
+export function packageRoot(): string {
+  let folder = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(folder, 'package.json')) || !existsSync(join(folder, 'bin', 'ringkv.js'))) {
+    const parent = dirname(folder);
+    if (parent === folder) throw new Error('cannot find the ringkv package folder above the bench code');
+    folder = parent;
+  }
+  return folder;
+}
