@@ -192,34 +192,45 @@ export class Handoff {
   private async handOffPartition(ring: Ring, partition: number): Promise<boolean> {
     const range = partitionKeyRange(partition, ring.partitionCount);
     let complete = true;
+    let page: [Buffer, Uint8Array][] = [];
+    const flush = async (): Promise<void> => {
+      const results = await Promise.all(page.map(([dataKey, value]) => this.handOffKey(ring, partition, dataKey, value)));
+      if (results.includes(false)) complete = false;
+      page = [];
+    };
     for await (const [key, value] of this.deps.data.entries(range.lt === undefined ? { gte: range.gte } : { gte: range.gte, lt: range.lt })) {
       if (this.stopped) return false;
-      const dataKey = Buffer.from(key);
-      const { bucket } = decodeDataKey(dataKey);
-      const properties = this.deps.bucketProperties(bucket);
-      const replicas = preferenceList(ring, partition, properties.nVal);
-      // A bucket with a larger n_val than the partition's may still be replicated here: keep it.
-      if (replicas.includes(this.deps.selfId)) continue;
-      if (!replicas.every((node) => this.deps.isUp(node))) {
-        complete = false;
-        continue;
-      }
-      const object = decodeObject(value);
-      try {
-        await Promise.all(
-          replicas.map(async (node) => {
-            const reply = await this.deps.send(node, { type: 'replica-put', bucket, key: decodeDataKey(dataKey).key, object, mode: properties.conflictMode, sync: false });
-            if (reply.type !== 'replica-put-reply') throw new KvError('KV_PEER_UNREACHABLE', `${node} answered ${reply.type}`);
-          }),
-        );
-        if (await this.deps.replica.remove(dataKey, value)) this.keysHandedOff += 1;
-        else complete = false;
-      } catch (error) {
-        complete = false;
-        this.deps.logger.debug({ partition, error: String(error) }, 'handoff of a key failed; will retry');
-      }
+      page.push([Buffer.from(key), value]);
+      // A page of keys goes out together, so the transport batches them per peer.
+      if (page.length >= this.deps.settings.batchSize) await flush();
     }
+    await flush();
     return complete;
+  }
+
+  /** Sends one key to its current replicas and deletes it here once all of them acknowledged; false when it must wait. */
+  private async handOffKey(ring: Ring, partition: number, dataKey: Buffer, value: Uint8Array): Promise<boolean> {
+    const { bucket, key } = decodeDataKey(dataKey);
+    const properties = this.deps.bucketProperties(bucket);
+    const replicas = preferenceList(ring, partition, properties.nVal);
+    // Pref lists of smaller n_val are prefixes of the largest, so this only keeps keys of odd buckets.
+    if (replicas.includes(this.deps.selfId)) return true;
+    if (!replicas.every((node) => this.deps.isUp(node))) return false;
+    const object = decodeObject(value);
+    try {
+      await Promise.all(
+        replicas.map(async (node) => {
+          const reply = await this.deps.send(node, { type: 'replica-put', bucket, key, object, mode: properties.conflictMode, sync: false });
+          if (reply.type !== 'replica-put-reply') throw new KvError('KV_PEER_UNREACHABLE', `${node} answered ${reply.type}`);
+        }),
+      );
+    } catch (error) {
+      this.deps.logger.debug({ partition, error: String(error) }, 'handoff of a key failed; will retry');
+      return false;
+    }
+    if (!(await this.deps.replica.remove(dataKey, value))) return false;
+    this.keysHandedOff += 1;
+    return true;
   }
 
   /** Figures for /status. */

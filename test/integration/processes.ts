@@ -113,7 +113,7 @@ export async function nodeStatus(node: NodeProcess): Promise<{
   node: { id: string };
   members: { id: string; address: string; status: string }[];
   hints: { pending: number };
-  ring: { members: string[] } | null;
+  ring: { members: string[]; next?: string[] | null } | null;
 }> {
   return (await call(node, 'GET', '/status')).json();
 }
