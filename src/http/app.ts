@@ -8,6 +8,7 @@ import { sendKvError, toKvError } from './errors.js';
 import { registerKvRoutes } from './kv-routes.js';
 import { HttpMetrics } from './metrics.js';
 import { peerRoutePath, registerPeerRoute } from './peer-route.js';
+import { registerDashboard } from './ui-route.js';
 
 /** What buildApp needs. */
 export interface AppOptions {
@@ -91,6 +92,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerKvRoutes(app, { service, config, metrics });
   registerPeerRoute(app, { service, config, metrics });
   registerAdminRoutes(app, service, metrics);
+  registerDashboard(app, { service });
   registerClusterAdminRoutes(app, service);
   await app.ready();
   return app;

@@ -1,0 +1,61 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { KvService, NodeStatus } from '../engine/kv-service.js';
+import { type RequestSummary, RequestWindow } from './request-window.js';
+import { dashboardCss, dashboardHtml, dashboardScript } from './ui-assets.js';
+
+/** What GET /ui/data.json answers: everything the dashboard draws, in one request per refresh. */
+export interface DashboardData {
+  readonly generatedAtMs: number;
+  readonly status: NodeStatus;
+  readonly requests: RequestSummary;
+}
+
+/** The /kv route pattern whose answers the dashboard counts. */
+const kvRoute = '/kv/:bucket/:key';
+
+/**
+ * The page runs only its own script and style, and talks only to its own node; no framing, so
+ * another site cannot overlay it. Inline style changes made from the script (bar widths) are
+ * CSSOM, which a CSP does not block.
+ */
+const securityHeaders = {
+  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-cache',
+};
+
+function operationOf(request: FastifyRequest): string {
+  if (request.method === 'PUT') return 'put';
+  if (request.method === 'DELETE') return 'delete';
+  return (request.query as Record<string, unknown>).local === 'true' ? 'get_local' : 'get';
+}
+
+function sendAsset(reply: FastifyReply, contentType: string, body: string): FastifyReply {
+  return reply.headers(securityHeaders).type(contentType).send(body);
+}
+
+/**
+ * Registers the dashboard: GET /ui (the page), /ui/app.js, /ui/app.css and /ui/data.json (this
+ * node's status and its request rates and latency percentiles over the last minute), and the
+ * hook that feeds every /kv answer into the rolling window the figures come from.
+ */
+export function registerDashboard(app: FastifyInstance, dependencies: { readonly service: KvService; readonly nowMs?: () => number }): RequestWindow {
+  const { service } = dependencies;
+  const nowMs = dependencies.nowMs ?? Date.now;
+  const requests = new RequestWindow();
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.routeOptions.url === kvRoute) requests.record(operationOf(request), reply.elapsedTime, reply.statusCode, nowMs());
+  });
+
+  const page = async (_request: FastifyRequest, reply: FastifyReply) => sendAsset(reply, 'text/html; charset=utf-8', dashboardHtml);
+  app.get('/ui', page);
+  app.get('/ui/', page);
+  app.get('/ui/app.js', async (_request, reply) => sendAsset(reply, 'text/javascript; charset=utf-8', dashboardScript));
+  app.get('/ui/app.css', async (_request, reply) => sendAsset(reply, 'text/css; charset=utf-8', dashboardCss));
+  app.get('/ui/data.json', async (_request, reply) => {
+    const data: DashboardData = { generatedAtMs: nowMs(), status: await service.status(), requests: requests.summary(nowMs()) };
+    return reply.header('cache-control', 'no-store').type('application/json; charset=utf-8').send(data);
+  });
+  return requests;
+}
