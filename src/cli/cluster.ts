@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { request } from 'undici';
+import { RingClient } from '../client/ring-client.js';
 import { newClusterSecret } from '../util/ids.js';
-import { packageRoot } from '../main.js';
+import { loadConfig, packageRoot } from '../main.js';
+import { clientAccessForCluster } from './client-access.js';
 
 /** The flags of `ringkv cluster`. */
 export interface ClusterFlags {
@@ -18,14 +19,9 @@ interface MemberView {
   readonly status: string;
 }
 
-async function membersUp(address: string): Promise<number> {
+async function membersUp(client: RingClient, address: string): Promise<number> {
   try {
-    const response = await request(`http://${address}/status`, { headersTimeout: 2000, bodyTimeout: 2000 });
-    if (response.statusCode !== 200) {
-      await response.body.dump();
-      return 0;
-    }
-    const status = (await response.body.json()) as { members: MemberView[]; ring: { members: string[] } | null };
+    const status = (await client.status(address)) as { members: MemberView[]; ring: { members: string[] } | null };
     return Math.min(status.members.filter((member) => member.status === 'up').length, status.ring?.members.length ?? 0);
   } catch {
     return 0;
@@ -45,6 +41,9 @@ export async function runLocalCluster(flags: ClusterFlags): Promise<void> {
   if (!Number.isInteger(count) || count < 1 || count > 64) throw new Error(`--nodes must be an integer in 1..64, got ${flags.nodes}`);
   if (!Number.isInteger(basePort) || basePort < 1 || basePort + count - 1 > 65_535) throw new Error(`--base-port must leave room for ${count} ports, got ${flags.basePort}`);
   mkdirSync(dataRoot, { recursive: true });
+  // The nodes' own config says whether they speak https and want a token; a bad one stops here, before any node starts.
+  const config = loadConfig(flags.config === undefined ? {} : { config: flags.config }, process.env);
+  const scheme = config.tls.enabled ? 'https' : 'http';
   const secret = process.env.RINGKV_CLUSTER_SECRET ?? newClusterSecret();
   const addresses = Array.from({ length: count }, (_, index) => `${host}:${basePort + index}`);
   const script = join(packageRoot(), 'bin', 'ringkv.js');
@@ -80,15 +79,19 @@ export async function runLocalCluster(flags: ClusterFlags): Promise<void> {
 
   const deadline = Date.now() + 60_000;
   let ready = false;
+  const client = new RingClient({ nodes: addresses.map((address) => `${scheme}://${address}`), maxAttempts: 1, httpTimeoutMs: 2000, ...clientAccessForCluster(config, process.env) });
   while (!ready && Date.now() < deadline && !exiting) {
-    const upCounts = await Promise.all(addresses.map((address) => membersUp(address)));
+    const upCounts = await Promise.all(addresses.map((address) => membersUp(client, `${scheme}://${address}`)));
     ready = upCounts.every((up) => up === count);
     if (!ready) await new Promise((done) => setTimeout(done, 250));
   }
+  await client.close();
   if (exiting) return;
   if (!ready) console.error(`warning: after 60 s not every node sees ${count} members up in its ring; see the logs in ${dataRoot}`);
   console.log(`ringkv cluster of ${count} nodes ${ready ? 'is up' : 'started'} (data in ${dataRoot}, logs in ${dataRoot}/nodeN.log):`);
-  for (const address of addresses) console.log(`  http://${address}`);
-  console.log(`try: curl -X PUT --data-binary hello http://${addresses[0]}/kv/demo/greeting && curl http://${addresses[count - 1]}/kv/demo/greeting`);
+  for (const address of addresses) console.log(`  ${scheme}://${address}   (dashboard: ${scheme}://${address}/ui)`);
+  // The hint names the token's place, never a token.
+  const curl = ['curl', ...(config.tls.enabled ? [`--cacert ${config.tls.caFile}`] : []), ...(config.auth.enabled ? ['-H "authorization: Bearer $RINGKV_TOKEN"'] : [])].join(' ');
+  console.log(`try: ${curl} -X PUT --data-binary hello ${scheme}://${addresses[0]}/kv/demo/greeting && ${curl} ${scheme}://${addresses[count - 1]}/kv/demo/greeting`);
   console.log('press Ctrl-C to stop all nodes');
 }

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { RingClient, RingClientError } from '../client/ring-client.js';
 import { isKvError } from '../util/errors.js';
+import { clientAccessFromEnvironment } from './client-access.js';
 import { runLocalCluster } from './cluster.js';
 import { printRing, printStatus } from './tables.js';
 
@@ -19,7 +20,7 @@ function quorumOption(text: string): number | 'one' | 'quorum' | 'all' {
 }
 
 function clientFor(node: string): RingClient {
-  return new RingClient({ nodes: [node], maxAttempts: 1 });
+  return new RingClient({ nodes: [node], maxAttempts: 1, ...clientAccessFromEnvironment(process.env) });
 }
 
 async function withClient<T>(node: string, work: (client: RingClient) => Promise<T>): Promise<T> {

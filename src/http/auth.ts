@@ -95,15 +95,18 @@ function checkPeer(request: FastifyRequest, service: KvService): void {
   }
 }
 
-function checkClient(request: FastifyRequest, reply: FastifyReply, path: string, needed: 'read' | 'write', tokens: TokenRegistry): void {
+function checkClient(request: FastifyRequest, reply: FastifyReply, route: string, needed: 'read' | 'write', tokens: TokenRegistry): void {
+  const rawPath = request.url.split('?', 1)[0] ?? '';
+  // The path as sent, shortened: a message must not carry a megabyte of URL.
+  const path = rawPath.length > 200 ? `${rawPath.slice(0, 200)}...` : rawPath;
   const presented = presentedToken(request.headers.authorization);
   if (presented === undefined) {
-    challenge(reply, path);
+    challenge(reply, route);
     throw new KvError('KV_UNAUTHORIZED', `${request.method} ${path} needs a client token: send 'Authorization: Bearer <token>' with a token from auth.tokens`);
   }
   const holder = tokens.lookup(presented);
   if (holder === undefined) {
-    challenge(reply, path);
+    challenge(reply, route);
     throw new KvError('KV_UNAUTHORIZED', 'the token is not one of auth.tokens on this node; check the token (it is not shown here) and the node config');
   }
   if (needed === 'write' && holder.role !== 'read-write') {
