@@ -1,0 +1,225 @@
+/**
+ * A cluster of real ringkv node processes on loopback: started, killed with SIGKILL, restarted
+ * on the same data folder (so a node keeps its id), paused with SIGSTOP and resumed with SIGCONT.
+ * Peer traffic of node i to node j goes through the link proxy (i -> j) via `--peer-map`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RingClient } from '../../src/client/ring-client.js';
+import { waitFor } from './wait.js';
+
+/** What the harness needs of a node's GET /status. */
+export interface NodeStatusView {
+  readonly node: { readonly id: string; readonly address: string };
+  readonly members: readonly { readonly id: string; readonly address: string; readonly status: string }[];
+  readonly ring: { readonly owners: readonly string[]; readonly members: readonly string[] } | null;
+  readonly partitionCount: number;
+  readonly hints: { readonly pending: number };
+}
+
+/** One node process and how it is doing. */
+export interface ClusterNode {
+  /** 0-based position in the cluster. */
+  readonly index: number;
+  /** n1, n2, ... as reports name it. */
+  readonly name: string;
+  readonly port: number;
+  /** host:port, as clients and gossip know the node. */
+  readonly address: string;
+  readonly dataDir: string;
+  readonly logPath: string;
+  child: ChildProcess | undefined;
+  state: 'stopped' | 'running' | 'killed' | 'paused';
+  /** Every pid the node has had, for cleanup by whoever ran the harness. */
+  readonly pids: number[];
+}
+
+/** How to build the cluster. */
+export interface ClusterOptions {
+  readonly nodeCount: number;
+  readonly nodePort: (node: number) => number;
+  /** The `--peer-map` of each node (its links' proxies). */
+  readonly peerMap: (node: number) => string;
+  /** Parent of the nodes' data folders. */
+  readonly dataRoot: string;
+  /** Folder for node logs (n1.log ...). */
+  readonly logRoot: string;
+  readonly configFile: string;
+  readonly clusterSecret: string;
+  readonly logLevel: string;
+}
+
+/** The repository root: the folder above this file that holds package.json and bin/ringkv.js. */
+export function repositoryRoot(): string {
+  let folder = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(folder, 'package.json')) || !existsSync(join(folder, 'bin', 'ringkv.js'))) {
+    const parent = dirname(folder);
+    if (parent === folder) throw new Error('cannot find the ringkv repository (package.json and bin/ringkv.js) above jepsen-lite');
+    folder = parent;
+  }
+  return folder;
+}
+
+/** The cluster. */
+export class Cluster {
+  /** The nodes, in index order. */
+  readonly nodes: ClusterNode[];
+  private readonly admin: RingClient;
+  private readonly script = join(repositoryRoot(), 'bin', 'ringkv.js');
+
+  constructor(private readonly options: ClusterOptions) {
+    this.nodes = Array.from({ length: options.nodeCount }, (_, index) => {
+      const port = options.nodePort(index);
+      return {
+        index,
+        name: `n${index + 1}`,
+        port,
+        address: `127.0.0.1:${port}`,
+        dataDir: join(options.dataRoot, `n${index + 1}`),
+        logPath: join(options.logRoot, `n${index + 1}.log`),
+        child: undefined,
+        state: 'stopped' as const,
+        pids: [],
+      };
+    });
+    this.admin = new RingClient({ nodes: this.nodes.map((node) => node.address), httpTimeoutMs: 3000, maxAttempts: 1, connectionsPerNode: 2 });
+  }
+
+  /** Every node's address. */
+  get addresses(): string[] {
+    return this.nodes.map((node) => node.address);
+  }
+
+  /**
+   * Starts the cluster: n1 founds it (no seeds on its first start), the others join with every
+   * node as a seed so that no single node is needed to rejoin later; resolves when every node sees
+   * every member up and in the ring.
+   */
+  async start(deadlineMs = 120_000): Promise<void> {
+    const [founder, ...joiners] = this.nodes as [ClusterNode, ...ClusterNode[]];
+    this.launch(founder, []);
+    await this.waitHealthy(founder, deadlineMs);
+    for (const node of joiners) this.launch(node, this.addresses);
+    for (const node of joiners) await this.waitHealthy(node, deadlineMs);
+    await this.waitConverged(deadlineMs);
+  }
+
+  private launch(node: ClusterNode, seeds: readonly string[]): void {
+    mkdirSync(node.dataDir, { recursive: true });
+    const args = [
+      this.script, 'start',
+      '--host', '127.0.0.1',
+      '--port', String(node.port),
+      '--data', node.dataDir,
+      '--config', this.options.configFile,
+      '--log-level', this.options.logLevel,
+      '--peer-map', this.options.peerMap(node.index),
+    ];
+    if (seeds.length > 0) args.push('--seeds', seeds.join(','));
+    // The log file descriptor goes to the child directly: nothing to pump, and it outlives us.
+    const log = openSync(node.logPath, 'a');
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, RINGKV_CLUSTER_SECRET: this.options.clusterSecret },
+    });
+    closeSync(log);
+    child.on('error', () => undefined);
+    node.child = child;
+    node.state = 'running';
+    if (child.pid !== undefined) node.pids.push(child.pid);
+  }
+
+  /** Waits until the node answers /health (or has exited, which throws). */
+  async waitHealthy(node: ClusterNode, deadlineMs = 30_000): Promise<void> {
+    await waitFor(`${node.name} (${node.address}) to answer /health; see ${node.logPath}`, deadlineMs, async () => {
+      const child = node.child;
+      if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`${node.name} exited (code ${String(child?.exitCode)}, signal ${String(child?.signalCode)}); see ${node.logPath}`);
+      }
+      await this.admin.json('GET', '/health', node.address);
+      return true;
+    });
+  }
+
+  /** One node's /status. */
+  async status(node: ClusterNode): Promise<NodeStatusView> {
+    return (await this.admin.status(node.address)) as NodeStatusView;
+  }
+
+  /** Waits until every running node sees all n members up and all n in its ring. */
+  async waitConverged(deadlineMs = 60_000): Promise<void> {
+    const count = this.nodes.length;
+    await waitFor(`every node to see ${count} members up and in the ring`, deadlineMs, async () => {
+      for (const node of this.nodes) {
+        const status = await this.status(node);
+        if (status.members.filter((member) => member.status === 'up').length !== count) return false;
+        if (status.ring?.members.length !== count) return false;
+      }
+      return true;
+    }, 250);
+  }
+
+  /** kill -9: the process dies without a chance to flush or say goodbye; resolves once it is gone. */
+  async kill(node: ClusterNode): Promise<void> {
+    const child = node.child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+      node.state = 'killed';
+      return;
+    }
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGKILL');
+    await exited;
+    node.child = undefined;
+    node.state = 'killed';
+  }
+
+  /** Restarts a killed node with its data folder, port, seeds and links; resolves once it answers /health. */
+  async restart(node: ClusterNode, deadlineMs = 60_000): Promise<void> {
+    if (node.state !== 'killed' && node.state !== 'stopped') return;
+    this.launch(node, this.addresses);
+    await this.waitHealthy(node, deadlineMs);
+  }
+
+  /** SIGSTOP: the process freezes with its sockets open, as a long GC pause or a stalled VM would. */
+  pause(node: ClusterNode): void {
+    if (node.state !== 'running' || node.child === undefined) return;
+    node.child.kill('SIGSTOP');
+    node.state = 'paused';
+  }
+
+  /** SIGCONT. */
+  resume(node: ClusterNode): void {
+    if (node.state !== 'paused' || node.child === undefined) return;
+    node.child.kill('SIGCONT');
+    node.state = 'running';
+  }
+
+  /** Stops every node: SIGCONT for paused ones, SIGTERM to drain, SIGKILL after `graceMs`. */
+  async stop(graceMs = 5000): Promise<void> {
+    await Promise.all(
+      this.nodes.map(async (node) => {
+        const child = node.child;
+        if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        if (node.state === 'paused') child.kill('SIGCONT');
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+        node.child = undefined;
+        node.state = 'stopped';
+      }),
+    );
+    await this.admin.close();
+  }
+
+  /** SIGKILLs every node at once, synchronously (for the harness's own exit paths). */
+  killAllNow(): void {
+    for (const node of this.nodes) {
+      const child = node.child;
+      if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  }
+}

@@ -1,0 +1,281 @@
+/**
+ * The nemesis: Jepsen's fault injector. Its schedule is planned up front from the seed, so a
+ * run's faults (which, on whom, and when) replay exactly; real timing still varies from run to
+ * run, and so does what the faults catch. One fault is in force at a time, and a kill or pause
+ * takes down at most a minority, so the cluster can always make progress somewhere.
+ */
+import type { Random } from '../../src/ports/random.js';
+import type { FaultName } from './cli-options.js';
+import type { Cluster } from './cluster.js';
+import type { HistoryRecorder } from './history.js';
+import type { LinkNetwork } from './proxy.js';
+
+/** The shapes of network partition. */
+export type PartitionShape = 'halves' | 'majority' | 'isolate' | 'bridge' | 'ring';
+
+/** A fault, with its targets as 0-based node indexes. */
+export type Fault =
+  | {
+      readonly kind: 'partition';
+      readonly shape: PartitionShape;
+      /** Unordered node pairs that cannot talk. */
+      readonly blocked: readonly (readonly [number, number])[];
+      /** Who can talk to whom, for people: the groups (overlapping for bridge and ring). */
+      readonly groups: readonly (readonly number[])[];
+    }
+  | { readonly kind: 'kill' | 'pause'; readonly nodes: readonly number[] };
+
+/** One step of the schedule: a fault starts or stops `atMs` after the workload starts. */
+export interface NemesisEvent {
+  readonly atMs: number;
+  readonly action: 'start' | 'stop';
+  readonly fault: Fault;
+}
+
+/** A random permutation of 0..count-1 (Fisher-Yates). */
+function shuffled(count: number, random: Random): number[] {
+  const order = Array.from({ length: count }, (_, index) => index);
+  for (let index = count - 1; index > 0; index--) {
+    const other = random.int(index + 1);
+    [order[index], order[other]] = [order[other] as number, order[index] as number];
+  }
+  return order;
+}
+
+/** Every pair (a, b) with a in `left` and b in `right`, a != b. */
+function pairsBetween(left: readonly number[], right: readonly number[]): [number, number][] {
+  const pairs: [number, number][] = [];
+  for (const a of left) for (const b of right) if (a !== b) pairs.push([Math.min(a, b), Math.max(a, b)]);
+  return pairs;
+}
+
+/** The largest minority of `nodeCount` nodes. */
+export function largestMinority(nodeCount: number): number {
+  return Math.floor((nodeCount - 1) / 2);
+}
+
+/**
+ * A partition of `nodeCount` nodes, as Jepsen's nemeses cut them:
+ * `halves` random halves; `majority` a random minority (1 up to the largest minority) from the
+ * rest; `isolate` one node from all others; `bridge` two halves with one node that sees both
+ * (Jepsen's bridge); `ring` every node sees a majority, its neighbours on a random ring, but no
+ * two nodes see the same majority (Jepsen's majorities ring).
+ */
+export function planPartition(shape: PartitionShape, nodeCount: number, random: Random): Fault {
+  const order = shuffled(nodeCount, random);
+  const split = (size: number): Fault => {
+    const left = order.slice(0, size);
+    const right = order.slice(size);
+    return { kind: 'partition', shape, blocked: pairsBetween(left, right), groups: [sorted(left), sorted(right)] };
+  };
+  switch (shape) {
+    case 'halves':
+      return split(Math.floor(nodeCount / 2));
+    case 'majority':
+      return split(1 + random.int(Math.max(1, largestMinority(nodeCount))));
+    case 'isolate':
+      return split(1);
+    case 'bridge': {
+      const [bridge, ...rest] = order as [number, ...number[]];
+      const half = Math.floor(rest.length / 2);
+      const left = rest.slice(0, half);
+      const right = rest.slice(half);
+      return { kind: 'partition', shape, blocked: pairsBetween(left, right), groups: [sorted([...left, bridge]), sorted([bridge, ...right])] };
+    }
+    case 'ring': {
+      // Each node keeps its `reach` nearest ring neighbours on either side: itself and 2*reach
+      // others make a majority.
+      const majority = Math.floor(nodeCount / 2) + 1;
+      const reach = Math.ceil((majority - 1) / 2);
+      const position = new Map(order.map((node, place) => [node, place]));
+      const blocked: [number, number][] = [];
+      const groups: number[][] = [];
+      for (let a = 0; a < nodeCount; a++) {
+        const seen = [a];
+        for (let b = 0; b < nodeCount; b++) {
+          if (a === b) continue;
+          const gap = Math.abs((position.get(a) as number) - (position.get(b) as number));
+          const distance = Math.min(gap, nodeCount - gap);
+          if (distance > reach) {
+            if (a < b) blocked.push([a, b]);
+          } else seen.push(b);
+        }
+        groups.push(sorted(seen));
+      }
+      return { kind: 'partition', shape, blocked, groups };
+    }
+  }
+}
+
+function sorted(nodes: readonly number[]): number[] {
+  return [...nodes].sort((left, right) => left - right);
+}
+
+const randomShapes: readonly PartitionShape[] = ['halves', 'majority', 'isolate', 'bridge', 'ring'];
+
+/** A fault of the named kind with seeded targets. */
+export function planFault(name: FaultName, nodeCount: number, random: Random): Fault {
+  if (name === 'kill' || name === 'pause') {
+    const count = 1 + random.int(Math.max(1, largestMinority(nodeCount)));
+    return { kind: name, nodes: sorted(shuffled(nodeCount, random).slice(0, count)) };
+  }
+  const shape = name === 'partition' ? (randomShapes[random.int(randomShapes.length)] as PartitionShape) : (name.slice('partition-'.length) as PartitionShape);
+  return planPartition(shape, nodeCount, random);
+}
+
+/** The settings of a schedule. */
+export interface ScheduleOptions {
+  readonly faults: readonly FaultName[];
+  readonly nodeCount: number;
+  readonly timeLimitMs: number;
+  /** Mean length of a fault and of the quiet spell before it; each is drawn from [0.5, 1.5) times it. */
+  readonly intervalMs: number;
+}
+
+/**
+ * Jepsen's usual nemesis cycle, seeded: quiet, start a fault, wait, stop it, and again, until the
+ * time limit. Each fault is one of `faults`, picked at random. A fault still in force at the
+ * time limit has no stop event; the runner heals everything then.
+ */
+export function planNemesisSchedule(options: ScheduleOptions, random: Random): NemesisEvent[] {
+  const events: NemesisEvent[] = [];
+  if (options.faults.length === 0) return events;
+  const jitter = (): number => Math.round(options.intervalMs * (0.5 + random.next()));
+  let atMs = jitter();
+  while (atMs < options.timeLimitMs) {
+    const name = options.faults[random.int(options.faults.length)] as FaultName;
+    const fault = planFault(name, options.nodeCount, random);
+    events.push({ atMs, action: 'start', fault });
+    const stopMs = atMs + jitter();
+    if (stopMs >= options.timeLimitMs) break;
+    events.push({ atMs: stopMs, action: 'stop', fault });
+    atMs = stopMs + jitter();
+  }
+  return events;
+}
+
+/** How a fault appears in the history and on the terminal: node names instead of indexes. */
+export function describeFault(fault: Fault, names: readonly string[]): Record<string, unknown> {
+  const name = (node: number): string => names[node] ?? `#${node}`;
+  if (fault.kind === 'partition') {
+    return { kind: 'partition', grudge: fault.shape, groups: fault.groups.map((group) => group.map(name)), cut: fault.blocked.map(([a, b]) => `${name(a)}-${name(b)}`) };
+  }
+  return { kind: fault.kind, nodes: fault.nodes.map(name) };
+}
+
+/** A one-line description of a fault for the terminal. */
+export function faultSummary(fault: Fault, names: readonly string[]): string {
+  const name = (node: number): string => names[node] ?? `#${node}`;
+  if (fault.kind === 'partition') return `partition ${fault.shape} ${fault.groups.map((group) => `{${group.map(name).join(',')}}`).join(' ')}`;
+  return `${fault.kind} ${fault.nodes.map(name).join(',')}`;
+}
+
+/** Carries out a schedule against the cluster and its links, recording every event in the history. */
+export class Nemesis {
+  private activeFault: Fault | undefined;
+  private cancelled = false;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly cluster: Cluster,
+    private readonly network: LinkNetwork,
+    private readonly history: HistoryRecorder,
+    /** Where progress lines go. */
+    private readonly say: (line: string) => void,
+  ) {}
+
+  /** The fault in force now, if any. */
+  get active(): Fault | undefined {
+    return this.activeFault;
+  }
+
+  private get names(): string[] {
+    return this.cluster.nodes.map((node) => node.name);
+  }
+
+  /** Runs the schedule's events at their times (relative to `startMs` on the history's clock) until done or cancelled. */
+  async run(schedule: readonly NemesisEvent[], startMs: number): Promise<void> {
+    for (const event of schedule) {
+      const waitMs = startMs + event.atMs - this.history.nowMs();
+      if (waitMs > 0) await this.sleep(waitMs);
+      if (this.cancelled) return;
+      if (event.action === 'start') await this.start(event.fault);
+      else await this.stop();
+    }
+  }
+
+  /** Stops the schedule; a fault in force stays until healAll. */
+  cancel(): void {
+    this.cancelled = true;
+    this.wake?.();
+  }
+
+  private async sleep(delayMs: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delayMs);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wake = undefined;
+  }
+
+  private async start(fault: Fault): Promise<void> {
+    const value = describeFault(fault, this.names);
+    this.history.record({ type: 'invoke', process: 'nemesis', f: 'start', value });
+    this.say(`nemesis: start ${faultSummary(fault, this.names)}`);
+    this.activeFault = fault;
+    let error: string | undefined;
+    try {
+      await this.inflict(fault);
+    } catch (caught) {
+      error = String(caught);
+    }
+    this.history.record({ type: 'info', process: 'nemesis', f: 'start', value, ...(error === undefined ? {} : { error }) });
+  }
+
+  private async inflict(fault: Fault): Promise<void> {
+    const nodes = fault.kind === 'partition' ? [] : fault.nodes.map((index) => this.cluster.nodes[index]).filter((node) => node !== undefined);
+    if (fault.kind === 'partition') this.network.partition(fault.blocked);
+    else if (fault.kind === 'kill') await Promise.all(nodes.map((node) => this.cluster.kill(node)));
+    else for (const node of nodes) this.cluster.pause(node);
+  }
+
+  private async stop(): Promise<void> {
+    const fault = this.activeFault;
+    if (fault === undefined) return;
+    const value = describeFault(fault, this.names);
+    this.history.record({ type: 'invoke', process: 'nemesis', f: 'stop', value });
+    let error: string | undefined;
+    try {
+      await this.repair();
+    } catch (caught) {
+      error = String(caught);
+    }
+    this.activeFault = undefined;
+    this.history.record({ type: 'info', process: 'nemesis', f: 'stop', value, ...(error === undefined ? {} : { error }) });
+    this.say(`nemesis: stop  ${faultSummary(fault, this.names)}${error === undefined ? '' : ` (${error})`}`);
+  }
+
+  /** Undoes every fault there could be: links healed, paused nodes resumed, killed nodes restarted. */
+  private async repair(): Promise<void> {
+    this.network.healAll();
+    for (const node of this.cluster.nodes) this.cluster.resume(node);
+    await Promise.all(this.cluster.nodes.filter((node) => node.state === 'killed').map((node) => this.cluster.restart(node)));
+  }
+
+  /** After the workload: cancels the schedule, ends the fault in force and heals everything, recorded as `heal`. */
+  async healAll(): Promise<void> {
+    this.cancel();
+    if (this.activeFault !== undefined) await this.stop();
+    this.history.record({ type: 'invoke', process: 'nemesis', f: 'heal' });
+    let error: string | undefined;
+    try {
+      await this.repair();
+    } catch (caught) {
+      error = String(caught);
+    }
+    this.history.record({ type: 'info', process: 'nemesis', f: 'heal', ...(error === undefined ? {} : { error }) });
+  }
+}

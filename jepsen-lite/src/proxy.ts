@@ -1,0 +1,219 @@
+/**
+ * The links between nodes. Every ordered pair of nodes (i -> j) gets a TCP proxy of its own: node
+ * i dials node j through it (ringkv's `--peer-map`), so the harness can cut exactly that link.
+ *
+ * A cut link behaves like iptables DROP, not REJECT: connections stay open and new ones are
+ * accepted, but no byte moves in either direction. The proxy does this by pausing both sockets,
+ * so the kernel's buffers fill and senders stall as they would while TCP retransmits into a
+ * black hole; when the link heals, the held bytes flow on, just as retransmissions get through
+ * after a real partition heals. Peers notice the partition only through their own timeouts.
+ */
+import { type Server, type Socket, connect, createServer } from 'node:net';
+
+/** One proxied TCP connection: the side node i opened, and the side the proxy opened to node j. */
+class Conduit {
+  private readonly held: { from: Socket; to: Socket; chunk: Buffer }[] = [];
+  private upstreamClosedWhileCut = false;
+
+  constructor(
+    readonly downstream: Socket,
+    readonly upstream: Socket,
+    private readonly isCut: () => boolean,
+    private readonly onClosed: (conduit: Conduit) => void,
+  ) {
+    this.pump(downstream, upstream);
+    this.pump(upstream, downstream);
+    // Node i closing a connection frees both ends. While the link is cut the paused socket cannot
+    // see that close, just as a black hole would swallow the FIN; it arrives when the link heals.
+    downstream.on('close', () => this.destroy());
+    upstream.on('close', () => {
+      if (this.isCut()) this.upstreamClosedWhileCut = true;
+      else this.destroy();
+    });
+    downstream.on('error', () => undefined);
+    upstream.on('error', () => undefined);
+    if (isCut()) this.cut();
+  }
+
+  private pump(from: Socket, to: Socket): void {
+    from.on('data', (chunk: Buffer) => {
+      if (this.isCut()) {
+        // A chunk read just before the pause took effect is held, never forwarded during the cut.
+        this.held.push({ from, to, chunk });
+        from.pause();
+        return;
+      }
+      if (!to.write(chunk)) from.pause();
+    });
+    to.on('drain', () => {
+      if (!this.isCut()) from.resume();
+    });
+    from.on('end', () => to.end());
+  }
+
+  /** Stops every byte, both ways. */
+  cut(): void {
+    this.downstream.pause();
+    this.upstream.pause();
+  }
+
+  /** Lets the held bytes and everything after them through again. */
+  mend(): void {
+    if (this.upstreamClosedWhileCut) {
+      // Node j went away during the cut (killed): node i learns it now, as a late RST would tell it.
+      this.destroy();
+      return;
+    }
+    for (const { to, chunk } of this.held.splice(0)) to.write(chunk);
+    this.downstream.resume();
+    this.upstream.resume();
+  }
+
+  /** Closes both sides. */
+  destroy(): void {
+    this.downstream.destroy();
+    this.upstream.destroy();
+    this.onClosed(this);
+  }
+}
+
+/** The proxy of one directed link, node `from` dialling node `to`. */
+export class LinkProxy {
+  private server: Server | undefined;
+  private readonly conduits = new Set<Conduit>();
+  private isCutNow = false;
+
+  constructor(
+    /** Index of the dialling node. */
+    readonly from: number,
+    /** Index of the dialled node. */
+    readonly to: number,
+    /** The loopback port this proxy listens on. */
+    readonly listenPort: number,
+    /** The port of node `to`. */
+    readonly targetPort: number,
+    /** Connections the link keeps at most; beyond it the oldest are closed (a bounded resource). */
+    private readonly maxConnections = 64,
+  ) {}
+
+  /** Whether the link is cut now. */
+  get cut(): boolean {
+    return this.isCutNow;
+  }
+
+  /** Open connections (for tests and status). */
+  get connectionCount(): number {
+    return this.conduits.size;
+  }
+
+  /** Starts listening on 127.0.0.1:listenPort. */
+  async start(): Promise<void> {
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (downstream) => this.accept(downstream));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.listenPort, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+  }
+
+  private accept(downstream: Socket): void {
+    // Accepting while cut is the point: a dropped SYN-ACK path looks like a hang, not a refusal.
+    const upstream = connect({ host: '127.0.0.1', port: this.targetPort, allowHalfOpen: true });
+    upstream.pause();
+    const conduit = new Conduit(downstream, upstream, () => this.isCutNow, (closed) => this.conduits.delete(closed));
+    this.conduits.add(conduit);
+    if (!this.isCutNow) {
+      downstream.resume();
+      upstream.resume();
+    }
+    if (this.conduits.size > this.maxConnections) {
+      const oldest = this.conduits.values().next().value;
+      oldest?.destroy();
+    }
+  }
+
+  /** Cuts the link: every byte on every connection, new ones included, stops. */
+  sever(): void {
+    if (this.isCutNow) return;
+    this.isCutNow = true;
+    for (const conduit of this.conduits) conduit.cut();
+  }
+
+  /** Heals the link. */
+  heal(): void {
+    if (!this.isCutNow) return;
+    this.isCutNow = false;
+    for (const conduit of [...this.conduits]) conduit.mend();
+  }
+
+  /** Closes every connection and stops listening. */
+  async stop(): Promise<void> {
+    for (const conduit of [...this.conduits]) conduit.destroy();
+    const server = this.server;
+    this.server = undefined;
+    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+/**
+ * Every directed link of an n-node cluster. A partition is a set of unordered node pairs that
+ * cannot talk; both directions of each pair are cut, as a real network partition cuts both.
+ */
+export class LinkNetwork {
+  private readonly links: LinkProxy[] = [];
+
+  constructor(
+    readonly nodeCount: number,
+    /** Port of node i (0-based). */
+    private readonly nodePort: (node: number) => number,
+    /** Port of the proxy of link i -> j. */
+    private readonly proxyPort: (from: number, to: number) => number,
+  ) {
+    for (let from = 0; from < nodeCount; from++) {
+      for (let to = 0; to < nodeCount; to++) {
+        if (from !== to) this.links.push(new LinkProxy(from, to, proxyPort(from, to), nodePort(to)));
+      }
+    }
+  }
+
+  /** Starts every proxy. */
+  async start(): Promise<void> {
+    await Promise.all(this.links.map((link) => link.start()));
+  }
+
+  /** The `--peer-map` of node `from`: each peer's address mapped to the proxy of the link to it. */
+  peerMap(from: number): string {
+    const entries: string[] = [];
+    for (let to = 0; to < this.nodeCount; to++) {
+      if (to !== from) entries.push(`127.0.0.1:${this.nodePort(to)}=127.0.0.1:${this.proxyPort(from, to)}`);
+    }
+    return entries.join(',');
+  }
+
+  /** Cuts both directions between each pair (0-based node indexes); other links are healed. */
+  partition(blockedPairs: readonly (readonly [number, number])[]): void {
+    const blocked = new Set(blockedPairs.flatMap(([left, right]) => [`${left}>${right}`, `${right}>${left}`]));
+    for (const link of this.links) {
+      if (blocked.has(`${link.from}>${link.to}`)) link.sever();
+      else link.heal();
+    }
+  }
+
+  /** Heals every link. */
+  healAll(): void {
+    for (const link of this.links) link.heal();
+  }
+
+  /** The links cut now, as "from>to" with 0-based indexes. */
+  cutLinks(): string[] {
+    return this.links.filter((link) => link.cut).map((link) => `${link.from}>${link.to}`);
+  }
+
+  /** Stops every proxy. */
+  async stop(): Promise<void> {
+    await Promise.all(this.links.map((link) => link.stop()));
+  }
+}

@@ -1,0 +1,291 @@
+/**
+ * jepsen-lite's runner: starts a fresh cluster of real ringkv processes on loopback with a TCP
+ * proxy on every link, runs the workload while the nemesis injects faults, heals everything,
+ * waits for hints and a quiet period, makes the final reads, runs the checkers and writes the run
+ * to jepsen-lite/store/<time>/ (history.jsonl, results.json, report.html, run.json, node logs).
+ * Exit code: 0 valid, 1 a checker found the history invalid, 2 the harness could not run.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { RingClient } from '../../src/client/ring-client.js';
+import { SeededRandom } from '../../src/adapters/seeded-random.js';
+import { checkConvergence } from './checkers/convergence.js';
+import { computeStats } from './checkers/stats.js';
+import { type RunOptions, parseRunOptions, usage } from './cli-options.js';
+import { Cluster, repositoryRoot } from './cluster.js';
+import { finalReads, localReads, waitForHints } from './final-reads.js';
+import { runClients } from './generator.js';
+import { HistoryRecorder } from './history.js';
+import { Nemesis, faultSummary, planNemesisSchedule } from './nemesis.js';
+import { LinkNetwork } from './proxy.js';
+import { renderReport } from './report-html.js';
+import { delay } from './wait.js';
+import { DeleteWorkload } from './workloads/delete.js';
+import { RegisterWorkload } from './workloads/register.js';
+import { SetWorkload } from './workloads/set.js';
+import type { CheckerResult, Workload } from './workloads/workload.js';
+
+/** n_val of every bucket the harness uses (ringkv's default). */
+const nVal = 3;
+
+/** How long after a fault the register checker still excuses stale reads: failure detection, gossip and hint delivery. */
+const recoveryMs = 5000;
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function buildWorkload(options: RunOptions): Workload {
+  const replicas = Math.min(nVal, options.nodeCount);
+  switch (options.workload) {
+    case 'set':
+      return new SetWorkload({ keyCount: options.keyCount, concurrency: options.concurrency });
+    case 'register':
+      return new RegisterWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
+    case 'delete':
+      return new DeleteWorkload({ concurrency: options.concurrency });
+  }
+}
+
+async function assertPortsFree(ports: readonly number[]): Promise<void> {
+  for (const port of ports) {
+    await new Promise<void>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', () => reject(new Error(`port ${port} on 127.0.0.1 is in use; stop whatever holds it or pass another --base-port`)));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve()));
+    });
+  }
+}
+
+function makeRunFolder(storeRoot: string): string {
+  mkdirSync(storeRoot, { recursive: true });
+  const stamp = new Date().toISOString().replace(/:/g, '-');
+  for (let attempt = 0; ; attempt++) {
+    const folder = join(storeRoot, attempt === 0 ? stamp : `${stamp}-${attempt}`);
+    try {
+      mkdirSync(folder);
+      const latest = join(storeRoot, 'latest');
+      rmSync(latest, { force: true, recursive: false });
+      symlinkSync(relative(storeRoot, folder), latest, 'dir');
+      return folder;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 100) throw error;
+    }
+  }
+}
+
+/** Numbers and booleans of a checker result, for the top level of results.json. */
+function headlineOf(result: CheckerResult): Record<string, number | boolean> {
+  const headline: Record<string, number | boolean> = {};
+  for (const [name, value] of Object.entries(result)) if (name !== 'valid' && (typeof value === 'number' || typeof value === 'boolean')) headline[name] = value;
+  return headline;
+}
+
+function percent(fraction: number | null): string {
+  return fraction === null ? 'n/a' : `${(fraction * 100).toFixed(1)}%`;
+}
+
+/** Runs one test; returns the process exit code. */
+async function run(options: RunOptions): Promise<number> {
+  const storeRoot = options.storeRoot ?? join(repositoryRoot(), 'jepsen-lite', 'store');
+  const nodePort = (node: number): number => options.basePort + node;
+  const proxyPort = (from: number, to: number): number => options.basePort + options.nodeCount + from * options.nodeCount + to;
+  const ports = [
+    ...Array.from({ length: options.nodeCount }, (_, node) => nodePort(node)),
+    ...Array.from({ length: options.nodeCount * options.nodeCount }, (_, index) => proxyPort(Math.floor(index / options.nodeCount), index % options.nodeCount)).filter(
+      (_, index) => Math.floor(index / options.nodeCount) !== index % options.nodeCount,
+    ),
+  ];
+  await assertPortsFree(ports);
+  const runFolder = makeRunFolder(storeRoot);
+  const dataRoot = mkdtempSync(join(tmpdir(), 'ringkv-jepsen-'));
+  const configFile = join(runFolder, 'ringkv-config.json');
+  const nodeConfig = {
+    gossip: { intervalMs: 300 },
+    limits: { requestTimeoutMs: 2000, peerTimeoutMs: 1000 },
+    hintedHandoff: { intervalMs: 300 },
+    antiEntropy: { intervalMs: 2000 },
+    bucketDefaults: { nVal, conflictMode: options.conflictMode },
+  };
+  writeFileSync(configFile, `${JSON.stringify(nodeConfig, null, 2)}\n`);
+  const schedule = planNemesisSchedule(
+    { faults: options.faults, nodeCount: options.nodeCount, timeLimitMs: options.timeLimitMs, intervalMs: options.nemesisIntervalMs },
+    new SeededRandom(options.seed),
+  );
+  const settings = {
+    workload: options.workload,
+    nemesis: options.faults.length === 0 ? 'none' : options.faults.join(','),
+    nodes: options.nodeCount,
+    timeLimitS: options.timeLimitMs / 1000,
+    concurrency: options.concurrency,
+    conflict: options.conflictMode,
+    seed: options.seed,
+    ratePerSecond: options.ratePerSecond,
+    keys: options.keyCount,
+    nemesisIntervalS: options.nemesisIntervalMs / 1000,
+    quietS: options.quietMs / 1000,
+    nVal,
+    command: `npm run jepsen -- --workload ${options.workload} --nemesis ${options.faults.join(',') || 'none'} --nodes ${options.nodeCount} --time-limit ${options.timeLimitMs / 1000} --concurrency ${options.concurrency} --conflict ${options.conflictMode} --seed ${options.seed}`,
+  };
+
+  const network = new LinkNetwork(options.nodeCount, nodePort, proxyPort);
+  const cluster = new Cluster({
+    nodeCount: options.nodeCount,
+    nodePort,
+    peerMap: (node) => network.peerMap(node),
+    dataRoot,
+    logRoot: runFolder,
+    configFile,
+    clusterSecret: randomBytes(24).toString('hex'),
+    logLevel: options.nodeLogLevel,
+  });
+  const writeRunFile = (extra: Record<string, unknown>): void =>
+    writeFileSync(
+      join(runFolder, 'run.json'),
+      `${JSON.stringify({ settings, ports: { nodes: options.basePort, last: Math.max(...ports) }, dataRoot, nodeConfig, schedule, pids: cluster.nodes.map((node) => ({ node: node.name, pids: node.pids })), ...extra }, null, 2)}\n`,
+    );
+  writeRunFile({ startedAt: new Date().toISOString() });
+
+  // Whatever happens to the runner, no node process may outlive it.
+  const emergencyStop = (): void => cluster.killAllNow();
+  process.on('exit', emergencyStop);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    say(`\n${signal}: stopping every node`);
+    writeRunFile({ interruptedBy: signal });
+    cluster.killAllNow();
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  let history: HistoryRecorder | undefined;
+  const workload = buildWorkload(options);
+  const client = new RingClient({ nodes: cluster.addresses, httpTimeoutMs: 5000, maxAttempts: 1, connectionsPerNode: options.concurrency + 4 });
+  const warnings: string[] = [];
+  try {
+    say(`jepsen-lite: ${settings.command}`);
+    say(`store: ${runFolder}`);
+    await network.start();
+    say(`starting ${options.nodeCount} ringkv nodes on 127.0.0.1:${nodePort(0)}..${nodePort(options.nodeCount - 1)}, links proxied on ${proxyPort(0, 1)}..${Math.max(...ports)}`);
+    await cluster.start();
+    writeRunFile({ startedAt: new Date().toISOString() });
+    // Time zero of the history is the start of the workload, so report times read as seconds into the test.
+    history = new HistoryRecorder(join(runFolder, 'history.jsonl'));
+    say(`cluster up; running the ${options.workload} workload for ${options.timeLimitMs / 1000} s with ${schedule.filter((event) => event.action === 'start').length} faults scheduled`);
+
+    const clock = history;
+    const nemesis = new Nemesis(cluster, network, history, (line) => say(`[${(clock.nowMs() / 1000).toFixed(1).padStart(6)} s] ${line}`));
+    const startMs = history.nowMs();
+    let scanned = 0;
+    const tally = { ok: 0, fail: 0, info: 0 };
+    const progress = setInterval(() => {
+      const operations = clock.operations;
+      for (; scanned < operations.length; scanned++) {
+        const operation = operations[scanned];
+        if (operation !== undefined && typeof operation.process === 'number' && operation.type !== 'invoke') tally[operation.type] += 1;
+      }
+      const fault = nemesis.active;
+      const names = cluster.nodes.map((node) => node.name);
+      say(`[${(clock.nowMs() / 1000).toFixed(1).padStart(6)} s] ok ${tally.ok}  fail ${tally.fail}  info ${tally.info}  | ${fault === undefined ? 'no fault' : faultSummary(fault, names)}`);
+    }, 2000);
+    try {
+      const nemesisDone = nemesis.run(schedule, startMs);
+      await runClients(workload, client, history, { concurrency: options.concurrency, timeLimitMs: options.timeLimitMs, ratePerSecond: options.ratePerSecond, seed: options.seed, nodes: cluster.addresses }, startMs);
+      nemesis.cancel();
+      await nemesisDone;
+      say('workload done; healing every link and node');
+      await nemesis.healAll();
+    } finally {
+      clearInterval(progress);
+    }
+    writeRunFile({ startedAt: new Date().toISOString() });
+
+    await cluster.waitConverged(60_000).catch((error: unknown) => {
+      warnings.push(`membership did not converge after healing: ${String(error)}`);
+    });
+    const hintsDrained = await waitForHints(cluster, 60_000);
+    if (!hintsDrained) warnings.push('hints were still pending 60 s after healing');
+    say(`healed; hints ${hintsDrained ? 'drained' : 'NOT drained'}; quiet for ${options.quietMs / 1000} s`);
+    // A deliberate wait: the quiet period is the time the issue gives hints and anti-entropy to finish.
+    await delay(options.quietMs);
+    say(`final reads of ${workload.finalKeys().length} keys with r=all`);
+    const finalValues = await finalReads(workload, client, cluster, history, { nVal });
+    await localReads(workload, client, cluster, history, finalValues, { nVal });
+
+    const operations = history.operations;
+    const workloadResult = workload.check(operations, { replicas: Math.min(nVal, options.nodeCount), recoveryMs });
+    const convergence = checkConvergence(operations);
+    const stats = computeStats(operations);
+    const valid = workloadResult.valid && convergence.valid;
+    const results = {
+      valid,
+      workload: options.workload,
+      conflict: options.conflictMode,
+      seed: options.seed,
+      nodes: options.nodeCount,
+      timeLimitS: options.timeLimitMs / 1000,
+      nemesis: settings.nemesis,
+      ...headlineOf(workloadResult),
+      converged: convergence.valid,
+      hintsDrained,
+      availabilityDuringFaults: stats.availability.duringFaults.okFraction,
+      availabilityOutsideFaults: stats.availability.outsideFaults.okFraction,
+      warnings,
+      checkers: { [options.workload]: workloadResult, convergence, stats },
+    };
+    await history.close();
+    writeFileSync(join(runFolder, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(
+      join(runFolder, 'report.html'),
+      renderReport({ title: `jepsen-lite ${options.workload} (${options.conflictMode}), seed ${options.seed}`, history: operations, results, settings }),
+    );
+
+    say('');
+    say('==== jepsen-lite results ====');
+    say(`valid: ${valid}`);
+    say(`${options.workload}: ${Object.entries(headlineOf(workloadResult)).map(([name, value]) => `${name} ${String(value)}`).join(', ')}`);
+    say(`convergence: ${convergence.keysChecked} keys checked on their replicas, ${convergence.divergedKeys} diverged`);
+    for (const [f, counts] of Object.entries(stats.counts)) {
+      const latency = stats.latency[f];
+      say(`${f.padEnd(7)} ok ${counts.ok}  fail ${counts.fail}  info ${counts.info}  | latency p50 ${latency?.p50Ms ?? 0} ms  p95 ${latency?.p95Ms ?? 0} ms  p99 ${latency?.p99Ms ?? 0} ms  max ${latency?.maxMs ?? 0} ms`);
+    }
+    say(`availability: ${percent(stats.availability.duringFaults.okFraction)} ok during faults (${stats.faults} faults, ${(stats.faultTimeMs / 1000).toFixed(1)} s), ${percent(stats.availability.outsideFaults.okFraction)} ok outside`);
+    for (const warning of warnings) say(`warning: ${warning}`);
+    say(`written: ${runFolder}/{history.jsonl,results.json,report.html}`);
+    return valid ? 0 : 1;
+  } finally {
+    await history?.close();
+    await client.close();
+    await cluster.stop();
+    await network.stop();
+    writeRunFile({ finishedAt: new Date().toISOString() });
+    if (options.keepData) say(`node data kept in ${dataRoot}`);
+    else rmSync(dataRoot, { recursive: true, force: true });
+    process.off('exit', emergencyStop);
+  }
+}
+
+async function main(): Promise<void> {
+  let options: RunOptions | undefined;
+  try {
+    options = parseRunOptions(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${usage}`);
+    process.exit(2);
+  }
+  if (options === undefined) {
+    process.stdout.write(usage);
+    process.exit(0);
+  }
+  try {
+    process.exit(await run(options));
+  } catch (error) {
+    process.stderr.write(`jepsen-lite could not complete the run: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(2);
+  }
+}
+
+await main();

@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import { SeededRandom } from '../../src/adapters/seeded-random.js';
+import { parseFaults, parseRunOptions } from '../src/cli-options.js';
+import { type Fault, type PartitionShape, planFault, planNemesisSchedule, planPartition } from '../src/nemesis.js';
+
+/**
+ * The nemesis schedule must replay from its seed, and its faults must have the shapes Jepsen
+ * gives them without ever taking down more than a minority of nodes.
+ */
+
+function canTalk(fault: Fault, a: number, b: number): boolean {
+  if (fault.kind !== 'partition') return true;
+  return !fault.blocked.some(([left, right]) => (left === a && right === b) || (left === b && right === a));
+}
+
+function reachable(fault: Fault, node: number, nodeCount: number): number {
+  let count = 0;
+  for (let other = 0; other < nodeCount; other++) if (other === node || canTalk(fault, node, other)) count += 1;
+  return count;
+}
+
+describe('the nemesis schedule', () => {
+  const options = { faults: ['partition', 'kill', 'pause'] as const, nodeCount: 5, timeLimitMs: 60_000, intervalMs: 5000 };
+
+  it('replays exactly from the same seed and differs for another', () => {
+    const first = planNemesisSchedule(options, new SeededRandom(7));
+    expect(planNemesisSchedule(options, new SeededRandom(7))).toEqual(first);
+    expect(planNemesisSchedule(options, new SeededRandom(8))).not.toEqual(first);
+  });
+
+  it('alternates start and stop within the time limit, one fault at a time', () => {
+    const events = planNemesisSchedule(options, new SeededRandom(3));
+    expect(events.length).toBeGreaterThan(2);
+    events.forEach((event, index) => {
+      expect(event.action).toBe(index % 2 === 0 ? 'start' : 'stop');
+      expect(event.atMs).toBeLessThan(options.timeLimitMs);
+      if (index > 0) expect(event.atMs).toBeGreaterThan((events[index - 1] as { atMs: number }).atMs);
+    });
+  });
+
+  it('plans nothing when there are no faults', () => {
+    expect(planNemesisSchedule({ ...options, faults: [] }, new SeededRandom(1))).toEqual([]);
+  });
+});
+
+describe('the faults', () => {
+  it('kill and pause at most a minority of the nodes', () => {
+    for (let seed = 0; seed < 200; seed++) {
+      for (const nodeCount of [3, 5, 7]) {
+        const fault = planFault(seed % 2 === 0 ? 'kill' : 'pause', nodeCount, new SeededRandom(seed));
+        if (fault.kind === 'partition') throw new Error('expected a process fault');
+        expect(fault.nodes.length).toBeGreaterThanOrEqual(1);
+        expect(fault.nodes.length).toBeLessThanOrEqual(Math.floor((nodeCount - 1) / 2));
+        expect(new Set(fault.nodes).size).toBe(fault.nodes.length);
+      }
+    }
+  });
+
+  it('isolate cuts exactly one node off from all others', () => {
+    const fault = planPartition('isolate', 5, new SeededRandom(1));
+    const isolated = [0, 1, 2, 3, 4].filter((node) => reachable(fault, node, 5) === 1);
+    expect(isolated).toHaveLength(1);
+    expect(fault.kind === 'partition' && fault.blocked.length).toBe(4);
+  });
+
+  it('halves and majority split the nodes into two groups that cannot talk across', () => {
+    for (const shape of ['halves', 'majority'] as PartitionShape[]) {
+      for (let seed = 0; seed < 50; seed++) {
+        const fault = planPartition(shape, 5, new SeededRandom(seed));
+        if (fault.kind !== 'partition') throw new Error('expected a partition');
+        const [left, right] = fault.groups as [number[], number[]];
+        expect([...left, ...right].sort()).toEqual([0, 1, 2, 3, 4]);
+        expect(Math.min(left.length, right.length)).toBeGreaterThanOrEqual(1);
+        expect(Math.min(left.length, right.length)).toBeLessThanOrEqual(2);
+        for (const a of left) for (const b of right) expect(canTalk(fault, a, b)).toBe(false);
+      }
+    }
+  });
+
+  it('bridge leaves one node that sees both halves, which cannot see each other', () => {
+    const fault = planPartition('bridge', 5, new SeededRandom(4));
+    const bridges = [0, 1, 2, 3, 4].filter((node) => reachable(fault, node, 5) === 5);
+    expect(bridges).toHaveLength(1);
+    for (let node = 0; node < 5; node++) if (!bridges.includes(node)) expect(reachable(fault, node, 5)).toBe(3);
+  });
+
+  it('ring lets every node see a majority, but not the same majority', () => {
+    for (const nodeCount of [5, 7]) {
+      const fault = planPartition('ring', nodeCount, new SeededRandom(9));
+      const majority = Math.floor(nodeCount / 2) + 1;
+      for (let node = 0; node < nodeCount; node++) expect(reachable(fault, node, nodeCount)).toBeGreaterThanOrEqual(majority);
+      expect(fault.kind === 'partition' && fault.blocked.length).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('the command line', () => {
+  it('reads the flags of the issue and expands all and none', () => {
+    const options = parseRunOptions(['--workload', 'set', '--nemesis', 'partition,kill,pause', '--nodes', '5', '--time-limit', '60', '--concurrency', '10', '--conflict', 'lww', '--seed', '42']);
+    expect(options).toMatchObject({ workload: 'set', faults: ['partition', 'kill', 'pause'], nodeCount: 5, timeLimitMs: 60_000, concurrency: 10, conflictMode: 'lww', seed: 42 });
+    expect(parseFaults('all')).toEqual(['partition', 'kill', 'pause']);
+    expect(parseFaults('none')).toEqual([]);
+  });
+
+  it('refuses a bad value with a message that names the flag', () => {
+    expect(() => parseRunOptions(['--conflict', 'newest'])).toThrow(/--conflict/);
+    expect(() => parseRunOptions(['--nemesis', 'meteor'])).toThrow(/--nemesis/);
+    expect(() => parseRunOptions(['--nodes', '2'])).toThrow(/--nodes/);
+  });
+});

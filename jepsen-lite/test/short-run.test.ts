@@ -1,0 +1,81 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+/**
+ * The harness end to end, short: a real 3-node cluster, the set workload with siblings for about
+ * 20 s under partitions and kill -9, then heal, final reads and checkers. Siblings merged by
+ * union must lose no acknowledged add. Needs the build (`npm test` runs tsc first).
+ */
+
+const root = join(import.meta.dirname, '..', '..');
+const runner = join(root, 'dist', 'jepsen-lite', 'src', 'run.js');
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('a short jepsen-lite run', () => {
+  const store = mkdtempSync(join(tmpdir(), 'jepsen-lite-test-'));
+  let child: ChildProcess | undefined;
+  let output = '';
+
+  afterAll(() => {
+    // Whatever happened, nothing this test started may outlive it: the runner, then its nodes.
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    const runFile = join(store, 'latest', 'run.json');
+    if (existsSync(runFile)) {
+      const run = JSON.parse(readFileSync(runFile, 'utf8')) as { pids: { pids: number[] }[]; dataRoot?: string };
+      for (const pid of run.pids.flatMap((node) => node.pids)) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      if (run.dataRoot !== undefined) rmSync(run.dataRoot, { recursive: true, force: true });
+    }
+    rmSync(store, { recursive: true, force: true });
+  });
+
+  it('ends valid with no acknowledged add lost, and writes history, results and report', async () => {
+    const args = [
+      runner,
+      '--workload', 'set',
+      '--nemesis', 'partition,kill',
+      '--nodes', '3',
+      '--time-limit', '20',
+      '--concurrency', '6',
+      '--conflict', 'siblings',
+      '--seed', '11',
+      '--nemesis-interval', '4',
+      '--quiet', '2',
+      '--base-port', '18500',
+      '--store', store,
+    ];
+    const started = Date.now();
+    child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const running = child;
+    const keep = (chunk: Buffer): void => {
+      output = (output + chunk.toString('utf8')).slice(-20_000);
+    };
+    running.stdout?.on('data', keep);
+    running.stderr?.on('data', keep);
+    const exitCode = await new Promise<number | null>((resolve) => running.once('exit', (code) => resolve(code)));
+    const elapsedS = (Date.now() - started) / 1000;
+
+    expect(exitCode, output).toBe(0);
+    const folder = join(store, 'latest');
+    for (const file of ['history.jsonl', 'results.json', 'report.html', 'run.json', 'n1.log']) expect(existsSync(join(folder, file)), file).toBe(true);
+    const results = JSON.parse(readFileSync(join(folder, 'results.json'), 'utf8')) as Record<string, unknown>;
+    expect(results).toMatchObject({ valid: true, lost: 0, unexpected: 0 });
+    expect(results.acknowledged as number).toBeGreaterThan(0);
+    const history = readFileSync(join(folder, 'history.jsonl'), 'utf8');
+    expect(history).toContain('"process":"nemesis"');
+    expect(history).toContain('"f":"final-read"');
+    expect(readFileSync(join(folder, 'report.html'), 'utf8')).toContain('<svg');
+    expect(output).toContain('valid: true');
+    expect(elapsedS).toBeLessThan(90);
+  }, 120_000);
+});
