@@ -1,3 +1,4 @@
+import type { AntiEntropyStatus } from '../engine/anti-entropy.js';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MemberStatus, NodeStatus } from '../engine/kv-service.js';
 
@@ -54,11 +55,21 @@ export class HttpMetrics {
     storageBytes: this.gauge('ringkv_storage_bytes', "LevelDB's approximate size of the data on disk"),
     levelFiles: this.gauge('ringkv_storage_level_files', 'LevelDB SSTable files per level', ['level']),
     levelBytes: this.gauge('ringkv_storage_level_bytes', 'LevelDB bytes per level', ['level']),
+    sinceFullExchange: this.gauge(
+      'ringkv_anti_entropy_seconds_since_full_exchange',
+      'Per partition this node replicates: seconds since every replica last agreed with it in an anti-entropy exchange',
+      ['partition'],
+    ),
+    tombstonesPending: this.gauge('ringkv_tombstones_pending', 'Tombstones stored here and not reaped yet'),
   };
   private readonly mirrored = {
     hintsDelivered: this.mirroredCounter('ringkv_hints_delivered_total', 'Hints delivered to the node they were for'),
     hintsExpired: this.mirroredCounter('ringkv_hints_expired_total', 'Hints dropped after hintedHandoff.windowMs without delivery'),
     compactions: this.mirroredCounter('ringkv_storage_compactions_total', 'LevelDB compactions since the database was opened'),
+    exchanges: this.mirroredCounter('ringkv_anti_entropy_exchanges_total', 'Anti-entropy exchanges this node started'),
+    keysRepaired: this.mirroredCounter('ringkv_anti_entropy_keys_repaired_total', 'Keys anti-entropy changed on this node or on a peer it exchanged with'),
+    bytesExchanged: this.mirroredCounter('ringkv_anti_entropy_bytes_total', 'Bytes of anti-entropy messages this node sent and received'),
+    tombstonesReaped: this.mirroredCounter('ringkv_tombstones_reaped_total', 'Tombstones removed after every replica had them and the grace period passed'),
   };
 
   private gauge(name: string, help: string, labelNames: string[] = []): Gauge {
@@ -99,6 +110,21 @@ export class HttpMetrics {
       this.gauges.levelFiles.set({ level: String(level.level) }, level.files);
       this.gauges.levelBytes.set({ level: String(level.level) }, level.bytes);
     }
+    this.renderAntiEntropy(status);
     return this.registry.metrics();
+  }
+
+  private renderAntiEntropy(status: NodeStatus): void {
+    const antiEntropy = status.antiEntropy as AntiEntropyStatus | undefined;
+    if (antiEntropy === undefined) return;
+    this.mirrored.exchanges.sync(antiEntropy.exchanges);
+    this.mirrored.keysRepaired.sync(antiEntropy.keysRepaired);
+    this.mirrored.bytesExchanged.sync(antiEntropy.bytesExchanged);
+    this.mirrored.tombstonesReaped.sync(antiEntropy.tombstonesReaped);
+    this.gauges.tombstonesPending.set(antiEntropy.tombstonesPending);
+    this.gauges.sinceFullExchange.reset();
+    for (const [partition, ageMs] of Object.entries(antiEntropy.lastFullExchangeAgeMs)) {
+      this.gauges.sinceFullExchange.set({ partition }, ageMs / 1000);
+    }
   }
 }
