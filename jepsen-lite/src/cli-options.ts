@@ -51,6 +51,8 @@ export interface RunOptions {
   readonly nodeLogLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
   /** Keep the nodes' LevelDB folders after the run. */
   readonly keepData: boolean;
+  /** Instead of running, judge the stored run in this folder again. */
+  readonly checkFolder: string | undefined;
 }
 
 /** The usage text printed by --help and on a bad flag. */
@@ -73,6 +75,7 @@ export const usage = `usage: npm run jepsen -- [options]
   --store DIR                      where run folders go (default jepsen-lite/store)
   --node-log-level L               ringkv nodes' log level (default warn)
   --keep-data                      keep the nodes' data folders after the run
+  --check DIR                      run no test: re-judge the stored run in DIR from its history.jsonl
 `;
 
 function integerFlag(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
@@ -132,6 +135,7 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | undefined
       store: { type: 'string' },
       'node-log-level': { type: 'string' },
       'keep-data': { type: 'boolean' },
+      check: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -153,5 +157,6 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | undefined
     storeRoot: values.store,
     nodeLogLevel: oneOf('node-log-level', values['node-log-level'], ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, 'warn'),
     keepData: values['keep-data'] === true,
+    checkFolder: values.check,
   };
 }

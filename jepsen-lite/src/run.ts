@@ -6,19 +6,19 @@
  * Exit code: 0 valid, 1 a checker found the history invalid, 2 the harness could not run.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { RingClient } from '../../src/client/ring-client.js';
 import { SeededRandom } from '../../src/adapters/seeded-random.js';
-import { checkConvergence } from './checkers/convergence.js';
-import { computeStats } from './checkers/stats.js';
-import { type RunOptions, parseRunOptions, usage } from './cli-options.js';
+import { type RunVerdict, checkRun } from './checkers/check-run.js';
+import type { CheckerResult } from './checkers/checker.js';
+import { type RunOptions, type WorkloadName, parseRunOptions, usage } from './cli-options.js';
 import { Cluster, repositoryRoot } from './cluster.js';
 import { finalReads, localReads, waitForHints } from './final-reads.js';
 import { runClients } from './generator.js';
-import { HistoryRecorder } from './history.js';
+import { HistoryRecorder, parseHistory } from './history.js';
 import { Nemesis, faultSummary, planNemesisSchedule } from './nemesis.js';
 import { LinkNetwork } from './proxy.js';
 import { renderReport } from './report-html.js';
@@ -26,7 +26,7 @@ import { delay } from './wait.js';
 import { DeleteWorkload } from './workloads/delete.js';
 import { RegisterWorkload } from './workloads/register.js';
 import { SetWorkload } from './workloads/set.js';
-import type { CheckerResult, Workload } from './workloads/workload.js';
+import type { Workload } from './workloads/workload.js';
 
 /** n_val of every bucket the harness uses (ringkv's default). */
 const nVal = 3;
@@ -86,6 +86,31 @@ function headlineOf(result: CheckerResult): Record<string, number | boolean> {
 
 function percent(fraction: number | null): string {
   return fraction === null ? 'n/a' : `${(fraction * 100).toFixed(1)}%`;
+}
+
+/** The human summary of a verdict on stdout. */
+function printVerdict(workload: WorkloadName, verdict: RunVerdict, warnings: readonly string[]): void {
+  const { stats, convergence } = verdict;
+  say('==== jepsen-lite results ====');
+  say(`valid: ${verdict.valid}`);
+  say(`${workload}: ${Object.entries(headlineOf(verdict.workload)).map(([name, value]) => `${name} ${String(value)}`).join(', ')}`);
+  say(`convergence: ${convergence.keysChecked} keys checked on their replicas, ${convergence.divergedKeys} diverged`);
+  for (const [f, counts] of Object.entries(stats.counts)) {
+    const latency = stats.latency[f];
+    say(`${f.padEnd(7)} ok ${counts.ok}  fail ${counts.fail}  info ${counts.info}  | latency p50 ${latency?.p50Ms ?? 0} ms  p95 ${latency?.p95Ms ?? 0} ms  p99 ${latency?.p99Ms ?? 0} ms  max ${latency?.maxMs ?? 0} ms`);
+  }
+  say(`availability: ${percent(stats.availability.duringFaults.okFraction)} ok during faults (${stats.faults} faults, ${(stats.faultTimeMs / 1000).toFixed(1)} s), ${percent(stats.availability.outsideFaults.okFraction)} ok outside`);
+  for (const warning of warnings) say(`warning: ${warning}`);
+}
+
+/** Judges a stored run again from its history.jsonl and run.json; returns the exit code. */
+function recheck(folder: string): number {
+  const run = JSON.parse(readFileSync(join(folder, 'run.json'), 'utf8')) as { settings: { workload: WorkloadName; nodes: number; nVal?: number } };
+  const history = parseHistory(readFileSync(join(folder, 'history.jsonl'), 'utf8'));
+  const verdict = checkRun(run.settings.workload, history, { replicas: Math.min(run.settings.nVal ?? nVal, run.settings.nodes), recoveryMs });
+  say(`re-checking ${history.length} history entries of ${folder}`);
+  printVerdict(run.settings.workload, verdict, []);
+  return verdict.valid ? 0 : 1;
 }
 
 /** Runs one test; returns the process exit code. */
@@ -216,10 +241,8 @@ async function run(options: RunOptions): Promise<number> {
     await localReads(workload, client, cluster, history, finalValues, { nVal });
 
     const operations = history.operations;
-    const workloadResult = workload.check(operations, { replicas: Math.min(nVal, options.nodeCount), recoveryMs });
-    const convergence = checkConvergence(operations);
-    const stats = computeStats(operations);
-    const valid = workloadResult.valid && convergence.valid;
+    const verdict = checkRun(options.workload, operations, { replicas: Math.min(nVal, options.nodeCount), recoveryMs });
+    const { valid, stats } = verdict;
     const results = {
       valid,
       workload: options.workload,
@@ -228,13 +251,13 @@ async function run(options: RunOptions): Promise<number> {
       nodes: options.nodeCount,
       timeLimitS: options.timeLimitMs / 1000,
       nemesis: settings.nemesis,
-      ...headlineOf(workloadResult),
-      converged: convergence.valid,
+      ...headlineOf(verdict.workload),
+      converged: verdict.convergence.valid,
       hintsDrained,
       availabilityDuringFaults: stats.availability.duringFaults.okFraction,
       availabilityOutsideFaults: stats.availability.outsideFaults.okFraction,
       warnings,
-      checkers: { [options.workload]: workloadResult, convergence, stats },
+      checkers: { [options.workload]: verdict.workload, convergence: verdict.convergence, stats },
     };
     await history.close();
     writeFileSync(join(runFolder, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -242,18 +265,8 @@ async function run(options: RunOptions): Promise<number> {
       join(runFolder, 'report.html'),
       renderReport({ title: `jepsen-lite ${options.workload} (${options.conflictMode}), seed ${options.seed}`, history: operations, results, settings }),
     );
-
     say('');
-    say('==== jepsen-lite results ====');
-    say(`valid: ${valid}`);
-    say(`${options.workload}: ${Object.entries(headlineOf(workloadResult)).map(([name, value]) => `${name} ${String(value)}`).join(', ')}`);
-    say(`convergence: ${convergence.keysChecked} keys checked on their replicas, ${convergence.divergedKeys} diverged`);
-    for (const [f, counts] of Object.entries(stats.counts)) {
-      const latency = stats.latency[f];
-      say(`${f.padEnd(7)} ok ${counts.ok}  fail ${counts.fail}  info ${counts.info}  | latency p50 ${latency?.p50Ms ?? 0} ms  p95 ${latency?.p95Ms ?? 0} ms  p99 ${latency?.p99Ms ?? 0} ms  max ${latency?.maxMs ?? 0} ms`);
-    }
-    say(`availability: ${percent(stats.availability.duringFaults.okFraction)} ok during faults (${stats.faults} faults, ${(stats.faultTimeMs / 1000).toFixed(1)} s), ${percent(stats.availability.outsideFaults.okFraction)} ok outside`);
-    for (const warning of warnings) say(`warning: ${warning}`);
+    printVerdict(options.workload, verdict, warnings);
     say(`written: ${runFolder}/{history.jsonl,results.json,report.html}`);
     return valid ? 0 : 1;
   } finally {
@@ -281,7 +294,7 @@ async function main(): Promise<void> {
     process.exit(0);
   }
   try {
-    process.exit(await run(options));
+    process.exit(options.checkFolder === undefined ? await run(options) : recheck(options.checkFolder));
   } catch (error) {
     process.stderr.write(`jepsen-lite could not complete the run: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(2);

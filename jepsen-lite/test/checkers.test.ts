@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { checkRun } from '../src/checkers/check-run.js';
 import { checkConvergence } from '../src/checkers/convergence.js';
 import { checkDelete } from '../src/checkers/delete.js';
 import { checkRegister } from '../src/checkers/register.js';
@@ -256,5 +257,17 @@ describe('the history helpers', () => {
     const pairs = pairOperations(operations.filter((operation) => operation.process !== 'nemesis'));
     expect(pairs.map((pair) => [pair.invoke.value, pair.completion?.type])).toEqual([[1, undefined], [2, 'ok']]);
     expect(faultIntervals(operations)).toEqual([{ startMs: 3, endMs: 9, label: 'kill n2' }]);
+  });
+});
+
+describe('a run verdict', () => {
+  it('is invalid when the workload checker passes but the replicas diverged', () => {
+    const history = new HistoryBuilder();
+    add(history, 0, 0, 10, 0, 'ok');
+    history.finalRead(100, 's0', [0]).localRead(200, 's0', 'a', [0]).localRead(200, 's0', 'b', []);
+    const verdict = checkRun('set', history.build(), registerContext);
+    expect(verdict.workload.valid).toBe(true);
+    expect(verdict.convergence.valid).toBe(false);
+    expect(verdict.valid).toBe(false);
   });
 });

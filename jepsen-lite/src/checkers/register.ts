@@ -8,7 +8,7 @@
  * also be one some client tried to write and did not certainly fail to.
  */
 import { type Operation, faultIntervals, overlapsAny, pairOperations } from '../history.js';
-import type { CheckContext } from '../workloads/workload.js';
+import type { CheckContext } from './checker.js';
 
 interface WriteRecord {
   readonly value: number;

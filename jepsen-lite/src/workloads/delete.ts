@@ -5,9 +5,7 @@
  */
 import type { RingClient, StoredValue } from '../../../src/client/ring-client.js';
 import type { Random } from '../../../src/ports/random.js';
-import { checkDelete } from '../checkers/delete.js';
-import type { Operation } from '../history.js';
-import { type CheckerResult, type Completion, type PlannedOperation, type Workload, readFailure, siblingIntegers, writeFailure } from './workload.js';
+import { type Completion, type PlannedOperation, type Workload, readFailure, siblingIntegers, writeFailure } from './workload.js';
 
 /** Settings of the delete workload. */
 export interface DeleteWorkloadOptions {
@@ -113,9 +111,5 @@ export class DeleteWorkload implements Workload {
 
   decode(siblings: readonly StoredValue[]): unknown {
     return siblingIntegers(siblings);
-  }
-
-  check(history: readonly Operation[]): CheckerResult {
-    return checkDelete(history);
   }
 }

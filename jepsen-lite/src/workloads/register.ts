@@ -6,9 +6,7 @@
  */
 import type { RingClient, StoredValue } from '../../../src/client/ring-client.js';
 import type { Random } from '../../../src/ports/random.js';
-import { checkRegister } from '../checkers/register.js';
-import type { Operation } from '../history.js';
-import { type CheckContext, type CheckerResult, type Completion, type PlannedOperation, type Workload, quorumOf, readFailure, siblingIntegers, writeFailure } from './workload.js';
+import { type Completion, type PlannedOperation, type Workload, quorumOf, readFailure, siblingIntegers, writeFailure } from './workload.js';
 
 /** Settings of the register workload. */
 export interface RegisterWorkloadOptions {
@@ -74,9 +72,5 @@ export class RegisterWorkload implements Workload {
 
   decode(siblings: readonly StoredValue[]): unknown {
     return siblingIntegers(siblings);
-  }
-
-  check(history: readonly Operation[], context: CheckContext): CheckerResult {
-    return checkRegister(history, context);
   }
 }

@@ -7,9 +7,7 @@
  */
 import type { RingClient, StoredValue } from '../../../src/client/ring-client.js';
 import type { Random } from '../../../src/ports/random.js';
-import { checkSet } from '../checkers/set.js';
-import type { Operation } from '../history.js';
-import { type CheckerResult, type Completion, type PlannedOperation, type Workload, readFailure, siblingIntegers, writeFailure } from './workload.js';
+import { type Completion, type PlannedOperation, type Workload, readFailure, siblingIntegers, writeFailure } from './workload.js';
 
 /** Settings of the set workload. */
 export interface SetWorkloadOptions {
@@ -67,9 +65,5 @@ export class SetWorkload implements Workload {
 
   decode(siblings: readonly StoredValue[]): unknown {
     return siblingIntegers(siblings);
-  }
-
-  check(history: readonly Operation[]): CheckerResult {
-    return checkSet(history);
   }
 }

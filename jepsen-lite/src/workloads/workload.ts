@@ -4,7 +4,7 @@
  */
 import { type RingClient, RingClientError, type StoredValue } from '../../../src/client/ring-client.js';
 import type { Random } from '../../../src/ports/random.js';
-import type { CompletionType, Operation } from '../history.js';
+import type { CompletionType } from '../history.js';
 
 /** An operation a worker is about to invoke. */
 export interface PlannedOperation {
@@ -25,19 +25,6 @@ export interface Completion {
   readonly error?: string;
 }
 
-/** A checker's verdict; each checker adds the counts and examples of what it found. */
-export interface CheckerResult {
-  readonly valid: boolean;
-}
-
-/** What checkers know about the cluster besides the history. */
-export interface CheckContext {
-  /** Replicas per key: min(n_val, nodes). */
-  readonly replicas: number;
-  /** How long after a fault ends the cluster is still treated as recovering (failure detection, hint delivery). */
-  readonly recoveryMs: number;
-}
-
 /** A workload. */
 export interface Workload {
   readonly name: string;
@@ -50,8 +37,6 @@ export interface Workload {
   finalKeys(): string[];
   /** A read's siblings as the history records them. */
   decode(siblings: readonly StoredValue[]): unknown;
-  /** The workload's checker: a pure function of the history. */
-  check(history: readonly Operation[], context: CheckContext): CheckerResult;
 }
 
 function describeError(error: unknown): string {

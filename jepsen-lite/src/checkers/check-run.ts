@@ -1,0 +1,41 @@
+/**
+ * Every checker of a run, chosen by workload: the workload's own checker, convergence and the
+ * statistics. Pure, so a stored history.jsonl can be judged again (`--check DIR`) and gives the
+ * same verdict as the run that wrote it.
+ */
+import type { WorkloadName } from '../cli-options.js';
+import type { Operation } from '../history.js';
+import type { CheckContext, CheckerResult } from './checker.js';
+import { type ConvergenceResult, checkConvergence } from './convergence.js';
+import { checkDelete } from './delete.js';
+import { checkRegister } from './register.js';
+import { checkSet } from './set.js';
+import { type StatsResult, computeStats } from './stats.js';
+
+/** The verdicts of every checker on one history. */
+export interface RunVerdict {
+  /** True when the workload checker and the convergence checker both are. */
+  readonly valid: boolean;
+  readonly workload: CheckerResult;
+  readonly convergence: ConvergenceResult;
+  readonly stats: StatsResult;
+}
+
+/** The workload's checker. */
+export function checkWorkload(workload: WorkloadName, history: readonly Operation[], context: CheckContext): CheckerResult {
+  switch (workload) {
+    case 'set':
+      return checkSet(history);
+    case 'register':
+      return checkRegister(history, context);
+    case 'delete':
+      return checkDelete(history);
+  }
+}
+
+/** Runs every checker of a run on its history. */
+export function checkRun(workload: WorkloadName, history: readonly Operation[], context: CheckContext): RunVerdict {
+  const workloadResult = checkWorkload(workload, history, context);
+  const convergence = checkConvergence(history);
+  return { valid: workloadResult.valid && convergence.valid, workload: workloadResult, convergence, stats: computeStats(history) };
+}
