@@ -17,6 +17,8 @@ describe('a 2-node cluster with client authentication', () => {
   const readOnly = 'integration-ro-token-83e0d5c7aa';
   const wrong = 'integration-wrong-token-0000000';
   const nodes: NodeProcess[] = [];
+  /** Generous: a node starting on a busy machine can take many seconds; the wait ends as soon as it is up. */
+  const startDeadlineMs = 45_000;
   const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
   const code = (answer: Answer): string => answer.json<{ error: { code: string } }>().error.code;
 
@@ -32,17 +34,17 @@ describe('a 2-node cluster with client authentication', () => {
     const env = { RINGKV_CLUSTER_SECRET: 'auth-test-secret-0123456789abcdef' };
     // Debug level: the most a node ever logs, so "never logged" is checked against all of it.
     nodes.push(startNode(18_310, join(folder.path, 'node1'), { env, extraArgs: ['--config', configFile, '--log-level', 'debug'] }));
-    await waitHealthy(nodes[0]!);
+    await waitHealthy(nodes[0]!, startDeadlineMs);
     const envTokens = { ...env, RINGKV_AUTH_TOKENS: `${readWrite}:read-write,${readOnly}:read-only`, RINGKV_AUTH_PROTECT: 'status,metrics', RINGKV_GOSSIP_INTERVAL_MS: '200' };
     nodes.push(startNode(18_311, join(folder.path, 'node2'), { env: envTokens, seeds: [nodes[0]!.address], extraArgs: ['--log-level', 'debug'] }));
-    await waitHealthy(nodes[1]!);
+    await waitHealthy(nodes[1]!, startDeadlineMs);
     for (const node of nodes) {
-      await waitFor(`${node.address} to see 2 members up`, 30_000, async () => {
+      await waitFor(() => `${node.address} to see 2 members up (output: ${node.output.slice(-500)})`, startDeadlineMs, async () => {
         const status = (await call(node, 'GET', '/status', { headers: bearer(readOnly) })).json<{ members: { status: string }[]; ring: { members: string[] } | null }>();
         return status.members.filter((member) => member.status === 'up').length === 2 && status.ring?.members.length === 2;
       });
     }
-  });
+  }, 150_000);
 
   afterAll(async () => {
     for (const node of nodes) await killNode(node, 'SIGTERM');

@@ -60,8 +60,8 @@ export async function killNode(node: NodeProcess, signal: NodeJS.Signals = 'SIGK
   node.child = undefined;
 }
 
-/** Polls `condition` until it holds or `deadlineMs` passes (then throws `what`). */
-export async function waitFor<T>(what: string, deadlineMs: number, condition: () => Promise<T | undefined | false>): Promise<T> {
+/** Polls `condition` until it holds or `deadlineMs` passes (then throws `what`; a function is asked then, so it can show the latest node output). */
+export async function waitFor<T>(what: string | (() => string), deadlineMs: number, condition: () => Promise<T | undefined | false>): Promise<T> {
   const deadline = Date.now() + deadlineMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
@@ -73,7 +73,8 @@ export async function waitFor<T>(what: string, deadlineMs: number, condition: ()
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}${lastError === undefined ? '' : ` (last error: ${String(lastError)})`}`);
+  const described = typeof what === 'function' ? what() : what;
+  throw new Error(`timed out after ${deadlineMs} ms waiting for ${described}${lastError === undefined ? '' : ` (last error: ${String(lastError)})`}`);
 }
 
 /** An HTTP answer, body as bytes. */
@@ -105,7 +106,7 @@ export async function call(
 
 /** Waits until the node answers /health. */
 export async function waitHealthy(node: NodeProcess, deadlineMs = 20_000): Promise<void> {
-  await waitFor(`${node.address} to answer /health (output: ${node.output.slice(-500)})`, deadlineMs, async () => (await call(node, 'GET', '/health')).status === 200);
+  await waitFor(() => `${node.address} to answer /health (output: ${node.output.slice(-500)})`, deadlineMs, async () => (await call(node, 'GET', '/health')).status === 200);
 }
 
 /** The JSON of /status. */

@@ -15,6 +15,8 @@ import { type NodeProcess, killNode, startNode, temporaryFolder, waitFor } from 
 
 const ports = [18_320, 18_321, 18_322];
 const secret = 'tls-test-secret-0123456789abcdef';
+/** Generous: a node starting on a busy machine can take many seconds; the wait ends as soon as it is up. */
+const startDeadlineMs = 45_000;
 
 /** Makes a CA and one certificate for 127.0.0.1 signed by it (EC P-256: quick to make). */
 function makeCertificates(folder: string): { caFile: string; certFile: string; keyFile: string } {
@@ -62,9 +64,9 @@ describe.skipIf(skipReason !== undefined)('a 3-node cluster over TLS', () => {
     nodes.push(startNode(ports[2]!, join(folder.path, 'node3'), { env, extraArgs, seeds }));
     for (const node of nodes) {
       const probe = client([node.address], { ca });
-      await waitFor(`${node.address} to answer /health over https (output: ${node.output.slice(-500)})`, 20_000, async () => (await probe.json('GET', '/health')) !== null);
+      await waitFor(() => `${node.address} to answer /health over https (output: ${node.output.slice(-500)})`, startDeadlineMs, async () => (await probe.json('GET', '/health')) !== null);
     }
-  });
+  }, 150_000);
 
   afterAll(async () => {
     await Promise.all(clients.map((each) => each.close()));
@@ -75,7 +77,7 @@ describe.skipIf(skipReason !== undefined)('a 3-node cluster over TLS', () => {
   it('forms the ring over https: every node sees 3 members up', async () => {
     for (const node of nodes) {
       const viewer = client([node.address], { ca });
-      await waitFor(`${node.address} to see 3 members up over TLS gossip (output: ${node.output.slice(-500)})`, 30_000, async () => {
+      await waitFor(() => `${node.address} to see 3 members up over TLS gossip (output: ${node.output.slice(-500)})`, startDeadlineMs, async () => {
         const status = (await viewer.status()) as { members: { status: string }[]; ring: { members: string[] } | null };
         return status.members.filter((member) => member.status === 'up').length === 3 && status.ring?.members.length === 3;
       });
@@ -114,7 +116,7 @@ describe.skipIf(skipReason !== undefined)('a 3-node cluster over TLS', () => {
     writeFileSync(brokenConfig, JSON.stringify({ tls: { enabled: true, certFile: join(folder.path, 'missing.pem'), keyFile: join(folder.path, 'node.key'), caFile: join(folder.path, 'ca.pem') } }));
     const broken = startNode(18_323, join(folder.path, 'broken'), { env: { RINGKV_CLUSTER_SECRET: secret }, extraArgs: ['--config', brokenConfig] });
     nodes.push(broken);
-    await waitFor('the misconfigured node to exit', 20_000, async () => broken.child?.exitCode !== null && broken.child?.exitCode !== undefined);
+    await waitFor(() => `the misconfigured node to exit (output: ${broken.output.slice(-500)})`, startDeadlineMs, async () => broken.child?.exitCode !== null && broken.child?.exitCode !== undefined);
     expect(broken.child?.exitCode).not.toBe(0);
     expect(broken.output).toMatch(/tls\.certFile/);
   });

@@ -16,6 +16,8 @@ import { ensureDebianPackage } from '../support/debian-packages.js';
 const chromiumPath = '/usr/bin/chromium';
 const artifacts = join(import.meta.dirname, '..', '..', 'test-artifacts');
 const ports = [18_300, 18_301];
+/** Generous: a node starting on a busy machine can take many seconds; the wait ends as soon as it is up. */
+const startDeadlineMs = 45_000;
 // Debian's chromium, installed here when missing (CI runs as root on a fresh machine); never a downloaded browser build.
 const skipReason = ensureDebianPackage(chromiumPath, 'chromium');
 if (skipReason !== undefined) console.warn(`skipping the dashboard browser test: ${skipReason}`);
@@ -31,11 +33,11 @@ describe.skipIf(skipReason !== undefined)('the dashboard in headless Chromium', 
   beforeAll(async () => {
     const env = { RINGKV_CLUSTER_SECRET: 'dashboard-secret-0123456789abcdef', RINGKV_GOSSIP_INTERVAL_MS: '200' };
     nodes.push(startNode(ports[0]!, join(folder.path, 'node1'), { env }));
-    await waitHealthy(nodes[0]!);
+    await waitHealthy(nodes[0]!, startDeadlineMs);
     nodes.push(startNode(ports[1]!, join(folder.path, 'node2'), { env, seeds: [nodes[0]!.address] }));
-    await waitHealthy(nodes[1]!);
+    await waitHealthy(nodes[1]!, startDeadlineMs);
     for (const node of nodes) {
-      await waitFor(`${node.address} to see 2 members up`, 30_000, async () => {
+      await waitFor(() => `${node.address} to see 2 members up (output: ${node.output.slice(-500)})`, startDeadlineMs, async () => {
         const status = await nodeStatus(node);
         return status.members.filter((member) => member.status === 'up').length === 2 && status.ring?.members.length === 2;
       });
@@ -54,7 +56,7 @@ describe.skipIf(skipReason !== undefined)('the dashboard in headless Chromium', 
     page.on('console', (message) => {
       if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
     });
-  });
+  }, 150_000);
 
   afterAll(async () => {
     await context?.close();
@@ -70,7 +72,7 @@ describe.skipIf(skipReason !== undefined)('the dashboard in headless Chromium', 
 
   it('lists every member up and the partitions each owns', async () => {
     await page.goto(`http://${nodes[0]!.address}/ui`);
-    await waitFor('the members table to list both nodes up', 15_000, async () => {
+    await waitFor('the members table to list both nodes up', 20_000, async () => {
       const statuses = await attributes('[data-testid=member-row]', 'data-status');
       return statuses.length === nodes.length && statuses.every((status) => status === 'up');
     });
@@ -89,19 +91,19 @@ describe.skipIf(skipReason !== undefined)('the dashboard in headless Chromium', 
     expect(Number(await page.textContent('[data-testid=rate-put]'))).toBe(0);
     const client = new RingClient({ nodes: [nodes[0]!.address] });
     try {
-      for (let index = 0; index < 40; index++) await client.put('dashboard', `key-${index}`, `value-${index}`, { w: 2 });
-      for (let index = 0; index < 20; index++) await client.get('dashboard', `key-${index}`);
+      // All at once, so they land well inside the 10 s the rate looks at even on a busy machine.
+      await Promise.all(Array.from({ length: 40 }, (_, index) => client.put('dashboard', `key-${index}`, `value-${index}`, { w: 2 })));
+      await Promise.all(Array.from({ length: 20 }, (_, index) => client.get('dashboard', `key-${index}`)));
     } finally {
       await client.close();
     }
+    await waitFor('the put rate to rise', 20_000, async () => Number(await page.textContent('[data-testid=rate-put]')) > 0);
+    // Every request of the last minute is counted; the rate looks at the last 10 s only, so it may already be falling.
+    await waitFor('40 puts and 20 gets to be counted', 20_000, async () => (await page.textContent('[data-testid=count-put]')) === '40' && (await page.textContent('[data-testid=count-get]')) === '20');
+    expect(Number(await page.textContent('[data-testid=rate-put]'))).toBeLessThanOrEqual(4);
     // A manual compaction flushes the memtable, so the writes show up as table files.
     expect((await call(nodes[0]!, 'POST', '/admin/compact')).status).toBe(200);
-
-    await waitFor('the put rate to rise', 10_000, async () => Number(await page.textContent('[data-testid=rate-put]')) > 0);
-    // Every request of the last minute is counted; the rate looks at the last 10 s only, so it may already be falling.
-    await waitFor('40 puts and 20 gets to be counted', 10_000, async () => (await page.textContent('[data-testid=count-put]')) === '40' && (await page.textContent('[data-testid=count-get]')) === '20');
-    expect(Number(await page.textContent('[data-testid=rate-put]'))).toBeLessThanOrEqual(4);
-    await waitFor('a LevelDB level with table files', 10_000, async () => (await attributes('[data-testid=storage-level]', 'data-files')).some((files) => Number(files) > 0));
+    await waitFor('a LevelDB level with table files', 20_000, async () => (await attributes('[data-testid=storage-level]', 'data-files')).some((files) => Number(files) > 0));
     expect(await page.locator('[data-testid=storage-level]').count()).toBeGreaterThanOrEqual(7);
     expect(await page.textContent('[data-testid=hints-pending]')).toContain('0');
     expect(await page.textContent('[data-testid=anti-entropy-state]')).toMatch(/on|off|n\/a/);
