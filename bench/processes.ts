@@ -1,6 +1,7 @@
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,6 +20,8 @@ export interface ServerProcess {
 }
 
 const running = new Set<ServerProcess>();
+/** Data folders to remove when the run is interrupted (a normal end removes its own). */
+const temporaryFolders = new Set<string>();
 let handlersInstalled = false;
 
 function installHandlers(): void {
@@ -31,9 +34,27 @@ function installHandlers(): void {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       process.stderr.write(`\n${signal}: stopping ${running.size} server process(es)...\n`);
-      void stopAll().finally(() => process.exit(130));
+      void stopAll().finally(() => {
+        for (const folder of temporaryFolders) rmSync(folder, { recursive: true, force: true });
+        process.exit(130);
+      });
     });
   }
+}
+
+/** A new folder under the system's temporary folder, removed on Ctrl-C too. */
+export function temporaryFolder(prefix: string): string {
+  installHandlers();
+  const folder = mkdtempSync(join(tmpdir(), prefix));
+  temporaryFolders.add(folder);
+  return folder;
+}
+
+/** Removes a temporary folder now, or keeps it (and says where) when asked to. */
+export function removeTemporaryFolder(folder: string, keep: boolean): void {
+  temporaryFolders.delete(folder);
+  if (keep) process.stderr.write(`data kept in ${folder}\n`);
+  else rmSync(folder, { recursive: true, force: true });
 }
 
 /** Starts a server process and registers it for cleanup. */

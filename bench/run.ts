@@ -7,14 +7,12 @@
  *
  * Results go to stdout as a table and to bench/results/ as JSON (and markdown for the suites).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { KeyDistribution } from './key-chooser.js';
 import type { LoopKind, Workload } from './load-generator.js';
 import { type MeasureOptions, measureTarget } from './measure.js';
-import { packageRoot, stopAll } from './processes.js';
+import { packageRoot, removeTemporaryFolder, stopAll, temporaryFolder } from './processes.js';
 import { formatMiB, machineInfo, machineLine, resultCells, resultColumns, textTable, writeResultJson } from './report.js';
 import { type CompareTargetName, compareTargetNames, runCompareSuite } from './suites/compare.js';
 import { runScaleSuite } from './suites/scale.js';
@@ -157,7 +155,7 @@ async function runLoadSuite(options: CliOptions, commandLine: string): Promise<v
   let dataRoot: string | undefined;
   let target: RunningTarget;
   if (options.start !== undefined) {
-    dataRoot = mkdtempSync(join(tmpdir(), 'ringkv-bench-'));
+    dataRoot = temporaryFolder('ringkv-bench-');
     process.stderr.write(`starting ${options.start}...\n`);
     target = await startNamed(options.start, dataRoot, options);
   } else {
@@ -187,8 +185,7 @@ async function runLoadSuite(options: CliOptions, commandLine: string): Promise<v
   } finally {
     if (target.processes.length > 0) await stopTarget(target);
     if (dataRoot !== undefined) {
-      if (options.keepData) process.stderr.write(`data kept in ${dataRoot}\n`);
-      else rmSync(dataRoot, { recursive: true, force: true });
+      removeTemporaryFolder(dataRoot, options.keepData);
     }
   }
 }

@@ -1,10 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { LoadResult, Workload } from '../load-generator.js';
 import { type MeasureOptions, type TargetMeasurement, measureTarget } from '../measure.js';
 import { busyNote, machineBusyPercent } from '../cpu-accounting.js';
-import { packageRoot } from '../processes.js';
+import { packageRoot, removeTemporaryFolder, temporaryFolder } from '../processes.js';
 import {
   type MachineInfo,
   formatMiB,
@@ -175,7 +172,7 @@ export async function runCompareSuite(options: CompareOptions, command: string):
   }
   const busyPercent = await machineBusyPercent();
   if (busyPercent > 20) notes.push(busyNote(busyPercent));
-  const dataRoot = mkdtempSync(join(tmpdir(), 'ringkv-bench-'));
+  const dataRoot = temporaryFolder('ringkv-bench-');
   const measurements: TargetMeasurement[] = [];
   try {
     for (const name of targets) {
@@ -199,8 +196,7 @@ export async function runCompareSuite(options: CompareOptions, command: string):
       }
     }
   } finally {
-    if (options.keepData) process.stderr.write(`data kept in ${dataRoot}\n`);
-    else rmSync(dataRoot, { recursive: true, force: true });
+    removeTemporaryFolder(dataRoot, options.keepData);
   }
   const report: CompareReport = { machine: machineInfo(root), command, options, notes, measurements, verdicts: compareVerdicts(measurements) };
   const { header, rows } = compareRows(measurements);

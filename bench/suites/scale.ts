@@ -1,11 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type LoadResult, type PrefillResult, prefill, runLoad } from '../load-generator.js';
 import { type MeasureOptions, driverFor } from '../measure.js';
 import { busyNote, machineBusyPercent } from '../cpu-accounting.js';
-import { currentRssBytes, packageRoot } from '../processes.js';
+import { currentRssBytes, packageRoot, removeTemporaryFolder, temporaryFolder } from '../processes.js';
 import {
   type MachineInfo,
   formatMiB,
@@ -126,7 +123,7 @@ export async function runScaleSuite(options: ScaleOptions, command: string): Pro
   const startedMs = performance.now();
   const busyPercent = await machineBusyPercent();
   if (busyPercent > 20) process.stderr.write(`note: ${busyNote(busyPercent)}\n`);
-  const dataRoot = mkdtempSync(join(tmpdir(), 'ringkv-bench-scale-'));
+  const dataRoot = temporaryFolder('ringkv-bench-scale-');
   const stages: ScaleStage[] = [];
   const nVal = Math.min(3, options.nodeCount);
   const quorum = nVal === 1 ? {} : { r: 2, w: 2 };
@@ -176,8 +173,7 @@ export async function runScaleSuite(options: ScaleOptions, command: string): Pro
       await stopTarget(target);
     }
   } finally {
-    if (options.keepData) process.stderr.write(`data kept in ${dataRoot}\n`);
-    else rmSync(dataRoot, { recursive: true, force: true });
+    removeTemporaryFolder(dataRoot, options.keepData);
   }
   const report: ScaleReport = {
     machine: machineInfo(packageRoot()),
