@@ -64,12 +64,70 @@ function rangeOptionsFor(range: KeyRange): AbstractIteratorOptions<Uint8Array, U
   return options;
 }
 
+/** A single put or del waiting to go to the engine with the others of its group. */
+interface QueuedWrite {
+  readonly operation: { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
+  readonly sync: boolean;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** Writes per group commit at most, so one group never builds an unbounded batch. */
+const maxWritesPerGroup = 2048;
+
 /** One key space over one sublevel. */
 class SublevelKeySpace implements KeySpace {
+  private readonly queue: QueuedWrite[] = [];
+  private flushScheduled = false;
+  private flushing = false;
+
   constructor(
     private readonly name: string,
     private readonly sublevel: ByteSublevel,
   ) {}
+
+  /**
+   * Group commit: single puts and dels that arrive together (in one turn of the event loop, or
+   * while the previous group is being written) go to the engine as one atomic batch. Each write
+   * still resolves only once its group is in LevelDB's log, and a group is synced when any write
+   * in it asked for sync, so nothing is acknowledged earlier or less durably than asked; the
+   * engine sees one call and one log append instead of many.
+   */
+  private enqueue(operation: QueuedWrite['operation'], options: WriteOptions | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ operation, sync: options?.sync === true, resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const group = this.queue.splice(0, maxWritesPerGroup);
+    if (group.length === 0) return;
+    this.flushing = true;
+    try {
+      const sync = group.some((write) => write.sync);
+      await this.sublevel.batch(
+        group.map((write) => ({ ...write.operation })),
+        writeOptionsFor({ sync }),
+      );
+      for (const write of group) write.resolve();
+    } catch (error) {
+      const failure = storageError(`write in ${this.name}`, error);
+      for (const write of group) write.reject(failure);
+    } finally {
+      this.flushing = false;
+      if (this.queue.length > 0) this.scheduleFlush();
+    }
+  }
 
   get(key: Uint8Array): Promise<Uint8Array | undefined> {
     return guarded(`get in ${this.name}`, () => this.sublevel.get(key));
@@ -80,11 +138,11 @@ class SublevelKeySpace implements KeySpace {
   }
 
   put(key: Uint8Array, value: Uint8Array, options?: WriteOptions): Promise<void> {
-    return guarded(`put in ${this.name}`, () => this.sublevel.put(key, value, writeOptionsFor(options)));
+    return this.enqueue({ type: 'put', key, value }, options);
   }
 
   del(key: Uint8Array, options?: WriteOptions): Promise<void> {
-    return guarded(`del in ${this.name}`, () => this.sublevel.del(key, writeOptionsFor(options)));
+    return this.enqueue({ type: 'del', key }, options);
   }
 
   batch(operations: readonly BatchOperation[], options?: WriteOptions): Promise<void> {
