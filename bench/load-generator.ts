@@ -67,6 +67,8 @@ export interface LoadResult {
   readonly errorCount: number;
   /** Failed operations by outcome: HTTP status ('503') or network error code. */
   readonly errorsByOutcome: Readonly<Record<string, number>>;
+  /** Failed operations during the warm-up (not in the figures, but a sign the system was not ready). */
+  readonly warmupErrorCount: number;
   /** Latency of successful operations of every kind. */
   readonly latency: LatencySummary;
   /**
@@ -147,6 +149,7 @@ export async function runLoad(driver: RequestDriver, options: LoadOptions): Prom
   const stopMs = measureStartMs + options.durationSeconds * 1000;
   let recorder = new PhaseRecorder();
   let measuring = options.warmupSeconds <= 0;
+  let warmupErrorCount = 0;
   const serverPids = options.serverPids ?? [];
   let cpuAtMeasureStart = cpuSnapshot(serverPids);
   let cpuAtStop = cpuAtMeasureStart;
@@ -159,6 +162,7 @@ export async function runLoad(driver: RequestDriver, options: LoadOptions): Prom
   const finish = (operation: Operation, outcome: Outcome, dueMs: number, endMs: number): void => {
     if (endMs > stopMs) return;
     if (!measuring && endMs >= measureStartMs) {
+      warmupErrorCount = recorder.errorCount;
       recorder.destroy();
       recorder = new PhaseRecorder();
       measuring = true;
@@ -226,6 +230,7 @@ export async function runLoad(driver: RequestDriver, options: LoadOptions): Prom
     okCount: recorder.okCount,
     errorCount: recorder.errorCount,
     errorsByOutcome: Object.fromEntries([...recorder.errorsByOutcome.entries()].sort()),
+    warmupErrorCount,
     latency: summarise(recorder.all),
     cpu: cpuShares(cpuAtMeasureStart, cpuAtStop),
     latencyByOperation: {

@@ -71,22 +71,22 @@ export async function measureTarget(target: RunningTarget, options: MeasureOptio
     }
     const results: LoadResult[] = [];
     for (const workload of options.workloads) {
-      results.push(
-        await runLoad(driver, {
-          workload,
-          distribution: options.distribution,
-          keyCount: options.keyCount,
-          concurrency: options.concurrency,
-          loop: options.loop,
-          ...(options.rateOpsPerSecond === undefined ? {} : { rateOpsPerSecond: options.rateOpsPerSecond }),
-          durationSeconds: options.durationSeconds,
-          warmupSeconds: options.warmupSeconds,
-          readFraction: options.readFraction,
-          label: `${target.name} ${workload}`,
-          showProgress: options.showProgress,
-          serverPids: target.processes.map((server) => server.child.pid),
-        }),
-      );
+      const result = await runLoad(driver, {
+        workload,
+        distribution: options.distribution,
+        keyCount: options.keyCount,
+        concurrency: options.concurrency,
+        loop: options.loop,
+        ...(options.rateOpsPerSecond === undefined ? {} : { rateOpsPerSecond: options.rateOpsPerSecond }),
+        durationSeconds: options.durationSeconds,
+        warmupSeconds: options.warmupSeconds,
+        readFraction: options.readFraction,
+        label: `${target.name} ${workload}`,
+        showProgress: options.showProgress,
+        serverPids: target.processes.map((server) => server.child.pid),
+      });
+      if (result.warmupErrorCount > 0) process.stderr.write(`warning: ${target.name} ${workload}: ${result.warmupErrorCount} operations failed during the warm-up\n`);
+      results.push(result);
     }
     return {
       target: target.name,
