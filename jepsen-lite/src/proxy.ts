@@ -88,7 +88,7 @@ export class LinkProxy {
     readonly from: number,
     /** Index of the dialled node. */
     readonly to: number,
-    /** The loopback port this proxy listens on. */
+    /** The loopback port this proxy listens on (0: any free port). */
     readonly listenPort: number,
     /** The port of node `to`. */
     readonly targetPort: number,
@@ -99,6 +99,12 @@ export class LinkProxy {
   /** Whether the link is cut now. */
   get cut(): boolean {
     return this.isCutNow;
+  }
+
+  /** The port the proxy listens on: listenPort, or the one the system chose when that was 0. */
+  get port(): number {
+    const address = this.server?.address();
+    return typeof address === 'object' && address !== null ? address.port : this.listenPort;
   }
 
   /** Open connections (for tests and status). */

@@ -9,8 +9,6 @@ import { delay, waitFor } from '../src/wait.js';
  * the held bytes arrive, as TCP retransmissions would.
  */
 
-const proxyPort = 18_590;
-
 interface Echo {
   readonly server: Server;
   readonly port: number;
@@ -56,17 +54,17 @@ describe('a link proxy', () => {
 
   it('forwards, holds every byte while cut without refusing connections, and delivers them on heal', async () => {
     echo = await startEcho();
-    proxy = new LinkProxy(0, 1, proxyPort, echo.port);
+    proxy = new LinkProxy(0, 1, 0, echo.port);
     await proxy.start();
 
-    const before = await open(proxyPort);
+    const before = await open(proxy.port);
     sockets.push(before.socket);
     before.socket.write('hello');
     await waitFor('the echo through the healthy link', 5000, async () => before.text() === 'hello');
 
     proxy.sever();
     before.socket.write('during');
-    const fresh = await open(proxyPort); // accepted, not refused, though the link is cut
+    const fresh = await open(proxy.port); // accepted, not refused, though the link is cut
     sockets.push(fresh.socket);
     fresh.socket.write('new');
     // A short observation window: nothing may cross a cut link in either direction.
@@ -83,10 +81,10 @@ describe('a link proxy', () => {
 
   it('keeps a bounded number of connections while cut, and frees closed ones once the link heals', async () => {
     echo = await startEcho();
-    proxy = new LinkProxy(0, 1, proxyPort, echo.port, 2);
+    proxy = new LinkProxy(0, 1, 0, echo.port, 2);
     await proxy.start();
     proxy.sever();
-    for (let index = 0; index < 3; index++) sockets.push((await open(proxyPort)).socket);
+    for (let index = 0; index < 3; index++) sockets.push((await open(proxy.port)).socket);
     await waitFor('the proxy to hold its maximum of 2 connections', 5000, async () => proxy?.connectionCount === 2);
     // A paused socket cannot see the other side close, as a black hole cannot: the close arrives on heal.
     for (const socket of sockets) socket.destroy();

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -12,6 +13,24 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const root = join(import.meta.dirname, '..', '..');
 const runner = join(root, 'dist', 'jepsen-lite', 'src', 'run.js');
+
+async function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** The first of 18500, 18520, ... whose 15 ports (3 nodes, 6 link proxies, spare) are free, so two test runs on one machine do not collide. */
+async function freeBasePort(): Promise<number> {
+  for (let base = 18_500; base < 18_600; base += 20) {
+    let free = true;
+    for (let port = base; port < base + 15 && free; port++) free = await isFree(port);
+    if (free) return base;
+  }
+  throw new Error('no free port range in 18500..18599 for the short jepsen-lite run');
+}
 
 function isAlive(pid: number): boolean {
   try {
@@ -51,7 +70,7 @@ describe('a short jepsen-lite run', () => {
       '--seed', '11',
       '--nemesis-interval', '4',
       '--quiet', '2',
-      '--base-port', '18500',
+      '--base-port', String(await freeBasePort()),
       '--store', store,
     ];
     const started = Date.now();
