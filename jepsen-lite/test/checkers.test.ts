@@ -24,9 +24,10 @@ describe('the set checker', () => {
     add(history, 2, 6, 5000, 2, 'info');
     add(history, 3, 7, 5000, 3, 'info');
     add(history, 4, 8, 20, 4, 'fail');
+    history.op(30, 40, { process: 5, f: 'read', key: 's0' }, { type: 'ok', value: { size: 2, siblings: 2 } });
     history.finalRead(6000, 's0', [0, 1, 2]);
     const result = checkSet(history.build());
-    expect(result).toMatchObject({ valid: true, attempted: 5, acknowledged: 2, lost: 0, recovered: 1, unexpected: 0, failedButPresent: 0 });
+    expect(result).toMatchObject({ valid: true, attempted: 5, acknowledged: 2, lost: 0, recovered: 1, unexpected: 0, failedButPresent: 0, readsWithSiblings: 1, maxSiblings: 2 });
   });
 
   it('judges invalid a history that lost an acknowledged add, and names the element', () => {

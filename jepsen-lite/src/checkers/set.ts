@@ -22,6 +22,10 @@ export interface SetCheckerResult {
   readonly unexpected: number;
   /** Adds that completed `fail` (certainly not applied) yet are present. */
   readonly failedButPresent: number;
+  /** Mid-run reads that found concurrent versions (siblings): shows the merge path was exercised. */
+  readonly readsWithSiblings: number;
+  /** The most siblings one read found. */
+  readonly maxSiblings: number;
   /** Keys whose final read never succeeded: their adds cannot be judged. */
   readonly unreadKeys: readonly string[];
   /** Up to 50 lost elements, as key/element. */
@@ -80,6 +84,15 @@ export function checkSet(history: readonly Operation[]): SetCheckerResult {
       failedButPresent.push({ key, element });
     }
   }
+  let readsWithSiblings = 0;
+  let maxSiblings = 0;
+  for (const operation of history) {
+    if (operation.f !== 'read' || operation.type !== 'ok') continue;
+    const siblings = (operation.value as { siblings?: unknown } | undefined)?.siblings;
+    if (typeof siblings !== 'number') continue;
+    if (siblings > 1) readsWithSiblings += 1;
+    maxSiblings = Math.max(maxSiblings, siblings);
+  }
   const byKeyAndElement = (left: { key: string; element: number }, right: { key: string; element: number }): number =>
     left.key.localeCompare(right.key) || left.element - right.element;
   return {
@@ -90,6 +103,8 @@ export function checkSet(history: readonly Operation[]): SetCheckerResult {
     recovered,
     unexpected: unexpected.length,
     failedButPresent: failedButPresent.length,
+    readsWithSiblings,
+    maxSiblings,
     unreadKeys: [...unreadKeys].sort(),
     lostElements: lost.sort(byKeyAndElement).slice(0, listLimit),
     unexpectedElements: unexpected.sort(byKeyAndElement).slice(0, listLimit),
