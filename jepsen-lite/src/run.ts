@@ -181,6 +181,7 @@ async function run(options: RunOptions): Promise<number> {
     say(`\n${signal}: stopping every node`);
     writeRunFile({ interruptedBy: signal });
     cluster.killAllNow();
+    if (!options.keepData) rmSync(dataRoot, { recursive: true, force: true });
     process.exit(130);
   };
   process.once('SIGINT', onSignal);
