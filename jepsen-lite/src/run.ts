@@ -118,12 +118,10 @@ async function run(options: RunOptions): Promise<number> {
   const storeRoot = options.storeRoot ?? join(repositoryRoot(), 'jepsen-lite', 'store');
   const nodePort = (node: number): number => options.basePort + node;
   const proxyPort = (from: number, to: number): number => options.basePort + options.nodeCount + from * options.nodeCount + to;
-  const ports = [
-    ...Array.from({ length: options.nodeCount }, (_, node) => nodePort(node)),
-    ...Array.from({ length: options.nodeCount * options.nodeCount }, (_, index) => proxyPort(Math.floor(index / options.nodeCount), index % options.nodeCount)).filter(
-      (_, index) => Math.floor(index / options.nodeCount) !== index % options.nodeCount,
-    ),
-  ];
+  const ports = Array.from({ length: options.nodeCount }, (_, node) => nodePort(node));
+  for (let from = 0; from < options.nodeCount; from++) {
+    for (let to = 0; to < options.nodeCount; to++) if (from !== to) ports.push(proxyPort(from, to));
+  }
   await assertPortsFree(ports);
   const runFolder = makeRunFolder(storeRoot);
   const dataRoot = mkdtempSync(join(tmpdir(), 'ringkv-jepsen-'));
@@ -153,7 +151,11 @@ async function run(options: RunOptions): Promise<number> {
     nemesisIntervalS: options.nemesisIntervalMs / 1000,
     quietS: options.quietMs / 1000,
     nVal,
-    command: `npm run jepsen -- --workload ${options.workload} --nemesis ${options.faults.join(',') || 'none'} --nodes ${options.nodeCount} --time-limit ${options.timeLimitMs / 1000} --concurrency ${options.concurrency} --conflict ${options.conflictMode} --seed ${options.seed}`,
+    // Every flag that shapes the schedule or the operations, so the command replays the run.
+    command:
+      `npm run jepsen -- --workload ${options.workload} --nemesis ${options.faults.join(',') || 'none'} --nodes ${options.nodeCount}` +
+      ` --time-limit ${options.timeLimitMs / 1000} --concurrency ${options.concurrency} --conflict ${options.conflictMode} --seed ${options.seed}` +
+      ` --rate ${options.ratePerSecond} --keys ${options.keyCount} --nemesis-interval ${options.nemesisIntervalMs / 1000} --quiet ${options.quietMs / 1000}`,
   };
 
   const network = new LinkNetwork(options.nodeCount, nodePort, proxyPort);
@@ -297,7 +299,10 @@ async function main(): Promise<void> {
   try {
     process.exit(options.checkFolder === undefined ? await run(options) : recheck(options.checkFolder));
   } catch (error) {
-    process.stderr.write(`jepsen-lite could not complete the run: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    // Operating errors (a port in use, a node that would not start) say what to do in their
+    // message; a stack only helps with programmer errors such as a TypeError.
+    const text = error instanceof Error ? (error.name === 'Error' ? error.message : (error.stack ?? error.message)) : String(error);
+    process.stderr.write(`jepsen-lite could not complete the run: ${text}\n`);
     process.exit(2);
   }
 }
