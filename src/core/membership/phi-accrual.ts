@@ -22,32 +22,36 @@ export interface PhiAccrualState {
   readonly options: PhiAccrualOptions;
   readonly intervalsMs: readonly number[];
   readonly lastHeartbeatMs: number | undefined;
+  /** Mean and standard deviation of the intervals, kept with them: phi is asked on every request, heartbeats come once a second. */
+  readonly meanMs: number;
+  readonly deviationMs: number;
+}
+
+function withDistribution(options: PhiAccrualOptions, intervalsMs: readonly number[], lastHeartbeatMs: number | undefined): PhiAccrualState {
+  const meanMs = intervalsMs.reduce((sum, value) => sum + value, 0) / intervalsMs.length;
+  const variance = intervalsMs.reduce((sum, value) => sum + (value - meanMs) ** 2, 0) / intervalsMs.length;
+  return { options, intervalsMs, lastHeartbeatMs, meanMs, deviationMs: Math.max(Math.sqrt(variance), options.minStdDeviationMs) };
 }
 
 /** A detector that has seen no heartbeat yet, seeded with the first estimate (as Akka does). */
 export function createDetector(options: PhiAccrualOptions): PhiAccrualState {
   const estimate = options.firstHeartbeatEstimateMs;
   const spread = estimate / 4;
-  return { options, intervalsMs: [estimate - spread, estimate + spread], lastHeartbeatMs: undefined };
+  return withDistribution(options, [estimate - spread, estimate + spread], undefined);
 }
 
 /** Records a heartbeat arriving at `nowMs`. */
 export function heartbeat(state: PhiAccrualState, nowMs: number): PhiAccrualState {
   if (state.lastHeartbeatMs === undefined) return { ...state, lastHeartbeatMs: nowMs };
   const interval = Math.max(0, nowMs - state.lastHeartbeatMs);
-  const intervalsMs = [...state.intervalsMs, interval].slice(-state.options.windowSize);
-  return { ...state, intervalsMs, lastHeartbeatMs: nowMs };
+  return withDistribution(state.options, [...state.intervalsMs, interval].slice(-state.options.windowSize), nowMs);
 }
 
 /** The suspicion level at `nowMs`: 0 right after a heartbeat, rising while none arrives. */
 export function phi(state: PhiAccrualState, nowMs: number): number {
   if (state.lastHeartbeatMs === undefined) return 0;
   const elapsed = nowMs - state.lastHeartbeatMs;
-  const intervals = state.intervalsMs;
-  const mean = intervals.reduce((sum, value) => sum + value, 0) / intervals.length;
-  const variance = intervals.reduce((sum, value) => sum + (value - mean) ** 2, 0) / intervals.length;
-  const deviation = Math.max(Math.sqrt(variance), state.options.minStdDeviationMs);
-  const y = (elapsed - (mean + state.options.acceptableHeartbeatPauseMs)) / deviation;
+  const y = (elapsed - (state.meanMs + state.options.acceptableHeartbeatPauseMs)) / state.deviationMs;
   // A logistic approximation of the normal CDF (as Akka's detector uses), computed on the tail
   // side so that large y does not round 1 - cdf to zero.
   const e = Math.exp(-y * (1.5976 + 0.070566 * y * y));
