@@ -4,6 +4,7 @@ import { busyNote, machineBusyPercent } from '../cpu-accounting.js';
 import { packageRoot, removeTemporaryFolder, temporaryFolder } from '../processes.js';
 import {
   type MachineInfo,
+  formatCount,
   formatMiB,
   formatMs,
   formatRatio,
@@ -113,7 +114,7 @@ export function compareVerdicts(measurements: readonly TargetMeasurement[]): Tar
 
 /** The side-by-side table: one row per system and workload, with ratios to the ceiling and to etcd. */
 export function compareRows(measurements: readonly TargetMeasurement[]): { header: string[]; rows: string[][] } {
-  const header = ['system', 'workload', ...resultColumns, 'x ceiling', 'x etcd', 'peak RSS MiB/node'];
+  const header = ['system', 'workload', ...resultColumns, 'x ceiling', 'x etcd', 'ops/server CPU-s', 'peak RSS MiB/node'];
   const rows: string[][] = [];
   for (const measurement of measurements) {
     for (const result of measurement.results) {
@@ -125,6 +126,7 @@ export function compareRows(measurements: readonly TargetMeasurement[]): { heade
         ...resultCells(result),
         formatRatio(ceiling === undefined || ceiling.opsPerSecond === 0 ? undefined : result.opsPerSecond / ceiling.opsPerSecond),
         formatRatio(etcd === undefined || etcd.opsPerSecond === 0 ? undefined : result.opsPerSecond / etcd.opsPerSecond),
+        result.cpu.serversPercent === 0 ? 'n/a' : formatCount(result.opsPerSecond / (result.cpu.serversPercent / 100)),
         measurement.peakRssBytesPerNode.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
       ]);
     }
@@ -190,7 +192,7 @@ export async function runCompareSuite(options: CompareOptions, command: string):
         const measurement = await measureTarget(target, options);
         measurements.push(measurement);
         const { header, rows } = compareRows([measurement]);
-        process.stderr.write(`${textTable(header.slice(0, -3), rows.map((row) => row.slice(0, -3)))}\n\n`);
+        process.stderr.write(`${textTable(header.slice(0, -4), rows.map((row) => row.slice(0, -4)))}\n\n`);
       } finally {
         await stopTarget(target);
       }
