@@ -75,11 +75,23 @@ interface QueuedWrite {
 /** Writes per group commit at most, so one group never builds an unbounded batch. */
 const maxWritesPerGroup = 2048;
 
+/** A single get waiting to go to the engine with the others of its turn. */
+interface QueuedRead {
+  readonly key: Uint8Array;
+  readonly resolve: (value: Uint8Array | undefined) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** Reads per grouped getMany at most. */
+const maxReadsPerGroup = 1024;
+
 /** One key space over one sublevel. */
 class SublevelKeySpace implements KeySpace {
   private readonly queue: QueuedWrite[] = [];
   private flushScheduled = false;
   private flushing = false;
+  private readonly reads: QueuedRead[] = [];
+  private readsScheduled = false;
 
   constructor(
     private readonly name: string,
@@ -129,8 +141,34 @@ class SublevelKeySpace implements KeySpace {
     }
   }
 
+  /**
+   * Gets that arrive in the same turn of the event loop go to the engine as one getMany: one
+   * trip through libuv's thread pool instead of one per key, which is most of what a single
+   * LevelDB read costs the main thread.
+   */
   get(key: Uint8Array): Promise<Uint8Array | undefined> {
-    return guarded(`get in ${this.name}`, () => this.sublevel.get(key));
+    return new Promise<Uint8Array | undefined>((resolve, reject) => {
+      this.reads.push({ key, resolve, reject });
+      if (this.readsScheduled) return;
+      this.readsScheduled = true;
+      setImmediate(() => {
+        this.readsScheduled = false;
+        void this.flushReads();
+      });
+    });
+  }
+
+  private async flushReads(): Promise<void> {
+    while (this.reads.length > 0) {
+      const group = this.reads.splice(0, maxReadsPerGroup);
+      try {
+        const values = await this.sublevel.getMany(group.map((read) => read.key));
+        group.forEach((read, index) => read.resolve(values[index]));
+      } catch (error) {
+        const failure = storageError(`get in ${this.name}`, error);
+        for (const read of group) read.reject(failure);
+      }
+    }
   }
 
   getMany(keys: readonly Uint8Array[]): Promise<(Uint8Array | undefined)[]> {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { assert } from '../util/assert.js';
 
 /**
@@ -7,10 +7,20 @@ import { assert } from '../util/assert.js';
  * one contiguous key range: handoff and Merkle rebuilds are a single range scan.
  */
 
+/** Positions of recently seen keys: a request hashes its key on the coordinator and again on each replica path. */
+const recentPositions = new Map<string, number>();
+const recentPositionsLimit = 8192;
+
 /** A key's place on the ring: the first 32 bits of SHA-1(bucket, 0x00, key), as Riak hashes {Bucket, Key} with SHA-1. */
 export function ringPosition(bucket: string, key: string): number {
-  const digest = createHash('sha1').update(bucket, 'utf8').update(Buffer.of(0)).update(key, 'utf8').digest();
-  return digest.readUInt32BE(0);
+  const name = `${bucket}\u0000${key}`;
+  const known = recentPositions.get(name);
+  if (known !== undefined) return known;
+  const position = hash('sha1', name, 'buffer').readUInt32BE(0);
+  // A bounded memo: cleared when full, which is cheaper than keeping LRU order per lookup.
+  if (recentPositions.size >= recentPositionsLimit) recentPositions.clear();
+  recentPositions.set(name, position);
+  return position;
 }
 
 /** The partition (0..partitionCount-1) that holds a ring position; partitionCount is a power of two. */

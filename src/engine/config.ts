@@ -25,6 +25,8 @@ export interface NodeConfig {
     readonly maxInFlightRequests: number;
     readonly requestTimeoutMs: number;
     readonly peerTimeoutMs: number;
+    /** A read asks only the replicas it needs; the others after this long without an answer, or at once when one fails. */
+    readonly speculativeRetryMs: number;
   };
   readonly storage: {
     readonly writeBufferSizeBytes: number;
@@ -142,6 +144,7 @@ const schema: Record<string, Check> = {
   'limits.maxInFlightRequests': integer(1, 1_000_000),
   'limits.requestTimeoutMs': integer(1, 600_000),
   'limits.peerTimeoutMs': integer(1, 600_000),
+  'limits.speculativeRetryMs': integer(0, 600_000),
   'storage.writeBufferSizeBytes': integer(65_536, 2 ** 31),
   'storage.blockCacheSizeBytes': integer(0, 2 ** 34),
   'storage.maxFileSizeBytes': integer(65_536, 2 ** 31),

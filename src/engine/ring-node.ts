@@ -49,6 +49,12 @@ export interface RingNodeOptions {
   readonly logger: Logger;
 }
 
+/** One call to a replica, as the tally counts it. */
+interface ReplicaCall {
+  readonly primary: boolean;
+  readonly run: () => Promise<TallyReply>;
+}
+
 /** Where a write goes: a replica, and whether it is a primary or a fallback holding a hint. */
 interface WriteTarget {
   readonly node: string;
@@ -291,6 +297,7 @@ export class RingNode implements KvService {
   async get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {
     return this.admit(async () => {
       const { primaries, properties } = this.placement(bucket, key);
+      const readPreference = (node: string): number => (node === this.nodeId ? 0 : this.gossiper.isUp(node) ? 1 : 2);
       const requirement: TallyRequirement = {
         required: resolveQuorum(options.r ?? properties.r, primaries.length),
         primaryRequired: options.pr === undefined ? 0 : resolveQuorum(options.pr, primaries.length),
@@ -299,17 +306,20 @@ export class RingNode implements KvService {
         primariesAsked: primaries.length,
       };
       const answers = new Map<string, VersionedObject | null>();
-      const outcome = this.collect(
-        'read',
-        requirement,
-        options.timeoutMs,
-        primaries.map((node) => async (): Promise<TallyReply> => {
+      const readFrom = (node: string): ReplicaCall => ({
+        primary: true,
+        run: async () => {
           if (!this.gossiper.isUp(node)) return { ok: false, primary: true, durable: false, counts: true };
           const reply = await this.send(node, { type: 'replica-get', bucket, key });
           answers.set(node, reply.type === 'replica-get-reply' ? reply.object : null);
           return { ok: reply.type === 'replica-get-reply', primary: true, durable: false, counts: true };
-        }),
-      );
+        },
+      });
+      // This node first (its read is the cheapest), then live replicas, then the rest; ask as
+      // many as the read needs and keep the others as spares.
+      const ordered = [...primaries].sort((left, right) => readPreference(left) - readPreference(right));
+      const needed = Math.max(requirement.required, requirement.primaryRequired);
+      const outcome = this.collect('read', requirement, options.timeoutMs, ordered.slice(0, needed).map(readFrom), ordered.slice(needed).map(readFrom));
       await outcome.decided;
       void outcome.settled.then(() => this.readRepair(bucket, key, answers, properties.conflictMode));
       return mergeAll([...answers.values()], properties.conflictMode);
@@ -399,19 +409,24 @@ export class RingNode implements KvService {
       const object = coordinated.object;
       const others = targets.filter((target) => target.node !== coordinating);
       const outcome = this.collect('write', requirement, options.timeoutMs, [
-        async () => ({ ok: true, primary: true, durable: coordinated.durable, counts: true }),
-        ...others.map((target) => async (): Promise<TallyReply> => {
-          const reply = await this.send(target.node, {
-            type: 'replica-put',
-            bucket,
-            key,
-            object,
-            mode,
-            sync,
-            ...(target.hintFor === undefined ? {} : { hintFor: target.hintFor }),
-          });
-          return { ok: reply.type === 'replica-put-reply', primary: target.primary, durable: reply.type === 'replica-put-reply' && reply.durable, counts: true };
-        }),
+        { primary: true, run: async () => ({ ok: true, primary: true, durable: coordinated.durable, counts: true }) },
+        ...others.map(
+          (target): ReplicaCall => ({
+            primary: target.primary,
+            run: async () => {
+              const reply = await this.send(target.node, {
+                type: 'replica-put',
+                bucket,
+                key,
+                object,
+                mode,
+                sync,
+                ...(target.hintFor === undefined ? {} : { hintFor: target.hintFor }),
+              });
+              return { ok: reply.type === 'replica-put-reply', primary: target.primary, durable: reply.type === 'replica-put-reply' && reply.durable, counts: true };
+            },
+          }),
+        ),
       ]);
       // While a ring change is under way the planned replicas get the write too, outside the
       // tally (reads still use the current replicas), so nothing written during a partition's
@@ -456,23 +471,27 @@ export class RingNode implements KvService {
   /**
    * Runs replica calls in parallel and settles `decided` when the tally is met (resolves), can no
    * longer be met (rejects 503) or the deadline passes (rejects 504); `settled` resolves when every
-   * call has finished, for read repair.
+   * call has finished, for read repair. `spares` start only when a call fails or after
+   * `spareDelayMs` (speculative retry, as Cassandra's): a read asks the replicas it needs, not
+   * every replica, and the others only when one of them does not come through.
    */
   private collect(
     operation: string,
     requirement: TallyRequirement,
     timeoutMs: number | undefined,
-    calls: readonly (() => Promise<TallyReply>)[],
+    calls: readonly ReplicaCall[],
+    spares: readonly ReplicaCall[] = [],
   ): { decided: Promise<void>; settled: Promise<void> } {
     const deadlineMs = timeoutMs ?? this.options.config.limits.requestTimeoutMs;
     let state: TallyState = startTally(requirement);
+    let done = false;
     let finish!: (error?: KvError) => void;
     const decided = new Promise<void>((resolve, reject) => {
-      let done = false;
       finish = (error) => {
         if (done) return;
         done = true;
         timer.cancel();
+        spareTimer?.cancel();
         if (error === undefined) resolve();
         else reject(error);
       };
@@ -483,19 +502,38 @@ export class RingNode implements KvService {
       if (current === 'met') finish();
       else if (current === 'impossible') finish(insufficientReplicasError(operation, state));
     };
+    const running: Promise<void>[] = [];
+    let sparesStarted = spares.length === 0;
+    const startSpares = (): void => {
+      if (sparesStarted || done) return;
+      sparesStarted = true;
+      spareTimer?.cancel();
+      for (const spare of spares) running.push(run(spare));
+    };
+    const run = async (call: ReplicaCall): Promise<void> => {
+      let reply: TallyReply;
+      try {
+        reply = await call.run();
+      } catch {
+        reply = { ok: false, primary: call.primary, durable: false, counts: true };
+      }
+      state = recordReply(state, reply);
+      if (!reply.ok) startSpares();
+      judge();
+    };
+    const spareTimer = sparesStarted ? undefined : this.options.clock.setTimer(this.options.config.limits.speculativeRetryMs, startSpares);
     judge();
-    const settled = Promise.all(
-      calls.map(async (call) => {
-        let reply: TallyReply;
-        try {
-          reply = await call();
-        } catch {
-          reply = { ok: false, primary: false, durable: false, counts: true };
-        }
-        state = recordReply(state, reply);
-        judge();
-      }),
-    ).then(() => undefined);
+    for (const call of calls) running.push(run(call));
+    // Spares may join while the first calls run, so wait until the list stops growing.
+    const settled = (async () => {
+      let seen = 0;
+      while (seen < running.length) {
+        const batch = running.slice(seen);
+        seen = running.length;
+        await Promise.all(batch);
+      }
+      spareTimer?.cancel();
+    })();
     return { decided, settled };
   }
 
