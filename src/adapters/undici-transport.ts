@@ -65,7 +65,7 @@ export class UndiciTransport implements Transport {
   messagesSent = 0;
 
   constructor(private readonly options: UndiciTransportOptions) {
-    this.connectionsPerPeer = options.connectionsPerPeer ?? 4;
+    this.connectionsPerPeer = options.connectionsPerPeer ?? 2;
     this.maxQueuedPerPeer = options.maxQueuedPerPeer ?? 10_000;
     this.maxMessagesPerBatch = Math.min(options.maxMessagesPerBatch ?? 256, maxBatchMessages);
   }
