@@ -69,7 +69,7 @@ describe('the peer route', () => {
     expect(replies).toHaveLength(5);
     expect(replies[0]).toEqual({ type: 'replica-put-reply', durable: true });
     expect(replies[1]!.type).toBe('replica-get-reply');
-    const stored = (replies[1] as { object: typeof object }).object;
+    const stored = (replies[1] as unknown as { object: typeof object }).object;
     expect(stored.clock).toEqual({ other: 1 });
     expect(Buffer.from(stored.siblings[0]!.value)).toEqual(Buffer.from([0, 1, 2, 255]));
     expect(replies[2]).toEqual({ type: 'replica-get-reply', object: null });

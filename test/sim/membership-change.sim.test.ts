@@ -24,10 +24,7 @@ class SteadyWriter {
   private running = true;
   private sequence = 0;
 
-  constructor(
-    private readonly cluster: SimCluster,
-    private readonly pick: () => SimMember,
-  ) {}
+  constructor(private readonly pick: () => SimMember) {}
 
   /** One write per call, so the test drives the pace with virtual time. */
   async step(): Promise<void> {
@@ -79,7 +76,7 @@ describe('simulation: a node joins under load', () => {
     const cluster = await SimCluster.start(seed, 3, changeConfig);
     const random = cluster.random.fork();
     try {
-      const writer = new SteadyWriter(cluster, () => cluster.members.filter((member) => member.running)[random.int(3)] as SimMember);
+      const writer = new SteadyWriter(() => cluster.members.filter((member) => member.running)[random.int(3)] as SimMember);
       await writeUntil(cluster, writer, () => writer.acknowledged.size >= 150, 60_000, 'initial load');
       const before = cluster.members[0]!.node.membership.ring!;
       const joiner = await cluster.addMember();
@@ -130,7 +127,7 @@ describe('simulation: a node leaves, or is removed, under load', () => {
     try {
       const leaving = cluster.members[2] as SimMember;
       const stayers = cluster.members.filter((member) => member !== leaving);
-      const writer = new SteadyWriter(cluster, () => stayers[random.int(stayers.length)] as SimMember);
+      const writer = new SteadyWriter(() => stayers[random.int(stayers.length)] as SimMember);
       await writeUntil(cluster, writer, () => writer.acknowledged.size >= 150, 60_000, 'initial load');
       let left = false;
       leaving.node.onLeft = () => {
@@ -154,7 +151,7 @@ describe('simulation: a node leaves, or is removed, under load', () => {
     try {
       const lost = cluster.members[1] as SimMember;
       const stayers = cluster.members.filter((member) => member !== lost);
-      const writer = new SteadyWriter(cluster, () => stayers[random.int(stayers.length)] as SimMember);
+      const writer = new SteadyWriter(() => stayers[random.int(stayers.length)] as SimMember);
       await writeUntil(cluster, writer, () => writer.acknowledged.size >= 150, 60_000, 'initial load');
       await cluster.crash(lost);
       await writeUntil(cluster, writer, () => !stayers[0]!.node.membership.isUp(lost.nodeId), 30_000, 'the lost node is judged down');
