@@ -135,9 +135,14 @@ export class UndiciTransport implements Transport {
   private flush(channel: PeerChannel): void {
     while (channel.inFlight < this.connectionsPerPeer && channel.queue.length > 0) {
       const batch: PendingCall[] = [];
-      while (batch.length < this.maxMessagesPerBatch && channel.queue.length > 0) {
+      let batchBytes = 0;
+      // A batch also closes at maxBatchBytes, well under the peer route's body limit, so large
+      // values never make a whole batch too big to be accepted.
+      while (batch.length < this.maxMessagesPerBatch && channel.queue.length > 0 && (batch.length === 0 || batchBytes < maxBatchBytes)) {
         const call = channel.queue.shift() as PendingCall;
-        if (!call.settled) batch.push(call);
+        if (call.settled) continue;
+        batch.push(call);
+        batchBytes += approximateBytes(call.message);
       }
       if (batch.length === 0) return;
       channel.inFlight += 1;
@@ -178,6 +183,21 @@ export class UndiciTransport implements Transport {
     } catch (error) {
       failAll(new KvError('KV_PEER_UNREACHABLE', `peer ${channel.address} unreachable: ${error instanceof Error ? error.message : String(error)}`));
     }
+  }
+}
+
+/** Where a batch closes: far below the peer route's 256 MiB body limit. */
+const maxBatchBytes = 32 * 1024 * 1024;
+
+/** The bulk of a message's encoded size: the values it carries. */
+function approximateBytes(message: PeerRequest): number {
+  switch (message.type) {
+    case 'coordinate-put':
+      return 64 + message.write.value.byteLength;
+    case 'replica-put':
+      return 64 + message.object.siblings.reduce((sum, sibling) => sum + sibling.value.byteLength + 64, 0);
+    default:
+      return 64;
   }
 }
 
