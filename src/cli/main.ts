@@ -151,10 +151,11 @@ program
   .command('compact')
   .description("compact a node's LevelDB now")
   .option('--node <address>', 'node to ask', defaultNode)
+  .option('--partition <n>', "compact only this partition's key range")
   .action(async (flags) => {
     await withClient(flags.node, async (client) => {
       const started = Date.now();
-      await client.json('POST', '/admin/compact');
+      await client.json('POST', flags.partition === undefined ? '/admin/compact' : `/admin/compact?partition=${encodeURIComponent(flags.partition)}`);
       console.log(`compacted in ${Date.now() - started} ms`);
     });
   });

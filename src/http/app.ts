@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import { partitionKeyRange } from '../core/keys.js';
 import type { NodeConfig } from '../engine/config.js';
 import type { KvService } from '../engine/kv-service.js';
 import { KvError } from '../util/errors.js';
@@ -48,9 +49,21 @@ function registerAdminRoutes(app: FastifyInstance, service: KvService, metrics: 
     const text = await metrics.render(await service.status());
     return reply.type(metrics.contentType).send(text);
   });
-  app.post('/admin/compact', async () => {
-    await service.compact();
-    return { compacted: true };
+  // `?partition=N` compacts one partition's key range (a partition is one contiguous range), else the whole data space.
+  app.post<{ Querystring: { partition?: string } }>('/admin/compact', async (request) => {
+    const text = request.query.partition;
+    if (text === undefined) {
+      await service.compact();
+      return { compacted: true };
+    }
+    const partitionCount = ((await service.status()) as { partitionCount: number }).partitionCount;
+    const partition = Number(text);
+    if (!/^\d+$/.test(text) || partition >= partitionCount) {
+      throw new KvError('KV_BAD_PARAMETER', `query parameter partition=${text.slice(0, 40)} is not allowed: use an integer from 0 to ${partitionCount - 1}`);
+    }
+    const range = partitionKeyRange(partition, partitionCount);
+    await service.compact(range.gte, range.lt);
+    return { compacted: true, partition };
   });
 }
 

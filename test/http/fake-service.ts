@@ -144,8 +144,8 @@ export class FakeKvService implements KvService {
     throw new KvError('KV_UNKNOWN_NODE', `no member ${nodeId}`);
   }
 
-  async compact(): Promise<void> {
-    this.record('compact');
+  async compact(start?: Uint8Array, end?: Uint8Array): Promise<void> {
+    this.record('compact', start, end);
     this.compactions += 1;
   }
 

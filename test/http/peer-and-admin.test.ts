@@ -121,6 +121,21 @@ describe('the admin routes', () => {
     expect(service.compactions).toBe(1);
   });
 
+  it("compacts one partition's key range with ?partition=N, and refuses a partition the ring does not have", async () => {
+    const { app, service } = await start();
+    const response = await app.inject({ method: 'POST', url: '/admin/compact?partition=3' });
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toEqual({ compacted: true, partition: 3 });
+    const [start3, end3] = service.callsOf('compact')[0] as [Buffer, Buffer];
+    expect(start3.readUInt32BE(0)).toBe(3 * 2 ** 24);
+    expect(end3.readUInt32BE(0)).toBe(4 * 2 ** 24);
+    for (const bad of ['256', '-1', 'abc', '1.5']) {
+      const refused = await app.inject({ method: 'POST', url: `/admin/compact?partition=${bad}` });
+      expect(refused.statusCode, bad).toBe(400);
+      expect(errorCode(refused)).toBe('KV_BAD_PARAMETER');
+    }
+  });
+
   it('maps a failed compaction to its error', async () => {
     const { app, service } = await start();
     service.failNextWith(new Error('disk on fire'));
