@@ -175,6 +175,12 @@ export function loadTlsFiles(config: NodeConfig): { key: Buffer; cert: Buffer; c
   return { cert: readPem('certFile'), key: readPem('keyFile'), ca: readPem('caFile') };
 }
 
+/** Where this process's memory goes, for /status: the V8 heap, buffers outside it, and the rest (LevelDB's caches, code). */
+function processFigures(): Record<string, number> {
+  const usage = process.memoryUsage();
+  return { rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external, arrayBuffersBytes: usage.arrayBuffers };
+}
+
 const mathRandom: Random = {
   next: () => Math.random(),
   int: (bound) => Math.floor(Math.random() * bound),
@@ -193,7 +199,7 @@ export async function runNode(flags: StartFlags): Promise<void> {
   // Peers are verified against the cluster's CA (not the system store): only certificates it signed are peers.
   const peerTls = tls === undefined ? {} : { protocol: 'https' as const, connect: { ca: tls.ca } };
   const transport = new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides, ...peerTls });
-  const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger });
+  const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, processFigures });
   await node.start();
   const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
   await app.listen({ host: config.host, port: config.port });

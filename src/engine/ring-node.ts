@@ -47,6 +47,8 @@ export interface RingNodeOptions {
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
+  /** Memory figures of the process for /status (main.ts reads them; simulation has none). */
+  readonly processFigures?: () => Readonly<Record<string, number>>;
 }
 
 /** One call to a replica, as the tally counts it. */
@@ -627,6 +629,7 @@ export class RingNode implements KvService {
       lifecycle: this.gossiper.ownStatus,
       hints: { pending: this.hints.pending, delivered: this.hints.delivered, expired: this.hints.expired, byTarget: this.hints.pendingByTarget() },
       inFlight: this.inFlight,
+      ...(this.options.processFigures === undefined ? {} : { process: this.options.processFigures() }),
     };
   }
 
