@@ -1,10 +1,10 @@
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import type { LightMyRequestResponse } from 'fastify';
+import { describe, expect, it } from 'vitest';
 import { decodeReplyBatch, encodeRequestBatch } from '../../src/core/wire/codec.js';
 import type { PeerRequest } from '../../src/core/wire/messages.js';
-import { buildApp } from '../../src/http/app.js';
 import { peerBodyLimitBytes } from '../../src/http/peer-route.js';
-import { FakeKvService, fakeSecret, testConfig } from './fake-service.js';
+import { fakeSecret, testConfig } from './fake-service.js';
+import { appHarness } from './app-harness.js';
 
 /**
  * Goal: the peer route admits only holders of the cluster secret and answers a binary batch
@@ -12,18 +12,7 @@ import { FakeKvService, fakeSecret, testConfig } from './fake-service.js';
  * Prometheus metrics and run a compaction.
  */
 
-const apps: FastifyInstance[] = [];
-
-async function start(overrides: unknown = {}): Promise<{ app: FastifyInstance; service: FakeKvService }> {
-  const service = new FakeKvService(testConfig(overrides));
-  const app = await buildApp({ service, config: service.config });
-  apps.push(app);
-  return { app, service };
-}
-
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((app) => app.close()));
-});
+const start = appHarness();
 
 function errorCode(response: LightMyRequestResponse): string {
   return response.json<{ error: { code: string } }>().error.code;

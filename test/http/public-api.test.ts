@@ -1,26 +1,14 @@
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/http/app.js';
+import type { LightMyRequestResponse } from 'fastify';
+import { describe, expect, it } from 'vitest';
 import { KvError } from '../../src/util/errors.js';
-import { FakeKvService, testConfig } from './fake-service.js';
+import { appHarness } from './app-harness.js';
 
 /**
  * Goal: the public /kv API behaves exactly as the README documents it (status codes, headers,
  * sibling JSON, error codes), checked through fastify's inject() against an in-memory replica.
  */
 
-const apps: FastifyInstance[] = [];
-
-async function start(overrides: unknown = {}): Promise<{ app: FastifyInstance; service: FakeKvService }> {
-  const service = new FakeKvService(testConfig(overrides));
-  const app = await buildApp({ service, config: service.config });
-  apps.push(app);
-  return { app, service };
-}
-
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((app) => app.close()));
-});
+const start = appHarness();
 
 function errorOf(response: LightMyRequestResponse): { code: string; message: string } {
   return response.json<{ error: { code: string; message: string } }>().error;

@@ -1,10 +1,9 @@
 import { Script } from 'node:vm';
-import type { FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/http/app.js';
+import { describe, expect, it } from 'vitest';
 import { RequestWindow } from '../../src/http/request-window.js';
 import type { DashboardData } from '../../src/http/ui-route.js';
-import { FakeKvService, fakeStatus, testConfig } from './fake-service.js';
+import { fakeStatus } from './fake-service.js';
+import { appHarness } from './app-harness.js';
 
 /**
  * Goal: the dashboard is served from the package itself (no CDN, a strict CSP), its data
@@ -12,18 +11,7 @@ import { FakeKvService, fakeStatus, testConfig } from './fake-service.js';
  * protected exactly as auth.* says, and the rolling window computes rates and percentiles right.
  */
 
-const apps: FastifyInstance[] = [];
-
-async function start(overrides: unknown = {}): Promise<{ app: FastifyInstance; service: FakeKvService }> {
-  const service = new FakeKvService(testConfig(overrides));
-  const app = await buildApp({ service, config: service.config });
-  apps.push(app);
-  return { app, service };
-}
-
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((app) => app.close()));
-});
+const start = appHarness();
 
 describe('the dashboard assets', () => {
   it('serves the page with its own script and style only, under a CSP that forbids anything else', async () => {
