@@ -14,10 +14,11 @@ import { type Ring, preferenceList } from '../core/ring/ring.js';
 import { decodeObject, encodeObject } from '../core/versioning/object-codec.js';
 import { type VersionedObject, isDeleted } from '../core/versioning/versioned-object.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import type { Clock, TimerHandle } from '../ports/clock.js';
+import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { KeySpace } from '../ports/storage.js';
 import { KvError } from '../util/errors.js';
+import { PeriodicTask } from './periodic-task.js';
 import type { Replica } from './replica.js';
 
 /** Settings of anti-entropy (the `antiEntropy` config section). */
@@ -94,6 +95,12 @@ function positionBound(position: number): Buffer | undefined {
   return bound;
 }
 
+/** The digest of a stored item, as exchanged between replicas. */
+function digestOf(dataKey: Uint8Array, storedBytes: Uint8Array): string {
+  const hash = itemHash(dataKey, storedBytes);
+  return hashText(hash.high, hash.low);
+}
+
 function payloadBytes(value: unknown): number {
   return Buffer.byteLength(JSON.stringify(value ?? null));
 }
@@ -112,12 +119,11 @@ function newestMs(object: VersionedObject): number {
  */
 export class AntiEntropy {
   private readonly trees = new Map<number, MerkleTree>();
-  /** Tombstones by storage key (latin1), with the time of their newest version. */
-  private readonly tombstones = new Map<string, number>();
+  /** Tombstones per partition, by storage key (latin1), with the time of their newest version. */
+  private readonly tombstones = new Map<number, Map<string, number>>();
   private readonly lastFullExchangeMs = new Map<number, number>();
-  private timer: TimerHandle | undefined;
+  private readonly task: PeriodicTask;
   private stopped = false;
-  private sweeping: Promise<void> | undefined;
   private repairWanted = false;
   private progress: RepairProgress = { running: false, partitionsDone: 0, partitionsTotal: 0, keysRepaired: 0, startedAtMs: undefined, finishedAtMs: undefined };
   private exchanges = 0;
@@ -126,7 +132,15 @@ export class AntiEntropy {
   private tombstonesReaped = 0;
   private partitionCount = 0;
 
-  constructor(private readonly deps: AntiEntropyDependencies) {}
+  constructor(private readonly deps: AntiEntropyDependencies) {
+    // With anti-entropy off, only `ringkv repair` runs sweeps.
+    this.task = new PeriodicTask(
+      deps.clock,
+      () => this.sweep(),
+      (error) => deps.logger.warn({ error: String(error) }, 'anti-entropy sweep failed'),
+      () => (this.repairWanted ? 0 : deps.settings.enabled ? deps.settings.intervalMs : undefined),
+    );
+  }
 
   /** Builds every tree with one scan of the data (Riak rebuilds its hash trees the same way). */
   async build(partitionCount: number): Promise<void> {
@@ -151,8 +165,23 @@ export class AntiEntropy {
     if (after !== undefined) tree.add(leaf, itemHash(dataKey, after));
     const name = dataKey.toString('latin1');
     const stored = after === undefined ? undefined : (object ?? decodeObject(after));
-    if (stored !== undefined && isDeleted(stored)) this.tombstones.set(name, newestMs(stored));
-    else this.tombstones.delete(name);
+    let tombstones = this.tombstones.get(partition);
+    if (stored !== undefined && isDeleted(stored)) {
+      if (tombstones === undefined) {
+        tombstones = new Map();
+        this.tombstones.set(partition, tombstones);
+      }
+      tombstones.set(name, newestMs(stored));
+    } else {
+      tombstones?.delete(name);
+    }
+  }
+
+  /** Keys stored on this node, tombstones included. */
+  get keyCount(): number {
+    let total = 0;
+    for (const tree of this.trees.values()) total += tree.itemCount;
+    return total;
   }
 
   /** Partitions this node holds any key of (handoff clean-up uses it). */
@@ -160,42 +189,21 @@ export class AntiEntropy {
     return [...this.trees].filter(([, tree]) => tree.itemCount > 0).map(([partition]) => partition).sort((left, right) => left - right);
   }
 
-  /** Keys held in one partition. */
-  keysIn(partition: number): number {
-    return this.trees.get(partition)?.itemCount ?? 0;
-  }
-
   /** Starts periodic sweeps. */
   start(): void {
-    if (!this.deps.settings.enabled) return;
-    this.schedule(this.deps.settings.intervalMs);
+    if (this.deps.settings.enabled) this.task.arm(this.deps.settings.intervalMs);
   }
 
   /** Stops sweeping (a sweep under way finishes its current exchange). */
   stop(): void {
     this.stopped = true;
-    this.timer?.cancel();
-  }
-
-  private schedule(delayMs: number): void {
-    if (this.stopped) return;
-    this.timer?.cancel();
-    this.timer = this.deps.clock.setTimer(delayMs, () => {
-      this.sweeping = this.sweep()
-        .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'anti-entropy sweep failed'))
-        .finally(() => {
-          this.sweeping = undefined;
-          // With anti-entropy off, only `ringkv repair` runs sweeps.
-          if (this.repairWanted) this.schedule(0);
-          else if (this.deps.settings.enabled) this.schedule(this.deps.settings.intervalMs);
-        });
-    });
+    this.task.stop();
   }
 
   /** `ringkv repair`: sweeps every partition now (after the sweep under way, if any). */
   requestRepair(): RepairProgress {
-    if (this.sweeping === undefined) this.schedule(0);
-    else this.repairWanted = true;
+    if (this.task.busy) this.repairWanted = true;
+    else this.task.arm(0);
     this.progress = { ...this.progress, running: true, partitionsDone: 0, keysRepaired: 0, startedAtMs: this.deps.clock.nowMs(), finishedAtMs: undefined };
     return this.progress;
   }
@@ -269,14 +277,15 @@ export class AntiEntropy {
     let repaired = 0;
     for (let start = 0; start < differingLeaves.length; start += keysPerLeafRequest) {
       const leaves = differingLeaves.slice(start, start + keysPerLeafRequest);
-      const items = await this.leafItems(partition, leaves);
+      const mine = await this.leafEntries(partition, leaves);
+      const items: WireItem[] = [...mine].map(([key, entry]) => [key, entry.digest]);
       const keysReply = (await this.control(peer, 'ae-keys', { partition, leaves, items })) as { objects: WireItem[]; need: string[] };
       repaired += await this.mergeItems(keysReply.objects);
-      const wanted = new Set(keysReply.need);
       const push: WireItem[] = [];
-      for (const key of wanted) {
-        const bytes = await this.deps.replica.readBytes(keyBytes(key));
-        if (bytes !== undefined) push.push([key, Buffer.from(bytes).toString('base64')]);
+      // What the peer lacks is sent as this side scanned it; a write since then reaches the peer anyway.
+      for (const key of new Set(keysReply.need)) {
+        const entry = mine.get(key);
+        if (entry !== undefined) push.push([key, Buffer.from(entry.bytes).toString('base64')]);
         if (push.length >= itemsPerPush) {
           repaired += ((await this.control(peer, 'ae-push', { items: push.splice(0) })) as { repaired: number }).repaired;
         }
@@ -286,19 +295,18 @@ export class AntiEntropy {
     return repaired;
   }
 
-  /** The (key, digest) pairs stored in some leaves of a partition, by range scans. */
-  private async leafItems(partition: number, leaves: readonly number[]): Promise<WireItem[]> {
-    const items: WireItem[] = [];
+  /** The keys stored in some leaves of a partition, by range scans, with their digests and stored bytes. */
+  private async leafEntries(partition: number, leaves: readonly number[]): Promise<Map<string, { digest: string; bytes: Uint8Array }>> {
+    const entries = new Map<string, { digest: string; bytes: Uint8Array }>();
     for (const leaf of leaves) {
       const { start, end } = leafPositionRange(partition, leaf, this.partitionCount);
       const gte = positionBound(start) as Buffer;
       const lt = positionBound(end);
       for await (const [key, value] of this.deps.data.entries(lt === undefined ? { gte } : { gte, lt })) {
-        const hash = itemHash(key, value);
-        items.push([keyText(key), hashText(hash.high, hash.low)]);
+        entries.set(keyText(key), { digest: digestOf(key, value), bytes: value });
       }
     }
-    return items;
+    return entries;
   }
 
   /** True when this node is a replica of the key under the current owners (its bucket's own n_val). */
@@ -331,17 +339,15 @@ export class AntiEntropy {
    */
   private async reapTombstones(ring: Ring, partition: number): Promise<void> {
     const now = this.deps.clock.nowMs();
-    for (const [name, newest] of [...this.tombstones]) {
+    for (const [name, newest] of [...(this.tombstones.get(partition) ?? [])]) {
       if (newest + this.deps.settings.tombstoneGraceMs > now) continue;
       const dataKey = Buffer.from(name, 'latin1');
-      const { bucket, position } = decodeDataKey(dataKey);
-      if (partitionOfPosition(position, ring.partitionCount) !== partition) continue;
+      const { bucket } = decodeDataKey(dataKey);
       const replicas = preferenceList(ring, partition, this.deps.bucketProperties(bucket).nVal);
       if (replicas[0] !== this.deps.selfId || !replicas.every((node) => this.deps.isUp(node))) continue;
       const local = await this.deps.replica.readBytes(dataKey);
       if (local === undefined) continue;
-      const localHash = itemHash(dataKey, local);
-      const digest = hashText(localHash.high, localHash.low);
+      const digest = digestOf(dataKey, local);
       try {
         const digests = await Promise.all(replicas.filter((node) => node !== this.deps.selfId).map((node) => this.control(node, 'ae-digest', { key: keyText(dataKey) })));
         if (!digests.every((answer) => (answer as { digest: string | null }).digest === digest)) continue;
@@ -375,17 +381,13 @@ export class AntiEntropy {
       case 'ae-digest': {
         const dataKey = keyBytes((payload as { key: string }).key);
         const bytes = await this.deps.replica.readBytes(dataKey);
-        if (bytes === undefined) return { digest: null };
-        const hash = itemHash(dataKey, bytes);
-        return { digest: hashText(hash.high, hash.low) };
+        return { digest: bytes === undefined ? null : digestOf(dataKey, bytes) };
       }
       case 'ae-reap': {
         const { key, digest } = payload as { key: string; digest: string };
         const dataKey = keyBytes(key);
         const bytes = await this.deps.replica.readBytes(dataKey);
-        if (bytes === undefined) return { removed: false };
-        const hash = itemHash(dataKey, bytes);
-        if (hashText(hash.high, hash.low) !== digest) return { removed: false };
+        if (bytes === undefined || digestOf(dataKey, bytes) !== digest) return { removed: false };
         const removed = await this.deps.replica.remove(dataKey, bytes);
         if (removed) this.tombstonesReaped += 1;
         return { removed };
@@ -398,15 +400,13 @@ export class AntiEntropy {
   /** The responder's side of the key comparison: what differs, both ways. */
   private async answerKeys(request: { partition: number; leaves: number[]; items: WireItem[] }): Promise<{ objects: WireItem[]; need: string[] }> {
     const theirs = new Map(request.items);
-    const mine = new Map(await this.leafItems(request.partition, request.leaves.filter((leaf) => leaf >= 0 && leaf < merkleLeafCount)));
+    const mine = await this.leafEntries(request.partition, request.leaves.filter((leaf) => leaf >= 0 && leaf < merkleLeafCount));
     const objects: WireItem[] = [];
     const need: string[] = [];
-    for (const [key, digest] of mine) {
-      if (theirs.get(key) === digest) continue;
-      const bytes = await this.deps.replica.readBytes(keyBytes(key));
-      if (bytes !== undefined) objects.push([key, Buffer.from(bytes).toString('base64')]);
+    for (const [key, entry] of mine) {
+      if (theirs.get(key) !== entry.digest) objects.push([key, Buffer.from(entry.bytes).toString('base64')]);
     }
-    for (const [key, digest] of theirs) if (mine.get(key) !== digest) need.push(key);
+    for (const [key, digest] of theirs) if (mine.get(key)?.digest !== digest) need.push(key);
     return { objects, need };
   }
 
@@ -433,7 +433,7 @@ export class AntiEntropy {
       keysRepaired: this.keysRepaired,
       bytesExchanged: this.bytesExchanged,
       tombstonesReaped: this.tombstonesReaped,
-      tombstonesPending: this.tombstones.size,
+      tombstonesPending: [...this.tombstones.values()].reduce((sum, partition) => sum + partition.size, 0),
       partitionsTracked: this.trees.size,
       oldestFullExchangeAgeMs: oldest,
       lastFullExchangeAgeMs: ages,

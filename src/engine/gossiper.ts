@@ -2,10 +2,11 @@ import { type Ring, completeClaim, createRing, planClaim, plannedMembers, receiv
 import { type ClusterView, type MemberLifecycle, type MemberRecord, beat, gossipTargets, mergeViews, withLifecycle } from '../core/membership/membership.js';
 import { type PhiAccrualState, createDetector, heartbeat, phi } from '../core/membership/phi-accrual.js';
 import type { BucketProperties } from '../core/buckets.js';
-import type { Clock, TimerHandle } from '../ports/clock.js';
+import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { Random } from '../ports/random.js';
 import type { Transport } from '../ports/transport.js';
+import { PeriodicTask } from './periodic-task.js';
 
 /** What the gossiper needs from its node. */
 export interface GossiperOptions {
@@ -47,11 +48,16 @@ interface Observed {
 export class Gossiper {
   private viewState: ClusterView;
   private readonly observed = new Map<string, Observed>();
-  private timer: TimerHandle | undefined;
-  private stopped = false;
+  private readonly task: PeriodicTask;
   private lastPersistedRingVersion: number;
 
   constructor(private readonly options: GossiperOptions) {
+    this.task = new PeriodicTask(
+      options.clock,
+      () => this.round(),
+      (error) => options.logger.warn({ error: String(error) }, 'gossip round failed'),
+      () => options.intervalMs,
+    );
     const self = options.self;
     const initial = options.initialView;
     const base: ClusterView = initial ?? { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
@@ -83,20 +89,12 @@ export class Gossiper {
   /** Starts periodic gossip rounds. */
   start(): void {
     void this.persistIfRingChanged();
-    this.schedule();
+    this.task.arm(this.options.intervalMs);
   }
 
   /** Stops gossiping. */
   stop(): void {
-    this.stopped = true;
-    this.timer?.cancel();
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = this.options.clock.setTimer(this.options.intervalMs, () => {
-      void this.round().finally(() => this.schedule());
-    });
+    this.task.stop();
   }
 
   /** One gossip round: beat, pick peers, exchange views. */
@@ -155,13 +153,17 @@ export class Gossiper {
     }
   }
 
-  private promoteSelf(): void {
+  /** Changes fields of this node's own record; only this node writes it, and gossip spreads it. */
+  private updateSelf(change: Partial<Pick<MemberRecord, 'status' | 'transfersDoneForRing'>>): void {
     const selfId = this.options.self.id;
     const record = this.viewState.members[selfId];
+    if (record === undefined) return;
+    this.viewState = { ...this.viewState, members: { ...this.viewState.members, [selfId]: { ...record, ...change } } };
+  }
+
+  private promoteSelf(): void {
     const ring = this.viewState.ring;
-    if (record !== undefined && record.status === 'joining' && ring !== null && ringMembers(ring).includes(selfId)) {
-      this.viewState = { ...this.viewState, members: { ...this.viewState.members, [selfId]: { ...record, status: 'up' } } };
-    }
+    if (this.ownStatus === 'joining' && ring !== null && ringMembers(ring).includes(this.options.self.id)) this.updateSelf({ status: 'up' });
   }
 
   /** The failure detector's suspicion of a member (0 for this node). */
@@ -186,10 +188,7 @@ export class Gossiper {
 
   /** Changes this node's own lifecycle (leaving, left); gossip spreads it. */
   setOwnStatus(status: MemberLifecycle): void {
-    const selfId = this.options.self.id;
-    const record = this.viewState.members[selfId];
-    if (record === undefined) return;
-    this.viewState = { ...this.viewState, members: { ...this.viewState.members, [selfId]: { ...record, status } } };
+    this.updateSelf({ status });
   }
 
   /** This node's own lifecycle. */
@@ -199,10 +198,7 @@ export class Gossiper {
 
   /** Records that every partition this node receives in ring `version` has streamed in. */
   reportTransfersDone(version: number): void {
-    const selfId = this.options.self.id;
-    const record = this.viewState.members[selfId];
-    if (record === undefined) return;
-    this.viewState = { ...this.viewState, members: { ...this.viewState.members, [selfId]: { ...record, transfersDoneForRing: version } } };
+    this.updateSelf({ transfersDoneForRing: version });
   }
 
   /** Marks another member removed for good (`ringkv remove`); the claimant then plans it out of the ring. */

@@ -3,10 +3,11 @@ import { decodeDataKey, partitionKeyRange } from '../core/keys.js';
 import { type Ring, incomingTransfers, preferenceList } from '../core/ring/ring.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import type { Clock, TimerHandle } from '../ports/clock.js';
+import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { KeySpace } from '../ports/storage.js';
 import { KvError } from '../util/errors.js';
+import { PeriodicTask } from './periodic-task.js';
 import type { Replica } from './replica.js';
 
 /** Settings of ownership handoff. */
@@ -61,7 +62,7 @@ export interface HandoffStatus {
  * replicas (catching writes that arrived after the stream) and deletes it once they all have it.
  */
 export class Handoff {
-  private timer: TimerHandle | undefined;
+  private readonly task: PeriodicTask;
   private stopped = false;
   private doneForRing: number | null = null;
   private readonly completed = new Map<number, Set<number>>();
@@ -71,26 +72,24 @@ export class Handoff {
   private keysHandedOff = 0;
   private partitionsCleaned = 0;
 
-  constructor(private readonly deps: HandoffDependencies) {}
+  constructor(private readonly deps: HandoffDependencies) {
+    this.task = new PeriodicTask(
+      deps.clock,
+      () => this.round(),
+      (error) => deps.logger.warn({ error: String(error) }, 'handoff round failed'),
+      () => deps.settings.intervalMs,
+    );
+  }
 
   /** Starts the periodic round. */
   start(): void {
-    this.schedule();
+    this.task.arm(this.deps.settings.intervalMs);
   }
 
-  /** Stops it. */
+  /** Stops it; a round under way stops at its next key or batch. */
   stop(): void {
     this.stopped = true;
-    this.timer?.cancel();
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = this.deps.clock.setTimer(this.deps.settings.intervalMs, () => {
-      void this.round()
-        .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'handoff round failed'))
-        .finally(() => this.schedule());
-    });
+    this.task.stop();
   }
 
   /** One round: stream in what a planned ring gives this node, or clean up what the ring took away. */

@@ -17,7 +17,7 @@ import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { type ConflictMode, type VersionedObject, type WriteIntent, mergeObjects, versionIdentity } from '../core/versioning/versioned-object.js';
 import { emptyVector } from '../core/versioning/version-vector.js';
 import { KvError, isKvError } from '../util/errors.js';
-import type { Clock, TimerHandle } from '../ports/clock.js';
+import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { Random } from '../ports/random.js';
 import type { Storage } from '../ports/storage.js';
@@ -28,6 +28,7 @@ import { HintStore } from './hint-store.js';
 import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOptions } from './kv-service.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
 import { Handoff } from './handoff.js';
+import { PeriodicTask } from './periodic-task.js';
 import { Replica } from './replica.js';
 
 /** Who this node is; persisted in its data directory by main.ts. */
@@ -75,7 +76,8 @@ export class RingNode implements KvService {
   private readonly replica: Replica;
   private readonly hints: HintStore;
   private gossiper!: Gossiper;
-  private hintTimer: TimerHandle | undefined;
+  private readonly hintDelivery: PeriodicTask;
+  private readonly lifecycleCheck: PeriodicTask;
   private readonly antiEntropy: AntiEntropy;
   private readonly handoff: Handoff;
   private inFlight = 0;
@@ -83,7 +85,6 @@ export class RingNode implements KvService {
   onLeft: (() => void) | undefined;
   private readonly startedAtMs: number;
   private readonly secretDigest: Buffer;
-  private stopped = false;
 
   constructor(private readonly options: RingNodeOptions) {
     this.nodeId = options.identity.nodeId;
@@ -114,6 +115,18 @@ export class RingNode implements KvService {
       reportTransfersDone: (version) => this.gossiper.reportTransfersDone(version),
     });
     this.replica.onChange((dataKey, before, after, object) => this.antiEntropy.track(dataKey, before, after, object));
+    this.hintDelivery = new PeriodicTask(
+      options.clock,
+      () => this.deliverHints(),
+      (error) => options.logger.warn({ error: String(error) }, 'hint delivery failed'),
+      () => config.hintedHandoff.intervalMs,
+    );
+    this.lifecycleCheck = new PeriodicTask(
+      options.clock,
+      async () => this.checkLifecycle(),
+      (error) => options.logger.warn({ error: String(error) }, 'lifecycle check failed'),
+      () => (this.gossiper.ownStatus === 'left' ? undefined : config.gossip.intervalMs),
+    );
   }
 
   /** The largest n_val of any bucket: ring changes and anti-entropy compare replica sets of this size. */
@@ -165,10 +178,10 @@ export class RingNode implements KvService {
     // One scan builds the Merkle trees before any request is served.
     await this.antiEntropy.build(this.gossiper.ring?.partitionCount ?? config.partitionCount);
     this.gossiper.start();
-    this.scheduleHintDelivery();
+    this.hintDelivery.arm(config.hintedHandoff.intervalMs);
     this.antiEntropy.start();
     this.handoff.start();
-    this.scheduleLifecycleCheck();
+    this.lifecycleCheck.arm(config.gossip.intervalMs);
   }
 
   /** The anti-entropy service (for tests and the repair command). */
@@ -211,32 +224,22 @@ export class RingNode implements KvService {
     return { status: 'removed' };
   }
 
-  private lifecycleTimer: TimerHandle | undefined;
-
   /** A leaving node becomes `left` once the ring no longer has it and it holds no data. */
-  private scheduleLifecycleCheck(): void {
-    if (this.stopped) return;
-    this.lifecycleTimer = this.options.clock.setTimer(this.options.config.gossip.intervalMs, () => {
-      const ring = this.gossiper.ring;
-      if (this.gossiper.ownStatus === 'leaving' && ring !== null && ring.next === null && !ring.owners.includes(this.nodeId)) {
-        if (this.antiEntropy.heldPartitions().length === 0 && this.hints.pending === 0) {
-          this.gossiper.setOwnStatus('left');
-          this.options.logger.info({}, 'this node has handed off all its data and left the cluster');
-          // A few gossip rounds let the others hear that it left before it goes.
-          this.options.clock.setTimer(3 * this.options.config.gossip.intervalMs, () => this.onLeft?.());
-          return;
-        }
-      }
-      this.scheduleLifecycleCheck();
-    });
+  private checkLifecycle(): void {
+    const ring = this.gossiper.ring;
+    if (this.gossiper.ownStatus !== 'leaving' || ring === null || ring.next !== null || ring.owners.includes(this.nodeId)) return;
+    if (this.antiEntropy.heldPartitions().length > 0 || this.hints.pending > 0) return;
+    this.gossiper.setOwnStatus('left');
+    this.options.logger.info({}, 'this node has handed off all its data and left the cluster');
+    // A few gossip rounds let the others hear that it left before it goes.
+    this.options.clock.setTimer(3 * this.options.config.gossip.intervalMs, () => this.onLeft?.());
   }
 
   /** Stops background work (the caller closes the HTTP server and the storage). */
   async stop(): Promise<void> {
-    this.stopped = true;
     this.gossiper?.stop();
-    this.hintTimer?.cancel();
-    this.lifecycleTimer?.cancel();
+    this.hintDelivery.stop();
+    this.lifecycleCheck.stop();
     this.antiEntropy.stop();
     this.handoff.stop();
   }
@@ -474,7 +477,7 @@ export class RingNode implements KvService {
    * Runs replica calls in parallel and settles `decided` when the tally is met (resolves), can no
    * longer be met (rejects 503) or the deadline passes (rejects 504); `settled` resolves when every
    * call has finished, for read repair. `spares` start only when a call fails or after
-   * `spareDelayMs` (speculative retry, as Cassandra's): a read asks the replicas it needs, not
+   * `limits.speculativeRetryMs` (speculative retry, as Cassandra's): a read asks the replicas it needs, not
    * every replica, and the others only when one of them does not come through.
    */
   private collect(
@@ -567,15 +570,6 @@ export class RingNode implements KvService {
     }
   }
 
-  private scheduleHintDelivery(): void {
-    if (this.stopped) return;
-    this.hintTimer = this.options.clock.setTimer(this.options.config.hintedHandoff.intervalMs, () => {
-      void this.deliverHints()
-        .catch((error: unknown) => this.options.logger.warn({ error: String(error) }, 'hint delivery failed'))
-        .finally(() => this.scheduleHintDelivery());
-    });
-  }
-
   /** One throttled round of hint delivery: a batch per live target; expired hints are dropped and counted. */
   async deliverHints(): Promise<void> {
     const { windowMs, batchSize } = this.options.config.hintedHandoff;
@@ -623,7 +617,7 @@ export class RingNode implements KvService {
       members,
       partitionCount: this.options.config.partitionCount,
       ring: ring === null ? null : { version: ring.version, owners: ring.owners, members: ringMembers(ring), next: ring.next },
-      storage: { ...storage, keys: this.antiEntropy.heldPartitions().reduce((sum, partition) => sum + this.antiEntropy.keysIn(partition), 0) },
+      storage: { ...storage, keys: this.antiEntropy.keyCount },
       antiEntropy: this.antiEntropy.status(),
       handoff: this.handoff.status(),
       lifecycle: this.gossiper.ownStatus,
