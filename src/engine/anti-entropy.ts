@@ -152,6 +152,11 @@ export class AntiEntropy {
 
   /** Keeps the trees current: called by the replica after every change of a stored key. */
   track(dataKey: Buffer, before: Uint8Array | undefined, after: Uint8Array | undefined, object: VersionedObject | undefined): void {
+    // Q is the cluster's, fixed when it was created. A node that joined with another
+    // partitionCount in its config built its (empty: it could store nothing before it had a
+    // ring) trees with its own; it takes the ring's before it stores its first key.
+    const ringPartitionCount = this.deps.ring()?.partitionCount;
+    if (ringPartitionCount !== undefined && ringPartitionCount !== this.partitionCount && this.keyCount === 0) this.partitionCount = ringPartitionCount;
     if (this.partitionCount === 0) return;
     const position = dataKey.readUInt32BE(0);
     const partition = partitionOfPosition(position, this.partitionCount);

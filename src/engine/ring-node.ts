@@ -615,7 +615,8 @@ export class RingNode implements KvService {
     return {
       node: { id: this.nodeId, address: this.options.identity.address, generation: this.options.identity.generation, startedAtMs: this.startedAtMs },
       members,
-      partitionCount: this.options.config.partitionCount,
+      // The ring's own Q: a node that joined with a different partitionCount in its config uses the cluster's.
+      partitionCount: ring?.partitionCount ?? this.options.config.partitionCount,
       ring: ring === null ? null : { version: ring.version, owners: ring.owners, members: ringMembers(ring), next: ring.next },
       storage: { ...storage, keys: this.antiEntropy.keyCount },
       antiEntropy: this.antiEntropy.status(),

@@ -120,6 +120,26 @@ describe('simulation: a node joins under load', () => {
   });
 });
 
+describe('simulation: a node joins with another partitionCount in its config', () => {
+  it.each(seeds.slice(0, 2))('seed %i: it takes the ring of the cluster, and anti-entropy finds nothing to repair with it', async (seed) => {
+    const cluster = await SimCluster.start(seed, 3, changeConfig);
+    try {
+      const joiner = await cluster.addMember({ partitionCount: cluster.config.partitionCount * 2 });
+      await cluster.runUntil(() => settledWith(cluster, cluster.members), 300_000, 'the joiner owns its share');
+      for (let index = 0; index < 60; index++) {
+        await cluster.drive(cluster.members[0]!.node.put({ bucket: 'q', key: `k${index}`, value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+      }
+      expect((await joiner.node.status()).partitionCount).toBe(cluster.config.partitionCount);
+      expect(joiner.node.antiEntropyService.heldPartitions().every((partition) => partition < cluster.config.partitionCount)).toBe(true);
+      joiner.node.repair();
+      await cluster.runUntil(() => !joiner.node.repairProgress().running, 120_000, 'the repair finishes');
+      expect(joiner.node.repairProgress().keysRepaired, `seed ${seed}: replicas written with w=all should already agree`).toBe(0);
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
+
 describe('simulation: a node leaves, or is removed, under load', () => {
   it.each(seeds)('seed %i: after `leave`, the node exits and everything acknowledged reads back with r=all', async (seed) => {
     const cluster = await SimCluster.start(seed, 4, changeConfig);

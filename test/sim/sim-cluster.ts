@@ -14,6 +14,8 @@ import defaults from '../../config/default.json' with { type: 'json' };
 
 /** One simulated node: its engine, its storage (kept across crashes) and its address. */
 export interface SimMember {
+  /** Settings of this member that differ from the cluster's (a misconfigured node, say). */
+  readonly configOverride?: Partial<NodeConfig>;
   readonly address: string;
   readonly nodeId: string;
   readonly storage: MemoryStorage;
@@ -59,18 +61,26 @@ export class SimCluster {
     return cluster;
   }
 
-  private nodeConfig(address: string, seeds: string[]): NodeConfig {
-    const [host, port] = address.split(':');
-    return { ...this.config, host: host as string, port: Number(port), seeds };
+  private nodeConfig(member: SimMember, seeds: string[]): NodeConfig {
+    const [host, port] = member.address.split(':');
+    return { ...this.config, ...member.configOverride, host: host as string, port: Number(port), seeds };
   }
 
-  /** Adds and starts a new member. */
-  async addMember(): Promise<SimMember> {
+  /** Adds and starts a new member, optionally with some settings of its own. */
+  async addMember(configOverride?: Partial<NodeConfig>): Promise<SimMember> {
     const index = this.members.length + 1;
     const address = `10.0.0.${index}:7000`;
     const storage = new MemoryStorage();
     await storage.open();
-    const member: SimMember = { address, nodeId: `node${index}`, storage, node: undefined as unknown as RingNode, generation: 1, running: false };
+    const member: SimMember = {
+      address,
+      nodeId: `node${index}`,
+      storage,
+      node: undefined as unknown as RingNode,
+      generation: 1,
+      running: false,
+      ...(configOverride === undefined ? {} : { configOverride }),
+    };
     this.members.push(member);
     await this.boot(member);
     return member;
@@ -80,7 +90,7 @@ export class SimCluster {
     const seeds = member === this.members[0] ? [] : [this.members[0]!.address];
     const node = new RingNode({
       identity: { nodeId: member.nodeId, generation: member.generation, clusterSecret: 'simulation-secret-0123456789', address: member.address },
-      config: this.nodeConfig(member.address, seeds),
+      config: this.nodeConfig(member, seeds),
       storage: member.storage,
       transport: this.network.transportFor(member.address),
       clock: this.clock,
