@@ -3,6 +3,7 @@
  * work of a server, and keeping the process alive while they are armed is what it should do.
  */
 import type { Clock, TimerHandle } from '../ports/clock.js';
+import { abortableSleep } from './abortable-sleep.js';
 
 /** Node's setTimeout fires at once for delays above 2^31-1 ms, so longer delays are waited in steps of this size. */
 const longestNodeDelayMs = 2_147_483_647;
@@ -27,21 +28,5 @@ function armTimer(delayMs: number, callback: () => void): TimerHandle {
 export const systemClock: Clock & { sleep(delayMs: number, signal?: AbortSignal): Promise<void> } = {
   nowMs: () => Date.now(),
   setTimer: armTimer,
-  sleep(delayMs: number, signal?: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) {
-        reject(signal.reason);
-        return;
-      }
-      const onAbort = (): void => {
-        handle.cancel();
-        reject(signal?.reason);
-      };
-      const handle = armTimer(delayMs, () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      });
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  },
+  sleep: (delayMs: number, signal?: AbortSignal): Promise<void> => abortableSleep(armTimer, delayMs, signal),
 };

@@ -4,6 +4,7 @@
  */
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import { assert } from '../util/assert.js';
+import { abortableSleep } from './abortable-sleep.js';
 
 /** One armed timer. */
 interface VirtualTimer {
@@ -117,22 +118,9 @@ export class VirtualClock implements Clock {
 
   /** Resolves once virtual time has moved `delayMs` forward; an aborted `signal` cancels it and rejects. */
   sleep(delayMs: number, signal?: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) {
-        reject(signal.reason);
-        return;
-      }
-      const onAbort = (): void => {
-        handle.cancel();
-        reject(signal?.reason);
-      };
-      const handle = this.setTimer(delayMs, () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      });
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return abortableSleep((ms, callback) => this.setTimer(ms, callback), delayMs, signal);
   }
+
 
   /**
    * Moves time forward by `durationMs`, firing every timer due in the window in (due time,
