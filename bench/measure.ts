@@ -1,25 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import type { KeyDistribution } from './key-chooser.js';
-import { type LoadResult, type LoopKind, type PrefillResult, type Workload, prefill, runLoad } from './load-generator.js';
+import { type LoadOptions, type LoadResult, type PrefillResult, type Workload, prefill, runLoad } from './load-generator.js';
 import { type DriverKind, type RequestDriver, createDriver } from './request-driver.js';
 import { type RunningTarget, targetPeakRssBytes } from './targets.js';
 
-/** How each target of a suite is loaded. */
-export interface MeasureOptions {
+/** How each target of a suite is loaded: the shape of each load run, and what is run. */
+export interface MeasureOptions
+  extends Pick<LoadOptions, 'distribution' | 'keyCount' | 'concurrency' | 'loop' | 'rateOpsPerSecond' | 'durationSeconds' | 'warmupSeconds' | 'readFraction' | 'showProgress'> {
   readonly workloads: readonly Workload[];
-  readonly distribution: KeyDistribution;
-  readonly keyCount: number;
   readonly valueSizeBytes: number;
-  readonly concurrency: number;
-  readonly loop: LoopKind;
-  readonly rateOpsPerSecond?: number;
-  readonly durationSeconds: number;
-  readonly warmupSeconds: number;
-  readonly readFraction: number;
   readonly timeoutMs: number;
   /** Write every key before the runs, so reads find values. */
   readonly prefill: boolean;
-  readonly showProgress: boolean;
   /** ringkv-shaped targets (ringkv and the ceiling) go through this driver; etcd always uses its own. */
   readonly client: Exclude<DriverKind, 'etcd'>;
   /** ringkv's bucket conflict mode for the systems a suite starts. */
@@ -61,6 +52,30 @@ export function driverFor(
   );
 }
 
+/** One load run of `workload` over `keyCount` keys of a started target, shaped by a suite's options. */
+export function loadOptionsFor(
+  target: RunningTarget,
+  options: Omit<MeasureOptions, 'keyCount' | 'prefill'>,
+  workload: Workload,
+  keyCount: number,
+  label: string,
+): LoadOptions {
+  return {
+    workload,
+    distribution: options.distribution,
+    keyCount,
+    concurrency: options.concurrency,
+    loop: options.loop,
+    ...(options.rateOpsPerSecond === undefined ? {} : { rateOpsPerSecond: options.rateOpsPerSecond }),
+    durationSeconds: options.durationSeconds,
+    warmupSeconds: options.warmupSeconds,
+    readFraction: options.readFraction,
+    label,
+    showProgress: options.showProgress,
+    serverPids: target.processes.map((server) => server.child.pid),
+  };
+}
+
 /** Prefills (optionally) and runs every workload against a started target, one after another. */
 export async function measureTarget(target: RunningTarget, options: MeasureOptions): Promise<TargetMeasurement> {
   const driver = driverFor(target, options, options.keyCount);
@@ -71,20 +86,7 @@ export async function measureTarget(target: RunningTarget, options: MeasureOptio
     }
     const results: LoadResult[] = [];
     for (const workload of options.workloads) {
-      const result = await runLoad(driver, {
-        workload,
-        distribution: options.distribution,
-        keyCount: options.keyCount,
-        concurrency: options.concurrency,
-        loop: options.loop,
-        ...(options.rateOpsPerSecond === undefined ? {} : { rateOpsPerSecond: options.rateOpsPerSecond }),
-        durationSeconds: options.durationSeconds,
-        warmupSeconds: options.warmupSeconds,
-        readFraction: options.readFraction,
-        label: `${target.name} ${workload}`,
-        showProgress: options.showProgress,
-        serverPids: target.processes.map((server) => server.child.pid),
-      });
+      const result = await runLoad(driver, loadOptionsFor(target, options, workload, options.keyCount, `${target.name} ${workload}`));
       if (result.warmupErrorCount > 0) process.stderr.write(`warning: ${target.name} ${workload}: ${result.warmupErrorCount} operations failed during the warm-up\n`);
       results.push(result);
     }

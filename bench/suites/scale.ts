@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { type LoadResult, type PrefillResult, prefill, runLoad } from '../load-generator.js';
-import { type MeasureOptions, driverFor } from '../measure.js';
+import { type MeasureOptions, driverFor, loadOptionsFor } from '../measure.js';
 import { busyNote, machineBusyPercent } from '../cpu-accounting.js';
 import { currentRssBytes, packageRoot, removeTemporaryFolder, temporaryFolder } from '../processes.js';
 import {
@@ -141,20 +141,7 @@ export async function runScaleSuite(options: ScaleOptions, command: string): Pro
         const results: LoadResult[] = [];
         for (const workload of options.workloads) {
           results.push(
-            await runLoad(driver, {
-              workload,
-              distribution: options.distribution,
-              keyCount,
-              concurrency: options.concurrency,
-              loop: options.loop,
-              ...(options.rateOpsPerSecond === undefined ? {} : { rateOpsPerSecond: options.rateOpsPerSecond }),
-              durationSeconds: options.durationSeconds,
-              warmupSeconds: options.warmupSeconds,
-              readFraction: options.readFraction,
-              label: `${target.name} ${keyCount.toLocaleString('en-US')} keys ${workload}`,
-              showProgress: options.showProgress,
-              serverPids: target.processes.map((server) => server.child.pid),
-            }),
+            await runLoad(driver, loadOptionsFor(target, options, workload, keyCount, `${target.name} ${keyCount.toLocaleString('en-US')} keys ${workload}`)),
           );
         }
         const stage: ScaleStage = {
