@@ -16,6 +16,7 @@ import type { Random } from './ports/random.js';
 import type { Storage } from './ports/storage.js';
 import { KvError } from './util/errors.js';
 import { newClusterSecret, newNodeId } from './util/ids.js';
+import { readSettingFile } from './util/setting-file.js';
 
 /** The flags of `ringkv start`, as commander parsed them. */
 export interface StartFlags {
@@ -164,14 +165,7 @@ export async function loadIdentity(storage: Storage, config: NodeConfig): Promis
 /** The PEM files of tls.*, read once at start; a missing or unreadable file stops the node naming its field. */
 export function loadTlsFiles(config: NodeConfig): { key: Buffer; cert: Buffer; ca: Buffer } | undefined {
   if (!config.tls.enabled) return undefined;
-  const readPem = (field: 'certFile' | 'keyFile' | 'caFile'): Buffer => {
-    const path = config.tls[field];
-    try {
-      return readFileSync(path);
-    } catch (error) {
-      throw new KvError('KV_BAD_CONFIG', `config field 'tls.${field}' names ${path}, which cannot be read: ${(error as Error).message}`);
-    }
-  };
+  const readPem = (field: 'certFile' | 'keyFile' | 'caFile'): Buffer => readSettingFile(config.tls[field], `config field 'tls.${field}'`);
   return { cert: readPem('certFile'), key: readPem('keyFile'), ca: readPem('caFile') };
 }
 

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import type { RingClientOptions } from '../client/ring-client.js';
 import type { NodeConfig } from '../engine/config.js';
+import { readSettingFile } from '../util/setting-file.js';
 
 /** How the command line reaches nodes: a bearer token and a CA, when the cluster uses them. */
 export type ClientAccess = Pick<RingClientOptions, 'token' | 'tls'>;
@@ -15,7 +15,7 @@ export function clientAccessFromEnvironment(environment: NodeJS.ProcessEnv): Cli
   const caFile = environment.RINGKV_CA_FILE;
   return {
     ...(token === undefined || token === '' ? {} : { token }),
-    ...(caFile === undefined || caFile === '' ? {} : { tls: { ca: readCa(caFile, 'RINGKV_CA_FILE') } }),
+    ...(caFile === undefined || caFile === '' ? {} : { tls: { ca: readSettingFile(caFile, 'RINGKV_CA_FILE') } }),
   };
 }
 
@@ -28,14 +28,6 @@ export function clientAccessForCluster(config: NodeConfig, environment: NodeJS.P
   const token = fromEnvironment.token ?? (config.auth.enabled ? config.auth.tokens[0]?.token : undefined);
   return {
     ...(token === undefined ? {} : { token }),
-    ...(config.tls.enabled ? { tls: { ca: readCa(config.tls.caFile, 'tls.caFile') } } : {}),
+    ...(config.tls.enabled ? { tls: { ca: readSettingFile(config.tls.caFile, "config field 'tls.caFile'") } } : {}),
   };
-}
-
-function readCa(path: string, field: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new Error(`${field} names ${path}, which cannot be read: ${(error as Error).message}`);
-  }
 }
