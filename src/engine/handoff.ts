@@ -110,7 +110,7 @@ export class Handoff {
     for (const transfer of transfers) {
       if (this.stopped || this.deps.ring()?.version !== ring.version) return;
       if (done.has(transfer.partition)) continue;
-      const sources = [...transfer.sources.filter((node) => this.deps.isUp(node))];
+      const sources = transfer.sources.filter((node) => this.deps.isUp(node));
       for (const source of sources) {
         try {
           await this.pull(transfer.partition, source);
