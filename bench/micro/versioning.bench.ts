@@ -3,6 +3,7 @@
  * vector merge, applying a write to a dotted-version-vector object, and merging replicas'
  * objects. `npm run bench:micro`.
  */
+import { readContext } from '../../src/core/versioning/context.js';
 import { bench, describe } from 'vitest';
 import { merge as mergeVectors } from '../../src/core/versioning/version-vector.js';
 import { type VersionedObject, type WriteIntent, applyWrite, emptyObject, mergeObjects } from '../../src/core/versioning/versioned-object.js';
@@ -12,7 +13,7 @@ const vector = (nodeCount: number, base: number): Record<string, number> =>
   Object.fromEntries(Array.from({ length: nodeCount }, (_, index) => [`node-${String(index + 1).padStart(2, '0')}`, base + index]));
 
 function write(context: VersionedObject['clock'], nowMs: number): WriteIntent {
-  return { value, contentType: 'application/octet-stream', tombstone: false, context, nowMs };
+  return { value, contentType: 'application/octet-stream', tombstone: false, context: readContext(context), nowMs };
 }
 
 /** An object written `writes` times through `coordinators` nodes in turn, each write with the last context. */

@@ -1,5 +1,5 @@
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import type { VersionVector } from '../core/versioning/version-vector.js';
+import type { CausalContext } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import type { StorageStats } from '../ports/storage.js';
 import type { RepairProgress } from './anti-entropy.js';
@@ -26,8 +26,8 @@ export interface PutCommand {
   readonly key: string;
   readonly value: Uint8Array;
   readonly contentType: string;
-  /** The causal context from an earlier read; undefined for a blind write. */
-  readonly context: VersionVector | undefined;
+  /** The causal context from an earlier read or write; undefined for a blind write. */
+  readonly context: CausalContext | undefined;
   readonly options: WriteOptions;
 }
 
@@ -35,8 +35,18 @@ export interface PutCommand {
 export interface DeleteCommand {
   readonly bucket: string;
   readonly key: string;
-  readonly context: VersionVector | undefined;
+  readonly context: CausalContext | undefined;
   readonly options: WriteOptions;
+}
+
+/**
+ * What a coordinated write answers: the new object, and the context to hand its writer. The
+ * context covers what the writer had seen plus the one dot its write created, never the
+ * concurrent siblings the write left in place (DESIGN.md: contexts are safe to write back).
+ */
+export interface WriteOutcome {
+  readonly object: VersionedObject;
+  readonly context: CausalContext;
 }
 
 /** One member as /status shows it. */
@@ -66,10 +76,10 @@ export interface KvService {
   get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined>;
   /** This node's own stored version, without coordination or read repair (`?local=true`). */
   getLocal(bucket: string, key: string): Promise<VersionedObject | undefined>;
-  /** Coordinated write; resolves to the new object (its clock is the new context). */
-  put(command: PutCommand): Promise<VersionedObject>;
+  /** Coordinated write; resolves to the new object and the context its writer may send with its next write. */
+  put(command: PutCommand): Promise<WriteOutcome>;
   /** Coordinated delete: writes a tombstone. */
-  delete(command: DeleteCommand): Promise<VersionedObject>;
+  delete(command: DeleteCommand): Promise<WriteOutcome>;
   /** The bucket's properties (defaults merged with its own). */
   bucketProperties(bucket: string): BucketProperties;
   /** Handles a request from a peer (already authenticated). */

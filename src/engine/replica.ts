@@ -2,6 +2,7 @@ import { decodeDataKey, encodeDataKey } from '../core/keys.js';
 import { decodeObject, encodeObject } from '../core/versioning/object-codec.js';
 import {
   type ConflictMode,
+  type Dot,
   type VersionedObject,
   type WriteIntent,
   applyWrite,
@@ -56,8 +57,8 @@ export class Replica {
     return bytes === undefined ? undefined : decodeObject(bytes);
   }
 
-  /** Applies a client write here, issuing its dot, and stores the result. */
-  async coordinateWrite(bucket: string, key: string, write: WriteIntent, mode: ConflictMode, sync: boolean): Promise<VersionedObject> {
+  /** Applies a client write here, issuing its dot, and stores the result; answers it and the dot the write created. */
+  async coordinateWrite(bucket: string, key: string, write: WriteIntent, mode: ConflictMode, sync: boolean): Promise<{ object: VersionedObject; dot: Dot }> {
     const dataKey = encodeDataKey(bucket, key);
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
       const beforeBytes = await this.storage.data.get(dataKey);
@@ -65,9 +66,10 @@ export class Replica {
       this.dotCounter += 1;
       const applied = applyWrite(before, this.actorId, write, mode, this.dotCounter);
       this.dotCounter = Math.max(this.dotCounter, applied.clock[this.actorId] ?? 0);
+      const dot: Dot = { node: this.actorId, counter: applied.clock[this.actorId] ?? this.dotCounter };
       const after = pruneClock(applied, this.maxVectorEntries);
       await this.store(dataKey, beforeBytes, after, sync);
-      return after;
+      return { object: after, dot };
     });
   }
 

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { encodeDataKey, partitionOf } from '../core/keys.js';
-import { type Ring, fallbacks, partitionsOwnedBy, pendingReplicas, preferenceList, ringMembers } from '../core/ring/ring.js';
+import { type Ring, fallbacks, partitionsOwnedBy, plannedRing, preferenceList, ringMembers } from '../core/ring/ring.js';
 import type { ClusterView, MemberRecord } from '../core/membership/membership.js';
 import {
   type TallyReply,
@@ -14,8 +14,8 @@ import {
   verdict,
 } from '../core/quorum/quorum.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import { type ConflictMode, type VersionedObject, type WriteIntent, mergeObjects, versionIdentity } from '../core/versioning/versioned-object.js';
-import { emptyVector } from '../core/versioning/version-vector.js';
+import { emptyContext, writeContext } from '../core/versioning/context.js';
+import { type ConflictMode, type Dot, type VersionedObject, type WriteIntent, mergeObjects, versionIdentity } from '../core/versioning/versioned-object.js';
 import { KvError, isKvError } from '../util/errors.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
@@ -25,7 +25,7 @@ import type { Transport } from '../ports/transport.js';
 import { type BucketProperties, type NodeConfig, bucketProperties } from './config.js';
 import { Gossiper } from './gossiper.js';
 import { HintStore } from './hint-store.js';
-import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOptions } from './kv-service.js';
+import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOptions, WriteOutcome } from './kv-service.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
 import { Handoff } from './handoff.js';
 import { PeriodicTask } from './periodic-task.js';
@@ -58,11 +58,21 @@ interface ReplicaCall {
   readonly run: () => Promise<TallyReply>;
 }
 
-/** Where a write goes: a replica, and whether it is a primary or a fallback holding a hint. */
+/** Where a write goes: a replica, whether it is a primary or a fallback holding a hint, and how the tally counts it. */
 interface WriteTarget {
   readonly node: string;
   readonly primary: boolean;
+  /** Counts towards `w` (a planned replica outside the current preference list does not). */
+  readonly counts: boolean;
+  /** Is (or holds a hint for) one of the key's planned replicas during a ring change. */
+  readonly planned: boolean;
   readonly hintFor?: string;
+}
+
+/** A client request's one deadline: when it must be answered, and the timeout it asked for. */
+interface RequestDeadline {
+  readonly atMs: number;
+  readonly totalMs: number;
 }
 
 const viewMetaKey = Buffer.from('cluster-view');
@@ -282,11 +292,13 @@ export class RingNode implements KvService {
   }
 
   /** Sends a request to a node, short-circuiting requests to this node. */
-  private async send(node: string, request: PeerRequest): Promise<PeerReply> {
+  private async send(node: string, request: PeerRequest, timeoutMs?: number): Promise<PeerReply> {
     if (node === this.nodeId) return this.handlePeer(request);
     const address = this.gossiper.addressOf(node);
     if (address === undefined) throw new KvError('KV_PEER_UNREACHABLE', `no address known for node ${node}`);
-    const reply = await this.options.transport.request(address, request, { timeoutMs: this.options.config.limits.peerTimeoutMs });
+    // A peer call of a client request never outlives what is left of that request's deadline.
+    const peerTimeoutMs = Math.max(1, Math.min(this.options.config.limits.peerTimeoutMs, timeoutMs ?? Number.POSITIVE_INFINITY));
+    const reply = await this.options.transport.request(address, request, { timeoutMs: peerTimeoutMs });
     if (reply.type === 'error') throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.code}: ${reply.message}`);
     return reply;
   }
@@ -301,6 +313,7 @@ export class RingNode implements KvService {
   /** Coordinated read over the key's primaries, with read repair of stale replicas it saw. */
   async get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {
     return this.admit(async () => {
+      const deadline = this.deadlineOf(options.timeoutMs);
       const { primaries, properties } = this.placement(bucket, key);
       const readPreference = (node: string): number => (node === this.nodeId ? 0 : this.gossiper.isUp(node) ? 1 : 2);
       const requirement: TallyRequirement = {
@@ -315,7 +328,7 @@ export class RingNode implements KvService {
         primary: true,
         run: async () => {
           if (!this.gossiper.isUp(node)) return { ok: false, primary: true, durable: false, counts: true };
-          const reply = await this.send(node, { type: 'replica-get', bucket, key });
+          const reply = await this.send(node, { type: 'replica-get', bucket, key }, this.remainingMs(deadline));
           answers.set(node, reply.type === 'replica-get-reply' ? reply.object : null);
           return { ok: reply.type === 'replica-get-reply', primary: true, durable: false, counts: true };
         },
@@ -324,9 +337,11 @@ export class RingNode implements KvService {
       // many as the read needs and keep the others as spares.
       const ordered = [...primaries].sort((left, right) => readPreference(left) - readPreference(right));
       const needed = Math.max(requirement.required, requirement.primaryRequired);
-      const outcome = this.collect('read', requirement, options.timeoutMs, ordered.slice(0, needed).map(readFrom), ordered.slice(needed).map(readFrom));
+      const outcome = this.collect('read', requirement, deadline, ordered.slice(0, needed).map(readFrom), ordered.slice(needed).map(readFrom));
       await outcome.decided;
-      void outcome.settled.then(() => this.readRepair(bucket, key, answers, properties.conflictMode));
+      outcome.settled
+        .then(() => this.readRepair(bucket, key, answers, properties.conflictMode))
+        .catch((error: unknown) => this.options.logger.warn({ error: String(error) }, 'read repair failed'));
       return mergeAll([...answers.values()], properties.conflictMode);
     });
   }
@@ -353,103 +368,118 @@ export class RingNode implements KvService {
     return this.replica.read(bucket, key);
   }
 
-  /** Coordinated write. */
-  async put(command: PutCommand): Promise<VersionedObject> {
+  /** Coordinated write; answers the new object and the context its writer may chain into the next write. */
+  async put(command: PutCommand): Promise<WriteOutcome> {
     return this.write(command.bucket, command.key, command.options, {
       value: command.value,
       contentType: command.contentType,
       tombstone: false,
-      context: command.context ?? emptyVector,
+      context: command.context ?? emptyContext,
       nowMs: this.options.clock.nowMs(),
     });
   }
 
   /** Coordinated delete: a tombstone written like any other version. */
-  async delete(command: DeleteCommand): Promise<VersionedObject> {
+  async delete(command: DeleteCommand): Promise<WriteOutcome> {
     return this.write(command.bucket, command.key, command.options, {
       value: new Uint8Array(0),
       contentType: 'application/octet-stream',
       tombstone: true,
-      context: command.context ?? emptyVector,
+      context: command.context ?? emptyContext,
       nowMs: this.options.clock.nowMs(),
     });
+  }
+
+  /** The absolute time a request must be answered by: one deadline for every step of it. */
+  private deadlineOf(timeoutMs: number | undefined): RequestDeadline {
+    const totalMs = timeoutMs ?? this.options.config.limits.requestTimeoutMs;
+    return { atMs: this.options.clock.nowMs() + totalMs, totalMs };
+  }
+
+  /** What is left of a request's deadline (never negative). */
+  private remainingMs(deadline: RequestDeadline): number {
+    return Math.max(0, deadline.atMs - this.options.clock.nowMs());
   }
 
   /**
    * Dynamo's write path: a live primary applies the write and issues its dot, then the result goes
    * to the other primaries; a down primary's copy goes to the next live node outside the
    * preference list with a hint (it counts for w, never for pw). With no such node, this node
-   * keeps the hint itself (Cassandra's way) and it does not count for w.
+   * keeps the hint itself (Cassandra's way) and it does not count for w. While a ring change is
+   * under way the planned replicas get the write too, and a quorum of them must take it.
    */
-  private async write(bucket: string, key: string, options: WriteOptions, intent: WriteIntent): Promise<VersionedObject> {
+  private async write(bucket: string, key: string, options: WriteOptions, intent: WriteIntent): Promise<WriteOutcome> {
     return this.admit(async () => {
+      const deadline = this.deadlineOf(options.timeoutMs);
       const { ring, partition, primaries, properties } = this.placement(bucket, key);
       const mode = properties.conflictMode;
       const dwRequired = options.dw === undefined ? 0 : resolveQuorum(options.dw, primaries.length);
       const sync = dwRequired > 0;
-      const livePrimaries = primaries.filter((node) => this.gossiper.isUp(node));
-      const downPrimaries = primaries.filter((node) => !this.gossiper.isUp(node));
+      const isUp = (node: string): boolean => this.gossiper.isUp(node);
+      const livePrimaries = primaries.filter(isUp);
+      const downPrimaries = primaries.filter((node) => !isUp(node));
+      const planned = ring.next === null ? [] : preferenceList(plannedRing(ring), partition, properties.nVal);
       const handoff = this.options.config.hintedHandoff.enabled;
-      const spares = handoff ? fallbacks(ring, partition, properties.nVal, (node) => this.gossiper.isUp(node), downPrimaries.length) : [];
-      const targets: WriteTarget[] = livePrimaries.map((node) => ({ node, primary: true }));
+      const spares = handoff ? fallbacks(ring, partition, properties.nVal, isUp, downPrimaries.length) : [];
+      const targets: WriteTarget[] = livePrimaries.map((node) => ({ node, primary: true, counts: true, planned: planned.includes(node) }));
       const keptHints: string[] = [];
       downPrimaries.forEach((down, index) => {
         const spare = spares[index];
-        if (spare !== undefined) targets.push({ node: spare, primary: false, hintFor: down });
+        if (spare !== undefined) targets.push({ node: spare, primary: false, counts: true, planned: planned.includes(down), hintFor: down });
         else if (handoff) keptHints.push(down);
       });
+      for (const node of planned) {
+        if (!primaries.includes(node) && isUp(node) && !targets.some((target) => target.node === node)) {
+          targets.push({ node, primary: false, counts: false, planned: true });
+        }
+      }
+      const w = options.w ?? properties.w;
       const requirement: TallyRequirement = {
-        required: resolveQuorum(options.w ?? properties.w, primaries.length),
+        required: resolveQuorum(w, primaries.length),
         primaryRequired: options.pw === undefined ? 0 : resolveQuorum(options.pw, primaries.length),
         durableRequired: dwRequired,
         asked: targets.length,
         primariesAsked: livePrimaries.length,
+        plannedRequired: planned.length === 0 ? 0 : Math.min(resolveQuorum(w, planned.length), planned.length),
+        plannedAsked: targets.filter((target) => target.planned).length,
       };
       const coordinating = livePrimaries.includes(this.nodeId) ? this.nodeId : livePrimaries[0];
-      if (coordinating === undefined) throw insufficientReplicasError('write', startTally(requirement), false);
-      if (requirement.required > requirement.asked || requirement.primaryRequired > livePrimaries.length) {
+      const counted = targets.filter((target) => target.counts).length;
+      if (coordinating === undefined || counted < requirement.required || verdict(startTally(requirement)) === 'impossible' || requirement.primaryRequired > livePrimaries.length) {
         throw insufficientReplicasError('write', startTally(requirement), false);
       }
-      const coordinated = await this.coordinateWrite(coordinating, bucket, key, intent, mode, sync, options.timeoutMs);
+      const coordinated = await this.coordinateWrite(coordinating, bucket, key, intent, mode, sync, deadline);
       const object = coordinated.object;
+      const coordinatingTarget = targets.find((target) => target.node === coordinating);
       const others = targets.filter((target) => target.node !== coordinating);
-      const outcome = this.collect('write', requirement, options.timeoutMs, [
-        { primary: true, run: async () => ({ ok: true, primary: true, durable: coordinated.durable, counts: true }) },
+      const outcome = this.collect('write', requirement, deadline, [
+        { primary: true, run: async () => ({ ok: true, primary: true, durable: coordinated.durable, counts: true, planned: coordinatingTarget?.planned === true }) },
         ...others.map(
           (target): ReplicaCall => ({
             primary: target.primary,
             run: async () => {
-              const reply = await this.send(target.node, {
-                type: 'replica-put',
-                bucket,
-                key,
-                object,
-                mode,
-                sync,
-                ...(target.hintFor === undefined ? {} : { hintFor: target.hintFor }),
-              });
-              return { ok: reply.type === 'replica-put-reply', primary: target.primary, durable: reply.type === 'replica-put-reply' && reply.durable, counts: true };
+              const reply = await this.send(
+                target.node,
+                { type: 'replica-put', bucket, key, object, mode, sync, ...(target.hintFor === undefined ? {} : { hintFor: target.hintFor }) },
+                this.remainingMs(deadline),
+              );
+              const ok = reply.type === 'replica-put-reply';
+              return { ok, primary: target.primary, durable: ok && reply.durable, counts: target.counts, planned: target.planned };
             },
           }),
         ),
       ]);
-      // While a ring change is under way the planned replicas get the write too, outside the
-      // tally (reads still use the current replicas), so nothing written during a partition's
-      // stream is missing once the plan becomes the ring.
-      for (const pending of pendingReplicas(ring, partition, properties.nVal)) {
-        if (pending === coordinating || targets.some((target) => target.node === pending) || !this.gossiper.isUp(pending)) continue;
-        this.send(pending, { type: 'replica-put', bucket, key, object, mode, sync: false }).catch((error: unknown) =>
-          this.options.logger.debug({ node: pending, error: String(error) }, 'write to a planned replica failed; handoff and anti-entropy will bring it'),
-        );
-      }
       const dataKey = encodeDataKey(bucket, key);
-      for (const down of keptHints) await this.hints.add(down, dataKey, object, mode, this.options.clock.nowMs(), sync);
-      await outcome.decided;
-      return object;
+      const storeKeptHints = async (): Promise<void> => {
+        for (const down of keptHints) await this.hints.add(down, dataKey, object, mode, this.options.clock.nowMs(), sync);
+      };
+      // Both are awaited together, so a tally that fails fast while hints are stored is still handled.
+      await Promise.all([outcome.decided, storeKeptHints()]);
+      return { object, context: writeContext(intent.context, coordinated.dot) };
     });
   }
 
-  /** Asks one live primary (this node first) to apply the write; moves on to the next on failure. */
+  /** Asks one live primary (this node first) to apply the write, within what is left of the request's deadline. */
   private async coordinateWrite(
     node: string,
     bucket: string,
@@ -457,11 +487,11 @@ export class RingNode implements KvService {
     write: WriteIntent,
     mode: ConflictMode,
     sync: boolean,
-    timeoutMs: number | undefined,
-  ): Promise<{ object: VersionedObject; durable: boolean }> {
-    const deadline = timeoutMs ?? this.options.config.limits.requestTimeoutMs;
-    const reply = await withDeadline(this.options.clock, deadline, this.send(node, { type: 'coordinate-put', bucket, key, write, mode, sync }), () =>
-      new KvError('KV_TIMEOUT', `write timed out after ${deadline} ms waiting for the coordinating replica ${node}; the write may or may not have been applied — read it back before retrying`),
+    deadline: RequestDeadline,
+  ): Promise<{ object: VersionedObject; durable: boolean; dot: Dot }> {
+    const remainingMs = this.remainingMs(deadline);
+    const reply = await withDeadline(this.options.clock, remainingMs, this.send(node, { type: 'coordinate-put', bucket, key, write, mode, sync }, remainingMs), () =>
+      new KvError('KV_TIMEOUT', `write timed out after ${deadline.totalMs} ms waiting for the coordinating replica ${node}; the write may or may not have been applied — read it back before retrying`),
     ).catch((error: unknown) => {
       if (isKvError(error) && error.code === 'KV_TIMEOUT') throw error;
       throw new KvError('KV_INSUFFICIENT_REPLICAS', `the coordinating replica ${node} could not take the write (${String(error instanceof Error ? error.message : error)}); retry later`, {
@@ -470,7 +500,7 @@ export class RingNode implements KvService {
       });
     });
     if (reply.type !== 'coordinate-put-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to coordinate-put`);
-    return { object: reply.object, durable: reply.durable };
+    return { object: reply.object, durable: reply.durable, dot: reply.dot };
   }
 
   /**
@@ -483,11 +513,11 @@ export class RingNode implements KvService {
   private collect(
     operation: string,
     requirement: TallyRequirement,
-    timeoutMs: number | undefined,
+    deadline: RequestDeadline,
     calls: readonly ReplicaCall[],
     spares: readonly ReplicaCall[] = [],
   ): { decided: Promise<void>; settled: Promise<void> } {
-    const deadlineMs = timeoutMs ?? this.options.config.limits.requestTimeoutMs;
+    const deadlineMs = this.remainingMs(deadline);
     let state: TallyState = startTally(requirement);
     let done = false;
     let finish!: (error?: KvError) => void;
@@ -501,7 +531,7 @@ export class RingNode implements KvService {
         else reject(error);
       };
     });
-    const timer = this.options.clock.setTimer(deadlineMs, () => finish(timeoutError(operation, state, deadlineMs)));
+    const timer = this.options.clock.setTimer(deadlineMs, () => finish(timeoutError(operation, state, deadline.totalMs)));
     const judge = (): void => {
       const current = verdict(state);
       if (current === 'met') finish();
@@ -548,8 +578,8 @@ export class RingNode implements KvService {
       case 'replica-get':
         return { type: 'replica-get-reply', object: (await this.replica.read(request.bucket, request.key)) ?? null };
       case 'coordinate-put': {
-        const object = await this.replica.coordinateWrite(request.bucket, request.key, request.write, request.mode, request.sync);
-        return { type: 'coordinate-put-reply', object, durable: request.sync };
+        const { object, dot } = await this.replica.coordinateWrite(request.bucket, request.key, request.write, request.mode, request.sync);
+        return { type: 'coordinate-put-reply', object, durable: request.sync, dot };
       }
       case 'replica-put':
         if (request.hintFor !== undefined && request.hintFor !== this.nodeId) {

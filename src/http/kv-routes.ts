@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { decodeContext, encodeContext } from '../core/versioning/context.js';
-import type { VersionVector } from '../core/versioning/version-vector.js';
+import { type CausalContext, decodeContext, encodeContext } from '../core/versioning/context.js';
 import { type Sibling, type VersionedObject, isDeleted, liveSiblings } from '../core/versioning/versioned-object.js';
 import type { NodeConfig } from '../engine/config.js';
 import type { KvService } from '../engine/kv-service.js';
@@ -31,7 +30,7 @@ interface KvTarget {
   readonly bucket: string;
   readonly key: string;
   readonly options: KvRequestOptions;
-  readonly context: VersionVector | undefined;
+  readonly context: CausalContext | undefined;
 }
 
 interface KvParams {
@@ -49,7 +48,7 @@ function checkName(kind: 'bucket' | 'key', name: string, maxBytes: number): void
   }
 }
 
-function contextOf(request: FastifyRequest): VersionVector | undefined {
+function contextOf(request: FastifyRequest): CausalContext | undefined {
   const text = request.headers[contextHeader];
   if (text === undefined || text === '') return undefined;
   // Node joins repeated custom headers with ', ', which decodeContext refuses as malformed.
@@ -146,12 +145,12 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     const value = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const contentType = contentTypeOf(request);
     const result = await service.put({ bucket: target.bucket, key: target.key, value, contentType, context: target.context, options: target.options.write });
-    return reply.code(204).header(contextHeader, encodeContext(result.clock)).send();
+    return reply.code(204).header(contextHeader, encodeContext(result.context)).send();
   });
 
   app.delete<{ Params: KvParams }>('/kv/:bucket/:key', common, async (request, reply) => {
     const target = targetOf(request);
     const result = await service.delete({ bucket: target.bucket, key: target.key, context: target.context, options: target.options.write });
-    return reply.code(204).header(contextHeader, encodeContext(result.clock)).send();
+    return reply.code(204).header(contextHeader, encodeContext(result.context)).send();
   });
 }

@@ -3,7 +3,8 @@ import defaults from '../../config/default.json' with { type: 'json' };
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { type VersionedObject, applyWrite, emptyObject, mergeObjects } from '../../src/core/versioning/versioned-object.js';
 import { type BucketProperties, type NodeConfig, bucketProperties, mergeConfig, validateConfig } from '../../src/engine/config.js';
-import type { DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions } from '../../src/engine/kv-service.js';
+import type { DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from '../../src/engine/kv-service.js';
+import { emptyContext, writeContext } from '../../src/core/versioning/context.js';
 import { KvError } from '../../src/util/errors.js';
 
 /** The secret the fake accepts on the peer route. */
@@ -68,13 +69,14 @@ export class FakeKvService implements KvService {
     if (error !== undefined) throw error;
   }
 
-  private store(bucket: string, key: string, value: Uint8Array, contentType: string, tombstone: boolean, context: PutCommand['context']): VersionedObject {
+  private store(bucket: string, key: string, value: Uint8Array, contentType: string, tombstone: boolean, context: PutCommand['context']): WriteOutcome {
     const local = this.objects.get(`${bucket}/${key}`) ?? emptyObject;
     // Each write gets a later timestamp so last-modified values are distinct and predictable.
     this.nowMs += 1000;
-    const written = applyWrite(local, this.nodeId, { value, contentType, tombstone, context: context ?? {}, nowMs: this.nowMs }, this.bucketProperties(bucket).conflictMode);
+    const seen = context ?? emptyContext;
+    const written = applyWrite(local, this.nodeId, { value, contentType, tombstone, context: seen, nowMs: this.nowMs }, this.bucketProperties(bucket).conflictMode);
     this.objects.set(`${bucket}/${key}`, written);
-    return written;
+    return { object: written, context: writeContext(seen, { node: this.nodeId, counter: written.clock[this.nodeId] ?? 0 }) };
   }
 
   async get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {
@@ -87,12 +89,12 @@ export class FakeKvService implements KvService {
     return this.objects.get(`${bucket}/${key}`);
   }
 
-  async put(command: PutCommand): Promise<VersionedObject> {
+  async put(command: PutCommand): Promise<WriteOutcome> {
     this.record('put', command);
     return this.store(command.bucket, command.key, command.value, command.contentType, false, command.context);
   }
 
-  async delete(command: DeleteCommand): Promise<VersionedObject> {
+  async delete(command: DeleteCommand): Promise<WriteOutcome> {
     this.record('delete', command);
     return this.store(command.bucket, command.key, new Uint8Array(0), 'application/octet-stream', true, command.context);
   }

@@ -117,7 +117,20 @@ describe('siblings, contexts and deletes', () => {
     const first = await app.inject({ method: 'PUT', url: '/kv/demo/k', payload: 'a' });
     await app.inject({ method: 'PUT', url: '/kv/demo/k', headers: { 'x-ringkv-context': String(first.headers['x-ringkv-context']) }, payload: 'b' });
     const contexts = service.callsOf('put').map(([command]) => (command as { context: unknown }).context);
-    expect(contexts).toEqual([undefined, { fake: 1 }]);
+    expect(contexts).toEqual([undefined, { vector: { fake: 1 }, dots: [] }]);
+  });
+
+  it('a write reply context chained into the next write keeps a concurrent sibling its writer never saw', async () => {
+    // The correctness issue's scenario: blue and red are blind writes, so they are siblings; the
+    // context red's 204 carries must supersede red only, never blue.
+    const { app } = await start();
+    await app.inject({ method: 'PUT', url: '/kv/demo/colour', payload: 'blue' });
+    const red = await app.inject({ method: 'PUT', url: '/kv/demo/colour', payload: 'red' });
+    await app.inject({ method: 'PUT', url: '/kv/demo/colour', headers: { 'x-ringkv-context': String(red.headers['x-ringkv-context']) }, payload: 'red2' });
+    const read = await app.inject({ method: 'GET', url: '/kv/demo/colour' });
+    expect(read.statusCode).toBe(300);
+    const values = (read.json() as { siblings: { value: string }[] }).siblings.map((sibling) => Buffer.from(sibling.value, 'base64').toString('utf8'));
+    expect(values.sort()).toEqual(['blue', 'red2']);
   });
 
   it('refuses a malformed context with 400 KV_BAD_CONTEXT without calling the service', async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { readContext } from '../../src/core/versioning/context.js';
 import { liveSiblings } from '../../src/core/versioning/versioned-object.js';
 import { SimCluster, type SimMember } from './sim-cluster.js';
 
@@ -94,7 +95,7 @@ describe('simulation: deleted keys never come back', () => {
       await cluster.runUntil(() => !first.node.membership.isUp(third.nodeId), 30_000, 'node 3 is judged down');
       for (const key of keys) {
         const read = await cluster.drive(second.node.get('del', key, { r: 'quorum' }));
-        await cluster.drive(second.node.delete({ bucket: 'del', key, context: read?.clock, options: { w: 'quorum' } }));
+        await cluster.drive(second.node.delete({ bucket: 'del', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'quorum' } }));
       }
       // Node 3 still has every key alive; it comes back, and anti-entropy runs well past the grace period.
       await cluster.restart(third);
@@ -126,7 +127,7 @@ describe('simulation: deleted keys never come back', () => {
       cluster.network.partition([[first.address, second.address], [third.address]]);
       for (const key of keys) {
         const read = await cluster.drive(first.node.get('part', key, { r: 'quorum' }));
-        await cluster.drive(first.node.delete({ bucket: 'part', key, context: read?.clock, options: { w: 'quorum' } }));
+        await cluster.drive(first.node.delete({ bucket: 'part', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'quorum' } }));
       }
       cluster.network.heal();
       await cluster.runUntil(

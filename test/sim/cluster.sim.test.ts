@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { readContext } from '../../src/core/versioning/context.js';
 import { encodeDataKey, partitionOf } from '../../src/core/keys.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
 import { liveSiblings, type VersionedObject } from '../../src/core/versioning/versioned-object.js';
@@ -33,7 +34,7 @@ async function addElement(coordinator: SimMember, key: string, element: string):
       key,
       value: Buffer.from([...elements].sort().join(','), 'utf8'),
       contentType: 'text/plain',
-      context: read?.clock,
+      context: read === undefined ? undefined : readContext(read.clock),
       options: {},
     });
     return 'ok';
@@ -124,7 +125,7 @@ describe('simulation: siblings appear only for truly concurrent writes', () => {
         if (siblings.length === 1) expect(Buffer.from(siblings[0]!.value).toString()).toBe(expected);
         expected = `value-${step}`;
         await cluster.drive(
-          coordinator.node.put({ bucket: 'seq', key: 'key', value: Buffer.from(expected), contentType: 'text/plain', context: read?.clock, options: { w: 'quorum' } }),
+          coordinator.node.put({ bucket: 'seq', key: 'key', value: Buffer.from(expected), contentType: 'text/plain', context: read === undefined ? undefined : readContext(read.clock), options: { w: 'quorum' } }),
         );
       }
       const final = await cluster.drive(cluster.members[0]!.node.get('seq', 'key', { r: 'all' }));
@@ -141,8 +142,8 @@ describe('simulation: siblings appear only for truly concurrent writes', () => {
       const base = await cluster.drive(first.node.put({ bucket: 'c', key: 'k', value: Buffer.from('base'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
       await cluster.drive(
         Promise.all([
-          first.node.put({ bucket: 'c', key: 'k', value: Buffer.from('left'), contentType: 'text/plain', context: base.clock, options: {} }),
-          second.node.put({ bucket: 'c', key: 'k', value: Buffer.from('right'), contentType: 'text/plain', context: base.clock, options: {} }),
+          first.node.put({ bucket: 'c', key: 'k', value: Buffer.from('left'), contentType: 'text/plain', context: base.context, options: {} }),
+          second.node.put({ bucket: 'c', key: 'k', value: Buffer.from('right'), contentType: 'text/plain', context: base.context, options: {} }),
         ]),
       );
       const read = await cluster.drive(first.node.get('c', 'k', { r: 'all' }));

@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { readContext } from '../../src/core/versioning/context.js';
 import { describe, expect, it } from 'vitest';
 import { type VersionVector, descends, emptyVector } from '../../src/core/versioning/version-vector.js';
 import {
@@ -30,11 +31,11 @@ const dotsOf = (object: VersionedObject): string[] => object.siblings.map((sibli
 const valuesOf = (object: VersionedObject): string[] => object.siblings.map(textOf);
 
 function put(value: string, context: VersionVector, nowMs = 1_000): WriteIntent {
-  return { value: text(value), contentType: 'text/plain', tombstone: false, context, nowMs };
+  return { value: text(value), contentType: 'text/plain', tombstone: false, context: readContext(context), nowMs };
 }
 
 function remove(context: VersionVector, nowMs = 1_000): WriteIntent {
-  return { value: new Uint8Array(0), contentType: '', tombstone: true, context, nowMs };
+  return { value: new Uint8Array(0), contentType: '', tombstone: true, context: readContext(context), nowMs };
 }
 
 function sibling(node: string, counter: number, lastModifiedMs: number, value = `${node}${counter}`): Sibling {
@@ -296,7 +297,7 @@ function runHistory(history: readonly Operation[], mode: ConflictMode, maxClockE
         value: text(`write ${writeIndex}`),
         contentType: 'text/plain',
         tombstone: operation.tombstone,
-        context,
+        context: readContext(context),
         nowMs: operation.nowMs,
       };
       let written = applyWrite(read(operation.coordinator), operation.coordinator, intent, mode);

@@ -24,6 +24,8 @@ export interface TallyReply {
   readonly durable: boolean;
   /** The answer counts towards `required` (a hint kept by the coordinator does not). */
   readonly counts: boolean;
+  /** The replica is in the key's planned preference list (while a ring change is under way). */
+  readonly planned?: boolean;
 }
 
 /** What a coordinator waits for. */
@@ -35,6 +37,14 @@ export interface TallyRequirement {
   readonly asked: number;
   /** How many of those asked are primaries. */
   readonly primariesAsked: number;
+  /**
+   * While a ring change is under way, a write must also reach a quorum of the key's planned
+   * replicas, so that once the plan becomes the ring an `r` read of the new replicas still meets
+   * every write acknowledged before (Cassandra counts pending endpoints in the same way).
+   */
+  readonly plannedRequired?: number;
+  /** How many of those asked are planned replicas. */
+  readonly plannedAsked?: number;
 }
 
 /** The running count of answers. */
@@ -45,6 +55,8 @@ export interface TallyState {
   readonly primarySucceeded: number;
   readonly durableSucceeded: number;
   readonly primaryAnswered: number;
+  readonly plannedSucceeded: number;
+  readonly plannedAnswered: number;
 }
 
 /** The tally's verdict after each answer. */
@@ -52,7 +64,7 @@ export type TallyVerdict = 'pending' | 'met' | 'impossible';
 
 /** A fresh tally. */
 export function startTally(requirement: TallyRequirement): TallyState {
-  return { requirement, answered: 0, succeeded: 0, primarySucceeded: 0, durableSucceeded: 0, primaryAnswered: 0 };
+  return { requirement, answered: 0, succeeded: 0, primarySucceeded: 0, durableSucceeded: 0, primaryAnswered: 0, plannedSucceeded: 0, plannedAnswered: 0 };
 }
 
 /** Counts one answer: step(state, event) -> state. */
@@ -65,21 +77,31 @@ export function recordReply(state: TallyState, reply: TallyReply): TallyState {
     primarySucceeded: state.primarySucceeded + (counted && reply.primary ? 1 : 0),
     durableSucceeded: state.durableSucceeded + (counted && reply.durable ? 1 : 0),
     primaryAnswered: state.primaryAnswered + (reply.primary ? 1 : 0),
+    plannedSucceeded: state.plannedSucceeded + (reply.ok && reply.planned === true ? 1 : 0),
+    plannedAnswered: state.plannedAnswered + (reply.planned === true ? 1 : 0),
   };
 }
 
 /** Whether the requirement is met, can still be met, or cannot be met any more. */
 export function verdict(state: TallyState): TallyVerdict {
   const need = state.requirement;
-  if (state.succeeded >= need.required && state.primarySucceeded >= need.primaryRequired && state.durableSucceeded >= need.durableRequired) {
+  const plannedRequired = need.plannedRequired ?? 0;
+  if (
+    state.succeeded >= need.required &&
+    state.primarySucceeded >= need.primaryRequired &&
+    state.durableSucceeded >= need.durableRequired &&
+    state.plannedSucceeded >= plannedRequired
+  ) {
     return 'met';
   }
   const outstanding = need.asked - state.answered;
   const primaryOutstanding = need.primariesAsked - state.primaryAnswered;
+  const plannedOutstanding = (need.plannedAsked ?? 0) - state.plannedAnswered;
   if (
     state.succeeded + outstanding < need.required ||
     state.primarySucceeded + primaryOutstanding < need.primaryRequired ||
-    state.durableSucceeded + outstanding < need.durableRequired
+    state.durableSucceeded + outstanding < need.durableRequired ||
+    state.plannedSucceeded + plannedOutstanding < plannedRequired
   ) {
     return 'impossible';
   }
@@ -95,7 +117,7 @@ export function insufficientReplicasError(operation: string, state: TallyState, 
   const need = state.requirement;
   return new KvError(
     'KV_INSUFFICIENT_REPLICAS',
-    `${operation} needed ${need.required} replicas (${need.primaryRequired} primaries, ${need.durableRequired} durable) but only ${state.succeeded} answered ok (${state.primarySucceeded} primaries, ${state.durableSucceeded} durable) of ${need.asked} asked; retry later or lower r/w/pr/pw/dw`,
+    `${operation} needed ${need.required} replicas (${need.primaryRequired} primaries, ${need.durableRequired} durable${need.plannedRequired ? `, ${need.plannedRequired} of the planned replicas of a ring change` : ''}) but only ${state.succeeded} answered ok (${state.primarySucceeded} primaries, ${state.durableSucceeded} durable${need.plannedRequired ? `, ${state.plannedSucceeded} planned` : ''}) of ${need.asked} asked; retry later or lower r/w/pr/pw/dw`,
     {
       details: {
         required: need.required,

@@ -1,38 +1,129 @@
 import { KvError } from '../../util/errors.js';
-import { type VersionVector, sortVector } from './version-vector.js';
+import { type VersionVector, emptyVector, sortVector } from './version-vector.js';
 
 /**
- * The opaque causal context a client gets with a read and sends back with a write: the object's
- * version vector, encoded as 'c1.' + base64url(JSON pairs). The prefix carries a format version.
+ * The causal context a client gets with a read or a write and sends back with its next write.
+ *
+ * Rule (DESIGN.md, "contexts are safe to write back"): a context supersedes only what its holder
+ * has seen. A read's context is the merged object's clock: the reader was shown every live
+ * sibling of that history. A write's context must not be the new object's clock, because that
+ * clock also covers the concurrent siblings the write left in place and its writer never saw
+ * (a blind `PUT red` beside `blue` would otherwise let the next `PUT red2` delete `blue`).
+ * A write reply therefore carries a dotted context: the writer's own context plus the one dot
+ * its write created, exactly as Riak's dotted version vectors name a single event.
  */
-const contextPrefix = 'c1.';
+export interface CausalContext {
+  /** Everything up to these counters was seen (the clock of a read). */
+  readonly vector: VersionVector;
+  /** Single events seen beyond `vector`: the dots of the holder's own writes. */
+  readonly dots: readonly ContextDot[];
+}
+
+/** One event named by a context: the actor that issued it and its counter there. */
+export interface ContextDot {
+  readonly node: string;
+  readonly counter: number;
+}
+
+/** The context of a blind write: it covers nothing. */
+export const emptyContext: CausalContext = Object.freeze({ vector: emptyVector, dots: Object.freeze([]) });
+
+/** A read's context: the clock of the history the reader was shown. */
+export function readContext(clock: VersionVector): CausalContext {
+  return { vector: clock, dots: [] };
+}
+
+/**
+ * The most dots a context keeps. A client that chains write contexts adds one dot per write;
+ * forgetting the oldest ones only makes the context cover less (a later write keeps an old
+ * version as a sibling instead of superseding it), which is the safe direction.
+ */
+export const maxContextDots = 32;
+
+/**
+ * The context a write hands back: what its writer had seen, plus the dot it created. Dots that
+ * follow on from the vector without a gap are folded into it, so a chain of writes by one
+ * coordinator stays small.
+ */
+export function writeContext(seen: CausalContext, created: ContextDot): CausalContext {
+  const vector: Record<string, number> = { ...seen.vector };
+  const pending = [...seen.dots, created].filter((dot) => dot.counter > (vector[dot.node] ?? 0));
+  pending.sort((left, right) => (left.node === right.node ? left.counter - right.counter : left.node < right.node ? -1 : 1));
+  const dots: ContextDot[] = [];
+  for (const dot of pending) {
+    const counter = vector[dot.node] ?? 0;
+    if (dot.counter === counter + 1) vector[dot.node] = dot.counter;
+    else if (dot.counter > counter && !dots.some((other) => other.node === dot.node && other.counter === dot.counter)) dots.push(dot);
+  }
+  // Folding may have closed the gap before a dot kept earlier.
+  const kept = dots.filter((dot) => dot.counter > (vector[dot.node] ?? 0));
+  const newestFirst = kept.sort((left, right) => (sameDot(left, created) ? -1 : sameDot(right, created) ? 1 : right.counter - left.counter));
+  return { vector: sortVector(vector), dots: newestFirst.slice(0, maxContextDots) };
+}
+
+function sameDot(left: ContextDot, right: ContextDot): boolean {
+  return left.node === right.node && left.counter === right.counter;
+}
+
+/** True when the context has seen the event `dot`. */
+export function contextCovers(context: CausalContext, dot: ContextDot): boolean {
+  return (context.vector[dot.node] ?? 0) >= dot.counter || context.dots.some((seen) => sameDot(seen, dot));
+}
+
+/**
+ * Encoding: a plain vector (a read's context) is 'c1.' + base64url(JSON pairs), as it always was;
+ * a context with dots is 'c2.' + base64url(JSON [pairs, dots]). The prefix carries the format version.
+ */
+const vectorPrefix = 'c1.';
+const dottedPrefix = 'c2.';
 
 /** The longest context accepted, so a hostile header cannot make the server parse megabytes. */
 export const maxContextLength = 16_384;
 
-/** Encodes a version vector as a context string. */
-export function encodeContext(clock: VersionVector): string {
-  const pairs = Object.entries(clock);
-  return contextPrefix + Buffer.from(JSON.stringify(pairs), 'utf8').toString('base64url');
+/** Encodes a context (or a plain clock, a read's context) as a header value. */
+export function encodeContext(context: CausalContext | VersionVector): string {
+  const causal = isCausalContext(context) ? context : readContext(context);
+  const pairs = Object.entries(causal.vector);
+  if (causal.dots.length === 0) return vectorPrefix + Buffer.from(JSON.stringify(pairs), 'utf8').toString('base64url');
+  const dots = causal.dots.map((dot) => [dot.node, dot.counter]);
+  return dottedPrefix + Buffer.from(JSON.stringify([pairs, dots]), 'utf8').toString('base64url');
+}
+
+function isCausalContext(value: CausalContext | VersionVector): value is CausalContext {
+  return Array.isArray((value as { dots?: unknown }).dots) && typeof (value as { vector?: unknown }).vector === 'object';
 }
 
 /** Decodes a context header, or throws KV_BAD_CONTEXT saying how to get a valid one. */
-export function decodeContext(text: string): VersionVector {
+export function decodeContext(text: string): CausalContext {
   const bad = (why: string): KvError =>
-    new KvError('KV_BAD_CONTEXT', `malformed x-ringkv-context (${why}); send back the header exactly as a GET returned it, or omit it`);
+    new KvError('KV_BAD_CONTEXT', `malformed x-ringkv-context (${why}); send back the header exactly as a GET or PUT returned it, or omit it`);
   if (text.length > maxContextLength) throw bad(`longer than ${maxContextLength} characters`);
-  if (!text.startsWith(contextPrefix)) throw bad('unknown format');
-  const body = text.slice(contextPrefix.length);
+  const dotted = text.startsWith(dottedPrefix);
+  if (!dotted && !text.startsWith(vectorPrefix)) throw bad('unknown format');
+  const body = text.slice(vectorPrefix.length);
   if (!/^[A-Za-z0-9_-]*$/.test(body)) throw bad('not base64url');
-  let pairs: unknown;
+  let parsed: unknown;
   try {
-    pairs = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
+    parsed = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
   } catch {
     throw bad('not decodable');
   }
-  if (!Array.isArray(pairs)) throw bad('not a list of entries');
-  const clock: Record<string, number> = {};
-  for (const pair of pairs) {
+  let pairs: unknown = parsed;
+  let dotPairs: unknown = [];
+  if (dotted) {
+    if (!Array.isArray(parsed) || parsed.length !== 2) throw bad('not a vector and a list of dots');
+    [pairs, dotPairs] = parsed as [unknown, unknown];
+  }
+  const vector: Record<string, number> = {};
+  for (const [node, counter] of entriesOf(pairs, bad)) vector[node] = counter;
+  const dots = entriesOf(dotPairs, bad).map(([node, counter]) => ({ node, counter }));
+  if (dots.length > maxContextDots) throw bad(`more than ${maxContextDots} dots`);
+  return { vector: sortVector(vector), dots };
+}
+
+function entriesOf(value: unknown, bad: (why: string) => KvError): [string, number][] {
+  if (!Array.isArray(value)) throw bad('not a list of entries');
+  return value.map((pair: unknown) => {
     if (
       !Array.isArray(pair) ||
       pair.length !== 2 ||
@@ -40,11 +131,10 @@ export function decodeContext(text: string): VersionVector {
       pair[0].length === 0 ||
       pair[0].length > 128 ||
       !Number.isSafeInteger(pair[1]) ||
-      pair[1] < 1
+      (pair[1] as number) < 1
     ) {
       throw bad('bad entry');
     }
-    clock[pair[0]] = pair[1];
-  }
-  return sortVector(clock);
+    return [pair[0], pair[1] as number];
+  });
 }

@@ -1,4 +1,5 @@
 import { assert } from '../../util/assert.js';
+import { type CausalContext, contextCovers } from './context.js';
 import { type VersionVector, counterOf, emptyVector, merge as mergeVectors, sortVector } from './version-vector.js';
 
 /**
@@ -38,8 +39,8 @@ export interface WriteIntent {
   readonly value: Uint8Array;
   readonly contentType: string;
   readonly tombstone: boolean;
-  /** The causal context the client read; what it covers is superseded. */
-  readonly context: VersionVector;
+  /** The causal context the client holds (from a read or its own last write); what it covers is superseded. */
+  readonly context: CausalContext;
   readonly nowMs: number;
 }
 
@@ -90,7 +91,9 @@ export function applyWrite(
   mode: ConflictMode,
   counterFloor = 0,
 ): VersionedObject {
-  const joined = mergeVectors(local.clock, write.context);
+  // Only the context's vector joins the clock: it names a gap-free history the writer saw. Its
+  // dots name single events; joining them would claim every earlier event of that actor as seen.
+  const joined = mergeVectors(local.clock, write.context.vector);
   // The floor lets an actor number its dots from one counter across all keys, so that a dot is
   // never issued twice even when the actor's copy of a key was reaped or handed off.
   const dot: Dot = { node, counter: Math.max(counterOf(joined, node) + 1, counterFloor) };
@@ -104,7 +107,7 @@ export function applyWrite(
   };
   const clock = sortVector({ ...joined, [node]: dot.counter });
   if (mode === 'lww') return { clock, siblings: [created] };
-  const kept = local.siblings.filter((sibling) => !covers(write.context, sibling.dot));
+  const kept = local.siblings.filter((sibling) => !contextCovers(write.context, sibling.dot));
   return { clock, siblings: sortSiblings([...kept, created]) };
 }
 

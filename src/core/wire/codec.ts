@@ -1,5 +1,6 @@
 import { KvError } from '../../util/errors.js';
 import { readObject, writeObject } from '../versioning/object-codec.js';
+import { type CausalContext, type ContextDot, maxContextDots } from '../versioning/context.js';
 import type { VersionVector } from '../versioning/version-vector.js';
 import type { ConflictMode } from '../versioning/versioned-object.js';
 import { ByteReader, ByteWriter } from './bytes.js';
@@ -16,15 +17,22 @@ export const wireProtocolVersion = 1;
 /** The most messages one batch may carry, so a hostile body cannot make a node allocate without bound. */
 export const maxBatchMessages = 4096;
 
-const requestTags = { 'replica-get': 1, 'coordinate-put': 2, 'replica-put': 3, gossip: 4, control: 5 } as const;
+// coordinate-put moved to tag 6 when its context gained dots, and its reply to tag 7 when it
+// gained the created dot; the old tags 2 are still read (a context without dots, no dot).
+const requestTags = { 'replica-get': 1, 'coordinate-put': 6, 'replica-put': 3, gossip: 4, control: 5 } as const;
+const legacyCoordinatePutTag = 2;
 const replyTags = {
   'replica-get-reply': 1,
-  'coordinate-put-reply': 2,
+  'coordinate-put-reply': 7,
   'replica-put-reply': 3,
   'gossip-reply': 4,
   'control-reply': 5,
   error: 6,
 } as const;
+const legacyCoordinatePutReplyTag = 2;
+
+/** The most dots a forwarded context may carry (the HTTP edge allows no more). */
+const maxWireContextDots = maxContextDots;
 
 function writeMode(writer: ByteWriter, mode: ConflictMode): void {
   writer.u8(mode === 'lww' ? 1 : 0);
@@ -45,6 +53,29 @@ function readVector(reader: ByteReader): VersionVector {
   const count = reader.varint();
   for (let index = 0; index < count; index++) vector[reader.string()] = reader.varint();
   return vector;
+}
+
+function writeDot(writer: ByteWriter, dot: ContextDot): void {
+  writer.string(dot.node).varint(dot.counter);
+}
+
+function readDot(reader: ByteReader): ContextDot {
+  return { node: reader.string(), counter: reader.varint() };
+}
+
+function writeContext(writer: ByteWriter, context: CausalContext): void {
+  writeVector(writer, context.vector);
+  writer.varint(context.dots.length);
+  for (const dot of context.dots) writeDot(writer, dot);
+}
+
+function readContext(reader: ByteReader): CausalContext {
+  const vector = readVector(reader);
+  const count = reader.varint();
+  if (count > maxWireContextDots) throw new KvError('KV_BAD_REQUEST', `a forwarded context has ${count} dots, over ${maxWireContextDots}`);
+  const dots: ContextDot[] = [];
+  for (let index = 0; index < count; index++) dots.push(readDot(reader));
+  return { vector, dots };
 }
 
 /** Gossip and control payloads are small, rare and shaped like JSON, so they travel as JSON text. */
@@ -70,7 +101,7 @@ function writeRequest(writer: ByteWriter, request: PeerRequest): void {
     case 'coordinate-put':
       writer.string(request.bucket).string(request.key);
       writer.bytes(request.write.value).string(request.write.contentType).u8(request.write.tombstone ? 1 : 0).f64(request.write.nowMs);
-      writeVector(writer, request.write.context);
+      writeContext(writer, request.write.context);
       writeMode(writer, request.mode);
       writer.u8(request.sync ? 1 : 0);
       return;
@@ -96,6 +127,7 @@ function readRequest(reader: ByteReader): PeerRequest {
   switch (tag) {
     case requestTags['replica-get']:
       return { type: 'replica-get', bucket: reader.string(), key: reader.string() };
+    case legacyCoordinatePutTag:
     case requestTags['coordinate-put']: {
       const bucket = reader.string();
       const key = reader.string();
@@ -103,7 +135,7 @@ function readRequest(reader: ByteReader): PeerRequest {
       const contentType = reader.string();
       const tombstone = reader.u8() === 1;
       const nowMs = reader.f64();
-      const context = readVector(reader);
+      const context = tag === legacyCoordinatePutTag ? { vector: readVector(reader), dots: [] } : readContext(reader);
       const mode = readMode(reader);
       const sync = reader.u8() === 1;
       return { type: 'coordinate-put', bucket, key, write: { value, contentType, tombstone, nowMs, context }, mode, sync };
@@ -138,6 +170,7 @@ function writeReply(writer: ByteWriter, reply: PeerReply): void {
     case 'coordinate-put-reply':
       writeObject(writer, reply.object);
       writer.u8(reply.durable ? 1 : 0);
+      writeDot(writer, reply.dot);
       return;
     case 'replica-put-reply':
       writer.u8(reply.durable ? 1 : 0);
@@ -159,9 +192,13 @@ function readReply(reader: ByteReader): PeerReply {
   switch (tag) {
     case replyTags['replica-get-reply']:
       return { type: 'replica-get-reply', object: reader.u8() === 1 ? readObject(reader) : null };
+    case legacyCoordinatePutReplyTag:
     case replyTags['coordinate-put-reply']: {
       const object = readObject(reader);
-      return { type: 'coordinate-put-reply', object, durable: reader.u8() === 1 };
+      const durable = reader.u8() === 1;
+      // An old peer does not say which dot it created: an empty dot makes the reply's context cover only what the writer sent.
+      const dot = tag === legacyCoordinatePutReplyTag ? { node: '', counter: 0 } : readDot(reader);
+      return { type: 'coordinate-put-reply', object, durable, dot };
     }
     case replyTags['replica-put-reply']:
       return { type: 'replica-put-reply', durable: reader.u8() === 1 };

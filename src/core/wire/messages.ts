@@ -1,4 +1,4 @@
-import type { ConflictMode, VersionedObject, WriteIntent } from '../versioning/versioned-object.js';
+import type { ConflictMode, Dot, VersionedObject, WriteIntent } from '../versioning/versioned-object.js';
 
 /**
  * Node-to-node messages. Each has a numeric tag in the binary encoding (src/core/wire/codec.ts);
@@ -61,6 +61,8 @@ export interface CoordinatePutReply {
   readonly type: 'coordinate-put-reply';
   readonly object: VersionedObject;
   readonly durable: boolean;
+  /** The dot the write created: with the writer's context it is the context the write hands back. */
+  readonly dot: Dot;
 }
 
 /** A replica's answer to replica-put. */
