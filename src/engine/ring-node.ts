@@ -531,6 +531,10 @@ export class RingNode implements KvService {
         else reject(error);
       };
     });
+    // `decided` can reject (a fast 503, a tiny deadline) before the caller gets to await it; marking
+    // it handled here keeps such an early rejection from being an unhandled one that ends the
+    // process, while the caller's own await still receives it.
+    decided.catch(() => undefined);
     const timer = this.options.clock.setTimer(deadlineMs, () => finish(timeoutError(operation, state, deadline.totalMs)));
     const judge = (): void => {
       const current = verdict(state);

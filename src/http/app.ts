@@ -82,7 +82,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: Math.max(65_535, 3 * Math.max(config.limits.maxKeyBytes, config.limits.maxBucketBytes)) },
     // During shutdown, answer in the documented error shape (below) rather than fastify's own 503 body.
     return503OnClosing: false,
-    frameworkErrors: (error, request, reply) => sendKvError(reply, toKvError(error, request, request.log)),
+    // The reply is a thenable that fastify sends itself; nothing here waits for it.
+    frameworkErrors: (error, request, reply) => {
+      void sendKvError(reply, toKvError(error, request, request.log));
+    },
   });
 
   // Values are opaque bytes of any content type: no JSON or text parsing, ever.
