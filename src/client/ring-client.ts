@@ -40,7 +40,11 @@ export interface WriteRequestOptions {
   readonly consistency?: Consistency;
   /** How long the coordinating node waits for replicas (the server's timeout_ms). */
   readonly timeoutMs?: number;
-  /** The causal context of the read this write follows; omit for a blind write. */
+  /**
+   * The causal context of the read this write follows, or of this client's own last write of the
+   * key; omit for a blind write. It supersedes only what it covers: a write context covers the
+   * version that write made, never a concurrent sibling its writer did not see.
+   */
   readonly context?: string;
   /** The value's content type; default application/octet-stream. */
   readonly contentType?: string;
@@ -72,7 +76,11 @@ export interface ReadResult {
 
 /** What a write returns. */
 export interface WriteResult {
-  /** The causal context of the new version: pass it to the next write of this key to supersede it. */
+  /**
+   * The causal context of this write: what its own context covered plus the version it made.
+   * Pass it to the next write of this key to supersede this write; concurrent siblings stay
+   * (read, then {@link RingClient.resolve}, to merge them).
+   */
   readonly context: string;
 }
 
