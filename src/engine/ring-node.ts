@@ -1,22 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { encodeDataKey, partitionOf } from '../core/keys.js';
-import { type Ring, fallbacks, partitionsOwnedBy, plannedRing, preferenceList, ringMembers } from '../core/ring/ring.js';
+import { encodeDataKey } from '../core/keys.js';
+import { type Ring, partitionsOwnedBy, ringMembers } from '../core/ring/ring.js';
 import type { ClusterView, MemberRecord } from '../core/membership/membership.js';
-import {
-  type TallyReply,
-  type TallyRequirement,
-  type TallyState,
-  insufficientReplicasError,
-  recordReply,
-  resolveQuorum,
-  startTally,
-  timeoutError,
-  verdict,
-} from '../core/quorum/quorum.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import { emptyContext, writeContext } from '../core/versioning/context.js';
-import { type ConflictMode, type Dot, type VersionedObject, type WriteIntent, mergeObjects, versionIdentity } from '../core/versioning/versioned-object.js';
-import { KvError, isKvError } from '../util/errors.js';
+import { emptyContext } from '../core/versioning/context.js';
+import type { VersionedObject } from '../core/versioning/versioned-object.js';
+import { KvError } from '../util/errors.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { Random } from '../ports/random.js';
@@ -25,7 +14,8 @@ import type { Transport } from '../ports/transport.js';
 import { type BucketProperties, type NodeConfig, bucketProperties } from './config.js';
 import { Gossiper } from './gossiper.js';
 import { HintStore } from './hint-store.js';
-import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOptions, WriteOutcome } from './kv-service.js';
+import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
+import { Coordinator } from './coordinator.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
 import { Handoff } from './handoff.js';
 import { PeriodicTask } from './periodic-task.js';
@@ -52,28 +42,8 @@ export interface RingNodeOptions {
   readonly processFigures?: () => Readonly<Record<string, number>>;
 }
 
-/** One call to a replica, as the tally counts it. */
-interface ReplicaCall {
-  readonly primary: boolean;
-  readonly run: () => Promise<TallyReply>;
-}
 
-/** Where a write goes: a replica, whether it is a primary or a fallback holding a hint, and how the tally counts it. */
-interface WriteTarget {
-  readonly node: string;
-  readonly primary: boolean;
-  /** Counts towards `w` (a planned replica outside the current preference list does not). */
-  readonly counts: boolean;
-  /** Is (or holds a hint for) one of the key's planned replicas during a ring change. */
-  readonly planned: boolean;
-  readonly hintFor?: string;
-}
 
-/** A client request's one deadline: when it must be answered, and the timeout it asked for. */
-interface RequestDeadline {
-  readonly atMs: number;
-  readonly totalMs: number;
-}
 
 const viewMetaKey = Buffer.from('cluster-view');
 
@@ -90,6 +60,7 @@ export class RingNode implements KvService {
   private readonly lifecycleCheck: PeriodicTask;
   private readonly antiEntropy: AntiEntropy;
   private readonly handoff: Handoff;
+  private readonly coordinator: Coordinator;
   private inFlight = 0;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
@@ -125,6 +96,17 @@ export class RingNode implements KvService {
       reportTransfersDone: (version) => this.gossiper.reportTransfersDone(version),
     });
     this.replica.onChange((dataKey, before, after, object) => this.antiEntropy.track(dataKey, before, after, object));
+    this.coordinator = new Coordinator({
+      selfId: this.nodeId,
+      clock: options.clock,
+      logger: options.logger,
+      hints: this.hints,
+      settings: () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled }),
+      requireRing: () => this.requireRing(),
+      isUp: (node) => this.gossiper.isUp(node),
+      bucketProperties: (bucket) => this.bucketProperties(bucket),
+      send: (node, request, timeoutMs) => this.send(node, request, timeoutMs),
+    });
     this.hintDelivery = new PeriodicTask(
       options.clock,
       () => this.deliverHints(),
@@ -303,64 +285,9 @@ export class RingNode implements KvService {
     return reply;
   }
 
-  private placement(bucket: string, key: string): { ring: Ring; partition: number; primaries: string[]; properties: BucketProperties } {
-    const ring = this.requireRing();
-    const properties = this.bucketProperties(bucket);
-    const partition = partitionOf(bucket, key, ring.partitionCount);
-    return { ring, partition, primaries: preferenceList(ring, partition, properties.nVal), properties };
-  }
-
   /** Coordinated read over the key's primaries, with read repair of stale replicas it saw. */
   async get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {
-    return this.admit(async () => {
-      const deadline = this.deadlineOf(options.timeoutMs);
-      const { primaries, properties } = this.placement(bucket, key);
-      const readPreference = (node: string): number => (node === this.nodeId ? 0 : this.gossiper.isUp(node) ? 1 : 2);
-      const requirement: TallyRequirement = {
-        required: resolveQuorum(options.r ?? properties.r, primaries.length),
-        primaryRequired: options.pr === undefined ? 0 : resolveQuorum(options.pr, primaries.length),
-        durableRequired: 0,
-        asked: primaries.length,
-        primariesAsked: primaries.length,
-      };
-      const answers = new Map<string, VersionedObject | null>();
-      const readFrom = (node: string): ReplicaCall => ({
-        primary: true,
-        run: async () => {
-          if (!this.gossiper.isUp(node)) return { ok: false, primary: true, durable: false, counts: true };
-          const reply = await this.send(node, { type: 'replica-get', bucket, key }, this.remainingMs(deadline));
-          answers.set(node, reply.type === 'replica-get-reply' ? reply.object : null);
-          return { ok: reply.type === 'replica-get-reply', primary: true, durable: false, counts: true };
-        },
-      });
-      // This node first (its read is the cheapest), then live replicas, then the rest; ask as
-      // many as the read needs and keep the others as spares.
-      const ordered = [...primaries].sort((left, right) => readPreference(left) - readPreference(right));
-      const needed = Math.max(requirement.required, requirement.primaryRequired);
-      const outcome = this.collect('read', requirement, deadline, ordered.slice(0, needed).map(readFrom), ordered.slice(needed).map(readFrom));
-      await outcome.decided;
-      outcome.settled
-        .then(() => this.readRepair(bucket, key, answers, properties.conflictMode))
-        .catch((error: unknown) => this.options.logger.warn({ error: String(error) }, 'read repair failed'));
-      return mergeAll([...answers.values()], properties.conflictMode);
-    });
-  }
-
-  /** Sends the merged version to every replica that answered with something older (Dynamo's read repair). */
-  private async readRepair(bucket: string, key: string, answers: Map<string, VersionedObject | null>, mode: ConflictMode): Promise<void> {
-    const merged = mergeAll([...answers.values()], mode);
-    if (merged === undefined) return;
-    const identity = versionIdentity(merged);
-    await Promise.all(
-      [...answers].map(async ([node, object]) => {
-        if (object !== null && versionIdentity(object) === identity) return;
-        try {
-          await this.send(node, { type: 'replica-put', bucket, key, object: merged, mode, sync: false });
-        } catch (error) {
-          this.options.logger.debug({ node, error: String(error) }, 'read repair failed');
-        }
-      }),
-    );
+    return this.admit(async () => this.coordinator.read(bucket, key, options));
   }
 
   /** This node's own copy, without coordination or read repair. */
@@ -370,210 +297,28 @@ export class RingNode implements KvService {
 
   /** Coordinated write; answers the new object and the context its writer may chain into the next write. */
   async put(command: PutCommand): Promise<WriteOutcome> {
-    return this.write(command.bucket, command.key, command.options, {
-      value: command.value,
-      contentType: command.contentType,
-      tombstone: false,
-      context: command.context ?? emptyContext,
-      nowMs: this.options.clock.nowMs(),
-    });
+    return this.admit(async () =>
+      this.coordinator.write(command.bucket, command.key, command.options, {
+        value: command.value,
+        contentType: command.contentType,
+        tombstone: false,
+        context: command.context ?? emptyContext,
+        nowMs: this.options.clock.nowMs(),
+      }),
+    );
   }
 
   /** Coordinated delete: a tombstone written like any other version. */
   async delete(command: DeleteCommand): Promise<WriteOutcome> {
-    return this.write(command.bucket, command.key, command.options, {
-      value: new Uint8Array(0),
-      contentType: 'application/octet-stream',
-      tombstone: true,
-      context: command.context ?? emptyContext,
-      nowMs: this.options.clock.nowMs(),
-    });
-  }
-
-  /** The absolute time a request must be answered by: one deadline for every step of it. */
-  private deadlineOf(timeoutMs: number | undefined): RequestDeadline {
-    const totalMs = timeoutMs ?? this.options.config.limits.requestTimeoutMs;
-    return { atMs: this.options.clock.nowMs() + totalMs, totalMs };
-  }
-
-  /** What is left of a request's deadline (never negative). */
-  private remainingMs(deadline: RequestDeadline): number {
-    return Math.max(0, deadline.atMs - this.options.clock.nowMs());
-  }
-
-  /**
-   * Dynamo's write path: a live primary applies the write and issues its dot, then the result goes
-   * to the other primaries; a down primary's copy goes to the next live node outside the
-   * preference list with a hint (it counts for w, never for pw). With no such node, this node
-   * keeps the hint itself (Cassandra's way) and it does not count for w. While a ring change is
-   * under way the planned replicas get the write too, and a quorum of them must take it.
-   */
-  private async write(bucket: string, key: string, options: WriteOptions, intent: WriteIntent): Promise<WriteOutcome> {
-    return this.admit(async () => {
-      const deadline = this.deadlineOf(options.timeoutMs);
-      const { ring, partition, primaries, properties } = this.placement(bucket, key);
-      const mode = properties.conflictMode;
-      const dwRequired = options.dw === undefined ? 0 : resolveQuorum(options.dw, primaries.length);
-      const sync = dwRequired > 0;
-      const isUp = (node: string): boolean => this.gossiper.isUp(node);
-      const livePrimaries = primaries.filter(isUp);
-      const downPrimaries = primaries.filter((node) => !isUp(node));
-      const planned = ring.next === null ? [] : preferenceList(plannedRing(ring), partition, properties.nVal);
-      const handoff = this.options.config.hintedHandoff.enabled;
-      const spares = handoff ? fallbacks(ring, partition, properties.nVal, isUp, downPrimaries.length) : [];
-      const targets: WriteTarget[] = livePrimaries.map((node) => ({ node, primary: true, counts: true, planned: planned.includes(node) }));
-      const keptHints: string[] = [];
-      downPrimaries.forEach((down, index) => {
-        const spare = spares[index];
-        if (spare !== undefined) targets.push({ node: spare, primary: false, counts: true, planned: planned.includes(down), hintFor: down });
-        else if (handoff) keptHints.push(down);
-      });
-      for (const node of planned) {
-        if (!primaries.includes(node) && isUp(node) && !targets.some((target) => target.node === node)) {
-          targets.push({ node, primary: false, counts: false, planned: true });
-        }
-      }
-      const w = options.w ?? properties.w;
-      const requirement: TallyRequirement = {
-        required: resolveQuorum(w, primaries.length),
-        primaryRequired: options.pw === undefined ? 0 : resolveQuorum(options.pw, primaries.length),
-        durableRequired: dwRequired,
-        asked: targets.length,
-        primariesAsked: livePrimaries.length,
-        plannedRequired: planned.length === 0 ? 0 : Math.min(resolveQuorum(w, planned.length), planned.length),
-        plannedAsked: targets.filter((target) => target.planned).length,
-      };
-      const coordinating = livePrimaries.includes(this.nodeId) ? this.nodeId : livePrimaries[0];
-      const counted = targets.filter((target) => target.counts).length;
-      if (coordinating === undefined || counted < requirement.required || verdict(startTally(requirement)) === 'impossible' || requirement.primaryRequired > livePrimaries.length) {
-        throw insufficientReplicasError('write', startTally(requirement), false);
-      }
-      const coordinated = await this.coordinateWrite(coordinating, bucket, key, intent, mode, sync, deadline);
-      const object = coordinated.object;
-      const coordinatingTarget = targets.find((target) => target.node === coordinating);
-      const others = targets.filter((target) => target.node !== coordinating);
-      const outcome = this.collect('write', requirement, deadline, [
-        { primary: true, run: async () => ({ ok: true, primary: true, durable: coordinated.durable, counts: true, planned: coordinatingTarget?.planned === true }) },
-        ...others.map(
-          (target): ReplicaCall => ({
-            primary: target.primary,
-            run: async () => {
-              const reply = await this.send(
-                target.node,
-                { type: 'replica-put', bucket, key, object, mode, sync, ...(target.hintFor === undefined ? {} : { hintFor: target.hintFor }) },
-                this.remainingMs(deadline),
-              );
-              const ok = reply.type === 'replica-put-reply';
-              return { ok, primary: target.primary, durable: ok && reply.durable, counts: target.counts, planned: target.planned };
-            },
-          }),
-        ),
-      ]);
-      const dataKey = encodeDataKey(bucket, key);
-      const storeKeptHints = async (): Promise<void> => {
-        for (const down of keptHints) await this.hints.add(down, dataKey, object, mode, this.options.clock.nowMs(), sync);
-      };
-      // Both are awaited together, so a tally that fails fast while hints are stored is still handled.
-      await Promise.all([outcome.decided, storeKeptHints()]);
-      return { object, context: writeContext(intent.context, coordinated.dot) };
-    });
-  }
-
-  /** Asks one live primary (this node first) to apply the write, within what is left of the request's deadline. */
-  private async coordinateWrite(
-    node: string,
-    bucket: string,
-    key: string,
-    write: WriteIntent,
-    mode: ConflictMode,
-    sync: boolean,
-    deadline: RequestDeadline,
-  ): Promise<{ object: VersionedObject; durable: boolean; dot: Dot }> {
-    const remainingMs = this.remainingMs(deadline);
-    const reply = await withDeadline(this.options.clock, remainingMs, this.send(node, { type: 'coordinate-put', bucket, key, write, mode, sync }, remainingMs), () =>
-      new KvError('KV_TIMEOUT', `write timed out after ${deadline.totalMs} ms waiting for the coordinating replica ${node}; the write may or may not have been applied — read it back before retrying`),
-    ).catch((error: unknown) => {
-      if (isKvError(error) && error.code === 'KV_TIMEOUT') throw error;
-      throw new KvError('KV_INSUFFICIENT_REPLICAS', `the coordinating replica ${node} could not take the write (${String(error instanceof Error ? error.message : error)}); retry later`, {
-        details: { required: 1, succeeded: 0 },
-        retryAfterSeconds: 1,
-      });
-    });
-    if (reply.type !== 'coordinate-put-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to coordinate-put`);
-    return { object: reply.object, durable: reply.durable, dot: reply.dot };
-  }
-
-  /**
-   * Runs replica calls in parallel and settles `decided` when the tally is met (resolves), can no
-   * longer be met (rejects 503) or the deadline passes (rejects 504); `settled` resolves when every
-   * call has finished, for read repair. `spares` start only when a call fails or after
-   * `limits.speculativeRetryMs` (speculative retry, as Cassandra's): a read asks the replicas it needs, not
-   * every replica, and the others only when one of them does not come through.
-   */
-  private collect(
-    operation: string,
-    requirement: TallyRequirement,
-    deadline: RequestDeadline,
-    calls: readonly ReplicaCall[],
-    spares: readonly ReplicaCall[] = [],
-  ): { decided: Promise<void>; settled: Promise<void> } {
-    const deadlineMs = this.remainingMs(deadline);
-    let state: TallyState = startTally(requirement);
-    let done = false;
-    let finish!: (error?: KvError) => void;
-    const decided = new Promise<void>((resolve, reject) => {
-      finish = (error) => {
-        if (done) return;
-        done = true;
-        timer.cancel();
-        spareTimer?.cancel();
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-    });
-    // `decided` can reject (a fast 503, a tiny deadline) before the caller gets to await it; marking
-    // it handled here keeps such an early rejection from being an unhandled one that ends the
-    // process, while the caller's own await still receives it.
-    decided.catch(() => undefined);
-    const timer = this.options.clock.setTimer(deadlineMs, () => finish(timeoutError(operation, state, deadline.totalMs)));
-    const judge = (): void => {
-      const current = verdict(state);
-      if (current === 'met') finish();
-      else if (current === 'impossible') finish(insufficientReplicasError(operation, state));
-    };
-    const running: Promise<void>[] = [];
-    let sparesStarted = spares.length === 0;
-    const startSpares = (): void => {
-      if (sparesStarted || done) return;
-      sparesStarted = true;
-      spareTimer?.cancel();
-      for (const spare of spares) running.push(run(spare));
-    };
-    const run = async (call: ReplicaCall): Promise<void> => {
-      let reply: TallyReply;
-      try {
-        reply = await call.run();
-      } catch {
-        reply = { ok: false, primary: call.primary, durable: false, counts: true };
-      }
-      state = recordReply(state, reply);
-      if (!reply.ok) startSpares();
-      judge();
-    };
-    const spareTimer = sparesStarted ? undefined : this.options.clock.setTimer(this.options.config.limits.speculativeRetryMs, startSpares);
-    judge();
-    for (const call of calls) running.push(run(call));
-    // Spares may join while the first calls run, so wait until the list stops growing.
-    const settled = (async () => {
-      let seen = 0;
-      while (seen < running.length) {
-        const batch = running.slice(seen);
-        seen = running.length;
-        await Promise.all(batch);
-      }
-      spareTimer?.cancel();
-    })();
-    return { decided, settled };
+    return this.admit(async () =>
+      this.coordinator.write(command.bucket, command.key, command.options, {
+        value: new Uint8Array(0),
+        contentType: 'application/octet-stream',
+        tombstone: true,
+        context: command.context ?? emptyContext,
+        nowMs: this.options.clock.nowMs(),
+      }),
+    );
   }
 
   /** Serves a peer's request against this node's replica, hints and membership. */
@@ -666,29 +411,4 @@ export class RingNode implements KvService {
   async compact(start?: Uint8Array, end?: Uint8Array): Promise<void> {
     await this.options.storage.compactRange(start, end);
   }
-}
-
-function mergeAll(objects: readonly (VersionedObject | null)[], mode: ConflictMode): VersionedObject | undefined {
-  let merged: VersionedObject | undefined;
-  for (const object of objects) {
-    if (object === null) continue;
-    merged = merged === undefined ? object : mergeObjects(merged, object, mode);
-  }
-  return merged;
-}
-
-function withDeadline<T>(clock: Clock, timeoutMs: number, work: Promise<T>, onTimeout: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = clock.setTimer(timeoutMs, () => reject(onTimeout()));
-    work.then(
-      (value) => {
-        timer.cancel();
-        resolve(value);
-      },
-      (error: unknown) => {
-        timer.cancel();
-        reject(error);
-      },
-    );
-  });
 }

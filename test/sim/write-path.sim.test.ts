@@ -76,8 +76,8 @@ describe('writes during a ring change', () => {
     const { key, now, next } = moved!;
     const byId = (id: string): SimMember => sim.members.find((member) => member.nodeId === id)!;
     const leaver = byId(now.find((node) => !next.includes(node))!);
-    const [kept, other] = now.filter((node) => next.includes(node)).map(byId) as [SimMember, SimMember];
-    // One kept replica and the joiner lose every replica write: only `kept` and the leaver can take it.
+    const [, other] = now.filter((node) => next.includes(node)).map(byId) as [SimMember, SimMember];
+    // One kept replica and the joiner lose every replica write: only the other kept replica and the leaver can take it.
     refuseAt(sim, other, (request) => request.type === 'replica-put' || !replicaTraffic.has(request.type));
     refuseAt(sim, joiner, (request) => request.type === 'replica-put');
 

@@ -1,0 +1,185 @@
+import { partitionOf, encodeDataKey } from '../core/keys.js';
+import { type PlacementView, planRead, planWrite } from '../core/coordination/plan.js';
+import { type ReadEffect, type ReadEvent, startRead, stepRead } from '../core/coordination/read-coordinator.js';
+import { type WriteEffect, type WriteEvent, startWrite, stepWrite } from '../core/coordination/write-coordinator.js';
+import type { Ring } from '../core/ring/ring.js';
+import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import type { VersionedObject, WriteIntent } from '../core/versioning/versioned-object.js';
+import { KvError, isKvError } from '../util/errors.js';
+import type { Clock, TimerHandle } from '../ports/clock.js';
+import type { Logger } from '../ports/logger.js';
+import type { BucketProperties } from './config.js';
+import type { HintStore } from './hint-store.js';
+import type { ReadOptions, WriteOptions, WriteOutcome } from './kv-service.js';
+
+/** What the coordinator needs from its node, handed to it rather than imported (no cycle). */
+export interface CoordinatorDependencies {
+  readonly selfId: string;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly hints: HintStore;
+  readonly settings: () => { readonly requestTimeoutMs: number; readonly speculativeRetryMs: number; readonly hintedHandoff: boolean };
+  /** The ring, or a KV_NOT_READY error when the node has not joined one yet. */
+  readonly requireRing: () => Ring;
+  readonly isUp: (node: string) => boolean;
+  readonly bucketProperties: (bucket: string) => BucketProperties;
+  /** Sends a peer request (this node's own requests are served locally), within `timeoutMs`. */
+  readonly send: (node: string, request: PeerRequest, timeoutMs: number) => Promise<PeerReply>;
+}
+
+/**
+ * Runs the pure read and write coordinators of src/core/coordination: plans the request,
+ * feeds the machine its events (answers, failures, the deadline) and carries out the effects
+ * it returns (peer calls, timers, hints, read repair, the reply). One deadline covers the
+ * whole request: every peer call gets what is left of it.
+ */
+export class Coordinator {
+  constructor(private readonly deps: CoordinatorDependencies) {}
+
+  private view(bucket: string, key: string): { view: PlacementView; properties: BucketProperties } {
+    const ring = this.deps.requireRing();
+    const properties = this.deps.bucketProperties(bucket);
+    return {
+      view: { ring, partition: partitionOf(bucket, key, ring.partitionCount), nVal: properties.nVal, self: this.deps.selfId, isUp: this.deps.isUp },
+      properties,
+    };
+  }
+
+  /** A coordinated read: the merged object of `r` replicas (undefined when none has the key). */
+  async read(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {
+    const { view, properties } = this.view(bucket, key);
+    const settings = this.deps.settings();
+    const timeoutMs = options.timeoutMs ?? settings.requestTimeoutMs;
+    const plan = planRead(view, { r: options.r ?? properties.r, ...(options.pr === undefined ? {} : { pr: options.pr }) });
+    const mode = properties.conflictMode;
+    const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
+    return new Promise<VersionedObject | undefined>((resolve, reject) => {
+      let state = startRead(plan, mode, timeoutMs);
+      const timers: TimerHandle[] = [];
+      const feed = (event: ReadEvent): void => {
+        const [next, effects] = stepRead(state, event);
+        state = next;
+        for (const effect of effects) perform(effect);
+        if (state.decided && state.repaired) for (const timer of timers) timer.cancel();
+      };
+      const perform = (effect: ReadEffect): void => {
+        switch (effect.type) {
+          case 'arm-deadline':
+          case 'arm-spares': {
+            const event: ReadEvent = effect.type === 'arm-deadline' ? { type: 'deadline' } : { type: 'spares-due' };
+            timers.push(this.deps.clock.setTimer(Math.max(0, effect.atMs - this.deps.clock.nowMs()), () => feed(event)));
+            return;
+          }
+          case 'ask':
+            this.deps
+              .send(effect.node, { type: 'replica-get', bucket, key }, this.remainingMs(deadlineAtMs))
+              .then(
+                (reply) => feed(reply.type === 'replica-get-reply' ? { type: 'answered', node: effect.node, object: reply.object } : { type: 'failed', node: effect.node }),
+                () => feed({ type: 'failed', node: effect.node }),
+              )
+              .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'read step failed'));
+            return;
+          case 'reply':
+            resolve(effect.object);
+            return;
+          case 'fail':
+            reject(effect.error);
+            return;
+          case 'repair':
+            for (const node of effect.nodes) {
+              this.deps
+                .send(node, { type: 'replica-put', bucket, key, object: effect.object, mode, sync: false }, this.deps.settings().requestTimeoutMs)
+                .catch((error: unknown) => this.deps.logger.debug({ node, error: String(error) }, 'read repair failed'));
+            }
+            return;
+        }
+      };
+      feed({ type: 'start', nowMs: this.deps.clock.nowMs(), speculativeRetryMs: settings.speculativeRetryMs, isUp: this.deps.isUp });
+    });
+  }
+
+  /** A coordinated write (or delete): the new object and the context its writer may chain. */
+  async write(bucket: string, key: string, options: WriteOptions, intent: WriteIntent): Promise<WriteOutcome> {
+    const { view, properties } = this.view(bucket, key);
+    const settings = this.deps.settings();
+    const timeoutMs = options.timeoutMs ?? settings.requestTimeoutMs;
+    const quorums = { w: options.w ?? properties.w, ...(options.pw === undefined ? {} : { pw: options.pw }), ...(options.dw === undefined ? {} : { dw: options.dw }) };
+    const plan = planWrite(view, quorums, settings.hintedHandoff);
+    const mode = properties.conflictMode;
+    const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
+    return new Promise<WriteOutcome>((resolve, reject) => {
+      let state = startWrite(plan, intent.context, timeoutMs);
+      let deadline: TimerHandle | undefined;
+      const feed = (event: WriteEvent): void => {
+        const [next, effects] = stepWrite(state, event);
+        state = next;
+        for (const effect of effects) perform(effect);
+      };
+      const perform = (effect: WriteEffect): void => {
+        switch (effect.type) {
+          case 'arm-deadline':
+            deadline = this.deps.clock.setTimer(Math.max(0, effect.atMs - this.deps.clock.nowMs()), () => feed({ type: 'deadline' }));
+            return;
+          case 'coordinate':
+            this.deps
+              .send(effect.node, { type: 'coordinate-put', bucket, key, write: intent, mode, sync: plan.sync }, this.remainingMs(deadlineAtMs))
+              .then(
+                (reply) => {
+                  if (reply.type === 'coordinate-put-reply') feed({ type: 'coordinated', object: reply.object, dot: reply.dot, durable: reply.durable });
+                  else feed({ type: 'coordinate-failed', error: new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to coordinate-put`) });
+                },
+                (error: unknown) => feed({ type: 'coordinate-failed', error: coordinatingFailure(effect.node, timeoutMs, error) }),
+              )
+              .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'write step failed'));
+            return;
+          case 'replicate': {
+            const { target } = effect;
+            const request: PeerRequest = { type: 'replica-put', bucket, key, object: effect.object, mode, sync: effect.sync, ...(target.hintFor === undefined ? {} : { hintFor: target.hintFor }) };
+            this.deps
+              .send(target.node, request, this.remainingMs(deadlineAtMs))
+              .then(
+                (reply) => feed({ type: 'replicated', node: target.node, ok: reply.type === 'replica-put-reply', durable: reply.type === 'replica-put-reply' && reply.durable }),
+                () => feed({ type: 'replicated', node: target.node, ok: false, durable: false }),
+              )
+              .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'write step failed'));
+            return;
+          }
+          case 'keep-hints':
+            this.keepHints(effect.nodes, encodeDataKey(bucket, key), effect.object, mode, effect.sync)
+              .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'a kept hint could not be stored; anti-entropy will repair the replica'))
+              .finally(() => feed({ type: 'hints-kept' }))
+              .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'write step failed'));
+            return;
+          case 'reply':
+            deadline?.cancel();
+            resolve({ object: effect.object, context: effect.context });
+            return;
+          case 'fail':
+            deadline?.cancel();
+            reject(effect.error);
+            return;
+        }
+      };
+      feed({ type: 'start', nowMs: this.deps.clock.nowMs() });
+    });
+  }
+
+  private async keepHints(nodes: readonly string[], dataKey: Buffer, object: VersionedObject, mode: BucketProperties['conflictMode'], sync: boolean): Promise<void> {
+    for (const node of nodes) await this.deps.hints.add(node, dataKey, object, mode, this.deps.clock.nowMs(), sync);
+  }
+
+  private remainingMs(deadlineAtMs: number): number {
+    return Math.max(1, deadlineAtMs - this.deps.clock.nowMs());
+  }
+}
+
+/** The error of a coordinating replica that could not take the write. */
+function coordinatingFailure(node: string, timeoutMs: number, error: unknown): KvError {
+  if (isKvError(error) && error.code === 'KV_TIMEOUT') {
+    return new KvError('KV_TIMEOUT', `write timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; the write may or may not have been applied — read it back before retrying`);
+  }
+  return new KvError('KV_INSUFFICIENT_REPLICAS', `the coordinating replica ${node} could not take the write (${String(error instanceof Error ? error.message : error)}); retry later`, {
+    details: { required: 1, succeeded: 0 },
+    retryAfterSeconds: 1,
+  });
+}
