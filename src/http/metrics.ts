@@ -70,6 +70,10 @@ export class HttpMetrics {
     keysRepaired: this.mirroredCounter('ringkv_anti_entropy_keys_repaired_total', 'Keys anti-entropy changed on this node or on a peer it exchanged with'),
     bytesExchanged: this.mirroredCounter('ringkv_anti_entropy_bytes_total', 'Bytes of anti-entropy messages this node sent and received'),
     tombstonesReaped: this.mirroredCounter('ringkv_tombstones_reaped_total', 'Tombstones removed after every replica had them and the grace period passed'),
+    staleVersionsRefused: this.mirroredCounter(
+      'ringkv_stale_versions_refused_total',
+      'Pushed versions refused because a tombstone reaped on this node had superseded them (each would have brought a deleted key back)',
+    ),
   };
 
   private gauge(name: string, help: string, labelNames: string[] = []): Gauge {
@@ -121,6 +125,7 @@ export class HttpMetrics {
     this.mirrored.keysRepaired.sync(antiEntropy.keysRepaired);
     this.mirrored.bytesExchanged.sync(antiEntropy.bytesExchanged);
     this.mirrored.tombstonesReaped.sync(antiEntropy.tombstonesReaped);
+    this.mirrored.staleVersionsRefused.sync(antiEntropy.staleVersionsRefused ?? 0);
     this.gauges.tombstonesPending.set(antiEntropy.tombstonesPending);
     this.gauges.sinceFullExchange.reset();
     for (const [partition, ageMs] of Object.entries(antiEntropy.lastFullExchangeAgeMs)) {
