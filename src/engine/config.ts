@@ -40,6 +40,10 @@ export interface NodeConfig {
     readonly windowMs: number;
     readonly batchSize: number;
     readonly intervalMs: number;
+    /** Hints kept per target node at most; more are dropped (and counted), anti-entropy repairs what they carried. */
+    readonly maxHintsPerTarget: number;
+    /** Bytes of hints kept per target node at most (key and stored value of each). */
+    readonly maxBytesPerTarget: number;
   };
   readonly antiEntropy: {
     readonly enabled: boolean;
@@ -160,6 +164,8 @@ const schema: Record<string, Check> = {
   'hintedHandoff.windowMs': integer(1000, 30 * 24 * 3_600_000),
   'hintedHandoff.batchSize': integer(1, 100_000),
   'hintedHandoff.intervalMs': integer(10, 3_600_000),
+  'hintedHandoff.maxHintsPerTarget': integer(1, 100_000_000),
+  'hintedHandoff.maxBytesPerTarget': integer(1024, 2 ** 40),
   'antiEntropy.enabled': boolean,
   'antiEntropy.intervalMs': integer(10, 86_400_000),
   'antiEntropy.tombstoneGraceMs': integer(0, 365 * 86_400_000),

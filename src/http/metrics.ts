@@ -65,6 +65,10 @@ export class HttpMetrics {
   private readonly mirrored = {
     hintsDelivered: this.mirroredCounter('ringkv_hints_delivered_total', 'Hints delivered to the node they were for'),
     hintsExpired: this.mirroredCounter('ringkv_hints_expired_total', 'Hints dropped after hintedHandoff.windowMs without delivery'),
+    hintsDropped: this.mirroredCounter(
+      'ringkv_hints_dropped_total',
+      'Hints not stored because their target already had hintedHandoff.maxHintsPerTarget hints or maxBytesPerTarget bytes waiting (anti-entropy repairs what they carried)',
+    ),
     compactions: this.mirroredCounter('ringkv_storage_compactions_total', 'LevelDB compactions since the database was opened'),
     exchanges: this.mirroredCounter('ringkv_anti_entropy_exchanges_total', 'Anti-entropy exchanges this node started'),
     keysRepaired: this.mirroredCounter('ringkv_anti_entropy_keys_repaired_total', 'Keys anti-entropy changed on this node or on a peer it exchanged with'),
@@ -101,6 +105,7 @@ export class HttpMetrics {
     this.gauges.hintsPending.set(status.hints.pending);
     this.mirrored.hintsDelivered.sync(status.hints.delivered);
     this.mirrored.hintsExpired.sync(status.hints.expired);
+    this.mirrored.hintsDropped.sync(status.hints.dropped ?? 0);
     for (const memberStatus of memberStatuses) {
       this.gauges.members.set({ status: memberStatus }, status.members.filter((member) => member.status === memberStatus).length);
     }
