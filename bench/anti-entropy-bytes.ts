@@ -53,7 +53,7 @@ async function replica(name: string, peer: () => AntiEntropy): Promise<{ storage
     replica: local,
     clock: systemClock,
     logger: silentLogger,
-    settings: { enabled: false, intervalMs: 3_600_000, tombstoneGraceMs: 86_400_000, maxKeysPerSecond: 10_000_000, peerTimeoutMs: 10_000 },
+    settings: { enabled: false, intervalMs: 3_600_000, tombstoneGraceMs: 86_400_000, reapedRetentionMs: 30 * 86_400_000, maxKeysPerSecond: 10_000_000, peerTimeoutMs: 10_000 },
     ring: () => ring,
     isUp: () => true,
     send,

@@ -28,6 +28,11 @@ export interface AntiEntropySettings {
   readonly intervalMs: number;
   /** How long a tombstone stays after every replica has it, before it is reaped. */
   readonly tombstoneGraceMs: number;
+  /**
+   * How long a replica remembers a tombstone it reaped (its version vector, no value), so that a
+   * node that missed the delete and comes back within this time cannot resurrect the key.
+   */
+  readonly reapedRetentionMs: number;
   /** Keys repaired per second at most, so foreground latency holds while replicas catch up. */
   readonly maxKeysPerSecond: number;
   readonly peerTimeoutMs: number;
@@ -67,6 +72,10 @@ export interface AntiEntropyStatus {
   readonly bytesExchanged: number;
   readonly tombstonesReaped: number;
   readonly tombstonesPending: number;
+  /** Pushed versions refused because a tombstone reaped here had superseded them. */
+  readonly staleVersionsRefused: number;
+  /** Reaped-tombstone records forgotten after `antiEntropy.reapedRetentionMs`. */
+  readonly reapedRecordsForgotten: number;
   readonly partitionsTracked: number;
   /** Age of the oldest "last full exchange" among the partitions this node replicates (null before the first sweep ends). */
   readonly oldestFullExchangeAgeMs: number | null;
@@ -78,6 +87,8 @@ export interface AntiEntropyStatus {
 type WireItem = [key: string, value: string];
 
 const keysPerLeafRequest = 64;
+/** Reaped-tombstone records forgotten per sweep at most, so one sweep's extra work stays bounded. */
+const reapedRecordsForgottenPerSweep = 10_000;
 const itemsPerPush = 200;
 
 function keyText(dataKey: Uint8Array): string {
@@ -130,6 +141,7 @@ export class AntiEntropy {
   private keysRepaired = 0;
   private bytesExchanged = 0;
   private tombstonesReaped = 0;
+  private reapedRecordsForgotten = 0;
   private partitionCount = 0;
 
   constructor(private readonly deps: AntiEntropyDependencies) {
@@ -253,6 +265,7 @@ export class AntiEntropy {
       if (ring.next === null) await this.reapTombstones(ring, partition);
       if (repairing) this.progress = { ...this.progress, partitionsDone: this.progress.partitionsDone + 1 };
     }
+    this.reapedRecordsForgotten += await this.deps.replica.forgetReapedBefore(this.deps.clock.nowMs() - this.deps.settings.reapedRetentionMs, reapedRecordsForgottenPerSweep);
     if (repairing) this.progress = { ...this.progress, running: false, finishedAtMs: this.deps.clock.nowMs() };
   }
 
@@ -286,7 +299,7 @@ export class AntiEntropy {
       const items: WireItem[] = [...mine].map(([key, entry]) => [key, entry.digest]);
       const keysReply = (await this.control(peer, 'ae-keys', { partition, leaves, items })) as { objects: WireItem[]; need: string[] };
       repaired += await this.mergeItems(keysReply.objects);
-      const push: WireItem[] = [];
+      const push: WireItem[] = await this.reapedAnswers(keysReply.objects.map(([key]) => key).filter((key) => !mine.has(key)));
       // What the peer lacks is sent as this side scanned it; a write since then reaches the peer anyway.
       for (const key of new Set(keysReply.need)) {
         const entry = mine.get(key);
@@ -357,11 +370,25 @@ export class AntiEntropy {
         const digests = await Promise.all(replicas.filter((node) => node !== this.deps.selfId).map((node) => this.control(node, 'ae-digest', { key: keyText(dataKey) })));
         if (!digests.every((answer) => (answer as { digest: string | null }).digest === digest)) continue;
         await Promise.all(replicas.filter((node) => node !== this.deps.selfId).map((node) => this.control(node, 'ae-reap', { key: keyText(dataKey), digest })));
-        if (await this.deps.replica.remove(dataKey, local)) this.tombstonesReaped += 1;
+        if (await this.deps.replica.reap(dataKey, local, now)) this.tombstonesReaped += 1;
       } catch (error) {
         this.deps.logger.debug({ error: String(error) }, 'tombstone not reaped this time');
       }
     }
+  }
+
+  /**
+   * The remembered tombstones of keys the peer holds and this node reaped. A peer that missed
+   * the delete (a replica back with an old disk) merges the tombstone over its stale version and
+   * converges, instead of pushing that version again on every sweep only to have it refused.
+   */
+  private async reapedAnswers(keys: readonly string[]): Promise<WireItem[]> {
+    const answers: WireItem[] = [];
+    for (const key of keys) {
+      const bytes = await this.deps.replica.reapedBytes(keyBytes(key));
+      if (bytes !== undefined) answers.push([key, Buffer.from(bytes).toString('base64')]);
+    }
+    return answers;
   }
 
   /** Serves the peer side of an exchange; undefined for operations that are not anti-entropy's. */
@@ -393,7 +420,7 @@ export class AntiEntropy {
         const dataKey = keyBytes(key);
         const bytes = await this.deps.replica.readBytes(dataKey);
         if (bytes === undefined || digestOf(dataKey, bytes) !== digest) return { removed: false };
-        const removed = await this.deps.replica.remove(dataKey, bytes);
+        const removed = await this.deps.replica.reap(dataKey, bytes, this.deps.clock.nowMs());
         if (removed) this.tombstonesReaped += 1;
         return { removed };
       }
@@ -411,7 +438,11 @@ export class AntiEntropy {
     for (const [key, entry] of mine) {
       if (theirs.get(key) !== entry.digest) objects.push([key, Buffer.from(entry.bytes).toString('base64')]);
     }
-    for (const [key, digest] of theirs) if (mine.get(key)?.digest !== digest) need.push(key);
+    const missing = [...theirs.keys()].filter((key) => !mine.has(key));
+    const reaped = await this.reapedAnswers(missing);
+    objects.push(...reaped);
+    const answered = new Set(reaped.map(([key]) => key));
+    for (const [key, digest] of theirs) if (mine.get(key)?.digest !== digest && !answered.has(key)) need.push(key);
     return { objects, need };
   }
 
@@ -439,6 +470,8 @@ export class AntiEntropy {
       bytesExchanged: this.bytesExchanged,
       tombstonesReaped: this.tombstonesReaped,
       tombstonesPending: [...this.tombstones.values()].reduce((sum, partition) => sum + partition.size, 0),
+      staleVersionsRefused: this.deps.replica.staleVersionsRefused,
+      reapedRecordsForgotten: this.reapedRecordsForgotten,
       partitionsTracked: this.trees.size,
       oldestFullExchangeAgeMs: oldest,
       lastFullExchangeAgeMs: ages,

@@ -40,11 +40,17 @@ export interface NodeConfig {
     readonly windowMs: number;
     readonly batchSize: number;
     readonly intervalMs: number;
+    /** Hints kept per target node at most; more are dropped (and counted), anti-entropy repairs what they carried. */
+    readonly maxHintsPerTarget: number;
+    /** Bytes of hints kept per target node at most (key and stored value of each). */
+    readonly maxBytesPerTarget: number;
   };
   readonly antiEntropy: {
     readonly enabled: boolean;
     readonly intervalMs: number;
     readonly tombstoneGraceMs: number;
+    /** How long a replica remembers a reaped tombstone's version, so a node that missed the delete cannot bring the key back. */
+    readonly reapedRetentionMs: number;
     readonly maxKeysPerSecond: number;
   };
   readonly handoff: { readonly intervalMs: number; readonly batchSize: number; readonly cleanupDelayMs: number };
@@ -158,9 +164,12 @@ const schema: Record<string, Check> = {
   'hintedHandoff.windowMs': integer(1000, 30 * 24 * 3_600_000),
   'hintedHandoff.batchSize': integer(1, 100_000),
   'hintedHandoff.intervalMs': integer(10, 3_600_000),
+  'hintedHandoff.maxHintsPerTarget': integer(1, 100_000_000),
+  'hintedHandoff.maxBytesPerTarget': integer(1024, 2 ** 40),
   'antiEntropy.enabled': boolean,
   'antiEntropy.intervalMs': integer(10, 86_400_000),
   'antiEntropy.tombstoneGraceMs': integer(0, 365 * 86_400_000),
+  'antiEntropy.reapedRetentionMs': integer(0, 10 * 365 * 86_400_000),
   'antiEntropy.maxKeysPerSecond': integer(1, 10_000_000),
   'handoff.intervalMs': integer(10, 3_600_000),
   'handoff.batchSize': integer(1, 10_000),
@@ -238,6 +247,11 @@ export function validateConfig(candidate: unknown): NodeConfig {
   // or a late hint would resurrect a deleted key once the tombstone is reaped.
   if (config.hintedHandoff.enabled && config.antiEntropy.tombstoneGraceMs < config.hintedHandoff.windowMs) {
     fail('antiEntropy.tombstoneGraceMs', `at least hintedHandoff.windowMs (${config.hintedHandoff.windowMs}) while hinted handoff is on`, config.antiEntropy.tombstoneGraceMs);
+  }
+  // The record of a reaped tombstone is what refuses a stale version after the reap, so it must
+  // outlive the tombstone's own grace period (it is meant to outlive any node's absence).
+  if (config.antiEntropy.reapedRetentionMs < config.antiEntropy.tombstoneGraceMs) {
+    fail('antiEntropy.reapedRetentionMs', `at least antiEntropy.tombstoneGraceMs (${config.antiEntropy.tombstoneGraceMs})`, config.antiEntropy.reapedRetentionMs);
   }
   for (const [from, to] of Object.entries(config.peerDialOverrides)) peerList([from, to], `peerDialOverrides.${from}`);
   for (const [bucket, properties] of Object.entries(config.buckets)) {

@@ -39,27 +39,56 @@ function decodeHint(target: string, dataKey: Buffer, raw: Buffer): Hint {
   return { target, dataKey, object: readObject(reader), mode, createdMs, raw };
 }
 
+/** How many hints, and how many bytes of them, one target node may have waiting (the `hintedHandoff` bounds). */
+export interface HintLimits {
+  readonly maxHintsPerTarget: number;
+  readonly maxBytesPerTarget: number;
+}
+
+/** The bytes a stored hint takes: its key and its value. */
+function storedBytes(key: Uint8Array, value: Uint8Array): number {
+  return key.length + value.length;
+}
+
 /**
  * Hints kept in the hints sublevel, keyed by target node then storage key, so one target's
  * hints are one range scan. Two hints for the same key and target merge into one.
+ *
+ * Hints are bounded per target by count and by bytes, besides the hint window (Cassandra bounds
+ * them by time only and a long outage under load fills its disk): a hint beyond a bound is
+ * dropped and counted. Nothing is lost for good by that: the write reached its other replicas,
+ * and anti-entropy repairs the target once it is back.
  */
 export class HintStore {
   private readonly locks = new KeyLocks();
   private readonly countsByTarget = new Map<string, number>();
+  private readonly storedBytesByTarget = new Map<string, number>();
   /** Hints handed to their target and acknowledged. */
   delivered = 0;
   /** Hints dropped because they outlived the hint window. */
   expired = 0;
+  /** Hints not stored because their target already had `maxHintsPerTarget` hints or `maxBytesPerTarget` bytes waiting. */
+  dropped = 0;
 
-  constructor(private readonly space: KeySpace) {}
+  constructor(
+    private readonly space: KeySpace,
+    private readonly limits: HintLimits,
+  ) {}
 
-  /** Counts the stored hints per target (once, at start). */
+  /** Counts the stored hints and their bytes per target (once, at start). */
   async load(): Promise<void> {
     this.countsByTarget.clear();
-    for await (const [key] of this.space.entries()) {
+    this.storedBytesByTarget.clear();
+    for await (const [key, value] of this.space.entries()) {
       const target = Buffer.from(key).toString('utf8', 1, 1 + (key[0] ?? 0));
       this.countsByTarget.set(target, (this.countsByTarget.get(target) ?? 0) + 1);
+      this.storedBytesByTarget.set(target, (this.storedBytesByTarget.get(target) ?? 0) + storedBytes(key, value));
     }
+  }
+
+  /** Bytes of the hints waiting for a target. */
+  bytesByTarget(target: string): number {
+    return this.storedBytesByTarget.get(target) ?? 0;
   }
 
   /** Hints waiting in all. */
@@ -79,14 +108,37 @@ export class HintStore {
     return Object.fromEntries(this.countsByTarget);
   }
 
-  /** Stores (or merges into) the hint of a key for a target. */
-  async add(target: string, dataKey: Buffer, object: VersionedObject, mode: ConflictMode, nowMs: number, sync: boolean): Promise<void> {
+  /**
+   * Stores (or merges into) the hint of a key for a target; answers false when the hint was
+   * dropped because the target's hints are at a bound (an existing hint then stays as it was).
+   */
+  async add(target: string, dataKey: Buffer, object: VersionedObject, mode: ConflictMode, nowMs: number, sync: boolean): Promise<boolean> {
     const key = hintKey(target, dataKey);
-    await this.locks.withLock(key.toString('latin1'), async () => {
+    return this.locks.withLock(key.toString('latin1'), async () => {
       const existing = await this.space.get(key);
       const merged = existing === undefined ? object : mergeObjects(decodeHint(target, dataKey, Buffer.from(existing)).object, object, mode);
-      await this.space.put(key, encodeHint(merged, mode, nowMs), { sync });
-      if (existing === undefined) this.countsByTarget.set(target, (this.countsByTarget.get(target) ?? 0) + 1);
+      const value = encodeHint(merged, mode, nowMs);
+      const count = (this.countsByTarget.get(target) ?? 0) + (existing === undefined ? 1 : 0);
+      const bytes = this.bytesByTarget(target) + storedBytes(key, value) - (existing === undefined ? 0 : storedBytes(key, existing));
+      if (count > this.limits.maxHintsPerTarget || bytes > this.limits.maxBytesPerTarget) {
+        this.dropped += 1;
+        return false;
+      }
+      // The figures are reserved before the write, so that concurrent adds of other keys (the
+      // lock is per key) see them and cannot overshoot the bound together; a failed write gives
+      // its reservation back.
+      const countDelta = count - (this.countsByTarget.get(target) ?? 0);
+      const bytesDelta = bytes - this.bytesByTarget(target);
+      this.countsByTarget.set(target, count);
+      this.storedBytesByTarget.set(target, bytes);
+      try {
+        await this.space.put(key, value, { sync });
+      } catch (error) {
+        this.countsByTarget.set(target, (this.countsByTarget.get(target) ?? 0) - countDelta);
+        this.storedBytesByTarget.set(target, this.bytesByTarget(target) - bytesDelta);
+        throw error;
+      }
+      return true;
     });
   }
 
@@ -108,6 +160,7 @@ export class HintStore {
       if (current === undefined || !Buffer.from(current).equals(hint.raw)) return false;
       await this.space.del(key);
       this.countsByTarget.set(hint.target, Math.max(0, (this.countsByTarget.get(hint.target) ?? 1) - 1));
+      this.storedBytesByTarget.set(hint.target, Math.max(0, this.bytesByTarget(hint.target) - storedBytes(key, current)));
       if (reason === 'delivered') this.delivered += 1;
       else this.expired += 1;
       return true;

@@ -65,7 +65,7 @@ export interface NodeStatus {
   readonly members: readonly MemberStatus[];
   readonly partitionCount: number;
   readonly storage: StorageStats & { readonly keys: number };
-  readonly hints: { readonly pending: number; readonly delivered: number; readonly expired: number; readonly byTarget?: Readonly<Record<string, number>> };
+  readonly hints: { readonly pending: number; readonly delivered: number; readonly expired: number; readonly dropped?: number; readonly byTarget?: Readonly<Record<string, number>> };
   readonly [extra: string]: unknown;
 }
 

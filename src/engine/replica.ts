@@ -7,11 +7,13 @@ import {
   type WriteIntent,
   applyWrite,
   emptyObject,
+  isDeleted,
   mergeObjects,
   pruneClock,
 } from '../core/versioning/versioned-object.js';
 import type { Storage } from '../ports/storage.js';
 import { KeyLocks } from './key-locks.js';
+import { ReapedTombstones } from './reaped-tombstones.js';
 
 /**
  * Called after every change of a stored key with its stored bytes before and after (undefined
@@ -33,13 +35,18 @@ export class Replica {
   private readonly locks = new KeyLocks();
   private readonly listeners: ChangeListener[] = [];
   private dotCounter = 0;
+  private readonly reaped: ReapedTombstones;
+  /** Versions refused because a tombstone reaped here had superseded them (each would have undone a delete). */
+  staleVersionsRefused = 0;
 
   constructor(
     private readonly storage: Storage,
     /** The actor id in the dots this replica issues. */
     readonly actorId: string,
     private readonly maxVectorEntries: number,
-  ) {}
+  ) {
+    this.reaped = new ReapedTombstones(storage.meta);
+  }
 
   /** Registers a listener of stored changes. */
   onChange(listener: ChangeListener): void {
@@ -51,10 +58,14 @@ export class Replica {
     return this.readByDataKey(encodeDataKey(bucket, key));
   }
 
-  /** The stored object under a storage key, or undefined. */
+  /**
+   * The stored object under a storage key, or undefined. A reaped key answers its remembered
+   * tombstone, so a coordinator that also hears a stale replica (one that missed the delete)
+   * still reads the key as deleted and read-repairs that replica with the tombstone.
+   */
   async readByDataKey(dataKey: Buffer): Promise<VersionedObject | undefined> {
     const bytes = await this.storage.data.get(dataKey);
-    return bytes === undefined ? undefined : decodeObject(bytes);
+    return bytes === undefined ? this.reapedObject(dataKey) : decodeObject(bytes);
   }
 
   /** Applies a client write here, issuing its dot, and stores the result; answers it and the dot the write created. */
@@ -62,7 +73,9 @@ export class Replica {
     const dataKey = encodeDataKey(bucket, key);
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
       const beforeBytes = await this.storage.data.get(dataKey);
-      const before = beforeBytes === undefined ? emptyObject : decodeObject(beforeBytes);
+      // A key written again after its tombstone was reaped starts from that tombstone's history,
+      // so the new version supersedes what the delete had, as it would have before the reap.
+      const before = beforeBytes === undefined ? ((await this.reapedObject(dataKey)) ?? emptyObject) : decodeObject(beforeBytes);
       this.dotCounter += 1;
       const applied = applyWrite(before, this.actorId, write, mode, this.dotCounter);
       this.dotCounter = Math.max(this.dotCounter, applied.clock[this.actorId] ?? 0);
@@ -82,7 +95,19 @@ export class Replica {
   async mergeByDataKey(dataKey: Buffer, incoming: VersionedObject, mode: ConflictMode, sync: boolean): Promise<{ object: VersionedObject; changed: boolean }> {
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
       const beforeBytes = await this.storage.data.get(dataKey);
-      const after = beforeBytes === undefined ? incoming : mergeObjects(decodeObject(beforeBytes), incoming, mode);
+      let after: VersionedObject;
+      if (beforeBytes !== undefined) after = mergeObjects(decodeObject(beforeBytes), incoming, mode);
+      else {
+        // The key may be absent because its tombstone was reaped: whoever pushes a version the
+        // tombstone had superseded (an ex-owner, a removed node back with its old disk, a late
+        // hint) must not undo the delete, so the push is merged against the reaped tombstone.
+        const reaped = await this.reapedObject(dataKey);
+        after = reaped === undefined ? incoming : mergeObjects(reaped, incoming, mode);
+        if (reaped !== undefined && isDeleted(after) && !isDeleted(incoming)) {
+          this.staleVersionsRefused += 1;
+          return { object: after, changed: false };
+        }
+      }
       const afterBytes = encodeObject(after);
       const changed = beforeBytes === undefined || !Buffer.from(beforeBytes).equals(afterBytes);
       // A sync write must reach the disk even when nothing changed, or `dw` would count a write that is not durable.
@@ -96,7 +121,40 @@ export class Replica {
     return this.storage.data.get(dataKey);
   }
 
-  /** Removes a key outright if it is still stored as `expected` (tombstone reaping, handoff clean-up). */
+  /**
+   * Reaps a tombstone: removes the key if it is still stored as `expected`, remembering the
+   * tombstone (for `antiEntropy.reapedRetentionMs`) so that no later push of a version it had
+   * superseded brings the key back. The record is written before the key is deleted, and the
+   * storage applies writes in order, so a crash never leaves the key gone without its record.
+   */
+  async reap(dataKey: Buffer, expected: Uint8Array, nowMs: number): Promise<boolean> {
+    return this.locks.withLock(dataKey.toString('latin1'), async () => {
+      const current = await this.storage.data.get(dataKey);
+      if (current === undefined || !Buffer.from(current).equals(expected)) return false;
+      await this.reaped.remember(dataKey, current, nowMs);
+      await this.storage.data.del(dataKey);
+      for (const listener of this.listeners) listener(dataKey, current, undefined, undefined);
+      return true;
+    });
+  }
+
+  /** Forgets, in a bounded batch, the reaped tombstones older than `cutoffMs`; answers how many. */
+  async forgetReapedBefore(cutoffMs: number, limit: number): Promise<number> {
+    return this.reaped.forgetReapedBefore(cutoffMs, limit);
+  }
+
+  /** The stored bytes of the tombstone reaped under a storage key, if it is remembered. */
+  async reapedBytes(dataKey: Buffer): Promise<Uint8Array | undefined> {
+    return this.reaped.lookup(dataKey);
+  }
+
+  /** The reaped tombstone of an absent key, or undefined when none is remembered. */
+  private async reapedObject(dataKey: Buffer): Promise<VersionedObject | undefined> {
+    const bytes = await this.reaped.lookup(dataKey);
+    return bytes === undefined ? undefined : decodeObject(bytes);
+  }
+
+  /** Removes a key outright if it is still stored as `expected` (handoff clean-up; reaping uses reap()). */
   async remove(dataKey: Buffer, expected: Uint8Array): Promise<boolean> {
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
       const current = await this.storage.data.get(dataKey);

@@ -72,7 +72,7 @@ export class RingNode implements KvService {
     // The actor id changes with every start, so a dot is never issued twice (see Replica).
     const actorId = `${this.nodeId}.${options.identity.generation.toString(36)}`;
     this.replica = new Replica(options.storage, actorId, options.config.limits.maxVectorEntries);
-    this.hints = new HintStore(options.storage.hints);
+    this.hints = new HintStore(options.storage.hints, options.config.hintedHandoff);
     this.startedAtMs = options.clock.nowMs();
     this.secretDigest = createHash('sha256').update(options.identity.clusterSecret).digest();
     const { config } = options;
@@ -332,7 +332,15 @@ export class RingNode implements KvService {
       }
       case 'replica-put':
         if (request.hintFor !== undefined && request.hintFor !== this.nodeId) {
-          await this.hints.add(request.hintFor, encodeDataKey(request.bucket, request.key), request.object, request.mode, this.options.clock.nowMs(), request.sync);
+          const stored = await this.hints.add(request.hintFor, encodeDataKey(request.bucket, request.key), request.object, request.mode, this.options.clock.nowMs(), request.sync);
+          // A dropped hint must not count for w: the coordinator sees a failed replica instead.
+          if (!stored) {
+            return {
+              type: 'error',
+              code: 'KV_OVERLOADED',
+              message: `this fallback holds as many hints for ${request.hintFor} as hintedHandoff.maxHintsPerTarget / maxBytesPerTarget allow; anti-entropy will repair it`,
+            };
+          }
         } else {
           await this.replica.merge(request.bucket, request.key, request.object, request.mode, request.sync);
         }
@@ -401,7 +409,7 @@ export class RingNode implements KvService {
       antiEntropy: this.antiEntropy.status(),
       handoff: this.handoff.status(),
       lifecycle: this.gossiper.ownStatus,
-      hints: { pending: this.hints.pending, delivered: this.hints.delivered, expired: this.hints.expired, byTarget: this.hints.pendingByTarget() },
+      hints: { pending: this.hints.pending, delivered: this.hints.delivered, expired: this.hints.expired, dropped: this.hints.dropped, byTarget: this.hints.pendingByTarget() },
       inFlight: this.inFlight,
       ...(this.options.processFigures === undefined ? {} : { process: this.options.processFigures() }),
     };

@@ -65,11 +65,19 @@ export class HttpMetrics {
   private readonly mirrored = {
     hintsDelivered: this.mirroredCounter('ringkv_hints_delivered_total', 'Hints delivered to the node they were for'),
     hintsExpired: this.mirroredCounter('ringkv_hints_expired_total', 'Hints dropped after hintedHandoff.windowMs without delivery'),
+    hintsDropped: this.mirroredCounter(
+      'ringkv_hints_dropped_total',
+      'Hints not stored because their target already had hintedHandoff.maxHintsPerTarget hints or maxBytesPerTarget bytes waiting (anti-entropy repairs what they carried)',
+    ),
     compactions: this.mirroredCounter('ringkv_storage_compactions_total', 'LevelDB compactions since the database was opened'),
     exchanges: this.mirroredCounter('ringkv_anti_entropy_exchanges_total', 'Anti-entropy exchanges this node started'),
     keysRepaired: this.mirroredCounter('ringkv_anti_entropy_keys_repaired_total', 'Keys anti-entropy changed on this node or on a peer it exchanged with'),
     bytesExchanged: this.mirroredCounter('ringkv_anti_entropy_bytes_total', 'Bytes of anti-entropy messages this node sent and received'),
     tombstonesReaped: this.mirroredCounter('ringkv_tombstones_reaped_total', 'Tombstones removed after every replica had them and the grace period passed'),
+    staleVersionsRefused: this.mirroredCounter(
+      'ringkv_stale_versions_refused_total',
+      'Pushed versions refused because a tombstone reaped on this node had superseded them (each would have brought a deleted key back)',
+    ),
   };
 
   private gauge(name: string, help: string, labelNames: string[] = []): Gauge {
@@ -97,6 +105,7 @@ export class HttpMetrics {
     this.gauges.hintsPending.set(status.hints.pending);
     this.mirrored.hintsDelivered.sync(status.hints.delivered);
     this.mirrored.hintsExpired.sync(status.hints.expired);
+    this.mirrored.hintsDropped.sync(status.hints.dropped ?? 0);
     for (const memberStatus of memberStatuses) {
       this.gauges.members.set({ status: memberStatus }, status.members.filter((member) => member.status === memberStatus).length);
     }
@@ -121,6 +130,7 @@ export class HttpMetrics {
     this.mirrored.keysRepaired.sync(antiEntropy.keysRepaired);
     this.mirrored.bytesExchanged.sync(antiEntropy.bytesExchanged);
     this.mirrored.tombstonesReaped.sync(antiEntropy.tombstonesReaped);
+    this.mirrored.staleVersionsRefused.sync(antiEntropy.staleVersionsRefused ?? 0);
     this.gauges.tombstonesPending.set(antiEntropy.tombstonesPending);
     this.gauges.sinceFullExchange.reset();
     for (const [partition, ageMs] of Object.entries(antiEntropy.lastFullExchangeAgeMs)) {

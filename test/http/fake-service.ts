@@ -33,7 +33,7 @@ export const fakeStatus: NodeStatus = {
     approximateBytes: 86016,
     keys: 42,
   },
-  hints: { pending: 3, delivered: 11, expired: 1 },
+  hints: { pending: 3, delivered: 11, expired: 1, dropped: 4 },
 };
 
 /**

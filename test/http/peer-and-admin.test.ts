@@ -159,6 +159,7 @@ describe('the admin routes', () => {
     expect(text).toContain('ringkv_hints_pending 3');
     expect(text).toContain('ringkv_hints_delivered_total 11');
     expect(text).toContain('ringkv_hints_expired_total 1');
+    expect(text).toContain('ringkv_hints_dropped_total 4');
     expect(text).toContain('ringkv_members{status="up"} 1');
     expect(text).toContain('ringkv_members{status="down"} 1');
     expect(text).toContain('ringkv_members{status="joining"} 0');
