@@ -1,3 +1,4 @@
+import { readContext } from '../../src/core/versioning/context.js';
 import { describe, expect, it } from 'vitest';
 import { encodeDataKey, partitionOf } from '../../src/core/keys.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
@@ -48,7 +49,7 @@ async function writeDeleteAndReap(cluster: SimCluster, replicas: SimMember[], bu
   const old = await coordinator.node.getLocal(bucket, key);
   expect(old === undefined ? [] : liveSiblings(old).length).toBe(1);
   const read = await cluster.drive(coordinator.node.get(bucket, key, { r: 'all' }));
-  await cluster.drive(coordinator.node.delete({ bucket, key, context: read?.clock, options: { w: 'all' } }));
+  await cluster.drive(coordinator.node.delete({ bucket, key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'all' } }));
   const dataKey = encodeDataKey(bucket, key);
   await cluster.runUntil(
     async () => {
@@ -201,7 +202,7 @@ describe('simulation: a removed node that restarts with old data does not undo a
       await cluster.runUntil(() => settledWithout(cluster, lost), 120_000, 'ring of the 3 others');
       for (const key of keys) {
         const read = await cluster.drive(stayers[0]!.node.get('reap', key, { r: 'all' }));
-        await cluster.drive(stayers[0]!.node.delete({ bucket: 'reap', key, context: read?.clock, options: { w: 'all' } }));
+        await cluster.drive(stayers[0]!.node.delete({ bucket: 'reap', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'all' } }));
       }
       await cluster.runUntil(
         async () => {
