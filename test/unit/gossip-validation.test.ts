@@ -164,3 +164,28 @@ describe('gossiper: a malformed persisted view', () => {
     expect(warnings.join('\n')).toMatch(/refused/);
   });
 });
+
+describe('gossiper: a removed node learns it was removed', () => {
+  it('adopts its removal whatever its own generation, tells its node once, and says how to rejoin', () => {
+    const { gossiper: reference } = founder();
+    const errors: string[] = [];
+    const logger: Logger = { debug() {}, info() {}, warn() {}, error: (_object, message) => errors.push(message ?? '') };
+    let removedCalls = 0;
+    const gossiper = new Gossiper({
+      ...reference['options'],
+      self: member('n2', { generation: 50, heartbeat: 0, status: 'joining' }),
+      seeds: ['10.0.0.1:7000'],
+      logger,
+      onRemoved: () => {
+        removedCalls += 1;
+      },
+    });
+    const removal: ClusterView = { ...peerState(3), members: { n1: member('n1'), n2: member('n2', { generation: 7, status: 'removed' }) }, ring: { ...createRing(8, ['n1']), version: 3 } };
+    gossiper.receive(removal);
+    gossiper.receive(removal);
+    expect(gossiper.ownStatus).toBe('removed');
+    expect(gossiper.view.members.n2?.generation).toBe(50);
+    expect(removedCalls).toBe(1);
+    expect(errors.join('\n')).toMatch(/wipe its data directory/);
+  });
+});
