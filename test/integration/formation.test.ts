@@ -79,6 +79,13 @@ describe('formation with a joiner that dies', () => {
       `formation: launch to the first good w=2 write: ${figures(firstGoodWriteMs)}; the third node answered /health ${startedAt - launchedAt} ms after launch and was killed at ${killedAt - launchedAt} ms; first good w=2 write after the kill: ${figures(afterKillMs)}`,
     );
 
+    // The ring may still be taking the second node in (when the dead one got into the ring first);
+    // once both live nodes hold a settled ring with both of them, writes keep working on either.
+    await waitFor('a settled ring holding both live nodes on both', 60_000, async () => {
+      const statuses = await Promise.all([first, second].map(async (node) => nodeStatus(node)));
+      const ids = statuses.map((status) => status.node.id);
+      return statuses.every((status) => status.ring !== null && (status.ring.next ?? null) === null && ids.every((id) => status.ring!.members.includes(id)));
+    });
     // Writes keep working on the live nodes, and what was written reads back from the other one.
     for (let index = 0; index < 20; index++) {
       const node = index % 2 === 0 ? first : second;
