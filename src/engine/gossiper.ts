@@ -1,6 +1,7 @@
 import { type Ring, completeClaim, createRing, planClaim, plannedMembers, receivingNodes, ringMembers } from '../core/ring/ring.js';
 import { type ClusterView, type MemberLifecycle, type MemberRecord, beat, gossipTargets, mergeViews, withLifecycle } from '../core/membership/membership.js';
 import { type PhiAccrualState, createDetector, heartbeat, phi } from '../core/membership/phi-accrual.js';
+import { validateView } from '../core/membership/view-validation.js';
 import type { BucketProperties } from '../core/buckets.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
@@ -22,7 +23,8 @@ export interface GossiperOptions {
   readonly fanout: number;
   readonly phiThreshold: number;
   readonly peerTimeoutMs: number;
-  readonly initialView: ClusterView | undefined;
+  /** The view persisted by the last run; checked like peer input, since a file can be damaged too. */
+  readonly initialView: unknown;
   readonly transport: Transport;
   readonly clock: Clock;
   readonly random: Random;
@@ -31,6 +33,10 @@ export interface GossiperOptions {
   readonly maxNVal: () => number;
   /** Persists the view whenever the ring changes, so a restarted node knows its ring. */
   readonly persist: (view: ClusterView) => Promise<void>;
+  /** Called whenever this node adopts a new ring (a plan, a flip), so handoff acts on it at once. */
+  readonly onRingChange?: (ring: Ring) => void;
+  /** Called once when this node learns that it was removed from the cluster; it must stop serving. */
+  readonly onRemoved?: () => void;
 }
 
 interface Observed {
@@ -50,6 +56,7 @@ export class Gossiper {
   private readonly observed = new Map<string, Observed>();
   private readonly task: PeriodicTask;
   private lastPersistedRingVersion: number;
+  private lastNoticedRingVersion = -1;
 
   constructor(private readonly options: GossiperOptions) {
     this.task = new PeriodicTask(
@@ -59,7 +66,7 @@ export class Gossiper {
       () => options.intervalMs,
     );
     const self = options.self;
-    const initial = options.initialView;
+    const initial = this.loadInitialView(options.initialView);
     const base: ClusterView = initial ?? { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
     let ring = base.ring;
     let founded: Pick<ClusterView, 'bucketProperties' | 'bucketPropertiesVersion'> = base;
@@ -68,12 +75,26 @@ export class Gossiper {
       ring = createRing(options.partitionCount, [self.id]);
       founded = { bucketProperties: options.bucketProperties, bucketPropertiesVersion: 1 };
     }
-    this.viewState = { ...base, ...founded, ring, members: { ...base.members, [self.id]: { ...self, status: ring !== null && ringMembers(ring).includes(self.id) ? 'up' : 'joining' } } };
+    // A node removed from the cluster stays removed across restarts (see newerRecord).
+    const wasRemoved = base.members[self.id]?.status === 'removed';
+    const status = wasRemoved ? 'removed' : ring !== null && ringMembers(ring).includes(self.id) ? 'up' : 'joining';
+    this.viewState = { ...base, ...founded, ring, members: { ...base.members, [self.id]: { ...self, status } } };
     this.lastPersistedRingVersion = initial?.ring?.version ?? -1;
     const now = options.clock.nowMs();
     for (const member of Object.values(this.viewState.members)) {
       if (member.id !== self.id) this.observe(member, now, true);
     }
+    if (wasRemoved) this.announceRemoval();
+  }
+
+  /** The persisted view, with every part that fails its schema left out and logged. */
+  private loadInitialView(stored: unknown): ClusterView | undefined {
+    if (stored === undefined) return undefined;
+    const { view, problems } = validateView(stored, { partitionCount: undefined, knownMemberIds: [], nowMs: this.options.clock.nowMs() });
+    if (problems.length > 0) {
+      this.options.logger.error({ problems: problems.slice(0, 10) }, 'refused parts of the persisted cluster view; the node starts without them and learns them again from its peers');
+    }
+    return view;
   }
 
   /** The current cluster view. */
@@ -86,10 +107,10 @@ export class Gossiper {
     return this.viewState.ring;
   }
 
-  /** Starts periodic gossip rounds. */
+  /** Starts periodic gossip rounds; the first one at once, so a joiner reaches its seeds without waiting an interval. */
   start(): void {
     void this.persistIfRingChanged();
-    this.task.arm(this.options.intervalMs);
+    this.task.arm(0);
   }
 
   /** Stops gossiping. */
@@ -102,6 +123,7 @@ export class Gossiper {
     const { self } = this.options;
     this.viewState = beat(this.viewState, self.id);
     this.claimIfClaimant();
+    this.noticeRingChange();
     const targets = gossipTargets(this.viewState, self.id, this.options.fanout, this.options.random, this.options.seeds).filter(
       (address) => address !== self.address,
     );
@@ -111,7 +133,7 @@ export class Gossiper {
   private async exchange(address: string): Promise<void> {
     try {
       const reply = await this.options.transport.request(address, { type: 'gossip', state: this.viewState }, { timeoutMs: this.options.peerTimeoutMs });
-      if (reply.type === 'gossip-reply') this.absorb(reply.state as ClusterView);
+      if (reply.type === 'gossip-reply') this.absorb(reply.state, address);
     } catch (error) {
       this.options.logger.debug({ peer: address, error: String(error) }, 'gossip exchange failed');
     }
@@ -119,22 +141,59 @@ export class Gossiper {
 
   /** Handles a peer's gossip: merge its view, answer ours. */
   receive(remote: unknown): ClusterView {
-    this.absorb(remote as ClusterView);
+    this.absorb(remote, 'a peer that gossiped to this node');
     return this.viewState;
   }
 
-  private absorb(remote: ClusterView): void {
+  private absorb(state: unknown, from: string): void {
     const selfId = this.options.self.id;
     const mine = this.viewState.members[selfId];
+    const { view: remote, problems } = validateView(state, {
+      partitionCount: this.viewState.ring?.partitionCount,
+      knownMemberIds: Object.keys(this.viewState.members),
+      nowMs: this.options.clock.nowMs(),
+    });
+    if (problems.length > 0) {
+      this.options.logger.warn({ peer: from, problems: problems.slice(0, 10) }, 'refused malformed parts of gossip state; the rest was merged');
+    }
     const merged = mergeViews(this.viewState, remote);
-    // Nobody else speaks for this node: its own record (its generation, heartbeat and status) is authoritative.
-    this.viewState = mine === undefined ? merged : { ...merged, members: { ...merged.members, [selfId]: mine } };
+    // Nobody else speaks for this node: its own record (its generation, heartbeat and status) is
+    // authoritative, except that a removal another node made sticks (see newerRecord).
+    const removedHere = mine !== undefined && mine.status !== 'removed' && merged.members[selfId]?.status === 'removed';
+    const own = mine === undefined ? undefined : removedHere ? { ...mine, status: 'removed' as const } : mine;
+    this.viewState = own === undefined ? merged : { ...merged, members: { ...merged.members, [selfId]: own } };
     const now = this.options.clock.nowMs();
     for (const member of Object.values(this.viewState.members)) {
       if (member.id !== selfId) this.observe(member, now, false);
     }
     this.promoteSelf();
+    if (removedHere) {
+      this.announceRemoval();
+      void this.persistNow();
+    }
+    // Acting on what just arrived (a joiner, a receiver's report) at once rather than at the next
+    // round is what makes a ring change take round trips instead of gossip intervals.
+    this.claimIfClaimant();
+    this.noticeRingChange();
+  }
+
+  /** Logs, once, that this node was removed, and tells the node to stop serving. */
+  private announceRemoval(): void {
+    this.options.logger.error(
+      { nodeId: this.options.self.id },
+      'this node was removed from the cluster (`ringkv remove`) and serves nothing any more: its id can never rejoin. To bring this machine back, stop it, wipe its data directory, and start it again: it joins with a new id',
+    );
+    this.options.onRemoved?.();
+  }
+
+  /** After the ring changed here: persist it, tell handoff, and gossip again soon so the change spreads without waiting an interval. */
+  private noticeRingChange(): void {
+    const ring = this.viewState.ring;
+    if (ring === null || ring.version === this.lastNoticedRingVersion) return;
+    this.lastNoticedRingVersion = ring.version;
     void this.persistIfRingChanged();
+    this.options.onRingChange?.(ring);
+    this.task.runSoon();
   }
 
   /** Feeds the failure detector when a member's heartbeat rose since we last saw it. */
@@ -199,6 +258,8 @@ export class Gossiper {
   /** Records that every partition this node receives in ring `version` has streamed in. */
   reportTransfersDone(version: number): void {
     this.updateSelf({ transfersDoneForRing: version });
+    // The claimant flips the ring on this report: tell it now rather than at the next round.
+    this.task.runSoon();
   }
 
   /** Marks another member removed for good (`ringkv remove`); the claimant then plans it out of the ring. */
@@ -216,12 +277,17 @@ export class Gossiper {
   private claimIfClaimant(): void {
     const ring = this.viewState.ring;
     if (ring === null) return;
+    const status = this.ownStatus;
+    if (status === 'removed' || status === 'left') return;
     const current = ringMembers(ring);
-    const involved = new Set([...current, ...plannedMembers(ring)]);
     const liveCurrent = current.filter((id) => this.isUp(id)).sort();
     if (liveCurrent[0] !== this.options.self.id) return;
+    // A current owner that is down stays in the ring (it will be back, or be removed with
+    // `ringkv remove`). A joiner that is down is left out of the plan: waiting for it to stream
+    // its partitions in would hold the change (and, while the ring is smaller than n_val, every
+    // write) until it returns. It is planned in again once it is up.
     const wanted = Object.values(this.viewState.members)
-      .filter((member) => (member.status === 'joining' || member.status === 'up') && (involved.has(member.id) || this.isUp(member.id)))
+      .filter((member) => (member.status === 'joining' || member.status === 'up') && (current.includes(member.id) || this.isUp(member.id)))
       .map((member) => member.id)
       .sort();
     if (wanted.length === 0) return;
@@ -237,7 +303,15 @@ export class Gossiper {
       this.options.logger.info({ members: wanted, version: next.version, moving: next.next !== null }, next.next === null ? 'claimant completed the ring change' : 'claimant planned a ring change');
       this.viewState = { ...this.viewState, ring: next };
       this.promoteSelf();
-      void this.persistIfRingChanged();
+    }
+  }
+
+  /** Persists the view now (a change other than the ring's, such as this node's removal). */
+  private async persistNow(): Promise<void> {
+    try {
+      await this.options.persist(this.viewState);
+    } catch (error) {
+      this.options.logger.error({ error: String(error) }, 'could not persist the cluster view');
     }
   }
 

@@ -1,6 +1,6 @@
 import type { BucketProperties } from '../core/buckets.js';
 import { decodeDataKey, partitionKeyRange } from '../core/keys.js';
-import { type Ring, incomingTransfers, preferenceList } from '../core/ring/ring.js';
+import { type IncomingTransfer, type Ring, incomingTransfers, preferenceList } from '../core/ring/ring.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { Clock } from '../ports/clock.js';
@@ -86,6 +86,11 @@ export class Handoff {
     this.task.arm(this.deps.settings.intervalMs);
   }
 
+  /** Runs a round as soon as possible (a new ring was adopted), instead of at the next interval. */
+  runSoon(): void {
+    this.task.runSoon();
+  }
+
   /** Stops it; a round under way stops at its next key or batch. */
   stop(): void {
     this.stopped = true;
@@ -106,6 +111,7 @@ export class Handoff {
     const done = this.completed.get(ring.version) ?? new Set<number>();
     this.completed.clear();
     this.completed.set(ring.version, done);
+    await this.skipEmpty(ring, transfers, done);
     this.partitionsPending = transfers.filter((transfer) => !done.has(transfer.partition)).length;
     for (const transfer of transfers) {
       if (this.stopped || this.deps.ring()?.version !== ring.version) return;
@@ -127,6 +133,36 @@ export class Handoff {
       this.deps.reportTransfersDone(ring.version);
       this.deps.logger.info({ ringVersion: ring.version, partitions: transfers.length }, 'every incoming partition has streamed in');
     }
+  }
+
+  /**
+   * Marks done, at once, every incoming partition whose source holds no key of it: one question
+   * per source instead of one stream per partition, which is what makes a new cluster (all of
+   * its partitions empty) form in a round trip. It is the same as streaming those partitions at
+   * the moment of the answer: an empty stream. Writes that reach the source later also reach
+   * this node as a planned replica, as they do after any stream. A source that cannot answer
+   * (an older version, say) is simply streamed from.
+   */
+  private async skipEmpty(ring: Ring, transfers: readonly IncomingTransfer[], done: Set<number>): Promise<void> {
+    const bySource = new Map<string, number[]>();
+    for (const transfer of transfers) {
+      if (done.has(transfer.partition)) continue;
+      const source = transfer.sources.find((node) => this.deps.isUp(node));
+      if (source === undefined) continue;
+      bySource.set(source, [...(bySource.get(source) ?? []), transfer.partition]);
+    }
+    await Promise.all(
+      [...bySource].map(async ([source, partitions]) => {
+        try {
+          const reply = await this.deps.send(source, { type: 'control', operation: 'handoff-held', payload: { partitions } });
+          if (reply.type !== 'control-reply' || this.deps.ring()?.version !== ring.version) return;
+          const held = new Set((reply.payload as { held: number[] }).held);
+          for (const partition of partitions) if (!held.has(partition)) done.add(partition);
+        } catch (error) {
+          this.deps.logger.debug({ source, error: String(error) }, 'could not ask which partitions a source holds; streaming them all');
+        }
+      }),
+    );
   }
 
   /** Streams one partition from a source, in batches, merging every key. */
@@ -153,6 +189,7 @@ export class Handoff {
 
   /** Serves a batch of a partition stream: keys after `after`, in storage order. */
   async handleControl(operation: string, payload: unknown): Promise<unknown> {
+    if (operation === 'handoff-held') return this.heldAmong(payload);
     if (operation !== 'handoff-fetch') return undefined;
     const { partition, after, limit } = payload as { partition: number; after: string | null; limit: number };
     const ring = this.deps.ring();
@@ -165,6 +202,22 @@ export class Handoff {
       items.push([Buffer.from(key).toString('base64'), Buffer.from(value).toString('base64')]);
     }
     return { items, done: items.length < bounded };
+  }
+
+  /** Answers which of the asked partitions this node holds at least one key of (a range scan of one key each). */
+  private async heldAmong(payload: unknown): Promise<{ held: number[] }> {
+    const ring = this.deps.ring();
+    if (ring === null) throw new KvError('KV_NOT_READY', 'no ring yet');
+    const asked = (payload as { partitions?: unknown } | null)?.partitions;
+    if (!Array.isArray(asked) || asked.length > ring.partitionCount || asked.some((partition) => !Number.isInteger(partition) || partition < 0 || partition >= ring.partitionCount)) {
+      throw new KvError('KV_BAD_REQUEST', `handoff-held needs a list of at most ${ring.partitionCount} partition numbers below ${ring.partitionCount}`);
+    }
+    const held: number[] = [];
+    for (const partition of asked as number[]) {
+      const range = partitionKeyRange(partition, ring.partitionCount);
+      for await (const _entry of this.deps.data.entries({ gte: range.gte, ...(range.lt === undefined ? {} : { lt: range.lt }), limit: 1 })) held.push(partition);
+    }
+    return { held };
   }
 
   /** Pushes out and deletes the partitions this node holds but no longer replicates. */

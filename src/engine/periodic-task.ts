@@ -9,6 +9,7 @@ export class PeriodicTask {
   private timer: TimerHandle | undefined;
   private stopped = false;
   private running: Promise<void> | undefined;
+  private soon = false;
 
   constructor(
     private readonly clock: Clock,
@@ -24,14 +25,32 @@ export class PeriodicTask {
     this.timer?.cancel();
     this.timer = this.clock.setTimer(delayMs, () => {
       this.timer = undefined;
+      // Marked before the round starts, so a runSoon() from inside its synchronous part waits for it.
+      this.running = Promise.resolve();
       this.running = this.round()
         .catch(this.onError)
         .finally(() => {
           this.running = undefined;
+          if (this.soon) {
+            this.soon = false;
+            this.arm(0);
+            return;
+          }
           const next = this.nextDelayMs();
           if (next !== undefined) this.arm(next);
         });
     });
+  }
+
+  /**
+   * Runs a round as soon as possible: now when idle, else right after the round under way, so
+   * rounds still never overlap. Something that changed (a new ring, say) is acted on without
+   * waiting out the interval.
+   */
+  runSoon(): void {
+    if (this.stopped) return;
+    if (this.running !== undefined) this.soon = true;
+    else this.arm(0);
   }
 
   /** True while a round runs. */

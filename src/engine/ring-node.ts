@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { encodeDataKey } from '../core/keys.js';
 import { type Ring, partitionsOwnedBy, ringMembers } from '../core/ring/ring.js';
-import type { ClusterView, MemberRecord } from '../core/membership/membership.js';
+import type { MemberRecord } from '../core/membership/membership.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { emptyContext } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
@@ -147,7 +147,7 @@ export class RingNode implements KvService {
   async start(): Promise<void> {
     const { config, identity, storage } = this.options;
     const stored = await storage.meta.get(viewMetaKey);
-    const initialView = stored === undefined ? undefined : (JSON.parse(Buffer.from(stored).toString('utf8')) as ClusterView);
+    const initialView = stored === undefined ? undefined : this.parseStoredView(stored);
     const self: MemberRecord = { id: identity.nodeId, address: identity.address, generation: identity.generation, heartbeat: 0, status: 'joining' };
     this.gossiper = new Gossiper({
       self,
@@ -165,15 +165,45 @@ export class RingNode implements KvService {
       random: this.options.random,
       logger: this.options.logger,
       persist: (view) => storage.meta.put(viewMetaKey, Buffer.from(JSON.stringify(view), 'utf8'), { sync: true }),
+      onRingChange: () => this.handoff.runSoon(),
+      onRemoved: () => this.stopServingAsRemoved(),
     });
     await this.hints.load();
     // One scan builds the Merkle trees before any request is served.
     await this.antiEntropy.build(this.gossiper.ring?.partitionCount ?? config.partitionCount);
     this.gossiper.start();
+    // A removed node still gossips (so it hears the ring and shows its state) but moves no data.
+    if (this.gossiper.ownStatus === 'removed') return;
     this.hintDelivery.arm(config.hintedHandoff.intervalMs);
     this.antiEntropy.start();
     this.handoff.start();
     this.lifecycleCheck.arm(config.gossip.intervalMs);
+  }
+
+  /** The persisted view as JSON, or undefined when it is not readable (the gossiper checks its schema). */
+  private parseStoredView(stored: Uint8Array): unknown {
+    try {
+      return JSON.parse(Buffer.from(stored).toString('utf8')) as unknown;
+    } catch (error) {
+      this.options.logger.error({ error: String(error) }, 'the persisted cluster view is not JSON; starting without it and learning the cluster from the seeds');
+      return undefined;
+    }
+  }
+
+  /**
+   * A removed node stops moving data: its handoff would push what it still holds (a delete's
+   * reaped key, say) back to the replicas, and its anti-entropy and hints would do the same.
+   */
+  private stopServingAsRemoved(): void {
+    this.hintDelivery.stop();
+    this.antiEntropy.stop();
+    this.handoff.stop();
+    this.lifecycleCheck.stop();
+  }
+
+  /** The refusal a removed node answers every data request with. */
+  private removedError(): KvError {
+    return new KvError('KV_NOT_READY', `node ${this.nodeId} was removed from the cluster and serves no data; use another node. To bring this machine back, wipe its data directory and start it again: it joins with a new id`);
   }
 
   /** The anti-entropy service (for tests and the repair command). */
@@ -253,6 +283,7 @@ export class RingNode implements KvService {
   }
 
   private requireRing(): Ring {
+    if (this.gossiper.ownStatus === 'removed') throw this.removedError();
     const ring = this.gossiper.ring;
     if (ring === null) {
       throw new KvError('KV_NOT_READY', 'this node has not joined a ring yet; check that --seeds points at a running node of the cluster', { retryAfterSeconds: 1 });
@@ -323,6 +354,10 @@ export class RingNode implements KvService {
 
   /** Serves a peer's request against this node's replica, hints and membership. */
   async handlePeer(request: PeerRequest): Promise<PeerReply> {
+    if (request.type !== 'gossip' && this.gossiper?.ownStatus === 'removed') {
+      const refusal = this.removedError();
+      return { type: 'error', code: refusal.code, message: refusal.message };
+    }
     switch (request.type) {
       case 'replica-get':
         return { type: 'replica-get-reply', object: (await this.replica.read(request.bucket, request.key)) ?? null };

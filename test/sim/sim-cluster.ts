@@ -55,9 +55,15 @@ export class SimCluster {
 
   /** Starts `count` nodes: the first bootstraps the ring, the others seed from it; waits until the ring holds them all. */
   static async start(seed: number, count: number, configOverride: unknown = {}): Promise<SimCluster> {
+    const cluster = await SimCluster.launch(seed, count, configOverride);
+    await cluster.runUntil(() => cluster.ringSettled(), 60_000, 'ring settles');
+    return cluster;
+  }
+
+  /** Starts `count` nodes at the same virtual moment (the first founds the ring, the others seed from it), without waiting for anything. */
+  static async launch(seed: number, count: number, configOverride: unknown = {}): Promise<SimCluster> {
     const cluster = new SimCluster(seed, configOverride);
     for (let index = 0; index < count; index++) await cluster.addMember();
-    await cluster.runUntil(() => cluster.ringSettled(), 60_000, 'ring settles');
     return cluster;
   }
 
@@ -127,12 +133,15 @@ export class SimCluster {
     });
   }
 
-  /** Advances virtual time until `predicate` holds, or fails with the seed after `deadlineMs` of virtual time. */
-  async runUntil(predicate: () => boolean | Promise<boolean>, deadlineMs: number, what: string): Promise<void> {
+  /**
+   * Advances virtual time, `stepMs` at a time, until `predicate` holds, or fails with the seed after
+   * `deadlineMs` of virtual time. A small step catches a state that lasts only a few messages.
+   */
+  async runUntil(predicate: () => boolean | Promise<boolean>, deadlineMs: number, what: string, stepMs = 50): Promise<void> {
     const deadline = this.clock.nowMs() + deadlineMs;
     while (!(await predicate())) {
       if (this.clock.nowMs() >= deadline) throw new Error(`simulation seed ${this.seed}: '${what}' not reached within ${deadlineMs} ms of virtual time`);
-      await this.clock.advance(50);
+      await this.clock.advance(stepMs);
     }
   }
 

@@ -66,6 +66,37 @@ describe('membership: merging gossiped views', () => {
     );
   });
 
+  it('keeps a removed member removed whatever generation or heartbeat a later record of it carries', () => {
+    const removed = view([record('n1', 1, 4), record('n2', 3, 9, 'removed')]);
+    for (const comeback of [record('n2', 4, 0, 'joining'), record('n2', 3, 10, 'up'), record('n2', 99, 99, 'up'), record('n2', 3, 9, 'leaving')]) {
+      const restarted = view([record('n1', 1, 4), comeback]);
+      expect(mergeViews(removed, restarted).members.n2?.status, `${JSON.stringify(comeback)} merged into the removed record`).toBe('removed');
+      expect(mergeViews(restarted, removed).members.n2?.status, `the removed record merged into ${JSON.stringify(comeback)}`).toBe('removed');
+    }
+  });
+
+  it('is commutative, associative and idempotent with removed members too, and a removed member never comes back', () => {
+    const arbitraryView = fc
+      .array(fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 5 }), fc.constantFrom('joining', 'up', 'leaving', 'left', 'removed')), {
+        maxLength: 5,
+      })
+      .map((rows) => {
+        const members = rows.map(([id, generation, heartbeatVersion, status]) => record(`n${id}`, generation, heartbeatVersion, status as MemberRecord['status']));
+        return view([...new Map(members.map((member) => [member.id, member])).values()]);
+      });
+    fc.assert(
+      fc.property(arbitraryView, arbitraryView, arbitraryView, (a, b, c) => {
+        expect(mergeViews(a, b)).toEqual(mergeViews(b, a));
+        expect(mergeViews(mergeViews(a, b), c)).toEqual(mergeViews(a, mergeViews(b, c)));
+        expect(mergeViews(a, a)).toEqual(a);
+        const merged = mergeViews(a, b);
+        for (const side of [a, b]) {
+          for (const [id, member] of Object.entries(side.members)) if (member.status === 'removed') expect(merged.members[id]?.status).toBe('removed');
+        }
+      }),
+    );
+  });
+
   it('raises only its own heartbeat on a beat', () => {
     const before = view([record('n1', 1, 4), record('n2', 1, 4)]);
     const after = beat(before, 'n1');

@@ -33,11 +33,23 @@ export interface ClusterView {
 
 const lifecycleRank: Record<MemberLifecycle, number> = { joining: 0, up: 1, leaving: 2, left: 3, removed: 4 };
 
-/** The newer of two records of one member: higher generation, then higher heartbeat, then later lifecycle. */
+/**
+ * The newer of two records of one member: a removed record first, then higher generation, then
+ * higher heartbeat, then later lifecycle, then (for records equal in all of these, which only a
+ * faulty peer makes) their content, so the merge stays commutative.
+ *
+ * `removed` is sticky: a removed id never comes back to up or joining, whatever generation or
+ * heartbeat a later record of it carries (a removed node that restarts raises its generation,
+ * and must not push itself, and the data it still holds, back into the cluster). Riak likewise
+ * never lets a removed node id rejoin; the node has to start over with a new id.
+ */
 export function newerRecord(left: MemberRecord, right: MemberRecord): MemberRecord {
+  const leftRemoved = left.status === 'removed';
+  if (leftRemoved !== (right.status === 'removed')) return leftRemoved ? left : right;
   if (left.generation !== right.generation) return left.generation > right.generation ? left : right;
   if (left.heartbeat !== right.heartbeat) return left.heartbeat > right.heartbeat ? left : right;
-  return lifecycleRank[right.status] > lifecycleRank[left.status] ? right : left;
+  if (lifecycleRank[right.status] !== lifecycleRank[left.status]) return lifecycleRank[right.status] > lifecycleRank[left.status] ? right : left;
+  return JSON.stringify(right) > JSON.stringify(left) ? right : left;
 }
 
 /**
