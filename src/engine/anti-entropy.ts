@@ -490,7 +490,8 @@ export class AntiEntropy {
   private requirePartition(partition: unknown): number {
     if (this.deps.ring() === null || this.partitionCount === 0) throw new KvError('KV_NOT_READY', 'this node has no ring yet; retry once it has joined', { retryAfterSeconds: 1 });
     if (typeof partition !== 'number' || !Number.isInteger(partition) || partition < 0 || partition >= this.partitionCount) {
-      throw badRequest(`partition ${JSON.stringify(partition)} is not one of this ring's ${this.partitionCount}`);
+      // The value is not echoed: a hostile payload could be nested too deep to print.
+      throw badRequest(`partition (${typeof partition === 'number' ? partition : typeof partition}) is not one of this ring's ${this.partitionCount}`);
     }
     return partition;
   }
