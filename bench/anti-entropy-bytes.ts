@@ -44,8 +44,9 @@ async function replica(name: string, peer: () => AntiEntropy): Promise<{ storage
   await storage.open();
   const local = new Replica(storage, `${name}.1`, 50);
   const send = async (_node: string, request: PeerRequest): Promise<PeerReply> => {
-    if (request.type !== 'control') throw new Error(`unexpected ${request.type}`);
-    return { type: 'control-reply', payload: await peer().handleControl(request.operation, request.payload) };
+    if (request.type === 'control') return { type: 'control-reply', payload: await peer().handleControl(request.operation, request.payload) };
+    if (request.type === 'ae-keys' || request.type === 'ae-fetch' || request.type === 'ae-push') return peer().handleMessage(request);
+    throw new Error(`unexpected ${request.type}`);
   };
   const antiEntropy = new AntiEntropy({
     selfId: name,
@@ -53,7 +54,7 @@ async function replica(name: string, peer: () => AntiEntropy): Promise<{ storage
     replica: local,
     clock: systemClock,
     logger: silentLogger,
-    settings: { enabled: false, intervalMs: 3_600_000, tombstoneGraceMs: 86_400_000, reapedRetentionMs: 30 * 86_400_000, maxKeysPerSecond: 10_000_000, peerTimeoutMs: 10_000 },
+    settings: { enabled: false, intervalMs: 3_600_000, tombstoneGraceMs: 86_400_000, reapedRetentionMs: 30 * 86_400_000, maxKeysPerSecond: 10_000_000, peerTimeoutMs: 10_000, maxPageBytes: 4 * 1024 * 1024 },
     ring: () => ring,
     isUp: () => true,
     send,

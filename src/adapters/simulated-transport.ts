@@ -106,8 +106,9 @@ export class SimulatedNetwork {
           return;
         }
         this.delivered += 1;
-        const [request] = decodeRequestBatch(body);
-        void handler(request as PeerRequest)
+        // A body the receiver cannot decode gets an error reply, as the peer route answers 400.
+        void Promise.resolve()
+          .then(() => handler(decodeRequestBatch(body)[0] as PeerRequest))
           .catch((error: unknown): PeerReply => ({
             type: 'error',
             code: isKvError(error) ? error.code : 'KV_INTERNAL',

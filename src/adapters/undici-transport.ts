@@ -196,6 +196,8 @@ function approximateBytes(message: PeerRequest): number {
       return 64 + message.write.value.byteLength;
     case 'replica-put':
       return 64 + message.object.siblings.reduce((sum, sibling) => sum + sibling.value.byteLength + 64, 0);
+    case 'ae-push':
+      return 64 + message.items.reduce((sum, item) => sum + item.dataKey.byteLength + item.object.siblings.reduce((total, sibling) => total + sibling.value.byteLength + 64, 0), 0);
     default:
       return 64;
   }

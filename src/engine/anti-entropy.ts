@@ -6,14 +6,25 @@ import {
   leafOfPosition,
   leafPositionRange,
   merkleFanout,
-  merkleLeafCount,
 } from '../core/antientropy/merkle-tree.js';
 import type { BucketProperties } from '../core/buckets.js';
 import { decodeDataKey, partitionOfPosition } from '../core/keys.js';
 import { type Ring, preferenceList } from '../core/ring/ring.js';
-import { decodeObject, encodeObject } from '../core/versioning/object-codec.js';
+import { decodeObject } from '../core/versioning/object-codec.js';
 import { type VersionedObject, isDeleted } from '../core/versioning/versioned-object.js';
-import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import { wireLimits } from '../core/wire/codec.js';
+import type {
+  AntiEntropyFetchRequest,
+  AntiEntropyKeysReply,
+  AntiEntropyKeysRequest,
+  AntiEntropyPushReply,
+  AntiEntropyPushRequest,
+  KeyDigest,
+  ObjectPageReply,
+  PeerReply,
+  PeerRequest,
+  StoredItem,
+} from '../core/wire/messages.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { KeySpace } from '../ports/storage.js';
@@ -36,6 +47,8 @@ export interface AntiEntropySettings {
   /** Keys repaired per second at most, so foreground latency holds while replicas catch up. */
   readonly maxKeysPerSecond: number;
   readonly peerTimeoutMs: number;
+  /** About how many bytes of values one page of objects carries (handoff.maxPageBytes); a page always carries at least one. */
+  readonly maxPageBytes: number;
 }
 
 /** What anti-entropy needs from its node. */
@@ -84,12 +97,71 @@ export interface AntiEntropyStatus {
   readonly repair: RepairProgress;
 }
 
-type WireItem = [key: string, value: string];
+/** The anti-entropy messages that travel as binary messages of their own. */
+export type AntiEntropyRequest = AntiEntropyKeysRequest | AntiEntropyFetchRequest | AntiEntropyPushRequest;
 
 const keysPerLeafRequest = 64;
 /** Reaped-tombstone records forgotten per sweep at most, so one sweep's extra work stays bounded. */
 const reapedRecordsForgottenPerSweep = 10_000;
 const itemsPerPush = 200;
+
+/** One key as this side holds it: storage key and digest (values are read again when pushed). */
+interface LocalDigest {
+  readonly dataKey: Buffer;
+  readonly digest: string;
+}
+
+/** Refuses a malformed request from a peer. */
+function badRequest(message: string): KvError {
+  return new KvError('KV_BAD_REQUEST', `${message}; the peer runs another ringkv version or is misbehaving`);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** A short string field of a JSON payload. */
+function requireText(payload: Record<string, unknown>, field: string, maxLength: number): string {
+  const value = payload[field];
+  if (typeof value !== 'string' || value.length > maxLength) throw badRequest(`field '${field}' must be a string of at most ${maxLength} characters`);
+  return value;
+}
+
+/** A storage key sent as base64 text (ae-digest, ae-reap), checked to have the storage key's shape. */
+function requireKeyText(payload: Record<string, unknown>): string {
+  const text = requireText(payload, 'key', Math.ceil((wireLimits.maxDataKeyBytes * 4) / 3) + 4);
+  const bytes = keyBytes(text);
+  if (bytes.length < 6 || 6 + bytes.readUInt16BE(4) > bytes.length) throw badRequest("field 'key' is not a storage key");
+  return text;
+}
+
+/** About how many bytes a message carries: keys, digests and values (for the bytesExchanged figure). */
+function messageBytes(message: PeerRequest | PeerReply): number {
+  const objectBytes = (items: readonly StoredItem[]): number =>
+    items.reduce((sum, item) => sum + item.dataKey.byteLength + item.object.siblings.reduce((total, sibling) => total + sibling.value.byteLength + 32, 16), 0);
+  const keyListBytes = (keys: readonly Uint8Array[]): number => keys.reduce((sum, key) => sum + key.byteLength + 1, 0);
+  switch (message.type) {
+    case 'control':
+    case 'control-reply':
+      return payloadBytes(message.payload);
+    case 'ae-keys':
+      return 8 + 2 * message.leaves.length + message.items.reduce((sum, item) => sum + item.dataKey.byteLength + item.digest.length + 2, 0);
+    case 'ae-keys-reply':
+      return 2 + keyListBytes(message.differing) + keyListBytes(message.need);
+    case 'ae-fetch':
+      return 8 + keyListBytes(message.keys);
+    case 'ae-push':
+    case 'object-page':
+      return 4 + objectBytes(message.items);
+    default:
+      return 8;
+  }
+}
+
+/** A list of strings from a peer's reply, at most `max` of them; anything else counts as empty. */
+function stringList(value: unknown, max: number): string[] {
+  return Array.isArray(value) && value.length <= max && value.every((item) => typeof item === 'string') ? (value as string[]) : [];
+}
 
 function keyText(dataKey: Uint8Array): string {
   return Buffer.from(dataKey).toString('base64');
@@ -276,52 +348,124 @@ export class AntiEntropy {
     return reply.payload;
   }
 
+  /** Sends one binary anti-entropy message and checks the reply's type. */
+  private async request<T extends PeerReply['type']>(peer: string, request: AntiEntropyRequest, replyType: T): Promise<Extract<PeerReply, { type: T }>> {
+    const reply = await this.deps.send(peer, request);
+    if (reply.type !== replyType) throw new KvError('KV_PEER_UNREACHABLE', `peer ${peer} answered ${reply.type} to ${request.type}`);
+    this.bytesExchanged += messageBytes(request) + messageBytes(reply);
+    return reply as Extract<PeerReply, { type: T }>;
+  }
+
   /**
    * One exchange of a partition with a peer: roots, then differing branches, then differing
-   * leaves, then the keys of those leaves; each side merges what the other has. Answers how many
-   * keys were repaired on either side.
+   * leaves, then the keys of those leaves; each side merges what the other has, a bounded page
+   * at a time. Answers how many keys were repaired on either side.
    */
   async exchange(partition: number, peer: string): Promise<number> {
     this.exchanges += 1;
     const tree = this.trees.get(partition) ?? new MerkleTree();
-    const rootReply = (await this.control(peer, 'ae-root', { partition, root: tree.root() })) as { equal: boolean; branches?: string[] };
-    if (rootReply.equal) return 0;
-    const branches = differingIndexes(tree.branchHashes(), rootReply.branches ?? []);
-    const leavesReply = (await this.control(peer, 'ae-leaves', { partition, branches })) as { leaves: Record<string, string[]> };
+    const rootReply = await this.control(peer, 'ae-root', { partition, root: tree.root() });
+    if (!isRecord(rootReply)) throw new KvError('KV_PEER_UNREACHABLE', `peer ${peer} answered ae-root with a malformed payload`);
+    if (rootReply.equal === true) return 0;
+    const branches = differingIndexes(tree.branchHashes(), stringList(rootReply.branches, merkleFanout));
+    const leavesReply = await this.control(peer, 'ae-leaves', { partition, branches });
+    const leafHashes = isRecord(leavesReply) && isRecord(leavesReply.leaves) ? leavesReply.leaves : {};
     const differingLeaves: number[] = [];
     for (const branch of branches) {
-      for (const index of differingIndexes(tree.leafHashes(branch), leavesReply.leaves[String(branch)] ?? [])) differingLeaves.push(branch * merkleFanout + index);
+      for (const index of differingIndexes(tree.leafHashes(branch), stringList(leafHashes[String(branch)], merkleFanout))) differingLeaves.push(branch * merkleFanout + index);
     }
     let repaired = 0;
-    for (let start = 0; start < differingLeaves.length; start += keysPerLeafRequest) {
-      const leaves = differingLeaves.slice(start, start + keysPerLeafRequest);
-      const mine = await this.leafEntries(partition, leaves);
-      const items: WireItem[] = [...mine].map(([key, entry]) => [key, entry.digest]);
-      const keysReply = (await this.control(peer, 'ae-keys', { partition, leaves, items })) as { objects: WireItem[]; need: string[] };
-      repaired += await this.mergeItems(keysReply.objects);
-      const push: WireItem[] = await this.reapedAnswers(keysReply.objects.map(([key]) => key).filter((key) => !mine.has(key)));
-      // What the peer lacks is sent as this side scanned it; a write since then reaches the peer anyway.
-      for (const key of new Set(keysReply.need)) {
-        const entry = mine.get(key);
-        if (entry !== undefined) push.push([key, Buffer.from(entry.bytes).toString('base64')]);
-        if (push.length >= itemsPerPush) {
-          repaired += ((await this.control(peer, 'ae-push', { items: push.splice(0) })) as { repaired: number }).repaired;
-        }
-      }
-      if (push.length > 0) repaired += ((await this.control(peer, 'ae-push', { items: push })) as { repaired: number }).repaired;
+    for await (const { leaves, mine } of this.leafGroups(partition, differingLeaves)) {
+      const items: KeyDigest[] = [...mine.values()].map((entry) => ({ dataKey: entry.dataKey, digest: entry.digest }));
+      const keysReply = await this.request(peer, { type: 'ae-keys', partition, leaves, items }, 'ae-keys-reply');
+      repaired += await this.fetchFrom(peer, partition, keysReply.differing);
+      // What the peer lacks is read again as it is stored now; a write since the scan reaches the peer anyway.
+      const wanted = keysReply.need.filter((key) => mine.has(Buffer.from(key).toString('latin1')));
+      // A key the peer still holds but this side reaped is answered with the remembered tombstone, so the stale peer converges.
+      const reaped = await this.reapedAmong(keysReply.differing.filter((key) => !mine.has(Buffer.from(key).toString('latin1'))));
+      repaired += await this.pushTo(peer, partition, [...wanted, ...reaped]);
     }
     return repaired;
   }
 
-  /** The keys stored in some leaves of a partition, by range scans, with their digests and stored bytes. */
-  private async leafEntries(partition: number, leaves: readonly number[]): Promise<Map<string, { digest: string; bytes: Uint8Array }>> {
-    const entries = new Map<string, { digest: string; bytes: Uint8Array }>();
+  /**
+   * Groups leaves for ae-keys requests: at most keysPerLeafRequest leaves and wireLimits.maxKeys
+   * keys per request, with this side's digests of their keys.
+   */
+  private async *leafGroups(partition: number, leaves: readonly number[]): AsyncGenerator<{ leaves: number[]; mine: Map<string, LocalDigest> }> {
+    let group: number[] = [];
+    let mine = new Map<string, LocalDigest>();
+    for (const leaf of leaves) {
+      const entries = await this.leafDigests(partition, [leaf]);
+      if (entries.size > wireLimits.maxKeys) {
+        this.deps.logger.warn({ partition, leaf, keys: entries.size }, 'a Merkle leaf holds more keys than one comparison carries; it is skipped');
+        continue;
+      }
+      if (group.length >= keysPerLeafRequest || mine.size + entries.size > wireLimits.maxKeys) {
+        yield { leaves: group, mine };
+        group = [];
+        mine = new Map();
+      }
+      group.push(leaf);
+      for (const [name, entry] of entries) mine.set(name, entry);
+    }
+    if (group.length > 0) yield { leaves: group, mine };
+  }
+
+  /** Fetches the peer's objects of some keys, a page at a time, and merges them here. */
+  private async fetchFrom(peer: string, partition: number, keys: readonly Uint8Array[]): Promise<number> {
+    let repaired = 0;
+    let remaining = keys;
+    while (remaining.length > 0) {
+      const asked = remaining.slice(0, wireLimits.maxItems);
+      const page = await this.request(peer, { type: 'ae-fetch', partition, keys: asked, maxBytes: this.deps.settings.maxPageBytes }, 'object-page');
+      repaired += await this.mergeItems(partition, page.items);
+      if (page.done) {
+        remaining = remaining.slice(asked.length);
+        continue;
+      }
+      const last = page.items[page.items.length - 1];
+      const position = last === undefined ? -1 : asked.findIndex((key) => Buffer.from(key).equals(last.dataKey));
+      if (position < 0) throw new KvError('KV_PEER_UNREACHABLE', `peer ${peer} answered ae-fetch with a page that makes no progress`);
+      remaining = remaining.slice(position + 1);
+    }
+    return repaired;
+  }
+
+  /** Pushes this side's objects of some keys to the peer, in pages bounded by keys and bytes. */
+  private async pushTo(peer: string, partition: number, keys: readonly Uint8Array[]): Promise<number> {
+    let repaired = 0;
+    let page: StoredItem[] = [];
+    let pageBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (page.length === 0) return;
+      const items = page;
+      page = [];
+      pageBytes = 0;
+      repaired += (await this.request(peer, { type: 'ae-push', partition, items }, 'ae-push-reply')).repaired;
+    };
+    for (const key of new Set(keys.map((dataKey) => Buffer.from(dataKey).toString('latin1')))) {
+      const dataKey = Buffer.from(key, 'latin1');
+      const bytes = (await this.deps.replica.readBytes(dataKey)) ?? (await this.deps.replica.reapedBytes(dataKey));
+      if (bytes === undefined) continue;
+      page.push({ dataKey, object: decodeObject(bytes) });
+      pageBytes += bytes.byteLength;
+      if (page.length >= itemsPerPush || pageBytes >= this.deps.settings.maxPageBytes) await flush();
+    }
+    await flush();
+    return repaired;
+  }
+
+  /** The keys stored in some leaves of a partition, by range scans, with their digests (values are not kept). */
+  private async leafDigests(partition: number, leaves: readonly number[]): Promise<Map<string, LocalDigest>> {
+    const entries = new Map<string, LocalDigest>();
     for (const leaf of leaves) {
       const { start, end } = leafPositionRange(partition, leaf, this.partitionCount);
       const gte = positionBound(start) as Buffer;
       const lt = positionBound(end);
       for await (const [key, value] of this.deps.data.entries(lt === undefined ? { gte } : { gte, lt })) {
-        entries.set(keyText(key), { digest: digestOf(key, value), bytes: value });
+        const dataKey = Buffer.from(key);
+        entries.set(dataKey.toString('latin1'), { dataKey, digest: digestOf(key, value) });
       }
     }
     return entries;
@@ -336,19 +480,40 @@ export class AntiEntropy {
     return preferenceList(ring, partition, this.deps.bucketProperties(bucket).nVal).includes(this.deps.selfId);
   }
 
-  /** Merges objects from a peer into this replica; answers how many keys changed here. */
-  private async mergeItems(items: readonly WireItem[]): Promise<number> {
+  /** Merges objects of a partition from a peer into this replica; answers how many keys changed here. */
+  private async mergeItems(partition: number, items: readonly StoredItem[]): Promise<number> {
     let changed = 0;
-    for (const [key, encoded] of items) {
-      const dataKey = keyBytes(key);
-      if (!this.replicates(dataKey)) continue;
+    for (const item of items) {
+      const dataKey = Buffer.from(item.dataKey);
+      // A key outside the partition asked about is the peer's mistake; it is not merged.
+      if (!this.inPartition(partition, dataKey) || !this.replicates(dataKey)) continue;
       const { bucket } = decodeDataKey(dataKey);
-      const result = await this.deps.replica.mergeByDataKey(dataKey, decodeObject(keyBytes(encoded)), this.deps.bucketProperties(bucket).conflictMode, false);
+      const result = await this.deps.replica.mergeByDataKey(dataKey, item.object, this.deps.bucketProperties(bucket).conflictMode, false);
       if (result.changed) changed += 1;
     }
     this.keysRepaired += changed;
     if (this.progress.running) this.progress = { ...this.progress, keysRepaired: this.progress.keysRepaired + changed };
     return changed;
+  }
+
+  /** True when the storage key lies in the partition (of the ring's partition count). */
+  private inPartition(partition: number, dataKey: Uint8Array): boolean {
+    return partitionOfPosition(Buffer.from(dataKey.buffer, dataKey.byteOffset, dataKey.byteLength).readUInt32BE(0), this.partitionCount) === partition;
+  }
+
+  /** Checks a partition number a peer sent: an integer of this ring, or KV_BAD_REQUEST (KV_NOT_READY before a ring). */
+  private requirePartition(partition: unknown): number {
+    if (this.deps.ring() === null || this.partitionCount === 0) throw new KvError('KV_NOT_READY', 'this node has no ring yet; retry once it has joined', { retryAfterSeconds: 1 });
+    if (typeof partition !== 'number' || !Number.isInteger(partition) || partition < 0 || partition >= this.partitionCount) {
+      // The value is not echoed: a hostile payload could be nested too deep to print.
+      throw badRequest(`partition (${typeof partition === 'number' ? partition : typeof partition}) is not one of this ring's ${this.partitionCount}`);
+    }
+    return partition;
+  }
+
+  /** Checks that every key a peer sent lies in the partition it names. */
+  private requireKeysInPartition(partition: number, keys: Iterable<Uint8Array>): void {
+    for (const key of keys) if (!this.inPartition(partition, key)) throw badRequest(`a key outside partition ${partition}`);
   }
 
   /**
@@ -377,46 +542,40 @@ export class AntiEntropy {
     }
   }
 
-  /**
-   * The remembered tombstones of keys the peer holds and this node reaped. A peer that missed
-   * the delete (a replica back with an old disk) merges the tombstone over its stale version and
-   * converges, instead of pushing that version again on every sweep only to have it refused.
-   */
-  private async reapedAnswers(keys: readonly string[]): Promise<WireItem[]> {
-    const answers: WireItem[] = [];
-    for (const key of keys) {
-      const bytes = await this.deps.replica.reapedBytes(keyBytes(key));
-      if (bytes !== undefined) answers.push([key, Buffer.from(bytes).toString('base64')]);
-    }
-    return answers;
+  /** The keys among `keys` that this node reaped and still remembers. */
+  private async reapedAmong(keys: readonly Uint8Array[]): Promise<Uint8Array[]> {
+    const reaped: Uint8Array[] = [];
+    for (const key of keys) if ((await this.deps.replica.reapedBytes(Buffer.from(key))) !== undefined) reaped.push(key);
+    return reaped;
   }
 
-  /** Serves the peer side of an exchange; undefined for operations that are not anti-entropy's. */
+  /** Serves the JSON-shaped side of an exchange; undefined for operations that are not anti-entropy's. Payloads are checked before use. */
   async handleControl(operation: string, payload: unknown): Promise<unknown> {
+    if (!isRecord(payload)) throw badRequest(`${operation} needs an object payload`);
     switch (operation) {
       case 'ae-root': {
-        const { partition, root } = payload as { partition: number; root: string };
+        const partition = this.requirePartition(payload.partition);
+        const root = requireText(payload, 'root', wireLimits.maxDigestLength);
         const tree = this.trees.get(partition) ?? new MerkleTree();
         return tree.root() === root ? { equal: true } : { equal: false, branches: tree.branchHashes() };
       }
       case 'ae-leaves': {
-        const { partition, branches } = payload as { partition: number; branches: number[] };
+        const partition = this.requirePartition(payload.partition);
+        const branches = payload.branches;
+        if (!Array.isArray(branches) || branches.length > merkleFanout || !branches.every((branch) => Number.isInteger(branch) && branch >= 0 && branch < merkleFanout)) {
+          throw badRequest(`field 'branches' must list at most ${merkleFanout} branch numbers below ${merkleFanout}`);
+        }
         const tree = this.trees.get(partition) ?? new MerkleTree();
-        return { leaves: Object.fromEntries(branches.map((branch) => [String(branch), tree.leafHashes(branch)])) };
-      }
-      case 'ae-keys':
-        return this.answerKeys(payload as { partition: number; leaves: number[]; items: WireItem[] });
-      case 'ae-push': {
-        const { items } = payload as { items: WireItem[] };
-        return { repaired: await this.mergeItems(items) };
+        return { leaves: Object.fromEntries([...new Set(branches as number[])].map((branch) => [String(branch), tree.leafHashes(branch)])) };
       }
       case 'ae-digest': {
-        const dataKey = keyBytes((payload as { key: string }).key);
+        const dataKey = keyBytes(requireKeyText(payload));
         const bytes = await this.deps.replica.readBytes(dataKey);
         return { digest: bytes === undefined ? null : digestOf(dataKey, bytes) };
       }
       case 'ae-reap': {
-        const { key, digest } = payload as { key: string; digest: string };
+        const key = requireKeyText(payload);
+        const digest = requireText(payload, 'digest', wireLimits.maxDigestLength);
         const dataKey = keyBytes(key);
         const bytes = await this.deps.replica.readBytes(dataKey);
         if (bytes === undefined || digestOf(dataKey, bytes) !== digest) return { removed: false };
@@ -429,21 +588,67 @@ export class AntiEntropy {
     }
   }
 
-  /** The responder's side of the key comparison: what differs, both ways. */
-  private async answerKeys(request: { partition: number; leaves: number[]; items: WireItem[] }): Promise<{ objects: WireItem[]; need: string[] }> {
-    const theirs = new Map(request.items);
-    const mine = await this.leafEntries(request.partition, request.leaves.filter((leaf) => leaf >= 0 && leaf < merkleLeafCount));
-    const objects: WireItem[] = [];
-    const need: string[] = [];
-    for (const [key, entry] of mine) {
-      if (theirs.get(key) !== entry.digest) objects.push([key, Buffer.from(entry.bytes).toString('base64')]);
+  /** Serves the binary side of an exchange: key comparison, object pages and pushes, each checked and bounded. */
+  async handleMessage(request: AntiEntropyRequest): Promise<PeerReply> {
+    const partition = this.requirePartition(request.partition);
+    switch (request.type) {
+      case 'ae-keys':
+        this.requireKeysInPartition(partition, request.items.map((item) => item.dataKey));
+        return this.answerKeys(partition, request);
+      case 'ae-fetch':
+        this.requireKeysInPartition(partition, request.keys);
+        return this.answerFetch(request);
+      case 'ae-push':
+        this.requireKeysInPartition(partition, request.items.map((item) => item.dataKey));
+        return { type: 'ae-push-reply', repaired: await this.mergeItems(partition, request.items) } satisfies AntiEntropyPushReply;
     }
-    const missing = [...theirs.keys()].filter((key) => !mine.has(key));
-    const reaped = await this.reapedAnswers(missing);
-    objects.push(...reaped);
-    const answered = new Set(reaped.map(([key]) => key));
-    for (const [key, digest] of theirs) if (mine.get(key)?.digest !== digest && !answered.has(key)) need.push(key);
-    return { objects, need };
+  }
+
+  /**
+   * The responder's side of the key comparison: what differs, both ways. The reply lists keys
+   * only (the objects follow in ae-fetch pages), at most wireLimits.maxKeys of this side's and
+   * about maxPageBytes of key bytes; beyond that it is truncated and the next exchange goes on.
+   */
+  private async answerKeys(partition: number, request: AntiEntropyKeysRequest): Promise<AntiEntropyKeysReply> {
+    const theirs = new Map(request.items.map((item) => [Buffer.from(item.dataKey).toString('latin1'), item.digest]));
+    const mine = await this.leafDigests(partition, [...new Set(request.leaves)]);
+    const differing: Buffer[] = [];
+    let differingBytes = 0;
+    let truncated = false;
+    for (const [name, entry] of mine) {
+      if (theirs.get(name) === entry.digest) continue;
+      if (differing.length >= wireLimits.maxKeys || differingBytes >= this.deps.settings.maxPageBytes) {
+        truncated = true;
+        break;
+      }
+      differing.push(entry.dataKey);
+      differingBytes += entry.dataKey.byteLength;
+    }
+    const need: Buffer[] = [];
+    for (const item of request.items) {
+      const name = Buffer.from(item.dataKey).toString('latin1');
+      if (mine.get(name)?.digest === item.digest) continue;
+      // A key this side reaped is not asked for: the initiator fetches the remembered tombstone instead, and converges.
+      if (!mine.has(name) && (await this.deps.replica.reapedBytes(Buffer.from(item.dataKey))) !== undefined) differing.push(Buffer.from(item.dataKey));
+      else need.push(Buffer.from(item.dataKey));
+    }
+    return { type: 'ae-keys-reply', differing, need, truncated };
+  }
+
+  /** A page of this side's objects of the keys asked for, in their order, bounded by bytes and count; always one object when any is left. */
+  private async answerFetch(request: AntiEntropyFetchRequest): Promise<ObjectPageReply> {
+    const maxBytes = Math.min(request.maxBytes, this.deps.settings.maxPageBytes);
+    const items: StoredItem[] = [];
+    let bytes = 0;
+    for (const [index, key] of request.keys.entries()) {
+      const stored = (await this.deps.replica.readBytes(Buffer.from(key))) ?? (await this.deps.replica.reapedBytes(Buffer.from(key)));
+      if (stored === undefined) continue;
+      items.push({ dataKey: key, object: decodeObject(stored) });
+      bytes += stored.byteLength;
+      const more = index < request.keys.length - 1;
+      if (more && (bytes >= maxBytes || items.length >= wireLimits.maxItems)) return { type: 'object-page', items, done: false };
+    }
+    return { type: 'object-page', items, done: true };
   }
 
   /** Figures for /status. */
@@ -477,10 +682,5 @@ export class AntiEntropy {
       lastFullExchangeAgeMs: ages,
       repair: this.progress,
     };
-  }
-
-  /** Encodes an object for a peer message (handoff reuses the same item shape). */
-  static item(dataKey: Uint8Array, object: VersionedObject): WireItem {
-    return [keyText(dataKey), encodeObject(object).toString('base64')];
   }
 }

@@ -53,7 +53,13 @@ export interface NodeConfig {
     readonly reapedRetentionMs: number;
     readonly maxKeysPerSecond: number;
   };
-  readonly handoff: { readonly intervalMs: number; readonly batchSize: number; readonly cleanupDelayMs: number };
+  readonly handoff: {
+    readonly intervalMs: number;
+    readonly batchSize: number;
+    /** About how many bytes of values one handoff or anti-entropy page carries (always at least one object). */
+    readonly maxPageBytes: number;
+    readonly cleanupDelayMs: number;
+  };
   /** Client authentication on the public API (the peer API always uses the cluster secret instead). */
   readonly auth: AuthConfig;
   /** TLS for the public and the peer API, which share one listener. */
@@ -173,6 +179,7 @@ const schema: Record<string, Check> = {
   'antiEntropy.maxKeysPerSecond': integer(1, 10_000_000),
   'handoff.intervalMs': integer(10, 3_600_000),
   'handoff.batchSize': integer(1, 10_000),
+  'handoff.maxPageBytes': integer(65_536, 256 * 1024 * 1024),
   'handoff.cleanupDelayMs': integer(0, 86_400_000),
 };
 

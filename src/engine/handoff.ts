@@ -1,8 +1,9 @@
 import type { BucketProperties } from '../core/buckets.js';
-import { decodeDataKey, partitionKeyRange } from '../core/keys.js';
+import { decodeDataKey, partitionKeyRange, partitionOfPosition } from '../core/keys.js';
 import { type IncomingTransfer, type Ring, incomingTransfers, preferenceList } from '../core/ring/ring.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
-import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import { wireLimits } from '../core/wire/codec.js';
+import type { HandoffFetchRequest, ObjectPageReply, PeerReply, PeerRequest, StoredItem } from '../core/wire/messages.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { KeySpace } from '../ports/storage.js';
@@ -14,8 +15,13 @@ import type { Replica } from './replica.js';
 export interface HandoffSettings {
   /** How often transfers and clean-up are looked at. */
   readonly intervalMs: number;
-  /** Keys per streamed batch. */
+  /** Keys per streamed page (and per clean-up page) at most. */
   readonly batchSize: number;
+  /**
+   * About how many bytes of values one page carries at most; a page always carries at least one
+   * object, so a value larger than a page still moves (alone).
+   */
+  readonly maxPageBytes: number;
   /**
    * How long a node keeps a partition it no longer replicates before pushing it to the
    * replicas and deleting it, so coordinators still on the old ring do not write into a gap.
@@ -41,8 +47,6 @@ export interface HandoffDependencies {
   /** Tells the cluster (through gossip) that every partition of this ring version has streamed in. */
   reportTransfersDone(ringVersion: number): void;
 }
-
-type WireItem = [key: string, value: string];
 
 /** Handoff figures for /status. */
 export interface HandoffStatus {
@@ -165,43 +169,72 @@ export class Handoff {
     );
   }
 
-  /** Streams one partition from a source, in batches, merging every key. */
+  /**
+   * Streams one partition from a source, a page at a time, merging every key. The last merge of
+   * each page is synced: LevelDB has one log, so that fsync makes the whole page durable before
+   * the next page is asked for, and the stream is reported done (after which the source may
+   * delete its copy) only once every page is on disk.
+   */
   private async pull(partition: number, source: string): Promise<void> {
-    let after: string | undefined;
+    let after: Uint8Array | null = null;
     for (;;) {
-      const reply = await this.deps.send(source, {
-        type: 'control',
-        operation: 'handoff-fetch',
-        payload: { partition, after: after ?? null, limit: this.deps.settings.batchSize },
-      });
-      if (reply.type !== 'control-reply') throw new KvError('KV_PEER_UNREACHABLE', `${source} answered ${reply.type} to handoff-fetch`);
-      const { items, done } = reply.payload as { items: WireItem[]; done: boolean };
-      for (const [key, encoded] of items) {
-        const dataKey = Buffer.from(key, 'base64');
+      const request: HandoffFetchRequest = { type: 'handoff-fetch', partition, after, maxKeys: this.deps.settings.batchSize, maxBytes: this.deps.settings.maxPageBytes };
+      const reply = await this.deps.send(source, request);
+      if (reply.type !== 'object-page') throw new KvError('KV_PEER_UNREACHABLE', `${source} answered ${reply.type} to handoff-fetch`);
+      const partitionCount = this.deps.ring()?.partitionCount;
+      for (const [index, item] of reply.items.entries()) {
+        const dataKey = Buffer.from(item.dataKey);
+        if (partitionCount === undefined || partitionOfPosition(dataKey.readUInt32BE(0), partitionCount) !== partition) {
+          throw new KvError('KV_PEER_UNREACHABLE', `${source} sent a key outside partition ${partition} in its handoff page`);
+        }
         const { bucket } = decodeDataKey(dataKey);
-        await this.deps.replica.mergeByDataKey(dataKey, decodeObject(Buffer.from(encoded, 'base64')), this.deps.bucketProperties(bucket).conflictMode, false);
+        await this.deps.replica.mergeByDataKey(dataKey, item.object, this.deps.bucketProperties(bucket).conflictMode, index === reply.items.length - 1);
         this.keysReceived += 1;
       }
-      if (done || items.length === 0) return;
-      after = items[items.length - 1]?.[0];
+      if (reply.done) return;
+      const last = reply.items[reply.items.length - 1];
+      if (last === undefined) throw new KvError('KV_PEER_UNREACHABLE', `${source} answered handoff-fetch with an empty page that is not the last`);
+      after = last.dataKey;
     }
   }
 
-  /** Serves a batch of a partition stream: keys after `after`, in storage order. */
+  /** Serves the JSON-shaped handoff question: which of some partitions this node holds keys of. */
   async handleControl(operation: string, payload: unknown): Promise<unknown> {
     if (operation === 'handoff-held') return this.heldAmong(payload);
-    if (operation !== 'handoff-fetch') return undefined;
-    const { partition, after, limit } = payload as { partition: number; after: string | null; limit: number };
+    return undefined;
+  }
+
+  /**
+   * Serves a page of a partition stream: keys after `after`, in storage order, at most the keys
+   * and (about) the bytes asked for and this node's own page bounds, but at least one object.
+   * The request is checked against the ring first (KV_BAD_REQUEST when it is not for it).
+   */
+  async handleFetch(request: HandoffFetchRequest): Promise<ObjectPageReply> {
     const ring = this.deps.ring();
-    if (ring === null) throw new KvError('KV_NOT_READY', 'no ring yet');
-    const range = partitionKeyRange(partition, ring.partitionCount);
-    const start = after === null ? range.gte : Buffer.concat([Buffer.from(after, 'base64'), Buffer.of(0)]);
-    const bounded = Math.max(1, Math.min(limit, 10_000));
-    const items: WireItem[] = [];
-    for await (const [key, value] of this.deps.data.entries({ gte: start, ...(range.lt === undefined ? {} : { lt: range.lt }), limit: bounded })) {
-      items.push([Buffer.from(key).toString('base64'), Buffer.from(value).toString('base64')]);
+    if (ring === null) throw new KvError('KV_NOT_READY', 'this node has no ring yet; retry once it has joined', { retryAfterSeconds: 1 });
+    if (request.partition >= ring.partitionCount) {
+      throw new KvError('KV_BAD_REQUEST', `handoff-fetch of partition ${request.partition}, but the ring has ${ring.partitionCount}; the peer is on another ring or misbehaving`);
     }
-    return { items, done: items.length < bounded };
+    const range = partitionKeyRange(request.partition, ring.partitionCount);
+    if (request.after !== null && partitionOfPosition(Buffer.from(request.after).readUInt32BE(0), ring.partitionCount) !== request.partition) {
+      throw new KvError('KV_BAD_REQUEST', `handoff-fetch of partition ${request.partition} continues after a key of another partition`);
+    }
+    // The smallest key after `after` is `after` followed by a zero byte.
+    const start = request.after === null ? range.gte : Buffer.concat([request.after, Buffer.of(0)]);
+    const maxKeys = Math.min(request.maxKeys, this.deps.settings.batchSize, wireLimits.maxPageKeys);
+    const maxBytes = Math.min(request.maxBytes, this.deps.settings.maxPageBytes);
+    const items: StoredItem[] = [];
+    let bytes = 0;
+    let full = false;
+    for await (const [key, value] of this.deps.data.entries({ gte: start, ...(range.lt === undefined ? {} : { lt: range.lt }), limit: maxKeys })) {
+      items.push({ dataKey: Buffer.from(key), object: decodeObject(value) });
+      bytes += value.byteLength;
+      if (bytes >= maxBytes) {
+        full = true;
+        break;
+      }
+    }
+    return { type: 'object-page', items, done: !full && items.length < maxKeys };
   }
 
   /** Answers which of the asked partitions this node holds at least one key of (a range scan of one key each). */
@@ -245,22 +278,30 @@ export class Handoff {
     const range = partitionKeyRange(partition, ring.partitionCount);
     let complete = true;
     let page: [Buffer, Uint8Array][] = [];
+    let pageBytes = 0;
     const flush = async (): Promise<void> => {
       const results = await Promise.all(page.map(([dataKey, value]) => this.handOffKey(ring, partition, dataKey, value)));
       if (results.includes(false)) complete = false;
       page = [];
+      pageBytes = 0;
     };
     for await (const [key, value] of this.deps.data.entries(range.lt === undefined ? { gte: range.gte } : { gte: range.gte, lt: range.lt })) {
       if (this.stopped) return false;
       page.push([Buffer.from(key), value]);
-      // A page of keys goes out together, so the transport batches them per peer.
-      if (page.length >= this.deps.settings.batchSize) await flush();
+      pageBytes += value.byteLength;
+      // A page of keys goes out together, so the transport batches them per peer; it closes at
+      // a count or a size, so large values never gather in memory by the hundred.
+      if (page.length >= this.deps.settings.batchSize || pageBytes >= this.deps.settings.maxPageBytes) await flush();
     }
     await flush();
     return complete;
   }
 
-  /** Sends one key to its current replicas and deletes it here once all of them acknowledged; false when it must wait. */
+  /**
+   * Sends one key to its current replicas and deletes it here once all of them acknowledged it
+   * durably (a synced write: the receiver's group commit makes that one fsync per page); false
+   * when it must wait.
+   */
   private async handOffKey(ring: Ring, partition: number, dataKey: Buffer, value: Uint8Array): Promise<boolean> {
     const { bucket, key } = decodeDataKey(dataKey);
     const properties = this.deps.bucketProperties(bucket);
@@ -272,8 +313,9 @@ export class Handoff {
     try {
       await Promise.all(
         replicas.map(async (node) => {
-          const reply = await this.deps.send(node, { type: 'replica-put', bucket, key, object, mode: properties.conflictMode, sync: false });
+          const reply = await this.deps.send(node, { type: 'replica-put', bucket, key, object, mode: properties.conflictMode, sync: true });
           if (reply.type !== 'replica-put-reply') throw new KvError('KV_PEER_UNREACHABLE', `${node} answered ${reply.type}`);
+          if (!reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${node} did not store the key durably`);
         }),
       );
     } catch (error) {

@@ -5,7 +5,7 @@ import type { MemberRecord } from '../core/membership/membership.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { emptyContext } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
-import { KvError } from '../util/errors.js';
+import { KvError, isKvError } from '../util/errors.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { Random } from '../ports/random.js';
@@ -88,7 +88,10 @@ export class RingNode implements KvService {
       bucketProperties: (bucket: string) => this.bucketProperties(bucket),
       maxNVal: () => this.maxNVal(),
     };
-    this.antiEntropy = new AntiEntropy({ ...shared, settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs } });
+    this.antiEntropy = new AntiEntropy({
+      ...shared,
+      settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes },
+    });
     this.handoff = new Handoff({
       ...shared,
       settings: config.handoff,
@@ -382,13 +385,33 @@ export class RingNode implements KvService {
         return { type: 'replica-put-reply', durable: request.sync };
       case 'gossip':
         return { type: 'gossip-reply', state: this.gossiper.receive(request.state) };
-      case 'control': {
-        const answer = request.operation.startsWith('ae-')
-          ? await this.antiEntropy.handleControl(request.operation, request.payload)
-          : await this.handoff.handleControl(request.operation, request.payload);
-        if (answer === undefined) return { type: 'error', code: 'KV_BAD_REQUEST', message: `unknown control operation ${request.operation}` };
-        return { type: 'control-reply', payload: answer };
-      }
+      case 'control':
+        return this.refusingBadRequests(request, async () => {
+          const answer = request.operation.startsWith('ae-') ? await this.antiEntropy.handleControl(request.operation, request.payload) : undefined;
+          if (answer === undefined) throw new KvError('KV_BAD_REQUEST', `unknown control operation ${JSON.stringify(request.operation.slice(0, 64))}`);
+          return { type: 'control-reply', payload: answer };
+        });
+      case 'handoff-fetch':
+        return this.refusingBadRequests(request, () => this.handoff.handleFetch(request));
+      case 'ae-keys':
+      case 'ae-fetch':
+      case 'ae-push':
+        return this.refusingBadRequests(request, () => this.antiEntropy.handleMessage(request));
+    }
+  }
+
+  /**
+   * Runs a handoff or anti-entropy request, whose handler checks it against its schema and the
+   * ring before it touches any state; one that fails the check is logged and answered with an
+   * error reply, so a bad peer message never reaches state and never throws out of the handler.
+   */
+  private async refusingBadRequests(request: PeerRequest, handle: () => Promise<PeerReply>): Promise<PeerReply> {
+    try {
+      return await handle();
+    } catch (error) {
+      if (!isKvError(error) || error.code !== 'KV_BAD_REQUEST') throw error;
+      this.options.logger.warn({ request: request.type, ...(request.type === 'control' ? { operation: request.operation.slice(0, 64) } : {}), error: error.message }, 'refused a malformed peer request');
+      return { type: 'error', code: error.code, message: error.message };
     }
   }
 
@@ -405,7 +428,10 @@ export class RingNode implements KvService {
         live.map(async (hint) => {
           const { bucket, key } = Replica.describe(hint.dataKey);
           try {
-            await this.send(target, { type: 'replica-put', bucket, key, object: hint.object, mode: hint.mode, sync: false });
+            // The hint is deleted only once its target has the write durably (synced; the target's
+            // group commit makes that about one fsync per batch of hints).
+            const reply = await this.send(target, { type: 'replica-put', bucket, key, object: hint.object, mode: hint.mode, sync: true });
+            if (reply.type !== 'replica-put-reply' || !reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${target} did not store the hint durably`);
             await this.hints.remove(hint, 'delivered');
           } catch (error) {
             this.options.logger.debug({ target, error: String(error) }, 'hint not delivered yet');

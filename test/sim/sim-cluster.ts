@@ -10,6 +10,7 @@ import { VirtualClock } from '../../src/adapters/virtual-clock.js';
 import { type NodeConfig, mergeConfig, validateConfig } from '../../src/engine/config.js';
 import { RingNode } from '../../src/engine/ring-node.js';
 import { silentLogger } from '../../src/ports/logger.js';
+import type { Storage } from '../../src/ports/storage.js';
 import defaults from '../../config/default.json' with { type: 'json' };
 
 /** One simulated node: its engine, its storage (kept across crashes) and its address. */
@@ -18,10 +19,17 @@ export interface SimMember {
   readonly configOverride?: Partial<NodeConfig>;
   readonly address: string;
   readonly nodeId: string;
-  readonly storage: MemoryStorage;
+  /** Memory storage, or a test's wrapper of it (see SimClusterOptions.storage). */
+  readonly storage: Storage;
   node: RingNode;
   generation: number;
   running: boolean;
+}
+
+/** Test hooks of a simulated cluster. */
+export interface SimClusterOptions {
+  /** Makes each member's storage (memory storage when absent), so a test can wrap it and watch what is synced. */
+  readonly storage?: (nodeId: string) => Storage;
 }
 
 /** A simulated cluster. */
@@ -35,6 +43,7 @@ export class SimCluster {
   private constructor(
     readonly seed: number,
     configOverride: unknown,
+    private readonly options: SimClusterOptions,
   ) {
     this.clock = new VirtualClock(1_700_000_000_000);
     this.random = new SeededRandom(seed);
@@ -54,15 +63,15 @@ export class SimCluster {
   }
 
   /** Starts `count` nodes: the first bootstraps the ring, the others seed from it; waits until the ring holds them all. */
-  static async start(seed: number, count: number, configOverride: unknown = {}): Promise<SimCluster> {
-    const cluster = await SimCluster.launch(seed, count, configOverride);
+  static async start(seed: number, count: number, configOverride: unknown = {}, options: SimClusterOptions = {}): Promise<SimCluster> {
+    const cluster = await SimCluster.launch(seed, count, configOverride, options);
     await cluster.runUntil(() => cluster.ringSettled(), 60_000, 'ring settles');
     return cluster;
   }
 
   /** Starts `count` nodes at the same virtual moment (the first founds the ring, the others seed from it), without waiting for anything. */
-  static async launch(seed: number, count: number, configOverride: unknown = {}): Promise<SimCluster> {
-    const cluster = new SimCluster(seed, configOverride);
+  static async launch(seed: number, count: number, configOverride: unknown = {}, options: SimClusterOptions = {}): Promise<SimCluster> {
+    const cluster = new SimCluster(seed, configOverride, options);
     for (let index = 0; index < count; index++) await cluster.addMember();
     return cluster;
   }
@@ -76,7 +85,7 @@ export class SimCluster {
   async addMember(configOverride?: Partial<NodeConfig>): Promise<SimMember> {
     const index = this.members.length + 1;
     const address = `10.0.0.${index}:7000`;
-    const storage = new MemoryStorage();
+    const storage = this.options.storage?.(`node${index}`) ?? new MemoryStorage();
     await storage.open();
     const member: SimMember = {
       address,

@@ -7,8 +7,10 @@ export class ByteWriter {
 
   private reserve(extra: number): void {
     if (this.length + extra <= this.buffer.length) return;
-    let size = this.buffer.length * 2;
-    while (size < this.length + extra) size *= 2;
+    // Doubling keeps appends amortised; a field larger than that (a large value) gets room for
+    // itself plus a little, so one 8 MiB value does not leave a 16 MiB buffer behind it (a
+    // stored object keeps its encoding buffer alive in memory storage).
+    const size = Math.max(this.buffer.length * 2, this.length + extra + 1024);
     const grown = Buffer.allocUnsafe(size);
     this.buffer.copy(grown, 0, 0, this.length);
     this.buffer = grown;

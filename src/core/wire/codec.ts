@@ -1,10 +1,11 @@
 import { KvError } from '../../util/errors.js';
+import { merkleLeafCount } from '../antientropy/merkle-tree.js';
 import { readObject, writeObject } from '../versioning/object-codec.js';
 import { type CausalContext, type ContextDot, maxContextDots } from '../versioning/context.js';
 import type { VersionVector } from '../versioning/version-vector.js';
 import type { ConflictMode } from '../versioning/versioned-object.js';
 import { ByteReader, ByteWriter } from './bytes.js';
-import type { PeerReply, PeerRequest } from './messages.js';
+import type { KeyDigest, PeerReply, PeerRequest, StoredItem } from './messages.js';
 
 /**
  * The binary encoding of peer traffic. A body is one batch: [protocol version][count]{message}*,
@@ -17,22 +18,150 @@ export const wireProtocolVersion = 1;
 /** The most messages one batch may carry, so a hostile body cannot make a node allocate without bound. */
 export const maxBatchMessages = 4096;
 
-// coordinate-put moved to tag 6 when its context gained dots, and its reply to tag 7 when it
-// gained the created dot; the old tags 2 are still read (a context without dots, no dot).
-const requestTags = { 'replica-get': 1, 'coordinate-put': 6, 'replica-put': 3, gossip: 4, control: 5 } as const;
+/**
+ * Bounds every decoded message is checked against, so a malformed or hostile message is refused
+ * while it is decoded, before any of it reaches the node's state. Senders stay inside them.
+ */
+export const wireLimits = {
+  /** The largest partition number (the config allows at most 65,536 partitions). */
+  maxPartition: 65_535,
+  /** Keys per handoff page (the config's handoff.batchSize is at most 10,000). */
+  maxPageKeys: 10_000,
+  /** The largest byte budget a page request may ask for; a page still carries one object beyond it. */
+  maxPageBytes: 256 * 1024 * 1024,
+  /** Objects per page or push. */
+  maxItems: 10_000,
+  /** Keys (with digests) per anti-entropy key comparison, and keys in its answer. */
+  maxKeys: 65_536,
+  /** A storage key: position, bucket length, bucket and key (the config caps bucket and key at 60,000 bytes each). */
+  maxDataKeyBytes: 6 + 2 * 65_536,
+  /** A digest's text (16 hex digits today). */
+  maxDigestLength: 64,
+} as const;
+
+/**
+ * Tags are append-only: 6 to 9 came with binary handoff and anti-entropy pages; coordinate-put
+ * moved to 10 when its context gained dots (and its reply to 10 when it gained the created
+ * dot). The old tags 2 are still read: a context without dots, a reply without a dot.
+ */
+const requestTags = {
+  'replica-get': 1,
+  'coordinate-put': 10,
+  'replica-put': 3,
+  gossip: 4,
+  control: 5,
+  'handoff-fetch': 6,
+  'ae-keys': 7,
+  'ae-fetch': 8,
+  'ae-push': 9,
+} as const;
 const legacyCoordinatePutTag = 2;
 const replyTags = {
   'replica-get-reply': 1,
-  'coordinate-put-reply': 7,
+  'coordinate-put-reply': 10,
   'replica-put-reply': 3,
   'gossip-reply': 4,
   'control-reply': 5,
   error: 6,
+  'object-page': 7,
+  'ae-keys-reply': 8,
+  'ae-push-reply': 9,
 } as const;
 const legacyCoordinatePutReplyTag = 2;
 
 /** The most dots a forwarded context may carry (the HTTP edge allows no more). */
 const maxWireContextDots = maxContextDots;
+
+function malformed(what: string): KvError {
+  return new KvError('KV_BAD_REQUEST', `a peer message carries ${what}; run the same ringkv version on every node`);
+}
+
+/** A varint within [min, max], or KV_BAD_REQUEST naming the field. */
+function readBounded(reader: ByteReader, field: string, min: number, max: number): number {
+  const value = reader.varint();
+  if (value < min || value > max) throw malformed(`${field} ${value} outside ${min}..${max}`);
+  return value;
+}
+
+/** A count of list elements, bounded, so a hostile count cannot make the reader loop or allocate without end. */
+function readCount(reader: ByteReader, field: string, max: number): number {
+  return readBounded(reader, `a count of ${field}`, 0, max);
+}
+
+function writeDataKey(writer: ByteWriter, dataKey: Uint8Array): void {
+  writer.bytes(dataKey);
+}
+
+/** A storage key: [position u32][bucket length u16][bucket][key], checked so decodeDataKey can trust it. */
+function readDataKey(reader: ByteReader): Buffer {
+  const bytes = reader.bytes();
+  if (bytes.length < 6 || bytes.length > wireLimits.maxDataKeyBytes || 6 + bytes.readUInt16BE(4) > bytes.length) throw malformed('a malformed storage key');
+  // A copy, so a kept key never pins the whole message buffer.
+  return Buffer.from(bytes);
+}
+
+function writeItems(writer: ByteWriter, items: readonly StoredItem[]): void {
+  writer.varint(items.length);
+  for (const item of items) {
+    writeDataKey(writer, item.dataKey);
+    writeObject(writer, item.object);
+  }
+}
+
+function readItems(reader: ByteReader): StoredItem[] {
+  const count = readCount(reader, 'objects', wireLimits.maxItems);
+  const items: StoredItem[] = [];
+  for (let index = 0; index < count; index++) items.push({ dataKey: readDataKey(reader), object: readWireObject(reader) });
+  return items;
+}
+
+/** An object inside a message; a bad format is the peer's fault here, not a storage failure. */
+function readWireObject(reader: ByteReader): ReturnType<typeof readObject> {
+  try {
+    return readObject(reader);
+  } catch (error) {
+    if (error instanceof KvError && error.code === 'KV_STORAGE') throw malformed(`an unreadable object (${error.message})`);
+    throw error;
+  }
+}
+
+function writeKeys(writer: ByteWriter, keys: readonly Uint8Array[]): void {
+  writer.varint(keys.length);
+  for (const key of keys) writeDataKey(writer, key);
+}
+
+function readKeys(reader: ByteReader): Buffer[] {
+  const count = readCount(reader, 'keys', wireLimits.maxKeys);
+  const keys: Buffer[] = [];
+  for (let index = 0; index < count; index++) keys.push(readDataKey(reader));
+  return keys;
+}
+
+function writeDigests(writer: ByteWriter, items: readonly KeyDigest[]): void {
+  writer.varint(items.length);
+  for (const item of items) {
+    writeDataKey(writer, item.dataKey);
+    writer.string(item.digest);
+  }
+}
+
+function readDigests(reader: ByteReader): KeyDigest[] {
+  const count = readCount(reader, 'key digests', wireLimits.maxKeys);
+  const items: KeyDigest[] = [];
+  for (let index = 0; index < count; index++) {
+    const dataKey = readDataKey(reader);
+    const digest = reader.string();
+    if (digest.length > wireLimits.maxDigestLength) throw malformed('a digest that is too long');
+    items.push({ dataKey, digest });
+  }
+  return items;
+}
+
+function readFlag(reader: ByteReader, field: string): boolean {
+  const value = reader.u8();
+  if (value > 1) throw malformed(`a ${field} flag of ${value}`);
+  return value === 1;
+}
 
 function writeMode(writer: ByteWriter, mode: ConflictMode): void {
   writer.u8(mode === 'lww' ? 1 : 0);
@@ -78,7 +207,11 @@ function readContext(reader: ByteReader): CausalContext {
   return { vector, dots };
 }
 
-/** Gossip and control payloads are small, rare and shaped like JSON, so they travel as JSON text. */
+/**
+ * Gossip and control payloads are small, rare and shaped like JSON, so they travel as JSON text;
+ * anything carrying objects has a binary message of its own, since values as base64 inside one
+ * JSON text would soon exceed the largest string V8 can build.
+ */
 function writeJson(writer: ByteWriter, value: unknown): void {
   writer.string(JSON.stringify(value ?? null));
 }
@@ -119,6 +252,25 @@ function writeRequest(writer: ByteWriter, request: PeerRequest): void {
       writer.string(request.operation);
       writeJson(writer, request.payload);
       return;
+    case 'handoff-fetch':
+      writer.varint(request.partition).u8(request.after === null ? 0 : 1);
+      if (request.after !== null) writeDataKey(writer, request.after);
+      writer.varint(request.maxKeys).varint(request.maxBytes);
+      return;
+    case 'ae-keys':
+      writer.varint(request.partition).varint(request.leaves.length);
+      for (const leaf of request.leaves) writer.varint(leaf);
+      writeDigests(writer, request.items);
+      return;
+    case 'ae-fetch':
+      writer.varint(request.partition);
+      writeKeys(writer, request.keys);
+      writer.varint(request.maxBytes);
+      return;
+    case 'ae-push':
+      writer.varint(request.partition);
+      writeItems(writer, request.items);
+      return;
   }
 }
 
@@ -143,7 +295,7 @@ function readRequest(reader: ByteReader): PeerRequest {
     case requestTags['replica-put']: {
       const bucket = reader.string();
       const key = reader.string();
-      const object = readObject(reader);
+      const object = readWireObject(reader);
       const mode = readMode(reader);
       const sync = reader.u8() === 1;
       const hintFor = reader.string();
@@ -154,6 +306,30 @@ function readRequest(reader: ByteReader): PeerRequest {
     case requestTags.control: {
       const operation = reader.string();
       return { type: 'control', operation, payload: readJson(reader) };
+    }
+    case requestTags['handoff-fetch']: {
+      const partition = readBounded(reader, 'partition', 0, wireLimits.maxPartition);
+      const after = readFlag(reader, 'cursor') ? readDataKey(reader) : null;
+      const maxKeys = readBounded(reader, 'page keys', 1, wireLimits.maxPageKeys);
+      const maxBytes = readBounded(reader, 'page bytes', 1, wireLimits.maxPageBytes);
+      return { type: 'handoff-fetch', partition, after, maxKeys, maxBytes };
+    }
+    case requestTags['ae-keys']: {
+      const partition = readBounded(reader, 'partition', 0, wireLimits.maxPartition);
+      const leafCount = readCount(reader, 'leaves', merkleLeafCount);
+      const leaves: number[] = [];
+      for (let index = 0; index < leafCount; index++) leaves.push(readBounded(reader, 'leaf', 0, merkleLeafCount - 1));
+      return { type: 'ae-keys', partition, leaves, items: readDigests(reader) };
+    }
+    case requestTags['ae-fetch']: {
+      const partition = readBounded(reader, 'partition', 0, wireLimits.maxPartition);
+      const keys = readKeys(reader);
+      const maxBytes = readBounded(reader, 'page bytes', 1, wireLimits.maxPageBytes);
+      return { type: 'ae-fetch', partition, keys, maxBytes };
+    }
+    case requestTags['ae-push']: {
+      const partition = readBounded(reader, 'partition', 0, wireLimits.maxPartition);
+      return { type: 'ae-push', partition, items: readItems(reader) };
     }
     default:
       throw new KvError('KV_BAD_REQUEST', `unknown peer request tag ${tag}; is the peer a newer ringkv?`);
@@ -184,6 +360,18 @@ function writeReply(writer: ByteWriter, reply: PeerReply): void {
     case 'error':
       writer.string(reply.code).string(reply.message);
       return;
+    case 'object-page':
+      writeItems(writer, reply.items);
+      writer.u8(reply.done ? 1 : 0);
+      return;
+    case 'ae-keys-reply':
+      writeKeys(writer, reply.differing);
+      writeKeys(writer, reply.need);
+      writer.u8(reply.truncated ? 1 : 0);
+      return;
+    case 'ae-push-reply':
+      writer.varint(reply.repaired);
+      return;
   }
 }
 
@@ -191,10 +379,10 @@ function readReply(reader: ByteReader): PeerReply {
   const tag = reader.u8();
   switch (tag) {
     case replyTags['replica-get-reply']:
-      return { type: 'replica-get-reply', object: reader.u8() === 1 ? readObject(reader) : null };
+      return { type: 'replica-get-reply', object: readFlag(reader, 'object') ? readWireObject(reader) : null };
     case legacyCoordinatePutReplyTag:
     case replyTags['coordinate-put-reply']: {
-      const object = readObject(reader);
+      const object = readWireObject(reader);
       const durable = reader.u8() === 1;
       // An old peer does not say which dot it created: an empty dot makes the reply's context cover only what the writer sent.
       const dot = tag === legacyCoordinatePutReplyTag ? { node: '', counter: 0 } : readDot(reader);
@@ -210,6 +398,17 @@ function readReply(reader: ByteReader): PeerReply {
       const code = reader.string();
       return { type: 'error', code, message: reader.string() };
     }
+    case replyTags['object-page']: {
+      const items = readItems(reader);
+      return { type: 'object-page', items, done: readFlag(reader, 'done') };
+    }
+    case replyTags['ae-keys-reply']: {
+      const differing = readKeys(reader);
+      const need = readKeys(reader);
+      return { type: 'ae-keys-reply', differing, need, truncated: readFlag(reader, 'truncated') };
+    }
+    case replyTags['ae-push-reply']:
+      return { type: 'ae-push-reply', repaired: readBounded(reader, 'repaired keys', 0, wireLimits.maxItems) };
     default:
       throw new KvError('KV_BAD_REQUEST', `unknown peer reply tag ${tag}; is the peer a newer ringkv?`);
   }

@@ -40,15 +40,81 @@ export interface GossipRequest {
   readonly state: unknown;
 }
 
-/** Anti-entropy and handoff messages carry their own JSON-shaped payloads. */
+/**
+ * Small anti-entropy messages (tree roots and branches, tombstone digests) carry JSON-shaped
+ * payloads, validated by the receiver before use (src/engine/control-schemas.ts). Anything that
+ * carries objects has its own binary message type instead.
+ */
 export interface ControlRequest {
   readonly type: 'control';
   readonly operation: string;
   readonly payload: unknown;
 }
 
+/** A stored object with its storage key, as handoff and anti-entropy pages carry it. */
+export interface StoredItem {
+  readonly dataKey: Uint8Array;
+  readonly object: VersionedObject;
+}
+
+/** A storage key with the digest of its stored version (anti-entropy's key comparison). */
+export interface KeyDigest {
+  readonly dataKey: Uint8Array;
+  readonly digest: string;
+}
+
+/**
+ * One page of a partition stream (ownership handoff): the keys after `after` in storage order,
+ * at most `maxKeys` of them and about `maxBytes` of values, but always at least one object, so
+ * that a single value larger than a page still moves.
+ */
+export interface HandoffFetchRequest {
+  readonly type: 'handoff-fetch';
+  readonly partition: number;
+  /** The last key of the previous page; null for the first page. */
+  readonly after: Uint8Array | null;
+  readonly maxKeys: number;
+  readonly maxBytes: number;
+}
+
+/**
+ * Anti-entropy's key comparison over some leaves of a partition: the sender's keys and digests
+ * in those leaves; the reply says which keys differ on either side.
+ */
+export interface AntiEntropyKeysRequest {
+  readonly type: 'ae-keys';
+  readonly partition: number;
+  readonly leaves: readonly number[];
+  readonly items: readonly KeyDigest[];
+}
+
+/** Anti-entropy asks a peer for its objects of some keys (that differ), a page at a time. */
+export interface AntiEntropyFetchRequest {
+  readonly type: 'ae-fetch';
+  readonly partition: number;
+  /** The keys, in the order the page follows; absent keys are skipped. */
+  readonly keys: readonly Uint8Array[];
+  readonly maxBytes: number;
+}
+
+/** Anti-entropy sends a peer the objects it lacks, to merge. */
+export interface AntiEntropyPushRequest {
+  readonly type: 'ae-push';
+  readonly partition: number;
+  readonly items: readonly StoredItem[];
+}
+
 /** Every request a peer can send. */
-export type PeerRequest = ReplicaGetRequest | CoordinatePutRequest | ReplicaPutRequest | GossipRequest | ControlRequest;
+export type PeerRequest =
+  | ReplicaGetRequest
+  | CoordinatePutRequest
+  | ReplicaPutRequest
+  | GossipRequest
+  | ControlRequest
+  | HandoffFetchRequest
+  | AntiEntropyKeysRequest
+  | AntiEntropyFetchRequest
+  | AntiEntropyPushRequest;
 
 /** A replica's answer to replica-get. */
 export interface ReplicaGetReply {
@@ -83,6 +149,31 @@ export interface ControlReply {
   readonly payload: unknown;
 }
 
+/** A page of objects (the answer to handoff-fetch and ae-fetch); `done` when nothing is left after it. */
+export interface ObjectPageReply {
+  readonly type: 'object-page';
+  readonly items: readonly StoredItem[];
+  readonly done: boolean;
+}
+
+/**
+ * The answer to ae-keys: the responder's keys whose version differs from the sender's (or that
+ * the sender lacks), and the sender's keys the responder lacks or holds another version of.
+ * `truncated` when the reply was bounded and the next exchange has to find the rest.
+ */
+export interface AntiEntropyKeysReply {
+  readonly type: 'ae-keys-reply';
+  readonly differing: readonly Uint8Array[];
+  readonly need: readonly Uint8Array[];
+  readonly truncated: boolean;
+}
+
+/** The answer to ae-push: how many keys changed on the receiver. */
+export interface AntiEntropyPushReply {
+  readonly type: 'ae-push-reply';
+  readonly repaired: number;
+}
+
 /** A failure on the replica side, with a KV_* code. */
 export interface ErrorReply {
   readonly type: 'error';
@@ -91,4 +182,13 @@ export interface ErrorReply {
 }
 
 /** Every reply a peer can send. */
-export type PeerReply = ReplicaGetReply | CoordinatePutReply | ReplicaPutReply | GossipReply | ControlReply | ErrorReply;
+export type PeerReply =
+  | ReplicaGetReply
+  | CoordinatePutReply
+  | ReplicaPutReply
+  | GossipReply
+  | ControlReply
+  | ErrorReply
+  | ObjectPageReply
+  | AntiEntropyKeysReply
+  | AntiEntropyPushReply;

@@ -1,0 +1,185 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { encodeDataKey } from '../../src/core/keys.js';
+import type { VersionedObject } from '../../src/core/versioning/versioned-object.js';
+import { decodeReplyBatch, decodeRequestBatch, encodeReplyBatch, encodeRequestBatch, wireLimits } from '../../src/core/wire/codec.js';
+import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
+import { KvError } from '../../src/util/errors.js';
+
+/**
+ * Goal: no byte string makes the peer codec do anything but answer a well-formed message or throw
+ * a KvError. Random bytes and mutations of valid encodings (flipped, inserted, deleted bytes,
+ * truncation) either decode to messages that encode and decode again to the same messages, or
+ * are refused with a KvError; never any other exception. Every message type round-trips.
+ */
+
+const nodeId = fc.stringMatching(/^n[0-9a-f]{4}$/);
+const dataKey = fc.tuple(fc.string({ minLength: 1, maxLength: 12 }), fc.string({ maxLength: 24 })).map(([bucket, key]) => encodeDataKey(bucket, key));
+const object: fc.Arbitrary<VersionedObject> = fc.record({
+  clock: fc.uniqueArray(fc.tuple(nodeId, fc.integer({ min: 1, max: 1000 })), { selector: ([node]) => node, maxLength: 3 }).map((entries) => Object.fromEntries(entries)),
+  siblings: fc.array(
+    fc.record({
+      dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }),
+      value: fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)),
+      contentType: fc.constantFrom('text/plain', 'application/octet-stream'),
+      lastModifiedMs: fc.integer({ min: 0, max: 2 ** 45 }),
+      tombstone: fc.boolean(),
+    }),
+    { maxLength: 2 },
+  ),
+});
+const partition = fc.integer({ min: 0, max: 255 });
+const digest = fc.stringMatching(/^[0-9a-f]{16}$/);
+const item = fc.record({ dataKey, object });
+const json = fc.jsonValue({ maxDepth: 3 });
+
+const request: fc.Arbitrary<PeerRequest> = fc.oneof(
+  fc.record({ type: fc.constant('replica-get' as const), bucket: fc.string(), key: fc.string() }),
+  fc.record({
+    type: fc.constant('replica-put' as const),
+    bucket: fc.string(),
+    key: fc.string(),
+    object,
+    mode: fc.constantFrom('siblings' as const, 'lww' as const),
+    sync: fc.boolean(),
+  }),
+  fc.record({ type: fc.constant('gossip' as const), state: json }),
+  fc.record({ type: fc.constant('control' as const), operation: fc.constantFrom('ae-root', 'ae-leaves', 'ae-digest'), payload: json }),
+  fc.record({
+    type: fc.constant('handoff-fetch' as const),
+    partition,
+    after: fc.option(dataKey, { nil: null }),
+    maxKeys: fc.integer({ min: 1, max: wireLimits.maxPageKeys }),
+    maxBytes: fc.integer({ min: 1, max: wireLimits.maxPageBytes }),
+  }),
+  fc.record({
+    type: fc.constant('ae-keys' as const),
+    partition,
+    leaves: fc.array(fc.integer({ min: 0, max: 1023 }), { maxLength: 8 }),
+    items: fc.array(fc.record({ dataKey, digest }), { maxLength: 4 }),
+  }),
+  fc.record({ type: fc.constant('ae-fetch' as const), partition, keys: fc.array(dataKey, { maxLength: 4 }), maxBytes: fc.integer({ min: 1, max: 1 << 22 }) }),
+  fc.record({ type: fc.constant('ae-push' as const), partition, items: fc.array(item, { maxLength: 3 }) }),
+);
+
+const reply: fc.Arbitrary<PeerReply> = fc.oneof(
+  fc.record({ type: fc.constant('replica-get-reply' as const), object: fc.option(object, { nil: null }) }),
+  fc.record({ type: fc.constant('replica-put-reply' as const), durable: fc.boolean() }),
+  fc.record({ type: fc.constant('control-reply' as const), payload: json }),
+  fc.record({ type: fc.constant('error' as const), code: fc.constant('KV_BAD_REQUEST'), message: fc.string() }),
+  fc.record({ type: fc.constant('object-page' as const), items: fc.array(item, { maxLength: 3 }), done: fc.boolean() }),
+  fc.record({ type: fc.constant('ae-keys-reply' as const), differing: fc.array(dataKey, { maxLength: 4 }), need: fc.array(dataKey, { maxLength: 4 }), truncated: fc.boolean() }),
+  fc.record({ type: fc.constant('ae-push-reply' as const), repaired: fc.integer({ min: 0, max: 200 }) }),
+);
+
+/** One change to a valid encoding. */
+const mutation = fc.oneof(
+  fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bits: fc.integer({ min: 1, max: 255 }) }),
+  fc.record({ kind: fc.constant('set' as const), at: fc.nat(), value: fc.constantFrom(0, 1, 0x7f, 0x80, 0xff) }),
+  fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
+  fc.record({ kind: fc.constant('delete' as const), at: fc.nat() }),
+  fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
+);
+
+type Mutation = { readonly kind: string; readonly at: number; readonly bits?: number; readonly value?: number };
+
+function mutate(bytes: Buffer, mutations: readonly Mutation[]): Buffer {
+  let result = Buffer.from(bytes);
+  for (const change of mutations) {
+    if (result.length === 0) return result;
+    const at = change.at % result.length;
+    switch (change.kind) {
+      case 'flip':
+        result[at] = (result[at] as number) ^ (change.bits as number);
+        break;
+      case 'set':
+        result[at] = change.value as number;
+        break;
+      case 'insert':
+        result = Buffer.concat([result.subarray(0, at), Buffer.of(change.value as number), result.subarray(at)]);
+        break;
+      case 'delete':
+        result = Buffer.concat([result.subarray(0, at), result.subarray(at + 1)]);
+        break;
+      default:
+        result = result.subarray(0, at);
+    }
+  }
+  return result;
+}
+
+/** Decodes; a refusal must be a KvError, and anything accepted must be a message that encodes and decodes to itself. */
+function checkDecode<T>(bytes: Uint8Array, decode: (bytes: Uint8Array) => T[], encode: (messages: readonly T[]) => Buffer): void {
+  let decoded: T[];
+  try {
+    decoded = decode(bytes);
+  } catch (error) {
+    if (!(error instanceof KvError)) throw new Error(`decoding threw ${String(error)} instead of a KvError`, { cause: error });
+    return;
+  }
+  expect(decode(encode(decoded))).toEqual(decoded);
+}
+
+const runs = Number(process.env.FUZZ_RUNS ?? 600);
+
+describe('peer codec fuzz', () => {
+  it('every request and reply type round-trips', () => {
+    fc.assert(
+      fc.property(fc.array(request, { minLength: 1, maxLength: 4 }), fc.array(reply, { minLength: 1, maxLength: 4 }), (requests, replies) => {
+        expect(decodeRequestBatch(encodeRequestBatch(requests))).toEqual(requests.map((message) => normalise(message)));
+        expect(decodeReplyBatch(encodeReplyBatch(replies))).toEqual(replies.map((message) => normalise(message)));
+      }),
+      { numRuns: runs },
+    );
+  });
+
+  it('random bytes decode to valid messages or a KvError, never another exception', () => {
+    const bytes = fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.uint8Array({ maxLength: 200 }).map((tail) => Buffer.concat([Buffer.of(1, 1), tail])));
+    fc.assert(
+      fc.property(bytes, (body) => {
+        checkDecode(body, decodeRequestBatch, encodeRequestBatch);
+        checkDecode(body, decodeReplyBatch, encodeReplyBatch);
+      }),
+      { numRuns: runs * 4 },
+    );
+  });
+
+  it('mutated valid requests decode to valid messages or a KvError, never another exception', () => {
+    fc.assert(
+      fc.property(fc.array(request, { minLength: 1, maxLength: 3 }), fc.array(mutation, { minLength: 1, maxLength: 4 }), (requests, mutations) => {
+        checkDecode(mutate(encodeRequestBatch(requests), mutations), decodeRequestBatch, encodeRequestBatch);
+      }),
+      { numRuns: runs * 4 },
+    );
+  });
+
+  it('mutated valid replies decode to valid messages or a KvError, never another exception', () => {
+    fc.assert(
+      fc.property(fc.array(reply, { minLength: 1, maxLength: 3 }), fc.array(mutation, { minLength: 1, maxLength: 4 }), (replies, mutations) => {
+        checkDecode(mutate(encodeReplyBatch(replies), mutations), decodeReplyBatch, encodeReplyBatch);
+      }),
+      { numRuns: runs * 4 },
+    );
+  });
+
+  it('refuses counts, partitions and page sizes beyond the wire limits while decoding', () => {
+    const page = (maxKeys: number, maxBytes: number, partitionNumber: number): Buffer =>
+      encodeRequestBatch([{ type: 'handoff-fetch', partition: partitionNumber, after: null, maxKeys, maxBytes }]);
+    for (const body of [page(wireLimits.maxPageKeys + 1, 1024, 0), page(0, 1024, 0), page(10, wireLimits.maxPageBytes + 1, 0), page(10, 1024, wireLimits.maxPartition + 1)]) {
+      expect(() => decodeRequestBatch(body)).toThrow(KvError);
+    }
+    const leaves = encodeRequestBatch([{ type: 'ae-keys', partition: 0, leaves: [1024], items: [] }]);
+    expect(() => decodeRequestBatch(leaves)).toThrow(/leaf 1024/);
+    const shortKey = encodeRequestBatch([{ type: 'ae-fetch', partition: 0, keys: [Buffer.of(1, 2, 3)], maxBytes: 10 }]);
+    expect(() => decodeRequestBatch(shortKey)).toThrow(/storage key/);
+  });
+});
+
+/** What a message decodes to: byte fields come back as Buffers. */
+function normalise<T>(message: T): T {
+  return JSON.parse(JSON.stringify(message), (_key, value: unknown) =>
+    value !== null && typeof value === 'object' && (value as { type?: unknown }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)
+      ? Buffer.from((value as { data: number[] }).data)
+      : value,
+  ) as T;
+}
