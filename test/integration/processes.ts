@@ -10,6 +10,15 @@ import { request } from 'undici';
 
 const script = join(import.meta.dirname, '..', '..', 'bin', 'ringkv.js');
 
+/**
+ * The deadline of a poll on real processes: generous, because a poll's deadline only has to
+ * catch a hung process; it is never a claim about speed (a loaded CI machine is many times slower).
+ */
+export const pollDeadlineMs = 5 * 60_000;
+
+/** The vitest timeout of a test or hook on real processes: finite, so a hung test still ends, and far above any honest run. */
+export const processTestTimeoutMs = 20 * 60_000;
+
 /** A running (or stopped) node process. */
 export interface NodeProcess {
   readonly port: number;
@@ -77,6 +86,65 @@ export async function waitFor<T>(what: string | (() => string), deadlineMs: numb
   throw new Error(`timed out after ${deadlineMs} ms waiting for ${described}${lastError === undefined ? '' : ` (last error: ${String(lastError)})`}`);
 }
 
+/** One look at a long-running process, for `waitForProgress`. */
+export interface ProgressReading {
+  /** True when the awaited state is reached. */
+  readonly done: boolean;
+  /** Figures that change whenever useful work is done (compared as JSON between readings). */
+  readonly progress: unknown;
+  /** A counter of the rounds of work the system attempted (done or not): the clock that a stall is measured with. */
+  readonly rounds: number;
+  /** What this reading saw, for the failure message. */
+  readonly seen: string;
+}
+
+/** Settings of `waitForProgress`. */
+export interface ProgressOptions {
+  /** Fail when `rounds` advanced by this many while `progress` stayed the same. */
+  readonly stallRounds: number;
+  /** Last resort for a system that neither progresses nor counts rounds (a hung process): fail after this long. */
+  readonly capMs: number;
+  readonly pollMs?: number;
+}
+
+/**
+ * Waits until `read` says done, failing only when no progress was made over `stallRounds` of the
+ * system's own rounds (or, as a last resort, after `capMs`). A slow machine makes rounds slower
+ * and progress slower alike, so, unlike a fixed deadline, this cannot fail for slowness alone.
+ * Readings that throw (a node restarting) count as no change; the failure names the last reading
+ * and error. Answers the last reading.
+ */
+export async function waitForProgress(what: string, options: ProgressOptions, read: () => Promise<ProgressReading>): Promise<ProgressReading> {
+  const startedAt = Date.now();
+  let last: ProgressReading | undefined;
+  let lastProgress: string | undefined;
+  let roundsAtLastProgress = 0;
+  let lastError: unknown;
+  const failure = (why: string): Error =>
+    new Error(`${what}: ${why}; last saw ${last === undefined ? 'nothing' : last.seen}${lastError === undefined ? '' : ` (last error: ${String(lastError)})`}`);
+  for (;;) {
+    let reading: ProgressReading | undefined;
+    try {
+      reading = await read();
+      last = reading;
+    } catch (error) {
+      lastError = error;
+    }
+    if (reading?.done === true) return reading;
+    if (reading !== undefined) {
+      const progress = JSON.stringify(reading.progress);
+      if (progress !== lastProgress) {
+        lastProgress = progress;
+        roundsAtLastProgress = reading.rounds;
+      } else if (reading.rounds - roundsAtLastProgress >= options.stallRounds) {
+        throw failure(`no progress over ${reading.rounds - roundsAtLastProgress} rounds (${progress} since round ${roundsAtLastProgress})`);
+      }
+    }
+    if (Date.now() - startedAt > options.capMs) throw failure(`gave up after the last-resort cap of ${options.capMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
+  }
+}
+
 /** An HTTP answer, body as bytes. */
 export interface Answer {
   readonly status: number;
@@ -105,7 +173,7 @@ export async function call(
 }
 
 /** Waits until the node answers /health. */
-export async function waitHealthy(node: NodeProcess, deadlineMs = 20_000): Promise<void> {
+export async function waitHealthy(node: NodeProcess, deadlineMs = pollDeadlineMs): Promise<void> {
   await waitFor(() => `${node.address} to answer /health (output: ${node.output.slice(-500)})`, deadlineMs, async () => (await call(node, 'GET', '/health')).status === 200);
 }
 
