@@ -1,7 +1,22 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/ring-client.js';
-import { type NodeProcess, killNode, nodeStatus, restartNode, startNode, temporaryFolder, pollDeadlineMs, processTestTimeoutMs, waitFor, waitForProgress, waitHealthy } from './processes.js';
+import {
+  type NodeProcess,
+  describeMembership,
+  freePorts,
+  killNode,
+  nodeStatus,
+  pollDeadlineMs,
+  processTestTimeoutMs,
+  restartNode,
+  startNode,
+  temporaryFolder,
+  waitFor,
+  waitForMembersUp,
+  waitForProgress,
+  waitHealthy,
+} from './processes.js';
 
 /** Anti-entropy figures of /status that this test follows. */
 interface AntiEntropyFigures {
@@ -32,38 +47,41 @@ describe('anti-entropy on a 3-node cluster of real processes', () => {
   const folder = temporaryFolder('ringkv-ae-');
   const env = { RINGKV_CLUSTER_SECRET: 'anti-entropy-secret-0123456789', RINGKV_HINTED_HANDOFF: 'false' };
   const nodes: NodeProcess[] = [];
-  const client = new RingClient({ nodes: ['127.0.0.1:17931', '127.0.0.1:17932'], connectionsPerNode: 32 });
+  let client: RingClient | undefined;
 
   beforeAll(async () => {
-    nodes.push(startNode(17_931, join(folder.path, 'node1'), { env }));
+    const [port1, port2, port3] = (await freePorts(3)) as [number, number, number];
+    nodes.push(startNode(port1, join(folder.path, 'node1'), { env }));
     await waitHealthy(nodes[0]!);
-    nodes.push(startNode(17_932, join(folder.path, 'node2'), { env, seeds: ['127.0.0.1:17931'] }));
-    nodes.push(startNode(17_933, join(folder.path, 'node3'), { env, seeds: ['127.0.0.1:17931'] }));
-    for (const node of nodes) {
-      await waitFor(`${node.address} to see 3 members up in a settled ring`, pollDeadlineMs, async () => {
-        const status = await nodeStatus(node);
-        return status.members.filter((member) => member.status === 'up').length === 3 && status.ring?.members.length === 3 && status.ring.next === null;
-      });
-    }
+    const seeds = [nodes[0]!.address];
+    nodes.push(startNode(port2, join(folder.path, 'node2'), { env, seeds }));
+    nodes.push(startNode(port3, join(folder.path, 'node3'), { env, seeds }));
+    for (const node of nodes) await waitForMembersUp(node, 3, { settled: true });
+    client = new RingClient({ nodes: [nodes[0]!.address, nodes[1]!.address], connectionsPerNode: 32 });
   }, processTestTimeoutMs);
 
   afterAll(async () => {
-    await client.close();
+    await client?.close();
     for (const node of nodes) await killNode(node);
     folder.remove();
   }, processTestTimeoutMs);
 
   it('brings 10,000 keys written while node 3 was down back to node 3 by anti-entropy alone, however slow the machine', async () => {
     const [node1, , node3] = nodes as [NodeProcess, NodeProcess, NodeProcess];
+    const writes = client as RingClient;
     await killNode(node3);
-    await waitFor('node 1 to see node 3 down', pollDeadlineMs, async () => (await nodeStatus(node1)).members.some((member) => member.address === node3.address && member.status === 'down'));
+    await waitFor('node 1 to see node 3 down', pollDeadlineMs, async (see) => {
+      const status = await nodeStatus(node1);
+      see(describeMembership(status));
+      return status.members.some((member) => member.address === node3.address && member.status === 'down');
+    });
 
     const keys = Array.from({ length: 10_000 }, (_, index) => `key-${index}`);
     let next = 0;
     const writer = async (): Promise<void> => {
       while (next < keys.length) {
         const key = keys[next++] as string;
-        await client.put('ae', key, `value-${key}`, { w: 2 });
+        await writes.put('ae', key, `value-${key}`, { w: 2 });
       }
     };
     await Promise.all(Array.from({ length: 32 }, () => writer()));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type ProgressReading, waitForProgress } from './processes.js';
+import { type ProgressReading, freePorts, waitFor, waitForProgress } from './processes.js';
 
 /**
  * Goal: `waitForProgress` fails only on a stall measured in the system's own rounds, so a slow
@@ -30,5 +30,23 @@ describe('waitForProgress', () => {
       throw new Error('connection refused');
     });
     await expect(failing).rejects.toThrow(/unreachable work: gave up after the last-resort cap of 50 ms; last saw nothing \(last error: Error: connection refused\)/);
+  });
+});
+
+describe('waitFor and freePorts', () => {
+  it('fails at its deadline naming the last thing the condition saw', async () => {
+    let polls = 0;
+    const never = waitFor('a key count of 10', 50, async (see) => {
+      polls += 1;
+      see({ keys: polls });
+      return false;
+    });
+    await expect(never).rejects.toThrow(/timed out after 50 ms waiting for a key count of 10; last saw \{"keys":\d+\}/);
+  });
+
+  it('hands out distinct ports', async () => {
+    const ports = await freePorts(5);
+    expect(new Set(ports).size).toBe(5);
+    for (const port of ports) expect(port).toBeGreaterThan(0);
   });
 });
