@@ -23,6 +23,7 @@ import { Nemesis, faultSummary, planNemesisSchedule } from './nemesis.js';
 import { LinkNetwork } from './proxy.js';
 import { renderReport } from './report-html.js';
 import { delay } from './wait.js';
+import { ClientWorkload } from './workloads/client.js';
 import { DeleteWorkload } from './workloads/delete.js';
 import { RegisterWorkload } from './workloads/register.js';
 import { SetWorkload } from './workloads/set.js';
@@ -47,6 +48,8 @@ function buildWorkload(options: RunOptions): Workload {
       return new RegisterWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
     case 'delete':
       return new DeleteWorkload({ concurrency: options.concurrency });
+    case 'client':
+      return new ClientWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
   }
 }
 

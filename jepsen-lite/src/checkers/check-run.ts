@@ -6,6 +6,7 @@
 import type { WorkloadName } from '../cli-options.js';
 import type { Operation } from '../history.js';
 import type { CheckContext, CheckerResult } from './checker.js';
+import { checkClient } from './client.js';
 import { type ConvergenceResult, checkConvergence } from './convergence.js';
 import { checkDelete } from './delete.js';
 import { checkRegister } from './register.js';
@@ -30,6 +31,8 @@ export function checkWorkload(workload: WorkloadName, history: readonly Operatio
       return checkRegister(history, context);
     case 'delete':
       return checkDelete(history);
+    case 'client':
+      return checkClient(history);
   }
 }
 
