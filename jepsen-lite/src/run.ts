@@ -96,6 +96,7 @@ function printVerdict(workload: WorkloadName, verdict: RunVerdict, warnings: rea
   const { stats, convergence } = verdict;
   say('==== jepsen-lite results ====');
   say(`valid: ${verdict.valid}`);
+  for (const reason of verdict.nothingTested) say(`INVALID, ${reason}`);
   say(`${workload}: ${Object.entries(headlineOf(verdict.workload)).map(([name, value]) => `${name} ${String(value)}`).join(', ')}`);
   say(`convergence: ${convergence.keysChecked} keys checked on their replicas, ${convergence.divergedKeys} diverged`);
   for (const [f, counts] of Object.entries(stats.counts)) {
@@ -258,6 +259,7 @@ async function run(options: RunOptions): Promise<number> {
       timeLimitS: options.timeLimitMs / 1000,
       nemesis: settings.nemesis,
       ...headlineOf(verdict.workload),
+      nothingTested: verdict.nothingTested,
       converged: verdict.convergence.valid,
       hintsDrained,
       availabilityDuringFaults: stats.availability.duringFaults.okFraction,

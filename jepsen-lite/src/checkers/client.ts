@@ -7,6 +7,7 @@
  * Nothing may be there that no client tried to add, nor an add that certainly failed.
  */
 import { type Operation, pairOperations } from '../history.js';
+import { nothingTested } from './checker.js';
 import { finalReadValues } from './set.js';
 
 /** The adds of the client workload: each adds its invocation's value to the key's set. */
@@ -145,12 +146,15 @@ export function checkClient(history: readonly Operation[]): ClientCheckerResult 
   }
   const unreadKeys = [...keysUsed].filter((key) => !finals.has(key)).sort();
 
-  const nothingTested =
-    acknowledged === 0 ? 'nothing was tested: no add was acknowledged' : finals.size === 0 ? 'nothing was tested: no final read succeeded' : checkedElements === 0 ? 'nothing was tested: no acknowledged element could be checked' : undefined;
+  const emptiness = nothingTested([
+    [acknowledged === 0, 'no add was acknowledged'],
+    [finals.size === 0, 'no final read succeeded'],
+    [checkedElements === 0, 'no acknowledged element could be checked (each was removed or deleted)'],
+  ]);
   const byKeyAndElement = (left: KeyElement, right: KeyElement): number => left.key.localeCompare(right.key) || left.element - right.element;
   return {
-    valid: nothingTested === undefined && lost.length === 0 && resurrected.length === 0 && unexpected.length === 0 && failedButPresent.length === 0 && unreadKeys.length === 0,
-    ...(nothingTested === undefined ? {} : { nothingTested }),
+    valid: emptiness === undefined && lost.length === 0 && resurrected.length === 0 && unexpected.length === 0 && failedButPresent.length === 0 && unreadKeys.length === 0,
+    ...(emptiness === undefined ? {} : { nothingTested: emptiness }),
     attempted: adds.size,
     acknowledged,
     acknowledgedBy,
