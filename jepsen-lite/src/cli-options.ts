@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 
 /** The workloads: which operations clients run and which checker judges them. */
-export const workloadNames = ['set', 'register', 'delete'] as const;
+export const workloadNames = ['set', 'register', 'delete', 'client'] as const;
 /** A workload's name. */
 export type WorkloadName = (typeof workloadNames)[number];
 
@@ -58,7 +58,9 @@ export interface RunOptions {
 /** The usage text printed by --help and on a bad flag. */
 export const usage = `usage: npm run jepsen -- [options]
 
-  --workload set|register|delete   what the clients do (default set)
+  --workload set|register|delete|client
+                                   what the clients do (default set); client uses RingClient
+                                   as README.md documents it (contexts, resolve, deletes)
   --nemesis LIST                   faults, comma-separated: partition, partition-halves,
                                    partition-majority, partition-isolate, partition-bridge,
                                    partition-ring, kill, pause, all, none (default partition)

@@ -23,6 +23,7 @@ import { Nemesis, faultSummary, planNemesisSchedule } from './nemesis.js';
 import { LinkNetwork } from './proxy.js';
 import { renderReport } from './report-html.js';
 import { delay } from './wait.js';
+import { ClientWorkload } from './workloads/client.js';
 import { DeleteWorkload } from './workloads/delete.js';
 import { RegisterWorkload } from './workloads/register.js';
 import { SetWorkload } from './workloads/set.js';
@@ -47,6 +48,8 @@ function buildWorkload(options: RunOptions): Workload {
       return new RegisterWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
     case 'delete':
       return new DeleteWorkload({ concurrency: options.concurrency });
+    case 'client':
+      return new ClientWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
   }
 }
 
@@ -93,6 +96,7 @@ function printVerdict(workload: WorkloadName, verdict: RunVerdict, warnings: rea
   const { stats, convergence } = verdict;
   say('==== jepsen-lite results ====');
   say(`valid: ${verdict.valid}`);
+  for (const reason of verdict.nothingTested) say(`INVALID, ${reason}`);
   say(`${workload}: ${Object.entries(headlineOf(verdict.workload)).map(([name, value]) => `${name} ${String(value)}`).join(', ')}`);
   say(`convergence: ${convergence.keysChecked} keys checked on their replicas, ${convergence.divergedKeys} diverged`);
   for (const [f, counts] of Object.entries(stats.counts)) {
@@ -255,6 +259,7 @@ async function run(options: RunOptions): Promise<number> {
       timeLimitS: options.timeLimitMs / 1000,
       nemesis: settings.nemesis,
       ...headlineOf(verdict.workload),
+      nothingTested: verdict.nothingTested,
       converged: verdict.convergence.valid,
       hintsDrained,
       availabilityDuringFaults: stats.availability.duringFaults.okFraction,

@@ -135,7 +135,10 @@ describe('the register checker', () => {
     write(history, 0, 20, 30, 1, 'ok');
     write(history, 0, 40, 50, 2, 'ok');
     read(history, 1, 1050, 1060, [1]);
-    expect(checkRegister(history.build(), registerContext)).toMatchObject({ valid: true, skippedDuringFaults: 1, checkedReads: 0 });
+    // Once the recovery margin is over, the rule holds again (and gives the checker something to judge).
+    write(history, 0, 1200, 1210, 3, 'ok');
+    read(history, 1, 2000, 2010, [3]);
+    expect(checkRegister(history.build(), registerContext)).toMatchObject({ valid: true, skippedDuringFaults: 1, checkedReads: 1 });
   });
 
   it('does not hold r + w <= n to the quorum rule', () => {
@@ -143,7 +146,10 @@ describe('the register checker', () => {
     write(history, 0, 0, 10, 1, 'ok', 1);
     write(history, 0, 20, 30, 2, 'ok', 1);
     read(history, 1, 40, 50, [1], 1);
-    expect(checkRegister(history.build(), registerContext)).toMatchObject({ valid: true, skippedWeakQuorum: 1 });
+    // A quorum read of a quorum write after them is judged, so the checker had something to judge.
+    write(history, 0, 60, 70, 3, 'ok');
+    read(history, 1, 80, 90, [3]);
+    expect(checkRegister(history.build(), registerContext)).toMatchObject({ valid: true, skippedWeakQuorum: 1, checkedReads: 1 });
   });
 
   it('judges invalid a value nobody wrote, or one whose write certainly failed', () => {
@@ -270,5 +276,53 @@ describe('a run verdict', () => {
     expect(verdict.workload.valid).toBe(true);
     expect(verdict.convergence.valid).toBe(false);
     expect(verdict.valid).toBe(false);
+  });
+});
+
+describe('every checker, when it saw nothing to check', () => {
+  const context = { replicas: 3, recoveryMs: 1000 };
+
+  it('judges an empty history invalid with "nothing was tested", never valid', () => {
+    for (const workload of ['set', 'register', 'delete', 'client'] as const) {
+      const verdict = checkRun(workload, [], context);
+      expect(verdict.valid, workload).toBe(false);
+      expect(verdict.workload.nothingTested, workload).toMatch(/^nothing was tested: /);
+      expect(verdict.convergence.nothingTested, workload).toBe('nothing was tested: no key was read on its replicas');
+      expect(verdict.nothingTested, workload).toHaveLength(2);
+    }
+  });
+
+  it('set: no acknowledged add is nothing tested, though every final read succeeded', () => {
+    const history = new HistoryBuilder();
+    add(history, 0, 0, 10, 0, 'fail');
+    add(history, 1, 0, 10, 1, 'info');
+    history.finalRead(100, 's0', []);
+    expect(checkSet(history.build())).toMatchObject({ valid: false, nothingTested: 'nothing was tested: no add was acknowledged' });
+  });
+
+  it('register: acknowledged writes but no read judged (all under faults) is nothing tested', () => {
+    const history = new HistoryBuilder();
+    history.fault(5, 100);
+    write(history, 0, 20, 30, 1, 'ok');
+    read(history, 1, 40, 50, [1]);
+    const result = checkRegister(history.build(), registerContext);
+    expect(result).toMatchObject({ valid: false, checkedReads: 0, skippedDuringFaults: 1 });
+    expect(result.nothingTested).toMatch(/^nothing was tested: no read was judged against the quorum rule \(1 skipped during faults/);
+  });
+
+  it('delete: keys written and read back but no delete acknowledged is nothing tested', () => {
+    const history = new HistoryBuilder();
+    history.op(0, 10, { process: 0, f: 'write', key: 'd0-0', value: 0 }, { type: 'ok' });
+    history.op(20, 30, { process: 0, f: 'delete', key: 'd0-0' }, { type: 'fail', value: [0] });
+    history.finalRead(100, 'd0-0', [0]);
+    expect(checkDelete(history.build())).toMatchObject({ valid: false, nothingTested: 'nothing was tested: no delete was acknowledged' });
+  });
+
+  it('convergence: no key read on its replicas is nothing tested; one agreeing key is valid', () => {
+    const history = new HistoryBuilder();
+    history.finalRead(100, 's0', [1]);
+    expect(checkConvergence(history.build())).toMatchObject({ valid: false, keysChecked: 0 });
+    history.localRead(200, 's0', 'n1', [1]);
+    expect(checkConvergence(history.build())).toMatchObject({ valid: true, keysChecked: 1 });
   });
 });

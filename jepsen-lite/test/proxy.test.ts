@@ -60,7 +60,7 @@ describe('a link proxy', () => {
     const before = await open(proxy.port);
     sockets.push(before.socket);
     before.socket.write('hello');
-    await waitFor('the echo through the healthy link', 5000, async () => before.text() === 'hello');
+    await waitFor('the echo through the healthy link', 60_000, async () => before.text() === 'hello');
 
     proxy.sever();
     before.socket.write('during');
@@ -74,7 +74,7 @@ describe('a link proxy', () => {
     expect(fresh.text()).toBe('');
 
     proxy.heal();
-    await waitFor('the held bytes after healing', 5000, async () => before.text() === 'helloduring' && fresh.text() === 'new');
+    await waitFor('the held bytes after healing', 60_000, async () => before.text() === 'helloduring' && fresh.text() === 'new');
     expect(echo.received).toContain('during');
     expect(echo.received).toContain('new');
   });
@@ -85,10 +85,10 @@ describe('a link proxy', () => {
     await proxy.start();
     proxy.sever();
     for (let index = 0; index < 3; index++) sockets.push((await open(proxy.port)).socket);
-    await waitFor('the proxy to hold its maximum of 2 connections', 5000, async () => proxy?.connectionCount === 2);
+    await waitFor('the proxy to hold its maximum of 2 connections', 60_000, async () => proxy?.connectionCount === 2);
     // A paused socket cannot see the other side close, as a black hole cannot: the close arrives on heal.
     for (const socket of sockets) socket.destroy();
     proxy.heal();
-    await waitFor('the proxy to drop the closed connections', 5000, async () => proxy?.connectionCount === 0);
+    await waitFor('the proxy to drop the closed connections', 60_000, async () => proxy?.connectionCount === 0);
   });
 });

@@ -258,9 +258,8 @@ describe('size limits and malformed paths', () => {
     expectError(response, 413, 'KV_VALUE_TOO_LARGE');
   });
 
-  it('refuses a declared 64 MB upload with 413 at once, without waiting for the body', async () => {
+  it('refuses a declared 64 MB upload with 413 without waiting for the body', async () => {
     const { app, service } = await start();
-    const startedMs = Date.now();
     // The declared length is 64 MB but only a few bytes follow: answering at all proves no byte
     // beyond the headers was waited for.
     const response = await app.inject({
@@ -271,7 +270,6 @@ describe('size limits and malformed paths', () => {
     });
     // The message names the declared size: the onRequest check refused it, before any body parsing.
     expect(expectError(response, 413, 'KV_VALUE_TOO_LARGE').message).toContain(String(64 * 1024 * 1024));
-    expect(Date.now() - startedMs).toBeLessThan(1000);
     expect(service.calls).toEqual([]);
   });
 

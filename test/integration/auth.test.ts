@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/index.js';
-import { type Answer, type NodeProcess, call, killNode, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+import { type Answer, type MembershipView, type NodeProcess, call, freePorts, killNode, pollDeadlineMs, processTestTimeoutMs, startNode, temporaryFolder, waitForMembersUp, waitHealthy } from './processes.js';
 
 /**
  * Goal: a real cluster started with client tokens (one node from a config file, one from
@@ -18,7 +18,7 @@ describe('a 2-node cluster with client authentication', () => {
   const wrong = 'integration-wrong-token-0000000';
   const nodes: NodeProcess[] = [];
   /** Generous: a node starting on a busy machine can take many seconds; the wait ends as soon as it is up. */
-  const startDeadlineMs = 45_000;
+  const startDeadlineMs = pollDeadlineMs;
   const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
   const code = (answer: Answer): string => answer.json<{ error: { code: string } }>().error.code;
 
@@ -33,23 +33,21 @@ describe('a 2-node cluster with client authentication', () => {
     );
     const env = { RINGKV_CLUSTER_SECRET: 'auth-test-secret-0123456789abcdef' };
     // Debug level: the most a node ever logs, so "never logged" is checked against all of it.
-    nodes.push(startNode(18_310, join(folder.path, 'node1'), { env, extraArgs: ['--config', configFile, '--log-level', 'debug'] }));
+    const [port1, port2] = (await freePorts(2)) as [number, number];
+    nodes.push(startNode(port1, join(folder.path, 'node1'), { env, extraArgs: ['--config', configFile, '--log-level', 'debug'] }));
     await waitHealthy(nodes[0]!, startDeadlineMs);
     const envTokens = { ...env, RINGKV_AUTH_TOKENS: `${readWrite}:read-write,${readOnly}:read-only`, RINGKV_AUTH_PROTECT: 'status,metrics', RINGKV_GOSSIP_INTERVAL_MS: '200' };
-    nodes.push(startNode(18_311, join(folder.path, 'node2'), { env: envTokens, seeds: [nodes[0]!.address], extraArgs: ['--log-level', 'debug'] }));
+    nodes.push(startNode(port2, join(folder.path, 'node2'), { env: envTokens, seeds: [nodes[0]!.address], extraArgs: ['--log-level', 'debug'] }));
     await waitHealthy(nodes[1]!, startDeadlineMs);
     for (const node of nodes) {
-      await waitFor(() => `${node.address} to see 2 members up (output: ${node.output.slice(-500)})`, startDeadlineMs, async () => {
-        const status = (await call(node, 'GET', '/status', { headers: bearer(readOnly) })).json<{ members: { status: string }[]; ring: { members: string[] } | null }>();
-        return status.members.filter((member) => member.status === 'up').length === 2 && status.ring?.members.length === 2;
-      });
+      await waitForMembersUp(node, 2, { read: async () => (await call(node, 'GET', '/status', { headers: bearer(readOnly) })).json<MembershipView>() });
     }
-  }, 150_000);
+  }, processTestTimeoutMs);
 
   afterAll(async () => {
     for (const node of nodes) await killNode(node, 'SIGTERM');
     folder.remove();
-  });
+  }, processTestTimeoutMs);
 
   it('refuses an unauthenticated PUT with 401 KV_UNAUTHORIZED and serves it with the read-write token', async () => {
     for (const node of nodes) {

@@ -1,7 +1,22 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type NodeProcess, call, killNode, nodeStatus, restartNode, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+import {
+  type NodeProcess,
+  call,
+  describeMembership,
+  freePorts,
+  killNode,
+  nodeStatus,
+  pollDeadlineMs,
+  processTestTimeoutMs,
+  restartNode,
+  startNode,
+  temporaryFolder,
+  waitFor,
+  waitForMembersUp,
+  waitHealthy,
+} from './processes.js';
 
 /**
  * The cluster issue's acceptance scenario on three real node processes: membership by gossip,
@@ -17,26 +32,23 @@ describe('a 3-node cluster of real processes', () => {
     writeFileSync(configFile, JSON.stringify({ buckets: { lwwbucket: { conflictMode: 'lww' } } }));
     const env = { RINGKV_CLUSTER_SECRET: secret };
     const extraArgs = ['--config', configFile];
-    nodes.push(startNode(17_911, join(folder.path, 'node1'), { env, extraArgs }));
+    const [port1, port2, port3] = (await freePorts(3)) as [number, number, number];
+    nodes.push(startNode(port1, join(folder.path, 'node1'), { env, extraArgs }));
     await waitHealthy(nodes[0]!);
-    nodes.push(startNode(17_912, join(folder.path, 'node2'), { env, extraArgs, seeds: ['127.0.0.1:17911'] }));
-    nodes.push(startNode(17_913, join(folder.path, 'node3'), { env, extraArgs, seeds: ['127.0.0.1:17911'] }));
+    const seeds = [nodes[0]!.address];
+    nodes.push(startNode(port2, join(folder.path, 'node2'), { env, extraArgs, seeds }));
+    nodes.push(startNode(port3, join(folder.path, 'node3'), { env, extraArgs, seeds }));
     for (const node of nodes) await waitHealthy(node);
-  });
+  }, processTestTimeoutMs);
 
   afterAll(async () => {
     for (const node of nodes) await killNode(node);
     folder.remove();
-  });
+  }, processTestTimeoutMs);
 
   it('lists 3 members up on every node, with all 3 in the ring', async () => {
-    for (const node of nodes) {
-      await waitFor(`${node.address} to see 3 members up`, 30_000, async () => {
-        const status = await nodeStatus(node);
-        return status.members.filter((member) => member.status === 'up').length === 3 && status.ring?.members.length === 3;
-      });
-    }
-  });
+    for (const node of nodes) await waitForMembersUp(node, 3);
+  }, processTestTimeoutMs);
 
   it('reads with r=1 on node 3 what was written with w=3 on node 1', async () => {
     const put = await call(nodes[0]!, 'PUT', '/kv/demo/k1?w=3', { body: 'replicated', headers: { 'content-type': 'text/plain' } });
@@ -45,7 +57,7 @@ describe('a 3-node cluster of real processes', () => {
     expect(get.status).toBe(200);
     expect(get.body.toString()).toBe('replicated');
     expect(get.headers['content-type']).toBe('text/plain');
-  });
+  }, processTestTimeoutMs);
 
   it('keeps two writes without context on two nodes as siblings, and one value in an lww bucket', async () => {
     expect((await call(nodes[0]!, 'PUT', '/kv/demo/both', { body: 'from-1' })).status).toBe(204);
@@ -60,21 +72,23 @@ describe('a 3-node cluster of real processes', () => {
     const single = await call(nodes[2]!, 'GET', '/kv/lwwbucket/both?r=all');
     expect(single.status).toBe(200);
     expect(single.body.toString()).toBe('second');
-  });
+  }, processTestTimeoutMs);
 
   it('refuses peer traffic without the cluster secret', async () => {
     const body = Buffer.from([1, 0]);
     const headers = { 'content-type': 'application/octet-stream' };
     expect((await call(nodes[0]!, 'POST', '/internal/v1/peer', { body, headers })).status).toBe(401);
     expect((await call(nodes[0]!, 'POST', '/internal/v1/peer', { body, headers: { ...headers, 'x-ringkv-secret': 'wrong-secret' } })).status).toBe(403);
-  });
+  }, processTestTimeoutMs);
 
   it('detects a killed node, keeps writing with w=2, refuses pw=3, and hands the writes off when it returns', async () => {
     const [node1, node2, node3] = nodes as [NodeProcess, NodeProcess, NodeProcess];
     await killNode(node2);
-    await waitFor('node 1 to see node 2 down within 10 s', 10_000, async () =>
-      (await nodeStatus(node1)).members.some((member) => member.address === node2.address && member.status === 'down'),
-    );
+    await waitFor('node 1 to see node 2 down', pollDeadlineMs, async (see) => {
+      const status = await nodeStatus(node1);
+      see(describeMembership(status));
+      return status.members.some((member) => member.address === node2.address && member.status === 'down');
+    });
 
     const written: string[] = [];
     for (let index = 0; index < 20; index++) {
@@ -89,16 +103,19 @@ describe('a 3-node cluster of real processes', () => {
     // Restarted with only --port, --data and --seeds: id, generation and secret come from its data directory.
     restartNode(node2, { seeds: [node1.address], extraArgs: ['--config', configFile] });
     await waitHealthy(node2);
-    await waitFor('the writes made while node 2 was down to read back from node 2 locally', 30_000, async () => {
+    await waitFor('the writes made while node 2 was down to read back from node 2 locally', pollDeadlineMs, async (see) => {
+      const missing: string[] = [];
       for (const key of written) {
         const local = await call(node2, 'GET', `/kv/handoff/${key}?local=true`);
-        if (local.status !== 200) return false;
+        if (local.status !== 200) missing.push(`${key}: ${local.status}`);
       }
-      return true;
+      see(`${missing.length} of ${written.length} not on node 2 yet: ${missing.slice(0, 5).join(', ')}`);
+      return missing.length === 0;
     });
-    await waitFor('pending hints to drain to 0', 30_000, async () => {
+    await waitFor('pending hints to drain to 0', pollDeadlineMs, async (see) => {
       const pending = await Promise.all([node1, node3].map(async (node) => (await nodeStatus(node)).hints.pending));
+      see(`pending hints on nodes 1 and 3: ${pending.join(', ')}`);
       return pending.every((count) => count === 0);
     });
-  });
+  }, processTestTimeoutMs);
 });

@@ -1,15 +1,19 @@
-import { afterAll, describe, expect, it } from 'vitest';
-import { call, killNode, restartNode, startNode, temporaryFolder, waitHealthy } from './processes.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type NodeProcess, call, freePort, killNode, pollDeadlineMs, processTestTimeoutMs, restartNode, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
 
 describe('durability: acknowledged writes survive kill -9 of the node', () => {
   const folder = temporaryFolder('ringkv-durability-');
-  const node = startNode(17_901, folder.path);
+  let node: NodeProcess | undefined;
+  beforeAll(async () => {
+    node = startNode(await freePort(), folder.path);
+  }, processTestTimeoutMs);
   afterAll(async () => {
-    await killNode(node);
+    if (node !== undefined) await killNode(node);
     folder.remove();
-  });
+  }, processTestTimeoutMs);
 
   it('reads back every acknowledged write after a restart on the same --data', async () => {
+    const node = startedNode();
     await waitHealthy(node);
     const acknowledged = new Map<string, string>();
     let writing = true;
@@ -27,7 +31,10 @@ describe('durability: acknowledged writes survive kill -9 of the node', () => {
       }
     };
     const writers = [0, 1, 2, 3].map((id) => writer(id));
-    while (acknowledged.size < 300) await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitFor('300 acknowledged writes before the kill', pollDeadlineMs, async (see) => {
+      see(`${acknowledged.size} acknowledged`);
+      return acknowledged.size >= 300;
+    });
     await killNode(node, 'SIGKILL');
     writing = false;
     await Promise.all(writers);
@@ -41,5 +48,10 @@ describe('durability: acknowledged writes survive kill -9 of the node', () => {
       if (answer.status !== 200 || answer.body.toString('utf8') !== value) missing.push(`${key}: ${answer.status}`);
     }
     expect(missing).toEqual([]);
-  });
+  }, processTestTimeoutMs);
+
+  function startedNode(): NodeProcess {
+    if (node === undefined) throw new Error('the node did not start: see beforeAll');
+    return node;
+  }
 });

@@ -3,7 +3,21 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/ring-client.js';
-import { type NodeProcess, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+import {
+  type NodeProcess,
+  describeExit,
+  describeMembership,
+  freePorts,
+  killNode,
+  nodeStatus,
+  pollDeadlineMs,
+  processTestTimeoutMs,
+  startNode,
+  temporaryFolder,
+  waitFor,
+  waitForMembersUp,
+  waitHealthy,
+} from './processes.js';
 
 const run = promisify(execFile);
 const cli = join(import.meta.dirname, '..', '..', 'bin', 'ringkv.js');
@@ -45,6 +59,14 @@ function steadyLoad(client: RingClient, concurrency: number, prefix: string): { 
   };
 }
 
+/** Waits until the load has `count` acknowledged writes; fails naming how many it had and its first failures. */
+async function waitForLoad(what: string, load: { acknowledged: Map<string, string>; failures: string[] }, count: number): Promise<void> {
+  await waitFor(what, pollDeadlineMs, async (see) => {
+    see(`${load.acknowledged.size} of ${count} acknowledged, ${load.failures.length} failed (${load.failures.slice(0, 3).join('; ')})`);
+    return load.acknowledged.size >= count;
+  });
+}
+
 async function unreadable(client: RingClient, acknowledged: Map<string, string>): Promise<string[]> {
   const missing: string[] = [];
   const entries = [...acknowledged];
@@ -68,44 +90,51 @@ describe('join and leave on real processes, under load', () => {
   const folder = temporaryFolder('ringkv-membership-');
   const env = { RINGKV_CLUSTER_SECRET: 'membership-secret-0123456789ab' };
   const nodes: NodeProcess[] = [];
-  const addresses = ['127.0.0.1:17941', '127.0.0.1:17942', '127.0.0.1:17943'];
-  const client = new RingClient({ nodes: addresses, connectionsPerNode: 8 });
+  let ports: number[] = [];
+  let seeds: string[] = [];
+  let client: RingClient | undefined;
+  const started = (): RingClient => {
+    if (client === undefined) throw new Error('the cluster did not start: see beforeAll');
+    return client;
+  };
+
+  /** Waits until every given node sees a settled ring of `count` members; fails naming each node's view. */
+  const waitForSettledRings = async (what: string, members: NodeProcess[], count: number): Promise<void> => {
+    await waitFor(what, pollDeadlineMs, async (see) => {
+      const views = await Promise.all(members.map(async (node) => ({ node, status: await nodeStatus(node) })));
+      see(views.map(({ node, status }) => `${node.address} sees ${describeMembership(status)}`).join('; '));
+      return views.every(({ status }) => status.ring?.members.length === count && status.ring.next === null);
+    });
+  };
 
   beforeAll(async () => {
-    nodes.push(startNode(17_941, join(folder.path, 'node1'), { env }));
+    // The 4th node's port is picked now too, so the 3 nodes cannot happen to take it meanwhile.
+    ports = await freePorts(4);
+    nodes.push(startNode(ports[0]!, join(folder.path, 'node1'), { env }));
     await waitHealthy(nodes[0]!);
-    nodes.push(startNode(17_942, join(folder.path, 'node2'), { env, seeds: [addresses[0]!] }));
-    nodes.push(startNode(17_943, join(folder.path, 'node3'), { env, seeds: [addresses[0]!] }));
-    for (const node of nodes) {
-      await waitFor(`${node.address} to see a settled ring of 3`, 30_000, async () => {
-        const status = await ringOf(node);
-        return status.ring?.members.length === 3 && status.ring.next === null;
-      });
-    }
-  });
+    seeds = [nodes[0]!.address];
+    nodes.push(startNode(ports[1]!, join(folder.path, 'node2'), { env, seeds }));
+    nodes.push(startNode(ports[2]!, join(folder.path, 'node3'), { env, seeds }));
+    for (const node of nodes) await waitForMembersUp(node, 3, { settled: true });
+    client = new RingClient({ nodes: nodes.map((node) => node.address), connectionsPerNode: 8 });
+  }, processTestTimeoutMs);
 
   afterAll(async () => {
-    await client.close();
+    await client?.close();
     for (const node of nodes) await killNode(node);
     folder.remove();
-  });
+  }, processTestTimeoutMs);
 
   it('takes a 4th node in under load: nothing acknowledged is lost, no request fails, each node owns Q/4 within one, about a quarter moved', async () => {
-    const load = steadyLoad(client, 8, 'join');
-    await waitFor('some load before the join', 20_000, async () => load.acknowledged.size >= 300);
+    const load = steadyLoad(started(), 8, 'join');
+    await waitForLoad('some load before the join', load, 300);
     const before = (await ringOf(nodes[0]!)).ring!;
-    const joiner = startNode(17_944, join(folder.path, 'node4'), { env, seeds: [addresses[0]!] });
+    const joiner = startNode(ports[3]!, join(folder.path, 'node4'), { env, seeds });
     nodes.push(joiner);
     await waitHealthy(joiner);
-    await waitFor('a settled ring of 4 on every node', 120_000, async () => {
-      for (const node of nodes) {
-        const status = await ringOf(node);
-        if (status.ring?.members.length !== 4 || status.ring.next !== null) return false;
-      }
-      return true;
-    });
+    await waitForSettledRings('a settled ring of 4 on every node', nodes, 4);
     const acknowledgedAtFlip = load.acknowledged.size;
-    await waitFor('more load after the join', 20_000, async () => load.acknowledged.size >= acknowledgedAtFlip + 200);
+    await waitForLoad('more load after the join', load, acknowledgedAtFlip + 200);
     await load.stop();
     expect(load.failures.slice(0, 5), `${load.failures.length} requests failed during the join`).toEqual([]);
 
@@ -122,29 +151,31 @@ describe('join and leave on real processes, under load', () => {
     expect(missing.slice(0, 10), `${missing.length} of ${load.acknowledged.size} acknowledged writes unreadable`).toEqual([]);
     const joinerStatus = await nodeStatus(joiner);
     expect(joinerStatus.members.find((member) => member.id === (joinerStatus as unknown as RingStatus).node.id)?.status).toBe('up');
-  }, 240_000);
+  }, processTestTimeoutMs);
 
   it('lets the 4th node leave with `ringkv leave` under load: it exits, and everything acknowledged reads back with r=all', async () => {
     const leaver = nodes[3]!;
-    const load = steadyLoad(client, 8, 'leave');
-    await waitFor('some load before the leave', 20_000, async () => load.acknowledged.size >= 300);
+    const load = steadyLoad(started(), 8, 'leave');
+    await waitForLoad('some load before the leave', load, 300);
     const leaveStartedAt = Date.now();
     const { stdout } = await run(process.execPath, [cli, 'leave', '--node', leaver.address]);
     expect(stdout).toContain('leaving');
-    await waitFor('the leaving node to exit by itself', 120_000, async () => leaver.child === undefined || leaver.child.exitCode !== null);
+    await waitFor(
+      () => `the leaving node to exit by itself (${describeExit(leaver)}output: ${leaver.output.slice(-500)})`,
+      pollDeadlineMs,
+      async (see) => {
+        if (leaver.child === undefined || leaver.child.exitCode !== null) return true;
+        see(describeMembership(await nodeStatus(leaver)));
+        return false;
+      },
+    );
     console.log(`leave: the node exited ${Date.now() - leaveStartedAt} ms after \`ringkv leave\`, with ${load.acknowledged.size} writes acknowledged so far`);
-    await waitFor('a settled ring of 3 on the others', 60_000, async () => {
-      for (const node of nodes.slice(0, 3)) {
-        const status = await ringOf(node);
-        if (status.ring?.members.length !== 3 || status.ring.next !== null) return false;
-      }
-      return true;
-    });
+    await waitForSettledRings('a settled ring of 3 on the others', nodes.slice(0, 3), 3);
     await load.stop();
     expect(load.failures.slice(0, 5), `${load.failures.length} requests failed during the leave`).toEqual([]);
-    const missing = await unreadable(client, load.acknowledged);
+    const missing = await unreadable(started(), load.acknowledged);
     expect(missing.slice(0, 10), `${missing.length} of ${load.acknowledged.size} acknowledged writes unreadable`).toEqual([]);
-    const earlier = await unreadable(client, new Map([['join-0', 'value-join-0']]));
+    const earlier = await unreadable(started(), new Map([['join-0', 'value-join-0']]));
     expect(earlier, 'a key written before the join and the leave').toEqual([]);
-  }, 240_000);
+  }, processTestTimeoutMs);
 });

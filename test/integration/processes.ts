@@ -4,11 +4,21 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 
 const script = join(import.meta.dirname, '..', '..', 'bin', 'ringkv.js');
+
+/**
+ * The deadline of a poll on real processes: generous, because a poll's deadline only has to
+ * catch a hung process; it is never a claim about speed (a loaded CI machine is many times slower).
+ */
+export const pollDeadlineMs = 5 * 60_000;
+
+/** The vitest timeout of a test or hook on real processes: finite, so a hung test still ends, and far above any honest run. */
+export const processTestTimeoutMs = 20 * 60_000;
 
 /** A running (or stopped) node process. */
 export interface NodeProcess {
@@ -17,6 +27,30 @@ export interface NodeProcess {
   readonly dataDir: string;
   child: ChildProcess | undefined;
   output: string;
+}
+
+/**
+ * A port that is free on 127.0.0.1 now, found by binding port 0 (the kernel picks one) and
+ * closing again. Another process could take it before the node binds it, but the kernel hands
+ * out ephemeral ports in turn, so that is rare, and far rarer than two suites sharing a fixed port.
+ */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** `count` distinct free ports (see `freePort`). */
+export async function freePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await freePort());
+  return [...ports];
 }
 
 /** A temporary folder, removed by the returned function. */
@@ -60,13 +94,27 @@ export async function killNode(node: NodeProcess, signal: NodeJS.Signals = 'SIGK
   node.child = undefined;
 }
 
-/** Polls `condition` until it holds or `deadlineMs` passes (then throws `what`; a function is asked then, so it can show the latest node output). */
-export async function waitFor<T>(what: string | (() => string), deadlineMs: number, condition: () => Promise<T | undefined | false>): Promise<T> {
+/**
+ * Polls `condition` until it holds or `deadlineMs` passes, then throws naming `what` (a function is
+ * asked then, so it can show the latest node output), the last thing the condition reported through
+ * `see`, and the last error it threw. The deadline only catches a hung process: keep it generous.
+ */
+export async function waitFor<T>(
+  what: string | (() => string),
+  deadlineMs: number,
+  condition: (see: (observation: unknown) => void) => Promise<T | undefined | false>,
+): Promise<T> {
   const deadline = Date.now() + deadlineMs;
   let lastError: unknown;
+  let seen: unknown;
+  let hasSeen = false;
+  const see = (observation: unknown): void => {
+    seen = observation;
+    hasSeen = true;
+  };
   while (Date.now() < deadline) {
     try {
-      const value = await condition();
+      const value = await condition(see);
       if (value !== undefined && value !== false) return value;
     } catch (error) {
       lastError = error;
@@ -74,7 +122,67 @@ export async function waitFor<T>(what: string | (() => string), deadlineMs: numb
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const described = typeof what === 'function' ? what() : what;
-  throw new Error(`timed out after ${deadlineMs} ms waiting for ${described}${lastError === undefined ? '' : ` (last error: ${String(lastError)})`}`);
+  const sawText = hasSeen ? `; last saw ${typeof seen === 'string' ? seen : JSON.stringify(seen)}` : '';
+  throw new Error(`timed out after ${deadlineMs} ms waiting for ${described}${sawText}${lastError === undefined ? '' : ` (last error: ${String(lastError)})`}`);
+}
+
+/** One look at a long-running process, for `waitForProgress`. */
+export interface ProgressReading {
+  /** True when the awaited state is reached. */
+  readonly done: boolean;
+  /** Figures that change whenever useful work is done (compared as JSON between readings). */
+  readonly progress: unknown;
+  /** A counter of the rounds of work the system attempted (done or not): the clock that a stall is measured with. */
+  readonly rounds: number;
+  /** What this reading saw, for the failure message. */
+  readonly seen: string;
+}
+
+/** Settings of `waitForProgress`. */
+export interface ProgressOptions {
+  /** Fail when `rounds` advanced by this many while `progress` stayed the same. */
+  readonly stallRounds: number;
+  /** Last resort for a system that neither progresses nor counts rounds (a hung process): fail after this long. */
+  readonly capMs: number;
+  readonly pollMs?: number;
+}
+
+/**
+ * Waits until `read` says done, failing only when no progress was made over `stallRounds` of the
+ * system's own rounds (or, as a last resort, after `capMs`). A slow machine makes rounds slower
+ * and progress slower alike, so, unlike a fixed deadline, this cannot fail for slowness alone.
+ * Readings that throw (a node restarting) count as no change; the failure names the last reading
+ * and error. Answers the last reading.
+ */
+export async function waitForProgress(what: string, options: ProgressOptions, read: () => Promise<ProgressReading>): Promise<ProgressReading> {
+  const startedAt = Date.now();
+  let last: ProgressReading | undefined;
+  let lastProgress: string | undefined;
+  let roundsAtLastProgress = 0;
+  let lastError: unknown;
+  const failure = (why: string): Error =>
+    new Error(`${what}: ${why}; last saw ${last === undefined ? 'nothing' : last.seen}${lastError === undefined ? '' : ` (last error: ${String(lastError)})`}`);
+  for (;;) {
+    let reading: ProgressReading | undefined;
+    try {
+      reading = await read();
+      last = reading;
+    } catch (error) {
+      lastError = error;
+    }
+    if (reading?.done === true) return reading;
+    if (reading !== undefined) {
+      const progress = JSON.stringify(reading.progress);
+      if (progress !== lastProgress) {
+        lastProgress = progress;
+        roundsAtLastProgress = reading.rounds;
+      } else if (reading.rounds - roundsAtLastProgress >= options.stallRounds) {
+        throw failure(`no progress over ${reading.rounds - roundsAtLastProgress} rounds (${progress} since round ${roundsAtLastProgress})`);
+      }
+    }
+    if (Date.now() - startedAt > options.capMs) throw failure(`gave up after the last-resort cap of ${options.capMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
+  }
 }
 
 /** An HTTP answer, body as bytes. */
@@ -85,7 +193,10 @@ export interface Answer {
   json<T = unknown>(): T;
 }
 
-/** One HTTP request to a node (5 s timeout). */
+/**
+ * One HTTP request to a node. Its timeouts (60 s) only end a request to a hung node; a node
+ * answers or refuses far sooner on any machine, with its own request timeouts.
+ */
 export async function call(
   node: NodeProcess | string,
   method: 'GET' | 'PUT' | 'DELETE' | 'POST',
@@ -97,16 +208,33 @@ export async function call(
     method,
     headers: options.headers,
     body: options.body,
-    headersTimeout: 10_000,
-    bodyTimeout: 10_000,
+    headersTimeout: 60_000,
+    bodyTimeout: 60_000,
   });
   const body = Buffer.from(await response.body.arrayBuffer());
   return { status: response.statusCode, headers: response.headers, body, json: <T>() => JSON.parse(body.toString('utf8')) as T };
 }
 
 /** Waits until the node answers /health. */
-export async function waitHealthy(node: NodeProcess, deadlineMs = 20_000): Promise<void> {
-  await waitFor(() => `${node.address} to answer /health (output: ${node.output.slice(-500)})`, deadlineMs, async () => (await call(node, 'GET', '/health')).status === 200);
+export async function waitHealthy(node: NodeProcess, deadlineMs = pollDeadlineMs): Promise<void> {
+  await waitFor(
+    () => `${node.address} to answer /health (${describeExit(node)}output: ${node.output.slice(-500)})`,
+    deadlineMs,
+    async (see) => {
+      const status = (await call(node, 'GET', '/health')).status;
+      see(`status ${status}`);
+      return status === 200;
+    },
+  );
+}
+
+/** How a node's process ended, if it did, for failure messages. */
+export function describeExit(node: NodeProcess): string {
+  const child = node.child;
+  if (child === undefined) return 'not running; ';
+  if (child.exitCode !== null) return `exited with code ${child.exitCode}; `;
+  if (child.signalCode !== null) return `killed by ${child.signalCode}; `;
+  return '';
 }
 
 /** The JSON of /status. */
@@ -117,4 +245,40 @@ export async function nodeStatus(node: NodeProcess): Promise<{
   ring: { members: string[]; next?: string[] | null } | null;
 }> {
   return (await call(node, 'GET', '/status')).json();
+}
+
+/** The membership parts of /status that ring waits look at. */
+export interface MembershipView {
+  readonly members: readonly { readonly address?: string; readonly status: string }[];
+  readonly ring: { readonly members: readonly string[]; readonly next?: readonly string[] | null } | null;
+}
+
+/** A one-line account of a node's view of the cluster, for failure messages. */
+export function describeMembership(view: MembershipView): string {
+  const members = view.members.map((member) => `${member.address ?? '?'} ${member.status}`).join(', ');
+  const ring = view.ring === null ? 'no ring' : `a ring of ${view.ring.members.length}${view.ring.next === null || view.ring.next === undefined ? ' (settled)' : ` moving to ${view.ring.next.length} owners`}`;
+  return `members [${members}], ${ring}`;
+}
+
+/**
+ * Waits until `node` sees `count` members up and `count` members in its ring (and, with `settled`,
+ * no ring change under way); fails naming what it last saw. `read` replaces plain-http /status
+ * (for TLS or authenticated nodes).
+ */
+export async function waitForMembersUp(
+  node: NodeProcess,
+  count: number,
+  options: { settled?: boolean; read?: () => Promise<MembershipView>; deadlineMs?: number } = {},
+): Promise<void> {
+  const read = options.read ?? (async () => nodeStatus(node));
+  await waitFor(
+    () => `${node.address} to see ${count} members up in ${options.settled === true ? 'a settled' : 'the'} ring (${describeExit(node)}output: ${node.output.slice(-500)})`,
+    options.deadlineMs ?? pollDeadlineMs,
+    async (see) => {
+      const view = await read();
+      see(describeMembership(view));
+      const up = view.members.filter((member) => member.status === 'up').length;
+      return up === count && view.ring?.members.length === count && (options.settled !== true || view.ring.next === null || view.ring.next === undefined);
+    },
+  );
 }

@@ -5,7 +5,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient, RingClientError, type RingClientTlsOptions } from '../../src/client/index.js';
 import { ensureDebianPackage } from '../support/debian-packages.js';
-import { type NodeProcess, killNode, startNode, temporaryFolder, waitFor } from './processes.js';
+import { type MembershipView, type NodeProcess, describeExit, freePorts, killNode, pollDeadlineMs, processTestTimeoutMs, startNode, temporaryFolder, waitFor, waitForMembersUp } from './processes.js';
 
 /**
  * Goal: a cluster configured with TLS serves its public API over https only, and its nodes talk
@@ -13,10 +13,9 @@ import { type NodeProcess, killNode, startNode, temporaryFolder, waitFor } from 
  * peer call went through. The CA and certificates are throwaway ones made with openssl here.
  */
 
-const ports = [18_320, 18_321, 18_322];
 const secret = 'tls-test-secret-0123456789abcdef';
 /** Generous: a node starting on a busy machine can take many seconds; the wait ends as soon as it is up. */
-const startDeadlineMs = 45_000;
+const startDeadlineMs = pollDeadlineMs;
 
 /** Makes a CA and one certificate for 127.0.0.1 signed by it (EC P-256: quick to make). */
 function makeCertificates(folder: string): { caFile: string; certFile: string; keyFile: string } {
@@ -43,15 +42,18 @@ describe.skipIf(skipReason !== undefined)('a 3-node cluster over TLS', () => {
   const nodes: NodeProcess[] = [];
   const clients: RingClient[] = [];
   let ca: Buffer;
+  /** Three cluster nodes and the misconfigured one, picked together so they are distinct. */
+  let ports: number[] = [];
 
   /** A client of https nodes; without a CA it trusts only the system's certificate store. */
   const client = (addresses: string[], tls: RingClientTlsOptions): RingClient => {
-    const created = new RingClient({ nodes: addresses, tls, maxAttempts: 1, httpTimeoutMs: 5_000 });
+    const created = new RingClient({ nodes: addresses, tls, maxAttempts: 1, httpTimeoutMs: 60_000 });
     clients.push(created);
     return created;
   };
 
   beforeAll(async () => {
+    ports = await freePorts(4);
     const files = makeCertificates(folder.path);
     ca = readFileSync(files.caFile);
     const configFile = join(folder.path, 'config.json');
@@ -64,25 +66,26 @@ describe.skipIf(skipReason !== undefined)('a 3-node cluster over TLS', () => {
     nodes.push(startNode(ports[2]!, join(folder.path, 'node3'), { env, extraArgs, seeds }));
     for (const node of nodes) {
       const probe = client([node.address], { ca });
-      await waitFor(() => `${node.address} to answer /health over https (output: ${node.output.slice(-500)})`, startDeadlineMs, async () => (await probe.json('GET', '/health')) !== null);
+      await waitFor(
+        () => `${node.address} to answer /health over https (${describeExit(node)}output: ${node.output.slice(-500)})`,
+        startDeadlineMs,
+        async () => (await probe.json('GET', '/health')) !== null,
+      );
     }
-  }, 150_000);
+  }, processTestTimeoutMs);
 
   afterAll(async () => {
     await Promise.all(clients.map((each) => each.close()));
     for (const node of nodes) await killNode(node, 'SIGTERM');
     folder.remove();
-  });
+  }, processTestTimeoutMs);
 
   it('forms the ring over https: every node sees 3 members up', async () => {
     for (const node of nodes) {
       const viewer = client([node.address], { ca });
-      await waitFor(() => `${node.address} to see 3 members up over TLS gossip (output: ${node.output.slice(-500)})`, startDeadlineMs, async () => {
-        const status = (await viewer.status()) as { members: { status: string }[]; ring: { members: string[] } | null };
-        return status.members.filter((member) => member.status === 'up').length === 3 && status.ring?.members.length === 3;
-      });
+      await waitForMembersUp(node, 3, { read: async () => (await viewer.status()) as MembershipView });
     }
-  });
+  }, processTestTimeoutMs);
 
   it('writes with w=3 over https (so every peer call went over TLS) and reads it from another node', async () => {
     const writer = client([nodes[0]!.address], { ca });
@@ -114,9 +117,9 @@ describe.skipIf(skipReason !== undefined)('a 3-node cluster over TLS', () => {
   it('stops a node whose TLS files cannot be read, naming the config field', async () => {
     const brokenConfig = join(folder.path, 'broken.json');
     writeFileSync(brokenConfig, JSON.stringify({ tls: { enabled: true, certFile: join(folder.path, 'missing.pem'), keyFile: join(folder.path, 'node.key'), caFile: join(folder.path, 'ca.pem') } }));
-    const broken = startNode(18_323, join(folder.path, 'broken'), { env: { RINGKV_CLUSTER_SECRET: secret }, extraArgs: ['--config', brokenConfig] });
+    const broken = startNode(ports[3]!, join(folder.path, 'broken'), { env: { RINGKV_CLUSTER_SECRET: secret }, extraArgs: ['--config', brokenConfig] });
     nodes.push(broken);
-    await waitFor(() => `the misconfigured node to exit (output: ${broken.output.slice(-500)})`, startDeadlineMs, async () => broken.child?.exitCode !== null && broken.child?.exitCode !== undefined);
+    await waitFor(() => `the misconfigured node to exit (${describeExit(broken)}output: ${broken.output.slice(-500)})`, startDeadlineMs, async () => broken.child?.exitCode !== null && broken.child?.exitCode !== undefined);
     expect(broken.child?.exitCode).not.toBe(0);
     expect(broken.output).toMatch(/tls\.certFile/);
   });

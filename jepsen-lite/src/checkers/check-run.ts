@@ -6,6 +6,7 @@
 import type { WorkloadName } from '../cli-options.js';
 import type { Operation } from '../history.js';
 import type { CheckContext, CheckerResult } from './checker.js';
+import { checkClient } from './client.js';
 import { type ConvergenceResult, checkConvergence } from './convergence.js';
 import { checkDelete } from './delete.js';
 import { checkRegister } from './register.js';
@@ -14,11 +15,13 @@ import { type StatsResult, computeStats } from './stats.js';
 
 /** The verdicts of every checker on one history. */
 export interface RunVerdict {
-  /** True when the workload checker and the convergence checker both are. */
+  /** True when the workload checker and the convergence checker both are, and both had something to judge. */
   readonly valid: boolean;
   readonly workload: CheckerResult;
   readonly convergence: ConvergenceResult;
   readonly stats: StatsResult;
+  /** Why a checker proves nothing ("nothing was tested: ..."), for each that saw nothing to judge; any makes the run invalid. */
+  readonly nothingTested: readonly string[];
 }
 
 /** The workload's checker. */
@@ -30,6 +33,8 @@ export function checkWorkload(workload: WorkloadName, history: readonly Operatio
       return checkRegister(history, context);
     case 'delete':
       return checkDelete(history);
+    case 'client':
+      return checkClient(history);
   }
 }
 
@@ -37,5 +42,9 @@ export function checkWorkload(workload: WorkloadName, history: readonly Operatio
 export function checkRun(workload: WorkloadName, history: readonly Operation[], context: CheckContext): RunVerdict {
   const workloadResult = checkWorkload(workload, history, context);
   const convergence = checkConvergence(history);
-  return { valid: workloadResult.valid && convergence.valid, workload: workloadResult, convergence, stats: computeStats(history) };
+  const nothingTested = [
+    ...(workloadResult.nothingTested === undefined ? [] : [`${workload}: ${workloadResult.nothingTested}`]),
+    ...(convergence.nothingTested === undefined ? [] : [`convergence: ${convergence.nothingTested}`]),
+  ];
+  return { valid: workloadResult.valid && convergence.valid && nothingTested.length === 0, workload: workloadResult, convergence, stats: computeStats(history), nothingTested };
 }

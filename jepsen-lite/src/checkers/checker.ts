@@ -3,6 +3,20 @@
 /** A checker's verdict; each checker adds the counts and examples of what it found. */
 export interface CheckerResult {
   readonly valid: boolean;
+  /**
+   * Set when the checker saw nothing to judge (no acknowledged write, no checked read, no key
+   * compared): such a run is invalid, since "no violation found" would mean nothing.
+   */
+  readonly nothingTested?: string;
+}
+
+/**
+ * The first of `checks` whose condition holds, as "nothing was tested: <why>", or undefined when
+ * the checker had something to judge. A checker that saw nothing must never call a run valid.
+ */
+export function nothingTested(checks: readonly (readonly [empty: boolean, why: string])[]): string | undefined {
+  const found = checks.find(([empty]) => empty);
+  return found === undefined ? undefined : `nothing was tested: ${found[1]}`;
 }
 
 /** What checkers know about the cluster besides the history. */

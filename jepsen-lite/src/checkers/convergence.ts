@@ -5,6 +5,7 @@
  * those reads as `local-read` operations; this checker compares the last one of each replica.
  */
 import type { Operation } from '../history.js';
+import { nothingTested } from './checker.js';
 import { finalReadValues } from './set.js';
 
 /** A key whose replicas disagree. */
@@ -19,6 +20,8 @@ export interface Divergence {
 /** What the convergence checker found. */
 export interface ConvergenceResult {
   readonly valid: boolean;
+  /** Why the check proves nothing, when it does not (no key read on its replicas). */
+  readonly nothingTested?: string;
   readonly keysChecked: number;
   readonly divergedKeys: number;
   /** Up to 20 diverged keys with every replica's value. */
@@ -55,5 +58,6 @@ export function checkConvergence(history: readonly Operation[]): ConvergenceResu
       diverged.push({ key, finalRead, replicas });
     }
   }
-  return { valid: divergedKeys === 0, keysChecked: copies.size, divergedKeys, diverged };
+  const emptiness = nothingTested([[copies.size === 0, 'no key was read on its replicas']]);
+  return { valid: emptiness === undefined && divergedKeys === 0, ...(emptiness === undefined ? {} : { nothingTested: emptiness }), keysChecked: copies.size, divergedKeys, diverged };
 }

@@ -6,11 +6,14 @@
  * the read did not see (a write still in flight) may legitimately survive as a sibling.
  */
 import { type Operation, pairOperations } from '../history.js';
+import { nothingTested } from './checker.js';
 import { finalReadValues } from './set.js';
 
 /** What the delete checker found. */
 export interface DeleteCheckerResult {
   readonly valid: boolean;
+  /** Why the run proves nothing, when it does not (no acknowledged delete, no deleted key read at the end). */
+  readonly nothingTested?: string;
   /** Keys with at least one write invoked. */
   readonly keysWritten: number;
   /** Deletes acknowledged (ok). */
@@ -72,8 +75,14 @@ export function checkDelete(history: readonly Operation[]): DeleteCheckerResult 
     const deletion = deleted.get(read.key);
     return deletion !== undefined && read.invokeMs > deletion.completeMs && read.values.some((value) => deletion.covered.has(value));
   }).length;
+  const deletedKeysRead = [...deleted.keys()].filter((key) => finals.has(key)).length;
+  const emptiness = nothingTested([
+    [deletesAcknowledged === 0, 'no delete was acknowledged'],
+    [deletedKeysRead === 0, 'no deleted key had a successful final read'],
+  ]);
   return {
-    valid: resurrected.length === 0 && unexpected.length === 0 && unreadKeys.length === 0,
+    valid: emptiness === undefined && resurrected.length === 0 && unexpected.length === 0 && unreadKeys.length === 0,
+    ...(emptiness === undefined ? {} : { nothingTested: emptiness }),
     keysWritten: possibleValues.size,
     deletesAcknowledged,
     resurrected: resurrected.length,

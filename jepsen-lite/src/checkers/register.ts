@@ -8,7 +8,7 @@
  * also be one some client tried to write and did not certainly fail to.
  */
 import { type Operation, faultIntervals, overlapsAny, pairOperations } from '../history.js';
-import type { CheckContext } from './checker.js';
+import { type CheckContext, nothingTested } from './checker.js';
 
 interface WriteRecord {
   readonly value: number;
@@ -36,6 +36,8 @@ export interface StaleRead {
 /** What the register checker found. */
 export interface RegisterCheckerResult {
   readonly valid: boolean;
+  /** Why the run proves nothing, when it does not (no acknowledged write, no read judged). */
+  readonly nothingTested?: string;
   readonly reads: number;
   readonly writes: number;
   /** Reads judged against the quorum rule. */
@@ -105,8 +107,14 @@ export function checkRegister(history: readonly Operation[], context: CheckConte
       stale.push({ key: read.key, index: read.index, r: read.r, values: read.values, latestWrite: anchor.value, latestWriteW: anchor.w, allowed: allowed.sort((left, right) => left - right) });
     }
   }
+  const acknowledgedWrites = [...writesByKey.values()].reduce((sum, list) => sum + list.filter((write) => write.outcome === 'ok').length, 0);
+  const emptiness = nothingTested([
+    [acknowledgedWrites === 0, 'no write was acknowledged'],
+    [checkedReads === 0, `no read was judged against the quorum rule (${skippedDuringFaults} skipped during faults, ${skippedWeakQuorum} with r + w <= replicas)`],
+  ]);
   return {
-    valid: stale.length === 0 && unexpected.length === 0,
+    valid: emptiness === undefined && stale.length === 0 && unexpected.length === 0,
+    ...(emptiness === undefined ? {} : { nothingTested: emptiness }),
     reads: reads.length,
     writes: [...writesByKey.values()].reduce((sum, list) => sum + list.length, 0),
     checkedReads,

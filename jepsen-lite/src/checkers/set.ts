@@ -6,10 +6,13 @@
  * those that made it are "recovered".
  */
 import { type Operation, pairOperations } from '../history.js';
+import { nothingTested } from './checker.js';
 
 /** What the set checker found. */
 export interface SetCheckerResult {
   readonly valid: boolean;
+  /** Why the run proves nothing, when it does not. */
+  readonly nothingTested?: string;
   /** Adds invoked. */
   readonly attempted: number;
   /** Adds acknowledged (ok). */
@@ -95,8 +98,13 @@ export function checkSet(history: readonly Operation[]): SetCheckerResult {
   }
   const byKeyAndElement = (left: { key: string; element: number }, right: { key: string; element: number }): number =>
     left.key.localeCompare(right.key) || left.element - right.element;
+  const emptiness = nothingTested([
+    [acknowledged === 0, 'no add was acknowledged'],
+    [finals.size === 0, 'no final read succeeded'],
+  ]);
   return {
-    valid: lost.length === 0 && unexpected.length === 0 && failedButPresent.length === 0 && unreadKeys.size === 0,
+    valid: emptiness === undefined && lost.length === 0 && unexpected.length === 0 && failedButPresent.length === 0 && unreadKeys.size === 0,
+    ...(emptiness === undefined ? {} : { nothingTested: emptiness }),
     attempted: outcomes.size,
     acknowledged,
     lost: lost.length,

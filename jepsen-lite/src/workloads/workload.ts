@@ -15,6 +15,10 @@ export interface PlannedOperation {
   readonly r?: number;
   /** Replicas a write must be acknowledged by. */
   readonly w?: number;
+  /** Spell `r` as this named level rather than a number, as applications may (it equals `r`). */
+  readonly consistency?: 'one' | 'quorum' | 'all';
+  /** A seeded fraction in [0, 1) for choices the operation makes once it sees the data (which element to remove). */
+  readonly pick?: number;
 }
 
 /** How an operation ended. */
