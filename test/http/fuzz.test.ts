@@ -231,7 +231,7 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
     const internalControlReplies = new Set<string>();
     const samples: PeerRequest[] = [
       { type: 'replica-get', bucket: 'demo', key: 'k' },
-      { type: 'coordinate-put', bucket: 'demo', key: 'peer-k', write: { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, context: {}, nowMs: now }, mode: 'siblings', sync: false },
+      { type: 'coordinate-put', bucket: 'demo', key: 'peer-k', write: { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, context: { vector: {}, dots: [] }, nowMs: now }, mode: 'siblings', sync: false },
       { type: 'control', operation: 'ae-root', payload: { partition: 0, root: '0' } },
     ];
     /** A control request with a junk payload, for every operation anti-entropy and handoff serve. */
