@@ -56,7 +56,10 @@ describe('the ringkv command', () => {
     expect(help.stdout).toMatch(/Usage: ringkv/);
     const file = join(folder.path, 'typo.json');
     writeFileSync(file, JSON.stringify({ limits: { requestTimoutMs: 100 } }));
-    const check = await run('ringkv', ['config', 'check', file], { env: { ...process.env, PATH: path } }).catch((error: { code: number; stderr: string }) => error);
+    const check = await run('ringkv', ['config', 'check', file], { env: { ...process.env, PATH: path } }).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: { code: number; stderr: string }) => error,
+    );
     expect(check.code).toBe(1);
     expect(check.stderr).toMatch(/unknown config key 'limits\.requestTimoutMs'.*did you mean 'limits\.requestTimeoutMs'/);
   });
