@@ -45,6 +45,7 @@ export class NamespaceNetwork {
   private iptablesCommand = 'iptables';
   private removed = false;
   private reaper: ChildProcess | undefined;
+  private readonly aliases: { address: string; alias: string }[] = [];
 
   /** `subnet`: the first three octets of the private subnet, used only inside these namespaces. */
   constructor(readonly subnet = '10.233.0') {}
@@ -89,12 +90,30 @@ export class NamespaceNetwork {
       this.hosts.push(host);
     }
     // Every host resolves every other by name: `ip netns exec` bind-mounts /etc/netns/NS/hosts over /etc/hosts.
-    const hostsFile = ['127.0.0.1 localhost', ...this.hosts.map((host) => `${host.address} ${host.name}`)].join('\n');
     for (const namespace of this.namespaces) {
       const folder = `/etc/netns/${namespace}`;
       mkdirSync(folder, { recursive: true });
       this.etcFolders.push(folder);
-      writeFileSync(`${folder}/hosts`, `${hostsFile}\n`);
+    }
+    this.writeHostsFiles();
+  }
+
+  /**
+   * Gives `host` one more DNS name in every namespace. The files are rewritten in place (same
+   * inode), so processes already running, whose /etc/hosts is a bind mount of them, see it at once.
+   */
+  addAlias(host: NamespaceHost, alias: string): void {
+    this.aliases.push({ address: host.address, alias });
+    this.writeHostsFiles();
+  }
+
+  private writeHostsFiles(): void {
+    const lines = ['127.0.0.1 localhost', ...this.hosts.map((host) => `${host.address} ${host.name}`), ...this.aliases.map(({ address, alias }) => `${address} ${alias}`)];
+    for (const folder of this.etcFolders) {
+      writeFileSync(`${folder}/hosts`, `${lines.join('\n')}\n`);
+      // Names resolve from that file alone: no DNS query is ever sent from these hosts.
+      writeFileSync(`${folder}/nsswitch.conf`, 'hosts: files\n');
+      writeFileSync(`${folder}/resolv.conf`, '# no name servers: the test hosts resolve names from /etc/hosts only\n');
     }
   }
 

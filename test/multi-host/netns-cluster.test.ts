@@ -10,7 +10,8 @@ import { type NamespaceHost, NamespaceNetwork, namespaceSupportProblem } from '.
 /**
  * Goal: ringkv across separate hosts. Five nodes run on five network namespaces, each with its own
  * address and the same port, bound to 0.0.0.0 and advertising their own address; they join
- * through a seed given by DNS name. iptables in the namespaces cuts the cluster in two (2 | 3
+ * through a seed given by a DNS name that resolves only after their first attempts failed (so it is
+ * looked up again on every attempt). iptables in the namespaces cuts the cluster in two (2 | 3
  * nodes); both sides take writes; after the partition heals, a read holds every acknowledged
  * write (a key written on both sides holds both values as siblings).
  *
@@ -20,6 +21,8 @@ import { type NamespaceHost, NamespaceNetwork, namespaceSupportProblem } from '.
 
 const port = 18_400;
 const hostNames = ['n1.ringkv.test', 'n2.ringkv.test', 'n3.ringkv.test', 'n4.ringkv.test', 'n5.ringkv.test', 'client.ringkv.test'];
+/** The seeds' DNS name: it resolves (to n1) only once the joiners have failed to look it up. */
+const seedName = 'seed.ringkv.test';
 const root = join(import.meta.dirname, '..', '..');
 const bin = join(root, 'bin', 'ringkv.js');
 const agentScript = join(import.meta.dirname, 'client-agent.mjs');
@@ -149,9 +152,11 @@ describe.skipIf(problem !== undefined)('ringkv on 5 hosts (network namespaces), 
     for (const [index, host] of network.hosts.slice(0, 5).entries()) {
       const node: NodeHost = { host, advertised: `${host.address}:${port}`, child: undefined, output: '' };
       const args = [process.execPath, bin, 'start', '--listen', '0.0.0.0', '--advertise', node.advertised, '--port', String(port), '--data', join(folder.path, `node${index + 1}`)];
-      // The seed is a DNS name (resolved through the namespace's /etc/hosts), as in a real deployment.
-      if (index > 0) args.push('--seeds', `${hostNames[0]}:${port}`);
-      args.push('--config', config, '--log-level', 'warn');
+      // The seed is a DNS name (resolved through the namespace's /etc/hosts) that does not resolve
+      // yet: the joiners must look it up again on every attempt to find it once it exists.
+      if (index > 0) args.push('--seeds', `${seedName}:${port}`);
+      // Debug logs only failures, among them each failed seed lookup.
+      args.push('--config', config, '--log-level', 'debug');
       const [command, commandArgs] = network.execIn(host, args);
       const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RINGKV_CLUSTER_SECRET: secret } });
       const keep = (chunk: Buffer): void => {
@@ -165,8 +170,13 @@ describe.skipIf(problem !== undefined)('ringkv on 5 hosts (network namespaces), 
     const clientHost = network.hosts[5]!;
     const [command, commandArgs] = network.execIn(clientHost, [process.execPath, agentScript]);
     agent = new Agent(spawn(command, commandArgs, { stdio: ['pipe', 'pipe', 'pipe'] }));
+    const joiners = nodes.slice(1);
+    await waitFor(() => `every joiner to fail to resolve ${seedName} at least twice\n${logs()}`, 60_000, async () =>
+      joiners.every((node) => node.output.split(`ENOTFOUND ${seedName}`).length > 2),
+    );
+    network.addAlias(network.hosts[0]!, seedName);
     await waitFor(() => `all 5 nodes to see each other up in one settled ring\n${logs()}`, 90_000, () => viewsAgree(nodes, nodes));
-  }, 150_000);
+  }, 180_000);
 
   afterAll(async () => {
     for (const signal of signals) process.off(signal, onSignal);
