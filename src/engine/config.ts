@@ -98,6 +98,9 @@ export const nodeConfigSchema = Type.Object(
     ),
     peerDialOverrides: Type.Record(Type.String({ pattern: hostPortPattern }), Type.String({ pattern: hostPortPattern, expected: 'a host:port' }), {
       default: {},
+      // A key that is not a host:port is refused rather than ignored.
+      additionalProperties: false,
+      expected: 'an object of host:port -> host:port',
       env: false,
       description: 'logical peer address -> address actually dialled (the chaos harness\'s per-link proxies; `--peer-map`)',
     }),

@@ -49,6 +49,7 @@ describe('the config schema', () => {
     expect(configError(() => validateConfig({ limits: { requestTimeoutMs: 'soon' } }))).toMatch(/'limits\.requestTimeoutMs' must be an integer in 1\.\.600000, got "soon"/);
     expect(configError(() => validateConfig({ partitionCount: 100 }))).toMatch(/'partitionCount' must be a power of two/);
     expect(configError(() => validateConfig({ seeds: ['no-port'] }))).toMatch(/'seeds\[0\]' must be a host:port/);
+    expect(configError(() => loadConfig({ peerMap: 'not-an-address=127.0.0.1:2' }, {}))).toMatch(/'peerDialOverrides\.not-an-address'/);
     const secret = 'short-secret';
     const message = configError(() => validateConfig({ clusterSecret: secret }));
     expect(message).toMatch(/'clusterSecret'/);
