@@ -3,7 +3,7 @@ import { mkdirSync, openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { RingClient } from '../client/ring-client.js';
 import { newClusterSecret } from '../util/ids.js';
-import { loadConfig, packageRoot } from '../main.js';
+import { loadConfig, packageRoot } from './load-config.js';
 import { clientAccessForCluster } from './client-access.js';
 
 /** The flags of `ringkv cluster`. */

@@ -1,13 +1,13 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { RingClient, RingClientError } from '../client/ring-client.js';
-import { isKvError } from '../util/errors.js';
-import { clientAccessFromEnvironment } from './client-access.js';
-import { runLocalCluster } from './cluster.js';
-import { printRing, printStatus } from './tables.js';
+import type { RingClient } from '../client/ring-client.js';
 
 /**
  * The `ringkv` command. `start` and `cluster` run nodes; the others are clients of a running
  * node (`--node H:P`, default 127.0.0.1:17201, the first node of `npm start`).
+ *
+ * Only commander is imported up front: every subcommand imports what it needs (the client and
+ * undici, fastify, LevelDB, the config schema) when it runs, so `ringkv --help` and a mistyped
+ * command answer at once instead of after loading the whole node.
  */
 
 const defaultNode = process.env.RINGKV_NODE ?? '127.0.0.1:17201';
@@ -19,12 +19,9 @@ function quorumOption(text: string): number | 'one' | 'quorum' | 'all' {
   return value;
 }
 
-function clientFor(node: string): RingClient {
-  return new RingClient({ nodes: [node], maxAttempts: 1, ...clientAccessFromEnvironment(process.env) });
-}
-
 async function withClient<T>(node: string, work: (client: RingClient) => Promise<T>): Promise<T> {
-  const client = clientFor(node);
+  const [{ RingClient: Client }, { clientAccessFromEnvironment }] = await Promise.all([import('../client/ring-client.js'), import('./client-access.js')]);
+  const client = new Client({ nodes: [node], maxAttempts: 1, ...clientAccessFromEnvironment(process.env) });
   try {
     return await work(client);
   } finally {
@@ -39,7 +36,9 @@ program
   .command('start')
   .description('run one node in the foreground')
   .option('--port <port>', 'HTTP port')
-  .option('--host <host>', 'address to listen on and be known by')
+  .option('--host <host>', 'address to listen on and be known by (both, unless --listen / --advertise say otherwise)')
+  .option('--listen <address>', 'address to bind, for example 0.0.0.0 (default: --host)')
+  .option('--advertise <host:port>', 'address peers and clients reach this node at, an IP or a DNS name (default: host:port)')
   .option('--data <dir>', 'data directory')
   .option('--seeds <list>', 'host:port of running nodes, comma-separated')
   .option('--config <file>', 'JSON config file')
@@ -59,7 +58,28 @@ program
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--config <file>', 'JSON config file for every node')
   .action(async (flags) => {
+    const { runLocalCluster } = await import('./cluster.js');
     await runLocalCluster(flags);
+  });
+
+const configCommand = program.command('config').description('check a config file, or list every setting');
+
+configCommand
+  .command('check <file>')
+  .description('validate FILE (over the defaults and the RINGKV_* environment) and print the effective config, secrets masked')
+  .action(async (file: string) => {
+    const [{ loadConfig }, { maskSecrets }] = await Promise.all([import('./load-config.js'), import('../engine/config.js')]);
+    const config = loadConfig({ config: file }, process.env);
+    console.log(JSON.stringify(maskSecrets(config), null, 2));
+    console.error(`${file}: ok`);
+  });
+
+configCommand
+  .command('table')
+  .description("print every setting with its default and RINGKV_* variable (the README's table)")
+  .action(async () => {
+    const { configTableMarkdown } = await import('../engine/config.js');
+    console.log(configTableMarkdown());
   });
 
 program
@@ -135,7 +155,7 @@ program
     await withClient(flags.node, async (client) => {
       const status = await client.status();
       if (flags.json) console.log(JSON.stringify(status, null, 2));
-      else printStatus(status);
+      else (await import('./tables.js')).printStatus(status);
     });
   });
 
@@ -144,7 +164,7 @@ program
   .description('the partition map: which node owns each partition')
   .option('--node <address>', 'node to ask', defaultNode)
   .action(async (flags) => {
-    await withClient(flags.node, async (client) => printRing(await client.status()));
+    await withClient(flags.node, async (client) => (await import('./tables.js')).printRing(await client.status()));
   });
 
 program
@@ -227,7 +247,9 @@ async function followRepair(client: RingClient): Promise<void> {
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof RingClientError || isKvError(error)) {
+  // KvError and RingClientError carry a KV_* code and a message that says what to do: show just that.
+  const code: unknown = error instanceof Error ? (error as Error & { code?: unknown }).code : undefined;
+  if (error instanceof Error && typeof code === 'string' && code.startsWith('KV_')) {
     console.error(`ringkv: ${error.message}`);
   } else {
     console.error(`ringkv: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);

@@ -1,3 +1,4 @@
+import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { partitionKeyRange } from '../core/keys.js';
 import type { NodeConfig } from '../engine/config.js';
@@ -7,6 +8,7 @@ import { registerAuth } from './auth.js';
 import { registerClusterAdminRoutes } from './cluster-admin-routes.js';
 import { sendKvError, toKvError } from './errors.js';
 import { registerKvRoutes } from './kv-routes.js';
+import { compactSchema, healthSchema, metricsSchema, openApiSchema, statusSchema } from './route-schemas.js';
 import { HttpMetrics } from './metrics.js';
 import { peerRoutePath, registerPeerRoute } from './peer-route.js';
 import { registerDashboard } from './ui-route.js';
@@ -21,7 +23,10 @@ export interface AppOptions {
   readonly https?: { readonly key: Buffer; readonly cert: Buffer };
 }
 
-const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET /health, GET /status, GET /metrics, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, POST ${peerRoutePath}`;
+const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, POST ${peerRoutePath} (GET /openapi.json describes them all)`;
+
+/** The version of the public API's description (the peer API versions itself in its path). */
+const apiVersion = '1.0.0';
 
 /** Shows a path in a message without letting a huge one flood it. */
 function shownPath(request: FastifyRequest): string {
@@ -43,14 +48,14 @@ function notFoundError(request: FastifyRequest): KvError {
 
 /** /health, /status, /metrics and /admin/compact. */
 function registerAdminRoutes(app: FastifyInstance, service: KvService, metrics: HttpMetrics): void {
-  app.get('/health', async () => ({ status: 'ok' }));
-  app.get('/status', async (_request, reply) => reply.type('application/json; charset=utf-8').send(await service.status()));
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/health', { schema: healthSchema }, async () => ({ status: 'ok' }));
+  app.get('/status', { schema: statusSchema }, async (_request, reply) => reply.type('application/json; charset=utf-8').send(await service.status()));
+  app.get('/metrics', { schema: metricsSchema }, async (_request, reply) => {
     const text = await metrics.render(await service.status());
     return reply.type(metrics.contentType).send(text);
   });
   // `?partition=N` compacts one partition's key range (a partition is one contiguous range), else the whole data space.
-  app.post<{ Querystring: { partition?: string } }>('/admin/compact', async (request) => {
+  app.post<{ Querystring: { partition?: string } }>('/admin/compact', { schema: compactSchema }, async (request) => {
     const text = request.query.partition;
     if (text === undefined) {
       await service.compact();
@@ -102,6 +107,28 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => sendKvError(reply, toKvError(error, request, request.log)));
   app.setNotFoundHandler((request, reply) => sendKvError(reply, notFoundError(request)));
+
+  // Bodies are built by the handlers and sent as they are: the response schemas describe them
+  // (for /openapi.json) but must not filter them, as fast-json-stringify would drop every field
+  // of /status a schema does not list.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  // Before the routes: the plugin collects each route's schema as it is added.
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'ringkv', version: apiVersion, description: 'A leaderless, Dynamo/Cassandra-style key-value database: the HTTP API of every node.' },
+      tags: [
+        { name: 'kv', description: 'keys and values' },
+        { name: 'admin', description: 'health, status, metrics, compaction' },
+        { name: 'cluster', description: 'repair, leave, remove' },
+        { name: 'dashboard', description: 'the /ui dashboard' },
+      ],
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a client token from auth.tokens, when auth.enabled is on' } } },
+      // No token is needed while auth.enabled is off; with it on, a bearer token is.
+      security: [{}, { bearer: [] }],
+    },
+  });
+  app.get('/openapi.json', { schema: openApiSchema }, async () => app.swagger());
 
   registerAuth(app, { config, service });
   const metrics = new HttpMetrics();

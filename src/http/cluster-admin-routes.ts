@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { KvService } from '../engine/kv-service.js';
 import { KvError } from '../util/errors.js';
+import { leaveSchema, removeSchema, repairProgressSchema, repairStartSchema } from './route-schemas.js';
 
 /**
  * Cluster operations on any node: anti-entropy on demand (`ringkv repair`), decommissioning this
@@ -8,16 +9,16 @@ import { KvError } from '../util/errors.js';
  * background work and answers at once; progress shows in /status (and GET /admin/repair).
  */
 export function registerClusterAdminRoutes(app: FastifyInstance, service: KvService): void {
-  app.post('/admin/repair', async (_request, reply) => {
+  app.post('/admin/repair', { schema: repairStartSchema }, async (_request, reply) => {
     reply.code(202);
     return service.repair();
   });
-  app.get('/admin/repair', async () => service.repairProgress());
-  app.post('/admin/leave', async (_request, reply) => {
+  app.get('/admin/repair', { schema: repairProgressSchema }, async () => service.repairProgress());
+  app.post('/admin/leave', { schema: leaveSchema }, async (_request, reply) => {
     reply.code(202);
     return service.leave();
   });
-  app.post<{ Params: { nodeId: string } }>('/admin/remove/:nodeId', async (request, reply) => {
+  app.post<{ Params: { nodeId: string } }>('/admin/remove/:nodeId', { schema: removeSchema }, async (request, reply) => {
     const { nodeId } = request.params;
     if (!/^[A-Za-z0-9._-]{1,128}$/.test(nodeId)) throw new KvError('KV_BAD_PARAMETER', `'${nodeId.slice(0, 140)}' is not a node id; see \`ringkv status\` for the ids`);
     reply.code(202);

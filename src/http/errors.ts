@@ -23,6 +23,12 @@ function fromFastifyError(error: { code: string; message: string; statusCode?: n
       return new KvError('KV_BAD_REQUEST', 'the content-type header is not a valid media type (type/subtype); fix it or leave it out');
     case 'FST_ERR_BAD_URL':
       return new KvError('KV_BAD_REQUEST', 'the URL is not valid percent-encoding; encode the bucket and key with encodeURIComponent');
+    case 'FST_ERR_VALIDATION': {
+      // The route schemas (route-schemas.ts): a query parameter or path segment is a bad parameter, anything else a bad request.
+      const context = (error as { validationContext?: string }).validationContext;
+      const code = context === 'querystring' || context === 'params' ? 'KV_BAD_PARAMETER' : 'KV_BAD_REQUEST';
+      return new KvError(code, `${error.message.slice(0, 300)}; GET /openapi.json describes what every route takes`);
+    }
     case 'FST_ERR_MAX_PARAM_LENGTH':
       return new KvError('KV_KEY_TOO_LONG', 'a path segment is too long; see limits.maxKeyBytes and limits.maxBucketBytes');
     default:

@@ -8,6 +8,7 @@ import { KvError } from '../util/errors.js';
 import { sendKvError } from './errors.js';
 import type { HttpMetrics, MeteredOperation } from './metrics.js';
 import { type KvRequestOptions, parseKvQuery } from './query-parameters.js';
+import { kvDeleteSchema, kvGetSchema, kvPutSchema } from './route-schemas.js';
 
 /** The header that carries a key's causal context out with a read and back in with a write. */
 export const contextHeader = 'x-ringkv-context';
@@ -132,7 +133,7 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     },
   };
 
-  app.get<{ Params: KvParams }>('/kv/:bucket/:key', common, async (request, reply) => {
+  app.get<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, schema: kvGetSchema }, async (request, reply) => {
     const target = targetOf(request);
     const object = target.options.local
       ? await service.getLocal(target.bucket, target.key)
@@ -140,7 +141,7 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     return sendObject(reply, target, object);
   });
 
-  app.put<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, bodyLimit: config.limits.maxValueBytes }, async (request, reply) => {
+  app.put<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, bodyLimit: config.limits.maxValueBytes, schema: kvPutSchema }, async (request, reply) => {
     const target = targetOf(request);
     const value = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const contentType = contentTypeOf(request);
@@ -148,7 +149,7 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     return reply.code(204).header(contextHeader, encodeContext(result.context)).send();
   });
 
-  app.delete<{ Params: KvParams }>('/kv/:bucket/:key', common, async (request, reply) => {
+  app.delete<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, schema: kvDeleteSchema }, async (request, reply) => {
     const target = targetOf(request);
     const result = await service.delete({ bucket: target.bucket, key: target.key, context: target.context, options: target.options.write });
     return reply.code(204).header(contextHeader, encodeContext(result.context)).send();

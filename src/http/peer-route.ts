@@ -6,6 +6,7 @@ import type { KvService } from '../engine/kv-service.js';
 import { KvError } from '../util/errors.js';
 import type { HttpMetrics } from './metrics.js';
 import { internalError } from './errors.js';
+import { peerSchema } from './route-schemas.js';
 
 /** The one node-to-node endpoint: a binary batch of requests in, a batch of replies out. */
 export const peerRoutePath = '/internal/v1/peer';
@@ -56,6 +57,7 @@ export function registerPeerRoute(app: FastifyInstance, dependencies: { service:
   const { service, config, metrics } = dependencies;
   const options = {
     bodyLimit: peerBodyLimitBytes(config),
+    schema: peerSchema,
     onRequest: async (request: FastifyRequest) => checkSecret(request, service),
     onResponse: async (_request: FastifyRequest, reply: FastifyReply) => metrics.observe('peer', reply.statusCode, reply.elapsedTime / 1000),
   };

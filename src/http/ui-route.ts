@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { KvService, NodeStatus } from '../engine/kv-service.js';
 import { type RequestSummary, RequestWindow } from './request-window.js';
+import { dashboardSchemas } from './route-schemas.js';
 import { dashboardCss, dashboardHtml, dashboardScript } from './ui-assets.js';
 
 /** What GET /ui/data.json answers: everything the dashboard draws, in one request per refresh. */
@@ -49,11 +50,11 @@ export function registerDashboard(app: FastifyInstance, dependencies: { readonly
   });
 
   const page = async (_request: FastifyRequest, reply: FastifyReply) => sendAsset(reply, 'text/html; charset=utf-8', dashboardHtml);
-  app.get('/ui', page);
-  app.get('/ui/', page);
-  app.get('/ui/app.js', async (_request, reply) => sendAsset(reply, 'text/javascript; charset=utf-8', dashboardScript));
-  app.get('/ui/app.css', async (_request, reply) => sendAsset(reply, 'text/css; charset=utf-8', dashboardCss));
-  app.get('/ui/data.json', async (_request, reply) => {
+  app.get('/ui', { schema: dashboardSchemas.page }, page);
+  app.get('/ui/', { schema: { ...dashboardSchemas.page, hide: true } }, page);
+  app.get('/ui/app.js', { schema: dashboardSchemas.script }, async (_request, reply) => sendAsset(reply, 'text/javascript; charset=utf-8', dashboardScript));
+  app.get('/ui/app.css', { schema: dashboardSchemas.style }, async (_request, reply) => sendAsset(reply, 'text/css; charset=utf-8', dashboardCss));
+  app.get('/ui/data.json', { schema: dashboardSchemas.data }, async (_request, reply) => {
     const data: DashboardData = { generatedAtMs: nowMs(), status: await service.status(), requests: requests.summary(nowMs()) };
     return reply.header('cache-control', 'no-store').type('application/json; charset=utf-8').send(data);
   });

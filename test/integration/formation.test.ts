@@ -57,7 +57,9 @@ describe('formation with a joiner that dies', () => {
     await waitHealthy(doomed, 30_000);
     const startedAt = Date.now();
     await new Promise<void>((resolve, reject) => {
-      setTimeout(() => killNode(doomed).then(resolve, reject), 1500);
+      setTimeout(() => {
+        killNode(doomed).then(resolve, reject);
+      }, 1500);
     });
     const killedAt = Date.now();
 

@@ -1,0 +1,92 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type NodeConfig, checkKnownKeys, configDefaults, configFromEnvironment, mergeConfig, validateConfig } from '../engine/config.js';
+import { KvError } from '../util/errors.js';
+
+/**
+ * Building a node's config from its sources. This module is light on purpose (no fastify, pino
+ * or LevelDB): `ringkv cluster` and `ringkv config check` need the config without the node.
+ */
+
+/** The flags of `ringkv start` that set config, as commander parsed them. */
+export interface ConfigFlags {
+  readonly port?: string | number;
+  readonly host?: string;
+  readonly listen?: string;
+  readonly advertise?: string;
+  readonly data?: string;
+  readonly seeds?: string;
+  readonly config?: string;
+  readonly logLevel?: string;
+  readonly peerMap?: string;
+}
+
+/** The folder that holds package.json and bin/ringkv.js (above this file, in src/ or dist/src/). */
+export function packageRoot(): string {
+  let folder = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(folder, 'package.json')) || !existsSync(join(folder, 'bin', 'ringkv.js'))) {
+    const parent = dirname(folder);
+    if (parent === folder) throw new KvError('KV_BAD_CONFIG', 'cannot find bin/ringkv.js above the ringkv code; reinstall ringkv');
+    folder = parent;
+  }
+  return folder;
+}
+
+const listText = (text: string): string[] =>
+  text
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
+
+function parsePeerMap(text: string): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const pair of listText(text)) {
+    const [from, to] = pair.split('=');
+    if (from === undefined || to === undefined) throw new KvError('KV_BAD_CONFIG', `--peer-map entries are ADDRESS=DIAL_ADDRESS, got '${pair}'`);
+    map[from] = to;
+  }
+  return map;
+}
+
+/** Reads a JSON config file; an unknown key in it is refused here, so the message names the file. */
+export function readConfigFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new KvError('KV_BAD_CONFIG', `cannot read config file ${file}: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new KvError('KV_BAD_CONFIG', `config file ${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new KvError('KV_BAD_CONFIG', `config file ${file} must hold a JSON object`);
+  checkKnownKeys(parsed, `config file ${file}`);
+  return parsed;
+}
+
+/** The config the flags of `ringkv start` set. */
+function configFromFlags(flags: ConfigFlags): Record<string, unknown> {
+  const fromFlags: Record<string, unknown> = {};
+  if (flags.port !== undefined) fromFlags.port = Number(flags.port);
+  if (flags.host !== undefined) fromFlags.host = flags.host;
+  if (flags.listen !== undefined) fromFlags.listen = flags.listen;
+  if (flags.advertise !== undefined) fromFlags.advertise = flags.advertise;
+  if (flags.data !== undefined) fromFlags.dataDir = flags.data;
+  if (flags.seeds !== undefined) fromFlags.seeds = listText(flags.seeds);
+  if (flags.logLevel !== undefined) fromFlags.logLevel = flags.logLevel;
+  if (flags.peerMap !== undefined) fromFlags.peerDialOverrides = parsePeerMap(flags.peerMap);
+  return fromFlags;
+}
+
+/** Builds the config: the schema's defaults, then --config FILE (or RINGKV_CONFIG), then RINGKV_* variables, then flags; validated. */
+export function loadConfig(flags: ConfigFlags, environment: Readonly<Record<string, string | undefined>>): NodeConfig {
+  let merged = configDefaults();
+  const file = flags.config ?? environment.RINGKV_CONFIG;
+  if (file !== undefined && file !== '') merged = mergeConfig(merged, readConfigFile(file));
+  merged = mergeConfig(merged, configFromEnvironment(environment));
+  return validateConfig(mergeConfig(merged, configFromFlags(flags)));
+}

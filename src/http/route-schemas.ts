@@ -1,0 +1,237 @@
+import { type TSchema, Type } from '@sinclair/typebox';
+import { type KvErrorCode, errorStatusByCode } from '../util/errors.js';
+
+/**
+ * The fastify schemas of every route: params, query, headers and responses. fastify validates
+ * requests against them (validation at the edge, DESIGN rule 4) and @fastify/swagger turns them
+ * into GET /openapi.json, so the API's description cannot drift from the routes.
+ *
+ * The /kv routes also check their parameters in onRequest, before the body is read and with
+ * messages that know the bucket's n_val; the schemas here say the same in JSON Schema, so a
+ * request that passed onRequest always passes them.
+ */
+
+/** The errors every route can answer: a malformed request, a node shutting down, an unexpected failure. */
+const everyRoute: readonly KvErrorCode[] = ['KV_BAD_REQUEST', 'KV_NOT_READY', 'KV_INTERNAL'];
+/** The errors of client authentication, on every public route when `auth.enabled` is on. */
+const authErrors: readonly KvErrorCode[] = ['KV_UNAUTHORIZED', 'KV_FORBIDDEN'];
+
+/** The documented error body, `{"error": {"code", "message", "details"?}}`, for the given codes. */
+function errorBody(codes: readonly KvErrorCode[]): TSchema {
+  return Type.Object(
+    {
+      error: Type.Object({
+        code: Type.Union(codes.map((code) => Type.Literal(code))),
+        message: Type.String({ description: 'what happened and what to do' }),
+        details: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'machine-readable facts, for example how many replicas answered' })),
+      }),
+    },
+    { description: codes.join(', ') },
+  );
+}
+
+/** Load shedding and a node with no ring yet say when to come back. */
+const retryAfterHeaders = { 'retry-after': Type.String({ description: 'seconds to wait before retrying' }) };
+
+/** The error responses of a route: its own codes plus those of every route, grouped by HTTP status. */
+export function errorResponses(codes: readonly KvErrorCode[], options: { readonly auth?: boolean } = {}): Record<number, TSchema> {
+  const all = [...new Set([...codes, ...everyRoute, ...(options.auth === false ? [] : authErrors)])];
+  const byStatus = new Map<number, KvErrorCode[]>();
+  for (const code of all) {
+    const status = errorStatusByCode[code];
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  return Object.fromEntries(
+    [...byStatus]
+      .sort(([left], [right]) => left - right)
+      .map(([status, grouped]) => [status, status === 503 ? { ...errorBody(grouped), headers: retryAfterHeaders } : errorBody(grouped)]),
+  );
+}
+
+const contextHeaderSchema = Type.String({ description: 'the causal context of the key (opaque); send it back with the next write or delete of the key' });
+
+const quorumPattern = '^([0-9]{1,6}|one|quorum|all)$';
+const quorum = (description: string) => Type.String({ pattern: quorumPattern, description: `${description}: 1..n_val, or one, quorum, all` });
+const consistency = Type.Union([Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], { description: 'sets r and w together (an explicit r or w wins)' });
+const timeoutMs = Type.String({ pattern: '^[0-9]{1,7}$', description: 'how long the coordinator waits, 1..600000 ms (default limits.requestTimeoutMs)' });
+
+const kvParams = Type.Object({
+  bucket: Type.String({ minLength: 1, description: 'the bucket, URL-encoded (at most limits.maxBucketBytes UTF-8 bytes)' }),
+  key: Type.String({ minLength: 1, description: "the key, URL-encoded: a '/' inside it is %2F (at most limits.maxKeyBytes UTF-8 bytes)" }),
+});
+
+const readQuery = {
+  r: Type.Optional(quorum('replicas that must answer')),
+  pr: Type.Optional(quorum('primaries among them')),
+  w: Type.Optional(quorum('replicas that must acknowledge a write (ignored on a read)')),
+  pw: Type.Optional(quorum('primaries among them (ignored on a read)')),
+  dw: Type.Optional(quorum('replicas that must have fsynced (ignored on a read)')),
+  consistency: Type.Optional(consistency),
+  timeout_ms: Type.Optional(timeoutMs),
+};
+
+const kvGetQuery = Type.Object(
+  { ...readQuery, local: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: "true: this node's own copy, without coordination or read repair" })) },
+  { additionalProperties: false },
+);
+// `local` is refused on writes (it would silently coordinate a write the caller thought local), but
+// its false value is accepted, so the schema allows exactly that.
+const kvWriteQuery = Type.Object({ ...readQuery, local: Type.Optional(Type.Literal('false')) }, { additionalProperties: false });
+
+const siblingsBody = Type.Object(
+  {
+    context: Type.String(),
+    siblings: Type.Array(
+      Type.Object({
+        value: Type.String({ description: 'the value, base64' }),
+        contentType: Type.String(),
+        lastModified: Type.String({ format: 'date-time' }),
+      }),
+    ),
+  },
+  { description: 'concurrent writes: every live sibling; resolve by writing back with `context`' },
+);
+
+const valueResponse = {
+  description: 'the one live value: its exact bytes, with its content type',
+  content: { '*/*': { schema: Type.String({ format: 'binary' }) } },
+  headers: { 'x-ringkv-context': contextHeaderSchema, 'last-modified': Type.String() },
+};
+
+const writtenResponse = (what: string) => ({
+  description: what,
+  type: 'null',
+  headers: { 'x-ringkv-context': contextHeaderSchema },
+});
+
+const kvErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_BAD_CONTEXT', 'KV_KEY_TOO_LONG', 'KV_BUCKET_TOO_LONG', 'KV_INSUFFICIENT_REPLICAS', 'KV_OVERLOADED', 'KV_TIMEOUT', 'KV_STORAGE'];
+
+const contextRequestHeaders = Type.Object({ 'x-ringkv-context': Type.Optional(Type.String({ description: 'the context of the read this request follows' })) });
+
+/** GET (and HEAD) /kv/:bucket/:key. */
+export const kvGetSchema = {
+  tags: ['kv'],
+  summary: 'read a key',
+  params: kvParams,
+  querystring: kvGetQuery,
+  response: {
+    200: valueResponse,
+    300: siblingsBody,
+    ...errorResponses([...kvErrors, 'KV_NOT_FOUND']),
+  },
+};
+
+/** PUT /kv/:bucket/:key. */
+export const kvPutSchema = {
+  tags: ['kv'],
+  summary: 'write a value (any bytes, any content type)',
+  params: kvParams,
+  querystring: kvWriteQuery,
+  headers: Type.Object({
+    'x-ringkv-context': Type.Optional(Type.String({ description: 'the context of the read this write follows; without it the write is blind and becomes a sibling' })),
+    'content-type': Type.Optional(Type.String({ description: 'stored and returned with the value (at most 256 characters; default application/octet-stream)' })),
+  }),
+  response: { 204: writtenResponse('written; the new version\'s context is in x-ringkv-context'), ...errorResponses([...kvErrors, 'KV_VALUE_TOO_LARGE']) },
+};
+
+/** DELETE /kv/:bucket/:key. */
+export const kvDeleteSchema = {
+  tags: ['kv'],
+  summary: 'delete a key (writes a tombstone)',
+  params: kvParams,
+  querystring: kvWriteQuery,
+  headers: contextRequestHeaders,
+  response: { 204: writtenResponse("deleted; the tombstone's context is in x-ringkv-context"), ...errorResponses(kvErrors) },
+};
+
+const anyObject = (description: string) => Type.Object({}, { additionalProperties: true, description });
+
+/** GET /health. */
+export const healthSchema = {
+  tags: ['admin'],
+  summary: 'liveness probe (never needs a token)',
+  response: { 200: Type.Object({ status: Type.Literal('ok') }), ...errorResponses([], { auth: false }) },
+};
+
+/** GET /status. */
+export const statusSchema = {
+  tags: ['admin'],
+  summary: "this node's view: members, ring, hints, anti-entropy, storage",
+  response: { 200: anyObject('the status document (`ringkv status --json`)'), ...errorResponses([]) },
+};
+
+/** GET /metrics. */
+export const metricsSchema = {
+  tags: ['admin'],
+  summary: 'Prometheus metrics',
+  response: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: Type.String() } } }, ...errorResponses([]) },
+};
+
+/** POST /admin/compact. */
+export const compactSchema = {
+  tags: ['admin'],
+  summary: "compact this node's LevelDB now, or one partition's key range",
+  querystring: Type.Object({ partition: Type.Optional(Type.String({ pattern: '^[0-9]+$', description: 'a partition number, 0..partitionCount-1' })) }, { additionalProperties: false }),
+  response: {
+    200: Type.Object({ compacted: Type.Boolean(), partition: Type.Optional(Type.Integer()) }),
+    ...errorResponses(['KV_BAD_PARAMETER', 'KV_STORAGE']),
+  },
+};
+
+const repairProgress = anyObject('anti-entropy progress: running, partitionsDone, partitionsTotal, keysRepaired');
+
+/** POST /admin/repair. */
+export const repairStartSchema = {
+  tags: ['cluster'],
+  summary: 'start an anti-entropy exchange of every partition now',
+  response: { 202: repairProgress, ...errorResponses([]) },
+};
+
+/** GET /admin/repair. */
+export const repairProgressSchema = {
+  tags: ['cluster'],
+  summary: 'the progress of the running or last repair',
+  response: { 200: repairProgress, ...errorResponses([]) },
+};
+
+/** POST /admin/leave. */
+export const leaveSchema = {
+  tags: ['cluster'],
+  summary: 'decommission this node: its partitions stream to their new owners, then it exits',
+  response: { 202: anyObject('the plan'), ...errorResponses(['KV_CONFLICT']) },
+};
+
+/** POST /admin/remove/:nodeId. */
+export const removeSchema = {
+  tags: ['cluster'],
+  summary: 'remove a node that is gone for good; its partitions are rebuilt from the remaining replicas',
+  params: Type.Object({ nodeId: Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$', description: 'the id `ringkv status` shows' }) }),
+  response: { 202: anyObject('the plan'), ...errorResponses(['KV_BAD_PARAMETER', 'KV_UNKNOWN_NODE', 'KV_CONFLICT']) },
+};
+
+const htmlOrAsset = (summary: string, type: string) => ({
+  tags: ['dashboard'],
+  summary,
+  response: { 200: { description: summary, content: { [type]: { schema: Type.String() } } }, ...errorResponses([]) },
+});
+
+/** The dashboard's routes. */
+export const dashboardSchemas = {
+  page: htmlOrAsset('the live dashboard', 'text/html'),
+  script: htmlOrAsset("the dashboard's script", 'text/javascript'),
+  style: htmlOrAsset("the dashboard's style", 'text/css'),
+  data: { tags: ['dashboard'], summary: "the dashboard's figures: /status plus request rates and latencies", response: { 200: anyObject('status and request figures'), ...errorResponses([]) } },
+};
+
+/** POST /internal/v1/peer: node to node only, so left out of the public description. */
+export const peerSchema = {
+  hide: true,
+  headers: Type.Object({ 'x-ringkv-secret': Type.Optional(Type.String()) }),
+};
+
+/** GET /openapi.json. */
+export const openApiSchema = {
+  tags: ['admin'],
+  summary: 'this description of the API (OpenAPI 3)',
+  response: { 200: anyObject('the OpenAPI document'), ...errorResponses([]) },
+};

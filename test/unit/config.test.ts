@@ -1,0 +1,114 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import defaults from '../../config/default.json' with { type: 'json' };
+import { loadConfig } from '../../src/cli/load-config.js';
+import { bucketProperties, configDefaults, configFromEnvironment, configSettings, configTableMarkdown, maskSecrets, validateConfig } from '../../src/engine/config.js';
+import { temporaryFolder } from '../integration/processes.js';
+
+/** The message of the KV_BAD_CONFIG that `work` throws. */
+function configError(work: () => unknown): string {
+  try {
+    work();
+  } catch (error) {
+    expect((error as { code?: string }).code).toBe('KV_BAD_CONFIG');
+    return (error as Error).message;
+  }
+  throw new Error('expected a config error');
+}
+
+const folder = temporaryFolder('ringkv-config-');
+afterAll(() => folder.remove());
+
+describe('the config schema', () => {
+  it('is where the defaults come from: config/default.json lists exactly them', () => {
+    expect(defaults).toEqual(configDefaults());
+    const config = validateConfig({});
+    expect(config.limits.requestTimeoutMs).toBe(5000);
+    expect(config.hintedHandoff).toMatchObject({ maxHintsPerTarget: 100_000, maxBytesPerTarget: 268_435_456 });
+  });
+
+  it('refuses a misspelt key, naming it and suggesting the nearest known key', () => {
+    expect(configError(() => validateConfig({ limits: { requestTimoutMs: 100 } }))).toMatch(/unknown config key 'limits\.requestTimoutMs'.*did you mean 'limits\.requestTimeoutMs'/);
+    // A setting typed at the top level instead of in its section is found in the section.
+    expect(configError(() => validateConfig({ requestTimoutMs: 100 }))).toMatch(/unknown config key 'requestTimoutMs'.*did you mean 'limits\.requestTimeoutMs'/);
+    expect(configError(() => validateConfig({ buckets: { carts: { nval: 2 } } }))).toMatch(/'buckets\.carts\.nval'.*'buckets\.carts\.nVal'/);
+    expect(configError(() => validateConfig({ auth: { tokens: [{ token: 'a'.repeat(20), role: 'read-only', owner: 'x' }] } }))).toMatch(/'auth\.tokens\[0\]\.owner'/);
+    expect(configError(() => validateConfig({ zzzzzz: 1 }))).toMatch(/unknown config key 'zzzzzz'.*ringkv config table/);
+  });
+
+  it('stops loading a config file with a typo, naming the file, the key and the suggestion', () => {
+    const file = join(folder.path, 'typo.json');
+    writeFileSync(file, JSON.stringify({ limits: { requestTimoutMs: 100 } }));
+    const message = configError(() => loadConfig({ config: file }, {}));
+    expect(message).toContain(file);
+    expect(message).toMatch(/'limits\.requestTimoutMs'.*'limits\.requestTimeoutMs'/);
+  });
+
+  it('names the bad field and what it must be, and never shows a secret', () => {
+    expect(configError(() => validateConfig({ limits: { requestTimeoutMs: 'soon' } }))).toMatch(/'limits\.requestTimeoutMs' must be an integer in 1\.\.600000, got "soon"/);
+    expect(configError(() => validateConfig({ partitionCount: 100 }))).toMatch(/'partitionCount' must be a power of two/);
+    expect(configError(() => validateConfig({ seeds: ['no-port'] }))).toMatch(/'seeds\[0\]' must be a host:port/);
+    expect(configError(() => loadConfig({ peerMap: 'not-an-address=127.0.0.1:2' }, {}))).toMatch(/'peerDialOverrides\.not-an-address'/);
+    const secret = 'short-secret';
+    const message = configError(() => validateConfig({ clusterSecret: secret }));
+    expect(message).toMatch(/'clusterSecret'/);
+    expect(message).not.toContain(secret);
+  });
+
+  it('lets a bucket leave out properties, which then come from bucketDefaults', () => {
+    const config = validateConfig({ bucketDefaults: { nVal: 2 }, buckets: { sessions: { conflictMode: 'lww' } } });
+    expect(bucketProperties(config, 'sessions')).toEqual({ nVal: 2, r: 'quorum', w: 'quorum', conflictMode: 'lww' });
+  });
+});
+
+describe('listen and advertise', () => {
+  it('default both to host (and port), as one address used to do', () => {
+    const config = loadConfig({ host: '10.1.2.3', port: 17_500 }, {});
+    expect(config.listen).toBe('10.1.2.3');
+    expect(config.advertise).toBe('10.1.2.3:17500');
+  });
+
+  it('bind a wildcard while advertising an address or a DNS name, from flags or the environment', () => {
+    expect(loadConfig({ listen: '0.0.0.0', advertise: 'ringkv-2.internal:17101' }, {})).toMatchObject({ listen: '0.0.0.0', advertise: 'ringkv-2.internal:17101' });
+    expect(loadConfig({}, { RINGKV_LISTEN: '0.0.0.0', RINGKV_ADVERTISE: '10.0.0.7:17101' })).toMatchObject({ listen: '0.0.0.0', advertise: '10.0.0.7:17101' });
+  });
+
+  it('refuses to advertise a wildcard address, which no peer could dial', () => {
+    expect(configError(() => loadConfig({ host: '0.0.0.0' }, {}))).toMatch(/'advertise' must be a host:port that peers and clients can dial/);
+    expect(configError(() => loadConfig({ advertise: 'no port' }, {}))).toMatch(/'advertise' must be a host:port/);
+  });
+
+  it('accepts DNS names as seeds', () => {
+    expect(loadConfig({ seeds: 'ringkv-1.internal:17101,localhost:17102' }, {}).seeds).toEqual(['ringkv-1.internal:17101', 'localhost:17102']);
+  });
+});
+
+describe('the environment', () => {
+  it('has one RINGKV_* variable per setting, named in the schema or derived from the path', () => {
+    const names = configSettings.flatMap((setting) => (setting.env === undefined ? [] : [setting.env]));
+    expect(new Set(names).size).toBe(names.length);
+    expect(configFromEnvironment({ RINGKV_N_VAL: '2', RINGKV_LIMITS_MAX_KEY_BYTES: '100', RINGKV_BUCKET_DEFAULTS_R: '2', RINGKV_STORAGE_COMPRESSION: 'false' })).toEqual({
+      bucketDefaults: { nVal: 2, r: 2 },
+      limits: { maxKeyBytes: 100 },
+      storage: { compression: false },
+    });
+    expect(configError(() => configFromEnvironment({ RINGKV_PORT: 'eighty' }))).toMatch(/RINGKV_PORT must be a number/);
+  });
+});
+
+describe('ringkv config check and the README', () => {
+  it('masks every secret in the effective config', () => {
+    const token = 'a-very-secret-token-0123';
+    const config = validateConfig({ clusterSecret: 'cluster-secret-0123456789', auth: { enabled: true, tokens: [{ token, role: 'read-write', name: 'app' }] } });
+    const shown = JSON.stringify(maskSecrets(config));
+    expect(shown).not.toContain(token);
+    expect(shown).not.toContain('cluster-secret-0123456789');
+    expect(shown).toContain('"name":"app"');
+  });
+
+  it("the README's table of settings is the one the schema generates (`ringkv config table`)", () => {
+    const readme = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+    expect(readme).toContain(configTableMarkdown());
+  });
+});
