@@ -76,7 +76,11 @@ describe('a 2-node cluster with client authentication', () => {
     try {
       const written = await client.put('secure', 'from-client', 'hello', { w: 2 });
       const read = await client.get('secure', 'from-client', { r: 2 });
-      expect(read.context).toBe(written.context);
+      expect(read.siblings.map((sibling) => sibling.value.toString('utf8'))).toEqual(['hello']);
+      // The write's own context supersedes the write it made: the next write replaces it, no sibling.
+      await client.put('secure', 'from-client', 'hello again', { w: 2, context: written.context });
+      const again = await client.get('secure', 'from-client', { r: 2 });
+      expect(again.siblings.map((sibling) => sibling.value.toString('utf8'))).toEqual(['hello again']);
     } finally {
       await client.close();
     }
