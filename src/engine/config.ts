@@ -52,7 +52,22 @@ export interface NodeConfig {
   readonly auth: AuthConfig;
   /** TLS for the public and the peer API, which share one listener. */
   readonly tls: TlsConfig;
+  /**
+   * How node-to-node traffic travels: 'http' (batched requests to the HTTP peer route) or
+   * 'framed' (persistent framed connections to the peer port, src/core/wire/frames.ts).
+   * Every node of a cluster must use the same setting.
+   */
+  readonly peerTransport: PeerTransportKind;
+  /**
+   * With peerTransport 'framed', a node's peer port is its HTTP port plus this offset (default
+   * 1000). Peers derive it by the same rule from the address gossip advertises, so it is one
+   * setting for the whole cluster, not per node.
+   */
+  readonly peerPortOffset: number;
 }
+
+/** The two peer transports a node can run. */
+export type PeerTransportKind = 'http' | 'framed';
 
 /** What a client token may do: read keys, or also write them and use /admin. */
 export type AuthRole = 'read-only' | 'read-write';
@@ -202,6 +217,15 @@ function validateTls(tls: unknown): void {
   }
 }
 
+/** Checks peerTransport and peerPortOffset: the framed peer port must be a valid port. */
+function validatePeerTransport(config: NodeConfig): void {
+  oneOf('http', 'framed')(config.peerTransport, 'peerTransport');
+  integer(1, 65_534)(config.peerPortOffset, 'peerPortOffset');
+  if (config.peerTransport === 'framed' && config.port + config.peerPortOffset > 65_535) {
+    fail('peerPortOffset', `small enough that port + peerPortOffset (the peer port) is at most 65535 (port is ${config.port})`, config.peerPortOffset);
+  }
+}
+
 function read(object: unknown, path: string): unknown {
   let current: unknown = object;
   for (const part of path.split('.')) {
@@ -228,7 +252,8 @@ export function mergeConfig(base: unknown, override: unknown): unknown {
 export function validateConfig(candidate: unknown): NodeConfig {
   if (candidate === null || typeof candidate !== 'object') fail('(root)', 'an object', candidate);
   for (const [field, check] of Object.entries(schema)) check(read(candidate, field), field);
-  const config = { buckets: {}, peerDialOverrides: {}, ...(candidate as object) } as NodeConfig;
+  const config = { buckets: {}, peerDialOverrides: {}, peerTransport: 'http', peerPortOffset: 1000, ...(candidate as object) } as NodeConfig;
+  validatePeerTransport(config);
   validateAuth(config.auth ?? defaultAuth);
   validateTls(config.tls ?? defaultTls);
   Object.assign(config, { auth: config.auth ?? defaultAuth, tls: config.tls ?? defaultTls });
