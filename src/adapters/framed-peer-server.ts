@@ -6,6 +6,7 @@ import {
   type Frame,
   FrameDecoder,
   FrameTooLargeError,
+  handshakeMaxFrameBytes,
   type HandshakeTranscript,
   type VersionRange,
   chooseVersion,
@@ -24,6 +25,7 @@ import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { PeerHandler } from '../ports/transport.js';
 import { isKvError } from '../util/errors.js';
 import { FrameWriter } from './frame-writer.js';
+import { keepAliveDelayMs } from './peer-connection.js';
 
 /** Settings of the framed peer server. */
 export interface FramedPeerServerOptions {
@@ -40,6 +42,8 @@ export interface FramedPeerServerOptions {
   readonly maxInFlightBytesPerConnection?: number;
   /** How long a connection may take to finish the handshake (default 5 s). */
   readonly handshakeTimeoutMs?: number;
+  /** Connections open at once (default 1024: two per peer leaves room for hundreds of peers and strangers in their handshake). */
+  readonly maxConnections?: number;
   /** Told about an unexpected error of a handler (a KvError is an answer, not an error). */
   readonly onError?: (error: unknown, request: PeerRequest) => void;
 }
@@ -73,6 +77,7 @@ export class FramedPeerServer {
     const accept = (socket: Socket): void => this.accept(socket);
     this.server =
       options.tls === undefined ? createNetServer({ noDelay: true }, accept) : createTlsServer({ key: options.tls.key, cert: options.tls.cert, noDelay: true }, accept);
+    this.server.maxConnections = options.maxConnections ?? 1024;
   }
 
   /** Listens on host:port (0 picks a free port) and resolves with where it listens. */
@@ -99,6 +104,7 @@ export class FramedPeerServer {
   private accept(socket: Socket): void {
     this.sockets.add(socket);
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, keepAliveDelayMs);
     new ServerConnection(socket, this, this.options).start();
     socket.on('close', () => this.sockets.delete(socket));
   }
@@ -118,7 +124,6 @@ class ServerConnection {
   private transcript: HandshakeTranscript | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private handlingBytes = 0;
-  private socketFull = false;
   private readingPaused = false;
 
   constructor(
@@ -126,17 +131,13 @@ class ServerConnection {
     private readonly owner: FramedPeerServer,
     private readonly options: FramedPeerServerOptions,
   ) {
-    this.writer = new FrameWriter(socket);
-    this.decoder = new FrameDecoder(owner.limits.maxFrameBytes);
+    this.writer = new FrameWriter(socket, () => this.adjustReading());
+    this.decoder = new FrameDecoder(handshakeMaxFrameBytes);
   }
 
   start(): void {
     this.handshakeTimer = setTimeout(() => this.refuse(`the handshake did not finish within ${this.owner.limits.handshakeTimeoutMs} ms`), this.owner.limits.handshakeTimeoutMs);
     this.socket.on('data', (chunk: Buffer) => this.receive(chunk));
-    this.socket.on('drain', () => {
-      this.socketFull = false;
-      this.adjustReading();
-    });
     // A client that goes away is no error of this node: the close below cleans up.
     this.socket.on('error', () => undefined);
     this.socket.on('close', () => {
@@ -204,6 +205,7 @@ class ServerConnection {
       return;
     }
     this.state = 'ready';
+    this.decoder.maxFrameBytes = this.owner.limits.maxFrameBytes;
     clearTimeout(this.handshakeTimer);
     this.writer.write(frameTypes.accepted, 0, 0, Buffer.alloc(0));
   }
@@ -251,13 +253,13 @@ class ServerConnection {
       const message = `the ${reply.type} of ${payload.byteLength} bytes is over the peer frame cap of ${this.owner.limits.maxFrameBytes} bytes; ask for less at a time`;
       payload = encodeReplyBatch([{ type: 'error', code: 'KV_VALUE_TOO_LARGE', message }]);
     }
-    if (!this.writer.write(frameTypes.reply, requestId, 0, payload)) this.socketFull = true;
+    this.writer.write(frameTypes.reply, requestId, 0, payload);
   }
 
   /** Reads while the bytes being handled are under the cap and the client takes its replies; pauses otherwise. */
   private adjustReading(): void {
     if (this.state === 'closed') return;
-    const shouldPause = this.socketFull || this.handlingBytes >= this.owner.limits.maxInFlightBytes;
+    const shouldPause = this.writer.full || this.handlingBytes >= this.owner.limits.maxInFlightBytes;
     if (shouldPause && !this.readingPaused) this.socket.pause();
     if (!shouldPause && this.readingPaused) this.socket.resume();
     this.readingPaused = shouldPause;
@@ -271,6 +273,7 @@ class ServerConnection {
     clearTimeout(this.handshakeTimer);
     this.socket.removeAllListeners('data');
     this.writer.write(frameTypes.refused, 0, 0, encodeReason(reason));
+    this.writer.flush();
     // end() flushes the reason first; a client that never reads it is cut off after a second.
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 1_000).unref();

@@ -6,6 +6,7 @@ import {
   type Frame,
   FrameDecoder,
   FrameTooLargeError,
+  handshakeMaxFrameBytes,
   type HandshakeTranscript,
   type VersionRange,
   decodeChallenge,
@@ -59,6 +60,9 @@ interface Call {
 
 type ConnectionState = 'connecting' | 'handshaking' | 'ready' | 'closed';
 
+/** Idle time before TCP keep-alive probes start. */
+export const keepAliveDelayMs = 10_000;
+
 /** The largest request id before ids wrap around (0 is never used, so a zero in a frame is always a bug). */
 const maxRequestId = 0xffff_ffff;
 
@@ -82,7 +86,6 @@ export class PeerConnection {
   private queuedBytes = 0;
   private inFlightBytes = 0;
   private nextRequestId = 1;
-  private socketFull = false;
   private failure: KvError | undefined;
   private readonly clientNonce = randomBytes(nonceBytes);
   private readonly connectTimer: NodeJS.Timeout;
@@ -90,9 +93,9 @@ export class PeerConnection {
   onClosed: (() => void) | undefined;
 
   constructor(private readonly options: PeerConnectionOptions) {
-    this.decoder = new FrameDecoder(options.maxFrameBytes);
+    this.decoder = new FrameDecoder(handshakeMaxFrameBytes);
     this.socket = this.dial();
-    this.writer = new FrameWriter(this.socket);
+    this.writer = new FrameWriter(this.socket, () => this.pump());
     this.connectTimer = setTimeout(() => {
       this.fail(new KvError('KV_PEER_UNREACHABLE', `${options.label} did not complete connecting and the handshake within ${options.connectTimeoutMs} ms`));
     }, options.connectTimeoutMs);
@@ -144,12 +147,10 @@ export class PeerConnection {
         : tlsConnect({ ...tls, host, port, ...(isIP(host) === 0 ? { servername: host } : {}) });
     // Requests are small and answered one by one: Nagle's delay would be pure latency (FrameWriter already coalesces a turn's frames).
     socket.setNoDelay(true);
+    // A peer that vanished without a word (power loss, a cut cable) is found by TCP keep-alive instead of never.
+    socket.setKeepAlive(true, keepAliveDelayMs);
     socket.once(tls === undefined ? 'connect' : 'secureConnect', () => this.startHandshake());
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
-    socket.on('drain', () => {
-      this.socketFull = false;
-      this.pump();
-    });
     socket.on('error', (error: NodeJS.ErrnoException) => this.fail(this.describeSocketError(error)));
     socket.on('close', () => this.fail(new KvError('KV_PEER_UNREACHABLE', `${this.options.label} closed the connection`)));
     return socket;
@@ -194,6 +195,7 @@ export class PeerConnection {
       case frameTypes.accepted:
         if (this.state !== 'handshaking') return;
         this.state = 'ready';
+        this.decoder.maxFrameBytes = this.options.maxFrameBytes;
         clearTimeout(this.connectTimer);
         this.pump();
         return;
@@ -247,9 +249,9 @@ export class PeerConnection {
     this.pump();
   }
 
-  /** Sends queued requests while the caps and the socket allow. */
+  /** Sends queued requests while the caps and the socket allow (a full socket resumes this on 'drain'). */
   private pump(): void {
-    while (this.state === 'ready' && !this.socketFull && this.queue.length > 0) {
+    while (this.state === 'ready' && !this.writer.full && this.queue.length > 0) {
       const call = this.queue[0] as Call;
       if (call.state === 'done') {
         this.queue.shift();
@@ -263,7 +265,7 @@ export class PeerConnection {
       call.requestId = this.takeRequestId();
       this.sent.set(call.requestId, call);
       this.inFlightBytes += call.bytes;
-      if (!this.writer.write(frameTypes.request, call.requestId, call.deadlineAtMs - Date.now(), call.payload)) this.socketFull = true;
+      this.writer.write(frameTypes.request, call.requestId, call.deadlineAtMs - Date.now(), call.payload);
     }
   }
 

@@ -193,7 +193,7 @@ describe('the framed peer transport', () => {
     expect(server.refusedConnections).toBe(1);
   });
 
-  it('refuses a client whose proof is wrong, and one that is not a ringkv node', async () => {
+  it('refuses a client whose proof is wrong, one that is not a ringkv node, and a large frame before the handshake', async () => {
     let handled = 0;
     const { address, server } = await serve(async () => {
       handled += 1;
@@ -221,8 +221,16 @@ describe('the framed peer transport', () => {
     expect((await answers.next())?.type).toBe(frameTypes.refused);
     expect(await answers.next()).toBeUndefined();
 
+    // Before the handshake only small frames are read: a stranger cannot make the node buffer megabytes.
+    const hoarder = connect({ host, port });
+    const hoarded = frameReader(hoarder);
+    hoarder.write(encodeFrame(frameTypes.hello, 0, 1000, Buffer.alloc(100 * 1024)).subarray(0, 13));
+    const tooLarge = await hoarded.next();
+    expect(tooLarge?.type).toBe(frameTypes.refused);
+    expect(tooLarge?.payload.toString('utf8')).toMatch(/over the cap of 4096 bytes/);
+
     expect(handled).toBe(0);
-    expect(server.refusedConnections).toBe(2);
+    expect(server.refusedConnections).toBe(3);
   });
 
   it('never sends the cluster secret: the handshake is a challenge and response', async () => {

@@ -53,6 +53,9 @@ const lengthFieldBytes = 4;
 /** The default cap on one frame (its length field): 64 MiB. */
 export const defaultMaxFrameBytes = 64 * 1024 * 1024;
 
+/** The cap on frames before the handshake has finished: hello, challenge, proof and refusal are all far smaller. */
+export const handshakeMaxFrameBytes = 4096;
+
 /** The largest value a u32 field holds. */
 const maxU32 = 0xffff_ffff;
 
@@ -119,7 +122,15 @@ export class FrameDecoder {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
 
-  constructor(private readonly maxFrameBytes: number = defaultMaxFrameBytes) {}
+  /**
+   * The cap on each frame's length field. Connections start with handshakeMaxFrameBytes and
+   * raise it once the peer is authenticated, so a stranger cannot make a node buffer 64 MiB.
+   */
+  maxFrameBytes: number;
+
+  constructor(maxFrameBytes: number = defaultMaxFrameBytes) {
+    this.maxFrameBytes = maxFrameBytes;
+  }
 
   /** The bytes received but not yet part of a whole frame. */
   get bufferedBytes(): number {
