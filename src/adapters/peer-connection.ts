@@ -251,7 +251,7 @@ export class PeerConnection {
 
   /** Sends queued requests while the caps and the socket allow (a full socket resumes this on 'drain'). */
   private pump(): void {
-    while (this.state === 'ready' && !this.writer.full && this.queue.length > 0) {
+    while (this.queue.length > 0 && this.state === 'ready' && !this.writer.full) {
       const call = this.queue[0] as Call;
       if (call.state === 'done') {
         this.queue.shift();
