@@ -59,6 +59,8 @@ export interface FramedTransportOptions {
   readonly maxFrameBytes?: number;
   /** Request bytes in flight per peer and lane before more wait (default 16 MiB). */
   readonly maxInFlightBytesPerLane?: number;
+  /** Requests in flight per peer and lane before more wait (default 1024). */
+  readonly maxInFlightRequestsPerLane?: number;
   /** Request bytes waiting per peer and lane before new requests get KV_OVERLOADED (default 256 MiB). */
   readonly maxQueuedBytesPerLane?: number;
   /** Requests waiting per peer and lane before new ones get KV_OVERLOADED (default 10,000). */
@@ -120,6 +122,7 @@ export class FramedTransport implements Transport {
       tls: this.options.tls,
       maxFrameBytes: this.options.maxFrameBytes ?? defaultMaxFrameBytes,
       maxInFlightBytes: this.options.maxInFlightBytesPerLane ?? 16 * 1024 * 1024,
+      maxInFlightRequests: this.options.maxInFlightRequestsPerLane ?? 1024,
       maxQueuedBytes: this.options.maxQueuedBytesPerLane ?? 256 * 1024 * 1024,
       maxQueuedRequests: this.options.maxQueuedRequestsPerLane ?? 10_000,
       connectTimeoutMs: this.options.connectTimeoutMs ?? 5_000,

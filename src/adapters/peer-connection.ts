@@ -35,6 +35,8 @@ export interface PeerConnectionOptions {
   readonly maxFrameBytes: number;
   /** Request bytes sent and not yet answered before further requests wait (one request always goes, however large). */
   readonly maxInFlightBytes: number;
+  /** Requests sent and not yet answered before further requests wait (a bound on what one node asks of a peer at once). */
+  readonly maxInFlightRequests: number;
   /** Request bytes waiting to be sent before new requests are refused with KV_OVERLOADED. */
   readonly maxQueuedBytes: number;
   /** Requests waiting to be sent before new ones are refused with KV_OVERLOADED. */
@@ -84,6 +86,8 @@ export class PeerConnection {
   private readonly queue: Call[] = [];
   private readonly sent = new Map<number, Call>();
   private queuedBytes = 0;
+  /** Requests in the queue that still wait (timed-out ones stay in the array until the pump passes them). */
+  private queuedRequests = 0;
   private inFlightBytes = 0;
   private nextRequestId = 1;
   private failure: KvError | undefined;
@@ -111,6 +115,11 @@ export class PeerConnection {
     return this.inFlightBytes;
   }
 
+  /** Requests sent and not answered yet (for tests and figures). */
+  get requestsInFlight(): number {
+    return this.sent.size;
+  }
+
   /** Sends one request; resolves with the reply, or rejects with KV_TIMEOUT, KV_PEER_UNREACHABLE, KV_OVERLOADED or KV_VALUE_TOO_LARGE. */
   request(message: PeerRequest, timeoutMs: number): Promise<PeerReply> {
     if (this.state === 'closed') return Promise.reject(this.failure ?? new KvError('KV_PEER_UNREACHABLE', `${this.options.label}: the connection is closed`));
@@ -119,10 +128,10 @@ export class PeerConnection {
     if (bytes > this.options.maxFrameBytes) {
       return Promise.reject(new KvError('KV_VALUE_TOO_LARGE', `a ${message.type} of ${bytes} bytes is over the peer frame cap of ${this.options.maxFrameBytes} bytes; keep values below limits.maxValueBytes`));
     }
-    const waiting = this.queue.length > 0;
-    if (waiting && (this.queue.length >= this.options.maxQueuedRequests || this.queuedBytes + bytes > this.options.maxQueuedBytes)) {
+    // The first waiting request is always taken, however large, so a big value is never refused for size alone.
+    if (this.queuedRequests > 0 && (this.queuedRequests >= this.options.maxQueuedRequests || this.queuedBytes + bytes > this.options.maxQueuedBytes)) {
       return Promise.reject(
-        new KvError('KV_OVERLOADED', `${this.queue.length} requests (${this.queuedBytes} bytes) already wait for ${this.options.label}; retry later`, { retryAfterSeconds: 1 }),
+        new KvError('KV_OVERLOADED', `${this.queuedRequests} requests (${this.queuedBytes} bytes) already wait for ${this.options.label}; retry later`, { retryAfterSeconds: 1 }),
       );
     }
     return new Promise<PeerReply>((resolve, reject) => {
@@ -130,6 +139,7 @@ export class PeerConnection {
       call.timer = setTimeout(() => this.timeOut(call), timeoutMs);
       this.queue.push(call);
       this.queuedBytes += bytes;
+      this.queuedRequests += 1;
       this.pump();
     });
   }
@@ -259,8 +269,10 @@ export class PeerConnection {
       }
       // One request always goes however large, so a frame bigger than the in-flight cap cannot wait forever.
       if (this.inFlightBytes > 0 && this.inFlightBytes + call.bytes > this.options.maxInFlightBytes) return;
+      if (this.sent.size >= this.options.maxInFlightRequests) return;
       this.queue.shift();
       this.queuedBytes -= call.bytes;
+      this.queuedRequests -= 1;
       call.state = 'sent';
       call.requestId = this.takeRequestId();
       this.sent.set(call.requestId, call);
@@ -279,7 +291,10 @@ export class PeerConnection {
   }
 
   private timeOut(call: Call): void {
-    if (call.state === 'queued') this.queuedBytes -= call.bytes;
+    if (call.state === 'queued') {
+      this.queuedBytes -= call.bytes;
+      this.queuedRequests -= 1;
+    }
     if (call.state === 'sent') {
       this.sent.delete(call.requestId);
       this.inFlightBytes -= call.bytes;
@@ -311,6 +326,7 @@ export class PeerConnection {
     this.sent.clear();
     this.queue.length = 0;
     this.queuedBytes = 0;
+    this.queuedRequests = 0;
     this.inFlightBytes = 0;
     for (const call of calls) this.settle(call, () => call.reject(error));
     this.onClosed?.();

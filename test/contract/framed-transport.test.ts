@@ -143,6 +143,23 @@ describe('the framed peer transport', () => {
     expect(outcomes).toEqual(['ok', 'ok', 'KV_OVERLOADED', 'KV_OVERLOADED']);
   });
 
+  it('keeps at most maxInFlightRequestsPerLane requests on the wire and sends the rest as answers come', async () => {
+    const release = gate();
+    let seen = 0;
+    const { address } = await serve(async () => {
+      seen += 1;
+      await release.promise;
+      return found;
+    });
+    const transport = client({ maxInFlightRequestsPerLane: 2 });
+    const replies = Promise.all([1, 2, 3].map((index) => transport.request(address, get(`k${index}`), { timeoutMs: 10_000 })));
+    await waitUntil('two requests to reach the handler', () => seen >= 2);
+    expect(transport.connectionOf(address, 'replica')?.requestsInFlight).toBe(2);
+    release.open();
+    expect(await replies).toEqual([found, found, found]);
+    expect(seen).toBe(3);
+  });
+
   it('refuses to send a frame over its own cap and keeps the connection', async () => {
     const { address } = await serve(async () => ({ type: 'replica-put-reply', durable: false }));
     const transport = client({ maxFrameBytes: 1024 * 1024 });
