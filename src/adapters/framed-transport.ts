@@ -75,7 +75,8 @@ export interface FramedTransportOptions {
  * caps and back-pressure of PeerConnection. The counterpart of FramedPeerServer.
  */
 export class FramedTransport implements Transport {
-  private readonly connections = new Map<string, PeerConnection>();
+  /** Per peer, its open connection of each lane (a map per peer: the lookup is on every request). */
+  private readonly connections = new Map<PeerAddress, Partial<Record<Lane, PeerConnection>>>();
   private closed = false;
   /** Connections opened, to observe reuse in tests. */
   connectionsOpened = 0;
@@ -97,21 +98,25 @@ export class FramedTransport implements Transport {
   /** Closes every connection; requests on them fail with KV_PEER_UNREACHABLE. */
   async close(): Promise<void> {
     this.closed = true;
-    const connections = [...this.connections.values()];
+    const lanes = [...this.connections.values()];
     this.connections.clear();
-    for (const connection of connections) connection.close();
+    for (const connections of lanes) for (const connection of Object.values(connections)) connection.close();
     await Promise.resolve();
   }
 
   /** The open connection of a peer's lane, or undefined (for tests). */
   connectionOf(target: PeerAddress, lane: Lane): PeerConnection | undefined {
-    return this.connections.get(`${lane} ${target}`);
+    return this.connections.get(target)?.[lane];
   }
 
   private connection(target: PeerAddress, lane: Lane): PeerConnection {
-    const key = `${lane} ${target}`;
-    const existing = this.connections.get(key);
+    let lanes = this.connections.get(target);
+    const existing = lanes?.[lane];
     if (existing !== undefined && !existing.closed) return existing;
+    if (lanes === undefined) {
+      lanes = {};
+      this.connections.set(target, lanes);
+    }
     const dialled = this.options.peerDialOverrides?.[target] ?? target;
     const { host, port } = this.options.resolvePeer?.(dialled) ?? peerPortOf(dialled, this.options.peerPortOffset);
     const connection = new PeerConnection({
@@ -128,10 +133,11 @@ export class FramedTransport implements Transport {
       connectTimeoutMs: this.options.connectTimeoutMs ?? 5_000,
       label: `peer ${target} (${lane} lane, ${host}:${port})`,
     });
+    const owner = lanes;
     connection.onClosed = () => {
-      if (this.connections.get(key) === connection) this.connections.delete(key);
+      if (owner[lane] === connection) delete owner[lane];
     };
-    this.connections.set(key, connection);
+    owner[lane] = connection;
     this.connectionsOpened += 1;
     return connection;
   }
