@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   FrameDecoder,
   FrameTooLargeError,
@@ -43,6 +43,21 @@ describe('peer frames', () => {
         },
       ),
     );
+  });
+
+  it('joins a large frame that arrives in many chunks once, not once per chunk', () => {
+    const stream = encodeFrame(frameTypes.reply, 9, 0, Buffer.alloc(1024 * 1024, 3));
+    const decoder = new FrameDecoder();
+    const concat = vi.spyOn(Buffer, 'concat');
+    try {
+      const frames = [];
+      for (let offset = 0; offset < stream.length; offset += 1024) frames.push(...decoder.push(stream.subarray(offset, offset + 1024)));
+      expect(frames.map((frame) => frame.payload.length)).toEqual([1024 * 1024]);
+      // Copying the whole buffered frame on every chunk would be quadratic: 1,025 copies of up to 1 MiB here.
+      expect(concat.mock.calls.length).toBeLessThanOrEqual(2);
+    } finally {
+      concat.mockRestore();
+    }
   });
 
   it('refuses a frame over the cap as soon as its header arrives, naming its request id', () => {

@@ -121,6 +121,8 @@ export class FrameTooLargeError extends KvError {
 export class FrameDecoder {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** How many bytes `pending` must hold before parsing can make progress: a header, or the whole frame once its header is known. */
+  private neededBytes = 0;
 
   /**
    * The cap on each frame's length field. Connections start with handshakeMaxFrameBytes and
@@ -139,15 +141,19 @@ export class FrameDecoder {
 
   /** Takes the next chunk; returns the frames now complete. Throws FrameTooLargeError once a header over the cap is seen. */
   push(chunk: Buffer): Frame[] {
-    const frames: Frame[] = [];
     let buffer: Buffer;
     if (this.pendingBytes === 0) {
       buffer = chunk;
     } else {
       this.pending.push(chunk);
-      buffer = Buffer.concat(this.pending, this.pendingBytes + chunk.length);
+      this.pendingBytes += chunk.length;
+      // A large frame arrives in many chunks: they are joined once, when it is whole, not on every chunk.
+      if (this.pendingBytes < this.neededBytes) return [];
+      buffer = Buffer.concat(this.pending, this.pendingBytes);
     }
+    const frames: Frame[] = [];
     let offset = 0;
+    let needed = frameHeaderBytes;
     while (buffer.length - offset >= frameHeaderBytes) {
       const length = buffer.readUInt32BE(offset);
       const type = buffer.readUInt8(offset + 4);
@@ -155,13 +161,18 @@ export class FrameDecoder {
       if (length > this.maxFrameBytes) throw new FrameTooLargeError(type, requestId, length, this.maxFrameBytes);
       if (length < frameHeaderBytes - lengthFieldBytes) throw new KvError('KV_BAD_REQUEST', `a peer frame claims ${length} bytes, fewer than its own header`);
       const end = offset + lengthFieldBytes + length;
-      if (end > buffer.length) break;
+      if (end > buffer.length) {
+        needed = lengthFieldBytes + length;
+        break;
+      }
       frames.push({ type, requestId, deadlineMs: buffer.readUInt32BE(offset + 9), payload: buffer.subarray(offset + frameHeaderBytes, end) });
       offset = end;
+      needed = frameHeaderBytes;
     }
     const rest = buffer.length - offset;
     this.pending = rest === 0 ? [] : [buffer.subarray(offset)];
     this.pendingBytes = rest;
+    this.neededBytes = needed;
     return frames;
   }
 }
