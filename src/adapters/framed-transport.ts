@@ -46,7 +46,7 @@ export function peerPortOf(address: PeerAddress, offset: number = defaultPeerPor
 export interface FramedTransportOptions {
   /** The cluster secret the handshake proves (it never travels). */
   readonly secret: string;
-  /** Logical address -> the address dialled instead (the chaos harness's per-link proxies); the peer port rule applies to the dialled address. */
+  /** Logical address -> the address dialled instead, exactly (the chaos harness's per-link proxies, which must forward to the peer port). */
   readonly peerDialOverrides?: Readonly<Record<string, string>>;
   /** HTTP port -> peer port distance (default 1000). */
   readonly peerPortOffset?: number;
@@ -109,6 +109,16 @@ export class FramedTransport implements Transport {
     return this.connections.get(target)?.[lane];
   }
 
+  /**
+   * Where to dial a peer: an override is dialled exactly as given (a harness's proxy of that
+   * link, which forwards to the peer port); otherwise the peer port rule applies to the address.
+   */
+  private dialAddress(target: PeerAddress): { host: string; port: number } {
+    if (this.options.resolvePeer !== undefined) return this.options.resolvePeer(target);
+    const override = this.options.peerDialOverrides?.[target];
+    return override === undefined ? peerPortOf(target, this.options.peerPortOffset) : peerPortOf(override, 0);
+  }
+
   private connection(target: PeerAddress, lane: Lane): PeerConnection {
     let lanes = this.connections.get(target);
     const existing = lanes?.[lane];
@@ -117,8 +127,7 @@ export class FramedTransport implements Transport {
       lanes = {};
       this.connections.set(target, lanes);
     }
-    const dialled = this.options.peerDialOverrides?.[target] ?? target;
-    const { host, port } = this.options.resolvePeer?.(dialled) ?? peerPortOf(dialled, this.options.peerPortOffset);
+    const { host, port } = this.dialAddress(target);
     const connection = new PeerConnection({
       host,
       port,

@@ -99,6 +99,15 @@ describe('the framed peer transport', () => {
     expect(() => peerPortOf('10.0.0.5:65000')).toThrow(/no peer port/);
   });
 
+  it('dials a peer at its HTTP port + peerPortOffset, and a --peer-map override exactly as given', async () => {
+    const { address } = await serve(async () => found);
+    const port = Number(address.split(':')[1]);
+    // The server plays a node whose HTTP port is 1000 below it.
+    expect(await client({ peerPortOffset: 1000 }).request(`127.0.0.1:${port - 1000}`, get('k'), { timeoutMs: 10_000 })).toEqual(found);
+    const mapped = client({ peerPortOffset: 1000, peerDialOverrides: { 'node-b.example:17101': address } });
+    expect(await mapped.request('node-b.example:17101', get('k'), { timeoutMs: 10_000 })).toEqual(found);
+  });
+
   it('answers a replica request while a large background request still holds its lane', async () => {
     const backgroundReleased = gate();
     const seen: string[] = [];
