@@ -8,6 +8,11 @@ import { pino } from 'pino';
 import { LevelStorage } from './adapters/level-storage.js';
 import { systemClock } from './adapters/system-clock.js';
 import { UndiciTransport } from './adapters/undici-transport.js';
+import { FramedPeerServer } from './adapters/framed-peer-server.js';
+import { FramedTransport } from './adapters/framed-transport.js';
+import { defaultMaxFrameBytes } from './core/wire/frames.js';
+import type { Transport } from './ports/transport.js';
+import { KvError } from './util/errors.js';
 import { type ConfigFlags, loadConfig, packageRoot } from './cli/load-config.js';
 import type { NodeConfig } from './engine/config.js';
 import { type NodeIdentity, RingNode } from './engine/ring-node.js';
@@ -57,6 +62,33 @@ function processFigures(): Record<string, number> {
   return { rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external, arrayBuffersBytes: usage.arrayBuffers };
 }
 
+/**
+ * The largest peer frame: 64 MiB, and never less than two full-size values plus 1 MiB, so a
+ * replica-put of a largest value with one sibling always fits (the HTTP peer route's rule,
+ * for one message instead of a batch).
+ */
+function peerFrameCapBytes(config: NodeConfig): number {
+  return Math.max(defaultMaxFrameBytes, 2 * config.limits.maxValueBytes + 1024 * 1024);
+}
+
+/** The framed peer server on the peer port (HTTP port + peerPortOffset) of the listen address, or a KV_BAD_CONFIG naming the port when it is taken. */
+async function startPeerServer(config: NodeConfig, node: RingNode, secret: string, tls: ReturnType<typeof loadTlsFiles>, logger: pino.Logger): Promise<FramedPeerServer> {
+  const server = new FramedPeerServer({
+    handler: (request) => node.handlePeer(request),
+    secret,
+    maxFrameBytes: peerFrameCapBytes(config),
+    ...(tls === undefined ? {} : { tls: { key: tls.key, cert: tls.cert } }),
+    onError: (error, request) => logger.error({ err: error, peerRequest: request.type }, 'unexpected error while handling a peer request'),
+  });
+  const port = config.port + config.peerPortOffset;
+  try {
+    await server.listen(config.listen, port);
+  } catch (error) {
+    throw new KvError('KV_BAD_CONFIG', `cannot listen on peer port ${port} (port ${config.port} + peerPortOffset ${config.peerPortOffset}): ${(error as Error).message}; free it or change peerPortOffset on every node`);
+  }
+  return server;
+}
+
 const mathRandom: Random = {
   next: () => Math.random(),
   int: (bound) => Math.floor(Math.random() * bound),
@@ -74,17 +106,30 @@ export async function runNode(flags: StartFlags): Promise<void> {
   const tls = loadTlsFiles(config);
   // Peers are verified against the cluster's CA (not the system store): only certificates it signed are peers.
   const peerTls = tls === undefined ? {} : { protocol: 'https' as const, connect: { ca: tls.ca } };
-  const transport = new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides, ...peerTls });
+  const transport: Transport =
+    config.peerTransport === 'framed'
+      ? new FramedTransport({
+          secret: identity.clusterSecret,
+          peerDialOverrides: config.peerDialOverrides,
+          peerPortOffset: config.peerPortOffset,
+          maxFrameBytes: peerFrameCapBytes(config),
+          ...(tls === undefined ? {} : { tls: { ca: tls.ca } }),
+        })
+      : new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides, ...peerTls });
   const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, processFigures });
   await node.start();
   const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
   await app.listen({ host: config.listen, port: config.port });
+  // The HTTP peer route stays up in framed mode too, so a node still on 'http' can reach this one during a switch-over.
+  const peerServer = config.peerTransport === 'framed' ? await startPeerServer(config, node, identity.clusterSecret, tls, logger) : undefined;
   logger.info({ nodeId: identity.nodeId, generation: identity.generation, address: identity.address, listen: `${config.listen}:${config.port}`, dataDir }, 'ringkv node started');
   // Says how access is set up without a single token character in the log.
   const roles = config.auth.tokens.map((token) => token.role);
   logger.info(
     {
       tls: config.tls.enabled,
+      peerTransport: config.peerTransport,
+      ...(peerServer === undefined ? {} : { peerPort: config.port + config.peerPortOffset }),
       clientAuth: config.auth.enabled,
       ...(config.auth.enabled ? { readWriteTokens: roles.filter((role) => role === 'read-write').length, readOnlyTokens: roles.filter((role) => role === 'read-only').length } : {}),
     },
@@ -97,6 +142,7 @@ export async function runNode(flags: StartFlags): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'draining in-flight requests and closing');
     await app.close();
+    await peerServer?.close();
     await node.stop();
     await transport.close();
     await storage.close();

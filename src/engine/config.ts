@@ -104,6 +104,8 @@ export const nodeConfigSchema = Type.Object(
       env: false,
       description: 'logical peer address -> address actually dialled (the chaos harness\'s per-link proxies; `--peer-map`)',
     }),
+    peerTransport: oneOf(['http', 'framed'] as const, 'http', "how node-to-node traffic travels: 'http' (batched requests to the HTTP peer route) or 'framed' (persistent framed connections with two lanes to the peer port); the same on every node"),
+    peerPortOffset: integer(1, 65_534, 1000, "with peerTransport 'framed', a node's peer port is its HTTP port plus this offset; one setting for the whole cluster, as peers derive it from the advertised address"),
     logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, 'info', 'log level'),
     partitionCount: integer(1, 65_536, 256, 'Q, a power of two, fixed when the cluster is created', { expected: 'a power of two in 1..65536' }),
     bucketDefaults: section(bucketFields(true), 'the properties of a bucket that sets none of its own'),
@@ -441,6 +443,9 @@ function checkAcrossFields(config: SchemaConfig): void {
   if (config.hintedHandoff.enabled && config.antiEntropy.tombstoneGraceMs < config.hintedHandoff.windowMs) {
     fail('antiEntropy.tombstoneGraceMs', `at least hintedHandoff.windowMs (${config.hintedHandoff.windowMs}) while hinted handoff is on`, config.antiEntropy.tombstoneGraceMs);
   }
+  if (config.peerTransport === 'framed' && config.port + config.peerPortOffset > 65_535) {
+    fail('peerPortOffset', `small enough that port + peerPortOffset (the peer port) is at most 65535 (port is ${config.port})`, config.peerPortOffset);
+  }
   // The record of a reaped tombstone is what refuses a stale version after the reap, so it must
   // outlive the tombstone's own grace period (it is meant to outlive any node's absence).
   if (config.antiEntropy.reapedRetentionMs < config.antiEntropy.tombstoneGraceMs) {
@@ -599,3 +604,6 @@ export function configTableMarkdown(): string {
   for (const [name, composite] of Object.entries(compositeEnvironment)) rows.push(`| \`${composite.fields}\` | | \`${name}\` | ${composite.description} |`);
   return ['| field | default | variable | meaning |', '|---|---|---|---|', ...rows].join('\n');
 }
+
+/** The two peer transports a node can run. */
+export type PeerTransportKind = NodeConfig['peerTransport'];

@@ -1,0 +1,320 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FramedPeerServer, type FramedPeerServerOptions } from '../../src/adapters/framed-peer-server.js';
+import { FramedTransport, type FramedTransportOptions, laneOf, peerPortOf } from '../../src/adapters/framed-transport.js';
+import { FrameDecoder, type Frame, decodeChallenge, encodeFrame, encodeHello, frameTypes } from '../../src/core/wire/frames.js';
+import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
+import type { PeerHandler } from '../../src/ports/transport.js';
+import { ensureDebianPackage } from '../support/debian-packages.js';
+
+/**
+ * Goal: what the framed transport promises beyond the Transport contract. Replica requests
+ * travel on their own lane, so a large background request that is still being handled (and
+ * holds its lane's byte cap) never delays them; requests past the queue bound are refused with
+ * KV_OVERLOADED; frames over the cap are refused on either side; a reply that comes after its
+ * request timed out is dropped; the handshake agrees a version or says why not, proves the
+ * secret without sending it, and refuses a bad proof and a client that is not a ringkv node.
+ * No assertion is on time: blocked handlers are released by the test.
+ */
+
+const secret = 'framed-test-secret-0123456789';
+
+/** A promise the test resolves when it chooses. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open = (): void => undefined;
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+/** Polls `condition` every few milliseconds until it holds, failing with `what` after a generous deadline. */
+async function waitUntil(what: string, condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+async function serve(handler: PeerHandler, options: Partial<FramedPeerServerOptions> = {}): Promise<{ server: FramedPeerServer; address: string }> {
+  const server = new FramedPeerServer({ handler, secret, ...options });
+  const { port } = await server.listen('127.0.0.1', 0);
+  cleanups.push(() => server.close());
+  return { server, address: `127.0.0.1:${port}` };
+}
+
+function client(options: Partial<FramedTransportOptions> = {}): FramedTransport {
+  const transport = new FramedTransport({ secret, peerPortOffset: 0, ...options });
+  cleanups.push(() => transport.close());
+  return transport;
+}
+
+const get = (key: string): PeerRequest => ({ type: 'replica-get', bucket: 'b', key });
+const found: PeerReply = { type: 'replica-get-reply', object: null };
+const bigObject = (bytes: number) => ({
+  clock: { a: 1 },
+  siblings: [{ dot: { node: 'a', counter: 1 }, value: Buffer.alloc(bytes, 7), contentType: 'x', lastModifiedMs: 1, tombstone: false }],
+});
+
+/** Reads frames from a raw socket as they come. */
+function frameReader(socket: Socket): { next: () => Promise<Frame | undefined> } {
+  const decoder = new FrameDecoder();
+  const frames: Frame[] = [];
+  let wake: (() => void) | undefined;
+  let ended = false;
+  socket.on('data', (chunk: Buffer) => {
+    frames.push(...decoder.push(chunk));
+    wake?.();
+  });
+  socket.on('close', () => {
+    ended = true;
+    wake?.();
+  });
+  socket.on('error', () => undefined);
+  return {
+    next: async () => {
+      while (frames.length === 0 && !ended) await new Promise<void>((resolve) => (wake = resolve));
+      return frames.shift();
+    },
+  };
+}
+
+describe('the framed peer transport', () => {
+  it('puts replica reads and writes on their own lane and everything else on the background lane', () => {
+    expect(laneOf(get('k'))).toBe('replica');
+    expect(laneOf({ type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(1), mode: 'siblings', sync: false })).toBe('replica');
+    expect(laneOf({ type: 'gossip', state: {} })).toBe('background');
+    expect(laneOf({ type: 'control', operation: 'handoff-page', payload: {} })).toBe('background');
+    expect(peerPortOf('10.0.0.5:17101')).toEqual({ host: '10.0.0.5', port: 18101 });
+    expect(() => peerPortOf('10.0.0.5:65000')).toThrow(/no peer port/);
+  });
+
+  it('dials a peer at its HTTP port + peerPortOffset, and a --peer-map override exactly as given', async () => {
+    const { address } = await serve(async () => found);
+    const port = Number(address.split(':')[1]);
+    // The server plays a node whose HTTP port is 1000 below it.
+    expect(await client({ peerPortOffset: 1000 }).request(`127.0.0.1:${port - 1000}`, get('k'), { timeoutMs: 10_000 })).toEqual(found);
+    const mapped = client({ peerPortOffset: 1000, peerDialOverrides: { 'node-b.example:17101': address } });
+    expect(await mapped.request('node-b.example:17101', get('k'), { timeoutMs: 10_000 })).toEqual(found);
+  });
+
+  it('answers a replica request while a large background request still holds its lane', async () => {
+    const backgroundReleased = gate();
+    const seen: string[] = [];
+    const { address } = await serve(async (request) => {
+      seen.push(request.type === 'control' ? request.operation : request.type);
+      if (request.type === 'control') {
+        await backgroundReleased.promise;
+        return { type: 'control-reply', payload: { done: request.operation } };
+      }
+      return found;
+    });
+    // A cap of 1 MiB in flight per lane: the 2 MiB request fills the background lane on its own.
+    const transport = client({ maxInFlightBytesPerLane: 1024 * 1024 });
+    const large = transport.request(address, { type: 'control', operation: 'large', payload: { blob: 'x'.repeat(2 * 1024 * 1024) } }, { timeoutMs: 60_000 });
+    await waitUntil('the large background request to reach its handler', () => seen.includes('large'));
+    const queuedBehind = transport.request(address, { type: 'control', operation: 'behind', payload: {} }, { timeoutMs: 60_000 });
+
+    // Were it on the background lane, this would wait behind the cap and fail with KV_TIMEOUT.
+    expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual(found);
+    // The replica request went through while the background lane was still full and blocked.
+    expect(seen).toEqual(['large', 'replica-get']);
+    expect(transport.connectionOf(address, 'background')?.bytesInFlight).toBeGreaterThan(2 * 1024 * 1024);
+
+    backgroundReleased.open();
+    expect(await large).toEqual({ type: 'control-reply', payload: { done: 'large' } });
+    expect(await queuedBehind).toEqual({ type: 'control-reply', payload: { done: 'behind' } });
+    expect(seen).toEqual(['large', 'replica-get', 'behind']);
+  });
+
+  it('refuses requests past the queue bound with KV_OVERLOADED and serves the rest', async () => {
+    const { address } = await serve(async () => found);
+    const transport = client({ maxQueuedRequestsPerLane: 2 });
+    // All four are made before the connection is up, so all wait in the queue.
+    const outcomes = await Promise.all(
+      [1, 2, 3, 4].map((index) =>
+        transport.request(address, get(`k${index}`), { timeoutMs: 10_000 }).then(
+          () => 'ok',
+          (error: { code?: string }) => error.code,
+        ),
+      ),
+    );
+    expect(outcomes).toEqual(['ok', 'ok', 'KV_OVERLOADED', 'KV_OVERLOADED']);
+  });
+
+  it('keeps at most maxInFlightRequestsPerLane requests on the wire and sends the rest as answers come', async () => {
+    const release = gate();
+    let seen = 0;
+    const { address } = await serve(async () => {
+      seen += 1;
+      await release.promise;
+      return found;
+    });
+    const transport = client({ maxInFlightRequestsPerLane: 2 });
+    const replies = Promise.all([1, 2, 3].map((index) => transport.request(address, get(`k${index}`), { timeoutMs: 10_000 })));
+    await waitUntil('two requests to reach the handler', () => seen >= 2);
+    expect(transport.connectionOf(address, 'replica')?.requestsInFlight).toBe(2);
+    release.open();
+    expect(await replies).toEqual([found, found, found]);
+    expect(seen).toBe(3);
+  });
+
+  it('refuses to send a frame over its own cap and keeps the connection', async () => {
+    const { address } = await serve(async () => ({ type: 'replica-put-reply', durable: false }));
+    const transport = client({ maxFrameBytes: 1024 * 1024 });
+    await expect(transport.request(address, { type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(2 * 1024 * 1024), mode: 'siblings', sync: false }, { timeoutMs: 10_000 })).rejects.toMatchObject({
+      code: 'KV_VALUE_TOO_LARGE',
+    });
+    expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual({ type: 'replica-put-reply', durable: false });
+    expect(transport.connectionsOpened).toBe(1);
+  });
+
+  it('answers a frame over the server cap with an error reply, closes that connection, and the next request reconnects', async () => {
+    const { address } = await serve(async () => ({ type: 'replica-put-reply', durable: true }), { maxFrameBytes: 1024 * 1024 });
+    const transport = client();
+    const reply = await transport.request(address, { type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(2 * 1024 * 1024), mode: 'siblings', sync: false }, { timeoutMs: 10_000 });
+    expect(reply).toMatchObject({ type: 'error', code: 'KV_VALUE_TOO_LARGE' });
+    await waitUntil('the refused connection to close', () => transport.connectionOf(address, 'replica') === undefined);
+    expect(await transport.request(address, { type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(10), mode: 'siblings', sync: false }, { timeoutMs: 10_000 })).toEqual({
+      type: 'replica-put-reply',
+      durable: true,
+    });
+    expect(transport.connectionsOpened).toBe(2);
+  });
+
+  it('drops the late reply of a timed-out request and keeps matching the others on the same connection', async () => {
+    const slow = gate();
+    let slowAnswered = false;
+    const { address } = await serve(async (request) => {
+      if (request.type === 'replica-get' && request.key === 'slow') {
+        await slow.promise;
+        slowAnswered = true;
+        return { type: 'replica-get-reply', object: bigObject(3) };
+      }
+      return found;
+    });
+    const transport = client();
+    await expect(transport.request(address, get('slow'), { timeoutMs: 100 })).rejects.toMatchObject({ code: 'KV_TIMEOUT' });
+    slow.open();
+    await waitUntil('the slow handler to answer', () => slowAnswered);
+    // The late reply reaches the client before this request's (one TCP stream) and must not be taken for it.
+    expect(await transport.request(address, get('fast'), { timeoutMs: 10_000 })).toEqual(found);
+    expect(transport.connectionsOpened).toBe(1);
+  });
+
+  it('says there is no common protocol version when the ranges do not meet', async () => {
+    const { address, server } = await serve(async () => found);
+    const transport = client({ versions: { min: 2, max: 3 } });
+    await expect(transport.request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'KV_PEER_UNREACHABLE', message: expect.stringMatching(/no common protocol version/) });
+    expect(server.refusedConnections).toBe(1);
+  });
+
+  it('refuses a client whose proof is wrong, one that is not a ringkv node, and a large frame before the handshake', async () => {
+    let handled = 0;
+    const { address, server } = await serve(async () => {
+      handled += 1;
+      return found;
+    });
+    const [host, port] = [address.split(':')[0] as string, Number(address.split(':')[1])];
+
+    const impostor = connect({ host, port });
+    const frames = frameReader(impostor);
+    impostor.write(encodeFrame(frameTypes.hello, 0, 1000, encodeHello({ versions: { min: 1, max: 1 }, clientNonce: Buffer.alloc(32, 5) })));
+    const challenge = await frames.next();
+    expect(challenge?.type).toBe(frameTypes.challenge);
+    expect(decodeChallenge(challenge?.payload ?? Buffer.alloc(0)).chosenVersion).toBe(1);
+    impostor.write(encodeFrame(frameTypes.proof, 0, 1000, Buffer.alloc(32)));
+    // Pipelined behind the bad proof: it must never reach the handler.
+    impostor.write(encodeFrame(frameTypes.request, 1, 1000, Buffer.from([1, 1, 1, 1, 98, 1, 107])));
+    const refusal = await frames.next();
+    expect(refusal?.type).toBe(frameTypes.refused);
+    expect(refusal?.payload.toString('utf8')).toMatch(/peer refused the cluster secret/);
+    expect(await frames.next()).toBeUndefined();
+
+    const browser = connect({ host, port });
+    const answers = frameReader(browser);
+    browser.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect((await answers.next())?.type).toBe(frameTypes.refused);
+    expect(await answers.next()).toBeUndefined();
+
+    // Before the handshake only small frames are read: a stranger cannot make the node buffer megabytes.
+    const hoarder = connect({ host, port });
+    const hoarded = frameReader(hoarder);
+    hoarder.write(encodeFrame(frameTypes.hello, 0, 1000, Buffer.alloc(100 * 1024)).subarray(0, 13));
+    const tooLarge = await hoarded.next();
+    expect(tooLarge?.type).toBe(frameTypes.refused);
+    expect(tooLarge?.payload.toString('utf8')).toMatch(/over the cap of 4096 bytes/);
+
+    expect(handled).toBe(0);
+    expect(server.refusedConnections).toBe(3);
+  });
+
+  it('never sends the cluster secret: the handshake is a challenge and response', async () => {
+    const { address } = await serve(async () => found);
+    const target = Number(address.split(':')[1]);
+    const sentByClient: Buffer[] = [];
+    // A recording proxy between the transport and the server.
+    const proxy = createServer((incoming) => {
+      const outgoing = connect({ host: '127.0.0.1', port: target });
+      incoming.on('data', (chunk: Buffer) => {
+        sentByClient.push(Buffer.from(chunk));
+        outgoing.write(chunk);
+      });
+      outgoing.on('data', (chunk: Buffer) => incoming.write(chunk));
+      incoming.on('error', () => outgoing.destroy());
+      outgoing.on('error', () => incoming.destroy());
+      incoming.on('close', () => outgoing.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
+    const transport = client();
+    expect(await transport.request(`127.0.0.1:${(proxy.address() as AddressInfo).port}`, get('k'), { timeoutMs: 10_000 })).toEqual(found);
+    await transport.close();
+    const wire = Buffer.concat(sentByClient);
+    expect(wire.length).toBeGreaterThan(0);
+    expect(wire.includes(Buffer.from(secret))).toBe(false);
+  });
+});
+
+const opensslMissing = ensureDebianPackage('/usr/bin/openssl', 'openssl');
+
+describe.skipIf(opensslMissing !== undefined)('the framed peer transport over TLS', () => {
+  const folder = mkdtempSync(join(tmpdir(), 'ringkv-framed-tls-'));
+  cleanups.push(() => rmSync(folder, { recursive: true, force: true }));
+
+  /** A throwaway CA and a certificate for 127.0.0.1 signed by it, as in test/integration/tls.test.ts. */
+  function certificates(): { ca: Buffer; cert: Buffer; key: Buffer } {
+    const file = (name: string): string => join(folder, name);
+    const openssl = (...args: string[]): void => {
+      execFileSync('openssl', args, { stdio: 'pipe', cwd: folder });
+    };
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    openssl('req', '-x509', ...ec, '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=ringkv framed test CA');
+    openssl('req', ...ec, '-keyout', file('node.key'), '-out', file('node.csr'), '-subj', '/CN=127.0.0.1');
+    writeFileSync(file('node.ext'), ['basicConstraints=CA:FALSE', 'extendedKeyUsage=serverAuth,clientAuth', 'subjectAltName=IP:127.0.0.1'].join('\n'));
+    openssl('x509', '-req', '-in', file('node.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('node.pem'), '-days', '2', '-extfile', file('node.ext'));
+    return { ca: readFileSync(file('ca.pem')), cert: readFileSync(file('node.pem')), key: readFileSync(file('node.key')) };
+  }
+
+  it('round-trips requests on both lanes over TLS verified against the cluster CA, and refuses a peer it cannot verify', async () => {
+    const { ca, cert, key } = certificates();
+    const { address } = await serve(async (request) => (request.type === 'gossip' ? { type: 'gossip-reply', state: request.state } : found), { tls: { key, cert } });
+    const transport = client({ tls: { ca } });
+    expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual(found);
+    expect(await transport.request(address, { type: 'gossip', state: { over: 'tls' } }, { timeoutMs: 10_000 })).toEqual({ type: 'gossip-reply', state: { over: 'tls' } });
+    // Without the CA the server's certificate does not verify (the system store does not know it).
+    await expect(client({ tls: {} }).request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'KV_PEER_UNREACHABLE' });
+    // A plain-TCP client does not get past the TLS listener either.
+    await expect(client().request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'KV_PEER_UNREACHABLE' });
+  });
+});
