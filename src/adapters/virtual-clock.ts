@@ -227,6 +227,8 @@ export class VirtualClock implements Clock {
    * chain the last event started has either finished or waits on a later event (a timer or a
    * message delivery), whatever number of turns its libraries took to get there. In simulation
    * nothing else feeds the event loop: memory storage and the simulated network do no I/O.
+   * Quiet is process-wide, so advance one VirtualClock at a time: two advancing at once would
+   * each wait on the other's work.
    */
   private settle(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
