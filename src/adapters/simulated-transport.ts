@@ -1,9 +1,25 @@
 import { decodeReplyBatch, decodeRequestBatch, encodeReplyBatch, encodeRequestBatch } from '../core/wire/codec.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { KvError, isKvError } from '../util/errors.js';
-import type { Clock } from '../ports/clock.js';
+import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Random } from '../ports/random.js';
 import type { PeerAddress, PeerHandler, Transport } from '../ports/transport.js';
+
+/** A clock whose timers may carry a label for the simulation's trace (the VirtualClock and NodeClock do). */
+export interface LabelledClock extends Clock {
+  setTimer(delayMs: number, callback: () => void, label?: string): TimerHandle;
+  /** Adds a line to the simulation's trace, when the clock keeps one. */
+  note?(line: string): void;
+}
+
+/** The Transport of one simulated node, which its crash can freeze. */
+export interface SimulatedTransport extends Transport {
+  /**
+   * The node crashed: nothing it sent is answered any more, and nothing it sends from now on
+   * leaves, so its work waiting on the network never resumes (a dead process waits forever).
+   */
+  kill(): void;
+}
 
 /** Link behaviour of the simulated network. */
 export interface NetworkFaults {
@@ -29,9 +45,15 @@ export class SimulatedNetwork {
   /** Messages delivered and dropped, for tests. */
   delivered = 0;
   dropped = 0;
+  /** Bytes of the encoded requests and replies put on the wire (dropped ones included), for figures such as gossip bytes per round. */
+  bytesSent = 0;
 
+  /**
+   * `clock` is the simulation's scheduler: message deliveries are its events, labelled with
+   * sender, receiver and message type for its trace. `random` draws delays and losses.
+   */
   constructor(
-    private readonly clock: Clock,
+    private readonly clock: LabelledClock,
     private readonly random: Random,
   ) {}
 
@@ -64,11 +86,28 @@ export class SimulatedNetwork {
     return !this.cut.has(linkKey(left, right));
   }
 
-  /** The Transport a node at `source` sends with. */
-  transportFor(source: PeerAddress): Transport {
+  /**
+   * The Transport a node at `source` sends with. Its request timeouts run on `nodeClock` (the
+   * node's own clock, which its crash stops), else on the scheduler. After `close()` every
+   * request rejects with KV_PEER_UNREACHABLE, as with the real transport; after `kill()` (a
+   * crash) nothing it sent or sends ever settles.
+   */
+  transportFor(source: PeerAddress, nodeClock: LabelledClock = this.clock): SimulatedTransport {
+    const state: SenderState = { closed: false, killed: false, pending: new Set() };
     return {
-      request: (target, message, options) => this.send(source, target, message, options.timeoutMs),
-      close: async () => undefined,
+      request: (target, message, options) => {
+        if (state.killed) return new Promise<PeerReply>(() => undefined);
+        if (state.closed) return Promise.reject(new KvError('KV_PEER_UNREACHABLE', 'the transport is closed'));
+        return this.send(source, target, message, options.timeoutMs, nodeClock, state);
+      },
+      close: async () => {
+        state.closed = true;
+        for (const fail of [...state.pending]) fail(new KvError('KV_PEER_UNREACHABLE', 'the transport closed'));
+      },
+      kill: () => {
+        state.killed = true;
+        this.clock.note?.(`crash ${source}`);
+      },
     };
   }
 
@@ -82,27 +121,31 @@ export class SimulatedNetwork {
     return this.faults.dropProbability > 0 && this.random.next() < this.faults.dropProbability;
   }
 
-  private send(source: PeerAddress, target: PeerAddress, message: PeerRequest, timeoutMs: number): Promise<PeerReply> {
+  private send(source: PeerAddress, target: PeerAddress, message: PeerRequest, timeoutMs: number, nodeClock: LabelledClock, sender: SenderState): Promise<PeerReply> {
     const body = encodeRequestBatch([message]);
+    this.bytesSent += body.byteLength;
     return new Promise<PeerReply>((resolve, reject) => {
       let done = false;
+      const fail = (error: KvError): void => settle(() => reject(error));
       const settle = (action: () => void): void => {
-        if (done) return;
+        // A crashed sender hears nothing back: its work waiting on this request stays waiting.
+        if (done || sender.killed) return;
         done = true;
+        sender.pending.delete(fail);
         timer.cancel();
         action();
       };
-      const timer = this.clock.setTimer(timeoutMs, () =>
-        settle(() => reject(new KvError('KV_TIMEOUT', `peer ${target} did not answer within ${timeoutMs} ms`))),
-      );
+      sender.pending.add(fail);
+      const timer = nodeClock.setTimer(timeoutMs, () => fail(new KvError('KV_TIMEOUT', `peer ${target} did not answer within ${timeoutMs} ms`)));
       if (this.lost(source, target)) {
         this.dropped += 1;
+        this.clock.note?.(`drop ${message.type} ${source}->${target}`);
         return;
       }
       this.clock.setTimer(this.delay(), () => {
         const handler = this.handlers.get(target);
         if (handler === undefined) {
-          settle(() => reject(new KvError('KV_PEER_UNREACHABLE', `connection to ${target} refused`)));
+          fail(new KvError('KV_PEER_UNREACHABLE', `connection to ${target} refused`));
           return;
         }
         this.delivered += 1;
@@ -117,15 +160,28 @@ export class SimulatedNetwork {
           .then((reply) => {
             const replyBody = encodeReplyBatch([reply]);
             // A node that crashed while handling the request never answers.
-            if (this.handlers.get(target) !== handler || this.lost(target, source)) {
+            if (this.handlers.get(target) !== handler) {
               this.dropped += 1;
               return;
             }
-            this.clock.setTimer(this.delay(), () => settle(() => resolve(decodeReplyBatch(replyBody)[0] as PeerReply)));
+            this.bytesSent += replyBody.byteLength;
+            if (this.lost(target, source)) {
+              this.dropped += 1;
+              this.clock.note?.(`drop ${reply.type} ${target}->${source}`);
+              return;
+            }
+            this.clock.setTimer(this.delay(), () => settle(() => resolve(decodeReplyBatch(replyBody)[0] as PeerReply)), `reply ${reply.type} ${target}->${source}`);
           });
-      });
+      }, `deliver ${message.type} ${source}->${target}`);
     });
   }
+}
+
+/** What a sender's transport knows of itself: closed, killed, and how to fail its requests under way. */
+interface SenderState {
+  closed: boolean;
+  killed: boolean;
+  readonly pending: Set<(error: KvError) => void>;
 }
 
 function linkKey(left: PeerAddress, right: PeerAddress): string {

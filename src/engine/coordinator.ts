@@ -168,10 +168,18 @@ export class Coordinator {
     for (const node of nodes) await this.deps.hints.add(node, dataKey, object, mode, this.deps.clock.nowMs(), sync);
   }
 
+  /**
+   * The timeout of a peer call within a request: what is left of its deadline, plus a little, so
+   * the request's own deadline always fires first and the client hears 504 (the outcome is
+   * unknown), never a 503 made of replica calls that merely timed out with it.
+   */
   private remainingMs(deadlineAtMs: number): number {
-    return Math.max(1, deadlineAtMs - this.deps.clock.nowMs());
+    return Math.max(1, deadlineAtMs - this.deps.clock.nowMs()) + peerCallGraceMs;
   }
 }
+
+/** How much longer than its request's deadline a peer call may wait (see remainingMs). */
+const peerCallGraceMs = 5;
 
 /** The error of a coordinating replica that could not take the write. */
 function coordinatingFailure(node: string, timeoutMs: number, error: unknown): KvError {

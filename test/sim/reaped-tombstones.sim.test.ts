@@ -79,7 +79,10 @@ async function pushBack(cluster: SimCluster, outsider: SimMember, replicas: SimM
     // An exchange it starts with every replica (a stale ring would make it do so).
     for (const replica of replicas) await cluster.drive(outsider.node.antiEntropyService.exchange(partition, replica.nodeId));
   } else if (path === 'hint delivery') {
-    for (const replica of replicas) await outsider.node.hintStore.add(replica.nodeId, encodeDataKey(bucket, key), old, mode, cluster.clock.nowMs(), false);
+    for (const replica of replicas) {
+      // Stamped by the outsider's own clock, as its engine would (node clocks are skewed in simulation).
+      await outsider.node.hintStore.add(replica.nodeId, encodeDataKey(bucket, key), old, mode, outsider.clock.nowMs(), false);
+    }
     await cluster.drive(outsider.node.deliverHints());
     expect(outsider.node.hintStore.pending, `seed ${cluster.seed}: the hints were delivered`).toBe(0);
   } else {

@@ -24,15 +24,7 @@ describe('simulation: a removed node that restarts', () => {
     try {
       const lost = cluster.members[1] as SimMember;
       const stayers = cluster.members.filter((member) => member !== lost);
-      await cluster.crash(lost);
-      await cluster.runUntil(() => stayers.every((member) => !member.node.membership.isUp(lost.nodeId)), 30_000, 'the lost node is judged down');
-      stayers[0]!.node.removeMember(lost.nodeId);
-      await cluster.runUntil(
-        () => stayers.every((member) => member.node.membership.ring?.next === null && !ringMembers(member.node.membership.ring).includes(lost.nodeId)),
-        120_000,
-        'the ring of the three others',
-      );
-      // A key only the removed node still holds (the others deleted it and reaped the tombstone).
+      // A key only the removed node will still hold (the others never get it), written to its own disk before it goes.
       await cluster.drive(
         lost.node.localReplica.coordinateWrite(
           'stale',
@@ -43,6 +35,14 @@ describe('simulation: a removed node that restarts', () => {
         ),
       );
 
+      await cluster.crash(lost);
+      await cluster.runUntil(() => stayers.every((member) => !member.node.membership.isUp(lost.nodeId)), 30_000, 'the lost node is judged down');
+      stayers[0]!.node.removeMember(lost.nodeId);
+      await cluster.runUntil(
+        () => stayers.every((member) => member.node.membership.ring?.next === null && !ringMembers(member.node.membership.ring).includes(lost.nodeId)),
+        120_000,
+        'the ring of the three others',
+      );
       await cluster.restart(lost);
       // Long enough for claims, handoff clean-up and anti-entropy rounds to have run many times.
       await cluster.clock.advance(30_000);

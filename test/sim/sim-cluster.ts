@@ -1,11 +1,14 @@
 /**
  * A whole ringkv cluster in one process: real RingNode engines on memory storage, a simulated
- * network and a virtual clock, all driven by one seeded PRNG, so a failing run replays from its
- * seed. Nothing here sleeps: time moves only when the test advances the virtual clock.
+ * network and one seeded scheduler of timers and message deliveries (the VirtualClock), all
+ * driven by one seeded PRNG, so a failing run replays from its seed. Each node reads its own
+ * clock, off by an offset and a drift drawn from the seed. A crash is unclean: the node's work
+ * under way never completes, and a power loss also loses every write it had not synced. Nothing here sleeps: time moves only when the test advances the virtual clock.
  */
 import { MemoryStorage } from '../../src/adapters/memory-storage.js';
+import { type ClockError, NodeClock } from '../../src/adapters/node-clock.js';
 import { SeededRandom } from '../../src/adapters/seeded-random.js';
-import { SimulatedNetwork } from '../../src/adapters/simulated-transport.js';
+import { SimulatedNetwork, type SimulatedTransport } from '../../src/adapters/simulated-transport.js';
 import { VirtualClock } from '../../src/adapters/virtual-clock.js';
 import { type NodeConfig, mergeConfig, validateConfig } from '../../src/engine/config.js';
 import { RingNode } from '../../src/engine/ring-node.js';
@@ -13,41 +16,65 @@ import { silentLogger } from '../../src/ports/logger.js';
 import type { Storage } from '../../src/ports/storage.js';
 import defaults from '../../config/default.json' with { type: 'json' };
 
-/** One simulated node: its engine, its storage (kept across crashes) and its address. */
+/** One simulated node: its engine, its storage (what its disk holds, replaced by what survives a crash), its clock and its address. */
 export interface SimMember {
   /** Settings of this member that differ from the cluster's (a misconfigured node, say). */
   readonly configOverride?: Partial<NodeConfig>;
   readonly address: string;
   readonly nodeId: string;
-  /** Memory storage, or a test's wrapper of it (see SimClusterOptions.storage). */
-  readonly storage: Storage;
+  /** The disk: after a crash, the storage that survived it, which `restart` boots on. */
+  storage: SimStorage;
   node: RingNode;
   generation: number;
   running: boolean;
+  /** How this machine's clock is off (drawn from the seed when the member is added). */
+  readonly clockError: ClockError;
+  /** The clock of the node's current run; a crash stops it. */
+  clock: NodeClock;
+  /** The transport of the node's current run; a crash kills it. */
+  transport: SimulatedTransport;
 }
 
-/** Test hooks of a simulated cluster. */
-export interface SimClusterOptions {
+/**
+ * A member's disk: memory storage, or a test's wrapper of it. `crash` (memory storage has it)
+ * answers what survives a crash; a wrapper without it survives every crash whole.
+ */
+export type SimStorage = Storage & { crash?(kind: CrashKind): Promise<SimStorage> };
+
+/** Simulation settings beyond the node config. */
+export interface SimOptions {
   /** Makes each member's storage (memory storage when absent), so a test can wrap it and watch what is synced. */
-  readonly storage?: (nodeId: string) => Storage;
+  readonly storage?: (nodeId: string) => SimStorage;
+  /** Each node's clock reads off by up to this much either way (default 2,000 ms; 0 gives every node the scheduler's time). */
+  readonly clockSkewMs?: number;
+  /** Each node's clock runs fast or slow by up to this rate (default 1e-4). */
+  readonly clockDrift?: number;
 }
+
+/** What a crash loses: a power loss loses the writes not yet synced; a process crash (kill -9) loses none. */
+export type CrashKind = 'power-loss' | 'process';
 
 /** A simulated cluster. */
 export class SimCluster {
+  /** The scheduler: virtual time, and the one queue of timers and message deliveries. */
   readonly clock: VirtualClock;
   readonly random: SeededRandom;
   readonly network: SimulatedNetwork;
   readonly members: SimMember[] = [];
   readonly config: NodeConfig;
+  private readonly clockSkewMs: number;
+  private readonly clockDrift: number;
 
   private constructor(
     readonly seed: number,
     configOverride: unknown,
-    private readonly options: SimClusterOptions,
+    private readonly options: SimOptions,
   ) {
-    this.clock = new VirtualClock(1_700_000_000_000);
     this.random = new SeededRandom(seed);
+    this.clock = new VirtualClock(1_700_000_000_000, { random: this.random.fork() });
     this.network = new SimulatedNetwork(this.clock, this.random.fork());
+    this.clockSkewMs = options.clockSkewMs ?? 2000;
+    this.clockDrift = options.clockDrift ?? 1e-4;
     this.config = validateConfig(
       mergeConfig(
         mergeConfig(defaults, {
@@ -63,14 +90,14 @@ export class SimCluster {
   }
 
   /** Starts `count` nodes: the first bootstraps the ring, the others seed from it; waits until the ring holds them all. */
-  static async start(seed: number, count: number, configOverride: unknown = {}, options: SimClusterOptions = {}): Promise<SimCluster> {
+  static async start(seed: number, count: number, configOverride: unknown = {}, options: SimOptions = {}): Promise<SimCluster> {
     const cluster = await SimCluster.launch(seed, count, configOverride, options);
     await cluster.runUntil(() => cluster.ringSettled(), 60_000, 'ring settles');
     return cluster;
   }
 
   /** Starts `count` nodes at the same virtual moment (the first founds the ring, the others seed from it), without waiting for anything. */
-  static async launch(seed: number, count: number, configOverride: unknown = {}, options: SimClusterOptions = {}): Promise<SimCluster> {
+  static async launch(seed: number, count: number, configOverride: unknown = {}, options: SimOptions = {}): Promise<SimCluster> {
     const cluster = new SimCluster(seed, configOverride, options);
     for (let index = 0; index < count; index++) await cluster.addMember();
     return cluster;
@@ -85,8 +112,14 @@ export class SimCluster {
   async addMember(configOverride?: Partial<NodeConfig>): Promise<SimMember> {
     const index = this.members.length + 1;
     const address = `10.0.0.${index}:7000`;
-    const storage = this.options.storage?.(`node${index}`) ?? new MemoryStorage();
+    const storage: SimStorage = this.options.storage?.(`node${index}`) ?? new MemoryStorage();
     await storage.open();
+    // A machine's clock error is its own, drawn once: a restart keeps it.
+    const clockError: ClockError = {
+      offsetMs: this.clockSkewMs === 0 ? 0 : Math.round((this.random.next() * 2 - 1) * this.clockSkewMs),
+      drift: this.clockDrift === 0 ? 0 : (this.random.next() * 2 - 1) * this.clockDrift,
+    };
+    const clock = new NodeClock(this.clock, clockError);
     const member: SimMember = {
       address,
       nodeId: `node${index}`,
@@ -94,21 +127,33 @@ export class SimCluster {
       node: undefined as unknown as RingNode,
       generation: 1,
       running: false,
+      clockError,
+      clock,
+      transport: this.network.transportFor(address, clock),
       ...(configOverride === undefined ? {} : { configOverride }),
     };
     this.members.push(member);
+    this.machineStartMs.set(member, this.clock.nowMs());
     await this.boot(member);
     return member;
   }
 
+  /** The scheduler time at which each machine's clock error was drawn. */
+  private readonly machineStartMs = new Map<SimMember, number>();
+
   private async boot(member: SimMember): Promise<void> {
     const seeds = member === this.members[0] ? [] : [this.members[0]!.address];
+    // A fresh run of the node: its own clock (the machine's, read on) and transport, which its next crash stops.
+    if (member.clock.isStopped) {
+      member.clock = new NodeClock(this.clock, member.clockError, this.machineStartMs.get(member));
+      member.transport = this.network.transportFor(member.address, member.clock);
+    }
     const node = new RingNode({
       identity: { nodeId: member.nodeId, generation: member.generation, clusterSecret: 'simulation-secret-0123456789', address: member.address },
       config: this.nodeConfig(member, seeds),
       storage: member.storage,
-      transport: this.network.transportFor(member.address),
-      clock: this.clock,
+      transport: member.transport,
+      clock: member.clock,
       random: this.random.fork(),
       logger: silentLogger,
     });
@@ -118,14 +163,27 @@ export class SimCluster {
     member.running = true;
   }
 
-  /** Crashes a member: it stops answering at once; its storage survives (it is a disk). */
-  async crash(member: SimMember): Promise<void> {
+  /**
+   * Crashes a member, uncleanly: it stops answering at once, its timers never fire, nothing it
+   * sent is answered, and its storage handle refuses every call, so no handler under way
+   * completes later. Its disk keeps what the crash leaves: after a 'process' crash (kill -9, the
+   * default) every write, as LevelDB's log sits in the page cache; after a 'power-loss' only
+   * what was synced, so writes acknowledged without `dw` may be gone.
+   */
+  async crash(member: SimMember, kind: CrashKind = 'process'): Promise<void> {
+    this.halt(member);
+    if (member.storage.crash !== undefined) member.storage = await member.storage.crash(kind);
+  }
+
+  /** Stops a member's run at once: no more deliveries to it, no timers, no replies to what it sent. */
+  private halt(member: SimMember): void {
     this.network.unregister(member.address);
-    await member.node.stop();
+    member.transport.kill();
+    member.clock.stop();
     member.running = false;
   }
 
-  /** Restarts a crashed member with a higher generation on the same storage. */
+  /** Restarts a crashed member with a higher generation on what its disk kept. */
   async restart(member: SimMember): Promise<void> {
     member.generation += 1;
     await this.boot(member);
@@ -142,10 +200,7 @@ export class SimCluster {
     });
   }
 
-  /**
-   * Advances virtual time, `stepMs` at a time, until `predicate` holds, or fails with the seed after
-   * `deadlineMs` of virtual time. A small step catches a state that lasts only a few messages.
-   */
+  /** Advances virtual time until `predicate` holds, or fails with the seed after `deadlineMs` of virtual time. */
   async runUntil(predicate: () => boolean | Promise<boolean>, deadlineMs: number, what: string, stepMs = 50): Promise<void> {
     const deadline = this.clock.nowMs() + deadlineMs;
     while (!(await predicate())) {
@@ -154,7 +209,11 @@ export class SimCluster {
     }
   }
 
-  /** Runs an async operation while advancing virtual time until it settles. */
+  /**
+   * Runs an async operation while advancing virtual time until it settles; fails with the seed
+   * when it has not settled after `limitMs` of virtual time (an operation on a node that
+   * crashed under it never settles, as a client of a dead server hears nothing).
+   */
   async drive<T>(operation: Promise<T>, limitMs = 60_000): Promise<T> {
     let settled = false;
     const tracked = operation.finally(() => {
@@ -163,11 +222,21 @@ export class SimCluster {
     tracked.catch(() => undefined);
     const deadline = this.clock.nowMs() + limitMs;
     while (!settled && this.clock.nowMs() < deadline) await this.clock.advance(10);
+    if (!settled) throw new Error(`simulation seed ${this.seed}: an operation did not settle within ${limitMs} ms of virtual time`);
     return tracked;
   }
 
-  /** Stops every running member. */
+  /** Starts the scheduler's trace (every message delivery, reply, drop and crash with its virtual time); see VirtualClock.startTrace. */
+  startTrace(): readonly string[] {
+    return this.clock.startTrace();
+  }
+
+  /** Stops every running member (their storage is left as it is). */
   async stop(): Promise<void> {
-    for (const member of this.members) if (member.running) await this.crash(member);
+    for (const member of this.members) {
+      if (!member.running) continue;
+      this.halt(member);
+      await member.node.stop();
+    }
   }
 }
