@@ -4,7 +4,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -29,29 +28,9 @@ export interface NodeProcess {
   output: string;
 }
 
-/**
- * A port that is free on 127.0.0.1 now, found by binding port 0 (the kernel picks one) and
- * closing again. Another process could take it before the node binds it, but the kernel hands
- * out ephemeral ports in turn, so that is rare, and far rarer than two suites sharing a fixed port.
- */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** `count` distinct free ports (see `freePort`). */
-export async function freePorts(count: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < count) ports.add(await freePort());
-  return [...ports];
-}
+// Free ports are found by binding port 0 and closing again (bench's runs need the same): another
+// process could take one before the node binds it, but that is far rarer than two suites sharing a fixed port.
+export { freePort, freePorts } from '../../bench/processes.js';
 
 /** A temporary folder, removed by the returned function. */
 export function temporaryFolder(prefix: string): { path: string; remove: () => void } {
