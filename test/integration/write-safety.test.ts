@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/ring-client.js';
-import { type NodeProcess, call, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+import { type NodeProcess, call, freePort, freePorts, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
 
 /**
  * Goals, on real node processes and through the HTTP API as the README shows it:
@@ -37,7 +37,7 @@ describe('write reply contexts on one node', () => {
   let node: NodeProcess;
 
   beforeAll(async () => {
-    node = startNode(17_961, join(folder.path, 'solo'));
+    node = startNode(await freePort(), join(folder.path, 'solo'));
     await waitHealthy(node);
   });
 
@@ -57,10 +57,12 @@ describe('a 3-node cluster: write reply contexts, and requests with tiny timeout
   const nodes: NodeProcess[] = [];
 
   beforeAll(async () => {
-    nodes.push(startNode(17_962, join(folder.path, 'node1'), { env }));
+    const [port1, port2, port3] = (await freePorts(3)) as [number, number, number];
+    nodes.push(startNode(port1, join(folder.path, 'node1'), { env }));
     await waitHealthy(nodes[0]!);
-    nodes.push(startNode(17_963, join(folder.path, 'node2'), { env, seeds: ['127.0.0.1:17962'] }));
-    nodes.push(startNode(17_964, join(folder.path, 'node3'), { env, seeds: ['127.0.0.1:17962'] }));
+    const seeds = [nodes[0]!.address];
+    nodes.push(startNode(port2, join(folder.path, 'node2'), { env, seeds }));
+    nodes.push(startNode(port3, join(folder.path, 'node3'), { env, seeds }));
     for (const node of nodes) {
       await waitFor(`${node.address} to see 3 members up in a settled ring`, 120_000, async () => {
         const status = await nodeStatus(node);
