@@ -120,6 +120,8 @@ export const nodeConfigSchema = Type.Object(
         maxKeyBytes: integer(1, 60_000, 1024, 'the longest key (UTF-8 bytes)'),
         maxBucketBytes: integer(1, 60_000, 256, 'the longest bucket name (UTF-8 bytes)'),
         maxVectorEntries: integer(4, 10_000, 50, 'entries a version vector keeps'),
+        siblingsWarn: integer(1, 100_000, 25, 'a write that leaves a key with more siblings than this is logged and counted'),
+        maxSiblings: integer(1, 100_000, 100, 'a write without a context to a key with this many siblings is refused (409 KV_TOO_MANY_SIBLINGS); at least siblingsWarn'),
         maxInFlightRequests: integer(1, 1_000_000, 1024, 'requests served at once before load is shed'),
         requestTimeoutMs: integer(1, 600_000, 5000, "a coordinator's deadline when a request sets no timeout_ms", { env: 'RINGKV_REQUEST_TIMEOUT_MS' }),
         peerTimeoutMs: integer(1, 600_000, 3000, 'the deadline of one call to a peer', { env: 'RINGKV_PEER_TIMEOUT_MS' }),
@@ -445,6 +447,9 @@ function checkAcrossFields(config: SchemaConfig): void {
   }
   if (config.peerTransport === 'framed' && config.port + config.peerPortOffset > 65_535) {
     fail('peerPortOffset', `small enough that port + peerPortOffset (the peer port) is at most 65535 (port is ${config.port})`, config.peerPortOffset);
+  }
+  if (config.limits.maxSiblings < config.limits.siblingsWarn) {
+    fail('limits.maxSiblings', `at least limits.siblingsWarn (${config.limits.siblingsWarn})`, config.limits.maxSiblings);
   }
   // The record of a reaped tombstone is what refuses a stale version after the reap, so it must
   // outlive the tombstone's own grace period (it is meant to outlive any node's absence).

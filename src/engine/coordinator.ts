@@ -183,6 +183,8 @@ const peerCallGraceMs = 5;
 
 /** The error of a coordinating replica that could not take the write. */
 function coordinatingFailure(node: string, timeoutMs: number, error: unknown): KvError {
+  // The coordinating replica refused the write itself, for a reason the client can act on.
+  if (isKvError(error) && error.code === 'KV_TOO_MANY_SIBLINGS') return error;
   if (isKvError(error) && error.code === 'KV_TIMEOUT') {
     return new KvError('KV_TIMEOUT', `write timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; the write may or may not have been applied — read it back before retrying`);
   }

@@ -1,3 +1,4 @@
+import { type SiblingLimits, judgeSiblings } from '../core/versioning/sibling-limits.js';
 import { decodeDataKey, encodeDataKey } from '../core/keys.js';
 import { decodeObject, encodeObject } from '../core/versioning/object-codec.js';
 import {
@@ -38,12 +39,19 @@ export class Replica {
   private readonly reaped: ReapedTombstones;
   /** Versions refused because a tombstone reaped here had superseded them (each would have undone a delete). */
   staleVersionsRefused = 0;
+  /** Coordinated writes that left a key with more than limits.siblingsWarn siblings. */
+  manySiblingWrites = 0;
+  /** Blind writes refused because their key was at limits.maxSiblings. */
+  siblingRefusals = 0;
 
   constructor(
     private readonly storage: Storage,
     /** The actor id in the dots this replica issues. */
     readonly actorId: string,
     private readonly maxVectorEntries: number,
+    /** Sibling bounds of coordinated writes, and who hears of a key past the warning count. */
+    private readonly siblingLimits: SiblingLimits = { siblingsWarn: Number.MAX_SAFE_INTEGER, maxSiblings: Number.MAX_SAFE_INTEGER },
+    private readonly onManySiblings: (bucket: string, key: string, siblings: number) => void = () => undefined,
   ) {
     this.reaped = new ReapedTombstones(storage.meta);
   }
@@ -78,6 +86,15 @@ export class Replica {
       const before = beforeBytes === undefined ? ((await this.reapedObject(dataKey)) ?? emptyObject) : decodeObject(beforeBytes);
       this.dotCounter += 1;
       const applied = applyWrite(before, this.actorId, write, mode, this.dotCounter);
+      const siblings = judgeSiblings(this.siblingLimits, mode, before, applied, write.context, { bucket, key });
+      if (siblings.kind === 'refuse') {
+        this.siblingRefusals += 1;
+        throw siblings.error;
+      }
+      if (siblings.kind === 'warn') {
+        this.manySiblingWrites += 1;
+        this.onManySiblings(bucket, key, siblings.siblings);
+      }
       this.dotCounter = Math.max(this.dotCounter, applied.clock[this.actorId] ?? 0);
       const dot: Dot = { node: this.actorId, counter: applied.clock[this.actorId] ?? this.dotCounter };
       const after = pruneClock(applied, this.maxVectorEntries);

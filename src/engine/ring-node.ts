@@ -71,7 +71,10 @@ export class RingNode implements KvService {
     this.nodeId = options.identity.nodeId;
     // The actor id changes with every start, so a dot is never issued twice (see Replica).
     const actorId = `${this.nodeId}.${options.identity.generation.toString(36)}`;
-    this.replica = new Replica(options.storage, actorId, options.config.limits.maxVectorEntries);
+    const { siblingsWarn, maxSiblings } = options.config.limits;
+    this.replica = new Replica(options.storage, actorId, options.config.limits.maxVectorEntries, { siblingsWarn, maxSiblings }, (bucket, key, siblings) =>
+      options.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
+    );
     this.hints = new HintStore(options.storage.hints, options.config.hintedHandoff);
     this.startedAtMs = options.clock.nowMs();
     this.secretDigest = createHash('sha256').update(options.identity.clusterSecret).digest();
@@ -315,7 +318,11 @@ export class RingNode implements KvService {
     // A peer call of a client request never outlives what is left of that request's deadline.
     const peerTimeoutMs = Math.max(1, Math.min(this.options.config.limits.peerTimeoutMs, timeoutMs ?? Number.POSITIVE_INFINITY));
     const reply = await this.options.transport.request(address, request, { timeoutMs: peerTimeoutMs });
-    if (reply.type === 'error') throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.code}: ${reply.message}`);
+    // A refusal the client must see as it is (it says what to do) keeps its code; any other error reply means the peer could not serve.
+    if (reply.type === 'error') {
+      if (reply.code === 'KV_TOO_MANY_SIBLINGS') throw new KvError(reply.code, reply.message);
+      throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.code}: ${reply.message}`);
+    }
     return reply;
   }
 
@@ -471,6 +478,7 @@ export class RingNode implements KvService {
       handoff: this.handoff.status(),
       lifecycle: this.gossiper.ownStatus,
       hints: { pending: this.hints.pending, delivered: this.hints.delivered, expired: this.hints.expired, dropped: this.hints.dropped, byTarget: this.hints.pendingByTarget() },
+      siblings: { manyWrites: this.replica.manySiblingWrites, refused: this.replica.siblingRefusals, warnAbove: this.options.config.limits.siblingsWarn, max: this.options.config.limits.maxSiblings },
       inFlight: this.inFlight,
       ...(this.options.processFigures === undefined ? {} : { process: this.options.processFigures() }),
     };

@@ -94,11 +94,12 @@ function siblingJson(sibling: Sibling): { value: string; contentType: string; la
 }
 
 /** 200 with the one live value, 300 with every live sibling, 404 when there is none. */
-function sendObject(reply: FastifyReply, target: KvTarget, object: VersionedObject | undefined): FastifyReply {
+function sendObject(reply: FastifyReply, target: KvTarget, object: VersionedObject | undefined, metrics: HttpMetrics): FastifyReply {
   if (object === undefined || isDeleted(object)) return notFound(reply, target, object);
   const context = encodeContext(object.clock);
   reply.header(contextHeader, context);
   const live = liveSiblings(object);
+  metrics.observeRead(live.length, live.reduce((sum, sibling) => sum + sibling.value.byteLength, 0));
   if (live.length === 1) {
     const [sibling] = live as [Sibling];
     reply.header('last-modified', new Date(sibling.lastModifiedMs).toUTCString());
@@ -138,7 +139,7 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     const object = target.options.local
       ? await service.getLocal(target.bucket, target.key)
       : await service.get(target.bucket, target.key, target.options.read);
-    return sendObject(reply, target, object);
+    return sendObject(reply, target, object, metrics);
   });
 
   app.put<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, bodyLimit: config.limits.maxValueBytes, schema: kvPutSchema }, async (request, reply) => {

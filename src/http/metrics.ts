@@ -47,6 +47,19 @@ export class HttpMetrics {
     buckets: durationBucketsSeconds,
     registers: [this.registry],
   });
+  // Riak's operators asked for these two: how many siblings reads carry, and how big objects are.
+  private readonly siblingsPerRead = new Histogram({
+    name: 'ringkv_read_siblings',
+    help: 'Live siblings a coordinated read answered with (1 for a plain value)',
+    buckets: [1, 2, 3, 5, 10, 25, 50, 100],
+    registers: [this.registry],
+  });
+  private readonly objectBytes = new Histogram({
+    name: 'ringkv_read_object_bytes',
+    help: 'Bytes of the live values a read answered with, all siblings together',
+    buckets: [100, 1024, 10_240, 102_400, 1_048_576, 8_388_608],
+    registers: [this.registry],
+  });
   private readonly gauges = {
     keys: this.gauge('ringkv_keys_stored', 'Keys stored on this node (live and tombstones)'),
     hintsPending: this.gauge('ringkv_hints_pending', 'Hints held for other nodes, waiting for delivery'),
@@ -74,6 +87,8 @@ export class HttpMetrics {
     keysRepaired: this.mirroredCounter('ringkv_anti_entropy_keys_repaired_total', 'Keys anti-entropy changed on this node or on a peer it exchanged with'),
     bytesExchanged: this.mirroredCounter('ringkv_anti_entropy_bytes_total', 'Bytes of anti-entropy messages this node sent and received'),
     tombstonesReaped: this.mirroredCounter('ringkv_tombstones_reaped_total', 'Tombstones removed after every replica had them and the grace period passed'),
+    manySiblingWrites: this.mirroredCounter('ringkv_sibling_warnings_total', 'Coordinated writes that left a key with more than limits.siblingsWarn siblings'),
+    siblingRefusals: this.mirroredCounter('ringkv_sibling_refusals_total', 'Writes without a context refused because their key had limits.maxSiblings siblings (409 KV_TOO_MANY_SIBLINGS)'),
     staleVersionsRefused: this.mirroredCounter(
       'ringkv_stale_versions_refused_total',
       'Pushed versions refused because a tombstone reaped on this node had superseded them (each would have brought a deleted key back)',
@@ -94,6 +109,12 @@ export class HttpMetrics {
     this.durations.observe({ operation }, durationSeconds);
   }
 
+  /** Records what one read answered: its live siblings and their bytes. */
+  observeRead(siblings: number, bytes: number): void {
+    this.siblingsPerRead.observe(siblings);
+    this.objectBytes.observe(bytes);
+  }
+
   /** The content type of the exposition text. */
   get contentType(): string {
     return this.registry.contentType;
@@ -106,6 +127,9 @@ export class HttpMetrics {
     this.mirrored.hintsDelivered.sync(status.hints.delivered);
     this.mirrored.hintsExpired.sync(status.hints.expired);
     this.mirrored.hintsDropped.sync(status.hints.dropped ?? 0);
+    const siblings = status.siblings as { manyWrites?: number; refused?: number } | undefined;
+    this.mirrored.manySiblingWrites.sync(siblings?.manyWrites ?? 0);
+    this.mirrored.siblingRefusals.sync(siblings?.refused ?? 0);
     for (const memberStatus of memberStatuses) {
       this.gauges.members.set({ status: memberStatus }, status.members.filter((member) => member.status === memberStatus).length);
     }

@@ -131,7 +131,7 @@ export const kvPutSchema = {
     'x-ringkv-context': Type.Optional(Type.String({ description: 'the context of the read this write follows; without it the write is blind and becomes a sibling' })),
     'content-type': Type.Optional(Type.String({ description: 'stored and returned with the value (at most 256 characters; default application/octet-stream)' })),
   }),
-  response: { 204: writtenResponse('written; the new version\'s context is in x-ringkv-context'), ...errorResponses([...kvErrors, 'KV_VALUE_TOO_LARGE']) },
+  response: { 204: writtenResponse('written; the new version\'s context is in x-ringkv-context'), ...errorResponses([...kvErrors, 'KV_VALUE_TOO_LARGE', 'KV_TOO_MANY_SIBLINGS']) },
 };
 
 /** DELETE /kv/:bucket/:key. */

@@ -23,6 +23,7 @@ export const errorStatusByCode = {
   KV_STORAGE: 500,
   KV_UNKNOWN_NODE: 404,
   KV_CONFLICT: 409,
+  KV_TOO_MANY_SIBLINGS: 409,
   KV_INTERNAL: 500,
 } as const;
 
