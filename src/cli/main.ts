@@ -116,9 +116,13 @@ program
   .option('--context <context>', 'the context of the read this write follows')
   .option('--content-type <type>', 'content type', 'text/plain')
   .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .option('--if-none-match', 'write only where no live value exists')
+  .option('--if-match <context>', 'write only where the current version is the one this read context names')
   .action(async (bucket: string, key: string, value: string, flags) => {
     await withClient(flags.node, async (client) => {
       const result = await client.put(bucket, key, value, {
+        ...(flags.ifNoneMatch === true ? { ifNoneMatch: true } : {}),
+        ...(flags.ifMatch === undefined ? {} : { ifMatch: flags.ifMatch as string }),
         w: flags.w,
         pw: flags.pw,
         dw: flags.dw,

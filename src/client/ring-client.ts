@@ -48,6 +48,10 @@ export interface WriteRequestOptions {
   readonly context?: string;
   /** The value's content type; default application/octet-stream. */
   readonly contentType?: string;
+  /** `put` only: write only where no live value exists (If-None-Match: *); else a 412 KV_PRECONDITION_FAILED error. */
+  readonly ifNoneMatch?: boolean;
+  /** `put` only: write only where the current version is exactly the one this read context names (If-Match); else 412. */
+  readonly ifMatch?: string;
   /** Retry on another node even when the first attempt's outcome is unknown (may apply twice). */
   readonly retryUnknown?: boolean;
   /** Ask this node (host:port or a URL) rather than the next one in rotation; no other node is tried. */
@@ -240,6 +244,8 @@ export class RingClient {
   async put(bucket: string, key: string, value: Uint8Array | string, options: WriteRequestOptions = {}): Promise<WriteResult> {
     const headers: Record<string, string> = { 'content-type': options.contentType ?? 'application/octet-stream' };
     if (options.context !== undefined) headers['x-ringkv-context'] = options.context;
+    if (options.ifNoneMatch === true) headers['if-none-match'] = '*';
+    if (options.ifMatch !== undefined) headers['if-match'] = options.ifMatch;
     const body = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
     const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options), { ...this.writeRetries(options), headers, body, node: options.node });
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));

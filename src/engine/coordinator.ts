@@ -4,7 +4,9 @@ import { type ReadEffect, type ReadEvent, startRead, stepRead } from '../core/co
 import { type WriteEffect, type WriteEvent, startWrite, stepWrite } from '../core/coordination/write-coordinator.js';
 import type { Ring } from '../core/ring/ring.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import type { VersionedObject, WriteIntent } from '../core/versioning/versioned-object.js';
+import { encodeContext } from '../core/versioning/context.js';
+import type { Precondition } from '../core/versioning/preconditions.js';
+import { type VersionedObject, type WriteIntent, emptyObject } from '../core/versioning/versioned-object.js';
 import { KvError, isKvError } from '../util/errors.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
@@ -99,7 +101,28 @@ export class Coordinator {
   }
 
   /** A coordinated write (or delete): the new object and the context its writer may chain. */
-  async write(bucket: string, key: string, options: WriteOptions, intent: WriteIntent): Promise<WriteOutcome> {
+  async write(bucket: string, key: string, options: WriteOptions, intent: WriteIntent, precondition?: Precondition): Promise<WriteOutcome> {
+    if (precondition === undefined) return this.writeOnce(bucket, key, options, intent);
+    // A conditional write first reads r replicas; the coordinating replica checks the
+    // precondition against that read merged with its own copy, under its key lock.
+    const base = (await this.read(bucket, key, { ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) })) ?? null;
+    try {
+      return await this.writeOnce(bucket, key, options, intent, { precondition, base });
+    } catch (error) {
+      if (!isKvError(error) || error.code !== 'KV_PRECONDITION_FAILED') throw error;
+      // The refusal carries the current context, so the client can read the key's state from it and decide.
+      const current = await this.read(bucket, key, {}).catch(() => base ?? undefined);
+      throw new KvError('KV_PRECONDITION_FAILED', error.message, { details: { context: encodeContext((current ?? base ?? emptyObject).clock) } });
+    }
+  }
+
+  private async writeOnce(
+    bucket: string,
+    key: string,
+    options: WriteOptions,
+    intent: WriteIntent,
+    condition?: { readonly precondition: Precondition; readonly base: VersionedObject | null },
+  ): Promise<WriteOutcome> {
     const { view, properties } = this.view(bucket, key);
     const settings = this.deps.settings();
     const timeoutMs = options.timeoutMs ?? settings.requestTimeoutMs;
@@ -122,7 +145,7 @@ export class Coordinator {
             return;
           case 'coordinate':
             this.deps
-              .send(effect.node, { type: 'coordinate-put', bucket, key, write: intent, mode, sync: plan.sync }, this.remainingMs(deadlineAtMs))
+              .send(effect.node, { type: 'coordinate-put', bucket, key, write: intent, mode, sync: plan.sync, ...(condition === undefined ? {} : condition) }, this.remainingMs(deadlineAtMs))
               .then(
                 (reply) => {
                   if (reply.type === 'coordinate-put-reply') feed({ type: 'coordinated', object: reply.object, dot: reply.dot, durable: reply.durable });
@@ -184,7 +207,7 @@ const peerCallGraceMs = 5;
 /** The error of a coordinating replica that could not take the write. */
 function coordinatingFailure(node: string, timeoutMs: number, error: unknown): KvError {
   // The coordinating replica refused the write itself, for a reason the client can act on.
-  if (isKvError(error) && error.code === 'KV_TOO_MANY_SIBLINGS') return error;
+  if (isKvError(error) && (error.code === 'KV_TOO_MANY_SIBLINGS' || error.code === 'KV_PRECONDITION_FAILED')) return error;
   if (isKvError(error) && error.code === 'KV_TIMEOUT') {
     return new KvError('KV_TIMEOUT', `write timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; the write may or may not have been applied — read it back before retrying`);
   }

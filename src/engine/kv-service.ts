@@ -1,5 +1,6 @@
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { CausalContext } from '../core/versioning/context.js';
+import type { Precondition } from '../core/versioning/preconditions.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import type { StorageStats } from '../ports/storage.js';
 import type { RepairProgress } from './anti-entropy.js';
@@ -29,6 +30,8 @@ export interface PutCommand {
   /** The causal context from an earlier read or write; undefined for a blind write. */
   readonly context: CausalContext | undefined;
   readonly options: WriteOptions;
+  /** A conditional write (If-None-Match / If-Match); its context comes from the version it matched. */
+  readonly precondition?: Precondition;
 }
 
 /** A client delete. */

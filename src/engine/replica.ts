@@ -1,4 +1,6 @@
 import { type SiblingLimits, judgeSiblings } from '../core/versioning/sibling-limits.js';
+import { type Precondition, checkPrecondition } from '../core/versioning/preconditions.js';
+import { KvError } from '../util/errors.js';
 import { decodeDataKey, encodeDataKey } from '../core/keys.js';
 import { decodeObject, encodeObject } from '../core/versioning/object-codec.js';
 import {
@@ -77,13 +79,33 @@ export class Replica {
   }
 
   /** Applies a client write here, issuing its dot, and stores the result; answers it and the dot the write created. */
-  async coordinateWrite(bucket: string, key: string, write: WriteIntent, mode: ConflictMode, sync: boolean): Promise<{ object: VersionedObject; dot: Dot }> {
+  async coordinateWrite(
+    bucket: string,
+    key: string,
+    requested: WriteIntent,
+    mode: ConflictMode,
+    sync: boolean,
+    condition?: { readonly precondition: Precondition; readonly base: VersionedObject | null },
+  ): Promise<{ object: VersionedObject; dot: Dot }> {
     const dataKey = encodeDataKey(bucket, key);
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
       const beforeBytes = await this.storage.data.get(dataKey);
       // A key written again after its tombstone was reaped starts from that tombstone's history,
       // so the new version supersedes what the delete had, as it would have before the reap.
-      const before = beforeBytes === undefined ? ((await this.reapedObject(dataKey)) ?? emptyObject) : decodeObject(beforeBytes);
+      const stored = beforeBytes === undefined ? ((await this.reapedObject(dataKey)) ?? emptyObject) : decodeObject(beforeBytes);
+      // A conditional write is checked here, under the key lock, against this copy merged with
+      // what the coordinator's read of r replicas returned, and then supersedes exactly what it matched.
+      const before = condition?.base === undefined || condition.base === null ? stored : mergeObjects(stored, condition.base, mode);
+      let write = requested;
+      if (condition !== undefined) {
+        const verdict = checkPrecondition(before, condition.precondition);
+        if (!verdict.ok) {
+          throw new KvError('KV_PRECONDITION_FAILED', `the precondition of this write does not hold for key '${key}' in bucket '${bucket}' (${condition.precondition.kind === 'absent' ? 'a live value exists' : 'the current version is not the one If-Match names'}); read the key again and decide`, {
+            details: { clock: before.clock },
+          });
+        }
+        write = { ...requested, context: verdict.context };
+      }
       this.dotCounter += 1;
       const applied = applyWrite(before, this.actorId, write, mode, this.dotCounter);
       const siblings = judgeSiblings(this.siblingLimits, mode, before, applied, write.context, { bucket, key });

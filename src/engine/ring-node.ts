@@ -320,7 +320,7 @@ export class RingNode implements KvService {
     const reply = await this.options.transport.request(address, request, { timeoutMs: peerTimeoutMs });
     // A refusal the client must see as it is (it says what to do) keeps its code; any other error reply means the peer could not serve.
     if (reply.type === 'error') {
-      if (reply.code === 'KV_TOO_MANY_SIBLINGS') throw new KvError(reply.code, reply.message);
+      if (reply.code === 'KV_TOO_MANY_SIBLINGS' || reply.code === 'KV_PRECONDITION_FAILED') throw new KvError(reply.code, reply.message);
       throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.code}: ${reply.message}`);
     }
     return reply;
@@ -339,13 +339,13 @@ export class RingNode implements KvService {
   /** Coordinated write; answers the new object and the context its writer may chain into the next write. */
   async put(command: PutCommand): Promise<WriteOutcome> {
     return this.admit(async () =>
-      this.coordinator.write(command.bucket, command.key, command.options, {
-        value: command.value,
-        contentType: command.contentType,
-        tombstone: false,
-        context: command.context ?? emptyContext,
-        nowMs: this.options.clock.nowMs(),
-      }),
+      this.coordinator.write(
+        command.bucket,
+        command.key,
+        command.options,
+        { value: command.value, contentType: command.contentType, tombstone: false, context: command.context ?? emptyContext, nowMs: this.options.clock.nowMs() },
+        command.precondition,
+      ),
     );
   }
 
@@ -372,7 +372,8 @@ export class RingNode implements KvService {
       case 'replica-get':
         return { type: 'replica-get-reply', object: (await this.replica.read(request.bucket, request.key)) ?? null };
       case 'coordinate-put': {
-        const { object, dot } = await this.replica.coordinateWrite(request.bucket, request.key, request.write, request.mode, request.sync);
+        const condition = request.precondition === undefined ? undefined : { precondition: request.precondition, base: request.base ?? null };
+        const { object, dot } = await this.replica.coordinateWrite(request.bucket, request.key, request.write, request.mode, request.sync, condition);
         return { type: 'coordinate-put-reply', object, durable: request.sync, dot };
       }
       case 'replica-put':

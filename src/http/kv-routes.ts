@@ -4,7 +4,8 @@ import { type Sibling, type VersionedObject, isDeleted, liveSiblings } from '../
 import type { NodeConfig } from '../engine/config.js';
 import type { KvService } from '../engine/kv-service.js';
 import { assert } from '../util/assert.js';
-import { KvError } from '../util/errors.js';
+import { KvError, isKvError } from '../util/errors.js';
+import type { Precondition } from '../core/versioning/preconditions.js';
 import { sendKvError } from './errors.js';
 import type { HttpMetrics, MeteredOperation } from './metrics.js';
 import { type KvRequestOptions, parseKvQuery } from './query-parameters.js';
@@ -47,6 +48,23 @@ function checkName(kind: 'bucket' | 'key', name: string, maxBytes: number): void
     const limit = kind === 'key' ? 'limits.maxKeyBytes' : 'limits.maxBucketBytes';
     throw new KvError(code, `the ${kind} is ${bytes} bytes (UTF-8), over ${limit} (${maxBytes}); use a shorter ${kind}`);
   }
+}
+
+/** `If-None-Match: *` or `If-Match: <a read's context>` (not both), validated here at the edge. */
+function preconditionOf(request: FastifyRequest): Precondition | undefined {
+  const noneMatch = request.headers['if-none-match'];
+  const match = request.headers['if-match'];
+  if (noneMatch !== undefined && match !== undefined) throw new KvError('KV_BAD_REQUEST', 'send If-None-Match or If-Match, not both');
+  if (noneMatch !== undefined) {
+    if (noneMatch.trim() !== '*') throw new KvError('KV_BAD_REQUEST', "If-None-Match takes only '*' (write only where no live value exists)");
+    return { kind: 'absent' };
+  }
+  if (match === undefined) return undefined;
+  const context = decodeContext(match.trim());
+  if (context.dots.length > 0) {
+    throw new KvError('KV_BAD_CONTEXT', "If-Match needs the context of a read (c1.), which names a whole version; a write's context (c2.) names only that write");
+  }
+  return { kind: 'matches', vector: context.vector };
 }
 
 function contextOf(request: FastifyRequest): CausalContext | undefined {
@@ -146,8 +164,16 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     const target = targetOf(request);
     const value = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const contentType = contentTypeOf(request);
-    const result = await service.put({ bucket: target.bucket, key: target.key, value, contentType, context: target.context, options: target.options.write });
-    return reply.code(204).header(contextHeader, encodeContext(result.context)).send();
+    const precondition = preconditionOf(request);
+    try {
+      const result = await service.put({ bucket: target.bucket, key: target.key, value, contentType, context: target.context, options: target.options.write, ...(precondition === undefined ? {} : { precondition }) });
+      return await reply.code(204).header(contextHeader, encodeContext(result.context)).send();
+    } catch (error) {
+      // A refused conditional write answers with the key's current context, as a read would.
+      const current = isKvError(error) && error.code === 'KV_PRECONDITION_FAILED' ? error.details?.context : undefined;
+      if (typeof current === 'string') reply.header(contextHeader, current);
+      throw error;
+    }
   });
 
   app.delete<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, schema: kvDeleteSchema }, async (request, reply) => {

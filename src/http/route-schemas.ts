@@ -106,6 +106,12 @@ const writtenResponse = (what: string) => ({
 
 const kvErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_BAD_CONTEXT', 'KV_KEY_TOO_LONG', 'KV_BUCKET_TOO_LONG', 'KV_INSUFFICIENT_REPLICAS', 'KV_OVERLOADED', 'KV_TIMEOUT', 'KV_STORAGE'];
 
+/** Conditional writes: checked at the coordinating replica after a read of r replicas (README, "Conditional writes"). */
+const conditionalHeaders = {
+  'if-none-match': Type.Optional(Type.String({ description: '`*`: write only where no live value exists, else 412 KV_PRECONDITION_FAILED' })),
+  'if-match': Type.Optional(Type.String({ description: 'the context of a read: write only where the current version is exactly that one, else 412 KV_PRECONDITION_FAILED' })),
+};
+
 const contextRequestHeaders = Type.Object({ 'x-ringkv-context': Type.Optional(Type.String({ description: 'the context of the read this request follows' })) });
 
 /** GET (and HEAD) /kv/:bucket/:key. */
@@ -130,8 +136,9 @@ export const kvPutSchema = {
   headers: Type.Object({
     'x-ringkv-context': Type.Optional(Type.String({ description: 'the context of the read this write follows; without it the write is blind and becomes a sibling' })),
     'content-type': Type.Optional(Type.String({ description: 'stored and returned with the value (at most 256 characters; default application/octet-stream)' })),
+    ...conditionalHeaders,
   }),
-  response: { 204: writtenResponse('written; the new version\'s context is in x-ringkv-context'), ...errorResponses([...kvErrors, 'KV_VALUE_TOO_LARGE', 'KV_TOO_MANY_SIBLINGS']) },
+  response: { 204: writtenResponse('written; the new version\'s context is in x-ringkv-context'), ...errorResponses([...kvErrors, 'KV_VALUE_TOO_LARGE', 'KV_TOO_MANY_SIBLINGS', 'KV_PRECONDITION_FAILED']) },
 };
 
 /** DELETE /kv/:bucket/:key. */

@@ -24,6 +24,7 @@ export const errorStatusByCode = {
   KV_UNKNOWN_NODE: 404,
   KV_CONFLICT: 409,
   KV_TOO_MANY_SIBLINGS: 409,
+  KV_PRECONDITION_FAILED: 412,
   KV_INTERNAL: 500,
 } as const;
 

@@ -5,7 +5,8 @@ import { type CausalContext, type ContextDot, maxContextDots } from '../versioni
 import type { VersionVector } from '../versioning/version-vector.js';
 import type { ConflictMode } from '../versioning/versioned-object.js';
 import { ByteReader, ByteWriter } from './bytes.js';
-import type { KeyDigest, PeerReply, PeerRequest, StoredItem } from './messages.js';
+import type { CoordinatePutRequest, KeyDigest, PeerReply, PeerRequest, StoredItem } from './messages.js';
+import type { Precondition } from '../versioning/preconditions.js';
 
 /**
  * The binary encoding of peer traffic. A body is one batch: [protocol version][count]{message}*,
@@ -56,6 +57,8 @@ const requestTags = {
   'ae-push': 9,
 } as const;
 const legacyCoordinatePutTag = 2;
+/** A coordinate-put with a precondition (If-None-Match / If-Match) and the read it is checked against. */
+const conditionalCoordinatePutTag = 20;
 const replyTags = {
   'replica-get-reply': 1,
   'coordinate-put-reply': 10,
@@ -226,7 +229,7 @@ function readJson(reader: ByteReader): unknown {
 }
 
 function writeRequest(writer: ByteWriter, request: PeerRequest): void {
-  writer.u8(requestTags[request.type]);
+  writer.u8(request.type === 'coordinate-put' && request.precondition !== undefined ? conditionalCoordinatePutTag : requestTags[request.type]);
   switch (request.type) {
     case 'replica-get':
       writer.string(request.bucket).string(request.key);
@@ -237,6 +240,12 @@ function writeRequest(writer: ByteWriter, request: PeerRequest): void {
       writeContext(writer, request.write.context);
       writeMode(writer, request.mode);
       writer.u8(request.sync ? 1 : 0);
+      if (request.precondition !== undefined) {
+        writer.u8(request.precondition.kind === 'absent' ? 0 : 1);
+        if (request.precondition.kind === 'matches') writeVector(writer, request.precondition.vector);
+        writer.u8(request.base === undefined || request.base === null ? 0 : 1);
+        if (request.base !== undefined && request.base !== null) writeObject(writer, request.base);
+      }
       return;
     case 'replica-put':
       writer.string(request.bucket).string(request.key);
@@ -280,6 +289,7 @@ function readRequest(reader: ByteReader): PeerRequest {
     case requestTags['replica-get']:
       return { type: 'replica-get', bucket: reader.string(), key: reader.string() };
     case legacyCoordinatePutTag:
+    case conditionalCoordinatePutTag:
     case requestTags['coordinate-put']: {
       const bucket = reader.string();
       const key = reader.string();
@@ -290,7 +300,13 @@ function readRequest(reader: ByteReader): PeerRequest {
       const context = tag === legacyCoordinatePutTag ? { vector: readVector(reader), dots: [] } : readContext(reader);
       const mode = readMode(reader);
       const sync = reader.u8() === 1;
-      return { type: 'coordinate-put', bucket, key, write: { value, contentType, tombstone, nowMs, context }, mode, sync };
+      const request: CoordinatePutRequest = { type: 'coordinate-put', bucket, key, write: { value, contentType, tombstone, nowMs, context }, mode, sync };
+      if (tag !== conditionalCoordinatePutTag) return request;
+      const kind = reader.u8();
+      if (kind > 1) throw new KvError('KV_BAD_REQUEST', `a conditional write carries an unknown precondition kind ${kind}`);
+      const precondition: Precondition = kind === 0 ? { kind: 'absent' } : { kind: 'matches', vector: readVector(reader) };
+      const base = readFlag(reader, 'base') ? readWireObject(reader) : null;
+      return { ...request, precondition, base };
     }
     case requestTags['replica-put']: {
       const bucket = reader.string();

@@ -1,3 +1,4 @@
+import type { Precondition } from '../versioning/preconditions.js';
 import type { ConflictMode, Dot, VersionedObject, WriteIntent } from '../versioning/versioned-object.js';
 
 /**
@@ -20,6 +21,10 @@ export interface CoordinatePutRequest {
   readonly write: WriteIntent;
   readonly mode: ConflictMode;
   readonly sync: boolean;
+  /** A conditional write: checked under the key lock against this replica's copy merged with `base`. */
+  readonly precondition?: Precondition;
+  /** What the coordinator's read of r replicas returned (null: nothing), merged in before the check. */
+  readonly base?: VersionedObject | null;
 }
 
 /** Merge a version into this replica's (replication, read repair, hint delivery, anti-entropy). */
