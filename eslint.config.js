@@ -20,4 +20,22 @@ export default tseslint.config(
       '@typescript-eslint/await-thenable': 'error',
     },
   },
+  {
+    // The layering of DESIGN.md: the core is pure, so it imports only the core and src/util (and
+    // node:crypto for hashes, which are deterministic): no disk, network, clock or process.
+    files: ['src/core/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/engine/**', '**/ports/**', '**/adapters/**', '**/http/**', '**/cli/**', '**/client/**', '**/main.js', 'node:fs', 'node:fs/*', 'node:net', 'node:tls', 'node:http', 'node:https', 'node:child_process', 'node:os', 'node:process', 'node:timers', 'node:timers/*', 'fastify', 'undici', 'level', 'classic-level', 'memory-level'],
+              message: 'src/core is pure: it imports only src/core and src/util (DESIGN.md, layers); take what you need as an argument',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

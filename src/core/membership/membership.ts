@@ -1,5 +1,14 @@
 import type { BucketProperties } from '../buckets.js';
-import type { Random } from '../../ports/random.js';
+/**
+ * The randomness gossip needs, declared here so the core imports nothing of the ports
+ * (src/ports/random.ts's Random has this shape, and is what the engine hands in).
+ */
+export interface RandomSource {
+  /** A float in [0, 1). */
+  next(): number;
+  /** An integer in [0, bound). */
+  int(bound: number): number;
+}
 import { type Ring, compareRings } from '../ring/ring.js';
 
 /**
@@ -91,7 +100,7 @@ export function withLifecycle(view: ClusterView, memberId: string, status: Membe
  * Who to gossip with this round: `fanout` random other members, plus sometimes a seed (always
  * when no member is known yet), so that separated groups of nodes find each other again.
  */
-export function gossipTargets(view: ClusterView, selfId: string, fanout: number, random: Random, seeds: readonly string[]): string[] {
+export function gossipTargets(view: ClusterView, selfId: string, fanout: number, random: RandomSource, seeds: readonly string[]): string[] {
   const selfAddress = view.members[selfId]?.address;
   const candidates = Object.values(view.members)
     .filter((member) => member.id !== selfId && member.status !== 'left' && member.status !== 'removed')
