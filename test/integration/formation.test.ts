@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type NodeProcess, call, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+import { type NodeProcess, call, freePorts, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
 
 /**
  * Goal: a cluster forms quickly and stays writable when a joiner dies during formation. Three
@@ -14,8 +14,6 @@ import { type NodeProcess, call, killNode, nodeStatus, startNode, temporaryFolde
 describe('formation with a joiner that dies', () => {
   const folder = temporaryFolder('ringkv-formation-');
   const env = { RINGKV_CLUSTER_SECRET: 'formation-secret-0123456789abcdef' };
-  const ports = [18_101, 18_102, 18_103];
-  const addresses = ports.map((port) => `127.0.0.1:${port}`);
   const nodes: NodeProcess[] = [];
 
   afterAll(async () => {
@@ -24,6 +22,8 @@ describe('formation with a joiner that dies', () => {
   });
 
   it('three nodes launched together, the third killed 1.5 s after it starts: the live nodes take w=2 writes', async () => {
+    const ports = await freePorts(3);
+    const addresses = ports.map((port) => `127.0.0.1:${port}`);
     const launchedAt = Date.now();
     nodes.push(startNode(ports[0]!, join(folder.path, 'node1'), { env }));
     nodes.push(startNode(ports[1]!, join(folder.path, 'node2'), { env, seeds: [addresses[0]!] }));

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { call, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy, type NodeProcess } from './processes.js';
+import { call, freePorts, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy, type NodeProcess } from './processes.js';
 
 /**
  * Goal: a node binds one address and is known by another. Two nodes listen on 127.0.0.1 but
@@ -8,7 +8,6 @@ import { call, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHe
  * (test/multi-host runs the same across separate hosts bound to 0.0.0.0, as root.)
  */
 
-const ports = [18_420, 18_421];
 const folder = temporaryFolder('ringkv-advertise-');
 const nodes: NodeProcess[] = [];
 const secret = 'advertise-test-secret-0123456789';
@@ -20,6 +19,7 @@ afterAll(async () => {
 
 describe('listen and advertise', () => {
   it('runs a cluster whose nodes are known by their advertised DNS names', async () => {
+    const ports = await freePorts(2);
     for (const [index, port] of ports.entries()) {
       const extraArgs = ['--listen', '127.0.0.1', '--advertise', `localhost:${port}`];
       nodes.push(startNode(port, `${folder.path}/node${index + 1}`, { env: { RINGKV_CLUSTER_SECRET: secret, RINGKV_GOSSIP_INTERVAL_MS: '200' }, extraArgs, seeds: index === 0 ? [] : [`localhost:${ports[0]}`] }));
