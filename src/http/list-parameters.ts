@@ -23,13 +23,15 @@ function bad(message: string): KvError {
 
 /** Validates a listing's query string. */
 export function parseListQuery(bucket: string, query: Readonly<Record<string, unknown>>, maxKeyBytes: number): ListQuery {
+  // Without keys=true this is a key path with its key missing, answered as before: 400 KV_BAD_REQUEST.
+  if (!('keys' in query)) throw new KvError('KV_BAD_REQUEST', 'the key is missing: the path is /kv/{bucket}/{key}; to list the keys of a bucket, GET /kv/{bucket}?keys=true');
   const values = new Map<string, string>();
   for (const [name, value] of Object.entries(query)) {
     if (!knownParameters.includes(name)) throw bad(`unknown query parameter '${shown(name)}' on a listing; the parameters are ${knownParameters.join(', ')}`);
     if (typeof value !== 'string') throw bad(`query parameter ${name} is given more than once; give it once`);
     values.set(name, value);
   }
-  if (values.get('keys') !== 'true') throw bad('GET /kv/{bucket} lists keys only with keys=true; add it (GET /kv/{bucket}/{key} reads one key)');
+  if (values.get('keys') !== 'true') throw bad(`query parameter keys=${shown(values.get('keys') ?? '')} is not allowed: use keys=true to list the keys`);
   const limitText = values.get('limit') ?? String(defaultListLimit);
   const limit = /^[0-9]{1,5}$/.test(limitText) ? Number(limitText) : Number.NaN;
   if (!(limit >= 1 && limit <= maxListLimit)) throw bad(`query parameter limit=${shown(limitText)} is not allowed: use an integer from 1 to ${maxListLimit}`);

@@ -41,11 +41,13 @@ describe('GET /kv/{bucket}?keys=true', () => {
     expect(error.message).toContain(named);
   });
 
-  it('refuses a listing without keys=true, and accepts the largest page', async () => {
+  it('answers /kv/{bucket} without keys=true as a missing key (400 KV_BAD_REQUEST), refuses keys=false, and accepts the largest page', async () => {
     const { app } = await start();
     const without = await app.inject({ method: 'GET', url: '/kv/demo' });
     expect(without.statusCode).toBe(400);
-    expect(without.json<{ error: { code: string } }>().error.code).toBe('KV_BAD_PARAMETER');
+    expect(without.json<{ error: { code: string; message: string } }>().error).toMatchObject({ code: 'KV_BAD_REQUEST', message: expect.stringContaining('keys=true') });
+    const notTrue = await app.inject({ method: 'GET', url: '/kv/demo?keys=false' });
+    expect(notTrue.json<{ error: { code: string } }>().error.code).toBe('KV_BAD_PARAMETER');
     expect((await app.inject({ method: 'GET', url: '/kv/demo?keys=true&limit=10000' })).statusCode).toBe(200);
   });
 });
