@@ -151,6 +151,20 @@ program
   });
 
 program
+  .command('list <bucket>')
+  .description("print a bucket's live keys, one per line, in byte order (fetched a page at a time)")
+  .option('--node <address>', 'node to ask', defaultNode)
+  .option('--prefix <prefix>', 'only keys that start with this')
+  .option('--after <key>', 'start after this key (a cursor)')
+  .option('--limit <n>', 'keys per page, 1..10000', Number, 1000)
+  .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .action(async (bucket: string, flags) => {
+    await withClient(flags.node, async (client) => {
+      for await (const key of client.list(bucket, { limit: flags.limit, prefix: flags.prefix, after: flags.after, timeoutMs: flags.timeoutMs })) console.log(key);
+    });
+  });
+
+program
   .command('status')
   .description("a node's view of the cluster: members, partitions, keys, hints")
   .option('--node <address>', 'node to ask', defaultNode)

@@ -8,6 +8,7 @@ export {
   type ReadRequestOptions,
   type ReadResult,
   type RequestOutcome,
+  type ListRequestOptions,
   type ResolveOptions,
   RingClient,
   RingClientError,

@@ -200,6 +200,19 @@ function isRetryableAnswer(answer: HttpAnswer): boolean {
   return answer.status === 503 && retryableCodes.has(errorCode(answer));
 }
 
+/** Options of a key listing. */
+export interface ListRequestOptions {
+  /** Keys per page, 1..10,000 (default 1,000). */
+  readonly limit?: number;
+  /** Start after this key (a `next` cursor of an earlier page). */
+  readonly after?: string;
+  /** Only keys that start with this. */
+  readonly prefix?: string;
+  readonly timeoutMs?: number;
+  /** Send to this node (host:port or URL) instead of rotating. */
+  readonly node?: string;
+}
+
 /**
  * The client: `get`, `put`, `delete` with per-request quorums, contexts carried for the caller,
  * siblings with `resolve`, retries on another node when safe, and an undici pool per node.
@@ -279,6 +292,30 @@ export class RingClient {
       ...(read.context === undefined ? {} : { context: read.context }),
       ...(contentType === undefined ? {} : { contentType }),
     });
+  }
+
+  /**
+   * The live keys of a bucket in byte order, as an async iterator: it fetches a page of
+   * `options.limit` keys (default 1,000) at a time, each after the `next` cursor of the one
+   * before, so a listing of any size holds one page in memory. A page that fails is retried on
+   * another node when the failure is retryable (the cursor makes a page safe to ask again).
+   */
+  async *list(bucket: string, options: ListRequestOptions = {}): AsyncGenerator<string, void, undefined> {
+    let after = options.after;
+    for (;;) {
+      const page = await this.listPage(bucket, { ...options, ...(after === undefined ? {} : { after }) });
+      yield* page.keys;
+      if (page.next === null) return;
+      after = page.next;
+    }
+  }
+
+  /** One page of a bucket's live keys and the cursor of the next (null at the end). */
+  async listPage(bucket: string, options: ListRequestOptions = {}): Promise<{ keys: string[]; next: string | null }> {
+    const query = queryString({ keys: 'true', limit: options.limit, after: options.after, prefix: options.prefix, timeout_ms: options.timeoutMs });
+    const answer = await this.send('GET', `/kv/${encodeURIComponent(bucket)}${query}`, { idempotent: true, retryAnswer: isRetryableAnswer, node: options.node });
+    if (answer.status !== 200) throw errorOf(answer, 'failed');
+    return JSON.parse(answer.body.toString('utf8')) as { keys: string[]; next: string | null };
   }
 
   /** A node's /status JSON. */

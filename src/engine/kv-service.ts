@@ -5,6 +5,7 @@ import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import type { StorageStats } from '../ports/storage.js';
 import type { RepairProgress } from './anti-entropy.js';
 import type { BucketProperties, QuorumSetting } from './config.js';
+import type { ListPage, ListQuery } from './key-listing.js';
 
 /** Per-request read parameters (already validated at the HTTP edge). */
 export interface ReadOptions {
@@ -83,6 +84,8 @@ export interface KvService {
   put(command: PutCommand): Promise<WriteOutcome>;
   /** Coordinated delete: writes a tombstone. */
   delete(command: DeleteCommand): Promise<WriteOutcome>;
+  /** One page of the bucket's live keys in byte order (a coverage query over every partition). */
+  list(query: ListQuery): Promise<ListPage>;
   /** The bucket's properties (defaults merged with its own). */
   bucketProperties(bucket: string): BucketProperties;
   /** Handles a request from a peer (already authenticated). */

@@ -15,6 +15,7 @@ import {
   pruneClock,
 } from '../core/versioning/versioned-object.js';
 import type { Storage } from '../ports/storage.js';
+import { BucketIndex } from './bucket-index.js';
 import { KeyLocks } from './key-locks.js';
 import { ReapedTombstones } from './reaped-tombstones.js';
 
@@ -45,6 +46,8 @@ export class Replica {
   manySiblingWrites = 0;
   /** Blind writes refused because their key was at limits.maxSiblings. */
   siblingRefusals = 0;
+  /** The per-bucket index of the stored keys, kept by store and remove below (src/engine/bucket-index.ts). */
+  readonly bucketIndex: BucketIndex;
 
   constructor(
     private readonly storage: Storage,
@@ -56,6 +59,7 @@ export class Replica {
     private readonly onManySiblings: (bucket: string, key: string, siblings: number) => void = () => undefined,
   ) {
     this.reaped = new ReapedTombstones(storage.meta);
+    this.bucketIndex = new BucketIndex(storage.meta);
   }
 
   /** Registers a listener of stored changes. */
@@ -172,6 +176,7 @@ export class Replica {
       if (current === undefined || !Buffer.from(current).equals(expected)) return false;
       await this.reaped.remember(dataKey, current, nowMs);
       await this.storage.data.del(dataKey);
+      await this.bucketIndex.forget(dataKey);
       for (const listener of this.listeners) listener(dataKey, current, undefined, undefined);
       return true;
     });
@@ -199,6 +204,7 @@ export class Replica {
       const current = await this.storage.data.get(dataKey);
       if (current === undefined || !Buffer.from(current).equals(expected)) return false;
       await this.storage.data.del(dataKey);
+      await this.bucketIndex.forget(dataKey);
       for (const listener of this.listeners) listener(dataKey, current, undefined, undefined);
       return true;
     });
@@ -209,7 +215,12 @@ export class Replica {
   }
 
   private async storeBytes(dataKey: Buffer, beforeBytes: Uint8Array | undefined, afterBytes: Buffer, after: VersionedObject, sync: boolean): Promise<void> {
+    // Live before the data, dead after it: a crash between leaves an entry that says live, which listing checks
+    // (bucket-index.ts). No fsync of its own: the data write's fsync covers the same write-ahead log.
+    const live = !isDeleted(after);
+    if (live) await this.bucketIndex.markLive(dataKey);
     await this.storage.data.put(dataKey, afterBytes, { sync });
+    if (!live) await this.bucketIndex.markDead(dataKey);
     for (const listener of this.listeners) listener(dataKey, beforeBytes, afterBytes, after);
   }
 

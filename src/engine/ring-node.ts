@@ -20,6 +20,9 @@ import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
 import { Handoff } from './handoff.js';
 import { PeriodicTask } from './periodic-task.js';
 import { Replica } from './replica.js';
+import { type ListPage, type ListQuery, answerListKeys, listKeys } from './key-listing.js';
+import { decodeObject } from '../core/versioning/object-codec.js';
+import { isDeleted } from '../core/versioning/versioned-object.js';
 
 /** Who this node is; persisted in its data directory by main.ts. */
 export interface NodeIdentity {
@@ -177,6 +180,9 @@ export class RingNode implements KvService {
     await this.hints.load();
     // One scan builds the Merkle trees before any request is served.
     await this.antiEntropy.build(this.gossiper.ring?.partitionCount ?? config.partitionCount);
+    // A database written before the bucket index existed is indexed once, by one scan.
+    const indexed = await this.replica.bucketIndex.buildIfMissing(storage.data, (bytes) => !isDeleted(decodeObject(bytes)));
+    if (indexed > 0) this.options.logger.info({ keys: indexed }, 'built the bucket index of the stored keys');
     this.gossiper.start();
     // A removed node still gossips (so it hears the ring and shows its state) but moves no data.
     if (this.gossiper.ownStatus === 'removed') return;
@@ -362,6 +368,23 @@ export class RingNode implements KvService {
     );
   }
 
+  /** One page of a bucket's keys: a coverage query over every partition (src/engine/key-listing.ts). */
+  async list(query: ListQuery): Promise<ListPage> {
+    return this.admit(async () =>
+      listKeys(
+        {
+          selfId: this.nodeId,
+          ring: this.requireRing(),
+          nVal: this.bucketProperties(query.bucket).nVal,
+          isUp: (node) => this.gossiper.isUp(node),
+          send: (node, request, timeoutMs) => this.send(node, request, timeoutMs),
+          timeoutMs: query.timeoutMs ?? this.options.config.limits.requestTimeoutMs,
+        },
+        query,
+      ),
+    );
+  }
+
   /** Serves a peer's request against this node's replica, hints and membership. */
   async handlePeer(request: PeerRequest): Promise<PeerReply> {
     if (request.type !== 'gossip' && this.gossiper?.ownStatus === 'removed') {
@@ -405,6 +428,8 @@ export class RingNode implements KvService {
       case 'ae-fetch':
       case 'ae-push':
         return this.refusingBadRequests(request, () => this.antiEntropy.handleMessage(request));
+      case 'list-keys':
+        return answerListKeys({ index: this.replica.bucketIndex, replica: this.replica, partitionCount: () => this.requireRing().partitionCount }, request);
     }
   }
 

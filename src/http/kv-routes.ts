@@ -3,13 +3,15 @@ import { type CausalContext, decodeContext, encodeContext } from '../core/versio
 import { type Sibling, type VersionedObject, isDeleted, liveSiblings } from '../core/versioning/versioned-object.js';
 import type { NodeConfig } from '../engine/config.js';
 import type { KvService } from '../engine/kv-service.js';
+import type { ListQuery } from '../engine/key-listing.js';
 import { assert } from '../util/assert.js';
 import { KvError, isKvError } from '../util/errors.js';
 import type { Precondition } from '../core/versioning/preconditions.js';
 import { sendKvError } from './errors.js';
 import type { HttpMetrics, MeteredOperation } from './metrics.js';
 import { type KvRequestOptions, parseKvQuery } from './query-parameters.js';
-import { kvDeleteSchema, kvGetSchema, kvPutSchema } from './route-schemas.js';
+import { kvDeleteSchema, kvGetSchema, kvListSchema, kvPutSchema } from './route-schemas.js';
+import { parseListQuery } from './list-parameters.js';
 
 /** The header that carries a key's causal context out with a read and back in with a write. */
 export const contextHeader = 'x-ringkv-context';
@@ -132,7 +134,7 @@ function operationOf(request: FastifyRequest): MeteredOperation {
   return (request.query as Record<string, unknown>).local === 'true' ? 'get_local' : 'get';
 }
 
-/** Registers GET, PUT and DELETE on /kv/:bucket/:key (HEAD comes with GET). */
+/** Registers GET, PUT and DELETE on /kv/:bucket/:key (HEAD comes with GET), and the listing GET /kv/:bucket?keys=true. */
 export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDependencies): void {
   const { service, config, metrics } = dependencies;
   // Validation runs in onRequest, before the body is read; the handler picks the result up here.
@@ -159,6 +161,24 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
       : await service.get(target.bucket, target.key, target.options.read);
     return sendObject(reply, target, object, metrics);
   });
+
+  // Checked in onRequest, like the key routes, so a bad parameter is a 400 KV_BAD_PARAMETER that names it.
+  const listQueries = new WeakMap<FastifyRequest, ListQuery>();
+  app.get<{ Params: { bucket: string } }>(
+    '/kv/:bucket',
+    {
+      schema: kvListSchema,
+      onRequest: async (request: FastifyRequest<{ Params: { bucket: string } }>) => {
+        checkName('bucket', request.params.bucket, config.limits.maxBucketBytes);
+        listQueries.set(request, parseListQuery(request.params.bucket, request.query as Readonly<Record<string, unknown>>, config.limits.maxKeyBytes));
+      },
+    },
+    async (request) => {
+      const query = listQueries.get(request);
+      assert(query !== undefined, 'a listing ran without its onRequest validation');
+      return service.list(query);
+    },
+  );
 
   app.put<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, bodyLimit: config.limits.maxValueBytes, schema: kvPutSchema }, async (request, reply) => {
     const target = targetOf(request);

@@ -151,6 +151,33 @@ export const kvDeleteSchema = {
   response: { 204: writtenResponse("deleted; the tombstone's context is in x-ringkv-context"), ...errorResponses(kvErrors) },
 };
 
+/** GET /kv/:bucket?keys=true. */
+export const kvListSchema = {
+  tags: ['kv'],
+  summary: "list a bucket's live keys in byte order, a page at a time (a coverage query over every partition)",
+  params: Type.Object({ bucket: kvParams.properties.bucket }),
+  querystring: Type.Object(
+    {
+      keys: Type.Literal('true', { description: 'must be true: the listing of the keys' }),
+      limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$', description: 'keys per page, 1..10000 (default 1000)' })),
+      after: Type.Optional(Type.String({ minLength: 1, description: 'the cursor: only keys after this one in byte order (the `next` of the previous page)' })),
+      prefix: Type.Optional(Type.String({ description: 'only keys that start with this' })),
+      timeout_ms: Type.Optional(timeoutMs),
+    },
+    { additionalProperties: false },
+  ),
+  response: {
+    200: Type.Object(
+      {
+        keys: Type.Array(Type.String()),
+        next: Type.Union([Type.String(), Type.Null()], { description: 'the cursor of the next page (send it as `after`), or null when the listing is complete' }),
+      },
+      { description: 'a page of live keys in byte order' },
+    ),
+    ...errorResponses(['KV_BAD_PARAMETER', 'KV_BUCKET_TOO_LONG', 'KV_INSUFFICIENT_REPLICAS', 'KV_OVERLOADED']),
+  },
+};
+
 const anyObject = (description: string) => Type.Object({}, { additionalProperties: true, description });
 
 /** GET /health. */

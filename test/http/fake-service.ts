@@ -1,9 +1,10 @@
 import type { RepairProgress } from '../../src/engine/anti-entropy.js';
 import defaults from '../../config/default.json' with { type: 'json' };
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
-import { type VersionedObject, applyWrite, emptyObject, mergeObjects } from '../../src/core/versioning/versioned-object.js';
+import { type VersionedObject, applyWrite, emptyObject, isDeleted, mergeObjects } from '../../src/core/versioning/versioned-object.js';
 import { type BucketProperties, type NodeConfig, bucketProperties, mergeConfig, validateConfig } from '../../src/engine/config.js';
 import type { DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from '../../src/engine/kv-service.js';
+import { type ListPage, type ListQuery, compareKeys } from '../../src/engine/key-listing.js';
 import { emptyContext, writeContext } from '../../src/core/versioning/context.js';
 import { KvError } from '../../src/util/errors.js';
 
@@ -82,6 +83,19 @@ export class FakeKvService implements KvService {
   async get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {
     this.record('get', bucket, key, options);
     return this.objects.get(`${bucket}/${key}`);
+  }
+
+  /** Lists the bucket's live keys in byte order, one page (the coverage query's answer on one node). */
+  async list(query: ListQuery): Promise<ListPage> {
+    this.record('list', query);
+    const prefix = `${query.bucket}/`;
+    const keys = [...this.objects]
+      .filter(([name, object]) => name.startsWith(prefix) && !isDeleted(object))
+      .map(([name]) => name.slice(prefix.length))
+      .filter((key) => key.startsWith(query.prefix ?? '') && (query.after === undefined || compareKeys(key, query.after) > 0))
+      .sort(compareKeys);
+    const page = keys.slice(0, query.limit);
+    return { keys: page, next: keys.length > query.limit ? page[page.length - 1]! : null };
   }
 
   async getLocal(bucket: string, key: string): Promise<VersionedObject | undefined> {

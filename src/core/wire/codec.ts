@@ -36,6 +36,10 @@ export const wireLimits = {
   maxKeys: 65_536,
   /** A storage key: position, bucket length, bucket and key (the config caps bucket and key at 60,000 bytes each). */
   maxDataKeyBytes: 6 + 2 * 65_536,
+  /** Keys per listing page (the HTTP edge allows limit 1..10,000). */
+  maxListKeys: 10_000,
+  /** A key or cursor in a listing (the config caps keys at 60,000 bytes). */
+  maxListKeyLength: 65_536,
   /** A digest's text (16 hex digits today). */
   maxDigestLength: 64,
 } as const;
@@ -55,6 +59,7 @@ const requestTags = {
   'ae-keys': 7,
   'ae-fetch': 8,
   'ae-push': 9,
+  'list-keys': 11,
 } as const;
 const legacyCoordinatePutTag = 2;
 /** A coordinate-put with a precondition (If-None-Match / If-Match) and the read it is checked against. */
@@ -69,6 +74,7 @@ const replyTags = {
   'object-page': 7,
   'ae-keys-reply': 8,
   'ae-push-reply': 9,
+  'list-keys-reply': 11,
 } as const;
 const legacyCoordinatePutReplyTag = 2;
 
@@ -158,6 +164,13 @@ function readDigests(reader: ByteReader): KeyDigest[] {
     items.push({ dataKey, digest });
   }
   return items;
+}
+
+/** A string of a listing (bucket, key, cursor, prefix), bounded. */
+function readListString(reader: ByteReader, field: string): string {
+  const text = reader.string();
+  if (text.length > wireLimits.maxListKeyLength) throw malformed(`a ${field} that is too long`);
+  return text;
 }
 
 function readFlag(reader: ByteReader, field: string): boolean {
@@ -280,6 +293,13 @@ function writeRequest(writer: ByteWriter, request: PeerRequest): void {
       writer.varint(request.partition);
       writeItems(writer, request.items);
       return;
+    case 'list-keys':
+      writer.string(request.bucket).varint(request.partitions.length);
+      for (const partition of request.partitions) writer.varint(partition);
+      writer.u8(request.after === null ? 0 : 1);
+      if (request.after !== null) writer.string(request.after);
+      writer.string(request.prefix).varint(request.limit);
+      return;
   }
 }
 
@@ -347,6 +367,16 @@ function readRequest(reader: ByteReader): PeerRequest {
       const partition = readBounded(reader, 'partition', 0, wireLimits.maxPartition);
       return { type: 'ae-push', partition, items: readItems(reader) };
     }
+    case requestTags['list-keys']: {
+      const bucket = readListString(reader, 'bucket');
+      const partitionCount = readCount(reader, 'partitions', wireLimits.maxPartition + 1);
+      const partitions: number[] = [];
+      for (let index = 0; index < partitionCount; index++) partitions.push(readBounded(reader, 'partition', 0, wireLimits.maxPartition));
+      const after = readFlag(reader, 'cursor') ? readListString(reader, 'cursor') : null;
+      const prefix = readListString(reader, 'prefix');
+      const limit = readBounded(reader, 'listing limit', 1, wireLimits.maxListKeys);
+      return { type: 'list-keys', bucket, partitions, after, prefix, limit };
+    }
     default:
       throw new KvError('KV_BAD_REQUEST', `unknown peer request tag ${tag}; is the peer a newer ringkv?`);
   }
@@ -388,6 +418,11 @@ function writeReply(writer: ByteWriter, reply: PeerReply): void {
     case 'ae-push-reply':
       writer.varint(reply.repaired);
       return;
+    case 'list-keys-reply':
+      writer.varint(reply.keys.length);
+      for (const key of reply.keys) writer.string(key);
+      writer.u8(reply.more ? 1 : 0).string(reply.scannedTo);
+      return;
   }
 }
 
@@ -425,6 +460,13 @@ function readReply(reader: ByteReader): PeerReply {
     }
     case replyTags['ae-push-reply']:
       return { type: 'ae-push-reply', repaired: readBounded(reader, 'repaired keys', 0, wireLimits.maxItems) };
+    case replyTags['list-keys-reply']: {
+      const count = readCount(reader, 'listed keys', wireLimits.maxListKeys);
+      const keys: string[] = [];
+      for (let index = 0; index < count; index++) keys.push(readListString(reader, 'listed key'));
+      const more = readFlag(reader, 'more');
+      return { type: 'list-keys-reply', keys, more, scannedTo: readListString(reader, 'scan position') };
+    }
     default:
       throw new KvError('KV_BAD_REQUEST', `unknown peer reply tag ${tag}; is the peer a newer ringkv?`);
   }

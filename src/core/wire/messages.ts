@@ -109,6 +109,20 @@ export interface AntiEntropyPushRequest {
   readonly items: readonly StoredItem[];
 }
 
+/**
+ * One node's part of a key listing (a coverage query): its live keys of `bucket` in the given
+ * partitions, in byte order, after `after` and starting with `prefix`, at most `limit` of them.
+ */
+export interface ListKeysRequest {
+  readonly type: 'list-keys';
+  readonly bucket: string;
+  readonly partitions: readonly number[];
+  /** The cursor: only keys after it (exclusive); null for the first page. */
+  readonly after: string | null;
+  readonly prefix: string;
+  readonly limit: number;
+}
+
 /** Every request a peer can send. */
 export type PeerRequest =
   | ReplicaGetRequest
@@ -119,7 +133,8 @@ export type PeerRequest =
   | HandoffFetchRequest
   | AntiEntropyKeysRequest
   | AntiEntropyFetchRequest
-  | AntiEntropyPushRequest;
+  | AntiEntropyPushRequest
+  | ListKeysRequest;
 
 /** A replica's answer to replica-get. */
 export interface ReplicaGetReply {
@@ -179,6 +194,18 @@ export interface AntiEntropyPushReply {
   readonly repaired: number;
 }
 
+/**
+ * The answer to list-keys. When `more`, keys after `scannedTo` may exist (the page was full or
+ * the scan reached its bound), and every key of the node's up to `scannedTo` is in `keys`.
+ */
+export interface ListKeysReply {
+  readonly type: 'list-keys-reply';
+  readonly keys: readonly string[];
+  readonly more: boolean;
+  /** The last key the node examined (meaningful when `more`). */
+  readonly scannedTo: string;
+}
+
 /** A failure on the replica side, with a KV_* code. */
 export interface ErrorReply {
   readonly type: 'error';
@@ -196,4 +223,5 @@ export type PeerReply =
   | ErrorReply
   | ObjectPageReply
   | AntiEntropyKeysReply
-  | AntiEntropyPushReply;
+  | AntiEntropyPushReply
+  | ListKeysReply;
