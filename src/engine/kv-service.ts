@@ -29,6 +29,8 @@ export interface PutCommand {
   /** The causal context from an earlier read or write; undefined for a blind write. */
   readonly context: CausalContext | undefined;
   readonly options: WriteOptions;
+  /** Seconds until the value expires (1..maxTtlSeconds, validated at the edge); absent: the bucket's ttlSeconds. */
+  readonly ttlSeconds?: number;
 }
 
 /** A client delete. */
@@ -82,6 +84,8 @@ export interface KvService {
   delete(command: DeleteCommand): Promise<WriteOutcome>;
   /** The bucket's properties (defaults merged with its own). */
   bucketProperties(bucket: string): BucketProperties;
+  /** This node's clock: it decides whether a version read here has expired. */
+  nowMs(): number;
   /** Handles a request from a peer (already authenticated). */
   handlePeer(request: PeerRequest): Promise<PeerReply>;
   status(): Promise<NodeStatus>;

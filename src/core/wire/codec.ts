@@ -3,7 +3,7 @@ import { merkleLeafCount } from '../antientropy/merkle-tree.js';
 import { readObject, writeObject } from '../versioning/object-codec.js';
 import { type CausalContext, type ContextDot, maxContextDots } from '../versioning/context.js';
 import type { VersionVector } from '../versioning/version-vector.js';
-import type { ConflictMode } from '../versioning/versioned-object.js';
+import { type ConflictMode, maxTtlSeconds } from '../versioning/versioned-object.js';
 import { ByteReader, ByteWriter } from './bytes.js';
 import type { KeyDigest, PeerReply, PeerRequest, StoredItem } from './messages.js';
 
@@ -56,6 +56,12 @@ const requestTags = {
   'ae-push': 9,
 } as const;
 const legacyCoordinatePutTag = 2;
+/**
+ * A coordinate-put whose write has a TTL: tag 10's fields, then the TTL in seconds. A write
+ * without one keeps tag 10, so it stays readable by older nodes; an older node refuses a TTL
+ * write as an unknown tag rather than storing it without its expiry.
+ */
+const coordinatePutWithTtlTag = 11;
 const replyTags = {
   'replica-get-reply': 1,
   'coordinate-put-reply': 10,
@@ -226,7 +232,8 @@ function readJson(reader: ByteReader): unknown {
 }
 
 function writeRequest(writer: ByteWriter, request: PeerRequest): void {
-  writer.u8(requestTags[request.type]);
+  const withTtl = request.type === 'coordinate-put' && request.write.ttlSeconds !== undefined && request.write.ttlSeconds > 0;
+  writer.u8(withTtl ? coordinatePutWithTtlTag : requestTags[request.type]);
   switch (request.type) {
     case 'replica-get':
       writer.string(request.bucket).string(request.key);
@@ -237,6 +244,7 @@ function writeRequest(writer: ByteWriter, request: PeerRequest): void {
       writeContext(writer, request.write.context);
       writeMode(writer, request.mode);
       writer.u8(request.sync ? 1 : 0);
+      if (withTtl) writer.varint(request.write.ttlSeconds ?? 0);
       return;
     case 'replica-put':
       writer.string(request.bucket).string(request.key);
@@ -280,6 +288,7 @@ function readRequest(reader: ByteReader): PeerRequest {
     case requestTags['replica-get']:
       return { type: 'replica-get', bucket: reader.string(), key: reader.string() };
     case legacyCoordinatePutTag:
+    case coordinatePutWithTtlTag:
     case requestTags['coordinate-put']: {
       const bucket = reader.string();
       const key = reader.string();
@@ -290,7 +299,10 @@ function readRequest(reader: ByteReader): PeerRequest {
       const context = tag === legacyCoordinatePutTag ? { vector: readVector(reader), dots: [] } : readContext(reader);
       const mode = readMode(reader);
       const sync = reader.u8() === 1;
-      return { type: 'coordinate-put', bucket, key, write: { value, contentType, tombstone, nowMs, context }, mode, sync };
+      const ttlSeconds = tag === coordinatePutWithTtlTag ? reader.varint() : 0;
+      if (ttlSeconds > maxTtlSeconds) throw new KvError('KV_BAD_REQUEST', `a forwarded write has a ttl of ${ttlSeconds} s, over ${maxTtlSeconds}`);
+      const write = ttlSeconds > 0 ? { value, contentType, tombstone, nowMs, context, ttlSeconds } : { value, contentType, tombstone, nowMs, context };
+      return { type: 'coordinate-put', bucket, key, write, mode, sync };
     }
     case requestTags['replica-put']: {
       const bucket = reader.string();
