@@ -116,9 +116,11 @@ program
   .option('--context <context>', 'the context of the read this write follows')
   .option('--content-type <type>', 'content type', 'text/plain')
   .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .option('--ttl <seconds>', 'seconds until the value expires (default: the bucket\'s ttlSeconds)', Number)
   .action(async (bucket: string, key: string, value: string, flags) => {
     await withClient(flags.node, async (client) => {
       const result = await client.put(bucket, key, value, {
+        ttlSeconds: flags.ttl,
         w: flags.w,
         pw: flags.pw,
         dw: flags.dw,
