@@ -118,11 +118,13 @@ program
   .option('--timeout-ms <ms>', 'coordinator timeout', Number)
   .option('--if-none-match', 'write only where no live value exists')
   .option('--if-match <context>', 'write only where the current version is the one this read context names')
+  .option('--ttl <seconds>', 'seconds until the value expires (default: the bucket\'s ttlSeconds)', Number)
   .action(async (bucket: string, key: string, value: string, flags) => {
     await withClient(flags.node, async (client) => {
       const result = await client.put(bucket, key, value, {
         ...(flags.ifNoneMatch === true ? { ifNoneMatch: true } : {}),
         ...(flags.ifMatch === undefined ? {} : { ifMatch: flags.ifMatch as string }),
+        ttlSeconds: flags.ttl,
         w: flags.w,
         pw: flags.pw,
         dw: flags.dw,

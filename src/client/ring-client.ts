@@ -28,6 +28,12 @@ export interface ReadRequestOptions {
   readonly node?: string;
 }
 
+/** Per-request options of a put: a write's, and when the value expires. */
+export interface PutRequestOptions extends WriteRequestOptions {
+  /** Seconds until the value expires (the server's `ttl`, 1 to ten years); omit for the bucket's ttlSeconds. */
+  readonly ttlSeconds?: number;
+}
+
 /** Per-request options of a write or delete. */
 export interface WriteRequestOptions {
   /** Replicas that must acknowledge. */
@@ -254,13 +260,13 @@ export class RingClient {
   }
 
   /** Writes a value (with the context of the read it follows, when there was one). */
-  async put(bucket: string, key: string, value: Uint8Array | string, options: WriteRequestOptions = {}): Promise<WriteResult> {
+  async put(bucket: string, key: string, value: Uint8Array | string, options: PutRequestOptions = {}): Promise<WriteResult> {
     const headers: Record<string, string> = { 'content-type': options.contentType ?? 'application/octet-stream' };
     if (options.context !== undefined) headers['x-ringkv-context'] = options.context;
     if (options.ifNoneMatch === true) headers['if-none-match'] = '*';
     if (options.ifMatch !== undefined) headers['if-match'] = options.ifMatch;
     const body = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
-    const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options), { ...this.writeRetries(options), headers, body, node: options.node });
+    const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options, options.ttlSeconds), { ...this.writeRetries(options), headers, body, node: options.node });
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
     return { context: header(answer, 'x-ringkv-context') ?? '' };
   }
@@ -417,8 +423,8 @@ function queryString(parameters: Record<string, string | number | undefined>): s
   return parts.length === 0 ? '' : `?${parts.join('&')}`;
 }
 
-function writeQuery(options: WriteRequestOptions): string {
-  return queryString({ w: options.w, pw: options.pw, dw: options.dw, consistency: options.consistency, timeout_ms: options.timeoutMs });
+function writeQuery(options: WriteRequestOptions, ttlSeconds?: number): string {
+  return queryString({ w: options.w, pw: options.pw, dw: options.dw, consistency: options.consistency, timeout_ms: options.timeoutMs, ttl: ttlSeconds });
 }
 
 function errorCode(answer: HttpAnswer): string {

@@ -9,4 +9,6 @@ export interface BucketProperties {
   readonly r: QuorumSetting;
   readonly w: QuorumSetting;
   readonly conflictMode: ConflictMode;
+  /** Seconds a write to the bucket lives when it names no `ttl` of its own; 0 (or absent) for forever. */
+  readonly ttlSeconds?: number;
 }

@@ -11,7 +11,7 @@ import type { BucketProperties } from '../core/buckets.js';
 import { decodeDataKey, partitionOfPosition } from '../core/keys.js';
 import { type Ring, preferenceList } from '../core/ring/ring.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
-import { type VersionedObject, isDeleted } from '../core/versioning/versioned-object.js';
+import { type VersionedObject, deadSinceMs } from '../core/versioning/versioned-object.js';
 import { wireLimits } from '../core/wire/codec.js';
 import type {
   AntiEntropyFetchRequest,
@@ -188,11 +188,6 @@ function payloadBytes(value: unknown): number {
   return Buffer.byteLength(JSON.stringify(value ?? null));
 }
 
-/** The newest timestamp of any version of an object. */
-function newestMs(object: VersionedObject): number {
-  return Math.max(0, ...object.siblings.map((sibling) => sibling.lastModifiedMs));
-}
-
 /**
  * Merkle-tree anti-entropy (Dynamo 4.7, Riak AAE). Keeps one tree per partition current on
  * every write; in the background compares each partition it replicates with every other replica,
@@ -255,12 +250,15 @@ export class AntiEntropy {
     const name = dataKey.toString('latin1');
     const stored = after === undefined ? undefined : (object ?? decodeObject(after));
     let tombstones = this.tombstones.get(partition);
-    if (stored !== undefined && isDeleted(stored)) {
+    // A key is a tombstone candidate when every sibling is a delete or expires; it is reaped once
+    // the newest of those moments is older than the grace period on this node's clock.
+    const deadSince = stored === undefined ? undefined : deadSinceMs(stored);
+    if (deadSince !== undefined) {
       if (tombstones === undefined) {
         tombstones = new Map();
         this.tombstones.set(partition, tombstones);
       }
-      tombstones.set(name, newestMs(stored));
+      tombstones.set(name, deadSince);
     } else {
       tombstones?.delete(name);
     }

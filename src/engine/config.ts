@@ -1,6 +1,7 @@
 import { type Static, type TSchema, Kind, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { BucketProperties } from '../core/buckets.js';
+import { maxTtlSeconds } from '../core/versioning/versioned-object.js';
 import { KvError } from '../util/errors.js';
 
 export type { BucketProperties, QuorumSetting } from '../core/buckets.js';
@@ -55,6 +56,7 @@ const bucketFields = (withDefaults: boolean) => {
     r: strip(quorum('quorum', 'replicas that must answer a read')),
     w: strip(quorum('quorum', 'replicas that must acknowledge a write')),
     conflictMode: strip(oneOf(conflictModes, 'siblings', '`siblings` keeps concurrent writes; `lww` keeps the newest', { env: 'RINGKV_CONFLICT_MODE' })),
+    ttlSeconds: strip(integer(0, maxTtlSeconds, 0, 'seconds a write lives when it gives no `ttl` of its own (0: forever)')),
   };
 };
 

@@ -33,6 +33,8 @@ export interface PutCommand {
   readonly options: WriteOptions;
   /** A conditional write (If-None-Match / If-Match); its context comes from the version it matched. */
   readonly precondition?: Precondition;
+  /** Seconds until the value expires (1..maxTtlSeconds, validated at the edge); absent: the bucket's ttlSeconds. */
+  readonly ttlSeconds?: number;
 }
 
 /** A client delete. */
@@ -88,6 +90,8 @@ export interface KvService {
   list(query: ListQuery): Promise<ListPage>;
   /** The bucket's properties (defaults merged with its own). */
   bucketProperties(bucket: string): BucketProperties;
+  /** This node's clock: it decides whether a version read here has expired. */
+  nowMs(): number;
   /** Handles a request from a peer (already authenticated). */
   handlePeer(request: PeerRequest): Promise<PeerReply>;
   status(): Promise<NodeStatus>;

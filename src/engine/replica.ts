@@ -112,7 +112,7 @@ export class Replica {
       }
       this.dotCounter += 1;
       const applied = applyWrite(before, this.actorId, write, mode, this.dotCounter);
-      const siblings = judgeSiblings(this.siblingLimits, mode, before, applied, write.context, { bucket, key });
+      const siblings = judgeSiblings(this.siblingLimits, mode, before, applied, write.context, { bucket, key }, write.nowMs);
       if (siblings.kind === 'refuse') {
         this.siblingRefusals += 1;
         throw siblings.error;
@@ -146,7 +146,10 @@ export class Replica {
         // hint) must not undo the delete, so the push is merged against the reaped tombstone.
         const reaped = await this.reapedObject(dataKey);
         after = reaped === undefined ? incoming : mergeObjects(reaped, incoming, mode);
-        if (reaped !== undefined && isDeleted(after) && !isDeleted(incoming)) {
+        // Judged as if every expiry had passed: a reaped object stays dead for good, and an
+        // expiring version is not a value the delete could be undone by (it is stored, reads as
+        // what it is, and is reaped again).
+        if (reaped !== undefined && isDeleted(after, Number.POSITIVE_INFINITY) && !isDeleted(incoming, Number.POSITIVE_INFINITY)) {
           this.staleVersionsRefused += 1;
           return { object: after, changed: false };
         }

@@ -337,6 +337,11 @@ export class RingNode implements KvService {
     return this.admit(async () => this.coordinator.read(bucket, key, options));
   }
 
+  /** This node's clock, which decides expiry of the versions read here. */
+  nowMs(): number {
+    return this.options.clock.nowMs();
+  }
+
   /** This node's own copy, without coordination or read repair. */
   async getLocal(bucket: string, key: string): Promise<VersionedObject | undefined> {
     return this.replica.read(bucket, key);
@@ -349,7 +354,15 @@ export class RingNode implements KvService {
         command.bucket,
         command.key,
         command.options,
-        { value: command.value, contentType: command.contentType, tombstone: false, context: command.context ?? emptyContext, nowMs: this.options.clock.nowMs() },
+        {
+          value: command.value,
+          contentType: command.contentType,
+          tombstone: false,
+          context: command.context ?? emptyContext,
+          nowMs: this.options.clock.nowMs(),
+          // A write without its own ttl takes the bucket's; 0 means it never expires.
+          ttlSeconds: command.ttlSeconds ?? this.bucketProperties(command.bucket).ttlSeconds ?? 0,
+        },
         command.precondition,
       ),
     );

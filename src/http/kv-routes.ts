@@ -113,12 +113,12 @@ function siblingJson(sibling: Sibling): { value: string; contentType: string; la
   return { value: Buffer.from(sibling.value).toString('base64'), contentType: sibling.contentType, lastModified: new Date(sibling.lastModifiedMs).toISOString() };
 }
 
-/** 200 with the one live value, 300 with every live sibling, 404 when there is none. */
-function sendObject(reply: FastifyReply, target: KvTarget, object: VersionedObject | undefined, metrics: HttpMetrics): FastifyReply {
-  if (object === undefined || isDeleted(object)) return notFound(reply, target, object);
+/** 200 with the one live value, 300 with every live sibling, 404 when there is none (expired siblings count as deleted at `nowMs`). */
+function sendObject(reply: FastifyReply, target: KvTarget, object: VersionedObject | undefined, metrics: HttpMetrics, nowMs: number): FastifyReply {
+  if (object === undefined || isDeleted(object, nowMs)) return notFound(reply, target, object);
   const context = encodeContext(object.clock);
   reply.header(contextHeader, context);
-  const live = liveSiblings(object);
+  const live = liveSiblings(object, nowMs);
   metrics.observeRead(live.length, live.reduce((sum, sibling) => sum + sibling.value.byteLength, 0));
   if (live.length === 1) {
     const [sibling] = live as [Sibling];
@@ -159,7 +159,7 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     const object = target.options.local
       ? await service.getLocal(target.bucket, target.key)
       : await service.get(target.bucket, target.key, target.options.read);
-    return sendObject(reply, target, object, metrics);
+    return sendObject(reply, target, object, metrics, service.nowMs());
   });
 
   // Checked in onRequest, like the key routes, so a bad parameter is a 400 KV_BAD_PARAMETER that names it.
@@ -186,7 +186,16 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     const contentType = contentTypeOf(request);
     const precondition = preconditionOf(request);
     try {
-      const result = await service.put({ bucket: target.bucket, key: target.key, value, contentType, context: target.context, options: target.options.write, ...(precondition === undefined ? {} : { precondition }) });
+      const result = await service.put({
+        bucket: target.bucket,
+        key: target.key,
+        value,
+        contentType,
+        context: target.context,
+        options: target.options.write,
+        ...(precondition === undefined ? {} : { precondition }),
+        ...(target.options.ttlSeconds === undefined ? {} : { ttlSeconds: target.options.ttlSeconds }),
+      });
       return await reply.code(204).header(contextHeader, encodeContext(result.context)).send();
     } catch (error) {
       // A refused conditional write answers with the key's current context, as a read would.

@@ -1,5 +1,6 @@
 import type { QuorumSetting } from '../engine/config.js';
 import type { ReadOptions, WriteOptions } from '../engine/kv-service.js';
+import { maxTtlSeconds } from '../core/versioning/versioned-object.js';
 import { KvError } from '../util/errors.js';
 
 /**
@@ -21,11 +22,13 @@ export interface KvRequestOptions {
   readonly write: WriteOptions;
   /** GET only: answer from this node's own copy, without coordination or read repair. */
   readonly local: boolean;
+  /** PUT only: seconds until the value expires; absent for the bucket's default. */
+  readonly ttlSeconds?: number;
 }
 
 const quorumParameters = ['r', 'w', 'pr', 'pw', 'dw'] as const;
 type QuorumParameter = (typeof quorumParameters)[number];
-const knownParameters: readonly string[] = [...quorumParameters, 'consistency', 'timeout_ms', 'local'];
+const knownParameters: readonly string[] = [...quorumParameters, 'consistency', 'timeout_ms', 'local', 'ttl'];
 const levels = ['one', 'quorum', 'all'] as const;
 
 /** The longest timeout a request may ask for, matching limits.requestTimeoutMs's own bound. */
@@ -68,6 +71,14 @@ function parseLocal(value: string, method: string): boolean {
   return value === 'true';
 }
 
+/** `ttl` is refused off a PUT, like `local` off a GET: ignoring it would keep a value the caller believed expiring. */
+function parseTtl(value: string, method: string): number {
+  if (method !== 'PUT') throw new KvError('KV_BAD_PARAMETER', `query parameter ttl is only for PUT (it sets when the written value expires); remove it from the ${method}`);
+  const seconds = /^[0-9]{1,10}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(seconds >= 1 && seconds <= maxTtlSeconds)) throw badParameter('ttl', value, `an integer number of seconds from 1 to ${maxTtlSeconds} (ten years)`);
+  return seconds;
+}
+
 /** Every parameter as a single string; unknown or repeated parameters are refused. */
 function singleValues(query: Readonly<Record<string, unknown>>): Map<string, string> {
   const values = new Map<string, string>();
@@ -98,10 +109,12 @@ export function parseKvQuery(query: Readonly<Record<string, unknown>>, method: s
   const timeoutMs = timeoutText === undefined ? undefined : parseTimeoutMs(timeoutText);
   const localText = values.get('local');
   const local = localText === undefined ? false : parseLocal(localText, method);
+  const ttlText = values.get('ttl');
   return {
     read: withoutUndefined({ r, pr: quorums.pr, timeoutMs }),
     write: withoutUndefined({ w, pw: quorums.pw, dw: quorums.dw, timeoutMs }),
     local,
+    ...(ttlText === undefined ? {} : { ttlSeconds: parseTtl(ttlText, method) }),
   };
 }
 

@@ -77,6 +77,14 @@ const kvGetQuery = Type.Object(
 // `local` is refused on writes (it would silently coordinate a write the caller thought local), but
 // its false value is accepted, so the schema allows exactly that.
 const kvWriteQuery = Type.Object({ ...readQuery, local: Type.Optional(Type.Literal('false')) }, { additionalProperties: false });
+const kvPutQuery = Type.Object(
+  {
+    ...readQuery,
+    local: Type.Optional(Type.Literal('false')),
+    ttl: Type.Optional(Type.String({ pattern: '^[0-9]+$', description: "seconds until the value expires (1 to ten years); absent: the bucket's ttlSeconds" })),
+  },
+  { additionalProperties: false },
+);
 
 const siblingsBody = Type.Object(
   {
@@ -132,7 +140,7 @@ export const kvPutSchema = {
   tags: ['kv'],
   summary: 'write a value (any bytes, any content type)',
   params: kvParams,
-  querystring: kvWriteQuery,
+  querystring: kvPutQuery,
   headers: Type.Object({
     'x-ringkv-context': Type.Optional(Type.String({ description: 'the context of the read this write follows; without it the write is blind and becomes a sibling' })),
     'content-type': Type.Optional(Type.String({ description: 'stored and returned with the value (at most 256 characters; default application/octet-stream)' })),

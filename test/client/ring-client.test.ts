@@ -108,6 +108,15 @@ describe('contexts', () => {
     expect(after.siblings.map((sibling) => sibling.value.toString())).toEqual(['hello again']);
   });
 
+  it('passes a put ttlSeconds to the node as ?ttl', async () => {
+    const node = await startNode();
+    const ring = client([node.address]);
+    await ring.put('demo', 'expiring', 'v', { ttlSeconds: 60 });
+    await ring.put('demo', 'forever', 'v');
+    const puts = node.service.callsOf('put').map((args) => (args[0] as { ttlSeconds?: number }).ttlSeconds);
+    expect(puts).toEqual([60, undefined]);
+  });
+
   it('passes per-request quorums and timeouts to the node', async () => {
     const node = await startNode();
     const ring = client([node.address]);

@@ -48,7 +48,8 @@ export class FakeKvService implements KvService {
   /** Every call, in order, with its arguments. */
   readonly calls: { method: string; args: unknown[] }[] = [];
   compactions = 0;
-  private nowMs = Date.UTC(2024, 0, 2, 3, 4, 5);
+  /** The fake's clock: it stamps writes and decides expiry on reads; a test may move it on. */
+  clockMs = Date.UTC(2024, 0, 2, 3, 4, 5);
   private nextError: Error | undefined;
 
   constructor(readonly config: NodeConfig = testConfig()) {}
@@ -70,12 +71,16 @@ export class FakeKvService implements KvService {
     if (error !== undefined) throw error;
   }
 
-  private store(bucket: string, key: string, value: Uint8Array, contentType: string, tombstone: boolean, context: PutCommand['context']): WriteOutcome {
+  nowMs(): number {
+    return this.clockMs;
+  }
+
+  private store(bucket: string, key: string, value: Uint8Array, contentType: string, tombstone: boolean, context: PutCommand['context'], ttlSeconds = 0): WriteOutcome {
     const local = this.objects.get(`${bucket}/${key}`) ?? emptyObject;
     // Each write gets a later timestamp so last-modified values are distinct and predictable.
-    this.nowMs += 1000;
+    this.clockMs += 1000;
     const seen = context ?? emptyContext;
-    const written = applyWrite(local, this.nodeId, { value, contentType, tombstone, context: seen, nowMs: this.nowMs }, this.bucketProperties(bucket).conflictMode);
+    const written = applyWrite(local, this.nodeId, { value, contentType, tombstone, context: seen, nowMs: this.clockMs, ttlSeconds }, this.bucketProperties(bucket).conflictMode);
     this.objects.set(`${bucket}/${key}`, written);
     return { object: written, context: writeContext(seen, { node: this.nodeId, counter: written.clock[this.nodeId] ?? 0 }) };
   }
@@ -105,7 +110,7 @@ export class FakeKvService implements KvService {
 
   async put(command: PutCommand): Promise<WriteOutcome> {
     this.record('put', command);
-    return this.store(command.bucket, command.key, command.value, command.contentType, false, command.context);
+    return this.store(command.bucket, command.key, command.value, command.contentType, false, command.context, command.ttlSeconds ?? this.bucketProperties(command.bucket).ttlSeconds);
   }
 
   async delete(command: DeleteCommand): Promise<WriteOutcome> {

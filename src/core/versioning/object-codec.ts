@@ -7,14 +7,25 @@ import type { Sibling, VersionedObject } from './versioned-object.js';
  * so a later format can be read beside this one.
  *
  * v1: [1][clock entries]{node, counter}*[sibling count]{node, counter, flags, lastModifiedMs, contentType, value}*
+ * v2: [2] as v1, but a sibling whose flags have bit 2 (expires) set has an f64 expiresAtMs right after lastModifiedMs.
+ *
+ * v2 is written only when some sibling has an expiry. An object without one keeps its v1 bytes, so
+ * nodes of an older release (which read only v1) still read it during a rolling upgrade, and the
+ * Merkle digests of anti-entropy (taken over the stored bytes) agree between old and new nodes
+ * instead of repairing every key forever. Both versions are always read.
  */
-export const objectFormatVersion = 1;
+export const objectFormatVersion = 2;
+
+/** The format of objects without any expiry. */
+const plainFormatVersion = 1;
 
 const tombstoneFlag = 1;
+const expiresFlag = 2;
 
 /** Writes an object into an existing writer (used inside wire messages). */
 export function writeObject(writer: ByteWriter, object: VersionedObject): void {
-  writer.u8(objectFormatVersion);
+  const expiring = object.siblings.some((sibling) => sibling.expiresAtMs !== undefined);
+  writer.u8(expiring ? objectFormatVersion : plainFormatVersion);
   const entries = Object.entries(object.clock);
   writer.varint(entries.length);
   for (const [node, counter] of entries) writer.string(node).varint(counter);
@@ -23,8 +34,10 @@ export function writeObject(writer: ByteWriter, object: VersionedObject): void {
     writer
       .string(sibling.dot.node)
       .varint(sibling.dot.counter)
-      .u8(sibling.tombstone ? tombstoneFlag : 0)
-      .f64(sibling.lastModifiedMs)
+      .u8((sibling.tombstone ? tombstoneFlag : 0) | (sibling.expiresAtMs === undefined ? 0 : expiresFlag))
+      .f64(sibling.lastModifiedMs);
+    if (sibling.expiresAtMs !== undefined) writer.f64(sibling.expiresAtMs);
+    writer
       .string(sibling.contentType)
       .bytes(sibling.value);
   }
@@ -33,8 +46,8 @@ export function writeObject(writer: ByteWriter, object: VersionedObject): void {
 /** Reads an object written by writeObject. */
 export function readObject(reader: ByteReader): VersionedObject {
   const version = reader.u8();
-  if (version !== objectFormatVersion) {
-    throw new KvError('KV_STORAGE', `stored object has format version ${version}, this ringkv reads ${objectFormatVersion}; upgrade ringkv`);
+  if (version !== objectFormatVersion && version !== plainFormatVersion) {
+    throw new KvError('KV_STORAGE', `stored object has format version ${version}, this ringkv reads ${plainFormatVersion} and ${objectFormatVersion}; upgrade ringkv`);
   }
   const clock: Record<string, number> = {};
   const entryCount = reader.varint();
@@ -46,10 +59,13 @@ export function readObject(reader: ByteReader): VersionedObject {
     const counter = reader.varint();
     const flags = reader.u8();
     const lastModifiedMs = reader.f64();
+    // v1 has no expiry field, so its flag is honoured only in v2.
+    const expiresAtMs = version === objectFormatVersion && (flags & expiresFlag) !== 0 ? reader.f64() : undefined;
     const contentType = reader.string();
     // Copy the value out so a stored object never pins the whole read buffer.
     const value = Buffer.from(reader.bytes());
-    siblings.push({ dot: { node, counter }, value, contentType, lastModifiedMs, tombstone: (flags & tombstoneFlag) !== 0 });
+    const tombstone = (flags & tombstoneFlag) !== 0;
+    siblings.push(expiresAtMs === undefined ? { dot: { node, counter }, value, contentType, lastModifiedMs, tombstone } : { dot: { node, counter }, value, contentType, lastModifiedMs, tombstone, expiresAtMs });
   }
   return { clock, siblings };
 }

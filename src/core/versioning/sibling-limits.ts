@@ -29,9 +29,11 @@ export function judgeSiblings(
   after: VersionedObject,
   context: CausalContext,
   where: { readonly bucket: string; readonly key: string },
+  /** The write's time: siblings expired by then count as tombstones, as a reader would see them. */
+  nowMs: number,
 ): SiblingVerdict {
   if (mode === 'lww') return { kind: 'ok' };
-  const existing = liveSiblings(before).length;
+  const existing = liveSiblings(before, nowMs).length;
   if (isBlind(context) && existing >= limits.maxSiblings) {
     return {
       kind: 'refuse',
@@ -42,6 +44,6 @@ export function judgeSiblings(
       ),
     };
   }
-  const siblings = liveSiblings(after).length;
+  const siblings = liveSiblings(after, nowMs).length;
   return siblings > limits.siblingsWarn ? { kind: 'warn', siblings } : { kind: 'ok' };
 }

@@ -23,6 +23,12 @@ export interface Sibling {
   readonly contentType: string;
   readonly lastModifiedMs: number;
   readonly tombstone: boolean;
+  /**
+   * When this version expires (TTL), in ms since the epoch on the clock of the node that took the
+   * write; absent when it never expires. It is part of the version: every path that moves the
+   * sibling carries it unchanged, so an expired sibling reads as a tombstone everywhere.
+   */
+  readonly expiresAtMs?: number;
 }
 
 /** A key's state on one replica: its siblings and the causal history they summarise. */
@@ -34,6 +40,9 @@ export interface VersionedObject {
 /** How a bucket resolves concurrent writes. */
 export type ConflictMode = 'siblings' | 'lww';
 
+/** The longest TTL a write may ask for: ten years, in seconds. */
+export const maxTtlSeconds = 10 * 365 * 24 * 3600;
+
 /** A new write (or delete) as the coordinator received it. */
 export interface WriteIntent {
   readonly value: Uint8Array;
@@ -42,6 +51,8 @@ export interface WriteIntent {
   /** The causal context the client holds (from a read or its own last write); what it covers is superseded. */
   readonly context: CausalContext;
   readonly nowMs: number;
+  /** Seconds after `nowMs` at which the new version expires; absent (or 0) for none. Ignored on a delete. */
+  readonly ttlSeconds?: number;
 }
 
 /** The object of a key that was never written. */
@@ -104,6 +115,8 @@ export function applyWrite(
     // A timestamp never goes backwards on one key, so lww keeps the newest write even under clock skew.
     lastModifiedMs: Math.max(write.nowMs, ...local.siblings.map((sibling) => sibling.lastModifiedMs + 1)),
     tombstone: write.tombstone,
+    // Expiry is counted from the writing node's clock, the same clock that stamps lastModifiedMs.
+    ...(write.ttlSeconds !== undefined && write.ttlSeconds > 0 && !write.tombstone ? { expiresAtMs: write.nowMs + write.ttlSeconds * 1000 } : {}),
   };
   const clock = sortVector({ ...joined, [node]: dot.counter });
   if (mode === 'lww') return { clock, siblings: [created] };
@@ -133,14 +146,40 @@ export function mergeObjects(left: VersionedObject, right: VersionedObject, mode
   return { clock, siblings: sortSiblings(survivors) };
 }
 
-/** The siblings a reader sees: tombstones are hidden; an object with none left reads as missing. */
-export function liveSiblings(object: VersionedObject): readonly Sibling[] {
-  return object.siblings.filter((sibling) => !sibling.tombstone);
+/** True when `sibling` carries an expiry that has passed at `nowMs` (the reading node's clock). */
+export function isExpired(sibling: Sibling, nowMs: number): boolean {
+  return sibling.expiresAtMs !== undefined && sibling.expiresAtMs <= nowMs;
 }
 
-/** True when every sibling is a tombstone (or there are none): the key reads as not found. */
-export function isDeleted(object: VersionedObject): boolean {
-  return liveSiblings(object).length === 0;
+/**
+ * The siblings a reader sees at `nowMs`: tombstones and expired siblings are hidden; an object
+ * with none left reads as missing. The reading node's clock decides expiry, so clock skew between
+ * nodes shifts the moment a value stops being readable by at most the skew; it cannot revive one,
+ * since every replica carries the same expiry with the same dot. Without `nowMs` expiry is
+ * ignored (tests and tools that inspect stored state); every read path of ringkv passes it.
+ */
+export function liveSiblings(object: VersionedObject, nowMs = Number.NEGATIVE_INFINITY): readonly Sibling[] {
+  return object.siblings.filter((sibling) => !sibling.tombstone && !isExpired(sibling, nowMs));
+}
+
+/** True when every sibling is a tombstone or expired at `nowMs` (or there are none): the key reads as not found. */
+export function isDeleted(object: VersionedObject, nowMs = Number.NEGATIVE_INFINITY): boolean {
+  return liveSiblings(object, nowMs).length === 0;
+}
+
+/**
+ * When the object became (or will become) a tombstone in full: the newest delete or expiry among
+ * its siblings; undefined while any sibling is live for good (no tombstone, no expiry). The
+ * tombstone reaper waits its grace period from this moment, on its own clock.
+ */
+export function deadSinceMs(object: VersionedObject): number | undefined {
+  let newest = 0;
+  for (const sibling of object.siblings) {
+    if (sibling.tombstone) newest = Math.max(newest, sibling.lastModifiedMs);
+    else if (sibling.expiresAtMs !== undefined) newest = Math.max(newest, sibling.expiresAtMs);
+    else return undefined;
+  }
+  return newest;
 }
 
 /**
@@ -170,6 +209,6 @@ export function versionIdentity(object: VersionedObject): string {
   const clock = Object.entries(object.clock)
     .map(([node, counter]) => `${node}:${counter}`)
     .join(',');
-  const dots = object.siblings.map((sibling) => `${sibling.dot.node}:${sibling.dot.counter}${sibling.tombstone ? 't' : ''}`).join(',');
+  const dots = object.siblings.map((sibling) => `${sibling.dot.node}:${sibling.dot.counter}${sibling.tombstone ? 't' : ''}${sibling.expiresAtMs === undefined ? '' : `e${sibling.expiresAtMs}`}`).join(',');
   return `${clock}|${dots}`;
 }

@@ -3,7 +3,7 @@ import { merkleLeafCount } from '../antientropy/merkle-tree.js';
 import { readObject, writeObject } from '../versioning/object-codec.js';
 import { type CausalContext, type ContextDot, maxContextDots } from '../versioning/context.js';
 import type { VersionVector } from '../versioning/version-vector.js';
-import type { ConflictMode } from '../versioning/versioned-object.js';
+import { type ConflictMode, maxTtlSeconds } from '../versioning/versioned-object.js';
 import { ByteReader, ByteWriter } from './bytes.js';
 import type { CoordinatePutRequest, KeyDigest, PeerReply, PeerRequest, StoredItem } from './messages.js';
 import type { Precondition } from '../versioning/preconditions.js';
@@ -62,8 +62,15 @@ const requestTags = {
   'list-keys': 11,
 } as const;
 const legacyCoordinatePutTag = 2;
-/** A coordinate-put with a precondition (If-None-Match / If-Match) and the read it is checked against. */
-const conditionalCoordinatePutTag = 20;
+/**
+ * A coordinate-put with options, tag 20: tag 10's fields, then a flags byte (1: a TTL in seconds
+ * follows; 2: a precondition, If-None-Match or If-Match, and the read it is checked against
+ * follow). A plain write keeps tag 10 and its bytes, so it stays readable by older nodes; an
+ * older node refuses tag 20 as unknown rather than storing a write without its expiry or check.
+ */
+const coordinatePutWithOptionsTag = 20;
+const ttlOption = 1;
+const preconditionOption = 2;
 const replyTags = {
   'replica-get-reply': 1,
   'coordinate-put-reply': 10,
@@ -241,8 +248,15 @@ function readJson(reader: ByteReader): unknown {
   }
 }
 
+/** The option flags a coordinate-put needs on the wire (0: none, tag 10). */
+function coordinatePutOptions(request: CoordinatePutRequest): number {
+  const ttl = request.write.ttlSeconds !== undefined && request.write.ttlSeconds > 0 ? ttlOption : 0;
+  return ttl | (request.precondition === undefined ? 0 : preconditionOption);
+}
+
 function writeRequest(writer: ByteWriter, request: PeerRequest): void {
-  writer.u8(request.type === 'coordinate-put' && request.precondition !== undefined ? conditionalCoordinatePutTag : requestTags[request.type]);
+  const options = request.type === 'coordinate-put' ? coordinatePutOptions(request) : 0;
+  writer.u8(options !== 0 ? coordinatePutWithOptionsTag : requestTags[request.type]);
   switch (request.type) {
     case 'replica-get':
       writer.string(request.bucket).string(request.key);
@@ -253,11 +267,15 @@ function writeRequest(writer: ByteWriter, request: PeerRequest): void {
       writeContext(writer, request.write.context);
       writeMode(writer, request.mode);
       writer.u8(request.sync ? 1 : 0);
-      if (request.precondition !== undefined) {
-        writer.u8(request.precondition.kind === 'absent' ? 0 : 1);
-        if (request.precondition.kind === 'matches') writeVector(writer, request.precondition.vector);
-        writer.u8(request.base === undefined || request.base === null ? 0 : 1);
-        if (request.base !== undefined && request.base !== null) writeObject(writer, request.base);
+      if (options !== 0) {
+        writer.u8(options);
+        if ((options & ttlOption) !== 0) writer.varint(request.write.ttlSeconds ?? 0);
+        if (request.precondition !== undefined) {
+          writer.u8(request.precondition.kind === 'absent' ? 0 : 1);
+          if (request.precondition.kind === 'matches') writeVector(writer, request.precondition.vector);
+          writer.u8(request.base === undefined || request.base === null ? 0 : 1);
+          if (request.base !== undefined && request.base !== null) writeObject(writer, request.base);
+        }
       }
       return;
     case 'replica-put':
@@ -309,7 +327,7 @@ function readRequest(reader: ByteReader): PeerRequest {
     case requestTags['replica-get']:
       return { type: 'replica-get', bucket: reader.string(), key: reader.string() };
     case legacyCoordinatePutTag:
-    case conditionalCoordinatePutTag:
+    case coordinatePutWithOptionsTag:
     case requestTags['coordinate-put']: {
       const bucket = reader.string();
       const key = reader.string();
@@ -320,8 +338,13 @@ function readRequest(reader: ByteReader): PeerRequest {
       const context = tag === legacyCoordinatePutTag ? { vector: readVector(reader), dots: [] } : readContext(reader);
       const mode = readMode(reader);
       const sync = reader.u8() === 1;
-      const request: CoordinatePutRequest = { type: 'coordinate-put', bucket, key, write: { value, contentType, tombstone, nowMs, context }, mode, sync };
-      if (tag !== conditionalCoordinatePutTag) return request;
+      const options = tag === coordinatePutWithOptionsTag ? reader.u8() : 0;
+      if ((options & ~(ttlOption | preconditionOption)) !== 0) throw new KvError('KV_BAD_REQUEST', `a forwarded write carries unknown options ${options}`);
+      const ttlSeconds = (options & ttlOption) !== 0 ? reader.varint() : 0;
+      if (ttlSeconds > maxTtlSeconds) throw new KvError('KV_BAD_REQUEST', `a forwarded write has a ttl of ${ttlSeconds} s, over ${maxTtlSeconds}`);
+      const write = ttlSeconds > 0 ? { value, contentType, tombstone, nowMs, context, ttlSeconds } : { value, contentType, tombstone, nowMs, context };
+      const request: CoordinatePutRequest = { type: 'coordinate-put', bucket, key, write, mode, sync };
+      if ((options & preconditionOption) === 0) return request;
       const kind = reader.u8();
       if (kind > 1) throw new KvError('KV_BAD_REQUEST', `a conditional write carries an unknown precondition kind ${kind}`);
       const precondition: Precondition = kind === 0 ? { kind: 'absent' } : { kind: 'matches', vector: readVector(reader) };
