@@ -22,7 +22,7 @@ export interface NodeStatusView {
   readonly members: readonly { readonly id: string; readonly address: string; readonly status: string }[];
   readonly ring: { readonly owners: readonly string[]; readonly members: readonly string[] } | null;
   readonly partitionCount: number;
-  readonly hints: { readonly pending: number };
+  readonly hints: { readonly pending: number; readonly byTarget?: Readonly<Record<string, number>> };
 }
 
 /** One node process and how it is doing. */
@@ -104,6 +104,12 @@ export class Cluster {
   /** Every slot's address, spares included (the link proxies and peer maps cover them all). */
   get addresses(): string[] {
     return this.nodes.map((node) => node.address);
+  }
+
+  /** A node id as reports name it: the slot's name and role (n5 removed) where the id is one of ours. */
+  nameOf(id: string): string {
+    const node = this.nodes.find((slot) => slot.id === id);
+    return node === undefined ? id : node.role === 'member' ? node.name : `${node.name} (${node.role})`;
   }
 
   /** The slots that are members of the cluster now (up, down, joining or leaving). */

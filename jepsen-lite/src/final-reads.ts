@@ -37,17 +37,28 @@ export async function forEachBounded<T>(items: readonly T[], parallelism: number
   );
 }
 
-/** Waits until no node has hints pending; returns false if `deadlineMs` passed first. */
-export async function waitForHints(cluster: Cluster, deadlineMs: number): Promise<boolean> {
+/**
+ * Waits until no member has hints pending; returns undefined once drained, or, if `deadlineMs`
+ * passed first, which member still holds hints for which target (by node name where known).
+ */
+export async function waitForHints(cluster: Cluster, deadlineMs: number): Promise<string | undefined> {
+  let pending = '';
   try {
     await waitFor('every node to have delivered its hints', deadlineMs, async () => {
+      const holders: string[] = [];
       // Members only: a node that left has exited, and a removed one moves no data.
-      for (const node of cluster.members) if ((await cluster.status(node)).hints.pending !== 0) return false;
-      return true;
+      for (const node of cluster.members) {
+        const hints = (await cluster.status(node)).hints;
+        if (hints.pending === 0) continue;
+        const targets = Object.entries(hints.byTarget ?? {}).map(([id, count]) => `${cluster.nameOf(id)} ${count}`);
+        holders.push(`${node.name} holds ${hints.pending} (${targets.join(', ')})`);
+      }
+      pending = holders.join('; ');
+      return holders.length === 0;
     }, 500);
-    return true;
+    return undefined;
   } catch {
-    return false;
+    return pending === '' ? 'no answer from a member' : pending;
   }
 }
 

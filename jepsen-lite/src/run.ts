@@ -249,8 +249,9 @@ async function run(options: RunOptions): Promise<number> {
     await cluster.waitConverged(60_000).catch((error: unknown) => {
       warnings.push(`membership did not converge after healing: ${String(error)}`);
     });
-    const hintsDrained = await waitForHints(cluster, 60_000);
-    if (!hintsDrained) warnings.push('hints were still pending 60 s after healing');
+    const hintsPending = await waitForHints(cluster, 60_000);
+    const hintsDrained = hintsPending === undefined;
+    if (!hintsDrained) warnings.push(`hints were still pending 60 s after healing: ${hintsPending}`);
     say(`healed; hints ${hintsDrained ? 'drained' : 'NOT drained'}; quiet for ${options.quietMs / 1000} s`);
     // A deliberate wait: the quiet period is the time the issue gives hints and anti-entropy to finish.
     await delay(options.quietMs);
