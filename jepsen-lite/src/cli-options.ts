@@ -21,6 +21,7 @@ export const faultNames = [
   'kill',
   'pause',
   'membership',
+  'clock',
 ] as const;
 /** A fault's name. */
 export type FaultName = (typeof faultNames)[number];
@@ -66,7 +67,9 @@ export const usage = `usage: npm run jepsen -- [options]
                                    partition-majority, partition-isolate, partition-bridge,
                                    partition-ring, kill, pause, membership (join a fresh
                                    node, leave one, remove a killed one and bring its process
-                                   back), all (partition, kill, pause), none (default partition)
+                                   back), clock (skew and jump wall clocks with libfaketime;
+                                   needs root or Debian's faketime installed), all (partition,
+                                   kill, pause), none (default partition)
   --nodes N                        cluster size, 3..9 (default 5)
   --time-limit S                   seconds of workload (default 60)
   --concurrency C                  client worker threads (default 10)

@@ -10,7 +10,7 @@
  * and then serves nothing).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RingClient } from '../../src/client/ring-client.js';
@@ -61,6 +61,33 @@ export interface ClusterOptions {
   readonly configFile: string;
   readonly clusterSecret: string;
   readonly logLevel: string;
+  /**
+   * For the clock nemesis: libfaketime's library and a folder for one offset file per node. Each
+   * node then runs with LD_PRELOAD of the library and reads its wall-clock offset from its file
+   * (re-read at most once a second), which setClockOffset rewrites while the node runs.
+   */
+  readonly faketime?: { readonly library: string; readonly folder: string };
+}
+
+/** How long libfaketime keeps an offset before it reads the file again, in seconds. */
+export const faketimeCacheSeconds = 1;
+
+/** The environment that loads libfaketime into a node with its offset file. */
+export function faketimeEnvironment(library: string, offsetFile: string): Record<string, string> {
+  return {
+    LD_PRELOAD: library,
+    FAKETIME_TIMESTAMP_FILE: offsetFile,
+    FAKETIME_CACHE_DURATION: String(faketimeCacheSeconds),
+    // Only the wall clock is wrong: timers and the event loop run on the monotonic clock, as a
+    // host whose NTP steps the time still keeps its monotonic clock.
+    FAKETIME_DONT_FAKE_MONOTONIC: '1',
+  };
+}
+
+/** The offset file's text: libfaketime's relative format, `+Ns` or `-Ns`. */
+export function faketimeOffsetText(offsetMs: number): string {
+  const seconds = Math.round(offsetMs / 1000);
+  return `${seconds < 0 ? '-' : '+'}${Math.abs(seconds)}s\n`;
 }
 
 /** The repository root: the folder above this file that holds package.json and bin/ringkv.js. */
@@ -150,9 +177,17 @@ export class Cluster {
     if (seeds.length > 0) args.push('--seeds', seeds.join(','));
     // The log file descriptor goes to the child directly: nothing to pump, and it outlives us.
     const log = openSync(node.logPath, 'a');
+    const faketime = this.options.faketime;
+    let clock: Record<string, string> = {};
+    if (faketime !== undefined) {
+      mkdirSync(faketime.folder, { recursive: true });
+      const offsetFile = this.offsetFile(node);
+      if (!existsSync(offsetFile)) writeFileSync(offsetFile, faketimeOffsetText(0));
+      clock = faketimeEnvironment(faketime.library, offsetFile);
+    }
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', log, log],
-      env: { ...process.env, RINGKV_CLUSTER_SECRET: this.options.clusterSecret },
+      env: { ...process.env, RINGKV_CLUSTER_SECRET: this.options.clusterSecret, ...clock },
     });
     closeSync(log);
     child.on('error', () => undefined);
@@ -163,6 +198,24 @@ export class Cluster {
     node.child = child;
     node.state = 'running';
     if (child.pid !== undefined) node.pids.push(child.pid);
+  }
+
+  private offsetFile(node: ClusterNode): string {
+    return join((this.options.faketime as { folder: string }).folder, `${node.name}.faketime`);
+  }
+
+  /**
+   * Sets the node's wall clock `offsetMs` away from true time (0: true time), through its
+   * libfaketime offset file; the running process sees it within a second. The offset outlives a
+   * restart, as a bad clock outlives a process. A no-op without the clock nemesis.
+   */
+  setClockOffset(node: ClusterNode, offsetMs: number): void {
+    if (this.options.faketime === undefined) return;
+    mkdirSync(this.options.faketime.folder, { recursive: true });
+    // Written whole and renamed, so libfaketime never reads a half-written offset.
+    const file = this.offsetFile(node);
+    writeFileSync(`${file}.new`, faketimeOffsetText(offsetMs));
+    renameSync(`${file}.new`, file);
   }
 
   /** Waits until the node answers /health (or has exited, which throws). */

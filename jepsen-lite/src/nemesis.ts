@@ -25,6 +25,13 @@ export type Fault =
     }
   | { readonly kind: 'kill' | 'pause'; readonly nodes: readonly number[] }
   | {
+      readonly kind: 'clock';
+      /** The nodes whose wall clock jumps at the start, and jumps back to true time at the stop. */
+      readonly nodes: readonly number[];
+      /** Each node's offset from true time while the fault is in force, in ms (same order as `nodes`). */
+      readonly offsetsMs: readonly number[];
+    }
+  | {
       readonly kind: 'membership';
       /**
        * `join`: a spare slot starts fresh and joins; `leave`: `ringkv leave` decommissions the
@@ -95,6 +102,8 @@ function onMembers(fault: Fault, members: readonly number[]): Fault {
     };
   }
   if (fault.kind === 'kill' || fault.kind === 'pause') return { ...fault, nodes: sorted(fault.nodes.map(slot)) };
+  // Slots keep the members' order, so the offsets stay beside their nodes.
+  if (fault.kind === 'clock') return { ...fault, nodes: fault.nodes.map(slot) };
   return fault;
 }
 
@@ -186,8 +195,23 @@ function sorted(nodes: readonly number[]): number[] {
 
 const randomShapes: readonly PartitionShape[] = ['halves', 'majority', 'isolate', 'bridge', 'ring'];
 
+/** The smallest and largest clock offset the clock nemesis sets, either way, in whole seconds (libfaketime's `+Ns`). */
+export const clockOffsetRangeS = { min: 2, max: 60 } as const;
+
+/**
+ * A clock fault: 1 to ⌈N/2⌉ nodes (a bad clock does not take a node down, so a majority may be
+ * wrong) get a wall clock ahead of or behind true time by 2 to 60 whole seconds.
+ */
+export function planClock(nodeCount: number, random: Random): Fault {
+  const count = 1 + random.int(Math.ceil(nodeCount / 2));
+  const nodes = sorted(shuffled(nodeCount, random).slice(0, count));
+  const offsetsMs = nodes.map(() => (random.next() < 0.5 ? -1 : 1) * (clockOffsetRangeS.min + random.int(clockOffsetRangeS.max - clockOffsetRangeS.min + 1)) * 1000);
+  return { kind: 'clock', nodes, offsetsMs };
+}
+
 /** A fault of the named kind with seeded targets. */
 export function planFault(name: Exclude<FaultName, 'membership'>, nodeCount: number, random: Random): Fault {
+  if (name === 'clock') return planClock(nodeCount, random);
   if (name === 'kill' || name === 'pause') {
     const count = 1 + random.int(Math.max(1, largestMinority(nodeCount)));
     return { kind: name, nodes: sorted(shuffled(nodeCount, random).slice(0, count)) };
@@ -245,14 +269,20 @@ export function describeFault(fault: Fault, names: readonly string[]): Record<st
   if (fault.kind === 'partition') {
     return { kind: 'partition', grudge: fault.shape, groups: fault.groups.map((group) => group.map(name)), cut: fault.blocked.map(([a, b]) => `${name(a)}-${name(b)}`) };
   }
+  if (fault.kind === 'clock') return { kind: 'clock', offsetsMs: Object.fromEntries(fault.nodes.map((node, place) => [name(node), fault.offsetsMs[place] ?? 0])) };
   if (fault.kind === 'membership') return { kind: 'membership', action: fault.action, node: name(fault.node), ...(fault.via === undefined ? {} : { via: name(fault.via) }) };
   return { kind: fault.kind, nodes: fault.nodes.map(name) };
+}
+
+function clockText(offsetMs: number): string {
+  return `${offsetMs >= 0 ? '+' : '-'}${(Math.abs(offsetMs) / 1000).toFixed(1)}s`;
 }
 
 /** A one-line description of a fault for the terminal. */
 export function faultSummary(fault: Fault, names: readonly string[]): string {
   const name = (node: number): string => names[node] ?? `#${node}`;
   if (fault.kind === 'partition') return `partition ${fault.shape} ${fault.groups.map((group) => `{${group.map(name).join(',')}}`).join(' ')}`;
+  if (fault.kind === 'clock') return `clock ${fault.nodes.map((node, place) => `${name(node)} ${clockText(fault.offsetsMs[place] ?? 0)}`).join(', ')}`;
   if (fault.kind === 'membership') return `membership ${fault.action} ${name(fault.node)}${fault.via === undefined ? '' : ` via ${name(fault.via)}`}`;
   return `${fault.kind} ${fault.nodes.map(name).join(',')}`;
 }
@@ -336,6 +366,10 @@ export class Nemesis {
       else await this.cluster.remove(node, this.slot(fault.via ?? -1));
       return;
     }
+    if (fault.kind === 'clock') {
+      fault.nodes.forEach((index, place) => this.cluster.setClockOffset(this.slot(index), fault.offsetsMs[place] ?? 0));
+      return;
+    }
     const nodes = fault.kind === 'partition' ? [] : fault.nodes.map((index) => this.slot(index));
     if (fault.kind === 'partition') this.network.partition(fault.blocked);
     else if (fault.kind === 'kill') await Promise.all(nodes.map((node) => this.cluster.kill(node)));
@@ -360,9 +394,11 @@ export class Nemesis {
     this.say(`nemesis: stop  ${faultSummary(fault, this.names)}${error === undefined ? '' : ` (${error})`}`);
   }
 
-  /** Undoes every fault there could be: links healed, paused nodes resumed, killed members restarted (a removed node stays down until brought back). */
+  /** Undoes every fault there could be: links healed, clocks set right, paused nodes resumed, killed members restarted (a removed node stays down until brought back). */
   private async repair(): Promise<void> {
     this.network.healAll();
+    // Every clock jumps back to true time.
+    for (const node of this.cluster.nodes) this.cluster.setClockOffset(node, 0);
     for (const node of this.cluster.nodes) this.cluster.resume(node);
     await Promise.all(this.cluster.nodes.filter((node) => node.state === 'killed' && node.role === 'member').map((node) => this.cluster.restart(node)));
   }

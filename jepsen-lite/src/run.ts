@@ -22,6 +22,7 @@ import { HistoryRecorder, parseHistory } from './history.js';
 import { Nemesis, faultSummary, planNemesisSchedule } from './nemesis.js';
 import { LinkNetwork } from './proxy.js';
 import { renderReport } from './report-html.js';
+import { ensureFaketime } from './faketime.js';
 import { delay } from './wait.js';
 import { ClientWorkload } from './workloads/client.js';
 import { DeleteWorkload } from './workloads/delete.js';
@@ -121,7 +122,18 @@ function recheck(folder: string): number {
 }
 
 /** Runs one test; returns the process exit code. */
-async function run(options: RunOptions): Promise<number> {
+async function run(requested: RunOptions): Promise<number> {
+  // The clock nemesis needs libfaketime; without it the run goes on without that fault, and says so.
+  let options = requested;
+  let faketimeLibrary: string | undefined;
+  if (options.faults.includes('clock')) {
+    const faketime = ensureFaketime(say);
+    if ('library' in faketime) faketimeLibrary = faketime.library;
+    else {
+      say(`clock nemesis SKIPPED: ${faketime.reason}`);
+      options = { ...options, faults: options.faults.filter((fault) => fault !== 'clock') };
+    }
+  }
   const storeRoot = options.storeRoot ?? join(repositoryRoot(), 'jepsen-lite', 'store');
   // The membership nemesis needs slots for nodes that join later; they get ports and links too.
   const spareCount = options.faults.includes('membership') ? membershipSpares : 0;
@@ -153,6 +165,7 @@ async function run(options: RunOptions): Promise<number> {
     nemesis: options.faults.length === 0 ? 'none' : options.faults.join(','),
     nodes: options.nodeCount,
     spareSlots: spareCount,
+    ...(requested.faults.includes('clock') && faketimeLibrary === undefined ? { skipped: 'clock (no libfaketime)' } : {}),
     timeLimitS: options.timeLimitMs / 1000,
     concurrency: options.concurrency,
     conflict: options.conflictMode,
@@ -180,6 +193,7 @@ async function run(options: RunOptions): Promise<number> {
     configFile,
     clusterSecret: randomBytes(24).toString('hex'),
     logLevel: options.nodeLogLevel,
+    ...(faketimeLibrary === undefined ? {} : { faketime: { library: faketimeLibrary, folder: join(runFolder, 'clocks') } }),
   });
   const writeRunFile = (extra: Record<string, unknown>): void =>
     writeFileSync(

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { SeededRandom } from '../../src/adapters/seeded-random.js';
 import { parseFaults, parseRunOptions } from '../src/cli-options.js';
-import { type Fault, type PartitionShape, planFault, planNemesisSchedule, planPartition } from '../src/nemesis.js';
+import { faketimeEnvironment, faketimeOffsetText } from '../src/cluster.js';
+import { type Fault, type PartitionShape, faultSummary, planClock, planFault, planNemesisSchedule, planPartition } from '../src/nemesis.js';
 
 /**
  * The nemesis schedule must replay from its seed, and its faults must have the shapes Jepsen
@@ -164,6 +165,47 @@ describe('the membership nemesis', () => {
     expect(planNemesisSchedule(options, new SeededRandom(11))).toEqual(first);
     const plain = { faults: ['partition', 'kill', 'pause'] as const, nodeCount: 5, timeLimitMs: 60_000, intervalMs: 5000 };
     expect(planNemesisSchedule({ ...plain, spareCount: 0 }, new SeededRandom(3))).toEqual(planNemesisSchedule(plain, new SeededRandom(3)));
+  });
+});
+
+describe('the clock nemesis', () => {
+  it('skews 1 to ceil(N/2) distinct nodes by 2 to 60 whole seconds either way', () => {
+    const seen = { ahead: 0, behind: 0 };
+    for (let seed = 0; seed < 200; seed++) {
+      const fault = planClock(5, new SeededRandom(seed));
+      if (fault.kind !== 'clock') throw new Error('expected a clock fault');
+      expect(fault.nodes.length).toBeGreaterThanOrEqual(1);
+      expect(fault.nodes.length).toBeLessThanOrEqual(3);
+      expect(new Set(fault.nodes).size).toBe(fault.nodes.length);
+      expect(fault.offsetsMs).toHaveLength(fault.nodes.length);
+      for (const offset of fault.offsetsMs) {
+        expect(Math.abs(offset) % 1000).toBe(0);
+        expect(Math.abs(offset)).toBeGreaterThanOrEqual(2000);
+        expect(Math.abs(offset)).toBeLessThanOrEqual(60_000);
+        if (offset > 0) seen.ahead += 1;
+        else seen.behind += 1;
+      }
+    }
+    expect(seen.ahead).toBeGreaterThan(0);
+    expect(seen.behind).toBeGreaterThan(0);
+  });
+
+  it('writes offsets in libfaketime format and loads it with the wall clock only faked', () => {
+    expect(faketimeOffsetText(0)).toBe('+0s\n');
+    expect(faketimeOffsetText(42_000)).toBe('+42s\n');
+    expect(faketimeOffsetText(-7000)).toBe('-7s\n');
+    expect(faketimeEnvironment('/lib/libfaketimeMT.so.1', '/run/n1.faketime')).toEqual({
+      LD_PRELOAD: '/lib/libfaketimeMT.so.1',
+      FAKETIME_TIMESTAMP_FILE: '/run/n1.faketime',
+      FAKETIME_CACHE_DURATION: '1',
+      FAKETIME_DONT_FAKE_MONOTONIC: '1',
+    });
+  });
+
+  it('describes a clock fault with each node beside its offset', () => {
+    const fault = { kind: 'clock', nodes: [0, 3], offsetsMs: [12_000, -5000] } as const;
+    expect(faultSummary(fault, ['n1', 'n2', 'n3', 'n4'])).toBe('clock n1 +12.0s, n4 -5.0s');
+    expect(parseFaults('clock,partition')).toEqual(['clock', 'partition']);
   });
 });
 
