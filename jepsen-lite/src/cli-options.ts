@@ -20,6 +20,8 @@ export const faultNames = [
   'partition-ring',
   'kill',
   'pause',
+  'membership',
+  'clock',
 ] as const;
 /** A fault's name. */
 export type FaultName = (typeof faultNames)[number];
@@ -63,7 +65,11 @@ export const usage = `usage: npm run jepsen -- [options]
                                    as README.md documents it (contexts, resolve, deletes)
   --nemesis LIST                   faults, comma-separated: partition, partition-halves,
                                    partition-majority, partition-isolate, partition-bridge,
-                                   partition-ring, kill, pause, all, none (default partition)
+                                   partition-ring, kill, pause, membership (join a fresh
+                                   node, leave one, remove a killed one and bring its process
+                                   back), clock (skew and jump wall clocks with libfaketime;
+                                   needs root or Debian's faketime installed), all (partition,
+                                   kill, pause), none (default partition)
   --nodes N                        cluster size, 3..9 (default 5)
   --time-limit S                   seconds of workload (default 60)
   --concurrency C                  client worker threads (default 10)

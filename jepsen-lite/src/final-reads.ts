@@ -37,16 +37,28 @@ export async function forEachBounded<T>(items: readonly T[], parallelism: number
   );
 }
 
-/** Waits until no node has hints pending; returns false if `deadlineMs` passed first. */
-export async function waitForHints(cluster: Cluster, deadlineMs: number): Promise<boolean> {
+/**
+ * Waits until no member has hints pending; returns undefined once drained, or, if `deadlineMs`
+ * passed first, which member still holds hints for which target (by node name where known).
+ */
+export async function waitForHints(cluster: Cluster, deadlineMs: number): Promise<string | undefined> {
+  let pending = '';
   try {
     await waitFor('every node to have delivered its hints', deadlineMs, async () => {
-      for (const node of cluster.nodes) if ((await cluster.status(node)).hints.pending !== 0) return false;
-      return true;
+      const holders: string[] = [];
+      // Members only: a node that left has exited, and a removed one moves no data.
+      for (const node of cluster.members) {
+        const hints = (await cluster.status(node)).hints;
+        if (hints.pending === 0) continue;
+        const targets = Object.entries(hints.byTarget ?? {}).map(([id, count]) => `${cluster.nameOf(id)} ${count}`);
+        holders.push(`${node.name} holds ${hints.pending} (${targets.join(', ')})`);
+      }
+      pending = holders.join('; ');
+      return holders.length === 0;
     }, 500);
-    return true;
+    return undefined;
   } catch {
-    return false;
+    return pending === '' ? 'no answer from a member' : pending;
   }
 }
 
@@ -56,7 +68,7 @@ function errorText(error: unknown): string {
 
 /** Reads every key of the workload with r=all, each attempt recorded as a `final-read` operation; returns each key's value as recorded. */
 export async function finalReads(workload: Workload, client: RingClient, cluster: Cluster, history: HistoryRecorder, options: FinalReadOptions): Promise<Map<string, unknown>> {
-  const addresses = cluster.addresses;
+  const addresses = cluster.memberAddresses;
   const attempts = options.attempts ?? 5;
   const values = new Map<string, unknown>();
   await forEachBounded(workload.finalKeys(), options.parallelism ?? 8, async (key, slot) => {
@@ -94,7 +106,7 @@ export async function localReads(
   options: FinalReadOptions,
 ): Promise<void> {
   const status = await waitFor<NodeStatusView>('a ring in /status', 10_000, async () => {
-    for (const node of cluster.nodes) {
+    for (const node of cluster.members) {
       const view = await cluster.status(node).catch(() => undefined);
       if (view?.ring !== null && view?.ring !== undefined) return view;
     }

@@ -6,7 +6,7 @@
  */
 import type { Random } from '../../src/ports/random.js';
 import type { FaultName } from './cli-options.js';
-import type { Cluster } from './cluster.js';
+import type { Cluster, ClusterNode } from './cluster.js';
 import type { HistoryRecorder } from './history.js';
 import type { LinkNetwork } from './proxy.js';
 
@@ -23,7 +23,89 @@ export type Fault =
       /** Who can talk to whom, for people: the groups (overlapping for bridge and ring). */
       readonly groups: readonly (readonly number[])[];
     }
-  | { readonly kind: 'kill' | 'pause'; readonly nodes: readonly number[] };
+  | { readonly kind: 'kill' | 'pause'; readonly nodes: readonly number[] }
+  | {
+      readonly kind: 'clock';
+      /** The nodes whose wall clock jumps at the start, and jumps back to true time at the stop. */
+      readonly nodes: readonly number[];
+      /** Each node's offset from true time while the fault is in force, in ms (same order as `nodes`). */
+      readonly offsetsMs: readonly number[];
+    }
+  | {
+      readonly kind: 'membership';
+      /**
+       * `join`: a spare slot starts fresh and joins; `leave`: `ringkv leave` decommissions the
+       * node; `remove`: the node is killed, judged down, removed with `ringkv remove` through
+       * `via`, and when the fault stops its process is brought back on its old disk (it must then
+       * serve nothing). A membership change is not undone: the cluster is different afterwards.
+       */
+      readonly action: 'join' | 'leave' | 'remove';
+      readonly node: number;
+      /** The live member that carries out a `remove`. */
+      readonly via?: number;
+    };
+
+/** Who is in the cluster, as the schedule planner follows it from fault to fault. */
+export interface MembershipModel {
+  /** Slots that are members now, ascending. */
+  readonly members: readonly number[];
+  /** Slots never started yet, ascending. */
+  readonly spares: readonly number[];
+}
+
+/** The membership of a cluster of `nodeCount` nodes with `spareCount` spare slots after them. */
+export function initialMembership(nodeCount: number, spareCount: number): MembershipModel {
+  return {
+    members: Array.from({ length: nodeCount }, (_, index) => index),
+    spares: Array.from({ length: spareCount }, (_, index) => nodeCount + index),
+  };
+}
+
+/**
+ * The fewest members the membership nemesis leaves: one below the starting size (never below 3),
+ * so a leave or remove always leaves n_val = 3 replicas and a kill still takes only a minority.
+ */
+export function minimumMembers(nodeCount: number): number {
+  return Math.max(3, nodeCount - 1);
+}
+
+/** A seeded membership change that the model allows: join while a spare is left, leave or remove while above the minimum. */
+export function planMembership(model: MembershipModel, nodeCount: number, random: Random): Fault | undefined {
+  const actions: ('join' | 'leave' | 'remove')[] = [];
+  if (model.spares.length > 0) actions.push('join');
+  if (model.members.length > minimumMembers(nodeCount)) actions.push('leave', 'remove');
+  if (actions.length === 0) return undefined;
+  const action = actions[random.int(actions.length)] as 'join' | 'leave' | 'remove';
+  if (action === 'join') return { kind: 'membership', action, node: model.spares[0] as number };
+  const order = shuffled(model.members.length, random).map((place) => model.members[place] as number);
+  const [node, via] = order as [number, number];
+  return action === 'remove' ? { kind: 'membership', action, node, via } : { kind: 'membership', action, node };
+}
+
+/** The model after `fault`. */
+export function applyMembership(model: MembershipModel, fault: Fault): MembershipModel {
+  if (fault.kind !== 'membership') return model;
+  if (fault.action === 'join') {
+    return { members: sorted([...model.members, fault.node]), spares: model.spares.filter((slot) => slot !== fault.node) };
+  }
+  return { members: model.members.filter((slot) => slot !== fault.node), spares: model.spares };
+}
+
+/** A fault planned over `members.length` nodes, renamed to the members' slots. */
+function onMembers(fault: Fault, members: readonly number[]): Fault {
+  const slot = (place: number): number => members[place] as number;
+  if (fault.kind === 'partition') {
+    return {
+      ...fault,
+      blocked: fault.blocked.map(([a, b]) => [Math.min(slot(a), slot(b)), Math.max(slot(a), slot(b))] as const),
+      groups: fault.groups.map((group) => sorted(group.map(slot))),
+    };
+  }
+  if (fault.kind === 'kill' || fault.kind === 'pause') return { ...fault, nodes: sorted(fault.nodes.map(slot)) };
+  // Slots keep the members' order, so the offsets stay beside their nodes.
+  if (fault.kind === 'clock') return { ...fault, nodes: fault.nodes.map(slot) };
+  return fault;
+}
 
 /** One step of the schedule: a fault starts or stops `atMs` after the workload starts. */
 export interface NemesisEvent {
@@ -113,8 +195,23 @@ function sorted(nodes: readonly number[]): number[] {
 
 const randomShapes: readonly PartitionShape[] = ['halves', 'majority', 'isolate', 'bridge', 'ring'];
 
+/** The smallest and largest clock offset the clock nemesis sets, either way, in whole seconds (libfaketime's `+Ns`). */
+export const clockOffsetRangeS = { min: 2, max: 60 } as const;
+
+/**
+ * A clock fault: 1 to ⌈N/2⌉ nodes (a bad clock does not take a node down, so a majority may be
+ * wrong) get a wall clock ahead of or behind true time by 2 to 60 whole seconds.
+ */
+export function planClock(nodeCount: number, random: Random): Fault {
+  const count = 1 + random.int(Math.ceil(nodeCount / 2));
+  const nodes = sorted(shuffled(nodeCount, random).slice(0, count));
+  const offsetsMs = nodes.map(() => (random.next() < 0.5 ? -1 : 1) * (clockOffsetRangeS.min + random.int(clockOffsetRangeS.max - clockOffsetRangeS.min + 1)) * 1000);
+  return { kind: 'clock', nodes, offsetsMs };
+}
+
 /** A fault of the named kind with seeded targets. */
-export function planFault(name: FaultName, nodeCount: number, random: Random): Fault {
+export function planFault(name: Exclude<FaultName, 'membership'>, nodeCount: number, random: Random): Fault {
+  if (name === 'clock') return planClock(nodeCount, random);
   if (name === 'kill' || name === 'pause') {
     const count = 1 + random.int(Math.max(1, largestMinority(nodeCount)));
     return { kind: name, nodes: sorted(shuffled(nodeCount, random).slice(0, count)) };
@@ -130,6 +227,8 @@ export interface ScheduleOptions {
   readonly timeLimitMs: number;
   /** Mean length of a fault and of the quiet spell before it; each is drawn from [0.5, 1.5) times it. */
   readonly intervalMs: number;
+  /** Spare slots after the first `nodeCount` that `membership` may join (default 0). */
+  readonly spareCount?: number;
 }
 
 /**
@@ -141,10 +240,20 @@ export function planNemesisSchedule(options: ScheduleOptions, random: Random): N
   const events: NemesisEvent[] = [];
   if (options.faults.length === 0) return events;
   const jitter = (): number => Math.round(options.intervalMs * (0.5 + random.next()));
+  // Faults are planned over today's members, so a kill or pause takes a minority of them and a
+  // partition splits them; a membership change moves the model on.
+  let model = initialMembership(options.nodeCount, options.spareCount ?? 0);
   let atMs = jitter();
   while (atMs < options.timeLimitMs) {
     const name = options.faults[random.int(options.faults.length)] as FaultName;
-    const fault = planFault(name, options.nodeCount, random);
+    const planned = name === 'membership' ? planMembership(model, options.nodeCount, random) : onMembers(planFault(name, model.members.length, random), model.members);
+    // No membership change is possible (no spare, at the minimum): that turn stays quiet.
+    if (planned === undefined) {
+      atMs += jitter();
+      continue;
+    }
+    const fault = planned;
+    model = applyMembership(model, fault);
     events.push({ atMs, action: 'start', fault });
     const stopMs = atMs + jitter();
     if (stopMs >= options.timeLimitMs) break;
@@ -160,13 +269,21 @@ export function describeFault(fault: Fault, names: readonly string[]): Record<st
   if (fault.kind === 'partition') {
     return { kind: 'partition', grudge: fault.shape, groups: fault.groups.map((group) => group.map(name)), cut: fault.blocked.map(([a, b]) => `${name(a)}-${name(b)}`) };
   }
+  if (fault.kind === 'clock') return { kind: 'clock', offsetsMs: Object.fromEntries(fault.nodes.map((node, place) => [name(node), fault.offsetsMs[place] ?? 0])) };
+  if (fault.kind === 'membership') return { kind: 'membership', action: fault.action, node: name(fault.node), ...(fault.via === undefined ? {} : { via: name(fault.via) }) };
   return { kind: fault.kind, nodes: fault.nodes.map(name) };
+}
+
+function clockText(offsetMs: number): string {
+  return `${offsetMs >= 0 ? '+' : '-'}${(Math.abs(offsetMs) / 1000).toFixed(1)}s`;
 }
 
 /** A one-line description of a fault for the terminal. */
 export function faultSummary(fault: Fault, names: readonly string[]): string {
   const name = (node: number): string => names[node] ?? `#${node}`;
   if (fault.kind === 'partition') return `partition ${fault.shape} ${fault.groups.map((group) => `{${group.map(name).join(',')}}`).join(' ')}`;
+  if (fault.kind === 'clock') return `clock ${fault.nodes.map((node, place) => `${name(node)} ${clockText(fault.offsetsMs[place] ?? 0)}`).join(', ')}`;
+  if (fault.kind === 'membership') return `membership ${fault.action} ${name(fault.node)}${fault.via === undefined ? '' : ` via ${name(fault.via)}`}`;
   return `${fault.kind} ${fault.nodes.map(name).join(',')}`;
 }
 
@@ -235,8 +352,25 @@ export class Nemesis {
     this.history.record({ type: 'info', process: 'nemesis', f: 'start', value, ...(error === undefined ? {} : { error }) });
   }
 
+  private slot(index: number): ClusterNode {
+    const node = this.cluster.nodes[index];
+    if (node === undefined) throw new Error(`the schedule names slot ${index}, but the cluster has ${this.cluster.nodes.length}`);
+    return node;
+  }
+
   private async inflict(fault: Fault): Promise<void> {
-    const nodes = fault.kind === 'partition' ? [] : fault.nodes.map((index) => this.cluster.nodes[index]).filter((node) => node !== undefined);
+    if (fault.kind === 'membership') {
+      const node = this.slot(fault.node);
+      if (fault.action === 'join') await this.cluster.join(node);
+      else if (fault.action === 'leave') await this.cluster.leave(node);
+      else await this.cluster.remove(node, this.slot(fault.via ?? -1));
+      return;
+    }
+    if (fault.kind === 'clock') {
+      fault.nodes.forEach((index, place) => this.cluster.setClockOffset(this.slot(index), fault.offsetsMs[place] ?? 0));
+      return;
+    }
+    const nodes = fault.kind === 'partition' ? [] : fault.nodes.map((index) => this.slot(index));
     if (fault.kind === 'partition') this.network.partition(fault.blocked);
     else if (fault.kind === 'kill') await Promise.all(nodes.map((node) => this.cluster.kill(node)));
     else for (const node of nodes) this.cluster.pause(node);
@@ -249,6 +383,8 @@ export class Nemesis {
     this.history.record({ type: 'invoke', process: 'nemesis', f: 'stop', value });
     let error: string | undefined;
     try {
+      // The end of a remove: the removed node's process comes back on its old disk.
+      if (fault.kind === 'membership' && fault.action === 'remove') await this.cluster.bringBack(this.slot(fault.node));
       await this.repair();
     } catch (caught) {
       error = String(caught);
@@ -258,11 +394,13 @@ export class Nemesis {
     this.say(`nemesis: stop  ${faultSummary(fault, this.names)}${error === undefined ? '' : ` (${error})`}`);
   }
 
-  /** Undoes every fault there could be: links healed, paused nodes resumed, killed nodes restarted. */
+  /** Undoes every fault there could be: links healed, clocks set right, paused nodes resumed, killed members restarted (a removed node stays down until brought back). */
   private async repair(): Promise<void> {
     this.network.healAll();
+    // Every clock jumps back to true time.
+    for (const node of this.cluster.nodes) this.cluster.setClockOffset(node, 0);
     for (const node of this.cluster.nodes) this.cluster.resume(node);
-    await Promise.all(this.cluster.nodes.filter((node) => node.state === 'killed').map((node) => this.cluster.restart(node)));
+    await Promise.all(this.cluster.nodes.filter((node) => node.state === 'killed' && node.role === 'member').map((node) => this.cluster.restart(node)));
   }
 
   /** After the workload: cancels the schedule, ends the fault in force and heals everything, recorded as `heal`. */

@@ -22,6 +22,7 @@ import { HistoryRecorder, parseHistory } from './history.js';
 import { Nemesis, faultSummary, planNemesisSchedule } from './nemesis.js';
 import { LinkNetwork } from './proxy.js';
 import { renderReport } from './report-html.js';
+import { ensureFaketime } from './faketime.js';
 import { delay } from './wait.js';
 import { ClientWorkload } from './workloads/client.js';
 import { DeleteWorkload } from './workloads/delete.js';
@@ -31,6 +32,9 @@ import type { Workload } from './workloads/workload.js';
 
 /** n_val of every bucket the harness uses (ringkv's default). */
 const nVal = 3;
+
+/** Spare slots the membership nemesis can join into the cluster. */
+const membershipSpares = 2;
 
 /** How long after a fault the register checker still excuses stale reads: failure detection, gossip and hint delivery. */
 const recoveryMs = 5000;
@@ -118,13 +122,27 @@ function recheck(folder: string): number {
 }
 
 /** Runs one test; returns the process exit code. */
-async function run(options: RunOptions): Promise<number> {
+async function run(requested: RunOptions): Promise<number> {
+  // The clock nemesis needs libfaketime; without it the run goes on without that fault, and says so.
+  let options = requested;
+  let faketimeLibrary: string | undefined;
+  if (options.faults.includes('clock')) {
+    const faketime = ensureFaketime(say);
+    if ('library' in faketime) faketimeLibrary = faketime.library;
+    else {
+      say(`clock nemesis SKIPPED: ${faketime.reason}`);
+      options = { ...options, faults: options.faults.filter((fault) => fault !== 'clock') };
+    }
+  }
   const storeRoot = options.storeRoot ?? join(repositoryRoot(), 'jepsen-lite', 'store');
+  // The membership nemesis needs slots for nodes that join later; they get ports and links too.
+  const spareCount = options.faults.includes('membership') ? membershipSpares : 0;
+  const slotCount = options.nodeCount + spareCount;
   const nodePort = (node: number): number => options.basePort + node;
-  const proxyPort = (from: number, to: number): number => options.basePort + options.nodeCount + from * options.nodeCount + to;
-  const ports = Array.from({ length: options.nodeCount }, (_, node) => nodePort(node));
-  for (let from = 0; from < options.nodeCount; from++) {
-    for (let to = 0; to < options.nodeCount; to++) if (from !== to) ports.push(proxyPort(from, to));
+  const proxyPort = (from: number, to: number): number => options.basePort + slotCount + from * slotCount + to;
+  const ports = Array.from({ length: slotCount }, (_, node) => nodePort(node));
+  for (let from = 0; from < slotCount; from++) {
+    for (let to = 0; to < slotCount; to++) if (from !== to) ports.push(proxyPort(from, to));
   }
   await assertPortsFree(ports);
   const runFolder = makeRunFolder(storeRoot);
@@ -139,13 +157,15 @@ async function run(options: RunOptions): Promise<number> {
   };
   writeFileSync(configFile, `${JSON.stringify(nodeConfig, null, 2)}\n`);
   const schedule = planNemesisSchedule(
-    { faults: options.faults, nodeCount: options.nodeCount, timeLimitMs: options.timeLimitMs, intervalMs: options.nemesisIntervalMs },
+    { faults: options.faults, nodeCount: options.nodeCount, timeLimitMs: options.timeLimitMs, intervalMs: options.nemesisIntervalMs, spareCount },
     new SeededRandom(options.seed),
   );
   const settings = {
     workload: options.workload,
     nemesis: options.faults.length === 0 ? 'none' : options.faults.join(','),
     nodes: options.nodeCount,
+    spareSlots: spareCount,
+    ...(requested.faults.includes('clock') && faketimeLibrary === undefined ? { skipped: 'clock (no libfaketime)' } : {}),
     timeLimitS: options.timeLimitMs / 1000,
     concurrency: options.concurrency,
     conflict: options.conflictMode,
@@ -162,9 +182,10 @@ async function run(options: RunOptions): Promise<number> {
       ` --rate ${options.ratePerSecond} --keys ${options.keyCount} --nemesis-interval ${options.nemesisIntervalMs / 1000} --quiet ${options.quietMs / 1000}`,
   };
 
-  const network = new LinkNetwork(options.nodeCount, nodePort, proxyPort);
+  const network = new LinkNetwork(slotCount, nodePort, proxyPort);
   const cluster = new Cluster({
     nodeCount: options.nodeCount,
+    spareCount,
     nodePort,
     peerMap: (node) => network.peerMap(node),
     dataRoot,
@@ -172,6 +193,7 @@ async function run(options: RunOptions): Promise<number> {
     configFile,
     clusterSecret: randomBytes(24).toString('hex'),
     logLevel: options.nodeLogLevel,
+    ...(faketimeLibrary === undefined ? {} : { faketime: { library: faketimeLibrary, folder: join(runFolder, 'clocks') } }),
   });
   const writeRunFile = (extra: Record<string, unknown>): void =>
     writeFileSync(
@@ -195,13 +217,16 @@ async function run(options: RunOptions): Promise<number> {
 
   let history: HistoryRecorder | undefined;
   const workload = buildWorkload(options);
+  // Clients are bound to the nodes the cluster starts with, as Jepsen binds them; a client of a
+  // node that has left or been removed sees its operations fail there.
+  const clientNodes = cluster.memberAddresses;
   const client = new RingClient({ nodes: cluster.addresses, httpTimeoutMs: 5000, maxAttempts: 1, connectionsPerNode: options.concurrency + 4 });
   const warnings: string[] = [];
   try {
     say(`jepsen-lite: ${settings.command}`);
     say(`store: ${runFolder}`);
     await network.start();
-    say(`starting ${options.nodeCount} ringkv nodes on 127.0.0.1:${nodePort(0)}..${nodePort(options.nodeCount - 1)}, links proxied on ${proxyPort(0, 1)}..${Math.max(...ports)}`);
+    say(`starting ${options.nodeCount} ringkv nodes on 127.0.0.1:${nodePort(0)}..${nodePort(options.nodeCount - 1)}${spareCount > 0 ? ` (${spareCount} spare slots up to ${nodePort(slotCount - 1)})` : ''}, links proxied on ${proxyPort(0, 1)}..${Math.max(...ports)}`);
     await cluster.start();
     writeRunFile({ startedAt: new Date().toISOString() });
     // Time zero of the history is the start of the workload, so report times read as seconds into the test.
@@ -225,7 +250,7 @@ async function run(options: RunOptions): Promise<number> {
     }, 2000);
     try {
       const nemesisDone = nemesis.run(schedule, startMs);
-      await runClients(workload, client, history, { concurrency: options.concurrency, timeLimitMs: options.timeLimitMs, ratePerSecond: options.ratePerSecond, seed: options.seed, nodes: cluster.addresses }, startMs);
+      await runClients(workload, client, history, { concurrency: options.concurrency, timeLimitMs: options.timeLimitMs, ratePerSecond: options.ratePerSecond, seed: options.seed, nodes: clientNodes }, startMs);
       nemesis.cancel();
       await nemesisDone;
       say('workload done; healing every link and node');
@@ -238,8 +263,9 @@ async function run(options: RunOptions): Promise<number> {
     await cluster.waitConverged(60_000).catch((error: unknown) => {
       warnings.push(`membership did not converge after healing: ${String(error)}`);
     });
-    const hintsDrained = await waitForHints(cluster, 60_000);
-    if (!hintsDrained) warnings.push('hints were still pending 60 s after healing');
+    const hintsPending = await waitForHints(cluster, 60_000);
+    const hintsDrained = hintsPending === undefined;
+    if (!hintsDrained) warnings.push(`hints were still pending 60 s after healing: ${hintsPending}`);
     say(`healed; hints ${hintsDrained ? 'drained' : 'NOT drained'}; quiet for ${options.quietMs / 1000} s`);
     // A deliberate wait: the quiet period is the time the issue gives hints and anti-entropy to finish.
     await delay(options.quietMs);

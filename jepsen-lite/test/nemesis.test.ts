@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { SeededRandom } from '../../src/adapters/seeded-random.js';
 import { parseFaults, parseRunOptions } from '../src/cli-options.js';
-import { type Fault, type PartitionShape, planFault, planNemesisSchedule, planPartition } from '../src/nemesis.js';
+import { faketimeEnvironment, faketimeOffsetText } from '../src/cluster.js';
+import { type Fault, type PartitionShape, faultSummary, planClock, planFault, planNemesisSchedule, planPartition } from '../src/nemesis.js';
 
 /**
  * The nemesis schedule must replay from its seed, and its faults must have the shapes Jepsen
@@ -48,7 +49,7 @@ describe('the faults', () => {
     for (let seed = 0; seed < 200; seed++) {
       for (const nodeCount of [3, 5, 7]) {
         const fault = planFault(seed % 2 === 0 ? 'kill' : 'pause', nodeCount, new SeededRandom(seed));
-        if (fault.kind === 'partition') throw new Error('expected a process fault');
+        if (fault.kind !== 'kill' && fault.kind !== 'pause') throw new Error('expected a process fault');
         expect(fault.nodes.length).toBeGreaterThanOrEqual(1);
         expect(fault.nodes.length).toBeLessThanOrEqual(Math.floor((nodeCount - 1) / 2));
         expect(new Set(fault.nodes).size).toBe(fault.nodes.length);
@@ -94,12 +95,127 @@ describe('the faults', () => {
   });
 });
 
+describe('the membership nemesis', () => {
+  const options = { faults: ['partition', 'kill', 'pause', 'membership'] as const, nodeCount: 5, timeLimitMs: 120_000, intervalMs: 3000, spareCount: 2 };
+
+  /** Replays a schedule's membership changes, checking each against who is a member at that moment. */
+  function replay(events: readonly { action: string; fault: Fault }[]): { members: Set<number>; joins: number; leaves: number; removes: number } {
+    const members = new Set([0, 1, 2, 3, 4]);
+    const spares = new Set([5, 6]);
+    const gone = new Set<number>();
+    let joins = 0;
+    let leaves = 0;
+    let removes = 0;
+    for (const { action, fault } of events) {
+      if (action !== 'start') continue;
+      if (fault.kind === 'membership') {
+        if (fault.action === 'join') {
+          // A join is always a slot never started before: a fresh node with an empty disk.
+          expect(spares.has(fault.node)).toBe(true);
+          spares.delete(fault.node);
+          members.add(fault.node);
+          joins += 1;
+        } else {
+          expect(members.has(fault.node)).toBe(true);
+          members.delete(fault.node);
+          gone.add(fault.node);
+          if (fault.action === 'remove') {
+            // The removal is carried out by a live member, never by the node being removed.
+            expect(members.has(fault.via ?? -1)).toBe(true);
+            removes += 1;
+          } else leaves += 1;
+        }
+        // Never fewer than n_val = 3 members, nor fewer than one below the starting size.
+        expect(members.size).toBeGreaterThanOrEqual(4);
+      } else if (fault.kind === 'kill' || fault.kind === 'pause') {
+        for (const node of fault.nodes) expect(members.has(node)).toBe(true);
+        expect(fault.nodes.length).toBeLessThanOrEqual(Math.floor((members.size - 1) / 2));
+      } else if (fault.kind === 'partition') {
+        // A partition splits today's members, and only them.
+        const all = new Set(fault.groups.flat());
+        expect([...all].sort()).toEqual([...members].sort());
+      }
+    }
+    return { members, joins, leaves, removes };
+  }
+
+  it('joins only fresh slots, leaves and removes only members, and keeps every other fault on members', () => {
+    let joins = 0;
+    let leaves = 0;
+    let removes = 0;
+    for (let seed = 0; seed < 100; seed++) {
+      const result = replay(planNemesisSchedule(options, new SeededRandom(seed)));
+      joins += result.joins;
+      leaves += result.leaves;
+      removes += result.removes;
+    }
+    // Over 100 seeds every kind of change happens.
+    expect(joins).toBeGreaterThan(0);
+    expect(leaves).toBeGreaterThan(0);
+    expect(removes).toBeGreaterThan(0);
+  });
+
+  it('without spare slots or room to shrink, plans no membership change at all', () => {
+    const events = planNemesisSchedule({ ...options, faults: ['membership'], nodeCount: 3, spareCount: 0 }, new SeededRandom(1));
+    expect(events).toEqual([]);
+  });
+
+  it('replays from its seed and leaves the schedule of the other faults as it was without spares', () => {
+    const first = planNemesisSchedule(options, new SeededRandom(11));
+    expect(planNemesisSchedule(options, new SeededRandom(11))).toEqual(first);
+    const plain = { faults: ['partition', 'kill', 'pause'] as const, nodeCount: 5, timeLimitMs: 60_000, intervalMs: 5000 };
+    expect(planNemesisSchedule({ ...plain, spareCount: 0 }, new SeededRandom(3))).toEqual(planNemesisSchedule(plain, new SeededRandom(3)));
+  });
+});
+
+describe('the clock nemesis', () => {
+  it('skews 1 to ceil(N/2) distinct nodes by 2 to 60 whole seconds either way', () => {
+    const seen = { ahead: 0, behind: 0 };
+    for (let seed = 0; seed < 200; seed++) {
+      const fault = planClock(5, new SeededRandom(seed));
+      if (fault.kind !== 'clock') throw new Error('expected a clock fault');
+      expect(fault.nodes.length).toBeGreaterThanOrEqual(1);
+      expect(fault.nodes.length).toBeLessThanOrEqual(3);
+      expect(new Set(fault.nodes).size).toBe(fault.nodes.length);
+      expect(fault.offsetsMs).toHaveLength(fault.nodes.length);
+      for (const offset of fault.offsetsMs) {
+        expect(Math.abs(offset) % 1000).toBe(0);
+        expect(Math.abs(offset)).toBeGreaterThanOrEqual(2000);
+        expect(Math.abs(offset)).toBeLessThanOrEqual(60_000);
+        if (offset > 0) seen.ahead += 1;
+        else seen.behind += 1;
+      }
+    }
+    expect(seen.ahead).toBeGreaterThan(0);
+    expect(seen.behind).toBeGreaterThan(0);
+  });
+
+  it('writes offsets in libfaketime format and loads it with the wall clock only faked', () => {
+    expect(faketimeOffsetText(0)).toBe('+0s\n');
+    expect(faketimeOffsetText(42_000)).toBe('+42s\n');
+    expect(faketimeOffsetText(-7000)).toBe('-7s\n');
+    expect(faketimeEnvironment('/lib/libfaketimeMT.so.1', '/run/n1.faketime')).toEqual({
+      LD_PRELOAD: '/lib/libfaketimeMT.so.1',
+      FAKETIME_TIMESTAMP_FILE: '/run/n1.faketime',
+      FAKETIME_CACHE_DURATION: '1',
+      FAKETIME_DONT_FAKE_MONOTONIC: '1',
+    });
+  });
+
+  it('describes a clock fault with each node beside its offset', () => {
+    const fault = { kind: 'clock', nodes: [0, 3], offsetsMs: [12_000, -5000] } as const;
+    expect(faultSummary(fault, ['n1', 'n2', 'n3', 'n4'])).toBe('clock n1 +12.0s, n4 -5.0s');
+    expect(parseFaults('clock,partition')).toEqual(['clock', 'partition']);
+  });
+});
+
 describe('the command line', () => {
   it('reads the flags of the issue and expands all and none', () => {
     const options = parseRunOptions(['--workload', 'set', '--nemesis', 'partition,kill,pause', '--nodes', '5', '--time-limit', '60', '--concurrency', '10', '--conflict', 'lww', '--seed', '42']);
     expect(options).toMatchObject({ workload: 'set', faults: ['partition', 'kill', 'pause'], nodeCount: 5, timeLimitMs: 60_000, concurrency: 10, conflictMode: 'lww', seed: 42 });
     expect(parseFaults('all')).toEqual(['partition', 'kill', 'pause']);
     expect(parseFaults('none')).toEqual([]);
+    expect(parseFaults('partition,kill,pause,membership')).toEqual(['partition', 'kill', 'pause', 'membership']);
   });
 
   it('refuses a bad value with a message that names the flag', () => {
