@@ -467,8 +467,12 @@ export class RingNode implements KvService {
     const now = this.options.clock.nowMs();
     for (const target of this.hints.targets()) {
       const batch = await this.hints.batch(target, batchSize);
-      const live = batch.filter((hint) => hint.createdMs + windowMs >= now);
-      for (const hint of batch) if (hint.createdMs + windowMs < now) await this.hints.remove(hint, 'expired');
+      // A removed node never takes a hint again (its id stays removed), so its hints are let go at
+      // once, as expired ones are: what they carried lives on in the key's other replicas, which
+      // the removal rebuilt, and anti-entropy repairs any of them that missed it.
+      const removed = this.gossiper.view.members[target]?.status === 'removed';
+      const live = removed ? [] : batch.filter((hint) => hint.createdMs + windowMs >= now);
+      for (const hint of batch) if (removed || hint.createdMs + windowMs < now) await this.hints.remove(hint, 'expired');
       if (live.length === 0 || !this.gossiper.isUp(target)) continue;
       await Promise.all(
         live.map(async (hint) => {
