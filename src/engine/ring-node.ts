@@ -431,7 +431,9 @@ export class RingNode implements KvService {
         return { type: 'gossip-reply', state: this.gossiper.receive(request.state) };
       case 'control':
         return this.refusingBadRequests(request, async () => {
-          const answer = request.operation.startsWith('ae-') ? await this.antiEntropy.handleControl(request.operation, request.payload) : undefined;
+          const answer = request.operation.startsWith('ae-')
+            ? await this.antiEntropy.handleControl(request.operation, request.payload)
+            : await this.handoff.handleControl(request.operation, request.payload);
           if (answer === undefined) throw new KvError('KV_BAD_REQUEST', `unknown control operation ${JSON.stringify(request.operation.slice(0, 64))}`);
           return { type: 'control-reply', payload: answer };
         });
