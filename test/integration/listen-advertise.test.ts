@@ -25,7 +25,7 @@ describe('listen and advertise', () => {
       nodes.push(startNode(port, `${folder.path}/node${index + 1}`, { env: { RINGKV_CLUSTER_SECRET: secret }, extraArgs, seeds: index === 0 ? [] : [`localhost:${ports[0]}`] }));
     }
     for (const node of nodes) await waitHealthy(node);
-    const advertised = ports.map((port) => `localhost:${port}`);
+    const advertised = ports.map((port) => `localhost:${port}`).sort();
     await waitFor(() => `both nodes to list both advertised names, up, in one ring (output: ${nodes.map((node) => node.output.slice(-300)).join('\n')})`, 300_000, async (see) => {
       for (const node of nodes) {
         const status = await nodeStatus(node);
