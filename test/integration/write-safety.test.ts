@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/ring-client.js';
-import { type NodeProcess, call, freePort, freePorts, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+import { type NodeProcess, call, freePort, freePorts, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitForMembersUp, waitHealthy } from './processes.js';
 
 /**
  * Goals, on real node processes and through the HTTP API as the README shows it:
@@ -63,12 +63,7 @@ describe('a 3-node cluster: write reply contexts, and requests with tiny timeout
     const seeds = [nodes[0]!.address];
     nodes.push(startNode(port2, join(folder.path, 'node2'), { env, seeds }));
     nodes.push(startNode(port3, join(folder.path, 'node3'), { env, seeds }));
-    for (const node of nodes) {
-      await waitFor(`${node.address} to see 3 members up in a settled ring`, 120_000, async () => {
-        const status = await nodeStatus(node);
-        return status.members.filter((member) => member.status === 'up').length === 3 && status.ring?.members.length === 3 && status.ring.next === null;
-      });
-    }
+    for (const node of nodes) await waitForMembersUp(node, 3, { settled: true });
   });
 
   afterAll(async () => {
