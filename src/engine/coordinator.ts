@@ -201,13 +201,19 @@ export class Coordinator {
   }
 }
 
+/**
+ * Refusals a coordinating replica makes for a reason the client can act on: they keep their code
+ * across the peer hop and reach the client as they are, instead of becoming "replica unreachable".
+ */
+export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_PRECONDITION_FAILED']);
+
 /** How much longer than its request's deadline a peer call may wait (see remainingMs). */
 const peerCallGraceMs = 5;
 
 /** The error of a coordinating replica that could not take the write. */
 function coordinatingFailure(node: string, timeoutMs: number, error: unknown): KvError {
   // The coordinating replica refused the write itself, for a reason the client can act on.
-  if (isKvError(error) && (error.code === 'KV_TOO_MANY_SIBLINGS' || error.code === 'KV_PRECONDITION_FAILED')) return error;
+  if (isKvError(error) && clientRefusalCodes.has(error.code)) return error;
   if (isKvError(error) && error.code === 'KV_TIMEOUT') {
     return new KvError('KV_TIMEOUT', `write timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; the write may or may not have been applied — read it back before retrying`);
   }

@@ -5,7 +5,7 @@ import type { MemberRecord } from '../core/membership/membership.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { emptyContext } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
-import { KvError, isKvError } from '../util/errors.js';
+import { KvError, type KvErrorCode, isKvError } from '../util/errors.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { Random } from '../ports/random.js';
@@ -15,7 +15,7 @@ import { type BucketProperties, type NodeConfig, bucketProperties } from './conf
 import { Gossiper } from './gossiper.js';
 import { HintStore } from './hint-store.js';
 import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
-import { Coordinator } from './coordinator.js';
+import { Coordinator, clientRefusalCodes } from './coordinator.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
 import { Handoff } from './handoff.js';
 import { PeriodicTask } from './periodic-task.js';
@@ -326,7 +326,7 @@ export class RingNode implements KvService {
     const reply = await this.options.transport.request(address, request, { timeoutMs: peerTimeoutMs });
     // A refusal the client must see as it is (it says what to do) keeps its code; any other error reply means the peer could not serve.
     if (reply.type === 'error') {
-      if (reply.code === 'KV_TOO_MANY_SIBLINGS' || reply.code === 'KV_PRECONDITION_FAILED') throw new KvError(reply.code, reply.message);
+      if (clientRefusalCodes.has(reply.code)) throw new KvError(reply.code as KvErrorCode, reply.message);
       throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.code}: ${reply.message}`);
     }
     return reply;
