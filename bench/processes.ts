@@ -133,11 +133,35 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** `count` distinct free ports. */
+/** The distance of a ringkv node's peer port from its HTTP port (the config's default peerPortOffset). */
+export const peerPortOffset = 1000;
+
+/** True when `port` can be bound on 127.0.0.1 right now. */
+export async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * `count` distinct free ports, each with its peer port (port + peerPortOffset, where a ringkv
+ * node on the framed peer transport listens too) free as well, and no port of the set equal to
+ * another's peer port, so any of them can be given to a node.
+ */
 export async function freePorts(count: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < count) ports.add(await freePort());
-  return [...ports];
+  const ports: number[] = [];
+  const taken = new Set<number>();
+  for (let attempt = 0; ports.length < count; attempt++) {
+    if (attempt > 100 * count) throw new Error(`found only ${ports.length} of ${count} free ports whose port + ${peerPortOffset} is free too`);
+    const port = await freePort();
+    const peerPort = port + peerPortOffset;
+    if (peerPort > 65_535 || taken.has(port) || taken.has(peerPort) || !(await portFree(peerPort))) continue;
+    ports.push(port);
+    taken.add(port).add(peerPort);
+  }
+  return ports;
 }
 
 /** Polls `condition` every 200 ms until it holds or `deadlineMs` passes, then throws naming `what`. */

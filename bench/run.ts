@@ -14,7 +14,7 @@ import type { LoopKind, Workload } from './load-generator.js';
 import { type MeasureOptions, measureTarget } from './measure.js';
 import { packageRoot, removeTemporaryFolder, stopAll, temporaryFolder } from './processes.js';
 import { formatMiB, machineInfo, machineLine, resultCells, resultColumns, textTable, writeResultJson } from './report.js';
-import { type CompareTargetName, compareTargetNames, runCompareSuite } from './suites/compare.js';
+import { type CompareTargetName, compareTargetNames, defaultCompareTargets, runCompareSuite } from './suites/compare.js';
 import { runScaleSuite } from './suites/scale.js';
 import { type RunningTarget, setupEtcd, startCeiling, startEtcd, startRingkv, stopTarget } from './targets.js';
 
@@ -79,7 +79,7 @@ function command(): Command {
     .option('--nodes <list>', 'load suite: host:port of running nodes to spread load over')
     .addOption(new Option('--system <system>', 'load suite with --nodes: request shape').choices(['ringkv', 'etcd']).default('ringkv'))
     .addOption(new Option('--start <target>', 'load suite: start this system itself').choices([...compareTargetNames]))
-    .option('--targets <list>', `compare suite: which systems (${compareTargetNames.join(',')})`, listOf(compareTargetNames), [...compareTargetNames])
+    .option('--targets <list>', `compare suite: which systems (${compareTargetNames.join(',')})`, listOf(compareTargetNames), [...defaultCompareTargets])
     .addOption(new Option('--client <driver>', 'ringkv-shaped requests through raw undici pools or the RingClient').choices(['undici', 'ring-client']).default('undici'))
     .addOption(
       new Option('--conflict-mode <mode>', 'ringkv buckets of started systems: lww overwrites like the baselines; siblings makes the bench carry contexts')
@@ -139,9 +139,15 @@ async function startNamed(name: CompareTargetName, dataRoot: string, options: Cl
     case 'ceiling':
       return startCeiling(dataRoot);
     case 'ringkv-1':
-      return startRingkv({ name, nodeCount: 1, nVal: 1, dataRoot, nodeArgs, conflictMode: options.conflictMode, ...quorum });
+    case 'ringkv-1-http': {
+      const config = name === 'ringkv-1-http' ? { peerTransport: 'http' } : {};
+      return startRingkv({ name, nodeCount: 1, nVal: 1, dataRoot, nodeArgs, conflictMode: options.conflictMode, config, ...quorum });
+    }
     case 'ringkv-3':
-      return startRingkv({ name, nodeCount: 3, nVal: 3, r: options.r ?? 2, w: options.w ?? 2, dataRoot, nodeArgs, conflictMode: options.conflictMode });
+    case 'ringkv-3-http': {
+      const config = name === 'ringkv-3-http' ? { peerTransport: 'http' } : {};
+      return startRingkv({ name, nodeCount: 3, nVal: 3, r: options.r ?? 2, w: options.w ?? 2, dataRoot, nodeArgs, conflictMode: options.conflictMode, config });
+    }
     case 'etcd-3': {
       const setup = setupEtcd();
       if (!setup.available) throw new Error(setup.note);

@@ -149,6 +149,9 @@ async function run(requested: RunOptions): Promise<number> {
   const dataRoot = mkdtempSync(join(tmpdir(), 'ringkv-jepsen-'));
   const configFile = join(runFolder, 'ringkv-config.json');
   const nodeConfig = {
+    // The link proxies forward the HTTP port only, so peer traffic must use the HTTP peer route
+    // (framed became the default); drop this once the proxies forward the peer port too.
+    peerTransport: 'http',
     gossip: { intervalMs: 300 },
     limits: { requestTimeoutMs: 2000, peerTimeoutMs: 1000 },
     hintedHandoff: { intervalMs: 300 },

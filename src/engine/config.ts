@@ -106,7 +106,7 @@ export const nodeConfigSchema = Type.Object(
       env: false,
       description: 'logical peer address -> address actually dialled (the chaos harness\'s per-link proxies; `--peer-map`)',
     }),
-    peerTransport: oneOf(['http', 'framed'] as const, 'http', "how node-to-node traffic travels: 'http' (batched requests to the HTTP peer route) or 'framed' (persistent framed connections with two lanes to the peer port); the same on every node"),
+    peerTransport: oneOf(['http', 'framed'] as const, 'framed', "how node-to-node traffic travels: 'framed' (persistent framed connections with two lanes to the peer port) or 'http' (batched requests to the HTTP peer route, as nodes before the framed default spoke); the same on every node"),
     peerPortOffset: integer(1, 65_534, 1000, "with peerTransport 'framed', a node's peer port is its HTTP port plus this offset; one setting for the whole cluster, as peers derive it from the advertised address"),
     logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, 'info', 'log level'),
     partitionCount: integer(1, 65_536, 256, 'Q, a power of two, fixed when the cluster is created', { expected: 'a power of two in 1..65536' }),

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type NodeProcess, call, freePort, killNode, pollDeadlineMs, processTestTimeoutMs, restartNode, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+import { type NodeProcess, call, freePorts, killNode, pollDeadlineMs, processTestTimeoutMs, restartNode, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
 
 describe('durability: acknowledged writes survive kill -9 of the node', () => {
   const folder = temporaryFolder('ringkv-durability-');
   let node: NodeProcess | undefined;
   beforeAll(async () => {
-    node = startNode(await freePort(), folder.path);
+    node = startNode((await freePorts(1))[0]!, folder.path);
   }, processTestTimeoutMs);
   afterAll(async () => {
     if (node !== undefined) await killNode(node);

@@ -1,8 +1,6 @@
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type NodeProcess, call, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+import { type NodeProcess, call, freePorts, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
 
 /**
  * Goal: three real node processes with `peerTransport: framed` form a cluster and replicate
@@ -10,30 +8,6 @@ import { type NodeProcess, call, killNode, nodeStatus, startNode, temporaryFolde
  * no node's HTTP peer route has answered a single request (so gossip and replication did not
  * fall back to HTTP).
  */
-
-const peerPortOffset = 1000;
-
-/** True when the port can be bound on 127.0.0.1 right now. */
-async function portFree(port: number): Promise<boolean> {
-  const server = createServer();
-  return new Promise<boolean>((resolve) => {
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** A port the kernel says is free, whose peer port (port + offset) is free too. */
-async function freePortPair(taken: readonly number[]): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const probe = createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const { port } = probe.address() as AddressInfo;
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
-    if (port + peerPortOffset > 65_535 || taken.includes(port) || taken.includes(port + peerPortOffset)) continue;
-    if (await portFree(port + peerPortOffset)) return port;
-  }
-  throw new Error('found no free port whose port + 1000 is free too');
-}
 
 /** The value of ringkv_requests_total for peer requests on the HTTP route (0 when there was none). */
 function httpPeerRequests(metrics: string): number {
@@ -49,8 +23,7 @@ describe('a 3-node cluster on the framed peer transport', () => {
 
   beforeAll(async () => {
     const env = { RINGKV_CLUSTER_SECRET: 'framed-integration-secret-0123456789', RINGKV_PEER_TRANSPORT: 'framed', RINGKV_GOSSIP_INTERVAL_MS: '200' };
-    const ports: number[] = [];
-    for (let index = 0; index < 3; index++) ports.push(await freePortPair(ports.flatMap((port) => [port, port + peerPortOffset])));
+    const ports = await freePorts(3);
     nodes.push(startNode(ports[0]!, join(folder.path, 'node1'), { env }));
     await waitHealthy(nodes[0]!, 45_000);
     nodes.push(startNode(ports[1]!, join(folder.path, 'node2'), { env, seeds: [nodes[0]!.address] }));

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/ring-client.js';
-import { type NodeProcess, call, freePort, freePorts, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitForMembersUp, waitHealthy } from './processes.js';
+import { type NodeProcess, call, freePorts, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitForMembersUp, waitHealthy } from './processes.js';
 
 /**
  * Goals, on real node processes and through the HTTP API as the README shows it:
@@ -37,7 +37,7 @@ describe('write reply contexts on one node', () => {
   let node: NodeProcess;
 
   beforeAll(async () => {
-    node = startNode(await freePort(), join(folder.path, 'solo'));
+    node = startNode((await freePorts(1))[0]!, join(folder.path, 'solo'));
     await waitHealthy(node);
   });
 

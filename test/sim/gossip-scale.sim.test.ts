@@ -120,7 +120,7 @@ async function measure(nodes: number, seed: number): Promise<ScaleFigures> {
 }
 
 function report(figures: ScaleFigures): string {
-  const kib = (bytes: number): string => `${(bytes / 1024).toFixed(0)} KiB`;
+  const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
   return (
     `N=${figures.nodes}: join known to all in ${figures.joinRounds.toFixed(1)} rounds (log2 N = ${Math.log2(figures.nodes).toFixed(1)}), ` +
     `${kib(figures.joinBytesPerRound)}/round (${kib(figures.joinBytesPerRound / figures.nodes)}/node/round, view ${kib(figures.viewBytes)}); ` +
@@ -130,7 +130,9 @@ function report(figures: ScaleFigures): string {
 
 const seeds = process.env.SIM_SEED !== undefined ? [Number(process.env.SIM_SEED)] : [4000, 4001];
 /** N = 10 and 100 for every seed; with SIM_GOSSIP_SCALE, N = 1,000 for the first seed only (it takes minutes). */
-const cases: (readonly [number, number])[] = [10, 100].flatMap((nodes) => seeds.map((seed) => [nodes, seed] as const));
+/** SIM_GOSSIP_NODES=5,100 measures other sizes (the figures of bench/RESULTS.md's gossip bytes). */
+const sizes = process.env.SIM_GOSSIP_NODES !== undefined ? process.env.SIM_GOSSIP_NODES.split(',').map(Number) : [10, 100];
+const cases: (readonly [number, number])[] = sizes.flatMap((nodes) => seeds.map((seed) => [nodes, seed] as const));
 if (process.env.SIM_GOSSIP_SCALE !== undefined) cases.push([1000, seeds[0]!]);
 
 describe('gossip membership at scale (virtual time, rounds of 1 s, fanout 2)', () => {
