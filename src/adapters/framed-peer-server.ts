@@ -258,10 +258,12 @@ class ServerConnection {
 
   private sendReply(requestId: number, reply: PeerReply): void {
     if (this.state === 'closed') return;
-    let payload = encodeReplyBatch([reply]);
+    // The version the handshake agreed decides the forms of gossip and control replies.
+    const version = this.transcript?.chosenVersion ?? 1;
+    let payload = encodeReplyBatch([reply], version);
     if (frameLengthOf(payload.byteLength) > this.owner.limits.maxFrameBytes) {
       const message = `the ${reply.type} of ${payload.byteLength} bytes is over the peer frame cap of ${this.owner.limits.maxFrameBytes} bytes; ask for less at a time`;
-      payload = encodeReplyBatch([{ type: 'error', code: 'KV_VALUE_TOO_LARGE', message }]);
+      payload = encodeReplyBatch([{ type: 'error', code: 'KV_VALUE_TOO_LARGE', message }], version);
     }
     this.writer.write(frameTypes.reply, requestId, 0, payload);
   }

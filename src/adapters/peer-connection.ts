@@ -48,9 +48,12 @@ export interface PeerConnectionOptions {
 }
 
 interface Call {
-  readonly payload: Buffer;
+  readonly message: PeerRequest;
+  payload: Buffer;
+  /** The protocol version `payload` was written for. */
+  payloadVersion: number;
   /** The frame's length field: what the in-flight and queue caps count. */
-  readonly bytes: number;
+  bytes: number;
   readonly deadlineAtMs: number;
   readonly timeoutMs: number;
   readonly resolve: (reply: PeerReply) => void;
@@ -92,12 +95,19 @@ export class PeerConnection {
   private nextRequestId = 1;
   private failure: KvError | undefined;
   private readonly clientNonce = randomBytes(nonceBytes);
+  /** The protocol version the handshake agreed; until then, the highest offered (requests written for it are rewritten if the peer chose less). */
+  private version: number;
+  /** The version the server's challenge named (checked against its proof before it is used). */
+  private challengedVersion: number | undefined;
+  /** Set once the server's proof checked out and this node sent its own. */
+  private proofSent = false;
   private readonly connectTimer: NodeJS.Timeout;
   /** Called once when the connection is closed, so its owner stops handing it requests. */
   onClosed: (() => void) | undefined;
 
   constructor(private readonly options: PeerConnectionOptions) {
     this.decoder = new FrameDecoder(handshakeMaxFrameBytes);
+    this.version = options.versions.max;
     this.socket = this.dial();
     this.writer = new FrameWriter(this.socket, () => this.pump());
     this.connectTimer = setTimeout(() => {
@@ -108,6 +118,11 @@ export class PeerConnection {
   /** True once the connection has failed or been closed: it takes no more requests. */
   get closed(): boolean {
     return this.state === 'closed';
+  }
+
+  /** The protocol version in use: the one the handshake agreed once it has finished. */
+  get protocolVersion(): number {
+    return this.version;
   }
 
   /** Request bytes sent and not answered yet (for tests and figures). */
@@ -123,7 +138,7 @@ export class PeerConnection {
   /** Sends one request; resolves with the reply, or rejects with KV_TIMEOUT, KV_PEER_UNREACHABLE, KV_OVERLOADED or KV_VALUE_TOO_LARGE. */
   request(message: PeerRequest, timeoutMs: number): Promise<PeerReply> {
     if (this.state === 'closed') return Promise.reject(this.failure ?? new KvError('KV_PEER_UNREACHABLE', `${this.options.label}: the connection is closed`));
-    const payload = encodeRequestBatch([message]);
+    const payload = encodeRequestBatch([message], this.version);
     const bytes = frameLengthOf(payload.byteLength);
     if (bytes > this.options.maxFrameBytes) {
       return Promise.reject(new KvError('KV_VALUE_TOO_LARGE', `a ${message.type} of ${bytes} bytes is over the peer frame cap of ${this.options.maxFrameBytes} bytes; keep values below limits.maxValueBytes`));
@@ -135,7 +150,7 @@ export class PeerConnection {
       );
     }
     return new Promise<PeerReply>((resolve, reject) => {
-      const call: Call = { payload, bytes, deadlineAtMs: Date.now() + timeoutMs, timeoutMs, resolve, reject, timer: undefined, requestId: 0, state: 'queued' };
+      const call: Call = { message, payload, payloadVersion: this.version, bytes, deadlineAtMs: Date.now() + timeoutMs, timeoutMs, resolve, reject, timer: undefined, requestId: 0, state: 'queued' };
       call.timer = setTimeout(() => this.timeOut(call), timeoutMs);
       this.queue.push(call);
       this.queuedBytes += bytes;
@@ -200,11 +215,22 @@ export class PeerConnection {
         else this.fail(new KvError('KV_PEER_UNREACHABLE', `${this.options.label} sent a reply before the handshake finished`));
         return;
       case frameTypes.challenge:
+        if (this.state !== 'handshaking' || this.challengedVersion !== undefined) {
+          this.fail(new KvError('KV_PEER_UNREACHABLE', `${this.options.label} sent a second handshake challenge`));
+          return;
+        }
         this.checkChallenge(frame.payload);
         return;
       case frameTypes.accepted:
         if (this.state !== 'handshaking') return;
+        // Only a server that proved the secret (its challenge checked out, so this node sent its proof) may accept: an
+        // `accepted` before that comes from something that does not hold the secret and must never see a request.
+        if (!this.proofSent) {
+          this.fail(new KvError('KV_PEER_UNREACHABLE', `${this.options.label} accepted the connection without proving the cluster secret; it is not a ringkv node of this cluster`));
+          return;
+        }
         this.state = 'ready';
+        this.version = this.challengedVersion ?? this.options.versions.min;
         this.decoder.maxFrameBytes = this.options.maxFrameBytes;
         clearTimeout(this.connectTimer);
         this.pump();
@@ -224,6 +250,7 @@ export class PeerConnection {
     try {
       const challenge = decodeChallenge(payload);
       transcript = { clientNonce: this.clientNonce, serverNonce: challenge.serverNonce, offered: versions, chosenVersion: challenge.chosenVersion };
+      this.challengedVersion = challenge.chosenVersion;
       serverProof = challenge.serverProof;
     } catch (error) {
       this.fail(new KvError('KV_PEER_UNREACHABLE', `${label}: ${(error as Error).message}`));
@@ -237,6 +264,7 @@ export class PeerConnection {
       this.fail(new KvError('KV_PEER_UNREACHABLE', `${label}: the peer refused the cluster secret (its handshake proof does not match this node's secret); set the same RINGKV_CLUSTER_SECRET on every node`));
       return;
     }
+    this.proofSent = true;
     this.writer.write(frameTypes.proof, 0, this.options.connectTimeoutMs, handshakeProof(secret, 'client', transcript));
   }
 
@@ -267,6 +295,7 @@ export class PeerConnection {
         this.queue.shift();
         continue;
       }
+      if (call.payloadVersion !== this.version) this.rewrite(call);
       // One request always goes however large, so a frame bigger than the in-flight cap cannot wait forever.
       if (this.inFlightBytes > 0 && this.inFlightBytes + call.bytes > this.options.maxInFlightBytes) return;
       if (this.sent.size >= this.options.maxInFlightRequests) return;
@@ -279,6 +308,15 @@ export class PeerConnection {
       this.inFlightBytes += call.bytes;
       this.writer.write(frameTypes.request, call.requestId, call.deadlineAtMs - Date.now(), call.payload);
     }
+  }
+
+  /** Writes a request queued before the handshake again, for the version the peer chose (only gossip and control differ). */
+  private rewrite(call: Call): void {
+    call.payload = encodeRequestBatch([call.message], this.version);
+    call.payloadVersion = this.version;
+    const bytes = frameLengthOf(call.payload.byteLength);
+    this.queuedBytes += bytes - call.bytes;
+    call.bytes = bytes;
   }
 
   private takeRequestId(): number {

@@ -1,5 +1,5 @@
 import { Pool } from 'undici';
-import { decodeReplyBatch, encodeRequestBatch, maxBatchMessages } from '../core/wire/codec.js';
+import { decodeReplyBatch, encodeRequestBatch, maxBatchMessages, peerProtocolVersions } from '../core/wire/codec.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { KvError } from '../util/errors.js';
 import type { PeerAddress, Transport } from '../ports/transport.js';
@@ -165,7 +165,8 @@ export class UndiciTransport implements Transport {
         path: peerPath,
         method: 'POST',
         headers: { 'content-type': 'application/octet-stream', [secretHeader]: this.options.secret },
-        body: encodeRequestBatch(batch.map((call) => call.message)),
+        // The HTTP route has no handshake to agree a version: version 1, which every node reads.
+        body: encodeRequestBatch(batch.map((call) => call.message), peerProtocolVersions.jsonState),
         headersTimeout: waitMs,
         bodyTimeout: waitMs,
       });

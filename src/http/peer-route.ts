@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { decodeRequestBatch, encodeReplyBatch } from '../core/wire/codec.js';
+import { decodeRequestBatch, encodeReplyBatch, peerProtocolVersions } from '../core/wire/codec.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { NodeConfig } from '../engine/config.js';
 import type { KvService } from '../engine/kv-service.js';
@@ -66,6 +66,7 @@ export function registerPeerRoute(app: FastifyInstance, dependencies: { service:
     // Throws KV_BAD_REQUEST on a malformed batch, before anything is handled.
     const requests = decodeRequestBatch(body);
     const replies = await Promise.all(requests.map((peerRequest) => answer(peerRequest, service, request.log)));
-    return reply.code(200).type('application/octet-stream').send(encodeReplyBatch(replies));
+    // Version 1 forms: a caller of this route may be a node from before the binary gossip and control forms.
+    return reply.code(200).type('application/octet-stream').send(encodeReplyBatch(replies, peerProtocolVersions.jsonState));
   });
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FramedPeerServer, type FramedPeerServerOptions } from '../../src/adapters/framed-peer-server.js';
 import { FramedTransport, type FramedTransportOptions, laneOf, peerPortOf } from '../../src/adapters/framed-transport.js';
-import { FrameDecoder, type Frame, decodeChallenge, encodeFrame, encodeHello, frameTypes } from '../../src/core/wire/frames.js';
+import { FrameDecoder, type Frame, decodeChallenge, encodeFrame, encodeHello, framedProtocolVersions, frameTypes } from '../../src/core/wire/frames.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import type { PeerHandler } from '../../src/ports/transport.js';
 import { ensureDebianPackage } from '../support/debian-packages.js';
@@ -87,6 +87,27 @@ function frameReader(socket: Socket): { next: () => Promise<Frame | undefined> }
       return frames.shift();
     },
   };
+}
+
+/** A proxy to `address` that records what the client sends through it. */
+async function recordingProxy(address: string): Promise<{ address: string; sentByClient: Buffer[] }> {
+  const target = Number(address.split(':')[1]);
+  const sentByClient: Buffer[] = [];
+  const proxy = createServer((incoming) => {
+    const outgoing = connect({ host: '127.0.0.1', port: target });
+    incoming.on('data', (chunk: Buffer) => {
+      sentByClient.push(Buffer.from(chunk));
+      outgoing.write(chunk);
+    });
+    outgoing.on('data', (chunk: Buffer) => incoming.write(chunk));
+    incoming.on('error', () => outgoing.destroy());
+    outgoing.on('error', () => incoming.destroy());
+    incoming.on('close', () => outgoing.destroy());
+    outgoing.on('close', () => incoming.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
+  return { address: `127.0.0.1:${(proxy.address() as AddressInfo).port}`, sentByClient };
 }
 
 describe('the framed peer transport', () => {
@@ -214,7 +235,7 @@ describe('the framed peer transport', () => {
 
   it('says there is no common protocol version when the ranges do not meet', async () => {
     const { address, server } = await serve(async () => found);
-    const transport = client({ versions: { min: 2, max: 3 } });
+    const transport = client({ versions: { min: framedProtocolVersions.max + 1, max: framedProtocolVersions.max + 2 } });
     await expect(transport.request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'KV_PEER_UNREACHABLE', message: expect.stringMatching(/no common protocol version/) });
     expect(server.refusedConnections).toBe(1);
   });
@@ -261,28 +282,66 @@ describe('the framed peer transport', () => {
 
   it('never sends the cluster secret: the handshake is a challenge and response', async () => {
     const { address } = await serve(async () => found);
-    const target = Number(address.split(':')[1]);
-    const sentByClient: Buffer[] = [];
-    // A recording proxy between the transport and the server.
-    const proxy = createServer((incoming) => {
-      const outgoing = connect({ host: '127.0.0.1', port: target });
-      incoming.on('data', (chunk: Buffer) => {
-        sentByClient.push(Buffer.from(chunk));
-        outgoing.write(chunk);
-      });
-      outgoing.on('data', (chunk: Buffer) => incoming.write(chunk));
-      incoming.on('error', () => outgoing.destroy());
-      outgoing.on('error', () => incoming.destroy());
-      incoming.on('close', () => outgoing.destroy());
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
+    const proxy = await recordingProxy(address);
     const transport = client();
-    expect(await transport.request(`127.0.0.1:${(proxy.address() as AddressInfo).port}`, get('k'), { timeoutMs: 10_000 })).toEqual(found);
+    expect(await transport.request(proxy.address, get('k'), { timeoutMs: 10_000 })).toEqual(found);
     await transport.close();
-    const wire = Buffer.concat(sentByClient);
+    const wire = Buffer.concat(proxy.sentByClient);
     expect(wire.length).toBeGreaterThan(0);
     expect(wire.includes(Buffer.from(secret))).toBe(false);
+  });
+
+  it('sends no request to a server that accepts without proving the secret', async () => {
+    const received: number[] = [];
+    const impostor = createServer((socket) => {
+      const frames = frameReader(socket);
+      void (async () => {
+        for (let frame = await frames.next(); frame !== undefined; frame = await frames.next()) {
+          received.push(frame.type);
+          // It cannot compute a challenge proof, so it skips the challenge and says accepted.
+          if (frame.type === frameTypes.hello) socket.write(encodeFrame(frameTypes.accepted, 0, 0));
+        }
+      })();
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => impostor.close(() => resolve())));
+    const transport = client();
+    await expect(transport.request(`127.0.0.1:${(impostor.address() as AddressInfo).port}`, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({
+      code: 'KV_PEER_UNREACHABLE',
+      message: expect.stringMatching(/without proving the cluster secret/),
+    });
+    await transport.close();
+    await waitUntil('the impostor to see the connection close', () => received.length > 0);
+    expect(received).not.toContain(frameTypes.request);
+  });
+
+  it('writes gossip and control in binary to a version-2 peer and as JSON text to a version-1 peer, both read back the same', async () => {
+    const view = { members: { n1: { id: 'n1', address: '127.0.0.1:1', generation: 1, heartbeat: 3, status: 'up' } }, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
+    const seen: PeerRequest[] = [];
+    const handler: PeerHandler = async (request) => {
+      seen.push(request);
+      return request.type === 'gossip' ? { type: 'gossip-reply', state: request.state } : { type: 'control-reply', payload: { held: [1, 2] } };
+    };
+    for (const serverVersions of [framedProtocolVersions, { min: 1, max: 1 }]) {
+      const { address } = await serve(handler, { versions: serverVersions });
+      const proxy = await recordingProxy(address);
+      const transport = client();
+      const gossip = await transport.request(proxy.address, { type: 'gossip', state: view }, { timeoutMs: 10_000 });
+      const control = await transport.request(proxy.address, { type: 'control', operation: 'handoff-held', payload: { partitions: [1, 2, 3] } }, { timeoutMs: 10_000 });
+      expect(gossip).toEqual({ type: 'gossip-reply', state: view });
+      expect(control).toEqual({ type: 'control-reply', payload: { held: [1, 2] } });
+      expect(seen.splice(0)).toEqual([
+        { type: 'gossip', state: view },
+        { type: 'control', operation: 'handoff-held', payload: { partitions: [1, 2, 3] } },
+      ]);
+      const agreed = transport.connectionOf(proxy.address, 'background')?.protocolVersion;
+      expect(agreed).toBe(serverVersions.max);
+      await transport.close();
+      // The first byte of each request's message (after the batch's version byte and count) is its tag.
+      const decoder = new FrameDecoder();
+      const tags = decoder.push(Buffer.concat(proxy.sentByClient)).filter((frame) => frame.type === frameTypes.request).map((frame) => frame.payload[2]);
+      expect(tags).toEqual(agreed === 2 ? [40, 41] : [4, 5]);
+    }
   });
 });
 

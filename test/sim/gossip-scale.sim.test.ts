@@ -4,6 +4,7 @@ import { SeededRandom } from '../../src/adapters/seeded-random.js';
 import { SimulatedNetwork, type SimulatedTransport } from '../../src/adapters/simulated-transport.js';
 import { VirtualClock } from '../../src/adapters/virtual-clock.js';
 import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
+import { encodeViewState } from '../../src/core/wire/state-codec.js';
 import { Gossiper } from '../../src/engine/gossiper.js';
 import { silentLogger } from '../../src/ports/logger.js';
 
@@ -37,6 +38,7 @@ interface ScaleFigures {
   readonly detectionRounds: number;
   readonly detectionBytesPerRound: number;
   readonly viewBytes: number;
+  readonly viewJsonBytes: number;
 }
 
 function addressOf(index: number): string {
@@ -101,7 +103,9 @@ async function measure(nodes: number, seed: number): Promise<ScaleFigures> {
   const joinMs = await timeUntil(scheduler, () => members.every((member) => member.gossiper.view.members[joinerRecord.id] !== undefined), 60 * intervalMs, 'every member knows the joiner', seed);
   const joinRounds = joinMs / intervalMs;
   const joinBytesPerRound = (network.bytesSent - bytesBefore) / joinRounds;
-  const viewBytes = Buffer.byteLength(JSON.stringify(members[0]!.gossiper.view));
+  // The view as gossip carries it (binary, peer protocol version 2; its JSON text was the form before).
+  const viewBytes = encodeViewState(members[0]!.gossiper.view)?.length ?? Number.NaN;
+  const viewJsonBytes = Buffer.byteLength(JSON.stringify(members[0]!.gossiper.view));
 
   // A member dies (its process stops at once); how long until every other member judges it down?
   await scheduler.advance(intervalMs);
@@ -116,14 +120,14 @@ async function measure(nodes: number, seed: number): Promise<ScaleFigures> {
   const detectionBytesPerRound = (network.bytesSent - bytesBefore) / detectionRounds;
 
   for (const member of survivors) member.gossiper.stop();
-  return { nodes, joinRounds, joinBytesPerRound, detectionRounds, detectionBytesPerRound, viewBytes };
+  return { nodes, joinRounds, joinBytesPerRound, detectionRounds, detectionBytesPerRound, viewBytes, viewJsonBytes };
 }
 
 function report(figures: ScaleFigures): string {
   const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
   return (
     `N=${figures.nodes}: join known to all in ${figures.joinRounds.toFixed(1)} rounds (log2 N = ${Math.log2(figures.nodes).toFixed(1)}), ` +
-    `${kib(figures.joinBytesPerRound)}/round (${kib(figures.joinBytesPerRound / figures.nodes)}/node/round, view ${kib(figures.viewBytes)}); ` +
+    `${kib(figures.joinBytesPerRound)}/round (${kib(figures.joinBytesPerRound / figures.nodes)}/node/round, view ${kib(figures.viewBytes)}, as JSON ${kib(figures.viewJsonBytes)}); ` +
     `dead node judged down by all in ${figures.detectionRounds.toFixed(1)} rounds, ${kib(figures.detectionBytesPerRound)}/round`
   );
 }

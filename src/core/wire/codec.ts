@@ -5,6 +5,7 @@ import { type CausalContext, type ContextDot, maxContextDots } from '../versioni
 import type { VersionVector } from '../versioning/version-vector.js';
 import { type ConflictMode, maxTtlSeconds } from '../versioning/versioned-object.js';
 import { ByteReader, ByteWriter } from './bytes.js';
+import { decodeControlPayload, decodeViewState, encodeControlPayload, encodeViewState } from './state-codec.js';
 import type { CoordinatePutRequest, KeyDigest, PeerReply, PeerRequest, StoredItem } from './messages.js';
 import type { Precondition } from '../versioning/preconditions.js';
 
@@ -15,6 +16,21 @@ import type { Precondition } from '../versioning/preconditions.js';
  * old tag never changes meaning, so nodes of neighbouring versions still understand each other.
  */
 export const wireProtocolVersion = 1;
+
+/**
+ * The peer protocol versions a framed connection's handshake agrees on (src/core/wire/frames.ts).
+ * They choose how gossip state and control payloads are written: version 1 as JSON text (tags 4
+ * and 5), version 2 in binary (tags 40 and 41, src/core/wire/state-codec.ts). Every version
+ * reads both, so a node only writes what its peer agreed to read. The HTTP peer route has no
+ * handshake and stays on version 1, which nodes from before the binary forms understand.
+ */
+export const peerProtocolVersions = { jsonState: 1, binaryState: 2 } as const;
+
+/** The version the simulated transport and callers that name none write. */
+export const latestPeerProtocolVersion = peerProtocolVersions.binaryState;
+
+/** The longest control operation name (they are short words such as 'handoff-held'). */
+const maxOperationBytes = 256;
 
 /** The most messages one batch may carry, so a hostile body cannot make a node allocate without bound. */
 export const maxBatchMessages = 4096;
@@ -69,6 +85,13 @@ const legacyCoordinatePutTag = 2;
  * older node refuses tag 20 as unknown rather than storing a write without its expiry or check.
  */
 const coordinatePutWithOptionsTag = 20;
+/**
+ * Gossip and control in binary (protocol version 2), tags 40 and 41 of requests and replies:
+ * gossip is [bytes: the view in state-codec's layout], control [operation][bytes: the payload]
+ * and its reply [bytes: the payload]. Tags 4 and 5 (JSON text) stay readable.
+ */
+const binaryGossipTag = 40;
+const binaryControlTag = 41;
 const ttlOption = 1;
 const preconditionOption = 2;
 const replyTags = {
@@ -231,9 +254,10 @@ function readContext(reader: ByteReader): CausalContext {
 }
 
 /**
- * Gossip and control payloads are small, rare and shaped like JSON, so they travel as JSON text;
- * anything carrying objects has a binary message of its own, since values as base64 inside one
- * JSON text would soon exceed the largest string V8 can build.
+ * Protocol version 1's form of gossip and control payloads: JSON text (version 2 writes them in
+ * binary, and also falls back to this for a value outside the binary layout). Anything carrying
+ * objects has a binary message of its own, since values as base64 inside one JSON text would
+ * soon exceed the largest string V8 can build.
  */
 function writeJson(writer: ByteWriter, value: unknown): void {
   writer.string(JSON.stringify(value ?? null));
@@ -254,7 +278,43 @@ function coordinatePutOptions(request: CoordinatePutRequest): number {
   return ttl | (request.precondition === undefined ? 0 : preconditionOption);
 }
 
-function writeRequest(writer: ByteWriter, request: PeerRequest): void {
+/** A control operation's name, bounded. */
+function readOperation(reader: ByteReader): string {
+  const bytes = reader.bytes();
+  if (bytes.length > maxOperationBytes) throw malformed(`a control operation name of ${bytes.length} bytes`);
+  return bytes.toString('utf8');
+}
+
+/**
+ * Writes a gossip or control message in binary when the protocol version allows it and the
+ * value fits the binary layout; answers false when the caller has to write the JSON form.
+ */
+function writeBinaryState(writer: ByteWriter, message: PeerRequest | PeerReply, protocolVersion: number): boolean {
+  if (protocolVersion < peerProtocolVersions.binaryState) return false;
+  switch (message.type) {
+    case 'gossip':
+    case 'gossip-reply': {
+      const state = encodeViewState(message.state);
+      if (state === undefined) return false;
+      writer.u8(binaryGossipTag).bytes(state);
+      return true;
+    }
+    case 'control':
+    case 'control-reply': {
+      const payload = encodeControlPayload(message.payload);
+      if (payload === undefined) return false;
+      writer.u8(binaryControlTag);
+      if (message.type === 'control') writer.string(message.operation);
+      writer.bytes(payload);
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+function writeRequest(writer: ByteWriter, request: PeerRequest, protocolVersion: number): void {
+  if (writeBinaryState(writer, request, protocolVersion)) return;
   const options = request.type === 'coordinate-put' ? coordinatePutOptions(request) : 0;
   writer.u8(options !== 0 ? coordinatePutWithOptionsTag : requestTags[request.type]);
   switch (request.type) {
@@ -362,9 +422,15 @@ function readRequest(reader: ByteReader): PeerRequest {
     }
     case requestTags.gossip:
       return { type: 'gossip', state: readJson(reader) };
+    case binaryGossipTag:
+      return { type: 'gossip', state: decodeViewState(reader.bytes()) };
     case requestTags.control: {
-      const operation = reader.string();
+      const operation = readOperation(reader);
       return { type: 'control', operation, payload: readJson(reader) };
+    }
+    case binaryControlTag: {
+      const operation = readOperation(reader);
+      return { type: 'control', operation, payload: decodeControlPayload(reader.bytes()) };
     }
     case requestTags['handoff-fetch']: {
       const partition = readBounded(reader, 'partition', 0, wireLimits.maxPartition);
@@ -405,7 +471,8 @@ function readRequest(reader: ByteReader): PeerRequest {
   }
 }
 
-function writeReply(writer: ByteWriter, reply: PeerReply): void {
+function writeReply(writer: ByteWriter, reply: PeerReply, protocolVersion: number): void {
+  if (writeBinaryState(writer, reply, protocolVersion)) return;
   writer.u8(replyTags[reply.type]);
   switch (reply.type) {
     case 'replica-get-reply':
@@ -466,8 +533,12 @@ function readReply(reader: ByteReader): PeerReply {
       return { type: 'replica-put-reply', durable: reader.u8() === 1 };
     case replyTags['gossip-reply']:
       return { type: 'gossip-reply', state: readJson(reader) };
+    case binaryGossipTag:
+      return { type: 'gossip-reply', state: decodeViewState(reader.bytes()) };
     case replyTags['control-reply']:
       return { type: 'control-reply', payload: readJson(reader) };
+    case binaryControlTag:
+      return { type: 'control-reply', payload: decodeControlPayload(reader.bytes()) };
     case replyTags.error: {
       const code = reader.string();
       return { type: 'error', code, message: reader.string() };
@@ -495,9 +566,9 @@ function readReply(reader: ByteReader): PeerReply {
   }
 }
 
-function encodeBatch<T>(items: readonly T[], write: (writer: ByteWriter, item: T) => void): Buffer {
+function encodeBatch<T>(items: readonly T[], write: (writer: ByteWriter, item: T, protocolVersion: number) => void, protocolVersion: number): Buffer {
   const writer = new ByteWriter().u8(wireProtocolVersion).varint(items.length);
-  for (const item of items) write(writer, item);
+  for (const item of items) write(writer, item, protocolVersion);
   return writer.finish();
 }
 
@@ -515,9 +586,9 @@ function decodeBatch<T>(bytes: Uint8Array, read: (reader: ByteReader) => T): T[]
   return items;
 }
 
-/** Encodes requests to one peer as one body. */
-export function encodeRequestBatch(requests: readonly PeerRequest[]): Buffer {
-  return encodeBatch(requests, writeRequest);
+/** Encodes requests to one peer as one body, in the forms `protocolVersion` allows (see peerProtocolVersions). */
+export function encodeRequestBatch(requests: readonly PeerRequest[], protocolVersion: number = latestPeerProtocolVersion): Buffer {
+  return encodeBatch(requests, writeRequest, protocolVersion);
 }
 
 /** Decodes a request body; throws KV_BAD_REQUEST on anything malformed. */
@@ -525,9 +596,9 @@ export function decodeRequestBatch(bytes: Uint8Array): PeerRequest[] {
   return decodeBatch(bytes, readRequest);
 }
 
-/** Encodes the replies to a batch, in the batch's order. */
-export function encodeReplyBatch(replies: readonly PeerReply[]): Buffer {
-  return encodeBatch(replies, writeReply);
+/** Encodes the replies to a batch, in the batch's order, in the forms `protocolVersion` allows. */
+export function encodeReplyBatch(replies: readonly PeerReply[], protocolVersion: number = latestPeerProtocolVersion): Buffer {
+  return encodeBatch(replies, writeReply, protocolVersion);
 }
 
 /** Decodes a reply body; throws KV_BAD_REQUEST on anything malformed. */

@@ -35,8 +35,12 @@ export const frameTypes = { hello: 1, challenge: 2, proof: 3, accepted: 4, refus
 /** A frame type's number. */
 export type FrameType = (typeof frameTypes)[keyof typeof frameTypes];
 
-/** The protocol versions this build speaks; a handshake picks the highest both ends speak. */
-export const framedProtocolVersions: VersionRange = { min: 1, max: 1 };
+/**
+ * The protocol versions this build speaks; a handshake picks the highest both ends speak.
+ * Version 2 writes gossip state and control payloads in binary (codec.ts, peerProtocolVersions);
+ * version 1 as JSON text. Both ends read either form.
+ */
+export const framedProtocolVersions: VersionRange = { min: 1, max: 2 };
 
 /** A range of protocol versions, both ends included. */
 export interface VersionRange {
