@@ -114,6 +114,9 @@ export async function runNode(flags: StartFlags): Promise<void> {
           peerPortOffset: config.peerPortOffset,
           maxFrameBytes: peerFrameCapBytes(config),
           ...(tls === undefined ? {} : { tls: { ca: tls.ca } }),
+          // A peer without a peer port (on 'http', or from before framed was the default) is reached on its HTTP peer route.
+          httpFallback: new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides, ...peerTls }),
+          onFallback: (target) => logger.warn({ peer: target }, "the peer's peer port refused the connection; reaching it over the HTTP peer route for a while (it is down, on peerTransport 'http', or an older ringkv)"),
         })
       : new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides, ...peerTls });
   const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, processFigures });

@@ -115,6 +115,11 @@ export class PeerConnection {
     }, options.connectTimeoutMs);
   }
 
+  /** True once the handshake has finished and requests go out as they come. */
+  get ready(): boolean {
+    return this.state === 'ready';
+  }
+
   /** True once the connection has failed or been closed: it takes no more requests. */
   get closed(): boolean {
     return this.state === 'closed';

@@ -1,11 +1,14 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FramedPeerServer, type FramedPeerServerOptions } from '../../src/adapters/framed-peer-server.js';
 import { FramedTransport, type FramedTransportOptions, laneOf, peerPortOf } from '../../src/adapters/framed-transport.js';
+import { UndiciTransport } from '../../src/adapters/undici-transport.js';
+import { decodeRequestBatch, encodeReplyBatch } from '../../src/core/wire/codec.js';
 import { FrameDecoder, type Frame, decodeChallenge, encodeFrame, encodeHello, framedProtocolVersions, frameTypes } from '../../src/core/wire/frames.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import type { PeerHandler } from '../../src/ports/transport.js';
@@ -313,6 +316,48 @@ describe('the framed peer transport', () => {
     await transport.close();
     await waitUntil('the impostor to see the connection close', () => received.length > 0);
     expect(received).not.toContain(frameTypes.request);
+  });
+
+  it('reaches a peer without a peer port (an HTTP-only node) over the HTTP fallback, in the forms an older node reads', async () => {
+    const tags: number[] = [];
+    // An HTTP-only node's peer route, as nodes before the framed default had it: it reads tags up to 20 and writes version 1 forms.
+    const older = createHttpServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        const body = Buffer.concat(chunks);
+        tags.push(body[2] as number);
+        const replies = decodeRequestBatch(body).map((message): PeerReply => (message.type === 'gossip' ? { type: 'gossip-reply', state: message.state } : found));
+        response.writeHead(200, { 'content-type': 'application/octet-stream' }).end(encodeReplyBatch(replies, 1));
+      });
+    });
+    await new Promise<void>((resolve) => older.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => older.close(() => resolve())));
+    const address = `127.0.0.1:${(older.address() as AddressInfo).port}`;
+    // Its peer port: a port nothing listens on.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const deadPort = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const fellBack: string[] = [];
+    const transport = client({
+      resolvePeer: () => ({ host: '127.0.0.1', port: deadPort }),
+      httpFallback: new UndiciTransport({ secret }),
+      onFallback: (target) => fellBack.push(target),
+    });
+    const view = { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
+    expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual(found);
+    expect(await transport.request(address, { type: 'gossip', state: view }, { timeoutMs: 10_000 })).toEqual({ type: 'gossip-reply', state: view });
+    expect(fellBack).toEqual([address]);
+    expect(transport.peersOverHttp).toEqual([address]);
+    // The second request went straight to HTTP: one framed connection was tried, not two.
+    expect(transport.connectionsOpened).toBe(1);
+    expect(tags).toEqual([1, 4]);
+    // Without the fallback the refusal says where it looked.
+    await expect(client({ resolvePeer: () => ({ host: '127.0.0.1', port: deadPort }) }).request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({
+      code: 'KV_PEER_UNREACHABLE',
+      message: expect.stringMatching(/refused: is a node running there with peerTransport 'framed'\?/),
+    });
   });
 
   it('writes gossip and control in binary to a version-2 peer and as JSON text to a version-1 peer, both read back the same', async () => {

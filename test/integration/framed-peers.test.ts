@@ -51,3 +51,47 @@ describe('a 3-node cluster on the framed peer transport', () => {
     for (const node of nodes) expect(httpPeerRequests((await call(node, 'GET', '/metrics')).body.toString())).toBe(0);
   });
 });
+
+/**
+ * Goal: a node on the HTTP peer transport (as every node was before framed became the default)
+ * and nodes on the default framed transport form one cluster and replicate both ways: the
+ * framed nodes reach the HTTP node over its HTTP peer route once its peer port refuses (and log
+ * that they do), and the HTTP node reaches them over theirs, which stays up.
+ */
+describe('a cluster of one node on http and two on framed', () => {
+  const folder = temporaryFolder('ringkv-mixed-');
+  const nodes: NodeProcess[] = [];
+
+  beforeAll(async () => {
+    const env = { RINGKV_CLUSTER_SECRET: 'mixed-integration-secret-0123456789', RINGKV_GOSSIP_INTERVAL_MS: '200' };
+    const ports = await freePorts(3);
+    nodes.push(startNode(ports[0]!, join(folder.path, 'node1'), { env: { ...env, RINGKV_PEER_TRANSPORT: 'http' } }));
+    await waitHealthy(nodes[0]!, 45_000);
+    nodes.push(startNode(ports[1]!, join(folder.path, 'node2'), { env, seeds: [nodes[0]!.address] }));
+    nodes.push(startNode(ports[2]!, join(folder.path, 'node3'), { env, seeds: [nodes[0]!.address] }));
+    for (const node of nodes) await waitHealthy(node, 45_000);
+    for (const node of nodes) {
+      await waitFor(() => `${node.address} to see 3 members up (output: ${node.output.slice(-500)})`, 90_000, async () => {
+        const status = await nodeStatus(node);
+        return status.members.filter((member) => member.status === 'up').length === 3 && status.ring?.members.length === 3;
+      });
+    }
+  }, 240_000);
+
+  afterAll(async () => {
+    for (const node of nodes) await killNode(node, 'SIGTERM');
+    folder.remove();
+  });
+
+  it('replicates a w=3 write from a framed node to the http node and back', async () => {
+    const put = await call(nodes[1]!, 'PUT', '/kv/demo/mixed?w=3', { body: 'across transports', headers: { 'content-type': 'text/plain' } });
+    expect(put.status, put.body.toString()).toBe(204);
+    const get = await call(nodes[0]!, 'GET', '/kv/demo/mixed?r=3');
+    expect(get.status, get.body.toString()).toBe(200);
+    expect(get.body.toString()).toBe('across transports');
+    const back = await call(nodes[0]!, 'PUT', '/kv/demo/back?w=3', { body: 'from http', headers: { 'content-type': 'text/plain' } });
+    expect(back.status, back.body.toString()).toBe(204);
+    expect((await call(nodes[2]!, 'GET', '/kv/demo/back?r=3')).body.toString()).toBe('from http');
+    expect(nodes[1]!.output).toMatch(/reaching it over the HTTP peer route/);
+  });
+});
