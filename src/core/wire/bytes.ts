@@ -1,5 +1,8 @@
 import { KvError } from '../../util/errors.js';
 
+/** The longest string (in UTF-16 units) whose UTF-8 length surely fits a one-byte varint (3 bytes per unit at most, below 128). */
+const maxOneByteLengthUnits = 42;
+
 /** Appends binary fields to a growing buffer: unsigned LEB128 varints, floats, length-prefixed bytes. */
 export class ByteWriter {
   private buffer = Buffer.allocUnsafe(256);
@@ -52,9 +55,23 @@ export class ByteWriter {
     return this;
   }
 
-  /** A length-prefixed UTF-8 string. */
+  /** A length-prefixed UTF-8 string, the same bytes as bytes(Buffer.from(value)) without that buffer. */
   string(value: string): this {
-    return this.bytes(Buffer.from(value, 'utf8'));
+    // Most strings (ids, buckets, keys, content types) are short: at 3 bytes per UTF-16 unit at
+    // most, a string under 43 units fits a one-byte length, written once the text is in place.
+    if (value.length <= maxOneByteLengthUnits) {
+      this.reserve(1 + value.length * 3);
+      const start = this.length + 1;
+      const written = this.buffer.write(value, start, 'utf8');
+      this.buffer[this.length] = written;
+      this.length = start + written;
+      return this;
+    }
+    const byteLength = Buffer.byteLength(value, 'utf8');
+    this.varint(byteLength);
+    this.reserve(byteLength);
+    this.length += this.buffer.write(value, this.length, byteLength, 'utf8');
+    return this;
   }
 
   /** The bytes written so far (a copy-free view). */
@@ -69,7 +86,7 @@ export class ByteReader {
   private readonly buffer: Buffer;
 
   constructor(bytes: Uint8Array) {
-    this.buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
   private need(count: number): void {
@@ -118,6 +135,11 @@ export class ByteReader {
   }
 
   string(): string {
-    return this.bytes().toString('utf8');
+    const length = this.varint();
+    this.need(length);
+    const start = this.offset;
+    this.offset += length;
+    // Decoded in place: no view of the bytes is made just to be thrown away.
+    return this.buffer.toString('utf8', start, this.offset);
   }
 }
