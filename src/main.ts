@@ -121,10 +121,12 @@ export async function runNode(flags: StartFlags): Promise<void> {
       : new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides, ...peerTls });
   const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, processFigures });
   await node.start();
-  const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
-  await app.listen({ host: config.listen, port: config.port });
-  // The HTTP peer route stays up in framed mode too, so a node still on 'http' can reach this one during a switch-over.
+  // The peer port listens before the HTTP port: a peer that reaches this node over HTTP while its peer port refuses takes it for
+  // a node without one (see FramedTransport's httpFallback), so the peer port must never be the later of the two.
   const peerServer = config.peerTransport === 'framed' ? await startPeerServer(config, node, identity.clusterSecret, tls, logger) : undefined;
+  const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
+  // The HTTP peer route stays up in framed mode too, so a node still on 'http' can reach this one during a switch-over.
+  await app.listen({ host: config.listen, port: config.port });
   logger.info({ nodeId: identity.nodeId, generation: identity.generation, address: identity.address, listen: `${config.listen}:${config.port}`, dataDir }, 'ringkv node started');
   // Says how access is set up without a single token character in the log.
   const roles = config.auth.tokens.map((token) => token.role);

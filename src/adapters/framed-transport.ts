@@ -114,12 +114,14 @@ export class FramedTransport implements Transport {
     const reply = connection.request(message, options.timeoutMs);
     // A refusal can only come while connecting, so a request on a ready connection (the hot path) needs no handler for it.
     if (fallback === undefined || connection.ready) return reply;
-    return reply.catch((error: unknown) => {
+    return reply.catch(async (error: unknown) => {
       // Refused: nothing was sent, so the request can go over HTTP without being applied twice.
       if (!refused(error) || this.closed) throw error;
+      const answer = await fallback.request(target, message, options);
+      // Only a peer that answers over HTTP is taken for one without a peer port: one that is down (or still starting) is not.
       if (!this.httpPeers.has(target)) this.options.onFallback?.(target);
       this.httpPeers.set(target, Date.now() + (this.options.fallbackHoldMs ?? 30_000));
-      return fallback.request(target, message, options);
+      return answer;
     });
   }
 

@@ -353,6 +353,11 @@ describe('the framed peer transport', () => {
     // The second request went straight to HTTP: one framed connection was tried, not two.
     expect(transport.connectionsOpened).toBe(1);
     expect(tags).toEqual([1, 4]);
+    // A peer whose HTTP port refuses too is down, not an HTTP-only node: it is not taken for one.
+    const down = `127.0.0.1:${deadPort}`;
+    await expect(transport.request(down, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'KV_PEER_UNREACHABLE' });
+    expect(transport.peersOverHttp).toEqual([address]);
+    expect(fellBack).toEqual([address]);
     // Without the fallback the refusal says where it looked.
     await expect(client({ resolvePeer: () => ({ host: '127.0.0.1', port: deadPort }) }).request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({
       code: 'KV_PEER_UNREACHABLE',
