@@ -91,6 +91,14 @@ export function encodeFrameHeader(type: FrameType, requestId: number, deadlineMs
   return header;
 }
 
+/** Writes a frame header into `target` at `offset` (the payload goes right after it); the same bytes as encodeFrameHeader. */
+export function writeFrameHeader(target: Buffer, offset: number, type: FrameType, requestId: number, deadlineMs: number, payloadBytes: number): void {
+  target.writeUInt32BE(frameHeaderBytes - lengthFieldBytes + payloadBytes, offset);
+  target[offset + 4] = type;
+  target.writeUInt32BE(requestId >>> 0, offset + 5);
+  target.writeUInt32BE(Math.max(0, Math.min(maxU32, Math.ceil(deadlineMs))), offset + 9);
+}
+
 /** A whole frame in one buffer (for the small handshake frames; requests write header and payload separately). */
 export function encodeFrame(type: FrameType, requestId: number, deadlineMs: number, payload: Uint8Array = Buffer.alloc(0)): Buffer {
   return Buffer.concat([encodeFrameHeader(type, requestId, deadlineMs, payload.byteLength), payload]);
