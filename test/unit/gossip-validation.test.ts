@@ -144,6 +144,15 @@ describe('gossiper: malformed peer state is refused', () => {
     expect(JSON.stringify(gossiper.ring)).toBe(ringBefore);
   });
 
+  it("takes a bucket's default ttlSeconds with its other properties, and refuses one out of range", () => {
+    const { gossiper } = founder();
+    const quiet = { members: { n1: member('n1') }, ring: null };
+    gossiper.receive({ ...quiet, bucketProperties: { sessions: { conflictMode: 'lww', ttlSeconds: 3600 } }, bucketPropertiesVersion: 5 });
+    expect(gossiper.view.bucketProperties).toEqual({ sessions: { conflictMode: 'lww', ttlSeconds: 3600 } });
+    gossiper.receive({ ...quiet, bucketProperties: { sessions: { ttlSeconds: -1 } }, bucketPropertiesVersion: 6 });
+    expect(gossiper.view.bucketPropertiesVersion).toBe(5);
+  });
+
   it('still takes a well-formed ring with a higher version', () => {
     const { gossiper } = founder();
     gossiper.receive(peerState(5));

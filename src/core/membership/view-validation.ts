@@ -1,4 +1,5 @@
 import type { BucketProperties } from '../buckets.js';
+import { maxTtlSeconds } from '../versioning/versioned-object.js';
 import type { Ring } from '../ring/ring.js';
 import type { ClusterView, MemberLifecycle, MemberRecord } from './membership.js';
 
@@ -116,6 +117,11 @@ function bucketEntry(value: unknown): Partial<BucketProperties> | string {
   if (value.conflictMode !== undefined) {
     if (value.conflictMode !== 'siblings' && value.conflictMode !== 'lww') return 'conflictMode is not siblings or lww';
     entry.conflictMode = value.conflictMode;
+  }
+  // A bucket's default expiry spreads with the rest: without it a joined node wrote the bucket's keys without their TTL.
+  if (value.ttlSeconds !== undefined) {
+    if (!isCounter(value.ttlSeconds, maxTtlSeconds)) return `ttlSeconds is not an integer in 0..${maxTtlSeconds}`;
+    entry.ttlSeconds = value.ttlSeconds;
   }
   return entry as Partial<BucketProperties>;
 }
