@@ -96,6 +96,7 @@ export class RingNode implements KvService {
     };
     this.antiEntropy = new AntiEntropy({
       ...shared,
+      meta: options.storage.meta,
       settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes },
     });
     this.handoff = new Handoff({
@@ -274,8 +275,9 @@ export class RingNode implements KvService {
     this.gossiper?.stop();
     this.hintDelivery.stop();
     this.lifecycleCheck.stop();
-    this.antiEntropy.stop();
     this.handoff.stop();
+    // Last: it waits for the writes under way, then saves the Merkle trees for the next start.
+    await this.antiEntropy.close();
   }
 
   /**
@@ -442,6 +444,10 @@ export class RingNode implements KvService {
       case 'ae-keys':
       case 'ae-fetch':
       case 'ae-push':
+      case 'ae-summary':
+      case 'ae-leaves':
+      case 'ae-digest':
+      case 'ae-reap':
         return this.refusingBadRequests(request, () => this.antiEntropy.handleMessage(request));
       case 'list-keys':
         return answerListKeys({ index: this.replica.bucketIndex, replica: this.replica, partitionCount: () => this.requireRing().partitionCount }, request);
