@@ -1,4 +1,4 @@
-import { differingIndexes, merkleFanout } from '../../core/antientropy/merkle-tree.js';
+import { differingIndexes, leafOfPosition, merkleFanout } from '../../core/antientropy/merkle-tree.js';
 import { type Ring, preferenceList } from '../../core/ring/ring.js';
 import { decodeObject } from '../../core/versioning/object-codec.js';
 import { wireLimits } from '../../core/wire/codec.js';
@@ -74,6 +74,8 @@ interface Layout {
 
 const keysPerLeafRequest = 64;
 const itemsPerPush = 200;
+/** Partition exchanges run at once with one peer. */
+const exchangesAtOnce = 4;
 /** How often the initiator looks whether a peer came back or a comparison is due; a look that finds nothing to do sends nothing. */
 const peerCheckMs = 1000;
 
@@ -92,6 +94,8 @@ export class ExchangeInitiator {
   private readonly peers = new Map<string, PeerState>();
   private layoutCache: Layout | undefined;
   private nextHousekeepingMs = 0;
+  /** When the repairs made so far are paid for at maxKeysPerSecond. */
+  private repairAllowedAtMs = 0;
   private stopped = false;
   private repairWanted = false;
   progress: RepairProgress = { running: false, partitionsDone: 0, partitionsTotal: 0, keysRepaired: 0, startedAtMs: undefined, finishedAtMs: undefined };
@@ -247,25 +251,40 @@ export class ExchangeInitiator {
     const differing = new Map(reply.differing.map((entry) => [entry.partition, entry.branches]));
     const notReady = new Set(reply.notReady);
     let complete = notReady.size === 0;
+    const descents: [number, readonly string[]][] = [];
     for (const partition of partitions) {
       if (notReady.has(partition)) continue;
       const branches = differing.get(partition);
-      if (branches === undefined) {
-        agree(partition);
-        continue;
-      }
-      if (this.stopped) return false;
-      try {
-        const { repaired, whole } = await this.descend(partition, peer, branches);
-        if (whole) agree(partition);
-        else complete = false;
-        if (repaired > 0) await this.deps.clock.sleep((repaired * 1000) / this.deps.settings.maxKeysPerSecond);
-      } catch (error) {
-        complete = false;
-        this.deps.logger.debug({ partition, peer, error: String(error) }, 'anti-entropy exchange failed');
-      }
+      if (branches === undefined) agree(partition);
+      else descents.push([partition, branches]);
     }
-    return complete;
+    // A few partitions are exchanged at once: each exchange is mostly waiting for the peer, and
+    // a node back from an outage may differ in every partition.
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < descents.length && !this.stopped) {
+        const [partition, branches] = descents[next++] as [number, readonly string[]];
+        try {
+          const { repaired, whole } = await this.descend(partition, peer, branches);
+          if (whole) agree(partition);
+          else complete = false;
+          await this.throttle(repaired);
+        } catch (error) {
+          complete = false;
+          this.deps.logger.debug({ partition, peer, error: String(error) }, 'anti-entropy exchange failed');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(exchangesAtOnce, descents.length) }, worker));
+    return complete && !this.stopped;
+  }
+
+  /** Holds repairs to antiEntropy.maxKeysPerSecond across every exchange under way: waits out the time `repaired` keys take at that rate. */
+  private async throttle(repaired: number): Promise<void> {
+    if (repaired === 0) return;
+    const now = this.deps.clock.nowMs();
+    this.repairAllowedAtMs = Math.max(now, this.repairAllowedAtMs) + (repaired * 1000) / this.deps.settings.maxKeysPerSecond;
+    await this.deps.clock.sleep(this.repairAllowedAtMs - now);
   }
 
   /**
@@ -324,19 +343,25 @@ export class ExchangeInitiator {
   private async *leafGroups(partition: number, leaves: readonly number[]): AsyncGenerator<{ leaves: number[]; mine: Map<string, LocalDigest> }> {
     let group: number[] = [];
     let mine = new Map<string, LocalDigest>();
-    for (const leaf of leaves) {
-      const entries = await this.deps.keeper.leafDigests(partition, [leaf]);
-      if (entries.size > wireLimits.maxKeys) {
-        this.deps.logger.warn({ partition, leaf, keys: entries.size }, 'a Merkle leaf holds more keys than one comparison carries; it is skipped');
-        continue;
+    // The digests of a chunk of leaves come from one scan; a leaf's own keys are then counted apart.
+    for (let start = 0; start < leaves.length; start += keysPerLeafRequest) {
+      const chunk = leaves.slice(start, start + keysPerLeafRequest);
+      const byLeaf = new Map<number, Map<string, LocalDigest>>(chunk.map((leaf) => [leaf, new Map()]));
+      for (const [name, entry] of await this.deps.keeper.leafDigests(partition, chunk)) byLeaf.get(leafOfPosition(entry.dataKey.readUInt32BE(0), this.deps.keeper.partitions))?.set(name, entry);
+      for (const leaf of chunk) {
+        const entries = byLeaf.get(leaf) ?? new Map<string, LocalDigest>();
+        if (entries.size > wireLimits.maxKeys) {
+          this.deps.logger.warn({ partition, leaf, keys: entries.size }, 'a Merkle leaf holds more keys than one comparison carries; it is skipped');
+          continue;
+        }
+        if (group.length >= keysPerLeafRequest || mine.size + entries.size > wireLimits.maxKeys) {
+          yield { leaves: group, mine };
+          group = [];
+          mine = new Map();
+        }
+        group.push(leaf);
+        for (const [name, entry] of entries) mine.set(name, entry);
       }
-      if (group.length >= keysPerLeafRequest || mine.size + entries.size > wireLimits.maxKeys) {
-        yield { leaves: group, mine };
-        group = [];
-        mine = new Map();
-      }
-      group.push(leaf);
-      for (const [name, entry] of entries) mine.set(name, entry);
     }
     if (group.length > 0) yield { leaves: group, mine };
   }

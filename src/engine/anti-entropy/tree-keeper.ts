@@ -28,6 +28,8 @@ const headerKey = Buffer.from('ae-trees/header', 'latin1');
 /** One saved tree: prefix, then the partition (4 bytes, big-endian). */
 const treePrefix = Buffer.from('ae-trees/p/', 'latin1');
 const snapshotFormatVersion = 1;
+/** Up to this many leaves are listed by a scan each; more by one scan across them (fewer iterators, a few keys read in vain). */
+const leavesScannedApart = 4;
 
 function treeKey(partition: number): Buffer {
   const key = Buffer.alloc(treePrefix.length + 4);
@@ -356,18 +358,28 @@ export class TreeKeeper implements WriteGate {
     return held;
   }
 
-  /** The keys stored in some leaves of a partition, by range scans, with their digests (values are not kept). */
+  /**
+   * The keys stored in some leaves of a partition, with their digests (values are not kept): one
+   * range scan per leaf for a few leaves, else one scan from the first leaf to the last, keeping
+   * the keys of the leaves asked for.
+   */
   async leafDigests(partition: number, leaves: readonly number[]): Promise<Map<string, LocalDigest>> {
     const entries = new Map<string, LocalDigest>();
-    for (const leaf of leaves) {
-      const { start, end } = leafPositionRange(partition, leaf, this.partitionCount);
-      const gte = positionBound(start) as Buffer;
-      const lt = positionBound(end);
+    if (leaves.length === 0) return entries;
+    const scan = async (first: number, last: number, wanted: ReadonlySet<number> | undefined): Promise<void> => {
+      const gte = positionBound(leafPositionRange(partition, first, this.partitionCount).start) as Buffer;
+      const lt = positionBound(leafPositionRange(partition, last, this.partitionCount).end);
       for await (const [key, value] of this.deps.data.entries(lt === undefined ? { gte } : { gte, lt })) {
         const dataKey = Buffer.from(key);
+        if (wanted !== undefined && !wanted.has(leafOfPosition(dataKey.readUInt32BE(0), this.partitionCount))) continue;
         entries.set(dataKey.toString('latin1'), { dataKey, digest: digestOf(key, value) });
       }
+    };
+    if (leaves.length <= leavesScannedApart) {
+      for (const leaf of leaves) await scan(leaf, leaf, undefined);
+      return entries;
     }
+    await scan(Math.min(...leaves), Math.max(...leaves), new Set(leaves));
     return entries;
   }
 
