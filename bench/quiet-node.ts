@@ -179,32 +179,37 @@ async function startSuite(): Promise<void> {
   const [port] = (await freePorts(1)) as [number];
   const node: BenchNode = { port, address: `127.0.0.1:${port}`, dataDir: join(folder, 'node1'), server: undefined, startedAtMs: 0 };
   const env = { RINGKV_CLUSTER_SECRET: 'bench-start-secret-0123456789' };
-  const rows: string[] = [];
   const startOnce = async (label: string): Promise<void> => {
     launch(node, [], env);
     const ms = await timeToHealthMs(node);
-    rows.push(`${label}: ${ms.toFixed(0)} ms`);
     process.stdout.write(`${label}: process start -> first /health 200 in ${ms.toFixed(0)} ms\n`);
   };
   try {
     const loads = [moduleLoadMs(), moduleLoadMs(), moduleLoadMs()];
     process.stdout.write(`module loading (import of dist/src/main.js in a fresh process): ${loads.map((ms) => ms.toFixed(0)).join(' / ')} ms\n`);
+    const repeats = flag('repeats', 3);
     await startOnce('fresh data directory');
-    await stopServer(node.server as ServerProcess);
-    await startOnce('0 keys, after a clean stop');
+    for (let run = 0; run < repeats; run++) {
+      await stopServer(node.server as ServerProcess);
+      await startOnce('0 keys, after a clean stop');
+    }
     process.stdout.write(`writing ${keyCount} keys...\n`);
     await writeKeys(node.address, keyCount, 'key-', '1');
-    await stopServer(node.server as ServerProcess);
-    await startOnce(`${keyCount} keys, after a clean stop`);
     const keysSeen = async (): Promise<number> => (await status(node)).storage.keys;
-    await waitFor('every key counted', 120_000, async () => (await keysSeen()) >= keyCount);
-    const killed = node.server as ServerProcess;
-    killed.child.kill('SIGKILL');
-    await waitFor('the node exits', 30_000, async () => !isAlive(killed));
-    await startOnce(`${keyCount} keys, after kill -9`);
-    const rebuiltFrom = node.startedAtMs;
-    await waitFor('the trees are rebuilt (every key counted)', 300_000, async () => (await keysSeen()) >= keyCount);
-    process.stdout.write(`  trees rebuilt in the background ${((performance.now() - rebuiltFrom) / 1000).toFixed(1)} s after the start\n`);
+    for (let run = 0; run < repeats; run++) {
+      await stopServer(node.server as ServerProcess);
+      await startOnce(`${keyCount} keys, after a clean stop`);
+    }
+    for (let run = 0; run < repeats; run++) {
+      await waitFor('every key counted', 300_000, async () => (await keysSeen()) >= keyCount);
+      const killed = node.server as ServerProcess;
+      killed.child.kill('SIGKILL');
+      await waitFor('the node exits', 30_000, async () => !isAlive(killed));
+      await startOnce(`${keyCount} keys, after kill -9`);
+      const rebuiltFrom = node.startedAtMs;
+      await waitFor('the trees are rebuilt (every key counted)', 300_000, async () => (await keysSeen()) >= keyCount);
+      process.stdout.write(`  every key counted again (trees rebuilt in the background) ${((performance.now() - rebuiltFrom) / 1000).toFixed(1)} s after the start\n`);
+    }
   } finally {
     if (node.server !== undefined) await stopServer(node.server);
     removeTemporaryFolder(folder, false);
