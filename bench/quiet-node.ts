@@ -67,12 +67,19 @@ async function healthy(node: BenchNode): Promise<boolean> {
   }
 }
 
-/** Polls /health every 5 ms; answers ms from process start to the first 200. */
+/** The process CPU time (user + system) of the node when it first answered /health, in ms (10 ms steps). */
+let cpuAtHealthMs = 0;
+
+/** Polls /health every 5 ms; answers ms from process start to the first 200 (and notes the CPU time spent by then). */
 async function timeToHealthMs(node: BenchNode): Promise<number> {
   const deadline = performance.now() + 120_000;
   while (performance.now() < deadline) {
     if (!isAlive(node.server as ServerProcess)) throw new Error(`node ${node.address} exited: ${node.server?.output.slice(-2000)}`);
-    if (await healthy(node)) return performance.now() - node.startedAtMs;
+    if (await healthy(node)) {
+      const elapsed = performance.now() - node.startedAtMs;
+      cpuAtHealthMs = (processTicks(node.server?.child.pid) * 1000) / ticksPerSecond;
+      return elapsed;
+    }
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   throw new Error(`node ${node.address} never answered /health`);
@@ -167,10 +174,10 @@ async function idleSuite(): Promise<void> {
 }
 
 /** Milliseconds of importing the node's modules (what `ringkv start` loads before it does anything), in a fresh process. */
-function moduleLoadMs(): number {
+function moduleLoadMs(): string {
   const main = join(packageRoot(), 'dist', 'src', 'main.js');
-  const result = spawnSync(process.execPath, ['--input-type=module', '-e', `const t = performance.now(); await import(${JSON.stringify(main)}); console.log(performance.now() - t)`], { encoding: 'utf8' });
-  return Number(result.stdout.trim());
+  const script = `const t = performance.now(); const c = process.cpuUsage(); await import(${JSON.stringify(main)}); const u = process.cpuUsage(c); console.log((performance.now() - t).toFixed(0) + ' ms (' + ((u.user + u.system) / 1000).toFixed(0) + ' ms CPU)')`;
+  return spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }).stdout.trim();
 }
 
 async function startSuite(): Promise<void> {
@@ -182,11 +189,11 @@ async function startSuite(): Promise<void> {
   const startOnce = async (label: string): Promise<void> => {
     launch(node, [], env);
     const ms = await timeToHealthMs(node);
-    process.stdout.write(`${label}: process start -> first /health 200 in ${ms.toFixed(0)} ms\n`);
+    process.stdout.write(`${label}: process start -> first /health 200 in ${ms.toFixed(0)} ms (${cpuAtHealthMs.toFixed(0)} ms of process CPU by then)\n`);
   };
   try {
     const loads = [moduleLoadMs(), moduleLoadMs(), moduleLoadMs()];
-    process.stdout.write(`module loading (import of dist/src/main.js in a fresh process): ${loads.map((ms) => ms.toFixed(0)).join(' / ')} ms\n`);
+    process.stdout.write(`module loading (import of dist/src/main.js in a fresh process): ${loads.join(' / ')}\n`);
     const repeats = flag('repeats', 3);
     await startOnce('fresh data directory');
     for (let run = 0; run < repeats; run++) {
