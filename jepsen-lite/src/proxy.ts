@@ -24,8 +24,8 @@ class Conduit {
     readonly upstream: Socket,
     private readonly isCut: () => boolean,
     private readonly onClosed: (conduit: Conduit) => void,
-    /** Told of every chunk: forwarded, or held because the link was cut. */
-    private readonly count: (bytes: number, held: boolean) => void = () => undefined,
+    /** Told of every chunk forwarded. */
+    private readonly count: (bytes: number) => void = () => undefined,
   ) {
     this.pump(downstream, upstream);
     this.pump(upstream, downstream);
@@ -46,11 +46,10 @@ class Conduit {
       if (this.isCut()) {
         // A chunk read just before the pause took effect is held, never forwarded during the cut.
         this.held.push({ from, to, chunk });
-        this.count(chunk.length, true);
         from.pause();
         return;
       }
-      this.count(chunk.length, false);
+      this.count(chunk.length);
       if (!to.write(chunk)) from.pause();
     });
     to.on('drain', () => {
@@ -73,7 +72,7 @@ class Conduit {
       return;
     }
     for (const { to, chunk } of this.held.splice(0)) {
-      this.count(chunk.length, false);
+      this.count(chunk.length);
       to.write(chunk);
     }
     this.downstream.resume();
@@ -95,8 +94,15 @@ export class LinkProxy {
   private isCutNow = false;
   /** Bytes moved through the link, both ways together (held bytes count once they move). */
   bytesForwarded = 0;
-  /** Bytes that arrived while the link was cut and were held: proof that a cut stopped traffic. */
-  bytesHeld = 0;
+  /**
+   * What the link carried while healed before each cut, and while cut (which must be nothing):
+   * proof that a partition stopped traffic that was flowing. Times from `now`.
+   */
+  readonly cutStats = { cuts: 0, bytesBefore: 0, msBefore: 0, bytesDuring: 0, msDuring: 0 };
+  private healedSinceMs: number;
+  private bytesAtHeal = 0;
+  private cutSinceMs = 0;
+  private bytesAtCut = 0;
 
   constructor(
     /** Index of the dialling node. */
@@ -109,7 +115,11 @@ export class LinkProxy {
     readonly targetPort: number,
     /** Connections the link keeps at most; beyond it the oldest are closed (a bounded resource). */
     private readonly maxConnections = 64,
-  ) {}
+    /** The clock of cutStats, in ms. */
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.healedSinceMs = now();
+  }
 
   /** Whether the link is cut now. */
   get cut(): boolean {
@@ -149,9 +159,8 @@ export class LinkProxy {
       upstream,
       () => this.isCutNow,
       (closed) => this.conduits.delete(closed),
-      (bytes, held) => {
-        if (held) this.bytesHeld += bytes;
-        else this.bytesForwarded += bytes;
+      (bytes) => {
+        this.bytesForwarded += bytes;
       },
     );
     this.conduits.add(conduit);
@@ -169,6 +178,12 @@ export class LinkProxy {
   sever(): void {
     if (this.isCutNow) return;
     this.isCutNow = true;
+    const nowMs = this.now();
+    this.cutStats.cuts += 1;
+    this.cutStats.bytesBefore += this.bytesForwarded - this.bytesAtHeal;
+    this.cutStats.msBefore += nowMs - this.healedSinceMs;
+    this.cutSinceMs = nowMs;
+    this.bytesAtCut = this.bytesForwarded;
     for (const conduit of this.conduits) conduit.cut();
   }
 
@@ -176,7 +191,12 @@ export class LinkProxy {
   heal(): void {
     if (!this.isCutNow) return;
     this.isCutNow = false;
+    const nowMs = this.now();
+    this.cutStats.bytesDuring += this.bytesForwarded - this.bytesAtCut;
+    this.cutStats.msDuring += nowMs - this.cutSinceMs;
     for (const conduit of [...this.conduits]) conduit.mend();
+    this.healedSinceMs = nowMs;
+    this.bytesAtHeal = this.bytesForwarded;
   }
 
   /** Closes every connection and stops listening. */
@@ -202,7 +222,12 @@ export interface LinkCounters {
   readonly to: number;
   readonly lane: 'http' | 'peer';
   readonly bytesForwarded: number;
-  readonly bytesHeld: number;
+  /** See LinkProxy.cutStats. */
+  readonly cuts: number;
+  readonly bytesBeforeCuts: number;
+  readonly msBeforeCuts: number;
+  readonly bytesDuringCuts: number;
+  readonly msDuringCuts: number;
 }
 
 /**
@@ -259,7 +284,19 @@ export class LinkNetwork {
 
   /** Every proxy's traffic so far. */
   counters(): LinkCounters[] {
-    const of = (lane: 'http' | 'peer') => (link: LinkProxy): LinkCounters => ({ from: link.from, to: link.to, lane, bytesForwarded: link.bytesForwarded, bytesHeld: link.bytesHeld });
+    const of =
+      (lane: 'http' | 'peer') =>
+      (link: LinkProxy): LinkCounters => ({
+        from: link.from,
+        to: link.to,
+        lane,
+        bytesForwarded: link.bytesForwarded,
+        cuts: link.cutStats.cuts,
+        bytesBeforeCuts: link.cutStats.bytesBefore,
+        msBeforeCuts: Math.round(link.cutStats.msBefore),
+        bytesDuringCuts: link.cutStats.bytesDuring,
+        msDuringCuts: Math.round(link.cutStats.msDuring),
+      });
     return [...this.links.map(of('http')), ...this.peerLinks.map(of('peer'))];
   }
 

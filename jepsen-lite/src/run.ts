@@ -266,23 +266,32 @@ async function run(requested: RunOptions): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
-  /** What the links carried and what the faults held or dropped: proof that a partition cut traffic. */
+  /** What the links carried, and what the cut links carried before and during their cuts (or what iptables dropped): proof that a partition cut traffic. */
   const traffic = (): Record<string, unknown> => {
     if (network !== undefined) {
       const counters = network.counters();
-      const total = (lane: 'http' | 'peer', field: 'bytesForwarded' | 'bytesHeld'): number => counters.filter((counter) => counter.lane === lane).reduce((sum, counter) => sum + counter[field], 0);
+      const lane = (name: 'http' | 'peer'): Record<string, number> => {
+        const mine = counters.filter((counter) => counter.lane === name);
+        const sum = (field: 'bytesForwarded' | 'cuts' | 'bytesBeforeCuts' | 'msBeforeCuts' | 'bytesDuringCuts' | 'msDuringCuts'): number => mine.reduce((total, counter) => total + counter[field], 0);
+        return { bytesForwarded: sum('bytesForwarded'), linkCuts: sum('cuts'), bytesBeforeCuts: sum('bytesBeforeCuts'), msBeforeCuts: sum('msBeforeCuts'), bytesDuringCuts: sum('bytesDuringCuts'), msDuringCuts: sum('msDuringCuts') };
+      };
       return {
-        http: { bytesForwarded: total('http', 'bytesForwarded'), bytesHeldWhileCut: total('http', 'bytesHeld') },
-        ...(framed ? { peer: { bytesForwarded: total('peer', 'bytesForwarded'), bytesHeldWhileCut: total('peer', 'bytesHeld') } } : {}),
+        http: lane('http'),
+        ...(framed ? { peer: lane('peer') } : {}),
         links: counters.map((counter) => ({ ...counter, from: cluster.nodes[counter.from]?.name, to: cluster.nodes[counter.to]?.name })),
       };
     }
     return { droppedPackets: (faults as NamespaceFaults).dropped };
   };
   const trafficSummary = (): string => {
-    const figures = traffic() as { http?: { bytesForwarded: number; bytesHeldWhileCut: number }; peer?: { bytesForwarded: number; bytesHeldWhileCut: number }; droppedPackets?: { partition: number; loss: number } };
+    const figures = traffic() as { http?: Record<string, number>; peer?: Record<string, number>; droppedPackets?: { partition: number; loss: number } };
     if (figures.droppedPackets !== undefined) return `links: iptables dropped ${figures.droppedPackets.partition} packets in partitions, ${figures.droppedPackets.loss} in loss faults`;
-    const lane = (name: string, counts: { bytesForwarded: number; bytesHeldWhileCut: number } | undefined): string => (counts === undefined ? '' : `${name} proxies forwarded ${counts.bytesForwarded} bytes and held ${counts.bytesHeldWhileCut} bytes while cut`);
+    const rate = (bytes: number, ms: number): string => (ms > 0 ? `${Math.round((bytes * 1000) / ms)} B/s` : 'n/a');
+    const lane = (name: string, counts: Record<string, number> | undefined): string =>
+      counts === undefined
+        ? ''
+        : `${name} proxies forwarded ${counts.bytesForwarded} bytes` +
+          ((counts.linkCuts ?? 0) > 0 ? `; the ${counts.linkCuts} link cuts carried ${rate(counts.bytesBeforeCuts ?? 0, counts.msBeforeCuts ?? 0)} per link before and ${rate(counts.bytesDuringCuts ?? 0, counts.msDuringCuts ?? 0)} while cut` : '');
     return `links: ${[lane('HTTP-port', figures.http), lane('peer-port', figures.peer)].filter((text) => text.length > 0).join('; ')}`;
   };
 
