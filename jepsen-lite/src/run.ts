@@ -1,8 +1,9 @@
 /**
  * jepsen-lite's runner: starts a fresh cluster of real ringkv processes on loopback with a TCP
- * proxy on every link (or, with --net netns, each in its own network namespace), runs the workload while the nemesis injects faults, heals everything,
- * waits for hints and a quiet period, makes the final reads, runs the checkers and writes the run
- * to jepsen-lite/store/<time>/ (history.jsonl, results.json, report.html, run.json, node logs).
+ * proxy on every link (or, with --net netns, each in its own network namespace), runs the
+ * workload while the nemesis injects faults, heals everything, waits for hints and a quiet
+ * period, makes the final reads, runs the checkers and writes the run to
+ * jepsen-lite/store/<time>/ (history.jsonl, results.json, report.html, run.json, node logs).
  * Exit code: 0 valid, 1 a checker found the history invalid, 2 the harness could not run.
  */
 import { randomBytes } from 'node:crypto';
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { RingClient } from '../../src/client/ring-client.js';
 import { SeededRandom } from '../../src/adapters/seeded-random.js';
+import { defaultPeerPortOffset } from '../../src/adapters/framed-transport.js';
 import { type RunVerdict, checkRun } from './checkers/check-run.js';
 import type { CheckerResult } from './checkers/checker.js';
 import { type RunOptions, type WorkloadName, parseRunOptions, usage } from './cli-options.js';
@@ -24,7 +26,6 @@ import { NamespaceFaults } from './netns-faults.js';
 import { type NamespaceNetwork, netemProblem } from './netns.js';
 import { prepareNamespaces } from './netns-run.js';
 import { LinkNetwork } from './proxy.js';
-import { defaultPeerPortOffset } from '../../src/adapters/framed-transport.js';
 import { renderReport } from './report-html.js';
 import { ensureFaketime } from './faketime.js';
 import { delay } from './wait.js';
@@ -265,6 +266,7 @@ async function run(requested: RunOptions): Promise<number> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  process.once('SIGHUP', onSignal);
 
   /** What the links carried, and what the cut links carried before and during their cuts (or what iptables dropped): proof that a partition cut traffic. */
   const traffic = (): Record<string, unknown> => {
