@@ -12,6 +12,7 @@ import type { Random } from '../ports/random.js';
 import type { Storage } from '../ports/storage.js';
 import type { Transport } from '../ports/transport.js';
 import { type BucketProperties, type NodeConfig, bucketProperties } from './config.js';
+import { Claimant } from './claimant.js';
 import { Gossiper } from './gossiper.js';
 import { HintStore } from './hint-store.js';
 import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
@@ -167,7 +168,7 @@ export class RingNode implements KvService {
       fanout: config.gossip.fanout,
       phiThreshold: config.gossip.phiThreshold,
       peerTimeoutMs: config.limits.peerTimeoutMs,
-      maxNVal: () => this.maxNVal(),
+      claimant: new Claimant({ selfId: identity.nodeId, maxNVal: () => this.maxNVal(), logger: this.options.logger }),
       initialView,
       transport: this.options.transport,
       clock: this.options.clock,
