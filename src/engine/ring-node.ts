@@ -1,5 +1,4 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { encodeDataKey } from '../core/keys.js';
 import { type Ring, partitionsOwnedBy, ringMembers } from '../core/ring/ring.js';
 import type { MemberRecord } from '../core/membership/membership.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
@@ -14,7 +13,8 @@ import type { Transport } from '../ports/transport.js';
 import { type BucketProperties, type NodeConfig, bucketProperties } from './config.js';
 import { Claimant } from './claimant.js';
 import { Gossiper } from './gossiper.js';
-import { HintStore } from './hint-store.js';
+import type { HintStore } from './hint-store.js';
+import { HintedHandoff } from './hinted-handoff.js';
 import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
 import { Coordinator, clientRefusalCodes } from './coordinator.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
@@ -58,9 +58,8 @@ const viewMetaKey = Buffer.from('cluster-view');
 export class RingNode implements KvService {
   readonly nodeId: string;
   private readonly replica: Replica;
-  private readonly hints: HintStore;
+  private readonly hintedHandoff: HintedHandoff;
   private gossiper!: Gossiper;
-  private readonly hintDelivery: PeriodicTask;
   private readonly lifecycleCheck: PeriodicTask;
   private readonly antiEntropy: AntiEntropy;
   private readonly handoff: Handoff;
@@ -79,7 +78,6 @@ export class RingNode implements KvService {
     this.replica = new Replica(options.storage, actorId, options.config.limits.maxVectorEntries, { siblingsWarn, maxSiblings }, (bucket, key, siblings) =>
       options.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
     );
-    this.hints = new HintStore(options.storage.hints, options.config.hintedHandoff);
     this.startedAtMs = options.clock.nowMs();
     this.secretDigest = createHash('sha256').update(options.identity.clusterSecret).digest();
     const { config } = options;
@@ -95,6 +93,15 @@ export class RingNode implements KvService {
       bucketProperties: (bucket: string) => this.bucketProperties(bucket),
       maxNVal: () => this.maxNVal(),
     };
+    this.hintedHandoff = new HintedHandoff({
+      space: options.storage.hints,
+      settings: config.hintedHandoff,
+      clock: options.clock,
+      logger: options.logger,
+      isUp: (node) => this.gossiper.isUp(node),
+      memberStatus: (node) => this.gossiper.view.members[node]?.status,
+      send: (node, request) => this.send(node, request),
+    });
     this.antiEntropy = new AntiEntropy({
       ...shared,
       settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes },
@@ -110,19 +117,13 @@ export class RingNode implements KvService {
       selfId: this.nodeId,
       clock: options.clock,
       logger: options.logger,
-      hints: this.hints,
+      hints: this.hintedHandoff.store,
       settings: () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled }),
       requireRing: () => this.requireRing(),
       isUp: (node) => this.gossiper.isUp(node),
       bucketProperties: (bucket) => this.bucketProperties(bucket),
       send: (node, request, timeoutMs) => this.send(node, request, timeoutMs),
     });
-    this.hintDelivery = new PeriodicTask(
-      options.clock,
-      () => this.deliverHints(),
-      (error) => options.logger.warn({ error: String(error) }, 'hint delivery failed'),
-      () => config.hintedHandoff.intervalMs,
-    );
     this.lifecycleCheck = new PeriodicTask(
       options.clock,
       async () => this.checkLifecycle(),
@@ -145,7 +146,12 @@ export class RingNode implements KvService {
 
   /** The hint store (for tests and status). */
   get hintStore(): HintStore {
-    return this.hints;
+    return this.hintedHandoff.store;
+  }
+
+  /** Hinted handoff: the hints this node keeps for others and their delivery (for tests). */
+  get hintedHandoffService(): HintedHandoff {
+    return this.hintedHandoff;
   }
 
   /** The membership view and failure detector. */
@@ -178,7 +184,7 @@ export class RingNode implements KvService {
       onRingChange: () => this.handoff.runSoon(),
       onRemoved: () => this.stopServingAsRemoved(),
     });
-    await this.hints.load();
+    await this.hintedHandoff.load();
     // One scan builds the Merkle trees before any request is served.
     await this.antiEntropy.build(this.gossiper.ring?.partitionCount ?? config.partitionCount);
     // A database written before the bucket index existed is indexed once, by one scan.
@@ -187,7 +193,7 @@ export class RingNode implements KvService {
     this.gossiper.start();
     // A removed node still gossips (so it hears the ring and shows its state) but moves no data.
     if (this.gossiper.ownStatus === 'removed') return;
-    this.hintDelivery.arm(config.hintedHandoff.intervalMs);
+    this.hintedHandoff.start();
     this.antiEntropy.start();
     this.handoff.start();
     this.lifecycleCheck.arm(config.gossip.intervalMs);
@@ -208,7 +214,7 @@ export class RingNode implements KvService {
    * reaped key, say) back to the replicas, and its anti-entropy and hints would do the same.
    */
   private stopServingAsRemoved(): void {
-    this.hintDelivery.stop();
+    this.hintedHandoff.stop();
     this.antiEntropy.stop();
     this.handoff.stop();
     this.lifecycleCheck.stop();
@@ -263,7 +269,7 @@ export class RingNode implements KvService {
   private checkLifecycle(): void {
     const ring = this.gossiper.ring;
     if (this.gossiper.ownStatus !== 'leaving' || ring === null || ring.next !== null || ring.owners.includes(this.nodeId)) return;
-    if (this.antiEntropy.heldPartitions().length > 0 || this.hints.pending > 0) return;
+    if (this.antiEntropy.heldPartitions().length > 0 || this.hintedHandoff.store.pending > 0) return;
     this.gossiper.setOwnStatus('left');
     this.options.logger.info({}, 'this node has handed off all its data and left the cluster');
     // A few gossip rounds let the others hear that it left before it goes.
@@ -273,7 +279,7 @@ export class RingNode implements KvService {
   /** Stops background work (the caller closes the HTTP server and the storage). */
   async stop(): Promise<void> {
     this.gossiper?.stop();
-    this.hintDelivery.stop();
+    this.hintedHandoff.stop();
     this.lifecycleCheck.stop();
     this.antiEntropy.stop();
     this.handoff.stop();
@@ -414,19 +420,8 @@ export class RingNode implements KvService {
         return { type: 'coordinate-put-reply', object, durable: request.sync, dot };
       }
       case 'replica-put':
-        if (request.hintFor !== undefined && request.hintFor !== this.nodeId) {
-          const stored = await this.hints.add(request.hintFor, encodeDataKey(request.bucket, request.key), request.object, request.mode, this.options.clock.nowMs(), request.sync);
-          // A dropped hint must not count for w: the coordinator sees a failed replica instead.
-          if (!stored) {
-            return {
-              type: 'error',
-              code: 'KV_OVERLOADED',
-              message: `this fallback holds as many hints for ${request.hintFor} as hintedHandoff.maxHintsPerTarget / maxBytesPerTarget allow; anti-entropy will repair it`,
-            };
-          }
-        } else {
-          await this.replica.merge(request.bucket, request.key, request.object, request.mode, request.sync);
-        }
+        if (request.hintFor !== undefined && request.hintFor !== this.nodeId) return this.hintedHandoff.keep(request, request.hintFor);
+        await this.replica.merge(request.bucket, request.key, request.object, request.mode, request.sync);
         return { type: 'replica-put-reply', durable: request.sync };
       case 'gossip':
         return { type: 'gossip-reply', state: this.gossiper.receive(request.state) };
@@ -464,36 +459,6 @@ export class RingNode implements KvService {
     }
   }
 
-  /** One throttled round of hint delivery: a batch per live target; expired hints are dropped and counted. */
-  async deliverHints(): Promise<void> {
-    const { windowMs, batchSize } = this.options.config.hintedHandoff;
-    const now = this.options.clock.nowMs();
-    for (const target of this.hints.targets()) {
-      const batch = await this.hints.batch(target, batchSize);
-      // A removed node never takes a hint again (its id stays removed), so its hints are let go at
-      // once, as expired ones are: what they carried lives on in the key's other replicas, which
-      // the removal rebuilt, and anti-entropy repairs any of them that missed it.
-      const removed = this.gossiper.view.members[target]?.status === 'removed';
-      const live = removed ? [] : batch.filter((hint) => hint.createdMs + windowMs >= now);
-      for (const hint of batch) if (removed || hint.createdMs + windowMs < now) await this.hints.remove(hint, 'expired');
-      if (live.length === 0 || !this.gossiper.isUp(target)) continue;
-      await Promise.all(
-        live.map(async (hint) => {
-          const { bucket, key } = Replica.describe(hint.dataKey);
-          try {
-            // The hint is deleted only once its target has the write durably (synced; the target's
-            // group commit makes that about one fsync per batch of hints).
-            const reply = await this.send(target, { type: 'replica-put', bucket, key, object: hint.object, mode: hint.mode, sync: true });
-            if (reply.type !== 'replica-put-reply' || !reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${target} did not store the hint durably`);
-            await this.hints.remove(hint, 'delivered');
-          } catch (error) {
-            this.options.logger.debug({ target, error: String(error) }, 'hint not delivered yet');
-          }
-        }),
-      );
-    }
-  }
-
   /** What GET /status shows. */
   async status(): Promise<NodeStatus> {
     const ring = this.gossiper.ring;
@@ -523,7 +488,7 @@ export class RingNode implements KvService {
       antiEntropy: this.antiEntropy.status(),
       handoff: this.handoff.status(),
       lifecycle: this.gossiper.ownStatus,
-      hints: { pending: this.hints.pending, delivered: this.hints.delivered, expired: this.hints.expired, dropped: this.hints.dropped, byTarget: this.hints.pendingByTarget() },
+      hints: this.hintedHandoff.status(),
       siblings: { manyWrites: this.replica.manySiblingWrites, refused: this.replica.siblingRefusals, warnAbove: this.options.config.limits.siblingsWarn, max: this.options.config.limits.maxSiblings },
       inFlight: this.inFlight,
       ...(this.options.processFigures === undefined ? {} : { process: this.options.processFigures() }),
