@@ -4,7 +4,7 @@ import type { MemberRecord } from '../core/membership/membership.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { emptyContext } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
-import { KvError, type KvErrorCode, isKvError } from '../util/errors.js';
+import { KvError } from '../util/errors.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { Random } from '../ports/random.js';
@@ -16,7 +16,8 @@ import { Gossiper } from './gossiper.js';
 import type { HintStore } from './hint-store.js';
 import { HintedHandoff } from './hinted-handoff.js';
 import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
-import { Coordinator, clientRefusalCodes } from './coordinator.js';
+import { Coordinator } from './coordinator.js';
+import { PeerService } from './peer-service.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
 import { Handoff } from './handoff.js';
 import { PeriodicTask } from './periodic-task.js';
@@ -64,6 +65,7 @@ export class RingNode implements KvService {
   private readonly antiEntropy: AntiEntropy;
   private readonly handoff: Handoff;
   private readonly coordinator: Coordinator;
+  private readonly peers: PeerService;
   private inFlight = 0;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
@@ -81,6 +83,14 @@ export class RingNode implements KvService {
     this.startedAtMs = options.clock.nowMs();
     this.secretDigest = createHash('sha256').update(options.identity.clusterSecret).digest();
     const { config } = options;
+    this.peers = new PeerService({
+      selfId: this.nodeId,
+      transport: options.transport,
+      logger: options.logger,
+      peerTimeoutMs: config.limits.peerTimeoutMs,
+      addressOf: (node) => this.gossiper.addressOf(node),
+      refusal: () => (this.gossiper?.ownStatus === 'removed' ? this.removedError() : undefined),
+    });
     const shared = {
       selfId: this.nodeId,
       data: options.storage.data,
@@ -89,7 +99,7 @@ export class RingNode implements KvService {
       logger: options.logger,
       ring: () => this.gossiper?.ring ?? null,
       isUp: (node: string) => this.gossiper.isUp(node),
-      send: (node: string, request: PeerRequest) => this.send(node, request),
+      send: (node: string, request: PeerRequest) => this.peers.send(node, request),
       bucketProperties: (bucket: string) => this.bucketProperties(bucket),
       maxNVal: () => this.maxNVal(),
     };
@@ -100,7 +110,7 @@ export class RingNode implements KvService {
       logger: options.logger,
       isUp: (node) => this.gossiper.isUp(node),
       memberStatus: (node) => this.gossiper.view.members[node]?.status,
-      send: (node, request) => this.send(node, request),
+      send: (node, request) => this.peers.send(node, request),
     });
     this.antiEntropy = new AntiEntropy({
       ...shared,
@@ -122,7 +132,7 @@ export class RingNode implements KvService {
       requireRing: () => this.requireRing(),
       isUp: (node) => this.gossiper.isUp(node),
       bucketProperties: (bucket) => this.bucketProperties(bucket),
-      send: (node, request, timeoutMs) => this.send(node, request, timeoutMs),
+      send: (node, request, timeoutMs) => this.peers.send(node, request, timeoutMs),
     });
     this.lifecycleCheck = new PeriodicTask(
       options.clock,
@@ -130,6 +140,7 @@ export class RingNode implements KvService {
       (error) => options.logger.warn({ error: String(error) }, 'lifecycle check failed'),
       () => (this.gossiper.ownStatus === 'left' ? undefined : config.gossip.intervalMs),
     );
+    this.registerPeerHandlers();
   }
 
   /** The largest n_val of any bucket: ring changes and anti-entropy compare replica sets of this size. */
@@ -152,6 +163,11 @@ export class RingNode implements KvService {
   /** Hinted handoff: the hints this node keeps for others and their delivery (for tests). */
   get hintedHandoffService(): HintedHandoff {
     return this.hintedHandoff;
+  }
+
+  /** The dispatch of peer requests to their roles (for tests). */
+  get peerService(): PeerService {
+    return this.peers;
   }
 
   /** The membership view and failure detector. */
@@ -323,22 +339,6 @@ export class RingNode implements KvService {
     }
   }
 
-  /** Sends a request to a node, short-circuiting requests to this node. */
-  private async send(node: string, request: PeerRequest, timeoutMs?: number): Promise<PeerReply> {
-    if (node === this.nodeId) return this.handlePeer(request);
-    const address = this.gossiper.addressOf(node);
-    if (address === undefined) throw new KvError('KV_PEER_UNREACHABLE', `no address known for node ${node}`);
-    // A peer call of a client request never outlives what is left of that request's deadline.
-    const peerTimeoutMs = Math.max(1, Math.min(this.options.config.limits.peerTimeoutMs, timeoutMs ?? Number.POSITIVE_INFINITY));
-    const reply = await this.options.transport.request(address, request, { timeoutMs: peerTimeoutMs });
-    // A refusal the client must see as it is (it says what to do) keeps its code; any other error reply means the peer could not serve.
-    if (reply.type === 'error') {
-      if (clientRefusalCodes.has(reply.code)) throw new KvError(reply.code as KvErrorCode, reply.message);
-      throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.code}: ${reply.message}`);
-    }
-    return reply;
-  }
-
   /** Coordinated read over the key's primaries, with read repair of stale replicas it saw. */
   async get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {
     return this.admit(async () => this.coordinator.read(bucket, key, options));
@@ -397,7 +397,7 @@ export class RingNode implements KvService {
           ring: this.requireRing(),
           nVal: this.bucketProperties(query.bucket).nVal,
           isUp: (node) => this.gossiper.isUp(node),
-          send: (node, request, timeoutMs) => this.send(node, request, timeoutMs),
+          send: (node, request, timeoutMs) => this.peers.send(node, request, timeoutMs),
           timeoutMs: query.timeoutMs ?? this.options.config.limits.requestTimeoutMs,
         },
         query,
@@ -405,58 +405,31 @@ export class RingNode implements KvService {
     );
   }
 
-  /** Serves a peer's request against this node's replica, hints and membership. */
+  /** Serves a peer's request with the role that registered its type (src/engine/peer-service.ts). */
   async handlePeer(request: PeerRequest): Promise<PeerReply> {
-    if (request.type !== 'gossip' && this.gossiper?.ownStatus === 'removed') {
-      const refusal = this.removedError();
-      return { type: 'error', code: refusal.code, message: refusal.message };
-    }
-    switch (request.type) {
-      case 'replica-get':
-        return { type: 'replica-get-reply', object: (await this.replica.read(request.bucket, request.key)) ?? null };
-      case 'coordinate-put': {
-        const condition = request.precondition === undefined ? undefined : { precondition: request.precondition, base: request.base ?? null };
-        const { object, dot } = await this.replica.coordinateWrite(request.bucket, request.key, request.write, request.mode, request.sync, condition);
-        return { type: 'coordinate-put-reply', object, durable: request.sync, dot };
-      }
-      case 'replica-put':
-        if (request.hintFor !== undefined && request.hintFor !== this.nodeId) return this.hintedHandoff.keep(request, request.hintFor);
-        await this.replica.merge(request.bucket, request.key, request.object, request.mode, request.sync);
-        return { type: 'replica-put-reply', durable: request.sync };
-      case 'gossip':
-        return { type: 'gossip-reply', state: this.gossiper.receive(request.state) };
-      case 'control':
-        return this.refusingBadRequests(request, async () => {
-          const answer = request.operation.startsWith('ae-')
-            ? await this.antiEntropy.handleControl(request.operation, request.payload)
-            : await this.handoff.handleControl(request.operation, request.payload);
-          if (answer === undefined) throw new KvError('KV_BAD_REQUEST', `unknown control operation ${JSON.stringify(request.operation.slice(0, 64))}`);
-          return { type: 'control-reply', payload: answer };
-        });
-      case 'handoff-fetch':
-        return this.refusingBadRequests(request, () => this.handoff.handleFetch(request));
-      case 'ae-keys':
-      case 'ae-fetch':
-      case 'ae-push':
-        return this.refusingBadRequests(request, () => this.antiEntropy.handleMessage(request));
-      case 'list-keys':
-        return answerListKeys({ index: this.replica.bucketIndex, replica: this.replica, partitionCount: () => this.requireRing().partitionCount }, request);
-    }
+    return this.peers.handle(request);
   }
 
-  /**
-   * Runs a handoff or anti-entropy request, whose handler checks it against its schema and the
-   * ring before it touches any state; one that fails the check is logged and answered with an
-   * error reply, so a bad peer message never reaches state and never throws out of the handler.
-   */
-  private async refusingBadRequests(request: PeerRequest, handle: () => Promise<PeerReply>): Promise<PeerReply> {
-    try {
-      return await handle();
-    } catch (error) {
-      if (!isKvError(error) || error.code !== 'KV_BAD_REQUEST') throw error;
-      this.options.logger.warn({ request: request.type, ...(request.type === 'control' ? { operation: request.operation.slice(0, 64) } : {}), error: error.message }, 'refused a malformed peer request');
-      return { type: 'error', code: error.code, message: error.message };
-    }
+  /** Each role registers the peer requests it serves. */
+  private registerPeerHandlers(): void {
+    const peers = this.peers;
+    peers.register('replica-get', async (request) => ({ type: 'replica-get-reply', object: (await this.replica.read(request.bucket, request.key)) ?? null }));
+    peers.register('coordinate-put', async (request) => {
+      const condition = request.precondition === undefined ? undefined : { precondition: request.precondition, base: request.base ?? null };
+      const { object, dot } = await this.replica.coordinateWrite(request.bucket, request.key, request.write, request.mode, request.sync, condition);
+      return { type: 'coordinate-put-reply', object, durable: request.sync, dot };
+    });
+    peers.register('replica-put', async (request) => {
+      if (request.hintFor !== undefined && request.hintFor !== this.nodeId) return this.hintedHandoff.keep(request, request.hintFor);
+      await this.replica.merge(request.bucket, request.key, request.object, request.mode, request.sync);
+      return { type: 'replica-put-reply', durable: request.sync };
+    });
+    peers.register('gossip', async (request) => ({ type: 'gossip-reply', state: this.gossiper.receive(request.state) }), { servesWhenRemoved: true });
+    peers.registerControl('ae-', (operation, payload) => this.antiEntropy.handleControl(operation, payload));
+    peers.registerControl('handoff-', (operation, payload) => this.handoff.handleControl(operation, payload));
+    peers.register('handoff-fetch', (request) => this.handoff.handleFetch(request), { refusesMalformed: true });
+    for (const type of ['ae-keys', 'ae-fetch', 'ae-push'] as const) peers.register(type, (request) => this.antiEntropy.handleMessage(request), { refusesMalformed: true });
+    peers.register('list-keys', (request) => answerListKeys({ index: this.replica.bucketIndex, replica: this.replica, partitionCount: () => this.requireRing().partitionCount }, request));
   }
 
   /** What GET /status shows. */
