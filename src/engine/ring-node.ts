@@ -1,6 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { type Ring, partitionsOwnedBy, ringMembers } from '../core/ring/ring.js';
-import type { MemberRecord } from '../core/membership/membership.js';
+import { partitionsOwnedBy, ringMembers } from '../core/ring/ring.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { emptyContext } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
@@ -11,8 +10,8 @@ import type { Random } from '../ports/random.js';
 import type { Storage } from '../ports/storage.js';
 import type { Transport } from '../ports/transport.js';
 import { type BucketProperties, type NodeConfig, bucketProperties } from './config.js';
-import { Claimant } from './claimant.js';
-import { Gossiper } from './gossiper.js';
+import type { Gossiper } from './gossiper.js';
+import { Lifecycle, type NodeIdentity } from './lifecycle.js';
 import type { HintStore } from './hint-store.js';
 import { HintedHandoff } from './hinted-handoff.js';
 import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
@@ -20,19 +19,8 @@ import { Coordinator } from './coordinator.js';
 import { PeerService } from './peer-service.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
 import { Handoff } from './handoff.js';
-import { PeriodicTask } from './periodic-task.js';
 import { Replica } from './replica.js';
 import { type ListPage, type ListQuery, answerListKeys, listKeys } from './key-listing.js';
-import { decodeObject } from '../core/versioning/object-codec.js';
-import { isDeleted } from '../core/versioning/versioned-object.js';
-
-/** Who this node is; persisted in its data directory by main.ts. */
-export interface NodeIdentity {
-  readonly nodeId: string;
-  readonly generation: number;
-  readonly clusterSecret: string;
-  readonly address: string;
-}
 
 /** The ports and settings a node runs on. */
 export interface RingNodeOptions {
@@ -47,11 +35,6 @@ export interface RingNodeOptions {
   readonly processFigures?: () => Readonly<Record<string, number>>;
 }
 
-
-
-
-const viewMetaKey = Buffer.from('cluster-view');
-
 /**
  * One ringkv node: coordinates client requests over the key's replicas (Dynamo's coordinator),
  * serves its own replica to peers, keeps and delivers hints, and gossips membership.
@@ -60,8 +43,7 @@ export class RingNode implements KvService {
   readonly nodeId: string;
   private readonly replica: Replica;
   private readonly hintedHandoff: HintedHandoff;
-  private gossiper!: Gossiper;
-  private readonly lifecycleCheck: PeriodicTask;
+  private readonly lifecycle: Lifecycle;
   private readonly antiEntropy: AntiEntropy;
   private readonly handoff: Handoff;
   private readonly coordinator: Coordinator;
@@ -89,7 +71,7 @@ export class RingNode implements KvService {
       logger: options.logger,
       peerTimeoutMs: config.limits.peerTimeoutMs,
       addressOf: (node) => this.gossiper.addressOf(node),
-      refusal: () => (this.gossiper?.ownStatus === 'removed' ? this.removedError() : undefined),
+      refusal: () => this.lifecycle.refusal(),
     });
     const shared = {
       selfId: this.nodeId,
@@ -129,17 +111,20 @@ export class RingNode implements KvService {
       logger: options.logger,
       hints: this.hintedHandoff.store,
       settings: () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled }),
-      requireRing: () => this.requireRing(),
+      requireRing: () => this.lifecycle.requireRing(),
       isUp: (node) => this.gossiper.isUp(node),
       bucketProperties: (bucket) => this.bucketProperties(bucket),
       send: (node, request, timeoutMs) => this.peers.send(node, request, timeoutMs),
     });
-    this.lifecycleCheck = new PeriodicTask(
-      options.clock,
-      async () => this.checkLifecycle(),
-      (error) => options.logger.warn({ error: String(error) }, 'lifecycle check failed'),
-      () => (this.gossiper.ownStatus === 'left' ? undefined : config.gossip.intervalMs),
-    );
+    this.lifecycle = new Lifecycle({
+      ...options,
+      replica: this.replica,
+      hintedHandoff: this.hintedHandoff,
+      antiEntropy: this.antiEntropy,
+      handoff: this.handoff,
+      maxNVal: () => this.maxNVal(),
+      onLeft: () => this.onLeft?.(),
+    });
     this.registerPeerHandlers();
   }
 
@@ -172,73 +157,12 @@ export class RingNode implements KvService {
 
   /** The membership view and failure detector. */
   get membership(): Gossiper {
-    return this.gossiper;
+    return this.lifecycle.gossiper;
   }
 
-  /** Loads persisted state and starts gossip and hint delivery. */
-  async start(): Promise<void> {
-    const { config, identity, storage } = this.options;
-    const stored = await storage.meta.get(viewMetaKey);
-    const initialView = stored === undefined ? undefined : this.parseStoredView(stored);
-    const self: MemberRecord = { id: identity.nodeId, address: identity.address, generation: identity.generation, heartbeat: 0, status: 'joining' };
-    this.gossiper = new Gossiper({
-      self,
-      seeds: config.seeds.filter((seed) => seed !== identity.address),
-      partitionCount: config.partitionCount,
-      bucketProperties: { ...config.buckets, '': config.bucketDefaults },
-      intervalMs: config.gossip.intervalMs,
-      fanout: config.gossip.fanout,
-      phiThreshold: config.gossip.phiThreshold,
-      peerTimeoutMs: config.limits.peerTimeoutMs,
-      claimant: new Claimant({ selfId: identity.nodeId, maxNVal: () => this.maxNVal(), logger: this.options.logger }),
-      initialView,
-      transport: this.options.transport,
-      clock: this.options.clock,
-      random: this.options.random,
-      logger: this.options.logger,
-      persist: (view) => storage.meta.put(viewMetaKey, Buffer.from(JSON.stringify(view), 'utf8'), { sync: true }),
-      onRingChange: () => this.handoff.runSoon(),
-      onRemoved: () => this.stopServingAsRemoved(),
-    });
-    await this.hintedHandoff.load();
-    // One scan builds the Merkle trees before any request is served.
-    await this.antiEntropy.build(this.gossiper.ring?.partitionCount ?? config.partitionCount);
-    // A database written before the bucket index existed is indexed once, by one scan.
-    const indexed = await this.replica.bucketIndex.buildIfMissing(storage.data, (bytes) => !isDeleted(decodeObject(bytes)));
-    if (indexed > 0) this.options.logger.info({ keys: indexed }, 'built the bucket index of the stored keys');
-    this.gossiper.start();
-    // A removed node still gossips (so it hears the ring and shows its state) but moves no data.
-    if (this.gossiper.ownStatus === 'removed') return;
-    this.hintedHandoff.start();
-    this.antiEntropy.start();
-    this.handoff.start();
-    this.lifecycleCheck.arm(config.gossip.intervalMs);
-  }
-
-  /** The persisted view as JSON, or undefined when it is not readable (the gossiper checks its schema). */
-  private parseStoredView(stored: Uint8Array): unknown {
-    try {
-      return JSON.parse(Buffer.from(stored).toString('utf8')) as unknown;
-    } catch (error) {
-      this.options.logger.error({ error: String(error) }, 'the persisted cluster view is not JSON; starting without it and learning the cluster from the seeds');
-      return undefined;
-    }
-  }
-
-  /**
-   * A removed node stops moving data: its handoff would push what it still holds (a delete's
-   * reaped key, say) back to the replicas, and its anti-entropy and hints would do the same.
-   */
-  private stopServingAsRemoved(): void {
-    this.hintedHandoff.stop();
-    this.antiEntropy.stop();
-    this.handoff.stop();
-    this.lifecycleCheck.stop();
-  }
-
-  /** The refusal a removed node answers every data request with. */
-  private removedError(): KvError {
-    return new KvError('KV_NOT_READY', `node ${this.nodeId} was removed from the cluster and serves no data; use another node. To bring this machine back, wipe its data directory and start it again: it joins with a new id`);
+  /** The gossiper (undefined before start, which the optional chains below allow for). */
+  private get gossiper(): Gossiper {
+    return this.lifecycle.gossiper;
   }
 
   /** The anti-entropy service (for tests and the repair command). */
@@ -256,49 +180,24 @@ export class RingNode implements KvService {
     return this.antiEntropy.status().repair;
   }
 
-  /**
-   * `ringkv leave`: this node asks to be planned out of the ring; its partitions stream to their
-   * new replicas, then it hands off what remains, marks itself left, and `onLeft` fires.
-   */
-  leave(): { status: string } {
-    const ring = this.requireRing();
-    const others = Object.values(this.gossiper.view.members).filter(
-      (member) => member.id !== this.nodeId && (member.status === 'up' || member.status === 'joining') && this.gossiper.isUp(member.id),
-    );
-    if (others.length === 0) throw new KvError('KV_CONFLICT', 'this is the only live member: there is nowhere to hand its data to; stop it instead');
-    if (!ringMembers(ring).includes(this.nodeId) && ring.next === null) throw new KvError('KV_CONFLICT', 'this node owns no partitions; it can simply be stopped');
-    this.gossiper.setOwnStatus('leaving');
-    return { status: 'leaving' };
-  }
-
-  /** `ringkv remove NODE_ID`: plans a node that is gone for good out of the ring; its partitions are rebuilt from the other replicas. */
-  removeMember(nodeId: string): { status: string } {
-    if (nodeId === this.nodeId) throw new KvError('KV_CONFLICT', 'a node cannot remove itself: use `ringkv leave` on it, or `ringkv remove` on another node');
-    const member = this.gossiper.view.members[nodeId];
-    if (member === undefined) throw new KvError('KV_UNKNOWN_NODE', `no member ${nodeId}; see \`ringkv status\` for the ids`);
-    if (this.gossiper.isUp(nodeId)) throw new KvError('KV_CONFLICT', `node ${nodeId} is up: use \`ringkv leave --node ${member.address}\` to decommission a live node`);
-    this.gossiper.markRemoved(nodeId);
-    return { status: 'removed' };
-  }
-
-  /** A leaving node becomes `left` once the ring no longer has it and it holds no data. */
-  private checkLifecycle(): void {
-    const ring = this.gossiper.ring;
-    if (this.gossiper.ownStatus !== 'leaving' || ring === null || ring.next !== null || ring.owners.includes(this.nodeId)) return;
-    if (this.antiEntropy.heldPartitions().length > 0 || this.hintedHandoff.store.pending > 0) return;
-    this.gossiper.setOwnStatus('left');
-    this.options.logger.info({}, 'this node has handed off all its data and left the cluster');
-    // A few gossip rounds let the others hear that it left before it goes.
-    this.options.clock.setTimer(3 * this.options.config.gossip.intervalMs, () => this.onLeft?.());
+  /** Loads persisted state, joins, and starts the background roles (src/engine/lifecycle.ts). */
+  async start(): Promise<void> {
+    await this.lifecycle.start();
   }
 
   /** Stops background work (the caller closes the HTTP server and the storage). */
   async stop(): Promise<void> {
-    this.gossiper?.stop();
-    this.hintedHandoff.stop();
-    this.lifecycleCheck.stop();
-    this.antiEntropy.stop();
-    this.handoff.stop();
+    await this.lifecycle.stop();
+  }
+
+  /** `ringkv leave`: hands this node's partitions to others; `onLeft` fires once it has left. */
+  leave(): { status: string } {
+    return this.lifecycle.leave();
+  }
+
+  /** `ringkv remove NODE_ID`: plans a node that is gone for good out of the ring. */
+  removeMember(nodeId: string): { status: string } {
+    return this.lifecycle.removeMember(nodeId);
   }
 
   /**
@@ -315,15 +214,6 @@ export class RingNode implements KvService {
   checkSecret(presented: string | undefined): boolean {
     if (presented === undefined) return false;
     return timingSafeEqual(createHash('sha256').update(presented).digest(), this.secretDigest);
-  }
-
-  private requireRing(): Ring {
-    if (this.gossiper.ownStatus === 'removed') throw this.removedError();
-    const ring = this.gossiper.ring;
-    if (ring === null) {
-      throw new KvError('KV_NOT_READY', 'this node has not joined a ring yet; check that --seeds points at a running node of the cluster', { retryAfterSeconds: 1 });
-    }
-    return ring;
   }
 
   /** Sheds load beyond the in-flight bound with 503 and Retry-After instead of queueing without limit. */
@@ -394,7 +284,7 @@ export class RingNode implements KvService {
       listKeys(
         {
           selfId: this.nodeId,
-          ring: this.requireRing(),
+          ring: this.lifecycle.requireRing(),
           nVal: this.bucketProperties(query.bucket).nVal,
           isUp: (node) => this.gossiper.isUp(node),
           send: (node, request, timeoutMs) => this.peers.send(node, request, timeoutMs),
@@ -429,7 +319,7 @@ export class RingNode implements KvService {
     peers.registerControl('handoff-', (operation, payload) => this.handoff.handleControl(operation, payload));
     peers.register('handoff-fetch', (request) => this.handoff.handleFetch(request), { refusesMalformed: true });
     for (const type of ['ae-keys', 'ae-fetch', 'ae-push'] as const) peers.register(type, (request) => this.antiEntropy.handleMessage(request), { refusesMalformed: true });
-    peers.register('list-keys', (request) => answerListKeys({ index: this.replica.bucketIndex, replica: this.replica, partitionCount: () => this.requireRing().partitionCount }, request));
+    peers.register('list-keys', (request) => answerListKeys({ index: this.replica.bucketIndex, replica: this.replica, partitionCount: () => this.lifecycle.requireRing().partitionCount }, request));
   }
 
   /** What GET /status shows. */
