@@ -1,5 +1,4 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { partitionsOwnedBy, ringMembers } from '../core/ring/ring.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { emptyContext } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
@@ -14,7 +13,8 @@ import type { Gossiper } from './gossiper.js';
 import { Lifecycle, type NodeIdentity } from './lifecycle.js';
 import type { HintStore } from './hint-store.js';
 import { HintedHandoff } from './hinted-handoff.js';
-import type { DeleteCommand, KvService, MemberStatus, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
+import { Status } from './status.js';
+import type { DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
 import { Coordinator } from './coordinator.js';
 import { PeerService } from './peer-service.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
@@ -49,9 +49,9 @@ export class RingNode implements KvService {
   private readonly coordinator: Coordinator;
   private readonly peers: PeerService;
   private inFlight = 0;
+  private readonly statusReport: Status;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
-  private readonly startedAtMs: number;
   private readonly secretDigest: Buffer;
 
   constructor(private readonly options: RingNodeOptions) {
@@ -62,7 +62,6 @@ export class RingNode implements KvService {
     this.replica = new Replica(options.storage, actorId, options.config.limits.maxVectorEntries, { siblingsWarn, maxSiblings }, (bucket, key, siblings) =>
       options.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
     );
-    this.startedAtMs = options.clock.nowMs();
     this.secretDigest = createHash('sha256').update(options.identity.clusterSecret).digest();
     const { config } = options;
     this.peers = new PeerService({
@@ -124,6 +123,16 @@ export class RingNode implements KvService {
       handoff: this.handoff,
       maxNVal: () => this.maxNVal(),
       onLeft: () => this.onLeft?.(),
+    });
+    this.statusReport = new Status({
+      ...options,
+      startedAtMs: options.clock.nowMs(),
+      membership: () => this.gossiper,
+      replica: this.replica,
+      hintedHandoff: this.hintedHandoff,
+      antiEntropy: this.antiEntropy,
+      handoff: this.handoff,
+      inFlight: () => this.inFlight,
     });
     this.registerPeerHandlers();
   }
@@ -322,40 +331,9 @@ export class RingNode implements KvService {
     peers.register('list-keys', (request) => answerListKeys({ index: this.replica.bucketIndex, replica: this.replica, partitionCount: () => this.lifecycle.requireRing().partitionCount }, request));
   }
 
-  /** What GET /status shows. */
+  /** What GET /status shows (src/engine/status.ts). */
   async status(): Promise<NodeStatus> {
-    const ring = this.gossiper.ring;
-    const view = this.gossiper.view;
-    const members: MemberStatus[] = Object.values(view.members)
-      .filter((member) => member.status !== 'removed')
-      .map((member) => {
-        const phi = this.gossiper.phiOf(member.id);
-        return {
-          id: member.id,
-          address: member.address,
-          status: !this.gossiper.isUp(member.id) ? 'down' : member.status === 'left' ? 'leaving' : member.status,
-          generation: member.generation,
-          partitionsOwned: ring === null ? 0 : partitionsOwnedBy(ring, member.id).length,
-          ...(Number.isFinite(phi) ? { phi: Math.round(phi * 100) / 100 } : {}),
-        } as MemberStatus;
-      })
-      .sort((left, right) => left.address.localeCompare(right.address, 'en', { numeric: true }));
-    const storage = await this.options.storage.stats();
-    return {
-      node: { id: this.nodeId, address: this.options.identity.address, generation: this.options.identity.generation, startedAtMs: this.startedAtMs },
-      members,
-      // The ring's own Q: a node that joined with a different partitionCount in its config uses the cluster's.
-      partitionCount: ring?.partitionCount ?? this.options.config.partitionCount,
-      ring: ring === null ? null : { version: ring.version, owners: ring.owners, members: ringMembers(ring), next: ring.next },
-      storage: { ...storage, keys: this.antiEntropy.keyCount },
-      antiEntropy: this.antiEntropy.status(),
-      handoff: this.handoff.status(),
-      lifecycle: this.gossiper.ownStatus,
-      hints: this.hintedHandoff.status(),
-      siblings: { manyWrites: this.replica.manySiblingWrites, refused: this.replica.siblingRefusals, warnAbove: this.options.config.limits.siblingsWarn, max: this.options.config.limits.maxSiblings },
-      inFlight: this.inFlight,
-      ...(this.options.processFigures === undefined ? {} : { process: this.options.processFigures() }),
-    };
+    return this.statusReport.report();
   }
 
   /** Compacts the data space. */
