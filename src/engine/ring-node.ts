@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { emptyContext } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
@@ -52,7 +51,6 @@ export class RingNode implements KvService {
   private readonly statusReport: Status;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
-  private readonly secretDigest: Buffer;
 
   constructor(private readonly options: RingNodeOptions) {
     this.nodeId = options.identity.nodeId;
@@ -62,7 +60,6 @@ export class RingNode implements KvService {
     this.replica = new Replica(options.storage, actorId, options.config.limits.maxVectorEntries, { siblingsWarn, maxSiblings }, (bucket, key, siblings) =>
       options.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
     );
-    this.secretDigest = createHash('sha256').update(options.identity.clusterSecret).digest();
     const { config } = options;
     this.peers = new PeerService({
       selfId: this.nodeId,
@@ -217,12 +214,6 @@ export class RingNode implements KvService {
     const shared = this.gossiper?.view.bucketPropertiesVersion > 0 ? this.gossiper.view.bucketProperties : undefined;
     if (shared === undefined) return bucketProperties(this.options.config, bucket);
     return { ...this.options.config.bucketDefaults, ...(shared[''] ?? {}), ...(shared[bucket] ?? {}) };
-  }
-
-  /** True when the presented secret equals the cluster's, compared in constant time. */
-  checkSecret(presented: string | undefined): boolean {
-    if (presented === undefined) return false;
-    return timingSafeEqual(createHash('sha256').update(presented).digest(), this.secretDigest);
   }
 
   /** Sheds load beyond the in-flight bound with 503 and Retry-After instead of queueing without limit. */
