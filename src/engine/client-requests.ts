@@ -38,8 +38,11 @@ export class ClientRequests {
     return this.inFlightCount;
   }
 
-  /** Sheds load beyond the in-flight bound with 503 and Retry-After instead of queueing without limit. */
-  private async admit<T>(work: () => Promise<T>): Promise<T> {
+  /**
+   * Sheds load beyond the in-flight bound with 503 and Retry-After instead of queueing without
+   * limit. Public so that other client operations (data types) count against the same bound.
+   */
+  async admit<T>(work: () => Promise<T>): Promise<T> {
     if (this.inFlightCount >= this.options.limits.maxInFlightRequests) {
       throw new KvError('KV_OVERLOADED', `node has ${this.inFlightCount} requests in flight (limit ${this.options.limits.maxInFlightRequests}); retry after a short pause`, { retryAfterSeconds: 1 });
     }
