@@ -15,7 +15,8 @@ import type { Transport } from './ports/transport.js';
 import { KvError } from './util/errors.js';
 import { type ConfigFlags, loadConfig, packageRoot } from './cli/load-config.js';
 import type { NodeConfig } from './engine/config.js';
-import { type NodeIdentity, RingNode } from './engine/ring-node.js';
+import type { NodeIdentity } from './engine/lifecycle.js';
+import { RingNode } from './engine/ring-node.js';
 import { buildApp } from './http/app.js';
 import type { Random } from './ports/random.js';
 import type { Storage } from './ports/storage.js';
@@ -124,7 +125,7 @@ export async function runNode(flags: StartFlags): Promise<void> {
   // The peer port listens before the HTTP port: a peer that reaches this node over HTTP while its peer port refuses takes it for
   // a node without one (see FramedTransport's httpFallback), so the peer port must never be the later of the two.
   const peerServer = config.peerTransport === 'framed' ? await startPeerServer(config, node, identity.clusterSecret, tls, logger) : undefined;
-  const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
+  const app = await buildApp({ service: node, config, clusterSecret: identity.clusterSecret, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
   // The HTTP peer route stays up in framed mode too, so a node still on 'http' can reach this one during a switch-over.
   await app.listen({ host: config.listen, port: config.port });
   logger.info({ nodeId: identity.nodeId, generation: identity.generation, address: identity.address, listen: `${config.listen}:${config.port}`, dataDir }, 'ringkv node started');

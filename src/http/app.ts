@@ -10,6 +10,7 @@ import { sendKvError, toKvError } from './errors.js';
 import { registerKvRoutes } from './kv-routes.js';
 import { compactSchema, healthSchema, metricsSchema, openApiSchema, statusSchema } from './route-schemas.js';
 import { HttpMetrics } from './metrics.js';
+import { PeerSecret } from './peer-auth.js';
 import { peerRoutePath, registerPeerRoute } from './peer-route.js';
 import { registerDashboard } from './ui-route.js';
 
@@ -17,6 +18,8 @@ import { registerDashboard } from './ui-route.js';
 export interface AppOptions {
   readonly service: KvService;
   readonly config: NodeConfig;
+  /** The cluster secret peers present on the node-to-node routes (the node's identity holds it). */
+  readonly clusterSecret: string;
   /** fastify's logger option: false (the default) for none, true or pino options for one. */
   readonly logger?: boolean | object;
   /** PEM key and certificate: serve https instead of http (tls.* in the config; main.ts reads the files). */
@@ -78,6 +81,7 @@ function registerAdminRoutes(app: FastifyInstance, service: KvService, metrics: 
  */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { service, config } = options;
+  const peerSecret = new PeerSecret(options.clusterSecret);
   const app = Fastify({
     ...(options.https === undefined ? {} : ({ https: { key: options.https.key, cert: options.https.cert } } as FastifyServerOptions)),
     logger: (options.logger ?? false) as FastifyServerOptions['logger'],
@@ -130,10 +134,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.get('/openapi.json', { schema: openApiSchema }, async () => app.swagger());
 
-  registerAuth(app, { config, service });
+  registerAuth(app, { config, peerSecret });
   const metrics = new HttpMetrics();
   registerKvRoutes(app, { service, config, metrics });
-  registerPeerRoute(app, { service, config, metrics });
+  registerPeerRoute(app, { service, config, metrics, peerSecret });
   registerAdminRoutes(app, service, metrics);
   registerDashboard(app, { service });
   registerClusterAdminRoutes(app, service);

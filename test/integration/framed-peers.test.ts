@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type NodeProcess, call, freePorts, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+import { type NodeProcess, call, freePorts, killNode, nodeStatus, startCluster, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
 
 /**
  * Goal: three real node processes with `peerTransport: framed` form a cluster and replicate
@@ -23,18 +23,8 @@ describe('a 3-node cluster on the framed peer transport', () => {
 
   beforeAll(async () => {
     const env = { RINGKV_CLUSTER_SECRET: 'framed-integration-secret-0123456789', RINGKV_PEER_TRANSPORT: 'framed', RINGKV_GOSSIP_INTERVAL_MS: '200' };
-    const ports = await freePorts(3);
-    nodes.push(startNode(ports[0]!, join(folder.path, 'node1'), { env }));
-    await waitHealthy(nodes[0]!, 45_000);
-    nodes.push(startNode(ports[1]!, join(folder.path, 'node2'), { env, seeds: [nodes[0]!.address] }));
-    nodes.push(startNode(ports[2]!, join(folder.path, 'node3'), { env, seeds: [nodes[0]!.address] }));
-    for (const node of nodes) await waitHealthy(node, 45_000);
-    for (const node of nodes) {
-      await waitFor(() => `${node.address} to see 3 members up (output: ${node.output.slice(-500)})`, 45_000, async () => {
-        const status = await nodeStatus(node);
-        return status.members.filter((member) => member.status === 'up').length === 3 && status.ring?.members.length === 3;
-      });
-    }
+    // freePorts picks ports whose peer port (port + 1000) is free too.
+    await startCluster(3, { folder: folder.path, nodes, env, until: 'members-up', deadlineMs: 45_000 });
   }, 180_000);
 
   afterAll(async () => {

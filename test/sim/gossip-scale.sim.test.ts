@@ -5,6 +5,7 @@ import { SimulatedNetwork, type SimulatedTransport } from '../../src/adapters/si
 import { VirtualClock } from '../../src/adapters/virtual-clock.js';
 import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
 import { encodeViewState } from '../../src/core/wire/state-codec.js';
+import { Claimant } from '../../src/engine/claimant.js';
 import { Gossiper } from '../../src/engine/gossiper.js';
 import { silentLogger } from '../../src/ports/logger.js';
 
@@ -81,7 +82,7 @@ async function measure(nodes: number, seed: number): Promise<ScaleFigures> {
       clock,
       random: random.fork(),
       logger: silentLogger,
-      maxNVal: () => 3,
+      claimant: new Claimant({ selfId: record.id, maxNVal: () => 3, logger: silentLogger }),
       persist: async () => undefined,
     });
     network.register(record.address, async (request) =>
