@@ -153,7 +153,9 @@ describe('the namespace run', () => {
   });
 
   it('takes --net and --peer-transport, and refuses latency and loss without namespaces', () => {
-    expect(parseRunOptions([])).toMatchObject({ net: 'loopback', peerTransport: 'http' });
+    // Without --peer-transport a run uses ringkv's own default (framed since issue 12).
+    expect(parseRunOptions([])).toMatchObject({ net: 'loopback', peerTransport: 'framed' });
+    expect(parseRunOptions(['--peer-transport', 'http'])).toMatchObject({ peerTransport: 'http' });
     expect(parseRunOptions(['--net', 'netns', '--peer-transport', 'framed', '--nemesis', 'latency,loss'])).toMatchObject({ net: 'netns', peerTransport: 'framed', faults: ['latency', 'loss'] });
     expect(() => parseRunOptions(['--nemesis', 'partition,loss'])).toThrow(/--nemesis loss needs --net netns/);
     expect(() => parseRunOptions(['--net', 'docker'])).toThrow(/--net must be one of loopback, netns/);
