@@ -69,7 +69,7 @@ export function applySetUpdate(object: VersionedObject, actor: string, update: S
     const missing = update.remove.filter((element) => !siblings.some((sibling) => elementOf(sibling) === element && contextCovers(context, sibling.dot)));
     if (missing.length > 0) {
       const shown = missing.slice(0, 5).map((element) => JSON.stringify(element.length > 64 ? `${element.slice(0, 64)}...` : element)).join(', ');
-      throw new KvError('KV_PRECONDITION_FAILED', `the context does not show ${shown} in the set (never added, already removed, or added after that read); read the set again and remove what it shows`, {
+      throw new KvError('KV_PRECONDITION_FAILED', `the set as the replicas reached hold it has no add of ${shown} that the context saw (never added, removed or added again since that read, or added after it); read the set again and remove what it shows`, {
         details: { notSeen: missing.slice(0, 100) },
       });
     }
