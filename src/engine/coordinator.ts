@@ -139,10 +139,18 @@ export class Coordinator {
    */
   async updateDataType(bucket: string, key: string, options: WriteOptions & { readonly r?: ReadOptions['r'] }, update: DataTypeUpdate): Promise<void> {
     const needsBase = update.type === 'set' && update.remove.length > 0;
-    const base = needsBase
-      ? ((await this.read(bucket, key, { ...(options.r === undefined ? {} : { r: options.r }), ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) })) ?? null)
-      : null;
-    await this.replicated(bucket, key, options, emptyContext, async (node, sync, timeoutMs) => {
+    let writeOptions: WriteOptions = options;
+    let base: VersionedObject | null = null;
+    if (needsBase) {
+      // One deadline covers the read and the update: the update gets what the read left of it.
+      const timeoutMs = options.timeoutMs ?? this.deps.settings().requestTimeoutMs;
+      const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
+      base = (await this.read(bucket, key, { ...(options.r === undefined ? {} : { r: options.r }), timeoutMs })) ?? null;
+      const leftMs = Math.floor(deadlineAtMs - this.deps.clock.nowMs());
+      if (leftMs < 1) throw new KvError('KV_TIMEOUT', `the read this remove makes first took the whole deadline of ${timeoutMs} ms; the remove was not sent (retry with a longer timeout_ms)`);
+      writeOptions = { ...options, timeoutMs: leftMs };
+    }
+    await this.replicated(bucket, key, writeOptions, emptyContext, async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'dt-update', bucket, key, update, sync, base }, timeoutMs);
       if (reply.type !== 'dt-update-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to dt-update`);
       // A data type update hands no context back: the dot only feeds the write machine.

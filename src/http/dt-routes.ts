@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { DataTypeUpdate } from '../core/datatypes/data-type.js';
-import { decodeContext } from '../core/versioning/context.js';
+import { type CausalContext, decodeContext } from '../core/versioning/context.js';
 import type { NodeConfig } from '../engine/config.js';
 import type { KvService } from '../engine/kv-service.js';
 import { assert } from '../util/assert.js';
@@ -27,6 +27,12 @@ interface DataTypeTarget {
   readonly key: string;
   readonly options: KvRequestOptions;
 }
+
+/**
+ * A set's context names one entry per actor that ever added to it (each node incarnation, and
+ * each handoff it lived through), so it may outgrow a header's 16 KiB; in a body it may take 1 MiB.
+ */
+const maxSetContextLength = 1024 * 1024;
 
 const bodyShape = 'send JSON {"type":"counter","increment":N} or {"type":"set","add":[...],"remove":[...],"context":"<from GET>"}';
 
@@ -67,6 +73,15 @@ function stringList(body: Record<string, unknown>, field: 'add' | 'remove'): str
   return value as string[];
 }
 
+function setContext(text: string): CausalContext {
+  try {
+    return decodeContext(text, maxSetContextLength);
+  } catch (error) {
+    const why = error instanceof KvError ? (/\(([^)]*)\)/.exec(error.message)?.[1] ?? 'malformed') : 'malformed';
+    throw new KvError('KV_BAD_CONTEXT', `"context" is not one a GET /dt of this set returned (${why}); send it back exactly as the read gave it`);
+  }
+}
+
 /** Validates an update body fully, so the service trusts it (DESIGN rule 4). */
 export function parseDataTypeUpdate(json: unknown, config: NodeConfig): DataTypeUpdate {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw badBody('the body is not a JSON object');
@@ -92,7 +107,7 @@ export function parseDataTypeUpdate(json: unknown, config: NodeConfig): DataType
   if (remove.length > 0 && (body.context === undefined || body.context === '')) {
     throw new KvError('KV_BAD_CONTEXT', 'a remove needs "context": the context of a GET /dt of this set, so that it removes only what that read saw; read the set and send its context');
   }
-  const context = typeof body.context === 'string' && body.context !== '' ? decodeContext(body.context) : undefined;
+  const context = typeof body.context === 'string' && body.context !== '' ? setContext(body.context) : undefined;
   return context === undefined ? { type: 'set', add, remove } : { type: 'set', add, remove, context };
 }
 

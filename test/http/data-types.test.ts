@@ -1,7 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
+import { encodeContext } from '../../src/core/versioning/context.js';
+import { parseDataTypeUpdate } from '../../src/http/dt-routes.js';
 import { SimCluster } from '../sim/sim-cluster.js';
+import { testConfig } from './fake-service.js';
 
 /**
  * Goal: the /dt routes as a client sees them, over a real node of a 3-node simulated cluster:
@@ -125,5 +128,16 @@ describe('the /dt routes (inject, simulated cluster)', () => {
     expect(Object.keys(route ?? {}).sort()).toEqual(['get', 'post']);
     expect(Object.keys(route!.post!.responses)).toEqual(expect.arrayContaining(['204', '400', '409', '412', '413', '503', '504']));
     expect(route!.post!.requestBody).toBeDefined();
+  });
+});
+
+describe('a set update body', () => {
+  it('takes a set context beyond the 16 KiB of a header (a set names every actor that added to it), up to 1 MiB', () => {
+    const manyActors = Object.fromEntries(Array.from({ length: 800 }, (_, index) => [`node-${index}.abcdefgh~${index}`, index + 1]));
+    const context = encodeContext(manyActors);
+    expect(context.length).toBeGreaterThan(16_384);
+    const update = parseDataTypeUpdate({ type: 'set', remove: ['a'], context }, testConfig());
+    expect(update.type === 'set' && update.context?.vector).toEqual(manyActors);
+    expect(() => parseDataTypeUpdate({ type: 'set', remove: ['a'], context: `c1.${'A'.repeat(1024 * 1024)}` }, testConfig())).toThrow(expect.objectContaining({ code: 'KV_BAD_CONTEXT' }));
   });
 });
