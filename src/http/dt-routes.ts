@@ -98,7 +98,8 @@ export function parseDataTypeUpdate(json: unknown, config: NodeConfig): DataType
   const add = stringList(body, 'add');
   const remove = stringList(body, 'remove');
   if (add.length === 0 && remove.length === 0) throw badBody('a set update needs elements to "add" or to "remove"');
-  const both = add.find((element) => remove.includes(element));
+  const removing = new Set(remove);
+  const both = add.find((element) => removing.has(element));
   if (both !== undefined) throw badBody(`${JSON.stringify(both.slice(0, 64))} is both added and removed; send one or the other`);
   if (new Set(add).size > config.limits.maxSetElements) {
     throw new KvError('KV_SET_TOO_LARGE', `the update adds ${new Set(add).size} elements, over limits.maxSetElements (${config.limits.maxSetElements}); spread them over several keys`);

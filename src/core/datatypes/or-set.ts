@@ -66,7 +66,9 @@ export function applySetUpdate(object: VersionedObject, actor: string, update: S
       throw new KvError('KV_PRECONDITION_FAILED', 'the replicas this remove reached have not yet seen everything its context names (it came from replicas out of reach now); read the set again and remove with the new context');
     }
     const removing = new Set(update.remove);
-    const missing = update.remove.filter((element) => !siblings.some((sibling) => elementOf(sibling) === element && contextCovers(context, sibling.dot)));
+    // One pass over the entries, so a long remove list costs its length plus the set's size.
+    const seenByContext = new Set(siblings.filter((sibling) => contextCovers(context, sibling.dot)).map(elementOf));
+    const missing = [...removing].filter((element) => !seenByContext.has(element));
     if (missing.length > 0) {
       const shown = missing.slice(0, 5).map((element) => JSON.stringify(element.length > 64 ? `${element.slice(0, 64)}...` : element)).join(', ');
       throw new KvError('KV_PRECONDITION_FAILED', `the set as the replicas reached hold it has no add of ${shown} that the context saw (never added, removed or added again since that read, or added after it); read the set again and remove what it shows`, {
