@@ -7,7 +7,8 @@ import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { type CausalContext, emptyContext, encodeContext } from '../core/versioning/context.js';
 import type { DataTypeUpdate } from '../core/datatypes/data-type.js';
 import type { Precondition } from '../core/versioning/preconditions.js';
-import { type Dot, type VersionedObject, type WriteIntent, emptyObject } from '../core/versioning/versioned-object.js';
+import { type Dot, type VersionedObject, type WriteIntent, emptyObject, mergeObjects } from '../core/versioning/versioned-object.js';
+import { descends } from '../core/versioning/version-vector.js';
 import { KvError, isKvError } from '../util/errors.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
@@ -146,6 +147,13 @@ export class Coordinator {
       const timeoutMs = options.timeoutMs ?? this.deps.settings().requestTimeoutMs;
       const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
       base = (await this.read(bucket, key, { ...(options.r === undefined ? {} : { r: options.r }), timeoutMs })) ?? null;
+      // The remove's context came from replicas this read did not reach (or that were ahead of
+      // them): asking every replica, while the deadline allows, spares the client a 412 and a re-read.
+      if (update.context !== undefined && !descends(base?.clock ?? {}, update.context.vector)) {
+        const leftForReadMs = Math.floor(deadlineAtMs - this.deps.clock.nowMs());
+        const everyone = leftForReadMs < 1 ? undefined : await this.read(bucket, key, { r: 'all', timeoutMs: leftForReadMs }).catch(() => undefined);
+        if (everyone !== undefined) base = base === null ? everyone : mergeObjects(base, everyone, 'siblings');
+      }
       const leftMs = Math.floor(deadlineAtMs - this.deps.clock.nowMs());
       if (leftMs < 1) throw new KvError('KV_TIMEOUT', `the read this remove makes first took the whole deadline of ${timeoutMs} ms; the remove was not sent (retry with a longer timeout_ms)`);
       writeOptions = { ...options, timeoutMs: leftMs };

@@ -205,4 +205,26 @@ describe('simulation: counters and sets', () => {
       await cluster.stop();
     }
   });
+
+  it.each(seeds.slice(0, 2))('seed %i: a remove whose context came from a replica ahead of the coordinator still applies (the coordinator asks every replica)', async (seed) => {
+    const cluster = await SimCluster.start(seed, 3, { hintedHandoff: { enabled: false }, antiEntropy: { enabled: false } });
+    try {
+      const [first, second, third] = cluster.members as [SimMember, SimMember, SimMember];
+      await cluster.drive(first.node.dataTypes.update('dt', 'ahead', { type: 'set', add: ['old'], remove: [] }, { w: 'all' }));
+      // Only the first node takes the next add: the others are cut off while it is made.
+      cluster.network.partition([[first.address], [second.address, third.address]]);
+      await cluster.runUntil(() => !first.node.membership.isUp(second.nodeId) && !first.node.membership.isUp(third.nodeId), 30_000, 'node 1 judges the others down');
+      await cluster.drive(first.node.dataTypes.update('dt', 'ahead', { type: 'set', add: ['new'], remove: [] }, { w: 1 }));
+      cluster.network.heal();
+      await cluster.runUntil(() => cluster.members.every((member) => cluster.members.every((other) => member.node.membership.isUp(other.nodeId))), 30_000, 'the partition heals');
+      const seen = await cluster.drive(first.node.dataTypes.read('dt', 'ahead', { r: 1 }));
+      expect(seen?.value, `seed ${seed}`).toEqual(['new', 'old']);
+      expect((await localValue(second, 'ahead'))?.value, `seed ${seed}: node 2 has not seen the new add`).toEqual(['old']);
+      // Coordinated at node 2 with r=1: its own copy has not seen everything the context names.
+      await cluster.drive(second.node.dataTypes.update('dt', 'ahead', { type: 'set', add: [], remove: ['new', 'old'], context: decodeContext((seen as { context: string }).context) }, { w: 'all', r: 1 }));
+      for (const member of cluster.members) expect((await read(cluster, member, 'ahead', 'all'))?.value, `seed ${seed}: read at ${member.nodeId}`).toEqual([]);
+    } finally {
+      await cluster.stop();
+    }
+  });
 });
