@@ -227,4 +227,16 @@ describe('simulation: counters and sets', () => {
       await cluster.stop();
     }
   });
+
+  it('an lww bucket merges its counters as counters: increments coordinated at every node all count', async () => {
+    const cluster = await SimCluster.start(seeds[0]!, 3, { buckets: { latest: { conflictMode: 'lww' } } });
+    try {
+      for (let round = 0; round < 9; round++) {
+        await cluster.drive(cluster.members[round % 3]!.node.dataTypes.update('latest', 'hits', { type: 'counter', increment: 2 }, { w: 1 }));
+      }
+      for (const member of cluster.members) expect(await cluster.drive(member.node.dataTypes.read('latest', 'hits', { r: 'all' }))).toEqual({ type: 'counter', value: 18 });
+    } finally {
+      await cluster.stop();
+    }
+  });
 });
