@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient, RingClientError } from '../../src/client/ring-client.js';
 import {
@@ -16,6 +18,17 @@ import {
   waitForMembersUp,
   waitHealthy,
 } from './processes.js';
+
+const run = promisify(execFile);
+const bin = join(import.meta.dirname, '..', '..', 'bin', 'ringkv.js');
+
+/** `ringkv ...args` against `node`: its exit code and output. */
+async function ringkv(node: NodeProcess, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(process.execPath, [bin, ...args, '--node', node.address]).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
+  );
+}
 
 /**
  * Goal: counters and sets on three real node processes, through the client as the README shows
@@ -77,6 +90,19 @@ describe('counters and sets on a 3-node cluster of real processes', () => {
     expect(mismatch).toMatchObject({ status: 409, code: 'KV_TYPE_MISMATCH' });
     const wrongRead = await client.dt.counter('app', 'members').catch((error: unknown) => error);
     expect(wrongRead).toMatchObject({ code: 'KV_TYPE_MISMATCH' });
+  }, processTestTimeoutMs);
+
+  it('serves `ringkv counter` and `ringkv set` as the README shows them', async () => {
+    expect(await ringkv(nodes[0]!, ['counter', 'cli', 'visits', '--incr', '5'])).toMatchObject({ code: 0, stdout: '5\n' });
+    expect(await ringkv(nodes[1]!, ['counter', 'cli', 'visits', '--incr', '-7'])).toMatchObject({ code: 0, stdout: '-2\n' });
+    expect(await ringkv(nodes[2]!, ['counter', 'cli', 'visits'])).toMatchObject({ code: 0, stdout: '-2\n' });
+    expect(await ringkv(nodes[2]!, ['counter', 'cli', 'never'])).toMatchObject({ code: 1, stderr: 'not found\n' });
+    expect(await ringkv(nodes[0]!, ['set', 'cli', 'crew', '--add', 'ann', '--add', 'bob', '--add', 'cy'])).toMatchObject({ code: 0, stdout: 'ann\nbob\ncy\n' });
+    expect(await ringkv(nodes[1]!, ['set', 'cli', 'crew', '--remove', 'bob', '--add', 'dee'])).toMatchObject({ code: 0, stdout: 'ann\ncy\ndee\n' });
+    const mismatch = await ringkv(nodes[0]!, ['set', 'cli', 'visits', '--add', 'x']);
+    expect(mismatch.code).toBe(1);
+    expect(mismatch.stderr).toMatch(/KV_TYPE_MISMATCH/);
+    expect((await ringkv(nodes[0]!, ['counter', 'cli', 'visits', '--incr', 'abc'])).code).not.toBe(0);
   }, processTestTimeoutMs);
 
   it('keeps counting with a node killed, and the node returns to the same count', async () => {
