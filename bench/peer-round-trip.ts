@@ -84,9 +84,9 @@ const answerAtOnce: PeerHandler = async (request) =>
 /** The HTTP peer route of a real app; the service behind it only ever serves peer requests. */
 async function undiciSubject(): Promise<Subject> {
   const config = validateConfig({ ...defaults, clusterSecret: secret });
-  const peerOnly = { handlePeer: answerAtOnce, checkSecret: (presented: string | undefined) => presented === secret };
-  // buildApp registers every route; only the peer route is called here, so only its two methods are needed.
-  const app = await buildApp({ service: peerOnly as unknown as KvService, config });
+  const peerOnly = { handlePeer: answerAtOnce };
+  // buildApp registers every route; only the peer route is called here, so only its one method is needed.
+  const app = await buildApp({ service: peerOnly as unknown as KvService, config, clusterSecret: secret });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = `127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   const transport = new UndiciTransport({ secret });

@@ -15,7 +15,8 @@ import type { Transport } from './ports/transport.js';
 import { KvError } from './util/errors.js';
 import { type ConfigFlags, loadConfig, packageRoot } from './cli/load-config.js';
 import type { NodeConfig } from './engine/config.js';
-import { type NodeIdentity, RingNode } from './engine/ring-node.js';
+import type { NodeIdentity } from './engine/lifecycle.js';
+import { RingNode } from './engine/ring-node.js';
 import { buildApp } from './http/app.js';
 import type { Random } from './ports/random.js';
 import type { Storage } from './ports/storage.js';
@@ -118,7 +119,7 @@ export async function runNode(flags: StartFlags): Promise<void> {
       : new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides, ...peerTls });
   const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, processFigures });
   await node.start();
-  const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
+  const app = await buildApp({ service: node, config, clusterSecret: identity.clusterSecret, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
   await app.listen({ host: config.listen, port: config.port });
   // The HTTP peer route stays up in framed mode too, so a node still on 'http' can reach this one during a switch-over.
   const peerServer = config.peerTransport === 'framed' ? await startPeerServer(config, node, identity.clusterSecret, tls, logger) : undefined;

@@ -4,6 +4,7 @@
  * edge, and a bad one stops the run with a message that names the flag.
  */
 import { parseArgs } from 'node:util';
+import { configDefaults } from '../../src/engine/config.js';
 
 /** The workloads: which operations clients run and which checker judges them. */
 export const workloadNames = ['set', 'register', 'delete', 'client'] as const;
@@ -22,9 +23,29 @@ export const faultNames = [
   'pause',
   'membership',
   'clock',
+  'latency',
+  'loss',
 ] as const;
 /** A fault's name. */
 export type FaultName = (typeof faultNames)[number];
+
+/** Faults only `--net netns` can inject: they act on single packets, which the loopback proxies never see. */
+export const netnsOnlyFaults: readonly FaultName[] = ['latency', 'loss'];
+
+/** Where the nodes run: on loopback behind per-link TCP proxies, or each in its own network namespace. */
+export const netModes = ['loopback', 'netns'] as const;
+/** A --net mode. */
+export type NetMode = (typeof netModes)[number];
+
+/** ringkv's peer transports (src/engine/config.ts `peerTransport`). */
+export const peerTransports = ['http', 'framed'] as const;
+/** A --peer-transport. */
+export type PeerTransport = (typeof peerTransports)[number];
+
+/** ringkv's own default peer transport, which a run uses unless --peer-transport says otherwise. */
+export function defaultPeerTransport(): PeerTransport {
+  return (configDefaults() as { peerTransport: PeerTransport }).peerTransport;
+}
 
 /** Everything a run is configured with. */
 export interface RunOptions {
@@ -55,6 +76,10 @@ export interface RunOptions {
   readonly keepData: boolean;
   /** Instead of running, judge the stored run in this folder again. */
   readonly checkFolder: string | undefined;
+  /** Loopback with link proxies, or one network namespace per node (root only). */
+  readonly net: NetMode;
+  /** The nodes' `peerTransport`. */
+  readonly peerTransport: PeerTransport;
 }
 
 /** The usage text printed by --help and on a bad flag. */
@@ -68,8 +93,10 @@ export const usage = `usage: npm run jepsen -- [options]
                                    partition-ring, kill, pause, membership (join a fresh
                                    node, leave one, remove a killed one and bring its process
                                    back), clock (skew and jump wall clocks with libfaketime;
-                                   needs root or Debian's faketime installed), all (partition,
-                                   kill, pause), none (default partition)
+                                   needs root or Debian's faketime installed), latency (tc
+                                   netem delay) and loss (random packet drops) on some nodes'
+                                   links, only with --net netns; all (partition, kill, pause),
+                                   none (default partition)
   --nodes N                        cluster size, 3..9 (default 5)
   --time-limit S                   seconds of workload (default 60)
   --concurrency C                  client worker threads (default 10)
@@ -84,6 +111,10 @@ export const usage = `usage: npm run jepsen -- [options]
   --node-log-level L               ringkv nodes' log level (default warn)
   --keep-data                      keep the nodes' data folders after the run
   --check DIR                      run no test: re-judge the stored run in DIR from its history.jsonl
+  --net loopback|netns             loopback: nodes on 127.0.0.1 behind per-link TCP proxies
+                                   (default); netns: each node in its own network namespace on
+                                   a bridge, faults by iptables and tc (needs root)
+  --peer-transport http|framed     the nodes' peerTransport (default: ringkv's, ${defaultPeerTransport()})
 `;
 
 function integerFlag(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
@@ -144,14 +175,22 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | undefined
       'node-log-level': { type: 'string' },
       'keep-data': { type: 'boolean' },
       check: { type: 'string' },
+      net: { type: 'string' },
+      'peer-transport': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help === true) return undefined;
   const nodeCount = integerFlag('nodes', values.nodes, 5, 3, 9);
+  const net = oneOf('net', values.net, netModes, 'loopback');
+  const faults = parseFaults(values.nemesis ?? 'partition');
+  const packetFaults = faults.filter((fault) => netnsOnlyFaults.includes(fault));
+  if (net !== 'netns' && packetFaults.length > 0) {
+    throw new Error(`--nemesis ${packetFaults.join(',')} needs --net netns (as root): the loopback link proxies see a byte stream, not packets, so they cannot delay or drop single packets`);
+  }
   return {
     workload: oneOf('workload', values.workload, workloadNames, 'set'),
-    faults: parseFaults(values.nemesis ?? 'partition'),
+    faults,
     nodeCount,
     timeLimitMs: numberFlag('time-limit', values['time-limit'], 60, 1, 86_400) * 1000,
     concurrency: integerFlag('concurrency', values.concurrency, 10, 1, 200),
@@ -166,5 +205,7 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | undefined
     nodeLogLevel: oneOf('node-log-level', values['node-log-level'], ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, 'warn'),
     keepData: values['keep-data'] === true,
     checkFolder: values.check,
+    net,
+    peerTransport: oneOf('peer-transport', values['peer-transport'], peerTransports, defaultPeerTransport()),
   };
 }

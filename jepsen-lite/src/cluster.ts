@@ -1,7 +1,9 @@
 /**
- * A cluster of real ringkv node processes on loopback: started, killed with SIGKILL, restarted
- * on the same data folder (so a node keeps its id), paused with SIGSTOP and resumed with SIGCONT.
- * Peer traffic of node i to node j goes through the link proxy (i -> j) via `--peer-map`.
+ * A cluster of real ringkv node processes: started, killed with SIGKILL, restarted on the same
+ * data folder (so a node keeps its id), paused with SIGSTOP and resumed with SIGCONT. On loopback
+ * (the default) peer traffic of node i to node j goes through the link proxy (i -> j) via
+ * `--peer-map`; with a `launcher` each node runs elsewhere (in its own network namespace, under
+ * `ip netns exec`, which execs the node in place, so the child's pid is the node's own).
  *
  * For the membership nemesis the cluster also has spare slots: nodes that are not started with
  * the cluster but can join it later with a fresh data folder. Each slot has a role: `member`
@@ -52,8 +54,16 @@ export interface ClusterOptions {
   /** Spare slots after the first `nodeCount`, for nodes that join during the run (default 0). */
   readonly spareCount?: number;
   readonly nodePort: (node: number) => number;
-  /** The `--peer-map` of each node (its links' proxies). */
-  readonly peerMap: (node: number) => string;
+  /** The address node i listens on and is known by (default 127.0.0.1). */
+  readonly nodeHost?: (node: number) => string;
+  /** The `--peer-map` of each node (its links' proxies); none when absent. */
+  readonly peerMap?: (node: number) => string;
+  /**
+   * Runs node i elsewhere: the command line that runs `argv` (node and its arguments) with
+   * `environment` added for the node alone. The node must be exec'd in place (same pid), so that
+   * kill -9 and SIGSTOP of the child reach the node itself.
+   */
+  readonly launcher?: (node: number, argv: readonly string[], environment: Readonly<Record<string, string>>) => [string, string[]];
   /** Parent of the nodes' data folders. */
   readonly dataRoot: string;
   /** Folder for node logs (n1.log ...). */
@@ -115,7 +125,7 @@ export class Cluster {
         index,
         name: `n${index + 1}`,
         port,
-        address: `127.0.0.1:${port}`,
+        address: `${options.nodeHost?.(index) ?? '127.0.0.1'}:${port}`,
         dataDir: join(options.dataRoot, `n${index + 1}`),
         logPath: join(options.logRoot, `n${index + 1}.log`),
         child: undefined,
@@ -167,13 +177,14 @@ export class Cluster {
     mkdirSync(node.dataDir, { recursive: true });
     const args = [
       this.script, 'start',
-      '--host', '127.0.0.1',
+      '--host', this.options.nodeHost?.(node.index) ?? '127.0.0.1',
       '--port', String(node.port),
       '--data', node.dataDir,
       '--config', this.options.configFile,
       '--log-level', this.options.logLevel,
-      '--peer-map', this.options.peerMap(node.index),
     ];
+    const peerMap = this.options.peerMap?.(node.index);
+    if (peerMap !== undefined && peerMap.length > 0) args.push('--peer-map', peerMap);
     if (seeds.length > 0) args.push('--seeds', seeds.join(','));
     // The log file descriptor goes to the child directly: nothing to pump, and it outlives us.
     const log = openSync(node.logPath, 'a');
@@ -185,9 +196,11 @@ export class Cluster {
       if (!existsSync(offsetFile)) writeFileSync(offsetFile, faketimeOffsetText(0));
       clock = faketimeEnvironment(faketime.library, offsetFile);
     }
-    const child = spawn(process.execPath, args, {
+    const launcher = this.options.launcher;
+    const [command, commandArgs] = launcher === undefined ? [process.execPath, args] : launcher(node.index, [process.execPath, ...args], clock);
+    const child = spawn(command, commandArgs, {
       stdio: ['ignore', log, log],
-      env: { ...process.env, RINGKV_CLUSTER_SECRET: this.options.clusterSecret, ...clock },
+      env: { ...process.env, RINGKV_CLUSTER_SECRET: this.options.clusterSecret, ...(launcher === undefined ? clock : {}) },
     });
     closeSync(log);
     child.on('error', () => undefined);

@@ -8,7 +8,19 @@ import type { Random } from '../../src/ports/random.js';
 import type { FaultName } from './cli-options.js';
 import type { Cluster, ClusterNode } from './cluster.js';
 import type { HistoryRecorder } from './history.js';
-import type { LinkNetwork } from './proxy.js';
+
+/**
+ * The network the nemesis acts on: the loopback link proxies (src/proxy.ts LinkNetwork) or the
+ * network namespaces (src/netns-faults.ts). `degrade` (latency, loss) exists only for namespaces.
+ */
+export interface FaultNetwork {
+  /** Cuts both directions between each pair (0-based slots); every other fault on the links ends. */
+  partition(blockedPairs: readonly (readonly [number, number])[]): void | Promise<void>;
+  /** Ends every link fault. */
+  healAll(): void | Promise<void>;
+  /** Slows or drops the packets of the links of `fault.nodes`. */
+  degrade?(fault: Extract<Fault, { kind: 'latency' | 'loss' }>): Promise<void>;
+}
 
 /** The shapes of network partition. */
 export type PartitionShape = 'halves' | 'majority' | 'isolate' | 'bridge' | 'ring';
@@ -24,6 +36,19 @@ export type Fault =
       readonly groups: readonly (readonly number[])[];
     }
   | { readonly kind: 'kill' | 'pause'; readonly nodes: readonly number[] }
+  | {
+      /** Every packet on a link with an end in `nodes` waits delayMs ± jitterMs (tc netem), each direction. */
+      readonly kind: 'latency';
+      readonly nodes: readonly number[];
+      readonly delayMs: number;
+      readonly jitterMs: number;
+    }
+  | {
+      /** Every packet on a link with an end in `nodes` is dropped with probability percent/100 (iptables statistic), each direction. */
+      readonly kind: 'loss';
+      readonly nodes: readonly number[];
+      readonly percent: number;
+    }
   | {
       readonly kind: 'clock';
       /** The nodes whose wall clock jumps at the start, and jumps back to true time at the stop. */
@@ -101,7 +126,7 @@ function onMembers(fault: Fault, members: readonly number[]): Fault {
       groups: fault.groups.map((group) => sorted(group.map(slot))),
     };
   }
-  if (fault.kind === 'kill' || fault.kind === 'pause') return { ...fault, nodes: sorted(fault.nodes.map(slot)) };
+  if (fault.kind === 'kill' || fault.kind === 'pause' || fault.kind === 'latency' || fault.kind === 'loss') return { ...fault, nodes: sorted(fault.nodes.map(slot)) };
   // Slots keep the members' order, so the offsets stay beside their nodes.
   if (fault.kind === 'clock') return { ...fault, nodes: fault.nodes.map(slot) };
   return fault;
@@ -209,9 +234,28 @@ export function planClock(nodeCount: number, random: Random): Fault {
   return { kind: 'clock', nodes, offsetsMs };
 }
 
+/** The delays the latency nemesis picks from (50, 100, ... ms), and its jitter: a fifth of the delay. */
+export const latencyRangeMs = { min: 50, max: 500, step: 50 } as const;
+/** The packet loss the loss nemesis picks from, in whole percent. */
+export const lossRangePercent = { min: 5, max: 40 } as const;
+
+/**
+ * A latency or loss fault: the links of 1 to N random nodes (each link with at least one end
+ * among them) get a delay of 50..500 ms (± a fifth), or lose 5..40 % of their packets.
+ */
+export function planLinkFault(kind: 'latency' | 'loss', nodeCount: number, random: Random): Fault {
+  const count = 1 + random.int(nodeCount);
+  const nodes = sorted(shuffled(nodeCount, random).slice(0, count));
+  if (kind === 'loss') return { kind, nodes, percent: lossRangePercent.min + random.int(lossRangePercent.max - lossRangePercent.min + 1) };
+  const steps = (latencyRangeMs.max - latencyRangeMs.min) / latencyRangeMs.step + 1;
+  const delayMs = latencyRangeMs.min + latencyRangeMs.step * random.int(steps);
+  return { kind, nodes, delayMs, jitterMs: Math.round(delayMs / 5) };
+}
+
 /** A fault of the named kind with seeded targets. */
 export function planFault(name: Exclude<FaultName, 'membership'>, nodeCount: number, random: Random): Fault {
   if (name === 'clock') return planClock(nodeCount, random);
+  if (name === 'latency' || name === 'loss') return planLinkFault(name, nodeCount, random);
   if (name === 'kill' || name === 'pause') {
     const count = 1 + random.int(Math.max(1, largestMinority(nodeCount)));
     return { kind: name, nodes: sorted(shuffled(nodeCount, random).slice(0, count)) };
@@ -271,6 +315,8 @@ export function describeFault(fault: Fault, names: readonly string[]): Record<st
   }
   if (fault.kind === 'clock') return { kind: 'clock', offsetsMs: Object.fromEntries(fault.nodes.map((node, place) => [name(node), fault.offsetsMs[place] ?? 0])) };
   if (fault.kind === 'membership') return { kind: 'membership', action: fault.action, node: name(fault.node), ...(fault.via === undefined ? {} : { via: name(fault.via) }) };
+  if (fault.kind === 'latency') return { kind: 'latency', nodes: fault.nodes.map(name), delayMs: fault.delayMs, jitterMs: fault.jitterMs };
+  if (fault.kind === 'loss') return { kind: 'loss', nodes: fault.nodes.map(name), percent: fault.percent };
   return { kind: fault.kind, nodes: fault.nodes.map(name) };
 }
 
@@ -284,6 +330,8 @@ export function faultSummary(fault: Fault, names: readonly string[]): string {
   if (fault.kind === 'partition') return `partition ${fault.shape} ${fault.groups.map((group) => `{${group.map(name).join(',')}}`).join(' ')}`;
   if (fault.kind === 'clock') return `clock ${fault.nodes.map((node, place) => `${name(node)} ${clockText(fault.offsetsMs[place] ?? 0)}`).join(', ')}`;
   if (fault.kind === 'membership') return `membership ${fault.action} ${name(fault.node)}${fault.via === undefined ? '' : ` via ${name(fault.via)}`}`;
+  if (fault.kind === 'latency') return `latency ${fault.nodes.map(name).join(',')} ${fault.delayMs}±${fault.jitterMs} ms`;
+  if (fault.kind === 'loss') return `loss ${fault.nodes.map(name).join(',')} ${fault.percent}%`;
   return `${fault.kind} ${fault.nodes.map(name).join(',')}`;
 }
 
@@ -295,7 +343,7 @@ export class Nemesis {
 
   constructor(
     private readonly cluster: Cluster,
-    private readonly network: LinkNetwork,
+    private readonly network: FaultNetwork,
     private readonly history: HistoryRecorder,
     /** Where progress lines go. */
     private readonly say: (line: string) => void,
@@ -370,8 +418,13 @@ export class Nemesis {
       fault.nodes.forEach((index, place) => this.cluster.setClockOffset(this.slot(index), fault.offsetsMs[place] ?? 0));
       return;
     }
+    if (fault.kind === 'latency' || fault.kind === 'loss') {
+      if (this.network.degrade === undefined) throw new Error(`the ${fault.kind} nemesis needs --net netns`);
+      await this.network.degrade(fault);
+      return;
+    }
     const nodes = fault.kind === 'partition' ? [] : fault.nodes.map((index) => this.slot(index));
-    if (fault.kind === 'partition') this.network.partition(fault.blocked);
+    if (fault.kind === 'partition') await this.network.partition(fault.blocked);
     else if (fault.kind === 'kill') await Promise.all(nodes.map((node) => this.cluster.kill(node)));
     else for (const node of nodes) this.cluster.pause(node);
   }
@@ -396,7 +449,7 @@ export class Nemesis {
 
   /** Undoes every fault there could be: links healed, clocks set right, paused nodes resumed, killed members restarted (a removed node stays down until brought back). */
   private async repair(): Promise<void> {
-    this.network.healAll();
+    await this.network.healAll();
     // Every clock jumps back to true time.
     for (const node of this.cluster.nodes) this.cluster.setClockOffset(node, 0);
     for (const node of this.cluster.nodes) this.cluster.resume(node);

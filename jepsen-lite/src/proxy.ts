@@ -7,6 +7,10 @@
  * so the kernel's buffers fill and senders stall as they would while TCP retransmits into a
  * black hole; when the link heals, the held bytes flow on, just as retransmissions get through
  * after a real partition heals. Peers notice the partition only through their own timeouts.
+ *
+ * With ringkv's framed peer transport (`peerTransport: 'framed'`) peers dial each other's peer
+ * port (HTTP port + peerPortOffset) instead of the HTTP port, so every link then has a second
+ * proxy, to the peer port, which is cut and healed together with the link's HTTP proxy.
  */
 import { type Server, type Socket, connect, createServer } from 'node:net';
 
@@ -20,6 +24,8 @@ class Conduit {
     readonly upstream: Socket,
     private readonly isCut: () => boolean,
     private readonly onClosed: (conduit: Conduit) => void,
+    /** Told of every chunk forwarded. */
+    private readonly count: (bytes: number) => void = () => undefined,
   ) {
     this.pump(downstream, upstream);
     this.pump(upstream, downstream);
@@ -43,6 +49,7 @@ class Conduit {
         from.pause();
         return;
       }
+      this.count(chunk.length);
       if (!to.write(chunk)) from.pause();
     });
     to.on('drain', () => {
@@ -64,7 +71,10 @@ class Conduit {
       this.destroy();
       return;
     }
-    for (const { to, chunk } of this.held.splice(0)) to.write(chunk);
+    for (const { to, chunk } of this.held.splice(0)) {
+      this.count(chunk.length);
+      to.write(chunk);
+    }
     this.downstream.resume();
     this.upstream.resume();
   }
@@ -82,6 +92,17 @@ export class LinkProxy {
   private server: Server | undefined;
   private readonly conduits = new Set<Conduit>();
   private isCutNow = false;
+  /** Bytes moved through the link, both ways together (held bytes count once they move). */
+  bytesForwarded = 0;
+  /**
+   * What the link carried while healed before each cut, and while cut (which must be nothing):
+   * proof that a partition stopped traffic that was flowing. Times from `now`.
+   */
+  readonly cutStats = { cuts: 0, bytesBefore: 0, msBefore: 0, bytesDuring: 0, msDuring: 0 };
+  private healedSinceMs: number;
+  private bytesAtHeal = 0;
+  private cutSinceMs = 0;
+  private bytesAtCut = 0;
 
   constructor(
     /** Index of the dialling node. */
@@ -94,7 +115,11 @@ export class LinkProxy {
     readonly targetPort: number,
     /** Connections the link keeps at most; beyond it the oldest are closed (a bounded resource). */
     private readonly maxConnections = 64,
-  ) {}
+    /** The clock of cutStats, in ms. */
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.healedSinceMs = now();
+  }
 
   /** Whether the link is cut now. */
   get cut(): boolean {
@@ -129,7 +154,15 @@ export class LinkProxy {
     // Accepting while cut is the point: a dropped SYN-ACK path looks like a hang, not a refusal.
     const upstream = connect({ host: '127.0.0.1', port: this.targetPort, allowHalfOpen: true });
     upstream.pause();
-    const conduit = new Conduit(downstream, upstream, () => this.isCutNow, (closed) => this.conduits.delete(closed));
+    const conduit = new Conduit(
+      downstream,
+      upstream,
+      () => this.isCutNow,
+      (closed) => this.conduits.delete(closed),
+      (bytes) => {
+        this.bytesForwarded += bytes;
+      },
+    );
     this.conduits.add(conduit);
     if (!this.isCutNow) {
       downstream.resume();
@@ -145,6 +178,12 @@ export class LinkProxy {
   sever(): void {
     if (this.isCutNow) return;
     this.isCutNow = true;
+    const nowMs = this.now();
+    this.cutStats.cuts += 1;
+    this.cutStats.bytesBefore += this.bytesForwarded - this.bytesAtHeal;
+    this.cutStats.msBefore += nowMs - this.healedSinceMs;
+    this.cutSinceMs = nowMs;
+    this.bytesAtCut = this.bytesForwarded;
     for (const conduit of this.conduits) conduit.cut();
   }
 
@@ -152,7 +191,12 @@ export class LinkProxy {
   heal(): void {
     if (!this.isCutNow) return;
     this.isCutNow = false;
+    const nowMs = this.now();
+    this.cutStats.bytesDuring += this.bytesForwarded - this.bytesAtCut;
+    this.cutStats.msDuring += nowMs - this.cutSinceMs;
     for (const conduit of [...this.conduits]) conduit.mend();
+    this.healedSinceMs = nowMs;
+    this.bytesAtHeal = this.bytesForwarded;
   }
 
   /** Closes every connection and stops listening. */
@@ -164,12 +208,37 @@ export class LinkProxy {
   }
 }
 
+/** Where the framed peer transport's traffic goes: each node's peer port, and the port of each link's proxy to it. */
+export interface PeerPorts {
+  /** The peer port of node i (its HTTP port + peerPortOffset). */
+  readonly nodePeerPort: (node: number) => number;
+  /** Port of the proxy of link i -> j for the peer port. */
+  readonly proxyPort: (from: number, to: number) => number;
+}
+
+/** One proxy's traffic, for run.json and the summary. */
+export interface LinkCounters {
+  readonly from: number;
+  readonly to: number;
+  readonly lane: 'http' | 'peer';
+  readonly bytesForwarded: number;
+  /** See LinkProxy.cutStats. */
+  readonly cuts: number;
+  readonly bytesBeforeCuts: number;
+  readonly msBeforeCuts: number;
+  readonly bytesDuringCuts: number;
+  readonly msDuringCuts: number;
+}
+
 /**
  * Every directed link of an n-node cluster. A partition is a set of unordered node pairs that
- * cannot talk; both directions of each pair are cut, as a real network partition cuts both.
+ * cannot talk; both directions of each pair are cut, as a real network partition cuts both. With
+ * `peer` ports (the framed transport) each link has a proxy for the HTTP port and one for the
+ * peer port, always in the same state, and `--peer-map` points the nodes at the peer proxies.
  */
 export class LinkNetwork {
   private readonly links: LinkProxy[] = [];
+  private readonly peerLinks: LinkProxy[] = [];
 
   constructor(
     readonly nodeCount: number,
@@ -177,32 +246,64 @@ export class LinkNetwork {
     private readonly nodePort: (node: number) => number,
     /** Port of the proxy of link i -> j. */
     private readonly proxyPort: (from: number, to: number) => number,
+    /** With the framed peer transport: the peer ports and their proxies. */
+    private readonly peer?: PeerPorts,
   ) {
     for (let from = 0; from < nodeCount; from++) {
       for (let to = 0; to < nodeCount; to++) {
-        if (from !== to) this.links.push(new LinkProxy(from, to, proxyPort(from, to), nodePort(to)));
+        if (from === to) continue;
+        this.links.push(new LinkProxy(from, to, proxyPort(from, to), nodePort(to)));
+        if (peer !== undefined) this.peerLinks.push(new LinkProxy(from, to, peer.proxyPort(from, to), peer.nodePeerPort(to)));
       }
     }
   }
 
-  /** Starts every proxy. */
-  async start(): Promise<void> {
-    await Promise.all(this.links.map((link) => link.start()));
+  private get everyProxy(): LinkProxy[] {
+    return [...this.links, ...this.peerLinks];
   }
 
-  /** The `--peer-map` of node `from`: each peer's address mapped to the proxy of the link to it. */
+  /** Starts every proxy. */
+  async start(): Promise<void> {
+    await Promise.all(this.everyProxy.map((link) => link.start()));
+  }
+
+  /**
+   * The `--peer-map` of node `from`: each peer's address mapped to the proxy of the link to it,
+   * the HTTP port's proxy or, with the framed transport, the peer port's (ringkv dials a mapped
+   * address exactly as given, with no offset added).
+   */
   peerMap(from: number): string {
     const entries: string[] = [];
     for (let to = 0; to < this.nodeCount; to++) {
-      if (to !== from) entries.push(`127.0.0.1:${this.nodePort(to)}=127.0.0.1:${this.proxyPort(from, to)}`);
+      if (to === from) continue;
+      const proxy = this.peer === undefined ? this.proxyPort(from, to) : this.peer.proxyPort(from, to);
+      entries.push(`127.0.0.1:${this.nodePort(to)}=127.0.0.1:${proxy}`);
     }
     return entries.join(',');
+  }
+
+  /** Every proxy's traffic so far. */
+  counters(): LinkCounters[] {
+    const of =
+      (lane: 'http' | 'peer') =>
+      (link: LinkProxy): LinkCounters => ({
+        from: link.from,
+        to: link.to,
+        lane,
+        bytesForwarded: link.bytesForwarded,
+        cuts: link.cutStats.cuts,
+        bytesBeforeCuts: link.cutStats.bytesBefore,
+        msBeforeCuts: Math.round(link.cutStats.msBefore),
+        bytesDuringCuts: link.cutStats.bytesDuring,
+        msDuringCuts: Math.round(link.cutStats.msDuring),
+      });
+    return [...this.links.map(of('http')), ...this.peerLinks.map(of('peer'))];
   }
 
   /** Cuts both directions between each pair (0-based node indexes); other links are healed. */
   partition(blockedPairs: readonly (readonly [number, number])[]): void {
     const blocked = new Set(blockedPairs.flatMap(([left, right]) => [`${left}>${right}`, `${right}>${left}`]));
-    for (const link of this.links) {
+    for (const link of this.everyProxy) {
       if (blocked.has(`${link.from}>${link.to}`)) link.sever();
       else link.heal();
     }
@@ -210,16 +311,21 @@ export class LinkNetwork {
 
   /** Heals every link. */
   healAll(): void {
-    for (const link of this.links) link.heal();
+    for (const link of this.everyProxy) link.heal();
   }
 
-  /** The links cut now, as "from>to" with 0-based indexes. */
+  /** The links cut now, as "from>to" with 0-based indexes (the HTTP proxies; the peer proxies follow them). */
   cutLinks(): string[] {
     return this.links.filter((link) => link.cut).map((link) => `${link.from}>${link.to}`);
   }
 
+  /** The peer-port proxies cut now, as "from>to" (empty without the framed transport). */
+  cutPeerLinks(): string[] {
+    return this.peerLinks.filter((link) => link.cut).map((link) => `${link.from}>${link.to}`);
+  }
+
   /** Stops every proxy. */
   async stop(): Promise<void> {
-    await Promise.all(this.links.map((link) => link.stop()));
+    await Promise.all(this.everyProxy.map((link) => link.stop()));
   }
 }

@@ -1,8 +1,9 @@
 /**
  * jepsen-lite's runner: starts a fresh cluster of real ringkv processes on loopback with a TCP
- * proxy on every link, runs the workload while the nemesis injects faults, heals everything,
- * waits for hints and a quiet period, makes the final reads, runs the checkers and writes the run
- * to jepsen-lite/store/<time>/ (history.jsonl, results.json, report.html, run.json, node logs).
+ * proxy on every link (or, with --net netns, each in its own network namespace), runs the
+ * workload while the nemesis injects faults, heals everything, waits for hints and a quiet
+ * period, makes the final reads, runs the checkers and writes the run to
+ * jepsen-lite/store/<time>/ (history.jsonl, results.json, report.html, run.json, node logs).
  * Exit code: 0 valid, 1 a checker found the history invalid, 2 the harness could not run.
  */
 import { randomBytes } from 'node:crypto';
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { RingClient } from '../../src/client/ring-client.js';
 import { SeededRandom } from '../../src/adapters/seeded-random.js';
+import { defaultPeerPortOffset } from '../../src/adapters/framed-transport.js';
 import { type RunVerdict, checkRun } from './checkers/check-run.js';
 import type { CheckerResult } from './checkers/checker.js';
 import { type RunOptions, type WorkloadName, parseRunOptions, usage } from './cli-options.js';
@@ -19,7 +21,10 @@ import { Cluster, repositoryRoot } from './cluster.js';
 import { finalReads, localReads, waitForHints } from './final-reads.js';
 import { runClients } from './generator.js';
 import { HistoryRecorder, parseHistory } from './history.js';
-import { Nemesis, faultSummary, planNemesisSchedule } from './nemesis.js';
+import { type FaultNetwork, Nemesis, faultSummary, planNemesisSchedule } from './nemesis.js';
+import { NamespaceFaults } from './netns-faults.js';
+import { type NamespaceNetwork, netemProblem } from './netns.js';
+import { prepareNamespaces } from './netns-run.js';
 import { LinkNetwork } from './proxy.js';
 import { renderReport } from './report-html.js';
 import { ensureFaketime } from './faketime.js';
@@ -134,16 +139,37 @@ async function run(requested: RunOptions): Promise<number> {
       options = { ...options, faults: options.faults.filter((fault) => fault !== 'clock') };
     }
   }
+  // --net netns: root, ip netns and iptables (installed when missing), and nothing left of a crashed run.
+  const namespaces = options.net === 'netns' ? prepareNamespaces(options.basePort, say) : undefined;
+  let latencySkipped: string | undefined;
+  if (namespaces !== undefined && options.faults.includes('latency')) {
+    latencySkipped = netemProblem(namespaces.prefix);
+    if (latencySkipped !== undefined) {
+      say(`latency nemesis SKIPPED: ${latencySkipped}`);
+      options = { ...options, faults: options.faults.filter((fault) => fault !== 'latency') };
+    }
+  }
   const storeRoot = options.storeRoot ?? join(repositoryRoot(), 'jepsen-lite', 'store');
   // The membership nemesis needs slots for nodes that join later; they get ports and links too.
   const spareCount = options.faults.includes('membership') ? membershipSpares : 0;
   const slotCount = options.nodeCount + spareCount;
-  const nodePort = (node: number): number => options.basePort + node;
+  // On loopback every node has its own port; in namespaces every node has the same port on its own address.
+  const nodePort = (node: number): number => (namespaces === undefined ? options.basePort + node : options.basePort);
   const proxyPort = (from: number, to: number): number => options.basePort + slotCount + from * slotCount + to;
-  const ports = Array.from({ length: slotCount }, (_, node) => nodePort(node));
-  for (let from = 0; from < slotCount; from++) {
-    for (let to = 0; to < slotCount; to++) if (from !== to) ports.push(proxyPort(from, to));
+  const framed = options.peerTransport === 'framed';
+  // The framed transport's links: each node's peer port, and a proxy per link to it after the HTTP proxies.
+  const peerPorts = framed
+    ? { nodePeerPort: (node: number) => nodePort(node) + defaultPeerPortOffset, proxyPort: (from: number, to: number) => options.basePort + slotCount + slotCount * slotCount + from * slotCount + to }
+    : undefined;
+  const ports = Array.from({ length: namespaces === undefined ? slotCount : 0 }, (_, node) => nodePort(node));
+  if (namespaces === undefined) {
+    for (let from = 0; from < slotCount; from++) {
+      for (let to = 0; to < slotCount; to++) if (from !== to) ports.push(proxyPort(from, to), ...(peerPorts === undefined ? [] : [peerPorts.proxyPort(from, to)]));
+    }
+    if (peerPorts !== undefined) for (let node = 0; node < slotCount; node++) ports.push(peerPorts.nodePeerPort(node));
   }
+  const highest = Math.max(options.basePort, ...ports, ...(framed ? [options.basePort + defaultPeerPortOffset] : []));
+  if (highest > 65_535) throw new Error(`--base-port ${options.basePort} puts ports up to ${highest}, above 65535 (the framed transport's peer ports are ${defaultPeerPortOffset} above the HTTP ports): pass a lower --base-port`);
   await assertPortsFree(ports);
   const runFolder = makeRunFolder(storeRoot);
   const dataRoot = mkdtempSync(join(tmpdir(), 'ringkv-jepsen-'));
@@ -154,6 +180,7 @@ async function run(requested: RunOptions): Promise<number> {
     hintedHandoff: { intervalMs: 300 },
     antiEntropy: { intervalMs: 2000 },
     bucketDefaults: { nVal, conflictMode: options.conflictMode },
+    peerTransport: options.peerTransport,
   };
   writeFileSync(configFile, `${JSON.stringify(nodeConfig, null, 2)}\n`);
   const schedule = planNemesisSchedule(
@@ -166,6 +193,9 @@ async function run(requested: RunOptions): Promise<number> {
     nodes: options.nodeCount,
     spareSlots: spareCount,
     ...(requested.faults.includes('clock') && faketimeLibrary === undefined ? { skipped: 'clock (no libfaketime)' } : {}),
+    ...(latencySkipped === undefined ? {} : { skippedLatency: latencySkipped }),
+    net: options.net,
+    peerTransport: options.peerTransport,
     timeLimitS: options.timeLimitMs / 1000,
     concurrency: options.concurrency,
     conflict: options.conflictMode,
@@ -179,15 +209,26 @@ async function run(requested: RunOptions): Promise<number> {
     command:
       `npm run jepsen -- --workload ${options.workload} --nemesis ${options.faults.join(',') || 'none'} --nodes ${options.nodeCount}` +
       ` --time-limit ${options.timeLimitMs / 1000} --concurrency ${options.concurrency} --conflict ${options.conflictMode} --seed ${options.seed}` +
-      ` --rate ${options.ratePerSecond} --keys ${options.keyCount} --nemesis-interval ${options.nemesisIntervalMs / 1000} --quiet ${options.quietMs / 1000}`,
+      ` --rate ${options.ratePerSecond} --keys ${options.keyCount} --nemesis-interval ${options.nemesisIntervalMs / 1000} --quiet ${options.quietMs / 1000}` +
+      ` --net ${options.net} --peer-transport ${options.peerTransport}`,
   };
 
-  const network = new LinkNetwork(slotCount, nodePort, proxyPort);
+  // Loopback: the link proxies. Namespaces: one host per slot, created in the try below.
+  const network = namespaces === undefined ? new LinkNetwork(slotCount, nodePort, proxyPort, peerPorts) : undefined;
+  const hosts: NamespaceNetwork | undefined = namespaces?.network;
+  const host = (node: number): { address: string; namespace: string; name: string } => {
+    const found = hosts?.hosts[node];
+    if (found === undefined) throw new Error(`slot ${node} has no namespace host`);
+    return found;
+  };
+  const faults: FaultNetwork = network ?? new NamespaceFaults(hosts as NamespaceNetwork);
   const cluster = new Cluster({
     nodeCount: options.nodeCount,
     spareCount,
     nodePort,
-    peerMap: (node) => network.peerMap(node),
+    ...(network === undefined
+      ? { nodeHost: (node: number) => (hosts as NamespaceNetwork).hostAddress(node), launcher: (node: number, argv: readonly string[], environment: Readonly<Record<string, string>>) => (hosts as NamespaceNetwork).execIn(host(node), argv, environment) }
+      : { peerMap: (node: number) => network.peerMap(node) }),
     dataRoot,
     logRoot: runFolder,
     configFile,
@@ -198,22 +239,63 @@ async function run(requested: RunOptions): Promise<number> {
   const writeRunFile = (extra: Record<string, unknown>): void =>
     writeFileSync(
       join(runFolder, 'run.json'),
-      `${JSON.stringify({ settings, ports: { nodes: options.basePort, last: Math.max(...ports) }, dataRoot, nodeConfig, schedule, pids: cluster.nodes.map((node) => ({ node: node.name, pids: node.pids })), ...extra }, null, 2)}\n`,
+      `${JSON.stringify({ settings, ports: { nodes: options.basePort, last: highest }, ...(hosts === undefined ? {} : { namespaces: { prefix: hosts.prefix, subnet: `${hosts.subnet}.0/24`, harness: hosts.rootAddress, nodes: cluster.addresses } }), dataRoot, nodeConfig, schedule, pids: cluster.nodes.map((node) => ({ node: node.name, pids: node.pids })), ...extra }, null, 2)}\n`,
     );
   writeRunFile({ startedAt: new Date().toISOString() });
 
-  // Whatever happens to the runner, no node process may outlive it.
-  const emergencyStop = (): void => cluster.killAllNow();
+  // Whatever happens to the runner, no node process and no namespace may outlive it.
+  let namespacesRemoved = false;
+  const removeNamespaces = (): void => {
+    if (hosts === undefined || namespacesRemoved) return;
+    namespacesRemoved = true;
+    hosts.remove();
+    say(`network namespaces ${hosts.prefix}-* removed`);
+  };
+  const emergencyStop = (): void => {
+    cluster.killAllNow();
+    removeNamespaces();
+  };
   process.on('exit', emergencyStop);
   const onSignal = (signal: NodeJS.Signals): void => {
     say(`\n${signal}: stopping every node`);
     writeRunFile({ interruptedBy: signal });
     cluster.killAllNow();
+    removeNamespaces();
     if (!options.keepData) rmSync(dataRoot, { recursive: true, force: true });
     process.exit(130);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  process.once('SIGHUP', onSignal);
+
+  /** What the links carried, and what the cut links carried before and during their cuts (or what iptables dropped): proof that a partition cut traffic. */
+  const traffic = (): Record<string, unknown> => {
+    if (network !== undefined) {
+      const counters = network.counters();
+      const lane = (name: 'http' | 'peer'): Record<string, number> => {
+        const mine = counters.filter((counter) => counter.lane === name);
+        const sum = (field: 'bytesForwarded' | 'cuts' | 'bytesBeforeCuts' | 'msBeforeCuts' | 'bytesDuringCuts' | 'msDuringCuts'): number => mine.reduce((total, counter) => total + counter[field], 0);
+        return { bytesForwarded: sum('bytesForwarded'), linkCuts: sum('cuts'), bytesBeforeCuts: sum('bytesBeforeCuts'), msBeforeCuts: sum('msBeforeCuts'), bytesDuringCuts: sum('bytesDuringCuts'), msDuringCuts: sum('msDuringCuts') };
+      };
+      return {
+        http: lane('http'),
+        ...(framed ? { peer: lane('peer') } : {}),
+        links: counters.map((counter) => ({ ...counter, from: cluster.nodes[counter.from]?.name, to: cluster.nodes[counter.to]?.name })),
+      };
+    }
+    return { droppedPackets: (faults as NamespaceFaults).dropped };
+  };
+  const trafficSummary = (): string => {
+    const figures = traffic() as { http?: Record<string, number>; peer?: Record<string, number>; droppedPackets?: { partition: number; loss: number } };
+    if (figures.droppedPackets !== undefined) return `links: iptables dropped ${figures.droppedPackets.partition} packets in partitions, ${figures.droppedPackets.loss} in loss faults`;
+    const rate = (bytes: number, ms: number): string => (ms > 0 ? `${Math.round((bytes * 1000) / ms)} B/s` : 'n/a');
+    const lane = (name: string, counts: Record<string, number> | undefined): string =>
+      counts === undefined
+        ? ''
+        : `${name} proxies forwarded ${counts.bytesForwarded} bytes` +
+          ((counts.linkCuts ?? 0) > 0 ? `; the ${counts.linkCuts} link cuts carried ${rate(counts.bytesBeforeCuts ?? 0, counts.msBeforeCuts ?? 0)} per link before and ${rate(counts.bytesDuringCuts ?? 0, counts.msDuringCuts ?? 0)} while cut` : '');
+    return `links: ${[lane('HTTP-port', figures.http), lane('peer-port', figures.peer)].filter((text) => text.length > 0).join('; ')}`;
+  };
 
   let history: HistoryRecorder | undefined;
   const workload = buildWorkload(options);
@@ -225,8 +307,15 @@ async function run(requested: RunOptions): Promise<number> {
   try {
     say(`jepsen-lite: ${settings.command}`);
     say(`store: ${runFolder}`);
-    await network.start();
-    say(`starting ${options.nodeCount} ringkv nodes on 127.0.0.1:${nodePort(0)}..${nodePort(options.nodeCount - 1)}${spareCount > 0 ? ` (${spareCount} spare slots up to ${nodePort(slotCount - 1)})` : ''}, links proxied on ${proxyPort(0, 1)}..${Math.max(...ports)}`);
+    if (network !== undefined) {
+      await network.start();
+      say(`starting ${options.nodeCount} ringkv nodes on 127.0.0.1:${nodePort(0)}..${nodePort(options.nodeCount - 1)}${spareCount > 0 ? ` (${spareCount} spare slots up to ${nodePort(slotCount - 1)})` : ''}, links proxied on ${proxyPort(0, 1)}..${highest}${framed ? ' (framed peer ports too)' : ''}`);
+    } else {
+      const namespaceHosts = hosts as NamespaceNetwork;
+      namespaceHosts.startReaper(process.pid);
+      namespaceHosts.create(cluster.nodes.map((node) => node.name));
+      say(`starting ${options.nodeCount} ringkv nodes in network namespaces ${namespaceHosts.prefix}-h1..h${slotCount} at ${cluster.addresses.slice(0, options.nodeCount).join(', ')}${spareCount > 0 ? ` (${spareCount} spare slots)` : ''}; the harness is ${namespaceHosts.rootAddress} on their bridge`);
+    }
     await cluster.start();
     writeRunFile({ startedAt: new Date().toISOString() });
     // Time zero of the history is the start of the workload, so report times read as seconds into the test.
@@ -234,7 +323,7 @@ async function run(requested: RunOptions): Promise<number> {
     say(`cluster up; running the ${options.workload} workload for ${options.timeLimitMs / 1000} s with ${schedule.filter((event) => event.action === 'start').length} faults scheduled`);
 
     const clock = history;
-    const nemesis = new Nemesis(cluster, network, history, (line) => say(`[${(clock.nowMs() / 1000).toFixed(1).padStart(6)} s] ${line}`));
+    const nemesis = new Nemesis(cluster, faults, history, (line) => say(`[${(clock.nowMs() / 1000).toFixed(1).padStart(6)} s] ${line}`));
     const startMs = history.nowMs();
     let scanned = 0;
     const tally = { ok: 0, fail: 0, info: 0 };
@@ -301,14 +390,16 @@ async function run(requested: RunOptions): Promise<number> {
     );
     say('');
     printVerdict(options.workload, verdict, warnings);
+    say(trafficSummary());
     say(`written: ${runFolder}/{history.jsonl,results.json,report.html}`);
     return valid ? 0 : 1;
   } finally {
     await history?.close();
     await client.close();
     await cluster.stop();
-    await network.stop();
-    writeRunFile({ finishedAt: new Date().toISOString() });
+    await network?.stop();
+    removeNamespaces();
+    writeRunFile({ finishedAt: new Date().toISOString(), traffic: traffic() });
     if (options.keepData) say(`node data kept in ${dataRoot}`);
     else rmSync(dataRoot, { recursive: true, force: true });
     process.off('exit', emergencyStop);

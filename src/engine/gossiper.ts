@@ -1,4 +1,4 @@
-import { type Ring, completeClaim, createRing, planClaim, plannedMembers, receivingNodes, ringMembers } from '../core/ring/ring.js';
+import { type Ring, createRing, ringMembers } from '../core/ring/ring.js';
 import { type ClusterView, type MemberLifecycle, type MemberRecord, beat, gossipTargets, mergeViews, withLifecycle } from '../core/membership/membership.js';
 import { type PhiAccrualState, createDetector, heartbeat, phi } from '../core/membership/phi-accrual.js';
 import { validateView } from '../core/membership/view-validation.js';
@@ -7,6 +7,7 @@ import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { Random } from '../ports/random.js';
 import type { Transport } from '../ports/transport.js';
+import type { Claimant } from './claimant.js';
 import { PeriodicTask } from './periodic-task.js';
 
 /** What the gossiper needs from its node. */
@@ -29,8 +30,8 @@ export interface GossiperOptions {
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
-  /** The largest n_val of any bucket (replica sets of a ring change are compared with it). */
-  readonly maxNVal: () => number;
+  /** Plans and completes ring changes when this node is the claimant (src/engine/claimant.ts). */
+  readonly claimant: Pick<Claimant, 'nextRing'>;
   /** Persists the view whenever the ring changes, so a restarted node knows its ring. */
   readonly persist: (view: ClusterView) => Promise<void>;
   /** Called whenever this node adopts a new ring (a plan, a flip), so handoff acts on it at once. */
@@ -48,8 +49,8 @@ interface Observed {
 /**
  * Membership by gossip (Cassandra's design): every interval the node raises its heartbeat and
  * exchanges its view with a few random peers; a peer whose heartbeat stops rising is judged down
- * by the phi accrual failure detector. The lowest-id live ring member acts as claimant (Riak's
- * claimant) and folds new members into the ring with a minimal-movement claim.
+ * by the phi accrual failure detector. After each exchange it asks the claimant
+ * (src/engine/claimant.ts) for the ring it wants, and adopts and spreads that ring.
  */
 export class Gossiper {
   private viewState: ClusterView;
@@ -267,40 +268,10 @@ export class Gossiper {
     this.viewState = withLifecycle(this.viewState, nodeId, 'removed');
   }
 
-  /**
-   * Riak's claimant: the live ring member with the lowest id plans membership changes and
-   * completes them. A change is planned as the ring's `next` (minimal-movement claim); it
-   * becomes the ring only when every node receiving partitions reports them streamed in. A
-   * member set that changes again mid-way is planned anew from the current owners. Any node
-   * could compute the same plan, and conflicting rings are settled by compareRings.
-   */
+  /** Adopts the ring the claimant wants (when this node is the claimant and the members changed). */
   private claimIfClaimant(): void {
-    const ring = this.viewState.ring;
-    if (ring === null) return;
-    const status = this.ownStatus;
-    if (status === 'removed' || status === 'left') return;
-    const current = ringMembers(ring);
-    const liveCurrent = current.filter((id) => this.isUp(id)).sort();
-    if (liveCurrent[0] !== this.options.self.id) return;
-    // A current owner that is down stays in the ring (it will be back, or be removed with
-    // `ringkv remove`). A joiner that is down is left out of the plan: waiting for it to stream
-    // its partitions in would hold the change (and, while the ring is smaller than n_val, every
-    // write) until it returns. It is planned in again once it is up.
-    const wanted = Object.values(this.viewState.members)
-      .filter((member) => (member.status === 'joining' || member.status === 'up') && (current.includes(member.id) || this.isUp(member.id)))
-      .map((member) => member.id)
-      .sort();
-    if (wanted.length === 0) return;
-    const planned = plannedMembers(ring);
-    let next = ring;
-    if (ring.next !== null && wanted.length === planned.length && wanted.every((id, index) => id === planned[index])) {
-      const receivers = receivingNodes(ring, this.options.maxNVal());
-      if (receivers.every((id) => this.viewState.members[id]?.transfersDoneForRing === ring.version)) next = completeClaim(ring);
-    } else {
-      next = planClaim(ring, wanted);
-    }
-    if (next !== ring) {
-      this.options.logger.info({ members: wanted, version: next.version, moving: next.next !== null }, next.next === null ? 'claimant completed the ring change' : 'claimant planned a ring change');
+    const next = this.options.claimant.nextRing(this.viewState, (id) => this.isUp(id));
+    if (next !== this.viewState.ring) {
       this.viewState = { ...this.viewState, ring: next };
       this.promoteSelf();
     }

@@ -95,7 +95,7 @@ export interface KvService {
   bucketProperties(bucket: string): BucketProperties;
   /** This node's clock: it decides whether a version read here has expired. */
   nowMs(): number;
-  /** Handles a request from a peer (already authenticated). */
+  /** Handles a request from a peer (already authenticated: src/http checks the cluster secret, the framed transport proves it). */
   handlePeer(request: PeerRequest): Promise<PeerReply>;
   status(): Promise<NodeStatus>;
   /** Compacts this node's storage (the whole data space, or a key range). */
@@ -108,6 +108,4 @@ export interface KvService {
   leave(): { status: string };
   /** Plans a node that is gone for good out of the ring (`ringkv remove`). */
   removeMember(nodeId: string): { status: string };
-  /** True when the peer request carries this cluster's secret. */
-  checkSecret(presented: string | undefined): boolean;
 }

@@ -11,6 +11,7 @@ import { registerKvRoutes } from './kv-routes.js';
 import { registerDataTypeRoutes } from './dt-routes.js';
 import { compactSchema, healthSchema, metricsSchema, openApiSchema, statusSchema } from './route-schemas.js';
 import { HttpMetrics } from './metrics.js';
+import { PeerSecret } from './peer-auth.js';
 import { peerRoutePath, registerPeerRoute } from './peer-route.js';
 import { registerDashboard } from './ui-route.js';
 
@@ -18,6 +19,8 @@ import { registerDashboard } from './ui-route.js';
 export interface AppOptions {
   readonly service: KvService;
   readonly config: NodeConfig;
+  /** The cluster secret peers present on the node-to-node routes (the node's identity holds it). */
+  readonly clusterSecret: string;
   /** fastify's logger option: false (the default) for none, true or pino options for one. */
   readonly logger?: boolean | object;
   /** PEM key and certificate: serve https instead of http (tls.* in the config; main.ts reads the files). */
@@ -82,6 +85,7 @@ function registerAdminRoutes(app: FastifyInstance, service: KvService, metrics: 
  */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { service, config } = options;
+  const peerSecret = new PeerSecret(options.clusterSecret);
   const app = Fastify({
     ...(options.https === undefined ? {} : ({ https: { key: options.https.key, cert: options.https.cert } } as FastifyServerOptions)),
     logger: (options.logger ?? false) as FastifyServerOptions['logger'],
@@ -135,11 +139,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.get('/openapi.json', { schema: openApiSchema }, async () => app.swagger());
 
-  registerAuth(app, { config, service });
+  registerAuth(app, { config, peerSecret });
   const metrics = new HttpMetrics();
   registerKvRoutes(app, { service, config, metrics });
   registerDataTypeRoutes(app, { service, config, metrics });
-  registerPeerRoute(app, { service, config, metrics });
+  registerPeerRoute(app, { service, config, metrics, peerSecret });
   registerAdminRoutes(app, service, metrics);
   registerDashboard(app, { service });
   registerClusterAdminRoutes(app, service);

@@ -1,8 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AuthConfig, AuthRole, AuthToken } from '../engine/config.js';
-import type { KvService } from '../engine/kv-service.js';
 import { KvError } from '../util/errors.js';
+import type { PeerSecret } from './peer-auth.js';
 import { peerRoutePath, secretHeader } from './peer-route.js';
 
 /**
@@ -85,12 +85,12 @@ function challenge(reply: FastifyReply, path: string): void {
   reply.header('www-authenticate', isUnder(path, '/ui') ? `Basic realm="${realm} dashboard", charset="UTF-8"` : `Bearer realm="${realm}"`);
 }
 
-function checkPeer(request: FastifyRequest, service: KvService): void {
+function checkPeer(request: FastifyRequest, peerSecret: PeerSecret): void {
   const presented = request.headers[secretHeader];
   if (typeof presented !== 'string' || presented === '') {
     throw new KvError('KV_UNAUTHORIZED', `node-to-node routes need the cluster secret in ${secretHeader}; they are for ringkv nodes, not clients`);
   }
-  if (!service.checkSecret(presented)) {
+  if (!peerSecret.matches(presented)) {
     throw new KvError('KV_FORBIDDEN', `the ${secretHeader} header does not match this cluster's secret; check RINGKV_CLUSTER_SECRET on both nodes`);
   }
 }
@@ -118,7 +118,7 @@ function checkClient(request: FastifyRequest, reply: FastifyReply, route: string
  * Adds the access check as the first thing every request goes through (before its body is read
  * or its parameters are validated), so an unauthenticated caller learns nothing but 401.
  */
-export function registerAuth(app: FastifyInstance, dependencies: { readonly config: { readonly auth: AuthConfig }; readonly service: KvService }): void {
+export function registerAuth(app: FastifyInstance, dependencies: { readonly config: { readonly auth: AuthConfig }; readonly peerSecret: PeerSecret }): void {
   const { auth } = dependencies.config;
   const tokens = new TokenRegistry(auth.enabled ? auth.tokens : []);
   app.addHook('onRequest', async (request, reply) => {
@@ -129,7 +129,7 @@ export function registerAuth(app: FastifyInstance, dependencies: { readonly conf
     if (route === peerRoutePath) return;
     const needed = requiredAccess(request.method, route, auth);
     if (needed === 'open') return;
-    if (needed === 'peer') checkPeer(request, dependencies.service);
+    if (needed === 'peer') checkPeer(request, dependencies.peerSecret);
     else checkClient(request, reply, route, needed, tokens);
   });
 }

@@ -5,6 +5,7 @@ import type { NodeConfig } from '../engine/config.js';
 import type { KvService } from '../engine/kv-service.js';
 import { KvError } from '../util/errors.js';
 import type { HttpMetrics } from './metrics.js';
+import type { PeerSecret } from './peer-auth.js';
 import { internalError } from './errors.js';
 import { peerSchema } from './route-schemas.js';
 
@@ -30,12 +31,12 @@ export function peerBodyLimitBytes(config: NodeConfig): number {
 }
 
 /** Refuses unauthenticated peer traffic before a byte of the body is read or decoded. */
-function checkSecret(request: FastifyRequest, service: KvService): void {
+function checkSecret(request: FastifyRequest, peerSecret: PeerSecret): void {
   const presented = request.headers[secretHeader];
   if (typeof presented !== 'string' || presented === '') {
     throw new KvError('KV_UNAUTHORIZED', `peer requests need the cluster secret in ${secretHeader}; this route is for ringkv nodes, not clients`);
   }
-  if (!service.checkSecret(presented)) {
+  if (!peerSecret.matches(presented)) {
     throw new KvError('KV_FORBIDDEN', `the ${secretHeader} header does not match this cluster's secret; check RINGKV_CLUSTER_SECRET on both nodes`);
   }
 }
@@ -53,12 +54,12 @@ async function answer(request: PeerRequest, service: KvService, log: FastifyRequ
 }
 
 /** Registers POST /internal/v1/peer. */
-export function registerPeerRoute(app: FastifyInstance, dependencies: { service: KvService; config: NodeConfig; metrics: HttpMetrics }): void {
-  const { service, config, metrics } = dependencies;
+export function registerPeerRoute(app: FastifyInstance, dependencies: { service: KvService; config: NodeConfig; metrics: HttpMetrics; peerSecret: PeerSecret }): void {
+  const { service, config, metrics, peerSecret } = dependencies;
   const options = {
     bodyLimit: peerBodyLimitBytes(config),
     schema: peerSchema,
-    onRequest: async (request: FastifyRequest) => checkSecret(request, service),
+    onRequest: async (request: FastifyRequest) => checkSecret(request, peerSecret),
     onResponse: async (_request: FastifyRequest, reply: FastifyReply) => metrics.observe('peer', reply.statusCode, reply.elapsedTime / 1000),
   };
   app.post(peerRoutePath, options, async (request, reply) => {

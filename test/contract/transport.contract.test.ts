@@ -78,10 +78,6 @@ class HandlerService extends FakeKvService {
   override handlePeer(request: PeerRequest): Promise<PeerReply> {
     return this.handler(request);
   }
-
-  override checkSecret(presented: string | undefined): boolean {
-    return presented === secret;
-  }
 }
 
 function undiciFixture(): TransportFixture {
@@ -90,7 +86,7 @@ function undiciFixture(): TransportFixture {
     authenticates: true,
     serve: async (handler) => {
       const service = new HandlerService(handler);
-      const app = await buildApp({ service, config: service.config });
+      const app = await buildApp({ service, config: service.config, clusterSecret: secret });
       await app.listen({ host: '127.0.0.1', port: 0 });
       const { port } = app.server.address() as AddressInfo;
       return { address: `127.0.0.1:${port}`, stop: () => app.close() };

@@ -28,7 +28,7 @@ async function start(auth: Record<string, unknown> = {}): Promise<{ app: Fastify
       auth: { enabled: true, tokens: [{ token: readWrite, role: 'read-write', name: 'writer' }, { token: readOnly, role: 'read-only', name: 'reader' }], ...auth },
     }),
   );
-  const app = await buildApp({ service, config: service.config });
+  const app = await buildApp({ service, config: service.config, clusterSecret: fakeSecret });
   apps.push(app);
   return { app, service };
 }
@@ -92,7 +92,7 @@ describe('the public /kv API with client authentication', () => {
 
   it('leaves everything open when auth is off (the default)', async () => {
     const service = new FakeKvService(testConfig());
-    const app = await buildApp({ service, config: service.config });
+    const app = await buildApp({ service, config: service.config, clusterSecret: fakeSecret });
     apps.push(app);
     expect((await app.inject({ method: 'PUT', url: '/kv/demo/k', payload: 'v' })).statusCode).toBe(204);
     expect((await app.inject({ method: 'POST', url: '/admin/compact' })).statusCode).toBe(200);
@@ -143,7 +143,7 @@ describe('status, metrics, admin and the peer routes', () => {
 
   it('requires the cluster secret on node-to-node routes even with client authentication off', async () => {
     const service = new FakeKvService(testConfig());
-    const app = await buildApp({ service, config: service.config });
+    const app = await buildApp({ service, config: service.config, clusterSecret: fakeSecret });
     apps.push(app);
     expectError(await app.inject({ method: 'GET', url: '/internal/v1/anything' }), 401, 'KV_UNAUTHORIZED');
   });

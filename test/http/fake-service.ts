@@ -185,8 +185,4 @@ export class FakeKvService implements KvService {
     this.record('compact', start, end);
     this.compactions += 1;
   }
-
-  checkSecret(presented: string | undefined): boolean {
-    return presented === fakeSecret;
-  }
 }

@@ -195,7 +195,7 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
   beforeAll(async () => {
     cluster = await SimCluster.start(seed, 3, { limits: { maxValueBytes: 4096 } });
     const node = cluster.members[0]!.node;
-    open = await buildApp({ service: node, config: cluster.config });
+    open = await buildApp({ service: node, config: cluster.config, clusterSecret });
     const auth = {
       enabled: true,
       protectStatus: true,
@@ -206,7 +206,7 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
         { token: readOnlyToken, role: 'read-only', name: 'reports' },
       ],
     };
-    guarded = await buildApp({ service: node, config: validateConfig(mergeConfig(cluster.config, { auth })) });
+    guarded = await buildApp({ service: node, config: validateConfig(mergeConfig(cluster.config, { auth })), clusterSecret });
     // A few real versions (one with siblings), so reads find data and fuzzed contexts include real ones.
     for (const value of ['one', 'two']) {
       const answer = await cluster.drive(open.inject({ method: 'PUT', url: '/kv/demo/k', payload: value, headers: { 'content-type': 'text/plain' } }));

@@ -1,19 +1,16 @@
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/ring-client.js';
 import {
   type NodeProcess,
   describeMembership,
-  freePorts,
   killNode,
   nodeStatus,
   pollDeadlineMs,
   processTestTimeoutMs,
   restartNode,
-  startNode,
+  startCluster,
   temporaryFolder,
   waitFor,
-  waitForMembersUp,
   waitForProgress,
   waitHealthy,
 } from './processes.js';
@@ -50,13 +47,7 @@ describe('anti-entropy on a 3-node cluster of real processes', () => {
   let client: RingClient | undefined;
 
   beforeAll(async () => {
-    const [port1, port2, port3] = (await freePorts(3)) as [number, number, number];
-    nodes.push(startNode(port1, join(folder.path, 'node1'), { env }));
-    await waitHealthy(nodes[0]!);
-    const seeds = [nodes[0]!.address];
-    nodes.push(startNode(port2, join(folder.path, 'node2'), { env, seeds }));
-    nodes.push(startNode(port3, join(folder.path, 'node3'), { env, seeds }));
-    for (const node of nodes) await waitForMembersUp(node, 3, { settled: true });
+    await startCluster(3, { folder: folder.path, nodes, env, until: 'settled' });
     client = new RingClient({ nodes: [nodes[0]!.address, nodes[1]!.address], connectionsPerNode: 32 });
   }, processTestTimeoutMs);
 

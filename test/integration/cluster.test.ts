@@ -5,13 +5,12 @@ import {
   type NodeProcess,
   call,
   describeMembership,
-  freePorts,
   killNode,
   nodeStatus,
   pollDeadlineMs,
   processTestTimeoutMs,
   restartNode,
-  startNode,
+  startCluster,
   temporaryFolder,
   waitFor,
   waitForMembersUp,
@@ -32,13 +31,7 @@ describe('a 3-node cluster of real processes', () => {
     writeFileSync(configFile, JSON.stringify({ buckets: { lwwbucket: { conflictMode: 'lww' } } }));
     const env = { RINGKV_CLUSTER_SECRET: secret };
     const extraArgs = ['--config', configFile];
-    const [port1, port2, port3] = (await freePorts(3)) as [number, number, number];
-    nodes.push(startNode(port1, join(folder.path, 'node1'), { env, extraArgs }));
-    await waitHealthy(nodes[0]!);
-    const seeds = [nodes[0]!.address];
-    nodes.push(startNode(port2, join(folder.path, 'node2'), { env, extraArgs, seeds }));
-    nodes.push(startNode(port3, join(folder.path, 'node3'), { env, extraArgs, seeds }));
-    for (const node of nodes) await waitHealthy(node);
+    await startCluster(3, { folder: folder.path, nodes, env, extraArgs });
   }, processTestTimeoutMs);
 
   afterAll(async () => {

@@ -1,8 +1,7 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type NodeProcess, call, killNode, nodeStatus, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+import { type NodeProcess, call, killNode, startCluster, temporaryFolder } from './processes.js';
 
 /**
  * Goal: three real node processes with `peerTransport: framed` form a cluster and replicate
@@ -51,17 +50,7 @@ describe('a 3-node cluster on the framed peer transport', () => {
     const env = { RINGKV_CLUSTER_SECRET: 'framed-integration-secret-0123456789', RINGKV_PEER_TRANSPORT: 'framed', RINGKV_GOSSIP_INTERVAL_MS: '200' };
     const ports: number[] = [];
     for (let index = 0; index < 3; index++) ports.push(await freePortPair(ports.flatMap((port) => [port, port + peerPortOffset])));
-    nodes.push(startNode(ports[0]!, join(folder.path, 'node1'), { env }));
-    await waitHealthy(nodes[0]!, 45_000);
-    nodes.push(startNode(ports[1]!, join(folder.path, 'node2'), { env, seeds: [nodes[0]!.address] }));
-    nodes.push(startNode(ports[2]!, join(folder.path, 'node3'), { env, seeds: [nodes[0]!.address] }));
-    for (const node of nodes) await waitHealthy(node, 45_000);
-    for (const node of nodes) {
-      await waitFor(() => `${node.address} to see 3 members up (output: ${node.output.slice(-500)})`, 45_000, async () => {
-        const status = await nodeStatus(node);
-        return status.members.filter((member) => member.status === 'up').length === 3 && status.ring?.members.length === 3;
-      });
-    }
+    await startCluster(3, { folder: folder.path, nodes, ports, env, until: 'members-up', deadlineMs: 45_000 });
   }, 180_000);
 
   afterAll(async () => {

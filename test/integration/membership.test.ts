@@ -12,10 +12,10 @@ import {
   nodeStatus,
   pollDeadlineMs,
   processTestTimeoutMs,
+  startCluster,
   startNode,
   temporaryFolder,
   waitFor,
-  waitForMembersUp,
   waitHealthy,
 } from './processes.js';
 
@@ -110,12 +110,8 @@ describe('join and leave on real processes, under load', () => {
   beforeAll(async () => {
     // The 4th node's port is picked now too, so the 3 nodes cannot happen to take it meanwhile.
     ports = await freePorts(4);
-    nodes.push(startNode(ports[0]!, join(folder.path, 'node1'), { env }));
-    await waitHealthy(nodes[0]!);
+    await startCluster(3, { folder: folder.path, nodes, ports: ports.slice(0, 3), env, until: 'settled' });
     seeds = [nodes[0]!.address];
-    nodes.push(startNode(ports[1]!, join(folder.path, 'node2'), { env, seeds }));
-    nodes.push(startNode(ports[2]!, join(folder.path, 'node3'), { env, seeds }));
-    for (const node of nodes) await waitForMembersUp(node, 3, { settled: true });
     client = new RingClient({ nodes: nodes.map((node) => node.address), connectionsPerNode: 8 });
   }, processTestTimeoutMs);
 

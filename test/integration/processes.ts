@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { freePorts } from '../../bench/processes.js';
 
 const script = join(import.meta.dirname, '..', '..', 'bin', 'ringkv.js');
 
@@ -260,4 +261,49 @@ export async function waitForMembersUp(
       return up === count && view.ring?.members.length === count && (options.settled !== true || view.ring.next === null || view.ring.next === undefined);
     },
   );
+}
+
+/** How startCluster starts its nodes, and how long it waits for them. */
+export interface ClusterOptions {
+  /** Where the nodes' data directories go: node1, node2, ... under it. */
+  readonly folder: string;
+  /** The list the caller stops in its afterAll: each node goes in as soon as it is started, so a failed start still stops it. */
+  readonly nodes: NodeProcess[];
+  /** The HTTP ports, when the caller picked them (default: n free ports). */
+  readonly ports?: readonly number[];
+  readonly env?: Record<string, string>;
+  readonly extraArgs?: string[];
+  /**
+   * What to wait for on every node before answering: it answers /health ('healthy', the
+   * default), it sees n members up in its ring ('members-up'), or that and no ring change under
+   * way ('settled').
+   */
+  readonly until?: 'healthy' | 'members-up' | 'settled';
+  /** The deadline of each wait (default pollDeadlineMs). */
+  readonly deadlineMs?: number;
+}
+
+/**
+ * Starts an n-node cluster of real processes: node 1 founds it (and answers /health before the
+ * others start), the others join with node 1 as their seed. Answers the nodes in order.
+ */
+export async function startCluster(count: number, options: ClusterOptions): Promise<NodeProcess[]> {
+  const ports = options.ports ?? (await freePorts(count));
+  const { env, extraArgs, nodes } = options;
+  const deadlineMs = options.deadlineMs ?? pollDeadlineMs;
+  const started: NodeProcess[] = [];
+  const start = (index: number, seeds: string[]): NodeProcess => {
+    const node = startNode(ports[index]!, join(options.folder, `node${index + 1}`), { seeds, ...(env === undefined ? {} : { env }), ...(extraArgs === undefined ? {} : { extraArgs }) });
+    nodes.push(node);
+    started.push(node);
+    return node;
+  };
+  const founder = start(0, []);
+  await waitHealthy(founder, deadlineMs);
+  for (let index = 1; index < count; index++) start(index, [founder.address]);
+  for (const node of started) {
+    if (options.until === 'members-up' || options.until === 'settled') await waitForMembersUp(node, count, { settled: options.until === 'settled', deadlineMs });
+    else await waitHealthy(node, deadlineMs);
+  }
+  return started;
 }

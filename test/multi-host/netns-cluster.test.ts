@@ -1,11 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { temporaryFolder, waitFor } from '../integration/processes.js';
-import { ensureDebianPackage } from '../support/debian-packages.js';
-import { type NamespaceHost, NamespaceNetwork, namespaceSupportProblem } from './namespace-network.js';
+import { type NamespaceHost, NamespaceNetwork, ensureNamespaceTools } from '../../jepsen-lite/src/netns.js';
 
 /**
  * Goal: ringkv across separate hosts. Five nodes run on five network namespaces, each with its own
@@ -27,14 +26,8 @@ const root = join(import.meta.dirname, '..', '..');
 const bin = join(root, 'bin', 'ringkv.js');
 const agentScript = join(import.meta.dirname, 'client-agent.mjs');
 
-function supportProblem(): string | undefined {
-  const basic = namespaceSupportProblem();
-  if (basic !== undefined) return basic;
-  const ip = existsSync('/usr/sbin/ip') || existsSync('/usr/bin/ip') || existsSync('/sbin/ip') ? undefined : ensureDebianPackage('/usr/sbin/ip', 'iproute2');
-  return ip ?? ensureDebianPackage('/usr/sbin/iptables', 'iptables');
-}
-
-const problem = supportProblem();
+// Installs iproute2 and iptables as root when they are missing.
+const problem = ensureNamespaceTools();
 if (problem !== undefined) console.log(`skipping the 5-host network namespace test: ${problem}`);
 
 interface NodeHost {
@@ -207,7 +200,7 @@ describe.skipIf(problem !== undefined)('ringkv on 5 hosts (network namespaces), 
   it('takes writes on both sides of a partition and holds every acknowledged write after it heals', async () => {
     const sideA = nodes.slice(0, 2);
     const sideB = nodes.slice(2);
-    network.partition(
+    await network.partition(
       sideA.map((node) => node.host),
       sideB.map((node) => node.host),
     );
@@ -232,7 +225,7 @@ describe.skipIf(problem !== undefined)('ringkv on 5 hosts (network namespaces), 
     expect(acknowledgedOn('a'), failures.join('\n')).toBeGreaterThan(0);
     expect(acknowledgedOn('b'), failures.join('\n')).toBeGreaterThan(0);
 
-    network.heal();
+    await network.heal();
     await waitFor(() => `all 5 nodes to see each other up again\n${logs()}`, 60_000, () => viewsAgree(nodes, nodes));
 
     // Hinted handoff and anti-entropy bring every replica up to date; until then a read may miss a value.

@@ -4,6 +4,7 @@ import { SeededRandom } from '../../src/adapters/seeded-random.js';
 import { SimulatedNetwork, type SimulatedTransport } from '../../src/adapters/simulated-transport.js';
 import { VirtualClock } from '../../src/adapters/virtual-clock.js';
 import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
+import { Claimant } from '../../src/engine/claimant.js';
 import { Gossiper } from '../../src/engine/gossiper.js';
 import { silentLogger } from '../../src/ports/logger.js';
 
@@ -79,7 +80,7 @@ async function measure(nodes: number, seed: number): Promise<ScaleFigures> {
       clock,
       random: random.fork(),
       logger: silentLogger,
-      maxNVal: () => 3,
+      claimant: new Claimant({ selfId: record.id, maxNVal: () => 3, logger: silentLogger }),
       persist: async () => undefined,
     });
     network.register(record.address, async (request) =>

@@ -83,7 +83,7 @@ async function pushBack(cluster: SimCluster, outsider: SimMember, replicas: SimM
       // Stamped by the outsider's own clock, as its engine would (node clocks are skewed in simulation).
       await outsider.node.hintStore.add(replica.nodeId, encodeDataKey(bucket, key), old, mode, outsider.clock.nowMs(), false);
     }
-    await cluster.drive(outsider.node.deliverHints());
+    await cluster.drive(outsider.node.hintedHandoffService.deliverHints());
     expect(outsider.node.hintStore.pending, `seed ${cluster.seed}: the hints were delivered`).toBe(0);
   } else {
     const transport = cluster.network.transportFor(outsider.address);

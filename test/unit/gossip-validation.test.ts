@@ -3,6 +3,7 @@ import { SeededRandom } from '../../src/adapters/seeded-random.js';
 import { VirtualClock } from '../../src/adapters/virtual-clock.js';
 import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
 import { createRing } from '../../src/core/ring/ring.js';
+import { Claimant } from '../../src/engine/claimant.js';
 import { Gossiper } from '../../src/engine/gossiper.js';
 import type { Logger } from '../../src/ports/logger.js';
 import type { Transport } from '../../src/ports/transport.js';
@@ -56,7 +57,7 @@ function founder(): { gossiper: Gossiper; warnings: string[]; persisted: Cluster
     clock: new VirtualClock(1_700_000_000_000),
     random: new SeededRandom(1),
     logger,
-    maxNVal: () => 3,
+    claimant: new Claimant({ selfId: 'n1', maxNVal: () => 3, logger }),
     persist: async (view) => {
       persisted.push(view);
     },

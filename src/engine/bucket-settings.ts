@@ -1,0 +1,29 @@
+import type { ClusterView } from '../core/membership/membership.js';
+import { type BucketProperties, type NodeConfig, bucketProperties } from './config.js';
+
+/**
+ * The bucket properties in force on this node: the cluster-wide ones from the gossiped view (the
+ * founding node's config, so every node agrees), else this node's own config before it has
+ * joined. `view` is undefined before the node has started.
+ */
+export class BucketSettings {
+  constructor(
+    private readonly config: NodeConfig,
+    private readonly view: () => ClusterView | undefined,
+  ) {}
+
+  /** The bucket's properties (defaults merged with its own). */
+  properties(bucket: string): BucketProperties {
+    const view = this.view();
+    const shared = view !== undefined && view.bucketPropertiesVersion > 0 ? view.bucketProperties : undefined;
+    if (shared === undefined) return bucketProperties(this.config, bucket);
+    return { ...this.config.bucketDefaults, ...(shared[''] ?? {}), ...(shared[bucket] ?? {}) };
+  }
+
+  /** The largest n_val of any bucket: ring changes and anti-entropy compare replica sets of this size. */
+  maxNVal(): number {
+    const shared = this.view()?.bucketProperties ?? {};
+    const configured = [this.config.bucketDefaults.nVal, ...Object.values(this.config.buckets).map((properties) => properties.nVal ?? 0)];
+    return Math.max(...configured, ...Object.values(shared).map((properties) => properties.nVal ?? 0));
+  }
+}

@@ -1,0 +1,60 @@
+import { type Ring, completeClaim, planClaim, plannedMembers, receivingNodes, ringMembers } from '../core/ring/ring.js';
+import type { ClusterView } from '../core/membership/membership.js';
+import type { Logger } from '../ports/logger.js';
+
+/** What the claimant needs from its node. */
+export interface ClaimantOptions {
+  readonly selfId: string;
+  /** The largest n_val of any bucket (replica sets of a ring change are compared with it). */
+  readonly maxNVal: () => number;
+  readonly logger: Logger;
+}
+
+/**
+ * Riak's claimant: the live ring member with the lowest id plans membership changes and
+ * completes them. A change is planned as the ring's `next` (minimal-movement claim); it
+ * becomes the ring only when every node receiving partitions reports them streamed in. A
+ * member set that changes again mid-way is planned anew from the current owners. Any node
+ * could compute the same plan, and conflicting rings are settled by compareRings.
+ *
+ * It reads the gossiped view and answers the ring it wants; the gossiper adopts that ring and
+ * spreads it (riak_core keeps the claimant apart from gossip in the same way).
+ */
+export class Claimant {
+  constructor(private readonly options: ClaimantOptions) {}
+
+  /**
+   * The ring after this node's claimant step over `view`: a planned change, a completed one, or
+   * `view.ring` itself when there is nothing to do (or this node is not the claimant).
+   */
+  nextRing(view: ClusterView, isUp: (nodeId: string) => boolean): Ring | null {
+    const ring = view.ring;
+    if (ring === null) return ring;
+    const status = view.members[this.options.selfId]?.status ?? 'joining';
+    if (status === 'removed' || status === 'left') return ring;
+    const current = ringMembers(ring);
+    const liveCurrent = current.filter((id) => isUp(id)).sort();
+    if (liveCurrent[0] !== this.options.selfId) return ring;
+    // A current owner that is down stays in the ring (it will be back, or be removed with
+    // `ringkv remove`). A joiner that is down is left out of the plan: waiting for it to stream
+    // its partitions in would hold the change (and, while the ring is smaller than n_val, every
+    // write) until it returns. It is planned in again once it is up.
+    const wanted = Object.values(view.members)
+      .filter((member) => (member.status === 'joining' || member.status === 'up') && (current.includes(member.id) || isUp(member.id)))
+      .map((member) => member.id)
+      .sort();
+    if (wanted.length === 0) return ring;
+    const planned = plannedMembers(ring);
+    let next = ring;
+    if (ring.next !== null && wanted.length === planned.length && wanted.every((id, index) => id === planned[index])) {
+      const receivers = receivingNodes(ring, this.options.maxNVal());
+      if (receivers.every((id) => view.members[id]?.transfersDoneForRing === ring.version)) next = completeClaim(ring);
+    } else {
+      next = planClaim(ring, wanted);
+    }
+    if (next !== ring) {
+      this.options.logger.info({ members: wanted, version: next.version, moving: next.next !== null }, next.next === null ? 'claimant completed the ring change' : 'claimant planned a ring change');
+    }
+    return next;
+  }
+}

@@ -1,0 +1,117 @@
+import { emptyContext } from '../core/versioning/context.js';
+import type { VersionedObject } from '../core/versioning/versioned-object.js';
+import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import type { Ring } from '../core/ring/ring.js';
+import { KvError } from '../util/errors.js';
+import type { Clock } from '../ports/clock.js';
+import type { BucketProperties } from './config.js';
+import type { Coordinator } from './coordinator.js';
+import type { DeleteCommand, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
+import { type ListPage, type ListQuery, listKeys } from './key-listing.js';
+import type { Replica } from './replica.js';
+
+/** What the client requests need from their node. */
+export interface ClientRequestsOptions {
+  readonly selfId: string;
+  readonly clock: Clock;
+  readonly coordinator: Coordinator;
+  readonly replica: Replica;
+  /** limits.maxInFlightRequests and limits.requestTimeoutMs. */
+  readonly limits: { readonly maxInFlightRequests: number; readonly requestTimeoutMs: number };
+  readonly requireRing: () => Ring;
+  readonly isUp: (nodeId: string) => boolean;
+  readonly bucketProperties: (bucket: string) => BucketProperties;
+  readonly send: (nodeId: string, request: PeerRequest, timeoutMs?: number) => Promise<PeerReply>;
+}
+
+/**
+ * The client side of a node (riak_kv's riak_client): admits a client request under the in-flight
+ * bound, turns it into a coordinated read, write or key listing, and answers it.
+ */
+export class ClientRequests {
+  private inFlightCount = 0;
+
+  constructor(private readonly options: ClientRequestsOptions) {}
+
+  /** Client requests in flight now (for /status). */
+  get inFlight(): number {
+    return this.inFlightCount;
+  }
+
+  /**
+   * Sheds load beyond the in-flight bound with 503 and Retry-After instead of queueing without
+   * limit. Public so that other client operations (data types) count against the same bound.
+   */
+  async admit<T>(work: () => Promise<T>): Promise<T> {
+    if (this.inFlightCount >= this.options.limits.maxInFlightRequests) {
+      throw new KvError('KV_OVERLOADED', `node has ${this.inFlightCount} requests in flight (limit ${this.options.limits.maxInFlightRequests}); retry after a short pause`, { retryAfterSeconds: 1 });
+    }
+    this.inFlightCount += 1;
+    try {
+      return await work();
+    } finally {
+      this.inFlightCount -= 1;
+    }
+  }
+
+  /** Coordinated read over the key's primaries, with read repair of stale replicas it saw. */
+  async get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {
+    return this.admit(async () => this.options.coordinator.read(bucket, key, options));
+  }
+
+  /** This node's own copy, without coordination or read repair. */
+  async getLocal(bucket: string, key: string): Promise<VersionedObject | undefined> {
+    return this.options.replica.read(bucket, key);
+  }
+
+  /** Coordinated write; answers the new object and the context its writer may chain into the next write. */
+  async put(command: PutCommand): Promise<WriteOutcome> {
+    return this.admit(async () =>
+      this.options.coordinator.write(
+        command.bucket,
+        command.key,
+        command.options,
+        {
+          value: command.value,
+          contentType: command.contentType,
+          tombstone: false,
+          context: command.context ?? emptyContext,
+          nowMs: this.options.clock.nowMs(),
+          // A write without its own ttl takes the bucket's; 0 means it never expires.
+          ttlSeconds: command.ttlSeconds ?? this.options.bucketProperties(command.bucket).ttlSeconds ?? 0,
+        },
+        command.precondition,
+      ),
+    );
+  }
+
+  /** Coordinated delete: a tombstone written like any other version. */
+  async delete(command: DeleteCommand): Promise<WriteOutcome> {
+    return this.admit(async () =>
+      this.options.coordinator.write(command.bucket, command.key, command.options, {
+        value: new Uint8Array(0),
+        contentType: 'application/octet-stream',
+        tombstone: true,
+        context: command.context ?? emptyContext,
+        nowMs: this.options.clock.nowMs(),
+      }),
+    );
+  }
+
+  /** One page of a bucket's keys: a coverage query over every partition (src/engine/key-listing.ts). */
+  async list(query: ListQuery): Promise<ListPage> {
+    return this.admit(async () =>
+      listKeys(
+        {
+          selfId: this.options.selfId,
+          ring: this.options.requireRing(),
+          nVal: this.options.bucketProperties(query.bucket).nVal,
+          isUp: this.options.isUp,
+          send: this.options.send,
+          timeoutMs: query.timeoutMs ?? this.options.limits.requestTimeoutMs,
+        },
+        query,
+      ),
+    );
+  }
+}

@@ -1,0 +1,46 @@
+import type { Ring } from '../core/ring/ring.js';
+import type { AntiEntropy } from './anti-entropy.js';
+import type { Gossiper } from './gossiper.js';
+import type { Handoff } from './handoff.js';
+import type { HintedHandoff } from './hinted-handoff.js';
+import { answerListKeys } from './key-listing.js';
+import type { PeerService } from './peer-service.js';
+import type { Replica } from './replica.js';
+
+/** The roles that serve peer requests. */
+export interface PeerRoles {
+  readonly selfId: string;
+  readonly replica: Replica;
+  readonly hintedHandoff: HintedHandoff;
+  readonly antiEntropy: AntiEntropy;
+  readonly handoff: Handoff;
+  /** The gossiper (the lifecycle creates it at start). */
+  readonly gossiper: () => Gossiper;
+  readonly requireRing: () => Ring;
+}
+
+/**
+ * The table of which role serves which peer request (src/engine/peer-service.ts dispatches by
+ * it): the replica its reads and writes, hinted handoff a fallback's write, gossip the view,
+ * anti-entropy and partition handoff their messages and control operations, key listing its
+ * coverage queries. A new message type adds its line here, pointing at its own role.
+ */
+export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void {
+  peers.register('replica-get', async (request) => ({ type: 'replica-get-reply', object: (await roles.replica.read(request.bucket, request.key)) ?? null }));
+  peers.register('coordinate-put', async (request) => {
+    const condition = request.precondition === undefined ? undefined : { precondition: request.precondition, base: request.base ?? null };
+    const { object, dot } = await roles.replica.coordinateWrite(request.bucket, request.key, request.write, request.mode, request.sync, condition);
+    return { type: 'coordinate-put-reply', object, durable: request.sync, dot };
+  });
+  peers.register('replica-put', async (request) => {
+    if (request.hintFor !== undefined && request.hintFor !== roles.selfId) return roles.hintedHandoff.keep(request, request.hintFor);
+    await roles.replica.merge(request.bucket, request.key, request.object, request.mode, request.sync);
+    return { type: 'replica-put-reply', durable: request.sync };
+  });
+  peers.register('gossip', async (request) => ({ type: 'gossip-reply', state: roles.gossiper().receive(request.state) }), { servesWhenRemoved: true });
+  peers.registerControl('ae-', (operation, payload) => roles.antiEntropy.handleControl(operation, payload));
+  peers.registerControl('handoff-', (operation, payload) => roles.handoff.handleControl(operation, payload));
+  peers.register('handoff-fetch', (request) => roles.handoff.handleFetch(request), { refusesMalformed: true });
+  for (const type of ['ae-keys', 'ae-fetch', 'ae-push'] as const) peers.register(type, (request) => roles.antiEntropy.handleMessage(request), { refusesMalformed: true });
+  peers.register('list-keys', (request) => answerListKeys({ index: roles.replica.bucketIndex, replica: roles.replica, partitionCount: () => roles.requireRing().partitionCount }, request));
+}

@@ -1,0 +1,136 @@
+import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import { assert } from '../util/assert.js';
+import { KvError, type KvErrorCode, isKvError } from '../util/errors.js';
+import type { Logger } from '../ports/logger.js';
+import type { Transport } from '../ports/transport.js';
+import { clientRefusalCodes } from './coordinator.js';
+
+/** The type of a peer request. */
+export type PeerRequestType = PeerRequest['type'];
+
+/** The request of one type. */
+export type PeerRequestOf<Type extends PeerRequestType> = Extract<PeerRequest, { readonly type: Type }>;
+
+/** How a role serves one type of peer request. */
+export type PeerRequestHandler<Type extends PeerRequestType> = (request: PeerRequestOf<Type>) => Promise<PeerReply>;
+
+/** How a role serves control operations (JSON payloads, see ControlRequest); undefined: an operation it does not know. */
+export type ControlHandler = (operation: string, payload: unknown) => Promise<unknown>;
+
+/** How a handler is run. */
+export interface PeerHandlerOptions {
+  /** Served by a node that was removed from the cluster too (gossip is: it still hears the ring). */
+  readonly servesWhenRemoved?: boolean;
+  /**
+   * The handler checks its request against a schema and the ring before it touches any state,
+   * throwing KV_BAD_REQUEST: such a refusal is logged and answered as an error reply.
+   */
+  readonly refusesMalformed?: boolean;
+}
+
+/** What the peer service needs from its node. */
+export interface PeerServiceOptions {
+  readonly selfId: string;
+  readonly transport: Transport;
+  readonly logger: Logger;
+  /** The most any peer call waits (limits.peerTimeoutMs). */
+  readonly peerTimeoutMs: number;
+  /** The address of a member, from the gossiped view. */
+  readonly addressOf: (nodeId: string) => string | undefined;
+  /** Why this node serves no data now (it was removed), or undefined while it serves. */
+  readonly refusal: () => KvError | undefined;
+}
+
+interface Registration {
+  readonly handle: (request: PeerRequest) => Promise<PeerReply>;
+  readonly options: PeerHandlerOptions;
+}
+
+/**
+ * This node's side of node-to-node traffic (riak_core's vnode and service dispatch): every role
+ * registers the request types it serves (and control operations by prefix), and a request from a
+ * peer goes to its role; `send` carries this node's requests to peers, short-circuiting its own.
+ * A new feature adds its message types with `register`, without touching any other role.
+ */
+export class PeerService {
+  private readonly handlers = new Map<PeerRequestType, Registration>();
+  private readonly controls = new Map<string, ControlHandler>();
+
+  constructor(private readonly options: PeerServiceOptions) {
+    this.register(
+      'control',
+      async (request) => {
+        const answer = await this.control(request.operation, request.payload);
+        if (answer === undefined) throw new KvError('KV_BAD_REQUEST', `unknown control operation ${JSON.stringify(request.operation.slice(0, 64))}`);
+        return { type: 'control-reply', payload: answer };
+      },
+      { refusesMalformed: true },
+    );
+  }
+
+  /** Registers the role that serves requests of `type`; each type has one. */
+  register<Type extends PeerRequestType>(type: Type, handle: PeerRequestHandler<Type>, options: PeerHandlerOptions = {}): void {
+    assert(!this.handlers.has(type), `peer request type ${type} has a handler already`);
+    this.handlers.set(type, { handle: handle as (request: PeerRequest) => Promise<PeerReply>, options });
+  }
+
+  /** Registers the role that serves control operations whose name starts with `prefix` ('ae-', 'handoff-'). */
+  registerControl(prefix: string, handle: ControlHandler): void {
+    assert(prefix !== '' && ![...this.controls.keys()].some((known) => known.startsWith(prefix) || prefix.startsWith(known)), `control prefix ${prefix} overlaps one registered already`);
+    this.controls.set(prefix, handle);
+  }
+
+  /** True when a role serves requests of `type`. */
+  handles(type: PeerRequestType): boolean {
+    return this.handlers.has(type);
+  }
+
+  /** Serves a peer's request (already authenticated) with the role that registered its type. */
+  async handle(request: PeerRequest): Promise<PeerReply> {
+    const registration = this.handlers.get(request.type);
+    if (registration === undefined) {
+      return { type: 'error', code: 'KV_BAD_REQUEST', message: `this node serves no peer request ${JSON.stringify(request.type)}; is the peer a newer ringkv?` };
+    }
+    const refusal = registration.options.servesWhenRemoved === true ? undefined : this.options.refusal();
+    if (refusal !== undefined) return { type: 'error', code: refusal.code, message: refusal.message };
+    if (registration.options.refusesMalformed !== true) return registration.handle(request);
+    return this.refusingBadRequests(request, () => registration.handle(request));
+  }
+
+  /** Sends a request to a node, short-circuiting requests to this node. */
+  async send(node: string, request: PeerRequest, timeoutMs?: number): Promise<PeerReply> {
+    if (node === this.options.selfId) return this.handle(request);
+    const address = this.options.addressOf(node);
+    if (address === undefined) throw new KvError('KV_PEER_UNREACHABLE', `no address known for node ${node}`);
+    // A peer call of a client request never outlives what is left of that request's deadline.
+    const peerTimeoutMs = Math.max(1, Math.min(this.options.peerTimeoutMs, timeoutMs ?? Number.POSITIVE_INFINITY));
+    const reply = await this.options.transport.request(address, request, { timeoutMs: peerTimeoutMs });
+    // A refusal the client must see as it is (it says what to do) keeps its code; any other error reply means the peer could not serve.
+    if (reply.type === 'error') {
+      if (clientRefusalCodes.has(reply.code)) throw new KvError(reply.code as KvErrorCode, reply.message);
+      throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.code}: ${reply.message}`);
+    }
+    return reply;
+  }
+
+  /** The answer of the role whose prefix the operation has, or undefined when none has it. */
+  private async control(operation: string, payload: unknown): Promise<unknown> {
+    for (const [prefix, handle] of this.controls) if (operation.startsWith(prefix)) return handle(operation, payload);
+    return undefined;
+  }
+
+  /**
+   * Runs a handoff or anti-entropy request, whose handler checks it against its schema and the
+   * ring before it touches any state; one that fails the check is logged and answered with an
+   * error reply, so a bad peer message never reaches state and never throws out of the handler.
+   */
+  private async refusingBadRequests(request: PeerRequest, handle: () => Promise<PeerReply>): Promise<PeerReply> {
+    try {
+      return await handle();
+    } catch (error) {
+      if (!isKvError(error) || error.code !== 'KV_BAD_REQUEST') throw error;
+      this.options.logger.warn({ request: request.type, ...(request.type === 'control' ? { operation: request.operation.slice(0, 64) } : {}), error: error.message }, 'refused a malformed peer request');
+      return { type: 'error', code: error.code, message: error.message };
+    }
+  }
+}

@@ -1,0 +1,74 @@
+import { partitionsOwnedBy, ringMembers } from '../core/ring/ring.js';
+import type { Storage } from '../ports/storage.js';
+import type { AntiEntropy } from './anti-entropy.js';
+import type { NodeConfig } from './config.js';
+import type { Gossiper } from './gossiper.js';
+import type { Handoff } from './handoff.js';
+import type { HintedHandoff } from './hinted-handoff.js';
+import type { MemberStatus, NodeStatus } from './kv-service.js';
+import type { NodeIdentity } from './lifecycle.js';
+import type { Replica } from './replica.js';
+
+/** Where the status report reads its figures. */
+export interface StatusOptions {
+  readonly identity: NodeIdentity;
+  readonly config: NodeConfig;
+  readonly storage: Storage;
+  /** When this node started, by its clock. */
+  readonly startedAtMs: number;
+  readonly membership: () => Gossiper;
+  readonly replica: Replica;
+  readonly hintedHandoff: HintedHandoff;
+  readonly antiEntropy: AntiEntropy;
+  readonly handoff: Handoff;
+  /** Client requests in flight now. */
+  readonly inFlight: () => number;
+  /** Memory figures of the process (main.ts reads them; simulation has none). */
+  readonly processFigures?: (() => Readonly<Record<string, number>>) | undefined;
+}
+
+/**
+ * The node's report for the admin API (`GET /status`, `ringkv status` and `ringkv ring`) and for
+ * the metrics built from it: who this node is, the members as it sees them, the ring, storage,
+ * and the figures of each role (Cassandra's `nodetool status`, Riak's `riak-admin member-status`).
+ */
+export class Status {
+  constructor(private readonly options: StatusOptions) {}
+
+  /** What GET /status shows. */
+  async report(): Promise<NodeStatus> {
+    const gossiper = this.options.membership();
+    const ring = gossiper.ring;
+    const view = gossiper.view;
+    const members: MemberStatus[] = Object.values(view.members)
+      .filter((member) => member.status !== 'removed')
+      .map((member) => {
+        const phi = gossiper.phiOf(member.id);
+        return {
+          id: member.id,
+          address: member.address,
+          status: !gossiper.isUp(member.id) ? 'down' : member.status === 'left' ? 'leaving' : member.status,
+          generation: member.generation,
+          partitionsOwned: ring === null ? 0 : partitionsOwnedBy(ring, member.id).length,
+          ...(Number.isFinite(phi) ? { phi: Math.round(phi * 100) / 100 } : {}),
+        } as MemberStatus;
+      })
+      .sort((left, right) => left.address.localeCompare(right.address, 'en', { numeric: true }));
+    const storage = await this.options.storage.stats();
+    return {
+      node: { id: this.options.identity.nodeId, address: this.options.identity.address, generation: this.options.identity.generation, startedAtMs: this.options.startedAtMs },
+      members,
+      // The ring's own Q: a node that joined with a different partitionCount in its config uses the cluster's.
+      partitionCount: ring?.partitionCount ?? this.options.config.partitionCount,
+      ring: ring === null ? null : { version: ring.version, owners: ring.owners, members: ringMembers(ring), next: ring.next },
+      storage: { ...storage, keys: this.options.antiEntropy.keyCount },
+      antiEntropy: this.options.antiEntropy.status(),
+      handoff: this.options.handoff.status(),
+      lifecycle: gossiper.ownStatus,
+      hints: this.options.hintedHandoff.status(),
+      siblings: { manyWrites: this.options.replica.manySiblingWrites, refused: this.options.replica.siblingRefusals, warnAbove: this.options.config.limits.siblingsWarn, max: this.options.config.limits.maxSiblings },
+      inFlight: this.options.inFlight(),
+      ...(this.options.processFigures === undefined ? {} : { process: this.options.processFigures() }),
+    };
+  }
+}

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import type { PeerRequest } from '../../src/core/wire/messages.js';
+import { PeerService, type PeerRequestType } from '../../src/engine/peer-service.js';
+import type { Logger } from '../../src/ports/logger.js';
+import { AssertionError } from '../../src/util/assert.js';
+import { KvError } from '../../src/util/errors.js';
+import { SimCluster } from '../sim/sim-cluster.js';
+
+/**
+ * Goal: the peer service sends each peer request to the one role that registered its type (and
+ * control operations by prefix), refuses what no role serves with a clear error reply, answers a
+ * handler's malformed-request refusal as an error reply, lets a removed node serve only what is
+ * registered for it, and a real node registers a handler for every request type the wire has.
+ */
+
+function service(removed = false): { peers: PeerService; warnings: string[] } {
+  const warnings: string[] = [];
+  const logger: Logger = { debug: () => undefined, info: () => undefined, warn: (_object, message) => warnings.push(message ?? ''), error: () => undefined };
+  const peers = new PeerService({
+    selfId: 'self',
+    transport: { request: () => Promise.reject(new Error('no network in this test')), close: async () => undefined },
+    logger,
+    peerTimeoutMs: 1000,
+    addressOf: () => undefined,
+    refusal: () => (removed ? new KvError('KV_NOT_READY', 'removed') : undefined),
+  });
+  return { peers, warnings };
+}
+
+const replicaGet: PeerRequest = { type: 'replica-get', bucket: 'b', key: 'k' };
+
+describe('PeerService', () => {
+  it('dispatches by type, and refuses a type no role registered', async () => {
+    const { peers } = service();
+    expect(await peers.handle(replicaGet)).toMatchObject({ type: 'error', code: 'KV_BAD_REQUEST' });
+    peers.register('replica-get', async () => ({ type: 'replica-get-reply', object: null }));
+    expect(await peers.handle(replicaGet)).toEqual({ type: 'replica-get-reply', object: null });
+    expect(() => peers.register('replica-get', async () => ({ type: 'replica-get-reply', object: null }))).toThrow(AssertionError);
+    // A request to this node itself is served here, without the network.
+    expect(await peers.send('self', replicaGet)).toEqual({ type: 'replica-get-reply', object: null });
+  });
+
+  it('routes control operations by prefix; an unknown one or a malformed one is an error reply', async () => {
+    const { peers, warnings } = service();
+    peers.registerControl('ae-', async (operation) => ({ from: 'anti-entropy', operation }));
+    peers.registerControl('handoff-', async (operation, payload) => {
+      if (payload === null) throw new KvError('KV_BAD_REQUEST', 'needs a payload');
+      return operation === 'handoff-held' ? { from: 'handoff' } : undefined;
+    });
+    expect(() => peers.registerControl('ae-x', async () => undefined)).toThrow(AssertionError);
+    expect(await peers.handle({ type: 'control', operation: 'ae-root', payload: {} })).toEqual({ type: 'control-reply', payload: { from: 'anti-entropy', operation: 'ae-root' } });
+    expect(await peers.handle({ type: 'control', operation: 'handoff-held', payload: {} })).toEqual({ type: 'control-reply', payload: { from: 'handoff' } });
+    for (const operation of ['handoff-other', 'other']) {
+      expect(await peers.handle({ type: 'control', operation, payload: {} })).toMatchObject({ type: 'error', code: 'KV_BAD_REQUEST', message: `unknown control operation "${operation}"` });
+    }
+    expect(await peers.handle({ type: 'control', operation: 'handoff-held', payload: null })).toMatchObject({ type: 'error', code: 'KV_BAD_REQUEST', message: 'needs a payload' });
+    expect(warnings).toContain('refused a malformed peer request');
+  });
+
+  it('a removed node serves only what is registered to be served when removed', async () => {
+    const { peers } = service(true);
+    peers.register('replica-get', async () => ({ type: 'replica-get-reply', object: null }));
+    peers.register('gossip', async (request) => ({ type: 'gossip-reply', state: request.state }), { servesWhenRemoved: true });
+    expect(await peers.handle(replicaGet)).toMatchObject({ type: 'error', code: 'KV_NOT_READY' });
+    expect(await peers.handle({ type: 'gossip', state: 1 })).toEqual({ type: 'gossip-reply', state: 1 });
+  });
+
+  it('a node registers a handler for every peer request type', async () => {
+    // The compiler insists on every type here: a new message type fails to build until it is listed.
+    const everyType: Record<PeerRequestType, true> = {
+      'replica-get': true,
+      'coordinate-put': true,
+      'replica-put': true,
+      gossip: true,
+      control: true,
+      'handoff-fetch': true,
+      'ae-keys': true,
+      'ae-fetch': true,
+      'ae-push': true,
+      'list-keys': true,
+      'dt-update': true,
+    };
+    const cluster = await SimCluster.start(5, 1);
+    try {
+      const peers = cluster.members[0]!.node.peerService;
+      expect(Object.keys(everyType).filter((type) => !peers.handles(type as PeerRequestType))).toEqual([]);
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
