@@ -2,19 +2,8 @@ import { type DataTypeLimits, type DataTypeUpdate, type DataTypeValue, dataTypeK
 import type { DataTypeUpdateRequest, PeerReply } from '../core/wire/messages.js';
 import type { Clock } from '../ports/clock.js';
 import type { Coordinator } from './coordinator.js';
-import type { ReadOptions, WriteOptions } from './kv-service.js';
+import type { DataTypeService, DataTypeWriteOptions, ReadOptions } from './kv-service.js';
 import type { Replica } from './replica.js';
-
-/** A data type update's options: a write's, and the r of the read a remove makes first. */
-export type DataTypeWriteOptions = WriteOptions & { readonly r?: ReadOptions['r'] };
-
-/** What the HTTP layer needs for /dt: reads and updates of counters and sets. */
-export interface DataTypeService {
-  /** A coordinated read of r replicas (with read repair); undefined when the key holds no data type. */
-  read(bucket: string, key: string, options: ReadOptions): Promise<DataTypeValue | undefined>;
-  /** A coordinated update: applied at one replica, then replicated with w like a write. */
-  update(bucket: string, key: string, update: DataTypeUpdate, options: DataTypeWriteOptions): Promise<void>;
-}
 
 /** What the node hands its data types. */
 export interface DataTypeDependencies {

@@ -8,7 +8,7 @@ import { type ListPage, type ListQuery, compareKeys } from '../../src/engine/key
 import { emptyContext, writeContext } from '../../src/core/versioning/context.js';
 import { KvError } from '../../src/util/errors.js';
 import { type DataTypeUpdate, type DataTypeValue, applyDataTypeUpdate, dataTypeValue } from '../../src/core/datatypes/data-type.js';
-import type { DataTypeService, DataTypeWriteOptions } from '../../src/engine/data-types.js';
+import type { DataTypeService, DataTypeWriteOptions } from '../../src/engine/kv-service.js';
 
 /** The secret the fake accepts on the peer route. */
 export const fakeSecret = 'fake-cluster-secret-0123456789';
