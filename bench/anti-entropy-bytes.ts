@@ -16,7 +16,7 @@ import { createRing } from '../src/core/ring/ring.js';
 import { encodeObject } from '../src/core/versioning/object-codec.js';
 import type { VersionedObject } from '../src/core/versioning/versioned-object.js';
 import type { PeerReply, PeerRequest } from '../src/core/wire/messages.js';
-import { AntiEntropy } from '../src/engine/anti-entropy.js';
+import { AntiEntropy, type AntiEntropyRequest } from '../src/engine/anti-entropy.js';
 import { Replica } from '../src/engine/replica.js';
 import { silentLogger } from '../src/ports/logger.js';
 
@@ -45,16 +45,17 @@ async function replica(name: string, peer: () => AntiEntropy): Promise<{ storage
   const local = new Replica(storage, `${name}.1`, 50);
   const send = async (_node: string, request: PeerRequest): Promise<PeerReply> => {
     if (request.type === 'control') return { type: 'control-reply', payload: await peer().handleControl(request.operation, request.payload) };
-    if (request.type === 'ae-keys' || request.type === 'ae-fetch' || request.type === 'ae-push') return peer().handleMessage(request);
+    if (request.type.startsWith('ae-')) return peer().handleMessage(request as AntiEntropyRequest);
     throw new Error(`unexpected ${request.type}`);
   };
   const antiEntropy = new AntiEntropy({
     selfId: name,
     data: storage.data,
+    meta: storage.meta,
     replica: local,
     clock: systemClock,
     logger: silentLogger,
-    settings: { enabled: false, intervalMs: 3_600_000, tombstoneGraceMs: 86_400_000, reapedRetentionMs: 30 * 86_400_000, maxKeysPerSecond: 10_000_000, peerTimeoutMs: 10_000, maxPageBytes: 4 * 1024 * 1024 },
+    settings: { enabled: false, intervalMs: 3_600_000, fullCompareIntervalMs: 3_600_000, tombstoneGraceMs: 86_400_000, reapedRetentionMs: 30 * 86_400_000, maxKeysPerSecond: 10_000_000, peerTimeoutMs: 10_000, maxPageBytes: 4 * 1024 * 1024 },
     ring: () => ring,
     isUp: () => true,
     send,
@@ -86,6 +87,8 @@ async function measure(stored: number, differing: number): Promise<SweepFigures>
   await preload(first.storage, 'only-a', differing);
   await first.antiEntropy.build(ring.partitionCount);
   await other.antiEntropy.build(ring.partitionCount);
+  await first.antiEntropy.treesReady();
+  await other.antiEntropy.treesReady();
   const started = performance.now();
   await first.antiEntropy.sweep();
   const sweepMs = performance.now() - started;

@@ -164,7 +164,8 @@ export const nodeConfigSchema = Type.Object(
     antiEntropy: section(
       {
         enabled: boolean(true, 'Merkle-tree anti-entropy in the background', { env: 'RINGKV_ANTI_ENTROPY' }),
-        intervalMs: integer(10, 86_400_000, 10_000, 'pause between sweeps', { env: 'RINGKV_ANTI_ENTROPY_INTERVAL_MS' }),
+        intervalMs: integer(10, 86_400_000, 10_000, 'pause between two comparisons with a peer of the partitions that changed since they last agreed', { env: 'RINGKV_ANTI_ENTROPY_INTERVAL_MS' }),
+        fullCompareIntervalMs: integer(10, 7 * 86_400_000, 600_000, 'pause between two comparisons with a peer of every partition the two share, changed or not (10 min; one summary message per peer)'),
         tombstoneGraceMs: integer(0, 365 * 86_400_000, 86_400_000, 'how long a tombstone outlives its delete (24 h); at least the hint window', {
           env: 'RINGKV_TOMBSTONE_GRACE_MS',
         }),

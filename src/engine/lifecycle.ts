@@ -188,8 +188,9 @@ export class Lifecycle {
     this.gossiperState?.stop();
     this.options.hintedHandoff.stop();
     this.lifecycleCheck.stop();
-    this.options.antiEntropy.stop();
     this.options.handoff.stop();
+    // Last: it waits for the writes under way, then saves the Merkle trees for the next start.
+    await this.options.antiEntropy.close();
   }
 
   /** The ring, or the refusal of a node that has none yet (or was removed). */

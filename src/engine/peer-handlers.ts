@@ -41,6 +41,6 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
   peers.registerControl('ae-', (operation, payload) => roles.antiEntropy.handleControl(operation, payload));
   peers.registerControl('handoff-', (operation, payload) => roles.handoff.handleControl(operation, payload));
   peers.register('handoff-fetch', (request) => roles.handoff.handleFetch(request), { refusesMalformed: true });
-  for (const type of ['ae-keys', 'ae-fetch', 'ae-push'] as const) peers.register(type, (request) => roles.antiEntropy.handleMessage(request), { refusesMalformed: true });
+  for (const type of ['ae-keys', 'ae-fetch', 'ae-push', 'ae-summary', 'ae-leaves', 'ae-digest', 'ae-reap'] as const) peers.register(type, (request) => roles.antiEntropy.handleMessage(request), { refusesMalformed: true });
   peers.register('list-keys', (request) => answerListKeys({ index: roles.replica.bucketIndex, replica: roles.replica, partitionCount: () => roles.requireRing().partitionCount }, request));
 }

@@ -28,6 +28,17 @@ import { ReapedTombstones } from './reaped-tombstones.js';
 export type ChangeListener = (dataKey: Buffer, before: Uint8Array | undefined, after: Uint8Array | undefined, object: VersionedObject | undefined) => void;
 
 /**
+ * Holds writes of stored data back while anti-entropy's tree keeper rebuilds or saves its Merkle
+ * trees (src/engine/anti-entropy/tree-keeper.ts), so no tree ever misses or double-counts a write.
+ */
+export interface WriteGate {
+  /** Called before a write; a promise makes the write wait for it; a throw (or rejection) refuses the write. */
+  enter(): Promise<void> | undefined;
+  /** Called once a write that entered is stored and its change listeners have run (also when it failed). */
+  leave(): void;
+}
+
+/**
  * One node's replica of its keys: reads, coordinated writes (this node issues the dot) and
  * merges, each serialised per key.
  *
@@ -40,6 +51,7 @@ export type ChangeListener = (dataKey: Buffer, before: Uint8Array | undefined, a
 export class Replica {
   private readonly locks = new KeyLocks();
   private readonly listeners: ChangeListener[] = [];
+  private writeGate: WriteGate | undefined;
   private dotCounter = 0;
   private readonly reaped: ReapedTombstones;
   /** Versions refused because a tombstone reaped here had superseded them (each would have undone a delete). */
@@ -69,6 +81,24 @@ export class Replica {
   /** Registers a listener of stored changes. */
   onChange(listener: ChangeListener): void {
     this.listeners.push(listener);
+  }
+
+  /** Installs the gate every write of stored data passes (one: the tree keeper's). */
+  setWriteGate(gate: WriteGate): void {
+    this.writeGate = gate;
+  }
+
+  /** Runs a write of stored data through the gate. */
+  private async gated<T>(write: () => Promise<T>): Promise<T> {
+    const gate = this.writeGate;
+    if (gate === undefined) return write();
+    const waiting = gate.enter();
+    if (waiting !== undefined) await waiting;
+    try {
+      return await write();
+    } finally {
+      gate.leave();
+    }
   }
 
   /** The stored object of a key, or undefined. */
@@ -221,11 +251,13 @@ export class Replica {
       const current = await this.storage.data.get(dataKey);
       if (current === undefined || !Buffer.from(current).equals(expected)) return false;
       this.forgetDataTypeLineage(dataKey);
-      await this.reaped.remember(dataKey, current, nowMs);
-      await this.storage.data.del(dataKey);
-      await this.bucketIndex.forget(dataKey);
-      for (const listener of this.listeners) listener(dataKey, current, undefined, undefined);
-      return true;
+      return this.gated(async () => {
+        await this.reaped.remember(dataKey, current, nowMs);
+        await this.storage.data.del(dataKey);
+        await this.bucketIndex.forget(dataKey);
+        for (const listener of this.listeners) listener(dataKey, current, undefined, undefined);
+        return true;
+      });
     });
   }
 
@@ -251,10 +283,12 @@ export class Replica {
       const current = await this.storage.data.get(dataKey);
       if (current === undefined || !Buffer.from(current).equals(expected)) return false;
       this.forgetDataTypeLineage(dataKey);
-      await this.storage.data.del(dataKey);
-      await this.bucketIndex.forget(dataKey);
-      for (const listener of this.listeners) listener(dataKey, current, undefined, undefined);
-      return true;
+      return this.gated(async () => {
+        await this.storage.data.del(dataKey);
+        await this.bucketIndex.forget(dataKey);
+        for (const listener of this.listeners) listener(dataKey, current, undefined, undefined);
+        return true;
+      });
     });
   }
 
@@ -266,10 +300,12 @@ export class Replica {
     // Live before the data, dead after it: a crash between leaves an entry that says live, which listing checks
     // (bucket-index.ts). No fsync of its own: the data write's fsync covers the same write-ahead log.
     const live = !isDeleted(after);
-    if (live) await this.bucketIndex.markLive(dataKey);
-    await this.storage.data.put(dataKey, afterBytes, { sync });
-    if (!live) await this.bucketIndex.markDead(dataKey);
-    for (const listener of this.listeners) listener(dataKey, beforeBytes, afterBytes, after);
+    await this.gated(async () => {
+      if (live) await this.bucketIndex.markLive(dataKey);
+      await this.storage.data.put(dataKey, afterBytes, { sync });
+      if (!live) await this.bucketIndex.markDead(dataKey);
+      for (const listener of this.listeners) listener(dataKey, beforeBytes, afterBytes, after);
+    });
   }
 
   /** Bucket and key of a storage key. */

@@ -92,7 +92,7 @@ export class RingNode implements KvService {
       maxNVal: () => this.buckets.maxNVal(),
     };
     const hintedHandoff = (this.hintedHandoffService = new HintedHandoff({ ...shared, space: options.storage.hints, settings: config.hintedHandoff, memberStatus: (node) => this.membership.view.members[node]?.status }));
-    const antiEntropy = (this.antiEntropyService = new AntiEntropy({ ...shared, settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes } }));
+    const antiEntropy = (this.antiEntropyService = new AntiEntropy({ ...shared, meta: options.storage.meta, settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes } }));
     const handoff = new Handoff({
       ...shared,
       settings: config.handoff,

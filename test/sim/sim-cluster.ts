@@ -183,6 +183,15 @@ export class SimCluster {
     member.running = false;
   }
 
+  /**
+   * Stops a member cleanly, as SIGTERM does: it stops answering peers, then its node stops (and
+   * saves what a clean stop saves, such as its Merkle trees). `restart` brings it back.
+   */
+  async stopCleanly(member: SimMember): Promise<void> {
+    this.halt(member);
+    await member.node.stop();
+  }
+
   /** Restarts a crashed member with a higher generation on what its disk kept. */
   async restart(member: SimMember): Promise<void> {
     member.generation += 1;

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { merkleFanout } from '../../src/core/antientropy/merkle-tree.js';
 import { encodeDataKey } from '../../src/core/keys.js';
 import type { VersionedObject } from '../../src/core/versioning/versioned-object.js';
 import { decodeReplyBatch, decodeRequestBatch, encodeReplyBatch, encodeRequestBatch, wireLimits } from '../../src/core/wire/codec.js';
@@ -45,6 +46,8 @@ const dataTypeUpdate = fc.oneof(
 const partition = fc.integer({ min: 0, max: 255 });
 const digest = fc.stringMatching(/^[0-9a-f]{16}$/);
 const item = fc.record({ dataKey, object });
+/** The hashes of every branch of a tree, or of every leaf under one branch. */
+const hashes = fc.array(digest, { minLength: merkleFanout, maxLength: merkleFanout });
 const json = fc.jsonValue({ maxDepth: 3 });
 
 const request: fc.Arbitrary<PeerRequest> = fc.oneof(
@@ -75,6 +78,10 @@ const request: fc.Arbitrary<PeerRequest> = fc.oneof(
   fc.record({ type: fc.constant('ae-fetch' as const), partition, keys: fc.array(dataKey, { maxLength: 4 }), maxBytes: fc.integer({ min: 1, max: 1 << 22 }) }),
   fc.record({ type: fc.constant('ae-push' as const), partition, items: fc.array(item, { maxLength: 3 }) }),
   fc.record({ type: fc.constant('dt-update' as const), bucket: fc.string(), key: fc.string(), update: dataTypeUpdate, sync: fc.boolean(), base: fc.option(dataTypeObject, { nil: null }) }),
+  fc.record({ type: fc.constant('ae-summary' as const), roots: fc.array(fc.record({ partition, root: digest }), { maxLength: 6 }) }),
+  fc.record({ type: fc.constant('ae-leaves' as const), partition, branches: fc.array(fc.integer({ min: 0, max: merkleFanout - 1 }), { maxLength: merkleFanout }) }),
+  fc.record({ type: fc.constant('ae-digest' as const), dataKey }),
+  fc.record({ type: fc.constant('ae-reap' as const), dataKey, digest }),
 );
 
 const reply: fc.Arbitrary<PeerReply> = fc.oneof(
@@ -86,6 +93,14 @@ const reply: fc.Arbitrary<PeerReply> = fc.oneof(
   fc.record({ type: fc.constant('ae-keys-reply' as const), differing: fc.array(dataKey, { maxLength: 4 }), need: fc.array(dataKey, { maxLength: 4 }), truncated: fc.boolean() }),
   fc.record({ type: fc.constant('ae-push-reply' as const), repaired: fc.integer({ min: 0, max: 200 }) }),
   fc.record({ type: fc.constant('dt-update-reply' as const), object: dataTypeObject, durable: fc.boolean() }),
+  fc.record({
+    type: fc.constant('ae-summary-reply' as const),
+    differing: fc.array(fc.record({ partition, branches: hashes }), { maxLength: 3 }),
+    notReady: fc.array(partition, { maxLength: 4 }),
+  }),
+  fc.record({ type: fc.constant('ae-leaves-reply' as const), branches: fc.array(fc.record({ branch: fc.integer({ min: 0, max: merkleFanout - 1 }), leaves: hashes }), { maxLength: 3 }) }),
+  fc.record({ type: fc.constant('ae-digest-reply' as const), digest: fc.option(digest, { nil: null }) }),
+  fc.record({ type: fc.constant('ae-reap-reply' as const), removed: fc.boolean() }),
 );
 
 /** One change to a valid encoding. */
@@ -188,6 +203,24 @@ describe('peer codec fuzz', () => {
     expect(() => decodeRequestBatch(leaves)).toThrow(/leaf 1024/);
     const shortKey = encodeRequestBatch([{ type: 'ae-fetch', partition: 0, keys: [Buffer.of(1, 2, 3)], maxBytes: 10 }]);
     expect(() => decodeRequestBatch(shortKey)).toThrow(/storage key/);
+  });
+
+  it("anti-entropy's tree questions are binary: 8 bytes per hash, no JSON text, and bounded while decoding", () => {
+    const root = '0123456789abcdef';
+    const roots = Array.from({ length: 256 }, (_, index) => ({ partition: index, root }));
+    const summary = encodeRequestBatch([{ type: 'ae-summary', roots }]);
+    // Tag, count, then per root a varint partition (1-2 bytes) and a length-prefixed 8-byte hash.
+    expect(summary.length).toBeLessThan(256 * 12 + 8);
+    expect(summary.includes(Buffer.from(root))).toBe(false);
+    const branches = Array.from({ length: merkleFanout }, () => root);
+    const reply = encodeReplyBatch([{ type: 'ae-summary-reply', differing: [{ partition: 3, branches }], notReady: [] }]);
+    expect(reply.includes(Buffer.from(root))).toBe(false);
+    expect(decodeReplyBatch(reply)).toEqual([{ type: 'ae-summary-reply', differing: [{ partition: 3, branches }], notReady: [] }]);
+    // A branch number past the fanout, and a partition past the wire limit, are refused while decoding.
+    expect(() => decodeRequestBatch(encodeRequestBatch([{ type: 'ae-leaves', partition: 0, branches: [merkleFanout] }]))).toThrow(/branch/);
+    expect(() => decodeRequestBatch(encodeRequestBatch([{ type: 'ae-summary', roots: [{ partition: wireLimits.maxPartition + 1, root }] }]))).toThrow(/partition/);
+    // A hash that is not 16 hex digits is the sender's bug: it is refused before it is sent.
+    expect(() => encodeRequestBatch([{ type: 'ae-reap', dataKey: encodeDataKey('b', 'k'), digest: 'not-a-hash' }])).toThrow(KvError);
   });
 });
 

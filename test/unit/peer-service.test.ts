@@ -79,6 +79,10 @@ describe('PeerService', () => {
       'ae-push': true,
       'list-keys': true,
       'dt-update': true,
+      'ae-summary': true,
+      'ae-leaves': true,
+      'ae-digest': true,
+      'ae-reap': true,
     };
     const cluster = await SimCluster.start(5, 1);
     try {

@@ -114,6 +114,33 @@ export class MerkleTree {
     return Array.from({ length: merkleFanout }, (_, branch) => hashText(this.branches[branch * 2] as number, this.branches[branch * 2 + 1] as number));
   }
 
+  /**
+   * The tree's state as bytes (its leaf hashes and item counts; branches and root follow from
+   * them), so a clean shutdown can keep it and the next start need not scan the data again.
+   */
+  toBytes(): Buffer {
+    const bytes = Buffer.alloc(merkleTreeBytes);
+    for (let index = 0; index < merkleLeafCount * 2; index++) bytes.writeUInt32BE(this.leaves[index] as number, index * 4);
+    for (let leaf = 0; leaf < merkleLeafCount; leaf++) bytes.writeUInt32BE(this.leafItems[leaf] as number, merkleLeafCount * 8 + leaf * 4);
+    return bytes;
+  }
+
+  /** A tree from toBytes(); undefined when the bytes are not one (the caller rebuilds from the data instead). */
+  static fromBytes(bytes: Uint8Array): MerkleTree | undefined {
+    if (bytes.byteLength !== merkleTreeBytes) return undefined;
+    const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const tree = new MerkleTree();
+    for (let leaf = 0; leaf < merkleLeafCount; leaf++) {
+      const high = view.readUInt32BE(leaf * 8);
+      const low = view.readUInt32BE(leaf * 8 + 4);
+      const items = view.readUInt32BE(merkleLeafCount * 8 + leaf * 4);
+      tree.toggle(leaf, { high, low });
+      tree.leafItems[leaf] = items;
+      tree.items += items;
+    }
+    return tree;
+  }
+
   /** The hashes of the leaves under one branch. */
   leafHashes(branch: number): string[] {
     return Array.from({ length: merkleFanout }, (_, index) => {
@@ -122,6 +149,9 @@ export class MerkleTree {
     });
   }
 }
+
+/** The length of MerkleTree.toBytes(): a hash pair and an item count per leaf. */
+export const merkleTreeBytes = merkleLeafCount * 12;
 
 /** Indexes where two equal-length hash lists differ. */
 export function differingIndexes(left: readonly string[], right: readonly string[]): number[] {

@@ -1,5 +1,5 @@
 import { KvError } from '../../util/errors.js';
-import { merkleLeafCount } from '../antientropy/merkle-tree.js';
+import { merkleFanout, merkleLeafCount } from '../antientropy/merkle-tree.js';
 import { readObject, writeObject } from '../versioning/object-codec.js';
 import { type CausalContext, type ContextDot, maxContextDots } from '../versioning/context.js';
 import type { VersionVector } from '../versioning/version-vector.js';
@@ -51,6 +51,8 @@ export const wireLimits = {
  * Tags are append-only: 6 to 9 came with binary handoff and anti-entropy pages; coordinate-put
  * moved to 10 when its context gained dots (and its reply to 10 when it gained the created
  * dot). The old tags 2 are still read: a context without dots, a reply without a dot.
+ * 50 to 53 are anti-entropy's summary, leaf-hash, digest and reap questions in binary; they
+ * replace its JSON control operations, which are still answered for older nodes.
  */
 const requestTags = {
   'replica-get': 1,
@@ -65,6 +67,10 @@ const requestTags = {
   'list-keys': 11,
   // 30-39 are the data types' (src/core/datatypes/).
   'dt-update': 30,
+  'ae-summary': 50,
+  'ae-leaves': 51,
+  'ae-digest': 52,
+  'ae-reap': 53,
 } as const;
 const legacyCoordinatePutTag = 2;
 /**
@@ -88,6 +94,10 @@ const replyTags = {
   'ae-push-reply': 9,
   'list-keys-reply': 11,
   'dt-update-reply': 30,
+  'ae-summary-reply': 50,
+  'ae-leaves-reply': 51,
+  'ae-digest-reply': 52,
+  'ae-reap-reply': 53,
 } as const;
 const legacyCoordinatePutReplyTag = 2;
 
@@ -177,6 +187,51 @@ function readDigests(reader: ByteReader): KeyDigest[] {
     items.push({ dataKey, digest });
   }
   return items;
+}
+
+/**
+ * A 64-bit Merkle hash or key digest: 16 hex digits in memory, 8 bytes on the wire (anti-entropy's
+ * messages of tags 50-53 carry them in binary; the JSON control operations they replace sent text).
+ */
+function writeHash(writer: ByteWriter, text: string): void {
+  const bytes = Buffer.from(text, 'hex');
+  if (bytes.length !== 8 || text.length !== 16) throw new KvError('KV_INTERNAL', `a Merkle hash must be 16 hex digits, not ${JSON.stringify(text.slice(0, 32))}`);
+  writer.bytes(bytes);
+}
+
+function readHash(reader: ByteReader): string {
+  const bytes = reader.bytes();
+  if (bytes.length !== 8) throw malformed(`a hash of ${bytes.length} bytes instead of 8`);
+  return bytes.toString('hex');
+}
+
+/** The hashes of every branch, or of every leaf under a branch: exactly merkleFanout of them. */
+function writeHashes(writer: ByteWriter, hashes: readonly string[]): void {
+  if (hashes.length !== merkleFanout) throw new KvError('KV_INTERNAL', `a list of ${hashes.length} Merkle hashes instead of ${merkleFanout}`);
+  for (const hash of hashes) writeHash(writer, hash);
+}
+
+function readHashes(reader: ByteReader): string[] {
+  const hashes: string[] = [];
+  for (let index = 0; index < merkleFanout; index++) hashes.push(readHash(reader));
+  return hashes;
+}
+
+function readPartition(reader: ByteReader): number {
+  return readBounded(reader, 'partition', 0, wireLimits.maxPartition);
+}
+
+/** A list of partitions or branch numbers, each below `bound`, at most `max` of them. */
+function readNumbers(reader: ByteReader, field: string, max: number, bound: number): number[] {
+  const count = readCount(reader, `${field}s`, max);
+  const numbers: number[] = [];
+  for (let index = 0; index < count; index++) numbers.push(readBounded(reader, field, 0, bound - 1));
+  return numbers;
+}
+
+function writeNumbers(writer: ByteWriter, numbers: readonly number[]): void {
+  writer.varint(numbers.length);
+  for (const number of numbers) writer.varint(number);
 }
 
 /** A string of a listing (bucket, key, cursor, prefix), bounded. */
@@ -366,6 +421,24 @@ function writeRequest(writer: ByteWriter, request: PeerRequest): void {
       writer.u8(request.sync ? 1 : 0).u8(request.base === null ? 0 : 1);
       if (request.base !== null) writeObject(writer, request.base);
       return;
+    case 'ae-summary':
+      writer.varint(request.roots.length);
+      for (const entry of request.roots) {
+        writer.varint(entry.partition);
+        writeHash(writer, entry.root);
+      }
+      return;
+    case 'ae-leaves':
+      writer.varint(request.partition);
+      writeNumbers(writer, request.branches);
+      return;
+    case 'ae-digest':
+      writeDataKey(writer, request.dataKey);
+      return;
+    case 'ae-reap':
+      writeDataKey(writer, request.dataKey);
+      writeHash(writer, request.digest);
+      return;
   }
 }
 
@@ -456,6 +529,22 @@ function readRequest(reader: ByteReader): PeerRequest {
       const base = readFlag(reader, 'base') ? readWireObject(reader) : null;
       return { type: 'dt-update', bucket, key, update, sync, base };
     }
+    case requestTags['ae-summary']: {
+      const count = readCount(reader, 'partition roots', wireLimits.maxPartition + 1);
+      const roots = [];
+      for (let index = 0; index < count; index++) roots.push({ partition: readPartition(reader), root: readHash(reader) });
+      return { type: 'ae-summary', roots };
+    }
+    case requestTags['ae-leaves']: {
+      const partition = readPartition(reader);
+      return { type: 'ae-leaves', partition, branches: readNumbers(reader, 'branch', merkleFanout, merkleFanout) };
+    }
+    case requestTags['ae-digest']:
+      return { type: 'ae-digest', dataKey: readDataKey(reader) };
+    case requestTags['ae-reap']: {
+      const dataKey = readDataKey(reader);
+      return { type: 'ae-reap', dataKey, digest: readHash(reader) };
+    }
     default:
       throw new KvError('KV_BAD_REQUEST', `unknown peer request tag ${tag}; is the peer a newer ringkv?`);
   }
@@ -506,6 +595,28 @@ function writeReply(writer: ByteWriter, reply: PeerReply): void {
       writeObject(writer, reply.object);
       writer.u8(reply.durable ? 1 : 0);
       return;
+    case 'ae-summary-reply':
+      writer.varint(reply.differing.length);
+      for (const entry of reply.differing) {
+        writer.varint(entry.partition);
+        writeHashes(writer, entry.branches);
+      }
+      writeNumbers(writer, reply.notReady);
+      return;
+    case 'ae-leaves-reply':
+      writer.varint(reply.branches.length);
+      for (const entry of reply.branches) {
+        writer.varint(entry.branch);
+        writeHashes(writer, entry.leaves);
+      }
+      return;
+    case 'ae-digest-reply':
+      writer.u8(reply.digest === null ? 0 : 1);
+      if (reply.digest !== null) writeHash(writer, reply.digest);
+      return;
+    case 'ae-reap-reply':
+      writer.u8(reply.removed ? 1 : 0);
+      return;
   }
 }
 
@@ -554,6 +665,22 @@ function readReply(reader: ByteReader): PeerReply {
       const object = readWireObject(reader);
       return { type: 'dt-update-reply', object, durable: readFlag(reader, 'durable') };
     }
+    case replyTags['ae-summary-reply']: {
+      const count = readCount(reader, 'differing partitions', wireLimits.maxPartition + 1);
+      const differing = [];
+      for (let index = 0; index < count; index++) differing.push({ partition: readPartition(reader), branches: readHashes(reader) });
+      return { type: 'ae-summary-reply', differing, notReady: readNumbers(reader, 'partition', wireLimits.maxPartition + 1, wireLimits.maxPartition + 1) };
+    }
+    case replyTags['ae-leaves-reply']: {
+      const count = readCount(reader, 'branches', merkleFanout);
+      const branches = [];
+      for (let index = 0; index < count; index++) branches.push({ branch: readBounded(reader, 'branch', 0, merkleFanout - 1), leaves: readHashes(reader) });
+      return { type: 'ae-leaves-reply', branches };
+    }
+    case replyTags['ae-digest-reply']:
+      return { type: 'ae-digest-reply', digest: readFlag(reader, 'digest') ? readHash(reader) : null };
+    case replyTags['ae-reap-reply']:
+      return { type: 'ae-reap-reply', removed: readFlag(reader, 'removed') };
     default:
       throw new KvError('KV_BAD_REQUEST', `unknown peer reply tag ${tag}; is the peer a newer ringkv?`);
   }

@@ -47,9 +47,10 @@ export interface GossipRequest {
 }
 
 /**
- * Small anti-entropy messages (tree roots and branches, tombstone digests) carry JSON-shaped
- * payloads, validated by the receiver before use (src/engine/control-schemas.ts). Anything that
- * carries objects has its own binary message type instead.
+ * A small JSON-shaped question (handoff's partition questions). Anti-entropy's tree roots,
+ * branches and tombstone digests travelled as control operations ('ae-root', 'ae-leaves',
+ * 'ae-digest', 'ae-reap') before they got binary messages of their own (tags 50-53); a node
+ * still answers those operations, so an older node's exchanges with it keep working.
  */
 export interface ControlRequest {
   readonly type: 'control';
@@ -110,6 +111,44 @@ export interface AntiEntropyPushRequest {
   readonly items: readonly StoredItem[];
 }
 
+/** A partition's Merkle root, as one entry of an anti-entropy summary. */
+export interface PartitionRoot {
+  readonly partition: number;
+  /** The root hash (16 hex digits on this side; 8 bytes on the wire). */
+  readonly root: string;
+}
+
+/**
+ * Anti-entropy's first question to a peer in a round: the roots of the partitions the sender
+ * wants compared with it (those changed since they last agreed, or all they share). The reply
+ * names the partitions whose roots differ, with the responder's branch hashes of each, so the
+ * descent goes on from there without a message per partition that agrees.
+ */
+export interface AntiEntropySummaryRequest {
+  readonly type: 'ae-summary';
+  readonly roots: readonly PartitionRoot[];
+}
+
+/** Anti-entropy asks for the leaf hashes under some branches of a partition's tree. */
+export interface AntiEntropyLeavesRequest {
+  readonly type: 'ae-leaves';
+  readonly partition: number;
+  readonly branches: readonly number[];
+}
+
+/** The tombstone reaper asks a replica for the digest of its stored version of a key. */
+export interface AntiEntropyDigestRequest {
+  readonly type: 'ae-digest';
+  readonly dataKey: Uint8Array;
+}
+
+/** The tombstone reaper asks a replica to reap a key, if it still holds the version with this digest. */
+export interface AntiEntropyReapRequest {
+  readonly type: 'ae-reap';
+  readonly dataKey: Uint8Array;
+  readonly digest: string;
+}
+
 /**
  * One node's part of a key listing (a coverage query): its live keys of `bucket` in the given
  * partitions, in byte order, after `after` and starting with `prefix`, at most `limit` of them.
@@ -151,7 +190,11 @@ export type PeerRequest =
   | AntiEntropyFetchRequest
   | AntiEntropyPushRequest
   | ListKeysRequest
-  | DataTypeUpdateRequest;
+  | DataTypeUpdateRequest
+  | AntiEntropySummaryRequest
+  | AntiEntropyLeavesRequest
+  | AntiEntropyDigestRequest
+  | AntiEntropyReapRequest;
 
 /** A replica's answer to replica-get. */
 export interface ReplicaGetReply {
@@ -230,6 +273,46 @@ export interface DataTypeUpdateReply {
   readonly durable: boolean;
 }
 
+/** A partition whose roots differ, with the responder's branch hashes (merkleFanout of them). */
+export interface DifferingPartition {
+  readonly partition: number;
+  readonly branches: readonly string[];
+}
+
+/**
+ * The answer to ae-summary: the partitions whose roots differ, with this side's branch hashes,
+ * and those this side cannot compare yet (its tree is still being rebuilt after a crash).
+ */
+export interface AntiEntropySummaryReply {
+  readonly type: 'ae-summary-reply';
+  readonly differing: readonly DifferingPartition[];
+  readonly notReady: readonly number[];
+}
+
+/** The leaf hashes under one branch. */
+export interface BranchLeaves {
+  readonly branch: number;
+  readonly leaves: readonly string[];
+}
+
+/** The answer to ae-leaves: the leaf hashes (merkleFanout per branch) of each branch asked about. */
+export interface AntiEntropyLeavesReply {
+  readonly type: 'ae-leaves-reply';
+  readonly branches: readonly BranchLeaves[];
+}
+
+/** The answer to ae-digest: the digest of the stored version, or null when the key is absent. */
+export interface AntiEntropyDigestReply {
+  readonly type: 'ae-digest-reply';
+  readonly digest: string | null;
+}
+
+/** The answer to ae-reap: whether the key was removed. */
+export interface AntiEntropyReapReply {
+  readonly type: 'ae-reap-reply';
+  readonly removed: boolean;
+}
+
 /** A failure on the replica side, with a KV_* code. */
 export interface ErrorReply {
   readonly type: 'error';
@@ -249,4 +332,8 @@ export type PeerReply =
   | AntiEntropyKeysReply
   | AntiEntropyPushReply
   | ListKeysReply
-  | DataTypeUpdateReply;
+  | DataTypeUpdateReply
+  | AntiEntropySummaryReply
+  | AntiEntropyLeavesReply
+  | AntiEntropyDigestReply
+  | AntiEntropyReapReply;
