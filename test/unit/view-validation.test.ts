@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { BucketProperties } from '../../src/core/buckets.js';
 import { validateView } from '../../src/core/membership/view-validation.js';
 import { maxTtlSeconds } from '../../src/core/versioning/versioned-object.js';
+import defaults from '../../config/default.json' with { type: 'json' };
 
 /**
  * Bucket properties travel in the gossiped (and persisted) cluster view, and validateView keeps
@@ -24,6 +25,15 @@ describe('view validation of bucket properties', () => {
     expect(view.bucketProperties.sessions).toEqual(full);
     expect(view.bucketProperties['']).toEqual({ ...full, ttlSeconds: 0 });
     expect(view.bucketPropertiesVersion).toBe(3);
+  });
+
+  it('keeps every bucket property the config schema has (so a new one cannot be dropped unnoticed)', () => {
+    // bucketDefaults in the default config has every field of the schema's bucket properties.
+    const everyField = defaults.bucketDefaults;
+    const { view, problems } = validateView(viewWith({ '': everyField, one: everyField }), expectations);
+    expect(problems).toEqual([]);
+    expect(view.bucketProperties['']).toEqual(everyField);
+    expect(view.bucketProperties.one).toEqual(everyField);
   });
 
   it('keeps the largest ttl a write may have, and a bucket that sets ttlSeconds alone', () => {
