@@ -11,6 +11,7 @@ import { type ConvergenceResult, checkConvergence } from './convergence.js';
 import { checkDelete } from './delete.js';
 import { checkRegister } from './register.js';
 import { checkSet } from './set.js';
+import { checkTtl } from './ttl.js';
 import { type StatsResult, computeStats } from './stats.js';
 
 /** The verdicts of every checker on one history. */
@@ -35,6 +36,8 @@ export function checkWorkload(workload: WorkloadName, history: readonly Operatio
       return checkDelete(history);
     case 'client':
       return checkClient(history);
+    case 'ttl':
+      return checkTtl(history, context);
   }
 }
 

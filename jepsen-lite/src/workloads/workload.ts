@@ -41,6 +41,11 @@ export interface Workload {
   finalKeys(): string[];
   /** A read's siblings as the history records them. */
   decode(siblings: readonly StoredValue[]): unknown;
+  /**
+   * How long after healing the final reads must wait at least, given the largest offset ahead of
+   * true time any node's clock had during the run (the ttl workload: until every value expired).
+   */
+  finalReadDelayMs?(maxClockAheadMs: number): number;
 }
 
 function describeError(error: unknown): string {
