@@ -29,6 +29,7 @@ import { DeleteWorkload } from './workloads/delete.js';
 import { RegisterWorkload } from './workloads/register.js';
 import { SetWorkload } from './workloads/set.js';
 import { TtlWorkload } from './workloads/ttl.js';
+import { CounterWorkload, DtSetWorkload } from './workloads/dt.js';
 import type { Workload } from './workloads/workload.js';
 
 /** n_val of every bucket the harness uses (ringkv's default). */
@@ -57,6 +58,10 @@ function buildWorkload(options: RunOptions): Workload {
       return new ClientWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
     case 'ttl':
       return new TtlWorkload({ concurrency: options.concurrency, replicas });
+    case 'counter':
+      return new CounterWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
+    case 'dt-set':
+      return new DtSetWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
   }
 }
 

@@ -10,6 +10,8 @@ import { checkClient } from './client.js';
 import { type ConvergenceResult, checkConvergence } from './convergence.js';
 import { checkDelete } from './delete.js';
 import { checkRegister } from './register.js';
+import { checkCounter } from './counter.js';
+import { checkDtSet } from './dt-set.js';
 import { checkSet } from './set.js';
 import { checkTtl } from './ttl.js';
 import { type StatsResult, computeStats } from './stats.js';
@@ -38,6 +40,10 @@ export function checkWorkload(workload: WorkloadName, history: readonly Operatio
       return checkClient(history);
     case 'ttl':
       return checkTtl(history, context);
+    case 'counter':
+      return checkCounter(history);
+    case 'dt-set':
+      return checkDtSet(history);
   }
 }
 
