@@ -6,6 +6,7 @@ import type { StorageStats } from '../ports/storage.js';
 import type { RepairProgress } from './anti-entropy.js';
 import type { BucketProperties, QuorumSetting } from './config.js';
 import type { ListPage, ListQuery } from './key-listing.js';
+import type { DataTypeService } from './data-types.js';
 
 /** Per-request read parameters (already validated at the HTTP edge). */
 export interface ReadOptions {
@@ -88,6 +89,8 @@ export interface KvService {
   delete(command: DeleteCommand): Promise<WriteOutcome>;
   /** One page of the bucket's live keys in byte order (a coverage query over every partition). */
   list(query: ListQuery): Promise<ListPage>;
+  /** Counters and sets (/dt), in a namespace of their own beside the bucket's plain keys. */
+  readonly dataTypes: DataTypeService;
   /** The bucket's properties (defaults merged with its own). */
   bucketProperties(bucket: string): BucketProperties;
   /** This node's clock: it decides whether a version read here has expired. */

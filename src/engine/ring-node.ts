@@ -23,6 +23,7 @@ import { Replica } from './replica.js';
 import { type ListPage, type ListQuery, answerListKeys, listKeys } from './key-listing.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { isDeleted } from '../core/versioning/versioned-object.js';
+import { DataTypes } from './data-types.js';
 
 /** Who this node is; persisted in its data directory by main.ts. */
 export interface NodeIdentity {
@@ -64,6 +65,8 @@ export class RingNode implements KvService {
   private readonly antiEntropy: AntiEntropy;
   private readonly handoff: Handoff;
   private readonly coordinator: Coordinator;
+  /** Counters and sets (/dt): src/engine/data-types.ts. */
+  readonly dataTypes: DataTypes;
   private inFlight = 0;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
@@ -115,6 +118,13 @@ export class RingNode implements KvService {
       isUp: (node) => this.gossiper.isUp(node),
       bucketProperties: (bucket) => this.bucketProperties(bucket),
       send: (node, request, timeoutMs) => this.send(node, request, timeoutMs),
+    });
+    this.dataTypes = new DataTypes({
+      coordinator: this.coordinator,
+      replica: this.replica,
+      clock: options.clock,
+      limits: () => ({ maxSetElements: config.limits.maxSetElements, maxSetBytes: config.limits.maxSetBytes }),
+      admit: (work) => this.admit(work),
     });
     this.hintDelivery = new PeriodicTask(
       options.clock,
@@ -443,6 +453,8 @@ export class RingNode implements KvService {
       case 'ae-fetch':
       case 'ae-push':
         return this.refusingBadRequests(request, () => this.antiEntropy.handleMessage(request));
+      case 'dt-update':
+        return this.dataTypes.handleUpdate(request);
       case 'list-keys':
         return answerListKeys({ index: this.replica.bucketIndex, replica: this.replica, partitionCount: () => this.requireRing().partitionCount }, request);
     }

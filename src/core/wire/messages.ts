@@ -1,3 +1,4 @@
+import type { DataTypeUpdate } from '../datatypes/data-type.js';
 import type { Precondition } from '../versioning/preconditions.js';
 import type { ConflictMode, Dot, VersionedObject, WriteIntent } from '../versioning/versioned-object.js';
 
@@ -123,6 +124,21 @@ export interface ListKeysRequest {
   readonly limit: number;
 }
 
+/**
+ * Apply a data type update on this replica (it issues the update's dots as one of its actors),
+ * store the result and return it; the coordinator then replicates it as a version (replica-put).
+ */
+export interface DataTypeUpdateRequest {
+  readonly type: 'dt-update';
+  readonly bucket: string;
+  /** The stored key (the data type namespace's, src/core/datatypes/data-type.ts). */
+  readonly key: string;
+  readonly update: DataTypeUpdate;
+  readonly sync: boolean;
+  /** What the coordinator's read of r replicas returned (a remove needs it), merged in first; null: nothing. */
+  readonly base: VersionedObject | null;
+}
+
 /** Every request a peer can send. */
 export type PeerRequest =
   | ReplicaGetRequest
@@ -134,7 +150,8 @@ export type PeerRequest =
   | AntiEntropyKeysRequest
   | AntiEntropyFetchRequest
   | AntiEntropyPushRequest
-  | ListKeysRequest;
+  | ListKeysRequest
+  | DataTypeUpdateRequest;
 
 /** A replica's answer to replica-get. */
 export interface ReplicaGetReply {
@@ -206,6 +223,13 @@ export interface ListKeysReply {
   readonly scannedTo: string;
 }
 
+/** A replica's answer to dt-update: the state it stored. */
+export interface DataTypeUpdateReply {
+  readonly type: 'dt-update-reply';
+  readonly object: VersionedObject;
+  readonly durable: boolean;
+}
+
 /** A failure on the replica side, with a KV_* code. */
 export interface ErrorReply {
   readonly type: 'error';
@@ -224,4 +248,5 @@ export type PeerReply =
   | ObjectPageReply
   | AntiEntropyKeysReply
   | AntiEntropyPushReply
-  | ListKeysReply;
+  | ListKeysReply
+  | DataTypeUpdateReply;
