@@ -5,20 +5,12 @@
  * key is read with r=all, then through every member (the /dt API serves no local=true, so the
  * replicas' agreement is judged on what each node answers).
  */
-import type { ReadRequestOptions, RingClient, StoredValue, WriteRequestOptions } from '../../../src/client/ring-client.js';
+import type { DataTypeClient, RingClient, StoredValue } from '../../../src/client/ring-client.js';
 import type { Random } from '../../../src/ports/random.js';
 import { type Completion, type PlannedOperation, type Workload, quorumOf, readFailure, writeFailure } from './workload.js';
 
-/** The part of RingClient's data-type API the workloads use. */
-export interface DataTypeClient {
-  increment(bucket: string, key: string, delta: number, options?: WriteRequestOptions): Promise<void>;
-  counter(bucket: string, key: string, options?: ReadRequestOptions): Promise<number | undefined>;
-  updateSet(bucket: string, key: string, update: { add?: string[]; remove?: string[]; context?: string }, options?: WriteRequestOptions): Promise<void>;
-  set(bucket: string, key: string, options?: ReadRequestOptions): Promise<{ value: string[]; context: string } | undefined>;
-}
-
 function dataTypes(client: RingClient): DataTypeClient {
-  return (client as unknown as { dt: DataTypeClient }).dt;
+  return client.dt;
 }
 
 /** Settings of the data-type workloads. */
