@@ -63,6 +63,8 @@ export interface CounterCheckerResult {
   readonly readsChecked: number;
   readonly impossibleReads: number;
   readonly problems: readonly CounterProblem[];
+  /** Each key's final value beside what it was judged against. */
+  readonly finals: readonly { key: string; value: number | undefined; acknowledgedSum: number; lower: number; upper: number; infos: number }[];
   readonly impossibleReadExamples: readonly { key: string; index: number; value: number; lower: number; upper: number }[];
 }
 
@@ -108,6 +110,7 @@ export function checkCounter(history: readonly Operation[]): CounterCheckerResul
   }
   const keys = [...new Set([...incrementsByKey.keys(), ...finals.keys()])].sort();
   const problems: CounterProblem[] = [];
+  const summaries: { key: string; value: number | undefined; acknowledgedSum: number; lower: number; upper: number; infos: number }[] = [];
   const unread: string[] = [];
   let wrongKeys = 0;
   let disagreeingKeys = 0;
@@ -119,6 +122,7 @@ export function checkCounter(history: readonly Operation[]): CounterCheckerResul
     const lower = acknowledgedSum + infoDeltas.filter((delta) => delta < 0).reduce((sum, delta) => sum + delta, 0);
     const upper = acknowledgedSum + infoDeltas.filter((delta) => delta > 0).reduce((sum, delta) => sum + delta, 0);
     const byNode = finals.get(key);
+    summaries.push({ key, value: byNode === undefined ? undefined : [...byNode.values()][0], acknowledgedSum, lower, upper, infos: infoDeltas.length });
     if (byNode === undefined || byNode.size === 0) {
       unread.push(key);
       continue;
@@ -162,6 +166,7 @@ export function checkCounter(history: readonly Operation[]): CounterCheckerResul
     readsChecked,
     impossibleReads: impossible.length,
     problems,
+    finals: summaries.slice(0, 50),
     impossibleReadExamples: impossible.slice(0, 20),
   };
 }
