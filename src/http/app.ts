@@ -138,7 +138,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerAuth(app, { config, service });
   const metrics = new HttpMetrics();
   registerKvRoutes(app, { service, config, metrics });
-  registerDataTypeRoutes(app, { service, config });
+  registerDataTypeRoutes(app, { service, config, metrics });
   registerPeerRoute(app, { service, config, metrics });
   registerAdminRoutes(app, service, metrics);
   registerDashboard(app, { service });

@@ -6,6 +6,7 @@ import type { KvService } from '../engine/kv-service.js';
 import { assert } from '../util/assert.js';
 import { KvError } from '../util/errors.js';
 import { checkName } from './kv-routes.js';
+import type { HttpMetrics } from './metrics.js';
 import { type KvRequestOptions, parseKvQuery } from './query-parameters.js';
 import { dtGetSchema, dtUpdateSchema } from './route-schemas.js';
 
@@ -13,6 +14,7 @@ import { dtGetSchema, dtUpdateSchema } from './route-schemas.js';
 export interface DataTypeRouteDependencies {
   readonly service: KvService;
   readonly config: NodeConfig;
+  readonly metrics: HttpMetrics;
 }
 
 interface DataTypeParams {
@@ -96,7 +98,10 @@ export function parseDataTypeUpdate(json: unknown, config: NodeConfig): DataType
 
 /** Registers GET and POST /dt/:bucket/:key: counters and sets (src/core/datatypes/). */
 export function registerDataTypeRoutes(app: FastifyInstance, dependencies: DataTypeRouteDependencies): void {
-  const { service, config } = dependencies;
+  const { service, config, metrics } = dependencies;
+  const onResponse = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    metrics.observe(request.method === 'POST' ? 'dt_update' : 'dt_get', reply.statusCode, reply.elapsedTime / 1000);
+  };
   const targets = new WeakMap<FastifyRequest, DataTypeTarget>();
   const bodies = new WeakMap<FastifyRequest, unknown>();
   const targetOf = (request: FastifyRequest): DataTypeTarget => {
@@ -108,7 +113,7 @@ export function registerDataTypeRoutes(app: FastifyInstance, dependencies: DataT
     targets.set(request, validateTarget(request, dependencies));
   };
 
-  app.get<{ Params: DataTypeParams }>('/dt/:bucket/:key', { onRequest, schema: dtGetSchema }, async (request, reply) => {
+  app.get<{ Params: DataTypeParams }>('/dt/:bucket/:key', { onRequest, onResponse, schema: dtGetSchema }, async (request, reply) => {
     const target = targetOf(request);
     const value = await service.dataTypes.read(target.bucket, target.key, target.options.read);
     if (value === undefined) throw new KvError('KV_NOT_FOUND', `no data type at key '${target.key}' in bucket '${target.bucket}': it was never updated through /dt`);
@@ -119,6 +124,7 @@ export function registerDataTypeRoutes(app: FastifyInstance, dependencies: DataT
     '/dt/:bucket/:key',
     {
       onRequest,
+      onResponse,
       // The schema's body describes the JSON for /openapi.json; the route's own parser is the strict check
       // (fastify's validator would coerce "5" to 5 and drop unknown fields), and sees the JSON untouched.
       preValidation: async (request: FastifyRequest) => {

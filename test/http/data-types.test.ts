@@ -113,6 +113,12 @@ describe('the /dt routes (inject, simulated cluster)', () => {
     expect(codeOf(await get('/dt/web'))).toBe('KV_BAD_REQUEST');
   });
 
+  it('counts /dt requests in /metrics as dt_get and dt_update', async () => {
+    const text = (await get('/metrics')).body;
+    expect(text).toMatch(/ringkv_requests_total\{operation="dt_update",status="204"\} [1-9]/);
+    expect(text).toMatch(/ringkv_requests_total\{operation="dt_get",status="200"\} [1-9]/);
+  });
+
   it('describes GET and POST /dt/{bucket}/{key} in /openapi.json', async () => {
     const document = JSON.parse((await get('/openapi.json')).body) as { paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: unknown }>> };
     const route = document.paths['/dt/{bucket}/{key}'];

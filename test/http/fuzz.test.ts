@@ -127,7 +127,7 @@ const dataTypeBody = (seen: readonly string[]): fc.Arbitrary<string> => {
   return fc.oneof(
     { weight: 3, arbitrary: fc.integer({ min: -1000, max: 1000 }).map((increment) => JSON.stringify({ type: 'counter', increment })) },
     { weight: 2, arbitrary: elements.map((add) => JSON.stringify({ type: 'set', add: add.length === 0 ? ['a'] : add })) },
-    { weight: 2, arbitrary: fc.tuple(elements, fc.constantFrom(['a'], ['b'], ['a', 'b'], ['zz']), realContext).map(([add, remove, context]) => JSON.stringify({ type: 'set', add: add.filter((element) => !remove.includes(element)), remove, context })) },
+    { weight: 2, arbitrary: fc.tuple(elements, fc.constantFrom<string[]>(['a'], ['b'], ['a', 'b'], ['zz']), realContext).map(([add, remove, context]) => JSON.stringify({ type: 'set', add: add.filter((element) => !remove.includes(element)), remove, context })) },
     { weight: 3, arbitrary: junk },
   );
 };

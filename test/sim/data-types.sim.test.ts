@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { type DataTypeValue, dataTypeKey, dataTypeValue } from '../../src/core/datatypes/data-type.js';
 import { decodeContext } from '../../src/core/versioning/context.js';
+import { partitionOf } from '../../src/core/keys.js';
+import { preferenceList, ringMembers } from '../../src/core/ring/ring.js';
 import { SimCluster, type SimMember } from './sim-cluster.js';
 
 /**
@@ -148,6 +150,57 @@ describe('simulation: counters and sets', () => {
         'node 3 holds every counter and the set',
       );
       expect(third.node.antiEntropyService.status().keysRepaired + first.node.antiEntropyService.status().keysRepaired + second.node.antiEntropyService.status().keysRepaired).toBeGreaterThan(0);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it.each(seeds.slice(0, 2))('seed %i: counters and sets stream to a joining node by handoff and keep counting through the ring change', async (seed) => {
+    const cluster = await SimCluster.start(seed, 3, { handoff: { intervalMs: 200, batchSize: 50, cleanupDelayMs: 1000 }, antiEntropy: { enabled: true, intervalMs: 2000, maxKeysPerSecond: 100_000 } });
+    const random = cluster.random.fork();
+    try {
+      const keys = Array.from({ length: 24 }, (_, index) => `moving-${index}`);
+      const expected = new Map<string, number>(keys.map((key) => [key, 0]));
+      const step = async (): Promise<void> => {
+        // Through the three first nodes: the joiner has no ring until it has joined.
+        const key = keys[random.int(keys.length)]!;
+        await cluster.drive(cluster.members[random.int(3)]!.node.dataTypes.update('dt', key, { type: 'counter', increment: 1 }, { w: 'quorum' }));
+        expected.set(key, (expected.get(key) ?? 0) + 1);
+      };
+      for (let index = 0; index < 120; index++) await step();
+      await cluster.drive(cluster.members[0]!.node.dataTypes.update('dt', 'moving-set', { type: 'set', add: ['p', 'q'], remove: [] }, { w: 'all' }));
+      const joiner = await cluster.addMember();
+      const settled = (): boolean =>
+        cluster.members.every((member) => {
+          const ring = member.node.membership.ring;
+          return ring !== null && ring.next === null && ringMembers(ring).length === 4;
+        });
+      const deadline = cluster.clock.nowMs() + 300_000;
+      while (!settled()) {
+        if (cluster.clock.nowMs() > deadline) throw new Error(`seed ${seed}: the 4th node never owned its share`);
+        await step();
+        await cluster.clock.advance(50);
+      }
+      const ring = joiner.node.membership.ring!;
+      await cluster.runUntil(
+        () => cluster.members.every((member) => member.node.antiEntropyService.heldPartitions().every((partition) => preferenceList(ring, partition, 3).includes(member.nodeId))),
+        120_000,
+        'old replicas hand off and delete what they no longer replicate',
+      );
+      for (let index = 0; index < 60; index++) await step();
+      for (const key of keys) expect(await read(cluster, joiner, key, 'all'), `seed ${seed}: ${key}`).toEqual({ type: 'counter', value: expected.get(key) });
+      // The joiner's own copies, streamed to it and updated since, are whole for the keys it replicates.
+      const replicated = keys.filter((key) => preferenceList(ring, partitionOf('dt', dataTypeKey(key), ring.partitionCount), 3).includes(joiner.nodeId));
+      expect(replicated.length, `seed ${seed}`).toBeGreaterThan(0);
+      await cluster.runUntil(
+        async () => {
+          for (const key of replicated) if ((await localValue(joiner, key))?.value !== expected.get(key)) return false;
+          return true;
+        },
+        120_000,
+        'the joiner holds every counter it replicates',
+      );
+      expect((await read(cluster, joiner, 'moving-set', 'all'))?.value, `seed ${seed}`).toEqual(['p', 'q']);
     } finally {
       await cluster.stop();
     }
