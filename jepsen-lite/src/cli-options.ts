@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { configDefaults } from '../../src/engine/config.js';
 
 /** The workloads: which operations clients run and which checker judges them. */
-export const workloadNames = ['set', 'register', 'delete', 'client'] as const;
+export const workloadNames = ['set', 'register', 'delete', 'client', 'ttl', 'counter', 'dt-set'] as const;
 /** A workload's name. */
 export type WorkloadName = (typeof workloadNames)[number];
 
@@ -85,9 +85,11 @@ export interface RunOptions {
 /** The usage text printed by --help and on a bad flag. */
 export const usage = `usage: npm run jepsen -- [options]
 
-  --workload set|register|delete|client
+  --workload set|register|delete|client|ttl|counter|dt-set
                                    what the clients do (default set); client uses RingClient
-                                   as README.md documents it (contexts, resolve, deletes)
+                                   as README.md documents it (contexts, resolve, deletes);
+                                   ttl writes keys with 2-6 s ttls and reads them as they expire;
+                                   counter and dt-set use the data types (/dt)
   --nemesis LIST                   faults, comma-separated: partition, partition-halves,
                                    partition-majority, partition-isolate, partition-bridge,
                                    partition-ring, kill, pause, membership (join a fresh

@@ -77,8 +77,7 @@ export async function finalReads(workload: Workload, client: RingClient, cluster
       const node = addresses[(slot + attempt) % addresses.length] as string;
       history.record({ type: 'invoke', process, f: 'final-read', key, node, r: options.nVal });
       try {
-        const read = await client.get(workload.bucket, key, { node, r: 'all' });
-        const value = workload.decode(read.siblings);
+        const value = workload.readValue !== undefined ? await workload.readValue(client, node, key) : workload.decode((await client.get(workload.bucket, key, { node, r: 'all' })).siblings);
         values.set(key, value);
         history.record({ type: 'ok', process, f: 'final-read', key, node, r: options.nVal, value });
         return;
@@ -118,14 +117,17 @@ export async function localReads(
   const deadline = Date.now() + (options.convergenceDeadlineMs ?? 15_000);
   await forEachBounded(workload.finalKeys(), options.parallelism ?? 8, async (key, slot) => {
     const process: Process = `final-${slot}`;
-    const primaries = preferenceList(ringForPlacement, partitionOf(workload.bucket, key, ring.owners.length), options.nVal).map((id) => addressOf.get(id) ?? id);
+    // A workload read through readValue (the data types) has no local read: ask every member instead.
+    const primaries =
+      workload.readValue !== undefined
+        ? cluster.memberAddresses
+        : preferenceList(ringForPlacement, partitionOf(workload.bucket, key, ring.owners.length), options.nVal).map((id) => addressOf.get(id) ?? id);
     for (;;) {
       const seen = new Set<string>();
       for (const node of primaries) {
         history.record({ type: 'invoke', process, f: 'local-read', key, node });
         try {
-          const read = await client.get(workload.bucket, key, { node, local: true });
-          const value = workload.decode(read.siblings);
+          const value = workload.readValue !== undefined ? await workload.readValue(client, node, key) : workload.decode((await client.get(workload.bucket, key, { node, local: true })).siblings);
           seen.add(JSON.stringify(value));
           history.record({ type: 'ok', process, f: 'local-read', key, node, value });
         } catch (error) {

@@ -21,7 +21,7 @@ import { Cluster, repositoryRoot } from './cluster.js';
 import { finalReads, localReads, waitForHints } from './final-reads.js';
 import { runClients } from './generator.js';
 import { HistoryRecorder, parseHistory } from './history.js';
-import { type FaultNetwork, Nemesis, faultSummary, planNemesisSchedule } from './nemesis.js';
+import { type FaultNetwork, Nemesis, type NemesisEvent, faultSummary, planNemesisSchedule } from './nemesis.js';
 import { NamespaceFaults } from './netns-faults.js';
 import { type NamespaceNetwork, netemProblem } from './netns.js';
 import { prepareNamespaces } from './netns-run.js';
@@ -33,6 +33,8 @@ import { ClientWorkload } from './workloads/client.js';
 import { DeleteWorkload } from './workloads/delete.js';
 import { RegisterWorkload } from './workloads/register.js';
 import { SetWorkload } from './workloads/set.js';
+import { TtlWorkload } from './workloads/ttl.js';
+import { CounterWorkload, DtSetWorkload } from './workloads/dt.js';
 import type { Workload } from './workloads/workload.js';
 
 /** n_val of every bucket the harness uses (ringkv's default). */
@@ -59,7 +61,18 @@ function buildWorkload(options: RunOptions): Workload {
       return new DeleteWorkload({ concurrency: options.concurrency });
     case 'client':
       return new ClientWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
+    case 'ttl':
+      return new TtlWorkload({ concurrency: options.concurrency, replicas });
+    case 'counter':
+      return new CounterWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
+    case 'dt-set':
+      return new DtSetWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
   }
+}
+
+/** The largest offset ahead of true time the schedule's clock faults give any node (0 without clock faults). */
+function maxClockAheadMs(schedule: readonly NemesisEvent[]): number {
+  return Math.max(0, ...schedule.flatMap((event) => (event.fault.kind === 'clock' ? event.fault.offsetsMs : [])));
 }
 
 async function assertPortsFree(ports: readonly number[]): Promise<void> {
@@ -304,6 +317,7 @@ async function run(requested: RunOptions): Promise<number> {
   const clientNodes = cluster.memberAddresses;
   const client = new RingClient({ nodes: cluster.addresses, httpTimeoutMs: 5000, maxAttempts: 1, connectionsPerNode: options.concurrency + 4 });
   const warnings: string[] = [];
+  let healedAtMs = 0;
   try {
     say(`jepsen-lite: ${settings.command}`);
     say(`store: ${runFolder}`);
@@ -344,6 +358,7 @@ async function run(requested: RunOptions): Promise<number> {
       await nemesisDone;
       say('workload done; healing every link and node');
       await nemesis.healAll();
+      healedAtMs = history.nowMs();
     } finally {
       clearInterval(progress);
     }
@@ -358,6 +373,11 @@ async function run(requested: RunOptions): Promise<number> {
     say(`healed; hints ${hintsDrained ? 'drained' : 'NOT drained'}; quiet for ${options.quietMs / 1000} s`);
     // A deliberate wait: the quiet period is the time the issue gives hints and anti-entropy to finish.
     await delay(options.quietMs);
+    const settleMs = workload.finalReadDelayMs?.(maxClockAheadMs(schedule));
+    if (settleMs !== undefined && healedAtMs + settleMs > history.nowMs()) {
+      say(`waiting ${((healedAtMs + settleMs - history.nowMs()) / 1000).toFixed(1)} s more before the final reads (${options.workload})`);
+      await delay(healedAtMs + settleMs - history.nowMs());
+    }
     say(`final reads of ${workload.finalKeys().length} keys with r=all`);
     const finalValues = await finalReads(workload, client, cluster, history, { nVal });
     await localReads(workload, client, cluster, history, finalValues, { nVal });

@@ -24,6 +24,7 @@ export function laneOf(message: PeerRequest): Lane {
     case 'replica-get':
     case 'coordinate-put':
     case 'replica-put':
+    case 'dt-update':
       return 'replica';
     default:
       return 'background';

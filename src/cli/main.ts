@@ -166,6 +166,64 @@ program
     });
   });
 
+function integerOption(text: string): number {
+  const value = Number(text);
+  if (!/^-?[0-9]+$/.test(text.trim()) || !Number.isSafeInteger(value)) throw new InvalidArgumentError('expected an integer (negative to decrement)');
+  return value;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+program
+  .command('counter <bucket> <key>')
+  .description('print a counter (/dt); with --incr, add to it first (negative to decrement)')
+  .option('--node <address>', 'node to ask', defaultNode)
+  .option('--incr <n>', 'add this integer to the counter', integerOption)
+  .option('--w <n>', 'replicas that must acknowledge the increment', quorumOption)
+  .option('--r <n>', 'replicas that must answer the read', quorumOption)
+  .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .action(async (bucket: string, key: string, flags) => {
+    await withClient(flags.node, async (client) => {
+      if (flags.incr !== undefined) await client.dt.increment(bucket, key, flags.incr as number, { w: flags.w, timeoutMs: flags.timeoutMs });
+      const value = await client.dt.counter(bucket, key, { r: flags.r, timeoutMs: flags.timeoutMs });
+      if (value === undefined) {
+        console.error('not found');
+        process.exitCode = 1;
+        return;
+      }
+      console.log(String(value));
+    });
+  });
+
+program
+  .command('set <bucket> <key>')
+  .description('print a set (/dt), one element per line; with --add / --remove, update it first (a remove reads the set for its context)')
+  .option('--node <address>', 'node to ask', defaultNode)
+  .option('--add <element>', 'add this element (repeatable)', collect, [])
+  .option('--remove <element>', 'remove this element as a read now sees it (repeatable)', collect, [])
+  .option('--w <n>', 'replicas that must acknowledge the update', quorumOption)
+  .option('--r <n>', 'replicas that must answer the read', quorumOption)
+  .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .action(async (bucket: string, key: string, flags) => {
+    await withClient(flags.node, async (client) => {
+      const add = flags.add as string[];
+      const remove = flags.remove as string[];
+      if (add.length > 0 || remove.length > 0) {
+        const context = remove.length === 0 ? undefined : (await client.dt.set(bucket, key, { r: flags.r, timeoutMs: flags.timeoutMs }))?.context;
+        await client.dt.updateSet(bucket, key, { add, remove, ...(context === undefined ? {} : { context }) }, { w: flags.w, r: flags.r, timeoutMs: flags.timeoutMs });
+      }
+      const read = await client.dt.set(bucket, key, { r: flags.r, timeoutMs: flags.timeoutMs });
+      if (read === undefined) {
+        console.error('not found');
+        process.exitCode = 1;
+        return;
+      }
+      for (const element of read.value) console.log(element);
+    });
+  });
+
 program
   .command('status')
   .description("a node's view of the cluster: members, partitions, keys, hints")

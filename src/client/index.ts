@@ -3,6 +3,11 @@
  */
 export {
   type Consistency,
+  type DataTypeClient,
+  type DataTypeReadOptions,
+  type DataTypeWriteOptions,
+  type SetUpdate,
+  type SetValue,
   type MergedValue,
   type Quorum,
   type ReadRequestOptions,

@@ -219,6 +219,52 @@ export interface ListRequestOptions {
   readonly node?: string;
 }
 
+/** Options of a data type read (`client.dt.counter`, `client.dt.set`). */
+export type DataTypeReadOptions = Omit<ReadRequestOptions, 'local'>;
+
+/**
+ * Options of a data type update (`client.dt.increment`, `client.dt.updateSet`). An update is not
+ * idempotent: one whose outcome is unknown (a timeout, a quorum missed after it was applied) is
+ * retried elsewhere only with `retryUnknown`, and may then apply twice.
+ */
+export type DataTypeWriteOptions = Pick<WriteRequestOptions, 'w' | 'pw' | 'dw' | 'consistency' | 'timeoutMs' | 'retryUnknown' | 'node'> & {
+  /** The r of the read a remove makes first (removes only). */
+  readonly r?: Quorum;
+};
+
+/** A set as read: its elements in UTF-8 byte order and the context a remove must send back. */
+export interface SetValue {
+  readonly value: string[];
+  readonly context: string;
+}
+
+/** An update of a set: elements to add, and elements to remove as the read of `context` saw them. */
+export interface SetUpdate {
+  readonly add?: readonly string[];
+  readonly remove?: readonly string[];
+  /** The context of `client.dt.set`; required with `remove`. */
+  readonly context?: string;
+}
+
+/** The JSON of GET /dt. */
+interface DataTypeAnswer {
+  readonly type: string;
+  readonly value: unknown;
+  readonly context?: string;
+}
+
+/** Counters and sets that the replicas merge themselves (the /dt routes; README, "Data types"). */
+export interface DataTypeClient {
+  /** Adds `delta` (a safe integer, negative to decrement) to a counter, creating it at 0 first. */
+  increment(bucket: string, key: string, delta: number, options?: DataTypeWriteOptions): Promise<void>;
+  /** A counter's value, or undefined when the key holds no data type. */
+  counter(bucket: string, key: string, options?: DataTypeReadOptions): Promise<number | undefined>;
+  /** Adds elements to a set and removes the ones a read (its `context`) saw. */
+  updateSet(bucket: string, key: string, update: SetUpdate, options?: DataTypeWriteOptions): Promise<void>;
+  /** A set's elements and context, or undefined when the key holds no data type. */
+  set(bucket: string, key: string, options?: DataTypeReadOptions): Promise<SetValue | undefined>;
+}
+
 /**
  * The client: `get`, `put`, `delete` with per-request quorums, contexts carried for the caller,
  * siblings with `resolve`, retries on another node when safe, and an undici pool per node.
@@ -228,6 +274,25 @@ export class RingClient {
   private readonly defaultScheme: 'http' | 'https';
   private readonly pools = new Map<string, Pool>();
   private next = 0;
+  /** Counters and sets (/dt). */
+  readonly dt: DataTypeClient = {
+    increment: async (bucket, key, delta, options = {}) => this.updateDataType(bucket, key, { type: 'counter', increment: delta }, options),
+    counter: async (bucket, key, options = {}) => {
+      const read = await this.readDataType(bucket, key, 'counter', options);
+      return read === undefined ? undefined : (read.value as number);
+    },
+    updateSet: async (bucket, key, update, options = {}) =>
+      this.updateDataType(
+        bucket,
+        key,
+        { type: 'set', ...(update.add === undefined ? {} : { add: update.add }), ...(update.remove === undefined ? {} : { remove: update.remove }), ...(update.context === undefined ? {} : { context: update.context }) },
+        options,
+      ),
+    set: async (bucket, key, options = {}) => {
+      const read = await this.readDataType(bucket, key, 'set', options);
+      return read === undefined ? undefined : { value: read.value as string[], context: read.context ?? '' };
+    },
+  };
 
   constructor(private readonly options: RingClientOptions) {
     if (options.nodes.length === 0) throw new Error('RingClient needs at least one node (host:port or URL)');
@@ -324,6 +389,27 @@ export class RingClient {
     return JSON.parse(answer.body.toString('utf8')) as { keys: string[]; next: string | null };
   }
 
+  private async readDataType(bucket: string, key: string, type: 'counter' | 'set', options: DataTypeReadOptions): Promise<DataTypeAnswer | undefined> {
+    const query = queryString({ r: options.r, pr: options.pr, consistency: options.consistency, timeout_ms: options.timeoutMs });
+    const answer = await this.send('GET', dtPath(bucket, key) + query, { idempotent: true, retryAnswer: isRetryableAnswer, node: options.node });
+    if (answer.status === 404 && errorCode(answer) === 'KV_NOT_FOUND') return undefined;
+    if (answer.status !== 200) throw errorOf(answer, 'failed');
+    const read = JSON.parse(answer.body.toString('utf8')) as DataTypeAnswer;
+    if (read.type !== type) throw new RingClientError(`KV_TYPE_MISMATCH: ${bucket}/${key} holds a ${read.type}, not a ${type}`, 409, 'KV_TYPE_MISMATCH', 'failed');
+    return read;
+  }
+
+  private async updateDataType(bucket: string, key: string, body: Record<string, unknown>, options: DataTypeWriteOptions): Promise<void> {
+    const query = queryString({ w: options.w, pw: options.pw, dw: options.dw, r: options.r, consistency: options.consistency, timeout_ms: options.timeoutMs });
+    const answer = await this.send('POST', dtPath(bucket, key) + query, {
+      ...this.writeRetries(options),
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify(body), 'utf8'),
+      node: options.node,
+    });
+    if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
+  }
+
   /** A node's /status JSON. */
   async status(node?: string): Promise<unknown> {
     return this.json('GET', '/status', node);
@@ -414,6 +500,10 @@ export class RingClient {
 
 function kvPath(bucket: string, key: string): string {
   return `/kv/${encodeURIComponent(bucket)}/${encodeURIComponent(key)}`;
+}
+
+function dtPath(bucket: string, key: string): string {
+  return `/dt/${encodeURIComponent(bucket)}/${encodeURIComponent(key)}`;
 }
 
 function queryString(parameters: Record<string, string | number | undefined>): string {

@@ -124,6 +124,8 @@ export const nodeConfigSchema = Type.Object(
         maxVectorEntries: integer(4, 10_000, 50, 'entries a version vector keeps'),
         siblingsWarn: integer(1, 100_000, 25, 'a write that leaves a key with more siblings than this is logged and counted'),
         maxSiblings: integer(1, 100_000, 100, 'a write without a context to a key with this many siblings is refused (409 KV_TOO_MANY_SIBLINGS); at least siblingsWarn'),
+        maxSetElements: integer(1, 1_000_000, 10_000, 'the most elements a set (/dt) may hold: an add past it is refused (413 KV_SET_TOO_LARGE)'),
+        maxSetBytes: integer(1, 512 * 1024 * 1024, 1_048_576, "the most UTF-8 bytes a set's (/dt) elements may total: an add past it is refused (413 KV_SET_TOO_LARGE)"),
         maxInFlightRequests: integer(1, 1_000_000, 1024, 'requests served at once before load is shed'),
         requestTimeoutMs: integer(1, 600_000, 5000, "a coordinator's deadline when a request sets no timeout_ms", { env: 'RINGKV_REQUEST_TIMEOUT_MS' }),
         peerTimeoutMs: integer(1, 600_000, 3000, 'the deadline of one call to a peer', { env: 'RINGKV_PEER_TIMEOUT_MS' }),

@@ -4,9 +4,11 @@ import { type ReadEffect, type ReadEvent, startRead, stepRead } from '../core/co
 import { type WriteEffect, type WriteEvent, startWrite, stepWrite } from '../core/coordination/write-coordinator.js';
 import type { Ring } from '../core/ring/ring.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import { encodeContext } from '../core/versioning/context.js';
+import { type CausalContext, emptyContext, encodeContext } from '../core/versioning/context.js';
+import type { DataTypeUpdate } from '../core/datatypes/data-type.js';
 import type { Precondition } from '../core/versioning/preconditions.js';
-import { type VersionedObject, type WriteIntent, emptyObject } from '../core/versioning/versioned-object.js';
+import { type Dot, type VersionedObject, type WriteIntent, emptyObject, mergeObjects } from '../core/versioning/versioned-object.js';
+import { descends } from '../core/versioning/version-vector.js';
 import { KvError, isKvError } from '../util/errors.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
@@ -123,6 +125,58 @@ export class Coordinator {
     intent: WriteIntent,
     condition?: { readonly precondition: Precondition; readonly base: VersionedObject | null },
   ): Promise<WriteOutcome> {
+    const mode = this.deps.bucketProperties(bucket).conflictMode;
+    return this.replicated(bucket, key, options, intent.context, async (node, sync, timeoutMs) => {
+      const reply = await this.deps.send(node, { type: 'coordinate-put', bucket, key, write: intent, mode, sync, ...(condition === undefined ? {} : condition) }, timeoutMs);
+      if (reply.type !== 'coordinate-put-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to coordinate-put`);
+      return reply;
+    });
+  }
+
+  /**
+   * A data type update (src/core/datatypes/): applied at one replica, which issues its dots, and
+   * the resulting state replicated to the others with w, hints and deadline exactly as a write.
+   * A remove first reads r replicas, so the applying replica has seen what its context names.
+   */
+  async updateDataType(bucket: string, key: string, options: WriteOptions & { readonly r?: ReadOptions['r'] }, update: DataTypeUpdate): Promise<void> {
+    const needsBase = update.type === 'set' && update.remove.length > 0;
+    let writeOptions: WriteOptions = options;
+    let base: VersionedObject | null = null;
+    if (needsBase) {
+      // One deadline covers the read and the update: the update gets what the read left of it.
+      const timeoutMs = options.timeoutMs ?? this.deps.settings().requestTimeoutMs;
+      const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
+      base = (await this.read(bucket, key, { ...(options.r === undefined ? {} : { r: options.r }), timeoutMs })) ?? null;
+      // The remove's context came from replicas this read did not reach (or that were ahead of
+      // them): asking every replica, while the deadline allows, spares the client a 412 and a re-read.
+      if (update.context !== undefined && !descends(base?.clock ?? {}, update.context.vector)) {
+        const leftForReadMs = Math.floor(deadlineAtMs - this.deps.clock.nowMs());
+        const everyone = leftForReadMs < 1 ? undefined : await this.read(bucket, key, { r: 'all', timeoutMs: leftForReadMs }).catch(() => undefined);
+        if (everyone !== undefined) base = base === null ? everyone : mergeObjects(base, everyone, 'siblings');
+      }
+      const leftMs = Math.floor(deadlineAtMs - this.deps.clock.nowMs());
+      if (leftMs < 1) throw new KvError('KV_TIMEOUT', `the read this remove makes first took the whole deadline of ${timeoutMs} ms; the remove was not sent (retry with a longer timeout_ms)`);
+      writeOptions = { ...options, timeoutMs: leftMs };
+    }
+    await this.replicated(bucket, key, writeOptions, emptyContext, async (node, sync, timeoutMs) => {
+      const reply = await this.deps.send(node, { type: 'dt-update', bucket, key, update, sync, base }, timeoutMs);
+      if (reply.type !== 'dt-update-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to dt-update`);
+      // A data type update hands no context back: the dot only feeds the write machine.
+      return { object: reply.object, durable: reply.durable, dot: { node: '', counter: 0 } };
+    });
+  }
+
+  /**
+   * Runs the write machine: `coordinate` has the coordinating replica apply the change and answer
+   * the new object, which then goes to the other targets (and hints) until the quorum is met.
+   */
+  private async replicated(
+    bucket: string,
+    key: string,
+    options: WriteOptions,
+    context: CausalContext,
+    coordinate: (node: string, sync: boolean, timeoutMs: number) => Promise<{ readonly object: VersionedObject; readonly dot: Dot; readonly durable: boolean }>,
+  ): Promise<WriteOutcome> {
     const { view, properties } = this.view(bucket, key);
     const settings = this.deps.settings();
     const timeoutMs = options.timeoutMs ?? settings.requestTimeoutMs;
@@ -131,7 +185,7 @@ export class Coordinator {
     const mode = properties.conflictMode;
     const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
     return new Promise<WriteOutcome>((resolve, reject) => {
-      let state = startWrite(plan, intent.context, timeoutMs);
+      let state = startWrite(plan, context, timeoutMs);
       let deadline: TimerHandle | undefined;
       const feed = (event: WriteEvent): void => {
         const [next, effects] = stepWrite(state, event);
@@ -144,13 +198,9 @@ export class Coordinator {
             deadline = this.deps.clock.setTimer(Math.max(0, effect.atMs - this.deps.clock.nowMs()), () => feed({ type: 'deadline' }));
             return;
           case 'coordinate':
-            this.deps
-              .send(effect.node, { type: 'coordinate-put', bucket, key, write: intent, mode, sync: plan.sync, ...(condition === undefined ? {} : condition) }, this.remainingMs(deadlineAtMs))
+            coordinate(effect.node, plan.sync, this.remainingMs(deadlineAtMs))
               .then(
-                (reply) => {
-                  if (reply.type === 'coordinate-put-reply') feed({ type: 'coordinated', object: reply.object, dot: reply.dot, durable: reply.durable });
-                  else feed({ type: 'coordinate-failed', error: new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to coordinate-put`) });
-                },
+                (reply) => feed({ type: 'coordinated', object: reply.object, dot: reply.dot, durable: reply.durable }),
                 (error: unknown) => feed({ type: 'coordinate-failed', error: coordinatingFailure(effect.node, timeoutMs, error) }),
               )
               .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'write step failed'));
@@ -205,7 +255,7 @@ export class Coordinator {
  * Refusals a coordinating replica makes for a reason the client can act on: they keep their code
  * across the peer hop and reach the client as they are, instead of becoming "replica unreachable".
  */
-export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_PRECONDITION_FAILED']);
+export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT']);
 
 /** How much longer than its request's deadline a peer call may wait (see remainingMs). */
 const peerCallGraceMs = 5;

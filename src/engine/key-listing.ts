@@ -66,7 +66,8 @@ export async function answerListKeys(deps: ListResponderDependencies, request: L
     // The entry may say live after a crash between its update and the data's (bucket-index.ts):
     // the stored object decides. This is also where an expired value reads as deleted.
     const object = await deps.replica.readByDataKey(encodeDataKey(request.bucket, entry.key));
-    if (object === undefined || isDeleted(object)) continue;
+    // Data types (/dt) share the bucket's index but are not its plain keys.
+    if (object === undefined || isDeleted(object) || object.kind !== undefined) continue;
     keys.push(entry.key);
     if (keys.length >= request.limit) return { type: 'list-keys-reply', keys, more: true, scannedTo: entry.key };
   }

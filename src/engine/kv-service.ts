@@ -6,6 +6,7 @@ import type { StorageStats } from '../ports/storage.js';
 import type { RepairProgress } from './anti-entropy.js';
 import type { BucketProperties, QuorumSetting } from './config.js';
 import type { ListPage, ListQuery } from './key-listing.js';
+import type { DataTypeUpdate, DataTypeValue } from '../core/datatypes/data-type.js';
 
 /** Per-request read parameters (already validated at the HTTP edge). */
 export interface ReadOptions {
@@ -55,6 +56,17 @@ export interface WriteOutcome {
   readonly context: CausalContext;
 }
 
+/** A data type update's options: a write's, and the r of the read a remove makes first. */
+export type DataTypeWriteOptions = WriteOptions & { readonly r?: ReadOptions['r'] };
+
+/** What the HTTP layer needs for /dt: reads and updates of counters and sets (src/engine/data-types.ts). */
+export interface DataTypeService {
+  /** A coordinated read of r replicas (with read repair); undefined when the key holds no data type. */
+  read(bucket: string, key: string, options: ReadOptions): Promise<DataTypeValue | undefined>;
+  /** A coordinated update: applied at one replica, then replicated with w like a write. */
+  update(bucket: string, key: string, update: DataTypeUpdate, options: DataTypeWriteOptions): Promise<void>;
+}
+
 /** One member as /status shows it. */
 export interface MemberStatus {
   readonly id: string;
@@ -88,6 +100,8 @@ export interface KvService {
   delete(command: DeleteCommand): Promise<WriteOutcome>;
   /** One page of the bucket's live keys in byte order (a coverage query over every partition). */
   list(query: ListQuery): Promise<ListPage>;
+  /** Counters and sets (/dt), in a namespace of their own beside the bucket's plain keys. */
+  readonly dataTypes: DataTypeService;
   /** The bucket's properties (defaults merged with its own). */
   bucketProperties(bucket: string): BucketProperties;
   /** This node's clock: it decides whether a version read here has expired. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type SiblingLimits, judgeSiblings } from '../core/versioning/sibling-limits.js';
 import { type Precondition, checkPrecondition } from '../core/versioning/preconditions.js';
 import { KvError } from '../util/errors.js';
@@ -14,6 +15,7 @@ import {
   mergeObjects,
   pruneClock,
 } from '../core/versioning/versioned-object.js';
+import { type DataTypeLimits, type DataTypeUpdate, applyDataTypeUpdate } from '../core/datatypes/data-type.js';
 import type { Storage } from '../ports/storage.js';
 import { BucketIndex } from './bucket-index.js';
 import { KeyLocks } from './key-locks.js';
@@ -60,6 +62,8 @@ export class Replica {
   siblingRefusals = 0;
   /** The per-bucket index of the stored keys, kept by store and remove below (src/engine/bucket-index.ts). */
   readonly bucketIndex: BucketIndex;
+  /** Per ring region (the top 16 bits of a position): how often a key there was removed or reaped in this incarnation. */
+  private readonly dataTypeEpochs = new Map<number, number>();
 
   constructor(
     private readonly storage: Storage,
@@ -159,6 +163,45 @@ export class Replica {
     });
   }
 
+  /**
+   * Applies a data type update here as one of this replica's actors, after merging in `base` (the
+   * coordinator's read, for removes), stores the result and answers it.
+   *
+   * The actor is a lineage of this incarnation, `actorId~epoch`, and its dots count from 1 per key
+   * without gaps. A state-based counter or set is only safe while its actor updates from its own
+   * latest state: an actor that lost its copy of a key and issued dots again from an empty state
+   * would make the merge drop its earlier entries (a counter would lose increments, a set its
+   * elements). Within an incarnation a copy is lost only by handoff clean-up or reaping, which
+   * start a new epoch for their region of the ring; a restart is a new incarnation (new actor id).
+   * So the lineage of the current epoch is found in the stored clock exactly when this copy holds
+   * all of its events, and otherwise a fresh lineage begins.
+   */
+  async updateDataType(bucket: string, key: string, update: DataTypeUpdate, sync: boolean, base: VersionedObject | null, nowMs: number, limits: DataTypeLimits): Promise<VersionedObject> {
+    const dataKey = encodeDataKey(bucket, key);
+    return this.locks.withLock(dataKey.toString('latin1'), async () => {
+      const beforeBytes = await this.storage.data.get(dataKey);
+      const stored = beforeBytes === undefined ? emptyObject : decodeObject(beforeBytes);
+      const before = base === null ? stored : mergeObjects(stored, base, 'siblings');
+      const after = applyDataTypeUpdate(before, this.dataTypeActor(dataKey), update, nowMs, limits);
+      await this.store(dataKey, beforeBytes, after, sync);
+      return after;
+    });
+  }
+
+  /** The actor this replica's data type updates of a key use now (see updateDataType). */
+  private dataTypeActor(dataKey: Buffer): string {
+    const epoch = this.dataTypeEpochs.get(dataKey.readUInt32BE(0) >>> 16) ?? 0;
+    const actor = `${this.actorId}~${epoch.toString(36)}`;
+    // Contexts carry actor names of at most 128 characters; a long node id is shortened to a digest of it.
+    return actor.length <= 128 ? actor : `~${createHash('sha256').update(actor).digest('hex').slice(0, 40)}`;
+  }
+
+  /** A stored key is about to go: data type updates in its region start a new lineage (see updateDataType). */
+  private forgetDataTypeLineage(dataKey: Buffer): void {
+    const region = dataKey.readUInt32BE(0) >>> 16;
+    this.dataTypeEpochs.set(region, (this.dataTypeEpochs.get(region) ?? 0) + 1);
+  }
+
   /** Merges a version from elsewhere into this replica; answers the merged object and whether it changed. */
   async merge(bucket: string, key: string, incoming: VersionedObject, mode: ConflictMode, sync: boolean): Promise<{ object: VersionedObject; changed: boolean }> {
     return this.mergeByDataKey(encodeDataKey(bucket, key), incoming, mode, sync);
@@ -207,6 +250,7 @@ export class Replica {
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
       const current = await this.storage.data.get(dataKey);
       if (current === undefined || !Buffer.from(current).equals(expected)) return false;
+      this.forgetDataTypeLineage(dataKey);
       return this.gated(async () => {
         await this.reaped.remember(dataKey, current, nowMs);
         await this.storage.data.del(dataKey);
@@ -238,6 +282,7 @@ export class Replica {
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
       const current = await this.storage.data.get(dataKey);
       if (current === undefined || !Buffer.from(current).equals(expected)) return false;
+      this.forgetDataTypeLineage(dataKey);
       return this.gated(async () => {
         await this.storage.data.del(dataKey);
         await this.bucketIndex.forget(dataKey);

@@ -21,6 +21,7 @@ import { registerPeerHandlers } from './peer-handlers.js';
 import { PeerService } from './peer-service.js';
 import { Replica } from './replica.js';
 import { Status } from './status.js';
+import { DataTypes } from './data-types.js';
 
 /** The ports and settings a node runs on. */
 export interface RingNodeOptions {
@@ -54,6 +55,8 @@ export class RingNode implements KvService {
   private readonly client: ClientRequests;
   private readonly lifecycle: Lifecycle;
   private readonly statusReport: Status;
+  /** Counters and sets (/dt): src/engine/data-types.ts. */
+  readonly dataTypes: DataTypes;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
 
@@ -104,6 +107,15 @@ export class RingNode implements KvService {
     this.lifecycle = new Lifecycle({ ...options, ...roles, maxNVal: shared.maxNVal, onLeft: () => this.onLeft?.() });
     this.statusReport = new Status({ ...options, ...roles, startedAtMs: options.clock.nowMs(), membership: () => this.membership, inFlight: () => this.client.inFlight });
     registerPeerHandlers(peers, { ...roles, selfId: this.nodeId, gossiper: () => this.membership, requireRing: shared.requireRing });
+    // Counters and sets: updates are coordinated like writes and applied by the replica that serves dt-update.
+    const dataTypes = (this.dataTypes = new DataTypes({
+      coordinator,
+      replica,
+      clock: options.clock,
+      limits: () => ({ maxSetElements: config.limits.maxSetElements, maxSetBytes: config.limits.maxSetBytes }),
+      admit: (work) => this.client.admit(work),
+    }));
+    peers.register('dt-update', (request) => dataTypes.handleUpdate(request));
   }
 
   /** The membership view and failure detector (the lifecycle creates it at start; undefined before, which the optional chains allow for). */

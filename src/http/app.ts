@@ -8,6 +8,7 @@ import { registerAuth } from './auth.js';
 import { registerClusterAdminRoutes } from './cluster-admin-routes.js';
 import { sendKvError, toKvError } from './errors.js';
 import { registerKvRoutes } from './kv-routes.js';
+import { registerDataTypeRoutes } from './dt-routes.js';
 import { compactSchema, healthSchema, metricsSchema, openApiSchema, statusSchema } from './route-schemas.js';
 import { HttpMetrics } from './metrics.js';
 import { PeerSecret } from './peer-auth.js';
@@ -26,7 +27,7 @@ export interface AppOptions {
   readonly https?: { readonly key: Buffer; readonly cert: Buffer };
 }
 
-const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, POST ${peerRoutePath} (GET /openapi.json describes them all)`;
+const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, POST ${peerRoutePath} (GET /openapi.json describes them all)`;
 
 /** The version of the public API's description (the peer API versions itself in its path). */
 const apiVersion = '1.0.0';
@@ -40,6 +41,9 @@ function shownPath(request: FastifyRequest): string {
 /** Unknown routes: a malformed /kv path is a bad request (so a client never mistakes it for a missing key); anything else is 404. */
 function notFoundError(request: FastifyRequest): KvError {
   const path = shownPath(request);
+  if (path === '/dt' || path.startsWith('/dt/')) {
+    return new KvError('KV_BAD_REQUEST', `${request.method} ${path} is not a data type path: use GET or POST on /dt/{bucket}/{key}, with bucket and key non-empty and URL-encoded`);
+  }
   if (path === '/kv' || path.startsWith('/kv/')) {
     return new KvError(
       'KV_BAD_REQUEST',
@@ -123,6 +127,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       info: { title: 'ringkv', version: apiVersion, description: 'A leaderless, Dynamo/Cassandra-style key-value database: the HTTP API of every node.' },
       tags: [
         { name: 'kv', description: 'keys and values' },
+        { name: 'dt', description: 'counters and sets that the replicas merge themselves' },
         { name: 'admin', description: 'health, status, metrics, compaction' },
         { name: 'cluster', description: 'repair, leave, remove' },
         { name: 'dashboard', description: 'the /ui dashboard' },
@@ -137,6 +142,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerAuth(app, { config, peerSecret });
   const metrics = new HttpMetrics();
   registerKvRoutes(app, { service, config, metrics });
+  registerDataTypeRoutes(app, { service, config, metrics });
   registerPeerRoute(app, { service, config, metrics, peerSecret });
   registerAdminRoutes(app, service, metrics);
   registerDashboard(app, { service });

@@ -42,8 +42,9 @@ interface KvParams {
   readonly key: string;
 }
 
-function checkName(kind: 'bucket' | 'key', name: string, maxBytes: number): void {
-  if (name.length === 0) throw new KvError('KV_BAD_REQUEST', `the ${kind} is empty; the path is /kv/{bucket}/{key} with both non-empty`);
+/** Checks a bucket or key of a /kv or /dt path (`route` names the path in messages). */
+export function checkName(kind: 'bucket' | 'key', name: string, maxBytes: number, route = '/kv'): void {
+  if (name.length === 0) throw new KvError('KV_BAD_REQUEST', `the ${kind} is empty; the path is ${route}/{bucket}/{key} with both non-empty`);
   const bytes = Buffer.byteLength(name, 'utf8');
   if (bytes > maxBytes) {
     const code = kind === 'key' ? 'KV_KEY_TOO_LONG' : 'KV_BUCKET_TOO_LONG';
@@ -82,6 +83,8 @@ function validateTarget(request: FastifyRequest<{ Params: KvParams }>, dependenc
   const { limits } = dependencies.config;
   checkName('bucket', bucket, limits.maxBucketBytes);
   checkName('key', key, limits.maxKeyBytes);
+  // The data types' namespace (src/core/datatypes/data-type.ts) starts with U+0000, so no plain key may.
+  if (key.startsWith('\u0000')) throw new KvError('KV_BAD_REQUEST', 'keys that start with U+0000 (%00) are reserved for data types (/dt); use another key');
   const nVal = dependencies.service.bucketProperties(bucket).nVal;
   const options = parseKvQuery(request.query as Readonly<Record<string, unknown>>, request.method, nVal);
   return { bucket, key, options, context: contextOf(request) };

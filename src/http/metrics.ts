@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MemberStatus, NodeStatus } from '../engine/kv-service.js';
 
 /** The operations whose requests are counted and timed. */
-export type MeteredOperation = 'get' | 'get_local' | 'put' | 'delete' | 'peer';
+export type MeteredOperation = 'get' | 'get_local' | 'put' | 'delete' | 'peer' | 'dt_get' | 'dt_update';
 
 const memberStatuses: readonly MemberStatus['status'][] = ['joining', 'up', 'down', 'leaving'];
 

@@ -186,6 +186,53 @@ export const kvListSchema = {
   },
 };
 
+const dtGetQuery = Type.Object({ ...readQuery }, { additionalProperties: false });
+const dtErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_KEY_TOO_LONG', 'KV_BUCKET_TOO_LONG', 'KV_INSUFFICIENT_REPLICAS', 'KV_OVERLOADED', 'KV_TIMEOUT', 'KV_STORAGE'];
+
+/** GET /dt/:bucket/:key: a counter or a set (README, "Data types"). */
+export const dtGetSchema = {
+  tags: ['dt'],
+  summary: 'read a counter or a set, merged from r replicas',
+  params: kvParams,
+  querystring: dtGetQuery,
+  response: {
+    200: Type.Union(
+      [
+        Type.Object({ type: Type.Literal('counter'), value: Type.Integer({ description: 'the sum of every increment and decrement the replicas read have merged' }) }),
+        Type.Object({
+          type: Type.Literal('set'),
+          value: Type.Array(Type.String(), { description: 'the elements, each once, in UTF-8 byte order' }),
+          context: Type.String({ description: 'opaque: send it back with a remove, which then removes only what this read saw' }),
+        }),
+      ],
+      { description: 'the merged state' },
+    ),
+    ...errorResponses([...dtErrors, 'KV_NOT_FOUND', 'KV_COUNTER_OVERFLOW']),
+  },
+};
+
+/** POST /dt/:bucket/:key: increment a counter or add to and remove from a set. */
+export const dtUpdateSchema = {
+  tags: ['dt'],
+  summary: 'update a counter (increment by any safe integer) or a set (add, and remove what a read saw)',
+  params: kvParams,
+  querystring: kvWriteQuery,
+  body: Type.Object(
+    {
+      type: Type.Union([Type.Literal('counter'), Type.Literal('set')]),
+      increment: Type.Optional(Type.Integer({ description: 'counter: added to the value; negative to decrement (a safe integer)' })),
+      add: Type.Optional(Type.Array(Type.String(), { description: 'set: elements to add (an add concurrent with a remove wins)' })),
+      remove: Type.Optional(Type.Array(Type.String(), { description: 'set: elements to remove, as the read of `context` saw them' })),
+      context: Type.Optional(Type.String({ description: 'set: the context of a GET of this set; required with remove' })),
+    },
+    { description: '{"type":"counter","increment":N} or {"type":"set","add":[...],"remove":[...],"context":"..."}' },
+  ),
+  response: {
+    204: { description: 'applied at one replica and replicated to w of them', type: 'null' },
+    ...errorResponses([...dtErrors, 'KV_BAD_CONTEXT', 'KV_VALUE_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW']),
+  },
+};
+
 const anyObject = (description: string) => Type.Object({}, { additionalProperties: true, description });
 
 /** GET /health. */

@@ -7,6 +7,8 @@ import type { DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, Wri
 import { type ListPage, type ListQuery, compareKeys } from '../../src/engine/key-listing.js';
 import { emptyContext, writeContext } from '../../src/core/versioning/context.js';
 import { KvError } from '../../src/util/errors.js';
+import { type DataTypeUpdate, type DataTypeValue, applyDataTypeUpdate, dataTypeValue } from '../../src/core/datatypes/data-type.js';
+import type { DataTypeService, DataTypeWriteOptions } from '../../src/engine/kv-service.js';
 
 /** The secret the fake accepts on the peer route. */
 export const fakeSecret = 'fake-cluster-secret-0123456789';
@@ -51,6 +53,20 @@ export class FakeKvService implements KvService {
   /** The fake's clock: it stamps writes and decides expiry on reads; a test may move it on. */
   clockMs = Date.UTC(2024, 0, 2, 3, 4, 5);
   private nextError: Error | undefined;
+  /** The data types (/dt) by `bucket/key`, applied with the real core functions as one actor. */
+  readonly dataTypeStates = new Map<string, VersionedObject>();
+  readonly dataTypes: DataTypeService = {
+    read: async (bucket: string, key: string, options: ReadOptions): Promise<DataTypeValue | undefined> => {
+      this.record('dt.read', bucket, key, options);
+      return dataTypeValue(this.dataTypeStates.get(`${bucket}/${key}`));
+    },
+    update: async (bucket: string, key: string, update: DataTypeUpdate, options: DataTypeWriteOptions): Promise<void> => {
+      this.record('dt.update', bucket, key, update, options);
+      const state = this.dataTypeStates.get(`${bucket}/${key}`) ?? emptyObject;
+      const { maxSetElements, maxSetBytes } = this.config.limits;
+      this.dataTypeStates.set(`${bucket}/${key}`, applyDataTypeUpdate(state, this.nodeId, update, this.clockMs, { maxSetElements, maxSetBytes }));
+    },
+  };
 
   constructor(readonly config: NodeConfig = testConfig()) {}
 

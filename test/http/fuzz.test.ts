@@ -56,6 +56,8 @@ const queryString: fc.Arbitrary<string> = fc
 
 const path: fc.Arbitrary<string> = fc.oneof(
   { weight: 6, arbitrary: fc.tuple(segment, segment).map(([bucket, key]) => `/kv/${bucket}/${key}`) },
+  { weight: 3, arbitrary: fc.tuple(segment, fc.oneof(segment, fc.constantFrom('hits', 'tags'))).map(([bucket, key]) => `/dt/${bucket}/${key}`) },
+  { weight: 1, arbitrary: fc.constantFrom('/dt', '/dt/', '/dt/demo', '/dt//k', '/dt/demo/hits/x') },
   { weight: 1, arbitrary: fc.tuple(segment, segment, segment).map(([bucket, key, extra]) => `/kv/${bucket}/${key}/${extra}`) },
   {
     weight: 2,
@@ -105,6 +107,31 @@ const context = (seen: readonly string[]): fc.Arbitrary<string | undefined> =>
     { weight: 1, arbitrary: printable(60) },
   );
 
+/** Data type updates (/dt): well-formed, nearly so, or with junk fields, huge or unsafe numbers, and real or junk contexts. */
+const dataTypeBody = (seen: readonly string[]): fc.Arbitrary<string> => {
+  const realContext = fc.nat().map((index) => seen[index % Math.max(1, seen.length)] ?? 'c1.');
+  const elements = fc.array(fc.constantFrom('a', 'b', '', 'ü', 'x'.repeat(300)), { maxLength: 5 });
+  const junk = fc
+    .record(
+      {
+        type: fc.oneof({ weight: 8, arbitrary: fc.constantFrom('counter', 'set') }, { weight: 1, arbitrary: fc.constantFrom('map', '', 'COUNTER') }, { weight: 1, arbitrary: fc.jsonValue() }),
+        increment: fc.oneof(fc.integer({ min: -1000, max: 1000 }), fc.constantFrom(Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 1e300, 0.5, -0), fc.jsonValue()),
+        add: fc.oneof(elements, fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }), fc.jsonValue()),
+        remove: fc.oneof(fc.array(fc.constantFrom('a', 'b', 'zz'), { maxLength: 3 }), fc.jsonValue()),
+        context: fc.oneof(realContext, fc.constantFrom('c1.', 'c1.W10', 'c2.AAAA', ''), printable(40), fc.jsonValue()),
+        extra: fc.jsonValue(),
+      },
+      { requiredKeys: ['type'] },
+    )
+    .map((value) => JSON.stringify(value));
+  return fc.oneof(
+    { weight: 3, arbitrary: fc.integer({ min: -1000, max: 1000 }).map((increment) => JSON.stringify({ type: 'counter', increment })) },
+    { weight: 2, arbitrary: elements.map((add) => JSON.stringify({ type: 'set', add: add.length === 0 ? ['a'] : add })) },
+    { weight: 2, arbitrary: fc.tuple(elements, fc.constantFrom<string[]>(['a'], ['b'], ['a', 'b'], ['zz']), realContext).map(([add, remove, context]) => JSON.stringify({ type: 'set', add: add.filter((element) => !remove.includes(element)), remove, context })) },
+    { weight: 3, arbitrary: junk },
+  );
+};
+
 const body: fc.Arbitrary<string | Buffer | undefined> = fc.oneof(
   { weight: 2, arbitrary: fc.constant(undefined) },
   { weight: 3, arbitrary: fc.string({ maxLength: 200 }) },
@@ -115,7 +142,7 @@ const body: fc.Arbitrary<string | Buffer | undefined> = fc.oneof(
 );
 
 const method = fc.oneof(
-  { weight: 6, arbitrary: fc.constantFrom('GET', 'PUT', 'DELETE') },
+  { weight: 6, arbitrary: fc.constantFrom('GET', 'PUT', 'DELETE', 'POST') },
   { weight: 2, arbitrary: fc.constantFrom('POST', 'HEAD', 'PATCH', 'OPTIONS') },
 ) as fc.Arbitrary<InjectOptions['method']>;
 
@@ -127,7 +154,7 @@ interface DrawnRequest {
   readonly payload: string | Buffer | undefined;
 }
 
-const request = (seen: readonly string[]): fc.Arbitrary<DrawnRequest> =>
+const request = (seen: readonly string[], dataTypeContexts: readonly string[]): fc.Arbitrary<DrawnRequest> =>
   fc
     .record({
       guarded: fc.boolean(),
@@ -143,7 +170,7 @@ const request = (seen: readonly string[]): fc.Arbitrary<DrawnRequest> =>
         { weight: 10, arbitrary: fc.constant(undefined) },
         { weight: 1, arbitrary: fc.constantFrom('0', '-1', '1', 'abc', String(64 * 1024 * 1024)) },
       ),
-      payload: body,
+      payload: fc.oneof({ weight: 3, arbitrary: body }, { weight: 2, arbitrary: dataTypeBody(dataTypeContexts) }),
     })
     .map((drawn) => {
       const headers: Record<string, string> = {};
@@ -162,6 +189,8 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
   let guarded: FastifyInstance | undefined;
   /** Contexts the node gave out, so some fuzzed writes carry a real one. */
   const seen: string[] = [];
+  /** Contexts of /dt set reads, for fuzzed removes. */
+  const dataTypeContexts: string[] = [];
 
   beforeAll(async () => {
     cluster = await SimCluster.start(seed, 3, { limits: { maxValueBytes: 4096 } });
@@ -184,6 +213,11 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
       const given = answer.headers['x-ringkv-context'];
       if (typeof given === 'string') seen.push(given);
     }
+    // A counter and a set, so /dt reads find data and some fuzzed removes carry a set's real context.
+    await cluster.drive(open.inject({ method: 'POST', url: '/dt/demo/hits', payload: '{"type":"counter","increment":3}' }));
+    await cluster.drive(open.inject({ method: 'POST', url: '/dt/demo/tags', payload: '{"type":"set","add":["a","b"]}' }));
+    const set = await cluster.drive(open.inject({ method: 'GET', url: '/dt/demo/tags' }));
+    dataTypeContexts.push((JSON.parse(set.body) as { context: string }).context);
     const read = await cluster.drive(open.inject({ method: 'GET', url: '/kv/demo/k' }));
     const given = read.headers['x-ringkv-context'];
     if (typeof given === 'string') seen.push(given);
@@ -198,13 +232,15 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
   it('answers every drawn request with a status below 500, or 503/504, and a KV_* error body for every error', async () => {
     const simulation = cluster as SimCluster;
     const statuses = new Map<number, number>();
+    const dataTypeStatuses = new Map<number, number>();
     await fc.assert(
-      fc.asyncProperty(request(seen), async (drawn) => {
+      fc.asyncProperty(request(seen, dataTypeContexts), async (drawn) => {
         const app = (drawn.guarded ? guarded : open) as FastifyInstance;
         const response = await simulation.drive(
           app.inject({ method: drawn.method, url: drawn.url, headers: drawn.headers, ...(drawn.payload === undefined ? {} : { payload: drawn.payload }) }),
         );
         statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
+        if (drawn.url.startsWith('/dt/')) dataTypeStatuses.set(response.statusCode, (dataTypeStatuses.get(response.statusCode) ?? 0) + 1);
         const summary = `${drawn.method} ${drawn.url.slice(0, 200)} (${drawn.guarded ? 'auth on' : 'auth off'}) answered ${response.statusCode}: ${response.body.slice(0, 300)}`;
         expect(response.statusCode < 500 || response.statusCode === 503 || response.statusCode === 504, summary).toBe(true);
         if (response.statusCode >= 400 && drawn.method !== 'HEAD') {
@@ -222,6 +258,10 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
     const codes = [...statuses.keys()];
     expect(codes.some((code) => code < 300), `statuses seen: ${JSON.stringify(Object.fromEntries(statuses))}`).toBe(true);
     expect(codes.some((code) => code >= 400 && code < 500), `statuses seen: ${JSON.stringify(Object.fromEntries(statuses))}`).toBe(true);
+    console.log(`of them /dt: ${JSON.stringify(Object.fromEntries(dataTypeStatuses))}`);
+    const dataTypeCodes = [...dataTypeStatuses.keys()];
+    expect(dataTypeCodes.some((code) => code === 200) && dataTypeCodes.includes(204), `/dt statuses seen: ${JSON.stringify(Object.fromEntries(dataTypeStatuses))}`).toBe(true);
+    expect(dataTypeCodes.some((code) => code >= 400 && code < 500), `/dt statuses seen: ${JSON.stringify(Object.fromEntries(dataTypeStatuses))}`).toBe(true);
   });
 
   it('answers every peer batch with the cluster secret, valid, mutated or junk, with a decodable reply batch or a KV_* 4xx', async () => {
@@ -233,6 +273,8 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
       { type: 'replica-get', bucket: 'demo', key: 'k' },
       { type: 'coordinate-put', bucket: 'demo', key: 'peer-k', write: { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, context: { vector: {}, dots: [] }, nowMs: now }, mode: 'siblings', sync: false },
       { type: 'control', operation: 'ae-root', payload: { partition: 0, root: '0' } },
+      { type: 'dt-update', bucket: 'demo', key: '\u0000dt\u0000peer-hits', update: { type: 'counter', increment: 2 }, sync: false, base: null },
+      { type: 'dt-update', bucket: 'demo', key: '\u0000dt\u0000peer-tags', update: { type: 'set', add: ['a'], remove: ['b'], context: { vector: { x: 1 }, dots: [] } }, sync: false, base: null },
     ];
     /** A control request with a junk payload, for every operation anti-entropy and handoff serve. */
     const control = fc

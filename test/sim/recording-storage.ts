@@ -3,6 +3,8 @@
  * whether a key is durable: LevelDB keeps one write-ahead log for all sublevels, and a synced
  * write fsyncs it with every record appended before it, so a write is durable once it, or any
  * write called after it, was synced. Memory storage itself ignores `sync`; this makes it visible.
+ * It also reports every key read to its read listeners, so a test can see which key ranges a
+ * request touched.
  */
 import { MemoryStorage } from '../../src/adapters/memory-storage.js';
 import type { BatchOperation, KeyRange, KeySpace, Storage, StorageStats, WriteOptions } from '../../src/ports/storage.js';
@@ -21,6 +23,9 @@ interface WriteEvent {
 /** Called when a key is about to be deleted (before the delete reaches the engine). */
 export type DeleteListener = (space: SpaceName, key: Buffer) => void;
 
+/** Called for every key read: each get, each key of a getMany, each entry a range scan yields. */
+export type ReadListener = (space: SpaceName, key: Buffer) => void;
+
 function name(key: Uint8Array): string {
   return Buffer.from(key).toString('latin1');
 }
@@ -34,6 +39,7 @@ export class RecordingStorage implements Storage {
   /** Index of the newest put per space and key (deleted keys are absent). */
   private readonly lastPut = new Map<string, number>();
   private readonly deleteListeners: DeleteListener[] = [];
+  private readonly readListeners: ReadListener[] = [];
   readonly data: KeySpace;
   readonly hints: KeySpace;
   readonly meta: KeySpace;
@@ -47,6 +53,23 @@ export class RecordingStorage implements Storage {
   /** Registers a listener of deletes. */
   onDelete(listener: DeleteListener): void {
     this.deleteListeners.push(listener);
+  }
+
+  /** Registers a listener of reads (to count which key ranges a test's requests touch). */
+  onRead(listener: ReadListener): void {
+    this.readListeners.push(listener);
+  }
+
+  private read(space: SpaceName, key: Uint8Array): void {
+    for (const listener of this.readListeners) listener(space, Buffer.from(key));
+  }
+
+  /** A range scan that reports each entry it yields as a read. */
+  private async *scan(space: SpaceName, inner: KeySpace, range?: KeyRange): AsyncIterable<[Uint8Array, Uint8Array]> {
+    for await (const entry of inner.entries(range)) {
+      this.read(space, entry[0]);
+      yield entry;
+    }
   }
 
   /** True when the key is stored and its newest put was synced, by itself or by a later synced write. */
@@ -71,8 +94,14 @@ export class RecordingStorage implements Storage {
 
   private wrap(space: SpaceName, inner: KeySpace): KeySpace {
     return {
-      get: (key) => inner.get(key),
-      getMany: (keys) => inner.getMany(keys),
+      get: (key) => {
+        this.read(space, key);
+        return inner.get(key);
+      },
+      getMany: (keys) => {
+        for (const key of keys) this.read(space, key);
+        return inner.getMany(keys);
+      },
       put: (key: Uint8Array, value: Uint8Array, options?: WriteOptions) => {
         this.record(space, 'put', key, options?.sync === true);
         return inner.put(key, value, options);
@@ -85,7 +114,7 @@ export class RecordingStorage implements Storage {
         operations.forEach((operation, index) => this.record(space, operation.type, operation.key, options?.sync === true && index === operations.length - 1));
         return inner.batch(operations, options);
       },
-      entries: (range?: KeyRange) => inner.entries(range),
+      entries: (range?: KeyRange) => (this.readListeners.length === 0 ? inner.entries(range) : this.scan(space, inner, range)),
       clearRange: (range: KeyRange) => inner.clearRange(range),
     };
   }

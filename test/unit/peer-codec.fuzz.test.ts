@@ -33,6 +33,20 @@ const object: fc.Arbitrary<VersionedObject> = fc.record({
     { maxLength: 2 },
   ),
 });
+/** A data type's state (object format 3): the same shape with a kind. */
+const dataTypeObject: fc.Arbitrary<VersionedObject> = fc.tuple(object, fc.constantFrom('counter' as const, 'set' as const)).map(([state, kind]) => ({ ...state, kind }));
+const dataTypeUpdate = fc.oneof(
+  fc.record({ type: fc.constant('counter' as const), increment: fc.maxSafeInteger() }),
+  fc.record(
+    {
+      type: fc.constant('set' as const),
+      add: fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }),
+      remove: fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }),
+      context: fc.record({ vector: fc.uniqueArray(fc.tuple(nodeId, fc.integer({ min: 1, max: 1000 })), { selector: ([node]) => node, maxLength: 3 }).map((entries) => Object.fromEntries(entries)), dots: fc.constant([]) }),
+    },
+    { requiredKeys: ['type', 'add', 'remove'] },
+  ),
+);
 const partition = fc.integer({ min: 0, max: 255 });
 const digest = fc.stringMatching(/^[0-9a-f]{16}$/);
 const item = fc.record({ dataKey, object });
@@ -100,6 +114,7 @@ const request: fc.Arbitrary<PeerRequest> = fc.oneof(
   }),
   fc.record({ type: fc.constant('ae-fetch' as const), partition, keys: fc.array(dataKey, { maxLength: 4 }), maxBytes: fc.integer({ min: 1, max: 1 << 22 }) }),
   fc.record({ type: fc.constant('ae-push' as const), partition, items: fc.array(item, { maxLength: 3 }) }),
+  fc.record({ type: fc.constant('dt-update' as const), bucket: fc.string(), key: fc.string(), update: dataTypeUpdate, sync: fc.boolean(), base: fc.option(dataTypeObject, { nil: null }) }),
   fc.record({ type: fc.constant('ae-summary' as const), roots: fc.array(fc.record({ partition, root: digest }), { maxLength: 6 }) }),
   fc.record({ type: fc.constant('ae-leaves' as const), partition, branches: fc.array(fc.integer({ min: 0, max: merkleFanout - 1 }), { maxLength: merkleFanout }) }),
   fc.record({ type: fc.constant('ae-digest' as const), dataKey }),
@@ -115,6 +130,7 @@ const reply: fc.Arbitrary<PeerReply> = fc.oneof(
   fc.record({ type: fc.constant('object-page' as const), items: fc.array(item, { maxLength: 3 }), done: fc.boolean() }),
   fc.record({ type: fc.constant('ae-keys-reply' as const), differing: fc.array(dataKey, { maxLength: 4 }), need: fc.array(dataKey, { maxLength: 4 }), truncated: fc.boolean() }),
   fc.record({ type: fc.constant('ae-push-reply' as const), repaired: fc.integer({ min: 0, max: 200 }) }),
+  fc.record({ type: fc.constant('dt-update-reply' as const), object: dataTypeObject, durable: fc.boolean() }),
   fc.record({
     type: fc.constant('ae-summary-reply' as const),
     differing: fc.array(fc.record({ partition, branches: hashes }), { maxLength: 3 }),

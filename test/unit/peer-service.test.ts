@@ -78,6 +78,7 @@ describe('PeerService', () => {
       'ae-fetch': true,
       'ae-push': true,
       'list-keys': true,
+      'dt-update': true,
       'ae-summary': true,
       'ae-leaves': true,
       'ae-digest': true,

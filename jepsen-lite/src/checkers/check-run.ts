@@ -10,7 +10,10 @@ import { checkClient } from './client.js';
 import { type ConvergenceResult, checkConvergence } from './convergence.js';
 import { checkDelete } from './delete.js';
 import { checkRegister } from './register.js';
+import { checkCounter } from './counter.js';
+import { checkDtSet } from './dt-set.js';
 import { checkSet } from './set.js';
+import { checkTtl } from './ttl.js';
 import { type StatsResult, computeStats } from './stats.js';
 
 /** The verdicts of every checker on one history. */
@@ -35,6 +38,12 @@ export function checkWorkload(workload: WorkloadName, history: readonly Operatio
       return checkDelete(history);
     case 'client':
       return checkClient(history);
+    case 'ttl':
+      return checkTtl(history, context);
+    case 'counter':
+      return checkCounter(history);
+    case 'dt-set':
+      return checkDtSet(history);
   }
 }
 

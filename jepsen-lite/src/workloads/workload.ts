@@ -41,6 +41,18 @@ export interface Workload {
   finalKeys(): string[];
   /** A read's siblings as the history records them. */
   decode(siblings: readonly StoredValue[]): unknown;
+  /**
+   * How long after healing the final reads must wait at least, given the largest offset ahead of
+   * true time any node's clock had during the run (the ttl workload: until every value expired).
+   */
+  finalReadDelayMs?(maxClockAheadMs: number): number;
+  /**
+   * Reads a key's value through `node` with r=all, as the history records it, for a workload
+   * whose keys are not read with the key/value API (the data types). The final phase then reads
+   * each key with it once (`final-read`) and through every member (`local-read`, since /dt
+   * serves no local=true), instead of each primary's own copy.
+   */
+  readValue?(client: RingClient, node: string, key: string): Promise<unknown>;
 }
 
 function describeError(error: unknown): string {

@@ -100,7 +100,11 @@ function ringProblem(value: unknown, expectations: ViewExpectations, known: Read
 
 const quorumWords = ['one', 'quorum', 'all'];
 
-/** The checked properties of one bucket, or a problem; unknown fields are left out. */
+/**
+ * The checked properties of one bucket, or a problem; unknown fields are left out. Every field
+ * of BucketProperties needs its check here: one without is dropped from every gossiped and
+ * persisted view, so the founder's setting silently reverts to the default elsewhere.
+ */
 function bucketEntry(value: unknown): Partial<BucketProperties> | string {
   if (!isPlainObject(value)) return 'not an object';
   const entry: Record<string, unknown> = {};
@@ -118,7 +122,6 @@ function bucketEntry(value: unknown): Partial<BucketProperties> | string {
     if (value.conflictMode !== 'siblings' && value.conflictMode !== 'lww') return 'conflictMode is not siblings or lww';
     entry.conflictMode = value.conflictMode;
   }
-  // A bucket's default expiry spreads with the rest: without it a joined node wrote the bucket's keys without their TTL.
   if (value.ttlSeconds !== undefined) {
     if (!isCounter(value.ttlSeconds, maxTtlSeconds)) return `ttlSeconds is not an integer in 0..${maxTtlSeconds}`;
     entry.ttlSeconds = value.ttlSeconds;

@@ -93,11 +93,14 @@ function isCausalContext(value: CausalContext | VersionVector): value is CausalC
   return Array.isArray((value as { dots?: unknown }).dots) && typeof (value as { vector?: unknown }).vector === 'object';
 }
 
-/** Decodes a context header, or throws KV_BAD_CONTEXT saying how to get a valid one. */
-export function decodeContext(text: string): CausalContext {
+/**
+ * Decodes a context header, or throws KV_BAD_CONTEXT saying how to get a valid one. `maxLength`
+ * is larger for a set's context in a /dt body, which names every actor that ever added to the set.
+ */
+export function decodeContext(text: string, maxLength = maxContextLength): CausalContext {
   const bad = (why: string): KvError =>
     new KvError('KV_BAD_CONTEXT', `malformed x-ringkv-context (${why}); send back the header exactly as a GET or PUT returned it, or omit it`);
-  if (text.length > maxContextLength) throw bad(`longer than ${maxContextLength} characters`);
+  if (text.length > maxLength) throw bad(`longer than ${maxLength} characters`);
   const dotted = text.startsWith(dottedPrefix);
   if (!dotted && !text.startsWith(vectorPrefix)) throw bad('unknown format');
   const body = text.slice(vectorPrefix.length);

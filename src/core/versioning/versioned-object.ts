@@ -31,10 +31,19 @@ export interface Sibling {
   readonly expiresAtMs?: number;
 }
 
+/**
+ * The convergent data type an object holds (src/core/datatypes/), or absent for a plain value.
+ * A data type's state is kept in the same shape, a clock and dotted siblings, so every path that
+ * moves versions carries it; mergeObjects merges it as the type's lattice, never into siblings.
+ */
+export type DataTypeKind = 'counter' | 'set';
+
 /** A key's state on one replica: its siblings and the causal history they summarise. */
 export interface VersionedObject {
   readonly clock: VersionVector;
   readonly siblings: readonly Sibling[];
+  /** Set when the object is a data type's state; its siblings are then the type's dotted entries. */
+  readonly kind?: DataTypeKind;
 }
 
 /** How a bucket resolves concurrent writes. */
@@ -129,6 +138,7 @@ export function applyWrite(
  * Commutative, associative and idempotent, so replicas converge whatever the order of syncs.
  */
 export function mergeObjects(left: VersionedObject, right: VersionedObject, mode: ConflictMode): VersionedObject {
+  if (left.kind !== undefined || right.kind !== undefined) return mergeDataTypeStates(left, right);
   const clock = mergeVectors(left.clock, right.clock);
   const survivors: Sibling[] = [];
   for (const sibling of left.siblings) {
@@ -144,6 +154,28 @@ export function mergeObjects(left: VersionedObject, right: VersionedObject, mode
     return { clock, siblings: winner === undefined ? [] : [winner] };
   }
   return { clock, siblings: sortSiblings(survivors) };
+}
+
+/** Plain values rank below data types, counters below sets: see mergeDataTypeStates. */
+function kindRank(kind: DataTypeKind | undefined): number {
+  return kind === undefined ? 0 : kind === 'counter' ? 1 : 2;
+}
+
+/**
+ * Merges two states of a data type, whatever the bucket's conflict mode. Both types keep their
+ * entries as dotted siblings under one clock, and the dotted merge above is exactly the merge of
+ * an add-wins observed-remove set without tombstones (ORSWOT: an entry survives unless the other
+ * side has seen its dot and dropped it) and of a per-actor counter (an actor's newer entry has
+ * seen its older one). Two different kinds (a counter and a set first written concurrently on
+ * two sides of a partition) cannot be combined: the higher kind wins whole, so the merge stays a
+ * join (commutative, associative, idempotent) and every replica keeps the same one.
+ */
+function mergeDataTypeStates(left: VersionedObject, right: VersionedObject): VersionedObject {
+  const leftRank = kindRank(left.kind);
+  const rightRank = kindRank(right.kind);
+  if (leftRank !== rightRank) return leftRank > rightRank ? left : right;
+  const merged = mergeObjects({ clock: left.clock, siblings: left.siblings }, { clock: right.clock, siblings: right.siblings }, 'siblings');
+  return left.kind === undefined ? merged : { ...merged, kind: left.kind };
 }
 
 /** True when `sibling` carries an expiry that has passed at `nowMs` (the reading node's clock). */
@@ -173,6 +205,8 @@ export function isDeleted(object: VersionedObject, nowMs = Number.NEGATIVE_INFIN
  * tombstone reaper waits its grace period from this moment, on its own clock.
  */
 export function deadSinceMs(object: VersionedObject): number | undefined {
+  // A data type is never deleted (an empty set is still a set with a history), so never reaped.
+  if (object.kind !== undefined) return undefined;
   let newest = 0;
   for (const sibling of object.siblings) {
     if (sibling.tombstone) newest = Math.max(newest, sibling.lastModifiedMs);
@@ -190,6 +224,8 @@ export function deadSinceMs(object: VersionedObject): number | undefined {
  */
 export function pruneClock(object: VersionedObject, maxEntries: number): VersionedObject {
   assert(maxEntries >= 1, 'maxEntries must be positive');
+  // A data type's clock is never pruned: forgetting an entry would bring a removed element back.
+  if (object.kind !== undefined) return object;
   const entries = Object.entries(object.clock);
   if (entries.length <= maxEntries) return object;
   const pinned = new Set(object.siblings.map((sibling) => sibling.dot.node));
@@ -210,5 +246,5 @@ export function versionIdentity(object: VersionedObject): string {
     .map(([node, counter]) => `${node}:${counter}`)
     .join(',');
   const dots = object.siblings.map((sibling) => `${sibling.dot.node}:${sibling.dot.counter}${sibling.tombstone ? 't' : ''}${sibling.expiresAtMs === undefined ? '' : `e${sibling.expiresAtMs}`}`).join(',');
-  return `${clock}|${dots}`;
+  return object.kind === undefined ? `${clock}|${dots}` : `${object.kind}|${clock}|${dots}`;
 }

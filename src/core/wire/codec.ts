@@ -8,6 +8,7 @@ import { ByteReader, ByteWriter } from './bytes.js';
 import { decodeControlPayload, decodeViewState, encodeControlPayload, encodeViewState } from './state-codec.js';
 import type { CoordinatePutRequest, KeyDigest, PeerReply, PeerRequest, StoredItem } from './messages.js';
 import type { Precondition } from '../versioning/preconditions.js';
+import type { DataTypeUpdate } from '../datatypes/data-type.js';
 
 /**
  * The binary encoding of peer traffic. A body is one batch: [protocol version][count]{message}*,
@@ -58,6 +59,8 @@ export const wireLimits = {
   maxListKeyLength: 65_536,
   /** A digest's text (16 hex digits today). */
   maxDigestLength: 64,
+  /** Elements added or removed by one data type update (the HTTP body limit keeps real ones far below). */
+  maxSetUpdateElements: 1_000_000,
 } as const;
 
 /**
@@ -78,6 +81,8 @@ const requestTags = {
   'ae-fetch': 8,
   'ae-push': 9,
   'list-keys': 11,
+  // 30-39 are the data types' (src/core/datatypes/).
+  'dt-update': 30,
   'ae-summary': 50,
   'ae-leaves': 51,
   'ae-digest': 52,
@@ -111,6 +116,7 @@ const replyTags = {
   'ae-keys-reply': 8,
   'ae-push-reply': 9,
   'list-keys-reply': 11,
+  'dt-update-reply': 30,
   'ae-summary-reply': 50,
   'ae-leaves-reply': 51,
   'ae-digest-reply': 52,
@@ -368,6 +374,42 @@ function writeBinaryState(writer: ByteWriter, message: PeerRequest | PeerReply, 
   }
 }
 
+const counterUpdateCode = 1;
+const setUpdateCode = 2;
+
+function writeDataTypeUpdate(writer: ByteWriter, update: DataTypeUpdate): void {
+  if (update.type === 'counter') {
+    writer.u8(counterUpdateCode).f64(update.increment);
+    return;
+  }
+  writer.u8(setUpdateCode).varint(update.add.length);
+  for (const element of update.add) writer.string(element);
+  writer.varint(update.remove.length);
+  for (const element of update.remove) writer.string(element);
+  writer.u8(update.context === undefined ? 0 : 1);
+  if (update.context !== undefined) writeContext(writer, update.context);
+}
+
+function readElements(reader: ByteReader, field: string): string[] {
+  const count = readCount(reader, field, wireLimits.maxSetUpdateElements);
+  const elements: string[] = [];
+  for (let index = 0; index < count; index++) elements.push(reader.string());
+  return elements;
+}
+
+function readDataTypeUpdate(reader: ByteReader): DataTypeUpdate {
+  const code = reader.u8();
+  if (code === counterUpdateCode) {
+    const increment = reader.f64();
+    if (!Number.isSafeInteger(increment)) throw malformed(`a counter increment ${increment} that is not a safe integer`);
+    return { type: 'counter', increment };
+  }
+  if (code !== setUpdateCode) throw malformed(`an unknown data type update ${code}`);
+  const add = readElements(reader, 'added elements');
+  const remove = readElements(reader, 'removed elements');
+  return readFlag(reader, 'context') ? { type: 'set', add, remove, context: readContext(reader) } : { type: 'set', add, remove };
+}
+
 function writeRequest(writer: ByteWriter, request: PeerRequest, protocolVersion: number): void {
   if (writeBinaryState(writer, request, protocolVersion)) return;
   const options = request.type === 'coordinate-put' ? coordinatePutOptions(request) : 0;
@@ -432,6 +474,12 @@ function writeRequest(writer: ByteWriter, request: PeerRequest, protocolVersion:
       writer.u8(request.after === null ? 0 : 1);
       if (request.after !== null) writer.string(request.after);
       writer.string(request.prefix).varint(request.limit);
+      return;
+    case 'dt-update':
+      writer.string(request.bucket).string(request.key);
+      writeDataTypeUpdate(writer, request.update);
+      writer.u8(request.sync ? 1 : 0).u8(request.base === null ? 0 : 1);
+      if (request.base !== null) writeObject(writer, request.base);
       return;
     case 'ae-summary':
       writer.varint(request.roots.length);
@@ -539,6 +587,14 @@ function readRequest(reader: ByteReader): PeerRequest {
       const limit = readBounded(reader, 'listing limit', 1, wireLimits.maxListKeys);
       return { type: 'list-keys', bucket, partitions, after, prefix, limit };
     }
+    case requestTags['dt-update']: {
+      const bucket = reader.string();
+      const key = reader.string();
+      const update = readDataTypeUpdate(reader);
+      const sync = readFlag(reader, 'sync');
+      const base = readFlag(reader, 'base') ? readWireObject(reader) : null;
+      return { type: 'dt-update', bucket, key, update, sync, base };
+    }
     case requestTags['ae-summary']: {
       const count = readCount(reader, 'partition roots', wireLimits.maxPartition + 1);
       const roots = [];
@@ -601,6 +657,10 @@ function writeReply(writer: ByteWriter, reply: PeerReply, protocolVersion: numbe
       writer.varint(reply.keys.length);
       for (const key of reply.keys) writer.string(key);
       writer.u8(reply.more ? 1 : 0).string(reply.scannedTo);
+      return;
+    case 'dt-update-reply':
+      writeObject(writer, reply.object);
+      writer.u8(reply.durable ? 1 : 0);
       return;
     case 'ae-summary-reply':
       writer.varint(reply.differing.length);
@@ -671,6 +731,10 @@ function readReply(reader: ByteReader): PeerReply {
       for (let index = 0; index < count; index++) keys.push(readListString(reader, 'listed key'));
       const more = readFlag(reader, 'more');
       return { type: 'list-keys-reply', keys, more, scannedTo: readListString(reader, 'scan position') };
+    }
+    case replyTags['dt-update-reply']: {
+      const object = readWireObject(reader);
+      return { type: 'dt-update-reply', object, durable: readFlag(reader, 'durable') };
     }
     case replyTags['ae-summary-reply']: {
       const count = readCount(reader, 'differing partitions', wireLimits.maxPartition + 1);

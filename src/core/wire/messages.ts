@@ -1,3 +1,4 @@
+import type { DataTypeUpdate } from '../datatypes/data-type.js';
 import type { Precondition } from '../versioning/preconditions.js';
 import type { ConflictMode, Dot, VersionedObject, WriteIntent } from '../versioning/versioned-object.js';
 
@@ -162,6 +163,21 @@ export interface ListKeysRequest {
   readonly limit: number;
 }
 
+/**
+ * Apply a data type update on this replica (it issues the update's dots as one of its actors),
+ * store the result and return it; the coordinator then replicates it as a version (replica-put).
+ */
+export interface DataTypeUpdateRequest {
+  readonly type: 'dt-update';
+  readonly bucket: string;
+  /** The stored key (the data type namespace's, src/core/datatypes/data-type.ts). */
+  readonly key: string;
+  readonly update: DataTypeUpdate;
+  readonly sync: boolean;
+  /** What the coordinator's read of r replicas returned (a remove needs it), merged in first; null: nothing. */
+  readonly base: VersionedObject | null;
+}
+
 /** Every request a peer can send. */
 export type PeerRequest =
   | ReplicaGetRequest
@@ -174,6 +190,7 @@ export type PeerRequest =
   | AntiEntropyFetchRequest
   | AntiEntropyPushRequest
   | ListKeysRequest
+  | DataTypeUpdateRequest
   | AntiEntropySummaryRequest
   | AntiEntropyLeavesRequest
   | AntiEntropyDigestRequest
@@ -249,6 +266,13 @@ export interface ListKeysReply {
   readonly scannedTo: string;
 }
 
+/** A replica's answer to dt-update: the state it stored. */
+export interface DataTypeUpdateReply {
+  readonly type: 'dt-update-reply';
+  readonly object: VersionedObject;
+  readonly durable: boolean;
+}
+
 /** A partition whose roots differ, with the responder's branch hashes (merkleFanout of them). */
 export interface DifferingPartition {
   readonly partition: number;
@@ -308,6 +332,7 @@ export type PeerReply =
   | AntiEntropyKeysReply
   | AntiEntropyPushReply
   | ListKeysReply
+  | DataTypeUpdateReply
   | AntiEntropySummaryReply
   | AntiEntropyLeavesReply
   | AntiEntropyDigestReply
