@@ -21,7 +21,7 @@
  */
 import type { ReadRequestOptions, ReadResult, RingClient, StoredValue } from '../../../src/client/ring-client.js';
 import type { Random } from '../../../src/ports/random.js';
-import { type Completion, type PlannedOperation, type Workload, readFailure, writeFailure } from './workload.js';
+import { type Completion, type PlannedOperation, type Workload, quorumOf, readFailure, writeFailure } from './workload.js';
 
 /** A key's value in the client workload: elements added, and elements removed for good. */
 export interface ElementSet {
@@ -136,7 +136,7 @@ export class ClientWorkload implements Workload {
   private readLevel(random: Random): { r: number; consistency?: 'one' | 'quorum' | 'all' } {
     const replicas = this.options.replicas;
     const r = 1 + random.int(replicas);
-    const named = r === 1 ? 'one' : r === replicas ? 'all' : r === Math.floor(replicas / 2) + 1 ? 'quorum' : undefined;
+    const named = r === 1 ? 'one' : r === replicas ? 'all' : r === quorumOf('quorum', replicas) ? 'quorum' : undefined;
     return named !== undefined && random.next() < 0.5 ? { r, consistency: named } : { r };
   }
 

@@ -4,6 +4,7 @@
  */
 import { type RingClient, RingClientError, type StoredValue } from '../../../src/client/ring-client.js';
 import type { Random } from '../../../src/ports/random.js';
+import { resolveQuorum } from '../../../src/core/quorum/quorum.js';
 import type { CompletionType } from '../history.js';
 
 /** An operation a worker is about to invoke. */
@@ -90,9 +91,7 @@ export function siblingIntegers(siblings: readonly StoredValue[]): number[] {
   return [...values].sort((left, right) => left - right);
 }
 
-/** The quorum for `level` among `replicas` replicas, as ringkv's quorum rule computes it. */
+/** The quorum for `level` among `replicas` replicas: ringkv's one quorum rule (src/core/quorum), not a copy of it. */
 export function quorumOf(level: 'one' | 'quorum' | 'all', replicas: number): number {
-  if (level === 'one') return 1;
-  if (level === 'all') return replicas;
-  return Math.floor(replicas / 2) + 1;
+  return resolveQuorum(level, replicas);
 }
