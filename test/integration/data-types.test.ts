@@ -6,13 +6,12 @@ import { RingClient, RingClientError } from '../../src/client/ring-client.js';
 import {
   type NodeProcess,
   describeMembership,
-  freePorts,
   killNode,
   nodeStatus,
   pollDeadlineMs,
   processTestTimeoutMs,
   restartNode,
-  startNode,
+  startCluster,
   temporaryFolder,
   waitFor,
   waitForMembersUp,
@@ -44,14 +43,7 @@ describe('counters and sets on a 3-node cluster of real processes', () => {
 
   beforeAll(async () => {
     const env = { RINGKV_CLUSTER_SECRET: secret };
-    const [port1, port2, port3] = (await freePorts(3)) as [number, number, number];
-    nodes.push(startNode(port1, join(folder.path, 'node1'), { env }));
-    await waitHealthy(nodes[0]!);
-    const seeds = [nodes[0]!.address];
-    nodes.push(startNode(port2, join(folder.path, 'node2'), { env, seeds }));
-    nodes.push(startNode(port3, join(folder.path, 'node3'), { env, seeds }));
-    for (const node of nodes) await waitHealthy(node);
-    for (const node of nodes) await waitForMembersUp(node, 3, { settled: true });
+    await startCluster(3, { folder: folder.path, nodes, env, until: 'settled' });
     client = new RingClient({ nodes: nodes.map((node) => node.address) });
   }, processTestTimeoutMs);
 

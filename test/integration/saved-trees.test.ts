@@ -1,16 +1,14 @@
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type NodeProcess,
   call,
   describeMembership,
-  freePorts,
   killNode,
   nodeStatus,
   pollDeadlineMs,
   processTestTimeoutMs,
   restartNode,
-  startNode,
+  startCluster,
   temporaryFolder,
   waitFor,
   waitForMembersUp,
@@ -53,16 +51,9 @@ describe('saved Merkle trees on real processes', () => {
   const folder = temporaryFolder('ringkv-trees-');
   const env = { RINGKV_CLUSTER_SECRET: 'saved-trees-secret-0123456789', RINGKV_HINTED_HANDOFF: 'false', RINGKV_ANTI_ENTROPY_INTERVAL_MS: '1000' };
   const nodes: NodeProcess[] = [];
-  let seeds: string[] = [];
 
   beforeAll(async () => {
-    const [port1, port2, port3] = (await freePorts(3)) as [number, number, number];
-    nodes.push(startNode(port1, join(folder.path, 'node1'), { env }));
-    await waitHealthy(nodes[0]!);
-    seeds = [nodes[0]!.address];
-    nodes.push(startNode(port2, join(folder.path, 'node2'), { env, seeds }));
-    nodes.push(startNode(port3, join(folder.path, 'node3'), { env, seeds }));
-    for (const node of nodes) await waitForMembersUp(node, 3, { settled: true });
+    await startCluster(3, { folder: folder.path, nodes, env, until: 'settled' });
   }, processTestTimeoutMs);
 
   afterAll(async () => {
