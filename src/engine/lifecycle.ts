@@ -25,8 +25,8 @@ export interface NodeIdentity {
   readonly address: string;
 }
 
-/** What the lifecycle needs from its node: its ports and the roles it starts and stops. */
-export interface LifecycleOptions {
+/** The ports and settings a node runs on (RingNode takes these; the lifecycle works with them). */
+export interface NodePorts {
   readonly identity: NodeIdentity;
   readonly config: NodeConfig;
   readonly storage: Storage;
@@ -34,6 +34,10 @@ export interface LifecycleOptions {
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
+}
+
+/** What the lifecycle needs from its node: its ports and the roles it starts and stops. */
+export interface LifecycleOptions extends NodePorts {
   readonly replica: Replica;
   readonly hintedHandoff: HintedHandoff;
   readonly antiEntropy: AntiEntropy;

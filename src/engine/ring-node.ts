@@ -1,14 +1,9 @@
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
-import type { Clock } from '../ports/clock.js';
-import type { Logger } from '../ports/logger.js';
-import type { Random } from '../ports/random.js';
-import type { Storage } from '../ports/storage.js';
-import type { Transport } from '../ports/transport.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
 import { BucketSettings } from './bucket-settings.js';
 import { ClientRequests } from './client-requests.js';
-import type { BucketProperties, NodeConfig } from './config.js';
+import type { BucketProperties } from './config.js';
 import { Coordinator } from './coordinator.js';
 import type { Gossiper } from './gossiper.js';
 import { Handoff } from './handoff.js';
@@ -16,7 +11,7 @@ import type { HintStore } from './hint-store.js';
 import { HintedHandoff } from './hinted-handoff.js';
 import type { ListPage, ListQuery } from './key-listing.js';
 import type { DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
-import { Lifecycle, type NodeIdentity } from './lifecycle.js';
+import { Lifecycle, type NodePorts } from './lifecycle.js';
 import { registerPeerHandlers } from './peer-handlers.js';
 import { PeerService } from './peer-service.js';
 import { Replica } from './replica.js';
@@ -24,14 +19,7 @@ import { Status } from './status.js';
 import { DataTypes } from './data-types.js';
 
 /** The ports and settings a node runs on. */
-export interface RingNodeOptions {
-  readonly identity: NodeIdentity;
-  readonly config: NodeConfig;
-  readonly storage: Storage;
-  readonly transport: Transport;
-  readonly clock: Clock;
-  readonly random: Random;
-  readonly logger: Logger;
+export interface RingNodeOptions extends NodePorts {
   /** Memory figures of the process for /status (main.ts reads them; simulation has none). */
   readonly processFigures?: () => Readonly<Record<string, number>>;
 }
