@@ -297,13 +297,12 @@ export class Replica {
   }
 
   private async storeBytes(dataKey: Buffer, beforeBytes: Uint8Array | undefined, afterBytes: Buffer, after: VersionedObject, sync: boolean): Promise<void> {
-    // Live before the data, dead after it: a crash between leaves an entry that says live, which listing checks
-    // (bucket-index.ts). No fsync of its own: the data write's fsync covers the same write-ahead log.
-    const live = !isDeleted(after);
+    // The data and its index entry (live or dead) go in one atomic write, so no crash separates them
+    // (bucket-index.ts), and the write is one group-committed engine batch instead of two in turn;
+    // `sync` fsyncs the write-ahead log that holds both.
+    const entry = this.bucketIndex.entryOperation(dataKey, !isDeleted(after));
     await this.gated(async () => {
-      if (live) await this.bucketIndex.markLive(dataKey);
-      await this.storage.data.put(dataKey, afterBytes, { sync });
-      if (!live) await this.bucketIndex.markDead(dataKey);
+      await this.storage.write([{ space: 'data', type: 'put', key: dataKey, value: afterBytes }, entry], { sync });
       for (const listener of this.listeners) listener(dataKey, beforeBytes, afterBytes, after);
     });
   }
