@@ -9,7 +9,8 @@ import type { BatchOperation, KeySpace, SpaceBatchOperation } from '../ports/sto
  * order, so a listing page reads only that bucket's entries after its cursor.
  *
  * Crash safety: the replica writes a stored version and its entry (live or dead) in one atomic
- * cross-space write, and deletes an entry only after it removed the key. A crash in between
+ * cross-space write (leaving the entry out when a live version replaces a live one, whose entry
+ * already says live), and deletes an entry only after it removed the key. A crash in between
  * leaves an entry that says live while the data says otherwise, never the reverse, and listing
  * reads the object of every live entry before answering it.
  */
