@@ -4,7 +4,7 @@
  * both exercises one implementation of the key spaces and only the engine differs.
  */
 import type { AbstractIteratorOptions, AbstractLevel, AbstractSublevel } from 'abstract-level';
-import type { BatchOperation, KeyRange, KeySpace, Storage, StorageStats, WriteOptions } from '../ports/storage.js';
+import type { BatchOperation, KeyRange, KeySpace, SpaceBatchOperation, SpaceName, Storage, StorageStats, WriteOptions } from '../ports/storage.js';
 import { KvError } from '../util/errors.js';
 
 /** The formats a root database may store keys and values in. */
@@ -64,50 +64,55 @@ function rangeOptionsFor(range: KeyRange): AbstractIteratorOptions<Uint8Array, U
   return options;
 }
 
-/** A single put or del waiting to go to the engine with the others of its group. */
+/** An operation on the root database, its key already carrying its space's prefix. */
+type RootOperation = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
+
+/** An atomic write (one put, one del, or a cross-space batch) waiting to go to the engine with the others of its group. */
 interface QueuedWrite {
-  readonly operation: { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
+  readonly operations: readonly RootOperation[];
   readonly sync: boolean;
+  /** What the write was, for the error message of a failed group. */
+  readonly what: string;
   readonly resolve: () => void;
   readonly reject: (error: unknown) => void;
 }
 
-/** Writes per group commit at most, so one group never builds an unbounded batch. */
+/** Operations per group commit at most (one atomic write is never split), so one group never builds an unbounded batch. */
 const maxWritesPerGroup = 2048;
 
-/** A single get waiting to go to the engine with the others of its turn. */
-interface QueuedRead {
-  readonly key: Uint8Array;
-  readonly resolve: (value: Uint8Array | undefined) => void;
-  readonly reject: (error: unknown) => void;
+/** The root database's write options for keys and values already in bytes. */
+function rootWriteOptions(sync: boolean): { keyEncoding: 'view'; valueEncoding: 'view'; sync: boolean } {
+  return { keyEncoding: 'view', valueEncoding: 'view', sync };
 }
 
-/** Reads per grouped getMany at most. */
-const maxReadsPerGroup = 1024;
+/** A key with a space's on-disk prefix in front: the key the root database stores. */
+function prefixed(prefix: Uint8Array, key: Uint8Array): Uint8Array {
+  const result = new Uint8Array(prefix.byteLength + key.byteLength);
+  result.set(prefix, 0);
+  result.set(key, prefix.byteLength);
+  return result;
+}
 
-/** One key space over one sublevel. */
-class SublevelKeySpace implements KeySpace {
+/**
+ * Group commit for the whole database: single puts and dels of every space, and cross-space
+ * batches, that arrive together (in one turn of the event loop, or while the previous group is
+ * being written) go to the root database as one atomic batch with their keys already prefixed
+ * (a sublevel batch would encode and prefix every key once more on its way to the root). Each
+ * write still resolves only once its group is in LevelDB's log, and a group is synced when any
+ * write in it asked for sync, so nothing is acknowledged earlier or less durably than asked;
+ * groups are written one after the other in arrival order, and a write is never split between
+ * groups, so an atomic write stays atomic.
+ */
+class GroupCommit {
   private readonly queue: QueuedWrite[] = [];
   private flushScheduled = false;
   private flushing = false;
-  private readonly reads: QueuedRead[] = [];
-  private readsScheduled = false;
 
-  constructor(
-    private readonly name: string,
-    private readonly sublevel: ByteSublevel,
-  ) {}
+  constructor(private readonly database: RootDatabase) {}
 
-  /**
-   * Group commit: single puts and dels that arrive together (in one turn of the event loop, or
-   * while the previous group is being written) go to the engine as one atomic batch. Each write
-   * still resolves only once its group is in LevelDB's log, and a group is synced when any write
-   * in it asked for sync, so nothing is acknowledged earlier or less durably than asked; the
-   * engine sees one call and one log append instead of many.
-   */
-  private enqueue(operation: QueuedWrite['operation'], options: WriteOptions | undefined): Promise<void> {
+  enqueue(operations: readonly RootOperation[], sync: boolean, what: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ operation, sync: options?.sync === true, resolve, reject });
+      this.queue.push({ operations, sync, what, resolve, reject });
       this.scheduleFlush();
     });
   }
@@ -121,24 +126,70 @@ class SublevelKeySpace implements KeySpace {
     });
   }
 
+  private takeGroup(): QueuedWrite[] {
+    let count = 0;
+    let taken = 0;
+    while (taken < this.queue.length && (taken === 0 || count + this.queue[taken]!.operations.length <= maxWritesPerGroup)) {
+      count += this.queue[taken]!.operations.length;
+      taken += 1;
+    }
+    return this.queue.splice(0, taken);
+  }
+
   private async flush(): Promise<void> {
-    const group = this.queue.splice(0, maxWritesPerGroup);
+    const group = this.takeGroup();
     if (group.length === 0) return;
     this.flushing = true;
     try {
-      const sync = group.some((write) => write.sync);
-      await this.sublevel.batch(
-        group.map((write) => ({ ...write.operation })),
-        writeOptionsFor({ sync }),
-      );
+      let sync = false;
+      const operations: RootOperation[] = [];
+      for (const write of group) {
+        if (write.sync) sync = true;
+        for (const operation of write.operations) operations.push(operation);
+      }
+      await this.database.batch(operations as never, rootWriteOptions(sync));
       for (const write of group) write.resolve();
     } catch (error) {
-      const failure = storageError(`write in ${this.name}`, error);
+      const what = [...new Set(group.map((write) => write.what))].join(', ');
+      const failure = storageError(`write in ${what}`, error);
       for (const write of group) write.reject(failure);
     } finally {
       this.flushing = false;
       if (this.queue.length > 0) this.scheduleFlush();
     }
+  }
+}
+
+/** A single get waiting to go to the engine with the others of its turn. */
+interface QueuedRead {
+  readonly key: Uint8Array;
+  readonly resolve: (value: Uint8Array | undefined) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** Reads per grouped getMany at most. */
+const maxReadsPerGroup = 1024;
+
+/** One key space over one sublevel. */
+class SublevelKeySpace implements KeySpace {
+  private readonly reads: QueuedRead[] = [];
+  private readsScheduled = false;
+  /** The space's on-disk prefix (`!data!` and so on) as bytes. */
+  readonly prefix: Uint8Array;
+
+  constructor(
+    readonly name: string,
+    private readonly sublevel: ByteSublevel,
+    private readonly writes: GroupCommit,
+  ) {
+    this.prefix = Uint8Array.from(sublevel.prefixKey(new Uint8Array(0), 'view', false));
+  }
+
+  /** The engine operation of one of this space's operations, on the root database. */
+  rootOperation(operation: BatchOperation): RootOperation {
+    return operation.type === 'put'
+      ? { type: 'put', key: prefixed(this.prefix, operation.key), value: operation.value }
+      : { type: 'del', key: prefixed(this.prefix, operation.key) };
   }
 
   /**
@@ -176,11 +227,11 @@ class SublevelKeySpace implements KeySpace {
   }
 
   put(key: Uint8Array, value: Uint8Array, options?: WriteOptions): Promise<void> {
-    return this.enqueue({ type: 'put', key, value }, options);
+    return this.writes.enqueue([{ type: 'put', key: prefixed(this.prefix, key), value }], options?.sync === true, this.name);
   }
 
   del(key: Uint8Array, options?: WriteOptions): Promise<void> {
-    return this.enqueue({ type: 'del', key }, options);
+    return this.writes.enqueue([{ type: 'del', key: prefixed(this.prefix, key) }], options?.sync === true, this.name);
   }
 
   batch(operations: readonly BatchOperation[], options?: WriteOptions): Promise<void> {
@@ -221,6 +272,8 @@ export class AbstractLevelStorage implements Storage {
   readonly hints: KeySpace;
   /** The node's identity, ring and other small records. */
   readonly meta: KeySpace;
+  private readonly spaces: Readonly<Record<SpaceName, SublevelKeySpace>>;
+  private readonly writes: GroupCommit;
   /** The sublevel behind `data`, which subclasses need for its on-disk prefix. */
   protected readonly dataSublevel: ByteSublevel;
   /** Manual compactions completed since the storage was opened. */
@@ -239,9 +292,30 @@ export class AbstractLevelStorage implements Storage {
     const [data, hints, meta] = sublevels as [ByteSublevel, ByteSublevel, ByteSublevel];
     this.sublevels = sublevels;
     this.dataSublevel = data;
-    this.data = new SublevelKeySpace('data', data);
-    this.hints = new SublevelKeySpace('hints', hints);
-    this.meta = new SublevelKeySpace('meta', meta);
+    this.writes = new GroupCommit(database);
+    const spaces = {
+      data: new SublevelKeySpace('data', data, this.writes),
+      hints: new SublevelKeySpace('hints', hints, this.writes),
+      meta: new SublevelKeySpace('meta', meta, this.writes),
+    };
+    this.spaces = spaces;
+    this.data = spaces.data;
+    this.hints = spaces.hints;
+    this.meta = spaces.meta;
+  }
+
+  /** One atomic write across the spaces, group-committed with the other writes of its turn. */
+  write(operations: readonly SpaceBatchOperation[], options?: WriteOptions): Promise<void> {
+    if (operations.length === 0) return Promise.resolve();
+    const what = [...new Set(operations.map((operation) => operation.space))].join('+');
+    let rootOperations: RootOperation[];
+    try {
+      rootOperations = operations.map((operation) => this.spaces[operation.space].rootOperation(operation));
+    } catch (error) {
+      // A malformed operation (no key bytes, an unknown space) fails alone, before it can join a group.
+      return Promise.reject(storageError(`write in ${what}`, error));
+    }
+    return this.writes.enqueue(rootOperations, options?.sync === true, what);
   }
 
   /** Opens the database and its three spaces; after a close this reopens them. */

@@ -1,5 +1,5 @@
 import { decodeDataKey } from '../core/keys.js';
-import type { BatchOperation, KeySpace } from '../ports/storage.js';
+import type { BatchOperation, KeySpace, SpaceBatchOperation } from '../ports/storage.js';
 
 /**
  * The per-node bucket index: for every stored key, an entry in the meta space keyed by
@@ -8,10 +8,11 @@ import type { BatchOperation, KeySpace } from '../ports/storage.js';
  * bucket over the whole data space; this index keeps each bucket's keys together in byte
  * order, so a listing page reads only that bucket's entries after its cursor.
  *
- * Crash safety without a cross-space batch: the replica marks an entry live before it stores a
- * live version and marks it dead (or deletes it) only after it stored a tombstone (or removed
- * the key). A crash in between leaves an entry that says live while the data says otherwise,
- * never the reverse, and listing reads the object of every live entry before answering it.
+ * Crash safety: the replica writes a stored version and its entry (live or dead) in one atomic
+ * cross-space write (leaving the entry out when a live version replaces a live one, whose entry
+ * already says live), and deletes an entry only after it removed the key. A crash in between
+ * leaves an entry that says live while the data says otherwise, never the reverse, and listing
+ * reads the object of every live entry before answering it.
  */
 
 const entryPrefix = Buffer.from('bidx/', 'latin1');
@@ -75,6 +76,15 @@ export class BucketIndex {
   readonly entriesReadByBucket = new Map<string, number>();
 
   constructor(private readonly meta: KeySpace) {}
+
+  /**
+   * The meta-space operation that marks a key live or dead, for a caller that writes it in one
+   * atomic batch with the key's data (which needs no ordering: both land or neither does).
+   */
+  entryOperation(dataKey: Uint8Array, live: boolean): SpaceBatchOperation {
+    const { bucket, key, position } = decodeDataKey(dataKey);
+    return { space: 'meta', type: 'put', key: entryKey(bucket, key), value: entryValue(live, position) };
+  }
 
   /** Marks a key live (call before its live version is stored). */
   async markLive(dataKey: Uint8Array): Promise<void> {

@@ -158,7 +158,7 @@ export class Replica {
       this.dotCounter = Math.max(this.dotCounter, applied.clock[this.actorId] ?? 0);
       const dot: Dot = { node: this.actorId, counter: applied.clock[this.actorId] ?? this.dotCounter };
       const after = pruneClock(applied, this.maxVectorEntries);
-      await this.store(dataKey, beforeBytes, after, sync);
+      await this.store(dataKey, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), after, sync);
       return { object: after, dot };
     });
   }
@@ -183,7 +183,7 @@ export class Replica {
       const stored = beforeBytes === undefined ? emptyObject : decodeObject(beforeBytes);
       const before = base === null ? stored : mergeObjects(stored, base, 'siblings');
       const after = applyDataTypeUpdate(before, this.dataTypeActor(dataKey), update, nowMs, limits);
-      await this.store(dataKey, beforeBytes, after, sync);
+      await this.store(dataKey, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), after, sync);
       return after;
     });
   }
@@ -212,8 +212,12 @@ export class Replica {
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
       const beforeBytes = await this.storage.data.get(dataKey);
       let after: VersionedObject;
-      if (beforeBytes !== undefined) after = mergeObjects(decodeObject(beforeBytes), incoming, mode);
-      else {
+      let beforeLive = false;
+      if (beforeBytes !== undefined) {
+        const stored = decodeObject(beforeBytes);
+        beforeLive = !isDeleted(stored);
+        after = mergeObjects(stored, incoming, mode);
+      } else {
         // The key may be absent because its tombstone was reaped: whoever pushes a version the
         // tombstone had superseded (an ex-owner, a removed node back with its old disk, a late
         // hint) must not undo the delete, so the push is merged against the reaped tombstone.
@@ -230,7 +234,7 @@ export class Replica {
       const afterBytes = encodeObject(after);
       const changed = beforeBytes === undefined || !Buffer.from(beforeBytes).equals(afterBytes);
       // A sync write must reach the disk even when nothing changed, or `dw` would count a write that is not durable.
-      if (changed || sync) await this.storeBytes(dataKey, beforeBytes, afterBytes, after, sync);
+      if (changed || sync) await this.storeBytes(dataKey, beforeBytes, beforeLive, afterBytes, after, sync);
       return { object: after, changed };
     });
   }
@@ -292,18 +296,23 @@ export class Replica {
     });
   }
 
-  private async store(dataKey: Buffer, beforeBytes: Uint8Array | undefined, after: VersionedObject, sync: boolean): Promise<void> {
-    await this.storeBytes(dataKey, beforeBytes, encodeObject(after), after, sync);
+  private async store(dataKey: Buffer, beforeBytes: Uint8Array | undefined, beforeLive: boolean, after: VersionedObject, sync: boolean): Promise<void> {
+    await this.storeBytes(dataKey, beforeBytes, beforeLive, encodeObject(after), after, sync);
   }
 
-  private async storeBytes(dataKey: Buffer, beforeBytes: Uint8Array | undefined, afterBytes: Buffer, after: VersionedObject, sync: boolean): Promise<void> {
-    // Live before the data, dead after it: a crash between leaves an entry that says live, which listing checks
-    // (bucket-index.ts). No fsync of its own: the data write's fsync covers the same write-ahead log.
+  /**
+   * Stores a key's new version. `beforeLive` says the version it replaces was live (as judged for
+   * the index): its index entry then already says live, since a live version is only ever stored
+   * with its live entry, and a live version replacing it needs no second copy of that entry.
+   */
+  private async storeBytes(dataKey: Buffer, beforeBytes: Uint8Array | undefined, beforeLive: boolean, afterBytes: Buffer, after: VersionedObject, sync: boolean): Promise<void> {
+    // The data and its index entry (live or dead) go in one atomic write, so no crash separates them
+    // (bucket-index.ts), and the write is one group-committed engine batch instead of two in turn;
+    // `sync` fsyncs the write-ahead log that holds both.
     const live = !isDeleted(after);
+    const data = { space: 'data', type: 'put', key: dataKey, value: afterBytes } as const;
     await this.gated(async () => {
-      if (live) await this.bucketIndex.markLive(dataKey);
-      await this.storage.data.put(dataKey, afterBytes, { sync });
-      if (!live) await this.bucketIndex.markDead(dataKey);
+      await this.storage.write(live && beforeLive ? [data] : [data, this.bucketIndex.entryOperation(dataKey, live)], { sync });
       for (const listener of this.listeners) listener(dataKey, beforeBytes, afterBytes, after);
     });
   }

@@ -14,6 +14,12 @@ export type BatchOperation =
   | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array }
   | { readonly type: 'del'; readonly key: Uint8Array };
 
+/** The three spaces of a node's database. */
+export type SpaceName = 'data' | 'hints' | 'meta';
+
+/** One operation of an atomic batch that spans the spaces. */
+export type SpaceBatchOperation = BatchOperation & { readonly space: SpaceName };
+
 /** A key range; bounds are byte-wise (lexicographic) comparisons. */
 export interface KeyRange {
   readonly gte?: Uint8Array;
@@ -57,6 +63,12 @@ export interface Storage {
   readonly data: KeySpace;
   readonly hints: KeySpace;
   readonly meta: KeySpace;
+  /**
+   * Applies operations of any of the spaces as one atomic write, in order (LevelDB has one
+   * write-ahead log for all of them). It may share one engine batch with other writes that arrive
+   * at the same time, and resolves only once that batch is written, synced when `sync` asks.
+   */
+  write(operations: readonly SpaceBatchOperation[], options?: WriteOptions): Promise<void>;
   open(): Promise<void>;
   close(): Promise<void>;
   stats(): Promise<StorageStats>;

@@ -117,6 +117,53 @@ function storageContract(implementation: string, harness: StorageHarness): void 
       expect(await keysOf(storage.data)).toEqual(['01']);
     });
 
+    it('write() applies puts and dels of different spaces as one write, in order, synced when asked', async () => {
+      await storage.hints.put(bytes(7), bytes(7));
+      await storage.write(
+        [
+          { space: 'data', type: 'put', key: bytes(1), value: bytes(10) },
+          { space: 'meta', type: 'put', key: bytes(1), value: bytes(11) },
+          { space: 'hints', type: 'del', key: bytes(7) },
+          { space: 'data', type: 'put', key: bytes(1), value: bytes(12) },
+        ],
+        { sync: true },
+      );
+      expect(hex(await storage.data.get(bytes(1)))).toBe('0c');
+      expect(hex(await storage.meta.get(bytes(1)))).toBe('0b');
+      expect(await keysOf(storage.hints)).toEqual([]);
+      expect(await keysOf(storage.data)).toEqual(['01']);
+    });
+
+    it('write() calls of one turn and single puts around them all land, each space seeing only its own keys', async () => {
+      const writes: Promise<void>[] = [];
+      for (let index = 0; index < 50; index++) {
+        writes.push(storage.write([{ space: 'data', type: 'put', key: bytes(index), value: bytes(1) }, { space: 'meta', type: 'put', key: bytes(index), value: bytes(2) }]));
+        writes.push(storage.hints.put(bytes(index), bytes(3)));
+      }
+      await Promise.all(writes);
+      const all = Array.from({ length: 50 }, (_, index) => hex(bytes(index)));
+      expect(await keysOf(storage.data)).toEqual(all);
+      expect(await keysOf(storage.meta)).toEqual(all);
+      expect(await keysOf(storage.hints)).toEqual(all);
+      expect((await storage.meta.getMany([bytes(3)])).map(hex)).toEqual(['02']);
+    });
+
+    it('write() writes none of a write that fails, reports KV_STORAGE, and other writes still land', async () => {
+      await storage.data.put(bytes(1), bytes(1));
+      const failure = storage.write([
+        { space: 'data', type: 'del', key: bytes(1) },
+        { space: 'meta', type: 'put', key: bytes(2), value: bytes(2) },
+        { space: 'data', type: 'put', key: undefined as unknown as Uint8Array, value: bytes(3) },
+      ]);
+      const other = storage.data.put(bytes(5), bytes(5));
+      const error = await failure.catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(KvError);
+      expect((error as KvError).code).toBe('KV_STORAGE');
+      await other;
+      expect(await keysOf(storage.data)).toEqual(['01', '05']);
+      expect(await keysOf(storage.meta)).toEqual([]);
+    });
+
     it('lists entries in byte-wise key order, whatever order they were written in', async () => {
       for (const key of edgeKeys) await storage.data.put(key, key);
       const entries = await collect(storage.data);

@@ -91,6 +91,10 @@ function slowScans(inner: MemoryStorage): SimStorage {
     data,
     hints: inner.hints,
     meta: inner.meta,
+    write: async (operations, options) => {
+      await inner.write(operations, options);
+      await lateAcknowledgement();
+    },
     open: () => inner.open(),
     close: () => inner.close(),
     stats: () => inner.stats(),

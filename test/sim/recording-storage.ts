@@ -7,7 +7,7 @@
  * request touched.
  */
 import { MemoryStorage } from '../../src/adapters/memory-storage.js';
-import type { BatchOperation, KeyRange, KeySpace, Storage, StorageStats, WriteOptions } from '../../src/ports/storage.js';
+import type { BatchOperation, KeyRange, KeySpace, SpaceBatchOperation, Storage, StorageStats, WriteOptions } from '../../src/ports/storage.js';
 
 /** The three key spaces. */
 export type SpaceName = 'data' | 'hints' | 'meta';
@@ -117,6 +117,12 @@ export class RecordingStorage implements Storage {
       entries: (range?: KeyRange) => (this.readListeners.length === 0 ? inner.entries(range) : this.scan(space, inner, range)),
       clearRange: (range: KeyRange) => inner.clearRange(range),
     };
+  }
+
+  /** An atomic cross-space write: recorded as its operations in order, synced (when asked) with its last one. */
+  write(operations: readonly SpaceBatchOperation[], options?: WriteOptions): Promise<void> {
+    operations.forEach((operation, index) => this.record(operation.space, operation.type, operation.key, options?.sync === true && index === operations.length - 1));
+    return this.inner.write(operations, options);
   }
 
   open(): Promise<void> {
