@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { isAlive, stopRun } from './run-cleanup.js';
 import { waitFor } from '../../test/integration/processes.js';
 import { leftoverPatterns, runPrefixBase, runSubnet } from '../src/netns-run.js';
 import { ensureNamespaceTools, removeLeftovers } from '../src/netns.js';
@@ -51,15 +52,6 @@ function unusedBasePort(): number {
   throw new Error('no unused base port in 19000..19255 for the netns run');
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe.skipIf(problem !== undefined)('a jepsen-lite run in network namespaces', () => {
   const store = mkdtempSync(join(tmpdir(), 'jepsen-lite-netns-'));
   const basePort = problem === undefined ? unusedBasePort() : 0;
@@ -69,13 +61,7 @@ describe.skipIf(problem !== undefined)('a jepsen-lite run in network namespaces'
 
   afterAll(() => {
     // Whatever happened, nothing this test started may outlive it: the runner, its nodes, its namespaces.
-    if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    const runFile = join(store, 'latest', 'run.json');
-    if (existsSync(runFile)) {
-      const run = JSON.parse(readFileSync(runFile, 'utf8')) as { pids: { pids: number[] }[]; dataRoot?: string };
-      for (const pid of run.pids.flatMap((node) => node.pids)) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-      if (run.dataRoot !== undefined) rmSync(run.dataRoot, { recursive: true, force: true });
-    }
+    stopRun(child, store);
     removeLeftovers(patterns.namespaces, patterns.links);
     rmSync(store, { recursive: true, force: true });
   });

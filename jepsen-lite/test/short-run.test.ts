@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { stopRun } from './run-cleanup.js';
 
 /**
  * The harness end to end, short: a real 3-node cluster, the set workload with siblings for about
@@ -32,15 +33,6 @@ async function freeBasePort(): Promise<number> {
   throw new Error('no free port range in 18500..18599 for the short jepsen-lite run');
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe('a short jepsen-lite run', () => {
   const store = mkdtempSync(join(tmpdir(), 'jepsen-lite-test-'));
   let child: ChildProcess | undefined;
@@ -48,13 +40,7 @@ describe('a short jepsen-lite run', () => {
 
   afterAll(() => {
     // Whatever happened, nothing this test started may outlive it: the runner, then its nodes.
-    if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    const runFile = join(store, 'latest', 'run.json');
-    if (existsSync(runFile)) {
-      const run = JSON.parse(readFileSync(runFile, 'utf8')) as { pids: { pids: number[] }[]; dataRoot?: string };
-      for (const pid of run.pids.flatMap((node) => node.pids)) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-      if (run.dataRoot !== undefined) rmSync(run.dataRoot, { recursive: true, force: true });
-    }
+    stopRun(child, store);
     rmSync(store, { recursive: true, force: true });
   });
 
