@@ -1,5 +1,6 @@
 import type { Ring } from '../core/ring/ring.js';
 import type { AntiEntropy } from './anti-entropy.js';
+import type { DataTypes } from './data-types.js';
 import type { Gossiper } from './gossiper.js';
 import type { Handoff } from './handoff.js';
 import type { HintedHandoff } from './hinted-handoff.js';
@@ -14,6 +15,7 @@ export interface PeerRoles {
   readonly hintedHandoff: HintedHandoff;
   readonly antiEntropy: AntiEntropy;
   readonly handoff: Handoff;
+  readonly dataTypes: DataTypes;
   /** The gossiper (the lifecycle creates it at start). */
   readonly gossiper: () => Gossiper;
   readonly requireRing: () => Ring;
@@ -23,7 +25,7 @@ export interface PeerRoles {
  * The table of which role serves which peer request (src/engine/peer-service.ts dispatches by
  * it): the replica its reads and writes, hinted handoff a fallback's write, gossip the view,
  * anti-entropy and partition handoff their messages and control operations, key listing its
- * coverage queries. A new message type adds its line here, pointing at its own role.
+ * coverage queries, the data types their updates. A new message type adds its line here, pointing at its own role.
  */
 export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void {
   peers.register('replica-get', async (request) => ({ type: 'replica-get-reply', object: (await roles.replica.read(request.bucket, request.key)) ?? null }));
@@ -42,5 +44,6 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
   peers.registerControl('handoff-', (operation, payload) => roles.handoff.handleControl(operation, payload));
   peers.register('handoff-fetch', (request) => roles.handoff.handleFetch(request), { refusesMalformed: true });
   for (const type of ['ae-keys', 'ae-fetch', 'ae-push', 'ae-summary', 'ae-leaves', 'ae-digest', 'ae-reap'] as const) peers.register(type, (request) => roles.antiEntropy.handleMessage(request), { refusesMalformed: true });
+  peers.register('dt-update', (request) => roles.dataTypes.handleUpdate(request));
   peers.register('list-keys', (request) => answerListKeys({ index: roles.replica.bucketIndex, replica: roles.replica, partitionCount: () => roles.requireRing().partitionCount }, request));
 }

@@ -94,7 +94,6 @@ export class RingNode implements KvService {
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...options, ...roles, maxNVal: shared.maxNVal, onLeft: () => this.onLeft?.() });
     this.statusReport = new Status({ ...options, ...roles, startedAtMs: options.clock.nowMs(), membership: () => this.membership, inFlight: () => this.client.inFlight });
-    registerPeerHandlers(peers, { ...roles, selfId: this.nodeId, gossiper: () => this.membership, requireRing: shared.requireRing });
     // Counters and sets: updates are coordinated like writes and applied by the replica that serves dt-update.
     const dataTypes = (this.dataTypes = new DataTypes({
       coordinator,
@@ -103,7 +102,7 @@ export class RingNode implements KvService {
       limits: () => ({ maxSetElements: config.limits.maxSetElements, maxSetBytes: config.limits.maxSetBytes }),
       admit: (work) => this.client.admit(work),
     }));
-    peers.register('dt-update', (request) => dataTypes.handleUpdate(request));
+    registerPeerHandlers(peers, { ...roles, dataTypes, selfId: this.nodeId, gossiper: () => this.membership, requireRing: shared.requireRing });
   }
 
   /** The membership view and failure detector (the lifecycle creates it at start; undefined before, which the optional chains allow for). */
