@@ -106,16 +106,33 @@ export class Coordinator {
   async write(bucket: string, key: string, options: WriteOptions, intent: WriteIntent, precondition?: Precondition): Promise<WriteOutcome> {
     if (precondition === undefined) return this.writeOnce(bucket, key, options, intent);
     // A conditional write first reads r replicas; the coordinating replica checks the
-    // precondition against that read merged with its own copy, under its key lock.
-    const base = (await this.read(bucket, key, { ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) })) ?? null;
+    // precondition against that read merged with its own copy, under its key lock. One deadline
+    // covers the read, the write and the read of the refusal's context.
+    const deadline = this.deadlineOf(options);
+    const base = (await this.read(bucket, key, { timeoutMs: deadline.timeoutMs })) ?? null;
     try {
-      return await this.writeOnce(bucket, key, options, intent, { precondition, base });
+      return await this.writeOnce(bucket, key, this.restOfDeadline(options, deadline, 'conditional write'), intent, { precondition, base });
     } catch (error) {
       if (!isKvError(error) || error.code !== 'KV_PRECONDITION_FAILED') throw error;
       // The refusal carries the current context, so the client can read the key's state from it and decide.
-      const current = await this.read(bucket, key, {}).catch(() => base ?? undefined);
+      const leftMs = deadline.leftMs();
+      const current = leftMs < 1 ? undefined : await this.read(bucket, key, { timeoutMs: leftMs }).catch(() => undefined);
       throw new KvError('KV_PRECONDITION_FAILED', error.message, { details: { context: encodeContext((current ?? base ?? emptyObject).clock) } });
     }
+  }
+
+  /** One deadline for a request made of several steps: its length, and what is left of it now. */
+  private deadlineOf(options: WriteOptions): { readonly timeoutMs: number; leftMs(): number } {
+    const timeoutMs = options.timeoutMs ?? this.deps.settings().requestTimeoutMs;
+    const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
+    return { timeoutMs, leftMs: () => Math.floor(deadlineAtMs - this.deps.clock.nowMs()) };
+  }
+
+  /** The options of a write that follows a read in the same request: what the read left of the deadline. */
+  private restOfDeadline(options: WriteOptions, deadline: { readonly timeoutMs: number; leftMs(): number }, what: string): WriteOptions {
+    const leftMs = deadline.leftMs();
+    if (leftMs < 1) throw new KvError('KV_TIMEOUT', `the read this ${what} makes first took the whole deadline of ${deadline.timeoutMs} ms; the ${what} was not sent (retry with a longer timeout_ms)`);
+    return { ...options, timeoutMs: leftMs };
   }
 
   private async writeOnce(
@@ -144,19 +161,16 @@ export class Coordinator {
     let base: VersionedObject | null = null;
     if (needsBase) {
       // One deadline covers the read and the update: the update gets what the read left of it.
-      const timeoutMs = options.timeoutMs ?? this.deps.settings().requestTimeoutMs;
-      const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
-      base = (await this.read(bucket, key, { ...(options.r === undefined ? {} : { r: options.r }), timeoutMs })) ?? null;
+      const deadline = this.deadlineOf(options);
+      base = (await this.read(bucket, key, { ...(options.r === undefined ? {} : { r: options.r }), timeoutMs: deadline.timeoutMs })) ?? null;
       // The remove's context came from replicas this read did not reach (or that were ahead of
       // them): asking every replica, while the deadline allows, spares the client a 412 and a re-read.
       if (update.context !== undefined && !descends(base?.clock ?? {}, update.context.vector)) {
-        const leftForReadMs = Math.floor(deadlineAtMs - this.deps.clock.nowMs());
+        const leftForReadMs = deadline.leftMs();
         const everyone = leftForReadMs < 1 ? undefined : await this.read(bucket, key, { r: 'all', timeoutMs: leftForReadMs }).catch(() => undefined);
         if (everyone !== undefined) base = base === null ? everyone : mergeObjects(base, everyone, 'siblings');
       }
-      const leftMs = Math.floor(deadlineAtMs - this.deps.clock.nowMs());
-      if (leftMs < 1) throw new KvError('KV_TIMEOUT', `the read this remove makes first took the whole deadline of ${timeoutMs} ms; the remove was not sent (retry with a longer timeout_ms)`);
-      writeOptions = { ...options, timeoutMs: leftMs };
+      writeOptions = this.restOfDeadline(options, deadline, 'remove');
     }
     await this.replicated(bucket, key, writeOptions, emptyContext, async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'dt-update', bucket, key, update, sync, base }, timeoutMs);

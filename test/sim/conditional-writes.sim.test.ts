@@ -76,3 +76,23 @@ describe('conditional writes', () => {
     expect(await values(sim, third)).toEqual(['left', 'right']);
   });
 });
+
+describe('the deadline of a conditional write', () => {
+  it.each([1, 2, 3])('seed %i: its read, its write and the read of a refusal all fit in one timeout_ms', async (seed) => {
+    cluster = await SimCluster.start(seed, 3);
+    const sim = cluster;
+    const [first] = sim.members as [SimMember];
+    // Every message takes 150 ms each way: a quorum read is one 300 ms round trip, and the write
+    // that follows it needs at least one more, so the two together cannot fit in 500 ms.
+    Object.assign(sim.network.faults, { minDelayMs: 150, maxDelayMs: 150 });
+    const timeoutMs = 500;
+    for (const precondition of [{ kind: 'absent' }, { kind: 'matches', vector: {} }] as const) {
+      const startedAtMs = sim.clock.nowMs();
+      const outcome = await attempt(sim, first, 'slow', precondition, { options: { timeoutMs } });
+      const tookMs = sim.clock.nowMs() - startedAtMs;
+      expect(['ok', 'KV_TIMEOUT', 'KV_PRECONDITION_FAILED'], `outcome ${outcome.code}`).toContain(outcome.code);
+      // The request's one deadline (plus the peer calls' 5 ms grace and one 10 ms step of the driver).
+      expect(tookMs, `${precondition.kind}: answered ${outcome.code} after ${tookMs} ms of virtual time`).toBeLessThanOrEqual(timeoutMs + 20);
+    }
+  });
+});
