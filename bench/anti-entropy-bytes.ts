@@ -9,7 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MemoryStorage } from '../src/adapters/memory-storage.js';
+import { MemoryStorage } from '../src/sim/memory-storage.js';
 import { systemClock } from '../src/adapters/system-clock.js';
 import { encodeDataKey } from '../src/core/keys.js';
 import { createRing } from '../src/core/ring/ring.js';

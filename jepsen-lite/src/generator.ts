@@ -7,7 +7,7 @@
  * (process mod nodes), as Jepsen binds clients to nodes, so a partition splits the clients too.
  */
 import type { RingClient } from '../../src/client/ring-client.js';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 import type { HistoryRecorder } from './history.js';
 import { delay } from './wait.js';
 import type { Workload } from './workloads/workload.js';

@@ -12,7 +12,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { RingClient } from '../../src/client/ring-client.js';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 import { defaultPeerPortOffset } from '../../src/adapters/framed-transport.js';
 import { type RunVerdict, checkRun } from './checkers/check-run.js';
 import type { CheckerResult } from './checkers/checker.js';

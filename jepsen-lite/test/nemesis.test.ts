@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 import { parseFaults, parseRunOptions } from '../src/cli-options.js';
 import { faketimeEnvironment, faketimeOffsetText } from '../src/cluster.js';
 import { type Fault, type PartitionShape, faultSummary, planClock, planFault, planNemesisSchedule, planPartition } from '../src/nemesis.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 import { parseRunOptions } from '../src/cli-options.js';
 import { type Fault, faultSummary, planFault, planLinkFault, planPartition } from '../src/nemesis.js';
 import { droppedPackets } from '../src/netns-faults.js';

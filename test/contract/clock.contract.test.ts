@@ -6,10 +6,10 @@
  * order and lower bounds only (a timer never fires early), which no slow machine can break.
  */
 import { describe, expect, it } from 'vitest';
-import { NodeClock } from '../../src/adapters/node-clock.js';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
+import { NodeClock } from '../../src/sim/node-clock.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 import { systemClock } from '../../src/adapters/system-clock.js';
-import { VirtualClock } from '../../src/adapters/virtual-clock.js';
+import { VirtualClock } from '../../src/sim/virtual-clock.js';
 import type { Clock } from '../../src/ports/clock.js';
 
 /** A clock whose sleep takes an AbortSignal, as every implementation's does. */

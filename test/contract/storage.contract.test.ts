@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LevelStorage } from '../../src/adapters/level-storage.js';
-import { MemoryStorage } from '../../src/adapters/memory-storage.js';
+import { MemoryStorage } from '../../src/sim/memory-storage.js';
 import type { KeyRange, KeySpace, Storage } from '../../src/ports/storage.js';
 import { KvError } from '../../src/util/errors.js';
 

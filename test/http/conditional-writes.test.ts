@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
-import { SimCluster } from '../sim/sim-cluster.js';
+import { SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: conditional writes through the HTTP API as the README shows them, on a real node of a

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
 import { encodeContext } from '../../src/core/versioning/context.js';
 import { parseDataTypeUpdate } from '../../src/http/dt-routes.js';
-import { SimCluster } from '../sim/sim-cluster.js';
+import { SimCluster } from '../../src/sim/sim-cluster.js';
 import { testConfig } from './fake-service.js';
 
 /**

@@ -6,7 +6,7 @@ import { decodeReplyBatch, decodeRequestBatch, encodeRequestBatch } from '../../
 import type { PeerRequest } from '../../src/core/wire/messages.js';
 import { mergeConfig, validateConfig } from '../../src/engine/config.js';
 import { buildApp } from '../../src/http/app.js';
-import { SimCluster } from '../sim/sim-cluster.js';
+import { SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: no input through the public HTTP API (and the peer route behind it) makes a node answer

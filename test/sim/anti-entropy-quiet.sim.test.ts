@@ -3,9 +3,9 @@ import { MerkleTree, itemHash, leafOfPosition } from '../../src/core/antientropy
 import { partitionOf, partitionOfPosition } from '../../src/core/keys.js';
 import { liveSiblings } from '../../src/core/versioning/versioned-object.js';
 import type { PeerRequest } from '../../src/core/wire/messages.js';
-import { MemoryStorage } from '../../src/adapters/memory-storage.js';
+import { MemoryStorage } from '../../src/sim/memory-storage.js';
 import type { KeyRange, KeySpace } from '../../src/ports/storage.js';
-import { type CrashKind, SimCluster, type SimMember, type SimStorage } from './sim-cluster.js';
+import { type CrashKind, SimCluster, type SimMember, type SimStorage } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: anti-entropy is quiet when nothing changes and its trees survive restarts without ever

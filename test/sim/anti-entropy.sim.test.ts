@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readContext } from '../../src/core/versioning/context.js';
 import { liveSiblings } from '../../src/core/versioning/versioned-object.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Anti-entropy in simulation: Merkle exchanges alone bring a replica back, send bytes in

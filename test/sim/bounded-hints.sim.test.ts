@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { partitionOf } from '../../src/core/keys.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
 import { liveSiblings } from '../../src/core/versioning/versioned-object.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: during a long outage under load the hints held for the missing node stay within

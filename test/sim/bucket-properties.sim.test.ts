@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: the bucket properties of the founding node's config are the cluster's, on every node and

@@ -3,7 +3,7 @@ import { readContext } from '../../src/core/versioning/context.js';
 import { encodeDataKey, partitionOf } from '../../src/core/keys.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
 import { liveSiblings, type VersionedObject } from '../../src/core/versioning/versioned-object.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Simulation of whole clusters in one process (DESIGN.md, testing level 3): real engines on a

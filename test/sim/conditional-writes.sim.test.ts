@@ -4,7 +4,7 @@ import { liveSiblings } from '../../src/core/versioning/versioned-object.js';
 import type { Precondition } from '../../src/core/versioning/preconditions.js';
 import type { PutCommand } from '../../src/engine/kv-service.js';
 import { isKvError } from '../../src/util/errors.js';
-import { type SimMember, SimCluster } from './sim-cluster.js';
+import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goals of conditional writes, on a simulated 3-node cluster, as the README documents them:

@@ -3,7 +3,7 @@ import { type DataTypeValue, dataTypeKey, dataTypeValue } from '../../src/core/d
 import { decodeContext } from '../../src/core/versioning/context.js';
 import { partitionOf } from '../../src/core/keys.js';
 import { preferenceList, ringMembers } from '../../src/core/ring/ring.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goals of counters and sets in simulation (3 nodes, n_val 3, simulated network and clocks):

@@ -2,8 +2,8 @@ import type { HandoffStatus } from '../../src/engine/handoff.js';
 import { describe, expect, it } from 'vitest';
 import { decodeDataKey, partitionOfPosition } from '../../src/core/keys.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
-import { RecordingStorage } from './recording-storage.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
+import { RecordingStorage } from '../../src/sim/recording-storage.js';
 
 /**
  * Nothing is deleted at its source before the receiver has it durably (synced to its log):

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ringMembers } from '../../src/core/ring/ring.js';
 import { liveSiblings } from '../../src/core/versioning/versioned-object.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Cluster formation in simulation: nodes launched together form a writable ring quickly, and a

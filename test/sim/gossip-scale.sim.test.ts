@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { NodeClock } from '../../src/adapters/node-clock.js';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
-import { SimulatedNetwork, type SimulatedTransport } from '../../src/adapters/simulated-transport.js';
-import { VirtualClock } from '../../src/adapters/virtual-clock.js';
+import { NodeClock } from '../../src/sim/node-clock.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
+import { SimulatedNetwork, type SimulatedTransport } from '../../src/sim/simulated-transport.js';
+import { VirtualClock } from '../../src/sim/virtual-clock.js';
 import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
 import { encodeViewState } from '../../src/core/wire/state-codec.js';
 import { Claimant } from '../../src/engine/claimant.js';

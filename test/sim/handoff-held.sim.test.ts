@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SimCluster } from './sim-cluster.js';
+import { SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: a receiver can ask a source which partitions it holds keys of (`handoff-held`), so empty

@@ -3,8 +3,8 @@ import { decodeDataKey } from '../../src/core/keys.js';
 import { readContext } from '../../src/core/versioning/context.js';
 import { compareKeys } from '../../src/engine/key-listing.js';
 import type { ListPage } from '../../src/engine/key-listing.js';
-import { RecordingStorage, type SpaceName } from './recording-storage.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { RecordingStorage, type SpaceName } from '../../src/sim/recording-storage.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal (issue 13): a listing of a large bucket in pages touches only that bucket's index, and

@@ -4,7 +4,7 @@ import { readContext } from '../../src/core/versioning/context.js';
 import { compareKeys } from '../../src/engine/key-listing.js';
 import type { ListPage } from '../../src/engine/key-listing.js';
 import { KvError } from '../../src/util/errors.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: a key listing is a coverage query over a real simulated cluster: 3 nodes, 2 buckets,

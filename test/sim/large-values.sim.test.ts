@@ -2,7 +2,7 @@ import type { HandoffStatus } from '../../src/engine/handoff.js';
 import { describe, expect, it } from 'vitest';
 import { partitionOf } from '../../src/core/keys.js';
 import { incomingTransfers, planClaim, preferenceList, ringMembers } from '../../src/core/ring/ring.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Large values do not stall a ring change: a partition holding a hundred values of 8 MiB

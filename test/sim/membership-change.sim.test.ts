@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { partitionsOwnedBy, preferenceList, ringMembers } from '../../src/core/ring/ring.js';
 import { liveSiblings } from '../../src/core/versioning/versioned-object.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Joins, leaves and removals in simulation, under a steady write load: no acknowledged write is

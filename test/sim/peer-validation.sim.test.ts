@@ -2,8 +2,8 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeDataKey, partitionOf } from '../../src/core/keys.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
-import { RecordingStorage } from './recording-storage.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
+import { RecordingStorage } from '../../src/sim/recording-storage.js';
 
 /**
  * Goal: a node checks every handoff and anti-entropy request against its schema and its ring

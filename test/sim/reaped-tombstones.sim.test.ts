@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeDataKey, partitionOf } from '../../src/core/keys.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
 import { type ConflictMode, type VersionedObject, liveSiblings } from '../../src/core/versioning/versioned-object.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: once a tombstone is reaped, a node that still holds the key's old live version (an

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ringMembers } from '../../src/core/ring/ring.js';
-import { type SimMember, SimCluster } from './sim-cluster.js';
+import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: hints for a node that was removed from the cluster are let go at once (it will never

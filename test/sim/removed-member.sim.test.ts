@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ringMembers } from '../../src/core/ring/ring.js';
 import { emptyContext } from '../../src/core/versioning/context.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * A node removed with `ringkv remove` stays removed: when it restarts (with a higher generation)

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { NodeClock } from '../../src/adapters/node-clock.js';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
-import { VirtualClock } from '../../src/adapters/virtual-clock.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { NodeClock } from '../../src/sim/node-clock.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
+import { VirtualClock } from '../../src/sim/virtual-clock.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goals of the simulation's scheduler: interleavings come from the seed, not from library

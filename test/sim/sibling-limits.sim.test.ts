@@ -4,7 +4,7 @@ import { preferenceList } from '../../src/core/ring/ring.js';
 import { readContext } from '../../src/core/versioning/context.js';
 import { liveSiblings } from '../../src/core/versioning/versioned-object.js';
 import { isKvError } from '../../src/util/errors.js';
-import { SimCluster } from './sim-cluster.js';
+import { SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: sibling limits, on a simulated 3-node cluster. Past limits.maxSiblings a write without a

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
-import { SimulatedNetwork } from '../../src/adapters/simulated-transport.js';
-import { VirtualClock } from '../../src/adapters/virtual-clock.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
+import { SimulatedNetwork } from '../../src/sim/simulated-transport.js';
+import { VirtualClock } from '../../src/sim/virtual-clock.js';
 
 /**
  * Goal: an unclean crash in simulation behaves as a dead process does on a real network: what

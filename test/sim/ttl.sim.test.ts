@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeDataKey, partitionOf } from '../../src/core/keys.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
 import { type VersionedObject, isDeleted } from '../../src/core/versioning/versioned-object.js';
-import { SimCluster, type SimMember } from './sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: a value written with a TTL reads as deleted on every replica once it has expired (each

@@ -3,7 +3,7 @@ import { partitionOf } from '../../src/core/keys.js';
 import { plannedRing, preferenceList } from '../../src/core/ring/ring.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { isKvError } from '../../src/util/errors.js';
-import { type SimMember, SimCluster } from './sim-cluster.js';
+import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goals of the write path, in simulation (virtual time, so the durations below are exact and

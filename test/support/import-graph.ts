@@ -120,3 +120,43 @@ function cycleThrough(graph: ImportGraph, component: readonly string[]): string[
   for (let node = previous.get(start)!; node !== start; node = previous.get(node)!) between.push(node);
   return [start, ...between.reverse(), start];
 }
+
+/** A layering rule: modules under `from` may import only modules under one of `allowed` (folders relative to the root, with '/'). */
+export interface LayerRule {
+  readonly from: string;
+  readonly allowed: readonly string[];
+}
+
+/** True when `module` lies under `folder` ('' is the whole tree). */
+function isUnder(module: string, folder: string): boolean {
+  return folder === '' || module.startsWith(`${folder}/`);
+}
+
+/**
+ * The imports that break a rule, as 'importer -> imported (rule)'. A module may always import a
+ * module of its own `from` folder; a folder named in no rule's `from` is checked by no rule.
+ */
+export function layerViolations(graph: ImportGraph, rules: readonly LayerRule[]): string[] {
+  const violations: string[] = [];
+  for (const [module, targets] of graph) {
+    for (const rule of rules) {
+      if (!isUnder(module, rule.from)) continue;
+      for (const target of targets) {
+        if (isUnder(target, rule.from) || rule.allowed.some((folder) => isUnder(target, folder))) continue;
+        violations.push(`${module} -> ${target} (${rule.from} imports only ${[rule.from, ...rule.allowed].join(', ')})`);
+      }
+    }
+  }
+  return violations.sort();
+}
+
+/**
+ * The modules outside `folder` that import a module inside it: a folder only its own modules may
+ * use (src/sim: production never loads the simulator).
+ */
+export function importersFromOutside(graph: ImportGraph, folder: string): string[] {
+  return [...graph]
+    .filter(([module]) => !isUnder(module, folder))
+    .flatMap(([module, targets]) => targets.filter((target) => isUnder(target, folder)).map((target) => `${module} -> ${target}`))
+    .sort();
+}

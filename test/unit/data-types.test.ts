@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MemoryStorage } from '../../src/adapters/memory-storage.js';
+import { MemoryStorage } from '../../src/sim/memory-storage.js';
 import { applyIncrement, exactCounterValue } from '../../src/core/datatypes/counter.js';
 import { type DataTypeUpdate, applyDataTypeUpdate, dataTypeKey, dataTypeValue } from '../../src/core/datatypes/data-type.js';
 import { applySetUpdate, setElements } from '../../src/core/datatypes/or-set.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
-import { VirtualClock } from '../../src/adapters/virtual-clock.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
+import { VirtualClock } from '../../src/sim/virtual-clock.js';
 import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
 import { createRing } from '../../src/core/ring/ring.js';
 import { Claimant } from '../../src/engine/claimant.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryStorage } from '../../src/adapters/memory-storage.js';
+import { MemoryStorage } from '../../src/sim/memory-storage.js';
 import { encodeDataKey } from '../../src/core/keys.js';
 import type { VersionedObject } from '../../src/core/versioning/versioned-object.js';
 import { HintStore } from '../../src/engine/hint-store.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryStorage } from '../../src/adapters/memory-storage.js';
+import { MemoryStorage } from '../../src/sim/memory-storage.js';
 import { encodeDataKey } from '../../src/core/keys.js';
 import { createRing } from '../../src/core/ring/ring.js';
 import { emptyContext, readContext } from '../../src/core/versioning/context.js';

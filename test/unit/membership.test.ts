@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { beat, type ClusterView, gossipTargets, type MemberRecord, mergeViews, withLifecycle } from '../../src/core/membership/membership.js';
 import { createDetector, heartbeat, phi } from '../../src/core/membership/phi-accrual.js';
 import { claim, createRing } from '../../src/core/ring/ring.js';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 
 const record = (id: string, generation: number, heartbeatVersion: number, status: MemberRecord['status'] = 'up'): MemberRecord => ({
   id,

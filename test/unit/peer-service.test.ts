@@ -4,7 +4,7 @@ import { PeerService, type PeerRequestType } from '../../src/engine/peer-service
 import type { Logger } from '../../src/ports/logger.js';
 import { AssertionError } from '../../src/util/assert.js';
 import { KvError } from '../../src/util/errors.js';
-import { SimCluster } from '../sim/sim-cluster.js';
+import { SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goal: the peer service sends each peer request to the one role that registered its type (and

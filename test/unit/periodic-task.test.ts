@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { VirtualClock } from '../../src/adapters/virtual-clock.js';
+import { VirtualClock } from '../../src/sim/virtual-clock.js';
 import { PeriodicTask } from '../../src/engine/periodic-task.js';
 
 /**

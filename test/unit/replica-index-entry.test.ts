@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { emptyContext, readContext } from '../../src/core/versioning/context.js';
 import { Replica } from '../../src/engine/replica.js';
-import { RecordingStorage } from '../sim/recording-storage.js';
+import { RecordingStorage } from '../../src/sim/recording-storage.js';
 
 /** The bucket index entries of bucket `b` as `key:live|dead`. */
 async function entries(replica: Replica): Promise<string[]> {

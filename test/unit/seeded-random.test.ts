@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 import { AssertionError } from '../../src/util/assert.js';
 
 const draw = (random: SeededRandom, count: number): number[] => Array.from({ length: count }, () => random.next());

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { VirtualClock } from '../../src/adapters/virtual-clock.js';
+import { VirtualClock } from '../../src/sim/virtual-clock.js';
 import { AssertionError } from '../../src/util/assert.js';
 
 const startMs = 1_700_000_000_000;

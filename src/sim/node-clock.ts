@@ -8,7 +8,7 @@
  */
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import { assert } from '../util/assert.js';
-import { abortableSleep } from './abortable-sleep.js';
+import { abortableSleep } from '../adapters/abortable-sleep.js';
 import type { VirtualClock } from './virtual-clock.js';
 
 /** How a node's clock is off. */

@@ -5,15 +5,15 @@
  * clock, off by an offset and a drift drawn from the seed. A crash is unclean: the node's work
  * under way never completes, and a power loss also loses every write it had not synced. Nothing here sleeps: time moves only when the test advances the virtual clock.
  */
-import { MemoryStorage } from '../../src/adapters/memory-storage.js';
-import { type ClockError, NodeClock } from '../../src/adapters/node-clock.js';
-import { SeededRandom } from '../../src/adapters/seeded-random.js';
-import { SimulatedNetwork, type SimulatedTransport } from '../../src/adapters/simulated-transport.js';
-import { VirtualClock } from '../../src/adapters/virtual-clock.js';
-import { type NodeConfig, mergeConfig, validateConfig } from '../../src/engine/config.js';
-import { RingNode } from '../../src/engine/ring-node.js';
-import { silentLogger } from '../../src/ports/logger.js';
-import type { Storage } from '../../src/ports/storage.js';
+import { MemoryStorage } from './memory-storage.js';
+import { type ClockError, NodeClock } from './node-clock.js';
+import { SeededRandom } from './seeded-random.js';
+import { SimulatedNetwork, type SimulatedTransport } from './simulated-transport.js';
+import { VirtualClock } from './virtual-clock.js';
+import { type NodeConfig, mergeConfig, validateConfig } from '../engine/config.js';
+import { RingNode } from '../engine/ring-node.js';
+import { silentLogger } from '../ports/logger.js';
+import type { Storage } from '../ports/storage.js';
 import defaults from '../../config/default.json' with { type: 'json' };
 
 /** One simulated node: its engine, its storage (what its disk holds, replaced by what survives a crash), its clock and its address. */

@@ -9,7 +9,7 @@
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Random } from '../ports/random.js';
 import { assert } from '../util/assert.js';
-import { abortableSleep } from './abortable-sleep.js';
+import { abortableSleep } from '../adapters/abortable-sleep.js';
 
 /** One armed timer. */
 interface VirtualTimer {

@@ -6,8 +6,8 @@
  * It also reports every key read to its read listeners, so a test can see which key ranges a
  * request touched.
  */
-import { MemoryStorage } from '../../src/adapters/memory-storage.js';
-import type { BatchOperation, KeyRange, KeySpace, SpaceBatchOperation, Storage, StorageStats, WriteOptions } from '../../src/ports/storage.js';
+import { MemoryStorage } from './memory-storage.js';
+import type { BatchOperation, KeyRange, KeySpace, SpaceBatchOperation, Storage, StorageStats, WriteOptions } from '../ports/storage.js';
 
 /** The three key spaces. */
 export type SpaceName = 'data' | 'hints' | 'meta';

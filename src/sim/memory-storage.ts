@@ -14,7 +14,7 @@
 import type { AbstractSnapshot } from 'abstract-level';
 import { MemoryLevel } from 'memory-level';
 import { KvError } from '../util/errors.js';
-import { AbstractLevelStorage, type RootDatabase } from './abstract-level-storage.js';
+import { AbstractLevelStorage, type RootDatabase } from '../adapters/abstract-level-storage.js';
 
 /** The engine methods of memory-level that the durable engine below wraps (abstract-level calls them with encoded keys). */
 interface EngineMethods {
