@@ -18,6 +18,7 @@ import type { NodeConfig } from './engine/config.js';
 import type { NodeIdentity } from './engine/lifecycle.js';
 import { RingNode } from './engine/ring-node.js';
 import { buildApp } from './http/app.js';
+import { noFaultPoints } from './ports/fault-points.js';
 import type { Random } from './ports/random.js';
 import type { Storage } from './ports/storage.js';
 import { newClusterSecret, newNodeId } from './util/ids.js';
@@ -120,7 +121,7 @@ export async function runNode(flags: StartFlags): Promise<void> {
           onFallback: (target) => logger.warn({ peer: target }, "the peer's peer port refused the connection; reaching it over the HTTP peer route for a while (it is down, on peerTransport 'http', or an older ringkv)"),
         })
       : new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides, ...peerTls });
-  const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, processFigures });
+  const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, faultPoints: noFaultPoints, processFigures });
   await node.start();
   // The peer port listens before the HTTP port: a peer that reaches this node over HTTP while its peer port refuses takes it for
   // a node without one (see FramedTransport's httpFallback), so the peer port must never be the later of the two.

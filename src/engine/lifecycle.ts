@@ -4,6 +4,7 @@ import { decodeObject } from '../core/versioning/object-codec.js';
 import { isDeleted } from '../core/versioning/versioned-object.js';
 import { KvError } from '../util/errors.js';
 import type { Clock } from '../ports/clock.js';
+import type { FaultPoints } from '../ports/fault-points.js';
 import type { Logger } from '../ports/logger.js';
 import type { Random } from '../ports/random.js';
 import type { Storage } from '../ports/storage.js';
@@ -34,6 +35,8 @@ export interface NodePorts {
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
+  /** Where a simulation makes things go wrong (src/ports/fault-points.ts); production's never fire. */
+  readonly faultPoints: FaultPoints;
 }
 
 /** What the lifecycle needs from its node: its ports and the roles it starts and stops. */

@@ -17,6 +17,7 @@ import { PeerService } from './peer-service.js';
 import { Replica } from './replica.js';
 import { Status } from './status.js';
 import { DataTypes } from './data-types.js';
+import { clockWithFaults, storageWithFaults, transportWithFaults } from './fault-points.js';
 
 /** The ports and settings a node runs on. */
 export interface RingNodeOptions extends NodePorts {
@@ -49,6 +50,7 @@ export class RingNode implements KvService {
   onLeft: (() => void) | undefined;
 
   constructor(private readonly options: RingNodeOptions) {
+    options = withFaultPoints(options);
     const { config, identity } = options;
     this.nodeId = identity.nodeId;
     // The actor id changes with every start, so a dot is never issued twice (see Replica).
@@ -194,4 +196,18 @@ export class RingNode implements KvService {
   async compact(start?: Uint8Array, end?: Uint8Array): Promise<void> {
     await this.options.storage.compactRange(start, end);
   }
+}
+
+/**
+ * The ports as the node's roles see them: storage, transport and clock through the seeded fault
+ * points (src/engine/fault-points.ts), which never fire in production.
+ */
+function withFaultPoints(options: RingNodeOptions): RingNodeOptions {
+  const { faultPoints, clock } = options;
+  return {
+    ...options,
+    storage: storageWithFaults(options.storage, faultPoints, clock),
+    transport: transportWithFaults(options.transport, faultPoints, clock),
+    clock: clockWithFaults(clock, faultPoints),
+  };
 }

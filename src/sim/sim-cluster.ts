@@ -12,7 +12,9 @@ import { SimulatedNetwork, type SimulatedTransport } from './simulated-transport
 import { VirtualClock } from './virtual-clock.js';
 import { type NodeConfig, mergeConfig, validateConfig } from '../engine/config.js';
 import { RingNode } from '../engine/ring-node.js';
+import { type FaultPoints, noFaultPoints } from '../ports/fault-points.js';
 import { silentLogger } from '../ports/logger.js';
+import { type FaultSettings, SeededFaultPoints } from './seeded-fault-points.js';
 import type { Storage } from '../ports/storage.js';
 import defaults from '../../config/default.json' with { type: 'json' };
 
@@ -49,6 +51,8 @@ export interface SimOptions {
   readonly clockSkewMs?: number;
   /** Each node's clock runs fast or slow by up to this rate (default 1e-4). */
   readonly clockDrift?: number;
+  /** The seeded fault points this run turns on (src/sim/seeded-fault-points.ts); none when absent. */
+  readonly faults?: FaultSettings;
 }
 
 /** What a crash loses: a power loss loses the writes not yet synced; a process crash (kill -9) loses none. */
@@ -62,6 +66,8 @@ export class SimCluster {
   readonly network: SimulatedNetwork;
   readonly members: SimMember[] = [];
   readonly config: NodeConfig;
+  /** The fault points every node of the run passes (a SeededFaultPoints when `faults` turned some on). */
+  readonly faultPoints: FaultPoints;
   private readonly clockSkewMs: number;
   private readonly clockDrift: number;
 
@@ -73,6 +79,8 @@ export class SimCluster {
     this.random = new SeededRandom(seed);
     this.clock = new VirtualClock(1_700_000_000_000, { random: this.random.fork() });
     this.network = new SimulatedNetwork(this.clock, this.random.fork());
+    // A stream of their own, forked only when faults are on, so a run without them draws as it always did.
+    this.faultPoints = options.faults === undefined ? noFaultPoints : new SeededFaultPoints(options.faults, this.random.fork(), (line) => this.clock.note(line));
     this.clockSkewMs = options.clockSkewMs ?? 2000;
     this.clockDrift = options.clockDrift ?? 1e-4;
     this.config = validateConfig(
@@ -156,6 +164,7 @@ export class SimCluster {
       clock: member.clock,
       random: this.random.fork(),
       logger: silentLogger,
+      faultPoints: this.faultPoints,
     });
     member.node = node;
     this.network.register(member.address, (request) => node.handlePeer(request));
