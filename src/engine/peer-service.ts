@@ -85,8 +85,25 @@ export class PeerService {
     return this.handlers.has(type);
   }
 
-  /** Serves a peer's request (already authenticated) with the role that registered its type. */
+  /**
+   * Serves a peer's request (already authenticated) with the role that registered its type. It
+   * never rejects: a failure is mapped to its error reply here, the one place for every
+   * transport, so the simulated network answers exactly what the framed transport answers. A
+   * KvError is an answer (its code and message say what to do); anything else is a bug of this
+   * node, logged here and answered without its message, which may hold internals.
+   */
   async handle(request: PeerRequest): Promise<PeerReply> {
+    try {
+      return await this.serve(request);
+    } catch (error) {
+      if (isKvError(error)) return { type: 'error', code: error.code, message: error.message };
+      this.options.logger.error({ err: error, peerRequest: request.type }, 'unexpected error while handling a peer request');
+      return { type: 'error', code: 'KV_INTERNAL', message: 'an unexpected error happened on the peer; its log has the details' };
+    }
+  }
+
+  /** The reply of the role that registered the request's type (or a refusal). */
+  private async serve(request: PeerRequest): Promise<PeerReply> {
     const registration = this.handlers.get(request.type);
     if (registration === undefined) {
       return { type: 'error', code: 'KV_BAD_REQUEST', message: `this node serves no peer request ${JSON.stringify(request.type)}; is the peer a newer ringkv?` };
