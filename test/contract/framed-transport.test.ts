@@ -240,6 +240,24 @@ describe('the framed peer transport', () => {
     expect(server.refusedConnections).toBe(1);
   });
 
+  it('follows the version policy: ranges that overlap talk at the highest common version, disjoint ones are refused without the secret on the wire', async () => {
+    // A node one protocol version newer (it speaks 2..3) and one of this build (1..2): they meet at 2.
+    const { address: newer } = await serve(async () => found, { versions: { min: 2, max: 3 } });
+    const overlapping = client({ versions: { min: 1, max: 2 } });
+    expect(await overlapping.request(newer, get('k'), { timeoutMs: 10_000 })).toEqual(found);
+    expect(overlapping.connectionOf(newer, 'replica')?.protocolVersion).toBe(2);
+    // Two versions apart (1..1 against 2..3): refused, naming both ranges, and the secret is in none of the bytes either way.
+    const proxy = await recordingProxy(newer);
+    const disjoint = client({ versions: { min: 1, max: 1 } });
+    await expect(disjoint.request(proxy.address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({
+      code: 'KV_PEER_UNREACHABLE',
+      message: expect.stringMatching(/no common protocol version: this node speaks 2\.\.3, the peer 1\.\.1/),
+    });
+    const sent = Buffer.concat(proxy.sentByClient);
+    expect(sent.length).toBeGreaterThan(0);
+    expect(sent.includes(Buffer.from(secret))).toBe(false);
+  });
+
   it('refuses a client whose proof is wrong, one that is not a ringkv node, and a large frame before the handshake', async () => {
     let handled = 0;
     const { address, server } = await serve(async () => {
