@@ -1,29 +1,21 @@
 /**
- * The cost of one replica message round trip on each peer transport, measured in the same run:
- * the HTTP transport (undici to the node's real fastify peer route, with its batching) and the
- * framed transport (persistent connections to FramedPeerServer). Both ends run in this one
- * process, against a handler that answers at once, over loopback, so the figures are the whole
- * round trip's cost (encode, send, route, decode, answer, and back) on one thread, free of any
- * storage work: µs per round trip when requests go one at a time, ops/s when many are in flight,
- * and round trips per CPU-second of this process. The transports run in turns (A, B, A, B, ...)
- * so that a machine busy with other work is not charged to one of them only.
+ * The cost of one replica message round trip on the framed peer transport (persistent
+ * connections to FramedPeerServer). Both ends run in this one process, against a handler that
+ * answers at once, over loopback, so the figures are the whole round trip's cost (encode, send,
+ * decode, answer, and back) on one thread, free of any storage work: µs per round trip when
+ * requests go one at a time, ops/s when many are in flight, and round trips per CPU-second of
+ * this process. Compare builds by running this on each in turns, on the same machine.
  *
  *   npm run build && node dist/bench/peer-round-trip.js [--sequential 20000] [--concurrent 20000]
- *     [--concurrency 64] [--value-bytes 100] [--rounds 2] [--only http|framed]
+ *     [--concurrency 64] [--value-bytes 100] [--rounds 2]
  *
  * Results go to stdout as a markdown table and to bench/results/peer-round-trip-<time>.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import defaults from '../config/default.json' with { type: 'json' };
 import { FramedPeerServer } from '../src/adapters/framed-peer-server.js';
 import { FramedTransport } from '../src/adapters/framed-transport.js';
-import { UndiciTransport } from '../src/adapters/undici-transport.js';
 import type { PeerReply, PeerRequest } from '../src/core/wire/messages.js';
-import { validateConfig } from '../src/engine/config.js';
-import type { KvService } from '../src/engine/kv-service.js';
-import { buildApp } from '../src/http/app.js';
 import type { PeerHandler, Transport } from '../src/ports/transport.js';
 
 const secret = 'peer-round-trip-bench-secret-0123';
@@ -34,8 +26,6 @@ interface ProbeOptions {
   readonly concurrency: number;
   readonly valueBytes: number;
   readonly rounds: number;
-  /** Only this transport ('http' or 'framed'), for profiling one of them. */
-  readonly only: string | undefined;
 }
 
 /** One transport's figures for one way of loading it. */
@@ -73,33 +63,12 @@ function parseOptions(argv: readonly string[]): ProbeOptions {
     concurrency: value('--concurrency', 64),
     valueBytes: value('--value-bytes', 100),
     rounds: value('--rounds', 2),
-    only: argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : undefined,
   };
 }
 
 /** What a replica answers to a replica-put, at once: the probe measures the transport, not storage. */
 const answerAtOnce: PeerHandler = async (request) =>
   request.type === 'replica-put' ? { type: 'replica-put-reply', durable: request.sync } : { type: 'error', code: 'KV_BAD_REQUEST', message: `unexpected ${request.type}` };
-
-/** The HTTP peer route of a real app; the service behind it only ever serves peer requests. */
-async function undiciSubject(): Promise<Subject> {
-  const config = validateConfig({ ...defaults, clusterSecret: secret });
-  const peerOnly = { handlePeer: answerAtOnce };
-  // buildApp registers every route; only the peer route is called here, so only its one method is needed.
-  const app = await buildApp({ service: peerOnly as unknown as KvService, config, clusterSecret: secret });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = `127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-  const transport = new UndiciTransport({ secret });
-  return {
-    name: 'http (undici)',
-    address,
-    transport,
-    stop: async () => {
-      await transport.close();
-      await app.close();
-    },
-  };
-}
 
 async function framedSubject(): Promise<Subject> {
   const server = new FramedPeerServer({ handler: answerAtOnce, secret });
@@ -170,16 +139,14 @@ async function load(subject: Subject, mode: Figures['mode'], round: number, requ
 
 const number = (value: number, digits = 0): string => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
-function table(figures: readonly Figures[], baseline: string): string {
+function table(figures: readonly Figures[]): string {
   const lines = [
-    '| transport | mode | round | requests | ops/s | µs per round trip | p50 µs | p99 µs | round trips per CPU-s | ops/s vs http |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| transport | mode | round | requests | ops/s | µs per round trip | p50 µs | p99 µs | round trips per CPU-s |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const row of figures) {
-    const base = figures.find((other) => other.transport === baseline && other.mode === row.mode && other.round === row.round);
-    const ratio = base === undefined ? '' : `${number(row.opsPerSecond / base.opsPerSecond, 2)}x`;
     lines.push(
-      `| ${row.transport} | ${row.mode} | ${row.round} | ${number(row.requests)} | ${number(row.opsPerSecond)} | ${number(row.microsPerRoundTrip, 1)} | ${number(row.p50Micros, 1)} | ${number(row.p99Micros, 1)} | ${number(row.opsPerCpuSecond)} | ${ratio} |`,
+      `| ${row.transport} | ${row.mode} | ${row.round} | ${number(row.requests)} | ${number(row.opsPerSecond)} | ${number(row.microsPerRoundTrip, 1)} | ${number(row.p50Micros, 1)} | ${number(row.p99Micros, 1)} | ${number(row.opsPerCpuSecond)} |`,
     );
   }
   return lines.join('\n');
@@ -188,13 +155,13 @@ function table(figures: readonly Figures[], baseline: string): string {
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const value = Buffer.alloc(options.valueBytes, 120);
-  const subjects = [...(options.only === 'framed' ? [] : [await undiciSubject()]), ...(options.only === 'http' ? [] : [await framedSubject()])];
+  const subjects = [await framedSubject()];
   const figures: Figures[] = [];
   try {
-    // A warm-up per transport: connections open, the JIT settles.
+    // A warm-up: connections open, the JIT settles.
     for (const subject of subjects) await load(subject, 'sequential', 0, 2_000, 8, value);
     for (let round = 1; round <= options.rounds; round++) {
-      for (const subject of round % 2 === 1 ? subjects : [...subjects].reverse()) {
+      for (const subject of subjects) {
         figures.push(await load(subject, 'sequential', round, options.sequential, 1, value));
         figures.push(await load(subject, 'concurrent', round, options.concurrent, options.concurrency, value));
       }
@@ -204,7 +171,7 @@ async function main(): Promise<void> {
   }
   figures.sort((left, right) => left.mode.localeCompare(right.mode) || left.round - right.round || left.transport.localeCompare(right.transport));
   console.log(`replica-put round trips of a ${options.valueBytes}-byte value over loopback, both ends in one process (Node ${process.version}); concurrent = ${options.concurrency} in flight\n`);
-  console.log(table(figures, 'http (undici)'));
+  console.log(table(figures));
   const folder = join(process.cwd(), 'bench', 'results');
   mkdirSync(folder, { recursive: true });
   const file = join(folder, `peer-round-trip-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);

@@ -139,15 +139,9 @@ async function startNamed(name: CompareTargetName, dataRoot: string, options: Cl
     case 'ceiling':
       return startCeiling(dataRoot);
     case 'ringkv-1':
-    case 'ringkv-1-http': {
-      const config = name === 'ringkv-1-http' ? { peerTransport: 'http' } : {};
-      return startRingkv({ name, nodeCount: 1, nVal: 1, dataRoot, nodeArgs, conflictMode: options.conflictMode, config, ...quorum });
-    }
+      return startRingkv({ name, nodeCount: 1, nVal: 1, dataRoot, nodeArgs, conflictMode: options.conflictMode, ...quorum });
     case 'ringkv-3':
-    case 'ringkv-3-http': {
-      const config = name === 'ringkv-3-http' ? { peerTransport: 'http' } : {};
-      return startRingkv({ name, nodeCount: 3, nVal: 3, r: options.r ?? 2, w: options.w ?? 2, dataRoot, nodeArgs, conflictMode: options.conflictMode, config });
-    }
+      return startRingkv({ name, nodeCount: 3, nVal: 3, r: options.r ?? 2, w: options.w ?? 2, dataRoot, nodeArgs, conflictMode: options.conflictMode });
     case 'etcd-3': {
       const setup = setupEtcd();
       if (!setup.available) throw new Error(setup.note);

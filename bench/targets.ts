@@ -141,7 +141,7 @@ export async function startRingkv(options: RingkvTargetOptions): Promise<Running
   const quorumText = options.r === undefined && options.w === undefined ? '' : `, r=${options.r ?? 'default'}, w=${options.w ?? 'default'}`;
   return {
     name: options.name,
-    description: `ringkv, ${options.nodeCount} node${options.nodeCount === 1 ? '' : 's'}, n_val=${options.nVal}${quorumText}, ${conflictMode} buckets, ${String(options.config?.peerTransport ?? 'framed')} peer transport`,
+    description: `ringkv, ${options.nodeCount} node${options.nodeCount === 1 ? '' : 's'}, n_val=${options.nVal}${quorumText}, ${conflictMode} buckets`,
     nodes: addresses,
     driverKind: options.driverKind ?? 'undici',
     quorum,

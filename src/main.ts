@@ -1,17 +1,15 @@
 /**
  * The only place that reads process, env and signals and wires the real adapters: LevelDB
- * storage, the undici transport, the system clock and pino logs.
+ * storage, the framed peer transport and server, the system clock and pino logs.
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { LevelStorage } from './adapters/level-storage.js';
 import { systemClock } from './adapters/system-clock.js';
-import { UndiciTransport } from './adapters/undici-transport.js';
 import { FramedPeerServer } from './adapters/framed-peer-server.js';
 import { FramedTransport } from './adapters/framed-transport.js';
 import { defaultMaxFrameBytes } from './core/wire/frames.js';
-import type { Transport } from './ports/transport.js';
 import { KvError } from './util/errors.js';
 import { type ConfigFlags, loadConfig, packageRoot } from './cli/load-config.js';
 import type { NodeConfig } from './engine/config.js';
@@ -66,8 +64,7 @@ function processFigures(): Record<string, number> {
 
 /**
  * The largest peer frame: 64 MiB, and never less than two full-size values plus 1 MiB, so a
- * replica-put of a largest value with one sibling always fits (the HTTP peer route's rule,
- * for one message instead of a batch).
+ * replica-put of a largest value with one sibling always fits.
  */
 function peerFrameCapBytes(config: NodeConfig): number {
   return Math.max(defaultMaxFrameBytes, 2 * config.limits.maxValueBytes + 1024 * 1024);
@@ -107,27 +104,17 @@ export async function runNode(flags: StartFlags): Promise<void> {
   const identity = await loadIdentity(storage, config);
   const tls = loadTlsFiles(config);
   // Peers are verified against the cluster's CA (not the system store): only certificates it signed are peers.
-  const peerTls = tls === undefined ? {} : { protocol: 'https' as const, connect: { ca: tls.ca } };
-  const transport: Transport =
-    config.peerTransport === 'framed'
-      ? new FramedTransport({
-          secret: identity.clusterSecret,
-          peerDialOverrides: config.peerDialOverrides,
-          peerPortOffset: config.peerPortOffset,
-          maxFrameBytes: peerFrameCapBytes(config),
-          ...(tls === undefined ? {} : { tls: { ca: tls.ca } }),
-          // A peer without a peer port (on 'http', or from before framed was the default) is reached on its HTTP peer route.
-          httpFallback: new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides, ...peerTls }),
-          onFallback: (target) => logger.warn({ peer: target }, "the peer's peer port refused the connection; reaching it over the HTTP peer route for a while (it is down, on peerTransport 'http', or an older ringkv)"),
-        })
-      : new UndiciTransport({ secret: identity.clusterSecret, peerDialOverrides: config.peerDialOverrides, ...peerTls });
+  const transport = new FramedTransport({
+    secret: identity.clusterSecret,
+    peerDialOverrides: config.peerDialOverrides,
+    peerPortOffset: config.peerPortOffset,
+    maxFrameBytes: peerFrameCapBytes(config),
+    ...(tls === undefined ? {} : { tls: { ca: tls.ca } }),
+  });
   const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, faultPoints: noFaultPoints, processFigures });
   await node.start();
-  // The peer port listens before the HTTP port: a peer that reaches this node over HTTP while its peer port refuses takes it for
-  // a node without one (see FramedTransport's httpFallback), so the peer port must never be the later of the two.
-  const peerServer = config.peerTransport === 'framed' ? await startPeerServer(config, node, identity.clusterSecret, tls, logger) : undefined;
-  const app = await buildApp({ service: node, config, clusterSecret: identity.clusterSecret, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
-  // The HTTP peer route stays up in framed mode too, so a node still on 'http' can reach this one during a switch-over.
+  const peerServer = await startPeerServer(config, node, identity.clusterSecret, tls, logger);
+  const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
   await app.listen({ host: config.listen, port: config.port });
   logger.info({ nodeId: identity.nodeId, generation: identity.generation, address: identity.address, listen: `${config.listen}:${config.port}`, dataDir }, 'ringkv node started');
   // Says how access is set up without a single token character in the log.
@@ -135,8 +122,7 @@ export async function runNode(flags: StartFlags): Promise<void> {
   logger.info(
     {
       tls: config.tls.enabled,
-      peerTransport: config.peerTransport,
-      ...(peerServer === undefined ? {} : { peerPort: config.port + config.peerPortOffset }),
+      peerPort: config.port + config.peerPortOffset,
       clientAuth: config.auth.enabled,
       ...(config.auth.enabled ? { readWriteTokens: roles.filter((role) => role === 'read-write').length, readOnlyTokens: roles.filter((role) => role === 'read-only').length } : {}),
     },
@@ -149,7 +135,7 @@ export async function runNode(flags: StartFlags): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'draining in-flight requests and closing');
     await app.close();
-    await peerServer?.close();
+    await peerServer.close();
     await node.stop();
     await transport.close();
     await storage.close();

@@ -25,12 +25,8 @@ import { type RunningTarget, setupEtcd, startCeiling, startEtcd, startRingkv, st
  * the ceiling and to etcd measured in the same run, and the issue's targets checked against them.
  */
 
-/**
- * The systems of the compare suite, in run order. `ringkv-1-http` and `ringkv-3-http` are the
- * same engine on the HTTP peer transport (the default before framed), run only when named in
- * `--targets`, to compare the two in one run.
- */
-export const compareTargetNames = ['ceiling', 'ringkv-1', 'ringkv-1-http', 'ringkv-3', 'ringkv-3-http', 'etcd-3'] as const;
+/** The systems of the compare suite, in run order. */
+export const compareTargetNames = ['ceiling', 'ringkv-1', 'ringkv-3', 'etcd-3'] as const;
 
 /** What `--targets` runs when it is not given. */
 export const defaultCompareTargets: readonly CompareTargetName[] = ['ceiling', 'ringkv-1', 'ringkv-3', 'etcd-3'];
@@ -72,10 +68,6 @@ async function startTarget(name: CompareTargetName, dataRoot: string, options: C
       return startRingkv({ name, nodeCount: 1, nVal: 1, dataRoot, nodeArgs: options.ringkvNodeArgs, conflictMode: options.conflictMode });
     case 'ringkv-3':
       return startRingkv({ name, nodeCount: 3, nVal: 3, r: 2, w: 2, dataRoot, nodeArgs: options.ringkvNodeArgs, conflictMode: options.conflictMode });
-    case 'ringkv-1-http':
-      return startRingkv({ name, nodeCount: 1, nVal: 1, dataRoot, nodeArgs: options.ringkvNodeArgs, conflictMode: options.conflictMode, config: { peerTransport: 'http' } });
-    case 'ringkv-3-http':
-      return startRingkv({ name, nodeCount: 3, nVal: 3, r: 2, w: 2, dataRoot, nodeArgs: options.ringkvNodeArgs, conflictMode: options.conflictMode, config: { peerTransport: 'http' } });
     case 'etcd-3':
       return startEtcd(3, dataRoot);
   }

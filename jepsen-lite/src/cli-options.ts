@@ -4,7 +4,6 @@
  * edge, and a bad one stops the run with a message that names the flag.
  */
 import { parseArgs } from 'node:util';
-import { configDefaults } from '../../src/engine/config.js';
 
 /** The workloads: which operations clients run and which checker judges them. */
 export const workloadNames = ['set', 'register', 'delete', 'client', 'ttl', 'counter', 'dt-set'] as const;
@@ -37,16 +36,6 @@ export const netModes = ['loopback', 'netns'] as const;
 /** A --net mode. */
 export type NetMode = (typeof netModes)[number];
 
-/** ringkv's peer transports (src/engine/config.ts `peerTransport`). */
-export const peerTransports = ['http', 'framed'] as const;
-/** A --peer-transport. */
-export type PeerTransport = (typeof peerTransports)[number];
-
-/** ringkv's own default peer transport, which a run uses unless --peer-transport says otherwise. */
-export function defaultPeerTransport(): PeerTransport {
-  return (configDefaults() as { peerTransport: PeerTransport }).peerTransport;
-}
-
 /** Everything a run is configured with. */
 export interface RunOptions {
   readonly workload: WorkloadName;
@@ -78,8 +67,6 @@ export interface RunOptions {
   readonly checkFolder: string | undefined;
   /** Loopback with link proxies, or one network namespace per node (root only). */
   readonly net: NetMode;
-  /** The nodes' `peerTransport`. */
-  readonly peerTransport: PeerTransport;
 }
 
 /** The usage text printed by --help and on a bad flag. */
@@ -116,7 +103,6 @@ export const usage = `usage: npm run jepsen -- [options]
   --net loopback|netns             loopback: nodes on 127.0.0.1 behind per-link TCP proxies
                                    (default); netns: each node in its own network namespace on
                                    a bridge, faults by iptables and tc (needs root)
-  --peer-transport http|framed     the nodes' peerTransport (default: ringkv's, ${defaultPeerTransport()})
 `;
 
 function integerFlag(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
@@ -178,7 +164,6 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | undefined
       'keep-data': { type: 'boolean' },
       check: { type: 'string' },
       net: { type: 'string' },
-      'peer-transport': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -208,6 +193,5 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | undefined
     keepData: values['keep-data'] === true,
     checkFolder: values.check,
     net,
-    peerTransport: oneOf('peer-transport', values['peer-transport'], peerTransports, defaultPeerTransport()),
   };
 }

@@ -1,16 +1,14 @@
 /**
- * The links between nodes. Every ordered pair of nodes (i -> j) gets a TCP proxy of its own: node
- * i dials node j through it (ringkv's `--peer-map`), so the harness can cut exactly that link.
+ * The links between nodes. Every ordered pair of nodes (i -> j) gets a TCP proxy of its own, to
+ * node j's peer port (HTTP port + peerPortOffset, where ringkv nodes talk to each other): node i
+ * dials node j through it (ringkv's `--peer-map`), so the harness can cut exactly that link.
  *
  * A cut link behaves like iptables DROP, not REJECT: connections stay open and new ones are
  * accepted, but no byte moves in either direction. The proxy does this by pausing both sockets,
  * so the kernel's buffers fill and senders stall as they would while TCP retransmits into a
  * black hole; when the link heals, the held bytes flow on, just as retransmissions get through
  * after a real partition heals. Peers notice the partition only through their own timeouts.
- *
- * With ringkv's framed peer transport (`peerTransport: 'framed'`) peers dial each other's peer
- * port (HTTP port + peerPortOffset) instead of the HTTP port, so every link then has a second
- * proxy, to the peer port, which is cut and healed together with the link's HTTP proxy.
+ * Clients (the workloads) reach the nodes' HTTP ports directly: only node-to-node traffic is cut.
  */
 import { type Server, type Socket, connect, createServer } from 'node:net';
 
@@ -208,19 +206,10 @@ export class LinkProxy {
   }
 }
 
-/** Where the framed peer transport's traffic goes: each node's peer port, and the port of each link's proxy to it. */
-export interface PeerPorts {
-  /** The peer port of node i (its HTTP port + peerPortOffset). */
-  readonly nodePeerPort: (node: number) => number;
-  /** Port of the proxy of link i -> j for the peer port. */
-  readonly proxyPort: (from: number, to: number) => number;
-}
-
 /** One proxy's traffic, for run.json and the summary. */
 export interface LinkCounters {
   readonly from: number;
   readonly to: number;
-  readonly lane: 'http' | 'peer';
   readonly bytesForwarded: number;
   /** See LinkProxy.cutStats. */
   readonly cuts: number;
@@ -232,78 +221,58 @@ export interface LinkCounters {
 
 /**
  * Every directed link of an n-node cluster. A partition is a set of unordered node pairs that
- * cannot talk; both directions of each pair are cut, as a real network partition cuts both. With
- * `peer` ports (the framed transport) each link has a proxy for the HTTP port and one for the
- * peer port, always in the same state, and `--peer-map` points the nodes at the peer proxies.
+ * cannot talk; both directions of each pair are cut, as a real network partition cuts both.
  */
 export class LinkNetwork {
   private readonly links: LinkProxy[] = [];
-  private readonly peerLinks: LinkProxy[] = [];
 
   constructor(
     readonly nodeCount: number,
-    /** Port of node i (0-based). */
+    /** The HTTP port of node i (0-based): the address its peers know it by. */
     private readonly nodePort: (node: number) => number,
+    /** The peer port of node i, where the proxies of the links to it forward. */
+    nodePeerPort: (node: number) => number,
     /** Port of the proxy of link i -> j. */
     private readonly proxyPort: (from: number, to: number) => number,
-    /** With the framed peer transport: the peer ports and their proxies. */
-    private readonly peer?: PeerPorts,
   ) {
     for (let from = 0; from < nodeCount; from++) {
-      for (let to = 0; to < nodeCount; to++) {
-        if (from === to) continue;
-        this.links.push(new LinkProxy(from, to, proxyPort(from, to), nodePort(to)));
-        if (peer !== undefined) this.peerLinks.push(new LinkProxy(from, to, peer.proxyPort(from, to), peer.nodePeerPort(to)));
-      }
+      for (let to = 0; to < nodeCount; to++) if (from !== to) this.links.push(new LinkProxy(from, to, proxyPort(from, to), nodePeerPort(to)));
     }
-  }
-
-  private get everyProxy(): LinkProxy[] {
-    return [...this.links, ...this.peerLinks];
   }
 
   /** Starts every proxy. */
   async start(): Promise<void> {
-    await Promise.all(this.everyProxy.map((link) => link.start()));
+    await Promise.all(this.links.map((link) => link.start()));
   }
 
   /**
-   * The `--peer-map` of node `from`: each peer's address mapped to the proxy of the link to it,
-   * the HTTP port's proxy or, with the framed transport, the peer port's (ringkv dials a mapped
-   * address exactly as given, with no offset added).
+   * The `--peer-map` of node `from`: each peer's address mapped to the proxy of the link to it
+   * (ringkv dials a mapped address exactly as given, with no peer port offset added).
    */
   peerMap(from: number): string {
     const entries: string[] = [];
-    for (let to = 0; to < this.nodeCount; to++) {
-      if (to === from) continue;
-      const proxy = this.peer === undefined ? this.proxyPort(from, to) : this.peer.proxyPort(from, to);
-      entries.push(`127.0.0.1:${this.nodePort(to)}=127.0.0.1:${proxy}`);
-    }
+    for (let to = 0; to < this.nodeCount; to++) if (to !== from) entries.push(`127.0.0.1:${this.nodePort(to)}=127.0.0.1:${this.proxyPort(from, to)}`);
     return entries.join(',');
   }
 
   /** Every proxy's traffic so far. */
   counters(): LinkCounters[] {
-    const of =
-      (lane: 'http' | 'peer') =>
-      (link: LinkProxy): LinkCounters => ({
-        from: link.from,
-        to: link.to,
-        lane,
-        bytesForwarded: link.bytesForwarded,
-        cuts: link.cutStats.cuts,
-        bytesBeforeCuts: link.cutStats.bytesBefore,
-        msBeforeCuts: Math.round(link.cutStats.msBefore),
-        bytesDuringCuts: link.cutStats.bytesDuring,
-        msDuringCuts: Math.round(link.cutStats.msDuring),
-      });
-    return [...this.links.map(of('http')), ...this.peerLinks.map(of('peer'))];
+    return this.links.map((link) => ({
+      from: link.from,
+      to: link.to,
+      bytesForwarded: link.bytesForwarded,
+      cuts: link.cutStats.cuts,
+      bytesBeforeCuts: link.cutStats.bytesBefore,
+      msBeforeCuts: Math.round(link.cutStats.msBefore),
+      bytesDuringCuts: link.cutStats.bytesDuring,
+      msDuringCuts: Math.round(link.cutStats.msDuring),
+    }));
   }
 
   /** Cuts both directions between each pair (0-based node indexes); other links are healed. */
   partition(blockedPairs: readonly (readonly [number, number])[]): void {
     const blocked = new Set(blockedPairs.flatMap(([left, right]) => [`${left}>${right}`, `${right}>${left}`]));
-    for (const link of this.everyProxy) {
+    for (const link of this.links) {
       if (blocked.has(`${link.from}>${link.to}`)) link.sever();
       else link.heal();
     }
@@ -311,21 +280,16 @@ export class LinkNetwork {
 
   /** Heals every link. */
   healAll(): void {
-    for (const link of this.everyProxy) link.heal();
+    for (const link of this.links) link.heal();
   }
 
-  /** The links cut now, as "from>to" with 0-based indexes (the HTTP proxies; the peer proxies follow them). */
+  /** The links cut now, as "from>to" with 0-based indexes. */
   cutLinks(): string[] {
     return this.links.filter((link) => link.cut).map((link) => `${link.from}>${link.to}`);
   }
 
-  /** The peer-port proxies cut now, as "from>to" (empty without the framed transport). */
-  cutPeerLinks(): string[] {
-    return this.peerLinks.filter((link) => link.cut).map((link) => `${link.from}>${link.to}`);
-  }
-
   /** Stops every proxy. */
   async stop(): Promise<void> {
-    await Promise.all(this.everyProxy.map((link) => link.stop()));
+    await Promise.all(this.links.map((link) => link.stop()));
   }
 }

@@ -168,21 +168,18 @@ async function run(requested: RunOptions): Promise<number> {
   const slotCount = options.nodeCount + spareCount;
   // On loopback every node has its own port; in namespaces every node has the same port on its own address.
   const nodePort = (node: number): number => (namespaces === undefined ? options.basePort + node : options.basePort);
+  // Each node's peer port (where nodes talk to each other), and a proxy per link to it after the nodes' ports.
+  const nodePeerPort = (node: number): number => nodePort(node) + defaultPeerPortOffset;
   const proxyPort = (from: number, to: number): number => options.basePort + slotCount + from * slotCount + to;
-  const framed = options.peerTransport === 'framed';
-  // The framed transport's links: each node's peer port, and a proxy per link to it after the HTTP proxies.
-  const peerPorts = framed
-    ? { nodePeerPort: (node: number) => nodePort(node) + defaultPeerPortOffset, proxyPort: (from: number, to: number) => options.basePort + slotCount + slotCount * slotCount + from * slotCount + to }
-    : undefined;
   const ports = Array.from({ length: namespaces === undefined ? slotCount : 0 }, (_, node) => nodePort(node));
   if (namespaces === undefined) {
     for (let from = 0; from < slotCount; from++) {
-      for (let to = 0; to < slotCount; to++) if (from !== to) ports.push(proxyPort(from, to), ...(peerPorts === undefined ? [] : [peerPorts.proxyPort(from, to)]));
+      for (let to = 0; to < slotCount; to++) if (from !== to) ports.push(proxyPort(from, to));
     }
-    if (peerPorts !== undefined) for (let node = 0; node < slotCount; node++) ports.push(peerPorts.nodePeerPort(node));
+    for (let node = 0; node < slotCount; node++) ports.push(nodePeerPort(node));
   }
-  const highest = Math.max(options.basePort, ...ports, ...(framed ? [options.basePort + defaultPeerPortOffset] : []));
-  if (highest > 65_535) throw new Error(`--base-port ${options.basePort} puts ports up to ${highest}, above 65535 (the framed transport's peer ports are ${defaultPeerPortOffset} above the HTTP ports): pass a lower --base-port`);
+  const highest = Math.max(options.basePort + defaultPeerPortOffset, ...ports);
+  if (highest > 65_535) throw new Error(`--base-port ${options.basePort} puts ports up to ${highest}, above 65535 (the peer ports are ${defaultPeerPortOffset} above the HTTP ports): pass a lower --base-port`);
   await assertPortsFree(ports);
   const runFolder = makeRunFolder(storeRoot);
   const dataRoot = mkdtempSync(join(tmpdir(), 'ringkv-jepsen-'));
@@ -193,7 +190,6 @@ async function run(requested: RunOptions): Promise<number> {
     hintedHandoff: { intervalMs: 300 },
     antiEntropy: { intervalMs: 2000 },
     bucketDefaults: { nVal, conflictMode: options.conflictMode },
-    peerTransport: options.peerTransport,
   };
   writeFileSync(configFile, `${JSON.stringify(nodeConfig, null, 2)}\n`);
   const schedule = planNemesisSchedule(
@@ -208,7 +204,6 @@ async function run(requested: RunOptions): Promise<number> {
     ...(requested.faults.includes('clock') && faketimeLibrary === undefined ? { skipped: 'clock (no libfaketime)' } : {}),
     ...(latencySkipped === undefined ? {} : { skippedLatency: latencySkipped }),
     net: options.net,
-    peerTransport: options.peerTransport,
     timeLimitS: options.timeLimitMs / 1000,
     concurrency: options.concurrency,
     conflict: options.conflictMode,
@@ -223,11 +218,11 @@ async function run(requested: RunOptions): Promise<number> {
       `npm run jepsen -- --workload ${options.workload} --nemesis ${options.faults.join(',') || 'none'} --nodes ${options.nodeCount}` +
       ` --time-limit ${options.timeLimitMs / 1000} --concurrency ${options.concurrency} --conflict ${options.conflictMode} --seed ${options.seed}` +
       ` --rate ${options.ratePerSecond} --keys ${options.keyCount} --nemesis-interval ${options.nemesisIntervalMs / 1000} --quiet ${options.quietMs / 1000}` +
-      ` --net ${options.net} --peer-transport ${options.peerTransport}`,
+      ` --net ${options.net}`,
   };
 
   // Loopback: the link proxies. Namespaces: one host per slot, created in the try below.
-  const network = namespaces === undefined ? new LinkNetwork(slotCount, nodePort, proxyPort, peerPorts) : undefined;
+  const network = namespaces === undefined ? new LinkNetwork(slotCount, nodePort, nodePeerPort, proxyPort) : undefined;
   const hosts: NamespaceNetwork | undefined = namespaces?.network;
   const host = (node: number): { address: string; namespace: string; name: string } => {
     const found = hosts?.hosts[node];
@@ -285,21 +280,16 @@ async function run(requested: RunOptions): Promise<number> {
   const traffic = (): Record<string, unknown> => {
     if (network !== undefined) {
       const counters = network.counters();
-      const lane = (name: 'http' | 'peer'): Record<string, number> => {
-        const mine = counters.filter((counter) => counter.lane === name);
-        const sum = (field: 'bytesForwarded' | 'cuts' | 'bytesBeforeCuts' | 'msBeforeCuts' | 'bytesDuringCuts' | 'msDuringCuts'): number => mine.reduce((total, counter) => total + counter[field], 0);
-        return { bytesForwarded: sum('bytesForwarded'), linkCuts: sum('cuts'), bytesBeforeCuts: sum('bytesBeforeCuts'), msBeforeCuts: sum('msBeforeCuts'), bytesDuringCuts: sum('bytesDuringCuts'), msDuringCuts: sum('msDuringCuts') };
-      };
+      const sum = (field: 'bytesForwarded' | 'cuts' | 'bytesBeforeCuts' | 'msBeforeCuts' | 'bytesDuringCuts' | 'msDuringCuts'): number => counters.reduce((total, counter) => total + counter[field], 0);
       return {
-        http: lane('http'),
-        ...(framed ? { peer: lane('peer') } : {}),
+        peer: { bytesForwarded: sum('bytesForwarded'), linkCuts: sum('cuts'), bytesBeforeCuts: sum('bytesBeforeCuts'), msBeforeCuts: sum('msBeforeCuts'), bytesDuringCuts: sum('bytesDuringCuts'), msDuringCuts: sum('msDuringCuts') },
         links: counters.map((counter) => ({ ...counter, from: cluster.nodes[counter.from]?.name, to: cluster.nodes[counter.to]?.name })),
       };
     }
     return { droppedPackets: (faults as NamespaceFaults).dropped };
   };
   const trafficSummary = (): string => {
-    const figures = traffic() as { http?: Record<string, number>; peer?: Record<string, number>; droppedPackets?: { partition: number; loss: number } };
+    const figures = traffic() as { peer?: Record<string, number>; droppedPackets?: { partition: number; loss: number } };
     if (figures.droppedPackets !== undefined) return `links: iptables dropped ${figures.droppedPackets.partition} packets in partitions, ${figures.droppedPackets.loss} in loss faults`;
     const rate = (bytes: number, ms: number): string => (ms > 0 ? `${Math.round((bytes * 1000) / ms)} B/s` : 'n/a');
     const lane = (name: string, counts: Record<string, number> | undefined): string =>
@@ -307,7 +297,7 @@ async function run(requested: RunOptions): Promise<number> {
         ? ''
         : `${name} proxies forwarded ${counts.bytesForwarded} bytes` +
           ((counts.linkCuts ?? 0) > 0 ? `; the ${counts.linkCuts} link cuts carried ${rate(counts.bytesBeforeCuts ?? 0, counts.msBeforeCuts ?? 0)} per link before and ${rate(counts.bytesDuringCuts ?? 0, counts.msDuringCuts ?? 0)} while cut` : '');
-    return `links: ${[lane('HTTP-port', figures.http), lane('peer-port', figures.peer)].filter((text) => text.length > 0).join('; ')}`;
+    return `links: ${lane('peer-port', figures.peer)}`;
   };
 
   let history: HistoryRecorder | undefined;
@@ -323,7 +313,7 @@ async function run(requested: RunOptions): Promise<number> {
     say(`store: ${runFolder}`);
     if (network !== undefined) {
       await network.start();
-      say(`starting ${options.nodeCount} ringkv nodes on 127.0.0.1:${nodePort(0)}..${nodePort(options.nodeCount - 1)}${spareCount > 0 ? ` (${spareCount} spare slots up to ${nodePort(slotCount - 1)})` : ''}, links proxied on ${proxyPort(0, 1)}..${highest}${framed ? ' (framed peer ports too)' : ''}`);
+      say(`starting ${options.nodeCount} ringkv nodes on 127.0.0.1:${nodePort(0)}..${nodePort(options.nodeCount - 1)}${spareCount > 0 ? ` (${spareCount} spare slots up to ${nodePort(slotCount - 1)})` : ''}, peer ports ${nodePeerPort(0)}.., links proxied on ${proxyPort(0, 1)}..${proxyPort(slotCount - 1, slotCount - 2)}`);
     } else {
       const namespaceHosts = hosts as NamespaceNetwork;
       namespaceHosts.startReaper(process.pid);

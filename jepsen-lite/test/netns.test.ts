@@ -152,13 +152,12 @@ describe('the namespace run', () => {
     expect(runSubnet(18600)).toBe('10.234.168');
   });
 
-  it('takes --net and --peer-transport, and refuses latency and loss without namespaces', () => {
-    // Without --peer-transport a run uses ringkv's own default (framed since issue 12).
-    expect(parseRunOptions([])).toMatchObject({ net: 'loopback', peerTransport: 'framed' });
-    expect(parseRunOptions(['--peer-transport', 'http'])).toMatchObject({ peerTransport: 'http' });
-    expect(parseRunOptions(['--net', 'netns', '--peer-transport', 'framed', '--nemesis', 'latency,loss'])).toMatchObject({ net: 'netns', peerTransport: 'framed', faults: ['latency', 'loss'] });
+  it('takes --net, refuses latency and loss without namespaces, and has no peer transport to choose', () => {
+    expect(parseRunOptions([])).toMatchObject({ net: 'loopback' });
+    expect(parseRunOptions(['--net', 'netns', '--nemesis', 'latency,loss'])).toMatchObject({ net: 'netns', faults: ['latency', 'loss'] });
     expect(() => parseRunOptions(['--nemesis', 'partition,loss'])).toThrow(/--nemesis loss needs --net netns/);
     expect(() => parseRunOptions(['--net', 'docker'])).toThrow(/--net must be one of loopback, netns/);
-    expect(() => parseRunOptions(['--peer-transport', 'udp'])).toThrow(/--peer-transport must be one of http, framed/);
+    // Nodes talk only on their peer ports: the flag that chose HTTP instead is gone.
+    expect(() => parseRunOptions(['--peer-transport', 'http'])).toThrow(/peer-transport/);
   });
 });

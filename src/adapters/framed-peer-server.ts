@@ -23,6 +23,7 @@ import {
 } from '../core/wire/frames.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { PeerHandler } from '../ports/transport.js';
+import { assert } from '../util/assert.js';
 import { isKvError } from '../util/errors.js';
 import { FrameWriter } from './frame-writer.js';
 import { keepAliveDelayMs } from './peer-connection.js';
@@ -40,10 +41,22 @@ export interface FramedPeerServerOptions {
   readonly maxFrameBytes?: number;
   /** Request bytes being handled per connection before the server stops reading from it (default 64 MiB). */
   readonly maxInFlightBytesPerConnection?: number;
-  /** How long a connection may take to finish the handshake (default 5 s). */
+  /**
+   * How long a connection may take to finish the handshake (default 2 s: a real peer needs one
+   * round trip and two HMACs; a stranger that says nothing is cut off well before a peer's own
+   * connect timeout of 5 s).
+   */
   readonly handshakeTimeoutMs?: number;
-  /** Connections open at once (default 1024: two per peer leaves room for hundreds of peers and strangers in their handshake). */
+  /** Connections open at once (default 1024: two per peer leaves room for hundreds of peers). */
   readonly maxConnections?: number;
+  /**
+   * Connections still in their handshake, in all (default 128, below maxConnections): past it
+   * the oldest of them is closed to make room, so strangers can never hold the slots that
+   * authenticated peers need, nor keep the door shut to a peer that is handshaking now.
+   */
+  readonly maxHandshakingConnections?: number;
+  /** Connections in their handshake from one source address (default 16); past it that source's oldest is closed. */
+  readonly maxHandshakingConnectionsPerSource?: number;
   /** Told about an unexpected error of a handler (a KvError is an answer, not an error). */
   readonly onError?: (error: unknown, request: PeerRequest) => void;
 }
@@ -54,6 +67,8 @@ interface ServerLimits {
   readonly maxFrameBytes: number;
   readonly maxInFlightBytes: number;
   readonly handshakeTimeoutMs: number;
+  readonly maxHandshaking: number;
+  readonly maxHandshakingPerSource: number;
 }
 
 type ServerConnectionState = 'hello' | 'proof' | 'ready' | 'closed';
@@ -72,20 +87,37 @@ export class FramedPeerServer {
   private readonly sockets = new Set<Socket>();
   /** Settings shared by every connection. */
   readonly limits: ServerLimits;
+  /**
+   * Connections still in their handshake, oldest first (a Map keeps insertion order), with the
+   * address each came from; and how many each address has. Only these are bounded here: once
+   * authenticated, a connection counts against maxConnections alone.
+   */
+  private readonly handshaking = new Map<ServerConnection, string>();
+  private readonly handshakingBySource = new Map<string, number>();
   /** Connections refused in the handshake, for tests and figures. */
   refusedConnections = 0;
 
   constructor(private readonly options: FramedPeerServerOptions) {
+    const maxConnections = options.maxConnections ?? 1024;
     this.limits = {
       versions: options.versions ?? framedProtocolVersions,
       maxFrameBytes: options.maxFrameBytes ?? defaultMaxFrameBytes,
       maxInFlightBytes: options.maxInFlightBytesPerConnection ?? 64 * 1024 * 1024,
-      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 2_000,
+      maxHandshaking: options.maxHandshakingConnections ?? 128,
+      maxHandshakingPerSource: options.maxHandshakingConnectionsPerSource ?? 16,
     };
+    assert(this.limits.maxHandshaking < maxConnections, 'maxHandshakingConnections must stay below maxConnections, or strangers could hold every slot');
+    assert(this.limits.maxHandshakingPerSource <= this.limits.maxHandshaking, 'maxHandshakingConnectionsPerSource must not exceed maxHandshakingConnections');
     const accept = (socket: Socket): void => this.accept(socket);
     this.server =
       options.tls === undefined ? createNetServer({ noDelay: true }, accept) : createTlsServer({ key: options.tls.key, cert: options.tls.cert, noDelay: true }, accept);
-    this.server.maxConnections = options.maxConnections ?? 1024;
+    this.server.maxConnections = maxConnections;
+  }
+
+  /** Connections open now that have not finished their handshake (for tests and figures). */
+  get handshakingConnections(): number {
+    return this.handshaking.size;
   }
 
   /** Listens on host:port (0 picks a free port) and resolves with where it listens. */
@@ -113,8 +145,43 @@ export class FramedPeerServer {
     this.sockets.add(socket);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, keepAliveDelayMs);
-    new ServerConnection(socket, this, this.options).start();
+    const connection = new ServerConnection(socket, this, this.options);
     socket.on('close', () => this.sockets.delete(socket));
+    this.admit(connection, socket.remoteAddress ?? 'unknown');
+    connection.start();
+  }
+
+  /**
+   * Counts a new connection as handshaking, first closing the oldest handshaking connection of
+   * its source, or of all, when a bound is reached. The newest is kept, not refused: a real peer
+   * finishes its handshake in one round trip, so a flood would have to replace every slot within
+   * that time to shut it out, while refusing new ones would let a few silent strangers do it.
+   */
+  private admit(connection: ServerConnection, source: string): void {
+    const fromSource = this.handshakingBySource.get(source) ?? 0;
+    if (fromSource >= this.limits.maxHandshakingPerSource) {
+      for (const [waiting, waitingSource] of this.handshaking) {
+        if (waitingSource !== source) continue;
+        waiting.evict();
+        break;
+      }
+    }
+    if (this.handshaking.size >= this.limits.maxHandshaking) {
+      const [oldest] = this.handshaking.keys();
+      oldest?.evict();
+    }
+    this.handshaking.set(connection, source);
+    this.handshakingBySource.set(source, (this.handshakingBySource.get(source) ?? 0) + 1);
+  }
+
+  /** Called by a connection when its handshake ends, by success or by closing (again is harmless). */
+  handshakeEnded(connection: ServerConnection): void {
+    const source = this.handshaking.get(connection);
+    if (source === undefined) return;
+    this.handshaking.delete(connection);
+    const left = (this.handshakingBySource.get(source) ?? 1) - 1;
+    if (left === 0) this.handshakingBySource.delete(source);
+    else this.handshakingBySource.set(source, left);
   }
 }
 
@@ -146,7 +213,20 @@ class ServerConnection {
     this.socket.on('close', () => {
       this.state = 'closed';
       clearTimeout(this.handshakeTimer);
+      this.owner.handshakeEnded(this);
     });
+  }
+
+  /**
+   * Closed at once to make room for a newer connection while still in its handshake (or while
+   * its refusal is being flushed): no reason is sent, since whoever holds a connection silent
+   * for so long is not waiting for one, and the slot must be free now.
+   */
+  evict(): void {
+    this.owner.handshakeEnded(this);
+    this.state = 'closed';
+    clearTimeout(this.handshakeTimer);
+    this.socket.destroy();
   }
 
   private receive(chunk: Buffer): void {
@@ -210,6 +290,7 @@ class ServerConnection {
     this.state = 'ready';
     this.decoder.maxFrameBytes = this.owner.limits.maxFrameBytes;
     clearTimeout(this.handshakeTimer);
+    this.owner.handshakeEnded(this);
     this.writer.write(frameTypes.accepted, 0, 0, Buffer.alloc(0));
   }
 
@@ -283,6 +364,8 @@ class ServerConnection {
     if (this.state !== 'ready') this.owner.refusedConnections += 1;
     this.state = 'closed';
     clearTimeout(this.handshakeTimer);
+    // A connection refused in its handshake keeps its slot until its socket is gone (close calls handshakeEnded), so
+    // strangers that fail handshakes in a loop are bounded like those that say nothing.
     this.socket.removeAllListeners('data');
     this.writer.write(frameTypes.refused, 0, 0, encodeReason(reason));
     this.writer.flush();

@@ -5,11 +5,6 @@ import type { PeerAddress, Transport } from '../ports/transport.js';
 import { KvError } from '../util/errors.js';
 import { PeerConnection } from './peer-connection.js';
 
-/** True when `error` is a refused connection (nothing listens on the peer port). */
-function refused(error: unknown): boolean {
-  return error instanceof KvError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED';
-}
-
 /**
  * The two lanes to each peer. Replica reads and writes have a connection of their own, so a
  * large anti-entropy or handoff exchange, or a burst of gossip, never sits in front of them in
@@ -73,16 +68,6 @@ export interface FramedTransportOptions {
   readonly maxQueuedRequestsPerLane?: number;
   /** How long connecting and the handshake may take (default 5 s). */
   readonly connectTimeoutMs?: number;
-  /**
-   * Where a request goes when the peer's peer port refuses the connection: a node on the HTTP
-   * peer transport (a node from before framed became the default, or one set to 'http') has
-   * none, but serves the HTTP peer route. Without it such a peer is unreachable.
-   */
-  readonly httpFallback?: Transport;
-  /** How long a peer whose peer port refused is reached over httpFallback before framed is tried again (default 30 s). */
-  readonly fallbackHoldMs?: number;
-  /** Called when a peer starts being reached over httpFallback (to log it). */
-  readonly onFallback?: (target: PeerAddress) => void;
 }
 
 /**
@@ -96,57 +81,33 @@ export class FramedTransport implements Transport {
   private closed = false;
   /** Connections opened, to observe reuse in tests. */
   connectionsOpened = 0;
-  /** Peers reached over httpFallback, with when to try their peer port again (Date.now() ms). */
-  private readonly httpPeers = new Map<PeerAddress, number>();
 
   constructor(private readonly options: FramedTransportOptions) {}
 
-  /** Sends one message on its lane to the peer at `target` (its HTTP address, as gossip knows it). */
+  /**
+   * Sends one message on its lane to the peer at `target` (its HTTP address, as gossip knows it).
+   * The peer port is the only way to a peer: a refused or failed connection fails the request
+   * (KV_PEER_UNREACHABLE) and nothing else is tried, so no downgrade can put the cluster secret,
+   * or anything else, on another path.
+   */
   request(target: PeerAddress, message: PeerRequest, options: { readonly timeoutMs: number }): Promise<PeerReply> {
     if (this.closed) return Promise.reject(new KvError('KV_PEER_UNREACHABLE', 'the transport is closed'));
-    const fallback = this.options.httpFallback;
-    if (fallback !== undefined && this.httpPeers.size > 0 && this.reachedOverHttp(target)) return fallback.request(target, message, options);
     let connection: PeerConnection;
     try {
       connection = this.connection(target, laneOf(message));
     } catch (error) {
       return Promise.reject(error as Error);
     }
-    const reply = connection.request(message, options.timeoutMs);
-    // A refusal can only come while connecting, so a request on a ready connection (the hot path) needs no handler for it.
-    if (fallback === undefined || connection.ready) return reply;
-    return reply.catch(async (error: unknown) => {
-      // Refused: nothing was sent, so the request can go over HTTP without being applied twice.
-      if (!refused(error) || this.closed) throw error;
-      const answer = await fallback.request(target, message, options);
-      // Only a peer that answers over HTTP is taken for one without a peer port: one that is down (or still starting) is not.
-      if (!this.httpPeers.has(target)) this.options.onFallback?.(target);
-      this.httpPeers.set(target, Date.now() + (this.options.fallbackHoldMs ?? 30_000));
-      return answer;
-    });
-  }
-
-  /** True while `target` is a peer whose peer port refused recently. */
-  private reachedOverHttp(target: PeerAddress): boolean {
-    const until = this.httpPeers.get(target);
-    if (until === undefined) return false;
-    if (until > Date.now()) return true;
-    this.httpPeers.delete(target);
-    return false;
-  }
-
-  /** Peers currently reached over httpFallback (for status and tests). */
-  get peersOverHttp(): PeerAddress[] {
-    return [...this.httpPeers.keys()].filter((target) => this.reachedOverHttp(target));
+    return connection.request(message, options.timeoutMs);
   }
 
   /** Closes every connection; requests on them fail with KV_PEER_UNREACHABLE. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.closed = true;
     const lanes = [...this.connections.values()];
     this.connections.clear();
     for (const connections of lanes) for (const connection of Object.values(connections)) connection.close();
-    await this.options.httpFallback?.close();
+    return Promise.resolve();
   }
 
   /** The open connection of a peer's lane, or undefined (for tests). */

@@ -188,7 +188,7 @@ export class PeerConnection {
 
   private describeSocketError(error: NodeJS.ErrnoException): KvError {
     const { label } = this.options;
-    if (error.code === 'ECONNREFUSED') return new KvError('KV_PEER_UNREACHABLE', `connection to ${label} refused: is a node running there with peerTransport 'framed'?`, { cause: error });
+    if (error.code === 'ECONNREFUSED') return new KvError('KV_PEER_UNREACHABLE', `connection to ${label} refused: is a ringkv node running there, with the same peerPortOffset?`, { cause: error });
     return new KvError('KV_PEER_UNREACHABLE', `${label} unreachable: ${error.message}`, { cause: error });
   }
 

@@ -29,8 +29,7 @@ async function membersUp(client: RingClient, address: string): Promise<number> {
 }
 
 /**
- * `ringkv cluster`: starts N node processes on ports P..P+N-1 (with the framed peer transport,
- * peer ports P+offset..P+N-1+offset) with data in DIR/node1..nodeN
+ * `ringkv cluster`: starts N node processes on ports P..P+N-1 (peer ports P+offset..P+N-1+offset) with data in DIR/node1..nodeN
  * (node 1 bootstraps the ring, the others seed from it), waits until every node sees all N
  * members up in its ring, prints the addresses, and stops them all on Ctrl-C.
  */
@@ -44,11 +43,9 @@ export async function runLocalCluster(flags: ClusterFlags): Promise<void> {
   mkdirSync(dataRoot, { recursive: true });
   // The nodes' own config says whether they speak https and want a token; a bad one stops here, before any node starts.
   const config = loadConfig(flags.config === undefined ? {} : { config: flags.config }, process.env);
-  if (config.peerTransport === 'framed') {
-    // Node i listens on P+i and on its peer port P+i+offset: the two ranges must neither overlap nor pass 65535.
-    if (config.peerPortOffset < count) throw new Error(`peerPortOffset ${config.peerPortOffset} is below --nodes ${count}: the peer ports (port + offset) would collide with the nodes' HTTP ports; raise peerPortOffset`);
-    if (basePort + count - 1 + config.peerPortOffset > 65_535) throw new Error(`--base-port ${basePort} leaves no room for the peer ports up to ${basePort + count - 1 + config.peerPortOffset} (port + peerPortOffset ${config.peerPortOffset}); use a lower --base-port`);
-  }
+  // Node i listens on P+i and on its peer port P+i+offset: the two ranges must neither overlap nor pass 65535.
+  if (config.peerPortOffset < count) throw new Error(`peerPortOffset ${config.peerPortOffset} is below --nodes ${count}: the peer ports (port + offset) would collide with the nodes' HTTP ports; raise peerPortOffset`);
+  if (basePort + count - 1 + config.peerPortOffset > 65_535) throw new Error(`--base-port ${basePort} leaves no room for the peer ports up to ${basePort + count - 1 + config.peerPortOffset} (port + peerPortOffset ${config.peerPortOffset}); use a lower --base-port`);
   const scheme = config.tls.enabled ? 'https' : 'http';
   const secret = process.env.RINGKV_CLUSTER_SECRET ?? newClusterSecret();
   const addresses = Array.from({ length: count }, (_, index) => `${host}:${basePort + index}`);

@@ -88,7 +88,7 @@ export const nodeConfigSchema = Type.Object(
         description: "the host:port peers and clients reach this node at, an IP or a DNS name (default: `host`:`port`); Cassandra's broadcast_address",
       }),
     ),
-    port: integer(1, 65_535, 17_101, 'the port of the HTTP API (public and peer)'),
+    port: integer(1, 65_535, 17_101, 'the port of the HTTP API (clients and tools; peers talk on port + peerPortOffset)'),
     dataDir: Type.String({ minLength: 1, default: './data/node', description: "the node's data directory", env: 'RINGKV_DATA_DIR' }),
     seeds: Type.Array(Type.String({ pattern: hostPortPattern, expected: 'a host:port' }), {
       default: [],
@@ -106,8 +106,7 @@ export const nodeConfigSchema = Type.Object(
       env: false,
       description: 'logical peer address -> address actually dialled (the chaos harness\'s per-link proxies; `--peer-map`)',
     }),
-    peerTransport: oneOf(['http', 'framed'] as const, 'framed', "how node-to-node traffic travels: 'framed' (persistent framed connections with two lanes to the peer port) or 'http' (batched requests to the HTTP peer route, as nodes before the framed default spoke); the same on every node"),
-    peerPortOffset: integer(1, 65_534, 1000, "with peerTransport 'framed', a node's peer port is its HTTP port plus this offset; one setting for the whole cluster, as peers derive it from the advertised address"),
+    peerPortOffset: integer(1, 65_534, 1000, "a node's peer port (where nodes talk to each other, over persistent framed connections) is its HTTP port plus this offset; one setting for the whole cluster, as peers derive it from the advertised address"),
     logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, 'info', 'log level'),
     partitionCount: integer(1, 65_536, 256, 'Q, a power of two, fixed when the cluster is created', { expected: 'a power of two in 1..65536' }),
     bucketDefaults: section(bucketFields(true), 'the properties of a bucket that sets none of its own'),
@@ -450,7 +449,7 @@ function checkAcrossFields(config: SchemaConfig): void {
   if (config.hintedHandoff.enabled && config.antiEntropy.tombstoneGraceMs < config.hintedHandoff.windowMs) {
     fail('antiEntropy.tombstoneGraceMs', `at least hintedHandoff.windowMs (${config.hintedHandoff.windowMs}) while hinted handoff is on`, config.antiEntropy.tombstoneGraceMs);
   }
-  if (config.peerTransport === 'framed' && config.port + config.peerPortOffset > 65_535) {
+  if (config.port + config.peerPortOffset > 65_535) {
     fail('peerPortOffset', `small enough that port + peerPortOffset (the peer port) is at most 65535 (port is ${config.port})`, config.peerPortOffset);
   }
   if (config.limits.maxSiblings < config.limits.siblingsWarn) {
@@ -614,6 +613,3 @@ export function configTableMarkdown(): string {
   for (const [name, composite] of Object.entries(compositeEnvironment)) rows.push(`| \`${composite.fields}\` | | \`${name}\` | ${composite.description} |`);
   return ['| field | default | variable | meaning |', '|---|---|---|---|', ...rows].join('\n');
 }
-
-/** The two peer transports a node can run. */
-export type PeerTransportKind = NodeConfig['peerTransport'];

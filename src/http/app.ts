@@ -11,25 +11,21 @@ import { registerKvRoutes } from './kv-routes.js';
 import { registerDataTypeRoutes } from './dt-routes.js';
 import { compactSchema, healthSchema, metricsSchema, openApiSchema, statusSchema } from './route-schemas.js';
 import { HttpMetrics } from './metrics.js';
-import { PeerSecret } from './peer-auth.js';
-import { peerRoutePath, registerPeerRoute } from './peer-route.js';
 import { registerDashboard } from './ui-route.js';
 
 /** What buildApp needs. */
 export interface AppOptions {
   readonly service: KvService;
   readonly config: NodeConfig;
-  /** The cluster secret peers present on the node-to-node routes (the node's identity holds it). */
-  readonly clusterSecret: string;
   /** fastify's logger option: false (the default) for none, true or pino options for one. */
   readonly logger?: boolean | object;
   /** PEM key and certificate: serve https instead of http (tls.* in the config; main.ts reads the files). */
   readonly https?: { readonly key: Buffer; readonly cert: Buffer };
 }
 
-const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, POST ${peerRoutePath} (GET /openapi.json describes them all)`;
+const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId} (GET /openapi.json describes them all)`;
 
-/** The version of the public API's description (the peer API versions itself in its path). */
+/** The version of the public API's description. */
 const apiVersion = '1.0.0';
 
 /** Shows a path in a message without letting a huge one flood it. */
@@ -80,12 +76,11 @@ function registerAdminRoutes(app: FastifyInstance, service: KvService, metrics: 
 }
 
 /**
- * Builds the node's HTTP app: the public /kv API, the peer route, and admin. It never listens:
+ * Builds the node's HTTP app: the public /kv API and admin (peers talk on the framed peer port). It never listens:
  * main.ts does that, and tests drive the app with inject().
  */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { service, config } = options;
-  const peerSecret = new PeerSecret(options.clusterSecret);
   const app = Fastify({
     ...(options.https === undefined ? {} : ({ https: { key: options.https.key, cert: options.https.cert } } as FastifyServerOptions)),
     logger: (options.logger ?? false) as FastifyServerOptions['logger'],
@@ -139,11 +134,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.get('/openapi.json', { schema: openApiSchema }, async () => app.swagger());
 
-  registerAuth(app, { config, peerSecret });
+  registerAuth(app, { config });
   const metrics = new HttpMetrics();
   registerKvRoutes(app, { service, config, metrics });
   registerDataTypeRoutes(app, { service, config, metrics });
-  registerPeerRoute(app, { service, config, metrics, peerSecret });
   registerAdminRoutes(app, service, metrics);
   registerDashboard(app, { service });
   registerClusterAdminRoutes(app, service);

@@ -2,18 +2,17 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AuthConfig, AuthRole, AuthToken } from '../engine/config.js';
 import { KvError } from '../util/errors.js';
-import type { PeerSecret } from './peer-auth.js';
-import { peerRoutePath, secretHeader } from './peer-route.js';
 
 /**
  * Access control of the HTTP app. Client requests carry a bearer token from `auth.tokens`
- * (read-only or read-write); node-to-node routes under /internal/ carry the cluster secret
- * instead, whether client authentication is on or not. Tokens are compared in constant time
- * and never appear in a log line or an error message.
+ * (read-only or read-write). Nodes never talk to each other over HTTP (the framed peer port
+ * does that, src/adapters/framed-peer-server.ts), so the cluster secret is never asked for or
+ * accepted here. Tokens are compared in constant time and never appear in a log line or an
+ * error message.
  */
 
-/** What a request needs: nothing, any token, a read-write token, or the cluster secret. */
-export type RequiredAccess = 'open' | 'read' | 'write' | 'peer';
+/** What a request needs: nothing, any token, or a read-write token. */
+export type RequiredAccess = 'open' | 'read' | 'write';
 
 /** The realm of the WWW-Authenticate challenge (RFC 6750 for bearer, RFC 7617 for basic). */
 const realm = 'ringkv';
@@ -33,7 +32,6 @@ export function dashboardProtected(auth: AuthConfig): boolean {
  */
 export function requiredAccess(method: string, path: string, auth: AuthConfig): RequiredAccess {
   const reading = method === 'GET' || method === 'HEAD';
-  if (isUnder(path, '/internal')) return 'peer';
   if (!auth.enabled) return 'open';
   if (path === '/health') return 'open';
   if (path === '/status') return auth.protectStatus ? 'read' : 'open';
@@ -85,16 +83,6 @@ function challenge(reply: FastifyReply, path: string): void {
   reply.header('www-authenticate', isUnder(path, '/ui') ? `Basic realm="${realm} dashboard", charset="UTF-8"` : `Bearer realm="${realm}"`);
 }
 
-function checkPeer(request: FastifyRequest, peerSecret: PeerSecret): void {
-  const presented = request.headers[secretHeader];
-  if (typeof presented !== 'string' || presented === '') {
-    throw new KvError('KV_UNAUTHORIZED', `node-to-node routes need the cluster secret in ${secretHeader}; they are for ringkv nodes, not clients`);
-  }
-  if (!peerSecret.matches(presented)) {
-    throw new KvError('KV_FORBIDDEN', `the ${secretHeader} header does not match this cluster's secret; check RINGKV_CLUSTER_SECRET on both nodes`);
-  }
-}
-
 function checkClient(request: FastifyRequest, reply: FastifyReply, route: string, needed: 'read' | 'write', tokens: TokenRegistry): void {
   const rawPath = request.url.split('?', 1)[0] ?? '';
   // The path as sent, shortened: a message must not carry a megabyte of URL.
@@ -118,18 +106,15 @@ function checkClient(request: FastifyRequest, reply: FastifyReply, route: string
  * Adds the access check as the first thing every request goes through (before its body is read
  * or its parameters are validated), so an unauthenticated caller learns nothing but 401.
  */
-export function registerAuth(app: FastifyInstance, dependencies: { readonly config: { readonly auth: AuthConfig }; readonly peerSecret: PeerSecret }): void {
+export function registerAuth(app: FastifyInstance, dependencies: { readonly config: { readonly auth: AuthConfig } }): void {
   const { auth } = dependencies.config;
   const tokens = new TokenRegistry(auth.enabled ? auth.tokens : []);
   app.addHook('onRequest', async (request, reply) => {
     // Classify by the route that matched, not the raw URL, so no spelling of a path (percent-encoding,
     // a query) reaches a route under another route's rule; an unmatched URL falls to the default rule.
     const route = request.routeOptions.url ?? request.url.split('?', 1)[0] ?? '';
-    // The peer route checks the secret itself (before decoding its batch); other internal routes get it here.
-    if (route === peerRoutePath) return;
     const needed = requiredAccess(request.method, route, auth);
     if (needed === 'open') return;
-    if (needed === 'peer') checkPeer(request, dependencies.peerSecret);
-    else checkClient(request, reply, route, needed, tokens);
+    checkClient(request, reply, route, needed, tokens);
   });
 }

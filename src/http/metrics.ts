@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MemberStatus, NodeStatus } from '../engine/kv-service.js';
 
 /** The operations whose requests are counted and timed. */
-export type MeteredOperation = 'get' | 'get_local' | 'put' | 'delete' | 'peer' | 'dt_get' | 'dt_update';
+export type MeteredOperation = 'get' | 'get_local' | 'put' | 'delete' | 'dt_get' | 'dt_update';
 
 const memberStatuses: readonly MemberStatus['status'][] = ['joining', 'up', 'down', 'leaving'];
 
@@ -36,7 +36,7 @@ export class HttpMetrics {
   readonly registry = new Registry();
   private readonly requests = new Counter({
     name: 'ringkv_requests_total',
-    help: 'Client and peer requests answered, by operation and HTTP status',
+    help: 'Client requests answered, by operation and HTTP status',
     labelNames: ['operation', 'status'],
     registers: [this.registry],
   });

@@ -312,12 +312,6 @@ export const dashboardSchemas = {
   data: { tags: ['dashboard'], summary: "the dashboard's figures: /status plus request rates and latencies", response: { 200: anyObject('status and request figures'), ...errorResponses([]) } },
 };
 
-/** POST /internal/v1/peer: node to node only, so left out of the public description. */
-export const peerSchema = {
-  hide: true,
-  headers: Type.Object({ 'x-ringkv-secret': Type.Optional(Type.String()) }),
-};
-
 /** GET /openapi.json. */
 export const openApiSchema = {
   tags: ['admin'],

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RingClient, RingClientError } from '../../src/client/index.js';
 import { buildApp } from '../../src/http/app.js';
 import { KvError } from '../../src/util/errors.js';
-import { FakeKvService, fakeSecret, testConfig } from '../http/fake-service.js';
+import { FakeKvService, testConfig } from '../http/fake-service.js';
 
 /**
  * Goal: `client.dt` over real HTTP: it sends the documented /dt requests with the caller's
@@ -23,7 +23,7 @@ afterEach(async () => {
 
 async function startNode(): Promise<{ service: FakeKvService; address: string }> {
   const service = new FakeKvService(testConfig());
-  const app = await buildApp({ service, config: service.config, clusterSecret: fakeSecret });
+  const app = await buildApp({ service, config: service.config });
   apps.push(app);
   await app.listen({ host: '127.0.0.1', port: 0 });
   return { service, address: `127.0.0.1:${(app.server.address() as AddressInfo).port}` };

@@ -2,12 +2,12 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/index.js';
 import { buildApp } from '../../src/http/app.js';
-import { FakeKvService, fakeSecret, testConfig } from '../http/fake-service.js';
+import { FakeKvService, testConfig } from '../http/fake-service.js';
 
 /** Goal: RingClient.list walks a whole bucket page by page over real HTTP as an async iterator, following the `next` cursor, with prefix and a start cursor. */
 
 const service = new FakeKvService(testConfig());
-const app = await buildApp({ service, config: service.config, clusterSecret: fakeSecret });
+const app = await buildApp({ service, config: service.config });
 await app.listen({ host: '127.0.0.1', port: 0 });
 const client = new RingClient({ nodes: [`127.0.0.1:${(app.server.address() as AddressInfo).port}`] });
 

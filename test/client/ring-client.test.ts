@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RingClient, RingClientError } from '../../src/client/index.js';
 import { buildApp } from '../../src/http/app.js';
 import { KvError } from '../../src/util/errors.js';
-import { FakeKvService, fakeSecret, testConfig } from '../http/fake-service.js';
+import { FakeKvService, testConfig } from '../http/fake-service.js';
 
 /**
  * Goal: the client library keeps its promises over real HTTP: it carries contexts, returns
@@ -28,7 +28,7 @@ const rawServers: { server: Server; sockets: Set<Socket> }[] = [];
 
 async function startNode(): Promise<TestNode> {
   const service = new FakeKvService(testConfig());
-  const app = await buildApp({ service, config: service.config, clusterSecret: fakeSecret });
+  const app = await buildApp({ service, config: service.config });
   apps.push(app);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;

@@ -1,14 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FramedPeerServer, type FramedPeerServerOptions } from '../../src/adapters/framed-peer-server.js';
 import { FramedTransport, type FramedTransportOptions, laneOf, peerPortOf } from '../../src/adapters/framed-transport.js';
-import { UndiciTransport } from '../../src/adapters/undici-transport.js';
-import { decodeRequestBatch, encodeReplyBatch } from '../../src/core/wire/codec.js';
 import { FrameDecoder, type Frame, decodeChallenge, encodeFrame, encodeHello, framedProtocolVersions, frameTypes } from '../../src/core/wire/frames.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import type { PeerHandler } from '../../src/ports/transport.js';
@@ -243,6 +240,24 @@ describe('the framed peer transport', () => {
     expect(server.refusedConnections).toBe(1);
   });
 
+  it('follows the version policy: ranges that overlap talk at the highest common version, disjoint ones are refused without the secret on the wire', async () => {
+    // A node one protocol version newer (it speaks 2..3) and one of this build (1..2): they meet at 2.
+    const { address: newer } = await serve(async () => found, { versions: { min: 2, max: 3 } });
+    const overlapping = client({ versions: { min: 1, max: 2 } });
+    expect(await overlapping.request(newer, get('k'), { timeoutMs: 10_000 })).toEqual(found);
+    expect(overlapping.connectionOf(newer, 'replica')?.protocolVersion).toBe(2);
+    // Two versions apart (1..1 against 2..3): refused, naming both ranges, and the secret is in none of the bytes either way.
+    const proxy = await recordingProxy(newer);
+    const disjoint = client({ versions: { min: 1, max: 1 } });
+    await expect(disjoint.request(proxy.address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({
+      code: 'KV_PEER_UNREACHABLE',
+      message: expect.stringMatching(/no common protocol version: this node speaks 2\.\.3, the peer 1\.\.1/),
+    });
+    const sent = Buffer.concat(proxy.sentByClient);
+    expect(sent.length).toBeGreaterThan(0);
+    expect(sent.includes(Buffer.from(secret))).toBe(false);
+  });
+
   it('refuses a client whose proof is wrong, one that is not a ringkv node, and a large frame before the handshake', async () => {
     let handled = 0;
     const { address, server } = await serve(async () => {
@@ -283,6 +298,33 @@ describe('the framed peer transport', () => {
     expect(server.refusedConnections).toBe(3);
   });
 
+  it('keeps serving real peers while strangers hold connections open without a handshake (issue 18 item 11)', async () => {
+    const limits = { maxConnections: 64, maxHandshakingConnections: 32, maxHandshakingConnectionsPerSource: 16 };
+    const { address, server } = await serve(async () => found, limits);
+    const port = Number(address.split(':')[1]);
+    // As many connections as the server takes in all, from four other loopback addresses, none of which says a word.
+    const strangers: Socket[] = [];
+    cleanups.push(() => {
+      for (const socket of strangers) socket.destroy();
+    });
+    let connected = 0;
+    for (let index = 0; index < limits.maxConnections; index++) {
+      const socket = connect({ host: '127.0.0.1', port, localAddress: `127.0.0.${2 + (index % 4)}` }, () => {
+        connected += 1;
+      });
+      socket.on('error', () => undefined);
+      strangers.push(socket);
+    }
+    await waitUntil(`the ${limits.maxConnections} strangers to be connected (${connected} are)`, () => connected === limits.maxConnections);
+    // A real peer (from 127.0.0.1, like the strangers' own loopback) still connects and is served on both lanes.
+    const transport = client();
+    expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual(found);
+    expect(await transport.request(address, { type: 'control', operation: 'handoff-held', payload: { partitions: [1] } }, { timeoutMs: 10_000 })).toEqual(found);
+    expect(transport.connectionsOpened).toBe(2);
+    // The strangers never held more than the handshake bound.
+    expect(server.handshakingConnections).toBeLessThanOrEqual(limits.maxHandshakingConnections);
+  });
+
   it('never sends the cluster secret: the handshake is a challenge and response', async () => {
     const { address } = await serve(async () => found);
     const proxy = await recordingProxy(address);
@@ -318,51 +360,33 @@ describe('the framed peer transport', () => {
     expect(received).not.toContain(frameTypes.request);
   });
 
-  it('reaches a peer without a peer port (an HTTP-only node) over the HTTP fallback, in the forms an older node reads', async () => {
-    const tags: number[] = [];
-    // An HTTP-only node's peer route, as nodes before the framed default had it: it reads tags up to 20 and writes version 1 forms.
-    const older = createHttpServer((request, response) => {
-      const chunks: Buffer[] = [];
-      request.on('data', (chunk: Buffer) => chunks.push(chunk));
-      request.on('end', () => {
-        const body = Buffer.concat(chunks);
-        tags.push(body[2] as number);
-        const replies = decodeRequestBatch(body).map((message): PeerReply => (message.type === 'gossip' ? { type: 'gossip-reply', state: message.state } : found));
-        response.writeHead(200, { 'content-type': 'application/octet-stream' }).end(encodeReplyBatch(replies, 1));
-      });
+  it('tries nothing else when the peer port refuses: the request fails, saying where it looked, and the secret goes nowhere', async () => {
+    // The peer's address (as gossip knows it) is a socket that records whatever reaches it; its peer port refuses.
+    let connections = 0;
+    const recorded: Buffer[] = [];
+    const recorder = createServer((socket) => {
+      connections += 1;
+      socket.on('data', (chunk: Buffer) => recorded.push(Buffer.from(chunk)));
+      socket.on('error', () => undefined);
     });
-    await new Promise<void>((resolve) => older.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => older.close(() => resolve())));
-    const address = `127.0.0.1:${(older.address() as AddressInfo).port}`;
-    // Its peer port: a port nothing listens on.
+    await new Promise<void>((resolve) => recorder.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => recorder.close(() => resolve())));
+    const address = `127.0.0.1:${(recorder.address() as AddressInfo).port}`;
     const probe = createServer();
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
     const deadPort = (probe.address() as AddressInfo).port;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
-    const fellBack: string[] = [];
-    const transport = client({
-      resolvePeer: () => ({ host: '127.0.0.1', port: deadPort }),
-      httpFallback: new UndiciTransport({ secret }),
-      onFallback: (target) => fellBack.push(target),
-    });
-    const view = { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
-    expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual(found);
-    expect(await transport.request(address, { type: 'gossip', state: view }, { timeoutMs: 10_000 })).toEqual({ type: 'gossip-reply', state: view });
-    expect(fellBack).toEqual([address]);
-    expect(transport.peersOverHttp).toEqual([address]);
-    // The second request went straight to HTTP: one framed connection was tried, not two.
-    expect(transport.connectionsOpened).toBe(1);
-    expect(tags).toEqual([1, 4]);
-    // A peer whose HTTP port refuses too is down, not an HTTP-only node: it is not taken for one.
-    const down = `127.0.0.1:${deadPort}`;
-    await expect(transport.request(down, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'KV_PEER_UNREACHABLE' });
-    expect(transport.peersOverHttp).toEqual([address]);
-    expect(fellBack).toEqual([address]);
-    // Without the fallback the refusal says where it looked.
-    await expect(client({ resolvePeer: () => ({ host: '127.0.0.1', port: deadPort }) }).request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({
-      code: 'KV_PEER_UNREACHABLE',
-      message: expect.stringMatching(/refused: is a node running there with peerTransport 'framed'\?/),
-    });
+    const transport = client({ resolvePeer: () => ({ host: '127.0.0.1', port: deadPort }) });
+    for (const request of [get('k'), { type: 'gossip', state: { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 } } as PeerRequest]) {
+      await expect(transport.request(address, request, { timeoutMs: 10_000 })).rejects.toMatchObject({
+        code: 'KV_PEER_UNREACHABLE',
+        message: expect.stringMatching(/refused: is a ringkv node running there, with the same peerPortOffset\?/),
+      });
+    }
+    // One connection per lane was tried, on the peer port only.
+    expect(transport.connectionsOpened).toBe(2);
+    expect(connections).toBe(0);
+    expect(Buffer.concat(recorded).includes(Buffer.from(secret))).toBe(false);
   });
 
   it('writes gossip and control in binary to a version-2 peer and as JSON text to a version-1 peer, both read back the same', async () => {

@@ -6,18 +6,15 @@ import { FramedTransport } from '../../src/adapters/framed-transport.js';
 import { SeededRandom } from '../../src/sim/seeded-random.js';
 import { SimulatedNetwork } from '../../src/sim/simulated-transport.js';
 import { systemClock } from '../../src/adapters/system-clock.js';
-import { UndiciTransport } from '../../src/adapters/undici-transport.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import type { VersionedObject } from '../../src/core/versioning/versioned-object.js';
-import { buildApp } from '../../src/http/app.js';
 import type { PeerHandler, Transport } from '../../src/ports/transport.js';
 import { KvError } from '../../src/util/errors.js';
-import { FakeKvService, testConfig } from '../http/fake-service.js';
 
 /**
  * Goal: every implementation of the Transport port behaves the same to the node that uses it.
- * The same cases run against the in-process simulated network, the HTTP transport (undici
- * against the real fastify peer route) and the framed transport (against FramedPeerServer):
+ * The same cases run against the in-process simulated network and the framed transport (against
+ * FramedPeerServer), the only two:
  * each message type and its reply survive the round trip, a handler's failure comes back as an
  * error reply, a silent peer gives KV_TIMEOUT, an absent one KV_PEER_UNREACHABLE, many requests
  * in flight each get their own reply, and (where the transport has one) a wrong cluster secret
@@ -66,33 +63,6 @@ function simulatedFixture(): TransportFixture {
     },
     transport: () => network.transportFor('sim-client:1'),
     deadAddress: async () => 'sim-nobody:1',
-  };
-}
-
-/** A FakeKvService whose peer requests go to `handler` and that accepts `secret`. */
-class HandlerService extends FakeKvService {
-  constructor(private readonly handler: PeerHandler) {
-    super(testConfig({ clusterSecret: secret }));
-  }
-
-  override handlePeer(request: PeerRequest): Promise<PeerReply> {
-    return this.handler(request);
-  }
-}
-
-function undiciFixture(): TransportFixture {
-  return {
-    name: 'undici over the HTTP peer route',
-    authenticates: true,
-    serve: async (handler) => {
-      const service = new HandlerService(handler);
-      const app = await buildApp({ service, config: service.config, clusterSecret: secret });
-      await app.listen({ host: '127.0.0.1', port: 0 });
-      const { port } = app.server.address() as AddressInfo;
-      return { address: `127.0.0.1:${port}`, stop: () => app.close() };
-    },
-    transport: (presented = secret) => new UndiciTransport({ secret: presented }),
-    deadAddress: async () => `127.0.0.1:${await closedPort()}`,
   };
 }
 
@@ -164,7 +134,7 @@ function plain(value: unknown): unknown {
   return JSON.parse(JSON.stringify(value, (_key, field: unknown) => (field instanceof Uint8Array ? `bytes:${Buffer.from(field).toString('hex')}` : field))) as unknown;
 }
 
-describe.each([simulatedFixture(), undiciFixture(), framedFixture()])('the Transport contract: $name', (fixture) => {
+describe.each([simulatedFixture(), framedFixture()])('the Transport contract: $name', (fixture) => {
   const cleanups: (() => Promise<void>)[] = [];
   const peer = async (handler: PeerHandler): Promise<ServedPeer> => {
     const served = await fixture.serve(handler);

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterEach } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
-import { FakeKvService, fakeSecret, testConfig } from './fake-service.js';
+import { FakeKvService, testConfig } from './fake-service.js';
 
 /** An app over a fresh fake service, with config `overrides` merged over the defaults. */
 export type StartApp = (overrides?: unknown) => Promise<{ app: FastifyInstance; service: FakeKvService }>;
@@ -17,7 +17,7 @@ export function appHarness(): StartApp {
   });
   return async (overrides: unknown = {}) => {
     const service = new FakeKvService(testConfig(overrides));
-    const app = await buildApp({ service, config: service.config, clusterSecret: fakeSecret });
+    const app = await buildApp({ service, config: service.config });
     apps.push(app);
     return { app, service };
   };

@@ -28,7 +28,7 @@ async function start(auth: Record<string, unknown> = {}): Promise<{ app: Fastify
       auth: { enabled: true, tokens: [{ token: readWrite, role: 'read-write', name: 'writer' }, { token: readOnly, role: 'read-only', name: 'reader' }], ...auth },
     }),
   );
-  const app = await buildApp({ service, config: service.config, clusterSecret: fakeSecret });
+  const app = await buildApp({ service, config: service.config });
   apps.push(app);
   return { app, service };
 }
@@ -92,7 +92,7 @@ describe('the public /kv API with client authentication', () => {
 
   it('leaves everything open when auth is off (the default)', async () => {
     const service = new FakeKvService(testConfig());
-    const app = await buildApp({ service, config: service.config, clusterSecret: fakeSecret });
+    const app = await buildApp({ service, config: service.config });
     apps.push(app);
     expect((await app.inject({ method: 'PUT', url: '/kv/demo/k', payload: 'v' })).statusCode).toBe(204);
     expect((await app.inject({ method: 'POST', url: '/admin/compact' })).statusCode).toBe(200);
@@ -132,20 +132,13 @@ describe('status, metrics, admin and the peer routes', () => {
     expect(service.compactions).toBe(1);
   });
 
-  it('admits node-to-node routes only with the cluster secret, never with a client token', async () => {
-    const { app } = await start();
-    const peer = await app.inject({ method: 'POST', url: '/internal/v1/peer', payload: Buffer.from([1, 2, 3]), headers: { ...bearer(readWrite), 'content-type': 'application/octet-stream' } });
-    expectError(peer, 401, 'KV_UNAUTHORIZED');
-    expectError(await app.inject({ method: 'GET', url: '/internal/v1/anything', headers: bearer(readWrite) }), 401, 'KV_UNAUTHORIZED');
-    expectError(await app.inject({ method: 'GET', url: '/internal/v1/anything', headers: { 'x-ringkv-secret': 'not-the-secret' } }), 403, 'KV_FORBIDDEN');
-    expect((await app.inject({ method: 'GET', url: '/internal/v1/anything', headers: { 'x-ringkv-secret': fakeSecret } })).statusCode).toBe(404);
-  });
-
-  it('requires the cluster secret on node-to-node routes even with client authentication off', async () => {
+  it('has no node-to-node route: peers talk on the framed peer port, so the cluster secret is never taken over HTTP', async () => {
     const service = new FakeKvService(testConfig());
-    const app = await buildApp({ service, config: service.config, clusterSecret: fakeSecret });
+    const app = await buildApp({ service, config: service.config });
     apps.push(app);
-    expectError(await app.inject({ method: 'GET', url: '/internal/v1/anything' }), 401, 'KV_UNAUTHORIZED');
+    const peer = await app.inject({ method: 'POST', url: '/internal/v1/peer', payload: Buffer.from([1, 2, 3]), headers: { 'x-ringkv-secret': fakeSecret, 'content-type': 'application/octet-stream' } });
+    expect(peer.statusCode).toBe(404);
+    expect(JSON.parse(peer.body)).toMatchObject({ error: { code: 'KV_NOT_FOUND' } });
   });
 });
 
@@ -162,7 +155,7 @@ describe('the rules and the config', () => {
     expect(requiredAccess('GET', '/ui/data.json', { ...auth, protectStatus: true })).toBe('read');
     expect(requiredAccess('GET', '/cluster/members', auth)).toBe('read');
     expect(requiredAccess('POST', '/cluster/commit', auth)).toBe('write');
-    expect(requiredAccess('POST', '/internal/v1/handoff', { ...auth, enabled: false })).toBe('peer');
+    expect(requiredAccess('POST', '/internal/v1/handoff', auth)).toBe('write');
     expect(requiredAccess('PUT', '/kv/:bucket/:key', { ...auth, enabled: false })).toBe('open');
   });
 

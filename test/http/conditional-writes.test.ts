@@ -14,7 +14,7 @@ describe('conditional writes over HTTP', () => {
 
   beforeAll(async () => {
     cluster = await SimCluster.start(7, 3);
-    app = await buildApp({ service: cluster.members[0]!.node, config: cluster.config, clusterSecret: cluster.config.clusterSecret! });
+    app = await buildApp({ service: cluster.members[0]!.node, config: cluster.config });
   });
 
   afterAll(async () => {

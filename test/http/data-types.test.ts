@@ -19,7 +19,7 @@ describe('the /dt routes (inject, simulated cluster)', () => {
 
   beforeAll(async () => {
     cluster = await SimCluster.start(4242, 3, { limits: { maxSetElements: 5, maxSetBytes: 64 } });
-    app = await buildApp({ service: cluster.members[0]!.node, config: cluster.config, clusterSecret: 'simulation-secret-0123456789' });
+    app = await buildApp({ service: cluster.members[0]!.node, config: cluster.config });
   });
 
   afterAll(async () => {

@@ -2,20 +2,21 @@ import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import type { InjectOptions } from 'light-my-request';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeReplyBatch, decodeRequestBatch, encodeRequestBatch } from '../../src/core/wire/codec.js';
+import { decodeRequestBatch, encodeRequestBatch } from '../../src/core/wire/codec.js';
+import { KvError } from '../../src/util/errors.js';
 import type { PeerRequest } from '../../src/core/wire/messages.js';
 import { mergeConfig, validateConfig } from '../../src/engine/config.js';
 import { buildApp } from '../../src/http/app.js';
 import { SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
- * Goal: no input through the public HTTP API (and the peer route behind it) makes a node answer
+ * Goal: no input through the public HTTP API (nor any peer message a peer could send) makes a node answer
  * a 5xx other than 503 (unavailable) or 504 (timed out), throws out of the app, or answers an
  * error without the documented `{"error": {"code": "KV_..."}}` body. The app is the real one over
  * a real RingNode of a 3-node simulated cluster (memory storage, simulated network, virtual
  * clock), so inputs reach the coordinator, the replicas and the peer codec. fast-check draws
  * methods, paths, query strings with junk quorum values, headers (contexts, content types,
- * tokens, the peer secret) and bodies; its seed is printed on failure and replays the run.
+ * tokens, a would-be peer secret) and bodies; its seed is printed on failure and replays the run.
  */
 
 const seed = Number(process.env.RINGKV_FUZZ_SEED ?? 20_261_201);
@@ -177,6 +178,7 @@ const request = (seen: readonly string[], dataTypeContexts: readonly string[]): 
       if (drawn.contentType !== undefined) headers['content-type'] = drawn.contentType;
       if (drawn.authorization !== undefined) headers.authorization = drawn.authorization;
       if (drawn.context !== undefined) headers['x-ringkv-context'] = drawn.context;
+      // No route takes it: a request that presents it is a client request like any other.
       if (drawn.secret !== undefined) headers['x-ringkv-secret'] = drawn.secret;
       if (drawn.contentLength !== undefined) headers['content-length'] = drawn.contentLength;
       const url = drawn.query === undefined ? drawn.path : `${drawn.path}?${drawn.query}`;
@@ -195,7 +197,7 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
   beforeAll(async () => {
     cluster = await SimCluster.start(seed, 3, { limits: { maxValueBytes: 4096 } });
     const node = cluster.members[0]!.node;
-    open = await buildApp({ service: node, config: cluster.config, clusterSecret });
+    open = await buildApp({ service: node, config: cluster.config });
     const auth = {
       enabled: true,
       protectStatus: true,
@@ -206,7 +208,7 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
         { token: readOnlyToken, role: 'read-only', name: 'reports' },
       ],
     };
-    guarded = await buildApp({ service: node, config: validateConfig(mergeConfig(cluster.config, { auth })), clusterSecret });
+    guarded = await buildApp({ service: node, config: validateConfig(mergeConfig(cluster.config, { auth })) });
     // A few real versions (one with siblings), so reads find data and fuzzed contexts include real ones.
     for (const value of ['one', 'two']) {
       const answer = await cluster.drive(open.inject({ method: 'PUT', url: '/kv/demo/k', payload: value, headers: { 'content-type': 'text/plain' } }));
@@ -264,9 +266,10 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
     expect(dataTypeCodes.some((code) => code >= 400 && code < 500), `/dt statuses seen: ${JSON.stringify(Object.fromEntries(dataTypeStatuses))}`).toBe(true);
   });
 
-  it('answers every peer batch with the cluster secret, valid, mutated or junk, with a decodable reply batch or a KV_* 4xx', async () => {
+  it('answers every peer message, valid, mutated or junk, with a reply or a KV_* error, as the peer port hands them to the node', async () => {
     const simulation = cluster as SimCluster;
     const app = open as FastifyInstance;
+    const node = simulation.members[0]!.node;
     const now = simulation.clock.nowMs();
     const internalControlReplies = new Set<string>();
     const samples: PeerRequest[] = [
@@ -294,25 +297,27 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
     );
     await fc.assert(
       fc.asyncProperty(batch, async (body) => {
-        const response = await simulation.drive(
-          app.inject({ method: 'POST', url: '/internal/v1/peer', headers: { 'x-ringkv-secret': clusterSecret, 'content-type': 'application/octet-stream' }, payload: body }),
-        );
-        const summary = `a peer batch of ${body.length} bytes (${body.toString('hex').slice(0, 120)}) answered ${response.statusCode}: ${response.body.slice(0, 200)}`;
-        expect(response.statusCode < 500 || response.statusCode === 503 || response.statusCode === 504, summary).toBe(true);
-        if (response.statusCode === 200) {
-          const requests = decodeRequestBatch(body);
-          const replies = decodeReplyBatch(response.rawPayload);
-          expect(replies, summary).toHaveLength(requests.length);
-          replies.forEach((reply, index) => {
-            if (reply.type !== 'error' || reply.code !== 'KV_INTERNAL') return;
-            // Control payloads (anti-entropy, handoff) come only from peers holding the secret and
-            // are not validated field by field: a junk one fails inside the handler, which the
-            // route turns into a KV_INTERNAL reply for that request alone. Counted, not failed.
-            if (requests[index]?.type === 'control') internalControlReplies.add(`${(requests[index] as { operation: string }).operation}`);
-            else expect.fail(`${summary}: request ${index} (${requests[index]?.type}) got KV_INTERNAL: ${reply.message}`);
-          });
-        } else {
-          expect((JSON.parse(response.body) as { error?: { code?: string } }).error?.code, summary).toMatch(/^KV_[A-Z_]+$/);
+        const summary = `a peer message of ${body.length} bytes (${body.toString('hex').slice(0, 120)})`;
+        let requests: PeerRequest[];
+        try {
+          requests = decodeRequestBatch(body);
+        } catch (error) {
+          // What the peer port answers a message that does not decode with: KV_BAD_REQUEST, the connection goes on.
+          expect(error, summary).toBeInstanceOf(KvError);
+          expect((error as KvError).code, summary).toBe('KV_BAD_REQUEST');
+          return;
+        }
+        for (const request of requests) {
+          try {
+            await simulation.drive(node.handlePeer(request));
+          } catch (error) {
+            if (error instanceof KvError) continue;
+            // Control payloads (handoff) come only from peers that proved the secret and are not
+            // validated field by field: a junk one fails inside the handler, which the peer port
+            // turns into a KV_INTERNAL reply for that request alone. Counted, not failed.
+            if (request.type === 'control') internalControlReplies.add(request.operation);
+            else expect.fail(`${summary}: ${request.type} failed with an unexpected error: ${String(error)}`);
+          }
         }
       }),
       { seed, numRuns: Math.ceil(numRuns / 2), endOnFailure: true },

@@ -1,28 +1,18 @@
+import { type AddressInfo, type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type NodeProcess, call, freePorts, killNode, nodeStatus, startCluster, startNode, temporaryFolder, waitFor, waitHealthy } from './processes.js';
+import { type NodeProcess, call, freePorts, killNode, startCluster, startNode, temporaryFolder, waitFor } from './processes.js';
 
 /**
- * Goal: three real node processes with `peerTransport: framed` form a cluster and replicate
- * over the framed peer protocol alone: a w=3 write on node 1 reads back with r=1 on node 3, and
- * no node's HTTP peer route has answered a single request (so gossip and replication did not
- * fall back to HTTP).
+ * Goal: three real node processes form a cluster and replicate over the framed peer protocol (the
+ * only way nodes talk): a w=3 write on node 1 reads back with r=1 on node 3.
  */
-
-/** The value of ringkv_requests_total for peer requests on the HTTP route (0 when there was none). */
-function httpPeerRequests(metrics: string): number {
-  return metrics
-    .split('\n')
-    .filter((line) => line.startsWith('ringkv_requests_total{') && line.includes('operation="peer"'))
-    .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
-}
-
-describe('a 3-node cluster on the framed peer transport', () => {
+describe('a 3-node cluster on the framed peer protocol', () => {
   const folder = temporaryFolder('ringkv-framed-');
   const nodes: NodeProcess[] = [];
 
   beforeAll(async () => {
-    const env = { RINGKV_CLUSTER_SECRET: 'framed-integration-secret-0123456789', RINGKV_PEER_TRANSPORT: 'framed', RINGKV_GOSSIP_INTERVAL_MS: '200' };
+    const env = { RINGKV_CLUSTER_SECRET: 'framed-integration-secret-0123456789', RINGKV_GOSSIP_INTERVAL_MS: '200' };
     // freePorts picks ports whose peer port (port + 1000) is free too.
     await startCluster(3, { folder: folder.path, nodes, env, until: 'members-up', deadlineMs: 45_000 });
   }, 180_000);
@@ -32,56 +22,55 @@ describe('a 3-node cluster on the framed peer transport', () => {
     folder.remove();
   });
 
-  it('reads back on node 3 with r=1 what node 1 wrote with w=3, without one HTTP peer request', async () => {
+  it('reads back on node 3 with r=1 what node 1 wrote with w=3', async () => {
     const put = await call(nodes[0]!, 'PUT', '/kv/demo/framed?w=3', { body: 'over frames', headers: { 'content-type': 'text/plain' } });
     expect(put.status, put.body.toString()).toBe(204);
     const get = await call(nodes[2]!, 'GET', '/kv/demo/framed?r=1');
     expect(get.status).toBe(200);
     expect(get.body.toString()).toBe('over frames');
-    for (const node of nodes) expect(httpPeerRequests((await call(node, 'GET', '/metrics')).body.toString())).toBe(0);
   });
 });
 
 /**
- * Goal: a node on the HTTP peer transport (as every node was before framed became the default)
- * and nodes on the default framed transport form one cluster and replicate both ways: the
- * framed nodes reach the HTTP node over its HTTP peer route once its peer port refuses (and log
- * that they do), and the HTTP node reaches them over theirs, which stays up.
+ * Goal (issue 18 item 10): when a peer's peer port refuses the connection, a node tries no other
+ * path to it, so no downgrade can put the cluster secret on the wire. The "peer" is a seed whose
+ * peer port nothing listens on (refused) and whose HTTP port is a socket that records every byte
+ * it is sent. The node keeps trying its seed (its debug log says so, every gossip round); the
+ * recording socket must see no connection at all, and so certainly not the secret.
  */
-describe('a cluster of one node on http and two on framed', () => {
-  const folder = temporaryFolder('ringkv-mixed-');
-  const nodes: NodeProcess[] = [];
-
-  beforeAll(async () => {
-    const env = { RINGKV_CLUSTER_SECRET: 'mixed-integration-secret-0123456789', RINGKV_GOSSIP_INTERVAL_MS: '200' };
-    const ports = await freePorts(3);
-    nodes.push(startNode(ports[0]!, join(folder.path, 'node1'), { env: { ...env, RINGKV_PEER_TRANSPORT: 'http' } }));
-    await waitHealthy(nodes[0]!, 45_000);
-    nodes.push(startNode(ports[1]!, join(folder.path, 'node2'), { env, seeds: [nodes[0]!.address] }));
-    nodes.push(startNode(ports[2]!, join(folder.path, 'node3'), { env, seeds: [nodes[0]!.address] }));
-    for (const node of nodes) await waitHealthy(node, 45_000);
-    for (const node of nodes) {
-      await waitFor(() => `${node.address} to see 3 members up (output: ${node.output.slice(-500)})`, 90_000, async () => {
-        const status = await nodeStatus(node);
-        return status.members.filter((member) => member.status === 'up').length === 3 && status.ring?.members.length === 3;
-      });
-    }
-  }, 240_000);
+describe('a node whose peer refuses its peer port', () => {
+  const folder = temporaryFolder('ringkv-refused-');
+  const secret = 'refused-peer-secret-0123456789abcdef';
+  const received: Buffer[] = [];
+  const sockets: Socket[] = [];
+  let connections = 0;
+  const recorder = createServer((socket) => {
+    connections += 1;
+    sockets.push(socket);
+    socket.on('data', (chunk: Buffer) => received.push(Buffer.from(chunk)));
+    socket.on('error', () => undefined);
+  });
+  let node: NodeProcess | undefined;
 
   afterAll(async () => {
-    for (const node of nodes) await killNode(node, 'SIGTERM');
+    if (node !== undefined) await killNode(node, 'SIGTERM');
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => recorder.close(() => resolve()));
     folder.remove();
   });
 
-  it('replicates a w=3 write from a framed node to the http node and back', async () => {
-    const put = await call(nodes[1]!, 'PUT', '/kv/demo/mixed?w=3', { body: 'across transports', headers: { 'content-type': 'text/plain' } });
-    expect(put.status, put.body.toString()).toBe(204);
-    const get = await call(nodes[0]!, 'GET', '/kv/demo/mixed?r=3');
-    expect(get.status, get.body.toString()).toBe(200);
-    expect(get.body.toString()).toBe('across transports');
-    const back = await call(nodes[0]!, 'PUT', '/kv/demo/back?w=3', { body: 'from http', headers: { 'content-type': 'text/plain' } });
-    expect(back.status, back.body.toString()).toBe(204);
-    expect((await call(nodes[2]!, 'GET', '/kv/demo/back?r=3')).body.toString()).toBe('from http');
-    expect(nodes[1]!.output).toMatch(/reaching it over the HTTP peer route/);
+  it('never reaches for the seed on another port, and never sends the secret', async () => {
+    // freePorts picks ports whose peer port (port + 1000) is free: the seed's peer port refuses.
+    const [seedPort, nodePort] = (await freePorts(2)) as [number, number];
+    await new Promise<void>((resolve) => recorder.listen(seedPort, '127.0.0.1', resolve));
+    const seed = `127.0.0.1:${(recorder.address() as AddressInfo).port}`;
+    node = startNode(nodePort, join(folder.path, 'node'), { seeds: [seed], env: { RINGKV_CLUSTER_SECRET: secret, RINGKV_GOSSIP_INTERVAL_MS: '200' }, extraArgs: ['--log-level', 'debug'] });
+    const started = node;
+    const attempts = (): number => started.output.split('\n').filter((line) => line.includes('gossip exchange failed') && line.includes(seed)).length;
+    await waitFor(() => `the node to try its seed ${seed} five times (saw ${attempts()}; output: ${started.output.slice(-500)})`, 90_000, async () => attempts() >= 5);
+    const bytes = Buffer.concat(received);
+    expect(bytes.includes(Buffer.from(secret)), `the seed's HTTP port was sent the secret: ${bytes.toString('latin1').slice(0, 300)}`).toBe(false);
+    expect(connections, `the seed's HTTP port got ${connections} connections, carrying ${bytes.toString('latin1').slice(0, 300)}`).toBe(0);
+    expect(started.output).toMatch(/refused: is a ringkv node running there/);
   });
 });

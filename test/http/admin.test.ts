@@ -1,15 +1,10 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { decodeReplyBatch, encodeRequestBatch } from '../../src/core/wire/codec.js';
-import type { PeerRequest } from '../../src/core/wire/messages.js';
-import { peerBodyLimitBytes } from '../../src/http/peer-route.js';
-import { fakeSecret, testConfig } from './fake-service.js';
 import { appHarness } from './app-harness.js';
 
 /**
- * Goal: the peer route admits only holders of the cluster secret and answers a binary batch
- * with one reply per request (failures included); the admin routes report health, status and
- * Prometheus metrics and run a compaction.
+ * Goal: the admin routes report health, status and Prometheus metrics and run a compaction.
+ * (Peers do not use HTTP: test/contract/ covers the framed peer port.)
  */
 
 const start = appHarness();
@@ -17,75 +12,6 @@ const start = appHarness();
 function errorCode(response: LightMyRequestResponse): string {
   return response.json<{ error: { code: string } }>().error.code;
 }
-
-const object = {
-  clock: { other: 1 },
-  siblings: [{ dot: { node: 'other', counter: 1 }, value: Uint8Array.from([0, 1, 2, 255]), contentType: 'application/octet-stream', lastModifiedMs: 1_000, tombstone: false }],
-};
-
-function peerPost(body: Buffer, secret?: string) {
-  const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
-  if (secret !== undefined) headers['x-ringkv-secret'] = secret;
-  return { method: 'POST' as const, url: '/internal/v1/peer', headers, payload: body };
-}
-
-describe('the peer route', () => {
-  it('refuses a request without the secret with 401 and a wrong secret with 403, before decoding the body', async () => {
-    const { app, service } = await start();
-    const garbage = Buffer.from([255, 255, 255]);
-    const missing = await app.inject(peerPost(garbage));
-    expect(missing.statusCode).toBe(401);
-    expect(errorCode(missing)).toBe('KV_UNAUTHORIZED');
-    const wrong = await app.inject(peerPost(garbage, 'not-the-secret'));
-    expect(wrong.statusCode).toBe(403);
-    expect(errorCode(wrong)).toBe('KV_FORBIDDEN');
-    expect(service.calls).toEqual([]);
-  });
-
-  it('answers a batch with one reply per request, in order, turning failures into error replies', async () => {
-    const { app, service } = await start();
-    const requests: PeerRequest[] = [
-      { type: 'replica-put', bucket: 'demo', key: 'k', object, mode: 'siblings', sync: true },
-      { type: 'replica-get', bucket: 'demo', key: 'k' },
-      { type: 'replica-get', bucket: 'demo', key: 'absent' },
-      { type: 'gossip', state: { members: [] } },
-      { type: 'control', operation: 'unknown', payload: null },
-    ];
-    const response = await app.inject(peerPost(encodeRequestBatch(requests), fakeSecret));
-    expect(response.statusCode).toBe(200);
-    expect(response.headers['content-type']).toBe('application/octet-stream');
-    const replies = decodeReplyBatch(response.rawPayload);
-    expect(replies).toHaveLength(5);
-    expect(replies[0]).toEqual({ type: 'replica-put-reply', durable: true });
-    expect(replies[1]!.type).toBe('replica-get-reply');
-    const stored = (replies[1] as unknown as { object: typeof object }).object;
-    expect(stored.clock).toEqual({ other: 1 });
-    expect(Buffer.from(stored.siblings[0]!.value)).toEqual(Buffer.from([0, 1, 2, 255]));
-    expect(replies[2]).toEqual({ type: 'replica-get-reply', object: null });
-    expect(replies[3]).toEqual({ type: 'error', code: 'KV_NOT_READY', message: 'the fake does not gossip' });
-    expect(replies[4]).toMatchObject({ type: 'error', code: 'KV_INTERNAL' });
-    expect((replies[4] as { message: string }).message).not.toContain('the fake cannot handle');
-    expect(service.callsOf('handlePeer')).toHaveLength(5);
-  });
-
-  it('refuses a malformed batch from an authenticated peer with 400 KV_BAD_REQUEST', async () => {
-    const { app, service } = await start();
-    const response = await app.inject(peerPost(Buffer.from([255, 255, 255]), fakeSecret));
-    expect(response.statusCode).toBe(400);
-    expect(errorCode(response)).toBe('KV_BAD_REQUEST');
-    expect(service.callsOf('handlePeer')).toEqual([]);
-  });
-
-  it('accepts a batch bigger than one value, up to the peer limit', async () => {
-    const { app } = await start({ limits: { maxValueBytes: 1000 } });
-    expect(peerBodyLimitBytes(testConfig({ limits: { maxValueBytes: 1000 } }))).toBeGreaterThanOrEqual(64 * 1024 * 1024);
-    const big = { ...object, siblings: [{ ...object.siblings[0]!, value: new Uint8Array(900) }] };
-    const requests: PeerRequest[] = Array.from({ length: 5 }, (_, index) => ({ type: 'replica-put', bucket: 'demo', key: `k${index}`, object: big, mode: 'siblings', sync: false }));
-    const response = await app.inject(peerPost(encodeRequestBatch(requests), fakeSecret));
-    expect(response.statusCode).toBe(200);
-    expect(decodeReplyBatch(response.rawPayload)).toHaveLength(5);
-  });
-});
 
 describe('the admin routes', () => {
   it('answers /health with status ok', async () => {
