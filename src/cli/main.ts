@@ -1,3 +1,6 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import type { RingClient } from '../client/ring-client.js';
 
@@ -29,8 +32,27 @@ async function withClient<T>(node: string, work: (client: RingClient) => Promise
   }
 }
 
+/** The version in ringkv's package.json, found by walking up from this file (it runs from src/ or dist/src/). */
+function packageVersion(): string {
+  let folder = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const file = join(folder, 'package.json');
+    if (existsSync(file)) {
+      const parsed = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
+      if (parsed.name === 'ringkv' && typeof parsed.version === 'string') return parsed.version;
+    }
+    const parent = dirname(folder);
+    if (parent === folder) return 'unknown';
+    folder = parent;
+  }
+}
+
 const program = new Command();
-program.name('ringkv').description('A leaderless, Dynamo/Cassandra-style key-value database').showHelpAfterError();
+program
+  .name('ringkv')
+  .description('A leaderless, Dynamo/Cassandra-style key-value database')
+  .version(packageVersion(), '-V, --version', "print ringkv's version")
+  .showHelpAfterError();
 
 program
   .command('start')
@@ -142,12 +164,15 @@ program
   .description('delete a key (reads it first for the context unless --context is given)')
   .option('--node <address>', 'node to ask', defaultNode)
   .option('--w <n>', 'replicas that must acknowledge', quorumOption)
+  .option('--pw <n>', 'primaries that must acknowledge', quorumOption)
+  .option('--dw <n>', 'replicas that must fsync', quorumOption)
   .option('--consistency <level>', 'one|quorum|all')
   .option('--context <context>', 'the context of the read this delete follows')
+  .option('--timeout-ms <ms>', 'coordinator timeout (of the read for the context and of the delete, each)', Number)
   .action(async (bucket: string, key: string, flags) => {
     await withClient(flags.node, async (client) => {
-      const context = flags.context ?? (await client.get(bucket, key)).context;
-      await client.delete(bucket, key, { w: flags.w, consistency: flags.consistency, context });
+      const context = flags.context ?? (await client.get(bucket, key, { timeoutMs: flags.timeoutMs })).context;
+      await client.delete(bucket, key, { w: flags.w, pw: flags.pw, dw: flags.dw, consistency: flags.consistency, context, timeoutMs: flags.timeoutMs });
       console.log('deleted');
     });
   });

@@ -213,7 +213,8 @@ export const nodeConfigSchema = Type.Object(
 
 type DeepReadonly<T> = T extends readonly (infer Item)[] ? readonly DeepReadonly<Item>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 
-type SchemaConfig = DeepReadonly<Static<typeof nodeConfigSchema>>;
+/** A config as the schema checked it: every field valid on its own, defaults filled in, addresses not yet resolved. */
+export type SchemaConfig = DeepReadonly<Static<typeof nodeConfigSchema>>;
 
 /** Everything a node is configured with: the schema's shape, with `listen` and `advertise` always resolved. */
 export type NodeConfig = Omit<SchemaConfig, 'listen' | 'advertise' | 'bucketDefaults' | 'buckets'> & {
@@ -482,10 +483,11 @@ function resolveAddresses(config: SchemaConfig): { listen: string; advertise: st
 }
 
 /**
- * Validates a config object against the schema and fills in the defaults of what it leaves out;
- * throws KV_BAD_CONFIG naming the first unknown key or bad field (never showing a secret).
+ * Checks every field of `candidate` on its own (known key, type, range) and fills in the
+ * defaults, without the checks that span fields: one source of config (a file) may rely on
+ * another (a variable with the tokens) for those, but never for a field's own value.
  */
-export function validateConfig(candidate: unknown): NodeConfig {
+export function checkFieldValues(candidate: unknown): SchemaConfig {
   if (candidate === null || typeof candidate !== 'object' || Array.isArray(candidate)) fail('(root)', 'an object', candidate);
   checkKnownKeys(candidate, 'the config');
   const filled = Value.Default(nodeConfigSchema, structuredClone(candidate));
@@ -495,7 +497,15 @@ export function validateConfig(candidate: unknown): NodeConfig {
     const missing = error.value === undefined;
     fail(field === '' ? '(root)' : field, expectedText(error.schema as Schema), missing ? '(nothing)' : error.value, isSecretPath(field));
   }
-  const config = filled as SchemaConfig;
+  return filled as SchemaConfig;
+}
+
+/**
+ * Validates a config object against the schema and fills in the defaults of what it leaves out;
+ * throws KV_BAD_CONFIG naming the first unknown key or bad field (never showing a secret).
+ */
+export function validateConfig(candidate: unknown): NodeConfig {
+  const config = checkFieldValues(candidate);
   checkAcrossFields(config);
   return { ...config, ...resolveAddresses(config) } as NodeConfig;
 }
