@@ -1,7 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
+import { packageVersion } from '../util/package-version.js';
 import type { RingClient } from '../client/ring-client.js';
 
 /**
@@ -29,21 +27,6 @@ async function withClient<T>(node: string, work: (client: RingClient) => Promise
     return await work(client);
   } finally {
     await client.close();
-  }
-}
-
-/** The version in ringkv's package.json, found by walking up from this file (it runs from src/ or dist/src/). */
-function packageVersion(): string {
-  let folder = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const file = join(folder, 'package.json');
-    if (existsSync(file)) {
-      const parsed = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
-      if (parsed.name === 'ringkv' && typeof parsed.version === 'string') return parsed.version;
-    }
-    const parent = dirname(folder);
-    if (parent === folder) return 'unknown';
-    folder = parent;
   }
 }
 
