@@ -107,7 +107,9 @@ td.number, th.number { text-align: right; }
 .figures { display: flex; flex-wrap: wrap; gap: 8px 24px; margin-bottom: 10px; }
 .figure .value { font-size: 20px; font-weight: 600; font-variant-numeric: tabular-nums; }
 .figure .label { color: var(--muted); font-size: 12px; }
-.ring { display: flex; gap: 16px; align-items: center; }
+/* The owner table goes under the chart when the card is too narrow for both side by side, instead of being clipped. */
+.ring { display: flex; flex-wrap: wrap; gap: 16px; align-items: center; }
+#ring-table { flex: 1 1 260px; width: auto; }
 #ring-chart { width: 200px; height: 200px; flex: none; }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 3px; }
 .requests { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 16px; align-items: center; }
@@ -319,10 +321,15 @@ function renderRing(status) {
   note.textContent = (moving > 0 ? 'Ring change under way: ' + moving + ' partitions moving to new owners.' : '') + handoffText;
 }
 
+// A status field's name in words ('transfersDoneForRing' -> 'transfers done for ring'), for the figures no label names yet.
+function words(name) {
+  return name.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2').toLowerCase();
+}
+
 function scalarSummary(object) {
   return Object.entries(object)
     .filter(([, value]) => typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string')
-    .map(([name, value]) => name + ' ' + (typeof value === 'number' ? formatNumber(value) : String(value)))
+    .map(([name, value]) => words(name) + ' ' + (typeof value === 'number' ? formatNumber(value) : String(value)))
     .join(', ');
 }
 
@@ -373,7 +380,7 @@ function renderAntiEntropy(status) {
   }
   for (const [name, value] of Object.entries(entropy)) {
     const known = name in antiEntropyLabels || name === 'enabled' || name === 'oldestFullExchangeAgeMs' || name === 'lastFullExchangeAgeMs' || name === 'repair';
-    if (!known && (typeof value === 'number' || typeof value === 'string')) figures.push(figure(name, typeof value === 'number' ? formatNumber(value) : value));
+    if (!known && (typeof value === 'number' || typeof value === 'string')) figures.push(figure(words(name), typeof value === 'number' ? formatNumber(value) : value));
   }
   target.replaceChildren(...figures);
   const progress = entropy.repair;
