@@ -21,7 +21,7 @@ import { FramedPeerServer } from '../src/adapters/framed-peer-server.js';
 import { FramedTransport } from '../src/adapters/framed-transport.js';
 import { UndiciTransport } from '../src/adapters/undici-transport.js';
 import type { PeerReply, PeerRequest } from '../src/core/wire/messages.js';
-import { validateConfig } from '../src/engine/config.js';
+import { validateConfig } from '../src/config/validate.js';
 import type { KvService } from '../src/engine/kv-service.js';
 import { buildApp } from '../src/http/app.js';
 import type { PeerHandler, Transport } from '../src/ports/transport.js';

@@ -14,7 +14,7 @@ import { defaultMaxFrameBytes } from './core/wire/frames.js';
 import type { Transport } from './ports/transport.js';
 import { KvError } from './util/errors.js';
 import { type ConfigFlags, loadConfig, packageRoot } from './cli/load-config.js';
-import type { NodeConfig } from './engine/config.js';
+import type { NodeConfig } from './config/schema.js';
 import type { NodeIdentity } from './engine/lifecycle.js';
 import { RingNode } from './engine/ring-node.js';
 import { buildApp } from './http/app.js';

@@ -4,7 +4,7 @@
  * edge, and a bad one stops the run with a message that names the flag.
  */
 import { parseArgs } from 'node:util';
-import { configDefaults } from '../../src/engine/config.js';
+import { configDefaults } from '../../src/config/validate.js';
 
 /** The workloads: which operations clients run and which checker judges them. */
 export const workloadNames = ['set', 'register', 'delete', 'client', 'ttl', 'counter', 'dt-set'] as const;
@@ -37,7 +37,7 @@ export const netModes = ['loopback', 'netns'] as const;
 /** A --net mode. */
 export type NetMode = (typeof netModes)[number];
 
-/** ringkv's peer transports (src/engine/config.ts `peerTransport`). */
+/** ringkv's peer transports (src/config/schema.ts `peerTransport`). */
 export const peerTransports = ['http', 'framed'] as const;
 /** A --peer-transport. */
 export type PeerTransport = (typeof peerTransports)[number];

@@ -1,7 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type NodeConfig, checkFieldValues, checkKnownKeys, configDefaults, configFromEnvironment, mergeConfig, validateConfig } from '../engine/config.js';
+import { type NodeConfig } from '../config/schema.js';
+import { checkFieldValues, checkKnownKeys, configDefaults, mergeConfig, validateConfig } from '../config/validate.js';
+import { configFromEnvironment } from '../config/environment.js';
 import { KvError } from '../util/errors.js';
 
 /**

@@ -73,7 +73,7 @@ configCommand
   .command('check <file>')
   .description('validate FILE (over the defaults and the RINGKV_* environment) and print the effective config, secrets masked')
   .action(async (file: string) => {
-    const [{ loadConfig }, { maskSecrets }] = await Promise.all([import('./load-config.js'), import('../engine/config.js')]);
+    const [{ loadConfig }, { maskSecrets }] = await Promise.all([import('./load-config.js'), import('../config/docs.js')]);
     const config = loadConfig({ config: file }, process.env);
     console.log(JSON.stringify(maskSecrets(config), null, 2));
     console.error(`${file}: ok`);
@@ -83,7 +83,7 @@ configCommand
   .command('table')
   .description("print every setting with its default and RINGKV_* variable (the README's table)")
   .action(async () => {
-    const { configTableMarkdown } = await import('../engine/config.js');
+    const { configTableMarkdown } = await import('../config/docs.js');
     console.log(configTableMarkdown());
   });
 

@@ -12,7 +12,7 @@ import { descends } from '../core/versioning/version-vector.js';
 import { KvError, isKvError } from '../util/errors.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
-import type { BucketProperties } from './config.js';
+import type { BucketProperties } from '../config/schema.js';
 import type { HintStore } from './hint-store.js';
 import type { ReadOptions, WriteOptions, WriteOutcome } from './kv-service.js';
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { DataTypeUpdate } from '../core/datatypes/data-type.js';
 import { type CausalContext, decodeContext } from '../core/versioning/context.js';
-import type { NodeConfig } from '../engine/config.js';
+import type { NodeConfig } from '../config/schema.js';
 import type { KvService } from '../engine/kv-service.js';
 import { assert } from '../util/assert.js';
 import { KvError } from '../util/errors.js';

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type CausalContext, decodeContext, encodeContext } from '../core/versioning/context.js';
 import { type Sibling, type VersionedObject, isDeleted, liveSiblings } from '../core/versioning/versioned-object.js';
-import type { NodeConfig } from '../engine/config.js';
+import type { NodeConfig } from '../config/schema.js';
 import type { KvService } from '../engine/kv-service.js';
 import type { ListQuery } from '../engine/key-listing.js';
 import { assert } from '../util/assert.js';

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decodeRequestBatch, encodeReplyBatch, peerProtocolVersions } from '../core/wire/codec.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import type { NodeConfig } from '../engine/config.js';
+import type { NodeConfig } from '../config/schema.js';
 import type { KvService } from '../engine/kv-service.js';
 import { KvError } from '../util/errors.js';
 import type { HttpMetrics } from './metrics.js';

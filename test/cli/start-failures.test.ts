@@ -106,7 +106,7 @@ describe('ringkv cluster, on ports another cluster holds', () => {
     let firstOutput = '';
     first.stdout.on('data', (chunk: Buffer) => (firstOutput += chunk.toString('utf8')));
     first.stderr.on('data', (chunk: Buffer) => (firstOutput += chunk.toString('utf8')));
-    await waitFor('the first cluster to say it is up', pollDeadlineMs, async () => firstOutput.includes('is up'), () => (first.exitCode === null ? undefined : `the first cluster exited: ${firstOutput}`));
+    await waitFor(() => `the first cluster to say it is up (its output: ${firstOutput})`, pollDeadlineMs, async () => firstOutput.includes('is up'));
 
     mkdirSync(join(folder.path, 'second'), { recursive: true });
     const second = await ringkv(['cluster', '--nodes', '1', '--base-port', String(port), '--data', join(folder.path, 'second')]);
@@ -118,7 +118,7 @@ describe('ringkv cluster, on ports another cluster holds', () => {
     // The first cluster's node, killed by a signal, is reported by the signal's name.
     const status = (await (await request(`http://127.0.0.1:${port}/status`)).body.json()) as { process: { pid: number } };
     process.kill(status.process.pid, 'SIGKILL');
-    await waitFor('the first cluster to report its killed node', pollDeadlineMs, async () => firstOutput.includes('was killed by SIGKILL'));
+    await waitFor(() => `the first cluster to report its killed node (its output: ${firstOutput})`, pollDeadlineMs, async () => firstOutput.includes('was killed by SIGKILL'));
     expect(firstOutput).not.toContain('exited with code null');
     first.kill('SIGTERM');
   });

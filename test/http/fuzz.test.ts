@@ -4,7 +4,7 @@ import type { InjectOptions } from 'light-my-request';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeReplyBatch, decodeRequestBatch, encodeRequestBatch } from '../../src/core/wire/codec.js';
 import type { PeerRequest } from '../../src/core/wire/messages.js';
-import { mergeConfig, validateConfig } from '../../src/engine/config.js';
+import { mergeConfig, validateConfig } from '../../src/config/validate.js';
 import { buildApp } from '../../src/http/app.js';
 import { SimCluster } from '../sim/sim-cluster.js';
 
