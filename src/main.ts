@@ -12,7 +12,7 @@ import { FramedTransport } from './adapters/framed-transport.js';
 import { defaultMaxFrameBytes } from './core/wire/frames.js';
 import { KvError } from './util/errors.js';
 import { type ConfigFlags, loadConfig, packageRoot } from './cli/load-config.js';
-import type { NodeConfig } from './engine/config.js';
+import type { NodeConfig } from './config/schema.js';
 import type { NodeIdentity } from './engine/lifecycle.js';
 import { RingNode } from './engine/ring-node.js';
 import { buildApp } from './http/app.js';
@@ -56,10 +56,11 @@ export function loadTlsFiles(config: NodeConfig): { key: Buffer; cert: Buffer; c
   return { cert: readPem('certFile'), key: readPem('keyFile'), ca: readPem('caFile') };
 }
 
-/** Where this process's memory goes, for /status: the V8 heap, buffers outside it, and the rest (LevelDB's caches, code). */
+/** This process for /status: its pid, and where its memory goes (the V8 heap, buffers outside it, and the rest: LevelDB's caches, code). */
 function processFigures(): Record<string, number> {
   const usage = process.memoryUsage();
-  return { rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external, arrayBuffersBytes: usage.arrayBuffers };
+  // The pid lets `ringkv cluster` tell its own children from another cluster's nodes on the same ports.
+  return { pid: process.pid, rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external, arrayBuffersBytes: usage.arrayBuffers };
 }
 
 /**
@@ -83,9 +84,33 @@ async function startPeerServer(config: NodeConfig, node: RingNode, secret: strin
   try {
     await server.listen(config.listen, port);
   } catch (error) {
-    throw new KvError('KV_BAD_CONFIG', `cannot listen on peer port ${port} (port ${config.port} + peerPortOffset ${config.peerPortOffset}): ${(error as Error).message}; free it or change peerPortOffset on every node`);
+    throw listenError(error, config.listen, `peer port ${port} (port ${config.port} + peerPortOffset ${config.peerPortOffset})`, 'free it, choose another --port, or change peerPortOffset on every node');
   }
   return server;
+}
+
+/** A failed listen as one line: which address and port, what the system said in words, and what to do. */
+export function listenError(error: unknown, host: string, what: string, remedy: string): KvError {
+  const code = (error as { code?: unknown } | null)?.code;
+  const reason =
+    code === 'EADDRINUSE'
+      ? `${what} on ${host} is taken by another process (another ringkv node?)`
+      : code === 'EACCES'
+        ? `${what} on ${host} needs privileges this process lacks (ports below 1024 do)`
+        : code === 'EADDRNOTAVAIL'
+          ? `${host} is not an address of this machine, so ${what} cannot be bound on it`
+          : `cannot listen on ${what} on ${host}: ${error instanceof Error ? error.message : String(error)}`;
+  return new KvError('KV_BAD_CONFIG', `${reason}; ${remedy}`, { cause: error });
+}
+
+/** The data directory, created if needed; one that cannot be created stops the node with one line naming it. */
+function makeDataDir(dataDir: string): void {
+  try {
+    mkdirSync(dataDir, { recursive: true });
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    throw new KvError('KV_BAD_CONFIG', `cannot create the data directory ${dataDir} (${String(code ?? (error as Error).message)}); choose another --data or make its parent writable`, { cause: error });
+  }
 }
 
 const mathRandom: Random = {
@@ -97,8 +122,20 @@ const mathRandom: Random = {
 export async function runNode(flags: StartFlags): Promise<void> {
   const config = loadConfig(flags, process.env);
   const logger = pino({ level: config.logLevel, base: { port: config.port } });
+  try {
+    await startNode(config, logger);
+  } catch (error) {
+    if (error instanceof KvError) throw error;
+    // A failure nobody foresaw: its stack goes to the log, and the terminal gets one line.
+    logger.error({ err: error }, 'the node could not start');
+    throw new KvError('KV_INTERNAL', `the node could not start: ${error instanceof Error ? error.message : String(error)} (the log above has the details)`, { cause: error });
+  }
+}
+
+/** Opens storage, starts the node and listens; each step that fails throws a KvError that says what to do. */
+async function startNode(config: NodeConfig, logger: pino.Logger): Promise<void> {
   const dataDir = resolve(config.dataDir);
-  mkdirSync(dataDir, { recursive: true });
+  makeDataDir(dataDir);
   const storage = new LevelStorage({ location: join(dataDir, 'leveldb'), ...config.storage });
   await storage.open();
   const identity = await loadIdentity(storage, config);
@@ -115,7 +152,11 @@ export async function runNode(flags: StartFlags): Promise<void> {
   await node.start();
   const peerServer = await startPeerServer(config, node, identity.clusterSecret, tls, logger);
   const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
-  await app.listen({ host: config.listen, port: config.port });
+  try {
+    await app.listen({ host: config.listen, port: config.port });
+  } catch (error) {
+    throw listenError(error, config.listen, `port ${config.port}`, 'stop what holds it or choose another --port');
+  }
   logger.info({ nodeId: identity.nodeId, generation: identity.generation, address: identity.address, listen: `${config.listen}:${config.port}`, dataDir }, 'ringkv node started');
   // Says how access is set up without a single token character in the log.
   const roles = config.auth.tokens.map((token) => token.role);

@@ -1,5 +1,5 @@
 import type { RingClientOptions } from '../client/ring-client.js';
-import type { NodeConfig } from '../engine/config.js';
+import type { NodeConfig } from '../config/schema.js';
 import { readSettingFile } from '../util/setting-file.js';
 
 /** How the command line reaches nodes: a bearer token and a CA, when the cluster uses them. */

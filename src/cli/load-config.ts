@@ -1,7 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type NodeConfig, checkKnownKeys, configDefaults, configFromEnvironment, mergeConfig, validateConfig } from '../engine/config.js';
+import { type NodeConfig } from '../config/schema.js';
+import { checkFieldValues, checkKnownKeys, configDefaults, mergeConfig, validateConfig } from '../config/validate.js';
+import { configFromEnvironment } from '../config/environment.js';
 import { KvError } from '../util/errors.js';
 
 /**
@@ -68,10 +70,20 @@ export function readConfigFile(file: string): unknown {
   return parsed;
 }
 
+/**
+ * A port given on the command line, checked here so the message shows what was typed (after
+ * Number() a typo is NaN, which the schema can only show as null).
+ */
+export function portNumber(flag: string, text: string): number {
+  const port = /^[0-9]{1,5}$/.test(text.trim()) ? Number(text) : Number.NaN;
+  if (!(port >= 1 && port <= 65_535)) throw new KvError('KV_BAD_CONFIG', `${flag} must be a port number from 1 to 65535, got '${text.slice(0, 40)}'`);
+  return port;
+}
+
 /** The config the flags of `ringkv start` set. */
 function configFromFlags(flags: ConfigFlags): Record<string, unknown> {
   const fromFlags: Record<string, unknown> = {};
-  if (flags.port !== undefined) fromFlags.port = Number(flags.port);
+  if (flags.port !== undefined) fromFlags.port = portNumber('--port', String(flags.port));
   if (flags.host !== undefined) fromFlags.host = flags.host;
   if (flags.listen !== undefined) fromFlags.listen = flags.listen;
   if (flags.advertise !== undefined) fromFlags.advertise = flags.advertise;
@@ -82,11 +94,33 @@ function configFromFlags(flags: ConfigFlags): Record<string, unknown> {
   return fromFlags;
 }
 
-/** Builds the config: the schema's defaults, then --config FILE (or RINGKV_CONFIG), then RINGKV_* variables, then flags; validated. */
+/** Checks each field of `candidate` on its own, naming `source` in the message when one is refused. */
+function validateFrom(candidate: unknown, source: string): void {
+  try {
+    checkFieldValues(candidate);
+  } catch (error) {
+    if (error instanceof KvError) throw new KvError(error.code, `${source}: ${error.message}`);
+    throw error;
+  }
+}
+
+/**
+ * Builds the config: the schema's defaults, then --config FILE (or RINGKV_CONFIG), then RINGKV_*
+ * variables, then flags; validated. Each source is validated over the ones below it before the
+ * next is laid on, so a bad value in the file stops the node even where a variable or a flag
+ * overrides that field (it would bite the day the override goes), and the message names the file.
+ */
 export function loadConfig(flags: ConfigFlags, environment: Readonly<Record<string, string | undefined>>): NodeConfig {
   let merged = configDefaults();
   const file = flags.config ?? environment.RINGKV_CONFIG;
-  if (file !== undefined && file !== '') merged = mergeConfig(merged, readConfigFile(file));
-  merged = mergeConfig(merged, configFromEnvironment(environment));
+  if (file !== undefined && file !== '') {
+    merged = mergeConfig(merged, readConfigFile(file));
+    validateFrom(merged, `config file ${file}`);
+  }
+  const fromEnvironment = configFromEnvironment(environment);
+  if (Object.keys(fromEnvironment as object).length > 0) {
+    merged = mergeConfig(merged, fromEnvironment);
+    validateFrom(merged, 'the RINGKV_* environment variables');
+  }
   return validateConfig(mergeConfig(merged, configFromFlags(flags)));
 }

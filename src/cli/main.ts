@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { packageVersion } from '../util/package-version.js';
 import type { RingClient } from '../client/ring-client.js';
 
 /**
@@ -30,7 +31,11 @@ async function withClient<T>(node: string, work: (client: RingClient) => Promise
 }
 
 const program = new Command();
-program.name('ringkv').description('A leaderless, Dynamo/Cassandra-style key-value database').showHelpAfterError();
+program
+  .name('ringkv')
+  .description('A leaderless, Dynamo/Cassandra-style key-value database')
+  .version(packageVersion(), '-V, --version', "print ringkv's version")
+  .showHelpAfterError();
 
 program
   .command('start')
@@ -68,7 +73,7 @@ configCommand
   .command('check <file>')
   .description('validate FILE (over the defaults and the RINGKV_* environment) and print the effective config, secrets masked')
   .action(async (file: string) => {
-    const [{ loadConfig }, { maskSecrets }] = await Promise.all([import('./load-config.js'), import('../engine/config.js')]);
+    const [{ loadConfig }, { maskSecrets }] = await Promise.all([import('./load-config.js'), import('../config/docs.js')]);
     const config = loadConfig({ config: file }, process.env);
     console.log(JSON.stringify(maskSecrets(config), null, 2));
     console.error(`${file}: ok`);
@@ -78,7 +83,7 @@ configCommand
   .command('table')
   .description("print every setting with its default and RINGKV_* variable (the README's table)")
   .action(async () => {
-    const { configTableMarkdown } = await import('../engine/config.js');
+    const { configTableMarkdown } = await import('../config/docs.js');
     console.log(configTableMarkdown());
   });
 
@@ -142,12 +147,15 @@ program
   .description('delete a key (reads it first for the context unless --context is given)')
   .option('--node <address>', 'node to ask', defaultNode)
   .option('--w <n>', 'replicas that must acknowledge', quorumOption)
+  .option('--pw <n>', 'primaries that must acknowledge', quorumOption)
+  .option('--dw <n>', 'replicas that must fsync', quorumOption)
   .option('--consistency <level>', 'one|quorum|all')
   .option('--context <context>', 'the context of the read this delete follows')
+  .option('--timeout-ms <ms>', 'coordinator timeout (of the read for the context and of the delete, each)', Number)
   .action(async (bucket: string, key: string, flags) => {
     await withClient(flags.node, async (client) => {
-      const context = flags.context ?? (await client.get(bucket, key)).context;
-      await client.delete(bucket, key, { w: flags.w, consistency: flags.consistency, context });
+      const context = flags.context ?? (await client.get(bucket, key, { timeoutMs: flags.timeoutMs })).context;
+      await client.delete(bucket, key, { w: flags.w, pw: flags.pw, dw: flags.dw, consistency: flags.consistency, context, timeoutMs: flags.timeoutMs });
       console.log('deleted');
     });
   });

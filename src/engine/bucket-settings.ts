@@ -1,5 +1,6 @@
 import type { ClusterView } from '../core/membership/membership.js';
-import { type BucketProperties, type NodeConfig, bucketProperties } from './config.js';
+import type { BucketProperties, NodeConfig } from '../config/schema.js';
+import { bucketProperties } from '../config/validate.js';
 
 /**
  * The bucket properties in force on this node: the cluster-wide ones from the gossiped view (the

@@ -4,7 +4,7 @@ import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { Ring } from '../core/ring/ring.js';
 import { KvError } from '../util/errors.js';
 import type { Clock } from '../ports/clock.js';
-import type { BucketProperties } from './config.js';
+import type { BucketProperties } from '../config/schema.js';
 import type { Coordinator } from './coordinator.js';
 import type { DeleteCommand, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
 import { type ListPage, type ListQuery, listKeys } from './key-listing.js';

@@ -12,7 +12,7 @@ import { descends } from '../core/versioning/version-vector.js';
 import { KvError, isKvError } from '../util/errors.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
-import type { BucketProperties } from './config.js';
+import type { BucketProperties } from '../config/schema.js';
 import type { HintStore } from './hint-store.js';
 import type { ReadOptions, WriteOptions, WriteOutcome } from './kv-service.js';
 
@@ -279,9 +279,9 @@ function coordinatingFailure(node: string, timeoutMs: number, error: unknown): K
   // The coordinating replica refused the write itself, for a reason the client can act on.
   if (isKvError(error) && clientRefusalCodes.has(error.code)) return error;
   if (isKvError(error) && error.code === 'KV_TIMEOUT') {
-    return new KvError('KV_TIMEOUT', `write timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; the write may or may not have been applied — read it back before retrying`);
+    return new KvError('KV_TIMEOUT', `write timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; it may have stored the write before the deadline, so read the key back before retrying`);
   }
-  return new KvError('KV_INSUFFICIENT_REPLICAS', `the coordinating replica ${node} could not take the write (${String(error instanceof Error ? error.message : error)}); retry later`, {
+  return new KvError('KV_INSUFFICIENT_REPLICAS', `the coordinating replica ${node} could not take the write (${String(error instanceof Error ? error.message : error)}); no other replica was sent it, but that one may have stored it, so read the key back before retrying`, {
     details: { required: 1, succeeded: 0 },
     retryAfterSeconds: 1,
   });

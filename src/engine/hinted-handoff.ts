@@ -5,7 +5,7 @@ import { KvError } from '../util/errors.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { KeySpace } from '../ports/storage.js';
-import type { NodeConfig } from './config.js';
+import type { NodeConfig } from '../config/schema.js';
 import { HintStore } from './hint-store.js';
 import { PeriodicTask } from './periodic-task.js';
 import { Replica } from './replica.js';

@@ -4,7 +4,7 @@ import type { Precondition } from '../core/versioning/preconditions.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import type { StorageStats } from '../ports/storage.js';
 import type { RepairProgress } from './anti-entropy.js';
-import type { BucketProperties, QuorumSetting } from './config.js';
+import type { BucketProperties, QuorumSetting } from '../config/schema.js';
 import type { ListPage, ListQuery } from './key-listing.js';
 import type { DataTypeUpdate, DataTypeValue } from '../core/datatypes/data-type.js';
 

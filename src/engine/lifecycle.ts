@@ -11,7 +11,7 @@ import type { Storage } from '../ports/storage.js';
 import type { Transport } from '../ports/transport.js';
 import type { AntiEntropy } from './anti-entropy.js';
 import { Claimant } from './claimant.js';
-import type { NodeConfig } from './config.js';
+import type { NodeConfig } from '../config/schema.js';
 import { Gossiper } from './gossiper.js';
 import type { Handoff } from './handoff.js';
 import type { HintedHandoff } from './hinted-handoff.js';

@@ -3,7 +3,7 @@ import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
 import { BucketSettings } from './bucket-settings.js';
 import { ClientRequests } from './client-requests.js';
-import type { BucketProperties } from './config.js';
+import type { BucketProperties } from '../config/schema.js';
 import { Coordinator } from './coordinator.js';
 import type { Gossiper } from './gossiper.js';
 import { Handoff } from './handoff.js';

@@ -1,7 +1,7 @@
 import { partitionsOwnedBy, ringMembers } from '../core/ring/ring.js';
 import type { Storage } from '../ports/storage.js';
 import type { AntiEntropy } from './anti-entropy.js';
-import type { NodeConfig } from './config.js';
+import type { NodeConfig } from '../config/schema.js';
 import type { Gossiper } from './gossiper.js';
 import type { Handoff } from './handoff.js';
 import type { HintedHandoff } from './hinted-handoff.js';

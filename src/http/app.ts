@@ -1,12 +1,13 @@
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { partitionKeyRange } from '../core/keys.js';
-import type { NodeConfig } from '../engine/config.js';
+import type { NodeConfig } from '../config/schema.js';
 import type { KvService } from '../engine/kv-service.js';
 import { KvError } from '../util/errors.js';
+import { packageVersion } from '../util/package-version.js';
 import { registerAuth } from './auth.js';
 import { registerClusterAdminRoutes } from './cluster-admin-routes.js';
-import { sendKvError, toKvError } from './errors.js';
+import { clientErrorAnswer, sendKvError, toKvError } from './errors.js';
 import { registerKvRoutes } from './kv-routes.js';
 import { registerDataTypeRoutes } from './dt-routes.js';
 import { compactSchema, healthSchema, metricsSchema, openApiSchema, statusSchema } from './route-schemas.js';
@@ -25,8 +26,6 @@ export interface AppOptions {
 
 const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId} (GET /openapi.json describes them all)`;
 
-/** The version of the public API's description. */
-const apiVersion = '1.0.0';
 
 /** Shows a path in a message without letting a huge one flood it. */
 function shownPath(request: FastifyRequest): string {
@@ -90,6 +89,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: Math.max(65_535, 3 * Math.max(config.limits.maxKeyBytes, config.limits.maxBucketBytes)) },
     // During shutdown, answer in the documented error shape (below) rather than fastify's own 503 body.
     return503OnClosing: false,
+    // Node's HTTP parser refuses a request line and headers over 16 KiB (a 100 KB key in the URL) before fastify
+    // sees a request; this answers it in the documented error shape instead of fastify's own body.
+    clientErrorHandler: (error, socket) => {
+      // A reset connection has no one left to answer (fastify's default does the same).
+      if ((error as Error & { code?: string }).code === 'ECONNRESET' || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorAnswer(error));
+      socket.destroy(error);
+    },
     // The reply is a thenable that fastify sends itself; nothing here waits for it.
     frameworkErrors: (error, request, reply) => {
       void sendKvError(reply, toKvError(error, request, request.log));
@@ -104,8 +111,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async () => {
+  app.addHook('onRequest', async (request) => {
     if (closing) throw new KvError('KV_NOT_READY', 'this node is shutting down; send the request to another node', { retryAfterSeconds: 1 });
+    // A value is stored as the bytes that arrive and served without a content-encoding, so compressed bytes
+    // would come back as if plain: refuse them before the body is read rather than store what no reader can use.
+    const encoding = request.headers['content-encoding']?.trim().toLowerCase();
+    if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
+      throw new KvError('KV_UNSUPPORTED_ENCODING', `content-encoding ${encoding.slice(0, 40)} is not accepted: ringkv stores a value's bytes as sent and serves them without a content-encoding; send the body uncompressed (compress the value yourself and say so in its content-type if you need to)`);
+    }
   });
 
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => sendKvError(reply, toKvError(error, request, request.log)));
@@ -119,7 +132,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
-      info: { title: 'ringkv', version: apiVersion, description: 'A leaderless, Dynamo/Cassandra-style key-value database: the HTTP API of every node.' },
+      info: { title: 'ringkv', version: packageVersion(), description: 'A leaderless, Dynamo/Cassandra-style key-value database: the HTTP API of every node.' },
       tags: [
         { name: 'kv', description: 'keys and values' },
         { name: 'dt', description: 'counters and sets that the replicas merge themselves' },

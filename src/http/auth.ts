@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { AuthConfig, AuthRole, AuthToken } from '../engine/config.js';
+import type { AuthConfig, AuthRole, AuthToken } from '../config/schema.js';
 import { KvError } from '../util/errors.js';
 
 /**

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { DataTypeUpdate } from '../core/datatypes/data-type.js';
 import { type CausalContext, decodeContext } from '../core/versioning/context.js';
-import type { NodeConfig } from '../engine/config.js';
+import type { NodeConfig } from '../config/schema.js';
 import type { KvService } from '../engine/kv-service.js';
 import { assert } from '../util/assert.js';
 import { KvError } from '../util/errors.js';
@@ -93,7 +93,7 @@ export function parseDataTypeUpdate(json: unknown, config: NodeConfig): DataType
     }
     return { type: 'counter', increment: body.increment };
   }
-  if (body.type !== 'set') throw badBody('"type" must be "counter" or "set"');
+  if (body.type !== 'set') throw badBody(`"type" must be "counter" or "set", got ${JSON.stringify(body.type)?.slice(0, 64) ?? 'nothing'}`);
   onlyFields(body, ['type', 'add', 'remove', 'context']);
   const add = stringList(body, 'add');
   const remove = stringList(body, 'remove');
@@ -112,21 +112,29 @@ export function parseDataTypeUpdate(json: unknown, config: NodeConfig): DataType
   return context === undefined ? { type: 'set', add, remove } : { type: 'set', add, remove, context };
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** A /dt request's bucket, key and options as its onRequest hook validated them; null elsewhere. */
+    dataTypeTarget: DataTypeTarget | null;
+    /** A POST /dt body as preValidation parsed and checked it; null elsewhere. */
+    dataTypeUpdate: DataTypeUpdate | null;
+  }
+}
+
 /** Registers GET and POST /dt/:bucket/:key: counters and sets (src/core/datatypes/). */
 export function registerDataTypeRoutes(app: FastifyInstance, dependencies: DataTypeRouteDependencies): void {
   const { service, config, metrics } = dependencies;
   const onResponse = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     metrics.observe(request.method === 'POST' ? 'dt_update' : 'dt_get', reply.statusCode, reply.elapsedTime / 1000);
   };
-  const targets = new WeakMap<FastifyRequest, DataTypeTarget>();
-  const bodies = new WeakMap<FastifyRequest, unknown>();
+  app.decorateRequest('dataTypeTarget', null);
+  app.decorateRequest('dataTypeUpdate', null);
   const targetOf = (request: FastifyRequest): DataTypeTarget => {
-    const target = targets.get(request);
-    assert(target !== undefined, 'a /dt handler ran without its onRequest validation');
-    return target;
+    assert(request.dataTypeTarget !== null, 'a /dt handler ran without its onRequest validation');
+    return request.dataTypeTarget;
   };
   const onRequest = async (request: FastifyRequest<{ Params: DataTypeParams }>): Promise<void> => {
-    targets.set(request, validateTarget(request, dependencies));
+    request.dataTypeTarget = validateTarget(request, dependencies);
   };
 
   app.get<{ Params: DataTypeParams }>('/dt/:bucket/:key', { onRequest, onResponse, schema: dtGetSchema }, async (request, reply) => {
@@ -142,17 +150,19 @@ export function registerDataTypeRoutes(app: FastifyInstance, dependencies: DataT
       onRequest,
       onResponse,
       // The schema's body describes the JSON for /openapi.json; the route's own parser is the strict check
-      // (fastify's validator would coerce "5" to 5 and drop unknown fields), and sees the JSON untouched.
+      // (fastify's validator would coerce "5" to 5 and drop unknown fields, and its messages do not show the
+      // accepted shape), so it runs first, on the JSON untouched, and a body that passed it passes the schema.
       preValidation: async (request: FastifyRequest) => {
         const json = parseJson(request.body);
-        bodies.set(request, json);
+        request.dataTypeUpdate = parseDataTypeUpdate(json, config);
         request.body = structuredClone(json);
       },
       schema: dtUpdateSchema,
     },
     async (request: FastifyRequest<{ Params: DataTypeParams }>, reply: FastifyReply) => {
       const target = targetOf(request);
-      const update = parseDataTypeUpdate(bodies.get(request), config);
+      const update = request.dataTypeUpdate;
+      assert(update !== null, 'a /dt update ran without its preValidation parse');
       const { r } = target.options.read;
       await service.dataTypes.update(target.bucket, target.key, update, { ...target.options.write, ...(r === undefined ? {} : { r }) });
       return reply.code(204).send();

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
 import { KvError } from '../util/errors.js';
 
 /**
@@ -10,6 +11,25 @@ import { KvError } from '../util/errors.js';
 /** The generic message of an unexpected failure; the details go to the log, never to the client. */
 const internalMessage =
   'the node hit an unexpected error (see its log); a write may or may not have been applied, so read the key before retrying';
+
+/** The same for a request that writes nothing (a GET or HEAD): there is nothing to check before retrying. */
+const internalReadMessage = 'the node hit an unexpected error (see its log); a read changes nothing, so retry it, on another node if this one keeps failing';
+
+/**
+ * The raw HTTP answer to a request Node's parser refused before fastify saw it, in the
+ * documented error shape: a request line and headers over Node's 16 KiB limit (a 100 KB key in
+ * the URL) is 431 KV_HEADERS_TOO_LARGE; anything else unparsable is 400 KV_BAD_REQUEST.
+ */
+export function clientErrorAnswer(error: Error & { code?: string }): string {
+  const kvError =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? new KvError('KV_HEADERS_TOO_LARGE', "the request line and headers are over the node's 16 KiB limit; a key or bucket is at most limits.maxKeyBytes / limits.maxBucketBytes bytes, so shorten the key (or the headers)")
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new KvError('KV_BAD_REQUEST', 'the request did not arrive in full before the server\'s request timeout; send it again')
+        : new KvError('KV_BAD_REQUEST', `the request is not valid HTTP/1.1 (${String(error.code ?? 'unparsable').slice(0, 40)}); send a well-formed request`);
+  const body = JSON.stringify(kvError.toJSON());
+  return `HTTP/1.1 ${kvError.status} ${STATUS_CODES[kvError.status] ?? 'Error'}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`;
+}
 
 /** The fastify errors a client can cause, mapped to what they mean for a ringkv client. */
 function fromFastifyError(error: { code: string; message: string; statusCode?: number }, request: FastifyRequest): KvError | undefined {
@@ -51,7 +71,7 @@ export function toKvError(error: unknown, request: FastifyRequest, log: FastifyB
   const mapped = hasFastifyShape(error) ? fromFastifyError(error, request) : undefined;
   if (mapped !== undefined) return mapped;
   log.error({ err: error, method: request.method, url: request.url }, 'unexpected error while serving a request');
-  return new KvError('KV_INTERNAL', internalMessage);
+  return new KvError('KV_INTERNAL', request.method === 'GET' || request.method === 'HEAD' ? internalReadMessage : internalMessage);
 }
 
 /** The KV_INTERNAL error a peer reply or an HTTP answer carries for an unexpected failure. */

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type CausalContext, decodeContext, encodeContext } from '../core/versioning/context.js';
 import { type Sibling, type VersionedObject, isDeleted, liveSiblings } from '../core/versioning/versioned-object.js';
-import type { NodeConfig } from '../engine/config.js';
+import type { NodeConfig } from '../config/schema.js';
 import type { KvService } from '../engine/kv-service.js';
 import type { ListQuery } from '../engine/key-listing.js';
 import { assert } from '../util/assert.js';
@@ -63,7 +63,7 @@ function preconditionOf(request: FastifyRequest): Precondition | undefined {
     return { kind: 'absent' };
   }
   if (match === undefined) return undefined;
-  const context = decodeContext(match.trim());
+  const context = decodeContext(match.trim(), undefined, 'If-Match');
   if (context.dots.length > 0) {
     throw new KvError('KV_BAD_CONTEXT', "If-Match needs the context of a read (c1.), which names a whole version; a write's context (c2.) names only that write");
   }
@@ -137,20 +137,30 @@ function operationOf(request: FastifyRequest): MeteredOperation {
   return (request.query as Record<string, unknown>).local === 'true' ? 'get_local' : 'get';
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** A /kv key request as its onRequest hook validated it, before the body was read; null elsewhere. */
+    kvTarget: KvTarget | null;
+    /** A listing's query as its onRequest hook validated it; null elsewhere. */
+    listQuery: ListQuery | null;
+  }
+}
+
+function targetOf(request: FastifyRequest): KvTarget {
+  assert(request.kvTarget !== null, 'a /kv handler ran without its onRequest validation');
+  return request.kvTarget;
+}
+
 /** Registers GET, PUT and DELETE on /kv/:bucket/:key (HEAD comes with GET), and the listing GET /kv/:bucket?keys=true. */
 export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDependencies): void {
   const { service, config, metrics } = dependencies;
-  // Validation runs in onRequest, before the body is read; the handler picks the result up here.
-  const targets = new WeakMap<FastifyRequest, KvTarget>();
-  const targetOf = (request: FastifyRequest): KvTarget => {
-    const target = targets.get(request);
-    assert(target !== undefined, 'a /kv handler ran without its onRequest validation');
-    return target;
-  };
+  // Validation runs in onRequest, before the body is read; the handler picks the result up from the request.
+  app.decorateRequest('kvTarget', null);
+  app.decorateRequest('listQuery', null);
   const common = {
     onRequest: async (request: FastifyRequest<{ Params: KvParams }>) => {
       if (request.method === 'PUT') checkDeclaredLength(request, config.limits.maxValueBytes);
-      targets.set(request, validateTarget(request, dependencies));
+      request.kvTarget = validateTarget(request, dependencies);
     },
     onResponse: async (request: FastifyRequest, reply: FastifyReply) => {
       metrics.observe(operationOf(request), reply.statusCode, reply.elapsedTime / 1000);
@@ -166,19 +176,18 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
   });
 
   // Checked in onRequest, like the key routes, so a bad parameter is a 400 KV_BAD_PARAMETER that names it.
-  const listQueries = new WeakMap<FastifyRequest, ListQuery>();
   app.get<{ Params: { bucket: string } }>(
     '/kv/:bucket',
     {
       schema: kvListSchema,
       onRequest: async (request: FastifyRequest<{ Params: { bucket: string } }>) => {
         checkName('bucket', request.params.bucket, config.limits.maxBucketBytes);
-        listQueries.set(request, parseListQuery(request.params.bucket, request.query as Readonly<Record<string, unknown>>, config.limits.maxKeyBytes));
+        request.listQuery = parseListQuery(request.params.bucket, request.query as Readonly<Record<string, unknown>>, config.limits.maxKeyBytes);
       },
     },
     async (request) => {
-      const query = listQueries.get(request);
-      assert(query !== undefined, 'a listing ran without its onRequest validation');
+      const query = request.listQuery;
+      assert(query !== null, 'a listing ran without its onRequest validation');
       return service.list(query);
     },
   );

@@ -1,4 +1,4 @@
-import type { QuorumSetting } from '../engine/config.js';
+import type { QuorumSetting } from '../config/schema.js';
 import type { ReadOptions, WriteOptions } from '../engine/kv-service.js';
 import { maxTtlSeconds } from '../core/versioning/versioned-object.js';
 import { KvError } from '../util/errors.js';

@@ -11,8 +11,8 @@ import { type KvErrorCode, errorStatusByCode } from '../util/errors.js';
  * request that passed onRequest always passes them.
  */
 
-/** The errors every route can answer: a malformed request, a node shutting down, an unexpected failure. */
-const everyRoute: readonly KvErrorCode[] = ['KV_BAD_REQUEST', 'KV_NOT_READY', 'KV_INTERNAL'];
+/** The errors every route can answer: a malformed request, an oversized request head, a compressed body, a node shutting down, an unexpected failure. */
+const everyRoute: readonly KvErrorCode[] = ['KV_BAD_REQUEST', 'KV_HEADERS_TOO_LARGE', 'KV_UNSUPPORTED_ENCODING', 'KV_NOT_READY', 'KV_INTERNAL'];
 /** The errors of client authentication, on every public route when `auth.enabled` is on. */
 const authErrors: readonly KvErrorCode[] = ['KV_UNAUTHORIZED', 'KV_FORBIDDEN'];
 

@@ -2,7 +2,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { KvService, NodeStatus } from '../engine/kv-service.js';
 import { type RequestSummary, RequestWindow } from './request-window.js';
 import { dashboardSchemas } from './route-schemas.js';
-import { dashboardCss, dashboardHtml, dashboardScript } from './ui-assets.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** What GET /ui/data.json answers: everything the dashboard draws, in one request per refresh. */
 export interface DashboardData {
@@ -32,6 +34,31 @@ function operationOf(request: FastifyRequest): string {
   return (request.query as Record<string, unknown>).local === 'true' ? 'get_local' : 'get';
 }
 
+/**
+ * The folder of the dashboard's files (src/http/ui: index.html, app.css, app.js), served as they
+ * are: beside this module under vitest, and in the package's src/http/ui when this module runs
+ * from dist/src/http, so a fresh clone's `npm run build` needs no copy step and the package
+ * carries them. No CDN: the page works on a machine without internet access. The script never
+ * uses innerHTML with data (member addresses come from the network), and the page is served with
+ * a Content-Security-Policy that allows only its own script and style.
+ */
+function dashboardFolder(): string {
+  let folder = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    for (const candidate of [join(folder, 'ui'), join(folder, 'src', 'http', 'ui')]) if (existsSync(join(candidate, 'index.html'))) return candidate;
+    const parent = dirname(folder);
+    if (parent === folder) throw new Error(`the dashboard's files (src/http/ui/index.html) are missing above ${fileURLToPath(import.meta.url)}; reinstall ringkv`);
+    folder = parent;
+  }
+}
+
+/** The dashboard's three files, read once (they are small and never change while a node runs). */
+function readDashboard(): { html: string; css: string; script: string } {
+  const folder = dashboardFolder();
+  const read = (name: string): string => readFileSync(join(folder, name), 'utf8');
+  return { html: read('index.html'), css: read('app.css'), script: read('app.js') };
+}
+
 function sendAsset(reply: FastifyReply, contentType: string, body: string): FastifyReply {
   return reply.headers(securityHeaders).type(contentType).send(body);
 }
@@ -49,11 +76,12 @@ export function registerDashboard(app: FastifyInstance, dependencies: { readonly
     if (request.routeOptions.url === kvRoute) requests.record(operationOf(request), reply.elapsedTime, reply.statusCode, nowMs());
   });
 
-  const page = async (_request: FastifyRequest, reply: FastifyReply) => sendAsset(reply, 'text/html; charset=utf-8', dashboardHtml);
+  const { html, css, script } = readDashboard();
+  const page = async (_request: FastifyRequest, reply: FastifyReply) => sendAsset(reply, 'text/html; charset=utf-8', html);
   app.get('/ui', { schema: dashboardSchemas.page }, page);
   app.get('/ui/', { schema: { ...dashboardSchemas.page, hide: true } }, page);
-  app.get('/ui/app.js', { schema: dashboardSchemas.script }, async (_request, reply) => sendAsset(reply, 'text/javascript; charset=utf-8', dashboardScript));
-  app.get('/ui/app.css', { schema: dashboardSchemas.style }, async (_request, reply) => sendAsset(reply, 'text/css; charset=utf-8', dashboardCss));
+  app.get('/ui/app.js', { schema: dashboardSchemas.script }, async (_request, reply) => sendAsset(reply, 'text/javascript; charset=utf-8', script));
+  app.get('/ui/app.css', { schema: dashboardSchemas.style }, async (_request, reply) => sendAsset(reply, 'text/css; charset=utf-8', css));
   app.get('/ui/data.json', { schema: dashboardSchemas.data }, async (_request, reply) => {
     const data: DashboardData = { generatedAtMs: nowMs(), status: await service.status(), requests: requests.summary(nowMs()) };
     return reply.header('cache-control', 'no-store').type('application/json; charset=utf-8').send(data);

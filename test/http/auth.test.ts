@@ -2,7 +2,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RingClient, RingClientError } from '../../src/client/index.js';
-import { validateConfig, mergeConfig } from '../../src/engine/config.js';
+import { validateConfig, mergeConfig } from '../../src/config/validate.js';
 import { buildApp } from '../../src/http/app.js';
 import { presentedToken, requiredAccess } from '../../src/http/auth.js';
 import { loadConfig } from '../../src/main.js';

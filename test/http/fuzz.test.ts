@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRequestBatch, encodeRequestBatch } from '../../src/core/wire/codec.js';
 import { KvError } from '../../src/util/errors.js';
 import type { PeerRequest } from '../../src/core/wire/messages.js';
-import { mergeConfig, validateConfig } from '../../src/engine/config.js';
+import { mergeConfig, validateConfig } from '../../src/config/validate.js';
 import { buildApp } from '../../src/http/app.js';
 import { SimCluster } from '../../src/sim/sim-cluster.js';
 

@@ -41,7 +41,8 @@ describe.skipIf(skipReason !== undefined)('the dashboard in headless Chromium', 
       executablePath: chromiumPath,
       headless: true,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1280, height: 1000 },
+      // The size a new user's laptop window had when the owner table was clipped.
+      viewport: { width: 1400, height: 1000 },
     });
     page = context.pages()[0] ?? (await context.newPage());
     page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
@@ -125,6 +126,13 @@ describe.skipIf(skipReason !== undefined)('the dashboard in headless Chromium', 
     expect(await page.locator('[data-testid=storage-level]').count()).toBeGreaterThanOrEqual(7);
     expect(await page.textContent('[data-testid=hints-pending]')).toContain('0');
     expect(await page.textContent('[data-testid=anti-entropy-state]')).toMatch(/on|off|n\/a/);
+
+    // At 1400x1000 nothing is clipped (no card scrolls sideways) and every figure is labelled in words, not a camelCase field name.
+    const clipped = await page.$$eval('.card', (cards) => cards.filter((card) => card.scrollWidth > card.clientWidth).map((card) => `${card.getAttribute('data-testid')}: ${card.scrollWidth} > ${card.clientWidth}`));
+    expect(clipped).toEqual([]);
+    const labels = [...(await texts('.figure .label')), ...(await texts('th')), ...(await texts('#ring-note'))];
+    expect(labels.length).toBeGreaterThan(10);
+    expect(labels.filter((label) => /[a-z][A-Z]/.test(label))).toEqual([]);
 
     mkdirSync(artifacts, { recursive: true });
     await page.screenshot({ path: join(artifacts, 'dashboard.png'), fullPage: true });

@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import defaults from '../../config/default.json' with { type: 'json' };
 import { loadConfig } from '../../src/cli/load-config.js';
-import { bucketProperties, configDefaults, configFromEnvironment, configSettings, configTableMarkdown, maskSecrets, validateConfig } from '../../src/engine/config.js';
+import { bucketProperties, configDefaults, validateConfig } from '../../src/config/validate.js';
+import { configFromEnvironment } from '../../src/config/environment.js';
+import { configSettings } from '../../src/config/schema.js';
+import { configTableMarkdown, maskSecrets } from '../../src/config/docs.js';
 import { temporaryFolder } from '../integration/processes.js';
 
 /** The message of the KV_BAD_CONFIG that `work` throws. */

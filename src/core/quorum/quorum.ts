@@ -108,38 +108,50 @@ export function verdict(state: TallyState): TallyVerdict {
   return 'pending';
 }
 
-/**
- * The 503 an unmet quorum answers with, saying what was needed and what answered. `written`
- * says whether any replica may have stored the write: false when it was refused before any
- * replica was asked, so a client knows it certainly did not happen.
- */
-export function insufficientReplicasError(operation: string, state: TallyState, written?: boolean): KvError {
-  const need = state.requirement;
-  return new KvError(
-    'KV_INSUFFICIENT_REPLICAS',
-    `${operation} needed ${need.required} replicas (${need.primaryRequired} primaries, ${need.durableRequired} durable${need.plannedRequired ? `, ${need.plannedRequired} of the planned replicas of a ring change` : ''}) but only ${state.succeeded} answered ok (${state.primarySucceeded} primaries, ${state.durableSucceeded} durable${need.plannedRequired ? `, ${state.plannedSucceeded} planned` : ''}) of ${need.asked} asked; retry later or lower r/w/pr/pw/dw`,
-    {
-      details: {
-        required: need.required,
-        primaryRequired: need.primaryRequired,
-        durableRequired: need.durableRequired,
-        succeeded: state.succeeded,
-        primarySucceeded: state.primarySucceeded,
-        durableSucceeded: state.durableSucceeded,
-        asked: need.asked,
-        ...(written === undefined ? {} : { written }),
-      },
-      retryAfterSeconds: 1,
-    },
-  );
+/** What an operation needed, in words: "2 replicas (1 primary, 0 durable)". */
+function neededText(need: TallyRequirement): string {
+  return `${need.required} replicas (${need.primaryRequired} primaries, ${need.durableRequired} durable${need.plannedRequired ? `, ${need.plannedRequired} of the planned replicas of a ring change` : ''})`;
 }
 
-/** The 504 a coordinator answers when the deadline passes first, saying what it received. */
-export function timeoutError(operation: string, state: TallyState, timeoutMs: number): KvError {
+/** What happened to a write that failed after it was sent: some replicas may hold it. */
+const writeOutcomeUnknown = 'the write may have been stored by the replicas that answered ok (and by those that did not answer), so read the key back before retrying';
+
+/**
+ * The 503 an unmet quorum answers with, saying what was needed and what answered, and what
+ * that means for the operation: a read changed nothing; a write refused before any replica was
+ * asked (`written` false) certainly did not happen; a write sent to replicas may have happened.
+ */
+export function insufficientReplicasError(operation: 'read' | 'write', state: TallyState, written?: boolean): KvError {
   const need = state.requirement;
+  const remedy = operation === 'read' ? 'lower r/pr' : 'lower w/pw/dw';
+  const message =
+    written === false
+      ? `the write was not sent: it needs ${neededText(need)} but only ${need.asked} replicas (${need.primariesAsked} primaries) are up to take it; nothing was written, so it is safe to retry once nodes are back, or ${remedy}`
+      : `${operation} needed ${neededText(need)} but only ${state.succeeded} answered ok (${state.primarySucceeded} primaries, ${state.durableSucceeded} durable${need.plannedRequired ? `, ${state.plannedSucceeded} planned` : ''}) of the ${need.asked} asked; ${
+          operation === 'read' ? `the read changed nothing; retry later or ${remedy}` : `${writeOutcomeUnknown}, or ${remedy}`
+        }`;
+  return new KvError('KV_INSUFFICIENT_REPLICAS', message, {
+    details: {
+      required: need.required,
+      primaryRequired: need.primaryRequired,
+      durableRequired: need.durableRequired,
+      succeeded: state.succeeded,
+      primarySucceeded: state.primarySucceeded,
+      durableSucceeded: state.durableSucceeded,
+      asked: need.asked,
+      ...(written === undefined ? {} : { written }),
+    },
+    retryAfterSeconds: 1,
+  });
+}
+
+/** The 504 a coordinator answers when the deadline passes first, saying what it received and what that means for the operation. */
+export function timeoutError(operation: 'read' | 'write', state: TallyState, timeoutMs: number): KvError {
+  const need = state.requirement;
+  const outcome = operation === 'read' ? 'the read changed nothing; retry with a longer timeout_ms or a lower r' : writeOutcomeUnknown;
   return new KvError(
     'KV_TIMEOUT',
-    `${operation} timed out after ${timeoutMs} ms with ${state.succeeded} of ${need.required} required replicas answering ok (${state.answered} of ${need.asked} answered at all); the write may or may not have been applied — read it back before retrying`,
+    `${operation} timed out after ${timeoutMs} ms with ${state.succeeded} of ${need.required} required replicas answering ok (${state.answered} of ${need.asked} answered at all); ${outcome}`,
     { details: { required: need.required, succeeded: state.succeeded, answered: state.answered, asked: need.asked, timeoutMs } },
   );
 }

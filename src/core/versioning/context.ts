@@ -95,11 +95,12 @@ function isCausalContext(value: CausalContext | VersionVector): value is CausalC
 
 /**
  * Decodes a context header, or throws KV_BAD_CONTEXT saying how to get a valid one. `maxLength`
- * is larger for a set's context in a /dt body, which names every actor that ever added to the set.
+ * is larger for a set's context in a /dt body, which names every actor that ever added to the set;
+ * `source` names the header the client sent it in, so the message points there.
  */
-export function decodeContext(text: string, maxLength = maxContextLength): CausalContext {
+export function decodeContext(text: string, maxLength = maxContextLength, source = 'x-ringkv-context'): CausalContext {
   const bad = (why: string): KvError =>
-    new KvError('KV_BAD_CONTEXT', `malformed x-ringkv-context (${why}); send back the header exactly as a GET or PUT returned it, or omit it`);
+    new KvError('KV_BAD_CONTEXT', `malformed ${source} (${why}); send back the header exactly as a GET or PUT returned it, or omit it`);
   if (text.length > maxLength) throw bad(`longer than ${maxLength} characters`);
   const dotted = text.startsWith(dottedPrefix);
   if (!dotted && !text.startsWith(vectorPrefix)) throw bad('unknown format');

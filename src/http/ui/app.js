@@ -1,128 +1,3 @@
-/**
- * The dashboard's static files, built into the package as strings so a node serves them with no
- * files to find at run time and no CDN: the page works on a machine without internet access.
- * The script never uses innerHTML with data (member addresses come from the network), and the
- * page is served with a Content-Security-Policy that allows only its own script and style.
- */
-
-/** GET /ui. */
-export const dashboardHtml = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>ringkv dashboard</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="/ui/app.css">
-<script type="module" src="/ui/app.js"></script>
-</head>
-<body>
-<header>
-  <h1>ringkv</h1>
-  <span id="node-name" class="muted">connecting…</span>
-  <span id="live" class="pill pill-waiting" data-testid="live">connecting</span>
-</header>
-<main>
-  <section class="card wide" data-testid="requests">
-    <h2>Requests served by this node <span class="muted" id="requests-window"></span></h2>
-    <div class="requests">
-      <table id="requests-table">
-        <thead><tr><th>operation</th><th class="number">rate (req/s)</th><th class="number">p50</th><th class="number">p95</th><th class="number">p99</th><th class="number">max</th><th class="number">5xx</th><th class="number">in window</th></tr></thead>
-        <tbody></tbody>
-      </table>
-      <svg id="rate-chart" class="chart" viewBox="0 0 600 120" preserveAspectRatio="none" role="img" aria-label="requests per second, last minute"></svg>
-    </div>
-  </section>
-  <section class="card wide" data-testid="members">
-    <h2>Members</h2>
-    <table id="members-table">
-      <thead><tr><th>address</th><th>node id</th><th>status</th><th class="number">partitions</th><th class="number">generation</th><th class="number">phi</th></tr></thead>
-      <tbody></tbody>
-    </table>
-  </section>
-  <section class="card" data-testid="ring">
-    <h2>Ring <span class="muted" id="ring-summary"></span></h2>
-    <div class="ring">
-      <svg id="ring-chart" viewBox="-110 -110 220 220" role="img" aria-label="partition owners around the ring"></svg>
-      <table id="ring-table">
-        <thead><tr><th></th><th>owner</th><th class="number">partitions</th><th class="number">share</th></tr></thead>
-        <tbody></tbody>
-      </table>
-    </div>
-    <p id="ring-note" class="muted"></p>
-  </section>
-  <section class="card" data-testid="hints">
-    <h2>Hinted handoff</h2>
-    <div class="figures" id="hint-figures"></div>
-    <table id="hints-table">
-      <thead><tr><th>hints held for</th><th class="number">pending</th></tr></thead>
-      <tbody></tbody>
-    </table>
-  </section>
-  <section class="card" data-testid="anti-entropy">
-    <h2>Anti-entropy</h2>
-    <div class="figures" id="anti-entropy-figures"></div>
-    <div id="repair"></div>
-  </section>
-  <section class="card wide" data-testid="storage">
-    <h2>Storage <span class="muted" id="storage-engine"></span></h2>
-    <div class="figures" id="storage-figures"></div>
-    <table id="storage-levels">
-      <thead><tr><th>level</th><th class="number">files</th><th class="number">bytes</th><th class="bar-cell"></th></tr></thead>
-      <tbody></tbody>
-    </table>
-  </section>
-</main>
-<footer><span id="updated" class="muted"></span></footer>
-</body>
-</html>
-`;
-
-/** GET /ui/app.css. */
-export const dashboardCss = `
-:root { --bg: #f5f6f8; --card: #fff; --ink: #1d2330; --muted: #6b7385; --line: #e3e6ec; --up: #1a7f37; --down: #c62828; --joining: #b26a00; --leaving: #6a4bc4; --accent: #2f6fde; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; background: var(--bg); color: var(--ink); }
-header { display: flex; align-items: baseline; gap: 16px; padding: 14px 24px; background: #1d2330; color: #fff; }
-header h1 { margin: 0; font-size: 20px; letter-spacing: 0.5px; }
-header .muted { color: #b8c0d2; }
-main { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 16px; padding: 16px 24px; }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; min-width: 0; overflow-x: auto; }
-.card.wide { grid-column: 1 / -1; }
-h2 { margin: 0 0 10px; font-size: 15px; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
-th { color: var(--muted); font-weight: 600; font-size: 12px; }
-td.number, th.number { text-align: right; }
-.muted { color: var(--muted); font-weight: normal; }
-.pill { margin-left: auto; border-radius: 999px; padding: 2px 10px; font-size: 12px; font-weight: 600; }
-.pill-live { background: #d7f5df; color: var(--up); }
-.pill-waiting { background: #fff1d6; color: var(--joining); }
-.pill-error { background: #fde0e0; color: var(--down); }
-.status { font-weight: 600; }
-.status-up { color: var(--up); }
-.status-down { color: var(--down); }
-.status-joining { color: var(--joining); }
-.status-leaving { color: var(--leaving); }
-.figures { display: flex; flex-wrap: wrap; gap: 8px 24px; margin-bottom: 10px; }
-.figure .value { font-size: 20px; font-weight: 600; font-variant-numeric: tabular-nums; }
-.figure .label { color: var(--muted); font-size: 12px; }
-.ring { display: flex; gap: 16px; align-items: center; }
-#ring-chart { width: 200px; height: 200px; flex: none; }
-.swatch { display: inline-block; width: 12px; height: 12px; border-radius: 3px; }
-.requests { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 16px; align-items: center; }
-.chart { width: 100%; height: 120px; background: #fafbfc; border: 1px solid var(--line); border-radius: 4px; }
-.bar-cell { width: 55%; }
-.bar { height: 10px; background: var(--accent); border-radius: 2px; min-width: 1px; }
-.progress { height: 8px; background: var(--line); border-radius: 4px; overflow: hidden; margin-top: 4px; }
-.progress > div { height: 100%; background: var(--accent); }
-a { color: var(--accent); text-decoration: none; }
-footer { padding: 0 24px 16px; font-size: 12px; }
-@media (max-width: 900px) { .requests { grid-template-columns: 1fr; } }
-`;
-
-/** GET /ui/app.js: polls /ui/data.json every second and redraws. */
-export const dashboardScript = String.raw`
 const refreshMs = 1000;
 const palette = ['#2f6fde', '#e8793a', '#1a9e77', '#c2417d', '#7b61c9', '#9a8a1f', '#1f9bb8', '#d24b4b', '#5b7c2d', '#8c5a3c'];
 const svgNamespace = 'http://www.w3.org/2000/svg';
@@ -319,10 +194,15 @@ function renderRing(status) {
   note.textContent = (moving > 0 ? 'Ring change under way: ' + moving + ' partitions moving to new owners.' : '') + handoffText;
 }
 
+// A status field's name in words ('transfersDoneForRing' -> 'transfers done for ring'), for the figures no label names yet.
+function words(name) {
+  return name.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2').toLowerCase();
+}
+
 function scalarSummary(object) {
   return Object.entries(object)
     .filter(([, value]) => typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string')
-    .map(([name, value]) => name + ' ' + (typeof value === 'number' ? formatNumber(value) : String(value)))
+    .map(([name, value]) => words(name) + ' ' + (typeof value === 'number' ? formatNumber(value) : String(value)))
     .join(', ');
 }
 
@@ -373,7 +253,7 @@ function renderAntiEntropy(status) {
   }
   for (const [name, value] of Object.entries(entropy)) {
     const known = name in antiEntropyLabels || name === 'enabled' || name === 'oldestFullExchangeAgeMs' || name === 'lastFullExchangeAgeMs' || name === 'repair';
-    if (!known && (typeof value === 'number' || typeof value === 'string')) figures.push(figure(name, typeof value === 'number' ? formatNumber(value) : value));
+    if (!known && (typeof value === 'number' || typeof value === 'string')) figures.push(figure(words(name), typeof value === 'number' ? formatNumber(value) : value));
   }
   target.replaceChildren(...figures);
   const progress = entropy.repair;
@@ -461,4 +341,3 @@ async function refresh() {
 }
 
 refresh();
-`;
