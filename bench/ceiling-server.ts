@@ -6,7 +6,7 @@
  *
  * Run as its own process: `node dist/bench/ceiling-server.js --port P --data DIR`.
  */
-import { ClassicLevel } from 'classic-level';
+import { Level } from 'level';
 import Fastify from 'fastify';
 
 /** ringkv's default LevelDB tuning (config/default.json `storage`), so the ceiling stores the same way. */
@@ -19,7 +19,7 @@ export const ceilingLevelOptions = {
 
 /** Starts the ceiling server; resolves once it listens. Returns a function that closes it. */
 export async function startCeilingServer(port: number, location: string, host = '127.0.0.1'): Promise<() => Promise<void>> {
-  const db = new ClassicLevel<string, Buffer>(location, { ...ceilingLevelOptions, keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  const db = new Level<string, Buffer>(location, { ...ceilingLevelOptions, keyEncoding: 'utf8', valueEncoding: 'buffer' });
   await db.open();
   const app = Fastify({ logger: false, bodyLimit: 8_388_608 });
   app.removeAllContentTypeParsers();

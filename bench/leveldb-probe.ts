@@ -11,7 +11,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ClassicLevel } from 'classic-level';
+import { Level } from 'level';
 import { ceilingLevelOptions } from './ceiling-server.js';
 import { temporaryFolder } from './processes.js';
 import { textTable } from './report.js';
@@ -26,7 +26,7 @@ export interface ProbeResult {
   readonly callMicrosPerOperation: number;
 }
 
-type Database = ClassicLevel<string, Buffer>;
+type Database = Level<string, Buffer>;
 
 async function measure(pattern: string, operations: number, concurrency: number, operation: (index: number) => { call: () => Promise<unknown> }): Promise<ProbeResult> {
   let next = 0;
@@ -93,7 +93,7 @@ function batchingReader(db: Database): (key: string) => Promise<Buffer | undefin
 /** Runs every access pattern on a fresh database with ringkv's LevelDB settings. */
 export async function runProbe(operations: number, concurrency: number, keyCount = 10_000): Promise<ProbeResult[]> {
   const folder = temporaryFolder('ringkv-leveldb-probe-');
-  const db: Database = new ClassicLevel<string, Buffer>(join(folder, 'db'), { ...ceilingLevelOptions, keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  const db: Database = new Level<string, Buffer>(join(folder, 'db'), { ...ceilingLevelOptions, keyEncoding: 'utf8', valueEncoding: 'buffer' });
   await db.open();
   const value = Buffer.alloc(160, 7);
   const key = (index: number): string => `key${String((index * 7919) % keyCount).padStart(10, '0')}`;

@@ -1,5 +1,5 @@
 /**
- * The storage port on top of any `abstract-level` database. LevelDB (classic-level) and the
+ * The storage port on top of any `abstract-level` database. LevelDB (through `level`) and the
  * in-memory engine (memory-level) share this code, so the contract suite that runs against
  * both exercises one implementation of the key spaces and only the engine differs.
  */
@@ -10,7 +10,7 @@ import { KvError } from '../util/errors.js';
 /** The formats a root database may store keys and values in. */
 type RootFormat = string | Buffer | Uint8Array;
 
-/** Any root database: ClassicLevel and MemoryLevel both fit. */
+/** Any root database: level's Level (LevelDB) and MemoryLevel both fit. */
 export type RootDatabase = AbstractLevel<RootFormat, string, string>;
 
 /** A sublevel with byte keys and byte values. */

@@ -1,12 +1,12 @@
 /**
- * The real storage: one LevelDB per node through classic-level (what the `level` package
- * uses on Node), with the data, hints and meta spaces as sublevels. This file adds what only
- * LevelDB has: tuning options, per-level figures and manual compaction.
+ * The real storage: one LevelDB per node through the `level` package (on Node its `Level` is
+ * classic-level's LevelDB binding), with the data, hints and meta spaces as sublevels. This file
+ * adds what only LevelDB has: tuning options, per-level figures and manual compaction.
  */
-import { ClassicLevel } from 'classic-level';
+import { Level } from 'level';
 import type { LevelFigures, StorageStats } from '../ports/storage.js';
 import { assert } from '../util/assert.js';
-import { AbstractLevelStorage, type RootDatabase, storageError } from './abstract-level-storage.js';
+import { AbstractLevelStorage, storageError } from './abstract-level-storage.js';
 
 /** Where the database lives and how LevelDB is tuned (the config's `storage` section). */
 export interface LevelStorageOptions {
@@ -64,6 +64,24 @@ export function parseLevelFigures(statsText: string, sstablesText: string): Leve
   return figures;
 }
 
+/**
+ * What LevelDB offers beyond abstract-level. `level` types its database for Node and browsers
+ * alike, so these LevelDB-only methods of the Node binding are named here, and the constructor
+ * checks that the database it opened has them.
+ */
+interface LevelDbMethods {
+  /** A LevelDB property such as 'leveldb.stats', as LevelDB formats it. */
+  getProperty(property: string): string;
+  /** Compacts the keys from `start` (inclusive) to `end` (exclusive), in the given key encoding. */
+  compactRange(start: Uint8Array, end: Uint8Array, options: { keyEncoding: 'view' }): Promise<void>;
+}
+
+/** Whether `database` is LevelDB's Node binding (the only engine `level` uses on Node). */
+function hasLevelDbMethods(database: object): database is LevelDbMethods {
+  const methods = database as Partial<Record<keyof LevelDbMethods, unknown>>;
+  return typeof methods.getProperty === 'function' && typeof methods.compactRange === 'function';
+}
+
 /** The smallest byte string greater than every string that starts with `prefix` (the prefix with its last byte raised). */
 function prefixUpperBound(prefix: Uint8Array): Uint8Array {
   const bound = Uint8Array.from(prefix);
@@ -76,16 +94,17 @@ function prefixUpperBound(prefix: Uint8Array): Uint8Array {
 
 /** The storage port on LevelDB. */
 export class LevelStorage extends AbstractLevelStorage {
-  private readonly level: ClassicLevel<string, string>;
+  private readonly level: LevelDbMethods;
 
   constructor(options: LevelStorageOptions) {
-    const level = new ClassicLevel<string, string>(options.location, {
+    const level = new Level<string, string>(options.location, {
       writeBufferSize: options.writeBufferSizeBytes,
       cacheSize: options.blockCacheSizeBytes,
       maxFileSize: options.maxFileSizeBytes,
       compression: options.compression,
     });
-    super(level as RootDatabase, 'leveldb');
+    assert(hasLevelDbMethods(level), "the level package opened LevelDB's Node binding (classic-level), which has getProperty and compactRange");
+    super(level, 'leveldb');
     this.level = level;
   }
 

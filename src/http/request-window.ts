@@ -2,8 +2,10 @@
  * A rolling window of the requests one node answered, for the dashboard: rates and latency
  * percentiles over the last minute. Prometheus histograms are cumulative since start and
  * coarse-bucketed, which answers "how is it going now" badly; this keeps one slot per second,
- * each with a bounded sample of latencies, so memory stays fixed whatever the request rate.
+ * each with an HDR histogram of latencies per operation (hdr-histogram-js, the histogram the
+ * bench uses too), so memory stays fixed whatever the request rate and every request counts.
  */
+import * as hdr from 'hdr-histogram-js';
 
 /** Per-operation figures over the window. */
 export interface OperationFigures {
@@ -32,9 +34,18 @@ export interface RequestSummary {
 interface OperationSlot {
   count: number;
   errors: number;
-  /** Seen so far in this slot, for reservoir sampling. */
-  seen: number;
-  readonly samplesMs: number[];
+  /** Latencies in microseconds. */
+  readonly latenciesUs: hdr.Histogram;
+}
+
+/** Microseconds per millisecond: latencies are recorded as whole microseconds. */
+const microsecondsPerMillisecond = 1000;
+/** The longest latency told apart (one hour); a longer one is recorded as this. */
+const highestLatencyUs = 3_600_000_000;
+
+/** Three significant digits: a percentile is within 0.1% of the latency it stands for. */
+function newLatencyHistogram(): hdr.Histogram {
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: highestLatencyUs, numberOfSignificantValueDigits: 3, bitBucketSize: 'packed' });
 }
 
 interface Slot {
@@ -51,9 +62,6 @@ export class RequestWindow {
     readonly windowSeconds = 60,
     /** How far back the rate looks: short enough to follow a change within seconds. */
     readonly rateSeconds = 10,
-    /** Latency samples kept per operation per second; beyond it a uniform sample is kept (reservoir sampling). */
-    private readonly maxSamplesPerSlot = 1000,
-    private readonly random: () => number = Math.random,
   ) {
     this.slots = Array.from({ length: windowSeconds }, () => ({ second: -1, operations: new Map<string, OperationSlot>() }));
   }
@@ -68,18 +76,13 @@ export class RequestWindow {
     }
     let figures = slot.operations.get(operation);
     if (figures === undefined) {
-      figures = { count: 0, errors: 0, seen: 0, samplesMs: [] };
+      figures = { count: 0, errors: 0, latenciesUs: newLatencyHistogram() };
       slot.operations.set(operation, figures);
     }
     figures.count += 1;
     if (statusCode >= 500) figures.errors += 1;
-    figures.seen += 1;
-    if (figures.samplesMs.length < this.maxSamplesPerSlot) {
-      figures.samplesMs.push(durationMs);
-    } else {
-      const index = Math.floor(this.random() * figures.seen);
-      if (index < this.maxSamplesPerSlot) figures.samplesMs[index] = durationMs;
-    }
+    const latencyUs = Math.round(durationMs * microsecondsPerMillisecond);
+    figures.latenciesUs.recordValue(Math.min(Math.max(latencyUs, 1), highestLatencyUs));
   }
 
   /** Rates and percentiles as of `nowMs`. */
@@ -87,17 +90,17 @@ export class RequestWindow {
     const now = Math.floor(nowMs / 1000);
     const live = this.slots.filter((slot) => slot.second > now - this.windowSeconds && slot.second <= now);
     const perSecond = Array.from({ length: this.windowSeconds }, () => 0);
-    const totals = new Map<string, { count: number; errors: number; recent: number; samplesMs: number[] }>();
+    const totals = new Map<string, { count: number; errors: number; recent: number; latenciesUs: hdr.Histogram }>();
     const add = (name: string, figures: OperationSlot, recent: boolean): void => {
       let total = totals.get(name);
       if (total === undefined) {
-        total = { count: 0, errors: 0, recent: 0, samplesMs: [] };
+        total = { count: 0, errors: 0, recent: 0, latenciesUs: newLatencyHistogram() };
         totals.set(name, total);
       }
       total.count += figures.count;
       total.errors += figures.errors;
       if (recent) total.recent += figures.count;
-      total.samplesMs.push(...figures.samplesMs);
+      total.latenciesUs.add(figures.latenciesUs);
     };
     for (const slot of live) {
       const recent = slot.second > now - this.rateSeconds;
@@ -109,28 +112,23 @@ export class RequestWindow {
     }
     const operations: Record<string, OperationFigures> = {};
     for (const [name, total] of totals) {
-      const sorted = total.samplesMs.sort((left, right) => left - right);
+      const latencies = total.latenciesUs;
       operations[name] = {
         count: total.count,
         errors: total.errors,
         ratePerSecond: Math.round((total.recent / this.rateSeconds) * 100) / 100,
-        latencyMsP50: percentile(sorted, 0.5),
-        latencyMsP95: percentile(sorted, 0.95),
-        latencyMsP99: percentile(sorted, 0.99),
-        latencyMsMax: sorted.length === 0 ? null : round(sorted[sorted.length - 1] as number),
+        latencyMsP50: percentileMs(latencies, 50),
+        latencyMsP95: percentileMs(latencies, 95),
+        latencyMsP99: percentileMs(latencies, 99),
+        latencyMsMax: latencies.totalCount === 0 ? null : latencies.maxValue / microsecondsPerMillisecond,
       };
     }
     return { windowSeconds: this.windowSeconds, rateSeconds: this.rateSeconds, operations, perSecond };
   }
 }
 
-function round(valueMs: number): number {
-  return Math.round(valueMs * 1000) / 1000;
-}
-
-/** The nearest-rank percentile of sorted samples. */
-function percentile(sorted: readonly number[], fraction: number): number | null {
-  if (sorted.length === 0) return null;
-  const rank = Math.max(1, Math.ceil(fraction * sorted.length));
-  return round(sorted[rank - 1] as number);
+/** A percentile (0-100) of recorded latencies in milliseconds, or null when none were recorded. */
+function percentileMs(latenciesUs: hdr.Histogram, percentile: number): number | null {
+  if (latenciesUs.totalCount === 0) return null;
+  return latenciesUs.getValueAtPercentile(percentile) / microsecondsPerMillisecond;
 }
