@@ -59,6 +59,7 @@ export interface WriteIntent {
   readonly tombstone: boolean;
   /** The causal context the client holds (from a read or its own last write); what it covers is superseded. */
   readonly context: CausalContext;
+  /** The time stamped on the new version: the coordinator's clock, raised past the context's time (writeTimeMs in context.ts). */
   readonly nowMs: number;
   /** Seconds after `nowMs` at which the new version expires; absent (or 0) for none. Ignored on a delete. */
   readonly ttlSeconds?: number;
