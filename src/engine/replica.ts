@@ -206,7 +206,7 @@ export class Replica {
     if (this.lease !== undefined) await (await this.lease).close();
   }
 
-  /** A stored key goes: its copy may later come back without all of its key epoch's events, so that epoch (and every earlier one) is no longer continued. */
+  /** A copy came back from elsewhere and may lack events of this node's key epochs: none begun so far is continued. */
   private async forgetKeyEpochs(): Promise<void> {
     (await this.actorLease()).distrustEarlierEpochs();
   }
@@ -305,7 +305,8 @@ export class Replica {
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
       const current = await this.storage.data.get(dataKey);
       if (current === undefined || !Buffer.from(current).equals(expected)) return false;
-      if (this.namesOwnActor(decodeObject(current).clock)) await this.forgetKeyEpochs();
+      // The next write here finds no copy and begins a new key epoch; a copy that comes back by a
+      // merge is distrusted there (mergeByDataKey), so removing needs nothing more.
       return this.gated(async () => {
         await this.storage.data.del(dataKey);
         await this.bucketIndex.forget(dataKey);

@@ -11,8 +11,8 @@ import type { VersionVector } from './version-vector.js';
  * claims exactly the events `actor:1..n` of that key, which holds only while the node's copy of
  * the key has held every event of the key epoch. A node starts a new key epoch whenever that may
  * not hold: its copy is absent (never written here, reaped, handed off), or the key epoch was
- * begun before the node last lost writes (an unclean stop, a copy removed and later received
- * again). Restarts therefore do not grow a key's clock: it has one entry per node that
+ * begun before the node last lost writes (an unclean stop, or a copy it had lost taken back from
+ * another replica). Restarts therefore do not grow a key's clock: it has one entry per node that
  * coordinated writes of it, plus one per time such a node lost its copy.
  */
 
