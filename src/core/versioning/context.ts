@@ -1,6 +1,5 @@
 import { KvError } from '../../util/errors.js';
 import { type VersionVector, emptyVector, sortVector } from './version-vector.js';
-import type { VersionedObject } from './versioned-object.js';
 
 /**
  * The causal context a client gets with a read or a write and sends back with its next write.
@@ -42,7 +41,7 @@ export function readContext(clock: VersionVector, lastModifiedMs?: number): Caus
 }
 
 /** The context a read of `object` hands out: its clock, and the newest time on any of its siblings (tombstones too). */
-export function objectContext(object: VersionedObject): CausalContext {
+export function objectContext(object: { readonly clock: VersionVector; readonly siblings: readonly { readonly lastModifiedMs: number }[] }): CausalContext {
   const newestMs = object.siblings.reduce<number | undefined>((newest, sibling) => (newest === undefined || sibling.lastModifiedMs > newest ? sibling.lastModifiedMs : newest), undefined);
   return readContext(object.clock, newestMs);
 }
