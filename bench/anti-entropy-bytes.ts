@@ -18,6 +18,7 @@ import type { VersionedObject } from '../src/core/versioning/versioned-object.js
 import type { PeerReply, PeerRequest } from '../src/core/wire/messages.js';
 import { AntiEntropy, type AntiEntropyRequest } from '../src/engine/anti-entropy.js';
 import { Replica } from '../src/engine/replica.js';
+import { SeededRandom } from '../src/sim/seeded-random.js';
 import { silentLogger } from '../src/ports/logger.js';
 
 const ring = createRing(256, ['replica-a', 'replica-b']);
@@ -42,7 +43,7 @@ function objectFor(index: number): VersionedObject {
 async function replica(name: string, peer: () => AntiEntropy): Promise<{ storage: MemoryStorage; antiEntropy: AntiEntropy }> {
   const storage = new MemoryStorage();
   await storage.open();
-  const local = new Replica(storage, `${name}.1`, 50);
+  const local = new Replica(storage, name, new SeededRandom(1));
   const send = async (_node: string, request: PeerRequest): Promise<PeerReply> => {
     if (request.type === 'control') return { type: 'control-reply', payload: await peer().handleControl(request.operation, request.payload) };
     if (request.type.startsWith('ae-')) return peer().handleMessage(request as AntiEntropyRequest);

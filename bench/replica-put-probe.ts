@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { LevelStorage } from '../src/adapters/level-storage.js';
 import { emptyContext } from '../src/core/versioning/context.js';
 import { Replica } from '../src/engine/replica.js';
+import { SeededRandom } from '../src/sim/seeded-random.js';
 import { temporaryFolder } from './processes.js';
 
 const { values } = parseArgs({
@@ -31,7 +32,7 @@ const keys = Number(values.keys);
 const folder = temporaryFolder('replica-put-probe');
 const storage = new LevelStorage({ location: join(folder, 'db'), writeBufferSizeBytes: 4 * 1_048_576, blockCacheSizeBytes: 8 * 1_048_576, maxFileSizeBytes: 2 * 1_048_576, compression: true });
 await storage.open();
-const replica = new Replica(storage, 'probe.1', 16);
+const replica = new Replica(storage, 'probe', new SeededRandom(1));
 const value = randomBytes(100);
 const write = (index: number): Promise<unknown> =>
   replica.coordinateWrite('bench', `key-${index % keys}`, { value, contentType: 'application/octet-stream', tombstone: false, context: emptyContext, nowMs: Date.now() }, 'lww', values.sync === true);

@@ -118,7 +118,6 @@ export const nodeConfigSchema = Type.Object(
         maxValueBytes: integer(1, 512 * 1024 * 1024, 8_388_608, 'the largest value', { env: 'RINGKV_MAX_VALUE_BYTES' }),
         maxKeyBytes: integer(1, 60_000, 1024, 'the longest key (UTF-8 bytes)'),
         maxBucketBytes: integer(1, 60_000, 256, 'the longest bucket name (UTF-8 bytes)'),
-        maxVectorEntries: integer(4, 10_000, 50, 'entries a version vector keeps'),
         siblingsWarn: integer(1, 100_000, 25, 'a write that leaves a key with more siblings than this is logged and counted'),
         maxSiblings: integer(1, 100_000, 100, 'a write without a context to a key with this many siblings is refused (409 KV_TOO_MANY_SIBLINGS); at least siblingsWarn'),
         maxSetElements: integer(1, 1_000_000, 10_000, 'the most elements a set (/dt) may hold: an add past it is refused (413 KV_SET_TOO_LARGE)'),

@@ -1,4 +1,4 @@
-import { emptyContext } from '../core/versioning/context.js';
+import { emptyContext, writeTimeMs } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { Ring } from '../core/ring/ring.js';
@@ -76,7 +76,8 @@ export class ClientRequests {
           contentType: command.contentType,
           tombstone: false,
           context: command.context ?? emptyContext,
-          nowMs: this.options.clock.nowMs(),
+          // Stamped after every version the context names (a hybrid logical clock), so lww keeps it under clock skew.
+          nowMs: writeTimeMs(this.options.clock.nowMs(), command.context ?? emptyContext),
           // A write without its own ttl takes the bucket's; 0 means it never expires.
           ttlSeconds: command.ttlSeconds ?? this.options.bucketProperties(command.bucket).ttlSeconds ?? 0,
         },
@@ -93,7 +94,7 @@ export class ClientRequests {
         contentType: 'application/octet-stream',
         tombstone: true,
         context: command.context ?? emptyContext,
-        nowMs: this.options.clock.nowMs(),
+        nowMs: writeTimeMs(this.options.clock.nowMs(), command.context ?? emptyContext),
       }),
     );
   }

@@ -4,7 +4,7 @@ import { type ReadEffect, type ReadEvent, startRead, stepRead } from '../core/co
 import { type WriteEffect, type WriteEvent, startWrite, stepWrite } from '../core/coordination/write-coordinator.js';
 import type { Ring } from '../core/ring/ring.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import { type CausalContext, emptyContext, encodeContext } from '../core/versioning/context.js';
+import { type CausalContext, emptyContext, encodeContext, objectContext } from '../core/versioning/context.js';
 import type { DataTypeUpdate } from '../core/datatypes/data-type.js';
 import type { Precondition } from '../core/versioning/preconditions.js';
 import { type Dot, type VersionedObject, type WriteIntent, emptyObject, mergeObjects } from '../core/versioning/versioned-object.js';
@@ -117,7 +117,7 @@ export class Coordinator {
       // The refusal carries the current context, so the client can read the key's state from it and decide.
       const leftMs = deadline.leftMs();
       const current = leftMs < 1 ? undefined : await this.read(bucket, key, { timeoutMs: leftMs }).catch(() => undefined);
-      throw new KvError('KV_PRECONDITION_FAILED', error.message, { details: { context: encodeContext((current ?? base ?? emptyObject).clock) } });
+      throw new KvError('KV_PRECONDITION_FAILED', error.message, { details: { context: encodeContext(objectContext(current ?? base ?? emptyObject)) } });
     }
   }
 

@@ -196,8 +196,10 @@ export class Lifecycle {
     this.options.hintedHandoff.stop();
     this.lifecycleCheck.stop();
     this.options.handoff.stop();
-    // Last: it waits for the writes under way, then saves the Merkle trees for the next start.
+    // It waits for the writes under way, then saves the Merkle trees for the next start.
     await this.options.antiEntropy.close();
+    // Last: no write issues a dot after this, so the actor lease can be saved as stopped cleanly.
+    await this.options.replica.close();
   }
 
   /** The ring, or the refusal of a node that has none yet (or was removed). */

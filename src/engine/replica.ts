@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { type SiblingLimits, judgeSiblings } from '../core/versioning/sibling-limits.js';
 import { type Precondition, checkPrecondition } from '../core/versioning/preconditions.js';
 import { KvError } from '../util/errors.js';
@@ -13,10 +12,13 @@ import {
   emptyObject,
   isDeleted,
   mergeObjects,
-  pruneClock,
 } from '../core/versioning/versioned-object.js';
+import { trustedKeyActor } from '../core/versioning/key-actor.js';
+import type { VersionVector } from '../core/versioning/version-vector.js';
+import type { Random } from '../ports/random.js';
 import { type DataTypeLimits, type DataTypeUpdate, applyDataTypeUpdate } from '../core/datatypes/data-type.js';
 import type { Storage } from '../ports/storage.js';
+import { ActorLease, actorNameOfNode } from './actor-lease.js';
 import { BucketIndex } from './bucket-index.js';
 import { KeyLocks } from './key-locks.js';
 import { ReapedTombstones } from './reaped-tombstones.js';
@@ -42,17 +44,17 @@ export interface WriteGate {
  * One node's replica of its keys: reads, coordinated writes (this node issues the dot) and
  * merges, each serialised per key.
  *
- * Dots are issued by an actor id that is unique to this incarnation of the node
- * (`nodeId.generation`), numbered from one counter across all keys. A restart that lost
- * unsynced writes, a reaped tombstone or a handed-off partition therefore never makes the node
- * issue a dot it issued before: a reused dot would make replicas silently drop one of two
- * different writes (Riak's vnode epochs solve the same problem).
+ * Dots are issued by the node's key epochs (src/core/versioning/key-actor.ts, Riak's per-key
+ * actor epochs): an actor that survives restarts, so a key's clock keeps one entry per node that
+ * wrote it, and that still never issues a dot twice nor claims an event its copy lost. Plain
+ * values and data types (counters, sets) take their dots the same way.
  */
 export class Replica {
   private readonly locks = new KeyLocks();
   private readonly listeners: ChangeListener[] = [];
   private writeGate: WriteGate | undefined;
-  private dotCounter = 0;
+  /** The node's actor and key epoch counter, read from storage at the first write that needs it. */
+  private lease: Promise<ActorLease> | undefined;
   private readonly reaped: ReapedTombstones;
   /** Versions refused because a tombstone reaped here had superseded them (each would have undone a delete). */
   staleVersionsRefused = 0;
@@ -62,14 +64,13 @@ export class Replica {
   siblingRefusals = 0;
   /** The per-bucket index of the stored keys, kept by store and remove below (src/engine/bucket-index.ts). */
   readonly bucketIndex: BucketIndex;
-  /** Per ring region (the top 16 bits of a position): how often a key there was removed or reaped in this incarnation. */
-  private readonly dataTypeEpochs = new Map<number, number>();
 
   constructor(
     private readonly storage: Storage,
-    /** The actor id in the dots this replica issues. */
-    readonly actorId: string,
-    private readonly maxVectorEntries: number,
+    /** The node this replica belongs to: its actors are named after it. */
+    private readonly nodeId: string,
+    /** Draws the storage epoch when the storage is new (see ActorLease). */
+    private readonly random: Random,
     /** Sibling bounds of coordinated writes, and who hears of a key past the warning count. */
     private readonly siblingLimits: SiblingLimits = { siblingsWarn: Number.MAX_SAFE_INTEGER, maxSiblings: Number.MAX_SAFE_INTEGER },
     private readonly onManySiblings: (bucket: string, key: string, siblings: number) => void = () => undefined,
@@ -144,8 +145,8 @@ export class Replica {
         }
         write = { ...requested, context: verdict.context };
       }
-      this.dotCounter += 1;
-      const applied = applyWrite(before, this.actorId, write, mode, this.dotCounter);
+      const actor = await this.keyActor(beforeBytes === undefined ? undefined : stored.clock);
+      const applied = applyWrite(before, actor, write, mode);
       const siblings = judgeSiblings(this.siblingLimits, mode, before, applied, write.context, { bucket, key }, write.nowMs);
       if (siblings.kind === 'refuse') {
         this.siblingRefusals += 1;
@@ -155,26 +156,19 @@ export class Replica {
         this.manySiblingWrites += 1;
         this.onManySiblings(bucket, key, siblings.siblings);
       }
-      this.dotCounter = Math.max(this.dotCounter, applied.clock[this.actorId] ?? 0);
-      const dot: Dot = { node: this.actorId, counter: applied.clock[this.actorId] ?? this.dotCounter };
-      const after = pruneClock(applied, this.maxVectorEntries);
-      await this.store(dataKey, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), after, sync);
-      return { object: after, dot };
+      const dot: Dot = { node: actor, counter: applied.clock[actor] ?? 0 };
+      // The clock is never pruned: any entry may be the only record that a superseded version's dot
+      // was seen, and forgetting it would let a replica that still holds that version bring it back.
+      await this.store(dataKey, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), applied, sync);
+      return { object: applied, dot };
     });
   }
 
   /**
-   * Applies a data type update here as one of this replica's actors, after merging in `base` (the
-   * coordinator's read, for removes), stores the result and answers it.
-   *
-   * The actor is a lineage of this incarnation, `actorId~epoch`, and its dots count from 1 per key
-   * without gaps. A state-based counter or set is only safe while its actor updates from its own
-   * latest state: an actor that lost its copy of a key and issued dots again from an empty state
-   * would make the merge drop its earlier entries (a counter would lose increments, a set its
-   * elements). Within an incarnation a copy is lost only by handoff clean-up or reaping, which
-   * start a new epoch for their region of the ring; a restart is a new incarnation (new actor id).
-   * So the lineage of the current epoch is found in the stored clock exactly when this copy holds
-   * all of its events, and otherwise a fresh lineage begins.
+   * Applies a data type update here as one of this node's key epochs, after merging in `base` (the
+   * coordinator's read, for removes), stores the result and answers it. A state-based counter or
+   * set is only safe while its actor updates from its own latest state, which is what a key epoch
+   * guarantees (see keyActor).
    */
   async updateDataType(bucket: string, key: string, update: DataTypeUpdate, sync: boolean, base: VersionedObject | null, nowMs: number, limits: DataTypeLimits): Promise<VersionedObject> {
     const dataKey = encodeDataKey(bucket, key);
@@ -182,24 +176,39 @@ export class Replica {
       const beforeBytes = await this.storage.data.get(dataKey);
       const stored = beforeBytes === undefined ? emptyObject : decodeObject(beforeBytes);
       const before = base === null ? stored : mergeObjects(stored, base, 'siblings');
-      const after = applyDataTypeUpdate(before, this.dataTypeActor(dataKey), update, nowMs, limits);
+      const actor = await this.keyActor(beforeBytes === undefined ? undefined : stored.clock);
+      const after = applyDataTypeUpdate(before, actor, update, nowMs, limits);
       await this.store(dataKey, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), after, sync);
       return after;
     });
   }
 
-  /** The actor this replica's data type updates of a key use now (see updateDataType). */
-  private dataTypeActor(dataKey: Buffer): string {
-    const epoch = this.dataTypeEpochs.get(dataKey.readUInt32BE(0) >>> 16) ?? 0;
-    const actor = `${this.actorId}~${epoch.toString(36)}`;
-    // Contexts carry actor names of at most 128 characters; a long node id is shortened to a digest of it.
-    return actor.length <= 128 ? actor : `~${createHash('sha256').update(actor).digest('hex').slice(0, 40)}`;
+  /**
+   * The actor of this node's next event on a key whose stored copy has `storedClock` (undefined:
+   * no copy is stored). It continues the key epoch of the copy when this node trusts that the copy
+   * holds every event of it; otherwise (no copy, or an epoch begun before this node last lost
+   * writes) it begins a new key epoch, so the dot it issues claims no event the copy lacks.
+   */
+  private async keyActor(storedClock: VersionVector | undefined): Promise<string> {
+    const lease = await this.actorLease();
+    const continued = storedClock === undefined ? undefined : trustedKeyActor(storedClock, lease.nodeActor, lease.trustedFromEpoch);
+    return continued ?? lease.beginKeyEpoch();
   }
 
-  /** A stored key is about to go: data type updates in its region start a new lineage (see updateDataType). */
-  private forgetDataTypeLineage(dataKey: Buffer): void {
-    const region = dataKey.readUInt32BE(0) >>> 16;
-    this.dataTypeEpochs.set(region, (this.dataTypeEpochs.get(region) ?? 0) + 1);
+  /** The node's actor lease, opened once. */
+  private async actorLease(): Promise<ActorLease> {
+    this.lease ??= ActorLease.open(this.storage, this.nodeId, this.random);
+    return this.lease;
+  }
+
+  /** A clean stop: saves the actor lease as stopped cleanly (a start after an unclean stop distrusts the key epochs before it). */
+  async close(): Promise<void> {
+    if (this.lease !== undefined) await (await this.lease).close();
+  }
+
+  /** A copy came back from elsewhere and may lack events of this node's key epochs: none begun so far is continued. */
+  private async forgetKeyEpochs(): Promise<void> {
+    (await this.actorLease()).distrustEarlierEpochs();
   }
 
   /** Merges a version from elsewhere into this replica; answers the merged object and whether it changed. */
@@ -223,6 +232,9 @@ export class Replica {
         // hint) must not undo the delete, so the push is merged against the reaped tombstone.
         const reaped = await this.reapedObject(dataKey);
         after = reaped === undefined ? incoming : mergeObjects(reaped, incoming, mode);
+        // A copy of a key that names this node's own key epochs, taken without a local record of
+        // it, may lack some of their events (its last holder here was lost): none is continued.
+        if (reaped === undefined && this.namesOwnActor(incoming.clock)) await this.forgetKeyEpochs();
         // Judged as if every expiry had passed: a reaped object stays dead for good, and an
         // expiring version is not a value the delete could be undone by (it is stored, reads as
         // what it is, and is reaped again).
@@ -237,6 +249,12 @@ export class Replica {
       if (changed || sync) await this.storeBytes(dataKey, beforeBytes, beforeLive, afterBytes, after, sync);
       return { object: after, changed };
     });
+  }
+
+  /** True when `clock` may have an entry of one of this node's actors (any storage epoch; a longer id that shares the prefix only costs a new key epoch). */
+  private namesOwnActor(clock: VersionVector): boolean {
+    const prefix = `${actorNameOfNode(this.nodeId)}.`;
+    return Object.keys(clock).some((actor) => actor.startsWith(prefix));
   }
 
   /** The stored bytes of a key (anti-entropy digests them without decoding). */
@@ -254,7 +272,8 @@ export class Replica {
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
       const current = await this.storage.data.get(dataKey);
       if (current === undefined || !Buffer.from(current).equals(expected)) return false;
-      this.forgetDataTypeLineage(dataKey);
+      // The remembered tombstone holds this copy's whole history, so a later write or push is
+      // merged against it and the key's key epochs stay whole: nothing to distrust.
       return this.gated(async () => {
         await this.reaped.remember(dataKey, current, nowMs);
         await this.storage.data.del(dataKey);
@@ -286,7 +305,8 @@ export class Replica {
     return this.locks.withLock(dataKey.toString('latin1'), async () => {
       const current = await this.storage.data.get(dataKey);
       if (current === undefined || !Buffer.from(current).equals(expected)) return false;
-      this.forgetDataTypeLineage(dataKey);
+      // The next write here finds no copy and begins a new key epoch; a copy that comes back by a
+      // merge is distrusted there (mergeByDataKey), so removing needs nothing more.
       return this.gated(async () => {
         await this.storage.data.del(dataKey);
         await this.bucketIndex.forget(dataKey);

@@ -53,10 +53,9 @@ export class RingNode implements KvService {
     options = withFaultPoints(options);
     const { config, identity } = options;
     this.nodeId = identity.nodeId;
-    // The actor id changes with every start, so a dot is never issued twice (see Replica).
-    const actorId = `${this.nodeId}.${identity.generation.toString(36)}`;
     const { siblingsWarn, maxSiblings } = config.limits;
-    const replica = (this.localReplica = new Replica(options.storage, actorId, config.limits.maxVectorEntries, { siblingsWarn, maxSiblings }, (bucket, key, siblings) =>
+    // The replica's dots come from actors that survive restarts (src/engine/actor-lease.ts).
+    const replica = (this.localReplica = new Replica(options.storage, this.nodeId, options.random, { siblingsWarn, maxSiblings }, (bucket, key, siblings) =>
       options.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
     ));
     // The lifecycle creates the gossiper at start; before that, these answer as a node without a view.

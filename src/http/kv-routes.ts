@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type CausalContext, decodeContext, encodeContext } from '../core/versioning/context.js';
+import { type CausalContext, decodeContext, encodeContext, objectContext } from '../core/versioning/context.js';
 import { type Sibling, type VersionedObject, isDeleted, liveSiblings } from '../core/versioning/versioned-object.js';
 import type { NodeConfig } from '../config/schema.js';
 import type { KvService } from '../engine/kv-service.js';
@@ -65,7 +65,7 @@ function preconditionOf(request: FastifyRequest): Precondition | undefined {
   if (match === undefined) return undefined;
   const context = decodeContext(match.trim(), undefined, 'If-Match');
   if (context.dots.length > 0) {
-    throw new KvError('KV_BAD_CONTEXT', "If-Match needs the context of a read (c1.), which names a whole version; a write's context (c2.) names only that write");
+    throw new KvError('KV_BAD_CONTEXT', "If-Match needs the context of a read, which names a whole version; a write's context names only that write");
   }
   return { kind: 'matches', vector: context.vector };
 }
@@ -107,7 +107,7 @@ function contentTypeOf(request: FastifyRequest): string {
 
 function notFound(reply: FastifyReply, target: KvTarget, object: VersionedObject | undefined): FastifyReply {
   // A tombstone still has a context: writing back with it orders the new value after the delete.
-  if (object !== undefined) reply.header(contextHeader, encodeContext(object.clock));
+  if (object !== undefined) reply.header(contextHeader, encodeContext(objectContext(object)));
   const error = new KvError('KV_NOT_FOUND', `no value for key '${target.key}' in bucket '${target.bucket}': it was never written or has been deleted`);
   return sendKvError(reply, error);
 }
@@ -119,7 +119,7 @@ function siblingJson(sibling: Sibling): { value: string; contentType: string; la
 /** 200 with the one live value, 300 with every live sibling, 404 when there is none (expired siblings count as deleted at `nowMs`). */
 function sendObject(reply: FastifyReply, target: KvTarget, object: VersionedObject | undefined, metrics: HttpMetrics, nowMs: number): FastifyReply {
   if (object === undefined || isDeleted(object, nowMs)) return notFound(reply, target, object);
-  const context = encodeContext(object.clock);
+  const context = encodeContext(objectContext(object));
   reply.header(contextHeader, context);
   const live = liveSiblings(object, nowMs);
   metrics.observeRead(live.length, live.reduce((sum, sibling) => sum + sibling.value.byteLength, 0));

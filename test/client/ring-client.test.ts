@@ -94,7 +94,7 @@ describe('contexts', () => {
     const node = await startNode();
     const ring = client([node.address]);
     const first = await ring.put('demo', 'greeting', 'hello', { contentType: 'text/plain', w: 1 });
-    expect(first.context).toMatch(/^c1\./);
+    expect(first.context).toMatch(/^c3\./);
 
     const read = await ring.get('demo', 'greeting', { r: 1 });
     expect(read.found).toBe(true);
@@ -138,7 +138,7 @@ describe('contexts', () => {
     const deleted = await ring.get('demo', 'gone');
     expect(deleted.found).toBe(false);
     expect(deleted.siblings).toEqual([]);
-    expect(deleted.context).toMatch(/^c1\./);
+    expect(deleted.context).toMatch(/^c3\./);
   });
 
   it('keeps binary values exact and URL-encodes keys with slashes and spaces', async () => {
@@ -205,7 +205,7 @@ describe('retries', () => {
     const live = await startNode();
     const ring = client([dead, live.address]);
     const written = await ring.put('demo', 'k', 'v');
-    expect(written.context).toMatch(/^c1\./);
+    expect(written.context).toMatch(/^c3\./);
     // The rotation now starts at the live node, then at the dead one again.
     expect((await ring.get('demo', 'k')).found).toBe(true);
     expect((await ring.get('demo', 'k')).found).toBe(true);

@@ -30,7 +30,7 @@ describe('conditional writes over HTTP', () => {
     expect(refused.statusCode).toBe(412);
     expect(refused.json()).toMatchObject({ error: { code: 'KV_PRECONDITION_FAILED' } });
     const current = String(refused.headers['x-ringkv-context']);
-    expect(current.startsWith('c1.')).toBe(true);
+    expect(current.startsWith('c3.'), 'a read context carries the version time').toBe(true);
     expect((await put('third', { 'if-match': current })).statusCode).toBe(204);
     expect((await put('stale', { 'if-match': current })).statusCode).toBe(412);
     const read = await cluster.drive(app.inject({ method: 'GET', url: '/kv/cas/k' }));

@@ -99,7 +99,10 @@ export class FakeKvService implements KvService {
     const seen = context ?? emptyContext;
     const written = applyWrite(local, this.nodeId, { value, contentType, tombstone, context: seen, nowMs: this.clockMs, ttlSeconds }, this.bucketProperties(bucket).conflictMode);
     this.objects.set(`${bucket}/${key}`, written);
-    return { object: written, context: writeContext(seen, { node: this.nodeId, counter: written.clock[this.nodeId] ?? 0 }) };
+    const dot = { node: this.nodeId, counter: written.clock[this.nodeId] ?? 0 };
+    // As the write coordinator does: the context carries the new version's time.
+    const created = written.siblings.find((sibling) => sibling.dot.node === dot.node && sibling.dot.counter === dot.counter);
+    return { object: written, context: writeContext(seen, dot, created?.lastModifiedMs) };
   }
 
   async get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {

@@ -27,7 +27,7 @@ describe('reading and writing values', () => {
     const { app } = await start();
     const put = await app.inject({ method: 'PUT', url: '/kv/demo/greeting', headers: { 'content-type': 'text/plain' }, payload: 'hello' });
     expect(put.statusCode).toBe(204);
-    expect(put.headers['x-ringkv-context']).toMatch(/^c1\./);
+    expect(put.headers['x-ringkv-context']).toMatch(/^c3\./);
 
     const get = await app.inject({ method: 'GET', url: '/kv/demo/greeting' });
     expect(get.statusCode).toBe(200);
@@ -106,7 +106,7 @@ describe('siblings, contexts and deletes', () => {
     const context = String(resolved.headers['x-ringkv-context']);
     const deleted = await app.inject({ method: 'DELETE', url: '/kv/demo/colour', headers: { 'x-ringkv-context': context } });
     expect(deleted.statusCode).toBe(204);
-    expect(deleted.headers['x-ringkv-context']).toMatch(/^c1\./);
+    expect(deleted.headers['x-ringkv-context']).toMatch(/^c3\./);
     const gone = await app.inject({ method: 'GET', url: '/kv/demo/colour' });
     expectError(gone, 404, 'KV_NOT_FOUND');
     expect(gone.headers['x-ringkv-context']).toBe(deleted.headers['x-ringkv-context']);
@@ -117,7 +117,7 @@ describe('siblings, contexts and deletes', () => {
     const first = await app.inject({ method: 'PUT', url: '/kv/demo/k', payload: 'a' });
     await app.inject({ method: 'PUT', url: '/kv/demo/k', headers: { 'x-ringkv-context': String(first.headers['x-ringkv-context']) }, payload: 'b' });
     const contexts = service.callsOf('put').map(([command]) => (command as { context: unknown }).context);
-    expect(contexts).toEqual([undefined, { vector: { fake: 1 }, dots: [] }]);
+    expect(contexts).toEqual([undefined, { vector: { fake: 1 }, dots: [], lastModifiedMs: expect.any(Number) as number }]);
   });
 
   it('a write reply context chained into the next write keeps a concurrent sibling its writer never saw', async () => {
@@ -320,7 +320,7 @@ describe('errors from the service and unknown routes', () => {
     await app.inject({ method: 'PUT', url: '/kv/demo/k', headers: { 'content-type': 'text/plain' }, payload: 'hello' });
     const head = await app.inject({ method: 'HEAD', url: '/kv/demo/k' });
     expect(head.statusCode).toBe(200);
-    expect(head.headers['x-ringkv-context']).toMatch(/^c1\./);
+    expect(head.headers['x-ringkv-context']).toMatch(/^c3\./);
     expect(head.body).toBe('');
   });
 });

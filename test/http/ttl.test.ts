@@ -21,7 +21,7 @@ describe('TTL over HTTP', () => {
     const expired = await app.inject({ method: 'GET', url: '/kv/demo/session' });
     expect(expired.statusCode).toBe(404);
     expect(expired.json<{ error: { code: string } }>().error.code).toBe('KV_NOT_FOUND');
-    expect(expired.headers['x-ringkv-context']).toMatch(/^c1\./);
+    expect(expired.headers['x-ringkv-context']).toMatch(/^c3\./);
     expect((await app.inject({ method: 'GET', url: '/kv/demo/session?local=true' })).statusCode).toBe(404);
     // A write back with the expired read's context orders the new value after it.
     const again = await app.inject({ method: 'PUT', url: '/kv/demo/session', headers: { 'x-ringkv-context': String(expired.headers['x-ringkv-context']) }, payload: 'fresh' });

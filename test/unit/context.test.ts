@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeContext, encodeContext, maxContextLength } from '../../src/core/versioning/context.js';
+import { decodeContext, encodeContext, maxContextLength, objectContext, writeContext, writeTimeMs } from '../../src/core/versioning/context.js';
 import { type VersionVector, sortVector } from '../../src/core/versioning/version-vector.js';
 import { KvError } from '../../src/util/errors.js';
 
@@ -134,5 +134,50 @@ describe('a malformed context is refused with KV_BAD_CONTEXT', () => {
         expect(rejectionOf(withPayload(JSON.stringify(value))).code).toBe('KV_BAD_CONTEXT');
       }),
     );
+  });
+});
+
+describe('a context carries the newest version time it was shown, and a write made with it is stamped after that (lww under skew)', () => {
+  const timeArbitrary = fc.double({ min: 0, max: 4e12, noNaN: true });
+
+  it('round-trips the time with the clock and dots (c3.)', () => {
+    fc.assert(
+      fc.property(clockArbitrary, timeArbitrary, (vector, lastModifiedMs) => {
+        const text = encodeContext({ vector, dots: [{ node: 'n1', counter: 7 }], lastModifiedMs });
+        expect(text.startsWith('c3.')).toBe(true);
+        expect(decodeContext(text)).toEqual({ vector, dots: [{ node: 'n1', counter: 7 }], lastModifiedMs });
+      }),
+    );
+  });
+
+  it('refuses a time that is not a number of ms a Date can hold', () => {
+    for (const time of ['"soon"', '-1', '1e300', 'null']) {
+      const text = `c3.${Buffer.from(`[[["a",1]],[],${time}]`, 'utf8').toString('base64url')}`;
+      expect(rejectionOf(text).message).toMatch(/bad time/);
+    }
+  });
+
+  it("a read's context has the newest time of any sibling, tombstones included", () => {
+    const sibling = (node: string, lastModifiedMs: number, tombstone: boolean) => ({ dot: { node, counter: 1 }, value: new Uint8Array(0), contentType: 'text/plain', lastModifiedMs, tombstone });
+    const context = objectContext({ clock: { a: 1, b: 1 }, siblings: [sibling('a', 50, false), sibling('b', 90, true)] });
+    expect(context).toEqual({ vector: { a: 1, b: 1 }, dots: [], lastModifiedMs: 90 });
+    expect(objectContext({ clock: {}, siblings: [] })).toEqual({ vector: {}, dots: [] });
+  });
+
+  it('a write time is never before the clock nor at or before the context time', () => {
+    fc.assert(
+      fc.property(timeArbitrary, fc.option(timeArbitrary, { nil: undefined }), (nowMs, lastModifiedMs) => {
+        const context = lastModifiedMs === undefined ? { vector: {}, dots: [] } : { vector: {}, dots: [], lastModifiedMs };
+        const stamped = writeTimeMs(nowMs, context);
+        expect(stamped).toBeGreaterThanOrEqual(nowMs);
+        if (lastModifiedMs !== undefined) expect(stamped).toBeGreaterThan(lastModifiedMs);
+      }),
+    );
+  });
+
+  it("a write's context keeps the newer of the time it was made with and the new version's time", () => {
+    expect(writeContext({ vector: {}, dots: [], lastModifiedMs: 100 }, { node: 'a', counter: 1 }, 150).lastModifiedMs).toBe(150);
+    expect(writeContext({ vector: {}, dots: [], lastModifiedMs: 200 }, { node: 'a', counter: 1 }, 150).lastModifiedMs).toBe(200);
+    expect(writeContext({ vector: {}, dots: [] }, { node: 'a', counter: 1 }).lastModifiedMs).toBeUndefined();
   });
 });

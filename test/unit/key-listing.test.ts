@@ -9,6 +9,7 @@ import type { ListKeysReply } from '../../src/core/wire/messages.js';
 import { BucketIndex } from '../../src/engine/bucket-index.js';
 import { type ListPage, answerListKeys, compareKeys, listKeys, mergePages } from '../../src/engine/key-listing.js';
 import { Replica } from '../../src/engine/replica.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 
 /**
  * Goal: the bucket index keeps each bucket's keys in byte order apart from every other bucket, a
@@ -20,7 +21,7 @@ import { Replica } from '../../src/engine/replica.js';
 async function replicaOnMemory(): Promise<{ replica: Replica; storage: MemoryStorage }> {
   const storage = new MemoryStorage();
   await storage.open();
-  return { replica: new Replica(storage, 'n1.1', 64), storage };
+  return { replica: new Replica(storage, 'n1', new SeededRandom(1)), storage };
 }
 
 /** A write (or delete) that follows a read of the key, so it supersedes what was there. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { emptyContext, readContext } from '../../src/core/versioning/context.js';
 import { Replica } from '../../src/engine/replica.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 import { RecordingStorage } from '../../src/sim/recording-storage.js';
 
 /** The bucket index entries of bucket `b` as `key:live|dead`. */
@@ -13,7 +14,7 @@ describe('a replica write keeps its key\'s bucket index entry', () => {
   it('writes the entry with the data when liveness may change, and only the data for a live over a live version', async () => {
     const storage = new RecordingStorage();
     await storage.open();
-    const replica = new Replica(storage, 'n1.1', 16);
+    const replica = new Replica(storage, 'n1', new SeededRandom(1));
     let nowMs = 1_000;
     const write = async (tombstone: boolean): Promise<void> => {
       const current = await replica.read('b', 'k');

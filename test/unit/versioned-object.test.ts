@@ -14,7 +14,6 @@ import {
   isDeleted,
   liveSiblings,
   mergeObjects,
-  pruneClock,
   versionIdentity,
 } from '../../src/core/versioning/versioned-object.js';
 
@@ -187,63 +186,6 @@ describe('lww mode keeps exactly one sibling: the newest by timestamp, ties brok
   });
 });
 
-describe('pruneClock bounds the clock and never forgets the node of a sibling dot', () => {
-  it('drops the smallest counters of nodes no sibling refers to until the clock fits', () => {
-    const object: VersionedObject = { clock: { a: 9, b: 1, c: 5, d: 2, e: 7 }, siblings: [sibling('b', 1, 0)] };
-    const pruned = pruneClock(object, 3);
-    expect(pruned.clock).toEqual({ a: 9, b: 1, e: 7 });
-    expect(pruned.siblings).toBe(object.siblings);
-  });
-
-  it('returns the object unchanged when the clock already fits', () => {
-    const object: VersionedObject = { clock: { a: 1, b: 2 }, siblings: [] };
-    expect(pruneClock(object, 2)).toBe(object);
-  });
-
-  it('keeps every sibling dot node even when they alone exceed the bound', () => {
-    const object: VersionedObject = {
-      clock: { a: 1, b: 1, c: 1, d: 4 },
-      siblings: [sibling('a', 1, 0), sibling('b', 1, 0), sibling('c', 1, 0)],
-    };
-    expect(pruneClock(object, 1).clock).toEqual({ a: 1, b: 1, c: 1 });
-  });
-
-  it('rejects a bound below one as a programmer error', () => {
-    expect(() => pruneClock(emptyObject, 0)).toThrow(/maxEntries/);
-  });
-
-  it('for any object: fits the bound or keeps only sibling nodes, keeps their counters, and only forgets entries', () => {
-    const nodeArbitrary = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h');
-    const objectArbitrary = fc
-      .record({
-        clock: fc.dictionary(nodeArbitrary, fc.integer({ min: 1, max: 50 }), { noNullPrototype: true }),
-        siblingNodes: fc.uniqueArray(nodeArbitrary, { maxLength: 4 }),
-      })
-      .map(({ clock, siblingNodes }): VersionedObject => {
-        const withDots = { ...clock };
-        for (const node of siblingNodes) withDots[node] = withDots[node] ?? 1;
-        return { clock: withDots, siblings: siblingNodes.map((node) => sibling(node, withDots[node] ?? 1, 0)) };
-      });
-    fc.assert(
-      fc.property(objectArbitrary, fc.integer({ min: 1, max: 8 }), (object, maxEntries) => {
-        const pruned = pruneClock(object, maxEntries);
-        const siblingNodes = new Set(object.siblings.map((kept) => kept.dot.node));
-        const size = Object.keys(pruned.clock).length;
-        expect(size).toBeLessThanOrEqual(Math.max(maxEntries, siblingNodes.size));
-        for (const kept of object.siblings) expect(covers(pruned.clock, kept.dot)).toBe(true);
-        for (const [node, counter] of Object.entries(pruned.clock)) expect(object.clock[node]).toBe(counter);
-        // Forgotten entries are the smallest: none is larger than an unpinned entry that was kept.
-        const forgotten = Object.entries(object.clock).filter(([node]) => !(node in pruned.clock));
-        const keptUnpinned = Object.entries(pruned.clock).filter(([node]) => !siblingNodes.has(node));
-        for (const [, forgottenCounter] of forgotten) {
-          for (const [, keptCounter] of keptUnpinned) expect(forgottenCounter).toBeLessThanOrEqual(keptCounter);
-        }
-        expect(pruned.siblings).toEqual(object.siblings);
-      }),
-    );
-  });
-});
-
 // ---------------------------------------------------------------------------------------------
 // Random histories: writes coordinated at several replicas with the context of some replica's
 // current object, interleaved with syncs (one replica merged into another).
@@ -280,7 +222,7 @@ interface HistoryRun {
   readonly contexts: VersionVector[];
 }
 
-function runHistory(history: readonly Operation[], mode: ConflictMode, maxClockEntries?: number): HistoryRun {
+function runHistory(history: readonly Operation[], mode: ConflictMode): HistoryRun {
   const replicas = new Map<ReplicaId, VersionedObject>(replicaIds.map((id) => [id, emptyObject]));
   const read = (id: ReplicaId): VersionedObject => replicas.get(id) ?? emptyObject;
   const snapshots: VersionedObject[] = [emptyObject];
@@ -300,9 +242,7 @@ function runHistory(history: readonly Operation[], mode: ConflictMode, maxClockE
         context: readContext(context),
         nowMs: operation.nowMs,
       };
-      let written = applyWrite(read(operation.coordinator), operation.coordinator, intent, mode);
-      // The replica prunes right after coordinating, as the engine does.
-      if (maxClockEntries !== undefined) written = pruneClock(written, maxClockEntries);
+      const written = applyWrite(read(operation.coordinator), operation.coordinator, intent, mode);
       const newSibling = written.siblings.find((candidate) => textOf(candidate) === `write ${writeIndex}`);
       expect(newSibling, 'a write must appear in its coordinator object').toBeDefined();
       if (newSibling === undefined) continue;
@@ -416,16 +356,6 @@ describe('siblings mode over random histories: no concurrent write is lost and n
     );
   });
 
-  it('with clocks pruned after every write, a concurrent write is still never lost (only false siblings may appear)', () => {
-    fc.assert(
-      fc.property(historyArbitrary, fc.integer({ min: 1, max: 3 }), (history, maxClockEntries) => {
-        const run = runHistory(history, 'siblings', maxClockEntries);
-        const merged = new Set(dotsOf(mergeAll([...run.replicas.values()], 'siblings')));
-        for (const name of neverSuperseded(run)) expect(merged.has(name), `write ${name} was lost`).toBe(true);
-        for (const name of merged) expect(run.created.has(name)).toBe(true);
-      }),
-    );
-  });
 });
 
 describe('lww mode over random histories: one survivor that every merge order agrees on', () => {

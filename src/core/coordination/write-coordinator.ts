@@ -101,7 +101,10 @@ function judge(state: WriteState): [WriteState, WriteEffect[]] {
   const current = verdict(state.tally);
   if (current === 'impossible') return finish(state, insufficientReplicasError('write', state.tally));
   if (current === 'met' && !state.hintsPending) {
-    return [{ ...state, phase: 'done' }, [{ type: 'reply', object: state.object, context: writeContext(state.context, state.dot) }]];
+    // The context carries the new version's time, so a write chained on it is stamped after it (lww under skew).
+    const dot = state.dot;
+    const created = state.object.siblings.find((sibling) => sibling.dot.node === dot.node && sibling.dot.counter === dot.counter);
+    return [{ ...state, phase: 'done' }, [{ type: 'reply', object: state.object, context: writeContext(state.context, dot, created?.lastModifiedMs) }]];
   }
   return [state, []];
 }

@@ -4,8 +4,8 @@ import { sortVector } from '../versioning/version-vector.js';
 import { sortedByDot } from './dotted-entries.js';
 
 /**
- * A per-actor PN counter (Riak's riak_dt_pncounter) kept as dotted entries: each actor (a
- * lineage of one coordinating replica, see src/engine/replica.ts) has one sibling whose value is
+ * A per-actor PN counter (Riak's riak_dt_pncounter) kept as dotted entries: each actor (a key
+ * epoch of one coordinating node, see src/core/versioning/key-actor.ts) has one sibling whose value is
  * its running totals of increments (P) and decrements (N); the counter's value is the sum of
  * P - N over the actors. An actor's update replaces its own entry with a new one under a new dot,
  * so the dotted merge keeps, per actor, the entry that has seen the others: the merge is the

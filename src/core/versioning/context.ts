@@ -17,6 +17,13 @@ export interface CausalContext {
   readonly vector: VersionVector;
   /** Single events seen beyond `vector`: the dots of the holder's own writes. */
   readonly dots: readonly ContextDot[];
+  /**
+   * The newest time stamped on a version the holder was shown (ms since the epoch, on the clock
+   * of the node that stamped it); absent when it was shown none. A write with this context is
+   * stamped after it (a hybrid logical clock: see writeTimeMs), so a last-write-wins bucket
+   * orders the write after everything it supersedes even when its node's clock is behind.
+   */
+  readonly lastModifiedMs?: number;
 }
 
 /** One event named by a context: the actor that issued it and its counter there. */
@@ -28,9 +35,25 @@ export interface ContextDot {
 /** The context of a blind write: it covers nothing. */
 export const emptyContext: CausalContext = Object.freeze({ vector: emptyVector, dots: Object.freeze([]) });
 
-/** A read's context: the clock of the history the reader was shown. */
-export function readContext(clock: VersionVector): CausalContext {
-  return { vector: clock, dots: [] };
+/** A read's context: the clock of the history the reader was shown, and the newest time stamped on it. */
+export function readContext(clock: VersionVector, lastModifiedMs?: number): CausalContext {
+  return lastModifiedMs === undefined ? { vector: clock, dots: [] } : { vector: clock, dots: [], lastModifiedMs };
+}
+
+/** The context a read of `object` hands out: its clock, and the newest time on any of its siblings (tombstones too). */
+export function objectContext(object: { readonly clock: VersionVector; readonly siblings: readonly { readonly lastModifiedMs: number }[] }): CausalContext {
+  const newestMs = object.siblings.reduce<number | undefined>((newest, sibling) => (newest === undefined || sibling.lastModifiedMs > newest ? sibling.lastModifiedMs : newest), undefined);
+  return readContext(object.clock, newestMs);
+}
+
+/**
+ * The time to stamp on a write made at `nowMs` (the coordinator's clock) with `context`: after
+ * every version the context names (a hybrid logical clock, as Kulkarni et al.'s HLC and
+ * Cassandra's client timestamps that must exceed what they overwrite). Last-write-wins compares
+ * these stamps, so a write that supersedes a version must carry the larger one.
+ */
+export function writeTimeMs(nowMs: number, context: CausalContext): number {
+  return context.lastModifiedMs === undefined ? nowMs : Math.max(nowMs, context.lastModifiedMs + 1);
 }
 
 /**
@@ -45,7 +68,7 @@ export const maxContextDots = 32;
  * follow on from the vector without a gap are folded into it, so a chain of writes by one
  * coordinator stays small.
  */
-export function writeContext(seen: CausalContext, created: ContextDot): CausalContext {
+export function writeContext(seen: CausalContext, created: ContextDot, createdAtMs?: number): CausalContext {
   const vector: Record<string, number> = { ...seen.vector };
   const pending = [...seen.dots, created].filter((dot) => dot.counter > (vector[dot.node] ?? 0));
   pending.sort((left, right) => (left.node === right.node ? left.counter - right.counter : left.node < right.node ? -1 : 1));
@@ -58,7 +81,9 @@ export function writeContext(seen: CausalContext, created: ContextDot): CausalCo
   // Folding may have closed the gap before a dot kept earlier.
   const kept = dots.filter((dot) => dot.counter > (vector[dot.node] ?? 0));
   const newestFirst = kept.sort((left, right) => (sameDot(left, created) ? -1 : sameDot(right, created) ? 1 : right.counter - left.counter));
-  return { vector: sortVector(vector), dots: newestFirst.slice(0, maxContextDots) };
+  const lastModifiedMs = createdAtMs === undefined ? seen.lastModifiedMs : Math.max(createdAtMs, seen.lastModifiedMs ?? createdAtMs);
+  const context = { vector: sortVector(vector), dots: newestFirst.slice(0, maxContextDots) };
+  return lastModifiedMs === undefined ? context : { ...context, lastModifiedMs };
 }
 
 function sameDot(left: ContextDot, right: ContextDot): boolean {
@@ -71,11 +96,17 @@ export function contextCovers(context: CausalContext, dot: ContextDot): boolean 
 }
 
 /**
- * Encoding: a plain vector (a read's context) is 'c1.' + base64url(JSON pairs), as it always was;
- * a context with dots is 'c2.' + base64url(JSON [pairs, dots]). The prefix carries the format version.
+ * Encoding: a context with a time (every context ringkv hands out for a stored version) is
+ * 'c3.' + base64url(JSON [pairs, dots, lastModifiedMs]); one without is 'c1.' + base64url(JSON
+ * pairs) when it has no dots and 'c2.' + base64url(JSON [pairs, dots]) when it has, as earlier
+ * releases handed them out (a client may still hold one). The prefix carries the format version.
  */
 const vectorPrefix = 'c1.';
 const dottedPrefix = 'c2.';
+const timedPrefix = 'c3.';
+
+/** The largest time a context may carry: the largest a JavaScript Date holds. */
+const maxContextTimeMs = 8.64e15;
 
 /** The longest context accepted, so a hostile header cannot make the server parse megabytes. */
 export const maxContextLength = 16_384;
@@ -84,6 +115,10 @@ export const maxContextLength = 16_384;
 export function encodeContext(context: CausalContext | VersionVector): string {
   const causal = isCausalContext(context) ? context : readContext(context);
   const pairs = Object.entries(causal.vector);
+  if (causal.lastModifiedMs !== undefined) {
+    const dots = causal.dots.map((dot) => [dot.node, dot.counter]);
+    return timedPrefix + Buffer.from(JSON.stringify([pairs, dots, causal.lastModifiedMs]), 'utf8').toString('base64url');
+  }
   if (causal.dots.length === 0) return vectorPrefix + Buffer.from(JSON.stringify(pairs), 'utf8').toString('base64url');
   const dots = causal.dots.map((dot) => [dot.node, dot.counter]);
   return dottedPrefix + Buffer.from(JSON.stringify([pairs, dots]), 'utf8').toString('base64url');
@@ -102,7 +137,8 @@ export function decodeContext(text: string, maxLength = maxContextLength, source
   const bad = (why: string): KvError =>
     new KvError('KV_BAD_CONTEXT', `malformed ${source} (${why}); send back the header exactly as a GET or PUT returned it, or omit it`);
   if (text.length > maxLength) throw bad(`longer than ${maxLength} characters`);
-  const dotted = text.startsWith(dottedPrefix);
+  const timed = text.startsWith(timedPrefix);
+  const dotted = timed || text.startsWith(dottedPrefix);
   if (!dotted && !text.startsWith(vectorPrefix)) throw bad('unknown format');
   const body = text.slice(vectorPrefix.length);
   if (!/^[A-Za-z0-9_-]*$/.test(body)) throw bad('not base64url');
@@ -114,15 +150,18 @@ export function decodeContext(text: string, maxLength = maxContextLength, source
   }
   let pairs: unknown = parsed;
   let dotPairs: unknown = [];
+  let lastModifiedMs: unknown;
   if (dotted) {
-    if (!Array.isArray(parsed) || parsed.length !== 2) throw bad('not a vector and a list of dots');
-    [pairs, dotPairs] = parsed as [unknown, unknown];
+    const parts = timed ? 3 : 2;
+    if (!Array.isArray(parsed) || parsed.length !== parts) throw bad(timed ? 'not a vector, a list of dots and a time' : 'not a vector and a list of dots');
+    [pairs, dotPairs, lastModifiedMs] = parsed as [unknown, unknown, unknown];
   }
+  if (timed && (typeof lastModifiedMs !== 'number' || !Number.isFinite(lastModifiedMs) || lastModifiedMs < 0 || lastModifiedMs > maxContextTimeMs)) throw bad('bad time');
   const vector: Record<string, number> = {};
   for (const [node, counter] of entriesOf(pairs, bad)) vector[node] = counter;
   const dots = entriesOf(dotPairs, bad).map(([node, counter]) => ({ node, counter }));
   if (dots.length > maxContextDots) throw bad(`more than ${maxContextDots} dots`);
-  return { vector: sortVector(vector), dots };
+  return typeof lastModifiedMs === 'number' ? { vector: sortVector(vector), dots, lastModifiedMs } : { vector: sortVector(vector), dots };
 }
 
 function entriesOf(value: unknown, bad: (why: string) => KvError): [string, number][] {

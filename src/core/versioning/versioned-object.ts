@@ -1,4 +1,3 @@
-import { assert } from '../../util/assert.js';
 import { type CausalContext, contextCovers } from './context.js';
 import { type VersionVector, counterOf, emptyVector, merge as mergeVectors, sortVector } from './version-vector.js';
 
@@ -59,6 +58,7 @@ export interface WriteIntent {
   readonly tombstone: boolean;
   /** The causal context the client holds (from a read or its own last write); what it covers is superseded. */
   readonly context: CausalContext;
+  /** The time stamped on the new version: the coordinator's clock, raised past the context's time (writeTimeMs in context.ts). */
   readonly nowMs: number;
   /** Seconds after `nowMs` at which the new version expires; absent (or 0) for none. Ignored on a delete. */
   readonly ttlSeconds?: number;
@@ -100,23 +100,17 @@ function lwwWinner(siblings: readonly Sibling[]): Sibling | undefined {
 }
 
 /**
- * Applies a write coordinated by `node` to the object it has locally: the new sibling gets the
- * dot (node, max(counter + 1, counterFloor)); siblings the client's context covers are dropped; the others are
- * concurrent with this write and stay. In `lww` mode only the newest sibling survives.
+ * Applies a write coordinated by actor `node` to the object it has locally: the new sibling gets
+ * the dot (node, counter + 1), the actor's next event on this key (the caller picks an actor whose
+ * events on this key the local object holds in full: src/core/versioning/key-actor.ts); siblings
+ * the client's context covers are dropped; the others are concurrent with this write and stay.
+ * In `lww` mode only the newest sibling survives.
  */
-export function applyWrite(
-  local: VersionedObject,
-  node: string,
-  write: WriteIntent,
-  mode: ConflictMode,
-  counterFloor = 0,
-): VersionedObject {
+export function applyWrite(local: VersionedObject, node: string, write: WriteIntent, mode: ConflictMode): VersionedObject {
   // Only the context's vector joins the clock: it names a gap-free history the writer saw. Its
   // dots name single events; joining them would claim every earlier event of that actor as seen.
   const joined = mergeVectors(local.clock, write.context.vector);
-  // The floor lets an actor number its dots from one counter across all keys, so that a dot is
-  // never issued twice even when the actor's copy of a key was reaped or handed off.
-  const dot: Dot = { node, counter: Math.max(counterOf(joined, node) + 1, counterFloor) };
+  const dot: Dot = { node, counter: counterOf(joined, node) + 1 };
   const created: Sibling = {
     dot,
     value: write.value,
@@ -214,30 +208,6 @@ export function deadSinceMs(object: VersionedObject): number | undefined {
     else return undefined;
   }
   return newest;
-}
-
-/**
- * Keeps a clock within `maxEntries` by forgetting the smallest counters of nodes that no
- * sibling's dot refers to. Forgetting history can only make a later merge keep an old sibling
- * as concurrent (a false sibling), never drop a live one, which is the safe direction
- * (Riak prunes vclocks by size with the same trade-off).
- */
-export function pruneClock(object: VersionedObject, maxEntries: number): VersionedObject {
-  assert(maxEntries >= 1, 'maxEntries must be positive');
-  // A data type's clock is never pruned: forgetting an entry would bring a removed element back.
-  if (object.kind !== undefined) return object;
-  const entries = Object.entries(object.clock);
-  if (entries.length <= maxEntries) return object;
-  const pinned = new Set(object.siblings.map((sibling) => sibling.dot.node));
-  const removable = entries.filter(([node]) => !pinned.has(node)).sort((left, right) => left[1] - right[1]);
-  const clock: Record<string, number> = { ...object.clock };
-  let size = entries.length;
-  for (const [node] of removable) {
-    if (size <= maxEntries) break;
-    delete clock[node];
-    size -= 1;
-  }
-  return { clock: sortVector(clock), siblings: object.siblings };
 }
 
 /** A digest-friendly identity of an object's version: its clock and sibling dots. */
