@@ -61,7 +61,7 @@ async function replica(name: string, peer: () => AntiEntropy): Promise<{ storage
     isUp: () => true,
     send,
     bucketProperties: () => properties,
-    maxNVal: () => 2,
+    nVals: () => [2],
   });
   local.onChange((dataKey, before, after, object) => antiEntropy.track(dataKey, before, after, object));
   return { storage, antiEntropy };

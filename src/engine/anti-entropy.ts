@@ -50,8 +50,8 @@ export interface AntiEntropyDependencies {
   isUp(node: string): boolean;
   send(node: string, request: PeerRequest): Promise<PeerReply>;
   bucketProperties(bucket: string): BucketProperties;
-  /** The largest n_val of any bucket: replica sets are compared with this many replicas. */
-  maxNVal(): number;
+  /** Every bucket n_val, ascending: partitions are compared with the peers of the largest, keys with those of their own bucket's. */
+  nVals(): readonly number[];
 }
 
 /** Anti-entropy figures for /status and /metrics. */
@@ -134,7 +134,8 @@ export class AntiEntropy {
       ring: () => deps.ring(),
       isUp: (node) => deps.isUp(node),
       send: (node, request) => deps.send(node, request),
-      maxNVal: () => deps.maxNVal(),
+      nVals: () => deps.nVals(),
+      bucketProperties: (bucket) => deps.bucketProperties(bucket),
       countBytes,
     });
     this.responder = new ExchangeResponder({ replica: deps.replica, keeper: this.keeper, repair: this.repairs, reaper: this.reaper, settings: deps.settings, ring: () => deps.ring() });
@@ -166,6 +167,11 @@ export class AntiEntropy {
   /** Partitions this node holds any key of (handoff clean-up uses it); one whose tree is not rebuilt yet counts as held. */
   heldPartitions(): number[] {
     return this.keeper.heldPartitions();
+  }
+
+  /** How often a partition changed here since this start (handoff clean-up sweeps a partition again only after it changed). */
+  changeCount(partition: number): number {
+    return this.keeper.changeCount(partition);
   }
 
   /** The tree keeper (for tests). */

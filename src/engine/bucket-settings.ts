@@ -21,10 +21,15 @@ export class BucketSettings {
     return { ...this.config.bucketDefaults, ...(shared[''] ?? {}), ...(shared[bucket] ?? {}) };
   }
 
-  /** The largest n_val of any bucket: ring changes and anti-entropy compare replica sets of this size. */
-  maxNVal(): number {
+  /**
+   * Every n_val a bucket can have here, ascending: the defaults' and each configured or shared
+   * bucket's. Per-partition decisions (ring changes, clean-up, anti-entropy pairs) look at the
+   * preference list of each, since a smaller n_val's list is a prefix of a larger one's.
+   */
+  nVals(): number[] {
     const shared = this.view()?.bucketProperties ?? {};
-    const configured = [this.config.bucketDefaults.nVal, ...Object.values(this.config.buckets).map((properties) => properties.nVal ?? 0)];
-    return Math.max(...configured, ...Object.values(shared).map((properties) => properties.nVal ?? 0));
+    const configured = [this.config.bucketDefaults.nVal, ...Object.values(this.config.buckets).map((properties) => properties.nVal)];
+    const all = [...configured, ...Object.values(shared).map((properties) => properties.nVal)].filter((nVal): nVal is number => nVal !== undefined && nVal > 0);
+    return [...new Set(all)].sort((left, right) => left - right);
   }
 }

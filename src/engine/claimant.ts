@@ -5,8 +5,8 @@ import type { Logger } from '../ports/logger.js';
 /** What the claimant needs from its node. */
 export interface ClaimantOptions {
   readonly selfId: string;
-  /** The largest n_val of any bucket (replica sets of a ring change are compared with it). */
-  readonly maxNVal: () => number;
+  /** Every bucket n_val, ascending (replica sets of a ring change are compared for each). */
+  readonly nVals: () => readonly number[];
   readonly logger: Logger;
 }
 
@@ -47,7 +47,7 @@ export class Claimant {
     const planned = plannedMembers(ring);
     let next = ring;
     if (ring.next !== null && wanted.length === planned.length && wanted.every((id, index) => id === planned[index])) {
-      const receivers = receivingNodes(ring, this.options.maxNVal());
+      const receivers = receivingNodes(ring, this.options.nVals());
       if (receivers.every((id) => view.members[id]?.transfersDoneForRing === ring.version)) next = completeClaim(ring);
     } else {
       next = planClaim(ring, wanted);

@@ -1,6 +1,6 @@
 import type { BucketProperties } from '../core/buckets.js';
 import { decodeDataKey, partitionKeyRange, partitionOfPosition } from '../core/keys.js';
-import { type IncomingTransfer, type Ring, incomingTransfers, preferenceList } from '../core/ring/ring.js';
+import { type IncomingTransfer, type Ring, incomingTransfers, plannedRing, preferenceList } from '../core/ring/ring.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { wireLimits } from '../core/wire/codec.js';
 import type { HandoffFetchRequest, ObjectPageReply, PeerReply, PeerRequest, StoredItem } from '../core/wire/messages.js';
@@ -41,9 +41,12 @@ export interface HandoffDependencies {
   isUp(node: string): boolean;
   send(node: string, request: PeerRequest): Promise<PeerReply>;
   bucketProperties(bucket: string): BucketProperties;
-  maxNVal(): number;
+  /** Every bucket n_val, ascending. */
+  nVals(): readonly number[];
   /** Partitions this node holds keys of. */
   heldPartitions(): number[];
+  /** How often a partition changed here (a write, a removal): a clean-up sweep of a partition that has not changed since is not repeated. */
+  changeCount(partition: number): number;
   /** Tells the cluster (through gossip) that every partition of this ring version has streamed in. */
   reportTransfersDone(ringVersion: number): void;
 }
@@ -71,6 +74,12 @@ export class Handoff {
   private doneForRing: number | null = null;
   private readonly completed = new Map<number, Set<number>>();
   private readonly notReplicatedSinceMs = new Map<number, number>();
+  /**
+   * Partitions this node replicates some buckets' keys of but not others' (it is in a larger
+   * n_val's preference list, not a smaller one's): the ring version and change count at which a
+   * clean-up sweep of them last began, so an unchanged partition is not scanned again.
+   */
+  private readonly sweptAt = new Map<number, string>();
   private partitionsPending = 0;
   private keysReceived = 0;
   private keysHandedOff = 0;
@@ -111,7 +120,7 @@ export class Handoff {
 
   private async receive(ring: Ring): Promise<void> {
     if (this.doneForRing === ring.version) return;
-    const transfers = incomingTransfers(ring, this.deps.selfId, this.deps.maxNVal());
+    const transfers = incomingTransfers(ring, this.deps.selfId, this.deps.nVals());
     const done = this.completed.get(ring.version) ?? new Set<number>();
     this.completed.clear();
     this.completed.set(ring.version, done);
@@ -123,7 +132,7 @@ export class Handoff {
       const sources = transfer.sources.filter((node) => this.deps.isUp(node));
       for (const source of sources) {
         try {
-          await this.pull(transfer.partition, source);
+          await this.pull(ring, transfer.partition, source);
           done.add(transfer.partition);
           this.partitionsPending -= 1;
           break;
@@ -175,20 +184,27 @@ export class Handoff {
    * the next page is asked for, and the stream is reported done (after which the source may
    * delete its copy) only once every page is on disk.
    */
-  private async pull(partition: number, source: string): Promise<void> {
+  private async pull(ring: Ring, partition: number, source: string): Promise<void> {
+    // The source also holds keys of buckets whose smaller n_val leaves this node out of the plan;
+    // those are not taken (clean-up would only have to push them back out).
+    const planned = plannedRing(ring);
+    const willReplicate = (bucket: string): boolean => preferenceList(planned, partition, this.deps.bucketProperties(bucket).nVal).includes(this.deps.selfId);
     let after: Uint8Array | null = null;
     for (;;) {
       const request: HandoffFetchRequest = { type: 'handoff-fetch', partition, after, maxKeys: this.deps.settings.batchSize, maxBytes: this.deps.settings.maxPageBytes };
       const reply = await this.deps.send(source, request);
       if (reply.type !== 'object-page') throw new KvError('KV_PEER_UNREACHABLE', `${source} answered ${reply.type} to handoff-fetch`);
-      const partitionCount = this.deps.ring()?.partitionCount;
-      for (const [index, item] of reply.items.entries()) {
+      const taken: { dataKey: Buffer; item: StoredItem; bucket: string }[] = [];
+      for (const item of reply.items) {
         const dataKey = Buffer.from(item.dataKey);
-        if (partitionCount === undefined || partitionOfPosition(dataKey.readUInt32BE(0), partitionCount) !== partition) {
+        if (partitionOfPosition(dataKey.readUInt32BE(0), ring.partitionCount) !== partition) {
           throw new KvError('KV_PEER_UNREACHABLE', `${source} sent a key outside partition ${partition} in its handoff page`);
         }
         const { bucket } = decodeDataKey(dataKey);
-        await this.deps.replica.mergeByDataKey(dataKey, item.object, this.deps.bucketProperties(bucket).conflictMode, index === reply.items.length - 1);
+        if (willReplicate(bucket)) taken.push({ dataKey, item, bucket });
+      }
+      for (const [index, { dataKey, item, bucket }] of taken.entries()) {
+        await this.deps.replica.mergeByDataKey(dataKey, item.object, this.deps.bucketProperties(bucket).conflictMode, index === taken.length - 1);
         this.keysReceived += 1;
       }
       if (reply.done) return;
@@ -253,22 +269,34 @@ export class Handoff {
     return { held };
   }
 
-  /** Pushes out and deletes the partitions this node holds but no longer replicates. */
+  /**
+   * Pushes out and deletes the keys this node holds but no longer replicates, each judged by its
+   * own bucket's n_val: a node still in a partition's largest preference list may have left a
+   * smaller one's, and a copy kept there would never be compared or reaped again.
+   */
   private async cleanUp(ring: Ring): Promise<void> {
     const now = this.deps.clock.nowMs();
-    const nVal = this.deps.maxNVal();
+    const nVals = this.deps.nVals();
+    const smallest = nVals[0] ?? 1;
     for (const partition of this.deps.heldPartitions()) {
       if (this.stopped) return;
-      if (preferenceList(ring, partition, nVal).includes(this.deps.selfId)) {
+      // In the smallest n_val's list, this node replicates every bucket's keys of the partition.
+      if (preferenceList(ring, partition, smallest).includes(this.deps.selfId)) {
         this.notReplicatedSinceMs.delete(partition);
+        this.sweptAt.delete(partition);
         continue;
       }
+      const mark = `${ring.version}:${this.deps.changeCount(partition)}`;
+      if (this.sweptAt.get(partition) === mark) continue;
       const since = this.notReplicatedSinceMs.get(partition) ?? now;
       this.notReplicatedSinceMs.set(partition, since);
       if (now - since < this.deps.settings.cleanupDelayMs) continue;
       if (await this.handOffPartition(ring, partition)) {
         this.partitionsCleaned += 1;
         this.notReplicatedSinceMs.delete(partition);
+        // Marked as it was before the sweep: the sweep's own removals change the count, so one
+        // more sweep (that finds nothing) follows, and none after it until the partition changes.
+        this.sweptAt.set(partition, mark);
       }
     }
   }
@@ -306,7 +334,7 @@ export class Handoff {
     const { bucket, key } = decodeDataKey(dataKey);
     const properties = this.deps.bucketProperties(bucket);
     const replicas = preferenceList(ring, partition, properties.nVal);
-    // Pref lists of smaller n_val are prefixes of the largest, so this only keeps keys of odd buckets.
+    // A key of a bucket this node still replicates stays (its partition is only partly let go).
     if (replicas.includes(this.deps.selfId)) return true;
     if (!replicas.every((node) => this.deps.isUp(node))) return false;
     const object = decodeObject(value);

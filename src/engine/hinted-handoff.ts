@@ -1,12 +1,14 @@
-import { encodeDataKey } from '../core/keys.js';
+import type { BucketProperties } from '../core/buckets.js';
+import { encodeDataKey, partitionOfPosition } from '../core/keys.js';
 import type { MemberLifecycle } from '../core/membership/membership.js';
+import { type Ring, pendingReplicas, preferenceList } from '../core/ring/ring.js';
 import type { PeerReply, PeerRequest, ReplicaPutRequest } from '../core/wire/messages.js';
 import { KvError } from '../util/errors.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { KeySpace } from '../ports/storage.js';
 import type { NodeConfig } from '../config/schema.js';
-import { HintStore } from './hint-store.js';
+import { type Hint, HintStore } from './hint-store.js';
 import { PeriodicTask } from './periodic-task.js';
 import { Replica } from './replica.js';
 
@@ -21,6 +23,11 @@ export interface HintedHandoffOptions {
   /** A member's lifecycle in the gossiped view (undefined when unknown). */
   readonly memberStatus: (nodeId: string) => MemberLifecycle | undefined;
   readonly send: (nodeId: string, request: PeerRequest) => Promise<PeerReply>;
+  readonly selfId: string;
+  /** This node's replica: a hint redirected to the key's replicas merges here when this node is one. */
+  readonly replica: Replica;
+  ring(): Ring | null;
+  bucketProperties(bucket: string): BucketProperties;
 }
 
 /** The hint figures of GET /status. */
@@ -35,8 +42,9 @@ export interface HintStatus {
 /**
  * Dynamo's hinted handoff: a fallback node keeps a write meant for a primary that is down as a
  * hint (src/engine/hint-store.ts), and delivers it in throttled batches once the primary is
- * back; hints older than the window, and hints for removed nodes, are let go (anti-entropy
- * repairs what they carried).
+ * back; hints older than the window are let go (anti-entropy repairs what they carried). A hint
+ * for a node that has left or was removed goes to the key's replicas under the current ring
+ * instead: that node never takes it, and the write may be on fewer replicas than its quorum.
  */
 export class HintedHandoff {
   private readonly hints: HintStore;
@@ -92,12 +100,16 @@ export class HintedHandoff {
     const now = this.options.clock.nowMs();
     for (const target of this.hints.targets()) {
       const batch = await this.hints.batch(target, batchSize);
-      // A removed node never takes a hint again (its id stays removed), so its hints are let go at
-      // once, as expired ones are: what they carried lives on in the key's other replicas, which
-      // the removal rebuilt, and anti-entropy repairs any of them that missed it.
-      const removed = this.options.memberStatus(target) === 'removed';
-      const live = removed ? [] : batch.filter((hint) => hint.createdMs + windowMs >= now);
-      for (const hint of batch) if (removed || hint.createdMs + windowMs < now) await this.hints.remove(hint, 'expired');
+      const live = batch.filter((hint) => hint.createdMs + windowMs >= now);
+      for (const hint of batch) if (hint.createdMs + windowMs < now) await this.hints.remove(hint, 'expired');
+      // A node that left or was removed never takes a hint again (its id stays out of the ring):
+      // the streams of its partitions did not carry a write it missed, so the hint goes to the
+      // key's replicas now.
+      const status = this.options.memberStatus(target);
+      if (status === 'left' || status === 'removed') {
+        await Promise.all(live.map((hint) => this.redirect(hint)));
+        continue;
+      }
       if (live.length === 0 || !this.options.isUp(target)) continue;
       await Promise.all(
         live.map(async (hint) => {
@@ -113,6 +125,36 @@ export class HintedHandoff {
           }
         }),
       );
+    }
+  }
+
+  /**
+   * Hands a hint of a departed node to the key's replicas under the current ring (and its planned
+   * replicas while a change is under way), this node's own replica included when it is one; the
+   * hint is deleted once every one of them has it durably, else it waits for the next round.
+   */
+  private async redirect(hint: Hint): Promise<void> {
+    const ring = this.options.ring();
+    if (ring === null) return;
+    const { bucket, key } = Replica.describe(hint.dataKey);
+    const partition = partitionOfPosition(hint.dataKey.readUInt32BE(0), ring.partitionCount);
+    const nVal = this.options.bucketProperties(bucket).nVal;
+    const replicas = [...preferenceList(ring, partition, nVal), ...pendingReplicas(ring, partition, nVal)].filter((node) => node !== hint.target);
+    if (!replicas.every((node) => node === this.options.selfId || this.options.isUp(node))) return;
+    try {
+      await Promise.all(
+        replicas.map(async (node) => {
+          if (node === this.options.selfId) {
+            await this.options.replica.mergeByDataKey(hint.dataKey, hint.object, hint.mode, true);
+            return;
+          }
+          const reply = await this.options.send(node, { type: 'replica-put', bucket, key, object: hint.object, mode: hint.mode, sync: true });
+          if (reply.type !== 'replica-put-reply' || !reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${node} did not store the redirected hint durably`);
+        }),
+      );
+      await this.hints.remove(hint, 'delivered');
+    } catch (error) {
+      this.options.logger.debug({ target: hint.target, error: String(error) }, 'hint for a departed node not redirected yet');
     }
   }
 

@@ -45,8 +45,8 @@ export interface LifecycleOptions extends NodePorts {
   readonly hintedHandoff: HintedHandoff;
   readonly antiEntropy: AntiEntropy;
   readonly handoff: Handoff;
-  /** The largest n_val of any bucket (the claimant compares replica sets of this size). */
-  readonly maxNVal: () => number;
+  /** Every bucket n_val, ascending (the claimant compares replica sets of each size). */
+  readonly nVals: () => readonly number[];
   /** Called once this node has left the cluster. */
   readonly onLeft: () => void;
 }
@@ -97,7 +97,7 @@ export class Lifecycle {
       fanout: config.gossip.fanout,
       phiThreshold: config.gossip.phiThreshold,
       peerTimeoutMs: config.limits.peerTimeoutMs,
-      claimant: new Claimant({ selfId: identity.nodeId, maxNVal: this.options.maxNVal, logger: this.options.logger }),
+      claimant: new Claimant({ selfId: identity.nodeId, nVals: this.options.nVals, logger: this.options.logger }),
       initialView,
       transport: this.options.transport,
       clock: this.options.clock,

@@ -78,7 +78,7 @@ export class RingNode implements KvService {
       isUp: (node: string) => this.membership.isUp(node),
       send: (node: string, request: PeerRequest, timeoutMs?: number) => peers.send(node, request, timeoutMs),
       bucketProperties: (bucket: string) => this.buckets.properties(bucket),
-      maxNVal: () => this.buckets.maxNVal(),
+      nVals: () => this.buckets.nVals(),
     };
     const hintedHandoff = (this.hintedHandoffService = new HintedHandoff({ ...shared, space: options.storage.hints, settings: config.hintedHandoff, memberStatus: (node) => this.membership.view.members[node]?.status }));
     const antiEntropy = (this.antiEntropyService = new AntiEntropy({ ...shared, meta: options.storage.meta, settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes } }));
@@ -86,6 +86,7 @@ export class RingNode implements KvService {
       ...shared,
       settings: config.handoff,
       heldPartitions: () => antiEntropy.heldPartitions(),
+      changeCount: (partition: number) => antiEntropy.changeCount(partition),
       reportTransfersDone: (version) => this.membership.reportTransfersDone(version),
     });
     replica.onChange((dataKey, before, after, object) => antiEntropy.track(dataKey, before, after, object));
@@ -93,7 +94,7 @@ export class RingNode implements KvService {
     const coordinator = new Coordinator({ ...shared, hints: hintedHandoff.store, settings });
     this.client = new ClientRequests({ ...shared, coordinator, limits: config.limits });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
-    this.lifecycle = new Lifecycle({ ...options, ...roles, maxNVal: shared.maxNVal, onLeft: () => this.onLeft?.() });
+    this.lifecycle = new Lifecycle({ ...options, ...roles, nVals: shared.nVals, onLeft: () => this.onLeft?.() });
     this.statusReport = new Status({ ...options, ...roles, startedAtMs: options.clock.nowMs(), membership: () => this.membership, inFlight: () => this.client.inFlight });
     // Counters and sets: updates are coordinated like writes and applied by the replica that serves dt-update.
     const dataTypes = (this.dataTypes = new DataTypes({

@@ -82,7 +82,7 @@ async function measure(nodes: number, seed: number): Promise<ScaleFigures> {
       clock,
       random: random.fork(),
       logger: silentLogger,
-      claimant: new Claimant({ selfId: record.id, maxNVal: () => 3, logger: silentLogger }),
+      claimant: new Claimant({ selfId: record.id, nVals: () => [3], logger: silentLogger }),
       persist: async () => undefined,
     });
     network.register(record.address, async (request) =>

@@ -27,7 +27,7 @@ describe('simulation: a join with large values', () => {
       // The claim is deterministic: find a partition the third node will take over, and fill it.
       const ring = first.node.membership.ring!;
       const planned = planClaim(ring, [...ringMembers(ring), 'node3'].sort());
-      const partition = incomingTransfers(planned, 'node3', 1)[0]!.partition;
+      const partition = incomingTransfers(planned, 'node3', [1])[0]!.partition;
       const source = preferenceList(ring, partition, 1)[0]!;
       const keys: string[] = [];
       for (let candidate = 0; keys.length < valueCount; candidate++) {

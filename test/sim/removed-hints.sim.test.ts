@@ -3,12 +3,13 @@ import { ringMembers } from '../../src/core/ring/ring.js';
 import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
- * Goal: hints for a node that was removed from the cluster are let go at once (it will never
- * take them: its id stays removed), instead of being retried until the hint window runs out;
- * what they carried lives on in the key's other replicas, which the removal rebuilt.
+ * Goal: hints for a node that was removed from the cluster leave its queue within a few hint
+ * rounds (it will never take them: its id stays removed), handed to the key's replicas under the
+ * new ring instead of being retried until the hint window runs out (test/sim/left-hints.sim.test.ts
+ * checks that those replicas hold them).
  */
 describe('hints for a removed node', () => {
-  it.each([1, 2])('seed %i: are dropped once the node is removed, and the writes stay readable', async (seed) => {
+  it.each([1, 2])('seed %i: leave the queue once the node is removed, and the writes stay readable', async (seed) => {
     const cluster = await SimCluster.start(seed, 4);
     try {
       const lost = cluster.members[1] as SimMember;
@@ -23,7 +24,7 @@ describe('hints for a removed node', () => {
       stayers[0]!.node.removeMember(lost.nodeId);
       await cluster.runUntil(() => stayers.every((member) => member.node.membership.ring?.next === null && !ringMembers(member.node.membership.ring!).includes(lost.nodeId)), 120_000, 'the ring without the removed node');
       // A few hint rounds (1 s each here), far less than the 3 h hint window.
-      await cluster.runUntil(() => held() === 0, 10_000, 'hints for the removed node are let go');
+      await cluster.runUntil(() => held() === 0, 10_000, 'hints for the removed node leave the queue');
       for (let index = 0; index < 40; index++) {
         const read = await cluster.drive(stayers[0]!.node.get('h', `k${index}`, { r: 2 }));
         expect(read?.siblings.map((sibling) => Buffer.from(sibling.value).toString()), `k${index}`).toEqual([`v${index}`]);

@@ -57,7 +57,7 @@ function founder(): { gossiper: Gossiper; warnings: string[]; persisted: Cluster
     clock: new VirtualClock(1_700_000_000_000),
     random: new SeededRandom(1),
     logger,
-    claimant: new Claimant({ selfId: 'n1', maxNVal: () => 3, logger }),
+    claimant: new Claimant({ selfId: 'n1', nVals: () => [3], logger }),
     persist: async (view) => {
       persisted.push(view);
     },

@@ -194,34 +194,50 @@ export function completeClaim(ring: Ring): Ring {
 /** One partition a node must stream in before a membership change can complete. */
 export interface IncomingTransfer {
   readonly partition: number;
-  /** Nodes that hold the partition now, the ones giving it up first (they are the natural source). */
+  /**
+   * The smallest n_val whose replicas of the partition the node joins: it takes the keys of the
+   * buckets with this n_val and every larger one.
+   */
+  readonly nVal: number;
+  /**
+   * Replicas of the partition under `nVal` now, the ones giving it up first (they are the natural
+   * source). Each holds every key the node takes, since a preference list of a smaller n_val is a
+   * prefix of a larger one's.
+   */
   readonly sources: readonly string[];
 }
 
 /**
- * The partitions `node` will replicate under the planned owners but does not replicate now,
- * each with where to stream it from. Replica sets are compared with `nVal` replicas (the
- * largest n_val of any bucket), so every bucket's keys arrive.
+ * The partitions `node` will replicate keys of under the planned owners that it does not
+ * replicate now, each with where to stream them from. Replica sets are compared for each n_val
+ * in `nVals` (every bucket's), not only the largest: a node already among the largest n_val's
+ * replicas may be new among a smaller one's, and its keys then live only on that smaller list.
  */
-export function incomingTransfers(ring: Ring, node: string, nVal: number): IncomingTransfer[] {
+export function incomingTransfers(ring: Ring, node: string, nVals: readonly number[]): IncomingTransfer[] {
   if (ring.next === null) return [];
   const planned = plannedRing(ring);
+  const ascending = [...new Set(nVals)].sort((left, right) => left - right);
   const transfers: IncomingTransfer[] = [];
   for (let partition = 0; partition < ring.partitionCount; partition++) {
-    const now = preferenceList(ring, partition, nVal);
-    const later = preferenceList(planned, partition, nVal);
-    if (!later.includes(node) || now.includes(node)) continue;
-    const leaving = now.filter((member) => !later.includes(member));
-    const staying = now.filter((member) => later.includes(member));
-    transfers.push({ partition, sources: [...leaving, ...staying] });
+    // Being a replica later only grows with n_val and being one now only shrinks, so the n_vals
+    // the node is new to run from the first one found up to a larger one: its sources hold them all.
+    for (const nVal of ascending) {
+      const now = preferenceList(ring, partition, nVal);
+      const later = preferenceList(planned, partition, nVal);
+      if (!later.includes(node) || now.includes(node)) continue;
+      const leaving = now.filter((member) => !later.includes(member));
+      const staying = now.filter((member) => later.includes(member));
+      transfers.push({ partition, nVal, sources: [...leaving, ...staying] });
+      break;
+    }
   }
   return transfers;
 }
 
-/** Nodes that receive at least one partition in the change under way. */
-export function receivingNodes(ring: Ring, nVal: number): string[] {
+/** Nodes that receive at least one partition in the change under way (replica sets compared for each of `nVals`). */
+export function receivingNodes(ring: Ring, nVals: readonly number[]): string[] {
   if (ring.next === null) return [];
-  return plannedMembers(ring).filter((node) => incomingTransfers(ring, node, nVal).length > 0);
+  return plannedMembers(ring).filter((node) => incomingTransfers(ring, node, nVals).length > 0);
 }
 
 /** The nodes a write to `partition` must also reach while a change is under way: planned replicas that are not replicas yet. */

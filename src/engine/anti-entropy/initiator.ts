@@ -1,4 +1,6 @@
 import { differingIndexes, leafOfPosition, merkleFanout } from '../../core/antientropy/merkle-tree.js';
+import type { BucketProperties } from '../../core/buckets.js';
+import { decodeDataKey } from '../../core/keys.js';
 import { type Ring, preferenceList } from '../../core/ring/ring.js';
 import { decodeObject } from '../../core/versioning/object-codec.js';
 import { wireLimits } from '../../core/wire/codec.js';
@@ -35,7 +37,9 @@ export interface InitiatorDependencies {
   ring(): Ring | null;
   isUp(node: string): boolean;
   send(node: string, request: PeerRequest): Promise<PeerReply>;
-  maxNVal(): number;
+  /** Every bucket n_val, ascending: a partition is compared with the peers of the largest one's preference list. */
+  nVals(): readonly number[];
+  bucketProperties(bucket: string): BucketProperties;
   countBytes(bytes: number): void;
 }
 
@@ -150,9 +154,13 @@ export class ExchangeInitiator {
     if (this.progress.running) this.progress = { ...this.progress, keysRepaired: this.progress.keysRepaired + changed };
   }
 
-  /** The partitions this node replicates under the current owners, and its peers of each (computed again only when the ring or n_val changes). */
+  /**
+   * The partitions this node replicates keys of under the current owners, and its peers of each
+   * (computed again only when the ring or n_val changes): the largest n_val's preference list,
+   * which holds every smaller one's. Which keys a pair compares is decided per key (`shares`).
+   */
   layout(ring: Ring): Layout {
-    const nVal = this.deps.maxNVal();
+    const nVal = Math.max(1, ...this.deps.nVals());
     if (this.layoutCache?.ring === ring && this.layoutCache.nVal === nVal) return this.layoutCache;
     const partitions: number[] = [];
     const peersOf = new Map<number, string[]>();
@@ -307,6 +315,9 @@ export class ExchangeInitiator {
    */
   private async descend(partition: number, peer: string, theirBranches: readonly string[]): Promise<{ repaired: number; whole: boolean }> {
     this.descents += 1;
+    const ring = this.deps.ring();
+    if (ring === null) return { repaired: 0, whole: false };
+    const shared = (dataKey: Uint8Array): boolean => this.shares(ring, partition, peer, dataKey);
     const tree = this.deps.keeper.tree(partition);
     const branches = differingIndexes(tree.branchHashes(), theirBranches.length === merkleFanout ? theirBranches : []);
     if (branches.length === 0) return { repaired: 0, whole: true };
@@ -318,18 +329,32 @@ export class ExchangeInitiator {
     }
     let repaired = 0;
     let whole = true;
-    for await (const { leaves, mine } of this.leafGroups(partition, differingLeaves)) {
+    for await (const { leaves, mine: held } of this.leafGroups(partition, differingLeaves)) {
+      // Only keys both sides replicate are compared: a copy held by a node outside its bucket's
+      // preference list (a clean-up not done yet) is neither taken from nor pushed to it.
+      const mine = new Map([...held].filter(([, entry]) => shared(entry.dataKey)));
       const items: KeyDigest[] = [...mine.values()].map((entry) => ({ dataKey: entry.dataKey, digest: entry.digest }));
       const keysReply = await this.request(peer, { type: 'ae-keys', partition, leaves, items }, 'ae-keys-reply');
       if (keysReply.truncated) whole = false;
-      repaired += await this.fetchFrom(peer, partition, keysReply.differing);
+      const differing = keysReply.differing.filter(shared);
+      repaired += await this.fetchFrom(peer, partition, differing);
       // What the peer lacks is read again as it is stored now; a write since the scan reaches the peer anyway.
       const wanted = keysReply.need.filter((key) => mine.has(Buffer.from(key).toString('latin1')));
       // A key the peer still holds but this side reaped is answered with the remembered tombstone, so the stale peer converges.
-      const reaped = await this.deps.reaper.reapedAmong(keysReply.differing.filter((key) => !mine.has(Buffer.from(key).toString('latin1'))));
+      const reaped = await this.deps.reaper.reapedAmong(differing.filter((key) => !mine.has(Buffer.from(key).toString('latin1'))));
       repaired += await this.pushTo(peer, partition, [...wanted, ...reaped]);
     }
     return { repaired, whole };
+  }
+
+  /**
+   * True when this node and `peer` both replicate the key under `ring`, by its own bucket's n_val.
+   * A key a peer names that is not a storage key of the partition is the peer's mistake: false.
+   */
+  private shares(ring: Ring, partition: number, peer: string, dataKey: Uint8Array): boolean {
+    if (dataKey.byteLength < 6 || !this.deps.keeper.inPartition(partition, dataKey)) return false;
+    const replicas = preferenceList(ring, partition, this.deps.bucketProperties(decodeDataKey(dataKey).bucket).nVal);
+    return replicas.includes(this.deps.selfId) && replicas.includes(peer);
   }
 
   private async request<T extends PeerReply['type']>(peer: string, request: PeerRequest, replyType: T): Promise<Extract<PeerReply, { type: T }>> {
