@@ -101,12 +101,15 @@ export class ClientRequests {
 
   /** One page of a bucket's keys: a coverage query over every partition (src/engine/key-listing.ts). */
   async list(query: ListQuery): Promise<ListPage> {
+    const properties = this.options.bucketProperties(query.bucket);
     return this.admit(async () =>
       listKeys(
         {
           selfId: this.options.selfId,
           ring: this.options.requireRing(),
-          nVal: this.options.bucketProperties(query.bucket).nVal,
+          nVal: properties.nVal,
+          mode: properties.conflictMode,
+          nowMs: this.options.clock.nowMs(),
           isUp: this.options.isUp,
           send: this.options.send,
           timeoutMs: query.timeoutMs ?? this.options.limits.requestTimeoutMs,

@@ -137,7 +137,7 @@ export class Replica {
       const before = condition?.base === undefined || condition.base === null ? stored : mergeObjects(stored, condition.base, mode);
       let write = requested;
       if (condition !== undefined) {
-        const verdict = checkPrecondition(before, condition.precondition);
+        const verdict = checkPrecondition(before, condition.precondition, requested.nowMs);
         if (!verdict.ok) {
           throw new KvError('KV_PRECONDITION_FAILED', `the precondition of this write does not hold for key '${key}' in bucket '${bucket}' (${condition.precondition.kind === 'absent' ? 'a live value exists' : 'the current version is not the one If-Match names'}); read the key again and decide`, {
             details: { clock: before.clock },

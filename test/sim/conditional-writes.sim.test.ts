@@ -63,6 +63,20 @@ describe('conditional writes', () => {
     expect(await values(sim, first)).toEqual(['v3']);
   });
 
+  it.each([1, 2, 3])('seed %i: a TTL lease taken with If-None-Match can be taken again once it has expired, and If-Match on it then fails', async (seed) => {
+    cluster = await SimCluster.start(seed, 3);
+    const sim = cluster;
+    const [first, second, third] = sim.members as [SimMember, SimMember, SimMember];
+    expect((await attempt(sim, first, 'holder-1', { kind: 'absent' }, { ttlSeconds: 5 })).code).toBe('ok');
+    const held = (await sim.drive(third.node.get('cas', 'k', { r: 'all' })))!;
+    expect((await attempt(sim, second, 'holder-2', { kind: 'absent' }, { ttlSeconds: 5 })).code, 'the lease is held before it expires').toBe('KV_PRECONDITION_FAILED');
+    // Past the expiry by more than any two nodes' clocks differ (each is off by up to 2 s).
+    await sim.clock.advance(5000 + 4000 + 500);
+    expect((await attempt(sim, third, 'stale holder', { kind: 'matches', vector: held.clock })).code, 'If-Match on an expired value').toBe('KV_PRECONDITION_FAILED');
+    expect((await attempt(sim, second, 'holder-2', { kind: 'absent' }, { ttlSeconds: 5 })).code, 'If-None-Match once the lease expired').toBe('ok');
+    expect(await values(sim, first)).toEqual(['holder-2']);
+  });
+
   it.each([1, 2, 3])('seed %i: two If-None-Match writes on the two sides of a partition both succeed and become siblings (documented)', async (seed) => {
     cluster = await SimCluster.start(seed, 3, { buckets: { cas: { r: 1, w: 1 } }, antiEntropy: { enabled: true, intervalMs: 200 } });
     const sim = cluster;

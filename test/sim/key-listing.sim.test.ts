@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { preferenceList } from '../../src/core/ring/ring.js';
 import { readContext } from '../../src/core/versioning/context.js';
+import { isDeleted } from '../../src/core/versioning/versioned-object.js';
 import { compareKeys } from '../../src/engine/key-listing.js';
 import type { ListPage } from '../../src/engine/key-listing.js';
 import { KvError } from '../../src/util/errors.js';
@@ -66,6 +67,62 @@ describe('simulation: key listing', () => {
       // Every node answered for some partitions (n_val 2 of 3 nodes), so the merge was a real one.
       expect(readByBucket.filter((counts) => (counts.listed ?? 0) > 0).length).toBeGreaterThan(1);
       console.log(`seed ${seed}: ${listed.length} keys in ${pages} pages; index entries read per node: ${JSON.stringify(readByBucket)}`);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it.each([7, 8, 9])('seed %i: an expired key is not listed once a read of it answers not found, through any node', async (seed) => {
+    const cluster = await SimCluster.start(seed, 3, config);
+    try {
+      const [first] = cluster.members as [SimMember, SimMember, SimMember];
+      await cluster.drive(first.node.put({ bucket: 'listed', key: 'lease', value: Buffer.from('x'), contentType: 'text/plain', context: undefined, options: { w: 'all' }, ttlSeconds: 1 }));
+      await put(cluster, first, 'listed', 'stays');
+      // Past the expiry by more than any node's clock is off (up to 2 s each way).
+      await cluster.clock.advance(1000 + 4000 + 500);
+      for (const member of cluster.members) {
+        const read = await cluster.drive(member.node.get('listed', 'lease', { r: 'all' }));
+        expect(read === undefined || isDeleted(read, member.clock.nowMs()), `seed ${seed}: a read of the expired key through ${member.nodeId}`).toBe(true);
+        const page: ListPage = await cluster.drive(member.node.list({ bucket: 'listed', limit: 10 }));
+        expect(page.keys, `seed ${seed}: the listing through ${member.nodeId}`).toEqual(['stays']);
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it.each([7, 8, 9])('seed %i: a listing through a replica that was down during quorum writes and deletes lists exactly the live keys', async (seed) => {
+    // Hints and anti-entropy off, so the replica that was down catches up on nothing by itself.
+    const cluster = await SimCluster.start(seed, 3, { ...config, hintedHandoff: { enabled: false }, antiEntropy: { enabled: false }, buckets: { quorum: { nVal: 3 } } });
+    try {
+      const [first, , third] = cluster.members as [SimMember, SimMember, SimMember];
+      const name = (index: number): string => `q${index.toString().padStart(3, '0')}`;
+      const deleted = new Set<string>();
+      for (let index = 0; index < 20; index++) {
+        await cluster.drive(first.node.put({ bucket: 'quorum', key: name(index), value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+      }
+      await cluster.crash(third);
+      // At the bucket's default w (a quorum, 2 of 3): acknowledged without the crashed replica.
+      for (let index = 20; index < 60; index++) await put(cluster, first, 'quorum', name(index));
+      for (let index = 0; index < 20; index += 3) {
+        const read = await cluster.drive(first.node.get('quorum', name(index), {}));
+        await cluster.drive(first.node.delete({ bucket: 'quorum', key: name(index), context: read === undefined ? undefined : readContext(read.clock), options: {} }));
+        deleted.add(name(index));
+      }
+      await cluster.restart(third);
+      await cluster.runUntil(() => cluster.ringSettled(), 60_000, 'the restarted node is up everywhere');
+      const expected = Array.from({ length: 60 }, (_, index) => name(index)).filter((key) => !deleted.has(key));
+      for (const member of cluster.members) {
+        const listed: string[] = [];
+        let after: string | undefined;
+        for (let pages = 0; pages < 100; pages++) {
+          const page: ListPage = await cluster.drive(member.node.list({ bucket: 'quorum', limit: 7, ...(after === undefined ? {} : { after }) }));
+          listed.push(...page.keys);
+          if (page.next === null) break;
+          after = page.next;
+        }
+        expect(listed, `seed ${seed}: the listing through ${member.nodeId}`).toEqual(expected);
+      }
     } finally {
       await cluster.stop();
     }

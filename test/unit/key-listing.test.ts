@@ -4,10 +4,10 @@ import { encodeDataKey } from '../../src/core/keys.js';
 import { createRing } from '../../src/core/ring/ring.js';
 import { emptyContext, readContext } from '../../src/core/versioning/context.js';
 import { decodeObject } from '../../src/core/versioning/object-codec.js';
-import { isDeleted } from '../../src/core/versioning/versioned-object.js';
+import { type VersionedObject, applyWrite, emptyObject, isDeleted } from '../../src/core/versioning/versioned-object.js';
 import type { ListKeysReply } from '../../src/core/wire/messages.js';
 import { BucketIndex } from '../../src/engine/bucket-index.js';
-import { type ListPage, answerListKeys, compareKeys, listKeys, mergePages } from '../../src/engine/key-listing.js';
+import { type ListPage, answerListKeys, compareKeys, listKeys, mergePages, versionOnly } from '../../src/engine/key-listing.js';
 import { Replica } from '../../src/engine/replica.js';
 import { SeededRandom } from '../../src/sim/seeded-random.js';
 
@@ -38,6 +38,8 @@ async function listAll(replica: Replica, bucket: string, limit: number, between:
     selfId: 'n1',
     ring,
     nVal: 1,
+    mode: 'siblings',
+    nowMs: 1,
     isUp: () => true,
     timeoutMs: 1000,
     send: async (_node: string, request: Parameters<typeof answerListKeys>[1]) => answerListKeys({ index: replica.bucketIndex, replica, partitionCount: () => 8 }, request),
@@ -99,16 +101,32 @@ describe('bucket index', () => {
 });
 
 describe('merging the nodes of a coverage query', () => {
-  const reply = (keys: string[], more: boolean, scannedTo = keys[keys.length - 1] ?? ''): ListKeysReply => ({ type: 'list-keys-reply', keys, more, scannedTo });
+  const written = (value: string, base = emptyObject, tombstone = false): VersionedObject =>
+    versionOnly(applyWrite(base, 'n1.1', { value: Buffer.from(value), contentType: 'text/plain', tombstone, context: readContext(base.clock), nowMs: 1 }, 'siblings'));
+  const live = written('v');
+  const reply = (keys: string[], more: boolean, scannedTo = keys[keys.length - 1] ?? ''): ListKeysReply => ({ type: 'list-keys-reply', entries: keys.map((key) => ({ key, version: live })), more, scannedTo });
+  const merge = (replies: ListKeysReply[], limit: number): ListPage => mergePages(replies, limit, 'siblings', 100);
 
   it('stops at the lowest position a node may still have keys after, so no key is skipped', () => {
-    expect(mergePages([reply(['a', 'c', 'e'], true), reply(['b', 'd'], false)], 10)).toEqual({ keys: ['a', 'b', 'c', 'd', 'e'], next: 'e' });
-    expect(mergePages([reply(['a', 'c'], true, 'c'), reply(['b', 'd', 'f'], false)], 10)).toEqual({ keys: ['a', 'b', 'c'], next: 'c' });
-    // A node that read its whole budget of dead entries ends the page early, with its scan position as the cursor.
-    expect(mergePages([reply([], true, 'm'), reply(['b', 'x'], false)], 10)).toEqual({ keys: ['b'], next: 'm' });
-    expect(mergePages([reply(['a', 'b'], false), reply(['c'], false)], 2)).toEqual({ keys: ['a', 'b'], next: 'b' });
-    expect(mergePages([reply(['a', 'b'], false), reply([], false)], 2)).toEqual({ keys: ['a', 'b'], next: null });
+    expect(merge([reply(['a', 'c', 'e'], true), reply(['b', 'd'], false)], 10)).toEqual({ keys: ['a', 'b', 'c', 'd', 'e'], next: 'e' });
+    expect(merge([reply(['a', 'c'], true, 'c'), reply(['b', 'd', 'f'], false)], 10)).toEqual({ keys: ['a', 'b', 'c'], next: 'c' });
+    // A node that read its whole budget of other partitions' entries ends the page early, with its scan position as the cursor.
+    expect(merge([reply([], true, 'm'), reply(['b', 'x'], false)], 10)).toEqual({ keys: ['b'], next: 'm' });
+    expect(merge([reply(['a', 'b'], false), reply(['c'], false)], 2)).toEqual({ keys: ['a', 'b'], next: 'b' });
+    expect(merge([reply(['a', 'b'], false), reply([], false)], 2)).toEqual({ keys: ['a', 'b'], next: null });
     expect(['é', 'z', 'a'].sort(compareKeys)).toEqual(['a', 'z', 'é']);
+  });
+
+  it("merges each key's versions from the replicas asked: a newer delete hides a stale live copy, a write one replica missed is listed", () => {
+    const deleted = written('', live, true);
+    const stale: ListKeysReply = { type: 'list-keys-reply', entries: [{ key: 'gone', version: live }], more: false, scannedTo: 'gone' };
+    const current: ListKeysReply = { type: 'list-keys-reply', entries: [{ key: 'gone', version: deleted }, { key: 'new', version: live }], more: false, scannedTo: 'new' };
+    expect(merge([stale, current], 10)).toEqual({ keys: ['new'], next: null });
+    expect(merge([current, stale], 10)).toEqual({ keys: ['new'], next: null });
+    const expiring = versionOnly(applyWrite(emptyObject, 'n1.1', { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, context: emptyContext, nowMs: 1, ttlSeconds: 1 }, 'siblings'));
+    const lease: ListKeysReply = { type: 'list-keys-reply', entries: [{ key: 'lease', version: expiring }], more: false, scannedTo: 'lease' };
+    expect(mergePages([lease], 10, 'siblings', 1000)).toEqual({ keys: ['lease'], next: null });
+    expect(mergePages([lease], 10, 'siblings', 1001)).toEqual({ keys: [], next: null });
   });
 });
 

@@ -3,6 +3,7 @@ import { emptyContext, readContext } from '../../src/core/versioning/context.js'
 import { decodeObject, encodeObject } from '../../src/core/versioning/object-codec.js';
 import { ByteWriter } from '../../src/core/wire/bytes.js';
 import { decodeRequestBatch, encodeRequestBatch } from '../../src/core/wire/codec.js';
+import { checkPrecondition } from '../../src/core/versioning/preconditions.js';
 import {
   type VersionedObject,
   type WriteIntent,
@@ -79,6 +80,27 @@ describe('TTL on versions', () => {
     expect(values(merged, t0).sort()).toEqual(['long', 'short']);
     expect(values(merged, t0 + 1000)).toEqual(['long']);
     expect(deadSinceMs(merged)).toBeUndefined();
+  });
+});
+
+describe('preconditions with expiries', () => {
+  // Goal: a precondition judges the current version as a read at the write's time would, so an
+  // expired value counts as absent: a TTL lease can be taken again the moment it expires.
+  it('If-None-Match: * holds on a key whose only value has expired, and not before', () => {
+    const lease = applyWrite(emptyObject, 'a', intent('holder-1', t0, { ttlSeconds: 10 }), 'siblings');
+    expect(checkPrecondition(lease, { kind: 'absent' }, t0 + 9_999).ok).toBe(false);
+    const verdict = checkPrecondition(lease, { kind: 'absent' }, t0 + 10_000);
+    expect(verdict.ok).toBe(true);
+    // The new write supersedes the expired value, so it reads as the one value afterwards.
+    const retaken = applyWrite(lease, 'b', intent('holder-2', t0 + 10_000, { context: verdict.ok ? verdict.context : emptyContext, ttlSeconds: 10 }), 'siblings');
+    expect(values(retaken, t0 + 10_000)).toEqual(['holder-2']);
+    expect(retaken.siblings).toHaveLength(1);
+  });
+
+  it('If-Match fails once the value it names has expired', () => {
+    const lease = applyWrite(emptyObject, 'a', intent('holder-1', t0, { ttlSeconds: 10 }), 'siblings');
+    expect(checkPrecondition(lease, { kind: 'matches', vector: lease.clock }, t0 + 9_999).ok).toBe(true);
+    expect(checkPrecondition(lease, { kind: 'matches', vector: lease.clock }, t0 + 10_000).ok).toBe(false);
   });
 });
 

@@ -18,11 +18,16 @@ export type Precondition =
 /** What a precondition says of the current version: go on with this context, or refuse. */
 export type PreconditionVerdict = { readonly ok: true; readonly context: CausalContext } | { readonly ok: false };
 
-/** Checks a precondition against the current merged version (the empty object for a key never written). */
-export function checkPrecondition(current: VersionedObject, precondition: Precondition): PreconditionVerdict {
+/**
+ * Checks a precondition against the current merged version (the empty object for a key never
+ * written) at `nowMs`, the write's time on the checking replica's clock. An expired value counts
+ * as absent, exactly as a read at that moment would answer 404, so a TTL lease taken with
+ * If-None-Match can be taken again as soon as it expires, not only once the reaper removed it.
+ */
+export function checkPrecondition(current: VersionedObject, precondition: Precondition, nowMs: number): PreconditionVerdict {
   if (precondition.kind === 'absent') {
-    // Only tombstones (or nothing) are there: the write supersedes them, so it reads as the one value.
-    return isDeleted(current) ? { ok: true, context: readContext(current.clock) } : { ok: false };
+    // Only tombstones, expired values (or nothing) are there: the write supersedes them, so it reads as the one value.
+    return isDeleted(current, nowMs) ? { ok: true, context: readContext(current.clock) } : { ok: false };
   }
-  return compare(current.clock, precondition.vector) === 'equal' && !isDeleted(current) ? { ok: true, context: readContext(precondition.vector) } : { ok: false };
+  return compare(current.clock, precondition.vector) === 'equal' && !isDeleted(current, nowMs) ? { ok: true, context: readContext(precondition.vector) } : { ok: false };
 }

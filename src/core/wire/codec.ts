@@ -6,7 +6,7 @@ import type { VersionVector } from '../versioning/version-vector.js';
 import { type ConflictMode, maxTtlSeconds } from '../versioning/versioned-object.js';
 import { ByteReader, ByteWriter } from './bytes.js';
 import { decodeControlPayload, decodeViewState, encodeControlPayload, encodeViewState } from './state-codec.js';
-import type { CoordinatePutRequest, KeyDigest, PeerReply, PeerRequest, StoredItem } from './messages.js';
+import type { CoordinatePutRequest, KeyDigest, ListedKey, PeerReply, PeerRequest, StoredItem } from './messages.js';
 import type { Precondition } from '../versioning/preconditions.js';
 import type { DataTypeUpdate } from '../datatypes/data-type.js';
 
@@ -69,6 +69,9 @@ export const wireLimits = {
  * dot). The old tags 2 are still read: a context without dots, a reply without a dot.
  * 50 to 53 are anti-entropy's summary, leaf-hash, digest and reap questions in binary; they
  * replace its JSON control operations, which are still answered for older nodes.
+ * list-keys moved to 12 when its reply gained each key's version (a listing merges r replicas'
+ * versions); an older node refuses tag 12 as unknown, so a mixed cluster's listing answers 503
+ * rather than a page judged from one replica.
  */
 const requestTags = {
   'replica-get': 1,
@@ -80,7 +83,8 @@ const requestTags = {
   'ae-keys': 7,
   'ae-fetch': 8,
   'ae-push': 9,
-  'list-keys': 11,
+  // 11 was list-keys with keys only in its reply; it is neither written nor read any more.
+  'list-keys': 12,
   // 30-39 are the data types' (src/core/datatypes/).
   'dt-update': 30,
   'ae-summary': 50,
@@ -115,7 +119,7 @@ const replyTags = {
   'object-page': 7,
   'ae-keys-reply': 8,
   'ae-push-reply': 9,
-  'list-keys-reply': 11,
+  'list-keys-reply': 12,
   'dt-update-reply': 30,
   'ae-summary-reply': 50,
   'ae-leaves-reply': 51,
@@ -654,8 +658,11 @@ function writeReply(writer: ByteWriter, reply: PeerReply, protocolVersion: numbe
       writer.varint(reply.repaired);
       return;
     case 'list-keys-reply':
-      writer.varint(reply.keys.length);
-      for (const key of reply.keys) writer.string(key);
+      writer.varint(reply.entries.length);
+      for (const entry of reply.entries) {
+        writer.string(entry.key);
+        writeObject(writer, entry.version);
+      }
       writer.u8(reply.more ? 1 : 0).string(reply.scannedTo);
       return;
     case 'dt-update-reply':
@@ -727,10 +734,10 @@ function readReply(reader: ByteReader): PeerReply {
       return { type: 'ae-push-reply', repaired: readBounded(reader, 'repaired keys', 0, wireLimits.maxItems) };
     case replyTags['list-keys-reply']: {
       const count = readCount(reader, 'listed keys', wireLimits.maxListKeys);
-      const keys: string[] = [];
-      for (let index = 0; index < count; index++) keys.push(readListString(reader, 'listed key'));
+      const entries: ListedKey[] = [];
+      for (let index = 0; index < count; index++) entries.push({ key: readListString(reader, 'listed key'), version: readWireObject(reader) });
       const more = readFlag(reader, 'more');
-      return { type: 'list-keys-reply', keys, more, scannedTo: readListString(reader, 'scan position') };
+      return { type: 'list-keys-reply', entries, more, scannedTo: readListString(reader, 'scan position') };
     }
     case replyTags['dt-update-reply']: {
       const object = readWireObject(reader);

@@ -150,8 +150,9 @@ export interface AntiEntropyReapRequest {
 }
 
 /**
- * One node's part of a key listing (a coverage query): its live keys of `bucket` in the given
- * partitions, in byte order, after `after` and starting with `prefix`, at most `limit` of them.
+ * One node's part of a key listing (a coverage query): its keys of `bucket` in the given
+ * partitions, live or deleted, each with its version, in byte order, after `after` and starting
+ * with `prefix`, at most `limit` of them.
  */
 export interface ListKeysRequest {
   readonly type: 'list-keys';
@@ -255,12 +256,22 @@ export interface AntiEntropyPushReply {
 }
 
 /**
+ * A key as one replica holds it, for a listing: its version without the values (clock, and each
+ * sibling's dot, tombstone flag, timestamp and expiry, with empty value and content type), which
+ * is all that merging replicas' versions and judging the result live needs.
+ */
+export interface ListedKey {
+  readonly key: string;
+  readonly version: VersionedObject;
+}
+
+/**
  * The answer to list-keys. When `more`, keys after `scannedTo` may exist (the page was full or
- * the scan reached its bound), and every key of the node's up to `scannedTo` is in `keys`.
+ * the scan reached its bound), and every key of the node's up to `scannedTo` is in `entries`.
  */
 export interface ListKeysReply {
   readonly type: 'list-keys-reply';
-  readonly keys: readonly string[];
+  readonly entries: readonly ListedKey[];
   readonly more: boolean;
   /** The last key the node examined (meaningful when `more`). */
   readonly scannedTo: string;
