@@ -4,6 +4,7 @@ import type { Precondition } from '../core/versioning/preconditions.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import type { StorageStats } from '../ports/storage.js';
 import type { RepairProgress } from './anti-entropy.js';
+import type { BackupService } from './backup-service.js';
 import type { BucketProperties, QuorumSetting } from './config.js';
 import type { ListPage, ListQuery } from './key-listing.js';
 import type { DataTypeUpdate, DataTypeValue } from '../core/datatypes/data-type.js';
@@ -102,6 +103,8 @@ export interface KvService {
   list(query: ListQuery): Promise<ListPage>;
   /** Counters and sets (/dt), in a namespace of their own beside the bucket's plain keys. */
   readonly dataTypes: DataTypeService;
+  /** Backup and restore (/admin/backup, /admin/restore); absent on a node without storage of its own (the HTTP tests' fake). */
+  readonly backup?: BackupService;
   /** The bucket's properties (defaults merged with its own). */
   bucketProperties(bucket: string): BucketProperties;
   /** This node's clock: it decides whether a version read here has expired. */

@@ -14,6 +14,7 @@ import { HttpMetrics } from './metrics.js';
 import { PeerSecret } from './peer-auth.js';
 import { peerRoutePath, registerPeerRoute } from './peer-route.js';
 import { registerDashboard } from './ui-route.js';
+import { registerBackupRoutes } from './backup-routes.js';
 
 /** What buildApp needs. */
 export interface AppOptions {
@@ -27,7 +28,7 @@ export interface AppOptions {
   readonly https?: { readonly key: Buffer; readonly cert: Buffer };
 }
 
-const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, POST ${peerRoutePath} (GET /openapi.json describes them all)`;
+const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, GET /admin/backup, GET /admin/backup/partitions/{partition}, POST /admin/restore, POST ${peerRoutePath} (GET /openapi.json describes them all)`;
 
 /** The version of the public API's description (the peer API versions itself in its path). */
 const apiVersion = '1.0.0';
@@ -147,6 +148,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerAdminRoutes(app, service, metrics);
   registerDashboard(app, { service });
   registerClusterAdminRoutes(app, service);
+  registerBackupRoutes(app, { service, config });
   await app.ready();
   return app;
 }
