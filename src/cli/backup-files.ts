@@ -9,7 +9,7 @@ import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { type BackupRecord, BackupRecordReader, backupFormatVersion, invalidBackup } from '../engine/backup-format.js';
-import type { BackupDescription } from '../engine/backup-service.js';
+import type { BackupDescription } from '../engine/backup-format.js';
 
 /** The manifest's name in a backup directory. */
 export const manifestName = 'manifest.json';

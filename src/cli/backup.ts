@@ -13,7 +13,7 @@ import { once } from 'node:events';
 import { Agent, request } from 'undici';
 import { preferenceList } from '../core/ring/ring.js';
 import { type BackupRecord, BackupRecordReader, encodeRecord } from '../engine/backup-format.js';
-import type { BackupDescription, RestoreOutcome } from '../engine/backup-service.js';
+import type { BackupDescription, RestoreOutcome } from '../engine/backup-format.js';
 import { KvError, type KvErrorCode, errorStatusByCode } from '../util/errors.js';
 import type { ClientAccess } from './client-access.js';
 import { type BackupManifest, backupFormatName, partitionFileIntact, partitionFileName, readManifest, readPartitionFile, verifyBackup, writeManifest } from './backup-files.js';

@@ -17,6 +17,7 @@
  * file catches any other change.
  */
 import { KvError } from '../util/errors.js';
+import type { BucketProperties } from './config.js';
 
 /** The version of the backup format this ringkv writes and reads (also in the manifest). */
 export const backupFormatVersion = 1;
@@ -181,3 +182,28 @@ export class BackupRecordReader {
     return { formatVersion, partition: bytes.readUInt32BE(8), partitionCount: bytes.readUInt32BE(12) };
   }
 }
+
+/** What GET /admin/backup answers: the facts a backup's manifest keeps, and what a restore checks. */
+export interface BackupDescription {
+  readonly formatVersion: number;
+  readonly nodeId: string;
+  readonly partitionCount: number;
+  readonly ring: { readonly version: number; readonly owners: readonly string[]; readonly changing: boolean };
+  readonly members: readonly { readonly id: string; readonly address: string; readonly status: string }[];
+  /** The properties in force: '' holds the defaults, other entries the buckets that have their own. */
+  readonly bucketProperties: Readonly<Record<string, BucketProperties>>;
+  /** How long replicas remember a reaped tombstone: an older backup restored here could bring back a key deleted and forgotten since. */
+  readonly reapedRetentionMs: number;
+  /** This node's clock, so a restore can judge the backup's age by the cluster's time. */
+  readonly nowMs: number;
+}
+
+/** What a restore batch achieved. */
+export interface RestoreOutcome {
+  readonly records: number;
+  readonly merged: number;
+  readonly failed: number;
+  /** The first few failures, each naming its key and why. */
+  readonly failures: readonly { readonly bucket: string; readonly key: string; readonly code: string; readonly message: string }[];
+}
+

@@ -10,34 +10,10 @@ import type { ClusterView } from '../core/membership/membership.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import type { Storage } from '../ports/storage.js';
 import { KvError, isKvError } from '../util/errors.js';
-import { type BackupRecord, backupFormatVersion, encodeEnd, encodeHeader, encodeRecord } from './backup-format.js';
+import { type BackupDescription, type BackupRecord, type RestoreOutcome, backupFormatVersion, encodeEnd, encodeHeader, encodeRecord } from './backup-format.js';
 import type { BucketProperties, NodeConfig } from './config.js';
 import type { Coordinator } from './coordinator.js';
-import type { WriteOptions } from './kv-service.js';
-
-/** What GET /admin/backup answers: the facts a backup's manifest keeps, and what a restore checks. */
-export interface BackupDescription {
-  readonly formatVersion: number;
-  readonly nodeId: string;
-  readonly partitionCount: number;
-  readonly ring: { readonly version: number; readonly owners: readonly string[]; readonly changing: boolean };
-  readonly members: readonly { readonly id: string; readonly address: string; readonly status: string }[];
-  /** The properties in force: '' holds the defaults, other entries the buckets that have their own. */
-  readonly bucketProperties: Readonly<Record<string, BucketProperties>>;
-  /** How long replicas remember a reaped tombstone: an older backup restored here could bring back a key deleted and forgotten since. */
-  readonly reapedRetentionMs: number;
-  /** This node's clock, so a restore can judge the backup's age by the cluster's time. */
-  readonly nowMs: number;
-}
-
-/** What a restore batch achieved. */
-export interface RestoreOutcome {
-  readonly records: number;
-  readonly merged: number;
-  readonly failed: number;
-  /** The first few failures, each naming its key and why. */
-  readonly failures: readonly { readonly bucket: string; readonly key: string; readonly code: string; readonly message: string }[];
-}
+import type { BackupAdmin, WriteOptions } from './kv-service.js';
 
 /** Failures a restore answer describes one by one; the rest are only counted. */
 const failuresShown = 20;
@@ -64,7 +40,7 @@ export interface BackupServiceDependencies {
 }
 
 /** Backup and restore on one node. */
-export class BackupService {
+export class BackupService implements BackupAdmin {
   constructor(private readonly deps: BackupServiceDependencies) {}
 
   /** The cluster as this node sees it, for a manifest. */

@@ -1,10 +1,9 @@
 import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import type { BackupService } from '../engine/backup-service.js';
 import { BackupRecordReader } from '../engine/backup-format.js';
 import type { NodeConfig } from '../engine/config.js';
-import type { KvService } from '../engine/kv-service.js';
+import type { BackupAdmin, KvService } from '../engine/kv-service.js';
 import { KvError } from '../util/errors.js';
 import { errorResponses } from './route-schemas.js';
 
@@ -20,7 +19,7 @@ const mebibyte = 1024 * 1024;
 const describeSchema = {
   tags: ['admin'],
   summary: 'what a backup records of the cluster: partition count, ring, members, bucket properties',
-  response: { 200: Type.Object({}, { additionalProperties: true, description: 'src/engine/backup-service.ts BackupDescription' }), ...errorResponses(['KV_NOT_READY']) },
+  response: { 200: Type.Object({}, { additionalProperties: true, description: 'src/engine/backup-format.ts BackupDescription' }), ...errorResponses(['KV_NOT_READY']) },
 };
 
 const partitionSchema = {
@@ -58,7 +57,7 @@ export function restoreBodyLimitBytes(config: NodeConfig): number {
   return Math.max(16 * mebibyte, 4 * config.limits.maxValueBytes);
 }
 
-function backupOf(service: KvService): BackupService {
+function backupOf(service: KvService): BackupAdmin {
   if (service.backup === undefined) throw new KvError('KV_NOT_READY', 'this node serves no backups (it has no storage of its own)');
   return service.backup;
 }
