@@ -299,6 +299,49 @@ program
     });
   });
 
+function rateOption(text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0) throw new InvalidArgumentError('expected megabytes per second, 0 or more (0: unthrottled)');
+  return value;
+}
+
+async function clientAccess(): Promise<import('./client-access.js').ClientAccess> {
+  return (await import('./client-access.js')).clientAccessFromEnvironment(process.env);
+}
+
+const backupCommand = program
+  .command('backup')
+  .description('copy every partition of a live cluster into DIR (one replica each, siblings and tombstones as stored); re-run to resume')
+  .option('--to <dir>', 'the backup directory (created; an unfinished backup in it is resumed)')
+  .option('--node <address>', 'any node of the cluster', defaultNode)
+  .option('--rate <megabytes>', 'at most this many MB per second, so the cluster keeps serving (0: unthrottled)', rateOption, 20)
+  .action(async (flags) => {
+    if (flags.to === undefined) throw new InvalidArgumentError('ringkv backup needs --to DIR (or `ringkv backup verify DIR`)');
+    const { runBackup } = await import('./backup.js');
+    await runBackup({ node: flags.node, to: flags.to, rateMegabytesPerSecond: flags.rate, access: await clientAccess() });
+  });
+
+backupCommand
+  .command('verify <dir>')
+  .description('check a backup: manifest, every file against its checksum, every record decodes; a bad file is named')
+  .action(async (directory: string) => {
+    const { runVerify } = await import('./backup.js');
+    await runVerify(directory);
+  });
+
+program
+  .command('restore')
+  .description('verify a backup, then merge every version in it into a cluster by the clocks (never over a newer write); re-run to resume')
+  .requiredOption('--from <dir>', 'the backup directory')
+  .option('--node <address>', 'any node of the target cluster', defaultNode)
+  .option('--w <level>', 'replicas that must acknowledge each version: one|quorum|all', 'quorum')
+  .option('--rate <megabytes>', 'at most this many MB of backup per second (0: unthrottled)', rateOption, 20)
+  .action(async (flags) => {
+    if (!['one', 'quorum', 'all'].includes(flags.w as string)) throw new InvalidArgumentError('--w must be one, quorum or all');
+    const { runRestore } = await import('./backup.js');
+    await runRestore({ node: flags.node, from: flags.from, w: flags.w, rateMegabytesPerSecond: flags.rate, access: await clientAccess() });
+  });
+
 interface RepairProgressShape {
   running: boolean;
   partitionsDone: number;

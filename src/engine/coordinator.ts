@@ -151,6 +151,23 @@ export class Coordinator {
   }
 
   /**
+   * Merges a stored version from elsewhere (a backup being restored) into the key's replicas, as
+   * read repair and handoff do: every replica merges it with what it holds by the clocks (a
+   * replica-put), so it can add what a replica lacks but never remove or overwrite a newer
+   * version. The write machine counts acknowledgements against `w` (and hints for down
+   * replicas) exactly as for a client write; no dot is issued, the version keeps its own.
+   */
+  async mergeVersion(bucket: string, key: string, object: VersionedObject, options: WriteOptions): Promise<void> {
+    const mode = this.deps.bucketProperties(bucket).conflictMode;
+    await this.replicated(bucket, key, options, emptyContext, async (node, sync, timeoutMs) => {
+      const reply = await this.deps.send(node, { type: 'replica-put', bucket, key, object, mode, sync }, timeoutMs);
+      if (reply.type !== 'replica-put-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to replica-put`);
+      // The other replicas get the same version to merge; the dot only feeds the write machine.
+      return { object, durable: reply.durable, dot: { node: '', counter: 0 } };
+    });
+  }
+
+  /**
    * A data type update (src/core/datatypes/): applied at one replica, which issues its dots, and
    * the resulting state replicated to the others with w, hints and deadline exactly as a write.
    * A remove first reads r replicas, so the applying replica has seen what its context names.

@@ -4,6 +4,7 @@ import type { Precondition } from '../core/versioning/preconditions.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import type { StorageStats } from '../ports/storage.js';
 import type { RepairProgress } from './anti-entropy.js';
+import type { BackupDescription, BackupRecord, RestoreOutcome } from './backup-format.js';
 import type { BucketProperties, QuorumSetting } from '../config/schema.js';
 import type { ListPage, ListQuery } from './key-listing.js';
 import type { DataTypeUpdate, DataTypeValue } from '../core/datatypes/data-type.js';
@@ -102,6 +103,8 @@ export interface KvService {
   list(query: ListQuery): Promise<ListPage>;
   /** Counters and sets (/dt), in a namespace of their own beside the bucket's plain keys. */
   readonly dataTypes: DataTypeService;
+  /** Backup and restore (/admin/backup, /admin/restore); absent on a node without storage of its own (the HTTP tests' fake). */
+  readonly backup?: BackupAdmin;
   /** The bucket's properties (defaults merged with its own). */
   bucketProperties(bucket: string): BucketProperties;
   /** This node's clock: it decides whether a version read here has expired. */
@@ -119,4 +122,16 @@ export interface KvService {
   leave(): { status: string };
   /** Plans a node that is gone for good out of the ring (`ringkv remove`). */
   removeMember(nodeId: string): { status: string };
+}
+
+/** What the HTTP layer needs for backup and restore (src/engine/backup-service.ts). */
+export interface BackupAdmin {
+  /** The cluster as this node sees it, for a backup's manifest. */
+  describe(): BackupDescription;
+  /** Refuses (KvError) unless this node can back up the partition now under the given ring version. */
+  checkPartition(partition: number, ringVersion: number | undefined): void;
+  /** The partition's backup file, as chunks. */
+  partitionFile(partition: number, partitionCount: number): AsyncGenerator<Buffer>;
+  /** Merges restored records into their keys' replicas with `options.w`. */
+  restore(records: readonly BackupRecord[], options: WriteOptions): Promise<RestoreOutcome>;
 }

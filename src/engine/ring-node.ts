@@ -18,6 +18,7 @@ import { Replica } from './replica.js';
 import { Status } from './status.js';
 import { DataTypes } from './data-types.js';
 import { clockWithFaults, storageWithFaults, transportWithFaults } from './fault-points.js';
+import { BackupService } from './backup-service.js';
 
 /** The ports and settings a node runs on. */
 export interface RingNodeOptions extends NodePorts {
@@ -46,6 +47,8 @@ export class RingNode implements KvService {
   private readonly statusReport: Status;
   /** Counters and sets (/dt): src/engine/data-types.ts. */
   readonly dataTypes: DataTypes;
+  /** Backup and restore: src/engine/backup-service.ts. */
+  readonly backup: BackupService;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
 
@@ -104,6 +107,17 @@ export class RingNode implements KvService {
       limits: () => ({ maxSetElements: config.limits.maxSetElements, maxSetBytes: config.limits.maxSetBytes }),
       admit: (work) => this.client.admit(work),
     }));
+    this.backup = new BackupService({
+      selfId: this.nodeId,
+      storage: options.storage,
+      coordinator,
+      config,
+      nowMs: () => options.clock.nowMs(),
+      requireRing: shared.requireRing,
+      view: () => this.membership.view,
+      bucketProperties: shared.bucketProperties,
+      maxNVal: () => Math.max(...shared.nVals()),
+    });
     registerPeerHandlers(peers, { ...roles, dataTypes, selfId: this.nodeId, gossiper: () => this.membership, requireRing: shared.requireRing });
   }
 

@@ -13,6 +13,7 @@ import { registerDataTypeRoutes } from './dt-routes.js';
 import { compactSchema, healthSchema, metricsSchema, openApiSchema, statusSchema } from './route-schemas.js';
 import { HttpMetrics } from './metrics.js';
 import { registerDashboard } from './ui-route.js';
+import { registerBackupRoutes } from './backup-routes.js';
 
 /** What buildApp needs. */
 export interface AppOptions {
@@ -24,7 +25,7 @@ export interface AppOptions {
   readonly https?: { readonly key: Buffer; readonly cert: Buffer };
 }
 
-const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId} (GET /openapi.json describes them all)`;
+const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, GET /admin/backup, GET /admin/backup/partitions/{partition}, POST /admin/restore (GET /openapi.json describes them all)`;
 
 
 /** Shows a path in a message without letting a huge one flood it. */
@@ -154,6 +155,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerAdminRoutes(app, service, metrics);
   registerDashboard(app, { service });
   registerClusterAdminRoutes(app, service);
+  registerBackupRoutes(app, { service, config });
   await app.ready();
   return app;
 }

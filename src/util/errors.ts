@@ -30,6 +30,7 @@ export const errorStatusByCode = {
   KV_TYPE_MISMATCH: 409,
   KV_SET_TOO_LARGE: 413,
   KV_COUNTER_OVERFLOW: 409,
+  KV_BACKUP_INVALID: 422,
   KV_INTERNAL: 500,
 } as const;
 

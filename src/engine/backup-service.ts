@@ -1,0 +1,160 @@
+/**
+ * A node's side of `ringkv backup` and `ringkv restore` (README, "Backup and restore"): it
+ * describes the cluster for a backup's manifest, streams one partition's stored records from its
+ * own storage, and merges restored versions into their keys' current replicas. No peer message is
+ * new: a backup reads local storage, a restore goes through the coordinator's replica-put path.
+ */
+import { decodeDataKey, partitionKeyRange, ringPosition } from '../core/keys.js';
+import { preferenceList, ringMembers, type Ring } from '../core/ring/ring.js';
+import type { ClusterView } from '../core/membership/membership.js';
+import { decodeObject } from '../core/versioning/object-codec.js';
+import type { Storage } from '../ports/storage.js';
+import { KvError, isKvError } from '../util/errors.js';
+import { type BackupDescription, type BackupRecord, type RestoreOutcome, backupFormatVersion, encodeEnd, encodeHeader, encodeRecord } from './backup-format.js';
+import type { BucketProperties, NodeConfig } from '../config/schema.js';
+import type { Coordinator } from './coordinator.js';
+import type { BackupAdmin, WriteOptions } from './kv-service.js';
+
+/** Failures a restore answer describes one by one; the rest are only counted. */
+const failuresShown = 20;
+/** Versions one restore batch merges at once: enough to keep the replicas busy, few enough that client requests keep their share. */
+const mergesAtOnce = 16;
+/** Bytes of records collected before a chunk of the stream is handed on. */
+const streamChunkBytes = 64 * 1024;
+
+/** Prefix of the reaped-tombstone records in the meta space (src/engine/reaped-tombstones.ts). */
+const reapedRecordPrefix = Buffer.from('reaped/k/', 'latin1');
+
+/** What the backup service needs from its node. */
+export interface BackupServiceDependencies {
+  readonly selfId: string;
+  readonly storage: Storage;
+  readonly coordinator: Coordinator;
+  readonly config: NodeConfig;
+  readonly nowMs: () => number;
+  /** The ring, or a KV_NOT_READY error when the node has not joined one yet. */
+  readonly requireRing: () => Ring;
+  readonly view: () => ClusterView;
+  readonly bucketProperties: (bucket: string) => BucketProperties;
+  readonly maxNVal: () => number;
+}
+
+/** Backup and restore on one node. */
+export class BackupService implements BackupAdmin {
+  constructor(private readonly deps: BackupServiceDependencies) {}
+
+  /** The cluster as this node sees it, for a manifest. */
+  describe(): BackupDescription {
+    const ring = this.deps.requireRing();
+    const view = this.deps.view();
+    const names = new Set(['', ...Object.keys(view.bucketProperties), ...Object.keys(this.deps.config.buckets)]);
+    const bucketProperties: Record<string, BucketProperties> = {};
+    for (const name of names) bucketProperties[name] = this.deps.bucketProperties(name);
+    const owners = new Set(ringMembers(ring));
+    return {
+      formatVersion: backupFormatVersion,
+      nodeId: this.deps.selfId,
+      partitionCount: ring.partitionCount,
+      ring: { version: ring.version, owners: ring.owners, changing: ring.next !== null },
+      members: Object.values(view.members)
+        .filter((member) => owners.has(member.id))
+        .map((member) => ({ id: member.id, address: member.address, status: member.status })),
+      bucketProperties,
+      reapedRetentionMs: this.deps.config.antiEntropy.reapedRetentionMs,
+      nowMs: this.deps.nowMs(),
+    };
+  }
+
+  /**
+   * Checks that this node can back up `partition` now, before any byte is sent: the ring is the
+   * one the backup started with and not changing (a partition being handed off may be only half
+   * here), and this node is one of the partition's replicas.
+   */
+  checkPartition(partition: number, ringVersion: number | undefined): void {
+    const ring = this.deps.requireRing();
+    if (partition >= ring.partitionCount) {
+      throw new KvError('KV_BAD_PARAMETER', `partition ${partition} does not exist: the ring has partitions 0 to ${ring.partitionCount - 1}`);
+    }
+    if (ringVersion !== undefined && ring.version !== ringVersion) {
+      throw new KvError('KV_CONFLICT', `the ring changed during the backup (version ${ringVersion} then, ${ring.version} now); run the backup again with the same --to: finished partitions are kept`);
+    }
+    if (ring.next !== null) {
+      throw new KvError('KV_CONFLICT', 'the ring is changing (partitions are being handed off); back up once `ringkv status` shows no transfer under way', { retryAfterSeconds: 5 });
+    }
+    if (!preferenceList(ring, partition, this.deps.maxNVal()).includes(this.deps.selfId)) {
+      throw new KvError('KV_CONFLICT', `node ${this.deps.selfId} is not a replica of partition ${partition}; ask one of its replicas (\`ringkv ring\`)`);
+    }
+  }
+
+  /**
+   * The backup file of one partition, as chunks: the header, every stored object of the
+   * partition's key range, every reaped-tombstone record of that range, and the end record.
+   * Each scan is one LevelDB iterator, which reads from the snapshot taken when it is created,
+   * so writes go on while it runs. The reaped records are scanned after the objects: a key reaped
+   * between the two snapshots is then in the first as a tombstone or in the second as a record
+   * (its record is written before it is deleted), never in neither.
+   */
+  async *partitionFile(partition: number, partitionCount: number): AsyncGenerator<Buffer> {
+    yield encodeHeader(partition, partitionCount);
+    const range = partitionKeyRange(partition, partitionCount);
+    let records = 0;
+    let chunk: Buffer[] = [];
+    let chunkBytes = 0;
+    const add = (record: Buffer): Buffer | undefined => {
+      chunk.push(record);
+      chunkBytes += record.length;
+      records += 1;
+      if (chunkBytes < streamChunkBytes) return undefined;
+      const out = Buffer.concat(chunk);
+      chunk = [];
+      chunkBytes = 0;
+      return out;
+    };
+    for await (const [key, value] of this.deps.storage.data.entries(range)) {
+      const full = add(encodeRecord({ kind: 'object', dataKey: Buffer.from(key), objectBytes: Buffer.from(value) }));
+      if (full !== undefined) yield full;
+    }
+    const reapedRange = {
+      gte: Buffer.concat([reapedRecordPrefix, range.gte]),
+      lt: range.lt === undefined ? Buffer.concat([reapedRecordPrefix.subarray(0, -1), Buffer.from([reapedRecordPrefix.at(-1)! + 1])]) : Buffer.concat([reapedRecordPrefix, range.lt]),
+    };
+    for await (const [key, value] of this.deps.storage.meta.entries(reapedRange)) {
+      const bytes = Buffer.from(value);
+      // The record's own layout (src/engine/reaped-tombstones.ts): format byte, reapedAtMs f64, tombstone bytes.
+      const full = add(encodeRecord({ kind: 'reaped', dataKey: Buffer.from(key).subarray(reapedRecordPrefix.length), reapedAtMs: bytes.readDoubleBE(1), objectBytes: bytes.subarray(9) }));
+      if (full !== undefined) yield full;
+    }
+    chunk.push(encodeEnd(records));
+    yield Buffer.concat(chunk);
+  }
+
+  /**
+   * Merges restored records into their keys' current replicas (Coordinator.mergeVersion), a
+   * bounded number at a time. A reaped-tombstone record is merged as the tombstone it was, so a
+   * delete in the backup still supersedes what it superseded then. Each failure is counted and
+   * the first few described; none stops the others.
+   */
+  async restore(records: readonly BackupRecord[], options: WriteOptions): Promise<RestoreOutcome> {
+    let merged = 0;
+    let failed = 0;
+    const failures: { bucket: string; key: string; code: string; message: string }[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < records.length) {
+        const record = records[next]!;
+        next += 1;
+        const { bucket, key, position } = decodeDataKey(record.dataKey);
+        try {
+          if (ringPosition(bucket, key) !== position) throw new KvError('KV_BAD_REQUEST', `the record's ring position ${position} is not the position of its bucket and key; the backup is damaged`);
+          await this.deps.coordinator.mergeVersion(bucket, key, decodeObject(record.objectBytes), options);
+          merged += 1;
+        } catch (error) {
+          failed += 1;
+          if (failures.length < failuresShown) failures.push({ bucket, key, code: isKvError(error) ? error.code : 'KV_INTERNAL', message: error instanceof Error ? error.message : String(error) });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(mergesAtOnce, records.length) }, async () => worker()));
+    return { records: records.length, merged, failed, failures };
+  }
+}
