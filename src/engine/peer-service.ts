@@ -116,18 +116,22 @@ export class PeerService {
 
   /** Sends a request to a node, short-circuiting requests to this node. */
   async send(node: string, request: PeerRequest, timeoutMs?: number): Promise<PeerReply> {
-    if (node === this.options.selfId) return this.handle(request);
-    const address = this.options.addressOf(node);
-    if (address === undefined) throw new KvError('KV_PEER_UNREACHABLE', `no address known for node ${node}`);
-    // A peer call of a client request never outlives what is left of that request's deadline.
-    const peerTimeoutMs = Math.max(1, Math.min(this.options.peerTimeoutMs, timeoutMs ?? Number.POSITIVE_INFINITY));
-    const reply = await this.options.transport.request(address, request, { timeoutMs: peerTimeoutMs });
-    // A refusal the client must see as it is (it says what to do) keeps its code; any other error reply means the peer could not serve.
+    const reply = node === this.options.selfId ? await this.handle(request) : await this.request(node, request, timeoutMs);
+    // This node's own answer is judged as a peer's is, so a request behaves the same whichever replica serves it. A refusal the client must see as it is (it says what to do) keeps its code; any other error reply means the peer could not serve.
     if (reply.type === 'error') {
       if (clientRefusalCodes.has(reply.code)) throw new KvError(reply.code as KvErrorCode, reply.message);
       throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.code}: ${reply.message}`);
     }
     return reply;
+  }
+
+  /** A peer's reply over the transport. */
+  private async request(node: string, request: PeerRequest, timeoutMs: number | undefined): Promise<PeerReply> {
+    const address = this.options.addressOf(node);
+    if (address === undefined) throw new KvError('KV_PEER_UNREACHABLE', `no address known for node ${node}`);
+    // A peer call of a client request never outlives what is left of that request's deadline.
+    const peerTimeoutMs = Math.max(1, Math.min(this.options.peerTimeoutMs, timeoutMs ?? Number.POSITIVE_INFINITY));
+    return this.options.transport.request(address, request, { timeoutMs: peerTimeoutMs });
   }
 
   /** The answer of the role whose prefix the operation has, or undefined when none has it. */
