@@ -67,11 +67,11 @@ describe('a 3-node cluster of real processes', () => {
     expect(single.body.toString()).toBe('second');
   }, processTestTimeoutMs);
 
-  it('refuses peer traffic without the cluster secret', async () => {
+  it('serves no peer traffic on its HTTP port, with or without a secret: peers talk only on the framed peer port', async () => {
     const body = Buffer.from([1, 0]);
     const headers = { 'content-type': 'application/octet-stream' };
-    expect((await call(nodes[0]!, 'POST', '/internal/v1/peer', { body, headers })).status).toBe(401);
-    expect((await call(nodes[0]!, 'POST', '/internal/v1/peer', { body, headers: { ...headers, 'x-ringkv-secret': 'wrong-secret' } })).status).toBe(403);
+    expect((await call(nodes[0]!, 'POST', '/internal/v1/peer', { body, headers })).status).toBe(404);
+    expect((await call(nodes[0]!, 'POST', '/internal/v1/peer', { body, headers: { ...headers, 'x-ringkv-secret': 'wrong-secret' } })).status).toBe(404);
   }, processTestTimeoutMs);
 
   it('detects a killed node, keeps writing with w=2, refuses pw=3, and hands the writes off when it returns', async () => {
