@@ -5,6 +5,7 @@
  * new: a backup reads local storage, a restore goes through the coordinator's replica-put path.
  */
 import { decodeDataKey, partitionKeyRange, ringPosition } from '../core/keys.js';
+import { ReapedTombstones } from './reaped-tombstones.js';
 import { preferenceList, ringMembers, type Ring } from '../core/ring/ring.js';
 import type { ClusterView } from '../core/membership/membership.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
@@ -21,9 +22,6 @@ const failuresShown = 20;
 const mergesAtOnce = 16;
 /** Bytes of records collected before a chunk of the stream is handed on. */
 const streamChunkBytes = 64 * 1024;
-
-/** Prefix of the reaped-tombstone records in the meta space (src/engine/reaped-tombstones.ts). */
-const reapedRecordPrefix = Buffer.from('reaped/k/', 'latin1');
 
 /** What the backup service needs from its node. */
 export interface BackupServiceDependencies {
@@ -114,14 +112,8 @@ export class BackupService implements BackupAdmin {
       const full = add(encodeRecord({ kind: 'object', dataKey: Buffer.from(key), objectBytes: Buffer.from(value) }));
       if (full !== undefined) yield full;
     }
-    const reapedRange = {
-      gte: Buffer.concat([reapedRecordPrefix, range.gte]),
-      lt: range.lt === undefined ? Buffer.concat([reapedRecordPrefix.subarray(0, -1), Buffer.from([reapedRecordPrefix.at(-1)! + 1])]) : Buffer.concat([reapedRecordPrefix, range.lt]),
-    };
-    for await (const [key, value] of this.deps.storage.meta.entries(reapedRange)) {
-      const bytes = Buffer.from(value);
-      // The record's own layout (src/engine/reaped-tombstones.ts): format byte, reapedAtMs f64, tombstone bytes.
-      const full = add(encodeRecord({ kind: 'reaped', dataKey: Buffer.from(key).subarray(reapedRecordPrefix.length), reapedAtMs: bytes.readDoubleBE(1), objectBytes: bytes.subarray(9) }));
+    for await (const { dataKey, reapedAtMs, tombstoneBytes } of new ReapedTombstones(this.deps.storage.meta).recordsIn(range)) {
+      const full = add(encodeRecord({ kind: 'reaped', dataKey, reapedAtMs, objectBytes: tombstoneBytes }));
       if (full !== undefined) yield full;
     }
     chunk.push(encodeEnd(records));

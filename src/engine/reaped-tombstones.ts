@@ -1,4 +1,4 @@
-import type { BatchOperation, KeySpace } from '../ports/storage.js';
+import type { BatchOperation, KeyRange, KeySpace } from '../ports/storage.js';
 import { KvError } from '../util/errors.js';
 
 /** The format version of a reaped record, first byte of its value. */
@@ -6,6 +6,8 @@ const reapedFormatVersion = 1;
 
 /** Record of a reaped key: prefix, then the storage key. */
 const recordPrefix = Buffer.from('reaped/k/', 'latin1');
+/** The first key after every record. */
+const recordEnd = Buffer.from('reaped/k0', 'latin1');
 /** Expiry index: prefix, then the reap time (8 bytes, big-endian ms), then the storage key, so expired records are one range scan. */
 const indexPrefix = Buffer.from('reaped/t/', 'latin1');
 /** The first key after every index entry. */
@@ -67,6 +69,18 @@ export class ReapedTombstones {
   async lookup(dataKey: Uint8Array): Promise<Uint8Array | undefined> {
     const value = await this.meta.get(recordKey(dataKey));
     return value === undefined ? undefined : decodeRecord(value).tombstoneBytes;
+  }
+
+  /**
+   * The records of the keys in a data-key range (a partition's, for a backup), in key order: one
+   * iterator, so one snapshot of the meta space.
+   */
+  async *recordsIn(range: KeyRange): AsyncGenerator<{ dataKey: Buffer; reapedAtMs: number; tombstoneBytes: Buffer }> {
+    const upper = range.lt === undefined ? recordEnd : recordKey(range.lt);
+    const gte = range.gte === undefined ? recordPrefix : recordKey(range.gte);
+    for await (const [key, value] of this.meta.entries({ gte, lt: upper })) {
+      yield { dataKey: Buffer.from(key).subarray(recordPrefix.length), ...decodeRecord(value) };
+    }
   }
 
   /** Forgets up to `limit` records of keys reaped before `cutoffMs`; answers how many it forgot. */
