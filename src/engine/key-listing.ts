@@ -1,4 +1,5 @@
 import { encodeDataKey, partitionOfPosition } from '../core/keys.js';
+import { resolveQuorum } from '../core/quorum/quorum.js';
 import { type Ring, preferenceList } from '../core/ring/ring.js';
 import { encodeObject } from '../core/versioning/object-codec.js';
 import { type ConflictMode, type VersionedObject, isDeleted, mergeObjects } from '../core/versioning/versioned-object.js';
@@ -22,7 +23,7 @@ import type { Replica } from './replica.js';
  * default `r` of a read, so a listing sees every write and delete acknowledged at a quorum.
  */
 export function listingReplicaCount(nVal: number): number {
-  return Math.floor(nVal / 2) + 1;
+  return resolveQuorum('quorum', nVal);
 }
 
 /** A listing request, validated at the edge. */
@@ -52,7 +53,7 @@ export const scanBudgetFactor = 4;
 
 /**
  * The most bytes of versions one node's answer carries (a key's version holds its clock and
- * siblings' metadata, up to limits.maxVectorEntries and limits.maxSiblings of them); past it the
+ * siblings' metadata, one clock entry per writing node and up to limits.maxSiblings siblings); past it the
  * page ends early, with a cursor, so an answer stays far below the peer frame cap.
  */
 export const maxListReplyBytes = 4 * 1024 * 1024;
