@@ -52,7 +52,7 @@ function layerConfig(name, { imports, external, why }) {
     {
       // A relative import names the layer folder it reaches into (src/main.ts by its file name).
       group: forbidden.map((other) => (other === 'main' ? '**/main.js' : `**/${other}/**`)),
-      message: `${where} imports ${allowed} (docs/ARCHITECTURE.md#layers); take what you need as an argument or a port instead`,
+      message: `${where} imports ${allowed} (docs/ARCHITECTURE.md#layers); take what you need as an argument instead`,
     },
   ];
   if (external !== undefined) {

@@ -115,15 +115,39 @@ function configAt(path: string): unknown {
     );
 }
 
-/** The file paths a path with `*` or `{a,b}` stands for, as a test of one file. */
-function pathPattern(path: string): RegExp {
+/** The paths `{a,b}` in a path stands for, each one. */
+function expandBraces(path: string): string[] {
+  const braces = /\{([^{}]*)\}/.exec(path);
+  if (braces === null) return [path];
+  return braces[1]!
+    .split(',')
+    .flatMap((choice) =>
+      expandBraces(
+        path.slice(0, braces.index) + choice + path.slice(braces.index + braces[0].length),
+      ),
+    );
+}
+
+/** A path with `*` (one folder level) or `**` (any), as a test of one file. */
+function globPattern(path: string): RegExp {
   const source = path
-    .replace(/[.+^$()|[\]\\]/g, '\\$&')
-    .replace(/\{([^}]*)\}/g, (_, choices: string) => `(${choices.split(',').join('|')})`)
-    .replace(/\*\*\/?/g, '\u0000')
+    .replace(/[.+^$()|[\]\\{}]/g, '\\$&')
+    .replace(/\*\*\//g, '\u0000')
+    .replace(/\*\*/g, '\u0001')
     .replace(/\*/g, '[^/]*')
-    .replace(/\u0000/g, '(.*/)?');
+    .replace(/\u0000/g, '(.*/)?')
+    .replace(/\u0001/g, '.*');
   return new RegExp(`^${source}$`);
+}
+
+/** What is wrong with a path of the tree (with `{a,b}` and `*`), or undefined when it exists. */
+function pathProblem(path: string): string | undefined {
+  for (const each of expandBraces(path)) {
+    if (each.includes('*')) {
+      if (!files.some((file) => globPattern(each).test(file))) return `no file matches ${each}`;
+    } else if (!files.includes(each) && !folders.has(each)) return `no file or folder ${each}`;
+  }
+  return undefined;
 }
 
 const topLevel = new Set(files.map((file) => file.split('/')[0]!));
@@ -140,11 +164,7 @@ function spanProblem(span: string): string | undefined {
     // A place the code writes to at run time (.gitignore names it), or a path with a placeholder.
     if ([...ignored].some((folder) => `${path}/`.startsWith(`${folder}/`)) || path.includes('<'))
       return undefined;
-    if (/[*{]/.test(path))
-      return files.some((file) => pathPattern(path).test(file))
-        ? undefined
-        : `no file matches ${path}`;
-    return files.includes(path) || folders.has(path) ? undefined : `no file or folder ${path}`;
+    return pathProblem(path);
   }
   // A source file or document by its name alone (a .json name is as often a file the code writes).
   if (/^[\w.-]+\.(ts|js|mjs|md)$/.test(span)) {
@@ -181,9 +201,9 @@ function spanProblem(span: string): string | undefined {
   const call = /^([a-z][a-z0-9]*[A-Z][\w$]*)\(.*\)$/.exec(span);
   if (call !== null)
     return declaresCallable(call[1]!) ? undefined : `no function or method ${call[1]}`;
-  // A camelCase name (a function, a field, a setting): written somewhere in code or the default config.
+  // A camelCase name (a function, a field, a setting): written somewhere in code or the JSON files.
   if (/^[a-z][a-z0-9]*[A-Z][\w$]*$/.test(span))
-    return identifiers.has(span) ? undefined : `no name ${span} in code or config/default.json`;
+    return identifiers.has(span) ? undefined : `no name ${span} in code or the JSON files`;
   return undefined;
 }
 
@@ -234,6 +254,11 @@ describe('docs: backquoted paths and names', () => {
     expect(spanProblem('test/sim/*-nothing.sim.test.ts')).toBe(
       'no file matches test/sim/*-nothing.sim.test.ts',
     );
+    expect(spanProblem('jepsen-lite/test/**/*.test.ts')).toBeUndefined();
+    expect(spanProblem('src/config/{schema,validate}.ts')).toBeUndefined();
+    expect(spanProblem('src/config/{schema,validation}.ts')).toBe(
+      'no file or folder src/config/validation.ts',
+    );
     expect(spanProblem('ring-node.ts')).toBeUndefined();
     expect(spanProblem('ring-nodes.ts')).toBe('no file named ring-nodes.ts');
     expect(spanProblem('409 KV_TOO_MANY_SIBLINGS')).toBeUndefined();
@@ -253,7 +278,7 @@ describe('docs: backquoted paths and names', () => {
     expect(spanProblem('SimCluster')).toBeUndefined();
     expect(spanProblem('SimClusters')).toBe('nothing exports SimClusters');
     expect(spanProblem('planWrite')).toBeUndefined();
-    expect(spanProblem('planWrites')).toBe('no name planWrites in code or config/default.json');
+    expect(spanProblem('planWrites')).toBe('no name planWrites in code or the JSON files');
     expect(spanProblem('RingClient.list(bucket)')).toBeUndefined();
     expect(spanProblem('planRead()')).toBeUndefined();
     expect(spanProblem('planReading()')).toBe('no function or method planReading');
