@@ -1,6 +1,90 @@
-// The linter npm test runs before the tests (house rule 9: no floating promises). Type-aware, so
-// it sees a promise wherever TypeScript does; every TypeScript file of the project is linted.
+// The linter npm test runs before the tests (house rule 9, docs/ARCHITECTURE.md#house-rules: no
+// floating promises), and the layer rules of docs/ARCHITECTURE.md#layers. Type-aware, so it sees a
+// promise wherever TypeScript does; every TypeScript file of the project is linted.
 import tseslint from 'typescript-eslint';
+
+/**
+ * The layers of src/ and what each may import (docs/ARCHITECTURE.md#layers): `imports` are the
+ * other layers of src/ it may import ('main' is src/main.ts); `external`, when given, are the only
+ * node: built-ins and packages it may import, for the reason `why`. A layer imports its own
+ * modules freely. Nothing in src/ but the simulator itself imports src/sim: production never
+ * loads virtual time or seeded faults.
+ */
+const layers = {
+  util: { imports: [] },
+  core: {
+    imports: ['util'],
+    external: ['node:crypto'],
+    why: 'the core is pure (hashes are deterministic); take the time, the randomness or the bytes as an argument',
+  },
+  ports: { imports: ['core', 'util'], external: [], why: 'ports are interfaces only' },
+  config: { imports: ['core', 'util'] },
+  engine: {
+    imports: ['core', 'ports', 'config', 'util'],
+    external: ['node:crypto'],
+    why: 'the engine does its I/O through a port (src/ports), so the simulator can run it',
+  },
+  adapters: { imports: ['core', 'ports', 'util'] },
+  sim: { imports: ['core', 'ports', 'config', 'engine', 'adapters', 'util'] },
+  http: { imports: ['core', 'engine', 'config', 'util'] },
+  client: {
+    imports: [],
+    external: ['undici'],
+    why: 'the client is built on its own (tsconfig.client.json) for any Node application',
+  },
+  cli: { imports: ['client', 'config', 'core', 'engine', 'util', 'main'] },
+  main: { imports: ['core', 'ports', 'config', 'engine', 'adapters', 'http', 'cli', 'util'] },
+};
+
+const escapeRegex = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** The rules that hold one layer to its line of `layers`. */
+function layerConfig(name, { imports, external, why }) {
+  const forbidden = Object.keys(layers).filter(
+    (other) => other !== name && !imports.includes(other),
+  );
+  const allowed =
+    imports.length === 0
+      ? 'nothing from other layers'
+      : `only ${imports.map((other) => (other === 'main' ? 'src/main.ts' : `src/${other}`)).join(', ')}`;
+  const where = name === 'main' ? 'src/main.ts' : `src/${name}`;
+  const patterns = [
+    {
+      // A relative import names the layer folder it reaches into (src/main.ts by its file name).
+      group: forbidden.map((other) => (other === 'main' ? '**/main.js' : `**/${other}/**`)),
+      message: `${where} imports ${allowed} (docs/ARCHITECTURE.md#layers); take what you need as an argument instead`,
+    },
+  ];
+  if (external !== undefined) {
+    patterns.push({
+      // Any bare specifier (node: built-in or package) that is not on the layer's list.
+      regex: `^(?!\\.|(${external.map(escapeRegex).join('|') || '(?!)'})$)`,
+      message: `${where} imports no node: built-in or package but ${external.join(', ') || 'none'} (docs/ARCHITECTURE.md#layers): ${why}`,
+    });
+  }
+  return {
+    files: [name === 'main' ? 'src/main.ts' : `src/${name}/**/*.ts`],
+    rules: {
+      'no-restricted-imports': ['error', { patterns }],
+      // import() and import('...').Type would pass the rule above unseen; only the command line (src/cli) loads modules lazily, to start fast.
+      ...(name === 'cli'
+        ? {}
+        : {
+            'no-restricted-syntax': [
+              'error',
+              {
+                selector: 'ImportExpression',
+                message: `${where} imports statically, so the layer rules of docs/ARCHITECTURE.md#layers see every import`,
+              },
+              {
+                selector: 'TSImportType',
+                message: `${where} imports types with \`import type\`, so the layer rules of docs/ARCHITECTURE.md#layers see every import`,
+              },
+            ],
+          }),
+    },
+  };
+}
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'data/**', 'coverage/**'] },
@@ -20,22 +104,5 @@ export default tseslint.config(
       '@typescript-eslint/await-thenable': 'error',
     },
   },
-  {
-    // The layering of DESIGN.md: the core is pure, so it imports only the core and src/util (and
-    // node:crypto for hashes, which are deterministic): no disk, network, clock or process.
-    files: ['src/core/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['**/engine/**', '**/ports/**', '**/adapters/**', '**/http/**', '**/cli/**', '**/client/**', '**/main.js', 'node:fs', 'node:fs/*', 'node:net', 'node:tls', 'node:http', 'node:https', 'node:child_process', 'node:os', 'node:process', 'node:timers', 'node:timers/*', 'fastify', 'undici', 'level', 'classic-level', 'memory-level'],
-              message: 'src/core is pure: it imports only src/core and src/util (DESIGN.md, layers); take what you need as an argument',
-            },
-          ],
-        },
-      ],
-    },
-  },
+  ...Object.entries(layers).map(([name, layer]) => layerConfig(name, layer)),
 );

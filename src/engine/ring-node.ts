@@ -27,7 +27,7 @@ export interface RingNodeOptions extends NodePorts {
 }
 
 /**
- * One ringkv node: the wiring of its roles (DESIGN.md, one role per module), each in its own
+ * One ringkv node: the wiring of its roles (docs/ARCHITECTURE.md#layers: one role per module), each in its own
  * module: client requests and their coordinator, the replica, the peer service, hinted handoff,
  * anti-entropy, partition handoff, the lifecycle (with gossip and the claimant) and the status.
  */

@@ -82,7 +82,7 @@ function setContext(text: string): CausalContext {
   }
 }
 
-/** Validates an update body fully, so the service trusts it (DESIGN rule 4). */
+/** Validates an update body fully, so the service trusts it (house rule 4, docs/ARCHITECTURE.md#house-rules). */
 export function parseDataTypeUpdate(json: unknown, config: NodeConfig): DataTypeUpdate {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw badBody('the body is not a JSON object');
   const body = json as Record<string, unknown>;

@@ -5,7 +5,7 @@ import { KvError } from '../util/errors.js';
 
 /**
  * The query parameters of /kv requests, validated once here so the service can trust them
- * (DESIGN house rule 4). Every bad value is a 400 KV_BAD_PARAMETER naming the parameter, the
+ * (house rule 4, docs/ARCHITECTURE.md#house-rules). Every bad value is a 400 KV_BAD_PARAMETER naming the parameter, the
  * value and what is allowed; nothing a client puts in the query string can reach the service
  * unchecked or turn into a 500.
  *

@@ -3,7 +3,7 @@ import { type KvErrorCode, errorStatusByCode } from '../util/errors.js';
 
 /**
  * The fastify schemas of every route: params, query, headers and responses. fastify validates
- * requests against them (validation at the edge, DESIGN rule 4) and @fastify/swagger turns them
+ * requests against them (validation at the edge: house rule 4, docs/ARCHITECTURE.md#house-rules) and @fastify/swagger turns them
  * into GET /openapi.json, so the API's description cannot drift from the routes.
  *
  * The /kv routes also check their parameters in onRequest, before the body is read and with

@@ -6,7 +6,7 @@ import { liveSiblings, type VersionedObject } from '../../src/core/versioning/ve
 import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
- * Simulation of whole clusters in one process (DESIGN.md, testing level 3): real engines on a
+ * Simulation of whole clusters in one process (docs/ARCHITECTURE.md#the-simulator): real engines on a
  * simulated network with a virtual clock, faults drawn from a seeded PRNG. Every failure message
  * names its seed; `SIM_SEED=<seed> npx vitest run test/sim` replays just that seed.
  */

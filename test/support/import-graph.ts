@@ -7,7 +7,7 @@ import ts from 'typescript';
  * It reads each file with the TypeScript compiler's pre-processor (no type checking, so it is
  * quick), keeps only relative imports that resolve to a file of the tree, and counts type-only
  * imports too: a cycle through types is still two modules that cannot be understood apart, and
- * DESIGN.md's layers point one way.
+ * the layers of docs/ARCHITECTURE.md#layers point one way.
  */
 
 /** Module name (path relative to the root, with '/') to the modules it imports. */

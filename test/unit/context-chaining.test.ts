@@ -14,7 +14,7 @@ import { type VersionedObject, applyWrite, emptyObject, liveSiblings, mergeObjec
 
 /**
  * Goal: any context ringkv hands out, on a read or on a write reply, supersedes only what its
- * holder has seen (DESIGN.md). Writers that chain the context each write returns, mixed with
+ * holder has seen (docs/ARCHITECTURE.md#contexts-are-safe-to-write-back). Writers that chain the context each write returns, mixed with
  * blind writes, reads and syncs between replicas, never make a value disappear unless some
  * writer whose context was derived from that value (a read that returned it, or its own write of
  * it) wrote after it.

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { findCycles, importersFromOutside, layerViolations, readImportGraph } from '../support/import-graph.js';
 
 /**
- * Goal: no two modules of src/ import each other, directly or round a loop (DESIGN.md: imports
+ * Goal: no two modules of src/ import each other, directly or round a loop (docs/ARCHITECTURE.md#layers: imports
  * point one way, down the layers, and one role per engine module). A cycle makes module load
  * order matter and the roles impossible to read apart; this check names every cycle it finds.
  */
@@ -30,7 +30,7 @@ describe('import cycles', () => {
 });
 
 /**
- * Goal: the layers of DESIGN.md hold in src/: the core is pure, so it imports only the core and
+ * Goal: the layers of docs/ARCHITECTURE.md#layers hold in src/: the core is pure, so it imports only the core and
  * src/util; and the simulator (src/sim) is production's interfaces with a home of their own, so
  * nothing outside it in src/ imports it: main.ts and everything it wires never load virtual
  * time, the simulated network or seeded faults. (Tests, jepsen-lite and bench may: they are not

@@ -4,7 +4,7 @@ import { type VersionVector, emptyVector, sortVector } from './version-vector.js
 /**
  * The causal context a client gets with a read or a write and sends back with its next write.
  *
- * Rule (DESIGN.md, "contexts are safe to write back"): a context supersedes only what its holder
+ * Rule (docs/ARCHITECTURE.md#contexts-are-safe-to-write-back): a context supersedes only what its holder
  * has seen. A read's context is the merged object's clock: the reader was shown every live
  * sibling of that history. A write's context must not be the new object's clock, because that
  * clock also covers the concurrent siblings the write left in place and its writer never saw

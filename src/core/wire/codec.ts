@@ -13,7 +13,7 @@ import type { DataTypeUpdate } from '../datatypes/data-type.js';
 /**
  * The binary encoding of peer traffic. A body is one batch: [protocol version][count]{message}*,
  * so that concurrent messages to the same peer travel in one HTTP request. Each message starts
- * with a one-byte tag. Tags are append-only (house rule 6): a new message gets a new tag and an
+ * with a one-byte tag. Tags are append-only (house rule 6, docs/ARCHITECTURE.md#house-rules): a new message gets a new tag and an
  * old tag never changes meaning, so nodes of neighbouring versions still understand each other.
  */
 export const wireProtocolVersion = 1;

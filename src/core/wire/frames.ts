@@ -29,7 +29,7 @@ import { KvError } from '../../util/errors.js';
  * version, so a replayed or downgraded handshake does not verify.
  */
 
-/** Frame types. Append-only (house rule 6): a new frame type gets a new number, an old one never changes meaning. */
+/** Frame types. Append-only (house rule 6, docs/ARCHITECTURE.md#house-rules): a new frame type gets a new number, an old one never changes meaning. */
 export const frameTypes = { hello: 1, challenge: 2, proof: 3, accepted: 4, refused: 5, request: 6, reply: 7 } as const;
 
 /** A frame type's number. */
