@@ -286,7 +286,7 @@ export class Coordinator {
  * Refusals a coordinating replica makes for a reason the client can act on: they keep their code
  * across the peer hop and reach the client as they are, instead of becoming "replica unreachable".
  */
-export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT']);
+export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_OBJECT_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT']);
 
 /** How much longer than its request's deadline a peer call may wait (see remainingMs). */
 const peerCallGraceMs = 5;
