@@ -146,7 +146,7 @@ export class Coordinator {
     const mode = this.deps.bucketProperties(bucket).conflictMode;
     return this.replicated(bucket, key, options, intent.context, intent.tombstone ? 'delete' : 'write', async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'coordinate-put', bucket, key, write: intent, mode, sync, ...(condition === undefined ? {} : condition) }, timeoutMs);
-      if (reply.type !== 'coordinate-put-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to coordinate-put`);
+      if (reply.type !== 'coordinate-put-reply') throw new KvError('KV_INTERNAL', `the replica answered ${reply.type} to coordinate-put, which no ringkv of this version answers; run the same ringkv version on every node`);
       return reply;
     });
   }
@@ -162,7 +162,7 @@ export class Coordinator {
     const mode = this.deps.bucketProperties(bucket).conflictMode;
     await this.replicated(bucket, key, options, emptyContext, 'restore', async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'replica-put', bucket, key, object, mode, sync }, timeoutMs);
-      if (reply.type !== 'replica-put-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to replica-put`);
+      if (reply.type !== 'replica-put-reply') throw new KvError('KV_INTERNAL', `the replica answered ${reply.type} to replica-put, which no ringkv of this version answers; run the same ringkv version on every node`);
       // The other replicas get the same version to merge; the dot only feeds the write machine.
       return { object, durable: reply.durable, dot: { node: '', counter: 0 } };
     });
@@ -192,7 +192,7 @@ export class Coordinator {
     }
     await this.replicated(bucket, key, writeOptions, emptyContext, 'update', async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'dt-update', bucket, key, update, sync, base }, timeoutMs);
-      if (reply.type !== 'dt-update-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to dt-update`);
+      if (reply.type !== 'dt-update-reply') throw new KvError('KV_INTERNAL', `the replica answered ${reply.type} to dt-update, which no ringkv of this version answers; run the same ringkv version on every node`);
       // A data type update hands no context back: the dot only feeds the write machine.
       return { object: reply.object, durable: reply.durable, dot: { node: '', counter: 0 } };
     });
