@@ -9,7 +9,6 @@ import { LevelStorage } from './adapters/level-storage.js';
 import { systemClock } from './adapters/system-clock.js';
 import { FramedPeerServer } from './adapters/framed-peer-server.js';
 import { FramedTransport } from './adapters/framed-transport.js';
-import { defaultMaxFrameBytes } from './core/wire/frames.js';
 import { KvError } from './util/errors.js';
 import { type ConfigFlags, loadConfig, packageRoot } from './cli/load-config.js';
 import type { NodeConfig } from './config/schema.js';
@@ -63,20 +62,11 @@ function processFigures(): Record<string, number> {
   return { pid: process.pid, rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external, arrayBuffersBytes: usage.arrayBuffers };
 }
 
-/**
- * The largest peer frame: 64 MiB, and never less than two full-size values plus 1 MiB, so a
- * replica-put of a largest value with one sibling always fits.
- */
-function peerFrameCapBytes(config: NodeConfig): number {
-  return Math.max(defaultMaxFrameBytes, 2 * config.limits.maxValueBytes + 1024 * 1024);
-}
-
 /** The framed peer server on the peer port (HTTP port + peerPortOffset) of the listen address, or a KV_BAD_CONFIG naming the port when it is taken. */
 async function startPeerServer(config: NodeConfig, node: RingNode, secret: string, tls: ReturnType<typeof loadTlsFiles>, logger: pino.Logger): Promise<FramedPeerServer> {
   const server = new FramedPeerServer({
     handler: (request) => node.handlePeer(request),
     secret,
-    maxFrameBytes: peerFrameCapBytes(config),
     ...(tls === undefined ? {} : { tls: { key: tls.key, cert: tls.cert } }),
     onError: (error, request) => logger.error({ err: error, peerRequest: request.type }, 'unexpected error while handling a peer request'),
   });
@@ -145,7 +135,6 @@ async function startNode(config: NodeConfig, logger: pino.Logger): Promise<void>
     secret: identity.clusterSecret,
     peerDialOverrides: config.peerDialOverrides,
     peerPortOffset: config.peerPortOffset,
-    maxFrameBytes: peerFrameCapBytes(config),
     ...(tls === undefined ? {} : { tls: { ca: tls.ca } }),
   });
   const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, faultPoints: noFaultPoints, processFigures });

@@ -168,8 +168,12 @@ async function run(requested: RunOptions): Promise<number> {
   const slotCount = options.nodeCount + spareCount;
   // On loopback every node has its own port; in namespaces every node has the same port on its own address.
   const nodePort = (node: number): number => (namespaces === undefined ? options.basePort + node : options.basePort);
-  // Each node's peer port (where nodes talk to each other), and a proxy per link to it after the nodes' ports.
-  const nodePeerPort = (node: number): number => nodePort(node) + defaultPeerPortOffset;
+  // Each node's peer port (where nodes talk to each other) is its port + peerPortOffset. On loopback the
+  // offset puts the peer ports right after the link proxies, so a run uses one compact block of ports
+  // from --base-port (and stays inside a port range given to it); in namespaces every node has its own
+  // address, so the default offset is kept.
+  const peerPortOffset = namespaces === undefined ? slotCount + slotCount * slotCount : defaultPeerPortOffset;
+  const nodePeerPort = (node: number): number => nodePort(node) + peerPortOffset;
   const proxyPort = (from: number, to: number): number => options.basePort + slotCount + from * slotCount + to;
   const ports = Array.from({ length: namespaces === undefined ? slotCount : 0 }, (_, node) => nodePort(node));
   if (namespaces === undefined) {
@@ -178,13 +182,14 @@ async function run(requested: RunOptions): Promise<number> {
     }
     for (let node = 0; node < slotCount; node++) ports.push(nodePeerPort(node));
   }
-  const highest = Math.max(options.basePort + defaultPeerPortOffset, ...ports);
-  if (highest > 65_535) throw new Error(`--base-port ${options.basePort} puts ports up to ${highest}, above 65535 (the peer ports are ${defaultPeerPortOffset} above the HTTP ports): pass a lower --base-port`);
+  const highest = Math.max(options.basePort + peerPortOffset, ...ports);
+  if (highest > 65_535) throw new Error(`--base-port ${options.basePort} puts ports up to ${highest}, above 65535 (the peer ports are ${peerPortOffset} above the HTTP ports): pass a lower --base-port`);
   await assertPortsFree(ports);
   const runFolder = makeRunFolder(storeRoot);
   const dataRoot = mkdtempSync(join(tmpdir(), 'ringkv-jepsen-'));
   const configFile = join(runFolder, 'ringkv-config.json');
   const nodeConfig = {
+    peerPortOffset,
     gossip: { intervalMs: 300 },
     limits: { requestTimeoutMs: 2000, peerTimeoutMs: 1000 },
     hintedHandoff: { intervalMs: 300 },

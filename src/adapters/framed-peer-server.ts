@@ -7,6 +7,7 @@ import {
   FrameDecoder,
   FrameTooLargeError,
   handshakeMaxFrameBytes,
+  oversizedFrameError,
   type HandshakeTranscript,
   type VersionRange,
   chooseVersion,
@@ -342,10 +343,8 @@ class ServerConnection {
     // The version the handshake agreed decides the forms of gossip and control replies.
     const version = this.transcript?.chosenVersion ?? 1;
     let payload = encodeReplyBatch([reply], version);
-    if (frameLengthOf(payload.byteLength) > this.owner.limits.maxFrameBytes) {
-      const message = `the ${reply.type} of ${payload.byteLength} bytes is over the peer frame cap of ${this.owner.limits.maxFrameBytes} bytes; ask for less at a time`;
-      payload = encodeReplyBatch([{ type: 'error', code: 'KV_VALUE_TOO_LARGE', message }], version);
-    }
+    const oversized = oversizedFrameError('reply', reply.type, payload.byteLength, this.owner.limits.maxFrameBytes);
+    if (oversized !== undefined) payload = encodeReplyBatch([{ type: 'error', code: oversized.code, message: oversized.message }], version);
     this.writer.write(frameTypes.reply, requestId, 0, payload);
   }
 

@@ -7,6 +7,7 @@ import {
   FrameDecoder,
   FrameTooLargeError,
   handshakeMaxFrameBytes,
+  oversizedFrameError,
   type HandshakeTranscript,
   type VersionRange,
   decodeChallenge,
@@ -145,9 +146,8 @@ export class PeerConnection {
     if (this.state === 'closed') return Promise.reject(this.failure ?? new KvError('KV_PEER_UNREACHABLE', `${this.options.label}: the connection is closed`));
     const payload = encodeRequestBatch([message], this.version);
     const bytes = frameLengthOf(payload.byteLength);
-    if (bytes > this.options.maxFrameBytes) {
-      return Promise.reject(new KvError('KV_VALUE_TOO_LARGE', `a ${message.type} of ${bytes} bytes is over the peer frame cap of ${this.options.maxFrameBytes} bytes; keep values below limits.maxValueBytes`));
-    }
+    const oversized = oversizedFrameError('request', message.type, payload.byteLength, this.options.maxFrameBytes);
+    if (oversized !== undefined) return Promise.reject(oversized);
     // The first waiting request is always taken, however large, so a big value is never refused for size alone.
     if (this.queuedRequests > 0 && (this.queuedRequests >= this.options.maxQueuedRequests || this.queuedBytes + bytes > this.options.maxQueuedBytes)) {
       return Promise.reject(

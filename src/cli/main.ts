@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { packageVersion } from '../util/package-version.js';
+import { incrementFlag, limitFlag, partitionFlag, quorumFlag, rateFlag, timeoutFlag, ttlFlag } from './flags.js';
 import type { RingClient } from '../client/ring-client.js';
 
 /**
@@ -12,13 +13,6 @@ import type { RingClient } from '../client/ring-client.js';
  */
 
 const defaultNode = process.env.RINGKV_NODE ?? '127.0.0.1:17201';
-
-function quorumOption(text: string): number | 'one' | 'quorum' | 'all' {
-  if (text === 'one' || text === 'quorum' || text === 'all') return text;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError('expected a positive integer or one|quorum|all');
-  return value;
-}
 
 async function withClient<T>(node: string, work: (client: RingClient) => Promise<T>): Promise<T> {
   const [{ RingClient: Client }, { clientAccessFromEnvironment }] = await Promise.all([import('../client/ring-client.js'), import('./client-access.js')]);
@@ -91,10 +85,10 @@ program
   .command('get <bucket> <key>')
   .description('read a key (siblings are printed one per line, base64)')
   .option('--node <address>', 'node to ask', defaultNode)
-  .option('--r <n>', 'replicas that must answer', quorumOption)
-  .option('--pr <n>', 'primaries that must answer', quorumOption)
+  .option('--r <n>', 'replicas that must answer', quorumFlag('--r'))
+  .option('--pr <n>', 'primaries that must answer', quorumFlag('--pr'))
   .option('--consistency <level>', 'one|quorum|all')
-  .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .option('--timeout-ms <ms>', 'coordinator timeout', timeoutFlag)
   .option('--local', "this node's own copy only")
   .action(async (bucket: string, key: string, flags) => {
     await withClient(flags.node, async (client) => {
@@ -114,16 +108,16 @@ program
   .command('put <bucket> <key> <value>')
   .description('write a value')
   .option('--node <address>', 'node to ask', defaultNode)
-  .option('--w <n>', 'replicas that must acknowledge', quorumOption)
-  .option('--pw <n>', 'primaries that must acknowledge', quorumOption)
-  .option('--dw <n>', 'replicas that must fsync', quorumOption)
+  .option('--w <n>', 'replicas that must acknowledge', quorumFlag('--w'))
+  .option('--pw <n>', 'primaries that must acknowledge', quorumFlag('--pw'))
+  .option('--dw <n>', 'replicas that must fsync', quorumFlag('--dw'))
   .option('--consistency <level>', 'one|quorum|all')
   .option('--context <context>', 'the context of the read this write follows')
   .option('--content-type <type>', 'content type', 'text/plain')
-  .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .option('--timeout-ms <ms>', 'coordinator timeout', timeoutFlag)
   .option('--if-none-match', 'write only where no live value exists')
   .option('--if-match <context>', 'write only where the current version is the one this read context names')
-  .option('--ttl <seconds>', 'seconds until the value expires (default: the bucket\'s ttlSeconds)', Number)
+  .option('--ttl <seconds>', 'seconds until the value expires (default: the bucket\'s ttlSeconds)', ttlFlag)
   .action(async (bucket: string, key: string, value: string, flags) => {
     await withClient(flags.node, async (client) => {
       const result = await client.put(bucket, key, value, {
@@ -146,12 +140,12 @@ program
   .command('delete <bucket> <key>')
   .description('delete a key (reads it first for the context unless --context is given)')
   .option('--node <address>', 'node to ask', defaultNode)
-  .option('--w <n>', 'replicas that must acknowledge', quorumOption)
-  .option('--pw <n>', 'primaries that must acknowledge', quorumOption)
-  .option('--dw <n>', 'replicas that must fsync', quorumOption)
+  .option('--w <n>', 'replicas that must acknowledge', quorumFlag('--w'))
+  .option('--pw <n>', 'primaries that must acknowledge', quorumFlag('--pw'))
+  .option('--dw <n>', 'replicas that must fsync', quorumFlag('--dw'))
   .option('--consistency <level>', 'one|quorum|all')
   .option('--context <context>', 'the context of the read this delete follows')
-  .option('--timeout-ms <ms>', 'coordinator timeout (of the read for the context and of the delete, each)', Number)
+  .option('--timeout-ms <ms>', 'coordinator timeout (of the read for the context and of the delete, each)', timeoutFlag)
   .action(async (bucket: string, key: string, flags) => {
     await withClient(flags.node, async (client) => {
       const context = flags.context ?? (await client.get(bucket, key, { timeoutMs: flags.timeoutMs })).context;
@@ -166,19 +160,13 @@ program
   .option('--node <address>', 'node to ask', defaultNode)
   .option('--prefix <prefix>', 'only keys that start with this')
   .option('--after <key>', 'start after this key (a cursor)')
-  .option('--limit <n>', 'keys per page, 1..10000', Number, 1000)
-  .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .option('--limit <n>', 'keys per page, 1..10000', limitFlag, 1000)
+  .option('--timeout-ms <ms>', 'coordinator timeout', timeoutFlag)
   .action(async (bucket: string, flags) => {
     await withClient(flags.node, async (client) => {
       for await (const key of client.list(bucket, { limit: flags.limit, prefix: flags.prefix, after: flags.after, timeoutMs: flags.timeoutMs })) console.log(key);
     });
   });
-
-function integerOption(text: string): number {
-  const value = Number(text);
-  if (!/^-?[0-9]+$/.test(text.trim()) || !Number.isSafeInteger(value)) throw new InvalidArgumentError('expected an integer (negative to decrement)');
-  return value;
-}
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -188,10 +176,10 @@ program
   .command('counter <bucket> <key>')
   .description('print a counter (/dt); with --incr, add to it first (negative to decrement)')
   .option('--node <address>', 'node to ask', defaultNode)
-  .option('--incr <n>', 'add this integer to the counter', integerOption)
-  .option('--w <n>', 'replicas that must acknowledge the increment', quorumOption)
-  .option('--r <n>', 'replicas that must answer the read', quorumOption)
-  .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .option('--incr <n>', 'add this integer to the counter', incrementFlag)
+  .option('--w <n>', 'replicas that must acknowledge the increment', quorumFlag('--w'))
+  .option('--r <n>', 'replicas that must answer the read', quorumFlag('--r'))
+  .option('--timeout-ms <ms>', 'coordinator timeout', timeoutFlag)
   .action(async (bucket: string, key: string, flags) => {
     await withClient(flags.node, async (client) => {
       if (flags.incr !== undefined) await client.dt.increment(bucket, key, flags.incr as number, { w: flags.w, timeoutMs: flags.timeoutMs });
@@ -211,9 +199,9 @@ program
   .option('--node <address>', 'node to ask', defaultNode)
   .option('--add <element>', 'add this element (repeatable)', collect, [])
   .option('--remove <element>', 'remove this element as a read now sees it (repeatable)', collect, [])
-  .option('--w <n>', 'replicas that must acknowledge the update', quorumOption)
-  .option('--r <n>', 'replicas that must answer the read', quorumOption)
-  .option('--timeout-ms <ms>', 'coordinator timeout', Number)
+  .option('--w <n>', 'replicas that must acknowledge the update', quorumFlag('--w'))
+  .option('--r <n>', 'replicas that must answer the read', quorumFlag('--r'))
+  .option('--timeout-ms <ms>', 'coordinator timeout', timeoutFlag)
   .action(async (bucket: string, key: string, flags) => {
     await withClient(flags.node, async (client) => {
       const add = flags.add as string[];
@@ -257,7 +245,7 @@ program
   .command('compact')
   .description("compact a node's LevelDB now")
   .option('--node <address>', 'node to ask', defaultNode)
-  .option('--partition <n>', "compact only this partition's key range")
+  .option('--partition <n>', "compact only this partition's key range", partitionFlag)
   .action(async (flags) => {
     await withClient(flags.node, async (client) => {
       const started = Date.now();
@@ -299,12 +287,6 @@ program
     });
   });
 
-function rateOption(text: string): number {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value < 0) throw new InvalidArgumentError('expected megabytes per second, 0 or more (0: unthrottled)');
-  return value;
-}
-
 async function clientAccess(): Promise<import('./client-access.js').ClientAccess> {
   return (await import('./client-access.js')).clientAccessFromEnvironment(process.env);
 }
@@ -314,7 +296,7 @@ const backupCommand = program
   .description('copy every partition of a live cluster into DIR (one replica each, siblings and tombstones as stored); re-run to resume')
   .option('--to <dir>', 'the backup directory (created; an unfinished backup in it is resumed)')
   .option('--node <address>', 'any node of the cluster', defaultNode)
-  .option('--rate <megabytes>', 'at most this many MB per second, so the cluster keeps serving (0: unthrottled)', rateOption, 20)
+  .option('--rate <megabytes>', 'at most this many MB per second, so the cluster keeps serving (0: unthrottled)', rateFlag, 20)
   .action(async (flags) => {
     if (flags.to === undefined) throw new InvalidArgumentError('ringkv backup needs --to DIR (or `ringkv backup verify DIR`)');
     const { runBackup } = await import('./backup.js');
@@ -335,7 +317,7 @@ program
   .requiredOption('--from <dir>', 'the backup directory')
   .option('--node <address>', 'any node of the target cluster', defaultNode)
   .option('--w <level>', 'replicas that must acknowledge each version: one|quorum|all', 'quorum')
-  .option('--rate <megabytes>', 'at most this many MB of backup per second (0: unthrottled)', rateOption, 20)
+  .option('--rate <megabytes>', 'at most this many MB of backup per second (0: unthrottled)', rateFlag, 20)
   .action(async (flags) => {
     if (!['one', 'quorum', 'all'].includes(flags.w as string)) throw new InvalidArgumentError('--w must be one, quorum or all');
     const { runRestore } = await import('./backup.js');

@@ -115,7 +115,14 @@ export const nodeConfigSchema = Type.Object(
     }),
     limits: section(
       {
-        maxValueBytes: integer(1, 512 * 1024 * 1024, 8_388_608, 'the largest value', { env: 'RINGKV_MAX_VALUE_BYTES' }),
+        maxValueBytes: integer(1, 32 * 1024 * 1024, 8_388_608, 'the largest value (413 KV_VALUE_TOO_LARGE past it); at most (maxObjectBytes − 65536) / 2', { env: 'RINGKV_MAX_VALUE_BYTES' }),
+        maxObjectBytes: integer(
+          1,
+          64 * 1024 * 1024,
+          25_165_824,
+          "the largest object (a key's siblings, or its counter or set, with their metadata) a write may leave: a write past it is refused before anything is stored (413 KV_OBJECT_TOO_LARGE), so every object fits a peer frame (64 MiB) and can be replicated; at least 2 × maxValueBytes + 65536",
+          { env: 'RINGKV_MAX_OBJECT_BYTES' },
+        ),
         maxKeyBytes: integer(1, 60_000, 1024, 'the longest key (UTF-8 bytes)'),
         maxBucketBytes: integer(1, 60_000, 256, 'the longest bucket name (UTF-8 bytes)'),
         siblingsWarn: integer(1, 100_000, 25, 'a write that leaves a key with more siblings than this is logged and counted'),

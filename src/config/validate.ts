@@ -2,6 +2,7 @@ import { Kind } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { BucketProperties } from '../core/buckets.js';
 import { KvError } from '../util/errors.js';
+import { defaultMaxFrameBytes } from '../core/wire/frames.js';
 import {
   type NodeConfig,
   type Schema,
@@ -176,6 +177,27 @@ function checkAcrossFields(config: SchemaConfig): void {
   if (config.port + config.peerPortOffset > 65_535) {
     fail('peerPortOffset', `small enough that port + peerPortOffset (the peer port) is at most 65535 (port is ${config.port})`, config.peerPortOffset);
   }
+  // Every object must fit a peer frame, or it could be stored on one replica and never reach the
+  // others: a coordinate-put carries a value and the read it is checked against, a page of
+  // handoff or anti-entropy carries maxPageBytes and one more object, each with an envelope.
+  const { maxValueBytes, maxObjectBytes } = config.limits;
+  if (maxObjectBytes < 2 * maxValueBytes + objectMetadataAllowanceBytes) {
+    fail('limits.maxObjectBytes', `at least 2 × limits.maxValueBytes + ${objectMetadataAllowanceBytes} (${2 * maxValueBytes + objectMetadataAllowanceBytes}), so two concurrent writes of the largest value can stand as siblings`, maxObjectBytes);
+  }
+  if (maxObjectBytes + maxValueBytes + peerEnvelopeAllowanceBytes > defaultMaxFrameBytes) {
+    fail(
+      'limits.maxObjectBytes',
+      `at most ${defaultMaxFrameBytes - maxValueBytes - peerEnvelopeAllowanceBytes} (the peer frame cap ${defaultMaxFrameBytes} − limits.maxValueBytes ${maxValueBytes} − ${peerEnvelopeAllowanceBytes} for the message), so a write and its object fit one peer frame; lower limits.maxValueBytes or limits.maxObjectBytes`,
+      maxObjectBytes,
+    );
+  }
+  if (config.handoff.maxPageBytes + maxObjectBytes + peerEnvelopeAllowanceBytes > defaultMaxFrameBytes) {
+    fail(
+      'handoff.maxPageBytes',
+      `at most ${defaultMaxFrameBytes - maxObjectBytes - peerEnvelopeAllowanceBytes} (the peer frame cap ${defaultMaxFrameBytes} − limits.maxObjectBytes ${maxObjectBytes} − ${peerEnvelopeAllowanceBytes}), so a page and the one object that may end it fit one peer frame`,
+      config.handoff.maxPageBytes,
+    );
+  }
   if (config.limits.maxSiblings < config.limits.siblingsWarn) {
     fail('limits.maxSiblings', `at least limits.siblingsWarn (${config.limits.siblingsWarn})`, config.limits.maxSiblings);
   }
@@ -189,6 +211,12 @@ function checkAcrossFields(config: SchemaConfig): void {
     if (port < 1 || port > 65_535) fail(config.seeds.includes(address) ? 'seeds' : 'advertise', 'host:port with a port in 1..65535', address);
   }
 }
+
+/** What a sibling carries beside its value (content type, dot, timestamps), allowed for when two values must fit an object. */
+const objectMetadataAllowanceBytes = 65_536;
+
+/** What a peer message carries beside its objects and values (type, bucket, key, context, hint target). */
+const peerEnvelopeAllowanceBytes = 1024 * 1024;
 
 /** Wildcard bind addresses: a node may listen on one, but no peer can dial it. */
 const wildcardAddresses = new Set(['0.0.0.0', '::', '[::]']);

@@ -7,6 +7,7 @@ import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { type CausalContext, emptyContext, encodeContext, objectContext } from '../core/versioning/context.js';
 import type { DataTypeUpdate } from '../core/datatypes/data-type.js';
 import type { Precondition } from '../core/versioning/preconditions.js';
+import type { WriteOperation } from '../core/quorum/quorum.js';
 import { type Dot, type VersionedObject, type WriteIntent, emptyObject, mergeObjects } from '../core/versioning/versioned-object.js';
 import { descends } from '../core/versioning/version-vector.js';
 import { KvError, isKvError } from '../util/errors.js';
@@ -143,9 +144,9 @@ export class Coordinator {
     condition?: { readonly precondition: Precondition; readonly base: VersionedObject | null },
   ): Promise<WriteOutcome> {
     const mode = this.deps.bucketProperties(bucket).conflictMode;
-    return this.replicated(bucket, key, options, intent.context, async (node, sync, timeoutMs) => {
+    return this.replicated(bucket, key, options, intent.context, intent.tombstone ? 'delete' : 'write', async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'coordinate-put', bucket, key, write: intent, mode, sync, ...(condition === undefined ? {} : condition) }, timeoutMs);
-      if (reply.type !== 'coordinate-put-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to coordinate-put`);
+      if (reply.type !== 'coordinate-put-reply') throw new KvError('KV_INTERNAL', `the replica answered ${reply.type} to coordinate-put, which no ringkv of this version answers; run the same ringkv version on every node`);
       return reply;
     });
   }
@@ -159,9 +160,9 @@ export class Coordinator {
    */
   async mergeVersion(bucket: string, key: string, object: VersionedObject, options: WriteOptions): Promise<void> {
     const mode = this.deps.bucketProperties(bucket).conflictMode;
-    await this.replicated(bucket, key, options, emptyContext, async (node, sync, timeoutMs) => {
+    await this.replicated(bucket, key, options, emptyContext, 'restore', async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'replica-put', bucket, key, object, mode, sync }, timeoutMs);
-      if (reply.type !== 'replica-put-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to replica-put`);
+      if (reply.type !== 'replica-put-reply') throw new KvError('KV_INTERNAL', `the replica answered ${reply.type} to replica-put, which no ringkv of this version answers; run the same ringkv version on every node`);
       // The other replicas get the same version to merge; the dot only feeds the write machine.
       return { object, durable: reply.durable, dot: { node: '', counter: 0 } };
     });
@@ -189,9 +190,9 @@ export class Coordinator {
       }
       writeOptions = this.restOfDeadline(options, deadline, 'remove');
     }
-    await this.replicated(bucket, key, writeOptions, emptyContext, async (node, sync, timeoutMs) => {
+    await this.replicated(bucket, key, writeOptions, emptyContext, 'update', async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'dt-update', bucket, key, update, sync, base }, timeoutMs);
-      if (reply.type !== 'dt-update-reply') throw new KvError('KV_INTERNAL', `unexpected reply ${reply.type} to dt-update`);
+      if (reply.type !== 'dt-update-reply') throw new KvError('KV_INTERNAL', `the replica answered ${reply.type} to dt-update, which no ringkv of this version answers; run the same ringkv version on every node`);
       // A data type update hands no context back: the dot only feeds the write machine.
       return { object: reply.object, durable: reply.durable, dot: { node: '', counter: 0 } };
     });
@@ -206,6 +207,7 @@ export class Coordinator {
     key: string,
     options: WriteOptions,
     context: CausalContext,
+    operation: WriteOperation,
     coordinate: (node: string, sync: boolean, timeoutMs: number) => Promise<{ readonly object: VersionedObject; readonly dot: Dot; readonly durable: boolean }>,
   ): Promise<WriteOutcome> {
     const { view, properties } = this.view(bucket, key);
@@ -216,7 +218,7 @@ export class Coordinator {
     const mode = properties.conflictMode;
     const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
     return new Promise<WriteOutcome>((resolve, reject) => {
-      let state = startWrite(plan, context, timeoutMs);
+      let state = startWrite(plan, context, timeoutMs, operation);
       let deadline: TimerHandle | undefined;
       const feed = (event: WriteEvent): void => {
         const [next, effects] = stepWrite(state, event);
@@ -232,7 +234,7 @@ export class Coordinator {
             coordinate(effect.node, plan.sync, this.remainingMs(deadlineAtMs))
               .then(
                 (reply) => feed({ type: 'coordinated', object: reply.object, dot: reply.dot, durable: reply.durable }),
-                (error: unknown) => feed({ type: 'coordinate-failed', error: coordinatingFailure(effect.node, timeoutMs, error) }),
+                (error: unknown) => feed({ type: 'coordinate-failed', error: coordinatingFailure(operation, effect.node, timeoutMs, error) }),
               )
               .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'write step failed'));
             return;
@@ -286,19 +288,32 @@ export class Coordinator {
  * Refusals a coordinating replica makes for a reason the client can act on: they keep their code
  * across the peer hop and reach the client as they are, instead of becoming "replica unreachable".
  */
-export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT']);
+export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_OBJECT_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT']);
 
 /** How much longer than its request's deadline a peer call may wait (see remainingMs). */
 const peerCallGraceMs = 5;
 
-/** The error of a coordinating replica that could not take the write. */
-function coordinatingFailure(node: string, timeoutMs: number, error: unknown): KvError {
-  // The coordinating replica refused the write itself, for a reason the client can act on.
+/** What to do before retrying a change the coordinating replica may have stored. */
+function checkBeforeRetry(operation: WriteOperation): string {
+  switch (operation) {
+    case 'write':
+    case 'delete':
+      return 'read the key back before retrying';
+    case 'update':
+      return 'read the data type back before retrying (an increment sent again may count twice)';
+    case 'restore':
+      return 'running the restore again is safe, as merging twice changes nothing';
+  }
+}
+
+/** The error of a coordinating replica that could not take the write, delete, update or restored version. */
+function coordinatingFailure(operation: WriteOperation, node: string, timeoutMs: number, error: unknown): KvError {
+  // The coordinating replica refused the change itself, for a reason the client can act on.
   if (isKvError(error) && clientRefusalCodes.has(error.code)) return error;
   if (isKvError(error) && error.code === 'KV_TIMEOUT') {
-    return new KvError('KV_TIMEOUT', `write timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; it may have stored the write before the deadline, so read the key back before retrying`);
+    return new KvError('KV_TIMEOUT', `${operation} timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; it may have applied the ${operation} before the deadline, so ${checkBeforeRetry(operation)}`);
   }
-  return new KvError('KV_INSUFFICIENT_REPLICAS', `the coordinating replica ${node} could not take the write (${String(error instanceof Error ? error.message : error)}); no other replica was sent it, but that one may have stored it, so read the key back before retrying`, {
+  return new KvError('KV_INSUFFICIENT_REPLICAS', `the coordinating replica ${node} could not take the ${operation} (${String(error instanceof Error ? error.message : error)}); no other replica was sent it, but that one may have applied it, so ${checkBeforeRetry(operation)}`, {
     details: { required: 1, succeeded: 0 },
     retryAfterSeconds: 1,
   });

@@ -193,12 +193,12 @@ export class Handoff {
     for (;;) {
       const request: HandoffFetchRequest = { type: 'handoff-fetch', partition, after, maxKeys: this.deps.settings.batchSize, maxBytes: this.deps.settings.maxPageBytes };
       const reply = await this.deps.send(source, request);
-      if (reply.type !== 'object-page') throw new KvError('KV_PEER_UNREACHABLE', `${source} answered ${reply.type} to handoff-fetch`);
+      if (reply.type !== 'object-page') throw new KvError('KV_PEER_UNREACHABLE', `${source} answered ${reply.type} to handoff-fetch; the transfer is retried (run the same ringkv version on every node)`);
       const taken: { dataKey: Buffer; item: StoredItem; bucket: string }[] = [];
       for (const item of reply.items) {
         const dataKey = Buffer.from(item.dataKey);
         if (partitionOfPosition(dataKey.readUInt32BE(0), ring.partitionCount) !== partition) {
-          throw new KvError('KV_PEER_UNREACHABLE', `${source} sent a key outside partition ${partition} in its handoff page`);
+          throw new KvError('KV_PEER_UNREACHABLE', `${source} sent a key outside partition ${partition} in its handoff page; nothing of the page was taken and the transfer is retried (run the same ringkv version and partitionCount on every node)`);
         }
         const { bucket } = decodeDataKey(dataKey);
         if (willReplicate(bucket)) taken.push({ dataKey, item, bucket });
@@ -209,7 +209,7 @@ export class Handoff {
       }
       if (reply.done) return;
       const last = reply.items[reply.items.length - 1];
-      if (last === undefined) throw new KvError('KV_PEER_UNREACHABLE', `${source} answered handoff-fetch with an empty page that is not the last`);
+      if (last === undefined) throw new KvError('KV_PEER_UNREACHABLE', `${source} answered handoff-fetch with an empty page that is not the last; the transfer is retried (run the same ringkv version on every node)`);
       after = last.dataKey;
     }
   }
@@ -256,7 +256,7 @@ export class Handoff {
   /** Answers which of the asked partitions this node holds at least one key of (a range scan of one key each). */
   private async heldAmong(payload: unknown): Promise<{ held: number[] }> {
     const ring = this.deps.ring();
-    if (ring === null) throw new KvError('KV_NOT_READY', 'no ring yet');
+    if (ring === null) throw new KvError('KV_NOT_READY', 'this node has no ring yet; retry once it has joined', { retryAfterSeconds: 1 });
     const asked = (payload as { partitions?: unknown } | null)?.partitions;
     if (!Array.isArray(asked) || asked.length > ring.partitionCount || asked.some((partition) => !Number.isInteger(partition) || partition < 0 || partition >= ring.partitionCount)) {
       throw new KvError('KV_BAD_REQUEST', `handoff-held needs a list of at most ${ring.partitionCount} partition numbers below ${ring.partitionCount}`);
@@ -342,8 +342,8 @@ export class Handoff {
       await Promise.all(
         replicas.map(async (node) => {
           const reply = await this.deps.send(node, { type: 'replica-put', bucket, key, object, mode: properties.conflictMode, sync: true });
-          if (reply.type !== 'replica-put-reply') throw new KvError('KV_PEER_UNREACHABLE', `${node} answered ${reply.type}`);
-          if (!reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${node} did not store the key durably`);
+          if (reply.type !== 'replica-put-reply') throw new KvError('KV_PEER_UNREACHABLE', `${node} answered ${reply.type} to a handoff replica-put; the key stays here and its handoff is retried`);
+          if (!reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${node} did not store the key durably; the key stays here and its handoff is retried`);
         }),
       );
     } catch (error) {

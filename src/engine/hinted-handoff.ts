@@ -118,7 +118,7 @@ export class HintedHandoff {
             // The hint is deleted only once its target has the write durably (synced; the target's
             // group commit makes that about one fsync per batch of hints).
             const reply = await this.options.send(target, { type: 'replica-put', bucket, key, object: hint.object, mode: hint.mode, sync: true });
-            if (reply.type !== 'replica-put-reply' || !reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${target} did not store the hint durably`);
+            if (reply.type !== 'replica-put-reply' || !reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${target} did not store the hint durably; the hint is kept and delivered again`);
             await this.hints.remove(hint, 'delivered');
           } catch (error) {
             this.options.logger.debug({ target, error: String(error) }, 'hint not delivered yet');
@@ -149,7 +149,7 @@ export class HintedHandoff {
             return;
           }
           const reply = await this.options.send(node, { type: 'replica-put', bucket, key, object: hint.object, mode: hint.mode, sync: true });
-          if (reply.type !== 'replica-put-reply' || !reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${node} did not store the redirected hint durably`);
+          if (reply.type !== 'replica-put-reply' || !reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${node} did not store the redirected hint durably; the hint is kept and delivered again`);
         }),
       );
       await this.hints.remove(hint, 'delivered');

@@ -23,6 +23,12 @@ import { BucketIndex } from './bucket-index.js';
 import { KeyLocks } from './key-locks.js';
 import { ReapedTombstones } from './reaped-tombstones.js';
 
+/** Bounds a coordinated write is judged by on this replica: its siblings, and the size of the object it leaves. */
+export interface WriteLimits extends SiblingLimits {
+  /** The largest encoded object a write or update may leave (limits.maxObjectBytes); see judgeObjectSize. */
+  readonly maxObjectBytes: number;
+}
+
 /**
  * Called after every change of a stored key with its stored bytes before and after (undefined
  * when absent) and the object now stored. Anti-entropy keeps its Merkle trees current this way.
@@ -71,8 +77,8 @@ export class Replica {
     private readonly nodeId: string,
     /** Draws the storage epoch when the storage is new (see ActorLease). */
     private readonly random: Random,
-    /** Sibling bounds of coordinated writes, and who hears of a key past the warning count. */
-    private readonly siblingLimits: SiblingLimits = { siblingsWarn: Number.MAX_SAFE_INTEGER, maxSiblings: Number.MAX_SAFE_INTEGER },
+    /** Sibling and object size bounds of coordinated writes, and who hears of a key past the warning count. */
+    private readonly limits: WriteLimits = { siblingsWarn: Number.MAX_SAFE_INTEGER, maxSiblings: Number.MAX_SAFE_INTEGER, maxObjectBytes: Number.MAX_SAFE_INTEGER },
     private readonly onManySiblings: (bucket: string, key: string, siblings: number) => void = () => undefined,
   ) {
     this.reaped = new ReapedTombstones(storage.meta);
@@ -147,7 +153,7 @@ export class Replica {
       }
       const actor = await this.keyActor(beforeBytes === undefined ? undefined : stored.clock);
       const applied = applyWrite(before, actor, write, mode);
-      const siblings = judgeSiblings(this.siblingLimits, mode, before, applied, write.context, { bucket, key }, write.nowMs);
+      const siblings = judgeSiblings(this.limits, mode, before, applied, write.context, { bucket, key }, write.nowMs);
       if (siblings.kind === 'refuse') {
         this.siblingRefusals += 1;
         throw siblings.error;
@@ -159,7 +165,8 @@ export class Replica {
       const dot: Dot = { node: actor, counter: applied.clock[actor] ?? 0 };
       // The clock is never pruned: any entry may be the only record that a superseded version's dot
       // was seen, and forgetting it would let a replica that still holds that version bring it back.
-      await this.store(dataKey, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), applied, sync);
+      const appliedBytes = this.judgeObjectSize(encodeObject(applied), beforeBytes, { bucket, key }, 'write');
+      await this.storeBytes(dataKey, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), appliedBytes, applied, sync);
       return { object: applied, dot };
     });
   }
@@ -178,9 +185,31 @@ export class Replica {
       const before = base === null ? stored : mergeObjects(stored, base, 'siblings');
       const actor = await this.keyActor(beforeBytes === undefined ? undefined : stored.clock);
       const after = applyDataTypeUpdate(before, actor, update, nowMs, limits);
-      await this.store(dataKey, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), after, sync);
+      const afterBytes = this.judgeObjectSize(encodeObject(after), beforeBytes, { bucket, key }, 'update');
+      await this.storeBytes(dataKey, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), afterBytes, after, sync);
       return after;
     });
+  }
+
+  /**
+   * The encoded object a coordinated write or update would store, or KV_OBJECT_TOO_LARGE when it
+   * is over limits.maxObjectBytes and larger than the stored copy: refused before anything is
+   * stored, so no object past the peer frame cap lands on this replica alone. A write that does
+   * not grow the object (one that resolves siblings, a delete) is always taken; merges of
+   * versions from other replicas are never judged (a replica that refused them would stay behind).
+   */
+  private judgeObjectSize(afterBytes: Buffer, beforeBytes: Uint8Array | undefined, where: { readonly bucket: string; readonly key: string }, what: 'write' | 'update'): Buffer {
+    const { maxObjectBytes } = this.limits;
+    if (afterBytes.byteLength <= maxObjectBytes || afterBytes.byteLength <= (beforeBytes?.byteLength ?? 0)) return afterBytes;
+    const remedy =
+      what === 'write'
+        ? "Resolve its siblings: read the key and write the merged value back with the read's context (that replaces the siblings it read), or write a smaller value"
+        : 'Remove elements, or spread them over several keys';
+    throw new KvError(
+      'KV_OBJECT_TOO_LARGE',
+      `this ${what} would leave key '${where.key}' in bucket '${where.bucket}' with an object of ${afterBytes.byteLength} bytes, over limits.maxObjectBytes (${maxObjectBytes}); nothing was stored. ${remedy}`,
+      { details: { objectBytes: afterBytes.byteLength, maxObjectBytes } },
+    );
   }
 
   /**
@@ -314,10 +343,6 @@ export class Replica {
         return true;
       });
     });
-  }
-
-  private async store(dataKey: Buffer, beforeBytes: Uint8Array | undefined, beforeLive: boolean, after: VersionedObject, sync: boolean): Promise<void> {
-    await this.storeBytes(dataKey, beforeBytes, beforeLive, encodeObject(after), after, sync);
   }
 
   /**

@@ -56,9 +56,9 @@ export class RingNode implements KvService {
     options = withFaultPoints(options);
     const { config, identity } = options;
     this.nodeId = identity.nodeId;
-    const { siblingsWarn, maxSiblings } = config.limits;
+    const { siblingsWarn, maxSiblings, maxObjectBytes } = config.limits;
     // The replica's dots come from actors that survive restarts (src/engine/actor-lease.ts).
-    const replica = (this.localReplica = new Replica(options.storage, this.nodeId, options.random, { siblingsWarn, maxSiblings }, (bucket, key, siblings) =>
+    const replica = (this.localReplica = new Replica(options.storage, this.nodeId, options.random, { siblingsWarn, maxSiblings, maxObjectBytes }, (bucket, key, siblings) =>
       options.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
     ));
     // The lifecycle creates the gossiper at start; before that, these answer as a node without a view.

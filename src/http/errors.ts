@@ -54,7 +54,7 @@ function fromFastifyError(error: { code: string; message: string; statusCode?: n
     default:
       // Any other client-side fastify error (aborted upload, bad header, ...) is a malformed request.
       if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
-        return new KvError('KV_BAD_REQUEST', `malformed request: ${error.message}`);
+        return new KvError('KV_BAD_REQUEST', `malformed request: ${error.message}; fix the request (GET /openapi.json describes what every route takes)`);
       }
       return undefined;
   }

@@ -101,7 +101,7 @@ function checkDeclaredLength(request: FastifyRequest, maxValueBytes: number): vo
 function contentTypeOf(request: FastifyRequest): string {
   const header = request.headers['content-type']?.trim();
   if (header === undefined || header === '') return defaultContentType;
-  if (header.length > maxContentTypeLength) throw new KvError('KV_BAD_REQUEST', `the content-type header is over ${maxContentTypeLength} characters`);
+  if (header.length > maxContentTypeLength) throw new KvError('KV_BAD_REQUEST', `the content-type header is over ${maxContentTypeLength} characters; send a shorter media type (or none)`);
   return header;
 }
 

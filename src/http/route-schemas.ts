@@ -146,7 +146,7 @@ export const kvPutSchema = {
     'content-type': Type.Optional(Type.String({ description: 'stored and returned with the value (at most 256 characters; default application/octet-stream)' })),
     ...conditionalHeaders,
   }),
-  response: { 204: writtenResponse('written; the new version\'s context is in x-ringkv-context'), ...errorResponses([...kvErrors, 'KV_VALUE_TOO_LARGE', 'KV_TOO_MANY_SIBLINGS', 'KV_PRECONDITION_FAILED']) },
+  response: { 204: writtenResponse('written; the new version\'s context is in x-ringkv-context'), ...errorResponses([...kvErrors, 'KV_VALUE_TOO_LARGE', 'KV_OBJECT_TOO_LARGE', 'KV_TOO_MANY_SIBLINGS', 'KV_PRECONDITION_FAILED']) },
 };
 
 /** DELETE /kv/:bucket/:key. */
@@ -229,7 +229,7 @@ export const dtUpdateSchema = {
   ),
   response: {
     204: { description: 'applied at one replica and replicated to w of them', type: 'null' },
-    ...errorResponses([...dtErrors, 'KV_BAD_CONTEXT', 'KV_VALUE_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW']),
+    ...errorResponses([...dtErrors, 'KV_BAD_CONTEXT', 'KV_VALUE_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_OBJECT_TOO_LARGE', 'KV_COUNTER_OVERFLOW']),
   },
 };
 

@@ -1,4 +1,5 @@
 import { decodeReplyBatch, decodeRequestBatch, encodeReplyBatch, encodeRequestBatch } from '../core/wire/codec.js';
+import { defaultMaxFrameBytes, oversizedFrameError } from '../core/wire/frames.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { KvError, isKvError } from '../util/errors.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
@@ -47,6 +48,11 @@ export class SimulatedNetwork {
   dropped = 0;
   /** Bytes of the encoded requests and replies put on the wire (dropped ones included), for figures such as gossip bytes per round. */
   bytesSent = 0;
+  /**
+   * The peer frame cap, judged by the same rule as the framed transport's (oversizedFrameError):
+   * a request over it is refused before it leaves, a reply over it becomes an error reply.
+   */
+  readonly maxFrameBytes = defaultMaxFrameBytes;
 
   /**
    * `clock` is the simulation's scheduler: message deliveries are its events, labelled with
@@ -123,6 +129,8 @@ export class SimulatedNetwork {
 
   private send(source: PeerAddress, target: PeerAddress, message: PeerRequest, timeoutMs: number, nodeClock: LabelledClock, sender: SenderState): Promise<PeerReply> {
     const body = encodeRequestBatch([message]);
+    const oversized = oversizedFrameError('request', message.type, body.byteLength, this.maxFrameBytes);
+    if (oversized !== undefined) return Promise.reject(oversized);
     this.bytesSent += body.byteLength;
     return new Promise<PeerReply>((resolve, reject) => {
       let done = false;
@@ -158,7 +166,9 @@ export class SimulatedNetwork {
             message: error instanceof Error ? error.message : String(error),
           }))
           .then((reply) => {
-            const replyBody = encodeReplyBatch([reply]);
+            let replyBody = encodeReplyBatch([reply]);
+            const oversized = oversizedFrameError('reply', reply.type, replyBody.byteLength, this.maxFrameBytes);
+            if (oversized !== undefined) replyBody = encodeReplyBatch([{ type: 'error', code: oversized.code, message: oversized.message }]);
             // A node that crashed while handling the request never answers.
             if (this.handlers.get(target) !== handler) {
               this.dropped += 1;

@@ -59,6 +59,23 @@ describe('the config schema', () => {
     expect(message).not.toContain(secret);
   });
 
+  it('keeps every object inside one peer frame: maxValueBytes, maxObjectBytes and handoff.maxPageBytes are judged against the 64 MiB frame cap', () => {
+    const mebibyte = 1024 * 1024;
+    expect(validateConfig({}).limits).toMatchObject({ maxValueBytes: 8 * mebibyte, maxObjectBytes: 24 * mebibyte });
+    // Two largest values must fit as siblings.
+    expect(configError(() => validateConfig({ limits: { maxValueBytes: 16 * mebibyte } }))).toMatch(
+      /'limits\.maxObjectBytes' must be at least 2 × limits\.maxValueBytes \+ 65536 \(33619968\), so two concurrent writes .* got 25165824/,
+    );
+    // An object and a value (a conditional write's read and its value) must fit one frame.
+    expect(configError(() => validateConfig({ limits: { maxValueBytes: 20 * mebibyte, maxObjectBytes: 48 * mebibyte } }))).toMatch(
+      /'limits\.maxObjectBytes' must be at most 45088768 \(the peer frame cap 67108864 − limits\.maxValueBytes 20971520 − 1048576 for the message\).*lower limits\.maxValueBytes or limits\.maxObjectBytes/,
+    );
+    // A page ends after the object that takes it past maxPageBytes, so the page and that object must fit.
+    expect(configError(() => validateConfig({ handoff: { maxPageBytes: 48 * mebibyte } }))).toMatch(/'handoff\.maxPageBytes' must be at most 40894464 \(the peer frame cap 67108864 − limits\.maxObjectBytes 25165824 − 1048576\)/);
+    expect(validateConfig({ limits: { maxValueBytes: 16 * mebibyte, maxObjectBytes: 40 * mebibyte } }).limits.maxObjectBytes).toBe(40 * mebibyte);
+    expect(configError(() => validateConfig({ limits: { maxValueBytes: 64 * mebibyte } }))).toMatch(/'limits\.maxValueBytes' must be an integer in 1\.\.33554432/);
+  });
+
   it('lets a bucket leave out properties, which then come from bucketDefaults', () => {
     const config = validateConfig({ bucketDefaults: { nVal: 2 }, buckets: { sessions: { conflictMode: 'lww' } } });
     expect(bucketProperties(config, 'sessions')).toEqual({ nVal: 2, r: 'quorum', w: 'quorum', conflictMode: 'lww', ttlSeconds: 0 });

@@ -82,7 +82,7 @@ describe('planRead', () => {
 
 /** Feeds events to the write machine and collects its effects. */
 function runWrite(events: readonly WriteEvent[], down: readonly string[] = [], w: 'one' | 'quorum' | 'all' = 'quorum'): WriteEffect[] {
-  let state = startWrite(planWrite(viewOf(0, down), { w }, true), emptyContext, 1000);
+  let state = startWrite(planWrite(viewOf(0, down), { w }, true), emptyContext, 1000, 'write');
   const effects: WriteEffect[] = [];
   for (const event of events) {
     const [next, produced] = stepWrite(state, event);
@@ -115,7 +115,7 @@ describe('the write machine', () => {
         fc.array(fc.tuple(fc.integer({ min: 0, max: 4 }), fc.boolean()), { maxLength: 8 }),
         (w, answers) => {
           const plan = planWrite(viewOf(0, []), { w }, true);
-          let state = startWrite(plan, emptyContext, 1000);
+          let state = startWrite(plan, emptyContext, 1000, 'write');
           const effects: WriteEffect[] = [];
           let succeeded = 0;
           const seen = new Set<string>();

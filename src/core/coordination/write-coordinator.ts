@@ -1,6 +1,6 @@
 import { type CausalContext, writeContext } from '../versioning/context.js';
 import type { Dot, VersionedObject } from '../versioning/versioned-object.js';
-import { type TallyState, insufficientReplicasError, recordReply, startTally, timeoutError, verdict } from '../quorum/quorum.js';
+import { type TallyState, type WriteOperation, insufficientReplicasError, recordReply, startTally, timeoutError, verdict } from '../quorum/quorum.js';
 import type { KvError } from '../../util/errors.js';
 import type { WritePlan, WriteTarget } from './plan.js';
 
@@ -32,6 +32,8 @@ export type WriteEvent =
 /** A write in progress. */
 export interface WriteState {
   readonly plan: WritePlan;
+  /** What the change is, so its errors speak of a delete, an update or a restore rather than a write. */
+  readonly operation: WriteOperation;
   readonly context: CausalContext;
   readonly timeoutMs: number;
   readonly tally: TallyState;
@@ -45,8 +47,8 @@ export interface WriteState {
 }
 
 /** A fresh write of `plan`, whose writer holds `context`, to be answered within `timeoutMs`. */
-export function startWrite(plan: WritePlan, context: CausalContext, timeoutMs: number): WriteState {
-  return { plan, context, timeoutMs, tally: startTally(plan.requirement), phase: 'new', hintsPending: plan.keptHints.length > 0, answered: [] };
+export function startWrite(plan: WritePlan, context: CausalContext, timeoutMs: number, operation: WriteOperation): WriteState {
+  return { plan, operation, context, timeoutMs, tally: startTally(plan.requirement), phase: 'new', hintsPending: plan.keptHints.length > 0, answered: [] };
 }
 
 /** step(state, event) -> [state, effects]. */
@@ -55,7 +57,7 @@ export function stepWrite(state: WriteState, event: WriteEvent): [WriteState, Wr
   switch (event.type) {
     case 'start': {
       const { plan } = state;
-      if (plan.impossible || plan.coordinating === undefined) return finish(state, insufficientReplicasError('write', state.tally, false));
+      if (plan.impossible || plan.coordinating === undefined) return finish(state, insufficientReplicasError(state.operation, state.tally, false));
       return [
         { ...state, phase: 'coordinating' },
         [
@@ -91,7 +93,7 @@ export function stepWrite(state: WriteState, event: WriteEvent): [WriteState, Wr
     case 'hints-kept':
       return judge({ ...state, hintsPending: false });
     case 'deadline':
-      return finish(state, timeoutError('write', state.tally, state.timeoutMs));
+      return finish(state, timeoutError(state.operation, state.tally, state.timeoutMs));
   }
 }
 
@@ -99,7 +101,7 @@ export function stepWrite(state: WriteState, event: WriteEvent): [WriteState, Wr
 function judge(state: WriteState): [WriteState, WriteEffect[]] {
   if (state.phase !== 'replicating' || state.object === undefined || state.dot === undefined) return [state, []];
   const current = verdict(state.tally);
-  if (current === 'impossible') return finish(state, insufficientReplicasError('write', state.tally));
+  if (current === 'impossible') return finish(state, insufficientReplicasError(state.operation, state.tally));
   if (current === 'met' && !state.hintsPending) {
     // The context carries the new version's time, so a write chained on it is stamped after it (lww under skew).
     const dot = state.dot;

@@ -113,22 +113,44 @@ function neededText(need: TallyRequirement): string {
   return `${need.required} replicas (${need.primaryRequired} primaries, ${need.durableRequired} durable${need.plannedRequired ? `, ${need.plannedRequired} of the planned replicas of a ring change` : ''})`;
 }
 
-/** What happened to a write that failed after it was sent: some replicas may hold it. */
-const writeOutcomeUnknown = 'the write may have been stored by the replicas that answered ok (and by those that did not answer), so read the key back before retrying';
+/**
+ * What a coordinated change is, for its error messages: a `write` (PUT), a `delete`, an `update`
+ * of a data type (/dt), or a `restore` merging a backed-up version.
+ */
+export type WriteOperation = 'write' | 'delete' | 'update' | 'restore';
+
+/** What happened to a change that failed after it was sent (some replicas may hold it), and what to do before retrying. */
+function outcomeUnknown(operation: WriteOperation): string {
+  switch (operation) {
+    case 'write':
+      return 'the write may have been stored by the replicas that answered ok (and by those that did not answer), so read the key back before retrying';
+    case 'delete':
+      return 'the delete may have been stored by the replicas that answered ok (and by those that did not answer), so read the key back before retrying';
+    case 'update':
+      return 'the update may have been applied by the replicas that answered ok (and by those that did not answer), so read the data type back before retrying (an increment sent again may count twice)';
+    case 'restore':
+      return 'the version may have been merged by the replicas that answered ok (and by those that did not answer); running the restore again is safe, as merging twice changes nothing';
+  }
+}
+
+/** The quorum parameters that make a change easier to acknowledge. */
+function writeRemedy(operation: WriteOperation): string {
+  return operation === 'update' ? 'lower w' : operation === 'restore' ? 'restore with a lower --w' : 'lower w/pw/dw';
+}
 
 /**
  * The 503 an unmet quorum answers with, saying what was needed and what answered, and what
  * that means for the operation: a read changed nothing; a write refused before any replica was
  * asked (`written` false) certainly did not happen; a write sent to replicas may have happened.
  */
-export function insufficientReplicasError(operation: 'read' | 'write', state: TallyState, written?: boolean): KvError {
+export function insufficientReplicasError(operation: 'read' | WriteOperation, state: TallyState, written?: boolean): KvError {
   const need = state.requirement;
-  const remedy = operation === 'read' ? 'lower r/pr' : 'lower w/pw/dw';
+  const remedy = operation === 'read' ? 'lower r/pr' : writeRemedy(operation);
   const message =
     written === false
-      ? `the write was not sent: it needs ${neededText(need)} but only ${need.asked} replicas (${need.primariesAsked} primaries) are up to take it; nothing was written, so it is safe to retry once nodes are back, or ${remedy}`
+      ? `the ${operation} was not sent: it needs ${neededText(need)} but only ${need.asked} replicas (${need.primariesAsked} primaries) are up to take it; nothing was changed, so it is safe to retry once nodes are back, or ${remedy}`
       : `${operation} needed ${neededText(need)} but only ${state.succeeded} answered ok (${state.primarySucceeded} primaries, ${state.durableSucceeded} durable${need.plannedRequired ? `, ${state.plannedSucceeded} planned` : ''}) of the ${need.asked} asked; ${
-          operation === 'read' ? `the read changed nothing; retry later or ${remedy}` : `${writeOutcomeUnknown}, or ${remedy}`
+          operation === 'read' ? `the read changed nothing; retry later or ${remedy}` : `${outcomeUnknown(operation)}, or ${remedy}`
         }`;
   return new KvError('KV_INSUFFICIENT_REPLICAS', message, {
     details: {
@@ -146,9 +168,9 @@ export function insufficientReplicasError(operation: 'read' | 'write', state: Ta
 }
 
 /** The 504 a coordinator answers when the deadline passes first, saying what it received and what that means for the operation. */
-export function timeoutError(operation: 'read' | 'write', state: TallyState, timeoutMs: number): KvError {
+export function timeoutError(operation: 'read' | WriteOperation, state: TallyState, timeoutMs: number): KvError {
   const need = state.requirement;
-  const outcome = operation === 'read' ? 'the read changed nothing; retry with a longer timeout_ms or a lower r' : writeOutcomeUnknown;
+  const outcome = operation === 'read' ? 'the read changed nothing; retry with a longer timeout_ms or a lower r' : outcomeUnknown(operation);
   return new KvError(
     'KV_TIMEOUT',
     `${operation} timed out after ${timeoutMs} ms with ${state.succeeded} of ${need.required} required replicas answering ok (${state.answered} of ${need.asked} answered at all); ${outcome}`,

@@ -94,6 +94,6 @@ export function encodeObject(object: VersionedObject): Buffer {
 export function decodeObject(bytes: Uint8Array): VersionedObject {
   const reader = new ByteReader(bytes);
   const object = readObject(reader);
-  if (!reader.done()) throw new KvError('KV_STORAGE', 'trailing bytes after a stored object');
+  if (!reader.done()) throw new KvError('KV_STORAGE', 'a stored object has trailing bytes: this copy is damaged or was written by another ringkv version; run the same ringkv version on every node, or restore the data directory from a backup');
   return object;
 }

@@ -110,6 +110,23 @@ export function frameLengthOf(payloadBytes: number): number {
 }
 
 /**
+ * The one size rule of peer messages, for the framed transport (peer-connection.ts,
+ * framed-peer-server.ts) and the simulated network (src/sim/simulated-transport.ts) alike: the
+ * error a request or reply gets instead of being sent when its frame would be over
+ * `maxFrameBytes`, or undefined when it fits.
+ */
+export function oversizedFrameError(side: 'request' | 'reply', messageType: string, payloadBytes: number, maxFrameBytes: number): KvError | undefined {
+  const bytes = frameLengthOf(payloadBytes);
+  if (bytes <= maxFrameBytes) return undefined;
+  return new KvError(
+    'KV_VALUE_TOO_LARGE',
+    side === 'request'
+      ? `a ${messageType} of ${bytes} bytes is over the peer frame cap of ${maxFrameBytes} bytes, so it was not sent; keep values below limits.maxValueBytes and objects below limits.maxObjectBytes`
+      : `the ${messageType} of ${bytes} bytes is over the peer frame cap of ${maxFrameBytes} bytes, so it was not sent; ask for less at a time`,
+  );
+}
+
+/**
  * A frame whose length field is over the receiver's cap. The header was read, so the receiver
  * knows the request id and can answer it with an error before it closes the connection (the
  * rest of the stream cannot be trusted to be read: skipping the payload would mean buffering it).

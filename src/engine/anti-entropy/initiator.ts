@@ -303,7 +303,7 @@ export class ExchangeInitiator {
   async exchange(partition: number, peer: string): Promise<number> {
     this.exchanges += 1;
     const reply = await this.request(peer, { type: 'ae-summary', roots: [{ partition, root: this.deps.keeper.tree(partition).root() }] }, 'ae-summary-reply');
-    if (reply.notReady.includes(partition)) throw new KvError('KV_NOT_READY', `peer ${peer} is still rebuilding the tree of partition ${partition}`);
+    if (reply.notReady.includes(partition)) throw new KvError('KV_NOT_READY', `peer ${peer} is still rebuilding the tree of partition ${partition}; the exchange is tried again in a later round`);
     const branches = reply.differing.find((entry) => entry.partition === partition)?.branches;
     return branches === undefined ? 0 : (await this.descend(partition, peer, branches)).repaired;
   }
@@ -405,7 +405,7 @@ export class ExchangeInitiator {
       }
       const last = page.items[page.items.length - 1];
       const position = last === undefined ? -1 : asked.findIndex((key) => Buffer.from(key).equals(last.dataKey));
-      if (position < 0) throw new KvError('KV_PEER_UNREACHABLE', `peer ${peer} answered ae-fetch with a page that makes no progress`);
+      if (position < 0) throw new KvError('KV_PEER_UNREACHABLE', `peer ${peer} answered ae-fetch with a page that makes no progress; the exchange stops here and is tried again in a later round (run the same ringkv version on every node)`);
       remaining = remaining.slice(position + 1);
     }
     return repaired;
