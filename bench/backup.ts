@@ -47,6 +47,7 @@ interface Options {
   fgSeconds: number;
   fgWarmup: number;
   throttles: number[];
+  rounds: number;
   basePort: number;
   peerOffset: number;
   keepBackup?: string;
@@ -223,11 +224,12 @@ async function main(options: Options): Promise<void> {
         summary.backup = { ...totals, seconds: round(backupSeconds), keysPerSecond: Math.round(totals.objects / backupSeconds), megabytesPerSecond: round(totals.bytes / 1e6 / backupSeconds) };
         say(`backup: ${JSON.stringify(summary.backup)}`);
 
-        // Foreground p99: baselines first and last, each throttle in between, all with the same load.
+        // Foreground p99: the same load without a backup and with one at each throttle, in
+        // --rounds interleaved rounds and a last baseline, so a busy machine's drift shows.
         const windows: Record<string, unknown>[] = [];
-        const phases: (number | 'none')[] = ['none', ...options.throttles, 'none'];
-        for (const [index, phase] of phases.entries()) {
-          const label = phase === 'none' ? `no backup (${index === 0 ? 'before' : 'after'})` : `backup --rate ${phase}${phase === 0 ? ' (unthrottled)' : ' MB/s'}`;
+        const phases: (number | 'none')[] = [...Array.from({ length: options.rounds }, () => ['none' as const, ...options.throttles]).flat(), 'none'];
+        for (const phase of phases) {
+          const label = phase === 'none' ? 'no backup' : `backup --rate ${phase}${phase === 0 ? ' (unthrottled)' : ' MB/s'}`;
           say(`foreground: ${options.fgRate} ops/s for ${options.fgWarmup} + ${options.fgSeconds} s, ${label}`);
           const load = foreground(source, options, label, options.keys);
           const copied = phase === 'none' ? undefined : await backupsUntil(load, source, phase, dataRoot);
@@ -235,6 +237,7 @@ async function main(options: Options): Promise<void> {
           const window = {
             phase: label,
             ...p99s(result),
+            cpuPercentServersBenchOther: [result.cpu.serversPercent, result.cpu.benchPercent, result.cpu.otherPercent].map(Math.round),
             ...(copied === undefined ? {} : { backupRuns: copied.runs, backupsFinished: copied.finished, backupMegabytesPerSecond: round(copied.bytes / 1e6 / (options.fgWarmup + options.fgSeconds)) }),
           };
           say(`foreground: ${JSON.stringify(window)}`);
@@ -270,10 +273,11 @@ const program = new Command('bench:backup')
   .option('--keys <n>', 'keys to load', positiveInteger, 1_000_000)
   .option('--value-size <bytes>', 'value size', positiveInteger, 100)
   .option('--load-concurrency <n>', 'clients while loading', positiveInteger, 128)
-  .option('--fg-rate <ops>', 'foreground operations per second (open loop, half GET, half PUT)', positiveInteger, 200)
+  .option('--fg-rate <ops>', 'foreground operations per second (open loop, half GET, half PUT)', positiveInteger, 50)
   .option('--fg-seconds <s>', 'measured seconds of each foreground window', positiveInteger, 30)
   .option('--fg-warmup <s>', 'warm-up seconds of each foreground window', positiveInteger, 3)
-  .option('--throttles <list>', 'backup --rate values (MB/s) to measure the foreground under; 0 is unthrottled', rateList, [0, 20, 2])
+  .option('--throttles <list>', 'backup --rate values (MB/s) to measure the foreground under; 0 is unthrottled', rateList, [0, 2, 0.5])
+  .option('--rounds <n>', 'rounds of foreground windows (no backup, then each throttle)', positiveInteger, 2)
   .option('--base-port <port>', 'the first port: source nodes base..base+2, target nodes base+10..base+13', positiveInteger, 25100)
   .option('--peer-offset <n>', "peer port = HTTP port + this (the nodes' peerPortOffset)", positiveInteger, 500)
   .option('--keep-backup <dir>', 'write the timed backup here (a new directory) and keep it')
