@@ -30,8 +30,12 @@ import {
 } from './backup-files.js';
 import { backupFormatVersion } from '../engine/backup-format.js';
 
-/** The default throttle: a backup or restore moves at most this many MB (10^6 bytes) per second. */
-export const defaultRateMegabytesPerSecond = 20;
+/**
+ * The default throttle: a backup or restore moves at most this many MB (10^6 bytes) per second.
+ * bench:backup (bench/RESULTS.md): unthrottled, a backup on a 2-core machine moved 10-15 MB/s and
+ * multiplied the foreground p99 by about 10; at 2 MB/s the p99 stayed within its baselines.
+ */
+export const defaultRateMegabytesPerSecond = 2;
 /** Bytes of records per restore request. */
 const restoreBatchBytes = 1024 * 1024;
 /** Partitions a restore sends at once, per node of the target cluster (each partition has one batch in flight). */
