@@ -86,6 +86,8 @@ export interface RingkvTargetOptions {
    * in siblings mode each blind overwrite is kept as a new sibling.
    */
   readonly conflictMode?: 'siblings' | 'lww';
+  /** HTTP ports of the nodes, one each (a run told to stay in a port range); free ones when absent. */
+  readonly ports?: readonly number[];
 }
 
 interface StatusView {
@@ -99,7 +101,8 @@ interface StatusView {
  */
 export async function startRingkv(options: RingkvTargetOptions): Promise<RunningTarget> {
   const root = packageRoot();
-  const ports = await freePorts(options.nodeCount);
+  const ports = options.ports ?? (await freePorts(options.nodeCount));
+  if (ports.length !== options.nodeCount) throw new Error(`${options.name}: ${ports.length} ports given for ${options.nodeCount} nodes`);
   const addresses = ports.map((port) => `127.0.0.1:${port}`);
   mkdirSync(options.dataRoot, { recursive: true });
   const configFile = join(options.dataRoot, `${options.name}-config.json`);

@@ -5,8 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, readFile, rename, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { type BackupRecord, BackupRecordReader, backupFormatVersion, invalidBackup } from '../engine/backup-format.js';
 import type { BackupDescription } from '../engine/backup-format.js';
@@ -71,11 +71,37 @@ export async function readManifest(directory: string): Promise<BackupManifest | 
   return manifest;
 }
 
-/** Writes manifest.json atomically (a temporary file renamed over it), so an interruption leaves the old one or the new one. */
+/**
+ * Replaces `path` with `text` so that a kill or a crash at any moment leaves the old file or the
+ * new one, never a mix: the text goes to a temporary file that is fsynced, renamed over `path`,
+ * and the directory is fsynced so the rename itself is durable.
+ */
+export async function writeFileAtomically(path: string, text: string): Promise<void> {
+  const temporary = `${path}.tmp`;
+  const file = await open(temporary, 'w');
+  try {
+    await file.writeFile(text);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temporary, path);
+  await syncDirectory(dirname(path));
+}
+
+/** fsyncs a directory, which makes the renames and creations of files in it durable. */
+export async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes manifest.json atomically (writeFileAtomically), so an interruption leaves the old one or the new one. */
 export async function writeManifest(directory: string, manifest: BackupManifest): Promise<void> {
-  const path = join(directory, manifestName);
-  await writeFile(`${path}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
-  await rename(`${path}.tmp`, path);
+  await writeFileAtomically(join(directory, manifestName), `${JSON.stringify(manifest, null, 2)}\n`);
 }
 
 /** Size and SHA-256 of a file, streamed. */

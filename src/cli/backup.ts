@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { Agent, request } from 'undici';
@@ -16,13 +16,30 @@ import { type BackupRecord, BackupRecordReader, encodeRecord } from '../engine/b
 import type { BackupDescription, RestoreOutcome } from '../engine/backup-format.js';
 import { KvError, type KvErrorCode, errorStatusByCode } from '../util/errors.js';
 import type { ClientAccess } from './client-access.js';
-import { type BackupManifest, backupFormatName, partitionFileIntact, partitionFileName, readManifest, readPartitionFile, verifyBackup, writeManifest } from './backup-files.js';
+import {
+  type BackupManifest,
+  backupFormatName,
+  partitionFileIntact,
+  partitionFileName,
+  readManifest,
+  readPartitionFile,
+  syncDirectory,
+  verifyBackup,
+  writeFileAtomically,
+  writeManifest,
+} from './backup-files.js';
 import { backupFormatVersion } from '../engine/backup-format.js';
 
-/** The default throttle: a backup or restore moves at most this many MB (10^6 bytes) per second. */
-export const defaultRateMegabytesPerSecond = 20;
+/**
+ * The default throttle: a backup or restore moves at most this many MB (10^6 bytes) per second.
+ * bench:backup (bench/RESULTS.md): unthrottled, a backup on a 2-core machine moved 10-15 MB/s and
+ * multiplied the foreground p99 by about 10; at 2 MB/s the p99 stayed within its baselines.
+ */
+export const defaultRateMegabytesPerSecond = 2;
 /** Bytes of records per restore request. */
 const restoreBatchBytes = 1024 * 1024;
+/** Partitions a restore sends at once, per node of the target cluster (each partition has one batch in flight). */
+const restorePartitionsPerNode = 2;
 /** A node that sends nothing for this long is taken as hung (a throttled backup still moves bytes every second). */
 const httpTimeoutMs = 120_000;
 
@@ -242,7 +259,8 @@ async function copyPartition(api: AdminApi, address: string, nodeId: string, par
   const body = await api.stream(address, `/admin/backup/partitions/${partition}?ring_version=${cluster.ring.version}`);
   const hash = createHash('sha256');
   const reader = new BackupRecordReader(`the stream of partition ${partition} from ${address}`, 'file');
-  const sink = createWriteStream(temporary);
+  // flush: the file is fsynced before it is closed, so the renamed file is complete on disk.
+  const sink = createWriteStream(temporary, { flush: true });
   let bytes = 0;
   let objects = 0;
   let reapedTombstones = 0;
@@ -266,6 +284,7 @@ async function copyPartition(api: AdminApi, address: string, nodeId: string, par
     throw error;
   }
   await rename(temporary, path);
+  await syncDirectory(join(directory, 'partitions'));
   return { file, bytes, sha256: hash.digest('hex'), objects, reapedTombstones, node: nodeId, finishedAtMs: Date.now() };
 }
 
@@ -327,6 +346,7 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
     let merged = 0;
     let failed = 0;
     let bytes = 0;
+    let done = skipped;
     const failures: RestoreOutcome['failures'][number][] = [];
     const send = async (batch: Buffer[]): Promise<RestoreOutcome> => {
       const body = Buffer.concat(batch);
@@ -342,22 +362,30 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
       }
       throw lastError;
     };
-    for (let partition = 0; partition < count; partition++) {
+    // restore-progress.json is rewritten after each restored partition, one write at a time.
+    let saving = Promise.resolve();
+    const saveProgress = async (): Promise<void> => {
+      saving = saving.then(async () => writeFileAtomically(progressPath, `${JSON.stringify(restored)}\n`));
+      await saving;
+    };
+    const restorePartition = async (partition: number): Promise<void> => {
       const entry = manifest.partitions[String(partition)]!;
-      if (restored.partitions[String(partition)] === entry.sha256) continue;
+      if (restored.partitions[String(partition)] === entry.sha256) return;
       let partitionFailed = 0;
       let batch: Buffer[] = [];
       let batchBytes = 0;
       const flush = async (): Promise<void> => {
         if (batch.length === 0) return;
-        const outcome = await send(batch);
+        const sending = batch;
+        const sendingBytes = batchBytes;
+        batch = [];
+        batchBytes = 0;
+        const outcome = await send(sending);
         merged += outcome.merged;
         partitionFailed += outcome.failed;
         for (const failure of outcome.failures) if (failures.length < 20) failures.push(failure);
-        await throttle.take(batchBytes);
-        bytes += batchBytes;
-        batch = [];
-        batchBytes = 0;
+        await throttle.take(sendingBytes);
+        bytes += sendingBytes;
       };
       await readPartitionFile(options.from, partition, entry, count, async (records: BackupRecord[]) => {
         for (const record of records) {
@@ -371,10 +399,30 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
       failed += partitionFailed;
       if (partitionFailed === 0) {
         restored.partitions[String(partition)] = entry.sha256;
-        await writeFile(progressPath, `${JSON.stringify(restored)}\n`);
+        await saveProgress();
       }
-      progress.report(partition + 1, count, bytes, failed > 0 ? `, ${failed} versions not written` : '');
-    }
+      done += 1;
+      progress.report(done, count, bytes, failed > 0 ? `, ${failed} versions not written` : '');
+    };
+    // Several partitions at once, each a batch at a time: one batch in flight keeps only one node
+    // merging, mergesAtOnce versions at a time, so the cluster would sit mostly idle.
+    const partitionsAtOnce = Math.min(count, restorePartitionsPerNode * nodes.length);
+    let nextPartition = 0;
+    let stopping = false;
+    const worker = async (): Promise<void> => {
+      while (!stopping && nextPartition < count) {
+        const partition = nextPartition++;
+        try {
+          await restorePartition(partition);
+        } catch (error) {
+          stopping = true;
+          throw error;
+        }
+      }
+    };
+    const outcomes = await Promise.allSettled(Array.from({ length: partitionsAtOnce }, async () => worker()));
+    const rejected = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (rejected !== undefined) throw rejected.reason;
     if (failed > 0) {
       const shown = failures.map((failure) => `  ${failure.bucket}/${failure.key}: ${failure.code} ${failure.message}`).join('\n');
       throw new KvError('KV_INSUFFICIENT_REPLICAS', `${failed} versions could not be written with w=${options.w}; run the same restore again (restored partitions are skipped, and merging twice changes nothing):\n${shown}`);

@@ -296,7 +296,7 @@ const backupCommand = program
   .description('copy every partition of a live cluster into DIR (one replica each, siblings and tombstones as stored); re-run to resume')
   .option('--to <dir>', 'the backup directory (created; an unfinished backup in it is resumed)')
   .option('--node <address>', 'any node of the cluster', defaultNode)
-  .option('--rate <megabytes>', 'at most this many MB per second, so the cluster keeps serving (0: unthrottled)', rateFlag, 20)
+  .option('--rate <megabytes>', 'at most this many MB per second, so the cluster keeps serving (0: unthrottled)', rateFlag, 2)
   .action(async (flags) => {
     if (flags.to === undefined) throw new InvalidArgumentError('ringkv backup needs --to DIR (or `ringkv backup verify DIR`)');
     const { runBackup } = await import('./backup.js');
@@ -317,7 +317,7 @@ program
   .requiredOption('--from <dir>', 'the backup directory')
   .option('--node <address>', 'any node of the target cluster', defaultNode)
   .option('--w <level>', 'replicas that must acknowledge each version: one|quorum|all', 'quorum')
-  .option('--rate <megabytes>', 'at most this many MB of backup per second (0: unthrottled)', rateFlag, 20)
+  .option('--rate <megabytes>', 'at most this many MB of backup per second (0: unthrottled)', rateFlag, 2)
   .action(async (flags) => {
     if (!['one', 'quorum', 'all'].includes(flags.w as string)) throw new InvalidArgumentError('--w must be one, quorum or all');
     const { runRestore } = await import('./backup.js');

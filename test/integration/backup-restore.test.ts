@@ -1,10 +1,10 @@
-import { execFile } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/ring-client.js';
-import { type NodeProcess, killNode, processTestTimeoutMs, startCluster, temporaryFolder } from './processes.js';
+import { type NodeProcess, killNode, pollDeadlineMs, processTestTimeoutMs, startCluster, temporaryFolder, waitFor } from './processes.js';
 
 const run = promisify(execFile);
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'ringkv.js');
@@ -17,10 +17,52 @@ async function ringkv(args: string[]): Promise<{ code: number; stdout: string; s
 }
 
 /**
+ * Starts a `ringkv` command, waits until `midway` holds (it reads what the command has written so
+ * far), then SIGKILLs it: an interruption at a moment the command chose nothing about. Fails when
+ * the command ended by itself first, since then nothing was interrupted.
+ */
+async function killMidway(args: string[], what: string, midway: () => boolean): Promise<void> {
+  const child: ChildProcess = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  let ended: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  void exited.then((outcome) => (ended = outcome));
+  try {
+    // Stops waiting when the command ends by itself too: the check below then fails at once.
+    await waitFor(() => `${what} to be part-way; its stderr: ${stderr.slice(-500)}`, pollDeadlineMs, async () => ended !== undefined || midway());
+  } finally {
+    child.kill('SIGKILL');
+  }
+  const outcome = await exited;
+  expect(outcome.signal, `${what} was to be killed mid-run, but it ended by itself (exit code ${outcome.code}); stderr: ${stderr.slice(-1000)}`).toBe('SIGKILL');
+}
+
+/** Parsed JSON of a file, or undefined while it does not exist. */
+function jsonFile<T>(path: string): T | undefined {
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T) : undefined;
+}
+
+interface ManifestShape {
+  finishedAtMs: number | null;
+  partitions: Record<string, { file: string; bytes: number; sha256: string }>;
+}
+
+function backupBytes(directory: string): number {
+  return Object.values(jsonFile<ManifestShape>(join(directory, 'manifest.json'))!.partitions).reduce((sum, entry) => sum + entry.bytes, 0);
+}
+
+/** A --rate (MB/s) at which `bytes` take about `seconds`: slow enough to interrupt, whatever the machine. */
+function rateFor(bytes: number, seconds: number): string {
+  return String(bytes / seconds / 1_000_000);
+}
+
+/**
  * Goal: `ringkv backup` of a live 3-node cluster of real processes while a writer keeps writing,
- * interrupted and resumed, then `ringkv restore` into a fresh 4-node cluster with another
- * partition count: every write acknowledged before the backup is there with its siblings, the
- * deleted key stays deleted, the counter keeps its value, and a second restore changes nothing.
+ * then `ringkv restore` into a fresh 4-node cluster with another partition count: every write
+ * acknowledged before the backup is there with its siblings, the deleted key stays deleted, the
+ * counter keeps its value, and a second restore changes nothing. A later backup and a restore
+ * of it, each SIGKILLed mid-run and run again, end as their uninterrupted runs would.
  */
 describe('backup and restore between clusters of real processes', () => {
   const folder = temporaryFolder('ringkv-backup-');
@@ -32,7 +74,7 @@ describe('backup and restore between clusters of real processes', () => {
     folder.remove();
   }, processTestTimeoutMs);
 
-  it('keeps every acknowledged version, resumes an interrupted backup, and restores by merging', async () => {
+  it('keeps every acknowledged version, resumes a killed backup and a killed restore, and restores by merging', async () => {
     const source = await startCluster(3, { folder: join(folder.path, 'source'), nodes, env: { RINGKV_CLUSTER_SECRET: secret, RINGKV_PARTITION_COUNT: '16' }, until: 'settled' });
     const client = new RingClient({ nodes: source.map((node) => node.address) });
     try {
@@ -58,22 +100,37 @@ describe('backup and restore between clusters of real processes', () => {
       expect(first.code, first.stderr).toBe(0);
       expect(written).toBeGreaterThan(0);
 
-      // An interruption as a kill leaves it: some partitions unrecorded, their files gone or half-written.
-      const manifestPath = join(directory, 'manifest.json');
-      const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { finishedAtMs: number | null; partitions: Record<string, { file: string }> };
-      for (const partition of ['3', '7', '11']) {
-        rmSync(join(directory, manifest.partitions[partition]!.file));
-        delete manifest.partitions[partition];
-      }
-      manifest.finishedAtMs = null;
-      writeFileSync(manifestPath, JSON.stringify(manifest));
-      writeFileSync(join(directory, 'partitions', '00003.rkvb.partial'), 'half');
-      expect((await ringkv(['backup', 'verify', directory])).stderr).toContain('unfinished');
-      const resumed = await ringkv(['backup', '--to', directory, '--node', source[2]!.address]);
-      expect(resumed.code, resumed.stderr).toBe(0);
-      expect(resumed.stderr).toContain('13 of 16 partitions already done');
       const verified = await ringkv(['backup', 'verify', directory]);
       expect(verified.code, verified.stderr).toBe(0);
+
+      // Keys written after that backup: a restore of it lacks them, a later backup has them.
+      const late = Array.from({ length: 50 }, (_, index) => `late-${index}`);
+      for (const key of late) await client.put('late', key, key, { w: 'all' });
+
+      // A real interruption of a backup: SIGKILL mid-run, then the same command again. With no
+      // writes in between, every partition file is byte for byte that of an uninterrupted backup.
+      const whole = join(folder.path, 'whole');
+      const wholeRun = await ringkv(['backup', '--to', whole, '--node', source[1]!.address, '--rate', '0']);
+      expect(wholeRun.code, wholeRun.stderr).toBe(0);
+      const interrupted = join(folder.path, 'interrupted');
+      const interruptedManifest = join(interrupted, 'manifest.json');
+      await killMidway(['backup', '--to', interrupted, '--node', source[0]!.address, '--rate', rateFor(backupBytes(whole), 20)], 'ringkv backup', () => {
+        const partial = jsonFile<ManifestShape>(interruptedManifest);
+        return partial !== undefined && Object.keys(partial.partitions).length >= 1;
+      });
+      const left = jsonFile<ManifestShape>(interruptedManifest)!;
+      expect(left.finishedAtMs).toBeNull();
+      const copiedBeforeKill = Object.keys(left.partitions).length;
+      expect(copiedBeforeKill).toBeLessThan(16);
+      expect((await ringkv(['backup', 'verify', interrupted])).stderr).toContain('unfinished');
+      const resumed = await ringkv(['backup', '--to', interrupted, '--node', source[2]!.address, '--rate', '0']);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stderr).toContain(`${copiedBeforeKill} of 16 partitions already done`);
+      const resumedVerify = await ringkv(['backup', 'verify', interrupted]);
+      expect(resumedVerify.code, resumedVerify.stderr).toBe(0);
+      const checksums = (path: string): Record<string, string> =>
+        Object.fromEntries(Object.entries(jsonFile<ManifestShape>(join(path, 'manifest.json'))!.partitions).map(([partition, entry]) => [partition, entry.sha256]));
+      expect(checksums(interrupted)).toEqual(checksums(whole));
 
       const target = await startCluster(4, { folder: join(folder.path, 'target'), nodes, env: { RINGKV_CLUSTER_SECRET: secret, RINGKV_PARTITION_COUNT: '8' }, until: 'settled' });
       const restored = new RingClient({ nodes: target.map((node) => node.address) });
@@ -92,6 +149,36 @@ describe('backup and restore between clusters of real processes', () => {
           expect((await restored.dt.set('app', 'crew', { r: 'all' }))?.value).toEqual(['ann', 'bob']);
         };
         await check();
+        for (const key of late) expect((await restored.get('late', key, { r: 'all' })).found).toBe(false);
+
+        // A real interruption of a restore: SIGKILL mid-run, then the same command again. The
+        // cluster then holds exactly what the source holds, as after an uninterrupted restore.
+        const progressPath = join(interrupted, 'restore-progress.json');
+        await killMidway(['restore', '--from', interrupted, '--node', target[2]!.address, '--w', 'all', '--rate', rateFor(backupBytes(interrupted), 20)], 'ringkv restore', () => {
+          const progress = jsonFile<{ partitions: Record<string, string> }>(progressPath);
+          return progress !== undefined && Object.keys(progress.partitions).length >= 1;
+        });
+        const restoredBeforeKill = Object.keys(jsonFile<{ partitions: Record<string, string> }>(progressPath)!.partitions).length;
+        expect(restoredBeforeKill).toBeLessThan(16);
+        const resumedRestore = await ringkv(['restore', '--from', interrupted, '--node', target[3]!.address, '--w', 'all', '--rate', '0']);
+        expect(resumedRestore.code, resumedRestore.stderr).toBe(0);
+        expect(resumedRestore.stderr).toContain(`resuming: ${restoredBeforeKill} of 16 partitions were already restored`);
+        const keys: [string, string][] = [
+          ...['twins', 'gone', 'ttl', ...Array.from({ length: 40 }, (_, index) => `key-${index}`)].map((key): [string, string] => ['app', key]),
+          ...Array.from({ length: written }, (_, index): [string, string] => ['live', `w-${index}`]),
+          ...late.map((key): [string, string] => ['late', key]),
+        ];
+        const contents = async (reader: RingClient): Promise<string[]> => {
+          const seen: string[] = [];
+          for (const [bucket, key] of keys) {
+            const read = await reader.get(bucket, key, { r: 'all' });
+            seen.push(`${bucket}/${key}: ${read.found ? read.siblings.map((sibling) => sibling.value.toString()).sort().join('|') : 'not found'}`);
+          }
+          return seen;
+        };
+        expect(await contents(restored)).toEqual(await contents(client));
+        await check();
+
         // Newer writes in the target, then the same backup again: nothing newer changes.
         await restored.put('app', 'key-0', 'newer', { w: 'all', context: (await restored.get('app', 'key-0', { r: 'all' })).context });
         await restored.delete('app', 'key-1', { w: 'all', context: (await restored.get('app', 'key-1', { r: 'all' })).context });
