@@ -232,7 +232,7 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
     const client = clients[clientIndex] as SimClient;
     const index = history.length;
     history.push({ client: clientIndex, key, kind, invokeMs: nowMs, completeMs: Infinity, outcome: 'pending', ...(from === undefined ? {} : { from }) });
-    const state = startProposer({ groups, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs, ...(options.broken === undefined ? {} : { broken: options.broken }) }, operation);
+    const state = startProposer({ groups, epoch: 1, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs, ...(options.broken === undefined ? {} : { broken: options.broken }) }, operation);
     client.current = { index, state, followUp: kind === 'read' ? 'write' : 'none' };
     feed(clientIndex, index, { type: 'start', nowMs, ballot: issue(client, key, (client.knownRound.get(key) ?? 0) + 1) });
   };

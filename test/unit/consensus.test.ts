@@ -36,25 +36,25 @@ describe('ballots', () => {
 
 describe('acceptor', () => {
   it('promises only a newer ballot, and persists the promise before answering', () => {
-    const first = stepAcceptor(emptyAcceptorState, { type: 'prepare', ballot: ballot(2) });
+    const first = stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(2) });
     expect(first.reply?.type).toBe('promise');
     expect(first.persist).toEqual(first.state);
     for (const older of [ballot(2), ballot(1, 'z')]) {
-      const refused = stepAcceptor(first.state, { type: 'prepare', ballot: older });
-      expect(refused.reply).toEqual({ type: 'prepare-rejected', ballot: older, promised: ballot(2) });
+      const refused = stepAcceptor(first.state, { type: 'prepare', epoch: 1, ballot: older });
+      expect(refused.reply).toEqual({ type: 'prepare-rejected', ballot: older, promised: ballot(2), epoch: 1 });
       expect(refused.persist).toBeNull();
     }
   });
 
   it('accepts a proposal of its promised ballot or newer, persisted first; refuses an older one; a duplicate does not roll back', () => {
-    const promised = stepAcceptor(emptyAcceptorState, { type: 'prepare', ballot: ballot(2) }).state;
-    const older = stepAcceptor(promised, { type: 'propose', proposal: { ballot: ballot(1), state: { version: 1, value: text('a') } } });
+    const promised = stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(2) }).state;
+    const older = stepAcceptor(promised, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1), state: { version: 1, value: text('a') } } });
     expect(older.reply?.type).toBe('propose-rejected');
-    const accepted = stepAcceptor(promised, { type: 'propose', proposal: { ballot: ballot(2), state: { version: 1, value: text('b') } } });
+    const accepted = stepAcceptor(promised, { type: 'propose', epoch: 1, proposal: { ballot: ballot(2), state: { version: 1, value: text('b') } } });
     expect(accepted.reply).toEqual({ type: 'accepted', ballot: ballot(2) });
     expect(accepted.persist?.accepted?.state.value).toEqual(text('b'));
-    const newer = stepAcceptor(accepted.state, { type: 'propose', proposal: { ballot: ballot(4), state: { version: 2, value: text('c') } } });
-    const lateDuplicate = stepAcceptor(newer.state, { type: 'propose', proposal: { ballot: ballot(2), state: { version: 1, value: text('b') } } });
+    const newer = stepAcceptor(accepted.state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(4), state: { version: 2, value: text('c') } } });
+    const lateDuplicate = stepAcceptor(newer.state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(2), state: { version: 1, value: text('b') } } });
     expect(lateDuplicate.reply?.type).toBe('propose-rejected');
     expect(lateDuplicate.state.accepted?.ballot).toEqual(ballot(4));
   });
@@ -69,9 +69,19 @@ describe('acceptor', () => {
     expect(older.persist).toBeNull();
   });
 
+  it('refuses a prepare or proposal from an older ring epoch, and remembers (persists) the newest epoch it saw', () => {
+    const joint = stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 2, ballot: ballot(1) });
+    expect(joint.persist?.epoch).toBe(2);
+    const stalePrepare = stepAcceptor(joint.state, { type: 'prepare', epoch: 1, ballot: ballot(9) });
+    expect(stalePrepare.reply).toEqual({ type: 'prepare-rejected', ballot: ballot(9), promised: ballot(1), epoch: 2 });
+    const staleProposal = stepAcceptor(joint.state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1), state: { version: 1, value: null } } });
+    expect(staleProposal.reply?.type).toBe('propose-rejected');
+    expect(staleProposal.state.accepted).toBeNull();
+  });
+
   it('the broken variant accept-without-persisting answers with nothing to sync (what the simulation catches)', () => {
-    const promised = stepAcceptor(emptyAcceptorState, { type: 'prepare', ballot: ballot(1) }).state;
-    const step = stepAcceptor(promised, { type: 'propose', proposal: { ballot: ballot(1), state: { version: 1, value: null } } }, 'accept-without-persisting');
+    const promised = stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(1) }).state;
+    const step = stepAcceptor(promised, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1), state: { version: 1, value: null } } }, 'accept-without-persisting');
     expect(step.reply?.type).toBe('accepted');
     expect(step.persist).toBeNull();
   });
@@ -81,14 +91,14 @@ describe('acceptor state codec', () => {
   it('round-trips every shape, including an absent value and an empty one', () => {
     const states: AcceptorState[] = [
       emptyAcceptorState,
-      { promised: ballot(9, 'n2#1'), accepted: { ballot: ballot(9, 'n2#1'), state: { version: 4, value: null } }, committed: { ballot: ballot(7, 'n1#3'), state: { version: 3, value: text('') } } },
-      { promised: ballot(2 ** 40, 'ü'), accepted: { ballot: ballot(1), state: { version: 1, value: text('x'.repeat(1000)) } }, committed: null },
+      { epoch: 4, promised: ballot(9, 'n2#1'), accepted: { ballot: ballot(9, 'n2#1'), state: { version: 4, value: null } }, committed: { ballot: ballot(7, 'n1#3'), state: { version: 3, value: text('') } } },
+      { epoch: 2 ** 33, promised: ballot(2 ** 40, 'ü'), accepted: { ballot: ballot(1), state: { version: 1, value: text('x'.repeat(1000)) } }, committed: null },
     ];
     for (const state of states) expect(decodeAcceptorState(encodeAcceptorState(state))).toEqual(state);
   });
 
   it('refuses an unknown format, a truncated record and trailing bytes with KV_STORAGE', () => {
-    const encoded = encodeAcceptorState({ promised: ballot(3), accepted: null, committed: null });
+    const encoded = encodeAcceptorState({ epoch: 1, promised: ballot(3), accepted: null, committed: null });
     const unknownFormat = Buffer.from(encoded);
     unknownFormat[0] = acceptorStateFormat + 1;
     for (const bad of [unknownFormat, encoded.subarray(0, encoded.length - 1), Buffer.concat([encoded, Buffer.from([0])])]) {
@@ -118,7 +128,7 @@ describe('compare-and-set', () => {
 
 /** Runs one operation against in-memory acceptors over a perfect network, counting round trips. */
 function runRound(acceptors: Map<string, AcceptorState>, operation: RegisterOperation, round: number, deliverTo?: (to: string, request: AcceptorRequest) => boolean): { effects: ProposerEffect[]; roundTrips: number; state: ProposerState } {
-  let state = startProposer({ groups: [[...acceptors.keys()]], timeoutMs: 1000, backoffMs: 10 }, operation);
+  let state = startProposer({ groups: [[...acceptors.keys()]], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, operation);
   let pending: ProposerEffect[];
   [state, pending] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(round) });
   const done: ProposerEffect[] = [];
@@ -166,7 +176,7 @@ describe('proposer', () => {
   it('a value a paused proposer got accepted by one acceptor is repaired before a read returns it', () => {
     const acceptors = freshAcceptors();
     // The paused proposer's value reached only acceptor c: not decided, but a later round may see it.
-    acceptors.set('c', stepAcceptor(stepAcceptor(emptyAcceptorState, { type: 'prepare', ballot: ballot(1, 'paused') }).state, { type: 'propose', proposal: { ballot: ballot(1, 'paused'), state: { version: 1, value: text('half') } } }).state);
+    acceptors.set('c', stepAcceptor(stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(1, 'paused') }).state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1, 'paused'), state: { version: 1, value: text('half') } } }).state);
     // Acceptor a is cut off, so the read's quorum is b and c, and c shows the undecided value.
     const read = runRound(acceptors, { kind: 'read' }, 2, (to) => to !== 'a');
     expect(read.roundTrips, 'the read proposed the value it saw before returning it').toBe(2);
@@ -176,14 +186,14 @@ describe('proposer', () => {
 
   it('a write that finds an undecided value builds on it in the same proposal (its If-Match sees that version)', () => {
     const acceptors = freshAcceptors();
-    acceptors.set('a', { promised: ballot(1, 'paused'), accepted: { ballot: ballot(1, 'paused'), state: { version: 1, value: text('first') } }, committed: null });
+    acceptors.set('a', { epoch: 1, promised: ballot(1, 'paused'), accepted: { ballot: ballot(1, 'paused'), state: { version: 1, value: text('first') } }, committed: null });
     const write = runRound(acceptors, { kind: 'write', value: text('second'), condition: { kind: 'version', version: 1 } }, 2, (to) => to !== 'c');
     expect(write.roundTrips).toBe(2);
     expect(write.effects.find((effect) => effect.type === 'reply')).toMatchObject({ result: { outcome: 'written', state: { version: 2, value: text('second') } } });
   });
 
   it('with no quorum reachable it fails with KV_INSUFFICIENT_REPLICAS and says nothing happened', () => {
-    let state = startProposer({ groups: [['a', 'b', 'c']], timeoutMs: 1000, backoffMs: 10 }, { kind: 'write', value: text('x'), condition: { kind: 'none' } });
+    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, { kind: 'write', value: text('x'), condition: { kind: 'none' } });
     [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
     [state] = stepProposer(state, { type: 'unreachable', from: 'a', ballot: ballot(1) });
     const [, effects] = stepProposer(state, { type: 'unreachable', from: 'b', ballot: ballot(1) });
@@ -191,11 +201,11 @@ describe('proposer', () => {
   });
 
   it('a prepare lost to a newer ballot backs off for a newer round; once its own value was proposed, losing or timing out is "unknown"', () => {
-    let state = startProposer({ groups: [['a', 'b', 'c']], timeoutMs: 1000, backoffMs: 10 }, { kind: 'write', value: text('x'), condition: { kind: 'none' } });
+    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, { kind: 'write', value: text('x'), condition: { kind: 'none' } });
     let effects: ProposerEffect[];
     [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
-    [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(5, 'other') } });
-    [state, effects] = stepProposer(state, { type: 'answer', from: 'b', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(6, 'other') } });
+    [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(5, 'other'), epoch: 1 } });
+    [state, effects] = stepProposer(state, { type: 'answer', from: 'b', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(6, 'other'), epoch: 1 } });
     expect(effects).toEqual([{ type: 'back-off', maxDelayMs: 10, atLeastRound: 7 }]);
     [state] = stepProposer(state, { type: 'retry', ballot: ballot(7) });
     [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'promise', ballot: ballot(7), accepted: null, committed: null } });
@@ -203,13 +213,30 @@ describe('proposer', () => {
     expect(effects.filter((effect) => effect.type === 'send' && effect.request.type === 'propose')).toHaveLength(3);
     const [, timedOut] = stepProposer(state, { type: 'deadline' });
     expect(timedOut).toMatchObject([{ type: 'fail', applied: 'unknown', error: { code: 'KV_TIMEOUT' } }]);
-    [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other') } });
-    [, effects] = stepProposer(state, { type: 'answer', from: 'c', reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other') } });
+    [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 } });
+    [, effects] = stepProposer(state, { type: 'answer', from: 'c', reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 } });
     expect(effects).toMatchObject([{ type: 'fail', applied: 'unknown' }]);
   });
 
+  it('a round refused for a newer ring epoch fails with KV_NOT_READY and says nothing happened', () => {
+    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, { kind: 'read' });
+    [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
+    [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(0, ''), epoch: 2 } });
+    const [, effects] = stepProposer(state, { type: 'answer', from: 'b', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(0, ''), epoch: 2 } });
+    expect(effects).toMatchObject([{ type: 'fail', applied: 'no', error: { code: 'KV_NOT_READY' } }]);
+  });
+
+  it('a repair re-proposes the current state even when it is decided (the per-key round of a handoff)', () => {
+    const acceptors = freshAcceptors();
+    runRound(acceptors, { kind: 'write', value: text('v1'), condition: { kind: 'none' } }, 1);
+    const repair = runRound(acceptors, { kind: 'repair' }, 2);
+    expect(repair.roundTrips).toBe(2);
+    expect(repair.effects.find((effect) => effect.type === 'reply')).toMatchObject({ result: { outcome: 'read', state: { version: 1, value: text('v1') } } });
+    expect([...acceptors.values()].every((state) => state.accepted?.ballot.round === 2)).toBe(true);
+  });
+
   it('counts each acceptor once however often its answer is duplicated', () => {
-    let state = startProposer({ groups: [['a', 'b', 'c']], timeoutMs: 1000, backoffMs: 10 }, { kind: 'read' });
+    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, { kind: 'read' });
     let effects: ProposerEffect[];
     [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
     const promise: AcceptorReply = { type: 'promise', ballot: ballot(1), accepted: null, committed: null };

@@ -6,7 +6,7 @@ import type { RegisterState } from './compare-and-set.js';
 
 /**
  * The on-disk form of one key's acceptor state (house rule 6: versioned). Layout, format 1:
- * u8 format, ballot promised, optional proposal accepted, optional proposal committed; a
+ * u8 format, varint epoch, ballot promised, optional proposal accepted, optional proposal committed; a
  * ballot is varint round + string proposer; an optional field is u8 0 (absent) or 1 then the
  * field; a proposal is ballot, varint version, then an optional value as length-prefixed bytes.
  */
@@ -32,6 +32,7 @@ function writeProposal(writer: ByteWriter, proposal: Proposal | null): void {
 export function encodeAcceptorState(state: AcceptorState): Buffer {
   const writer = new ByteWriter();
   writer.u8(acceptorStateFormat);
+  writer.varint(state.epoch);
   writeBallot(writer, state.promised);
   writeProposal(writer, state.accepted);
   writeProposal(writer, state.committed);
@@ -65,11 +66,12 @@ export function decodeAcceptorState(bytes: Uint8Array): AcceptorState {
     if (format !== acceptorStateFormat) {
       throw new KvError('KV_STORAGE', `acceptor state has format ${format} but this node reads format ${acceptorStateFormat}; run a ringkv version that knows it`);
     }
+    const epoch = reader.varint();
     const promised = readBallot(reader);
     const accepted = readProposal(reader);
     const committed = readProposal(reader);
     if (!reader.done()) throw new KvError('KV_STORAGE', 'acceptor state has trailing bytes; the record is corrupt, restore the node from a replica');
-    return { promised, accepted, committed };
+    return { epoch, promised, accepted, committed };
   } catch (error) {
     if (error instanceof KvError && error.code === 'KV_STORAGE') throw error;
     throw new KvError('KV_STORAGE', `acceptor state is truncated or malformed (${(error as Error).message}); the record is corrupt, restore the node from a replica`, { cause: error });

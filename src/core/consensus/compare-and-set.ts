@@ -21,8 +21,15 @@ export const emptyRegister: RegisterState = { version: 0, value: null };
 /** A write's precondition: HTTP's `If-None-Match: *` (absent) and `If-Match` (a version). */
 export type WriteCondition = { readonly kind: 'none' } | { readonly kind: 'absent' } | { readonly kind: 'version'; readonly version: number };
 
-/** One operation on a consistent key. A delete is a write of null. */
-export type RegisterOperation = { readonly kind: 'read' } | { readonly kind: 'write'; readonly value: Uint8Array | null; readonly condition: WriteCondition };
+/**
+ * One operation on a consistent key. A delete is a write of null. A repair reads like a read but
+ * always proposes the state it read under a fresh ballot: the handoff of a ring change runs one
+ * per key, so the newest state is accepted by a quorum of the new replicas (docs/CONSENSUS.md).
+ */
+export type RegisterOperation =
+  | { readonly kind: 'read' }
+  | { readonly kind: 'repair' }
+  | { readonly kind: 'write'; readonly value: Uint8Array | null; readonly condition: WriteCondition };
 
 /** What an operation does to a state. */
 export type OperationResult =
@@ -42,9 +49,9 @@ export function conditionHolds(state: RegisterState, condition: WriteCondition):
   }
 }
 
-/** Applies `operation` to `state`: a read leaves it, a write whose condition holds makes the next version. */
+/** Applies `operation` to `state`: a read (or repair) leaves it, a write whose condition holds makes the next version. */
 export function applyOperation(state: RegisterState, operation: RegisterOperation): OperationResult {
-  if (operation.kind === 'read') return { outcome: 'read', state };
+  if (operation.kind !== 'write') return { outcome: 'read', state };
   if (!conditionHolds(state, operation.condition)) return { outcome: 'precondition-failed', state };
   return { outcome: 'written', state: { version: state.version + 1, value: operation.value } };
 }

@@ -34,6 +34,8 @@ import { acceptorsOf, jointQuorumImpossible, jointQuorumMet } from './replica-gr
 export interface ProposerConfig {
   /** The key's replica groups (replicaGroups): a majority of each must promise and accept. */
   readonly groups: readonly (readonly string[])[];
+  /** The ring version the groups were taken from; acceptors that saw a newer one refuse the round. */
+  readonly epoch: number;
   readonly timeoutMs: number;
   /** The largest back-off before the first retry; the n-th retry waits up to n times it. */
   readonly backoffMs: number;
@@ -80,6 +82,8 @@ export interface ProposerState {
   readonly refused: ReadonlySet<string>;
   /** Refusals this phase that were a newer ballot (contention), as opposed to unreachable acceptors. */
   readonly preempted: boolean;
+  /** The newest ring epoch an acceptor refused this round for: above the config's, this node's ring is stale. */
+  readonly newestEpoch: number;
   /** The newest round any acceptor reported: the next ballot must be above it. */
   readonly newestRound: number;
   readonly proposal: Proposal | null;
@@ -101,6 +105,7 @@ export function startProposer(config: ProposerConfig, operation: RegisterOperati
     promises: [],
     refused: new Set(),
     preempted: false,
+    newestEpoch: config.epoch,
     newestRound: 0,
     proposal: null,
     acceptedBy: new Set(),
@@ -123,7 +128,7 @@ export function stepProposer(state: ProposerState, event: ProposerEvent): [Propo
       return onAnswer(state, event.from, event.reply);
     case 'unreachable':
       if (state.ballot === null || compareBallots(event.ballot, state.ballot) !== 0) return [state, []];
-      return onRefusal(state, event.from, 0, false);
+      return onRefusal(state, event.from, 0, false, 0);
     case 'deadline':
       return state.ownProposed
         ? finish(state, outcomeUnknown(state, `timed out after ${state.config.timeoutMs} ms`))
@@ -145,7 +150,7 @@ function prepare(state: ProposerState, ballot: Ballot): [ProposerState, Proposer
     acceptedBy: new Set(),
     pending: null,
   };
-  return [next, acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'prepare', ballot } }))];
+  return [next, acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'prepare', epoch: state.config.epoch, ballot } }))];
 }
 
 function onAnswer(state: ProposerState, from: string, reply: AcceptorReply): [ProposerState, ProposerEffect[]] {
@@ -160,7 +165,7 @@ function onAnswer(state: ProposerState, from: string, reply: AcceptorReply): [Pr
     }
     case 'prepare-rejected':
       if (state.phase !== 'preparing' || state.promises.some((promise) => promise.from === from)) return [state, []];
-      return onRefusal(state, from, reply.promised.round, true);
+      return onRefusal(state, from, reply.promised.round, true, reply.epoch);
     case 'accepted': {
       if (state.phase !== 'proposing' || state.acceptedBy.has(from) || state.refused.has(from)) return [state, []];
       const acceptedBy = new Set(state.acceptedBy).add(from);
@@ -172,7 +177,7 @@ function onAnswer(state: ProposerState, from: string, reply: AcceptorReply): [Pr
     }
     case 'propose-rejected':
       if (state.phase !== 'proposing' || state.acceptedBy.has(from)) return [state, []];
-      return onRefusal(state, from, reply.promised.round, true);
+      return onRefusal(state, from, reply.promised.round, true, reply.epoch);
   }
 }
 
@@ -181,13 +186,14 @@ function decide(state: ProposerState): [ProposerState, ProposerEffect[]] {
   const ballot = state.ballot as Ballot;
   const { current, decided } = currentState(state);
   const result = applyOperation(current?.state ?? emptyRegister, state.operation);
-  if (result.outcome !== 'written' && decided) return [{ ...state, phase: 'done' }, [{ type: 'reply', result }]];
+  if (result.outcome !== 'written' && decided && state.operation.kind !== 'repair') return [{ ...state, phase: 'done' }, [{ type: 'reply', result }]];
   // A write proposes its new state built on the current one; a read or a failed precondition
-  // re-proposes the undecided current state (the repair) and answers once that is decided.
-  const nextState: RegisterState = result.outcome === 'written' ? result.state : (current as Proposal).state;
+  // re-proposes the undecided current state (the repair) and answers once that is decided; a
+  // repair operation re-proposes it even when decided.
+  const nextState: RegisterState = result.outcome === 'written' ? result.state : (current?.state ?? emptyRegister);
   const proposal: Proposal = { ballot, state: nextState };
   const next: ProposerState = { ...state, phase: 'proposing', proposal, pending: result, ownProposed: state.ownProposed || result.outcome === 'written' };
-  return [next, acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'propose', proposal } }))];
+  return [next, acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'propose', epoch: state.config.epoch, proposal } }))];
 }
 
 /** The newest proposal the promises carry, and whether it is known to be decided. */
@@ -205,10 +211,16 @@ function currentState(state: ProposerState): { current: Proposal | null; decided
   return { current, decided: jointQuorumMet(config.groups, acceptedIt, config.broken) };
 }
 
-/** An acceptor refused (a newer ballot: `preempted`) or could not be reached. */
-function onRefusal(state: ProposerState, from: string, round: number, preempted: boolean): [ProposerState, ProposerEffect[]] {
+/** An acceptor refused (a newer ballot: `preempted`, or a newer ring `epoch`) or could not be reached. */
+function onRefusal(state: ProposerState, from: string, round: number, preempted: boolean, epoch: number): [ProposerState, ProposerEffect[]] {
   if (state.refused.has(from) || (state.phase !== 'preparing' && state.phase !== 'proposing')) return [state, []];
-  const next: ProposerState = { ...state, refused: new Set(state.refused).add(from), preempted: state.preempted || preempted, newestRound: Math.max(state.newestRound, round) };
+  const next: ProposerState = {
+    ...state,
+    refused: new Set(state.refused).add(from),
+    preempted: state.preempted || preempted,
+    newestRound: Math.max(state.newestRound, round),
+    newestEpoch: Math.max(state.newestEpoch, epoch),
+  };
   if (!jointQuorumImpossible(state.config.groups, next.refused, state.config.broken)) return [next, []];
   const phase = state.phase;
   // Our own value may sit on a minority that a later round will carry forward: never say "not done".
@@ -218,6 +230,13 @@ function onRefusal(state: ProposerState, from: string, round: number, preempted:
   if (next.ownProposed) {
     // A retry after our value was proposed could apply it twice: the earlier proposal may still win.
     return finish(next, outcomeUnknown(next, 'was preempted after its proposal was sent'));
+  }
+  if (next.newestEpoch > state.config.epoch) {
+    // Retrying with the same groups cannot succeed: the replicas are on a newer ring than this node.
+    return finish(
+      next,
+      notApplied('KV_NOT_READY', next, `was refused by replicas on ring version ${next.newestEpoch}, newer than this node's ${state.config.epoch} (a ring change is under way)`),
+    );
   }
   if (!next.preempted) {
     return finish(next, notApplied('KV_INSUFFICIENT_REPLICAS', next, `could not reach a quorum of the key's acceptors (${[...next.refused].join(', ')} unreachable)`));
@@ -244,13 +263,14 @@ function outcomeUnknown(state: ProposerState, what: string): { error: KvError; a
   };
 }
 
-function notApplied(code: 'KV_TIMEOUT' | 'KV_INSUFFICIENT_REPLICAS', state: ProposerState, what: string): { error: KvError; applied: 'no' } {
-  const operation = state.operation.kind === 'read' ? 'consistent read' : 'consistent write';
+function notApplied(code: 'KV_TIMEOUT' | 'KV_INSUFFICIENT_REPLICAS' | 'KV_NOT_READY', state: ProposerState, what: string): { error: KvError; applied: 'no' } {
+  const operation = state.operation.kind === 'write' ? 'consistent write' : 'consistent read';
+  const when = code === 'KV_INSUFFICIENT_REPLICAS' ? ' once a majority of the key\'s replicas is reachable' : code === 'KV_NOT_READY' ? ' in a second, once this node has the new ring' : '';
   return {
     applied: 'no',
-    error: new KvError(code, `the ${operation} ${what}; it did not happen, so it is safe to retry${code === 'KV_INSUFFICIENT_REPLICAS' ? ' once a majority of the key\'s replicas is reachable' : ''}`, {
+    error: new KvError(code, `the ${operation} ${what}; it did not happen, so it is safe to retry${when}`, {
       details: { applied: 'no', attempts: state.attempts },
-      ...(code === 'KV_INSUFFICIENT_REPLICAS' ? { retryAfterSeconds: 1 } : {}),
+      ...(code === 'KV_TIMEOUT' ? {} : { retryAfterSeconds: 1 }),
     }),
   };
 }
