@@ -39,6 +39,13 @@ export interface PaxosSimOptions {
   readonly timeoutMs: number;
   readonly backoffMs: number;
   readonly broken?: BrokenVariant;
+  /**
+   * A ring change at `atMs`: `replaced` acceptors leave and as many new ones join (the old group
+   * is a0..a(n-1), the new one a(replaced)..a(n-1+replaced)). `joint` is the documented way (joint quorums, then a repair round per key,
+   * then the new group alone, each step a newer ring epoch); `direct` switches to the new group at
+   * once, the broken way the simulation must catch.
+   */
+  readonly ringChange?: { readonly atMs: number; readonly mode: 'joint' | 'direct'; readonly replaced: number };
 }
 
 /** Defaults: three acceptors, five clients on two keys, every fault on. */
@@ -81,13 +88,17 @@ export interface PaxosSimResult {
   readonly counts: { ok: number; refused: number; fail: number; unknown: number; acceptorCrashes: number; proposerPauses: number; proposerCrashes: number; messages: number };
   /** True when every check passed. */
   readonly valid: boolean;
+  /** The ring epoch at the end: 1 without a ring change, 3 after a completed joint change. */
+  readonly ringEpoch: number;
 }
 
 type Delivery =
   | { readonly kind: 'to-acceptor'; readonly acceptor: string; readonly key: string; readonly client: number; readonly operation: number; readonly request: AcceptorRequest }
   | { readonly kind: 'to-proposer'; readonly client: number; readonly operation: number; readonly event: ProposerEvent }
   | { readonly kind: 'acceptor-restart'; readonly acceptor: string }
-  | { readonly kind: 'client-next'; readonly client: number };
+  | { readonly kind: 'client-next'; readonly client: number }
+  | { readonly kind: 'ring-change' }
+  | { readonly kind: 'handoff'; readonly key: string };
 
 interface Scheduled {
   readonly atMs: number;
@@ -107,8 +118,10 @@ interface SimClient {
   pausedUntilMs: number;
   readonly knownRound: Map<string, number>;
   remaining: number;
+  /** A handoff worker runs one repair round per key of a ring change instead of increments. */
+  readonly handoff: boolean;
   /** The running operation: its history index and proposer state. */
-  current: { index: number; state: ProposerState; followUp: 'write' | 'none' } | undefined;
+  current: { index: number; state: ProposerState } | undefined;
 }
 
 const counterOf = (state: RegisterState): number | null => (state.value === null ? null : Number(Buffer.from(state.value).toString()));
@@ -117,8 +130,12 @@ const encodeCounter = (value: number): Uint8Array => Buffer.from(String(value));
 /** Runs one simulated history and checks it. */
 export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
   const random = new SeededRandom(options.seed);
-  const acceptorIds = Array.from({ length: options.acceptors }, (_, index) => `a${index}`);
-  const groups = [acceptorIds];
+  const acceptorIds = Array.from({ length: options.acceptors + (options.ringChange?.replaced ?? 0) }, (_, index) => `a${index}`);
+  const oldGroup = acceptorIds.slice(0, options.acceptors);
+  const newGroup = acceptorIds.slice(acceptorIds.length - options.acceptors);
+  // The ring as proposers see it when an operation starts: a paused proposer keeps the one it started with.
+  let ring: { epoch: number; groups: string[][] } = { epoch: 1, groups: [oldGroup] };
+  const handedOff = new Set<string>();
   const keys = Array.from({ length: options.keys }, (_, index) => `k${index}`);
   const acceptors = new Map<string, SimAcceptor>(acceptorIds.map((id) => [id, { up: true, memory: new Map(), disk: new Map() }]));
   const clients: SimClient[] = Array.from({ length: options.clients }, (_, index) => ({
@@ -127,8 +144,12 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
     pausedUntilMs: 0,
     knownRound: new Map(),
     remaining: options.incrementsPerClient,
+    handoff: false,
     current: undefined,
   }));
+  // One extra client does the handoff of a ring change.
+  const handoffClient = clients.length;
+  clients.push({ incarnation: 0, issuer: startBallotIssuer('handoff#0'), pausedUntilMs: 0, knownRound: new Map(), remaining: 0, handoff: true, current: undefined });
   const history: SimOperation[] = [];
   const counts = { ok: 0, refused: 0, fail: 0, unknown: 0, acceptorCrashes: 0, proposerPauses: 0, proposerCrashes: 0, messages: 0 };
   const queue: Scheduled[] = [];
@@ -232,8 +253,8 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
     const client = clients[clientIndex] as SimClient;
     const index = history.length;
     history.push({ client: clientIndex, key, kind, invokeMs: nowMs, completeMs: Infinity, outcome: 'pending', ...(from === undefined ? {} : { from }) });
-    const state = startProposer({ groups, epoch: 1, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs, ...(options.broken === undefined ? {} : { broken: options.broken }) }, operation);
-    client.current = { index, state, followUp: kind === 'read' ? 'write' : 'none' };
+    const state = startProposer({ groups: ring.groups, epoch: ring.epoch, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs, ...(options.broken === undefined ? {} : { broken: options.broken }) }, operation);
+    client.current = { index, state };
     feed(clientIndex, index, { type: 'start', nowMs, ballot: issue(client, key, (client.knownRound.get(key) ?? 0) + 1) });
   };
 
@@ -248,6 +269,13 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
     else if (outcome === 'refused') counts.refused += 1;
     else if (outcome === 'fail') counts.fail += 1;
     else counts.unknown += 1;
+    if (client.handoff) {
+      // The repair round of a key is done: once every key's is, the ring drops the old group.
+      if (outcome === 'ok') handedOff.add(operation.key);
+      else schedule(nowMs + 1 + random.int(options.maxDelayMs), { kind: 'handoff', key: operation.key });
+      if (handedOff.size === keys.length && ring.groups.length === 2) ring = { epoch: ring.epoch + 1, groups: [newGroup] };
+      return;
+    }
     // A successful read is followed by the increment it read for; anything else starts over.
     if (operation.kind === 'read' && outcome === 'ok' && state !== undefined && !healed) {
       const current = counterOf(state);
@@ -325,7 +353,18 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
     startOperation(clientIndex, key, 'read', { kind: 'read' });
   };
 
-  clients.forEach((_, index) => schedule(random.int(options.maxDelayMs), { kind: 'client-next', client: index }));
+  clients.forEach((client, index) => {
+    if (!client.handoff) schedule(random.int(options.maxDelayMs), { kind: 'client-next', client: index });
+  });
+  if (options.ringChange !== undefined) schedule(options.ringChange.atMs, { kind: 'ring-change' });
+  const onRingChange = (): void => {
+    if (options.ringChange?.mode === 'direct') {
+      ring = { epoch: ring.epoch + 1, groups: [newGroup] };
+      return;
+    }
+    ring = { epoch: ring.epoch + 1, groups: [oldGroup, newGroup] };
+    for (const key of keys) schedule(nowMs, { kind: 'handoff', key });
+  };
   const run = (): void => {
     for (let item = take(); item !== undefined; item = take()) {
       nowMs = Math.max(nowMs, item.atMs);
@@ -342,6 +381,14 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
           break;
         case 'client-next':
           onClientNext(delivery.client);
+          break;
+        case 'ring-change':
+          onRingChange();
+          break;
+        case 'handoff':
+          // The handoff worker runs one round at a time; a key whose turn comes while it is busy waits.
+          if ((clients[handoffClient] as SimClient).current !== undefined) schedule(nowMs + 1 + random.int(options.maxDelayMs), delivery);
+          else startOperation(handoffClient, delivery.key, 'read', { kind: 'repair' });
           break;
       }
     }
@@ -360,7 +407,7 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
       if ((history[history.length - 1] as SimOperation).outcome === 'ok') break;
     }
   }
-  return judge(history, keys, counts);
+  return { ...judge(history, keys, counts), ringEpoch: ring.epoch };
 }
 
 function before(left: Scheduled, right: Scheduled): boolean {
@@ -389,7 +436,7 @@ function timedCalls(history: readonly SimOperation[], key: string): TimedCall[] 
   return calls;
 }
 
-function judge(history: readonly SimOperation[], keys: readonly string[], counts: PaxosSimResult['counts']): PaxosSimResult {
+function judge(history: readonly SimOperation[], keys: readonly string[], counts: PaxosSimResult['counts']): Omit<PaxosSimResult, 'ringEpoch'> {
   const violations: string[] = [];
   const verdicts = keys.map((key) => checkKeyLinearizable(key, timedCalls(history, key)));
   for (const key of keys) {
