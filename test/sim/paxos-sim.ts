@@ -46,6 +46,8 @@ export interface PaxosSimOptions {
    * once, the broken way the simulation must catch.
    */
   readonly ringChange?: { readonly atMs: number; readonly mode: 'joint' | 'direct'; readonly replaced: number };
+  /** Client 0 learns each ring change this much later than the others, as a node behind on gossip. */
+  readonly ringLagMs?: number;
 }
 
 /** Defaults: three acceptors, five clients on two keys, every fault on. */
@@ -135,6 +137,16 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
   const newGroup = acceptorIds.slice(acceptorIds.length - options.acceptors);
   // The ring as proposers see it when an operation starts: a paused proposer keeps the one it started with.
   let ring: { epoch: number; groups: string[][] } = { epoch: 1, groups: [oldGroup] };
+  const ringHistory: { atMs: number; ring: typeof ring }[] = [{ atMs: 0, ring }];
+  const setRing = (next: typeof ring): void => {
+    ring = next;
+    ringHistory.push({ atMs: nowMs, ring });
+  };
+  /** The ring a client sees now: client 0 lags behind by ringLagMs. */
+  const ringOf = (clientIndex: number): typeof ring => {
+    const seenAtMs = nowMs - (clientIndex === 0 && !healed ? (options.ringLagMs ?? 0) : 0);
+    return [...ringHistory].reverse().find((entry) => entry.atMs <= seenAtMs)?.ring ?? (ringHistory[0] as (typeof ringHistory)[number]).ring;
+  };
   const handedOff = new Set<string>();
   const keys = Array.from({ length: options.keys }, (_, index) => `k${index}`);
   const acceptors = new Map<string, SimAcceptor>(acceptorIds.map((id) => [id, { up: true, memory: new Map(), disk: new Map() }]));
@@ -253,7 +265,8 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
     const client = clients[clientIndex] as SimClient;
     const index = history.length;
     history.push({ client: clientIndex, key, kind, invokeMs: nowMs, completeMs: Infinity, outcome: 'pending', ...(from === undefined ? {} : { from }) });
-    const state = startProposer({ groups: ring.groups, epoch: ring.epoch, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs, ...(options.broken === undefined ? {} : { broken: options.broken }) }, operation);
+    const seen = ringOf(clientIndex);
+    const state = startProposer({ groups: seen.groups, epoch: seen.epoch, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs, ...(options.broken === undefined ? {} : { broken: options.broken }) }, operation);
     client.current = { index, state };
     feed(clientIndex, index, { type: 'start', nowMs, ballot: issue(client, key, (client.knownRound.get(key) ?? 0) + 1) });
   };
@@ -273,7 +286,7 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
       // The repair round of a key is done: once every key's is, the ring drops the old group.
       if (outcome === 'ok') handedOff.add(operation.key);
       else schedule(nowMs + 1 + random.int(options.maxDelayMs), { kind: 'handoff', key: operation.key });
-      if (handedOff.size === keys.length && ring.groups.length === 2) ring = { epoch: ring.epoch + 1, groups: [newGroup] };
+      if (handedOff.size === keys.length && ring.groups.length === 2) setRing({ epoch: ring.epoch + 1, groups: [newGroup] });
       return;
     }
     // A successful read is followed by the increment it read for; anything else starts over.
@@ -359,10 +372,10 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
   if (options.ringChange !== undefined) schedule(options.ringChange.atMs, { kind: 'ring-change' });
   const onRingChange = (): void => {
     if (options.ringChange?.mode === 'direct') {
-      ring = { epoch: ring.epoch + 1, groups: [newGroup] };
+      setRing({ epoch: ring.epoch + 1, groups: [newGroup] });
       return;
     }
-    ring = { epoch: ring.epoch + 1, groups: [oldGroup, newGroup] };
+    setRing({ epoch: ring.epoch + 1, groups: [oldGroup, newGroup] });
     for (const key of keys) schedule(nowMs, { kind: 'handoff', key });
   };
   const run = (): void => {
