@@ -1,0 +1,249 @@
+import { describe, expect, it } from 'vitest';
+import { type AcceptorReply, type AcceptorRequest, type AcceptorState, emptyAcceptorState, stepAcceptor } from '../../src/core/consensus/acceptor.js';
+import { acceptorStateFormat, decodeAcceptorState, encodeAcceptorState } from '../../src/core/consensus/acceptor-codec.js';
+import { type Ballot, compareBallots, issueBallot, startBallotIssuer } from '../../src/core/consensus/ballot.js';
+import { type RegisterOperation, applyOperation, emptyRegister } from '../../src/core/consensus/compare-and-set.js';
+import { type ProposerEffect, type ProposerState, startProposer, stepProposer } from '../../src/core/consensus/proposer.js';
+import { isKvError } from '../../src/util/errors.js';
+
+/**
+ * Goals of the consensus core's parts, one at a time (docs/CONSENSUS.md): ballots are totally
+ * ordered and never issued twice; an acceptor keeps its promises, asks for its state to be
+ * synced before each answer that depends on it, and never rolls back; its state survives the
+ * codec; a proposer uncontended writes in two round trips and reads in one, repairs an
+ * undecided value before anyone observes it, and never says "not done" once its own value was
+ * proposed.
+ */
+
+const ballot = (round: number, proposer = 'p'): Ballot => ({ round, proposer });
+const text = (value: string): Uint8Array => new Uint8Array(Buffer.from(value));
+
+describe('ballots', () => {
+  it('order by round first, then by proposer, and a proposer never issues the same ballot twice', () => {
+    expect(compareBallots(ballot(2, 'a'), ballot(1, 'z'))).toBeGreaterThan(0);
+    expect(compareBallots(ballot(1, 'a'), ballot(1, 'b'))).toBeLessThan(0);
+    expect(compareBallots(ballot(3, 'a'), ballot(3, 'a'))).toBe(0);
+    let issuer = startBallotIssuer('n1#7');
+    const issued: Ballot[] = [];
+    for (const atLeast of [1, 1, 5, 2, 5]) {
+      const [next, issuedBallot] = issueBallot(issuer, atLeast);
+      issuer = next;
+      issued.push(issuedBallot);
+    }
+    expect(issued.map((each) => each.round)).toEqual([1, 2, 5, 6, 7]);
+  });
+});
+
+describe('acceptor', () => {
+  it('promises only a newer ballot, and persists the promise before answering', () => {
+    const first = stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(2) });
+    expect(first.reply?.type).toBe('promise');
+    expect(first.persist).toEqual(first.state);
+    for (const older of [ballot(2), ballot(1, 'z')]) {
+      const refused = stepAcceptor(first.state, { type: 'prepare', epoch: 1, ballot: older });
+      expect(refused.reply).toEqual({ type: 'prepare-rejected', ballot: older, promised: ballot(2), epoch: 1 });
+      expect(refused.persist).toBeNull();
+    }
+  });
+
+  it('accepts a proposal of its promised ballot or newer, persisted first; refuses an older one; a duplicate does not roll back', () => {
+    const promised = stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(2) }).state;
+    const older = stepAcceptor(promised, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1), state: { version: 1, value: text('a') } } });
+    expect(older.reply?.type).toBe('propose-rejected');
+    const accepted = stepAcceptor(promised, { type: 'propose', epoch: 1, proposal: { ballot: ballot(2), state: { version: 1, value: text('b') } } });
+    expect(accepted.reply).toEqual({ type: 'accepted', ballot: ballot(2) });
+    expect(accepted.persist?.accepted?.state.value).toEqual(text('b'));
+    const newer = stepAcceptor(accepted.state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(4), state: { version: 2, value: text('c') } } });
+    const lateDuplicate = stepAcceptor(newer.state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(2), state: { version: 1, value: text('b') } } });
+    expect(lateDuplicate.reply?.type).toBe('propose-rejected');
+    expect(lateDuplicate.state.accepted?.ballot).toEqual(ballot(4));
+  });
+
+  it('records the newest commit only, and answers nothing to a commit', () => {
+    const commit = (round: number): AcceptorRequest => ({ type: 'commit', proposal: { ballot: ballot(round), state: { version: round, value: text(`v${round}`) } } });
+    const newer = stepAcceptor(emptyAcceptorState, commit(3));
+    expect(newer.reply).toBeNull();
+    expect(newer.persist?.committed?.ballot).toEqual(ballot(3));
+    const older = stepAcceptor(newer.state, commit(2));
+    expect(older.state.committed?.ballot).toEqual(ballot(3));
+    expect(older.persist).toBeNull();
+  });
+
+  it('refuses a prepare or proposal from an older ring epoch, and remembers (persists) the newest epoch it saw', () => {
+    const joint = stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 2, ballot: ballot(1) });
+    expect(joint.persist?.epoch).toBe(2);
+    const stalePrepare = stepAcceptor(joint.state, { type: 'prepare', epoch: 1, ballot: ballot(9) });
+    expect(stalePrepare.reply).toEqual({ type: 'prepare-rejected', ballot: ballot(9), promised: ballot(1), epoch: 2 });
+    const staleProposal = stepAcceptor(joint.state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1), state: { version: 1, value: null } } });
+    expect(staleProposal.reply?.type).toBe('propose-rejected');
+    expect(staleProposal.state.accepted).toBeNull();
+  });
+
+  it('the broken variant accept-without-persisting answers with nothing to sync (what the simulation catches)', () => {
+    const promised = stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(1) }).state;
+    const step = stepAcceptor(promised, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1), state: { version: 1, value: null } } }, 'accept-without-persisting');
+    expect(step.reply?.type).toBe('accepted');
+    expect(step.persist).toBeNull();
+  });
+});
+
+describe('acceptor state codec', () => {
+  it('round-trips every shape, including an absent value and an empty one', () => {
+    const states: AcceptorState[] = [
+      emptyAcceptorState,
+      { epoch: 4, promised: ballot(9, 'n2#1'), accepted: { ballot: ballot(9, 'n2#1'), state: { version: 4, value: null } }, committed: { ballot: ballot(7, 'n1#3'), state: { version: 3, value: text('') } } },
+      { epoch: 2 ** 33, promised: ballot(2 ** 40, 'ü'), accepted: { ballot: ballot(1), state: { version: 1, value: text('x'.repeat(1000)) } }, committed: null },
+    ];
+    for (const state of states) expect(decodeAcceptorState(encodeAcceptorState(state))).toEqual(state);
+  });
+
+  it('refuses an unknown format, a truncated record and trailing bytes with KV_STORAGE', () => {
+    const encoded = encodeAcceptorState({ epoch: 1, promised: ballot(3), accepted: null, committed: null });
+    const unknownFormat = Buffer.from(encoded);
+    unknownFormat[0] = acceptorStateFormat + 1;
+    for (const bad of [unknownFormat, encoded.subarray(0, encoded.length - 1), Buffer.concat([encoded, Buffer.from([0])])]) {
+      let error: unknown;
+      try {
+        decodeAcceptorState(bad);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(isKvError(error) && error.code).toBe('KV_STORAGE');
+    }
+  });
+});
+
+describe('compare-and-set', () => {
+  it('If-None-Match writes only an absent key, If-Match only the named live version, and every write adds one to the version', () => {
+    const created = applyOperation(emptyRegister, { kind: 'write', value: text('a'), condition: { kind: 'absent' } });
+    expect(created).toEqual({ outcome: 'written', state: { version: 1, value: text('a') } });
+    expect(applyOperation(created.state, { kind: 'write', value: text('b'), condition: { kind: 'absent' } }).outcome).toBe('precondition-failed');
+    expect(applyOperation(created.state, { kind: 'write', value: text('b'), condition: { kind: 'version', version: 0 } }).outcome).toBe('precondition-failed');
+    const deleted = applyOperation(created.state, { kind: 'write', value: null, condition: { kind: 'version', version: 1 } });
+    expect(deleted.state).toEqual({ version: 2, value: null });
+    // A deleted key is absent again, and its version keeps growing: a fencing token never repeats.
+    expect(applyOperation(deleted.state, { kind: 'write', value: text('c'), condition: { kind: 'absent' } }).state.version).toBe(3);
+  });
+});
+
+/** Runs one operation against in-memory acceptors over a perfect network, counting round trips. */
+function runRound(acceptors: Map<string, AcceptorState>, operation: RegisterOperation, round: number, deliverTo?: (to: string, request: AcceptorRequest) => boolean): { effects: ProposerEffect[]; roundTrips: number; state: ProposerState } {
+  let state = startProposer({ groups: [[...acceptors.keys()]], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, operation);
+  let pending: ProposerEffect[];
+  [state, pending] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(round) });
+  const done: ProposerEffect[] = [];
+  let roundTrips = 0;
+  while (pending.some((effect) => effect.type === 'send' && effect.request.type !== 'commit')) {
+    roundTrips += 1;
+    const answers: { from: string; reply: AcceptorReply }[] = [];
+    for (const effect of pending) {
+      if (effect.type !== 'send') {
+        done.push(effect);
+        continue;
+      }
+      if (deliverTo !== undefined && !deliverTo(effect.to, effect.request)) continue;
+      const step = stepAcceptor(acceptors.get(effect.to) as AcceptorState, effect.request);
+      acceptors.set(effect.to, step.state);
+      if (step.reply !== null) answers.push({ from: effect.to, reply: step.reply });
+    }
+    pending = [];
+    for (const answer of answers) {
+      const [next, effects] = stepProposer(state, { type: 'answer', ...answer });
+      state = next;
+      pending.push(...effects);
+    }
+  }
+  for (const effect of pending) {
+    if (effect.type !== 'send') done.push(effect);
+    else if (deliverTo === undefined || deliverTo(effect.to, effect.request)) acceptors.set(effect.to, stepAcceptor(acceptors.get(effect.to) as AcceptorState, effect.request).state);
+  }
+  return { effects: done, roundTrips, state };
+}
+
+const freshAcceptors = (): Map<string, AcceptorState> => new Map(['a', 'b', 'c'].map((id) => [id, emptyAcceptorState]));
+
+describe('proposer', () => {
+  it('uncontended: a write takes two round trips and a read one', () => {
+    const acceptors = freshAcceptors();
+    const write = runRound(acceptors, { kind: 'write', value: text('v1'), condition: { kind: 'absent' } }, 1);
+    expect(write.roundTrips).toBe(2);
+    expect(write.effects.find((effect) => effect.type === 'reply')).toMatchObject({ result: { outcome: 'written', state: { version: 1 } } });
+    const read = runRound(acceptors, { kind: 'read' }, 2);
+    expect(read.roundTrips).toBe(1);
+    expect(read.effects.find((effect) => effect.type === 'reply')).toMatchObject({ result: { outcome: 'read', state: { version: 1, value: text('v1') } } });
+  });
+
+  it('a value a paused proposer got accepted by one acceptor is repaired before a read returns it', () => {
+    const acceptors = freshAcceptors();
+    // The paused proposer's value reached only acceptor c: not decided, but a later round may see it.
+    acceptors.set('c', stepAcceptor(stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(1, 'paused') }).state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1, 'paused'), state: { version: 1, value: text('half') } } }).state);
+    // Acceptor a is cut off, so the read's quorum is b and c, and c shows the undecided value.
+    const read = runRound(acceptors, { kind: 'read' }, 2, (to) => to !== 'a');
+    expect(read.roundTrips, 'the read proposed the value it saw before returning it').toBe(2);
+    expect(read.effects.find((effect) => effect.type === 'reply')).toMatchObject({ result: { outcome: 'read', state: { version: 1, value: text('half') } } });
+    expect([...acceptors.values()].filter((state) => state.accepted?.state.value !== undefined && Buffer.from(state.accepted.state.value ?? []).toString() === 'half').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a write that finds an undecided value builds on it in the same proposal (its If-Match sees that version)', () => {
+    const acceptors = freshAcceptors();
+    acceptors.set('a', { epoch: 1, promised: ballot(1, 'paused'), accepted: { ballot: ballot(1, 'paused'), state: { version: 1, value: text('first') } }, committed: null });
+    const write = runRound(acceptors, { kind: 'write', value: text('second'), condition: { kind: 'version', version: 1 } }, 2, (to) => to !== 'c');
+    expect(write.roundTrips).toBe(2);
+    expect(write.effects.find((effect) => effect.type === 'reply')).toMatchObject({ result: { outcome: 'written', state: { version: 2, value: text('second') } } });
+  });
+
+  it('with no quorum reachable it fails with KV_INSUFFICIENT_REPLICAS and says nothing happened', () => {
+    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, { kind: 'write', value: text('x'), condition: { kind: 'none' } });
+    [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
+    [state] = stepProposer(state, { type: 'unreachable', from: 'a', ballot: ballot(1) });
+    const [, effects] = stepProposer(state, { type: 'unreachable', from: 'b', ballot: ballot(1) });
+    expect(effects).toMatchObject([{ type: 'fail', applied: 'no', error: { code: 'KV_INSUFFICIENT_REPLICAS' } }]);
+  });
+
+  it('a prepare lost to a newer ballot backs off for a newer round; once its own value was proposed, losing or timing out is "unknown"', () => {
+    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, { kind: 'write', value: text('x'), condition: { kind: 'none' } });
+    let effects: ProposerEffect[];
+    [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
+    [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(5, 'other'), epoch: 1 } });
+    [state, effects] = stepProposer(state, { type: 'answer', from: 'b', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(6, 'other'), epoch: 1 } });
+    expect(effects).toEqual([{ type: 'back-off', maxDelayMs: 10, atLeastRound: 7 }]);
+    [state] = stepProposer(state, { type: 'retry', ballot: ballot(7) });
+    [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'promise', ballot: ballot(7), accepted: null, committed: null } });
+    [state, effects] = stepProposer(state, { type: 'answer', from: 'b', reply: { type: 'promise', ballot: ballot(7), accepted: null, committed: null } });
+    expect(effects.filter((effect) => effect.type === 'send' && effect.request.type === 'propose')).toHaveLength(3);
+    const [, timedOut] = stepProposer(state, { type: 'deadline' });
+    expect(timedOut).toMatchObject([{ type: 'fail', applied: 'unknown', error: { code: 'KV_TIMEOUT' } }]);
+    [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 } });
+    [, effects] = stepProposer(state, { type: 'answer', from: 'c', reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 } });
+    expect(effects).toMatchObject([{ type: 'fail', applied: 'unknown' }]);
+  });
+
+  it('a round refused for a newer ring epoch fails with KV_NOT_READY and says nothing happened', () => {
+    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, { kind: 'read' });
+    [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
+    [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(0, ''), epoch: 2 } });
+    const [, effects] = stepProposer(state, { type: 'answer', from: 'b', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(0, ''), epoch: 2 } });
+    expect(effects).toMatchObject([{ type: 'fail', applied: 'no', error: { code: 'KV_NOT_READY' } }]);
+  });
+
+  it('a repair re-proposes the current state even when it is decided (the per-key round of a handoff)', () => {
+    const acceptors = freshAcceptors();
+    runRound(acceptors, { kind: 'write', value: text('v1'), condition: { kind: 'none' } }, 1);
+    const repair = runRound(acceptors, { kind: 'repair' }, 2);
+    expect(repair.roundTrips).toBe(2);
+    expect(repair.effects.find((effect) => effect.type === 'reply')).toMatchObject({ result: { outcome: 'read', state: { version: 1, value: text('v1') } } });
+    expect([...acceptors.values()].every((state) => state.accepted?.ballot.round === 2)).toBe(true);
+  });
+
+  it('counts each acceptor once however often its answer is duplicated', () => {
+    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, { kind: 'read' });
+    let effects: ProposerEffect[];
+    [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
+    const promise: AcceptorReply = { type: 'promise', ballot: ballot(1), accepted: null, committed: null };
+    [state, effects] = stepProposer(state, { type: 'answer', from: 'a', reply: promise });
+    [state, effects] = stepProposer(state, { type: 'answer', from: 'a', reply: promise });
+    expect(effects, 'one acceptor twice is not a quorum of three').toEqual([]);
+    [, effects] = stepProposer(state, { type: 'answer', from: 'b', reply: promise });
+    expect(effects).toMatchObject([{ type: 'reply', result: { outcome: 'read', state: emptyRegister } }]);
+  });
+});
