@@ -277,7 +277,7 @@ export class SwimMember {
     if (nowMs >= this.nextGossipMs) {
       this.nextGossipMs = nowMs + this.config.gossipIntervalMs;
       if (this.broadcasts.size > 0) {
-        for (const to of this.randomMembers(this.config.gossipFanout, undefined)) {
+        for (const to of this.randomMembers(this.config.gossipFanout, undefined, true)) {
           const updates = this.piggyback({ type: 'swim-gossip', from: this.self.id, updates: [] });
           if (updates.length > 0) effects.push({ kind: 'send', to, message: { type: 'swim-gossip', from: this.self.id, updates } });
         }
@@ -399,7 +399,11 @@ export class SwimMember {
         expectedNacks: 0,
         nacks: 0,
       };
-      effects.push({ kind: 'send', to: target, message: this.withNews({ type: 'swim-ping', sequence, from: this.self.id, target, updates: [] }) });
+      // A suspect member is told so on every ping, whether or not the news is still being spread, so it can refute (memberlist's probeNode).
+      const record = this.records.get(target);
+      const accusation = record?.state === 'suspect' ? [record] : [];
+      const ping: SwimMessage = { type: 'swim-ping', sequence, from: this.self.id, target, updates: accusation };
+      effects.push({ kind: 'send', to: target, message: { ...ping, updates: [...accusation, ...this.piggyback(ping).filter((update) => update !== record)] } });
     }
   }
 
@@ -444,13 +448,18 @@ export class SwimMember {
     return copy;
   }
 
-  /** Up to `count` distinct random alive members other than this one and `except`. */
-  private randomMembers(count: number, except: string | undefined): string[] {
+  /**
+   * Up to `count` distinct random members other than this one and `except`: alive ones to probe
+   * for this member, alive or suspect ones to gossip to (memberlist gossips to suspects, so the
+   * suspected member hears of it and can refute).
+   */
+  private randomMembers(count: number, except: string | undefined, suspectsToo = false): string[] {
     const chosen: string[] = [];
     const wanted = Math.min(count, this.liveCount - 1 - (except === undefined ? 0 : 1));
     for (let tries = 0; chosen.length < wanted && tries < 8 * count + 16; tries++) {
       const id = this.sortedIds[this.random.int(this.sortedIds.length)] as string;
-      if (id === this.self.id || id === except || chosen.includes(id) || this.records.get(id)?.state !== 'alive') continue;
+      const state = this.records.get(id)?.state;
+      if (id === this.self.id || id === except || chosen.includes(id) || !(state === 'alive' || (suspectsToo && state === 'suspect'))) continue;
       chosen.push(id);
     }
     return chosen;
