@@ -4,7 +4,7 @@
  * to 2 random members and gets the merged view back (fanout 2, push-pull); every member raises
  * its heartbeat each round; a member is judged down when phi-accrual (the gossiper's detector
  * and options, src/core/membership/phi-accrual.ts) passes 8. Message bytes are those of the real
- * binary codec (encodeViewState, peer protocol version 2) for a view of N members, in a frame.
+ * codec (encodeRequestBatch, binary gossip of peer protocol version 2) for a view of N members, in a frame.
  *
  * The engine's Gossiper itself took 26 minutes for 1,000 members in the old vitest simulation,
  * mostly encoding 100 KB views; the model tracks only what the figures need (who knows the
@@ -14,9 +14,8 @@
  */
 import type { ClusterView, MemberRecord } from '../src/core/membership/membership.js';
 import { type PhiAccrualState, createDetector, heartbeat, phi } from '../src/core/membership/phi-accrual.js';
-import { varintBytes } from '../src/core/membership/swim-messages.js';
 import { frameHeaderBytes } from '../src/core/wire/frames.js';
-import { encodeViewState } from '../src/core/wire/state-codec.js';
+import { encodeRequestBatch } from '../src/core/wire/codec.js';
 import { SeededRandom } from '../src/sim/seeded-random.js';
 import type { GossipScaleFigures } from './swim-scale.js';
 
@@ -38,9 +37,8 @@ export function legacyGossipFrameBytes(members: number): number {
     status: 'up',
   }));
   const view: ClusterView = { members: Object.fromEntries(records.map((record) => [record.id, record])), ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
-  const state = encodeViewState(view) as Buffer;
-  // A frame header, the gossip tag, then the state as length-prefixed bytes (src/core/wire/codec.ts).
-  return frameHeaderBytes + 1 + varintBytes(state.length) + state.length;
+  // A frame header, then the request as the peer connection encodes it (a reply carries the merged view, the same size).
+  return frameHeaderBytes + encodeRequestBatch([{ type: 'gossip', state: view }]).length;
 }
 
 /** Runs the model with `nodes` members (the last joins during the run). */
