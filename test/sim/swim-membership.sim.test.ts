@@ -64,6 +64,27 @@ describe('SWIM membership in simulation', () => {
     for (const id of cluster.liveIds) expect(cluster.member(id).stateOf('n11'), `seed ${seed}: ${id}'s view of the killed n11`).toBe('dead');
   });
 
+  it.each(seeds)('seed %i: a member sends at most 2 KiB a round when nothing changes and 16 KiB while every member changes every round (issue 21), at 40 and at 200 members', (seed) => {
+    const random = new SeededRandom(seed);
+    for (const members of [40, 200]) {
+      const cluster = new SwimCluster({ seed, members });
+      cluster.runFor(5 * roundMs);
+      let before = cluster.bytesSent;
+      cluster.runFor(5 * roundMs);
+      const idleBytes = (cluster.bytesSent - before) / members / 5;
+      before = cluster.bytesSent;
+      for (let round = 0; round < 5; round++) {
+        for (const id of cluster.liveIds) cluster.at(cluster.nowMs + random.int(roundMs), () => cluster.member(id).publish('up'));
+        cluster.runFor(roundMs);
+      }
+      const churnBytes = (cluster.bytesSent - before) / members / 5;
+      const figures = `seed ${seed}, ${members} members: ${idleBytes.toFixed(0)} bytes per member per round idle, ${churnBytes.toFixed(0)} under churn, largest message ${cluster.maxMessageBytes}`;
+      expect(idleBytes, figures).toBeLessThanOrEqual(2 * 1024);
+      expect(churnBytes, figures).toBeLessThanOrEqual(16 * 1024);
+      expect(cluster.maxMessageBytes, figures).toBeLessThanOrEqual(defaultSwimConfig.maxMessageBytes);
+    }
+  });
+
   it.each(seeds)('seed %i: a member that joins through one seed is known to every member within log2 N rounds', (seed) => {
     const members = 64;
     const cluster = new SwimCluster({ seed, members: members - 1 });
