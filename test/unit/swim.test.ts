@@ -209,6 +209,21 @@ describe('SWIM failure detection', () => {
     expect(routed.downs).toEqual([]);
   });
 
+  it('tells a member that pings while held dead, in the ack, so it refutes at once and comes back everywhere', () => {
+    const members = settled(4);
+    const n0 = members.get('n0') as SwimMember;
+    const n2 = members.get('n2') as SwimMember;
+    // n0 and n1 hold n2 dead (say it was paused past its suspicion timeout); the news has run out, and n2 never heard it.
+    for (const holder of ['n0', 'n1']) members.get(holder)?.receive({ type: 'swim-records', from: 'n3', records: [recordOf('n2', 0, 'dead', 'n3')] }, startMs);
+    expect(n0.stateOf('n2')).toBe('dead');
+    const routed = route(members, 'n2', [{ kind: 'send', to: 'n0', message: { type: 'swim-ping', sequence: 1, from: 'n2', target: 'n0', updates: [] } }], startMs);
+    const ack = routed.sent.find((sent) => sent.message.type === 'swim-ack');
+    expect(ack?.message.type === 'swim-ack' && ack.message.updates[0]).toEqual(recordOf('n2', 0, 'dead', 'n3'));
+    expect(n2.recordOf('n2')?.version).toBe(1);
+    runTicks(members, startMs, startMs + 3000);
+    for (const [id, member] of members) expect(member.stateOf('n2'), `${id}'s view of n2`).toBe('alive');
+  });
+
   it('does not count a suspicion deadline that passed while this member itself was stalled, and takes the refutation that waited', () => {
     const members = settled(4);
     const n0 = members.get('n0') as SwimMember;
@@ -257,6 +272,18 @@ describe('SWIM dissemination within bounded messages', () => {
     const routed = runTicks(members, startMs, startMs + 10_000);
     expect(routed.sent.length).toBeGreaterThan(10);
     for (const sent of routed.sent) expect(swimMessageBytes(sent.message), sent.message.type).toBeLessThanOrEqual(defaultSwimConfig.maxMessageBytes);
+  });
+
+  it('keeps its news queue within twice the live news under churn that outruns its sending', () => {
+    const members = settled(3);
+    const n0 = members.get('n0') as SwimMember;
+    for (let round = 1; round <= 50; round++) {
+      // 500 members change every round: far more news than 1 KiB messages carry away.
+      n0.receive({ type: 'swim-gossip', from: 'n1', updates: Array.from({ length: 500 }, (_, index) => recordOf(`n${1000 + index}`, round)) }, startMs + round * 1000);
+      route(members, 'n0', n0.tick(startMs + round * 1000), startMs + round * 1000);
+      expect(n0.queuedBroadcastEntries).toBeLessThanOrEqual(2 * n0.pendingBroadcasts + 64);
+    }
+    expect(n0.pendingBroadcasts).toBeGreaterThanOrEqual(500);
   });
 
   it('a joiner pages through a seed of 3,000 members in capped windows and learns every one', () => {

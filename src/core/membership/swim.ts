@@ -194,6 +194,8 @@ export class SwimMember {
   private syncPeer: string | undefined;
   private readonly broadcasts = new Map<string, Broadcast>();
   private readonly broadcastsBySends: Broadcast[][] = [[]];
+  /** Entries in broadcastsBySends, replaced ones included. */
+  private queuedBroadcasts = 0;
   private ringVersion = 0;
   private bucketPropertiesVersion = 0;
 
@@ -230,6 +232,11 @@ export class SwimMember {
   /** How many items of news wait to be sent. */
   get pendingBroadcasts(): number {
     return this.broadcasts.size;
+  }
+
+  /** Entries held in the news queue, replaced ones included (what its memory grows with). */
+  get queuedBroadcastEntries(): number {
+    return this.broadcastsBySends.reduce((total, bucket) => total + bucket.length, 0);
   }
 
   /** What this member believes of `id`. */
@@ -300,7 +307,7 @@ export class SwimMember {
         this.applyAll(message.updates, nowMs, effects);
         // A ping meant for a member that used to have this address is not answered for it.
         if (message.target !== this.self.id) break;
-        effects.push({ kind: 'send', to: message.from, message: this.withNews({ type: 'swim-ack', sequence: message.sequence, from: this.self.id, updates: [] }) });
+        effects.push({ kind: 'send', to: message.from, message: this.answerPing(message.sequence, message.from) });
         break;
       case 'swim-ack': {
         this.applyAll(message.updates, nowMs, effects);
@@ -344,6 +351,18 @@ export class SwimMember {
         break;
     }
     return effects;
+  }
+
+  /**
+   * The ack to a ping. A member that pings us while we hold it suspect or dead is alive after
+   * all: its ack carries our record of it first, so it refutes at once instead of waiting for
+   * the news or a digest to reach it.
+   */
+  private answerPing(sequence: number, from: string): SwimMessage {
+    const record = this.records.get(from);
+    const accusation = record !== undefined && record.state !== 'alive' && record.state !== 'left' ? [record] : [];
+    const ack: SwimMessage = { type: 'swim-ack', sequence, from: this.self.id, updates: accusation };
+    return { ...ack, updates: [...accusation, ...this.piggyback(ack).filter((update) => update !== record)] };
   }
 
   private scaled(intervalMs: number): number {
@@ -555,11 +574,19 @@ export class SwimMember {
     const broadcast: Broadcast = { record, transmits: 0, live: true };
     this.broadcasts.set(record.id, broadcast);
     (this.broadcastsBySends[0] as Broadcast[]).push(broadcast);
+    // Replaced news stays in its bucket until reached; under steady churn the oldest is never
+    // reached (newest goes first), so the buckets are swept once they hold twice the live news.
+    if (++this.queuedBroadcasts > 2 * this.broadcasts.size + 64) {
+      for (let sends = 0; sends < this.broadcastsBySends.length; sends++) {
+        this.broadcastsBySends[sends] = (this.broadcastsBySends[sends] as Broadcast[]).filter((queued) => queued.live);
+      }
+      this.queuedBroadcasts = this.broadcasts.size;
+    }
   }
 
   /** The news that fits beside `message` under maxMessageBytes, fewest-sent and newest first; each item counts one more send. */
   private piggyback(message: SwimMessage): SwimRecord[] {
-    // The list's count grows from one byte to two past 127 items; two are kept for it.
+    // The list's count grows from one byte to two past 127 items; the message counted one, one more is kept.
     let budget = this.config.maxMessageBytes - swimMessageBytes(message) - 1;
     const limit = this.config.retransmitMultiplier * Math.ceil(Math.log10(this.liveCount + 1));
     const taken: Broadcast[] = [];
@@ -568,6 +595,7 @@ export class SwimMember {
         const broadcast = bucket[bucket.length - 1] as Broadcast;
         if (!broadcast.live) {
           bucket.pop();
+          this.queuedBroadcasts--;
           continue;
         }
         const bytes = recordBytes(broadcast.record);
@@ -585,6 +613,7 @@ export class SwimMember {
         (this.broadcastsBySends[broadcast.transmits] as Broadcast[]).push(broadcast);
       } else {
         broadcast.live = false;
+        this.queuedBroadcasts--;
         if (this.broadcasts.get(broadcast.record.id) === broadcast) this.broadcasts.delete(broadcast.record.id);
       }
     }
