@@ -1,0 +1,729 @@
+/**
+ * SWIM membership for one member (Das, Gupta and Motivala, "SWIM", 2002), with the Lifeguard
+ * refinements (Dadgar et al., 2018) as hashicorp/memberlist implements them (state.go,
+ * suspicion.go, awareness.go). Pure: time comes in as `nowMs`, randomness as a RandomSource,
+ * and what the member does comes out as effects (messages to send, members judged down or up);
+ * the engine (or the simulator) carries them out. docs/MEMBERSHIP.md describes the protocol and
+ * its parameters.
+ *
+ * - Failure detection: every probe interval one member, in a shuffled round-robin order, is
+ *   pinged; without an ack within the probe timeout, `indirectChecks` others are asked to ping
+ *   it; without any ack by the end of the interval it is suspected. A suspicion is gossiped;
+ *   the suspected member refutes it by raising its version (SWIM's incarnation). Otherwise it
+ *   is declared dead when its suspicion times out: the timeout starts at
+ *   suspicionMaxTimeoutMultiplier times the minimum and falls towards the minimum,
+ *   suspicionMultiplier * max(1, log10 N) probe intervals, as independent members confirm it.
+ * - Local health (Lifeguard): a score, raised by failed probes that the indirect probers did
+ *   not nack, by having to refute, and by finding this member's own timers late (it was
+ *   starved of CPU), and lowered by acked probes, stretches this member's probe interval and
+ *   timeout. A timer that expired while this member was stalled measured the stall, not the
+ *   other member, so it is moved on by the stall: a starved member does not accuse others for
+ *   its own pause.
+ * - Dissemination: news (records whose state or version changed) is piggybacked on every
+ *   ping, ack and indirect probe, and sent every gossip interval to `gossipFanout` members
+ *   while there is any, each item retransmitted about retransmitMultiplier * log10(N + 1)
+ *   times, fewest-sent first, as much as fits in maxMessageBytes. A digest of a window of
+ *   (member, generation, version) entries, one exchange per probe interval with a random
+ *   member, repairs what the piggybacking missed; full records travel only for members whose
+ *   digest differs, and the ring and bucket properties only as versions. So every message and
+ *   every round is bounded in bytes whatever N.
+ */
+import type { MemberLifecycle, RandomSource } from './membership.js';
+import {
+  type SwimDigest,
+  type SwimDigestEntry,
+  type SwimDigestReply,
+  type SwimMessage,
+  type SwimRecord,
+  type SwimState,
+  digestEntryBytes,
+  recordBytes,
+  swimMessageBytes,
+} from './swim-messages.js';
+
+/** Tuning of SWIM. memberlist's DefaultLANConfig is the model; docs/MEMBERSHIP.md says where ringkv differs and why. */
+export interface SwimConfig {
+  /** Time between probes of this member (SWIM's protocol period, a "round"). */
+  readonly probeIntervalMs: number;
+  /** Time to wait for a direct ack before asking others to probe. */
+  readonly probeTimeoutMs: number;
+  /** Members asked to probe indirectly (SWIM's k). */
+  readonly indirectChecks: number;
+  /** The minimum suspicion timeout is this many probe intervals times max(1, log10 N). */
+  readonly suspicionMultiplier: number;
+  /** The suspicion timeout without confirmations is this many times the minimum. */
+  readonly suspicionMaxTimeoutMultiplier: number;
+  /** Each item of news is sent this many times log10(N + 1), rounded up. */
+  readonly retransmitMultiplier: number;
+  /** Time between gossip messages (only while there is news). */
+  readonly gossipIntervalMs: number;
+  /** Members each gossip message goes to. */
+  readonly gossipFanout: number;
+  /** The local health score's ceiling: timeouts stretch by up to this factor. */
+  readonly awarenessMax: number;
+  /** The cap on every message, frame header included. */
+  readonly maxMessageBytes: number;
+  /** The most entries in one digest window. */
+  readonly digestEntries: number;
+  /** How often the engine calls tick(); a tick later than this by more than the probe timeout means this member was stalled. */
+  readonly tickIntervalMs: number;
+}
+
+/** memberlist's LAN defaults, except a gossip fanout of 2 (so news stays under ringkv's 16 KiB per member per round) and a 1 KiB message. */
+export const defaultSwimConfig: SwimConfig = {
+  probeIntervalMs: 1000,
+  probeTimeoutMs: 500,
+  indirectChecks: 3,
+  suspicionMultiplier: 4,
+  suspicionMaxTimeoutMultiplier: 6,
+  retransmitMultiplier: 4,
+  gossipIntervalMs: 200,
+  gossipFanout: 2,
+  awarenessMax: 8,
+  maxMessageBytes: 1024,
+  digestEntries: 32,
+  tickIntervalMs: 100,
+};
+
+/** What a member asks its engine to do, or tells it. */
+export type SwimEffect =
+  | { readonly kind: 'send'; readonly to: string; readonly message: SwimMessage }
+  | { readonly kind: 'member-down'; readonly id: string }
+  | { readonly kind: 'member-up'; readonly id: string }
+  /** `peer` has a newer ring or bucket properties than this member: fetch them whole from it. */
+  | { readonly kind: 'cluster-state-behind'; readonly peer: string; readonly ringVersion: number; readonly bucketPropertiesVersion: number };
+
+/** How this member starts. */
+export interface SwimMemberOptions {
+  readonly id: string;
+  readonly address: string;
+  readonly generation: number;
+  readonly lifecycle: MemberLifecycle;
+  readonly random: RandomSource;
+  readonly nowMs: number;
+  readonly config?: Partial<SwimConfig>;
+  /** The members it already knows (from its persisted view); a joiner knows none and calls join(). */
+  readonly members?: readonly SwimRecord[];
+}
+
+/** A suspicion in progress (memberlist's suspicion.go). */
+interface Suspicion {
+  startMs: number;
+  readonly accusers: Set<string>;
+  confirmations: number;
+  readonly wantedConfirmations: number;
+  readonly minimumMs: number;
+  readonly maximumMs: number;
+}
+
+/** The probe of this protocol period. */
+interface Probe {
+  readonly target: string;
+  readonly sequence: number;
+  sentMs: number;
+  readonly timeoutMs: number;
+  readonly intervalMs: number;
+  indirectSent: boolean;
+  expectedNacks: number;
+  nacks: number;
+}
+
+/** An indirect probe this member runs for another. */
+interface Relay {
+  readonly origin: string;
+  readonly originSequence: number;
+  deadlineMs: number;
+}
+
+/** One item of news and how often it was sent (memberlist's TransmitLimitedQueue). */
+interface Broadcast {
+  readonly record: SwimRecord;
+  transmits: number;
+  live: boolean;
+}
+
+const stateRank: Record<SwimState, number> = { alive: 0, suspect: 1, dead: 2, left: 3 };
+
+/** Orders two records (or digest entries) of one member: generation, then version, then state. */
+export function compareSwimRecords(left: SwimDigestEntry, right: SwimDigestEntry): number {
+  if (left.generation !== right.generation) return left.generation - right.generation;
+  if (left.version !== right.version) return left.version - right.version;
+  return stateRank[left.state] - stateRank[right.state];
+}
+
+/** The suspicion timeout after `confirmations` of `wanted` (memberlist's remainingSuspicionTime, before elapsed time). */
+export function suspicionTimeoutMs(confirmations: number, wanted: number, minimumMs: number, maximumMs: number): number {
+  if (wanted < 1) return minimumMs;
+  const fraction = Math.log(confirmations + 1) / Math.log(wanted + 1);
+  return Math.max(minimumMs, Math.floor(maximumMs - fraction * (maximumMs - minimumMs)));
+}
+
+/** The first index of `sorted` whose id is after `id` ('' is before every id). */
+function indexAfter(sorted: readonly string[], id: string): number {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((sorted[middle] as string) <= id) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+/** One member's SWIM state machine. */
+export class SwimMember {
+  /** The tuning in force. */
+  readonly config: SwimConfig;
+  private readonly random: RandomSource;
+  private self: SwimRecord;
+  private readonly records = new Map<string, SwimRecord>();
+  private readonly sortedIds: string[] = [];
+  private readonly suspicions = new Map<string, Suspicion>();
+  private liveCount = 0;
+  private probeOrder: string[] = [];
+  private probeIndex = 0;
+  private probe: Probe | undefined;
+  private readonly relays = new Map<number, Relay>();
+  private sequence = 0;
+  private awareness = 0;
+  private lastTickMs: number;
+  private nextProbeMs: number;
+  private nextGossipMs: number;
+  private nextDigestMs: number;
+  private digestCursor = '';
+  private syncPeer: string | undefined;
+  private readonly broadcasts = new Map<string, Broadcast>();
+  private readonly broadcastsBySends: Broadcast[][] = [[]];
+  /** Entries in broadcastsBySends, replaced ones included. */
+  private queuedBroadcasts = 0;
+  private ringVersion = 0;
+  private bucketPropertiesVersion = 0;
+
+  constructor(options: SwimMemberOptions) {
+    this.config = { ...defaultSwimConfig, ...options.config };
+    this.random = options.random;
+    this.self = { id: options.id, address: options.address, generation: options.generation, version: 0, state: 'alive', lifecycle: options.lifecycle, accuser: '' };
+    this.store(this.self);
+    for (const record of options.members ?? []) if (record.id !== options.id) this.store(record);
+    this.lastTickMs = options.nowMs;
+    // Members start at random moments within a period, so their rounds are out of phase.
+    this.nextProbeMs = options.nowMs + this.random.int(this.config.probeIntervalMs);
+    this.nextGossipMs = options.nowMs + this.random.int(this.config.gossipIntervalMs);
+    this.nextDigestMs = options.nowMs + this.random.int(this.config.probeIntervalMs);
+    // A restarted member announces its new generation.
+    this.enqueue(this.self);
+  }
+
+  /** This member's id. */
+  get id(): string {
+    return this.self.id;
+  }
+
+  /** Lifeguard's local health score: 0 is healthy; timeouts stretch by score + 1. */
+  get healthScore(): number {
+    return this.awareness;
+  }
+
+  /** Members believed alive or suspect, this one included (the N of the log N rules). */
+  get liveMembers(): number {
+    return this.liveCount;
+  }
+
+  /** How many items of news wait to be sent. */
+  get pendingBroadcasts(): number {
+    return this.broadcasts.size;
+  }
+
+  /** Entries held in the news queue, replaced ones included (what its memory grows with). */
+  get queuedBroadcastEntries(): number {
+    return this.broadcastsBySends.reduce((total, bucket) => total + bucket.length, 0);
+  }
+
+  /** What this member believes of `id`. */
+  recordOf(id: string): SwimRecord | undefined {
+    return this.records.get(id);
+  }
+
+  /** The state this member believes `id` is in, if it knows it. */
+  stateOf(id: string): SwimState | undefined {
+    return this.records.get(id)?.state;
+  }
+
+  /** Joins through `seed`: pages through its membership, window after window, until one full pass. */
+  join(seed: { readonly id: string; readonly address: string }, nowMs: number): SwimEffect[] {
+    // A placeholder (generation 0) that the seed's own record replaces as soon as it arrives.
+    if (!this.records.has(seed.id)) this.store({ id: seed.id, address: seed.address, generation: 0, version: 0, state: 'alive', lifecycle: 'up', accuser: '' });
+    this.syncPeer = seed.id;
+    this.digestCursor = '';
+    this.nextDigestMs = nowMs + this.config.probeIntervalMs;
+    return [this.digestTo(seed.id)];
+  }
+
+  /** Publishes a change of this member's own lifecycle (or just a new version of its record). */
+  publish(lifecycle: MemberLifecycle): void {
+    this.self = { ...this.self, version: this.self.version + 1, lifecycle };
+    this.store(this.self);
+    this.enqueue(this.self);
+  }
+
+  /** Tells this member the versions of the ring and bucket properties it holds. */
+  setClusterStateVersions(ringVersion: number, bucketPropertiesVersion: number): void {
+    this.ringVersion = ringVersion;
+    this.bucketPropertiesVersion = bucketPropertiesVersion;
+  }
+
+  /** Runs the timers due at `nowMs`; the engine calls it every tickIntervalMs. */
+  tick(nowMs: number): SwimEffect[] {
+    const effects: SwimEffect[] = [];
+    const stallMs = nowMs - this.lastTickMs - this.config.tickIntervalMs;
+    this.lastTickMs = nowMs;
+    if (stallMs > this.config.probeTimeoutMs) this.stalled(stallMs);
+    this.runProbe(nowMs, effects);
+    this.runRelays(nowMs, effects);
+    this.runSuspicions(nowMs, effects);
+    if (nowMs >= this.nextGossipMs) {
+      this.nextGossipMs = nowMs + this.config.gossipIntervalMs;
+      if (this.broadcasts.size > 0) {
+        for (const to of this.randomMembers(this.config.gossipFanout, undefined, true)) {
+          const updates = this.piggyback({ type: 'swim-gossip', from: this.self.id, updates: [] });
+          if (updates.length > 0) effects.push({ kind: 'send', to, message: { type: 'swim-gossip', from: this.self.id, updates } });
+        }
+      }
+    }
+    if (nowMs >= this.nextDigestMs) {
+      this.nextDigestMs = nowMs + this.scaled(this.config.probeIntervalMs);
+      // A joiner whose paging stalled (a reply lost) asks its seed again; everyone else picks a random member.
+      const to = this.syncPeer ?? this.randomMembers(1, undefined)[0];
+      if (to !== undefined) effects.push(this.digestTo(to));
+    }
+    return effects;
+  }
+
+  /** Handles one message that arrived at `nowMs`. */
+  receive(message: SwimMessage, nowMs: number): SwimEffect[] {
+    const effects: SwimEffect[] = [];
+    switch (message.type) {
+      case 'swim-ping':
+        this.applyAll(message.updates, nowMs, effects);
+        // A ping meant for a member that used to have this address is not answered for it.
+        if (message.target !== this.self.id) break;
+        effects.push({ kind: 'send', to: message.from, message: this.answerPing(message.sequence, message.from) });
+        break;
+      case 'swim-ack': {
+        this.applyAll(message.updates, nowMs, effects);
+        if (this.probe !== undefined && this.probe.sequence === message.sequence) {
+          this.probe = undefined;
+          this.changeAwareness(-1);
+          break;
+        }
+        const relay = this.relays.get(message.sequence);
+        if (relay !== undefined) {
+          this.relays.delete(message.sequence);
+          effects.push({ kind: 'send', to: relay.origin, message: { type: 'swim-ack', sequence: relay.originSequence, from: this.self.id, updates: [] } });
+        }
+        break;
+      }
+      case 'swim-ping-req': {
+        this.applyAll(message.updates, nowMs, effects);
+        const sequence = ++this.sequence;
+        // Lifeguard's nack: this member answers before the asker's window closes, so a missing nack says the asker (not the target) is slow.
+        this.relays.set(sequence, { origin: message.from, originSequence: message.sequence, deadlineMs: nowMs + this.config.probeTimeoutMs / 2 });
+        effects.push({ kind: 'send', to: message.target, message: this.withNews({ type: 'swim-ping', sequence, from: this.self.id, target: message.target, updates: [] }) });
+        break;
+      }
+      case 'swim-nack':
+        if (this.probe !== undefined && this.probe.sequence === message.sequence) this.probe.nacks++;
+        break;
+      case 'swim-gossip':
+        this.applyAll(message.updates, nowMs, effects);
+        break;
+      case 'swim-digest':
+        this.noteClusterState(message.from, message.ringVersion, message.bucketPropertiesVersion, effects);
+        effects.push({ kind: 'send', to: message.from, message: this.answerDigest(message) });
+        break;
+      case 'swim-digest-reply':
+        this.noteClusterState(message.from, message.ringVersion, message.bucketPropertiesVersion, effects);
+        this.applyAll(message.records, nowMs, effects);
+        this.onDigestReply(message, effects);
+        break;
+      case 'swim-records':
+        this.applyAll(message.records, nowMs, effects);
+        break;
+    }
+    return effects;
+  }
+
+  /**
+   * The ack to a ping. A member that pings us while we hold it suspect or dead is alive after
+   * all: its ack carries our record of it first, so it refutes at once instead of waiting for
+   * the news or a digest to reach it.
+   */
+  private answerPing(sequence: number, from: string): SwimMessage {
+    const record = this.records.get(from);
+    const accusation = record !== undefined && record.state !== 'alive' && record.state !== 'left' ? [record] : [];
+    const ack: SwimMessage = { type: 'swim-ack', sequence, from: this.self.id, updates: accusation };
+    return { ...ack, updates: [...accusation, ...this.piggyback(ack).filter((update) => update !== record)] };
+  }
+
+  private scaled(intervalMs: number): number {
+    return intervalMs * (this.awareness + 1);
+  }
+
+  private changeAwareness(delta: number): void {
+    this.awareness = Math.max(0, Math.min(this.config.awarenessMax - 1, this.awareness + delta));
+  }
+
+  /**
+   * This member's own timers fired `stallMs` late: it was paused (starved of CPU, a long GC, a
+   * SIGSTOP). What it was timing ran on while it could not hear the answers, so every deadline
+   * moves on by the stall, and its health score rises so its next probes wait longer.
+   */
+  private stalled(stallMs: number): void {
+    this.changeAwareness(1);
+    if (this.probe !== undefined) this.probe.sentMs += stallMs;
+    for (const suspicion of this.suspicions.values()) suspicion.startMs += stallMs;
+    for (const relay of this.relays.values()) relay.deadlineMs += stallMs;
+  }
+
+  private runProbe(nowMs: number, effects: SwimEffect[]): void {
+    const probe = this.probe;
+    if (probe !== undefined) {
+      if (!probe.indirectSent && nowMs >= probe.sentMs + probe.timeoutMs) {
+        probe.indirectSent = true;
+        for (const to of this.randomMembers(this.config.indirectChecks, probe.target)) {
+          effects.push({ kind: 'send', to, message: this.withNews({ type: 'swim-ping-req', sequence: probe.sequence, from: this.self.id, target: probe.target, updates: [] }) });
+          probe.expectedNacks++;
+        }
+      } else if (nowMs >= probe.sentMs + probe.intervalMs) {
+        this.probe = undefined;
+        // Lifeguard: indirect probers that did not even nack point at this member's own trouble.
+        this.changeAwareness(probe.expectedNacks > 0 ? probe.expectedNacks - probe.nacks : 1);
+        const record = this.records.get(probe.target);
+        // A member already suspect gets this member's confirmation (memberlist's suspectNode), which shortens its timeout.
+        if (record !== undefined && (record.state === 'alive' || record.state === 'suspect')) this.apply({ ...record, state: 'suspect', accuser: this.self.id }, nowMs, effects);
+      }
+    }
+    if (this.probe === undefined && nowMs >= this.nextProbeMs) {
+      this.nextProbeMs = nowMs + this.scaled(this.config.probeIntervalMs);
+      const target = this.nextProbeTarget();
+      if (target === undefined) return;
+      const sequence = ++this.sequence;
+      this.probe = {
+        target,
+        sequence,
+        sentMs: nowMs,
+        timeoutMs: this.scaled(this.config.probeTimeoutMs),
+        intervalMs: this.scaled(this.config.probeIntervalMs),
+        indirectSent: false,
+        expectedNacks: 0,
+        nacks: 0,
+      };
+      // A suspect member is told so on every ping, whether or not the news is still being spread, so it can refute (memberlist's probeNode).
+      const record = this.records.get(target);
+      const accusation = record?.state === 'suspect' ? [record] : [];
+      const ping: SwimMessage = { type: 'swim-ping', sequence, from: this.self.id, target, updates: accusation };
+      effects.push({ kind: 'send', to: target, message: { ...ping, updates: [...accusation, ...this.piggyback(ping).filter((update) => update !== record)] } });
+    }
+  }
+
+  private runRelays(nowMs: number, effects: SwimEffect[]): void {
+    for (const [sequence, relay] of this.relays) {
+      if (nowMs < relay.deadlineMs) continue;
+      this.relays.delete(sequence);
+      effects.push({ kind: 'send', to: relay.origin, message: { type: 'swim-nack', sequence: relay.originSequence, from: this.self.id } });
+    }
+  }
+
+  private runSuspicions(nowMs: number, effects: SwimEffect[]): void {
+    for (const [id, suspicion] of this.suspicions) {
+      const timeoutMs = suspicionTimeoutMs(suspicion.confirmations, suspicion.wantedConfirmations, suspicion.minimumMs, suspicion.maximumMs);
+      if (nowMs < suspicion.startMs + timeoutMs) continue;
+      const record = this.records.get(id);
+      if (record !== undefined) this.apply({ ...record, state: 'dead', accuser: this.self.id }, nowMs, effects);
+    }
+  }
+
+  /** The next member to probe: memberlist's shuffled round robin, skipping the dead and this member. */
+  private nextProbeTarget(): string | undefined {
+    for (let checked = 0; checked <= this.probeOrder.length; checked++) {
+      if (this.probeIndex >= this.probeOrder.length) {
+        this.probeOrder = this.shuffled(this.sortedIds);
+        this.probeIndex = 0;
+      }
+      const id = this.probeOrder[this.probeIndex++];
+      if (id === undefined) return undefined;
+      const state = this.records.get(id)?.state;
+      if (id !== this.self.id && (state === 'alive' || state === 'suspect')) return id;
+    }
+    return undefined;
+  }
+
+  private shuffled(ids: readonly string[]): string[] {
+    const copy = [...ids];
+    for (let index = copy.length - 1; index > 0; index--) {
+      const other = this.random.int(index + 1);
+      [copy[index], copy[other]] = [copy[other] as string, copy[index] as string];
+    }
+    return copy;
+  }
+
+  /**
+   * Up to `count` distinct random members other than this one and `except`: alive ones to probe
+   * for this member, alive or suspect ones to gossip to (memberlist gossips to suspects, so the
+   * suspected member hears of it and can refute).
+   */
+  private randomMembers(count: number, except: string | undefined, suspectsToo = false): string[] {
+    const chosen: string[] = [];
+    const wanted = Math.min(count, this.liveCount - 1 - (except === undefined ? 0 : 1));
+    for (let tries = 0; chosen.length < wanted && tries < 8 * count + 16; tries++) {
+      const id = this.sortedIds[this.random.int(this.sortedIds.length)] as string;
+      const state = this.records.get(id)?.state;
+      if (id === this.self.id || id === except || chosen.includes(id) || !(state === 'alive' || (suspectsToo && state === 'suspect'))) continue;
+      chosen.push(id);
+    }
+    return chosen;
+  }
+
+  /** Puts a record in the table, keeping the sorted ids, the probe order and the live count. */
+  private store(record: SwimRecord): void {
+    const previous = this.records.get(record.id);
+    this.records.set(record.id, record);
+    const live = (state: SwimState | undefined): boolean => state === 'alive' || state === 'suspect';
+    this.liveCount += (live(record.state) ? 1 : 0) - (live(previous?.state) ? 1 : 0);
+    if (previous === undefined) {
+      this.sortedIds.splice(indexAfter(this.sortedIds, record.id), 0, record.id);
+      // memberlist puts a new member at a random place of the probe order, so it is probed within one pass.
+      this.probeOrder.splice(this.random.int(this.probeOrder.length + 1), 0, record.id);
+    }
+  }
+
+  private applyAll(records: readonly SwimRecord[], nowMs: number, effects: SwimEffect[]): void {
+    for (const record of records) this.apply(record, nowMs, effects);
+  }
+
+  /** Merges one record of news (SWIM's alive / suspect / dead rules, memberlist's aliveNode, suspectNode, deadNode). */
+  private apply(update: SwimRecord, nowMs: number, effects: SwimEffect[]): void {
+    if (update.id === this.self.id) {
+      this.applyAboutSelf(update);
+      return;
+    }
+    const known = this.records.get(update.id);
+    if (known !== undefined) {
+      if (update.generation < known.generation) return;
+      if (update.generation === known.generation) {
+        if (update.version < known.version) return;
+        if (update.state === 'alive' && update.version === known.version) return;
+        if (known.state === 'dead' || known.state === 'left') {
+          // Only the member itself brings a dead member back, with a newer version.
+          if (update.state !== 'alive') return;
+        } else if (update.state === 'suspect' && known.state === 'suspect' && update.version === known.version) {
+          this.confirm(update);
+          return;
+        }
+      }
+    }
+    this.store(update);
+    this.suspicions.delete(update.id);
+    if (update.state === 'suspect') this.suspect(update, nowMs);
+    const wasLive = known !== undefined && (known.state === 'alive' || known.state === 'suspect');
+    const isLive = update.state === 'alive' || update.state === 'suspect';
+    if (isLive && !wasLive) effects.push({ kind: 'member-up', id: update.id });
+    if (!isLive && (wasLive || known === undefined)) effects.push({ kind: 'member-down', id: update.id });
+    this.enqueue(update);
+  }
+
+  /** News about this member: a suspicion or death at its current version is refuted with a newer one (SWIM's incarnation rule). */
+  private applyAboutSelf(update: SwimRecord): void {
+    if (update.generation !== this.self.generation || update.version < this.self.version) return;
+    if (update.state === 'alive' && update.version === this.self.version) return;
+    this.self = { ...this.self, version: update.version + 1 };
+    this.store(this.self);
+    this.enqueue(this.self);
+    // Lifeguard: being suspected hints that this member is the slow one.
+    this.changeAwareness(1);
+  }
+
+  /** Starts the suspicion timer of `update.id` (memberlist's suspectNode). */
+  private suspect(update: SwimRecord, nowMs: number): void {
+    const members = this.liveCount;
+    // memberlist wants suspicionMultiplier - 2 confirmations, none when too few members could give them.
+    const wanted = members - 2 < this.config.suspicionMultiplier - 2 ? 0 : this.config.suspicionMultiplier - 2;
+    const minimumMs = this.config.suspicionMultiplier * Math.max(1, Math.log10(Math.max(1, members))) * this.config.probeIntervalMs;
+    this.suspicions.set(update.id, {
+      startMs: nowMs,
+      accusers: new Set([update.accuser]),
+      confirmations: 0,
+      wantedConfirmations: wanted,
+      minimumMs,
+      maximumMs: this.config.suspicionMaxTimeoutMultiplier * minimumMs,
+    });
+  }
+
+  /** Another member independently suspects `update.id`: the timeout shrinks (Lifeguard), and the news travels on. */
+  private confirm(update: SwimRecord): void {
+    const suspicion = this.suspicions.get(update.id);
+    if (suspicion === undefined || suspicion.confirmations >= suspicion.wantedConfirmations || suspicion.accusers.has(update.accuser)) return;
+    suspicion.accusers.add(update.accuser);
+    suspicion.confirmations++;
+    this.enqueue(update);
+  }
+
+  private enqueue(record: SwimRecord): void {
+    const previous = this.broadcasts.get(record.id);
+    if (previous !== undefined) previous.live = false;
+    const broadcast: Broadcast = { record, transmits: 0, live: true };
+    this.broadcasts.set(record.id, broadcast);
+    (this.broadcastsBySends[0] as Broadcast[]).push(broadcast);
+    // Replaced news stays in its bucket until reached; under steady churn the oldest is never
+    // reached (newest goes first), so the buckets are swept once they hold twice the live news.
+    if (++this.queuedBroadcasts > 2 * this.broadcasts.size + 64) {
+      for (let sends = 0; sends < this.broadcastsBySends.length; sends++) {
+        this.broadcastsBySends[sends] = (this.broadcastsBySends[sends] as Broadcast[]).filter((queued) => queued.live);
+      }
+      this.queuedBroadcasts = this.broadcasts.size;
+    }
+  }
+
+  /** The news that fits beside `message` under maxMessageBytes, fewest-sent and newest first; each item counts one more send. */
+  private piggyback(message: SwimMessage): SwimRecord[] {
+    // The list's count grows from one byte to two past 127 items; the message counted one, one more is kept.
+    let budget = this.config.maxMessageBytes - swimMessageBytes(message) - 1;
+    const limit = this.config.retransmitMultiplier * Math.ceil(Math.log10(this.liveCount + 1));
+    const taken: Broadcast[] = [];
+    for (const bucket of this.broadcastsBySends) {
+      while (bucket.length > 0) {
+        const broadcast = bucket[bucket.length - 1] as Broadcast;
+        if (!broadcast.live) {
+          bucket.pop();
+          this.queuedBroadcasts--;
+          continue;
+        }
+        const bytes = recordBytes(broadcast.record);
+        if (bytes > budget) break;
+        bucket.pop();
+        budget -= bytes;
+        taken.push(broadcast);
+      }
+      if (bucket.length > 0) break;
+    }
+    for (const broadcast of taken) {
+      broadcast.transmits++;
+      if (broadcast.transmits < limit) {
+        while (this.broadcastsBySends.length <= broadcast.transmits) this.broadcastsBySends.push([]);
+        (this.broadcastsBySends[broadcast.transmits] as Broadcast[]).push(broadcast);
+      } else {
+        broadcast.live = false;
+        this.queuedBroadcasts--;
+        if (this.broadcasts.get(broadcast.record.id) === broadcast) this.broadcasts.delete(broadcast.record.id);
+      }
+    }
+    return taken.map((broadcast) => broadcast.record);
+  }
+
+  private withNews<T extends SwimMessage & { readonly updates: readonly SwimRecord[] }>(message: T): T {
+    return { ...message, updates: this.piggyback(message) };
+  }
+
+  private noteClusterState(peer: string, ringVersion: number, bucketPropertiesVersion: number, effects: SwimEffect[]): void {
+    if (ringVersion > this.ringVersion || bucketPropertiesVersion > this.bucketPropertiesVersion) {
+      effects.push({ kind: 'cluster-state-behind', peer, ringVersion, bucketPropertiesVersion });
+    }
+  }
+
+  /** A digest of the window after the cursor, as many entries as fit. */
+  private digestTo(to: string): SwimEffect {
+    const base: SwimDigest = {
+      type: 'swim-digest',
+      sequence: ++this.sequence,
+      from: this.self.id,
+      afterId: this.digestCursor,
+      throughId: '',
+      ringVersion: this.ringVersion,
+      bucketPropertiesVersion: this.bucketPropertiesVersion,
+      entries: [],
+    };
+    // The through id is at most as long as the longest id in the window; counted once more for it.
+    let budget = this.config.maxMessageBytes - swimMessageBytes(base) - 1;
+    const entries: SwimDigestEntry[] = [];
+    let index = indexAfter(this.sortedIds, this.digestCursor);
+    for (; index < this.sortedIds.length && entries.length < this.config.digestEntries; index++) {
+      const record = this.records.get(this.sortedIds[index] as string) as SwimRecord;
+      const entry: SwimDigestEntry = { id: record.id, generation: record.generation, version: record.version, state: record.state };
+      const bytes = digestEntryBytes(entry) + Buffer.byteLength(record.id) + 1;
+      if (bytes > budget) break;
+      budget -= digestEntryBytes(entry);
+      entries.push(entry);
+    }
+    const throughId = index < this.sortedIds.length ? (entries[entries.length - 1]?.id ?? '') : '';
+    return { kind: 'send', to, message: { ...base, throughId, entries } };
+  }
+
+  /** The records of the digest's window that its sender lacks or has older, and the ids whose sender's record is newer. */
+  private answerDigest(digest: SwimDigest): SwimDigestReply {
+    const wanted: string[] = [];
+    const newer: SwimRecord[] = [];
+    const named = new Set<string>();
+    for (const entry of digest.entries) {
+      named.add(entry.id);
+      const mine = this.records.get(entry.id);
+      const order = mine === undefined ? -1 : compareSwimRecords(mine, entry);
+      if (order < 0) wanted.push(entry.id);
+      else if (order > 0) newer.push(mine as SwimRecord);
+    }
+    for (let index = indexAfter(this.sortedIds, digest.afterId); index < this.sortedIds.length; index++) {
+      const id = this.sortedIds[index] as string;
+      if (digest.throughId !== '' && id > digest.throughId) break;
+      if (!named.has(id)) newer.push(this.records.get(id) as SwimRecord);
+    }
+    newer.sort((left, right) => (left.id < right.id ? -1 : left.id > right.id ? 1 : 0));
+    const base: SwimDigestReply = {
+      type: 'swim-digest-reply',
+      sequence: digest.sequence,
+      from: this.self.id,
+      coveredThroughId: digest.throughId,
+      ringVersion: this.ringVersion,
+      bucketPropertiesVersion: this.bucketPropertiesVersion,
+      records: [],
+      wanted: [],
+    };
+    let budget = this.config.maxMessageBytes - swimMessageBytes(base) - 2;
+    // Wanted ids take at most a quarter of the message; the rest is for records.
+    let wantedBudget = budget / 4;
+    const keptWanted: string[] = [];
+    for (const id of wanted) {
+      const bytes = Buffer.byteLength(id) + 1;
+      if (bytes > wantedBudget) break;
+      wantedBudget -= bytes;
+      budget -= bytes;
+      keptWanted.push(id);
+    }
+    const records: SwimRecord[] = [];
+    for (const record of newer) {
+      const bytes = recordBytes(record) + Buffer.byteLength(record.id) + 1;
+      if (bytes > budget) {
+        // Cut short: the sender's next window starts after the last record sent.
+        return { ...base, coveredThroughId: records[records.length - 1]?.id ?? digest.afterId, records, wanted: keptWanted };
+      }
+      budget -= recordBytes(record);
+      records.push(record);
+    }
+    return { ...base, records, wanted: keptWanted };
+  }
+
+  private onDigestReply(reply: SwimDigestReply, effects: SwimEffect[]): void {
+    const records: SwimRecord[] = [];
+    let budget = this.config.maxMessageBytes - swimMessageBytes({ type: 'swim-records', from: this.self.id, records: [] }) - 2;
+    for (const id of reply.wanted) {
+      const record = this.records.get(id);
+      if (record === undefined || recordBytes(record) > budget) continue;
+      budget -= recordBytes(record);
+      records.push(record);
+    }
+    if (records.length > 0) effects.push({ kind: 'send', to: reply.from, message: { type: 'swim-records', from: this.self.id, records } });
+    this.digestCursor = reply.coveredThroughId;
+    if (this.syncPeer !== reply.from) return;
+    if (this.digestCursor === '') this.syncPeer = undefined;
+    // A joiner pages on at once: it knows nobody until the pass is done.
+    else effects.push(this.digestTo(reply.from));
+  }
+}
