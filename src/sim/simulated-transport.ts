@@ -1,4 +1,4 @@
-import { decodeReplyBatch, decodeRequestBatch, encodeReplyBatch, encodeRequestBatch } from '../core/wire/codec.js';
+import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../core/wire/codec.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { KvError, isKvError } from '../util/errors.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
@@ -122,7 +122,7 @@ export class SimulatedNetwork {
   }
 
   private send(source: PeerAddress, target: PeerAddress, message: PeerRequest, timeoutMs: number, nodeClock: LabelledClock, sender: SenderState): Promise<PeerReply> {
-    const body = encodeRequestBatch([message]);
+    const body = encodeRequest(message);
     this.bytesSent += body.byteLength;
     return new Promise<PeerReply>((resolve, reject) => {
       let done = false;
@@ -151,14 +151,14 @@ export class SimulatedNetwork {
         this.delivered += 1;
         // A body the receiver cannot decode gets an error reply, as the peer route answers 400.
         void Promise.resolve()
-          .then(() => handler(decodeRequestBatch(body)[0] as PeerRequest))
+          .then(() => handler(decodeRequest(body)))
           .catch((error: unknown): PeerReply => ({
             type: 'error',
             code: isKvError(error) ? error.code : 'KV_INTERNAL',
             message: error instanceof Error ? error.message : String(error),
           }))
           .then((reply) => {
-            const replyBody = encodeReplyBatch([reply]);
+            const replyBody = encodeReply(reply);
             // A node that crashed while handling the request never answers.
             if (this.handlers.get(target) !== handler) {
               this.dropped += 1;
@@ -170,7 +170,7 @@ export class SimulatedNetwork {
               this.clock.note?.(`drop ${reply.type} ${target}->${source}`);
               return;
             }
-            this.clock.setTimer(this.delay(), () => settle(() => resolve(decodeReplyBatch(replyBody)[0] as PeerReply)), `reply ${reply.type} ${target}->${source}`);
+            this.clock.setTimer(this.delay(), () => settle(() => resolve(decodeReply(replyBody))), `reply ${reply.type} ${target}->${source}`);
           });
       }, `deliver ${message.type} ${source}->${target}`);
     });

@@ -3,8 +3,8 @@ import type { Precondition } from '../versioning/preconditions.js';
 import type { ConflictMode, Dot, VersionedObject, WriteIntent } from '../versioning/versioned-object.js';
 
 /**
- * Node-to-node messages. Each has a numeric tag in the binary encoding (src/core/wire/codec.ts);
- * tags are append-only so that nodes of different versions can still talk.
+ * Node-to-node messages. Each is one entry of the message table (message-table.ts), which gives
+ * it a tag and its layout on the wire (docs/WIRE.md).
  */
 
 /** Read a replica's version of a key. */

@@ -1,7 +1,7 @@
 import { merkleFanout } from '../../core/antientropy/merkle-tree.js';
 import type { Ring } from '../../core/ring/ring.js';
 import { decodeObject } from '../../core/versioning/object-codec.js';
-import { wireLimits } from '../../core/wire/codec.js';
+import { wireLimits } from '../../core/wire/message-table.js';
 import type {
   AntiEntropyDigestRequest,
   AntiEntropyFetchRequest,
