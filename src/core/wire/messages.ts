@@ -47,10 +47,8 @@ export interface GossipRequest {
 }
 
 /**
- * A small JSON-shaped question (handoff's partition questions). Anti-entropy's tree roots,
- * branches and tombstone digests travelled as control operations ('ae-root', 'ae-leaves',
- * 'ae-digest', 'ae-reap') before they got binary messages of their own (tags 50-53); a node
- * still answers those operations, so an older node's exchanges with it keep working.
+ * A small JSON-shaped question (handoff's partition questions), written as state-codec.ts's
+ * self-describing binary value. Anti-entropy's questions are messages of their own (tags 50-53).
  */
 export interface ControlRequest {
   readonly type: 'control';
