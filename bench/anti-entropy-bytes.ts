@@ -45,7 +45,6 @@ async function replica(name: string, peer: () => AntiEntropy): Promise<{ storage
   await storage.open();
   const local = new Replica(storage, name, new SeededRandom(1));
   const send = async (_node: string, request: PeerRequest): Promise<PeerReply> => {
-    if (request.type === 'control') return { type: 'control-reply', payload: await peer().handleControl(request.operation, request.payload) };
     if (request.type.startsWith('ae-')) return peer().handleMessage(request as AntiEntropyRequest);
     throw new Error(`unexpected ${request.type}`);
   };

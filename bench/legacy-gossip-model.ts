@@ -4,7 +4,7 @@
  * to 2 random members and gets the merged view back (fanout 2, push-pull); every member raises
  * its heartbeat each round; a member is judged down when phi-accrual (the gossiper's detector
  * and options, src/core/membership/phi-accrual.ts) passes 8. Message bytes are those of the real
- * codec (encodeRequestBatch, binary gossip of peer protocol version 2) for a view of N members, in a frame.
+ * codec (encodeRequest, binary gossip) for a view of N members, in a frame.
  *
  * The engine's Gossiper itself took 26 minutes for 1,000 members in the old vitest simulation,
  * mostly encoding 100 KB views; the model tracks only what the figures need (who knows the
@@ -15,7 +15,7 @@
 import type { ClusterView, MemberRecord } from '../src/core/membership/membership.js';
 import { type PhiAccrualState, createDetector, heartbeat, phi } from '../src/core/membership/phi-accrual.js';
 import { frameHeaderBytes } from '../src/core/wire/frames.js';
-import { encodeRequestBatch } from '../src/core/wire/codec.js';
+import { encodeRequest } from '../src/core/wire/codec.js';
 import { SeededRandom } from '../src/sim/seeded-random.js';
 import type { GossipScaleFigures } from './swim-scale.js';
 
@@ -38,7 +38,7 @@ export function legacyGossipFrameBytes(members: number): number {
   }));
   const view: ClusterView = { members: Object.fromEntries(records.map((record) => [record.id, record])), ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
   // A frame header, then the request as the peer connection encodes it (a reply carries the merged view, the same size).
-  return frameHeaderBytes + encodeRequestBatch([{ type: 'gossip', state: view }]).length;
+  return frameHeaderBytes + encodeRequest({ type: 'gossip', state: view }).length;
 }
 
 /** Runs the model with `nodes` members (the last joins during the run). */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type AddressInfo, type Server, type Socket, createServer as createNetServer } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { decodeRequestBatch, encodeReplyBatch } from '../core/wire/codec.js';
+import { decodeRequest, encodeReply } from '../core/wire/codec.js';
 import {
   type Frame,
   FrameDecoder,
@@ -17,7 +17,7 @@ import {
   encodeReason,
   frameLengthOf,
   frameTypes,
-  framedProtocolVersions,
+  protocolVersions,
   handshakeProof,
   nonceBytes,
   proofMatches,
@@ -101,7 +101,7 @@ export class FramedPeerServer {
   constructor(private readonly options: FramedPeerServerOptions) {
     const maxConnections = options.maxConnections ?? 1024;
     this.limits = {
-      versions: options.versions ?? framedProtocolVersions,
+      versions: options.versions ?? protocolVersions,
       maxFrameBytes: options.maxFrameBytes ?? defaultMaxFrameBytes,
       maxInFlightBytes: options.maxInFlightBytesPerConnection ?? 64 * 1024 * 1024,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 2_000,
@@ -300,9 +300,7 @@ class ServerConnection {
     if (frame.deadlineMs === 0) return;
     let request: PeerRequest;
     try {
-      const requests = decodeRequestBatch(frame.payload);
-      if (requests.length !== 1) throw new Error(`a request frame carries ${requests.length} messages, not one`);
-      request = requests[0] as PeerRequest;
+      request = decodeRequest(frame.payload);
     } catch (error) {
       // The framing is intact, so only this request is refused; the connection goes on.
       this.sendReply(frame.requestId, { type: 'error', code: 'KV_BAD_REQUEST', message: (error as Error).message });
@@ -340,11 +338,9 @@ class ServerConnection {
 
   private sendReply(requestId: number, reply: PeerReply): void {
     if (this.state === 'closed') return;
-    // The version the handshake agreed decides the forms of gossip and control replies.
-    const version = this.transcript?.chosenVersion ?? 1;
-    let payload = encodeReplyBatch([reply], version);
+    let payload = encodeReply(reply);
     const oversized = oversizedFrameError('reply', reply.type, payload.byteLength, this.owner.limits.maxFrameBytes);
-    if (oversized !== undefined) payload = encodeReplyBatch([{ type: 'error', code: oversized.code, message: oversized.message }], version);
+    if (oversized !== undefined) payload = encodeReply({ type: 'error', code: oversized.code, message: oversized.message });
     this.writer.write(frameTypes.reply, requestId, 0, payload);
   }
 

@@ -1,5 +1,5 @@
 import type { ConnectionOptions } from 'node:tls';
-import { type VersionRange, defaultMaxFrameBytes, framedProtocolVersions } from '../core/wire/frames.js';
+import { type VersionRange, defaultMaxFrameBytes, protocolVersions } from '../core/wire/frames.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { PeerAddress, Transport } from '../ports/transport.js';
 import { KvError } from '../util/errors.js';
@@ -138,7 +138,7 @@ export class FramedTransport implements Transport {
       host,
       port,
       secret: this.options.secret,
-      versions: this.options.versions ?? framedProtocolVersions,
+      versions: this.options.versions ?? protocolVersions,
       tls: this.options.tls,
       maxFrameBytes: this.options.maxFrameBytes ?? defaultMaxFrameBytes,
       maxInFlightBytes: this.options.maxInFlightBytesPerLane ?? 16 * 1024 * 1024,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Socket, connect as netConnect, isIP } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
-import { decodeReplyBatch, encodeRequestBatch } from '../core/wire/codec.js';
+import { decodeReply, encodeRequest } from '../core/wire/codec.js';
 import {
   type Frame,
   FrameDecoder,
@@ -49,12 +49,9 @@ export interface PeerConnectionOptions {
 }
 
 interface Call {
-  readonly message: PeerRequest;
-  payload: Buffer;
-  /** The protocol version `payload` was written for. */
-  payloadVersion: number;
+  readonly payload: Buffer;
   /** The frame's length field: what the in-flight and queue caps count. */
-  bytes: number;
+  readonly bytes: number;
   readonly deadlineAtMs: number;
   readonly timeoutMs: number;
   readonly resolve: (reply: PeerReply) => void;
@@ -96,7 +93,7 @@ export class PeerConnection {
   private nextRequestId = 1;
   private failure: KvError | undefined;
   private readonly clientNonce = randomBytes(nonceBytes);
-  /** The protocol version the handshake agreed; until then, the highest offered (requests written for it are rewritten if the peer chose less). */
+  /** The protocol version the handshake agreed; until then, the highest offered. */
   private version: number;
   /** The version the server's challenge named (checked against its proof before it is used). */
   private challengedVersion: number | undefined;
@@ -144,7 +141,7 @@ export class PeerConnection {
   /** Sends one request; resolves with the reply, or rejects with KV_TIMEOUT, KV_PEER_UNREACHABLE, KV_OVERLOADED or KV_VALUE_TOO_LARGE. */
   request(message: PeerRequest, timeoutMs: number): Promise<PeerReply> {
     if (this.state === 'closed') return Promise.reject(this.failure ?? new KvError('KV_PEER_UNREACHABLE', `${this.options.label}: the connection is closed`));
-    const payload = encodeRequestBatch([message], this.version);
+    const payload = encodeRequest(message);
     const bytes = frameLengthOf(payload.byteLength);
     const oversized = oversizedFrameError('request', message.type, payload.byteLength, this.options.maxFrameBytes);
     if (oversized !== undefined) return Promise.reject(oversized);
@@ -155,7 +152,7 @@ export class PeerConnection {
       );
     }
     return new Promise<PeerReply>((resolve, reject) => {
-      const call: Call = { message, payload, payloadVersion: this.version, bytes, deadlineAtMs: Date.now() + timeoutMs, timeoutMs, resolve, reject, timer: undefined, requestId: 0, state: 'queued' };
+      const call: Call = { payload, bytes, deadlineAtMs: Date.now() + timeoutMs, timeoutMs, resolve, reject, timer: undefined, requestId: 0, state: 'queued' };
       call.timer = setTimeout(() => this.timeOut(call), timeoutMs);
       this.queue.push(call);
       this.queuedBytes += bytes;
@@ -282,9 +279,7 @@ export class PeerConnection {
     let reply: PeerReply | undefined;
     let problem: Error | undefined;
     try {
-      const replies = decodeReplyBatch(frame.payload);
-      if (replies.length !== 1) throw new KvError('KV_BAD_REQUEST', `a reply frame carries ${replies.length} messages, not one`);
-      reply = replies[0];
+      reply = decodeReply(frame.payload);
     } catch (error) {
       problem = new KvError('KV_PEER_UNREACHABLE', `${this.options.label} sent a reply that does not decode: ${(error as Error).message}`);
     }
@@ -300,7 +295,6 @@ export class PeerConnection {
         this.queue.shift();
         continue;
       }
-      if (call.payloadVersion !== this.version) this.rewrite(call);
       // One request always goes however large, so a frame bigger than the in-flight cap cannot wait forever.
       if (this.inFlightBytes > 0 && this.inFlightBytes + call.bytes > this.options.maxInFlightBytes) return;
       if (this.sent.size >= this.options.maxInFlightRequests) return;
@@ -313,15 +307,6 @@ export class PeerConnection {
       this.inFlightBytes += call.bytes;
       this.writer.write(frameTypes.request, call.requestId, call.deadlineAtMs - Date.now(), call.payload);
     }
-  }
-
-  /** Writes a request queued before the handshake again, for the version the peer chose (only gossip and control differ). */
-  private rewrite(call: Call): void {
-    call.payload = encodeRequestBatch([call.message], this.version);
-    call.payloadVersion = this.version;
-    const bytes = frameLengthOf(call.payload.byteLength);
-    this.queuedBytes += bytes - call.bytes;
-    call.bytes = bytes;
   }
 
   private takeRequestId(): number {

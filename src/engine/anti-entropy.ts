@@ -210,11 +210,6 @@ export class AntiEntropy {
     return this.initiator.exchange(partition, peer);
   }
 
-  /** Serves the JSON control operations of older nodes; undefined for operations that are not anti-entropy's. */
-  async handleControl(operation: string, payload: unknown): Promise<unknown> {
-    return this.responder.handleControl(operation, payload);
-  }
-
   /** Serves the binary side of an exchange. */
   async handleMessage(request: AntiEntropyRequest): Promise<PeerReply> {
     return this.responder.handleMessage(request);

@@ -2,7 +2,7 @@ import type { BucketProperties } from '../core/buckets.js';
 import { decodeDataKey, partitionKeyRange, partitionOfPosition } from '../core/keys.js';
 import { type IncomingTransfer, type Ring, incomingTransfers, plannedRing, preferenceList } from '../core/ring/ring.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
-import { wireLimits } from '../core/wire/codec.js';
+import { wireLimits } from '../core/wire/message-table.js';
 import type { HandoffFetchRequest, ObjectPageReply, PeerReply, PeerRequest, StoredItem } from '../core/wire/messages.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';

@@ -40,7 +40,6 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
     return { type: 'replica-put-reply', durable: request.sync };
   });
   peers.register('gossip', async (request) => ({ type: 'gossip-reply', state: roles.gossiper().receive(request.state) }), { servesWhenRemoved: true });
-  peers.registerControl('ae-', (operation, payload) => roles.antiEntropy.handleControl(operation, payload));
   peers.registerControl('handoff-', (operation, payload) => roles.handoff.handleControl(operation, payload));
   peers.register('handoff-fetch', (request) => roles.handoff.handleFetch(request), { refusesMalformed: true });
   for (const type of ['ae-keys', 'ae-fetch', 'ae-push', 'ae-summary', 'ae-leaves', 'ae-digest', 'ae-reap'] as const) peers.register(type, (request) => roles.antiEntropy.handleMessage(request), { refusesMalformed: true });

@@ -1,4 +1,4 @@
-import { decodeReplyBatch, decodeRequestBatch, encodeReplyBatch, encodeRequestBatch } from '../core/wire/codec.js';
+import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../core/wire/codec.js';
 import { defaultMaxFrameBytes, oversizedFrameError } from '../core/wire/frames.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { KvError, isKvError } from '../util/errors.js';
@@ -128,7 +128,7 @@ export class SimulatedNetwork {
   }
 
   private send(source: PeerAddress, target: PeerAddress, message: PeerRequest, timeoutMs: number, nodeClock: LabelledClock, sender: SenderState): Promise<PeerReply> {
-    const body = encodeRequestBatch([message]);
+    const body = encodeRequest(message);
     const oversized = oversizedFrameError('request', message.type, body.byteLength, this.maxFrameBytes);
     if (oversized !== undefined) return Promise.reject(oversized);
     this.bytesSent += body.byteLength;
@@ -159,16 +159,16 @@ export class SimulatedNetwork {
         this.delivered += 1;
         // A body the receiver cannot decode gets an error reply, as the peer route answers 400.
         void Promise.resolve()
-          .then(() => handler(decodeRequestBatch(body)[0] as PeerRequest))
+          .then(() => handler(decodeRequest(body)))
           .catch((error: unknown): PeerReply => ({
             type: 'error',
             code: isKvError(error) ? error.code : 'KV_INTERNAL',
             message: error instanceof Error ? error.message : String(error),
           }))
           .then((reply) => {
-            let replyBody = encodeReplyBatch([reply]);
+            let replyBody = encodeReply(reply);
             const oversized = oversizedFrameError('reply', reply.type, replyBody.byteLength, this.maxFrameBytes);
-            if (oversized !== undefined) replyBody = encodeReplyBatch([{ type: 'error', code: oversized.code, message: oversized.message }]);
+            if (oversized !== undefined) replyBody = encodeReply({ type: 'error', code: oversized.code, message: oversized.message });
             // A node that crashed while handling the request never answers.
             if (this.handlers.get(target) !== handler) {
               this.dropped += 1;
@@ -180,7 +180,7 @@ export class SimulatedNetwork {
               this.clock.note?.(`drop ${reply.type} ${target}->${source}`);
               return;
             }
-            this.clock.setTimer(this.delay(), () => settle(() => resolve(decodeReplyBatch(replyBody)[0] as PeerReply)), `reply ${reply.type} ${target}->${source}`);
+            this.clock.setTimer(this.delay(), () => settle(() => resolve(decodeReply(replyBody))), `reply ${reply.type} ${target}->${source}`);
           });
       }, `deliver ${message.type} ${source}->${target}`);
     });

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FramedPeerServer, type FramedPeerServerOptions } from '../../src/adapters/framed-peer-server.js';
 import { FramedTransport, type FramedTransportOptions, laneOf, peerPortOf } from '../../src/adapters/framed-transport.js';
-import { FrameDecoder, type Frame, decodeChallenge, encodeFrame, encodeHello, framedProtocolVersions, frameTypes } from '../../src/core/wire/frames.js';
+import { FrameDecoder, type Frame, decodeChallenge, encodeFrame, encodeHello, protocolVersions, frameTypes } from '../../src/core/wire/frames.js';
+import { requestMessages } from '../../src/core/wire/message-table.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import type { PeerHandler } from '../../src/ports/transport.js';
 import { ensureDebianPackage } from '../support/debian-packages.js';
@@ -140,9 +141,9 @@ describe('the framed peer transport', () => {
       }
       return found;
     });
-    // A cap of 1 MiB in flight per lane: the 2 MiB request fills the background lane on its own.
+    // A cap of 1 MiB in flight per lane: the 2.4 MB request (40 strings under the control payload's 64 KiB bound) fills the background lane on its own.
     const transport = client({ maxInFlightBytesPerLane: 1024 * 1024 });
-    const large = transport.request(address, { type: 'control', operation: 'large', payload: { blob: 'x'.repeat(2 * 1024 * 1024) } }, { timeoutMs: 60_000 });
+    const large = transport.request(address, { type: 'control', operation: 'large', payload: { blob: Array.from({ length: 40 }, () => 'x'.repeat(60_000)) } }, { timeoutMs: 60_000 });
     await waitUntil('the large background request to reach its handler', () => seen.includes('large'));
     const queuedBehind = transport.request(address, { type: 'control', operation: 'behind', payload: {} }, { timeoutMs: 60_000 });
 
@@ -235,23 +236,26 @@ describe('the framed peer transport', () => {
 
   it('says there is no common protocol version when the ranges do not meet', async () => {
     const { address, server } = await serve(async () => found);
-    const transport = client({ versions: { min: framedProtocolVersions.max + 1, max: framedProtocolVersions.max + 2 } });
+    const transport = client({ versions: { min: protocolVersions.max + 1, max: protocolVersions.max + 2 } });
     await expect(transport.request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'KV_PEER_UNREACHABLE', message: expect.stringMatching(/no common protocol version/) });
     expect(server.refusedConnections).toBe(1);
   });
 
-  it('follows the version policy: ranges that overlap talk at the highest common version, disjoint ones are refused without the secret on the wire', async () => {
-    // A node one protocol version newer (it speaks 2..3) and one of this build (1..2): they meet at 2.
-    const { address: newer } = await serve(async () => found, { versions: { min: 2, max: 3 } });
-    const overlapping = client({ versions: { min: 1, max: 2 } });
-    expect(await overlapping.request(newer, get('k'), { timeoutMs: 10_000 })).toEqual(found);
-    expect(overlapping.connectionOf(newer, 'replica')?.protocolVersion).toBe(2);
-    // Two versions apart (1..1 against 2..3): refused, naming both ranges, and the secret is in none of the bytes either way.
-    const proxy = await recordingProxy(newer);
-    const disjoint = client({ versions: { min: 1, max: 1 } });
-    await expect(disjoint.request(proxy.address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({
+  it('follows the version policy of docs/WIRE.md: the next release still talks to this one, a build from before the message table is refused', async () => {
+    const { min, max } = protocolVersions;
+    // The next release speaks this build's version and its own (max..max+1): they meet at this build's.
+    const { address: newer } = await serve(async () => found, { versions: { min: max, max: max + 1 } });
+    const thisBuild = client();
+    expect(await thisBuild.request(newer, get('k'), { timeoutMs: 10_000 })).toEqual(found);
+    expect(thisBuild.connectionOf(newer, 'replica')?.protocolVersion).toBe(max);
+    // A build from before the message table (versions 1..2: batches, JSON gossip) against this one: refused at the
+    // handshake, naming both ranges, and the secret is in none of the bytes either way.
+    const { address: current } = await serve(async () => found);
+    const proxy = await recordingProxy(current);
+    const older = client({ versions: { min: 1, max: 2 } });
+    await expect(older.request(proxy.address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({
       code: 'KV_PEER_UNREACHABLE',
-      message: expect.stringMatching(/no common protocol version: this node speaks 2\.\.3, the peer 1\.\.1/),
+      message: expect.stringMatching(new RegExp(`no common protocol version: this node speaks ${min}\\.\\.${max}, the peer 1\\.\\.2`)),
     });
     const sent = Buffer.concat(proxy.sentByClient);
     expect(sent.length).toBeGreaterThan(0);
@@ -268,10 +272,10 @@ describe('the framed peer transport', () => {
 
     const impostor = connect({ host, port });
     const frames = frameReader(impostor);
-    impostor.write(encodeFrame(frameTypes.hello, 0, 1000, encodeHello({ versions: { min: 1, max: 1 }, clientNonce: Buffer.alloc(32, 5) })));
+    impostor.write(encodeFrame(frameTypes.hello, 0, 1000, encodeHello({ versions: protocolVersions, clientNonce: Buffer.alloc(32, 5) })));
     const challenge = await frames.next();
     expect(challenge?.type).toBe(frameTypes.challenge);
-    expect(decodeChallenge(challenge?.payload ?? Buffer.alloc(0)).chosenVersion).toBe(1);
+    expect(decodeChallenge(challenge?.payload ?? Buffer.alloc(0)).chosenVersion).toBe(protocolVersions.max);
     impostor.write(encodeFrame(frameTypes.proof, 0, 1000, Buffer.alloc(32)));
     // Pipelined behind the bad proof: it must never reach the handler.
     impostor.write(encodeFrame(frameTypes.request, 1, 1000, Buffer.from([1, 1, 1, 1, 98, 1, 107])));
@@ -389,33 +393,30 @@ describe('the framed peer transport', () => {
     expect(Buffer.concat(recorded).includes(Buffer.from(secret))).toBe(false);
   });
 
-  it('writes gossip and control in binary to a version-2 peer and as JSON text to a version-1 peer, both read back the same', async () => {
+  it('carries one message per frame, its tag first: gossip and control in binary (tags 40 and 41), read back the same', async () => {
     const view = { members: { n1: { id: 'n1', address: '127.0.0.1:1', generation: 1, heartbeat: 3, status: 'up' } }, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
     const seen: PeerRequest[] = [];
     const handler: PeerHandler = async (request) => {
       seen.push(request);
       return request.type === 'gossip' ? { type: 'gossip-reply', state: request.state } : { type: 'control-reply', payload: { held: [1, 2] } };
     };
-    for (const serverVersions of [framedProtocolVersions, { min: 1, max: 1 }]) {
-      const { address } = await serve(handler, { versions: serverVersions });
-      const proxy = await recordingProxy(address);
-      const transport = client();
-      const gossip = await transport.request(proxy.address, { type: 'gossip', state: view }, { timeoutMs: 10_000 });
-      const control = await transport.request(proxy.address, { type: 'control', operation: 'handoff-held', payload: { partitions: [1, 2, 3] } }, { timeoutMs: 10_000 });
-      expect(gossip).toEqual({ type: 'gossip-reply', state: view });
-      expect(control).toEqual({ type: 'control-reply', payload: { held: [1, 2] } });
-      expect(seen.splice(0)).toEqual([
-        { type: 'gossip', state: view },
-        { type: 'control', operation: 'handoff-held', payload: { partitions: [1, 2, 3] } },
-      ]);
-      const agreed = transport.connectionOf(proxy.address, 'background')?.protocolVersion;
-      expect(agreed).toBe(serverVersions.max);
-      await transport.close();
-      // The first byte of each request's message (after the batch's version byte and count) is its tag.
-      const decoder = new FrameDecoder();
-      const tags = decoder.push(Buffer.concat(proxy.sentByClient)).filter((frame) => frame.type === frameTypes.request).map((frame) => frame.payload[2]);
-      expect(tags).toEqual(agreed === 2 ? [40, 41] : [4, 5]);
-    }
+    const { address } = await serve(handler);
+    const proxy = await recordingProxy(address);
+    const transport = client();
+    const gossip = await transport.request(proxy.address, { type: 'gossip', state: view }, { timeoutMs: 10_000 });
+    const control = await transport.request(proxy.address, { type: 'control', operation: 'handoff-held', payload: { partitions: [1, 2, 3] } }, { timeoutMs: 10_000 });
+    expect(gossip).toEqual({ type: 'gossip-reply', state: view });
+    expect(control).toEqual({ type: 'control-reply', payload: { held: [1, 2] } });
+    expect(seen).toEqual([
+      { type: 'gossip', state: view },
+      { type: 'control', operation: 'handoff-held', payload: { partitions: [1, 2, 3] } },
+    ]);
+    expect(transport.connectionOf(proxy.address, 'background')?.protocolVersion).toBe(protocolVersions.max);
+    await transport.close();
+    const decoder = new FrameDecoder();
+    const tags = decoder.push(Buffer.concat(proxy.sentByClient)).filter((frame) => frame.type === frameTypes.request).map((frame) => frame.payload[0]);
+    expect(tags).toEqual([requestMessages.gossip.tag, requestMessages.control.tag]);
+    expect(tags).toEqual([40, 41]);
   });
 });
 
@@ -444,7 +445,8 @@ describe.skipIf(opensslMissing !== undefined)('the framed peer transport over TL
     const { address } = await serve(async (request) => (request.type === 'gossip' ? { type: 'gossip-reply', state: request.state } : found), { tls: { key, cert } });
     const transport = client({ tls: { ca } });
     expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual(found);
-    expect(await transport.request(address, { type: 'gossip', state: { over: 'tls' } }, { timeoutMs: 10_000 })).toEqual({ type: 'gossip-reply', state: { over: 'tls' } });
+    const view = { members: {}, ring: null, bucketProperties: { tls: { nVal: 3 } }, bucketPropertiesVersion: 1 };
+    expect(await transport.request(address, { type: 'gossip', state: view }, { timeoutMs: 10_000 })).toEqual({ type: 'gossip-reply', state: view });
     // Without the CA the server's certificate does not verify (the system store does not know it).
     await expect(client({ tls: {} }).request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'KV_PEER_UNREACHABLE' });
     // A plain-TCP client does not get past the TLS listener either.

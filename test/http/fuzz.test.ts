@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import type { InjectOptions } from 'light-my-request';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeRequestBatch, encodeRequestBatch } from '../../src/core/wire/codec.js';
+import { decodeRequest, encodeRequest } from '../../src/core/wire/codec.js';
 import { KvError } from '../../src/util/errors.js';
 import type { PeerRequest } from '../../src/core/wire/messages.js';
 import { mergeConfig, validateConfig } from '../../src/config/validate.js';
@@ -286,38 +286,36 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
         payload: fc.oneof(fc.json({ maxDepth: 3 }).map((text) => JSON.parse(text) as unknown), fc.record({ partition: fc.oneof(fc.integer(), fc.double(), fc.string()), leaves: fc.array(fc.integer()), items: fc.array(fc.tuple(fc.string(), fc.string())), branches: fc.array(fc.integer()), after: fc.option(fc.base64String({ maxLength: 12 })), limit: fc.oneof(fc.integer(), fc.double()) })),
       })
       .map(({ operation, payload }): PeerRequest => ({ type: 'control', operation, payload }));
-    const batch: fc.Arbitrary<Buffer> = fc.oneof(
+    const body: fc.Arbitrary<Buffer> = fc.oneof(
       fc.uint8Array({ maxLength: 256 }).map((bytes) => Buffer.from(bytes)),
-      fc.tuple(fc.array(fc.constantFrom(...samples), { minLength: 1, maxLength: 3 }), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), fc.option(fc.nat(), { nil: undefined })).map(([requests, flips, cut]) => {
-        const bytes = Buffer.from(encodeRequestBatch(requests));
+      fc.tuple(fc.constantFrom(...samples), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), fc.option(fc.nat(), { nil: undefined })).map(([request, flips, cut]) => {
+        const bytes = Buffer.from(encodeRequest(request));
         for (const [at, value] of flips) bytes[at % bytes.length] = value;
         return cut === undefined ? bytes : bytes.subarray(0, cut % (bytes.length + 1));
       }),
-      fc.array(control, { minLength: 1, maxLength: 3 }).map((requests) => encodeRequestBatch(requests)),
+      control.map((request) => encodeRequest(request)),
     );
     await fc.assert(
-      fc.asyncProperty(batch, async (body) => {
-        const summary = `a peer message of ${body.length} bytes (${body.toString('hex').slice(0, 120)})`;
-        let requests: PeerRequest[];
+      fc.asyncProperty(body, async (bytes) => {
+        const summary = `a peer message of ${bytes.length} bytes (${bytes.toString('hex').slice(0, 120)})`;
+        let request: PeerRequest;
         try {
-          requests = decodeRequestBatch(body);
+          request = decodeRequest(bytes);
         } catch (error) {
           // What the peer port answers a message that does not decode with: KV_BAD_REQUEST, the connection goes on.
           expect(error, summary).toBeInstanceOf(KvError);
           expect((error as KvError).code, summary).toBe('KV_BAD_REQUEST');
           return;
         }
-        for (const request of requests) {
-          try {
-            await simulation.drive(node.handlePeer(request));
-          } catch (error) {
-            if (error instanceof KvError) continue;
-            // Control payloads (handoff) come only from peers that proved the secret and are not
-            // validated field by field: a junk one fails inside the handler, which the peer port
-            // turns into a KV_INTERNAL reply for that request alone. Counted, not failed.
-            if (request.type === 'control') internalControlReplies.add(request.operation);
-            else expect.fail(`${summary}: ${request.type} failed with an unexpected error: ${String(error)}`);
-          }
+        try {
+          await simulation.drive(node.handlePeer(request));
+        } catch (error) {
+          if (error instanceof KvError) return;
+          // Control payloads (handoff) come only from peers that proved the secret and are not
+          // validated field by field: a junk one fails inside the handler, which the peer port
+          // turns into a KV_INTERNAL reply for that request alone. Counted, not failed.
+          if (request.type === 'control') internalControlReplies.add(request.operation);
+          else expect.fail(`${summary}: ${request.type} failed with an unexpected error: ${String(error)}`);
         }
       }),
       { seed, numRuns: Math.ceil(numRuns / 2), endOnFailure: true },

@@ -8,8 +8,8 @@ import { encodeDataKey } from '../../src/core/keys.js';
 import { decodeContext, readContext } from '../../src/core/versioning/context.js';
 import { decodeObject, encodeObject } from '../../src/core/versioning/object-codec.js';
 import { type VersionedObject, deadSinceMs, emptyObject, mergeObjects, versionIdentity } from '../../src/core/versioning/versioned-object.js';
-import { decodeReplyBatch, decodeRequestBatch, encodeReplyBatch, encodeRequestBatch } from '../../src/core/wire/codec.js';
-import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
+import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../../src/core/wire/codec.js';
+import type { PeerRequest } from '../../src/core/wire/messages.js';
 import { Replica } from '../../src/engine/replica.js';
 import { SeededRandom } from '../../src/sim/seeded-random.js';
 
@@ -243,12 +243,11 @@ describe('a data type in every path that moves versions', () => {
       { type: 'set', add: [], remove: ['a'], context: decodeContext('c1.W1siYSIsMl1d') },
     ];
     const requests: PeerRequest[] = updates.map((update, index) => ({ type: 'dt-update', bucket: 'b', key: dataTypeKey('k'), update, sync: index === 0, base: index === 2 ? set : null }));
-    const decoded = decodeRequestBatch(encodeRequestBatch(requests));
+    const decoded = requests.map((request) => decodeRequest(encodeRequest(request)));
     expect(decoded.map((request) => ({ ...request, base: request.type === 'dt-update' && request.base !== null ? bytes(request.base) : null }))).toEqual(
       requests.map((request) => ({ ...request, base: request.type === 'dt-update' && request.base !== null ? bytes(request.base) : null })),
     );
-    const replies: PeerReply[] = [{ type: 'dt-update-reply', object: counter, durable: true }];
-    const [reply] = decodeReplyBatch(encodeReplyBatch(replies));
+    const reply = decodeReply(encodeReply({ type: 'dt-update-reply', object: counter, durable: true }));
     expect(reply?.type === 'dt-update-reply' && bytes(reply.object)).toBe(bytes(counter));
   });
 });

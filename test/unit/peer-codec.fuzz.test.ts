@@ -1,10 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { merkleFanout } from '../../src/core/antientropy/merkle-tree.js';
+import { merkleFanout, merkleLeafCount } from '../../src/core/antientropy/merkle-tree.js';
 import { encodeDataKey } from '../../src/core/keys.js';
-import type { VersionedObject } from '../../src/core/versioning/versioned-object.js';
-import { decodeReplyBatch, decodeRequestBatch, encodeReplyBatch, encodeRequestBatch, peerProtocolVersions, wireLimits } from '../../src/core/wire/codec.js';
+import { type VersionedObject, maxTtlSeconds } from '../../src/core/versioning/versioned-object.js';
+import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../../src/core/wire/codec.js';
 import { ByteWriter } from '../../src/core/wire/bytes.js';
+import type { Limit } from '../../src/core/wire/fields.js';
+import { type MessageEntry, type PeerMessage, repliesByTag, replyMessages, requestMessages, requestsByTag, retiredTags, wireLimits } from '../../src/core/wire/message-table.js';
 import { controlWireLimits, decodeControlPayload, decodeViewState, encodeControlPayload, encodeViewState, viewWireLimits } from '../../src/core/wire/state-codec.js';
 import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
 import { createRing } from '../../src/core/ring/ring.js';
@@ -12,13 +14,18 @@ import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { KvError } from '../../src/util/errors.js';
 
 /**
- * Goal: no byte string makes the peer codec do anything but answer a well-formed message or throw
- * a KvError. Random bytes and mutations of valid encodings (flipped, inserted, deleted bytes,
+ * Goal: every message of the message table (src/core/wire/message-table.ts) round-trips, every
+ * bound its reader checks holds at the bound and refuses one past it, and no byte string makes
+ * the codec do anything but answer a well-formed message or throw a KvError. The checks iterate
+ * the table, so a new message is fuzzed as soon as it has an entry (and it needs a case below to
+ * compile). Random bytes and mutations of valid encodings (flipped, inserted, deleted bytes,
  * truncation) either decode to messages that encode and decode again to the same messages, or
- * are refused with a KvError; never any other exception. Every message type round-trips.
+ * are refused with a KvError; never any other exception.
  */
 
 const nodeId = fc.stringMatching(/^n[0-9a-f]{4}$/);
+const vector = fc.uniqueArray(fc.tuple(nodeId, fc.integer({ min: 1, max: 1000 })), { selector: ([node]) => node, maxLength: 3 }).map((entries) => Object.fromEntries(entries));
+const context = fc.record({ vector, dots: fc.array(fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }), { maxLength: 3 }) });
 const dataKey = fc.tuple(fc.string({ minLength: 1, maxLength: 12 }), fc.string({ maxLength: 24 })).map(([bucket, key]) => encodeDataKey(bucket, key));
 const object: fc.Arbitrary<VersionedObject> = fc.record({
   clock: fc.uniqueArray(fc.tuple(nodeId, fc.integer({ min: 1, max: 1000 })), { selector: ([node]) => node, maxLength: 3 }).map((entries) => Object.fromEntries(entries)),
@@ -42,7 +49,7 @@ const dataTypeUpdate = fc.oneof(
       type: fc.constant('set' as const),
       add: fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }),
       remove: fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }),
-      context: fc.record({ vector: fc.uniqueArray(fc.tuple(nodeId, fc.integer({ min: 1, max: 1000 })), { selector: ([node]) => node, maxLength: 3 }).map((entries) => Object.fromEntries(entries)), dots: fc.constant([]) }),
+      context,
     },
     { requiredKeys: ['type', 'add', 'remove'] },
   ),
@@ -85,61 +92,122 @@ const view: fc.Arbitrary<ClusterView> = fc
   });
 const heldQuestion = fc.record({ partitions: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 8 }) });
 
-const request: fc.Arbitrary<PeerRequest> = fc.oneof(
-  fc.record({ type: fc.constant('replica-get' as const), bucket: fc.string(), key: fc.string() }),
-  fc.record({
-    type: fc.constant('replica-put' as const),
-    bucket: fc.string(),
-    key: fc.string(),
-    object,
-    mode: fc.constantFrom('siblings' as const, 'lww' as const),
-    sync: fc.boolean(),
-  }),
-  fc.record({ type: fc.constant('gossip' as const), state: json }),
-  fc.record({ type: fc.constant('gossip' as const), state: view }),
-  fc.record({ type: fc.constant('control' as const), operation: fc.constantFrom('ae-root', 'ae-leaves', 'ae-digest'), payload: json }),
-  fc.record({ type: fc.constant('control' as const), operation: fc.constant('handoff-held'), payload: heldQuestion }),
-  fc.record({
+const mode = fc.constantFrom('siblings' as const, 'lww' as const);
+
+type RequestOf<K extends PeerRequest['type']> = Extract<PeerRequest, { type: K }>;
+type ReplyOf<K extends PeerReply['type']> = Extract<PeerReply, { type: K }>;
+
+/**
+ * A fuzz case for every entry of the message table, keyed by its name: a message added to the
+ * table without one does not compile, and each case reaches every field the entry's limits name
+ * (the limit probe below fails, naming the field, when none of its samples does).
+ */
+const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestOf<K>> } = {
+  'replica-get': fc.record({ type: fc.constant('replica-get' as const), bucket: fc.string(), key: fc.string() }),
+  'coordinate-put': fc
+    .tuple(
+      fc.record({
+        type: fc.constant('coordinate-put' as const),
+        bucket: fc.string(),
+        key: fc.string(),
+        write: fc.record(
+          { value: fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)), contentType: fc.string(), tombstone: fc.boolean(), nowMs: fc.integer({ min: 0, max: 2 ** 45 }), context, ttlSeconds: fc.integer({ min: 0, max: maxTtlSeconds }) },
+          { requiredKeys: ['value', 'contentType', 'tombstone', 'nowMs', 'context'] },
+        ),
+        mode,
+        sync: fc.boolean(),
+      }),
+      fc.option(fc.record({ precondition: fc.oneof(fc.constant({ kind: 'absent' as const }), fc.record({ kind: fc.constant('matches' as const), vector })), base: fc.option(object, { nil: null }) }), { nil: undefined }),
+    )
+    .map(([request, condition]) => ({ ...request, ...condition })),
+  'replica-put': fc.record(
+    { type: fc.constant('replica-put' as const), bucket: fc.string(), key: fc.string(), object, mode, sync: fc.boolean(), hintFor: fc.string({ minLength: 1 }) },
+    { requiredKeys: ['type', 'bucket', 'key', 'object', 'mode', 'sync'] },
+  ),
+  gossip: fc.record({ type: fc.constant('gossip' as const), state: view }),
+  control: fc.record({ type: fc.constant('control' as const), operation: fc.constantFrom('handoff-held', 'handoff-done'), payload: fc.oneof(json, heldQuestion) }),
+  'handoff-fetch': fc.record({
     type: fc.constant('handoff-fetch' as const),
     partition,
     after: fc.option(dataKey, { nil: null }),
     maxKeys: fc.integer({ min: 1, max: wireLimits.maxPageKeys }),
     maxBytes: fc.integer({ min: 1, max: wireLimits.maxPageBytes }),
   }),
-  fc.record({
+  'ae-keys': fc.record({
     type: fc.constant('ae-keys' as const),
     partition,
-    leaves: fc.array(fc.integer({ min: 0, max: 1023 }), { maxLength: 8 }),
+    leaves: fc.array(fc.integer({ min: 0, max: merkleLeafCount - 1 }), { maxLength: 8 }),
     items: fc.array(fc.record({ dataKey, digest }), { maxLength: 4 }),
   }),
-  fc.record({ type: fc.constant('ae-fetch' as const), partition, keys: fc.array(dataKey, { maxLength: 4 }), maxBytes: fc.integer({ min: 1, max: 1 << 22 }) }),
-  fc.record({ type: fc.constant('ae-push' as const), partition, items: fc.array(item, { maxLength: 3 }) }),
-  fc.record({ type: fc.constant('dt-update' as const), bucket: fc.string(), key: fc.string(), update: dataTypeUpdate, sync: fc.boolean(), base: fc.option(dataTypeObject, { nil: null }) }),
-  fc.record({ type: fc.constant('ae-summary' as const), roots: fc.array(fc.record({ partition, root: digest }), { maxLength: 6 }) }),
-  fc.record({ type: fc.constant('ae-leaves' as const), partition, branches: fc.array(fc.integer({ min: 0, max: merkleFanout - 1 }), { maxLength: merkleFanout }) }),
-  fc.record({ type: fc.constant('ae-digest' as const), dataKey }),
-  fc.record({ type: fc.constant('ae-reap' as const), dataKey, digest }),
-);
+  'ae-fetch': fc.record({ type: fc.constant('ae-fetch' as const), partition, keys: fc.array(dataKey, { maxLength: 4 }), maxBytes: fc.integer({ min: 1, max: 1 << 22 }) }),
+  'ae-push': fc.record({ type: fc.constant('ae-push' as const), partition, items: fc.array(item, { maxLength: 3 }) }),
+  'list-keys': fc.record({
+    type: fc.constant('list-keys' as const),
+    bucket: fc.string(),
+    partitions: fc.array(partition, { maxLength: 6 }),
+    after: fc.option(fc.string(), { nil: null }),
+    prefix: fc.string(),
+    limit: fc.integer({ min: 1, max: wireLimits.maxListKeys }),
+  }),
+  'dt-update': fc.record({ type: fc.constant('dt-update' as const), bucket: fc.string(), key: fc.string(), update: dataTypeUpdate, sync: fc.boolean(), base: fc.option(dataTypeObject, { nil: null }) }),
+  'ae-summary': fc.record({ type: fc.constant('ae-summary' as const), roots: fc.array(fc.record({ partition, root: digest }), { maxLength: 6 }) }),
+  'ae-leaves': fc.record({ type: fc.constant('ae-leaves' as const), partition, branches: fc.array(fc.integer({ min: 0, max: merkleFanout - 1 }), { maxLength: merkleFanout }) }),
+  'ae-digest': fc.record({ type: fc.constant('ae-digest' as const), dataKey }),
+  'ae-reap': fc.record({ type: fc.constant('ae-reap' as const), dataKey, digest }),
+};
 
-const reply: fc.Arbitrary<PeerReply> = fc.oneof(
-  fc.record({ type: fc.constant('replica-get-reply' as const), object: fc.option(object, { nil: null }) }),
-  fc.record({ type: fc.constant('replica-put-reply' as const), durable: fc.boolean() }),
-  fc.record({ type: fc.constant('control-reply' as const), payload: json }),
-  fc.record({ type: fc.constant('gossip-reply' as const), state: fc.oneof(view, json) }),
-  fc.record({ type: fc.constant('error' as const), code: fc.constant('KV_BAD_REQUEST'), message: fc.string() }),
-  fc.record({ type: fc.constant('object-page' as const), items: fc.array(item, { maxLength: 3 }), done: fc.boolean() }),
-  fc.record({ type: fc.constant('ae-keys-reply' as const), differing: fc.array(dataKey, { maxLength: 4 }), need: fc.array(dataKey, { maxLength: 4 }), truncated: fc.boolean() }),
-  fc.record({ type: fc.constant('ae-push-reply' as const), repaired: fc.integer({ min: 0, max: 200 }) }),
-  fc.record({ type: fc.constant('dt-update-reply' as const), object: dataTypeObject, durable: fc.boolean() }),
-  fc.record({
+const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> } = {
+  'replica-get-reply': fc.record({ type: fc.constant('replica-get-reply' as const), object: fc.option(object, { nil: null }) }),
+  'coordinate-put-reply': fc.record({ type: fc.constant('coordinate-put-reply' as const), object, durable: fc.boolean(), dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }) }),
+  'replica-put-reply': fc.record({ type: fc.constant('replica-put-reply' as const), durable: fc.boolean() }),
+  'gossip-reply': fc.record({ type: fc.constant('gossip-reply' as const), state: view }),
+  'control-reply': fc.record({ type: fc.constant('control-reply' as const), payload: json }),
+  error: fc.record({ type: fc.constant('error' as const), code: fc.constant('KV_BAD_REQUEST'), message: fc.string() }),
+  'object-page': fc.record({ type: fc.constant('object-page' as const), items: fc.array(item, { maxLength: 3 }), done: fc.boolean() }),
+  'ae-keys-reply': fc.record({ type: fc.constant('ae-keys-reply' as const), differing: fc.array(dataKey, { maxLength: 4 }), need: fc.array(dataKey, { maxLength: 4 }), truncated: fc.boolean() }),
+  'ae-push-reply': fc.record({ type: fc.constant('ae-push-reply' as const), repaired: fc.integer({ min: 0, max: 200 }) }),
+  'list-keys-reply': fc.record({ type: fc.constant('list-keys-reply' as const), entries: fc.array(fc.record({ key: fc.string(), version: object }), { maxLength: 3 }), more: fc.boolean(), scannedTo: fc.string() }),
+  'dt-update-reply': fc.record({ type: fc.constant('dt-update-reply' as const), object: dataTypeObject, durable: fc.boolean() }),
+  'ae-summary-reply': fc.record({
     type: fc.constant('ae-summary-reply' as const),
     differing: fc.array(fc.record({ partition, branches: hashes }), { maxLength: 3 }),
     notReady: fc.array(partition, { maxLength: 4 }),
   }),
-  fc.record({ type: fc.constant('ae-leaves-reply' as const), branches: fc.array(fc.record({ branch: fc.integer({ min: 0, max: merkleFanout - 1 }), leaves: hashes }), { maxLength: 3 }) }),
-  fc.record({ type: fc.constant('ae-digest-reply' as const), digest: fc.option(digest, { nil: null }) }),
-  fc.record({ type: fc.constant('ae-reap-reply' as const), removed: fc.boolean() }),
-);
+  'ae-leaves-reply': fc.record({ type: fc.constant('ae-leaves-reply' as const), branches: fc.array(fc.record({ branch: fc.integer({ min: 0, max: merkleFanout - 1 }), leaves: hashes }), { maxLength: 3 }) }),
+  'ae-digest-reply': fc.record({ type: fc.constant('ae-digest-reply' as const), digest: fc.option(digest, { nil: null }) }),
+  'ae-reap-reply': fc.record({ type: fc.constant('ae-reap-reply' as const), removed: fc.boolean() }),
+};
+
+/** One direction of the table with its fuzz cases and its codec, so every check below runs over both. */
+interface Direction {
+  readonly name: 'request' | 'reply';
+  readonly table: Readonly<Record<string, MessageEntry<PeerMessage>>>;
+  readonly byTag: readonly (MessageEntry<PeerMessage> | undefined)[];
+  readonly cases: Readonly<Record<string, fc.Arbitrary<PeerMessage>>>;
+  readonly retired: readonly number[];
+  readonly encode: (message: PeerMessage) => Buffer;
+  readonly decode: (bytes: Uint8Array) => PeerMessage;
+}
+
+const requests: Direction = {
+  name: 'request',
+  table: requestMessages as unknown as Record<string, MessageEntry<PeerMessage>>,
+  byTag: requestsByTag as readonly (MessageEntry<PeerMessage> | undefined)[],
+  cases: requestCases as unknown as Record<string, fc.Arbitrary<PeerMessage>>,
+  retired: retiredTags.request,
+  encode: (message) => encodeRequest(message as PeerRequest),
+  decode: decodeRequest,
+};
+const replies: Direction = {
+  name: 'reply',
+  table: replyMessages as unknown as Record<string, MessageEntry<PeerMessage>>,
+  byTag: repliesByTag as readonly (MessageEntry<PeerMessage> | undefined)[],
+  cases: replyCases as unknown as Record<string, fc.Arbitrary<PeerMessage>>,
+  retired: retiredTags.reply,
+  encode: (message) => encodeReply(message as PeerReply),
+  decode: decodeReply,
+};
+const directions: readonly Direction[] = [requests, replies];
 
 /** One change to a valid encoding. */
 const mutation = fc.oneof(
@@ -177,66 +245,145 @@ function mutate(bytes: Buffer, mutations: readonly Mutation[]): Buffer {
   return result;
 }
 
+
 /** Decodes; a refusal must be a KvError, and anything accepted must be a message that encodes and decodes to itself. */
-function checkDecode<T>(bytes: Uint8Array, decode: (bytes: Uint8Array) => T[], encode: (messages: readonly T[]) => Buffer): void {
-  let decoded: T[];
+function checkDecode(bytes: Uint8Array, direction: Direction): void {
+  let decoded: PeerMessage;
   try {
-    decoded = decode(bytes);
+    decoded = direction.decode(bytes);
   } catch (error) {
-    if (!(error instanceof KvError)) throw new Error(`decoding threw ${String(error)} instead of a KvError`, { cause: error });
+    if (!(error instanceof KvError)) throw new Error(`decoding a ${direction.name} threw ${String(error)} instead of a KvError`, { cause: error });
     return;
   }
-  expect(decode(encode(decoded))).toEqual(decoded);
+  expect(direction.decode(direction.encode(decoded))).toEqual(decoded);
+}
+
+/** The steps of a limit's field path: 'roots[].partition' is roots, each element, partition. */
+function steps(field: string): string[] {
+  return field.split('.').flatMap((part) => (part.endsWith('[]') ? [part.slice(0, -2), '[]'] : [part]));
+}
+
+/** The value at a path (the first element where it says `[]`), or undefined when the message does not reach it. */
+function at(message: unknown, path: readonly string[]): unknown {
+  let node = message;
+  for (const step of path) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = step === '[]' ? (Array.isArray(node) ? node[0] : undefined) : (node as Record<string, unknown>)[step];
+  }
+  return node;
+}
+
+/** A copy of the message with the value at the path (the first element where it says `[]`) replaced. */
+function replaced(message: unknown, path: readonly string[], value: unknown): unknown {
+  if (path.length === 0) return value;
+  const [step, ...rest] = path as [string, ...string[]];
+  if (step === '[]') {
+    const list = message as unknown[];
+    return [replaced(list[0], rest, value), ...list.slice(1)];
+  }
+  const record = message as Record<string, unknown>;
+  return { ...record, [step]: replaced(record[step], rest, value) };
+}
+
+/** The kind of value a limit bounds, as the probe checks a sample reaches it. */
+function reaches(limit: Limit, value: unknown): boolean {
+  if (limit.kind === 'value') return typeof value === 'number';
+  if (limit.kind === 'count') return Array.isArray(value) && value.length > 0;
+  return typeof value === 'string';
+}
+
+/** The values at the bounds and one past them: [value, whether the reader must accept it]. */
+function probes(limit: Limit, sample: unknown): [unknown, boolean][] {
+  if (limit.kind === 'value') return [[limit.max, true], [limit.max + 1, false], [limit.min, true], ...(limit.min > 0 ? [[limit.min - 1, false] as [unknown, boolean]] : [])];
+  if (limit.kind === 'count') {
+    const element = (sample as unknown[])[0];
+    return [[new Array<unknown>(limit.max).fill(element), true], [new Array<unknown>(limit.max + 1).fill(element), false]];
+  }
+  return [['x'.repeat(limit.max), true], ['x'.repeat(limit.max + 1), false]];
 }
 
 const runs = Number(process.env.FUZZ_RUNS ?? 600);
 
-describe('peer codec fuzz', () => {
-  it('every request and reply type round-trips, in the forms of protocol version 1 and of version 2', () => {
-    fc.assert(
-      fc.property(
-        fc.array(request, { minLength: 1, maxLength: 4 }),
-        fc.array(reply, { minLength: 1, maxLength: 4 }),
-        fc.constantFrom(peerProtocolVersions.jsonState, peerProtocolVersions.binaryState),
-        (requests, replies, version) => {
-          expect(decodeRequestBatch(encodeRequestBatch(requests, version))).toEqual(requests.map((message) => normalise(message)));
-          expect(decodeReplyBatch(encodeReplyBatch(replies, version))).toEqual(replies.map((message) => normalise(message)));
-        },
-      ),
-      { numRuns: runs },
-    );
+describe('peer codec fuzz, over the message table', () => {
+  it.each(directions)('has a fuzz case for every $name entry, and one entry per tag, none of them retired', (direction) => {
+    expect(Object.keys(direction.cases).sort()).toEqual(Object.keys(direction.table).sort());
+    for (const [name, entry] of Object.entries(direction.table)) {
+      expect(entry.name).toBe(name);
+      expect(direction.byTag[entry.tag]).toBe(entry);
+      expect(direction.retired).not.toContain(entry.tag);
+    }
   });
 
-  it('writes every gossiped view and every JSON control payload in binary at version 2 (tags 40 and 41), and as JSON text at version 1 (tags 4 and 5)', () => {
+  for (const direction of directions) {
+    for (const [name, entry] of Object.entries(direction.table)) {
+      it(`${direction.name} ${name} (tag ${entry.tag}) round-trips, starts with its tag, and mutations of it decode to messages or a KvError`, () => {
+        const messages = direction.cases[name]!;
+        fc.assert(
+          fc.property(messages, fc.array(mutation, { minLength: 1, maxLength: 4 }), (message, mutations) => {
+            const bytes = direction.encode(message);
+            expect(bytes[0]).toBe(entry.tag);
+            expect(direction.decode(bytes)).toEqual(normalise(message));
+            checkDecode(mutate(bytes, mutations), direction);
+          }),
+          { numRuns: Math.ceil(runs / 4) },
+        );
+      });
+
+      for (const [key, limit] of Object.entries(entry.limits)) {
+        it(`${direction.name} ${name} holds its limit ${key} (${limit.kind} of ${limit.field}, ${limit.min}..${limit.max}) at the bound and refuses one past it`, () => {
+          const path = steps(limit.field);
+          const sample = fc.sample(direction.cases[name]!, { seed: 19, numRuns: 500 }).find((message) => reaches(limit, at(message, path)));
+          if (sample === undefined) expect.fail(`no fuzz case of ${name} reaches ${limit.field}; make its arbitrary produce one`);
+          for (const [value, accepted] of probes(limit, at(sample, path))) {
+            const bytes = direction.encode(replaced(sample, path, value) as PeerMessage);
+            if (accepted) {
+              const decoded = at(direction.decode(bytes), path);
+              if (limit.kind === 'count') expect((decoded as unknown[]).length).toBe(limit.max);
+              else expect(decoded).toEqual(value);
+            } else {
+              expect(() => direction.decode(bytes)).toThrow(KvError);
+              expect(() => direction.decode(bytes)).toThrow(limit.field);
+            }
+          }
+        });
+      }
+    }
+  }
+
+  it.each(directions)('refuses every $name tag the table does not hold, retired ones included, naming the tag', (direction) => {
+    for (let tag = 0; tag < 256; tag++) {
+      if (direction.byTag[tag] !== undefined) continue;
+      expect(() => direction.decode(Buffer.of(tag, 0, 0, 0))).toThrow(`unknown peer ${direction.name} tag ${tag}`);
+    }
+    for (const tag of direction.retired) expect(direction.byTag[tag]).toBeUndefined();
+  });
+
+  it('random bytes decode to valid messages or a KvError, never another exception', () => {
+    const tags = [...new Set([...Object.values(requestMessages), ...Object.values(replyMessages)].map((entry) => entry.tag))];
+    const bytes = fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.tuple(fc.constantFrom(...tags), fc.uint8Array({ maxLength: 200 })).map(([tag, tail]) => Buffer.concat([Buffer.of(tag), tail])));
     fc.assert(
-      fc.property(view, json, (state, payload) => {
-        const tags = (version: number): number[] =>
-          [
-            encodeRequestBatch([{ type: 'gossip', state }], version),
-            encodeRequestBatch([{ type: 'control', operation: 'handoff-held', payload }], version),
-            encodeReplyBatch([{ type: 'gossip-reply', state }], version),
-            encodeReplyBatch([{ type: 'control-reply', payload }], version),
-          ].map((bytes) => bytes[2] as number);
-        expect(tags(peerProtocolVersions.binaryState)).toEqual([40, 41, 40, 41]);
-        expect(tags(peerProtocolVersions.jsonState)).toEqual([4, 5, 4, 5]);
+      fc.property(bytes, (body) => {
+        checkDecode(body, requests);
+        checkDecode(body, replies);
       }),
-      { numRuns: runs },
+      { numRuns: runs * 4 },
     );
   });
 
-  it('keeps the JSON form for a state outside the binary layout, so a malformed view still reaches the receiver\'s validation', () => {
+  it('refuses to send gossip or control outside the binary layouts: a malformed view is the sender\'s bug, not a message', () => {
     for (const state of [{ members: 'nope' }, { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0, extra: 1 }, [1, 2], null]) {
       expect(encodeViewState(state)).toBeUndefined();
-      const bytes = encodeRequestBatch([{ type: 'gossip', state }]);
-      expect(bytes[2]).toBe(4);
-      expect(decodeRequestBatch(bytes)).toEqual([{ type: 'gossip', state }]);
+      expect(() => encodeRequest({ type: 'gossip', state })).toThrow(/gossip state outside the cluster view layout/);
+      expect(() => encodeReply({ type: 'gossip-reply', state })).toThrow(KvError);
     }
-    // A member filed under another id, a bucket property this build does not know: JSON, so nothing is silently dropped.
+    // A member filed under another id, a bucket property this build does not know: refused, so nothing is silently dropped.
     const base = { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
     expect(encodeViewState({ ...base, members: { n1: { id: 'n2', address: 'a:1', generation: 1, heartbeat: 1, status: 'up' } } })).toBeUndefined();
     expect(encodeViewState({ ...base, bucketProperties: { b: { dataType: 'counter' } } })).toBeUndefined();
-    expect(encodeControlPayload(Number.NaN)).toBeUndefined();
-    expect(encodeControlPayload(Buffer.from('x'))).toBeUndefined();
+    for (const payload of [Number.NaN, Buffer.from('x')]) {
+      expect(encodeControlPayload(payload)).toBeUndefined();
+      expect(() => encodeRequest({ type: 'control', operation: 'handoff-held', payload })).toThrow(/control payload/);
+    }
   });
 
   it('refuses binary views and control payloads over their bounds while decoding', () => {
@@ -277,63 +424,22 @@ describe('peer codec fuzz', () => {
     }
   });
 
-  it('random bytes decode to valid messages or a KvError, never another exception', () => {
-    const bytes = fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.uint8Array({ maxLength: 200 }).map((tail) => Buffer.concat([Buffer.of(1, 1), tail])));
-    fc.assert(
-      fc.property(bytes, (body) => {
-        checkDecode(body, decodeRequestBatch, encodeRequestBatch);
-        checkDecode(body, decodeReplyBatch, encodeReplyBatch);
-      }),
-      { numRuns: runs * 4 },
-    );
+  it('refuses a malformed storage key, and a hash that is not 16 hex digits before it is sent', () => {
+    expect(() => decodeRequest(encodeRequest({ type: 'ae-fetch', partition: 0, keys: [Buffer.of(1, 2, 3)], maxBytes: 10 }))).toThrow(/storage key/);
+    expect(() => encodeRequest({ type: 'ae-reap', dataKey: encodeDataKey('b', 'k'), digest: 'not-a-hash' })).toThrow(KvError);
   });
 
-  it('mutated valid requests decode to valid messages or a KvError, never another exception', () => {
-    fc.assert(
-      fc.property(fc.array(request, { minLength: 1, maxLength: 3 }), fc.array(mutation, { minLength: 1, maxLength: 4 }), (requests, mutations) => {
-        checkDecode(mutate(encodeRequestBatch(requests), mutations), decodeRequestBatch, encodeRequestBatch);
-      }),
-      { numRuns: runs * 4 },
-    );
-  });
-
-  it('mutated valid replies decode to valid messages or a KvError, never another exception', () => {
-    fc.assert(
-      fc.property(fc.array(reply, { minLength: 1, maxLength: 3 }), fc.array(mutation, { minLength: 1, maxLength: 4 }), (replies, mutations) => {
-        checkDecode(mutate(encodeReplyBatch(replies), mutations), decodeReplyBatch, encodeReplyBatch);
-      }),
-      { numRuns: runs * 4 },
-    );
-  });
-
-  it('refuses counts, partitions and page sizes beyond the wire limits while decoding', () => {
-    const page = (maxKeys: number, maxBytes: number, partitionNumber: number): Buffer =>
-      encodeRequestBatch([{ type: 'handoff-fetch', partition: partitionNumber, after: null, maxKeys, maxBytes }]);
-    for (const body of [page(wireLimits.maxPageKeys + 1, 1024, 0), page(0, 1024, 0), page(10, wireLimits.maxPageBytes + 1, 0), page(10, 1024, wireLimits.maxPartition + 1)]) {
-      expect(() => decodeRequestBatch(body)).toThrow(KvError);
-    }
-    const leaves = encodeRequestBatch([{ type: 'ae-keys', partition: 0, leaves: [1024], items: [] }]);
-    expect(() => decodeRequestBatch(leaves)).toThrow(/leaf 1024/);
-    const shortKey = encodeRequestBatch([{ type: 'ae-fetch', partition: 0, keys: [Buffer.of(1, 2, 3)], maxBytes: 10 }]);
-    expect(() => decodeRequestBatch(shortKey)).toThrow(/storage key/);
-  });
-
-  it("anti-entropy's tree questions are binary: 8 bytes per hash, no JSON text, and bounded while decoding", () => {
+  it("anti-entropy's tree questions carry 8 bytes per hash, no hex text", () => {
     const root = '0123456789abcdef';
     const roots = Array.from({ length: 256 }, (_, index) => ({ partition: index, root }));
-    const summary = encodeRequestBatch([{ type: 'ae-summary', roots }]);
+    const summary = encodeRequest({ type: 'ae-summary', roots });
     // Tag, count, then per root a varint partition (1-2 bytes) and a length-prefixed 8-byte hash.
     expect(summary.length).toBeLessThan(256 * 12 + 8);
     expect(summary.includes(Buffer.from(root))).toBe(false);
     const branches = Array.from({ length: merkleFanout }, () => root);
-    const reply = encodeReplyBatch([{ type: 'ae-summary-reply', differing: [{ partition: 3, branches }], notReady: [] }]);
+    const reply = encodeReply({ type: 'ae-summary-reply', differing: [{ partition: 3, branches }], notReady: [] });
     expect(reply.includes(Buffer.from(root))).toBe(false);
-    expect(decodeReplyBatch(reply)).toEqual([{ type: 'ae-summary-reply', differing: [{ partition: 3, branches }], notReady: [] }]);
-    // A branch number past the fanout, and a partition past the wire limit, are refused while decoding.
-    expect(() => decodeRequestBatch(encodeRequestBatch([{ type: 'ae-leaves', partition: 0, branches: [merkleFanout] }]))).toThrow(/branch/);
-    expect(() => decodeRequestBatch(encodeRequestBatch([{ type: 'ae-summary', roots: [{ partition: wireLimits.maxPartition + 1, root }] }]))).toThrow(/partition/);
-    // A hash that is not 16 hex digits is the sender's bug: it is refused before it is sent.
-    expect(() => encodeRequestBatch([{ type: 'ae-reap', dataKey: encodeDataKey('b', 'k'), digest: 'not-a-hash' }])).toThrow(KvError);
+    expect(decodeReply(reply)).toEqual({ type: 'ae-summary-reply', differing: [{ partition: 3, branches }], notReady: [] });
   });
 });
 

@@ -1,8 +1,7 @@
 /**
  * The messages of SWIM membership (src/core/membership/swim.ts) and their size on the framed
  * peer wire. Each message is one frame: the 13-byte frame header of src/core/wire/frames.ts,
- * then a payload that is a batch of one message, as the peer connection sends every request
- * (encodeRequestBatch: the wire version byte and the count), then a one-byte tag and the fields
+ * then the message: a one-byte tag and the fields
  * as the wire codec writes them (unsigned LEB128 varints, length-prefixed UTF-8 strings, through
  * ByteWriter); `encodeSwimMessage` writes the tag and fields. `swimMessageBytes`
  * counts those bytes without encoding (the simulator counts millions of messages);
@@ -15,7 +14,6 @@
  */
 import { KvError } from '../../util/errors.js';
 import { ByteReader, ByteWriter } from '../wire/bytes.js';
-import { encodeRequestBatch } from '../wire/codec.js';
 import { frameHeaderBytes } from '../wire/frames.js';
 import type { MemberLifecycle } from './membership.js';
 
@@ -146,8 +144,8 @@ const tags = {
 const states: readonly SwimState[] = ['alive', 'suspect', 'dead', 'left'];
 const lifecycles: readonly MemberLifecycle[] = ['joining', 'up', 'leaving', 'left', 'removed'];
 
-/** The bytes before a message in a frame: the header, and the batch's version byte and count (a batch of one; taken from the codec itself). */
-export const swimFramingBytes = frameHeaderBytes + encodeRequestBatch([]).length;
+/** The bytes before a message in a frame: the frame header (a frame carries one message). */
+export const swimFramingBytes = frameHeaderBytes;
 
 /** The bytes of `value` as an unsigned LEB128 varint. */
 export function varintBytes(value: number): number {
@@ -218,7 +216,7 @@ function fixedPayloadBytes(message: SwimMessage): number {
   }
 }
 
-/** The bytes `message` takes on the framed wire: frame header, batch prefix, tag and fields. */
+/** The bytes `message` takes on the framed wire: frame header, tag and fields. */
 export function swimMessageBytes(message: SwimMessage): number {
   const fixed = swimFramingBytes + fixedPayloadBytes(message);
   switch (message.type) {
@@ -265,7 +263,7 @@ function readList<T>(reader: ByteReader, read: () => T): T[] {
   return items;
 }
 
-/** The tag and fields of `message` (what follows the frame header and the batch prefix). */
+/** The tag and fields of `message` (what follows the frame header). */
 export function encodeSwimMessage(message: SwimMessage): Buffer {
   const writer = new ByteWriter().u8(tags[message.type]);
   const records = (items: readonly SwimRecord[]): void => writeList(writer, items, (record) => writeRecord(writer, record));

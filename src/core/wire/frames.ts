@@ -14,7 +14,7 @@ import { KvError } from '../../util/errors.js';
  * pairs a reply with its request, so many requests are in flight on one connection at once.
  * The deadline is the time the sender still waits, in milliseconds, at the moment it sent the
  * frame: relative, because the two nodes' clocks need not agree. Request and reply payloads
- * are one message each in the binary encoding of src/core/wire/codec.ts.
+ * are one message each in the binary encoding of src/core/wire/codec.ts (docs/WIRE.md).
  *
  * A connection starts with a handshake that agrees a protocol version and proves that both
  * ends hold the cluster secret without sending it (a challenge and response with HMAC-SHA256):
@@ -36,11 +36,14 @@ export const frameTypes = { hello: 1, challenge: 2, proof: 3, accepted: 4, refus
 export type FrameType = (typeof frameTypes)[keyof typeof frameTypes];
 
 /**
- * The protocol versions this build speaks; a handshake picks the highest both ends speak.
- * Version 2 writes gossip state and control payloads in binary (codec.ts, peerProtocolVersions);
- * version 1 as JSON text. Both ends read either form.
+ * The protocol versions this build speaks, the one pair that says so: a handshake picks the
+ * highest version both ends speak and refuses a peer whose range does not meet this one. A
+ * version names the frame layout and the message table (message-table.ts); docs/WIRE.md says
+ * when it changes and which older versions a node still talks to. Version 3 is the message
+ * table: one message per frame, no JSON forms (versions 1 and 2, before any release, are not
+ * spoken).
  */
-export const framedProtocolVersions: VersionRange = { min: 1, max: 2 };
+export const protocolVersions: VersionRange = { min: 3, max: 3 };
 
 /** A range of protocol versions, both ends included. */
 export interface VersionRange {

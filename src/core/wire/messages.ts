@@ -3,8 +3,8 @@ import type { Precondition } from '../versioning/preconditions.js';
 import type { ConflictMode, Dot, VersionedObject, WriteIntent } from '../versioning/versioned-object.js';
 
 /**
- * Node-to-node messages. Each has a numeric tag in the binary encoding (src/core/wire/codec.ts);
- * tags are append-only so that nodes of different versions can still talk.
+ * Node-to-node messages. Each is one entry of the message table (message-table.ts), which gives
+ * it a tag and its layout on the wire (docs/WIRE.md).
  */
 
 /** Read a replica's version of a key. */
@@ -47,10 +47,8 @@ export interface GossipRequest {
 }
 
 /**
- * A small JSON-shaped question (handoff's partition questions). Anti-entropy's tree roots,
- * branches and tombstone digests travelled as control operations ('ae-root', 'ae-leaves',
- * 'ae-digest', 'ae-reap') before they got binary messages of their own (tags 50-53); a node
- * still answers those operations, so an older node's exchanges with it keep working.
+ * A small JSON-shaped question (handoff's partition questions), written as state-codec.ts's
+ * self-describing binary value. Anti-entropy's questions are messages of their own (tags 50-53).
  */
 export interface ControlRequest {
   readonly type: 'control';

@@ -3,9 +3,9 @@ import { viewLimits } from '../membership/view-validation.js';
 import { ByteReader, ByteWriter } from './bytes.js';
 
 /**
- * The binary encoding of gossip state and control payloads (peer protocol version 2; see
- * codec.ts). Before it they travelled as JSON text inside the binary codec, which spelt out
- * every field name and every ring owner's id once per partition in every gossip message.
+ * The binary encoding of gossip state and control payloads, the fields of the gossip and
+ * control entries of the message table (message-table.ts). JSON text, their form before it,
+ * spelt out every field name and every ring owner's id once per partition in every message.
  *
  * Gossip state is a cluster view in a fixed layout; the ring's owners are indexes into a table
  * of the ids it names, so a 256-partition ring costs about 256 bytes instead of ~3 KiB of JSON.
@@ -13,14 +13,14 @@ import { ByteReader, ByteWriter } from './bytes.js';
  * compact self-describing value, like MessagePack or CBOR.
  *
  * Both encoders answer undefined for a value outside their layout (a malformed view only a test
- * or a faulty peer builds, a payload that is no JSON value); the codec then sends the old JSON
- * form, which stays readable, so nothing is lost and the receiver validates either form.
+ * or a faulty peer builds, a payload that is no JSON value); the message table then refuses to
+ * send it (KV_INTERNAL), so nothing is silently dropped.
  * Decoding bounds every count, length and number while it reads (viewWireLimits), before any of
  * it is kept; the meaning (node id patterns, generations, known owners) is still checked by the
- * receiver (src/core/membership/view-validation.ts), as for JSON.
+ * receiver (src/core/membership/view-validation.ts).
  */
 
-/** Bounds of the binary view, at decode time; the encoder keeps inside them (or falls back to JSON). */
+/** Bounds of the binary view, at decode time; the encoder keeps inside them (or answers undefined). */
 export const viewWireLimits = {
   maxMembers: viewLimits.maxMembers,
   maxIdBytes: viewLimits.maxIdLength,
@@ -243,7 +243,7 @@ function readBucket(reader: ByteReader): [string, Record<string, unknown>] {
   return [name, entry];
 }
 
-/** The binary form of a cluster view, or undefined when `state` does not fit the layout exactly (it then travels as JSON). */
+/** The binary form of a cluster view, or undefined when `state` does not fit the layout exactly (it is then not sent). */
 export function encodeViewState(state: unknown): Buffer | undefined {
   try {
     fits(isPlainObject(state));
@@ -316,7 +316,7 @@ function writeValue(writer: ByteWriter, value: unknown, depth: number): void {
     if (Number.isSafeInteger(value) && value >= 0) writer.u8(valueKinds.natural).varint(value);
     else if (Number.isSafeInteger(value) && value < 0) writer.u8(valueKinds.negative).varint(-value);
     else {
-      // JSON has no NaN or infinities (it writes null); such a payload keeps the JSON form.
+      // JSON has no NaN or infinities: such a payload is no JSON value and does not fit.
       fits(Number.isFinite(value));
       writer.u8(valueKinds.float).f64(value);
     }
@@ -383,7 +383,7 @@ function readValue(reader: ByteReader, depth: number): unknown {
   }
 }
 
-/** The binary form of a control payload, or undefined when it is no JSON value within the bounds (it then travels as JSON). */
+/** The binary form of a control payload, or undefined when it is no JSON value within the bounds (it is then not sent). */
 export function encodeControlPayload(payload: unknown): Buffer | undefined {
   try {
     const writer = new ByteWriter();

@@ -3,7 +3,7 @@ import type { BucketProperties } from '../../core/buckets.js';
 import { decodeDataKey } from '../../core/keys.js';
 import { type Ring, preferenceList } from '../../core/ring/ring.js';
 import { decodeObject } from '../../core/versioning/object-codec.js';
-import { wireLimits } from '../../core/wire/codec.js';
+import { wireLimits } from '../../core/wire/message-table.js';
 import type { KeyDigest, PeerReply, PeerRequest, StoredItem } from '../../core/wire/messages.js';
 import type { Clock } from '../../ports/clock.js';
 import type { Logger } from '../../ports/logger.js';

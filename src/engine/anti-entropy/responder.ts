@@ -1,7 +1,6 @@
-import { merkleFanout } from '../../core/antientropy/merkle-tree.js';
 import type { Ring } from '../../core/ring/ring.js';
 import { decodeObject } from '../../core/versioning/object-codec.js';
-import { wireLimits } from '../../core/wire/codec.js';
+import { wireLimits } from '../../core/wire/message-table.js';
 import type {
   AntiEntropyDigestRequest,
   AntiEntropyFetchRequest,
@@ -44,30 +43,10 @@ export interface ResponderDependencies {
   ring(): Ring | null;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-/** A short string field of a JSON payload. */
-function requireText(payload: Record<string, unknown>, field: string, maxLength: number): string {
-  const value = payload[field];
-  if (typeof value !== 'string' || value.length > maxLength) throw badRequest(`field '${field}' must be a string of at most ${maxLength} characters`);
-  return value;
-}
-
-/** A storage key sent as base64 text (the JSON ae-digest, ae-reap), checked to have the storage key's shape. */
-function requireKeyText(payload: Record<string, unknown>): Buffer {
-  const text = requireText(payload, 'key', Math.ceil((wireLimits.maxDataKeyBytes * 4) / 3) + 4);
-  const bytes = Buffer.from(text, 'base64');
-  if (bytes.length < 6 || 6 + bytes.readUInt16BE(4) > bytes.length) throw badRequest("field 'key' is not a storage key");
-  return bytes;
-}
-
 /**
  * The responder: answers a peer's side of an exchange (summary of roots, leaf hashes, key
  * comparison, object pages and pushes) and the reaper's digest and reap questions, each checked
- * and bounded before it touches state. The JSON control operations older nodes send ('ae-root',
- * 'ae-leaves', 'ae-digest', 'ae-reap') are still answered, so a cluster can be upgraded node by node.
+ * and bounded before it touches state (there is no JSON control form of any of them: docs/WIRE.md).
  */
 export class ExchangeResponder {
   constructor(private readonly deps: ResponderDependencies) {}
@@ -141,37 +120,6 @@ export class ExchangeResponder {
       if (tree.root() !== root) differing.push({ partition: checked, branches: tree.branchHashes() });
     }
     return { type: 'ae-summary-reply', differing, notReady };
-  }
-
-  /** Serves the JSON control operations of older nodes; undefined for operations that are not anti-entropy's. Payloads are checked before use. */
-  async handleControl(operation: string, payload: unknown): Promise<unknown> {
-    if (!isRecord(payload)) throw badRequest(`${operation} needs an object payload`);
-    switch (operation) {
-      case 'ae-root': {
-        const partition = this.requireReadyPartition(payload.partition);
-        const root = requireText(payload, 'root', wireLimits.maxDigestLength);
-        const tree = this.deps.keeper.tree(partition);
-        return tree.root() === root ? { equal: true } : { equal: false, branches: tree.branchHashes() };
-      }
-      case 'ae-leaves': {
-        const partition = this.requireReadyPartition(payload.partition);
-        const branches = payload.branches;
-        if (!Array.isArray(branches) || branches.length > merkleFanout || !branches.every((branch) => Number.isInteger(branch) && branch >= 0 && branch < merkleFanout)) {
-          throw badRequest(`field 'branches' must list at most ${merkleFanout} branch numbers below ${merkleFanout}`);
-        }
-        const tree = this.deps.keeper.tree(partition);
-        return { leaves: Object.fromEntries([...new Set(branches as number[])].map((branch) => [String(branch), tree.leafHashes(branch)])) };
-      }
-      case 'ae-digest':
-        return { digest: await this.deps.reaper.answerDigest(requireKeyText(payload)) };
-      case 'ae-reap': {
-        const dataKey = requireKeyText(payload);
-        const digest = requireText(payload, 'digest', wireLimits.maxDigestLength);
-        return { removed: await this.deps.reaper.answerReap(dataKey, digest) };
-      }
-      default:
-        return undefined;
-    }
   }
 
   /**

@@ -1,0 +1,69 @@
+/**
+ * Micro-benchmarks of the peer wire codec (src/core/wire/): encoding and decoding the messages
+ * every write and every gossip round sends. `npm run bench:micro`.
+ */
+import { bench, describe } from 'vitest';
+import { createRing } from '../../src/core/ring/ring.js';
+import { encodeDataKey } from '../../src/core/keys.js';
+import type { VersionedObject } from '../../src/core/versioning/versioned-object.js';
+import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../../src/core/wire/codec.js';
+import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
+
+const object = (size: number): VersionedObject => ({
+  clock: { 'node-01': 12, 'node-02': 7, 'node-03': 3 },
+  siblings: [{ dot: { node: 'node-01', counter: 12 }, value: Buffer.alloc(size, 7), contentType: 'application/octet-stream', lastModifiedMs: 1_764_000_000_000, tombstone: false }],
+});
+const ids = Array.from({ length: 5 }, (_, index) => `node-${index}`);
+
+/** The messages measured: a replica put of a 100-byte value, a forwarded client write, a gossip view, a handoff page. */
+const wireSamples: { readonly name: string; readonly request?: PeerRequest; readonly reply?: PeerReply }[] = [
+  { name: 'replica-put, 100-byte value', request: { type: 'replica-put', bucket: 'users', key: 'user:123456', object: object(100), mode: 'siblings', sync: false } },
+  {
+    name: 'coordinate-put, 100-byte value',
+    request: {
+      type: 'coordinate-put',
+      bucket: 'users',
+      key: 'user:123456',
+      write: { value: Buffer.alloc(100, 7), contentType: 'application/octet-stream', tombstone: false, nowMs: 1_764_000_000_000, context: { vector: { 'node-01': 11 }, dots: [] } },
+      mode: 'siblings',
+      sync: false,
+    },
+  },
+  {
+    name: 'gossip, 5 members and a 256-partition ring',
+    request: {
+      type: 'gossip',
+      state: {
+        members: Object.fromEntries(ids.map((id, index) => [id, { id, address: `10.0.0.${index}:17101`, generation: 1_764_000_000, heartbeat: 123_456, status: 'up' }])),
+        ring: createRing(256, ids),
+        bucketProperties: { '': { nVal: 3, r: 'quorum', w: 'quorum', conflictMode: 'siblings' } },
+        bucketPropertiesVersion: 1,
+      },
+    },
+  },
+  { name: 'object-page, 100 objects of 100 bytes', reply: { type: 'object-page', items: Array.from({ length: 100 }, (_, index) => ({ dataKey: encodeDataKey('users', `user:${index}`), object: object(100) })), done: false } },
+];
+
+for (const sample of wireSamples) {
+  describe(`peer codec: ${sample.name}`, () => {
+    if (sample.request !== undefined) {
+      const request = sample.request;
+      const bytes = encodeRequest(request);
+      bench('encode', () => {
+        encodeRequest(request);
+      });
+      bench('decode', () => {
+        decodeRequest(bytes);
+      });
+    } else if (sample.reply !== undefined) {
+      const reply = sample.reply;
+      const bytes = encodeReply(reply);
+      bench('encode', () => {
+        encodeReply(reply);
+      });
+      bench('decode', () => {
+        decodeReply(bytes);
+      });
+    }
+  });
+}

@@ -1,0 +1,651 @@
+import { merkleFanout, merkleLeafCount } from '../antientropy/merkle-tree.js';
+import type { DataTypeUpdate } from '../datatypes/data-type.js';
+import { maxContextDots } from '../versioning/context.js';
+import { writeObject } from '../versioning/object-codec.js';
+import type { Precondition } from '../versioning/preconditions.js';
+import { maxTtlSeconds } from '../versioning/versioned-object.js';
+import type { ByteReader, ByteWriter } from './bytes.js';
+import {
+  type Limit,
+  countLimit,
+  lengthLimit,
+  malformed,
+  maxDataKeyBytes,
+  readContext,
+  readCount,
+  readDataKey,
+  readDataKeys,
+  readDigests,
+  readDot,
+  readFlag,
+  readHash,
+  readHashes,
+  readItems,
+  readMode,
+  readOptionalObject,
+  readText,
+  readValue,
+  readValues,
+  readVector,
+  readWireObject,
+  valueLimit,
+  writeContext,
+  writeDataKey,
+  writeDataKeys,
+  writeDigests,
+  writeDot,
+  writeFlag,
+  writeHash,
+  writeHashes,
+  writeItems,
+  writeMode,
+  writeOptionalObject,
+  writeValues,
+  writeVector,
+} from './fields.js';
+import type { CoordinatePutRequest, PeerReply, PeerRequest } from './messages.js';
+import { decodeControlPayload, decodeViewState, encodeControlPayload, encodeViewState } from './state-codec.js';
+import { KvError } from '../../util/errors.js';
+
+/**
+ * Every peer message, defined once: its tag, its name (the message's `type`), how it is written
+ * and read, and the bounds its reader checks. codec.ts is a driver over these two tables; the
+ * fuzz test iterates them; docs/WIRE.md describes them. A message on the wire is
+ * [u8 tag][fields], one per frame (src/core/wire/frames.ts), requests and replies in tag spaces
+ * of their own (the frame type says which).
+ *
+ * Tags are append-only: a new message, or a new layout of an old one, gets a new tag, and a
+ * retired tag is never reused (the list below the tables). Changing the tables changes the
+ * protocol: bump protocolVersions in frames.ts and follow docs/WIRE.md's version policy.
+ */
+
+/** Shared numbers senders stay inside and readers check (the entries' limits are built from them). */
+export const wireLimits = {
+  /** The largest partition number (the config allows at most 65,536 partitions). */
+  maxPartition: 65_535,
+  /** Keys per handoff page (the config's handoff.batchSize is at most 10,000). */
+  maxPageKeys: 10_000,
+  /** The largest byte budget a page request may ask for; a page still carries one object beyond it. */
+  maxPageBytes: 256 * 1024 * 1024,
+  /** Objects per page or push. */
+  maxItems: 10_000,
+  /** Keys (with digests) per anti-entropy key comparison, and keys in its answer. */
+  maxKeys: 65_536,
+  /** A storage key: position, bucket length, bucket and key. */
+  maxDataKeyBytes,
+  /** Keys per listing page (the HTTP edge allows limit 1..10,000). */
+  maxListKeys: 10_000,
+  /** A key, bucket, prefix or cursor in a listing, in UTF-8 bytes (the config caps keys at 60,000 bytes). */
+  maxListKeyBytes: 65_536,
+  /** A digest's text (16 hex digits today). */
+  maxDigestLength: 64,
+  /** Elements added or removed by one data type update (the HTTP body limit keeps real ones far below). */
+  maxSetUpdateElements: 1_000_000,
+  /** The longest control operation name, in UTF-8 bytes (they are short words such as 'handoff-held'). */
+  maxOperationBytes: 256,
+} as const;
+
+/** Any message a peer sends. */
+export type PeerMessage = PeerRequest | PeerReply;
+
+/** One message of the table. `read` checks `limits` as it decodes; `write` trusts the sender. */
+export interface MessageEntry<M extends PeerMessage> {
+  readonly tag: number;
+  readonly name: M['type'];
+  readonly limits: Readonly<Record<string, Limit>>;
+  readonly write: (writer: ByteWriter, message: M) => void;
+  readonly read: (reader: ByteReader) => M;
+}
+
+type EntryTable<U extends PeerMessage> = { readonly [K in U['type']]: MessageEntry<Extract<U, { type: K }>> };
+
+/** Builds an entry whose reader is handed its own limits, so the bounds it checks are the ones the entry lists. */
+function message<M extends PeerMessage, L extends Readonly<Record<string, Limit>>>(entry: {
+  readonly tag: number;
+  readonly name: M['type'];
+  readonly limits: L;
+  readonly write: (writer: ByteWriter, message: M) => void;
+  readonly read: (reader: ByteReader, limits: L) => M;
+}): MessageEntry<M> {
+  const { tag, name, limits, write, read } = entry;
+  return { tag, name, limits, write, read: (reader) => read(reader, limits) };
+}
+
+const partitionLimit = (field: string): Limit => valueLimit(field, 0, wireLimits.maxPartition);
+const partitionsLimit = (field: string): Limit => countLimit(field, wireLimits.maxPartition + 1);
+
+/** coordinate-put's option bits: a TTL in seconds follows; a precondition and the read it is checked against follow. */
+const ttlOption = 1;
+const preconditionOption = 2;
+
+/** Data type update kinds. */
+const counterUpdate = 1;
+const setUpdate = 2;
+
+function writeDataTypeUpdate(writer: ByteWriter, update: DataTypeUpdate): void {
+  if (update.type === 'counter') {
+    writer.u8(counterUpdate).f64(update.increment);
+    return;
+  }
+  writer.u8(setUpdate).varint(update.add.length);
+  for (const element of update.add) writer.string(element);
+  writer.varint(update.remove.length);
+  for (const element of update.remove) writer.string(element);
+  writeFlag(writer, update.context !== undefined);
+  if (update.context !== undefined) writeContext(writer, update.context);
+}
+
+function readStrings(reader: ByteReader, count: Limit): string[] {
+  const length = readCount(reader, count);
+  const elements: string[] = [];
+  for (let index = 0; index < length; index++) elements.push(reader.string());
+  return elements;
+}
+
+function readDataTypeUpdate(reader: ByteReader, limits: { add: Limit; remove: Limit; dots: Limit }): DataTypeUpdate {
+  const kind = reader.u8();
+  if (kind === counterUpdate) {
+    const increment = reader.f64();
+    if (!Number.isSafeInteger(increment)) throw malformed(`a counter increment ${increment} that is not a safe integer`);
+    return { type: 'counter', increment };
+  }
+  if (kind !== setUpdate) throw malformed(`an unknown data type update ${kind}`);
+  const add = readStrings(reader, limits.add);
+  const remove = readStrings(reader, limits.remove);
+  return readFlag(reader, 'context') ? { type: 'set', add, remove, context: readContext(reader, limits.dots) } : { type: 'set', add, remove };
+}
+
+function writeGossipState(writer: ByteWriter, state: unknown): void {
+  const bytes = encodeViewState(state);
+  if (bytes === undefined) throw new KvError('KV_INTERNAL', 'gossip state outside the cluster view layout (src/core/wire/state-codec.ts); this is a bug in the sender');
+  writer.bytes(bytes);
+}
+
+function writeControlPayload(writer: ByteWriter, payload: unknown): void {
+  const bytes = encodeControlPayload(payload);
+  if (bytes === undefined) throw new KvError('KV_INTERNAL', 'a control payload that is no JSON value within the control bounds (src/core/wire/state-codec.ts); this is a bug in the sender');
+  writer.bytes(bytes);
+}
+
+/** Every request a peer can send. */
+export const requestMessages: EntryTable<PeerRequest> = {
+  'replica-get': message({
+    tag: 1,
+    name: 'replica-get',
+    limits: {},
+    write: (writer, request) => writer.string(request.bucket).string(request.key),
+    read: (reader) => ({ type: 'replica-get', bucket: reader.string(), key: reader.string() }),
+  }),
+  'replica-put': message({
+    tag: 3,
+    name: 'replica-put',
+    limits: {},
+    write: (writer, request) => {
+      writer.string(request.bucket).string(request.key);
+      writeObject(writer, request.object);
+      writeMode(writer, request.mode);
+      writeFlag(writer, request.sync);
+      // '' when the receiver is a primary; a fallback's hint names the primary the write belongs to.
+      writer.string(request.hintFor ?? '');
+    },
+    read: (reader) => {
+      const bucket = reader.string();
+      const key = reader.string();
+      const object = readWireObject(reader);
+      const mode = readMode(reader);
+      const sync = readFlag(reader, 'sync');
+      const hintFor = reader.string();
+      return { type: 'replica-put', bucket, key, object, mode, sync, ...(hintFor === '' ? {} : { hintFor }) };
+    },
+  }),
+  'handoff-fetch': message({
+    tag: 6,
+    name: 'handoff-fetch',
+    limits: { partition: partitionLimit('partition'), maxKeys: valueLimit('maxKeys', 1, wireLimits.maxPageKeys), maxBytes: valueLimit('maxBytes', 1, wireLimits.maxPageBytes) },
+    write: (writer, request) => {
+      writer.varint(request.partition);
+      writeFlag(writer, request.after !== null);
+      if (request.after !== null) writeDataKey(writer, request.after);
+      writer.varint(request.maxKeys).varint(request.maxBytes);
+    },
+    read: (reader, limits) => {
+      const partition = readValue(reader, limits.partition);
+      const after = readFlag(reader, 'cursor') ? readDataKey(reader) : null;
+      const maxKeys = readValue(reader, limits.maxKeys);
+      return { type: 'handoff-fetch', partition, after, maxKeys, maxBytes: readValue(reader, limits.maxBytes) };
+    },
+  }),
+  'ae-keys': message({
+    tag: 7,
+    name: 'ae-keys',
+    limits: {
+      partition: partitionLimit('partition'),
+      leaves: countLimit('leaves', merkleLeafCount),
+      leaf: valueLimit('leaves[]', 0, merkleLeafCount - 1),
+      items: countLimit('items', wireLimits.maxKeys),
+      digest: lengthLimit('items[].digest', wireLimits.maxDigestLength),
+    },
+    write: (writer, request) => {
+      writer.varint(request.partition);
+      writeValues(writer, request.leaves);
+      writeDigests(writer, request.items);
+    },
+    read: (reader, limits) => {
+      const partition = readValue(reader, limits.partition);
+      const leaves = readValues(reader, limits.leaves, limits.leaf);
+      return { type: 'ae-keys', partition, leaves, items: readDigests(reader, limits.items, limits.digest) };
+    },
+  }),
+  'ae-fetch': message({
+    tag: 8,
+    name: 'ae-fetch',
+    limits: { partition: partitionLimit('partition'), keys: countLimit('keys', wireLimits.maxKeys), maxBytes: valueLimit('maxBytes', 1, wireLimits.maxPageBytes) },
+    write: (writer, request) => {
+      writer.varint(request.partition);
+      writeDataKeys(writer, request.keys);
+      writer.varint(request.maxBytes);
+    },
+    read: (reader, limits) => {
+      const partition = readValue(reader, limits.partition);
+      const keys = readDataKeys(reader, limits.keys);
+      return { type: 'ae-fetch', partition, keys, maxBytes: readValue(reader, limits.maxBytes) };
+    },
+  }),
+  'ae-push': message({
+    tag: 9,
+    name: 'ae-push',
+    limits: { partition: partitionLimit('partition'), items: countLimit('items', wireLimits.maxItems) },
+    write: (writer, request) => {
+      writer.varint(request.partition);
+      writeItems(writer, request.items);
+    },
+    read: (reader, limits) => {
+      const partition = readValue(reader, limits.partition);
+      return { type: 'ae-push', partition, items: readItems(reader, limits.items) };
+    },
+  }),
+  'list-keys': message({
+    tag: 12,
+    name: 'list-keys',
+    limits: {
+      bucket: lengthLimit('bucket', wireLimits.maxListKeyBytes),
+      partitions: partitionsLimit('partitions'),
+      partition: partitionLimit('partitions[]'),
+      after: lengthLimit('after', wireLimits.maxListKeyBytes),
+      prefix: lengthLimit('prefix', wireLimits.maxListKeyBytes),
+      limit: valueLimit('limit', 1, wireLimits.maxListKeys),
+    },
+    write: (writer, request) => {
+      writer.string(request.bucket);
+      writeValues(writer, request.partitions);
+      writeFlag(writer, request.after !== null);
+      if (request.after !== null) writer.string(request.after);
+      writer.string(request.prefix).varint(request.limit);
+    },
+    read: (reader, limits) => {
+      const bucket = readText(reader, limits.bucket);
+      const partitions = readValues(reader, limits.partitions, limits.partition);
+      const after = readFlag(reader, 'cursor') ? readText(reader, limits.after) : null;
+      const prefix = readText(reader, limits.prefix);
+      return { type: 'list-keys', bucket, partitions, after, prefix, limit: readValue(reader, limits.limit) };
+    },
+  }),
+  /**
+   * A client write for this replica to coordinate: [bucket][key][value][content type][tombstone]
+   * [now f64][context][mode][sync][u8 options] then, by option bit, [ttl] and [precondition kind
+   * (0 absent, 1 matches)][vector if matches][base object or none].
+   */
+  'coordinate-put': message({
+    tag: 20,
+    name: 'coordinate-put',
+    limits: { dots: countLimit('write.context.dots', maxContextDots), ttlSeconds: valueLimit('write.ttlSeconds', 0, maxTtlSeconds) },
+    write: (writer, request) => {
+      const { write } = request;
+      writer.string(request.bucket).string(request.key).bytes(write.value).string(write.contentType);
+      writeFlag(writer, write.tombstone);
+      writer.f64(write.nowMs);
+      writeContext(writer, write.context);
+      writeMode(writer, request.mode);
+      writeFlag(writer, request.sync);
+      writer.u8((write.ttlSeconds === undefined ? 0 : ttlOption) | (request.precondition === undefined ? 0 : preconditionOption));
+      if (write.ttlSeconds !== undefined) writer.varint(write.ttlSeconds);
+      if (request.precondition === undefined) return;
+      writer.u8(request.precondition.kind === 'absent' ? 0 : 1);
+      if (request.precondition.kind === 'matches') writeVector(writer, request.precondition.vector);
+      writeOptionalObject(writer, request.base ?? null);
+    },
+    read: (reader, limits) => {
+      const bucket = reader.string();
+      const key = reader.string();
+      const value = Buffer.from(reader.bytes());
+      const contentType = reader.string();
+      const tombstone = readFlag(reader, 'tombstone');
+      const nowMs = reader.f64();
+      const context = readContext(reader, limits.dots);
+      const mode = readMode(reader);
+      const sync = readFlag(reader, 'sync');
+      const options = reader.u8();
+      if ((options & ~(ttlOption | preconditionOption)) !== 0) throw malformed(`a forwarded write with unknown options ${options}`);
+      const base = { value, contentType, tombstone, nowMs, context };
+      const write = (options & ttlOption) !== 0 ? { ...base, ttlSeconds: readValue(reader, limits.ttlSeconds) } : base;
+      const request: CoordinatePutRequest = { type: 'coordinate-put', bucket, key, write, mode, sync };
+      if ((options & preconditionOption) === 0) return request;
+      const kind = reader.u8();
+      if (kind > 1) throw malformed(`a conditional write with an unknown precondition kind ${kind}`);
+      const precondition: Precondition = kind === 0 ? { kind: 'absent' } : { kind: 'matches', vector: readVector(reader) };
+      return { ...request, precondition, base: readOptionalObject(reader, 'base') };
+    },
+  }),
+  'dt-update': message({
+    tag: 30,
+    name: 'dt-update',
+    limits: {
+      add: countLimit('update.add', wireLimits.maxSetUpdateElements),
+      remove: countLimit('update.remove', wireLimits.maxSetUpdateElements),
+      dots: countLimit('update.context.dots', maxContextDots),
+    },
+    write: (writer, request) => {
+      writer.string(request.bucket).string(request.key);
+      writeDataTypeUpdate(writer, request.update);
+      writeFlag(writer, request.sync);
+      writeOptionalObject(writer, request.base);
+    },
+    read: (reader, limits) => {
+      const bucket = reader.string();
+      const key = reader.string();
+      const update = readDataTypeUpdate(reader, limits);
+      const sync = readFlag(reader, 'sync');
+      return { type: 'dt-update', bucket, key, update, sync, base: readOptionalObject(reader, 'base') };
+    },
+  }),
+  /** Gossip: [bytes: the cluster view in state-codec.ts's layout, bounded by its viewWireLimits]. */
+  gossip: message({
+    tag: 40,
+    name: 'gossip',
+    limits: {},
+    write: (writer, request) => writeGossipState(writer, request.state),
+    read: (reader) => ({ type: 'gossip', state: decodeViewState(reader.bytes()) }),
+  }),
+  /** Control: [operation][bytes: the payload as state-codec.ts's self-describing value, bounded by its controlWireLimits]. */
+  control: message({
+    tag: 41,
+    name: 'control',
+    limits: { operation: lengthLimit('operation', wireLimits.maxOperationBytes) },
+    write: (writer, request) => {
+      writer.string(request.operation);
+      writeControlPayload(writer, request.payload);
+    },
+    read: (reader, limits) => {
+      const operation = readText(reader, limits.operation);
+      return { type: 'control', operation, payload: decodeControlPayload(reader.bytes()) };
+    },
+  }),
+  'ae-summary': message({
+    tag: 50,
+    name: 'ae-summary',
+    limits: { roots: partitionsLimit('roots'), partition: partitionLimit('roots[].partition') },
+    write: (writer, request) => {
+      writer.varint(request.roots.length);
+      for (const entry of request.roots) {
+        writer.varint(entry.partition);
+        writeHash(writer, entry.root);
+      }
+    },
+    read: (reader, limits) => {
+      const count = readCount(reader, limits.roots);
+      const roots = [];
+      for (let index = 0; index < count; index++) roots.push({ partition: readValue(reader, limits.partition), root: readHash(reader) });
+      return { type: 'ae-summary', roots };
+    },
+  }),
+  'ae-leaves': message({
+    tag: 51,
+    name: 'ae-leaves',
+    limits: { partition: partitionLimit('partition'), branches: countLimit('branches', merkleFanout), branch: valueLimit('branches[]', 0, merkleFanout - 1) },
+    write: (writer, request) => {
+      writer.varint(request.partition);
+      writeValues(writer, request.branches);
+    },
+    read: (reader, limits) => {
+      const partition = readValue(reader, limits.partition);
+      return { type: 'ae-leaves', partition, branches: readValues(reader, limits.branches, limits.branch) };
+    },
+  }),
+  'ae-digest': message({
+    tag: 52,
+    name: 'ae-digest',
+    limits: {},
+    write: (writer, request) => writeDataKey(writer, request.dataKey),
+    read: (reader) => ({ type: 'ae-digest', dataKey: readDataKey(reader) }),
+  }),
+  'ae-reap': message({
+    tag: 53,
+    name: 'ae-reap',
+    limits: {},
+    write: (writer, request) => {
+      writeDataKey(writer, request.dataKey);
+      writeHash(writer, request.digest);
+    },
+    read: (reader) => {
+      const dataKey = readDataKey(reader);
+      return { type: 'ae-reap', dataKey, digest: readHash(reader) };
+    },
+  }),
+};
+
+/** Every reply a peer can send. */
+export const replyMessages: EntryTable<PeerReply> = {
+  'replica-get-reply': message({
+    tag: 1,
+    name: 'replica-get-reply',
+    limits: {},
+    write: (writer, reply) => writeOptionalObject(writer, reply.object),
+    read: (reader) => ({ type: 'replica-get-reply', object: readOptionalObject(reader, 'object') }),
+  }),
+  'replica-put-reply': message({
+    tag: 3,
+    name: 'replica-put-reply',
+    limits: {},
+    write: (writer, reply) => writeFlag(writer, reply.durable),
+    read: (reader) => ({ type: 'replica-put-reply', durable: readFlag(reader, 'durable') }),
+  }),
+  error: message({
+    tag: 6,
+    name: 'error',
+    limits: {},
+    write: (writer, reply) => writer.string(reply.code).string(reply.message),
+    read: (reader) => {
+      const code = reader.string();
+      return { type: 'error', code, message: reader.string() };
+    },
+  }),
+  'object-page': message({
+    tag: 7,
+    name: 'object-page',
+    limits: { items: countLimit('items', wireLimits.maxItems) },
+    write: (writer, reply) => {
+      writeItems(writer, reply.items);
+      writeFlag(writer, reply.done);
+    },
+    read: (reader, limits) => {
+      const items = readItems(reader, limits.items);
+      return { type: 'object-page', items, done: readFlag(reader, 'done') };
+    },
+  }),
+  'ae-keys-reply': message({
+    tag: 8,
+    name: 'ae-keys-reply',
+    limits: { differing: countLimit('differing', wireLimits.maxKeys), need: countLimit('need', wireLimits.maxKeys) },
+    write: (writer, reply) => {
+      writeDataKeys(writer, reply.differing);
+      writeDataKeys(writer, reply.need);
+      writeFlag(writer, reply.truncated);
+    },
+    read: (reader, limits) => {
+      const differing = readDataKeys(reader, limits.differing);
+      const need = readDataKeys(reader, limits.need);
+      return { type: 'ae-keys-reply', differing, need, truncated: readFlag(reader, 'truncated') };
+    },
+  }),
+  'ae-push-reply': message({
+    tag: 9,
+    name: 'ae-push-reply',
+    limits: { repaired: valueLimit('repaired', 0, wireLimits.maxItems) },
+    write: (writer, reply) => writer.varint(reply.repaired),
+    read: (reader, limits) => ({ type: 'ae-push-reply', repaired: readValue(reader, limits.repaired) }),
+  }),
+  'coordinate-put-reply': message({
+    tag: 10,
+    name: 'coordinate-put-reply',
+    limits: {},
+    write: (writer, reply) => {
+      writeObject(writer, reply.object);
+      writeFlag(writer, reply.durable);
+      writeDot(writer, reply.dot);
+    },
+    read: (reader) => {
+      const object = readWireObject(reader);
+      const durable = readFlag(reader, 'durable');
+      return { type: 'coordinate-put-reply', object, durable, dot: readDot(reader) };
+    },
+  }),
+  'list-keys-reply': message({
+    tag: 12,
+    name: 'list-keys-reply',
+    limits: {
+      entries: countLimit('entries', wireLimits.maxListKeys),
+      key: lengthLimit('entries[].key', wireLimits.maxListKeyBytes),
+      scannedTo: lengthLimit('scannedTo', wireLimits.maxListKeyBytes),
+    },
+    write: (writer, reply) => {
+      writer.varint(reply.entries.length);
+      for (const entry of reply.entries) {
+        writer.string(entry.key);
+        writeObject(writer, entry.version);
+      }
+      writeFlag(writer, reply.more);
+      writer.string(reply.scannedTo);
+    },
+    read: (reader, limits) => {
+      const count = readCount(reader, limits.entries);
+      const entries = [];
+      for (let index = 0; index < count; index++) entries.push({ key: readText(reader, limits.key), version: readWireObject(reader) });
+      const more = readFlag(reader, 'more');
+      return { type: 'list-keys-reply', entries, more, scannedTo: readText(reader, limits.scannedTo) };
+    },
+  }),
+  'dt-update-reply': message({
+    tag: 30,
+    name: 'dt-update-reply',
+    limits: {},
+    write: (writer, reply) => {
+      writeObject(writer, reply.object);
+      writeFlag(writer, reply.durable);
+    },
+    read: (reader) => {
+      const object = readWireObject(reader);
+      return { type: 'dt-update-reply', object, durable: readFlag(reader, 'durable') };
+    },
+  }),
+  'gossip-reply': message({
+    tag: 40,
+    name: 'gossip-reply',
+    limits: {},
+    write: (writer, reply) => writeGossipState(writer, reply.state),
+    read: (reader) => ({ type: 'gossip-reply', state: decodeViewState(reader.bytes()) }),
+  }),
+  'control-reply': message({
+    tag: 41,
+    name: 'control-reply',
+    limits: {},
+    write: (writer, reply) => writeControlPayload(writer, reply.payload),
+    read: (reader) => ({ type: 'control-reply', payload: decodeControlPayload(reader.bytes()) }),
+  }),
+  'ae-summary-reply': message({
+    tag: 50,
+    name: 'ae-summary-reply',
+    limits: {
+      differing: partitionsLimit('differing'),
+      partition: partitionLimit('differing[].partition'),
+      notReady: partitionsLimit('notReady'),
+      notReadyPartition: partitionLimit('notReady[]'),
+    },
+    write: (writer, reply) => {
+      writer.varint(reply.differing.length);
+      for (const entry of reply.differing) {
+        writer.varint(entry.partition);
+        writeHashes(writer, entry.branches);
+      }
+      writeValues(writer, reply.notReady);
+    },
+    read: (reader, limits) => {
+      const count = readCount(reader, limits.differing);
+      const differing = [];
+      for (let index = 0; index < count; index++) differing.push({ partition: readValue(reader, limits.partition), branches: readHashes(reader) });
+      return { type: 'ae-summary-reply', differing, notReady: readValues(reader, limits.notReady, limits.notReadyPartition) };
+    },
+  }),
+  'ae-leaves-reply': message({
+    tag: 51,
+    name: 'ae-leaves-reply',
+    limits: { branches: countLimit('branches', merkleFanout), branch: valueLimit('branches[].branch', 0, merkleFanout - 1) },
+    write: (writer, reply) => {
+      writer.varint(reply.branches.length);
+      for (const entry of reply.branches) {
+        writer.varint(entry.branch);
+        writeHashes(writer, entry.leaves);
+      }
+    },
+    read: (reader, limits) => {
+      const count = readCount(reader, limits.branches);
+      const branches = [];
+      for (let index = 0; index < count; index++) branches.push({ branch: readValue(reader, limits.branch), leaves: readHashes(reader) });
+      return { type: 'ae-leaves-reply', branches };
+    },
+  }),
+  'ae-digest-reply': message({
+    tag: 52,
+    name: 'ae-digest-reply',
+    limits: {},
+    write: (writer, reply) => {
+      writeFlag(writer, reply.digest !== null);
+      if (reply.digest !== null) writeHash(writer, reply.digest);
+    },
+    read: (reader) => ({ type: 'ae-digest-reply', digest: readFlag(reader, 'digest') ? readHash(reader) : null }),
+  }),
+  'ae-reap-reply': message({
+    tag: 53,
+    name: 'ae-reap-reply',
+    limits: {},
+    write: (writer, reply) => writeFlag(writer, reply.removed),
+    read: (reader) => ({ type: 'ae-reap-reply', removed: readFlag(reader, 'removed') }),
+  }),
+};
+
+/**
+ * Tags that meant something before protocol version 3 and are never used again: requests 2
+ * (coordinate-put without dots), 4 and 5 (gossip and control as JSON text), 10 (coordinate-put
+ * without options), 11 (list-keys with keys only); replies 2 (coordinate-put-reply without a
+ * dot), 4 and 5 (JSON text).
+ */
+export const retiredTags = { request: [2, 4, 5, 10, 11], reply: [2, 4, 5] } as const;
+
+/** The entries of a table by tag; throws at load when two entries share a tag or take a retired one. */
+function byTag<U extends PeerMessage>(table: EntryTable<U>, retired: readonly number[]): readonly (MessageEntry<U> | undefined)[] {
+  const entries: (MessageEntry<U> | undefined)[] = new Array<MessageEntry<U> | undefined>(256).fill(undefined);
+  for (const [name, entry] of Object.entries(table) as [string, MessageEntry<U>][]) {
+    if (entry.name !== name) throw new Error(`message table: the entry filed as ${name} is named ${entry.name}`);
+    if (!Number.isInteger(entry.tag) || entry.tag < 1 || entry.tag > 255) throw new Error(`message table: ${name} has tag ${entry.tag}, not 1..255`);
+    if (retired.includes(entry.tag)) throw new Error(`message table: ${name} takes retired tag ${entry.tag}`);
+    const holder = entries[entry.tag];
+    if (holder !== undefined) throw new Error(`message table: ${name} and ${holder.name} share tag ${entry.tag}`);
+    entries[entry.tag] = entry;
+  }
+  return entries;
+}
+
+/** Request entries indexed by tag (undefined: no such request). */
+export const requestsByTag = byTag(requestMessages, retiredTags.request);
+
+/** Reply entries indexed by tag (undefined: no such reply). */
+export const repliesByTag = byTag(replyMessages, retiredTags.reply);
