@@ -16,6 +16,8 @@ import {
   preferenceList,
   ringMembers,
 } from '../../src/core/ring/ring.js';
+import { decodeViewState, encodeViewState } from '../../src/core/wire/state-codec.js';
+import { validateView } from '../../src/core/membership/view-validation.js';
 
 // Goal: a key's N replicas are on N different hosts, and on N different zones when zones are
 // labelled, whenever the ring has that many (Cassandra's NetworkTopologyStrategy walk); they share
@@ -174,5 +176,39 @@ describe('placement: locations travel with the ring', () => {
     expect(Math.sign(compareRings(left, right))).toBe(-Math.sign(compareRings(right, left)));
     expect(compareRings(left, right)).not.toBe(0);
     expect(compareRings(left, { ...left, locations: { ...left.locations } })).toBe(0);
+  });
+});
+
+describe('placement: locations travel in gossip', () => {
+  const view = {
+    members: {
+      a: { id: 'a', address: '10.0.0.1:17101', generation: 5, heartbeat: 9, status: 'up', location: { host: 'rack1-box1', zone: 'eu-1a' } },
+      b: { id: 'b', address: '10.0.0.2:17101', generation: 5, heartbeat: 9, status: 'up', location: { host: 'rack1-box2' } },
+      c: { id: 'c', address: '10.0.0.3:17101', generation: 5, heartbeat: 9, status: 'joining' },
+    },
+    ring: { ...planClaim(createRing(8, ['a', 'b'], { a: { host: 'rack1-box1', zone: 'eu-1a' }, b: { host: 'rack1-box2' } }), ['a', 'b', 'c']) },
+    bucketProperties: {},
+    bucketPropertiesVersion: 1,
+  };
+
+  it('keeps member and ring locations through the binary view and its validation', () => {
+    expect(view.ring.next).not.toBeNull();
+    const bytes = encodeViewState(view);
+    expect(bytes).toBeDefined();
+    const decoded = decodeViewState(bytes as Buffer);
+    const { view: checked, problems } = validateView(decoded, { partitionCount: 8, knownMemberIds: [], nowMs: 10_000_000 });
+    expect(problems).toEqual([]);
+    expect(checked.members.a?.location).toEqual({ host: 'rack1-box1', zone: 'eu-1a' });
+    expect(checked.members.b?.location).toEqual({ host: 'rack1-box2' });
+    expect(checked.members.c?.location).toBeUndefined();
+    expect(checked.ring?.locations).toEqual({ a: { host: 'rack1-box1', zone: 'eu-1a' }, b: { host: 'rack1-box2' } });
+    expect(compareRings(checked.ring as Ring, view.ring)).toBe(0);
+  });
+
+  it('refuses a location that is no label, or a ring location of a node the ring does not name', () => {
+    const badMember = { ...view, members: { ...view.members, b: { ...view.members.b, location: { host: 'has space' } } } };
+    expect(validateView(badMember, { partitionCount: 8, knownMemberIds: [], nowMs: 10_000_000 }).problems).toEqual(expect.arrayContaining([expect.stringContaining('member "b": location host is not a label')]));
+    const stranger = { ...view, ring: { ...view.ring, locations: { ...view.ring.locations, z: { host: 'h' } } } };
+    expect(validateView(stranger, { partitionCount: 8, knownMemberIds: [], nowMs: 10_000_000 }).problems).toEqual([expect.stringContaining('locations names "z", which the ring does not')]);
   });
 });
