@@ -152,7 +152,8 @@ class Progress {
 
 /** The ring of a description, for preference lists. */
 function ringOf(cluster: BackupManifest['cluster']): Parameters<typeof preferenceList>[0] {
-  return { partitionCount: cluster.partitionCount, owners: cluster.ring.owners, version: cluster.ring.version, next: null };
+  const { locations } = cluster.ring;
+  return { partitionCount: cluster.partitionCount, owners: cluster.ring.owners, version: cluster.ring.version, next: null, ...(locations === undefined ? {} : { locations }) };
 }
 
 /** Options of `ringkv backup`. */
@@ -187,8 +188,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupManifest>
     // they hold the partition's keys of every bucket; a larger n_val's later replicas may not.
     const nVal = Math.min(...Object.values(cluster.bucketProperties).map((properties) => properties.nVal), cluster.members.length);
     let bytes = 0;
+    const ring = ringOf(cluster);
     for (const [index, partition] of pending.entries()) {
-      const replicas = preferenceList(ringOf(cluster), partition, nVal);
+      const replicas = preferenceList(ring, partition, nVal);
       let lastError: unknown;
       let copied = false;
       for (const replica of replicas) {

@@ -22,6 +22,8 @@ export interface ConfigFlags {
   readonly config?: string;
   readonly logLevel?: string;
   readonly peerMap?: string;
+  readonly placementHost?: string;
+  readonly zone?: string;
 }
 
 /** The folder that holds package.json and bin/ringkv.js (above this file, in src/ or dist/src/). */
@@ -91,6 +93,9 @@ function configFromFlags(flags: ConfigFlags): Record<string, unknown> {
   if (flags.seeds !== undefined) fromFlags.seeds = listText(flags.seeds);
   if (flags.logLevel !== undefined) fromFlags.logLevel = flags.logLevel;
   if (flags.peerMap !== undefined) fromFlags.peerDialOverrides = parsePeerMap(flags.peerMap);
+  if (flags.placementHost !== undefined || flags.zone !== undefined) {
+    fromFlags.placement = { ...(flags.placementHost === undefined ? {} : { host: flags.placementHost }), ...(flags.zone === undefined ? {} : { zone: flags.zone }) };
+  }
   return fromFlags;
 }
 

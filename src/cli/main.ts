@@ -43,6 +43,8 @@ program
   .option('--config <file>', 'JSON config file')
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
   .option('--peer-map <list>', 'ADDRESS=DIAL_ADDRESS pairs: dial a peer through another address (chaos harness)')
+  .option('--placement-host <label>', "the machine this node runs on: a key's replicas go to different hosts (default: the node's own id)")
+  .option('--zone <label>', "the zone (rack, availability zone) of this node: a key's replicas go to different zones when zones are labelled")
   .action(async (flags) => {
     const { runNode } = await import('../main.js');
     await runNode(flags);

@@ -2,11 +2,12 @@
 
 interface StatusShape {
   node?: { id?: string; address?: string };
-  members?: { id: string; address: string; status: string; partitionsOwned?: number; phi?: number }[];
+  members?: { id: string; address: string; status: string; partitionsOwned?: number; host?: string; zone?: string; phi?: number }[];
   partitionCount?: number;
   storage?: { keys?: number; approximateBytes?: number; levels?: { level: number; files: number; bytes: number }[] };
   hints?: { pending?: number; byTarget?: Record<string, number> };
   ring?: { version: number; owners: string[]; members: string[] } | null;
+  placement?: { warnings?: string[] };
 }
 
 /** Lays rows out in aligned columns. */
@@ -24,12 +25,15 @@ export function printStatus(raw: unknown): void {
     member.id + (member.id === self ? ' *' : ''),
     member.address,
     member.status,
+    member.host ?? member.id,
+    member.zone ?? '-',
     String(member.partitionsOwned ?? 0),
     String(status.hints?.byTarget?.[member.id] ?? 0),
     member.phi === undefined ? '-' : member.phi.toFixed(2),
   ]);
   console.log(`node ${self} at ${status.node?.address} (* = this node), ring of ${status.partitionCount} partitions, version ${status.ring?.version ?? '-'}`);
-  console.log(formatTable(['id', 'address', 'status', 'partitions', 'hints here for it', 'phi'], rows));
+  console.log(formatTable(['id', 'address', 'status', 'host', 'zone', 'partitions', 'hints here for it', 'phi'], rows));
+  for (const warning of status.placement?.warnings ?? []) console.log(`placement warning: ${warning}`);
   const levels = (status.storage?.levels ?? []).filter((level) => level.files > 0);
   console.log(
     `\nthis node: ${status.storage?.keys ?? 0} keys, ${status.hints?.pending ?? 0} pending hints, ~${status.storage?.approximateBytes ?? 0} bytes; ` +

@@ -19,6 +19,8 @@ export type { BucketProperties, QuorumSetting } from '../core/buckets.js';
 export const minTokenLength = 16;
 
 const hostPortPattern = '^[A-Za-z0-9._-]+:[0-9]{1,5}$';
+/** A host or zone label: the characters of a node id (src/core/membership/view-validation.ts checks gossiped ones the same way), or empty for the default. */
+const placementLabelPattern = '^[A-Za-z0-9._-]*$';
 
 const integer = (minimum: number, maximum: number, defaultValue: number, description: string, extra: Record<string, unknown> = {}) =>
   Type.Integer({ minimum, maximum, default: defaultValue, description, ...extra });
@@ -105,6 +107,25 @@ export const nodeConfigSchema = Type.Object(
       description: 'logical peer address -> address actually dialled (the chaos harness\'s per-link proxies; `--peer-map`)',
     }),
     peerPortOffset: integer(1, 65_534, 1000, "a node's peer port (where nodes talk to each other, over persistent framed connections) is its HTTP port plus this offset; one setting for the whole cluster, as peers derive it from the advertised address"),
+    placement: section(
+      {
+        host: Type.String({
+          pattern: placementLabelPattern,
+          maxLength: 128,
+          default: '',
+          expected: "a label of letters, digits, '.', '_' or '-' (empty: this node's id)",
+          description: "the machine this node runs on: no two replicas of a key go to nodes with the same host while there are n_val hosts (`--placement-host`; empty: the node's own id, a host of its own); fixed while the node is a member",
+        }),
+        zone: Type.String({
+          pattern: placementLabelPattern,
+          maxLength: 128,
+          default: '',
+          expected: "a label of letters, digits, '.', '_' or '-' (empty: no zone)",
+          description: "the zone (rack, availability zone) of this node's host: when zones are labelled, a key's replicas go to n_val different zones while there are that many (`--zone`; Cassandra's rack, Riak's location); fixed while the node is a member",
+        }),
+      },
+      "where this node runs, so a key's replicas go to different hosts and zones",
+    ),
     logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, 'info', 'log level'),
     partitionCount: integer(1, 65_536, 256, 'Q, a power of two, fixed when the cluster is created', { expected: 'a power of two in 1..65536' }),
     bucketDefaults: section(bucketFields(true), 'the properties of a bucket that sets none of its own'),

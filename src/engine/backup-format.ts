@@ -18,6 +18,7 @@
  */
 import { KvError } from '../util/errors.js';
 import type { BucketProperties } from '../config/schema.js';
+import type { NodeLocation } from '../core/ring/ring.js';
 
 /** The version of the backup format this ringkv writes and reads (also in the manifest). */
 export const backupFormatVersion = 1;
@@ -188,7 +189,8 @@ export interface BackupDescription {
   readonly formatVersion: number;
   readonly nodeId: string;
   readonly partitionCount: number;
-  readonly ring: { readonly version: number; readonly owners: readonly string[]; readonly changing: boolean };
+  /** `locations` (absent when no node is labelled) places replicas as the ring does, so the backup asks a partition's replicas. */
+  readonly ring: { readonly version: number; readonly owners: readonly string[]; readonly changing: boolean; readonly locations?: Readonly<Record<string, NodeLocation>> };
   readonly members: readonly { readonly id: string; readonly address: string; readonly status: string }[];
   /** The properties in force: '' holds the defaults, other entries the buckets that have their own. */
   readonly bucketProperties: Readonly<Record<string, BucketProperties>>;

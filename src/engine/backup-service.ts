@@ -53,7 +53,7 @@ export class BackupService implements BackupAdmin {
       formatVersion: backupFormatVersion,
       nodeId: this.deps.selfId,
       partitionCount: ring.partitionCount,
-      ring: { version: ring.version, owners: ring.owners, changing: ring.next !== null },
+      ring: { version: ring.version, owners: ring.owners, changing: ring.next !== null, ...(ring.locations === undefined ? {} : { locations: ring.locations }) },
       members: Object.values(view.members)
         .filter((member) => owners.has(member.id))
         .map((member) => ({ id: member.id, address: member.address, status: member.status })),

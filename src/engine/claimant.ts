@@ -1,4 +1,4 @@
-import { type Ring, completeClaim, planClaim, plannedMembers, receivingNodes, ringMembers } from '../core/ring/ring.js';
+import { type NodeLocation, type Ring, completeClaim, planClaim, plannedMembers, receivingNodes, ringMembers } from '../core/ring/ring.js';
 import type { ClusterView } from '../core/membership/membership.js';
 import type { Logger } from '../ports/logger.js';
 
@@ -50,7 +50,10 @@ export class Claimant {
       const receivers = receivingNodes(ring, this.options.nVals());
       if (receivers.every((id) => view.members[id]?.transfersDoneForRing === ring.version)) next = completeClaim(ring);
     } else {
-      next = planClaim(ring, wanted);
+      // A joiner's location comes from its member record; members the ring names keep the ring's.
+      const locations: Record<string, NodeLocation> = {};
+      for (const member of Object.values(view.members)) if (member.location !== undefined) locations[member.id] = member.location;
+      next = planClaim(ring, wanted, locations);
     }
     if (next !== ring) {
       this.options.logger.info({ members: wanted, version: next.version, moving: next.next !== null }, next.next === null ? 'claimant completed the ring change' : 'claimant planned a ring change');

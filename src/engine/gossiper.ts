@@ -73,7 +73,7 @@ export class Gossiper {
     let founded: Pick<ClusterView, 'bucketProperties' | 'bucketPropertiesVersion'> = base;
     if (ring === null && options.seeds.length === 0) {
       // Founding a cluster: the ring and the bucket properties start here and spread by gossip.
-      ring = createRing(options.partitionCount, [self.id]);
+      ring = createRing(options.partitionCount, [self.id], self.location === undefined ? {} : { [self.id]: self.location });
       founded = { bucketProperties: options.bucketProperties, bucketPropertiesVersion: 1 };
     }
     // A node removed from the cluster stays removed across restarts (see newerRecord).

@@ -75,6 +75,10 @@ export interface MemberStatus {
   readonly status: 'joining' | 'up' | 'down' | 'leaving';
   readonly generation: number;
   readonly partitionsOwned: number;
+  /** The host the member runs on, as the ring places it (its own id when unlabelled). */
+  readonly host: string;
+  /** The member's zone, when labelled. */
+  readonly zone?: string;
   readonly phi?: number;
 }
 

@@ -87,7 +87,10 @@ export class Lifecycle {
     const { config, identity, storage } = this.options;
     const stored = await storage.meta.get(viewMetaKey);
     const initialView = stored === undefined ? undefined : this.parseStoredView(stored);
-    const self: MemberRecord = { id: identity.nodeId, address: identity.address, generation: identity.generation, heartbeat: 0, status: 'joining' };
+    // Where the node runs travels in its member record; the claimant puts it in the ring when the node joins.
+    const { host, zone } = config.placement;
+    const location = host === '' && zone === '' ? undefined : { host: host === '' ? identity.nodeId : host, ...(zone === '' ? {} : { zone }) };
+    const self: MemberRecord = { id: identity.nodeId, address: identity.address, generation: identity.generation, heartbeat: 0, status: 'joining', ...(location === undefined ? {} : { location }) };
     this.gossiperState = new Gossiper({
       self,
       seeds: config.seeds.filter((seed) => seed !== identity.address),

@@ -98,7 +98,7 @@ export class RingNode implements KvService {
     this.client = new ClientRequests({ ...shared, coordinator, limits: config.limits });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...options, ...roles, nVals: shared.nVals, onLeft: () => this.onLeft?.() });
-    this.statusReport = new Status({ ...options, ...roles, startedAtMs: options.clock.nowMs(), membership: () => this.membership, inFlight: () => this.client.inFlight });
+    this.statusReport = new Status({ ...options, ...roles, startedAtMs: options.clock.nowMs(), membership: () => this.membership, inFlight: () => this.client.inFlight, nVals: shared.nVals });
     // Counters and sets: updates are coordinated like writes and applied by the replica that serves dt-update.
     const dataTypes = (this.dataTypes = new DataTypes({
       coordinator,

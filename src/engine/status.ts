@@ -1,4 +1,5 @@
-import { partitionsOwnedBy, ringMembers } from '../core/ring/ring.js';
+import { type Ring, locationOf, partitionsOwnedBy, placementWarnings, plannedMembers, ringMembers } from '../core/ring/ring.js';
+import type { ClusterView, MemberRecord } from '../core/membership/membership.js';
 import type { Storage } from '../ports/storage.js';
 import type { AntiEntropy } from './anti-entropy.js';
 import type { NodeConfig } from '../config/schema.js';
@@ -23,6 +24,8 @@ export interface StatusOptions {
   readonly handoff: Handoff;
   /** Client requests in flight now. */
   readonly inFlight: () => number;
+  /** Every bucket n_val (placement is judged against the largest). */
+  readonly nVals: () => readonly number[];
   /** Memory figures of the process (main.ts reads them; simulation has none). */
   readonly processFigures?: (() => Readonly<Record<string, number>>) | undefined;
 }
@@ -44,12 +47,15 @@ export class Status {
       .filter((member) => member.status !== 'removed')
       .map((member) => {
         const phi = gossiper.phiOf(member.id);
+        const location = placedAt(ring, member);
         return {
           id: member.id,
           address: member.address,
           status: !gossiper.isUp(member.id) ? 'down' : member.status === 'left' ? 'leaving' : member.status,
           generation: member.generation,
           partitionsOwned: ring === null ? 0 : partitionsOwnedBy(ring, member.id).length,
+          host: location.host,
+          ...(location.zone === undefined ? {} : { zone: location.zone }),
           ...(Number.isFinite(phi) ? { phi: Math.round(phi * 100) / 100 } : {}),
         } as MemberStatus;
       })
@@ -61,6 +67,7 @@ export class Status {
       // The ring's own Q: a node that joined with a different partitionCount in its config uses the cluster's.
       partitionCount: ring?.partitionCount ?? this.options.config.partitionCount,
       ring: ring === null ? null : { version: ring.version, owners: ring.owners, members: ringMembers(ring), next: ring.next },
+      placement: { warnings: this.placementWarnings(ring, view) },
       storage: { ...storage, keys: this.options.antiEntropy.keyCount },
       antiEntropy: this.options.antiEntropy.status(),
       handoff: this.options.handoff.status(),
@@ -71,4 +78,31 @@ export class Status {
       ...(this.options.processFigures === undefined ? {} : { process: this.options.processFigures() }),
     };
   }
+
+  /**
+   * Why a key's replicas may share a host or zone: a ring with fewer hosts or zones than the
+   * largest n_val, or this node configured with a location the ring does not hold (a location is
+   * fixed while the node is a member, since changing it would move replicas without streaming them).
+   */
+  private placementWarnings(ring: Ring | null, view: ClusterView): string[] {
+    if (ring === null) return [];
+    const warnings = placementWarnings(ring, Math.max(...this.options.nVals()));
+    const self = view.members[this.options.identity.nodeId];
+    if (self !== undefined && plannedMembers(ring).includes(self.id)) {
+      const configured = self.location ?? { host: self.id };
+      const placed = locationOf(ring, self.id);
+      if (configured.host !== placed.host || configured.zone !== placed.zone) {
+        warnings.push(
+          `this node is configured with host ${configured.host} and zone ${configured.zone ?? '(none)'}, but the ring places it on host ${placed.host} and zone ${placed.zone ?? '(none)'}; a member's location is fixed: restart it with the ring's labels, or \`ringkv leave\` it and join it again (with a new data directory) under the new ones`,
+        );
+      }
+    }
+    return warnings;
+  }
+}
+
+/** Where a member runs: the ring's word for members it names, else the member's own (a joiner's). */
+function placedAt(ring: Ring | null, member: MemberRecord): { readonly host: string; readonly zone?: string } {
+  if (ring !== null && plannedMembers(ring).includes(member.id)) return locationOf(ring, member.id);
+  return member.location ?? { host: member.id };
 }

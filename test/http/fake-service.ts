@@ -23,8 +23,8 @@ export function testConfig(overrides: unknown = {}): NodeConfig {
 export const fakeStatus: NodeStatus = {
   node: { id: 'fake', address: '127.0.0.1:17101', generation: 1, startedAtMs: 0 },
   members: [
-    { id: 'fake', address: '127.0.0.1:17101', status: 'up', generation: 1, partitionsOwned: 256 },
-    { id: 'other', address: '127.0.0.1:17102', status: 'down', generation: 3, partitionsOwned: 0 },
+    { id: 'fake', address: '127.0.0.1:17101', status: 'up', generation: 1, partitionsOwned: 256, host: 'fake' },
+    { id: 'other', address: '127.0.0.1:17102', status: 'down', generation: 3, partitionsOwned: 0, host: 'other-host', zone: 'zone-b' },
   ],
   partitionCount: 256,
   storage: {

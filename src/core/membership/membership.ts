@@ -9,7 +9,7 @@ export interface RandomSource {
   /** An integer in [0, bound). */
   int(bound: number): number;
 }
-import { type Ring, compareRings } from '../ring/ring.js';
+import { type NodeLocation, type Ring, compareRings } from '../ring/ring.js';
 
 /**
  * A member's lifecycle. `joining` until the ring gives it partitions, `up` while it owns some,
@@ -30,6 +30,11 @@ export interface MemberRecord {
   readonly status: MemberLifecycle;
   /** The ring version whose incoming partitions this member has all streamed in (handoff). */
   readonly transfersDoneForRing?: number;
+  /**
+   * Where the member runs (`--placement-host`, `--zone`); absent for a host of its own in no zone.
+   * The claimant copies it into the ring when the member joins (src/core/ring/ring.ts, locations).
+   */
+  readonly location?: NodeLocation;
 }
 
 /** What nodes gossip: the membership table, the ring, and cluster-wide bucket properties. */

@@ -1,6 +1,6 @@
 import type { BucketProperties } from '../buckets.js';
 import { maxTtlSeconds } from '../versioning/versioned-object.js';
-import type { Ring } from '../ring/ring.js';
+import type { NodeLocation, Ring } from '../ring/ring.js';
 import type { ClusterView, MemberLifecycle, MemberRecord } from './membership.js';
 
 /** What a view from a peer (or from disk) is checked against. */
@@ -35,6 +35,23 @@ export const viewLimits = {
 
 const lifecycles: readonly MemberLifecycle[] = ['joining', 'up', 'leaving', 'left', 'removed'];
 const idPattern = /^[A-Za-z0-9._-]+$/;
+
+/** Host and zone labels follow node ids' rule (src/config/schema.ts checks them at the edge the same way). */
+function locationProblem(value: unknown): string | undefined {
+  if (!isPlainObject(value)) return 'is not an object';
+  const { host, zone, ...rest } = value;
+  if (Object.keys(rest).length > 0) return `has unknown fields ${Object.keys(rest).slice(0, 3).join(', ')}`;
+  for (const [field, label] of [['host', host], ['zone', zone]] as const) {
+    if (label === undefined && field === 'zone') continue;
+    if (typeof label !== 'string' || label.length === 0 || label.length > viewLimits.maxIdLength || !idPattern.test(label)) return `${field} is not a label of letters, digits, '.', '_' or '-'`;
+  }
+  return undefined;
+}
+
+/** The location with only its own fields. */
+function nodeLocation(value: Record<string, unknown>): NodeLocation {
+  return value.zone === undefined ? { host: value.host as string } : { host: value.host as string, zone: value.zone as string };
+}
 const addressPattern = /^[^:\s]+:\d{1,5}$/;
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -48,7 +65,7 @@ function isCounter(value: unknown, max: number = viewLimits.maxCounter): value i
 /** Why a member record is malformed, or undefined when it is well-formed. */
 function memberProblem(key: string, value: unknown, nowMs: number): string | undefined {
   if (!isPlainObject(value)) return 'not an object';
-  const { id, address, generation, heartbeat, status, transfersDoneForRing } = value;
+  const { id, address, generation, heartbeat, status, transfersDoneForRing, location } = value;
   if (typeof id !== 'string' || id.length === 0 || id.length > viewLimits.maxIdLength || !idPattern.test(id)) return 'id is not a node id';
   if (id !== key) return `id ${id} differs from its key`;
   if (typeof address !== 'string' || address.length > viewLimits.maxAddressLength || !addressPattern.test(address)) return 'address is not host:port';
@@ -58,6 +75,8 @@ function memberProblem(key: string, value: unknown, nowMs: number): string | und
   if (!isCounter(heartbeat)) return 'heartbeat is not a non-negative integer';
   if (typeof status !== 'string' || !lifecycles.includes(status as MemberLifecycle)) return `status is not one of ${lifecycles.join(', ')}`;
   if (transfersDoneForRing !== undefined && !isCounter(transfersDoneForRing)) return 'transfersDoneForRing is not a non-negative integer';
+  const placement = location === undefined ? undefined : locationProblem(location);
+  if (placement !== undefined) return `location ${placement}`;
   return undefined;
 }
 
@@ -70,7 +89,11 @@ function memberRecord(value: Record<string, unknown>): MemberRecord {
     heartbeat: value.heartbeat as number,
     status: value.status as MemberLifecycle,
   };
-  return value.transfersDoneForRing === undefined ? record : { ...record, transfersDoneForRing: value.transfersDoneForRing as number };
+  return {
+    ...record,
+    ...(value.transfersDoneForRing === undefined ? {} : { transfersDoneForRing: value.transfersDoneForRing as number }),
+    ...(value.location === undefined ? {} : { location: nodeLocation(value.location as Record<string, unknown>) }),
+  };
 }
 
 function ownerListProblem(value: unknown, field: string, partitionCount: number, known: ReadonlySet<string>): string | undefined {
@@ -94,8 +117,30 @@ function ringProblem(value: unknown, expectations: ViewExpectations, known: Read
   if (!isCounter(version) || version === 0) return 'version is not a positive integer';
   const ownersProblem = ownerListProblem(owners, 'owners', partitionCount, known);
   if (ownersProblem !== undefined) return ownersProblem;
-  if (next !== null && next !== undefined) return ownerListProblem(next, 'next', partitionCount, known);
+  if (next !== null && next !== undefined) {
+    const nextProblem = ownerListProblem(next, 'next', partitionCount, known);
+    if (nextProblem !== undefined) return nextProblem;
+  }
+  return value.locations === undefined ? undefined : ringLocationsProblem(value.locations, [...(owners as string[]), ...((next as string[] | null | undefined) ?? [])]);
+}
+
+/** Why a ring's locations are malformed: each must be a valid location of a node the ring names. */
+function ringLocationsProblem(value: unknown, named: readonly string[]): string | undefined {
+  if (!isPlainObject(value)) return 'locations is not an object';
+  const names = new Set(named);
+  for (const [node, location] of Object.entries(value)) {
+    if (!names.has(node)) return `locations names ${JSON.stringify(node.slice(0, 140))}, which the ring does not`;
+    const problem = locationProblem(location);
+    if (problem !== undefined) return `the location of ${node} ${problem}`;
+  }
   return undefined;
+}
+
+/** A checked ring's locations, in node order, so every node holds (and compares) the same text. */
+function ringLocations(value: Record<string, unknown>): Record<string, NodeLocation> {
+  const locations: Record<string, NodeLocation> = {};
+  for (const node of Object.keys(value).sort()) locations[node] = nodeLocation(value[node] as Record<string, unknown>);
+  return locations;
 }
 
 const quorumWords = ['one', 'quorum', 'all'];
@@ -176,8 +221,9 @@ export function validateView(remote: unknown, expectations: ViewExpectations): V
     const known = new Set([...expectations.knownMemberIds, ...Object.keys(members)]);
     const problem = ringProblem(remote.ring, expectations, known);
     if (problem === undefined) {
-      const { partitionCount, owners, version, next } = remote.ring as unknown as Ring;
+      const { partitionCount, owners, version, next, locations } = remote.ring as unknown as Ring;
       ring = { partitionCount, owners: [...owners], version, next: next === null || next === undefined ? null : [...next] };
+      if (locations !== undefined) ring = { ...ring, locations: ringLocations(locations as unknown as Record<string, unknown>) };
     } else problems.push(`ring: ${problem}`);
   }
   const buckets = bucketPropertiesOf(remote.bucketProperties, remote.bucketPropertiesVersion);

@@ -17,6 +17,28 @@ export interface Ring {
    * the owners once every node that receives partitions has streamed them in.
    */
   readonly next: readonly string[] | null;
+  /**
+   * Where the nodes the ring names run (set with `--placement-host` / `--zone`), so that a key's
+   * replicas go to different hosts and zones. A node without an entry is a host of its own in no
+   * zone, as every node was before locations existed. The claimant takes a node's location from
+   * its member record when the node enters the ring; it stays fixed while the node is a member.
+   */
+  readonly locations?: Readonly<Record<string, NodeLocation>>;
+}
+
+/**
+ * Where a node runs: the host (machine) whose loss takes all of its nodes at once, and the zone
+ * (rack, availability zone) when the operator labels one: Cassandra's rack, Riak's location.
+ */
+export interface NodeLocation {
+  readonly host: string;
+  /** Absent when unlabelled; unlabelled nodes count as one zone, as Riak's `undefined` location. */
+  readonly zone?: string;
+}
+
+/** Where `node` runs by the ring: its own host, in no zone, when the ring has no entry for it. */
+export function locationOf(ring: Ring, node: string): NodeLocation {
+  return ring.locations?.[node] ?? { host: node };
 }
 
 /**
@@ -25,13 +47,34 @@ export interface Ring {
  */
 export const claimSpacing = 3;
 
-/** A new ring of `members` (sorted), dealt round-robin: perfectly balanced and spaced. */
-export function createRing(partitionCount: number, members: readonly string[]): Ring {
+/** A new ring of `members` (sorted), dealt round-robin: perfectly balanced and spaced; `locations` says where they run. */
+export function createRing(partitionCount: number, members: readonly string[], locations: Readonly<Record<string, NodeLocation>> = {}): Ring {
   assert(members.length > 0, 'a ring needs at least one member');
   assert(partitionCount > 0 && (partitionCount & (partitionCount - 1)) === 0, 'partitionCount must be a power of two');
   const sorted = [...new Set(members)].sort();
   const owners = Array.from({ length: partitionCount }, (_, partition) => sorted[partition % sorted.length] as string);
-  return { partitionCount, owners, version: 1, next: null };
+  const ring: Ring = { partitionCount, owners, version: 1, next: null };
+  return withLocations(ring, { ...ring, owners: [] }, locations);
+}
+
+/**
+ * The ring `next`, derived from `previous`, with the locations of the nodes it names (owners and
+ * planned owners) and no others: a node `previous` already named keeps its location (fixed while
+ * it is a member: a change would move replicas without streaming them), a node new to it takes
+ * its entry of `locations`. An entry that only says what a missing one would (own host, no zone)
+ * is left out.
+ */
+function withLocations(next: Ring, previous: Ring, locations: Readonly<Record<string, NodeLocation>>): Ring {
+  const before = new Set([...previous.owners, ...(previous.next ?? [])]);
+  const named = [...new Set([...next.owners, ...(next.next ?? [])])].sort();
+  const kept: Record<string, NodeLocation> = {};
+  for (const node of named) {
+    const location = before.has(node) ? previous.locations?.[node] : locations[node];
+    if (location === undefined || (location.host === node && location.zone === undefined)) continue;
+    kept[node] = location.zone === undefined ? { host: location.host } : { host: location.host, zone: location.zone };
+  }
+  const { locations: _old, ...rest } = next;
+  return Object.keys(kept).length === 0 ? rest : { ...rest, locations: kept };
 }
 
 /** The distinct owners of a ring, sorted. */
@@ -44,9 +87,18 @@ export function plannedMembers(ring: Ring): string[] {
   return [...new Set(ring.next ?? ring.owners)].sort();
 }
 
-/** The owners a ring is moving to, as a ring of their own. */
+/** Planned rings already built, so the placement walks cached for them are found again. */
+const plannedRings = new WeakMap<Ring, Ring>();
+
+/** The owners a ring is moving to, as a ring of their own (with the same locations). */
 export function plannedRing(ring: Ring): Ring {
-  return ring.next === null ? ring : { partitionCount: ring.partitionCount, owners: ring.next, version: ring.version, next: null };
+  if (ring.next === null) return ring;
+  let planned = plannedRings.get(ring);
+  if (planned === undefined) {
+    planned = { partitionCount: ring.partitionCount, owners: ring.next, version: ring.version, next: null, ...(ring.locations === undefined ? {} : { locations: ring.locations }) };
+    plannedRings.set(ring, planned);
+  }
+  return planned;
 }
 
 /** The partitions a node owns, ascending. */
@@ -58,51 +110,134 @@ export function partitionsOwnedBy(ring: Ring, node: string): number[] {
   return owned;
 }
 
-/** Up to `limit` distinct owners walking clockwise from `partition`, in the order met. */
-function clockwiseOwners(ring: Ring, partition: number, limit: number): string[] {
-  const seen: string[] = [];
-  for (let step = 0; step < ring.partitionCount && seen.length < limit; step++) {
-    const owner = ring.owners[(partition + step) % ring.partitionCount] as string;
-    if (!seen.includes(owner)) seen.push(owner);
-  }
-  return seen;
+/** Every distinct owner walking clockwise from `partition`, in the order met. */
+function clockwiseOwners(ring: Ring, partition: number): string[] {
+  const seen = new Set<string>();
+  for (let step = 0; step < ring.partitionCount; step++) seen.add(ring.owners[(partition + step) % ring.partitionCount] as string);
+  return [...seen];
 }
 
 /**
- * Dynamo's preference list: the owner of the key's partition and the owners of the following
- * partitions, clockwise, skipping nodes already chosen, until nVal distinct nodes (or every
- * member, in a ring smaller than nVal).
+ * Every member in the order a partition's replicas are taken from them: Cassandra's
+ * NetworkTopologyStrategy walk. Walking clockwise from the partition, a node is taken first only
+ * when its zone and its host are both new to the list; then, when that ran out, a node on a new
+ * host; then the rest, in the order met. So N replicas are on N zones when that many are
+ * labelled, else on N hosts when that many exist, and share a host only in a ring with fewer
+ * hosts than N (placementWarnings reports it). Each pass is greedy over the whole walk, so the
+ * first nVal of this order, a preference list, is a prefix of the list of any larger n_val.
+ */
+function computePlacementOrder(ring: Ring, partition: number): string[] {
+  const walk = clockwiseOwners(ring, partition);
+  const order: string[] = [];
+  const taken = new Set<string>();
+  const hosts = new Set<string>();
+  const zones = new Set<string>();
+  const take = (node: string): void => {
+    const location = locationOf(ring, node);
+    order.push(node);
+    taken.add(node);
+    hosts.add(location.host);
+    zones.add(location.zone ?? '');
+  };
+  for (const node of walk) {
+    const location = locationOf(ring, node);
+    if (!hosts.has(location.host) && !zones.has(location.zone ?? '')) take(node);
+  }
+  for (const node of walk) if (!taken.has(node) && !hosts.has(locationOf(ring, node).host)) take(node);
+  for (const node of walk) if (!taken.has(node)) take(node);
+  return order;
+}
+
+/** Placement orders already walked, per ring (rings are never changed in place) and partition. */
+const placementOrders = new WeakMap<Ring, (readonly string[] | undefined)[]>();
+
+/** The placement order of `partition` (see computePlacementOrder), walked once per ring and partition. */
+function placementOrder(ring: Ring, partition: number): readonly string[] {
+  let orders = placementOrders.get(ring);
+  if (orders === undefined) {
+    orders = new Array<readonly string[] | undefined>(ring.partitionCount);
+    placementOrders.set(ring, orders);
+  }
+  let order = orders[partition];
+  if (order === undefined) {
+    order = computePlacementOrder(ring, partition);
+    orders[partition] = order;
+  }
+  return order;
+}
+
+/**
+ * Dynamo's preference list, placed by location: the first nVal nodes of the partition's
+ * placement order, that is the owner of the key's partition and the owners met clockwise after
+ * it, skipping nodes already chosen and nodes on a host or zone already chosen while others
+ * remain (every member, in a ring smaller than nVal). Everything that asks where a key's replicas
+ * are (coordinators, hints, handoff, anti-entropy, listing, backup) asks this function.
  */
 export function preferenceList(ring: Ring, partition: number, nVal: number): string[] {
-  return clockwiseOwners(ring, partition, nVal);
+  return placementOrder(ring, partition).slice(0, nVal);
 }
 
 /**
- * Sloppy-quorum fallbacks: the next distinct nodes after the preference list, clockwise, that
- * are up, at most `count` of them. Empty when the ring has no node outside the preference list.
+ * Sloppy-quorum fallbacks: the nodes after the preference list in the placement order (so on
+ * other hosts first) that are up, at most `count` of them. Empty when the ring has no node
+ * outside the preference list.
  */
 export function fallbacks(ring: Ring, partition: number, nVal: number, isUp: (node: string) => boolean, count: number): string[] {
-  return clockwiseOwners(ring, partition, Number.POSITIVE_INFINITY)
+  return placementOrder(ring, partition)
     .slice(nVal)
     .filter((node) => isUp(node))
     .slice(0, count);
 }
 
+/**
+ * What /status warns about placement: a ring with fewer hosts than `nVal` (some keys then keep
+ * two replicas on one host), or, when zones are labelled, fewer zones than `nVal`. Empty when
+ * every preference list can be on distinct hosts and zones.
+ */
+export function placementWarnings(ring: Ring, nVal: number): string[] {
+  const members = plannedMembers(ring);
+  const hosts = new Set(members.map((node) => locationOf(ring, node).host));
+  const zones = new Set(members.map((node) => locationOf(ring, node).zone ?? ''));
+  const labelled = members.some((node) => locationOf(ring, node).zone !== undefined);
+  const warnings: string[] = [];
+  if (hosts.size < nVal) {
+    warnings.push(`the ring's ${members.length} nodes run on ${hosts.size} host(s), fewer than n_val ${nVal}: some keys keep more than one replica on one host, and losing that host can lose their quorum; add nodes on other hosts (--placement-host) or lower the buckets' n_val`);
+  }
+  if (labelled && zones.size < nVal) {
+    warnings.push(`the ring's nodes are in ${zones.size} zone(s), fewer than n_val ${nVal}: some keys keep more than one replica in one zone; add nodes in other zones (--zone) or lower the buckets' n_val`);
+  }
+  return warnings;
+}
+
 /** Orders rings: the higher version wins; equal versions are ordered by content so every node picks the same one. */
 export function compareRings(left: Ring, right: Ring): number {
   if (left.version !== right.version) return left.version - right.version;
-  const leftText = `${left.owners.join(',')}>${left.next?.join(',') ?? ''}`;
-  const rightText = `${right.owners.join(',')}>${right.next?.join(',') ?? ''}`;
+  const leftText = `${left.owners.join(',')}>${left.next?.join(',') ?? ''}@${locationsText(left)}`;
+  const rightText = `${right.owners.join(',')}>${right.next?.join(',') ?? ''}@${locationsText(right)}`;
   return leftText === rightText ? 0 : leftText < rightText ? -1 : 1;
 }
 
-/** How many partitions within `claimSpacing - 1` steps of `partition` (either side) `node` owns. */
-function crowded(owners: readonly (string | null)[], partition: number, node: string): number {
+/** A ring's locations as text in node order, whatever order its entries came in. */
+function locationsText(ring: Ring): string {
+  const entries = Object.entries(ring.locations ?? {}).sort(([left], [right]) => (left < right ? -1 : left > right ? 1 : 0));
+  return entries.map(([node, location]) => `${node}=${location.host}/${location.zone ?? ''}`).join(',');
+}
+
+/**
+ * How many partitions within `claimSpacing - 1` steps of `partition` (either side) are owned by a
+ * node on `node`'s host (itself included): Riak's location-aware claim, which keeps a host's
+ * nodes apart on the ring so the placement walk rarely has to skip far, and the replicas of a
+ * host's nodes spread evenly.
+ */
+function crowded(owners: readonly (string | null)[], partition: number, node: string, hostOf: (node: string) => string): number {
   const count = owners.length;
+  const host = hostOf(node);
   let neighbours = 0;
   for (let step = 1; step < claimSpacing && step < count; step++) {
-    if (owners[(partition + step) % count] === node) neighbours += 1;
-    if (owners[(partition - step + count) % count] === node) neighbours += 1;
+    const after = owners[(partition + step) % count];
+    const before = owners[(partition - step + count) % count];
+    if (after !== null && after !== undefined && hostOf(after) === host) neighbours += 1;
+    if (before !== null && before !== undefined && hostOf(before) === host) neighbours += 1;
   }
   return neighbours;
 }
@@ -129,12 +264,15 @@ function claimTargets(ring: Ring, wanted: readonly string[]): Map<string, number
  * A claim for a new member set that moves as few partitions as possible and leaves every node
  * within one partition of Q/S: partitions of departed nodes, and the surplus of nodes above
  * their target, go to nodes below theirs. Among the choices it keeps owners spaced apart so
- * preference lists stay distinct. Deterministic, so any node computing it gets the same ring.
- * Returns `ring` itself when nothing changes.
+ * preference lists stay distinct, counting nodes of one host as one (their locations are the
+ * ring's, else `locations` for nodes new to it). Deterministic, so any node computing it gets the
+ * same ring. Returns `ring` itself when nothing changes.
  */
-export function claim(ring: Ring, wanted: readonly string[]): Ring {
+export function claim(ring: Ring, wanted: readonly string[], locations: Readonly<Record<string, NodeLocation>> = {}): Ring {
   const members = [...new Set(wanted)].sort();
   assert(members.length > 0, 'a claim needs at least one member');
+  const named = new Set([...ring.owners, ...(ring.next ?? [])]);
+  const hostOf = (node: string): string => (named.has(node) ? ring.locations?.[node] : locations[node])?.host ?? node;
   const targets = claimTargets(ring, members);
   // Partitions of departed nodes are free (null); they have to move whatever happens.
   const owners: (string | null)[] = ring.owners.map((owner) => (targets.has(owner) ? owner : null));
@@ -152,7 +290,7 @@ export function claim(ring: Ring, wanted: readonly string[]): Ring {
     owners.forEach((owner, partition) => {
       if (owner !== null && deficit(owner) >= 0) return;
       // Least crowding for the receiver first; then free partitions; then the donor's most crowded.
-      const score = crowded(owners, partition, receiver) * 4 * claimSpacing + (owner === null ? 0 : 2 * claimSpacing - crowded(owners, partition, owner));
+      const score = crowded(owners, partition, receiver, hostOf) * 4 * claimSpacing + (owner === null ? 0 : 2 * claimSpacing - crowded(owners, partition, owner, hostOf));
       if (score < chosenScore) {
         chosen = partition;
         chosenScore = score;
@@ -168,27 +306,29 @@ export function claim(ring: Ring, wanted: readonly string[]): Ring {
   assert(owners.every((owner) => owner !== null), 'claim left a partition without an owner');
   const next = owners as string[];
   if (next.every((owner, partition) => owner === ring.owners[partition])) return ring;
-  return { partitionCount: ring.partitionCount, owners: next, version: ring.version + 1, next: null };
+  return withLocations({ ...ring, owners: next, version: ring.version + 1, next: null }, ring, locations);
 }
 
 /**
  * Starts a membership change: the claim for `wanted`, computed from the current owners, becomes
- * the ring's `next`. Returns `ring` itself when the planned owners would not change.
+ * the ring's `next`, and the ring learns where the nodes new to it run (`locations`, from their
+ * member records). Returns `ring` itself when the planned owners would not change.
  */
-export function planClaim(ring: Ring, wanted: readonly string[]): Ring {
+export function planClaim(ring: Ring, wanted: readonly string[], locations: Readonly<Record<string, NodeLocation>> = {}): Ring {
   const current: Ring = { ...ring, next: null };
-  const claimed = claim(current, wanted);
+  // Planned owners dropped from `current` are judged by the locations the ring already gave them.
+  const claimed = claim(current, wanted, { ...locations, ...ring.locations });
   const target = claimed === current ? ring.owners : claimed.owners;
   const planned = ring.next ?? ring.owners;
   if (target.every((owner, partition) => owner === planned[partition])) return ring;
   const unchanged = target.every((owner, partition) => owner === ring.owners[partition]);
-  return { partitionCount: ring.partitionCount, owners: ring.owners, version: ring.version + 1, next: unchanged ? null : target };
+  return withLocations({ ...ring, version: ring.version + 1, next: unchanged ? null : target }, ring, locations);
 }
 
-/** Ends a membership change: the planned owners become the owners. */
+/** Ends a membership change: the planned owners become the owners (and the locations of nodes that left are dropped). */
 export function completeClaim(ring: Ring): Ring {
   if (ring.next === null) return ring;
-  return { partitionCount: ring.partitionCount, owners: ring.next, version: ring.version + 1, next: null };
+  return withLocations({ ...ring, owners: ring.next, version: ring.version + 1, next: null }, ring, {});
 }
 
 /** One partition a node must stream in before a membership change can complete. */

@@ -94,15 +94,23 @@ function readBounded(reader: ByteReader, field: string, min: number, max: number
 // ---------------------------------------------------------------------------------------------
 // Gossip state: a cluster view.
 //
-//   [member count]{[id][address][generation][heartbeat][u8 status][u8 flags: 1 = transfersDoneForRing follows][...]}
-//   [u8 ring: 0 none, 1 owners, 2 owners and next]
+//   [member count]{[id][address][generation][heartbeat][u8 status][u8 flags: 1 = transfersDoneForRing follows][...]
+//     (flags 2: [host] follows, then with flags 4 [zone]: the member's location)}
+//   [u8 ring: 0 none, 1 owners, 2 owners and next, 3 and 4 as 1 and 2 with locations]
 //     [partition count][version][name count]{[name]}[owner index]*partitionCount([next index]*partitionCount)
+//     (kinds 3 and 4: [location count]{[name index][host][zone, empty when none]})
 //   [bucket properties version][bucket count]{[name][u8 fields][nVal][r][w][u8 conflict mode][ttlSeconds]}
 // ---------------------------------------------------------------------------------------------
 
 /** Member statuses by their number on the wire. Append-only, like tags. */
 const statuses = ['joining', 'up', 'leaving', 'left', 'removed'] as const;
 const transfersDoneFlag = 1;
+/** Member flags of a location (host, and zone when labelled). Flags are append-only, like tags. */
+const locationHostFlag = 2;
+const locationZoneFlag = 4;
+const memberFlags = transfersDoneFlag | locationHostFlag | locationZoneFlag;
+/** Ring kinds that carry a location table after the owners (kind - 2 says owners or owners and next). */
+const ringKindWithLocations = 2;
 
 /** Bucket property fields by their bit in the fields byte. Append-only. */
 const bucketFieldBits = { nVal: 1, r: 2, w: 4, conflictMode: 8, ttlSeconds: 16 } as const;
@@ -115,7 +123,7 @@ const conflictModes = ['siblings', 'lww'] as const;
 function writeMember(writer: ByteWriter, key: string, record: unknown): void {
   fits(isPlainObject(record));
   const member = record as Record<string, unknown>;
-  fits(onlyFields(member, ['id', 'address', 'generation', 'heartbeat', 'status', 'transfersDoneForRing']) && member.id === key);
+  fits(onlyFields(member, ['id', 'address', 'generation', 'heartbeat', 'status', 'transfersDoneForRing', 'location']) && member.id === key);
   writeBoundedString(writer, member.id, viewWireLimits.maxIdBytes, 1);
   writeBoundedString(writer, member.address, viewWireLimits.maxAddressBytes);
   fits(isCounter(member.generation, viewWireLimits.maxCounter) && isCounter(member.heartbeat, viewWireLimits.maxCounter));
@@ -125,8 +133,13 @@ function writeMember(writer: ByteWriter, key: string, record: unknown): void {
   writer.u8(status);
   const done = member.transfersDoneForRing;
   fits(done === undefined || isCounter(done, viewWireLimits.maxCounter));
-  writer.u8(done === undefined ? 0 : transfersDoneFlag);
+  const location = member.location;
+  fits(location === undefined || (isPlainObject(location) && onlyFields(location, ['host', 'zone'])));
+  const zone = (location as Record<string, unknown> | undefined)?.zone;
+  writer.u8((done === undefined ? 0 : transfersDoneFlag) | (location === undefined ? 0 : locationHostFlag) | (zone === undefined ? 0 : locationZoneFlag));
   if (done !== undefined) writer.varint(done as number);
+  if (location !== undefined) writeBoundedString(writer, (location as Record<string, unknown>).host, viewWireLimits.maxIdBytes, 1);
+  if (zone !== undefined) writeBoundedString(writer, zone, viewWireLimits.maxIdBytes, 1);
 }
 
 function readMember(reader: ByteReader): Record<string, unknown> {
@@ -138,9 +151,13 @@ function readMember(reader: ByteReader): Record<string, unknown> {
   const status = statuses[statusNumber];
   if (status === undefined) throw malformed(`member status ${statusNumber}, which this node does not know`);
   const flags = reader.u8();
-  if ((flags & ~transfersDoneFlag) !== 0) throw malformed(`member flags ${flags}`);
+  if ((flags & ~memberFlags) !== 0 || ((flags & locationZoneFlag) !== 0 && (flags & locationHostFlag) === 0)) throw malformed(`member flags ${flags}`);
   const record: Record<string, unknown> = { id, address, generation, heartbeat, status };
   if ((flags & transfersDoneFlag) !== 0) record.transfersDoneForRing = readBounded(reader, 'transfersDoneForRing', 0, viewWireLimits.maxCounter);
+  if ((flags & locationHostFlag) !== 0) {
+    const host = readBoundedString(reader, 'placement host', viewWireLimits.maxIdBytes, 1);
+    record.location = (flags & locationZoneFlag) === 0 ? { host } : { host, zone: readBoundedString(reader, 'zone', viewWireLimits.maxIdBytes, 1) };
+  }
   return record;
 }
 
@@ -154,18 +171,48 @@ function writeRing(writer: ByteWriter, ring: unknown): void {
     return;
   }
   fits(isPlainObject(ring));
-  const { partitionCount, owners, version, next, ...rest } = ring as Record<string, unknown>;
+  const { partitionCount, owners, version, next, locations, ...rest } = ring as Record<string, unknown>;
   fits(onlyFields(rest, []) && isCounter(partitionCount, viewWireLimits.maxPartitionCount) && (partitionCount as number) > 0);
   const count = partitionCount as number;
   fits(isCounter(version, viewWireLimits.maxCounter) && isOwnerList(owners, count) && (next === null || next === undefined || isOwnerList(next, count)));
   const names = [...new Set([...(owners as string[]), ...((next as string[] | null | undefined) ?? [])])];
   fits(names.length <= viewWireLimits.maxRingNames);
   const index = new Map(names.map((name, position) => [name, position]));
-  writer.u8(next === null || next === undefined ? 1 : 2);
+  fits(locations === undefined || isPlainObject(locations));
+  writer.u8((next === null || next === undefined ? 1 : 2) + (locations === undefined ? 0 : ringKindWithLocations));
   writer.varint(count).varint(version as number).varint(names.length);
   for (const name of names) writeBoundedString(writer, name, viewWireLimits.maxIdBytes);
   for (const owner of owners as string[]) writer.varint(index.get(owner) as number);
   if (next !== null && next !== undefined) for (const owner of next as string[]) writer.varint(index.get(owner) as number);
+  if (locations !== undefined) writeRingLocations(writer, locations as Record<string, unknown>, index);
+}
+
+/** A ring's location table: only nodes the ring names, each a host and an optional zone (empty on the wire). */
+function writeRingLocations(writer: ByteWriter, locations: Record<string, unknown>, index: ReadonlyMap<string, number>): void {
+  const entries = Object.entries(locations);
+  fits(entries.length <= index.size);
+  writer.varint(entries.length);
+  for (const [node, value] of entries) {
+    fits(index.has(node) && isPlainObject(value) && onlyFields(value, ['host', 'zone']) && value.zone !== '');
+    const location = value as Record<string, unknown>;
+    writer.varint(index.get(node) as number);
+    writeBoundedString(writer, location.host, viewWireLimits.maxIdBytes, 1);
+    writeBoundedString(writer, location.zone ?? '', viewWireLimits.maxIdBytes, location.zone === undefined ? 0 : 1);
+  }
+}
+
+function readRingLocations(reader: ByteReader, names: readonly string[]): Record<string, unknown> {
+  const count = readBounded(reader, 'count of ring locations', 0, names.length);
+  // No prototype: a node named __proto__ is a plain key, as JSON.parse makes it.
+  const locations = Object.create(null) as Record<string, unknown>;
+  for (let entry = 0; entry < count; entry++) {
+    const node = names[readBounded(reader, 'ring location index', 0, names.length - 1)] as string;
+    if (Object.hasOwn(locations, node)) throw malformed(`the location of ${node} twice`);
+    const host = readBoundedString(reader, 'placement host', viewWireLimits.maxIdBytes, 1);
+    const zone = readBoundedString(reader, 'zone', viewWireLimits.maxIdBytes);
+    locations[node] = zone === '' ? { host } : { host, zone };
+  }
+  return locations;
 }
 
 function readOwners(reader: ByteReader, names: readonly string[], count: number): string[] {
@@ -177,14 +224,17 @@ function readOwners(reader: ByteReader, names: readonly string[], count: number)
 function readRing(reader: ByteReader): Record<string, unknown> | null {
   const kind = reader.u8();
   if (kind === 0) return null;
-  if (kind > 2) throw malformed(`ring kind ${kind}`);
+  if (kind > 2 + ringKindWithLocations) throw malformed(`ring kind ${kind}`);
+  const withNext = kind === 2 || kind === 2 + ringKindWithLocations;
   const partitionCount = readBounded(reader, 'partition count', 1, viewWireLimits.maxPartitionCount);
   const version = readBounded(reader, 'ring version', 0, viewWireLimits.maxCounter);
   const nameCount = readBounded(reader, 'count of ring names', 1, Math.min(viewWireLimits.maxRingNames, partitionCount * 2));
   const names: string[] = [];
   for (let position = 0; position < nameCount; position++) names.push(readBoundedString(reader, 'ring owner', viewWireLimits.maxIdBytes));
   const owners = readOwners(reader, names, partitionCount);
-  return { partitionCount, owners, version, next: kind === 2 ? readOwners(reader, names, partitionCount) : null };
+  const ring: Record<string, unknown> = { partitionCount, owners, version, next: withNext ? readOwners(reader, names, partitionCount) : null };
+  if (kind > ringKindWithLocations) ring.locations = readRingLocations(reader, names);
+  return ring;
 }
 
 function writeQuorum(writer: ByteWriter, setting: unknown): void {
