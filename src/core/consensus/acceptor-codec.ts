@@ -5,7 +5,7 @@ import type { AcceptorState, Proposal } from './acceptor.js';
 import type { RegisterState } from './compare-and-set.js';
 
 /**
- * The on-disk form of one key's acceptor state (house rule 6: versioned). Layout, format 1:
+ * The on-disk form of one key's acceptor state (house rule 6, docs/ARCHITECTURE.md#house-rules: versioned). Layout, format 1:
  * u8 format, varint epoch, ballot promised, optional proposal accepted, optional proposal committed; a
  * ballot is varint round + string proposer; an optional field is u8 0 (absent) or 1 then the
  * field; a proposal is ballot, varint version, then an optional value as length-prefixed bytes.
