@@ -60,7 +60,7 @@ export const partitionFlag = integerFlag('--partition', 0, maxPartitions - 1, "b
 
 /** --rate of `ringkv backup` and `restore`: megabytes per second, 0 for unthrottled. */
 export function rateFlag(text: string): number {
-  const value = /^[0-9]{1,9}(\.[0-9]{1,6})?$/.test(text.trim()) ? Number(text) : Number.NaN;
+  const value = /^[0-9]{1,9}(\.[0-9]+)?$/.test(text.trim()) ? Number(text) : Number.NaN;
   if (!Number.isFinite(value)) refuse('--rate', 'megabytes per second, a number from 0 (0: unthrottled) to 999999999', text);
   return value;
 }
