@@ -62,12 +62,12 @@ export class RingNode implements KvService {
       options.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
     ));
     // The lifecycle creates the gossiper at start; before that, these answer as a node without a view.
-    this.buckets = new BucketSettings(config, () => this.membership?.view);
+    this.buckets = new BucketSettings(config, () => this.gossiper?.view);
     const peers = (this.peerService = new PeerService({
       ...options,
       selfId: this.nodeId,
       peerTimeoutMs: config.limits.peerTimeoutMs,
-      addressOf: (node) => this.membership.addressOf(node),
+      addressOf: (node) => this.gossiper.addressOf(node),
       refusal: () => this.lifecycle.refusal(),
     }));
     const shared = {
@@ -76,21 +76,21 @@ export class RingNode implements KvService {
       replica,
       clock: options.clock,
       logger: options.logger,
-      ring: () => this.membership?.ring ?? null,
+      ring: () => this.gossiper?.ring ?? null,
       requireRing: () => this.lifecycle.requireRing(),
-      isUp: (node: string) => this.membership.isUp(node),
+      isUp: (node: string) => this.gossiper.isUp(node),
       send: (node: string, request: PeerRequest, timeoutMs?: number) => peers.send(node, request, timeoutMs),
       bucketProperties: (bucket: string) => this.buckets.properties(bucket),
       nVals: () => this.buckets.nVals(),
     };
-    const hintedHandoff = (this.hintedHandoffService = new HintedHandoff({ ...shared, space: options.storage.hints, settings: config.hintedHandoff, memberStatus: (node) => this.membership.view.members[node]?.status }));
+    const hintedHandoff = (this.hintedHandoffService = new HintedHandoff({ ...shared, space: options.storage.hints, settings: config.hintedHandoff, memberStatus: (node) => this.gossiper.view.members[node]?.status }));
     const antiEntropy = (this.antiEntropyService = new AntiEntropy({ ...shared, meta: options.storage.meta, settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes } }));
     const handoff = new Handoff({
       ...shared,
       settings: config.handoff,
       heldPartitions: () => antiEntropy.heldPartitions(),
       changeCount: (partition: number) => antiEntropy.changeCount(partition),
-      reportTransfersDone: (version) => this.membership.reportTransfersDone(version),
+      reportTransfersDone: (version) => this.gossiper.reportTransfersDone(version),
     });
     replica.onChange((dataKey, before, after, object) => antiEntropy.track(dataKey, before, after, object));
     const settings = () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled });
@@ -98,7 +98,7 @@ export class RingNode implements KvService {
     this.client = new ClientRequests({ ...shared, coordinator, limits: config.limits });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...options, ...roles, nVals: shared.nVals, onLeft: () => this.onLeft?.() });
-    this.statusReport = new Status({ ...options, ...roles, startedAtMs: options.clock.nowMs(), membership: () => this.membership, inFlight: () => this.client.inFlight, nVals: shared.nVals });
+    this.statusReport = new Status({ ...options, ...roles, startedAtMs: options.clock.nowMs(), gossiper: () => this.gossiper, inFlight: () => this.client.inFlight, nVals: shared.nVals });
     // Counters and sets: updates are coordinated like writes and applied by the replica that serves dt-update.
     const dataTypes = (this.dataTypes = new DataTypes({
       coordinator,
@@ -114,15 +114,15 @@ export class RingNode implements KvService {
       config,
       nowMs: () => options.clock.nowMs(),
       requireRing: shared.requireRing,
-      view: () => this.membership.view,
+      view: () => this.gossiper.view,
       bucketProperties: shared.bucketProperties,
       maxNVal: () => Math.max(...shared.nVals()),
     });
-    registerPeerHandlers(peers, { ...roles, dataTypes, selfId: this.nodeId, gossiper: () => this.membership, requireRing: shared.requireRing });
+    registerPeerHandlers(peers, { ...roles, dataTypes, selfId: this.nodeId, gossiper: () => this.gossiper, requireRing: shared.requireRing });
   }
 
   /** The membership view and failure detector (the lifecycle creates it at start; undefined before, which the optional chains allow for). */
-  get membership(): Gossiper {
+  get gossiper(): Gossiper {
     return this.lifecycle.gossiper;
   }
 

@@ -17,7 +17,7 @@ export interface StatusOptions {
   readonly storage: Storage;
   /** When this node started, by its clock. */
   readonly startedAtMs: number;
-  readonly membership: () => Gossiper;
+  readonly gossiper: () => Gossiper;
   readonly replica: Replica;
   readonly hintedHandoff: HintedHandoff;
   readonly antiEntropy: AntiEntropy;
@@ -40,7 +40,7 @@ export class Status {
 
   /** What GET /status shows. */
   async report(): Promise<NodeStatus> {
-    const gossiper = this.options.membership();
+    const gossiper = this.options.gossiper();
     const ring = gossiper.ring;
     const view = gossiper.view;
     const members: MemberStatus[] = Object.values(view.members)

@@ -212,10 +212,10 @@ export class SimCluster {
   ringSettled(): boolean {
     const running = this.members.filter((member) => member.running);
     return running.every((member) => {
-      const ring = member.node.membership.ring;
+      const ring = member.node.gossiper.ring;
       if (ring === null || ring.next !== null) return false;
       const owners = new Set(ring.owners);
-      return this.members.every((other) => owners.has(other.nodeId)) && running.every((other) => member.node.membership.isUp(other.nodeId));
+      return this.members.every((other) => owners.has(other.nodeId)) && running.every((other) => member.node.gossiper.isUp(other.nodeId));
     });
   }
 

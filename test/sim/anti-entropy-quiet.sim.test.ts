@@ -150,7 +150,7 @@ describe('simulation: quiet anti-entropy', () => {
       const [first, , third] = cluster.members as [SimMember, SimMember, SimMember];
       await cluster.clock.advance(3000);
       await cluster.crash(third);
-      await cluster.runUntil(() => !first.node.membership.isUp(third.nodeId), 30_000, 'node 3 is judged down');
+      await cluster.runUntil(() => !first.node.gossiper.isUp(third.nodeId), 30_000, 'node 3 is judged down');
       for (let index = 0; index < 60; index++) await write(cluster, first, 'gone', `key-${index}`, `v${index}`, { w: 2 });
       await cluster.restart(third);
       const seen = spyOnAntiEntropy(cluster);
@@ -213,7 +213,7 @@ describe('simulation: Merkle trees across restarts', () => {
       await cluster.runUntil(() => cluster.ringSettled(), 30_000, 'ring settles');
       // Node 2 goes away; one key reaches node 1 only (synced, so a power loss keeps it), and node 1 crashes right after.
       await cluster.crash(second);
-      await cluster.runUntil(() => !first.node.membership.isUp(second.nodeId), 30_000, 'node 2 is judged down');
+      await cluster.runUntil(() => !first.node.gossiper.isUp(second.nodeId), 30_000, 'node 2 is judged down');
       await write(cluster, first, 'late', 'just-before-the-crash', 'kept', { w: 1, dw: 1 });
       await cluster.crash(first, kind);
       await cluster.restart(first);

@@ -35,7 +35,7 @@ describe('simulation: Merkle anti-entropy', () => {
     try {
       const [first, , third] = cluster.members as [SimMember, SimMember, SimMember];
       await cluster.crash(third);
-      await cluster.runUntil(() => !first.node.membership.isUp(third.nodeId), 30_000, 'node 3 is judged down');
+      await cluster.runUntil(() => !first.node.gossiper.isUp(third.nodeId), 30_000, 'node 3 is judged down');
       const keys = Array.from({ length: 300 }, (_, index) => `key-${index}`);
       for (const key of keys) await write(cluster, first, 'ae', key, `value-${key}`);
       for (const key of keys.slice(0, 5)) expect(await localValue(third, 'ae', key), `seed ${seed}`).toEqual([]);
@@ -63,7 +63,7 @@ describe('simulation: Merkle anti-entropy', () => {
         for (let index = 0; index < storedKeys; index++) await write(cluster, first, 'bulk', `k${index}`, 'x'.repeat(20), 'all');
         // Ten keys differ: written while the second node was away.
         await cluster.crash(second);
-        await cluster.runUntil(() => !first.node.membership.isUp(second.nodeId), 30_000, 'node 2 is judged down');
+        await cluster.runUntil(() => !first.node.gossiper.isUp(second.nodeId), 30_000, 'node 2 is judged down');
         for (let index = 0; index < 10; index++) await write(cluster, first, 'diff', `d${index}`, 'y'.repeat(20), 1);
         await cluster.restart(second);
         await cluster.runUntil(() => cluster.ringSettled(), 30_000, 'ring settles');
@@ -92,7 +92,7 @@ describe('simulation: deleted keys never come back', () => {
       const keys = Array.from({ length: 40 }, (_, index) => `gone-${index}`);
       for (const key of keys) await write(cluster, first, 'del', key, 'alive', 'all');
       await cluster.crash(third);
-      await cluster.runUntil(() => !first.node.membership.isUp(third.nodeId), 30_000, 'node 3 is judged down');
+      await cluster.runUntil(() => !first.node.gossiper.isUp(third.nodeId), 30_000, 'node 3 is judged down');
       for (const key of keys) {
         const read = await cluster.drive(second.node.get('del', key, { r: 'quorum' }));
         await cluster.drive(second.node.delete({ bucket: 'del', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'quorum' } }));

@@ -28,7 +28,7 @@ const text = (value: string) => Buffer.from(value);
 
 /** Backs up every partition from its first replica, reading the stream as `ringkv backup` would (framing checked). */
 async function takeBackup(cluster: SimCluster): Promise<BackupRecord[]> {
-  const ring = cluster.members[0]!.node.membership.ring!;
+  const ring = cluster.members[0]!.node.gossiper.ring!;
   const records: BackupRecord[] = [];
   for (let partition = 0; partition < ring.partitionCount; partition++) {
     const holder = cluster.members.find((member) => member.nodeId === preferenceList(ring, partition, 3)[0])!;

@@ -44,7 +44,7 @@ describe('simulation: hints are bounded per target', () => {
       const down = cluster.members[2] as SimMember;
       const others = cluster.members.filter((member) => member !== down);
       await cluster.crash(down);
-      await cluster.runUntil(() => others.every((member) => !member.node.membership.isUp(down.nodeId)), 30_000, 'the node is judged down by every other');
+      await cluster.runUntil(() => others.every((member) => !member.node.gossiper.isUp(down.nodeId)), 30_000, 'the node is judged down by every other');
       const keys = Array.from({ length: 300 }, (_, index) => `load-${index}`);
       // Values of 300 or 700 bytes: the byte bound (about 20 hints) binds before the count bound.
       const value = (key: string): Buffer => Buffer.from(`${key}:`.padEnd(key.endsWith('1') ? 700 : 300, 'v'));
@@ -66,7 +66,7 @@ describe('simulation: hints are bounded per target', () => {
       expect(dropped, `seed ${seed}: hints dropped (shown in /status hints.dropped)`).toBeGreaterThan(0);
 
       await cluster.restart(down);
-      const ring = others[0]!.node.membership.ring!;
+      const ring = others[0]!.node.gossiper.ring!;
       const replicated = keys.filter((key) => preferenceList(ring, partitionOf('load', key, ring.partitionCount), 3).includes(down.nodeId));
       expect(replicated.length).toBeGreaterThan(maxHintsPerTarget * others.length);
       await cluster.runUntil(

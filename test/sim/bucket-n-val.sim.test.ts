@@ -60,10 +60,10 @@ describe('simulation: an ex-replica of a smaller-n_val bucket', () => {
     });
     try {
       const keys = await writeKeys(cluster, 'small', 60);
-      const before = cluster.members[0]!.node.membership.ring as Ring;
+      const before = cluster.members[0]!.node.gossiper.ring as Ring;
       await cluster.addMember();
       await cluster.runUntil(() => cluster.ringSettled(), 120_000, 'the ring with the joiner settles');
-      const after = cluster.members[0]!.node.membership.ring as Ring;
+      const after = cluster.members[0]!.node.gossiper.ring as Ring;
       // Keys one of whose old replicas is still in the largest (n_val 3) preference list, but no
       // longer in the bucket's own (n_val 2): the case clean-up skipped.
       const moved = keys.flatMap((key) => {
@@ -133,7 +133,7 @@ describe('simulation: a ring change streams every bucket to its new replicas', (
       for (const bucket of Object.keys(nValOf)) keysByBucket.set(bucket, await writeKeys(cluster, bucket, 40));
       const joiner = await cluster.addMember();
       await cluster.runUntil(() => cluster.ringSettled(), 120_000, 'the ring with the joiner settles');
-      const ring = cluster.members[0]!.node.membership.ring as Ring;
+      const ring = cluster.members[0]!.node.gossiper.ring as Ring;
       const owned = [...keysByBucket].flatMap(([bucket, keys]) => keys.filter((key) => replicasOf(ring, bucket, key).includes(joiner.nodeId)).map((key) => `${bucket}/${key}`));
       expect(owned.length, `seed ${seed}: the joiner replicates some keys`).toBeGreaterThan(0);
       expect(await missingCopies(cluster, ring, keysByBucket), `seed ${seed}: keys a replica does not hold after the join`).toEqual([]);
@@ -156,8 +156,8 @@ describe('simulation: a ring change streams every bucket to its new replicas', (
       await cluster.runUntil(() => left, 120_000, 'the leaving node hands off and leaves');
       await cluster.crash(leaving);
       const stayers = cluster.members.filter((member) => member !== leaving);
-      await cluster.runUntil(() => stayers.every((member) => member.node.membership.ring?.next === null && !member.node.membership.ring.owners.includes(leaving.nodeId)), 60_000, 'the ring without the leaver');
-      const ring = stayers[0]!.node.membership.ring as Ring;
+      await cluster.runUntil(() => stayers.every((member) => member.node.gossiper.ring?.next === null && !member.node.gossiper.ring.owners.includes(leaving.nodeId)), 60_000, 'the ring without the leaver');
+      const ring = stayers[0]!.node.gossiper.ring as Ring;
       expect(await missingCopies(cluster, ring, keysByBucket), `seed ${seed}: keys a replica does not hold after the leave`).toEqual([]);
     } finally {
       await cluster.stop();

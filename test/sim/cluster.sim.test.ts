@@ -179,7 +179,7 @@ describe('simulation: hinted handoff', () => {
       const victim = cluster.members[1] as SimMember;
       await cluster.crash(victim);
       const observer = cluster.members[0] as SimMember;
-      await cluster.runUntil(() => !observer.node.membership.isUp(victim.nodeId), 30_000, 'the crashed node is judged down');
+      await cluster.runUntil(() => !observer.node.gossiper.isUp(victim.nodeId), 30_000, 'the crashed node is judged down');
       const keys = Array.from({ length: 40 }, (_, index) => `k${index}`);
       for (const key of keys) {
         await cluster.drive(observer.node.put({ bucket: 'h', key, value: Buffer.from(key), contentType: 'text/plain', context: undefined, options: { w: 2 } }));
@@ -188,7 +188,7 @@ describe('simulation: hinted handoff', () => {
       expect(pending, `seed ${seed}: some writes should have left hints for the down node`).toBeGreaterThan(0);
       await cluster.restart(victim);
       await healAndDrain(cluster);
-      const ring = victim.node.membership.ring!;
+      const ring = victim.node.gossiper.ring!;
       for (const key of keys) {
         if (!preferenceList(ring, partitionOf('h', key, ring.partitionCount), 3).includes(victim.nodeId)) continue;
         const local = await victim.node.localReplica.readByDataKey(encodeDataKey('h', key));

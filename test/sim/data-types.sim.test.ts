@@ -34,7 +34,7 @@ describe('simulation: counters and sets', () => {
       const [first, second, third] = cluster.members as [SimMember, SimMember, SimMember];
       await increment(cluster, first, 'hits', 100, 'all');
       cluster.network.partition([[first.address, second.address], [third.address]]);
-      await cluster.runUntil(() => !first.node.membership.isUp(third.nodeId) && !third.node.membership.isUp(first.nodeId), 30_000, 'each side judges the other down');
+      await cluster.runUntil(() => !first.node.gossiper.isUp(third.nodeId) && !third.node.gossiper.isUp(first.nodeId), 30_000, 'each side judges the other down');
       let expected = 100;
       for (let round = 0; round < 10; round++) {
         await increment(cluster, round % 2 === 0 ? first : second, 'hits', round + 1, 'quorum');
@@ -44,7 +44,7 @@ describe('simulation: counters and sets', () => {
       // Each side sees only its own updates.
       expect((await read(cluster, third, 'hits', 1))?.value, `seed ${seed}`).toBe(100 - 135);
       cluster.network.heal();
-      await cluster.runUntil(() => cluster.members.every((member) => cluster.members.every((other) => member.node.membership.isUp(other.nodeId))), 30_000, 'the partition heals');
+      await cluster.runUntil(() => cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))), 30_000, 'the partition heals');
       for (const member of cluster.members) expect(await read(cluster, member, 'hits', 'all'), `seed ${seed}: read at ${member.nodeId}`).toEqual({ type: 'counter', value: expected });
       // Read repair (and the hints the partition left) bring every replica's own copy to the sum.
       await cluster.runUntil(
@@ -66,7 +66,7 @@ describe('simulation: counters and sets', () => {
       const [first, second, third] = cluster.members as [SimMember, SimMember, SimMember];
       await cluster.drive(first.node.dataTypes.update('dt', 'tags', { type: 'set', add: ['kept', 'readded', 'dropped'], remove: [] }, { w: 'all' }));
       cluster.network.partition([[first.address, second.address], [third.address]]);
-      await cluster.runUntil(() => !first.node.membership.isUp(third.nodeId) && !third.node.membership.isUp(first.nodeId), 30_000, 'each side judges the other down');
+      await cluster.runUntil(() => !first.node.gossiper.isUp(third.nodeId) && !third.node.gossiper.isUp(first.nodeId), 30_000, 'each side judges the other down');
       const seen = await read(cluster, first, 'tags');
       expect(seen, `seed ${seed}`).toMatchObject({ type: 'set', value: ['dropped', 'kept', 'readded'] });
       const context = decodeContext((seen as { context: string }).context);
@@ -75,7 +75,7 @@ describe('simulation: counters and sets', () => {
       await cluster.drive(third.node.dataTypes.update('dt', 'tags', { type: 'set', add: ['readded', 'new'], remove: [] }, { w: 1 }));
       expect((await read(cluster, first, 'tags'))?.value, `seed ${seed}`).toEqual(['kept']);
       cluster.network.heal();
-      await cluster.runUntil(() => cluster.members.every((member) => cluster.members.every((other) => member.node.membership.isUp(other.nodeId))), 30_000, 'the partition heals');
+      await cluster.runUntil(() => cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))), 30_000, 'the partition heals');
       for (const member of cluster.members) expect((await read(cluster, member, 'tags', 'all'))?.value, `seed ${seed}: read at ${member.nodeId}`).toEqual(['kept', 'new', 'readded']);
       await cluster.runUntil(
         async () => {
@@ -110,7 +110,7 @@ describe('simulation: counters and sets', () => {
       await cluster.crash(first, 'process');
       await cluster.restart(first);
       await cluster.restart(third);
-      await cluster.runUntil(() => cluster.ringSettled() && cluster.members.every((member) => cluster.members.every((other) => member.node.membership.isUp(other.nodeId))), 60_000, 'the nodes are back');
+      await cluster.runUntil(() => cluster.ringSettled() && cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))), 60_000, 'the nodes are back');
       // The restarted node coordinates again, under a new actor: its earlier entries live on in the other replicas.
       for (let round = 0; round < 3; round++) {
         await increment(cluster, third, 'durable', 5, 'all');
@@ -129,7 +129,7 @@ describe('simulation: counters and sets', () => {
       const [first, second, third] = cluster.members as [SimMember, SimMember, SimMember];
       await cluster.drive(first.node.dataTypes.update('dt', 'ae-set', { type: 'set', add: ['gone'], remove: [] }, { w: 'all' }));
       await cluster.crash(third);
-      await cluster.runUntil(() => !first.node.membership.isUp(third.nodeId), 30_000, 'node 3 is judged down');
+      await cluster.runUntil(() => !first.node.gossiper.isUp(third.nodeId), 30_000, 'node 3 is judged down');
       const keys = Array.from({ length: 20 }, (_, index) => `ae-${index}`);
       for (const [index, key] of keys.entries()) {
         await increment(cluster, index % 2 === 0 ? first : second, key, index + 1);
@@ -172,7 +172,7 @@ describe('simulation: counters and sets', () => {
       const joiner = await cluster.addMember();
       const settled = (): boolean =>
         cluster.members.every((member) => {
-          const ring = member.node.membership.ring;
+          const ring = member.node.gossiper.ring;
           return ring !== null && ring.next === null && ringMembers(ring).length === 4;
         });
       const deadline = cluster.clock.nowMs() + 300_000;
@@ -181,7 +181,7 @@ describe('simulation: counters and sets', () => {
         await step();
         await cluster.clock.advance(50);
       }
-      const ring = joiner.node.membership.ring!;
+      const ring = joiner.node.gossiper.ring!;
       await cluster.runUntil(
         () => cluster.members.every((member) => member.node.antiEntropyService.heldPartitions().every((partition) => preferenceList(ring, partition, 3).includes(member.nodeId))),
         120_000,
@@ -213,10 +213,10 @@ describe('simulation: counters and sets', () => {
       await cluster.drive(first.node.dataTypes.update('dt', 'ahead', { type: 'set', add: ['old'], remove: [] }, { w: 'all' }));
       // Only the first node takes the next add: the others are cut off while it is made.
       cluster.network.partition([[first.address], [second.address, third.address]]);
-      await cluster.runUntil(() => !first.node.membership.isUp(second.nodeId) && !first.node.membership.isUp(third.nodeId), 30_000, 'node 1 judges the others down');
+      await cluster.runUntil(() => !first.node.gossiper.isUp(second.nodeId) && !first.node.gossiper.isUp(third.nodeId), 30_000, 'node 1 judges the others down');
       await cluster.drive(first.node.dataTypes.update('dt', 'ahead', { type: 'set', add: ['new'], remove: [] }, { w: 1 }));
       cluster.network.heal();
-      await cluster.runUntil(() => cluster.members.every((member) => cluster.members.every((other) => member.node.membership.isUp(other.nodeId))), 30_000, 'the partition heals');
+      await cluster.runUntil(() => cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))), 30_000, 'the partition heals');
       const seen = await cluster.drive(first.node.dataTypes.read('dt', 'ahead', { r: 1 }));
       expect(seen?.value, `seed ${seed}`).toEqual(['new', 'old']);
       expect((await localValue(second, 'ahead'))?.value, `seed ${seed}: node 2 has not seen the new add`).toEqual(['old']);

@@ -54,7 +54,7 @@ describe('simulation: the receiver has it durably before the source deletes it',
         if (!storages.get(target)!.isDurable('data', dataKey)) violations.push(`${target}: ${decodeDataKey(dataKey).key}`);
       });
       await cluster.crash(third);
-      await cluster.runUntil(() => !first.node.membership.isUp(third.nodeId), 30_000, 'node 3 is judged down');
+      await cluster.runUntil(() => !first.node.gossiper.isUp(third.nodeId), 30_000, 'node 3 is judged down');
       for (let index = 0; index < 40; index++) await write(cluster, first, `hinted-${index}`, { w: 2 });
       expect(first.node.hintStore.pending, `seed ${seed}: hints kept for node 3`).toBe(40);
       await cluster.restart(third);
@@ -77,7 +77,7 @@ describe('simulation: the receiver has it durably before the source deletes it',
         storages.get(member.nodeId)!.onDelete((space, dataKey) => {
           if (space !== 'data') return;
           handedOff += 1;
-          const ring = member.node.membership.ring!;
+          const ring = member.node.gossiper.ring!;
           const partition = partitionOfPosition(decodeDataKey(dataKey).position, ring.partitionCount);
           for (const replica of preferenceList(ring, partition, 3)) {
             if (!storages.get(replica)!.isDurable('data', dataKey)) violations.push(`${member.nodeId} deleted ${decodeDataKey(dataKey).key} before ${replica} synced it`);
@@ -103,10 +103,10 @@ describe('simulation: the receiver has it durably before the source deletes it',
           }
         }
         const handedOffAll = cluster.members.every((member) =>
-          member.node.antiEntropyService.heldPartitions().every((partition) => preferenceList(member.node.membership.ring!, partition, 3).includes(member.nodeId)),
+          member.node.antiEntropyService.heldPartitions().every((partition) => preferenceList(member.node.gossiper.ring!, partition, 3).includes(member.nodeId)),
         );
         if (cluster.ringSettled() && handedOffAll && written >= 100) break;
-        if (cluster.network.faults.dropProbability > 0 && cluster.members.every((member) => member.node.membership.ring?.next === null && member.node.membership.ring.owners.includes(joiner.nodeId))) {
+        if (cluster.network.faults.dropProbability > 0 && cluster.members.every((member) => member.node.gossiper.ring?.next === null && member.node.gossiper.ring.owners.includes(joiner.nodeId))) {
           cluster.network.faults.dropProbability = 0;
         }
         if (cluster.clock.nowMs() > deadline) throw new Error(`simulation seed ${seed}: the join and hand-off did not finish within 300000 ms of virtual time`);

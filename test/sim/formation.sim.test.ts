@@ -36,9 +36,9 @@ describe('simulation: formation', () => {
     const [founder, second, doomed] = cluster.members as [SimMember, SimMember, SimMember];
     try {
       // Crashed while planned in, before it has streamed its partitions and the ring has flipped.
-      await cluster.runUntil(() => founder.node.membership.ring?.next?.includes(doomed.nodeId) === true, 30_000, 'the founder plans the third node in', 1);
+      await cluster.runUntil(() => founder.node.gossiper.ring?.next?.includes(doomed.nodeId) === true, 30_000, 'the founder plans the third node in', 1);
       await cluster.crash(doomed);
-      expect(founder.node.membership.ring?.owners, `seed ${seed}: the third node owns nothing yet`).not.toContain(doomed.nodeId);
+      expect(founder.node.gossiper.ring?.owners, `seed ${seed}: the third node owns nothing yet`).not.toContain(doomed.nodeId);
       const written: string[] = [];
       for (const member of [founder, second]) {
         await cluster.runUntil(
@@ -55,7 +55,7 @@ describe('simulation: formation', () => {
       await cluster.runUntil(
         () =>
           [founder, second].every((member) => {
-            const ring = member.node.membership.ring;
+            const ring = member.node.gossiper.ring;
             return ring !== null && ring.next === null && ringMembers(ring).join() === [founder.nodeId, second.nodeId].sort().join();
           }),
         60_000,

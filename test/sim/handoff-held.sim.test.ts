@@ -12,7 +12,7 @@ describe('handoff-held through the peer dispatch', () => {
     try {
       const node = cluster.members[0]!.node;
       await cluster.drive(node.put({ bucket: 'b', key: 'k', value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: {} }));
-      const partitionCount = node.membership.ring!.partitionCount;
+      const partitionCount = node.gossiper.ring!.partitionCount;
       const reply = await cluster.drive(node.handlePeer({ type: 'control', operation: 'handoff-held', payload: { partitions: Array.from({ length: partitionCount }, (_, index) => index) } }));
       expect(reply.type).toBe('control-reply');
       expect((reply as { payload: { held: number[] } }).payload.held).toHaveLength(1);

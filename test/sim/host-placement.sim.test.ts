@@ -47,7 +47,7 @@ describe('placement by host: a whole host lost', () => {
     it(`keeps every acknowledged key readable and writable at a quorum of primaries after every node of a host crashes (${layout.name}, seed ${seed})`, async () => {
       const cluster = await startHostCluster(seed, layout);
       try {
-        const ring = cluster.members[0]?.node.membership.ring as Ring;
+        const ring = cluster.members[0]?.node.gossiper.ring as Ring;
         expect(cluster.members.map((member) => hostOf(ring, member))).toEqual(layout.hosts);
         const status = await cluster.drive(cluster.members[0]!.node.status());
         expect(status.members.map((member) => member.host).sort()).toEqual([...layout.hosts].sort());
@@ -65,7 +65,7 @@ describe('placement by host: a whole host lost', () => {
         const victims = cluster.members.filter((member) => hostOf(ring, member) === lost);
         const survivors = cluster.members.filter((member) => hostOf(ring, member) !== lost);
         for (const victim of victims) await cluster.crash(victim);
-        await cluster.runUntil(() => survivors.every((member) => victims.every((victim) => !member.node.membership.isUp(victim.nodeId))), 60_000, `survivors see host ${lost} down`);
+        await cluster.runUntil(() => survivors.every((member) => victims.every((victim) => !member.node.gossiper.isUp(victim.nodeId))), 60_000, `survivors see host ${lost} down`);
 
         const unreadable: string[] = [];
         const unwritable: string[] = [];

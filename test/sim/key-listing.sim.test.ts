@@ -133,7 +133,7 @@ describe('simulation: key listing', () => {
     try {
       const [first, , third] = cluster.members as [SimMember, SimMember, SimMember];
       await put(cluster, first, 'single', 'a');
-      const ring = first.node.membership.ring!;
+      const ring = first.node.gossiper.ring!;
       const lost = Array.from({ length: ring.partitionCount }, (_, partition) => partition).filter((partition) => preferenceList(ring, partition, 1)[0] === third.nodeId);
       expect(lost.length).toBeGreaterThan(0);
       await cluster.crash(third);

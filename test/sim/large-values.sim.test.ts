@@ -25,7 +25,7 @@ describe('simulation: a join with large values', () => {
     try {
       const [first] = cluster.members as [SimMember, SimMember];
       // The claim is deterministic: find a partition the third node will take over, and fill it.
-      const ring = first.node.membership.ring!;
+      const ring = first.node.gossiper.ring!;
       const planned = planClaim(ring, [...ringMembers(ring), 'node3'].sort());
       const partition = incomingTransfers(planned, 'node3', [1])[0]!.partition;
       const source = preferenceList(ring, partition, 1)[0]!;
@@ -39,7 +39,7 @@ describe('simulation: a join with large values', () => {
       }
       const joiner = await cluster.addMember();
       await cluster.runUntil(
-        () => cluster.ringSettled() && preferenceList(joiner.node.membership.ring!, partition, 1)[0] === joiner.nodeId,
+        () => cluster.ringSettled() && preferenceList(joiner.node.gossiper.ring!, partition, 1)[0] === joiner.nodeId,
         300_000,
         'the join completes and the joiner owns the large partition',
       );

@@ -35,7 +35,7 @@ describe('simulation: hints for a node that left', () => {
       const gone = cluster.members[1] as SimMember;
       const stayers = cluster.members.filter((member) => member !== gone);
       await cluster.crash(gone);
-      await cluster.runUntil(() => stayers.every((member) => !member.node.membership.isUp(gone.nodeId)), 30_000, 'the node is judged down');
+      await cluster.runUntil(() => stayers.every((member) => !member.node.gossiper.isUp(gone.nodeId)), 30_000, 'the node is judged down');
       // Writes while it is down: its share goes to fallbacks as hints.
       const written: { bucket: string; key: string }[] = [];
       for (const bucket of ['plain', 'small']) {
@@ -61,10 +61,10 @@ describe('simulation: hints for a node that left', () => {
       } else {
         stayers[0]!.node.removeMember(gone.nodeId);
       }
-      await cluster.runUntil(() => stayers.every((member) => member.node.membership.ring?.next === null && !member.node.membership.ring.owners.includes(gone.nodeId)), 120_000, 'the ring without the node');
+      await cluster.runUntil(() => stayers.every((member) => member.node.gossiper.ring?.next === null && !member.node.gossiper.ring.owners.includes(gone.nodeId)), 120_000, 'the ring without the node');
       for (const member of stayers) await cluster.drive(member.node.hintedHandoffService.deliverHints());
       expect(held(), `seed ${seed}: hints still waiting for the node that is gone`).toBe(0);
-      const ring = stayers[0]!.node.membership.ring as Ring;
+      const ring = stayers[0]!.node.gossiper.ring as Ring;
       const missing: string[] = [];
       for (const { bucket, key } of written) {
         const replicas = preferenceList(ring, partitionOf(bucket, key, ring.partitionCount), bucket === 'small' ? 2 : 3);

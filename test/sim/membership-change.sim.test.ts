@@ -66,7 +66,7 @@ async function expectAllReadable(cluster: SimCluster, reader: SimMember, acknowl
 
 function settledWith(cluster: SimCluster, members: readonly SimMember[]): boolean {
   return members.every((member) => {
-    const ring = member.node.membership.ring;
+    const ring = member.node.gossiper.ring;
     return ring !== null && ring.next === null && ringMembers(ring).length === members.length && members.every((other) => ring.owners.includes(other.nodeId));
   });
 }
@@ -78,12 +78,12 @@ describe('simulation: a node joins under load', () => {
     try {
       const writer = new SteadyWriter(() => cluster.members.filter((member) => member.running)[random.int(3)] as SimMember);
       await writeUntil(cluster, writer, () => writer.acknowledged.size >= 150, 60_000, 'initial load');
-      const before = cluster.members[0]!.node.membership.ring!;
+      const before = cluster.members[0]!.node.gossiper.ring!;
       const joiner = await cluster.addMember();
       const beforeJoin = new Map(writer.acknowledged);
       await writeUntil(cluster, writer, () => settledWith(cluster, cluster.members), 300_000, 'the 4th node owns its share');
       // The ownership flipped only after the stream: the joiner already holds what it replicates.
-      const flipped = joiner.node.membership.ring!;
+      const flipped = joiner.node.gossiper.ring!;
       const { partitionOf } = await import('../../src/core/keys.js');
       for (const [key, value] of beforeJoin) {
         if (!preferenceList(flipped, partitionOf('load', key, flipped.partitionCount), 3).includes(joiner.nodeId)) continue;
@@ -94,7 +94,7 @@ describe('simulation: a node joins under load', () => {
       writer.stop();
       expect(writer.failures, `seed ${seed}: requests failed during the join`).toEqual([]);
 
-      const after = cluster.members[0]!.node.membership.ring!;
+      const after = cluster.members[0]!.node.gossiper.ring!;
       const share = after.partitionCount / 4;
       for (const member of cluster.members) {
         const owned = partitionsOwnedBy(after, member.nodeId).length;
@@ -174,7 +174,7 @@ describe('simulation: a node leaves, or is removed, under load', () => {
       const writer = new SteadyWriter(() => stayers[random.int(stayers.length)] as SimMember);
       await writeUntil(cluster, writer, () => writer.acknowledged.size >= 150, 60_000, 'initial load');
       await cluster.crash(lost);
-      await writeUntil(cluster, writer, () => !stayers[0]!.node.membership.isUp(lost.nodeId), 30_000, 'the lost node is judged down');
+      await writeUntil(cluster, writer, () => !stayers[0]!.node.gossiper.isUp(lost.nodeId), 30_000, 'the lost node is judged down');
       stayers[0]!.node.removeMember(lost.nodeId);
       await writeUntil(cluster, writer, () => settledWith(cluster, stayers), 300_000, 'ring of the 3 others');
       writer.stop();

@@ -33,7 +33,7 @@ async function localValues(member: SimMember, bucket: string, key: string): Prom
 
 /** A key whose preference list leaves out `outsider`, with that list. */
 function keyOutside(cluster: SimCluster, outsider: SimMember, bucket: string): { key: string; partition: number; replicas: SimMember[] } {
-  const ring = cluster.members[0]!.node.membership.ring!;
+  const ring = cluster.members[0]!.node.gossiper.ring!;
   for (let index = 0; ; index++) {
     const key = `k-${index}`;
     const partition = partitionOf(bucket, key, ring.partitionCount);
@@ -186,7 +186,7 @@ describe('simulation: what a reaped tombstone leaves behind', () => {
 function settledWithout(cluster: SimCluster, gone: SimMember): boolean {
   const stayers = cluster.members.filter((member) => member !== gone);
   return stayers.every((member) => {
-    const ring = member.node.membership.ring;
+    const ring = member.node.gossiper.ring;
     return ring !== null && ring.next === null && !ring.owners.includes(gone.nodeId) && stayers.every((other) => ring.owners.includes(other.nodeId));
   });
 }
@@ -200,7 +200,7 @@ describe('simulation: a removed node that restarts with old data does not undo a
       const keys = Array.from({ length: 30 }, (_, index) => `r-${index}`);
       for (const key of keys) await cluster.drive(stayers[0]!.node.put({ bucket: 'reap', key, value: Buffer.from('alive'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
       await cluster.crash(lost);
-      await cluster.runUntil(() => !stayers[0]!.node.membership.isUp(lost.nodeId), 30_000, 'the lost node is judged down');
+      await cluster.runUntil(() => !stayers[0]!.node.gossiper.isUp(lost.nodeId), 30_000, 'the lost node is judged down');
       stayers[0]!.node.removeMember(lost.nodeId);
       await cluster.runUntil(() => settledWithout(cluster, lost), 120_000, 'ring of the 3 others');
       for (const key of keys) {
@@ -223,7 +223,7 @@ describe('simulation: a removed node that restarts with old data does not undo a
       await cluster.clock.advance(30_000);
       // A removed id stays removed: the node learns it from gossip and moves no data, so the old
       // versions on its disk stay inert there, and no other replica or read ever sees them again.
-      expect(lost.node.membership.ownStatus, `seed ${seed}: the node that came back knows it was removed`).toBe('removed');
+      expect(lost.node.gossiper.ownStatus, `seed ${seed}: the node that came back knows it was removed`).toBe('removed');
       for (const key of keys) {
         for (const member of stayers) expect(await localValues(member, 'reap', key), `seed ${seed}: ${key} on ${member.nodeId}`).toEqual([]);
         const read = await cluster.drive(stayers[0]!.node.get('reap', key, { r: 'all' }));

@@ -36,10 +36,10 @@ describe('simulation: a removed node that restarts', () => {
       );
 
       await cluster.crash(lost);
-      await cluster.runUntil(() => stayers.every((member) => !member.node.membership.isUp(lost.nodeId)), 30_000, 'the lost node is judged down');
+      await cluster.runUntil(() => stayers.every((member) => !member.node.gossiper.isUp(lost.nodeId)), 30_000, 'the lost node is judged down');
       stayers[0]!.node.removeMember(lost.nodeId);
       await cluster.runUntil(
-        () => stayers.every((member) => member.node.membership.ring?.next === null && !ringMembers(member.node.membership.ring).includes(lost.nodeId)),
+        () => stayers.every((member) => member.node.gossiper.ring?.next === null && !ringMembers(member.node.gossiper.ring).includes(lost.nodeId)),
         120_000,
         'the ring of the three others',
       );
@@ -48,11 +48,11 @@ describe('simulation: a removed node that restarts', () => {
       await cluster.clock.advance(30_000);
 
       for (const member of stayers) {
-        expect(member.node.membership.view.members[lost.nodeId]?.status, `seed ${seed}: ${member.nodeId}'s record of the removed node`).toBe('removed');
-        expect(ringMembers(member.node.membership.ring!), `seed ${seed}: ${member.nodeId}'s ring`).not.toContain(lost.nodeId);
+        expect(member.node.gossiper.view.members[lost.nodeId]?.status, `seed ${seed}: ${member.nodeId}'s record of the removed node`).toBe('removed');
+        expect(ringMembers(member.node.gossiper.ring!), `seed ${seed}: ${member.nodeId}'s ring`).not.toContain(lost.nodeId);
         expect(await member.node.getLocal('stale', 'reaped-elsewhere'), `seed ${seed}: the removed node's data on ${member.nodeId}`).toBeUndefined();
       }
-      expect(lost.node.membership.ownStatus, `seed ${seed}: the restarted node learns it was removed`).toBe('removed');
+      expect(lost.node.gossiper.ownStatus, `seed ${seed}: the restarted node learns it was removed`).toBe('removed');
       await expect(cluster.drive(lost.node.put({ bucket: 'b', key: 'k', value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 1 } }))).rejects.toThrow(
         /removed from the cluster/,
       );

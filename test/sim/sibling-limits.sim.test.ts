@@ -47,7 +47,7 @@ describe('sibling limits', () => {
   it('refuses with KV_TOO_MANY_SIBLINGS when the coordinating replica is another node', async () => {
     cluster = await SimCluster.start(3, 3, { limits: { siblingsWarn: 1, maxSiblings: 2 }, buckets: { single: { nVal: 1, r: 1, w: 1 } } });
     const sim = cluster;
-    const ring = sim.members[0]!.node.membership.ring!;
+    const ring = sim.members[0]!.node.gossiper.ring!;
     const entry = sim.members.find((member) => preferenceList(ring, partitionOf('single', 'k', ring.partitionCount), 1)[0] !== member.nodeId)!;
     const blind = async (value: string): Promise<string> =>
       sim.drive(entry.node.put({ bucket: 'single', key: 'k', value: Buffer.from(value), contentType: 'text/plain', context: undefined, options: {} })).then(

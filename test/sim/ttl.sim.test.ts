@@ -21,7 +21,7 @@ const ttlConfig = (tombstoneGraceMs: number) => ({
 });
 
 function replicasOf(cluster: SimCluster, bucket: string, key: string): SimMember[] {
-  const ring = cluster.members[0]!.node.membership.ring!;
+  const ring = cluster.members[0]!.node.gossiper.ring!;
   const list = preferenceList(ring, partitionOf(bucket, key, ring.partitionCount), 3);
   return cluster.members.filter((member) => list.includes(member.nodeId));
 }

@@ -34,7 +34,7 @@ describe('one deadline per request', () => {
     cluster = await SimCluster.start(seed, 4, { buckets: { pair: { nVal: 2, r: 1, w: 2 } }, limits: { requestTimeoutMs: 2000, peerTimeoutMs: 5000 } });
     const sim = cluster;
     const entry = sim.members[0]!;
-    const ring = entry.node.membership.ring!;
+    const ring = entry.node.gossiper.ring!;
     // A key neither of whose two replicas is the entry node: a forward, then a replica write.
     const key = Array.from({ length: 500 }, (_, index) => `k${index}`).find(
       (candidate) => !preferenceList(ring, partitionOf('pair', candidate, ring.partitionCount), 2).includes(entry.nodeId),
@@ -62,8 +62,8 @@ describe('writes during a ring change', () => {
     // The old replicas refuse partition streams, so the plan that adds a fourth node stays a plan.
     for (const member of [first, second, third]) refuseAt(sim, member, (request) => !replicaTraffic.has(request.type));
     const joiner = await sim.addMember();
-    await sim.runUntil(() => sim.members.every((member) => member.node.membership.ring?.next?.includes(joiner.nodeId) === true), 60_000, 'the join is planned everywhere');
-    const ring = first.node.membership.ring!;
+    await sim.runUntil(() => sim.members.every((member) => member.node.gossiper.ring?.next?.includes(joiner.nodeId) === true), 60_000, 'the join is planned everywhere');
+    const ring = first.node.gossiper.ring!;
     const planned = plannedRing(ring);
     // A key that moves: its current replicas lose one node (the leaver) to the joiner.
     const moved = Array.from({ length: 2000 }, (_, index) => `k${index}`)
