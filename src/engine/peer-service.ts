@@ -3,7 +3,6 @@ import { assert } from '../util/assert.js';
 import { KvError, type KvErrorCode, isKvError } from '../util/errors.js';
 import type { Logger } from '../ports/logger.js';
 import type { Transport } from '../ports/transport.js';
-import { clientRefusalCodes } from './coordinator.js';
 
 /** The type of a peer request. */
 export type PeerRequestType = PeerRequest['type'];
@@ -16,6 +15,12 @@ export type PeerRequestHandler<Type extends PeerRequestType> = (request: PeerReq
 
 /** How a role serves control operations (JSON payloads, see ControlRequest); undefined: an operation it does not know. */
 export type ControlHandler = (operation: string, payload: unknown) => Promise<unknown>;
+
+/**
+ * Refusals a coordinating replica makes for a reason the client can act on: they keep their code
+ * across the peer hop and reach the client as they are, instead of becoming "replica unreachable".
+ */
+export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_OBJECT_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT']);
 
 /** How a handler is run. */
 export interface PeerHandlerOptions {
