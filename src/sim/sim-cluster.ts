@@ -157,7 +157,7 @@ export class SimCluster {
       member.clock = new NodeClock(this.clock, member.clockError, this.machineStartMs.get(member));
       member.transport = this.network.transportFor(member.address, member.clock);
     }
-    const node = await RingNode.open({
+    const node = await this.onVirtualClock(RingNode.open({
       identity: { nodeId: member.nodeId, generation: member.generation, clusterSecret: 'simulation-secret-0123456789', address: member.address },
       config: this.nodeConfig(member, seeds),
       storage: member.storage,
@@ -166,11 +166,29 @@ export class SimCluster {
       random: this.random.fork(),
       logger: silentLogger,
       faultPoints: this.faultPoints,
-    });
+    }), `${member.nodeId} opens`);
     member.node = node;
     this.network.register(member.address, (request) => node.handlePeer(request));
-    await node.start();
+    await this.onVirtualClock(node.start(), `${member.nodeId} starts`);
     member.running = true;
+  }
+
+  /**
+   * Runs a node's open, start or stop on the virtual clock: the work under way runs first, at
+   * this virtual instant, until the operation settles (what it left running in the background
+   * goes on later, as it would after a real start), and while it still waits on something later (a storage write the
+   * `storage-write` fault point slowed, say) virtual time advances until it settles. Awaited
+   * outside the scheduler, such a wait would never end.
+   */
+  private async onVirtualClock<T>(operation: Promise<T>, what: string): Promise<T> {
+    let settled = false;
+    const tracked = operation.finally(() => {
+      settled = true;
+    });
+    tracked.catch(() => undefined);
+    await this.clock.settle(() => settled);
+    if (!settled) await this.runUntil(() => settled, 60_000, what, 10);
+    return tracked;
   }
 
   /**
@@ -198,8 +216,10 @@ export class SimCluster {
    * saves what a clean stop saves, such as its Merkle trees). `restart` brings it back.
    */
   async stopCleanly(member: SimMember): Promise<void> {
+    this.network.unregister(member.address);
+    // Its clock runs until the node has stopped: a clean stop still writes (the Merkle trees, the actor lease).
+    await this.onVirtualClock(member.node.stop(), `${member.nodeId} stops`);
     this.halt(member);
-    await member.node.stop();
   }
 
   /** Restarts a crashed member with a higher generation on what its disk kept. */
@@ -253,9 +273,7 @@ export class SimCluster {
   /** Stops every running member (their storage is left as it is). */
   async stop(): Promise<void> {
     for (const member of this.members) {
-      if (!member.running) continue;
-      this.halt(member);
-      await member.node.stop();
+      if (member.running) await this.stopCleanly(member);
     }
   }
 }

@@ -228,13 +228,14 @@ export class VirtualClock implements Clock {
    * message delivery), whatever number of turns its libraries took to get there. In simulation
    * nothing else feeds the event loop: memory storage and the simulated network do no I/O.
    * Quiet is process-wide, so advance one VirtualClock at a time: two advancing at once would
-   * each wait on the other's work.
+   * each wait on the other's work. Time does not move and no timer fires. With `until`, it also
+   * stops at the first turn where `until()` holds, leaving the rest of the work under way.
    */
-  private settle(): Promise<void> {
+  settle(until?: () => boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let turns = 0;
       const check = (): void => {
-        if (pendingImmediates() === 0) {
+        if (pendingImmediates() === 0 || until?.() === true) {
           resolve();
           return;
         }
