@@ -32,7 +32,7 @@ const layers = {
     external: ['undici'],
     why: 'the client is built on its own (tsconfig.client.json) for any Node application',
   },
-  cli: { imports: ['client', 'config', 'core', 'engine', 'http', 'util', 'main'] },
+  cli: { imports: ['client', 'config', 'core', 'engine', 'util', 'main'] },
   main: { imports: ['core', 'ports', 'config', 'engine', 'adapters', 'http', 'cli', 'util'] },
 };
 

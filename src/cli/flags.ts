@@ -1,6 +1,5 @@
 import { maxTtlSeconds } from '../core/versioning/versioned-object.js';
-import { maxListLimit } from '../http/list-parameters.js';
-import { maxTimeoutMs } from '../http/query-parameters.js';
+import { maxListLimit, maxTimeoutMs } from '../core/client-limits.js';
 import { KvError } from '../util/errors.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { ListQuery } from '../engine/key-listing.js';
 import { KvError } from '../util/errors.js';
-import { maxTimeoutMs } from './query-parameters.js';
+import { maxListLimit, maxTimeoutMs } from '../core/client-limits.js';
 
 /**
  * The query parameters of a listing, GET /kv/{bucket}?keys=true&limit=N&after=KEY&prefix=P,
@@ -8,8 +8,6 @@ import { maxTimeoutMs } from './query-parameters.js';
  */
 
 const knownParameters = ['keys', 'limit', 'after', 'prefix', 'timeout_ms'];
-/** The largest page a listing may ask for (wireLimits.maxListKeys). */
-export const maxListLimit = 10_000;
 /** The page size when the client names none. */
 export const defaultListLimit = 1000;
 

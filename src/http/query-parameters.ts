@@ -2,6 +2,7 @@ import type { QuorumSetting } from '../config/schema.js';
 import type { ReadOptions, WriteOptions } from '../engine/kv-service.js';
 import { maxTtlSeconds } from '../core/versioning/versioned-object.js';
 import { KvError } from '../util/errors.js';
+import { maxTimeoutMs } from '../core/client-limits.js';
 
 /**
  * The query parameters of /kv requests, validated once here so the service can trust them
@@ -31,8 +32,6 @@ type QuorumParameter = (typeof quorumParameters)[number];
 const knownParameters: readonly string[] = [...quorumParameters, 'consistency', 'timeout_ms', 'local', 'ttl'];
 const levels = ['one', 'quorum', 'all'] as const;
 
-/** The longest timeout a request may ask for, matching limits.requestTimeoutMs's own bound. */
-export const maxTimeoutMs = 600_000;
 
 /** Shows a client's value in a message without letting a huge value flood it. */
 function shown(value: string): string {
