@@ -21,6 +21,7 @@ interface ShardStatus {
   node: { id: string; address: string };
   members: { id: string; address: string; status: string; host?: string }[];
   process: { pid: number; shardIndex: number; shardCount: number };
+  shards: { host: string; members: { id: string; address: string; status: string }[] };
 }
 
 /** A port p with p + 1 (shard 1's member address) and both peer ports free as well. */
@@ -70,6 +71,12 @@ describe.skipIf(!nodeHasReusePort())('a node of two shards (one process each, on
     // Both shards carry the node's placement host, so placement treats them as one host.
     expect(new Set(shard0.members.map((member) => member.host))).toEqual(new Set([`127.0.0.1_${port}`]));
     expect(existsSync(join(folder.path, 'shard-0', 'leveldb')) && existsSync(join(folder.path, 'shard-1', 'leveldb'))).toBe(true);
+    // /status and /metrics of either shard show the node's shards.
+    for (const status of [shard0, shard1]) {
+      expect(status.shards.host).toBe(`127.0.0.1_${port}`);
+      expect(status.shards.members.map((member) => `${member.address} ${member.status}`)).toEqual([`127.0.0.1:${port} up`, `127.0.0.1:${port + 1} up`]);
+    }
+    expect((await call(node, 'GET', '/metrics')).body.toString('utf8')).toContain('ringkv_shards{status="up"} 2');
 
     // Writers at w=quorum (every replica of a two-member ring) and w=1 (the surviving shard
     // alone, so the restarted shard has something to catch up on) across the kill.
