@@ -17,6 +17,14 @@ import type { BucketProperties } from '../config/schema.js';
 import type { HintStore } from './hint-store.js';
 import type { ReadOptions, WriteOptions, WriteOutcome } from './kv-service.js';
 
+/** The refusal of a plain operation (a replica write, a /dt update, a restore) on a consistent bucket. */
+export function consistentBucketRefusal(bucket: string, what: string): KvError {
+  return new KvError(
+    'KV_CONSISTENT_BUCKET',
+    `bucket ${JSON.stringify(bucket)} is consistent (every operation on its keys is a Paxos round), so ${what} refuses it; use GET, PUT and DELETE on /kv (linearizable there), not /dt, ?local=true or a restore`,
+  );
+}
+
 /** What the coordinator needs from its node, handed to it rather than imported (no cycle). */
 export interface CoordinatorDependencies {
   readonly selfId: string;
@@ -44,6 +52,9 @@ export class Coordinator {
   private view(bucket: string, key: string): { view: PlacementView; properties: BucketProperties } {
     const ring = this.deps.requireRing();
     const properties = this.deps.bucketProperties(bucket);
+    // A consistent bucket's keys live only in Paxos rounds (src/engine/consistent-coordinator.ts):
+    // a quorum read, write, data type update or restore here would bypass them, with fallbacks and hints.
+    if (properties.consistent === true) throw consistentBucketRefusal(bucket, 'the plain read and write path');
     return {
       view: { ring, partition: partitionOf(bucket, key, ring.partitionCount), nVal: properties.nVal, self: this.deps.selfId, isUp: this.deps.isUp },
       properties,
@@ -288,7 +299,7 @@ export class Coordinator {
  * Refusals a coordinating replica makes for a reason the client can act on: they keep their code
  * across the peer hop and reach the client as they are, instead of becoming "replica unreachable".
  */
-export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_OBJECT_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT']);
+export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_OBJECT_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT', 'KV_CONSISTENT_BUCKET']);
 
 /** How much longer than its request's deadline a peer call may wait (see remainingMs). */
 const peerCallGraceMs = 5;

@@ -10,13 +10,15 @@ import { Handoff } from './handoff.js';
 import type { HintStore } from './hint-store.js';
 import { HintedHandoff } from './hinted-handoff.js';
 import type { ListPage, ListQuery } from './key-listing.js';
-import type { DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
+import type { ConsistentCommand, ConsistentOutcome, DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
 import { Lifecycle, type NodePorts } from './lifecycle.js';
 import { registerPeerHandlers } from './peer-handlers.js';
 import { PeerService } from './peer-service.js';
 import { Replica } from './replica.js';
 import { Status } from './status.js';
 import { DataTypes } from './data-types.js';
+import { AcceptorStore } from './acceptor-store.js';
+import { ConsistentCoordinator } from './consistent-coordinator.js';
 import { clockWithFaults, storageWithFaults, transportWithFaults } from './fault-points.js';
 import { BackupService } from './backup-service.js';
 
@@ -95,7 +97,9 @@ export class RingNode implements KvService {
     replica.onChange((dataKey, before, after, object) => antiEntropy.track(dataKey, before, after, object));
     const settings = () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled });
     const coordinator = new Coordinator({ ...shared, hints: hintedHandoff.store, settings });
-    this.client = new ClientRequests({ ...shared, coordinator, limits: config.limits });
+    const consistentCoordinator = new ConsistentCoordinator({ ...shared, generation: identity.generation, random: options.random });
+    this.client = new ClientRequests({ ...shared, coordinator, consistentCoordinator, limits: config.limits });
+    const acceptors = new AcceptorStore({ space: options.storage.paxos, bucketProperties: shared.bucketProperties });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...options, ...roles, nVals: shared.nVals, onLeft: () => this.onLeft?.() });
     this.statusReport = new Status({ ...options, ...roles, startedAtMs: options.clock.nowMs(), gossiper: () => this.gossiper, inFlight: () => this.client.inFlight, nVals: shared.nVals });
@@ -118,7 +122,7 @@ export class RingNode implements KvService {
       bucketProperties: shared.bucketProperties,
       maxNVal: () => Math.max(...shared.nVals()),
     });
-    registerPeerHandlers(peers, { ...roles, dataTypes, selfId: this.nodeId, gossiper: () => this.gossiper, requireRing: shared.requireRing });
+    registerPeerHandlers(peers, { ...roles, dataTypes, acceptors, bucketProperties: shared.bucketProperties, selfId: this.nodeId, gossiper: () => this.gossiper, requireRing: shared.requireRing });
   }
 
   /** The membership view and failure detector (the lifecycle creates it at start; undefined before, which the optional chains allow for). */
@@ -189,6 +193,11 @@ export class RingNode implements KvService {
   /** Coordinated delete. */
   async delete(command: DeleteCommand): Promise<WriteOutcome> {
     return this.client.delete(command);
+  }
+
+  /** A linearizable operation on a consistent bucket's key (src/engine/client-requests.ts). */
+  async consistent(bucket: string, key: string, command: ConsistentCommand, timeoutMs?: number): Promise<ConsistentOutcome> {
+    return this.client.consistent(bucket, key, command, timeoutMs);
   }
 
   /** One page of a bucket's keys. */
