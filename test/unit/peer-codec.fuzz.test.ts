@@ -97,7 +97,7 @@ const heldQuestion = fc.record({ partitions: fc.array(fc.integer({ min: 0, max: 
 const mode = fc.constantFrom('siblings' as const, 'lww' as const);
 
 const ballot: fc.Arbitrary<Ballot> = fc.record({ round: fc.nat(), proposer: fc.string() });
-const proposal: fc.Arbitrary<Proposal> = fc.record({ ballot, state: fc.record({ version: fc.nat(), value: fc.option(fc.uint8Array({ maxLength: 40 }), { nil: null }) }) });
+const proposal: fc.Arbitrary<Proposal> = fc.record({ ballot, state: fc.record({ version: fc.nat(), value: fc.option(fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)), { nil: null }) }) });
 
 type RequestOf<K extends PeerRequest['type']> = Extract<PeerRequest, { type: K }>;
 type ReplyOf<K extends PeerReply['type']> = Extract<PeerReply, { type: K }>;

@@ -4,7 +4,7 @@ import { ByteReader, ByteWriter } from '../wire/bytes.js';
 /**
  * The bytes a consistent key's register holds (RegisterState.value): the client's value with
  * its content type, so a read answers both from the one decided state. Layout, format 1:
- * [u8 format][string content type][bytes value] (house rule 6: versioned).
+ * [u8 format][string content type][bytes value] (house rule 6, docs/ARCHITECTURE.md#house-rules: versioned).
  */
 export const consistentValueFormat = 1;
 

@@ -189,7 +189,7 @@ function writeProposal(writer: ByteWriter, proposal: Proposal): void {
 function readProposal(reader: ByteReader): Proposal {
   const ballot = readBallot(reader);
   const version = reader.varint();
-  const value = readFlag(reader, 'proposal.state.value') ? Uint8Array.from(reader.bytes()) : null;
+  const value = readFlag(reader, 'proposal.state.value') ? Buffer.from(reader.bytes()) : null;
   return { ballot, state: { version, value } };
 }
 
