@@ -85,7 +85,7 @@ export class ConsistentCoordinator {
             return;
           case 'back-off': {
             const ballot = this.nextBallot(roundKey, effect.atLeastRound);
-            timers.push(clock.setTimer(this.options.random.int(Math.max(1, effect.maxDelayMs)), () => feed({ type: 'retry', ballot })));
+            timers.push(clock.setTimer(1 + this.options.random.int(Math.max(1, effect.maxDelayMs)), () => feed({ type: 'retry', ballot })));
             return;
           }
           case 'reply':
