@@ -1,9 +1,9 @@
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import { peerErrorReply } from '../core/wire/error-reply.js';
 import { assert } from '../util/assert.js';
 import { KvError, type KvErrorCode, isKvError } from '../util/errors.js';
 import type { Logger } from '../ports/logger.js';
 import type { Transport } from '../ports/transport.js';
-import { clientRefusalCodes } from './coordinator.js';
 
 /** The type of a peer request. */
 export type PeerRequestType = PeerRequest['type'];
@@ -14,8 +14,11 @@ export type PeerRequestOf<Type extends PeerRequestType> = Extract<PeerRequest, {
 /** How a role serves one type of peer request. */
 export type PeerRequestHandler<Type extends PeerRequestType> = (request: PeerRequestOf<Type>) => Promise<PeerReply>;
 
-/** How a role serves control operations (JSON payloads, see ControlRequest); undefined: an operation it does not know. */
-export type ControlHandler = (operation: string, payload: unknown) => Promise<unknown>;
+/**
+ * Refusals a coordinating replica makes for a reason the client can act on: they keep their code
+ * across the peer hop and reach the client as they are, instead of becoming "replica unreachable".
+ */
+export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_OBJECT_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT', 'KV_CONSISTENT_BUCKET']);
 
 /** How a handler is run. */
 export interface PeerHandlerOptions {
@@ -48,36 +51,18 @@ interface Registration {
 
 /**
  * This node's side of node-to-node traffic (riak_core's vnode and service dispatch): every role
- * registers the request types it serves (and control operations by prefix), and a request from a
- * peer goes to its role; `send` carries this node's requests to peers, short-circuiting its own.
+ * registers the request types it serves, and a request from a peer goes to its role; `send` carries this node's requests to peers, short-circuiting its own.
  * A new feature adds its message types with `register`, without touching any other role.
  */
 export class PeerService {
   private readonly handlers = new Map<PeerRequestType, Registration>();
-  private readonly controls = new Map<string, ControlHandler>();
 
-  constructor(private readonly options: PeerServiceOptions) {
-    this.register(
-      'control',
-      async (request) => {
-        const answer = await this.control(request.operation, request.payload);
-        if (answer === undefined) throw new KvError('KV_BAD_REQUEST', `unknown control operation ${JSON.stringify(request.operation.slice(0, 64))}`);
-        return { type: 'control-reply', payload: answer };
-      },
-      { refusesMalformed: true },
-    );
-  }
+  constructor(private readonly options: PeerServiceOptions) {}
 
   /** Registers the role that serves requests of `type`; each type has one. */
   register<Type extends PeerRequestType>(type: Type, handle: PeerRequestHandler<Type>, options: PeerHandlerOptions = {}): void {
     assert(!this.handlers.has(type), `peer request type ${type} has a handler already`);
     this.handlers.set(type, { handle: handle as (request: PeerRequest) => Promise<PeerReply>, options });
-  }
-
-  /** Registers the role that serves control operations whose name starts with `prefix` ('ae-', 'handoff-'). */
-  registerControl(prefix: string, handle: ControlHandler): void {
-    assert(prefix !== '' && ![...this.controls.keys()].some((known) => known.startsWith(prefix) || prefix.startsWith(known)), `control prefix ${prefix} overlaps one registered already`);
-    this.controls.set(prefix, handle);
   }
 
   /** True when a role serves requests of `type`. */
@@ -96,9 +81,7 @@ export class PeerService {
     try {
       return await this.serve(request);
     } catch (error) {
-      if (isKvError(error)) return { type: 'error', code: error.code, message: error.message };
-      this.options.logger.error({ err: error, peerRequest: request.type }, 'unexpected error while handling a peer request');
-      return { type: 'error', code: 'KV_INTERNAL', message: 'an unexpected error happened on the peer; its log has the details' };
+      return peerErrorReply(error, (unexpected) => this.options.logger.error({ err: unexpected, peerRequest: request.type }, 'unexpected error while handling a peer request'));
     }
   }
 
@@ -106,10 +89,10 @@ export class PeerService {
   private async serve(request: PeerRequest): Promise<PeerReply> {
     const registration = this.handlers.get(request.type);
     if (registration === undefined) {
-      return { type: 'error', code: 'KV_BAD_REQUEST', message: `this node serves no peer request ${JSON.stringify(request.type)}; is the peer a newer ringkv?` };
+      throw new KvError('KV_BAD_REQUEST', `this node serves no peer request ${JSON.stringify(request.type)}; is the peer a newer ringkv?`);
     }
     const refusal = registration.options.servesWhenRemoved === true ? undefined : this.options.refusal();
-    if (refusal !== undefined) return { type: 'error', code: refusal.code, message: refusal.message };
+    if (refusal !== undefined) throw refusal;
     if (registration.options.refusesMalformed !== true) return registration.handle(request);
     return this.refusingBadRequests(request, () => registration.handle(request));
   }
@@ -134,24 +117,18 @@ export class PeerService {
     return this.options.transport.request(address, request, { timeoutMs: peerTimeoutMs });
   }
 
-  /** The answer of the role whose prefix the operation has, or undefined when none has it. */
-  private async control(operation: string, payload: unknown): Promise<unknown> {
-    for (const [prefix, handle] of this.controls) if (operation.startsWith(prefix)) return handle(operation, payload);
-    return undefined;
-  }
-
   /**
    * Runs a handoff or anti-entropy request, whose handler checks it against its schema and the
-   * ring before it touches any state; one that fails the check is logged and answered with an
-   * error reply, so a bad peer message never reaches state and never throws out of the handler.
+   * ring before it touches any state; one that fails the check is logged here (`handle` answers
+   * its error reply), so a bad peer message never reaches state.
    */
   private async refusingBadRequests(request: PeerRequest, handle: () => Promise<PeerReply>): Promise<PeerReply> {
     try {
       return await handle();
     } catch (error) {
       if (!isKvError(error) || error.code !== 'KV_BAD_REQUEST') throw error;
-      this.options.logger.warn({ request: request.type, ...(request.type === 'control' ? { operation: request.operation.slice(0, 64) } : {}), error: error.message }, 'refused a malformed peer request');
-      return { type: 'error', code: error.code, message: error.message };
+      this.options.logger.warn({ request: request.type, error: error.message }, 'refused a malformed peer request');
+      throw error;
     }
   }
 }
