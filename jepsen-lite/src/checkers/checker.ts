@@ -8,6 +8,11 @@ export interface CheckerResult {
    * compared): such a run is invalid, since "no violation found" would mean nothing.
    */
   readonly nothingTested?: string;
+  /**
+   * The linearizability checkers' verdict in a word: `unknown` when a search ran out of its
+   * budget (then `valid` is false: unknown is never valid).
+   */
+  readonly verdict?: 'valid' | 'invalid' | 'unknown';
 }
 
 /**

@@ -245,6 +245,13 @@ export const casRefusedError = 'precondition-failed';
 export function registerCallsByKey(history: readonly Operation[]): Map<string, TimedCall[]> {
   const byKey = new Map<string, TimedCall[]>();
   for (const { invoke, completion } of pairOperations(history)) {
+    // The final reads after healing are reads of the register like any other.
+    if (invoke.f === 'final-read' && invoke.key !== undefined && completion?.type === 'ok') {
+      const calls = byKey.get(invoke.key) ?? [];
+      calls.push({ call: { f: 'read', value: (completion.value ?? null) as RegisterValue }, index: invoke.index, invokeMs: invoke.timeMs, completeMs: completion.timeMs });
+      byKey.set(invoke.key, calls);
+      continue;
+    }
     if (typeof invoke.process !== 'number' || invoke.key === undefined) continue;
     // No completion (the run ended first) is as unknown as `info`.
     const type = completion?.type ?? 'info';
@@ -283,4 +290,32 @@ export function checkLinearizable(history: readonly Operation[], stepBudget = de
     invalidKeys,
     unknownKeys,
   };
+}
+
+/** What the cas-register checker found: the linearizability verdict and the compare-and-sets by outcome. */
+export interface CasRegisterResult extends LinearizableResult {
+  /** Compare-and-sets acknowledged, refused (412: the register held another value), and of unknown outcome. */
+  readonly casOk: number;
+  readonly casRefused: number;
+  readonly casUnknown: number;
+}
+
+/**
+ * Judges a cas-register run: linearizable per key, and something to judge: besides an
+ * acknowledged write and read, an acknowledged compare-and-set (a run where every cas failed
+ * proves nothing about them).
+ */
+export function checkCasRegister(history: readonly Operation[], stepBudget = defaultStepBudget): CasRegisterResult {
+  const result = checkLinearizable(history, stepBudget);
+  let casOk = 0;
+  let casRefused = 0;
+  let casUnknown = 0;
+  for (const { invoke, completion } of pairOperations(history)) {
+    if (invoke.f !== 'cas' || typeof invoke.process !== 'number') continue;
+    if (completion?.type === 'ok') casOk += 1;
+    else if (completion?.type === 'fail' && completion.error === casRefusedError) casRefused += 1;
+    else if (completion === undefined || completion.type === 'info') casUnknown += 1;
+  }
+  const empty = result.nothingTested ?? nothingTested([[casOk === 0, 'no compare-and-set was acknowledged']]);
+  return { ...result, valid: result.valid && empty === undefined, ...(empty === undefined ? {} : { nothingTested: empty }), casOk, casRefused, casUnknown };
 }
