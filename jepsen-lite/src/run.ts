@@ -36,6 +36,7 @@ import { SetWorkload } from './workloads/set.js';
 import { TtlWorkload } from './workloads/ttl.js';
 import { CounterWorkload, DtSetWorkload } from './workloads/dt.js';
 import { CasRegisterWorkload } from './workloads/cas-register.js';
+import { LockWorkload } from './workloads/lock.js';
 import type { Workload } from './workloads/workload.js';
 
 /** n_val of every bucket the harness uses (ringkv's default). */
@@ -70,6 +71,8 @@ function buildWorkload(options: RunOptions): Workload {
       return new DtSetWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
     case 'cas-register':
       return new CasRegisterWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, consistent: options.bucketMode === 'consistent' });
+    case 'lock':
+      return new LockWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, consistent: options.bucketMode === 'consistent' });
   }
 }
 
@@ -136,9 +139,9 @@ function printVerdict(workload: WorkloadName, verdict: RunVerdict, warnings: rea
 
 /** Judges a stored run again from its history.jsonl and run.json; returns the exit code. */
 function recheck(folder: string): number {
-  const run = JSON.parse(readFileSync(join(folder, 'run.json'), 'utf8')) as { settings: { workload: WorkloadName; nodes: number; nVal?: number } };
+  const run = JSON.parse(readFileSync(join(folder, 'run.json'), 'utf8')) as { settings: { workload: WorkloadName; nodes: number; nVal?: number; bucket?: 'consistent' | 'plain' } };
   const history = parseHistory(readFileSync(join(folder, 'history.jsonl'), 'utf8'));
-  const verdict = checkRun(run.settings.workload, history, { replicas: Math.min(run.settings.nVal ?? nVal, run.settings.nodes), recoveryMs });
+  const verdict = checkRun(run.settings.workload, history, { replicas: Math.min(run.settings.nVal ?? nVal, run.settings.nodes), recoveryMs, bucketMode: run.settings.bucket ?? 'plain' });
   say(`re-checking ${history.length} history entries of ${folder}`);
   printVerdict(run.settings.workload, verdict, []);
   return verdict.valid ? 0 : 1;
@@ -386,7 +389,7 @@ async function run(requested: RunOptions): Promise<number> {
     await localReads(workload, client, cluster, history, finalValues, { nVal });
 
     const operations = history.operations;
-    const verdict = checkRun(options.workload, operations, { replicas: Math.min(nVal, options.nodeCount), recoveryMs });
+    const verdict = checkRun(options.workload, operations, { replicas: Math.min(nVal, options.nodeCount), recoveryMs, bucketMode: options.bucketMode });
     const { valid, stats } = verdict;
     const results = {
       valid,

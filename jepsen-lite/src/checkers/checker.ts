@@ -30,4 +30,6 @@ export interface CheckContext {
   readonly replicas: number;
   /** How long after a fault ends the cluster is still treated as recovering (failure detection, hint delivery). */
   readonly recoveryMs: number;
+  /** The workload's bucket: consistent (linearizable, with fencing tokens) or plain (the default). */
+  readonly bucketMode?: 'consistent' | 'plain';
 }
