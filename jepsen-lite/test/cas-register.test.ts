@@ -9,6 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { type PutRequestOptions, type ReadResult, type RingClient, RingClientError } from '../../src/client/ring-client.js';
 import { SeededRandom } from '../../src/sim/seeded-random.js';
+import { checkRun } from '../src/checkers/check-run.js';
 import { casRefusedError, checkCasRegister } from '../src/checkers/linearizable.js';
 import { parseRunOptions } from '../src/cli-options.js';
 import { CasRegisterWorkload, consistentWriteFailure, plainWriteFailure, registerReadOf } from '../src/workloads/cas-register.js';
@@ -151,3 +152,16 @@ describe('--bucket', () => {
     expect(() => parseRunOptions(['--workload', 'set', '--bucket', 'consistent'])).toThrow(/--bucket consistent is for the cas-register/);
   });
 });
+
+describe('a run of cas-register or lock', () => {
+  it('is invalid when nothing was acknowledged, whatever the bucket', () => {
+    for (const workload of ['cas-register', 'lock'] as const) {
+      for (const bucketMode of ['consistent', 'plain'] as const) {
+        const verdict = checkRun(workload, [], { replicas: 3, recoveryMs: 1000, bucketMode });
+        expect(verdict.valid, `${workload} ${bucketMode}`).toBe(false);
+        expect(verdict.workload.nothingTested, workload).toMatch(/^nothing was tested: no (write|acquire)/);
+      }
+    }
+  });
+});
+
