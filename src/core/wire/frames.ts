@@ -43,7 +43,7 @@ export type FrameType = (typeof frameTypes)[keyof typeof frameTypes];
  * table: one message per frame, no JSON forms (versions 1 and 2, before any release, are not
  * spoken).
  */
-export const protocolVersions: VersionRange = { min: 3, max: 3 };
+export const protocolVersions: VersionRange = { min: 4, max: 4 };
 
 /** A range of protocol versions, both ends included. */
 export interface VersionRange {
