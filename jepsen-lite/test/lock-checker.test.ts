@@ -167,7 +167,7 @@ describe('the lock workload', () => {
     const second = workload.plan(0, random);
     expect(second).toMatchObject({ f: 'release', key: first.key, value: 0 });
     expect(await workload.perform(client, 'n1', second, 0)).toEqual({ type: 'ok' });
-    expect(deletes[0]).toMatchObject({ context: 'write-context' });
+    expect(deletes[0]).toMatchObject({ ifMatch: 'write-context' });
     expect(workload.plan(0, random)).toMatchObject({ f: 'acquire', value: 2 });
   });
 
@@ -187,6 +187,26 @@ describe('the lock workload', () => {
     const release = workload.plan(0, random);
     expect(release).toMatchObject({ f: 'release', value: 2 });
     await workload.perform(timedOut.client, 'n1', release, 0);
-    expect(timedOut.deletes[0]).toMatchObject({ context: 'read-context' });
+    expect(timedOut.deletes[0]).toMatchObject({ ifMatch: 'read-context' });
+  });
+
+  it('on a plain bucket releases with the context; after a refused release (412) no longer counts itself the holder', async () => {
+    const plain = new LockWorkload({ keyCount: 1, concurrency: 1, consistent: false });
+    const random = new SeededRandom(4);
+    const { client, deletes } = fakeClient(async () => ({ context: 'write-context' }));
+    await plain.perform(client, 'n1', plain.plan(0, random), 0);
+    await plain.perform(client, 'n1', plain.plan(0, random), 0);
+    expect(deletes[0]).toMatchObject({ context: 'write-context' });
+    expect(deletes[0]?.ifMatch).toBeUndefined();
+
+    const consistent = new LockWorkload({ keyCount: 1, concurrency: 1, consistent: true });
+    const refusing = {
+      put: async () => ({ context: '7', version: 7 }),
+      delete: async () => Promise.reject(new RingClientError('KV_PRECONDITION_FAILED: version 9', 412, 'KV_PRECONDITION_FAILED', 'failed')),
+    } as unknown as RingClient;
+    await consistent.perform(refusing, 'n1', consistent.plan(0, random), 0);
+    const release = consistent.plan(0, random);
+    expect(await consistent.perform(refusing, 'n1', release, 0)).toEqual({ type: 'fail', error: casRefusedError });
+    expect(consistent.plan(0, random)).toMatchObject({ f: 'acquire' });
   });
 });

@@ -1,7 +1,9 @@
 /**
  * The lock workload: each worker takes one of a few locks by writing a fresh holder id to the
  * lock's key with `If-None-Match: *`, holds it until its next turn (the generator's random gap
- * between operations), and releases it by deleting the key with the context of its own write.
+ * between operations), and releases it by deleting the key: on a consistent bucket with
+ * `If-Match: <its version>` (the context of its own write, or of the read that showed it held
+ * the lock), on a plain one with that context.
  * The acquire's reply carries the key's version (`x-ringkv-version` on a consistent bucket): the
  * fencing token. Judged by the lock checker (holders never overlap, tokens grow).
  *
@@ -14,6 +16,7 @@
  */
 import type { ReadResult, RingClient, StoredValue, WriteResult } from '../../../src/client/ring-client.js';
 import type { Random } from '../../../src/ports/random.js';
+import { casRefusedError } from '../checkers/linearizable.js';
 import type { LockState } from '../checkers/lock.js';
 import { consistentWriteFailure, plainWriteFailure } from './cas-register.js';
 import { type Completion, type PlannedOperation, type Workload, readFailure } from './workload.js';
@@ -30,8 +33,9 @@ export interface LockWorkloadOptions {
 const checksBeforeGivingUp = 3;
 
 /**
- * The fencing token of a reply: the key's version (`x-ringkv-version`) as RingClient reports it
- * on a consistent bucket, or null when the reply had none (a plain bucket).
+ * The fencing token of a reply: the key's version (`x-ringkv-version`), which RingClient reports
+ * as `version` on a consistent bucket's reads and writes (the consistent branch's client), or
+ * null when the reply had none (a plain bucket).
  */
 export function fencingTokenOf(result: ReadResult | WriteResult): number | null {
   const version = (result as { readonly version?: unknown }).version;
@@ -103,14 +107,20 @@ export class LockWorkload implements Workload {
       return { type: 'ok', value: state };
     }
     const held = this.held.get(worker) as { key: string; holder: number; context: string | undefined };
+    // On a consistent bucket the context is the key's version: delete only the holder's own write.
+    const condition = held.context === undefined ? {} : this.options.consistent ? { ifMatch: held.context } : { context: held.context };
     try {
-      await client.delete(this.bucket, operation.key, { node, ...(held.context === undefined ? {} : { context: held.context }), ...w });
+      await client.delete(this.bucket, operation.key, { node, ...condition, ...w });
       this.held.delete(worker);
       return { type: 'ok' };
     } catch (error) {
       const completion = failure(error);
-      // A release that certainly did nothing is tried again next turn; an unknown one is checked by reading.
-      if (completion.type === 'info') {
+      if (completion.error === casRefusedError) {
+        // The key's version moved while this worker held the lock: it is no longer its holder. The
+        // checker keeps its tenure open (a refused release did nothing), so whoever took the lock overlaps it.
+        this.held.delete(worker);
+      } else if (completion.type === 'info') {
+        // An unknown release is checked by reading; one that certainly did nothing is tried again next turn.
         this.held.delete(worker);
         this.unsure.set(worker, { key: operation.key, holder, checks: 0 });
       }
