@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type AddressInfo, type Server, type Socket, createServer as createNetServer } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { decodeRequest, encodeReply } from '../core/wire/codec.js';
+import { peerErrorReply, undecodableRequestReply } from '../core/wire/error-reply.js';
 import {
   type Frame,
   FrameDecoder,
@@ -25,7 +26,6 @@ import {
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { PeerHandler } from '../ports/transport.js';
 import { assert } from '../util/assert.js';
-import { isKvError } from '../util/errors.js';
 import { FrameWriter } from './frame-writer.js';
 import { keepAliveDelayMs } from './peer-connection.js';
 
@@ -303,7 +303,7 @@ class ServerConnection {
       request = decodeRequest(frame.payload);
     } catch (error) {
       // The framing is intact, so only this request is refused; the connection goes on.
-      this.sendReply(frame.requestId, { type: 'error', code: 'KV_BAD_REQUEST', message: (error as Error).message });
+      this.sendReply(frame.requestId, undecodableRequestReply(error));
       return;
     }
     const bytes = frameLengthOf(frame.payload.length);
@@ -311,12 +311,16 @@ class ServerConnection {
     this.adjustReading();
     const answered = (reply: PeerReply): void => {
       this.handlingBytes -= bytes;
-      this.sendReply(frame.requestId, reply);
-      this.adjustReading();
+      try {
+        this.sendReply(frame.requestId, reply);
+      } finally {
+        // Even when the reply could not be written, the bytes it held are released and a socket paused for them resumes.
+        this.adjustReading();
+      }
     };
     // One promise per request, not an async wrapper's three: this is the per-message hot path.
     this.handle(request)
-      .then(answered, (error: unknown) => answered(this.errorReply(error, request)))
+      .then(answered, (error: unknown) => answered(peerErrorReply(error, (unexpected) => this.options.onError?.(unexpected, request))))
       .catch((error: unknown) => this.options.onError?.(error, request));
   }
 
@@ -329,16 +333,16 @@ class ServerConnection {
     }
   }
 
-  /** A failure becomes an error reply, as on the HTTP peer route; only an unexpected one is logged. */
-  private errorReply(error: unknown, request: PeerRequest): PeerReply {
-    if (isKvError(error)) return { type: 'error', code: error.code, message: error.message };
-    this.options.onError?.(error, request);
-    return { type: 'error', code: 'KV_INTERNAL', message: 'an unexpected error happened on the peer; its log has the details' };
-  }
-
   private sendReply(requestId: number, reply: PeerReply): void {
     if (this.state === 'closed') return;
-    let payload = encodeReply(reply);
+    let payload: Uint8Array;
+    try {
+      payload = encodeReply(reply);
+    } catch (error) {
+      // A reply the table cannot write (a handler's bug, such as a view outside the gossip layout) is still answered, as that error.
+      if (!isKvError(error)) throw error;
+      payload = encodeReply({ type: 'error', code: error.code, message: error.message });
+    }
     const oversized = oversizedFrameError('reply', reply.type, payload.byteLength, this.owner.limits.maxFrameBytes);
     if (oversized !== undefined) payload = encodeReply({ type: 'error', code: oversized.code, message: oversized.message });
     this.writer.write(frameTypes.reply, requestId, 0, payload);

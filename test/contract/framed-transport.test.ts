@@ -162,6 +162,19 @@ describe('the framed peer transport', () => {
     expect(seen).toEqual(['large', 'replica-get', 'behind']);
   });
 
+  it('answers a reply the table cannot write as an error reply, and the connection goes on serving', async () => {
+    // A handler's bug: a gossip view outside the binary layout. Before, the reply was never sent and the request timed out.
+    const { address } = await serve(async (request) => (request.type === 'gossip' ? { type: 'gossip-reply', state: { members: 'nope' } } : found));
+    const transport = client();
+    expect(await transport.request(address, { type: 'gossip', state: { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 } }, { timeoutMs: 5_000 })).toMatchObject({
+      type: 'error',
+      code: 'KV_INTERNAL',
+      message: expect.stringMatching(/gossip state outside the cluster view layout/),
+    });
+    expect(await transport.request(address, { type: 'gossip', state: { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 } }, { timeoutMs: 5_000 })).toMatchObject({ type: 'error' });
+    expect(await transport.request(address, get('k'), { timeoutMs: 5_000 })).toEqual(found);
+  });
+
   it('refuses requests past the queue bound with KV_OVERLOADED and serves the rest', async () => {
     const { address } = await serve(async () => found);
     const transport = client({ maxQueuedRequestsPerLane: 2 });
