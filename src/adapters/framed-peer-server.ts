@@ -26,6 +26,7 @@ import {
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { PeerHandler } from '../ports/transport.js';
 import { assert } from '../util/assert.js';
+import { isKvError } from '../util/errors.js';
 import { FrameWriter } from './frame-writer.js';
 import { keepAliveDelayMs } from './peer-connection.js';
 
