@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 /**
  * Where the machine's CPU went during a run, from /proc: the servers under test, the load
@@ -36,8 +36,7 @@ function machineBusyTicks(): number {
   }
 }
 
-function processTicks(pid: number | undefined): number {
-  if (pid === undefined) return 0;
+function ownTicks(pid: number): number {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name may hold spaces; the fields after its closing parenthesis are fixed.
@@ -46,6 +45,27 @@ function processTicks(pid: number | undefined): number {
   } catch {
     return 0;
   }
+}
+
+/** The live children of a process (every thread's list: a child belongs to the thread that forked it). */
+function childrenOf(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((thread) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${thread}/children`, 'utf8').trim().split(/\s+/).filter((text) => text !== '').map(Number);
+      } catch {
+        return [];
+      }
+    });
+  } catch {
+    return [];
+  }
+}
+
+/** CPU ticks of a server process and of its live descendants: a sharded ringkv node is a supervisor whose shards do the work. */
+function processTicks(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  return ownTicks(pid) + childrenOf(pid).reduce((sum, child) => sum + processTicks(child), 0);
 }
 
 /** Reads the counters now. */

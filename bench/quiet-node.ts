@@ -51,7 +51,7 @@ interface BenchNode {
 const script = join(packageRoot(), 'bin', 'ringkv.js');
 
 function launch(node: BenchNode, seeds: readonly string[], env: Record<string, string>): void {
-  const args = [script, 'start', '--host', '127.0.0.1', '--port', String(node.port), '--data', node.dataDir, '--log-level', 'warn'];
+  const args = [script, 'start', '--shards', '1', '--host', '127.0.0.1', '--port', String(node.port), '--data', node.dataDir, '--log-level', 'warn'];
   if (seeds.length > 0) args.push('--seeds', seeds.join(','));
   node.startedAtMs = performance.now();
   node.server = startServer(`ringkv ${node.port}`, process.execPath, args, { env: { ...process.env, ...env } });

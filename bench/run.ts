@@ -44,6 +44,7 @@ const listOf =
 
 interface CliOptions {
   suite: 'load' | 'compare' | 'scale';
+  shards: number;
   nodes?: string;
   system: 'ringkv' | 'etcd';
   start?: CompareTargetName;
@@ -98,6 +99,7 @@ function command(): Command {
     .option('--read-fraction <f>', 'share of reads in the mixed workload', fraction, 0.5)
     .option('--r <n>', 'load suite: read quorum sent with each ringkv GET', positiveInteger)
     .option('--w <n>', 'load suite: write quorum sent with each ringkv PUT', positiveInteger)
+    .option('--shards <n>', 'load suite: shards (processes) per started ringkv node; the server CPU counts them all', positiveInteger, 1)
     .option('--no-prefill', 'do not write the key space before the runs')
     .option('--timeout-ms <ms>', 'per-request timeout', positiveInteger, 10_000)
     .option('--no-progress', 'no progress line on stderr')
@@ -139,7 +141,7 @@ async function startNamed(name: CompareTargetName, dataRoot: string, options: Cl
     case 'ceiling':
       return startCeiling(dataRoot);
     case 'ringkv-1':
-      return startRingkv({ name, nodeCount: 1, nVal: 1, dataRoot, nodeArgs, conflictMode: options.conflictMode, ...quorum });
+      return startRingkv({ name, nodeCount: 1, nVal: 1, dataRoot, nodeArgs, conflictMode: options.conflictMode, shards: options.shards, ...quorum });
     case 'ringkv-3':
       return startRingkv({ name, nodeCount: 3, nVal: 3, r: options.r ?? 2, w: options.w ?? 2, dataRoot, nodeArgs, conflictMode: options.conflictMode });
     case 'etcd-3': {

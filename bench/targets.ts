@@ -88,6 +88,8 @@ export interface RingkvTargetOptions {
   readonly conflictMode?: 'siblings' | 'lww';
   /** HTTP ports of the nodes, one each (a run told to stay in a port range); free ones when absent. */
   readonly ports?: readonly number[];
+  /** Shards (processes, ring members) per node (default 1; more take the ports after each node's port and peer port). */
+  readonly shards?: number;
 }
 
 interface StatusView {
@@ -101,6 +103,7 @@ interface StatusView {
  */
 export async function startRingkv(options: RingkvTargetOptions): Promise<RunningTarget> {
   const root = packageRoot();
+  const shards = options.shards ?? 1;
   const ports = options.ports ?? (await freePorts(options.nodeCount));
   if (ports.length !== options.nodeCount) throw new Error(`${options.name}: ${ports.length} ports given for ${options.nodeCount} nodes`);
   const addresses = ports.map((port) => `127.0.0.1:${port}`);
@@ -114,6 +117,8 @@ export async function startRingkv(options: RingkvTargetOptions): Promise<Running
       ...(options.nodeArgs ?? []),
       join(root, 'bin', 'ringkv.js'),
       'start',
+      '--shards',
+      String(shards),
       '--host',
       '127.0.0.1',
       '--port',
@@ -132,7 +137,8 @@ export async function startRingkv(options: RingkvTargetOptions): Promise<Running
     const answer = await getJson(`http://${address}/status`);
     if (answer.status !== 200) return false;
     const status = answer.body as StatusView;
-    return status.members.filter((member) => member.status === 'up').length === options.nodeCount && status.ring?.members.length === options.nodeCount;
+    const members = options.nodeCount * shards;
+    return status.members.filter((member) => member.status === 'up').length === members && status.ring?.members.length === members;
   };
   await waitFor(
     `${options.nodeCount} ringkv node(s) to see each other up in the ring`,
@@ -144,7 +150,7 @@ export async function startRingkv(options: RingkvTargetOptions): Promise<Running
   const quorumText = options.r === undefined && options.w === undefined ? '' : `, r=${options.r ?? 'default'}, w=${options.w ?? 'default'}`;
   return {
     name: options.name,
-    description: `ringkv, ${options.nodeCount} node${options.nodeCount === 1 ? '' : 's'}, n_val=${options.nVal}${quorumText}, ${conflictMode} buckets`,
+    description: `ringkv, ${options.nodeCount} node${options.nodeCount === 1 ? '' : 's'}${shards === 1 ? '' : ` of ${shards} shards`}, n_val=${options.nVal}${quorumText}, ${conflictMode} buckets`,
     nodes: addresses,
     driverKind: options.driverKind ?? 'undici',
     quorum,

@@ -11,6 +11,8 @@ import { FramedPeerServer } from './adapters/framed-peer-server.js';
 import { FramedTransport } from './adapters/framed-transport.js';
 import { KvError } from './util/errors.js';
 import { type ConfigFlags, loadConfig, packageRoot } from './cli/load-config.js';
+import { type ShardReadyMessage, shardLayoutProblem } from './cli/shards.js';
+import { type ShardPosition, shardConfig, shardPeerPort } from './config/shards.js';
 import type { NodeConfig } from './config/schema.js';
 import type { NodeIdentity } from './engine/node-context.js';
 import { RingNode } from './engine/ring-node.js';
@@ -21,8 +23,13 @@ import type { Storage } from './ports/storage.js';
 import { newClusterSecret, newNodeId } from './util/ids.js';
 import { readSettingFile } from './util/setting-file.js';
 
-/** The flags of `ringkv start`, as commander parsed them. */
-export type StartFlags = ConfigFlags;
+/** The flags of `ringkv start`, as commander parsed them, with the shard count the command line settled. */
+export interface StartFlags extends ConfigFlags {
+  /** How many shards the node runs (1: one process, today's layout). */
+  readonly shards?: number;
+  /** Which shard this process is (set by the shard supervisor, `src/cli/shards.ts`). */
+  readonly shardIndex?: string;
+}
 
 export { loadConfig, packageRoot };
 
@@ -55,26 +62,29 @@ export function loadTlsFiles(config: NodeConfig): { key: Buffer; cert: Buffer; c
   return { cert: readPem('certFile'), key: readPem('keyFile'), ca: readPem('caFile') };
 }
 
-/** This process for /status: its pid, and where its memory goes (the V8 heap, buffers outside it, and the rest: LevelDB's caches, code). */
-function processFigures(): Record<string, number> {
-  const usage = process.memoryUsage();
-  // The pid lets `ringkv cluster` tell its own children from another cluster's nodes on the same ports.
-  return { pid: process.pid, rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external, arrayBuffersBytes: usage.arrayBuffers };
+/** This process for /status: its pid, its shard, and where its memory goes (the V8 heap, buffers outside it, and the rest: LevelDB's caches, code). */
+function processFigures(shard: ShardPosition): () => Record<string, number> {
+  return () => {
+    const usage = process.memoryUsage();
+    // The pid lets `ringkv cluster` tell its own children from another cluster's nodes on the same ports.
+    return { pid: process.pid, shardIndex: shard.index, shardCount: shard.count, rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external, arrayBuffersBytes: usage.arrayBuffers };
+  };
 }
 
-/** The framed peer server on the peer port (HTTP port + peerPortOffset) of the listen address, or a KV_BAD_CONFIG naming the port when it is taken. */
-async function startPeerServer(config: NodeConfig, node: RingNode, secret: string, tls: ReturnType<typeof loadTlsFiles>, logger: pino.Logger): Promise<FramedPeerServer> {
+/** The framed peer server on the peer port (HTTP port + peerPortOffset + shard index) of the listen address, or a KV_BAD_CONFIG naming the port when it is taken. */
+async function startPeerServer(config: NodeConfig, shard: ShardPosition, node: RingNode, secret: string, tls: ReturnType<typeof loadTlsFiles>, logger: pino.Logger): Promise<FramedPeerServer> {
   const server = new FramedPeerServer({
     handler: (request) => node.handlePeer(request),
     secret,
     ...(tls === undefined ? {} : { tls: { key: tls.key, cert: tls.cert } }),
     onError: (error, request) => logger.error({ err: error, peerRequest: request.type }, 'unexpected error while handling a peer request'),
   });
-  const port = config.port + config.peerPortOffset;
+  const port = shardPeerPort(config, shard);
   try {
     await server.listen(config.listen, port);
   } catch (error) {
-    throw listenError(error, config.listen, `peer port ${port} (port ${config.port} + peerPortOffset ${config.peerPortOffset})`, 'free it, choose another --port, or change peerPortOffset on every node');
+    const rule = shard.count === 1 ? '' : ` + shard ${shard.index}`;
+    throw listenError(error, config.listen, `peer port ${port} (port ${config.port} + peerPortOffset ${config.peerPortOffset}${rule})`, 'free it, choose another --port, or change peerPortOffset on every node');
   }
   return server;
 }
@@ -110,10 +120,15 @@ const mathRandom: Random = {
 
 /** `ringkv start`: runs one node in the foreground until SIGTERM or SIGINT, then drains and closes cleanly. */
 export async function runNode(flags: StartFlags): Promise<void> {
-  const config = loadConfig(flags, process.env);
-  const logger = pino({ level: config.logLevel, base: { port: config.port } });
+  const shard: ShardPosition = { index: flags.shardIndex === undefined ? 0 : Number(flags.shardIndex), count: flags.shards ?? 1 };
+  const nodeConfig = loadConfig(flags, process.env);
+  const problem = shardLayoutProblem(nodeConfig.dataDir, shard.count);
+  if (problem !== undefined) throw new KvError('KV_BAD_CONFIG', problem);
+  // One shard is today's layout exactly: the node's own address, data folder and peer port.
+  const config = shard.count === 1 ? nodeConfig : shardConfig(nodeConfig, shard);
+  const logger = pino({ level: config.logLevel, base: { port: config.port, ...(shard.count === 1 ? {} : { shard: shard.index }) } });
   try {
-    await startNode(config, logger);
+    await startNode(config, shard, logger);
   } catch (error) {
     if (error instanceof KvError) throw error;
     // A failure nobody foresaw: its stack goes to the log, and the terminal gets one line.
@@ -123,7 +138,7 @@ export async function runNode(flags: StartFlags): Promise<void> {
 }
 
 /** Opens storage, starts the node and listens; each step that fails throws a KvError that says what to do. */
-async function startNode(config: NodeConfig, logger: pino.Logger): Promise<void> {
+async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.Logger): Promise<void> {
   const dataDir = resolve(config.dataDir);
   makeDataDir(dataDir);
   const storage = new LevelStorage({ location: join(dataDir, 'leveldb'), ...config.storage });
@@ -137,12 +152,13 @@ async function startNode(config: NodeConfig, logger: pino.Logger): Promise<void>
     peerPortOffset: config.peerPortOffset,
     ...(tls === undefined ? {} : { tls: { ca: tls.ca } }),
   });
-  const node = await RingNode.open({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, faultPoints: noFaultPoints, processFigures });
+  const node = await RingNode.open({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, faultPoints: noFaultPoints, processFigures: processFigures(shard) });
   await node.start();
-  const peerServer = await startPeerServer(config, node, identity.clusterSecret, tls, logger);
+  const peerServer = await startPeerServer(config, shard, node, identity.clusterSecret, tls, logger);
   const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
   try {
-    await app.listen({ host: config.listen, port: config.port });
+    // The shards of a node share its HTTP port: the kernel spreads connections over them (SO_REUSEPORT).
+    await app.listen({ host: config.listen, port: config.port, ...(shard.count === 1 ? {} : { reusePort: true }) });
   } catch (error) {
     throw listenError(error, config.listen, `port ${config.port}`, 'stop what holds it or choose another --port');
   }
@@ -152,7 +168,7 @@ async function startNode(config: NodeConfig, logger: pino.Logger): Promise<void>
   logger.info(
     {
       tls: config.tls.enabled,
-      peerPort: config.port + config.peerPortOffset,
+      peerPort: shardPeerPort(config, shard),
       clientAuth: config.auth.enabled,
       ...(config.auth.enabled ? { readWriteTokens: roles.filter((role) => role === 'read-write').length, readOnlyTokens: roles.filter((role) => role === 'read-only').length } : {}),
     },
@@ -176,4 +192,11 @@ async function startNode(config: NodeConfig, logger: pino.Logger): Promise<void>
   node.onLeft = () => void shutdown('left the cluster');
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  if (shard.count > 1) {
+    // A shard lives as long as its supervisor: when the supervisor is gone (even by kill -9), the IPC channel closes.
+    process.on('disconnect', () => void shutdown('the shard supervisor is gone'));
+    // SIGINT from a terminal reaches the whole process group; the supervisor forwards SIGTERM, which drains.
+    const ready: ShardReadyMessage = { type: 'shard-ready', index: shard.index };
+    process.send?.(ready);
+  }
 }

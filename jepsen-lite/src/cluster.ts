@@ -177,6 +177,7 @@ export class Cluster {
     mkdirSync(node.dataDir, { recursive: true });
     const args = [
       this.script, 'start',
+      '--shards', '1',
       '--host', this.options.nodeHost?.(node.index) ?? '127.0.0.1',
       '--port', String(node.port),
       '--data', node.dataDir,

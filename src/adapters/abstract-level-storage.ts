@@ -16,8 +16,8 @@ export type RootDatabase = AbstractLevel<RootFormat, string, string>;
 /** A sublevel with byte keys and byte values. */
 type ByteSublevel = AbstractSublevel<RootDatabase, RootFormat, Uint8Array, Uint8Array>;
 
-/** The names of the three spaces; they become the on-disk prefixes `!data!`, `!hints!` and `!meta!`. */
-const spaceNames = ['data', 'hints', 'meta'] as const;
+/** The names of the spaces; they become the on-disk prefixes `!data!`, `!hints!`, `!meta!` and `!paxos!`. */
+const spaceNames = ['data', 'hints', 'meta', 'paxos'] as const;
 
 /** How many entries an iterator reads from the engine at once; larger batches cost memory, smaller ones cost round trips. */
 const entriesPerRead = 256;
@@ -272,6 +272,8 @@ export class AbstractLevelStorage implements Storage {
   readonly hints: KeySpace;
   /** The node's identity, ring and other small records. */
   readonly meta: KeySpace;
+  /** Acceptor state of consistent buckets' keys. */
+  readonly paxos: KeySpace;
   private readonly spaces: Readonly<Record<SpaceName, SublevelKeySpace>>;
   private readonly writes: GroupCommit;
   /** The sublevel behind `data`, which subclasses need for its on-disk prefix. */
@@ -289,7 +291,7 @@ export class AbstractLevelStorage implements Storage {
     const sublevels = spaceNames.map((name) =>
       database.sublevel<Uint8Array, Uint8Array>(name, { keyEncoding: 'view', valueEncoding: 'view' }),
     );
-    const [data, hints, meta] = sublevels as [ByteSublevel, ByteSublevel, ByteSublevel];
+    const [data, hints, meta, paxos] = sublevels as [ByteSublevel, ByteSublevel, ByteSublevel, ByteSublevel];
     this.sublevels = sublevels;
     this.dataSublevel = data;
     this.writes = new GroupCommit(database);
@@ -297,11 +299,13 @@ export class AbstractLevelStorage implements Storage {
       data: new SublevelKeySpace('data', data, this.writes),
       hints: new SublevelKeySpace('hints', hints, this.writes),
       meta: new SublevelKeySpace('meta', meta, this.writes),
+      paxos: new SublevelKeySpace('paxos', paxos, this.writes),
     };
     this.spaces = spaces;
     this.data = spaces.data;
     this.hints = spaces.hints;
     this.meta = spaces.meta;
+    this.paxos = spaces.paxos;
   }
 
   /** One atomic write across the spaces, group-committed with the other writes of its turn. */
@@ -318,7 +322,7 @@ export class AbstractLevelStorage implements Storage {
     return this.writes.enqueue(rootOperations, options?.sync === true, what);
   }
 
-  /** Opens the database and its three spaces; after a close this reopens them. */
+  /** Opens the database and its spaces; after a close this reopens them. */
   async open(): Promise<void> {
     await guarded('open', () => this.database.open());
     // A closed parent closes its sublevels and reopening the parent leaves them closed, so each is opened here.

@@ -136,7 +136,7 @@ export class LevelStorage extends AbstractLevelStorage {
 
   /**
    * Compacts the data space between `start` (inclusive) and `end` (exclusive), or all of it.
-   * The keys are prefixed with the data sublevel's `!data!` first, because on disk the three
+   * The keys are prefixed with the data sublevel's `!data!` first, because on disk the
    * spaces share one key space and the unprefixed bounds would name the wrong bytes.
    */
   override async compactRange(start?: Uint8Array, end?: Uint8Array): Promise<void> {

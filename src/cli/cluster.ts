@@ -104,7 +104,8 @@ export async function runLocalCluster(flags: ClusterFlags): Promise<void> {
   const script = join(packageRoot(), 'bin', 'ringkv.js');
   const children: ChildProcess[] = addresses.map((address, index) => {
     const out = openSync(logFiles[index] as string, 'a');
-    const args = [script, 'start', '--host', host, '--port', String(basePort + index), '--data', join(dataRoot, `node${index + 1}`)];
+    // One shard per node: the nodes of a local cluster already are one process each, on adjacent ports (a shard would take port + 1).
+    const args = [script, 'start', '--shards', '1', '--host', host, '--port', String(basePort + index), '--data', join(dataRoot, `node${index + 1}`)];
     if (index > 0) args.push('--seeds', addresses[0] as string);
     if (flags.config !== undefined) args.push('--config', flags.config);
     return spawn(process.execPath, args, { stdio: ['ignore', out, out], env: { ...process.env, RINGKV_CLUSTER_SECRET: secret } });

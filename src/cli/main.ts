@@ -1,7 +1,8 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { packageVersion } from '../util/package-version.js';
 import { incrementFlag, limitFlag, partitionFlag, quorumFlag, rateFlag, timeoutFlag, ttlFlag } from './flags.js';
 import type { RingClient } from '../client/ring-client.js';
+import type { ConfigFlags } from './load-config.js';
 
 /**
  * The `ringkv` command. `start` and `cluster` run nodes; the others are clients of a running
@@ -45,9 +46,15 @@ program
   .option('--peer-map <list>', 'ADDRESS=DIAL_ADDRESS pairs: dial a peer through another address (chaos harness)')
   .option('--placement-host <label>', "the machine this node runs on: a key's replicas go to different hosts (default: the node's own id)")
   .option('--zone <label>', "the zone (rack, availability zone) of this node: a key's replicas go to different zones when zones are labelled")
-  .action(async (flags) => {
+  .option('--shards <n>', 'processes (ring members) this node runs, sharing its HTTP port; shard i keeps its data in DATA/shard-i and listens for peers on the peer port + i (default: one per core; 1: one process, no shard folders)')
+  .addOption(new Option('--shard-index <i>', 'set by the shard supervisor: run shard i of --shards').hideHelp())
+  .action(async (flags: ConfigFlags & { shards?: string; shardIndex?: string }) => {
+    const [{ shardCount, superviseShards }, { loadConfig }] = await Promise.all([import('./shards.js'), import('./load-config.js')]);
+    const count = shardCount(flags.shards);
+    // The supervisor checks the config once, so a bad value is one line, not one per shard.
+    if (count > 1 && flags.shardIndex === undefined) return superviseShards(process.argv.slice(2), count, loadConfig(flags, process.env));
     const { runNode } = await import('../main.js');
-    await runNode(flags);
+    await runNode({ ...flags, shards: count });
   });
 
 program

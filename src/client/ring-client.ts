@@ -56,7 +56,10 @@ export interface WriteRequestOptions {
   readonly contentType?: string;
   /** `put` only: write only where no live value exists (If-None-Match: *); else a 412 KV_PRECONDITION_FAILED error. */
   readonly ifNoneMatch?: boolean;
-  /** `put` only: write only where the current version is exactly the one this read context names (If-Match); else 412. */
+  /**
+   * Write only where the current version is exactly the one this read context names (If-Match);
+   * else 412. `put` only, or a `delete` of a consistent bucket's key (its context is its version).
+   */
   readonly ifMatch?: string;
   /** Retry on another node even when the first attempt's outcome is unknown (may apply twice). */
   readonly retryUnknown?: boolean;
@@ -82,6 +85,11 @@ export interface ReadResult {
   readonly context: string | undefined;
   /** The live versions: empty when not found, one normally, several for concurrent writes. */
   readonly siblings: readonly StoredValue[];
+  /**
+   * Consistent buckets only (x-ringkv-version): the key's version, which grows with every write
+   * and delete of the key (a fencing token); its `context` is the same number as text.
+   */
+  readonly version?: number;
 }
 
 /** What a write returns. */
@@ -92,6 +100,14 @@ export interface WriteResult {
    * (read, then {@link RingClient.resolve}, to merge them).
    */
   readonly context: string;
+  /** Consistent buckets only (x-ringkv-version): the version this write made. */
+  readonly version?: number;
+}
+
+/** The x-ringkv-version of an answer (consistent buckets), as an object field to spread. */
+function versionOf(answer: HttpAnswer): { version: number } | Record<string, never> {
+  const text = header(answer, 'x-ringkv-version');
+  return text === undefined ? {} : { version: Number(text) };
 }
 
 /** What a merge function may return: bytes or text, or a value with its own content type. */
@@ -305,11 +321,12 @@ export class RingClient {
     const query = queryString({ r: options.r, pr: options.pr, consistency: options.consistency, timeout_ms: options.timeoutMs, local: options.local ? 'true' : undefined });
     const answer = await this.send('GET', kvPath(bucket, key) + query, { idempotent: true, retryAnswer: isRetryableAnswer, node: options.node });
     const context = header(answer, 'x-ringkv-context');
-    if (answer.status === 404) return { found: false, context, siblings: [] };
+    if (answer.status === 404) return { found: false, context, siblings: [], ...versionOf(answer) };
     if (answer.status === 200) {
       return {
         found: true,
         context,
+        ...versionOf(answer),
         siblings: [{ value: answer.body, contentType: header(answer, 'content-type') ?? 'application/octet-stream', lastModified: header(answer, 'last-modified') ?? '' }],
       };
     }
@@ -333,16 +350,17 @@ export class RingClient {
     const body = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
     const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options, options.ttlSeconds), { ...this.writeRetries(options), headers, body, node: options.node });
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
-    return { context: header(answer, 'x-ringkv-context') ?? '' };
+    return { context: header(answer, 'x-ringkv-context') ?? '', ...versionOf(answer) };
   }
 
   /** Deletes a key (a tombstone); pass the context of the last read. */
   async delete(bucket: string, key: string, options: WriteRequestOptions = {}): Promise<WriteResult> {
     const headers: Record<string, string> = {};
     if (options.context !== undefined) headers['x-ringkv-context'] = options.context;
+    if (options.ifMatch !== undefined) headers['if-match'] = options.ifMatch;
     const answer = await this.send('DELETE', kvPath(bucket, key) + writeQuery(options), { ...this.writeRetries(options), headers, node: options.node });
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
-    return { context: header(answer, 'x-ringkv-context') ?? '' };
+    return { context: header(answer, 'x-ringkv-context') ?? '', ...versionOf(answer) };
   }
 
   /**
@@ -534,10 +552,11 @@ function writeOutcome(answer: HttpAnswer): RequestOutcome {
   if (answer.status < 500) return 'failed';
   const code = errorCode(answer);
   if (retryableCodes.has(code)) return 'failed';
-  if (code === 'KV_INSUFFICIENT_REPLICAS') {
+  if (code === 'KV_INSUFFICIENT_REPLICAS' || code === 'KV_TIMEOUT') {
     try {
-      const details = (JSON.parse(answer.body.toString('utf8')) as { error?: { details?: { written?: boolean } } }).error?.details;
-      if (details?.written === false) return 'failed';
+      const details = (JSON.parse(answer.body.toString('utf8')) as { error?: { details?: { written?: boolean; applied?: string } } }).error?.details;
+      // A plain write that was not sent, or a consistent one whose ballot no quorum took: certainly not done.
+      if (details?.written === false || details?.applied === 'no') return 'failed';
     } catch {
       // fall through: unknown
     }

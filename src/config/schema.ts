@@ -57,6 +57,9 @@ const bucketFields = (withDefaults: boolean) => {
     w: strip(quorum('quorum', 'replicas that must acknowledge a write')),
     conflictMode: strip(oneOf(conflictModes, 'siblings', '`siblings` keeps concurrent writes; `lww` keeps the newest', { env: 'RINGKV_CONFLICT_MODE' })),
     ttlSeconds: strip(integer(0, maxTtlSeconds, 0, 'seconds a write lives when it gives no `ttl` of its own (0: forever)')),
+    consistent: strip(
+      boolean(false, 'every GET, PUT and DELETE on the bucket is linearizable per key (a Paxos round on its primaries; docs/CONSENSUS.md); fixed when the cluster is founded'),
+    ),
   };
 };
 

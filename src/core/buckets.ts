@@ -11,4 +11,9 @@ export interface BucketProperties {
   readonly conflictMode: ConflictMode;
   /** Seconds a write to the bucket lives when it names no `ttl` of its own; 0 (or absent) for forever. */
   readonly ttlSeconds?: number;
+  /**
+   * Every operation on the bucket's keys is linearizable: one Paxos round on the key's primaries
+   * (docs/CONSENSUS.md). Fixed when the cluster is founded; the plain write path refuses such a bucket.
+   */
+  readonly consistent?: boolean;
 }

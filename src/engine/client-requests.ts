@@ -2,7 +2,9 @@ import { emptyContext, writeTimeMs } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import { KvError } from '../util/errors.js';
 import type { Coordinator } from './coordinator.js';
-import type { DeleteCommand, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
+import type { ConsistentCoordinator } from './consistent-coordinator.js';
+import { decodeConsistentValue, encodeConsistentValue } from '../core/consensus/consistent-value.js';
+import type { ConsistentCommand, ConsistentOutcome, DeleteCommand, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
 import { type ListPage, type ListQuery, listKeys } from './key-listing.js';
 import type { Replica } from './replica.js';
 import type { NodeContext } from './node-context.js';
@@ -10,6 +12,7 @@ import type { NodeContext } from './node-context.js';
 /** What the client requests need from their node. */
 export type ClientRequestsOptions = Pick<NodeContext, 'selfId' | 'clock' | 'requireRing' | 'isUp' | 'bucketProperties' | 'send'> & {
   readonly coordinator: Coordinator;
+  readonly consistentCoordinator: ConsistentCoordinator;
   readonly replica: Replica;
   /** limits.maxInFlightRequests and limits.requestTimeoutMs. */
   readonly limits: { readonly maxInFlightRequests: number; readonly requestTimeoutMs: number };
@@ -88,6 +91,24 @@ export class ClientRequests {
         nowMs: writeTimeMs(this.options.clock.nowMs(), command.context ?? emptyContext),
       }),
     );
+  }
+
+  /** A linearizable operation on a consistent bucket's key (src/engine/consistent-coordinator.ts). */
+  async consistent(bucket: string, key: string, command: ConsistentCommand, timeoutMs?: number): Promise<ConsistentOutcome> {
+    if (this.options.bucketProperties(bucket).consistent !== true) {
+      throw new KvError('KV_CONSISTENT_BUCKET', `bucket ${JSON.stringify(bucket)} is not consistent, so it has no linearizable operations; set "consistent": true for it in the config's buckets when the cluster is founded`);
+    }
+    const operation =
+      command.kind === 'read' ? ({ kind: 'read' } as const) : ({ kind: 'write', value: command.value === null ? null : encodeConsistentValue(command.value), condition: command.condition } as const);
+    const result = await this.admit(async () => this.options.consistentCoordinator.run(bucket, key, operation, timeoutMs ?? this.options.limits.requestTimeoutMs));
+    const outcome: ConsistentOutcome = { version: result.state.version, value: result.state.value === null ? null : decodeConsistentValue(result.state.value) };
+    if (result.outcome === 'precondition-failed') {
+      const now = outcome.value === null ? 'absent' : `at version ${outcome.version}`;
+      throw new KvError('KV_PRECONDITION_FAILED', `the condition of the write does not hold: key '${key}' is ${now}; read it again (its x-ringkv-version is the one to send in If-Match) and decide`, {
+        details: { version: outcome.version, absent: outcome.value === null },
+      });
+    }
+    return outcome;
   }
 
   /** One page of a bucket's keys: a coverage query over every partition (src/engine/key-listing.ts). */

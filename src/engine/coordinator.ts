@@ -17,6 +17,14 @@ import type { ReadOptions, WriteOptions, WriteOutcome } from './kv-service.js';
 import type { NodeContext } from './node-context.js';
 import { clientRefusalCodes } from './peer-service.js';
 
+/** The refusal of a plain operation (a replica write, a /dt update, a restore) on a consistent bucket. */
+export function consistentBucketRefusal(bucket: string, what: string): KvError {
+  return new KvError(
+    'KV_CONSISTENT_BUCKET',
+    `bucket ${JSON.stringify(bucket)} is consistent (every operation on its keys is a Paxos round), so ${what} refuses it; use GET, PUT and DELETE on /kv (linearizable there), not /dt, ?local=true or a restore`,
+  );
+}
+
 /** What the coordinator needs from its node, handed to it rather than imported (no cycle). */
 export type CoordinatorDependencies = Pick<NodeContext, 'selfId' | 'clock' | 'logger' | 'requireRing' | 'isUp' | 'bucketProperties' | 'send'> & {
   readonly hints: HintStore;
@@ -35,6 +43,9 @@ export class Coordinator {
   private view(bucket: string, key: string): { view: PlacementView; properties: BucketProperties } {
     const ring = this.deps.requireRing();
     const properties = this.deps.bucketProperties(bucket);
+    // A consistent bucket's keys live only in Paxos rounds (src/engine/consistent-coordinator.ts):
+    // a quorum read, write, data type update or restore here would bypass them, with fallbacks and hints.
+    if (properties.consistent === true) throw consistentBucketRefusal(bucket, 'the plain read and write path');
     return {
       view: { ring, partition: partitionOf(bucket, key, ring.partitionCount), nVal: properties.nVal, self: this.deps.selfId, isUp: this.deps.isUp },
       properties,

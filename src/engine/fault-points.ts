@@ -35,6 +35,7 @@ export function storageWithFaults(storage: Storage, faults: FaultPoints, clock: 
     data: slowWritesOf(storage.data, faults, clock),
     hints: slowWritesOf(storage.hints, faults, clock),
     meta: slowWritesOf(storage.meta, faults, clock),
+    paxos: slowWritesOf(storage.paxos, faults, clock),
     write: (operations: readonly SpaceBatchOperation[], options?: WriteOptions) => after(clock, faults.delayMs('storage-write'), () => storage.write(operations, options)),
     open: () => storage.open(),
     close: () => storage.close(),

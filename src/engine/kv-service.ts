@@ -8,6 +8,8 @@ import type { BackupDescription, BackupRecord, RestoreOutcome } from './backup-f
 import type { BucketProperties, QuorumSetting } from '../config/schema.js';
 import type { ListPage, ListQuery } from './key-listing.js';
 import type { DataTypeUpdate, DataTypeValue } from '../core/datatypes/data-type.js';
+import type { WriteCondition } from '../core/consensus/compare-and-set.js';
+import type { ConsistentValue } from '../core/consensus/consistent-value.js';
 
 /** Per-request read parameters (already validated at the HTTP edge). */
 export interface ReadOptions {
@@ -57,6 +59,20 @@ export interface WriteOutcome {
   readonly context: CausalContext;
 }
 
+/** A linearizable operation on a key of a consistent bucket: a read, or a write (null value: a delete) under a condition. */
+export type ConsistentCommand =
+  | { readonly kind: 'read' }
+  | { readonly kind: 'write'; readonly value: ConsistentValue | null; readonly condition: WriteCondition };
+
+/**
+ * A consistent key's state after the operation: its version (the fencing token, grows with every
+ * write, deletes included; 0 before the first) and its value (null: absent).
+ */
+export interface ConsistentOutcome {
+  readonly version: number;
+  readonly value: ConsistentValue | null;
+}
+
 /** A data type update's options: a write's, and the r of the read a remove makes first. */
 export type DataTypeWriteOptions = WriteOptions & { readonly r?: ReadOptions['r'] };
 
@@ -103,6 +119,12 @@ export interface KvService {
   put(command: PutCommand): Promise<WriteOutcome>;
   /** Coordinated delete: writes a tombstone. */
   delete(command: DeleteCommand): Promise<WriteOutcome>;
+  /**
+   * A linearizable read or write of a key of a consistent bucket (one Paxos round on its
+   * primaries, docs/CONSENSUS.md). A write whose condition fails is KV_PRECONDITION_FAILED with
+   * `details.version`, the version it was judged on.
+   */
+  consistent(bucket: string, key: string, command: ConsistentCommand, timeoutMs?: number): Promise<ConsistentOutcome>;
   /** One page of the bucket's live keys in byte order (a coverage query over every partition). */
   list(query: ListQuery): Promise<ListPage>;
   /** Counters and sets (/dt), in a namespace of their own beside the bucket's plain keys. */

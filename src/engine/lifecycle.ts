@@ -1,4 +1,6 @@
 import { ringMembers } from '../core/ring/ring.js';
+import type { ClusterView } from '../core/membership/membership.js';
+import type { NodeConfig } from '../config/schema.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { isDeleted } from '../core/versioning/versioned-object.js';
 import { KvError } from '../util/errors.js';
@@ -41,6 +43,7 @@ export class Lifecycle {
   /** Loads what the roles keep (hints, Merkle trees, the bucket index) and starts gossip and the background roles, in that order. */
   async start(): Promise<void> {
     const { config, storage, replica } = this.options;
+    refuseConsistencyChange(this.options.gossiper.view, config);
     await this.options.hintedHandoff.load();
     // One scan builds the Merkle trees before any request is served.
     await this.options.antiEntropy.build(this.options.gossiper.ring?.partitionCount ?? config.partitionCount);
@@ -116,3 +119,26 @@ export class Lifecycle {
     await this.options.replica.close();
   }
 }
+
+/**
+ * A bucket's `consistent` is fixed once the cluster has it (README, "Consistent buckets"): its
+ * keys live in Paxos state, its plain data in replicas, and neither path reads the other's. So a
+ * node whose config says otherwise than the cluster view it persisted does not start, rather than
+ * run with a setting it would silently not honour.
+ */
+function refuseConsistencyChange(view: ClusterView, config: NodeConfig): void {
+  if (view.bucketPropertiesVersion === 0) return;
+  const shared = view.bucketProperties;
+  const configured: [string, boolean | undefined][] = [['', config.bucketDefaults.consistent], ...Object.entries(config.buckets).map(([bucket, properties]): [string, boolean | undefined] => [bucket, properties.consistent])];
+  for (const [bucket, wanted] of configured) {
+    if (wanted === undefined) continue;
+    const held = shared[bucket]?.consistent ?? (bucket === '' ? false : (shared['']?.consistent ?? false));
+    if (held === wanted) continue;
+    const name = bucket === '' ? 'bucketDefaults' : `buckets.${bucket}`;
+    throw new KvError(
+      'KV_CONSISTENT_BUCKET',
+      `the config sets ${name}.consistent to ${wanted}, but the cluster has it ${held}, and a bucket's consistent cannot change once the cluster is founded; set it back to ${held} (or create a new bucket with the other setting)`,
+    );
+  }
+}
+

@@ -9,7 +9,7 @@ import { Handoff } from './handoff.js';
 import type { HintStore } from './hint-store.js';
 import { HintedHandoff } from './hinted-handoff.js';
 import type { ListPage, ListQuery } from './key-listing.js';
-import type { DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
+import type { ConsistentCommand, ConsistentOutcome, DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
 import { Lifecycle } from './lifecycle.js';
 import { type NodeContext, type NodePorts, openNodeContext } from './node-context.js';
 import { registerPeerHandlers } from './peer-handlers.js';
@@ -17,6 +17,8 @@ import { PeerService } from './peer-service.js';
 import { Replica } from './replica.js';
 import { Status } from './status.js';
 import { DataTypes } from './data-types.js';
+import { AcceptorStore } from './acceptor-store.js';
+import { ConsistentCoordinator } from './consistent-coordinator.js';
 import { BackupService } from './backup-service.js';
 
 /** The ports and settings a node runs on. */
@@ -95,7 +97,9 @@ export class RingNode implements KvService {
     gossiper.onRingChange(() => handoff.runSoon());
     const settings = () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled });
     const coordinator = new Coordinator({ ...context, hints: hintedHandoff.store, settings });
-    this.client = new ClientRequests({ ...context, replica, coordinator, limits: config.limits });
+    const consistentCoordinator = new ConsistentCoordinator({ ...context, generation: context.identity.generation });
+    this.client = new ClientRequests({ ...context, replica, coordinator, consistentCoordinator, limits: config.limits });
+    const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties: context.bucketProperties });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...context, ...roles, onLeft: () => this.onLeft?.() });
     this.statusReport = new Status({ ...context, ...roles, startedAtMs: context.clock.nowMs(), inFlight: () => this.client.inFlight, processFigures });
@@ -108,7 +112,7 @@ export class RingNode implements KvService {
       admit: (work) => this.client.admit(work),
     }));
     this.backup = new BackupService({ ...context, coordinator });
-    registerPeerHandlers(peers, { ...context, ...roles, dataTypes });
+    registerPeerHandlers(peers, { ...context, ...roles, dataTypes, acceptors });
   }
 
   /** The hint store (for tests). */
@@ -174,6 +178,11 @@ export class RingNode implements KvService {
   /** Coordinated delete. */
   async delete(command: DeleteCommand): Promise<WriteOutcome> {
     return this.client.delete(command);
+  }
+
+  /** A linearizable operation on a consistent bucket's key (src/engine/client-requests.ts). */
+  async consistent(bucket: string, key: string, command: ConsistentCommand, timeoutMs?: number): Promise<ConsistentOutcome> {
+    return this.client.consistent(bucket, key, command, timeoutMs);
   }
 
   /** One page of a bucket's keys. */

@@ -52,6 +52,10 @@ export class Status {
       })
       .sort((left, right) => left.address.localeCompare(right.address, 'en', { numeric: true }));
     const storage = await this.options.storage.stats();
+    // The shards of this node's host: the members placed on its host (one per shard of a sharded node, docs/ARCHITECTURE.md#shards).
+    const self = view.members[this.options.identity.nodeId];
+    const host = self === undefined ? this.options.identity.nodeId : placedAt(ring, self).host;
+    const shards: HostShards = { host, members: members.filter((member) => member.host === host).map((member) => ({ id: member.id, address: member.address, status: member.status })) };
     return {
       node: { id: this.options.identity.nodeId, address: this.options.identity.address, generation: this.options.identity.generation, startedAtMs: this.options.startedAtMs },
       members,
@@ -59,6 +63,7 @@ export class Status {
       partitionCount: ring?.partitionCount ?? this.options.config.partitionCount,
       ring: ring === null ? null : { version: ring.version, owners: ring.owners, members: ringMembers(ring), next: ring.next },
       placement: { warnings: this.placementWarnings(ring, view) },
+      shards,
       storage: { ...storage, keys: this.options.antiEntropy.keyCount },
       antiEntropy: this.options.antiEntropy.status(),
       handoff: this.options.handoff.status(),
@@ -90,6 +95,12 @@ export class Status {
     }
     return warnings;
   }
+}
+
+/** The ring members on this node's host as /status shows them: the shards of a sharded node. */
+export interface HostShards {
+  readonly host: string;
+  readonly members: readonly { readonly id: string; readonly address: string; readonly status: string }[];
 }
 
 /** Where a member runs: the ring's word for members it names, else the member's own (a joiner's). */

@@ -12,9 +12,14 @@ import type { HttpMetrics, MeteredOperation } from './metrics.js';
 import { type KvRequestOptions, parseKvQuery } from './query-parameters.js';
 import { kvDeleteSchema, kvGetSchema, kvListSchema, kvPutSchema } from './route-schemas.js';
 import { parseListQuery } from './list-parameters.js';
+import type { WriteCondition } from '../core/consensus/compare-and-set.js';
+import type { ConsistentOutcome } from '../engine/kv-service.js';
 
 /** The header that carries a key's causal context out with a read and back in with a write. */
 export const contextHeader = 'x-ringkv-context';
+
+/** The header of a consistent key's version: it grows with every write of the key (a fencing token). */
+export const versionHeader = 'x-ringkv-version';
 
 /** What a value without a content-type header is stored as. */
 const defaultContentType = 'application/octet-stream';
@@ -33,6 +38,8 @@ export interface KvRouteDependencies {
 interface KvTarget {
   readonly bucket: string;
   readonly key: string;
+  /** The bucket is consistent: its requests are Paxos rounds (handled by the consistent* functions below). */
+  readonly consistent: boolean;
   readonly options: KvRequestOptions;
   readonly context: CausalContext | undefined;
 }
@@ -85,9 +92,76 @@ function validateTarget(request: FastifyRequest<{ Params: KvParams }>, dependenc
   checkName('key', key, limits.maxKeyBytes);
   // The data types' namespace (src/core/datatypes/data-type.ts) starts with U+0000, so no plain key may.
   if (key.startsWith('\u0000')) throw new KvError('KV_BAD_REQUEST', 'keys that start with U+0000 (%00) are reserved for data types (/dt); use another key');
-  const nVal = dependencies.service.bucketProperties(bucket).nVal;
-  const options = parseKvQuery(request.query as Readonly<Record<string, unknown>>, request.method, nVal);
-  return { bucket, key, options, context: contextOf(request) };
+  const properties = dependencies.service.bucketProperties(bucket);
+  const query = request.query as Readonly<Record<string, unknown>>;
+  const options = parseKvQuery(query, request.method, properties.nVal);
+  const consistent = properties.consistent === true;
+  if (consistent) refuseQuorumParameters(query);
+  return { bucket, key, consistent, options, context: consistent ? undefined : contextOf(request) };
+}
+
+/**
+ * A consistent bucket's request is one Paxos round on a strict majority of the key's primaries:
+ * a quorum, `local` read or `ttl` would be ignored, so it is refused rather than silently not honoured.
+ */
+function refuseQuorumParameters(query: Readonly<Record<string, unknown>>): void {
+  const refused = Object.keys(query).filter((name) => name !== 'timeout_ms');
+  if (refused.length === 0) return;
+  throw new KvError(
+    'KV_BAD_PARAMETER',
+    `query parameter ${refused.join(', ')} does not apply to a consistent bucket: every request is one Paxos round on a majority of the key's primaries, and its values do not expire; remove it (timeout_ms is the only parameter)`,
+    { details: { parameters: refused } },
+  );
+}
+
+/** A consistent bucket's If-Match: the context (= version) a read or write of the key answered. */
+function versionOf(text: string, header: string): number {
+  const trimmed = text.trim();
+  if (!/^[0-9]{1,15}$/.test(trimmed)) {
+    throw new KvError('KV_BAD_CONTEXT', `${header} on a consistent bucket takes the x-ringkv-context (the same as x-ringkv-version: an integer) of a read of the key; ${JSON.stringify(trimmed.slice(0, 40))} is not one`);
+  }
+  return Number(trimmed);
+}
+
+/** A consistent write's condition: `If-None-Match: *` (absent) or `If-Match: <version>`. */
+function conditionOf(request: FastifyRequest, allowAbsent: boolean): WriteCondition {
+  const noneMatch = request.headers['if-none-match'];
+  const match = request.headers['if-match'];
+  if (noneMatch !== undefined && match !== undefined) throw new KvError('KV_BAD_REQUEST', 'send If-None-Match or If-Match, not both');
+  if (noneMatch !== undefined) {
+    if (!allowAbsent) throw new KvError('KV_BAD_REQUEST', 'If-None-Match does not apply to a DELETE; use If-Match with the version to delete');
+    if (noneMatch.trim() !== '*') throw new KvError('KV_BAD_REQUEST', "If-None-Match takes only '*' (write only where no live value exists)");
+    return { kind: 'absent' };
+  }
+  return match === undefined ? { kind: 'none' } : { kind: 'version', version: versionOf(match, 'If-Match') };
+}
+
+/** The version headers of a consistent key's state: the version is also the context If-Match takes. */
+function versionHeaders(reply: FastifyReply, version: number): FastifyReply {
+  return reply.header(versionHeader, String(version)).header(contextHeader, String(version));
+}
+
+/** A consistent GET: 200 with the value, or 404; the version either way. */
+function sendConsistent(reply: FastifyReply, target: KvTarget, outcome: ConsistentOutcome, metrics: HttpMetrics): FastifyReply {
+  versionHeaders(reply, outcome.version);
+  if (outcome.value === null) {
+    return sendKvError(reply, new KvError('KV_NOT_FOUND', `no value for key '${target.key}' in bucket '${target.bucket}': it was never written or has been deleted (version ${outcome.version})`));
+  }
+  const { value, contentType } = outcome.value;
+  metrics.observeRead(1, value.byteLength);
+  return reply.code(200).type(contentType).send(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+}
+
+/** A consistent write's refusal for its condition carries the version it was judged on. */
+async function consistentWrite(reply: FastifyReply, write: () => Promise<ConsistentOutcome>): Promise<FastifyReply> {
+  try {
+    const outcome = await write();
+    return await versionHeaders(reply, outcome.version).code(204).send();
+  } catch (error) {
+    const version = isKvError(error) && error.code === 'KV_PRECONDITION_FAILED' ? error.details?.version : undefined;
+    if (typeof version === 'number') versionHeaders(reply, version);
+    throw error;
+  }
 }
 
 /** Refuses a declared oversized value before a byte of it is read (a 64 MB upload is not buffered to be refused). */
@@ -169,6 +243,7 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
 
   app.get<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, schema: kvGetSchema }, async (request, reply) => {
     const target = targetOf(request);
+    if (target.consistent) return sendConsistent(reply, target, await service.consistent(target.bucket, target.key, { kind: 'read' }, target.options.read.timeoutMs), metrics);
     const object = target.options.local
       ? await service.getLocal(target.bucket, target.key)
       : await service.get(target.bucket, target.key, target.options.read);
@@ -196,6 +271,10 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     const target = targetOf(request);
     const value = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const contentType = contentTypeOf(request);
+    if (target.consistent) {
+      const condition = conditionOf(request, true);
+      return consistentWrite(reply, () => service.consistent(target.bucket, target.key, { kind: 'write', value: { value, contentType }, condition }, target.options.write.timeoutMs));
+    }
     const precondition = preconditionOf(request);
     try {
       const result = await service.put({
@@ -219,6 +298,10 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
 
   app.delete<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, schema: kvDeleteSchema }, async (request, reply) => {
     const target = targetOf(request);
+    if (target.consistent) {
+      const condition = conditionOf(request, false);
+      return consistentWrite(reply, () => service.consistent(target.bucket, target.key, { kind: 'write', value: null, condition }, target.options.write.timeoutMs));
+    }
     const result = await service.delete({ bucket: target.bucket, key: target.key, context: target.context, options: target.options.write });
     return reply.code(204).header(contextHeader, encodeContext(result.context)).send();
   });

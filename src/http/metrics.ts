@@ -1,6 +1,7 @@
 import type { AntiEntropyStatus } from '../engine/anti-entropy.js';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MemberStatus, NodeStatus } from '../engine/kv-service.js';
+import type { HostShards } from '../engine/status.js';
 
 /** The operations whose requests are counted and timed. */
 export type MeteredOperation = 'get' | 'get_local' | 'put' | 'delete' | 'dt_get' | 'dt_update';
@@ -65,6 +66,7 @@ export class HttpMetrics {
     hintsPending: this.gauge('ringkv_hints_pending', 'Hints held for other nodes, waiting for delivery'),
     members: this.gauge('ringkv_members', 'Cluster members as this node sees them, by status', ['status']),
     partitionsOwned: this.gauge('ringkv_partitions_owned', 'Ring partitions this node owns'),
+    shards: this.gauge('ringkv_shards', "Ring members on this node's host (its shards, with --shards), by status", ['status']),
     storageBytes: this.gauge('ringkv_storage_bytes', "LevelDB's approximate size of the data on disk"),
     levelFiles: this.gauge('ringkv_storage_level_files', 'LevelDB SSTable files per level', ['level']),
     levelBytes: this.gauge('ringkv_storage_level_bytes', 'LevelDB bytes per level', ['level']),
@@ -133,6 +135,8 @@ export class HttpMetrics {
     for (const memberStatus of memberStatuses) {
       this.gauges.members.set({ status: memberStatus }, status.members.filter((member) => member.status === memberStatus).length);
     }
+    const shards = (status.shards as HostShards | undefined)?.members ?? [];
+    for (const memberStatus of memberStatuses) this.gauges.shards.set({ status: memberStatus }, shards.filter((member) => member.status === memberStatus).length);
     this.gauges.partitionsOwned.set(status.members.find((member) => member.id === status.node.id)?.partitionsOwned ?? 0);
     this.gauges.storageBytes.set(status.storage.approximateBytes);
     this.mirrored.compactions.sync(status.storage.compactions);

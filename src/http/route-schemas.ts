@@ -50,6 +50,11 @@ export function errorResponses(codes: readonly KvErrorCode[], options: { readonl
 
 const contextHeaderSchema = Type.String({ description: 'the causal context of the key (opaque); send it back with the next write or delete of the key' });
 
+const versionHeaderSchema = Type.String({
+  pattern: '^[0-9]+$',
+  description: 'consistent buckets only: the key\'s version, an integer that grows with every write and delete of the key (a fencing token); also its context',
+});
+
 const quorumPattern = '^([0-9]{1,6}|one|quorum|all)$';
 const quorum = (description: string) => Type.String({ pattern: quorumPattern, description: `${description}: 1..n_val, or one, quorum, all` });
 const consistency = Type.Union([Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], { description: 'sets r and w together (an explicit r or w wins)' });
@@ -103,16 +108,16 @@ const siblingsBody = Type.Object(
 const valueResponse = {
   description: 'the one live value: its exact bytes, with its content type',
   content: { '*/*': { schema: Type.String({ format: 'binary' }) } },
-  headers: { 'x-ringkv-context': contextHeaderSchema, 'last-modified': Type.String() },
+  headers: { 'x-ringkv-context': contextHeaderSchema, 'x-ringkv-version': versionHeaderSchema, 'last-modified': Type.String() },
 };
 
 const writtenResponse = (what: string) => ({
   description: what,
   type: 'null',
-  headers: { 'x-ringkv-context': contextHeaderSchema },
+  headers: { 'x-ringkv-context': contextHeaderSchema, 'x-ringkv-version': versionHeaderSchema },
 });
 
-const kvErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_BAD_CONTEXT', 'KV_KEY_TOO_LONG', 'KV_BUCKET_TOO_LONG', 'KV_INSUFFICIENT_REPLICAS', 'KV_OVERLOADED', 'KV_TIMEOUT', 'KV_STORAGE'];
+const kvErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_BAD_CONTEXT', 'KV_KEY_TOO_LONG', 'KV_BUCKET_TOO_LONG', 'KV_INSUFFICIENT_REPLICAS', 'KV_OVERLOADED', 'KV_TIMEOUT', 'KV_STORAGE', 'KV_NOT_READY', 'KV_CONSISTENT_BUCKET'];
 
 /** Conditional writes: checked at the coordinating replica after a read of r replicas (README, "Conditional writes"). */
 const conditionalHeaders = {
@@ -120,7 +125,11 @@ const conditionalHeaders = {
   'if-match': Type.Optional(Type.String({ description: 'the context of a read: write only where the current version is exactly that one, else 412 KV_PRECONDITION_FAILED' })),
 };
 
-const contextRequestHeaders = Type.Object({ 'x-ringkv-context': Type.Optional(Type.String({ description: 'the context of the read this request follows' })) });
+/** A consistent bucket's delete may be conditional too (If-Match: the version it must still be at). */
+const deleteHeaders = Type.Object({
+  'x-ringkv-context': Type.Optional(Type.String({ description: 'the context of the read this request follows' })),
+  'if-match': Type.Optional(Type.String({ description: 'consistent buckets only: the context (version) of a read: delete only while the key is at exactly that version, else 412 KV_PRECONDITION_FAILED' })),
+});
 
 /** GET (and HEAD) /kv/:bucket/:key. */
 export const kvGetSchema = {
@@ -155,8 +164,8 @@ export const kvDeleteSchema = {
   summary: 'delete a key (writes a tombstone)',
   params: kvParams,
   querystring: kvWriteQuery,
-  headers: contextRequestHeaders,
-  response: { 204: writtenResponse("deleted; the tombstone's context is in x-ringkv-context"), ...errorResponses(kvErrors) },
+  headers: deleteHeaders,
+  response: { 204: writtenResponse("deleted; the tombstone's context is in x-ringkv-context"), ...errorResponses([...kvErrors, 'KV_PRECONDITION_FAILED']) },
 };
 
 /** GET /kv/:bucket?keys=true. */

@@ -1,6 +1,6 @@
 /**
  * The storage port: one ordered key-value database per node with three separate spaces
- * (data, hints, metadata), as LevelDB sublevels. Keys and values are bytes.
+ * (data, hints, metadata, and the Paxos acceptor state of consistent buckets), as LevelDB sublevels. Keys and values are bytes.
  */
 
 /** Options of a write. */
@@ -15,7 +15,7 @@ export type BatchOperation =
   | { readonly type: 'del'; readonly key: Uint8Array };
 
 /** The three spaces of a node's database. */
-export type SpaceName = 'data' | 'hints' | 'meta';
+export type SpaceName = 'data' | 'hints' | 'meta' | 'paxos';
 
 /** One operation of an atomic batch that spans the spaces. */
 export type SpaceBatchOperation = BatchOperation & { readonly space: SpaceName };
@@ -63,6 +63,8 @@ export interface Storage {
   readonly data: KeySpace;
   readonly hints: KeySpace;
   readonly meta: KeySpace;
+  /** Per-key acceptor state of consistent buckets (src/engine/acceptor-store.ts), written synced. */
+  readonly paxos: KeySpace;
   /**
    * Applies operations of any of the spaces as one atomic write, in order (LevelDB has one
    * write-ahead log for all of them). It may share one engine batch with other writes that arrive

@@ -10,7 +10,7 @@ import { MemoryStorage } from './memory-storage.js';
 import type { BatchOperation, KeyRange, KeySpace, SpaceBatchOperation, Storage, StorageStats, WriteOptions } from '../ports/storage.js';
 
 /** The three key spaces. */
-export type SpaceName = 'data' | 'hints' | 'meta';
+export type SpaceName = 'data' | 'hints' | 'meta' | 'paxos';
 
 /** One recorded write. */
 interface WriteEvent {
@@ -43,11 +43,13 @@ export class RecordingStorage implements Storage {
   readonly data: KeySpace;
   readonly hints: KeySpace;
   readonly meta: KeySpace;
+  readonly paxos: KeySpace;
 
   constructor() {
     this.data = this.wrap('data', this.inner.data);
     this.hints = this.wrap('hints', this.inner.hints);
     this.meta = this.wrap('meta', this.inner.meta);
+    this.paxos = this.wrap('paxos', this.inner.paxos);
   }
 
   /** Registers a listener of deletes. */

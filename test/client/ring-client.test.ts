@@ -347,3 +347,28 @@ describe('the package entry', () => {
     expect(existsSync(join(root, 'dist', 'src', 'client', 'index.d.ts'))).toBe(true);
   });
 });
+
+describe('RingClient on a consistent bucket', () => {
+  it('returns x-ringkv-version as `version`, sends If-Match on put and delete, and reads a 504 that did not happen as failed', async () => {
+    const service = new FakeKvService(testConfig({ buckets: { locks: { consistent: true } } }));
+    const app = await buildApp({ service, config: service.config });
+    apps.push(app);
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    const ring = client([`127.0.0.1:${port}`]);
+    expect(await ring.put('locks', 'leader', 'a', { ifNoneMatch: true })).toMatchObject({ version: 1, context: '1' });
+    const read = await ring.get('locks', 'leader');
+    expect(read).toMatchObject({ found: true, version: 1, context: '1' });
+    expect(await ring.put('locks', 'leader', 'b', { ifMatch: read.context! })).toMatchObject({ version: 2 });
+    const stale = await ring.put('locks', 'leader', 'c', { ifMatch: read.context! }).catch((error: unknown) => error);
+    expect(stale).toBeInstanceOf(RingClientError);
+    expect(stale).toMatchObject({ status: 412, code: 'KV_PRECONDITION_FAILED', details: { version: 2 } });
+    expect((await ring.delete('locks', 'leader', { ifMatch: '1' }).catch((error: unknown) => error)) as RingClientError).toMatchObject({ status: 412 });
+    expect(await ring.delete('locks', 'leader', { ifMatch: '2' })).toMatchObject({ version: 3 });
+    expect(await ring.get('locks', 'leader')).toMatchObject({ found: false, version: 3 });
+    service.failNextWith(new KvError('KV_TIMEOUT', 'timed out before a quorum took its ballot', { details: { applied: 'no' } }));
+    expect(await ring.put('locks', 'leader', 'd').catch((error: unknown) => error)).toMatchObject({ status: 504, outcome: 'failed' });
+    service.failNextWith(new KvError('KV_TIMEOUT', 'outcome unknown', { details: { applied: 'unknown' } }));
+    expect(await ring.put('locks', 'leader', 'e').catch((error: unknown) => error)).toMatchObject({ status: 504, outcome: 'unknown' });
+  });
+});

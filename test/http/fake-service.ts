@@ -4,7 +4,8 @@ import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { type VersionedObject, applyWrite, emptyObject, isDeleted, mergeObjects } from '../../src/core/versioning/versioned-object.js';
 import { type BucketProperties, type NodeConfig } from '../../src/config/schema.js';
 import { bucketProperties, mergeConfig, validateConfig } from '../../src/config/validate.js';
-import type { DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from '../../src/engine/kv-service.js';
+import type { ConsistentCommand, ConsistentOutcome, DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from '../../src/engine/kv-service.js';
+import { conditionHolds } from '../../src/core/consensus/compare-and-set.js';
 import { type ListPage, type ListQuery, compareKeys } from '../../src/engine/key-listing.js';
 import { emptyContext, writeContext } from '../../src/core/versioning/context.js';
 import { KvError } from '../../src/util/errors.js';
@@ -131,6 +132,22 @@ export class FakeKvService implements KvService {
   async put(command: PutCommand): Promise<WriteOutcome> {
     this.record('put', command);
     return this.store(command.bucket, command.key, command.value, command.contentType, false, command.context, command.ttlSeconds ?? this.bucketProperties(command.bucket).ttlSeconds);
+  }
+
+  /** The consistent keys' states by `bucket/key`. */
+  readonly registers = new Map<string, ConsistentOutcome>();
+
+  /** A consistent operation on one in-memory register, judged with the core's conditionHolds as a Paxos round judges it. */
+  async consistent(bucket: string, key: string, command: ConsistentCommand, timeoutMs?: number): Promise<ConsistentOutcome> {
+    this.record('consistent', bucket, key, command, timeoutMs);
+    const current = this.registers.get(`${bucket}/${key}`) ?? { version: 0, value: null };
+    if (command.kind === 'read') return current;
+    if (!conditionHolds({ version: current.version, value: current.value === null ? null : current.value.value }, command.condition)) {
+      throw new KvError('KV_PRECONDITION_FAILED', `the condition does not hold at version ${current.version}`, { details: { version: current.version, absent: current.value === null } });
+    }
+    const next: ConsistentOutcome = { version: current.version + 1, value: command.value };
+    this.registers.set(`${bucket}/${key}`, next);
+    return next;
   }
 
   async delete(command: DeleteCommand): Promise<WriteOutcome> {

@@ -31,7 +31,7 @@ export interface NodeProcess {
 
 // Free ports are found by binding port 0 and closing again (bench's runs need the same): another
 // process could take one before the node binds it, but that is far rarer than two suites sharing a fixed port.
-export { freePort, freePorts } from '../../bench/processes.js';
+export { freePort, freePorts, portFree } from '../../bench/processes.js';
 
 /** A temporary folder, removed by the returned function. */
 export function temporaryFolder(prefix: string): { path: string; remove: () => void } {
@@ -47,7 +47,8 @@ export function startNode(port: number, dataDir: string, options: { seeds?: stri
 }
 
 function launch(node: NodeProcess, options: { seeds?: string[]; env?: Record<string, string>; extraArgs?: string[] }): void {
-  const args = [script, 'start', '--host', '127.0.0.1', '--port', String(node.port), '--data', node.dataDir, '--log-level', 'warn'];
+  // One shard unless the test asks for more (a later --shards in extraArgs wins): the ports of a test are picked for one process each.
+  const args = [script, 'start', '--shards', '1', '--host', '127.0.0.1', '--port', String(node.port), '--data', node.dataDir, '--log-level', 'warn'];
   if (options.seeds !== undefined && options.seeds.length > 0) args.push('--seeds', options.seeds.join(','));
   args.push(...(options.extraArgs ?? []));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });

@@ -144,7 +144,7 @@ describe.skipIf(problem !== undefined)('ringkv on 5 hosts (network namespaces), 
     const secret = 'netns-cluster-secret-0123456789';
     for (const [index, host] of network.hosts.slice(0, 5).entries()) {
       const node: NodeHost = { host, advertised: `${host.address}:${port}`, child: undefined, output: '' };
-      const args = [process.execPath, bin, 'start', '--listen', '0.0.0.0', '--advertise', node.advertised, '--port', String(port), '--data', join(folder.path, `node${index + 1}`)];
+      const args = [process.execPath, bin, 'start', '--shards', '1', '--listen', '0.0.0.0', '--advertise', node.advertised, '--port', String(port), '--data', join(folder.path, `node${index + 1}`)];
       // The seed is a DNS name (resolved through the namespace's /etc/hosts) that does not resolve
       // yet: the joiners must look it up again on every attempt to find it once it exists.
       if (index > 0) args.push('--seeds', `${seedName}:${port}`);

@@ -91,6 +91,7 @@ function slowScans(inner: MemoryStorage): SimStorage {
     data,
     hints: inner.hints,
     meta: inner.meta,
+    paxos: inner.paxos,
     write: async (operations, options) => {
       await inner.write(operations, options);
       await lateAcknowledgement();

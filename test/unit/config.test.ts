@@ -86,7 +86,7 @@ describe('the config schema', () => {
 
   it('lets a bucket leave out properties, which then come from bucketDefaults', () => {
     const config = validateConfig({ bucketDefaults: { nVal: 2 }, buckets: { sessions: { conflictMode: 'lww' } } });
-    expect(bucketProperties(config, 'sessions')).toEqual({ nVal: 2, r: 'quorum', w: 'quorum', conflictMode: 'lww', ttlSeconds: 0 });
+    expect(bucketProperties(config, 'sessions')).toEqual({ nVal: 2, r: 'quorum', w: 'quorum', conflictMode: 'lww', ttlSeconds: 0, consistent: false });
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type AcceptorReply, type AcceptorRequest, type AcceptorState, emptyAcceptorState, stepAcceptor } from '../../src/core/consensus/acceptor.js';
+import { type AcceptorReply, type AcceptorRequest, type AcceptorState, type Proposal, emptyAcceptorState, stepAcceptor } from '../../src/core/consensus/acceptor.js';
 import { acceptorStateFormat, decodeAcceptorState, encodeAcceptorState } from '../../src/core/consensus/acceptor-codec.js';
 import { type Ballot, compareBallots, issueBallot, startBallotIssuer } from '../../src/core/consensus/ballot.js';
 import { type RegisterOperation, applyOperation, emptyRegister } from '../../src/core/consensus/compare-and-set.js';
@@ -200,7 +200,7 @@ describe('proposer', () => {
     expect(effects).toMatchObject([{ type: 'fail', applied: 'no', error: { code: 'KV_INSUFFICIENT_REPLICAS' } }]);
   });
 
-  it('a prepare lost to a newer ballot backs off for a newer round; once its own value was proposed, losing or timing out is "unknown"', () => {
+  it('a prepare lost to a newer ballot backs off for a newer round; once its own value was proposed, timing out is "unknown" and losing a race recovers', () => {
     let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, { kind: 'write', value: text('x'), condition: { kind: 'none' } });
     let effects: ProposerEffect[];
     [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
@@ -215,7 +215,36 @@ describe('proposer', () => {
     expect(timedOut).toMatchObject([{ type: 'fail', applied: 'unknown', error: { code: 'KV_TIMEOUT' } }]);
     [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 } });
     [, effects] = stepProposer(state, { type: 'answer', from: 'c', reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 } });
-    expect(effects).toMatchObject([{ type: 'fail', applied: 'unknown' }]);
+    expect(effects, 'a lost proposal race is retried (a recovery round), not reported at once').toMatchObject([{ type: 'back-off', atLeastRound: 9 }]);
+  });
+
+  /** A write whose proposal under ballot 7 lost a race, then its recovery round under ballot 9 got promises carrying `accepted`. */
+  function recoveryAfterLostRace(accepted: Proposal | null): ProposerEffect[] {
+    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10 }, { kind: 'write', value: text('mine'), condition: { kind: 'version', version: 3 } });
+    [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(7) });
+    const old: Proposal = { ballot: ballot(2, 'other'), state: { version: 3, value: text('three') } };
+    for (const from of ['a', 'b']) [state] = stepProposer(state, { type: 'answer', from, reply: { type: 'promise', ballot: ballot(7), accepted: old, committed: old } });
+    for (const from of ['a', 'b']) [state] = stepProposer(state, { type: 'answer', from, reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 } });
+    [state] = stepProposer(state, { type: 'retry', ballot: ballot(9) });
+    let effects: ProposerEffect[] = [];
+    for (const from of ['a', 'b']) [state, effects] = stepProposer(state, { type: 'answer', from, reply: { type: 'promise', ballot: ballot(9), accepted, committed: old } });
+    return effects;
+  }
+
+  it('a recovery round finishes its own proposal when that is the newest, without applying the write twice', () => {
+    const mine: Proposal = { ballot: ballot(7), state: { version: 4, value: text('mine') } };
+    const effects = recoveryAfterLostRace(mine);
+    expect(effects.filter((effect) => effect.type === 'send').map((effect) => effect.type === 'send' && effect.request)).toMatchObject([{ type: 'propose', proposal: { ballot: ballot(9), state: { version: 4 } } }, {}, {}]);
+  });
+
+  it('a recovery round applies the write afresh only when every state its quorum holds is older than its first own proposal', () => {
+    const effects = recoveryAfterLostRace(null);
+    expect(effects.filter((effect) => effect.type === 'send').map((effect) => effect.type === 'send' && effect.request)).toMatchObject([{ type: 'propose', proposal: { ballot: ballot(9), state: { version: 4, value: text('mine') } } }, {}, {}]);
+  });
+
+  it('a recovery round that finds a competitor\'s newer state answers "unknown": that state may or may not carry the write', () => {
+    const theirs: Proposal = { ballot: ballot(8, 'other'), state: { version: 4, value: text('mine') } };
+    expect(recoveryAfterLostRace(theirs)).toMatchObject([{ type: 'fail', applied: 'unknown', error: { code: 'KV_TIMEOUT' } }]);
   });
 
   it('a round refused for a newer ring epoch fails with KV_NOT_READY and says nothing happened', () => {

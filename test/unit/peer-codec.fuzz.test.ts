@@ -1,3 +1,5 @@
+import type { Ballot } from '../../src/core/consensus/ballot.js';
+import type { AcceptorReply, Proposal } from '../../src/core/consensus/acceptor.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { merkleFanout, merkleLeafCount } from '../../src/core/antientropy/merkle-tree.js';
@@ -78,7 +80,7 @@ const member: fc.Arbitrary<MemberRecord> = fc
   .map(({ transfersDoneForRing, location: where, ...record }) => ({ ...record, ...(transfersDoneForRing === undefined ? {} : { transfersDoneForRing }), ...(where === undefined ? {} : { location: where }) }));
 const quorumSetting = fc.oneof(fc.constantFrom('one' as const, 'quorum' as const, 'all' as const), fc.integer({ min: 1, max: 64 }));
 const bucketEntry = fc.record(
-  { nVal: fc.integer({ min: 1, max: 16 }), r: quorumSetting, w: quorumSetting, conflictMode: fc.constantFrom('siblings' as const, 'lww' as const), ttlSeconds: fc.nat() },
+  { nVal: fc.integer({ min: 1, max: 16 }), r: quorumSetting, w: quorumSetting, conflictMode: fc.constantFrom('siblings' as const, 'lww' as const), ttlSeconds: fc.nat(), consistent: fc.boolean() },
   { requiredKeys: [] },
 );
 /** Cluster views as gossip carries them: members by id, a ring (maybe with a pending change) naming some of them, bucket properties. */
@@ -99,6 +101,9 @@ const view: fc.Arbitrary<ClusterView> = fc
   });
 
 const mode = fc.constantFrom('siblings' as const, 'lww' as const);
+
+const ballot: fc.Arbitrary<Ballot> = fc.record({ round: fc.nat(), proposer: fc.string() });
+const proposal: fc.Arbitrary<Proposal> = fc.record({ ballot, state: fc.record({ version: fc.nat(), value: fc.option(fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)), { nil: null }) }) });
 
 type RequestOf<K extends PeerRequest['type']> = Extract<PeerRequest, { type: K }>;
 type ReplyOf<K extends PeerReply['type']> = Extract<PeerReply, { type: K }>;
@@ -160,7 +165,17 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
   'ae-leaves': fc.record({ type: fc.constant('ae-leaves' as const), partition, branches: fc.array(fc.integer({ min: 0, max: merkleFanout - 1 }), { maxLength: merkleFanout }) }),
   'ae-digest': fc.record({ type: fc.constant('ae-digest' as const), dataKey }),
   'ae-reap': fc.record({ type: fc.constant('ae-reap' as const), dataKey, digest }),
+  'paxos-prepare': fc.record({ type: fc.constant('paxos-prepare' as const), bucket: fc.string(), key: fc.string(), epoch: fc.nat(), ballot }),
+  'paxos-propose': fc.record({ type: fc.constant('paxos-propose' as const), bucket: fc.string(), key: fc.string(), epoch: fc.nat(), proposal }),
+  'paxos-commit': fc.record({ type: fc.constant('paxos-commit' as const), bucket: fc.string(), key: fc.string(), proposal }),
 };
+
+const acceptorReply: fc.Arbitrary<AcceptorReply | null> = fc.oneof(
+  fc.constant(null),
+  fc.record({ type: fc.constant('promise' as const), ballot, accepted: fc.option(proposal, { nil: null }), committed: fc.option(proposal, { nil: null }) }),
+  fc.record({ type: fc.constantFrom('prepare-rejected' as const, 'propose-rejected' as const), ballot, promised: ballot, epoch: fc.nat() }),
+  fc.record({ type: fc.constant('accepted' as const), ballot }),
+);
 
 const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> } = {
   'replica-get-reply': fc.record({ type: fc.constant('replica-get-reply' as const), object: fc.option(object, { nil: null }) }),
@@ -182,6 +197,7 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
   'ae-leaves-reply': fc.record({ type: fc.constant('ae-leaves-reply' as const), branches: fc.array(fc.record({ branch: fc.integer({ min: 0, max: merkleFanout - 1 }), leaves: hashes }), { maxLength: 3 }) }),
   'ae-digest-reply': fc.record({ type: fc.constant('ae-digest-reply' as const), digest: fc.option(digest, { nil: null }) }),
   'ae-reap-reply': fc.record({ type: fc.constant('ae-reap-reply' as const), removed: fc.boolean() }),
+  'paxos-reply': fc.record({ type: fc.constant('paxos-reply' as const), reply: acceptorReply }),
 };
 
 /** One direction of the table with its fuzz cases and its codec, so every check below runs over both. */

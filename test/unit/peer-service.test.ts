@@ -81,6 +81,9 @@ describe('PeerService', () => {
       'ae-leaves': true,
       'ae-digest': true,
       'ae-reap': true,
+      'paxos-prepare': true,
+      'paxos-propose': true,
+      'paxos-commit': true,
     };
     const cluster = await SimCluster.start(5, 1);
     try {

@@ -24,10 +24,14 @@ import { acceptorsOf, jointQuorumImpossible, jointQuorumMet } from './replica-gr
  *    operation is answered. 4. commit is then sent without waiting (a lost commit is repaired
  *    by the next round's step 2).
  *
- * Uncontended, a write takes two round trips and a read one. A ballot that loses a prepare to
- * a newer one is replaced by a newer ballot after a random back-off (the engine draws it), but
- * the operation's own value is proposed at most once: after that, a lost race or the deadline
- * answers "outcome unknown", never "not done", because a quorum may have accepted it.
+ * Uncontended, a write takes two round trips and a read one. A ballot that loses a prepare or
+ * a proposal to a newer one is replaced by a newer ballot after a random back-off (the engine
+ * draws it), until the deadline. Once the operation's own new state was proposed, a retry is a
+ * recovery round that must never apply it twice (see `recover`): it finishes the own proposal
+ * when that is the newest its quorum reports, applies the operation afresh only when every
+ * state its quorum reports is older than the first own proposal (so none of them can hold it),
+ * and otherwise answers "outcome unknown", as the deadline does then: never "not done", because
+ * a quorum may have accepted it.
  */
 
 /** How a round is run. */
@@ -92,6 +96,8 @@ export interface ProposerState {
   readonly pending: OperationResult | null;
   /** The operation's own new state was sent in a proposal: from then on a failure is "unknown". */
   readonly ownProposed: boolean;
+  /** The ballots under which this operation proposed a state with its own write in it, oldest first. */
+  readonly ownBallots: readonly Ballot[];
 }
 
 /** A fresh operation. */
@@ -111,6 +117,7 @@ export function startProposer(config: ProposerConfig, operation: RegisterOperati
     acceptedBy: new Set(),
     pending: null,
     ownProposed: false,
+    ownBallots: [],
   };
 }
 
@@ -183,17 +190,46 @@ function onAnswer(state: ProposerState, from: string, reply: AcceptorReply): [Pr
 
 /** A quorum promised: read the key's state from the promises, then answer or propose. */
 function decide(state: ProposerState): [ProposerState, ProposerEffect[]] {
-  const ballot = state.ballot as Ballot;
   const { current, decided } = currentState(state);
+  if (state.ownBallots.length > 0) return recover(state, current);
   const result = applyOperation(current?.state ?? emptyRegister, state.operation);
   if (result.outcome !== 'written' && decided && state.operation.kind !== 'repair') return [{ ...state, phase: 'done' }, [{ type: 'reply', result }]];
   // A write proposes its new state built on the current one; a read or a failed precondition
   // re-proposes the undecided current state (the repair) and answers once that is decided; a
   // repair operation re-proposes it even when decided.
-  const nextState: RegisterState = result.outcome === 'written' ? result.state : (current?.state ?? emptyRegister);
-  const proposal: Proposal = { ballot, state: nextState };
-  const next: ProposerState = { ...state, phase: 'proposing', proposal, pending: result, ownProposed: state.ownProposed || result.outcome === 'written' };
+  return propose(state, result, result.outcome === 'written' ? result.state : (current?.state ?? emptyRegister), result.outcome === 'written');
+}
+
+function propose(state: ProposerState, result: OperationResult, nextState: RegisterState, own: boolean): [ProposerState, ProposerEffect[]] {
+  const proposal: Proposal = { ballot: state.ballot as Ballot, state: nextState };
+  const ownBallots = own ? [...state.ownBallots, proposal.ballot] : state.ownBallots;
+  const next: ProposerState = { ...state, phase: 'proposing', proposal, pending: result, ownProposed: state.ownProposed || own, ownBallots };
   return [next, acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'propose', epoch: state.config.epoch, proposal } }))];
+}
+
+/**
+ * A round after an own proposal lost a race. Every state holding this operation's write was
+ * proposed under a ballot at or after its first own ballot (a state carries a write only once
+ * some proposer read it), so:
+ * - the newest state the quorum reports is an own proposal: finish it (propose it again under
+ *   this ballot) and answer it as written;
+ * - it is older than the first own ballot (or there is none): no state this quorum holds has the
+ *   write, and the quorum's promises mean no older own proposal can be chosen any more, so the
+ *   operation is applied afresh, and proposed even when it reads or fails its precondition, so
+ *   that a later round reads this ballot rather than a copy of an older own proposal elsewhere;
+ * - it is someone else's, newer than the first own ballot: it may have carried the write
+ *   forward or not, and nothing in the state says which: the outcome is unknown.
+ */
+function recover(state: ProposerState, current: Proposal | null): [ProposerState, ProposerEffect[]] {
+  const first = state.ownBallots[0] as Ballot;
+  if (current !== null && state.ownBallots.some((ballot) => compareBallots(ballot, current.ballot) === 0)) {
+    return propose(state, { outcome: 'written', state: current.state }, current.state, true);
+  }
+  if (current !== null && compareBallots(current.ballot, first) > 0) {
+    return finish(state, outcomeUnknown(state, `lost a race with a competing proposer (ballot ${ballotText(current.ballot)} may or may not carry it)`));
+  }
+  const result = applyOperation(current?.state ?? emptyRegister, state.operation);
+  return propose(state, result, result.outcome === 'written' ? result.state : (current?.state ?? emptyRegister), result.outcome === 'written');
 }
 
 /** The newest proposal the promises carry, and whether it is known to be decided. */
@@ -222,14 +258,10 @@ function onRefusal(state: ProposerState, from: string, round: number, preempted:
     newestEpoch: Math.max(state.newestEpoch, epoch),
   };
   if (!jointQuorumImpossible(state.config.groups, next.refused, state.config.broken)) return [next, []];
-  const phase = state.phase;
   // Our own value may sit on a minority that a later round will carry forward: never say "not done".
-  if (phase === 'proposing' && next.ownProposed) {
-    return finish(next, outcomeUnknown(next, next.preempted ? `lost a race with a competing proposer (ballot ${ballotText(next.ballot as Ballot)} was overtaken)` : 'could not reach a quorum of acceptors with its proposal'));
-  }
-  if (next.ownProposed) {
-    // A retry after our value was proposed could apply it twice: the earlier proposal may still win.
-    return finish(next, outcomeUnknown(next, 'was preempted after its proposal was sent'));
+  // Losing a race goes on to a recovery round (decide's `recover`), which never applies it twice.
+  if (next.ownProposed && (!next.preempted || next.newestEpoch > state.config.epoch)) {
+    return finish(next, outcomeUnknown(next, next.newestEpoch > state.config.epoch ? `was refused by replicas on a newer ring (version ${next.newestEpoch})` : 'could not reach a quorum of acceptors with its proposal'));
   }
   if (next.newestEpoch > state.config.epoch) {
     // Retrying with the same groups cannot succeed: the replicas are on a newer ring than this node.

@@ -172,6 +172,10 @@ function bucketEntry(value: unknown): Partial<BucketProperties> | string {
     if (!isCounter(value.ttlSeconds, maxTtlSeconds)) return `ttlSeconds is not an integer in 0..${maxTtlSeconds}`;
     entry.ttlSeconds = value.ttlSeconds;
   }
+  if (value.consistent !== undefined) {
+    if (typeof value.consistent !== 'boolean') return 'consistent is not true or false';
+    entry.consistent = value.consistent;
+  }
   return entry as Partial<BucketProperties>;
 }
 

@@ -1,4 +1,6 @@
 import { merkleFanout, merkleLeafCount } from '../antientropy/merkle-tree.js';
+import type { Ballot } from '../consensus/ballot.js';
+import type { AcceptorReply, Proposal } from '../consensus/acceptor.js';
 import type { DataTypeUpdate } from '../datatypes/data-type.js';
 import { maxContextDots } from '../versioning/context.js';
 import { writeObject } from '../versioning/object-codec.js';
@@ -157,6 +159,80 @@ function writeGossipState(writer: ByteWriter, state: unknown): void {
   const bytes = encodeViewState(state);
   if (bytes === undefined) throw new KvError('KV_INTERNAL', 'gossip state outside the cluster view layout (src/core/wire/state-codec.ts); this is a bug in the sender');
   writer.bytes(bytes);
+}
+
+/** A ballot: [round][proposer]. */
+function writeBallot(writer: ByteWriter, ballot: Ballot): void {
+  writer.varint(ballot.round).string(ballot.proposer);
+}
+
+function readBallot(reader: ByteReader): Ballot {
+  return { round: reader.varint(), proposer: reader.string() };
+}
+
+/** A proposal: [ballot][version][flag][value if the flag is set] (no flag: the key is absent). */
+function writeProposal(writer: ByteWriter, proposal: Proposal): void {
+  writeBallot(writer, proposal.ballot);
+  writer.varint(proposal.state.version);
+  writeFlag(writer, proposal.state.value !== null);
+  if (proposal.state.value !== null) writer.bytes(proposal.state.value);
+}
+
+function readProposal(reader: ByteReader): Proposal {
+  const ballot = readBallot(reader);
+  const version = reader.varint();
+  const value = readFlag(reader, 'proposal.state.value') ? Buffer.from(reader.bytes()) : null;
+  return { ballot, state: { version, value } };
+}
+
+function writeOptionalProposal(writer: ByteWriter, proposal: Proposal | null): void {
+  writeFlag(writer, proposal !== null);
+  if (proposal !== null) writeProposal(writer, proposal);
+}
+
+function readOptionalProposal(reader: ByteReader, field: string): Proposal | null {
+  return readFlag(reader, field) ? readProposal(reader) : null;
+}
+
+/** The kinds of acceptor answer in a paxos-reply, by their byte. Append-only, like tags. */
+const acceptorReplyKinds = ['none', 'promise', 'prepare-rejected', 'accepted', 'propose-rejected'] as const;
+
+function writeAcceptorReply(writer: ByteWriter, reply: AcceptorReply | null): void {
+  if (reply === null) {
+    writer.u8(0);
+    return;
+  }
+  writer.u8(acceptorReplyKinds.indexOf(reply.type));
+  writeBallot(writer, reply.ballot);
+  switch (reply.type) {
+    case 'promise':
+      writeOptionalProposal(writer, reply.accepted);
+      writeOptionalProposal(writer, reply.committed);
+      return;
+    case 'prepare-rejected':
+    case 'propose-rejected':
+      writeBallot(writer, reply.promised);
+      writer.varint(reply.epoch);
+      return;
+    case 'accepted':
+      return;
+  }
+}
+
+function readAcceptorReply(reader: ByteReader): AcceptorReply | null {
+  const kind = acceptorReplyKinds[reader.u8()];
+  if (kind === undefined) throw malformed('an unknown acceptor answer');
+  if (kind === 'none') return null;
+  const ballot = readBallot(reader);
+  switch (kind) {
+    case 'promise':
+      return { type: 'promise', ballot, accepted: readOptionalProposal(reader, 'accepted'), committed: readOptionalProposal(reader, 'committed') };
+    case 'prepare-rejected':
+    case 'propose-rejected':
+      return { type: kind, ballot, promised: readBallot(reader), epoch: reader.varint() };
+    case 'accepted':
+      return { type: 'accepted', ballot };
+  }
 }
 
 /** Every request a peer can send. */
@@ -417,6 +493,39 @@ export const requestMessages: EntryTable<PeerRequest> = {
       return { type: 'ae-reap', dataKey, digest: readHash(reader) };
     },
   }),
+  /** Paxos phase 1a (docs/CONSENSUS.md): [bucket][key][epoch][ballot]. */
+  'paxos-prepare': message({
+    tag: 70,
+    name: 'paxos-prepare',
+    limits: {},
+    write: (writer, request) => {
+      writer.string(request.bucket).string(request.key).varint(request.epoch);
+      writeBallot(writer, request.ballot);
+    },
+    read: (reader) => ({ type: 'paxos-prepare', bucket: reader.string(), key: reader.string(), epoch: reader.varint(), ballot: readBallot(reader) }),
+  }),
+  /** Paxos phase 2a: [bucket][key][epoch][proposal]. */
+  'paxos-propose': message({
+    tag: 71,
+    name: 'paxos-propose',
+    limits: {},
+    write: (writer, request) => {
+      writer.string(request.bucket).string(request.key).varint(request.epoch);
+      writeProposal(writer, request.proposal);
+    },
+    read: (reader) => ({ type: 'paxos-propose', bucket: reader.string(), key: reader.string(), epoch: reader.varint(), proposal: readProposal(reader) }),
+  }),
+  /** Paxos learn: [bucket][key][proposal]. */
+  'paxos-commit': message({
+    tag: 72,
+    name: 'paxos-commit',
+    limits: {},
+    write: (writer, request) => {
+      writer.string(request.bucket).string(request.key);
+      writeProposal(writer, request.proposal);
+    },
+    read: (reader) => ({ type: 'paxos-commit', bucket: reader.string(), key: reader.string(), proposal: readProposal(reader) }),
+  }),
 };
 
 /** Every reply a peer can send. */
@@ -606,6 +715,14 @@ export const replyMessages: EntryTable<PeerReply> = {
     limits: {},
     write: (writer, reply) => writeFlag(writer, reply.removed),
     read: (reader) => ({ type: 'ae-reap-reply', removed: readFlag(reader, 'removed') }),
+  }),
+  /** An acceptor's answer: [u8 kind: 0 none (to a commit), 1 promise, 2 prepare-rejected, 3 accepted, 4 propose-rejected][ballot][by kind]. */
+  'paxos-reply': message({
+    tag: 70,
+    name: 'paxos-reply',
+    limits: {},
+    write: (writer, reply) => writeAcceptorReply(writer, reply.reply),
+    read: (reader) => ({ type: 'paxos-reply', reply: readAcceptorReply(reader) }),
   }),
 };
 

@@ -1,3 +1,5 @@
+import type { Ballot } from '../consensus/ballot.js';
+import type { AcceptorReply, Proposal } from '../consensus/acceptor.js';
 import type { DataTypeUpdate } from '../datatypes/data-type.js';
 import type { Precondition } from '../versioning/preconditions.js';
 import type { ConflictMode, Dot, VersionedObject, WriteIntent } from '../versioning/versioned-object.js';
@@ -173,6 +175,36 @@ export interface DataTypeUpdateRequest {
   readonly base: VersionedObject | null;
 }
 
+/**
+ * Paxos phase 1a for a key of a consistent bucket (docs/CONSENSUS.md): promise `ballot`, and
+ * answer the newest proposal accepted and committed. `epoch` is the ring version the proposer
+ * took the key's acceptors from.
+ */
+export interface PaxosPrepareRequest {
+  readonly type: 'paxos-prepare';
+  readonly bucket: string;
+  readonly key: string;
+  readonly epoch: number;
+  readonly ballot: Ballot;
+}
+
+/** Paxos phase 2a: accept `proposal` unless a newer ballot was promised. */
+export interface PaxosProposeRequest {
+  readonly type: 'paxos-propose';
+  readonly bucket: string;
+  readonly key: string;
+  readonly epoch: number;
+  readonly proposal: Proposal;
+}
+
+/** Paxos learn: `proposal` was accepted by a quorum; the acceptor records it as committed. */
+export interface PaxosCommitRequest {
+  readonly type: 'paxos-commit';
+  readonly bucket: string;
+  readonly key: string;
+  readonly proposal: Proposal;
+}
+
 /** Every request a peer can send. */
 export type PeerRequest =
   | ReplicaGetRequest
@@ -189,7 +221,10 @@ export type PeerRequest =
   | AntiEntropySummaryRequest
   | AntiEntropyLeavesRequest
   | AntiEntropyDigestRequest
-  | AntiEntropyReapRequest;
+  | AntiEntropyReapRequest
+  | PaxosPrepareRequest
+  | PaxosProposeRequest
+  | PaxosCommitRequest;
 
 /** A replica's answer to replica-get. */
 export interface ReplicaGetReply {
@@ -318,6 +353,12 @@ export interface AntiEntropyReapReply {
   readonly removed: boolean;
 }
 
+/** An acceptor's answer to a paxos-prepare or paxos-propose (after its state was synced); null to a paxos-commit. */
+export interface PaxosReply {
+  readonly type: 'paxos-reply';
+  readonly reply: AcceptorReply | null;
+}
+
 /** A failure on the replica side, with a KV_* code. */
 export interface ErrorReply {
   readonly type: 'error';
@@ -341,4 +382,5 @@ export type PeerReply =
   | AntiEntropySummaryReply
   | AntiEntropyLeavesReply
   | AntiEntropyDigestReply
-  | AntiEntropyReapReply;
+  | AntiEntropyReapReply
+  | PaxosReply;

@@ -86,7 +86,7 @@ function readBounded(reader: ByteReader, field: string, min: number, max: number
 //   [u8 ring: 0 none, 1 owners, 2 owners and next, 3 and 4 as 1 and 2 with locations]
 //     [partition count][version][name count]{[name]}[owner index]*partitionCount([next index]*partitionCount)
 //     (kinds 3 and 4: [location count]{[name index][host][zone, empty when none]})
-//   [bucket properties version][bucket count]{[name][u8 fields][nVal][r][w][u8 conflict mode][ttlSeconds]}
+//   [bucket properties version][bucket count]{[name][u8 fields][nVal][r][w][u8 conflict mode][ttlSeconds][consistent: 0 or 1]}
 // ---------------------------------------------------------------------------------------------
 
 /** Member statuses by their number on the wire. Append-only, like tags. */
@@ -100,7 +100,7 @@ const memberFlags = transfersDoneFlag | locationHostFlag | locationZoneFlag;
 const ringKindWithLocations = 2;
 
 /** Bucket property fields by their bit in the fields byte. Append-only. */
-const bucketFieldBits = { nVal: 1, r: 2, w: 4, conflictMode: 8, ttlSeconds: 16 } as const;
+const bucketFieldBits = { nVal: 1, r: 2, w: 4, conflictMode: 8, ttlSeconds: 16, consistent: 32 } as const;
 const bucketFieldNames = Object.keys(bucketFieldBits) as (keyof typeof bucketFieldBits)[];
 const allBucketFieldBits = Object.values(bucketFieldBits).reduce((all, bit) => all | bit, 0);
 /** A quorum setting: 0 one, 1 quorum, 2 all, 3 + n the number n. */
@@ -261,6 +261,10 @@ function writeBucket(writer: ByteWriter, name: string, entry: unknown): void {
     fits(isCounter(properties.ttlSeconds, viewWireLimits.maxBucketSetting));
     writer.varint(properties.ttlSeconds as number);
   }
+  if (properties.consistent !== undefined) {
+    fits(typeof properties.consistent === 'boolean');
+    writer.varint(properties.consistent ? 1 : 0);
+  }
 }
 
 function readBucket(reader: ByteReader): [string, Record<string, unknown>] {
@@ -277,6 +281,7 @@ function readBucket(reader: ByteReader): [string, Record<string, unknown>] {
     entry.conflictMode = mode;
   }
   if ((fields & bucketFieldBits.ttlSeconds) !== 0) entry.ttlSeconds = readBounded(reader, 'ttlSeconds', 0, viewWireLimits.maxBucketSetting);
+  if ((fields & bucketFieldBits.consistent) !== 0) entry.consistent = readBounded(reader, 'consistent', 0, 1) === 1;
   return [name, entry];
 }
 

@@ -1,0 +1,192 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { NodeConfig } from '../config/schema.js';
+import { KvError } from '../util/errors.js';
+import { newClusterSecret } from '../util/ids.js';
+import { packageRoot } from './load-config.js';
+
+/**
+ * `ringkv start --shards N`: the supervisor of a node's shards (docs/ARCHITECTURE.md#shards).
+ * It forks one `ringkv start --shard-index i` process per shard, restarts a shard that dies
+ * (with backoff, a bounded number of times), forwards SIGTERM/SIGINT to every shard and exits
+ * when they have drained. It holds no data and serves nothing: the shards share the HTTP port
+ * through `reusePort` and each listens on its own peer port.
+ */
+
+/** The most shards a node runs; more processes than this on one host is a configuration mistake. */
+export const maxShards = 64;
+
+/** Restarts of one shard allowed within `restartWindowMs`; one more stops the node (a crash loop needs a person). */
+export const maxRestartsPerWindow = 5;
+const restartWindowMs = 5 * 60_000;
+/** The first restart waits this long, each further one in the window twice as long, up to maxRestartDelayMs. */
+const firstRestartDelayMs = 200;
+const maxRestartDelayMs = 10_000;
+
+/** True when this Node's `server.listen` takes `reusePort` (Node ≥ 22.12 and ≥ 23.1). */
+export function nodeHasReusePort(versions: { readonly node: string } = process.versions): boolean {
+  const [major = 0, minor = 0] = versions.node.split('.').map(Number);
+  return major >= 24 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+}
+
+/**
+ * The shard count of `ringkv start`: `--shards N` (1..64), else one per core. Several shards
+ * share one HTTP port through `reusePort`, which this Node may lack: an explicit N > 1 is then
+ * refused, and the default falls back to 1 shard (today's layout), as the README says.
+ */
+export function shardCount(flag: string | number | undefined, versions: { readonly node: string } = process.versions, cores = availableParallelism()): number {
+  if (flag === undefined) return nodeHasReusePort(versions) ? Math.min(cores, maxShards) : 1;
+  const text = String(flag).trim();
+  const count = /^[0-9]{1,2}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(count >= 1 && count <= maxShards)) throw new KvError('KV_BAD_CONFIG', `--shards must be an integer from 1 to ${maxShards}, got '${text.slice(0, 40)}'`);
+  if (count > 1 && !nodeHasReusePort(versions)) {
+    throw new KvError('KV_BAD_CONFIG', `--shards ${count} needs Node.js 22.12 or later (its shards share the HTTP port through reusePort); this is Node.js ${versions.node}: upgrade Node.js or start with --shards 1`);
+  }
+  return count;
+}
+
+/**
+ * The cluster secret every shard of the node uses: the configured one, else the one in
+ * `<dataDir>/cluster-secret` (created, mode 0600, on the node's first start). Shards are peers
+ * of each other, so they must share it; one process generating it keeps them from each making
+ * their own.
+ */
+export function shardsClusterSecret(config: NodeConfig): string {
+  if (config.clusterSecret !== undefined) return config.clusterSecret;
+  const file = join(resolve(config.dataDir), 'cluster-secret');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  try {
+    mkdirSync(resolve(config.dataDir), { recursive: true });
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    throw new KvError('KV_BAD_CONFIG', `cannot create the data directory ${resolve(config.dataDir)} (${String(code ?? (error as Error).message)}); choose another --data or make its parent writable`, { cause: error });
+  }
+  const secret = newClusterSecret();
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}
+
+/**
+ * A data folder that holds a one-shard node (`<dataDir>/leveldb`) cannot become a sharded node
+ * in place, nor a sharded one (`<dataDir>/shard-0`) a one-shard node: each shard is a ring member
+ * with its own data, so the count is fixed per data folder. Answers what is wrong, or undefined.
+ */
+export function shardLayoutProblem(dataDir: string, count: number): string | undefined {
+  const folder = resolve(dataDir);
+  if (count > 1 && existsSync(join(folder, 'leveldb'))) {
+    return `${folder} holds a one-shard node's data (leveldb/), so it cannot start with --shards ${count}; start it with --shards 1, or give the sharded node another --data (and move the data by joining it to the cluster and removing the old node)`;
+  }
+  if (count === 1 && existsSync(join(folder, 'shard-0'))) {
+    return `${folder} holds a sharded node's data (shard-0/ ...), so it cannot start with --shards 1; start it with the --shards it had, or give the one-shard node another --data`;
+  }
+  return undefined;
+}
+
+/** The message a shard sends its supervisor once it listens. */
+export interface ShardReadyMessage {
+  readonly type: 'shard-ready';
+  readonly index: number;
+}
+
+interface ShardSlot {
+  readonly index: number;
+  child: ChildProcess | undefined;
+  ready: boolean;
+  /** Start times of this shard's restarts within the window. */
+  restarts: number[];
+  /** What the shard wrote to stderr before the node was first up (held back, so a failed start is one line). */
+  heldErrors: string;
+}
+
+function exitText(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal === null ? `exited with code ${code ?? '?'}` : `was killed by ${signal}`;
+}
+
+/**
+ * Runs the shards until SIGTERM or SIGINT. `argv` is the `start` command line (without node and
+ * the script); each shard gets it with `--shards N --shard-index i` appended. Resolves never:
+ * the process exits 0 after a clean stop, 1 when a shard fails to start the first time or dies
+ * more than maxRestartsPerWindow times in the window.
+ */
+export async function superviseShards(argv: readonly string[], count: number, config: NodeConfig): Promise<void> {
+  const problem = shardLayoutProblem(config.dataDir, count);
+  if (problem !== undefined) throw new KvError('KV_BAD_CONFIG', problem);
+  const env = { ...process.env, RINGKV_CLUSTER_SECRET: shardsClusterSecret(config) };
+  const script = join(packageRoot(), 'bin', 'ringkv.js');
+  const slots: ShardSlot[] = Array.from({ length: count }, (_, index) => ({ index, child: undefined, ready: false, restarts: [], heldErrors: '' }));
+  let stopping = false;
+  let allReadyOnce = false;
+
+  const stopAll = async (exitCode: number): Promise<never> => {
+    stopping = true;
+    const exits = slots.flatMap((slot) => {
+      const child = slot.child;
+      if (child === undefined || child.exitCode !== null || child.signalCode !== null) return [];
+      const exited = new Promise<void>((done) => child.once('exit', () => done()));
+      child.kill('SIGTERM');
+      return [exited];
+    });
+    await Promise.all(exits);
+    process.exit(exitCode);
+  };
+
+  const launch = (slot: ShardSlot): void => {
+    slot.ready = false;
+    // Each shard logs to the node's stdout (its log lines name the shard). Its stderr (a failed
+    // start's one line) is held until the node is first up, so a start that fails says it once.
+    const child = fork(script, [...argv, '--shards', String(count), '--shard-index', String(slot.index)], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env });
+    slot.child = child;
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (allReadyOnce) process.stderr.write(chunk);
+      else slot.heldErrors = (slot.heldErrors + chunk.toString('utf8')).slice(-10_000);
+    });
+    child.on('message', (message: unknown) => {
+      if ((message as Partial<ShardReadyMessage> | null)?.type !== 'shard-ready') return;
+      slot.ready = true;
+      if (allReadyOnce) {
+        console.error(`ringkv: shard ${slot.index} is up again (pid ${child.pid})`);
+      } else if (slots.every((each) => each.ready)) {
+        allReadyOnce = true;
+        for (const each of slots) process.stderr.write(each.heldErrors);
+        console.error(`ringkv: ${count} shards up (pids ${slots.map((each) => each.child?.pid).join(', ')})`);
+      }
+    });
+    // 'close', not 'exit': by then the shard's stderr is read to its end.
+    child.once('close', (code, signal) => onExit(slot, child, code, signal));
+  };
+
+  const onExit = (slot: ShardSlot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void => {
+    if (stopping || slot.child !== child) return;
+    slot.child = undefined;
+    if (!allReadyOnce) {
+      // A node whose shards cannot all start is not the node asked for: stop the others and say why in one line, the shard's own.
+      const said = slot.heldErrors.split('\n').filter((line) => line.startsWith('ringkv: ')).at(-1);
+      console.error(said ?? `ringkv: shard ${slot.index} ${exitText(code, signal)} before the node was up`);
+      void stopAll(1);
+      return;
+    }
+    const now = Date.now();
+    slot.restarts = slot.restarts.filter((at) => now - at < restartWindowMs);
+    if (slot.restarts.length >= maxRestartsPerWindow) {
+      console.error(`ringkv: shard ${slot.index} ${exitText(code, signal)}, its ${slot.restarts.length + 1}th exit within ${restartWindowMs / 60_000} minutes; stopping the node (see the shard's log above)`);
+      void stopAll(1);
+      return;
+    }
+    const delayMs = Math.min(maxRestartDelayMs, firstRestartDelayMs * 2 ** slot.restarts.length);
+    slot.restarts.push(now + delayMs);
+    console.error(`ringkv: shard ${slot.index} ${exitText(code, signal)}; restarting it in ${delayMs} ms (restart ${slot.restarts.length} of at most ${maxRestartsPerWindow} in ${restartWindowMs / 60_000} minutes)`);
+    setTimeout(() => {
+      if (!stopping) launch(slot);
+    }, delayMs);
+  };
+
+  const onSignal = (): void => {
+    if (!stopping) void stopAll(0);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  for (const slot of slots) launch(slot);
+  await new Promise<never>(() => undefined);
+}

@@ -1,0 +1,50 @@
+import { type AcceptorReply, type AcceptorRequest, emptyAcceptorState, stepAcceptor } from '../core/consensus/acceptor.js';
+import { decodeAcceptorState, encodeAcceptorState } from '../core/consensus/acceptor-codec.js';
+import { encodeDataKey } from '../core/keys.js';
+import type { PaxosCommitRequest, PaxosPrepareRequest, PaxosProposeRequest, PaxosReply } from '../core/wire/messages.js';
+import type { BucketProperties } from '../config/schema.js';
+import type { KeySpace } from '../ports/storage.js';
+import { KvError } from '../util/errors.js';
+import { KeyLocks } from './key-locks.js';
+
+/** What the acceptor store needs from its node. */
+export interface AcceptorStoreOptions {
+  /** The storage space of acceptor state (Storage.paxos). */
+  readonly space: KeySpace;
+  readonly bucketProperties: (bucket: string) => BucketProperties;
+}
+
+/**
+ * The acceptor side of consistent buckets on one node (docs/CONSENSUS.md): per key, the state of
+ * src/core/consensus/acceptor.ts in the `paxos` storage space under the key's data key. Each
+ * request runs under the key's lock (read, step, write), and a changed state is written with
+ * `sync` (fsync) before the answer leaves: Paxos's quorum intersection rests on an acceptor never
+ * forgetting a promise or an acceptance it answered (Lamport, Paxos Made Simple, "stable storage").
+ */
+export class AcceptorStore {
+  private readonly locks = new KeyLocks();
+
+  constructor(private readonly options: AcceptorStoreOptions) {}
+
+  /** Serves a paxos-prepare, paxos-propose or paxos-commit from a proposer. */
+  async handle(request: PaxosPrepareRequest | PaxosProposeRequest | PaxosCommitRequest): Promise<PaxosReply> {
+    if (this.options.bucketProperties(request.bucket).consistent !== true) {
+      throw new KvError('KV_BAD_REQUEST', `bucket ${JSON.stringify(request.bucket)} is not consistent here, so this node keeps no Paxos state for it; the sender's bucket properties differ from this node's (check that every node has the cluster's view)`);
+    }
+    const acceptorRequest: AcceptorRequest =
+      request.type === 'paxos-prepare'
+        ? { type: 'prepare', epoch: request.epoch, ballot: request.ballot }
+        : request.type === 'paxos-propose'
+          ? { type: 'propose', epoch: request.epoch, proposal: request.proposal }
+          : { type: 'commit', proposal: request.proposal };
+    const dataKey = encodeDataKey(request.bucket, request.key);
+    const reply = await this.locks.withLock(dataKey.toString('latin1'), async (): Promise<AcceptorReply | null> => {
+      const stored = await this.options.space.get(dataKey);
+      const state = stored === undefined ? emptyAcceptorState : decodeAcceptorState(stored);
+      const step = stepAcceptor(state, acceptorRequest);
+      if (step.persist !== null) await this.options.space.put(dataKey, encodeAcceptorState(step.persist), { sync: true });
+      return step.reply;
+    });
+    return { type: 'paxos-reply', reply };
+  }
+}

@@ -1,0 +1,140 @@
+import type { AcceptorReply, AcceptorRequest } from '../core/consensus/acceptor.js';
+import { type Ballot, type BallotIssuer, issueBallot, startBallotIssuer } from '../core/consensus/ballot.js';
+import type { OperationResult, RegisterOperation } from '../core/consensus/compare-and-set.js';
+import { type ProposerEffect, type ProposerEvent, startProposer, stepProposer } from '../core/consensus/proposer.js';
+import { replicaGroups } from '../core/consensus/replica-groups.js';
+import { encodeDataKey, partitionOf } from '../core/keys.js';
+import type { Ring } from '../core/ring/ring.js';
+import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import type { BucketProperties } from '../config/schema.js';
+import type { Clock, TimerHandle } from '../ports/clock.js';
+import type { Random } from '../ports/random.js';
+import { KvError } from '../util/errors.js';
+
+/** What the consistent coordinator needs from its node, handed to it rather than imported (no cycle). */
+export interface ConsistentCoordinatorOptions {
+  readonly selfId: string;
+  /** This start's generation: with a random draw it makes the proposer identity unique to this process. */
+  readonly generation: number;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly requireRing: () => Ring;
+  readonly bucketProperties: (bucket: string) => BucketProperties;
+  readonly send: (node: string, request: PeerRequest, timeoutMs: number) => Promise<PeerReply>;
+}
+
+/**
+ * The largest back-off before the first retry of a ballot that lost a race; the n-th waits up to
+ * n times it. Small against the request timeout, so contention costs a few retries, not the deadline.
+ */
+export const consistentBackoffMs = 20;
+
+/** Keys whose newest ballot round this node remembers (so its next ballot on them starts above it); cleared when full. */
+const rememberedRoundsLimit = 16_384;
+
+/**
+ * Runs one linearizable operation on a key of a consistent bucket (docs/CONSENSUS.md): the pure
+ * proposer of src/core/consensus/proposer.ts fed with acceptor answers, unreachable peers, the
+ * back-off timer and the deadline, over the key's replica groups (its N primaries, and during a
+ * ring change the planned ones too): never fallbacks, never hints. One ballot issuer per process.
+ */
+export class ConsistentCoordinator {
+  private issuer: BallotIssuer;
+  /** The newest round seen per key (its data key as latin1), so a ballot on a key other nodes write starts above theirs. */
+  private readonly newestRounds = new Map<string, number>();
+
+  constructor(private readonly options: ConsistentCoordinatorOptions) {
+    this.issuer = startBallotIssuer(`${options.selfId}:${options.generation}:${options.random.int(2 ** 30).toString(36)}`);
+  }
+
+  /** Runs `operation` on the key within `timeoutMs`; resolves with its result, rejects with the proposer's KvError. */
+  async run(bucket: string, key: string, operation: RegisterOperation, timeoutMs: number): Promise<OperationResult> {
+    const ring = this.options.requireRing();
+    const properties = this.options.bucketProperties(bucket);
+    const groups = replicaGroups(ring, partitionOf(bucket, key, ring.partitionCount), properties.nVal);
+    const roundKey = encodeDataKey(bucket, key).toString('latin1');
+    const { clock } = this.options;
+    const deadlineAtMs = clock.nowMs() + timeoutMs;
+    return new Promise<OperationResult>((resolve, reject) => {
+      let state = startProposer({ groups, epoch: ring.version, timeoutMs, backoffMs: consistentBackoffMs }, operation);
+      const timers: TimerHandle[] = [];
+      const feed = (event: ProposerEvent): void => {
+        const [next, effects] = stepProposer(state, event);
+        state = next;
+        for (const effect of effects) perform(effect);
+      };
+      const settle = (): void => {
+        for (const timer of timers) timer.cancel();
+      };
+      const perform = (effect: ProposerEffect): void => {
+        switch (effect.type) {
+          case 'arm-deadline':
+            timers.push(clock.setTimer(Math.max(0, effect.atMs - clock.nowMs()), () => feed({ type: 'deadline' })));
+            return;
+          case 'send':
+            this.sendToAcceptor(effect.to, bucket, key, effect.request, Math.max(1, deadlineAtMs - clock.nowMs())).then(
+              (reply) => {
+                if (reply === null) return;
+                this.remember(roundKey, reply);
+                feed({ type: 'answer', from: effect.to, reply });
+              },
+              () => {
+                if (effect.request.type !== 'commit') feed({ type: 'unreachable', from: effect.to, ballot: ballotOf(effect.request) });
+              },
+            );
+            return;
+          case 'back-off': {
+            const ballot = this.nextBallot(roundKey, effect.atLeastRound);
+            timers.push(clock.setTimer(1 + this.options.random.int(Math.max(1, effect.maxDelayMs)), () => feed({ type: 'retry', ballot })));
+            return;
+          }
+          case 'reply':
+            settle();
+            resolve(effect.result);
+            return;
+          case 'fail':
+            settle();
+            reject(effect.error);
+            return;
+        }
+      };
+      feed({ type: 'start', nowMs: clock.nowMs(), ballot: this.nextBallot(roundKey, 1) });
+    });
+  }
+
+  /** A ballot above every round this node saw for the key and above `atLeastRound`. */
+  private nextBallot(roundKey: string, atLeastRound: number): Ballot {
+    const [issuer, ballot] = issueBallot(this.issuer, Math.max(atLeastRound, (this.newestRounds.get(roundKey) ?? 0) + 1));
+    this.issuer = issuer;
+    return ballot;
+  }
+
+  /** Remembers the newest round an acceptor's answer names for the key. */
+  private remember(roundKey: string, reply: AcceptorReply): void {
+    const rounds = [reply.ballot.round];
+    if (reply.type === 'promise') rounds.push(reply.accepted?.ballot.round ?? 0, reply.committed?.ballot.round ?? 0);
+    if (reply.type === 'prepare-rejected' || reply.type === 'propose-rejected') rounds.push(reply.promised.round);
+    const newest = Math.max(...rounds);
+    if (newest <= (this.newestRounds.get(roundKey) ?? 0)) return;
+    if (this.newestRounds.size >= rememberedRoundsLimit) this.newestRounds.clear();
+    this.newestRounds.set(roundKey, newest);
+  }
+
+  /** One acceptor request as a peer message; the answer (null for a commit), or a rejection when the peer could not serve it. */
+  private async sendToAcceptor(node: string, bucket: string, key: string, request: AcceptorRequest, timeoutMs: number): Promise<AcceptorReply | null> {
+    const message: PeerRequest =
+      request.type === 'prepare'
+        ? { type: 'paxos-prepare', bucket, key, epoch: request.epoch, ballot: request.ballot }
+        : request.type === 'propose'
+          ? { type: 'paxos-propose', bucket, key, epoch: request.epoch, proposal: request.proposal }
+          : { type: 'paxos-commit', bucket, key, proposal: request.proposal };
+    const reply = await this.options.send(node, message, timeoutMs);
+    if (reply.type !== 'paxos-reply') throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.type} to ${message.type}`);
+    return reply.reply;
+  }
+}
+
+/** The ballot a prepare or proposal was sent under. */
+function ballotOf(request: AcceptorRequest): Ballot {
+  return request.type === 'prepare' ? request.ballot : request.proposal.ballot;
+}

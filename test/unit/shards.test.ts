@@ -1,0 +1,70 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { nodeHasReusePort, shardCount, shardLayoutProblem } from '../../src/cli/shards.js';
+import { defaultShardHost, shardConfig, shardPeerPort } from '../../src/config/shards.js';
+import { loadConfig } from '../../src/cli/load-config.js';
+import { temporaryFolder } from '../integration/processes.js';
+
+/**
+ * Goal: the rules that place a node's shards are fixed functions of the node's config (so every
+ * restart finds the same data folder, member address and peer port), and the shard count is
+ * checked at the edge: one per core by default where Node has reusePort, a clear refusal of N > 1
+ * where it has not, and a data folder of one layout never started in the other.
+ */
+
+describe('shardConfig', () => {
+  const node = loadConfig({ port: 17301, data: '/srv/ringkv/', seeds: '10.0.0.2:17301' }, {});
+
+  it('gives shard i its own folder, the member address port + i and the peer port + i, on the shared HTTP port', () => {
+    const shard = shardConfig(node, { index: 1, count: 2 });
+    expect(shard.dataDir).toBe('/srv/ringkv/shard-1');
+    expect(shard.advertise).toBe('127.0.0.1:17302');
+    expect(shard.port).toBe(17301);
+    expect(shardPeerPort(node, { index: 1, count: 2 })).toBe(18302);
+    // Peers derive the peer port from the member address by the usual rule: it is the one shard 1 listens on.
+    expect(Number(shard.advertise.split(':')[1]) + node.peerPortOffset).toBe(shardPeerPort(node, { index: 1, count: 2 }));
+  });
+
+  it('labels every shard with the node address as placement host, and seeds shards 1.. from shard 0', () => {
+    const shards = [0, 1, 2].map((index) => shardConfig(node, { index, count: 3 }));
+    expect(shards.map((shard) => shard.placement.host)).toEqual(['127.0.0.1_17301', '127.0.0.1_17301', '127.0.0.1_17301']);
+    expect(shards[0]!.seeds).toEqual(['10.0.0.2:17301']);
+    expect(shards[2]!.seeds).toEqual(['10.0.0.2:17301', '127.0.0.1:17301']);
+    expect(shardConfig(loadConfig({ placementHost: 'rack-7-box-3' }, {}), { index: 1, count: 2 }).placement.host).toBe('rack-7-box-3');
+    expect(defaultShardHost('[::1]:17301')).toBe('___1__17301');
+  });
+});
+
+describe('shardCount', () => {
+  it('defaults to one shard per core where Node has reusePort, else to one', () => {
+    expect(shardCount(undefined, { node: '24.3.0' }, 8)).toBe(8);
+    expect(shardCount(undefined, { node: '22.12.0' }, 2)).toBe(2);
+    expect(shardCount(undefined, { node: '20.19.0' }, 8)).toBe(1);
+    expect(nodeHasReusePort({ node: '22.11.0' })).toBe(false);
+    expect(nodeHasReusePort({ node: '23.1.0' })).toBe(true);
+  });
+
+  it('refuses more than one shard on a Node without reusePort, and counts outside 1..64', () => {
+    expect(() => shardCount('2', { node: '20.19.0' })).toThrow(/--shards 2 needs Node.js 22.12 or later .*this is Node.js 20.19.0: upgrade Node.js or start with --shards 1/);
+    expect(shardCount('1', { node: '20.19.0' })).toBe(1);
+    expect(() => shardCount('0', { node: '24.0.0' })).toThrow("--shards must be an integer from 1 to 64, got '0'");
+    expect(() => shardCount('two', { node: '24.0.0' })).toThrow("--shards must be an integer from 1 to 64, got 'two'");
+  });
+});
+
+describe('shardLayoutProblem', () => {
+  it('refuses to start a data folder in the other layout', () => {
+    const folder = temporaryFolder('ringkv-shard-layout-');
+    try {
+      expect(shardLayoutProblem(folder.path, 2)).toBeUndefined();
+      mkdirSync(join(folder.path, 'leveldb'));
+      expect(shardLayoutProblem(folder.path, 2)).toMatch(/holds a one-shard node's data .* start it with --shards 1/);
+      expect(shardLayoutProblem(folder.path, 1)).toBeUndefined();
+      mkdirSync(join(folder.path, 'shard-0'));
+      expect(shardLayoutProblem(folder.path, 1)).toMatch(/holds a sharded node's data/);
+    } finally {
+      folder.remove();
+    }
+  });
+});
