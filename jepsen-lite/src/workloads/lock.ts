@@ -32,17 +32,9 @@ export interface LockWorkloadOptions {
 /** Reads of an unsure worker's lock before it gives up on learning whether it holds it. */
 const checksBeforeGivingUp = 3;
 
-/**
- * The fencing token of a reply: the key's version (`x-ringkv-version`), which RingClient reports
- * as `version` on a consistent bucket's reads and writes (the consistent branch's client), or
- * null when the reply had none (a plain bucket).
- */
+/** The fencing token of a reply: the key's version (`x-ringkv-version`) on a consistent bucket, null on a plain one. */
 export function fencingTokenOf(result: ReadResult | WriteResult): number | null {
-  const version = (result as { readonly version?: unknown }).version;
-  if (typeof version === 'number' && Number.isSafeInteger(version)) return version;
-  if (typeof version === 'bigint') return Number(version);
-  if (typeof version === 'string' && /^\d+$/.test(version)) return Number(version);
-  return null;
+  return result.version ?? null;
 }
 
 /** A lock read as the history records it: its one holder, or null when free (or when siblings disagree). */
