@@ -6,7 +6,10 @@
 import { parseArgs } from 'node:util';
 
 /** The workloads: which operations clients run and which checker judges them. */
-export const workloadNames = ['set', 'register', 'delete', 'client', 'ttl', 'counter', 'dt-set'] as const;
+export const workloadNames = ['set', 'register', 'delete', 'client', 'ttl', 'counter', 'dt-set', 'cas-register', 'lock'] as const;
+
+/** Workloads that can run on a consistent bucket (and do by default). */
+export const consistentWorkloads: readonly WorkloadName[] = ['cas-register', 'lock'];
 /** A workload's name. */
 export type WorkloadName = (typeof workloadNames)[number];
 
@@ -46,6 +49,8 @@ export interface RunOptions {
   /** Client worker threads running operations at once. */
   readonly concurrency: number;
   readonly conflictMode: 'siblings' | 'lww';
+  /** The workload's bucket: `consistent: true` (linearizable per key) or plain. */
+  readonly bucketMode: 'consistent' | 'plain';
   readonly seed: number;
   /** Target operations per second over all workers (each worker staggers randomly around it). */
   readonly ratePerSecond: number;
@@ -72,11 +77,16 @@ export interface RunOptions {
 /** The usage text printed by --help and on a bad flag. */
 export const usage = `usage: npm run jepsen -- [options]
 
-  --workload set|register|delete|client|ttl|counter|dt-set
+  --workload set|register|delete|client|ttl|counter|dt-set|cas-register|lock
                                    what the clients do (default set); client uses RingClient
                                    as README.md documents it (contexts, resolve, deletes);
                                    ttl writes keys with 2-6 s ttls and reads them as they expire;
-                                   counter and dt-set use the data types (/dt)
+                                   counter and dt-set use the data types (/dt); cas-register
+                                   (reads, writes, If-Match compare-and-sets, judged for
+                                   linearizability) and lock (If-None-Match locks with fencing
+                                   tokens) run on a consistent bucket unless --bucket plain
+  --bucket consistent|plain        the bucket of cas-register and lock (default consistent);
+                                   plain runs them at r=1, w=1 (every other workload: plain)
   --nemesis LIST                   faults, comma-separated: partition, partition-halves,
                                    partition-majority, partition-isolate, partition-bridge,
                                    partition-ring, kill, pause, membership (join a fresh
@@ -153,6 +163,7 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | undefined
       'time-limit': { type: 'string' },
       concurrency: { type: 'string' },
       conflict: { type: 'string' },
+      bucket: { type: 'string' },
       seed: { type: 'string' },
       rate: { type: 'string' },
       keys: { type: 'string' },
@@ -175,8 +186,13 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | undefined
   if (net !== 'netns' && packetFaults.length > 0) {
     throw new Error(`--nemesis ${packetFaults.join(',')} needs --net netns (as root): the loopback link proxies see a byte stream, not packets, so they cannot delay or drop single packets`);
   }
+  const workload = oneOf('workload', values.workload, workloadNames, 'set');
+  const canBeConsistent = consistentWorkloads.includes(workload);
+  const bucketMode = oneOf('bucket', values.bucket, ['consistent', 'plain'] as const, canBeConsistent ? 'consistent' : 'plain');
+  if (bucketMode === 'consistent' && !canBeConsistent) throw new Error(`--bucket consistent is for the ${consistentWorkloads.join(' and ')} workloads; ${workload} runs on a plain bucket (drop --bucket)`);
   return {
-    workload: oneOf('workload', values.workload, workloadNames, 'set'),
+    workload,
+    bucketMode,
     faults,
     nodeCount,
     timeLimitMs: numberFlag('time-limit', values['time-limit'], 60, 1, 86_400) * 1000,

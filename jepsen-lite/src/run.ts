@@ -35,6 +35,8 @@ import { RegisterWorkload } from './workloads/register.js';
 import { SetWorkload } from './workloads/set.js';
 import { TtlWorkload } from './workloads/ttl.js';
 import { CounterWorkload, DtSetWorkload } from './workloads/dt.js';
+import { CasRegisterWorkload } from './workloads/cas-register.js';
+import { LockWorkload } from './workloads/lock.js';
 import type { Workload } from './workloads/workload.js';
 
 /** n_val of every bucket the harness uses (ringkv's default). */
@@ -67,6 +69,10 @@ function buildWorkload(options: RunOptions): Workload {
       return new CounterWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
     case 'dt-set':
       return new DtSetWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, replicas });
+    case 'cas-register':
+      return new CasRegisterWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, consistent: options.bucketMode === 'consistent' });
+    case 'lock':
+      return new LockWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, consistent: options.bucketMode === 'consistent' });
   }
 }
 
@@ -119,7 +125,9 @@ function printVerdict(workload: WorkloadName, verdict: RunVerdict, warnings: rea
   say('==== jepsen-lite results ====');
   say(`valid: ${verdict.valid}`);
   for (const reason of verdict.nothingTested) say(`INVALID, ${reason}`);
-  say(`${workload}: ${Object.entries(headlineOf(verdict.workload)).map(([name, value]) => `${name} ${String(value)}`).join(', ')}`);
+  // The linearizability checker's verdict is a word: valid, invalid, or unknown (its search budget ran out).
+  const word = verdict.workload.verdict;
+  say(`${workload}: ${word === undefined ? '' : `${word}, `}${Object.entries(headlineOf(verdict.workload)).map(([name, value]) => `${name} ${String(value)}`).join(', ')}`);
   say(`convergence: ${convergence.keysChecked} keys checked on their replicas, ${convergence.divergedKeys} diverged`);
   for (const [f, counts] of Object.entries(stats.counts)) {
     const latency = stats.latency[f];
@@ -131,9 +139,9 @@ function printVerdict(workload: WorkloadName, verdict: RunVerdict, warnings: rea
 
 /** Judges a stored run again from its history.jsonl and run.json; returns the exit code. */
 function recheck(folder: string): number {
-  const run = JSON.parse(readFileSync(join(folder, 'run.json'), 'utf8')) as { settings: { workload: WorkloadName; nodes: number; nVal?: number } };
+  const run = JSON.parse(readFileSync(join(folder, 'run.json'), 'utf8')) as { settings: { workload: WorkloadName; nodes: number; nVal?: number; bucket?: 'consistent' | 'plain' } };
   const history = parseHistory(readFileSync(join(folder, 'history.jsonl'), 'utf8'));
-  const verdict = checkRun(run.settings.workload, history, { replicas: Math.min(run.settings.nVal ?? nVal, run.settings.nodes), recoveryMs });
+  const verdict = checkRun(run.settings.workload, history, { replicas: Math.min(run.settings.nVal ?? nVal, run.settings.nodes), recoveryMs, bucketMode: run.settings.bucket ?? 'plain' });
   say(`re-checking ${history.length} history entries of ${folder}`);
   printVerdict(run.settings.workload, verdict, []);
   return verdict.valid ? 0 : 1;
@@ -188,6 +196,7 @@ async function run(requested: RunOptions): Promise<number> {
   const runFolder = makeRunFolder(storeRoot);
   const dataRoot = mkdtempSync(join(tmpdir(), 'ringkv-jepsen-'));
   const configFile = join(runFolder, 'ringkv-config.json');
+  const workload = buildWorkload(options);
   const nodeConfig = {
     peerPortOffset,
     gossip: { intervalMs: 300 },
@@ -195,6 +204,8 @@ async function run(requested: RunOptions): Promise<number> {
     hintedHandoff: { intervalMs: 300 },
     antiEntropy: { intervalMs: 2000 },
     bucketDefaults: { nVal, conflictMode: options.conflictMode },
+    // cas-register and lock: the workload's bucket linearizable per key (Paxos on its N primaries).
+    ...(options.bucketMode === 'consistent' ? { buckets: { [workload.bucket]: { consistent: true } } } : {}),
   };
   writeFileSync(configFile, `${JSON.stringify(nodeConfig, null, 2)}\n`);
   const schedule = planNemesisSchedule(
@@ -212,6 +223,7 @@ async function run(requested: RunOptions): Promise<number> {
     timeLimitS: options.timeLimitMs / 1000,
     concurrency: options.concurrency,
     conflict: options.conflictMode,
+    bucket: options.bucketMode,
     seed: options.seed,
     ratePerSecond: options.ratePerSecond,
     keys: options.keyCount,
@@ -221,7 +233,7 @@ async function run(requested: RunOptions): Promise<number> {
     // Every flag that shapes the schedule or the operations, so the command replays the run.
     command:
       `npm run jepsen -- --workload ${options.workload} --nemesis ${options.faults.join(',') || 'none'} --nodes ${options.nodeCount}` +
-      ` --time-limit ${options.timeLimitMs / 1000} --concurrency ${options.concurrency} --conflict ${options.conflictMode} --seed ${options.seed}` +
+      ` --time-limit ${options.timeLimitMs / 1000} --concurrency ${options.concurrency} --conflict ${options.conflictMode} --bucket ${options.bucketMode} --seed ${options.seed}` +
       ` --rate ${options.ratePerSecond} --keys ${options.keyCount} --nemesis-interval ${options.nemesisIntervalMs / 1000} --quiet ${options.quietMs / 1000}` +
       ` --net ${options.net}`,
   };
@@ -306,7 +318,6 @@ async function run(requested: RunOptions): Promise<number> {
   };
 
   let history: HistoryRecorder | undefined;
-  const workload = buildWorkload(options);
   // Clients are bound to the nodes the cluster starts with, as Jepsen binds them; a client of a
   // node that has left or been removed sees its operations fail there.
   const clientNodes = cluster.memberAddresses;
@@ -378,7 +389,7 @@ async function run(requested: RunOptions): Promise<number> {
     await localReads(workload, client, cluster, history, finalValues, { nVal });
 
     const operations = history.operations;
-    const verdict = checkRun(options.workload, operations, { replicas: Math.min(nVal, options.nodeCount), recoveryMs });
+    const verdict = checkRun(options.workload, operations, { replicas: Math.min(nVal, options.nodeCount), recoveryMs, bucketMode: options.bucketMode });
     const { valid, stats } = verdict;
     const results = {
       valid,
@@ -389,6 +400,7 @@ async function run(requested: RunOptions): Promise<number> {
       timeLimitS: options.timeLimitMs / 1000,
       nemesis: settings.nemesis,
       ...headlineOf(verdict.workload),
+      ...(verdict.workload.verdict === undefined ? {} : { verdict: verdict.workload.verdict }),
       nothingTested: verdict.nothingTested,
       converged: verdict.convergence.valid,
       hintsDrained,

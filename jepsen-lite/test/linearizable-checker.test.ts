@@ -74,6 +74,46 @@ describe('one key', () => {
     expect(checkKeyLinearizable('k', [write(0, 0, 1), refused(5, 2, 3)]).verdict).toBe('valid');
   });
 
+  it('agrees with Porcupine on the MIT 6.824 quiz histories (register starting at 0)', () => {
+    // Porcupine's TestRegisterModel (from the 6.824 2017 quiz 2, section VII): put(100) over
+    // [0, 100], get -> 100 over [25, 75], get -> 0 over [30, 60]: the second read linearizes before
+    // the put, the first after it.
+    expect(checkKeyLinearizable('k', [write(100, 0, 100, 0), read(100, 25, 75, 1), read(0, 30, 60, 2)], 0).verdict).toBe('valid');
+    // put(200) over [0, 100], get -> 200 over [10, 30], get -> 0 over [40, 90]: the put must precede
+    // the first read, which completed before the second began, so 0 cannot come back.
+    expect(checkKeyLinearizable('k', [write(200, 0, 100, 0), read(200, 10, 30, 1), read(0, 40, 90, 2)], 0).verdict).toBe('invalid');
+  });
+
+  it('agrees with Porcupine on zero-length operations (TestZeroDuration)', () => {
+    expect(checkKeyLinearizable('k', [write(100, 0, 100, 0), read(100, 25, 75, 1), read(0, 30, 30, 2), read(0, 30, 30, 3)], 0).verdict).toBe('valid');
+    expect(checkKeyLinearizable('k', [write(200, 0, 100, 0), read(200, 10, 10, 1), read(200, 10, 10, 2), read(0, 40, 90, 3)], 0).verdict).toBe('invalid');
+  });
+
+  it('assumes an unknown write happened later when a later read needs it, and only after its invocation', () => {
+    // write(1) timed out at 5; a read over [10, 11] saw nothing yet, one over [20, 21] saw 1: the
+    // write took effect between them, after the client had given up on it.
+    const timedOut = write(1, 0, Infinity, 0);
+    expect(checkKeyLinearizable('k', [timedOut, read(null, 10, 11, 1), read(1, 20, 21, 2)]).verdict).toBe('valid');
+    // Its effect cannot come before its invocation: a read that completed before the write was sent cannot see it.
+    expect(checkKeyLinearizable('k', [write(1, 30, Infinity, 0), read(1, 10, 11, 1)]).verdict).toBe('invalid');
+  });
+
+  it('finds a stale read: an acknowledged write, then a read that began after it and returned the value before it', () => {
+    const verdict = checkKeyLinearizable('k', [write(1, 0, 5, 0), write(2, 10, 15, 1), read(1, 20, 25, 2)]);
+    expect(verdict).toMatchObject({ verdict: 'invalid', unplaced: [2] });
+  });
+
+  it('orders concurrent compare-and-sets: a chain is valid, a lost update is not, and an unknown one cannot hide a conflict', () => {
+    // cas(0 -> 1) and cas(1 -> 2) overlap; the chain 0 -> 1 -> 2 explains a later read of 2.
+    expect(checkKeyLinearizable('k', [write(0, 0, 1, 0), cas(1, 2, 2, 20, 1), cas(0, 1, 3, 21, 2), read(2, 30, 31, 3)]).verdict).toBe('valid');
+    // The same two, but the read sees 1: cas(1 -> 2) succeeded, so 1 cannot be the last value.
+    expect(checkKeyLinearizable('k', [write(0, 0, 1, 0), cas(1, 2, 2, 20, 1), cas(0, 1, 3, 21, 2), read(1, 30, 31, 3)]).verdict).toBe('invalid');
+    // cas(0 -> 1) unknown, cas(0 -> 2) acknowledged: only one can have taken 0, so a read of 1 after both is impossible.
+    const unknown = cas(0, 1, 2, Infinity, 1);
+    expect(checkKeyLinearizable('k', [write(0, 0, 1, 0), unknown, cas(0, 2, 3, 10, 2), read(2, 20, 21, 3)]).verdict).toBe('valid');
+    expect(checkKeyLinearizable('k', [write(0, 0, 1, 0), unknown, cas(0, 2, 3, 10, 2), read(1, 20, 21, 3)]).verdict).toBe('invalid');
+  });
+
   it('says unknown, not valid, when its step budget runs out', () => {
     // Many concurrent writes and reads that see them in a legal but late-found order.
     const calls: TimedCall[] = [];

@@ -12,6 +12,8 @@ import { checkDelete } from './delete.js';
 import { checkRegister } from './register.js';
 import { checkCounter } from './counter.js';
 import { checkDtSet } from './dt-set.js';
+import { checkCasRegister } from './linearizable.js';
+import { checkLock } from './lock.js';
 import { checkSet } from './set.js';
 import { checkTtl } from './ttl.js';
 import { type StatsResult, computeStats } from './stats.js';
@@ -44,6 +46,10 @@ export function checkWorkload(workload: WorkloadName, history: readonly Operatio
       return checkCounter(history);
     case 'dt-set':
       return checkDtSet(history);
+    case 'cas-register':
+      return checkCasRegister(history);
+    case 'lock':
+      return checkLock(history, { fencingTokens: context.bucketMode === 'consistent' });
   }
 }
 

@@ -8,6 +8,11 @@ export interface CheckerResult {
    * compared): such a run is invalid, since "no violation found" would mean nothing.
    */
   readonly nothingTested?: string;
+  /**
+   * The linearizability checkers' verdict in a word: `unknown` when a search ran out of its
+   * budget (then `valid` is false: unknown is never valid).
+   */
+  readonly verdict?: 'valid' | 'invalid' | 'unknown';
 }
 
 /**
@@ -25,4 +30,6 @@ export interface CheckContext {
   readonly replicas: number;
   /** How long after a fault ends the cluster is still treated as recovering (failure detection, hint delivery). */
   readonly recoveryMs: number;
+  /** The workload's bucket: consistent (linearizable, with fencing tokens) or plain (the default). */
+  readonly bucketMode?: 'consistent' | 'plain';
 }

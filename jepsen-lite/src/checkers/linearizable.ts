@@ -148,7 +148,14 @@ export function checkKeyLinearizable(key: string, operations: readonly TimedCall
     if (entry.next !== undefined) entry.next.previous = entry;
   };
 
-  const placed = new Uint8Array(operations.length);
+  // The placed set as bits, 15 to a word (so no word is a lone surrogate when read as a character).
+  const placed = new Uint16Array(Math.ceil(operations.length / 15));
+  const place = (id: number): void => {
+    placed[Math.floor(id / 15)] = (placed[Math.floor(id / 15)] as number) | (1 << id % 15);
+  };
+  const unplace = (id: number): void => {
+    placed[Math.floor(id / 15)] = (placed[Math.floor(id / 15)] as number) & ~(1 << id % 15);
+  };
   const seen = new Set<string>();
   const stack: { entry: Entry; state: RegisterValue }[] = [];
   let state = initial;
@@ -169,7 +176,7 @@ export function checkKeyLinearizable(key: string, operations: readonly TimedCall
     if (entry.isCall) {
       const next = stepRegister(state, entry.operation.call);
       if (next !== undefined) {
-        placed[entry.id] = 1;
+        place(entry.id);
         const configuration = `${placedKey(placed)}|${String(next)}`;
         if (!seen.has(configuration)) {
           seen.add(configuration);
@@ -181,7 +188,7 @@ export function checkKeyLinearizable(key: string, operations: readonly TimedCall
           entry = head.next;
           continue;
         }
-        placed[entry.id] = 0;
+        unplace(entry.id);
       }
       entry = entry.next;
       continue;
@@ -197,22 +204,18 @@ export function checkKeyLinearizable(key: string, operations: readonly TimedCall
   return { key, verdict: 'invalid', operations: operations.length, steps, longestPrefix: longest, unplaced };
 
   function undo(top: { entry: Entry; state: RegisterValue }): { entry: Entry | undefined; state: RegisterValue } {
-    placed[top.entry.id] = 0;
+    unplace(top.entry.id);
     if (top.entry.match !== undefined) placedAcknowledged -= 1;
     unlift(top.entry);
     return { entry: top.entry.next, state: top.state };
   }
 }
 
-/** The placed set as a cache key: one character per 16 operations. */
-function placedKey(placed: Uint8Array): string {
+/** The placed set as a cache key: one character per 15 operations. */
+function placedKey(placed: Uint16Array): string {
   let key = '';
-  for (let start = 0; start < placed.length; start += 16) {
-    let bits = 0;
-    const end = Math.min(start + 16, placed.length);
-    for (let index = start; index < end; index += 1) if (placed[index] === 1) bits |= 1 << (index - start);
-    key += String.fromCharCode(bits + 0x20);
-  }
+  // In slices, since String.fromCharCode takes its characters as arguments.
+  for (let start = 0; start < placed.length; start += 4096) key += String.fromCharCode(...placed.subarray(start, start + 4096));
   return key;
 }
 
@@ -245,6 +248,13 @@ export const casRefusedError = 'precondition-failed';
 export function registerCallsByKey(history: readonly Operation[]): Map<string, TimedCall[]> {
   const byKey = new Map<string, TimedCall[]>();
   for (const { invoke, completion } of pairOperations(history)) {
+    // The final reads after healing are reads of the register like any other.
+    if (invoke.f === 'final-read' && invoke.key !== undefined && completion?.type === 'ok') {
+      const calls = byKey.get(invoke.key) ?? [];
+      calls.push({ call: { f: 'read', value: (completion.value ?? null) as RegisterValue }, index: invoke.index, invokeMs: invoke.timeMs, completeMs: completion.timeMs });
+      byKey.set(invoke.key, calls);
+      continue;
+    }
     if (typeof invoke.process !== 'number' || invoke.key === undefined) continue;
     // No completion (the run ended first) is as unknown as `info`.
     const type = completion?.type ?? 'info';
@@ -283,4 +293,32 @@ export function checkLinearizable(history: readonly Operation[], stepBudget = de
     invalidKeys,
     unknownKeys,
   };
+}
+
+/** What the cas-register checker found: the linearizability verdict and the compare-and-sets by outcome. */
+export interface CasRegisterResult extends LinearizableResult {
+  /** Compare-and-sets acknowledged, refused (412: the register held another value), and of unknown outcome. */
+  readonly casOk: number;
+  readonly casRefused: number;
+  readonly casUnknown: number;
+}
+
+/**
+ * Judges a cas-register run: linearizable per key, and something to judge: besides an
+ * acknowledged write and read, an acknowledged compare-and-set (a run where every cas failed
+ * proves nothing about them).
+ */
+export function checkCasRegister(history: readonly Operation[], stepBudget = defaultStepBudget): CasRegisterResult {
+  const result = checkLinearizable(history, stepBudget);
+  let casOk = 0;
+  let casRefused = 0;
+  let casUnknown = 0;
+  for (const { invoke, completion } of pairOperations(history)) {
+    if (invoke.f !== 'cas' || typeof invoke.process !== 'number') continue;
+    if (completion?.type === 'ok') casOk += 1;
+    else if (completion?.type === 'fail' && completion.error === casRefusedError) casRefused += 1;
+    else if (completion === undefined || completion.type === 'info') casUnknown += 1;
+  }
+  const empty = result.nothingTested ?? nothingTested([[casOk === 0, 'no compare-and-set was acknowledged']]);
+  return { ...result, valid: result.valid && empty === undefined, ...(empty === undefined ? {} : { nothingTested: empty }), casOk, casRefused, casUnknown };
 }
