@@ -1,5 +1,4 @@
 import { type Ring, ringMembers } from '../core/ring/ring.js';
-import type { MemberRecord } from '../core/membership/membership.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { isDeleted } from '../core/versioning/versioned-object.js';
 import { KvError } from '../util/errors.js';
@@ -12,7 +11,7 @@ import type { Transport } from '../ports/transport.js';
 import type { AntiEntropy } from './anti-entropy.js';
 import { Claimant } from './claimant.js';
 import type { NodeConfig } from '../config/schema.js';
-import { Gossiper } from './gossiper.js';
+import { Gossiper, type GossiperSelf } from './gossiper.js';
 import type { Handoff } from './handoff.js';
 import type { HintedHandoff } from './hinted-handoff.js';
 import { PeriodicTask } from './periodic-task.js';
@@ -90,7 +89,7 @@ export class Lifecycle {
     // Where the node runs travels in its member record; the claimant puts it in the ring when the node joins.
     const { host, zone } = config.placement;
     const location = host === '' && zone === '' ? undefined : { host: host === '' ? identity.nodeId : host, ...(zone === '' ? {} : { zone }) };
-    const self: MemberRecord = { id: identity.nodeId, address: identity.address, generation: identity.generation, heartbeat: 0, status: 'joining', ...(location === undefined ? {} : { location }) };
+    const self: GossiperSelf = { id: identity.nodeId, address: identity.address, generation: identity.generation, ...(location === undefined ? {} : { location }) };
     this.gossiperState = new Gossiper({
       self,
       seeds: config.seeds.filter((seed) => seed !== identity.address),
@@ -98,7 +97,6 @@ export class Lifecycle {
       bucketProperties: { ...config.buckets, '': config.bucketDefaults },
       intervalMs: config.gossip.intervalMs,
       fanout: config.gossip.fanout,
-      phiThreshold: config.gossip.phiThreshold,
       peerTimeoutMs: config.limits.peerTimeoutMs,
       claimant: new Claimant({ selfId: identity.nodeId, nVals: this.options.nVals, logger: this.options.logger }),
       initialView,

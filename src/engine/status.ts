@@ -46,7 +46,6 @@ export class Status {
     const members: MemberStatus[] = Object.values(view.members)
       .filter((member) => member.status !== 'removed')
       .map((member) => {
-        const phi = gossiper.phiOf(member.id);
         const location = placedAt(ring, member);
         return {
           id: member.id,
@@ -56,7 +55,7 @@ export class Status {
           partitionsOwned: ring === null ? 0 : partitionsOwnedBy(ring, member.id).length,
           host: location.host,
           ...(location.zone === undefined ? {} : { zone: location.zone }),
-          ...(Number.isFinite(phi) ? { phi: Math.round(phi * 100) / 100 } : {}),
+          ...(member.id === this.options.identity.nodeId ? {} : { membership: gossiper.stateOf(member.id) ?? 'dead' }),
         } as MemberStatus;
       })
       .sort((left, right) => left.address.localeCompare(right.address, 'en', { numeric: true }));

@@ -152,7 +152,12 @@ export class FakeKvService implements KvService {
         this.objects.set(`${request.bucket}/${request.key}`, mergeObjects(local, request.object, request.mode));
         return { type: 'replica-put-reply', durable: request.sync };
       }
-      case 'gossip':
+      case 'swim-ping':
+      case 'swim-ping-req':
+      case 'swim-gossip':
+      case 'swim-digest':
+      case 'swim-records':
+      case 'cluster-state':
         throw new KvError('KV_NOT_READY', 'the fake does not gossip');
       default:
         throw new Error(`the fake cannot handle ${request.type}`);
