@@ -71,6 +71,8 @@ export class Status {
       antiEntropy: this.options.antiEntropy.status(),
       handoff: this.options.handoff.status(),
       lifecycle: gossiper.ownStatus,
+      // SWIM's own figures: frames sent (requests and replies, headers included), protocol periods run, Lifeguard's local health.
+      gossip: { bytesSent: gossiper.bytesSent, rounds: gossiper.rounds, healthScore: gossiper.healthScore },
       hints: this.options.hintedHandoff.status(),
       siblings: { manyWrites: this.options.replica.manySiblingWrites, refused: this.options.replica.siblingRefusals, warnAbove: this.options.config.limits.siblingsWarn, max: this.options.config.limits.maxSiblings },
       inFlight: this.options.inFlight(),

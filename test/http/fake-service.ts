@@ -38,6 +38,7 @@ export const fakeStatus: NodeStatus = {
     keys: 42,
   },
   hints: { pending: 3, delivered: 11, expired: 1, dropped: 4 },
+  gossip: { bytesSent: 123_456, rounds: 300, healthScore: 0 },
 };
 
 /**
