@@ -7,10 +7,10 @@ import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../../sr
 import { ByteWriter } from '../../src/core/wire/bytes.js';
 import type { Limit } from '../../src/core/wire/fields.js';
 import { type MessageEntry, type PeerMessage, repliesByTag, replyMessages, requestMessages, requestsByTag, retiredTags, wireLimits } from '../../src/core/wire/message-table.js';
-import { controlWireLimits, decodeClusterState, decodeControlPayload, encodeClusterState, encodeControlPayload, viewWireLimits } from '../../src/core/wire/state-codec.js';
+import { decodeClusterState, encodeClusterState, viewWireLimits } from '../../src/core/wire/state-codec.js';
 import type { ClusterView } from '../../src/core/membership/membership.js';
 import type { SwimRecord } from '../../src/core/membership/swim-messages.js';
-import { createRing } from '../../src/core/ring/ring.js';
+import { type NodeLocation, createRing } from '../../src/core/ring/ring.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { KvError } from '../../src/util/errors.js';
 
@@ -60,7 +60,11 @@ const digest = fc.stringMatching(/^[0-9a-f]{16}$/);
 const item = fc.record({ dataKey, object });
 /** The hashes of every branch of a tree, or of every leaf under one branch. */
 const hashes = fc.array(digest, { minLength: merkleFanout, maxLength: merkleFanout });
-const json = fc.jsonValue({ maxDepth: 3 });
+
+/** A placement label (--placement-host, --zone): flags 2 and 4 of a member, ring kinds 3 and 4. */
+const location: fc.Arbitrary<NodeLocation> = fc
+  .record({ host: fc.constantFrom('host-a', 'host-b', 'rack-3.example'), zone: fc.option(fc.constantFrom('zone-1', 'zone-2'), { nil: undefined }) })
+  .map(({ host, zone }) => (zone === undefined ? { host } : { host, zone }));
 
 /** SWIM records: a member's state and lifecycle, with and without a location. */
 const swimRecord: fc.Arbitrary<SwimRecord> = fc
@@ -73,9 +77,9 @@ const swimRecord: fc.Arbitrary<SwimRecord> = fc
     lifecycle: fc.constantFrom('joining' as const, 'up' as const, 'leaving' as const, 'left' as const, 'removed' as const),
     accuser: fc.oneof(fc.constant(''), nodeId),
     transfersDoneForRing: fc.nat(),
-    location: fc.option(fc.record({ host: nodeId, zone: nodeId }, { requiredKeys: ['host'] }), { nil: undefined }),
+    location: fc.option(location, { nil: undefined }),
   })
-  .map(({ location, ...record }) => (location === undefined ? record : { ...record, location }));
+  .map(({ location: where, ...record }) => (where === undefined ? record : { ...record, location: where }));
 const swimRecords = fc.array(swimRecord, { minLength: 1, maxLength: 4 });
 const sequence = fc.integer({ min: 0, max: 2 ** 40 });
 const ringHash = fc.nat({ max: 0xffff_ffff });
@@ -89,17 +93,18 @@ const bucketEntry = fc.record(
 const clusterState: fc.Arbitrary<Omit<ClusterView, 'members'>> = fc
   .record({
     members: fc.uniqueArray(nodeId, { maxLength: 6 }),
-    ring: fc.option(fc.tuple(fc.constantFrom(1, 8, 64), fc.integer({ min: 1, max: 2 ** 40 }), fc.boolean(), fc.nat()), { nil: null }),
+    ring: fc.option(fc.tuple(fc.constantFrom(1, 8, 64), fc.integer({ min: 1, max: 2 ** 40 }), fc.boolean(), fc.nat(), fc.array(location, { maxLength: 6 })), { nil: null }),
     bucketProperties: fc.dictionary(fc.string({ maxLength: 10 }), bucketEntry, { maxKeys: 3 }),
     bucketPropertiesVersion: fc.nat(),
   })
   .map(({ members, ring, bucketProperties, bucketPropertiesVersion }) => {
     const ids = members.length === 0 ? ['n0000'] : members;
-    const base = ring === null ? null : { ...createRing(ring[0], ids), version: ring[1] };
+    // Locations for some of the ring's ids (the ring keeps only those that differ from the default: own host, no zone).
+    const locations = ring === null ? {} : Object.fromEntries(ring[4].slice(0, ids.length).map((where, index) => [ids[index] as string, where]));
+    const base = ring === null ? null : { ...createRing(ring[0], ids, locations), version: ring[1] };
     const withNext = base !== null && ring !== null && ring[2] ? { ...base, next: base.owners.map((_, partition) => ids[(partition + ring[3]) % ids.length] as string) } : base;
     return { ring: withNext, bucketProperties, bucketPropertiesVersion };
   });
-const heldQuestion = fc.record({ partitions: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 8 }) });
 
 const mode = fc.constantFrom('siblings' as const, 'lww' as const);
 
@@ -149,7 +154,7 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
     entries: fc.array(digestEntry, { minLength: 1, maxLength: 4 }),
   }),
   'cluster-state': fc.constant({ type: 'cluster-state' as const }),
-  control: fc.record({ type: fc.constant('control' as const), operation: fc.constantFrom('handoff-held', 'handoff-done'), payload: fc.oneof(json, heldQuestion) }),
+  'handoff-held': fc.record({ type: fc.constant('handoff-held' as const), partitions: fc.array(partition, { maxLength: 8 }) }),
   'handoff-fetch': fc.record({
     type: fc.constant('handoff-fetch' as const),
     partition,
@@ -199,7 +204,7 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
   }),
   'swim-done': fc.constant({ type: 'swim-done' as const }),
   'cluster-state-reply': fc.record({ type: fc.constant('cluster-state-reply' as const), from: nodeId, state: clusterState }),
-  'control-reply': fc.record({ type: fc.constant('control-reply' as const), payload: json }),
+  'handoff-held-reply': fc.record({ type: fc.constant('handoff-held-reply' as const), held: fc.array(partition, { maxLength: 8 }) }),
   error: fc.record({ type: fc.constant('error' as const), code: fc.constant('KV_BAD_REQUEST'), message: fc.string() }),
   'object-page': fc.record({ type: fc.constant('object-page' as const), items: fc.array(item, { maxLength: 3 }), done: fc.boolean() }),
   'ae-keys-reply': fc.record({ type: fc.constant('ae-keys-reply' as const), differing: fc.array(dataKey, { maxLength: 4 }), need: fc.array(dataKey, { maxLength: 4 }), truncated: fc.boolean() }),
@@ -408,20 +413,16 @@ describe('peer codec fuzz, over the message table', () => {
     );
   });
 
-  it('refuses to send a cluster state or control outside the binary layouts: a malformed state is the sender\'s bug, not a message', () => {
+  it('refuses to send a cluster state outside the binary layout: a malformed state is the sender\'s bug, not a message', () => {
     for (const state of [{ members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 }, { ring: null, bucketProperties: {}, bucketPropertiesVersion: 0, extra: 1 }, [1, 2], null]) {
       expect(encodeClusterState(state)).toBeUndefined();
       expect(() => encodeReply({ type: 'cluster-state-reply', from: 'n1', state })).toThrow(/cluster state outside its layout/);
     }
     // A bucket property this build does not know: refused, so nothing is silently dropped.
     expect(encodeClusterState({ ring: null, bucketProperties: { b: { dataType: 'counter' } }, bucketPropertiesVersion: 0 })).toBeUndefined();
-    for (const payload of [Number.NaN, Buffer.from('x')]) {
-      expect(encodeControlPayload(payload)).toBeUndefined();
-      expect(() => encodeRequest({ type: 'control', operation: 'handoff-held', payload })).toThrow(/control payload/);
-    }
   });
 
-  it('refuses binary cluster states and control payloads over their bounds while decoding', () => {
+  it('refuses binary cluster states over their bounds while decoding', () => {
     // A ring of two partitions whose second owner points past its one-name table.
     const badOwner = new ByteWriter().u8(1).varint(2).varint(1).varint(1).string('n1').varint(0).varint(1).finish();
     expect(() => decodeClusterState(badOwner)).toThrow(/ring owner index 1 outside 0..0/);
@@ -429,15 +430,6 @@ describe('peer codec fuzz, over the message table', () => {
     expect(() => decodeClusterState(hugeRing)).toThrow(/partition count/);
     const longName = new ByteWriter().u8(1).varint(2).varint(1).varint(1).string('n'.repeat(viewWireLimits.maxIdBytes + 1)).finish();
     expect(() => decodeClusterState(longName)).toThrow(/129 bytes/);
-    let nested = new ByteWriter();
-    for (let depth = 0; depth <= controlWireLimits.maxDepth; depth++) nested = nested.u8(7).varint(1);
-    expect(() => decodeControlPayload(nested.u8(0).finish())).toThrow(/nested deeper than 16/);
-    expect(() => decodeControlPayload(new ByteWriter().u8(7).varint(controlWireLimits.maxItems + 1).finish())).toThrow(/array elements/);
-    expect(() => decodeControlPayload(new ByteWriter().u8(99).finish())).toThrow(/value kind 99/);
-    // A key named __proto__ is a plain field, never the object's prototype.
-    const proto = decodeControlPayload(new ByteWriter().u8(8).varint(1).string('__proto__').u8(2).finish()) as Record<string, unknown>;
-    expect(Object.keys(proto)).toEqual(['__proto__']);
-    expect(Object.getPrototypeOf(proto)).toBeNull();
   });
 
   it('makes a fetched cluster state of a 256-partition ring a fraction of its JSON text', () => {

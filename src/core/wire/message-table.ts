@@ -44,7 +44,7 @@ import {
   writeVector,
 } from './fields.js';
 import type { CoordinatePutRequest, PeerReply, PeerRequest } from './messages.js';
-import { decodeClusterState, decodeControlPayload, encodeClusterState, encodeControlPayload } from './state-codec.js';
+import { decodeClusterState, encodeClusterState } from './state-codec.js';
 import type { SwimDigestEntry, SwimRecord, SwimState } from '../membership/swim-messages.js';
 import type { MemberLifecycle } from '../membership/membership.js';
 import { viewLimits } from '../membership/view-validation.js';
@@ -84,8 +84,6 @@ export const wireLimits = {
   maxDigestLength: 64,
   /** Elements added or removed by one data type update (the HTTP body limit keeps real ones far below). */
   maxSetUpdateElements: 1_000_000,
-  /** The longest control operation name, in UTF-8 bytes (they are short words such as 'handoff-held'). */
-  maxOperationBytes: 256,
   /** Records, digest entries or wanted ids in one SWIM message (senders cap a message at about 1 KiB, so about 100 fit). */
   maxSwimItems: 1024,
   /** A node id, placement host or zone in a SWIM record, in UTF-8 bytes. */
@@ -241,13 +239,6 @@ function readDigestEntries(reader: ByteReader, count: Limit, id: Limit): SwimDig
 
 const swimFrom = lengthLimit('from', wireLimits.maxSwimIdBytes);
 const swimTarget = lengthLimit('target', wireLimits.maxSwimIdBytes);
-
-function writeControlPayload(writer: ByteWriter, payload: unknown): void {
-  const bytes = encodeControlPayload(payload);
-  if (bytes === undefined) throw new KvError('KV_INTERNAL', 'a control payload that is no JSON value within the control bounds (src/core/wire/state-codec.ts); this is a bug in the sender');
-  writer.bytes(bytes);
-}
-
 /** Every request a peer can send. */
 export const requestMessages: EntryTable<PeerRequest> = {
   'replica-get': message({
@@ -295,6 +286,14 @@ export const requestMessages: EntryTable<PeerRequest> = {
       const maxKeys = readValue(reader, limits.maxKeys);
       return { type: 'handoff-fetch', partition, after, maxKeys, maxBytes: readValue(reader, limits.maxBytes) };
     },
+  }),
+  /** Handoff's question before it streams: which of these partitions the source holds keys of. [count][partition]... */
+  'handoff-held': message({
+    tag: 42,
+    name: 'handoff-held',
+    limits: { partitions: partitionsLimit('partitions'), partition: partitionLimit('partitions[]') },
+    write: (writer, request) => writeValues(writer, request.partitions),
+    read: (reader, limits) => ({ type: 'handoff-held', partitions: readValues(reader, limits.partitions, limits.partition) }),
   }),
   'ae-keys': message({
     tag: 7,
@@ -437,20 +436,6 @@ export const requestMessages: EntryTable<PeerRequest> = {
       const update = readDataTypeUpdate(reader, limits);
       const sync = readFlag(reader, 'sync');
       return { type: 'dt-update', bucket, key, update, sync, base: readOptionalObject(reader, 'base') };
-    },
-  }),
-  /** Control: [operation][bytes: the payload as state-codec.ts's self-describing value, bounded by its controlWireLimits]. */
-  control: message({
-    tag: 41,
-    name: 'control',
-    limits: { operation: lengthLimit('operation', wireLimits.maxOperationBytes) },
-    write: (writer, request) => {
-      writer.string(request.operation);
-      writeControlPayload(writer, request.payload);
-    },
-    read: (reader, limits) => {
-      const operation = readText(reader, limits.operation);
-      return { type: 'control', operation, payload: decodeControlPayload(reader.bytes()) };
     },
   }),
   'ae-summary': message({
@@ -628,6 +613,14 @@ export const replyMessages: EntryTable<PeerReply> = {
       return { type: 'error', code, message: reader.string() };
     },
   }),
+  /** The partitions among those asked that this node holds keys of. [count][partition]... */
+  'handoff-held-reply': message({
+    tag: 42,
+    name: 'handoff-held-reply',
+    limits: { held: partitionsLimit('held'), partition: partitionLimit('held[]') },
+    write: (writer, reply) => writeValues(writer, reply.held),
+    read: (reader, limits) => ({ type: 'handoff-held-reply', held: readValues(reader, limits.held, limits.partition) }),
+  }),
   'object-page': message({
     tag: 7,
     name: 'object-page',
@@ -715,13 +708,6 @@ export const replyMessages: EntryTable<PeerReply> = {
       const object = readWireObject(reader);
       return { type: 'dt-update-reply', object, durable: readFlag(reader, 'durable') };
     },
-  }),
-  'control-reply': message({
-    tag: 41,
-    name: 'control-reply',
-    limits: {},
-    write: (writer, reply) => writeControlPayload(writer, reply.payload),
-    read: (reader) => ({ type: 'control-reply', payload: decodeControlPayload(reader.bytes()) }),
   }),
   'ae-summary-reply': message({
     tag: 50,
@@ -865,13 +851,14 @@ export const replyMessages: EntryTable<PeerReply> = {
 };
 
 /**
- * Tags that meant something before protocol version 3 and are never used again: requests 2
+ * Tags that meant something in earlier protocol versions and are never used again: requests 2
  * (coordinate-put without dots), 4 and 5 (gossip and control as JSON text), 10 (coordinate-put
- * without options), 11 (list-keys with keys only); replies 2 (coordinate-put-reply without a
- * dot), 4 and 5 (JSON text). Request and reply 40 (whole-view gossip) were retired by protocol
- * version 4, which gossips by SWIM (tags 60-69).
+ * without options), 11 (list-keys with keys only), 41 (version 3's control, a self-describing
+ * JSON-shaped value); replies 2 (coordinate-put-reply without a dot), 4 and 5 (JSON text), 41
+ * (control-reply). Request and reply 40 (whole-view gossip) were retired by protocol version 5,
+ * which gossips by SWIM (tags 60-69).
  */
-export const retiredTags = { request: [2, 4, 5, 10, 11, 40], reply: [2, 4, 5, 40] } as const;
+export const retiredTags = { request: [2, 4, 5, 10, 11, 40, 41], reply: [2, 4, 5, 40, 41] } as const;
 
 /** The entries of a table by tag; throws at load when two entries share a tag or take a retired one. */
 function byTag<U extends PeerMessage>(table: EntryTable<U>, retired: readonly number[]): readonly (MessageEntry<U> | undefined)[] {

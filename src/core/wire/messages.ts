@@ -50,14 +50,10 @@ export interface ClusterStateRequest {
   readonly type: 'cluster-state';
 }
 
-/**
- * A small JSON-shaped question (handoff's partition questions), written as state-codec.ts's
- * self-describing binary value. Anti-entropy's questions are messages of their own (tags 50-53).
- */
-export interface ControlRequest {
-  readonly type: 'control';
-  readonly operation: string;
-  readonly payload: unknown;
+/** Handoff's question before it streams a partition: which of `partitions` the source holds any key of. */
+export interface HandoffHeldRequest {
+  readonly type: 'handoff-held';
+  readonly partitions: readonly number[];
 }
 
 /** A stored object with its storage key, as handoff and anti-entropy pages carry it. */
@@ -186,7 +182,7 @@ export type PeerRequest =
   | ReplicaGetRequest
   | CoordinatePutRequest
   | ReplicaPutRequest
-  | ControlRequest
+  | HandoffHeldRequest
   | SwimPing
   | SwimPingRequest
   | SwimGossip
@@ -240,10 +236,10 @@ export interface SwimDone {
   readonly type: 'swim-done';
 }
 
-/** The answer to a control request. */
-export interface ControlReply {
-  readonly type: 'control-reply';
-  readonly payload: unknown;
+/** The partitions among those a handoff-held asked about that this node holds keys of. */
+export interface HandoffHeldReply {
+  readonly type: 'handoff-held-reply';
+  readonly held: readonly number[];
 }
 
 /** A page of objects (the answer to handoff-fetch and ae-fetch); `done` when nothing is left after it. */
@@ -352,7 +348,7 @@ export type PeerReply =
   | ReplicaGetReply
   | CoordinatePutReply
   | ReplicaPutReply
-  | ControlReply
+  | HandoffHeldReply
   | SwimAck
   | SwimNack
   | SwimDigestReply
