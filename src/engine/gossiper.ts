@@ -47,10 +47,6 @@ export interface GossiperOptions {
   readonly claimant: Pick<Claimant, 'nextRing'>;
   /** Persists the view whenever the ring changes, so a restarted node knows its ring and members. */
   readonly persist: (view: ClusterView) => Promise<void>;
-  /** Called whenever this node adopts a new ring (a plan, a flip), so handoff acts on it at once. */
-  readonly onRingChange?: (ring: Ring) => void;
-  /** Called once when this node learns that it was removed from the cluster; it must stop serving. */
-  readonly onRemoved?: () => void;
 }
 
 /** The SWIM timings for a protocol period of `intervalMs` (memberlist's LAN ratios: timeout 1/2, gossip 1/5). */
@@ -110,6 +106,8 @@ export class Gossiper {
   private nextRoundMs: number;
   private nextJoinMs = 0;
   private removalAnnounced = false;
+  private readonly ringChangeListeners: ((ring: Ring) => void)[] = [];
+  private readonly removedListeners: (() => void)[] = [];
   /** The cluster state versions last announced (undefined before the first, at construction). */
   private announcedRingVersion: number | undefined;
   private announcedBucketPropertiesVersion = 0;
@@ -186,6 +184,19 @@ export class Gossiper {
       this.options.logger.error({ problems: problems.slice(0, 10) }, 'refused parts of the persisted cluster view; the node starts without them and learns them again from its peers');
     }
     return view;
+  }
+
+  /** Calls `listener` whenever this node adopts a new ring (a plan, a flip), so handoff acts on it at once. */
+  onRingChange(listener: (ring: Ring) => void): void {
+    this.ringChangeListeners.push(listener);
+  }
+
+  /**
+   * Calls `listener` once when this node learns that it was removed from the cluster; it must stop
+   * serving. A node that was removed before this run starts removed, and its node starts no role that moves data.
+   */
+  onRemoved(listener: () => void): void {
+    this.removedListeners.push(listener);
   }
 
   /** The current cluster view: every member SWIM knows, with its lifecycle, and the ring and bucket properties. */
@@ -407,7 +418,7 @@ export class Gossiper {
       'this node was removed from the cluster (`ringkv remove`) and serves nothing any more: its id can never rejoin. To bring this machine back, stop it, wipe its data directory, and start it again: it joins with a new id',
     );
     void this.persistNow();
-    this.options.onRemoved?.();
+    for (const listener of this.removedListeners) listener();
   }
 
   /** After the ring changed here: persist it and tell handoff. */
@@ -416,7 +427,7 @@ export class Gossiper {
     if (ring === null || ring.version === this.lastNoticedRingVersion) return;
     this.lastNoticedRingVersion = ring.version;
     void this.persistIfRingChanged();
-    this.options.onRingChange?.(ring);
+    for (const listener of this.ringChangeListeners) listener(ring);
   }
 
   private promoteSelf(): void {

@@ -182,9 +182,9 @@ describe('gossiper: a removed node learns it was removed', () => {
     const { gossiper, warnings } = founder({
       self: { id: 'n2', address: '10.0.0.2:7000', generation: 50 },
       seeds: ['10.0.0.1:7000'],
-      onRemoved: () => {
-        removedCalls += 1;
-      },
+    });
+    gossiper.onRemoved(() => {
+      removedCalls += 1;
     });
     const removal = member('n2', { generation: 7, state: 'removed', lifecycle: 'removed', accuser: 'n1' });
     await gossiper.receive({ type: 'swim-gossip', from: 'n1', updates: [member('n1'), removal] });
