@@ -49,7 +49,7 @@ export function measureSwim(nodes: number, seed: number): GossipScaleFigures {
 
   bytesBefore = cluster.bytesSent;
   for (let round = 0; round < churnRounds; round++) {
-    for (const id of everyone()) cluster.at(cluster.nowMs + random.int(roundMs), () => cluster.member(id).publish('up'));
+    for (const id of everyone()) cluster.at(cluster.nowMs + random.int(roundMs), () => cluster.member(id).publish({ lifecycle: 'up' }));
     cluster.runFor(roundMs);
   }
   const bytesPerNodePerRoundChurn = (cluster.bytesSent - bytesBefore) / nodes / churnRounds;

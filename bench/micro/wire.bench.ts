@@ -30,15 +30,21 @@ const wireSamples: { readonly name: string; readonly request?: PeerRequest; read
     },
   },
   {
-    name: 'gossip, 5 members and a 256-partition ring',
+    name: 'cluster-state-reply, a 256-partition ring of 5 members',
+    reply: {
+      type: 'cluster-state-reply',
+      from: 'node-01',
+      state: { ring: createRing(256, ids), bucketProperties: { '': { nVal: 3, r: 'quorum', w: 'quorum', conflictMode: 'siblings' } }, bucketPropertiesVersion: 1 },
+    },
+  },
+  {
+    name: 'swim-ping with 5 records of news',
     request: {
-      type: 'gossip',
-      state: {
-        members: Object.fromEntries(ids.map((id, index) => [id, { id, address: `10.0.0.${index}:17101`, generation: 1_764_000_000, heartbeat: 123_456, status: 'up' }])),
-        ring: createRing(256, ids),
-        bucketProperties: { '': { nVal: 3, r: 'quorum', w: 'quorum', conflictMode: 'siblings' } },
-        bucketPropertiesVersion: 1,
-      },
+      type: 'swim-ping',
+      sequence: 123_456,
+      from: 'node-01',
+      target: 'node-02',
+      updates: ids.map((id, index) => ({ id, address: `10.0.0.${index}:17101`, generation: 1_764_000_000, version: 3, state: 'alive' as const, lifecycle: 'up' as const, accuser: '', transfersDoneForRing: 7 })),
     },
   },
   { name: 'object-page, 100 objects of 100 bytes', reply: { type: 'object-page', items: Array.from({ length: 100 }, (_, index) => ({ dataKey: encodeDataKey('users', `user:${index}`), object: object(100) })), done: false } },

@@ -20,6 +20,9 @@ export function laneOf(message: PeerRequest): Lane {
     case 'coordinate-put':
     case 'replica-put':
     case 'dt-update':
+    // SWIM's probes: a ping stuck behind a handoff page would be a false suspicion (memberlist sends them over UDP, apart from its TCP sync).
+    case 'swim-ping':
+    case 'swim-ping-req':
       return 'replica';
     default:
       return 'background';

@@ -2,7 +2,7 @@
 
 interface StatusShape {
   node?: { id?: string; address?: string };
-  members?: { id: string; address: string; status: string; partitionsOwned?: number; host?: string; zone?: string; phi?: number }[];
+  members?: { id: string; address: string; status: string; partitionsOwned?: number; host?: string; zone?: string; membership?: string }[];
   partitionCount?: number;
   storage?: { keys?: number; approximateBytes?: number; levels?: { level: number; files: number; bytes: number }[] };
   hints?: { pending?: number; byTarget?: Record<string, number> };
@@ -29,10 +29,10 @@ export function printStatus(raw: unknown): void {
     member.zone ?? '-',
     String(member.partitionsOwned ?? 0),
     String(status.hints?.byTarget?.[member.id] ?? 0),
-    member.phi === undefined ? '-' : member.phi.toFixed(2),
+    member.membership ?? '-',
   ]);
   console.log(`node ${self} at ${status.node?.address} (* = this node), ring of ${status.partitionCount} partitions, version ${status.ring?.version ?? '-'}`);
-  console.log(formatTable(['id', 'address', 'status', 'host', 'zone', 'partitions', 'hints here for it', 'phi'], rows));
+  console.log(formatTable(['id', 'address', 'status', 'host', 'zone', 'partitions', 'hints here for it', 'swim'], rows));
   for (const warning of status.placement?.warnings ?? []) console.log(`placement warning: ${warning}`);
   const levels = (status.storage?.levels ?? []).filter((level) => level.files > 0);
   console.log(

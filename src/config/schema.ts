@@ -171,11 +171,10 @@ export const nodeConfigSchema = Type.Object(
     ),
     gossip: section(
       {
-        intervalMs: integer(10, 600_000, 1000, 'pause between gossip rounds', { env: 'RINGKV_GOSSIP_INTERVAL_MS' }),
-        fanout: integer(1, 64, 2, 'peers per gossip round'),
-        phiThreshold: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 100, default: 8, expected: 'a number in (0, 100)', description: 'phi above which a peer is down' }),
+        intervalMs: integer(10, 600_000, 1000, 'SWIM protocol period: one probe per period (probe timeout 1/2, news every 1/5)', { env: 'RINGKV_GOSSIP_INTERVAL_MS' }),
+        fanout: integer(1, 64, 2, 'members each SWIM news message goes to'),
       },
-      'membership gossip',
+      'membership (SWIM)',
     ),
     hintedHandoff: section(
       {

@@ -1,7 +1,11 @@
-import { type Ring, createRing, ringMembers } from '../core/ring/ring.js';
-import { type ClusterView, type MemberLifecycle, type MemberRecord, beat, gossipTargets, mergeViews, withLifecycle } from '../core/membership/membership.js';
-import { type PhiAccrualState, createDetector, heartbeat, phi } from '../core/membership/phi-accrual.js';
-import { validateView } from '../core/membership/view-validation.js';
+import { type NodeLocation, type Ring, compareRings, createRing, ringHash, ringMembers } from '../core/ring/ring.js';
+import type { ClusterView, MemberLifecycle, MemberRecord } from '../core/membership/membership.js';
+import { type SwimConfig, type SwimEffect, SwimMember } from '../core/membership/swim.js';
+import { type SwimMessage, type SwimRecord, type SwimState, swimMessageBytes } from '../core/membership/swim-messages.js';
+import { isNodeId, validateView } from '../core/membership/view-validation.js';
+import { encodeReply, encodeRequest } from '../core/wire/codec.js';
+import { frameHeaderBytes } from '../core/wire/frames.js';
+import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { BucketProperties } from '../core/buckets.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
@@ -10,9 +14,17 @@ import type { Transport } from '../ports/transport.js';
 import type { Claimant } from './claimant.js';
 import { PeriodicTask } from './periodic-task.js';
 
+/** Who this node is, as its member record says. */
+export interface GossiperSelf {
+  readonly id: string;
+  readonly address: string;
+  readonly generation: number;
+  readonly location?: NodeLocation;
+}
+
 /** What the gossiper needs from its node. */
 export interface GossiperOptions {
-  readonly self: MemberRecord;
+  readonly self: GossiperSelf;
   readonly seeds: readonly string[];
   readonly partitionCount: number;
   /**
@@ -20,9 +32,10 @@ export interface GossiperOptions {
    * bucket's name its own. A node that joins takes the cluster's instead.
    */
   readonly bucketProperties: Readonly<Record<string, Partial<BucketProperties>>>;
+  /** SWIM's protocol period (probe interval); the other timings are fractions of it (swimTimings). */
   readonly intervalMs: number;
+  /** Members each gossip message goes to. */
   readonly fanout: number;
-  readonly phiThreshold: number;
   readonly peerTimeoutMs: number;
   /** The view persisted by the last run; checked like peer input, since a file can be damaged too. */
   readonly initialView: unknown;
@@ -32,58 +45,135 @@ export interface GossiperOptions {
   readonly logger: Logger;
   /** Plans and completes ring changes when this node is the claimant (src/engine/claimant.ts). */
   readonly claimant: Pick<Claimant, 'nextRing'>;
-  /** Persists the view whenever the ring changes, so a restarted node knows its ring. */
+  /** Persists the view whenever the ring changes, so a restarted node knows its ring and members. */
   readonly persist: (view: ClusterView) => Promise<void>;
 }
 
-interface Observed {
-  readonly generation: number;
-  readonly heartbeat: number;
-  readonly detector: PhiAccrualState;
+/** The SWIM timings for a protocol period of `intervalMs` (memberlist's LAN ratios: timeout 1/2, gossip 1/5). */
+export function swimTimings(intervalMs: number, fanout: number): Partial<SwimConfig> {
+  return {
+    probeIntervalMs: intervalMs,
+    probeTimeoutMs: Math.max(1, Math.round(intervalMs / 2)),
+    gossipIntervalMs: Math.max(1, Math.round(intervalMs / 5)),
+    tickIntervalMs: Math.max(1, Math.round(intervalMs / 10)),
+    gossipFanout: fanout,
+  };
+}
+
+/** The node ids a remote cluster state's ring names as owners: known to the ring check, which then judges only its shape. */
+function ringNames(state: unknown): string[] {
+  const ring = typeof state === 'object' && state !== null ? (state as { ring?: unknown }).ring : undefined;
+  if (typeof ring !== 'object' || ring === null) return [];
+  const { owners, next } = ring as { owners?: unknown; next?: unknown };
+  const names = [...(Array.isArray(owners) ? owners : []), ...(Array.isArray(next) ? next : [])];
+  return [...new Set(names.filter(isNodeId))];
+}
+
+/** A SWIM message that travels as a request frame (the others are replies to one of these). */
+type SwimRequest = Extract<PeerRequest, SwimMessage>;
+/** A SWIM message that travels as a reply frame. */
+type SwimReply = Extract<PeerReply, SwimMessage>;
+
+function isSwimReply(message: SwimMessage): message is SwimReply {
+  return message.type === 'swim-ack' || message.type === 'swim-nack' || message.type === 'swim-digest-reply';
 }
 
 /**
- * Membership by gossip (Cassandra's design): every interval the node raises its heartbeat and
- * exchanges its view with a few random peers; a peer whose heartbeat stops rising is judged down
- * by the phi accrual failure detector. After each exchange it asks the claimant
- * (src/engine/claimant.ts) for the ring it wants, and adopts and spreads that ring.
+ * Membership by SWIM (src/core/membership/swim.ts, docs/MEMBERSHIP.md): a timer ticks the member
+ * every tenth of a protocol period, messages from peers go to `receive`, and the member's
+ * effects are carried out: messages sent, members judged down or up (`isUp`), and a peer's newer
+ * ring or bucket properties fetched whole (`cluster-state`). A ping, an indirect ping and a digest
+ * are requests whose reply frame is the core's answer (ack, relayed ack or nack, digest reply);
+ * gossip and records are answered by an empty `swim-done`.
+ *
+ * Beside membership it keeps the ring and the bucket properties, which travel only as versions in
+ * the digests. After each change it asks the claimant (src/engine/claimant.ts) for the ring it
+ * wants, and adopts it; other nodes fetch it when their digests show it newer.
  */
 export class Gossiper {
-  private viewState: ClusterView;
-  private readonly observed = new Map<string, Observed>();
+  private readonly member: SwimMember;
+  private ringState: Ring | null;
+  private bucketProperties: Readonly<Record<string, Partial<BucketProperties>>>;
+  private bucketPropertiesVersion: number;
+  private viewCache: ClusterView | undefined;
   private readonly task: PeriodicTask;
+  private readonly tickIntervalMs: number;
+  /** Indirect pings waiting for the relayed ack or nack, by asker and its sequence. */
+  private readonly pendingRelays = new Map<string, (reply: PeerReply) => void>();
+  private readonly fetching = new Set<string>();
   private lastPersistedRingVersion: number;
   private lastNoticedRingVersion = -1;
+  private nextRoundMs: number;
+  private nextJoinMs = 0;
+  private removalAnnounced = false;
   private readonly ringChangeListeners: ((ring: Ring) => void)[] = [];
   private readonly removedListeners: (() => void)[] = [];
+  /** The cluster state versions last announced (undefined before the first, at construction). */
+  private announcedRingVersion: number | undefined;
+  private announcedBucketPropertiesVersion = 0;
+  /** Bytes of every membership frame this node sent, requests and replies (ringkv_gossip_bytes_sent_total). */
+  bytesSent = 0;
+  /** Protocol periods run (ringkv_gossip_rounds_total). */
+  rounds = 0;
 
   constructor(private readonly options: GossiperOptions) {
+    const config = swimTimings(options.intervalMs, options.fanout);
+    this.tickIntervalMs = config.tickIntervalMs as number;
     this.task = new PeriodicTask(
       options.clock,
-      () => this.round(),
-      (error) => options.logger.warn({ error: String(error) }, 'gossip round failed'),
-      () => options.intervalMs,
+      async () => this.tick(),
+      (error) => options.logger.warn({ error: String(error) }, 'membership tick failed'),
+      () => this.tickIntervalMs,
     );
     const self = options.self;
     const initial = this.loadInitialView(options.initialView);
-    const base: ClusterView = initial ?? { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
-    let ring = base.ring;
-    let founded: Pick<ClusterView, 'bucketProperties' | 'bucketPropertiesVersion'> = base;
+    let ring = initial?.ring ?? null;
+    this.bucketProperties = initial?.bucketProperties ?? {};
+    this.bucketPropertiesVersion = initial?.bucketPropertiesVersion ?? 0;
     if (ring === null && options.seeds.length === 0) {
       // Founding a cluster: the ring and the bucket properties start here and spread by gossip.
       ring = createRing(options.partitionCount, [self.id], self.location === undefined ? {} : { [self.id]: self.location });
-      founded = { bucketProperties: options.bucketProperties, bucketPropertiesVersion: 1 };
+      this.bucketProperties = options.bucketProperties;
+      this.bucketPropertiesVersion = 1;
     }
-    // A node removed from the cluster stays removed across restarts (see newerRecord).
-    const wasRemoved = base.members[self.id]?.status === 'removed';
-    const status = wasRemoved ? 'removed' : ring !== null && ringMembers(ring).includes(self.id) ? 'up' : 'joining';
-    this.viewState = { ...base, ...founded, ring, members: { ...base.members, [self.id]: { ...self, status } } };
-    this.lastPersistedRingVersion = initial?.ring?.version ?? -1;
+    this.ringState = ring;
+    // A node removed from the cluster stays removed across restarts (see compareSwimRecords).
+    const wasRemoved = initial?.members[self.id]?.status === 'removed';
+    const lifecycle: MemberLifecycle = wasRemoved ? 'removed' : ring !== null && ringMembers(ring).includes(self.id) ? 'up' : 'joining';
     const now = options.clock.nowMs();
-    for (const member of Object.values(this.viewState.members)) {
-      if (member.id !== self.id) this.observe(member, now, true);
-    }
-    if (wasRemoved) this.announceRemoval();
+    const known = Object.values(initial?.members ?? {})
+      .filter((record) => record.id !== self.id)
+      .map((record) => this.swimRecordOf(record));
+    this.member = new SwimMember({
+      id: self.id,
+      address: self.address,
+      generation: self.generation,
+      lifecycle,
+      ...(self.location === undefined ? {} : { location: self.location }),
+      random: options.random,
+      nowMs: now,
+      config,
+      members: known,
+    });
+    this.syncClusterStateVersions();
+    this.lastPersistedRingVersion = initial?.ring?.version ?? -1;
+    this.nextRoundMs = now + options.intervalMs;
+  }
+
+  /** A persisted member as SWIM starts from it: alive at version 0, so any news of it wins. */
+  private swimRecordOf(record: MemberRecord): SwimRecord {
+    const state: SwimState = record.status === 'removed' ? 'removed' : 'alive';
+    return {
+      id: record.id,
+      address: record.address,
+      generation: record.generation,
+      version: 0,
+      state,
+      lifecycle: record.status,
+      accuser: '',
+      transfersDoneForRing: record.transfersDoneForRing ?? 0,
+      ...(record.location === undefined ? {} : { location: record.location }),
+    };
   }
 
   /** The persisted view, with every part that fails its schema left out and logged. */
@@ -109,202 +199,322 @@ export class Gossiper {
     this.removedListeners.push(listener);
   }
 
-  /** The current cluster view. */
+  /** The current cluster view: every member SWIM knows, with its lifecycle, and the ring and bucket properties. */
   get view(): ClusterView {
-    return this.viewState;
+    if (this.viewCache !== undefined) return this.viewCache;
+    const members: Record<string, MemberRecord> = {};
+    for (const record of this.member.members) {
+      // A placeholder for a seed whose own record has not arrived yet is no member.
+      if (record.generation === 0) continue;
+      members[record.id] = {
+        id: record.id,
+        address: record.address,
+        generation: record.generation,
+        status: record.state === 'removed' ? 'removed' : record.lifecycle,
+        ...(record.transfersDoneForRing === 0 ? {} : { transfersDoneForRing: record.transfersDoneForRing }),
+        ...(record.location === undefined ? {} : { location: record.location }),
+      };
+    }
+    this.viewCache = { members, ring: this.ringState, bucketProperties: this.bucketProperties, bucketPropertiesVersion: this.bucketPropertiesVersion };
+    return this.viewCache;
   }
 
   /** The current ring, or null before this node has one. */
   get ring(): Ring | null {
-    return this.viewState.ring;
+    return this.ringState;
   }
 
-  /** Starts periodic gossip rounds; the first one at once, so a joiner reaches its seeds without waiting an interval. */
+  /** Starts ticking; the first tick at once, so a joiner reaches its seeds without waiting. */
   start(): void {
     void this.persistIfRingChanged();
+    if (this.member.record.state === 'removed') this.announceRemoval();
     this.task.arm(0);
   }
 
-  /** Stops gossiping. */
+  /** Stops ticking. */
   stop(): void {
     this.task.stop();
   }
 
-  /** One gossip round: beat, pick peers, exchange views. */
-  async round(): Promise<void> {
-    const { self } = this.options;
-    this.viewState = beat(this.viewState, self.id);
-    this.claimIfClaimant();
-    this.noticeRingChange();
-    const targets = gossipTargets(this.viewState, self.id, this.options.fanout, this.options.random, this.options.seeds).filter(
-      (address) => address !== self.address,
-    );
-    await Promise.all(targets.map((address) => this.exchange(address)));
+  /** One tick: the member's timers, joining through a seed while no one else is known, and the claimant's step once a round. */
+  private tick(): void {
+    const now = this.options.clock.nowMs();
+    this.carryOut(this.member.tick(now));
+    if (now >= this.nextRoundMs) {
+      this.rounds++;
+      this.nextRoundMs = now + this.options.intervalMs;
+      this.viewCache = undefined;
+    }
+    this.joinIfAlone(now);
+    this.afterChange();
   }
 
-  private async exchange(address: string): Promise<void> {
-    try {
-      const reply = await this.options.transport.request(address, { type: 'gossip', state: this.viewState }, { timeoutMs: this.options.peerTimeoutMs });
-      if (reply.type === 'gossip-reply') this.absorb(reply.state, address);
-    } catch (error) {
-      this.options.logger.debug({ peer: address, error: String(error) }, 'gossip exchange failed');
+  /**
+   * A node that knows no other live member (a joiner, or one restarted after the others declared
+   * it dead and left) asks a seed for its id and cluster state, then joins through it.
+   */
+  private joinIfAlone(nowMs: number): void {
+    const seeds = this.options.seeds;
+    if (seeds.length === 0 || this.member.liveMembers > 1 || nowMs < this.nextJoinMs) return;
+    this.nextJoinMs = nowMs + this.options.intervalMs;
+    const seed = seeds[this.options.random.int(seeds.length)] as string;
+    void this.fetchClusterState(seed, true);
+  }
+
+  /** Handles a SWIM request or a cluster-state request from a peer; the answer is the reply frame. */
+  async receive(request: SwimRequest | Extract<PeerRequest, { type: 'cluster-state' }>): Promise<PeerReply> {
+    if (request.type === 'cluster-state') {
+      return this.counted({ type: 'cluster-state-reply', from: this.options.self.id, state: { ring: this.ringState, bucketProperties: this.bucketProperties, bucketPropertiesVersion: this.bucketPropertiesVersion } });
+    }
+    const now = this.options.clock.nowMs();
+    const effects = this.member.receive(request, now);
+    let reply: PeerReply = { type: 'swim-done' };
+    let waitsForRelay: Promise<PeerReply> | undefined;
+    if (request.type === 'swim-ping-req') {
+      const key = `${request.from}/${request.sequence}`;
+      waitsForRelay = new Promise<PeerReply>((resolve) => {
+        this.pendingRelays.set(key, resolve);
+        // The core nacks by half a probe timeout; this only bounds the wait should it not.
+        this.options.clock.setTimer(this.options.intervalMs, () => this.answerRelay(key, { type: 'swim-done' }));
+      });
+    }
+    const rest: SwimEffect[] = [];
+    for (const effect of effects) {
+      const answersThis =
+        effect.kind === 'send' &&
+        effect.to === request.from &&
+        ((request.type === 'swim-ping' && effect.message.type === 'swim-ack' && effect.message.sequence === request.sequence) ||
+          (request.type === 'swim-digest' && effect.message.type === 'swim-digest-reply' && effect.message.sequence === request.sequence));
+      if (answersThis) reply = effect.message as SwimReply;
+      else rest.push(effect);
+    }
+    this.carryOut(rest);
+    this.afterChange();
+    return this.counted(waitsForRelay === undefined ? reply : await waitsForRelay);
+  }
+
+  /** Counts a reply this node sends in the gossip bytes. */
+  private counted(reply: PeerReply): PeerReply {
+    this.bytesSent += reply.type === 'swim-ack' || reply.type === 'swim-nack' || reply.type === 'swim-digest-reply' ? swimMessageBytes(reply) : frameHeaderBytes + encodeReply(reply).length;
+    return reply;
+  }
+
+  private answerRelay(key: string, reply: PeerReply): boolean {
+    const resolve = this.pendingRelays.get(key);
+    if (resolve === undefined) return false;
+    this.pendingRelays.delete(key);
+    resolve(reply);
+    return true;
+  }
+
+  /** Carries out the member's effects. */
+  private carryOut(effects: readonly SwimEffect[]): void {
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case 'send':
+          if (isSwimReply(effect.message)) {
+            // A relayed ack or a nack answers the indirect ping it came from; any other reply was answered in receive().
+            if (effect.message.type !== 'swim-digest-reply') this.answerRelay(`${effect.to}/${effect.message.sequence}`, effect.message);
+          } else this.send(effect.to, effect.message as SwimRequest);
+          break;
+        case 'member-up':
+        case 'member-down':
+          this.viewCache = undefined;
+          break;
+        case 'cluster-state-behind': {
+          const address = this.member.recordOf(effect.peer)?.address;
+          if (address !== undefined) void this.fetchClusterState(address, false);
+          break;
+        }
+      }
     }
   }
 
-  /** Handles a peer's gossip: merge its view, answer ours. */
-  receive(remote: unknown): ClusterView {
-    this.absorb(remote, 'a peer that gossiped to this node');
-    return this.viewState;
+  private send(to: string, message: SwimRequest): void {
+    const address = this.member.recordOf(to)?.address;
+    if (address === undefined || to === this.options.self.id) return;
+    this.bytesSent += swimMessageBytes(message);
+    this.options.transport.request(address, message, { timeoutMs: this.options.intervalMs }).then(
+      (reply) => {
+        if (reply.type === 'swim-ack' || reply.type === 'swim-nack' || reply.type === 'swim-digest-reply') {
+          this.carryOut(this.member.receive(reply, this.options.clock.nowMs()));
+          this.afterChange();
+        }
+      },
+      (error: unknown) => this.options.logger.debug({ peer: address, message: message.type, error: String(error) }, 'membership message failed'),
+    );
   }
 
-  private absorb(state: unknown, from: string): void {
-    const selfId = this.options.self.id;
-    const mine = this.viewState.members[selfId];
-    const { view: remote, problems } = validateView(state, {
-      partitionCount: this.viewState.ring?.partitionCount,
-      knownMemberIds: Object.keys(this.viewState.members),
+  /** Fetches the ring and bucket properties whole from `address`; when joining, then joins through it. */
+  private async fetchClusterState(address: string, join: boolean): Promise<void> {
+    if (this.fetching.has(address)) return;
+    this.fetching.add(address);
+    try {
+      const request: PeerRequest = { type: 'cluster-state' };
+      this.bytesSent += frameHeaderBytes + encodeRequest(request).length;
+      const reply = await this.options.transport.request(address, request, { timeoutMs: this.options.peerTimeoutMs });
+      if (reply.type !== 'cluster-state-reply') return;
+      this.absorbClusterState(reply.state, address, join);
+      if (join && reply.from !== this.options.self.id && this.member.liveMembers <= 1) this.carryOut(this.member.join({ id: reply.from, address }, this.options.clock.nowMs()));
+      this.afterChange();
+    } catch (error) {
+      this.options.logger.debug({ peer: address, error: String(error) }, join ? 'could not reach a seed' : 'could not fetch the cluster state');
+    } finally {
+      this.fetching.delete(address);
+    }
+  }
+
+  /** Adopts a peer's ring when it wins (compareRings) and its bucket properties when newer, after checking them like any peer input. */
+  private absorbClusterState(state: unknown, from: string, joining: boolean): void {
+    const remote = typeof state === 'object' && state !== null ? { ...state, members: {} } : state;
+    const { view, problems } = validateView(remote, {
+      partitionCount: this.ringState?.partitionCount,
+      // The ring and the members travel apart (a joiner fetches the ring before it has paged in
+      // the members), so the ids the ring names count as known; their shape is still checked.
+      knownMemberIds: ringNames(remote),
       nowMs: this.options.clock.nowMs(),
     });
     if (problems.length > 0) {
-      this.options.logger.warn({ peer: from, problems: problems.slice(0, 10) }, 'refused malformed parts of gossip state; the rest was merged');
+      this.options.logger.warn({ peer: from, joining, problems: problems.slice(0, 10) }, 'refused parts of a peer\'s cluster state; the rest was taken');
     }
-    const merged = mergeViews(this.viewState, remote);
-    // Nobody else speaks for this node: its own record (its generation, heartbeat and status) is
-    // authoritative, except that a removal another node made sticks (see newerRecord).
-    const removedHere = mine !== undefined && mine.status !== 'removed' && merged.members[selfId]?.status === 'removed';
-    const own = mine === undefined ? undefined : removedHere ? { ...mine, status: 'removed' as const } : mine;
-    this.viewState = own === undefined ? merged : { ...merged, members: { ...merged.members, [selfId]: own } };
-    const now = this.options.clock.nowMs();
-    for (const member of Object.values(this.viewState.members)) {
-      if (member.id !== selfId) this.observe(member, now, false);
+    if (view.ring !== null && (this.ringState === null || compareRings(view.ring, this.ringState) > 0)) this.ringState = view.ring;
+    if (view.bucketPropertiesVersion > this.bucketPropertiesVersion) {
+      this.bucketProperties = view.bucketProperties;
+      this.bucketPropertiesVersion = view.bucketPropertiesVersion;
     }
-    this.promoteSelf();
-    if (removedHere) {
-      this.announceRemoval();
-      void this.persistNow();
+    this.syncClusterStateVersions();
+    this.viewCache = undefined;
+  }
+
+  private syncClusterStateVersions(): void {
+    const ringVersion = this.ringState?.version ?? 0;
+    const changed = ringVersion !== this.announcedRingVersion || this.bucketPropertiesVersion !== this.announcedBucketPropertiesVersion;
+    this.member.setClusterStateVersions(ringVersion, ringHash(this.ringState), this.bucketPropertiesVersion);
+    if (!changed || this.announcedRingVersion === undefined) {
+      this.announcedRingVersion = ringVersion;
+      this.announcedBucketPropertiesVersion = this.bucketPropertiesVersion;
+      return;
     }
-    // Acting on what just arrived (a joiner, a receiver's report) at once rather than at the next
-    // round is what makes a ring change take round trips instead of gossip intervals.
+    this.announcedRingVersion = ringVersion;
+    this.announcedBucketPropertiesVersion = this.bucketPropertiesVersion;
+    this.carryOut(this.member.announceClusterState());
+  }
+
+  /** After anything changed: the claimant's step, this node's promotion to up, its removal, and a new ring acted on. */
+  private afterChange(): void {
+    this.viewCache = undefined;
+    if (this.member.record.state === 'removed') this.announceRemoval();
     this.claimIfClaimant();
+    this.promoteSelf();
     this.noticeRingChange();
   }
 
-  /** Logs, once, that this node was removed, and tells the node to stop serving. */
+  /** Logs, once, that this node was removed, persists it, and tells the node to stop serving. */
   private announceRemoval(): void {
+    if (this.removalAnnounced) return;
+    this.removalAnnounced = true;
     this.options.logger.error(
       { nodeId: this.options.self.id },
       'this node was removed from the cluster (`ringkv remove`) and serves nothing any more: its id can never rejoin. To bring this machine back, stop it, wipe its data directory, and start it again: it joins with a new id',
     );
+    void this.persistNow();
     for (const listener of this.removedListeners) listener();
   }
 
-  /** After the ring changed here: persist it, tell handoff, and gossip again soon so the change spreads without waiting an interval. */
+  /** After the ring changed here: persist it and tell handoff. */
   private noticeRingChange(): void {
-    const ring = this.viewState.ring;
+    const ring = this.ringState;
     if (ring === null || ring.version === this.lastNoticedRingVersion) return;
     this.lastNoticedRingVersion = ring.version;
     void this.persistIfRingChanged();
     for (const listener of this.ringChangeListeners) listener(ring);
-    this.task.runSoon();
-  }
-
-  /** Feeds the failure detector when a member's heartbeat rose since we last saw it. */
-  private observe(member: MemberRecord, nowMs: number, initial: boolean): void {
-    const seen = this.observed.get(member.id);
-    if (seen === undefined || member.generation > seen.generation) {
-      const detector = heartbeat(
-        createDetector({ windowSize: 100, minStdDeviationMs: 500, acceptableHeartbeatPauseMs: 3 * this.options.intervalMs, firstHeartbeatEstimateMs: this.options.intervalMs }),
-        nowMs,
-      );
-      this.observed.set(member.id, { generation: member.generation, heartbeat: member.heartbeat, detector });
-      return;
-    }
-    if (!initial && member.heartbeat > seen.heartbeat) {
-      this.observed.set(member.id, { generation: seen.generation, heartbeat: member.heartbeat, detector: heartbeat(seen.detector, nowMs) });
-    }
-  }
-
-  /** Changes fields of this node's own record; only this node writes it, and gossip spreads it. */
-  private updateSelf(change: Partial<Pick<MemberRecord, 'status' | 'transfersDoneForRing'>>): void {
-    const selfId = this.options.self.id;
-    const record = this.viewState.members[selfId];
-    if (record === undefined) return;
-    this.viewState = { ...this.viewState, members: { ...this.viewState.members, [selfId]: { ...record, ...change } } };
   }
 
   private promoteSelf(): void {
-    const ring = this.viewState.ring;
-    if (this.ownStatus === 'joining' && ring !== null && ringMembers(ring).includes(this.options.self.id)) this.updateSelf({ status: 'up' });
+    const ring = this.ringState;
+    if (this.ownStatus === 'joining' && ring !== null && ringMembers(ring).includes(this.options.self.id)) this.setOwnStatus('up');
   }
 
-  /** The failure detector's suspicion of a member (0 for this node). */
-  phiOf(nodeId: string): number {
-    if (nodeId === this.options.self.id) return 0;
-    const seen = this.observed.get(nodeId);
-    return seen === undefined ? Number.POSITIVE_INFINITY : phi(seen.detector, this.options.clock.nowMs());
+  /** What this node believes of a member: SWIM's alive, suspect, dead, left or removed (undefined when unknown). */
+  stateOf(nodeId: string): SwimState | undefined {
+    return this.member.stateOf(nodeId);
   }
 
-  /** True when this node believes the member is alive and serving. */
+  /** Lifeguard's local health score of this node: 0 is healthy. */
+  get healthScore(): number {
+    return this.member.healthScore;
+  }
+
+  /** True when this node believes the member is alive (or suspect, which it may yet refute) and serving. */
   isUp(nodeId: string): boolean {
     if (nodeId === this.options.self.id) return true;
-    const record = this.viewState.members[nodeId];
-    if (record === undefined || record.status === 'left' || record.status === 'removed') return false;
-    return this.phiOf(nodeId) < this.options.phiThreshold;
+    const record = this.member.recordOf(nodeId);
+    if (record === undefined || record.lifecycle === 'left' || record.lifecycle === 'removed') return false;
+    return record.state === 'alive' || record.state === 'suspect';
+  }
+
+  /**
+   * True when SWIM holds the member alive, not even suspect: what the claimant plans with, so a
+   * receiver or owner under suspicion is planned around at once rather than after its timeout.
+   */
+  isAlive(nodeId: string): boolean {
+    if (nodeId === this.options.self.id) return true;
+    const record = this.member.recordOf(nodeId);
+    return record !== undefined && record.state === 'alive' && record.lifecycle !== 'left' && record.lifecycle !== 'removed';
   }
 
   /** The address of a member. */
   addressOf(nodeId: string): string | undefined {
-    return this.viewState.members[nodeId]?.address;
+    return this.member.recordOf(nodeId)?.address;
   }
 
-  /** Changes this node's own lifecycle (leaving, left); gossip spreads it. */
+  /** Changes this node's own lifecycle (leaving, left); SWIM spreads it as news. */
   setOwnStatus(status: MemberLifecycle): void {
-    this.updateSelf({ status });
+    this.member.publish({ lifecycle: status });
+    this.viewCache = undefined;
   }
 
   /** This node's own lifecycle. */
   get ownStatus(): MemberLifecycle {
-    return this.viewState.members[this.options.self.id]?.status ?? 'joining';
+    const record = this.member.record;
+    return record.state === 'removed' ? 'removed' : record.lifecycle;
   }
 
-  /** Records that every partition this node receives in ring `version` has streamed in. */
+  /** Records that every partition this node receives in ring `version` has streamed in (the claimant completes the change on it). */
   reportTransfersDone(version: number): void {
-    this.updateSelf({ transfersDoneForRing: version });
-    // The claimant flips the ring on this report: tell it now rather than at the next round.
-    this.task.runSoon();
+    this.member.publish({ transfersDoneForRing: version });
+    this.viewCache = undefined;
   }
 
   /** Marks another member removed for good (`ringkv remove`); the claimant then plans it out of the ring. */
   markRemoved(nodeId: string): void {
-    this.viewState = withLifecycle(this.viewState, nodeId, 'removed');
+    this.carryOut(this.member.remove(nodeId, this.options.clock.nowMs()));
+    this.afterChange();
   }
 
   /** Adopts the ring the claimant wants (when this node is the claimant and the members changed). */
   private claimIfClaimant(): void {
-    const next = this.options.claimant.nextRing(this.viewState, (id) => this.isUp(id));
-    if (next !== this.viewState.ring) {
-      this.viewState = { ...this.viewState, ring: next };
-      this.promoteSelf();
+    const next = this.options.claimant.nextRing(this.view, (id) => this.isAlive(id));
+    if (next !== this.ringState) {
+      this.ringState = next;
+      this.syncClusterStateVersions();
+      this.viewCache = undefined;
     }
   }
 
   /** Persists the view now (a change other than the ring's, such as this node's removal). */
   private async persistNow(): Promise<void> {
     try {
-      await this.options.persist(this.viewState);
+      await this.options.persist(this.view);
     } catch (error) {
       this.options.logger.error({ error: String(error) }, 'could not persist the cluster view');
     }
   }
 
   private async persistIfRingChanged(): Promise<void> {
-    const version = this.viewState.ring?.version ?? -1;
+    const version = this.ringState?.version ?? -1;
     if (version === this.lastPersistedRingVersion) return;
     this.lastPersistedRingVersion = version;
-    try {
-      await this.options.persist(this.viewState);
-    } catch (error) {
-      this.options.logger.error({ error: String(error) }, 'could not persist the cluster view');
-    }
+    await this.persistNow();
   }
 }

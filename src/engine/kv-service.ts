@@ -95,7 +95,8 @@ export interface MemberStatus {
   readonly host: string;
   /** The member's zone, when labelled. */
   readonly zone?: string;
-  readonly phi?: number;
+  /** What this node's SWIM holds of the member: alive, suspect, dead, left or removed. */
+  readonly membership?: string;
 }
 
 /** What GET /status answers. */

@@ -1,5 +1,4 @@
 import type { Ring } from '../core/ring/ring.js';
-import type { MemberRecord } from '../core/membership/membership.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { BucketProperties, NodeConfig } from '../config/schema.js';
 import type { Clock } from '../ports/clock.js';
@@ -12,7 +11,7 @@ import { KvError } from '../util/errors.js';
 import { BucketSettings } from './bucket-settings.js';
 import { Claimant } from './claimant.js';
 import { clockWithFaults, storageWithFaults, transportWithFaults } from './fault-points.js';
-import { Gossiper } from './gossiper.js';
+import { Gossiper, type GossiperSelf } from './gossiper.js';
 import { PeerService } from './peer-service.js';
 
 /** Who this node is; persisted in its data directory by main.ts. */
@@ -79,7 +78,7 @@ export async function openNodeContext(options: NodePorts): Promise<{ context: No
   // Where the node runs travels in its member record; the claimant puts it in the ring when the node joins.
   const { host, zone } = config.placement;
   const location = host === '' && zone === '' ? undefined : { host: host === '' ? selfId : host, ...(zone === '' ? {} : { zone }) };
-  const self: MemberRecord = { id: selfId, address: identity.address, generation: identity.generation, heartbeat: 0, status: 'joining', ...(location === undefined ? {} : { location }) };
+  const self: GossiperSelf = { id: selfId, address: identity.address, generation: identity.generation, ...(location === undefined ? {} : { location }) };
   const gossiper: Gossiper = new Gossiper({
     self,
     seeds: config.seeds.filter((seed) => seed !== identity.address),
@@ -87,7 +86,6 @@ export async function openNodeContext(options: NodePorts): Promise<{ context: No
     bucketProperties: { ...config.buckets, '': config.bucketDefaults },
     intervalMs: config.gossip.intervalMs,
     fanout: config.gossip.fanout,
-    phiThreshold: config.gossip.phiThreshold,
     peerTimeoutMs: config.limits.peerTimeoutMs,
     // The claimant asks only once gossip runs, when `buckets` below exists.
     claimant: new Claimant({ selfId, nVals: (): readonly number[] => buckets.nVals(), logger }),

@@ -44,7 +44,10 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
     await roles.replica.merge(request.bucket, request.key, request.object, request.mode, request.sync);
     return { type: 'replica-put-reply', durable: request.sync };
   });
-  peers.register('gossip', async (request) => ({ type: 'gossip-reply', state: roles.gossiper.receive(request.state) }), { servesWhenRemoved: true });
+  // A removed node still runs SWIM: it hears the ring and shows its state, and tells a restart of itself it was removed.
+  for (const type of ['swim-ping', 'swim-ping-req', 'swim-gossip', 'swim-digest', 'swim-records', 'cluster-state'] as const) {
+    peers.register(type, (request) => roles.gossiper.receive(request), { servesWhenRemoved: true });
+  }
   peers.register('handoff-held', (request) => roles.handoff.handleHeld(request), { refusesMalformed: true });
   peers.register('handoff-fetch', (request) => roles.handoff.handleFetch(request), { refusesMalformed: true });
   for (const type of ['ae-keys', 'ae-fetch', 'ae-push', 'ae-summary', 'ae-leaves', 'ae-digest', 'ae-reap'] as const) peers.register(type, (request) => roles.antiEntropy.handleMessage(request), { refusesMalformed: true });

@@ -37,7 +37,6 @@ export class Status {
     const members: MemberStatus[] = Object.values(view.members)
       .filter((member) => member.status !== 'removed')
       .map((member) => {
-        const phi = gossiper.phiOf(member.id);
         const location = placedAt(ring, member);
         return {
           id: member.id,
@@ -47,7 +46,7 @@ export class Status {
           partitionsOwned: ring === null ? 0 : partitionsOwnedBy(ring, member.id).length,
           host: location.host,
           ...(location.zone === undefined ? {} : { zone: location.zone }),
-          ...(Number.isFinite(phi) ? { phi: Math.round(phi * 100) / 100 } : {}),
+          ...(member.id === this.options.identity.nodeId ? {} : { membership: gossiper.stateOf(member.id) ?? 'dead' }),
         } as MemberStatus;
       })
       .sort((left, right) => left.address.localeCompare(right.address, 'en', { numeric: true }));
@@ -68,6 +67,8 @@ export class Status {
       antiEntropy: this.options.antiEntropy.status(),
       handoff: this.options.handoff.status(),
       lifecycle: gossiper.ownStatus,
+      // SWIM's own figures: frames sent (requests and replies, headers included), protocol periods run, Lifeguard's local health.
+      gossip: { bytesSent: gossiper.bytesSent, rounds: gossiper.rounds, healthScore: gossiper.healthScore },
       hints: this.options.hintedHandoff.status(),
       siblings: { manyWrites: this.options.replica.manySiblingWrites, refused: this.options.replica.siblingRefusals, warnAbove: this.options.config.limits.siblingsWarn, max: this.options.config.limits.maxSiblings },
       inFlight: this.options.inFlight(),

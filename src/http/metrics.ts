@@ -89,6 +89,8 @@ export class HttpMetrics {
     keysRepaired: this.mirroredCounter('ringkv_anti_entropy_keys_repaired_total', 'Keys anti-entropy changed on this node or on a peer it exchanged with'),
     bytesExchanged: this.mirroredCounter('ringkv_anti_entropy_bytes_total', 'Bytes of anti-entropy messages this node sent and received'),
     tombstonesReaped: this.mirroredCounter('ringkv_tombstones_reaped_total', 'Tombstones removed after every replica had them and the grace period passed'),
+    gossipBytesSent: this.mirroredCounter('ringkv_gossip_bytes_sent_total', 'Bytes of SWIM membership frames this node sent, requests and replies, frame headers included'),
+    gossipRounds: this.mirroredCounter('ringkv_gossip_rounds_total', 'SWIM protocol periods (gossip.intervalMs) this node has run'),
     manySiblingWrites: this.mirroredCounter('ringkv_sibling_warnings_total', 'Coordinated writes that left a key with more than limits.siblingsWarn siblings'),
     siblingRefusals: this.mirroredCounter('ringkv_sibling_refusals_total', 'Writes without a context refused because their key had limits.maxSiblings siblings (409 KV_TOO_MANY_SIBLINGS)'),
     staleVersionsRefused: this.mirroredCounter(
@@ -147,6 +149,9 @@ export class HttpMetrics {
       this.gauges.levelFiles.set({ level: String(level.level) }, level.files);
       this.gauges.levelBytes.set({ level: String(level.level) }, level.bytes);
     }
+    const gossip = status.gossip as { bytesSent?: number; rounds?: number } | undefined;
+    this.mirrored.gossipBytesSent.sync(gossip?.bytesSent ?? 0);
+    this.mirrored.gossipRounds.sync(gossip?.rounds ?? 0);
     this.renderAntiEntropy(status);
     return this.registry.metrics();
   }

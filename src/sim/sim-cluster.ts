@@ -88,7 +88,7 @@ export class SimCluster {
       mergeConfig(
         mergeConfig(defaults, {
           partitionCount: 32,
-          gossip: { intervalMs: 200, fanout: 2, phiThreshold: 8 },
+          gossip: { intervalMs: 200, fanout: 2 },
           hintedHandoff: { intervalMs: 200, batchSize: 100 },
           limits: { requestTimeoutMs: 2000, peerTimeoutMs: 500 },
           clusterSecret: 'simulation-secret-0123456789',

@@ -49,6 +49,8 @@ export class SimulatedNetwork {
   dropped = 0;
   /** Bytes of the encoded requests and replies put on the wire (dropped ones included), for figures such as gossip bytes per round. */
   bytesSent = 0;
+  /** Requests and replies put on the wire (each one frame on the framed transport), dropped ones included. */
+  framesSent = 0;
   /**
    * The peer frame cap, judged by the same rule as the framed transport's (oversizedFrameError):
    * a request over it is refused before it leaves, a reply over it becomes an error reply.
@@ -149,6 +151,7 @@ export class SimulatedNetwork {
     const oversized = oversizedFrameError('request', message.type, body.byteLength, this.maxFrameBytes);
     if (oversized !== undefined) return Promise.reject(oversized);
     this.bytesSent += body.byteLength;
+    this.framesSent += 1;
     return new Promise<PeerReply>((resolve, reject) => {
       let done = false;
       const fail = (error: KvError): void => settle(() => reject(error));
@@ -185,6 +188,7 @@ export class SimulatedNetwork {
               return;
             }
             this.bytesSent += replyBody.byteLength;
+            this.framesSent += 1;
             if (this.lost(target, source)) {
               this.dropped += 1;
               this.clock.note?.(`drop ${reply.type} ${target}->${source}`);

@@ -135,6 +135,7 @@ export class SwimCluster {
       state: 'alive',
       lifecycle: 'up',
       accuser: '',
+      transfersDoneForRing: 0,
     }));
     for (let index = 0; index < options.members; index++) this.boot(records);
   }

@@ -113,10 +113,12 @@ async function recordingProxy(address: string): Promise<{ address: string; sentB
 }
 
 describe('the framed peer transport', () => {
-  it('puts replica reads and writes on their own lane and everything else on the background lane', () => {
+  it('puts replica reads and writes and SWIM probes on their own lane and everything else on the background lane', () => {
     expect(laneOf(get('k'))).toBe('replica');
     expect(laneOf({ type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(1), mode: 'siblings', sync: false })).toBe('replica');
-    expect(laneOf({ type: 'gossip', state: {} })).toBe('background');
+    expect(laneOf({ type: 'swim-ping', sequence: 1, from: 'n1', target: 'n2', updates: [] })).toBe('replica');
+    expect(laneOf({ type: 'swim-gossip', from: 'n1', updates: [] })).toBe('background');
+    expect(laneOf({ type: 'cluster-state' })).toBe('background');
     expect(laneOf({ type: 'handoff-held', partitions: [1] })).toBe('background');
     expect(peerPortOf('10.0.0.5:17101')).toEqual({ host: '10.0.0.5', port: 18101 });
     expect(() => peerPortOf('10.0.0.5:65000')).toThrow(/no peer port/);
@@ -163,15 +165,15 @@ describe('the framed peer transport', () => {
   });
 
   it('answers a reply the table cannot write as an error reply, and the connection goes on serving', async () => {
-    // A handler's bug: a gossip view outside the binary layout. Before, the reply was never sent and the request timed out.
-    const { address } = await serve(async (request) => (request.type === 'gossip' ? { type: 'gossip-reply', state: { members: 'nope' } } : found));
+    // A handler's bug: a cluster state outside the binary layout. Before, the reply was never sent and the request timed out.
+    const { address } = await serve(async (request) => (request.type === 'cluster-state' ? { type: 'cluster-state-reply', from: 'n1', state: { members: 'nope' } } : found));
     const transport = client();
-    expect(await transport.request(address, { type: 'gossip', state: { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 } }, { timeoutMs: 5_000 })).toMatchObject({
+    expect(await transport.request(address, { type: 'cluster-state' }, { timeoutMs: 5_000 })).toMatchObject({
       type: 'error',
       code: 'KV_INTERNAL',
-      message: expect.stringMatching(/gossip state outside the cluster view layout/),
+      message: expect.stringMatching(/cluster state outside its layout/),
     });
-    expect(await transport.request(address, { type: 'gossip', state: { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 } }, { timeoutMs: 5_000 })).toMatchObject({ type: 'error' });
+    expect(await transport.request(address, { type: 'cluster-state' }, { timeoutMs: 5_000 })).toMatchObject({ type: 'error' });
     expect(await transport.request(address, get('k'), { timeoutMs: 5_000 })).toEqual(found);
   });
 
@@ -257,14 +259,14 @@ describe('the framed peer transport', () => {
     expect(server.refusedConnections).toBe(1);
   });
 
-  it('follows the version policy of docs/WIRE.md: the next release still talks to this one, a build from before the message table is refused', async () => {
+  it('follows the version policy of docs/WIRE.md: the next release still talks to this one, a build from before SWIM membership is refused', async () => {
     const { min, max } = protocolVersions;
     // The next release speaks this build's version and its own (max..max+1): they meet at this build's.
     const { address: newer } = await serve(async () => found, { versions: { min: max, max: max + 1 } });
     const thisBuild = client();
     expect(await thisBuild.request(newer, get('k'), { timeoutMs: 10_000 })).toEqual(found);
     expect(thisBuild.connectionOf(newer, 'replica')?.protocolVersion).toBe(max);
-    // A build of every version before this one (1..2: batches, JSON gossip; 3: the control message) against this
+    // A build of every version before this one (1..2: batches, JSON gossip; 3: the control message; 4: whole-view gossip) against this
     // one: refused at the handshake, naming both ranges, and the secret is in none of the bytes either way.
     const { address: current } = await serve(async () => found);
     const proxy = await recordingProxy(current);
@@ -397,7 +399,7 @@ describe('the framed peer transport', () => {
     const deadPort = (probe.address() as AddressInfo).port;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
     const transport = client({ resolvePeer: () => ({ host: '127.0.0.1', port: deadPort }) });
-    for (const request of [get('k'), { type: 'gossip', state: { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 } } as PeerRequest]) {
+    for (const request of [get('k'), { type: 'cluster-state' } as PeerRequest]) {
       await expect(transport.request(address, request, { timeoutMs: 10_000 })).rejects.toMatchObject({
         code: 'KV_PEER_UNREACHABLE',
         message: expect.stringMatching(/refused: is a ringkv node running there, with the same peerPortOffset\?/),
@@ -409,30 +411,27 @@ describe('the framed peer transport', () => {
     expect(Buffer.concat(recorded).includes(Buffer.from(secret))).toBe(false);
   });
 
-  it('carries one message per frame, its tag first: gossip and handoff-held in binary (tags 40 and 42), read back the same', async () => {
-    const view = { members: { n1: { id: 'n1', address: '127.0.0.1:1', generation: 1, heartbeat: 3, status: 'up' } }, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
+  it('carries one message per frame, its tag first: cluster-state and handoff-held in binary (tags 68 and 42), read back the same', async () => {
+    const state = { ring: null, bucketProperties: { b: { nVal: 2 } }, bucketPropertiesVersion: 3 };
     const seen: PeerRequest[] = [];
     const handler: PeerHandler = async (request) => {
       seen.push(request);
-      return request.type === 'gossip' ? { type: 'gossip-reply', state: request.state } : { type: 'handoff-held-reply', held: [1, 2] };
+      return request.type === 'cluster-state' ? { type: 'cluster-state-reply', from: 'n1', state } : { type: 'handoff-held-reply', held: [1, 2] };
     };
     const { address } = await serve(handler);
     const proxy = await recordingProxy(address);
     const transport = client();
-    const gossip = await transport.request(proxy.address, { type: 'gossip', state: view }, { timeoutMs: 10_000 });
+    const fetched = await transport.request(proxy.address, { type: 'cluster-state' }, { timeoutMs: 10_000 });
     const held = await transport.request(proxy.address, { type: 'handoff-held', partitions: [1, 2, 3] }, { timeoutMs: 10_000 });
-    expect(gossip).toEqual({ type: 'gossip-reply', state: view });
+    expect(fetched).toEqual({ type: 'cluster-state-reply', from: 'n1', state });
     expect(held).toEqual({ type: 'handoff-held-reply', held: [1, 2] });
-    expect(seen).toEqual([
-      { type: 'gossip', state: view },
-      { type: 'handoff-held', partitions: [1, 2, 3] },
-    ]);
+    expect(seen).toEqual([{ type: 'cluster-state' }, { type: 'handoff-held', partitions: [1, 2, 3] }]);
     expect(transport.connectionOf(proxy.address, 'background')?.protocolVersion).toBe(protocolVersions.max);
     await transport.close();
     const decoder = new FrameDecoder();
     const tags = decoder.push(Buffer.concat(proxy.sentByClient)).filter((frame) => frame.type === frameTypes.request).map((frame) => frame.payload[0]);
-    expect(tags).toEqual([requestMessages.gossip.tag, requestMessages['handoff-held'].tag]);
-    expect(tags).toEqual([40, 42]);
+    expect(tags).toEqual([requestMessages['cluster-state'].tag, requestMessages['handoff-held'].tag]);
+    expect(tags).toEqual([68, 42]);
   });
 });
 
@@ -458,11 +457,11 @@ describe.skipIf(opensslMissing !== undefined)('the framed peer transport over TL
 
   it('round-trips requests on both lanes over TLS verified against the cluster CA, and refuses a peer it cannot verify', async () => {
     const { ca, cert, key } = certificates();
-    const { address } = await serve(async (request) => (request.type === 'gossip' ? { type: 'gossip-reply', state: request.state } : found), { tls: { key, cert } });
+    const state = { ring: null, bucketProperties: { tls: { nVal: 3 } }, bucketPropertiesVersion: 1 };
+    const { address } = await serve(async (request) => (request.type === 'cluster-state' ? { type: 'cluster-state-reply', from: 'n1', state } : found), { tls: { key, cert } });
     const transport = client({ tls: { ca } });
     expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual(found);
-    const view = { members: {}, ring: null, bucketProperties: { tls: { nVal: 3 } }, bucketPropertiesVersion: 1 };
-    expect(await transport.request(address, { type: 'gossip', state: view }, { timeoutMs: 10_000 })).toEqual({ type: 'gossip-reply', state: view });
+    expect(await transport.request(address, { type: 'cluster-state' }, { timeoutMs: 10_000 })).toEqual({ type: 'cluster-state-reply', from: 'n1', state });
     // Without the CA the server's certificate does not verify (the system store does not know it).
     await expect(client({ tls: {} }).request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'KV_PEER_UNREACHABLE' });
     // A plain-TCP client does not get past the TLS listener either.

@@ -89,7 +89,7 @@ const object = (text: string): VersionedObject => ({
 });
 
 /** A cluster view as gossip carries it. */
-const gossipView = { members: { a: { id: 'a', address: '127.0.0.1:1', generation: 1, heartbeat: 4, status: 'up' } }, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
+const swimNews = [{ id: 'a', address: '127.0.0.1:1', generation: 1, version: 4, state: 'suspect' as const, lifecycle: 'up' as const, accuser: 'b', transfersDoneForRing: 0 }];
 
 /** One request of every type, with fields that make each distinguishable. */
 const everyRequest: readonly PeerRequest[] = [
@@ -103,7 +103,7 @@ const everyRequest: readonly PeerRequest[] = [
     sync: true,
   },
   { type: 'replica-put', bucket: 'b', key: 'replicated', object: object('merged'), mode: 'lww', sync: false, hintFor: 'node-c' },
-  { type: 'gossip', state: gossipView },
+  { type: 'swim-ping', sequence: 7, from: 'b', target: 'a', updates: swimNews },
   { type: 'handoff-held', partitions: [7, 1, 2] },
 ];
 
@@ -116,8 +116,8 @@ const echo: PeerHandler = async (request) => {
       return { type: 'coordinate-put-reply', object: object(Buffer.from(request.write.value).toString()), durable: request.sync, dot: { node: 'peer', counter: 9 } };
     case 'replica-put':
       return { type: 'replica-put-reply', durable: request.sync };
-    case 'gossip':
-      return { type: 'gossip-reply', state: request.state };
+    case 'swim-ping':
+      return { type: 'swim-ack', sequence: request.sequence, from: request.target, updates: request.updates };
     case 'handoff-held':
       return { type: 'handoff-held-reply', held: request.partitions.filter((partition) => partition !== 1) };
     default:
@@ -130,7 +130,7 @@ const expectedReplies: readonly PeerReply[] = [
   { type: 'replica-get-reply', object: object('b/get-me') },
   { type: 'coordinate-put-reply', object: object('new value'), durable: true, dot: { node: 'peer', counter: 9 } },
   { type: 'replica-put-reply', durable: false },
-  { type: 'gossip-reply', state: gossipView },
+  { type: 'swim-ack', sequence: 7, from: 'a', updates: swimNews },
   { type: 'handoff-held-reply', held: [7, 2] },
 ];
 
@@ -178,7 +178,7 @@ describe.each([simulatedFixture(), framedFixture()])('the Transport contract: $n
     });
     const client = transport();
     expect(await client.request(address, { type: 'replica-get', bucket: 'b', key: 'k' }, { timeoutMs: 5_000 })).toEqual({ type: 'error', code: 'KV_NOT_READY', message: 'not ready yet' });
-    expect(await client.request(address, { type: 'gossip', state: { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 } }, { timeoutMs: 5_000 })).toEqual({ type: 'error', code: 'KV_STORAGE', message: 'disk full' });
+    expect(await client.request(address, { type: 'cluster-state' }, { timeoutMs: 5_000 })).toEqual({ type: 'error', code: 'KV_STORAGE', message: 'disk full' });
   });
 
   it('rejects with KV_TIMEOUT when the peer takes the request but never answers', async () => {

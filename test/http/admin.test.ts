@@ -94,6 +94,8 @@ describe('the admin routes', () => {
     expect(text).toContain('ringkv_storage_level_files{level="1"} 5');
     expect(text).toContain('ringkv_storage_level_bytes{level="0"} 4096');
     expect(text).toContain('ringkv_storage_compactions_total 7');
+    expect(text).toContain('ringkv_gossip_bytes_sent_total 123456');
+    expect(text).toContain('ringkv_gossip_rounds_total 300');
     expect(service.callsOf('status')).toHaveLength(1);
 
     // A second scrape does not double the mirrored totals.

@@ -39,6 +39,7 @@ export const fakeStatus: NodeStatus = {
     keys: 42,
   },
   hints: { pending: 3, delivered: 11, expired: 1, dropped: 4 },
+  gossip: { bytesSent: 123_456, rounds: 300, healthScore: 0 },
 };
 
 /**
@@ -169,7 +170,12 @@ export class FakeKvService implements KvService {
         this.objects.set(`${request.bucket}/${request.key}`, mergeObjects(local, request.object, request.mode));
         return { type: 'replica-put-reply', durable: request.sync };
       }
-      case 'gossip':
+      case 'swim-ping':
+      case 'swim-ping-req':
+      case 'swim-gossip':
+      case 'swim-digest':
+      case 'swim-records':
+      case 'cluster-state':
         throw new KvError('KV_NOT_READY', 'the fake does not gossip');
       default:
         throw new Error(`the fake cannot handle ${request.type}`);

@@ -15,7 +15,7 @@ const seeds = process.env.SIM_SEED !== undefined ? [Number(process.env.SIM_SEED)
 /** The shipped timings (config/default.json), so virtual time says how long formation takes in production. */
 const shippedTimings = {
   partitionCount: 64,
-  gossip: { intervalMs: 1000, fanout: 2, phiThreshold: 8 },
+  gossip: { intervalMs: 1000, fanout: 2 },
   handoff: { intervalMs: 1000, batchSize: 500, cleanupDelayMs: 10_000 },
   hintedHandoff: { intervalMs: 1000, batchSize: 100 },
 };

@@ -74,7 +74,7 @@ describe('SWIM membership in simulation', () => {
       const idleBytes = (cluster.bytesSent - before) / members / 5;
       before = cluster.bytesSent;
       for (let round = 0; round < 5; round++) {
-        for (const id of cluster.liveIds) cluster.at(cluster.nowMs + random.int(roundMs), () => cluster.member(id).publish('up'));
+        for (const id of cluster.liveIds) cluster.at(cluster.nowMs + random.int(roundMs), () => cluster.member(id).publish({ lifecycle: 'up' }));
         cluster.runFor(roundMs);
       }
       const churnBytes = (cluster.bytesSent - before) / members / 5;

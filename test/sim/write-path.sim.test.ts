@@ -27,7 +27,7 @@ function refuseAt(sim: SimCluster, member: SimMember, refuse: (request: PeerRequ
   sim.network.register(member.address, async (request) => (refuse(request) ? refused(`test refuses ${request.type}`) : member.node.handlePeer(request)));
 }
 
-const replicaTraffic = new Set(['replica-get', 'coordinate-put', 'replica-put', 'gossip']);
+const replicaTraffic = new Set(['replica-get', 'coordinate-put', 'replica-put', 'swim-ping', 'swim-ping-req', 'swim-gossip', 'swim-digest', 'swim-records', 'cluster-state']);
 
 describe('one deadline per request', () => {
   it.each([1, 2, 3])('seed %i: a forwarded write that then replicates answers 504 at its deadline, not after twice it', async (seed) => {

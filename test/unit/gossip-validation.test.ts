@@ -2,35 +2,57 @@ import { describe, expect, it } from 'vitest';
 import { SeededRandom } from '../../src/sim/seeded-random.js';
 import { VirtualClock } from '../../src/sim/virtual-clock.js';
 import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
-import { createRing } from '../../src/core/ring/ring.js';
+import type { SwimRecord } from '../../src/core/membership/swim-messages.js';
+import { compareRings, createRing, ringHash } from '../../src/core/ring/ring.js';
+import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { Claimant } from '../../src/engine/claimant.js';
-import { Gossiper } from '../../src/engine/gossiper.js';
+import { Gossiper, type GossiperOptions } from '../../src/engine/gossiper.js';
 import type { Logger } from '../../src/ports/logger.js';
 import type { Transport } from '../../src/ports/transport.js';
 
 /**
- * Goal: peer input is not trusted. Gossip state that fails its schema (member records with
- * missing or out-of-range fields, rings of the wrong shape or naming unknown nodes) is refused
- * and logged before it touches the view; valid parts of the same message are still taken.
+ * Goal: peer input is not trusted. A cluster state fetched from a peer (ring and bucket
+ * properties, fetched whole when SWIM's digests show a newer version) that fails its schema is
+ * refused and logged before it touches the node's state, and valid parts of it are still taken;
+ * a damaged persisted view starts the node with its valid parts; a removal reaches the removed
+ * node, whatever its generation. And the engine answers SWIM's requests in their reply frames.
  */
 
-const member = (id: string, overrides: Partial<MemberRecord> = {}): MemberRecord => ({
+const member = (id: string, overrides: Partial<SwimRecord> = {}): SwimRecord => ({
   id,
   address: `10.0.0.${id.slice(1)}:7000`,
   generation: 1,
-  heartbeat: 5,
-  status: 'up',
+  version: 1,
+  state: 'alive',
+  lifecycle: 'up',
+  accuser: '',
+  transfersDoneForRing: 0,
   ...overrides,
 });
 
-const unreachable: Transport = {
-  request: async () => {
-    throw new Error('no network in this test');
-  },
-  close: async () => undefined,
-};
+/** A transport whose cluster-state answer the test sets; every other request fails. */
+class ScriptedTransport implements Transport {
+  clusterState: unknown = null;
+  readonly sent: PeerRequest[] = [];
 
-function founder(): { gossiper: Gossiper; warnings: string[]; persisted: ClusterView[] } {
+  async request(_target: string, message: PeerRequest): Promise<PeerReply> {
+    this.sent.push(message);
+    if (message.type === 'cluster-state') return { type: 'cluster-state-reply', from: 'n2', state: this.clusterState };
+    throw new Error('no network in this test');
+  }
+
+  async close(): Promise<void> {}
+}
+
+interface Harness {
+  readonly gossiper: Gossiper;
+  readonly transport: ScriptedTransport;
+  readonly warnings: string[];
+  readonly persisted: ClusterView[];
+  readonly options: GossiperOptions;
+}
+
+function founder(overrides: Partial<GossiperOptions> = {}): Harness {
   const warnings: string[] = [];
   const persisted: ClusterView[] = [];
   const logger: Logger = {
@@ -43,17 +65,17 @@ function founder(): { gossiper: Gossiper; warnings: string[]; persisted: Cluster
       warnings.push(`${message ?? ''} ${JSON.stringify(object)}`);
     },
   };
-  const gossiper = new Gossiper({
-    self: member('n1', { heartbeat: 0, status: 'joining' }),
+  const transport = new ScriptedTransport();
+  const options: GossiperOptions = {
+    self: { id: 'n1', address: '10.0.0.1:7000', generation: 1 },
     seeds: [],
     partitionCount: 8,
     bucketProperties: { '': { nVal: 3 } },
     intervalMs: 1000,
     fanout: 2,
-    phiThreshold: 8,
     peerTimeoutMs: 500,
     initialView: undefined,
-    transport: unreachable,
+    transport,
     clock: new VirtualClock(1_700_000_000_000),
     random: new SeededRandom(1),
     logger,
@@ -61,26 +83,29 @@ function founder(): { gossiper: Gossiper; warnings: string[]; persisted: Cluster
     persist: async (view) => {
       persisted.push(view);
     },
-  });
-  return { gossiper, warnings, persisted };
-}
-
-/** A well-formed peer state: n1 and n2, with a ring of version `version` over them. */
-function peerState(version: number): ClusterView {
-  return {
-    members: { n1: member('n1'), n2: member('n2') },
-    ring: { ...createRing(8, ['n1', 'n2']), version },
-    bucketProperties: {},
-    bucketPropertiesVersion: 0,
+    ...overrides,
   };
+  return { gossiper: new Gossiper(options), transport, warnings, persisted, options };
 }
 
-describe('gossiper: malformed peer state is refused', () => {
+const settle = async (): Promise<void> => {
+  for (let turn = 0; turn < 10; turn++) await Promise.resolve();
+};
+
+/** Makes n2 known to the gossiper, then shows it a digest of n2's with ring version `ringVersion`: the gossiper fetches n2's cluster state. */
+async function offer(harness: Harness, state: unknown, ringVersion = 9, bucketPropertiesVersion = 0): Promise<void> {
+  harness.transport.clusterState = state;
+  await harness.gossiper.receive({ type: 'swim-gossip', from: 'n2', updates: [member('n2')] });
+  await harness.gossiper.receive({ type: 'swim-digest', sequence: 1, from: 'n2', afterId: '', throughId: '', ringVersion, ringHash: 1, bucketPropertiesVersion, entries: [] });
+  await settle();
+}
+
+describe('gossiper: a malformed fetched cluster state is refused', () => {
   const malformedRings: [string, unknown][] = [
     ['owners shorter than partitionCount', { partitionCount: 8, owners: ['n1', 'n2'], version: 9, next: null }],
     ['a partitionCount that is not a power of two', { partitionCount: 6, owners: ['n1', 'n2', 'n1', 'n2', 'n1', 'n2'], version: 9, next: null }],
     ['a partitionCount other than the cluster’s', { ...createRing(16, ['n1', 'n2']), version: 9 }],
-    ['an owner that is no known member', { ...createRing(8, ['n1', 'ghost']), version: 9 }],
+    ['an owner that is no node id', { ...createRing(8, ['n1', 'has space']), version: 9 }],
     ['a version that is not an integer', { ...createRing(8, ['n1', 'n2']), version: '9' }],
     ['a version of Infinity-like size', { ...createRing(8, ['n1', 'n2']), version: 1e300 }],
     ['a next of the wrong length', { ...createRing(8, ['n1', 'n2']), version: 9, next: ['n1'] }],
@@ -89,85 +114,61 @@ describe('gossiper: malformed peer state is refused', () => {
     ['no object at all', 'ring'],
   ];
 
-  it.each(malformedRings)('refuses a ring with %s, keeps its own, and logs it', (_what, ring) => {
-    const { gossiper, warnings, persisted } = founder();
-    const before = gossiper.ring!;
-    gossiper.receive({ ...peerState(2), ring });
-    // The founder keeps its own ring; at most, as claimant, it plans the valid joiner n2 into it.
-    expect(gossiper.ring?.partitionCount).toBe(8);
-    expect(gossiper.ring?.owners).toEqual(before.owners);
-    expect(gossiper.ring!.version).toBeLessThanOrEqual(before.version + 1);
-    expect(persisted.every((view) => view.ring !== null && view.ring.version <= before.version + 1 && view.ring.partitionCount === 8)).toBe(true);
-    expect(warnings.join('\n')).toMatch(/refused/);
-    // The valid member records of the same message are still taken.
-    expect(gossiper.view.members.n2?.status).toBe('up');
+  it.each(malformedRings)('refuses a ring with %s, keeps its own, and logs it', async (_what, ring) => {
+    const harness = founder();
+    const before = harness.gossiper.ring!;
+    await offer(harness, { ring, bucketProperties: {}, bucketPropertiesVersion: 0 });
+    expect(harness.transport.sent.some((request) => request.type === 'cluster-state')).toBe(true);
+    // The founder keeps its own ring; at most, as claimant, it plans the member n2 into it.
+    expect(harness.gossiper.ring?.partitionCount).toBe(8);
+    expect(harness.gossiper.ring?.owners).toEqual(before.owners);
+    expect(harness.gossiper.ring!.version).toBeLessThanOrEqual(before.version + 1);
+    expect(harness.persisted.every((view) => view.ring !== null && view.ring.version <= before.version + 1 && view.ring.partitionCount === 8)).toBe(true);
+    expect(harness.warnings.join('\n')).toMatch(/refused/);
   });
 
-  const malformedMembers: [string, unknown][] = [
-    ['no generation', { id: 'n3', address: '10.0.0.3:7000', heartbeat: 5, status: 'up' }],
-    ['a negative generation', member('n3', { generation: -1 })],
-    ['a generation far in the future', member('n3', { generation: 9e15 })],
-    ['a heartbeat that is not a number', { ...member('n3'), heartbeat: '7' }],
-    ['an unknown status', { ...member('n3'), status: 'boss' }],
-    ['an address that is not host:port', member('n3', { address: 'somewhere' })],
-    ['an id other than its key', member('n4')],
-    ['an id that is not a string', { ...member('n3'), id: 3 }],
-    ['a transfersDoneForRing that is not an integer', { ...member('n3'), transfersDoneForRing: 1.5 }],
-  ];
-
-  it.each(malformedMembers)('refuses a member record with %s', (_what, record) => {
-    const { gossiper, warnings } = founder();
-    gossiper.receive({ ...peerState(0), ring: null, members: { n2: member('n2'), n3: record } });
-    expect(gossiper.view.members.n3).toBeUndefined();
-    expect(gossiper.view.members.n2?.status).toBe('up');
-    expect(warnings.join('\n')).toMatch(/refused/);
+  it('refuses malformed bucket properties without throwing, and takes valid ones with a newer version', async () => {
+    const harness = founder();
+    const before = harness.gossiper.view;
+    await offer(harness, { ring: null, bucketProperties: { '': { nVal: 'three' } }, bucketPropertiesVersion: 99 }, 0, 99);
+    expect(harness.gossiper.view.bucketProperties).toEqual(before.bucketProperties);
+    expect(harness.gossiper.view.bucketPropertiesVersion).toBe(before.bucketPropertiesVersion);
+    await offer(harness, { ring: null, bucketProperties: { sessions: { conflictMode: 'lww', ttlSeconds: 3600 } }, bucketPropertiesVersion: 5 }, 0, 5);
+    expect(harness.gossiper.view.bucketProperties).toEqual({ sessions: { conflictMode: 'lww', ttlSeconds: 3600 } });
+    await offer(harness, { ring: null, bucketProperties: { sessions: { ttlSeconds: -1 } }, bucketPropertiesVersion: 6 }, 0, 6);
+    expect(harness.gossiper.view.bucketPropertiesVersion).toBe(5);
   });
 
-  it('does not let a record without a generation replace a known member', () => {
-    const { gossiper } = founder();
-    gossiper.receive(peerState(0));
-    const known = gossiper.view.members.n2;
-    gossiper.receive({ ...peerState(0), ring: null, members: { n2: { id: 'n2', address: '10.9.9.9:1', heartbeat: 999, status: 'leaving' } } });
-    expect(gossiper.view.members.n2).toEqual(known);
+  it('takes a well-formed ring with a higher version, naming a member it has not heard of yet', async () => {
+    const harness = founder();
+    await offer(harness, { ring: { ...createRing(8, ['n1', 'n2', 'n3']), version: 9 }, bucketProperties: {}, bucketPropertiesVersion: 0 });
+    // Taken, and then (n1 being the claimant) planned on from.
+    expect(harness.gossiper.ring?.version).toBeGreaterThanOrEqual(9);
+    expect(harness.warnings).toEqual([]);
   });
 
-  it('refuses state that is not an object, and malformed bucket properties, without throwing', () => {
-    const { gossiper } = founder();
-    const before = gossiper.view;
-    const ringBefore = JSON.stringify(gossiper.ring);
-    for (const junk of [null, 7, 'gossip', [], { members: 'everyone' }, { members: [], ring: 5 }]) expect(() => gossiper.receive(junk)).not.toThrow();
-    expect(JSON.stringify(gossiper.ring)).toBe(ringBefore);
-    const quiet = { members: { n1: member('n1') }, ring: null };
-    gossiper.receive({ ...quiet, bucketProperties: { '': { nVal: 'three' } }, bucketPropertiesVersion: 99 });
-    gossiper.receive({ ...quiet, bucketProperties: { '': { nVal: 3 } }, bucketPropertiesVersion: 1e300 });
-    expect(gossiper.view.bucketProperties).toEqual(before.bucketProperties);
-    expect(gossiper.view.bucketPropertiesVersion).toBe(before.bucketPropertiesVersion);
-    expect(JSON.stringify(gossiper.ring)).toBe(ringBefore);
-  });
-
-  it("takes a bucket's default ttlSeconds with its other properties, and refuses one out of range", () => {
-    const { gossiper } = founder();
-    const quiet = { members: { n1: member('n1') }, ring: null };
-    gossiper.receive({ ...quiet, bucketProperties: { sessions: { conflictMode: 'lww', ttlSeconds: 3600 } }, bucketPropertiesVersion: 5 });
-    expect(gossiper.view.bucketProperties).toEqual({ sessions: { conflictMode: 'lww', ttlSeconds: 3600 } });
-    gossiper.receive({ ...quiet, bucketProperties: { sessions: { ttlSeconds: -1 } }, bucketPropertiesVersion: 6 });
-    expect(gossiper.view.bucketPropertiesVersion).toBe(5);
-  });
-
-  it('still takes a well-formed ring with a higher version', () => {
-    const { gossiper } = founder();
-    gossiper.receive(peerState(5));
-    expect(gossiper.ring?.version).toBe(5);
+  it('settles two different rings of one version by compareRings, noticed by the ring hash', async () => {
+    const harness = founder();
+    await harness.gossiper.receive({ type: 'swim-gossip', from: 'n2', updates: [member('n2')] });
+    const mine = harness.gossiper.ring!;
+    const theirs = { ...createRing(8, ['n2']), version: mine.version };
+    await offer(harness, { ring: theirs, bucketProperties: {}, bucketPropertiesVersion: 0 }, mine.version);
+    expect(harness.transport.sent.some((request) => request.type === 'cluster-state')).toBe(true);
+    // Every node settles on the ring compareRings ranks first (here the peer's), so both sides end with one ring.
+    expect(compareRings(theirs, mine)).toBeGreaterThan(0);
+    expect(ringHash(harness.gossiper.ring)).toBe(ringHash(theirs));
   });
 });
 
 describe('gossiper: a malformed persisted view', () => {
   it('starts with the valid parts of it and logs what it dropped', () => {
-    const { gossiper: reference } = founder();
-    const warnings: string[] = [];
-    const logger: Logger = { debug() {}, info() {}, warn: (object, message) => warnings.push(`${message ?? ''} ${JSON.stringify(object)}`), error: (object, message) => warnings.push(`${message ?? ''} ${JSON.stringify(object)}`) };
-    const stored = { members: { n1: member('n1'), n2: { id: 'n2' } }, ring: { partitionCount: 8, owners: ['n1'], version: 3, next: null }, bucketProperties: {}, bucketPropertiesVersion: 1 };
-    const gossiper = new Gossiper({ ...reference['options'], seeds: ['10.0.0.2:7000'], initialView: stored as unknown as ClusterView, logger });
+    const stored = {
+      members: { n1: { id: 'n1', address: '10.0.0.1:7000', generation: 1, status: 'up' } satisfies MemberRecord, n2: { id: 'n2' } },
+      ring: { partitionCount: 8, owners: ['n1'], version: 3, next: null },
+      bucketProperties: {},
+      bucketPropertiesVersion: 1,
+    };
+    const { gossiper, warnings } = founder({ seeds: ['10.0.0.2:7000'], initialView: stored });
     expect(gossiper.ring).toBeNull();
     expect(gossiper.view.members.n2).toBeUndefined();
     expect(gossiper.ownStatus).toBe('joining');
@@ -176,26 +177,45 @@ describe('gossiper: a malformed persisted view', () => {
 });
 
 describe('gossiper: a removed node learns it was removed', () => {
-  it('adopts its removal whatever its own generation, tells its node once, and says how to rejoin', () => {
-    const { gossiper: reference } = founder();
-    const errors: string[] = [];
-    const logger: Logger = { debug() {}, info() {}, warn() {}, error: (_object, message) => errors.push(message ?? '') };
+  it('adopts its removal whatever its own generation, tells its node once, and says how to rejoin', async () => {
     let removedCalls = 0;
-    const gossiper = new Gossiper({
-      ...reference['options'],
-      self: member('n2', { generation: 50, heartbeat: 0, status: 'joining' }),
+    const { gossiper, warnings } = founder({
+      self: { id: 'n2', address: '10.0.0.2:7000', generation: 50 },
       seeds: ['10.0.0.1:7000'],
-      logger,
     });
     gossiper.onRemoved(() => {
       removedCalls += 1;
     });
-    const removal: ClusterView = { ...peerState(3), members: { n1: member('n1'), n2: member('n2', { generation: 7, status: 'removed' }) }, ring: { ...createRing(8, ['n1']), version: 3 } };
-    gossiper.receive(removal);
-    gossiper.receive(removal);
+    const removal = member('n2', { generation: 7, state: 'removed', lifecycle: 'removed', accuser: 'n1' });
+    await gossiper.receive({ type: 'swim-gossip', from: 'n1', updates: [member('n1'), removal] });
+    await gossiper.receive({ type: 'swim-gossip', from: 'n1', updates: [removal] });
     expect(gossiper.ownStatus).toBe('removed');
     expect(gossiper.view.members.n2?.generation).toBe(50);
     expect(removedCalls).toBe(1);
-    expect(errors.join('\n')).toMatch(/wipe its data directory/);
+    expect(warnings.join('\n')).toMatch(/wipe its data directory/);
+  });
+});
+
+describe('gossiper: SWIM requests are answered in their reply frames', () => {
+  it('answers a ping with its ack, a digest with its reply, gossip with swim-done, and a ping meant for another id with swim-done', async () => {
+    const { gossiper } = founder();
+    expect(await gossiper.receive({ type: 'swim-ping', sequence: 4, from: 'n2', target: 'n1', updates: [member('n2')] })).toMatchObject({ type: 'swim-ack', sequence: 4, from: 'n1' });
+    expect(await gossiper.receive({ type: 'swim-ping', sequence: 5, from: 'n2', target: 'n9', updates: [] })).toEqual({ type: 'swim-done' });
+    expect(await gossiper.receive({ type: 'swim-digest', sequence: 6, from: 'n2', afterId: '', throughId: '', ringVersion: 0, ringHash: 0, bucketPropertiesVersion: 0, entries: [] })).toMatchObject({
+      type: 'swim-digest-reply',
+      sequence: 6,
+    });
+    expect(await gossiper.receive({ type: 'swim-gossip', from: 'n2', updates: [] })).toEqual({ type: 'swim-done' });
+    expect(gossiper.bytesSent).toBeGreaterThan(0);
+  });
+
+  it('answers an indirect ping with a nack when the target does not answer in time', async () => {
+    const { gossiper, options } = founder();
+    await gossiper.receive({ type: 'swim-gossip', from: 'n2', updates: [member('n2'), member('n3')] });
+    gossiper.start();
+    const answer = gossiper.receive({ type: 'swim-ping-req', sequence: 8, from: 'n2', target: 'n3', updates: [] });
+    await (options.clock as VirtualClock).advance(options.intervalMs);
+    expect(await answer).toEqual({ type: 'swim-nack', sequence: 8, from: 'n1' });
+    gossiper.stop();
   });
 });

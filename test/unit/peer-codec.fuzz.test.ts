@@ -9,8 +9,9 @@ import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../../sr
 import { ByteWriter } from '../../src/core/wire/bytes.js';
 import type { Limit } from '../../src/core/wire/fields.js';
 import { type MessageEntry, type PeerMessage, repliesByTag, replyMessages, requestMessages, requestsByTag, retiredTags, wireLimits } from '../../src/core/wire/message-table.js';
-import { decodeViewState, encodeViewState, viewWireLimits } from '../../src/core/wire/state-codec.js';
-import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
+import { decodeClusterState, encodeClusterState, viewWireLimits } from '../../src/core/wire/state-codec.js';
+import type { ClusterView } from '../../src/core/membership/membership.js';
+import type { SwimRecord } from '../../src/core/membership/swim-messages.js';
 import { type NodeLocation, createRing } from '../../src/core/ring/ring.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { KvError } from '../../src/util/errors.js';
@@ -67,37 +68,44 @@ const location: fc.Arbitrary<NodeLocation> = fc
   .record({ host: fc.constantFrom('host-a', 'host-b', 'rack-3.example'), zone: fc.option(fc.constantFrom('zone-1', 'zone-2'), { nil: undefined }) })
   .map(({ host, zone }) => (zone === undefined ? { host } : { host, zone }));
 
-const member: fc.Arbitrary<MemberRecord> = fc
+/** SWIM records: a member's state and lifecycle, with and without a location. */
+const swimRecord: fc.Arbitrary<SwimRecord> = fc
   .record({
     id: nodeId,
     address: fc.tuple(fc.constantFrom('127.0.0.1', 'node-b.example'), fc.integer({ min: 1, max: 65_535 })).map(([host, port]) => `${host}:${port}`),
     generation: fc.integer({ min: 0, max: 2 ** 40 }),
-    heartbeat: fc.integer({ min: 0, max: 2 ** 48 }),
-    status: fc.constantFrom('joining' as const, 'up' as const, 'leaving' as const, 'left' as const, 'removed' as const),
-    transfersDoneForRing: fc.option(fc.nat(), { nil: undefined }),
+    version: fc.integer({ min: 0, max: 2 ** 40 }),
+    state: fc.constantFrom('alive' as const, 'suspect' as const, 'dead' as const, 'left' as const, 'removed' as const),
+    lifecycle: fc.constantFrom('joining' as const, 'up' as const, 'leaving' as const, 'left' as const, 'removed' as const),
+    accuser: fc.oneof(fc.constant(''), nodeId),
+    transfersDoneForRing: fc.nat(),
     location: fc.option(location, { nil: undefined }),
   })
-  .map(({ transfersDoneForRing, location: where, ...record }) => ({ ...record, ...(transfersDoneForRing === undefined ? {} : { transfersDoneForRing }), ...(where === undefined ? {} : { location: where }) }));
+  .map(({ location: where, ...record }) => (where === undefined ? record : { ...record, location: where }));
+const swimRecords = fc.array(swimRecord, { minLength: 1, maxLength: 4 });
+const sequence = fc.integer({ min: 0, max: 2 ** 40 });
+const ringHash = fc.nat({ max: 0xffff_ffff });
+const digestEntry = fc.record({ id: nodeId, generation: sequence, version: sequence, state: fc.constantFrom('alive' as const, 'suspect' as const, 'dead' as const, 'left' as const, 'removed' as const) });
 const quorumSetting = fc.oneof(fc.constantFrom('one' as const, 'quorum' as const, 'all' as const), fc.integer({ min: 1, max: 64 }));
 const bucketEntry = fc.record(
   { nVal: fc.integer({ min: 1, max: 16 }), r: quorumSetting, w: quorumSetting, conflictMode: fc.constantFrom('siblings' as const, 'lww' as const), ttlSeconds: fc.nat(), consistent: fc.boolean() },
   { requiredKeys: [] },
 );
-/** Cluster views as gossip carries them: members by id, a ring (maybe with a pending change) naming some of them, bucket properties. */
-const view: fc.Arbitrary<ClusterView> = fc
+/** Cluster states as cluster-state-reply carries them: a ring (maybe with a pending change) naming some members, bucket properties. */
+const clusterState: fc.Arbitrary<Omit<ClusterView, 'members'>> = fc
   .record({
-    members: fc.uniqueArray(member, { selector: (record) => record.id, maxLength: 6 }),
+    members: fc.uniqueArray(nodeId, { maxLength: 6 }),
     ring: fc.option(fc.tuple(fc.constantFrom(1, 8, 64), fc.integer({ min: 1, max: 2 ** 40 }), fc.boolean(), fc.nat(), fc.array(location, { maxLength: 6 })), { nil: null }),
     bucketProperties: fc.dictionary(fc.string({ maxLength: 10 }), bucketEntry, { maxKeys: 3 }),
     bucketPropertiesVersion: fc.nat(),
   })
   .map(({ members, ring, bucketProperties, bucketPropertiesVersion }) => {
-    const ids = members.length === 0 ? ['n0000'] : members.map((record) => record.id);
+    const ids = members.length === 0 ? ['n0000'] : members;
     // Locations for some of the ring's ids (the ring keeps only those that differ from the default: own host, no zone).
     const locations = ring === null ? {} : Object.fromEntries(ring[4].slice(0, ids.length).map((where, index) => [ids[index] as string, where]));
     const base = ring === null ? null : { ...createRing(ring[0], ids, locations), version: ring[1] };
     const withNext = base !== null && ring !== null && ring[2] ? { ...base, next: base.owners.map((_, partition) => ids[(partition + ring[3]) % ids.length] as string) } : base;
-    return { members: Object.fromEntries(members.map((record) => [record.id, record])), ring: withNext, bucketProperties, bucketPropertiesVersion };
+    return { ring: withNext, bucketProperties, bucketPropertiesVersion };
   });
 
 const mode = fc.constantFrom('siblings' as const, 'lww' as const);
@@ -135,7 +143,22 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
     { type: fc.constant('replica-put' as const), bucket: fc.string(), key: fc.string(), object, mode, sync: fc.boolean(), hintFor: fc.string({ minLength: 1 }) },
     { requiredKeys: ['type', 'bucket', 'key', 'object', 'mode', 'sync'] },
   ),
-  gossip: fc.record({ type: fc.constant('gossip' as const), state: view }),
+  'swim-ping': fc.record({ type: fc.constant('swim-ping' as const), sequence, from: nodeId, target: nodeId, updates: swimRecords }),
+  'swim-ping-req': fc.record({ type: fc.constant('swim-ping-req' as const), sequence, from: nodeId, target: nodeId, updates: swimRecords }),
+  'swim-gossip': fc.record({ type: fc.constant('swim-gossip' as const), from: nodeId, updates: swimRecords }),
+  'swim-records': fc.record({ type: fc.constant('swim-records' as const), from: nodeId, records: swimRecords }),
+  'swim-digest': fc.record({
+    type: fc.constant('swim-digest' as const),
+    sequence,
+    from: nodeId,
+    afterId: nodeId,
+    throughId: nodeId,
+    ringVersion: sequence,
+    ringHash,
+    bucketPropertiesVersion: sequence,
+    entries: fc.array(digestEntry, { minLength: 1, maxLength: 4 }),
+  }),
+  'cluster-state': fc.constant({ type: 'cluster-state' as const }),
   'handoff-held': fc.record({ type: fc.constant('handoff-held' as const), partitions: fc.array(partition, { maxLength: 8 }) }),
   'handoff-fetch': fc.record({
     type: fc.constant('handoff-fetch' as const),
@@ -181,7 +204,21 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
   'replica-get-reply': fc.record({ type: fc.constant('replica-get-reply' as const), object: fc.option(object, { nil: null }) }),
   'coordinate-put-reply': fc.record({ type: fc.constant('coordinate-put-reply' as const), object, durable: fc.boolean(), dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }) }),
   'replica-put-reply': fc.record({ type: fc.constant('replica-put-reply' as const), durable: fc.boolean() }),
-  'gossip-reply': fc.record({ type: fc.constant('gossip-reply' as const), state: view }),
+  'swim-ack': fc.record({ type: fc.constant('swim-ack' as const), sequence, from: nodeId, updates: swimRecords }),
+  'swim-nack': fc.record({ type: fc.constant('swim-nack' as const), sequence, from: nodeId }),
+  'swim-digest-reply': fc.record({
+    type: fc.constant('swim-digest-reply' as const),
+    sequence,
+    from: nodeId,
+    coveredThroughId: nodeId,
+    ringVersion: sequence,
+    ringHash,
+    bucketPropertiesVersion: sequence,
+    wanted: fc.array(nodeId, { minLength: 1, maxLength: 4 }),
+    records: swimRecords,
+  }),
+  'swim-done': fc.constant({ type: 'swim-done' as const }),
+  'cluster-state-reply': fc.record({ type: fc.constant('cluster-state-reply' as const), from: nodeId, state: clusterState }),
   'handoff-held-reply': fc.record({ type: fc.constant('handoff-held-reply' as const), held: fc.array(partition, { maxLength: 8 }) }),
   error: fc.record({ type: fc.constant('error' as const), code: fc.constant('KV_BAD_REQUEST'), message: fc.string() }),
   'object-page': fc.record({ type: fc.constant('object-page' as const), items: fc.array(item, { maxLength: 3 }), done: fc.boolean() }),
@@ -392,43 +429,35 @@ describe('peer codec fuzz, over the message table', () => {
     );
   });
 
-  it('refuses to send gossip outside the binary layout: a malformed view is the sender\'s bug, not a message', () => {
-    for (const state of [{ members: 'nope' }, { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0, extra: 1 }, [1, 2], null]) {
-      expect(encodeViewState(state)).toBeUndefined();
-      expect(() => encodeRequest({ type: 'gossip', state })).toThrow(/gossip state outside the cluster view layout/);
-      expect(() => encodeReply({ type: 'gossip-reply', state })).toThrow(KvError);
+  it('refuses to send a cluster state outside the binary layout: a malformed state is the sender\'s bug, not a message', () => {
+    for (const state of [{ members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 }, { ring: null, bucketProperties: {}, bucketPropertiesVersion: 0, extra: 1 }, [1, 2], null]) {
+      expect(encodeClusterState(state)).toBeUndefined();
+      expect(() => encodeReply({ type: 'cluster-state-reply', from: 'n1', state })).toThrow(/cluster state outside its layout/);
     }
-    // A member filed under another id, a bucket property this build does not know: refused, so nothing is silently dropped.
-    const base = { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
-    expect(encodeViewState({ ...base, members: { n1: { id: 'n2', address: 'a:1', generation: 1, heartbeat: 1, status: 'up' } } })).toBeUndefined();
-    expect(encodeViewState({ ...base, bucketProperties: { b: { dataType: 'counter' } } })).toBeUndefined();
+    // A bucket property this build does not know: refused, so nothing is silently dropped.
+    expect(encodeClusterState({ ring: null, bucketProperties: { b: { dataType: 'counter' } }, bucketPropertiesVersion: 0 })).toBeUndefined();
   });
 
-  it('refuses binary views over their bounds while decoding', () => {
-    const members = (count: number): Buffer => new ByteWriter().varint(count).finish();
-    expect(() => decodeViewState(members(viewWireLimits.maxMembers + 1))).toThrow(/member count 1025 outside 0..1024/);
-    const longId = new ByteWriter().varint(1).string('n'.repeat(viewWireLimits.maxIdBytes + 1)).finish();
-    expect(() => decodeViewState(longId)).toThrow(/member id of 129 bytes/);
+  it('refuses binary cluster states over their bounds while decoding', () => {
     // A ring of two partitions whose second owner points past its one-name table.
-    const badOwner = new ByteWriter().varint(0).u8(1).varint(2).varint(1).varint(1).string('n1').varint(0).varint(1).finish();
-    expect(() => decodeViewState(badOwner)).toThrow(/ring owner index 1 outside 0..0/);
-    const hugeRing = new ByteWriter().varint(0).u8(1).varint(viewWireLimits.maxPartitionCount + 1).finish();
-    expect(() => decodeViewState(hugeRing)).toThrow(/partition count/);
-    const status = new ByteWriter().varint(1).string('n1').string('a:1').varint(1).varint(1).u8(9).finish();
-    expect(() => decodeViewState(status)).toThrow(/member status 9/);
+    const badOwner = new ByteWriter().u8(1).varint(2).varint(1).varint(1).string('n1').varint(0).varint(1).finish();
+    expect(() => decodeClusterState(badOwner)).toThrow(/ring owner index 1 outside 0..0/);
+    const hugeRing = new ByteWriter().u8(1).varint(viewWireLimits.maxPartitionCount + 1).finish();
+    expect(() => decodeClusterState(hugeRing)).toThrow(/partition count/);
+    const longName = new ByteWriter().u8(1).varint(2).varint(1).varint(1).string('n'.repeat(viewWireLimits.maxIdBytes + 1)).finish();
+    expect(() => decodeClusterState(longName)).toThrow(/129 bytes/);
   });
 
-  it('makes a gossiped view of a 256-partition ring a fraction of its JSON text', () => {
+  it('makes a fetched cluster state of a 256-partition ring a fraction of its JSON text', () => {
     for (const nodes of [5, 100]) {
       const ids = Array.from({ length: nodes }, (_, index) => `node-${index}`);
-      const state: ClusterView = {
-        members: Object.fromEntries(ids.map((id, index) => [id, { id, address: `10.0.${index >> 8}.${index & 255}:17101`, generation: 1_764_000_000, heartbeat: 123_456, status: 'up' }])),
+      const state: Omit<ClusterView, 'members'> = {
         ring: createRing(256, ids),
         bucketProperties: { '': { nVal: 3, r: 'quorum', w: 'quorum', conflictMode: 'siblings' } },
         bucketPropertiesVersion: 1,
       };
-      const binary = encodeViewState(state)!;
-      expect(decodeViewState(binary)).toEqual(state);
+      const binary = encodeClusterState(state)!;
+      expect(decodeClusterState(binary)).toEqual(state);
       expect(binary.length).toBeLessThan(Buffer.byteLength(JSON.stringify(state)) / 2);
     }
   });

@@ -58,9 +58,9 @@ describe('PeerService', () => {
   it('a removed node serves only what is registered to be served when removed', async () => {
     const { peers } = service(true);
     peers.register('replica-get', async () => ({ type: 'replica-get-reply', object: null }));
-    peers.register('gossip', async (request) => ({ type: 'gossip-reply', state: request.state }), { servesWhenRemoved: true });
+    peers.register('swim-gossip', async () => ({ type: 'swim-done' }), { servesWhenRemoved: true });
     expect(await peers.handle(replicaGet)).toMatchObject({ type: 'error', code: 'KV_NOT_READY' });
-    expect(await peers.handle({ type: 'gossip', state: 1 })).toEqual({ type: 'gossip-reply', state: 1 });
+    expect(await peers.handle({ type: 'swim-gossip', from: 'n2', updates: [] })).toEqual({ type: 'swim-done' });
   });
 
   it('a node registers a handler for every peer request type', async () => {
@@ -69,7 +69,12 @@ describe('PeerService', () => {
       'replica-get': true,
       'coordinate-put': true,
       'replica-put': true,
-      gossip: true,
+      'swim-ping': true,
+      'swim-ping-req': true,
+      'swim-gossip': true,
+      'swim-digest': true,
+      'swim-records': true,
+      'cluster-state': true,
       'handoff-held': true,
       'handoff-fetch': true,
       'ae-keys': true,

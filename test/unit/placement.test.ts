@@ -16,7 +16,8 @@ import {
   preferenceList,
   ringMembers,
 } from '../../src/core/ring/ring.js';
-import { decodeViewState, encodeViewState } from '../../src/core/wire/state-codec.js';
+import { decodeClusterState, encodeClusterState } from '../../src/core/wire/state-codec.js';
+import { decodeReply, encodeReply } from '../../src/core/wire/codec.js';
 import { validateView } from '../../src/core/membership/view-validation.js';
 
 // Goal: a key's N replicas are on N different hosts, and on N different zones when zones are
@@ -206,28 +207,29 @@ describe('placement: locations travel with the ring', () => {
   });
 });
 
-describe('placement: locations travel in gossip', () => {
+describe('placement: locations travel in member records and the fetched ring', () => {
   const view = {
     members: {
-      a: { id: 'a', address: '10.0.0.1:17101', generation: 5, heartbeat: 9, status: 'up', location: { host: 'rack1-box1', zone: 'eu-1a' } },
-      b: { id: 'b', address: '10.0.0.2:17101', generation: 5, heartbeat: 9, status: 'up', location: { host: 'rack1-box2' } },
-      c: { id: 'c', address: '10.0.0.3:17101', generation: 5, heartbeat: 9, status: 'joining' },
+      a: { id: 'a', address: '10.0.0.1:17101', generation: 5, status: 'up', location: { host: 'rack1-box1', zone: 'eu-1a' } },
+      b: { id: 'b', address: '10.0.0.2:17101', generation: 5, status: 'up', location: { host: 'rack1-box2' } },
+      c: { id: 'c', address: '10.0.0.3:17101', generation: 5, status: 'joining' },
     },
     ring: { ...planClaim(createRing(8, ['a', 'b'], { a: { host: 'rack1-box1', zone: 'eu-1a' }, b: { host: 'rack1-box2' } }), ['a', 'b', 'c']) },
     bucketProperties: {},
     bucketPropertiesVersion: 1,
   };
 
-  it('keeps member and ring locations through the binary view and its validation', () => {
+  it('keeps member locations through SWIM records and ring locations through the binary cluster state and its validation', () => {
     expect(view.ring.next).not.toBeNull();
-    const bytes = encodeViewState(view);
+    const { members, ...state } = view;
+    const bytes = encodeClusterState(state);
     expect(bytes).toBeDefined();
-    const decoded = decodeViewState(bytes as Buffer);
-    const { view: checked, problems } = validateView(decoded, { partitionCount: 8, knownMemberIds: [], nowMs: 10_000_000 });
+    const decoded = decodeClusterState(bytes as Buffer) as Record<string, unknown>;
+    const { view: checked, problems } = validateView({ ...decoded, members }, { partitionCount: 8, knownMemberIds: [], nowMs: 10_000_000 });
     expect(problems).toEqual([]);
-    expect(checked.members.a?.location).toEqual({ host: 'rack1-box1', zone: 'eu-1a' });
-    expect(checked.members.b?.location).toEqual({ host: 'rack1-box2' });
-    expect(checked.members.c?.location).toBeUndefined();
+    const records = Object.values(members).map((member) => ({ id: member.id, address: member.address, generation: 5, version: 1, state: 'alive' as const, lifecycle: 'up' as const, accuser: '', transfersDoneForRing: 0, ...('location' in member ? { location: member.location } : {}) }));
+    const gossiped = decodeReply(encodeReply({ type: 'swim-ack', sequence: 1, from: 'a', updates: records }));
+    expect(gossiped.type === 'swim-ack' && gossiped.updates.map((record) => record.location)).toEqual([{ host: 'rack1-box1', zone: 'eu-1a' }, { host: 'rack1-box2' }, undefined]);
     expect(checked.ring?.locations).toEqual({ a: { host: 'rack1-box1', zone: 'eu-1a' }, b: { host: 'rack1-box2' } });
     expect(compareRings(checked.ring as Ring, view.ring)).toBe(0);
   });

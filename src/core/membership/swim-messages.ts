@@ -2,23 +2,21 @@
  * The messages of SWIM membership (src/core/membership/swim.ts) and their size on the framed
  * peer wire. Each message is one frame: the 13-byte frame header of src/core/wire/frames.ts,
  * then the message: a one-byte tag and the fields
- * as the wire codec writes them (unsigned LEB128 varints, length-prefixed UTF-8 strings, through
- * ByteWriter); `encodeSwimMessage` writes the tag and fields. `swimMessageBytes`
- * counts those bytes without encoding (the simulator counts millions of messages);
- * test/unit/swim.test.ts checks it against `encodeSwimMessage` and the round trip through
- * `decodeSwimMessage` for arbitrary messages.
- *
- * The tags are not in the wire's message table yet (src/core/wire/messages.ts, being reshaped by
- * issue 19): when SWIM is wired in they are appended there, as new tags an older node refuses as
- * unknown, so a mixed cluster keeps the old gossip until every node speaks the new one.
+ * as the message table writes them (src/core/wire/message-table.ts, tags 60-69: unsigned LEB128
+ * varints, length-prefixed UTF-8 strings). The table is the one definition of the layout;
+ * `swimMessageBytes` counts the same bytes without encoding, because the member sizes its
+ * piggybacked news with it on every message and the simulator counts millions of messages.
+ * test/unit/swim.test.ts checks it equals the table's encoding for arbitrary messages.
  */
-import { KvError } from '../../util/errors.js';
-import { ByteReader, ByteWriter } from '../wire/bytes.js';
+import type { NodeLocation } from '../ring/ring.js';
 import { frameHeaderBytes } from '../wire/frames.js';
 import type { MemberLifecycle } from './membership.js';
 
-/** What a member believes of another (SWIM's alive / suspect / dead; `left` is a member that said goodbye). */
-export type SwimState = 'alive' | 'suspect' | 'dead' | 'left';
+/**
+ * What a member believes of another (SWIM's alive / suspect / dead; `left` is a member that said
+ * goodbye; `removed` one that `ringkv remove` took out for good, which no later record undoes).
+ */
+export type SwimState = 'alive' | 'suspect' | 'dead' | 'left' | 'removed';
 
 /**
  * One member as SWIM disseminates it. (generation, version) orders a member's records:
@@ -35,6 +33,10 @@ export interface SwimRecord {
   readonly lifecycle: MemberLifecycle;
   /** Who suspected or declared it (for Lifeguard's independent confirmations); '' for alive. */
   readonly accuser: string;
+  /** The ring version whose incoming partitions this member has all streamed in (0: none yet); the claimant completes a ring change on it. */
+  readonly transfersDoneForRing: number;
+  /** Where the member runs (`--placement-host`, `--zone`); absent for a host of its own in no zone. */
+  readonly location?: NodeLocation;
 }
 
 /** A member as the digest names it: enough to tell who has the newer record, not the record. */
@@ -98,6 +100,8 @@ export interface SwimDigest {
   readonly afterId: string;
   readonly throughId: string;
   readonly ringVersion: number;
+  /** A hash of the sender's ring (ringHash in src/core/ring/ring.ts): two rings of one version that differ are told apart and settled. */
+  readonly ringHash: number;
   readonly bucketPropertiesVersion: number;
   readonly entries: readonly SwimDigestEntry[];
 }
@@ -114,6 +118,7 @@ export interface SwimDigestReply {
   readonly from: string;
   readonly coveredThroughId: string;
   readonly ringVersion: number;
+  readonly ringHash: number;
   readonly bucketPropertiesVersion: number;
   readonly records: readonly SwimRecord[];
   readonly wanted: readonly string[];
@@ -128,21 +133,6 @@ export interface SwimRecords {
 
 /** Every SWIM message. */
 export type SwimMessage = SwimPing | SwimAck | SwimPingRequest | SwimNack | SwimGossip | SwimDigest | SwimDigestReply | SwimRecords;
-
-/** Payload tags, proposed for the wire's table (append-only there, after its last tag). */
-const tags = {
-  'swim-ping': 60,
-  'swim-ack': 61,
-  'swim-ping-req': 62,
-  'swim-nack': 63,
-  'swim-gossip': 64,
-  'swim-digest': 65,
-  'swim-digest-reply': 66,
-  'swim-records': 67,
-} as const satisfies Record<SwimMessage['type'], number>;
-
-const states: readonly SwimState[] = ['alive', 'suspect', 'dead', 'left'];
-const lifecycles: readonly MemberLifecycle[] = ['joining', 'up', 'leaving', 'left', 'removed'];
 
 /** The bytes before a message in a frame: the frame header (a frame carries one message). */
 export const swimFramingBytes = frameHeaderBytes;
@@ -166,7 +156,17 @@ export function stringBytes(value: string): number {
 
 /** The bytes one record takes inside a message. */
 export function recordBytes(record: SwimRecord): number {
-  return stringBytes(record.id) + stringBytes(record.address) + varintBytes(record.generation) + varintBytes(record.version) + 2 + stringBytes(record.accuser);
+  return (
+    stringBytes(record.id) +
+    stringBytes(record.address) +
+    varintBytes(record.generation) +
+    varintBytes(record.version) +
+    2 +
+    stringBytes(record.accuser) +
+    varintBytes(record.transfersDoneForRing) +
+    stringBytes(record.location?.host ?? '') +
+    stringBytes(record.location?.zone ?? '')
+  );
 }
 
 /** The bytes one digest entry takes inside a message. */
@@ -201,6 +201,7 @@ function fixedPayloadBytes(message: SwimMessage): number {
         stringBytes(message.afterId) +
         stringBytes(message.throughId) +
         varintBytes(message.ringVersion) +
+        varintBytes(message.ringHash) +
         varintBytes(message.bucketPropertiesVersion)
       );
     case 'swim-digest-reply':
@@ -210,6 +211,7 @@ function fixedPayloadBytes(message: SwimMessage): number {
         stringBytes(message.from) +
         stringBytes(message.coveredThroughId) +
         varintBytes(message.ringVersion) +
+        varintBytes(message.ringHash) +
         varintBytes(message.bucketPropertiesVersion) +
         listBytes(message.wanted, stringBytes)
       );
@@ -233,135 +235,4 @@ export function swimMessageBytes(message: SwimMessage): number {
     case 'swim-records':
       return fixed + listBytes(message.records, recordBytes);
   }
-}
-
-function writeRecord(writer: ByteWriter, record: SwimRecord): void {
-  writer.string(record.id).string(record.address).varint(record.generation).varint(record.version);
-  writer.u8(states.indexOf(record.state)).u8(lifecycles.indexOf(record.lifecycle)).string(record.accuser);
-}
-
-function readRecord(reader: ByteReader): SwimRecord {
-  const id = reader.string();
-  const address = reader.string();
-  const generation = reader.varint();
-  const version = reader.varint();
-  const state = states[reader.u8()];
-  const lifecycle = lifecycles[reader.u8()];
-  if (state === undefined || lifecycle === undefined) throw new KvError('KV_BAD_REQUEST', 'a SWIM record with an unknown state or lifecycle; is the peer a newer ringkv?');
-  return { id, address, generation, version, state, lifecycle, accuser: reader.string() };
-}
-
-function writeList<T>(writer: ByteWriter, items: readonly T[], write: (item: T) => void): void {
-  writer.varint(items.length);
-  for (const item of items) write(item);
-}
-
-function readList<T>(reader: ByteReader, read: () => T): T[] {
-  const count = reader.varint();
-  const items: T[] = [];
-  for (let index = 0; index < count; index++) items.push(read());
-  return items;
-}
-
-/** The tag and fields of `message` (what follows the frame header). */
-export function encodeSwimMessage(message: SwimMessage): Buffer {
-  const writer = new ByteWriter().u8(tags[message.type]);
-  const records = (items: readonly SwimRecord[]): void => writeList(writer, items, (record) => writeRecord(writer, record));
-  switch (message.type) {
-    case 'swim-ping':
-    case 'swim-ping-req':
-      writer.varint(message.sequence).string(message.from).string(message.target);
-      records(message.updates);
-      break;
-    case 'swim-ack':
-      writer.varint(message.sequence).string(message.from);
-      records(message.updates);
-      break;
-    case 'swim-nack':
-      writer.varint(message.sequence).string(message.from);
-      break;
-    case 'swim-gossip':
-      writer.string(message.from);
-      records(message.updates);
-      break;
-    case 'swim-records':
-      writer.string(message.from);
-      records(message.records);
-      break;
-    case 'swim-digest':
-      writer.varint(message.sequence).string(message.from).string(message.afterId).string(message.throughId);
-      writer.varint(message.ringVersion).varint(message.bucketPropertiesVersion);
-      writeList(writer, message.entries, (entry) => writer.string(entry.id).varint(entry.generation).varint(entry.version).u8(states.indexOf(entry.state)));
-      break;
-    case 'swim-digest-reply':
-      writer.varint(message.sequence).string(message.from).string(message.coveredThroughId);
-      writer.varint(message.ringVersion).varint(message.bucketPropertiesVersion);
-      writeList(writer, message.wanted, (id) => writer.string(id));
-      records(message.records);
-      break;
-  }
-  return Buffer.from(writer.finish());
-}
-
-/** Reads what encodeSwimMessage wrote; a malformed payload throws KV_BAD_REQUEST. */
-export function decodeSwimMessage(payload: Uint8Array): SwimMessage {
-  const reader = new ByteReader(payload);
-  const tag = reader.u8();
-  const records = (): SwimRecord[] => readList(reader, () => readRecord(reader));
-  let message: SwimMessage;
-  switch (tag) {
-    case tags['swim-ping']:
-    case tags['swim-ping-req']: {
-      const type = tag === tags['swim-ping'] ? 'swim-ping' : 'swim-ping-req';
-      message = { type, sequence: reader.varint(), from: reader.string(), target: reader.string(), updates: records() };
-      break;
-    }
-    case tags['swim-ack']:
-      message = { type: 'swim-ack', sequence: reader.varint(), from: reader.string(), updates: records() };
-      break;
-    case tags['swim-nack']:
-      message = { type: 'swim-nack', sequence: reader.varint(), from: reader.string() };
-      break;
-    case tags['swim-gossip']:
-      message = { type: 'swim-gossip', from: reader.string(), updates: records() };
-      break;
-    case tags['swim-records']:
-      message = { type: 'swim-records', from: reader.string(), records: records() };
-      break;
-    case tags['swim-digest']:
-      message = {
-        type: 'swim-digest',
-        sequence: reader.varint(),
-        from: reader.string(),
-        afterId: reader.string(),
-        throughId: reader.string(),
-        ringVersion: reader.varint(),
-        bucketPropertiesVersion: reader.varint(),
-        entries: readList(reader, () => {
-          const id = reader.string();
-          const generation = reader.varint();
-          const version = reader.varint();
-          const state = states[reader.u8()];
-          if (state === undefined) throw new KvError('KV_BAD_REQUEST', 'a SWIM digest entry with an unknown state; is the peer a newer ringkv?');
-          return { id, generation, version, state };
-        }),
-      };
-      break;
-    case tags['swim-digest-reply']:
-      message = {
-        type: 'swim-digest-reply',
-        sequence: reader.varint(),
-        from: reader.string(),
-        coveredThroughId: reader.string(),
-        ringVersion: reader.varint(),
-        bucketPropertiesVersion: reader.varint(),
-        wanted: readList(reader, () => reader.string()),
-        records: records(),
-      };
-      break;
-    default:
-      throw new KvError('KV_BAD_REQUEST', `unknown SWIM message tag ${tag}; is the peer a newer ringkv?`);
-  }
-  if (!reader.done()) throw new KvError('KV_BAD_REQUEST', `${message.type} has bytes after its last field`);
-  return message;
 }

@@ -29,6 +29,7 @@
  *   every round is bounded in bytes whatever N.
  */
 import type { MemberLifecycle, RandomSource } from './membership.js';
+import type { NodeLocation } from '../ring/ring.js';
 import {
   type SwimDigest,
   type SwimDigestEntry,
@@ -99,6 +100,8 @@ export interface SwimMemberOptions {
   readonly address: string;
   readonly generation: number;
   readonly lifecycle: MemberLifecycle;
+  /** Where this member runs, spread in its record for the claimant's placement. */
+  readonly location?: NodeLocation;
   readonly random: RandomSource;
   readonly nowMs: number;
   readonly config?: Partial<SwimConfig>;
@@ -142,10 +145,18 @@ interface Broadcast {
   live: boolean;
 }
 
-const stateRank: Record<SwimState, number> = { alive: 0, suspect: 1, dead: 2, left: 3 };
+const stateRank: Record<SwimState, number> = { alive: 0, suspect: 1, dead: 2, left: 3, removed: 4 };
 
-/** Orders two records (or digest entries) of one member: generation, then version, then state. */
+/**
+ * Orders two records (or digest entries) of one member: a removal first, then generation, then
+ * version, then state. A removed member (state `removed`, set by `ringkv remove` on another) is sticky:
+ * a removed id never comes back, whatever generation a restart of it brings (Riak never lets a
+ * removed node id rejoin; the machine starts over with a new id).
+ */
 export function compareSwimRecords(left: SwimDigestEntry, right: SwimDigestEntry): number {
+  const leftRemoved = left.state === 'removed';
+  const rightRemoved = right.state === 'removed';
+  if (leftRemoved !== rightRemoved) return leftRemoved ? 1 : -1;
   if (left.generation !== right.generation) return left.generation - right.generation;
   if (left.version !== right.version) return left.version - right.version;
   return stateRank[left.state] - stateRank[right.state];
@@ -197,12 +208,23 @@ export class SwimMember {
   /** Entries in broadcastsBySends, replaced ones included. */
   private queuedBroadcasts = 0;
   private ringVersion = 0;
+  private ringHash = 0;
   private bucketPropertiesVersion = 0;
 
   constructor(options: SwimMemberOptions) {
     this.config = { ...defaultSwimConfig, ...options.config };
     this.random = options.random;
-    this.self = { id: options.id, address: options.address, generation: options.generation, version: 0, state: 'alive', lifecycle: options.lifecycle, accuser: '' };
+    this.self = {
+      id: options.id,
+      address: options.address,
+      generation: options.generation,
+      version: 0,
+      state: options.lifecycle === 'removed' ? 'removed' : 'alive',
+      lifecycle: options.lifecycle,
+      accuser: '',
+      transfersDoneForRing: 0,
+      ...(options.location === undefined ? {} : { location: options.location }),
+    };
     this.store(this.self);
     for (const record of options.members ?? []) if (record.id !== options.id) this.store(record);
     this.lastTickMs = options.nowMs;
@@ -239,6 +261,11 @@ export class SwimMember {
     return this.broadcastsBySends.reduce((total, bucket) => total + bucket.length, 0);
   }
 
+  /** Every record this member holds, its own included. */
+  get members(): IterableIterator<SwimRecord> {
+    return this.records.values();
+  }
+
   /** What this member believes of `id`. */
   recordOf(id: string): SwimRecord | undefined {
     return this.records.get(id);
@@ -252,24 +279,51 @@ export class SwimMember {
   /** Joins through `seed`: pages through its membership, window after window, until one full pass. */
   join(seed: { readonly id: string; readonly address: string }, nowMs: number): SwimEffect[] {
     // A placeholder (generation 0) that the seed's own record replaces as soon as it arrives.
-    if (!this.records.has(seed.id)) this.store({ id: seed.id, address: seed.address, generation: 0, version: 0, state: 'alive', lifecycle: 'up', accuser: '' });
+    if (!this.records.has(seed.id)) this.store({ id: seed.id, address: seed.address, generation: 0, version: 0, state: 'alive', lifecycle: 'up', accuser: '', transfersDoneForRing: 0 });
     this.syncPeer = seed.id;
     this.digestCursor = '';
     this.nextDigestMs = nowMs + this.config.probeIntervalMs;
     return [this.digestTo(seed.id)];
   }
 
-  /** Publishes a change of this member's own lifecycle (or just a new version of its record). */
-  publish(lifecycle: MemberLifecycle): void {
-    this.self = { ...this.self, version: this.self.version + 1, lifecycle };
+  /** This member's own record. */
+  get record(): SwimRecord {
+    return this.self;
+  }
+
+  /** Publishes a change of this member's own record (its lifecycle, its finished transfers) at a new version. */
+  publish(change: { readonly lifecycle?: MemberLifecycle; readonly transfersDoneForRing?: number }): void {
+    if (this.self.state === 'removed') return;
+    this.self = { ...this.self, ...change, version: this.self.version + 1 };
     this.store(this.self);
     this.enqueue(this.self);
   }
 
-  /** Tells this member the versions of the ring and bucket properties it holds. */
-  setClusterStateVersions(ringVersion: number, bucketPropertiesVersion: number): void {
+  /**
+   * Takes `id` out for good (`ringkv remove`): its record becomes `removed`, which beats every
+   * record of it, of any generation, and spreads as news.
+   */
+  remove(id: string, nowMs: number): SwimEffect[] {
+    const known = this.records.get(id);
+    const effects: SwimEffect[] = [];
+    if (known !== undefined && id !== this.self.id) this.apply({ ...known, state: 'removed', lifecycle: 'removed', accuser: this.self.id }, nowMs, effects);
+    return effects;
+  }
+
+  /** Tells this member the versions (and the ring's hash) of the ring and bucket properties it holds. */
+  setClusterStateVersions(ringVersion: number, ringHash: number, bucketPropertiesVersion: number): void {
     this.ringVersion = ringVersion;
+    this.ringHash = ringHash;
     this.bucketPropertiesVersion = bucketPropertiesVersion;
+  }
+
+  /**
+   * Digests to `gossipFanout` random members now: the engine calls it when its ring or bucket
+   * properties changed, so the others see the new versions (and fetch them) within a round trip,
+   * and each that fetches announces in turn: an epidemic, not one digest a round.
+   */
+  announceClusterState(): SwimEffect[] {
+    return this.randomMembers(this.config.gossipFanout, undefined).map((to) => this.digestTo(to));
   }
 
   /** Runs the timers due at `nowMs`; the engine calls it every tickIntervalMs. */
@@ -292,8 +346,12 @@ export class SwimMember {
     }
     if (nowMs >= this.nextDigestMs) {
       this.nextDigestMs = nowMs + this.scaled(this.config.probeIntervalMs);
-      // A joiner whose paging stalled (a reply lost) asks its seed again; everyone else picks a random member.
-      const to = this.syncPeer ?? this.randomMembers(1, undefined)[0];
+      // A joiner whose paging stalled (a reply lost) asks its seed again; everyone else picks a
+      // random member, and now and then one it holds dead (Serf's reconnect): after a partition
+      // heals, each side holds the other dead and probes none of it, and this exchange is what
+      // lets them hear of each other again (the one held dead refutes at the digest's answer).
+      const dead = this.random.int(4) === 0 ? this.randomDeadMember() : undefined;
+      const to = this.syncPeer ?? dead ?? this.randomMembers(1, undefined)[0];
       if (to !== undefined) effects.push(this.digestTo(to));
     }
     return effects;
@@ -338,11 +396,11 @@ export class SwimMember {
         this.applyAll(message.updates, nowMs, effects);
         break;
       case 'swim-digest':
-        this.noteClusterState(message.from, message.ringVersion, message.bucketPropertiesVersion, effects);
+        this.noteClusterState(message.from, message.ringVersion, message.ringHash, message.bucketPropertiesVersion, effects);
         effects.push({ kind: 'send', to: message.from, message: this.answerDigest(message) });
         break;
       case 'swim-digest-reply':
-        this.noteClusterState(message.from, message.ringVersion, message.bucketPropertiesVersion, effects);
+        this.noteClusterState(message.from, message.ringVersion, message.ringHash, message.bucketPropertiesVersion, effects);
         this.applyAll(message.records, nowMs, effects);
         this.onDigestReply(message, effects);
         break;
@@ -497,6 +555,16 @@ export class SwimMember {
     }
   }
 
+  /** A member held dead (not left or removed), at random, or undefined when there is none (a few tries). */
+  private randomDeadMember(): string | undefined {
+    if (this.sortedIds.length <= this.liveCount) return undefined;
+    for (let tries = 0; tries < 8; tries++) {
+      const id = this.sortedIds[this.random.int(this.sortedIds.length)] as string;
+      if (this.records.get(id)?.state === 'dead') return id;
+    }
+    return undefined;
+  }
+
   private applyAll(records: readonly SwimRecord[], nowMs: number, effects: SwimEffect[]): void {
     for (const record of records) this.apply(record, nowMs, effects);
   }
@@ -508,7 +576,9 @@ export class SwimMember {
       return;
     }
     const known = this.records.get(update.id);
-    if (known !== undefined) {
+    // A removal is final; and it beats every other record, whatever its generation or version.
+    if (known?.state === 'removed') return;
+    if (known !== undefined && update.state !== 'removed') {
       if (update.generation < known.generation) return;
       if (update.generation === known.generation) {
         if (update.version < known.version) return;
@@ -534,6 +604,14 @@ export class SwimMember {
 
   /** News about this member: a suspicion or death at its current version is refuted with a newer one (SWIM's incarnation rule). */
   private applyAboutSelf(update: SwimRecord): void {
+    if (this.self.state === 'removed') return;
+    if (update.state === 'removed') {
+      // Another member removed this one for good (`ringkv remove`): it accepts that, and says so.
+      this.self = { ...this.self, state: 'removed', lifecycle: 'removed' };
+      this.store(this.self);
+      this.enqueue(this.self);
+      return;
+    }
     if (update.generation !== this.self.generation || update.version < this.self.version) return;
     if (update.state === 'alive' && update.version === this.self.version) return;
     this.self = { ...this.self, version: update.version + 1 };
@@ -624,8 +702,9 @@ export class SwimMember {
     return { ...message, updates: this.piggyback(message) };
   }
 
-  private noteClusterState(peer: string, ringVersion: number, bucketPropertiesVersion: number, effects: SwimEffect[]): void {
-    if (ringVersion > this.ringVersion || bucketPropertiesVersion > this.bucketPropertiesVersion) {
+  private noteClusterState(peer: string, ringVersion: number, ringHash: number, bucketPropertiesVersion: number, effects: SwimEffect[]): void {
+    const ringDiffers = ringVersion > this.ringVersion || (ringVersion === this.ringVersion && ringHash !== this.ringHash);
+    if (ringDiffers || bucketPropertiesVersion > this.bucketPropertiesVersion) {
       effects.push({ kind: 'cluster-state-behind', peer, ringVersion, bucketPropertiesVersion });
     }
   }
@@ -639,6 +718,7 @@ export class SwimMember {
       afterId: this.digestCursor,
       throughId: '',
       ringVersion: this.ringVersion,
+      ringHash: this.ringHash,
       bucketPropertiesVersion: this.bucketPropertiesVersion,
       entries: [],
     };
@@ -682,6 +762,7 @@ export class SwimMember {
       from: this.self.id,
       coveredThroughId: digest.throughId,
       ringVersion: this.ringVersion,
+      ringHash: this.ringHash,
       bucketPropertiesVersion: this.bucketPropertiesVersion,
       records: [],
       wanted: [],

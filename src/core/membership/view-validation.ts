@@ -37,6 +37,11 @@ export const viewLimits = {
 const lifecycles: readonly MemberLifecycle[] = ['joining', 'up', 'leaving', 'left', 'removed'];
 const idPattern = /^[A-Za-z0-9._-]+$/;
 
+/** True for a string of a node id's shape: letters, digits, '.', '_' or '-', at most maxIdLength. */
+export function isNodeId(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= viewLimits.maxIdLength && idPattern.test(value);
+}
+
 /** Host and zone labels follow node ids' rule (src/config/schema.ts checks them at the edge the same way). */
 function locationProblem(value: unknown): string | undefined {
   if (!isPlainObject(value)) return 'is not an object';
@@ -66,14 +71,13 @@ function isCounter(value: unknown, max: number = viewLimits.maxCounter): value i
 /** Why a member record is malformed, or undefined when it is well-formed. */
 function memberProblem(key: string, value: unknown, nowMs: number): string | undefined {
   if (!isPlainObject(value)) return 'not an object';
-  const { id, address, generation, heartbeat, status, transfersDoneForRing, location } = value;
+  const { id, address, generation, status, transfersDoneForRing, location } = value;
   if (typeof id !== 'string' || id.length === 0 || id.length > viewLimits.maxIdLength || !idPattern.test(id)) return 'id is not a node id';
   if (id !== key) return `id ${id} differs from its key`;
   if (typeof address !== 'string' || address.length > viewLimits.maxAddressLength || !addressPattern.test(address)) return 'address is not host:port';
   const port = Number(address.slice(address.lastIndexOf(':') + 1));
   if (port < 1 || port > 65_535) return 'address has no valid port';
   if (!isCounter(generation, Math.floor(nowMs / 1000) + viewLimits.generationAheadSeconds)) return 'generation is not an integer between 0 and a year from now';
-  if (!isCounter(heartbeat)) return 'heartbeat is not a non-negative integer';
   if (typeof status !== 'string' || !lifecycles.includes(status as MemberLifecycle)) return `status is not one of ${lifecycles.join(', ')}`;
   if (transfersDoneForRing !== undefined && !isCounter(transfersDoneForRing)) return 'transfersDoneForRing is not a non-negative integer';
   const placement = location === undefined ? undefined : locationProblem(location);
@@ -87,7 +91,6 @@ function memberRecord(value: Record<string, unknown>): MemberRecord {
     id: value.id as string,
     address: value.address as string,
     generation: value.generation as number,
-    heartbeat: value.heartbeat as number,
     status: value.status as MemberLifecycle,
   };
   return {

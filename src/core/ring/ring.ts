@@ -230,6 +230,22 @@ export function compareRings(left: Ring, right: Ring): number {
   return leftText === rightText ? 0 : leftText < rightText ? -1 : 1;
 }
 
+/**
+ * A 32-bit FNV-1a hash of what compareRings compares beyond the version (owners, next, locations):
+ * SWIM's digests carry it beside the ring version, so two rings of one version that differ (two
+ * claimants on either side of a partition) are noticed and settled by compareRings.
+ */
+export function ringHash(ring: Ring | null): number {
+  if (ring === null) return 0;
+  const text = `${ring.owners.join(',')}>${ring.next?.join(',') ?? ''}@${locationsText(ring)}`;
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < text.length; index++) {
+    hash ^= text.charCodeAt(index);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash;
+}
+
 /** A ring's locations as text in node order, whatever order its entries came in. */
 function locationsText(ring: Ring): string {
   const entries = Object.entries(ring.locations ?? {}).sort(([left], [right]) => (left < right ? -1 : left > right ? 1 : 0));

@@ -46,7 +46,10 @@ import {
   writeVector,
 } from './fields.js';
 import type { CoordinatePutRequest, PeerReply, PeerRequest } from './messages.js';
-import { decodeViewState, encodeViewState } from './state-codec.js';
+import { decodeClusterState, encodeClusterState } from './state-codec.js';
+import type { SwimDigestEntry, SwimRecord, SwimState } from '../membership/swim-messages.js';
+import type { MemberLifecycle } from '../membership/membership.js';
+import { viewLimits } from '../membership/view-validation.js';
 import { KvError } from '../../util/errors.js';
 
 /**
@@ -83,6 +86,12 @@ export const wireLimits = {
   maxDigestLength: 64,
   /** Elements added or removed by one data type update (the HTTP body limit keeps real ones far below). */
   maxSetUpdateElements: 1_000_000,
+  /** Records, digest entries or wanted ids in one SWIM message (senders cap a message at about 1 KiB, so about 100 fit). */
+  maxSwimItems: 1024,
+  /** A node id, placement host or zone in a SWIM record, in UTF-8 bytes. */
+  maxSwimIdBytes: viewLimits.maxIdLength,
+  /** A member's peer address, host:port. */
+  maxSwimAddressBytes: viewLimits.maxAddressLength,
 } as const;
 
 /** Any message a peer sends. */
@@ -155,9 +164,9 @@ function readDataTypeUpdate(reader: ByteReader, limits: { add: Limit; remove: Li
   return readFlag(reader, 'context') ? { type: 'set', add, remove, context: readContext(reader, limits.dots) } : { type: 'set', add, remove };
 }
 
-function writeGossipState(writer: ByteWriter, state: unknown): void {
-  const bytes = encodeViewState(state);
-  if (bytes === undefined) throw new KvError('KV_INTERNAL', 'gossip state outside the cluster view layout (src/core/wire/state-codec.ts); this is a bug in the sender');
+function writeClusterState(writer: ByteWriter, state: unknown): void {
+  const bytes = encodeClusterState(state);
+  if (bytes === undefined) throw new KvError('KV_INTERNAL', 'a cluster state outside its layout (src/core/wire/state-codec.ts); this is a bug in the sender');
   writer.bytes(bytes);
 }
 
@@ -235,6 +244,78 @@ function readAcceptorReply(reader: ByteReader): AcceptorReply | null {
   }
 }
 
+
+/** SWIM states and member lifecycles by their number on the wire. Append-only, like tags. */
+const swimStates: readonly SwimState[] = ['alive', 'suspect', 'dead', 'left', 'removed'];
+const lifecycles: readonly MemberLifecycle[] = ['joining', 'up', 'leaving', 'left', 'removed'];
+
+/** The limits of a list of SWIM records under `field` (each record's strings bounded). */
+function recordLimits(field: string) {
+  return {
+    [`${field}Count`]: countLimit(field, wireLimits.maxSwimItems),
+    [`${field}Id`]: lengthLimit(`${field}[].id`, wireLimits.maxSwimIdBytes),
+    [`${field}Address`]: lengthLimit(`${field}[].address`, wireLimits.maxSwimAddressBytes),
+    [`${field}Accuser`]: lengthLimit(`${field}[].accuser`, wireLimits.maxSwimIdBytes),
+    [`${field}Host`]: lengthLimit(`${field}[].location.host`, wireLimits.maxSwimIdBytes),
+    [`${field}Zone`]: lengthLimit(`${field}[].location.zone`, wireLimits.maxSwimIdBytes),
+  } as Readonly<Record<string, Limit>>;
+}
+
+function swimState(reader: ByteReader): SwimState {
+  const number = reader.u8();
+  const state = swimStates[number];
+  if (state === undefined) throw malformed(`a SWIM state ${number} this node does not know`);
+  return state;
+}
+
+/** [id][address][generation][version][u8 state][u8 lifecycle][accuser][transfersDoneForRing][host, '' for none][zone, '' for none]. */
+function writeRecords(writer: ByteWriter, records: readonly SwimRecord[]): void {
+  writer.varint(records.length);
+  for (const record of records) {
+    writer.string(record.id).string(record.address).varint(record.generation).varint(record.version);
+    writer.u8(swimStates.indexOf(record.state)).u8(lifecycles.indexOf(record.lifecycle)).string(record.accuser).varint(record.transfersDoneForRing);
+    writer.string(record.location?.host ?? '').string(record.location?.zone ?? '');
+  }
+}
+
+function readRecords(reader: ByteReader, limits: Readonly<Record<string, Limit>>, field: string): SwimRecord[] {
+  const limit = (name: string): Limit => limits[`${field}${name}`] as Limit;
+  const count = readCount(reader, limit('Count'));
+  const records: SwimRecord[] = [];
+  for (let index = 0; index < count; index++) {
+    const id = readText(reader, limit('Id'));
+    const address = readText(reader, limit('Address'));
+    const generation = reader.varint();
+    const version = reader.varint();
+    const state = swimState(reader);
+    const lifecycleNumber = reader.u8();
+    const lifecycle = lifecycles[lifecycleNumber];
+    if (lifecycle === undefined) throw malformed(`a member lifecycle ${lifecycleNumber} this node does not know`);
+    const accuser = readText(reader, limit('Accuser'));
+    const transfersDoneForRing = reader.varint();
+    const host = readText(reader, limit('Host'));
+    const zone = readText(reader, limit('Zone'));
+    if (host === '' && zone !== '') throw malformed('a member location with a zone but no host');
+    const location = host === '' ? undefined : zone === '' ? { host } : { host, zone };
+    records.push({ id, address, generation, version, state, lifecycle, accuser, transfersDoneForRing, ...(location === undefined ? {} : { location }) });
+  }
+  return records;
+}
+
+function writeDigestEntries(writer: ByteWriter, entries: readonly SwimDigestEntry[]): void {
+  writer.varint(entries.length);
+  for (const entry of entries) writer.string(entry.id).varint(entry.generation).varint(entry.version).u8(swimStates.indexOf(entry.state));
+}
+
+function readDigestEntries(reader: ByteReader, count: Limit, id: Limit): SwimDigestEntry[] {
+  const length = readCount(reader, count);
+  const entries: SwimDigestEntry[] = [];
+  for (let index = 0; index < length; index++) entries.push({ id: readText(reader, id), generation: reader.varint(), version: reader.varint(), state: swimState(reader) });
+  return entries;
+}
+
+const swimFrom = lengthLimit('from', wireLimits.maxSwimIdBytes);
+const swimTarget = lengthLimit('target', wireLimits.maxSwimIdBytes);
 /** Every request a peer can send. */
 export const requestMessages: EntryTable<PeerRequest> = {
   'replica-get': message({
@@ -434,14 +515,6 @@ export const requestMessages: EntryTable<PeerRequest> = {
       return { type: 'dt-update', bucket, key, update, sync, base: readOptionalObject(reader, 'base') };
     },
   }),
-  /** Gossip: [bytes: the cluster view in state-codec.ts's layout, bounded by its viewWireLimits]. */
-  gossip: message({
-    tag: 40,
-    name: 'gossip',
-    limits: {},
-    write: (writer, request) => writeGossipState(writer, request.state),
-    read: (reader) => ({ type: 'gossip', state: decodeViewState(reader.bytes()) }),
-  }),
   'ae-summary': message({
     tag: 50,
     name: 'ae-summary',
@@ -525,6 +598,102 @@ export const requestMessages: EntryTable<PeerRequest> = {
       writeProposal(writer, request.proposal);
     },
     read: (reader) => ({ type: 'paxos-commit', bucket: reader.string(), key: reader.string(), proposal: readProposal(reader) }),
+  }),
+  /** SWIM (src/core/membership/swim.ts): [sequence][from][target][records]; answered by swim-ack, or swim-done when the target is not this node. */
+  'swim-ping': message({
+    tag: 60,
+    name: 'swim-ping',
+    limits: { from: swimFrom, target: swimTarget, ...recordLimits('updates') },
+    write: (writer, request) => {
+      writer.varint(request.sequence).string(request.from).string(request.target);
+      writeRecords(writer, request.updates);
+    },
+    read: (reader, limits) => {
+      const sequence = reader.varint();
+      const from = readText(reader, limits.from);
+      const target = readText(reader, limits.target);
+      return { type: 'swim-ping', sequence, from, target, updates: readRecords(reader, limits, 'updates') };
+    },
+  }),
+  /** SWIM's indirect probe, as swim-ping; answered (within half a probe timeout) by the relayed swim-ack or a swim-nack. */
+  'swim-ping-req': message({
+    tag: 62,
+    name: 'swim-ping-req',
+    limits: { from: swimFrom, target: swimTarget, ...recordLimits('updates') },
+    write: (writer, request) => {
+      writer.varint(request.sequence).string(request.from).string(request.target);
+      writeRecords(writer, request.updates);
+    },
+    read: (reader, limits) => {
+      const sequence = reader.varint();
+      const from = readText(reader, limits.from);
+      const target = readText(reader, limits.target);
+      return { type: 'swim-ping-req', sequence, from, target, updates: readRecords(reader, limits, 'updates') };
+    },
+  }),
+  /** News: [from][records]; answered by swim-done. */
+  'swim-gossip': message({
+    tag: 64,
+    name: 'swim-gossip',
+    limits: { from: swimFrom, ...recordLimits('updates') },
+    write: (writer, request) => {
+      writer.string(request.from);
+      writeRecords(writer, request.updates);
+    },
+    read: (reader, limits) => {
+      const from = readText(reader, limits.from);
+      return { type: 'swim-gossip', from, updates: readRecords(reader, limits, 'updates') };
+    },
+  }),
+  /** A digest window: [sequence][from][afterId][throughId][ringVersion][ringHash][bucketPropertiesVersion][entries: id, generation, version, u8 state]; answered by swim-digest-reply. */
+  'swim-digest': message({
+    tag: 65,
+    name: 'swim-digest',
+    limits: {
+      from: swimFrom,
+      afterId: lengthLimit('afterId', wireLimits.maxSwimIdBytes),
+      throughId: lengthLimit('throughId', wireLimits.maxSwimIdBytes),
+      ringHash: valueLimit('ringHash', 0, 0xffff_ffff),
+      entries: countLimit('entries', wireLimits.maxSwimItems),
+      entryId: lengthLimit('entries[].id', wireLimits.maxSwimIdBytes),
+    },
+    write: (writer, request) => {
+      writer.varint(request.sequence).string(request.from).string(request.afterId).string(request.throughId);
+      writer.varint(request.ringVersion).varint(request.ringHash).varint(request.bucketPropertiesVersion);
+      writeDigestEntries(writer, request.entries);
+    },
+    read: (reader, limits) => {
+      const sequence = reader.varint();
+      const from = readText(reader, limits.from);
+      const afterId = readText(reader, limits.afterId);
+      const throughId = readText(reader, limits.throughId);
+      const ringVersion = reader.varint();
+      const ringHash = readValue(reader, limits.ringHash);
+      const bucketPropertiesVersion = reader.varint();
+      return { type: 'swim-digest', sequence, from, afterId, throughId, ringVersion, ringHash, bucketPropertiesVersion, entries: readDigestEntries(reader, limits.entries, limits.entryId) };
+    },
+  }),
+  /** The records a digest reply wanted: [from][records]; answered by swim-done. */
+  'swim-records': message({
+    tag: 67,
+    name: 'swim-records',
+    limits: { from: swimFrom, ...recordLimits('records') },
+    write: (writer, request) => {
+      writer.string(request.from);
+      writeRecords(writer, request.records);
+    },
+    read: (reader, limits) => {
+      const from = readText(reader, limits.from);
+      return { type: 'swim-records', from, records: readRecords(reader, limits, 'records') };
+    },
+  }),
+  /** Fetch the ring and bucket properties whole: no fields; answered by cluster-state-reply. */
+  'cluster-state': message({
+    tag: 68,
+    name: 'cluster-state',
+    limits: {},
+    write: () => undefined,
+    read: () => ({ type: 'cluster-state' }),
   }),
 };
 
@@ -650,13 +819,6 @@ export const replyMessages: EntryTable<PeerReply> = {
       return { type: 'dt-update-reply', object, durable: readFlag(reader, 'durable') };
     },
   }),
-  'gossip-reply': message({
-    tag: 40,
-    name: 'gossip-reply',
-    limits: {},
-    write: (writer, reply) => writeGossipState(writer, reply.state),
-    read: (reader) => ({ type: 'gossip-reply', state: decodeViewState(reader.bytes()) }),
-  }),
   'ae-summary-reply': message({
     tag: 50,
     name: 'ae-summary-reply',
@@ -724,6 +886,86 @@ export const replyMessages: EntryTable<PeerReply> = {
     write: (writer, reply) => writeAcceptorReply(writer, reply.reply),
     read: (reader) => ({ type: 'paxos-reply', reply: readAcceptorReply(reader) }),
   }),
+  /** SWIM's ack: [sequence][from][records]. */
+  'swim-ack': message({
+    tag: 61,
+    name: 'swim-ack',
+    limits: { from: swimFrom, ...recordLimits('updates') },
+    write: (writer, reply) => {
+      writer.varint(reply.sequence).string(reply.from);
+      writeRecords(writer, reply.updates);
+    },
+    read: (reader, limits) => {
+      const sequence = reader.varint();
+      const from = readText(reader, limits.from);
+      return { type: 'swim-ack', sequence, from, updates: readRecords(reader, limits, 'updates') };
+    },
+  }),
+  /** Lifeguard's nack: [sequence][from]. */
+  'swim-nack': message({
+    tag: 63,
+    name: 'swim-nack',
+    limits: { from: swimFrom },
+    write: (writer, reply) => writer.varint(reply.sequence).string(reply.from),
+    read: (reader, limits) => {
+      const sequence = reader.varint();
+      return { type: 'swim-nack', sequence, from: readText(reader, limits.from) };
+    },
+  }),
+  /** [sequence][from][coveredThroughId][ringVersion][ringHash][bucketPropertiesVersion][wanted ids][records]. */
+  'swim-digest-reply': message({
+    tag: 66,
+    name: 'swim-digest-reply',
+    limits: {
+      from: swimFrom,
+      coveredThroughId: lengthLimit('coveredThroughId', wireLimits.maxSwimIdBytes),
+      ringHash: valueLimit('ringHash', 0, 0xffff_ffff),
+      wanted: countLimit('wanted', wireLimits.maxSwimItems),
+      wantedId: lengthLimit('wanted[]', wireLimits.maxSwimIdBytes),
+      ...recordLimits('records'),
+    },
+    write: (writer, reply) => {
+      writer.varint(reply.sequence).string(reply.from).string(reply.coveredThroughId);
+      writer.varint(reply.ringVersion).varint(reply.ringHash).varint(reply.bucketPropertiesVersion);
+      writer.varint(reply.wanted.length);
+      for (const id of reply.wanted) writer.string(id);
+      writeRecords(writer, reply.records);
+    },
+    read: (reader, limits) => {
+      const sequence = reader.varint();
+      const from = readText(reader, limits.from);
+      const coveredThroughId = readText(reader, limits.coveredThroughId);
+      const ringVersion = reader.varint();
+      const ringHash = readValue(reader, limits.ringHash);
+      const bucketPropertiesVersion = reader.varint();
+      const wanted: string[] = [];
+      const count = readCount(reader, limits.wanted);
+      for (let index = 0; index < count; index++) wanted.push(readText(reader, limits.wantedId));
+      return { type: 'swim-digest-reply', sequence, from, coveredThroughId, ringVersion, ringHash, bucketPropertiesVersion, wanted, records: readRecords(reader, limits, 'records') };
+    },
+  }),
+  /** The answer of a SWIM request with nothing to say: no fields. */
+  'swim-done': message({
+    tag: 69,
+    name: 'swim-done',
+    limits: {},
+    write: () => undefined,
+    read: () => ({ type: 'swim-done' }),
+  }),
+  /** [from][bytes: ring and bucket properties in state-codec.ts's layout, bounded by its viewWireLimits]. */
+  'cluster-state-reply': message({
+    tag: 68,
+    name: 'cluster-state-reply',
+    limits: { from: swimFrom },
+    write: (writer, reply) => {
+      writer.string(reply.from);
+      writeClusterState(writer, reply.state);
+    },
+    read: (reader, limits) => {
+      const from = readText(reader, limits.from);
+      return { type: 'cluster-state-reply', from, state: decodeClusterState(reader.bytes()) };
+    },
+  }),
 };
 
 /**
@@ -731,9 +973,10 @@ export const replyMessages: EntryTable<PeerReply> = {
  * (coordinate-put without dots), 4 and 5 (gossip and control as JSON text), 10 (coordinate-put
  * without options), 11 (list-keys with keys only), 41 (version 3's control, a self-describing
  * JSON-shaped value); replies 2 (coordinate-put-reply without a dot), 4 and 5 (JSON text), 41
- * (control-reply).
+ * (control-reply). Request and reply 40 (whole-view gossip) were retired by protocol version 5,
+ * which gossips by SWIM (tags 60-69).
  */
-export const retiredTags = { request: [2, 4, 5, 10, 11, 41], reply: [2, 4, 5, 41] } as const;
+export const retiredTags = { request: [2, 4, 5, 10, 11, 40, 41], reply: [2, 4, 5, 40, 41] } as const;
 
 /** The entries of a table by tag; throws at load when two entries share a tag or take a retired one. */
 function byTag<U extends PeerMessage>(table: EntryTable<U>, retired: readonly number[]): readonly (MessageEntry<U> | undefined)[] {

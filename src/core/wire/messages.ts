@@ -3,6 +3,7 @@ import type { AcceptorReply, Proposal } from '../consensus/acceptor.js';
 import type { DataTypeUpdate } from '../datatypes/data-type.js';
 import type { Precondition } from '../versioning/preconditions.js';
 import type { ConflictMode, Dot, VersionedObject, WriteIntent } from '../versioning/versioned-object.js';
+import type { SwimAck, SwimDigest, SwimDigestReply, SwimGossip, SwimNack, SwimPing, SwimPingRequest, SwimRecords } from '../membership/swim-messages.js';
 
 /**
  * Node-to-node messages. Each is one entry of the message table (message-table.ts), which gives
@@ -42,10 +43,13 @@ export interface ReplicaPutRequest {
   readonly hintFor?: string;
 }
 
-/** Exchange membership and ring state (the payload is the gossip state, opaque here). */
-export interface GossipRequest {
-  readonly type: 'gossip';
-  readonly state: unknown;
+/**
+ * Fetch the ring and bucket properties whole (SWIM's digests carry only their versions; a node
+ * that finds a peer's newer fetches them with this). The answer also names the peer, which is how
+ * a joiner that knows only a seed's address learns its id.
+ */
+export interface ClusterStateRequest {
+  readonly type: 'cluster-state';
 }
 
 /** Handoff's question before it streams a partition: which of `partitions` the source holds any key of. */
@@ -210,8 +214,13 @@ export type PeerRequest =
   | ReplicaGetRequest
   | CoordinatePutRequest
   | ReplicaPutRequest
-  | GossipRequest
   | HandoffHeldRequest
+  | SwimPing
+  | SwimPingRequest
+  | SwimGossip
+  | SwimDigest
+  | SwimRecords
+  | ClusterStateRequest
   | HandoffFetchRequest
   | AntiEntropyKeysRequest
   | AntiEntropyFetchRequest
@@ -247,10 +256,19 @@ export interface ReplicaPutReply {
   readonly durable: boolean;
 }
 
-/** The answer to gossip: the receiver's state after merging. */
-export interface GossipReply {
-  readonly type: 'gossip-reply';
+/**
+ * The answer to cluster-state: the answering node's id, and its ring and bucket properties as a
+ * cluster view without members (`state-codec.ts`'s layout; the receiver validates it).
+ */
+export interface ClusterStateReply {
+  readonly type: 'cluster-state-reply';
+  readonly from: string;
   readonly state: unknown;
+}
+
+/** The answer to a SWIM request that has nothing to answer with (gossip, records, a ping meant for another id). */
+export interface SwimDone {
+  readonly type: 'swim-done';
 }
 
 /** The partitions among those a handoff-held asked about that this node holds keys of. */
@@ -371,8 +389,12 @@ export type PeerReply =
   | ReplicaGetReply
   | CoordinatePutReply
   | ReplicaPutReply
-  | GossipReply
   | HandoffHeldReply
+  | SwimAck
+  | SwimNack
+  | SwimDigestReply
+  | SwimDone
+  | ClusterStateReply
   | ErrorReply
   | ObjectPageReply
   | AntiEntropyKeysReply

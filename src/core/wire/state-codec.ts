@@ -3,23 +3,22 @@ import { viewLimits } from '../membership/view-validation.js';
 import { ByteReader, ByteWriter } from './bytes.js';
 
 /**
- * The binary encoding of gossip state, the field of the gossip entries of the message table
- * (message-table.ts). JSON text, its form before it, spelt out every field name and every ring
- * owner's id once per partition in every message.
+ * The binary encoding of the cluster state, the field of the cluster-state-reply entry of the
+ * message table (message-table.ts).
  *
- * Gossip state is a cluster view in a fixed layout; the ring's owners are indexes into a table
+ * The cluster state is the ring and the bucket properties in a fixed layout (fetched whole only
+ * when SWIM's digests show a newer version); the ring's owners are indexes into a table
  * of the ids it names, so a 256-partition ring costs about 256 bytes instead of ~3 KiB of JSON.
  *
- * The encoder answers undefined for a view outside its layout (a malformed view only a test or
+ * The encoder answers undefined for a state outside its layout (a malformed state only a test or
  * a faulty peer builds); the message table then refuses to send it (KV_INTERNAL).
  * Decoding bounds every count, length and number while it reads (viewWireLimits), before any of
  * it is kept; the meaning (node id patterns, generations, known owners) is still checked by the
  * receiver (src/core/membership/view-validation.ts).
  */
 
-/** Bounds of the binary view, at decode time; the encoder keeps inside them (or answers undefined). */
+/** Bounds of the binary cluster state, at decode time; the encoder keeps inside them (or answers undefined). */
 export const viewWireLimits = {
-  maxMembers: viewLimits.maxMembers,
   maxIdBytes: viewLimits.maxIdLength,
   maxAddressBytes: viewLimits.maxAddressLength,
   maxBuckets: viewLimits.maxBuckets,
@@ -79,23 +78,14 @@ function readBounded(reader: ByteReader, field: string, min: number, max: number
 }
 
 // ---------------------------------------------------------------------------------------------
-// Gossip state: a cluster view.
+// Cluster state: the ring and the bucket properties (members travel as SWIM records, not here).
 //
-//   [member count]{[id][address][generation][heartbeat][u8 status][u8 flags: 1 = transfersDoneForRing follows][...]
-//     (flags 2: [host] follows, then with flags 4 [zone]: the member's location)}
 //   [u8 ring: 0 none, 1 owners, 2 owners and next, 3 and 4 as 1 and 2 with locations]
 //     [partition count][version][name count]{[name]}[owner index]*partitionCount([next index]*partitionCount)
 //     (kinds 3 and 4: [location count]{[name index][host][zone, empty when none]})
 //   [bucket properties version][bucket count]{[name][u8 fields][nVal][r][w][u8 conflict mode][ttlSeconds][consistent: 0 or 1]}
 // ---------------------------------------------------------------------------------------------
 
-/** Member statuses by their number on the wire. Append-only, like tags. */
-const statuses = ['joining', 'up', 'leaving', 'left', 'removed'] as const;
-const transfersDoneFlag = 1;
-/** Member flags of a location (host, and zone when labelled). Flags are append-only, like tags. */
-const locationHostFlag = 2;
-const locationZoneFlag = 4;
-const memberFlags = transfersDoneFlag | locationHostFlag | locationZoneFlag;
 /** Ring kinds that carry a location table after the owners (kind - 2 says owners or owners and next). */
 const ringKindWithLocations = 2;
 
@@ -106,47 +96,6 @@ const allBucketFieldBits = Object.values(bucketFieldBits).reduce((all, bit) => a
 /** A quorum setting: 0 one, 1 quorum, 2 all, 3 + n the number n. */
 const quorumWords = ['one', 'quorum', 'all'] as const;
 const conflictModes = ['siblings', 'lww'] as const;
-
-function writeMember(writer: ByteWriter, key: string, record: unknown): void {
-  fits(isPlainObject(record));
-  const member = record as Record<string, unknown>;
-  fits(onlyFields(member, ['id', 'address', 'generation', 'heartbeat', 'status', 'transfersDoneForRing', 'location']) && member.id === key);
-  writeBoundedString(writer, member.id, viewWireLimits.maxIdBytes, 1);
-  writeBoundedString(writer, member.address, viewWireLimits.maxAddressBytes);
-  fits(isCounter(member.generation, viewWireLimits.maxCounter) && isCounter(member.heartbeat, viewWireLimits.maxCounter));
-  writer.varint(member.generation as number).varint(member.heartbeat as number);
-  const status = statuses.indexOf(member.status as (typeof statuses)[number]);
-  fits(status >= 0);
-  writer.u8(status);
-  const done = member.transfersDoneForRing;
-  fits(done === undefined || isCounter(done, viewWireLimits.maxCounter));
-  const location = member.location;
-  fits(location === undefined || (isPlainObject(location) && onlyFields(location, ['host', 'zone'])));
-  const zone = (location as Record<string, unknown> | undefined)?.zone;
-  writer.u8((done === undefined ? 0 : transfersDoneFlag) | (location === undefined ? 0 : locationHostFlag) | (zone === undefined ? 0 : locationZoneFlag));
-  if (done !== undefined) writer.varint(done as number);
-  if (location !== undefined) writeBoundedString(writer, (location as Record<string, unknown>).host, viewWireLimits.maxIdBytes, 1);
-  if (zone !== undefined) writeBoundedString(writer, zone, viewWireLimits.maxIdBytes, 1);
-}
-
-function readMember(reader: ByteReader): Record<string, unknown> {
-  const id = readBoundedString(reader, 'member id', viewWireLimits.maxIdBytes, 1);
-  const address = readBoundedString(reader, 'member address', viewWireLimits.maxAddressBytes);
-  const generation = readBounded(reader, 'generation', 0, viewWireLimits.maxCounter);
-  const heartbeat = readBounded(reader, 'heartbeat', 0, viewWireLimits.maxCounter);
-  const statusNumber = reader.u8();
-  const status = statuses[statusNumber];
-  if (status === undefined) throw malformed(`member status ${statusNumber}, which this node does not know`);
-  const flags = reader.u8();
-  if ((flags & ~memberFlags) !== 0 || ((flags & locationZoneFlag) !== 0 && (flags & locationHostFlag) === 0)) throw malformed(`member flags ${flags}`);
-  const record: Record<string, unknown> = { id, address, generation, heartbeat, status };
-  if ((flags & transfersDoneFlag) !== 0) record.transfersDoneForRing = readBounded(reader, 'transfersDoneForRing', 0, viewWireLimits.maxCounter);
-  if ((flags & locationHostFlag) !== 0) {
-    const host = readBoundedString(reader, 'placement host', viewWireLimits.maxIdBytes, 1);
-    record.location = (flags & locationZoneFlag) === 0 ? { host } : { host, zone: readBoundedString(reader, 'zone', viewWireLimits.maxIdBytes, 1) };
-  }
-  return record;
-}
 
 function isOwnerList(value: unknown, partitionCount: number): value is string[] {
   return Array.isArray(value) && value.length === partitionCount && value.every((owner) => typeof owner === 'string');
@@ -285,17 +234,13 @@ function readBucket(reader: ByteReader): [string, Record<string, unknown>] {
   return [name, entry];
 }
 
-/** The binary form of a cluster view, or undefined when `state` does not fit the layout exactly (it is then not sent). */
-export function encodeViewState(state: unknown): Buffer | undefined {
+/** The binary form of a cluster state (ring and bucket properties), or undefined when `state` does not fit the layout exactly (it is then not sent). */
+export function encodeClusterState(state: unknown): Buffer | undefined {
   try {
     fits(isPlainObject(state));
     const view = state as Record<string, unknown>;
-    fits(onlyFields(view, ['members', 'ring', 'bucketProperties', 'bucketPropertiesVersion']) && isPlainObject(view.members) && isPlainObject(view.bucketProperties));
+    fits(onlyFields(view, ['ring', 'bucketProperties', 'bucketPropertiesVersion']) && isPlainObject(view.bucketProperties));
     const writer = new ByteWriter();
-    const members = Object.entries(view.members as Record<string, unknown>);
-    fits(members.length <= viewWireLimits.maxMembers);
-    writer.varint(members.length);
-    for (const [key, record] of members) writeMember(writer, key, record);
     fits(view.ring !== undefined);
     writeRing(writer, view.ring);
     fits(isCounter(view.bucketPropertiesVersion, viewWireLimits.maxCounter));
@@ -312,29 +257,21 @@ export function encodeViewState(state: unknown): Buffer | undefined {
 }
 
 /**
- * Reads a binary cluster view; throws KV_BAD_REQUEST on anything malformed or over a bound. The
- * result has a view's shape and bounded sizes; the receiver still validates its meaning.
+ * Reads a binary cluster state; throws KV_BAD_REQUEST on anything malformed or over a bound. The
+ * result has the state's shape and bounded sizes; the receiver still validates its meaning.
  */
-export function decodeViewState(bytes: Uint8Array): unknown {
+export function decodeClusterState(bytes: Uint8Array): unknown {
   const reader = new ByteReader(bytes);
-  const memberCount = readBounded(reader, 'member count', 0, viewWireLimits.maxMembers);
-  // No prototypes: an id or bucket named __proto__ is a plain key, as JSON.parse makes it.
-  const members = Object.create(null) as Record<string, unknown>;
-  for (let index = 0; index < memberCount; index++) {
-    const record = readMember(reader);
-    const id = record.id as string;
-    if (Object.hasOwn(members, id)) throw malformed(`member ${id} twice`);
-    members[id] = record;
-  }
   const ring = readRing(reader);
   const bucketPropertiesVersion = readBounded(reader, 'bucket properties version', 0, viewWireLimits.maxCounter);
   const bucketCount = readBounded(reader, 'bucket count', 0, viewWireLimits.maxBuckets);
+  // No prototypes: a bucket named __proto__ is a plain key, as JSON.parse makes it.
   const bucketProperties = Object.create(null) as Record<string, unknown>;
   for (let index = 0; index < bucketCount; index++) {
     const [name, entry] = readBucket(reader);
     if (Object.hasOwn(bucketProperties, name)) throw malformed(`bucket ${JSON.stringify(name.slice(0, 64))} twice`);
     bucketProperties[name] = entry;
   }
-  if (!reader.done()) throw malformed('trailing bytes after a cluster view');
-  return { members, ring, bucketProperties, bucketPropertiesVersion };
+  if (!reader.done()) throw malformed('trailing bytes after a cluster state');
+  return { ring, bucketProperties, bucketPropertiesVersion };
 }

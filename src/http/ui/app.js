@@ -123,7 +123,7 @@ function renderMembers(status) {
       element('td', { className: 'status status-' + member.status, text: member.status, 'data-testid': 'member-status' }),
       cell(formatNumber(member.partitionsOwned), 'number'),
       cell(String(member.generation), 'number'),
-      cell(typeof member.phi === 'number' ? member.phi.toFixed(2) : '', 'number'),
+      cell(typeof member.membership === 'string' ? member.membership : ''),
     ]);
   });
   replaceRows(document.getElementById('members-table'), rows);
