@@ -60,6 +60,7 @@ export class RingNode implements KvService {
     // The replica's dots come from actors that survive restarts (src/engine/actor-lease.ts).
     const replica = (this.localReplica = new Replica(options.storage, this.nodeId, options.random, { siblingsWarn, maxSiblings, maxObjectBytes }, (bucket, key, siblings) =>
       options.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
+    config.storage.objectCacheBytes,
     ));
     // The lifecycle creates the gossiper at start; before that, these answer as a node without a view.
     this.buckets = new BucketSettings(config, () => this.gossiper?.view);
