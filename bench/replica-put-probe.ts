@@ -38,12 +38,22 @@ const storage = new LevelStorage({ location: join(folder, 'db'), writeBufferSize
 await storage.open();
 const cacheBytes = Number(values['cache-bytes']);
 const replica = new Replica(storage, 'probe', new SeededRandom(1), undefined, undefined, cacheBytes);
+// Counts the replica's reads of the data space: a write to a cached key makes none.
+let dataReads = 0;
+const readOfStorage = storage.data.get.bind(storage.data);
+Object.assign(storage.data, {
+  get: async (key: Uint8Array) => {
+    dataReads += 1;
+    return readOfStorage(key);
+  },
+});
 const value = randomBytes(100);
 const write = (index: number): Promise<unknown> =>
   replica.coordinateWrite('bench', `key-${index % keys}`, { value, contentType: 'application/octet-stream', tombstone: false, context: emptyContext, nowMs: Date.now() }, 'lww', values.sync === true);
 
-async function run(count: number, pick: (index: number) => number): Promise<{ opsPerSecond: number; cpuMicros: number }> {
+async function run(count: number, pick: (index: number) => number): Promise<{ opsPerSecond: number; cpuMicros: number; readsPerWrite: number }> {
   let next = 0;
+  const readsBefore = dataReads;
   const cpuBefore = process.cpuUsage();
   const startMs = performance.now();
   await Promise.all(
@@ -53,11 +63,11 @@ async function run(count: number, pick: (index: number) => number): Promise<{ op
   );
   const elapsedMs = performance.now() - startMs;
   const cpu = process.cpuUsage(cpuBefore);
-  return { opsPerSecond: Math.round((count * 1000) / elapsedMs), cpuMicros: Math.round(((cpu.user + cpu.system) / count) * 10) / 10 };
+  return { opsPerSecond: Math.round((count * 1000) / elapsedMs), cpuMicros: Math.round(((cpu.user + cpu.system) / count) * 10) / 10, readsPerWrite: (dataReads - readsBefore) / count };
 }
 
 await run(keys, (index) => index);
 const result = await run(operations, () => Math.floor(Math.random() * keys));
-console.log(`replica put: ${result.opsPerSecond} ops/s, ${result.cpuMicros} µs CPU per write, ${Math.round(1e6 / result.cpuMicros)} writes per CPU-s (${operations} writes, ${concurrency} writers, ${keys} keys${values.sync === true ? ', sync' : ''}, object cache ${cacheBytes} bytes)`);
+console.log(`replica put: ${result.opsPerSecond} ops/s, ${result.cpuMicros} µs CPU per write, ${Math.round(1e6 / result.cpuMicros)} writes per CPU-s, ${result.readsPerWrite.toFixed(2)} data reads per write (${operations} writes, ${concurrency} writers, ${keys} keys${values.sync === true ? ', sync' : ''}, object cache ${cacheBytes} bytes)`);
 await storage.close();
 rmSync(folder, { recursive: true, force: true });

@@ -18,6 +18,7 @@ export function laneOf(message: PeerRequest): Lane {
   switch (message.type) {
     case 'replica-get':
     case 'coordinate-put':
+    case 'forward-put':
     case 'replica-put':
     case 'dt-update':
       return 'replica';

@@ -1,6 +1,6 @@
 import { emptyContext, writeTimeMs } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
-import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import type { ForwardPutRequest, PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { Ring } from '../core/ring/ring.js';
 import { KvError } from '../util/errors.js';
 import type { Clock } from '../ports/clock.js';
@@ -84,6 +84,11 @@ export class ClientRequests {
         command.precondition,
       ),
     );
+  }
+
+  /** A write another node handed here to coordinate (forward-put): admitted like a client write of this node. */
+  async forwarded(request: ForwardPutRequest): Promise<WriteOutcome> {
+    return this.admit(async () => this.options.coordinator.writeForwarded(request));
   }
 
   /** Coordinated delete: a tombstone written like any other version. */

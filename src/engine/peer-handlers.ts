@@ -1,5 +1,6 @@
 import type { Ring } from '../core/ring/ring.js';
 import type { AntiEntropy } from './anti-entropy.js';
+import type { ClientRequests } from './client-requests.js';
 import type { DataTypes } from './data-types.js';
 import type { Gossiper } from './gossiper.js';
 import type { Handoff } from './handoff.js';
@@ -16,6 +17,7 @@ export interface PeerRoles {
   readonly antiEntropy: AntiEntropy;
   readonly handoff: Handoff;
   readonly dataTypes: DataTypes;
+  readonly clientRequests: ClientRequests;
   /** The gossiper (the lifecycle creates it at start). */
   readonly gossiper: () => Gossiper;
   readonly requireRing: () => Ring;
@@ -25,7 +27,7 @@ export interface PeerRoles {
  * The table of which role serves which peer request (src/engine/peer-service.ts dispatches by
  * it): the replica its reads and writes, hinted handoff a fallback's write, gossip the view,
  * anti-entropy and partition handoff their messages and control operations, key listing its
- * coverage queries, the data types their updates. A new message type adds its line here, pointing at its own role.
+ * coverage queries, the data types their updates, the client requests the writes other nodes forward. A new message type adds its line here, pointing at its own role.
  */
 export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void {
   peers.register('replica-get', async (request) => ({ type: 'replica-get-reply', object: (await roles.replica.read(request.bucket, request.key)) ?? null }));
@@ -34,6 +36,7 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
     const { object, dot } = await roles.replica.coordinateWrite(request.bucket, request.key, request.write, request.mode, request.sync, condition);
     return { type: 'coordinate-put-reply', object, durable: request.sync, dot };
   });
+  peers.register('forward-put', async (request) => ({ type: 'forward-put-reply', context: (await roles.clientRequests.forwarded(request)).context }));
   peers.register('replica-put', async (request) => {
     if (request.hintFor !== undefined && request.hintFor !== roles.selfId) return roles.hintedHandoff.keep(request, request.hintFor);
     await roles.replica.merge(request.bucket, request.key, request.object, request.mode, request.sync);

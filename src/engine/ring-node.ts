@@ -119,7 +119,7 @@ export class RingNode implements KvService {
       bucketProperties: shared.bucketProperties,
       maxNVal: () => Math.max(...shared.nVals()),
     });
-    registerPeerHandlers(peers, { ...roles, dataTypes, selfId: this.nodeId, gossiper: () => this.gossiper, requireRing: shared.requireRing });
+    registerPeerHandlers(peers, { ...roles, dataTypes, clientRequests: this.client, selfId: this.nodeId, gossiper: () => this.gossiper, requireRing: shared.requireRing });
   }
 
   /** The membership view and failure detector (the lifecycle creates it at start; undefined before, which the optional chains allow for). */

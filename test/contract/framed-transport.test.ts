@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FramedPeerServer, type FramedPeerServerOptions } from '../../src/adapters/framed-peer-server.js';
 import { FramedTransport, type FramedTransportOptions, laneOf, peerPortOf } from '../../src/adapters/framed-transport.js';
 import { FrameDecoder, type Frame, decodeChallenge, encodeFrame, encodeHello, protocolVersions, frameTypes } from '../../src/core/wire/frames.js';
+import { emptyContext } from '../../src/core/versioning/context.js';
 import { requestMessages } from '../../src/core/wire/message-table.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import type { PeerHandler } from '../../src/ports/transport.js';
@@ -115,6 +116,7 @@ describe('the framed peer transport', () => {
   it('puts replica reads and writes on their own lane and everything else on the background lane', () => {
     expect(laneOf(get('k'))).toBe('replica');
     expect(laneOf({ type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(1), mode: 'siblings', sync: false })).toBe('replica');
+    expect(laneOf({ type: 'forward-put', bucket: 'b', key: 'k', write: { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, nowMs: 1, context: emptyContext }, timeoutMs: 100 })).toBe('replica');
     expect(laneOf({ type: 'gossip', state: {} })).toBe('background');
     expect(laneOf({ type: 'control', operation: 'handoff-page', payload: {} })).toBe('background');
     expect(peerPortOf('10.0.0.5:17101')).toEqual({ host: '10.0.0.5', port: 18101 });

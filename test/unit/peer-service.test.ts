@@ -75,6 +75,7 @@ describe('PeerService', () => {
     const everyType: Record<PeerRequestType, true> = {
       'replica-get': true,
       'coordinate-put': true,
+      'forward-put': true,
       'replica-put': true,
       gossip: true,
       control: true,
