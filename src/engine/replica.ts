@@ -136,7 +136,9 @@ export class Replica {
   async readByDataKey(dataKey: Buffer): Promise<VersionedObject | undefined> {
     const name = dataKey.toString('latin1');
     const cached = this.cache.get(name);
-    if (cached !== undefined) return cached.object;
+    // Decoded afresh: a reader gets the object exactly as the storage would give it (the cached
+    // object may be the writer's own, whose values are Buffers), and can never alter the cached one.
+    if (cached !== undefined) return decodeObject(cached.bytes);
     const changesBefore = this.changes;
     const bytes = await this.storage.data.get(dataKey);
     if (bytes === undefined) return this.reapedObject(dataKey);
