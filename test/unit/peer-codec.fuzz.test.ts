@@ -7,9 +7,9 @@ import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../../sr
 import { ByteWriter } from '../../src/core/wire/bytes.js';
 import type { Limit } from '../../src/core/wire/fields.js';
 import { type MessageEntry, type PeerMessage, repliesByTag, replyMessages, requestMessages, requestsByTag, retiredTags, wireLimits } from '../../src/core/wire/message-table.js';
-import { controlWireLimits, decodeControlPayload, decodeViewState, encodeControlPayload, encodeViewState, viewWireLimits } from '../../src/core/wire/state-codec.js';
+import { decodeViewState, encodeViewState, viewWireLimits } from '../../src/core/wire/state-codec.js';
 import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
-import { createRing } from '../../src/core/ring/ring.js';
+import { type NodeLocation, createRing } from '../../src/core/ring/ring.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { KvError } from '../../src/util/errors.js';
 
@@ -59,7 +59,11 @@ const digest = fc.stringMatching(/^[0-9a-f]{16}$/);
 const item = fc.record({ dataKey, object });
 /** The hashes of every branch of a tree, or of every leaf under one branch. */
 const hashes = fc.array(digest, { minLength: merkleFanout, maxLength: merkleFanout });
-const json = fc.jsonValue({ maxDepth: 3 });
+
+/** A placement label (--placement-host, --zone): flags 2 and 4 of a member, ring kinds 3 and 4. */
+const location: fc.Arbitrary<NodeLocation> = fc
+  .record({ host: fc.constantFrom('host-a', 'host-b', 'rack-3.example'), zone: fc.option(fc.constantFrom('zone-1', 'zone-2'), { nil: undefined }) })
+  .map(({ host, zone }) => (zone === undefined ? { host } : { host, zone }));
 
 const member: fc.Arbitrary<MemberRecord> = fc
   .record({
@@ -69,8 +73,9 @@ const member: fc.Arbitrary<MemberRecord> = fc
     heartbeat: fc.integer({ min: 0, max: 2 ** 48 }),
     status: fc.constantFrom('joining' as const, 'up' as const, 'leaving' as const, 'left' as const, 'removed' as const),
     transfersDoneForRing: fc.option(fc.nat(), { nil: undefined }),
+    location: fc.option(location, { nil: undefined }),
   })
-  .map(({ transfersDoneForRing, ...record }) => (transfersDoneForRing === undefined ? record : { ...record, transfersDoneForRing }));
+  .map(({ transfersDoneForRing, location: where, ...record }) => ({ ...record, ...(transfersDoneForRing === undefined ? {} : { transfersDoneForRing }), ...(where === undefined ? {} : { location: where }) }));
 const quorumSetting = fc.oneof(fc.constantFrom('one' as const, 'quorum' as const, 'all' as const), fc.integer({ min: 1, max: 64 }));
 const bucketEntry = fc.record(
   { nVal: fc.integer({ min: 1, max: 16 }), r: quorumSetting, w: quorumSetting, conflictMode: fc.constantFrom('siblings' as const, 'lww' as const), ttlSeconds: fc.nat() },
@@ -80,17 +85,18 @@ const bucketEntry = fc.record(
 const view: fc.Arbitrary<ClusterView> = fc
   .record({
     members: fc.uniqueArray(member, { selector: (record) => record.id, maxLength: 6 }),
-    ring: fc.option(fc.tuple(fc.constantFrom(1, 8, 64), fc.integer({ min: 1, max: 2 ** 40 }), fc.boolean(), fc.nat()), { nil: null }),
+    ring: fc.option(fc.tuple(fc.constantFrom(1, 8, 64), fc.integer({ min: 1, max: 2 ** 40 }), fc.boolean(), fc.nat(), fc.array(location, { maxLength: 6 })), { nil: null }),
     bucketProperties: fc.dictionary(fc.string({ maxLength: 10 }), bucketEntry, { maxKeys: 3 }),
     bucketPropertiesVersion: fc.nat(),
   })
   .map(({ members, ring, bucketProperties, bucketPropertiesVersion }) => {
     const ids = members.length === 0 ? ['n0000'] : members.map((record) => record.id);
-    const base = ring === null ? null : { ...createRing(ring[0], ids), version: ring[1] };
+    // Locations for some of the ring's ids (the ring keeps only those that differ from the default: own host, no zone).
+    const locations = ring === null ? {} : Object.fromEntries(ring[4].slice(0, ids.length).map((where, index) => [ids[index] as string, where]));
+    const base = ring === null ? null : { ...createRing(ring[0], ids, locations), version: ring[1] };
     const withNext = base !== null && ring !== null && ring[2] ? { ...base, next: base.owners.map((_, partition) => ids[(partition + ring[3]) % ids.length] as string) } : base;
     return { members: Object.fromEntries(members.map((record) => [record.id, record])), ring: withNext, bucketProperties, bucketPropertiesVersion };
   });
-const heldQuestion = fc.record({ partitions: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 8 }) });
 
 const mode = fc.constantFrom('siblings' as const, 'lww' as const);
 const forwardQuorum = fc.oneof(fc.constantFrom('one' as const, 'quorum' as const, 'all' as const), fc.integer({ min: 1, max: 16 }));
@@ -142,7 +148,7 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
     { requiredKeys: ['type', 'bucket', 'key', 'object', 'mode', 'sync'] },
   ),
   gossip: fc.record({ type: fc.constant('gossip' as const), state: view }),
-  control: fc.record({ type: fc.constant('control' as const), operation: fc.constantFrom('handoff-held', 'handoff-done'), payload: fc.oneof(json, heldQuestion) }),
+  'handoff-held': fc.record({ type: fc.constant('handoff-held' as const), partitions: fc.array(partition, { maxLength: 8 }) }),
   'handoff-fetch': fc.record({
     type: fc.constant('handoff-fetch' as const),
     partition,
@@ -179,7 +185,7 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
   'forward-put-reply': fc.record({ type: fc.constant('forward-put-reply' as const), context }),
   'replica-put-reply': fc.record({ type: fc.constant('replica-put-reply' as const), durable: fc.boolean() }),
   'gossip-reply': fc.record({ type: fc.constant('gossip-reply' as const), state: view }),
-  'control-reply': fc.record({ type: fc.constant('control-reply' as const), payload: json }),
+  'handoff-held-reply': fc.record({ type: fc.constant('handoff-held-reply' as const), held: fc.array(partition, { maxLength: 8 }) }),
   error: fc.record({ type: fc.constant('error' as const), code: fc.constant('KV_BAD_REQUEST'), message: fc.string() }),
   'object-page': fc.record({ type: fc.constant('object-page' as const), items: fc.array(item, { maxLength: 3 }), done: fc.boolean() }),
   'ae-keys-reply': fc.record({ type: fc.constant('ae-keys-reply' as const), differing: fc.array(dataKey, { maxLength: 4 }), need: fc.array(dataKey, { maxLength: 4 }), truncated: fc.boolean() }),
@@ -388,7 +394,7 @@ describe('peer codec fuzz, over the message table', () => {
     );
   });
 
-  it('refuses to send gossip or control outside the binary layouts: a malformed view is the sender\'s bug, not a message', () => {
+  it('refuses to send gossip outside the binary layout: a malformed view is the sender\'s bug, not a message', () => {
     for (const state of [{ members: 'nope' }, { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0, extra: 1 }, [1, 2], null]) {
       expect(encodeViewState(state)).toBeUndefined();
       expect(() => encodeRequest({ type: 'gossip', state })).toThrow(/gossip state outside the cluster view layout/);
@@ -398,13 +404,9 @@ describe('peer codec fuzz, over the message table', () => {
     const base = { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
     expect(encodeViewState({ ...base, members: { n1: { id: 'n2', address: 'a:1', generation: 1, heartbeat: 1, status: 'up' } } })).toBeUndefined();
     expect(encodeViewState({ ...base, bucketProperties: { b: { dataType: 'counter' } } })).toBeUndefined();
-    for (const payload of [Number.NaN, Buffer.from('x')]) {
-      expect(encodeControlPayload(payload)).toBeUndefined();
-      expect(() => encodeRequest({ type: 'control', operation: 'handoff-held', payload })).toThrow(/control payload/);
-    }
   });
 
-  it('refuses binary views and control payloads over their bounds while decoding', () => {
+  it('refuses binary views over their bounds while decoding', () => {
     const members = (count: number): Buffer => new ByteWriter().varint(count).finish();
     expect(() => decodeViewState(members(viewWireLimits.maxMembers + 1))).toThrow(/member count 1025 outside 0..1024/);
     const longId = new ByteWriter().varint(1).string('n'.repeat(viewWireLimits.maxIdBytes + 1)).finish();
@@ -416,15 +418,6 @@ describe('peer codec fuzz, over the message table', () => {
     expect(() => decodeViewState(hugeRing)).toThrow(/partition count/);
     const status = new ByteWriter().varint(1).string('n1').string('a:1').varint(1).varint(1).u8(9).finish();
     expect(() => decodeViewState(status)).toThrow(/member status 9/);
-    let nested = new ByteWriter();
-    for (let depth = 0; depth <= controlWireLimits.maxDepth; depth++) nested = nested.u8(7).varint(1);
-    expect(() => decodeControlPayload(nested.u8(0).finish())).toThrow(/nested deeper than 16/);
-    expect(() => decodeControlPayload(new ByteWriter().u8(7).varint(controlWireLimits.maxItems + 1).finish())).toThrow(/array elements/);
-    expect(() => decodeControlPayload(new ByteWriter().u8(99).finish())).toThrow(/value kind 99/);
-    // A key named __proto__ is a plain field, never the object's prototype.
-    const proto = decodeControlPayload(new ByteWriter().u8(8).varint(1).string('__proto__').u8(2).finish()) as Record<string, unknown>;
-    expect(Object.keys(proto)).toEqual(['__proto__']);
-    expect(Object.getPrototypeOf(proto)).toBeNull();
   });
 
   it('makes a gossiped view of a 256-partition ring a fraction of its JSON text', () => {

@@ -39,11 +39,11 @@ export type FrameType = (typeof frameTypes)[keyof typeof frameTypes];
  * The protocol versions this build speaks, the one pair that says so: a handshake picks the
  * highest version both ends speak and refuses a peer whose range does not meet this one. A
  * version names the frame layout and the message table (message-table.ts); docs/WIRE.md says
- * when it changes and which older versions a node still talks to. Version 4 is the message
- * table with forward-put: one message per frame, no JSON forms (versions 1 to 3, before any
- * release, are not spoken).
+ * when it changes and which older versions a node still talks to. Version 5 is the message
+ * table with forward-put: one message per frame, no JSON forms, no `control` message (versions 1
+ * to 4, before any release, are not spoken).
  */
-export const protocolVersions: VersionRange = { min: 4, max: 4 };
+export const protocolVersions: VersionRange = { min: 5, max: 5 };
 
 /** A range of protocol versions, both ends included. */
 export interface VersionRange {
