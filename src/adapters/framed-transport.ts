@@ -18,6 +18,7 @@ export function laneOf(message: PeerRequest): Lane {
   switch (message.type) {
     case 'replica-get':
     case 'coordinate-put':
+    case 'forward-put':
     case 'replica-put':
     case 'dt-update':
     // SWIM's probes: a ping stuck behind a handoff page would be a false suspicion (memberlist sends them over UDP, apart from its TCP sync).

@@ -166,6 +166,13 @@ export const nodeConfigSchema = Type.Object(
         blockCacheSizeBytes: integer(0, 2 ** 34, 8_388_608, 'LevelDB block cache size'),
         maxFileSizeBytes: integer(65_536, 2 ** 31, 2_097_152, 'LevelDB SSTable size'),
         compression: boolean(true, 'LevelDB block compression'),
+        objectCacheBytes: integer(
+          0,
+          2 ** 31,
+          16_777_216,
+          "the replica's cache of the latest stored object of recently written and read keys: a hit spares a replica write its LevelDB read before the write, and a replica read its LevelDB read (0: off)",
+          { env: 'RINGKV_OBJECT_CACHE_BYTES' },
+        ),
       },
       'LevelDB settings',
     ),

@@ -6,7 +6,7 @@ import { wireLimits } from './wire/message-table.js';
  */
 
 /** The longest timeout a request may ask for (`timeout_ms`, `--timeout-ms`), matching limits.requestTimeoutMs's own bound. */
-export const maxTimeoutMs = 600_000;
+export const maxTimeoutMs = wireLimits.maxTimeoutMs;
 
 /** The largest page a key listing may ask for (`limit`, `--limit`): what one list-keys reply may carry. */
 export const maxListLimit = wireLimits.maxListKeys;

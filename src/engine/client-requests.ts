@@ -1,5 +1,6 @@
 import { emptyContext, writeTimeMs } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
+import type { ForwardPutRequest } from '../core/wire/messages.js';
 import { KvError } from '../util/errors.js';
 import type { Coordinator } from './coordinator.js';
 import type { ConsistentCoordinator } from './consistent-coordinator.js';
@@ -78,6 +79,11 @@ export class ClientRequests {
         command.precondition,
       ),
     );
+  }
+
+  /** A write another node handed here to coordinate (forward-put): admitted like a client write of this node. */
+  async forwarded(request: ForwardPutRequest): Promise<WriteOutcome> {
+    return this.admit(async () => this.options.coordinator.writeForwarded(request));
   }
 
   /** Coordinated delete: a tombstone written like any other version. */

@@ -2,7 +2,7 @@ import { partitionOf, encodeDataKey } from '../core/keys.js';
 import { type PlacementView, planRead, planWrite } from '../core/coordination/plan.js';
 import { type ReadEffect, type ReadEvent, startRead, stepRead } from '../core/coordination/read-coordinator.js';
 import { type WriteEffect, type WriteEvent, startWrite, stepWrite } from '../core/coordination/write-coordinator.js';
-import type { PeerRequest } from '../core/wire/messages.js';
+import type { ForwardPutRequest, PeerReply, PeerRequest } from '../core/wire/messages.js';
 import { type CausalContext, emptyContext, encodeContext, objectContext } from '../core/versioning/context.js';
 import type { DataTypeUpdate } from '../core/datatypes/data-type.js';
 import type { Precondition } from '../core/versioning/preconditions.js';
@@ -105,9 +105,17 @@ export class Coordinator {
     });
   }
 
-  /** A coordinated write (or delete): the new object and the context its writer may chain. */
+  /**
+   * A coordinated write (or delete): the context its writer may chain. When this node is not the
+   * key's coordinating replica, the write is handed whole to that replica (forward-put), which
+   * runs it and replicates it from there, so the value crosses the network once per replica
+   * (Riak's put forwarding) instead of entry -> coordinator -> entry -> replicas.
+   */
   async write(bucket: string, key: string, options: WriteOptions, intent: WriteIntent, precondition?: Precondition): Promise<WriteOutcome> {
-    if (precondition === undefined) return this.writeOnce(bucket, key, options, intent);
+    if (precondition === undefined) {
+      const coordinating = this.forwardTarget(bucket, key, options);
+      return coordinating === undefined ? this.writeOnce(bucket, key, options, intent) : this.forward(coordinating, bucket, key, options, intent);
+    }
     // A conditional write first reads r replicas; the coordinating replica checks the
     // precondition against that read merged with its own copy, under its key lock. One deadline
     // covers the read, the write and the read of the refusal's context.
@@ -122,6 +130,51 @@ export class Coordinator {
       const current = leftMs < 1 ? undefined : await this.read(bucket, key, { timeoutMs: leftMs }).catch(() => undefined);
       throw new KvError('KV_PRECONDITION_FAILED', error.message, { details: { context: encodeContext(objectContext(current ?? base ?? emptyObject)) } });
     }
+  }
+
+  /**
+   * A write another node forwarded here (forward-put): coordinated here whatever this node's own
+   * plan says, never forwarded again, so two nodes whose rings differ cannot pass a write back and forth.
+   */
+  async writeForwarded(request: ForwardPutRequest): Promise<WriteOutcome> {
+    const { w, pw, dw } = request;
+    const options: WriteOptions = { timeoutMs: request.timeoutMs, ...(w === undefined ? {} : { w }), ...(pw === undefined ? {} : { pw }), ...(dw === undefined ? {} : { dw }) };
+    return this.writeOnce(request.bucket, request.key, options, request.write);
+  }
+
+  /**
+   * The node a write is forwarded to: the coordinating replica of the write's plan when it is
+   * another node. Undefined when this node coordinates, or when the plan cannot be met (the write
+   * then fails here, saying why, without a round trip).
+   */
+  private forwardTarget(bucket: string, key: string, options: WriteOptions): string | undefined {
+    const { view, properties } = this.view(bucket, key);
+    const plan = planWrite(view, this.quorumsOf(options, properties), this.deps.settings().hintedHandoff);
+    return plan.impossible || plan.coordinating === this.deps.selfId ? undefined : plan.coordinating;
+  }
+
+  /** Hands a write to its coordinating replica and answers what it answered; one deadline covers both hops. */
+  private async forward(node: string, bucket: string, key: string, options: WriteOptions, intent: WriteIntent): Promise<WriteOutcome> {
+    const timeoutMs = options.timeoutMs ?? this.deps.settings().requestTimeoutMs;
+    const { w, pw, dw } = options;
+    const request: ForwardPutRequest = { type: 'forward-put', bucket, key, write: intent, timeoutMs, ...(w === undefined ? {} : { w }), ...(pw === undefined ? {} : { pw }), ...(dw === undefined ? {} : { dw }) };
+    const operation: WriteOperation = intent.tombstone ? 'delete' : 'write';
+    let reply: PeerReply;
+    try {
+      reply = await this.deps.send(node, request, timeoutMs + peerCallGraceMs);
+    } catch (error) {
+      // The coordinating replica's own answer (a quorum not met, a refusal) reaches the client as it
+      // is; a replica that could not be reached, or did not answer in time, is this node's to explain.
+      if (isKvError(error) && error.code !== 'KV_PEER_UNREACHABLE' && error.code !== 'KV_TIMEOUT') throw error;
+      throw coordinatingFailure(operation, node, timeoutMs, error);
+    }
+    if (reply.type !== 'forward-put-reply') throw new KvError('KV_INTERNAL', `the replica answered ${reply.type} to forward-put, which no ringkv of this version answers; run the same ringkv version on every node`);
+    return { context: reply.context };
+  }
+
+  /** A write's quorums: the request's, else the bucket's w. */
+  private quorumsOf(options: WriteOptions, properties: BucketProperties): { readonly w: BucketProperties['w']; readonly pw?: BucketProperties['w']; readonly dw?: BucketProperties['w'] } {
+    return { w: options.w ?? properties.w, ...(options.pw === undefined ? {} : { pw: options.pw }), ...(options.dw === undefined ? {} : { dw: options.dw }) };
   }
 
   /** One deadline for a request made of several steps: its length, and what is left of it now. */
@@ -215,8 +268,7 @@ export class Coordinator {
     const { view, properties } = this.view(bucket, key);
     const settings = this.deps.settings();
     const timeoutMs = options.timeoutMs ?? settings.requestTimeoutMs;
-    const quorums = { w: options.w ?? properties.w, ...(options.pw === undefined ? {} : { pw: options.pw }), ...(options.dw === undefined ? {} : { dw: options.dw }) };
-    const plan = planWrite(view, quorums, settings.hintedHandoff);
+    const plan = planWrite(view, this.quorumsOf(options, properties), settings.hintedHandoff);
     const mode = properties.conflictMode;
     const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
     return new Promise<WriteOutcome>((resolve, reject) => {
@@ -260,7 +312,7 @@ export class Coordinator {
             return;
           case 'reply':
             deadline?.cancel();
-            resolve({ object: effect.object, context: effect.context });
+            resolve({ context: effect.context });
             return;
           case 'fail':
             deadline?.cancel();

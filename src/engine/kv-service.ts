@@ -50,12 +50,11 @@ export interface DeleteCommand {
 }
 
 /**
- * What a coordinated write answers: the new object, and the context to hand its writer. The
- * context covers what the writer had seen plus the one dot its write created, never the
- * concurrent siblings the write left in place (docs/ARCHITECTURE.md#contexts-are-safe-to-write-back).
+ * What a coordinated write answers: the context to hand its writer. It covers what the writer had
+ * seen plus the one dot its write created, never the concurrent siblings the write left in place
+ * (docs/ARCHITECTURE.md#contexts-are-safe-to-write-back).
  */
 export interface WriteOutcome {
-  readonly object: VersionedObject;
   readonly context: CausalContext;
 }
 

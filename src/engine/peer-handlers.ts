@@ -1,6 +1,7 @@
 import type { AcceptorStore } from './acceptor-store.js';
 import { consistentBucketRefusal } from './coordinator.js';
 import type { AntiEntropy } from './anti-entropy.js';
+import type { ClientRequests } from './client-requests.js';
 import type { DataTypes } from './data-types.js';
 import type { Handoff } from './handoff.js';
 import type { HintedHandoff } from './hinted-handoff.js';
@@ -17,14 +18,16 @@ export type PeerRoles = Pick<NodeContext, 'selfId' | 'gossiper' | 'requireRing' 
   readonly handoff: Handoff;
   readonly dataTypes: DataTypes;
   readonly acceptors: AcceptorStore;
+  readonly clientRequests: ClientRequests;
 };
 
 /**
  * The table of which role serves which peer request (src/engine/peer-service.ts dispatches by
  * it): the replica its reads and writes, hinted handoff a fallback's write, gossip the view,
  * anti-entropy and partition handoff their messages, key listing its coverage queries, the data
- * types their updates, the acceptor store the Paxos rounds of consistent buckets. A new message
- * type adds its line here, pointing at its own role.
+ * types their updates, the acceptor store the Paxos rounds of consistent buckets, the client
+ * requests the writes other nodes forward. A new message type adds its line here, pointing at
+ * its own role.
  */
 export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void {
   /** A replica write of a consistent bucket would put a version beside its Paxos state that no round decided. */
@@ -38,6 +41,7 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
     const { object, dot } = await roles.replica.coordinateWrite(request.bucket, request.key, request.write, request.mode, request.sync, condition);
     return { type: 'coordinate-put-reply', object, durable: request.sync, dot };
   });
+  peers.register('forward-put', async (request) => ({ type: 'forward-put-reply', context: (await roles.clientRequests.forwarded(request)).context }));
   peers.register('replica-put', async (request) => {
     refuseConsistent(request.bucket);
     if (request.hintFor !== undefined && request.hintFor !== roles.selfId) return roles.hintedHandoff.keep(request, request.hintFor);

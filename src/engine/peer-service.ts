@@ -102,7 +102,8 @@ export class PeerService {
     const reply = node === this.options.selfId ? await this.handle(request) : await this.request(node, request, timeoutMs);
     // This node's own answer is judged as a peer's is, so a request behaves the same whichever replica serves it. A refusal the client must see as it is (it says what to do) keeps its code; any other error reply means the peer could not serve.
     if (reply.type === 'error') {
-      if (clientRefusalCodes.has(reply.code)) throw new KvError(reply.code as KvErrorCode, reply.message);
+      // A forwarded write's error is the answer of the node that ran the whole write: the client's answer.
+      if (clientRefusalCodes.has(reply.code) || request.type === 'forward-put') throw new KvError(reply.code as KvErrorCode, reply.message);
       throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.code}: ${reply.message}`);
     }
     return reply;

@@ -21,6 +21,7 @@ import type { Storage } from '../ports/storage.js';
 import { ActorLease, actorNameOfNode } from './actor-lease.js';
 import { BucketIndex } from './bucket-index.js';
 import { KeyLocks } from './key-locks.js';
+import { ObjectCache } from './object-cache.js';
 import { ReapedTombstones } from './reaped-tombstones.js';
 
 /** Bounds a coordinated write is judged by on this replica: its siblings, and the size of the object it leaves. */
@@ -70,6 +71,17 @@ export class Replica {
   siblingRefusals = 0;
   /** The per-bucket index of the stored keys, kept by store and remove below (src/engine/bucket-index.ts). */
   readonly bucketIndex: BucketIndex;
+  /**
+   * The latest stored object of recently used keys (src/engine/object-cache.ts), so a write to a
+   * hot key skips the read before it. Every change of a stored key goes through storeBytes,
+   * reap or remove below, which set or drop the key's entry under its lock.
+   */
+  readonly cache: ObjectCache;
+  /**
+   * Counts changes of stored keys, so that a read outside the key lock caches what it read only
+   * when no change landed while it read (else it might cache a version a write just replaced).
+   */
+  private changes = 0;
 
   constructor(
     private readonly storage: Storage,
@@ -80,9 +92,12 @@ export class Replica {
     /** Sibling and object size bounds of coordinated writes, and who hears of a key past the warning count. */
     private readonly limits: WriteLimits = { siblingsWarn: Number.MAX_SAFE_INTEGER, maxSiblings: Number.MAX_SAFE_INTEGER, maxObjectBytes: Number.MAX_SAFE_INTEGER },
     private readonly onManySiblings: (bucket: string, key: string, siblings: number) => void = () => undefined,
+    /** storage.objectCacheBytes: the bound of the object cache (0: off). */
+    cacheBytes = 0,
   ) {
     this.reaped = new ReapedTombstones(storage.meta);
     this.bucketIndex = new BucketIndex(storage.meta);
+    this.cache = new ObjectCache(cacheBytes);
   }
 
   /** Registers a listener of stored changes. */
@@ -119,8 +134,32 @@ export class Replica {
    * still reads the key as deleted and read-repairs that replica with the tombstone.
    */
   async readByDataKey(dataKey: Buffer): Promise<VersionedObject | undefined> {
+    const name = dataKey.toString('latin1');
+    const cached = this.cache.get(name);
+    // Decoded afresh: a reader gets the object exactly as the storage would give it (the cached
+    // object may be the writer's own, whose values are Buffers), and can never alter the cached one.
+    if (cached !== undefined) return decodeObject(cached.bytes);
+    const changesBefore = this.changes;
     const bytes = await this.storage.data.get(dataKey);
-    return bytes === undefined ? this.reapedObject(dataKey) : decodeObject(bytes);
+    if (bytes === undefined) return this.reapedObject(dataKey);
+    const object = decodeObject(bytes);
+    // Outside the key lock: what was read is only known to be current if nothing changed since.
+    if (this.changes === changesBefore) this.cache.set(name, bytes, object);
+    return object;
+  }
+
+  /**
+   * The stored bytes and object of a key, from the cache or else the storage (caching them).
+   * Called under the key's lock, where nothing else changes the key, so what it reads is current.
+   */
+  private async storedUnderLock(dataKey: Buffer, name: string): Promise<{ readonly bytes: Uint8Array; readonly object: VersionedObject } | undefined> {
+    const cached = this.cache.get(name);
+    if (cached !== undefined) return cached;
+    const bytes = await this.storage.data.get(dataKey);
+    if (bytes === undefined) return undefined;
+    const object = decodeObject(bytes);
+    this.cache.set(name, bytes, object);
+    return { bytes, object };
   }
 
   /** Applies a client write here, issuing its dot, and stores the result; answers it and the dot the write created. */
@@ -133,11 +172,13 @@ export class Replica {
     condition?: { readonly precondition: Precondition; readonly base: VersionedObject | null },
   ): Promise<{ object: VersionedObject; dot: Dot }> {
     const dataKey = encodeDataKey(bucket, key);
-    return this.locks.withLock(dataKey.toString('latin1'), async () => {
-      const beforeBytes = await this.storage.data.get(dataKey);
+    const name = dataKey.toString('latin1');
+    return this.locks.withLock(name, async () => {
+      const found = await this.storedUnderLock(dataKey, name);
+      const beforeBytes = found?.bytes;
       // A key written again after its tombstone was reaped starts from that tombstone's history,
       // so the new version supersedes what the delete had, as it would have before the reap.
-      const stored = beforeBytes === undefined ? ((await this.reapedObject(dataKey)) ?? emptyObject) : decodeObject(beforeBytes);
+      const stored = found === undefined ? ((await this.reapedObject(dataKey)) ?? emptyObject) : found.object;
       // A conditional write is checked here, under the key lock, against this copy merged with
       // what the coordinator's read of r replicas returned, and then supersedes exactly what it matched.
       const before = condition?.base === undefined || condition.base === null ? stored : mergeObjects(stored, condition.base, mode);
@@ -166,7 +207,7 @@ export class Replica {
       // The clock is never pruned: any entry may be the only record that a superseded version's dot
       // was seen, and forgetting it would let a replica that still holds that version bring it back.
       const appliedBytes = this.judgeObjectSize(encodeObject(applied), beforeBytes, { bucket, key }, 'write');
-      await this.storeBytes(dataKey, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), appliedBytes, applied, sync);
+      await this.storeBytes(dataKey, name, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), appliedBytes, applied, sync);
       return { object: applied, dot };
     });
   }
@@ -179,14 +220,16 @@ export class Replica {
    */
   async updateDataType(bucket: string, key: string, update: DataTypeUpdate, sync: boolean, base: VersionedObject | null, nowMs: number, limits: DataTypeLimits): Promise<VersionedObject> {
     const dataKey = encodeDataKey(bucket, key);
-    return this.locks.withLock(dataKey.toString('latin1'), async () => {
-      const beforeBytes = await this.storage.data.get(dataKey);
-      const stored = beforeBytes === undefined ? emptyObject : decodeObject(beforeBytes);
+    const name = dataKey.toString('latin1');
+    return this.locks.withLock(name, async () => {
+      const found = await this.storedUnderLock(dataKey, name);
+      const beforeBytes = found?.bytes;
+      const stored = found?.object ?? emptyObject;
       const before = base === null ? stored : mergeObjects(stored, base, 'siblings');
       const actor = await this.keyActor(beforeBytes === undefined ? undefined : stored.clock);
       const after = applyDataTypeUpdate(before, actor, update, nowMs, limits);
       const afterBytes = this.judgeObjectSize(encodeObject(after), beforeBytes, { bucket, key }, 'update');
-      await this.storeBytes(dataKey, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), afterBytes, after, sync);
+      await this.storeBytes(dataKey, name, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), afterBytes, after, sync);
       return after;
     });
   }
@@ -247,12 +290,14 @@ export class Replica {
 
   /** merge() addressed by storage key (handoff and anti-entropy work on storage keys). */
   async mergeByDataKey(dataKey: Buffer, incoming: VersionedObject, mode: ConflictMode, sync: boolean): Promise<{ object: VersionedObject; changed: boolean }> {
-    return this.locks.withLock(dataKey.toString('latin1'), async () => {
-      const beforeBytes = await this.storage.data.get(dataKey);
+    const name = dataKey.toString('latin1');
+    return this.locks.withLock(name, async () => {
+      const found = await this.storedUnderLock(dataKey, name);
+      const beforeBytes = found?.bytes;
       let after: VersionedObject;
       let beforeLive = false;
-      if (beforeBytes !== undefined) {
-        const stored = decodeObject(beforeBytes);
+      if (found !== undefined) {
+        const stored = found.object;
         beforeLive = !isDeleted(stored);
         after = mergeObjects(stored, incoming, mode);
       } else {
@@ -275,7 +320,7 @@ export class Replica {
       const afterBytes = encodeObject(after);
       const changed = beforeBytes === undefined || !Buffer.from(beforeBytes).equals(afterBytes);
       // A sync write must reach the disk even when nothing changed, or `dw` would count a write that is not durable.
-      if (changed || sync) await this.storeBytes(dataKey, beforeBytes, beforeLive, afterBytes, after, sync);
+      if (changed || sync) await this.storeBytes(dataKey, name, beforeBytes, beforeLive, afterBytes, after, sync);
       return { object: after, changed };
     });
   }
@@ -305,7 +350,7 @@ export class Replica {
       // merged against it and the key's key epochs stay whole: nothing to distrust.
       return this.gated(async () => {
         await this.reaped.remember(dataKey, current, nowMs);
-        await this.storage.data.del(dataKey);
+        await this.forgetting(dataKey, async () => this.storage.data.del(dataKey));
         await this.bucketIndex.forget(dataKey);
         for (const listener of this.listeners) listener(dataKey, current, undefined, undefined);
         return true;
@@ -337,7 +382,7 @@ export class Replica {
       // The next write here finds no copy and begins a new key epoch; a copy that comes back by a
       // merge is distrusted there (mergeByDataKey), so removing needs nothing more.
       return this.gated(async () => {
-        await this.storage.data.del(dataKey);
+        await this.forgetting(dataKey, async () => this.storage.data.del(dataKey));
         await this.bucketIndex.forget(dataKey);
         for (const listener of this.listeners) listener(dataKey, current, undefined, undefined);
         return true;
@@ -350,16 +395,37 @@ export class Replica {
    * the index): its index entry then already says live, since a live version is only ever stored
    * with its live entry, and a live version replacing it needs no second copy of that entry.
    */
-  private async storeBytes(dataKey: Buffer, beforeBytes: Uint8Array | undefined, beforeLive: boolean, afterBytes: Buffer, after: VersionedObject, sync: boolean): Promise<void> {
+  private async storeBytes(dataKey: Buffer, name: string, beforeBytes: Uint8Array | undefined, beforeLive: boolean, afterBytes: Buffer, after: VersionedObject, sync: boolean): Promise<void> {
     // The data and its index entry (live or dead) go in one atomic write, so no crash separates them
     // (bucket-index.ts), and the write is one group-committed engine batch instead of two in turn;
     // `sync` fsyncs the write-ahead log that holds both.
     const live = !isDeleted(after);
     const data = { space: 'data', type: 'put', key: dataKey, value: afterBytes } as const;
     await this.gated(async () => {
-      await this.storage.write(live && beforeLive ? [data] : [data, this.bucketIndex.entryOperation(dataKey, live)], { sync });
+      this.changes += 1;
+      try {
+        await this.storage.write(live && beforeLive ? [data] : [data, this.bucketIndex.entryOperation(dataKey, live)], { sync });
+      } catch (error) {
+        // The write may or may not have reached the disk: the next use of the key reads it there.
+        this.cache.delete(name);
+        throw error;
+      } finally {
+        this.changes += 1;
+      }
+      this.cache.set(name, afterBytes, after);
       for (const listener of this.listeners) listener(dataKey, beforeBytes, afterBytes, after);
     });
+  }
+
+  /** Deletes a stored key through `del`, and its cache entry whether or not the delete succeeded. */
+  private async forgetting(dataKey: Buffer, del: () => Promise<void>): Promise<void> {
+    this.changes += 1;
+    try {
+      await del();
+    } finally {
+      this.changes += 1;
+      this.cache.delete(dataKey.toString('latin1'));
+    }
   }
 
   /** Bucket and key of a storage key. */

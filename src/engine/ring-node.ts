@@ -74,6 +74,7 @@ export class RingNode implements KvService {
     // The replica's dots come from actors that survive restarts (src/engine/actor-lease.ts).
     const replica = (this.localReplica = new Replica(storage, this.nodeId, context.random, { siblingsWarn, maxSiblings, maxObjectBytes }, (bucket, key, siblings) =>
       context.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
+    config.storage.objectCacheBytes,
     ));
     const gossiper = context.gossiper;
     const hintedHandoff = (this.hintedHandoffService = new HintedHandoff({ ...context, replica, space: storage.hints, settings: config.hintedHandoff, memberStatus: (node) => gossiper.view.members[node]?.status }));
@@ -112,7 +113,7 @@ export class RingNode implements KvService {
       admit: (work) => this.client.admit(work),
     }));
     this.backup = new BackupService({ ...context, coordinator });
-    registerPeerHandlers(peers, { ...context, ...roles, dataTypes, acceptors });
+    registerPeerHandlers(peers, { ...context, ...roles, dataTypes, acceptors, clientRequests: this.client });
   }
 
   /** The hint store (for tests). */

@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FramedPeerServer, type FramedPeerServerOptions } from '../../src/adapters/framed-peer-server.js';
 import { FramedTransport, type FramedTransportOptions, laneOf, peerPortOf } from '../../src/adapters/framed-transport.js';
 import { FrameDecoder, type Frame, decodeChallenge, encodeFrame, encodeHello, protocolVersions, frameTypes } from '../../src/core/wire/frames.js';
+import { emptyContext } from '../../src/core/versioning/context.js';
 import { requestMessages } from '../../src/core/wire/message-table.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import type { PeerHandler } from '../../src/ports/transport.js';
@@ -119,6 +120,7 @@ describe('the framed peer transport', () => {
     expect(laneOf({ type: 'swim-ping', sequence: 1, from: 'n1', target: 'n2', updates: [] })).toBe('replica');
     expect(laneOf({ type: 'swim-gossip', from: 'n1', updates: [] })).toBe('background');
     expect(laneOf({ type: 'cluster-state' })).toBe('background');
+    expect(laneOf({ type: 'forward-put', bucket: 'b', key: 'k', write: { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, nowMs: 1, context: emptyContext }, timeoutMs: 100 })).toBe('replica');
     expect(laneOf({ type: 'handoff-held', partitions: [1] })).toBe('background');
     expect(peerPortOf('10.0.0.5:17101')).toEqual({ host: '10.0.0.5', port: 18101 });
     expect(() => peerPortOf('10.0.0.5:65000')).toThrow(/no peer port/);

@@ -104,7 +104,7 @@ export class FakeKvService implements KvService {
     const dot = { node: this.nodeId, counter: written.clock[this.nodeId] ?? 0 };
     // As the write coordinator does: the context carries the new version's time.
     const created = written.siblings.find((sibling) => sibling.dot.node === dot.node && sibling.dot.counter === dot.counter);
-    return { object: written, context: writeContext(seen, dot, created?.lastModifiedMs) };
+    return { context: writeContext(seen, dot, created?.lastModifiedMs) };
   }
 
   async get(bucket: string, key: string, options: ReadOptions): Promise<VersionedObject | undefined> {

@@ -109,6 +109,7 @@ const clusterState: fc.Arbitrary<Omit<ClusterView, 'members'>> = fc
   });
 
 const mode = fc.constantFrom('siblings' as const, 'lww' as const);
+const forwardQuorum = fc.oneof(fc.constantFrom('one' as const, 'quorum' as const, 'all' as const), fc.integer({ min: 1, max: 16 }));
 
 const ballot: fc.Arbitrary<Ballot> = fc.record({ round: fc.nat(), proposer: fc.string() });
 const proposal: fc.Arbitrary<Proposal> = fc.record({ ballot, state: fc.record({ version: fc.nat(), value: fc.option(fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)), { nil: null }) }) });
@@ -139,6 +140,22 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
       fc.option(fc.record({ precondition: fc.oneof(fc.constant({ kind: 'absent' as const }), fc.record({ kind: fc.constant('matches' as const), vector })), base: fc.option(object, { nil: null }) }), { nil: undefined }),
     )
     .map(([request, condition]) => ({ ...request, ...condition })),
+  'forward-put': fc.record(
+    {
+      type: fc.constant('forward-put' as const),
+      bucket: fc.string(),
+      key: fc.string(),
+      write: fc.record(
+        { value: fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)), contentType: fc.string(), tombstone: fc.boolean(), nowMs: fc.integer({ min: 0, max: 2 ** 45 }), context, ttlSeconds: fc.integer({ min: 0, max: maxTtlSeconds }) },
+        { requiredKeys: ['value', 'contentType', 'tombstone', 'nowMs', 'context'] },
+      ),
+      w: forwardQuorum,
+      pw: forwardQuorum,
+      dw: forwardQuorum,
+      timeoutMs: fc.integer({ min: 1, max: 600_000 }),
+    },
+    { requiredKeys: ['type', 'bucket', 'key', 'write', 'timeoutMs'] },
+  ),
   'replica-put': fc.record(
     { type: fc.constant('replica-put' as const), bucket: fc.string(), key: fc.string(), object, mode, sync: fc.boolean(), hintFor: fc.string({ minLength: 1 }) },
     { requiredKeys: ['type', 'bucket', 'key', 'object', 'mode', 'sync'] },
@@ -203,6 +220,7 @@ const acceptorReply: fc.Arbitrary<AcceptorReply | null> = fc.oneof(
 const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> } = {
   'replica-get-reply': fc.record({ type: fc.constant('replica-get-reply' as const), object: fc.option(object, { nil: null }) }),
   'coordinate-put-reply': fc.record({ type: fc.constant('coordinate-put-reply' as const), object, durable: fc.boolean(), dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }) }),
+  'forward-put-reply': fc.record({ type: fc.constant('forward-put-reply' as const), context }),
   'replica-put-reply': fc.record({ type: fc.constant('replica-put-reply' as const), durable: fc.boolean() }),
   'swim-ack': fc.record({ type: fc.constant('swim-ack' as const), sequence, from: nodeId, updates: swimRecords }),
   'swim-nack': fc.record({ type: fc.constant('swim-nack' as const), sequence, from: nodeId }),

@@ -68,6 +68,7 @@ describe('PeerService', () => {
     const everyType: Record<PeerRequestType, true> = {
       'replica-get': true,
       'coordinate-put': true,
+      'forward-put': true,
       'replica-put': true,
       'swim-ping': true,
       'swim-ping-req': true,

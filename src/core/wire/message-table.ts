@@ -45,7 +45,9 @@ import {
   writeValues,
   writeVector,
 } from './fields.js';
-import type { CoordinatePutRequest, PeerReply, PeerRequest } from './messages.js';
+import type { QuorumSetting } from '../buckets.js';
+import type { WriteIntent } from '../versioning/versioned-object.js';
+import type { CoordinatePutRequest, ForwardPutRequest, PeerReply, PeerRequest } from './messages.js';
 import { decodeClusterState, encodeClusterState } from './state-codec.js';
 import type { SwimDigestEntry, SwimRecord, SwimState } from '../membership/swim-messages.js';
 import type { MemberLifecycle } from '../membership/membership.js';
@@ -92,6 +94,10 @@ export const wireLimits = {
   maxSwimIdBytes: viewLimits.maxIdLength,
   /** A member's peer address, host:port. */
   maxSwimAddressBytes: viewLimits.maxAddressLength,
+  /** The largest numeric quorum (n_val is at most 16). */
+  maxQuorum: 16,
+  /** The longest deadline a forwarded write carries, and so the longest a client request may ask for (src/core/client-limits.ts). */
+  maxTimeoutMs: 600_000,
 } as const;
 
 /** Any message a peer sends. */
@@ -126,6 +132,42 @@ const partitionsLimit = (field: string): Limit => countLimit(field, wireLimits.m
 /** coordinate-put's option bits: a TTL in seconds follows; a precondition and the read it is checked against follow. */
 const ttlOption = 1;
 const preconditionOption = 2;
+
+/** A forwarded write's quorum: absent, a level, or a number that follows. */
+const quorumKinds = [undefined, 'one', 'quorum', 'all'] as const;
+const numericQuorum = 4;
+
+function writeQuorum(writer: ByteWriter, quorum: QuorumSetting | undefined): void {
+  if (typeof quorum === 'number') writer.u8(numericQuorum).varint(quorum);
+  else writer.u8(quorumKinds.indexOf(quorum));
+}
+
+function readQuorum(reader: ByteReader, limit: Limit): QuorumSetting | undefined {
+  const kind = reader.u8();
+  if (kind === numericQuorum) return readValue(reader, limit);
+  if (kind >= quorumKinds.length) throw malformed(`a forwarded write with an unknown quorum kind ${kind}`);
+  return quorumKinds[kind];
+}
+
+/** A client write's fields, as coordinate-put and forward-put carry them: [value][content type][tombstone][now f64][context][optional ttl]. */
+function writeIntent(writer: ByteWriter, write: WriteIntent): void {
+  writer.bytes(write.value).string(write.contentType);
+  writeFlag(writer, write.tombstone);
+  writer.f64(write.nowMs);
+  writeContext(writer, write.context);
+  writeFlag(writer, write.ttlSeconds !== undefined);
+  if (write.ttlSeconds !== undefined) writer.varint(write.ttlSeconds);
+}
+
+function readIntent(reader: ByteReader, limits: { readonly dots: Limit; readonly ttlSeconds: Limit }): WriteIntent {
+  const value = Buffer.from(reader.bytes());
+  const contentType = reader.string();
+  const tombstone = readFlag(reader, 'write.tombstone');
+  const nowMs = reader.f64();
+  const context = readContext(reader, limits.dots);
+  const base = { value, contentType, tombstone, nowMs, context };
+  return readFlag(reader, 'write.ttl') ? { ...base, ttlSeconds: readValue(reader, limits.ttlSeconds) } : base;
+}
 
 /** Data type update kinds. */
 const counterUpdate = 1;
@@ -493,6 +535,41 @@ export const requestMessages: EntryTable<PeerRequest> = {
       return { ...request, precondition, base: readOptionalObject(reader, 'base') };
     },
   }),
+  /**
+   * A client write handed to its coordinating replica: [bucket][key][value][content type]
+   * [tombstone][now f64][context][optional ttl][w][pw][dw][timeoutMs], each quorum a u8 kind (0
+   * absent, 1 one, 2 quorum, 3 all, 4 a varint follows).
+   */
+  'forward-put': message({
+    tag: 21,
+    name: 'forward-put',
+    limits: {
+      dots: countLimit('write.context.dots', maxContextDots),
+      ttlSeconds: valueLimit('write.ttlSeconds', 0, maxTtlSeconds),
+      w: valueLimit('w', 1, wireLimits.maxQuorum),
+      pw: valueLimit('pw', 1, wireLimits.maxQuorum),
+      dw: valueLimit('dw', 1, wireLimits.maxQuorum),
+      timeoutMs: valueLimit('timeoutMs', 1, wireLimits.maxTimeoutMs),
+    },
+    write: (writer, request) => {
+      writer.string(request.bucket).string(request.key);
+      writeIntent(writer, request.write);
+      writeQuorum(writer, request.w);
+      writeQuorum(writer, request.pw);
+      writeQuorum(writer, request.dw);
+      writer.varint(request.timeoutMs);
+    },
+    read: (reader, limits) => {
+      const bucket = reader.string();
+      const key = reader.string();
+      const write = readIntent(reader, limits);
+      const w = readQuorum(reader, limits.w);
+      const pw = readQuorum(reader, limits.pw);
+      const dw = readQuorum(reader, limits.dw);
+      const request: ForwardPutRequest = { type: 'forward-put', bucket, key, write, timeoutMs: readValue(reader, limits.timeoutMs) };
+      return { ...request, ...(w === undefined ? {} : { w }), ...(pw === undefined ? {} : { pw }), ...(dw === undefined ? {} : { dw }) };
+    },
+  }),
   'dt-update': message({
     tag: 30,
     name: 'dt-update',
@@ -780,6 +857,13 @@ export const replyMessages: EntryTable<PeerReply> = {
       const durable = readFlag(reader, 'durable');
       return { type: 'coordinate-put-reply', object, durable, dot: readDot(reader) };
     },
+  }),
+  'forward-put-reply': message({
+    tag: 21,
+    name: 'forward-put-reply',
+    limits: { dots: countLimit('context.dots', maxContextDots) },
+    write: (writer, reply) => writeContext(writer, reply.context),
+    read: (reader, limits) => ({ type: 'forward-put-reply', context: readContext(reader, limits.dots) }),
   }),
   'list-keys-reply': message({
     tag: 12,

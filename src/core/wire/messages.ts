@@ -1,5 +1,7 @@
 import type { Ballot } from '../consensus/ballot.js';
 import type { AcceptorReply, Proposal } from '../consensus/acceptor.js';
+import type { QuorumSetting } from '../buckets.js';
+import type { CausalContext } from '../versioning/context.js';
 import type { DataTypeUpdate } from '../datatypes/data-type.js';
 import type { Precondition } from '../versioning/preconditions.js';
 import type { ConflictMode, Dot, VersionedObject, WriteIntent } from '../versioning/versioned-object.js';
@@ -29,6 +31,25 @@ export interface CoordinatePutRequest {
   readonly precondition?: Precondition;
   /** What the coordinator's read of r replicas returned (null: nothing), merged in before the check. */
   readonly base?: VersionedObject | null;
+}
+
+/**
+ * A client write (or delete) handed whole by an entry node that is not one of the key's replicas
+ * to its coordinating replica, which runs the write there (issues the dot, replicates, counts
+ * `w`) and answers the context: the value crosses the network once per replica (Riak's put
+ * forwarding to a node of the preference list). The receiver never forwards it again.
+ */
+export interface ForwardPutRequest {
+  readonly type: 'forward-put';
+  readonly bucket: string;
+  readonly key: string;
+  readonly write: WriteIntent;
+  /** The client's quorums; absent: the bucket's. */
+  readonly w?: QuorumSetting;
+  readonly pw?: QuorumSetting;
+  readonly dw?: QuorumSetting;
+  /** What is left of the client request's deadline when the entry node sends it. */
+  readonly timeoutMs: number;
 }
 
 /** Merge a version into this replica's (replication, read repair, hint delivery, anti-entropy). */
@@ -233,7 +254,9 @@ export type PeerRequest =
   | AntiEntropyReapRequest
   | PaxosPrepareRequest
   | PaxosProposeRequest
-  | PaxosCommitRequest;
+  | PaxosCommitRequest
+
+  | ForwardPutRequest;
 
 /** A replica's answer to replica-get. */
 export interface ReplicaGetReply {
@@ -248,6 +271,12 @@ export interface CoordinatePutReply {
   readonly durable: boolean;
   /** The dot the write created: with the writer's context it is the context the write hands back. */
   readonly dot: Dot;
+}
+
+/** The coordinating replica's answer to forward-put: the context the write hands its writer. */
+export interface ForwardPutReply {
+  readonly type: 'forward-put-reply';
+  readonly context: CausalContext;
 }
 
 /** A replica's answer to replica-put. */
@@ -405,4 +434,6 @@ export type PeerReply =
   | AntiEntropyLeavesReply
   | AntiEntropyDigestReply
   | AntiEntropyReapReply
-  | PaxosReply;
+  | PaxosReply
+
+  | ForwardPutReply;

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { encodeDataKey } from '../../src/core/keys.js';
+import { emptyContext } from '../../src/core/versioning/context.js';
+import { emptyObject } from '../../src/core/versioning/versioned-object.js';
+import { ObjectCache } from '../../src/engine/object-cache.js';
+import { Replica } from '../../src/engine/replica.js';
+import type { SpaceBatchOperation, WriteOptions } from '../../src/ports/storage.js';
+import { MemoryStorage } from '../../src/sim/memory-storage.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
+
+/**
+ * Goals: the replica's object cache stays within its byte bound, dropping the least recently used
+ * key first; and a key that leaves the storage (handoff's remove, the reaper's reap) or whose
+ * write failed leaves the cache too, so no later write or read starts from a copy the disk no
+ * longer holds. (test/sim/object-cache.sim.test.ts shows a merge that left the cache stale losing
+ * a write.)
+ */
+
+const bytesOf = (size: number): Uint8Array => new Uint8Array(size);
+
+describe('ObjectCache', () => {
+  it('keeps within its byte bound, dropping the least recently used key first', () => {
+    // Each entry is charged its name, its bytes and 256 bytes of overhead: 1 + 744 + 256 = 1001.
+    const cache = new ObjectCache(3000);
+    cache.set('a', bytesOf(744), emptyObject);
+    cache.set('b', bytesOf(744), emptyObject);
+    cache.set('c', bytesOf(744), emptyObject);
+    expect(cache.size).toBe(2);
+    expect(cache.get('a')).toBeUndefined();
+    // b is used, so c is now the least recently used and goes when d arrives.
+    expect(cache.get('b')).toBeDefined();
+    cache.set('d', bytesOf(744), emptyObject);
+    expect(cache.get('c')).toBeUndefined();
+    expect(cache.get('b')).toBeDefined();
+    expect(cache.bytes).toBeLessThanOrEqual(3000);
+    // An entry larger than the whole bound is not kept, and does not push the others out.
+    cache.set('huge', bytesOf(5000), emptyObject);
+    expect(cache.get('huge')).toBeUndefined();
+    expect(cache.size).toBe(2);
+  });
+
+  it('holds nothing when its bound is 0 (the cache off)', () => {
+    const cache = new ObjectCache(0);
+    cache.set('a', bytesOf(1), emptyObject);
+    expect(cache.size).toBe(0);
+  });
+});
+
+describe('the replica keeps its cache to what the storage holds', () => {
+  const write = async (replica: Replica, value: string, tombstone = false): Promise<void> => {
+    await replica.coordinateWrite('b', 'k', { value: Buffer.from(value), contentType: 'text/plain', tombstone, context: emptyContext, nowMs: 1_000 }, 'lww', false);
+  };
+  const dataKey = encodeDataKey('b', 'k');
+
+  it('drops a removed key, so a read finds it gone', async () => {
+    const storage = new MemoryStorage();
+    await storage.open();
+    const replica = new Replica(storage, 'n1', new SeededRandom(1), undefined, undefined, 1_000_000);
+    await write(replica, 'v');
+    expect(replica.cache.size).toBe(1);
+    const stored = (await replica.readBytes(dataKey))!;
+    expect(await replica.remove(dataKey, stored)).toBe(true);
+    expect(replica.cache.size).toBe(0);
+    expect(await replica.read('b', 'k')).toBeUndefined();
+    await storage.close();
+  });
+
+  it('drops a reaped key, so a read answers the remembered tombstone from the storage', async () => {
+    const storage = new MemoryStorage();
+    await storage.open();
+    const replica = new Replica(storage, 'n1', new SeededRandom(1), undefined, undefined, 1_000_000);
+    await write(replica, '', true);
+    const stored = (await replica.readBytes(dataKey))!;
+    expect(await replica.reap(dataKey, stored, 2_000)).toBe(true);
+    expect(replica.cache.size).toBe(0);
+    expect(await replica.readBytes(dataKey)).toBeUndefined();
+    expect(await replica.read('b', 'k')).toBeDefined();
+    await storage.close();
+  });
+
+  it('drops a key whose write failed, since the disk may or may not hold it', async () => {
+    const storage = new MemoryStorage();
+    await storage.open();
+    const replica = new Replica(storage, 'n1', new SeededRandom(1), undefined, undefined, 1_000_000);
+    await write(replica, 'v1');
+    expect(replica.cache.size).toBe(1);
+    const original = storage.write.bind(storage);
+    storage.write = async (_operations: readonly SpaceBatchOperation[], _options?: WriteOptions): Promise<void> => {
+      throw new Error('disk full');
+    };
+    await expect(write(replica, 'v2')).rejects.toThrow('disk full');
+    expect(replica.cache.size).toBe(0);
+    storage.write = original;
+    await storage.close();
+  });
+});
