@@ -228,14 +228,14 @@ export class SimCluster {
     await this.boot(member);
   }
 
-  /** True when every running member's ring lists every member and sees them all up. */
+  /** True when every running member's ring lists every member and holds every running one alive (no suspicion left to time out). */
   ringSettled(): boolean {
     const running = this.members.filter((member) => member.running);
     return running.every((member) => {
       const ring = member.node.gossiper.ring;
       if (ring === null || ring.next !== null) return false;
       const owners = new Set(ring.owners);
-      return this.members.every((other) => owners.has(other.nodeId)) && running.every((other) => member.node.gossiper.isUp(other.nodeId));
+      return this.members.every((other) => owners.has(other.nodeId)) && running.every((other) => member.node.gossiper.isAlive(other.nodeId));
     });
   }
 
