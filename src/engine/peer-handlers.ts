@@ -7,6 +7,7 @@ import type { HintedHandoff } from './hinted-handoff.js';
 import { answerListKeys } from './key-listing.js';
 import type { PeerService } from './peer-service.js';
 import type { Replica } from './replica.js';
+import type { WatchLog } from './watch-log.js';
 
 /** The roles that serve peer requests. */
 export interface PeerRoles {
@@ -16,6 +17,7 @@ export interface PeerRoles {
   readonly antiEntropy: AntiEntropy;
   readonly handoff: Handoff;
   readonly dataTypes: DataTypes;
+  readonly watchLog: WatchLog;
   /** The gossiper (the lifecycle creates it at start). */
   readonly gossiper: () => Gossiper;
   readonly requireRing: () => Ring;
@@ -44,5 +46,6 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
   peers.register('handoff-fetch', (request) => roles.handoff.handleFetch(request), { refusesMalformed: true });
   for (const type of ['ae-keys', 'ae-fetch', 'ae-push', 'ae-summary', 'ae-leaves', 'ae-digest', 'ae-reap'] as const) peers.register(type, (request) => roles.antiEntropy.handleMessage(request), { refusesMalformed: true });
   peers.register('dt-update', (request) => roles.dataTypes.handleUpdate(request));
+  peers.register('watch-poll', (request) => roles.watchLog.poll(request));
   peers.register('list-keys', (request) => answerListKeys({ index: roles.replica.bucketIndex, replica: roles.replica, partitionCount: () => roles.requireRing().partitionCount }, request));
 }

@@ -19,6 +19,9 @@ import { Status } from './status.js';
 import { DataTypes } from './data-types.js';
 import { clockWithFaults, storageWithFaults, transportWithFaults } from './fault-points.js';
 import { BackupService } from './backup-service.js';
+import { WatchLog } from './watch-log.js';
+import { type WatchStream, Watches } from './watches.js';
+import type { WatchFilter } from '../core/watch/watch-cursor.js';
 
 /** The ports and settings a node runs on. */
 export interface RingNodeOptions extends NodePorts {
@@ -49,6 +52,10 @@ export class RingNode implements KvService {
   readonly dataTypes: DataTypes;
   /** Backup and restore: src/engine/backup-service.ts. */
   readonly backup: BackupService;
+  /** This node's log of the writes it issued, which watches read (src/engine/watch-log.ts). */
+  readonly watchLog: WatchLog;
+  /** The watches this node serves (src/engine/watches.ts). */
+  readonly watches: Watches;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
 
@@ -93,6 +100,15 @@ export class RingNode implements KvService {
       reportTransfersDone: (version) => this.gossiper.reportTransfersDone(version),
     });
     replica.onChange((dataKey, before, after, object) => antiEntropy.track(dataKey, before, after, object));
+    const watchLog = (this.watchLog = new WatchLog(options.clock, options.random, () => config.watch));
+    replica.onCoordinatedWrite((bucket, key, object, dot, objectBytes) => watchLog.append(bucket, key, object, dot, objectBytes));
+    this.watches = new Watches({
+      clock: options.clock,
+      logger: options.logger,
+      send: shared.send,
+      members: () => Object.values(this.gossiper?.view.members ?? {}).filter((member) => member.status !== 'left' && member.status !== 'removed').map((member) => member.id),
+      settings: () => ({ ...config.watch, peerTimeoutMs: config.limits.peerTimeoutMs }),
+    });
     const settings = () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled });
     const coordinator = new Coordinator({ ...shared, hints: hintedHandoff.store, settings });
     this.client = new ClientRequests({ ...shared, coordinator, limits: config.limits });
@@ -118,7 +134,7 @@ export class RingNode implements KvService {
       bucketProperties: shared.bucketProperties,
       maxNVal: () => Math.max(...shared.nVals()),
     });
-    registerPeerHandlers(peers, { ...roles, dataTypes, selfId: this.nodeId, gossiper: () => this.gossiper, requireRing: shared.requireRing });
+    registerPeerHandlers(peers, { ...roles, dataTypes, watchLog, selfId: this.nodeId, gossiper: () => this.gossiper, requireRing: shared.requireRing });
   }
 
   /** The membership view and failure detector (the lifecycle creates it at start; undefined before, which the optional chains allow for). */
@@ -138,6 +154,8 @@ export class RingNode implements KvService {
 
   /** Stops background work (the caller closes the HTTP server and the storage). */
   async stop(): Promise<void> {
+    this.watches.closeAll();
+    this.watchLog.close();
     await this.lifecycle.stop();
   }
 
@@ -194,6 +212,11 @@ export class RingNode implements KvService {
   /** One page of a bucket's keys. */
   async list(query: ListQuery): Promise<ListPage> {
     return this.client.list(query);
+  }
+
+  /** Starts a watch of a key or a prefix, from now or from a watch's event id (src/engine/watches.ts). */
+  watch(filter: WatchFilter, resumeFrom?: string): WatchStream {
+    return this.watches.watch(filter, resumeFrom);
   }
 
   /** Serves a peer's request with the role that registered its type. */

@@ -154,6 +154,13 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
   'ae-leaves': fc.record({ type: fc.constant('ae-leaves' as const), partition, branches: fc.array(fc.integer({ min: 0, max: merkleFanout - 1 }), { maxLength: merkleFanout }) }),
   'ae-digest': fc.record({ type: fc.constant('ae-digest' as const), dataKey }),
   'ae-reap': fc.record({ type: fc.constant('ae-reap' as const), dataKey, digest }),
+  'watch-poll': fc.record({
+    type: fc.constant('watch-poll' as const),
+    filter: fc.record({ bucket: fc.string(), kind: fc.constantFrom('key' as const, 'prefix' as const), name: fc.string() }),
+    cursor: fc.option(fc.record({ epoch: fc.stringMatching(/^[0-9a-f]{0,16}$/), seq: fc.integer({ min: 0, max: 2 ** 40 }) }), { nil: null }),
+    waitMs: fc.integer({ min: 0, max: wireLimits.maxWatchWaitMs }),
+    maxWrites: fc.integer({ min: 1, max: wireLimits.maxWatchWrites }),
+  }),
 };
 
 const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> } = {
@@ -176,6 +183,13 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
   'ae-leaves-reply': fc.record({ type: fc.constant('ae-leaves-reply' as const), branches: fc.array(fc.record({ branch: fc.integer({ min: 0, max: merkleFanout - 1 }), leaves: hashes }), { maxLength: 3 }) }),
   'ae-digest-reply': fc.record({ type: fc.constant('ae-digest-reply' as const), digest: fc.option(digest, { nil: null }) }),
   'ae-reap-reply': fc.record({ type: fc.constant('ae-reap-reply' as const), removed: fc.boolean() }),
+  'watch-poll-reply': fc.record({
+    type: fc.constant('watch-poll-reply' as const),
+    epoch: fc.stringMatching(/^[0-9a-f]{0,16}$/),
+    next: fc.integer({ min: 0, max: 2 ** 40 }),
+    gap: fc.boolean(),
+    writes: fc.array(fc.record({ seq: fc.integer({ min: 1, max: 2 ** 40 }), key: fc.string(), object, dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }) }), { maxLength: 3 }),
+  }),
 };
 
 /** One direction of the table with its fuzz cases and its codec, so every check below runs over both. */

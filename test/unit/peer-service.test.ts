@@ -88,6 +88,7 @@ describe('PeerService', () => {
       'ae-leaves': true,
       'ae-digest': true,
       'ae-reap': true,
+      'watch-poll': true,
     };
     const cluster = await SimCluster.start(5, 1);
     try {
