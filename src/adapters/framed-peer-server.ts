@@ -311,8 +311,12 @@ class ServerConnection {
     this.adjustReading();
     const answered = (reply: PeerReply): void => {
       this.handlingBytes -= bytes;
-      this.sendReply(frame.requestId, reply);
-      this.adjustReading();
+      try {
+        this.sendReply(frame.requestId, reply);
+      } finally {
+        // Even when the reply could not be written, the bytes it held are released and a socket paused for them resumes.
+        this.adjustReading();
+      }
     };
     // One promise per request, not an async wrapper's three: this is the per-message hot path.
     this.handle(request)
@@ -338,7 +342,14 @@ class ServerConnection {
 
   private sendReply(requestId: number, reply: PeerReply): void {
     if (this.state === 'closed') return;
-    let payload = encodeReply(reply);
+    let payload: Uint8Array;
+    try {
+      payload = encodeReply(reply);
+    } catch (error) {
+      // A reply the table cannot write (a handler's bug, such as a view outside the gossip layout) is still answered, as that error.
+      if (!isKvError(error)) throw error;
+      payload = encodeReply({ type: 'error', code: error.code, message: error.message });
+    }
     const oversized = oversizedFrameError('reply', reply.type, payload.byteLength, this.owner.limits.maxFrameBytes);
     if (oversized !== undefined) payload = encodeReply({ type: 'error', code: oversized.code, message: oversized.message });
     this.writer.write(frameTypes.reply, requestId, 0, payload);

@@ -66,8 +66,11 @@ class Throttle {
     this.bytes += bytes;
     if (this.bytesPerSecond <= 0) return;
     const dueAtMs = this.startedAtMs + (this.bytes / this.bytesPerSecond) * 1000;
-    const waitMs = dueAtMs - Date.now();
-    if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+    // In slices of at most a minute: Node fires a timer of more than 2^31 - 1 ms after 1 ms, which
+    // would turn a very low --rate into no throttle at all.
+    for (let waitMs = dueAtMs - Date.now(); waitMs > 1; waitMs = dueAtMs - Date.now()) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, 60_000)));
+    }
   }
 }
 

@@ -3,6 +3,7 @@ import { Value } from '@sinclair/typebox/value';
 import type { BucketProperties } from '../core/buckets.js';
 import { KvError } from '../util/errors.js';
 import { defaultMaxFrameBytes } from '../core/wire/frames.js';
+import { viewLimits } from '../core/membership/view-validation.js';
 import {
   type NodeConfig,
   type Schema,
@@ -205,6 +206,13 @@ function checkAcrossFields(config: SchemaConfig): void {
   // outlive the tombstone's own grace period (it is meant to outlive any node's absence).
   if (config.antiEntropy.reapedRetentionMs < config.antiEntropy.tombstoneGraceMs) {
     fail('antiEntropy.reapedRetentionMs', `at least antiEntropy.tombstoneGraceMs (${config.antiEntropy.tombstoneGraceMs})`, config.antiEntropy.reapedRetentionMs);
+  }
+  // Bucket properties travel in every gossip message: more buckets, or a longer name, than the
+  // view's wire bounds would make every gossip exchange fail and the cluster never form.
+  const bucketNames = Object.keys(config.buckets);
+  if (bucketNames.length > viewLimits.maxBuckets) fail('buckets', `at most ${viewLimits.maxBuckets} buckets with properties of their own`, `${bucketNames.length} buckets`);
+  for (const name of bucketNames) {
+    if (Buffer.byteLength(name) > viewLimits.maxBucketNameLength) fail('buckets', `bucket names of at most ${viewLimits.maxBucketNameLength} UTF-8 bytes`, `a name of ${Buffer.byteLength(name)} bytes`);
   }
   for (const address of [...config.seeds, ...(config.advertise === undefined ? [] : [config.advertise])]) {
     const port = Number(address.slice(address.lastIndexOf(':') + 1));

@@ -3,7 +3,7 @@ import { decodeDataKey, partitionKeyRange, partitionOfPosition } from '../core/k
 import { type IncomingTransfer, type Ring, incomingTransfers, plannedRing, preferenceList } from '../core/ring/ring.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { wireLimits } from '../core/wire/message-table.js';
-import type { HandoffFetchRequest, ObjectPageReply, PeerReply, PeerRequest, StoredItem } from '../core/wire/messages.js';
+import type { HandoffFetchRequest, HandoffHeldReply, HandoffHeldRequest, ObjectPageReply, PeerReply, PeerRequest, StoredItem } from '../core/wire/messages.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { KeySpace } from '../ports/storage.js';
@@ -167,9 +167,9 @@ export class Handoff {
     await Promise.all(
       [...bySource].map(async ([source, partitions]) => {
         try {
-          const reply = await this.deps.send(source, { type: 'control', operation: 'handoff-held', payload: { partitions } });
-          if (reply.type !== 'control-reply' || this.deps.ring()?.version !== ring.version) return;
-          const held = new Set((reply.payload as { held: number[] }).held);
+          const reply = await this.deps.send(source, { type: 'handoff-held', partitions });
+          if (reply.type !== 'handoff-held-reply' || this.deps.ring()?.version !== ring.version) return;
+          const held = new Set(reply.held);
           for (const partition of partitions) if (!held.has(partition)) done.add(partition);
         } catch (error) {
           this.deps.logger.debug({ source, error: String(error) }, 'could not ask which partitions a source holds; streaming them all');
@@ -214,10 +214,22 @@ export class Handoff {
     }
   }
 
-  /** Serves the JSON-shaped handoff question: which of some partitions this node holds keys of. */
-  async handleControl(operation: string, payload: unknown): Promise<unknown> {
-    if (operation === 'handoff-held') return this.heldAmong(payload);
-    return undefined;
+  /**
+   * Answers which of the asked partitions this node holds at least one key of (a range scan of
+   * one key each). The partitions are checked against the ring first (KV_BAD_REQUEST).
+   */
+  async handleHeld(request: HandoffHeldRequest): Promise<HandoffHeldReply> {
+    const ring = this.deps.ring();
+    if (ring === null) throw new KvError('KV_NOT_READY', 'this node has no ring yet; retry once it has joined', { retryAfterSeconds: 1 });
+    if (request.partitions.length > ring.partitionCount || request.partitions.some((partition) => partition >= ring.partitionCount)) {
+      throw new KvError('KV_BAD_REQUEST', `handoff-held needs a list of at most ${ring.partitionCount} partition numbers below ${ring.partitionCount}; the peer is on another ring or misbehaving`);
+    }
+    const held: number[] = [];
+    for (const partition of request.partitions) {
+      const range = partitionKeyRange(partition, ring.partitionCount);
+      for await (const _entry of this.deps.data.entries({ gte: range.gte, ...(range.lt === undefined ? {} : { lt: range.lt }), limit: 1 })) held.push(partition);
+    }
+    return { type: 'handoff-held-reply', held };
   }
 
   /**
@@ -251,22 +263,6 @@ export class Handoff {
       }
     }
     return { type: 'object-page', items, done: !full && items.length < maxKeys };
-  }
-
-  /** Answers which of the asked partitions this node holds at least one key of (a range scan of one key each). */
-  private async heldAmong(payload: unknown): Promise<{ held: number[] }> {
-    const ring = this.deps.ring();
-    if (ring === null) throw new KvError('KV_NOT_READY', 'this node has no ring yet; retry once it has joined', { retryAfterSeconds: 1 });
-    const asked = (payload as { partitions?: unknown } | null)?.partitions;
-    if (!Array.isArray(asked) || asked.length > ring.partitionCount || asked.some((partition) => !Number.isInteger(partition) || partition < 0 || partition >= ring.partitionCount)) {
-      throw new KvError('KV_BAD_REQUEST', `handoff-held needs a list of at most ${ring.partitionCount} partition numbers below ${ring.partitionCount}`);
-    }
-    const held: number[] = [];
-    for (const partition of asked as number[]) {
-      const range = partitionKeyRange(partition, ring.partitionCount);
-      for await (const _entry of this.deps.data.entries({ gte: range.gte, ...(range.lt === undefined ? {} : { lt: range.lt }), limit: 1 })) held.push(partition);
-    }
-    return { held };
   }
 
   /**

@@ -26,8 +26,8 @@ export interface PeerRoles {
 /**
  * The table of which role serves which peer request (src/engine/peer-service.ts dispatches by
  * it): the replica its reads and writes, hinted handoff a fallback's write, gossip the view,
- * anti-entropy and partition handoff their messages and control operations, key listing its
- * coverage queries, the data types their updates. A new message type adds its line here, pointing at its own role.
+ * anti-entropy and partition handoff their messages, key listing its coverage queries, the data
+ * types their updates. A new message type adds its line here, pointing at its own role.
  */
 export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void {
   peers.register('replica-get', async (request) => ({ type: 'replica-get-reply', object: (await roles.replica.read(request.bucket, request.key)) ?? null }));
@@ -42,7 +42,7 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
     return { type: 'replica-put-reply', durable: request.sync };
   });
   peers.register('gossip', async (request) => ({ type: 'gossip-reply', state: roles.gossiper().receive(request.state) }), { servesWhenRemoved: true });
-  peers.registerControl('handoff-', (operation, payload) => roles.handoff.handleControl(operation, payload));
+  peers.register('handoff-held', (request) => roles.handoff.handleHeld(request), { refusesMalformed: true });
   peers.register('handoff-fetch', (request) => roles.handoff.handleFetch(request), { refusesMalformed: true });
   for (const type of ['ae-keys', 'ae-fetch', 'ae-push', 'ae-summary', 'ae-leaves', 'ae-digest', 'ae-reap'] as const) peers.register(type, (request) => roles.antiEntropy.handleMessage(request), { refusesMalformed: true });
   peers.register('dt-update', (request) => roles.dataTypes.handleUpdate(request));

@@ -14,9 +14,6 @@ export type PeerRequestOf<Type extends PeerRequestType> = Extract<PeerRequest, {
 /** How a role serves one type of peer request. */
 export type PeerRequestHandler<Type extends PeerRequestType> = (request: PeerRequestOf<Type>) => Promise<PeerReply>;
 
-/** How a role serves control operations (JSON payloads, see ControlRequest); undefined: an operation it does not know. */
-export type ControlHandler = (operation: string, payload: unknown) => Promise<unknown>;
-
 /** How a handler is run. */
 export interface PeerHandlerOptions {
   /** Served by a node that was removed from the cluster too (gossip is: it still hears the ring). */
@@ -48,36 +45,18 @@ interface Registration {
 
 /**
  * This node's side of node-to-node traffic (riak_core's vnode and service dispatch): every role
- * registers the request types it serves (and control operations by prefix), and a request from a
- * peer goes to its role; `send` carries this node's requests to peers, short-circuiting its own.
+ * registers the request types it serves, and a request from a peer goes to its role; `send` carries this node's requests to peers, short-circuiting its own.
  * A new feature adds its message types with `register`, without touching any other role.
  */
 export class PeerService {
   private readonly handlers = new Map<PeerRequestType, Registration>();
-  private readonly controls = new Map<string, ControlHandler>();
 
-  constructor(private readonly options: PeerServiceOptions) {
-    this.register(
-      'control',
-      async (request) => {
-        const answer = await this.control(request.operation, request.payload);
-        if (answer === undefined) throw new KvError('KV_BAD_REQUEST', `unknown control operation ${JSON.stringify(request.operation.slice(0, 64))}`);
-        return { type: 'control-reply', payload: answer };
-      },
-      { refusesMalformed: true },
-    );
-  }
+  constructor(private readonly options: PeerServiceOptions) {}
 
   /** Registers the role that serves requests of `type`; each type has one. */
   register<Type extends PeerRequestType>(type: Type, handle: PeerRequestHandler<Type>, options: PeerHandlerOptions = {}): void {
     assert(!this.handlers.has(type), `peer request type ${type} has a handler already`);
     this.handlers.set(type, { handle: handle as (request: PeerRequest) => Promise<PeerReply>, options });
-  }
-
-  /** Registers the role that serves control operations whose name starts with `prefix` ('ae-', 'handoff-'). */
-  registerControl(prefix: string, handle: ControlHandler): void {
-    assert(prefix !== '' && ![...this.controls.keys()].some((known) => known.startsWith(prefix) || prefix.startsWith(known)), `control prefix ${prefix} overlaps one registered already`);
-    this.controls.set(prefix, handle);
   }
 
   /** True when a role serves requests of `type`. */
@@ -134,12 +113,6 @@ export class PeerService {
     return this.options.transport.request(address, request, { timeoutMs: peerTimeoutMs });
   }
 
-  /** The answer of the role whose prefix the operation has, or undefined when none has it. */
-  private async control(operation: string, payload: unknown): Promise<unknown> {
-    for (const [prefix, handle] of this.controls) if (operation.startsWith(prefix)) return handle(operation, payload);
-    return undefined;
-  }
-
   /**
    * Runs a handoff or anti-entropy request, whose handler checks it against its schema and the
    * ring before it touches any state; one that fails the check is logged and answered with an
@@ -150,7 +123,7 @@ export class PeerService {
       return await handle();
     } catch (error) {
       if (!isKvError(error) || error.code !== 'KV_BAD_REQUEST') throw error;
-      this.options.logger.warn({ request: request.type, ...(request.type === 'control' ? { operation: request.operation.slice(0, 64) } : {}), error: error.message }, 'refused a malformed peer request');
+      this.options.logger.warn({ request: request.type, error: error.message }, 'refused a malformed peer request');
       return { type: 'error', code: error.code, message: error.message };
     }
   }

@@ -1,3 +1,4 @@
+import { encodeDataKey } from '../../src/core/keys.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
@@ -116,7 +117,7 @@ describe('the framed peer transport', () => {
     expect(laneOf(get('k'))).toBe('replica');
     expect(laneOf({ type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(1), mode: 'siblings', sync: false })).toBe('replica');
     expect(laneOf({ type: 'gossip', state: {} })).toBe('background');
-    expect(laneOf({ type: 'control', operation: 'handoff-page', payload: {} })).toBe('background');
+    expect(laneOf({ type: 'handoff-held', partitions: [1] })).toBe('background');
     expect(peerPortOf('10.0.0.5:17101')).toEqual({ host: '10.0.0.5', port: 18101 });
     expect(() => peerPortOf('10.0.0.5:65000')).toThrow(/no peer port/);
   });
@@ -134,18 +135,20 @@ describe('the framed peer transport', () => {
     const backgroundReleased = gate();
     const seen: string[] = [];
     const { address } = await serve(async (request) => {
-      seen.push(request.type === 'control' ? request.operation : request.type);
-      if (request.type === 'control') {
+      const name = request.type === 'ae-push' ? (request.partition === 1 ? 'large' : 'behind') : request.type;
+      seen.push(name);
+      if (request.type === 'ae-push') {
         await backgroundReleased.promise;
-        return { type: 'control-reply', payload: { done: request.operation } };
+        return { type: 'ae-push-reply', repaired: request.partition };
       }
       return found;
     });
-    // A cap of 1 MiB in flight per lane: the 2.4 MB request (40 strings under the control payload's 64 KiB bound) fills the background lane on its own.
+    // A cap of 1 MiB in flight per lane: the 2.4 MB anti-entropy push (40 objects of 60,000 bytes) fills the background lane on its own.
     const transport = client({ maxInFlightBytesPerLane: 1024 * 1024 });
-    const large = transport.request(address, { type: 'control', operation: 'large', payload: { blob: Array.from({ length: 40 }, () => 'x'.repeat(60_000)) } }, { timeoutMs: 60_000 });
+    const items = Array.from({ length: 40 }, (_, index) => ({ dataKey: encodeDataKey('b', `key-${index}`), object: bigObject(60_000) }));
+    const large = transport.request(address, { type: 'ae-push', partition: 1, items }, { timeoutMs: 60_000 });
     await waitUntil('the large background request to reach its handler', () => seen.includes('large'));
-    const queuedBehind = transport.request(address, { type: 'control', operation: 'behind', payload: {} }, { timeoutMs: 60_000 });
+    const queuedBehind = transport.request(address, { type: 'ae-push', partition: 2, items: [] }, { timeoutMs: 60_000 });
 
     // Were it on the background lane, this would wait behind the cap and fail with KV_TIMEOUT.
     expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual(found);
@@ -154,9 +157,22 @@ describe('the framed peer transport', () => {
     expect(transport.connectionOf(address, 'background')?.bytesInFlight).toBeGreaterThan(2 * 1024 * 1024);
 
     backgroundReleased.open();
-    expect(await large).toEqual({ type: 'control-reply', payload: { done: 'large' } });
-    expect(await queuedBehind).toEqual({ type: 'control-reply', payload: { done: 'behind' } });
+    expect(await large).toEqual({ type: 'ae-push-reply', repaired: 1 });
+    expect(await queuedBehind).toEqual({ type: 'ae-push-reply', repaired: 2 });
     expect(seen).toEqual(['large', 'replica-get', 'behind']);
+  });
+
+  it('answers a reply the table cannot write as an error reply, and the connection goes on serving', async () => {
+    // A handler's bug: a gossip view outside the binary layout. Before, the reply was never sent and the request timed out.
+    const { address } = await serve(async (request) => (request.type === 'gossip' ? { type: 'gossip-reply', state: { members: 'nope' } } : found));
+    const transport = client();
+    expect(await transport.request(address, { type: 'gossip', state: { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 } }, { timeoutMs: 5_000 })).toMatchObject({
+      type: 'error',
+      code: 'KV_INTERNAL',
+      message: expect.stringMatching(/gossip state outside the cluster view layout/),
+    });
+    expect(await transport.request(address, { type: 'gossip', state: { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 } }, { timeoutMs: 5_000 })).toMatchObject({ type: 'error' });
+    expect(await transport.request(address, get('k'), { timeoutMs: 5_000 })).toEqual(found);
   });
 
   it('refuses requests past the queue bound with KV_OVERLOADED and serves the rest', async () => {
@@ -248,14 +264,14 @@ describe('the framed peer transport', () => {
     const thisBuild = client();
     expect(await thisBuild.request(newer, get('k'), { timeoutMs: 10_000 })).toEqual(found);
     expect(thisBuild.connectionOf(newer, 'replica')?.protocolVersion).toBe(max);
-    // A build from before the message table (versions 1..2: batches, JSON gossip) against this one: refused at the
-    // handshake, naming both ranges, and the secret is in none of the bytes either way.
+    // A build of every version before this one (1..2: batches, JSON gossip; 3: the control message) against this
+    // one: refused at the handshake, naming both ranges, and the secret is in none of the bytes either way.
     const { address: current } = await serve(async () => found);
     const proxy = await recordingProxy(current);
-    const older = client({ versions: { min: 1, max: 2 } });
+    const older = client({ versions: { min: 1, max: min - 1 } });
     await expect(older.request(proxy.address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({
       code: 'KV_PEER_UNREACHABLE',
-      message: expect.stringMatching(new RegExp(`no common protocol version: this node speaks ${min}\\.\\.${max}, the peer 1\\.\\.2`)),
+      message: expect.stringMatching(new RegExp(`no common protocol version: this node speaks ${min}\\.\\.${max}, the peer 1\\.\\.${min - 1}`)),
     });
     const sent = Buffer.concat(proxy.sentByClient);
     expect(sent.length).toBeGreaterThan(0);
@@ -323,7 +339,7 @@ describe('the framed peer transport', () => {
     // A real peer (from 127.0.0.1, like the strangers' own loopback) still connects and is served on both lanes.
     const transport = client();
     expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual(found);
-    expect(await transport.request(address, { type: 'control', operation: 'handoff-held', payload: { partitions: [1] } }, { timeoutMs: 10_000 })).toEqual(found);
+    expect(await transport.request(address, { type: 'handoff-held', partitions: [1] }, { timeoutMs: 10_000 })).toEqual(found);
     expect(transport.connectionsOpened).toBe(2);
     // The strangers never held more than the handshake bound.
     expect(server.handshakingConnections).toBeLessThanOrEqual(limits.maxHandshakingConnections);
@@ -393,30 +409,30 @@ describe('the framed peer transport', () => {
     expect(Buffer.concat(recorded).includes(Buffer.from(secret))).toBe(false);
   });
 
-  it('carries one message per frame, its tag first: gossip and control in binary (tags 40 and 41), read back the same', async () => {
+  it('carries one message per frame, its tag first: gossip and handoff-held in binary (tags 40 and 42), read back the same', async () => {
     const view = { members: { n1: { id: 'n1', address: '127.0.0.1:1', generation: 1, heartbeat: 3, status: 'up' } }, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
     const seen: PeerRequest[] = [];
     const handler: PeerHandler = async (request) => {
       seen.push(request);
-      return request.type === 'gossip' ? { type: 'gossip-reply', state: request.state } : { type: 'control-reply', payload: { held: [1, 2] } };
+      return request.type === 'gossip' ? { type: 'gossip-reply', state: request.state } : { type: 'handoff-held-reply', held: [1, 2] };
     };
     const { address } = await serve(handler);
     const proxy = await recordingProxy(address);
     const transport = client();
     const gossip = await transport.request(proxy.address, { type: 'gossip', state: view }, { timeoutMs: 10_000 });
-    const control = await transport.request(proxy.address, { type: 'control', operation: 'handoff-held', payload: { partitions: [1, 2, 3] } }, { timeoutMs: 10_000 });
+    const held = await transport.request(proxy.address, { type: 'handoff-held', partitions: [1, 2, 3] }, { timeoutMs: 10_000 });
     expect(gossip).toEqual({ type: 'gossip-reply', state: view });
-    expect(control).toEqual({ type: 'control-reply', payload: { held: [1, 2] } });
+    expect(held).toEqual({ type: 'handoff-held-reply', held: [1, 2] });
     expect(seen).toEqual([
       { type: 'gossip', state: view },
-      { type: 'control', operation: 'handoff-held', payload: { partitions: [1, 2, 3] } },
+      { type: 'handoff-held', partitions: [1, 2, 3] },
     ]);
     expect(transport.connectionOf(proxy.address, 'background')?.protocolVersion).toBe(protocolVersions.max);
     await transport.close();
     const decoder = new FrameDecoder();
     const tags = decoder.push(Buffer.concat(proxy.sentByClient)).filter((frame) => frame.type === frameTypes.request).map((frame) => frame.payload[0]);
-    expect(tags).toEqual([requestMessages.gossip.tag, requestMessages.control.tag]);
-    expect(tags).toEqual([40, 41]);
+    expect(tags).toEqual([requestMessages.gossip.tag, requestMessages['handoff-held'].tag]);
+    expect(tags).toEqual([40, 42]);
   });
 });
 

@@ -102,7 +102,7 @@ const everyRequest: readonly PeerRequest[] = [
   },
   { type: 'replica-put', bucket: 'b', key: 'replicated', object: object('merged'), mode: 'lww', sync: false, hintFor: 'node-c' },
   { type: 'gossip', state: gossipView },
-  { type: 'control', operation: 'ae-tree', payload: { partition: 7, levels: [1, 2] } },
+  { type: 'handoff-held', partitions: [7, 1, 2] },
 ];
 
 /** Answers each request with a reply that depends on it, so both directions are checked. */
@@ -116,8 +116,8 @@ const echo: PeerHandler = async (request) => {
       return { type: 'replica-put-reply', durable: request.sync };
     case 'gossip':
       return { type: 'gossip-reply', state: request.state };
-    case 'control':
-      return { type: 'control-reply', payload: { operation: request.operation, payload: request.payload } };
+    case 'handoff-held':
+      return { type: 'handoff-held-reply', held: request.partitions.filter((partition) => partition !== 1) };
     default:
       // The page messages of handoff and anti-entropy have contract cases of their own in the codec fuzz tests.
       return { type: 'error', code: 'KV_BAD_REQUEST', message: `no echo for ${request.type}` };
@@ -129,7 +129,7 @@ const expectedReplies: readonly PeerReply[] = [
   { type: 'coordinate-put-reply', object: object('new value'), durable: true, dot: { node: 'peer', counter: 9 } },
   { type: 'replica-put-reply', durable: false },
   { type: 'gossip-reply', state: gossipView },
-  { type: 'control-reply', payload: { operation: 'ae-tree', payload: { partition: 7, levels: [1, 2] } } },
+  { type: 'handoff-held-reply', held: [7, 2] },
 ];
 
 /** Byte arrays compared by content, whatever Buffer or Uint8Array class they come back as. */

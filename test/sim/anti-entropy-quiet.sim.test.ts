@@ -39,7 +39,7 @@ function spyOnAntiEntropy(cluster: SimCluster): { to: string; request: PeerReque
   const seen: { to: string; request: PeerRequest }[] = [];
   for (const member of cluster.members) {
     cluster.network.register(member.address, async (request) => {
-      if (request.type.startsWith('ae-') || request.type === 'control') seen.push({ to: member.nodeId, request });
+      if (request.type.startsWith('ae-') || request.type === 'handoff-held') seen.push({ to: member.nodeId, request });
       return member.node.handlePeer(request);
     });
   }

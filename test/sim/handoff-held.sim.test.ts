@@ -13,9 +13,11 @@ describe('handoff-held through the peer dispatch', () => {
       const node = cluster.members[0]!.node;
       await cluster.drive(node.put({ bucket: 'b', key: 'k', value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: {} }));
       const partitionCount = node.gossiper.ring!.partitionCount;
-      const reply = await cluster.drive(node.handlePeer({ type: 'control', operation: 'handoff-held', payload: { partitions: Array.from({ length: partitionCount }, (_, index) => index) } }));
-      expect(reply.type).toBe('control-reply');
-      expect((reply as { payload: { held: number[] } }).payload.held).toHaveLength(1);
+      const reply = await cluster.drive(node.handlePeer({ type: 'handoff-held', partitions: Array.from({ length: partitionCount }, (_, index) => index) }));
+      expect(reply).toEqual({ type: 'handoff-held-reply', held: [expect.any(Number)] });
+      // A partition outside the ring is refused before any scan, as every handoff request is.
+      const outside = await cluster.drive(node.handlePeer({ type: 'handoff-held', partitions: [0, partitionCount] }));
+      expect(outside).toMatchObject({ type: 'error', code: 'KV_BAD_REQUEST' });
     } finally {
       await cluster.stop();
     }

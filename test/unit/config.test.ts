@@ -76,6 +76,14 @@ describe('the config schema', () => {
     expect(configError(() => validateConfig({ limits: { maxValueBytes: 64 * mebibyte } }))).toMatch(/'limits\.maxValueBytes' must be an integer in 1\.\.33554432/);
   });
 
+  it('keeps bucket properties inside the gossip view bounds: names in UTF-8 bytes, and how many buckets', () => {
+    // 600 two-byte characters: 600 characters but 1,200 bytes, over the 1,024 bytes gossip carries.
+    expect(configError(() => validateConfig({ buckets: { ['é'.repeat(600)]: { nVal: 2 } } }))).toMatch(/'buckets' must be bucket names of at most 1024 UTF-8 bytes, got "a name of 1200 bytes"/);
+    expect(validateConfig({ buckets: { ['é'.repeat(512)]: { nVal: 2 } } }).buckets['é'.repeat(512)]).toEqual({ nVal: 2 });
+    const many = Object.fromEntries(Array.from({ length: 4097 }, (_, index) => [`b${index}`, { nVal: 2 }]));
+    expect(configError(() => validateConfig({ buckets: many }))).toMatch(/'buckets' must be at most 4096 buckets/);
+  });
+
   it('lets a bucket leave out properties, which then come from bucketDefaults', () => {
     const config = validateConfig({ bucketDefaults: { nVal: 2 }, buckets: { sessions: { conflictMode: 'lww' } } });
     expect(bucketProperties(config, 'sessions')).toEqual({ nVal: 2, r: 'quorum', w: 'quorum', conflictMode: 'lww', ttlSeconds: 0 });

@@ -7,7 +7,7 @@ import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../../sr
 import { ByteWriter } from '../../src/core/wire/bytes.js';
 import type { Limit } from '../../src/core/wire/fields.js';
 import { type MessageEntry, type PeerMessage, repliesByTag, replyMessages, requestMessages, requestsByTag, retiredTags, wireLimits } from '../../src/core/wire/message-table.js';
-import { controlWireLimits, decodeControlPayload, decodeViewState, encodeControlPayload, encodeViewState, viewWireLimits } from '../../src/core/wire/state-codec.js';
+import { decodeViewState, encodeViewState, viewWireLimits } from '../../src/core/wire/state-codec.js';
 import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
 import { createRing } from '../../src/core/ring/ring.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
@@ -59,7 +59,6 @@ const digest = fc.stringMatching(/^[0-9a-f]{16}$/);
 const item = fc.record({ dataKey, object });
 /** The hashes of every branch of a tree, or of every leaf under one branch. */
 const hashes = fc.array(digest, { minLength: merkleFanout, maxLength: merkleFanout });
-const json = fc.jsonValue({ maxDepth: 3 });
 
 const member: fc.Arbitrary<MemberRecord> = fc
   .record({
@@ -90,7 +89,6 @@ const view: fc.Arbitrary<ClusterView> = fc
     const withNext = base !== null && ring !== null && ring[2] ? { ...base, next: base.owners.map((_, partition) => ids[(partition + ring[3]) % ids.length] as string) } : base;
     return { members: Object.fromEntries(members.map((record) => [record.id, record])), ring: withNext, bucketProperties, bucketPropertiesVersion };
   });
-const heldQuestion = fc.record({ partitions: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 8 }) });
 
 const mode = fc.constantFrom('siblings' as const, 'lww' as const);
 
@@ -125,7 +123,7 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
     { requiredKeys: ['type', 'bucket', 'key', 'object', 'mode', 'sync'] },
   ),
   gossip: fc.record({ type: fc.constant('gossip' as const), state: view }),
-  control: fc.record({ type: fc.constant('control' as const), operation: fc.constantFrom('handoff-held', 'handoff-done'), payload: fc.oneof(json, heldQuestion) }),
+  'handoff-held': fc.record({ type: fc.constant('handoff-held' as const), partitions: fc.array(partition, { maxLength: 8 }) }),
   'handoff-fetch': fc.record({
     type: fc.constant('handoff-fetch' as const),
     partition,
@@ -168,7 +166,7 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
   'coordinate-put-reply': fc.record({ type: fc.constant('coordinate-put-reply' as const), object, durable: fc.boolean(), dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }) }),
   'replica-put-reply': fc.record({ type: fc.constant('replica-put-reply' as const), durable: fc.boolean() }),
   'gossip-reply': fc.record({ type: fc.constant('gossip-reply' as const), state: view }),
-  'control-reply': fc.record({ type: fc.constant('control-reply' as const), payload: json }),
+  'handoff-held-reply': fc.record({ type: fc.constant('handoff-held-reply' as const), held: fc.array(partition, { maxLength: 8 }) }),
   error: fc.record({ type: fc.constant('error' as const), code: fc.constant('KV_BAD_REQUEST'), message: fc.string() }),
   'object-page': fc.record({ type: fc.constant('object-page' as const), items: fc.array(item, { maxLength: 3 }), done: fc.boolean() }),
   'ae-keys-reply': fc.record({ type: fc.constant('ae-keys-reply' as const), differing: fc.array(dataKey, { maxLength: 4 }), need: fc.array(dataKey, { maxLength: 4 }), truncated: fc.boolean() }),
@@ -384,7 +382,7 @@ describe('peer codec fuzz, over the message table', () => {
     );
   });
 
-  it('refuses to send gossip or control outside the binary layouts: a malformed view is the sender\'s bug, not a message', () => {
+  it('refuses to send gossip outside the binary layout: a malformed view is the sender\'s bug, not a message', () => {
     for (const state of [{ members: 'nope' }, { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0, extra: 1 }, [1, 2], null]) {
       expect(encodeViewState(state)).toBeUndefined();
       expect(() => encodeRequest({ type: 'gossip', state })).toThrow(/gossip state outside the cluster view layout/);
@@ -394,13 +392,9 @@ describe('peer codec fuzz, over the message table', () => {
     const base = { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 };
     expect(encodeViewState({ ...base, members: { n1: { id: 'n2', address: 'a:1', generation: 1, heartbeat: 1, status: 'up' } } })).toBeUndefined();
     expect(encodeViewState({ ...base, bucketProperties: { b: { dataType: 'counter' } } })).toBeUndefined();
-    for (const payload of [Number.NaN, Buffer.from('x')]) {
-      expect(encodeControlPayload(payload)).toBeUndefined();
-      expect(() => encodeRequest({ type: 'control', operation: 'handoff-held', payload })).toThrow(/control payload/);
-    }
   });
 
-  it('refuses binary views and control payloads over their bounds while decoding', () => {
+  it('refuses binary views over their bounds while decoding', () => {
     const members = (count: number): Buffer => new ByteWriter().varint(count).finish();
     expect(() => decodeViewState(members(viewWireLimits.maxMembers + 1))).toThrow(/member count 1025 outside 0..1024/);
     const longId = new ByteWriter().varint(1).string('n'.repeat(viewWireLimits.maxIdBytes + 1)).finish();
@@ -412,15 +406,6 @@ describe('peer codec fuzz, over the message table', () => {
     expect(() => decodeViewState(hugeRing)).toThrow(/partition count/);
     const status = new ByteWriter().varint(1).string('n1').string('a:1').varint(1).varint(1).u8(9).finish();
     expect(() => decodeViewState(status)).toThrow(/member status 9/);
-    let nested = new ByteWriter();
-    for (let depth = 0; depth <= controlWireLimits.maxDepth; depth++) nested = nested.u8(7).varint(1);
-    expect(() => decodeControlPayload(nested.u8(0).finish())).toThrow(/nested deeper than 16/);
-    expect(() => decodeControlPayload(new ByteWriter().u8(7).varint(controlWireLimits.maxItems + 1).finish())).toThrow(/array elements/);
-    expect(() => decodeControlPayload(new ByteWriter().u8(99).finish())).toThrow(/value kind 99/);
-    // A key named __proto__ is a plain field, never the object's prototype.
-    const proto = decodeControlPayload(new ByteWriter().u8(8).varint(1).string('__proto__').u8(2).finish()) as Record<string, unknown>;
-    expect(Object.keys(proto)).toEqual(['__proto__']);
-    expect(Object.getPrototypeOf(proto)).toBeNull();
   });
 
   it('makes a gossiped view of a 256-partition ring a fraction of its JSON text', () => {

@@ -12,8 +12,8 @@ import { KvError } from '../../src/util/errors.js';
 import { SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
- * Goal: the peer service sends each peer request to the one role that registered its type (and
- * control operations by prefix), refuses what no role serves with a clear error reply, answers a
+ * Goal: the peer service sends each peer request to the one role that registered its type,
+ * refuses what no role serves with a clear error reply, answers a
  * handler's malformed-request refusal as an error reply, lets a removed node serve only what is
  * registered for it, and a real node registers a handler for every request type the wire has.
  */
@@ -45,20 +45,18 @@ describe('PeerService', () => {
     expect(await peers.send('self', replicaGet)).toEqual({ type: 'replica-get-reply', object: null });
   });
 
-  it('routes control operations by prefix; an unknown one or a malformed one is an error reply', async () => {
+  it('answers a malformed-request refusal of a handler as an error reply, and logs it', async () => {
     const { peers, warnings } = service();
-    peers.registerControl('ae-', async (operation) => ({ from: 'anti-entropy', operation }));
-    peers.registerControl('handoff-', async (operation, payload) => {
-      if (payload === null) throw new KvError('KV_BAD_REQUEST', 'needs a payload');
-      return operation === 'handoff-held' ? { from: 'handoff' } : undefined;
-    });
-    expect(() => peers.registerControl('ae-x', async () => undefined)).toThrow(AssertionError);
-    expect(await peers.handle({ type: 'control', operation: 'ae-root', payload: {} })).toEqual({ type: 'control-reply', payload: { from: 'anti-entropy', operation: 'ae-root' } });
-    expect(await peers.handle({ type: 'control', operation: 'handoff-held', payload: {} })).toEqual({ type: 'control-reply', payload: { from: 'handoff' } });
-    for (const operation of ['handoff-other', 'other']) {
-      expect(await peers.handle({ type: 'control', operation, payload: {} })).toMatchObject({ type: 'error', code: 'KV_BAD_REQUEST', message: `unknown control operation "${operation}"` });
-    }
-    expect(await peers.handle({ type: 'control', operation: 'handoff-held', payload: null })).toMatchObject({ type: 'error', code: 'KV_BAD_REQUEST', message: 'needs a payload' });
+    peers.register(
+      'handoff-held',
+      async (request) => {
+        if (request.partitions.length === 0) throw new KvError('KV_BAD_REQUEST', 'needs a partition');
+        return { type: 'handoff-held-reply', held: request.partitions };
+      },
+      { refusesMalformed: true },
+    );
+    expect(await peers.handle({ type: 'handoff-held', partitions: [3] })).toEqual({ type: 'handoff-held-reply', held: [3] });
+    expect(await peers.handle({ type: 'handoff-held', partitions: [] })).toMatchObject({ type: 'error', code: 'KV_BAD_REQUEST', message: 'needs a partition' });
     expect(warnings).toContain('refused a malformed peer request');
   });
 
@@ -77,7 +75,7 @@ describe('PeerService', () => {
       'coordinate-put': true,
       'replica-put': true,
       gossip: true,
-      control: true,
+      'handoff-held': true,
       'handoff-fetch': true,
       'ae-keys': true,
       'ae-fetch': true,
@@ -111,8 +109,8 @@ describe('PeerService error replies', () => {
     peers.register('replica-get', async () => {
       throw new Error('a bug with internals in its message');
     });
-    // A control operation no role registered: the control handler refuses it with a KvError.
-    const unknownControl: PeerRequest = { type: 'control', operation: 'no-such-operation', payload: null };
+    // A request type no role registered here: the peer service refuses it with KV_BAD_REQUEST.
+    const unserved: PeerRequest = { type: 'handoff-held', partitions: [1] };
     const server = new FramedPeerServer({ handler: (request) => peers.handle(request), secret: 'peer-service-test-secret-0123' });
     const { port } = await server.listen('127.0.0.1', 0);
     const framed = new FramedTransport({ secret: 'peer-service-test-secret-0123', peerPortOffset: 0 });
@@ -126,7 +124,7 @@ describe('PeerService error replies', () => {
       return reply;
     };
     try {
-      for (const request of [replicaGet, unknownControl]) {
+      for (const request of [replicaGet, unserved]) {
         const production = await framed.request(`127.0.0.1:${port}`, request, { timeoutMs: 10_000 });
         expect(production.type, `the framed reply to ${request.type}`).toBe('error');
         expect(await viaSimulation(request), `the simulated reply to ${request.type}`).toEqual(production);

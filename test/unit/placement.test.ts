@@ -141,6 +141,22 @@ describe('placement: preference lists over hosts and zones', () => {
     expect(preferenceList(ring, 14, 3)).toEqual(['node04', 'node00', 'node01']);
     expect(placementWarnings(createRing(8, ['a', 'b']), 3)).toEqual([expect.stringContaining('2 host(s)')]);
   });
+  it('walks a partition only until it has met every owner, not a whole lap (partitions² steps per ring)', () => {
+    const base = createRing(4096, ['a', 'b', 'c', 'd', 'e', 'f'], { a: { host: 'h1', zone: 'z1' }, b: { host: 'h2', zone: 'z2' } });
+    let reads = 0;
+    const owners = new Proxy([...base.owners], {
+      get(target, property, receiver) {
+        if (typeof property === 'string' && /^[0-9]+$/.test(property)) reads++;
+        return Reflect.get(target, property, receiver) as unknown;
+      },
+    });
+    const ring: Ring = { ...base, owners };
+    const expected = Array.from({ length: 4096 }, (_, partition) => preferenceList(base, partition, 3));
+    reads = 0;
+    for (let partition = 0; partition < 4096; partition++) expect(preferenceList(ring, partition, 3)).toEqual(expected[partition]);
+    // A whole lap per partition would read 4096² ≈ 16.8 million owners; meeting six owners takes a few dozen steps.
+    expect(reads).toBeLessThan(4096 * 200);
+  });
 });
 
 describe('placement: locations travel with the ring', () => {

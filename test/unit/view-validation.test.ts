@@ -49,6 +49,12 @@ describe('view validation of bucket properties', () => {
     expect(problems).toEqual([`bucketProperties["sessions"]: ttlSeconds is not an integer in 0..${maxTtlSeconds}`]);
   });
 
+  it('counts a bucket name in UTF-8 bytes, as the wire does', () => {
+    const { view, problems } = validateView(viewWith({ ['é'.repeat(600)]: { nVal: 2 } }), expectations);
+    expect(view.bucketProperties).toEqual({});
+    expect(problems).toEqual(['bucketProperties has a bucket name over 1024 UTF-8 bytes']);
+  });
+
   it('still leaves out fields it does not know', () => {
     const { view } = validateView(viewWith({ sessions: { nVal: 2, colour: 'blue' } }), expectations);
     expect(view.bucketProperties.sessions).toEqual({ nVal: 2 });

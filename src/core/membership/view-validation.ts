@@ -25,6 +25,7 @@ export const viewLimits = {
   maxBuckets: 4096,
   maxIdLength: 128,
   maxAddressLength: 300,
+  /** In UTF-8 bytes, as the wire counts them (state-codec.ts). */
   maxBucketNameLength: 1024,
   maxPartitionCount: 65_536,
   /** Heartbeats rise once a gossip round; 2^48 of them is millennia at any interval. */
@@ -182,7 +183,7 @@ function bucketPropertiesOf(value: unknown, version: unknown): { properties: Rec
   if (names.length > viewLimits.maxBuckets) return `bucketProperties has more than ${viewLimits.maxBuckets} buckets`;
   const properties: Record<string, Partial<BucketProperties>> = {};
   for (const name of names) {
-    if (name.length > viewLimits.maxBucketNameLength) return 'bucketProperties has a bucket name that is too long';
+    if (Buffer.byteLength(name) > viewLimits.maxBucketNameLength) return `bucketProperties has a bucket name over ${viewLimits.maxBucketNameLength} UTF-8 bytes`;
     const entry = bucketEntry(value[name]);
     if (typeof entry === 'string') return `bucketProperties[${JSON.stringify(name)}]: ${entry}`;
     properties[name] = entry;

@@ -41,9 +41,9 @@ export type FrameType = (typeof frameTypes)[keyof typeof frameTypes];
  * version names the frame layout and the message table (message-table.ts); docs/WIRE.md says
  * when it changes and which older versions a node still talks to. Version 3 is the message
  * table: one message per frame, no JSON forms (versions 1 and 2, before any release, are not
- * spoken); version 4 adds the watches' long poll (tags 80).
+ * spoken); version 4 drops `control`; version 5 adds the watches' long poll (tags 80).
  */
-export const protocolVersions: VersionRange = { min: 4, max: 4 };
+export const protocolVersions: VersionRange = { min: 5, max: 5 };
 
 /** A range of protocol versions, both ends included. */
 export interface VersionRange {

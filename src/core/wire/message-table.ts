@@ -44,7 +44,7 @@ import {
   writeVector,
 } from './fields.js';
 import type { CoordinatePutRequest, PeerReply, PeerRequest } from './messages.js';
-import { decodeControlPayload, decodeViewState, encodeControlPayload, encodeViewState } from './state-codec.js';
+import { decodeViewState, encodeViewState } from './state-codec.js';
 import { KvError } from '../../util/errors.js';
 
 /**
@@ -81,8 +81,6 @@ export const wireLimits = {
   maxDigestLength: 64,
   /** Elements added or removed by one data type update (the HTTP body limit keeps real ones far below). */
   maxSetUpdateElements: 1_000_000,
-  /** The longest control operation name, in UTF-8 bytes (they are short words such as 'handoff-held'). */
-  maxOperationBytes: 256,
   /** Writes per watch poll answer. */
   maxWatchWrites: 10_000,
   /** The longest a watch poll waits on the peer (config watch.pollWaitMs allows at most 60 s). */
@@ -167,12 +165,6 @@ function writeGossipState(writer: ByteWriter, state: unknown): void {
   writer.bytes(bytes);
 }
 
-function writeControlPayload(writer: ByteWriter, payload: unknown): void {
-  const bytes = encodeControlPayload(payload);
-  if (bytes === undefined) throw new KvError('KV_INTERNAL', 'a control payload that is no JSON value within the control bounds (src/core/wire/state-codec.ts); this is a bug in the sender');
-  writer.bytes(bytes);
-}
-
 /** Every request a peer can send. */
 export const requestMessages: EntryTable<PeerRequest> = {
   'replica-get': message({
@@ -220,6 +212,14 @@ export const requestMessages: EntryTable<PeerRequest> = {
       const maxKeys = readValue(reader, limits.maxKeys);
       return { type: 'handoff-fetch', partition, after, maxKeys, maxBytes: readValue(reader, limits.maxBytes) };
     },
+  }),
+  /** Handoff's question before it streams: which of these partitions the source holds keys of. [count][partition]... */
+  'handoff-held': message({
+    tag: 42,
+    name: 'handoff-held',
+    limits: { partitions: partitionsLimit('partitions'), partition: partitionLimit('partitions[]') },
+    write: (writer, request) => writeValues(writer, request.partitions),
+    read: (reader, limits) => ({ type: 'handoff-held', partitions: readValues(reader, limits.partitions, limits.partition) }),
   }),
   'ae-keys': message({
     tag: 7,
@@ -372,20 +372,6 @@ export const requestMessages: EntryTable<PeerRequest> = {
     write: (writer, request) => writeGossipState(writer, request.state),
     read: (reader) => ({ type: 'gossip', state: decodeViewState(reader.bytes()) }),
   }),
-  /** Control: [operation][bytes: the payload as state-codec.ts's self-describing value, bounded by its controlWireLimits]. */
-  control: message({
-    tag: 41,
-    name: 'control',
-    limits: { operation: lengthLimit('operation', wireLimits.maxOperationBytes) },
-    write: (writer, request) => {
-      writer.string(request.operation);
-      writeControlPayload(writer, request.payload);
-    },
-    read: (reader, limits) => {
-      const operation = readText(reader, limits.operation);
-      return { type: 'control', operation, payload: decodeControlPayload(reader.bytes()) };
-    },
-  }),
   'ae-summary': message({
     tag: 50,
     name: 'ae-summary',
@@ -492,6 +478,14 @@ export const replyMessages: EntryTable<PeerReply> = {
       return { type: 'error', code, message: reader.string() };
     },
   }),
+  /** The partitions among those asked that this node holds keys of. [count][partition]... */
+  'handoff-held-reply': message({
+    tag: 42,
+    name: 'handoff-held-reply',
+    limits: { held: partitionsLimit('held'), partition: partitionLimit('held[]') },
+    write: (writer, reply) => writeValues(writer, reply.held),
+    read: (reader, limits) => ({ type: 'handoff-held-reply', held: readValues(reader, limits.held, limits.partition) }),
+  }),
   'object-page': message({
     tag: 7,
     name: 'object-page',
@@ -586,13 +580,6 @@ export const replyMessages: EntryTable<PeerReply> = {
     limits: {},
     write: (writer, reply) => writeGossipState(writer, reply.state),
     read: (reader) => ({ type: 'gossip-reply', state: decodeViewState(reader.bytes()) }),
-  }),
-  'control-reply': message({
-    tag: 41,
-    name: 'control-reply',
-    limits: {},
-    write: (writer, reply) => writeControlPayload(writer, reply.payload),
-    read: (reader) => ({ type: 'control-reply', payload: decodeControlPayload(reader.bytes()) }),
   }),
   'ae-summary-reply': message({
     tag: 50,
@@ -690,12 +677,13 @@ export const replyMessages: EntryTable<PeerReply> = {
 };
 
 /**
- * Tags that meant something before protocol version 3 and are never used again: requests 2
+ * Tags that meant something in earlier protocol versions and are never used again: requests 2
  * (coordinate-put without dots), 4 and 5 (gossip and control as JSON text), 10 (coordinate-put
- * without options), 11 (list-keys with keys only); replies 2 (coordinate-put-reply without a
- * dot), 4 and 5 (JSON text).
+ * without options), 11 (list-keys with keys only), 41 (version 3's control, a self-describing
+ * JSON-shaped value); replies 2 (coordinate-put-reply without a dot), 4 and 5 (JSON text), 41
+ * (control-reply).
  */
-export const retiredTags = { request: [2, 4, 5, 10, 11], reply: [2, 4, 5] } as const;
+export const retiredTags = { request: [2, 4, 5, 10, 11, 41], reply: [2, 4, 5, 41] } as const;
 
 /** The entries of a table by tag; throws at load when two entries share a tag or take a retired one. */
 function byTag<U extends PeerMessage>(table: EntryTable<U>, retired: readonly number[]): readonly (MessageEntry<U> | undefined)[] {

@@ -47,14 +47,10 @@ export interface GossipRequest {
   readonly state: unknown;
 }
 
-/**
- * A small JSON-shaped question (handoff's partition questions), written as state-codec.ts's
- * self-describing binary value. Anti-entropy's questions are messages of their own (tags 50-53).
- */
-export interface ControlRequest {
-  readonly type: 'control';
-  readonly operation: string;
-  readonly payload: unknown;
+/** Handoff's question before it streams a partition: which of `partitions` the source holds any key of. */
+export interface HandoffHeldRequest {
+  readonly type: 'handoff-held';
+  readonly partitions: readonly number[];
 }
 
 /** A stored object with its storage key, as handoff and anti-entropy pages carry it. */
@@ -197,7 +193,7 @@ export type PeerRequest =
   | CoordinatePutRequest
   | ReplicaPutRequest
   | GossipRequest
-  | ControlRequest
+  | HandoffHeldRequest
   | HandoffFetchRequest
   | AntiEntropyKeysRequest
   | AntiEntropyFetchRequest
@@ -237,10 +233,10 @@ export interface GossipReply {
   readonly state: unknown;
 }
 
-/** The answer to a control request. */
-export interface ControlReply {
-  readonly type: 'control-reply';
-  readonly payload: unknown;
+/** The partitions among those a handoff-held asked about that this node holds keys of. */
+export interface HandoffHeldReply {
+  readonly type: 'handoff-held-reply';
+  readonly held: readonly number[];
 }
 
 /** A page of objects (the answer to handoff-fetch and ae-fetch); `done` when nothing is left after it. */
@@ -371,7 +367,7 @@ export type PeerReply =
   | CoordinatePutReply
   | ReplicaPutReply
   | GossipReply
-  | ControlReply
+  | HandoffHeldReply
   | ErrorReply
   | ObjectPageReply
   | AntiEntropyKeysReply

@@ -3,18 +3,15 @@ import { viewLimits } from '../membership/view-validation.js';
 import { ByteReader, ByteWriter } from './bytes.js';
 
 /**
- * The binary encoding of gossip state and control payloads, the fields of the gossip and
- * control entries of the message table (message-table.ts). JSON text, their form before it,
- * spelt out every field name and every ring owner's id once per partition in every message.
+ * The binary encoding of gossip state, the field of the gossip entries of the message table
+ * (message-table.ts). JSON text, its form before it, spelt out every field name and every ring
+ * owner's id once per partition in every message.
  *
  * Gossip state is a cluster view in a fixed layout; the ring's owners are indexes into a table
  * of the ids it names, so a 256-partition ring costs about 256 bytes instead of ~3 KiB of JSON.
- * Control payloads (small, JSON-shaped questions and answers such as `handoff-held`) are a
- * compact self-describing value, like MessagePack or CBOR.
  *
- * Both encoders answer undefined for a value outside their layout (a malformed view only a test
- * or a faulty peer builds, a payload that is no JSON value); the message table then refuses to
- * send it (KV_INTERNAL), so nothing is silently dropped.
+ * The encoder answers undefined for a view outside its layout (a malformed view only a test or
+ * a faulty peer builds); the message table then refuses to send it (KV_INTERNAL).
  * Decoding bounds every count, length and number while it reads (viewWireLimits), before any of
  * it is kept; the meaning (node id patterns, generations, known owners) is still checked by the
  * receiver (src/core/membership/view-validation.ts).
@@ -35,18 +32,8 @@ export const viewWireLimits = {
   maxBucketSetting: 2 ** 32,
 } as const;
 
-/** Bounds of a control payload at decode time. */
-export const controlWireLimits = {
-  /** Nesting of arrays and objects. */
-  maxDepth: 16,
-  /** Elements of one array or entries of one object (a handoff-held asks about up to 65,536 partitions). */
-  maxItems: 65_536,
-  /** Bytes of one string or object key. */
-  maxStringBytes: 65_536,
-} as const;
-
 function malformed(what: string): KvError {
-  return new KvError('KV_BAD_REQUEST', `a peer's gossip or control message carries ${what}; run neighbouring ringkv versions on every node`);
+  return new KvError('KV_BAD_REQUEST', `a peer's gossip message carries ${what}; run neighbouring ringkv versions on every node`);
 }
 
 /** Thrown while encoding when a value does not fit the layout; never leaves this module. */
@@ -345,110 +332,4 @@ export function decodeViewState(bytes: Uint8Array): unknown {
   }
   if (!reader.done()) throw malformed('trailing bytes after a cluster view');
   return { members, ring, bucketProperties, bucketPropertiesVersion };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Control payloads: a self-describing value.
-//
-//   [u8 kind] then: 0 null, 1 false, 2 true, 3 [varint n] (n >= 0), 4 [varint n] (-n, n > 0),
-//   5 [f64] (any other finite number), 6 [string], 7 [count]{value}, 8 [count]{[key][value]}
-// ---------------------------------------------------------------------------------------------
-
-const valueKinds = { null: 0, false: 1, true: 2, natural: 3, negative: 4, float: 5, string: 6, array: 7, object: 8 } as const;
-
-function writeValue(writer: ByteWriter, value: unknown, depth: number): void {
-  if (value === null || value === undefined) {
-    // undefined where JSON keeps a place (an array element) becomes null, as in JSON; -0 becomes 0 below, as in JSON.
-    writer.u8(valueKinds.null);
-  } else if (typeof value === 'boolean') {
-    writer.u8(value ? valueKinds.true : valueKinds.false);
-  } else if (typeof value === 'number') {
-    if (Number.isSafeInteger(value) && value >= 0) writer.u8(valueKinds.natural).varint(value);
-    else if (Number.isSafeInteger(value) && value < 0) writer.u8(valueKinds.negative).varint(-value);
-    else {
-      // JSON has no NaN or infinities: such a payload is no JSON value and does not fit.
-      fits(Number.isFinite(value));
-      writer.u8(valueKinds.float).f64(value);
-    }
-  } else if (typeof value === 'string') {
-    writer.u8(valueKinds.string);
-    writeBoundedString(writer, value, controlWireLimits.maxStringBytes);
-  } else if (Array.isArray(value)) {
-    fits(depth < controlWireLimits.maxDepth && value.length <= controlWireLimits.maxItems);
-    writer.u8(valueKinds.array).varint(value.length);
-    for (const element of value) writeValue(writer, element, depth + 1);
-  } else {
-    fits(isPlainObject(value) && depth < controlWireLimits.maxDepth);
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, field]) => field !== undefined);
-    fits(entries.length <= controlWireLimits.maxItems);
-    writer.u8(valueKinds.object).varint(entries.length);
-    for (const [key, field] of entries) {
-      writeBoundedString(writer, key, controlWireLimits.maxStringBytes);
-      writeValue(writer, field, depth + 1);
-    }
-  }
-}
-
-function readValue(reader: ByteReader, depth: number): unknown {
-  const kind = reader.u8();
-  switch (kind) {
-    case valueKinds.null:
-      return null;
-    case valueKinds.false:
-      return false;
-    case valueKinds.true:
-      return true;
-    case valueKinds.natural:
-      return reader.varint();
-    case valueKinds.negative:
-      return -readBounded(reader, 'a negative number', 1, Number.MAX_SAFE_INTEGER);
-    case valueKinds.float: {
-      const value = reader.f64();
-      if (!Number.isFinite(value)) throw malformed('a number that is not finite');
-      return value;
-    }
-    case valueKinds.string:
-      return readBoundedString(reader, 'string', controlWireLimits.maxStringBytes);
-    case valueKinds.array: {
-      if (depth >= controlWireLimits.maxDepth) throw malformed(`values nested deeper than ${controlWireLimits.maxDepth}`);
-      const count = readBounded(reader, 'a count of array elements', 0, controlWireLimits.maxItems);
-      const array: unknown[] = [];
-      for (let index = 0; index < count; index++) array.push(readValue(reader, depth + 1));
-      return array;
-    }
-    case valueKinds.object: {
-      if (depth >= controlWireLimits.maxDepth) throw malformed(`values nested deeper than ${controlWireLimits.maxDepth}`);
-      const count = readBounded(reader, 'a count of object fields', 0, controlWireLimits.maxItems);
-      // No prototype: a key such as __proto__ is a plain field, never a prototype change.
-      const object = Object.create(null) as Record<string, unknown>;
-      for (let index = 0; index < count; index++) {
-        const key = readBoundedString(reader, 'object key', controlWireLimits.maxStringBytes);
-        if (Object.hasOwn(object, key)) throw malformed(`the field ${JSON.stringify(key.slice(0, 64))} twice`);
-        object[key] = readValue(reader, depth + 1);
-      }
-      return object;
-    }
-    default:
-      throw malformed(`value kind ${kind}, which this node does not know`);
-  }
-}
-
-/** The binary form of a control payload, or undefined when it is no JSON value within the bounds (it is then not sent). */
-export function encodeControlPayload(payload: unknown): Buffer | undefined {
-  try {
-    const writer = new ByteWriter();
-    writeValue(writer, payload, 0);
-    return writer.finish();
-  } catch (error) {
-    if (error instanceof DoesNotFit) return undefined;
-    throw error;
-  }
-}
-
-/** Reads a binary control payload; throws KV_BAD_REQUEST on anything malformed or over a bound. */
-export function decodeControlPayload(bytes: Uint8Array): unknown {
-  const reader = new ByteReader(bytes);
-  const value = readValue(reader, 0);
-  if (!reader.done()) throw malformed('trailing bytes after a control payload');
-  return value;
 }

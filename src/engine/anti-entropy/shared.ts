@@ -27,19 +27,16 @@ export function positionBound(position: number): Buffer | undefined {
   return bound;
 }
 
-function payloadBytes(value: unknown): number {
-  return Buffer.byteLength(JSON.stringify(value ?? null));
-}
-
 /** About how many bytes a message carries: keys, digests, hashes and values (for the bytesExchanged figure). */
 export function messageBytes(message: PeerRequest | PeerReply): number {
   const objectBytes = (items: readonly StoredItem[]): number =>
     items.reduce((sum, item) => sum + item.dataKey.byteLength + item.object.siblings.reduce((total, sibling) => total + sibling.value.byteLength + 32, 16), 0);
   const keyListBytes = (keys: readonly Uint8Array[]): number => keys.reduce((sum, key) => sum + key.byteLength + 1, 0);
   switch (message.type) {
-    case 'control':
-    case 'control-reply':
-      return payloadBytes(message.payload);
+    case 'handoff-held':
+      return 2 + message.partitions.length * 2;
+    case 'handoff-held-reply':
+      return 2 + message.held.length * 2;
     case 'ae-summary':
       return 2 + message.roots.length * 11;
     case 'ae-summary-reply':
