@@ -12,7 +12,7 @@ import { FramedTransport } from './adapters/framed-transport.js';
 import { KvError } from './util/errors.js';
 import { type ConfigFlags, loadConfig, packageRoot } from './cli/load-config.js';
 import type { NodeConfig } from './config/schema.js';
-import type { NodeIdentity } from './engine/lifecycle.js';
+import type { NodeIdentity } from './engine/node-context.js';
 import { RingNode } from './engine/ring-node.js';
 import { buildApp } from './http/app.js';
 import { noFaultPoints } from './ports/fault-points.js';
@@ -137,7 +137,7 @@ async function startNode(config: NodeConfig, logger: pino.Logger): Promise<void>
     peerPortOffset: config.peerPortOffset,
     ...(tls === undefined ? {} : { tls: { ca: tls.ca } }),
   });
-  const node = new RingNode({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, faultPoints: noFaultPoints, processFigures });
+  const node = await RingNode.open({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, faultPoints: noFaultPoints, processFigures });
   await node.start();
   const peerServer = await startPeerServer(config, node, identity.clusterSecret, tls, logger);
   const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type AddressInfo, type Server, type Socket, createServer as createNetServer } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { decodeRequest, encodeReply } from '../core/wire/codec.js';
+import { peerErrorReply, undecodableRequestReply } from '../core/wire/error-reply.js';
 import {
   type Frame,
   FrameDecoder,
@@ -303,7 +304,7 @@ class ServerConnection {
       request = decodeRequest(frame.payload);
     } catch (error) {
       // The framing is intact, so only this request is refused; the connection goes on.
-      this.sendReply(frame.requestId, { type: 'error', code: 'KV_BAD_REQUEST', message: (error as Error).message });
+      this.sendReply(frame.requestId, undecodableRequestReply(error));
       return;
     }
     const bytes = frameLengthOf(frame.payload.length);
@@ -320,7 +321,7 @@ class ServerConnection {
     };
     // One promise per request, not an async wrapper's three: this is the per-message hot path.
     this.handle(request)
-      .then(answered, (error: unknown) => answered(this.errorReply(error, request)))
+      .then(answered, (error: unknown) => answered(peerErrorReply(error, (unexpected) => this.options.onError?.(unexpected, request))))
       .catch((error: unknown) => this.options.onError?.(error, request));
   }
 
@@ -331,13 +332,6 @@ class ServerConnection {
     } catch (error) {
       return Promise.reject(error as Error);
     }
-  }
-
-  /** A failure becomes an error reply, as on the HTTP peer route; only an unexpected one is logged. */
-  private errorReply(error: unknown, request: PeerRequest): PeerReply {
-    if (isKvError(error)) return { type: 'error', code: error.code, message: error.message };
-    this.options.onError?.(error, request);
-    return { type: 'error', code: 'KV_INTERNAL', message: 'an unexpected error happened on the peer; its log has the details' };
   }
 
   private sendReply(requestId: number, reply: PeerReply): void {

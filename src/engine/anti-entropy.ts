@@ -1,9 +1,5 @@
-import type { BucketProperties } from '../core/buckets.js';
-import type { Ring } from '../core/ring/ring.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
-import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import type { Clock } from '../ports/clock.js';
-import type { Logger } from '../ports/logger.js';
+import type { PeerReply } from '../core/wire/messages.js';
 import type { KeySpace } from '../ports/storage.js';
 import { ExchangeInitiator, type RepairProgress } from './anti-entropy/initiator.js';
 import { KeyRepair } from './anti-entropy/key-repair.js';
@@ -11,6 +7,7 @@ import { TombstoneReaper } from './anti-entropy/reaper.js';
 import { type AntiEntropyRequest, ExchangeResponder } from './anti-entropy/responder.js';
 import { TreeKeeper } from './anti-entropy/tree-keeper.js';
 import type { Replica } from './replica.js';
+import type { NodeContext } from './node-context.js';
 
 export type { RepairProgress } from './anti-entropy/initiator.js';
 export type { AntiEntropyRequest } from './anti-entropy/responder.js';
@@ -37,22 +34,13 @@ export interface AntiEntropySettings {
 }
 
 /** What anti-entropy needs from its node. */
-export interface AntiEntropyDependencies {
-  readonly selfId: string;
+export type AntiEntropyDependencies = Pick<NodeContext, 'selfId' | 'clock' | 'logger' | 'ring' | 'isUp' | 'send' | 'bucketProperties' | 'nVals'> & {
   readonly data: KeySpace;
   /** Where the trees are saved at a clean stop. */
   readonly meta: KeySpace;
   readonly replica: Replica;
-  readonly clock: Clock;
-  readonly logger: Logger;
   readonly settings: AntiEntropySettings;
-  ring(): Ring | null;
-  isUp(node: string): boolean;
-  send(node: string, request: PeerRequest): Promise<PeerReply>;
-  bucketProperties(bucket: string): BucketProperties;
-  /** Every bucket n_val, ascending: partitions are compared with the peers of the largest, keys with those of their own bucket's. */
-  nVals(): readonly number[];
-}
+};
 
 /** Anti-entropy figures for /status and /metrics. */
 export interface AntiEntropyStatus {

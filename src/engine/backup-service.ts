@@ -6,15 +6,14 @@
  */
 import { decodeDataKey, partitionKeyRange, ringPosition } from '../core/keys.js';
 import { ReapedTombstones } from './reaped-tombstones.js';
-import { preferenceList, ringMembers, type Ring } from '../core/ring/ring.js';
-import type { ClusterView } from '../core/membership/membership.js';
+import { preferenceList, ringMembers } from '../core/ring/ring.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
-import type { Storage } from '../ports/storage.js';
 import { KvError, isKvError } from '../util/errors.js';
 import { type BackupDescription, type BackupRecord, type RestoreOutcome, backupFormatVersion, encodeEnd, encodeHeader, encodeRecord } from './backup-format.js';
-import type { BucketProperties, NodeConfig } from '../config/schema.js';
+import type { BucketProperties } from '../config/schema.js';
 import type { Coordinator } from './coordinator.js';
 import type { BackupAdmin, WriteOptions } from './kv-service.js';
+import type { NodeContext } from './node-context.js';
 
 /** Failures a restore answer describes one by one; the rest are only counted. */
 const failuresShown = 20;
@@ -24,18 +23,9 @@ const mergesAtOnce = 16;
 const streamChunkBytes = 64 * 1024;
 
 /** What the backup service needs from its node. */
-export interface BackupServiceDependencies {
-  readonly selfId: string;
-  readonly storage: Storage;
+export type BackupServiceDependencies = Pick<NodeContext, 'selfId' | 'storage' | 'config' | 'clock' | 'gossiper' | 'requireRing' | 'bucketProperties' | 'nVals'> & {
   readonly coordinator: Coordinator;
-  readonly config: NodeConfig;
-  readonly nowMs: () => number;
-  /** The ring, or a KV_NOT_READY error when the node has not joined one yet. */
-  readonly requireRing: () => Ring;
-  readonly view: () => ClusterView;
-  readonly bucketProperties: (bucket: string) => BucketProperties;
-  readonly maxNVal: () => number;
-}
+};
 
 /** Backup and restore on one node. */
 export class BackupService implements BackupAdmin {
@@ -44,7 +34,7 @@ export class BackupService implements BackupAdmin {
   /** The cluster as this node sees it, for a manifest. */
   describe(): BackupDescription {
     const ring = this.deps.requireRing();
-    const view = this.deps.view();
+    const view = this.deps.gossiper.view;
     const names = new Set(['', ...Object.keys(view.bucketProperties), ...Object.keys(this.deps.config.buckets)]);
     const bucketProperties: Record<string, BucketProperties> = {};
     for (const name of names) bucketProperties[name] = this.deps.bucketProperties(name);
@@ -59,7 +49,7 @@ export class BackupService implements BackupAdmin {
         .map((member) => ({ id: member.id, address: member.address, status: member.status })),
       bucketProperties,
       reapedRetentionMs: this.deps.config.antiEntropy.reapedRetentionMs,
-      nowMs: this.deps.nowMs(),
+      nowMs: this.deps.clock.nowMs(),
     };
   }
 
@@ -79,7 +69,7 @@ export class BackupService implements BackupAdmin {
     if (ring.next !== null) {
       throw new KvError('KV_CONFLICT', 'the ring is changing (partitions are being handed off); back up once `ringkv status` shows no transfer under way', { retryAfterSeconds: 5 });
     }
-    if (!preferenceList(ring, partition, this.deps.maxNVal()).includes(this.deps.selfId)) {
+    if (!preferenceList(ring, partition, Math.max(...this.deps.nVals())).includes(this.deps.selfId)) {
       throw new KvError('KV_CONFLICT', `node ${this.deps.selfId} is not a replica of partition ${partition}; ask one of its replicas (\`ringkv ring\`)`);
     }
   }

@@ -5,18 +5,18 @@ import { bucketProperties } from '../config/validate.js';
 /**
  * The bucket properties in force on this node: the cluster-wide ones from the gossiped view (the
  * founding node's config, so every node agrees), else this node's own config before it has
- * joined. `view` is undefined before the node has started.
+ * joined.
  */
 export class BucketSettings {
   constructor(
     private readonly config: NodeConfig,
-    private readonly view: () => ClusterView | undefined,
+    private readonly gossiper: { readonly view: ClusterView },
   ) {}
 
   /** The bucket's properties (defaults merged with its own). */
   properties(bucket: string): BucketProperties {
-    const view = this.view();
-    const shared = view !== undefined && view.bucketPropertiesVersion > 0 ? view.bucketProperties : undefined;
+    const view = this.gossiper.view;
+    const shared = view.bucketPropertiesVersion > 0 ? view.bucketProperties : undefined;
     if (shared === undefined) return bucketProperties(this.config, bucket);
     return { ...this.config.bucketDefaults, ...(shared[''] ?? {}), ...(shared[bucket] ?? {}) };
   }
@@ -27,7 +27,7 @@ export class BucketSettings {
    * preference list of each, since a smaller n_val's list is a prefix of a larger one's.
    */
   nVals(): number[] {
-    const shared = this.view()?.bucketProperties ?? {};
+    const shared = this.gossiper.view.bucketProperties;
     const configured = [this.config.bucketDefaults.nVal, ...Object.values(this.config.buckets).map((properties) => properties.nVal)];
     const all = [...configured, ...Object.values(shared).map((properties) => properties.nVal)].filter((nVal): nVal is number => nVal !== undefined && nVal > 0);
     return [...new Set(all)].sort((left, right) => left - right);

@@ -51,7 +51,7 @@ export class Claimant {
       if (receivers.every((id) => view.members[id]?.transfersDoneForRing === ring.version)) next = completeClaim(ring);
     } else {
       // A joiner's location comes from its member record; members the ring names keep the ring's.
-      const locations: Record<string, NodeLocation> = {};
+      const locations = Object.create(null) as Record<string, NodeLocation>;
       for (const member of Object.values(view.members)) if (member.location !== undefined) locations[member.id] = member.location;
       next = planClaim(ring, wanted, locations);
     }

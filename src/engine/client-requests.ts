@@ -1,28 +1,19 @@
 import { emptyContext, writeTimeMs } from '../core/versioning/context.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
-import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import type { Ring } from '../core/ring/ring.js';
 import { KvError } from '../util/errors.js';
-import type { Clock } from '../ports/clock.js';
-import type { BucketProperties } from '../config/schema.js';
 import type { Coordinator } from './coordinator.js';
 import type { DeleteCommand, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
 import { type ListPage, type ListQuery, listKeys } from './key-listing.js';
 import type { Replica } from './replica.js';
+import type { NodeContext } from './node-context.js';
 
 /** What the client requests need from their node. */
-export interface ClientRequestsOptions {
-  readonly selfId: string;
-  readonly clock: Clock;
+export type ClientRequestsOptions = Pick<NodeContext, 'selfId' | 'clock' | 'requireRing' | 'isUp' | 'bucketProperties' | 'send'> & {
   readonly coordinator: Coordinator;
   readonly replica: Replica;
   /** limits.maxInFlightRequests and limits.requestTimeoutMs. */
   readonly limits: { readonly maxInFlightRequests: number; readonly requestTimeoutMs: number };
-  readonly requireRing: () => Ring;
-  readonly isUp: (nodeId: string) => boolean;
-  readonly bucketProperties: (bucket: string) => BucketProperties;
-  readonly send: (nodeId: string, request: PeerRequest, timeoutMs?: number) => Promise<PeerReply>;
-}
+};
 
 /**
  * The client side of a node (riak_kv's riak_client): admits a client request under the in-flight

@@ -2,8 +2,7 @@ import { partitionOf, encodeDataKey } from '../core/keys.js';
 import { type PlacementView, planRead, planWrite } from '../core/coordination/plan.js';
 import { type ReadEffect, type ReadEvent, startRead, stepRead } from '../core/coordination/read-coordinator.js';
 import { type WriteEffect, type WriteEvent, startWrite, stepWrite } from '../core/coordination/write-coordinator.js';
-import type { Ring } from '../core/ring/ring.js';
-import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import type { PeerRequest } from '../core/wire/messages.js';
 import { type CausalContext, emptyContext, encodeContext, objectContext } from '../core/versioning/context.js';
 import type { DataTypeUpdate } from '../core/datatypes/data-type.js';
 import type { Precondition } from '../core/versioning/preconditions.js';
@@ -11,26 +10,18 @@ import type { WriteOperation } from '../core/quorum/quorum.js';
 import { type Dot, type VersionedObject, type WriteIntent, emptyObject, mergeObjects } from '../core/versioning/versioned-object.js';
 import { descends } from '../core/versioning/version-vector.js';
 import { KvError, isKvError } from '../util/errors.js';
-import type { Clock, TimerHandle } from '../ports/clock.js';
-import type { Logger } from '../ports/logger.js';
+import type { TimerHandle } from '../ports/clock.js';
 import type { BucketProperties } from '../config/schema.js';
 import type { HintStore } from './hint-store.js';
 import type { ReadOptions, WriteOptions, WriteOutcome } from './kv-service.js';
+import type { NodeContext } from './node-context.js';
+import { clientRefusalCodes } from './peer-service.js';
 
 /** What the coordinator needs from its node, handed to it rather than imported (no cycle). */
-export interface CoordinatorDependencies {
-  readonly selfId: string;
-  readonly clock: Clock;
-  readonly logger: Logger;
+export type CoordinatorDependencies = Pick<NodeContext, 'selfId' | 'clock' | 'logger' | 'requireRing' | 'isUp' | 'bucketProperties' | 'send'> & {
   readonly hints: HintStore;
   readonly settings: () => { readonly requestTimeoutMs: number; readonly speculativeRetryMs: number; readonly hintedHandoff: boolean };
-  /** The ring, or a KV_NOT_READY error when the node has not joined one yet. */
-  readonly requireRing: () => Ring;
-  readonly isUp: (node: string) => boolean;
-  readonly bucketProperties: (bucket: string) => BucketProperties;
-  /** Sends a peer request (this node's own requests are served locally), within `timeoutMs`. */
-  readonly send: (node: string, request: PeerRequest, timeoutMs: number) => Promise<PeerReply>;
-}
+};
 
 /**
  * Runs the pure read and write coordinators of src/core/coordination: plans the request,
@@ -283,12 +274,6 @@ export class Coordinator {
     return Math.max(1, deadlineAtMs - this.deps.clock.nowMs()) + peerCallGraceMs;
   }
 }
-
-/**
- * Refusals a coordinating replica makes for a reason the client can act on: they keep their code
- * across the peer hop and reach the client as they are, instead of becoming "replica unreachable".
- */
-export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_OBJECT_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT']);
 
 /** How much longer than its request's deadline a peer call may wait (see remainingMs). */
 const peerCallGraceMs = 5;

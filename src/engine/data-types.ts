@@ -1,19 +1,18 @@
 import { type DataTypeLimits, type DataTypeUpdate, type DataTypeValue, dataTypeKey, dataTypeValue } from '../core/datatypes/data-type.js';
 import type { DataTypeUpdateRequest, PeerReply } from '../core/wire/messages.js';
-import type { Clock } from '../ports/clock.js';
 import type { Coordinator } from './coordinator.js';
 import type { DataTypeService, DataTypeWriteOptions, ReadOptions } from './kv-service.js';
 import type { Replica } from './replica.js';
+import type { NodeContext } from './node-context.js';
 
 /** What the node hands its data types. */
-export interface DataTypeDependencies {
+export type DataTypeDependencies = Pick<NodeContext, 'clock'> & {
   readonly coordinator: Coordinator;
   readonly replica: Replica;
-  readonly clock: Clock;
   readonly limits: () => DataTypeLimits;
   /** The node's admission control (its in-flight bound). */
   readonly admit: <T>(work: () => Promise<T>) => Promise<T>;
-}
+};
 
 /**
  * One node's data types (src/core/datatypes/): /dt reads and updates, coordinated over the key's

@@ -34,10 +34,6 @@ export interface GossiperOptions {
   readonly claimant: Pick<Claimant, 'nextRing'>;
   /** Persists the view whenever the ring changes, so a restarted node knows its ring. */
   readonly persist: (view: ClusterView) => Promise<void>;
-  /** Called whenever this node adopts a new ring (a plan, a flip), so handoff acts on it at once. */
-  readonly onRingChange?: (ring: Ring) => void;
-  /** Called once when this node learns that it was removed from the cluster; it must stop serving. */
-  readonly onRemoved?: () => void;
 }
 
 interface Observed {
@@ -58,6 +54,8 @@ export class Gossiper {
   private readonly task: PeriodicTask;
   private lastPersistedRingVersion: number;
   private lastNoticedRingVersion = -1;
+  private readonly ringChangeListeners: ((ring: Ring) => void)[] = [];
+  private readonly removedListeners: (() => void)[] = [];
 
   constructor(private readonly options: GossiperOptions) {
     this.task = new PeriodicTask(
@@ -96,6 +94,19 @@ export class Gossiper {
       this.options.logger.error({ problems: problems.slice(0, 10) }, 'refused parts of the persisted cluster view; the node starts without them and learns them again from its peers');
     }
     return view;
+  }
+
+  /** Calls `listener` whenever this node adopts a new ring (a plan, a flip), so handoff acts on it at once. */
+  onRingChange(listener: (ring: Ring) => void): void {
+    this.ringChangeListeners.push(listener);
+  }
+
+  /**
+   * Calls `listener` once when this node learns that it was removed from the cluster; it must stop
+   * serving. A node that was removed before this run starts removed, and its node starts no role that moves data.
+   */
+  onRemoved(listener: () => void): void {
+    this.removedListeners.push(listener);
   }
 
   /** The current cluster view. */
@@ -184,7 +195,7 @@ export class Gossiper {
       { nodeId: this.options.self.id },
       'this node was removed from the cluster (`ringkv remove`) and serves nothing any more: its id can never rejoin. To bring this machine back, stop it, wipe its data directory, and start it again: it joins with a new id',
     );
-    this.options.onRemoved?.();
+    for (const listener of this.removedListeners) listener();
   }
 
   /** After the ring changed here: persist it, tell handoff, and gossip again soon so the change spreads without waiting an interval. */
@@ -193,7 +204,7 @@ export class Gossiper {
     if (ring === null || ring.version === this.lastNoticedRingVersion) return;
     this.lastNoticedRingVersion = ring.version;
     void this.persistIfRingChanged();
-    this.options.onRingChange?.(ring);
+    for (const listener of this.ringChangeListeners) listener(ring);
     this.task.runSoon();
   }
 

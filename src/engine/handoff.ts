@@ -1,15 +1,13 @@
-import type { BucketProperties } from '../core/buckets.js';
 import { decodeDataKey, partitionKeyRange, partitionOfPosition } from '../core/keys.js';
 import { type IncomingTransfer, type Ring, incomingTransfers, plannedRing, preferenceList } from '../core/ring/ring.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { wireLimits } from '../core/wire/message-table.js';
-import type { HandoffFetchRequest, HandoffHeldReply, HandoffHeldRequest, ObjectPageReply, PeerReply, PeerRequest, StoredItem } from '../core/wire/messages.js';
-import type { Clock } from '../ports/clock.js';
-import type { Logger } from '../ports/logger.js';
+import type { HandoffFetchRequest, HandoffHeldReply, HandoffHeldRequest, ObjectPageReply, StoredItem } from '../core/wire/messages.js';
 import type { KeySpace } from '../ports/storage.js';
 import { KvError } from '../util/errors.js';
 import { PeriodicTask } from './periodic-task.js';
 import type { Replica } from './replica.js';
+import type { NodeContext } from './node-context.js';
 
 /** Settings of ownership handoff. */
 export interface HandoffSettings {
@@ -30,26 +28,17 @@ export interface HandoffSettings {
 }
 
 /** What handoff needs from its node. */
-export interface HandoffDependencies {
-  readonly selfId: string;
+export type HandoffDependencies = Pick<NodeContext, 'selfId' | 'clock' | 'logger' | 'ring' | 'isUp' | 'send' | 'bucketProperties' | 'nVals'> & {
   readonly data: KeySpace;
   readonly replica: Replica;
-  readonly clock: Clock;
-  readonly logger: Logger;
   readonly settings: HandoffSettings;
-  ring(): Ring | null;
-  isUp(node: string): boolean;
-  send(node: string, request: PeerRequest): Promise<PeerReply>;
-  bucketProperties(bucket: string): BucketProperties;
-  /** Every bucket n_val, ascending. */
-  nVals(): readonly number[];
   /** Partitions this node holds keys of. */
   heldPartitions(): number[];
   /** How often a partition changed here (a write, a removal): a clean-up sweep of a partition that has not changed since is not repeated. */
   changeCount(partition: number): number;
   /** Tells the cluster (through gossip) that every partition of this ring version has streamed in. */
   reportTransfersDone(ringVersion: number): void;
-}
+};
 
 /** Handoff figures for /status. */
 export interface HandoffStatus {

@@ -1,34 +1,25 @@
-import type { BucketProperties } from '../core/buckets.js';
 import { encodeDataKey, partitionOfPosition } from '../core/keys.js';
 import type { MemberLifecycle } from '../core/membership/membership.js';
-import { type Ring, pendingReplicas, preferenceList } from '../core/ring/ring.js';
-import type { PeerReply, PeerRequest, ReplicaPutRequest } from '../core/wire/messages.js';
+import { pendingReplicas, preferenceList } from '../core/ring/ring.js';
+import type { PeerReply, ReplicaPutRequest } from '../core/wire/messages.js';
 import { KvError } from '../util/errors.js';
-import type { Clock } from '../ports/clock.js';
-import type { Logger } from '../ports/logger.js';
 import type { KeySpace } from '../ports/storage.js';
 import type { NodeConfig } from '../config/schema.js';
 import { type Hint, HintStore } from './hint-store.js';
 import { PeriodicTask } from './periodic-task.js';
 import { Replica } from './replica.js';
+import type { NodeContext } from './node-context.js';
 
 /** What hinted handoff needs from its node. */
-export interface HintedHandoffOptions {
+export type HintedHandoffOptions = Pick<NodeContext, 'selfId' | 'clock' | 'logger' | 'isUp' | 'send' | 'ring' | 'bucketProperties'> & {
   /** The hints sublevel of this node's storage. */
   readonly space: KeySpace;
   readonly settings: NodeConfig['hintedHandoff'];
-  readonly clock: Clock;
-  readonly logger: Logger;
-  readonly isUp: (nodeId: string) => boolean;
   /** A member's lifecycle in the gossiped view (undefined when unknown). */
   readonly memberStatus: (nodeId: string) => MemberLifecycle | undefined;
-  readonly send: (nodeId: string, request: PeerRequest) => Promise<PeerReply>;
-  readonly selfId: string;
   /** This node's replica: a hint redirected to the key's replicas merges here when this node is one. */
   readonly replica: Replica;
-  ring(): Ring | null;
-  bucketProperties(bucket: string): BucketProperties;
-}
+};
 
 /** The hint figures of GET /status. */
 export interface HintStatus {

@@ -1,27 +1,22 @@
-import type { Ring } from '../core/ring/ring.js';
 import type { AntiEntropy } from './anti-entropy.js';
 import type { DataTypes } from './data-types.js';
-import type { Gossiper } from './gossiper.js';
 import type { Handoff } from './handoff.js';
 import type { HintedHandoff } from './hinted-handoff.js';
 import { answerListKeys } from './key-listing.js';
 import type { PeerService } from './peer-service.js';
 import type { Replica } from './replica.js';
+import type { NodeContext } from './node-context.js';
 import type { WatchLog } from './watch-log.js';
 
 /** The roles that serve peer requests. */
-export interface PeerRoles {
-  readonly selfId: string;
+export type PeerRoles = Pick<NodeContext, 'selfId' | 'gossiper' | 'requireRing'> & {
   readonly replica: Replica;
   readonly hintedHandoff: HintedHandoff;
   readonly antiEntropy: AntiEntropy;
   readonly handoff: Handoff;
   readonly dataTypes: DataTypes;
   readonly watchLog: WatchLog;
-  /** The gossiper (the lifecycle creates it at start). */
-  readonly gossiper: () => Gossiper;
-  readonly requireRing: () => Ring;
-}
+};
 
 /**
  * The table of which role serves which peer request (src/engine/peer-service.ts dispatches by
@@ -41,7 +36,7 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
     await roles.replica.merge(request.bucket, request.key, request.object, request.mode, request.sync);
     return { type: 'replica-put-reply', durable: request.sync };
   });
-  peers.register('gossip', async (request) => ({ type: 'gossip-reply', state: roles.gossiper().receive(request.state) }), { servesWhenRemoved: true });
+  peers.register('gossip', async (request) => ({ type: 'gossip-reply', state: roles.gossiper.receive(request.state) }), { servesWhenRemoved: true });
   peers.register('handoff-held', (request) => roles.handoff.handleHeld(request), { refusesMalformed: true });
   peers.register('handoff-fetch', (request) => roles.handoff.handleFetch(request), { refusesMalformed: true });
   for (const type of ['ae-keys', 'ae-fetch', 'ae-push', 'ae-summary', 'ae-leaves', 'ae-digest', 'ae-reap'] as const) peers.register(type, (request) => roles.antiEntropy.handleMessage(request), { refusesMalformed: true });

@@ -1,9 +1,9 @@
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
+import { peerErrorReply } from '../core/wire/error-reply.js';
 import { assert } from '../util/assert.js';
 import { KvError, type KvErrorCode, isKvError } from '../util/errors.js';
 import type { Logger } from '../ports/logger.js';
 import type { Transport } from '../ports/transport.js';
-import { clientRefusalCodes } from './coordinator.js';
 
 /** The type of a peer request. */
 export type PeerRequestType = PeerRequest['type'];
@@ -13,6 +13,12 @@ export type PeerRequestOf<Type extends PeerRequestType> = Extract<PeerRequest, {
 
 /** How a role serves one type of peer request. */
 export type PeerRequestHandler<Type extends PeerRequestType> = (request: PeerRequestOf<Type>) => Promise<PeerReply>;
+
+/**
+ * Refusals a coordinating replica makes for a reason the client can act on: they keep their code
+ * across the peer hop and reach the client as they are, instead of becoming "replica unreachable".
+ */
+export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_OBJECT_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT']);
 
 /** How a handler is run. */
 export interface PeerHandlerOptions {
@@ -75,9 +81,7 @@ export class PeerService {
     try {
       return await this.serve(request);
     } catch (error) {
-      if (isKvError(error)) return { type: 'error', code: error.code, message: error.message };
-      this.options.logger.error({ err: error, peerRequest: request.type }, 'unexpected error while handling a peer request');
-      return { type: 'error', code: 'KV_INTERNAL', message: 'an unexpected error happened on the peer; its log has the details' };
+      return peerErrorReply(error, (unexpected) => this.options.logger.error({ err: unexpected, peerRequest: request.type }, 'unexpected error while handling a peer request'));
     }
   }
 
@@ -85,10 +89,10 @@ export class PeerService {
   private async serve(request: PeerRequest): Promise<PeerReply> {
     const registration = this.handlers.get(request.type);
     if (registration === undefined) {
-      return { type: 'error', code: 'KV_BAD_REQUEST', message: `this node serves no peer request ${JSON.stringify(request.type)}; is the peer a newer ringkv?` };
+      throw new KvError('KV_BAD_REQUEST', `this node serves no peer request ${JSON.stringify(request.type)}; is the peer a newer ringkv?`);
     }
     const refusal = registration.options.servesWhenRemoved === true ? undefined : this.options.refusal();
-    if (refusal !== undefined) return { type: 'error', code: refusal.code, message: refusal.message };
+    if (refusal !== undefined) throw refusal;
     if (registration.options.refusesMalformed !== true) return registration.handle(request);
     return this.refusingBadRequests(request, () => registration.handle(request));
   }
@@ -115,8 +119,8 @@ export class PeerService {
 
   /**
    * Runs a handoff or anti-entropy request, whose handler checks it against its schema and the
-   * ring before it touches any state; one that fails the check is logged and answered with an
-   * error reply, so a bad peer message never reaches state and never throws out of the handler.
+   * ring before it touches any state; one that fails the check is logged here (`handle` answers
+   * its error reply), so a bad peer message never reaches state.
    */
   private async refusingBadRequests(request: PeerRequest, handle: () => Promise<PeerReply>): Promise<PeerReply> {
     try {
@@ -124,7 +128,7 @@ export class PeerService {
     } catch (error) {
       if (!isKvError(error) || error.code !== 'KV_BAD_REQUEST') throw error;
       this.options.logger.warn({ request: request.type, error: error.message }, 'refused a malformed peer request');
-      return { type: 'error', code: error.code, message: error.message };
+      throw error;
     }
   }
 }

@@ -1,7 +1,6 @@
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
-import { BucketSettings } from './bucket-settings.js';
 import { ClientRequests } from './client-requests.js';
 import type { BucketProperties } from '../config/schema.js';
 import { Coordinator } from './coordinator.js';
@@ -11,13 +10,13 @@ import type { HintStore } from './hint-store.js';
 import { HintedHandoff } from './hinted-handoff.js';
 import type { ListPage, ListQuery } from './key-listing.js';
 import type { DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from './kv-service.js';
-import { Lifecycle, type NodePorts } from './lifecycle.js';
+import { Lifecycle } from './lifecycle.js';
+import { type NodeContext, type NodePorts, openNodeContext } from './node-context.js';
 import { registerPeerHandlers } from './peer-handlers.js';
 import { PeerService } from './peer-service.js';
 import { Replica } from './replica.js';
 import { Status } from './status.js';
 import { DataTypes } from './data-types.js';
-import { clockWithFaults, storageWithFaults, transportWithFaults } from './fault-points.js';
 import { BackupService } from './backup-service.js';
 import { WatchLog } from './watch-log.js';
 import { type WatchStream, Watches } from './watches.js';
@@ -33,9 +32,12 @@ export interface RingNodeOptions extends NodePorts {
  * One ringkv node: the wiring of its roles (docs/ARCHITECTURE.md#layers: one role per module), each in its own
  * module: client requests and their coordinator, the replica, the peer service, hinted handoff,
  * anti-entropy, partition handoff, the lifecycle (with gossip and the claimant) and the status.
+ * Every role takes the node's context (src/engine/node-context.ts), which `open` builds once.
  */
 export class RingNode implements KvService {
   readonly nodeId: string;
+  /** The membership view and failure detector. */
+  readonly gossiper: Gossiper;
   /** The replica this node serves (for tests). */
   readonly localReplica: Replica;
   /** Hinted handoff: the hints this node keeps for others and their delivery (for tests). */
@@ -44,7 +46,6 @@ export class RingNode implements KvService {
   readonly antiEntropyService: AntiEntropy;
   /** The dispatch of peer requests to their roles (for tests). */
   readonly peerService: PeerService;
-  private readonly buckets: BucketSettings;
   private readonly client: ClientRequests;
   private readonly lifecycle: Lifecycle;
   private readonly statusReport: Status;
@@ -59,87 +60,71 @@ export class RingNode implements KvService {
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
 
-  constructor(private readonly options: RingNodeOptions) {
-    options = withFaultPoints(options);
-    const { config, identity } = options;
-    this.nodeId = identity.nodeId;
+  /** Builds a node on its ports: loads what must exist before its roles (src/engine/node-context.ts), then wires them. `start` starts it. */
+  static async open(options: RingNodeOptions): Promise<RingNode> {
+    const { context, peers } = await openNodeContext(options);
+    return new RingNode(context, peers, options.processFigures);
+  }
+
+  private constructor(
+    private readonly context: NodeContext,
+    peers: PeerService,
+    processFigures: RingNodeOptions['processFigures'],
+  ) {
+    const { config, storage } = context;
+    this.nodeId = context.selfId;
+    this.gossiper = context.gossiper;
+    this.peerService = peers;
     const { siblingsWarn, maxSiblings, maxObjectBytes } = config.limits;
     // The replica's dots come from actors that survive restarts (src/engine/actor-lease.ts).
-    const replica = (this.localReplica = new Replica(options.storage, this.nodeId, options.random, { siblingsWarn, maxSiblings, maxObjectBytes }, (bucket, key, siblings) =>
-      options.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
+    const replica = (this.localReplica = new Replica(storage, this.nodeId, context.random, { siblingsWarn, maxSiblings, maxObjectBytes }, (bucket, key, siblings) =>
+      context.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
     ));
-    // The lifecycle creates the gossiper at start; before that, these answer as a node without a view.
-    this.buckets = new BucketSettings(config, () => this.gossiper?.view);
-    const peers = (this.peerService = new PeerService({
-      ...options,
-      selfId: this.nodeId,
-      peerTimeoutMs: config.limits.peerTimeoutMs,
-      addressOf: (node) => this.gossiper.addressOf(node),
-      refusal: () => this.lifecycle.refusal(),
-    }));
-    const shared = {
-      selfId: this.nodeId,
-      data: options.storage.data,
+    const gossiper = context.gossiper;
+    const hintedHandoff = (this.hintedHandoffService = new HintedHandoff({ ...context, replica, space: storage.hints, settings: config.hintedHandoff, memberStatus: (node) => gossiper.view.members[node]?.status }));
+    const antiEntropy = (this.antiEntropyService = new AntiEntropy({
+      ...context,
       replica,
-      clock: options.clock,
-      logger: options.logger,
-      ring: () => this.gossiper?.ring ?? null,
-      requireRing: () => this.lifecycle.requireRing(),
-      isUp: (node: string) => this.gossiper.isUp(node),
-      send: (node: string, request: PeerRequest, timeoutMs?: number) => peers.send(node, request, timeoutMs),
-      bucketProperties: (bucket: string) => this.buckets.properties(bucket),
-      nVals: () => this.buckets.nVals(),
-    };
-    const hintedHandoff = (this.hintedHandoffService = new HintedHandoff({ ...shared, space: options.storage.hints, settings: config.hintedHandoff, memberStatus: (node) => this.gossiper.view.members[node]?.status }));
-    const antiEntropy = (this.antiEntropyService = new AntiEntropy({ ...shared, meta: options.storage.meta, settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes } }));
+      data: storage.data,
+      meta: storage.meta,
+      settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes },
+    }));
     const handoff = new Handoff({
-      ...shared,
+      ...context,
+      replica,
+      data: storage.data,
       settings: config.handoff,
       heldPartitions: () => antiEntropy.heldPartitions(),
       changeCount: (partition: number) => antiEntropy.changeCount(partition),
-      reportTransfersDone: (version) => this.gossiper.reportTransfersDone(version),
+      reportTransfersDone: (version) => gossiper.reportTransfersDone(version),
     });
     replica.onChange((dataKey, before, after, object) => antiEntropy.track(dataKey, before, after, object));
-    const watchLog = (this.watchLog = new WatchLog(options.clock, options.random, () => config.watch));
+    gossiper.onRingChange(() => handoff.runSoon());
+    const watchLog = (this.watchLog = new WatchLog(context.clock, context.random, () => config.watch));
     replica.onCoordinatedWrite((bucket, key, object, dot, objectBytes) => watchLog.append(bucket, key, object, dot, objectBytes));
     this.watches = new Watches({
-      clock: options.clock,
-      logger: options.logger,
-      send: shared.send,
-      members: () => Object.values(this.gossiper?.view.members ?? {}).filter((member) => member.status !== 'left' && member.status !== 'removed').map((member) => member.id),
+      clock: context.clock,
+      logger: context.logger,
+      send: context.send,
+      members: () => Object.values(gossiper.view.members).filter((member) => member.status !== 'left' && member.status !== 'removed').map((member) => member.id),
       settings: () => ({ ...config.watch, peerTimeoutMs: config.limits.peerTimeoutMs }),
     });
     const settings = () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled });
-    const coordinator = new Coordinator({ ...shared, hints: hintedHandoff.store, settings });
-    this.client = new ClientRequests({ ...shared, coordinator, limits: config.limits });
+    const coordinator = new Coordinator({ ...context, hints: hintedHandoff.store, settings });
+    this.client = new ClientRequests({ ...context, replica, coordinator, limits: config.limits });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
-    this.lifecycle = new Lifecycle({ ...options, ...roles, nVals: shared.nVals, onLeft: () => this.onLeft?.() });
-    this.statusReport = new Status({ ...options, ...roles, startedAtMs: options.clock.nowMs(), gossiper: () => this.gossiper, inFlight: () => this.client.inFlight, nVals: shared.nVals });
+    this.lifecycle = new Lifecycle({ ...context, ...roles, onLeft: () => this.onLeft?.() });
+    this.statusReport = new Status({ ...context, ...roles, startedAtMs: context.clock.nowMs(), inFlight: () => this.client.inFlight, processFigures });
     // Counters and sets: updates are coordinated like writes and applied by the replica that serves dt-update.
     const dataTypes = (this.dataTypes = new DataTypes({
       coordinator,
       replica,
-      clock: options.clock,
+      clock: context.clock,
       limits: () => ({ maxSetElements: config.limits.maxSetElements, maxSetBytes: config.limits.maxSetBytes }),
       admit: (work) => this.client.admit(work),
     }));
-    this.backup = new BackupService({
-      selfId: this.nodeId,
-      storage: options.storage,
-      coordinator,
-      config,
-      nowMs: () => options.clock.nowMs(),
-      requireRing: shared.requireRing,
-      view: () => this.gossiper.view,
-      bucketProperties: shared.bucketProperties,
-      maxNVal: () => Math.max(...shared.nVals()),
-    });
-    registerPeerHandlers(peers, { ...roles, dataTypes, watchLog, selfId: this.nodeId, gossiper: () => this.gossiper, requireRing: shared.requireRing });
-  }
-
-  /** The membership view and failure detector (the lifecycle creates it at start; undefined before, which the optional chains allow for). */
-  get gossiper(): Gossiper {
-    return this.lifecycle.gossiper;
+    this.backup = new BackupService({ ...context, coordinator });
+    registerPeerHandlers(peers, { ...context, ...roles, dataTypes, watchLog });
   }
 
   /** The hint store (for tests). */
@@ -181,12 +166,12 @@ export class RingNode implements KvService {
 
   /** The bucket's properties in force (src/engine/bucket-settings.ts). */
   bucketProperties(bucket: string): BucketProperties {
-    return this.buckets.properties(bucket);
+    return this.context.bucketProperties(bucket);
   }
 
   /** This node's clock, which decides expiry of the versions read here. */
   nowMs(): number {
-    return this.options.clock.nowMs();
+    return this.context.clock.nowMs();
   }
 
   /** Coordinated read (src/engine/client-requests.ts). */
@@ -231,20 +216,6 @@ export class RingNode implements KvService {
 
   /** Compacts the data space. */
   async compact(start?: Uint8Array, end?: Uint8Array): Promise<void> {
-    await this.options.storage.compactRange(start, end);
+    await this.context.storage.compactRange(start, end);
   }
-}
-
-/**
- * The ports as the node's roles see them: storage, transport and clock through the seeded fault
- * points (src/engine/fault-points.ts), which never fire in production.
- */
-function withFaultPoints(options: RingNodeOptions): RingNodeOptions {
-  const { faultPoints, clock } = options;
-  return {
-    ...options,
-    storage: storageWithFaults(options.storage, faultPoints, clock),
-    transport: transportWithFaults(options.transport, faultPoints, clock),
-    clock: clockWithFaults(clock, faultPoints),
-  };
 }

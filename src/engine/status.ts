@@ -1,34 +1,25 @@
 import { type Ring, locationOf, partitionsOwnedBy, placementWarnings, plannedMembers, ringMembers } from '../core/ring/ring.js';
 import type { ClusterView, MemberRecord } from '../core/membership/membership.js';
-import type { Storage } from '../ports/storage.js';
 import type { AntiEntropy } from './anti-entropy.js';
-import type { NodeConfig } from '../config/schema.js';
-import type { Gossiper } from './gossiper.js';
 import type { Handoff } from './handoff.js';
 import type { HintedHandoff } from './hinted-handoff.js';
 import type { MemberStatus, NodeStatus } from './kv-service.js';
-import type { NodeIdentity } from './lifecycle.js';
 import type { Replica } from './replica.js';
+import type { NodeContext } from './node-context.js';
 
 /** Where the status report reads its figures. */
-export interface StatusOptions {
-  readonly identity: NodeIdentity;
-  readonly config: NodeConfig;
-  readonly storage: Storage;
+export type StatusOptions = Pick<NodeContext, 'identity' | 'config' | 'storage' | 'gossiper' | 'nVals'> & {
   /** When this node started, by its clock. */
   readonly startedAtMs: number;
-  readonly gossiper: () => Gossiper;
   readonly replica: Replica;
   readonly hintedHandoff: HintedHandoff;
   readonly antiEntropy: AntiEntropy;
   readonly handoff: Handoff;
   /** Client requests in flight now. */
   readonly inFlight: () => number;
-  /** Every bucket n_val (placement is judged against the largest). */
-  readonly nVals: () => readonly number[];
   /** Memory figures of the process (main.ts reads them; simulation has none). */
   readonly processFigures?: (() => Readonly<Record<string, number>>) | undefined;
-}
+};
 
 /**
  * The node's report for the admin API (`GET /status`, `ringkv status` and `ringkv ring`) and for
@@ -40,7 +31,7 @@ export class Status {
 
   /** What GET /status shows. */
   async report(): Promise<NodeStatus> {
-    const gossiper = this.options.gossiper();
+    const gossiper = this.options.gossiper;
     const ring = gossiper.ring;
     const view = gossiper.view;
     const members: MemberStatus[] = Object.values(view.members)

@@ -157,7 +157,7 @@ export class SimCluster {
       member.clock = new NodeClock(this.clock, member.clockError, this.machineStartMs.get(member));
       member.transport = this.network.transportFor(member.address, member.clock);
     }
-    const node = new RingNode({
+    const node = await RingNode.open({
       identity: { nodeId: member.nodeId, generation: member.generation, clusterSecret: 'simulation-secret-0123456789', address: member.address },
       config: this.nodeConfig(member, seeds),
       storage: member.storage,

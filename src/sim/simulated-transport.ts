@@ -1,7 +1,8 @@
 import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../core/wire/codec.js';
 import { defaultMaxFrameBytes, oversizedFrameError } from '../core/wire/frames.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import { KvError, isKvError } from '../util/errors.js';
+import { KvError } from '../util/errors.js';
+import { peerErrorReply, undecodableRequestReply } from '../core/wire/error-reply.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Random } from '../ports/random.js';
 import type { PeerAddress, PeerHandler, Transport } from '../ports/transport.js';
@@ -127,6 +128,22 @@ export class SimulatedNetwork {
     return this.faults.dropProbability > 0 && this.random.next() < this.faults.dropProbability;
   }
 
+  /** What the receiver answers: its handler's reply, or the error reply the framed peer server sends for the same failure. */
+  private async served(handler: PeerHandler, body: Uint8Array): Promise<PeerReply> {
+    let request: PeerRequest;
+    try {
+      request = decodeRequest(body);
+    } catch (error) {
+      return undecodableRequestReply(error);
+    }
+    try {
+      return await handler(request);
+    } catch (error) {
+      // Production logs an unexpected error; the simulation writes it to the trace.
+      return peerErrorReply(error, (unexpected) => this.clock.note?.(`unexpected error serving ${request.type}: ${String(unexpected)}`));
+    }
+  }
+
   private send(source: PeerAddress, target: PeerAddress, message: PeerRequest, timeoutMs: number, nodeClock: LabelledClock, sender: SenderState): Promise<PeerReply> {
     const body = encodeRequest(message);
     const oversized = oversizedFrameError('request', message.type, body.byteLength, this.maxFrameBytes);
@@ -157,15 +174,8 @@ export class SimulatedNetwork {
           return;
         }
         this.delivered += 1;
-        // A body the receiver cannot decode gets an error reply, as the peer route answers 400.
-        void Promise.resolve()
-          .then(() => handler(decodeRequest(body)))
-          .catch((error: unknown): PeerReply => ({
-            type: 'error',
-            code: isKvError(error) ? error.code : 'KV_INTERNAL',
-            message: error instanceof Error ? error.message : String(error),
-          }))
-          .then((reply) => {
+        // The receiver answers as the framed peer server does: an undecodable body and a failed handler each become its error reply.
+        void this.served(handler, body).then((reply) => {
             let replyBody = encodeReply(reply);
             const oversized = oversizedFrameError('reply', reply.type, replyBody.byteLength, this.maxFrameBytes);
             if (oversized !== undefined) replyBody = encodeReply({ type: 'error', code: oversized.code, message: oversized.message });

@@ -10,6 +10,8 @@ import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import type { VersionedObject } from '../../src/core/versioning/versioned-object.js';
 import type { PeerHandler, Transport } from '../../src/ports/transport.js';
 import { KvError } from '../../src/util/errors.js';
+import { PeerService } from '../../src/engine/peer-service.js';
+import type { Logger } from '../../src/ports/logger.js';
 
 /**
  * Goal: every implementation of the Transport port behaves the same to the node that uses it.
@@ -231,3 +233,70 @@ describe.each([simulatedFixture(), framedFixture()])('the Transport contract: $n
     expect(handled).toBe(0);
   });
 });
+
+/**
+ * Goal: a handler's failure becomes the same peer reply on every path, because each one maps it
+ * with `peerErrorReply` (src/core/wire/error-reply.ts): the framed peer server of production, the
+ * simulated network, and a node's own PeerService.handle. So a simulation hears what a real
+ * cluster would: a KvError keeps its code and message; any other error is KV_INTERNAL without
+ * its message (which may hold internals), and is reported to the serving side, not to the peer.
+ */
+describe("a handler's failure: one reply on every path", () => {
+  const failures: readonly { readonly name: string; readonly fail: () => never }[] = [
+    {
+      name: 'a KvError',
+      fail: () => {
+        throw new KvError('KV_NOT_READY', 'not ready yet; retry shortly');
+      },
+    },
+    {
+      name: 'an unexpected error',
+      fail: () => {
+        throw new TypeError('cannot read properties of undefined (internal detail)');
+      },
+    },
+  ];
+  const request: PeerRequest = { type: 'replica-get', bucket: 'b', key: 'k' };
+
+  it.each(failures)('$name', async ({ fail }) => {
+    const reported: { framed: unknown[]; node: unknown[] } = { framed: [], node: [] };
+    // Both a handler that rejects and one that throws before it returns a promise.
+    const rejecting: PeerHandler = async () => fail();
+    const throwing: PeerHandler = () => fail();
+
+    const replies: Record<string, PeerReply> = {};
+    for (const [shape, handler] of [
+      ['rejecting', rejecting],
+      ['throwing', throwing],
+    ] as const) {
+      const server = new FramedPeerServer({ handler, secret, onError: (error) => reported.framed.push(error) });
+      const { port } = await server.listen('127.0.0.1', 0);
+      const framed = new FramedTransport({ secret, peerPortOffset: 0 });
+      try {
+        replies[`framed, ${shape}`] = await framed.request(`127.0.0.1:${port}`, request, { timeoutMs: 10_000 });
+      } finally {
+        await framed.close();
+        await server.close();
+      }
+      const network = new SimulatedNetwork(systemClock, new SeededRandom(7));
+      network.register('sim-peer:1', handler);
+      replies[`simulated, ${shape}`] = await network.transportFor('sim-client:1').request('sim-peer:1', request, { timeoutMs: 10_000 });
+    }
+    const logger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: (object) => reported.node.push(object) };
+    const peers = new PeerService({ selfId: 'self', transport: unusedTransport, logger, peerTimeoutMs: 1000, addressOf: () => undefined, refusal: () => undefined });
+    peers.register('replica-get', async () => fail());
+    replies['PeerService.handle'] = await peers.handle(request);
+
+    const production = replies['framed, rejecting'];
+    expect(production?.type).toBe('error');
+    for (const [path, reply] of Object.entries(replies)) expect(reply, `the reply on the path ${path}`).toEqual(production);
+    const unexpected = (production as { code: string }).code === 'KV_INTERNAL';
+    if (unexpected) expect(JSON.stringify(production)).not.toMatch(/internal detail/);
+    // The serving side hears of an unexpected error (to log it); a KvError is an answer, not an error.
+    expect(reported.framed.length, 'unexpected errors the framed server reported').toBe(unexpected ? 2 : 0);
+    expect(reported.node.length, 'unexpected errors the peer service logged').toBe(unexpected ? 1 : 0);
+  });
+});
+
+/** A transport the peer service under test never uses. */
+const unusedTransport: Transport = { request: () => Promise.reject(new Error('no network in this test')), close: async () => undefined };

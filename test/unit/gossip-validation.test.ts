@@ -186,9 +186,9 @@ describe('gossiper: a removed node learns it was removed', () => {
       self: member('n2', { generation: 50, heartbeat: 0, status: 'joining' }),
       seeds: ['10.0.0.1:7000'],
       logger,
-      onRemoved: () => {
-        removedCalls += 1;
-      },
+    });
+    gossiper.onRemoved(() => {
+      removedCalls += 1;
     });
     const removal: ClusterView = { ...peerState(3), members: { n1: member('n1'), n2: member('n2', { generation: 7, status: 'removed' }) }, ring: { ...createRing(8, ['n1']), version: 3 } };
     gossiper.receive(removal);

@@ -9,7 +9,7 @@ import type { Limit } from '../../src/core/wire/fields.js';
 import { type MessageEntry, type PeerMessage, repliesByTag, replyMessages, requestMessages, requestsByTag, retiredTags, wireLimits } from '../../src/core/wire/message-table.js';
 import { decodeViewState, encodeViewState, viewWireLimits } from '../../src/core/wire/state-codec.js';
 import type { ClusterView, MemberRecord } from '../../src/core/membership/membership.js';
-import { createRing } from '../../src/core/ring/ring.js';
+import { type NodeLocation, createRing } from '../../src/core/ring/ring.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { KvError } from '../../src/util/errors.js';
 
@@ -60,6 +60,11 @@ const item = fc.record({ dataKey, object });
 /** The hashes of every branch of a tree, or of every leaf under one branch. */
 const hashes = fc.array(digest, { minLength: merkleFanout, maxLength: merkleFanout });
 
+/** A placement label (--placement-host, --zone): flags 2 and 4 of a member, ring kinds 3 and 4. */
+const location: fc.Arbitrary<NodeLocation> = fc
+  .record({ host: fc.constantFrom('host-a', 'host-b', 'rack-3.example'), zone: fc.option(fc.constantFrom('zone-1', 'zone-2'), { nil: undefined }) })
+  .map(({ host, zone }) => (zone === undefined ? { host } : { host, zone }));
+
 const member: fc.Arbitrary<MemberRecord> = fc
   .record({
     id: nodeId,
@@ -68,8 +73,9 @@ const member: fc.Arbitrary<MemberRecord> = fc
     heartbeat: fc.integer({ min: 0, max: 2 ** 48 }),
     status: fc.constantFrom('joining' as const, 'up' as const, 'leaving' as const, 'left' as const, 'removed' as const),
     transfersDoneForRing: fc.option(fc.nat(), { nil: undefined }),
+    location: fc.option(location, { nil: undefined }),
   })
-  .map(({ transfersDoneForRing, ...record }) => (transfersDoneForRing === undefined ? record : { ...record, transfersDoneForRing }));
+  .map(({ transfersDoneForRing, location: where, ...record }) => ({ ...record, ...(transfersDoneForRing === undefined ? {} : { transfersDoneForRing }), ...(where === undefined ? {} : { location: where }) }));
 const quorumSetting = fc.oneof(fc.constantFrom('one' as const, 'quorum' as const, 'all' as const), fc.integer({ min: 1, max: 64 }));
 const bucketEntry = fc.record(
   { nVal: fc.integer({ min: 1, max: 16 }), r: quorumSetting, w: quorumSetting, conflictMode: fc.constantFrom('siblings' as const, 'lww' as const), ttlSeconds: fc.nat() },
@@ -79,13 +85,15 @@ const bucketEntry = fc.record(
 const view: fc.Arbitrary<ClusterView> = fc
   .record({
     members: fc.uniqueArray(member, { selector: (record) => record.id, maxLength: 6 }),
-    ring: fc.option(fc.tuple(fc.constantFrom(1, 8, 64), fc.integer({ min: 1, max: 2 ** 40 }), fc.boolean(), fc.nat()), { nil: null }),
+    ring: fc.option(fc.tuple(fc.constantFrom(1, 8, 64), fc.integer({ min: 1, max: 2 ** 40 }), fc.boolean(), fc.nat(), fc.array(location, { maxLength: 6 })), { nil: null }),
     bucketProperties: fc.dictionary(fc.string({ maxLength: 10 }), bucketEntry, { maxKeys: 3 }),
     bucketPropertiesVersion: fc.nat(),
   })
   .map(({ members, ring, bucketProperties, bucketPropertiesVersion }) => {
     const ids = members.length === 0 ? ['n0000'] : members.map((record) => record.id);
-    const base = ring === null ? null : { ...createRing(ring[0], ids), version: ring[1] };
+    // Locations for some of the ring's ids (the ring keeps only those that differ from the default: own host, no zone).
+    const locations = ring === null ? {} : Object.fromEntries(ring[4].slice(0, ids.length).map((where, index) => [ids[index] as string, where]));
+    const base = ring === null ? null : { ...createRing(ring[0], ids, locations), version: ring[1] };
     const withNext = base !== null && ring !== null && ring[2] ? { ...base, next: base.owners.map((_, partition) => ids[(partition + ring[3]) % ids.length] as string) } : base;
     return { members: Object.fromEntries(members.map((record) => [record.id, record])), ring: withNext, bucketProperties, bucketPropertiesVersion };
   });

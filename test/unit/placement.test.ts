@@ -141,6 +141,17 @@ describe('placement: preference lists over hosts and zones', () => {
     expect(preferenceList(ring, 14, 3)).toEqual(['node04', 'node00', 'node01']);
     expect(placementWarnings(createRing(8, ['a', 'b']), 3)).toEqual([expect.stringContaining('2 host(s)')]);
   });
+  it('keeps the location of a node whose id is __proto__ (a valid id) as its own, not as a prototype', () => {
+    const locations: Record<string, NodeLocation> = { ['__proto__']: { host: 'h1' }, b: { host: 'h1' }, c: { host: 'h2' } };
+    const ring = createRing(8, ['__proto__', 'b', 'c'], locations);
+    expect(Object.hasOwn(ring.locations ?? {}, '__proto__')).toBe(true);
+    expect(locationOf(ring, '__proto__')).toEqual({ host: 'h1' });
+    const { view, problems } = validateView({ members: {}, ring, bucketProperties: {}, bucketPropertiesVersion: 0 }, { partitionCount: 8, knownMemberIds: ['__proto__', 'b', 'c'], nowMs: 0 });
+    expect(problems).toEqual([]);
+    expect(Object.hasOwn(view.ring?.locations ?? {}, '__proto__')).toBe(true);
+    expect(view.ring === null ? undefined : locationOf(view.ring, '__proto__')).toEqual({ host: 'h1' });
+  });
+
   it('walks a partition only until it has met every owner, not a whole lap (partitions² steps per ring)', () => {
     const base = createRing(4096, ['a', 'b', 'c', 'd', 'e', 'f'], { a: { host: 'h1', zone: 'z1' }, b: { host: 'h2', zone: 'z2' } });
     let reads = 0;

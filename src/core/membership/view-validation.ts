@@ -139,7 +139,7 @@ function ringLocationsProblem(value: unknown, named: readonly string[]): string 
 
 /** A checked ring's locations, in node order, so every node holds (and compares) the same text. */
 function ringLocations(value: Record<string, unknown>): Record<string, NodeLocation> {
-  const locations: Record<string, NodeLocation> = {};
+  const locations = Object.create(null) as Record<string, NodeLocation>;
   for (const node of Object.keys(value).sort()) locations[node] = nodeLocation(value[node] as Record<string, unknown>);
   return locations;
 }

@@ -67,7 +67,7 @@ export function createRing(partitionCount: number, members: readonly string[], l
 function withLocations(next: Ring, previous: Ring, locations: Readonly<Record<string, NodeLocation>>): Ring {
   const before = new Set([...previous.owners, ...(previous.next ?? [])]);
   const named = [...new Set([...next.owners, ...(next.next ?? [])])].sort();
-  const kept: Record<string, NodeLocation> = {};
+  const kept = Object.create(null) as Record<string, NodeLocation>;
   for (const node of named) {
     const location = before.has(node) ? previous.locations?.[node] : locations[node];
     if (location === undefined || (location.host === node && location.zone === undefined)) continue;
