@@ -20,6 +20,10 @@ export {
   type RingClientOptions,
   type RingClientTlsOptions,
   type StoredValue,
+  type WatchDot,
+  type WatchEvent,
+  type WatchOptions,
+  type WatchTarget,
   type WriteRequestOptions,
   type WriteResult,
 } from './ring-client.js';

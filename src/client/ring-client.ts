@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { SseParser, type ServerSentEvent } from './sse.js';
 
 /**
  * A small client for ringkv applications and tools (the CLI, bench and jepsen-lite use it). It
@@ -145,6 +146,40 @@ export interface RingClientOptions {
   /** TLS settings: the CA to verify https nodes against. */
   readonly tls?: RingClientTlsOptions;
 }
+
+/** What {@link RingClient.watch} follows: one key, or every key of the bucket that starts with a prefix. */
+export type WatchTarget = string | { readonly prefix: string };
+
+/** Options of {@link RingClient.watch}. */
+export interface WatchOptions {
+  /** Resume after this event id (an earlier watch's last `id`) instead of starting from now. */
+  readonly lastEventId?: string;
+  /** Watch on this node (host:port or a URL) only; by default a (re)connection goes to the next node in rotation. */
+  readonly node?: string;
+  /** Pause before reconnecting after a dropped connection or a refusal to retry. Default 1000 ms. */
+  readonly reconnectDelayMs?: number;
+  /** Ends the watch (the iterator returns). Breaking out of the loop does the same. */
+  readonly signal?: AbortSignal;
+}
+
+/** The version a write created: the replica's actor and its counter there. */
+export interface WatchDot {
+  readonly node: string;
+  readonly counter: number;
+}
+
+/**
+ * What a watch yields (README, "Watches"). `put` and `delete`: one write of a followed key, with
+ * the context of the object it left on the replica that made it. `ready`: the watch (re)started
+ * on a node that has asked every replica: writes from here on are reported. `compacted`: writes
+ * of the named nodes may be missing (their log restarted or no longer held them): read the keys
+ * again; writes after it follow. Every event carries the id the watch resumes from.
+ */
+export type WatchEvent =
+  | { readonly type: 'put'; readonly id: string; readonly bucket: string; readonly key: string; readonly value: Buffer; readonly contentType: string; readonly context: string; readonly dot: WatchDot; readonly lastModified: string }
+  | { readonly type: 'delete'; readonly id: string; readonly bucket: string; readonly key: string; readonly context: string; readonly dot: WatchDot }
+  | { readonly type: 'ready'; readonly id: string }
+  | { readonly type: 'compacted'; readonly id: string; readonly nodes: readonly string[]; readonly message: string };
 
 /** Why a request failed, as far as the client can tell. */
 export type RequestOutcome = 'failed' | 'unknown';
@@ -428,6 +463,70 @@ export class RingClient {
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
   }
 
+  /**
+   * Watches a key (or, with `{ prefix }`, every key of the bucket that starts with it) as an async
+   * iterator of its writes, over GET /watch (Server-Sent Events). A dropped connection, a node
+   * shedding load, or an `overflow` cut-off reconnects (to the next node in rotation) with the last
+   * event id as Last-Event-ID, so no write is skipped; where the cluster no longer holds what was
+   * missed, a `compacted` event says to read again. Break out of the loop (or abort `signal`) to stop.
+   */
+  async *watch(bucket: string, target: WatchTarget, options: WatchOptions = {}): AsyncGenerator<WatchEvent, void, undefined> {
+    const path = typeof target === 'string' ? kvPath(bucket, target).replace(/^\/kv\//, '/watch/') : `/watch/${encodeURIComponent(bucket)}${queryString({ prefix: target.prefix })}`;
+    const stop = new AbortController();
+    const onAbort = (): void => stop.abort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    let lastId = options.lastEventId;
+    // Waits before a reconnection; an abort ends the wait at once.
+    const pause = async (): Promise<void> => {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(done, options.reconnectDelayMs ?? 1000);
+        stop.signal.addEventListener('abort', done, { once: true });
+      });
+    };
+    try {
+      while (!stop.signal.aborted) {
+        const origin = options.node === undefined ? (this.rotation()[0] as string) : originOf(options.node, this.defaultScheme);
+        const headers: Record<string, string> = { accept: 'text/event-stream' };
+        if (lastId !== undefined) headers['last-event-id'] = lastId;
+        if (this.options.token !== undefined) headers.authorization = `Bearer ${this.options.token}`;
+        let response: Awaited<ReturnType<Pool['request']>>;
+        try {
+          // The node sends a comment every 15 s, so a body silent for 60 s is a dead connection.
+          response = await this.pool(origin).request({ method: 'GET', path, headers, signal: stop.signal, headersTimeout: this.options.httpTimeoutMs ?? 15_000, bodyTimeout: 60_000 });
+        } catch {
+          await pause();
+          continue;
+        }
+        if (response.statusCode !== 200) {
+          const answer = { status: response.statusCode, headers: response.headers, body: Buffer.from(await response.body.arrayBuffer()) };
+          if (!isRetryableAnswer(answer)) throw errorOf(answer, 'failed');
+          await pause();
+          continue;
+        }
+        const parser = new SseParser();
+        try {
+          for await (const chunk of response.body) {
+            for (const event of parser.push(chunk as Buffer)) {
+              if (event.id !== undefined) lastId = event.id;
+              const parsed = watchEventOf(event);
+              if (parsed !== undefined) yield parsed;
+            }
+          }
+        } catch {
+          // The connection dropped: reconnect from the last id.
+        }
+        await pause();
+      }
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      stop.abort();
+    }
+  }
+
   /** A node's /status JSON. */
   async status(node?: string): Promise<unknown> {
     return this.json('GET', '/status', node);
@@ -513,6 +612,34 @@ export class RingClient {
     });
     const bytes = Buffer.from(await response.body.arrayBuffer());
     return { status: response.statusCode, headers: response.headers, body: bytes };
+  }
+}
+
+/** A watch event as the client yields it; undefined for those that only move the id (progress, overflow). */
+function watchEventOf(event: ServerSentEvent): WatchEvent | undefined {
+  const id = event.id ?? '';
+  const data = JSON.parse(event.data === '' ? '{}' : event.data) as Record<string, unknown>;
+  switch (event.event) {
+    case 'put':
+      return {
+        type: 'put',
+        id,
+        bucket: data.bucket as string,
+        key: data.key as string,
+        value: Buffer.from(data.value as string, 'base64'),
+        contentType: data.contentType as string,
+        context: data.context as string,
+        dot: data.dot as WatchDot,
+        lastModified: data.lastModified as string,
+      };
+    case 'delete':
+      return { type: 'delete', id, bucket: data.bucket as string, key: data.key as string, context: data.context as string, dot: data.dot as WatchDot };
+    case 'ready':
+      return { type: 'ready', id };
+    case 'compacted':
+      return { type: 'compacted', id, nodes: data.nodes as string[], message: data.message as string };
+    default:
+      return undefined;
   }
 }
 

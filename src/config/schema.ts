@@ -240,6 +240,16 @@ export const nodeConfigSchema = Type.Object(
       },
       'partition handoff',
     ),
+    watch: section(
+      {
+        maxWatchers: integer(1, 100_000, 64, 'watches (GET /watch) this node serves at once; one more is refused with 503 KV_OVERLOADED'),
+        maxQueuedEvents: integer(1, 1_000_000, 1000, 'events queued for one watcher that reads too slowly; one more cuts it off with an `overflow` event'),
+        logEvents: integer(1, 10_000_000, 10_000, 'recent writes this node keeps for watchers to resume from; older ones answer `compacted`'),
+        logBytes: integer(65_536, 2 ** 31, 16 * 1024 * 1024, 'about how many bytes of objects the log of recent writes holds; older ones answer `compacted`'),
+        pollWaitMs: integer(10, 60_000, 1000, 'how long a poll for new writes waits on a peer before it answers empty (at most half of limits.peerTimeoutMs is used)'),
+      },
+      'watches (Server-Sent Events of writes)',
+    ),
   },
   { additionalProperties: false },
 );

@@ -10,6 +10,8 @@ import type { ListPage, ListQuery } from './key-listing.js';
 import type { DataTypeUpdate, DataTypeValue } from '../core/datatypes/data-type.js';
 import type { WriteCondition } from '../core/consensus/compare-and-set.js';
 import type { ConsistentValue } from '../core/consensus/consistent-value.js';
+import type { WatchFilter } from '../core/watch/watch-cursor.js';
+import type { WatchStream } from './watches.js';
 
 /** Per-request read parameters (already validated at the HTTP edge). */
 export interface ReadOptions {
@@ -131,6 +133,11 @@ export interface KvService {
   readonly dataTypes: DataTypeService;
   /** Backup and restore (/admin/backup, /admin/restore); absent on a node without storage of its own (the HTTP tests' fake). */
   readonly backup?: BackupAdmin;
+  /**
+   * Starts a watch of a key or a prefix (GET /watch), from now or from the event id a client
+   * received last; KV_OVERLOADED past watch.maxWatchers, KV_BAD_REQUEST for an id that is no watch's.
+   */
+  watch(filter: WatchFilter, resumeFrom?: string): WatchStream;
   /** The bucket's properties (defaults merged with its own). */
   bucketProperties(bucket: string): BucketProperties;
   /** This node's clock: it decides whether a version read here has expired. */

@@ -9,6 +9,7 @@ import { answerListKeys } from './key-listing.js';
 import type { PeerService } from './peer-service.js';
 import type { Replica } from './replica.js';
 import type { NodeContext } from './node-context.js';
+import type { WatchLog } from './watch-log.js';
 
 /** The roles that serve peer requests. */
 export type PeerRoles = Pick<NodeContext, 'selfId' | 'gossiper' | 'requireRing' | 'bucketProperties'> & {
@@ -19,6 +20,7 @@ export type PeerRoles = Pick<NodeContext, 'selfId' | 'gossiper' | 'requireRing' 
   readonly dataTypes: DataTypes;
   readonly acceptors: AcceptorStore;
   readonly clientRequests: ClientRequests;
+  readonly watchLog: WatchLog;
 };
 
 /**
@@ -60,5 +62,6 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
     return roles.dataTypes.handleUpdate(request);
   });
   for (const type of ['paxos-prepare', 'paxos-propose', 'paxos-commit'] as const) peers.register(type, (request) => roles.acceptors.handle(request));
+  peers.register('watch-poll', (request) => roles.watchLog.poll(request));
   peers.register('list-keys', (request) => answerListKeys({ index: roles.replica.bucketIndex, replica: roles.replica, partitionCount: () => roles.requireRing().partitionCount }, request));
 }

@@ -37,6 +37,13 @@ export interface WriteLimits extends SiblingLimits {
 export type ChangeListener = (dataKey: Buffer, before: Uint8Array | undefined, after: Uint8Array | undefined, object: VersionedObject | undefined) => void;
 
 /**
+ * Called after this replica applied and stored a client write it coordinated (it issued the
+ * write's dot), with the object it left and that dot: each write is reported once, by the node
+ * that created it, which is what watches follow (src/engine/watch-log.ts).
+ */
+export type WriteListener = (bucket: string, key: string, object: VersionedObject, dot: Dot, objectBytes: number) => void;
+
+/**
  * Holds writes of stored data back while anti-entropy's tree keeper rebuilds or saves its Merkle
  * trees (src/engine/anti-entropy/tree-keeper.ts), so no tree ever misses or double-counts a write.
  */
@@ -59,6 +66,7 @@ export interface WriteGate {
 export class Replica {
   private readonly locks = new KeyLocks();
   private readonly listeners: ChangeListener[] = [];
+  private readonly writeListeners: WriteListener[] = [];
   private writeGate: WriteGate | undefined;
   /** The node's actor and key epoch counter, read from storage at the first write that needs it. */
   private lease: Promise<ActorLease> | undefined;
@@ -103,6 +111,11 @@ export class Replica {
   /** Registers a listener of stored changes. */
   onChange(listener: ChangeListener): void {
     this.listeners.push(listener);
+  }
+
+  /** Registers a listener of the client writes this replica coordinates (one call per dot it issues). */
+  onCoordinatedWrite(listener: WriteListener): void {
+    this.writeListeners.push(listener);
   }
 
   /** Installs the gate every write of stored data passes (one: the tree keeper's). */
@@ -208,6 +221,8 @@ export class Replica {
       // was seen, and forgetting it would let a replica that still holds that version bring it back.
       const appliedBytes = this.judgeObjectSize(encodeObject(applied), beforeBytes, { bucket, key }, 'write');
       await this.storeBytes(dataKey, name, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), appliedBytes, applied, sync);
+      // Still under the key lock, so a key's writes reach the listeners in the order they were applied.
+      for (const listener of this.writeListeners) listener(bucket, key, applied, dot, appliedBytes.byteLength);
       return { object: applied, dot };
     });
   }

@@ -20,6 +20,9 @@ import { DataTypes } from './data-types.js';
 import { AcceptorStore } from './acceptor-store.js';
 import { ConsistentCoordinator } from './consistent-coordinator.js';
 import { BackupService } from './backup-service.js';
+import { WatchLog } from './watch-log.js';
+import { type WatchStream, Watches } from './watches.js';
+import type { WatchFilter } from '../core/watch/watch-cursor.js';
 
 /** The ports and settings a node runs on. */
 export interface RingNodeOptions extends NodePorts {
@@ -52,6 +55,10 @@ export class RingNode implements KvService {
   readonly dataTypes: DataTypes;
   /** Backup and restore: src/engine/backup-service.ts. */
   readonly backup: BackupService;
+  /** This node's log of the writes it issued, which watches read (src/engine/watch-log.ts). */
+  readonly watchLog: WatchLog;
+  /** The watches this node serves (src/engine/watches.ts). */
+  readonly watches: Watches;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
 
@@ -96,6 +103,15 @@ export class RingNode implements KvService {
     });
     replica.onChange((dataKey, before, after, object) => antiEntropy.track(dataKey, before, after, object));
     gossiper.onRingChange(() => handoff.runSoon());
+    const watchLog = (this.watchLog = new WatchLog(context.clock, context.random, () => config.watch));
+    replica.onCoordinatedWrite((bucket, key, object, dot, objectBytes) => watchLog.append(bucket, key, object, dot, objectBytes));
+    this.watches = new Watches({
+      clock: context.clock,
+      logger: context.logger,
+      send: context.send,
+      members: () => Object.values(gossiper.view.members).filter((member) => member.status !== 'left' && member.status !== 'removed').map((member) => member.id),
+      settings: () => ({ ...config.watch, peerTimeoutMs: config.limits.peerTimeoutMs }),
+    });
     const settings = () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled });
     const coordinator = new Coordinator({ ...context, hints: hintedHandoff.store, settings });
     const consistentCoordinator = new ConsistentCoordinator({ ...context, generation: context.identity.generation });
@@ -113,7 +129,7 @@ export class RingNode implements KvService {
       admit: (work) => this.client.admit(work),
     }));
     this.backup = new BackupService({ ...context, coordinator });
-    registerPeerHandlers(peers, { ...context, ...roles, dataTypes, acceptors, clientRequests: this.client });
+    registerPeerHandlers(peers, { ...context, ...roles, dataTypes, acceptors, clientRequests: this.client, watchLog });
   }
 
   /** The hint store (for tests). */
@@ -128,6 +144,8 @@ export class RingNode implements KvService {
 
   /** Stops background work (the caller closes the HTTP server and the storage). */
   async stop(): Promise<void> {
+    this.watches.closeAll();
+    this.watchLog.close();
     await this.lifecycle.stop();
   }
 
@@ -189,6 +207,11 @@ export class RingNode implements KvService {
   /** One page of a bucket's keys. */
   async list(query: ListQuery): Promise<ListPage> {
     return this.client.list(query);
+  }
+
+  /** Starts a watch of a key or a prefix, from now or from a watch's event id (src/engine/watches.ts). */
+  watch(filter: WatchFilter, resumeFrom?: string): WatchStream {
+    return this.watches.watch(filter, resumeFrom);
   }
 
   /** Serves a peer's request with the role that registered its type. */

@@ -14,6 +14,7 @@ import { compactSchema, healthSchema, metricsSchema, openApiSchema, statusSchema
 import { HttpMetrics } from './metrics.js';
 import { registerDashboard } from './ui-route.js';
 import { registerBackupRoutes } from './backup-routes.js';
+import { registerWatchRoutes } from './watch-routes.js';
 
 /** What buildApp needs. */
 export interface AppOptions {
@@ -25,7 +26,7 @@ export interface AppOptions {
   readonly https?: { readonly key: Buffer; readonly cert: Buffer };
 }
 
-const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, GET /admin/backup, GET /admin/backup/partitions/{partition}, POST /admin/restore (GET /openapi.json describes them all)`;
+const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /watch/{bucket}/{key}, GET /watch/{bucket}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, GET /admin/backup, GET /admin/backup/partitions/{partition}, POST /admin/restore (GET /openapi.json describes them all)`;
 
 
 /** Shows a path in a message without letting a huge one flood it. */
@@ -152,6 +153,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const metrics = new HttpMetrics();
   registerKvRoutes(app, { service, config, metrics });
   registerDataTypeRoutes(app, { service, config, metrics });
+  registerWatchRoutes(app, { service, config });
   registerAdminRoutes(app, service, metrics);
   registerDashboard(app, { service });
   registerClusterAdminRoutes(app, service);

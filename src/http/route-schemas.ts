@@ -327,3 +327,31 @@ export const openApiSchema = {
   summary: 'this description of the API (OpenAPI 3)',
   response: { 200: anyObject('the OpenAPI document'), ...errorResponses([]) },
 };
+
+const watchStreamResponse = {
+  description:
+    'a stream of Server-Sent Events (text/event-stream): `ready` once every node was asked, then `put` and `delete` for each write (key, value base64, content type, context, dot), `progress` (the id moved past writes not followed), `compacted` (writes were lost to the watch: read again; later ones follow) and `overflow` (the watcher fell watch.maxQueuedEvents behind and was cut off: reconnect with Last-Event-ID)',
+  content: { 'text/event-stream': { schema: Type.String() } },
+};
+const watchHeaders = Type.Object({ 'last-event-id': Type.Optional(Type.String({ description: 'the id of the last event received: the watch resumes after it, on any node' })) });
+const watchErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_KEY_TOO_LONG', 'KV_BUCKET_TOO_LONG', 'KV_OVERLOADED'];
+
+/** GET /watch/:bucket/:key: the writes of one key (README, "Watches"). */
+export const watchKeySchema = {
+  tags: ['kv'],
+  summary: 'watch the writes of a key, as Server-Sent Events',
+  params: kvParams,
+  querystring: Type.Object({}, { additionalProperties: false }),
+  headers: watchHeaders,
+  response: { 200: watchStreamResponse, ...errorResponses(watchErrors) },
+};
+
+/** GET /watch/:bucket?prefix=P: the writes of every key of a bucket that starts with P. */
+export const watchPrefixSchema = {
+  tags: ['kv'],
+  summary: 'watch the writes of every key that starts with a prefix, as Server-Sent Events',
+  params: Type.Object({ bucket: kvParams.properties.bucket }),
+  querystring: Type.Object({ prefix: Type.String({ description: "the keys' prefix ('' for every key of the bucket)" }) }, { additionalProperties: false }),
+  headers: watchHeaders,
+  response: { 200: watchStreamResponse, ...errorResponses(watchErrors) },
+};

@@ -11,6 +11,11 @@ import { emptyContext, writeContext } from '../../src/core/versioning/context.js
 import { KvError } from '../../src/util/errors.js';
 import { type DataTypeUpdate, type DataTypeValue, applyDataTypeUpdate, dataTypeValue } from '../../src/core/datatypes/data-type.js';
 import type { DataTypeService, DataTypeWriteOptions } from '../../src/engine/kv-service.js';
+import type { WatchFilter } from '../../src/core/watch/watch-cursor.js';
+import { WatchLog } from '../../src/engine/watch-log.js';
+import { type WatchStream, Watches } from '../../src/engine/watches.js';
+import { systemClock } from '../../src/adapters/system-clock.js';
+import { silentLogger } from '../../src/ports/logger.js';
 
 /** The secret the fake accepts on the peer route. */
 export const fakeSecret = 'fake-cluster-secret-0123456789';
@@ -71,7 +76,28 @@ export class FakeKvService implements KvService {
     },
   };
 
-  constructor(readonly config: NodeConfig = testConfig()) {}
+  /** The fake's log of its writes, which its watches read as the one member ('fake'): the real engine classes. */
+  readonly watchLog: WatchLog;
+  readonly watches: Watches;
+
+  constructor(readonly config: NodeConfig = testConfig()) {
+    this.watchLog = new WatchLog(systemClock, { next: Math.random, int: (bound) => Math.floor(Math.random() * bound) }, () => config.watch);
+    this.watches = new Watches({
+      clock: systemClock,
+      logger: silentLogger,
+      members: () => [this.nodeId],
+      send: async (_node, request) => {
+        if (request.type !== 'watch-poll') throw new Error(`the fake's watches send only watch-poll, not ${request.type}`);
+        return this.watchLog.poll(request);
+      },
+      settings: () => ({ ...config.watch, peerTimeoutMs: config.limits.peerTimeoutMs }),
+    });
+  }
+
+  watch(filter: WatchFilter, resumeFrom?: string): WatchStream {
+    this.record('watch', filter, resumeFrom);
+    return this.watches.watch(filter, resumeFrom);
+  }
 
   /** Makes the next service call (get, getLocal, put, delete, handlePeer, compact) throw `error`. */
   failNextWith(error: Error): void {
@@ -102,6 +128,7 @@ export class FakeKvService implements KvService {
     const written = applyWrite(local, this.nodeId, { value, contentType, tombstone, context: seen, nowMs: this.clockMs, ttlSeconds }, this.bucketProperties(bucket).conflictMode);
     this.objects.set(`${bucket}/${key}`, written);
     const dot = { node: this.nodeId, counter: written.clock[this.nodeId] ?? 0 };
+    this.watchLog.append(bucket, key, written, dot, value.byteLength);
     // As the write coordinator does: the context carries the new version's time.
     const created = written.siblings.find((sibling) => sibling.dot.node === dot.node && sibling.dot.counter === dot.counter);
     return { context: writeContext(seen, dot, created?.lastModifiedMs) };

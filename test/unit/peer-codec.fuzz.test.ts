@@ -208,6 +208,13 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
   'paxos-prepare': fc.record({ type: fc.constant('paxos-prepare' as const), bucket: fc.string(), key: fc.string(), epoch: fc.nat(), ballot }),
   'paxos-propose': fc.record({ type: fc.constant('paxos-propose' as const), bucket: fc.string(), key: fc.string(), epoch: fc.nat(), proposal }),
   'paxos-commit': fc.record({ type: fc.constant('paxos-commit' as const), bucket: fc.string(), key: fc.string(), proposal }),
+  'watch-poll': fc.record({
+    type: fc.constant('watch-poll' as const),
+    filter: fc.record({ bucket: fc.string(), kind: fc.constantFrom('key' as const, 'prefix' as const), name: fc.string() }),
+    cursor: fc.option(fc.record({ epoch: fc.stringMatching(/^[0-9a-f]{0,16}$/), seq: fc.integer({ min: 0, max: 2 ** 40 }) }), { nil: null }),
+    waitMs: fc.integer({ min: 0, max: wireLimits.maxWatchWaitMs }),
+    maxWrites: fc.integer({ min: 1, max: wireLimits.maxWatchWrites }),
+  }),
 };
 
 const acceptorReply: fc.Arbitrary<AcceptorReply | null> = fc.oneof(
@@ -253,6 +260,13 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
   'ae-digest-reply': fc.record({ type: fc.constant('ae-digest-reply' as const), digest: fc.option(digest, { nil: null }) }),
   'ae-reap-reply': fc.record({ type: fc.constant('ae-reap-reply' as const), removed: fc.boolean() }),
   'paxos-reply': fc.record({ type: fc.constant('paxos-reply' as const), reply: acceptorReply }),
+  'watch-poll-reply': fc.record({
+    type: fc.constant('watch-poll-reply' as const),
+    epoch: fc.stringMatching(/^[0-9a-f]{0,16}$/),
+    next: fc.integer({ min: 0, max: 2 ** 40 }),
+    gap: fc.boolean(),
+    writes: fc.array(fc.record({ seq: fc.integer({ min: 1, max: 2 ** 40 }), key: fc.string(), object, dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }) }), { maxLength: 3 }),
+  }),
 };
 
 /** One direction of the table with its fuzz cases and its codec, so every check below runs over both. */

@@ -90,6 +90,7 @@ describe('PeerService', () => {
       'paxos-prepare': true,
       'paxos-propose': true,
       'paxos-commit': true,
+      'watch-poll': true,
     };
     const cluster = await SimCluster.start(5, 1);
     try {

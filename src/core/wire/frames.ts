@@ -39,12 +39,12 @@ export type FrameType = (typeof frameTypes)[keyof typeof frameTypes];
  * The protocol versions this build speaks, the one pair that says so: a handshake picks the
  * highest version both ends speak and refuses a peer whose range does not meet this one. A
  * version names the frame layout and the message table (message-table.ts); docs/WIRE.md says
- * when it changes and which older versions a node still talks to. Version 6 is the message
+ * when it changes and which older versions a node still talks to. Version 7 is the message
  * table with SWIM membership (tags 60-69) in place of whole-view gossip (tag 40), handoff-held
- * in place of control (tag 41), forward-put and the Paxos messages; versions 1 to 5, before any
+ * in place of control (tag 41), forward-put, the Paxos messages and the watches' long poll; versions 1 to 6, before any
  * release, are not spoken.
  */
-export const protocolVersions: VersionRange = { min: 6, max: 6 };
+export const protocolVersions: VersionRange = { min: 7, max: 7 };
 
 /** A range of protocol versions, both ends included. */
 export interface VersionRange {

@@ -98,6 +98,12 @@ export const wireLimits = {
   maxQuorum: 16,
   /** The longest deadline a forwarded write carries, and so the longest a client request may ask for (src/core/client-limits.ts). */
   maxTimeoutMs: 600_000,
+  /** Writes per watch poll answer. */
+  maxWatchWrites: 10_000,
+  /** The longest a watch poll waits on the peer (config watch.pollWaitMs allows at most 60 s). */
+  maxWatchWaitMs: 60_000,
+  /** A watch log's epoch (16 hex digits today). */
+  maxEpochLength: 64,
 } as const;
 
 /** Any message a peer sends. */
@@ -772,6 +778,33 @@ export const requestMessages: EntryTable<PeerRequest> = {
     write: () => undefined,
     read: () => ({ type: 'cluster-state' }),
   }),
+  /** A watch's long poll: [bucket][u8 0 key, 1 prefix][key or prefix][optional cursor: epoch, seq][waitMs][maxWrites]. */
+  'watch-poll': message({
+    tag: 80,
+    name: 'watch-poll',
+    limits: {
+      bucket: lengthLimit('filter.bucket', wireLimits.maxListKeyBytes),
+      name: lengthLimit('filter.name', wireLimits.maxListKeyBytes),
+      epoch: lengthLimit('cursor.epoch', wireLimits.maxEpochLength),
+      waitMs: valueLimit('waitMs', 0, wireLimits.maxWatchWaitMs),
+      maxWrites: valueLimit('maxWrites', 1, wireLimits.maxWatchWrites),
+    },
+    write: (writer, request) => {
+      writer.string(request.filter.bucket).u8(request.filter.kind === 'key' ? 0 : 1).string(request.filter.name);
+      writeFlag(writer, request.cursor !== null);
+      if (request.cursor !== null) writer.string(request.cursor.epoch).varint(request.cursor.seq);
+      writer.varint(request.waitMs).varint(request.maxWrites);
+    },
+    read: (reader, limits) => {
+      const bucket = readText(reader, limits.bucket);
+      const kind = reader.u8();
+      if (kind > 1) throw malformed(`a watch filter of unknown kind ${kind}`);
+      const name = readText(reader, limits.name);
+      const cursor = readFlag(reader, 'cursor') ? { epoch: readText(reader, limits.epoch), seq: reader.varint() } : null;
+      const waitMs = readValue(reader, limits.waitMs);
+      return { type: 'watch-poll', filter: { bucket, kind: kind === 0 ? 'key' : 'prefix', name }, cursor, waitMs, maxWrites: readValue(reader, limits.maxWrites) };
+    },
+  }),
 };
 
 /** Every reply a peer can send. */
@@ -1048,6 +1081,40 @@ export const replyMessages: EntryTable<PeerReply> = {
     read: (reader, limits) => {
       const from = readText(reader, limits.from);
       return { type: 'cluster-state-reply', from, state: decodeClusterState(reader.bytes()) };
+    },
+  }),
+  /** The writes of a watch poll: [epoch][next][gap flag][list of [seq][key][object][dot]]. */
+  'watch-poll-reply': message({
+    tag: 80,
+    name: 'watch-poll-reply',
+    limits: {
+      epoch: lengthLimit('epoch', wireLimits.maxEpochLength),
+      writes: countLimit('writes', wireLimits.maxWatchWrites),
+      key: lengthLimit('writes[].key', wireLimits.maxListKeyBytes),
+    },
+    write: (writer, reply) => {
+      writer.string(reply.epoch).varint(reply.next);
+      writeFlag(writer, reply.gap);
+      writer.varint(reply.writes.length);
+      for (const write of reply.writes) {
+        writer.varint(write.seq).string(write.key);
+        writeObject(writer, write.object);
+        writeDot(writer, write.dot);
+      }
+    },
+    read: (reader, limits) => {
+      const epoch = readText(reader, limits.epoch);
+      const next = reader.varint();
+      const gap = readFlag(reader, 'gap');
+      const count = readCount(reader, limits.writes);
+      const writes = [];
+      for (let index = 0; index < count; index++) {
+        const seq = reader.varint();
+        const key = readText(reader, limits.key);
+        const object = readWireObject(reader);
+        writes.push({ seq, key, object, dot: readDot(reader) });
+      }
+      return { type: 'watch-poll-reply', epoch, next, gap, writes };
     },
   }),
 };

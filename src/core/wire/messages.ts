@@ -6,6 +6,7 @@ import type { DataTypeUpdate } from '../datatypes/data-type.js';
 import type { Precondition } from '../versioning/preconditions.js';
 import type { ConflictMode, Dot, VersionedObject, WriteIntent } from '../versioning/versioned-object.js';
 import type { SwimAck, SwimDigest, SwimDigestReply, SwimGossip, SwimNack, SwimPing, SwimPingRequest, SwimRecords } from '../membership/swim-messages.js';
+import type { LogCursor, WatchFilter } from '../watch/watch-cursor.js';
 
 /**
  * Node-to-node messages. Each is one entry of the message table (message-table.ts), which gives
@@ -230,6 +231,19 @@ export interface PaxosCommitRequest {
   readonly proposal: Proposal;
 }
 
+/**
+ * A watching node asks this node for the writes it coordinated (issued the dot of) after `cursor`
+ * that the filter follows; with none yet, the answer waits up to `waitMs` for one (a long poll).
+ */
+export interface WatchPollRequest {
+  readonly type: 'watch-poll';
+  readonly filter: WatchFilter;
+  /** Where the watch stands in this node's log; null: start at its head (a new watch). */
+  readonly cursor: LogCursor | null;
+  readonly waitMs: number;
+  readonly maxWrites: number;
+}
+
 /** Every request a peer can send. */
 export type PeerRequest =
   | ReplicaGetRequest
@@ -255,8 +269,8 @@ export type PeerRequest =
   | PaxosPrepareRequest
   | PaxosProposeRequest
   | PaxosCommitRequest
-
-  | ForwardPutRequest;
+  | ForwardPutRequest
+  | WatchPollRequest;
 
 /** A replica's answer to replica-get. */
 export interface ReplicaGetReply {
@@ -406,6 +420,27 @@ export interface PaxosReply {
   readonly reply: AcceptorReply | null;
 }
 
+/** One write in a node's log of recent writes: its sequence number there, its key, the object it left and the dot it created. */
+export interface LoggedWrite {
+  readonly seq: number;
+  readonly key: string;
+  readonly object: VersionedObject;
+  readonly dot: Dot;
+}
+
+/**
+ * The answer to watch-poll: the log's epoch, the matching writes after the cursor, and the cursor
+ * to ask from next (past writes the filter does not follow). `gap` when the log no longer holds
+ * everything after the cursor (it restarted, or dropped old writes): the writes then start at its head.
+ */
+export interface WatchPollReply {
+  readonly type: 'watch-poll-reply';
+  readonly epoch: string;
+  readonly next: number;
+  readonly gap: boolean;
+  readonly writes: readonly LoggedWrite[];
+}
+
 /** A failure on the replica side, with a KV_* code. */
 export interface ErrorReply {
   readonly type: 'error';
@@ -435,5 +470,5 @@ export type PeerReply =
   | AntiEntropyDigestReply
   | AntiEntropyReapReply
   | PaxosReply
-
-  | ForwardPutReply;
+  | ForwardPutReply
+  | WatchPollReply;

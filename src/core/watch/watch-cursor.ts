@@ -1,0 +1,64 @@
+import { KvError } from '../../util/errors.js';
+
+/**
+ * What a watch follows, and where it stands in each node's log of recent writes
+ * (docs/ARCHITECTURE.md#watches). A watch's event id (the SSE `id:`) is the set of its cursors:
+ * for every node it reads, the epoch of that node's log (a process start) and the sequence number
+ * of the last write it has consumed there. Sent back as `Last-Event-ID`, it lets any node resume
+ * the watch exactly where it stopped.
+ */
+
+/** The keys a watch follows: one key of a bucket, or every key of a bucket that starts with a prefix. */
+export interface WatchFilter {
+  readonly bucket: string;
+  readonly kind: 'key' | 'prefix';
+  /** The key, or the prefix ('' for every key of the bucket). */
+  readonly name: string;
+}
+
+/** A watch's position in one node's log: the log's epoch and the last sequence number consumed. */
+export interface LogCursor {
+  readonly epoch: string;
+  readonly seq: number;
+}
+
+/** True when the filter follows this key. */
+export function filterMatches(filter: WatchFilter, bucket: string, key: string): boolean {
+  if (bucket !== filter.bucket) return false;
+  return filter.kind === 'key' ? key === filter.name : key.startsWith(filter.name);
+}
+
+/** The most cursors an event id may name (one per node of the cluster). */
+export const maxWatchIdCursors = 4096;
+
+/** The longest event id accepted back (Last-Event-ID), in characters. */
+export const maxWatchIdLength = 256 * 1024;
+
+/** The event id of a set of cursors: base64url of a JSON array of [node, epoch, seq], sorted by node. */
+export function encodeWatchId(cursors: ReadonlyMap<string, LogCursor>): string {
+  const entries = [...cursors.entries()].sort(([left], [right]) => (left < right ? -1 : left > right ? 1 : 0)).map(([node, cursor]) => [node, cursor.epoch, cursor.seq]);
+  return Buffer.from(JSON.stringify(entries), 'utf8').toString('base64url');
+}
+
+/** The cursors of an event id (a Last-Event-ID a client sent back); KV_BAD_REQUEST when it is not one this API handed out. */
+export function decodeWatchId(text: string): Map<string, LogCursor> {
+  const refuse = (why: string): KvError =>
+    new KvError('KV_BAD_REQUEST', `Last-Event-ID is not an event id of a ringkv watch (${why}); send the id of the last event received, or no Last-Event-ID to start from now`);
+  if (text.length > maxWatchIdLength) throw refuse(`over ${maxWatchIdLength} characters`);
+  if (!/^[A-Za-z0-9_-]*$/.test(text)) throw refuse('not base64url');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+  } catch {
+    throw refuse('not JSON inside');
+  }
+  if (!Array.isArray(parsed) || parsed.length > maxWatchIdCursors) throw refuse('not a list of cursors');
+  const cursors = new Map<string, LogCursor>();
+  for (const entry of parsed as unknown[]) {
+    if (!Array.isArray(entry) || entry.length !== 3) throw refuse('a cursor is not [node, epoch, seq]');
+    const [node, epoch, seq] = entry as [unknown, unknown, unknown];
+    if (typeof node !== 'string' || typeof epoch !== 'string' || epoch.length > 64 || typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) throw refuse('a cursor is not [node, epoch, seq]');
+    cursors.set(node, { epoch, seq });
+  }
+  return cursors;
+}

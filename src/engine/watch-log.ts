@@ -1,0 +1,168 @@
+import type { LoggedWrite, WatchPollReply, WatchPollRequest } from '../core/wire/messages.js';
+import type { Dot, VersionedObject } from '../core/versioning/versioned-object.js';
+import { filterMatches } from '../core/watch/watch-cursor.js';
+import type { Clock, TimerHandle } from '../ports/clock.js';
+import type { Random } from '../ports/random.js';
+import { KvError } from '../util/errors.js';
+
+/** The bounds of a node's log of recent writes (config `watch`). */
+export interface WatchLogLimits {
+  /** Writes kept (watch.logEvents). */
+  readonly logEvents: number;
+  /** About how many bytes of objects are kept (watch.logBytes). */
+  readonly logBytes: number;
+}
+
+/**
+ * Where watch events come from: each write a node applies as the issuer of its version. The
+ * replica feeds it for plain buckets (Replica.onCoordinatedWrite); a consistent bucket's write
+ * path feeds the same sink once it has applied a chosen value, so watches follow both.
+ */
+export interface WatchEventSink {
+  /** Records one write: the key, the object it left on this node and the dot it created. */
+  append(bucket: string, key: string, object: VersionedObject, dot: Dot, objectBytes: number): void;
+}
+
+interface Entry extends LoggedWrite {
+  readonly bucket: string;
+  readonly bytes: number;
+}
+
+/** What an entry is counted as beyond its object's bytes (key, dot, bookkeeping). */
+const entryOverheadBytes = 128;
+
+/**
+ * A node's log of the writes it issued, newest last, each with a sequence number, bounded by
+ * count and bytes (etcd's watchable store keeps its history the same way, until compaction).
+ * Watching nodes read it with `watch-poll` long polls from a cursor (epoch, seq): the epoch is
+ * drawn at each start, so a cursor of an earlier run, or one older than the oldest write kept,
+ * is answered with `gap` and the watcher hears `compacted` (read again) instead of missing
+ * writes silently. The log is in memory only: a restart is a gap.
+ *
+ * It records nothing until the first poll arrives, so a cluster without watches pays nothing
+ * for it on the write path; a watch begins with a poll of every node at the head of its log.
+ */
+export class WatchLog implements WatchEventSink {
+  readonly epoch: string;
+  private readonly entries: Entry[] = [];
+  /** Index of the oldest kept entry in `entries` (dropped ones are spliced out in batches). */
+  private start = 0;
+  private bytes = 0;
+  /** The sequence number the next write gets; the head of the log is nextSeq - 1. */
+  private nextSeq = 1;
+  private active = false;
+  private closed = false;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(
+    private readonly clock: Clock,
+    random: Random,
+    private readonly limits: () => WatchLogLimits,
+  ) {
+    this.epoch = Array.from({ length: 4 }, () => Math.floor(random.next() * 0x10000).toString(16).padStart(4, '0')).join('');
+  }
+
+  /** Writes kept now (for /status and tests). */
+  get size(): number {
+    return this.entries.length - this.start;
+  }
+
+  append(bucket: string, key: string, object: VersionedObject, dot: Dot, objectBytes: number): void {
+    if (!this.active) return;
+    const entry: Entry = { seq: this.nextSeq++, bucket, key, object, dot, bytes: objectBytes + Buffer.byteLength(key) + Buffer.byteLength(bucket) + entryOverheadBytes };
+    this.entries.push(entry);
+    this.bytes += entry.bytes;
+    const { logEvents, logBytes } = this.limits();
+    while (this.size > logEvents || (this.bytes > logBytes && this.size > 1)) this.dropOldest();
+    this.wake();
+  }
+
+  /**
+   * The writes after the request's cursor that its filter follows, at most maxWrites of them;
+   * when there are none yet, waits up to waitMs for one (a long poll) and answers empty after it.
+   */
+  async poll(request: WatchPollRequest): Promise<WatchPollReply> {
+    // A stopping node answers no polls: an answer at once would send its watchers round in a tight loop.
+    if (this.closed) throw new KvError('KV_NOT_READY', 'this node is stopping; its watchers ask its peers meanwhile and this node again once it is back');
+    this.active = true;
+    const head = this.nextSeq - 1;
+    if (request.cursor === null) return this.reply(head, false, []);
+    const { cursor } = request;
+    const oldest = this.size === 0 ? this.nextSeq : this.entries[this.start]!.seq;
+    // A cursor of another run of this node, or one the log has dropped writes after, or one from the future.
+    if (cursor.epoch !== this.epoch || cursor.seq + 1 < oldest || cursor.seq > head) return this.reply(head, true, []);
+    const deadlineMs = this.clock.nowMs() + request.waitMs;
+    let after = cursor.seq;
+    for (;;) {
+      const { writes, scannedTo } = this.scan(after, request);
+      after = scannedTo;
+      if (writes.length > 0 || this.closed) return this.reply(after, false, writes);
+      const leftMs = deadlineMs - this.clock.nowMs();
+      // Answers empty once the wait is over: by the deadline, or by the timer (a drifting clock may fire it a little early).
+      if (leftMs <= 0 || !(await this.nextAppend(leftMs))) return this.reply(after, false, []);
+      // Writes may have been dropped while it waited: the cursor must still be in the log.
+      const oldestNow = this.entries[this.start]?.seq ?? this.nextSeq;
+      if (after + 1 < oldestNow) return this.reply(this.nextSeq - 1, true, []);
+    }
+  }
+
+  /** Wakes every waiting poll (they answer what they have); the node is stopping. */
+  close(): void {
+    this.closed = true;
+    this.wake();
+  }
+
+  private reply(next: number, gap: boolean, writes: readonly LoggedWrite[]): WatchPollReply {
+    return { type: 'watch-poll-reply', epoch: this.epoch, next, gap, writes };
+  }
+
+  /** The matching writes after `after`, up to maxWrites, and the last sequence number looked at. */
+  private scan(after: number, request: WatchPollRequest): { writes: LoggedWrite[]; scannedTo: number } {
+    const writes: LoggedWrite[] = [];
+    const oldest = this.entries[this.start]?.seq ?? this.nextSeq;
+    let scannedTo = after;
+    for (let index = this.start + Math.max(0, after + 1 - oldest); index < this.entries.length; index++) {
+      const entry = this.entries[index]!;
+      if (filterMatches(request.filter, entry.bucket, entry.key)) {
+        writes.push({ seq: entry.seq, key: entry.key, object: entry.object, dot: entry.dot });
+      }
+      scannedTo = entry.seq;
+      if (writes.length >= request.maxWrites) break;
+    }
+    return { writes, scannedTo };
+  }
+
+  private dropOldest(): void {
+    const entry = this.entries[this.start]!;
+    this.bytes -= entry.bytes;
+    this.start += 1;
+    // Splice dropped entries out once they are half the array, so dropping stays O(1) amortised.
+    if (this.start > 1024 && this.start * 2 > this.entries.length) {
+      this.entries.splice(0, this.start);
+      this.start = 0;
+    }
+  }
+
+  private wake(): void {
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of waiters) wake();
+  }
+
+  /** Resolves true at the next append (or close), false after `timeoutMs` without one. */
+  private async nextAppend(timeoutMs: number): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      let timer: TimerHandle | undefined = undefined;
+      const wake = (): void => {
+        timer?.cancel();
+        this.waiters.delete(wake);
+        resolve(true);
+      };
+      this.waiters.add(wake);
+      timer = this.clock.setTimer(timeoutMs, () => {
+        this.waiters.delete(wake);
+        resolve(false);
+      });
+    });
+  }
+}
