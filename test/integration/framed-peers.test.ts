@@ -66,7 +66,7 @@ describe('a node whose peer refuses its peer port', () => {
     const seed = `127.0.0.1:${(recorder.address() as AddressInfo).port}`;
     node = startNode(nodePort, join(folder.path, 'node'), { seeds: [seed], env: { RINGKV_CLUSTER_SECRET: secret, RINGKV_GOSSIP_INTERVAL_MS: '200' }, extraArgs: ['--log-level', 'debug'] });
     const started = node;
-    const attempts = (): number => started.output.split('\n').filter((line) => line.includes('gossip exchange failed') && line.includes(seed)).length;
+    const attempts = (): number => started.output.split('\n').filter((line) => line.includes('could not reach a seed') && line.includes(seed)).length;
     await waitFor(() => `the node to try its seed ${seed} five times (saw ${attempts()}; output: ${started.output.slice(-500)})`, 90_000, async () => attempts() >= 5);
     const bytes = Buffer.concat(received);
     expect(bytes.includes(Buffer.from(secret)), `the seed's HTTP port was sent the secret: ${bytes.toString('latin1').slice(0, 300)}`).toBe(false);
