@@ -49,7 +49,7 @@ import type { QuorumSetting } from '../buckets.js';
 import type { WriteIntent } from '../versioning/versioned-object.js';
 import type { CoordinatePutRequest, ForwardPutRequest, PeerReply, PeerRequest } from './messages.js';
 import { decodeClusterState, encodeClusterState } from './state-codec.js';
-import type { SwimDigestEntry, SwimRecord, SwimState } from '../membership/swim-messages.js';
+import type { SwimDigestEntry, SwimPing, SwimPingRequest, SwimRecord, SwimState } from '../membership/swim-messages.js';
 import type { MemberLifecycle } from '../membership/membership.js';
 import { viewLimits } from '../membership/view-validation.js';
 import { KvError } from '../../util/errors.js';
@@ -364,6 +364,21 @@ function readDigestEntries(reader: ByteReader, count: Limit, id: Limit): SwimDig
 
 const swimFrom = lengthLimit('from', wireLimits.maxSwimIdBytes);
 const swimTarget = lengthLimit('target', wireLimits.maxSwimIdBytes);
+
+/** The one layout of swim-ping and swim-ping-req: [sequence][from][target][records]. */
+const probeLimits = { from: swimFrom, target: swimTarget, ...recordLimits('updates') };
+
+function writeProbe(writer: ByteWriter, probe: SwimPing | SwimPingRequest): void {
+  writer.varint(probe.sequence).string(probe.from).string(probe.target);
+  writeRecords(writer, probe.updates);
+}
+
+function readProbe(reader: ByteReader, limits: typeof probeLimits): Omit<SwimPing, 'type'> {
+  const sequence = reader.varint();
+  const from = readText(reader, limits.from);
+  const target = readText(reader, limits.target);
+  return { sequence, from, target, updates: readRecords(reader, limits, 'updates') };
+}
 /** Every request a peer can send. */
 export const requestMessages: EntryTable<PeerRequest> = {
   'replica-get': message({
@@ -683,37 +698,9 @@ export const requestMessages: EntryTable<PeerRequest> = {
     read: (reader) => ({ type: 'paxos-commit', bucket: reader.string(), key: reader.string(), proposal: readProposal(reader) }),
   }),
   /** SWIM (src/core/membership/swim.ts): [sequence][from][target][records]; answered by swim-ack, or swim-done when the target is not this node. */
-  'swim-ping': message({
-    tag: 60,
-    name: 'swim-ping',
-    limits: { from: swimFrom, target: swimTarget, ...recordLimits('updates') },
-    write: (writer, request) => {
-      writer.varint(request.sequence).string(request.from).string(request.target);
-      writeRecords(writer, request.updates);
-    },
-    read: (reader, limits) => {
-      const sequence = reader.varint();
-      const from = readText(reader, limits.from);
-      const target = readText(reader, limits.target);
-      return { type: 'swim-ping', sequence, from, target, updates: readRecords(reader, limits, 'updates') };
-    },
-  }),
+  'swim-ping': message({ tag: 60, name: 'swim-ping', limits: probeLimits, write: writeProbe, read: (reader, limits) => ({ type: 'swim-ping', ...readProbe(reader, limits) }) }),
   /** SWIM's indirect probe, as swim-ping; answered (within half a probe timeout) by the relayed swim-ack or a swim-nack. */
-  'swim-ping-req': message({
-    tag: 62,
-    name: 'swim-ping-req',
-    limits: { from: swimFrom, target: swimTarget, ...recordLimits('updates') },
-    write: (writer, request) => {
-      writer.varint(request.sequence).string(request.from).string(request.target);
-      writeRecords(writer, request.updates);
-    },
-    read: (reader, limits) => {
-      const sequence = reader.varint();
-      const from = readText(reader, limits.from);
-      const target = readText(reader, limits.target);
-      return { type: 'swim-ping-req', sequence, from, target, updates: readRecords(reader, limits, 'updates') };
-    },
-  }),
+  'swim-ping-req': message({ tag: 62, name: 'swim-ping-req', limits: probeLimits, write: writeProbe, read: (reader, limits) => ({ type: 'swim-ping-req', ...readProbe(reader, limits) }) }),
   /** News: [from][records]; answered by swim-done. */
   'swim-gossip': message({
     tag: 64,
