@@ -251,11 +251,15 @@ export class Gossiper {
 
   /**
    * A node that knows no other live member (a joiner, or one restarted after the others declared
-   * it dead and left) asks a seed for its id and cluster state, then joins through it.
+   * it dead and left), or that has no ring yet, asks a seed for its id and cluster state, then
+   * joins through it. Knowing members is not enough while the ring is missing: two joiners that
+   * name each other as seeds can meet before either reaches a node with a ring, and would
+   * otherwise stay a ring-less pair for good.
    */
   private joinIfAlone(nowMs: number): void {
-    const seeds = this.options.seeds;
-    if (seeds.length === 0 || this.member.liveMembers > 1 || nowMs < this.nextJoinMs) return;
+    if ((this.member.liveMembers > 1 && this.ringState !== null) || nowMs < this.nextJoinMs) return;
+    const seeds = this.options.seeds.filter((seed) => seed !== this.options.self.address);
+    if (seeds.length === 0) return;
     this.nextJoinMs = nowMs + this.options.intervalMs;
     const seed = seeds[this.options.random.int(seeds.length)] as string;
     void this.fetchClusterState(seed, true);
@@ -355,7 +359,9 @@ export class Gossiper {
       const reply = await this.options.transport.request(address, request, { timeoutMs: this.options.peerTimeoutMs });
       if (reply.type !== 'cluster-state-reply') return;
       this.absorbClusterState(reply.state, address, join);
-      if (join && reply.from !== this.options.self.id && this.member.liveMembers <= 1) this.carryOut(this.member.join({ id: reply.from, address }, this.options.clock.nowMs()));
+      // Joins through the seed unless it is a live member already (a joiner that met other joiners first goes on to a seed it did not know).
+      const seedIsKnown = this.member.liveMembers > 1 && this.member.stateOf(reply.from) === 'alive';
+      if (join && reply.from !== this.options.self.id && !seedIsKnown) this.carryOut(this.member.join({ id: reply.from, address }, this.options.clock.nowMs()));
       this.afterChange();
     } catch (error) {
       this.options.logger.debug({ peer: address, error: String(error) }, join ? 'could not reach a seed' : 'could not fetch the cluster state');

@@ -54,6 +54,12 @@ export interface SimOptions {
   readonly clockDrift?: number;
   /** The seeded fault points this run turns on (src/sim/seeded-fault-points.ts); none when absent. */
   readonly faults?: FaultSettings;
+  /**
+   * Whom a node names as seeds: the founder only (the default), or every member the launch starts
+   * and any added since, itself included, as operators who hand every node one seed list do (and
+   * as jepsen-lite does).
+   */
+  readonly seeds?: 'founder' | 'every-member';
 }
 
 /** What a crash loses: a power loss loses the writes not yet synced; a process crash (kill -9) loses none. */
@@ -108,6 +114,7 @@ export class SimCluster {
   /** Starts `count` nodes at the same virtual moment (the first founds the ring, the others seed from it), without waiting for anything. */
   static async launch(seed: number, count: number, configOverride: unknown = {}, options: SimOptions = {}): Promise<SimCluster> {
     const cluster = new SimCluster(seed, configOverride, options);
+    cluster.launchCount = count;
     for (let index = 0; index < count; index++) await cluster.addMember();
     return cluster;
   }
@@ -120,7 +127,7 @@ export class SimCluster {
   /** Adds and starts a new member, optionally with some settings of its own. */
   async addMember(configOverride?: Partial<NodeConfig>): Promise<SimMember> {
     const index = this.members.length + 1;
-    const address = `10.0.0.${index}:7000`;
+    const address = SimCluster.addressOf(index);
     const storage: SimStorage = this.options.storage?.(`node${index}`) ?? new MemoryStorage();
     await storage.open();
     // A machine's clock error is its own, drawn once: a restart keeps it.
@@ -147,11 +154,20 @@ export class SimCluster {
     return member;
   }
 
+  /** How many members the launch starts (seeds name them all before they exist). */
+  private launchCount = 0;
+
+  /** The address of the `index`th member (from 1). */
+  private static addressOf(index: number): string {
+    return `10.0.0.${index}:7000`;
+  }
+
   /** The scheduler time at which each machine's clock error was drawn. */
   private readonly machineStartMs = new Map<SimMember, number>();
 
   private async boot(member: SimMember): Promise<void> {
-    const seeds = member === this.members[0] ? [] : [this.members[0]!.address];
+    const everyMember = Array.from({ length: Math.max(this.launchCount, this.members.length) }, (_, index) => SimCluster.addressOf(index + 1));
+    const seeds = member === this.members[0] ? [] : this.options.seeds === 'every-member' ? everyMember : [this.members[0]!.address];
     // A fresh run of the node: its own clock (the machine's, read on) and transport, which its next crash stops.
     if (member.clock.isStopped) {
       member.clock = new NodeClock(this.clock, member.clockError, this.machineStartMs.get(member));

@@ -80,4 +80,15 @@ describe('simulation: formation', () => {
       await cluster.stop();
     }
   });
+  // Every node named as a seed, itself and the other joiners included: two joiners that find each
+  // other before either reaches the founder must still go on to the founder, not settle into a
+  // ring-less pair (jepsen-lite's clusters hung this way under load).
+  it.each(Array.from({ length: seedCount * 4 }, (_, index) => 5200 + index))('seed %i: joiners seeded with every node, one another included, all reach the founder\'s ring', async (seed) => {
+    const cluster = await SimCluster.launch(seed, 4, shippedTimings, { seeds: 'every-member' });
+    try {
+      await cluster.runUntil(() => cluster.ringSettled(), 30_000, 'the ring of all four settles');
+    } finally {
+      await cluster.stop();
+    }
+  });
 });
