@@ -121,6 +121,8 @@ describe('GET /watch', () => {
       ['/watch/b/a-key-name-that-is-too-long', {}, 414, 'KV_KEY_TOO_LONG'],
       ['/watch/b?prefix=a-prefix-that-is-too-long', {}, 414, 'KV_KEY_TOO_LONG'],
       ['/watch/b', {}, 400, 'KV_BAD_PARAMETER'],
+      ['/watch/b?prefix=p&other=1', {}, 400, 'KV_BAD_PARAMETER'],
+      ['/watch/b/k?other=1', {}, 400, 'KV_BAD_PARAMETER'],
       ['/watch/b/k', { 'last-event-id': 'not an id' }, 400, 'KV_BAD_REQUEST'],
       ['/watch/b/%00counter', {}, 400, 'KV_BAD_REQUEST'],
     ];
