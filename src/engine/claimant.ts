@@ -2,6 +2,18 @@ import { type NodeLocation, type Ring, completeClaim, planClaim, plannedMembers,
 import type { ClusterView } from '../core/membership/membership.js';
 import type { Logger } from '../ports/logger.js';
 
+/** Each ring's members, sorted, computed once per ring. */
+const membersOfRing = new WeakMap<Ring, readonly string[]>();
+
+function sortedMembers(ring: Ring): readonly string[] {
+  let members = membersOfRing.get(ring);
+  if (members === undefined) {
+    members = ringMembers(ring);
+    membersOfRing.set(ring, members);
+  }
+  return members;
+}
+
 /** What the claimant needs from its node. */
 export interface ClaimantOptions {
   readonly selfId: string;
@@ -24,6 +36,17 @@ export class Claimant {
   constructor(private readonly options: ClaimantOptions) {}
 
   /**
+   * True when this node is the claimant of `ring`: the lowest-id ring member that `isUp` holds.
+   * Cheap (the ring's members are sorted once per ring, and the walk stops at the first live
+   * one), so a node can ask it on every change without building the view.
+   */
+  isClaimant(ring: Ring | null, isUp: (nodeId: string) => boolean): boolean {
+    if (ring === null) return false;
+    for (const id of sortedMembers(ring)) if (isUp(id)) return id === this.options.selfId;
+    return false;
+  }
+
+  /**
    * The ring after this node's claimant step over `view`: a planned change, a completed one, or
    * `view.ring` itself when there is nothing to do (or this node is not the claimant).
    */
@@ -32,9 +55,8 @@ export class Claimant {
     if (ring === null) return ring;
     const status = view.members[this.options.selfId]?.status ?? 'joining';
     if (status === 'removed' || status === 'left') return ring;
-    const current = ringMembers(ring);
-    const liveCurrent = current.filter((id) => isUp(id)).sort();
-    if (liveCurrent[0] !== this.options.selfId) return ring;
+    if (!this.isClaimant(ring, isUp)) return ring;
+    const current = sortedMembers(ring);
     // A current owner that is down stays in the ring (it will be back, or be removed with
     // `ringkv remove`). A joiner that is down is left out of the plan: waiting for it to stream
     // its partitions in would hold the change (and, while the ring is smaller than n_val, every

@@ -210,6 +210,7 @@ export class SwimMember {
   private ringVersion = 0;
   private ringHash = 0;
   private bucketPropertiesVersion = 0;
+  private changeCount = 0;
 
   constructor(options: SwimMemberOptions) {
     this.config = { ...defaultSwimConfig, ...options.config };
@@ -259,6 +260,11 @@ export class SwimMember {
   /** Entries held in the news queue, replaced ones included (what its memory grows with). */
   get queuedBroadcastEntries(): number {
     return this.broadcastsBySends.reduce((total, bucket) => total + bucket.length, 0);
+  }
+
+  /** Raised whenever a record this member holds changes (or is forgotten): what a view built from `members` is current for. */
+  get changes(): number {
+    return this.changeCount;
   }
 
   /** Every record this member holds, its own included. */
@@ -546,6 +552,7 @@ export class SwimMember {
   private store(record: SwimRecord): void {
     const previous = this.records.get(record.id);
     this.records.set(record.id, record);
+    this.changeCount++;
     const live = (state: SwimState | undefined): boolean => state === 'alive' || state === 'suspect';
     this.liveCount += (live(record.state) ? 1 : 0) - (live(previous?.state) ? 1 : 0);
     if (previous === undefined) {
