@@ -1,6 +1,7 @@
 import { type NodeLocation, type Ring, completeClaim, planClaim, plannedMembers, receivingNodes, ringMembers } from '../core/ring/ring.js';
 import type { ClusterView } from '../core/membership/membership.js';
 import type { Logger } from '../ports/logger.js';
+import type { BrokenClaimant } from './broken-claimant.js';
 
 /** Each ring's members, sorted, computed once per ring. */
 const membersOfRing = new WeakMap<Ring, readonly string[]>();
@@ -20,6 +21,8 @@ export interface ClaimantOptions {
   /** Every bucket n_val, ascending (replica sets of a ring change are compared for each). */
   readonly nVals: () => readonly number[];
   readonly logger: Logger;
+  /** A deliberately broken claimant, for the simulation tests only (src/engine/broken-claimant.ts). */
+  readonly broken?: BrokenClaimant;
 }
 
 /**
@@ -62,7 +65,7 @@ export class Claimant {
     // its partitions in would hold the change (and, while the ring is smaller than n_val, every
     // write) until it returns. It is planned in again once it is up.
     const wanted = Object.values(view.members)
-      .filter((member) => (member.status === 'joining' || member.status === 'up') && (current.includes(member.id) || isUp(member.id)))
+      .filter((member) => (member.status === 'joining' || member.status === 'up') && (current.includes(member.id) || isUp(member.id) || this.options.broken === 'plan-down-receivers'))
       .map((member) => member.id)
       .sort();
     if (wanted.length === 0) return ring;
@@ -70,12 +73,12 @@ export class Claimant {
     let next = ring;
     if (ring.next !== null && wanted.length === planned.length && wanted.every((id, index) => id === planned[index])) {
       const receivers = receivingNodes(ring, this.options.nVals());
-      if (receivers.every((id) => view.members[id]?.transfersDoneForRing === ring.version)) next = completeClaim(ring);
+      if (this.options.broken === 'complete-before-transfers' || receivers.every((id) => view.members[id]?.transfersDoneForRing === ring.version)) next = completeClaim(ring);
     } else {
       // A joiner's location comes from its member record; members the ring names keep the ring's.
       const locations = Object.create(null) as Record<string, NodeLocation>;
       for (const member of Object.values(view.members)) if (member.location !== undefined) locations[member.id] = member.location;
-      next = planClaim(ring, wanted, locations);
+      next = planClaim(this.options.broken === 'replan-from-planned' && ring.next !== null ? { ...ring, owners: ring.next, next: null } : ring, wanted, locations);
     }
     if (next !== ring) {
       this.options.logger.info({ members: wanted, version: next.version, moving: next.next !== null }, next.next === null ? 'claimant completed the ring change' : 'claimant planned a ring change');
