@@ -61,9 +61,10 @@ export class Claimant {
     if (!this.isClaimant(ring, isUp)) return ring;
     const current = sortedMembers(ring);
     // A current owner that is down stays in the ring (it will be back, or be removed with
-    // `ringkv remove`). A joiner that is down is left out of the plan: waiting for it to stream
-    // its partitions in would hold the change (and, while the ring is smaller than n_val, every
-    // write) until it returns. It is planned in again once it is up.
+    // `ringkv remove`), but a change does not wait for its transfers (below). A joiner that is
+    // down is left out of the plan: waiting for it to stream its partitions in would hold the
+    // change (and, while the ring is smaller than n_val, every write) until it returns. It is
+    // planned in again once it is up.
     const wanted = Object.values(view.members)
       .filter((member) => (member.status === 'joining' || member.status === 'up') && (current.includes(member.id) || isUp(member.id) || this.options.broken === 'plan-down-receivers'))
       .map((member) => member.id)
@@ -73,7 +74,13 @@ export class Claimant {
     let next = ring;
     if (ring.next !== null && wanted.length === planned.length && wanted.every((id, index) => id === planned[index])) {
       const receivers = receivingNodes(ring, this.options.nVals());
-      if (this.options.broken === 'complete-before-transfers' || receivers.every((id) => view.members[id]?.transfersDoneForRing === ring.version)) next = completeClaim(ring);
+      // A receiver that is down (a current owner: a joiner that is down is not planned) does not
+      // hold the change: waiting would stall it, and every change queued behind it, until the
+      // node returns or is removed. Completing is safe for its data: a node giving a partition up
+      // keeps each key until every replica of the new ring has stored it (handoff's clean-up
+      // waits for the down one), and the down node catches up from them when it is back.
+      const waitingFor = receivers.filter((id) => isUp(id));
+      if (this.options.broken === 'complete-before-transfers' || waitingFor.every((id) => view.members[id]?.transfersDoneForRing === ring.version)) next = completeClaim(ring);
     } else {
       // A joiner's location comes from its member record; members the ring names keep the ring's.
       const locations = Object.create(null) as Record<string, NodeLocation>;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { encodeDataKey, partitionOf } from '../../src/core/keys.js';
-import { type Ring, preferenceList, ringMembers } from '../../src/core/ring/ring.js';
+import { type Ring, planClaim, preferenceList, receivingNodes, ringMembers } from '../../src/core/ring/ring.js';
 import { liveSiblings } from '../../src/core/versioning/versioned-object.js';
 import { type BrokenClaimant, brokenClaimants } from '../../src/engine/broken-claimant.js';
 import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
@@ -183,5 +183,46 @@ describe('simulation: join, leave and remove interleaved under partitions', () =
     const problems = await ringChanges(seeds[0] as number, broken);
     console.log(`broken claimant ${broken}, seed ${seeds[0]}: ${problems.length} problem(s), first: ${problems[0]}`);
     expect(problems.length, `the broken claimant '${broken}' went unnoticed`).toBeGreaterThan(0);
+  });
+});
+
+describe('simulation: a receiver that is down does not hold a ring change', () => {
+  it.each(seeds)('seed %i: an owner that dies and would receive partitions of a leaving node: the leave completes without it, and nothing acknowledged is lost once it is back', async (seed) => {
+    const cluster = await SimCluster.start(seed, 5, config);
+    const acknowledged = new Map<string, string>();
+    try {
+      await writeUntil(cluster, acknowledged, () => acknowledged.size >= 60, 60_000, 'initial load');
+      const [n0] = cluster.members as [SimMember];
+      const ring = n0.node.gossiper.ring as Ring;
+      // The owner that dies, and a node whose leave gives it partitions (so it is a receiver of the change).
+      let pair: [SimMember, SimMember] | undefined;
+      for (const down of cluster.members.slice(1)) {
+        for (const leaving of cluster.members.slice(1)) {
+          if (leaving === down || pair !== undefined) continue;
+          const planned = planClaim(ring, ringMembers(ring).filter((id) => id !== leaving.nodeId));
+          if (receivingNodes(planned, [nVal]).includes(down.nodeId)) pair = [down, leaving];
+        }
+      }
+      expect(pair, `seed ${seed}: no leave makes another owner a receiver`).toBeDefined();
+      const [down, leaving] = pair as [SimMember, SimMember];
+      await cluster.crash(down);
+      leaving.node.leave();
+      const stay = cluster.members.filter((member) => member !== leaving);
+      // Before, the change waited for the dead owner's transfers until it came back or was removed.
+      await writeUntil(cluster, acknowledged, () => settledOn(cluster, stay), 120_000, `the leave completes while ${down.nodeId}, one of its receivers, is down`);
+      await cluster.restart(down);
+      await writeUntil(cluster, acknowledged, () => acknowledged.size >= 150 && settledOn(cluster, stay), 120_000, 'load after the owner is back');
+      // Time for the leaving node to hand its keys to the owner that came back.
+      await cluster.clock.advance(20_000);
+      const unreadable: string[] = [];
+      for (const [key, value] of acknowledged) {
+        const read = await cluster.drive(n0.node.get('load', key, { r: 'all' }));
+        const values = read === undefined ? [] : liveSiblings(read).map((sibling) => Buffer.from(sibling.value).toString());
+        if (values.length !== 1 || values[0] !== value) unreadable.push(`${key}=${JSON.stringify(values)}`);
+      }
+      expect(unreadable, `seed ${seed}: acknowledged writes not readable with r=all`).toEqual([]);
+    } finally {
+      await cluster.stop();
+    }
   });
 });
