@@ -1,6 +1,7 @@
 import { maxTtlSeconds } from '../core/versioning/versioned-object.js';
 import { maxListLimit, maxTimeoutMs } from '../core/client-limits.js';
 import { KvError } from '../util/errors.js';
+import { maxNVal } from '../core/buckets.js';
 
 /**
  * Parsers of the `ringkv` command's numeric flags. A value out of range is refused before any
@@ -9,9 +10,6 @@ import { KvError } from '../util/errors.js';
  * command exits 1. Each parser is a commander argument parser; its KvError reaches the command's
  * one error handler, which prints the message alone (no usage dump).
  */
-
-/** The most replicas a key can have (bucketDefaults.nVal's bound), so the largest r, w, pr, pw or dw. */
-const maxReplicas = 16;
 
 /** The largest partition count (partitionCount's bound): a partition number is below it. */
 const maxPartitions = 65_536;
@@ -31,13 +29,13 @@ export function integerFlag(flag: string, min: number, max: number, unit?: strin
 
 /** A quorum flag (--r, --w, --pr, --pw, --dw): one, quorum, all, or a count of replicas. */
 export function quorumFlag(flag: string): (text: string) => number | 'one' | 'quorum' | 'all' {
-  const count = integerFlag(flag, 1, maxReplicas);
+  const count = integerFlag(flag, 1, maxNVal);
   return (text) => {
     if (text === 'one' || text === 'quorum' || text === 'all') return text;
     try {
       return count(text);
     } catch {
-      return refuse(flag, `one, quorum, all or an integer from 1 to ${maxReplicas} (at most the bucket's n_val)`, text);
+      return refuse(flag, `one, quorum, all or an integer from 1 to ${maxNVal} (at most the bucket's n_val)`, text);
     }
   };
 }

@@ -1,5 +1,5 @@
 import { type Static, type TSchema, Kind, Type } from '@sinclair/typebox';
-import type { BucketProperties } from '../core/buckets.js';
+import { type BucketProperties, maxNVal } from '../core/buckets.js';
 import { maxTtlSeconds } from '../core/versioning/versioned-object.js';
 
 export type { BucketProperties, QuorumSetting } from '../core/buckets.js';
@@ -52,7 +52,7 @@ const bucketFields = (withDefaults: boolean) => {
     return rest as T;
   };
   return {
-    nVal: strip(integer(1, 16, 3, 'replicas of each key (n_val)', { env: 'RINGKV_N_VAL' })),
+    nVal: strip(integer(1, maxNVal, 3, 'replicas of each key (n_val)', { env: 'RINGKV_N_VAL' })),
     r: strip(quorum('quorum', 'replicas that must answer a read')),
     w: strip(quorum('quorum', 'replicas that must acknowledge a write')),
     conflictMode: strip(oneOf(conflictModes, 'siblings', '`siblings` keeps concurrent writes; `lww` keeps the newest', { env: 'RINGKV_CONFLICT_MODE' })),

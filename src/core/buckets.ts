@@ -3,6 +3,9 @@ import type { ConflictMode } from './versioning/versioned-object.js';
 /** A quorum as configured or asked for: a number of replicas or a symbolic level. */
 export type QuorumSetting = number | 'one' | 'quorum' | 'all';
 
+/** The most replicas a key can have (bucketDefaults.nVal's bound), so the largest explicit r, w, pr, pw or dw. */
+export const maxNVal = 16;
+
 /** Per-bucket properties (Riak's n_val, r, w, allow_mult/last_write_wins). */
 export interface BucketProperties {
   readonly nVal: number;

@@ -6,7 +6,7 @@ import type { ForwardPutRequest, PeerReply, PeerRequest } from '../core/wire/mes
 import { type CausalContext, emptyContext, encodeContext, objectContext } from '../core/versioning/context.js';
 import type { DataTypeUpdate } from '../core/datatypes/data-type.js';
 import type { Precondition } from '../core/versioning/preconditions.js';
-import type { WriteOperation } from '../core/quorum/quorum.js';
+import { type WriteOperation, checkBeforeRetrying } from '../core/quorum/quorum.js';
 import { type Dot, type VersionedObject, type WriteIntent, emptyObject, mergeObjects } from '../core/versioning/versioned-object.js';
 import { descends } from '../core/versioning/version-vector.js';
 import { KvError, isKvError } from '../util/errors.js';
@@ -341,27 +341,14 @@ export class Coordinator {
 /** How much longer than its request's deadline a peer call may wait (see remainingMs). */
 const peerCallGraceMs = 5;
 
-/** What to do before retrying a change the coordinating replica may have stored. */
-function checkBeforeRetry(operation: WriteOperation): string {
-  switch (operation) {
-    case 'write':
-    case 'delete':
-      return 'read the key back before retrying';
-    case 'update':
-      return 'read the data type back before retrying (an increment sent again may count twice)';
-    case 'restore':
-      return 'running the restore again is safe, as merging twice changes nothing';
-  }
-}
-
 /** The error of a coordinating replica that could not take the write, delete, update or restored version. */
 function coordinatingFailure(operation: WriteOperation, node: string, timeoutMs: number, error: unknown): KvError {
   // The coordinating replica refused the change itself, for a reason the client can act on.
   if (isKvError(error) && clientRefusalCodes.has(error.code)) return error;
   if (isKvError(error) && error.code === 'KV_TIMEOUT') {
-    return new KvError('KV_TIMEOUT', `${operation} timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; it may have applied the ${operation} before the deadline, so ${checkBeforeRetry(operation)}`);
+    return new KvError('KV_TIMEOUT', `${operation} timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; it may have applied the ${operation} before the deadline, so ${checkBeforeRetrying(operation)}`);
   }
-  return new KvError('KV_INSUFFICIENT_REPLICAS', `the coordinating replica ${node} could not take the ${operation} (${String(error instanceof Error ? error.message : error)}); no other replica was sent it, but that one may have applied it, so ${checkBeforeRetry(operation)}`, {
+  return new KvError('KV_INSUFFICIENT_REPLICAS', `the coordinating replica ${node} could not take the ${operation} (${String(error instanceof Error ? error.message : error)}); no other replica was sent it, but that one may have applied it, so ${checkBeforeRetrying(operation)}`, {
     details: { required: 1, succeeded: 0 },
     retryAfterSeconds: 1,
   });

@@ -5,7 +5,8 @@ import { BackupRecordReader } from '../engine/backup-format.js';
 import type { NodeConfig } from '../config/schema.js';
 import type { BackupAdmin, KvService } from '../engine/kv-service.js';
 import { KvError } from '../util/errors.js';
-import { errorResponses } from './route-schemas.js';
+import { maxTimeoutMs } from '../core/client-limits.js';
+import { errorResponses, integerParameter } from './route-schemas.js';
 
 /**
  * The node's side of `ringkv backup` and `ringkv restore` (README, "Backup and restore"): a
@@ -27,7 +28,7 @@ const partitionSchema = {
   summary: "stream one partition's stored objects and reaped-tombstone records from this node, in the backup file format",
   params: Type.Object({ partition: Type.String({ pattern: '^[0-9]{1,5}$', description: 'a partition number, 0..partitionCount-1' }) }),
   querystring: Type.Object(
-    { ring_version: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'refuse (409) unless the ring still has this version' })) },
+    { ring_version: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'an integer of up to 15 digits: refuse (409) unless the ring still has this version' })) },
     { additionalProperties: false },
   ),
   response: {
@@ -41,8 +42,8 @@ const restoreSchema = {
   summary: 'merge backup records into their keys\' current replicas, like any replica write (never overwriting a newer version)',
   querystring: Type.Object(
     {
-      w: Type.Optional(Type.Union([Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], { description: 'replicas that must acknowledge each merge (default quorum)' })),
-      timeout_ms: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$', description: "each merge's deadline, 1..600000 ms (default limits.requestTimeoutMs)" })),
+      w: Type.Optional(Type.Union([Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], { description: 'one, quorum or all: replicas that must acknowledge each merge (default quorum)' })),
+      timeout_ms: Type.Optional(integerParameter(1, maxTimeoutMs, " (milliseconds): each merge's deadline, default limits.requestTimeoutMs")),
     },
     { additionalProperties: false },
   ),
@@ -87,7 +88,6 @@ export function registerBackupRoutes(app: FastifyInstance, dependencies: { reado
       const body = request.body;
       if (!Buffer.isBuffer(body)) throw new KvError('KV_BACKUP_INVALID', 'a restore batch is a body of backup records (application/octet-stream); send it with `ringkv restore`');
       const timeoutMs = request.query.timeout_ms === undefined ? undefined : Number(request.query.timeout_ms);
-      if (timeoutMs !== undefined && (timeoutMs < 1 || timeoutMs > 600_000)) throw new KvError('KV_BAD_PARAMETER', `timeout_ms=${timeoutMs} is not allowed: use 1..600000`);
       const reader = new BackupRecordReader('the restore batch', 'records');
       const records = reader.push(body);
       reader.finish();

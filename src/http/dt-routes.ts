@@ -7,7 +7,7 @@ import { assert } from '../util/assert.js';
 import { KvError } from '../util/errors.js';
 import { checkName } from './kv-routes.js';
 import type { HttpMetrics } from './metrics.js';
-import { type KvRequestOptions, parseKvQuery } from './query-parameters.js';
+import { type KvQuery, type KvRequestOptions, kvRequestOptions } from './query-parameters.js';
 import { dtGetSchema, dtUpdateSchema } from './route-schemas.js';
 
 /** What the /dt routes need. */
@@ -20,6 +20,12 @@ export interface DataTypeRouteDependencies {
 interface DataTypeParams {
   readonly bucket: string;
   readonly key: string;
+}
+
+/** A /dt route's request: its query string as the route schema checked it. */
+interface DataTypeRoute {
+  Params: DataTypeParams;
+  Querystring: KvQuery;
 }
 
 interface DataTypeTarget {
@@ -40,15 +46,17 @@ function badBody(why: string): KvError {
   return new KvError('KV_BAD_REQUEST', `${why}; ${bodyShape}`);
 }
 
-function validateTarget(request: FastifyRequest<{ Params: DataTypeParams }>, dependencies: DataTypeRouteDependencies): DataTypeTarget {
-  const { bucket, key } = request.params;
+/** Checks the path of a /dt request, so a bad one is refused before its body is read. */
+function checkPath(request: FastifyRequest<{ Params: DataTypeParams }>, dependencies: DataTypeRouteDependencies): void {
   const { limits } = dependencies.config;
-  checkName('bucket', bucket, limits.maxBucketBytes, '/dt');
-  checkName('key', key, limits.maxKeyBytes, '/dt');
-  const nVal = dependencies.service.bucketProperties(bucket).nVal;
-  const options = parseKvQuery(request.query as Readonly<Record<string, unknown>>, request.method, nVal);
-  if (options.local) throw new KvError('KV_BAD_PARAMETER', 'query parameter local=true is not served on /dt: a data type is read from r replicas and merged');
-  return { bucket, key, options };
+  checkName('bucket', request.params.bucket, limits.maxBucketBytes, '/dt');
+  checkName('key', request.params.key, limits.maxKeyBytes, '/dt');
+}
+
+/** The target of a /dt request whose query string the route schema checked (it takes no local=true): the options need the bucket's n_val. */
+function targetOf(request: FastifyRequest<DataTypeRoute>, dependencies: DataTypeRouteDependencies): DataTypeTarget {
+  const { bucket, key } = request.params;
+  return { bucket, key, options: kvRequestOptions(request.query, dependencies.service.bucketProperties(bucket).nVal) };
 }
 
 /** The request body as JSON (the app reads every body as bytes). */
@@ -114,8 +122,6 @@ export function parseDataTypeUpdate(json: unknown, config: NodeConfig): DataType
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** A /dt request's bucket, key and options as its onRequest hook validated them; null elsewhere. */
-    dataTypeTarget: DataTypeTarget | null;
     /** A POST /dt body as preValidation parsed and checked it; null elsewhere. */
     dataTypeUpdate: DataTypeUpdate | null;
   }
@@ -127,24 +133,19 @@ export function registerDataTypeRoutes(app: FastifyInstance, dependencies: DataT
   const onResponse = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     metrics.observe(request.method === 'POST' ? 'dt_update' : 'dt_get', reply.statusCode, reply.elapsedTime / 1000);
   };
-  app.decorateRequest('dataTypeTarget', null);
   app.decorateRequest('dataTypeUpdate', null);
-  const targetOf = (request: FastifyRequest): DataTypeTarget => {
-    assert(request.dataTypeTarget !== null, 'a /dt handler ran without its onRequest validation');
-    return request.dataTypeTarget;
-  };
   const onRequest = async (request: FastifyRequest<{ Params: DataTypeParams }>): Promise<void> => {
-    request.dataTypeTarget = validateTarget(request, dependencies);
+    checkPath(request, dependencies);
   };
 
-  app.get<{ Params: DataTypeParams }>('/dt/:bucket/:key', { onRequest, onResponse, schema: dtGetSchema }, async (request, reply) => {
-    const target = targetOf(request);
+  app.get<DataTypeRoute>('/dt/:bucket/:key', { onRequest, onResponse, schema: dtGetSchema }, async (request, reply) => {
+    const target = targetOf(request, dependencies);
     const value = await service.dataTypes.read(target.bucket, target.key, target.options.read);
     if (value === undefined) throw new KvError('KV_NOT_FOUND', `no data type at key '${target.key}' in bucket '${target.bucket}': it was never updated through /dt`);
     return reply.code(200).type('application/json; charset=utf-8').send(value);
   });
 
-  app.post<{ Params: DataTypeParams }>(
+  app.post<DataTypeRoute>(
     '/dt/:bucket/:key',
     {
       onRequest,
@@ -159,8 +160,8 @@ export function registerDataTypeRoutes(app: FastifyInstance, dependencies: DataT
       },
       schema: dtUpdateSchema,
     },
-    async (request: FastifyRequest<{ Params: DataTypeParams }>, reply: FastifyReply) => {
-      const target = targetOf(request);
+    async (request: FastifyRequest<DataTypeRoute>, reply: FastifyReply) => {
+      const target = targetOf(request, dependencies);
       const update = request.dataTypeUpdate;
       assert(update !== null, 'a /dt update ran without its preValidation parse');
       const { r } = target.options.read;

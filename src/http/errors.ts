@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { KvError } from '../util/errors.js';
+import { queryStringError } from './query-parameters.js';
 
 /**
  * Every answer that is not a success goes through here, so a client always gets the documented
@@ -46,6 +47,8 @@ function fromFastifyError(error: { code: string; message: string; statusCode?: n
     case 'FST_ERR_VALIDATION': {
       // The route schemas (route-schemas.ts): a query parameter or path segment is a bad parameter, anything else a bad request.
       const context = (error as { validationContext?: string }).validationContext;
+      const issues = (error as { validation?: Parameters<typeof queryStringError>[0] }).validation;
+      if (context === 'querystring' && issues !== undefined) return queryStringError(issues, request);
       const code = context === 'querystring' || context === 'params' ? 'KV_BAD_PARAMETER' : 'KV_BAD_REQUEST';
       return new KvError(code, `${error.message.slice(0, 300)}; GET /openapi.json describes what every route takes`);
     }

@@ -3,15 +3,13 @@ import { type CausalContext, decodeContext, encodeContext, objectContext } from 
 import { type Sibling, type VersionedObject, isDeleted, liveSiblings } from '../core/versioning/versioned-object.js';
 import type { NodeConfig } from '../config/schema.js';
 import type { KvService } from '../engine/kv-service.js';
-import type { ListQuery } from '../engine/key-listing.js';
-import { assert } from '../util/assert.js';
 import { KvError, isKvError } from '../util/errors.js';
 import type { Precondition } from '../core/versioning/preconditions.js';
 import { sendKvError } from './errors.js';
 import type { HttpMetrics, MeteredOperation } from './metrics.js';
-import { type KvRequestOptions, parseKvQuery } from './query-parameters.js';
+import { type KvQuery, type KvRequestOptions, kvRequestOptions } from './query-parameters.js';
 import { kvDeleteSchema, kvGetSchema, kvListSchema, kvPutSchema } from './route-schemas.js';
-import { parseListQuery } from './list-parameters.js';
+import { type ListQueryString, checkIsListing, parseListQuery } from './list-parameters.js';
 import type { WriteCondition } from '../core/consensus/compare-and-set.js';
 import type { ConsistentOutcome } from '../engine/kv-service.js';
 
@@ -49,6 +47,12 @@ interface KvParams {
   readonly key: string;
 }
 
+/** A /kv key route's request: its query string as the route schema checked it. */
+interface KvRoute {
+  Params: KvParams;
+  Querystring: KvQuery;
+}
+
 /** Checks a bucket or key of a /kv or /dt path (`route` names the path in messages). */
 export function checkName(kind: 'bucket' | 'key', name: string, maxBytes: number, route = '/kv'): void {
   if (name.length === 0) throw new KvError('KV_BAD_REQUEST', `the ${kind} is empty; the path is ${route}/{bucket}/{key} with both non-empty`);
@@ -84,19 +88,23 @@ function contextOf(request: FastifyRequest): CausalContext | undefined {
   return decodeContext(Array.isArray(text) ? text.join(', ') : text);
 }
 
-/** Validates everything about a /kv request that does not need its body, so bad ones are refused before it is read. */
-function validateTarget(request: FastifyRequest<{ Params: KvParams }>, dependencies: KvRouteDependencies): KvTarget {
+/** Checks the path of a /kv request, so a bad one is refused before its body is read. */
+function checkPath(request: FastifyRequest<{ Params: KvParams }>, dependencies: KvRouteDependencies): void {
   const { bucket, key } = request.params;
   const { limits } = dependencies.config;
   checkName('bucket', bucket, limits.maxBucketBytes);
   checkName('key', key, limits.maxKeyBytes);
   // The data types' namespace (src/core/datatypes/data-type.ts) starts with U+0000, so no plain key may.
   if (key.startsWith('\u0000')) throw new KvError('KV_BAD_REQUEST', 'keys that start with U+0000 (%00) are reserved for data types (/dt); use another key');
+}
+
+/** The target of a /kv request whose path onRequest and whose query string the route schema checked: what needs the bucket's properties. */
+function targetOf(request: FastifyRequest<KvRoute>, dependencies: KvRouteDependencies): KvTarget {
+  const { bucket, key } = request.params;
   const properties = dependencies.service.bucketProperties(bucket);
-  const query = request.query as Readonly<Record<string, unknown>>;
-  const options = parseKvQuery(query, request.method, properties.nVal);
+  const options = kvRequestOptions(request.query, properties.nVal);
   const consistent = properties.consistent === true;
-  if (consistent) refuseQuorumParameters(query);
+  if (consistent) refuseQuorumParameters(request.query);
   return { bucket, key, consistent, options, context: consistent ? undefined : contextOf(request) };
 }
 
@@ -104,7 +112,7 @@ function validateTarget(request: FastifyRequest<{ Params: KvParams }>, dependenc
  * A consistent bucket's request is one Paxos round on a strict majority of the key's primaries:
  * a quorum, `local` read or `ttl` would be ignored, so it is refused rather than silently not honoured.
  */
-function refuseQuorumParameters(query: Readonly<Record<string, unknown>>): void {
+function refuseQuorumParameters(query: KvQuery): void {
   const refused = Object.keys(query).filter((name) => name !== 'timeout_ms');
   if (refused.length === 0) return;
   throw new KvError(
@@ -211,38 +219,22 @@ function operationOf(request: FastifyRequest): MeteredOperation {
   return (request.query as Record<string, unknown>).local === 'true' ? 'get_local' : 'get';
 }
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** A /kv key request as its onRequest hook validated it, before the body was read; null elsewhere. */
-    kvTarget: KvTarget | null;
-    /** A listing's query as its onRequest hook validated it; null elsewhere. */
-    listQuery: ListQuery | null;
-  }
-}
-
-function targetOf(request: FastifyRequest): KvTarget {
-  assert(request.kvTarget !== null, 'a /kv handler ran without its onRequest validation');
-  return request.kvTarget;
-}
-
 /** Registers GET, PUT and DELETE on /kv/:bucket/:key (HEAD comes with GET), and the listing GET /kv/:bucket?keys=true. */
 export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDependencies): void {
   const { service, config, metrics } = dependencies;
-  // Validation runs in onRequest, before the body is read; the handler picks the result up from the request.
-  app.decorateRequest('kvTarget', null);
-  app.decorateRequest('listQuery', null);
+  // The path is checked in onRequest, before the body is read; the query string by the route schema.
   const common = {
     onRequest: async (request: FastifyRequest<{ Params: KvParams }>) => {
       if (request.method === 'PUT') checkDeclaredLength(request, config.limits.maxValueBytes);
-      request.kvTarget = validateTarget(request, dependencies);
+      checkPath(request, dependencies);
     },
     onResponse: async (request: FastifyRequest, reply: FastifyReply) => {
       metrics.observe(operationOf(request), reply.statusCode, reply.elapsedTime / 1000);
     },
   };
 
-  app.get<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, schema: kvGetSchema }, async (request, reply) => {
-    const target = targetOf(request);
+  app.get<KvRoute>('/kv/:bucket/:key', { ...common, schema: kvGetSchema }, async (request, reply) => {
+    const target = targetOf(request, dependencies);
     if (target.consistent) return sendConsistent(reply, target, await service.consistent(target.bucket, target.key, { kind: 'read' }, target.options.read.timeoutMs), metrics);
     const object = target.options.local
       ? await service.getLocal(target.bucket, target.key)
@@ -250,25 +242,21 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     return sendObject(reply, target, object, metrics, service.nowMs());
   });
 
-  // Checked in onRequest, like the key routes, so a bad parameter is a 400 KV_BAD_PARAMETER that names it.
-  app.get<{ Params: { bucket: string } }>(
+  // A path without keys=true is a key path missing its key, told before the schema speaks of parameters.
+  app.get<{ Params: { bucket: string }; Querystring: ListQueryString }>(
     '/kv/:bucket',
     {
       schema: kvListSchema,
       onRequest: async (request: FastifyRequest<{ Params: { bucket: string } }>) => {
         checkName('bucket', request.params.bucket, config.limits.maxBucketBytes);
-        request.listQuery = parseListQuery(request.params.bucket, request.query as Readonly<Record<string, unknown>>, config.limits.maxKeyBytes);
+        checkIsListing(request.query);
       },
     },
-    async (request) => {
-      const query = request.listQuery;
-      assert(query !== null, 'a listing ran without its onRequest validation');
-      return service.list(query);
-    },
+    async (request) => service.list(parseListQuery(request.params.bucket, request.query, config.limits.maxKeyBytes)),
   );
 
-  app.put<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, bodyLimit: config.limits.maxValueBytes, schema: kvPutSchema }, async (request, reply) => {
-    const target = targetOf(request);
+  app.put<KvRoute>('/kv/:bucket/:key', { ...common, bodyLimit: config.limits.maxValueBytes, schema: kvPutSchema }, async (request, reply) => {
+    const target = targetOf(request, dependencies);
     const value = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const contentType = contentTypeOf(request);
     if (target.consistent) {
@@ -296,8 +284,8 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     }
   });
 
-  app.delete<{ Params: KvParams }>('/kv/:bucket/:key', { ...common, schema: kvDeleteSchema }, async (request, reply) => {
-    const target = targetOf(request);
+  app.delete<KvRoute>('/kv/:bucket/:key', { ...common, schema: kvDeleteSchema }, async (request, reply) => {
+    const target = targetOf(request, dependencies);
     if (target.consistent) {
       const condition = conditionOf(request, false);
       return consistentWrite(reply, () => service.consistent(target.bucket, target.key, { kind: 'write', value: null, condition }, target.options.write.timeoutMs));

@@ -1,20 +1,24 @@
+import type { FastifyRequest } from 'fastify';
 import type { QuorumSetting } from '../config/schema.js';
 import type { ReadOptions, WriteOptions } from '../engine/kv-service.js';
-import { maxTtlSeconds } from '../core/versioning/versioned-object.js';
+import { quorumWithinNVal } from '../core/quorum/quorum.js';
 import { KvError } from '../util/errors.js';
-import { maxTimeoutMs } from '../core/client-limits.js';
 
 /**
- * The query parameters of /kv requests, validated once here so the service can trust them
- * (house rule 4, docs/ARCHITECTURE.md#house-rules). Every bad value is a 400 KV_BAD_PARAMETER naming the parameter, the
- * value and what is allowed; nothing a client puts in the query string can reach the service
- * unchecked or turn into a 500.
+ * The query parameters of every route, validated once: fastify checks each query string against
+ * its route's schema (route-schemas.ts: the shape and static bounds of every parameter, and what
+ * to use instead as its description), and a value the schema refuses becomes the one error built
+ * here, a 400 KV_BAD_PARAMETER naming the parameter, the value and what is allowed (house rule
+ * 4, docs/ARCHITECTURE.md#house-rules). What a schema cannot know, the bucket's n_val, is checked
+ * once after it (kvRequestOptions), with the same message. Nothing a client puts in the query
+ * string can reach the service unchecked or turn into a 500.
  *
  * Method applicability, a deliberate choice: every consistency parameter (r, w, pr, pw, dw,
  * consistency, timeout_ms) is accepted and validated on GET, PUT and DELETE, and the ones a
  * method does not use (w on a GET, r on a PUT) are ignored. That lets a client send one set of
- * options with every call, as Riak's clients do. `local` is the exception: it is refused on PUT
- * and DELETE, because ignoring it would silently coordinate a write the caller believed local.
+ * options with every call, as Riak's clients do. `local` is the exception: only `false` is taken
+ * on PUT and DELETE, because ignoring `true` would silently coordinate a write the caller believed
+ * local; `ttl` is PUT's alone.
  */
 
 /** The validated options of one /kv request. */
@@ -27,93 +31,92 @@ export interface KvRequestOptions {
   readonly ttlSeconds?: number;
 }
 
+/** A /kv or /dt query string as its route schema let it through: each value one string of the allowed shape. */
+export interface KvQuery {
+  readonly r?: string;
+  readonly w?: string;
+  readonly pr?: string;
+  readonly pw?: string;
+  readonly dw?: string;
+  readonly consistency?: 'one' | 'quorum' | 'all';
+  readonly timeout_ms?: string;
+  readonly local?: 'true' | 'false';
+  readonly ttl?: string;
+}
+
 const quorumParameters = ['r', 'w', 'pr', 'pw', 'dw'] as const;
 type QuorumParameter = (typeof quorumParameters)[number];
-const knownParameters: readonly string[] = [...quorumParameters, 'consistency', 'timeout_ms', 'local', 'ttl'];
-const levels = ['one', 'quorum', 'all'] as const;
-
 
 /** Shows a client's value in a message without letting a huge value flood it. */
 function shown(value: string): string {
   return value.length > 64 ? `${value.slice(0, 64)}...` : value;
 }
 
-function badParameter(name: string, value: string, allowed: string): KvError {
-  return new KvError('KV_BAD_PARAMETER', `query parameter ${name}=${shown(value)} is not allowed: use ${allowed}`);
+/** The one message of a bad query parameter: its name, its value, and what to use. */
+export function badParameter(name: string, value: string, allowed: string): KvError {
+  return new KvError('KV_BAD_PARAMETER', `query parameter ${shown(name)}=${shown(value)} is not allowed: use ${allowed}`);
 }
 
-function isLevel(value: string): value is (typeof levels)[number] {
-  return (levels as readonly string[]).includes(value);
+/** One problem ajv found, as fastify hands it over (FST_ERR_VALIDATION's `validation`). */
+interface SchemaIssue {
+  readonly keyword: string;
+  readonly instancePath: string;
+  readonly params: Readonly<Record<string, unknown>>;
 }
 
-/** An integer 1..nVal or one|quorum|all, as Riak accepts for r/w/pr/pw/dw. */
-function parseQuorum(name: string, value: string, nVal: number): QuorumSetting {
-  if (isLevel(value)) return value;
-  const count = /^[0-9]{1,6}$/.test(value) ? Number(value) : Number.NaN;
-  if (!(count >= 1 && count <= nVal)) {
-    throw badParameter(name, value, `an integer from 1 to ${nVal} (the bucket's n_val) or one, quorum, all`);
+/** A route's querystring schema, as far as the messages need it. */
+interface QuerySchema {
+  readonly properties?: Readonly<Record<string, { readonly description?: string }>>;
+}
+
+/**
+ * The error a client gets for a query string its route's schema refused: an unknown parameter,
+ * a repeated one, a missing one, or a value of the wrong shape or out of bounds. Every route's
+ * query string is refused through here (errors.ts).
+ */
+export function queryStringError(issues: readonly SchemaIssue[], request: FastifyRequest): KvError {
+  const schema = (request.routeOptions.schema?.querystring ?? {}) as QuerySchema;
+  const properties = schema.properties ?? {};
+  const route = `${request.method} ${request.routeOptions.url ?? ''}`;
+  const issue = issues[0];
+  const parameterName = issue === undefined ? '' : issue.instancePath.slice(1).replace(/~1/g, '/').replace(/~0/g, '~');
+  if (issue?.keyword === 'additionalProperties') {
+    const names = Object.keys(properties);
+    const unknown = shown(String(issue.params.additionalProperty));
+    return new KvError('KV_BAD_PARAMETER', names.length === 0 ? `unknown query parameter '${unknown}': ${route} takes none; remove it` : `unknown query parameter '${unknown}'; the parameters of ${route} are ${names.join(', ')}`);
   }
-  return count;
-}
-
-function parseTimeoutMs(value: string): number {
-  const timeoutMs = /^[0-9]{1,7}$/.test(value) ? Number(value) : Number.NaN;
-  if (!(timeoutMs >= 1 && timeoutMs <= maxTimeoutMs)) throw badParameter('timeout_ms', value, `an integer number of milliseconds from 1 to ${maxTimeoutMs}`);
-  return timeoutMs;
-}
-
-function parseLocal(value: string, method: string): boolean {
-  if (value !== 'true' && value !== 'false') throw badParameter('local', value, 'true or false');
-  if (value === 'true' && method !== 'GET' && method !== 'HEAD') {
-    throw new KvError('KV_BAD_PARAMETER', `query parameter local=true is only for GET (a read of this node's own copy); remove it from the ${method}`);
+  if (issue?.keyword === 'required') {
+    const name = String(issue.params.missingProperty);
+    return new KvError('KV_BAD_PARAMETER', `${route} needs query parameter ${name}: ${properties[name]?.description ?? 'see GET /openapi.json'}`);
   }
-  return value === 'true';
+  const value: unknown = (request.query as Readonly<Record<string, unknown>>)[parameterName];
+  if (Array.isArray(value)) return new KvError('KV_BAD_PARAMETER', `query parameter ${shown(parameterName)} is given more than once; give it once`);
+  return badParameter(parameterName, String(value), properties[parameterName]?.description ?? 'what GET /openapi.json describes');
 }
 
-/** `ttl` is refused off a PUT, like `local` off a GET: ignoring it would keep a value the caller believed expiring. */
-function parseTtl(value: string, method: string): number {
-  if (method !== 'PUT') throw new KvError('KV_BAD_PARAMETER', `query parameter ttl is only for PUT (it sets when the written value expires); remove it from the ${method}`);
-  const seconds = /^[0-9]{1,10}$/.test(value) ? Number(value) : Number.NaN;
-  if (!(seconds >= 1 && seconds <= maxTtlSeconds)) throw badParameter('ttl', value, `an integer number of seconds from 1 to ${maxTtlSeconds} (ten years)`);
-  return seconds;
+/** one|quorum|all, or the number the schema let through, which must fit the bucket's n_val. */
+function quorumOf(name: QuorumParameter, text: string, nVal: number): QuorumSetting {
+  const setting: QuorumSetting = text === 'one' || text === 'quorum' || text === 'all' ? text : Number(text);
+  if (!quorumWithinNVal(setting, nVal)) throw badParameter(name, text, `one, quorum, all or an integer from 1 to ${nVal} (the bucket's n_val)`);
+  return setting;
 }
 
-/** Every parameter as a single string; unknown or repeated parameters are refused. */
-function singleValues(query: Readonly<Record<string, unknown>>): Map<string, string> {
-  const values = new Map<string, string>();
-  for (const [name, value] of Object.entries(query)) {
-    if (!knownParameters.includes(name)) {
-      throw new KvError('KV_BAD_PARAMETER', `unknown query parameter '${shown(name)}'; the parameters are ${knownParameters.join(', ')}`);
-    }
-    if (typeof value !== 'string') throw new KvError('KV_BAD_PARAMETER', `query parameter ${name} is given more than once; give it once`);
-    values.set(name, value);
-  }
-  return values;
-}
-
-/** Validates the query string of a /kv request for a bucket with `nVal` replicas. */
-export function parseKvQuery(query: Readonly<Record<string, unknown>>, method: string, nVal: number): KvRequestOptions {
-  const values = singleValues(query);
-  const consistencyText = values.get('consistency');
-  if (consistencyText !== undefined && !isLevel(consistencyText)) throw badParameter('consistency', consistencyText, 'one, quorum or all');
+/** The options of a /kv or /dt request for a bucket with `nVal` replicas, from the query string its route schema checked. */
+export function kvRequestOptions(query: KvQuery, nVal: number): KvRequestOptions {
   const quorums: Partial<Record<QuorumParameter, QuorumSetting>> = {};
   for (const name of quorumParameters) {
-    const text = values.get(name);
-    if (text !== undefined) quorums[name] = parseQuorum(name, text, nVal);
+    const text = query[name];
+    if (text !== undefined) quorums[name] = quorumOf(name, text, nVal);
   }
   // consistency=LEVEL is shorthand for r=LEVEL&w=LEVEL; an explicit r or w wins (README).
-  const r = quorums.r ?? consistencyText;
-  const w = quorums.w ?? consistencyText;
-  const timeoutText = values.get('timeout_ms');
-  const timeoutMs = timeoutText === undefined ? undefined : parseTimeoutMs(timeoutText);
-  const localText = values.get('local');
-  const local = localText === undefined ? false : parseLocal(localText, method);
-  const ttlText = values.get('ttl');
+  const r = quorums.r ?? query.consistency;
+  const w = quorums.w ?? query.consistency;
+  const timeoutMs = query.timeout_ms === undefined ? undefined : Number(query.timeout_ms);
   return {
     read: withoutUndefined({ r, pr: quorums.pr, timeoutMs }),
     write: withoutUndefined({ w, pw: quorums.pw, dw: quorums.dw, timeoutMs }),
-    local,
-    ...(ttlText === undefined ? {} : { ttlSeconds: parseTtl(ttlText, method) }),
+    local: query.local === 'true',
+    ...(query.ttl === undefined ? {} : { ttlSeconds: Number(query.ttl) }),
   };
 }
 

@@ -1,14 +1,19 @@
 import { type TSchema, Type } from '@sinclair/typebox';
 import { type KvErrorCode, errorStatusByCode } from '../util/errors.js';
+import { maxNVal } from '../core/buckets.js';
+import { maxListLimit, maxTimeoutMs } from '../core/client-limits.js';
+import { maxTtlSeconds } from '../core/versioning/versioned-object.js';
 
 /**
  * The fastify schemas of every route: params, query, headers and responses. fastify validates
  * requests against them (validation at the edge: house rule 4, docs/ARCHITECTURE.md#house-rules) and @fastify/swagger turns them
  * into GET /openapi.json, so the API's description cannot drift from the routes.
  *
- * The /kv routes also check their parameters in onRequest, before the body is read and with
- * messages that know the bucket's n_val; the schemas here say the same in JSON Schema, so a
- * request that passed onRequest always passes them.
+ * A query parameter's schema is its one definition: its shape and static bounds, and as its
+ * description what to use, which is also what a client refused for it reads (query-parameters.ts
+ * builds that one message, and checks the one bound no schema knows, the bucket's n_val). Numbers
+ * are strings of digits matched by pattern: ajv's coercion of a query string to a number would
+ * take '1e309' as Infinity past any maximum, and '0x2' or ' 2' as 2.
  */
 
 /** The errors every route can answer: a malformed request, an oversized request head, a compressed body, a node shutting down, an unexpected failure. */
@@ -55,10 +60,34 @@ const versionHeaderSchema = Type.String({
   description: 'consistent buckets only: the key\'s version, an integer that grows with every write and delete of the key (a fencing token); also its context',
 });
 
-const quorumPattern = '^([0-9]{1,6}|one|quorum|all)$';
-const quorum = (description: string) => Type.String({ pattern: quorumPattern, description: `${description}: 1..n_val, or one, quorum, all` });
-const consistency = Type.Union([Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], { description: 'sets r and w together (an explicit r or w wins)' });
-const timeoutMs = Type.String({ pattern: '^[0-9]{1,7}$', description: 'how long the coordinator waits, 1..600000 ms (default limits.requestTimeoutMs)' });
+/** An alternation that matches exactly the decimal integers from `min` (0 or 1) to `max`: no sign, no leading zero. */
+function integerAlternatives(min: 0 | 1, max: number): string {
+  const digits = String(max);
+  const alternatives = min === 0 ? ['0'] : [];
+  // Every number with fewer digits than max, then those with as many: a prefix of max, a smaller digit, any digits.
+  if (digits.length > 1) alternatives.push(`[1-9][0-9]{0,${digits.length - 2}}`);
+  for (let index = 0; index < digits.length; index++) {
+    const low = index === 0 ? 1 : 0;
+    const high = Number(digits[index]) - 1;
+    if (high >= low) alternatives.push(`${digits.slice(0, index)}[${low}-${high}][0-9]{${digits.length - index - 1}}`);
+  }
+  alternatives.push(digits);
+  return alternatives.join('|');
+}
+
+/** The source of a pattern that matches exactly the decimal integers from `min` (0 or 1) to `max`. */
+export function integerPattern(min: 0 | 1, max: number): string {
+  return `^(?:${integerAlternatives(min, max)})$`;
+}
+
+/** An integer query parameter from `min` to `max`; `what` follows the bounds in its description (and in the message of a bad value). */
+export const integerParameter = (min: 0 | 1, max: number, what: string) => Type.String({ pattern: integerPattern(min, max), description: `an integer from ${min} to ${max}${what}` });
+
+const quorumPattern = `^(?:${integerAlternatives(1, maxNVal)}|one|quorum|all)$`;
+const quorum = (description: string) =>
+  Type.String({ pattern: quorumPattern, description: `one, quorum, all or an integer from 1 to the bucket's n_val (at most ${maxNVal}): ${description}` });
+const consistency = Type.Union([Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], { description: 'one, quorum or all: sets r and w together (an explicit r or w wins)' });
+const timeoutMs = integerParameter(1, maxTimeoutMs, ' (milliseconds): how long the coordinator waits, default limits.requestTimeoutMs');
 
 const kvParams = Type.Object({
   bucket: Type.String({ minLength: 1, description: 'the bucket, URL-encoded (at most limits.maxBucketBytes UTF-8 bytes)' }),
@@ -76,17 +105,18 @@ const readQuery = {
 };
 
 const kvGetQuery = Type.Object(
-  { ...readQuery, local: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: "true: this node's own copy, without coordination or read repair" })) },
+  { ...readQuery, local: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: "true or false; true: this node's own copy, without coordination or read repair" })) },
   { additionalProperties: false },
 );
 // `local` is refused on writes (it would silently coordinate a write the caller thought local), but
 // its false value is accepted, so the schema allows exactly that.
-const kvWriteQuery = Type.Object({ ...readQuery, local: Type.Optional(Type.Literal('false')) }, { additionalProperties: false });
+const writeLocal = Type.Optional(Type.Literal('false', { description: "false, or leave it out: local=true is only for GET /kv (a read of this node's own copy)" }));
+const kvWriteQuery = Type.Object({ ...readQuery, local: writeLocal }, { additionalProperties: false });
 const kvPutQuery = Type.Object(
   {
     ...readQuery,
-    local: Type.Optional(Type.Literal('false')),
-    ttl: Type.Optional(Type.String({ pattern: '^[0-9]+$', description: "seconds until the value expires (1 to ten years); absent: the bucket's ttlSeconds" })),
+    local: writeLocal,
+    ttl: Type.Optional(integerParameter(1, maxTtlSeconds, " (seconds, ten years at most): when the value expires; absent: the bucket's ttlSeconds")),
   },
   { additionalProperties: false },
 );
@@ -175,10 +205,10 @@ export const kvListSchema = {
   params: Type.Object({ bucket: kvParams.properties.bucket }),
   querystring: Type.Object(
     {
-      keys: Type.Literal('true', { description: 'must be true: the listing of the keys' }),
-      limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$', description: 'keys per page, 1..10000 (default 1000)' })),
-      after: Type.Optional(Type.String({ minLength: 1, description: 'the cursor: only keys after this one in byte order (the `next` of the previous page)' })),
-      prefix: Type.Optional(Type.String({ description: 'only keys that start with this' })),
+      keys: Type.Literal('true', { description: 'true, to list the keys' }),
+      limit: Type.Optional(integerParameter(1, maxListLimit, ': keys per page (default 1000)')),
+      after: Type.Optional(Type.String({ minLength: 1, description: 'the `next` of the previous page: only keys after this one in byte order (a key, at most limits.maxKeyBytes)' })),
+      prefix: Type.Optional(Type.String({ description: 'only keys that start with this (at most limits.maxKeyBytes)' })),
       timeout_ms: Type.Optional(timeoutMs),
     },
     { additionalProperties: false },
@@ -269,7 +299,7 @@ export const metricsSchema = {
 export const compactSchema = {
   tags: ['admin'],
   summary: "compact this node's LevelDB now, or one partition's key range",
-  querystring: Type.Object({ partition: Type.Optional(Type.String({ pattern: '^[0-9]+$', description: 'a partition number, 0..partitionCount-1' })) }, { additionalProperties: false }),
+  querystring: Type.Object({ partition: Type.Optional(integerParameter(0, 65_535, ": a partition number, below the cluster's partitionCount")) }, { additionalProperties: false }),
   response: {
     200: Type.Object({ compacted: Type.Boolean(), partition: Type.Optional(Type.Integer()) }),
     ...errorResponses(['KV_BAD_PARAMETER', 'KV_STORAGE']),
@@ -351,7 +381,7 @@ export const watchPrefixSchema = {
   tags: ['kv'],
   summary: 'watch the writes of every key that starts with a prefix, as Server-Sent Events',
   params: Type.Object({ bucket: kvParams.properties.bucket }),
-  querystring: Type.Object({ prefix: Type.String({ description: "the keys' prefix ('' for every key of the bucket)" }) }, { additionalProperties: false }),
+  querystring: Type.Object({ prefix: Type.String({ description: "?prefix=P, the keys' prefix (?prefix= for every key of the bucket); to watch one key use /watch/{bucket}/{key}" }) }, { additionalProperties: false }),
   headers: watchHeaders,
   response: { 200: watchStreamResponse, ...errorResponses(watchErrors) },
 };

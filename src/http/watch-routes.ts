@@ -133,11 +133,11 @@ export function registerWatchRoutes(app: FastifyInstance, dependencies: WatchRou
     await streamWatch(reply, stream, () => streams.delete(stream));
   });
 
-  app.get<{ Params: { bucket: string }; Querystring: { prefix?: string } }>('/watch/:bucket', { schema: watchPrefixSchema }, async (request, reply) => {
+  app.get<{ Params: { bucket: string }; Querystring: { prefix: string } }>('/watch/:bucket', { schema: watchPrefixSchema }, async (request, reply) => {
     const { bucket } = request.params;
     checkName('bucket', bucket, config.limits.maxBucketBytes, '/watch');
+    // The route schema requires ?prefix= (query-parameters.ts says so to a client without one).
     const prefix = request.query.prefix;
-    if (prefix === undefined) throw new KvError('KV_BAD_PARAMETER', "GET /watch/{bucket} needs ?prefix=P (the keys' prefix, or ?prefix= for every key of the bucket); to watch one key use /watch/{bucket}/{key}");
     if (Buffer.byteLength(prefix) > config.limits.maxKeyBytes) throw new KvError('KV_KEY_TOO_LONG', `the prefix is over limits.maxKeyBytes (${config.limits.maxKeyBytes}); use a shorter prefix`);
     const stream = open(request, { bucket, kind: 'prefix', name: prefix });
     await streamWatch(reply, stream, () => streams.delete(stream));

@@ -4,6 +4,7 @@ import type { AcceptorReply, AcceptorRequest, Proposal } from './acceptor.js';
 import type { BrokenVariant } from './broken-variants.js';
 import { type OperationResult, type RegisterOperation, type RegisterState, applyOperation, emptyRegister } from './compare-and-set.js';
 import { acceptorsOf, jointQuorumImpossible, jointQuorumMet } from './replica-groups.js';
+import { checkBeforeRetrying } from '../quorum/quorum.js';
 
 /**
  * One linearizable operation on a consistent key, as a step machine like the coordinators in
@@ -289,7 +290,7 @@ function outcomeUnknown(state: ProposerState, what: string): { error: KvError; a
     applied: 'unknown',
     error: new KvError(
       'KV_TIMEOUT',
-      `the consistent write ${what}; its outcome is unknown (a quorum of ${describeGroups(state)} may have accepted it), so read the key (a consistent read settles it) before retrying`,
+      `the consistent write ${what}; its outcome is unknown (a quorum of ${describeGroups(state)} may have accepted it), so ${checkBeforeRetrying('consistent-write')}`,
       { details: { applied: 'unknown', attempts: state.attempts } },
     ),
   };

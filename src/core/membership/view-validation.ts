@@ -1,4 +1,4 @@
-import type { BucketProperties } from '../buckets.js';
+import { type BucketProperties, maxNVal } from '../buckets.js';
 import { maxTtlSeconds } from '../versioning/versioned-object.js';
 import type { NodeLocation, Ring } from '../ring/ring.js';
 import type { ClusterView, MemberLifecycle, MemberRecord } from './membership.js';
@@ -158,7 +158,7 @@ function bucketEntry(value: unknown): Partial<BucketProperties> | string {
   if (!isPlainObject(value)) return 'not an object';
   const entry: Record<string, unknown> = {};
   if (value.nVal !== undefined) {
-    if (!isCounter(value.nVal, 16) || value.nVal === 0) return 'nVal is not an integer in 1..16';
+    if (!isCounter(value.nVal, maxNVal) || value.nVal === 0) return `nVal is not an integer in 1..${maxNVal}`;
     entry.nVal = value.nVal;
   }
   for (const field of ['r', 'w'] as const) {

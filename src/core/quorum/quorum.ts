@@ -15,6 +15,14 @@ export function resolveQuorum(setting: QuorumSetting, replicaCount: number): num
   return setting;
 }
 
+/**
+ * The one check of an explicit r, w, pr, pw or dw against the bucket's n_val: a number above it
+ * can never be met, so the edge refuses it (400 KV_BAD_PARAMETER) instead of asking the replicas.
+ */
+export function quorumWithinNVal(setting: QuorumSetting, nVal: number): boolean {
+  return typeof setting !== 'number' || (setting >= 1 && setting <= nVal);
+}
+
 /** One replica's answer as the tally counts it. */
 export interface TallyReply {
   readonly ok: boolean;
@@ -119,18 +127,28 @@ function neededText(need: TallyRequirement): string {
  */
 export type WriteOperation = 'write' | 'delete' | 'update' | 'restore';
 
-/** What happened to a change that failed after it was sent (some replicas may hold it), and what to do before retrying. */
-function outcomeUnknown(operation: WriteOperation): string {
+/**
+ * What to do before retrying a change whose outcome is unknown (some replica may hold it): the
+ * one text of it, in the quorum errors here, the coordinator's and the Paxos proposer's.
+ */
+export function checkBeforeRetrying(operation: WriteOperation | 'consistent-write'): string {
   switch (operation) {
     case 'write':
-      return 'the write may have been stored by the replicas that answered ok (and by those that did not answer), so read the key back before retrying';
     case 'delete':
-      return 'the delete may have been stored by the replicas that answered ok (and by those that did not answer), so read the key back before retrying';
+      return 'read the key back before retrying';
     case 'update':
-      return 'the update may have been applied by the replicas that answered ok (and by those that did not answer), so read the data type back before retrying (an increment sent again may count twice)';
+      return 'read the data type back before retrying (an increment sent again may count twice)';
     case 'restore':
-      return 'the version may have been merged by the replicas that answered ok (and by those that did not answer); running the restore again is safe, as merging twice changes nothing';
+      return 'running the restore again is safe, as merging twice changes nothing';
+    case 'consistent-write':
+      return 'read the key (a consistent read settles it) before retrying';
   }
+}
+
+/** What happened to a change that failed after it was sent (some replicas may hold it), and what to do before retrying. */
+function outcomeUnknown(operation: WriteOperation): string {
+  const happened = { write: 'the write may have been stored', delete: 'the delete may have been stored', update: 'the update may have been applied', restore: 'the version may have been merged' }[operation];
+  return `${happened} by the replicas that answered ok (and by those that did not answer), so ${checkBeforeRetrying(operation)}`;
 }
 
 /** The quorum parameters that make a change easier to acknowledge. */
