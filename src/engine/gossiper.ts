@@ -69,6 +69,18 @@ function ringNames(state: unknown): string[] {
   return [...new Set(names.filter(isNodeId))];
 }
 
+/** The nodes each ring names (owners and planned owners), computed once per ring. */
+const ringNamed = new WeakMap<Ring, ReadonlySet<string>>();
+
+function namedByRing(ring: Ring): ReadonlySet<string> {
+  let named = ringNamed.get(ring);
+  if (named === undefined) {
+    named = new Set([...ring.owners, ...(ring.next ?? [])]);
+    ringNamed.set(ring, named);
+  }
+  return named;
+}
+
 /** A SWIM message that travels as a request frame (the others are replies to one of these). */
 type SwimRequest = Extract<PeerRequest, SwimMessage>;
 /** A SWIM message that travels as a reply frame. */
@@ -163,6 +175,9 @@ export class Gossiper {
       config,
       members: known,
     });
+    // A ring owner (or planned one) held dead is kept, however long: forgetting it would plan it
+    // out of the ring unasked; it leaves the ring by `ringkv remove`, and is forgotten after.
+    this.member.setRetained((id) => this.ringState !== null && namedByRing(this.ringState).has(id));
     this.syncClusterStateVersions();
     this.lastPersistedRingVersion = initial?.ring?.version ?? -1;
     this.nextRoundMs = now + options.intervalMs;
