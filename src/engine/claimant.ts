@@ -2,6 +2,19 @@ import { type NodeLocation, type Ring, completeClaim, planClaim, plannedMembers,
 import type { ClusterView } from '../core/membership/membership.js';
 import { groupQuorum, replicaGroups } from '../core/consensus/replica-groups.js';
 import type { Logger } from '../ports/logger.js';
+import type { BrokenClaimant } from './broken-claimant.js';
+
+/** Each ring's members, sorted, computed once per ring. */
+const membersOfRing = new WeakMap<Ring, readonly string[]>();
+
+function sortedMembers(ring: Ring): readonly string[] {
+  let members = membersOfRing.get(ring);
+  if (members === undefined) {
+    members = ringMembers(ring);
+    membersOfRing.set(ring, members);
+  }
+  return members;
+}
 
 /** What the claimant needs from its node. */
 export interface ClaimantOptions {
@@ -9,6 +22,8 @@ export interface ClaimantOptions {
   /** Every bucket n_val, ascending (replica sets of a ring change are compared for each). */
   readonly nVals: () => readonly number[];
   readonly logger: Logger;
+  /** A deliberately broken claimant, for the simulation tests only (src/engine/broken-claimant.ts). */
+  readonly broken?: BrokenClaimant;
 }
 
 /**
@@ -25,6 +40,17 @@ export class Claimant {
   constructor(private readonly options: ClaimantOptions) {}
 
   /**
+   * True when this node is the claimant of `ring`: the lowest-id ring member that `isUp` holds.
+   * Cheap (the ring's members are sorted once per ring, and the walk stops at the first live
+   * one), so a node can ask it on every change without building the view.
+   */
+  isClaimant(ring: Ring | null, isUp: (nodeId: string) => boolean): boolean {
+    if (ring === null) return false;
+    for (const id of sortedMembers(ring)) if (isUp(id)) return id === this.options.selfId;
+    return false;
+  }
+
+  /**
    * The ring after this node's claimant step over `view`: a planned change, a completed one, or
    * `view.ring` itself when there is nothing to do (or this node is not the claimant).
    */
@@ -33,15 +59,15 @@ export class Claimant {
     if (ring === null) return ring;
     const status = view.members[this.options.selfId]?.status ?? 'joining';
     if (status === 'removed' || status === 'left') return ring;
-    const current = ringMembers(ring);
-    const liveCurrent = current.filter((id) => isUp(id)).sort();
-    if (liveCurrent[0] !== this.options.selfId) return ring;
+    if (!this.isClaimant(ring, isUp)) return ring;
+    const current = sortedMembers(ring);
     // A current owner that is down stays in the ring (it will be back, or be removed with
-    // `ringkv remove`). A joiner that is down is left out of the plan: waiting for it to stream
-    // its partitions in would hold the change (and, while the ring is smaller than n_val, every
-    // write) until it returns. It is planned in again once it is up.
+    // `ringkv remove`), but a change does not wait for its transfers (below). A joiner that is
+    // down is left out of the plan: waiting for it to stream its partitions in would hold the
+    // change (and, while the ring is smaller than n_val, every write) until it returns. It is
+    // planned in again once it is up.
     const wanted = Object.values(view.members)
-      .filter((member) => (member.status === 'joining' || member.status === 'up') && (current.includes(member.id) || isUp(member.id)))
+      .filter((member) => (member.status === 'joining' || member.status === 'up') && (current.includes(member.id) || isUp(member.id) || this.options.broken === 'plan-down-receivers'))
       .map((member) => member.id)
       .sort();
     if (wanted.length === 0) return ring;
@@ -49,13 +75,19 @@ export class Claimant {
     let next = ring;
     if (ring.next !== null && wanted.length === planned.length && wanted.every((id, index) => id === planned[index])) {
       const receivers = receivingNodes(ring, this.options.nVals());
+      // A receiver that is down (a current owner: a joiner that is down is not planned) does not
+      // hold the change: waiting would stall it, and every change queued behind it, until the
+      // node returns or is removed. Completing is safe for its data: a node giving a partition up
+      // keeps each key until every replica of the new ring has stored it (handoff's clean-up
+      // waits for the down one), and the down node catches up from them when it is back.
       const reported = (id: string): boolean => view.members[id]?.transfersDoneForRing === ring.version;
-      if (receivers.every(reported) && this.consistentKeysRepaired(view, ring, reported)) next = completeClaim(ring);
+      const waitingFor = receivers.filter((id) => isUp(id));
+      if (this.options.broken === 'complete-before-transfers' || (waitingFor.every(reported) && this.consistentKeysRepaired(view, ring, reported))) next = completeClaim(ring);
     } else {
       // A joiner's location comes from its member record; members the ring names keep the ring's.
       const locations = Object.create(null) as Record<string, NodeLocation>;
       for (const member of Object.values(view.members)) if (member.location !== undefined) locations[member.id] = member.location;
-      next = planClaim(ring, wanted, locations);
+      next = planClaim(this.options.broken === 'replan-from-planned' && ring.next !== null ? { ...ring, owners: ring.next, next: null } : ring, wanted, locations);
     }
     if (next !== ring) {
       this.options.logger.info({ members: wanted, version: next.version, moving: next.next !== null }, next.next === null ? 'claimant completed the ring change' : 'claimant planned a ring change');

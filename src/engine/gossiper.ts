@@ -44,7 +44,7 @@ export interface GossiperOptions {
   readonly random: Random;
   readonly logger: Logger;
   /** Plans and completes ring changes when this node is the claimant (src/engine/claimant.ts). */
-  readonly claimant: Pick<Claimant, 'nextRing'>;
+  readonly claimant: Pick<Claimant, 'nextRing' | 'isClaimant'>;
   /** Persists the view whenever the ring changes, so a restarted node knows its ring and members. */
   readonly persist: (view: ClusterView) => Promise<void>;
 }
@@ -67,6 +67,18 @@ function ringNames(state: unknown): string[] {
   const { owners, next } = ring as { owners?: unknown; next?: unknown };
   const names = [...(Array.isArray(owners) ? owners : []), ...(Array.isArray(next) ? next : [])];
   return [...new Set(names.filter(isNodeId))];
+}
+
+/** The nodes each ring names (owners and planned owners), computed once per ring. */
+const ringNamed = new WeakMap<Ring, ReadonlySet<string>>();
+
+function namedByRing(ring: Ring): ReadonlySet<string> {
+  let named = ringNamed.get(ring);
+  if (named === undefined) {
+    named = new Set([...ring.owners, ...(ring.next ?? [])]);
+    ringNamed.set(ring, named);
+  }
+  return named;
 }
 
 /** A SWIM message that travels as a request frame (the others are replies to one of these). */
@@ -96,6 +108,10 @@ export class Gossiper {
   private bucketProperties: Readonly<Record<string, Partial<BucketProperties>>>;
   private bucketPropertiesVersion: number;
   private viewCache: ClusterView | undefined;
+  /** The member table's change count the cached view was built at. */
+  private viewCacheChanges = -1;
+  /** What the claimant last stepped over: the table's change count, the ring and the bucket properties' version. */
+  private claimedAt: { changes: number; ring: Ring | null; bucketPropertiesVersion: number } | undefined;
   private readonly task: PeriodicTask;
   private readonly tickIntervalMs: number;
   /** Indirect pings waiting for the relayed ack or nack, by asker and its sequence. */
@@ -115,6 +131,10 @@ export class Gossiper {
   bytesSent = 0;
   /** Protocol periods run (ringkv_gossip_rounds_total). */
   rounds = 0;
+  /** Membership messages handled: requests received and replies read (the per-message work figure's denominator). */
+  messagesHandled = 0;
+  /** Times the whole view (every member) was built: O(N) each, so per message it must not grow with N (issue 21). */
+  viewBuilds = 0;
 
   constructor(private readonly options: GossiperOptions) {
     const config = swimTimings(options.intervalMs, options.fanout);
@@ -155,6 +175,9 @@ export class Gossiper {
       config,
       members: known,
     });
+    // A ring owner (or planned one) held dead is kept, however long: forgetting it would plan it
+    // out of the ring unasked; it leaves the ring by `ringkv remove`, and is forgotten after.
+    this.member.setRetained((id) => this.ringState !== null && namedByRing(this.ringState).has(id));
     this.syncClusterStateVersions();
     this.lastPersistedRingVersion = initial?.ring?.version ?? -1;
     this.nextRoundMs = now + options.intervalMs;
@@ -201,7 +224,9 @@ export class Gossiper {
 
   /** The current cluster view: every member SWIM knows, with its lifecycle, and the ring and bucket properties. */
   get view(): ClusterView {
-    if (this.viewCache !== undefined) return this.viewCache;
+    if (this.viewCache !== undefined && this.viewCacheChanges === this.member.changes) return this.viewCache;
+    this.viewBuilds++;
+    this.viewCacheChanges = this.member.changes;
     const members: Record<string, MemberRecord> = {};
     for (const record of this.member.members) {
       // A placeholder for a seed whose own record has not arrived yet is no member.
@@ -243,9 +268,9 @@ export class Gossiper {
     if (now >= this.nextRoundMs) {
       this.rounds++;
       this.nextRoundMs = now + this.options.intervalMs;
-      this.viewCache = undefined;
     }
     this.joinIfAlone(now);
+    this.claimIfClaimant();
     this.afterChange();
   }
 
@@ -270,6 +295,7 @@ export class Gossiper {
     if (request.type === 'cluster-state') {
       return this.counted({ type: 'cluster-state-reply', from: this.options.self.id, state: { ring: this.ringState, bucketProperties: this.bucketProperties, bucketPropertiesVersion: this.bucketPropertiesVersion } });
     }
+    this.messagesHandled++;
     const now = this.options.clock.nowMs();
     const effects = this.member.receive(request, now);
     let reply: PeerReply = { type: 'swim-done' };
@@ -323,7 +349,6 @@ export class Gossiper {
           break;
         case 'member-up':
         case 'member-down':
-          this.viewCache = undefined;
           break;
         case 'cluster-state-behind': {
           const address = this.member.recordOf(effect.peer)?.address;
@@ -341,6 +366,7 @@ export class Gossiper {
     this.options.transport.request(address, message, { timeoutMs: this.options.intervalMs }).then(
       (reply) => {
         if (reply.type === 'swim-ack' || reply.type === 'swim-nack' || reply.type === 'swim-digest-reply') {
+          this.messagesHandled++;
           this.carryOut(this.member.receive(reply, this.options.clock.nowMs()));
           this.afterChange();
         }
@@ -406,11 +432,13 @@ export class Gossiper {
     this.carryOut(this.member.announceClusterState());
   }
 
-  /** After anything changed: the claimant's step, this node's promotion to up, its removal, and a new ring acted on. */
+  /**
+   * After anything changed: this node's promotion to up, its removal, and a new ring acted on.
+   * The claimant's step is not here but on the tick (claimIfClaimant): it reads the whole view,
+   * and once per tick whatever the messages bound work per message (issue 21).
+   */
   private afterChange(): void {
-    this.viewCache = undefined;
     if (this.member.record.state === 'removed') this.announceRemoval();
-    this.claimIfClaimant();
     this.promoteSelf();
     this.noticeRingChange();
   }
@@ -469,6 +497,11 @@ export class Gossiper {
     return record !== undefined && record.state === 'alive' && record.lifecycle !== 'left' && record.lifecycle !== 'removed';
   }
 
+  /** SWIM's record of a member (generation 0: a seed's placeholder), without building the view. */
+  recordOf(nodeId: string): SwimRecord | undefined {
+    return this.member.recordOf(nodeId);
+  }
+
   /** The address of a member. */
   addressOf(nodeId: string): string | undefined {
     return this.member.recordOf(nodeId)?.address;
@@ -498,8 +531,17 @@ export class Gossiper {
     this.afterChange();
   }
 
-  /** Adopts the ring the claimant wants (when this node is the claimant and the members changed). */
+  /**
+   * Adopts the ring the claimant wants, when this node is the claimant and something it plans
+   * with changed since its last step (a member's record, the ring, the bucket properties): a
+   * quiet cluster builds no view, and a node that is not the claimant never builds one here.
+   */
   private claimIfClaimant(): void {
+    const changes = this.member.changes;
+    const last = this.claimedAt;
+    if (last !== undefined && last.changes === changes && last.ring === this.ringState && last.bucketPropertiesVersion === this.bucketPropertiesVersion) return;
+    this.claimedAt = { changes, ring: this.ringState, bucketPropertiesVersion: this.bucketPropertiesVersion };
+    if (!this.options.claimant.isClaimant(this.ringState, (id) => this.isAlive(id))) return;
     const next = this.options.claimant.nextRing(this.view, (id) => this.isAlive(id));
     if (next !== this.ringState) {
       this.ringState = next;

@@ -9,6 +9,7 @@ import type { KeySpace, Storage } from '../ports/storage.js';
 import type { Transport } from '../ports/transport.js';
 import { KvError } from '../util/errors.js';
 import { BucketSettings } from './bucket-settings.js';
+import type { BrokenClaimant } from './broken-claimant.js';
 import { Claimant } from './claimant.js';
 import { clockWithFaults, storageWithFaults, transportWithFaults } from './fault-points.js';
 import { Gossiper, type GossiperSelf } from './gossiper.js';
@@ -33,6 +34,8 @@ export interface NodePorts {
   readonly logger: Logger;
   /** Where a simulation makes things go wrong (src/ports/fault-points.ts); production's never fire. */
   readonly faultPoints: FaultPoints;
+  /** A deliberately broken claimant, for the simulation tests only (src/engine/broken-claimant.ts); production passes none. */
+  readonly brokenClaimant?: BrokenClaimant;
 }
 
 /**
@@ -88,7 +91,7 @@ export async function openNodeContext(options: NodePorts): Promise<{ context: No
     fanout: config.gossip.fanout,
     peerTimeoutMs: config.limits.peerTimeoutMs,
     // The claimant asks only once gossip runs, when `buckets` below exists.
-    claimant: new Claimant({ selfId, nVals: (): readonly number[] => buckets.nVals(), logger }),
+    claimant: new Claimant({ selfId, nVals: (): readonly number[] => buckets.nVals(), logger, ...(options.brokenClaimant === undefined ? {} : { broken: options.brokenClaimant }) }),
     initialView,
     transport,
     clock,

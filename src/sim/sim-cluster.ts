@@ -6,6 +6,7 @@
  * under way never completes, and a power loss also loses every write it had not synced. Nothing here sleeps: time moves only when the test advances the virtual clock.
  */
 import { MemoryStorage } from './memory-storage.js';
+import type { BrokenClaimant } from '../engine/broken-claimant.js';
 import { type ClockError, NodeClock } from './node-clock.js';
 import { SeededRandom } from './seeded-random.js';
 import { SimulatedNetwork, type SimulatedTransport } from './simulated-transport.js';
@@ -60,6 +61,8 @@ export interface SimOptions {
    * as jepsen-lite does).
    */
   readonly seeds?: 'founder' | 'every-member';
+  /** A deliberately broken claimant on every node (src/engine/broken-claimant.ts), to show a test catches it. */
+  readonly brokenClaimant?: BrokenClaimant;
 }
 
 /** What a crash loses: a power loss loses the writes not yet synced; a process crash (kill -9) loses none. */
@@ -182,6 +185,7 @@ export class SimCluster {
       random: this.random.fork(),
       logger: silentLogger,
       faultPoints: this.faultPoints,
+      ...(this.options.brokenClaimant === undefined ? {} : { brokenClaimant: this.options.brokenClaimant }),
     }), `${member.nodeId} opens`);
     member.node = node;
     this.network.register(member.address, (request) => node.handlePeer(request));

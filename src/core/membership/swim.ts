@@ -68,6 +68,12 @@ export interface SwimConfig {
   readonly digestEntries: number;
   /** How often the engine calls tick(); a tick later than this by more than the probe timeout means this member was stalled. */
   readonly tickIntervalMs: number;
+  /**
+   * A member held dead, left or removed is forgotten this long after it became so, unless the
+   * engine retains it (a ring owner): memberlist's GossipToTheDeadTime, Cassandra's expiry of a
+   * removed endpoint's state. docs/MEMBERSHIP.md says why a forgotten member cannot come back.
+   */
+  readonly forgetDownAfterMs: number;
 }
 
 /** memberlist's LAN defaults, except a gossip fanout of 2 (so news stays under ringkv's 16 KiB per member per round) and a 1 KiB message. */
@@ -84,6 +90,7 @@ export const defaultSwimConfig: SwimConfig = {
   maxMessageBytes: 1024,
   digestEntries: 32,
   tickIntervalMs: 100,
+  forgetDownAfterMs: 3_600_000,
 };
 
 /** What a member asks its engine to do, or tells it. */
@@ -210,6 +217,11 @@ export class SwimMember {
   private ringVersion = 0;
   private ringHash = 0;
   private bucketPropertiesVersion = 0;
+  private changeCount = 0;
+  /** When each member held dead, left or removed became so (this member's time). */
+  private readonly downSince = new Map<string, number>();
+  private nextForgetMs: number;
+  private retained: (id: string) => boolean = () => false;
 
   constructor(options: SwimMemberOptions) {
     this.config = { ...defaultSwimConfig, ...options.config };
@@ -232,6 +244,7 @@ export class SwimMember {
     this.nextProbeMs = options.nowMs + this.random.int(this.config.probeIntervalMs);
     this.nextGossipMs = options.nowMs + this.random.int(this.config.gossipIntervalMs);
     this.nextDigestMs = options.nowMs + this.random.int(this.config.probeIntervalMs);
+    this.nextForgetMs = options.nowMs + this.config.probeIntervalMs;
     // A restarted member announces its new generation.
     this.enqueue(this.self);
   }
@@ -259,6 +272,11 @@ export class SwimMember {
   /** Entries held in the news queue, replaced ones included (what its memory grows with). */
   get queuedBroadcastEntries(): number {
     return this.broadcastsBySends.reduce((total, bucket) => total + bucket.length, 0);
+  }
+
+  /** Raised whenever a record this member holds changes (or is forgotten): what a view built from `members` is current for. */
+  get changes(): number {
+    return this.changeCount;
   }
 
   /** Every record this member holds, its own included. */
@@ -326,6 +344,16 @@ export class SwimMember {
     return this.randomMembers(this.config.gossipFanout, undefined).map((to) => this.digestTo(to));
   }
 
+  /** Members the engine needs kept even when they are down long (the ring's owners: forgetting one would plan it out unasked). */
+  setRetained(retained: (id: string) => boolean): void {
+    this.retained = retained;
+  }
+
+  /** Members held down and not forgotten yet (what the table holds beyond the live ones). */
+  get downMembers(): number {
+    return this.downSince.size;
+  }
+
   /** Runs the timers due at `nowMs`; the engine calls it every tickIntervalMs. */
   tick(nowMs: number): SwimEffect[] {
     const effects: SwimEffect[] = [];
@@ -335,6 +363,10 @@ export class SwimMember {
     this.runProbe(nowMs, effects);
     this.runRelays(nowMs, effects);
     this.runSuspicions(nowMs, effects);
+    if (nowMs >= this.nextForgetMs) {
+      this.nextForgetMs = nowMs + this.config.probeIntervalMs;
+      this.forgetLongDown(nowMs);
+    }
     if (nowMs >= this.nextGossipMs) {
       this.nextGossipMs = nowMs + this.config.gossipIntervalMs;
       if (this.broadcasts.size > 0) {
@@ -546,12 +578,45 @@ export class SwimMember {
   private store(record: SwimRecord): void {
     const previous = this.records.get(record.id);
     this.records.set(record.id, record);
+    this.changeCount++;
+    if (record.state === 'alive' || record.state === 'suspect' || record.id === this.self.id) this.downSince.delete(record.id);
+    else if (!this.downSince.has(record.id)) this.downSince.set(record.id, this.lastTickMs);
     const live = (state: SwimState | undefined): boolean => state === 'alive' || state === 'suspect';
     this.liveCount += (live(record.state) ? 1 : 0) - (live(previous?.state) ? 1 : 0);
     if (previous === undefined) {
       this.sortedIds.splice(indexAfter(this.sortedIds, record.id), 0, record.id);
       // memberlist puts a new member at a random place of the probe order, so it is probed within one pass.
       this.probeOrder.splice(this.random.int(this.probeOrder.length + 1), 0, record.id);
+    }
+  }
+
+  /**
+   * Forgets the members held dead, left or removed for forgetDownAfterMs (the engine's retained
+   * ones excepted), so the table holds the live members and the recent departures, not every
+   * member there ever was. News of a member this one does not know that says it is dead, left or
+   * removed is not taken (apply, answerDigest), so two members cannot teach each other a
+   * forgotten member for ever.
+   */
+  private forgetLongDown(nowMs: number): void {
+    for (const [id, sinceMs] of this.downSince) {
+      if (nowMs - sinceMs < this.config.forgetDownAfterMs || this.retained(id)) continue;
+      this.downSince.delete(id);
+      this.records.delete(id);
+      this.changeCount++;
+      const sorted = indexAfter(this.sortedIds, id) - 1;
+      if (this.sortedIds[sorted] === id) this.sortedIds.splice(sorted, 1);
+      const order = this.probeOrder.indexOf(id);
+      if (order >= 0) {
+        this.probeOrder.splice(order, 1);
+        if (order < this.probeIndex) this.probeIndex--;
+      }
+      const broadcast = this.broadcasts.get(id);
+      if (broadcast !== undefined) {
+        broadcast.live = false;
+        this.broadcasts.delete(id);
+      }
+      this.suspicions.delete(id);
+      if (this.syncPeer === id) this.syncPeer = undefined;
     }
   }
 
@@ -578,6 +643,9 @@ export class SwimMember {
     const known = this.records.get(update.id);
     // A removal is final; and it beats every other record, whatever its generation or version.
     if (known?.state === 'removed') return;
+    // memberlist's deadNode: news that an unknown member is gone is not taken (it was forgotten
+    // here, or never known), so a forgotten member is not learned again from one that still holds it.
+    if (known === undefined && update.state !== 'alive' && update.state !== 'suspect') return;
     if (known !== undefined && update.state !== 'removed') {
       if (update.generation < known.generation) return;
       if (update.generation === known.generation) {
@@ -746,6 +814,8 @@ export class SwimMember {
     for (const entry of digest.entries) {
       named.add(entry.id);
       const mine = this.records.get(entry.id);
+      // A member this one does not know and the sender holds gone is not asked for (apply would not take it).
+      if (mine === undefined && entry.state !== 'alive' && entry.state !== 'suspect') continue;
       const order = mine === undefined ? -1 : compareSwimRecords(mine, entry);
       if (order < 0) wanted.push(entry.id);
       else if (order > 0) newer.push(mine as SwimRecord);
