@@ -45,6 +45,7 @@ const listOf =
 interface CliOptions {
   suite: 'load' | 'compare' | 'scale';
   shards: number;
+  basePort?: number;
   nodes?: string;
   system: 'ringkv' | 'etcd';
   start?: CompareTargetName;
@@ -100,6 +101,7 @@ function command(): Command {
     .option('--r <n>', 'load suite: read quorum sent with each ringkv GET', positiveInteger)
     .option('--w <n>', 'load suite: write quorum sent with each ringkv PUT', positiveInteger)
     .option('--shards <n>', 'load suite: shards (processes) per started ringkv node; the server CPU counts them all', positiveInteger, 1)
+    .option('--base-port <p>', 'load suite: the port of the one server --start starts (ceiling, ringkv-1; a node of S shards takes p .. p+S-1 and peer ports p+1000 ..), instead of free ports the system picks', positiveInteger)
     .option('--no-prefill', 'do not write the key space before the runs')
     .option('--timeout-ms <ms>', 'per-request timeout', positiveInteger, 10_000)
     .option('--no-progress', 'no progress line on stderr')
@@ -139,9 +141,9 @@ async function startNamed(name: CompareTargetName, dataRoot: string, options: Cl
   const quorum = { ...(options.r === undefined ? {} : { r: options.r }), ...(options.w === undefined ? {} : { w: options.w }) };
   switch (name) {
     case 'ceiling':
-      return startCeiling(dataRoot);
+      return startCeiling(dataRoot, [], options.basePort);
     case 'ringkv-1':
-      return startRingkv({ name, nodeCount: 1, nVal: 1, dataRoot, nodeArgs, conflictMode: options.conflictMode, shards: options.shards, ...quorum });
+      return startRingkv({ name, nodeCount: 1, nVal: 1, dataRoot, nodeArgs, conflictMode: options.conflictMode, shards: options.shards, ...(options.basePort === undefined ? {} : { ports: [options.basePort] }), ...quorum });
     case 'ringkv-3':
       return startRingkv({ name, nodeCount: 3, nVal: 3, r: options.r ?? 2, w: options.w ?? 2, dataRoot, nodeArgs, conflictMode: options.conflictMode });
     case 'etcd-3': {

@@ -50,8 +50,8 @@ async function getJson(url: string): Promise<{ status: number; body: unknown }> 
 }
 
 /** Starts the ceiling server (bare fastify + one LevelDB) as its own process. */
-export async function startCeiling(dataRoot: string, nodeArgs: readonly string[] = []): Promise<RunningTarget> {
-  const [port] = (await freePorts(1)) as [number];
+export async function startCeiling(dataRoot: string, nodeArgs: readonly string[] = [], givenPort?: number): Promise<RunningTarget> {
+  const port = givenPort ?? ((await freePorts(1))[0] as number);
   const dataDir = join(dataRoot, 'ceiling');
   mkdirSync(dataDir, { recursive: true });
   const script = join(packageRoot(), 'dist', 'bench', 'ceiling-server.js');

@@ -3,6 +3,8 @@
  * storage, the framed peer transport and server, the system clock and pino logs.
  */
 import { mkdirSync } from 'node:fs';
+import { type Server, createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { LevelStorage } from './adapters/level-storage.js';
@@ -89,6 +91,39 @@ async function startPeerServer(config: NodeConfig, shard: ShardPosition, node: R
   return server;
 }
 
+/**
+ * Shard i >= 1 also serves HTTP on its own member port (the node's port + i): the shared port
+ * reaches whichever shard the kernel picks, and a tool that must reach one member (`ringkv
+ * backup`, the dashboard's member links, a local read of a replica) dials the member's address.
+ * Shard 0's member port is the shared port itself. The same app answers on both.
+ */
+async function listenOnMemberPort(app: Awaited<ReturnType<typeof buildApp>>, config: NodeConfig, shard: ShardPosition, tls: ReturnType<typeof loadTlsFiles>): Promise<Server> {
+  const port = config.port + shard.index;
+  const handler = app.routing.bind(app);
+  const server = tls === undefined ? createHttpServer(handler) : createHttpsServer({ key: tls.key, cert: tls.cert }, handler);
+  // Malformed requests are answered as on the shared port (the app's clientError handler).
+  for (const listener of app.server.listeners('clientError')) server.on('clientError', listener as (...args: unknown[]) => void);
+  try {
+    await new Promise<void>((done, fail) => {
+      server.once('error', fail);
+      server.listen(port, config.listen, () => {
+        server.off('error', fail);
+        done();
+      });
+    });
+  } catch (error) {
+    throw listenError(error, config.listen, `port ${port} (shard ${shard.index}'s own HTTP port: port ${config.port} + ${shard.index})`, 'free it or choose another --port (a node of N shards takes ports P .. P+N-1)');
+  }
+  return server;
+}
+
+/** Stops a server: no new connections, idle ones closed, in-flight requests finish. */
+async function closeServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((done) => server.close(() => done()));
+  server.closeIdleConnections();
+  await closed;
+}
+
 /** A failed listen as one line: which address and port, what the system said in words, and what to do. */
 export function listenError(error: unknown, host: string, what: string, remedy: string): KvError {
   const code = (error as { code?: unknown } | null)?.code;
@@ -162,6 +197,7 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
   } catch (error) {
     throw listenError(error, config.listen, `port ${config.port}`, 'stop what holds it or choose another --port');
   }
+  const ownServer = shard.index === 0 ? undefined : await listenOnMemberPort(app, config, shard, tls);
   logger.info({ nodeId: identity.nodeId, generation: identity.generation, address: identity.address, listen: `${config.listen}:${config.port}`, dataDir }, 'ringkv node started');
   // Says how access is set up without a single token character in the log.
   const roles = config.auth.tokens.map((token) => token.role);
@@ -181,6 +217,7 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
     stopping = true;
     logger.info({ signal }, 'draining in-flight requests and closing');
     await app.close();
+    if (ownServer !== undefined) await closeServer(ownServer);
     await peerServer.close();
     await node.stop();
     await transport.close();

@@ -1,6 +1,9 @@
 /**
  * A cluster of real ringkv node processes: started, killed with SIGKILL, restarted on the same
- * data folder (so a node keeps its id), paused with SIGSTOP and resumed with SIGCONT. On loopback
+ * data folder (so a node keeps its id), paused with SIGSTOP and resumed with SIGCONT. A node of
+ * several shards (`shards`) is a supervisor and its shard processes, all in one process group
+ * (the node is started as a group leader): kill, pause and resume signal the whole group, so a
+ * host's shards fail together, as they would when the host dies or stalls. On loopback
  * (the default) peer traffic of node i to node j goes through the link proxy (i -> j) via
  * `--peer-map`; with a `launcher` each node runs elsewhere (in its own network namespace, under
  * `ip netns exec`, which execs the node in place, so the child's pid is the node's own).
@@ -21,7 +24,7 @@ import { waitFor } from './wait.js';
 /** What the harness needs of a node's GET /status. */
 export interface NodeStatusView {
   readonly node: { readonly id: string; readonly address: string };
-  readonly members: readonly { readonly id: string; readonly address: string; readonly status: string }[];
+  readonly members: readonly { readonly id: string; readonly address: string; readonly status: string; readonly host?: string; readonly zone?: string }[];
   readonly ring: { readonly owners: readonly string[]; readonly members: readonly string[] } | null;
   readonly partitionCount: number;
   readonly hints: { readonly pending: number; readonly byTarget?: Readonly<Record<string, number>> };
@@ -42,8 +45,12 @@ export interface ClusterNode {
   state: 'stopped' | 'running' | 'killed' | 'paused';
   /** Whether the slot is part of the cluster; see the module comment. */
   role: 'member' | 'spare' | 'left' | 'removed';
-  /** The node's id, read from its /status once it first answered. */
+  /** The node's id (its shard 0's), read from its /status once it first answered. */
   id: string | undefined;
+  /** The addresses of the node's ring members: its shards, shard s at port + s (one for a node of one shard). */
+  readonly memberAddresses: readonly string[];
+  /** The ids of the node's shards (by the addresses above), read from /status. */
+  readonly shardIds: Map<string, number>;
   /** Every pid the node has had, for cleanup by whoever ran the harness. */
   readonly pids: number[];
 }
@@ -53,6 +60,8 @@ export interface ClusterOptions {
   readonly nodeCount: number;
   /** Spare slots after the first `nodeCount`, for nodes that join during the run (default 0). */
   readonly spareCount?: number;
+  /** Shards per node (`ringkv start --shards`, default 1); shard s of a node is a ring member at its port + s. */
+  readonly shards?: number;
   readonly nodePort: (node: number) => number;
   /** The address node i listens on and is known by (default 127.0.0.1). */
   readonly nodeHost?: (node: number) => string;
@@ -116,16 +125,21 @@ export class Cluster {
   /** The nodes, in index order. */
   readonly nodes: ClusterNode[];
   private readonly admin: RingClient;
+  /** memberClient's clients, by member address. */
+  private readonly memberClients = new Map<string, RingClient>();
   private readonly script = join(repositoryRoot(), 'bin', 'ringkv.js');
 
   constructor(private readonly options: ClusterOptions) {
     this.nodes = Array.from({ length: options.nodeCount + (options.spareCount ?? 0) }, (_, index) => {
       const port = options.nodePort(index);
+      const host = options.nodeHost?.(index) ?? '127.0.0.1';
       return {
         index,
         name: `n${index + 1}`,
         port,
-        address: `${options.nodeHost?.(index) ?? '127.0.0.1'}:${port}`,
+        address: `${host}:${port}`,
+        memberAddresses: Array.from({ length: this.shards }, (_, shard) => `${host}:${port + shard}`),
+        shardIds: new Map<string, number>(),
         dataDir: join(options.dataRoot, `n${index + 1}`),
         logPath: join(options.logRoot, `n${index + 1}.log`),
         child: undefined,
@@ -143,10 +157,18 @@ export class Cluster {
     return this.nodes.map((node) => node.address);
   }
 
-  /** A node id as reports name it: the slot's name and role (n5 removed) where the id is one of ours. */
+  /** Shards per node. */
+  get shards(): number {
+    return this.options.shards ?? 1;
+  }
+
+  /** A node id as reports name it: the slot's name and role (n5 removed) where the id is one of ours, and the shard (n2.s1) of a node of several. */
   nameOf(id: string): string {
-    const node = this.nodes.find((slot) => slot.id === id);
-    return node === undefined ? id : node.role === 'member' ? node.name : `${node.name} (${node.role})`;
+    const node = this.nodes.find((slot) => slot.id === id || slot.shardIds.has(id));
+    if (node === undefined) return id;
+    const shard = node.shardIds.get(id);
+    const name = this.shards > 1 && shard !== undefined ? `${node.name}.s${shard}` : node.name;
+    return node.role === 'member' ? name : `${name} (${node.role})`;
   }
 
   /** The slots that are members of the cluster now (up, down, joining or leaving). */
@@ -177,7 +199,7 @@ export class Cluster {
     mkdirSync(node.dataDir, { recursive: true });
     const args = [
       this.script, 'start',
-      '--shards', '1',
+      '--shards', String(this.shards),
       '--host', this.options.nodeHost?.(node.index) ?? '127.0.0.1',
       '--port', String(node.port),
       '--data', node.dataDir,
@@ -200,6 +222,8 @@ export class Cluster {
     const launcher = this.options.launcher;
     const [command, commandArgs] = launcher === undefined ? [process.execPath, args] : launcher(node.index, [process.execPath, ...args], clock);
     const child = spawn(command, commandArgs, {
+      // Its own process group (pgid = its pid): the node's shards are in it too, and signals to the group reach them all.
+      detached: true,
       stdio: ['ignore', log, log],
       env: { ...process.env, RINGKV_CLUSTER_SECRET: this.options.clusterSecret, ...(launcher === undefined ? clock : {}) },
     });
@@ -232,29 +256,96 @@ export class Cluster {
     renameSync(`${file}.new`, file);
   }
 
-  /** Waits until the node answers /health (or has exited, which throws). */
+  /**
+   * Waits until the node answers /health at every member address (each shard serves HTTP at its
+   * own, shard 0 at the node's shared port), or has exited, which throws; then learns its shards' ids.
+   */
   async waitHealthy(node: ClusterNode, deadlineMs = 30_000): Promise<void> {
-    await waitFor(`${node.name} (${node.address}) to answer /health; see ${node.logPath}`, deadlineMs, async () => {
+    await waitFor(`${node.name} (${node.memberAddresses.join(', ')}) to answer /health; see ${node.logPath}`, deadlineMs, async () => {
       const child = node.child;
       if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
         throw new Error(`${node.name} exited (code ${String(child?.exitCode)}, signal ${String(child?.signalCode)}); see ${node.logPath}`);
       }
-      await this.admin.json('GET', '/health', node.address);
+      for (const address of node.memberAddresses) await this.admin.json('GET', '/health', address);
       return true;
     });
-    node.id ??= (await this.status(node)).node.id;
+    if (node.shardIds.size < node.memberAddresses.length) {
+      // Each shard's own /status names it; shard 0, behind the shared port, is named in the others' member lists.
+      await waitFor(`${node.name}'s ${node.memberAddresses.length} shards to be known by id`, deadlineMs, async () => {
+        for (const address of node.memberAddresses) {
+          const status = (await this.admin.status(address)) as NodeStatusView;
+          for (const member of [status.node, ...status.members]) {
+            const shard = node.memberAddresses.indexOf(member.address);
+            if (shard >= 0) node.shardIds.set(member.id, shard);
+          }
+        }
+        return node.shardIds.size >= node.memberAddresses.length;
+      });
+    }
+    node.id ??= [...node.shardIds].find(([, shard]) => shard === 0)?.[0];
   }
 
-  /** One node's /status. */
+  /** Signals the node's process group: its supervisor and every shard (one process for a node of one shard). */
+  private signalGroup(node: ClusterNode, signal: NodeJS.Signals): void {
+    const pid = node.child?.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // The group is gone already.
+    }
+  }
+
+  /** Waits until no process of the node's group is left (a killed supervisor's shards die with it, but not in the same instant). */
+  private async groupGone(pid: number, deadlineMs = 30_000): Promise<void> {
+    await waitFor(`process group ${pid} to be gone`, deadlineMs, async () => {
+      try {
+        process.kill(-pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 50);
+  }
+
+  /** One node's /status (from whichever shard took the connection). */
   async status(node: ClusterNode): Promise<NodeStatusView> {
-    return (await this.admin.status(node.address)) as NodeStatusView;
+    return this.statusAt(node.address);
   }
 
-  /** Waits until every member sees all n members up and exactly the n members in its ring. */
+  /** The /status of the member at `address` (a node's shard 0 is behind its shared port: see memberClient). */
+  async statusAt(address: string): Promise<NodeStatusView> {
+    const client = await this.memberClient(address);
+    return (await client.status(address)) as NodeStatusView;
+  }
+
+  /**
+   * A client whose one kept-alive connection reaches the ring member at `address`, for what must
+   * be asked of one member (its hints, its own copy of a key). Shards 1.. of a node serve HTTP at
+   * their own address; shard 0's is the node's port, shared by all its shards, where the kernel
+   * gives each connection to one of them: the client asks /status on its connection and, while
+   * another shard answers, opens a new one (at most 64 times). It checks again on every call.
+   */
+  async memberClient(address: string): Promise<RingClient> {
+    for (let attempt = 1; attempt <= 64; attempt++) {
+      let client = this.memberClients.get(address);
+      if (client === undefined) {
+        client = new RingClient({ nodes: [address], httpTimeoutMs: 3000, maxAttempts: 1, connectionsPerNode: 1 });
+        this.memberClients.set(address, client);
+      }
+      const answered = ((await client.status(address)) as NodeStatusView).node.address;
+      if (answered === address) return client;
+      this.memberClients.delete(address);
+      await client.close();
+    }
+    throw new Error(`64 connections to ${address} all reached another shard of its node`);
+  }
+
+  /** Waits until every member node sees all n × shards ring members up and exactly them in its ring. */
   async waitConverged(deadlineMs = 60_000): Promise<void> {
     const members = this.members;
-    const count = members.length;
-    await waitFor(`every member (${members.map((node) => node.name).join(',')}) to see ${count} members up and in the ring`, deadlineMs, async () => {
+    const count = members.length * this.shards;
+    await waitFor(`every member (${members.map((node) => node.name).join(',')}) to see ${count} ring members up and in the ring`, deadlineMs, async () => {
       for (const node of members) {
         const status = await this.status(node);
         if (status.members.filter((member) => member.status === 'up').length !== count) return false;
@@ -264,7 +355,7 @@ export class Cluster {
     }, 250);
   }
 
-  /** kill -9: the process dies without a chance to flush or say goodbye; resolves once it is gone. */
+  /** kill -9 of the node's whole process group (every shard at once): nothing flushes or says goodbye; resolves once all are gone. */
   async kill(node: ClusterNode): Promise<void> {
     const child = node.child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
@@ -272,8 +363,9 @@ export class Cluster {
       return;
     }
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGKILL');
+    this.signalGroup(node, 'SIGKILL');
     await exited;
+    if (child.pid !== undefined) await this.groupGone(child.pid);
     node.child = undefined;
     node.state = 'killed';
   }
@@ -352,14 +444,14 @@ export class Cluster {
   /** SIGSTOP: the process freezes with its sockets open, as a long GC pause or a stalled VM would. */
   pause(node: ClusterNode): void {
     if (node.state !== 'running' || node.child === undefined) return;
-    node.child.kill('SIGSTOP');
+    this.signalGroup(node, 'SIGSTOP');
     node.state = 'paused';
   }
 
   /** SIGCONT. */
   resume(node: ClusterNode): void {
     if (node.state !== 'paused' || node.child === undefined) return;
-    node.child.kill('SIGCONT');
+    this.signalGroup(node, 'SIGCONT');
     node.state = 'running';
   }
 
@@ -370,23 +462,24 @@ export class Cluster {
         const child = node.child;
         if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
         const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        if (node.state === 'paused') child.kill('SIGCONT');
+        if (node.state === 'paused') this.signalGroup(node, 'SIGCONT');
+        // SIGTERM to the node (a supervisor forwards it to its shards and waits for them); SIGKILL to the whole group after the grace.
         child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        const timer = setTimeout(() => this.signalGroup(node, 'SIGKILL'), graceMs);
         await exited;
         clearTimeout(timer);
+        if (child.pid !== undefined) await this.groupGone(child.pid).catch(() => this.signalGroup(node, 'SIGKILL'));
         node.child = undefined;
         node.state = 'stopped';
       }),
     );
     await this.admin.close();
+    await Promise.all([...this.memberClients.values()].map((client) => client.close()));
+    this.memberClients.clear();
   }
 
-  /** SIGKILLs every node at once, synchronously (for the harness's own exit paths). */
+  /** SIGKILLs every node's process group at once, synchronously (for the harness's own exit paths). */
   killAllNow(): void {
-    for (const node of this.nodes) {
-      const child = node.child;
-      if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    }
+    for (const node of this.nodes) this.signalGroup(node, 'SIGKILL');
   }
 }

@@ -47,11 +47,14 @@ export async function waitForHints(cluster: Cluster, deadlineMs: number): Promis
     await waitFor('every node to have delivered its hints', deadlineMs, async () => {
       const holders: string[] = [];
       // Members only: a node that left has exited, and a removed one moves no data.
+      // Every shard of a node at its own address (shard 0 at the node's shared port).
       for (const node of cluster.members) {
-        const hints = (await cluster.status(node)).hints;
-        if (hints.pending === 0) continue;
-        const targets = Object.entries(hints.byTarget ?? {}).map(([id, count]) => `${cluster.nameOf(id)} ${count}`);
-        holders.push(`${node.name} holds ${hints.pending} (${targets.join(', ')})`);
+        for (const [shard, address] of node.memberAddresses.entries()) {
+          const hints = (await cluster.statusAt(address)).hints;
+          if (hints.pending === 0) continue;
+          const targets = Object.entries(hints.byTarget ?? {}).map(([id, count]) => `${cluster.nameOf(id)} ${count}`);
+          holders.push(`${node.name}${cluster.shards > 1 ? `.s${shard}` : ''} holds ${hints.pending} (${targets.join(', ')})`);
+        }
       }
       pending = holders.join('; ');
       return holders.length === 0;
@@ -113,7 +116,10 @@ export async function localReads(
   });
   const ring = status.ring as NonNullable<NodeStatusView['ring']>;
   const addressOf = new Map(status.members.map((member) => [member.id, member.address]));
-  const ringForPlacement = { partitionCount: ring.owners.length, owners: ring.owners, version: 0, next: null };
+  // The members' placement (host, zone) as /status shows it, so the preference list is the one the
+  // nodes use: with hosts of several shards, placement skips a second shard of a host already chosen.
+  const locations = Object.fromEntries(status.members.map((member) => [member.id, { host: member.host ?? member.id, ...(member.zone === undefined ? {} : { zone: member.zone }) }]));
+  const ringForPlacement = { partitionCount: ring.owners.length, owners: ring.owners, version: 0, next: null, locations };
   const deadline = Date.now() + (options.convergenceDeadlineMs ?? 15_000);
   await forEachBounded(workload.finalKeys(), options.parallelism ?? 8, async (key, slot) => {
     const process: Process = `final-${slot}`;
@@ -127,7 +133,11 @@ export async function localReads(
       for (const node of primaries) {
         history.record({ type: 'invoke', process, f: 'local-read', key, node });
         try {
-          const value = workload.readValue !== undefined ? await workload.readValue(client, node, key) : workload.decode((await client.get(workload.bucket, key, { node, local: true })).siblings);
+          // A local read asks one member for its own copy: on the member's own connection (a shard behind a shared port, see memberClient).
+          const value =
+            workload.readValue !== undefined
+              ? await workload.readValue(client, node, key)
+              : workload.decode((await (await cluster.memberClient(node)).get(workload.bucket, key, { node, local: true })).siblings);
           seen.add(JSON.stringify(value));
           history.record({ type: 'ok', process, f: 'local-read', key, node, value });
         } catch (error) {

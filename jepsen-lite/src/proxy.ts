@@ -210,6 +210,8 @@ export class LinkProxy {
 export interface LinkCounters {
   readonly from: number;
   readonly to: number;
+  /** Which shard of node `to` the link reaches (0 for nodes of one shard). */
+  readonly toShard: number;
   readonly bytesForwarded: number;
   /** See LinkProxy.cutStats. */
   readonly cuts: number;
@@ -222,44 +224,60 @@ export interface LinkCounters {
 /**
  * Every directed link of an n-node cluster. A partition is a set of unordered node pairs that
  * cannot talk; both directions of each pair are cut, as a real network partition cuts both.
+ *
+ * A node of several shards (`ringkv start --shards S`) is S ring members, shard s at the node's
+ * port + s with its peer port + s. Node i then has a proxy to each shard of node j, and the
+ * node's one `--peer-map` (every shard of it gets the same command line) sends each of its shards
+ * through them, so a partition between two nodes cuts every shard of one from every shard of the
+ * other, as a network partition between two hosts would. Shards of one node talk directly (one
+ * host: no network between them to cut).
  */
 export class LinkNetwork {
-  private readonly links: LinkProxy[] = [];
+  private readonly links: { readonly proxy: LinkProxy; readonly toShard: number }[] = [];
 
   constructor(
     readonly nodeCount: number,
-    /** The HTTP port of node i (0-based): the address its peers know it by. */
-    private readonly nodePort: (node: number) => number,
-    /** The peer port of node i, where the proxies of the links to it forward. */
-    nodePeerPort: (node: number) => number,
-    /** Port of the proxy of link i -> j. */
-    private readonly proxyPort: (from: number, to: number) => number,
+    readonly shardCount: number,
+    /** The port shard s of node i (0-based) is known by: its member address's port (the node's HTTP port + s). */
+    private readonly memberPort: (node: number, shard: number) => number,
+    /** The peer port of shard s of node i, where the proxies of the links to it forward. */
+    memberPeerPort: (node: number, shard: number) => number,
+    /** Port of the proxy of link i -> shard s of node j. */
+    private readonly proxyPort: (from: number, to: number, shard: number) => number,
   ) {
     for (let from = 0; from < nodeCount; from++) {
-      for (let to = 0; to < nodeCount; to++) if (from !== to) this.links.push(new LinkProxy(from, to, proxyPort(from, to), nodePeerPort(to)));
+      for (let to = 0; to < nodeCount; to++) {
+        if (from === to) continue;
+        for (let shard = 0; shard < shardCount; shard++) this.links.push({ proxy: new LinkProxy(from, to, proxyPort(from, to, shard), memberPeerPort(to, shard)), toShard: shard });
+      }
     }
   }
 
   /** Starts every proxy. */
   async start(): Promise<void> {
-    await Promise.all(this.links.map((link) => link.start()));
+    await Promise.all(this.links.map((link) => link.proxy.start()));
   }
 
   /**
-   * The `--peer-map` of node `from`: each peer's address mapped to the proxy of the link to it
-   * (ringkv dials a mapped address exactly as given, with no peer port offset added).
+   * The `--peer-map` of node `from` (of each of its shards): each other node's shards' addresses
+   * mapped to the proxies of the links to them (ringkv dials a mapped address exactly as given,
+   * with no peer port offset added).
    */
   peerMap(from: number): string {
     const entries: string[] = [];
-    for (let to = 0; to < this.nodeCount; to++) if (to !== from) entries.push(`127.0.0.1:${this.nodePort(to)}=127.0.0.1:${this.proxyPort(from, to)}`);
+    for (let to = 0; to < this.nodeCount; to++) {
+      if (to === from) continue;
+      for (let shard = 0; shard < this.shardCount; shard++) entries.push(`127.0.0.1:${this.memberPort(to, shard)}=127.0.0.1:${this.proxyPort(from, to, shard)}`);
+    }
     return entries.join(',');
   }
 
   /** Every proxy's traffic so far. */
   counters(): LinkCounters[] {
-    return this.links.map((link) => ({
+    return this.links.map(({ proxy: link, toShard }) => ({
       from: link.from,
       to: link.to,
+      toShard,
       bytesForwarded: link.bytesForwarded,
       cuts: link.cutStats.cuts,
       bytesBeforeCuts: link.cutStats.bytesBefore,
@@ -269,10 +287,10 @@ export class LinkNetwork {
     }));
   }
 
-  /** Cuts both directions between each pair (0-based node indexes); other links are healed. */
+  /** Cuts both directions between each pair (0-based node indexes), every shard of each; other links are healed. */
   partition(blockedPairs: readonly (readonly [number, number])[]): void {
     const blocked = new Set(blockedPairs.flatMap(([left, right]) => [`${left}>${right}`, `${right}>${left}`]));
-    for (const link of this.links) {
+    for (const { proxy: link } of this.links) {
       if (blocked.has(`${link.from}>${link.to}`)) link.sever();
       else link.heal();
     }
@@ -280,16 +298,16 @@ export class LinkNetwork {
 
   /** Heals every link. */
   healAll(): void {
-    for (const link of this.links) link.heal();
+    for (const link of this.links) link.proxy.heal();
   }
 
-  /** The links cut now, as "from>to" with 0-based indexes. */
+  /** The node pairs with a cut link now, as "from>to" with 0-based node indexes. */
   cutLinks(): string[] {
-    return this.links.filter((link) => link.cut).map((link) => `${link.from}>${link.to}`);
+    return [...new Set(this.links.filter((link) => link.proxy.cut).map(({ proxy: link }) => `${link.from}>${link.to}`))];
   }
 
   /** Stops every proxy. */
   async stop(): Promise<void> {
-    await Promise.all(this.links.map((link) => link.stop()));
+    await Promise.all(this.links.map((link) => link.proxy.stop()));
   }
 }

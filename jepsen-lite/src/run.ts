@@ -174,21 +174,27 @@ async function run(requested: RunOptions): Promise<number> {
   // The membership nemesis needs slots for nodes that join later; they get ports and links too.
   const spareCount = options.faults.includes('membership') ? membershipSpares : 0;
   const slotCount = options.nodeCount + spareCount;
-  // On loopback every node has its own port; in namespaces every node has the same port on its own address.
-  const nodePort = (node: number): number => (namespaces === undefined ? options.basePort + node : options.basePort);
-  // Each node's peer port (where nodes talk to each other) is its port + peerPortOffset. On loopback the
-  // offset puts the peer ports right after the link proxies, so a run uses one compact block of ports
-  // from --base-port (and stays inside a port range given to it); in namespaces every node has its own
-  // address, so the default offset is kept.
-  const peerPortOffset = namespaces === undefined ? slotCount + slotCount * slotCount : defaultPeerPortOffset;
-  const nodePeerPort = (node: number): number => nodePort(node) + peerPortOffset;
-  const proxyPort = (from: number, to: number): number => options.basePort + slotCount + from * slotCount + to;
-  const ports = Array.from({ length: namespaces === undefined ? slotCount : 0 }, (_, node) => nodePort(node));
+  // A node of S shards (--shards) is S ring members: shard s at the node's port + s (where it also
+  // serves HTTP for itself; the node's port is shared by all its shards), peer port + s.
+  const shards = options.shards;
+  const memberCount = slotCount * shards;
+  // On loopback every node has its own S ports; in namespaces every node has the same ports on its own address.
+  const nodePort = (node: number): number => (namespaces === undefined ? options.basePort + node * shards : options.basePort);
+  const memberPort = (node: number, shard: number): number => nodePort(node) + shard;
+  // Each member's peer port (where members talk to each other) is its port + peerPortOffset. On loopback
+  // the offset puts the peer ports right after the link proxies, so a run uses one compact block of
+  // ports from --base-port (and stays inside a port range given to it); in namespaces every node has
+  // its own address, so the default offset is kept.
+  const peerPortOffset = namespaces === undefined ? memberCount + slotCount * memberCount : defaultPeerPortOffset;
+  const memberPeerPort = (node: number, shard: number): number => memberPort(node, shard) + peerPortOffset;
+  // The proxy of the link from node i to shard s of node j.
+  const proxyPort = (from: number, to: number, shard: number): number => options.basePort + memberCount + from * memberCount + to * shards + shard;
+  const ports: number[] = [];
   if (namespaces === undefined) {
+    for (let node = 0; node < slotCount; node++) for (let shard = 0; shard < shards; shard++) ports.push(memberPort(node, shard), memberPeerPort(node, shard));
     for (let from = 0; from < slotCount; from++) {
-      for (let to = 0; to < slotCount; to++) if (from !== to) ports.push(proxyPort(from, to));
+      for (let to = 0; to < slotCount; to++) if (from !== to) for (let shard = 0; shard < shards; shard++) ports.push(proxyPort(from, to, shard));
     }
-    for (let node = 0; node < slotCount; node++) ports.push(nodePeerPort(node));
   }
   const highest = Math.max(options.basePort + peerPortOffset, ...ports);
   if (highest > 65_535) throw new Error(`--base-port ${options.basePort} puts ports up to ${highest}, above 65535 (the peer ports are ${peerPortOffset} above the HTTP ports): pass a lower --base-port`);
@@ -216,6 +222,7 @@ async function run(requested: RunOptions): Promise<number> {
     workload: options.workload,
     nemesis: options.faults.length === 0 ? 'none' : options.faults.join(','),
     nodes: options.nodeCount,
+    shards,
     spareSlots: spareCount,
     ...(requested.faults.includes('clock') && faketimeLibrary === undefined ? { skipped: 'clock (no libfaketime)' } : {}),
     ...(latencySkipped === undefined ? {} : { skippedLatency: latencySkipped }),
@@ -232,14 +239,14 @@ async function run(requested: RunOptions): Promise<number> {
     nVal,
     // Every flag that shapes the schedule or the operations, so the command replays the run.
     command:
-      `npm run jepsen -- --workload ${options.workload} --nemesis ${options.faults.join(',') || 'none'} --nodes ${options.nodeCount}` +
+      `npm run jepsen -- --workload ${options.workload} --nemesis ${options.faults.join(',') || 'none'} --nodes ${options.nodeCount} --shards ${shards}` +
       ` --time-limit ${options.timeLimitMs / 1000} --concurrency ${options.concurrency} --conflict ${options.conflictMode} --bucket ${options.bucketMode} --seed ${options.seed}` +
       ` --rate ${options.ratePerSecond} --keys ${options.keyCount} --nemesis-interval ${options.nemesisIntervalMs / 1000} --quiet ${options.quietMs / 1000}` +
       ` --net ${options.net}`,
   };
 
   // Loopback: the link proxies. Namespaces: one host per slot, created in the try below.
-  const network = namespaces === undefined ? new LinkNetwork(slotCount, nodePort, nodePeerPort, proxyPort) : undefined;
+  const network = namespaces === undefined ? new LinkNetwork(slotCount, shards, memberPort, memberPeerPort, proxyPort) : undefined;
   const hosts: NamespaceNetwork | undefined = namespaces?.network;
   const host = (node: number): { address: string; namespace: string; name: string } => {
     const found = hosts?.hosts[node];
@@ -250,6 +257,7 @@ async function run(requested: RunOptions): Promise<number> {
   const cluster = new Cluster({
     nodeCount: options.nodeCount,
     spareCount,
+    shards,
     nodePort,
     ...(network === undefined
       ? { nodeHost: (node: number) => (hosts as NamespaceNetwork).hostAddress(node), launcher: (node: number, argv: readonly string[], environment: Readonly<Record<string, string>>) => (hosts as NamespaceNetwork).execIn(host(node), argv, environment) }
@@ -329,7 +337,9 @@ async function run(requested: RunOptions): Promise<number> {
     say(`store: ${runFolder}`);
     if (network !== undefined) {
       await network.start();
-      say(`starting ${options.nodeCount} ringkv nodes on 127.0.0.1:${nodePort(0)}..${nodePort(options.nodeCount - 1)}${spareCount > 0 ? ` (${spareCount} spare slots up to ${nodePort(slotCount - 1)})` : ''}, peer ports ${nodePeerPort(0)}.., links proxied on ${proxyPort(0, 1)}..${proxyPort(slotCount - 1, slotCount - 2)}`);
+      say(
+        `starting ${options.nodeCount} ringkv nodes${shards > 1 ? ` of ${shards} shards` : ''} on 127.0.0.1:${nodePort(0)}..${memberPort(options.nodeCount - 1, shards - 1)}${spareCount > 0 ? ` (${spareCount} spare slots up to ${memberPort(slotCount - 1, shards - 1)})` : ''}, peer ports ${memberPeerPort(0, 0)}.., links proxied on ${proxyPort(0, 1, 0)}..${proxyPort(slotCount - 1, slotCount - 2, shards - 1)}`,
+      );
     } else {
       const namespaceHosts = hosts as NamespaceNetwork;
       namespaceHosts.startReaper(process.pid);
@@ -397,6 +407,7 @@ async function run(requested: RunOptions): Promise<number> {
       conflict: options.conflictMode,
       seed: options.seed,
       nodes: options.nodeCount,
+      shards,
       timeLimitS: options.timeLimitMs / 1000,
       nemesis: settings.nemesis,
       ...headlineOf(verdict.workload),

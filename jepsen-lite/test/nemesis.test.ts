@@ -222,5 +222,9 @@ describe('the command line', () => {
     expect(() => parseRunOptions(['--conflict', 'newest'])).toThrow(/--conflict/);
     expect(() => parseRunOptions(['--nemesis', 'meteor'])).toThrow(/--nemesis/);
     expect(() => parseRunOptions(['--nodes', '2'])).toThrow(/--nodes/);
+    expect(parseRunOptions(['--nodes', '3', '--shards', '2'])).toMatchObject({ nodeCount: 3, shards: 2 });
+    expect(parseRunOptions([])).toMatchObject({ shards: 1 });
+    expect(() => parseRunOptions(['--shards', '5'])).toThrow(/--shards/);
+    expect(() => parseRunOptions(['--shards', '2', '--nemesis', 'kill,membership'])).toThrow(/membership with --shards 2/);
   });
 });

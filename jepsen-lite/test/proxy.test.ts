@@ -114,6 +114,7 @@ describe('the links of a cluster', () => {
     const peerPortsOf = [peer0.port, peer1.port];
     network = new LinkNetwork(
       2,
+      1,
       (node) => httpPorts[node] as number,
       (node) => peerPortsOf[node] as number,
       (from) => proxyPorts[from] as number,
@@ -142,5 +143,35 @@ describe('the links of a cluster', () => {
     const link = network.counters().find((counter) => counter.from === 0 && counter.to === 1);
     expect(link).toMatchObject({ cuts: 1, bytesDuringCuts: 0 });
     expect(link?.bytesBeforeCuts).toBeGreaterThan(0);
+  });
+
+  it('gives a node of two shards a link to each shard of every other node, and a partition cuts them all', async () => {
+    // Two nodes of two shards: each shard's peer port is an echo server; member ports are only names here.
+    for (let index = 0; index < 4; index++) echoes.push(await startEcho());
+    const peerOf = (node: number, shard: number): Echo => echoes[node * 2 + shard] as Echo;
+    const proxyPorts = await freePorts(4);
+    const memberPort = (node: number, shard: number): number => 40_000 + node * 2 + shard;
+    network = new LinkNetwork(2, 2, memberPort, (node, shard) => peerOf(node, shard).port, (from, _to, shard) => proxyPorts[from * 2 + shard] as number);
+    await network.start();
+    expect(network.peerMap(0)).toBe(`127.0.0.1:${memberPort(1, 0)}=127.0.0.1:${proxyPorts[0]},127.0.0.1:${memberPort(1, 1)}=127.0.0.1:${proxyPorts[1]}`);
+    expect(network.peerMap(1)).toBe(`127.0.0.1:${memberPort(0, 0)}=127.0.0.1:${proxyPorts[2]},127.0.0.1:${memberPort(0, 1)}=127.0.0.1:${proxyPorts[3]}`);
+
+    // Node 0 reaches node 1's shard 1 through its own proxy.
+    const toShard1 = await open(proxyPorts[1] as number);
+    sockets.push(toShard1.socket);
+    toShard1.socket.write('one');
+    await waitFor('the bytes to shard 1 of node 1', 60_000, async () => toShard1.text() === 'one');
+    expect(peerOf(1, 1).received).toBe('one');
+    expect(peerOf(1, 0).received).toBe('');
+
+    network.partition([[0, 1]]);
+    expect(network.counters().filter((link) => link.cuts > 0).map((link) => `${link.from}>${link.to}.${link.toShard}`).sort()).toEqual(['0>1.0', '0>1.1', '1>0.0', '1>0.1']);
+    expect(network.cutLinks().sort()).toEqual(['0>1', '1>0']);
+    toShard1.socket.write('-cut');
+    // A short observation window: nothing may cross a cut link.
+    await delay(300);
+    expect(peerOf(1, 1).received).toBe('one');
+    network.healAll();
+    await waitFor('the held bytes after healing', 60_000, async () => toShard1.text() === 'one-cut');
   });
 });

@@ -40,6 +40,12 @@ export const defaultRateMegabytesPerSecond = 2;
 const restoreBatchBytes = 1024 * 1024;
 /** Partitions a restore sends at once, per node of the target cluster (each partition has one batch in flight). */
 const restorePartitionsPerNode = 2;
+/**
+ * Connections a backup opens to reach one shard behind a sharded node's shared port before it
+ * tries the partition's next replica: with S shards each lands on the wanted one about 1 in S
+ * times, so 64 miss with 16 shards about once in 60.
+ */
+const maxShardAttempts = 64;
 /** A node that sends nothing for this long is taken as hung (a throttled backup still moves bytes every second). */
 const httpTimeoutMs = 120_000;
 
@@ -104,8 +110,9 @@ class AdminApi {
     return JSON.parse(text) as T;
   }
 
+  /** A GET whose body is streamed, on a connection of its own (`reset`): on a sharded node's shared port each connection may reach another shard. */
   async stream(node: string, path: string): Promise<AsyncIterable<Buffer>> {
-    const response = await request(this.url(node, path), { method: 'GET', dispatcher: this.agent, headers: this.headers() });
+    const response = await request(this.url(node, path), { method: 'GET', dispatcher: this.agent, headers: this.headers(), reset: true });
     if (response.statusCode !== 200) throw answerError(node, response.statusCode, await response.body.text());
     return response.body as AsyncIterable<Buffer>;
   }
@@ -199,18 +206,23 @@ export async function runBackup(options: BackupOptions): Promise<BackupManifest>
       for (const replica of replicas) {
         const address = addresses.get(replica);
         if (address === undefined) continue;
-        try {
-          const entry = await copyPartition(api, address, replica, partition, cluster, options.to, throttle);
-          manifest.partitions[String(partition)] = entry;
-          await writeManifest(options.to, manifest);
-          bytes += entry.bytes;
-          copied = true;
-          break;
-        } catch (error) {
-          // The ring moved on: no other replica would answer differently; resuming re-reads the ring.
-          if (error instanceof KvError && error.code === 'KV_CONFLICT') throw error;
-          lastError = error;
+        // A sharded node's shard 0 is reached at the node's shared HTTP port, where each connection
+        // lands on one of its shards: another shard refuses (KV_UNKNOWN_NODE) and a new connection asks again.
+        for (let attempt = 1; attempt <= maxShardAttempts && !copied; attempt++) {
+          try {
+            const entry = await copyPartition(api, address, replica, partition, cluster, options.to, throttle);
+            manifest.partitions[String(partition)] = entry;
+            await writeManifest(options.to, manifest);
+            bytes += entry.bytes;
+            copied = true;
+          } catch (error) {
+            // The ring moved on: no other replica would answer differently; resuming re-reads the ring.
+            if (error instanceof KvError && error.code === 'KV_CONFLICT') throw error;
+            lastError = error;
+            if (!(error instanceof KvError && error.code === 'KV_UNKNOWN_NODE')) break;
+          }
         }
+        if (copied) break;
       }
       if (!copied) {
         throw new KvError('KV_INSUFFICIENT_REPLICAS', `no replica of partition ${partition} (${replicas.join(', ')}) could be copied (last error: ${lastError instanceof Error ? lastError.message : String(lastError)}); run the same command again to resume: finished partitions are kept`);
@@ -261,7 +273,7 @@ async function copyPartition(api: AdminApi, address: string, nodeId: string, par
   const file = partitionFileName(partition);
   const path = join(directory, file);
   const temporary = `${path}.partial`;
-  const body = await api.stream(address, `/admin/backup/partitions/${partition}?ring_version=${cluster.ring.version}`);
+  const body = await api.stream(address, `/admin/backup/partitions/${partition}?ring_version=${cluster.ring.version}&node=${encodeURIComponent(nodeId)}`);
   const hash = createHash('sha256');
   const reader = new BackupRecordReader(`the stream of partition ${partition} from ${address}`, 'file');
   // flush: the file is fsynced before it is closed, so the renamed file is complete on disk.

@@ -12,6 +12,12 @@ export interface AcceptorStoreOptions {
   /** The storage space of acceptor state (Storage.paxos). */
   readonly space: KeySpace;
   readonly bucketProperties: (bucket: string) => BucketProperties;
+  /**
+   * The version of the ring this node holds (0 before it has one): the acceptor refuses a request
+   * from an older ring even for a key it holds no state of, so a proposer behind on gossip cannot
+   * win a key that no repair round fenced (one never written before a ring change).
+   */
+  readonly ringVersion: () => number;
 }
 
 /**
@@ -20,6 +26,8 @@ export interface AcceptorStoreOptions {
  * request runs under the key's lock (read, step, write), and a changed state is written with
  * `sync` (fsync) before the answer leaves: Paxos's quorum intersection rests on an acceptor never
  * forgetting a promise or an acceptance it answered (Lamport, Paxos Made Simple, "stable storage").
+ * A prepare or proposal from a ring older than the key's persisted epoch or this node's own ring
+ * is refused (the epoch fence of a ring change).
  */
 export class AcceptorStore {
   private readonly locks = new KeyLocks();
@@ -41,7 +49,12 @@ export class AcceptorStore {
     const reply = await this.locks.withLock(dataKey.toString('latin1'), async (): Promise<AcceptorReply | null> => {
       const stored = await this.options.space.get(dataKey);
       const state = stored === undefined ? emptyAcceptorState : decodeAcceptorState(stored);
-      const step = stepAcceptor(state, acceptorRequest);
+      // The fence is the newer of the key's persisted epoch and this node's ring: rings only move
+      // forward, and a ring change completes only once a majority of each moving key's old
+      // replicas holds the planned ring (src/engine/claimant.ts), so a proposer on the ring
+      // before the change can no longer win a majority of the old replicas (docs/CONSENSUS.md).
+      const fenced: typeof state = { ...state, epoch: Math.max(state.epoch, this.options.ringVersion()) };
+      const step = stepAcceptor(fenced, acceptorRequest);
       if (step.persist !== null) await this.options.space.put(dataKey, encodeAcceptorState(step.persist), { sync: true });
       return step.reply;
     });

@@ -56,9 +56,14 @@ export class BackupService implements BackupAdmin {
   /**
    * Checks that this node can back up `partition` now, before any byte is sent: the ring is the
    * one the backup started with and not changing (a partition being handed off may be only half
-   * here), and this node is one of the partition's replicas.
+   * here), and this node is one of the partition's replicas. With `member`, also that this node
+   * is that member: a sharded node's shared HTTP port reaches any of its shards, and a backup
+   * asks the one it chose.
    */
-  checkPartition(partition: number, ringVersion: number | undefined): void {
+  checkPartition(partition: number, ringVersion: number | undefined, member?: string): void {
+    if (member !== undefined && member !== this.deps.selfId) {
+      throw new KvError('KV_UNKNOWN_NODE', `this is member ${this.deps.selfId}, not ${member}: the connection reached another shard of a sharded node's shared port; connect again (each connection reaches one shard)`);
+    }
     const ring = this.deps.requireRing();
     if (partition >= ring.partitionCount) {
       throw new KvError('KV_BAD_PARAMETER', `partition ${partition} does not exist: the ring has partitions 0 to ${ring.partitionCount - 1}`);

@@ -1,5 +1,6 @@
 import { type NodeLocation, type Ring, completeClaim, planClaim, plannedMembers, receivingNodes, ringMembers } from '../core/ring/ring.js';
 import type { ClusterView } from '../core/membership/membership.js';
+import { groupQuorum, replicaGroups } from '../core/consensus/replica-groups.js';
 import type { Logger } from '../ports/logger.js';
 
 /** What the claimant needs from its node. */
@@ -48,7 +49,8 @@ export class Claimant {
     let next = ring;
     if (ring.next !== null && wanted.length === planned.length && wanted.every((id, index) => id === planned[index])) {
       const receivers = receivingNodes(ring, this.options.nVals());
-      if (receivers.every((id) => view.members[id]?.transfersDoneForRing === ring.version)) next = completeClaim(ring);
+      const reported = (id: string): boolean => view.members[id]?.transfersDoneForRing === ring.version;
+      if (receivers.every(reported) && this.consistentKeysRepaired(view, ring, reported)) next = completeClaim(ring);
     } else {
       // A joiner's location comes from its member record; members the ring names keep the ring's.
       const locations = Object.create(null) as Record<string, NodeLocation>;
@@ -59,5 +61,31 @@ export class Claimant {
       this.options.logger.info({ members: wanted, version: next.version, moving: next.next !== null }, next.next === null ? 'claimant completed the ring change' : 'claimant planned a ring change');
     }
     return next;
+  }
+
+  /**
+   * Step 4 of a ring change for consistent buckets (docs/CONSENSUS.md, "Ring changes"): the
+   * planned ring may become the ring only once every consistent key that moves was repaired onto
+   * its new group. A node reports a ring version done only after repairing every moving key it
+   * holds acceptor state of (src/engine/handoff.ts), and a key decided before the change sits on
+   * a majority of its old group; so the change waits until, for every partition whose group the
+   * plan changes, a majority of the old group has reported. A node that is down and counted in
+   * that majority holds the change until it is back or removed (a removal plans anew). Without a
+   * consistent bucket there is nothing to wait for.
+   */
+  private consistentKeysRepaired(view: ClusterView, ring: Ring, reported: (id: string) => boolean): boolean {
+    const shared = view.bucketProperties;
+    const defaultConsistent = shared['']?.consistent === true;
+    const anyConsistent = defaultConsistent || Object.values(shared).some((properties) => properties.consistent === true);
+    if (!anyConsistent) return true;
+    for (const nVal of this.options.nVals()) {
+      for (let partition = 0; partition < ring.partitionCount; partition++) {
+        const groups = replicaGroups(ring, partition, nVal);
+        if (groups.length === 1) continue;
+        const old = groups[0] ?? [];
+        if (old.filter(reported).length < groupQuorum(old.length)) return false;
+      }
+    }
+    return true;
   }
 }

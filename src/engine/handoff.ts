@@ -1,5 +1,6 @@
 import { decodeDataKey, partitionKeyRange, partitionOfPosition } from '../core/keys.js';
 import { type IncomingTransfer, type Ring, incomingTransfers, plannedRing, preferenceList } from '../core/ring/ring.js';
+import { replicaGroups } from '../core/consensus/replica-groups.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { wireLimits } from '../core/wire/message-table.js';
 import type { HandoffFetchRequest, HandoffHeldReply, HandoffHeldRequest, ObjectPageReply, StoredItem } from '../core/wire/messages.js';
@@ -30,6 +31,10 @@ export interface HandoffSettings {
 /** What handoff needs from its node. */
 export type HandoffDependencies = Pick<NodeContext, 'selfId' | 'clock' | 'logger' | 'ring' | 'isUp' | 'send' | 'bucketProperties' | 'nVals'> & {
   readonly data: KeySpace;
+  /** This node's Paxos acceptor state (Storage.paxos): the consistent keys it may hold a decided state of. */
+  readonly paxos: KeySpace;
+  /** Runs a repair round on a consistent key under this node's ring (ConsistentCoordinator); rejects when it did not finish. */
+  repairConsistent(bucket: string, key: string): Promise<void>;
   readonly replica: Replica;
   readonly settings: HandoffSettings;
   /** Partitions this node holds keys of. */
@@ -47,6 +52,8 @@ export interface HandoffStatus {
   readonly keysReceived: number;
   readonly keysHandedOff: number;
   readonly partitionsCleaned: number;
+  /** Consistent keys given a repair round for a ring change (docs/CONSENSUS.md, "Ring changes"). */
+  readonly consistentKeysRepaired: number;
 }
 
 /**
@@ -62,6 +69,9 @@ export class Handoff {
   private stopped = false;
   private doneForRing: number | null = null;
   private readonly completed = new Map<number, Set<number>>();
+  /** The ring version whose consistent keys are being repaired, and the last data key repaired so far (rounds go in key order). */
+  private repairedUpTo: { version: number; after: Buffer | null; done: boolean } = { version: 0, after: null, done: false };
+  private keysRepaired = 0;
   private readonly notReplicatedSinceMs = new Map<number, number>();
   /**
    * Partitions this node replicates some buckets' keys of but not others' (it is in a larger
@@ -130,10 +140,60 @@ export class Handoff {
         }
       }
     }
-    if (transfers.every((transfer) => done.has(transfer.partition))) {
-      this.doneForRing = ring.version;
-      this.deps.reportTransfersDone(ring.version);
-      this.deps.logger.info({ ringVersion: ring.version, partitions: transfers.length }, 'every incoming partition has streamed in');
+    if (!transfers.every((transfer) => done.has(transfer.partition))) return;
+    if (!(await this.repairConsistent(ring))) return;
+    this.doneForRing = ring.version;
+    this.deps.reportTransfersDone(ring.version);
+    this.deps.logger.info({ ringVersion: ring.version, partitions: transfers.length }, 'every incoming partition has streamed in and every moving consistent key held here is repaired');
+  }
+
+  /**
+   * Step 3 of a ring change for consistent buckets (docs/CONSENSUS.md, "Ring changes"): every
+   * consistent key this node holds acceptor state of, in a partition whose replica group the
+   * planned ring changes and whose current group includes this node, gets a repair round under
+   * the joint ring. The round re-proposes the newest decided state with a fresh ballot to a
+   * majority of the old group and of the new one, so the new group alone holds it once the
+   * change completes, and it raises the key's epoch fence at a majority of the old group. A key
+   * decided before the change sits on a majority of its old group, so it is repaired by every
+   * member of that majority that reports done; the claimant waits for a majority of each old
+   * group (src/engine/claimant.ts). True when every such key is repaired; false (tried again
+   * next round, from the key it stopped at) when a round failed or the ring moved on.
+   */
+  private async repairConsistent(ring: Ring): Promise<boolean> {
+    if (this.repairedUpTo.version !== ring.version) this.repairedUpTo = { version: ring.version, after: null, done: false };
+    if (this.repairedUpTo.done) return true;
+    for (;;) {
+      const after = this.repairedUpTo.after;
+      const page: { dataKey: Buffer; bucket: string; key: string }[] = [];
+      for await (const [stored] of this.deps.paxos.entries({ ...(after === null ? {} : { gte: Buffer.concat([after, Buffer.of(0)]) }), limit: this.deps.settings.batchSize })) {
+        const dataKey = Buffer.from(stored);
+        const { bucket, key } = decodeDataKey(dataKey);
+        page.push({ dataKey, bucket, key });
+      }
+      if (page.length === 0) {
+        this.repairedUpTo = { ...this.repairedUpTo, done: true };
+        return true;
+      }
+      const moving = page.filter(({ dataKey, bucket }) => {
+        const properties = this.deps.bucketProperties(bucket);
+        if (properties.consistent !== true) return false;
+        const groups = replicaGroups(ring, partitionOfPosition(dataKey.readUInt32BE(0), ring.partitionCount), properties.nVal);
+        return groups.length === 2 && (groups[0] ?? []).includes(this.deps.selfId);
+      });
+      const results = await Promise.all(
+        moving.map(({ bucket, key }) =>
+          this.deps.repairConsistent(bucket, key).then(
+            () => true,
+            (error: unknown) => {
+              this.deps.logger.debug({ bucket, key, error: String(error) }, 'repair round of a consistent key failed; the ring change waits for it');
+              return false;
+            },
+          ),
+        ),
+      );
+      if (this.stopped || this.deps.ring()?.version !== ring.version || results.includes(false)) return false;
+      this.keysRepaired += moving.length;
+      this.repairedUpTo = { ...this.repairedUpTo, after: (page[page.length - 1] as (typeof page)[number]).dataKey };
     }
   }
 
@@ -348,6 +408,7 @@ export class Handoff {
       keysReceived: this.keysReceived,
       keysHandedOff: this.keysHandedOff,
       partitionsCleaned: this.partitionsCleaned,
+      consistentKeysRepaired: this.keysRepaired,
     };
   }
 }

@@ -162,7 +162,7 @@ export interface BackupAdmin {
   /** The cluster as this node sees it, for a backup's manifest. */
   describe(): BackupDescription;
   /** Refuses (KvError) unless this node can back up the partition now under the given ring version. */
-  checkPartition(partition: number, ringVersion: number | undefined): void;
+  checkPartition(partition: number, ringVersion: number | undefined, member?: string): void;
   /** The partition's backup file, as chunks. */
   partitionFile(partition: number, partitionCount: number): AsyncGenerator<Buffer>;
   /** Merges restored records into their keys' replicas with `options.w`. */

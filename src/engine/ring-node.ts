@@ -92,10 +92,15 @@ export class RingNode implements KvService {
       meta: storage.meta,
       settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes },
     }));
+    const consistentCoordinator = new ConsistentCoordinator({ ...context, generation: context.identity.generation });
     const handoff = new Handoff({
       ...context,
       replica,
       data: storage.data,
+      paxos: storage.paxos,
+      repairConsistent: async (bucket, key) => {
+        await consistentCoordinator.run(bucket, key, { kind: 'repair' }, config.limits.requestTimeoutMs);
+      },
       settings: config.handoff,
       heldPartitions: () => antiEntropy.heldPartitions(),
       changeCount: (partition: number) => antiEntropy.changeCount(partition),
@@ -114,9 +119,8 @@ export class RingNode implements KvService {
     });
     const settings = () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled });
     const coordinator = new Coordinator({ ...context, hints: hintedHandoff.store, settings });
-    const consistentCoordinator = new ConsistentCoordinator({ ...context, generation: context.identity.generation });
     this.client = new ClientRequests({ ...context, replica, coordinator, consistentCoordinator, limits: config.limits });
-    const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties: context.bucketProperties });
+    const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties: context.bucketProperties, ringVersion: () => context.ring()?.version ?? 0 });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...context, ...roles, onLeft: () => this.onLeft?.() });
     this.statusReport = new Status({ ...context, ...roles, startedAtMs: context.clock.nowMs(), inFlight: () => this.client.inFlight, processFigures });

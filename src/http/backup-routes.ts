@@ -28,12 +28,17 @@ const partitionSchema = {
   summary: "stream one partition's stored objects and reaped-tombstone records from this node, in the backup file format",
   params: Type.Object({ partition: Type.String({ pattern: '^[0-9]{1,5}$', description: 'a partition number, 0..partitionCount-1' }) }),
   querystring: Type.Object(
-    { ring_version: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'an integer of up to 15 digits: refuse (409) unless the ring still has this version' })) },
+    {
+      ring_version: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'an integer of up to 15 digits: refuse (409) unless the ring still has this version' })),
+      node: Type.Optional(
+        Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$', description: "a member id (up to 128 letters, digits, '.', '_', '-'): refuse (404 KV_UNKNOWN_NODE) unless this is that member (a sharded node's shared port reaches any of its shards)" }),
+      ),
+    },
     { additionalProperties: false },
   ),
   response: {
     200: Type.String({ description: 'the partition file (application/octet-stream)' }),
-    ...errorResponses(['KV_BAD_PARAMETER', 'KV_CONFLICT', 'KV_NOT_READY', 'KV_STORAGE']),
+    ...errorResponses(['KV_BAD_PARAMETER', 'KV_CONFLICT', 'KV_NOT_READY', 'KV_STORAGE', 'KV_UNKNOWN_NODE']),
   },
 };
 
@@ -68,12 +73,12 @@ export function registerBackupRoutes(app: FastifyInstance, dependencies: { reado
   const { service, config } = dependencies;
   app.get('/admin/backup', { schema: describeSchema }, async () => backupOf(service).describe());
 
-  app.get<{ Params: { partition: string }; Querystring: { ring_version?: string } }>('/admin/backup/partitions/:partition', { schema: partitionSchema }, async (request, reply) => {
+  app.get<{ Params: { partition: string }; Querystring: { ring_version?: string; node?: string } }>('/admin/backup/partitions/:partition', { schema: partitionSchema }, async (request, reply) => {
     const backup = backupOf(service);
     const partition = Number(request.params.partition);
     const ringVersion = request.query.ring_version === undefined ? undefined : Number(request.query.ring_version);
     // Checked before the first byte, so a refusal is an error answer and not a cut-off file.
-    backup.checkPartition(partition, ringVersion);
+    backup.checkPartition(partition, ringVersion, request.query.node);
     const partitionCount = backup.describe().partitionCount;
     // A stream: the reply reads the partition as the client takes it, so memory stays bounded and a
     // slow (throttled) reader slows the scan instead of filling the node's memory.

@@ -68,6 +68,7 @@ const rows: Row[] = [
   // The fake's ring has 256 partitions: 256 passes the schema (0..65535) and is refused by the handler.
   { method: 'POST', route: '/admin/compact', path: '/admin/compact', name: 'partition', value: '256', use: 'an integer from 0 to 255' },
   { method: 'GET', route: '/admin/backup/partitions/{partition}', path: '/admin/backup/partitions/3', name: 'ring_version', value: 'x' },
+  { method: 'GET', route: '/admin/backup/partitions/{partition}', path: '/admin/backup/partitions/3', name: 'node', value: 'no/slash' },
   { method: 'POST', route: '/admin/restore', path: '/admin/restore', name: 'w', value: '2' },
   { method: 'POST', route: '/admin/restore', path: '/admin/restore', name: 'timeout_ms', value: '600001' },
 ];

@@ -1,15 +1,17 @@
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { RingClient } from '../../src/client/index.js';
+import { RingClient, type WatchEvent } from '../../src/client/index.js';
 import { appHarness } from './app-harness.js';
 
 /**
  * Goals of GET /watch over HTTP (README, "Watches"): a watch is a text/event-stream of SSE events
  * in the documented format (`ready`, then `put` and `delete` with the key, the value, the context a
- * GET answers and an id). The refusals (bad names, a missing prefix, KV_OVERLOADED past
- * watch.maxWatchers, a bad id) and resuming are covered in test/sim/watch.sim.test.ts; their HTTP
- * cases hung on a stream that never ended and are not here yet.
+ * GET answers and an id); bad input is refused before any stream starts, with the usual error
+ * body (bad names, a missing prefix, an id that is no watch's); a watch past watch.maxWatchers is
+ * 503 KV_OVERLOADED with Retry-After, and a watch is taken again once one closed; RingClient.watch
+ * resumes from an id. A watch never ends by itself, so every read here has a deadline that fails
+ * with what it saw, and every stream a test opens is aborted.
  */
 
 const start = appHarness();
@@ -19,6 +21,60 @@ async function listening(overrides: unknown = {}): Promise<{ origin: string; ser
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return { origin: `http://127.0.0.1:${port}`, service };
+}
+
+/** How long a test waits for what it expects before it fails saying what it saw (generous: the machine is shared). */
+const deadlineMs = 15_000;
+
+/** Awaits `promise`, or fails after deadlineMs with what `saw()` says was seen meanwhile. */
+async function within<T>(promise: Promise<T>, what: string, saw: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no ${what} within ${deadlineMs} ms; saw: ${JSON.stringify(saw())}`)), deadlineMs);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** An open SSE response read chunk by chunk without ending it (breaking a for-await over the body would close the connection). */
+class OpenStream {
+  text = '';
+  private readonly chunks: AsyncIterator<Buffer>;
+
+  constructor(body: AsyncIterable<Buffer>) {
+    this.chunks = body[Symbol.asyncIterator]();
+  }
+
+  /** Reads until `enough(text)`, or fails after the deadline with the text so far. */
+  async until(enough: (text: string) => boolean, what: string): Promise<string> {
+    while (!enough(this.text)) {
+      const chunk = await within(this.chunks.next(), what, () => this.text);
+      if (chunk.done === true) throw new Error(`the stream ended before ${what}; saw: ${JSON.stringify(this.text)}`);
+      this.text += chunk.value.toString('utf8');
+    }
+    return this.text;
+  }
+}
+
+/**
+ * GET `url` over real HTTP; a refusal's status and body, or, when a stream started instead
+ * (status 200), its status and the first text it sent: the stream is aborted either way, so a
+ * refusal that is not one cannot hang the test.
+ */
+async function answerOf(origin: string, url: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+  const controller = new AbortController();
+  try {
+    const response = await within(request(`${origin}${url}`, { headers, signal: controller.signal }), `answer to ${url}`, () => '');
+    if (response.statusCode !== 200) return { status: response.statusCode, text: await response.body.text() };
+    const stream = new OpenStream(response.body as AsyncIterable<Buffer>);
+    await stream.until((text) => text.length > 0, `the first text of ${url}`);
+    return { status: 200, text: stream.text };
+  } finally {
+    controller.abort();
+  }
 }
 
 describe('GET /watch', () => {
@@ -54,6 +110,101 @@ describe('GET /watch', () => {
       // The context of the delete event is what a GET of the key answers now.
       expect(parsed[1]!.data.context).toBe(read.context);
     } finally {
+      await client.close();
+    }
+  });
+
+  it("refuses bad input before a stream starts: names, a missing prefix, an id that is no watch's", async () => {
+    const { origin } = await listening({ limits: { maxBucketBytes: 8, maxKeyBytes: 16 } });
+    const cases: [string, Record<string, string>, number, string][] = [
+      ['/watch/a-bucket-name-too-long/k', {}, 414, 'KV_BUCKET_TOO_LONG'],
+      ['/watch/b/a-key-name-that-is-too-long', {}, 414, 'KV_KEY_TOO_LONG'],
+      ['/watch/b?prefix=a-prefix-that-is-too-long', {}, 414, 'KV_KEY_TOO_LONG'],
+      ['/watch/b', {}, 400, 'KV_BAD_PARAMETER'],
+      ['/watch/b?prefix=p&other=1', {}, 400, 'KV_BAD_PARAMETER'],
+      ['/watch/b/k?other=1', {}, 400, 'KV_BAD_PARAMETER'],
+      ['/watch/b/k', { 'last-event-id': 'not an id' }, 400, 'KV_BAD_REQUEST'],
+      ['/watch/b/%00counter', {}, 400, 'KV_BAD_REQUEST'],
+    ];
+    for (const [url, headers, status, code] of cases) {
+      const answer = await answerOf(origin, url, headers);
+      expect(answer.status, `${url}: ${answer.text}`).toBe(status);
+      expect(JSON.parse(answer.text), url).toMatchObject({ error: { code } });
+    }
+  });
+
+  it('answers 503 KV_OVERLOADED with Retry-After past watch.maxWatchers, and takes a watch again once one closed', async () => {
+    const { origin, service } = await listening({ watch: { maxWatchers: 1 } });
+    const controller = new AbortController();
+    try {
+      const first = await request(`${origin}/watch/b/k`, { signal: controller.signal });
+      expect(first.statusCode).toBe(200);
+      await new OpenStream(first.body as AsyncIterable<Buffer>).until((text) => text.includes('event: ready'), "the first watch's ready");
+      const refused = await answerOf(origin, '/watch/b?prefix=', {});
+      expect(refused.status, refused.text).toBe(503);
+      expect(JSON.parse(refused.text)).toMatchObject({ error: { code: 'KV_OVERLOADED' } });
+      const again = await request(`${origin}/watch/b?prefix=`);
+      expect(again.headers['retry-after']).toBe('1');
+      await again.body.dump();
+    } finally {
+      controller.abort();
+    }
+    // The server notices the closed connection and lets the watcher go.
+    const answers: number[] = [];
+    await within(
+      (async () => {
+        for (;;) {
+          const answer = await answerOf(origin, '/watch/b?prefix=', {});
+          answers.push(answer.status);
+          if (answer.status === 200) return;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })(),
+      'watch taken again after the first closed',
+      () => `answers ${answers.join(',')}; watches served ${service.watches.count}`,
+    );
+  });
+
+  it('RingClient.watch yields the writes, and resumed with the last id yields the writes made meanwhile, none twice', async () => {
+    const { origin } = await listening();
+    const client = new RingClient({ nodes: [origin] });
+    const stop = new AbortController();
+    const seen: string[] = [];
+    const label = (event: WatchEvent): string => (event.type === 'put' || event.type === 'delete' ? `${event.type} ${event.key}` : event.type);
+    try {
+      const events = client.watch('b', { prefix: 'p-' }, { signal: stop.signal, reconnectDelayMs: 50 });
+      const next = async (): Promise<WatchEvent> => {
+        const item = await within(events.next(), 'watch event', () => seen.join(', '));
+        if (item.done === true) throw new Error(`the watch ended; saw: ${seen.join(', ')}`);
+        seen.push(label(item.value));
+        return item.value;
+      };
+      expect((await next()).type).toBe('ready');
+      await client.put('b', 'p-1', 'one');
+      await client.put('b', 'q-1', 'not followed');
+      await client.put('b', 'p-2', 'two');
+      expect(await next()).toMatchObject({ type: 'put', key: 'p-1', value: Buffer.from('one') });
+      const second = await next();
+      expect(second).toMatchObject({ type: 'put', key: 'p-2', value: Buffer.from('two') });
+      await within(events.return(), 'end of the first watch', () => seen.join(', '));
+      await client.put('b', 'p-3', 'three');
+      const deleted = await client.put('b', 'p-4', 'four');
+      await client.delete('b', 'p-4', { context: deleted.context });
+      const resumed = client.watch('b', { prefix: 'p-' }, { lastEventId: second.id, signal: stop.signal, reconnectDelayMs: 50 });
+      const types: string[] = [];
+      await within(
+        (async () => {
+          for await (const event of resumed) {
+            types.push(label(event));
+            if (types.includes('delete p-4')) break;
+          }
+        })(),
+        "the resumed watch's delete p-4",
+        () => types.join(', '),
+      );
+      expect(types.filter((type) => type !== 'ready')).toEqual(['put p-3', 'put p-4', 'delete p-4']);
+    } finally {
+      stop.abort();
       await client.close();
     }
   });

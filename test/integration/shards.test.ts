@@ -1,5 +1,7 @@
-import { existsSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nodeHasReusePort } from '../../src/cli/shards.js';
@@ -14,6 +16,15 @@ import { type NodeProcess, call, freePort, killNode, pollDeadlineMs, portFree, p
  */
 
 const peerPortOffset = 1000;
+const bin = join(import.meta.dirname, '..', '..', 'bin', 'ringkv.js');
+
+/** Runs a `ringkv` command to its end: exit code and output. */
+async function ringkv(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return promisify(execFile)(process.execPath, [bin, ...args]).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
+  );
+}
 const reason = `skipped: shards share the HTTP port through reusePort, which needs Node.js 22.12 or later (this is ${process.versions.node}); run with .ci/with-node 24`;
 if (!nodeHasReusePort()) console.warn(`test/integration/shards.test.ts ${reason}`);
 
@@ -124,6 +135,25 @@ describe.skipIf(!nodeHasReusePort())('a node of two shards (one process each, on
       see(`${missing.length} of ${acknowledged.size} not yet: ${missing.slice(0, 5).join(', ')}`);
       return missing.length === 0;
     });
+
+    // Shard 1 also answers on its own member address (port + 1), where the dashboard's member
+    // links and `ringkv backup` dial it: every connection there reaches shard 1, never shard 0.
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const own = await request(`http://${shard1.node.address}/status`, { reset: true, headersTimeout: 60_000, bodyTimeout: 60_000 });
+      expect((await own.body.json()) as ShardStatus).toMatchObject({ node: { id: shard1.node.id }, process: { shardIndex: 1 } });
+    }
+    const page = await request(`http://${shard1.node.address}/ui`, { reset: true, headersTimeout: 60_000, bodyTimeout: 60_000 });
+    expect(page.statusCode).toBe(200);
+    expect(await page.body.text()).toContain('<html');
+    // A backup copies each partition from its owner first: shard 1's partitions from shard 1
+    // itself, reached at its member address (the manifest names the node each came from).
+    const backup = join(folder.path, 'backup');
+    const backedUp = await ringkv(['backup', '--to', backup, '--node', node.address, '--rate', '0']);
+    expect(backedUp.code, backedUp.stderr).toBe(0);
+    const manifest = JSON.parse(readFileSync(join(backup, 'manifest.json'), 'utf8')) as { partitions: Record<string, { node: string; objects: number }> };
+    const copiedFrom = new Set(Object.values(manifest.partitions).map((entry) => entry.node));
+    expect(copiedFrom).toEqual(new Set([shard0.node.id, shard1.node.id]));
+    expect(Object.values(manifest.partitions).reduce((sum, entry) => sum + entry.objects, 0)).toBeGreaterThanOrEqual(acknowledged.size);
 
     // SIGTERM stops both shards and the supervisor; the same flags bring back the same members.
     const supervisor = node.child!;

@@ -32,7 +32,10 @@ async function takeBackup(cluster: SimCluster): Promise<BackupRecord[]> {
   const records: BackupRecord[] = [];
   for (let partition = 0; partition < ring.partitionCount; partition++) {
     const holder = cluster.members.find((member) => member.nodeId === preferenceList(ring, partition, 3)[0])!;
-    holder.node.backup.checkPartition(partition, ring.version);
+    holder.node.backup.checkPartition(partition, ring.version, holder.nodeId);
+    // Asked as another member (a sharded node's shared port reaching the wrong shard), the node refuses before any byte.
+    const other = cluster.members.find((member) => member !== holder)!;
+    expect(() => holder.node.backup.checkPartition(partition, ring.version, other.nodeId)).toThrow(expect.objectContaining({ code: 'KV_UNKNOWN_NODE' }));
     const reader = new BackupRecordReader(`partition ${partition}`, 'file');
     for await (const chunk of holder.node.backup.partitionFile(partition, ring.partitionCount)) records.push(...reader.push(chunk));
     reader.finish();
