@@ -348,8 +348,13 @@ export class Gossiper {
           } else this.send(effect.to, effect.message as SwimRequest);
           break;
         case 'member-up':
-        case 'member-down':
           break;
+        case 'member-down': {
+          // Every down judgement this node adopts, with who made it: the evidence a false accusation leaves (test/integration/lifeguard.test.ts counts them).
+          const record = this.member.recordOf(effect.id);
+          this.options.logger.warn({ member: effect.id, state: record?.state, accuser: record?.accuser }, 'member judged down');
+          break;
+        }
         case 'cluster-state-behind': {
           const address = this.member.recordOf(effect.peer)?.address;
           if (address !== undefined) void this.fetchClusterState(address, false);
