@@ -162,7 +162,10 @@ describe('SWIM failure detection', () => {
     let probeOfN1: SwimMessage | undefined;
     while (probeOfN1 === undefined) {
       nowMs += 100;
-      const ping = n0.tick(nowMs).find((effect) => effect.kind === 'send' && effect.message.type === 'swim-ping' && effect.to === 'n1');
+      // The others answer n0's probes of them, so none is suspect when n0 needs them to probe n1.
+      const effects = n0.tick(nowMs);
+      route(members, 'n0', effects, nowMs, new Set(['n1']));
+      const ping = effects.find((effect) => effect.kind === 'send' && effect.message.type === 'swim-ping' && effect.to === 'n1');
       if (ping?.kind === 'send') probeOfN1 = ping.message;
     }
     const probeSequence = (probeOfN1 as { sequence: number }).sequence;
