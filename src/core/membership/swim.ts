@@ -829,26 +829,21 @@ export class SwimMember {
     return { kind: 'send', to, message: { ...base, throughId, entries } };
   }
 
-  /** The records of the digest's window that its sender lacks or has older, and the ids whose sender's record is newer. */
+  /**
+   * The records of the digest's window that its sender lacks or has older, and the ids whose
+   * sender's record is newer. The window is walked in id order only as far as the answer has
+   * room: a window open to the end (a joiner paging from '') is not read, nor sorted, whole.
+   */
   private answerDigest(digest: SwimDigest): SwimDigestReply {
     const wanted: string[] = [];
-    const newer: SwimRecord[] = [];
-    const named = new Set<string>();
+    const named = new Map<string, SwimDigestEntry>();
     for (const entry of digest.entries) {
-      named.add(entry.id);
+      named.set(entry.id, entry);
       const mine = this.records.get(entry.id);
       // A member this one does not know and the sender holds gone is not asked for (apply would not take it).
       if (mine === undefined && entry.state !== 'alive' && entry.state !== 'suspect') continue;
-      const order = mine === undefined ? -1 : compareSwimRecords(mine, entry);
-      if (order < 0) wanted.push(entry.id);
-      else if (order > 0) newer.push(mine as SwimRecord);
+      if (mine === undefined || compareSwimRecords(mine, entry) < 0) wanted.push(entry.id);
     }
-    for (let index = indexAfter(this.sortedIds, digest.afterId); index < this.sortedIds.length; index++) {
-      const id = this.sortedIds[index] as string;
-      if (digest.throughId !== '' && id > digest.throughId) break;
-      if (!named.has(id)) newer.push(this.records.get(id) as SwimRecord);
-    }
-    newer.sort((left, right) => (left.id < right.id ? -1 : left.id > right.id ? 1 : 0));
     const base: SwimDigestReply = {
       type: 'swim-digest-reply',
       sequence: digest.sequence,
@@ -872,7 +867,12 @@ export class SwimMember {
       keptWanted.push(id);
     }
     const records: SwimRecord[] = [];
-    for (const record of newer) {
+    for (let index = indexAfter(this.sortedIds, digest.afterId); index < this.sortedIds.length; index++) {
+      const id = this.sortedIds[index] as string;
+      if (digest.throughId !== '' && id > digest.throughId) break;
+      const record = this.records.get(id) as SwimRecord;
+      const entry = named.get(id);
+      if (entry !== undefined && compareSwimRecords(record, entry) <= 0) continue;
       const bytes = recordBytes(record) + Buffer.byteLength(record.id) + 1;
       if (bytes > budget) {
         // Cut short: the sender's next window starts after the last record sent.
