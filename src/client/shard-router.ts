@@ -171,9 +171,10 @@ export interface ShardRouterOptions {
 }
 
 /**
- * Routes each key to the member that owns it. The ring is read once before the first route and
- * again every `refreshMs` in the background; until a ring is known, and for a key whose owner is
- * not up in it, `route` answers undefined and the caller sends the request the shard-unaware way.
+ * Routes each key to the member that owns it. The ring is read before the first route and again
+ * every `refreshMs` (in the background once one is known); until a ring is known, for a key whose
+ * owner is not up in it, and for an owner whose address keeps reaching other members, `route`
+ * answers undefined and the caller sends the request the shard-unaware way.
  */
 export class ShardRouter {
   private routes: RingRoutes | undefined;
@@ -188,8 +189,11 @@ export class ShardRouter {
 
   /** The route to the owner of bucket/key, reading the ring first when none is known yet. */
   async route(bucket: string, key: string): Promise<ShardRoute | undefined> {
-    if (this.routes === undefined) await this.read();
-    else if (this.nowMs() - this.readAtMs >= (this.options.refreshMs ?? 10_000)) void this.read();
+    // At most one read per refreshMs, even while no ring is known (a node without one yet is not asked per request).
+    if (this.nowMs() - this.readAtMs >= (this.options.refreshMs ?? 10_000)) {
+      if (this.routes === undefined) await this.read();
+      else void this.read();
+    }
     const routes = this.routes;
     if (routes === undefined) return undefined;
     const owner = routes.owners[keyPartition(bucket, key, routes.partitionCount)];

@@ -86,6 +86,32 @@ describe('ShardRouter behind a shared port', () => {
     }
   });
 
+  it('asks a node without a ring at most once per refresh, not once per request', async () => {
+    let reads = 0;
+    let nowMs = 0;
+    const router = new ShardRouter({
+      fetchRoutes: async () => {
+        reads++;
+        throw new Error('the node has no ring yet');
+      },
+      originOf: (address) => `http://${address}`,
+      dial: (origin) => new Client(origin),
+      connectionsPerMember: 4,
+      probeTimeoutMs: 60_000,
+      refreshMs: 10_000,
+      nowMs: () => nowMs,
+    });
+    try {
+      for (let index = 0; index < 20; index++) expect(await router.route('bucket', `key-${index}`)).toBeUndefined();
+      expect(reads).toBe(1);
+      nowMs += 10_000;
+      expect(await router.route('bucket', 'key')).toBeUndefined();
+      expect(reads).toBe(2);
+    } finally {
+      await router.close();
+    }
+  });
+
   it('routes nothing (the caller falls back to rotation) while the owner is not up', async () => {
     const router = new ShardRouter({
       fetchRoutes: async () => ({ partitionCount: 2, owners: ['A', 'B'], members: [{ id: 'A', address: '127.0.0.1:1', status: 'down' }] }),
