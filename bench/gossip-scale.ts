@@ -1,43 +1,51 @@
 /**
- * Membership gossip at scale, simulated: SWIM (src/core/membership/swim.ts, bench/swim-scale.ts),
- * one JSON line per run with the figures issue 21 names. A round is 1 s (SWIM's probe interval);
- * bytes are those of the framed wire, requests and replies, per member per round. The whole-view
- * gossip SWIM replaced was modelled here beside it until it was removed; its figures (the
- * "before") are kept in bench/RESULTS.md.
+ * Membership gossip at scale, simulated: SWIM (src/core/membership/swim.ts, bench/swim-scale.ts)
+ * and a model of the whole-view gossip it replaced (bench/legacy-gossip-model.ts, the "before"),
+ * one JSON line per run with the figures issue 21 names. A round is 1 s (SWIM's probe interval,
+ * the old gossiper's interval); bytes are those of the framed wire, requests and replies, per
+ * member per round.
  *
- *   npm run build && npm run sim:gossip-scale -- --nodes 10,100,1000 --json [--seed 4000]
+ *   npm run build && npm run sim:gossip-scale -- --nodes 10,100,1000,10000 --json [--protocol swim,legacy] [--seed 4000]
  *
- * SWIM with 1,000 members takes about a minute of CPU and 0.7 GB; every simulated member holds
- * a table of every other, so 10,000 would need about 70 GB, more than one process can have here.
+ * Every simulated SWIM member holds a table of every other (10^8 entries at 10,000 members, about
+ * 9 GB resident) and a member-round costs about 0.8 ms of CPU at 1,000 members, so 10,000 take
+ * ten minutes of CPU or more; the npm script raises Node's heap limit to 16 GiB for it. The
+ * legacy model needs megabytes at any N.
  */
 import { parseArgs } from 'node:util';
-import { measureSwim } from './swim-scale.js';
+import { measureLegacy } from './legacy-gossip-model.js';
+import { type GossipScaleFigures, measureSwim } from './swim-scale.js';
 
 const { values } = parseArgs({
   options: {
     nodes: { type: 'string', default: '10,100,1000' },
+    protocol: { type: 'string', default: 'swim,legacy' },
     seed: { type: 'string', default: '4000' },
     json: { type: 'boolean', default: false },
   },
 });
 
 const sizes = values.nodes.split(',').map(Number);
+const protocols = values.protocol.split(',');
 const seed = Number(values.seed);
 for (const nodes of sizes) if (!Number.isInteger(nodes) || nodes < 3) throw new Error(`--nodes takes whole numbers of 3 or more, separated by commas; got '${values.nodes}'`);
+for (const protocol of protocols) if (protocol !== 'swim' && protocol !== 'legacy') throw new Error(`--protocol takes swim, legacy or both ('swim,legacy'); got '${values.protocol}'`);
 if (!Number.isSafeInteger(seed)) throw new Error(`--seed takes a whole number; got '${values.seed}'`);
 
 for (const nodes of sizes) {
-  const startedMs = performance.now();
-  const cpuBefore = process.cpuUsage();
-  const figures = measureSwim(nodes, seed);
-  const cpu = process.cpuUsage(cpuBefore);
-  if (values.json) console.log(JSON.stringify(figures));
-  else {
-    const kib = (bytes: number): string => `${(bytes / 1024).toFixed(2)} KiB`;
-    console.log(
-      `swim N=${nodes}: converge ${figures.roundsToConverge} rounds, detection ${figures.detectionRounds} rounds, false downs ${figures.falseDownCount}, ` +
-        `idle ${kib(figures.bytesPerNodePerRoundIdle)}/node/round, churn ${kib(figures.bytesPerNodePerRoundChurn)}/node/round, largest message ${kib(figures.maxMessageBytes)}`,
-    );
+  for (const protocol of protocols) {
+    const startedMs = performance.now();
+    const cpuBefore = process.cpuUsage();
+    const figures: GossipScaleFigures = protocol === 'swim' ? measureSwim(nodes, seed) : measureLegacy(nodes, seed);
+    const cpu = process.cpuUsage(cpuBefore);
+    if (values.json) console.log(JSON.stringify(figures));
+    else {
+      const kib = (bytes: number): string => `${(bytes / 1024).toFixed(2)} KiB`;
+      console.log(
+        `${protocol} N=${nodes}: converge ${figures.roundsToConverge} rounds, detection ${figures.detectionRounds} rounds, false downs ${figures.falseDownCount}, ` +
+          `idle ${kib(figures.bytesPerNodePerRoundIdle)}/node/round, churn ${kib(figures.bytesPerNodePerRoundChurn)}/node/round, largest message ${kib(figures.maxMessageBytes)}`,
+      );
+    }
+    console.error(`${protocol} N=${nodes}: ${((performance.now() - startedMs) / 1000).toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU, ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB resident`);
   }
-  console.error(`swim N=${nodes}: ${((performance.now() - startedMs) / 1000).toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU`);
 }

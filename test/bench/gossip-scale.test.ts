@@ -1,9 +1,11 @@
 /**
  * Goal: the gossip-scale bench (bench/gossip-scale.ts) produces every figure issue 21 names for
- * SWIM, from runs small enough for the slow lane, and SWIM's messages stay under their cap. Not a
- * speed test, and no figure of the 1,000-member runs is asserted here.
+ * SWIM and for the model of the whole-view gossip it replaced, from runs small enough for the
+ * fast lane; SWIM's messages stay under their cap, and the model's closed-form frame size is what
+ * the retired encoder gave. Not a speed test, and no figure of the large runs is asserted here.
  */
 import { describe, expect, it } from 'vitest';
+import { legacyGossipFrameBytes, measureLegacy } from '../../bench/legacy-gossip-model.js';
 import { measureSwim } from '../../bench/swim-scale.js';
 import { defaultSwimConfig } from '../../src/core/membership/swim.js';
 
@@ -16,5 +18,14 @@ describe('gossip-scale bench (smoke)', () => {
     expect(figures.falseDownCount).toBe(0);
     expect(figures.maxMessageBytes).toBeLessThanOrEqual(defaultSwimConfig.maxMessageBytes);
     expect(figures.bytesPerNodePerRoundIdle * 4).toBeLessThan(figures.bytesPerNodePerRoundChurn);
+  });
+
+  it('sizes the whole-view frame as the retired encoder did, and the model sends two per member per round (push and reply)', () => {
+    // encodeRequest({ type: 'gossip', state }) plus the frame header, run at commit 1fb196e^ on the model's views.
+    expect([10, 100, 1000, 1024].map(legacyGossipFrameBytes)).toEqual([240, 2400, 25_472, 26_120]);
+    const figures = measureLegacy(12, 4000);
+    for (const field of fields) expect(Number.isFinite((figures as unknown as Record<string, number>)[field]), field).toBe(true);
+    expect(figures.maxMessageBytes).toBe(legacyGossipFrameBytes(12));
+    expect(figures.bytesPerNodePerRoundIdle).toBeCloseTo(2 * 2 * legacyGossipFrameBytes(12), -2);
   });
 });

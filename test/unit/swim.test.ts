@@ -162,7 +162,10 @@ describe('SWIM failure detection', () => {
     let probeOfN1: SwimMessage | undefined;
     while (probeOfN1 === undefined) {
       nowMs += 100;
-      const ping = n0.tick(nowMs).find((effect) => effect.kind === 'send' && effect.message.type === 'swim-ping' && effect.to === 'n1');
+      // The others answer n0's probes of them, so none is suspect when n0 needs them to probe n1.
+      const effects = n0.tick(nowMs);
+      route(members, 'n0', effects, nowMs, new Set(['n1']));
+      const ping = effects.find((effect) => effect.kind === 'send' && effect.message.type === 'swim-ping' && effect.to === 'n1');
       if (ping?.kind === 'send') probeOfN1 = ping.message;
     }
     const probeSequence = (probeOfN1 as { sequence: number }).sequence;
@@ -284,6 +287,18 @@ describe('SWIM dissemination within bounded messages', () => {
       expect(n0.queuedBroadcastEntries).toBeLessThanOrEqual(2 * n0.pendingBroadcasts + 64);
     }
     expect(n0.pendingBroadcasts).toBeGreaterThanOrEqual(500);
+  });
+
+  it('sends only the newest queued record of a member: news replaced before it went out is never sent', () => {
+    const members = settled(3);
+    const n0 = members.get('n0') as SwimMember;
+    for (let version = 1; version <= 3; version++) n0.receive({ type: 'swim-gossip', from: 'n1', updates: [recordOf('n1000', version)] }, startMs);
+    expect(n0.pendingBroadcasts).toBe(2);
+    const routed = runTicks(members, startMs, startMs + 20_000);
+    const carried = routed.sent.filter((sent) => sent.from === 'n0').flatMap((sent) => ('updates' in sent.message ? sent.message.updates : []));
+    const versions = carried.filter((record) => record.id === 'n1000').map((record) => record.version);
+    expect(versions.length).toBeGreaterThan(0);
+    expect(new Set(versions)).toEqual(new Set([3]));
   });
 
   it('a joiner pages through a seed of 3,000 members in capped windows and learns every one', () => {

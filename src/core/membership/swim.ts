@@ -145,13 +145,6 @@ interface Relay {
   deadlineMs: number;
 }
 
-/** One item of news and how often it was sent (memberlist's TransmitLimitedQueue). */
-interface Broadcast {
-  readonly record: SwimRecord;
-  transmits: number;
-  live: boolean;
-}
-
 const stateRank: Record<SwimState, number> = { alive: 0, suspect: 1, dead: 2, left: 3, removed: 4 };
 
 /**
@@ -210,8 +203,15 @@ export class SwimMember {
   private nextDigestMs: number;
   private digestCursor = '';
   private syncPeer: string | undefined;
-  private readonly broadcasts = new Map<string, Broadcast>();
-  private readonly broadcastsBySends: Broadcast[][] = [[]];
+  /**
+   * The news queue (memberlist's TransmitLimitedQueue): the record queued for each member, and
+   * the queued records by how often they were sent (bucket k: sent k times). An entry of a bucket
+   * is live while it is the record `broadcasts` holds for its member; a newer record replaces it
+   * there and leaves it behind as a stale entry. No object per item: every member's queue may
+   * hold every member's news, N items per member, so the queue is kept to two references each.
+   */
+  private readonly broadcasts = new Map<string, SwimRecord>();
+  private readonly broadcastsBySends: SwimRecord[][] = [[]];
   /** Entries in broadcastsBySends, replaced ones included. */
   private queuedBroadcasts = 0;
   private ringVersion = 0;
@@ -237,9 +237,8 @@ export class SwimMember {
       transfersDoneForRing: 0,
       ...(options.location === undefined ? {} : { location: options.location }),
     };
-    this.store(this.self);
-    for (const record of options.members ?? []) if (record.id !== options.id) this.store(record);
     this.lastTickMs = options.nowMs;
+    this.load(options.members ?? []);
     // Members start at random moments within a period, so their rounds are out of phase.
     this.nextProbeMs = options.nowMs + this.random.int(this.config.probeIntervalMs);
     this.nextGossipMs = options.nowMs + this.random.int(this.config.gossipIntervalMs);
@@ -574,6 +573,28 @@ export class SwimMember {
     return chosen;
   }
 
+  /**
+   * Fills the table at construction with this member's own record and the `members` it knows:
+   * sorted once and shuffled once, where storing them one by one would splice each into the
+   * sorted ids and the probe order (O(N) each, O(N²) per member: hours for a simulated cluster
+   * of 10,000, whose every member starts knowing all the others).
+   */
+  private load(members: readonly SwimRecord[]): void {
+    this.records.set(this.self.id, this.self);
+    this.liveCount = this.self.state === 'alive' ? 1 : 0;
+    for (const record of members) {
+      if (record.id === this.self.id || this.records.has(record.id)) continue;
+      this.records.set(record.id, record);
+      if (record.state === 'alive' || record.state === 'suspect') this.liveCount++;
+      else this.downSince.set(record.id, this.lastTickMs);
+    }
+    this.changeCount++;
+    for (const id of this.records.keys()) this.sortedIds.push(id);
+    // The default sort compares UTF-16 code units, as indexAfter's < does.
+    this.sortedIds.sort();
+    this.probeOrder = this.shuffled(this.sortedIds);
+  }
+
   /** Puts a record in the table, keeping the sorted ids, the probe order and the live count. */
   private store(record: SwimRecord): void {
     const previous = this.records.get(record.id);
@@ -610,11 +631,7 @@ export class SwimMember {
         this.probeOrder.splice(order, 1);
         if (order < this.probeIndex) this.probeIndex--;
       }
-      const broadcast = this.broadcasts.get(id);
-      if (broadcast !== undefined) {
-        broadcast.live = false;
-        this.broadcasts.delete(id);
-      }
+      this.broadcasts.delete(id);
       this.suspicions.delete(id);
       if (this.syncPeer === id) this.syncPeer = undefined;
     }
@@ -714,17 +731,20 @@ export class SwimMember {
     this.enqueue(update);
   }
 
+  private isQueued(record: SwimRecord): boolean {
+    return this.broadcasts.get(record.id) === record;
+  }
+
   private enqueue(record: SwimRecord): void {
-    const previous = this.broadcasts.get(record.id);
-    if (previous !== undefined) previous.live = false;
-    const broadcast: Broadcast = { record, transmits: 0, live: true };
-    this.broadcasts.set(record.id, broadcast);
-    (this.broadcastsBySends[0] as Broadcast[]).push(broadcast);
+    // The same record already queued (possible only where records are shared objects, as in the simulator) is news already on its way.
+    if (this.isQueued(record)) return;
+    this.broadcasts.set(record.id, record);
+    (this.broadcastsBySends[0] as SwimRecord[]).push(record);
     // Replaced news stays in its bucket until reached; under steady churn the oldest is never
     // reached (newest goes first), so the buckets are swept once they hold twice the live news.
     if (++this.queuedBroadcasts > 2 * this.broadcasts.size + 64) {
       for (let sends = 0; sends < this.broadcastsBySends.length; sends++) {
-        this.broadcastsBySends[sends] = (this.broadcastsBySends[sends] as Broadcast[]).filter((queued) => queued.live);
+        this.broadcastsBySends[sends] = (this.broadcastsBySends[sends] as SwimRecord[]).filter((queued) => this.isQueued(queued));
       }
       this.queuedBroadcasts = this.broadcasts.size;
     }
@@ -735,35 +755,38 @@ export class SwimMember {
     // The list's count grows from one byte to two past 127 items; the message counted one, one more is kept.
     let budget = this.config.maxMessageBytes - swimMessageBytes(message) - 1;
     const limit = this.config.retransmitMultiplier * Math.ceil(Math.log10(this.liveCount + 1));
-    const taken: Broadcast[] = [];
-    for (const bucket of this.broadcastsBySends) {
+    const taken: SwimRecord[] = [];
+    /** How often each taken record had been sent: the bucket it came from. */
+    const takenSends: number[] = [];
+    for (let sends = 0; sends < this.broadcastsBySends.length; sends++) {
+      const bucket = this.broadcastsBySends[sends] as SwimRecord[];
       while (bucket.length > 0) {
-        const broadcast = bucket[bucket.length - 1] as Broadcast;
-        if (!broadcast.live) {
+        const record = bucket[bucket.length - 1] as SwimRecord;
+        if (!this.isQueued(record)) {
           bucket.pop();
           this.queuedBroadcasts--;
           continue;
         }
-        const bytes = recordBytes(broadcast.record);
+        const bytes = recordBytes(record);
         if (bytes > budget) break;
         bucket.pop();
         budget -= bytes;
-        taken.push(broadcast);
+        taken.push(record);
+        takenSends.push(sends + 1);
       }
       if (bucket.length > 0) break;
     }
-    for (const broadcast of taken) {
-      broadcast.transmits++;
-      if (broadcast.transmits < limit) {
-        while (this.broadcastsBySends.length <= broadcast.transmits) this.broadcastsBySends.push([]);
-        (this.broadcastsBySends[broadcast.transmits] as Broadcast[]).push(broadcast);
+    taken.forEach((record, index) => {
+      const sends = takenSends[index] as number;
+      if (sends < limit) {
+        while (this.broadcastsBySends.length <= sends) this.broadcastsBySends.push([]);
+        (this.broadcastsBySends[sends] as SwimRecord[]).push(record);
       } else {
-        broadcast.live = false;
         this.queuedBroadcasts--;
-        if (this.broadcasts.get(broadcast.record.id) === broadcast) this.broadcasts.delete(broadcast.record.id);
+        this.broadcasts.delete(record.id);
       }
-    }
-    return taken.map((broadcast) => broadcast.record);
+    });
+    return taken;
   }
 
   private withNews<T extends SwimMessage & { readonly updates: readonly SwimRecord[] }>(message: T): T {
@@ -806,26 +829,21 @@ export class SwimMember {
     return { kind: 'send', to, message: { ...base, throughId, entries } };
   }
 
-  /** The records of the digest's window that its sender lacks or has older, and the ids whose sender's record is newer. */
+  /**
+   * The records of the digest's window that its sender lacks or has older, and the ids whose
+   * sender's record is newer. The window is walked in id order only as far as the answer has
+   * room: a window open to the end (a joiner paging from '') is not read, nor sorted, whole.
+   */
   private answerDigest(digest: SwimDigest): SwimDigestReply {
     const wanted: string[] = [];
-    const newer: SwimRecord[] = [];
-    const named = new Set<string>();
+    const named = new Map<string, SwimDigestEntry>();
     for (const entry of digest.entries) {
-      named.add(entry.id);
+      named.set(entry.id, entry);
       const mine = this.records.get(entry.id);
       // A member this one does not know and the sender holds gone is not asked for (apply would not take it).
       if (mine === undefined && entry.state !== 'alive' && entry.state !== 'suspect') continue;
-      const order = mine === undefined ? -1 : compareSwimRecords(mine, entry);
-      if (order < 0) wanted.push(entry.id);
-      else if (order > 0) newer.push(mine as SwimRecord);
+      if (mine === undefined || compareSwimRecords(mine, entry) < 0) wanted.push(entry.id);
     }
-    for (let index = indexAfter(this.sortedIds, digest.afterId); index < this.sortedIds.length; index++) {
-      const id = this.sortedIds[index] as string;
-      if (digest.throughId !== '' && id > digest.throughId) break;
-      if (!named.has(id)) newer.push(this.records.get(id) as SwimRecord);
-    }
-    newer.sort((left, right) => (left.id < right.id ? -1 : left.id > right.id ? 1 : 0));
     const base: SwimDigestReply = {
       type: 'swim-digest-reply',
       sequence: digest.sequence,
@@ -849,7 +867,12 @@ export class SwimMember {
       keptWanted.push(id);
     }
     const records: SwimRecord[] = [];
-    for (const record of newer) {
+    for (let index = indexAfter(this.sortedIds, digest.afterId); index < this.sortedIds.length; index++) {
+      const id = this.sortedIds[index] as string;
+      if (digest.throughId !== '' && id > digest.throughId) break;
+      const record = this.records.get(id) as SwimRecord;
+      const entry = named.get(id);
+      if (entry !== undefined && compareSwimRecords(record, entry) <= 0) continue;
       const bytes = recordBytes(record) + Buffer.byteLength(record.id) + 1;
       if (bytes > budget) {
         // Cut short: the sender's next window starts after the last record sent.
