@@ -1,5 +1,6 @@
 import { decodeAcceptorState } from '../core/consensus/acceptor-codec.js';
 import { compareBallots } from '../core/consensus/ballot.js';
+import { decodeConsistentValue } from '../core/consensus/consistent-value.js';
 import { decodeDataKey, partitionOf } from '../core/keys.js';
 import { decodeLeaseRecord, leaseBucket } from '../core/leases/lease-record.js';
 import { preferenceList } from '../core/ring/ring.js';
@@ -21,7 +22,7 @@ export interface LeaseScan {
 }
 
 /** What the scanner needs from its node. */
-export type LeaseScannerOptions = Pick<NodeContext, 'selfId' | 'ring' | 'isUp' | 'bucketProperties'> & {
+export type LeaseScannerOptions = Pick<NodeContext, 'selfId' | 'ring' | 'isUp' | 'bucketProperties' | 'logger'> & {
   /** The storage space of acceptor state (Storage.paxos). */
   readonly space: KeySpace;
 };
@@ -58,8 +59,13 @@ export class LeaseScanner {
       const state = decodeAcceptorState(stored);
       const newest = state.accepted !== null && (state.committed === null || compareBallots(state.accepted.ballot, state.committed.ballot) > 0) ? state.accepted : state.committed;
       if (newest === null || newest.state.value === null) continue;
-      const record = decodeLeaseRecord(newest.state.value);
-      leases.push({ id: key, refresh: record.refresh, ending: record.ending, ttlSeconds: record.ttlSeconds });
+      try {
+        const record = decodeLeaseRecord(decodeConsistentValue(newest.state.value).value);
+        leases.push({ id: key, refresh: record.refresh, ending: record.ending, ttlSeconds: record.ttlSeconds });
+      } catch (error) {
+        // One unreadable record must not stop the sweeps of every other lease: it is reported and passed over.
+        this.options.logger.error({ error, lease: key }, 'a lease record is unreadable; its lease is not swept');
+      }
     }
     // The next step starts just after the last key examined, or round again at the start.
     this.cursor = last === undefined || examined < limit ? undefined : Buffer.concat([last, Buffer.from([0])]);
