@@ -12,7 +12,6 @@ import { kvDeleteSchema, kvGetSchema, kvListSchema, kvPutSchema } from './route-
 import { type ListQueryString, checkIsListing, parseListQuery } from './list-parameters.js';
 import type { WriteCondition } from '../core/consensus/compare-and-set.js';
 import type { ConsistentOutcome } from '../engine/kv-service.js';
-import { checkLeaseId } from './lease-routes.js';
 
 /** The header that carries a key's causal context out with a read and back in with a write. */
 export const contextHeader = 'x-ringkv-context';
@@ -273,7 +272,6 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
       const condition = conditionOf(request, true);
       const lease = request.query.lease;
       if (lease !== undefined) {
-        checkLeaseId(lease, 'query parameter lease');
         return consistentWrite(reply, () => service.leases.put(target.bucket, target.key, { value, contentType }, condition, lease, target.options.write.timeoutMs));
       }
       return consistentWrite(reply, () => service.consistent(target.bucket, target.key, { kind: 'write', value: { value, contentType }, condition }, target.options.write.timeoutMs));

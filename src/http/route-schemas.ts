@@ -118,7 +118,9 @@ const kvPutQuery = Type.Object(
     ...readQuery,
     local: writeLocal,
     ttl: Type.Optional(integerParameter(1, maxTtlSeconds, " (seconds, ten years at most): when the value expires; absent: the bucket's ttlSeconds")),
-    lease: Type.Optional(Type.String({ description: 'consistent buckets only: the id of a lease (POST /leases); the key is deleted when the lease expires or is revoked' })),
+    lease: Type.Optional(
+      Type.String({ pattern: '^[0-9a-f]{16}$', description: 'the 16 hex digits of a lease id (POST /leases), consistent buckets only: the key is deleted when the lease expires or is revoked' }),
+    ),
   },
   { additionalProperties: false },
 );

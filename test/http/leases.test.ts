@@ -99,7 +99,7 @@ describe('leases over HTTP', () => {
     expect(plain.json()).toMatchObject({ error: { code: 'KV_BAD_PARAMETER' } });
     expect(plain.json().error.message).toMatch(/consistent bucket/);
     expect((await request('GET', '/kv/locks/x?lease=0123456789abcdef')).json()).toMatchObject({ error: { code: 'KV_BAD_PARAMETER' } });
-    expect((await request('PUT', '/kv/locks/x?lease=nope', {}, 'x')).json()).toMatchObject({ error: { code: 'KV_BAD_REQUEST' } });
+    expect((await request('PUT', '/kv/locks/x?lease=nope', {}, 'x')).json()).toMatchObject({ error: { code: 'KV_BAD_PARAMETER' } });
     expect((await request('GET', '/leases/nope')).json()).toMatchObject({ error: { code: 'KV_BAD_REQUEST' } });
     for (const body of ['', 'ttl=5', '{"ttl":0}', '{"ttl":1.5}', '{"ttl":86401}', '{"ttl":"5"}', '{"ttl":5,"extra":1}']) {
       const refused = await request('POST', '/leases', { 'content-type': 'application/json' }, body);
