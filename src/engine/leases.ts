@@ -67,7 +67,11 @@ const isConflict = (error: unknown): boolean => isKvError(error) && error.code =
  */
 export class Leases implements LeaseService {
   private readonly sweeper: PeriodicTask;
-  /** The sweeper's monotonic clock: the sum of the intervals its timers waited (a timer never fires early). */
+  /**
+   * The sweeper's monotonic clock: the sum of the intervals its timers waited. A timer never fires
+   * early and the next sweep is armed only once a sweep has finished, so from anything a sweep
+   * observed to the start of a later sweep at least the difference of this clock has passed.
+   */
   private elapsedMs = 0;
   private cycle = 0;
   private readonly tracked = new Map<string, Tracked>();
@@ -151,8 +155,16 @@ export class Leases implements LeaseService {
     try {
       await this.changeRecord(leaseId, async (record) => this.withKey(leaseId, record, bucket, key), () => undefined);
     } catch (error) {
-      if (isKvError(error) && (error.code === 'KV_LEASE_NOT_FOUND' || error.code === 'KV_LEASE_FULL')) await this.deleteIfLeased(bucket, key, leaseId);
-      throw error;
+      if (isKvError(error) && (error.code === 'KV_LEASE_NOT_FOUND' || error.code === 'KV_LEASE_FULL')) {
+        await this.deleteIfLeased(bucket, key, leaseId);
+        throw error;
+      }
+      // The key was written: an answer that said "did not happen" would lie.
+      if (!isKvError(error)) throw error;
+      throw new KvError(error.code, `key '${key}' was written (version ${outcome.version}) but its lease ${leaseId} could not be confirmed: ${error.message}`, {
+        details: { ...error.details, applied: 'unknown' },
+        cause: error,
+      });
     }
     return outcome;
   }

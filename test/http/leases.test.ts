@@ -4,6 +4,7 @@ import { maxLeaseKeys } from '../../src/core/leases/lease-record.js';
 import { buildApp } from '../../src/http/app.js';
 import { SimCluster } from '../../src/sim/sim-cluster.js';
 import { appHarness } from './app-harness.js';
+import { KvError } from '../../src/util/errors.js';
 
 /**
  * Goal: leases through the HTTP API exactly as the README's "Leases and ephemeral keys" shows
@@ -112,8 +113,24 @@ describe('leases over HTTP', () => {
   });
 });
 
-describe('a full lease', () => {
+describe('leases on the fake service', () => {
   const start = appHarness();
+
+  it('a PUT whose key was written but whose lease could not be confirmed says the outcome is unknown, never "did not happen"', async () => {
+    const { app, service } = await start({ buckets: { locks: { consistent: true } } });
+    const id = (await app.inject({ method: 'POST', url: '/leases', payload: { ttl: 60 } })).json<{ id: string }>().id;
+    const consistent = service.consistent.bind(service);
+    let keyWritten = false;
+    service.consistent = async (bucket, key, command, timeoutMs) => {
+      if (keyWritten && bucket !== 'locks') throw new KvError('KV_INSUFFICIENT_REPLICAS', 'no quorum', { details: { applied: 'no' } });
+      if (bucket === 'locks' && command.kind === 'write') keyWritten = true;
+      return consistent(bucket, key, command, timeoutMs);
+    };
+    const answer = await app.inject({ method: 'PUT', url: `/kv/locks/k?lease=${id}`, payload: 'x' });
+    expect(answer.statusCode).toBe(503);
+    expect(answer.json()).toMatchObject({ error: { code: 'KV_INSUFFICIENT_REPLICAS', details: { applied: 'unknown' } } });
+    expect(answer.json().error.message).toMatch(/was written \(version 1\)/);
+  });
 
   it(`refuses a key beyond ${maxLeaseKeys} with 409 KV_LEASE_FULL, until a key rewritten without the lease is pruned`, async () => {
     const { app } = await start({ buckets: { locks: { consistent: true } } });
