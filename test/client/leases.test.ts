@@ -65,14 +65,15 @@ describe('RingClient leases and recipes', () => {
 
   it('lock: one holder at a time, kept alive past several ttls, handed on at release with a greater token', async () => {
     const { client } = await start();
-    const first = await client.lock('job', { ttlSeconds: 1 });
+    // A ttl of 2 s (keep-alives every 667 ms) leaves room for a loaded machine's slow requests.
+    const first = await client.lock('job', { ttlSeconds: 2 });
     let secondHeld = false;
-    const second = client.lock('job', { ttlSeconds: 1, retryMs: 50 }).then((handle) => {
+    const second = client.lock('job', { ttlSeconds: 2, retryMs: 50 }).then((handle) => {
       secondHeld = true;
       return handle;
     });
-    // Three ttls with the sweeper running: the first holder's keep-alives keep the lock.
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    // Two and a half ttls with the sweeper running: the first holder's keep-alives keep the lock.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
     expect(secondHeld, 'the second waiter took a lock still held and kept alive').toBe(false);
     expect(await client.lease(first.lease), 'the holder\'s lease is alive').toBeDefined();
     await first.release();
