@@ -30,7 +30,7 @@ function ttlOf(body: unknown): number {
 }
 
 /** A lease id from the path, checked before any round is spent on it. */
-export function checkLeaseId(id: string, where: string): void {
+function checkLeaseId(id: string, where: string): void {
   if (!leaseIdPattern.test(id)) {
     throw new KvError('KV_BAD_REQUEST', `${where} ${JSON.stringify(id.slice(0, 40))} is not a lease id: use the 16 hex digits POST /leases answered`);
   }
