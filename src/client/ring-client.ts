@@ -34,6 +34,56 @@ export interface ReadRequestOptions {
 export interface PutRequestOptions extends WriteRequestOptions {
   /** Seconds until the value expires (the server's `ttl`, 1 to ten years); omit for the bucket's ttlSeconds. */
   readonly ttlSeconds?: number;
+  /** Consistent buckets only: attach the key to this lease ({@link RingClient.grantLease}); it is deleted when the lease ends. */
+  readonly lease?: string;
+}
+
+/** A granted or kept-alive lease (README, "Leases and ephemeral keys"). */
+export interface LeaseGrant {
+  readonly id: string;
+  readonly ttlSeconds: number;
+}
+
+/** What {@link RingClient.lease} answers. */
+export interface LeaseInfo extends LeaseGrant {
+  readonly keepAlives: number;
+  /** Seconds before the answering node's sweeper may end it, when that node is the one watching it. */
+  readonly remainingSeconds?: number;
+  readonly keys: readonly { readonly bucket: string; readonly key: string }[];
+}
+
+/** Options of {@link RingClient.lock} and {@link RingClient.electLeader}. */
+export interface LockOptions {
+  /** The consistent bucket that holds the lock's key. Default 'locks'. */
+  readonly bucket?: string;
+  /** The lease's ttl in seconds; the lease is kept alive every ttl/3 until released. Default 10. */
+  readonly ttlSeconds?: number;
+  /** How long to wait between attempts while another holder has it. Default 250 ms. */
+  readonly retryMs?: number;
+  /** Gives up waiting (the promise rejects with the signal's reason). */
+  readonly signal?: AbortSignal;
+  /** Called once if the lease is lost before release (a keep-alive found it ended): stop using the token. */
+  readonly onLost?: (error: RingClientError) => void;
+}
+
+/**
+ * A held lock, or a won election. `token` is the key's version when it was taken: it grows with
+ * every holder, so a storage service that remembers the highest token it saw can refuse a
+ * paused former holder (Kleppmann's fencing token).
+ */
+export interface LockHandle {
+  readonly token: number;
+  /** The lease that keeps it. */
+  readonly lease: string;
+  /** Stops the keep-alives and revokes the lease, which deletes the key: the next waiter takes it. */
+  release(): Promise<void>;
+}
+
+/** What {@link RingClient.leader} answers: the elected candidate and its token. */
+export interface LeaderInfo {
+  readonly candidate: string;
+  readonly token: number;
+  readonly lease: string | undefined;
 }
 
 /** Per-request options of a write or delete. */
@@ -92,6 +142,8 @@ export interface ReadResult {
    * and delete of the key (a fencing token); its `context` is the same number as text.
    */
   readonly version?: number;
+  /** Consistent buckets only (x-ringkv-lease): the lease the key was written with. */
+  readonly lease?: string;
 }
 
 /** What a write returns. */
@@ -107,6 +159,11 @@ export interface WriteResult {
 }
 
 /** The x-ringkv-version of an answer (consistent buckets), as an object field to spread. */
+function leaseGrantOf(answer: HttpAnswer): LeaseGrant {
+  const parsed = JSON.parse(answer.body.toString('utf8')) as { id: string; ttl: number };
+  return { id: parsed.id, ttlSeconds: parsed.ttl };
+}
+
 function versionOf(answer: HttpAnswer): { version: number } | Record<string, never> {
   const text = header(answer, 'x-ringkv-version');
   return text === undefined ? {} : { version: Number(text) };
@@ -379,10 +436,12 @@ export class RingClient {
     const context = header(answer, 'x-ringkv-context');
     if (answer.status === 404) return { found: false, context, siblings: [], ...versionOf(answer) };
     if (answer.status === 200) {
+      const lease = header(answer, 'x-ringkv-lease');
       return {
         found: true,
         context,
         ...versionOf(answer),
+        ...(lease === undefined ? {} : { lease }),
         siblings: [{ value: answer.body, contentType: header(answer, 'content-type') ?? 'application/octet-stream', lastModified: header(answer, 'last-modified') ?? '' }],
       };
     }
@@ -404,7 +463,7 @@ export class RingClient {
     if (options.ifNoneMatch === true) headers['if-none-match'] = '*';
     if (options.ifMatch !== undefined) headers['if-match'] = options.ifMatch;
     const body = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
-    const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options, options.ttlSeconds), { ...this.writeRetries(options), headers, body, node: options.node, key: { bucket, key } });
+    const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options, options.ttlSeconds, options.lease), { ...this.writeRetries(options), headers, body, node: options.node, key: { bucket, key } });
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
     return { context: header(answer, 'x-ringkv-context') ?? '', ...versionOf(answer) };
   }
@@ -545,6 +604,115 @@ export class RingClient {
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
       stop.abort();
+    }
+  }
+
+  /** POST /leases: a new lease of `ttlSeconds` (1 to 86,400); keep it alive with {@link keepAliveLease} before it runs out. */
+  async grantLease(ttlSeconds: number): Promise<LeaseGrant> {
+    const answer = await this.send('POST', '/leases', { ...this.writeRetries({}), headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ ttl: ttlSeconds })) });
+    if (answer.status !== 201) throw errorOf(answer, writeOutcome(answer));
+    return leaseGrantOf(answer);
+  }
+
+  /** Restarts the lease's ttl (safe to retry); KV_LEASE_NOT_FOUND once it ended. */
+  async keepAliveLease(id: string): Promise<LeaseGrant> {
+    const answer = await this.send('POST', `/leases/${encodeURIComponent(id)}/keepalive`, { idempotent: true, retryAnswer: isRetryableAnswer });
+    if (answer.status !== 200) throw errorOf(answer, writeOutcome(answer));
+    return leaseGrantOf(answer);
+  }
+
+  /** Ends the lease now: its keys are deleted, then it. */
+  async revokeLease(id: string): Promise<void> {
+    const answer = await this.send('DELETE', `/leases/${encodeURIComponent(id)}`, { idempotent: true, retryAnswer: isRetryableAnswer });
+    if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
+  }
+
+  /** The lease's ttl, keep-alives and keys; undefined when it does not exist (ended or never granted). */
+  async lease(id: string): Promise<LeaseInfo | undefined> {
+    const answer = await this.send('GET', `/leases/${encodeURIComponent(id)}`, { idempotent: true, retryAnswer: isRetryableAnswer });
+    if (answer.status === 404 && errorCode(answer) === 'KV_LEASE_NOT_FOUND') return undefined;
+    if (answer.status !== 200) throw errorOf(answer, 'failed');
+    const parsed = JSON.parse(answer.body.toString('utf8')) as { id: string; ttl: number; keepAlives: number; remaining?: number; keys: { bucket: string; key: string }[] };
+    return { id: parsed.id, ttlSeconds: parsed.ttl, keepAlives: parsed.keepAlives, keys: parsed.keys, ...(parsed.remaining === undefined ? {} : { remainingSeconds: parsed.remaining }) };
+  }
+
+  /**
+   * Takes the lock `name` (README, "Client recipes"): grants a lease, then writes the key
+   * `name` of the consistent bucket only if absent, attached to the lease, retrying while another
+   * holder has it. Resolves with the fencing token (the key's version) once held; the lease is
+   * kept alive every ttl/3 until `release()`, and a holder that stops (a crash, a pause) loses the
+   * lock a ttl after its last keep-alive, when the lease's end deletes the key.
+   */
+  async lock(name: string, options: LockOptions = {}): Promise<LockHandle> {
+    return this.holdKey(name, '', options);
+  }
+
+  /**
+   * Runs for leader of the election `name` as `candidate`: resolves once elected, with the
+   * token (a lock whose value is the candidate, so {@link leader} can name it). `release()`
+   * resigns; a leader that stops keeping its lease alive is replaced a ttl later.
+   */
+  async electLeader(name: string, candidate: string, options: LockOptions = {}): Promise<LockHandle> {
+    return this.holdKey(name, candidate, options);
+  }
+
+  /** The elected leader of `name` and its token; undefined while there is none. */
+  async leader(name: string, options: Pick<LockOptions, 'bucket'> = {}): Promise<LeaderInfo | undefined> {
+    const read = await this.get(options.bucket ?? 'locks', name);
+    const value = read.siblings[0];
+    if (!read.found || value === undefined) return undefined;
+    return { candidate: value.value.toString('utf8'), token: read.version ?? 0, lease: read.lease };
+  }
+
+  /** The lock and election recipe: a lease, If-None-Match: * with it until written, and keep-alives until release. */
+  private async holdKey(name: string, value: string, options: LockOptions): Promise<LockHandle> {
+    const bucket = options.bucket ?? 'locks';
+    const ttlSeconds = options.ttlSeconds ?? 10;
+    const { id } = await this.grantLease(ttlSeconds);
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    // Keep-alives every ttl/3 from now (waiting counts too: a long wait must not lose the lease).
+    const keepAlive = (): void => {
+      timer = setTimeout(() => {
+        this.keepAliveLease(id).then(
+          () => {
+            if (!stopped) keepAlive();
+          },
+          (error: unknown) => {
+            if (stopped) return;
+            if (error instanceof RingClientError && error.code === 'KV_LEASE_NOT_FOUND') {
+              stopped = true;
+              options.onLost?.(error);
+              return;
+            }
+            keepAlive();
+          },
+        );
+      }, (ttlSeconds * 1000) / 3);
+      timer.unref();
+    };
+    const stop = async (): Promise<void> => {
+      stopped = true;
+      clearTimeout(timer);
+      await this.revokeLease(id).catch((error: unknown) => {
+        if (!(error instanceof RingClientError && error.code === 'KV_LEASE_NOT_FOUND')) throw error;
+      });
+    };
+    keepAlive();
+    try {
+      for (;;) {
+        try {
+          const written = await this.put(bucket, name, value, { ifNoneMatch: true, lease: id, contentType: 'text/plain' });
+          return { token: written.version ?? 0, lease: id, release: stop };
+        } catch (error) {
+          if (!(error instanceof RingClientError && error.code === 'KV_PRECONDITION_FAILED')) throw error;
+        }
+        if (stopped) throw new RingClientError(`the lease of ${name} ended while waiting for it`, 404, 'KV_LEASE_NOT_FOUND', 'failed');
+        await pause(options.retryMs ?? 250, options.signal);
+      }
+    } catch (error) {
+      await stop().catch(() => undefined);
+      throw error;
     }
   }
 
@@ -689,8 +857,24 @@ function queryString(parameters: Record<string, string | number | undefined>): s
   return parts.length === 0 ? '' : `?${parts.join('&')}`;
 }
 
-function writeQuery(options: WriteRequestOptions, ttlSeconds?: number): string {
-  return queryString({ w: options.w, pw: options.pw, dw: options.dw, consistency: options.consistency, timeout_ms: options.timeoutMs, ttl: ttlSeconds });
+function writeQuery(options: WriteRequestOptions, ttlSeconds?: number, lease?: string): string {
+  return queryString({ w: options.w, pw: options.pw, dw: options.dw, consistency: options.consistency, timeout_ms: options.timeoutMs, ttl: ttlSeconds, lease });
+}
+
+/** Resolves after `delayMs`, or rejects with the signal's reason when it aborts first. */
+async function pause(delayMs: number, signal: AbortSignal | undefined): Promise<void> {
+  signal?.throwIfAborted();
+  await new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, delayMs);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 function errorCode(answer: HttpAnswer): string {

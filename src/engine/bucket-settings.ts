@@ -1,6 +1,7 @@
 import type { ClusterView } from '../core/membership/membership.js';
 import type { BucketProperties, NodeConfig } from '../config/schema.js';
 import { bucketProperties } from '../config/validate.js';
+import { leaseBucket } from '../core/leases/lease-record.js';
 
 /**
  * The bucket properties in force on this node: the cluster-wide ones from the gossiped view (the
@@ -15,6 +16,8 @@ export class BucketSettings {
 
   /** The bucket's properties (defaults merged with its own). */
   properties(bucket: string): BucketProperties {
+    // The lease records' reserved bucket is consistent on every cluster (src/engine/leases.ts), whatever the config says.
+    if (bucket === leaseBucket) return { ...this.properties(''), consistent: true };
     const view = this.gossiper.view;
     const shared = view.bucketPropertiesVersion > 0 ? view.bucketProperties : undefined;
     if (shared === undefined) return bucketProperties(this.config, bucket);

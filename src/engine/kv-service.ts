@@ -10,6 +10,7 @@ import type { ListPage, ListQuery } from './key-listing.js';
 import type { DataTypeUpdate, DataTypeValue } from '../core/datatypes/data-type.js';
 import type { WriteCondition } from '../core/consensus/compare-and-set.js';
 import type { ConsistentValue } from '../core/consensus/consistent-value.js';
+import type { LeaseKey } from '../core/leases/lease-record.js';
 import type { WatchFilter } from '../core/watch/watch-cursor.js';
 import type { WatchStream } from './watches.js';
 
@@ -74,6 +75,36 @@ export interface ConsistentOutcome {
   readonly value: ConsistentValue | null;
 }
 
+/** A granted or kept-alive lease. */
+export interface LeaseGrant {
+  readonly id: string;
+  readonly ttlSeconds: number;
+}
+
+/** What GET /leases/{id} answers. */
+export interface LeaseDescription extends LeaseGrant {
+  /** Keep-alives that succeeded since the grant. */
+  readonly keepAlives: number;
+  /** The keys attached (a key rewritten without the lease since may be listed until the list is pruned). */
+  readonly keys: readonly LeaseKey[];
+  /** Seconds before this node's sweeper may end the lease, when this node is the one watching it. */
+  readonly remainingSeconds?: number;
+}
+
+/** Leases and ephemeral keys (src/engine/leases.ts; README, "Leases and ephemeral keys"). */
+export interface LeaseService {
+  /** A new lease of `ttlSeconds`. */
+  grant(ttlSeconds: number): Promise<LeaseGrant>;
+  /** Restarts the lease's ttl; KV_LEASE_NOT_FOUND once it ended. */
+  keepAlive(id: string): Promise<LeaseGrant>;
+  /** Ends the lease now: its keys are deleted, then it. */
+  revoke(id: string): Promise<void>;
+  /** The lease's record. */
+  describe(id: string): Promise<LeaseDescription>;
+  /** A consistent write of a key attached to the lease: the key is deleted when the lease ends. */
+  put(bucket: string, key: string, value: ConsistentValue, condition: WriteCondition, leaseId: string, timeoutMs?: number): Promise<ConsistentOutcome>;
+}
+
 /** A data type update's options: a write's, and the r of the read a remove makes first. */
 export type DataTypeWriteOptions = WriteOptions & { readonly r?: ReadOptions['r'] };
 
@@ -131,6 +162,8 @@ export interface KvService {
   list(query: ListQuery): Promise<ListPage>;
   /** Counters and sets (/dt), in a namespace of their own beside the bucket's plain keys. */
   readonly dataTypes: DataTypeService;
+  /** Leases and the ephemeral keys attached to them (/leases, PUT /kv with ?lease). */
+  readonly leases: LeaseService;
   /** Backup and restore (/admin/backup, /admin/restore); absent on a node without storage of its own (the HTTP tests' fake). */
   readonly backup?: BackupAdmin;
   /**

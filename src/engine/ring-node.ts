@@ -23,6 +23,8 @@ import { BackupService } from './backup-service.js';
 import { WatchLog } from './watch-log.js';
 import { type WatchStream, Watches } from './watches.js';
 import type { WatchFilter } from '../core/watch/watch-cursor.js';
+import { Leases } from './leases.js';
+import { LeaseScanner } from './lease-scanner.js';
 
 /** The ports and settings a node runs on. */
 export interface RingNodeOptions extends NodePorts {
@@ -59,6 +61,8 @@ export class RingNode implements KvService {
   readonly watchLog: WatchLog;
   /** The watches this node serves (src/engine/watches.ts). */
   readonly watches: Watches;
+  /** Leases and ephemeral keys, with this node's expiry sweeper (src/engine/leases.ts). */
+  readonly leases: Leases;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
 
@@ -120,6 +124,13 @@ export class RingNode implements KvService {
     const settings = () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled });
     const coordinator = new Coordinator({ ...context, hints: hintedHandoff.store, settings });
     this.client = new ClientRequests({ ...context, replica, coordinator, consistentCoordinator, limits: config.limits });
+    const client = this.client;
+    const scanner = new LeaseScanner({ ...context, space: storage.paxos });
+    this.leases = new Leases({
+      ...context,
+      consistent: async (bucket, key, command, timeoutMs) => client.consistent(bucket, key, command, timeoutMs),
+      scan: async (limit) => scanner.next(limit),
+    });
     const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties: context.bucketProperties, ringVersion: () => context.ring()?.version ?? 0 });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...context, ...roles, onLeft: () => this.onLeft?.() });
@@ -144,10 +155,12 @@ export class RingNode implements KvService {
   /** Loads persisted state, joins, and starts the background roles (src/engine/lifecycle.ts). */
   async start(): Promise<void> {
     await this.lifecycle.start();
+    this.leases.start();
   }
 
   /** Stops background work (the caller closes the HTTP server and the storage). */
   async stop(): Promise<void> {
+    this.leases.stop();
     this.watches.closeAll();
     this.watchLog.close();
     await this.lifecycle.stop();

@@ -16,6 +16,7 @@ import { HttpMetrics } from './metrics.js';
 import { registerDashboard } from './ui-route.js';
 import { registerBackupRoutes } from './backup-routes.js';
 import { registerWatchRoutes } from './watch-routes.js';
+import { registerLeaseRoutes } from './lease-routes.js';
 
 /** The header every answer carries: the id of the ring member (the shard) that gave it. */
 export const memberHeader = 'x-ringkv-member';
@@ -30,7 +31,7 @@ export interface AppOptions {
   readonly https?: { readonly key: Buffer; readonly cert: Buffer };
 }
 
-const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /watch/{bucket}/{key}, GET /watch/{bucket}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, GET /admin/backup, GET /admin/backup/partitions/{partition}, POST /admin/restore (GET /openapi.json describes them all)`;
+const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /watch/{bucket}/{key}, GET /watch/{bucket}, POST /leases, POST /leases/{id}/keepalive, GET|DELETE /leases/{id}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, GET /admin/backup, GET /admin/backup/partitions/{partition}, POST /admin/restore (GET /openapi.json describes them all)`;
 
 
 /** Shows a path in a message without letting a huge one flood it. */
@@ -162,6 +163,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerKvRoutes(app, { service, config, metrics });
   registerDataTypeRoutes(app, { service, config, metrics });
   registerWatchRoutes(app, { service, config });
+  registerLeaseRoutes(app, { service });
   registerAdminRoutes(app, service, metrics);
   registerDashboard(app, { service });
   registerClusterAdminRoutes(app, service);

@@ -19,6 +19,9 @@ export const contextHeader = 'x-ringkv-context';
 /** The header of a consistent key's version: it grows with every write of the key (a fencing token). */
 export const versionHeader = 'x-ringkv-version';
 
+/** The header naming the lease a consistent key was written with (README, "Leases and ephemeral keys"). */
+export const leaseHeader = 'x-ringkv-lease';
+
 /** What a value without a content-type header is stored as. */
 const defaultContentType = 'application/octet-stream';
 
@@ -56,6 +59,8 @@ interface KvRoute {
 /** Checks a bucket or key of a /kv or /dt path (`route` names the path in messages). */
 export function checkName(kind: 'bucket' | 'key', name: string, maxBytes: number, route = '/kv'): void {
   if (name.length === 0) throw new KvError('KV_BAD_REQUEST', `the ${kind} is empty; the path is ${route}/{bucket}/{key} with both non-empty`);
+  // Reserved buckets (the lease records', src/core/leases/lease-record.ts) start with U+0000, so no client's may.
+  if (kind === 'bucket' && name.includes('\u0000')) throw new KvError('KV_BAD_REQUEST', 'bucket names with U+0000 (%00) are reserved for ringkv itself; use another bucket');
   const bytes = Buffer.byteLength(name, 'utf8');
   if (bytes > maxBytes) {
     const code = kind === 'key' ? 'KV_KEY_TOO_LONG' : 'KV_BUCKET_TOO_LONG';
@@ -104,7 +109,10 @@ function targetOf(request: FastifyRequest<KvRoute>, dependencies: KvRouteDepende
   const properties = dependencies.service.bucketProperties(bucket);
   const options = kvRequestOptions(request.query, properties.nVal);
   const consistent = properties.consistent === true;
-  if (consistent) refuseQuorumParameters(request.query);
+  if (consistent) refuseQuorumParameters(request.query, request.method === 'PUT');
+  else if (request.query.lease !== undefined) {
+    throw new KvError('KV_BAD_PARAMETER', `query parameter lease applies only to a consistent bucket, and '${bucket}' is not one: a lease's keys are deleted by consistent writes; use a bucket with "consistent": true`);
+  }
   return { bucket, key, consistent, options, context: consistent ? undefined : contextOf(request) };
 }
 
@@ -112,12 +120,12 @@ function targetOf(request: FastifyRequest<KvRoute>, dependencies: KvRouteDepende
  * A consistent bucket's request is one Paxos round on a strict majority of the key's primaries:
  * a quorum, `local` read or `ttl` would be ignored, so it is refused rather than silently not honoured.
  */
-function refuseQuorumParameters(query: KvQuery): void {
-  const refused = Object.keys(query).filter((name) => name !== 'timeout_ms');
+function refuseQuorumParameters(query: KvQuery, put: boolean): void {
+  const refused = Object.keys(query).filter((name) => name !== 'timeout_ms' && !(put && name === 'lease'));
   if (refused.length === 0) return;
   throw new KvError(
     'KV_BAD_PARAMETER',
-    `query parameter ${refused.join(', ')} does not apply to a consistent bucket: every request is one Paxos round on a majority of the key's primaries, and its values do not expire; remove it (timeout_ms is the only parameter)`,
+    `query parameter ${refused.join(', ')} does not apply to a consistent bucket: every request is one Paxos round on a majority of the key's primaries, and its values do not expire (but for a lease's keys, PUT ?lease=ID); remove it (timeout_ms is the only parameter, and lease on a PUT)`,
     { details: { parameters: refused } },
   );
 }
@@ -155,7 +163,8 @@ function sendConsistent(reply: FastifyReply, target: KvTarget, outcome: Consiste
   if (outcome.value === null) {
     return sendKvError(reply, new KvError('KV_NOT_FOUND', `no value for key '${target.key}' in bucket '${target.bucket}': it was never written or has been deleted (version ${outcome.version})`));
   }
-  const { value, contentType } = outcome.value;
+  const { value, contentType, lease } = outcome.value;
+  if (lease !== undefined) reply.header(leaseHeader, lease);
   metrics.observeRead(1, value.byteLength);
   return reply.code(200).type(contentType).send(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
 }
@@ -261,6 +270,10 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     const contentType = contentTypeOf(request);
     if (target.consistent) {
       const condition = conditionOf(request, true);
+      const lease = request.query.lease;
+      if (lease !== undefined) {
+        return consistentWrite(reply, () => service.leases.put(target.bucket, target.key, { value, contentType }, condition, lease, target.options.write.timeoutMs));
+      }
       return consistentWrite(reply, () => service.consistent(target.bucket, target.key, { kind: 'write', value: { value, contentType }, condition }, target.options.write.timeoutMs));
     }
     const precondition = preconditionOf(request);

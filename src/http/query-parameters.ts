@@ -42,6 +42,8 @@ export interface KvQuery {
   readonly timeout_ms?: string;
   readonly local?: 'true' | 'false';
   readonly ttl?: string;
+  /** PUT on a consistent bucket only: the lease the key is attached to. */
+  readonly lease?: string;
 }
 
 const quorumParameters = ['r', 'w', 'pr', 'pw', 'dw'] as const;

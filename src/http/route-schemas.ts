@@ -3,6 +3,7 @@ import { type KvErrorCode, errorStatusByCode } from '../util/errors.js';
 import { maxNVal } from '../core/buckets.js';
 import { maxListLimit, maxTimeoutMs } from '../core/client-limits.js';
 import { maxTtlSeconds } from '../core/versioning/versioned-object.js';
+import { maxLeaseTtlSeconds, minLeaseTtlSeconds } from '../core/leases/lease-record.js';
 
 /**
  * The fastify schemas of every route: params, query, headers and responses. fastify validates
@@ -117,6 +118,9 @@ const kvPutQuery = Type.Object(
     ...readQuery,
     local: writeLocal,
     ttl: Type.Optional(integerParameter(1, maxTtlSeconds, " (seconds, ten years at most): when the value expires; absent: the bucket's ttlSeconds")),
+    lease: Type.Optional(
+      Type.String({ pattern: '^[0-9a-f]{16}$', description: 'the 16 hex digits of a lease id (POST /leases), consistent buckets only: the key is deleted when the lease expires or is revoked' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -138,7 +142,12 @@ const siblingsBody = Type.Object(
 const valueResponse = {
   description: 'the one live value: its exact bytes, with its content type',
   content: { '*/*': { schema: Type.String({ format: 'binary' }) } },
-  headers: { 'x-ringkv-context': contextHeaderSchema, 'x-ringkv-version': versionHeaderSchema, 'last-modified': Type.String() },
+  headers: {
+    'x-ringkv-context': contextHeaderSchema,
+    'x-ringkv-version': versionHeaderSchema,
+    'x-ringkv-lease': Type.String({ description: 'consistent buckets only: the lease the key was written with (PUT ?lease=ID)' }),
+    'last-modified': Type.String(),
+  },
 };
 
 const writtenResponse = (what: string) => ({
@@ -185,7 +194,10 @@ export const kvPutSchema = {
     'content-type': Type.Optional(Type.String({ description: 'stored and returned with the value (at most 256 characters; default application/octet-stream)' })),
     ...conditionalHeaders,
   }),
-  response: { 204: writtenResponse('written; the new version\'s context is in x-ringkv-context'), ...errorResponses([...kvErrors, 'KV_VALUE_TOO_LARGE', 'KV_OBJECT_TOO_LARGE', 'KV_TOO_MANY_SIBLINGS', 'KV_PRECONDITION_FAILED']) },
+  response: {
+    204: writtenResponse('written; the new version\'s context is in x-ringkv-context'),
+    ...errorResponses([...kvErrors, 'KV_VALUE_TOO_LARGE', 'KV_OBJECT_TOO_LARGE', 'KV_TOO_MANY_SIBLINGS', 'KV_PRECONDITION_FAILED', 'KV_LEASE_NOT_FOUND', 'KV_LEASE_FULL', 'KV_CONFLICT']),
+  },
 };
 
 /** DELETE /kv/:bucket/:key. */
@@ -384,4 +396,49 @@ export const watchPrefixSchema = {
   querystring: Type.Object({ prefix: Type.String({ description: "?prefix=P, the keys' prefix (?prefix= for every key of the bucket); to watch one key use /watch/{bucket}/{key}" }) }, { additionalProperties: false }),
   headers: watchHeaders,
   response: { 200: watchStreamResponse, ...errorResponses(watchErrors) },
+};
+
+const leaseParams = Type.Object({ id: Type.String({ description: 'the lease id POST /leases answered (16 hex digits)' }) });
+const leaseGrant = Type.Object({ id: Type.String(), ttl: Type.Integer({ description: 'seconds' }) }, { description: 'the lease: it ends no sooner than ttl seconds after the last keep-alive was sent' });
+const leaseErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_INSUFFICIENT_REPLICAS', 'KV_OVERLOADED', 'KV_TIMEOUT', 'KV_STORAGE', 'KV_CONFLICT'];
+
+/** POST /leases: grant a lease (README, "Leases and ephemeral keys"). */
+export const leaseGrantSchema = {
+  tags: ['leases'],
+  summary: 'grant a lease',
+  body: Type.Object({ ttl: Type.Integer({ minimum: minLeaseTtlSeconds, maximum: maxLeaseTtlSeconds, description: `seconds, ${minLeaseTtlSeconds} to ${maxLeaseTtlSeconds}` }) }, { description: '{"ttl": seconds}' }),
+  response: { 201: leaseGrant, ...errorResponses(leaseErrors) },
+};
+
+/** POST /leases/:id/keepalive. */
+export const leaseKeepAliveSchema = {
+  tags: ['leases'],
+  summary: 'keep a lease alive: its ttl starts again',
+  params: leaseParams,
+  response: { 200: leaseGrant, ...errorResponses([...leaseErrors, 'KV_LEASE_NOT_FOUND']) },
+};
+
+/** GET /leases/:id. */
+export const leaseGetSchema = {
+  tags: ['leases'],
+  summary: 'describe a lease: its ttl, keep-alives and keys',
+  params: leaseParams,
+  response: {
+    200: Type.Object({
+      id: Type.String(),
+      ttl: Type.Integer(),
+      keepAlives: Type.Integer(),
+      remaining: Type.Optional(Type.Integer({ description: "seconds before this node's sweeper may end it, when this node is the one watching it" })),
+      keys: Type.Array(Type.Object({ bucket: Type.String(), key: Type.String() })),
+    }),
+    ...errorResponses([...leaseErrors, 'KV_LEASE_NOT_FOUND']),
+  },
+};
+
+/** DELETE /leases/:id. */
+export const leaseRevokeSchema = {
+  tags: ['leases'],
+  summary: 'revoke a lease: its keys are deleted, then the lease',
+  params: leaseParams,
+  response: { 204: { description: 'revoked', type: 'null' }, ...errorResponses([...leaseErrors, 'KV_LEASE_NOT_FOUND']) },
 };

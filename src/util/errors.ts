@@ -33,6 +33,8 @@ export const errorStatusByCode = {
   KV_SET_TOO_LARGE: 413,
   KV_COUNTER_OVERFLOW: 409,
   KV_BACKUP_INVALID: 422,
+  KV_LEASE_NOT_FOUND: 404,
+  KV_LEASE_FULL: 409,
   KV_INTERNAL: 500,
 } as const;
 

@@ -16,6 +16,8 @@ import { WatchLog } from '../../src/engine/watch-log.js';
 import { type WatchStream, Watches } from '../../src/engine/watches.js';
 import { systemClock } from '../../src/adapters/system-clock.js';
 import { silentLogger } from '../../src/ports/logger.js';
+import { Leases } from '../../src/engine/leases.js';
+import { decodeLeaseRecord, leaseBucket } from '../../src/core/leases/lease-record.js';
 
 /** The secret the fake accepts on the peer route. */
 export const fakeSecret = 'fake-cluster-secret-0123456789';
@@ -80,7 +82,29 @@ export class FakeKvService implements KvService {
   readonly watchLog: WatchLog;
   readonly watches: Watches;
 
+  /**
+   * Leases: the real engine class over the fake's registers; its sweeper (started by a test that
+   * needs expiry, on the system clock) watches every lease of the fake.
+   */
+  readonly leases: Leases;
+
   constructor(readonly config: NodeConfig = testConfig()) {
+    this.leases = new Leases({
+      consistent: async (bucket, key, command, timeoutMs) => this.consistent(bucket, key, command, timeoutMs),
+      clock: systemClock,
+      random: { next: Math.random, int: (bound) => Math.floor(Math.random() * bound) },
+      logger: silentLogger,
+      scan: async () => ({
+        leases: [...this.registers]
+          .filter(([name, register]) => name.startsWith(`${leaseBucket}/`) && register.value !== null)
+          .map(([name, register]) => {
+            const record = decodeLeaseRecord((register.value as { value: Uint8Array }).value);
+            return { id: name.slice(leaseBucket.length + 1), refresh: record.refresh, ending: record.ending, ttlSeconds: record.ttlSeconds };
+          }),
+        wrapped: true,
+      }),
+      sweepIntervalMs: 100,
+    });
     this.watchLog = new WatchLog(systemClock, { next: Math.random, int: (bound) => Math.floor(Math.random() * bound) }, () => config.watch);
     this.watches = new Watches({
       clock: systemClock,

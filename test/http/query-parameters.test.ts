@@ -51,6 +51,7 @@ const rows: Row[] = [
     { method, route: kvKey, path: '/kv/demo/k', name: 'local', value: method === 'GET' ? 'yes' : 'true' },
   ]),
   ...['0', '315360001', '99999999999', '1.5', 'abc', ''].map((value): Row => ({ method: 'PUT', route: kvKey, path: '/kv/demo/k', name: 'ttl', value })),
+  ...['nope', '0123456789abcde', '0123456789ABCDEF', '0123456789abcdef0', ''].map((value): Row => ({ method: 'PUT', route: kvKey, path: '/kv/demo/k', name: 'lease', value })),
   { method: 'GET', route: '/kv/{bucket}', path: '/kv/demo', name: 'keys', value: 'false' },
   ...['0', '10001', 'ten'].map((value): Row => ({ method: 'GET', route: '/kv/{bucket}', path: '/kv/demo', name: 'limit', value, with: 'keys=true' })),
   { method: 'GET', route: '/kv/{bucket}', path: '/kv/demo', name: 'after', value: '', with: 'keys=true' },
@@ -132,7 +133,7 @@ describe('query parameters: one path from the route schema to KV_BAD_PARAMETER',
     const { app } = await start();
     const cases: [Method, string, string][] = [
       ['GET', '/kv/demo/k?ttl=5', "unknown query parameter 'ttl'; the parameters of GET /kv/:bucket/:key are r, pr, w, pw, dw, consistency, timeout_ms, local"],
-      ['PUT', '/kv/demo/k?rr=1', "unknown query parameter 'rr'; the parameters of PUT /kv/:bucket/:key are r, pr, w, pw, dw, consistency, timeout_ms, local, ttl"],
+      ['PUT', '/kv/demo/k?rr=1', "unknown query parameter 'rr'; the parameters of PUT /kv/:bucket/:key are r, pr, w, pw, dw, consistency, timeout_ms, local, ttl, lease"],
       ['GET', '/dt/web/c?local=true', "unknown query parameter 'local'; the parameters of GET /dt/:bucket/:key are r, pr, w, pw, dw, consistency, timeout_ms"],
       ['GET', '/kv/demo?keys=true&cursor=x', "unknown query parameter 'cursor'; the parameters of GET /kv/:bucket are keys, limit, after, prefix, timeout_ms"],
       ['POST', '/admin/compact?partiton=3', "unknown query parameter 'partiton'; the parameters of POST /admin/compact are partition"],
