@@ -502,6 +502,8 @@ export class RingClient {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           clearTimeout(timer);
+          // Removed, so a long watch's reconnections do not pile listeners on its signal.
+          stop.signal.removeEventListener('abort', done);
           resolve();
         };
         const timer = setTimeout(done, options.reconnectDelayMs ?? 1000);
