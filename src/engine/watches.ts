@@ -82,7 +82,7 @@ export class Watches {
       throw new KvError('KV_OVERLOADED', `this node serves ${this.watching} watches, watch.maxWatchers; watch on another node, or close a watch first`, { retryAfterSeconds: 1 });
     }
     this.watching += 1;
-    const session: WatchSession = new WatchSession(this.dependencies, filter, position, () => {
+    const session: WatchSession = new WatchSession(this.dependencies, filter, position, resumeFrom === undefined, () => {
       this.watching -= 1;
       this.sessions.delete(session);
     });
@@ -124,6 +124,8 @@ class WatchSession implements WatchStream {
   /** Nodes not yet asked once; the watch is ready when none is left. */
   private readonly unasked = new Set<string>();
   private readySent = false;
+  /** Members whose log this watch reads from the head (a fresh watch's first members). */
+  private readonly fromHead = new Set<string>();
   private readonly cursors: Map<string, LogCursor>;
   /** The version reported last per consistent key (oldest reported first), at most maxWatchIdVersions. */
   private readonly versions: Map<string, number>;
@@ -139,9 +141,14 @@ class WatchSession implements WatchStream {
     private readonly dependencies: WatchesDependencies,
     private readonly filter: WatchFilter,
     position: WatchPosition,
+    fresh: boolean,
     private readonly release: () => void,
   ) {
     this.cursors = position.cursors;
+    // A fresh watch starts at the head of the logs of the members it begins with; any other log
+    // it has no cursor for (a member that joined since, or one a resumed id does not name) is
+    // read from its start, so writes it made before this watch first asked it are not skipped.
+    if (fresh) for (const node of dependencies.members()) this.fromHead.add(node);
     this.versions = position.versions;
     for (const node of dependencies.members()) this.unasked.add(node);
     this.syncTargets();
@@ -226,7 +233,7 @@ class WatchSession implements WatchStream {
     const previous = this.cursors.get(node);
     if (previous === undefined || reply.gap) {
       this.holds.delete(node);
-      this.cursors.set(node, { epoch: reply.epoch, seq: reply.next });
+      this.cursors.set(node, { epoch: reply.epoch, seq: previous === undefined && !reply.gap && !this.fromHead.has(node) && !this.missedStart.has(node) ? 0 : reply.next });
       if (reply.gap || this.missedStart.delete(node)) this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
       else if (this.readySent) this.push({ kind: 'progress', id: this.id() });
       return 'taken';
