@@ -196,9 +196,12 @@ class WatchSession implements WatchStream {
   private async pollLoop(node: string): Promise<void> {
     const { clock, send } = this.dependencies;
     while (!this.closed) {
-      if (!this.dependencies.members().includes(node)) break;
+      // A node that left (or was removed) is read to the end of its log once more, without
+      // waiting: its last writes may not have been read yet. If it no longer answers, they may be missing.
+      const member = this.dependencies.members().includes(node);
+      if (!member && !this.cursors.has(node)) break;
       const settings = this.dependencies.settings();
-      const waitMs = Math.max(0, Math.min(settings.pollWaitMs, Math.floor(settings.peerTimeoutMs / 2)));
+      const waitMs = member ? Math.max(0, Math.min(settings.pollWaitMs, Math.floor(settings.peerTimeoutMs / 2))) : 0;
       let reply: PeerReply;
       const counts = this.polls.get(node) ?? { sent: 0, headReached: 0, failed: 0 };
       const poll = counts.sent + 1;
@@ -206,6 +209,10 @@ class WatchSession implements WatchStream {
       try {
         reply = await send(node, { type: 'watch-poll', filter: this.filter, cursor: this.cursors.get(node) ?? null, waitMs, maxWrites: maxWritesPerPoll }, settings.peerTimeoutMs);
       } catch {
+        if (!member) {
+          this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
+          break;
+        }
         // Unreachable or refusing: ask again later from the same cursor, so nothing is skipped.
         const now = this.polls.get(node)!;
         this.polls.set(node, { ...now, failed: now.failed + 1 });
@@ -219,8 +226,12 @@ class WatchSession implements WatchStream {
       const held = reply.type === 'watch-poll-reply' && this.take(node, reply) === 'held';
       this.asked(node);
       this.syncTargets();
+      if (!member && !held && (reply.type !== 'watch-poll-reply' || reply.writes.length < maxWritesPerPoll)) {
+        if (reply.type !== 'watch-poll-reply') this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
+        break;
+      }
       // Held at a consistent write whose older versions may come from other logs: ask again soon from the same place.
-      if (held) await clock.sleep(Math.max(5, Math.floor(waitMs / 10)));
+      if (held) await clock.sleep(Math.max(5, Math.floor(settings.pollWaitMs / 10)));
     }
     this.polling.delete(node);
   }
