@@ -130,7 +130,7 @@ export class RingNode implements KvService {
     const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties: context.bucketProperties, ringVersion: () => context.ring()?.version ?? 0 });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...context, ...roles, onLeft: () => this.onLeft?.() });
-    this.statusReport = new Status({ ...context, ...roles, startedAtMs: context.clock.nowMs(), inFlight: () => this.client.inFlight, processFigures });
+    this.statusReport = new Status({ ...context, ...roles, startedAtMs: context.clock.nowMs(), inFlight: () => this.client.inFlight, offReplica: () => coordinator.offReplica, processFigures });
     // Counters and sets: updates are coordinated like writes and applied by the replica that serves dt-update.
     const dataTypes = (this.dataTypes = new DataTypes({
       coordinator,
