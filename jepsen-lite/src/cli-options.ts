@@ -6,10 +6,10 @@
 import { parseArgs } from 'node:util';
 
 /** The workloads: which operations clients run and which checker judges them. */
-export const workloadNames = ['set', 'register', 'delete', 'client', 'ttl', 'counter', 'dt-set', 'cas-register', 'lock'] as const;
+export const workloadNames = ['set', 'register', 'delete', 'client', 'ttl', 'counter', 'dt-set', 'cas-register', 'lock', 'watch'] as const;
 
 /** Workloads that can run on a consistent bucket (and do by default). */
-export const consistentWorkloads: readonly WorkloadName[] = ['cas-register', 'lock'];
+export const consistentWorkloads: readonly WorkloadName[] = ['cas-register', 'lock', 'watch'];
 /** A workload's name. */
 export type WorkloadName = (typeof workloadNames)[number];
 

@@ -12,7 +12,7 @@ export type CompletionType = 'ok' | 'fail' | 'info';
 export type OperationType = 'invoke' | CompletionType;
 
 /** Who performed an operation: a client process number, the nemesis, or one of the final readers after healing. */
-export type Process = number | 'nemesis' | `final-${number}`;
+export type Process = number | 'nemesis' | `final-${number}` | `watch-${number}`;
 
 /** One history entry (one line of history.jsonl). */
 export interface Operation {

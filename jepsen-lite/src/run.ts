@@ -37,6 +37,7 @@ import { TtlWorkload } from './workloads/ttl.js';
 import { CounterWorkload, DtSetWorkload } from './workloads/dt.js';
 import { CasRegisterWorkload } from './workloads/cas-register.js';
 import { LockWorkload } from './workloads/lock.js';
+import { type Background, WatchWorkload } from './workloads/watch.js';
 import type { Workload } from './workloads/workload.js';
 
 /** n_val of every bucket the harness uses (ringkv's default). */
@@ -73,6 +74,8 @@ function buildWorkload(options: RunOptions): Workload {
       return new CasRegisterWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, consistent: options.bucketMode === 'consistent' });
     case 'lock':
       return new LockWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, consistent: options.bucketMode === 'consistent' });
+    case 'watch':
+      return new WatchWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, seed: options.seed });
   }
 }
 
@@ -326,6 +329,7 @@ async function run(requested: RunOptions): Promise<number> {
   };
 
   let history: HistoryRecorder | undefined;
+  let watchers: Background | undefined;
   // Clients are bound to the nodes the cluster starts with, as Jepsen binds them; a client of a
   // node that has left or been removed sees its operations fail there.
   const clientNodes = cluster.memberAddresses;
@@ -367,6 +371,8 @@ async function run(requested: RunOptions): Promise<number> {
       const names = cluster.nodes.map((node) => node.name);
       say(`[${(clock.nowMs() / 1000).toFixed(1).padStart(6)} s] ok ${tally.ok}  fail ${tally.fail}  info ${tally.info}  | ${fault === undefined ? 'no fault' : faultSummary(fault, names)}`);
     }, 2000);
+    // The watch workload's watchers follow the keys from before the first write to after the final reads.
+    watchers = workload instanceof WatchWorkload ? workload.startWatchers(client, clientNodes, history) : undefined;
     try {
       const nemesisDone = nemesis.run(schedule, startMs);
       await runClients(workload, client, history, { concurrency: options.concurrency, timeLimitMs: options.timeLimitMs, ratePerSecond: options.ratePerSecond, seed: options.seed, nodes: clientNodes }, startMs);
@@ -397,6 +403,15 @@ async function run(requested: RunOptions): Promise<number> {
     say(`final reads of ${workload.finalKeys().length} keys with r=all`);
     const finalValues = await finalReads(workload, client, cluster, history, { nVal });
     await localReads(workload, client, cluster, history, finalValues, { nVal });
+    if (watchers !== undefined) {
+      const until = new Map(workload.finalKeys().flatMap((key) => {
+        const read = history?.operations.findLast((operation) => operation.f === 'final-read' && operation.type === 'ok' && operation.key === key);
+        return read === undefined ? [] : [[key, (read.value as { version: number }).version] as const];
+      }));
+      say('waiting for the watchers to report the final versions');
+      await watchers.stop(until, 60_000);
+      watchers = undefined;
+    }
 
     const operations = history.operations;
     const verdict = checkRun(options.workload, operations, { replicas: Math.min(nVal, options.nodeCount), recoveryMs, bucketMode: options.bucketMode });
@@ -432,6 +447,8 @@ async function run(requested: RunOptions): Promise<number> {
     say(`written: ${runFolder}/{history.jsonl,results.json,report.html}`);
     return valid ? 0 : 1;
   } finally {
+    // Watchers still running (the run failed before its final reads) end before the client closes.
+    await watchers?.stop(new Map(), 0);
     await history?.close();
     await client.close();
     await cluster.stop();

@@ -23,14 +23,28 @@ async function isFree(port: number): Promise<boolean> {
   });
 }
 
-/** The first of 18500, 18520, ... whose 15 ports (3 nodes, 6 link proxies, spare) are free, so two test runs on one machine do not collide. */
-async function freeBasePort(): Promise<number> {
-  for (let base = 18_500; base < 18_600; base += 20) {
+/** The first of from, from + 20, ... below `to` whose 15 ports (3 nodes, 6 link proxies, spare) are free, so two test runs on one machine do not collide. */
+async function freeBasePort(from = 18_500, to = 18_600): Promise<number> {
+  for (let base = from; base < to; base += 20) {
     let free = true;
     for (let port = base; port < base + 15 && free; port++) free = await isFree(port);
     if (free) return base;
   }
-  throw new Error('no free port range in 18500..18599 for the short jepsen-lite run');
+  throw new Error(`no free port range in ${from}..${to - 1} for the short jepsen-lite run`);
+}
+
+/** Runs the runner with `args` to its end; its exit code and the tail of its output. */
+async function runToEnd(args: readonly string[], started: (child: ChildProcess) => void): Promise<{ exitCode: number | null; output: string }> {
+  const child = spawn(process.execPath, [runner, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  started(child);
+  let output = '';
+  const keep = (chunk: Buffer): void => {
+    output = (output + chunk.toString('utf8')).slice(-20_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { exitCode, output };
 }
 
 describe('a short jepsen-lite run', () => {
@@ -81,5 +95,34 @@ describe('a short jepsen-lite run', () => {
     expect(output).toContain('valid: true');
     // Finite, so a hung run still ends, and far above an honest run on a slow machine: the runner
     // bounds its own phases; how long it took is no assertion.
+  }, 20 * 60_000);
+});
+
+/**
+ * The watch workload end to end, short: writers on a consistent bucket under partitions and
+ * kill -9 while six watchers follow the keys through RingClient.watch() and resume on random
+ * nodes; every acknowledged write reaches every watcher once and in order, or a compacted says
+ * it may not. Its own port range (22600..22699), so it never meets the set run above.
+ */
+describe('a short jepsen-lite watch run', () => {
+  const store = mkdtempSync(join(tmpdir(), 'jepsen-lite-watch-test-'));
+  let child: ChildProcess | undefined;
+
+  afterAll(() => {
+    stopRun(child, store);
+    rmSync(store, { recursive: true, force: true });
+  });
+
+  it('ends valid: no acknowledged write missed, none twice, with events checked', async () => {
+    const args = ['--workload', 'watch', '--nemesis', 'partition,kill', '--nodes', '3', '--time-limit', '15', '--concurrency', '4', '--seed', '5', '--nemesis-interval', '4', '--quiet', '2'];
+    const { exitCode, output } = await runToEnd([...args, '--base-port', String(await freeBasePort(22_600, 22_700)), '--store', store], (started) => {
+      child = started;
+    });
+    expect(exitCode, output).toBe(0);
+    const results = JSON.parse(readFileSync(join(store, 'latest', 'results.json'), 'utf8')) as Record<string, unknown>;
+    expect(results).toMatchObject({ valid: true, missed: 0, duplicatesOrReordered: 0, wrongValues: 0 });
+    expect(results.events as number, 'watch events were checked').toBeGreaterThan(0);
+    expect(results.required as number, 'acknowledged writes were required of the watchers').toBeGreaterThan(0);
+    expect(readFileSync(join(store, 'latest', 'history.jsonl'), 'utf8')).toContain('"f":"watch-resume"');
   }, 20 * 60_000);
 });

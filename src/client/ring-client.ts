@@ -235,16 +235,37 @@ export interface WatchDot {
 
 /**
  * What a watch yields (README, "Watches"). `put` and `delete`: one write of a followed key, with
- * the context of the object it left on the replica that made it. `ready`: the watch (re)started
+ * the context of the object it left on the replica that made it; on a plain bucket with its
+ * `dot` and `lastModified`, on a consistent bucket with its `version` (each version once, in
+ * order per key; the context is the version). `ready`: the watch (re)started
  * on a node that has asked every replica: writes from here on are reported. `compacted`: writes
- * of the named nodes may be missing (their log restarted or no longer held them): read the keys
+ * of the named nodes may be missing (their log restarted or no longer held them), or, with `key`,
+ * the `missing` versions of that consistent key: read the keys
  * again; writes after it follow. Every event carries the id the watch resumes from.
  */
 export type WatchEvent =
-  | { readonly type: 'put'; readonly id: string; readonly bucket: string; readonly key: string; readonly value: Buffer; readonly contentType: string; readonly context: string; readonly dot: WatchDot; readonly lastModified: string }
-  | { readonly type: 'delete'; readonly id: string; readonly bucket: string; readonly key: string; readonly context: string; readonly dot: WatchDot }
+  | {
+      readonly type: 'put';
+      readonly id: string;
+      readonly bucket: string;
+      readonly key: string;
+      readonly value: Buffer;
+      readonly contentType: string;
+      readonly context: string;
+      readonly dot?: WatchDot;
+      readonly lastModified?: string;
+      readonly version?: number;
+    }
+  | { readonly type: 'delete'; readonly id: string; readonly bucket: string; readonly key: string; readonly context: string; readonly dot?: WatchDot; readonly version?: number }
   | { readonly type: 'ready'; readonly id: string }
-  | { readonly type: 'compacted'; readonly id: string; readonly nodes: readonly string[]; readonly message: string };
+  | {
+      readonly type: 'compacted';
+      readonly id: string;
+      readonly nodes: readonly string[];
+      readonly message: string;
+      readonly key?: string;
+      readonly missing?: { readonly from: number; readonly to: number };
+    };
 
 /** Why a request failed, as far as the client can tell. */
 export type RequestOutcome = 'failed' | 'unknown';
@@ -561,6 +582,8 @@ export class RingClient {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           clearTimeout(timer);
+          // Removed, so a long watch's reconnections do not pile listeners on its signal.
+          stop.signal.removeEventListener('abort', done);
           resolve();
         };
         const timer = setTimeout(done, options.reconnectDelayMs ?? 1000);
@@ -818,6 +841,11 @@ export class RingClient {
 function watchEventOf(event: ServerSentEvent): WatchEvent | undefined {
   const id = event.id ?? '';
   const data = JSON.parse(event.data === '' ? '{}' : event.data) as Record<string, unknown>;
+  // A plain bucket's write has a dot (and a put its time), a consistent bucket's a version.
+  const made = {
+    ...(data.dot === undefined ? {} : { dot: data.dot as WatchDot }),
+    ...(data.version === undefined ? {} : { version: data.version as number }),
+  };
   switch (event.event) {
     case 'put':
       return {
@@ -828,15 +856,21 @@ function watchEventOf(event: ServerSentEvent): WatchEvent | undefined {
         value: Buffer.from(data.value as string, 'base64'),
         contentType: data.contentType as string,
         context: data.context as string,
-        dot: data.dot as WatchDot,
-        lastModified: data.lastModified as string,
+        ...made,
+        ...(data.lastModified === undefined ? {} : { lastModified: data.lastModified as string }),
       };
     case 'delete':
-      return { type: 'delete', id, bucket: data.bucket as string, key: data.key as string, context: data.context as string, dot: data.dot as WatchDot };
+      return { type: 'delete', id, bucket: data.bucket as string, key: data.key as string, context: data.context as string, ...made };
     case 'ready':
       return { type: 'ready', id };
     case 'compacted':
-      return { type: 'compacted', id, nodes: data.nodes as string[], message: data.message as string };
+      return {
+        type: 'compacted',
+        id,
+        nodes: data.nodes as string[],
+        message: data.message as string,
+        ...(data.key === undefined ? {} : { key: data.key as string, missing: data.missing as { from: number; to: number } }),
+      };
     default:
       return undefined;
   }

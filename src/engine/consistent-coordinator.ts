@@ -1,6 +1,7 @@
 import type { AcceptorReply, AcceptorRequest } from '../core/consensus/acceptor.js';
 import { type Ballot, type BallotIssuer, issueBallot, startBallotIssuer } from '../core/consensus/ballot.js';
-import type { OperationResult, RegisterOperation } from '../core/consensus/compare-and-set.js';
+import type { BrokenVariant } from '../core/consensus/broken-variants.js';
+import type { OperationResult, RegisterOperation, RegisterState } from '../core/consensus/compare-and-set.js';
 import { type ProposerEffect, type ProposerEvent, startProposer, stepProposer } from '../core/consensus/proposer.js';
 import { replicaGroups } from '../core/consensus/replica-groups.js';
 import { encodeDataKey, partitionOf } from '../core/keys.js';
@@ -21,6 +22,10 @@ export interface ConsistentCoordinatorOptions {
   readonly requireRing: () => Ring;
   readonly bucketProperties: (bucket: string) => BucketProperties;
   readonly send: (node: string, request: PeerRequest, timeoutMs: number) => Promise<PeerReply>;
+  /** Called with the states of a key a round decided and reports (the watches' log), before its commits are sent. */
+  readonly onDecided: (bucket: string, key: string, states: readonly RegisterState[]) => void;
+  /** A deliberately broken proposer, for the simulation tests only. */
+  readonly brokenProposer?: BrokenVariant;
 }
 
 /**
@@ -56,7 +61,8 @@ export class ConsistentCoordinator {
     const { clock } = this.options;
     const deadlineAtMs = clock.nowMs() + timeoutMs;
     return new Promise<OperationResult>((resolve, reject) => {
-      let state = startProposer({ groups, epoch: ring.version, timeoutMs, backoffMs: consistentBackoffMs }, operation);
+      const broken = this.options.brokenProposer;
+      let state = startProposer({ groups, epoch: ring.version, timeoutMs, backoffMs: consistentBackoffMs, ...(broken === undefined ? {} : { broken }) }, operation);
       const timers: TimerHandle[] = [];
       const feed = (event: ProposerEvent): void => {
         const [next, effects] = stepProposer(state, event);
@@ -82,6 +88,9 @@ export class ConsistentCoordinator {
                 if (effect.request.type !== 'commit') feed({ type: 'unreachable', from: effect.to, ballot: ballotOf(effect.request) });
               },
             );
+            return;
+          case 'decided':
+            this.options.onDecided(bucket, key, effect.states);
             return;
           case 'back-off': {
             const ballot = this.nextBallot(roundKey, effect.atLeastRound);

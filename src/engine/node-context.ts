@@ -10,6 +10,7 @@ import type { Transport } from '../ports/transport.js';
 import { KvError } from '../util/errors.js';
 import { BucketSettings } from './bucket-settings.js';
 import type { BrokenClaimant } from './broken-claimant.js';
+import type { BrokenVariant } from '../core/consensus/broken-variants.js';
 import { Claimant } from './claimant.js';
 import { clockWithFaults, storageWithFaults, transportWithFaults } from './fault-points.js';
 import { Gossiper, type GossiperSelf } from './gossiper.js';
@@ -36,6 +37,8 @@ export interface NodePorts {
   readonly faultPoints: FaultPoints;
   /** A deliberately broken claimant, for the simulation tests only (src/engine/broken-claimant.ts); production passes none. */
   readonly brokenClaimant?: BrokenClaimant;
+  /** A deliberately broken proposer, for the simulation tests only (src/core/consensus/broken-variants.ts); production passes none. */
+  readonly brokenProposer?: BrokenVariant;
 }
 
 /**

@@ -96,7 +96,15 @@ export class RingNode implements KvService {
       meta: storage.meta,
       settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes },
     }));
-    const consistentCoordinator = new ConsistentCoordinator({ ...context, generation: context.identity.generation });
+    const watchLog = (this.watchLog = new WatchLog(context.clock, context.random, () => config.watch));
+    const consistentCoordinator = new ConsistentCoordinator({
+      ...context,
+      generation: context.identity.generation,
+      // A consistent key's decided states are reported by the round that decided them (docs/CONSENSUS.md, "Watches").
+      onDecided: (bucket, key, states) => {
+        for (const state of states) watchLog.appendDecided(bucket, key, state.version, state.value);
+      },
+    });
     const handoff = new Handoff({
       ...context,
       replica,
@@ -112,7 +120,6 @@ export class RingNode implements KvService {
     });
     replica.onChange((dataKey, before, after, object) => antiEntropy.track(dataKey, before, after, object));
     gossiper.onRingChange(() => handoff.runSoon());
-    const watchLog = (this.watchLog = new WatchLog(context.clock, context.random, () => config.watch));
     replica.onCoordinatedWrite((bucket, key, object, dot, objectBytes) => watchLog.append(bucket, key, object, dot, objectBytes));
     this.watches = new Watches({
       clock: context.clock,

@@ -15,18 +15,21 @@ export interface WatchLogLimits {
 
 /**
  * Where watch events come from: each write a node applies as the issuer of its version. The
- * replica feeds it for plain buckets (Replica.onCoordinatedWrite); a consistent bucket's write
- * path feeds the same sink once it has applied a chosen value, so watches follow both.
+ * replica feeds it for plain buckets (Replica.onCoordinatedWrite); for a consistent bucket the
+ * proposer whose round decided a state feeds it (ConsistentCoordinator's onDecided), before it
+ * sends the commit (docs/CONSENSUS.md, "Watches"), so watches follow both.
  */
 export interface WatchEventSink {
   /** Records one write: the key, the object it left on this node and the dot it created. */
   append(bucket: string, key: string, object: VersionedObject, dot: Dot, objectBytes: number): void;
+  /** Records one decided state of a consistent key: its version and value (null: deleted). */
+  appendDecided(bucket: string, key: string, version: number, value: Uint8Array | null): void;
 }
 
-interface Entry extends LoggedWrite {
+type Entry = LoggedWrite & {
   readonly bucket: string;
   readonly bytes: number;
-}
+};
 
 /** What an entry is counted as beyond its object's bytes (key, dot, bookkeeping). */
 const entryOverheadBytes = 128;
@@ -69,7 +72,15 @@ export class WatchLog implements WatchEventSink {
 
   append(bucket: string, key: string, object: VersionedObject, dot: Dot, objectBytes: number): void {
     if (!this.active) return;
-    const entry: Entry = { seq: this.nextSeq++, bucket, key, object, dot, bytes: objectBytes + Buffer.byteLength(key) + Buffer.byteLength(bucket) + entryOverheadBytes };
+    this.push({ seq: this.nextSeq++, bucket, key, kind: 'plain', object, dot, bytes: objectBytes + Buffer.byteLength(key) + Buffer.byteLength(bucket) + entryOverheadBytes });
+  }
+
+  appendDecided(bucket: string, key: string, version: number, value: Uint8Array | null): void {
+    if (!this.active) return;
+    this.push({ seq: this.nextSeq++, bucket, key, kind: 'consistent', version, value, bytes: (value?.length ?? 0) + Buffer.byteLength(key) + Buffer.byteLength(bucket) + entryOverheadBytes });
+  }
+
+  private push(entry: Entry): void {
     this.entries.push(entry);
     this.bytes += entry.bytes;
     const { logEvents, logBytes } = this.limits();
@@ -124,7 +135,11 @@ export class WatchLog implements WatchEventSink {
     for (let index = this.start + Math.max(0, after + 1 - oldest); index < this.entries.length; index++) {
       const entry = this.entries[index]!;
       if (filterMatches(request.filter, entry.bucket, entry.key)) {
-        writes.push({ seq: entry.seq, key: entry.key, object: entry.object, dot: entry.dot });
+        writes.push(
+          entry.kind === 'plain'
+            ? { seq: entry.seq, key: entry.key, kind: 'plain', object: entry.object, dot: entry.dot }
+            : { seq: entry.seq, key: entry.key, kind: 'consistent', version: entry.version, value: entry.value },
+        );
       }
       scannedTo = entry.seq;
       if (writes.length >= request.maxWrites) break;

@@ -1,6 +1,7 @@
 import type { PeerReply, PeerRequest, WatchPollReply } from '../core/wire/messages.js';
 import type { Dot, VersionedObject } from '../core/versioning/versioned-object.js';
-import { type LogCursor, type WatchFilter, decodeWatchId, encodeWatchId } from '../core/watch/watch-cursor.js';
+import type { LoggedWrite } from '../core/wire/messages.js';
+import { type LogCursor, type WatchFilter, type WatchPosition, decodeWatchId, encodeWatchId, maxWatchIdVersions } from '../core/watch/watch-cursor.js';
 import type { Clock } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import { KvError } from '../util/errors.js';
@@ -25,17 +26,21 @@ export interface WatchesDependencies {
 
 /**
  * What a watch yields. `write`: one write of a followed key, with the object it left on the node
- * that issued it and its dot. `ready`: every node has been asked once; writes from here on are
+ * that issued it and its dot. `decided`: one decided write of a consistent key, its version and
+ * value (the register's bytes, null when deleted), each version once and in order per key.
+ * `ready`: every node has been asked once; writes from here on are
  * reported. `compacted`: some writes of `nodes` were lost to the watch (their log restarted or
- * dropped them): read the keys again; writes after this item follow. `progress`: the watch moved
+ * dropped them), or (with `key`) versions `missing` of a consistent key were never reported
+ * (their proposer's log was lost): read the keys again; writes after this item follow. `progress`: the watch moved
  * past writes it does not follow (only its id changes). `overflow`: the watcher fell
  * maxQueuedEvents behind and is cut off; the watch ends. Every item but overflow carries the id
  * to resume from.
  */
 export type WatchItem =
   | { readonly kind: 'write'; readonly id: string; readonly bucket: string; readonly key: string; readonly object: VersionedObject; readonly dot: Dot }
+  | { readonly kind: 'decided'; readonly id: string; readonly bucket: string; readonly key: string; readonly version: number; readonly value: Uint8Array | null }
   | { readonly kind: 'ready'; readonly id: string }
-  | { readonly kind: 'compacted'; readonly id: string; readonly nodes: readonly string[] }
+  | { readonly kind: 'compacted'; readonly id: string; readonly nodes: readonly string[]; readonly key?: string; readonly missing?: { readonly from: number; readonly to: number } }
   | { readonly kind: 'progress'; readonly id: string }
   | { readonly kind: 'overflow'; readonly queued: number };
 
@@ -71,13 +76,13 @@ export class Watches {
    * that is no watch's.
    */
   watch(filter: WatchFilter, resumeFrom?: string): WatchStream {
-    const cursors = resumeFrom === undefined ? new Map<string, LogCursor>() : decodeWatchId(resumeFrom);
+    const position: WatchPosition = resumeFrom === undefined ? { cursors: new Map<string, LogCursor>(), versions: new Map<string, number>() } : decodeWatchId(resumeFrom);
     const { maxWatchers } = this.dependencies.settings();
     if (this.watching >= maxWatchers) {
       throw new KvError('KV_OVERLOADED', `this node serves ${this.watching} watches, watch.maxWatchers; watch on another node, or close a watch first`, { retryAfterSeconds: 1 });
     }
     this.watching += 1;
-    const session: WatchSession = new WatchSession(this.dependencies, filter, cursors, () => {
+    const session: WatchSession = new WatchSession(this.dependencies, filter, position, resumeFrom === undefined, () => {
       this.watching -= 1;
       this.sessions.delete(session);
     });
@@ -91,6 +96,24 @@ export class Watches {
   }
 }
 
+/** What a watch asked of one node's log: polls sent, the newest (by count) that read to the head of the log, polls failed. */
+interface PollCounts {
+  readonly sent: number;
+  readonly headReached: number;
+  readonly failed: number;
+}
+
+/** A log held at a consistent write: where, every other node's poll counts when it began, the writes from it on, and how often it was checked. */
+interface Hold {
+  readonly seq: number;
+  readonly since: ReadonlyMap<string, PollCounts>;
+  readonly tail: readonly LoggedWrite[];
+  readonly checks: number;
+}
+
+/** The most times a hold is checked (one poll of the held log each) before it gives up waiting. */
+const maxHoldChecks = 100;
+
 class WatchSession implements WatchStream {
   private readonly queue: WatchItem[] = [];
   private waiting: (() => void) | undefined;
@@ -101,13 +124,32 @@ class WatchSession implements WatchStream {
   /** Nodes not yet asked once; the watch is ready when none is left. */
   private readonly unasked = new Set<string>();
   private readySent = false;
+  /** Members whose log this watch reads from the head (a fresh watch's first members). */
+  private readonly fromHead = new Set<string>();
+  private readonly cursors: Map<string, LogCursor>;
+  /** The version reported last per consistent key (oldest reported first), at most maxWatchIdVersions. */
+  private readonly versions: Map<string, number>;
+  /** Per node, the polls sent to it, the newest that reached the head of its log, and the polls that failed. */
+  private readonly polls = new Map<string, PollCounts>();
+  /**
+   * Per node, the consistent write its log is held at while an older version of its key may
+   * still come from another log, and every other node's poll counts when the hold began.
+   */
+  private readonly holds = new Map<string, Hold>();
 
   constructor(
     private readonly dependencies: WatchesDependencies,
     private readonly filter: WatchFilter,
-    private readonly cursors: Map<string, LogCursor>,
+    position: WatchPosition,
+    fresh: boolean,
     private readonly release: () => void,
   ) {
+    this.cursors = position.cursors;
+    // A fresh watch starts at the head of the logs of the members it begins with; any other log
+    // it has no cursor for (a member that joined since, or one a resumed id does not name) is
+    // read from its start, so writes it made before this watch first asked it are not skipped.
+    if (fresh) for (const node of dependencies.members()) this.fromHead.add(node);
+    this.versions = position.versions;
     for (const node of dependencies.members()) this.unasked.add(node);
     this.syncTargets();
     this.checkReady();
@@ -154,44 +196,124 @@ class WatchSession implements WatchStream {
   private async pollLoop(node: string): Promise<void> {
     const { clock, send } = this.dependencies;
     while (!this.closed) {
-      if (!this.dependencies.members().includes(node)) break;
+      // A node that left (or was removed) is read to the end of its log once more, without
+      // waiting: its last writes may not have been read yet. If it no longer answers, they may be missing.
+      const member = this.dependencies.members().includes(node);
+      if (!member && !this.cursors.has(node)) break;
       const settings = this.dependencies.settings();
-      const waitMs = Math.max(0, Math.min(settings.pollWaitMs, Math.floor(settings.peerTimeoutMs / 2)));
+      const waitMs = member ? Math.max(0, Math.min(settings.pollWaitMs, Math.floor(settings.peerTimeoutMs / 2))) : 0;
       let reply: PeerReply;
+      const counts = this.polls.get(node) ?? { sent: 0, headReached: 0, failed: 0 };
+      const poll = counts.sent + 1;
+      this.polls.set(node, { ...counts, sent: poll });
       try {
         reply = await send(node, { type: 'watch-poll', filter: this.filter, cursor: this.cursors.get(node) ?? null, waitMs, maxWrites: maxWritesPerPoll }, settings.peerTimeoutMs);
       } catch {
+        if (!member) {
+          this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
+          break;
+        }
         // Unreachable or refusing: ask again later from the same cursor, so nothing is skipped.
+        const now = this.polls.get(node)!;
+        this.polls.set(node, { ...now, failed: now.failed + 1 });
         if (!this.cursors.has(node)) this.missedStart.add(node);
         this.asked(node);
         await clock.sleep(waitMs);
         continue;
       }
       if (this.closed) break;
-      if (reply.type === 'watch-poll-reply') this.take(node, reply);
+      if (reply.type === 'watch-poll-reply' && reply.writes.length < maxWritesPerPoll) this.polls.set(node, { ...this.polls.get(node)!, headReached: poll });
+      const held = reply.type === 'watch-poll-reply' && this.take(node, reply) === 'held';
       this.asked(node);
       this.syncTargets();
+      if (!member && !held && (reply.type !== 'watch-poll-reply' || reply.writes.length < maxWritesPerPoll)) {
+        if (reply.type !== 'watch-poll-reply') this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
+        break;
+      }
+      // Held at a consistent write whose older versions may come from other logs: ask again soon from the same place.
+      if (held) await clock.sleep(Math.max(5, Math.floor(settings.pollWaitMs / 10)));
     }
     this.polling.delete(node);
   }
 
-  /** Queues what one poll of `node` answered, moving its cursor along. */
-  private take(node: string, reply: WatchPollReply): void {
+  /**
+   * Queues what one poll of `node` answered, moving its cursor along; 'held' when it stopped at a
+   * consistent write whose older versions have not arrived yet (the cursor stays before it).
+   */
+  private take(node: string, reply: WatchPollReply): 'taken' | 'held' {
     const previous = this.cursors.get(node);
     if (previous === undefined || reply.gap) {
-      this.cursors.set(node, { epoch: reply.epoch, seq: reply.next });
+      this.holds.delete(node);
+      this.cursors.set(node, { epoch: reply.epoch, seq: previous === undefined && !reply.gap && !this.fromHead.has(node) && !this.missedStart.has(node) ? 0 : reply.next });
       if (reply.gap || this.missedStart.delete(node)) this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
       else if (this.readySent) this.push({ kind: 'progress', id: this.id() });
-      return;
+      return 'taken';
     }
-    for (const write of reply.writes) {
+    for (const [index, write] of reply.writes.entries()) {
+      if (write.kind === 'consistent' && this.holdAt(node, write, reply.writes.slice(index))) {
+        this.cursors.set(node, { epoch: reply.epoch, seq: write.seq - 1 });
+        return 'held';
+      }
       this.cursors.set(node, { epoch: reply.epoch, seq: write.seq });
-      this.push({ kind: 'write', id: this.id(), bucket: this.filter.bucket, key: write.key, object: write.object, dot: write.dot });
+      if (write.kind === 'plain') this.push({ kind: 'write', id: this.id(), bucket: this.filter.bucket, key: write.key, object: write.object, dot: write.dot });
+      else this.takeDecided(write.key, write.version, write.value);
     }
     if (reply.next > (this.cursors.get(node)?.seq ?? 0)) {
       this.cursors.set(node, { epoch: reply.epoch, seq: reply.next });
       this.push({ kind: 'progress', id: this.id() });
     }
+    return 'taken';
+  }
+
+  /**
+   * Whether `node`'s log must wait at this decided write: an older version of its key is not
+   * reported yet (or, for a key this watch has reported nothing of, may not be). The decider of
+   * a version reports it before it commits it, and a round reports an uncommitted version it
+   * builds on, so the older version is normally in some log already: the hold lasts until every
+   * other node's log was read to its head by a poll sent after the hold began (or two polls of
+   * it failed) and no other held log holds an older version of the key further on; by then the
+   * older version has arrived, or it is reported missing (`compacted` for the key). A hold is
+   * checked at most maxHoldChecks times, so holds waiting on each other cannot stall the watch.
+   */
+  private holdAt(node: string, write: Extract<LoggedWrite, { kind: 'consistent' }>, tail: readonly LoggedWrite[]): boolean {
+    const last = this.versions.get(write.key);
+    if (last !== undefined ? write.version <= last + 1 : write.version <= 1) {
+      this.holds.delete(node);
+      return false;
+    }
+    const hold = this.holds.get(node);
+    if (hold?.seq !== write.seq) {
+      this.holds.set(node, { seq: write.seq, since: new Map([...this.polls].filter(([other]) => other !== node)), tail, checks: 0 });
+      return true;
+    }
+    this.holds.set(node, { ...hold, tail, checks: hold.checks + 1 });
+    const unheard = [...hold.since].some(([other, since]) => {
+      const now = this.polls.get(other)!;
+      return this.polling.has(other) && now.headReached <= since.sent && now.failed - since.failed < 2;
+    });
+    const older = (candidate: LoggedWrite): boolean => candidate.kind === 'consistent' && candidate.key === write.key && candidate.version > (last ?? 0) && candidate.version < write.version;
+    const behindAnotherHold = [...this.holds].some(([other, otherHold]) => other !== node && otherHold.tail.some(older));
+    if ((unheard || behindAnotherHold) && hold.checks < maxHoldChecks) return true;
+    this.holds.delete(node);
+    return false;
+  }
+
+  /** Reports a decided version of a consistent key once, in order: an older or repeated one is dropped, a skipped range is `compacted`. */
+  private takeDecided(key: string, version: number, value: Uint8Array | null): void {
+    const last = this.versions.get(key);
+    if (last !== undefined && version <= last) return;
+    const reported = (at: number): void => {
+      this.versions.delete(key);
+      this.versions.set(key, at);
+      if (this.versions.size > maxWatchIdVersions) this.versions.delete(this.versions.keys().next().value as string);
+    };
+    if (last !== undefined && version > last + 1) {
+      // Resuming from this item's id goes on with `version` itself.
+      reported(version - 1);
+      this.push({ kind: 'compacted', id: this.id(), nodes: [], key, missing: { from: last + 1, to: version - 1 } });
+    }
+    reported(version);
+    this.push({ kind: 'decided', id: this.id(), bucket: this.filter.bucket, key, version, value });
   }
 
   private asked(node: string): void {
@@ -205,7 +327,7 @@ class WatchSession implements WatchStream {
   }
 
   private id(): string {
-    return encodeWatchId(this.cursors);
+    return encodeWatchId({ cursors: this.cursors, versions: this.versions });
   }
 
   /** Queues an item; a watcher maxQueuedEvents behind is cut off with `overflow` instead of queueing without bound. */

@@ -5,6 +5,7 @@ import type { WatchFilter } from '../core/watch/watch-cursor.js';
 import type { NodeConfig } from '../config/schema.js';
 import type { KvService } from '../engine/kv-service.js';
 import type { WatchItem, WatchStream } from '../engine/watches.js';
+import { decodeConsistentValue } from '../core/consensus/consistent-value.js';
 import { KvError } from '../util/errors.js';
 import { checkName } from './kv-routes.js';
 import { watchKeySchema, watchPrefixSchema } from './route-schemas.js';
@@ -47,11 +48,30 @@ export function formatWatchItem(item: WatchItem): string {
       };
       return sseEvent(deleted ? 'delete' : 'put', item.id, body);
     }
+    case 'decided': {
+      const value = item.value === null ? null : decodeConsistentValue(item.value);
+      const body = {
+        bucket: item.bucket,
+        key: item.key,
+        ...(value === null ? {} : { value: Buffer.from(value.value).toString('base64'), contentType: value.contentType }),
+        version: item.version,
+        context: String(item.version),
+      };
+      return sseEvent(value === null ? 'delete' : 'put', item.id, body);
+    }
     case 'ready':
       return sseEvent('ready', item.id, {});
     case 'progress':
       return sseEvent('progress', item.id, {});
     case 'compacted':
+      if (item.key !== undefined && item.missing !== undefined) {
+        return sseEvent('compacted', item.id, {
+          nodes: item.nodes,
+          key: item.key,
+          missing: item.missing,
+          message: `versions ${item.missing.from} to ${item.missing.to} of this consistent key were decided but are missing from this watch (the log that reported them was lost): read the key again; its versions after these follow`,
+        });
+      }
       return sseEvent('compacted', item.id, {
         nodes: item.nodes,
         message: 'writes made on these nodes may be missing from this watch (their log restarted or no longer holds them): read the keys again; the writes after this event follow',

@@ -7,6 +7,7 @@
  */
 import { MemoryStorage } from './memory-storage.js';
 import type { BrokenClaimant } from '../engine/broken-claimant.js';
+import type { BrokenVariant } from '../core/consensus/broken-variants.js';
 import { type ClockError, NodeClock } from './node-clock.js';
 import { SeededRandom } from './seeded-random.js';
 import { SimulatedNetwork, type SimulatedTransport } from './simulated-transport.js';
@@ -63,6 +64,8 @@ export interface SimOptions {
   readonly seeds?: 'founder' | 'every-member';
   /** A deliberately broken claimant on every node (src/engine/broken-claimant.ts), to show a test catches it. */
   readonly brokenClaimant?: BrokenClaimant;
+  /** A deliberately broken proposer on every node (src/core/consensus/broken-variants.ts), to show a test catches it. */
+  readonly brokenProposer?: BrokenVariant;
 }
 
 /** What a crash loses: a power loss loses the writes not yet synced; a process crash (kill -9) loses none. */
@@ -186,6 +189,7 @@ export class SimCluster {
       logger: silentLogger,
       faultPoints: this.faultPoints,
       ...(this.options.brokenClaimant === undefined ? {} : { brokenClaimant: this.options.brokenClaimant }),
+      ...(this.options.brokenProposer === undefined ? {} : { brokenProposer: this.options.brokenProposer }),
     }), `${member.nodeId} opens`);
     member.node = node;
     this.network.register(member.address, (request) => node.handlePeer(request));

@@ -274,7 +274,13 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
     epoch: fc.stringMatching(/^[0-9a-f]{0,16}$/),
     next: fc.integer({ min: 0, max: 2 ** 40 }),
     gap: fc.boolean(),
-    writes: fc.array(fc.record({ seq: fc.integer({ min: 1, max: 2 ** 40 }), key: fc.string(), object, dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }) }), { maxLength: 3 }),
+    writes: fc.array(
+      fc.oneof(
+        fc.record({ seq: fc.integer({ min: 1, max: 2 ** 40 }), key: fc.string(), kind: fc.constant('plain' as const), object, dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }) }),
+        fc.record({ seq: fc.integer({ min: 1, max: 2 ** 40 }), key: fc.string(), kind: fc.constant('consistent' as const), version: fc.integer({ min: 1, max: 2 ** 40 }), value: fc.option(fc.uint8Array({ maxLength: 8 }).map((bytes) => Buffer.from(bytes)), { nil: null }) }),
+      ),
+      { maxLength: 3 },
+    ),
   }),
 };
 

@@ -16,6 +16,7 @@ import { checkCasRegister } from './linearizable.js';
 import { checkLock } from './lock.js';
 import { checkSet } from './set.js';
 import { checkTtl } from './ttl.js';
+import { checkWatch } from './watch.js';
 import { type StatsResult, computeStats } from './stats.js';
 
 /** The verdicts of every checker on one history. */
@@ -50,6 +51,8 @@ export function checkWorkload(workload: WorkloadName, history: readonly Operatio
       return checkCasRegister(history);
     case 'lock':
       return checkLock(history, { fencingTokens: context.bucketMode === 'consistent' });
+    case 'watch':
+      return checkWatch(history);
   }
 }
 

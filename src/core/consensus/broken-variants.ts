@@ -12,8 +12,11 @@
  *   each other.
  * - `skip-promise-check`: an acceptor accepts a proposal whose ballot is older than a promise
  *   it made (the bug class of the Jepsen analyses of Cassandra LWT).
+ * - `skip-carried-report`: a round that carries forward (repairs) a decided state no acceptor
+ *   committed does not report it to the watches, so the write of a proposer that died after
+ *   the decision vanishes from them (the watch simulation must catch it).
  */
-export type BrokenVariant = 'skip-repair' | 'accept-without-persisting' | 'half-quorum' | 'skip-promise-check';
+export type BrokenVariant = 'skip-repair' | 'accept-without-persisting' | 'half-quorum' | 'skip-promise-check' | 'skip-carried-report';
 
 /** Every broken variant, for tests that try each. */
 export const brokenVariants: readonly BrokenVariant[] = ['skip-repair', 'accept-without-persisting', 'half-quorum', 'skip-promise-check'];

@@ -52,6 +52,12 @@ export interface ProposerConfig {
 export type ProposerEffect =
   | { readonly type: 'arm-deadline'; readonly atMs: number }
   | { readonly type: 'send'; readonly to: string; readonly request: AcceptorRequest }
+  /**
+   * States of the key this round decided that no earlier round is known to have reported, oldest
+   * first (watches: docs/CONSENSUS.md, "Watches"). It comes before the commits, so a state some
+   * acceptor holds as committed has been reported.
+   */
+  | { readonly type: 'decided'; readonly states: readonly RegisterState[] }
   /** Wait a random time in [0, maxDelayMs), then feed `retry` with a ballot issued for at least `atLeastRound`. */
   | { readonly type: 'back-off'; readonly maxDelayMs: number; readonly atLeastRound: number }
   /** The operation is done: a read's state, a write's new state, or the state a precondition failed on. */
@@ -95,6 +101,8 @@ export interface ProposerState {
   readonly acceptedBy: ReadonlySet<string>;
   /** The answer once `proposal` is accepted. */
   readonly pending: OperationResult | null;
+  /** The states to report as decided once `proposal` is accepted (the `decided` effect). */
+  readonly report: readonly RegisterState[];
   /** The operation's own new state was sent in a proposal: from then on a failure is "unknown". */
   readonly ownProposed: boolean;
   /** The ballots under which this operation proposed a state with its own write in it, oldest first. */
@@ -117,6 +125,7 @@ export function startProposer(config: ProposerConfig, operation: RegisterOperati
     proposal: null,
     acceptedBy: new Set(),
     pending: null,
+    report: [],
     ownProposed: false,
     ownBallots: [],
   };
@@ -180,8 +189,8 @@ function onAnswer(state: ProposerState, from: string, reply: AcceptorReply): [Pr
       const next = { ...state, acceptedBy };
       if (!jointQuorumMet(state.config.groups, acceptedBy, state.config.broken)) return [next, []];
       const proposal = state.proposal as Proposal;
-      const commits = acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'commit', proposal } }));
-      return [{ ...next, phase: 'done' }, [...commits, { type: 'reply', result: state.pending as OperationResult }]];
+      const decided: ProposerEffect[] = state.report.length > 0 ? [{ type: 'decided', states: state.report }] : [];
+      return [{ ...next, phase: 'done' }, [...decided, ...commits(state, proposal), { type: 'reply', result: state.pending as OperationResult }]];
     }
     case 'propose-rejected':
       if (state.phase !== 'proposing' || state.acceptedBy.has(from)) return [state, []];
@@ -194,17 +203,44 @@ function decide(state: ProposerState): [ProposerState, ProposerEffect[]] {
   const { current, decided } = currentState(state);
   if (state.ownBallots.length > 0) return recover(state, current);
   const result = applyOperation(current?.state ?? emptyRegister, state.operation);
-  if (result.outcome !== 'written' && decided && state.operation.kind !== 'repair') return [{ ...state, phase: 'done' }, [{ type: 'reply', result }]];
+  if (result.outcome !== 'written' && decided && state.operation.kind !== 'repair') {
+    // A decided state no acceptor of the quorum holds as committed: its proposer may have died
+    // before reporting it, so this round reports and commits it (a duplicate report is dropped
+    // by the watches, which count versions).
+    const unreported = unreportedStates(state, current, current?.state ?? emptyRegister);
+    const learned: ProposerEffect[] = unreported.length > 0 && current !== null ? [{ type: 'decided', states: unreported }, ...commits(state, current)] : [];
+    return [{ ...state, phase: 'done' }, [...learned, { type: 'reply', result }]];
+  }
   // A write proposes its new state built on the current one; a read or a failed precondition
   // re-proposes the undecided current state (the repair) and answers once that is decided; a
   // repair operation re-proposes it even when decided.
-  return propose(state, result, result.outcome === 'written' ? result.state : (current?.state ?? emptyRegister), result.outcome === 'written');
+  const nextState = result.outcome === 'written' ? result.state : (current?.state ?? emptyRegister);
+  return propose(state, result, nextState, result.outcome === 'written', unreportedStates(state, current, nextState));
 }
 
-function propose(state: ProposerState, result: OperationResult, nextState: RegisterState, own: boolean): [ProposerState, ProposerEffect[]] {
+/**
+ * What a round that proposes `nextState` on top of `current` reports once it is decided: the
+ * current state unless an acceptor of the quorum holds it as committed (its decider reported it
+ * before committing), then the next state when it is a new version. Version 0 (never written)
+ * is nothing to report.
+ */
+function unreportedStates(state: ProposerState, current: Proposal | null, nextState: RegisterState): RegisterState[] {
+  const states: RegisterState[] = [];
+  const committed = current !== null && state.promises.some((promise) => promise.committed !== null && compareBallots(promise.committed.ballot, current.ballot) === 0);
+  if (current !== null && !committed && current.state.version > 0 && state.config.broken !== 'skip-carried-report') states.push(current.state);
+  if (nextState.version > (current?.state.version ?? 0)) states.push(nextState);
+  return states;
+}
+
+/** The commit of a decided proposal to every acceptor (not waited for). */
+function commits(state: ProposerState, proposal: Proposal): ProposerEffect[] {
+  return acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'commit', proposal } }));
+}
+
+function propose(state: ProposerState, result: OperationResult, nextState: RegisterState, own: boolean, report: readonly RegisterState[]): [ProposerState, ProposerEffect[]] {
   const proposal: Proposal = { ballot: state.ballot as Ballot, state: nextState };
   const ownBallots = own ? [...state.ownBallots, proposal.ballot] : state.ownBallots;
-  const next: ProposerState = { ...state, phase: 'proposing', proposal, pending: result, ownProposed: state.ownProposed || own, ownBallots };
+  const next: ProposerState = { ...state, phase: 'proposing', proposal, pending: result, report, ownProposed: state.ownProposed || own, ownBallots };
   return [next, acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'propose', epoch: state.config.epoch, proposal } }))];
 }
 
@@ -224,13 +260,16 @@ function propose(state: ProposerState, result: OperationResult, nextState: Regis
 function recover(state: ProposerState, current: Proposal | null): [ProposerState, ProposerEffect[]] {
   const first = state.ownBallots[0] as Ballot;
   if (current !== null && state.ownBallots.some((ballot) => compareBallots(ballot, current.ballot) === 0)) {
-    return propose(state, { outcome: 'written', state: current.state }, current.state, true);
+    // Finishing the own proposal reports what its first round would have (the state it carried).
+    const report = state.report.at(-1)?.version === current.state.version ? state.report : unreportedStates(state, current, current.state);
+    return propose(state, { outcome: 'written', state: current.state }, current.state, true, report);
   }
   if (current !== null && compareBallots(current.ballot, first) > 0) {
     return finish(state, outcomeUnknown(state, `lost a race with a competing proposer (ballot ${ballotText(current.ballot)} may or may not carry it)`));
   }
   const result = applyOperation(current?.state ?? emptyRegister, state.operation);
-  return propose(state, result, result.outcome === 'written' ? result.state : (current?.state ?? emptyRegister), result.outcome === 'written');
+  const nextState = result.outcome === 'written' ? result.state : (current?.state ?? emptyRegister);
+  return propose(state, result, nextState, result.outcome === 'written', unreportedStates(state, current, nextState));
 }
 
 /** The newest proposal the promises carry, and whether it is known to be decided. */

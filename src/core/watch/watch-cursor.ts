@@ -34,14 +34,30 @@ export const maxWatchIdCursors = 4096;
 /** The longest event id accepted back (Last-Event-ID), in characters. */
 export const maxWatchIdLength = 256 * 1024;
 
-/** The event id of a set of cursors: base64url of a JSON array of [node, epoch, seq], sorted by node. */
-export function encodeWatchId(cursors: ReadonlyMap<string, LogCursor>): string {
-  const entries = [...cursors.entries()].sort(([left], [right]) => (left < right ? -1 : left > right ? 1 : 0)).map(([node, cursor]) => [node, cursor.epoch, cursor.seq]);
-  return Buffer.from(JSON.stringify(entries), 'utf8').toString('base64url');
+/** The most consistent keys whose last reported version an event id carries (the oldest reported is forgotten first). */
+export const maxWatchIdVersions = 256;
+
+/**
+ * Where a watch stands: its cursor in each node's log, and for the consistent keys it reported,
+ * the version it reported last (so a resumed watch drops a version it already reported and sees
+ * a missing one; docs/CONSENSUS.md, "Watches").
+ */
+export interface WatchPosition {
+  readonly cursors: Map<string, LogCursor>;
+  readonly versions: Map<string, number>;
 }
 
-/** The cursors of an event id (a Last-Event-ID a client sent back); KV_BAD_REQUEST when it is not one this API handed out. */
-export function decodeWatchId(text: string): Map<string, LogCursor> {
+/**
+ * The event id of a position: base64url of the JSON object {"c": [[node, epoch, seq], ...]
+ * sorted by node, "v": [[key, version], ...] oldest reported first}.
+ */
+export function encodeWatchId(position: WatchPosition): string {
+  const cursors = [...position.cursors.entries()].sort(([left], [right]) => (left < right ? -1 : left > right ? 1 : 0)).map(([node, cursor]) => [node, cursor.epoch, cursor.seq]);
+  return Buffer.from(JSON.stringify({ c: cursors, v: [...position.versions.entries()] }), 'utf8').toString('base64url');
+}
+
+/** The position of an event id (a Last-Event-ID a client sent back); KV_BAD_REQUEST when it is not one this API handed out. */
+export function decodeWatchId(text: string): WatchPosition {
   const refuse = (why: string): KvError =>
     new KvError('KV_BAD_REQUEST', `Last-Event-ID is not an event id of a ringkv watch (${why}); send the id of the last event received, or no Last-Event-ID to start from now`);
   if (text.length > maxWatchIdLength) throw refuse(`over ${maxWatchIdLength} characters`);
@@ -52,13 +68,23 @@ export function decodeWatchId(text: string): Map<string, LogCursor> {
   } catch {
     throw refuse('not JSON inside');
   }
-  if (!Array.isArray(parsed) || parsed.length > maxWatchIdCursors) throw refuse('not a list of cursors');
+  if (typeof parsed !== 'object' || parsed === null) throw refuse('not an object of cursors and versions');
+  const { c: cursorList, v: versionList } = parsed as { c?: unknown; v?: unknown };
+  if (!Array.isArray(cursorList) || cursorList.length > maxWatchIdCursors) throw refuse('not a list of cursors');
+  if (!Array.isArray(versionList) || versionList.length > maxWatchIdVersions) throw refuse('not a list of versions');
   const cursors = new Map<string, LogCursor>();
-  for (const entry of parsed as unknown[]) {
+  for (const entry of cursorList as unknown[]) {
     if (!Array.isArray(entry) || entry.length !== 3) throw refuse('a cursor is not [node, epoch, seq]');
     const [node, epoch, seq] = entry as [unknown, unknown, unknown];
     if (typeof node !== 'string' || typeof epoch !== 'string' || epoch.length > 64 || typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) throw refuse('a cursor is not [node, epoch, seq]');
     cursors.set(node, { epoch, seq });
   }
-  return cursors;
+  const versions = new Map<string, number>();
+  for (const entry of versionList as unknown[]) {
+    if (!Array.isArray(entry) || entry.length !== 2) throw refuse('a version is not [key, version]');
+    const [key, version] = entry as [unknown, unknown];
+    if (typeof key !== 'string' || typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) throw refuse('a version is not [key, version]');
+    versions.set(key, version);
+  }
+  return { cursors, versions };
 }

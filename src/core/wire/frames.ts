@@ -41,10 +41,11 @@ export type FrameType = (typeof frameTypes)[keyof typeof frameTypes];
  * version names the frame layout and the message table (message-table.ts); docs/WIRE.md says
  * when it changes and which older versions a node still talks to. Version 7 is the message
  * table with SWIM membership (tags 60-69) in place of whole-view gossip (tag 40), handoff-held
- * in place of control (tag 41), forward-put, the Paxos messages and the watches' long poll; versions 1 to 6, before any
- * release, are not spoken.
+ * in place of control (tag 41), forward-put, the Paxos messages and the watches' long poll;
+ * version 8 adds consistent keys' decided writes to `watch-poll-reply`. Versions 1 to 7, before
+ * any release, are not spoken.
  */
-export const protocolVersions: VersionRange = { min: 7, max: 7 };
+export const protocolVersions: VersionRange = { min: 8, max: 8 };
 
 /** A range of protocol versions, both ends included. */
 export interface VersionRange {

@@ -47,7 +47,7 @@ import {
 } from './fields.js';
 import type { QuorumSetting } from '../buckets.js';
 import type { WriteIntent } from '../versioning/versioned-object.js';
-import type { CoordinatePutRequest, ForwardPutRequest, PeerReply, PeerRequest } from './messages.js';
+import type { CoordinatePutRequest, ForwardPutRequest, LoggedWrite, PeerReply, PeerRequest } from './messages.js';
 import { decodeClusterState, encodeClusterState } from './state-codec.js';
 import type { SwimDigestEntry, SwimPing, SwimPingRequest, SwimRecord, SwimState } from '../membership/swim-messages.js';
 import type { MemberLifecycle } from '../membership/membership.js';
@@ -1084,7 +1084,7 @@ export const replyMessages: EntryTable<PeerReply> = {
       return { type: 'cluster-state-reply', from, state: decodeClusterState(reader.bytes()) };
     },
   }),
-  /** The writes of a watch poll: [epoch][next][gap flag][list of [seq][key][object][dot]]. */
+  /** The writes of a watch poll: [epoch][next][gap flag][list of [seq][key][consistent flag][object][dot] or [seq][key][consistent flag][version][flag][value]]. */
   'watch-poll-reply': message({
     tag: 80,
     name: 'watch-poll-reply',
@@ -1099,8 +1099,15 @@ export const replyMessages: EntryTable<PeerReply> = {
       writer.varint(reply.writes.length);
       for (const write of reply.writes) {
         writer.varint(write.seq).string(write.key);
-        writeObject(writer, write.object);
-        writeDot(writer, write.dot);
+        writeFlag(writer, write.kind === 'consistent');
+        if (write.kind === 'plain') {
+          writeObject(writer, write.object);
+          writeDot(writer, write.dot);
+        } else {
+          writer.varint(write.version);
+          writeFlag(writer, write.value !== null);
+          if (write.value !== null) writer.bytes(write.value);
+        }
       }
     },
     read: (reader, limits) => {
@@ -1108,12 +1115,18 @@ export const replyMessages: EntryTable<PeerReply> = {
       const next = reader.varint();
       const gap = readFlag(reader, 'gap');
       const count = readCount(reader, limits.writes);
-      const writes = [];
+      const writes: LoggedWrite[] = [];
       for (let index = 0; index < count; index++) {
         const seq = reader.varint();
         const key = readText(reader, limits.key);
-        const object = readWireObject(reader);
-        writes.push({ seq, key, object, dot: readDot(reader) });
+        if (readFlag(reader, 'writes[].consistent')) {
+          const version = reader.varint();
+          const value = readFlag(reader, 'writes[].value') ? Buffer.from(reader.bytes()) : null;
+          writes.push({ seq, key, kind: 'consistent', version, value });
+        } else {
+          const object = readWireObject(reader);
+          writes.push({ seq, key, kind: 'plain', object, dot: readDot(reader) });
+        }
       }
       return { type: 'watch-poll-reply', epoch, next, gap, writes };
     },

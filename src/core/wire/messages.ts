@@ -420,13 +420,14 @@ export interface PaxosReply {
   readonly reply: AcceptorReply | null;
 }
 
-/** One write in a node's log of recent writes: its sequence number there, its key, the object it left and the dot it created. */
-export interface LoggedWrite {
-  readonly seq: number;
-  readonly key: string;
-  readonly object: VersionedObject;
-  readonly dot: Dot;
-}
+/**
+ * One write in a node's log of recent writes: its sequence number there and its key, and either
+ * (plain bucket) the object it left and the dot it created, or (consistent bucket) the decided
+ * register state: its version and value (null: deleted), as src/core/consensus decided it.
+ */
+export type LoggedWrite =
+  | { readonly seq: number; readonly key: string; readonly kind: 'plain'; readonly object: VersionedObject; readonly dot: Dot }
+  | { readonly seq: number; readonly key: string; readonly kind: 'consistent'; readonly version: number; readonly value: Uint8Array | null };
 
 /**
  * The answer to watch-poll: the log's epoch, the matching writes after the cursor, and the cursor
