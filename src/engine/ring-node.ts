@@ -93,6 +93,7 @@ export class RingNode implements KvService {
       settings: { ...config.antiEntropy, peerTimeoutMs: config.limits.peerTimeoutMs, maxPageBytes: config.handoff.maxPageBytes },
     }));
     const consistentCoordinator = new ConsistentCoordinator({ ...context, generation: context.identity.generation });
+    const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties: context.bucketProperties, ringVersion: () => context.ring()?.version ?? 0 });
     const handoff = new Handoff({
       ...context,
       replica,
@@ -101,6 +102,7 @@ export class RingNode implements KvService {
       repairConsistent: async (bucket, key) => {
         await consistentCoordinator.run(bucket, key, { kind: 'repair' }, config.limits.requestTimeoutMs);
       },
+      collectAcceptorState: (dataKey, ringVersion) => acceptors.collect(dataKey, ringVersion),
       settings: config.handoff,
       heldPartitions: () => antiEntropy.heldPartitions(),
       changeCount: (partition: number) => antiEntropy.changeCount(partition),
@@ -120,7 +122,6 @@ export class RingNode implements KvService {
     const settings = () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled });
     const coordinator = new Coordinator({ ...context, hints: hintedHandoff.store, settings });
     this.client = new ClientRequests({ ...context, replica, coordinator, consistentCoordinator, limits: config.limits });
-    const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties: context.bucketProperties, ringVersion: () => context.ring()?.version ?? 0 });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...context, ...roles, onLeft: () => this.onLeft?.() });
     this.statusReport = new Status({ ...context, ...roles, startedAtMs: context.clock.nowMs(), inFlight: () => this.client.inFlight, processFigures });
