@@ -31,10 +31,10 @@ const oneOf = <const T extends readonly string[]>(choices: T, defaultValue: T[nu
     { default: defaultValue, description, expected: `one of ${choices.join(', ')}`, ...extra },
   ) as unknown as ReturnType<typeof Type.Union<ReturnType<typeof Type.Literal<T[number]>>[]>>;
 const quorum = (defaultValue: 'one' | 'quorum' | 'all', description: string) =>
-  Type.Union([Type.Integer({ minimum: 1, maximum: 64 }), Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], {
+  Type.Union([Type.Integer({ minimum: 1, maximum: maxNVal }), Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], {
     default: defaultValue,
     description,
-    expected: 'an integer in 1..64 or one of one, quorum, all',
+    expected: `an integer in 1..${maxNVal} (at most the bucket's nVal) or one of one, quorum, all`,
   });
 const section = <T extends Record<string, TSchema>>(properties: T, description: string) =>
   Type.Object(properties, { additionalProperties: false, default: {}, description });

@@ -2,6 +2,7 @@ import { Kind } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { BucketProperties } from '../core/buckets.js';
 import { KvError } from '../util/errors.js';
+import { quorumWithinNVal } from '../core/quorum/quorum.js';
 import { defaultMaxFrameBytes } from '../core/wire/frames.js';
 import { viewLimits } from '../core/membership/view-validation.js';
 import {
@@ -213,6 +214,16 @@ function checkAcrossFields(config: SchemaConfig): void {
   if (bucketNames.length > viewLimits.maxBuckets) fail('buckets', `at most ${viewLimits.maxBuckets} buckets with properties of their own`, `${bucketNames.length} buckets`);
   for (const name of bucketNames) {
     if (Buffer.byteLength(name) > viewLimits.maxBucketNameLength) fail('buckets', `bucket names of at most ${viewLimits.maxBucketNameLength} UTF-8 bytes`, `a name of ${Buffer.byteLength(name)} bytes`);
+  }
+  // A number of replicas above the bucket's own n_val could never be met: every request that
+  // leaves r or w to the bucket would fail, so the config is refused at start (the same check as
+  // an explicit ?r= or ?w= on a request, quorumWithinNVal).
+  const withProperties: [string, BucketProperties][] = [['bucketDefaults', config.bucketDefaults], ...bucketNames.map((name): [string, BucketProperties] => [`buckets.${name}`, { ...config.bucketDefaults, ...config.buckets[name] }])];
+  for (const [field, properties] of withProperties) {
+    for (const quorum of ['r', 'w'] as const) {
+      const setting = properties[quorum];
+      if (!quorumWithinNVal(setting, properties.nVal)) fail(`${field}.${quorum}`, `one, quorum, all or an integer from 1 to the bucket's nVal (${properties.nVal})`, setting);
+    }
   }
   for (const address of [...config.seeds, ...(config.advertise === undefined ? [] : [config.advertise])]) {
     const port = Number(address.slice(address.lastIndexOf(':') + 1));

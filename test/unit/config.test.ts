@@ -84,6 +84,14 @@ describe('the config schema', () => {
     expect(configError(() => validateConfig({ buckets: many }))).toMatch(/'buckets' must be at most 4096 buckets/);
   });
 
+  it("refuses an r or w above the bucket's own n_val, which no request could meet, also when n_val comes from bucketDefaults", () => {
+    expect(configError(() => validateConfig({ bucketDefaults: { nVal: 3, w: 4 } }))).toMatch(/'bucketDefaults.w' must be one, quorum, all or an integer from 1 to the bucket's nVal \(3\), got 4/);
+    expect(configError(() => validateConfig({ bucketDefaults: { nVal: 2 }, buckets: { logs: { r: 3 } } }))).toMatch(/'buckets.logs.r' must be .* nVal \(2\), got 3/);
+    expect(configError(() => validateConfig({ buckets: { tiny: { nVal: 1 } }, bucketDefaults: { r: 2 } }))).toMatch(/'buckets.tiny.r'/);
+    expect(configError(() => validateConfig({ bucketDefaults: { r: 17 } }))).toMatch(/'bucketDefaults.r' must be an integer in 1..16/);
+    expect(validateConfig({ bucketDefaults: { nVal: 5, r: 5, w: 'all' }, buckets: { big: { nVal: 16, w: 16 } } }).buckets['big']).toEqual({ nVal: 16, w: 16 });
+  });
+
   it('lets a bucket leave out properties, which then come from bucketDefaults', () => {
     const config = validateConfig({ bucketDefaults: { nVal: 2 }, buckets: { sessions: { conflictMode: 'lww' } } });
     expect(bucketProperties(config, 'sessions')).toEqual({ nVal: 2, r: 'quorum', w: 'quorum', conflictMode: 'lww', ttlSeconds: 0, consistent: false });
