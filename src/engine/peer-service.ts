@@ -1,5 +1,5 @@
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
-import { peerErrorReply } from '../core/wire/error-reply.js';
+import { errorReplyDetails, peerErrorReply } from '../core/wire/error-reply.js';
 import { assert } from '../util/assert.js';
 import { KvError, type KvErrorCode, isKvError } from '../util/errors.js';
 import type { Logger } from '../ports/logger.js';
@@ -103,7 +103,13 @@ export class PeerService {
     // This node's own answer is judged as a peer's is, so a request behaves the same whichever replica serves it. A refusal the client must see as it is (it says what to do) keeps its code; any other error reply means the peer could not serve.
     if (reply.type === 'error') {
       // A forwarded write's error is the answer of the node that ran the whole write: the client's answer.
-      if (clientRefusalCodes.has(reply.code) || request.type === 'forward-put') throw new KvError(reply.code as KvErrorCode, reply.message);
+      if (clientRefusalCodes.has(reply.code) || request.type === 'forward-put') {
+        const details = errorReplyDetails(reply);
+        throw new KvError(reply.code as KvErrorCode, reply.message, {
+          ...(details === undefined ? {} : { details }),
+          ...(reply.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: reply.retryAfterSeconds }),
+        });
+      }
       throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.code}: ${reply.message}`);
     }
     return reply;

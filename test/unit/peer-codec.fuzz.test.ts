@@ -250,7 +250,16 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
   'swim-done': fc.constant({ type: 'swim-done' as const }),
   'cluster-state-reply': fc.record({ type: fc.constant('cluster-state-reply' as const), from: nodeId, state: clusterState }),
   'handoff-held-reply': fc.record({ type: fc.constant('handoff-held-reply' as const), held: fc.array(partition, { maxLength: 8 }) }),
-  error: fc.record({ type: fc.constant('error' as const), code: fc.constant('KV_BAD_REQUEST'), message: fc.string() }),
+  error: fc.record(
+    {
+      type: fc.constant('error' as const),
+      code: fc.constant('KV_BAD_REQUEST'),
+      message: fc.string(),
+      details: fc.dictionary(fc.string({ maxLength: 8 }), fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.boolean()), { maxKeys: 3 }).map((details) => JSON.stringify(details)),
+      retryAfterSeconds: fc.integer({ min: 0, max: 86_400 }),
+    },
+    { requiredKeys: ['type', 'code', 'message'] },
+  ),
   'object-page': fc.record({ type: fc.constant('object-page' as const), items: fc.array(item, { maxLength: 3 }), done: fc.boolean() }),
   'ae-keys-reply': fc.record({ type: fc.constant('ae-keys-reply' as const), differing: fc.array(dataKey, { maxLength: 4 }), need: fc.array(dataKey, { maxLength: 4 }), truncated: fc.boolean() }),
   'ae-push-reply': fc.record({ type: fc.constant('ae-push-reply' as const), repaired: fc.integer({ min: 0, max: 200 }) }),

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PeerRequest } from '../../src/core/wire/messages.js';
+import { decodeReply, encodeReply } from '../../src/core/wire/codec.js';
+import { peerErrorReply } from '../../src/core/wire/error-reply.js';
 import { PeerService, type PeerRequestType } from '../../src/engine/peer-service.js';
 import type { Logger } from '../../src/ports/logger.js';
 import { AssertionError } from '../../src/util/assert.js';
@@ -30,6 +32,38 @@ function service(removed = false): { peers: PeerService; warnings: string[] } {
 const replicaGet: PeerRequest = { type: 'replica-get', bucket: 'b', key: 'k' };
 
 describe('PeerService', () => {
+  it("hands a forwarded write's refusal to the client whole: its code, message, details and Retry-After cross the wire", async () => {
+    const refusals = [
+      new KvError('KV_INSUFFICIENT_REPLICAS', 'only 1 of 2 replicas answered', { details: { required: 2, answered: 1, written: false } }),
+      new KvError('KV_OVERLOADED', 'too many requests in flight', { retryAfterSeconds: 2 }),
+      new KvError('KV_PRECONDITION_FAILED', 'the key changed', { details: { context: 'c3.x' } }),
+    ];
+    let next = 0;
+    const peers = new PeerService({
+      selfId: 'self',
+      // The coordinating replica's refusal, as the framed transport carries it: encoded and decoded.
+      transport: { request: async () => decodeReply(encodeReply(peerErrorReply(refusals[next++], () => undefined))), close: async () => undefined },
+      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+      peerTimeoutMs: 1000,
+      addressOf: () => '127.0.0.1:1',
+      refusal: () => undefined,
+    });
+    const forward: PeerRequest = { type: 'forward-put', bucket: 'b', key: 'k', write: { kind: 'delete', context: { vector: {}, dots: [] } } as never, timeoutMs: 1000 };
+    for (const refusal of refusals) {
+      const thrown = await peers.send('coordinator', forward).then(
+        () => undefined,
+        (error: unknown) => error as KvError,
+      );
+      expect(thrown).toBeInstanceOf(KvError);
+      expect({ code: thrown?.code, message: thrown?.message, details: thrown?.details, retryAfterSeconds: thrown?.retryAfterSeconds }).toEqual({
+        code: refusal.code,
+        message: refusal.message,
+        details: refusal.details,
+        retryAfterSeconds: refusal.retryAfterSeconds,
+      });
+    }
+  });
+
   it('dispatches by type, and refuses a type no role registered', async () => {
     const { peers } = service();
     expect(await peers.handle(replicaGet)).toMatchObject({ type: 'error', code: 'KV_BAD_REQUEST' });

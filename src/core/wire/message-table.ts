@@ -95,6 +95,10 @@ export const wireLimits = {
   maxSwimIdBytes: viewLimits.maxIdLength,
   /** A member's peer address, host:port. */
   maxSwimAddressBytes: viewLimits.maxAddressLength,
+  /** An error reply's details as JSON text, in UTF-8 bytes (a sender leaves out details that do not fit). */
+  maxErrorDetailsBytes: 4096,
+  /** The longest Retry-After an error reply carries: a day. */
+  maxRetryAfterSeconds: 86_400,
   /** The largest numeric quorum (n_val is at most 16). */
   maxQuorum: 16,
   /** The longest deadline a forwarded write carries, and so the longest a client request may ask for (src/core/client-limits.ts). */
@@ -807,14 +811,24 @@ export const replyMessages: EntryTable<PeerReply> = {
     write: (writer, reply) => writeFlag(writer, reply.durable),
     read: (reader) => ({ type: 'replica-put-reply', durable: readFlag(reader, 'durable') }),
   }),
+  /** [code][message][details flag][details: JSON object text][retry-after flag][seconds] */
   error: message({
     tag: 6,
     name: 'error',
-    limits: {},
-    write: (writer, reply) => writer.string(reply.code).string(reply.message),
-    read: (reader) => {
+    limits: { details: lengthLimit('details', wireLimits.maxErrorDetailsBytes), retryAfter: valueLimit('retryAfterSeconds', 0, wireLimits.maxRetryAfterSeconds) },
+    write: (writer, reply) => {
+      writer.string(reply.code).string(reply.message);
+      writeFlag(writer, reply.details !== undefined);
+      if (reply.details !== undefined) writer.string(reply.details);
+      writeFlag(writer, reply.retryAfterSeconds !== undefined);
+      if (reply.retryAfterSeconds !== undefined) writer.varint(reply.retryAfterSeconds);
+    },
+    read: (reader, limits) => {
       const code = reader.string();
-      return { type: 'error', code, message: reader.string() };
+      const message = reader.string();
+      const details = readFlag(reader, 'details') ? readText(reader, limits.details) : undefined;
+      const retryAfterSeconds = readFlag(reader, 'retryAfterSeconds') ? readValue(reader, limits.retryAfter) : undefined;
+      return { type: 'error', code, message, ...(details === undefined ? {} : { details }), ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }) };
     },
   }),
   /** The partitions among those asked that this node holds keys of. [count][partition]... */

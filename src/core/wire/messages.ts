@@ -446,6 +446,10 @@ export interface ErrorReply {
   readonly type: 'error';
   readonly code: string;
   readonly message: string;
+  /** The error's machine-readable facts (KvError.details) as JSON object text, which a client may act on (details.applied, details.written). */
+  readonly details?: string;
+  /** Seconds the client should wait before retrying (KvError.retryAfterSeconds), for overload answers. */
+  readonly retryAfterSeconds?: number;
 }
 
 /** Every reply a peer can send. */
