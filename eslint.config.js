@@ -29,8 +29,8 @@ const layers = {
   http: { imports: ['core', 'engine', 'config', 'util'] },
   client: {
     imports: [],
-    external: ['undici'],
-    why: 'the client is built on its own (tsconfig.client.json) for any Node application',
+    external: ['node:crypto', 'undici'],
+    why: 'the client is built on its own (tsconfig.client.json) for any Node application (node:crypto places keys on the ring as the nodes do)',
   },
   cli: { imports: ['client', 'config', 'core', 'engine', 'util', 'main'] },
   main: { imports: ['core', 'ports', 'config', 'engine', 'adapters', 'http', 'cli', 'util'] },

@@ -15,6 +15,8 @@ export interface MeasureOptions
   readonly client: Exclude<DriverKind, 'etcd'>;
   /** ringkv's bucket conflict mode for the systems a suite starts. */
   readonly conflictMode: 'siblings' | 'lww';
+  /** ringkv targets: requests go to the ring member (shard) that owns each key (README, "Shards"). */
+  readonly shardAware?: boolean;
 }
 
 /** What one target gave. */
@@ -32,7 +34,7 @@ export interface TargetMeasurement {
 /** The driver a target is loaded through under these options. */
 export function driverFor(
   target: RunningTarget,
-  options: Pick<MeasureOptions, 'client' | 'valueSizeBytes' | 'concurrency' | 'timeoutMs'>,
+  options: Pick<MeasureOptions, 'client' | 'valueSizeBytes' | 'concurrency' | 'timeoutMs' | 'shardAware'>,
   keyCount: number,
 ): RequestDriver {
   const kind: DriverKind = target.driverKind === 'etcd' ? 'etcd' : options.client;
@@ -47,6 +49,8 @@ export function driverFor(
       bucket: 'bench',
       timeoutMs: options.timeoutMs,
       ...(target.conflictMode === 'siblings' ? { contextSlots: keyCount } : {}),
+      // Only ringkv knows a ring (conflictMode is set for ringkv targets alone).
+      ...(options.shardAware === true && target.conflictMode !== undefined ? { shardAware: true } : {}),
     },
     target.quorum,
   );

@@ -1,5 +1,6 @@
-import { Pool } from 'undici';
+import { Client, Pool } from 'undici';
 import { RingClient, RingClientError } from '../src/client/ring-client.js';
+import { type ShardRoute, ShardRouter, ringRoutesOf } from '../src/client/shard-router.js';
 import { keyName } from './key-chooser.js';
 
 /**
@@ -49,6 +50,8 @@ export interface DriverOptions {
    * is the key space size (one slot per key); absent for lww buckets and other systems.
    */
   readonly contextSlots?: number;
+  /** ringkv only: send each key to the ring member (shard) that owns it, as a shard-aware client does (README, "Shards"). */
+  readonly shardAware?: boolean;
 }
 
 function networkOutcome(error: unknown): Outcome {
@@ -75,17 +78,38 @@ function pools(options: DriverOptions): Pool[] {
  * requests through the project's client for comparison.
  */
 export class RawKvDriver implements RequestDriver {
-  readonly name = 'undici';
+  readonly name: string;
   private readonly pools: Pool[];
   private next = 0;
   private readonly prefix: string;
   private readonly putHeaders = { 'content-type': 'application/octet-stream' };
   private readonly contexts: (string | undefined)[] | undefined;
+  private readonly router: ShardRouter | undefined;
 
   constructor(private readonly options: DriverOptions) {
+    this.name = options.shardAware === true ? 'undici, shard-aware' : 'undici';
     this.pools = pools(options);
     this.prefix = `/kv/${encodeURIComponent(options.bucket)}/`;
     this.contexts = options.contextSlots === undefined ? undefined : new Array<string | undefined>(options.contextSlots);
+    this.router =
+      options.shardAware === true
+        ? new ShardRouter({
+            fetchRoutes: async () => {
+              const response = await this.pool().request({ method: 'GET', path: '/status' });
+              return ringRoutesOf(await response.body.json());
+            },
+            originOf: (address) => `http://${address}`,
+            dial: (origin) => new Client(origin, { keepAliveTimeout: 60_000, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs }),
+            connectionsPerMember: options.connectionsPerNode,
+            probeTimeoutMs: options.timeoutMs,
+          })
+        : undefined;
+  }
+
+  /** Where a request for the key goes: its owner's connection when shard-aware, else the next pool. */
+  private async target(keyIndex: number): Promise<{ dispatcher: Pool | Client; route: ShardRoute | undefined }> {
+    const route = this.router === undefined ? undefined : await this.router.route(this.options.bucket, keyName(keyIndex));
+    return route === undefined ? { dispatcher: this.pool(), route } : { dispatcher: route.dispatcher as Client, route };
   }
 
   private remember(keyIndex: number, headers: Record<string, string | string[] | undefined>): void {
@@ -101,36 +125,42 @@ export class RawKvDriver implements RequestDriver {
   }
 
   async put(keyIndex: number): Promise<Outcome> {
+    const { dispatcher, route } = await this.target(keyIndex);
     try {
       const context = this.contexts?.[keyIndex];
-      const response = await this.pool().request({
+      const response = await dispatcher.request({
         method: 'PUT',
         path: this.prefix + keyName(keyIndex) + this.options.writeQuery,
         headers: context === undefined ? this.putHeaders : { ...this.putHeaders, 'x-ringkv-context': context },
         body: this.options.value,
       });
       await response.body.dump();
+      route?.settle(response.headers);
       this.remember(keyIndex, response.headers);
       return response.statusCode === 204 || response.statusCode === 200 ? okOutcome : String(response.statusCode);
     } catch (error) {
+      route?.fail();
       return networkOutcome(error);
     }
   }
 
   async get(keyIndex: number): Promise<Outcome> {
+    const { dispatcher, route } = await this.target(keyIndex);
     try {
-      const response = await this.pool().request({ method: 'GET', path: this.prefix + keyName(keyIndex) + this.options.readQuery });
+      const response = await dispatcher.request({ method: 'GET', path: this.prefix + keyName(keyIndex) + this.options.readQuery });
       // The value is read, not dumped: a real reader pays for the bytes.
       await response.body.arrayBuffer();
+      route?.settle(response.headers);
       this.remember(keyIndex, response.headers);
       return response.statusCode === 200 ? okOutcome : String(response.statusCode);
     } catch (error) {
+      route?.fail();
       return networkOutcome(error);
     }
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.pools.map((pool) => pool.close().catch(() => undefined)));
+    await Promise.all([...this.pools.map((pool) => pool.close().catch(() => undefined)), this.router?.close()]);
   }
 }
 
@@ -146,7 +176,7 @@ export class RingClientDriver implements RequestDriver {
 
   constructor(options: DriverOptions, quorum: { r?: number; w?: number }) {
     this.contexts = options.contextSlots === undefined ? undefined : new Array<string | undefined>(options.contextSlots);
-    this.client = new RingClient({ nodes: options.nodes, connectionsPerNode: options.connectionsPerNode, maxAttempts: 1, httpTimeoutMs: options.timeoutMs });
+    this.client = new RingClient({ nodes: options.nodes, connectionsPerNode: options.connectionsPerNode, maxAttempts: 1, httpTimeoutMs: options.timeoutMs, shardAware: options.shardAware === true });
     this.readOptions = quorum.r === undefined ? {} : { r: quorum.r };
     this.writeOptions = quorum.w === undefined ? {} : { w: quorum.w };
     this.bucket = options.bucket;

@@ -51,6 +51,7 @@ interface CliOptions {
   start?: CompareTargetName;
   targets: CompareTargetName[];
   client: 'undici' | 'ring-client';
+  shardAware: boolean;
   conflictMode: 'siblings' | 'lww';
   workload: Workload[];
   distribution: KeyDistribution;
@@ -83,6 +84,7 @@ function command(): Command {
     .addOption(new Option('--start <target>', 'load suite: start this system itself').choices([...compareTargetNames]))
     .option('--targets <list>', `compare suite: which systems (${compareTargetNames.join(',')})`, listOf(compareTargetNames), [...defaultCompareTargets])
     .addOption(new Option('--client <driver>', 'ringkv-shaped requests through raw undici pools or the RingClient').choices(['undici', 'ring-client']).default('undici'))
+    .option('--shard-aware', 'ringkv targets: send each key to the ring member (shard) that owns it, learnt from /status, instead of rotating over the nodes', false)
     .addOption(
       new Option('--conflict-mode <mode>', 'ringkv buckets of started systems: lww overwrites like the baselines; siblings makes the bench carry contexts')
         .choices(['lww', 'siblings'])
@@ -129,6 +131,7 @@ function measureOptions(options: CliOptions): MeasureOptions {
     showProgress: options.progress,
     client: options.client,
     conflictMode: options.conflictMode,
+    shardAware: options.shardAware,
   };
 }
 

@@ -1,4 +1,5 @@
-import { Pool } from 'undici';
+import { Client, type Dispatcher, Pool } from 'undici';
+import { type ShardRoute, ShardRouter, ringRoutesOf } from './shard-router.js';
 import { SseParser, type ServerSentEvent } from './sse.js';
 
 /**
@@ -145,6 +146,13 @@ export interface RingClientOptions {
   readonly connectionsPerNode?: number;
   /** TLS settings: the CA to verify https nodes against. */
   readonly tls?: RingClientTlsOptions;
+  /**
+   * Shard-aware routing (README, "Shards"): learn the ring from a node's /status (again every
+   * 10 s) and send each read or write of a key to the ring member (the shard) that owns it, at
+   * its own address, instead of the next node in rotation; no node then hands the request on.
+   * A retry goes the rotation's way. Default false.
+   */
+  readonly shardAware?: boolean;
 }
 
 /** What {@link RingClient.watch} follows: one key, or every key of the bucket that starts with a prefix. */
@@ -216,6 +224,8 @@ interface SendRequest {
   readonly node?: string | undefined;
   readonly headers?: Record<string, string>;
   readonly body?: Buffer;
+  /** The key the request is about: a shard-aware client sends it to the key's owner first. */
+  readonly key?: { readonly bucket: string; readonly key: string };
 }
 
 /** Answers that say the node did nothing and another node may well do it: load shedding and "no ring yet". */
@@ -324,6 +334,7 @@ export class RingClient {
   private readonly nodes: string[];
   private readonly defaultScheme: 'http' | 'https';
   private readonly pools = new Map<string, Pool>();
+  private readonly router: ShardRouter | undefined;
   private next = 0;
   /** Counters and sets (/dt). */
   readonly dt: DataTypeClient = {
@@ -349,12 +360,22 @@ export class RingClient {
     if (options.nodes.length === 0) throw new Error('RingClient needs at least one node (host:port or URL)');
     this.defaultScheme = options.tls === undefined ? 'http' : 'https';
     this.nodes = options.nodes.map((node) => originOf(node, this.defaultScheme));
+    this.router =
+      options.shardAware === true
+        ? new ShardRouter({
+            fetchRoutes: async () => ringRoutesOf(await this.status()),
+            originOf: (address) => originOf(address, this.defaultScheme),
+            dial: (origin) => new Client(origin, this.connectionOptions()),
+            connectionsPerMember: options.connectionsPerNode ?? 16,
+            probeTimeoutMs: options.httpTimeoutMs ?? 15_000,
+          })
+        : undefined;
   }
 
   /** Reads a key: not found, one value, or siblings, with the context to write back. */
   async get(bucket: string, key: string, options: ReadRequestOptions = {}): Promise<ReadResult> {
     const query = queryString({ r: options.r, pr: options.pr, consistency: options.consistency, timeout_ms: options.timeoutMs, local: options.local ? 'true' : undefined });
-    const answer = await this.send('GET', kvPath(bucket, key) + query, { idempotent: true, retryAnswer: isRetryableAnswer, node: options.node });
+    const answer = await this.send('GET', kvPath(bucket, key) + query, { idempotent: true, retryAnswer: isRetryableAnswer, node: options.node, key: { bucket, key } });
     const context = header(answer, 'x-ringkv-context');
     if (answer.status === 404) return { found: false, context, siblings: [], ...versionOf(answer) };
     if (answer.status === 200) {
@@ -383,7 +404,7 @@ export class RingClient {
     if (options.ifNoneMatch === true) headers['if-none-match'] = '*';
     if (options.ifMatch !== undefined) headers['if-match'] = options.ifMatch;
     const body = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
-    const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options, options.ttlSeconds), { ...this.writeRetries(options), headers, body, node: options.node });
+    const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options, options.ttlSeconds), { ...this.writeRetries(options), headers, body, node: options.node, key: { bucket, key } });
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
     return { context: header(answer, 'x-ringkv-context') ?? '', ...versionOf(answer) };
   }
@@ -393,7 +414,7 @@ export class RingClient {
     const headers: Record<string, string> = {};
     if (options.context !== undefined) headers['x-ringkv-context'] = options.context;
     if (options.ifMatch !== undefined) headers['if-match'] = options.ifMatch;
-    const answer = await this.send('DELETE', kvPath(bucket, key) + writeQuery(options), { ...this.writeRetries(options), headers, node: options.node });
+    const answer = await this.send('DELETE', kvPath(bucket, key) + writeQuery(options), { ...this.writeRetries(options), headers, node: options.node, key: { bucket, key } });
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
     return { context: header(answer, 'x-ringkv-context') ?? '', ...versionOf(answer) };
   }
@@ -544,7 +565,7 @@ export class RingClient {
   async close(): Promise<void> {
     const pools = [...this.pools.values()];
     this.pools.clear();
-    await Promise.all(pools.map((pool) => pool.close().catch(() => undefined)));
+    await Promise.all([...pools.map((pool) => pool.close().catch(() => undefined)), this.router?.close()]);
   }
 
   /** A write is retried elsewhere after an unknown outcome only when the caller accepts it may apply twice. */
@@ -556,17 +577,21 @@ export class RingClient {
   private pool(origin: string): Pool {
     let pool = this.pools.get(origin);
     if (pool === undefined) {
-      const timeoutMs = this.options.httpTimeoutMs ?? 15_000;
-      const tls = this.options.tls;
-      pool = new Pool(origin, {
-        connections: this.options.connectionsPerNode ?? 16,
-        keepAliveTimeout: 30_000,
-        connectTimeout: Math.min(timeoutMs, 5_000),
-        ...(tls === undefined ? {} : { connect: { ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.servername === undefined ? {} : { servername: tls.servername }) } }),
-      });
+      pool = new Pool(origin, { connections: this.options.connectionsPerNode ?? 16, ...this.connectionOptions() });
       this.pools.set(origin, pool);
     }
     return pool;
+  }
+
+  /** How every connection is dialled: keep-alive, connect timeout, TLS. */
+  private connectionOptions(): Client.Options {
+    const timeoutMs = this.options.httpTimeoutMs ?? 15_000;
+    const tls = this.options.tls;
+    return {
+      keepAliveTimeout: 30_000,
+      connectTimeout: Math.min(timeoutMs, 5_000),
+      ...(tls === undefined ? {} : { connect: { ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.servername === undefined ? {} : { servername: tls.servername }) } }),
+    };
   }
 
   /**
@@ -574,15 +599,21 @@ export class RingClient {
    * next node (nothing happened there); an unknown outcome moves on only for idempotent requests.
    */
   private async send(method: 'GET' | 'PUT' | 'DELETE' | 'POST', path: string, request: SendRequest): Promise<HttpAnswer> {
-    const order = request.node === undefined ? this.rotation() : [originOf(request.node, this.defaultScheme)];
+    const order: (string | ShardRoute)[] = request.node === undefined ? this.rotation() : [originOf(request.node, this.defaultScheme)];
+    // Shard-aware: the key's owner first, then the rotation (a retry).
+    const route = request.node === undefined && request.key !== undefined ? await this.router?.route(request.key.bucket, request.key.key) : undefined;
+    if (route !== undefined) order.unshift(route);
     const attempts = Math.max(1, Math.min(order.length, this.options.maxAttempts ?? order.length));
     let lastError: RingClientError | undefined;
     for (let attempt = 0; attempt < attempts; attempt++) {
-      const origin = order[attempt] as string;
+      const target = order[attempt] as string | ShardRoute;
+      const origin = typeof target === 'string' ? target : target.origin;
       let answer: HttpAnswer;
       try {
-        answer = await this.exchange(origin, method, path, request.headers, request.body);
+        answer = await this.exchange(typeof target === 'string' ? this.pool(target) : target.dispatcher, method, path, request.headers, request.body);
+        if (typeof target !== 'string') target.settle(answer.headers);
       } catch (error) {
+        if (typeof target !== 'string') target.fail();
         lastError = networkError(origin, error);
         if (lastError.outcome === 'failed' || request.idempotent) continue;
         throw lastError;
@@ -599,10 +630,10 @@ export class RingClient {
     return [...this.nodes.slice(start), ...this.nodes.slice(0, start)];
   }
 
-  private async exchange(origin: string, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<HttpAnswer> {
+  private async exchange(dispatcher: Dispatcher, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<HttpAnswer> {
     const timeoutMs = this.options.httpTimeoutMs ?? 15_000;
     const allHeaders = this.options.token === undefined ? headers : { ...headers, authorization: `Bearer ${this.options.token}` };
-    const response = await this.pool(origin).request({
+    const response = await dispatcher.request({
       method: method as 'GET',
       path,
       headers: allHeaders,

@@ -38,6 +38,13 @@ export type CoordinatorDependencies = Pick<NodeContext, 'selfId' | 'clock' | 'lo
  * whole request: every peer call gets what is left of it.
  */
 export class Coordinator {
+  /**
+   * Client requests this node took for a key it holds no replica of (README, "Shards"): writes
+   * handed whole to the coordinating replica, and reads that asked only other members. A
+   * shard-aware client sends each key to a replica, so these stay at 0 under its load.
+   */
+  readonly offReplica = { forwardedWrites: 0, reads: 0 };
+
   constructor(private readonly deps: CoordinatorDependencies) {}
 
   private view(bucket: string, key: string): { view: PlacementView; properties: BucketProperties } {
@@ -58,6 +65,7 @@ export class Coordinator {
     const settings = this.deps.settings();
     const timeoutMs = options.timeoutMs ?? settings.requestTimeoutMs;
     const plan = planRead(view, { r: options.r ?? properties.r, ...(options.pr === undefined ? {} : { pr: options.pr }) });
+    if (!plan.primaries.includes(this.deps.selfId)) this.offReplica.reads++;
     const mode = properties.conflictMode;
     const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
     return new Promise<VersionedObject | undefined>((resolve, reject) => {
@@ -155,6 +163,7 @@ export class Coordinator {
 
   /** Hands a write to its coordinating replica and answers what it answered; one deadline covers both hops. */
   private async forward(node: string, bucket: string, key: string, options: WriteOptions, intent: WriteIntent): Promise<WriteOutcome> {
+    this.offReplica.forwardedWrites++;
     const timeoutMs = options.timeoutMs ?? this.deps.settings().requestTimeoutMs;
     const { w, pw, dw } = options;
     const request: ForwardPutRequest = { type: 'forward-put', bucket, key, write: intent, timeoutMs, ...(w === undefined ? {} : { w }), ...(pw === undefined ? {} : { pw }), ...(dw === undefined ? {} : { dw }) };

@@ -124,7 +124,7 @@ export class RingNode implements KvService {
     this.client = new ClientRequests({ ...context, replica, coordinator, consistentCoordinator, limits: config.limits });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...context, ...roles, onLeft: () => this.onLeft?.() });
-    this.statusReport = new Status({ ...context, ...roles, startedAtMs: context.clock.nowMs(), inFlight: () => this.client.inFlight, processFigures });
+    this.statusReport = new Status({ ...context, ...roles, startedAtMs: context.clock.nowMs(), inFlight: () => this.client.inFlight, offReplica: () => coordinator.offReplica, processFigures });
     // Counters and sets: updates are coordinated like writes and applied by the replica that serves dt-update.
     const dataTypes = (this.dataTypes = new DataTypes({
       coordinator,

@@ -17,6 +17,8 @@ export type StatusOptions = Pick<NodeContext, 'identity' | 'config' | 'storage' 
   readonly handoff: Handoff;
   /** Client requests in flight now. */
   readonly inFlight: () => number;
+  /** Client requests taken for keys this node holds no replica of (`Coordinator.offReplica`). */
+  readonly offReplica: () => { readonly forwardedWrites: number; readonly reads: number };
   /** Memory figures of the process (main.ts reads them; simulation has none). */
   readonly processFigures?: (() => Readonly<Record<string, number>>) | undefined;
 };
@@ -72,6 +74,7 @@ export class Status {
       hints: this.options.hintedHandoff.status(),
       siblings: { manyWrites: this.options.replica.manySiblingWrites, refused: this.options.replica.siblingRefusals, warnAbove: this.options.config.limits.siblingsWarn, max: this.options.config.limits.maxSiblings },
       inFlight: this.options.inFlight(),
+      offReplica: this.options.offReplica(),
       ...(this.options.processFigures === undefined ? {} : { process: this.options.processFigures() }),
     };
   }

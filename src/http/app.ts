@@ -17,6 +17,9 @@ import { registerDashboard } from './ui-route.js';
 import { registerBackupRoutes } from './backup-routes.js';
 import { registerWatchRoutes } from './watch-routes.js';
 
+/** The header every answer carries: the id of the ring member (the shard) that gave it. */
+export const memberHeader = 'x-ringkv-member';
+
 /** What buildApp needs. */
 export interface AppOptions {
   readonly service: KvService;
@@ -115,7 +118,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
+    // Every answer names the ring member that gave it: behind a node's shared port (reusePort) a
+    // shard-aware client learns which shard each connection reached (README, "Shards").
+    reply.header(memberHeader, service.nodeId);
     if (closing) throw new KvError('KV_NOT_READY', 'this node is shutting down; send the request to another node', { retryAfterSeconds: 1 });
     // A value is stored as the bytes that arrive and served without a content-encoding, so compressed bytes
     // would come back as if plain: refuse them before the body is read rather than store what no reader can use.

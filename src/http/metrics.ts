@@ -93,6 +93,11 @@ export class HttpMetrics {
     gossipRounds: this.mirroredCounter('ringkv_gossip_rounds_total', 'SWIM protocol periods (gossip.intervalMs) this node has run'),
     manySiblingWrites: this.mirroredCounter('ringkv_sibling_warnings_total', 'Coordinated writes that left a key with more than limits.siblingsWarn siblings'),
     siblingRefusals: this.mirroredCounter('ringkv_sibling_refusals_total', 'Writes without a context refused because their key had limits.maxSiblings siblings (409 KV_TOO_MANY_SIBLINGS)'),
+    forwardedWrites: this.mirroredCounter(
+      'ringkv_writes_forwarded_total',
+      'Client writes taken for a key this node holds no replica of, handed whole to its coordinating replica (a shard-aware client sends none)',
+    ),
+    offReplicaReads: this.mirroredCounter('ringkv_reads_off_replica_total', 'Client reads taken for a key this node holds no replica of, answered by asking other members (a shard-aware client sends none)'),
     staleVersionsRefused: this.mirroredCounter(
       'ringkv_stale_versions_refused_total',
       'Pushed versions refused because a tombstone reaped on this node had superseded them (each would have brought a deleted key back)',
@@ -152,6 +157,9 @@ export class HttpMetrics {
     const gossip = status.gossip as { bytesSent?: number; rounds?: number } | undefined;
     this.mirrored.gossipBytesSent.sync(gossip?.bytesSent ?? 0);
     this.mirrored.gossipRounds.sync(gossip?.rounds ?? 0);
+    const offReplica = status.offReplica as { forwardedWrites: number; reads: number } | undefined;
+    this.mirrored.forwardedWrites.sync(offReplica?.forwardedWrites ?? 0);
+    this.mirrored.offReplicaReads.sync(offReplica?.reads ?? 0);
     this.renderAntiEntropy(status);
     return this.registry.metrics();
   }
