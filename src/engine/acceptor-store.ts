@@ -60,4 +60,21 @@ export class AcceptorStore {
     });
     return { type: 'paxos-reply', reply };
   }
+
+  /**
+   * Deletes the acceptor state stored under `dataKey` (a consistent key this node's ring of
+   * version `ringVersion` no longer places here, with no change planned: handoff's clean-up) unless
+   * a request from a newer ring reached it since, which would mean a later change counts this
+   * node again. Judged and deleted under the key's lock, so no answer in flight is forgotten.
+   * True when nothing is left.
+   */
+  async collect(dataKey: Buffer, ringVersion: number): Promise<boolean> {
+    return this.locks.withLock(dataKey.toString('latin1'), async () => {
+      const stored = await this.options.space.get(dataKey);
+      if (stored === undefined) return true;
+      if (decodeAcceptorState(stored).epoch > ringVersion) return false;
+      await this.options.space.del(dataKey);
+      return true;
+    });
+  }
 }

@@ -1,7 +1,7 @@
 import type { AcceptorReply, AcceptorRequest } from '../core/consensus/acceptor.js';
 import { type Ballot, type BallotIssuer, issueBallot, startBallotIssuer } from '../core/consensus/ballot.js';
 import type { BrokenVariant } from '../core/consensus/broken-variants.js';
-import type { OperationResult, RegisterOperation, RegisterState } from '../core/consensus/compare-and-set.js';
+import { type OperationResult, type RegisterOperation, type RegisterState, operationId } from '../core/consensus/compare-and-set.js';
 import { type ProposerEffect, type ProposerEvent, startProposer, stepProposer } from '../core/consensus/proposer.js';
 import { replicaGroups } from '../core/consensus/replica-groups.js';
 import { encodeDataKey, partitionOf } from '../core/keys.js';
@@ -47,6 +47,8 @@ export class ConsistentCoordinator {
   private issuer: BallotIssuer;
   /** The newest round seen per key (its data key as latin1), so a ballot on a key other nodes write starts above theirs. */
   private readonly newestRounds = new Map<string, number>();
+  /** Operations run so far: with the proposer identity, each operation's id (operationId). */
+  private operations = 0;
 
   constructor(private readonly options: ConsistentCoordinatorOptions) {
     this.issuer = startBallotIssuer(`${options.selfId}:${options.generation}:${options.random.int(2 ** 30).toString(36)}`);
@@ -61,8 +63,17 @@ export class ConsistentCoordinator {
     const { clock } = this.options;
     const deadlineAtMs = clock.nowMs() + timeoutMs;
     return new Promise<OperationResult>((resolve, reject) => {
+      this.operations += 1;
       const broken = this.options.brokenProposer;
-      let state = startProposer({ groups, epoch: ring.version, timeoutMs, backoffMs: consistentBackoffMs, ...(broken === undefined ? {} : { broken }) }, operation);
+      const config = {
+        groups,
+        epoch: ring.version,
+        timeoutMs,
+        backoffMs: consistentBackoffMs,
+        operationId: operationId(this.issuer.proposer, this.operations),
+        ...(broken === undefined ? {} : { broken }),
+      };
+      let state = startProposer(config, operation);
       const timers: TimerHandle[] = [];
       const feed = (event: ProposerEvent): void => {
         const [next, effects] = stepProposer(state, event);

@@ -35,6 +35,8 @@ export type HandoffDependencies = Pick<NodeContext, 'selfId' | 'clock' | 'logger
   readonly paxos: KeySpace;
   /** Runs a repair round on a consistent key under this node's ring (ConsistentCoordinator); rejects when it did not finish. */
   repairConsistent(bucket: string, key: string): Promise<void>;
+  /** Deletes a consistent key's acceptor state judged stale under ring `ringVersion` (AcceptorStore.collect); false when it was kept. */
+  collectAcceptorState(dataKey: Buffer, ringVersion: number): Promise<boolean>;
   readonly replica: Replica;
   readonly settings: HandoffSettings;
   /** Partitions this node holds keys of. */
@@ -54,6 +56,8 @@ export interface HandoffStatus {
   readonly partitionsCleaned: number;
   /** Consistent keys given a repair round for a ring change (docs/CONSENSUS.md, "Ring changes"). */
   readonly consistentKeysRepaired: number;
+  /** Consistent keys whose acceptor state was deleted here after a completed ring change moved them away. */
+  readonly consistentKeysCollected: number;
 }
 
 /**
@@ -72,6 +76,9 @@ export class Handoff {
   /** The ring version whose consistent keys are being repaired, and the last data key repaired so far (rounds go in key order). */
   private repairedUpTo: { version: number; after: Buffer | null; done: boolean } = { version: 0, after: null, done: false };
   private keysRepaired = 0;
+  /** The settled ring whose stale acceptor state is being collected, when it was first seen, and whether a sweep finished. */
+  private collecting: { version: number; sinceMs: number; done: boolean } = { version: 0, sinceMs: 0, done: true };
+  private keysCollected = 0;
   private readonly notReplicatedSinceMs = new Map<number, number>();
   /**
    * Partitions this node replicates some buckets' keys of but not others' (it is in a larger
@@ -344,6 +351,40 @@ export class Handoff {
         this.sweptAt.set(partition, mark);
       }
     }
+    await this.collectAcceptorState(ring);
+  }
+
+  /**
+   * Deletes the acceptor state of consistent keys whose replica group, on this settled ring (no
+   * change planned), no longer includes this node (docs/CONSENSUS.md, "Ring changes"). Safe once
+   * the change completed: the claimant completed it only after every moving key was repaired onto
+   * a majority of its new group, so every round from then on needs a majority of the new group
+   * (a joint round too) and never this node's state; and a proposer on an older ring is refused
+   * here by this node's own ring (AcceptorStore), record or not. Not during a change: until it
+   * completes a majority of the old group may be the only holder of a decided state. One sweep of
+   * the `paxos` space per ring version, cleanupDelayMs after this node first held it, as plain
+   * clean-up waits; a key kept (a newer ring reached it) or a failed page ends the sweep, to be
+   * tried again at the next round.
+   */
+  private async collectAcceptorState(ring: Ring): Promise<void> {
+    const now = this.deps.clock.nowMs();
+    if (this.collecting.version !== ring.version) this.collecting = { version: ring.version, sinceMs: now, done: false };
+    if (this.collecting.done || now - this.collecting.sinceMs < this.deps.settings.cleanupDelayMs) return;
+    let after: Buffer | null = null;
+    for (;;) {
+      const page: Buffer[] = [];
+      for await (const [stored] of this.deps.paxos.entries({ ...(after === null ? {} : { gte: Buffer.concat([after, Buffer.of(0)]) }), limit: this.deps.settings.batchSize })) page.push(Buffer.from(stored));
+      if (page.length === 0) break;
+      const stale = page.filter((dataKey) => {
+        const properties = this.deps.bucketProperties(decodeDataKey(dataKey).bucket);
+        return properties.consistent === true && !preferenceList(ring, partitionOfPosition(dataKey.readUInt32BE(0), ring.partitionCount), properties.nVal).includes(this.deps.selfId);
+      });
+      const results = await Promise.all(stale.map((dataKey) => this.deps.collectAcceptorState(dataKey, ring.version)));
+      this.keysCollected += results.filter(Boolean).length;
+      if (this.stopped || this.deps.ring()?.version !== ring.version || results.includes(false)) return;
+      after = page[page.length - 1] as Buffer;
+    }
+    this.collecting = { ...this.collecting, done: true };
   }
 
   /** Sends every key of a partition to its replicas and deletes it here once all of them have it; true when nothing is left. */
@@ -409,6 +450,7 @@ export class Handoff {
       keysHandedOff: this.keysHandedOff,
       partitionsCleaned: this.partitionsCleaned,
       consistentKeysRepaired: this.keysRepaired,
+      consistentKeysCollected: this.keysCollected,
     };
   }
 }

@@ -105,6 +105,7 @@ export class RingNode implements KvService {
         for (const state of states) watchLog.appendDecided(bucket, key, state.version, state.value);
       },
     });
+    const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties: context.bucketProperties, ringVersion: () => context.ring()?.version ?? 0 });
     const handoff = new Handoff({
       ...context,
       replica,
@@ -113,6 +114,7 @@ export class RingNode implements KvService {
       repairConsistent: async (bucket, key) => {
         await consistentCoordinator.run(bucket, key, { kind: 'repair' }, config.limits.requestTimeoutMs);
       },
+      collectAcceptorState: (dataKey, ringVersion) => acceptors.collect(dataKey, ringVersion),
       settings: config.handoff,
       heldPartitions: () => antiEntropy.heldPartitions(),
       changeCount: (partition: number) => antiEntropy.changeCount(partition),
@@ -138,7 +140,6 @@ export class RingNode implements KvService {
       consistent: async (bucket, key, command, timeoutMs) => client.consistent(bucket, key, command, timeoutMs),
       scan: async (limit) => scanner.next(limit),
     });
-    const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties: context.bucketProperties, ringVersion: () => context.ring()?.version ?? 0 });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...context, ...roles, onLeft: () => this.onLeft?.() });
     this.statusReport = new Status({ ...context, ...roles, startedAtMs: context.clock.nowMs(), inFlight: () => this.client.inFlight, offReplica: () => coordinator.offReplica, processFigures });

@@ -194,7 +194,7 @@ export class FakeKvService implements KvService {
     this.record('consistent', bucket, key, command, timeoutMs);
     const current = this.registers.get(`${bucket}/${key}`) ?? { version: 0, value: null };
     if (command.kind === 'read') return current;
-    if (!conditionHolds({ version: current.version, value: current.value === null ? null : current.value.value }, command.condition)) {
+    if (!conditionHolds({ version: current.version, value: current.value === null ? null : current.value.value, writes: [] }, command.condition)) {
       throw new KvError('KV_PRECONDITION_FAILED', `the condition does not hold at version ${current.version}`, { details: { version: current.version, absent: current.value === null } });
     }
     const next: ConsistentOutcome = { version: current.version + 1, value: command.value };

@@ -3,7 +3,7 @@ import { type AcceptorReply, type AcceptorRequest, type AcceptorState, emptyAcce
 import { decodeAcceptorState, encodeAcceptorState } from '../../src/core/consensus/acceptor-codec.js';
 import { type Ballot, type BallotIssuer, issueBallot, startBallotIssuer } from '../../src/core/consensus/ballot.js';
 import type { BrokenVariant } from '../../src/core/consensus/broken-variants.js';
-import type { RegisterOperation, RegisterState } from '../../src/core/consensus/compare-and-set.js';
+import { type RegisterOperation, type RegisterState, operationId } from '../../src/core/consensus/compare-and-set.js';
 import { type ProposerEffect, type ProposerEvent, type ProposerState, startProposer, stepProposer } from '../../src/core/consensus/proposer.js';
 import { SeededRandom } from '../../src/sim/seeded-random.js';
 
@@ -266,7 +266,15 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
     const index = history.length;
     history.push({ client: clientIndex, key, kind, invokeMs: nowMs, completeMs: Infinity, outcome: 'pending', ...(from === undefined ? {} : { from }) });
     const seen = ringOf(clientIndex);
-    const state = startProposer({ groups: seen.groups, epoch: seen.epoch, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs, ...(options.broken === undefined ? {} : { broken: options.broken }) }, operation);
+    const config = {
+      groups: seen.groups,
+      epoch: seen.epoch,
+      timeoutMs: options.timeoutMs,
+      backoffMs: options.backoffMs,
+      operationId: operationId(client.issuer.proposer, index),
+      ...(options.broken === undefined ? {} : { broken: options.broken }),
+    };
+    const state = startProposer(config, operation);
     client.current = { index, state };
     feed(clientIndex, index, { type: 'start', nowMs, ballot: issue(client, key, (client.knownRound.get(key) ?? 0) + 1) });
   };

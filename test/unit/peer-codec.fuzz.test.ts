@@ -1,5 +1,6 @@
 import type { Ballot } from '../../src/core/consensus/ballot.js';
 import type { AcceptorReply, Proposal } from '../../src/core/consensus/acceptor.js';
+import { recentWritesKept } from '../../src/core/consensus/compare-and-set.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { merkleFanout, merkleLeafCount } from '../../src/core/antientropy/merkle-tree.js';
@@ -112,7 +113,11 @@ const mode = fc.constantFrom('siblings' as const, 'lww' as const);
 const forwardQuorum = fc.oneof(fc.constantFrom('one' as const, 'quorum' as const, 'all' as const), fc.integer({ min: 1, max: 16 }));
 
 const ballot: fc.Arbitrary<Ballot> = fc.record({ round: fc.nat(), proposer: fc.string() });
-const proposal: fc.Arbitrary<Proposal> = fc.record({ ballot, state: fc.record({ version: fc.nat(), value: fc.option(fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)), { nil: null }) }) });
+const operationIds = fc.array(fc.uint8Array({ minLength: 8, maxLength: 8 }).map((bytes) => Buffer.from(bytes).toString('hex')), { maxLength: recentWritesKept });
+const registerState = fc
+  .record({ version: fc.nat(), value: fc.option(fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)), { nil: null }), writes: operationIds })
+  .map((state) => ({ ...state, version: Math.max(state.version, state.writes.length) }));
+const proposal: fc.Arbitrary<Proposal> = fc.record({ ballot, state: registerState });
 
 type RequestOf<K extends PeerRequest['type']> = Extract<PeerRequest, { type: K }>;
 type ReplyOf<K extends PeerReply['type']> = Extract<PeerReply, { type: K }>;

@@ -1,14 +1,15 @@
 import { KvError } from '../../util/errors.js';
 import { ByteReader, ByteWriter } from '../wire/bytes.js';
+import { malformed } from '../wire/fields.js';
 import type { Ballot } from './ballot.js';
 import type { AcceptorState, Proposal } from './acceptor.js';
-import type { RegisterState } from './compare-and-set.js';
+import { type RegisterState, operationIdBytes, recentWritesKept } from './compare-and-set.js';
 
 /**
  * The on-disk form of one key's acceptor state (house rule 6, docs/ARCHITECTURE.md#house-rules: versioned). Layout, format 1:
  * u8 format, varint epoch, ballot promised, optional proposal accepted, optional proposal committed; a
  * ballot is varint round + string proposer; an optional field is u8 0 (absent) or 1 then the
- * field; a proposal is ballot, varint version, then an optional value as length-prefixed bytes.
+ * field; a proposal is ballot then a register state (writeRegisterState, also the wire's form).
  */
 export const acceptorStateFormat = 1;
 
@@ -23,9 +24,37 @@ function writeProposal(writer: ByteWriter, proposal: Proposal | null): void {
   }
   writer.u8(1);
   writeBallot(writer, proposal.ballot);
-  writer.varint(proposal.state.version);
-  if (proposal.state.value === null) writer.u8(0);
-  else writer.u8(1).bytes(proposal.state.value);
+  writeRegisterState(writer, proposal.state);
+}
+
+/**
+ * A register state, on disk and on the wire alike: varint version, u8 0 (absent) or 1 then the
+ * value as length-prefixed bytes, varint count of remembered writes (at most recentWritesKept),
+ * then each operation id as length-prefixed bytes of operationIdBytes, newest first.
+ */
+export function writeRegisterState(writer: ByteWriter, state: RegisterState): void {
+  writer.varint(state.version);
+  if (state.value === null) writer.u8(0);
+  else writer.u8(1).bytes(state.value);
+  writer.varint(state.writes.length);
+  for (const id of state.writes) writer.bytes(Buffer.from(id, 'hex'));
+}
+
+/** Reads what writeRegisterState wrote; a malformed state throws KV_BAD_REQUEST (decodeAcceptorState makes it KV_STORAGE). */
+export function readRegisterState(reader: ByteReader): RegisterState {
+  const version = reader.varint();
+  const flag = reader.u8();
+  if (flag > 1) throw malformed(`a register value flag of ${flag}`);
+  const value = flag === 1 ? Buffer.from(reader.bytes()) : null;
+  const count = reader.varint();
+  if (count > recentWritesKept || count > version) throw malformed(`a register state of version ${version} remembering ${count} writes (at most ${recentWritesKept})`);
+  const writes: string[] = [];
+  for (let index = 0; index < count; index++) {
+    const id = reader.bytes();
+    if (id.length !== operationIdBytes) throw malformed(`an operation id of ${id.length} bytes, not ${operationIdBytes}`);
+    writes.push(id.toString('hex'));
+  }
+  return { version, value, writes };
 }
 
 /** Encodes one key's acceptor state for storage. */
@@ -52,10 +81,7 @@ function readBallot(reader: ByteReader): Ballot {
 function readProposal(reader: ByteReader): Proposal | null {
   if (!readFlag(reader)) return null;
   const ballot = readBallot(reader);
-  const version = reader.varint();
-  const value = readFlag(reader) ? Uint8Array.from(reader.bytes()) : null;
-  const state: RegisterState = { version, value };
-  return { ballot, state };
+  return { ballot, state: readRegisterState(reader) };
 }
 
 /** Decodes what encodeAcceptorState wrote; an unknown format or a malformed record is KV_STORAGE. */

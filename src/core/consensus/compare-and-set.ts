@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * The register a consistent key is: its value (null when absent: never written or deleted) and
  * a version that grows by one with every write, deletes included. The version is the key's
@@ -13,10 +15,47 @@ export interface RegisterState {
   readonly version: number;
   /** The value, or null when the key is absent. */
   readonly value: Uint8Array | null;
+  /**
+   * The operation ids of the writes that made the newest versions, newest first: `writes[i]` made
+   * version `version - i`; at most `recentWritesKept`, fewer when the key has had fewer writes
+   * (or was restored from a backup). A proposer that lost a race reads them to learn whether its
+   * own write was decided (proposer.ts, `recover`).
+   */
+  readonly writes: readonly string[];
 }
 
 /** The state of a key that was never written. */
-export const emptyRegister: RegisterState = { version: 0, value: null };
+export const emptyRegister: RegisterState = { version: 0, value: null, writes: [] };
+
+/**
+ * How many writes' operation ids a register state remembers. A proposer whose proposal lost a
+ * race can tell whether it was decided only while fewer than this many writes were decided after
+ * it, else it answers "unknown"; each id costs 9 bytes in every stored and sent state.
+ */
+export const recentWritesKept = 16;
+
+/** The bytes of an operation id. */
+export const operationIdBytes = 8;
+
+/**
+ * The id of a proposer's `counter`-th operation: 64 bits of SHA-256 of its identity (unique to the
+ * process, as for ballots) and the counter, as hex. Unique for practical purposes, and drawn
+ * from no clock or randomness, so a simulation replays it.
+ */
+export function operationId(proposer: string, counter: number): string {
+  return createHash('sha256').update(`${proposer}/${counter}`).digest().subarray(0, operationIdBytes).toString('hex');
+}
+
+/** The version `operation` wrote in `state`'s history, null when none of the remembered writes is it. */
+export function versionWrittenBy(state: RegisterState, operation: string): number | null {
+  const index = state.writes.indexOf(operation);
+  return index < 0 ? null : state.version - index;
+}
+
+/** True when `state` remembers which operation wrote every version from `version` on, so versionWrittenBy's null is an answer. */
+export function remembersFrom(state: RegisterState, version: number): boolean {
+  return version > state.version - state.writes.length;
+}
 
 /** A write's precondition: HTTP's `If-None-Match: *` (absent) and `If-Match` (a version). */
 export type WriteCondition = { readonly kind: 'none' } | { readonly kind: 'absent' } | { readonly kind: 'version'; readonly version: number };
@@ -49,9 +88,12 @@ export function conditionHolds(state: RegisterState, condition: WriteCondition):
   }
 }
 
-/** Applies `operation` to `state`: a read (or repair) leaves it, a write whose condition holds makes the next version. */
-export function applyOperation(state: RegisterState, operation: RegisterOperation): OperationResult {
+/**
+ * Applies `operation` (whose id is `id`) to `state`: a read (or repair) leaves it, a write whose
+ * condition holds makes the next version and remembers its id as that version's writer.
+ */
+export function applyOperation(state: RegisterState, operation: RegisterOperation, id: string): OperationResult {
   if (operation.kind !== 'write') return { outcome: 'read', state };
   if (!conditionHolds(state, operation.condition)) return { outcome: 'precondition-failed', state };
-  return { outcome: 'written', state: { version: state.version + 1, value: operation.value } };
+  return { outcome: 'written', state: { version: state.version + 1, value: operation.value, writes: [id, ...state.writes].slice(0, recentWritesKept) } };
 }

@@ -1,10 +1,20 @@
 import { KvError } from '../../util/errors.js';
-import { type Ballot, ballotText, compareBallots } from './ballot.js';
+import { type Ballot, compareBallots } from './ballot.js';
 import type { AcceptorReply, AcceptorRequest, Proposal } from './acceptor.js';
 import type { BrokenVariant } from './broken-variants.js';
-import { type OperationResult, type RegisterOperation, type RegisterState, applyOperation, emptyRegister } from './compare-and-set.js';
+import {
+  type OperationResult,
+  type RegisterOperation,
+  type RegisterState,
+  applyOperation,
+  emptyRegister,
+  recentWritesKept,
+  remembersFrom,
+  versionWrittenBy,
+} from './compare-and-set.js';
 import { acceptorsOf, jointQuorumImpossible, jointQuorumMet } from './replica-groups.js';
 import { checkBeforeRetrying } from '../quorum/quorum.js';
+import { assert } from '../../util/assert.js';
 
 /**
  * One linearizable operation on a consistent key, as a step machine like the coordinators in
@@ -27,12 +37,13 @@ import { checkBeforeRetrying } from '../quorum/quorum.js';
  *
  * Uncontended, a write takes two round trips and a read one. A ballot that loses a prepare or
  * a proposal to a newer one is replaced by a newer ballot after a random back-off (the engine
- * draws it), until the deadline. Once the operation's own new state was proposed, a retry is a
- * recovery round that must never apply it twice (see `recover`): it finishes the own proposal
- * when that is the newest its quorum reports, applies the operation afresh only when every
- * state its quorum reports is older than the first own proposal (so none of them can hold it),
- * and otherwise answers "outcome unknown", as the deadline does then: never "not done", because
- * a quorum may have accepted it.
+ * draws it), until the deadline. Every write has an operation id, and a register state remembers
+ * the ids of its newest writes, so once the operation's own new state was proposed, a retry is a
+ * recovery round that reads whether the write is in the key's newest state (see `recover`): if
+ * so it is answered as written at its version, if not it is applied afresh (or answered 412 when
+ * its precondition no longer holds), never twice. Once an own proposal was sent, only a deadline,
+ * an unreachable quorum or a race lost to more than `recentWritesKept` writes answers "outcome
+ * unknown" (never "not done", because a quorum may have accepted it).
  */
 
 /** How a round is run. */
@@ -44,6 +55,8 @@ export interface ProposerConfig {
   readonly timeoutMs: number;
   /** The largest back-off before the first retry; the n-th retry waits up to n times it. */
   readonly backoffMs: number;
+  /** This operation's id (operationId), unique to it: a state its write made remembers it. */
+  readonly operationId: string;
   /** A deliberately broken protocol, for the simulation tests only. */
   readonly broken?: BrokenVariant;
 }
@@ -103,10 +116,10 @@ export interface ProposerState {
   readonly pending: OperationResult | null;
   /** The states to report as decided once `proposal` is accepted (the `decided` effect). */
   readonly report: readonly RegisterState[];
-  /** The operation's own new state was sent in a proposal: from then on a failure is "unknown". */
-  readonly ownProposed: boolean;
   /** The ballots under which this operation proposed a state with its own write in it, oldest first. */
   readonly ownBallots: readonly Ballot[];
+  /** The lowest version its write had in those states (Infinity before the first): its id is looked for from there on. */
+  readonly lowestOwnVersion: number;
 }
 
 /** A fresh operation. */
@@ -126,8 +139,8 @@ export function startProposer(config: ProposerConfig, operation: RegisterOperati
     acceptedBy: new Set(),
     pending: null,
     report: [],
-    ownProposed: false,
     ownBallots: [],
+    lowestOwnVersion: Infinity,
   };
 }
 
@@ -147,7 +160,7 @@ export function stepProposer(state: ProposerState, event: ProposerEvent): [Propo
       if (state.ballot === null || compareBallots(event.ballot, state.ballot) !== 0) return [state, []];
       return onRefusal(state, event.from, 0, false, 0);
     case 'deadline':
-      return state.ownProposed
+      return state.ownBallots.length > 0
         ? finish(state, outcomeUnknown(state, `timed out after ${state.config.timeoutMs} ms`))
         : finish(state, notApplied('KV_TIMEOUT', state, `timed out after ${state.config.timeoutMs} ms before a quorum of acceptors took its ballot`));
   }
@@ -201,21 +214,25 @@ function onAnswer(state: ProposerState, from: string, reply: AcceptorReply): [Pr
 /** A quorum promised: read the key's state from the promises, then answer or propose. */
 function decide(state: ProposerState): [ProposerState, ProposerEffect[]] {
   const { current, decided } = currentState(state);
-  if (state.ownBallots.length > 0) return recover(state, current);
-  const result = applyOperation(current?.state ?? emptyRegister, state.operation);
-  if (result.outcome !== 'written' && decided && state.operation.kind !== 'repair') {
-    // A decided state no acceptor of the quorum holds as committed: its proposer may have died
-    // before reporting it, so this round reports and commits it (a duplicate report is dropped
-    // by the watches, which count versions).
-    const unreported = unreportedStates(state, current, current?.state ?? emptyRegister);
-    const learned: ProposerEffect[] = unreported.length > 0 && current !== null ? [{ type: 'decided', states: unreported }, ...commits(state, current)] : [];
-    return [{ ...state, phase: 'done' }, [...learned, { type: 'reply', result }]];
-  }
+  if (state.ownBallots.length > 0) return recover(state, current, decided);
+  const result = applyOperation(current?.state ?? emptyRegister, state.operation, state.config.operationId);
+  if (result.outcome !== 'written' && decided && state.operation.kind !== 'repair') return answerDecided(state, current, result);
   // A write proposes its new state built on the current one; a read or a failed precondition
   // re-proposes the undecided current state (the repair) and answers once that is decided; a
   // repair operation re-proposes it even when decided.
   const nextState = result.outcome === 'written' ? result.state : (current?.state ?? emptyRegister);
-  return propose(state, result, nextState, result.outcome === 'written', unreportedStates(state, current, nextState));
+  return propose(state, result, nextState, unreportedStates(state, current, nextState));
+}
+
+/**
+ * Answers at once on a decided state. A decided state no acceptor of the quorum holds as
+ * committed may come from a proposer that died before reporting it, so this round reports and
+ * commits it (a duplicate report is dropped by the watches, which count versions).
+ */
+function answerDecided(state: ProposerState, current: Proposal | null, result: OperationResult): [ProposerState, ProposerEffect[]] {
+  const unreported = current === null ? [] : unreportedStates(state, current, current.state);
+  const learned: ProposerEffect[] = unreported.length > 0 && current !== null ? [{ type: 'decided', states: unreported }, ...commits(state, current)] : [];
+  return [{ ...state, phase: 'done' }, [...learned, { type: 'reply', result }]];
 }
 
 /**
@@ -237,39 +254,62 @@ function commits(state: ProposerState, proposal: Proposal): ProposerEffect[] {
   return acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'commit', proposal } }));
 }
 
-function propose(state: ProposerState, result: OperationResult, nextState: RegisterState, own: boolean, report: readonly RegisterState[]): [ProposerState, ProposerEffect[]] {
+function propose(state: ProposerState, result: OperationResult, nextState: RegisterState, report: readonly RegisterState[]): [ProposerState, ProposerEffect[]] {
   const proposal: Proposal = { ballot: state.ballot as Ballot, state: nextState };
-  const ownBallots = own ? [...state.ownBallots, proposal.ballot] : state.ownBallots;
-  const next: ProposerState = { ...state, phase: 'proposing', proposal, pending: result, report, ownProposed: state.ownProposed || own, ownBallots };
+  // A proposal is the operation's own when its state holds the write, whoever applied it first.
+  const ownVersion = versionWrittenBy(nextState, state.config.operationId);
+  const next: ProposerState =
+    ownVersion === null
+      ? { ...state, phase: 'proposing', proposal, pending: result, report }
+      : {
+          ...state,
+          phase: 'proposing',
+          proposal,
+          pending: result,
+          report,
+          ownBallots: [...state.ownBallots, proposal.ballot],
+          lowestOwnVersion: Math.min(state.lowestOwnVersion, ownVersion),
+        };
   return [next, acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'propose', epoch: state.config.epoch, proposal } }))];
 }
 
 /**
- * A round after an own proposal lost a race. Every state holding this operation's write was
- * proposed under a ballot at or after its first own ballot (a state carries a write only once
- * some proposer read it), so:
- * - the newest state the quorum reports is an own proposal: finish it (propose it again under
- *   this ballot) and answer it as written;
- * - it is older than the first own ballot (or there is none): no state this quorum holds has the
- *   write, and the quorum's promises mean no older own proposal can be chosen any more, so the
- *   operation is applied afresh, and proposed even when it reads or fails its precondition, so
- *   that a later round reads this ballot rather than a copy of an older own proposal elsewhere;
- * - it is someone else's, newer than the first own ballot: it may have carried the write
- *   forward or not, and nothing in the state says which: the outcome is unknown.
+ * A round after an own proposal lost a race: the quorum's newest state says what became of the
+ * write, through the operation ids it remembers (compare-and-set.ts).
+ * - The write is in its history at version v: it is answered as written at v, at once when that
+ *   state is known decided, else once this ballot re-proposed it (the repair).
+ * - It is not, and the state remembers every version from the lowest the write ever had: no state
+ *   this quorum holds has the write, so the operation is applied to it afresh. Any own proposal
+ *   that could still be chosen is older than this ballot, so once this ballot's proposal is
+ *   decided none of them can be, and the write appears once in every history. A precondition the
+ *   state fails is answered (412, so not done) at once when the state is decided and newer than
+ *   every own ballot: every later state builds on it, so no older own proposal can be chosen any
+ *   more; otherwise once this ballot re-proposed the state unchanged.
+ * - It is not, and the state does not remember that far back (more than `recentWritesKept`
+ *   writes were decided since): the write may be in the history or not, so the outcome is unknown.
  */
-function recover(state: ProposerState, current: Proposal | null): [ProposerState, ProposerEffect[]] {
-  const first = state.ownBallots[0] as Ballot;
-  if (current !== null && state.ownBallots.some((ballot) => compareBallots(ballot, current.ballot) === 0)) {
+function recover(state: ProposerState, current: Proposal | null, decided: boolean): [ProposerState, ProposerEffect[]] {
+  const { operation, config } = state;
+  assert(operation.kind === 'write', 'only a write proposes a state of its own');
+  const register = current?.state ?? emptyRegister;
+  const version = versionWrittenBy(register, config.operationId);
+  if (version !== null) {
+    const written: RegisterState = { version, value: operation.value, writes: register.writes.slice(register.version - version) };
+    const result: OperationResult = { outcome: 'written', state: written };
+    if (decided) return answerDecided(state, current, result);
     // Finishing the own proposal reports what its first round would have (the state it carried).
-    const report = state.report.at(-1)?.version === current.state.version ? state.report : unreportedStates(state, current, current.state);
-    return propose(state, { outcome: 'written', state: current.state }, current.state, true, report);
+    const report = state.report.at(-1)?.version === register.version ? state.report : unreportedStates(state, current, register);
+    return propose(state, result, register, report);
   }
-  if (current !== null && compareBallots(current.ballot, first) > 0) {
-    return finish(state, outcomeUnknown(state, `lost a race with a competing proposer (ballot ${ballotText(current.ballot)} may or may not carry it)`));
+  if (!remembersFrom(register, state.lowestOwnVersion)) {
+    return finish(state, outcomeUnknown(state, `lost a race with competing writers (more than ${recentWritesKept} writes were decided since its proposal, so the key no longer says whether it was one of them)`));
   }
-  const result = applyOperation(current?.state ?? emptyRegister, state.operation);
-  const nextState = result.outcome === 'written' ? result.state : (current?.state ?? emptyRegister);
-  return propose(state, result, nextState, result.outcome === 'written', unreportedStates(state, current, nextState));
+  const last = state.ownBallots[state.ownBallots.length - 1] as Ballot;
+  const settled = decided && current !== null && compareBallots(current.ballot, last) > 0;
+  const result = applyOperation(register, operation, config.operationId);
+  if (result.outcome !== 'written' && settled) return answerDecided(state, current, result);
+  const nextState = result.outcome === 'written' ? result.state : register;
+  return propose(state, result, nextState, unreportedStates(state, current, nextState));
 }
 
 /** The newest proposal the promises carry, and whether it is known to be decided. */
@@ -300,7 +340,7 @@ function onRefusal(state: ProposerState, from: string, round: number, preempted:
   if (!jointQuorumImpossible(state.config.groups, next.refused, state.config.broken)) return [next, []];
   // Our own value may sit on a minority that a later round will carry forward: never say "not done".
   // Losing a race goes on to a recovery round (decide's `recover`), which never applies it twice.
-  if (next.ownProposed && (!next.preempted || next.newestEpoch > state.config.epoch)) {
+  if (next.ownBallots.length > 0 && (!next.preempted || next.newestEpoch > state.config.epoch)) {
     return finish(next, outcomeUnknown(next, next.newestEpoch > state.config.epoch ? `was refused by replicas on a newer ring (version ${next.newestEpoch})` : 'could not reach a quorum of acceptors with its proposal'));
   }
   if (next.newestEpoch > state.config.epoch) {

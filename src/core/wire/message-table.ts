@@ -1,6 +1,7 @@
 import { merkleFanout, merkleLeafCount } from '../antientropy/merkle-tree.js';
 import type { Ballot } from '../consensus/ballot.js';
 import type { AcceptorReply, Proposal } from '../consensus/acceptor.js';
+import { readRegisterState, writeRegisterState } from '../consensus/acceptor-codec.js';
 import type { DataTypeUpdate } from '../datatypes/data-type.js';
 import { maxContextDots } from '../versioning/context.js';
 import { writeObject } from '../versioning/object-codec.js';
@@ -231,19 +232,15 @@ function readBallot(reader: ByteReader): Ballot {
   return { round: reader.varint(), proposer: reader.string() };
 }
 
-/** A proposal: [ballot][version][flag][value if the flag is set] (no flag: the key is absent). */
+/** A proposal: [ballot][register state] (writeRegisterState: version, value, the ids of its newest writes). */
 function writeProposal(writer: ByteWriter, proposal: Proposal): void {
   writeBallot(writer, proposal.ballot);
-  writer.varint(proposal.state.version);
-  writeFlag(writer, proposal.state.value !== null);
-  if (proposal.state.value !== null) writer.bytes(proposal.state.value);
+  writeRegisterState(writer, proposal.state);
 }
 
 function readProposal(reader: ByteReader): Proposal {
   const ballot = readBallot(reader);
-  const version = reader.varint();
-  const value = readFlag(reader, 'proposal.state.value') ? Buffer.from(reader.bytes()) : null;
-  return { ballot, state: { version, value } };
+  return { ballot, state: readRegisterState(reader) };
 }
 
 function writeOptionalProposal(writer: ByteWriter, proposal: Proposal | null): void {
