@@ -40,13 +40,9 @@ const escapeRegex = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** The rules that hold one layer to its line of `layers`. */
 function layerConfig(name, { imports, external, why }) {
-  const forbidden = Object.keys(layers).filter(
-    (other) => other !== name && !imports.includes(other),
-  );
+  const forbidden = Object.keys(layers).filter((other) => other !== name && !imports.includes(other));
   const allowed =
-    imports.length === 0
-      ? 'nothing from other layers'
-      : `only ${imports.map((other) => (other === 'main' ? 'src/main.ts' : `src/${other}`)).join(', ')}`;
+    imports.length === 0 ? 'nothing from other layers' : `only ${imports.map((other) => (other === 'main' ? 'src/main.ts' : `src/${other}`)).join(', ')}`;
   const where = name === 'main' ? 'src/main.ts' : `src/${name}`;
   const patterns = [
     {

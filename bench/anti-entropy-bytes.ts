@@ -35,7 +35,15 @@ interface SweepFigures {
 function objectFor(index: number): VersionedObject {
   return {
     clock: { 'replica-a.1': index + 1 },
-    siblings: [{ dot: { node: 'replica-a.1', counter: index + 1 }, value: Buffer.alloc(100, 120), contentType: 'application/octet-stream', lastModifiedMs: 1_700_000_000_000, tombstone: false }],
+    siblings: [
+      {
+        dot: { node: 'replica-a.1', counter: index + 1 },
+        value: Buffer.alloc(100, 120),
+        contentType: 'application/octet-stream',
+        lastModifiedMs: 1_700_000_000_000,
+        tombstone: false,
+      },
+    ],
   };
 }
 
@@ -55,7 +63,16 @@ async function replica(name: string, peer: () => AntiEntropy): Promise<{ storage
     replica: local,
     clock: systemClock,
     logger: silentLogger,
-    settings: { enabled: false, intervalMs: 3_600_000, fullCompareIntervalMs: 3_600_000, tombstoneGraceMs: 86_400_000, reapedRetentionMs: 30 * 86_400_000, maxKeysPerSecond: 10_000_000, peerTimeoutMs: 10_000, maxPageBytes: 4 * 1024 * 1024 },
+    settings: {
+      enabled: false,
+      intervalMs: 3_600_000,
+      fullCompareIntervalMs: 3_600_000,
+      tombstoneGraceMs: 86_400_000,
+      reapedRetentionMs: 30 * 86_400_000,
+      maxKeysPerSecond: 10_000_000,
+      peerTimeoutMs: 10_000,
+      maxPageBytes: 4 * 1024 * 1024,
+    },
     ring: () => ring,
     isUp: () => true,
     send,
@@ -103,7 +120,10 @@ async function measure(stored: number, differing: number): Promise<SweepFigures>
 function listOption(name: string, fallback: number[]): number[] {
   const index = process.argv.indexOf(name);
   if (index < 0) return fallback;
-  return (process.argv[index + 1] ?? '').split(',').map(Number).filter((value) => Number.isInteger(value) && value >= 0);
+  return (process.argv[index + 1] ?? '')
+    .split(',')
+    .map(Number)
+    .filter((value) => Number.isInteger(value) && value >= 0);
 }
 
 const storedCounts = listOption('--stored', [1, 1_000_000]);

@@ -35,7 +35,8 @@ const positiveInteger = (text: string): number => {
 };
 const rateList = (text: string): number[] => {
   const values = text.split(',').map((item) => Number(item.trim()));
-  if (values.length === 0 || values.some((value) => !Number.isFinite(value) || value < 0)) throw new InvalidArgumentError(`expected MB/s rates >= 0 separated by commas (0: unthrottled), got '${text}'`);
+  if (values.length === 0 || values.some((value) => !Number.isFinite(value) || value < 0))
+    throw new InvalidArgumentError(`expected MB/s rates >= 0 separated by commas (0: unthrottled), got '${text}'`);
   return values;
 };
 
@@ -100,7 +101,11 @@ function manifestTotals(directory: string): { objects: number; bytes: number; pa
   if (!existsSync(path)) return { objects: 0, bytes: 0, partitions: 0 };
   const manifest = JSON.parse(readFileSync(path, 'utf8')) as ManifestShape;
   const entries = Object.values(manifest.partitions);
-  return { objects: entries.reduce((sum, entry) => sum + entry.objects, 0), bytes: entries.reduce((sum, entry) => sum + entry.bytes, 0), partitions: entries.length };
+  return {
+    objects: entries.reduce((sum, entry) => sum + entry.objects, 0),
+    bytes: entries.reduce((sum, entry) => sum + entry.bytes, 0),
+    partitions: entries.length,
+  };
 }
 
 const ports = (options: Options, first: number, count: number): number[] => Array.from({ length: count }, (_, index) => options.basePort + first + index);
@@ -111,7 +116,11 @@ async function startCluster(options: Options, name: string, first: number, count
 
 /** Foreground load: a fixed open-loop rate of half GETs, half PUTs (r=2, w=2) over every loaded key. */
 async function foreground(target: RunningTarget, options: Options, label: string, keyCount: number): Promise<LoadResult> {
-  const driver = createDriver('undici', { nodes: target.nodes, value: randomBytes(options.valueSize), connectionsPerNode: 32, bucket: 'bench', timeoutMs: 60_000 }, { r: 2, w: 2 });
+  const driver = createDriver(
+    'undici',
+    { nodes: target.nodes, value: randomBytes(options.valueSize), connectionsPerNode: 32, bucket: 'bench', timeoutMs: 60_000 },
+    { r: 2, w: 2 },
+  );
   try {
     return await runLoad(driver, {
       workload: 'mixed',
@@ -133,7 +142,12 @@ async function foreground(target: RunningTarget, options: Options, label: string
 }
 
 /** Backups at `rate` MB/s, one after another into new directories, until `stop` resolves; answers what they copied. */
-async function backupsUntil(stop: Promise<unknown>, target: RunningTarget, rate: number, root: string): Promise<{ runs: number; finished: number; bytes: number; objects: number }> {
+async function backupsUntil(
+  stop: Promise<unknown>,
+  target: RunningTarget,
+  rate: number,
+  root: string,
+): Promise<{ runs: number; finished: number; bytes: number; objects: number }> {
   let stopped = false;
   void stop.then(() => (stopped = true));
   let runs = 0;
@@ -184,7 +198,14 @@ async function restorePhase(options: Options, directory: string, dataRoot: strin
       if (response.statusCode !== 200) missing += 1;
     }
     if (missing > 0) throw new Error(`after the restore, ${missing} of ${sample} sampled keys were not found with r=all`);
-    const result = { objects: totals.objects, bytes: totals.bytes, seconds: round(seconds), keysPerSecond: Math.round(totals.objects / seconds), megabytesPerSecond: round(totals.bytes / 1e6 / seconds), sampledKeysFound: sample };
+    const result = {
+      objects: totals.objects,
+      bytes: totals.bytes,
+      seconds: round(seconds),
+      keysPerSecond: Math.round(totals.objects / seconds),
+      megabytesPerSecond: round(totals.bytes / 1e6 / seconds),
+      sampledKeysFound: sample,
+    };
     say(`restore: ${JSON.stringify(result)}`);
     return result;
   } finally {
@@ -199,7 +220,12 @@ async function main(options: Options): Promise<void> {
   const loopMs = machineLoopMs();
   say(`machine-speed loop (2e8 iterations): ${loopMs} ms`);
   const dataRoot = temporaryFolder('ringkv-bench-backup-');
-  const summary: Record<string, unknown> = { command: `npm run bench:backup -- ${process.argv.slice(2).join(' ')}`.trim(), machine: machineLine(machineInfo(root)), machineLoopMs: loopMs, options };
+  const summary: Record<string, unknown> = {
+    command: `npm run bench:backup -- ${process.argv.slice(2).join(' ')}`.trim(),
+    machine: machineLine(machineInfo(root)),
+    machineLoopMs: loopMs,
+    options,
+  };
   try {
     if (options.restoreOnly !== undefined) {
       const directory = resolve(options.restoreOnly);
@@ -210,18 +236,28 @@ async function main(options: Options): Promise<void> {
       try {
         // Loading: w=1 (the coordinator answers after one replica; all three still write) with many clients.
         say(`loading ${options.keys} keys of ${options.valueSize} bytes with ${options.loadConcurrency} clients, w=1`);
-        const loader = createDriver('undici', { nodes: source.nodes, value: randomBytes(options.valueSize), connectionsPerNode: options.loadConcurrency, bucket: 'bench', timeoutMs: 120_000 }, { w: 1 });
+        const loader = createDriver(
+          'undici',
+          { nodes: source.nodes, value: randomBytes(options.valueSize), connectionsPerNode: options.loadConcurrency, bucket: 'bench', timeoutMs: 120_000 },
+          { w: 1 },
+        );
         const loaded = await prefill(loader, options.keys, options.loadConcurrency, 'load', true).finally(() => loader.close());
         summary.load = { ...loaded, keysPerSecond: Math.round(loaded.keyCount / loaded.seconds) };
         say(`loaded: ${JSON.stringify(summary.load)}`);
         if (loaded.errorCount > 0) throw new Error(`${loaded.errorCount} loading writes failed: ${JSON.stringify(loaded.errorsByOutcome)}`);
 
         backupDirectory = options.keepBackup === undefined ? join(dataRoot, 'backup') : resolve(options.keepBackup);
-        if (existsSync(backupDirectory) && readdirSync(backupDirectory).length > 0) throw new Error(`${backupDirectory} is not empty; give --keep-backup a new directory`);
+        if (existsSync(backupDirectory) && readdirSync(backupDirectory).length > 0)
+          throw new Error(`${backupDirectory} is not empty; give --keep-backup a new directory`);
         say(`backup: unthrottled (--rate 0) into ${backupDirectory}`);
         const backupSeconds = await runToEnd('backup', ['backup', '--to', backupDirectory, '--node', source.nodes[0]!, '--rate', '0']);
         const totals = manifestTotals(backupDirectory);
-        summary.backup = { ...totals, seconds: round(backupSeconds), keysPerSecond: Math.round(totals.objects / backupSeconds), megabytesPerSecond: round(totals.bytes / 1e6 / backupSeconds) };
+        summary.backup = {
+          ...totals,
+          seconds: round(backupSeconds),
+          keysPerSecond: Math.round(totals.objects / backupSeconds),
+          megabytesPerSecond: round(totals.bytes / 1e6 / backupSeconds),
+        };
         say(`backup: ${JSON.stringify(summary.backup)}`);
 
         // Foreground p99: the same load without a backup and with one at each throttle, in
@@ -238,7 +274,13 @@ async function main(options: Options): Promise<void> {
             phase: label,
             ...p99s(result),
             cpuPercentServersBenchOther: [result.cpu.serversPercent, result.cpu.benchPercent, result.cpu.otherPercent].map(Math.round),
-            ...(copied === undefined ? {} : { backupRuns: copied.runs, backupsFinished: copied.finished, backupMegabytesPerSecond: round(copied.bytes / 1e6 / (options.fgWarmup + options.fgSeconds)) }),
+            ...(copied === undefined
+              ? {}
+              : {
+                  backupRuns: copied.runs,
+                  backupsFinished: copied.finished,
+                  backupMegabytesPerSecond: round(copied.bytes / 1e6 / (options.fgWarmup + options.fgSeconds)),
+                }),
           };
           say(`foreground: ${JSON.stringify(window)}`);
           windows.push(window);

@@ -52,7 +52,11 @@ function childrenOf(pid: number): number[] {
   try {
     return readdirSync(`/proc/${pid}/task`).flatMap((thread) => {
       try {
-        return readFileSync(`/proc/${pid}/task/${thread}/children`, 'utf8').trim().split(/\s+/).filter((text) => text !== '').map(Number);
+        return readFileSync(`/proc/${pid}/task/${thread}/children`, 'utf8')
+          .trim()
+          .split(/\s+/)
+          .filter((text) => text !== '')
+          .map(Number);
       } catch {
         return [];
       }

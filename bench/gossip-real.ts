@@ -3,17 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import {
-  type ServerProcess,
-  isAlive,
-  packageRoot,
-  portFree,
-  removeTemporaryFolder,
-  startServer,
-  stopAll,
-  stopServer,
-  temporaryFolder,
-} from './processes.js';
+import { type ServerProcess, isAlive, packageRoot, portFree, removeTemporaryFolder, startServer, stopAll, stopServer, temporaryFolder } from './processes.js';
 
 /**
  * Membership on real processes (issue 21): the figures `npm run sim:gossip-scale -- --json`
@@ -110,8 +100,7 @@ async function getText(node: RealNode, path: string): Promise<string> {
     bodyTimeout: 30_000,
   });
   const text = await response.body.text();
-  if (response.statusCode !== 200)
-    throw new Error(`${node.address}${path}: ${response.statusCode} ${text.slice(0, 200)}`);
+  if (response.statusCode !== 200) throw new Error(`${node.address}${path}: ${response.statusCode} ${text.slice(0, 200)}`);
   return text;
 }
 
@@ -126,20 +115,13 @@ async function status(node: RealNode): Promise<StatusView> {
 }
 
 /** Polls every 250 ms until `condition` holds; throws naming `what` and the last thing seen after `deadlineMs`. */
-async function until(
-  what: string,
-  deadlineMs: number,
-  condition: () => Promise<string | true>,
-  nodes: readonly RealNode[],
-): Promise<number> {
+async function until(what: string, deadlineMs: number, condition: () => Promise<string | true>, nodes: readonly RealNode[]): Promise<number> {
   const started = performance.now();
   let seen = '';
   while (performance.now() - started < deadlineMs) {
     for (const node of nodes) {
       if (node.server !== undefined && !isAlive(node.server))
-        throw new Error(
-          `${node.address} exited while waiting for ${what}: ${node.server.output.slice(-1500)}`,
-        );
+        throw new Error(`${node.address} exited while waiting for ${what}: ${node.server.output.slice(-1500)}`);
     }
     try {
       const result = await condition();
@@ -158,13 +140,9 @@ async function settled(nodes: readonly RealNode[], count: number): Promise<strin
   const views = await Promise.all(nodes.map(async (node) => status(node)));
   const behind = views.filter(
     (view) =>
-      view.members.filter((member) => member.status === 'up').length !== count ||
-      view.ring?.members.length !== count ||
-      (view.ring.next ?? null) !== null,
+      view.members.filter((member) => member.status === 'up').length !== count || view.ring?.members.length !== count || (view.ring.next ?? null) !== null,
   );
-  return behind.length === 0
-    ? true
-    : `${behind.length} of ${nodes.length} nodes not yet settled with ${count} up`;
+  return behind.length === 0 ? true : `${behind.length} of ${nodes.length} nodes not yet settled with ${count} up`;
 }
 
 function metric(text: string, name: string): number {
@@ -185,9 +163,7 @@ async function checkPorts(ports: readonly number[]): Promise<void> {
   for (const port of ports) {
     for (const candidate of [port, port + peerPortOffset]) {
       if (!(await portFree(candidate)))
-        throw new Error(
-          `port ${candidate} is taken; this bench uses HTTP ports ${ports[0]}-${ports.at(-1)} and peer ports ${peerPortOffset} above them`,
-        );
+        throw new Error(`port ${candidate} is taken; this bench uses HTTP ports ${ports[0]}-${ports.at(-1)} and peer ports ${peerPortOffset} above them`);
     }
   }
 }
@@ -217,33 +193,18 @@ async function stop(node: RealNode, signal: 'SIGKILL' | 'SIGTERM'): Promise<void
 const minutes = 60_000;
 
 async function gossipRun(count: number, idleSeconds: number): Promise<void> {
-  if (!Number.isInteger(count) || count < 8 || count > 24)
-    throw new Error(
-      `--nodes takes a whole number from 8 to 24 (the port range holds 24); got ${count}`,
-    );
+  if (!Number.isInteger(count) || count < 8 || count > 24) throw new Error(`--nodes takes a whole number from 8 to 24 (the port range holds 24); got ${count}`);
   const nodes = makeNodes(21_000, count);
   await checkPorts(nodes.map((node) => node.port));
   const [founder] = nodes as [RealNode];
   const last = nodes.at(-1) as RealNode;
   const formers = nodes.slice(0, -1);
   launch(founder, []);
-  await until(
-    'the founder to answer /health',
-    2 * minutes,
-    async () => (await getText(founder, '/health')) !== '' || 'no answer',
-    [founder],
-  );
+  await until('the founder to answer /health', 2 * minutes, async () => (await getText(founder, '/health')) !== '' || 'no answer', [founder]);
   for (const node of formers.slice(1)) launch(node, [founder.address]);
-  const formMs = await until(
-    `${formers.length} nodes to settle`,
-    10 * minutes,
-    async () => settled(formers, formers.length),
-    formers,
-  );
+  const formMs = await until(`${formers.length} nodes to settle`, 10 * minutes, async () => settled(formers, formers.length), formers);
   for (const node of formers) node.id = (await status(node)).node.id;
-  process.stderr.write(
-    `${formers.length} nodes settled ${(formMs / 1000).toFixed(1)} s after the last start\n`,
-  );
+  process.stderr.write(`${formers.length} nodes settled ${(formMs / 1000).toFixed(1)} s after the last start\n`);
 
   // Idle.
   let before = await counters(formers);
@@ -254,21 +215,14 @@ async function gossipRun(count: number, idleSeconds: number): Promise<void> {
 
   // A join: periods until every other node lists the newcomer.
   launch(last, [founder.address]);
-  await until(
-    'the last node to answer /health',
-    2 * minutes,
-    async () => (await getText(last, '/health')) !== '' || 'no answer',
-    [last],
-  );
+  await until('the last node to answer /health', 2 * minutes, async () => (await getText(last, '/health')) !== '' || 'no answer', [last]);
   last.id = (await status(last)).node.id;
   const joinMs = await until(
     `every node to list ${last.id}`,
     5 * minutes,
     async () => {
       const views = await Promise.all(formers.map(async (node) => status(node)));
-      const missing = views.filter(
-        (view) => !view.members.some((member) => member.id === last.id && member.status !== 'down'),
-      ).length;
+      const missing = views.filter((view) => !view.members.some((member) => member.id === last.id && member.status !== 'down')).length;
       return missing === 0 || `${missing} nodes do not list it`;
     },
     nodes,
@@ -282,20 +236,13 @@ async function gossipRun(count: number, idleSeconds: number): Promise<void> {
     5 * minutes,
     async () => {
       const views = await Promise.all(formers.map(async (node) => status(node)));
-      const up = views.filter((view) =>
-        view.members.some((member) => member.id === last.id && member.status !== 'down'),
-      ).length;
+      const up = views.filter((view) => view.members.some((member) => member.id === last.id && member.status !== 'down')).length;
       return up === 0 || `${up} nodes still show it up`;
     },
     formers,
   );
   launch(last, [founder.address]);
-  await until(
-    `${count} nodes to settle again`,
-    10 * minutes,
-    async () => settled(nodes, count),
-    nodes,
-  );
+  await until(`${count} nodes to settle again`, 10 * minutes, async () => settled(nodes, count), nodes);
 
   // Churn: the last four nodes are killed and restarted in turn; bytes of the others meanwhile.
   const steady = nodes.slice(0, -4);
@@ -311,17 +258,11 @@ async function gossipRun(count: number, idleSeconds: number): Promise<void> {
   after = await counters(steady);
   const churnSeconds = (performance.now() - churnStarted) / 1000;
   const bytesPerNodePerRoundChurn = (after.bytes - before.bytes) / (after.rounds - before.rounds);
-  await until(
-    `${count} nodes to settle after the churn`,
-    10 * minutes,
-    async () => settled(nodes, count),
-    nodes,
-  );
+  await until(`${count} nodes to settle after the churn`, 10 * minutes, async () => settled(nodes, count), nodes);
 
   const steadyIds = new Set(steady.map((node) => node.id));
   const falseDowns = downJudgements.filter((judgement) => steadyIds.has(judgement.member));
-  for (const judgement of falseDowns)
-    process.stderr.write(`false down: node ${judgement.by} judged ${judgement.member} down\n`);
+  for (const judgement of falseDowns) process.stderr.write(`false down: node ${judgement.by} judged ${judgement.member} down\n`);
   const [one, five, fifteen] = loadavg();
   process.stderr.write(
     `idle: ${idleRounds} node-rounds; churn: ${churnSeconds.toFixed(1)} s, ${after.rounds - before.rounds} node-rounds of ${steady.length} nodes; ` +
@@ -378,29 +319,14 @@ async function formationRun(run: number): Promise<void> {
     }
   })();
   try {
-    await until(
-      'the founder to answer /health',
-      2 * minutes,
-      async () => (await getText(first, '/health')) !== '' || 'no answer',
-      [first],
-    );
+    await until('the founder to answer /health', 2 * minutes, async () => (await getText(first, '/health')) !== '' || 'no answer', [first]);
     const founderHealthyMs = performance.now() - launchedAt;
-    await until(
-      'the third node to answer /health',
-      2 * minutes,
-      async () => (await getText(doomed, '/health')) !== '' || 'no answer',
-      [doomed],
-    );
+    await until('the third node to answer /health', 2 * minutes, async () => (await getText(doomed, '/health')) !== '' || 'no answer', [doomed]);
     const healthyMs = performance.now() - launchedAt;
     await new Promise((resolve) => setTimeout(resolve, 1500));
     await stop(doomed, 'SIGKILL');
     const killedMs = performance.now() - launchedAt;
-    await until(
-      'a w=2 write acknowledged by a live node',
-      2 * minutes,
-      async () => firstWriteMs !== undefined || 'none yet',
-      [first, second],
-    );
+    await until('a w=2 write acknowledged by a live node', 2 * minutes, async () => firstWriteMs !== undefined || 'none yet', [first, second]);
     const [one] = loadavg();
     console.log(
       JSON.stringify({
@@ -421,12 +347,10 @@ async function formationRun(run: number): Promise<void> {
 }
 
 try {
-  if (values.mode === 'gossip')
-    await gossipRun(Number(values.nodes), Number(values['idle-seconds']));
+  if (values.mode === 'gossip') await gossipRun(Number(values.nodes), Number(values['idle-seconds']));
   else if (values.mode === 'formation') {
     const runs = Number(values.runs);
-    if (!Number.isInteger(runs) || runs < 1)
-      throw new Error(`--runs takes a whole number of 1 or more; got '${values.runs}'`);
+    if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs takes a whole number of 1 or more; got '${values.runs}'`);
     for (let run = 1; run <= runs; run++) await formationRun(run);
   } else throw new Error(`--mode takes 'gossip' or 'formation'; got '${values.mode}'`);
 } finally {

@@ -28,8 +28,10 @@ const { values } = parseArgs({
 const sizes = values.nodes.split(',').map(Number);
 const protocols = values.protocol.split(',');
 const seed = Number(values.seed);
-for (const nodes of sizes) if (!Number.isInteger(nodes) || nodes < 3) throw new Error(`--nodes takes whole numbers of 3 or more, separated by commas; got '${values.nodes}'`);
-for (const protocol of protocols) if (protocol !== 'swim' && protocol !== 'legacy') throw new Error(`--protocol takes swim, legacy or both ('swim,legacy'); got '${values.protocol}'`);
+for (const nodes of sizes)
+  if (!Number.isInteger(nodes) || nodes < 3) throw new Error(`--nodes takes whole numbers of 3 or more, separated by commas; got '${values.nodes}'`);
+for (const protocol of protocols)
+  if (protocol !== 'swim' && protocol !== 'legacy') throw new Error(`--protocol takes swim, legacy or both ('swim,legacy'); got '${values.protocol}'`);
 if (!Number.isSafeInteger(seed)) throw new Error(`--seed takes a whole number; got '${values.seed}'`);
 
 for (const nodes of sizes) {
@@ -46,6 +48,8 @@ for (const nodes of sizes) {
           `idle ${kib(figures.bytesPerNodePerRoundIdle)}/node/round, churn ${kib(figures.bytesPerNodePerRoundChurn)}/node/round, largest message ${kib(figures.maxMessageBytes)}`,
       );
     }
-    console.error(`${protocol} N=${nodes}: ${((performance.now() - startedMs) / 1000).toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU, ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB resident`);
+    console.error(
+      `${protocol} N=${nodes}: ${((performance.now() - startedMs) / 1000).toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU, ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB resident`,
+    );
   }
 }

@@ -169,7 +169,8 @@ export function measureLegacy(nodes: number, seed: number): GossipScaleFigures {
   const countFalseDowns = (): void => {
     sampled.forEach((watched, slot) => {
       if (killed[watched]) return;
-      for (let observer = 0; observer < nodes; observer++) if (observer !== watched && present[observer] && !killed[observer] && down(slot, observer)) falseDowns.add(slot * nodes + observer);
+      for (let observer = 0; observer < nodes; observer++)
+        if (observer !== watched && present[observer] && !killed[observer] && down(slot, observer)) falseDowns.add(slot * nodes + observer);
     });
   };
 

@@ -28,7 +28,12 @@ export interface ProbeResult {
 
 type Database = Level<string, Buffer>;
 
-async function measure(pattern: string, operations: number, concurrency: number, operation: (index: number) => { call: () => Promise<unknown> }): Promise<ProbeResult> {
+async function measure(
+  pattern: string,
+  operations: number,
+  concurrency: number,
+  operation: (index: number) => { call: () => Promise<unknown> },
+): Promise<ProbeResult> {
   let next = 0;
   let callMs = 0;
   const cpuBefore = process.cpuUsage();
@@ -121,11 +126,18 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const operations = flag('--operations', 200_000);
   const concurrency = flag('--concurrency', 64);
   const results = await runProbe(operations, concurrency);
-  console.log(`classic-level, ${operations.toLocaleString('en-US')} operations, ${concurrency} in flight, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}\n`);
+  console.log(
+    `classic-level, ${operations.toLocaleString('en-US')} operations, ${concurrency} in flight, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}\n`,
+  );
   console.log(
     textTable(
       ['pattern', 'ops/s', 'CPU us/op', 'main-thread us/call'],
-      results.map((result) => [result.pattern, result.opsPerSecond.toLocaleString('en-US'), result.cpuMicrosPerOperation.toFixed(1), result.callMicrosPerOperation.toFixed(1)]),
+      results.map((result) => [
+        result.pattern,
+        result.opsPerSecond.toLocaleString('en-US'),
+        result.cpuMicrosPerOperation.toFixed(1),
+        result.callMicrosPerOperation.toFixed(1),
+      ]),
     ),
   );
 }

@@ -291,5 +291,10 @@ export async function prefill(
   } finally {
     progress.stop();
   }
-  return { keyCount: keyCount - firstKey, seconds: Math.round((performance.now() - startMs) / 100) / 10, errorCount, errorsByOutcome: Object.fromEntries(errors) };
+  return {
+    keyCount: keyCount - firstKey,
+    seconds: Math.round((performance.now() - startMs) / 100) / 10,
+    errorCount,
+    errorsByOutcome: Object.fromEntries(errors),
+  };
 }

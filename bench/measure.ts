@@ -4,8 +4,10 @@ import { type DriverKind, type RequestDriver, createDriver } from './request-dri
 import { type RunningTarget, targetPeakRssBytes } from './targets.js';
 
 /** How each target of a suite is loaded: the shape of each load run, and what is run. */
-export interface MeasureOptions
-  extends Pick<LoadOptions, 'distribution' | 'keyCount' | 'concurrency' | 'loop' | 'rateOpsPerSecond' | 'durationSeconds' | 'warmupSeconds' | 'readFraction' | 'showProgress'> {
+export interface MeasureOptions extends Pick<
+  LoadOptions,
+  'distribution' | 'keyCount' | 'concurrency' | 'loop' | 'rateOpsPerSecond' | 'durationSeconds' | 'warmupSeconds' | 'readFraction' | 'showProgress'
+> {
   readonly workloads: readonly Workload[];
   readonly valueSizeBytes: number;
   readonly timeoutMs: number;
@@ -86,12 +88,15 @@ export async function measureTarget(target: RunningTarget, options: MeasureOptio
   try {
     const filled = options.prefill ? await prefill(driver, options.keyCount, options.concurrency, target.name, options.showProgress) : null;
     if (filled !== null && filled.errorCount > 0) {
-      process.stderr.write(`warning: ${target.name}: ${filled.errorCount} of ${filled.keyCount} prefill writes failed: ${JSON.stringify(filled.errorsByOutcome)}\n`);
+      process.stderr.write(
+        `warning: ${target.name}: ${filled.errorCount} of ${filled.keyCount} prefill writes failed: ${JSON.stringify(filled.errorsByOutcome)}\n`,
+      );
     }
     const results: LoadResult[] = [];
     for (const workload of options.workloads) {
       const result = await runLoad(driver, loadOptionsFor(target, options, workload, options.keyCount, `${target.name} ${workload}`));
-      if (result.warmupErrorCount > 0) process.stderr.write(`warning: ${target.name} ${workload}: ${result.warmupErrorCount} operations failed during the warm-up\n`);
+      if (result.warmupErrorCount > 0)
+        process.stderr.write(`warning: ${target.name} ${workload}: ${result.warmupErrorCount} operations failed during the warm-up\n`);
       results.push(result);
     }
     return {

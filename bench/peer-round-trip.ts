@@ -68,7 +68,9 @@ function parseOptions(argv: readonly string[]): ProbeOptions {
 
 /** What a replica answers to a replica-put, at once: the probe measures the transport, not storage. */
 const answerAtOnce: PeerHandler = async (request) =>
-  request.type === 'replica-put' ? { type: 'replica-put-reply', durable: request.sync } : { type: 'error', code: 'KV_BAD_REQUEST', message: `unexpected ${request.type}` };
+  request.type === 'replica-put'
+    ? { type: 'replica-put-reply', durable: request.sync }
+    : { type: 'error', code: 'KV_BAD_REQUEST', message: `unexpected ${request.type}` };
 
 async function framedSubject(): Promise<Subject> {
   const server = new FramedPeerServer({ handler: answerAtOnce, secret });
@@ -90,7 +92,12 @@ function replicaPut(index: number, value: Buffer): PeerRequest {
     type: 'replica-put',
     bucket: 'bench',
     key: `key-${index}`,
-    object: { clock: { 'node-a': index + 1 }, siblings: [{ dot: { node: 'node-a', counter: index + 1 }, value, contentType: 'application/octet-stream', lastModifiedMs: 1_700_000_000_000, tombstone: false }] },
+    object: {
+      clock: { 'node-a': index + 1 },
+      siblings: [
+        { dot: { node: 'node-a', counter: index + 1 }, value, contentType: 'application/octet-stream', lastModifiedMs: 1_700_000_000_000, tombstone: false },
+      ],
+    },
     mode: 'siblings',
     sync: false,
   };
@@ -170,7 +177,9 @@ async function main(): Promise<void> {
     for (const subject of subjects) await subject.stop();
   }
   figures.sort((left, right) => left.mode.localeCompare(right.mode) || left.round - right.round || left.transport.localeCompare(right.transport));
-  console.log(`replica-put round trips of a ${options.valueBytes}-byte value over loopback, both ends in one process (Node ${process.version}); concurrent = ${options.concurrency} in flight\n`);
+  console.log(
+    `replica-put round trips of a ${options.valueBytes}-byte value over loopback, both ends in one process (Node ${process.version}); concurrent = ${options.concurrency} in flight\n`,
+  );
   console.log(table(figures));
   const folder = join(process.cwd(), 'bench', 'results');
   mkdirSync(folder, { recursive: true });

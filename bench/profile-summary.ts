@@ -47,7 +47,12 @@ export function moduleOf(url: string, functionName: string): string {
   if (url === '') return functionName.startsWith('(') ? functionName : '(native)';
   const dependency = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (dependency !== null) return dependency[1] as string;
-  if (url.startsWith('node:')) return url.replace(/^node:(internal\/)?/, 'node:').split('/').slice(0, 2).join('/');
+  if (url.startsWith('node:'))
+    return url
+      .replace(/^node:(internal\/)?/, 'node:')
+      .split('/')
+      .slice(0, 2)
+      .join('/');
   const own = /\/dist\/((?:src|bench)\/.+?)\.js$/.exec(url);
   if (own !== null) return own[1] as string;
   return url.replace(/^file:\/\//, '');

@@ -112,7 +112,12 @@ async function writeKeys(address: string, count: number, prefix: string, w: stri
   const worker = async (): Promise<void> => {
     while (next < count) {
       const index = next++;
-      const response = await pool.request({ method: 'PUT', path: `/kv/bench/${prefix}${index}?w=${w}`, body: `value-${index}`, headers: { 'content-type': 'text/plain' } });
+      const response = await pool.request({
+        method: 'PUT',
+        path: `/kv/bench/${prefix}${index}?w=${w}`,
+        body: `value-${index}`,
+        headers: { 'content-type': 'text/plain' },
+      });
       await response.body.dump();
       if (response.statusCode >= 300) throw new Error(`PUT ${prefix}${index} answered ${response.statusCode}`);
     }
@@ -129,7 +134,13 @@ async function idleSuite(): Promise<void> {
   const settleSeconds = flag('settle-seconds', 30);
   const folder = temporaryFolder('ringkv-idle-');
   const ports = await freePorts(3);
-  const nodes: BenchNode[] = ports.map((port, index) => ({ port, address: `127.0.0.1:${port}`, dataDir: join(folder, `node${index + 1}`), server: undefined, startedAtMs: 0 }));
+  const nodes: BenchNode[] = ports.map((port, index) => ({
+    port,
+    address: `127.0.0.1:${port}`,
+    dataDir: join(folder, `node${index + 1}`),
+    server: undefined,
+    startedAtMs: 0,
+  }));
   try {
     launch(nodes[0]!, [], clusterEnv);
     await timeToHealthMs(nodes[0]!);
@@ -155,7 +166,9 @@ async function idleSuite(): Promise<void> {
     const third = nodes[2]!;
     third.server?.child.kill('SIGKILL');
     await waitFor('node 3 exits', 30_000, async () => !isAlive(third.server as ServerProcess));
-    await waitFor('node 1 sees node 3 down', 120_000, async () => (await status(nodes[0]!)).members.some((member) => member.address === third.address && member.status === 'down'));
+    await waitFor('node 1 sees node 3 down', 120_000, async () =>
+      (await status(nodes[0]!)).members.some((member) => member.address === third.address && member.status === 'down'),
+    );
     await writeKeys(nodes[0]!.address, keys, 'missed-', '2');
     const expected = (await status(nodes[0]!)).storage.keys;
     launch(third, [nodes[0]!.address], clusterEnv);
@@ -215,7 +228,9 @@ async function startSuite(): Promise<void> {
       await startOnce(`${keyCount} keys, after kill -9`);
       const rebuiltFrom = node.startedAtMs;
       await waitFor('the trees are rebuilt (every key counted)', 300_000, async () => (await keysSeen()) >= keyCount);
-      process.stdout.write(`  every key counted again (trees rebuilt in the background) ${((performance.now() - rebuiltFrom) / 1000).toFixed(1)} s after the start\n`);
+      process.stdout.write(
+        `  every key counted again (trees rebuilt in the background) ${((performance.now() - rebuiltFrom) / 1000).toFixed(1)} s after the start\n`,
+      );
     }
   } finally {
     if (node.server !== undefined) await stopServer(node.server);

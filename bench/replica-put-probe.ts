@@ -34,7 +34,13 @@ const concurrency = Number(values.concurrency);
 const keys = Number(values.keys);
 
 const folder = temporaryFolder('replica-put-probe');
-const storage = new LevelStorage({ location: join(folder, 'db'), writeBufferSizeBytes: 4 * 1_048_576, blockCacheSizeBytes: 8 * 1_048_576, maxFileSizeBytes: 2 * 1_048_576, compression: true });
+const storage = new LevelStorage({
+  location: join(folder, 'db'),
+  writeBufferSizeBytes: 4 * 1_048_576,
+  blockCacheSizeBytes: 8 * 1_048_576,
+  maxFileSizeBytes: 2 * 1_048_576,
+  compression: true,
+});
 await storage.open();
 const cacheBytes = Number(values['cache-bytes']);
 const replica = new Replica(storage, 'probe', new SeededRandom(1), undefined, undefined, cacheBytes);
@@ -49,7 +55,13 @@ Object.assign(storage.data, {
 });
 const value = randomBytes(100);
 const write = (index: number): Promise<unknown> =>
-  replica.coordinateWrite('bench', `key-${index % keys}`, { value, contentType: 'application/octet-stream', tombstone: false, context: emptyContext, nowMs: Date.now() }, 'lww', values.sync === true);
+  replica.coordinateWrite(
+    'bench',
+    `key-${index % keys}`,
+    { value, contentType: 'application/octet-stream', tombstone: false, context: emptyContext, nowMs: Date.now() },
+    'lww',
+    values.sync === true,
+  );
 
 async function run(count: number, pick: (index: number) => number): Promise<{ opsPerSecond: number; cpuMicros: number; readsPerWrite: number }> {
   let next = 0;
@@ -63,11 +75,17 @@ async function run(count: number, pick: (index: number) => number): Promise<{ op
   );
   const elapsedMs = performance.now() - startMs;
   const cpu = process.cpuUsage(cpuBefore);
-  return { opsPerSecond: Math.round((count * 1000) / elapsedMs), cpuMicros: Math.round(((cpu.user + cpu.system) / count) * 10) / 10, readsPerWrite: (dataReads - readsBefore) / count };
+  return {
+    opsPerSecond: Math.round((count * 1000) / elapsedMs),
+    cpuMicros: Math.round(((cpu.user + cpu.system) / count) * 10) / 10,
+    readsPerWrite: (dataReads - readsBefore) / count,
+  };
 }
 
 await run(keys, (index) => index);
 const result = await run(operations, () => Math.floor(Math.random() * keys));
-console.log(`replica put: ${result.opsPerSecond} ops/s, ${result.cpuMicros} µs CPU per write, ${Math.round(1e6 / result.cpuMicros)} writes per CPU-s, ${result.readsPerWrite.toFixed(2)} data reads per write (${operations} writes, ${concurrency} writers, ${keys} keys${values.sync === true ? ', sync' : ''}, object cache ${cacheBytes} bytes)`);
+console.log(
+  `replica put: ${result.opsPerSecond} ops/s, ${result.cpuMicros} µs CPU per write, ${Math.round(1e6 / result.cpuMicros)} writes per CPU-s, ${result.readsPerWrite.toFixed(2)} data reads per write (${operations} writes, ${concurrency} writers, ${keys} keys${values.sync === true ? ', sync' : ''}, object cache ${cacheBytes} bytes)`,
+);
 await storage.close();
 rmSync(folder, { recursive: true, force: true });

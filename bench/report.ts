@@ -41,7 +41,10 @@ export function textTable(header: readonly string[], rows: readonly (readonly st
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
   const numeric = header.map((_, column) => rows.every((row) => /^[-+]?[\d.,x%/]*$|^-$|^n\/a$/.test(row[column] ?? '')));
   const line = (cells: readonly string[]): string =>
-    cells.map((cell, column) => (numeric[column] ? cell.padStart(widths[column] as number) : cell.padEnd(widths[column] as number))).join('  ').trimEnd();
+    cells
+      .map((cell, column) => (numeric[column] ? cell.padStart(widths[column] as number) : cell.padEnd(widths[column] as number)))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line)].join('\n');
 }
 

@@ -176,7 +176,13 @@ export class RingClientDriver implements RequestDriver {
 
   constructor(options: DriverOptions, quorum: { r?: number; w?: number }) {
     this.contexts = options.contextSlots === undefined ? undefined : new Array<string | undefined>(options.contextSlots);
-    this.client = new RingClient({ nodes: options.nodes, connectionsPerNode: options.connectionsPerNode, maxAttempts: 1, httpTimeoutMs: options.timeoutMs, shardAware: options.shardAware === true });
+    this.client = new RingClient({
+      nodes: options.nodes,
+      connectionsPerNode: options.connectionsPerNode,
+      maxAttempts: 1,
+      httpTimeoutMs: options.timeoutMs,
+      shardAware: options.shardAware === true,
+    });
     this.readOptions = quorum.r === undefined ? {} : { r: quorum.r };
     this.writeOptions = quorum.w === undefined ? {} : { w: quorum.w };
     this.bucket = options.bucket;
@@ -186,7 +192,12 @@ export class RingClientDriver implements RequestDriver {
   async put(keyIndex: number): Promise<Outcome> {
     try {
       const context = this.contexts?.[keyIndex];
-      const written = await this.client.put(this.bucket, keyName(keyIndex), this.value, context === undefined ? this.writeOptions : { ...this.writeOptions, context });
+      const written = await this.client.put(
+        this.bucket,
+        keyName(keyIndex),
+        this.value,
+        context === undefined ? this.writeOptions : { ...this.writeOptions, context },
+      );
       if (this.contexts !== undefined) this.contexts[keyIndex] = written.context;
       return okOutcome;
     } catch (error) {
@@ -236,7 +247,12 @@ export class EtcdDriver implements RequestDriver {
   async put(keyIndex: number): Promise<Outcome> {
     try {
       const key = Buffer.from(keyName(keyIndex)).toString('base64');
-      const response = await this.pool().request({ method: 'POST', path: '/v3/kv/put', headers: this.headers, body: `{"key":"${key}","value":"${this.valueBase64}"}` });
+      const response = await this.pool().request({
+        method: 'POST',
+        path: '/v3/kv/put',
+        headers: this.headers,
+        body: `{"key":"${key}","value":"${this.valueBase64}"}`,
+      });
       await response.body.dump();
       return response.statusCode === 200 ? okOutcome : String(response.statusCode);
     } catch (error) {

@@ -36,7 +36,10 @@ const fraction = (text: string): number => {
 const listOf =
   <T extends string>(allowed: readonly T[]) =>
   (text: string): T[] => {
-    const items = text.split(',').map((item) => item.trim()).filter((item) => item.length > 0);
+    const items = text
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item.length > 0);
     for (const item of items) if (!allowed.includes(item as T)) throw new InvalidArgumentError(`'${item}' is not one of ${allowed.join(', ')}`);
     if (items.length === 0) throw new InvalidArgumentError('expected at least one item');
     return items as T[];
@@ -83,8 +86,14 @@ function command(): Command {
     .addOption(new Option('--system <system>', 'load suite with --nodes: request shape').choices(['ringkv', 'etcd']).default('ringkv'))
     .addOption(new Option('--start <target>', 'load suite: start this system itself').choices([...compareTargetNames]))
     .option('--targets <list>', `compare suite: which systems (${compareTargetNames.join(',')})`, listOf(compareTargetNames), [...defaultCompareTargets])
-    .addOption(new Option('--client <driver>', 'ringkv-shaped requests through raw undici pools or the RingClient').choices(['undici', 'ring-client']).default('undici'))
-    .option('--shard-aware', 'ringkv targets: send each key to the ring member (shard) that owns it, learnt from /status, instead of rotating over the nodes', false)
+    .addOption(
+      new Option('--client <driver>', 'ringkv-shaped requests through raw undici pools or the RingClient').choices(['undici', 'ring-client']).default('undici'),
+    )
+    .option(
+      '--shard-aware',
+      'ringkv targets: send each key to the ring member (shard) that owns it, learnt from /status, instead of rotating over the nodes',
+      false,
+    )
     .addOption(
       new Option('--conflict-mode <mode>', 'ringkv buckets of started systems: lww overwrites like the baselines; siblings makes the bench carry contexts')
         .choices(['lww', 'siblings'])
@@ -95,7 +104,11 @@ function command(): Command {
     .option('--keys <n>', 'key space size (prefilled)', positiveInteger, 10_000)
     .option('--value-size <bytes>', 'value size', positiveInteger, 100)
     .option('--concurrency <n>', 'clients (closed loop) or workers (open loop)', positiveInteger, 64)
-    .addOption(new Option('--loop <kind>', 'closed: fixed concurrency; open: fixed --rate, corrected for coordinated omission').choices(['closed', 'open']).default('closed'))
+    .addOption(
+      new Option('--loop <kind>', 'closed: fixed concurrency; open: fixed --rate, corrected for coordinated omission')
+        .choices(['closed', 'open'])
+        .default('closed'),
+    )
     .option('--rate <ops>', 'open loop: total operations per second', positiveInteger)
     .option('--duration <s>', 'measured seconds per workload', nonNegativeNumber, 15)
     .option('--warmup <s>', 'unmeasured seconds before each workload', nonNegativeNumber, 5)
@@ -103,7 +116,11 @@ function command(): Command {
     .option('--r <n>', 'load suite: read quorum sent with each ringkv GET', positiveInteger)
     .option('--w <n>', 'load suite: write quorum sent with each ringkv PUT', positiveInteger)
     .option('--shards <n>', 'load suite: shards (processes) per started ringkv node; the server CPU counts them all', positiveInteger, 1)
-    .option('--base-port <p>', 'load suite: the port of the one server --start starts (ceiling, ringkv-1; a node of S shards takes p .. p+S-1 and peer ports p+1000 ..), instead of free ports the system picks', positiveInteger)
+    .option(
+      '--base-port <p>',
+      'load suite: the port of the one server --start starts (ceiling, ringkv-1; a node of S shards takes p .. p+S-1 and peer ports p+1000 ..), instead of free ports the system picks',
+      positiveInteger,
+    )
     .option('--no-prefill', 'do not write the key space before the runs')
     .option('--timeout-ms <ms>', 'per-request timeout', positiveInteger, 10_000)
     .option('--no-progress', 'no progress line on stderr')
@@ -146,7 +163,17 @@ async function startNamed(name: CompareTargetName, dataRoot: string, options: Cl
     case 'ceiling':
       return startCeiling(dataRoot, [], options.basePort);
     case 'ringkv-1':
-      return startRingkv({ name, nodeCount: 1, nVal: 1, dataRoot, nodeArgs, conflictMode: options.conflictMode, shards: options.shards, ...(options.basePort === undefined ? {} : { ports: [options.basePort] }), ...quorum });
+      return startRingkv({
+        name,
+        nodeCount: 1,
+        nVal: 1,
+        dataRoot,
+        nodeArgs,
+        conflictMode: options.conflictMode,
+        shards: options.shards,
+        ...(options.basePort === undefined ? {} : { ports: [options.basePort] }),
+        ...quorum,
+      });
     case 'ringkv-3':
       return startRingkv({ name, nodeCount: 3, nVal: 3, r: options.r ?? 2, w: options.w ?? 2, dataRoot, nodeArgs, conflictMode: options.conflictMode });
     case 'etcd-3': {
@@ -183,10 +210,13 @@ async function runLoadSuite(options: CliOptions, commandLine: string): Promise<v
     const measurement = await measureTarget(target, measureOptions(options));
     const machine = machineInfo(packageRoot());
     console.log(`\n${target.description} — ${machineLine(machine)}`);
-    console.log(`${options.loop} loop${options.rate === undefined ? '' : ` at ${options.rate} ops/s`}, ${options.concurrency} clients, ${options.valueSize}-byte values, ${options.keys.toLocaleString('en-US')} ${options.distribution} keys, driver ${measurement.driver}\n`);
+    console.log(
+      `${options.loop} loop${options.rate === undefined ? '' : ` at ${options.rate} ops/s`}, ${options.concurrency} clients, ${options.valueSize}-byte values, ${options.keys.toLocaleString('en-US')} ${options.distribution} keys, driver ${measurement.driver}\n`,
+    );
     const rows = measurement.results.map((result) => [result.workload, ...resultCells(result)]);
     console.log(textTable(['workload', ...resultColumns], rows));
-    if (measurement.peakRssBytesPerNode.length > 0) console.log(`\npeak RSS per node: ${measurement.peakRssBytesPerNode.map((bytes) => `${formatMiB(bytes ?? undefined)} MiB`).join(', ')}`);
+    if (measurement.peakRssBytesPerNode.length > 0)
+      console.log(`\npeak RSS per node: ${measurement.peakRssBytesPerNode.map((bytes) => `${formatMiB(bytes ?? undefined)} MiB`).join(', ')}`);
     const file = writeResultJson(options.resultsDir, 'load', { machine, command: commandLine, options: measureOptions(options), measurement });
     console.log(`\nresults: ${file}`);
   } finally {
@@ -203,11 +233,28 @@ async function main(): Promise<void> {
   const options = program.opts<CliOptions>();
   const commandLine = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
   if (options.suite === 'compare') {
-    await runCompareSuite({ ...measureOptions(options), prefill: true, targets: options.targets, resultsDir: options.resultsDir, keepData: options.keepData, ringkvNodeArgs: ringkvNodeArgs(options) }, commandLine);
+    await runCompareSuite(
+      {
+        ...measureOptions(options),
+        prefill: true,
+        targets: options.targets,
+        resultsDir: options.resultsDir,
+        keepData: options.keepData,
+        ringkvNodeArgs: ringkvNodeArgs(options),
+      },
+      commandLine,
+    );
   } else if (options.suite === 'scale') {
     const { keyCount: _keyCount, prefill: _prefill, ...load } = measureOptions(options);
     await runScaleSuite(
-      { ...load, stageKeyCounts: [...options.scaleKeys].sort((a, b) => a - b), nodeCount: options.scaleNodes, resultsDir: options.resultsDir, keepData: options.keepData, ringkvNodeArgs: ringkvNodeArgs(options) },
+      {
+        ...load,
+        stageKeyCounts: [...options.scaleKeys].sort((a, b) => a - b),
+        nodeCount: options.scaleNodes,
+        resultsDir: options.resultsDir,
+        keepData: options.keepData,
+        ringkvNodeArgs: ringkvNodeArgs(options),
+      },
       commandLine,
     );
   } else {

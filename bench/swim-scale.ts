@@ -44,7 +44,11 @@ export function measureSwim(nodes: number, seed: number): GossipScaleFigures {
   const seedMember = everyone()[random.int(nodes - 1)] as string;
   const joiner = cluster.join(seedMember);
   const knowJoiner = (): string[] => everyone().filter((id) => cluster.member(id).stateOf(joiner) !== 'alive');
-  const joinMs = cluster.runUntil(() => knowJoiner().length === 0, 60 * roundMs, () => `${knowJoiner().length} members do not know the joiner ${joiner}`);
+  const joinMs = cluster.runUntil(
+    () => knowJoiner().length === 0,
+    60 * roundMs,
+    () => `${knowJoiner().length} members do not know the joiner ${joiner}`,
+  );
   cluster.runFor(5 * roundMs);
 
   bytesBefore = cluster.bytesSent;
@@ -58,7 +62,11 @@ export function measureSwim(nodes: number, seed: number): GossipScaleFigures {
   const victim = everyone()[random.int(nodes)] as string;
   cluster.kill(victim);
   const stillUp = (): string[] => everyone().filter((id) => cluster.member(id).stateOf(victim) !== 'dead');
-  const detectionMs = cluster.runUntil(() => stillUp().length === 0, 120 * roundMs, () => `${stillUp().length} members still think ${victim} is up`);
+  const detectionMs = cluster.runUntil(
+    () => stillUp().length === 0,
+    120 * roundMs,
+    () => `${stillUp().length} members still think ${victim} is up`,
+  );
 
   return {
     protocol: 'swim',

@@ -203,17 +203,28 @@ export async function startEtcd(memberCount: number, dataRoot: string): Promise<
     const clientUrl = `http://127.0.0.1:${clientPorts[index]}`;
     const peerUrl = `http://127.0.0.1:${peerPorts[index]}`;
     return startServer(`etcd ${name} (${clientUrl})`, 'etcd', [
-      '--name', name,
-      '--data-dir', dataDir,
-      '--listen-client-urls', clientUrl,
-      '--advertise-client-urls', clientUrl,
-      '--listen-peer-urls', peerUrl,
-      '--initial-advertise-peer-urls', peerUrl,
-      '--initial-cluster', initialCluster,
-      '--initial-cluster-token', `ringkv-bench-${process.pid}`,
-      '--initial-cluster-state', 'new',
-      '--logger', 'zap',
-      '--log-level', 'warn',
+      '--name',
+      name,
+      '--data-dir',
+      dataDir,
+      '--listen-client-urls',
+      clientUrl,
+      '--advertise-client-urls',
+      clientUrl,
+      '--listen-peer-urls',
+      peerUrl,
+      '--initial-advertise-peer-urls',
+      peerUrl,
+      '--initial-cluster',
+      initialCluster,
+      '--initial-cluster-token',
+      `ringkv-bench-${process.pid}`,
+      '--initial-cluster-state',
+      'new',
+      '--logger',
+      'zap',
+      '--log-level',
+      'warn',
     ]);
   });
   const addresses = clientPorts.map((port) => `127.0.0.1:${port}`);
@@ -221,7 +232,12 @@ export async function startEtcd(memberCount: number, dataRoot: string): Promise<
     const answer = await getJson(`http://${address}/health`);
     return answer.status === 200 && (answer.body as { health?: string }).health === 'true';
   };
-  await waitFor(`${memberCount} etcd members to be healthy`, 60_000, async () => (await Promise.all(addresses.map(healthy))).every(Boolean), diedEarly(servers));
+  await waitFor(
+    `${memberCount} etcd members to be healthy`,
+    60_000,
+    async () => (await Promise.all(addresses.map(healthy))).every(Boolean),
+    diedEarly(servers),
+  );
   return {
     name: `etcd-${memberCount}`,
     description: `etcd ${etcdVersion().replace(/^etcd Version:\s*/, '')}, ${memberCount} members, JSON gateway, fsync per commit (its default)`,

@@ -40,7 +40,8 @@ const identityKey = Buffer.from('identity');
 /** Reads (or creates) the node's id and cluster secret, and raises its generation for this start. */
 export async function loadIdentity(storage: Storage, config: NodeConfig): Promise<NodeIdentity> {
   const stored = await storage.meta.get(identityKey);
-  const previous = stored === undefined ? undefined : (JSON.parse(Buffer.from(stored).toString('utf8')) as { nodeId: string; generation: number; clusterSecret: string });
+  const previous =
+    stored === undefined ? undefined : (JSON.parse(Buffer.from(stored).toString('utf8')) as { nodeId: string; generation: number; clusterSecret: string });
   const identity: NodeIdentity = {
     nodeId: previous?.nodeId ?? newNodeId(),
     // Cassandra's generation: larger on every start, so peers know a restarted node's heartbeats are new.
@@ -69,12 +70,28 @@ function processFigures(shard: ShardPosition): () => Record<string, number> {
   return () => {
     const usage = process.memoryUsage();
     // The pid lets `ringkv cluster` tell its own children from another cluster's nodes on the same ports.
-    return { pid: process.pid, shardIndex: shard.index, shardCount: shard.count, rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external, arrayBuffersBytes: usage.arrayBuffers };
+    return {
+      pid: process.pid,
+      shardIndex: shard.index,
+      shardCount: shard.count,
+      rssBytes: usage.rss,
+      heapUsedBytes: usage.heapUsed,
+      heapTotalBytes: usage.heapTotal,
+      externalBytes: usage.external,
+      arrayBuffersBytes: usage.arrayBuffers,
+    };
   };
 }
 
 /** The framed peer server on the peer port (HTTP port + peerPortOffset + shard index) of the listen address, or a KV_BAD_CONFIG naming the port when it is taken. */
-async function startPeerServer(config: NodeConfig, shard: ShardPosition, node: RingNode, secret: string, tls: ReturnType<typeof loadTlsFiles>, logger: pino.Logger): Promise<FramedPeerServer> {
+async function startPeerServer(
+  config: NodeConfig,
+  shard: ShardPosition,
+  node: RingNode,
+  secret: string,
+  tls: ReturnType<typeof loadTlsFiles>,
+  logger: pino.Logger,
+): Promise<FramedPeerServer> {
   const server = new FramedPeerServer({
     handler: (request) => node.handlePeer(request),
     secret,
@@ -86,7 +103,12 @@ async function startPeerServer(config: NodeConfig, shard: ShardPosition, node: R
     await server.listen(config.listen, port);
   } catch (error) {
     const rule = shard.count === 1 ? '' : ` + shard ${shard.index}`;
-    throw listenError(error, config.listen, `peer port ${port} (port ${config.port} + peerPortOffset ${config.peerPortOffset}${rule})`, 'free it, choose another --port, or change peerPortOffset on every node');
+    throw listenError(
+      error,
+      config.listen,
+      `peer port ${port} (port ${config.port} + peerPortOffset ${config.peerPortOffset}${rule})`,
+      'free it, choose another --port, or change peerPortOffset on every node',
+    );
   }
   return server;
 }
@@ -97,7 +119,12 @@ async function startPeerServer(config: NodeConfig, shard: ShardPosition, node: R
  * backup`, the dashboard's member links, a local read of a replica) dials the member's address.
  * Shard 0's member port is the shared port itself. The same app answers on both.
  */
-async function listenOnMemberPort(app: Awaited<ReturnType<typeof buildApp>>, config: NodeConfig, shard: ShardPosition, tls: ReturnType<typeof loadTlsFiles>): Promise<Server> {
+async function listenOnMemberPort(
+  app: Awaited<ReturnType<typeof buildApp>>,
+  config: NodeConfig,
+  shard: ShardPosition,
+  tls: ReturnType<typeof loadTlsFiles>,
+): Promise<Server> {
   const port = config.port + shard.index;
   const handler = app.routing.bind(app);
   const server = tls === undefined ? createHttpServer(handler) : createHttpsServer({ key: tls.key, cert: tls.cert }, handler);
@@ -112,7 +139,12 @@ async function listenOnMemberPort(app: Awaited<ReturnType<typeof buildApp>>, con
       });
     });
   } catch (error) {
-    throw listenError(error, config.listen, `port ${port} (shard ${shard.index}'s own HTTP port: port ${config.port} + ${shard.index})`, 'free it or choose another --port (a node of N shards takes ports P .. P+N-1)');
+    throw listenError(
+      error,
+      config.listen,
+      `port ${port} (shard ${shard.index}'s own HTTP port: port ${config.port} + ${shard.index})`,
+      'free it or choose another --port (a node of N shards takes ports P .. P+N-1)',
+    );
   }
   return server;
 }
@@ -144,7 +176,11 @@ function makeDataDir(dataDir: string): void {
     mkdirSync(dataDir, { recursive: true });
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    throw new KvError('KV_BAD_CONFIG', `cannot create the data directory ${dataDir} (${String(code ?? (error as Error).message)}); choose another --data or make its parent writable`, { cause: error });
+    throw new KvError(
+      'KV_BAD_CONFIG',
+      `cannot create the data directory ${dataDir} (${String(code ?? (error as Error).message)}); choose another --data or make its parent writable`,
+      { cause: error },
+    );
   }
 }
 
@@ -168,7 +204,9 @@ export async function runNode(flags: StartFlags): Promise<void> {
     if (error instanceof KvError) throw error;
     // A failure nobody foresaw: its stack goes to the log, and the terminal gets one line.
     logger.error({ err: error }, 'the node could not start');
-    throw new KvError('KV_INTERNAL', `the node could not start: ${error instanceof Error ? error.message : String(error)} (the log above has the details)`, { cause: error });
+    throw new KvError('KV_INTERNAL', `the node could not start: ${error instanceof Error ? error.message : String(error)} (the log above has the details)`, {
+      cause: error,
+    });
   }
 }
 
@@ -187,7 +225,17 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
     peerPortOffset: config.peerPortOffset,
     ...(tls === undefined ? {} : { tls: { ca: tls.ca } }),
   });
-  const node = await RingNode.open({ identity, config, storage, transport, clock: systemClock, random: mathRandom, logger, faultPoints: noFaultPoints, processFigures: processFigures(shard) });
+  const node = await RingNode.open({
+    identity,
+    config,
+    storage,
+    transport,
+    clock: systemClock,
+    random: mathRandom,
+    logger,
+    faultPoints: noFaultPoints,
+    processFigures: processFigures(shard),
+  });
   await node.start();
   const peerServer = await startPeerServer(config, shard, node, identity.clusterSecret, tls, logger);
   const app = await buildApp({ service: node, config, logger: false, ...(tls === undefined ? {} : { https: { key: tls.key, cert: tls.cert } }) });
@@ -198,7 +246,10 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
     throw listenError(error, config.listen, `port ${config.port}`, 'stop what holds it or choose another --port');
   }
   const ownServer = shard.index === 0 ? undefined : await listenOnMemberPort(app, config, shard, tls);
-  logger.info({ nodeId: identity.nodeId, generation: identity.generation, address: identity.address, listen: `${config.listen}:${config.port}`, dataDir }, 'ringkv node started');
+  logger.info(
+    { nodeId: identity.nodeId, generation: identity.generation, address: identity.address, listen: `${config.listen}:${config.port}`, dataDir },
+    'ringkv node started',
+  );
   // Says how access is set up without a single token character in the log.
   const roles = config.auth.tokens.map((token) => token.role);
   logger.info(
@@ -206,7 +257,9 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
       tls: config.tls.enabled,
       peerPort: shardPeerPort(config, shard),
       clientAuth: config.auth.enabled,
-      ...(config.auth.enabled ? { readWriteTokens: roles.filter((role) => role === 'read-write').length, readOnlyTokens: roles.filter((role) => role === 'read-only').length } : {}),
+      ...(config.auth.enabled
+        ? { readWriteTokens: roles.filter((role) => role === 'read-write').length, readOnlyTokens: roles.filter((role) => role === 'read-only').length }
+        : {}),
     },
     `serving ${config.tls.enabled ? 'https' : 'http'} with client authentication ${config.auth.enabled ? 'on' : 'off'}`,
   );

@@ -11,20 +11,37 @@ import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 
 const object = (size: number): VersionedObject => ({
   clock: { 'node-01': 12, 'node-02': 7, 'node-03': 3 },
-  siblings: [{ dot: { node: 'node-01', counter: 12 }, value: Buffer.alloc(size, 7), contentType: 'application/octet-stream', lastModifiedMs: 1_764_000_000_000, tombstone: false }],
+  siblings: [
+    {
+      dot: { node: 'node-01', counter: 12 },
+      value: Buffer.alloc(size, 7),
+      contentType: 'application/octet-stream',
+      lastModifiedMs: 1_764_000_000_000,
+      tombstone: false,
+    },
+  ],
 });
 const ids = Array.from({ length: 5 }, (_, index) => `node-${index}`);
 
 /** The messages measured: a replica put of a 100-byte value, a forwarded client write, a gossip view, a handoff page. */
 const wireSamples: { readonly name: string; readonly request?: PeerRequest; readonly reply?: PeerReply }[] = [
-  { name: 'replica-put, 100-byte value', request: { type: 'replica-put', bucket: 'users', key: 'user:123456', object: object(100), mode: 'siblings', sync: false } },
+  {
+    name: 'replica-put, 100-byte value',
+    request: { type: 'replica-put', bucket: 'users', key: 'user:123456', object: object(100), mode: 'siblings', sync: false },
+  },
   {
     name: 'coordinate-put, 100-byte value',
     request: {
       type: 'coordinate-put',
       bucket: 'users',
       key: 'user:123456',
-      write: { value: Buffer.alloc(100, 7), contentType: 'application/octet-stream', tombstone: false, nowMs: 1_764_000_000_000, context: { vector: { 'node-01': 11 }, dots: [] } },
+      write: {
+        value: Buffer.alloc(100, 7),
+        contentType: 'application/octet-stream',
+        tombstone: false,
+        nowMs: 1_764_000_000_000,
+        context: { vector: { 'node-01': 11 }, dots: [] },
+      },
       mode: 'siblings',
       sync: false,
     },
@@ -34,7 +51,11 @@ const wireSamples: { readonly name: string; readonly request?: PeerRequest; read
     reply: {
       type: 'cluster-state-reply',
       from: 'node-01',
-      state: { ring: createRing(256, ids), bucketProperties: { '': { nVal: 3, r: 'quorum', w: 'quorum', conflictMode: 'siblings' } }, bucketPropertiesVersion: 1 },
+      state: {
+        ring: createRing(256, ids),
+        bucketProperties: { '': { nVal: 3, r: 'quorum', w: 'quorum', conflictMode: 'siblings' } },
+        bucketPropertiesVersion: 1,
+      },
     },
   },
   {
@@ -44,10 +65,26 @@ const wireSamples: { readonly name: string; readonly request?: PeerRequest; read
       sequence: 123_456,
       from: 'node-01',
       target: 'node-02',
-      updates: ids.map((id, index) => ({ id, address: `10.0.0.${index}:17101`, generation: 1_764_000_000, version: 3, state: 'alive' as const, lifecycle: 'up' as const, accuser: '', transfersDoneForRing: 7 })),
+      updates: ids.map((id, index) => ({
+        id,
+        address: `10.0.0.${index}:17101`,
+        generation: 1_764_000_000,
+        version: 3,
+        state: 'alive' as const,
+        lifecycle: 'up' as const,
+        accuser: '',
+        transfersDoneForRing: 7,
+      })),
     },
   },
-  { name: 'object-page, 100 objects of 100 bytes', reply: { type: 'object-page', items: Array.from({ length: 100 }, (_, index) => ({ dataKey: encodeDataKey('users', `user:${index}`), object: object(100) })), done: false } },
+  {
+    name: 'object-page, 100 objects of 100 bytes',
+    reply: {
+      type: 'object-page',
+      items: Array.from({ length: 100 }, (_, index) => ({ dataKey: encodeDataKey('users', `user:${index}`), object: object(100) })),
+      done: false,
+    },
+  },
 ];
 
 for (const sample of wireSamples) {

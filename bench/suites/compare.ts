@@ -86,7 +86,11 @@ export function compareVerdicts(measurements: readonly TargetMeasurement[]): Tar
     return measured === undefined || base === undefined || base.opsPerSecond === 0 ? undefined : measured.opsPerSecond / base.opsPerSecond;
   };
   const atLeast = (label: string, value: number | undefined, floor: number, baseline: string): void => {
-    verdicts.push({ target: label, measured: value === undefined ? `no ${baseline} figure in this run` : `${formatRatio(value)} ${baseline}`, met: value === undefined ? null : value >= floor });
+    verdicts.push({
+      target: label,
+      measured: value === undefined ? `no ${baseline} figure in this run` : `${formatRatio(value)} ${baseline}`,
+      met: value === undefined ? null : value >= floor,
+    });
   };
   atLeast('3 nodes PUT >= 2x etcd', ratio('ringkv-3', 'put', 'etcd-3'), 2, 'etcd');
   atLeast('3 nodes PUT >= 0.5x ceiling', ratio('ringkv-3', 'put', 'ceiling'), 0.5, 'ceiling');
@@ -96,7 +100,10 @@ export function compareVerdicts(measurements: readonly TargetMeasurement[]): Tar
     const theirs = find(measurements, 'etcd-3', workload);
     verdicts.push({
       target: `3 nodes ${workload.toUpperCase()} p99 < etcd p99`,
-      measured: ours === undefined || theirs === undefined ? 'no etcd figure in this run' : `${formatMs(ours.latency.latencyMsP99)} ms vs ${formatMs(theirs.latency.latencyMsP99)} ms`,
+      measured:
+        ours === undefined || theirs === undefined
+          ? 'no etcd figure in this run'
+          : `${formatMs(ours.latency.latencyMsP99)} ms vs ${formatMs(theirs.latency.latencyMsP99)} ms`,
       met: ours === undefined || theirs === undefined ? null : ours.latency.latencyMsP99 < theirs.latency.latencyMsP99,
     });
   }
@@ -195,7 +202,12 @@ export async function runCompareSuite(options: CompareOptions, command: string):
         const measurement = await measureTarget(target, options);
         measurements.push(measurement);
         const { header, rows } = compareRows([measurement]);
-        process.stderr.write(`${textTable(header.slice(0, -4), rows.map((row) => row.slice(0, -4)))}\n\n`);
+        process.stderr.write(
+          `${textTable(
+            header.slice(0, -4),
+            rows.map((row) => row.slice(0, -4)),
+          )}\n\n`,
+        );
       } finally {
         await stopTarget(target);
       }
@@ -206,7 +218,9 @@ export async function runCompareSuite(options: CompareOptions, command: string):
   const report: CompareReport = { machine: machineInfo(root), command, options, notes, measurements, verdicts: compareVerdicts(measurements) };
   const { header, rows } = compareRows(measurements);
   console.log(`\nringkv compare suite — ${machineLine(report.machine)}`);
-  console.log(`${options.loop} loop, ${options.concurrency} clients, ${options.valueSizeBytes}-byte values, ${options.keyCount.toLocaleString('en-US')} ${options.distribution} keys, ${options.warmupSeconds} s warm-up + ${options.durationSeconds} s per workload\n`);
+  console.log(
+    `${options.loop} loop, ${options.concurrency} clients, ${options.valueSizeBytes}-byte values, ${options.keyCount.toLocaleString('en-US')} ${options.distribution} keys, ${options.warmupSeconds} s warm-up + ${options.durationSeconds} s per workload\n`,
+  );
   console.log(textTable(header, rows));
   console.log('');
   for (const note of notes) console.log(`note: ${note}`);

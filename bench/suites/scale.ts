@@ -113,7 +113,10 @@ export function scaleMarkdown(report: ScaleReport): string {
     '',
     markdownTable(header, rows),
     '',
-    markdownTable(['target', 'measured', 'status'], report.verdicts.map((verdict) => [verdict.target, verdict.measured, verdict.met === null ? 'not measured' : verdict.met ? 'met' : 'MISSED'])),
+    markdownTable(
+      ['target', 'measured', 'status'],
+      report.verdicts.map((verdict) => [verdict.target, verdict.measured, verdict.met === null ? 'not measured' : verdict.met ? 'met' : 'MISSED']),
+    ),
     '',
   ].join('\n');
 }
@@ -129,13 +132,28 @@ export async function runScaleSuite(options: ScaleOptions, command: string): Pro
   const quorum = nVal === 1 ? {} : { r: 2, w: 2 };
   let description = '';
   try {
-    const target = await startRingkv({ name: `ringkv-${options.nodeCount}`, nodeCount: options.nodeCount, nVal, ...quorum, dataRoot, nodeArgs: options.ringkvNodeArgs, conflictMode: options.conflictMode });
+    const target = await startRingkv({
+      name: `ringkv-${options.nodeCount}`,
+      nodeCount: options.nodeCount,
+      nVal,
+      ...quorum,
+      dataRoot,
+      nodeArgs: options.ringkvNodeArgs,
+      conflictMode: options.conflictMode,
+    });
     description = target.description;
     const driver = driverFor(target, options, Math.max(...options.stageKeyCounts));
     try {
       let filled = 0;
       for (const keyCount of options.stageKeyCounts) {
-        const fill = await prefill(driver, keyCount, options.concurrency, `${target.name} ${keyCount.toLocaleString('en-US')} keys`, options.showProgress, filled);
+        const fill = await prefill(
+          driver,
+          keyCount,
+          options.concurrency,
+          `${target.name} ${keyCount.toLocaleString('en-US')} keys`,
+          options.showProgress,
+          filled,
+        );
         filled = keyCount;
         process.stderr.write(`filled to ${keyCount.toLocaleString('en-US')} keys in ${fill.seconds} s (${fill.errorCount} failed)\n`);
         const results: LoadResult[] = [];
@@ -175,7 +193,12 @@ export async function runScaleSuite(options: ScaleOptions, command: string): Pro
   console.log(`\nringkv scale suite — ${machineLine(report.machine)}\n${description}; whole suite ${Math.round(report.totalSeconds)} s\n`);
   console.log(textTable(header, rows));
   console.log('');
-  console.log(textTable(['target', 'measured', 'status'], report.verdicts.map((verdict) => [verdict.target, verdict.measured, verdict.met === null ? 'not measured' : verdict.met ? 'met' : 'MISSED'])));
+  console.log(
+    textTable(
+      ['target', 'measured', 'status'],
+      report.verdicts.map((verdict) => [verdict.target, verdict.measured, verdict.met === null ? 'not measured' : verdict.met ? 'met' : 'MISSED']),
+    ),
+  );
   const jsonFile = writeResultJson(options.resultsDir, 'scale', report);
   const markdownFile = writeResultText(options.resultsDir, 'scale-latest.md', scaleMarkdown(report));
   console.log(`\nresults: ${jsonFile}\n         ${markdownFile}`);

@@ -143,13 +143,17 @@ function oneOf<T extends string>(name: string, text: string | undefined, choices
 /** The faults of a --nemesis list; `all` is partition, kill and pause; `none` is no fault. */
 export function parseFaults(text: string): FaultName[] {
   const faults = new Set<FaultName>();
-  for (const item of text.split(',').map((part) => part.trim()).filter((part) => part.length > 0)) {
+  for (const item of text
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0)) {
     if (item === 'none') continue;
     if (item === 'all') {
       faults.add('partition').add('kill').add('pause');
       continue;
     }
-    if (!(faultNames as readonly string[]).includes(item)) throw new Error(`--nemesis: unknown fault '${item}'; choose from ${faultNames.join(', ')}, all, none`);
+    if (!(faultNames as readonly string[]).includes(item))
+      throw new Error(`--nemesis: unknown fault '${item}'; choose from ${faultNames.join(', ')}, all, none`);
     faults.add(item as FaultName);
   }
   return [...faults];
@@ -191,15 +195,20 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | undefined
   const faults = parseFaults(values.nemesis ?? 'partition');
   const packetFaults = faults.filter((fault) => netnsOnlyFaults.includes(fault));
   if (net !== 'netns' && packetFaults.length > 0) {
-    throw new Error(`--nemesis ${packetFaults.join(',')} needs --net netns (as root): the loopback link proxies see a byte stream, not packets, so they cannot delay or drop single packets`);
+    throw new Error(
+      `--nemesis ${packetFaults.join(',')} needs --net netns (as root): the loopback link proxies see a byte stream, not packets, so they cannot delay or drop single packets`,
+    );
   }
   if (shards > 1 && faults.includes('membership')) {
-    throw new Error(`--nemesis membership with --shards ${shards}: joining, leaving and removing a node of several shards (each a ring member) is not modelled by the harness; drop membership or use --shards 1`);
+    throw new Error(
+      `--nemesis membership with --shards ${shards}: joining, leaving and removing a node of several shards (each a ring member) is not modelled by the harness; drop membership or use --shards 1`,
+    );
   }
   const workload = oneOf('workload', values.workload, workloadNames, 'set');
   const canBeConsistent = consistentWorkloads.includes(workload);
   const bucketMode = oneOf('bucket', values.bucket, ['consistent', 'plain'] as const, canBeConsistent ? 'consistent' : 'plain');
-  if (bucketMode === 'consistent' && !canBeConsistent) throw new Error(`--bucket consistent is for the ${consistentWorkloads.join(' and ')} workloads; ${workload} runs on a plain bucket (drop --bucket)`);
+  if (bucketMode === 'consistent' && !canBeConsistent)
+    throw new Error(`--bucket consistent is for the ${consistentWorkloads.join(' and ')} workloads; ${workload} runs on a plain bucket (drop --bucket)`);
   return {
     workload,
     bucketMode,

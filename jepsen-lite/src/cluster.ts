@@ -198,13 +198,20 @@ export class Cluster {
   private launch(node: ClusterNode, seeds: readonly string[]): void {
     mkdirSync(node.dataDir, { recursive: true });
     const args = [
-      this.script, 'start',
-      '--shards', String(this.shards),
-      '--host', this.options.nodeHost?.(node.index) ?? '127.0.0.1',
-      '--port', String(node.port),
-      '--data', node.dataDir,
-      '--config', this.options.configFile,
-      '--log-level', this.options.logLevel,
+      this.script,
+      'start',
+      '--shards',
+      String(this.shards),
+      '--host',
+      this.options.nodeHost?.(node.index) ?? '127.0.0.1',
+      '--port',
+      String(node.port),
+      '--data',
+      node.dataDir,
+      '--config',
+      this.options.configFile,
+      '--log-level',
+      this.options.logLevel,
     ];
     const peerMap = this.options.peerMap?.(node.index);
     if (peerMap !== undefined && peerMap.length > 0) args.push('--peer-map', peerMap);
@@ -298,14 +305,19 @@ export class Cluster {
 
   /** Waits until no process of the node's group is left (a killed supervisor's shards die with it, but not in the same instant). */
   private async groupGone(pid: number, deadlineMs = 30_000): Promise<void> {
-    await waitFor(`process group ${pid} to be gone`, deadlineMs, async () => {
-      try {
-        process.kill(-pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 50);
+    await waitFor(
+      `process group ${pid} to be gone`,
+      deadlineMs,
+      async () => {
+        try {
+          process.kill(-pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      50,
+    );
   }
 
   /** One node's /status (from whichever shard took the connection). */
@@ -345,14 +357,19 @@ export class Cluster {
   async waitConverged(deadlineMs = 60_000): Promise<void> {
     const members = this.members;
     const count = members.length * this.shards;
-    await waitFor(`every member (${members.map((node) => node.name).join(',')}) to see ${count} ring members up and in the ring`, deadlineMs, async () => {
-      for (const node of members) {
-        const status = await this.status(node);
-        if (status.members.filter((member) => member.status === 'up').length !== count) return false;
-        if (status.ring?.members.length !== count) return false;
-      }
-      return true;
-    }, 250);
+    await waitFor(
+      `every member (${members.map((node) => node.name).join(',')}) to see ${count} ring members up and in the ring`,
+      deadlineMs,
+      async () => {
+        for (const node of members) {
+          const status = await this.status(node);
+          if (status.members.filter((member) => member.status === 'up').length !== count) return false;
+          if (status.ring?.members.length !== count) return false;
+        }
+        return true;
+      },
+      250,
+    );
   }
 
   /** kill -9 of the node's whole process group (every shard at once): nothing flushes or says goodbye; resolves once all are gone. */
@@ -373,7 +390,10 @@ export class Cluster {
   /** Restarts a killed node with its data folder, port, seeds (today's members) and links; resolves once it answers /health. */
   async restart(node: ClusterNode, deadlineMs = 60_000): Promise<void> {
     if (node.state !== 'killed' && node.state !== 'stopped') return;
-    this.launch(node, this.memberAddresses.filter((address) => address !== node.address));
+    this.launch(
+      node,
+      this.memberAddresses.filter((address) => address !== node.address),
+    );
     await this.waitHealthy(node, deadlineMs);
   }
 
@@ -404,10 +424,15 @@ export class Cluster {
     if (id === undefined) throw new Error(`${node.name} has no known id; it never answered /status`);
     await this.kill(node);
     node.role = 'removed';
-    await waitFor(`${via.name} to judge ${node.name} (${id}) down`, deadlineMs, async () => {
-      const status = await this.status(via);
-      return status.members.some((member) => member.id === id && member.status === 'down');
-    }, 250);
+    await waitFor(
+      `${via.name} to judge ${node.name} (${id}) down`,
+      deadlineMs,
+      async () => {
+        const status = await this.status(via);
+        return status.members.some((member) => member.id === id && member.status === 'down');
+      },
+      250,
+    );
     await this.ringkv(['remove', id, '--node', via.address]);
   }
 

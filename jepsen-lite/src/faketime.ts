@@ -29,7 +29,10 @@ export function findFaketimeLibrary(libRoot = '/usr/lib'): string | undefined {
 export function ensureFaketime(say: (line: string) => void): { readonly library: string } | { readonly reason: string } {
   const found = findFaketimeLibrary();
   if (found !== undefined) return { library: found };
-  if (process.getuid?.() !== 0) return { reason: `libfaketime is missing and installing Debian's ${faketimePackage} package needs root: run apt-get install -y ${faketimePackage}, or run the harness as root` };
+  if (process.getuid?.() !== 0)
+    return {
+      reason: `libfaketime is missing and installing Debian's ${faketimePackage} package needs root: run apt-get install -y ${faketimePackage}, or run the harness as root`,
+    };
   if (!existsSync('/usr/bin/apt-get')) return { reason: `libfaketime is missing and there is no apt-get to install Debian's ${faketimePackage} package with` };
   say(`installing Debian's ${faketimePackage} package for the clock nemesis`);
   const environment = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };

@@ -44,21 +44,26 @@ export async function forEachBounded<T>(items: readonly T[], parallelism: number
 export async function waitForHints(cluster: Cluster, deadlineMs: number): Promise<string | undefined> {
   let pending = '';
   try {
-    await waitFor('every node to have delivered its hints', deadlineMs, async () => {
-      const holders: string[] = [];
-      // Members only: a node that left has exited, and a removed one moves no data.
-      // Every shard of a node at its own address (shard 0 at the node's shared port).
-      for (const node of cluster.members) {
-        for (const [shard, address] of node.memberAddresses.entries()) {
-          const hints = (await cluster.statusAt(address)).hints;
-          if (hints.pending === 0) continue;
-          const targets = Object.entries(hints.byTarget ?? {}).map(([id, count]) => `${cluster.nameOf(id)} ${count}`);
-          holders.push(`${node.name}${cluster.shards > 1 ? `.s${shard}` : ''} holds ${hints.pending} (${targets.join(', ')})`);
+    await waitFor(
+      'every node to have delivered its hints',
+      deadlineMs,
+      async () => {
+        const holders: string[] = [];
+        // Members only: a node that left has exited, and a removed one moves no data.
+        // Every shard of a node at its own address (shard 0 at the node's shared port).
+        for (const node of cluster.members) {
+          for (const [shard, address] of node.memberAddresses.entries()) {
+            const hints = (await cluster.statusAt(address)).hints;
+            if (hints.pending === 0) continue;
+            const targets = Object.entries(hints.byTarget ?? {}).map(([id, count]) => `${cluster.nameOf(id)} ${count}`);
+            holders.push(`${node.name}${cluster.shards > 1 ? `.s${shard}` : ''} holds ${hints.pending} (${targets.join(', ')})`);
+          }
         }
-      }
-      pending = holders.join('; ');
-      return holders.length === 0;
-    }, 500);
+        pending = holders.join('; ');
+        return holders.length === 0;
+      },
+      500,
+    );
     return undefined;
   } catch {
     return pending === '' ? 'no answer from a member' : pending;
@@ -70,7 +75,13 @@ function errorText(error: unknown): string {
 }
 
 /** Reads every key of the workload with r=all, each attempt recorded as a `final-read` operation; returns each key's value as recorded. */
-export async function finalReads(workload: Workload, client: RingClient, cluster: Cluster, history: HistoryRecorder, options: FinalReadOptions): Promise<Map<string, unknown>> {
+export async function finalReads(
+  workload: Workload,
+  client: RingClient,
+  cluster: Cluster,
+  history: HistoryRecorder,
+  options: FinalReadOptions,
+): Promise<Map<string, unknown>> {
   const addresses = cluster.memberAddresses;
   const attempts = options.attempts ?? 5;
   const values = new Map<string, unknown>();
@@ -80,7 +91,10 @@ export async function finalReads(workload: Workload, client: RingClient, cluster
       const node = addresses[(slot + attempt) % addresses.length] as string;
       history.record({ type: 'invoke', process, f: 'final-read', key, node, r: options.nVal });
       try {
-        const value = workload.readValue !== undefined ? await workload.readValue(client, node, key) : workload.decode((await client.get(workload.bucket, key, { node, r: 'all' })).siblings);
+        const value =
+          workload.readValue !== undefined
+            ? await workload.readValue(client, node, key)
+            : workload.decode((await client.get(workload.bucket, key, { node, r: 'all' })).siblings);
         values.set(key, value);
         history.record({ type: 'ok', process, f: 'final-read', key, node, r: options.nVal, value });
         return;
@@ -118,7 +132,9 @@ export async function localReads(
   const addressOf = new Map(status.members.map((member) => [member.id, member.address]));
   // The members' placement (host, zone) as /status shows it, so the preference list is the one the
   // nodes use: with hosts of several shards, placement skips a second shard of a host already chosen.
-  const locations = Object.fromEntries(status.members.map((member) => [member.id, { host: member.host ?? member.id, ...(member.zone === undefined ? {} : { zone: member.zone }) }]));
+  const locations = Object.fromEntries(
+    status.members.map((member) => [member.id, { host: member.host ?? member.id, ...(member.zone === undefined ? {} : { zone: member.zone }) }]),
+  );
   const ringForPlacement = { partitionCount: ring.owners.length, owners: ring.owners, version: 0, next: null, locations };
   const deadline = Date.now() + (options.convergenceDeadlineMs ?? 15_000);
   await forEachBounded(workload.finalKeys(), options.parallelism ?? 8, async (key, slot) => {

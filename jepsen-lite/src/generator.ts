@@ -59,7 +59,12 @@ export async function runClients(
       history.record({ ...base, type: 'invoke', ...(operation.value === undefined ? {} : { value: operation.value }) });
       const completion = await workload.perform(client, node, operation, index);
       const value = completion.value ?? operation.value;
-      history.record({ ...base, type: completion.type, ...(value === undefined ? {} : { value }), ...(completion.error === undefined ? {} : { error: completion.error }) });
+      history.record({
+        ...base,
+        type: completion.type,
+        ...(value === undefined ? {} : { value }),
+        ...(completion.error === undefined ? {} : { error: completion.error }),
+      });
       if (completion.type === 'info') process += options.concurrency;
     }
   };

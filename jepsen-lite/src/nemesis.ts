@@ -126,7 +126,8 @@ function onMembers(fault: Fault, members: readonly number[]): Fault {
       groups: fault.groups.map((group) => sorted(group.map(slot))),
     };
   }
-  if (fault.kind === 'kill' || fault.kind === 'pause' || fault.kind === 'latency' || fault.kind === 'loss') return { ...fault, nodes: sorted(fault.nodes.map(slot)) };
+  if (fault.kind === 'kill' || fault.kind === 'pause' || fault.kind === 'latency' || fault.kind === 'loss')
+    return { ...fault, nodes: sorted(fault.nodes.map(slot)) };
   // Slots keep the members' order, so the offsets stay beside their nodes.
   if (fault.kind === 'clock') return { ...fault, nodes: fault.nodes.map(slot) };
   return fault;
@@ -230,7 +231,9 @@ export const clockOffsetRangeS = { min: 2, max: 60 } as const;
 export function planClock(nodeCount: number, random: Random): Fault {
   const count = 1 + random.int(Math.ceil(nodeCount / 2));
   const nodes = sorted(shuffled(nodeCount, random).slice(0, count));
-  const offsetsMs = nodes.map(() => (random.next() < 0.5 ? -1 : 1) * (clockOffsetRangeS.min + random.int(clockOffsetRangeS.max - clockOffsetRangeS.min + 1)) * 1000);
+  const offsetsMs = nodes.map(
+    () => (random.next() < 0.5 ? -1 : 1) * (clockOffsetRangeS.min + random.int(clockOffsetRangeS.max - clockOffsetRangeS.min + 1)) * 1000,
+  );
   return { kind: 'clock', nodes, offsetsMs };
 }
 
@@ -290,7 +293,8 @@ export function planNemesisSchedule(options: ScheduleOptions, random: Random): N
   let atMs = jitter();
   while (atMs < options.timeLimitMs) {
     const name = options.faults[random.int(options.faults.length)] as FaultName;
-    const planned = name === 'membership' ? planMembership(model, options.nodeCount, random) : onMembers(planFault(name, model.members.length, random), model.members);
+    const planned =
+      name === 'membership' ? planMembership(model, options.nodeCount, random) : onMembers(planFault(name, model.members.length, random), model.members);
     // No membership change is possible (no spare, at the minimum): that turn stays quiet.
     if (planned === undefined) {
       atMs += jitter();
@@ -311,10 +315,17 @@ export function planNemesisSchedule(options: ScheduleOptions, random: Random): N
 export function describeFault(fault: Fault, names: readonly string[]): Record<string, unknown> {
   const name = (node: number): string => names[node] ?? `#${node}`;
   if (fault.kind === 'partition') {
-    return { kind: 'partition', grudge: fault.shape, groups: fault.groups.map((group) => group.map(name)), cut: fault.blocked.map(([a, b]) => `${name(a)}-${name(b)}`) };
+    return {
+      kind: 'partition',
+      grudge: fault.shape,
+      groups: fault.groups.map((group) => group.map(name)),
+      cut: fault.blocked.map(([a, b]) => `${name(a)}-${name(b)}`),
+    };
   }
-  if (fault.kind === 'clock') return { kind: 'clock', offsetsMs: Object.fromEntries(fault.nodes.map((node, place) => [name(node), fault.offsetsMs[place] ?? 0])) };
-  if (fault.kind === 'membership') return { kind: 'membership', action: fault.action, node: name(fault.node), ...(fault.via === undefined ? {} : { via: name(fault.via) }) };
+  if (fault.kind === 'clock')
+    return { kind: 'clock', offsetsMs: Object.fromEntries(fault.nodes.map((node, place) => [name(node), fault.offsetsMs[place] ?? 0])) };
+  if (fault.kind === 'membership')
+    return { kind: 'membership', action: fault.action, node: name(fault.node), ...(fault.via === undefined ? {} : { via: name(fault.via) }) };
   if (fault.kind === 'latency') return { kind: 'latency', nodes: fault.nodes.map(name), delayMs: fault.delayMs, jitterMs: fault.jitterMs };
   if (fault.kind === 'loss') return { kind: 'loss', nodes: fault.nodes.map(name), percent: fault.percent };
   return { kind: fault.kind, nodes: fault.nodes.map(name) };

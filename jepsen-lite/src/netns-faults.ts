@@ -96,6 +96,8 @@ export class NamespaceFaults implements FaultNetwork {
 
 function saveCounters(namespace: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('ip', ['netns', 'exec', namespace, 'iptables-save', '-c', '-t', 'filter'], { timeout: 30_000 }, (error, stdout) => (error === null ? resolve(stdout) : reject(error)));
+    execFile('ip', ['netns', 'exec', namespace, 'iptables-save', '-c', '-t', 'filter'], { timeout: 30_000 }, (error, stdout) =>
+      error === null ? resolve(stdout) : reject(error),
+    );
   });
 }

@@ -40,7 +40,8 @@ export function prepareNamespaces(basePort: number, say: (line: string) => void)
     .join('\n')
     .split('\n')
     .filter((line) => line.includes(` ${subnet}.`) || line.startsWith(`${subnet}.`));
-  if (inUse.length > 0) throw new Error(`--net netns needs the subnet ${subnet}.0/24, which this machine already uses (${inUse[0]?.trim()}); pass another --base-port`);
+  if (inUse.length > 0)
+    throw new Error(`--net netns needs the subnet ${subnet}.0/24, which this machine already uses (${inUse[0]?.trim()}); pass another --base-port`);
   const prefix = `${runPrefixBase(basePort)}${randomBytes(2).toString('hex').slice(0, 3)}`;
   return { prefix, network: new NamespaceNetwork({ prefix, subnet, rootLink: true }) };
 }

@@ -134,19 +134,57 @@ export const hostDevice = 'eth0';
  * and a u32 filter per peer address sends that peer's packets through the class with netem.
  * Empty when `self` is in no pair. Undo with `tcResetCommand`.
  */
-export function netemCommandsFor(self: number, addresses: readonly string[], pairs: HostPairs, delayMs: number, jitterMs: number, device = hostDevice): string[][] {
+export function netemCommandsFor(
+  self: number,
+  addresses: readonly string[],
+  pairs: HostPairs,
+  delayMs: number,
+  jitterMs: number,
+  device = hostDevice,
+): string[][] {
   const peers = peersOf(self, pairs);
   if (peers.length === 0) return [];
   const commands = [
     ['qdisc', 'replace', 'dev', device, 'root', 'handle', '1:', 'htb', 'default', '1'],
     ['class', 'add', 'dev', device, 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '10gbit'],
     ['class', 'add', 'dev', device, 'parent', '1:', 'classid', '1:2', 'htb', 'rate', '10gbit'],
-    ['qdisc', 'add', 'dev', device, 'parent', '1:2', 'handle', '20:', 'netem', 'delay', `${Math.round(delayMs)}ms`, ...(jitterMs > 0 ? [`${Math.round(jitterMs)}ms`] : [])],
+    [
+      'qdisc',
+      'add',
+      'dev',
+      device,
+      'parent',
+      '1:2',
+      'handle',
+      '20:',
+      'netem',
+      'delay',
+      `${Math.round(delayMs)}ms`,
+      ...(jitterMs > 0 ? [`${Math.round(jitterMs)}ms`] : []),
+    ],
   ];
   for (const peer of peers) {
     const address = addresses[peer];
     if (address === undefined) throw new Error(`no host ${peer} (there are ${addresses.length})`);
-    commands.push(['filter', 'add', 'dev', device, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'dst', `${address}/32`, 'flowid', '1:2']);
+    commands.push([
+      'filter',
+      'add',
+      'dev',
+      device,
+      'parent',
+      '1:',
+      'protocol',
+      'ip',
+      'prio',
+      '1',
+      'u32',
+      'match',
+      'ip',
+      'dst',
+      `${address}/32`,
+      'flowid',
+      '1:2',
+    ]);
   }
   return commands;
 }
@@ -201,13 +239,19 @@ export function removeLeftovers(pattern: RegExp, linkPattern?: RegExp): string[]
   const removed: string[] = [];
   let names: string[] = [];
   try {
-    names = run('ip', ['netns', 'list']).split('\n').map((line) => line.split(' ')[0] ?? '').filter((name) => pattern.test(name));
+    names = run('ip', ['netns', 'list'])
+      .split('\n')
+      .map((line) => line.split(' ')[0] ?? '')
+      .filter((name) => pattern.test(name));
   } catch {
     return removed;
   }
   for (const namespace of names) {
     try {
-      for (const pid of run('ip', ['netns', 'pids', namespace]).split('\n').filter((text) => /^\d+$/.test(text))) process.kill(Number(pid), 'SIGKILL');
+      for (const pid of run('ip', ['netns', 'pids', namespace])
+        .split('\n')
+        .filter((text) => /^\d+$/.test(text)))
+        process.kill(Number(pid), 'SIGKILL');
     } catch {
       // Nothing runs there, or it is already gone.
     }
@@ -221,7 +265,10 @@ export function removeLeftovers(pattern: RegExp, linkPattern?: RegExp): string[]
   }
   if (linkPattern !== undefined) {
     try {
-      const links = run('ip', ['-o', 'link', 'show']).split('\n').map((line) => (line.split(': ')[1] ?? '').split('@')[0] ?? '').filter((name) => linkPattern.test(name));
+      const links = run('ip', ['-o', 'link', 'show'])
+        .split('\n')
+        .map((line) => (line.split(': ')[1] ?? '').split('@')[0] ?? '')
+        .filter((name) => linkPattern.test(name));
       for (const link of links) {
         try {
           run('ip', ['link', 'del', link]);
@@ -235,7 +282,8 @@ export function removeLeftovers(pattern: RegExp, linkPattern?: RegExp): string[]
     }
   }
   try {
-    if (existsSync('/etc/netns')) for (const entry of readdirSync('/etc/netns')) if (pattern.test(entry)) rmSync(`/etc/netns/${entry}`, { recursive: true, force: true });
+    if (existsSync('/etc/netns'))
+      for (const entry of readdirSync('/etc/netns')) if (pattern.test(entry)) rmSync(`/etc/netns/${entry}`, { recursive: true, force: true });
   } catch {
     // Nothing there.
   }
@@ -260,7 +308,8 @@ export class NamespaceNetwork {
 
   constructor(options: NamespaceNetworkOptions = {}) {
     this.prefix = options.prefix ?? `rkv${randomBytes(3).toString('hex')}`;
-    if (!/^[a-z0-9]{1,12}$/.test(this.prefix)) throw new Error(`a namespace prefix is 1 to 12 lower-case letters and digits (its veth name must fit 15 characters), got '${this.prefix}'`);
+    if (!/^[a-z0-9]{1,12}$/.test(this.prefix))
+      throw new Error(`a namespace prefix is 1 to 12 lower-case letters and digits (its veth name must fit 15 characters), got '${this.prefix}'`);
     this.subnet = options.subnet ?? '10.233.0';
     this.rootAddress = options.rootLink === true ? `${this.subnet}.1` : undefined;
   }
@@ -343,7 +392,11 @@ export class NamespaceNetwork {
   }
 
   private writeHostsFiles(): void {
-    const lines = ['127.0.0.1 localhost', ...this.hosts.map((host) => `${host.address} ${host.name}`), ...this.aliases.map(({ address, alias }) => `${address} ${alias}`)];
+    const lines = [
+      '127.0.0.1 localhost',
+      ...this.hosts.map((host) => `${host.address} ${host.name}`),
+      ...this.aliases.map(({ address, alias }) => `${address} ${alias}`),
+    ];
     for (const folder of this.etcFolders) {
       writeFileSync(`${folder}/hosts`, `${lines.join('\n')}\n`);
       // Names resolve from that file alone: no DNS query is ever sent from these hosts.
@@ -413,7 +466,9 @@ export class NamespaceNetwork {
     this.removed = true;
     for (const namespace of this.namespaces) {
       try {
-        const pids = run('ip', ['netns', 'pids', namespace]).split('\n').filter((pid) => /^\d+$/.test(pid));
+        const pids = run('ip', ['netns', 'pids', namespace])
+          .split('\n')
+          .filter((pid) => /^\d+$/.test(pid));
         for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
       } catch {
         // The namespace may already be gone.

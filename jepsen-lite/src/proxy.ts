@@ -248,7 +248,8 @@ export class LinkNetwork {
     for (let from = 0; from < nodeCount; from++) {
       for (let to = 0; to < nodeCount; to++) {
         if (from === to) continue;
-        for (let shard = 0; shard < shardCount; shard++) this.links.push({ proxy: new LinkProxy(from, to, proxyPort(from, to, shard), memberPeerPort(to, shard)), toShard: shard });
+        for (let shard = 0; shard < shardCount; shard++)
+          this.links.push({ proxy: new LinkProxy(from, to, proxyPort(from, to, shard), memberPeerPort(to, shard)), toShard: shard });
       }
     }
   }
@@ -267,7 +268,8 @@ export class LinkNetwork {
     const entries: string[] = [];
     for (let to = 0; to < this.nodeCount; to++) {
       if (to === from) continue;
-      for (let shard = 0; shard < this.shardCount; shard++) entries.push(`127.0.0.1:${this.memberPort(to, shard)}=127.0.0.1:${this.proxyPort(from, to, shard)}`);
+      for (let shard = 0; shard < this.shardCount; shard++)
+        entries.push(`127.0.0.1:${this.memberPort(to, shard)}=127.0.0.1:${this.proxyPort(from, to, shard)}`);
     }
     return entries.join(',');
   }

@@ -58,8 +58,10 @@ function shading(intervals: readonly Interval[], durationS: number, view: Frame)
       const left = view.x(interval.startMs / 1000);
       const right = view.x(Math.min(interval.endMs / 1000, durationS));
       const colour = faultColour(interval.label);
-      return `<rect x="${left.toFixed(1)}" y="${margin.top}" width="${Math.max(1, right - left).toFixed(1)}" height="${view.plotHeight}" fill="${colour}" fill-opacity="0.55"><title>${escapeHtml(interval.label)}</title></rect>` +
-        `<text x="${(left + 2).toFixed(1)}" y="${margin.top - 6}" font-size="10" fill="#555">${escapeHtml(interval.label)}</text>`;
+      return (
+        `<rect x="${left.toFixed(1)}" y="${margin.top}" width="${Math.max(1, right - left).toFixed(1)}" height="${view.plotHeight}" fill="${colour}" fill-opacity="0.55"><title>${escapeHtml(interval.label)}</title></rect>` +
+        `<text x="${(left + 2).toFixed(1)}" y="${margin.top - 6}" font-size="10" fill="#555">${escapeHtml(interval.label)}</text>`
+      );
     })
     .join('');
 }
@@ -97,7 +99,9 @@ function latencyChart(f: string, points: readonly Point[], intervals: readonly I
   for (let power = lowPower; power <= highPower; power++) {
     const tickY = y(10 ** power).toFixed(1);
     parts.push(`<line x1="${margin.left}" x2="${margin.left + view.plotWidth}" y1="${tickY}" y2="${tickY}" stroke="#e4e4e4"/>`);
-    parts.push(`<text x="${margin.left - 6}" y="${tickY}" font-size="10" text-anchor="end" dominant-baseline="middle">${10 ** power >= 1 ? 10 ** power : (10 ** power).toFixed(1)}</text>`);
+    parts.push(
+      `<text x="${margin.left - 6}" y="${tickY}" font-size="10" text-anchor="end" dominant-baseline="middle">${10 ** power >= 1 ? 10 ** power : (10 ** power).toFixed(1)}</text>`,
+    );
   }
   // Draw ok first so the rarer fail and info points stay visible on top.
   const order = ['ok', 'fail', 'info'];
@@ -110,7 +114,9 @@ function latencyChart(f: string, points: readonly Point[], intervals: readonly I
   }
   parts.push(`<rect x="${margin.left}" y="${margin.top}" width="${view.plotWidth}" height="${view.plotHeight}" fill="none" stroke="#333"/>`);
   parts.push(timeAxis(durationS, view));
-  parts.push(`<text x="14" y="${margin.top + view.plotHeight / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 14 ${margin.top + view.plotHeight / 2})">latency (ms, log)</text>`);
+  parts.push(
+    `<text x="14" y="${margin.top + view.plotHeight / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 14 ${margin.top + view.plotHeight / 2})">latency (ms, log)</text>`,
+  );
   return chart(`${f}: latency of each operation by invocation time`, parts.join(''));
 }
 
@@ -142,12 +148,14 @@ function rateChart(f: string, points: readonly Point[], intervals: readonly Inte
   }
   parts.push(`<rect x="${margin.left}" y="${margin.top}" width="${view.plotWidth}" height="${view.plotHeight}" fill="none" stroke="#333"/>`);
   parts.push(timeAxis(durationS, view));
-  parts.push(`<text x="14" y="${margin.top + view.plotHeight / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 14 ${margin.top + view.plotHeight / 2})">ops/s</text>`);
+  parts.push(
+    `<text x="14" y="${margin.top + view.plotHeight / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 14 ${margin.top + view.plotHeight / 2})">ops/s</text>`,
+  );
   return chart(`${f}: completions per second by outcome (${bucketS} s buckets)`, parts.join(''));
 }
 
 function table(rows: readonly (readonly unknown[])[], header?: readonly string[]): string {
-  const cell = (value: unknown): string => escapeHtml(typeof value === 'string' ? value : JSON.stringify(value) ?? '');
+  const cell = (value: unknown): string => escapeHtml(typeof value === 'string' ? value : (JSON.stringify(value) ?? ''));
   const head = header === undefined ? '' : `<tr>${header.map((name) => `<th>${escapeHtml(name)}</th>`).join('')}</tr>`;
   return `<table>${head}${rows.map((row) => `<tr>${row.map((value) => `<td>${cell(value)}</td>`).join('')}</tr>`).join('')}</table>`;
 }

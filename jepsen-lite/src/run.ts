@@ -130,21 +130,35 @@ function printVerdict(workload: WorkloadName, verdict: RunVerdict, warnings: rea
   for (const reason of verdict.nothingTested) say(`INVALID, ${reason}`);
   // The linearizability checker's verdict is a word: valid, invalid, or unknown (its search budget ran out).
   const word = verdict.workload.verdict;
-  say(`${workload}: ${word === undefined ? '' : `${word}, `}${Object.entries(headlineOf(verdict.workload)).map(([name, value]) => `${name} ${String(value)}`).join(', ')}`);
+  say(
+    `${workload}: ${word === undefined ? '' : `${word}, `}${Object.entries(headlineOf(verdict.workload))
+      .map(([name, value]) => `${name} ${String(value)}`)
+      .join(', ')}`,
+  );
   say(`convergence: ${convergence.keysChecked} keys checked on their replicas, ${convergence.divergedKeys} diverged`);
   for (const [f, counts] of Object.entries(stats.counts)) {
     const latency = stats.latency[f];
-    say(`${f.padEnd(7)} ok ${counts.ok}  fail ${counts.fail}  info ${counts.info}  | latency p50 ${latency?.p50Ms ?? 0} ms  p95 ${latency?.p95Ms ?? 0} ms  p99 ${latency?.p99Ms ?? 0} ms  max ${latency?.maxMs ?? 0} ms`);
+    say(
+      `${f.padEnd(7)} ok ${counts.ok}  fail ${counts.fail}  info ${counts.info}  | latency p50 ${latency?.p50Ms ?? 0} ms  p95 ${latency?.p95Ms ?? 0} ms  p99 ${latency?.p99Ms ?? 0} ms  max ${latency?.maxMs ?? 0} ms`,
+    );
   }
-  say(`availability: ${percent(stats.availability.duringFaults.okFraction)} ok during faults (${stats.faults} faults, ${(stats.faultTimeMs / 1000).toFixed(1)} s), ${percent(stats.availability.outsideFaults.okFraction)} ok outside`);
+  say(
+    `availability: ${percent(stats.availability.duringFaults.okFraction)} ok during faults (${stats.faults} faults, ${(stats.faultTimeMs / 1000).toFixed(1)} s), ${percent(stats.availability.outsideFaults.okFraction)} ok outside`,
+  );
   for (const warning of warnings) say(`warning: ${warning}`);
 }
 
 /** Judges a stored run again from its history.jsonl and run.json; returns the exit code. */
 function recheck(folder: string): number {
-  const run = JSON.parse(readFileSync(join(folder, 'run.json'), 'utf8')) as { settings: { workload: WorkloadName; nodes: number; nVal?: number; bucket?: 'consistent' | 'plain' } };
+  const run = JSON.parse(readFileSync(join(folder, 'run.json'), 'utf8')) as {
+    settings: { workload: WorkloadName; nodes: number; nVal?: number; bucket?: 'consistent' | 'plain' };
+  };
   const history = parseHistory(readFileSync(join(folder, 'history.jsonl'), 'utf8'));
-  const verdict = checkRun(run.settings.workload, history, { replicas: Math.min(run.settings.nVal ?? nVal, run.settings.nodes), recoveryMs, bucketMode: run.settings.bucket ?? 'plain' });
+  const verdict = checkRun(run.settings.workload, history, {
+    replicas: Math.min(run.settings.nVal ?? nVal, run.settings.nodes),
+    recoveryMs,
+    bucketMode: run.settings.bucket ?? 'plain',
+  });
   say(`re-checking ${history.length} history entries of ${folder}`);
   printVerdict(run.settings.workload, verdict, []);
   return verdict.valid ? 0 : 1;
@@ -200,7 +214,10 @@ async function run(requested: RunOptions): Promise<number> {
     }
   }
   const highest = Math.max(options.basePort + peerPortOffset, ...ports);
-  if (highest > 65_535) throw new Error(`--base-port ${options.basePort} puts ports up to ${highest}, above 65535 (the peer ports are ${peerPortOffset} above the HTTP ports): pass a lower --base-port`);
+  if (highest > 65_535)
+    throw new Error(
+      `--base-port ${options.basePort} puts ports up to ${highest}, above 65535 (the peer ports are ${peerPortOffset} above the HTTP ports): pass a lower --base-port`,
+    );
   await assertPortsFree(ports);
   const runFolder = makeRunFolder(storeRoot);
   const dataRoot = mkdtempSync(join(tmpdir(), 'ringkv-jepsen-'));
@@ -263,7 +280,11 @@ async function run(requested: RunOptions): Promise<number> {
     shards,
     nodePort,
     ...(network === undefined
-      ? { nodeHost: (node: number) => (hosts as NamespaceNetwork).hostAddress(node), launcher: (node: number, argv: readonly string[], environment: Readonly<Record<string, string>>) => (hosts as NamespaceNetwork).execIn(host(node), argv, environment) }
+      ? {
+          nodeHost: (node: number) => (hosts as NamespaceNetwork).hostAddress(node),
+          launcher: (node: number, argv: readonly string[], environment: Readonly<Record<string, string>>) =>
+            (hosts as NamespaceNetwork).execIn(host(node), argv, environment),
+        }
       : { peerMap: (node: number) => network.peerMap(node) }),
     dataRoot,
     logRoot: runFolder,
@@ -308,9 +329,17 @@ async function run(requested: RunOptions): Promise<number> {
   const traffic = (): Record<string, unknown> => {
     if (network !== undefined) {
       const counters = network.counters();
-      const sum = (field: 'bytesForwarded' | 'cuts' | 'bytesBeforeCuts' | 'msBeforeCuts' | 'bytesDuringCuts' | 'msDuringCuts'): number => counters.reduce((total, counter) => total + counter[field], 0);
+      const sum = (field: 'bytesForwarded' | 'cuts' | 'bytesBeforeCuts' | 'msBeforeCuts' | 'bytesDuringCuts' | 'msDuringCuts'): number =>
+        counters.reduce((total, counter) => total + counter[field], 0);
       return {
-        peer: { bytesForwarded: sum('bytesForwarded'), linkCuts: sum('cuts'), bytesBeforeCuts: sum('bytesBeforeCuts'), msBeforeCuts: sum('msBeforeCuts'), bytesDuringCuts: sum('bytesDuringCuts'), msDuringCuts: sum('msDuringCuts') },
+        peer: {
+          bytesForwarded: sum('bytesForwarded'),
+          linkCuts: sum('cuts'),
+          bytesBeforeCuts: sum('bytesBeforeCuts'),
+          msBeforeCuts: sum('msBeforeCuts'),
+          bytesDuringCuts: sum('bytesDuringCuts'),
+          msDuringCuts: sum('msDuringCuts'),
+        },
         links: counters.map((counter) => ({ ...counter, from: cluster.nodes[counter.from]?.name, to: cluster.nodes[counter.to]?.name })),
       };
     }
@@ -318,13 +347,16 @@ async function run(requested: RunOptions): Promise<number> {
   };
   const trafficSummary = (): string => {
     const figures = traffic() as { peer?: Record<string, number>; droppedPackets?: { partition: number; loss: number } };
-    if (figures.droppedPackets !== undefined) return `links: iptables dropped ${figures.droppedPackets.partition} packets in partitions, ${figures.droppedPackets.loss} in loss faults`;
+    if (figures.droppedPackets !== undefined)
+      return `links: iptables dropped ${figures.droppedPackets.partition} packets in partitions, ${figures.droppedPackets.loss} in loss faults`;
     const rate = (bytes: number, ms: number): string => (ms > 0 ? `${Math.round((bytes * 1000) / ms)} B/s` : 'n/a');
     const lane = (name: string, counts: Record<string, number> | undefined): string =>
       counts === undefined
         ? ''
         : `${name} proxies forwarded ${counts.bytesForwarded} bytes` +
-          ((counts.linkCuts ?? 0) > 0 ? `; the ${counts.linkCuts} link cuts carried ${rate(counts.bytesBeforeCuts ?? 0, counts.msBeforeCuts ?? 0)} per link before and ${rate(counts.bytesDuringCuts ?? 0, counts.msDuringCuts ?? 0)} while cut` : '');
+          ((counts.linkCuts ?? 0) > 0
+            ? `; the ${counts.linkCuts} link cuts carried ${rate(counts.bytesBeforeCuts ?? 0, counts.msBeforeCuts ?? 0)} per link before and ${rate(counts.bytesDuringCuts ?? 0, counts.msDuringCuts ?? 0)} while cut`
+            : '');
     return `links: ${lane('peer-port', figures.peer)}`;
   };
 
@@ -348,13 +380,17 @@ async function run(requested: RunOptions): Promise<number> {
       const namespaceHosts = hosts as NamespaceNetwork;
       namespaceHosts.startReaper(process.pid);
       namespaceHosts.create(cluster.nodes.map((node) => node.name));
-      say(`starting ${options.nodeCount} ringkv nodes in network namespaces ${namespaceHosts.prefix}-h1..h${slotCount} at ${cluster.addresses.slice(0, options.nodeCount).join(', ')}${spareCount > 0 ? ` (${spareCount} spare slots)` : ''}; the harness is ${namespaceHosts.rootAddress} on their bridge`);
+      say(
+        `starting ${options.nodeCount} ringkv nodes in network namespaces ${namespaceHosts.prefix}-h1..h${slotCount} at ${cluster.addresses.slice(0, options.nodeCount).join(', ')}${spareCount > 0 ? ` (${spareCount} spare slots)` : ''}; the harness is ${namespaceHosts.rootAddress} on their bridge`,
+      );
     }
     await cluster.start();
     writeRunFile({ startedAt: new Date().toISOString() });
     // Time zero of the history is the start of the workload, so report times read as seconds into the test.
     history = new HistoryRecorder(join(runFolder, 'history.jsonl'));
-    say(`cluster up; running the ${options.workload} workload for ${options.timeLimitMs / 1000} s with ${schedule.filter((event) => event.action === 'start').length} faults scheduled`);
+    say(
+      `cluster up; running the ${options.workload} workload for ${options.timeLimitMs / 1000} s with ${schedule.filter((event) => event.action === 'start').length} faults scheduled`,
+    );
 
     const clock = history;
     const nemesis = new Nemesis(cluster, faults, history, (line) => say(`[${(clock.nowMs() / 1000).toFixed(1).padStart(6)} s] ${line}`));
@@ -369,13 +405,21 @@ async function run(requested: RunOptions): Promise<number> {
       }
       const fault = nemesis.active;
       const names = cluster.nodes.map((node) => node.name);
-      say(`[${(clock.nowMs() / 1000).toFixed(1).padStart(6)} s] ok ${tally.ok}  fail ${tally.fail}  info ${tally.info}  | ${fault === undefined ? 'no fault' : faultSummary(fault, names)}`);
+      say(
+        `[${(clock.nowMs() / 1000).toFixed(1).padStart(6)} s] ok ${tally.ok}  fail ${tally.fail}  info ${tally.info}  | ${fault === undefined ? 'no fault' : faultSummary(fault, names)}`,
+      );
     }, 2000);
     // The watch workload's watchers follow the keys from before the first write to after the final reads.
     watchers = workload instanceof WatchWorkload ? workload.startWatchers(client, clientNodes, history) : undefined;
     try {
       const nemesisDone = nemesis.run(schedule, startMs);
-      await runClients(workload, client, history, { concurrency: options.concurrency, timeLimitMs: options.timeLimitMs, ratePerSecond: options.ratePerSecond, seed: options.seed, nodes: clientNodes }, startMs);
+      await runClients(
+        workload,
+        client,
+        history,
+        { concurrency: options.concurrency, timeLimitMs: options.timeLimitMs, ratePerSecond: options.ratePerSecond, seed: options.seed, nodes: clientNodes },
+        startMs,
+      );
       nemesis.cancel();
       await nemesisDone;
       say('workload done; healing every link and node');
@@ -404,10 +448,12 @@ async function run(requested: RunOptions): Promise<number> {
     const finalValues = await finalReads(workload, client, cluster, history, { nVal });
     await localReads(workload, client, cluster, history, finalValues, { nVal });
     if (watchers !== undefined) {
-      const until = new Map(workload.finalKeys().flatMap((key) => {
-        const read = history?.operations.findLast((operation) => operation.f === 'final-read' && operation.type === 'ok' && operation.key === key);
-        return read === undefined ? [] : [[key, (read.value as { version: number }).version] as const];
-      }));
+      const until = new Map(
+        workload.finalKeys().flatMap((key) => {
+          const read = history?.operations.findLast((operation) => operation.f === 'final-read' && operation.type === 'ok' && operation.key === key);
+          return read === undefined ? [] : [[key, (read.value as { version: number }).version] as const];
+        }),
+      );
       say('waiting for the watchers to report the final versions');
       await watchers.stop(until, 60_000);
       watchers = undefined;

@@ -16,7 +16,11 @@ import { CasRegisterWorkload, consistentWriteFailure, plainWriteFailure, registe
 import type { PlannedOperation } from '../src/workloads/workload.js';
 import { HistoryBuilder } from './history-builder.js';
 
-const sibling = (value: number): ReadResult['siblings'][number] => ({ value: Buffer.from(JSON.stringify(value)), contentType: 'application/json', lastModified: '' });
+const sibling = (value: number): ReadResult['siblings'][number] => ({
+  value: Buffer.from(JSON.stringify(value)),
+  contentType: 'application/json',
+  lastModified: '',
+});
 
 /** A client that answers reads from `reads` and records every put with its options. */
 function fakeClient(reads: ReadResult[], putError?: unknown): { client: RingClient; puts: { key: string; value: string; options: PutRequestOptions }[] } {
@@ -44,13 +48,13 @@ async function planUntil(workload: CasRegisterWorkload, random: SeededRandom, f:
 }
 
 describe('the cas-register workload', () => {
-  it('sends a cas as If-Match with the context of the worker\'s last read of that key, recorded as [value read, fresh value]', async () => {
+  it("sends a cas as If-Match with the context of the worker's last read of that key, recorded as [value read, fresh value]", async () => {
     const workload = new CasRegisterWorkload({ keyCount: 1, concurrency: 4, consistent: true });
     const random = new SeededRandom(7);
     const { client, puts } = fakeClient([{ found: true, context: 'read-context', siblings: [sibling(41)] }]);
-    const read = (await planUntil(workload, random, 'read'));
+    const read = await planUntil(workload, random, 'read');
     expect(await workload.perform(client, 'n1', read, 0)).toEqual({ type: 'ok', value: 41 });
-    const cas = (await planUntil(workload, random, 'cas', client));
+    const cas = await planUntil(workload, random, 'cas', client);
     const [from, to] = cas.value as [number, number];
     expect(from).toBe(41);
     expect(await workload.perform(client, 'n1', cas, 0)).toEqual({ type: 'ok' });
@@ -64,8 +68,8 @@ describe('the cas-register workload', () => {
     const workload = new CasRegisterWorkload({ keyCount: 1, concurrency: 4, consistent: true });
     const random = new SeededRandom(3);
     const { client, puts } = fakeClient([{ found: false, context: undefined, siblings: [] }]);
-    await workload.perform(client, 'n1', (await planUntil(workload, random, 'read')), 0);
-    const cas = (await planUntil(workload, random, 'cas', client));
+    await workload.perform(client, 'n1', await planUntil(workload, random, 'read'), 0);
+    const cas = await planUntil(workload, random, 'cas', client);
     expect((cas.value as unknown[])[0]).toBeNull();
     await workload.perform(client, 'n1', cas, 0);
     expect(puts[0]?.options).toMatchObject({ ifNoneMatch: true });
@@ -103,7 +107,7 @@ describe('the cas-register workload', () => {
     expect(checkCasRegister(history.operations)).toMatchObject({ valid: false, verdict: 'invalid' });
   });
 
-  it('turns 412 into a refused cas, 503 on a consistent bucket into fail, 504 into info; on a plain bucket a 503 is the client\'s call', () => {
+  it("turns 412 into a refused cas, 503 on a consistent bucket into fail, 504 into info; on a plain bucket a 503 is the client's call", () => {
     const error = (status: number, code: string, outcome: 'failed' | 'unknown'): RingClientError => new RingClientError(code, status, code, outcome);
     expect(consistentWriteFailure(error(412, 'KV_PRECONDITION_FAILED', 'failed'))).toMatchObject({ type: 'fail', error: casRefusedError });
     expect(consistentWriteFailure(error(503, 'KV_INSUFFICIENT_REPLICAS', 'unknown'))).toMatchObject({ type: 'fail' });
@@ -117,8 +121,8 @@ describe('the cas-register workload', () => {
     const random = new SeededRandom(11);
     const refused = new RingClientError('KV_PRECONDITION_FAILED: the version moved', 412, 'KV_PRECONDITION_FAILED', 'failed');
     const { client } = fakeClient([{ found: true, context: 'c', siblings: [sibling(5)] }], refused);
-    await workload.perform(client, 'n1', (await planUntil(workload, random, 'read')), 0);
-    expect(await workload.perform(client, 'n1', (await planUntil(workload, random, 'cas', client)), 0)).toEqual({ type: 'fail', error: casRefusedError });
+    await workload.perform(client, 'n1', await planUntil(workload, random, 'read'), 0);
+    expect(await workload.perform(client, 'n1', await planUntil(workload, random, 'cas', client), 0)).toEqual({ type: 'fail', error: casRefusedError });
   });
 });
 
@@ -129,7 +133,14 @@ describe('the cas-register checker', () => {
       .op(2, 3, { process: 0, f: 'read', key: 'k' }, { type: 'ok', value: 1 })
       .op(4, 5, { process: 0, f: 'cas', key: 'k', value: [7, 2] }, { type: 'fail', error: casRefusedError })
       .op(6, 7, { process: 1, f: 'cas', key: 'k', value: [1, 3] }, { type: 'info', error: 'timeout' });
-    expect(checkCasRegister(history.operations)).toMatchObject({ valid: false, verdict: 'valid', nothingTested: 'nothing was tested: no compare-and-set was acknowledged', casOk: 0, casRefused: 1, casUnknown: 1 });
+    expect(checkCasRegister(history.operations)).toMatchObject({
+      valid: false,
+      verdict: 'valid',
+      nothingTested: 'nothing was tested: no compare-and-set was acknowledged',
+      casOk: 0,
+      casRefused: 1,
+      casUnknown: 1,
+    });
     history.op(8, 9, { process: 2, f: 'cas', key: 'k', value: [3, 4] }, { type: 'ok' });
     expect(checkCasRegister(history.operations)).toMatchObject({ valid: true, verdict: 'valid', casOk: 1 });
   });
@@ -164,4 +175,3 @@ describe('a run of cas-register or lock', () => {
     }
   });
 });
-

@@ -13,8 +13,15 @@ import { HistoryBuilder } from './history-builder.js';
  * valid and invalid ones, so a checker that waved everything through would fail here.
  */
 
-const add = (history: HistoryBuilder, process: number, startMs: number, endMs: number, element: number, type: 'ok' | 'fail' | 'info', key = 's0'): HistoryBuilder =>
-  history.op(startMs, endMs, { process, f: 'add', key, value: element }, { type });
+const add = (
+  history: HistoryBuilder,
+  process: number,
+  startMs: number,
+  endMs: number,
+  element: number,
+  type: 'ok' | 'fail' | 'info',
+  key = 's0',
+): HistoryBuilder => history.op(startMs, endMs, { process, f: 'add', key, value: element }, { type });
 
 describe('the set checker', () => {
   it('accepts a history where every acknowledged add survives and counts unknown adds that made it as recovered', () => {
@@ -27,7 +34,17 @@ describe('the set checker', () => {
     history.op(30, 40, { process: 5, f: 'read', key: 's0' }, { type: 'ok', value: { size: 2, siblings: 2 } });
     history.finalRead(6000, 's0', [0, 1, 2]);
     const result = checkSet(history.build());
-    expect(result).toMatchObject({ valid: true, attempted: 5, acknowledged: 2, lost: 0, recovered: 1, unexpected: 0, failedButPresent: 0, readsWithSiblings: 1, maxSiblings: 2 });
+    expect(result).toMatchObject({
+      valid: true,
+      attempted: 5,
+      acknowledged: 2,
+      lost: 0,
+      recovered: 1,
+      unexpected: 0,
+      failedButPresent: 0,
+      readsWithSiblings: 1,
+      maxSiblings: 2,
+    });
   });
 
   it('judges invalid a history that lost an acknowledged add, and names the element', () => {
@@ -86,8 +103,16 @@ describe('the set checker', () => {
   });
 });
 
-const write = (history: HistoryBuilder, process: number, startMs: number, endMs: number, value: number, type: 'ok' | 'fail' | 'info', w = 2, key = 'r0'): HistoryBuilder =>
-  history.op(startMs, endMs, { process, f: 'write', key, value, w }, { type });
+const write = (
+  history: HistoryBuilder,
+  process: number,
+  startMs: number,
+  endMs: number,
+  value: number,
+  type: 'ok' | 'fail' | 'info',
+  w = 2,
+  key = 'r0',
+): HistoryBuilder => history.op(startMs, endMs, { process, f: 'write', key, value, w }, { type });
 const read = (history: HistoryBuilder, process: number, startMs: number, endMs: number, values: number[], r = 2, key = 'r0'): HistoryBuilder =>
   history.op(startMs, endMs, { process, f: 'read', key, r }, { type: 'ok', value: values });
 const registerContext = { replicas: 3, recoveryMs: 1000 };
@@ -190,7 +215,15 @@ describe('the convergence checker', () => {
   });
 });
 
-const deleteCycle = (history: HistoryBuilder, process: number, startMs: number, key: string, value: number, deleteType: 'ok' | 'info' | 'fail', covered: number[]): HistoryBuilder => {
+const deleteCycle = (
+  history: HistoryBuilder,
+  process: number,
+  startMs: number,
+  key: string,
+  value: number,
+  deleteType: 'ok' | 'info' | 'fail',
+  covered: number[],
+): HistoryBuilder => {
   history.op(startMs, startMs + 10, { process, f: 'write', key, value }, { type: 'ok' });
   return history.op(startMs + 20, startMs + 30, { process, f: 'delete', key }, { type: deleteType, value: covered });
 };
@@ -262,7 +295,10 @@ describe('the history helpers', () => {
     history.fault(3, 9, { kind: 'kill', nodes: ['n2'] });
     const operations = history.build();
     const pairs = pairOperations(operations.filter((operation) => operation.process !== 'nemesis'));
-    expect(pairs.map((pair) => [pair.invoke.value, pair.completion?.type])).toEqual([[1, undefined], [2, 'ok']]);
+    expect(pairs.map((pair) => [pair.invoke.value, pair.completion?.type])).toEqual([
+      [1, undefined],
+      [2, 'ok'],
+    ]);
     expect(faultIntervals(operations)).toEqual([{ startMs: 3, endMs: 9, label: 'kill n2' }]);
   });
 });

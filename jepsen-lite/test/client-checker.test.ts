@@ -13,7 +13,15 @@ import { HistoryBuilder } from './history-builder.js';
 type Outcome = 'ok' | 'fail' | 'info';
 const set = (adds: number[], removes: number[] = []): { adds: number[]; removes: number[] } => ({ adds, removes });
 
-function addOp(history: HistoryBuilder, f: 'add' | 'chain-add' | 'blind-add', process: number, atMs: number, element: number, type: Outcome, key = 'c0'): HistoryBuilder {
+function addOp(
+  history: HistoryBuilder,
+  f: 'add' | 'chain-add' | 'blind-add',
+  process: number,
+  atMs: number,
+  element: number,
+  type: Outcome,
+  key = 'c0',
+): HistoryBuilder {
   return history.op(atMs, atMs + 5, { process, f, key, value: element }, { type });
 }
 
@@ -21,7 +29,14 @@ function removeOp(history: HistoryBuilder, process: number, atMs: number, elemen
   return history.op(atMs, atMs + 5, { process, f: 'remove', key }, { type, value: { element } });
 }
 
-function deleteOp(history: HistoryBuilder, process: number, atMs: number, saw: { adds: number[]; removes: number[] }, type: Outcome, key = 'c0'): HistoryBuilder {
+function deleteOp(
+  history: HistoryBuilder,
+  process: number,
+  atMs: number,
+  saw: { adds: number[]; removes: number[] },
+  type: Outcome,
+  key = 'c0',
+): HistoryBuilder {
   return history.op(atMs, atMs + 5, { process, f: 'delete', key }, { type, value: saw });
 }
 

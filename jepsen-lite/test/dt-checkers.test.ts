@@ -8,8 +8,15 @@ import { HistoryBuilder } from './history-builder.js';
  * checker that waved everything through (or flagged what the data types allow) fails here.
  */
 
-const increment = (history: HistoryBuilder, process: number, startMs: number, endMs: number, delta: number, type: 'ok' | 'fail' | 'info', key = 'c0'): HistoryBuilder =>
-  history.op(startMs, endMs, { process, f: 'increment', key, value: delta }, { type });
+const increment = (
+  history: HistoryBuilder,
+  process: number,
+  startMs: number,
+  endMs: number,
+  delta: number,
+  type: 'ok' | 'fail' | 'info',
+  key = 'c0',
+): HistoryBuilder => history.op(startMs, endMs, { process, f: 'increment', key, value: delta }, { type });
 
 /** The final phase of `key`: the r=all read through n1 (the first value), then a read through each node (the values in node order). */
 const finalEverywhere = (history: HistoryBuilder, timeMs: number, key: string, values: readonly unknown[]): HistoryBuilder => {
@@ -29,7 +36,17 @@ describe('the counter checker', () => {
     history.op(30, 40, { process: 5, f: 'read', key: 'c0' }, { type: 'ok', value: 6 });
     finalEverywhere(history, 6000, 'c0', [6, 6, 6]); // 5 - 2 + 3
     const result = checkCounter(history.build());
-    expect(result).toMatchObject({ valid: true, acknowledged: 2, unknown: 2, failed: 1, keysChecked: 1, wrongKeys: 0, disagreeingKeys: 0, readsChecked: 1, impossibleReads: 0 });
+    expect(result).toMatchObject({
+      valid: true,
+      acknowledged: 2,
+      unknown: 2,
+      failed: 1,
+      keysChecked: 1,
+      wrongKeys: 0,
+      disagreeingKeys: 0,
+      readsChecked: 1,
+      impossibleReads: 0,
+    });
   });
 
   it('judges invalid a final value that no subset of the unknown increments explains, even inside the interval', () => {
@@ -99,7 +116,11 @@ describe('the counter checker', () => {
   it('says nothing was tested without an acknowledged increment or a final read, or with an unread key', () => {
     const noFinal = new HistoryBuilder();
     increment(noFinal, 0, 0, 10, 5, 'ok');
-    expect(checkCounter(noFinal.build())).toMatchObject({ valid: false, nothingTested: 'nothing was tested: no counter was read at the end', unreadKeys: ['c0'] });
+    expect(checkCounter(noFinal.build())).toMatchObject({
+      valid: false,
+      nothingTested: 'nothing was tested: no counter was read at the end',
+      unreadKeys: ['c0'],
+    });
     const noAck = new HistoryBuilder();
     increment(noAck, 0, 0, 10, 5, 'info');
     finalEverywhere(noAck, 6000, 'c0', [5]);
@@ -112,10 +133,24 @@ describe('the counter checker', () => {
   });
 });
 
-const add = (history: HistoryBuilder, process: number, startMs: number, endMs: number, element: string, type: 'ok' | 'fail' | 'info', key = 'ds0'): HistoryBuilder =>
-  history.op(startMs, endMs, { process, f: 'add', key, value: element }, { type });
-const remove = (history: HistoryBuilder, process: number, startMs: number, endMs: number, element: string, type: 'ok' | 'fail' | 'info', key = 'ds0'): HistoryBuilder =>
-  history.op(startMs, endMs, { process, f: 'remove', key, value: element }, { type });
+const add = (
+  history: HistoryBuilder,
+  process: number,
+  startMs: number,
+  endMs: number,
+  element: string,
+  type: 'ok' | 'fail' | 'info',
+  key = 'ds0',
+): HistoryBuilder => history.op(startMs, endMs, { process, f: 'add', key, value: element }, { type });
+const remove = (
+  history: HistoryBuilder,
+  process: number,
+  startMs: number,
+  endMs: number,
+  element: string,
+  type: 'ok' | 'fail' | 'info',
+  key = 'ds0',
+): HistoryBuilder => history.op(startMs, endMs, { process, f: 'remove', key, value: element }, { type });
 const finalSet = (history: HistoryBuilder, timeMs: number, key: string, values: string[], nodes = 3): HistoryBuilder => {
   history.finalRead(timeMs, key, values);
   for (let node = 0; node < nodes; node++) history.localRead(timeMs + 10 + node * 2, key, `n${node + 1}`, values);
@@ -136,7 +171,16 @@ describe('the dt-set checker', () => {
     remove(history, 8, 120, 130, 'e', 'fail');
     finalSet(history, 6000, 'ds0', ['a', 'd']);
     const result = checkDtSet(history.build());
-    expect(result).toMatchObject({ valid: true, acknowledgedAdds: 5, acknowledgedRemoves: 2, addsChecked: 3, removalsChecked: 1, lost: 0, resurrected: 0, unexpected: 0 });
+    expect(result).toMatchObject({
+      valid: true,
+      acknowledgedAdds: 5,
+      acknowledgedRemoves: 2,
+      addsChecked: 3,
+      removalsChecked: 1,
+      lost: 0,
+      resurrected: 0,
+      unexpected: 0,
+    });
   });
 
   it('judges invalid an acknowledged add missing when no remove could have observed it', () => {
@@ -206,7 +250,9 @@ describe('the dt-set checker', () => {
     add(history, 0, 0, 10, 'a', 'ok');
     remove(history, 1, 20, 30, 'a', 'ok');
     finalSet(history, 6000, 'ds0', []);
-    expect(checkDtSet(history.build()).nothingTested).toBe('nothing was tested: no acknowledged add could be held to the final read (every one may have been removed)');
+    expect(checkDtSet(history.build()).nothingTested).toBe(
+      'nothing was tested: no acknowledged add could be held to the final read (every one may have been removed)',
+    );
     const unread = new HistoryBuilder();
     add(unread, 0, 0, 10, 'a', 'ok');
     expect(checkDtSet(unread.build())).toMatchObject({ valid: false, nothingTested: 'nothing was tested: no set was read at the end', unreadKeys: ['ds0'] });

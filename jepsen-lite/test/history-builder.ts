@@ -40,6 +40,8 @@ export class HistoryBuilder {
 
   /** The history, sorted by time as a recorder would have written it. */
   build(): Operation[] {
-    return [...this.operations].sort((left, right) => left.timeMs - right.timeMs || left.index - right.index).map((operation, index) => ({ ...operation, index }));
+    return [...this.operations]
+      .sort((left, right) => left.timeMs - right.timeMs || left.index - right.index)
+      .map((operation, index) => ({ ...operation, index }));
   }
 }

@@ -9,9 +9,24 @@ import { describe, expect, it } from 'vitest';
 import { checkKeyLinearizable, checkLinearizable, stepRegister, type TimedCall } from '../src/checkers/linearizable.js';
 import { HistoryBuilder } from './history-builder.js';
 
-const read = (value: number | null, invokeMs: number, completeMs: number, index = invokeMs): TimedCall => ({ call: { f: 'read', value }, index, invokeMs, completeMs });
-const write = (value: number, invokeMs: number, completeMs: number, index = invokeMs): TimedCall => ({ call: { f: 'write', value }, index, invokeMs, completeMs });
-const cas = (from: number | null, to: number, invokeMs: number, completeMs: number, index = invokeMs): TimedCall => ({ call: { f: 'cas', from, to }, index, invokeMs, completeMs });
+const read = (value: number | null, invokeMs: number, completeMs: number, index = invokeMs): TimedCall => ({
+  call: { f: 'read', value },
+  index,
+  invokeMs,
+  completeMs,
+});
+const write = (value: number, invokeMs: number, completeMs: number, index = invokeMs): TimedCall => ({
+  call: { f: 'write', value },
+  index,
+  invokeMs,
+  completeMs,
+});
+const cas = (from: number | null, to: number, invokeMs: number, completeMs: number, index = invokeMs): TimedCall => ({
+  call: { f: 'cas', from, to },
+  index,
+  invokeMs,
+  completeMs,
+});
 
 describe('the register model', () => {
   it('allows a read of the value held, a write of anything, and a compare-and-set from the value held only', () => {
@@ -69,7 +84,12 @@ describe('one key', () => {
   });
 
   it('refuses a refusal: a compare-and-set answered "precondition failed" while the register held its expected value', () => {
-    const refused = (from: number, invokeMs: number, completeMs: number): TimedCall => ({ call: { f: 'cas-refused', from }, index: invokeMs, invokeMs, completeMs });
+    const refused = (from: number, invokeMs: number, completeMs: number): TimedCall => ({
+      call: { f: 'cas-refused', from },
+      index: invokeMs,
+      invokeMs,
+      completeMs,
+    });
     expect(checkKeyLinearizable('k', [write(0, 0, 1), refused(0, 2, 3)]).verdict).toBe('invalid');
     expect(checkKeyLinearizable('k', [write(0, 0, 1), refused(5, 2, 3)]).verdict).toBe('valid');
   });

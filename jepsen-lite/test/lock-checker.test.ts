@@ -13,12 +13,51 @@ import { checkLock } from '../src/checkers/lock.js';
 import { LockWorkload } from '../src/workloads/lock.js';
 import { HistoryBuilder } from './history-builder.js';
 
-const acquire = (history: HistoryBuilder, startMs: number, endMs: number, process: number, holder: number, outcome: 'ok' | 'fail' | 'info', token: number | null = null, key = 'lock0'): HistoryBuilder =>
-  history.op(startMs, endMs, { process, f: 'acquire', key, value: holder }, outcome === 'ok' ? { type: 'ok', value: { holder, token } } : outcome === 'fail' ? { type: 'fail', error: 'precondition-failed' } : { type: 'info', error: 'timeout' });
-const release = (history: HistoryBuilder, startMs: number, endMs: number, process: number, holder: number, outcome: 'ok' | 'fail' | 'info', key = 'lock0'): HistoryBuilder =>
-  history.op(startMs, endMs, { process, f: 'release', key, value: holder }, outcome === 'ok' ? { type: 'ok' } : outcome === 'fail' ? { type: 'fail', error: 'KV_INSUFFICIENT_REPLICAS (503)' } : { type: 'info', error: 'timeout' });
-const read = (history: HistoryBuilder, startMs: number, endMs: number, process: number, checking: number, holder: number | null, token: number | null, key = 'lock0'): HistoryBuilder =>
-  history.op(startMs, endMs, { process, f: 'read', key, value: checking }, { type: 'ok', value: { holder, token } });
+const acquire = (
+  history: HistoryBuilder,
+  startMs: number,
+  endMs: number,
+  process: number,
+  holder: number,
+  outcome: 'ok' | 'fail' | 'info',
+  token: number | null = null,
+  key = 'lock0',
+): HistoryBuilder =>
+  history.op(
+    startMs,
+    endMs,
+    { process, f: 'acquire', key, value: holder },
+    outcome === 'ok'
+      ? { type: 'ok', value: { holder, token } }
+      : outcome === 'fail'
+        ? { type: 'fail', error: 'precondition-failed' }
+        : { type: 'info', error: 'timeout' },
+  );
+const release = (
+  history: HistoryBuilder,
+  startMs: number,
+  endMs: number,
+  process: number,
+  holder: number,
+  outcome: 'ok' | 'fail' | 'info',
+  key = 'lock0',
+): HistoryBuilder =>
+  history.op(
+    startMs,
+    endMs,
+    { process, f: 'release', key, value: holder },
+    outcome === 'ok' ? { type: 'ok' } : outcome === 'fail' ? { type: 'fail', error: 'KV_INSUFFICIENT_REPLICAS (503)' } : { type: 'info', error: 'timeout' },
+  );
+const read = (
+  history: HistoryBuilder,
+  startMs: number,
+  endMs: number,
+  process: number,
+  checking: number,
+  holder: number | null,
+  token: number | null,
+  key = 'lock0',
+): HistoryBuilder => history.op(startMs, endMs, { process, f: 'read', key, value: checking }, { type: 'ok', value: { holder, token } });
 
 describe('the lock checker', () => {
   it('accepts holders one after another with growing tokens, and a refused acquire meanwhile', () => {
@@ -28,7 +67,15 @@ describe('the lock checker', () => {
     release(history, 20, 30, 0, 100, 'ok');
     acquire(history, 25, 40, 1, 102, 'ok', 3);
     release(history, 50, 60, 1, 102, 'ok');
-    expect(checkLock(history.operations)).toMatchObject({ valid: true, acquired: 2, refused: 1, released: 2, overlaps: 0, tokenViolations: 0, tokenPairsChecked: 1 });
+    expect(checkLock(history.operations)).toMatchObject({
+      valid: true,
+      acquired: 2,
+      refused: 1,
+      released: 2,
+      overlaps: 0,
+      tokenViolations: 0,
+      tokenPairsChecked: 1,
+    });
   });
 
   it('finds two holders at once: the second acquired before the first began to release', () => {
@@ -133,7 +180,10 @@ describe('the lock checker', () => {
     acquire(history, 40, 50, 1, 101, 'ok');
     release(history, 60, 70, 1, 101, 'ok');
     expect(checkLock(history.operations)).toMatchObject({ valid: true });
-    expect(checkLock(history.operations, { fencingTokens: true })).toMatchObject({ valid: false, nothingTested: expect.stringContaining('fencing token') as unknown });
+    expect(checkLock(history.operations, { fencingTokens: true })).toMatchObject({
+      valid: false,
+      nothingTested: expect.stringContaining('fencing token') as unknown,
+    });
   });
 });
 
@@ -156,7 +206,7 @@ describe('the lock workload', () => {
     return { client, puts, deletes };
   }
 
-  it('acquires with If-None-Match: *, records the holder and the fencing token, then releases with its write\'s context', async () => {
+  it("acquires with If-None-Match: *, records the holder and the fencing token, then releases with its write's context", async () => {
     const workload = new LockWorkload({ keyCount: 2, concurrency: 2, consistent: true });
     const random = new SeededRandom(1);
     const { client, puts, deletes } = fakeClient(async () => ({ context: 'write-context', version: 7 }));
@@ -178,7 +228,11 @@ describe('the lock workload', () => {
     expect(await workload.perform(refused.client, 'n1', workload.plan(0, random), 0)).toEqual({ type: 'fail', error: casRefusedError });
     expect(workload.plan(0, random)).toMatchObject({ f: 'acquire', value: 1 });
 
-    const mine: ReadResult = { found: true, context: 'read-context', siblings: [{ value: Buffer.from('2'), contentType: 'application/json', lastModified: '' }] };
+    const mine: ReadResult = {
+      found: true,
+      context: 'read-context',
+      siblings: [{ value: Buffer.from('2'), contentType: 'application/json', lastModified: '' }],
+    };
     const timedOut = fakeClient(async () => Promise.reject(new RingClientError('KV_TIMEOUT: unknown', 504, 'KV_TIMEOUT', 'unknown')), mine);
     expect(await workload.perform(timedOut.client, 'n1', workload.plan(0, random), 0)).toMatchObject({ type: 'info' });
     const check = workload.plan(0, random);

@@ -211,8 +211,31 @@ describe('the clock nemesis', () => {
 
 describe('the command line', () => {
   it('reads the flags of the issue and expands all and none', () => {
-    const options = parseRunOptions(['--workload', 'set', '--nemesis', 'partition,kill,pause', '--nodes', '5', '--time-limit', '60', '--concurrency', '10', '--conflict', 'lww', '--seed', '42']);
-    expect(options).toMatchObject({ workload: 'set', faults: ['partition', 'kill', 'pause'], nodeCount: 5, timeLimitMs: 60_000, concurrency: 10, conflictMode: 'lww', seed: 42 });
+    const options = parseRunOptions([
+      '--workload',
+      'set',
+      '--nemesis',
+      'partition,kill,pause',
+      '--nodes',
+      '5',
+      '--time-limit',
+      '60',
+      '--concurrency',
+      '10',
+      '--conflict',
+      'lww',
+      '--seed',
+      '42',
+    ]);
+    expect(options).toMatchObject({
+      workload: 'set',
+      faults: ['partition', 'kill', 'pause'],
+      nodeCount: 5,
+      timeLimitMs: 60_000,
+      concurrency: 10,
+      conflictMode: 'lww',
+      seed: 42,
+    });
     expect(parseFaults('all')).toEqual(['partition', 'kill', 'pause']);
     expect(parseFaults('none')).toEqual([]);
     expect(parseFaults('partition,kill,pause,membership')).toEqual(['partition', 'kill', 'pause', 'membership']);

@@ -66,64 +66,84 @@ describe.skipIf(problem !== undefined)('a jepsen-lite run in network namespaces'
     rmSync(store, { recursive: true, force: true });
   });
 
-  it('reaches the nodes, and on SIGINT mid-run removes every namespace, link and process, and an earlier run\'s leftover', async () => {
-    // What a crashed earlier run with this base port would have left.
-    const stale = `${runPrefixBase(basePort)}fff-h1`;
-    execFileSync('ip', ['netns', 'add', stale]);
-    expect(namespaces()).toContain(stale);
+  it(
+    "reaches the nodes, and on SIGINT mid-run removes every namespace, link and process, and an earlier run's leftover",
+    async () => {
+      // What a crashed earlier run with this base port would have left.
+      const stale = `${runPrefixBase(basePort)}fff-h1`;
+      execFileSync('ip', ['netns', 'add', stale]);
+      expect(namespaces()).toContain(stale);
 
-    const args = [
-      runner,
-      '--net', 'netns',
-      '--workload', 'set',
-      '--nemesis', 'partition',
-      '--nodes', '3',
-      '--time-limit', '300',
-      '--concurrency', '4',
-      '--seed', '5',
-      '--nemesis-interval', '1',
-      '--base-port', String(basePort),
-      '--store', store,
-    ];
-    child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const running = child;
-    const keep = (chunk: Buffer): void => {
-      output = (output + chunk.toString('utf8')).slice(-20_000);
-    };
-    running.stdout?.on('data', keep);
-    running.stderr?.on('data', keep);
-    const exited = new Promise<number | null>((resolve) => running.once('exit', (code) => resolve(code)));
+      const args = [
+        runner,
+        '--net',
+        'netns',
+        '--workload',
+        'set',
+        '--nemesis',
+        'partition',
+        '--nodes',
+        '3',
+        '--time-limit',
+        '300',
+        '--concurrency',
+        '4',
+        '--seed',
+        '5',
+        '--nemesis-interval',
+        '1',
+        '--base-port',
+        String(basePort),
+        '--store',
+        store,
+      ];
+      child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const running = child;
+      const keep = (chunk: Buffer): void => {
+        output = (output + chunk.toString('utf8')).slice(-20_000);
+      };
+      running.stdout?.on('data', keep);
+      running.stderr?.on('data', keep);
+      const exited = new Promise<number | null>((resolve) => running.once('exit', (code) => resolve(code)));
 
-    // Mid-run: clients on the machine's namespace have had operations acknowledged by nodes in
-    // theirs, and the nemesis has started a partition (iptables inside the namespaces).
-    await waitFor(() => `the netns run to acknowledge operations and start a partition; output so far:\n${output}`, 5 * 60_000, async () =>
-      running.exitCode !== null || (/nemesis: start partition/.test(output) && /\] ok [1-9]\d*/.test(output)),
-    );
-    expect(running.exitCode, `the run ended before it was interrupted:\n${output}`).toBeNull();
-    const prefix = /network namespaces (jl\d+[0-9a-f]{3})-h1/.exec(output)?.[1];
-    expect(prefix, output).toBeDefined();
-    const ours = namespaces().filter((name) => name.startsWith(`${prefix}-`));
-    expect(ours.length, ours.join(',')).toBe(4); // the switch and three hosts
-    expect(links()).toContain(`${prefix}r`);
-    expect(namespaces()).not.toContain(stale);
-    expect(output).toContain(`namespace ${stale}`);
+      // Mid-run: clients on the machine's namespace have had operations acknowledged by nodes in
+      // theirs, and the nemesis has started a partition (iptables inside the namespaces).
+      await waitFor(
+        () => `the netns run to acknowledge operations and start a partition; output so far:\n${output}`,
+        5 * 60_000,
+        async () => running.exitCode !== null || (/nemesis: start partition/.test(output) && /\] ok [1-9]\d*/.test(output)),
+      );
+      expect(running.exitCode, `the run ended before it was interrupted:\n${output}`).toBeNull();
+      const prefix = /network namespaces (jl\d+[0-9a-f]{3})-h1/.exec(output)?.[1];
+      expect(prefix, output).toBeDefined();
+      const ours = namespaces().filter((name) => name.startsWith(`${prefix}-`));
+      expect(ours.length, ours.join(',')).toBe(4); // the switch and three hosts
+      expect(links()).toContain(`${prefix}r`);
+      expect(namespaces()).not.toContain(stale);
+      expect(output).toContain(`namespace ${stale}`);
 
-    running.kill('SIGINT');
-    const code = await exited;
-    // Checked at once: the run's watchdog would only clean up a second or more after the runner is gone.
-    const left = namespaces().filter((name) => patterns.namespaces.test(name));
-    const leftLinks = links().filter((name) => patterns.links.test(name));
-    const leftEtc = existsSync('/etc/netns') ? readdirSync('/etc/netns').filter((name) => patterns.namespaces.test(name)) : [];
-    expect(code, output).toBe(130);
-    expect(output).toContain('SIGINT: stopping every node');
-    expect(left, output).toEqual([]);
-    expect(leftLinks).toEqual([]);
-    expect(leftEtc).toEqual([]);
-    const run = JSON.parse(readFileSync(join(store, 'latest', 'run.json'), 'utf8')) as { pids: { pids: number[] }[]; interruptedBy?: string };
-    expect(run.interruptedBy).toBe('SIGINT');
-    const pids = run.pids.flatMap((node) => node.pids);
-    expect(pids.length).toBeGreaterThanOrEqual(3);
-    // SIGKILLed by the runner; the kernel takes a moment to end them and init to reap them.
-    await waitFor(() => `the run's node processes to be gone; alive: ${pids.filter(isAlive).join(', ')}`, 60_000, async () => pids.filter(isAlive).length === 0);
-  }, 20 * 60_000);
+      running.kill('SIGINT');
+      const code = await exited;
+      // Checked at once: the run's watchdog would only clean up a second or more after the runner is gone.
+      const left = namespaces().filter((name) => patterns.namespaces.test(name));
+      const leftLinks = links().filter((name) => patterns.links.test(name));
+      const leftEtc = existsSync('/etc/netns') ? readdirSync('/etc/netns').filter((name) => patterns.namespaces.test(name)) : [];
+      expect(code, output).toBe(130);
+      expect(output).toContain('SIGINT: stopping every node');
+      expect(left, output).toEqual([]);
+      expect(leftLinks).toEqual([]);
+      expect(leftEtc).toEqual([]);
+      const run = JSON.parse(readFileSync(join(store, 'latest', 'run.json'), 'utf8')) as { pids: { pids: number[] }[]; interruptedBy?: string };
+      expect(run.interruptedBy).toBe('SIGINT');
+      const pids = run.pids.flatMap((node) => node.pids);
+      expect(pids.length).toBeGreaterThanOrEqual(3);
+      // SIGKILLed by the runner; the kernel takes a moment to end them and init to reap them.
+      await waitFor(
+        () => `the run's node processes to be gone; alive: ${pids.filter(isAlive).join(', ')}`,
+        60_000,
+        async () => pids.filter(isAlive).length === 0,
+      );
+    },
+    20 * 60_000,
+  );
 });

@@ -30,7 +30,16 @@ describe('iptables rules of a partition', () => {
   it('are a whole filter table that iptables-restore replaces at once', () => {
     const rules = iptablesRulesFor(0, addresses, { blocked: [[0, 1]] });
     expect(rules).toBe(
-      ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', '-A INPUT -s 10.234.1.12/32 -j DROP', '-A OUTPUT -d 10.234.1.12/32 -j DROP', 'COMMIT', ''].join('\n'),
+      [
+        '*filter',
+        ':INPUT ACCEPT [0:0]',
+        ':FORWARD ACCEPT [0:0]',
+        ':OUTPUT ACCEPT [0:0]',
+        '-A INPUT -s 10.234.1.12/32 -j DROP',
+        '-A OUTPUT -d 10.234.1.12/32 -j DROP',
+        'COMMIT',
+        '',
+      ].join('\n'),
     );
     // Healed: the same table with no rule at all.
     expect(iptablesRulesFor(0, addresses, { blocked: [] })).not.toContain('-A ');
@@ -59,7 +68,12 @@ describe('iptables rules of a partition', () => {
     const bridge = left.find((node) => right.includes(node)) as number;
     expect(iptablesRulesFor(bridge, addresses, { blocked: fault.blocked })).not.toContain('DROP');
     const other = left.find((node) => node !== bridge) as number;
-    expect(droppedPeers(iptablesRulesFor(other, addresses, { blocked: fault.blocked })).input).toEqual(right.filter((node) => node !== bridge).map((node) => addresses[node]).sort());
+    expect(droppedPeers(iptablesRulesFor(other, addresses, { blocked: fault.blocked })).input).toEqual(
+      right
+        .filter((node) => node !== bridge)
+        .map((node) => addresses[node])
+        .sort(),
+    );
   });
 
   it('never name an address outside the hosts, so the clients on the bridge are never cut', () => {
@@ -137,7 +151,13 @@ describe('a latency fault', () => {
 
 describe('the namespace run', () => {
   it('counts the packets the DROP rules dropped, from iptables-save -c', () => {
-    const saved = ['*filter', ':INPUT ACCEPT [10:600]', '[7:420] -A INPUT -s 10.234.1.12/32 -j DROP', '[3:180] -A OUTPUT -d 10.234.1.12/32 -m statistic --mode random --probability 0.20000000019 -j DROP', 'COMMIT'].join('\n');
+    const saved = [
+      '*filter',
+      ':INPUT ACCEPT [10:600]',
+      '[7:420] -A INPUT -s 10.234.1.12/32 -j DROP',
+      '[3:180] -A OUTPUT -d 10.234.1.12/32 -m statistic --mode random --probability 0.20000000019 -j DROP',
+      'COMMIT',
+    ].join('\n');
     expect(droppedPackets(saved)).toBe(10);
   });
 

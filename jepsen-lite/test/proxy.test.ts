@@ -105,7 +105,7 @@ describe('the links of a cluster', () => {
     for (const echo of echoes.splice(0)) await new Promise<void>((resolve) => echo.server.close(() => resolve()));
   });
 
-  it("gives every link a proxy to the peer port, points --peer-map at it, and cuts it, leaving the HTTP port to clients", async () => {
+  it('gives every link a proxy to the peer port, points --peer-map at it, and cuts it, leaving the HTTP port to clients', async () => {
     // Two "nodes": an HTTP port and a peer port each, played by echo servers.
     for (let index = 0; index < 4; index++) echoes.push(await startEcho());
     const [http0, http1, peer0, peer1] = echoes as [Echo, Echo, Echo, Echo];
@@ -151,7 +151,13 @@ describe('the links of a cluster', () => {
     const peerOf = (node: number, shard: number): Echo => echoes[node * 2 + shard] as Echo;
     const proxyPorts = await freePorts(4);
     const memberPort = (node: number, shard: number): number => 40_000 + node * 2 + shard;
-    network = new LinkNetwork(2, 2, memberPort, (node, shard) => peerOf(node, shard).port, (from, _to, shard) => proxyPorts[from * 2 + shard] as number);
+    network = new LinkNetwork(
+      2,
+      2,
+      memberPort,
+      (node, shard) => peerOf(node, shard).port,
+      (from, _to, shard) => proxyPorts[from * 2 + shard] as number,
+    );
     await network.start();
     expect(network.peerMap(0)).toBe(`127.0.0.1:${memberPort(1, 0)}=127.0.0.1:${proxyPorts[0]},127.0.0.1:${memberPort(1, 1)}=127.0.0.1:${proxyPorts[1]}`);
     expect(network.peerMap(1)).toBe(`127.0.0.1:${memberPort(0, 0)}=127.0.0.1:${proxyPorts[2]},127.0.0.1:${memberPort(0, 1)}=127.0.0.1:${proxyPorts[3]}`);
@@ -165,7 +171,13 @@ describe('the links of a cluster', () => {
     expect(peerOf(1, 0).received).toBe('');
 
     network.partition([[0, 1]]);
-    expect(network.counters().filter((link) => link.cuts > 0).map((link) => `${link.from}>${link.to}.${link.toShard}`).sort()).toEqual(['0>1.0', '0>1.1', '1>0.0', '1>0.1']);
+    expect(
+      network
+        .counters()
+        .filter((link) => link.cuts > 0)
+        .map((link) => `${link.from}>${link.to}.${link.toShard}`)
+        .sort(),
+    ).toEqual(['0>1.0', '0>1.1', '1>0.0', '1>0.1']);
     expect(network.cutLinks().sort()).toEqual(['0>1', '1>0']);
     toShard1.socket.write('-cut');
     // A short observation window: nothing may cross a cut link.

@@ -11,7 +11,12 @@ describe('the HTML report', () => {
     history.op(1500, 2500, { process: 1, f: 'add', key: 's0', value: 1 }, { type: 'info' });
     history.op(2000, 2004, { process: 2, f: 'add', key: 's0', value: 2 }, { type: 'fail' });
     history.op(3500, 3510, { process: 3, f: 'read', key: 's0' }, { type: 'ok' });
-    const html = renderReport({ title: 'test <run>', history: history.build(), results: { valid: false, lost: 1, checkers: { set: { valid: false } } }, settings: { seed: 1 } });
+    const html = renderReport({
+      title: 'test <run>',
+      history: history.build(),
+      results: { valid: false, lost: 1, checkers: { set: { valid: false } } },
+      settings: { seed: 1 },
+    });
     expect(html).toContain('<svg');
     expect(html).toContain('test &lt;run&gt;');
     expect(html).toContain('INVALID');

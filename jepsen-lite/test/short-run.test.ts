@@ -58,44 +58,59 @@ describe('a short jepsen-lite run', () => {
     rmSync(store, { recursive: true, force: true });
   });
 
-  it('ends valid with no acknowledged add lost, and writes history, results and report', async () => {
-    const args = [
-      runner,
-      '--workload', 'set',
-      '--nemesis', 'partition,kill',
-      '--nodes', '3',
-      '--time-limit', '20',
-      '--concurrency', '6',
-      '--conflict', 'siblings',
-      '--seed', '11',
-      '--nemesis-interval', '4',
-      '--quiet', '2',
-      '--base-port', String(await freeBasePort()),
-      '--store', store,
-    ];
-    child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const running = child;
-    const keep = (chunk: Buffer): void => {
-      output = (output + chunk.toString('utf8')).slice(-20_000);
-    };
-    running.stdout?.on('data', keep);
-    running.stderr?.on('data', keep);
-    const exitCode = await new Promise<number | null>((resolve) => running.once('exit', (code) => resolve(code)));
+  it(
+    'ends valid with no acknowledged add lost, and writes history, results and report',
+    async () => {
+      const args = [
+        runner,
+        '--workload',
+        'set',
+        '--nemesis',
+        'partition,kill',
+        '--nodes',
+        '3',
+        '--time-limit',
+        '20',
+        '--concurrency',
+        '6',
+        '--conflict',
+        'siblings',
+        '--seed',
+        '11',
+        '--nemesis-interval',
+        '4',
+        '--quiet',
+        '2',
+        '--base-port',
+        String(await freeBasePort()),
+        '--store',
+        store,
+      ];
+      child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const running = child;
+      const keep = (chunk: Buffer): void => {
+        output = (output + chunk.toString('utf8')).slice(-20_000);
+      };
+      running.stdout?.on('data', keep);
+      running.stderr?.on('data', keep);
+      const exitCode = await new Promise<number | null>((resolve) => running.once('exit', (code) => resolve(code)));
 
-    expect(exitCode, output).toBe(0);
-    const folder = join(store, 'latest');
-    for (const file of ['history.jsonl', 'results.json', 'report.html', 'run.json', 'n1.log']) expect(existsSync(join(folder, file)), file).toBe(true);
-    const results = JSON.parse(readFileSync(join(folder, 'results.json'), 'utf8')) as Record<string, unknown>;
-    expect(results).toMatchObject({ valid: true, lost: 0, unexpected: 0 });
-    expect(results.acknowledged as number).toBeGreaterThan(0);
-    const history = readFileSync(join(folder, 'history.jsonl'), 'utf8');
-    expect(history).toContain('"process":"nemesis"');
-    expect(history).toContain('"f":"final-read"');
-    expect(readFileSync(join(folder, 'report.html'), 'utf8')).toContain('<svg');
-    expect(output).toContain('valid: true');
-    // Finite, so a hung run still ends, and far above an honest run on a slow machine: the runner
-    // bounds its own phases; how long it took is no assertion.
-  }, 20 * 60_000);
+      expect(exitCode, output).toBe(0);
+      const folder = join(store, 'latest');
+      for (const file of ['history.jsonl', 'results.json', 'report.html', 'run.json', 'n1.log']) expect(existsSync(join(folder, file)), file).toBe(true);
+      const results = JSON.parse(readFileSync(join(folder, 'results.json'), 'utf8')) as Record<string, unknown>;
+      expect(results).toMatchObject({ valid: true, lost: 0, unexpected: 0 });
+      expect(results.acknowledged as number).toBeGreaterThan(0);
+      const history = readFileSync(join(folder, 'history.jsonl'), 'utf8');
+      expect(history).toContain('"process":"nemesis"');
+      expect(history).toContain('"f":"final-read"');
+      expect(readFileSync(join(folder, 'report.html'), 'utf8')).toContain('<svg');
+      expect(output).toContain('valid: true');
+      // Finite, so a hung run still ends, and far above an honest run on a slow machine: the runner
+      // bounds its own phases; how long it took is no assertion.
+    },
+    20 * 60_000,
+  );
 });
 
 /**
@@ -113,16 +128,37 @@ describe('a short jepsen-lite watch run', () => {
     rmSync(store, { recursive: true, force: true });
   });
 
-  it('ends valid: no acknowledged write missed, none twice, with events checked', async () => {
-    const args = ['--workload', 'watch', '--nemesis', 'partition,kill', '--nodes', '3', '--time-limit', '15', '--concurrency', '4', '--seed', '5', '--nemesis-interval', '4', '--quiet', '2'];
-    const { exitCode, output } = await runToEnd([...args, '--base-port', String(await freeBasePort(22_600, 22_700)), '--store', store], (started) => {
-      child = started;
-    });
-    expect(exitCode, output).toBe(0);
-    const results = JSON.parse(readFileSync(join(store, 'latest', 'results.json'), 'utf8')) as Record<string, unknown>;
-    expect(results).toMatchObject({ valid: true, missed: 0, duplicatesOrReordered: 0, wrongValues: 0 });
-    expect(results.events as number, 'watch events were checked').toBeGreaterThan(0);
-    expect(results.required as number, 'acknowledged writes were required of the watchers').toBeGreaterThan(0);
-    expect(readFileSync(join(store, 'latest', 'history.jsonl'), 'utf8')).toContain('"f":"watch-resume"');
-  }, 20 * 60_000);
+  it(
+    'ends valid: no acknowledged write missed, none twice, with events checked',
+    async () => {
+      const args = [
+        '--workload',
+        'watch',
+        '--nemesis',
+        'partition,kill',
+        '--nodes',
+        '3',
+        '--time-limit',
+        '15',
+        '--concurrency',
+        '4',
+        '--seed',
+        '5',
+        '--nemesis-interval',
+        '4',
+        '--quiet',
+        '2',
+      ];
+      const { exitCode, output } = await runToEnd([...args, '--base-port', String(await freeBasePort(22_600, 22_700)), '--store', store], (started) => {
+        child = started;
+      });
+      expect(exitCode, output).toBe(0);
+      const results = JSON.parse(readFileSync(join(store, 'latest', 'results.json'), 'utf8')) as Record<string, unknown>;
+      expect(results).toMatchObject({ valid: true, missed: 0, duplicatesOrReordered: 0, wrongValues: 0 });
+      expect(results.events as number, 'watch events were checked').toBeGreaterThan(0);
+      expect(results.required as number, 'acknowledged writes were required of the watchers').toBeGreaterThan(0);
+      expect(readFileSync(join(store, 'latest', 'history.jsonl'), 'utf8')).toContain('"f":"watch-resume"');
+    },
+    20 * 60_000,
+  );
 });

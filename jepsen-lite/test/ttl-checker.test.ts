@@ -11,8 +11,17 @@ import { HistoryBuilder } from './history-builder.js';
 
 const context = { replicas: 3, recoveryMs: 5000 };
 
-const write = (history: HistoryBuilder, startMs: number, endMs: number, key: string, element: number, ttlSeconds: number, type: 'ok' | 'fail' | 'info' = 'ok', w = 2, process = 0): HistoryBuilder =>
-  history.op(startMs, endMs, { process, f: 'write', key, value: { element, ttlSeconds }, w }, { type });
+const write = (
+  history: HistoryBuilder,
+  startMs: number,
+  endMs: number,
+  key: string,
+  element: number,
+  ttlSeconds: number,
+  type: 'ok' | 'fail' | 'info' = 'ok',
+  w = 2,
+  process = 0,
+): HistoryBuilder => history.op(startMs, endMs, { process, f: 'write', key, value: { element, ttlSeconds }, w }, { type });
 
 const read = (history: HistoryBuilder, startMs: number, endMs: number, key: string, values: number[], r = 2, process = 1): HistoryBuilder =>
   history.op(startMs, endMs, { process, f: 'read', key, r }, { type: 'ok', value: values });
@@ -29,7 +38,17 @@ function baseline(): HistoryBuilder {
 describe('the ttl checker', () => {
   it('accepts a value read before its expiry and gone after it, and counts what it judged', () => {
     const result = checkTtl(baseline().finalRead(9000, 't0', []).build(), context);
-    expect(result).toMatchObject({ valid: true, acknowledgedWrites: 1, checkedBeforeExpiry: 1, checkedAfterExpiry: 1, checkedAfterExpiryFinal: 1, liveAfterExpiry: 0, lostBeforeExpiry: 0, unexpected: 0, maxSkewAllowanceMs: 0 });
+    expect(result).toMatchObject({
+      valid: true,
+      acknowledgedWrites: 1,
+      checkedBeforeExpiry: 1,
+      checkedAfterExpiry: 1,
+      checkedAfterExpiryFinal: 1,
+      liveAfterExpiry: 0,
+      lostBeforeExpiry: 0,
+      unexpected: 0,
+      maxSkewAllowanceMs: 0,
+    });
     expect(result.nothingTested).toBeUndefined();
   });
 
@@ -101,7 +120,13 @@ describe('the ttl checker', () => {
     read(history, 20_100, 20_110, 't1', [], 1); // w=1, r=1: no overlap promised
     read(history, 25_000, 25_010, 't0', []);
     const result = checkTtl(history.build(), context);
-    expect(result).toMatchObject({ valid: false, lostBeforeExpiry: 0, skippedBeforeExpiryDuringFaults: 1, skippedBeforeExpiryWeakQuorum: 1, checkedBeforeExpiry: 0 });
+    expect(result).toMatchObject({
+      valid: false,
+      lostBeforeExpiry: 0,
+      skippedBeforeExpiryDuringFaults: 1,
+      skippedBeforeExpiryWeakQuorum: 1,
+      checkedBeforeExpiry: 0,
+    });
     expect(result.nothingTested).toMatch(/no read was judged before expiry \(1 skipped during faults, 1 with r \+ w <= replicas\)/);
   });
 
@@ -127,7 +152,9 @@ describe('the ttl checker', () => {
     history.finalRead(9000, 't0', []);
     const result = checkTtl(history.build(), context);
     expect(result.valid).toBe(false);
-    expect(result.nothingTested).toBe("nothing was tested: no read during the workload was judged after its value's expiry plus the clock allowance (1 final reads were)");
+    expect(result.nothingTested).toBe(
+      "nothing was tested: no read during the workload was judged after its value's expiry plus the clock allowance (1 final reads were)",
+    );
     expect(checkTtl([], context).nothingTested).toBe('nothing was tested: no ttl write was acknowledged');
   });
 });

@@ -9,12 +9,27 @@ import { checkWatch } from '../src/checkers/watch.js';
 import type { WatchRecord } from '../src/workloads/watch.js';
 import { HistoryBuilder } from './history-builder.js';
 
-const write = (history: HistoryBuilder, startMs: number, process: number, key: string, value: number, version: number | null, outcome: 'ok' | 'fail' | 'info' = 'ok'): HistoryBuilder =>
-  history.op(startMs, startMs + 5, { process, f: 'write', key, value }, outcome === 'ok' ? { type: 'ok', value: { value, version } } : { type: outcome, error: outcome === 'fail' ? 'KV_INSUFFICIENT_REPLICAS (503)' : 'timeout' });
+const write = (
+  history: HistoryBuilder,
+  startMs: number,
+  process: number,
+  key: string,
+  value: number,
+  version: number | null,
+  outcome: 'ok' | 'fail' | 'info' = 'ok',
+): HistoryBuilder =>
+  history.op(
+    startMs,
+    startMs + 5,
+    { process, f: 'write', key, value },
+    outcome === 'ok' ? { type: 'ok', value: { value, version } } : { type: outcome, error: outcome === 'fail' ? 'KV_INSUFFICIENT_REPLICAS (503)' : 'timeout' },
+  );
 const event = (history: HistoryBuilder, timeMs: number, watcher: number, record: WatchRecord): HistoryBuilder =>
   history.at(timeMs, { type: 'ok', process: `watch-${watcher}`, f: 'watch-event', ...(record.key === undefined ? {} : { key: record.key }), value: record });
 const start = (history: HistoryBuilder, timeMs: number, watcher: number, target: { key?: string; prefix?: string }): HistoryBuilder =>
-  history.at(timeMs, { type: 'ok', process: `watch-${watcher}`, f: 'watch-start', value: target }).at(timeMs + 1, { type: 'ok', process: `watch-${watcher}`, f: 'watch-event', value: { event: 'ready' } });
+  history
+    .at(timeMs, { type: 'ok', process: `watch-${watcher}`, f: 'watch-start', value: target })
+    .at(timeMs + 1, { type: 'ok', process: `watch-${watcher}`, f: 'watch-event', value: { event: 'ready' } });
 const put = (key: string, version: number, value: number): WatchRecord => ({ event: 'put', key, version, value });
 
 /** Two writes of k, a watcher on k and one on the prefix, each seeing both; final version 2. */

@@ -26,7 +26,7 @@ const entriesPerRead = 256;
 export function storageError(operation: string, cause: unknown): KvError {
   if (cause instanceof KvError) return cause;
   const code = (cause as { code?: unknown } | null)?.code;
-  const causeCode = ((cause as { cause?: { code?: unknown } } | null)?.cause)?.code;
+  const causeCode = (cause as { cause?: { code?: unknown } } | null)?.cause?.code;
   const detail = cause instanceof Error ? cause.message : String(cause);
   // LevelDB holds a lock file; a second process on the same directory is the usual cause of a failed open.
   const hint =
@@ -237,9 +237,7 @@ class SublevelKeySpace implements KeySpace {
   batch(operations: readonly BatchOperation[], options?: WriteOptions): Promise<void> {
     // Fresh operation objects, because abstract-level's write hooks may rewrite the ones it is given.
     const engineOperations = operations.map((operation) =>
-      operation.type === 'put'
-        ? { type: 'put' as const, key: operation.key, value: operation.value }
-        : { type: 'del' as const, key: operation.key },
+      operation.type === 'put' ? { type: 'put' as const, key: operation.key, value: operation.value } : { type: 'del' as const, key: operation.key },
     );
     return guarded(`batch in ${this.name}`, () => this.sublevel.batch(engineOperations, writeOptionsFor(options)));
   }
@@ -288,9 +286,7 @@ export class AbstractLevelStorage implements Storage {
     /** The engine name reported by `stats()`. */
     private readonly engineName: string,
   ) {
-    const sublevels = spaceNames.map((name) =>
-      database.sublevel<Uint8Array, Uint8Array>(name, { keyEncoding: 'view', valueEncoding: 'view' }),
-    );
+    const sublevels = spaceNames.map((name) => database.sublevel<Uint8Array, Uint8Array>(name, { keyEncoding: 'view', valueEncoding: 'view' }));
     const [data, hints, meta, paxos] = sublevels as [ByteSublevel, ByteSublevel, ByteSublevel, ByteSublevel];
     this.sublevels = sublevels;
     this.dataSublevel = data;

@@ -113,7 +113,9 @@ export class FramedPeerServer {
     assert(this.limits.maxHandshakingPerSource <= this.limits.maxHandshaking, 'maxHandshakingConnectionsPerSource must not exceed maxHandshakingConnections');
     const accept = (socket: Socket): void => this.accept(socket);
     this.server =
-      options.tls === undefined ? createNetServer({ noDelay: true }, accept) : createTlsServer({ key: options.tls.key, cert: options.tls.cert, noDelay: true }, accept);
+      options.tls === undefined
+        ? createNetServer({ noDelay: true }, accept)
+        : createTlsServer({ key: options.tls.key, cert: options.tls.cert, noDelay: true }, accept);
     this.server.maxConnections = maxConnections;
   }
 
@@ -208,7 +210,10 @@ class ServerConnection {
   }
 
   start(): void {
-    this.handshakeTimer = setTimeout(() => this.refuse(`the handshake did not finish within ${this.owner.limits.handshakeTimeoutMs} ms`), this.owner.limits.handshakeTimeoutMs);
+    this.handshakeTimer = setTimeout(
+      () => this.refuse(`the handshake did not finish within ${this.owner.limits.handshakeTimeoutMs} ms`),
+      this.owner.limits.handshakeTimeoutMs,
+    );
     this.socket.on('data', (chunk: Buffer) => this.receive(chunk));
     // A client that goes away is no error of this node: the close below cleans up.
     this.socket.on('error', () => undefined);
@@ -276,17 +281,26 @@ class ServerConnection {
     const { versions } = this.owner.limits;
     const chosenVersion = chooseVersion(versions, offered);
     if (chosenVersion === undefined) {
-      this.refuse(`no common protocol version: this node speaks ${versions.min}..${versions.max}, the peer ${offered.min}..${offered.max}; run neighbouring ringkv versions`);
+      this.refuse(
+        `no common protocol version: this node speaks ${versions.min}..${versions.max}, the peer ${offered.min}..${offered.max}; run neighbouring ringkv versions`,
+      );
       return;
     }
     this.transcript = { clientNonce, serverNonce: this.serverNonce, offered, chosenVersion };
     this.state = 'proof';
-    this.writer.write(frameTypes.challenge, 0, 0, encodeChallenge({ chosenVersion, serverNonce: this.serverNonce, serverProof: handshakeProof(this.options.secret, 'server', this.transcript) }));
+    this.writer.write(
+      frameTypes.challenge,
+      0,
+      0,
+      encodeChallenge({ chosenVersion, serverNonce: this.serverNonce, serverProof: handshakeProof(this.options.secret, 'server', this.transcript) }),
+    );
   }
 
   private checkProof(payload: Buffer): void {
     if (this.transcript === undefined || !proofMatches(this.options.secret, 'client', this.transcript, payload)) {
-      this.refuse("peer refused the cluster secret: the client's handshake proof does not match this node's secret; set the same RINGKV_CLUSTER_SECRET on every node");
+      this.refuse(
+        "peer refused the cluster secret: the client's handshake proof does not match this node's secret; set the same RINGKV_CLUSTER_SECRET on every node",
+      );
       return;
     }
     this.state = 'ready';

@@ -95,7 +95,10 @@ export class FramedTransport implements Transport {
    * or anything else, on another path.
    */
   request(target: PeerAddress, message: PeerRequest, options: { readonly timeoutMs: number }): Promise<PeerReply> {
-    if (this.closed) return Promise.reject(new KvError('KV_PEER_UNREACHABLE', 'this node is stopping: its peer transport is closed, so no peer call is sent; send the request to another node'));
+    if (this.closed)
+      return Promise.reject(
+        new KvError('KV_PEER_UNREACHABLE', 'this node is stopping: its peer transport is closed, so no peer call is sent; send the request to another node'),
+      );
     let connection: PeerConnection;
     try {
       connection = this.connection(target, laneOf(message));

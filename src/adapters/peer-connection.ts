@@ -148,7 +148,9 @@ export class PeerConnection {
     // The first waiting request is always taken, however large, so a big value is never refused for size alone.
     if (this.queuedRequests > 0 && (this.queuedRequests >= this.options.maxQueuedRequests || this.queuedBytes + bytes > this.options.maxQueuedBytes)) {
       return Promise.reject(
-        new KvError('KV_OVERLOADED', `${this.queuedRequests} requests (${this.queuedBytes} bytes) already wait for ${this.options.label}; retry later`, { retryAfterSeconds: 1 }),
+        new KvError('KV_OVERLOADED', `${this.queuedRequests} requests (${this.queuedBytes} bytes) already wait for ${this.options.label}; retry later`, {
+          retryAfterSeconds: 1,
+        }),
       );
     }
     return new Promise<PeerReply>((resolve, reject) => {
@@ -169,9 +171,7 @@ export class PeerConnection {
   private dial(): Socket {
     const { host, port, tls } = this.options;
     const socket =
-      tls === undefined
-        ? netConnect({ host, port, noDelay: true })
-        : tlsConnect({ ...tls, host, port, ...(isIP(host) === 0 ? { servername: host } : {}) });
+      tls === undefined ? netConnect({ host, port, noDelay: true }) : tlsConnect({ ...tls, host, port, ...(isIP(host) === 0 ? { servername: host } : {}) });
     // Requests are small and answered one by one: Nagle's delay would be pure latency (FrameWriter already coalesces a turn's frames).
     socket.setNoDelay(true);
     // A peer that vanished without a word (power loss, a cut cable) is found by TCP keep-alive instead of never.
@@ -185,7 +185,10 @@ export class PeerConnection {
 
   private describeSocketError(error: NodeJS.ErrnoException): KvError {
     const { label } = this.options;
-    if (error.code === 'ECONNREFUSED') return new KvError('KV_PEER_UNREACHABLE', `connection to ${label} refused: is a ringkv node running there, with the same peerPortOffset?`, { cause: error });
+    if (error.code === 'ECONNREFUSED')
+      return new KvError('KV_PEER_UNREACHABLE', `connection to ${label} refused: is a ringkv node running there, with the same peerPortOffset?`, {
+        cause: error,
+      });
     return new KvError('KV_PEER_UNREACHABLE', `${label} unreachable: ${error.message}`, { cause: error });
   }
 
@@ -228,7 +231,12 @@ export class PeerConnection {
         // Only a server that proved the secret (its challenge checked out, so this node sent its proof) may accept: an
         // `accepted` before that comes from something that does not hold the secret and must never see a request.
         if (!this.proofSent) {
-          this.fail(new KvError('KV_PEER_UNREACHABLE', `${this.options.label} accepted the connection without proving the cluster secret; it is not a ringkv node of this cluster`));
+          this.fail(
+            new KvError(
+              'KV_PEER_UNREACHABLE',
+              `${this.options.label} accepted the connection without proving the cluster secret; it is not a ringkv node of this cluster`,
+            ),
+          );
           return;
         }
         this.state = 'ready';
@@ -241,7 +249,12 @@ export class PeerConnection {
         this.fail(new KvError('KV_PEER_UNREACHABLE', `${this.options.label}: ${frame.payload.toString('utf8')}`));
         return;
       default:
-        this.fail(new KvError('KV_PEER_UNREACHABLE', `${this.options.label} sent frame type ${frame.type}, which this node does not know; run the same ringkv version on every node`));
+        this.fail(
+          new KvError(
+            'KV_PEER_UNREACHABLE',
+            `${this.options.label} sent frame type ${frame.type}, which this node does not know; run the same ringkv version on every node`,
+          ),
+        );
     }
   }
 
@@ -259,11 +272,21 @@ export class PeerConnection {
       return;
     }
     if (transcript.chosenVersion < versions.min || transcript.chosenVersion > versions.max) {
-      this.fail(new KvError('KV_PEER_UNREACHABLE', `${label}: no common protocol version (the peer chose ${transcript.chosenVersion}, this node speaks ${versions.min}..${versions.max})`));
+      this.fail(
+        new KvError(
+          'KV_PEER_UNREACHABLE',
+          `${label}: no common protocol version (the peer chose ${transcript.chosenVersion}, this node speaks ${versions.min}..${versions.max})`,
+        ),
+      );
       return;
     }
     if (!proofMatches(secret, 'server', transcript, serverProof)) {
-      this.fail(new KvError('KV_PEER_UNREACHABLE', `${label}: the peer refused the cluster secret (its handshake proof does not match this node's secret); set the same RINGKV_CLUSTER_SECRET on every node`));
+      this.fail(
+        new KvError(
+          'KV_PEER_UNREACHABLE',
+          `${label}: the peer refused the cluster secret (its handshake proof does not match this node's secret); set the same RINGKV_CLUSTER_SECRET on every node`,
+        ),
+      );
       return;
     }
     this.proofSent = true;

@@ -65,9 +65,11 @@ export async function readManifest(directory: string): Promise<BackupManifest | 
     throw invalidBackup(path, 'the manifest is not valid JSON (truncated or edited)');
   }
   if (manifest.format !== backupFormatName) throw invalidBackup(path, `not a ringkv backup manifest (format '${String(manifest.format)}')`);
-  if (manifest.formatVersion !== backupFormatVersion) throw invalidBackup(path, `backup format version ${manifest.formatVersion}, this ringkv reads version ${backupFormatVersion}`);
+  if (manifest.formatVersion !== backupFormatVersion)
+    throw invalidBackup(path, `backup format version ${manifest.formatVersion}, this ringkv reads version ${backupFormatVersion}`);
   const count = manifest.cluster?.partitionCount;
-  if (!Number.isInteger(count) || count < 1 || typeof manifest.partitions !== 'object' || manifest.partitions === null) throw invalidBackup(path, 'the manifest lacks its partition count or partition list');
+  if (!Number.isInteger(count) || count < 1 || typeof manifest.partitions !== 'object' || manifest.partitions === null)
+    throw invalidBackup(path, 'the manifest lacks its partition count or partition list');
   return manifest;
 }
 
@@ -141,7 +143,11 @@ export async function readPartitionFile(
 ): Promise<{ objects: number; reapedTombstones: number }> {
   const path = join(directory, entry.file);
   // The manifest names files only where this format puts them, so an edited manifest cannot point a restore elsewhere.
-  if (entry.file !== partitionFileName(partition)) throw invalidBackup(join(directory, manifestName), `partition ${partition} names the file '${String(entry.file).slice(0, 100)}', expected '${partitionFileName(partition)}'`);
+  if (entry.file !== partitionFileName(partition))
+    throw invalidBackup(
+      join(directory, manifestName),
+      `partition ${partition} names the file '${String(entry.file).slice(0, 100)}', expected '${partitionFileName(partition)}'`,
+    );
   const hash = createHash('sha256');
   const reader = new BackupRecordReader(path, 'file');
   let bytes = 0;
@@ -159,7 +165,10 @@ export async function readPartitionFile(
     bytes += chunk.length;
     const records = reader.push(chunk);
     if (reader.header !== undefined && (reader.header.partition !== partition || reader.header.partitionCount !== partitionCount)) {
-      throw invalidBackup(path, `the file holds partition ${reader.header.partition} of ${reader.header.partitionCount}, the manifest says partition ${partition} of ${partitionCount}`);
+      throw invalidBackup(
+        path,
+        `the file holds partition ${reader.header.partition} of ${reader.header.partitionCount}, the manifest says partition ${partition} of ${partitionCount}`,
+      );
     }
     for (const record of records) {
       if (record.kind === 'object') objects += 1;
@@ -171,7 +180,10 @@ export async function readPartitionFile(
   if (bytes !== entry.bytes) throw invalidBackup(path, `the file has ${bytes} bytes, the manifest says ${entry.bytes} (truncated or appended to)`);
   if (hash.digest('hex') !== entry.sha256) throw invalidBackup(path, 'the file does not match its SHA-256 checksum in the manifest (corrupted)');
   if (objects !== entry.objects || reapedTombstones !== entry.reapedTombstones) {
-    throw invalidBackup(path, `the file holds ${objects} objects and ${reapedTombstones} reaped tombstones, the manifest says ${entry.objects} and ${entry.reapedTombstones}`);
+    throw invalidBackup(
+      path,
+      `the file holds ${objects} objects and ${reapedTombstones} reaped tombstones, the manifest says ${entry.objects} and ${entry.reapedTombstones}`,
+    );
   }
   return { objects, reapedTombstones };
 }
@@ -197,7 +209,10 @@ export async function verifyBackup(directory: string): Promise<VerifiedBackup> {
   const count = manifest.cluster.partitionCount;
   const missing = Array.from({ length: count }, (_, partition) => partition).filter((partition) => manifest.partitions[String(partition)] === undefined);
   if (manifest.finishedAtMs === null || missing.length > 0) {
-    throw invalidBackup(manifestPath, `the backup is unfinished (${missing.length} of ${count} partitions missing); finish it with \`ringkv backup --to ${directory}\``);
+    throw invalidBackup(
+      manifestPath,
+      `the backup is unfinished (${missing.length} of ${count} partitions missing); finish it with \`ringkv backup --to ${directory}\``,
+    );
   }
   let objects = 0;
   let reapedTombstones = 0;

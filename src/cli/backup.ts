@@ -87,7 +87,11 @@ class AdminApi {
 
   constructor(private readonly access: ClientAccess) {
     this.scheme = access.tls === undefined ? 'http' : 'https';
-    this.agent = new Agent({ headersTimeout: httpTimeoutMs, bodyTimeout: httpTimeoutMs, ...(access.tls?.ca === undefined ? {} : { connect: { ca: access.tls.ca } }) });
+    this.agent = new Agent({
+      headersTimeout: httpTimeoutMs,
+      bodyTimeout: httpTimeoutMs,
+      ...(access.tls?.ca === undefined ? {} : { connect: { ca: access.tls.ca } }),
+    });
   }
 
   private url(node: string, path: string): string {
@@ -163,7 +167,13 @@ class Progress {
 /** The ring of a description, for preference lists. */
 function ringOf(cluster: BackupManifest['cluster']): Parameters<typeof preferenceList>[0] {
   const { locations } = cluster.ring;
-  return { partitionCount: cluster.partitionCount, owners: cluster.ring.owners, version: cluster.ring.version, next: null, ...(locations === undefined ? {} : { locations }) };
+  return {
+    partitionCount: cluster.partitionCount,
+    owners: cluster.ring.owners,
+    version: cluster.ring.version,
+    next: null,
+    ...(locations === undefined ? {} : { locations }),
+  };
 }
 
 /** Options of `ringkv backup`. */
@@ -184,13 +194,15 @@ export async function runBackup(options: BackupOptions): Promise<BackupManifest>
   const api = new AdminApi(options.access);
   try {
     const description = await api.json<BackupDescription>(options.node, 'GET', '/admin/backup');
-    if (description.ring.changing) throw new KvError('KV_CONFLICT', 'the ring is changing (partitions are being handed off); back up once `ringkv status` shows no transfer under way');
+    if (description.ring.changing)
+      throw new KvError('KV_CONFLICT', 'the ring is changing (partitions are being handed off); back up once `ringkv status` shows no transfer under way');
     await mkdir(join(options.to, 'partitions'), { recursive: true });
     const { nowMs: _nowMs, formatVersion: _formatVersion, ...cluster } = description;
     const manifest = await resumableManifest(options.to, cluster, output);
     const count = cluster.partitionCount;
     const pending = Array.from({ length: count }, (_, partition) => partition).filter((partition) => manifest.partitions[String(partition)] === undefined);
-    if (pending.length < count) output.progress(`backup: resuming in ${options.to}: ${count - pending.length} of ${count} partitions already done and verified`);
+    if (pending.length < count)
+      output.progress(`backup: resuming in ${options.to}: ${count - pending.length} of ${count} partitions already done and verified`);
     const throttle = new Throttle(options.rateMegabytesPerSecond * 1_000_000);
     const progress = new Progress(output, 'backup');
     const addresses = new Map(cluster.members.map((member) => [member.id, member.address]));
@@ -225,7 +237,10 @@ export async function runBackup(options: BackupOptions): Promise<BackupManifest>
         if (copied) break;
       }
       if (!copied) {
-        throw new KvError('KV_INSUFFICIENT_REPLICAS', `no replica of partition ${partition} (${replicas.join(', ')}) could be copied (last error: ${lastError instanceof Error ? lastError.message : String(lastError)}); run the same command again to resume: finished partitions are kept`);
+        throw new KvError(
+          'KV_INSUFFICIENT_REPLICAS',
+          `no replica of partition ${partition} (${replicas.join(', ')}) could be copied (last error: ${lastError instanceof Error ? lastError.message : String(lastError)}); run the same command again to resume: finished partitions are kept`,
+        );
       }
       progress.report(count - pending.length + index + 1, count, bytes);
     }
@@ -234,7 +249,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupManifest>
     const entries = Object.values(manifest.partitions);
     const objects = entries.reduce((sum, entry) => sum + entry.objects, 0);
     const reaped = entries.reduce((sum, entry) => sum + entry.reapedTombstones, 0);
-    output.result(`backup complete: ${count} partitions, ${objects} objects, ${reaped} reaped tombstones, ${megabytes(entries.reduce((sum, entry) => sum + entry.bytes, 0))} in ${options.to}`);
+    output.result(
+      `backup complete: ${count} partitions, ${objects} objects, ${reaped} reaped tombstones, ${megabytes(entries.reduce((sum, entry) => sum + entry.bytes, 0))} in ${options.to}`,
+    );
     return manifest;
   } finally {
     await api.close();
@@ -245,12 +262,22 @@ export async function runBackup(options: BackupOptions): Promise<BackupManifest>
 async function resumableManifest(directory: string, cluster: BackupManifest['cluster'], output: Output): Promise<BackupManifest> {
   const existing = await readManifest(directory);
   if (existing === undefined) {
-    const manifest: BackupManifest = { format: backupFormatName, formatVersion: backupFormatVersion, startedAtMs: Date.now(), finishedAtMs: null, cluster, partitions: {} };
+    const manifest: BackupManifest = {
+      format: backupFormatName,
+      formatVersion: backupFormatVersion,
+      startedAtMs: Date.now(),
+      finishedAtMs: null,
+      cluster,
+      partitions: {},
+    };
     await writeManifest(directory, manifest);
     return manifest;
   }
   if (existing.cluster.partitionCount !== cluster.partitionCount) {
-    throw new KvError('KV_CONFLICT', `${directory} holds a backup of a cluster with ${existing.cluster.partitionCount} partitions, this one has ${cluster.partitionCount}; back up into a new directory`);
+    throw new KvError(
+      'KV_CONFLICT',
+      `${directory} holds a backup of a cluster with ${existing.cluster.partitionCount} partitions, this one has ${cluster.partitionCount}; back up into a new directory`,
+    );
   }
   for (const [partition, entry] of Object.entries(existing.partitions)) {
     if (!(await partitionFileIntact(directory, entry))) {
@@ -269,7 +296,15 @@ async function resumableManifest(directory: string, cluster: BackupManifest['clu
  * Streams one partition from `address` into a temporary file, checking the framing as it comes
  * (a stream cut off mid-way has no end record and is refused), then renames it into place.
  */
-async function copyPartition(api: AdminApi, address: string, nodeId: string, partition: number, cluster: BackupManifest['cluster'], directory: string, throttle: Throttle): Promise<BackupManifest['partitions'][string]> {
+async function copyPartition(
+  api: AdminApi,
+  address: string,
+  nodeId: string,
+  partition: number,
+  cluster: BackupManifest['cluster'],
+  directory: string,
+  throttle: Throttle,
+): Promise<BackupManifest['partitions'][string]> {
   const file = partitionFileName(partition);
   const path = join(directory, file);
   const temporary = `${path}.partial`;
@@ -308,7 +343,9 @@ async function copyPartition(api: AdminApi, address: string, nodeId: string, par
 /** `ringkv backup verify DIR`. */
 export async function runVerify(directory: string, output: Output = consoleOutput): Promise<void> {
   const verified = await verifyBackup(directory);
-  output.result(`${directory}: ok, format version ${verified.manifest.formatVersion}, ${verified.partitions} partitions, ${verified.objects} objects, ${verified.reapedTombstones} reaped tombstones, ${megabytes(verified.bytes)}`);
+  output.result(
+    `${directory}: ok, format version ${verified.manifest.formatVersion}, ${verified.partitions} partitions, ${verified.objects} objects, ${verified.reapedTombstones} reaped tombstones, ${megabytes(verified.bytes)}`,
+  );
 }
 
 /** Options of `ringkv restore`. */
@@ -340,12 +377,17 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
   const output = options.output ?? consoleOutput;
   const verified = await verifyBackup(options.from);
   const { manifest } = verified;
-  output.progress(`restore: ${options.from} verified: ${verified.partitions} partitions, ${verified.objects} objects, ${verified.reapedTombstones} reaped tombstones`);
+  output.progress(
+    `restore: ${options.from} verified: ${verified.partitions} partitions, ${verified.objects} objects, ${verified.reapedTombstones} reaped tombstones`,
+  );
   const api = new AdminApi(options.access);
   try {
     const target = await api.json<BackupDescription>(options.node, 'GET', '/admin/backup');
     warnAboutTarget(manifest, target, output);
-    const targetName = target.members.map((member) => member.id).sort().join(',');
+    const targetName = target.members
+      .map((member) => member.id)
+      .sort()
+      .join(',');
     const progressPath = join(options.from, restoreProgressName);
     const previous = await readFile(progressPath, 'utf8').then(
       (text) => JSON.parse(text) as RestoreProgress,
@@ -442,7 +484,10 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
     if (rejected !== undefined) throw rejected.reason;
     if (failed > 0) {
       const shown = failures.map((failure) => `  ${failure.bucket}/${failure.key}: ${failure.code} ${failure.message}`).join('\n');
-      throw new KvError('KV_INSUFFICIENT_REPLICAS', `${failed} versions could not be written with w=${options.w}; run the same restore again (restored partitions are skipped, and merging twice changes nothing):\n${shown}`);
+      throw new KvError(
+        'KV_INSUFFICIENT_REPLICAS',
+        `${failed} versions could not be written with w=${options.w}; run the same restore again (restored partitions are skipped, and merging twice changes nothing):\n${shown}`,
+      );
     }
     output.result(`restore complete: ${merged} versions merged into the cluster of ${options.node} (w=${options.w})`);
     return { merged, failed };
@@ -457,7 +502,10 @@ function warnAboutTarget(manifest: BackupManifest, target: BackupDescription, ou
     const now = target.bucketProperties[bucket] ?? target.bucketProperties[''];
     if (now === undefined) continue;
     const name = bucket === '' ? 'the bucket defaults' : `bucket '${bucket}'`;
-    if (now.conflictMode !== properties.conflictMode) output.progress(`restore: warning: ${name} had conflictMode ${properties.conflictMode} in the backup, the target has ${now.conflictMode}: the target's rule merges the restored versions`);
+    if (now.conflictMode !== properties.conflictMode)
+      output.progress(
+        `restore: warning: ${name} had conflictMode ${properties.conflictMode} in the backup, the target has ${now.conflictMode}: the target's rule merges the restored versions`,
+      );
     if (now.nVal !== properties.nVal) output.progress(`restore: warning: ${name} had nVal ${properties.nVal} in the backup, the target has ${now.nVal}`);
   }
   const ageMs = target.nowMs - manifest.startedAtMs;

@@ -48,7 +48,11 @@ export function exitText(code: number | null, signal: NodeJS.Signals | null): st
 /** The last line a node wrote to its log since `fromByte` (its own run's part of the file), or '' if none. */
 function lastLogLine(logFile: string, fromByte: number): string {
   try {
-    const lines = readFileSync(logFile).subarray(fromByte).toString('utf8').split('\n').filter((line) => line.trim() !== '');
+    const lines = readFileSync(logFile)
+      .subarray(fromByte)
+      .toString('utf8')
+      .split('\n')
+      .filter((line) => line.trim() !== '');
     const last = lines.at(-1) ?? '';
     // The CLI's own one-line error, or a pino record's message.
     if (last.startsWith('{')) {
@@ -74,7 +78,11 @@ function checkedFlags(flags: ClusterFlags): { count: number; basePort: number } 
   const count = /^[0-9]{1,2}$/.test(nodesText) ? Number(nodesText) : Number.NaN;
   if (!(count >= 1 && count <= 64)) throw new KvError('KV_BAD_CONFIG', `--nodes must be an integer from 1 to 64, got '${nodesText.slice(0, 40)}'`);
   const basePort = portNumber('--base-port', String(flags.basePort ?? 17201));
-  if (basePort + count - 1 > 65_535) throw new KvError('KV_BAD_CONFIG', `--base-port ${basePort} leaves no room for ${count} ports (the last would be ${basePort + count - 1}); use a lower --base-port`);
+  if (basePort + count - 1 > 65_535)
+    throw new KvError(
+      'KV_BAD_CONFIG',
+      `--base-port ${basePort} leaves no room for ${count} ports (the last would be ${basePort + count - 1}); use a lower --base-port`,
+    );
   return { count, basePort };
 }
 
@@ -93,8 +101,16 @@ export async function runLocalCluster(flags: ClusterFlags): Promise<void> {
   // The nodes' own config says whether they speak https and want a token; a bad one stops here, before any node starts.
   const config = loadConfig(flags.config === undefined ? {} : { config: flags.config }, process.env);
   // Node i listens on P+i and on its peer port P+i+offset: the two ranges must neither overlap nor pass 65535.
-  if (config.peerPortOffset < count) throw new KvError('KV_BAD_CONFIG', `peerPortOffset ${config.peerPortOffset} is below --nodes ${count}: the peer ports (port + offset) would collide with the nodes' HTTP ports; raise peerPortOffset`);
-  if (basePort + count - 1 + config.peerPortOffset > 65_535) throw new KvError('KV_BAD_CONFIG', `--base-port ${basePort} leaves no room for the peer ports up to ${basePort + count - 1 + config.peerPortOffset} (port + peerPortOffset ${config.peerPortOffset}); use a lower --base-port`);
+  if (config.peerPortOffset < count)
+    throw new KvError(
+      'KV_BAD_CONFIG',
+      `peerPortOffset ${config.peerPortOffset} is below --nodes ${count}: the peer ports (port + offset) would collide with the nodes' HTTP ports; raise peerPortOffset`,
+    );
+  if (basePort + count - 1 + config.peerPortOffset > 65_535)
+    throw new KvError(
+      'KV_BAD_CONFIG',
+      `--base-port ${basePort} leaves no room for the peer ports up to ${basePort + count - 1 + config.peerPortOffset} (port + peerPortOffset ${config.peerPortOffset}); use a lower --base-port`,
+    );
   const scheme = config.tls.enabled ? 'https' : 'http';
   const secret = process.env.RINGKV_CLUSTER_SECRET ?? newClusterSecret();
   const addresses = Array.from({ length: count }, (_, index) => `${host}:${basePort + index}`);
@@ -111,10 +127,15 @@ export async function runLocalCluster(flags: ClusterFlags): Promise<void> {
     return spawn(process.execPath, args, { stdio: ['ignore', out, out], env: { ...process.env, RINGKV_CLUSTER_SECRET: secret } });
   });
   const exits: (string | undefined)[] = children.map(() => undefined);
-  const exited = children.map((child, index) => new Promise<void>((done) => child.once('exit', (code, signal) => {
-    exits[index] = exitText(code, signal);
-    done();
-  })));
+  const exited = children.map(
+    (child, index) =>
+      new Promise<void>((done) =>
+        child.once('exit', (code, signal) => {
+          exits[index] = exitText(code, signal);
+          done();
+        }),
+      ),
+  );
   let exiting = false;
   const stopAll = async (): Promise<void> => {
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
@@ -137,7 +158,12 @@ export async function runLocalCluster(flags: ClusterFlags): Promise<void> {
 
   const deadline = Date.now() + readyDeadlineMs;
   let ready = false;
-  const client = new RingClient({ nodes: addresses.map((address) => `${scheme}://${address}`), maxAttempts: 1, httpTimeoutMs: 2000, ...clientAccessForCluster(config, process.env) });
+  const client = new RingClient({
+    nodes: addresses.map((address) => `${scheme}://${address}`),
+    maxAttempts: 1,
+    httpTimeoutMs: 2000,
+    ...clientAccessForCluster(config, process.env),
+  });
   while (!ready && Date.now() < deadline && !exiting && exits.every((exit) => exit === undefined)) {
     const upCounts = await Promise.all(addresses.map((address, index) => membersUp(client, `${scheme}://${address}`, children[index] as ChildProcess)));
     ready = upCounts.every((up) => up === count);
@@ -166,7 +192,13 @@ export async function runLocalCluster(flags: ClusterFlags): Promise<void> {
   console.log(`ringkv cluster of ${count} nodes ${ready ? 'is up' : 'started'} (data in ${dataRoot}, logs in ${dataRoot}/nodeN.log):`);
   for (const address of addresses) console.log(`  ${scheme}://${address}   (dashboard: ${scheme}://${address}/ui)`);
   // The hint names the token's place, never a token.
-  const curl = ['curl', ...(config.tls.enabled ? [`--cacert ${config.tls.caFile}`] : []), ...(config.auth.enabled ? ['-H "authorization: Bearer $RINGKV_TOKEN"'] : [])].join(' ');
-  console.log(`try: ${curl} -X PUT --data-binary hello ${scheme}://${addresses[0]}/kv/demo/greeting && ${curl} ${scheme}://${addresses[count - 1]}/kv/demo/greeting`);
+  const curl = [
+    'curl',
+    ...(config.tls.enabled ? [`--cacert ${config.tls.caFile}`] : []),
+    ...(config.auth.enabled ? ['-H "authorization: Bearer $RINGKV_TOKEN"'] : []),
+  ].join(' ');
+  console.log(
+    `try: ${curl} -X PUT --data-binary hello ${scheme}://${addresses[0]}/kv/demo/greeting && ${curl} ${scheme}://${addresses[count - 1]}/kv/demo/greeting`,
+  );
   console.log('press Ctrl-C to stop all nodes');
 }

@@ -22,7 +22,8 @@ function refuse(flag: string, expected: string, text: string): never {
 export function integerFlag(flag: string, min: number, max: number, unit?: string): (text: string) => number {
   return (text) => {
     const value = /^-?[0-9]{1,16}$/.test(text.trim()) ? Number(text) : Number.NaN;
-    if (!(Number.isSafeInteger(value) && value >= min && value <= max)) refuse(flag, `an integer from ${min} to ${max}${unit === undefined ? '' : ` (${unit})`}`, text);
+    if (!(Number.isSafeInteger(value) && value >= min && value <= max))
+      refuse(flag, `an integer from ${min} to ${max}${unit === undefined ? '' : ` (${unit})`}`, text);
     return value;
   };
 }

@@ -94,7 +94,10 @@ function configFromFlags(flags: ConfigFlags): Record<string, unknown> {
   if (flags.logLevel !== undefined) fromFlags.logLevel = flags.logLevel;
   if (flags.peerMap !== undefined) fromFlags.peerDialOverrides = parsePeerMap(flags.peerMap);
   if (flags.placementHost !== undefined || flags.zone !== undefined) {
-    fromFlags.placement = { ...(flags.placementHost === undefined ? {} : { host: flags.placementHost }), ...(flags.zone === undefined ? {} : { zone: flags.zone }) };
+    fromFlags.placement = {
+      ...(flags.placementHost === undefined ? {} : { host: flags.placementHost }),
+      ...(flags.zone === undefined ? {} : { zone: flags.zone }),
+    };
   }
   return fromFlags;
 }

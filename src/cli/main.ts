@@ -46,7 +46,10 @@ program
   .option('--peer-map <list>', 'ADDRESS=DIAL_ADDRESS pairs: dial a peer through another address (chaos harness)')
   .option('--placement-host <label>', "the machine this node runs on: a key's replicas go to different hosts (default: the node's own id)")
   .option('--zone <label>', "the zone (rack, availability zone) of this node: a key's replicas go to different zones when zones are labelled")
-  .option('--shards <n>', 'processes (ring members) this node runs, sharing its HTTP port; shard i keeps its data in DATA/shard-i and listens for peers on the peer port + i (default: one per core; 1: one process, no shard folders)')
+  .option(
+    '--shards <n>',
+    'processes (ring members) this node runs, sharing its HTTP port; shard i keeps its data in DATA/shard-i and listens for peers on the peer port + i (default: one per core; 1: one process, no shard folders)',
+  )
   .addOption(new Option('--shard-index <i>', 'set by the shard supervisor: run shard i of --shards').hideHelp())
   .action(async (flags: ConfigFlags & { shards?: string; shardIndex?: string }) => {
     const [{ shardCount, superviseShards }, { loadConfig }] = await Promise.all([import('./shards.js'), import('./load-config.js')]);
@@ -101,7 +104,13 @@ program
   .option('--local', "this node's own copy only")
   .action(async (bucket: string, key: string, flags) => {
     await withClient(flags.node, async (client) => {
-      const result = await client.get(bucket, key, { r: flags.r, pr: flags.pr, consistency: flags.consistency, timeoutMs: flags.timeoutMs, local: flags.local });
+      const result = await client.get(bucket, key, {
+        r: flags.r,
+        pr: flags.pr,
+        consistency: flags.consistency,
+        timeoutMs: flags.timeoutMs,
+        local: flags.local,
+      });
       if (!result.found) {
         console.error(`not found${result.context === undefined ? '' : ` (context ${result.context})`}`);
         process.exitCode = 1;
@@ -126,7 +135,7 @@ program
   .option('--timeout-ms <ms>', 'coordinator timeout', timeoutFlag)
   .option('--if-none-match', 'write only where no live value exists')
   .option('--if-match <context>', 'write only where the current version is the one this read context names')
-  .option('--ttl <seconds>', 'seconds until the value expires (default: the bucket\'s ttlSeconds)', ttlFlag)
+  .option('--ttl <seconds>', "seconds until the value expires (default: the bucket's ttlSeconds)", ttlFlag)
   .action(async (bucket: string, key: string, value: string, flags) => {
     await withClient(flags.node, async (client) => {
       const result = await client.put(bucket, key, value, {
@@ -173,7 +182,8 @@ program
   .option('--timeout-ms <ms>', 'coordinator timeout', timeoutFlag)
   .action(async (bucket: string, flags) => {
     await withClient(flags.node, async (client) => {
-      for await (const key of client.list(bucket, { limit: flags.limit, prefix: flags.prefix, after: flags.after, timeoutMs: flags.timeoutMs })) console.log(key);
+      for await (const key of client.list(bucket, { limit: flags.limit, prefix: flags.prefix, after: flags.after, timeoutMs: flags.timeoutMs }))
+        console.log(key);
     });
   });
 
@@ -217,7 +227,12 @@ program
       const remove = flags.remove as string[];
       if (add.length > 0 || remove.length > 0) {
         const context = remove.length === 0 ? undefined : (await client.dt.set(bucket, key, { r: flags.r, timeoutMs: flags.timeoutMs }))?.context;
-        await client.dt.updateSet(bucket, key, { add, remove, ...(context === undefined ? {} : { context }) }, { w: flags.w, r: flags.r, timeoutMs: flags.timeoutMs });
+        await client.dt.updateSet(
+          bucket,
+          key,
+          { add, remove, ...(context === undefined ? {} : { context }) },
+          { w: flags.w, r: flags.r, timeoutMs: flags.timeoutMs },
+        );
       }
       const read = await client.dt.set(bucket, key, { r: flags.r, timeoutMs: flags.timeoutMs });
       if (read === undefined) {
@@ -276,7 +291,7 @@ program
 
 program
   .command('leave')
-  .description("decommission a node: its partitions stream to their new owners, then it leaves the ring and exits")
+  .description('decommission a node: its partitions stream to their new owners, then it leaves the ring and exits')
   .option('--node <address>', 'node that leaves', defaultNode)
   .action(async (flags) => {
     await withClient(flags.node, async (client) => {

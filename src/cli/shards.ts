@@ -42,7 +42,10 @@ export function shardCount(flag: string | number | undefined, versions: { readon
   const count = /^[0-9]{1,2}$/.test(text) ? Number(text) : Number.NaN;
   if (!(count >= 1 && count <= maxShards)) throw new KvError('KV_BAD_CONFIG', `--shards must be an integer from 1 to ${maxShards}, got '${text.slice(0, 40)}'`);
   if (count > 1 && !nodeHasReusePort(versions)) {
-    throw new KvError('KV_BAD_CONFIG', `--shards ${count} needs Node.js 22.12 or later (its shards share the HTTP port through reusePort); this is Node.js ${versions.node}: upgrade Node.js or start with --shards 1`);
+    throw new KvError(
+      'KV_BAD_CONFIG',
+      `--shards ${count} needs Node.js 22.12 or later (its shards share the HTTP port through reusePort); this is Node.js ${versions.node}: upgrade Node.js or start with --shards 1`,
+    );
   }
   return count;
 }
@@ -61,7 +64,11 @@ export function shardsClusterSecret(config: NodeConfig): string {
     mkdirSync(resolve(config.dataDir), { recursive: true });
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    throw new KvError('KV_BAD_CONFIG', `cannot create the data directory ${resolve(config.dataDir)} (${String(code ?? (error as Error).message)}); choose another --data or make its parent writable`, { cause: error });
+    throw new KvError(
+      'KV_BAD_CONFIG',
+      `cannot create the data directory ${resolve(config.dataDir)} (${String(code ?? (error as Error).message)}); choose another --data or make its parent writable`,
+      { cause: error },
+    );
   }
   const secret = newClusterSecret();
   writeFileSync(file, `${secret}\n`, { mode: 0o600 });
@@ -162,7 +169,10 @@ export async function superviseShards(argv: readonly string[], count: number, co
     slot.child = undefined;
     if (!allReadyOnce) {
       // A node whose shards cannot all start is not the node asked for: stop the others and say why in one line, the shard's own.
-      const said = slot.heldErrors.split('\n').filter((line) => line.startsWith('ringkv: ')).at(-1);
+      const said = slot.heldErrors
+        .split('\n')
+        .filter((line) => line.startsWith('ringkv: '))
+        .at(-1);
       console.error(said ?? `ringkv: shard ${slot.index} ${exitText(code, signal)} before the node was up`);
       void stopAll(1);
       return;
@@ -170,13 +180,17 @@ export async function superviseShards(argv: readonly string[], count: number, co
     const now = Date.now();
     slot.restarts = slot.restarts.filter((at) => now - at < restartWindowMs);
     if (slot.restarts.length >= maxRestartsPerWindow) {
-      console.error(`ringkv: shard ${slot.index} ${exitText(code, signal)}, its ${slot.restarts.length + 1}th exit within ${restartWindowMs / 60_000} minutes; stopping the node (see the shard's log above)`);
+      console.error(
+        `ringkv: shard ${slot.index} ${exitText(code, signal)}, its ${slot.restarts.length + 1}th exit within ${restartWindowMs / 60_000} minutes; stopping the node (see the shard's log above)`,
+      );
       void stopAll(1);
       return;
     }
     const delayMs = Math.min(maxRestartDelayMs, firstRestartDelayMs * 2 ** slot.restarts.length);
     slot.restarts.push(now + delayMs);
-    console.error(`ringkv: shard ${slot.index} ${exitText(code, signal)}; restarting it in ${delayMs} ms (restart ${slot.restarts.length} of at most ${maxRestartsPerWindow} in ${restartWindowMs / 60_000} minutes)`);
+    console.error(
+      `ringkv: shard ${slot.index} ${exitText(code, signal)}; restarting it in ${delayMs} ms (restart ${slot.restarts.length} of at most ${maxRestartsPerWindow} in ${restartWindowMs / 60_000} minutes)`,
+    );
     setTimeout(() => {
       if (!stopping) launch(slot);
     }, delayMs);

@@ -256,7 +256,15 @@ export type WatchEvent =
       readonly lastModified?: string;
       readonly version?: number;
     }
-  | { readonly type: 'delete'; readonly id: string; readonly bucket: string; readonly key: string; readonly context: string; readonly dot?: WatchDot; readonly version?: number }
+  | {
+      readonly type: 'delete';
+      readonly id: string;
+      readonly bucket: string;
+      readonly key: string;
+      readonly context: string;
+      readonly dot?: WatchDot;
+      readonly version?: number;
+    }
   | { readonly type: 'ready'; readonly id: string }
   | {
       readonly type: 'compacted';
@@ -425,7 +433,12 @@ export class RingClient {
       this.updateDataType(
         bucket,
         key,
-        { type: 'set', ...(update.add === undefined ? {} : { add: update.add }), ...(update.remove === undefined ? {} : { remove: update.remove }), ...(update.context === undefined ? {} : { context: update.context }) },
+        {
+          type: 'set',
+          ...(update.add === undefined ? {} : { add: update.add }),
+          ...(update.remove === undefined ? {} : { remove: update.remove }),
+          ...(update.context === undefined ? {} : { context: update.context }),
+        },
         options,
       ),
     set: async (bucket, key, options = {}) => {
@@ -452,8 +465,19 @@ export class RingClient {
 
   /** Reads a key: not found, one value, or siblings, with the context to write back. */
   async get(bucket: string, key: string, options: ReadRequestOptions = {}): Promise<ReadResult> {
-    const query = queryString({ r: options.r, pr: options.pr, consistency: options.consistency, timeout_ms: options.timeoutMs, local: options.local ? 'true' : undefined });
-    const answer = await this.send('GET', kvPath(bucket, key) + query, { idempotent: true, retryAnswer: isRetryableAnswer, node: options.node, key: { bucket, key } });
+    const query = queryString({
+      r: options.r,
+      pr: options.pr,
+      consistency: options.consistency,
+      timeout_ms: options.timeoutMs,
+      local: options.local ? 'true' : undefined,
+    });
+    const answer = await this.send('GET', kvPath(bucket, key) + query, {
+      idempotent: true,
+      retryAnswer: isRetryableAnswer,
+      node: options.node,
+      key: { bucket, key },
+    });
     const context = header(answer, 'x-ringkv-context');
     if (answer.status === 404) return { found: false, context, siblings: [], ...versionOf(answer) };
     if (answer.status === 200) {
@@ -463,7 +487,13 @@ export class RingClient {
         context,
         ...versionOf(answer),
         ...(lease === undefined ? {} : { lease }),
-        siblings: [{ value: answer.body, contentType: header(answer, 'content-type') ?? 'application/octet-stream', lastModified: header(answer, 'last-modified') ?? '' }],
+        siblings: [
+          {
+            value: answer.body,
+            contentType: header(answer, 'content-type') ?? 'application/octet-stream',
+            lastModified: header(answer, 'last-modified') ?? '',
+          },
+        ],
       };
     }
     if (answer.status === 300) {
@@ -471,7 +501,11 @@ export class RingClient {
       return {
         found: true,
         context: parsed.context,
-        siblings: parsed.siblings.map((sibling) => ({ value: Buffer.from(sibling.value, 'base64'), contentType: sibling.contentType, lastModified: sibling.lastModified })),
+        siblings: parsed.siblings.map((sibling) => ({
+          value: Buffer.from(sibling.value, 'base64'),
+          contentType: sibling.contentType,
+          lastModified: sibling.lastModified,
+        })),
       };
     }
     throw errorOf(answer, 'failed');
@@ -484,7 +518,13 @@ export class RingClient {
     if (options.ifNoneMatch === true) headers['if-none-match'] = '*';
     if (options.ifMatch !== undefined) headers['if-match'] = options.ifMatch;
     const body = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value);
-    const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options, options.ttlSeconds, options.lease), { ...this.writeRetries(options), headers, body, node: options.node, key: { bucket, key } });
+    const answer = await this.send('PUT', kvPath(bucket, key) + writeQuery(options, options.ttlSeconds, options.lease), {
+      ...this.writeRetries(options),
+      headers,
+      body,
+      node: options.node,
+      key: { bucket, key },
+    });
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
     return { context: header(answer, 'x-ringkv-context') ?? '', ...versionOf(answer) };
   }
@@ -494,7 +534,12 @@ export class RingClient {
     const headers: Record<string, string> = {};
     if (options.context !== undefined) headers['x-ringkv-context'] = options.context;
     if (options.ifMatch !== undefined) headers['if-match'] = options.ifMatch;
-    const answer = await this.send('DELETE', kvPath(bucket, key) + writeQuery(options), { ...this.writeRetries(options), headers, node: options.node, key: { bucket, key } });
+    const answer = await this.send('DELETE', kvPath(bucket, key) + writeQuery(options), {
+      ...this.writeRetries(options),
+      headers,
+      node: options.node,
+      key: { bucket, key },
+    });
     if (answer.status !== 204) throw errorOf(answer, writeOutcome(answer));
     return { context: header(answer, 'x-ringkv-context') ?? '', ...versionOf(answer) };
   }
@@ -538,7 +583,11 @@ export class RingClient {
   /** One page of a bucket's live keys and the cursor of the next (null at the end). */
   async listPage(bucket: string, options: ListRequestOptions = {}): Promise<{ keys: string[]; next: string | null }> {
     const query = queryString({ keys: 'true', limit: options.limit, after: options.after, prefix: options.prefix, timeout_ms: options.timeoutMs });
-    const answer = await this.send('GET', `/kv/${encodeURIComponent(bucket)}${query}`, { idempotent: true, retryAnswer: isRetryableAnswer, node: options.node });
+    const answer = await this.send('GET', `/kv/${encodeURIComponent(bucket)}${query}`, {
+      idempotent: true,
+      retryAnswer: isRetryableAnswer,
+      node: options.node,
+    });
     if (answer.status !== 200) throw errorOf(answer, 'failed');
     return JSON.parse(answer.body.toString('utf8')) as { keys: string[]; next: string | null };
   }
@@ -549,7 +598,8 @@ export class RingClient {
     if (answer.status === 404 && errorCode(answer) === 'KV_NOT_FOUND') return undefined;
     if (answer.status !== 200) throw errorOf(answer, 'failed');
     const read = JSON.parse(answer.body.toString('utf8')) as DataTypeAnswer;
-    if (read.type !== type) throw new RingClientError(`KV_TYPE_MISMATCH: ${bucket}/${key} holds a ${read.type}, not a ${type}`, 409, 'KV_TYPE_MISMATCH', 'failed');
+    if (read.type !== type)
+      throw new RingClientError(`KV_TYPE_MISMATCH: ${bucket}/${key} holds a ${read.type}, not a ${type}`, 409, 'KV_TYPE_MISMATCH', 'failed');
     return read;
   }
 
@@ -572,7 +622,10 @@ export class RingClient {
    * missed, a `compacted` event says to read again. Break out of the loop (or abort `signal`) to stop.
    */
   async *watch(bucket: string, target: WatchTarget, options: WatchOptions = {}): AsyncGenerator<WatchEvent, void, undefined> {
-    const path = typeof target === 'string' ? kvPath(bucket, target).replace(/^\/kv\//, '/watch/') : `/watch/${encodeURIComponent(bucket)}${queryString({ prefix: target.prefix })}`;
+    const path =
+      typeof target === 'string'
+        ? kvPath(bucket, target).replace(/^\/kv\//, '/watch/')
+        : `/watch/${encodeURIComponent(bucket)}${queryString({ prefix: target.prefix })}`;
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -599,7 +652,14 @@ export class RingClient {
         let response: Awaited<ReturnType<Pool['request']>>;
         try {
           // The node sends a comment every 15 s, so a body silent for 60 s is a dead connection.
-          response = await this.pool(origin).request({ method: 'GET', path, headers, signal: stop.signal, headersTimeout: this.options.httpTimeoutMs ?? 15_000, bodyTimeout: 60_000 });
+          response = await this.pool(origin).request({
+            method: 'GET',
+            path,
+            headers,
+            signal: stop.signal,
+            headersTimeout: this.options.httpTimeoutMs ?? 15_000,
+            bodyTimeout: 60_000,
+          });
         } catch {
           await pause();
           continue;
@@ -632,7 +692,11 @@ export class RingClient {
 
   /** POST /leases: a new lease of `ttlSeconds` (1 to 86,400); keep it alive with {@link keepAliveLease} before it runs out. */
   async grantLease(ttlSeconds: number): Promise<LeaseGrant> {
-    const answer = await this.send('POST', '/leases', { ...this.writeRetries({}), headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ ttl: ttlSeconds })) });
+    const answer = await this.send('POST', '/leases', {
+      ...this.writeRetries({}),
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify({ ttl: ttlSeconds })),
+    });
     if (answer.status !== 201) throw errorOf(answer, writeOutcome(answer));
     return leaseGrantOf(answer);
   }
@@ -655,8 +719,20 @@ export class RingClient {
     const answer = await this.send('GET', `/leases/${encodeURIComponent(id)}`, { idempotent: true, retryAnswer: isRetryableAnswer });
     if (answer.status === 404 && errorCode(answer) === 'KV_LEASE_NOT_FOUND') return undefined;
     if (answer.status !== 200) throw errorOf(answer, 'failed');
-    const parsed = JSON.parse(answer.body.toString('utf8')) as { id: string; ttl: number; keepAlives: number; remaining?: number; keys: { bucket: string; key: string }[] };
-    return { id: parsed.id, ttlSeconds: parsed.ttl, keepAlives: parsed.keepAlives, keys: parsed.keys, ...(parsed.remaining === undefined ? {} : { remainingSeconds: parsed.remaining }) };
+    const parsed = JSON.parse(answer.body.toString('utf8')) as {
+      id: string;
+      ttl: number;
+      keepAlives: number;
+      remaining?: number;
+      keys: { bucket: string; key: string }[];
+    };
+    return {
+      id: parsed.id,
+      ttlSeconds: parsed.ttl,
+      keepAlives: parsed.keepAlives,
+      keys: parsed.keys,
+      ...(parsed.remaining === undefined ? {} : { remainingSeconds: parsed.remaining }),
+    };
   }
 
   /**
@@ -696,22 +772,25 @@ export class RingClient {
     let timer: NodeJS.Timeout | undefined;
     // Keep-alives every ttl/3 from now (waiting counts too: a long wait must not lose the lease).
     const keepAlive = (): void => {
-      timer = setTimeout(() => {
-        this.keepAliveLease(id).then(
-          () => {
-            if (!stopped) keepAlive();
-          },
-          (error: unknown) => {
-            if (stopped) return;
-            if (error instanceof RingClientError && error.code === 'KV_LEASE_NOT_FOUND') {
-              stopped = true;
-              options.onLost?.(error);
-              return;
-            }
-            keepAlive();
-          },
-        );
-      }, (ttlSeconds * 1000) / 3);
+      timer = setTimeout(
+        () => {
+          this.keepAliveLease(id).then(
+            () => {
+              if (!stopped) keepAlive();
+            },
+            (error: unknown) => {
+              if (stopped) return;
+              if (error instanceof RingClientError && error.code === 'KV_LEASE_NOT_FOUND') {
+                stopped = true;
+                options.onLost?.(error);
+                return;
+              }
+              keepAlive();
+            },
+          );
+        },
+        (ttlSeconds * 1000) / 3,
+      );
       timer.unref();
     };
     const stop = async (): Promise<void> => {
@@ -781,7 +860,9 @@ export class RingClient {
     return {
       keepAliveTimeout: 30_000,
       connectTimeout: Math.min(timeoutMs, 5_000),
-      ...(tls === undefined ? {} : { connect: { ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.servername === undefined ? {} : { servername: tls.servername }) } }),
+      ...(tls === undefined
+        ? {}
+        : { connect: { ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.servername === undefined ? {} : { servername: tls.servername }) } }),
     };
   }
 

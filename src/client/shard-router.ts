@@ -203,7 +203,12 @@ export class ShardRouter {
     const slot = `${member.id} ${origin}`;
     let owned = this.members.get(slot);
     if (owned === undefined) {
-      owned = new MemberConnections(member.id, this.options.connectionsPerMember, () => this.options.dial(origin), async (client) => this.probe(client));
+      owned = new MemberConnections(
+        member.id,
+        this.options.connectionsPerMember,
+        () => this.options.dial(origin),
+        async (client) => this.probe(client),
+      );
       this.members.set(slot, owned);
     }
     const connections = owned;

@@ -33,7 +33,8 @@ function environmentValue(setting: ConfigSetting, name: string, text: string): u
 function tokensText(name: string, text: string): { token: string; role: string }[] {
   return listText(text).map((entry, index) => {
     const colon = entry.lastIndexOf(':');
-    if (colon <= 0) throw new KvError('KV_BAD_CONFIG', `entry ${index + 1} of environment variable ${name} must be TOKEN:ROLE with ROLE read-only or read-write`);
+    if (colon <= 0)
+      throw new KvError('KV_BAD_CONFIG', `entry ${index + 1} of environment variable ${name} must be TOKEN:ROLE with ROLE read-only or read-write`);
     return { token: entry.slice(0, colon), role: entry.slice(colon + 1) };
   });
 }
@@ -43,7 +44,8 @@ function protectText(name: string, text: string): Record<string, boolean> {
   const chosen = listText(text);
   const known = ['status', 'metrics', 'ui'];
   const unknown = chosen.filter((item) => !known.includes(item));
-  if (unknown.length > 0) throw new KvError('KV_BAD_CONFIG', `environment variable ${name} lists ${unknown.join(', ')}; use a comma-separated subset of ${known.join(', ')}`);
+  if (unknown.length > 0)
+    throw new KvError('KV_BAD_CONFIG', `environment variable ${name} lists ${unknown.join(', ')}; use a comma-separated subset of ${known.join(', ')}`);
   return { protectStatus: chosen.includes('status'), protectMetrics: chosen.includes('metrics'), protectUi: chosen.includes('ui') };
 }
 

@@ -24,7 +24,8 @@ const placementLabelPattern = '^[A-Za-z0-9._-]*$';
 
 const integer = (minimum: number, maximum: number, defaultValue: number, description: string, extra: Record<string, unknown> = {}) =>
   Type.Integer({ minimum, maximum, default: defaultValue, description, ...extra });
-const boolean = (defaultValue: boolean, description: string, extra: Record<string, unknown> = {}) => Type.Boolean({ default: defaultValue, description, ...extra });
+const boolean = (defaultValue: boolean, description: string, extra: Record<string, unknown> = {}) =>
+  Type.Boolean({ default: defaultValue, description, ...extra });
 const oneOf = <const T extends readonly string[]>(choices: T, defaultValue: T[number], description: string, extra: Record<string, unknown> = {}) =>
   Type.Union(
     choices.map((choice) => Type.Literal(choice)),
@@ -58,7 +59,10 @@ const bucketFields = (withDefaults: boolean) => {
     conflictMode: strip(oneOf(conflictModes, 'siblings', '`siblings` keeps concurrent writes; `lww` keeps the newest', { env: 'RINGKV_CONFLICT_MODE' })),
     ttlSeconds: strip(integer(0, maxTtlSeconds, 0, 'seconds a write lives when it gives no `ttl` of its own (0: forever)')),
     consistent: strip(
-      boolean(false, 'every GET, PUT and DELETE on the bucket is linearizable per key (a Paxos round on its primaries; docs/CONSENSUS.md); fixed when the cluster is founded'),
+      boolean(
+        false,
+        'every GET, PUT and DELETE on the bucket is linearizable per key (a Paxos round on its primaries; docs/CONSENSUS.md); fixed when the cluster is founded',
+      ),
     ),
   };
 };
@@ -71,7 +75,10 @@ const authToken = Type.Object(
       secret: true,
       expected: `a string of at least ${minTokenLength} characters without spaces or commas`,
     }),
-    role: Type.Union([Type.Literal('read-only'), Type.Literal('read-write')], { expected: 'one of read-only, read-write', description: 'what the token may do' }),
+    role: Type.Union([Type.Literal('read-only'), Type.Literal('read-write')], {
+      expected: 'one of read-only, read-write',
+      description: 'what the token may do',
+    }),
     name: Type.Optional(Type.String({ minLength: 1, description: "a label for the token's holder, safe to show" })),
   },
   { additionalProperties: false, expected: 'an object {"token": "...", "role": "read-only" | "read-write"}' },
@@ -80,9 +87,13 @@ const authToken = Type.Object(
 /** The whole config: the root of the schema. */
 export const nodeConfigSchema = Type.Object(
   {
-    host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'the address to listen on and be known by, unless `listen` / `advertise` say otherwise' }),
+    host: Type.String({
+      minLength: 1,
+      default: '127.0.0.1',
+      description: 'the address to listen on and be known by, unless `listen` / `advertise` say otherwise',
+    }),
     listen: Type.Optional(
-      Type.String({ minLength: 1, description: 'the address to bind, for example 0.0.0.0 in a container (default: `host`); Cassandra\'s listen_address' }),
+      Type.String({ minLength: 1, description: "the address to bind, for example 0.0.0.0 in a container (default: `host`); Cassandra's listen_address" }),
     ),
     advertise: Type.Optional(
       Type.String({
@@ -99,7 +110,12 @@ export const nodeConfigSchema = Type.Object(
       description: 'host:port of running nodes to join through (DNS names are resolved again on every attempt); comma-separated in the environment',
     }),
     clusterSecret: Type.Optional(
-      Type.String({ minLength: 16, secret: true, expected: 'a string of at least 16 characters', description: 'the shared secret of peer traffic; generated and persisted by a node when absent' }),
+      Type.String({
+        minLength: 16,
+        secret: true,
+        expected: 'a string of at least 16 characters',
+        description: 'the shared secret of peer traffic; generated and persisted by a node when absent',
+      }),
     ),
     peerDialOverrides: Type.Record(Type.String({ pattern: hostPortPattern }), Type.String({ pattern: hostPortPattern, expected: 'a host:port' }), {
       default: {},
@@ -107,9 +123,14 @@ export const nodeConfigSchema = Type.Object(
       additionalProperties: false,
       expected: 'an object of host:port -> host:port',
       env: false,
-      description: 'logical peer address -> address actually dialled (the chaos harness\'s per-link proxies; `--peer-map`)',
+      description: "logical peer address -> address actually dialled (the chaos harness's per-link proxies; `--peer-map`)",
     }),
-    peerPortOffset: integer(1, 65_534, 1000, "a node's peer port (where nodes talk to each other, over persistent framed connections) is its HTTP port plus this offset; one setting for the whole cluster, as peers derive it from the advertised address"),
+    peerPortOffset: integer(
+      1,
+      65_534,
+      1000,
+      "a node's peer port (where nodes talk to each other, over persistent framed connections) is its HTTP port plus this offset; one setting for the whole cluster, as peers derive it from the advertised address",
+    ),
     placement: section(
       {
         host: Type.String({
@@ -117,14 +138,16 @@ export const nodeConfigSchema = Type.Object(
           maxLength: 128,
           default: '',
           expected: "a label of letters, digits, '.', '_' or '-' (empty: this node's id)",
-          description: "the machine this node runs on: no two replicas of a key go to nodes with the same host while there are n_val hosts (`--placement-host`; empty: the node's own id, a host of its own); fixed while the node is a member",
+          description:
+            "the machine this node runs on: no two replicas of a key go to nodes with the same host while there are n_val hosts (`--placement-host`; empty: the node's own id, a host of its own); fixed while the node is a member",
         }),
         zone: Type.String({
           pattern: placementLabelPattern,
           maxLength: 128,
           default: '',
           expected: "a label of letters, digits, '.', '_' or '-' (empty: no zone)",
-          description: "the zone (rack, availability zone) of this node's host: when zones are labelled, a key's replicas go to n_val different zones while there are that many (`--zone`; Cassandra's rack, Riak's location); fixed while the node is a member",
+          description:
+            "the zone (rack, availability zone) of this node's host: when zones are labelled, a key's replicas go to n_val different zones while there are that many (`--zone`; Cassandra's rack, Riak's location); fixed while the node is a member",
         }),
       },
       "where this node runs, so a key's replicas go to different hosts and zones",
@@ -139,7 +162,9 @@ export const nodeConfigSchema = Type.Object(
     }),
     limits: section(
       {
-        maxValueBytes: integer(1, 32 * 1024 * 1024, 8_388_608, 'the largest value (413 KV_VALUE_TOO_LARGE past it); at most (maxObjectBytes − 65536) / 2', { env: 'RINGKV_MAX_VALUE_BYTES' }),
+        maxValueBytes: integer(1, 32 * 1024 * 1024, 8_388_608, 'the largest value (413 KV_VALUE_TOO_LARGE past it); at most (maxObjectBytes − 65536) / 2', {
+          env: 'RINGKV_MAX_VALUE_BYTES',
+        }),
         maxObjectBytes: integer(
           1,
           64 * 1024 * 1024,
@@ -150,9 +175,19 @@ export const nodeConfigSchema = Type.Object(
         maxKeyBytes: integer(1, 60_000, 1024, 'the longest key (UTF-8 bytes)'),
         maxBucketBytes: integer(1, 60_000, 256, 'the longest bucket name (UTF-8 bytes)'),
         siblingsWarn: integer(1, 100_000, 25, 'a write that leaves a key with more siblings than this is logged and counted'),
-        maxSiblings: integer(1, 100_000, 100, 'a write without a context to a key with this many siblings is refused (409 KV_TOO_MANY_SIBLINGS); at least siblingsWarn'),
+        maxSiblings: integer(
+          1,
+          100_000,
+          100,
+          'a write without a context to a key with this many siblings is refused (409 KV_TOO_MANY_SIBLINGS); at least siblingsWarn',
+        ),
         maxSetElements: integer(1, 1_000_000, 10_000, 'the most elements a set (/dt) may hold: an add past it is refused (413 KV_SET_TOO_LARGE)'),
-        maxSetBytes: integer(1, 512 * 1024 * 1024, 1_048_576, "the most UTF-8 bytes a set's (/dt) elements may total: an add past it is refused (413 KV_SET_TOO_LARGE)"),
+        maxSetBytes: integer(
+          1,
+          512 * 1024 * 1024,
+          1_048_576,
+          "the most UTF-8 bytes a set's (/dt) elements may total: an add past it is refused (413 KV_SET_TOO_LARGE)",
+        ),
         maxInFlightRequests: integer(1, 1_000_000, 1024, 'requests served at once before load is shed'),
         requestTimeoutMs: integer(1, 600_000, 5000, "a coordinator's deadline when a request sets no timeout_ms", { env: 'RINGKV_REQUEST_TIMEOUT_MS' }),
         peerTimeoutMs: integer(1, 600_000, 3000, 'the deadline of one call to a peer', { env: 'RINGKV_PEER_TIMEOUT_MS' }),
@@ -178,7 +213,9 @@ export const nodeConfigSchema = Type.Object(
     ),
     gossip: section(
       {
-        intervalMs: integer(10, 600_000, 1000, 'SWIM protocol period: one probe per period (probe timeout 1/2, news every 1/5)', { env: 'RINGKV_GOSSIP_INTERVAL_MS' }),
+        intervalMs: integer(10, 600_000, 1000, 'SWIM protocol period: one probe per period (probe timeout 1/2, news every 1/5)', {
+          env: 'RINGKV_GOSSIP_INTERVAL_MS',
+        }),
         fanout: integer(1, 64, 2, 'members each SWIM news message goes to'),
       },
       'membership (SWIM)',
@@ -197,12 +234,24 @@ export const nodeConfigSchema = Type.Object(
     antiEntropy: section(
       {
         enabled: boolean(true, 'Merkle-tree anti-entropy in the background', { env: 'RINGKV_ANTI_ENTROPY' }),
-        intervalMs: integer(10, 86_400_000, 10_000, 'pause between two comparisons with a peer of the partitions that changed since they last agreed', { env: 'RINGKV_ANTI_ENTROPY_INTERVAL_MS' }),
-        fullCompareIntervalMs: integer(10, 7 * 86_400_000, 600_000, 'pause between two comparisons with a peer of every partition the two share, changed or not (10 min; one summary message per peer)'),
+        intervalMs: integer(10, 86_400_000, 10_000, 'pause between two comparisons with a peer of the partitions that changed since they last agreed', {
+          env: 'RINGKV_ANTI_ENTROPY_INTERVAL_MS',
+        }),
+        fullCompareIntervalMs: integer(
+          10,
+          7 * 86_400_000,
+          600_000,
+          'pause between two comparisons with a peer of every partition the two share, changed or not (10 min; one summary message per peer)',
+        ),
         tombstoneGraceMs: integer(0, 365 * 86_400_000, 86_400_000, 'how long a tombstone outlives its delete (24 h); at least the hint window', {
           env: 'RINGKV_TOMBSTONE_GRACE_MS',
         }),
-        reapedRetentionMs: integer(0, 10 * 365 * 86_400_000, 30 * 86_400_000, 'how long a replica remembers a reaped tombstone (30 d), so a node that missed the delete cannot bring the key back; at least the tombstone grace'),
+        reapedRetentionMs: integer(
+          0,
+          10 * 365 * 86_400_000,
+          30 * 86_400_000,
+          'how long a replica remembers a reaped tombstone (30 d), so a node that missed the delete cannot bring the key back; at least the tombstone grace',
+        ),
         maxKeysPerSecond: integer(1, 10_000_000, 5000, 'keys repaired per second at most'),
       },
       'anti-entropy',
@@ -227,7 +276,7 @@ export const nodeConfigSchema = Type.Object(
         enabled: boolean(false, 'https for the public and the peer API (one listener)', { env: 'RINGKV_TLS' }),
         certFile: Type.String({ default: '', expected: 'a path to a PEM file', description: "this node's certificate (PEM), for its advertised address" }),
         keyFile: Type.String({ default: '', expected: 'a path to a PEM file', description: "this node's key (PEM)" }),
-        caFile: Type.String({ default: '', expected: 'a path to a PEM file', description: 'the CA that signed the nodes\' certificates (PEM)' }),
+        caFile: Type.String({ default: '', expected: 'a path to a PEM file', description: "the CA that signed the nodes' certificates (PEM)" }),
       },
       'TLS',
     ),
@@ -235,7 +284,12 @@ export const nodeConfigSchema = Type.Object(
       {
         intervalMs: integer(10, 3_600_000, 1000, 'pause between partition handoff steps'),
         batchSize: integer(1, 10_000, 500, 'keys per streamed batch'),
-        maxPageBytes: integer(65_536, 256 * 1024 * 1024, 4 * 1024 * 1024, 'about how many bytes of values one handoff or anti-entropy page carries (always at least one object)'),
+        maxPageBytes: integer(
+          65_536,
+          256 * 1024 * 1024,
+          4 * 1024 * 1024,
+          'about how many bytes of values one handoff or anti-entropy page carries (always at least one object)',
+        ),
         cleanupDelayMs: integer(0, 86_400_000, 10_000, 'how long a node keeps a partition it no longer replicates'),
       },
       'partition handoff',
@@ -246,7 +300,12 @@ export const nodeConfigSchema = Type.Object(
         maxQueuedEvents: integer(1, 1_000_000, 1000, 'events queued for one watcher that reads too slowly; one more cuts it off with an `overflow` event'),
         logEvents: integer(1, 10_000_000, 10_000, 'recent writes this node keeps for watchers to resume from; older ones answer `compacted`'),
         logBytes: integer(65_536, 2 ** 31, 16 * 1024 * 1024, 'about how many bytes of objects the log of recent writes holds; older ones answer `compacted`'),
-        pollWaitMs: integer(10, 60_000, 1000, 'how long a poll for new writes waits on a peer before it answers empty (at most half of limits.peerTimeoutMs is used)'),
+        pollWaitMs: integer(
+          10,
+          60_000,
+          1000,
+          'how long a poll for new writes waits on a peer before it answers empty (at most half of limits.peerTimeoutMs is used)',
+        ),
       },
       'watches (Server-Sent Events of writes)',
     ),
@@ -254,7 +313,11 @@ export const nodeConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
-type DeepReadonly<T> = T extends readonly (infer Item)[] ? readonly DeepReadonly<Item>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
+type DeepReadonly<T> = T extends readonly (infer Item)[]
+  ? readonly DeepReadonly<Item>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
 
 /** A config as the schema checked it: every field valid on its own, defaults filled in, addresses not yet resolved. */
 export type SchemaConfig = DeepReadonly<Static<typeof nodeConfigSchema>>;
@@ -345,4 +408,3 @@ function knownPaths(schema: Schema, path: string[], out: string[]): string[] {
 }
 /** The dotted path of every key the schema knows. */
 export const allKnownPaths = knownPaths(nodeConfigSchema as Schema, [], []);
-

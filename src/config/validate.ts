@@ -165,7 +165,8 @@ function checkAcrossFields(config: SchemaConfig): void {
     if (seen.has(entry.token)) fail(`auth.tokens[${index}].token`, 'different from every other token', undefined, true);
     seen.add(entry.token);
   });
-  if (config.auth.enabled && config.auth.tokens.length === 0) fail('auth.tokens', 'at least one token when auth.enabled is true (or set RINGKV_AUTH_TOKENS)', []);
+  if (config.auth.enabled && config.auth.tokens.length === 0)
+    fail('auth.tokens', 'at least one token when auth.enabled is true (or set RINGKV_AUTH_TOKENS)', []);
   if (config.tls.enabled) {
     for (const file of ['certFile', 'keyFile', 'caFile'] as const) {
       if (config.tls[file] === '') fail(`tls.${file}`, 'a path to a PEM file when tls.enabled is true', '');
@@ -174,7 +175,11 @@ function checkAcrossFields(config: SchemaConfig): void {
   // Cassandra's rule: a tombstone must outlive every hint that could carry an older write back,
   // or a late hint would resurrect a deleted key once the tombstone is reaped.
   if (config.hintedHandoff.enabled && config.antiEntropy.tombstoneGraceMs < config.hintedHandoff.windowMs) {
-    fail('antiEntropy.tombstoneGraceMs', `at least hintedHandoff.windowMs (${config.hintedHandoff.windowMs}) while hinted handoff is on`, config.antiEntropy.tombstoneGraceMs);
+    fail(
+      'antiEntropy.tombstoneGraceMs',
+      `at least hintedHandoff.windowMs (${config.hintedHandoff.windowMs}) while hinted handoff is on`,
+      config.antiEntropy.tombstoneGraceMs,
+    );
   }
   if (config.port + config.peerPortOffset > 65_535) {
     fail('peerPortOffset', `small enough that port + peerPortOffset (the peer port) is at most 65535 (port is ${config.port})`, config.peerPortOffset);
@@ -184,7 +189,11 @@ function checkAcrossFields(config: SchemaConfig): void {
   // handoff or anti-entropy carries maxPageBytes and one more object, each with an envelope.
   const { maxValueBytes, maxObjectBytes } = config.limits;
   if (maxObjectBytes < 2 * maxValueBytes + objectMetadataAllowanceBytes) {
-    fail('limits.maxObjectBytes', `at least 2 × limits.maxValueBytes + ${objectMetadataAllowanceBytes} (${2 * maxValueBytes + objectMetadataAllowanceBytes}), so two concurrent writes of the largest value can stand as siblings`, maxObjectBytes);
+    fail(
+      'limits.maxObjectBytes',
+      `at least 2 × limits.maxValueBytes + ${objectMetadataAllowanceBytes} (${2 * maxValueBytes + objectMetadataAllowanceBytes}), so two concurrent writes of the largest value can stand as siblings`,
+      maxObjectBytes,
+    );
   }
   if (maxObjectBytes + maxValueBytes + peerEnvelopeAllowanceBytes > defaultMaxFrameBytes) {
     fail(
@@ -206,23 +215,33 @@ function checkAcrossFields(config: SchemaConfig): void {
   // The record of a reaped tombstone is what refuses a stale version after the reap, so it must
   // outlive the tombstone's own grace period (it is meant to outlive any node's absence).
   if (config.antiEntropy.reapedRetentionMs < config.antiEntropy.tombstoneGraceMs) {
-    fail('antiEntropy.reapedRetentionMs', `at least antiEntropy.tombstoneGraceMs (${config.antiEntropy.tombstoneGraceMs})`, config.antiEntropy.reapedRetentionMs);
+    fail(
+      'antiEntropy.reapedRetentionMs',
+      `at least antiEntropy.tombstoneGraceMs (${config.antiEntropy.tombstoneGraceMs})`,
+      config.antiEntropy.reapedRetentionMs,
+    );
   }
   // Bucket properties travel in every gossip message: more buckets, or a longer name, than the
   // view's wire bounds would make every gossip exchange fail and the cluster never form.
   const bucketNames = Object.keys(config.buckets);
-  if (bucketNames.length > viewLimits.maxBuckets) fail('buckets', `at most ${viewLimits.maxBuckets} buckets with properties of their own`, `${bucketNames.length} buckets`);
+  if (bucketNames.length > viewLimits.maxBuckets)
+    fail('buckets', `at most ${viewLimits.maxBuckets} buckets with properties of their own`, `${bucketNames.length} buckets`);
   for (const name of bucketNames) {
-    if (Buffer.byteLength(name) > viewLimits.maxBucketNameLength) fail('buckets', `bucket names of at most ${viewLimits.maxBucketNameLength} UTF-8 bytes`, `a name of ${Buffer.byteLength(name)} bytes`);
+    if (Buffer.byteLength(name) > viewLimits.maxBucketNameLength)
+      fail('buckets', `bucket names of at most ${viewLimits.maxBucketNameLength} UTF-8 bytes`, `a name of ${Buffer.byteLength(name)} bytes`);
   }
   // A number of replicas above the bucket's own n_val could never be met: every request that
   // leaves r or w to the bucket would fail, so the config is refused at start (the same check as
   // an explicit ?r= or ?w= on a request, quorumWithinNVal).
-  const withProperties: [string, BucketProperties][] = [['bucketDefaults', config.bucketDefaults], ...bucketNames.map((name): [string, BucketProperties] => [`buckets.${name}`, { ...config.bucketDefaults, ...config.buckets[name] }])];
+  const withProperties: [string, BucketProperties][] = [
+    ['bucketDefaults', config.bucketDefaults],
+    ...bucketNames.map((name): [string, BucketProperties] => [`buckets.${name}`, { ...config.bucketDefaults, ...config.buckets[name] }]),
+  ];
   for (const [field, properties] of withProperties) {
     for (const quorum of ['r', 'w'] as const) {
       const setting = properties[quorum];
-      if (!quorumWithinNVal(setting, properties.nVal)) fail(`${field}.${quorum}`, `one, quorum, all or an integer from 1 to the bucket's nVal (${properties.nVal})`, setting);
+      if (!quorumWithinNVal(setting, properties.nVal))
+        fail(`${field}.${quorum}`, `one, quorum, all or an integer from 1 to the bucket's nVal (${properties.nVal})`, setting);
     }
   }
   for (const address of [...config.seeds, ...(config.advertise === undefined ? [] : [config.advertise])]) {
@@ -246,7 +265,11 @@ function resolveAddresses(config: SchemaConfig): { listen: string; advertise: st
   const advertise = config.advertise ?? `${config.host}:${config.port}`;
   const advertisedHost = advertise.slice(0, advertise.lastIndexOf(':'));
   if (wildcardAddresses.has(advertisedHost)) {
-    fail('advertise', `a host:port that peers and clients can dial: ${advertisedHost} is a wildcard only for listen (set listen to it, and host or advertise to this node's own address)`, advertise);
+    fail(
+      'advertise',
+      `a host:port that peers and clients can dial: ${advertisedHost} is a wildcard only for listen (set listen to it, and host or advertise to this node's own address)`,
+      advertise,
+    );
   }
   return { listen, advertise };
 }

@@ -37,7 +37,10 @@ export class AcceptorStore {
   /** Serves a paxos-prepare, paxos-propose or paxos-commit from a proposer. */
   async handle(request: PaxosPrepareRequest | PaxosProposeRequest | PaxosCommitRequest): Promise<PaxosReply> {
     if (this.options.bucketProperties(request.bucket).consistent !== true) {
-      throw new KvError('KV_BAD_REQUEST', `bucket ${JSON.stringify(request.bucket)} is not consistent here, so this node keeps no Paxos state for it; the sender's bucket properties differ from this node's (check that every node has the cluster's view)`);
+      throw new KvError(
+        'KV_BAD_REQUEST',
+        `bucket ${JSON.stringify(request.bucket)} is not consistent here, so this node keeps no Paxos state for it; the sender's bucket properties differ from this node's (check that every node has the cluster's view)`,
+      );
     }
     const acceptorRequest: AcceptorRequest =
       request.type === 'paxos-prepare'

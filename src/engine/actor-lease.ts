@@ -112,7 +112,11 @@ export class ActorLease {
 }
 
 function parseLease(bytes: Uint8Array): StoredLease {
-  const broken = (): KvError => new KvError('KV_STORAGE', "the node's actor lease (metadata key 'actor-lease') is unreadable; restore the data directory from a backup, or wipe it and start the node as a new member");
+  const broken = (): KvError =>
+    new KvError(
+      'KV_STORAGE',
+      "the node's actor lease (metadata key 'actor-lease') is unreadable; restore the data directory from a backup, or wipe it and start the node as a new member",
+    );
   let value: unknown;
   try {
     value = JSON.parse(Buffer.from(bytes).toString('utf8'));

@@ -89,7 +89,15 @@ export class AntiEntropy {
     const countBytes = (bytes: number): void => {
       this.bytesExchanged += bytes;
     };
-    this.keeper = new TreeKeeper({ data: deps.data, meta: deps.meta, replica: deps.replica, clock: deps.clock, logger: deps.logger, ring: () => deps.ring(), onTreesRebuilt: () => this.initiator.treesRebuilt() });
+    this.keeper = new TreeKeeper({
+      data: deps.data,
+      meta: deps.meta,
+      replica: deps.replica,
+      clock: deps.clock,
+      logger: deps.logger,
+      ring: () => deps.ring(),
+      onTreesRebuilt: () => this.initiator.treesRebuilt(),
+    });
     this.repairs = new KeyRepair({
       selfId: deps.selfId,
       replica: deps.replica,
@@ -126,7 +134,14 @@ export class AntiEntropy {
       bucketProperties: (bucket) => deps.bucketProperties(bucket),
       countBytes,
     });
-    this.responder = new ExchangeResponder({ replica: deps.replica, keeper: this.keeper, repair: this.repairs, reaper: this.reaper, settings: deps.settings, ring: () => deps.ring() });
+    this.responder = new ExchangeResponder({
+      replica: deps.replica,
+      keeper: this.keeper,
+      repair: this.repairs,
+      reaper: this.reaper,
+      settings: deps.settings,
+      ring: () => deps.ring(),
+    });
   }
 
   /**

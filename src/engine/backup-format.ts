@@ -95,9 +95,13 @@ function doubleBytes(value: number): Buffer {
 
 /** A refusal of a backup's bytes, naming where they came from. */
 export function invalidBackup(source: string, problem: string): KvError {
-  return new KvError('KV_BACKUP_INVALID', `${source}: ${problem}; this backup file cannot be trusted: take the backup again (or resume it with the same --to), nothing was restored from it`, {
-    details: { file: source },
-  });
+  return new KvError(
+    'KV_BACKUP_INVALID',
+    `${source}: ${problem}; this backup file cannot be trusted: take the backup again (or resume it with the same --to), nothing was restored from it`,
+    {
+      details: { file: source },
+    },
+  );
 }
 
 /**
@@ -141,8 +145,10 @@ export class BackupRecordReader {
       const kindCode = this.pending.readUInt8(offset);
       const keyLength = this.pending.readUInt32BE(offset + 1);
       const valueLength = this.pending.readUInt32BE(offset + 5);
-      if (kindCode !== endKindCode && kindCode !== kindCodes.object && kindCode !== kindCodes.reaped) throw invalidBackup(this.source, `record ${this.records + 1} has unknown kind ${kindCode}`);
-      if (keyLength > maxKeyBytes || valueLength > maxRecordValueBytes) throw invalidBackup(this.source, `record ${this.records + 1} claims ${keyLength} key bytes and ${valueLength} value bytes, beyond any stored object`);
+      if (kindCode !== endKindCode && kindCode !== kindCodes.object && kindCode !== kindCodes.reaped)
+        throw invalidBackup(this.source, `record ${this.records + 1} has unknown kind ${kindCode}`);
+      if (keyLength > maxKeyBytes || valueLength > maxRecordValueBytes)
+        throw invalidBackup(this.source, `record ${this.records + 1} claims ${keyLength} key bytes and ${valueLength} value bytes, beyond any stored object`);
       const total = recordHeaderBytes + keyLength + valueLength;
       if (this.pending.length - offset < total) break;
       const key = this.pending.subarray(offset + recordHeaderBytes, offset + recordHeaderBytes + keyLength);
@@ -172,14 +178,16 @@ export class BackupRecordReader {
   /** Checks that the stream ended where it may: after the end record of a file, or between records of a batch. */
   finish(): void {
     if (!this.headerSeen) throw invalidBackup(this.source, `the file is truncated: ${this.pending.length} bytes, shorter than the ${headerBytes}-byte header`);
-    if (this.pending.length > 0) throw invalidBackup(this.source, `the file is truncated: ${this.pending.length} bytes of an incomplete record after record ${this.records}`);
+    if (this.pending.length > 0)
+      throw invalidBackup(this.source, `the file is truncated: ${this.pending.length} bytes of an incomplete record after record ${this.records}`);
     if (this.framing === 'file' && !this.ended) throw invalidBackup(this.source, `the file is truncated: no end record after record ${this.records}`);
   }
 
   private readHeader(bytes: Buffer): BackupFileHeader {
     if (!bytes.subarray(0, 4).equals(magic)) throw invalidBackup(this.source, 'not a ringkv backup file (no RKVB header)');
     const formatVersion = bytes.readUInt8(4);
-    if (formatVersion !== backupFormatVersion) throw invalidBackup(this.source, `backup format version ${formatVersion}, this ringkv reads version ${backupFormatVersion}`);
+    if (formatVersion !== backupFormatVersion)
+      throw invalidBackup(this.source, `backup format version ${formatVersion}, this ringkv reads version ${backupFormatVersion}`);
     return { formatVersion, partition: bytes.readUInt32BE(8), partitionCount: bytes.readUInt32BE(12) };
   }
 }
@@ -190,7 +198,12 @@ export interface BackupDescription {
   readonly nodeId: string;
   readonly partitionCount: number;
   /** `locations` (absent when no node is labelled) places replicas as the ring does, so the backup asks a partition's replicas. */
-  readonly ring: { readonly version: number; readonly owners: readonly string[]; readonly changing: boolean; readonly locations?: Readonly<Record<string, NodeLocation>> };
+  readonly ring: {
+    readonly version: number;
+    readonly owners: readonly string[];
+    readonly changing: boolean;
+    readonly locations?: Readonly<Record<string, NodeLocation>>;
+  };
   readonly members: readonly { readonly id: string; readonly address: string; readonly status: string }[];
   /** The properties in force: '' holds the defaults, other entries the buckets that have their own. */
   readonly bucketProperties: Readonly<Record<string, BucketProperties>>;
@@ -208,4 +221,3 @@ export interface RestoreOutcome {
   /** The first few failures, each naming its key and why. */
   readonly failures: readonly { readonly bucket: string; readonly key: string; readonly code: string; readonly message: string }[];
 }
-

@@ -23,7 +23,10 @@ const mergesAtOnce = 16;
 const streamChunkBytes = 64 * 1024;
 
 /** What the backup service needs from its node. */
-export type BackupServiceDependencies = Pick<NodeContext, 'selfId' | 'storage' | 'config' | 'clock' | 'gossiper' | 'requireRing' | 'bucketProperties' | 'nVals'> & {
+export type BackupServiceDependencies = Pick<
+  NodeContext,
+  'selfId' | 'storage' | 'config' | 'clock' | 'gossiper' | 'requireRing' | 'bucketProperties' | 'nVals'
+> & {
   readonly coordinator: Coordinator;
 };
 
@@ -43,7 +46,12 @@ export class BackupService implements BackupAdmin {
       formatVersion: backupFormatVersion,
       nodeId: this.deps.selfId,
       partitionCount: ring.partitionCount,
-      ring: { version: ring.version, owners: ring.owners, changing: ring.next !== null, ...(ring.locations === undefined ? {} : { locations: ring.locations }) },
+      ring: {
+        version: ring.version,
+        owners: ring.owners,
+        changing: ring.next !== null,
+        ...(ring.locations === undefined ? {} : { locations: ring.locations }),
+      },
       members: Object.values(view.members)
         .filter((member) => owners.has(member.id))
         .map((member) => ({ id: member.id, address: member.address, status: member.status })),
@@ -62,17 +70,25 @@ export class BackupService implements BackupAdmin {
    */
   checkPartition(partition: number, ringVersion: number | undefined, member?: string): void {
     if (member !== undefined && member !== this.deps.selfId) {
-      throw new KvError('KV_UNKNOWN_NODE', `this is member ${this.deps.selfId}, not ${member}: the connection reached another shard of a sharded node's shared port; connect again (each connection reaches one shard)`);
+      throw new KvError(
+        'KV_UNKNOWN_NODE',
+        `this is member ${this.deps.selfId}, not ${member}: the connection reached another shard of a sharded node's shared port; connect again (each connection reaches one shard)`,
+      );
     }
     const ring = this.deps.requireRing();
     if (partition >= ring.partitionCount) {
       throw new KvError('KV_BAD_PARAMETER', `partition ${partition} does not exist: the ring has partitions 0 to ${ring.partitionCount - 1}`);
     }
     if (ringVersion !== undefined && ring.version !== ringVersion) {
-      throw new KvError('KV_CONFLICT', `the ring changed during the backup (version ${ringVersion} then, ${ring.version} now); run the backup again with the same --to: finished partitions are kept`);
+      throw new KvError(
+        'KV_CONFLICT',
+        `the ring changed during the backup (version ${ringVersion} then, ${ring.version} now); run the backup again with the same --to: finished partitions are kept`,
+      );
     }
     if (ring.next !== null) {
-      throw new KvError('KV_CONFLICT', 'the ring is changing (partitions are being handed off); back up once `ringkv status` shows no transfer under way', { retryAfterSeconds: 5 });
+      throw new KvError('KV_CONFLICT', 'the ring is changing (partitions are being handed off); back up once `ringkv status` shows no transfer under way', {
+        retryAfterSeconds: 5,
+      });
     }
     if (!preferenceList(ring, partition, Math.max(...this.deps.nVals())).includes(this.deps.selfId)) {
       throw new KvError('KV_CONFLICT', `node ${this.deps.selfId} is not a replica of partition ${partition}; ask one of its replicas (\`ringkv ring\`)`);
@@ -132,12 +148,19 @@ export class BackupService implements BackupAdmin {
         next += 1;
         const { bucket, key, position } = decodeDataKey(record.dataKey);
         try {
-          if (ringPosition(bucket, key) !== position) throw new KvError('KV_BAD_REQUEST', `the record's ring position ${position} is not the position of its bucket and key; the backup is damaged`);
+          if (ringPosition(bucket, key) !== position)
+            throw new KvError('KV_BAD_REQUEST', `the record's ring position ${position} is not the position of its bucket and key; the backup is damaged`);
           await this.deps.coordinator.mergeVersion(bucket, key, decodeObject(record.objectBytes), options);
           merged += 1;
         } catch (error) {
           failed += 1;
-          if (failures.length < failuresShown) failures.push({ bucket, key, code: isKvError(error) ? error.code : 'KV_INTERNAL', message: error instanceof Error ? error.message : String(error) });
+          if (failures.length < failuresShown)
+            failures.push({
+              bucket,
+              key,
+              code: isKvError(error) ? error.code : 'KV_INTERNAL',
+              message: error instanceof Error ? error.message : String(error),
+            });
         }
       }
     };

@@ -67,7 +67,11 @@ export class Claimant {
     // change (and, while the ring is smaller than n_val, every write) until it returns. It is
     // planned in again once it is up.
     const wanted = Object.values(view.members)
-      .filter((member) => (member.status === 'joining' || member.status === 'up') && (current.includes(member.id) || isUp(member.id) || this.options.broken === 'plan-down-receivers'))
+      .filter(
+        (member) =>
+          (member.status === 'joining' || member.status === 'up') &&
+          (current.includes(member.id) || isUp(member.id) || this.options.broken === 'plan-down-receivers'),
+      )
       .map((member) => member.id)
       .sort();
     if (wanted.length === 0) return ring;
@@ -82,15 +86,23 @@ export class Claimant {
       // waits for the down one), and the down node catches up from them when it is back.
       const reported = (id: string): boolean => view.members[id]?.transfersDoneForRing === ring.version;
       const waitingFor = receivers.filter((id) => isUp(id));
-      if (this.options.broken === 'complete-before-transfers' || (waitingFor.every(reported) && this.consistentKeysRepaired(view, ring, reported))) next = completeClaim(ring);
+      if (this.options.broken === 'complete-before-transfers' || (waitingFor.every(reported) && this.consistentKeysRepaired(view, ring, reported)))
+        next = completeClaim(ring);
     } else {
       // A joiner's location comes from its member record; members the ring names keep the ring's.
       const locations = Object.create(null) as Record<string, NodeLocation>;
       for (const member of Object.values(view.members)) if (member.location !== undefined) locations[member.id] = member.location;
-      next = planClaim(this.options.broken === 'replan-from-planned' && ring.next !== null ? { ...ring, owners: ring.next, next: null } : ring, wanted, locations);
+      next = planClaim(
+        this.options.broken === 'replan-from-planned' && ring.next !== null ? { ...ring, owners: ring.next, next: null } : ring,
+        wanted,
+        locations,
+      );
     }
     if (next !== ring) {
-      this.options.logger.info({ members: wanted, version: next.version, moving: next.next !== null }, next.next === null ? 'claimant completed the ring change' : 'claimant planned a ring change');
+      this.options.logger.info(
+        { members: wanted, version: next.version, moving: next.next !== null },
+        next.next === null ? 'claimant completed the ring change' : 'claimant planned a ring change',
+      );
     }
     return next;
   }

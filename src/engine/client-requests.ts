@@ -39,7 +39,11 @@ export class ClientRequests {
    */
   async admit<T>(work: () => Promise<T>): Promise<T> {
     if (this.inFlightCount >= this.options.limits.maxInFlightRequests) {
-      throw new KvError('KV_OVERLOADED', `node has ${this.inFlightCount} requests in flight (limit ${this.options.limits.maxInFlightRequests}); retry after a short pause`, { retryAfterSeconds: 1 });
+      throw new KvError(
+        'KV_OVERLOADED',
+        `node has ${this.inFlightCount} requests in flight (limit ${this.options.limits.maxInFlightRequests}); retry after a short pause`,
+        { retryAfterSeconds: 1 },
+      );
     }
     this.inFlightCount += 1;
     try {
@@ -102,17 +106,28 @@ export class ClientRequests {
   /** A linearizable operation on a consistent bucket's key (src/engine/consistent-coordinator.ts). */
   async consistent(bucket: string, key: string, command: ConsistentCommand, timeoutMs?: number): Promise<ConsistentOutcome> {
     if (this.options.bucketProperties(bucket).consistent !== true) {
-      throw new KvError('KV_CONSISTENT_BUCKET', `bucket ${JSON.stringify(bucket)} is not consistent, so it has no linearizable operations; set "consistent": true for it in the config's buckets when the cluster is founded`);
+      throw new KvError(
+        'KV_CONSISTENT_BUCKET',
+        `bucket ${JSON.stringify(bucket)} is not consistent, so it has no linearizable operations; set "consistent": true for it in the config's buckets when the cluster is founded`,
+      );
     }
     const operation =
-      command.kind === 'read' ? ({ kind: 'read' } as const) : ({ kind: 'write', value: command.value === null ? null : encodeConsistentValue(command.value), condition: command.condition } as const);
-    const result = await this.admit(async () => this.options.consistentCoordinator.run(bucket, key, operation, timeoutMs ?? this.options.limits.requestTimeoutMs));
+      command.kind === 'read'
+        ? ({ kind: 'read' } as const)
+        : ({ kind: 'write', value: command.value === null ? null : encodeConsistentValue(command.value), condition: command.condition } as const);
+    const result = await this.admit(async () =>
+      this.options.consistentCoordinator.run(bucket, key, operation, timeoutMs ?? this.options.limits.requestTimeoutMs),
+    );
     const outcome: ConsistentOutcome = { version: result.state.version, value: result.state.value === null ? null : decodeConsistentValue(result.state.value) };
     if (result.outcome === 'precondition-failed') {
       const now = outcome.value === null ? 'absent' : `at version ${outcome.version}`;
-      throw new KvError('KV_PRECONDITION_FAILED', `the condition of the write does not hold: key '${key}' is ${now}; read it again (its x-ringkv-version is the one to send in If-Match) and decide`, {
-        details: { version: outcome.version, absent: outcome.value === null },
-      });
+      throw new KvError(
+        'KV_PRECONDITION_FAILED',
+        `the condition of the write does not hold: key '${key}' is ${now}; read it again (its x-ringkv-version is the one to send in If-Match) and decide`,
+        {
+          details: { version: outcome.version, absent: outcome.value === null },
+        },
+      );
     }
     return outcome;
   }

@@ -89,7 +89,10 @@ export class Coordinator {
             this.deps
               .send(effect.node, { type: 'replica-get', bucket, key }, this.remainingMs(deadlineAtMs))
               .then(
-                (reply) => feed(reply.type === 'replica-get-reply' ? { type: 'answered', node: effect.node, object: reply.object } : { type: 'failed', node: effect.node }),
+                (reply) =>
+                  feed(
+                    reply.type === 'replica-get-reply' ? { type: 'answered', node: effect.node, object: reply.object } : { type: 'failed', node: effect.node },
+                  ),
                 () => feed({ type: 'failed', node: effect.node }),
               )
               .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'read step failed'));
@@ -146,7 +149,12 @@ export class Coordinator {
    */
   async writeForwarded(request: ForwardPutRequest): Promise<WriteOutcome> {
     const { w, pw, dw } = request;
-    const options: WriteOptions = { timeoutMs: request.timeoutMs, ...(w === undefined ? {} : { w }), ...(pw === undefined ? {} : { pw }), ...(dw === undefined ? {} : { dw }) };
+    const options: WriteOptions = {
+      timeoutMs: request.timeoutMs,
+      ...(w === undefined ? {} : { w }),
+      ...(pw === undefined ? {} : { pw }),
+      ...(dw === undefined ? {} : { dw }),
+    };
     return this.writeOnce(request.bucket, request.key, options, request.write);
   }
 
@@ -166,7 +174,16 @@ export class Coordinator {
     this.offReplica.forwardedWrites++;
     const timeoutMs = options.timeoutMs ?? this.deps.settings().requestTimeoutMs;
     const { w, pw, dw } = options;
-    const request: ForwardPutRequest = { type: 'forward-put', bucket, key, write: intent, timeoutMs, ...(w === undefined ? {} : { w }), ...(pw === undefined ? {} : { pw }), ...(dw === undefined ? {} : { dw }) };
+    const request: ForwardPutRequest = {
+      type: 'forward-put',
+      bucket,
+      key,
+      write: intent,
+      timeoutMs,
+      ...(w === undefined ? {} : { w }),
+      ...(pw === undefined ? {} : { pw }),
+      ...(dw === undefined ? {} : { dw }),
+    };
     const operation: WriteOperation = intent.tombstone ? 'delete' : 'write';
     let reply: PeerReply;
     try {
@@ -177,12 +194,19 @@ export class Coordinator {
       if (isKvError(error) && error.code !== 'KV_PEER_UNREACHABLE' && error.code !== 'KV_TIMEOUT') throw error;
       throw coordinatingFailure(operation, node, timeoutMs, error);
     }
-    if (reply.type !== 'forward-put-reply') throw new KvError('KV_INTERNAL', `the replica answered ${reply.type} to forward-put, which no ringkv of this version answers; run the same ringkv version on every node`);
+    if (reply.type !== 'forward-put-reply')
+      throw new KvError(
+        'KV_INTERNAL',
+        `the replica answered ${reply.type} to forward-put, which no ringkv of this version answers; run the same ringkv version on every node`,
+      );
     return { context: reply.context };
   }
 
   /** A write's quorums: the request's, else the bucket's w. */
-  private quorumsOf(options: WriteOptions, properties: BucketProperties): { readonly w: BucketProperties['w']; readonly pw?: BucketProperties['w']; readonly dw?: BucketProperties['w'] } {
+  private quorumsOf(
+    options: WriteOptions,
+    properties: BucketProperties,
+  ): { readonly w: BucketProperties['w']; readonly pw?: BucketProperties['w']; readonly dw?: BucketProperties['w'] } {
     return { w: options.w ?? properties.w, ...(options.pw === undefined ? {} : { pw: options.pw }), ...(options.dw === undefined ? {} : { dw: options.dw }) };
   }
 
@@ -196,7 +220,11 @@ export class Coordinator {
   /** The options of a write that follows a read in the same request: what the read left of the deadline. */
   private restOfDeadline(options: WriteOptions, deadline: { readonly timeoutMs: number; leftMs(): number }, what: string): WriteOptions {
     const leftMs = deadline.leftMs();
-    if (leftMs < 1) throw new KvError('KV_TIMEOUT', `the read this ${what} makes first took the whole deadline of ${deadline.timeoutMs} ms; the ${what} was not sent (retry with a longer timeout_ms)`);
+    if (leftMs < 1)
+      throw new KvError(
+        'KV_TIMEOUT',
+        `the read this ${what} makes first took the whole deadline of ${deadline.timeoutMs} ms; the ${what} was not sent (retry with a longer timeout_ms)`,
+      );
     return { ...options, timeoutMs: leftMs };
   }
 
@@ -209,8 +237,16 @@ export class Coordinator {
   ): Promise<WriteOutcome> {
     const mode = this.deps.bucketProperties(bucket).conflictMode;
     return this.replicated(bucket, key, options, intent.context, intent.tombstone ? 'delete' : 'write', async (node, sync, timeoutMs) => {
-      const reply = await this.deps.send(node, { type: 'coordinate-put', bucket, key, write: intent, mode, sync, ...(condition === undefined ? {} : condition) }, timeoutMs);
-      if (reply.type !== 'coordinate-put-reply') throw new KvError('KV_INTERNAL', `the replica answered ${reply.type} to coordinate-put, which no ringkv of this version answers; run the same ringkv version on every node`);
+      const reply = await this.deps.send(
+        node,
+        { type: 'coordinate-put', bucket, key, write: intent, mode, sync, ...(condition === undefined ? {} : condition) },
+        timeoutMs,
+      );
+      if (reply.type !== 'coordinate-put-reply')
+        throw new KvError(
+          'KV_INTERNAL',
+          `the replica answered ${reply.type} to coordinate-put, which no ringkv of this version answers; run the same ringkv version on every node`,
+        );
       return reply;
     });
   }
@@ -226,7 +262,11 @@ export class Coordinator {
     const mode = this.deps.bucketProperties(bucket).conflictMode;
     await this.replicated(bucket, key, options, emptyContext, 'restore', async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'replica-put', bucket, key, object, mode, sync }, timeoutMs);
-      if (reply.type !== 'replica-put-reply') throw new KvError('KV_INTERNAL', `the replica answered ${reply.type} to replica-put, which no ringkv of this version answers; run the same ringkv version on every node`);
+      if (reply.type !== 'replica-put-reply')
+        throw new KvError(
+          'KV_INTERNAL',
+          `the replica answered ${reply.type} to replica-put, which no ringkv of this version answers; run the same ringkv version on every node`,
+        );
       // The other replicas get the same version to merge; the dot only feeds the write machine.
       return { object, durable: reply.durable, dot: { node: '', counter: 0 } };
     });
@@ -256,7 +296,11 @@ export class Coordinator {
     }
     await this.replicated(bucket, key, writeOptions, emptyContext, 'update', async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'dt-update', bucket, key, update, sync, base }, timeoutMs);
-      if (reply.type !== 'dt-update-reply') throw new KvError('KV_INTERNAL', `the replica answered ${reply.type} to dt-update, which no ringkv of this version answers; run the same ringkv version on every node`);
+      if (reply.type !== 'dt-update-reply')
+        throw new KvError(
+          'KV_INTERNAL',
+          `the replica answered ${reply.type} to dt-update, which no ringkv of this version answers; run the same ringkv version on every node`,
+        );
       // A data type update hands no context back: the dot only feeds the write machine.
       return { object: reply.object, durable: reply.durable, dot: { node: '', counter: 0 } };
     });
@@ -303,11 +347,25 @@ export class Coordinator {
             return;
           case 'replicate': {
             const { target } = effect;
-            const request: PeerRequest = { type: 'replica-put', bucket, key, object: effect.object, mode, sync: effect.sync, ...(target.hintFor === undefined ? {} : { hintFor: target.hintFor }) };
+            const request: PeerRequest = {
+              type: 'replica-put',
+              bucket,
+              key,
+              object: effect.object,
+              mode,
+              sync: effect.sync,
+              ...(target.hintFor === undefined ? {} : { hintFor: target.hintFor }),
+            };
             this.deps
               .send(target.node, request, this.remainingMs(deadlineAtMs))
               .then(
-                (reply) => feed({ type: 'replicated', node: target.node, ok: reply.type === 'replica-put-reply', durable: reply.type === 'replica-put-reply' && reply.durable }),
+                (reply) =>
+                  feed({
+                    type: 'replicated',
+                    node: target.node,
+                    ok: reply.type === 'replica-put-reply',
+                    durable: reply.type === 'replica-put-reply' && reply.durable,
+                  }),
                 () => feed({ type: 'replicated', node: target.node, ok: false, durable: false }),
               )
               .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'write step failed'));
@@ -315,7 +373,9 @@ export class Coordinator {
           }
           case 'keep-hints':
             this.keepHints(effect.nodes, encodeDataKey(bucket, key), effect.object, mode, effect.sync)
-              .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'a kept hint could not be stored; anti-entropy will repair the replica'))
+              .catch((error: unknown) =>
+                this.deps.logger.warn({ error: String(error) }, 'a kept hint could not be stored; anti-entropy will repair the replica'),
+              )
               .finally(() => feed({ type: 'hints-kept' }))
               .catch((error: unknown) => this.deps.logger.warn({ error: String(error) }, 'write step failed'));
             return;
@@ -333,7 +393,13 @@ export class Coordinator {
     });
   }
 
-  private async keepHints(nodes: readonly string[], dataKey: Buffer, object: VersionedObject, mode: BucketProperties['conflictMode'], sync: boolean): Promise<void> {
+  private async keepHints(
+    nodes: readonly string[],
+    dataKey: Buffer,
+    object: VersionedObject,
+    mode: BucketProperties['conflictMode'],
+    sync: boolean,
+  ): Promise<void> {
     for (const node of nodes) await this.deps.hints.add(node, dataKey, object, mode, this.deps.clock.nowMs(), sync);
   }
 
@@ -355,10 +421,17 @@ function coordinatingFailure(operation: WriteOperation, node: string, timeoutMs:
   // The coordinating replica refused the change itself, for a reason the client can act on.
   if (isKvError(error) && clientRefusalCodes.has(error.code)) return error;
   if (isKvError(error) && error.code === 'KV_TIMEOUT') {
-    return new KvError('KV_TIMEOUT', `${operation} timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; it may have applied the ${operation} before the deadline, so ${checkBeforeRetrying(operation)}`);
+    return new KvError(
+      'KV_TIMEOUT',
+      `${operation} timed out after ${timeoutMs} ms waiting for the coordinating replica ${node}; it may have applied the ${operation} before the deadline, so ${checkBeforeRetrying(operation)}`,
+    );
   }
-  return new KvError('KV_INSUFFICIENT_REPLICAS', `the coordinating replica ${node} could not take the ${operation} (${String(error instanceof Error ? error.message : error)}); no other replica was sent it, but that one may have applied it, so ${checkBeforeRetrying(operation)}`, {
-    details: { required: 1, succeeded: 0 },
-    retryAfterSeconds: 1,
-  });
+  return new KvError(
+    'KV_INSUFFICIENT_REPLICAS',
+    `the coordinating replica ${node} could not take the ${operation} (${String(error instanceof Error ? error.message : error)}); no other replica was sent it, but that one may have applied it, so ${checkBeforeRetrying(operation)}`,
+    {
+      details: { required: 1, succeeded: 0 },
+      retryAfterSeconds: 1,
+    },
+  );
 }

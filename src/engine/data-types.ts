@@ -31,7 +31,15 @@ export class DataTypes implements DataTypeService {
 
   /** Serves dt-update: this replica applies the update and answers the state it stored. */
   async handleUpdate(request: DataTypeUpdateRequest): Promise<PeerReply> {
-    const object = await this.deps.replica.updateDataType(request.bucket, request.key, request.update, request.sync, request.base, this.deps.clock.nowMs(), this.deps.limits());
+    const object = await this.deps.replica.updateDataType(
+      request.bucket,
+      request.key,
+      request.update,
+      request.sync,
+      request.base,
+      this.deps.clock.nowMs(),
+      this.deps.limits(),
+    );
     return { type: 'dt-update-reply', object, durable: request.sync };
   }
 }

@@ -36,7 +36,8 @@ export function storageWithFaults(storage: Storage, faults: FaultPoints, clock: 
     hints: slowWritesOf(storage.hints, faults, clock),
     meta: slowWritesOf(storage.meta, faults, clock),
     paxos: slowWritesOf(storage.paxos, faults, clock),
-    write: (operations: readonly SpaceBatchOperation[], options?: WriteOptions) => after(clock, faults.delayMs('storage-write'), () => storage.write(operations, options)),
+    write: (operations: readonly SpaceBatchOperation[], options?: WriteOptions) =>
+      after(clock, faults.delayMs('storage-write'), () => storage.write(operations, options)),
     open: () => storage.open(),
     close: () => storage.close(),
     stats: () => storage.stats(),
@@ -56,7 +57,9 @@ export function transportWithFaults(transport: Transport, faults: FaultPoints, c
       const delayMs = dropped ? 0 : faults.delayMs('peer-request-delay');
       if (!dropped && delayMs === 0) return transport.request(target, message, options);
       return new Promise((resolve, reject) => {
-        const timeout = clock.setTimer(options.timeoutMs, () => reject(new KvError('KV_TIMEOUT', `peer ${target} did not answer within ${options.timeoutMs} ms`)));
+        const timeout = clock.setTimer(options.timeoutMs, () =>
+          reject(new KvError('KV_TIMEOUT', `peer ${target} did not answer within ${options.timeoutMs} ms`)),
+        );
         if (dropped) return;
         clock
           .sleep(delayMs)

@@ -204,7 +204,10 @@ export class Gossiper {
     if (stored === undefined) return undefined;
     const { view, problems } = validateView(stored, { partitionCount: undefined, knownMemberIds: [], nowMs: this.options.clock.nowMs() });
     if (problems.length > 0) {
-      this.options.logger.error({ problems: problems.slice(0, 10) }, 'refused parts of the persisted cluster view; the node starts without them and learns them again from its peers');
+      this.options.logger.error(
+        { problems: problems.slice(0, 10) },
+        'refused parts of the persisted cluster view; the node starts without them and learns them again from its peers',
+      );
     }
     return view;
   }
@@ -293,7 +296,11 @@ export class Gossiper {
   /** Handles a SWIM request or a cluster-state request from a peer; the answer is the reply frame. */
   async receive(request: SwimRequest | Extract<PeerRequest, { type: 'cluster-state' }>): Promise<PeerReply> {
     if (request.type === 'cluster-state') {
-      return this.counted({ type: 'cluster-state-reply', from: this.options.self.id, state: { ring: this.ringState, bucketProperties: this.bucketProperties, bucketPropertiesVersion: this.bucketPropertiesVersion } });
+      return this.counted({
+        type: 'cluster-state-reply',
+        from: this.options.self.id,
+        state: { ring: this.ringState, bucketProperties: this.bucketProperties, bucketPropertiesVersion: this.bucketPropertiesVersion },
+      });
     }
     this.messagesHandled++;
     const now = this.options.clock.nowMs();
@@ -325,7 +332,10 @@ export class Gossiper {
 
   /** Counts a reply this node sends in the gossip bytes. */
   private counted(reply: PeerReply): PeerReply {
-    this.bytesSent += reply.type === 'swim-ack' || reply.type === 'swim-nack' || reply.type === 'swim-digest-reply' ? swimMessageBytes(reply) : frameHeaderBytes + encodeReply(reply).length;
+    this.bytesSent +=
+      reply.type === 'swim-ack' || reply.type === 'swim-nack' || reply.type === 'swim-digest-reply'
+        ? swimMessageBytes(reply)
+        : frameHeaderBytes + encodeReply(reply).length;
     return reply;
   }
 
@@ -412,7 +422,7 @@ export class Gossiper {
       nowMs: this.options.clock.nowMs(),
     });
     if (problems.length > 0) {
-      this.options.logger.warn({ peer: from, joining, problems: problems.slice(0, 10) }, 'refused parts of a peer\'s cluster state; the rest was taken');
+      this.options.logger.warn({ peer: from, joining, problems: problems.slice(0, 10) }, "refused parts of a peer's cluster state; the rest was taken");
     }
     if (view.ring !== null && (this.ringState === null || compareRings(view.ring, this.ringState) > 0)) this.ringState = view.ring;
     if (view.bucketPropertiesVersion > this.bucketPropertiesVersion) {

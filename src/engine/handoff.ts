@@ -151,7 +151,10 @@ export class Handoff {
     if (!(await this.repairConsistent(ring))) return;
     this.doneForRing = ring.version;
     this.deps.reportTransfersDone(ring.version);
-    this.deps.logger.info({ ringVersion: ring.version, partitions: transfers.length }, 'every incoming partition has streamed in and every moving consistent key held here is repaired');
+    this.deps.logger.info(
+      { ringVersion: ring.version, partitions: transfers.length },
+      'every incoming partition has streamed in and every moving consistent key held here is repaired',
+    );
   }
 
   /**
@@ -172,7 +175,10 @@ export class Handoff {
     for (;;) {
       const after = this.repairedUpTo.after;
       const page: { dataKey: Buffer; bucket: string; key: string }[] = [];
-      for await (const [stored] of this.deps.paxos.entries({ ...(after === null ? {} : { gte: Buffer.concat([after, Buffer.of(0)]) }), limit: this.deps.settings.batchSize })) {
+      for await (const [stored] of this.deps.paxos.entries({
+        ...(after === null ? {} : { gte: Buffer.concat([after, Buffer.of(0)]) }),
+        limit: this.deps.settings.batchSize,
+      })) {
         const dataKey = Buffer.from(stored);
         const { bucket, key } = decodeDataKey(dataKey);
         page.push({ dataKey, bucket, key });
@@ -247,14 +253,27 @@ export class Handoff {
     const willReplicate = (bucket: string): boolean => preferenceList(planned, partition, this.deps.bucketProperties(bucket).nVal).includes(this.deps.selfId);
     let after: Uint8Array | null = null;
     for (;;) {
-      const request: HandoffFetchRequest = { type: 'handoff-fetch', partition, after, maxKeys: this.deps.settings.batchSize, maxBytes: this.deps.settings.maxPageBytes };
+      const request: HandoffFetchRequest = {
+        type: 'handoff-fetch',
+        partition,
+        after,
+        maxKeys: this.deps.settings.batchSize,
+        maxBytes: this.deps.settings.maxPageBytes,
+      };
       const reply = await this.deps.send(source, request);
-      if (reply.type !== 'object-page') throw new KvError('KV_PEER_UNREACHABLE', `${source} answered ${reply.type} to handoff-fetch; the transfer is retried (run the same ringkv version on every node)`);
+      if (reply.type !== 'object-page')
+        throw new KvError(
+          'KV_PEER_UNREACHABLE',
+          `${source} answered ${reply.type} to handoff-fetch; the transfer is retried (run the same ringkv version on every node)`,
+        );
       const taken: { dataKey: Buffer; item: StoredItem; bucket: string }[] = [];
       for (const item of reply.items) {
         const dataKey = Buffer.from(item.dataKey);
         if (partitionOfPosition(dataKey.readUInt32BE(0), ring.partitionCount) !== partition) {
-          throw new KvError('KV_PEER_UNREACHABLE', `${source} sent a key outside partition ${partition} in its handoff page; nothing of the page was taken and the transfer is retried (run the same ringkv version and partitionCount on every node)`);
+          throw new KvError(
+            'KV_PEER_UNREACHABLE',
+            `${source} sent a key outside partition ${partition} in its handoff page; nothing of the page was taken and the transfer is retried (run the same ringkv version and partitionCount on every node)`,
+          );
         }
         const { bucket } = decodeDataKey(dataKey);
         if (willReplicate(bucket)) taken.push({ dataKey, item, bucket });
@@ -265,7 +284,11 @@ export class Handoff {
       }
       if (reply.done) return;
       const last = reply.items[reply.items.length - 1];
-      if (last === undefined) throw new KvError('KV_PEER_UNREACHABLE', `${source} answered handoff-fetch with an empty page that is not the last; the transfer is retried (run the same ringkv version on every node)`);
+      if (last === undefined)
+        throw new KvError(
+          'KV_PEER_UNREACHABLE',
+          `${source} answered handoff-fetch with an empty page that is not the last; the transfer is retried (run the same ringkv version on every node)`,
+        );
       after = last.dataKey;
     }
   }
@@ -278,12 +301,16 @@ export class Handoff {
     const ring = this.deps.ring();
     if (ring === null) throw new KvError('KV_NOT_READY', 'this node has no ring yet; retry once it has joined', { retryAfterSeconds: 1 });
     if (request.partitions.length > ring.partitionCount || request.partitions.some((partition) => partition >= ring.partitionCount)) {
-      throw new KvError('KV_BAD_REQUEST', `handoff-held needs a list of at most ${ring.partitionCount} partition numbers below ${ring.partitionCount}; the peer is on another ring or misbehaving`);
+      throw new KvError(
+        'KV_BAD_REQUEST',
+        `handoff-held needs a list of at most ${ring.partitionCount} partition numbers below ${ring.partitionCount}; the peer is on another ring or misbehaving`,
+      );
     }
     const held: number[] = [];
     for (const partition of request.partitions) {
       const range = partitionKeyRange(partition, ring.partitionCount);
-      for await (const _entry of this.deps.data.entries({ gte: range.gte, ...(range.lt === undefined ? {} : { lt: range.lt }), limit: 1 })) held.push(partition);
+      for await (const _entry of this.deps.data.entries({ gte: range.gte, ...(range.lt === undefined ? {} : { lt: range.lt }), limit: 1 }))
+        held.push(partition);
     }
     return { type: 'handoff-held-reply', held };
   }
@@ -297,7 +324,10 @@ export class Handoff {
     const ring = this.deps.ring();
     if (ring === null) throw new KvError('KV_NOT_READY', 'this node has no ring yet; retry once it has joined', { retryAfterSeconds: 1 });
     if (request.partition >= ring.partitionCount) {
-      throw new KvError('KV_BAD_REQUEST', `handoff-fetch of partition ${request.partition}, but the ring has ${ring.partitionCount}; the peer is on another ring or misbehaving`);
+      throw new KvError(
+        'KV_BAD_REQUEST',
+        `handoff-fetch of partition ${request.partition}, but the ring has ${ring.partitionCount}; the peer is on another ring or misbehaving`,
+      );
     }
     const range = partitionKeyRange(request.partition, ring.partitionCount);
     if (request.after !== null && partitionOfPosition(Buffer.from(request.after).readUInt32BE(0), ring.partitionCount) !== request.partition) {
@@ -373,11 +403,18 @@ export class Handoff {
     let after: Buffer | null = null;
     for (;;) {
       const page: Buffer[] = [];
-      for await (const [stored] of this.deps.paxos.entries({ ...(after === null ? {} : { gte: Buffer.concat([after, Buffer.of(0)]) }), limit: this.deps.settings.batchSize })) page.push(Buffer.from(stored));
+      for await (const [stored] of this.deps.paxos.entries({
+        ...(after === null ? {} : { gte: Buffer.concat([after, Buffer.of(0)]) }),
+        limit: this.deps.settings.batchSize,
+      }))
+        page.push(Buffer.from(stored));
       if (page.length === 0) break;
       const stale = page.filter((dataKey) => {
         const properties = this.deps.bucketProperties(decodeDataKey(dataKey).bucket);
-        return properties.consistent === true && !preferenceList(ring, partitionOfPosition(dataKey.readUInt32BE(0), ring.partitionCount), properties.nVal).includes(this.deps.selfId);
+        return (
+          properties.consistent === true &&
+          !preferenceList(ring, partitionOfPosition(dataKey.readUInt32BE(0), ring.partitionCount), properties.nVal).includes(this.deps.selfId)
+        );
       });
       const results = await Promise.all(stale.map((dataKey) => this.deps.collectAcceptorState(dataKey, ring.version)));
       this.keysCollected += results.filter(Boolean).length;
@@ -428,7 +465,8 @@ export class Handoff {
       await Promise.all(
         replicas.map(async (node) => {
           const reply = await this.deps.send(node, { type: 'replica-put', bucket, key, object, mode: properties.conflictMode, sync: true });
-          if (reply.type !== 'replica-put-reply') throw new KvError('KV_PEER_UNREACHABLE', `${node} answered ${reply.type} to a handoff replica-put; the key stays here and its handoff is retried`);
+          if (reply.type !== 'replica-put-reply')
+            throw new KvError('KV_PEER_UNREACHABLE', `${node} answered ${reply.type} to a handoff replica-put; the key stays here and its handoff is retried`);
           if (!reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${node} did not store the key durably; the key stays here and its handoff is retried`);
         }),
       );

@@ -25,7 +25,10 @@ function hintKey(target: string, dataKey: Uint8Array): Buffer {
 }
 
 function encodeHint(object: VersionedObject, mode: ConflictMode, createdMs: number): Buffer {
-  const writer = new ByteWriter().u8(hintFormatVersion).f64(createdMs).u8(mode === 'lww' ? 1 : 0);
+  const writer = new ByteWriter()
+    .u8(hintFormatVersion)
+    .f64(createdMs)
+    .u8(mode === 'lww' ? 1 : 0);
   writeObject(writer, object);
   return writer.finish();
 }

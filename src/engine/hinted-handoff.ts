@@ -73,7 +73,14 @@ export class HintedHandoff {
 
   /** Keeps a peer's replica-put for `target` (this node is its fallback) as a hint. */
   async keep(request: ReplicaPutRequest, target: string): Promise<PeerReply> {
-    const stored = await this.hints.add(target, encodeDataKey(request.bucket, request.key), request.object, request.mode, this.options.clock.nowMs(), request.sync);
+    const stored = await this.hints.add(
+      target,
+      encodeDataKey(request.bucket, request.key),
+      request.object,
+      request.mode,
+      this.options.clock.nowMs(),
+      request.sync,
+    );
     // A dropped hint must not count for w: the coordinator sees a failed replica instead.
     if (!stored) {
       return {
@@ -109,7 +116,8 @@ export class HintedHandoff {
             // The hint is deleted only once its target has the write durably (synced; the target's
             // group commit makes that about one fsync per batch of hints).
             const reply = await this.options.send(target, { type: 'replica-put', bucket, key, object: hint.object, mode: hint.mode, sync: true });
-            if (reply.type !== 'replica-put-reply' || !reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${target} did not store the hint durably; the hint is kept and delivered again`);
+            if (reply.type !== 'replica-put-reply' || !reply.durable)
+              throw new KvError('KV_PEER_UNREACHABLE', `${target} did not store the hint durably; the hint is kept and delivered again`);
             await this.hints.remove(hint, 'delivered');
           } catch (error) {
             this.options.logger.debug({ target, error: String(error) }, 'hint not delivered yet');
@@ -140,7 +148,8 @@ export class HintedHandoff {
             return;
           }
           const reply = await this.options.send(node, { type: 'replica-put', bucket, key, object: hint.object, mode: hint.mode, sync: true });
-          if (reply.type !== 'replica-put-reply' || !reply.durable) throw new KvError('KV_PEER_UNREACHABLE', `${node} did not store the redirected hint durably; the hint is kept and delivered again`);
+          if (reply.type !== 'replica-put-reply' || !reply.durable)
+            throw new KvError('KV_PEER_UNREACHABLE', `${node} did not store the redirected hint durably; the hint is kept and delivered again`);
         }),
       );
       await this.hints.remove(hint, 'delivered');

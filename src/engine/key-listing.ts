@@ -85,7 +85,11 @@ export async function answerListKeys(deps: ListResponderDependencies, request: L
   let replyBytes = 0;
   let scannedTo = request.after ?? '';
   let read = 0;
-  for await (const entry of deps.index.entries(request.bucket, { ...(request.after === null ? {} : { after: request.after }), prefix: request.prefix, budget })) {
+  for await (const entry of deps.index.entries(request.bucket, {
+    ...(request.after === null ? {} : { after: request.after }),
+    prefix: request.prefix,
+    budget,
+  })) {
     read += 1;
     scannedTo = entry.key;
     if (!wanted.has(partitionOfPosition(entry.position, partitionCount))) continue;
@@ -121,7 +125,13 @@ export interface ListCoordinatorDependencies {
  * For each partition, the `replicaCount` replicas asked for it: this node first when it is one,
  * then the live ones in preference list order. A partition with fewer live replicas is unavailable.
  */
-export function coveragePlan(ring: Ring, nVal: number, replicaCount: number, selfId: string, isUp: (node: string) => boolean): { byNode: Map<string, number[]>; unavailable: number[] } {
+export function coveragePlan(
+  ring: Ring,
+  nVal: number,
+  replicaCount: number,
+  selfId: string,
+  isUp: (node: string) => boolean,
+): { byNode: Map<string, number[]>; unavailable: number[] } {
   const byNode = new Map<string, number[]>();
   const unavailable: number[] = [];
   for (let partition = 0; partition < ring.partitionCount; partition++) {
@@ -174,7 +184,14 @@ export async function listKeys(deps: ListCoordinatorDependencies, query: ListQue
   const replies: ListKeysReply[] = [];
   await Promise.all(
     [...plan.byNode].map(async ([node, partitions]) => {
-      const request: ListKeysRequest = { type: 'list-keys', bucket: query.bucket, partitions, after: query.after ?? null, prefix: query.prefix ?? '', limit: query.limit };
+      const request: ListKeysRequest = {
+        type: 'list-keys',
+        bucket: query.bucket,
+        partitions,
+        after: query.after ?? null,
+        prefix: query.prefix ?? '',
+        limit: query.limit,
+      };
       try {
         const reply = await deps.send(node, request, deps.timeoutMs);
         if (reply.type === 'list-keys-reply') replies.push(reply);

@@ -63,8 +63,7 @@ export interface WriteOutcome {
 
 /** A linearizable operation on a key of a consistent bucket: a read, or a write (null value: a delete) under a condition. */
 export type ConsistentCommand =
-  | { readonly kind: 'read' }
-  | { readonly kind: 'write'; readonly value: ConsistentValue | null; readonly condition: WriteCondition };
+  { readonly kind: 'read' } | { readonly kind: 'write'; readonly value: ConsistentValue | null; readonly condition: WriteCondition };
 
 /**
  * A consistent key's state after the operation: its version (the fencing token, grows with every
@@ -137,7 +136,13 @@ export interface NodeStatus {
   readonly members: readonly MemberStatus[];
   readonly partitionCount: number;
   readonly storage: StorageStats & { readonly keys: number };
-  readonly hints: { readonly pending: number; readonly delivered: number; readonly expired: number; readonly dropped?: number; readonly byTarget?: Readonly<Record<string, number>> };
+  readonly hints: {
+    readonly pending: number;
+    readonly delivered: number;
+    readonly expired: number;
+    readonly dropped?: number;
+    readonly byTarget?: Readonly<Record<string, number>>;
+  };
   readonly [extra: string]: unknown;
 }
 

@@ -57,7 +57,10 @@ export class LeaseScanner {
       const firstUp = preferenceList(ring, partitionOf(bucket, key, ring.partitionCount), nVal).find((node) => this.options.isUp(node));
       if (firstUp !== this.options.selfId) continue;
       const state = decodeAcceptorState(stored);
-      const newest = state.accepted !== null && (state.committed === null || compareBallots(state.accepted.ballot, state.committed.ballot) > 0) ? state.accepted : state.committed;
+      const newest =
+        state.accepted !== null && (state.committed === null || compareBallots(state.accepted.ballot, state.committed.ballot) > 0)
+          ? state.accepted
+          : state.committed;
       if (newest === null || newest.state.value === null) continue;
       try {
         const record = decodeLeaseRecord(decodeConsistentValue(newest.state.value).value);

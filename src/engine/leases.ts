@@ -115,14 +115,19 @@ export class Leases implements LeaseService {
 
   /** POST /leases/{id}/keepalive: a new refresh number, which restarts every sweeper's ttl. */
   async keepAlive(id: string): Promise<LeaseGrant> {
-    return this.changeRecord(id, (record) => ({ ...record, refresh: record.refresh + 1 }), (record) => ({ id, ttlSeconds: record.ttlSeconds }));
+    return this.changeRecord(
+      id,
+      (record) => ({ ...record, refresh: record.refresh + 1 }),
+      (record) => ({ id, ttlSeconds: record.ttlSeconds }),
+    );
   }
 
   /** GET /leases/{id}: the record, and the time left as this node's sweeper counts it when it watches the lease. */
   async describe(id: string): Promise<LeaseDescription> {
     const { record } = await this.liveRecord(id);
     const sighting = this.tracked.get(id);
-    const remainingMs = sighting !== undefined && sighting.refresh === record.refresh ? record.ttlSeconds * 1000 - (this.elapsedMs - sighting.firstSeenAtMs) : undefined;
+    const remainingMs =
+      sighting !== undefined && sighting.refresh === record.refresh ? record.ttlSeconds * 1000 - (this.elapsedMs - sighting.firstSeenAtMs) : undefined;
     return {
       id,
       ttlSeconds: record.ttlSeconds,
@@ -150,10 +155,19 @@ export class Leases implements LeaseService {
    * the confirmation while the lease ends: README says so).
    */
   async put(bucket: string, key: string, value: ConsistentValue, condition: WriteCondition, leaseId: string, timeoutMs?: number): Promise<ConsistentOutcome> {
-    await this.changeRecord(leaseId, async (record) => this.withKey(leaseId, record, bucket, key), () => undefined, true);
+    await this.changeRecord(
+      leaseId,
+      async (record) => this.withKey(leaseId, record, bucket, key),
+      () => undefined,
+      true,
+    );
     const outcome = await this.options.consistent(bucket, key, { kind: 'write', value: { ...value, lease: leaseId }, condition }, timeoutMs);
     try {
-      await this.changeRecord(leaseId, async (record) => this.withKey(leaseId, record, bucket, key), () => undefined);
+      await this.changeRecord(
+        leaseId,
+        async (record) => this.withKey(leaseId, record, bucket, key),
+        () => undefined,
+      );
     } catch (error) {
       if (isKvError(error) && (error.code === 'KV_LEASE_NOT_FOUND' || error.code === 'KV_LEASE_FULL')) {
         await this.deleteIfLeased(bucket, key, leaseId);
@@ -175,7 +189,9 @@ export class Leases implements LeaseService {
     if (attached !== 'full') return attached;
     const pruned = attachKey(await this.prune(leaseId, record), bucket, key);
     if (pruned !== 'full') return pruned;
-    throw new KvError('KV_LEASE_FULL', `lease ${leaseId} holds ${maxLeaseKeys} keys, the most a lease may hold; grant another lease for more keys`, { details: { lease: leaseId, keys: maxLeaseKeys } });
+    throw new KvError('KV_LEASE_FULL', `lease ${leaseId} holds ${maxLeaseKeys} keys, the most a lease may hold; grant another lease for more keys`, {
+      details: { lease: leaseId, keys: maxLeaseKeys },
+    });
   }
 
   /** The record keeping only the keys whose value still names the lease (the others were rewritten without it or deleted). */
@@ -238,7 +254,12 @@ export class Leases implements LeaseService {
    * another writer got in between), and answers `answer` of the record written. `readOnlyWhenSame`
    * skips the write when the change left the record as it was.
    */
-  private async changeRecord<T>(id: string, change: (record: LeaseRecord) => LeaseRecord | Promise<LeaseRecord>, answer: (record: LeaseRecord) => T, readOnlyWhenSame = false): Promise<T> {
+  private async changeRecord<T>(
+    id: string,
+    change: (record: LeaseRecord) => LeaseRecord | Promise<LeaseRecord>,
+    answer: (record: LeaseRecord) => T,
+    readOnlyWhenSame = false,
+  ): Promise<T> {
     for (let attempt = 0; attempt < recordAttempts; attempt++) {
       const { version, record } = await this.liveRecord(id);
       const changed = await change(record);
@@ -258,17 +279,25 @@ export class Leases implements LeaseService {
     const read = await this.options.consistent(leaseBucket, id, { kind: 'read' });
     const record = read.value === null ? null : decodeLeaseRecord(read.value.value);
     if (record === null || record.ending) {
-      throw new KvError('KV_LEASE_NOT_FOUND', `lease ${id} does not exist: it expired, was revoked or never was granted; grant a new one with POST /leases`, { details: { lease: id } });
+      throw new KvError('KV_LEASE_NOT_FOUND', `lease ${id} does not exist: it expired, was revoked or never was granted; grant a new one with POST /leases`, {
+        details: { lease: id },
+      });
     }
     return { version: read.version, record };
   }
 
   private async writeRecord(id: string, record: LeaseRecord, condition: WriteCondition): Promise<ConsistentOutcome> {
-    return this.options.consistent(leaseBucket, id, { kind: 'write', value: { contentType: 'application/octet-stream', value: encodeLeaseRecord(record) }, condition });
+    return this.options.consistent(leaseBucket, id, {
+      kind: 'write',
+      value: { contentType: 'application/octet-stream', value: encodeLeaseRecord(record) },
+      condition,
+    });
   }
 
   private contended(id: string): KvError {
-    return new KvError('KV_CONFLICT', `lease ${id} kept changing under ${recordAttempts} compare-and-set attempts (keep-alives or attaches racing); retry`, { details: { lease: id } });
+    return new KvError('KV_CONFLICT', `lease ${id} kept changing under ${recordAttempts} compare-and-set attempts (keep-alives or attaches racing); retry`, {
+      details: { lease: id },
+    });
   }
 
   /** 16 hex digits from the node's random source. */

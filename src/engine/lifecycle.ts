@@ -88,10 +88,12 @@ export class Lifecycle {
 
   /** `ringkv remove NODE_ID`: plans a node that is gone for good out of the ring; its partitions are rebuilt from the other replicas. */
   removeMember(nodeId: string): { status: string } {
-    if (nodeId === this.options.selfId) throw new KvError('KV_CONFLICT', 'a node cannot remove itself: use `ringkv leave` on it, or `ringkv remove` on another node');
+    if (nodeId === this.options.selfId)
+      throw new KvError('KV_CONFLICT', 'a node cannot remove itself: use `ringkv leave` on it, or `ringkv remove` on another node');
     const member = this.options.gossiper.view.members[nodeId];
     if (member === undefined) throw new KvError('KV_UNKNOWN_NODE', `no member ${nodeId}; see \`ringkv status\` for the ids`);
-    if (this.options.gossiper.isUp(nodeId)) throw new KvError('KV_CONFLICT', `node ${nodeId} is up: use \`ringkv leave --node ${member.address}\` to decommission a live node`);
+    if (this.options.gossiper.isUp(nodeId))
+      throw new KvError('KV_CONFLICT', `node ${nodeId} is up: use \`ringkv leave --node ${member.address}\` to decommission a live node`);
     this.options.gossiper.markRemoved(nodeId);
     return { status: 'removed' };
   }
@@ -129,7 +131,10 @@ export class Lifecycle {
 function refuseConsistencyChange(view: ClusterView, config: NodeConfig): void {
   if (view.bucketPropertiesVersion === 0) return;
   const shared = view.bucketProperties;
-  const configured: [string, boolean | undefined][] = [['', config.bucketDefaults.consistent], ...Object.entries(config.buckets).map(([bucket, properties]): [string, boolean | undefined] => [bucket, properties.consistent])];
+  const configured: [string, boolean | undefined][] = [
+    ['', config.bucketDefaults.consistent],
+    ...Object.entries(config.buckets).map(([bucket, properties]): [string, boolean | undefined] => [bucket, properties.consistent]),
+  ];
   for (const [bucket, wanted] of configured) {
     if (wanted === undefined) continue;
     const held = shared[bucket]?.consistent ?? (bucket === '' ? false : (shared['']?.consistent ?? false));
@@ -141,4 +146,3 @@ function refuseConsistencyChange(view: ClusterView, config: NodeConfig): void {
     );
   }
 }
-

@@ -94,7 +94,12 @@ export async function openNodeContext(options: NodePorts): Promise<{ context: No
     fanout: config.gossip.fanout,
     peerTimeoutMs: config.limits.peerTimeoutMs,
     // The claimant asks only once gossip runs, when `buckets` below exists.
-    claimant: new Claimant({ selfId, nVals: (): readonly number[] => buckets.nVals(), logger, ...(options.brokenClaimant === undefined ? {} : { broken: options.brokenClaimant }) }),
+    claimant: new Claimant({
+      selfId,
+      nVals: (): readonly number[] => buckets.nVals(),
+      logger,
+      ...(options.brokenClaimant === undefined ? {} : { broken: options.brokenClaimant }),
+    }),
     initialView,
     transport,
     clock,
@@ -104,7 +109,14 @@ export async function openNodeContext(options: NodePorts): Promise<{ context: No
   });
   const buckets: BucketSettings = new BucketSettings(config, gossiper);
   const refusal = (): KvError | undefined => (gossiper.ownStatus === 'removed' ? removedError(selfId) : undefined);
-  const peers = new PeerService({ selfId, transport, logger, peerTimeoutMs: config.limits.peerTimeoutMs, addressOf: (node) => gossiper.addressOf(node), refusal });
+  const peers = new PeerService({
+    selfId,
+    transport,
+    logger,
+    peerTimeoutMs: config.limits.peerTimeoutMs,
+    addressOf: (node) => gossiper.addressOf(node),
+    refusal,
+  });
   const context: NodeContext = {
     ...options,
     storage,
@@ -117,7 +129,10 @@ export async function openNodeContext(options: NodePorts): Promise<{ context: No
       const removed = refusal();
       if (removed !== undefined) throw removed;
       const ring = gossiper.ring;
-      if (ring === null) throw new KvError('KV_NOT_READY', 'this node has not joined a ring yet; check that --seeds points at a running node of the cluster', { retryAfterSeconds: 1 });
+      if (ring === null)
+        throw new KvError('KV_NOT_READY', 'this node has not joined a ring yet; check that --seeds points at a running node of the cluster', {
+          retryAfterSeconds: 1,
+        });
       return ring;
     },
     refusal,
@@ -131,7 +146,10 @@ export async function openNodeContext(options: NodePorts): Promise<{ context: No
 
 /** The refusal a removed node answers every data request with. */
 function removedError(nodeId: string): KvError {
-  return new KvError('KV_NOT_READY', `node ${nodeId} was removed from the cluster and serves no data; use another node. To bring this machine back, wipe its data directory and start it again: it joins with a new id`);
+  return new KvError(
+    'KV_NOT_READY',
+    `node ${nodeId} was removed from the cluster and serves no data; use another node. To bring this machine back, wipe its data directory and start it again: it joins with a new id`,
+  );
 }
 
 /** The persisted view as JSON, or undefined when there is none or it is not readable (the gossiper checks its schema). */

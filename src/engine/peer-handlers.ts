@@ -56,12 +56,15 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
   }
   peers.register('handoff-held', (request) => roles.handoff.handleHeld(request), { refusesMalformed: true });
   peers.register('handoff-fetch', (request) => roles.handoff.handleFetch(request), { refusesMalformed: true });
-  for (const type of ['ae-keys', 'ae-fetch', 'ae-push', 'ae-summary', 'ae-leaves', 'ae-digest', 'ae-reap'] as const) peers.register(type, (request) => roles.antiEntropy.handleMessage(request), { refusesMalformed: true });
+  for (const type of ['ae-keys', 'ae-fetch', 'ae-push', 'ae-summary', 'ae-leaves', 'ae-digest', 'ae-reap'] as const)
+    peers.register(type, (request) => roles.antiEntropy.handleMessage(request), { refusesMalformed: true });
   peers.register('dt-update', async (request) => {
     refuseConsistent(request.bucket);
     return roles.dataTypes.handleUpdate(request);
   });
   for (const type of ['paxos-prepare', 'paxos-propose', 'paxos-commit'] as const) peers.register(type, (request) => roles.acceptors.handle(request));
   peers.register('watch-poll', (request) => roles.watchLog.poll(request));
-  peers.register('list-keys', (request) => answerListKeys({ index: roles.replica.bucketIndex, replica: roles.replica, partitionCount: () => roles.requireRing().partitionCount }, request));
+  peers.register('list-keys', (request) =>
+    answerListKeys({ index: roles.replica.bucketIndex, replica: roles.replica, partitionCount: () => roles.requireRing().partitionCount }, request),
+  );
 }

@@ -18,7 +18,16 @@ export type PeerRequestHandler<Type extends PeerRequestType> = (request: PeerReq
  * Refusals a coordinating replica makes for a reason the client can act on: they keep their code
  * across the peer hop and reach the client as they are, instead of becoming "replica unreachable".
  */
-export const clientRefusalCodes: ReadonlySet<string> = new Set(['KV_TOO_MANY_SIBLINGS', 'KV_OBJECT_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_COUNTER_OVERFLOW', 'KV_BAD_CONTEXT', 'KV_CONSISTENT_BUCKET']);
+export const clientRefusalCodes: ReadonlySet<string> = new Set([
+  'KV_TOO_MANY_SIBLINGS',
+  'KV_OBJECT_TOO_LARGE',
+  'KV_PRECONDITION_FAILED',
+  'KV_TYPE_MISMATCH',
+  'KV_SET_TOO_LARGE',
+  'KV_COUNTER_OVERFLOW',
+  'KV_BAD_CONTEXT',
+  'KV_CONSISTENT_BUCKET',
+]);
 
 /** How a handler is run. */
 export interface PeerHandlerOptions {
@@ -81,7 +90,9 @@ export class PeerService {
     try {
       return await this.serve(request);
     } catch (error) {
-      return peerErrorReply(error, (unexpected) => this.options.logger.error({ err: unexpected, peerRequest: request.type }, 'unexpected error while handling a peer request'));
+      return peerErrorReply(error, (unexpected) =>
+        this.options.logger.error({ err: unexpected, peerRequest: request.type }, 'unexpected error while handling a peer request'),
+      );
     }
   }
 

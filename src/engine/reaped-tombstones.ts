@@ -37,7 +37,8 @@ function encodeRecord(reapedAtMs: number, tombstoneBytes: Uint8Array): Buffer {
 function decodeRecord(value: Uint8Array): { reapedAtMs: number; tombstoneBytes: Buffer } {
   const bytes = Buffer.from(value);
   const version = bytes.readUInt8(0);
-  if (version !== reapedFormatVersion) throw new KvError('KV_STORAGE', `reaped-tombstone record format ${version} is not readable by this ringkv; upgrade ringkv`);
+  if (version !== reapedFormatVersion)
+    throw new KvError('KV_STORAGE', `reaped-tombstone record format ${version} is not readable by this ringkv; upgrade ringkv`);
   return { reapedAtMs: bytes.readDoubleBE(1), tombstoneBytes: bytes.subarray(9) };
 }
 
@@ -87,7 +88,8 @@ export class ReapedTombstones {
   async forgetReapedBefore(cutoffMs: number, limit: number): Promise<number> {
     const upper = Buffer.concat([indexPrefix, timeBytes(cutoffMs)]);
     const expired: Buffer[] = [];
-    for await (const [key] of this.meta.entries({ gte: indexPrefix, lt: upper.compare(indexEnd) < 0 ? upper : indexEnd, limit })) expired.push(Buffer.from(key));
+    for await (const [key] of this.meta.entries({ gte: indexPrefix, lt: upper.compare(indexEnd) < 0 ? upper : indexEnd, limit }))
+      expired.push(Buffer.from(key));
     let forgotten = 0;
     for (const entry of expired) {
       const dataKey = entry.subarray(indexPrefix.length + 8);
@@ -95,7 +97,14 @@ export class ReapedTombstones {
       const record = await this.meta.get(recordKey(dataKey));
       // A key reaped again later has a newer record (and index entry): only this entry goes.
       const current = record !== undefined && Math.floor(decodeRecord(record).reapedAtMs) === reapedAtMs;
-      await this.meta.batch(current ? [{ type: 'del', key: entry }, { type: 'del', key: recordKey(dataKey) }] : [{ type: 'del', key: entry }]);
+      await this.meta.batch(
+        current
+          ? [
+              { type: 'del', key: entry },
+              { type: 'del', key: recordKey(dataKey) },
+            ]
+          : [{ type: 'del', key: entry }],
+      );
       if (current) forgotten += 1;
     }
     return forgotten;

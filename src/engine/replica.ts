@@ -98,7 +98,11 @@ export class Replica {
     /** Draws the storage epoch when the storage is new (see ActorLease). */
     private readonly random: Random,
     /** Sibling and object size bounds of coordinated writes, and who hears of a key past the warning count. */
-    private readonly limits: WriteLimits = { siblingsWarn: Number.MAX_SAFE_INTEGER, maxSiblings: Number.MAX_SAFE_INTEGER, maxObjectBytes: Number.MAX_SAFE_INTEGER },
+    private readonly limits: WriteLimits = {
+      siblingsWarn: Number.MAX_SAFE_INTEGER,
+      maxSiblings: Number.MAX_SAFE_INTEGER,
+      maxObjectBytes: Number.MAX_SAFE_INTEGER,
+    },
     private readonly onManySiblings: (bucket: string, key: string, siblings: number) => void = () => undefined,
     /** storage.objectCacheBytes: the bound of the object cache (0: off). */
     cacheBytes = 0,
@@ -199,9 +203,13 @@ export class Replica {
       if (condition !== undefined) {
         const verdict = checkPrecondition(before, condition.precondition, requested.nowMs);
         if (!verdict.ok) {
-          throw new KvError('KV_PRECONDITION_FAILED', `the precondition of this write does not hold for key '${key}' in bucket '${bucket}' (${condition.precondition.kind === 'absent' ? 'a live value exists' : 'the current version is not the one If-Match names'}); read the key again and decide`, {
-            details: { clock: before.clock },
-          });
+          throw new KvError(
+            'KV_PRECONDITION_FAILED',
+            `the precondition of this write does not hold for key '${key}' in bucket '${bucket}' (${condition.precondition.kind === 'absent' ? 'a live value exists' : 'the current version is not the one If-Match names'}); read the key again and decide`,
+            {
+              details: { clock: before.clock },
+            },
+          );
         }
         write = { ...requested, context: verdict.context };
       }
@@ -233,7 +241,15 @@ export class Replica {
    * set is only safe while its actor updates from its own latest state, which is what a key epoch
    * guarantees (see keyActor).
    */
-  async updateDataType(bucket: string, key: string, update: DataTypeUpdate, sync: boolean, base: VersionedObject | null, nowMs: number, limits: DataTypeLimits): Promise<VersionedObject> {
+  async updateDataType(
+    bucket: string,
+    key: string,
+    update: DataTypeUpdate,
+    sync: boolean,
+    base: VersionedObject | null,
+    nowMs: number,
+    limits: DataTypeLimits,
+  ): Promise<VersionedObject> {
     const dataKey = encodeDataKey(bucket, key);
     const name = dataKey.toString('latin1');
     return this.locks.withLock(name, async () => {
@@ -256,7 +272,12 @@ export class Replica {
    * not grow the object (one that resolves siblings, a delete) is always taken; merges of
    * versions from other replicas are never judged (a replica that refused them would stay behind).
    */
-  private judgeObjectSize(afterBytes: Buffer, beforeBytes: Uint8Array | undefined, where: { readonly bucket: string; readonly key: string }, what: 'write' | 'update'): Buffer {
+  private judgeObjectSize(
+    afterBytes: Buffer,
+    beforeBytes: Uint8Array | undefined,
+    where: { readonly bucket: string; readonly key: string },
+    what: 'write' | 'update',
+  ): Buffer {
     const { maxObjectBytes } = this.limits;
     if (afterBytes.byteLength <= maxObjectBytes || afterBytes.byteLength <= (beforeBytes?.byteLength ?? 0)) return afterBytes;
     const remedy =
@@ -299,7 +320,13 @@ export class Replica {
   }
 
   /** Merges a version from elsewhere into this replica; answers the merged object and whether it changed. */
-  async merge(bucket: string, key: string, incoming: VersionedObject, mode: ConflictMode, sync: boolean): Promise<{ object: VersionedObject; changed: boolean }> {
+  async merge(
+    bucket: string,
+    key: string,
+    incoming: VersionedObject,
+    mode: ConflictMode,
+    sync: boolean,
+  ): Promise<{ object: VersionedObject; changed: boolean }> {
     return this.mergeByDataKey(encodeDataKey(bucket, key), incoming, mode, sync);
   }
 
@@ -410,7 +437,15 @@ export class Replica {
    * the index): its index entry then already says live, since a live version is only ever stored
    * with its live entry, and a live version replacing it needs no second copy of that entry.
    */
-  private async storeBytes(dataKey: Buffer, name: string, beforeBytes: Uint8Array | undefined, beforeLive: boolean, afterBytes: Buffer, after: VersionedObject, sync: boolean): Promise<void> {
+  private async storeBytes(
+    dataKey: Buffer,
+    name: string,
+    beforeBytes: Uint8Array | undefined,
+    beforeLive: boolean,
+    afterBytes: Buffer,
+    after: VersionedObject,
+    sync: boolean,
+  ): Promise<void> {
     // The data and its index entry (live or dead) go in one atomic write, so no crash separates them
     // (bucket-index.ts), and the write is one group-committed engine batch instead of two in turn;
     // `sync` fsyncs the write-ahead log that holds both.

@@ -83,12 +83,26 @@ export class RingNode implements KvService {
     this.peerService = peers;
     const { siblingsWarn, maxSiblings, maxObjectBytes } = config.limits;
     // The replica's dots come from actors that survive restarts (src/engine/actor-lease.ts).
-    const replica = (this.localReplica = new Replica(storage, this.nodeId, context.random, { siblingsWarn, maxSiblings, maxObjectBytes }, (bucket, key, siblings) =>
-      context.logger.warn({ bucket, key, siblings, siblingsWarn }, 'a key has many siblings: its writers should read, merge and write back with the read context'),
-    config.storage.objectCacheBytes,
+    const replica = (this.localReplica = new Replica(
+      storage,
+      this.nodeId,
+      context.random,
+      { siblingsWarn, maxSiblings, maxObjectBytes },
+      (bucket, key, siblings) =>
+        context.logger.warn(
+          { bucket, key, siblings, siblingsWarn },
+          'a key has many siblings: its writers should read, merge and write back with the read context',
+        ),
+      config.storage.objectCacheBytes,
     ));
     const gossiper = context.gossiper;
-    const hintedHandoff = (this.hintedHandoffService = new HintedHandoff({ ...context, replica, space: storage.hints, settings: config.hintedHandoff, memberStatus: (node) => gossiper.view.members[node]?.status }));
+    const hintedHandoff = (this.hintedHandoffService = new HintedHandoff({
+      ...context,
+      replica,
+      space: storage.hints,
+      settings: config.hintedHandoff,
+      memberStatus: (node) => gossiper.view.members[node]?.status,
+    }));
     const antiEntropy = (this.antiEntropyService = new AntiEntropy({
       ...context,
       replica,
@@ -127,10 +141,17 @@ export class RingNode implements KvService {
       clock: context.clock,
       logger: context.logger,
       send: context.send,
-      members: () => Object.values(gossiper.view.members).filter((member) => member.status !== 'left' && member.status !== 'removed').map((member) => member.id),
+      members: () =>
+        Object.values(gossiper.view.members)
+          .filter((member) => member.status !== 'left' && member.status !== 'removed')
+          .map((member) => member.id),
       settings: () => ({ ...config.watch, peerTimeoutMs: config.limits.peerTimeoutMs }),
     });
-    const settings = () => ({ requestTimeoutMs: config.limits.requestTimeoutMs, speculativeRetryMs: config.limits.speculativeRetryMs, hintedHandoff: config.hintedHandoff.enabled });
+    const settings = () => ({
+      requestTimeoutMs: config.limits.requestTimeoutMs,
+      speculativeRetryMs: config.limits.speculativeRetryMs,
+      hintedHandoff: config.hintedHandoff.enabled,
+    });
     const coordinator = new Coordinator({ ...context, hints: hintedHandoff.store, settings });
     this.client = new ClientRequests({ ...context, replica, coordinator, consistentCoordinator, limits: config.limits });
     const client = this.client;
@@ -142,7 +163,14 @@ export class RingNode implements KvService {
     });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...context, ...roles, onLeft: () => this.onLeft?.() });
-    this.statusReport = new Status({ ...context, ...roles, startedAtMs: context.clock.nowMs(), inFlight: () => this.client.inFlight, offReplica: () => coordinator.offReplica, processFigures });
+    this.statusReport = new Status({
+      ...context,
+      ...roles,
+      startedAtMs: context.clock.nowMs(),
+      inFlight: () => this.client.inFlight,
+      offReplica: () => coordinator.offReplica,
+      processFigures,
+    });
     // Counters and sets: updates are coordinated like writes and applied by the replica that serves dt-update.
     const dataTypes = (this.dataTypes = new DataTypes({
       coordinator,

@@ -56,9 +56,17 @@ export class Status {
     // The shards of this node's host: the members placed on its host (one per shard of a sharded node, docs/ARCHITECTURE.md#shards).
     const self = view.members[this.options.identity.nodeId];
     const host = self === undefined ? this.options.identity.nodeId : placedAt(ring, self).host;
-    const shards: HostShards = { host, members: members.filter((member) => member.host === host).map((member) => ({ id: member.id, address: member.address, status: member.status })) };
+    const shards: HostShards = {
+      host,
+      members: members.filter((member) => member.host === host).map((member) => ({ id: member.id, address: member.address, status: member.status })),
+    };
     return {
-      node: { id: this.options.identity.nodeId, address: this.options.identity.address, generation: this.options.identity.generation, startedAtMs: this.options.startedAtMs },
+      node: {
+        id: this.options.identity.nodeId,
+        address: this.options.identity.address,
+        generation: this.options.identity.generation,
+        startedAtMs: this.options.startedAtMs,
+      },
       members,
       // The ring's own Q: a node that joined with a different partitionCount in its config uses the cluster's.
       partitionCount: ring?.partitionCount ?? this.options.config.partitionCount,
@@ -72,7 +80,12 @@ export class Status {
       // SWIM's own figures: frames sent (requests and replies, headers included), protocol periods run, Lifeguard's local health.
       gossip: { bytesSent: gossiper.bytesSent, rounds: gossiper.rounds, healthScore: gossiper.healthScore },
       hints: this.options.hintedHandoff.status(),
-      siblings: { manyWrites: this.options.replica.manySiblingWrites, refused: this.options.replica.siblingRefusals, warnAbove: this.options.config.limits.siblingsWarn, max: this.options.config.limits.maxSiblings },
+      siblings: {
+        manyWrites: this.options.replica.manySiblingWrites,
+        refused: this.options.replica.siblingRefusals,
+        warnAbove: this.options.config.limits.siblingsWarn,
+        max: this.options.config.limits.maxSiblings,
+      },
       inFlight: this.options.inFlight(),
       offReplica: this.options.offReplica(),
       ...(this.options.processFigures === undefined ? {} : { process: this.options.processFigures() }),

@@ -62,7 +62,11 @@ export class WatchLog implements WatchEventSink {
     random: Random,
     private readonly limits: () => WatchLogLimits,
   ) {
-    this.epoch = Array.from({ length: 4 }, () => Math.floor(random.next() * 0x10000).toString(16).padStart(4, '0')).join('');
+    this.epoch = Array.from({ length: 4 }, () =>
+      Math.floor(random.next() * 0x10000)
+        .toString(16)
+        .padStart(4, '0'),
+    ).join('');
   }
 
   /** Writes kept now (for /status and tests). */
@@ -72,12 +76,28 @@ export class WatchLog implements WatchEventSink {
 
   append(bucket: string, key: string, object: VersionedObject, dot: Dot, objectBytes: number): void {
     if (!this.active) return;
-    this.push({ seq: this.nextSeq++, bucket, key, kind: 'plain', object, dot, bytes: objectBytes + Buffer.byteLength(key) + Buffer.byteLength(bucket) + entryOverheadBytes });
+    this.push({
+      seq: this.nextSeq++,
+      bucket,
+      key,
+      kind: 'plain',
+      object,
+      dot,
+      bytes: objectBytes + Buffer.byteLength(key) + Buffer.byteLength(bucket) + entryOverheadBytes,
+    });
   }
 
   appendDecided(bucket: string, key: string, version: number, value: Uint8Array | null): void {
     if (!this.active) return;
-    this.push({ seq: this.nextSeq++, bucket, key, kind: 'consistent', version, value, bytes: (value?.length ?? 0) + Buffer.byteLength(key) + Buffer.byteLength(bucket) + entryOverheadBytes });
+    this.push({
+      seq: this.nextSeq++,
+      bucket,
+      key,
+      kind: 'consistent',
+      version,
+      value,
+      bytes: (value?.length ?? 0) + Buffer.byteLength(key) + Buffer.byteLength(bucket) + entryOverheadBytes,
+    });
   }
 
   private push(entry: Entry): void {

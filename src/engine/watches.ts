@@ -38,9 +38,22 @@ export interface WatchesDependencies {
  */
 export type WatchItem =
   | { readonly kind: 'write'; readonly id: string; readonly bucket: string; readonly key: string; readonly object: VersionedObject; readonly dot: Dot }
-  | { readonly kind: 'decided'; readonly id: string; readonly bucket: string; readonly key: string; readonly version: number; readonly value: Uint8Array | null }
+  | {
+      readonly kind: 'decided';
+      readonly id: string;
+      readonly bucket: string;
+      readonly key: string;
+      readonly version: number;
+      readonly value: Uint8Array | null;
+    }
   | { readonly kind: 'ready'; readonly id: string }
-  | { readonly kind: 'compacted'; readonly id: string; readonly nodes: readonly string[]; readonly key?: string; readonly missing?: { readonly from: number; readonly to: number } }
+  | {
+      readonly kind: 'compacted';
+      readonly id: string;
+      readonly nodes: readonly string[];
+      readonly key?: string;
+      readonly missing?: { readonly from: number; readonly to: number };
+    }
   | { readonly kind: 'progress'; readonly id: string }
   | { readonly kind: 'overflow'; readonly queued: number };
 
@@ -76,10 +89,13 @@ export class Watches {
    * that is no watch's.
    */
   watch(filter: WatchFilter, resumeFrom?: string): WatchStream {
-    const position: WatchPosition = resumeFrom === undefined ? { cursors: new Map<string, LogCursor>(), versions: new Map<string, number>() } : decodeWatchId(resumeFrom);
+    const position: WatchPosition =
+      resumeFrom === undefined ? { cursors: new Map<string, LogCursor>(), versions: new Map<string, number>() } : decodeWatchId(resumeFrom);
     const { maxWatchers } = this.dependencies.settings();
     if (this.watching >= maxWatchers) {
-      throw new KvError('KV_OVERLOADED', `this node serves ${this.watching} watches, watch.maxWatchers; watch on another node, or close a watch first`, { retryAfterSeconds: 1 });
+      throw new KvError('KV_OVERLOADED', `this node serves ${this.watching} watches, watch.maxWatchers; watch on another node, or close a watch first`, {
+        retryAfterSeconds: 1,
+      });
     }
     this.watching += 1;
     const session: WatchSession = new WatchSession(this.dependencies, filter, position, resumeFrom === undefined, () => {
@@ -207,7 +223,11 @@ class WatchSession implements WatchStream {
       const poll = counts.sent + 1;
       this.polls.set(node, { ...counts, sent: poll });
       try {
-        reply = await send(node, { type: 'watch-poll', filter: this.filter, cursor: this.cursors.get(node) ?? null, waitMs, maxWrites: maxWritesPerPoll }, settings.peerTimeoutMs);
+        reply = await send(
+          node,
+          { type: 'watch-poll', filter: this.filter, cursor: this.cursors.get(node) ?? null, waitMs, maxWrites: maxWritesPerPoll },
+          settings.peerTimeoutMs,
+        );
       } catch {
         if (!member) {
           this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
@@ -244,7 +264,10 @@ class WatchSession implements WatchStream {
     const previous = this.cursors.get(node);
     if (previous === undefined || reply.gap) {
       this.holds.delete(node);
-      this.cursors.set(node, { epoch: reply.epoch, seq: previous === undefined && !reply.gap && !this.fromHead.has(node) && !this.missedStart.has(node) ? 0 : reply.next });
+      this.cursors.set(node, {
+        epoch: reply.epoch,
+        seq: previous === undefined && !reply.gap && !this.fromHead.has(node) && !this.missedStart.has(node) ? 0 : reply.next,
+      });
       if (reply.gap || this.missedStart.delete(node)) this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
       else if (this.readySent) this.push({ kind: 'progress', id: this.id() });
       return 'taken';
@@ -291,7 +314,8 @@ class WatchSession implements WatchStream {
       const now = this.polls.get(other)!;
       return this.polling.has(other) && now.headReached <= since.sent && now.failed - since.failed < 2;
     });
-    const older = (candidate: LoggedWrite): boolean => candidate.kind === 'consistent' && candidate.key === write.key && candidate.version > (last ?? 0) && candidate.version < write.version;
+    const older = (candidate: LoggedWrite): boolean =>
+      candidate.kind === 'consistent' && candidate.key === write.key && candidate.version > (last ?? 0) && candidate.version < write.version;
     const behindAnotherHold = [...this.holds].some(([other, otherHold]) => other !== node && otherHold.tail.some(older));
     if ((unheard || behindAnotherHold) && hold.checks < maxHoldChecks) return true;
     this.holds.delete(node);

@@ -33,7 +33,6 @@ export interface AppOptions {
 
 const routeList = `GET|PUT|DELETE /kv/{bucket}/{key}, GET|POST /dt/{bucket}/{key}, GET /watch/{bucket}/{key}, GET /watch/{bucket}, POST /leases, POST /leases/{id}/keepalive, GET|DELETE /leases/{id}, GET /health, GET /status, GET /metrics, GET /ui, GET /openapi.json, POST /admin/compact, POST|GET /admin/repair, POST /admin/leave, POST /admin/remove/{nodeId}, GET /admin/backup, GET /admin/backup/partitions/{partition}, POST /admin/restore (GET /openapi.json describes them all)`;
 
-
 /** Shows a path in a message without letting a huge one flood it. */
 function shownPath(request: FastifyRequest): string {
   const path = request.url.split('?', 1)[0] ?? '';
@@ -44,7 +43,10 @@ function shownPath(request: FastifyRequest): string {
 function notFoundError(request: FastifyRequest): KvError {
   const path = shownPath(request);
   if (path === '/dt' || path.startsWith('/dt/')) {
-    return new KvError('KV_BAD_REQUEST', `${request.method} ${path} is not a data type path: use GET or POST on /dt/{bucket}/{key}, with bucket and key non-empty and URL-encoded`);
+    return new KvError(
+      'KV_BAD_REQUEST',
+      `${request.method} ${path} is not a data type path: use GET or POST on /dt/{bucket}/{key}, with bucket and key non-empty and URL-encoded`,
+    );
   }
   if (path === '/kv' || path.startsWith('/kv/')) {
     return new KvError(
@@ -128,7 +130,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // would come back as if plain: refuse them before the body is read rather than store what no reader can use.
     const encoding = request.headers['content-encoding']?.trim().toLowerCase();
     if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
-      throw new KvError('KV_UNSUPPORTED_ENCODING', `content-encoding ${encoding.slice(0, 40)} is not accepted: ringkv stores a value's bytes as sent and serves them without a content-encoding; send the body uncompressed (compress the value yourself and say so in its content-type if you need to)`);
+      throw new KvError(
+        'KV_UNSUPPORTED_ENCODING',
+        `content-encoding ${encoding.slice(0, 40)} is not accepted: ringkv stores a value's bytes as sent and serves them without a content-encoding; send the body uncompressed (compress the value yourself and say so in its content-type if you need to)`,
+      );
     }
   });
 

@@ -20,7 +20,10 @@ const mebibyte = 1024 * 1024;
 const describeSchema = {
   tags: ['admin'],
   summary: 'what a backup records of the cluster: partition count, ring, members, bucket properties',
-  response: { 200: Type.Object({}, { additionalProperties: true, description: 'src/engine/backup-format.ts BackupDescription' }), ...errorResponses(['KV_NOT_READY']) },
+  response: {
+    200: Type.Object({}, { additionalProperties: true, description: 'src/engine/backup-format.ts BackupDescription' }),
+    ...errorResponses(['KV_NOT_READY']),
+  },
 };
 
 const partitionSchema = {
@@ -29,9 +32,15 @@ const partitionSchema = {
   params: Type.Object({ partition: Type.String({ pattern: '^[0-9]{1,5}$', description: 'a partition number, 0..partitionCount-1' }) }),
   querystring: Type.Object(
     {
-      ring_version: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'an integer of up to 15 digits: refuse (409) unless the ring still has this version' })),
+      ring_version: Type.Optional(
+        Type.String({ pattern: '^[0-9]{1,15}$', description: 'an integer of up to 15 digits: refuse (409) unless the ring still has this version' }),
+      ),
       node: Type.Optional(
-        Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$', description: "a member id (up to 128 letters, digits, '.', '_', '-'): refuse (404 KV_UNKNOWN_NODE) unless this is that member (a sharded node's shared port reaches any of its shards)" }),
+        Type.String({
+          pattern: '^[A-Za-z0-9._-]{1,128}$',
+          description:
+            "a member id (up to 128 letters, digits, '.', '_', '-'): refuse (404 KV_UNKNOWN_NODE) unless this is that member (a sharded node's shared port reaches any of its shards)",
+        }),
       ),
     },
     { additionalProperties: false },
@@ -44,10 +53,14 @@ const partitionSchema = {
 
 const restoreSchema = {
   tags: ['admin'],
-  summary: 'merge backup records into their keys\' current replicas, like any replica write (never overwriting a newer version)',
+  summary: "merge backup records into their keys' current replicas, like any replica write (never overwriting a newer version)",
   querystring: Type.Object(
     {
-      w: Type.Optional(Type.Union([Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], { description: 'one, quorum or all: replicas that must acknowledge each merge (default quorum)' })),
+      w: Type.Optional(
+        Type.Union([Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], {
+          description: 'one, quorum or all: replicas that must acknowledge each merge (default quorum)',
+        }),
+      ),
       timeout_ms: Type.Optional(integerParameter(1, maxTimeoutMs, " (milliseconds): each merge's deadline, default limits.requestTimeoutMs")),
     },
     { additionalProperties: false },
@@ -73,17 +86,21 @@ export function registerBackupRoutes(app: FastifyInstance, dependencies: { reado
   const { service, config } = dependencies;
   app.get('/admin/backup', { schema: describeSchema }, async () => backupOf(service).describe());
 
-  app.get<{ Params: { partition: string }; Querystring: { ring_version?: string; node?: string } }>('/admin/backup/partitions/:partition', { schema: partitionSchema }, async (request, reply) => {
-    const backup = backupOf(service);
-    const partition = Number(request.params.partition);
-    const ringVersion = request.query.ring_version === undefined ? undefined : Number(request.query.ring_version);
-    // Checked before the first byte, so a refusal is an error answer and not a cut-off file.
-    backup.checkPartition(partition, ringVersion, request.query.node);
-    const partitionCount = backup.describe().partitionCount;
-    // A stream: the reply reads the partition as the client takes it, so memory stays bounded and a
-    // slow (throttled) reader slows the scan instead of filling the node's memory.
-    return reply.type('application/octet-stream').send(Readable.from(backup.partitionFile(partition, partitionCount), { objectMode: false }));
-  });
+  app.get<{ Params: { partition: string }; Querystring: { ring_version?: string; node?: string } }>(
+    '/admin/backup/partitions/:partition',
+    { schema: partitionSchema },
+    async (request, reply) => {
+      const backup = backupOf(service);
+      const partition = Number(request.params.partition);
+      const ringVersion = request.query.ring_version === undefined ? undefined : Number(request.query.ring_version);
+      // Checked before the first byte, so a refusal is an error answer and not a cut-off file.
+      backup.checkPartition(partition, ringVersion, request.query.node);
+      const partitionCount = backup.describe().partitionCount;
+      // A stream: the reply reads the partition as the client takes it, so memory stays bounded and a
+      // slow (throttled) reader slows the scan instead of filling the node's memory.
+      return reply.type('application/octet-stream').send(Readable.from(backup.partitionFile(partition, partitionCount), { objectMode: false }));
+    },
+  );
 
   app.post<{ Querystring: { w?: 'one' | 'quorum' | 'all'; timeout_ms?: string } }>(
     '/admin/restore',
@@ -91,7 +108,8 @@ export function registerBackupRoutes(app: FastifyInstance, dependencies: { reado
     async (request) => {
       const backup = backupOf(service);
       const body = request.body;
-      if (!Buffer.isBuffer(body)) throw new KvError('KV_BACKUP_INVALID', 'a restore batch is a body of backup records (application/octet-stream); send it with `ringkv restore`');
+      if (!Buffer.isBuffer(body))
+        throw new KvError('KV_BACKUP_INVALID', 'a restore batch is a body of backup records (application/octet-stream); send it with `ringkv restore`');
       const timeoutMs = request.query.timeout_ms === undefined ? undefined : Number(request.query.timeout_ms);
       const reader = new BackupRecordReader('the restore batch', 'records');
       const records = reader.push(body);

@@ -110,11 +110,18 @@ export function parseDataTypeUpdate(json: unknown, config: NodeConfig): DataType
   const both = add.find((element) => removing.has(element));
   if (both !== undefined) throw badBody(`${JSON.stringify(both.slice(0, 64))} is both added and removed; send one or the other`);
   if (new Set(add).size > config.limits.maxSetElements) {
-    throw new KvError('KV_SET_TOO_LARGE', `the update adds ${new Set(add).size} elements, over limits.maxSetElements (${config.limits.maxSetElements}); spread them over several keys`);
+    throw new KvError(
+      'KV_SET_TOO_LARGE',
+      `the update adds ${new Set(add).size} elements, over limits.maxSetElements (${config.limits.maxSetElements}); spread them over several keys`,
+    );
   }
-  if (body.context !== undefined && typeof body.context !== 'string') throw new KvError('KV_BAD_CONTEXT', '"context" must be the string a GET /dt of this set returned');
+  if (body.context !== undefined && typeof body.context !== 'string')
+    throw new KvError('KV_BAD_CONTEXT', '"context" must be the string a GET /dt of this set returned');
   if (remove.length > 0 && (body.context === undefined || body.context === '')) {
-    throw new KvError('KV_BAD_CONTEXT', 'a remove needs "context": the context of a GET /dt of this set, so that it removes only what that read saw; read the set and send its context');
+    throw new KvError(
+      'KV_BAD_CONTEXT',
+      'a remove needs "context": the context of a GET /dt of this set, so that it removes only what that read saw; read the set and send its context',
+    );
   }
   const context = typeof body.context === 'string' && body.context !== '' ? setContext(body.context) : undefined;
   return context === undefined ? { type: 'set', add, remove } : { type: 'set', add, remove, context };
@@ -141,7 +148,8 @@ export function registerDataTypeRoutes(app: FastifyInstance, dependencies: DataT
   app.get<DataTypeRoute>('/dt/:bucket/:key', { onRequest, onResponse, schema: dtGetSchema }, async (request, reply) => {
     const target = targetOf(request, dependencies);
     const value = await service.dataTypes.read(target.bucket, target.key, target.options.read);
-    if (value === undefined) throw new KvError('KV_NOT_FOUND', `no data type at key '${target.key}' in bucket '${target.bucket}': it was never updated through /dt`);
+    if (value === undefined)
+      throw new KvError('KV_NOT_FOUND', `no data type at key '${target.key}' in bucket '${target.bucket}': it was never updated through /dt`);
     return reply.code(200).type('application/json; charset=utf-8').send(value);
   });
 

@@ -10,8 +10,7 @@ import { queryStringError } from './query-parameters.js';
  */
 
 /** The generic message of an unexpected failure; the details go to the log, never to the client. */
-const internalMessage =
-  'the node hit an unexpected error (see its log); a write may or may not have been applied, so read the key before retrying';
+const internalMessage = 'the node hit an unexpected error (see its log); a write may or may not have been applied, so read the key before retrying';
 
 /** The same for a request that writes nothing (a GET or HEAD): there is nothing to check before retrying. */
 const internalReadMessage = 'the node hit an unexpected error (see its log); a read changes nothing, so retry it, on another node if this one keeps failing';
@@ -24,9 +23,12 @@ const internalReadMessage = 'the node hit an unexpected error (see its log); a r
 export function clientErrorAnswer(error: Error & { code?: string }): string {
   const kvError =
     error.code === 'HPE_HEADER_OVERFLOW'
-      ? new KvError('KV_HEADERS_TOO_LARGE', "the request line and headers are over the node's 16 KiB limit; a key or bucket is at most limits.maxKeyBytes / limits.maxBucketBytes bytes, so shorten the key (or the headers)")
+      ? new KvError(
+          'KV_HEADERS_TOO_LARGE',
+          "the request line and headers are over the node's 16 KiB limit; a key or bucket is at most limits.maxKeyBytes / limits.maxBucketBytes bytes, so shorten the key (or the headers)",
+        )
       : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? new KvError('KV_BAD_REQUEST', 'the request did not arrive in full before the server\'s request timeout; send it again')
+        ? new KvError('KV_BAD_REQUEST', "the request did not arrive in full before the server's request timeout; send it again")
         : new KvError('KV_BAD_REQUEST', `the request is not valid HTTP/1.1 (${String(error.code ?? 'unparsable').slice(0, 40)}); send a well-formed request`);
   const body = JSON.stringify(kvError.toJSON());
   return `HTTP/1.1 ${kvError.status} ${STATUS_CODES[kvError.status] ?? 'Error'}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`;
@@ -36,7 +38,10 @@ export function clientErrorAnswer(error: Error & { code?: string }): string {
 function fromFastifyError(error: { code: string; message: string; statusCode?: number }, request: FastifyRequest): KvError | undefined {
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new KvError('KV_VALUE_TOO_LARGE', `the request body is over the limit of ${request.routeOptions.bodyLimit ?? '(unknown)'} bytes (limits.maxValueBytes for a value)`);
+      return new KvError(
+        'KV_VALUE_TOO_LARGE',
+        `the request body is over the limit of ${request.routeOptions.bodyLimit ?? '(unknown)'} bytes (limits.maxValueBytes for a value)`,
+      );
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new KvError('KV_BAD_REQUEST', 'the body does not match its content-length header; send the exact length or use chunked encoding');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':

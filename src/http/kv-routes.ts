@@ -60,7 +60,8 @@ interface KvRoute {
 export function checkName(kind: 'bucket' | 'key', name: string, maxBytes: number, route = '/kv'): void {
   if (name.length === 0) throw new KvError('KV_BAD_REQUEST', `the ${kind} is empty; the path is ${route}/{bucket}/{key} with both non-empty`);
   // Reserved buckets (the lease records', src/core/leases/lease-record.ts) start with U+0000, so no client's may.
-  if (kind === 'bucket' && name.includes('\u0000')) throw new KvError('KV_BAD_REQUEST', 'bucket names with U+0000 (%00) are reserved for ringkv itself; use another bucket');
+  if (kind === 'bucket' && name.includes('\u0000'))
+    throw new KvError('KV_BAD_REQUEST', 'bucket names with U+0000 (%00) are reserved for ringkv itself; use another bucket');
   const bytes = Buffer.byteLength(name, 'utf8');
   if (bytes > maxBytes) {
     const code = kind === 'key' ? 'KV_KEY_TOO_LONG' : 'KV_BUCKET_TOO_LONG';
@@ -111,7 +112,10 @@ function targetOf(request: FastifyRequest<KvRoute>, dependencies: KvRouteDepende
   const consistent = properties.consistent === true;
   if (consistent) refuseQuorumParameters(request.query, request.method === 'PUT');
   else if (request.query.lease !== undefined) {
-    throw new KvError('KV_BAD_PARAMETER', `query parameter lease applies only to a consistent bucket, and '${bucket}' is not one: a lease's keys are deleted by consistent writes; use a bucket with "consistent": true`);
+    throw new KvError(
+      'KV_BAD_PARAMETER',
+      `query parameter lease applies only to a consistent bucket, and '${bucket}' is not one: a lease's keys are deleted by consistent writes; use a bucket with "consistent": true`,
+    );
   }
   return { bucket, key, consistent, options, context: consistent ? undefined : contextOf(request) };
 }
@@ -134,7 +138,10 @@ function refuseQuorumParameters(query: KvQuery, put: boolean): void {
 function versionOf(text: string, header: string): number {
   const trimmed = text.trim();
   if (!/^[0-9]{1,15}$/.test(trimmed)) {
-    throw new KvError('KV_BAD_CONTEXT', `${header} on a consistent bucket takes the x-ringkv-context (the same as x-ringkv-version: an integer) of a read of the key; ${JSON.stringify(trimmed.slice(0, 40))} is not one`);
+    throw new KvError(
+      'KV_BAD_CONTEXT',
+      `${header} on a consistent bucket takes the x-ringkv-context (the same as x-ringkv-version: an integer) of a read of the key; ${JSON.stringify(trimmed.slice(0, 40))} is not one`,
+    );
   }
   return Number(trimmed);
 }
@@ -161,12 +168,21 @@ function versionHeaders(reply: FastifyReply, version: number): FastifyReply {
 function sendConsistent(reply: FastifyReply, target: KvTarget, outcome: ConsistentOutcome, metrics: HttpMetrics): FastifyReply {
   versionHeaders(reply, outcome.version);
   if (outcome.value === null) {
-    return sendKvError(reply, new KvError('KV_NOT_FOUND', `no value for key '${target.key}' in bucket '${target.bucket}': it was never written or has been deleted (version ${outcome.version})`));
+    return sendKvError(
+      reply,
+      new KvError(
+        'KV_NOT_FOUND',
+        `no value for key '${target.key}' in bucket '${target.bucket}': it was never written or has been deleted (version ${outcome.version})`,
+      ),
+    );
   }
   const { value, contentType, lease } = outcome.value;
   if (lease !== undefined) reply.header(leaseHeader, lease);
   metrics.observeRead(1, value.byteLength);
-  return reply.code(200).type(contentType).send(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+  return reply
+    .code(200)
+    .type(contentType)
+    .send(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
 }
 
 /** A consistent write's refusal for its condition carries the version it was judged on. */
@@ -185,14 +201,18 @@ async function consistentWrite(reply: FastifyReply, write: () => Promise<Consist
 function checkDeclaredLength(request: FastifyRequest, maxValueBytes: number): void {
   const declared = Number(request.headers['content-length']);
   if (declared > maxValueBytes) {
-    throw new KvError('KV_VALUE_TOO_LARGE', `the value is ${declared} bytes, over limits.maxValueBytes (${maxValueBytes}); store large objects elsewhere and keep a reference here`);
+    throw new KvError(
+      'KV_VALUE_TOO_LARGE',
+      `the value is ${declared} bytes, over limits.maxValueBytes (${maxValueBytes}); store large objects elsewhere and keep a reference here`,
+    );
   }
 }
 
 function contentTypeOf(request: FastifyRequest): string {
   const header = request.headers['content-type']?.trim();
   if (header === undefined || header === '') return defaultContentType;
-  if (header.length > maxContentTypeLength) throw new KvError('KV_BAD_REQUEST', `the content-type header is over ${maxContentTypeLength} characters; send a shorter media type (or none)`);
+  if (header.length > maxContentTypeLength)
+    throw new KvError('KV_BAD_REQUEST', `the content-type header is over ${maxContentTypeLength} characters; send a shorter media type (or none)`);
   return header;
 }
 
@@ -204,7 +224,11 @@ function notFound(reply: FastifyReply, target: KvTarget, object: VersionedObject
 }
 
 function siblingJson(sibling: Sibling): { value: string; contentType: string; lastModified: string } {
-  return { value: Buffer.from(sibling.value).toString('base64'), contentType: sibling.contentType, lastModified: new Date(sibling.lastModifiedMs).toISOString() };
+  return {
+    value: Buffer.from(sibling.value).toString('base64'),
+    contentType: sibling.contentType,
+    lastModified: new Date(sibling.lastModifiedMs).toISOString(),
+  };
 }
 
 /** 200 with the one live value, 300 with every live sibling, 404 when there is none (expired siblings count as deleted at `nowMs`). */
@@ -213,13 +237,22 @@ function sendObject(reply: FastifyReply, target: KvTarget, object: VersionedObje
   const context = encodeContext(objectContext(object));
   reply.header(contextHeader, context);
   const live = liveSiblings(object, nowMs);
-  metrics.observeRead(live.length, live.reduce((sum, sibling) => sum + sibling.value.byteLength, 0));
+  metrics.observeRead(
+    live.length,
+    live.reduce((sum, sibling) => sum + sibling.value.byteLength, 0),
+  );
   if (live.length === 1) {
     const [sibling] = live as [Sibling];
     reply.header('last-modified', new Date(sibling.lastModifiedMs).toUTCString());
-    return reply.code(200).type(sibling.contentType).send(Buffer.from(sibling.value.buffer, sibling.value.byteOffset, sibling.value.byteLength));
+    return reply
+      .code(200)
+      .type(sibling.contentType)
+      .send(Buffer.from(sibling.value.buffer, sibling.value.byteOffset, sibling.value.byteLength));
   }
-  return reply.code(300).type('application/json; charset=utf-8').send({ context, siblings: live.map(siblingJson) });
+  return reply
+    .code(300)
+    .type('application/json; charset=utf-8')
+    .send({ context, siblings: live.map(siblingJson) });
 }
 
 function operationOf(request: FastifyRequest): MeteredOperation {
@@ -244,10 +277,9 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
 
   app.get<KvRoute>('/kv/:bucket/:key', { ...common, schema: kvGetSchema }, async (request, reply) => {
     const target = targetOf(request, dependencies);
-    if (target.consistent) return sendConsistent(reply, target, await service.consistent(target.bucket, target.key, { kind: 'read' }, target.options.read.timeoutMs), metrics);
-    const object = target.options.local
-      ? await service.getLocal(target.bucket, target.key)
-      : await service.get(target.bucket, target.key, target.options.read);
+    if (target.consistent)
+      return sendConsistent(reply, target, await service.consistent(target.bucket, target.key, { kind: 'read' }, target.options.read.timeoutMs), metrics);
+    const object = target.options.local ? await service.getLocal(target.bucket, target.key) : await service.get(target.bucket, target.key, target.options.read);
     return sendObject(reply, target, object, metrics, service.nowMs());
   });
 
@@ -272,9 +304,13 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
       const condition = conditionOf(request, true);
       const lease = request.query.lease;
       if (lease !== undefined) {
-        return consistentWrite(reply, () => service.leases.put(target.bucket, target.key, { value, contentType }, condition, lease, target.options.write.timeoutMs));
+        return consistentWrite(reply, () =>
+          service.leases.put(target.bucket, target.key, { value, contentType }, condition, lease, target.options.write.timeoutMs),
+        );
       }
-      return consistentWrite(reply, () => service.consistent(target.bucket, target.key, { kind: 'write', value: { value, contentType }, condition }, target.options.write.timeoutMs));
+      return consistentWrite(reply, () =>
+        service.consistent(target.bucket, target.key, { kind: 'write', value: { value, contentType }, condition }, target.options.write.timeoutMs),
+      );
     }
     const precondition = preconditionOf(request);
     try {
@@ -301,7 +337,9 @@ export function registerKvRoutes(app: FastifyInstance, dependencies: KvRouteDepe
     const target = targetOf(request, dependencies);
     if (target.consistent) {
       const condition = conditionOf(request, false);
-      return consistentWrite(reply, () => service.consistent(target.bucket, target.key, { kind: 'write', value: null, condition }, target.options.write.timeoutMs));
+      return consistentWrite(reply, () =>
+        service.consistent(target.bucket, target.key, { kind: 'write', value: null, condition }, target.options.write.timeoutMs),
+      );
     }
     const result = await service.delete({ bucket: target.bucket, key: target.key, context: target.context, options: target.options.write });
     return reply.code(204).header(contextHeader, encodeContext(result.context)).send();

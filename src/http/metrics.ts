@@ -89,15 +89,24 @@ export class HttpMetrics {
     keysRepaired: this.mirroredCounter('ringkv_anti_entropy_keys_repaired_total', 'Keys anti-entropy changed on this node or on a peer it exchanged with'),
     bytesExchanged: this.mirroredCounter('ringkv_anti_entropy_bytes_total', 'Bytes of anti-entropy messages this node sent and received'),
     tombstonesReaped: this.mirroredCounter('ringkv_tombstones_reaped_total', 'Tombstones removed after every replica had them and the grace period passed'),
-    gossipBytesSent: this.mirroredCounter('ringkv_gossip_bytes_sent_total', 'Bytes of SWIM membership frames this node sent, requests and replies, frame headers included'),
+    gossipBytesSent: this.mirroredCounter(
+      'ringkv_gossip_bytes_sent_total',
+      'Bytes of SWIM membership frames this node sent, requests and replies, frame headers included',
+    ),
     gossipRounds: this.mirroredCounter('ringkv_gossip_rounds_total', 'SWIM protocol periods (gossip.intervalMs) this node has run'),
     manySiblingWrites: this.mirroredCounter('ringkv_sibling_warnings_total', 'Coordinated writes that left a key with more than limits.siblingsWarn siblings'),
-    siblingRefusals: this.mirroredCounter('ringkv_sibling_refusals_total', 'Writes without a context refused because their key had limits.maxSiblings siblings (409 KV_TOO_MANY_SIBLINGS)'),
+    siblingRefusals: this.mirroredCounter(
+      'ringkv_sibling_refusals_total',
+      'Writes without a context refused because their key had limits.maxSiblings siblings (409 KV_TOO_MANY_SIBLINGS)',
+    ),
     forwardedWrites: this.mirroredCounter(
       'ringkv_writes_forwarded_total',
       'Client writes taken for a key this node holds no replica of, handed whole to its coordinating replica (a shard-aware client sends none)',
     ),
-    offReplicaReads: this.mirroredCounter('ringkv_reads_off_replica_total', 'Client reads taken for a key this node holds no replica of, answered by asking other members (a shard-aware client sends none)'),
+    offReplicaReads: this.mirroredCounter(
+      'ringkv_reads_off_replica_total',
+      'Client reads taken for a key this node holds no replica of, answered by asking other members (a shard-aware client sends none)',
+    ),
     staleVersionsRefused: this.mirroredCounter(
       'ringkv_stale_versions_refused_total',
       'Pushed versions refused because a tombstone reaped on this node had superseded them (each would have brought a deleted key back)',
@@ -143,7 +152,8 @@ export class HttpMetrics {
       this.gauges.members.set({ status: memberStatus }, status.members.filter((member) => member.status === memberStatus).length);
     }
     const shards = (status.shards as HostShards | undefined)?.members ?? [];
-    for (const memberStatus of memberStatuses) this.gauges.shards.set({ status: memberStatus }, shards.filter((member) => member.status === memberStatus).length);
+    for (const memberStatus of memberStatuses)
+      this.gauges.shards.set({ status: memberStatus }, shards.filter((member) => member.status === memberStatus).length);
     this.gauges.partitionsOwned.set(status.members.find((member) => member.id === status.node.id)?.partitionsOwned ?? 0);
     this.gauges.storageBytes.set(status.storage.approximateBytes);
     this.mirrored.compactions.sync(status.storage.compactions);

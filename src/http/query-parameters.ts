@@ -85,7 +85,12 @@ export function queryStringError(issues: readonly SchemaIssue[], request: Fastif
   if (issue?.keyword === 'additionalProperties') {
     const names = Object.keys(properties);
     const unknown = shown(String(issue.params.additionalProperty));
-    return new KvError('KV_BAD_PARAMETER', names.length === 0 ? `unknown query parameter '${unknown}': ${route} takes none; remove it` : `unknown query parameter '${unknown}'; the parameters of ${route} are ${names.join(', ')}`);
+    return new KvError(
+      'KV_BAD_PARAMETER',
+      names.length === 0
+        ? `unknown query parameter '${unknown}': ${route} takes none; remove it`
+        : `unknown query parameter '${unknown}'; the parameters of ${route} are ${names.join(', ')}`,
+    );
   }
   if (issue?.keyword === 'required') {
     const name = String(issue.params.missingProperty);

@@ -58,7 +58,7 @@ const contextHeaderSchema = Type.String({ description: 'the causal context of th
 
 const versionHeaderSchema = Type.String({
   pattern: '^[0-9]+$',
-  description: 'consistent buckets only: the key\'s version, an integer that grows with every write and delete of the key (a fencing token); also its context',
+  description: "consistent buckets only: the key's version, an integer that grows with every write and delete of the key (a fencing token); also its context",
 });
 
 /** An alternation that matches exactly the decimal integers from `min` (0 or 1) to `max`: no sign, no leading zero. */
@@ -82,12 +82,15 @@ export function integerPattern(min: 0 | 1, max: number): string {
 }
 
 /** An integer query parameter from `min` to `max`; `what` follows the bounds in its description (and in the message of a bad value). */
-export const integerParameter = (min: 0 | 1, max: number, what: string) => Type.String({ pattern: integerPattern(min, max), description: `an integer from ${min} to ${max}${what}` });
+export const integerParameter = (min: 0 | 1, max: number, what: string) =>
+  Type.String({ pattern: integerPattern(min, max), description: `an integer from ${min} to ${max}${what}` });
 
 const quorumPattern = `^(?:${integerAlternatives(1, maxNVal)}|one|quorum|all)$`;
 const quorum = (description: string) =>
   Type.String({ pattern: quorumPattern, description: `one, quorum, all or an integer from 1 to the bucket's n_val (at most ${maxNVal}): ${description}` });
-const consistency = Type.Union([Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], { description: 'one, quorum or all: sets r and w together (an explicit r or w wins)' });
+const consistency = Type.Union([Type.Literal('one'), Type.Literal('quorum'), Type.Literal('all')], {
+  description: 'one, quorum or all: sets r and w together (an explicit r or w wins)',
+});
 const timeoutMs = integerParameter(1, maxTimeoutMs, ' (milliseconds): how long the coordinator waits, default limits.requestTimeoutMs');
 
 const kvParams = Type.Object({
@@ -106,12 +109,21 @@ const readQuery = {
 };
 
 const kvGetQuery = Type.Object(
-  { ...readQuery, local: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: "true or false; true: this node's own copy, without coordination or read repair" })) },
+  {
+    ...readQuery,
+    local: Type.Optional(
+      Type.Union([Type.Literal('true'), Type.Literal('false')], {
+        description: "true or false; true: this node's own copy, without coordination or read repair",
+      }),
+    ),
+  },
   { additionalProperties: false },
 );
 // `local` is refused on writes (it would silently coordinate a write the caller thought local), but
 // its false value is accepted, so the schema allows exactly that.
-const writeLocal = Type.Optional(Type.Literal('false', { description: "false, or leave it out: local=true is only for GET /kv (a read of this node's own copy)" }));
+const writeLocal = Type.Optional(
+  Type.Literal('false', { description: "false, or leave it out: local=true is only for GET /kv (a read of this node's own copy)" }),
+);
 const kvWriteQuery = Type.Object({ ...readQuery, local: writeLocal }, { additionalProperties: false });
 const kvPutQuery = Type.Object(
   {
@@ -119,7 +131,10 @@ const kvPutQuery = Type.Object(
     local: writeLocal,
     ttl: Type.Optional(integerParameter(1, maxTtlSeconds, " (seconds, ten years at most): when the value expires; absent: the bucket's ttlSeconds")),
     lease: Type.Optional(
-      Type.String({ pattern: '^[0-9a-f]{16}$', description: 'the 16 hex digits of a lease id (POST /leases), consistent buckets only: the key is deleted when the lease expires or is revoked' }),
+      Type.String({
+        pattern: '^[0-9a-f]{16}$',
+        description: 'the 16 hex digits of a lease id (POST /leases), consistent buckets only: the key is deleted when the lease expires or is revoked',
+      }),
     ),
   },
   { additionalProperties: false },
@@ -156,18 +171,36 @@ const writtenResponse = (what: string) => ({
   headers: { 'x-ringkv-context': contextHeaderSchema, 'x-ringkv-version': versionHeaderSchema },
 });
 
-const kvErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_BAD_CONTEXT', 'KV_KEY_TOO_LONG', 'KV_BUCKET_TOO_LONG', 'KV_INSUFFICIENT_REPLICAS', 'KV_OVERLOADED', 'KV_TIMEOUT', 'KV_STORAGE', 'KV_NOT_READY', 'KV_CONSISTENT_BUCKET'];
+const kvErrors: readonly KvErrorCode[] = [
+  'KV_BAD_PARAMETER',
+  'KV_BAD_CONTEXT',
+  'KV_KEY_TOO_LONG',
+  'KV_BUCKET_TOO_LONG',
+  'KV_INSUFFICIENT_REPLICAS',
+  'KV_OVERLOADED',
+  'KV_TIMEOUT',
+  'KV_STORAGE',
+  'KV_NOT_READY',
+  'KV_CONSISTENT_BUCKET',
+];
 
 /** Conditional writes: checked at the coordinating replica after a read of r replicas (README, "Conditional writes"). */
 const conditionalHeaders = {
   'if-none-match': Type.Optional(Type.String({ description: '`*`: write only where no live value exists, else 412 KV_PRECONDITION_FAILED' })),
-  'if-match': Type.Optional(Type.String({ description: 'the context of a read: write only where the current version is exactly that one, else 412 KV_PRECONDITION_FAILED' })),
+  'if-match': Type.Optional(
+    Type.String({ description: 'the context of a read: write only where the current version is exactly that one, else 412 KV_PRECONDITION_FAILED' }),
+  ),
 };
 
 /** A consistent bucket's delete may be conditional too (If-Match: the version it must still be at). */
 const deleteHeaders = Type.Object({
   'x-ringkv-context': Type.Optional(Type.String({ description: 'the context of the read this request follows' })),
-  'if-match': Type.Optional(Type.String({ description: 'consistent buckets only: the context (version) of a read: delete only while the key is at exactly that version, else 412 KV_PRECONDITION_FAILED' })),
+  'if-match': Type.Optional(
+    Type.String({
+      description:
+        'consistent buckets only: the context (version) of a read: delete only while the key is at exactly that version, else 412 KV_PRECONDITION_FAILED',
+    }),
+  ),
 });
 
 /** GET (and HEAD) /kv/:bucket/:key. */
@@ -190,13 +223,26 @@ export const kvPutSchema = {
   params: kvParams,
   querystring: kvPutQuery,
   headers: Type.Object({
-    'x-ringkv-context': Type.Optional(Type.String({ description: 'the context of the read this write follows; without it the write is blind and becomes a sibling' })),
-    'content-type': Type.Optional(Type.String({ description: 'stored and returned with the value (at most 256 characters; default application/octet-stream)' })),
+    'x-ringkv-context': Type.Optional(
+      Type.String({ description: 'the context of the read this write follows; without it the write is blind and becomes a sibling' }),
+    ),
+    'content-type': Type.Optional(
+      Type.String({ description: 'stored and returned with the value (at most 256 characters; default application/octet-stream)' }),
+    ),
     ...conditionalHeaders,
   }),
   response: {
-    204: writtenResponse('written; the new version\'s context is in x-ringkv-context'),
-    ...errorResponses([...kvErrors, 'KV_VALUE_TOO_LARGE', 'KV_OBJECT_TOO_LARGE', 'KV_TOO_MANY_SIBLINGS', 'KV_PRECONDITION_FAILED', 'KV_LEASE_NOT_FOUND', 'KV_LEASE_FULL', 'KV_CONFLICT']),
+    204: writtenResponse("written; the new version's context is in x-ringkv-context"),
+    ...errorResponses([
+      ...kvErrors,
+      'KV_VALUE_TOO_LARGE',
+      'KV_OBJECT_TOO_LARGE',
+      'KV_TOO_MANY_SIBLINGS',
+      'KV_PRECONDITION_FAILED',
+      'KV_LEASE_NOT_FOUND',
+      'KV_LEASE_FULL',
+      'KV_CONFLICT',
+    ]),
   },
 };
 
@@ -219,7 +265,12 @@ export const kvListSchema = {
     {
       keys: Type.Literal('true', { description: 'true, to list the keys' }),
       limit: Type.Optional(integerParameter(1, maxListLimit, ': keys per page (default 1000)')),
-      after: Type.Optional(Type.String({ minLength: 1, description: 'the `next` of the previous page: only keys after this one in byte order (a key, at most limits.maxKeyBytes)' })),
+      after: Type.Optional(
+        Type.String({
+          minLength: 1,
+          description: 'the `next` of the previous page: only keys after this one in byte order (a key, at most limits.maxKeyBytes)',
+        }),
+      ),
       prefix: Type.Optional(Type.String({ description: 'only keys that start with this (at most limits.maxKeyBytes)' })),
       timeout_ms: Type.Optional(timeoutMs),
     },
@@ -229,7 +280,9 @@ export const kvListSchema = {
     200: Type.Object(
       {
         keys: Type.Array(Type.String()),
-        next: Type.Union([Type.String(), Type.Null()], { description: 'the cursor of the next page (send it as `after`), or null when the listing is complete' }),
+        next: Type.Union([Type.String(), Type.Null()], {
+          description: 'the cursor of the next page (send it as `after`), or null when the listing is complete',
+        }),
       },
       { description: 'a page of live keys in byte order' },
     ),
@@ -238,7 +291,15 @@ export const kvListSchema = {
 };
 
 const dtGetQuery = Type.Object({ ...readQuery }, { additionalProperties: false });
-const dtErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_KEY_TOO_LONG', 'KV_BUCKET_TOO_LONG', 'KV_INSUFFICIENT_REPLICAS', 'KV_OVERLOADED', 'KV_TIMEOUT', 'KV_STORAGE'];
+const dtErrors: readonly KvErrorCode[] = [
+  'KV_BAD_PARAMETER',
+  'KV_KEY_TOO_LONG',
+  'KV_BUCKET_TOO_LONG',
+  'KV_INSUFFICIENT_REPLICAS',
+  'KV_OVERLOADED',
+  'KV_TIMEOUT',
+  'KV_STORAGE',
+];
 
 /** GET /dt/:bucket/:key: a counter or a set (README, "Data types"). */
 export const dtGetSchema = {
@@ -249,7 +310,10 @@ export const dtGetSchema = {
   response: {
     200: Type.Union(
       [
-        Type.Object({ type: Type.Literal('counter'), value: Type.Integer({ description: 'the sum of every increment and decrement the replicas read have merged' }) }),
+        Type.Object({
+          type: Type.Literal('counter'),
+          value: Type.Integer({ description: 'the sum of every increment and decrement the replicas read have merged' }),
+        }),
         Type.Object({
           type: Type.Literal('set'),
           value: Type.Array(Type.String(), { description: 'the elements, each once, in UTF-8 byte order' }),
@@ -280,7 +344,16 @@ export const dtUpdateSchema = {
   ),
   response: {
     204: { description: 'applied at one replica and replicated to w of them', type: 'null' },
-    ...errorResponses([...dtErrors, 'KV_BAD_CONTEXT', 'KV_VALUE_TOO_LARGE', 'KV_PRECONDITION_FAILED', 'KV_TYPE_MISMATCH', 'KV_SET_TOO_LARGE', 'KV_OBJECT_TOO_LARGE', 'KV_COUNTER_OVERFLOW']),
+    ...errorResponses([
+      ...dtErrors,
+      'KV_BAD_CONTEXT',
+      'KV_VALUE_TOO_LARGE',
+      'KV_PRECONDITION_FAILED',
+      'KV_TYPE_MISMATCH',
+      'KV_SET_TOO_LARGE',
+      'KV_OBJECT_TOO_LARGE',
+      'KV_COUNTER_OVERFLOW',
+    ]),
   },
 };
 
@@ -311,7 +384,10 @@ export const metricsSchema = {
 export const compactSchema = {
   tags: ['admin'],
   summary: "compact this node's LevelDB now, or one partition's key range",
-  querystring: Type.Object({ partition: Type.Optional(integerParameter(0, 65_535, ": a partition number, below the cluster's partitionCount")) }, { additionalProperties: false }),
+  querystring: Type.Object(
+    { partition: Type.Optional(integerParameter(0, 65_535, ": a partition number, below the cluster's partitionCount")) },
+    { additionalProperties: false },
+  ),
   response: {
     200: Type.Object({ compacted: Type.Boolean(), partition: Type.Optional(Type.Integer()) }),
     ...errorResponses(['KV_BAD_PARAMETER', 'KV_STORAGE']),
@@ -360,7 +436,11 @@ export const dashboardSchemas = {
   page: htmlOrAsset('the live dashboard', 'text/html'),
   script: htmlOrAsset("the dashboard's script", 'text/javascript'),
   style: htmlOrAsset("the dashboard's style", 'text/css'),
-  data: { tags: ['dashboard'], summary: "the dashboard's figures: /status plus request rates and latencies", response: { 200: anyObject('status and request figures'), ...errorResponses([]) } },
+  data: {
+    tags: ['dashboard'],
+    summary: "the dashboard's figures: /status plus request rates and latencies",
+    response: { 200: anyObject('status and request figures'), ...errorResponses([]) },
+  },
 };
 
 /** GET /openapi.json. */
@@ -375,7 +455,9 @@ const watchStreamResponse = {
     'a stream of Server-Sent Events (text/event-stream): `ready` once every node was asked, then `put` and `delete` for each write (key, value base64, content type, context, dot), `progress` (the id moved past writes not followed), `compacted` (writes were lost to the watch: read again; later ones follow) and `overflow` (the watcher fell watch.maxQueuedEvents behind and was cut off: reconnect with Last-Event-ID)',
   content: { 'text/event-stream': { schema: Type.String() } },
 };
-const watchHeaders = Type.Object({ 'last-event-id': Type.Optional(Type.String({ description: 'the id of the last event received: the watch resumes after it, on any node' })) });
+const watchHeaders = Type.Object({
+  'last-event-id': Type.Optional(Type.String({ description: 'the id of the last event received: the watch resumes after it, on any node' })),
+});
 const watchErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_KEY_TOO_LONG', 'KV_BUCKET_TOO_LONG', 'KV_OVERLOADED'];
 
 /** GET /watch/:bucket/:key: the writes of one key (README, "Watches"). */
@@ -393,20 +475,29 @@ export const watchPrefixSchema = {
   tags: ['kv'],
   summary: 'watch the writes of every key that starts with a prefix, as Server-Sent Events',
   params: Type.Object({ bucket: kvParams.properties.bucket }),
-  querystring: Type.Object({ prefix: Type.String({ description: "?prefix=P, the keys' prefix (?prefix= for every key of the bucket); to watch one key use /watch/{bucket}/{key}" }) }, { additionalProperties: false }),
+  querystring: Type.Object(
+    { prefix: Type.String({ description: "?prefix=P, the keys' prefix (?prefix= for every key of the bucket); to watch one key use /watch/{bucket}/{key}" }) },
+    { additionalProperties: false },
+  ),
   headers: watchHeaders,
   response: { 200: watchStreamResponse, ...errorResponses(watchErrors) },
 };
 
 const leaseParams = Type.Object({ id: Type.String({ description: 'the lease id POST /leases answered (16 hex digits)' }) });
-const leaseGrant = Type.Object({ id: Type.String(), ttl: Type.Integer({ description: 'seconds' }) }, { description: 'the lease: it ends no sooner than ttl seconds after the last keep-alive was sent' });
+const leaseGrant = Type.Object(
+  { id: Type.String(), ttl: Type.Integer({ description: 'seconds' }) },
+  { description: 'the lease: it ends no sooner than ttl seconds after the last keep-alive was sent' },
+);
 const leaseErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_INSUFFICIENT_REPLICAS', 'KV_OVERLOADED', 'KV_TIMEOUT', 'KV_STORAGE', 'KV_CONFLICT'];
 
 /** POST /leases: grant a lease (README, "Leases and ephemeral keys"). */
 export const leaseGrantSchema = {
   tags: ['leases'],
   summary: 'grant a lease',
-  body: Type.Object({ ttl: Type.Integer({ minimum: minLeaseTtlSeconds, maximum: maxLeaseTtlSeconds, description: `seconds, ${minLeaseTtlSeconds} to ${maxLeaseTtlSeconds}` }) }, { description: '{"ttl": seconds}' }),
+  body: Type.Object(
+    { ttl: Type.Integer({ minimum: minLeaseTtlSeconds, maximum: maxLeaseTtlSeconds, description: `seconds, ${minLeaseTtlSeconds} to ${maxLeaseTtlSeconds}` }) },
+    { description: '{"ttl": seconds}' },
+  ),
   response: { 201: leaseGrant, ...errorResponses(leaseErrors) },
 };
 

@@ -22,7 +22,8 @@ const kvRoute = '/kv/:bucket/:key';
  * CSSOM, which a CSP does not block.
  */
 const securityHeaders = {
-  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
   'cache-control': 'no-cache',
@@ -47,7 +48,8 @@ function dashboardFolder(): string {
   for (;;) {
     for (const candidate of [join(folder, 'ui'), join(folder, 'src', 'http', 'ui')]) if (existsSync(join(candidate, 'index.html'))) return candidate;
     const parent = dirname(folder);
-    if (parent === folder) throw new Error(`the dashboard's files (src/http/ui/index.html) are missing above ${fileURLToPath(import.meta.url)}; reinstall ringkv`);
+    if (parent === folder)
+      throw new Error(`the dashboard's files (src/http/ui/index.html) are missing above ${fileURLToPath(import.meta.url)}; reinstall ringkv`);
     folder = parent;
   }
 }

@@ -74,7 +74,8 @@ export function formatWatchItem(item: WatchItem): string {
       }
       return sseEvent('compacted', item.id, {
         nodes: item.nodes,
-        message: 'writes made on these nodes may be missing from this watch (their log restarted or no longer holds them): read the keys again; the writes after this event follow',
+        message:
+          'writes made on these nodes may be missing from this watch (their log restarted or no longer holds them): read the keys again; the writes after this event follow',
       });
     case 'overflow':
       return sseEvent('overflow', undefined, {
@@ -148,7 +149,8 @@ export function registerWatchRoutes(app: FastifyInstance, dependencies: WatchRou
     const { bucket, key } = request.params;
     checkName('bucket', bucket, config.limits.maxBucketBytes, '/watch');
     checkName('key', key, config.limits.maxKeyBytes, '/watch');
-    if (key.startsWith('\u0000')) throw new KvError('KV_BAD_REQUEST', 'keys that start with U+0000 (%00) are reserved for data types (/dt), which cannot be watched; use another key');
+    if (key.startsWith('\u0000'))
+      throw new KvError('KV_BAD_REQUEST', 'keys that start with U+0000 (%00) are reserved for data types (/dt), which cannot be watched; use another key');
     const stream = open(request, { bucket, kind: 'key', name: key });
     await streamWatch(reply, stream, () => streams.delete(stream));
   });
@@ -158,7 +160,8 @@ export function registerWatchRoutes(app: FastifyInstance, dependencies: WatchRou
     checkName('bucket', bucket, config.limits.maxBucketBytes, '/watch');
     // The route schema requires ?prefix= (query-parameters.ts says so to a client without one).
     const prefix = request.query.prefix;
-    if (Buffer.byteLength(prefix) > config.limits.maxKeyBytes) throw new KvError('KV_KEY_TOO_LONG', `the prefix is over limits.maxKeyBytes (${config.limits.maxKeyBytes}); use a shorter prefix`);
+    if (Buffer.byteLength(prefix) > config.limits.maxKeyBytes)
+      throw new KvError('KV_KEY_TOO_LONG', `the prefix is over limits.maxKeyBytes (${config.limits.maxKeyBytes}); use a shorter prefix`);
     const stream = open(request, { bucket, kind: 'prefix', name: prefix });
     await streamWatch(reply, stream, () => streams.delete(stream));
   });

@@ -11,8 +11,7 @@ export interface WriteOptions {
 
 /** One operation of an atomic batch. */
 export type BatchOperation =
-  | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array }
-  | { readonly type: 'del'; readonly key: Uint8Array };
+  { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array } | { readonly type: 'del'; readonly key: Uint8Array };
 
 /** The three spaces of a node's database. */
 export type SpaceName = 'data' | 'hints' | 'meta' | 'paxos';

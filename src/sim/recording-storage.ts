@@ -123,7 +123,9 @@ export class RecordingStorage implements Storage {
 
   /** An atomic cross-space write: recorded as its operations in order, synced (when asked) with its last one. */
   write(operations: readonly SpaceBatchOperation[], options?: WriteOptions): Promise<void> {
-    operations.forEach((operation, index) => this.record(operation.space, operation.type, operation.key, options?.sync === true && index === operations.length - 1));
+    operations.forEach((operation, index) =>
+      this.record(operation.space, operation.type, operation.key, options?.sync === true && index === operations.length - 1),
+    );
     return this.inner.write(operations, options);
   }
 

@@ -37,7 +37,10 @@ export class SeededFaultPoints implements FaultPoints {
       assert(faultPointNames.includes(point), `unknown fault point ${point}`);
       assert(setting.probability >= 0 && setting.probability <= 1, `fault point ${point}: a probability is from 0 to 1`);
       const maxDelayMs = setting.maxDelayMs ?? 1000;
-      assert(Number.isInteger(maxDelayMs) && maxDelayMs >= 1 && maxDelayMs <= maxFaultDelayMs, `fault point ${point}: maxDelayMs is an integer from 1 to ${maxFaultDelayMs}`);
+      assert(
+        Number.isInteger(maxDelayMs) && maxDelayMs >= 1 && maxDelayMs <= maxFaultDelayMs,
+        `fault point ${point}: maxDelayMs is an integer from 1 to ${maxFaultDelayMs}`,
+      );
     }
   }
 

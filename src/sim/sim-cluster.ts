@@ -93,7 +93,8 @@ export class SimCluster {
     this.clock = new VirtualClock(1_700_000_000_000, { random: this.random.fork() });
     this.network = new SimulatedNetwork(this.clock, this.random.fork());
     // A stream of their own, forked only when faults are on, so a run without them draws as it always did.
-    this.faultPoints = options.faults === undefined ? noFaultPoints : new SeededFaultPoints(options.faults, this.random.fork(), (line) => this.clock.note(line));
+    this.faultPoints =
+      options.faults === undefined ? noFaultPoints : new SeededFaultPoints(options.faults, this.random.fork(), (line) => this.clock.note(line));
     this.clockSkewMs = options.clockSkewMs ?? 2000;
     this.clockDrift = options.clockDrift ?? 1e-4;
     this.config = validateConfig(
@@ -179,18 +180,21 @@ export class SimCluster {
       member.clock = new NodeClock(this.clock, member.clockError, this.machineStartMs.get(member));
       member.transport = this.network.transportFor(member.address, member.clock);
     }
-    const node = await this.onVirtualClock(RingNode.open({
-      identity: { nodeId: member.nodeId, generation: member.generation, clusterSecret: 'simulation-secret-0123456789', address: member.address },
-      config: this.nodeConfig(member, seeds),
-      storage: member.storage,
-      transport: member.transport,
-      clock: member.clock,
-      random: this.random.fork(),
-      logger: silentLogger,
-      faultPoints: this.faultPoints,
-      ...(this.options.brokenClaimant === undefined ? {} : { brokenClaimant: this.options.brokenClaimant }),
-      ...(this.options.brokenProposer === undefined ? {} : { brokenProposer: this.options.brokenProposer }),
-    }), `${member.nodeId} opens`);
+    const node = await this.onVirtualClock(
+      RingNode.open({
+        identity: { nodeId: member.nodeId, generation: member.generation, clusterSecret: 'simulation-secret-0123456789', address: member.address },
+        config: this.nodeConfig(member, seeds),
+        storage: member.storage,
+        transport: member.transport,
+        clock: member.clock,
+        random: this.random.fork(),
+        logger: silentLogger,
+        faultPoints: this.faultPoints,
+        ...(this.options.brokenClaimant === undefined ? {} : { brokenClaimant: this.options.brokenClaimant }),
+        ...(this.options.brokenProposer === undefined ? {} : { brokenProposer: this.options.brokenProposer }),
+      }),
+      `${member.nodeId} opens`,
+    );
     member.node = node;
     this.network.register(member.address, (request) => node.handlePeer(request));
     await this.onVirtualClock(node.start(), `${member.nodeId} starts`);

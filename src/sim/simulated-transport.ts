@@ -146,7 +146,14 @@ export class SimulatedNetwork {
     }
   }
 
-  private send(source: PeerAddress, target: PeerAddress, message: PeerRequest, timeoutMs: number, nodeClock: LabelledClock, sender: SenderState): Promise<PeerReply> {
+  private send(
+    source: PeerAddress,
+    target: PeerAddress,
+    message: PeerRequest,
+    timeoutMs: number,
+    nodeClock: LabelledClock,
+    sender: SenderState,
+  ): Promise<PeerReply> {
     const body = encodeRequest(message);
     const oversized = oversizedFrameError('request', message.type, body.byteLength, this.maxFrameBytes);
     if (oversized !== undefined) return Promise.reject(oversized);
@@ -170,15 +177,17 @@ export class SimulatedNetwork {
         this.clock.note?.(`drop ${message.type} ${source}->${target}`);
         return;
       }
-      this.clock.setTimer(this.delay(), () => {
-        const handler = this.handlers.get(target);
-        if (handler === undefined) {
-          fail(new KvError('KV_PEER_UNREACHABLE', `connection to ${target} refused`));
-          return;
-        }
-        this.delivered += 1;
-        // The receiver answers as the framed peer server does: an undecodable body and a failed handler each become its error reply.
-        void this.served(handler, body).then((reply) => {
+      this.clock.setTimer(
+        this.delay(),
+        () => {
+          const handler = this.handlers.get(target);
+          if (handler === undefined) {
+            fail(new KvError('KV_PEER_UNREACHABLE', `connection to ${target} refused`));
+            return;
+          }
+          this.delivered += 1;
+          // The receiver answers as the framed peer server does: an undecodable body and a failed handler each become its error reply.
+          void this.served(handler, body).then((reply) => {
             let replyBody = encodeReply(reply);
             const oversized = oversizedFrameError('reply', reply.type, replyBody.byteLength, this.maxFrameBytes);
             if (oversized !== undefined) replyBody = encodeReply({ type: 'error', code: oversized.code, message: oversized.message });
@@ -196,7 +205,9 @@ export class SimulatedNetwork {
             }
             this.clock.setTimer(this.delay(), () => settle(() => resolve(decodeReply(replyBody))), `reply ${reply.type} ${target}->${source}`);
           });
-      }, `deliver ${message.type} ${source}->${target}`);
+        },
+        `deliver ${message.type} ${source}->${target}`,
+      );
     });
   }
 }

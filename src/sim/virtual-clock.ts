@@ -185,7 +185,6 @@ export class VirtualClock implements Clock {
     return abortableSleep((ms, callback) => this.setTimer(ms, callback), delayMs, signal);
   }
 
-
   /**
    * Moves time forward by `durationMs`, firing every timer due in the window in (due time,
    * seed's order, arming order), including timers armed while advancing. Time reads as each
@@ -206,7 +205,10 @@ export class VirtualClock implements Clock {
         this.heap.pop();
         if (timer.cancelled) continue;
         firedAtThisInstant = timer.dueMs === this.currentMs ? firedAtThisInstant + 1 : 1;
-        assert(firedAtThisInstant <= maxTimersAtOneInstant, `more than ${maxTimersAtOneInstant} timers fired at virtual time ${timer.dueMs}: a timer keeps re-arming itself with no delay`);
+        assert(
+          firedAtThisInstant <= maxTimersAtOneInstant,
+          `more than ${maxTimersAtOneInstant} timers fired at virtual time ${timer.dueMs}: a timer keeps re-arming itself with no delay`,
+        );
         this.currentMs = timer.dueMs;
         timer.cancelled = true;
         this.armedCount -= 1;
@@ -241,7 +243,11 @@ export class VirtualClock implements Clock {
         }
         turns += 1;
         if (turns > maxSettleTurns) {
-          reject(new Error(`work started at virtual time ${this.currentMs} was still queueing macrotasks after ${maxSettleTurns} turns: something re-queues itself forever`));
+          reject(
+            new Error(
+              `work started at virtual time ${this.currentMs} was still queueing macrotasks after ${maxSettleTurns} turns: something re-queues itself forever`,
+            ),
+          );
           return;
         }
         setImmediate(check);

@@ -23,7 +23,10 @@ describe('bench CPU accounting', () => {
         return ticks >= 20;
       });
     } finally {
-      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((text) => text !== '');
+      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter((text) => text !== '');
       for (const child of children) process.kill(Number(child), 'SIGKILL');
       shell.kill('SIGKILL');
     }

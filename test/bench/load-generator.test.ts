@@ -86,7 +86,18 @@ describe('bench load generator (smoke)', () => {
       const file = writeResultJson(folder, 'smoke', { results: [closed, open] });
       const parsed = JSON.parse(readFileSync(file, 'utf8')) as { results: Record<string, unknown>[] };
       for (const result of parsed.results) {
-        for (const field of ['opsPerSecond', 'okCount', 'errorCount', 'errorsByOutcome', 'latency', 'latencyByOperation', 'cpu', 'workload', 'loop', 'concurrency']) {
+        for (const field of [
+          'opsPerSecond',
+          'okCount',
+          'errorCount',
+          'errorsByOutcome',
+          'latency',
+          'latencyByOperation',
+          'cpu',
+          'workload',
+          'loop',
+          'concurrency',
+        ]) {
           expect(result).toHaveProperty(field);
         }
       }

@@ -22,11 +22,23 @@ afterAll(() => folder.remove());
 async function modulesLoadedBy(args: string[]): Promise<string[]> {
   const trace = join(folder.path, `trace-${args.join('-')}.txt`);
   writeFileSync(trace, '');
-  await run(process.execPath, ['--import', join(root, 'test', 'support', 'trace-imports.mjs'), bin, ...args], { env: { ...process.env, RINGKV_TRACE_IMPORTS: trace } });
-  return readFileSync(trace, 'utf8').split('\n').filter((line) => line !== '');
+  await run(process.execPath, ['--import', join(root, 'test', 'support', 'trace-imports.mjs'), bin, ...args], {
+    env: { ...process.env, RINGKV_TRACE_IMPORTS: trace },
+  });
+  return readFileSync(trace, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '');
 }
 
-const heavy = ['/node_modules/fastify/', '/node_modules/undici/', '/node_modules/classic-level/', '/node_modules/pino/', '/node_modules/@sinclair/typebox/', '/dist/src/engine/', '/dist/src/client/'];
+const heavy = [
+  '/node_modules/fastify/',
+  '/node_modules/undici/',
+  '/node_modules/classic-level/',
+  '/node_modules/pino/',
+  '/node_modules/@sinclair/typebox/',
+  '/dist/src/engine/',
+  '/dist/src/client/',
+];
 
 describe('the ringkv command', () => {
   it('answers --help loading commander and nothing heavy', async () => {
@@ -40,7 +52,9 @@ describe('the ringkv command', () => {
     expect(help.filter((url) => heavy.some((part) => url.includes(part)))).toEqual([]);
     const table = await modulesLoadedBy(['config', 'table']);
     expect(table.some((url) => url.includes('/node_modules/@sinclair/typebox/'))).toBe(true);
-    expect(table.filter((url) => ['/node_modules/fastify/', '/node_modules/undici/', '/node_modules/classic-level/'].some((part) => url.includes(part)))).toEqual([]);
+    expect(
+      table.filter((url) => ['/node_modules/fastify/', '/node_modules/undici/', '/node_modules/classic-level/'].some((part) => url.includes(part))),
+    ).toEqual([]);
   });
 
   it('is on PATH after `npm link --ignore-scripts`, without a rebuild, and runs from there', async () => {

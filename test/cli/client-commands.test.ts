@@ -18,7 +18,9 @@ describe('ringkv delete', () => {
     const server = createServer((request, response) => {
       seen.push(`${request.method} ${request.url}`);
       if (request.method === 'GET') {
-        response.writeHead(404, { 'content-type': 'application/json', 'x-ringkv-context': 'c1.AA' }).end('{"error":{"code":"KV_NOT_FOUND","message":"no value"}}');
+        response
+          .writeHead(404, { 'content-type': 'application/json', 'x-ringkv-context': 'c1.AA' })
+          .end('{"error":{"code":"KV_NOT_FOUND","message":"no value"}}');
       } else {
         response.writeHead(204, { 'x-ringkv-context': 'c2.AA' }).end();
       }
@@ -27,7 +29,22 @@ describe('ringkv delete', () => {
     try {
       const address = server.address();
       const port = typeof address === 'object' && address !== null ? address.port : 0;
-      const { stdout } = await promisify(execFile)(process.execPath, [bin, 'delete', 'b', 'k', '--node', `127.0.0.1:${port}`, '--w', '2', '--pw', '1', '--dw', '1', '--timeout-ms', '700']);
+      const { stdout } = await promisify(execFile)(process.execPath, [
+        bin,
+        'delete',
+        'b',
+        'k',
+        '--node',
+        `127.0.0.1:${port}`,
+        '--w',
+        '2',
+        '--pw',
+        '1',
+        '--dw',
+        '1',
+        '--timeout-ms',
+        '700',
+      ]);
       expect(stdout.trim()).toBe('deleted');
       expect(seen).toEqual(['GET /kv/b/k?timeout_ms=700', 'DELETE /kv/b/k?w=2&pw=1&dw=1&timeout_ms=700']);
     } finally {

@@ -47,7 +47,10 @@ const cases: readonly (readonly [readonly string[], string])[] = [
   [['list', 'b', '--limit', '0'], "--limit must be an integer from 1 to 10000 (keys per page), got '0'"],
   [['counter', 'b', 'k', '--incr', '1.5'], "--incr must be an integer from -9007199254740991 to 9007199254740991 (negative to decrement), got '1.5'"],
   [['compact', '--partition', 'x'], "--partition must be an integer from 0 to 65535 (below the cluster's partitionCount), got 'x'"],
-  [['backup', '--to', join(import.meta.dirname, 'never-made'), '--rate', '-1'], "--rate must be megabytes per second, a number from 0 (0: unthrottled) to 999999999, got '-1'"],
+  [
+    ['backup', '--to', join(import.meta.dirname, 'never-made'), '--rate', '-1'],
+    "--rate must be megabytes per second, a number from 0 (0: unthrottled) to 999999999, got '-1'",
+  ],
 ];
 
 describe('numeric flags of the ringkv command', () => {

@@ -34,7 +34,11 @@ interface Outcome {
 async function ringkv(args: string[], killAfterMs = pollDeadlineMs): Promise<Outcome> {
   return promisify(execFile)(process.execPath, [bin, ...args], { timeout: killAfterMs }).then(
     ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-    (error: { code: number | null; stdout: string; stderr: string }) => ({ code: typeof error.code === 'number' ? error.code : null, stdout: error.stdout, stderr: error.stderr }),
+    (error: { code: number | null; stdout: string; stderr: string }) => ({
+      code: typeof error.code === 'number' ? error.code : null,
+      stdout: error.stdout,
+      stderr: error.stderr,
+    }),
   );
 }
 
@@ -101,12 +105,18 @@ describe('ringkv start, started wrong', () => {
 describe('ringkv cluster, on ports another cluster holds', () => {
   it('stops its own nodes and exits 1 naming the port; a node killed by a signal is named by it', { timeout: processTestTimeoutMs }, async () => {
     const [port] = (await freePorts(1)) as [number];
-    const first = spawn(process.execPath, [bin, 'cluster', '--nodes', '1', '--base-port', String(port), '--data', join(folder.path, 'first')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const first = spawn(process.execPath, [bin, 'cluster', '--nodes', '1', '--base-port', String(port), '--data', join(folder.path, 'first')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     started.push(first);
     let firstOutput = '';
     first.stdout.on('data', (chunk: Buffer) => (firstOutput += chunk.toString('utf8')));
     first.stderr.on('data', (chunk: Buffer) => (firstOutput += chunk.toString('utf8')));
-    await waitFor(() => `the first cluster to say it is up (its output: ${firstOutput})`, pollDeadlineMs, async () => firstOutput.includes('is up'));
+    await waitFor(
+      () => `the first cluster to say it is up (its output: ${firstOutput})`,
+      pollDeadlineMs,
+      async () => firstOutput.includes('is up'),
+    );
 
     mkdirSync(join(folder.path, 'second'), { recursive: true });
     const second = await ringkv(['cluster', '--nodes', '1', '--base-port', String(port), '--data', join(folder.path, 'second')]);
@@ -118,7 +128,11 @@ describe('ringkv cluster, on ports another cluster holds', () => {
     // The first cluster's node, killed by a signal, is reported by the signal's name.
     const status = (await (await request(`http://127.0.0.1:${port}/status`)).body.json()) as { process: { pid: number } };
     process.kill(status.process.pid, 'SIGKILL');
-    await waitFor(() => `the first cluster to report its killed node (its output: ${firstOutput})`, pollDeadlineMs, async () => firstOutput.includes('was killed by SIGKILL'));
+    await waitFor(
+      () => `the first cluster to report its killed node (its output: ${firstOutput})`,
+      pollDeadlineMs,
+      async () => firstOutput.includes('was killed by SIGKILL'),
+    );
     expect(firstOutput).not.toContain('exited with code null');
     first.kill('SIGTERM');
   });

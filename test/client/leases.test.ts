@@ -75,7 +75,7 @@ describe('RingClient leases and recipes', () => {
     // Two and a half ttls with the sweeper running: the first holder's keep-alives keep the lock.
     await new Promise((resolve) => setTimeout(resolve, 5000));
     expect(secondHeld, 'the second waiter took a lock still held and kept alive').toBe(false);
-    expect(await client.lease(first.lease), 'the holder\'s lease is alive').toBeDefined();
+    expect(await client.lease(first.lease), "the holder's lease is alive").toBeDefined();
     await first.release();
     const handle = await second;
     expect(handle.token).toBeGreaterThan(first.token);
@@ -105,7 +105,10 @@ describe('RingClient leases and recipes', () => {
     setTimeout(() => controller.abort(new Error('gave up')), 300);
     await expect(waiting).rejects.toThrow('gave up');
     const leases = [...service.registers].filter(([name, register]) => name.startsWith('\u0000leases/') && register.value !== null);
-    expect(leases.map(([name]) => name), 'only the holder\'s lease is left').toEqual([`\u0000leases/${held.lease}`]);
+    expect(
+      leases.map(([name]) => name),
+      "only the holder's lease is left",
+    ).toEqual([`\u0000leases/${held.lease}`]);
     await held.release();
   });
 });

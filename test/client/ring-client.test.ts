@@ -188,7 +188,10 @@ describe('siblings and resolve', () => {
     await ring.resolve(
       'demo',
       'set',
-      (siblings) => ({ value: JSON.stringify(siblings.flatMap((sibling) => JSON.parse(sibling.value.toString()) as string[]).sort()), contentType: 'application/json' }),
+      (siblings) => ({
+        value: JSON.stringify(siblings.flatMap((sibling) => JSON.parse(sibling.value.toString()) as string[]).sort()),
+        contentType: 'application/json',
+      }),
       { read },
     );
     expect(node.service.callsOf('get').length).toBe(readsBefore);
@@ -339,10 +342,14 @@ describe('the package entry', () => {
   it("exports RingClient as 'ringkv' with type declarations, once built", () => {
     // `npm test` builds first; a bare `vitest run` on a fresh clone has no dist to import.
     if (!existsSync(join(root, 'dist', 'src', 'client', 'index.js'))) return;
-    const output = execFileSync(process.execPath, ['--input-type=module', '-e', "const m = await import('ringkv'); console.log(typeof m.RingClient, typeof m.RingClientError)"], {
-      cwd: root,
-      encoding: 'utf8',
-    });
+    const output = execFileSync(
+      process.execPath,
+      ['--input-type=module', '-e', "const m = await import('ringkv'); console.log(typeof m.RingClient, typeof m.RingClientError)"],
+      {
+        cwd: root,
+        encoding: 'utf8',
+      },
+    );
     expect(output.trim()).toBe('function function');
     expect(existsSync(join(root, 'dist', 'src', 'client', 'index.d.ts'))).toBe(true);
   });

@@ -120,7 +120,15 @@ describe('the framed peer transport', () => {
     expect(laneOf({ type: 'swim-ping', sequence: 1, from: 'n1', target: 'n2', updates: [] })).toBe('replica');
     expect(laneOf({ type: 'swim-gossip', from: 'n1', updates: [] })).toBe('background');
     expect(laneOf({ type: 'cluster-state' })).toBe('background');
-    expect(laneOf({ type: 'forward-put', bucket: 'b', key: 'k', write: { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, nowMs: 1, context: emptyContext }, timeoutMs: 100 })).toBe('replica');
+    expect(
+      laneOf({
+        type: 'forward-put',
+        bucket: 'b',
+        key: 'k',
+        write: { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, nowMs: 1, context: emptyContext },
+        timeoutMs: 100,
+      }),
+    ).toBe('replica');
     expect(laneOf({ type: 'handoff-held', partitions: [1] })).toBe('background');
     expect(peerPortOf('10.0.0.5:17101')).toEqual({ host: '10.0.0.5', port: 18101 });
     expect(() => peerPortOf('10.0.0.5:65000')).toThrow(/no peer port/);
@@ -168,7 +176,9 @@ describe('the framed peer transport', () => {
 
   it('answers a reply the table cannot write as an error reply, and the connection goes on serving', async () => {
     // A handler's bug: a cluster state outside the binary layout. Before, the reply was never sent and the request timed out.
-    const { address } = await serve(async (request) => (request.type === 'cluster-state' ? { type: 'cluster-state-reply', from: 'n1', state: { members: 'nope' } } : found));
+    const { address } = await serve(async (request) =>
+      request.type === 'cluster-state' ? { type: 'cluster-state-reply', from: 'n1', state: { members: 'nope' } } : found,
+    );
     const transport = client();
     expect(await transport.request(address, { type: 'cluster-state' }, { timeoutMs: 5_000 })).toMatchObject({
       type: 'error',
@@ -214,7 +224,13 @@ describe('the framed peer transport', () => {
   it('refuses to send a frame over its own cap and keeps the connection', async () => {
     const { address } = await serve(async () => ({ type: 'replica-put-reply', durable: false }));
     const transport = client({ maxFrameBytes: 1024 * 1024 });
-    await expect(transport.request(address, { type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(2 * 1024 * 1024), mode: 'siblings', sync: false }, { timeoutMs: 10_000 })).rejects.toMatchObject({
+    await expect(
+      transport.request(
+        address,
+        { type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(2 * 1024 * 1024), mode: 'siblings', sync: false },
+        { timeoutMs: 10_000 },
+      ),
+    ).rejects.toMatchObject({
       code: 'KV_VALUE_TOO_LARGE',
     });
     expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual({ type: 'replica-put-reply', durable: false });
@@ -224,10 +240,20 @@ describe('the framed peer transport', () => {
   it('answers a frame over the server cap with an error reply, closes that connection, and the next request reconnects', async () => {
     const { address } = await serve(async () => ({ type: 'replica-put-reply', durable: true }), { maxFrameBytes: 1024 * 1024 });
     const transport = client();
-    const reply = await transport.request(address, { type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(2 * 1024 * 1024), mode: 'siblings', sync: false }, { timeoutMs: 10_000 });
+    const reply = await transport.request(
+      address,
+      { type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(2 * 1024 * 1024), mode: 'siblings', sync: false },
+      { timeoutMs: 10_000 },
+    );
     expect(reply).toMatchObject({ type: 'error', code: 'KV_VALUE_TOO_LARGE' });
     await waitUntil('the refused connection to close', () => transport.connectionOf(address, 'replica') === undefined);
-    expect(await transport.request(address, { type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(10), mode: 'siblings', sync: false }, { timeoutMs: 10_000 })).toEqual({
+    expect(
+      await transport.request(
+        address,
+        { type: 'replica-put', bucket: 'b', key: 'k', object: bigObject(10), mode: 'siblings', sync: false },
+        { timeoutMs: 10_000 },
+      ),
+    ).toEqual({
       type: 'replica-put-reply',
       durable: true,
     });
@@ -257,7 +283,10 @@ describe('the framed peer transport', () => {
   it('says there is no common protocol version when the ranges do not meet', async () => {
     const { address, server } = await serve(async () => found);
     const transport = client({ versions: { min: protocolVersions.max + 1, max: protocolVersions.max + 2 } });
-    await expect(transport.request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'KV_PEER_UNREACHABLE', message: expect.stringMatching(/no common protocol version/) });
+    await expect(transport.request(address, get('k'), { timeoutMs: 10_000 })).rejects.toMatchObject({
+      code: 'KV_PEER_UNREACHABLE',
+      message: expect.stringMatching(/no common protocol version/),
+    });
     expect(server.refusedConnections).toBe(1);
   });
 
@@ -431,7 +460,10 @@ describe('the framed peer transport', () => {
     expect(transport.connectionOf(proxy.address, 'background')?.protocolVersion).toBe(protocolVersions.max);
     await transport.close();
     const decoder = new FrameDecoder();
-    const tags = decoder.push(Buffer.concat(proxy.sentByClient)).filter((frame) => frame.type === frameTypes.request).map((frame) => frame.payload[0]);
+    const tags = decoder
+      .push(Buffer.concat(proxy.sentByClient))
+      .filter((frame) => frame.type === frameTypes.request)
+      .map((frame) => frame.payload[0]);
     expect(tags).toEqual([requestMessages['cluster-state'].tag, requestMessages['handoff-held'].tag]);
     expect(tags).toEqual([68, 42]);
   });
@@ -453,14 +485,32 @@ describe.skipIf(opensslMissing !== undefined)('the framed peer transport over TL
     openssl('req', '-x509', ...ec, '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=ringkv framed test CA');
     openssl('req', ...ec, '-keyout', file('node.key'), '-out', file('node.csr'), '-subj', '/CN=127.0.0.1');
     writeFileSync(file('node.ext'), ['basicConstraints=CA:FALSE', 'extendedKeyUsage=serverAuth,clientAuth', 'subjectAltName=IP:127.0.0.1'].join('\n'));
-    openssl('x509', '-req', '-in', file('node.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('node.pem'), '-days', '2', '-extfile', file('node.ext'));
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      file('node.csr'),
+      '-CA',
+      file('ca.pem'),
+      '-CAkey',
+      file('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      file('node.pem'),
+      '-days',
+      '2',
+      '-extfile',
+      file('node.ext'),
+    );
     return { ca: readFileSync(file('ca.pem')), cert: readFileSync(file('node.pem')), key: readFileSync(file('node.key')) };
   }
 
   it('round-trips requests on both lanes over TLS verified against the cluster CA, and refuses a peer it cannot verify', async () => {
     const { ca, cert, key } = certificates();
     const state = { ring: null, bucketProperties: { tls: { nVal: 3 } }, bucketPropertiesVersion: 1 };
-    const { address } = await serve(async (request) => (request.type === 'cluster-state' ? { type: 'cluster-state-reply', from: 'n1', state } : found), { tls: { key, cert } });
+    const { address } = await serve(async (request) => (request.type === 'cluster-state' ? { type: 'cluster-state-reply', from: 'n1', state } : found), {
+      tls: { key, cert },
+    });
     const transport = client({ tls: { ca } });
     expect(await transport.request(address, get('k'), { timeoutMs: 10_000 })).toEqual(found);
     expect(await transport.request(address, { type: 'cluster-state' }, { timeoutMs: 10_000 })).toEqual({ type: 'cluster-state-reply', from: 'n1', state });

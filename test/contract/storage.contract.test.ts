@@ -137,7 +137,12 @@ function storageContract(implementation: string, harness: StorageHarness): void 
     it('write() calls of one turn and single puts around them all land, each space seeing only its own keys', async () => {
       const writes: Promise<void>[] = [];
       for (let index = 0; index < 50; index++) {
-        writes.push(storage.write([{ space: 'data', type: 'put', key: bytes(index), value: bytes(1) }, { space: 'meta', type: 'put', key: bytes(index), value: bytes(2) }]));
+        writes.push(
+          storage.write([
+            { space: 'data', type: 'put', key: bytes(index), value: bytes(1) },
+            { space: 'meta', type: 'put', key: bytes(index), value: bytes(2) },
+          ]),
+        );
         writes.push(storage.hints.put(bytes(index), bytes(3)));
       }
       await Promise.all(writes);

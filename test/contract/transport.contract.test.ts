@@ -89,7 +89,9 @@ const object = (text: string): VersionedObject => ({
 });
 
 /** A cluster view as gossip carries it. */
-const swimNews = [{ id: 'a', address: '127.0.0.1:1', generation: 1, version: 4, state: 'suspect' as const, lifecycle: 'up' as const, accuser: 'b', transfersDoneForRing: 0 }];
+const swimNews = [
+  { id: 'a', address: '127.0.0.1:1', generation: 1, version: 4, state: 'suspect' as const, lifecycle: 'up' as const, accuser: 'b', transfersDoneForRing: 0 },
+];
 
 /** One request of every type, with fields that make each distinguishable. */
 const everyRequest: readonly PeerRequest[] = [
@@ -98,7 +100,13 @@ const everyRequest: readonly PeerRequest[] = [
     type: 'coordinate-put',
     bucket: 'b',
     key: 'coordinated',
-    write: { value: Buffer.from('new value'), contentType: 'text/plain', tombstone: false, nowMs: 1_700_000_000_000, context: { vector: { a: 1 }, dots: [{ node: 'b', counter: 3 }] } },
+    write: {
+      value: Buffer.from('new value'),
+      contentType: 'text/plain',
+      tombstone: false,
+      nowMs: 1_700_000_000_000,
+      context: { vector: { a: 1 }, dots: [{ node: 'b', counter: 3 }] },
+    },
     mode: 'siblings',
     sync: true,
   },
@@ -113,7 +121,12 @@ const echo: PeerHandler = async (request) => {
     case 'replica-get':
       return { type: 'replica-get-reply', object: request.key === 'absent' ? null : object(`${request.bucket}/${request.key}`) };
     case 'coordinate-put':
-      return { type: 'coordinate-put-reply', object: object(Buffer.from(request.write.value).toString()), durable: request.sync, dot: { node: 'peer', counter: 9 } };
+      return {
+        type: 'coordinate-put-reply',
+        object: object(Buffer.from(request.write.value).toString()),
+        durable: request.sync,
+        dot: { node: 'peer', counter: 9 },
+      };
     case 'replica-put':
       return { type: 'replica-put-reply', durable: request.sync };
     case 'swim-ping':
@@ -136,7 +149,9 @@ const expectedReplies: readonly PeerReply[] = [
 
 /** Byte arrays compared by content, whatever Buffer or Uint8Array class they come back as. */
 function plain(value: unknown): unknown {
-  return JSON.parse(JSON.stringify(value, (_key, field: unknown) => (field instanceof Uint8Array ? `bytes:${Buffer.from(field).toString('hex')}` : field))) as unknown;
+  return JSON.parse(
+    JSON.stringify(value, (_key, field: unknown) => (field instanceof Uint8Array ? `bytes:${Buffer.from(field).toString('hex')}` : field)),
+  ) as unknown;
 }
 
 describe.each([simulatedFixture(), framedFixture()])('the Transport contract: $name', (fixture) => {
@@ -168,7 +183,10 @@ describe.each([simulatedFixture(), framedFixture()])('the Transport contract: $n
       expect(plain(reply)).toEqual(plain(expectedReplies[index]));
     }
     expect(plain(received)).toEqual(plain(everyRequest));
-    expect(await client.request(address, { type: 'replica-get', bucket: 'b', key: 'absent' }, { timeoutMs: 5_000 })).toEqual({ type: 'replica-get-reply', object: null });
+    expect(await client.request(address, { type: 'replica-get', bucket: 'b', key: 'absent' }, { timeoutMs: 5_000 })).toEqual({
+      type: 'replica-get-reply',
+      object: null,
+    });
   });
 
   it("brings a handler's failure back as an error reply with its code", async () => {
@@ -177,7 +195,11 @@ describe.each([simulatedFixture(), framedFixture()])('the Transport contract: $n
       return { type: 'error', code: 'KV_STORAGE', message: 'disk full' };
     });
     const client = transport();
-    expect(await client.request(address, { type: 'replica-get', bucket: 'b', key: 'k' }, { timeoutMs: 5_000 })).toEqual({ type: 'error', code: 'KV_NOT_READY', message: 'not ready yet' });
+    expect(await client.request(address, { type: 'replica-get', bucket: 'b', key: 'k' }, { timeoutMs: 5_000 })).toEqual({
+      type: 'error',
+      code: 'KV_NOT_READY',
+      message: 'not ready yet',
+    });
     expect(await client.request(address, { type: 'cluster-state' }, { timeoutMs: 5_000 })).toEqual({ type: 'error', code: 'KV_STORAGE', message: 'disk full' });
   });
 
@@ -191,12 +213,16 @@ describe.each([simulatedFixture(), framedFixture()])('the Transport contract: $n
       await held;
       return { type: 'replica-put-reply', durable: false };
     });
-    await expect(transport().request(address, { type: 'replica-get', bucket: 'b', key: 'k' }, { timeoutMs: 200 })).rejects.toMatchObject({ code: 'KV_TIMEOUT' });
+    await expect(transport().request(address, { type: 'replica-get', bucket: 'b', key: 'k' }, { timeoutMs: 200 })).rejects.toMatchObject({
+      code: 'KV_TIMEOUT',
+    });
   });
 
   it('rejects with KV_PEER_UNREACHABLE when nothing listens at the address', async () => {
     const address = await fixture.deadAddress();
-    await expect(transport().request(address, { type: 'replica-get', bucket: 'b', key: 'k' }, { timeoutMs: 5_000 })).rejects.toMatchObject({ code: 'KV_PEER_UNREACHABLE' });
+    await expect(transport().request(address, { type: 'replica-get', bucket: 'b', key: 'k' }, { timeoutMs: 5_000 })).rejects.toMatchObject({
+      code: 'KV_PEER_UNREACHABLE',
+    });
   });
 
   it('matches each of many concurrent requests with its own reply, whatever order the peer answers in', async () => {
@@ -224,10 +250,12 @@ describe.each([simulatedFixture(), framedFixture()])('the Transport contract: $n
       handled += 1;
       return echo(request);
     });
-    const error = await transport('a-different-secret-0123456789').request(address, { type: 'replica-get', bucket: 'b', key: 'k' }, { timeoutMs: 5_000 }).then(
-      () => undefined,
-      (rejection: unknown) => rejection,
-    );
+    const error = await transport('a-different-secret-0123456789')
+      .request(address, { type: 'replica-get', bucket: 'b', key: 'k' }, { timeoutMs: 5_000 })
+      .then(
+        () => undefined,
+        (rejection: unknown) => rejection,
+      );
     expect(error).toMatchObject({ code: 'KV_PEER_UNREACHABLE' });
     expect((error as Error).message).toMatch(/secret/);
     expect(handled).toBe(0);
@@ -283,7 +311,14 @@ describe("a handler's failure: one reply on every path", () => {
       replies[`simulated, ${shape}`] = await network.transportFor('sim-client:1').request('sim-peer:1', request, { timeoutMs: 10_000 });
     }
     const logger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: (object) => reported.node.push(object) };
-    const peers = new PeerService({ selfId: 'self', transport: unusedTransport, logger, peerTimeoutMs: 1000, addressOf: () => undefined, refusal: () => undefined });
+    const peers = new PeerService({
+      selfId: 'self',
+      transport: unusedTransport,
+      logger,
+      peerTimeoutMs: 1000,
+      addressOf: () => undefined,
+      refusal: () => undefined,
+    });
     peers.register('replica-get', async () => fail());
     replies['PeerService.handle'] = await peers.handle(request);
 

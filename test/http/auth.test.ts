@@ -25,7 +25,14 @@ const apps: FastifyInstance[] = [];
 async function start(auth: Record<string, unknown> = {}): Promise<{ app: FastifyInstance; service: FakeKvService }> {
   const service = new FakeKvService(
     testConfig({
-      auth: { enabled: true, tokens: [{ token: readWrite, role: 'read-write', name: 'writer' }, { token: readOnly, role: 'read-only', name: 'reader' }], ...auth },
+      auth: {
+        enabled: true,
+        tokens: [
+          { token: readWrite, role: 'read-write', name: 'writer' },
+          { token: readOnly, role: 'read-only', name: 'reader' },
+        ],
+        ...auth,
+      },
     }),
   );
   const app = await buildApp({ service, config: service.config });
@@ -136,7 +143,12 @@ describe('status, metrics, admin and the peer routes', () => {
     const service = new FakeKvService(testConfig());
     const app = await buildApp({ service, config: service.config });
     apps.push(app);
-    const peer = await app.inject({ method: 'POST', url: '/internal/v1/peer', payload: Buffer.from([1, 2, 3]), headers: { 'x-ringkv-secret': fakeSecret, 'content-type': 'application/octet-stream' } });
+    const peer = await app.inject({
+      method: 'POST',
+      url: '/internal/v1/peer',
+      payload: Buffer.from([1, 2, 3]),
+      headers: { 'x-ringkv-secret': fakeSecret, 'content-type': 'application/octet-stream' },
+    });
     expect(peer.statusCode).toBe(404);
     expect(JSON.parse(peer.body)).toMatchObject({ error: { code: 'KV_NOT_FOUND' } });
   });
@@ -181,7 +193,10 @@ describe('the rules and the config', () => {
     const shortMessage = bad([{ token: short, role: 'read-write' }]);
     expect(shortMessage).toMatch(/auth\.tokens\[0\]\.token/);
     expect(shortMessage).not.toContain(short);
-    const duplicate = bad([{ token: readWrite, role: 'read-write' }, { token: readWrite, role: 'read-only' }]);
+    const duplicate = bad([
+      { token: readWrite, role: 'read-write' },
+      { token: readWrite, role: 'read-only' },
+    ]);
     expect(duplicate).toMatch(/auth\.tokens\[1\]\.token/);
     expect(duplicate).not.toContain(readWrite);
     expect(bad([{ token: readWrite, role: 'admin' }])).toMatch(/auth\.tokens\[0\]\.role/);

@@ -22,7 +22,8 @@ describe('conditional writes over HTTP', () => {
     await cluster.stop();
   });
 
-  const put = async (value: string, headers: Record<string, string>) => cluster.drive(app.inject({ method: 'PUT', url: '/kv/cas/k', payload: value, headers: { 'content-type': 'text/plain', ...headers } }));
+  const put = async (value: string, headers: Record<string, string>) =>
+    cluster.drive(app.inject({ method: 'PUT', url: '/kv/cas/k', payload: value, headers: { 'content-type': 'text/plain', ...headers } }));
 
   it('If-None-Match: * creates once, then answers 412 with the current context; If-Match with it replaces the value', async () => {
     expect((await put('first', { 'if-none-match': '*' })).statusCode).toBe(204);

@@ -26,7 +26,14 @@ describe('consistent buckets over HTTP', () => {
   });
 
   const request = async (method: 'GET' | 'PUT' | 'DELETE', url: string, headers: Record<string, string> = {}, payload?: string) =>
-    cluster.drive(app.inject({ method, url, headers: payload === undefined ? headers : { 'content-type': 'text/plain', ...headers }, ...(payload === undefined ? {} : { payload }) }));
+    cluster.drive(
+      app.inject({
+        method,
+        url,
+        headers: payload === undefined ? headers : { 'content-type': 'text/plain', ...headers },
+        ...(payload === undefined ? {} : { payload }),
+      }),
+    );
 
   it('PUT, GET and DELETE carry a version that grows with every write; If-None-Match and If-Match are compare-and-set', async () => {
     const created = await request('PUT', '/kv/locks/leader', { 'if-none-match': '*' }, 'node-a');
@@ -79,7 +86,9 @@ describe('consistent buckets over HTTP', () => {
     try {
       const refused = await request('PUT', '/kv/locks/cut-off', {}, 'x');
       expect([503, 504]).toContain(refused.statusCode);
-      expect(refused.json()).toMatchObject({ error: { code: refused.statusCode === 503 ? 'KV_INSUFFICIENT_REPLICAS' : 'KV_TIMEOUT', details: { applied: 'no' } } });
+      expect(refused.json()).toMatchObject({
+        error: { code: refused.statusCode === 503 ? 'KV_INSUFFICIENT_REPLICAS' : 'KV_TIMEOUT', details: { applied: 'no' } },
+      });
       expect(refused.json().error.message).toMatch(/did not happen/);
     } finally {
       cluster.network.heal();

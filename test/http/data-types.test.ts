@@ -28,7 +28,9 @@ describe('the /dt routes (inject, simulated cluster)', () => {
   });
 
   const post = async (path: string, body: unknown, raw = false) =>
-    cluster.drive(app.inject({ method: 'POST', url: path, headers: { 'content-type': 'application/json' }, payload: raw ? (body as string) : JSON.stringify(body) }));
+    cluster.drive(
+      app.inject({ method: 'POST', url: path, headers: { 'content-type': 'application/json' }, payload: raw ? (body as string) : JSON.stringify(body) }),
+    );
   const get = async (path: string) => cluster.drive(app.inject({ method: 'GET', url: path }));
   const codeOf = (response: { body: string }): unknown => (JSON.parse(response.body) as { error?: { code?: string } }).error?.code;
 
@@ -101,7 +103,17 @@ describe('the /dt routes (inject, simulated cluster)', () => {
   });
 
   it('refuses malformed bodies and parameters with 400 before writing anything', async () => {
-    const bodies: unknown[] = ['', '{', '[]', 'null', '{"type":"map"}', '{"type":"set"}', '{"type":"set","add":[1]}', '{"type":"set","add":["a"],"remove":["a"],"context":"c1.W10"}', '{"type":"counter","increment":1,"extra":true}'];
+    const bodies: unknown[] = [
+      '',
+      '{',
+      '[]',
+      'null',
+      '{"type":"map"}',
+      '{"type":"set"}',
+      '{"type":"set","add":[1]}',
+      '{"type":"set","add":["a"],"remove":["a"],"context":"c1.W10"}',
+      '{"type":"counter","increment":1,"extra":true}',
+    ];
     for (const body of bodies) {
       const refused = await post('/dt/web/junk', body, true);
       expect(refused.statusCode, `body ${String(body)}`).toBe(400);
@@ -123,7 +135,9 @@ describe('the /dt routes (inject, simulated cluster)', () => {
   });
 
   it('describes GET and POST /dt/{bucket}/{key} in /openapi.json', async () => {
-    const document = JSON.parse((await get('/openapi.json')).body) as { paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: unknown }>> };
+    const document = JSON.parse((await get('/openapi.json')).body) as {
+      paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: unknown }>>;
+    };
     const route = document.paths['/dt/{bucket}/{key}'];
     expect(Object.keys(route ?? {}).sort()).toEqual(['get', 'post']);
     expect(Object.keys(route!.post!.responses)).toEqual(expect.arrayContaining(['204', '400', '409', '412', '413', '503', '504']));
@@ -138,6 +152,8 @@ describe('a set update body', () => {
     expect(context.length).toBeGreaterThan(16_384);
     const update = parseDataTypeUpdate({ type: 'set', remove: ['a'], context }, testConfig());
     expect(update.type === 'set' && update.context?.vector).toEqual(manyActors);
-    expect(() => parseDataTypeUpdate({ type: 'set', remove: ['a'], context: `c1.${'A'.repeat(1024 * 1024)}` }, testConfig())).toThrow(expect.objectContaining({ code: 'KV_BAD_CONTEXT' }));
+    expect(() => parseDataTypeUpdate({ type: 'set', remove: ['a'], context: `c1.${'A'.repeat(1024 * 1024)}` }, testConfig())).toThrow(
+      expect.objectContaining({ code: 'KV_BAD_CONTEXT' }),
+    );
   });
 });

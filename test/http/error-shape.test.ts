@@ -53,13 +53,21 @@ describe('the error shape, whatever raised the error', () => {
   it('answers a body over the limit, bad /dt JSON and an unknown route in the same shape', async () => {
     const { app } = await start({ limits: { maxValueBytes: 1024 } });
     expectError(await app.inject({ method: 'PUT', url: '/kv/demo/big', payload: Buffer.alloc(2048) }), 413, 'KV_VALUE_TOO_LARGE');
-    expectError(await app.inject({ method: 'POST', url: '/dt/demo/counter', headers: { 'content-type': 'application/json' }, payload: '{"type":' }), 400, 'KV_BAD_REQUEST');
+    expectError(
+      await app.inject({ method: 'POST', url: '/dt/demo/counter', headers: { 'content-type': 'application/json' }, payload: '{"type":' }),
+      400,
+      'KV_BAD_REQUEST',
+    );
     expectError(await app.inject({ method: 'GET', url: '/nowhere' }), 404, 'KV_NOT_FOUND');
   });
 
   it('refuses a compressed body with 415 KV_UNSUPPORTED_ENCODING and stores nothing', async () => {
     const { app } = await start();
-    const message = expectError(await app.inject({ method: 'PUT', url: '/kv/demo/zipped', headers: { 'content-encoding': 'gzip' }, payload: Buffer.from([0x1f, 0x8b, 8, 0]) }), 415, 'KV_UNSUPPORTED_ENCODING');
+    const message = expectError(
+      await app.inject({ method: 'PUT', url: '/kv/demo/zipped', headers: { 'content-encoding': 'gzip' }, payload: Buffer.from([0x1f, 0x8b, 8, 0]) }),
+      415,
+      'KV_UNSUPPORTED_ENCODING',
+    );
     expect(message).toContain('content-encoding gzip is not accepted');
     expectError(await app.inject({ method: 'GET', url: '/kv/demo/zipped' }), 404, 'KV_NOT_FOUND');
     expect((await app.inject({ method: 'PUT', url: '/kv/demo/plain', headers: { 'content-encoding': 'identity' }, payload: 'x' })).statusCode).toBe(204);
@@ -67,7 +75,7 @@ describe('the error shape, whatever raised the error', () => {
 });
 
 describe('messages that say what happened', () => {
-  it("names If-Match, not x-ringkv-context, when If-Match is malformed", async () => {
+  it('names If-Match, not x-ringkv-context, when If-Match is malformed', async () => {
     const { app } = await start();
     const message = expectError(await app.inject({ method: 'PUT', url: '/kv/demo/k', headers: { 'if-match': 'nope' }, payload: 'x' }), 400, 'KV_BAD_CONTEXT');
     expect(message).toContain('malformed If-Match');
@@ -76,7 +84,11 @@ describe('messages that say what happened', () => {
 
   it('answers a /dt body of an unknown type with the accepted shape', async () => {
     const { app } = await start();
-    const message = expectError(await app.inject({ method: 'POST', url: '/dt/demo/k', headers: { 'content-type': 'application/json' }, payload: '{"type":"map"}' }), 400, 'KV_BAD_REQUEST');
+    const message = expectError(
+      await app.inject({ method: 'POST', url: '/dt/demo/k', headers: { 'content-type': 'application/json' }, payload: '{"type":"map"}' }),
+      400,
+      'KV_BAD_REQUEST',
+    );
     expect(message).toContain('"type" must be "counter" or "set", got "map"');
     expect(message).toContain('{"type":"counter","increment":N}');
   });

@@ -4,7 +4,16 @@ import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { type VersionedObject, applyWrite, emptyObject, isDeleted, mergeObjects } from '../../src/core/versioning/versioned-object.js';
 import { type BucketProperties, type NodeConfig } from '../../src/config/schema.js';
 import { bucketProperties, mergeConfig, validateConfig } from '../../src/config/validate.js';
-import type { ConsistentCommand, ConsistentOutcome, DeleteCommand, KvService, NodeStatus, PutCommand, ReadOptions, WriteOutcome } from '../../src/engine/kv-service.js';
+import type {
+  ConsistentCommand,
+  ConsistentOutcome,
+  DeleteCommand,
+  KvService,
+  NodeStatus,
+  PutCommand,
+  ReadOptions,
+  WriteOutcome,
+} from '../../src/engine/kv-service.js';
 import { conditionHolds } from '../../src/core/consensus/compare-and-set.js';
 import { type ListPage, type ListQuery, compareKeys } from '../../src/engine/key-listing.js';
 import { emptyContext, writeContext } from '../../src/core/versioning/context.js';
@@ -144,12 +153,25 @@ export class FakeKvService implements KvService {
     return this.clockMs;
   }
 
-  private store(bucket: string, key: string, value: Uint8Array, contentType: string, tombstone: boolean, context: PutCommand['context'], ttlSeconds = 0): WriteOutcome {
+  private store(
+    bucket: string,
+    key: string,
+    value: Uint8Array,
+    contentType: string,
+    tombstone: boolean,
+    context: PutCommand['context'],
+    ttlSeconds = 0,
+  ): WriteOutcome {
     const local = this.objects.get(`${bucket}/${key}`) ?? emptyObject;
     // Each write gets a later timestamp so last-modified values are distinct and predictable.
     this.clockMs += 1000;
     const seen = context ?? emptyContext;
-    const written = applyWrite(local, this.nodeId, { value, contentType, tombstone, context: seen, nowMs: this.clockMs, ttlSeconds }, this.bucketProperties(bucket).conflictMode);
+    const written = applyWrite(
+      local,
+      this.nodeId,
+      { value, contentType, tombstone, context: seen, nowMs: this.clockMs, ttlSeconds },
+      this.bucketProperties(bucket).conflictMode,
+    );
     this.objects.set(`${bucket}/${key}`, written);
     const dot = { node: this.nodeId, counter: written.clock[this.nodeId] ?? 0 };
     this.watchLog.append(bucket, key, written, dot, value.byteLength);
@@ -183,7 +205,15 @@ export class FakeKvService implements KvService {
 
   async put(command: PutCommand): Promise<WriteOutcome> {
     this.record('put', command);
-    return this.store(command.bucket, command.key, command.value, command.contentType, false, command.context, command.ttlSeconds ?? this.bucketProperties(command.bucket).ttlSeconds);
+    return this.store(
+      command.bucket,
+      command.key,
+      command.value,
+      command.contentType,
+      false,
+      command.context,
+      command.ttlSeconds ?? this.bucketProperties(command.bucket).ttlSeconds,
+    );
   }
 
   /** The consistent keys' states by `bucket/key`. */
@@ -195,7 +225,9 @@ export class FakeKvService implements KvService {
     const current = this.registers.get(`${bucket}/${key}`) ?? { version: 0, value: null };
     if (command.kind === 'read') return current;
     if (!conditionHolds({ version: current.version, value: current.value === null ? null : current.value.value, writes: [] }, command.condition)) {
-      throw new KvError('KV_PRECONDITION_FAILED', `the condition does not hold at version ${current.version}`, { details: { version: current.version, absent: current.value === null } });
+      throw new KvError('KV_PRECONDITION_FAILED', `the condition does not hold at version ${current.version}`, {
+        details: { version: current.version, absent: current.value === null },
+      });
     }
     const next: ConsistentOutcome = { version: current.version + 1, value: command.value };
     this.registers.set(`${bucket}/${key}`, next);

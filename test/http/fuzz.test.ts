@@ -115,8 +115,16 @@ const dataTypeBody = (seen: readonly string[]): fc.Arbitrary<string> => {
   const junk = fc
     .record(
       {
-        type: fc.oneof({ weight: 8, arbitrary: fc.constantFrom('counter', 'set') }, { weight: 1, arbitrary: fc.constantFrom('map', '', 'COUNTER') }, { weight: 1, arbitrary: fc.jsonValue() }),
-        increment: fc.oneof(fc.integer({ min: -1000, max: 1000 }), fc.constantFrom(Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 1e300, 0.5, -0), fc.jsonValue()),
+        type: fc.oneof(
+          { weight: 8, arbitrary: fc.constantFrom('counter', 'set') },
+          { weight: 1, arbitrary: fc.constantFrom('map', '', 'COUNTER') },
+          { weight: 1, arbitrary: fc.jsonValue() },
+        ),
+        increment: fc.oneof(
+          fc.integer({ min: -1000, max: 1000 }),
+          fc.constantFrom(Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 1e300, 0.5, -0),
+          fc.jsonValue(),
+        ),
         add: fc.oneof(elements, fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }), fc.jsonValue()),
         remove: fc.oneof(fc.array(fc.constantFrom('a', 'b', 'zz'), { maxLength: 3 }), fc.jsonValue()),
         context: fc.oneof(realContext, fc.constantFrom('c1.', 'c1.W10', 'c2.AAAA', ''), printable(40), fc.jsonValue()),
@@ -128,7 +136,12 @@ const dataTypeBody = (seen: readonly string[]): fc.Arbitrary<string> => {
   return fc.oneof(
     { weight: 3, arbitrary: fc.integer({ min: -1000, max: 1000 }).map((increment) => JSON.stringify({ type: 'counter', increment })) },
     { weight: 2, arbitrary: elements.map((add) => JSON.stringify({ type: 'set', add: add.length === 0 ? ['a'] : add })) },
-    { weight: 2, arbitrary: fc.tuple(elements, fc.constantFrom<string[]>(['a'], ['b'], ['a', 'b'], ['zz']), realContext).map(([add, remove, context]) => JSON.stringify({ type: 'set', add: add.filter((element) => !remove.includes(element)), remove, context })) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(elements, fc.constantFrom<string[]>(['a'], ['b'], ['a', 'b'], ['zz']), realContext)
+        .map(([add, remove, context]) => JSON.stringify({ type: 'set', add: add.filter((element) => !remove.includes(element)), remove, context })),
+    },
     { weight: 3, arbitrary: junk },
   );
 };
@@ -165,7 +178,11 @@ const request = (seen: readonly string[], dataTypeContexts: readonly string[]): 
       contentType,
       authorization,
       context: context(seen),
-      secret: fc.oneof({ weight: 6, arbitrary: fc.constant(undefined) }, { weight: 2, arbitrary: fc.constant(clusterSecret) }, { weight: 1, arbitrary: printable(40) }),
+      secret: fc.oneof(
+        { weight: 6, arbitrary: fc.constant(undefined) },
+        { weight: 2, arbitrary: fc.constant(clusterSecret) },
+        { weight: 1, arbitrary: printable(40) },
+      ),
       // Mostly the true length (inject sets it); now and then a lie.
       contentLength: fc.oneof(
         { weight: 10, arbitrary: fc.constant(undefined) },
@@ -258,12 +275,24 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
     console.log(`HTTP fuzz, seed ${seed}, ${numRuns} requests, statuses: ${JSON.stringify(Object.fromEntries(statuses))}`);
     // Not a verdict on the node, a check on the fuzzer: it reached the success paths and the refusals alike.
     const codes = [...statuses.keys()];
-    expect(codes.some((code) => code < 300), `statuses seen: ${JSON.stringify(Object.fromEntries(statuses))}`).toBe(true);
-    expect(codes.some((code) => code >= 400 && code < 500), `statuses seen: ${JSON.stringify(Object.fromEntries(statuses))}`).toBe(true);
+    expect(
+      codes.some((code) => code < 300),
+      `statuses seen: ${JSON.stringify(Object.fromEntries(statuses))}`,
+    ).toBe(true);
+    expect(
+      codes.some((code) => code >= 400 && code < 500),
+      `statuses seen: ${JSON.stringify(Object.fromEntries(statuses))}`,
+    ).toBe(true);
     console.log(`of them /dt: ${JSON.stringify(Object.fromEntries(dataTypeStatuses))}`);
     const dataTypeCodes = [...dataTypeStatuses.keys()];
-    expect(dataTypeCodes.some((code) => code === 200) && dataTypeCodes.includes(204), `/dt statuses seen: ${JSON.stringify(Object.fromEntries(dataTypeStatuses))}`).toBe(true);
-    expect(dataTypeCodes.some((code) => code >= 400 && code < 500), `/dt statuses seen: ${JSON.stringify(Object.fromEntries(dataTypeStatuses))}`).toBe(true);
+    expect(
+      dataTypeCodes.some((code) => code === 200) && dataTypeCodes.includes(204),
+      `/dt statuses seen: ${JSON.stringify(Object.fromEntries(dataTypeStatuses))}`,
+    ).toBe(true);
+    expect(
+      dataTypeCodes.some((code) => code >= 400 && code < 500),
+      `/dt statuses seen: ${JSON.stringify(Object.fromEntries(dataTypeStatuses))}`,
+    ).toBe(true);
   });
 
   it('answers every peer message, valid, mutated or junk, with a reply or a KV_* error, as the peer port hands them to the node', async () => {
@@ -273,19 +302,39 @@ describe('fuzzing the HTTP API of a real node (simulated cluster)', () => {
     const now = simulation.clock.nowMs();
     const samples: PeerRequest[] = [
       { type: 'replica-get', bucket: 'demo', key: 'k' },
-      { type: 'coordinate-put', bucket: 'demo', key: 'peer-k', write: { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, context: { vector: {}, dots: [] }, nowMs: now }, mode: 'siblings', sync: false },
+      {
+        type: 'coordinate-put',
+        bucket: 'demo',
+        key: 'peer-k',
+        write: { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, context: { vector: {}, dots: [] }, nowMs: now },
+        mode: 'siblings',
+        sync: false,
+      },
       { type: 'handoff-held', partitions: [0, 3] },
       { type: 'ae-summary', roots: [{ partition: 0, root: '0'.repeat(16) }] },
       { type: 'dt-update', bucket: 'demo', key: '\u0000dt\u0000peer-hits', update: { type: 'counter', increment: 2 }, sync: false, base: null },
-      { type: 'dt-update', bucket: 'demo', key: '\u0000dt\u0000peer-tags', update: { type: 'set', add: ['a'], remove: ['b'], context: { vector: { x: 1 }, dots: [] } }, sync: false, base: null },
+      {
+        type: 'dt-update',
+        bucket: 'demo',
+        key: '\u0000dt\u0000peer-tags',
+        update: { type: 'set', add: ['a'], remove: ['b'], context: { vector: { x: 1 }, dots: [] } },
+        sync: false,
+        base: null,
+      },
     ];
     const body: fc.Arbitrary<Buffer> = fc.oneof(
       fc.uint8Array({ maxLength: 256 }).map((bytes) => Buffer.from(bytes)),
-      fc.tuple(fc.constantFrom(...samples), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), fc.option(fc.nat(), { nil: undefined })).map(([request, flips, cut]) => {
-        const bytes = Buffer.from(encodeRequest(request));
-        for (const [at, value] of flips) bytes[at % bytes.length] = value;
-        return cut === undefined ? bytes : bytes.subarray(0, cut % (bytes.length + 1));
-      }),
+      fc
+        .tuple(
+          fc.constantFrom(...samples),
+          fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+          fc.option(fc.nat(), { nil: undefined }),
+        )
+        .map(([request, flips, cut]) => {
+          const bytes = Buffer.from(encodeRequest(request));
+          for (const [at, value] of flips) bytes[at % bytes.length] = value;
+          return cut === undefined ? bytes : bytes.subarray(0, cut % (bytes.length + 1));
+        }),
     );
     await fc.assert(
       fc.asyncProperty(body, async (bytes) => {

@@ -30,7 +30,14 @@ describe('leases over HTTP', () => {
   });
 
   const request = async (method: 'GET' | 'PUT' | 'DELETE' | 'POST', url: string, headers: Record<string, string> = {}, payload?: string) =>
-    cluster.drive(app.inject({ method, url, headers: payload === undefined ? headers : { 'content-type': 'text/plain', ...headers }, ...(payload === undefined ? {} : { payload }) }));
+    cluster.drive(
+      app.inject({
+        method,
+        url,
+        headers: payload === undefined ? headers : { 'content-type': 'text/plain', ...headers },
+        ...(payload === undefined ? {} : { payload }),
+      }),
+    );
 
   const grant = async (ttl: number): Promise<string> => {
     const granted = await request('POST', '/leases', { 'content-type': 'application/json' }, JSON.stringify({ ttl }));

@@ -11,10 +11,13 @@ const start = appHarness();
 describe('GET /kv/{bucket}?keys=true', () => {
   it('pages through the live keys of one bucket in byte order, with prefix and a next cursor', async () => {
     const { app } = await start();
-    for (const key of ['b', 'a', 'é', 'ab', 'c', 'gone']) expect((await app.inject({ method: 'PUT', url: `/kv/demo/${encodeURIComponent(key)}`, payload: key })).statusCode).toBe(204);
+    for (const key of ['b', 'a', 'é', 'ab', 'c', 'gone'])
+      expect((await app.inject({ method: 'PUT', url: `/kv/demo/${encodeURIComponent(key)}`, payload: key })).statusCode).toBe(204);
     expect((await app.inject({ method: 'PUT', url: '/kv/other/a', payload: 'x' })).statusCode).toBe(204);
     const read = await app.inject({ method: 'GET', url: '/kv/demo/gone' });
-    expect((await app.inject({ method: 'DELETE', url: '/kv/demo/gone', headers: { 'x-ringkv-context': String(read.headers['x-ringkv-context']) } })).statusCode).toBe(204);
+    expect(
+      (await app.inject({ method: 'DELETE', url: '/kv/demo/gone', headers: { 'x-ringkv-context': String(read.headers['x-ringkv-context']) } })).statusCode,
+    ).toBe(204);
 
     const first = await app.inject({ method: 'GET', url: '/kv/demo?keys=true&limit=2' });
     expect(first.statusCode, first.body).toBe(200);
@@ -45,7 +48,10 @@ describe('GET /kv/{bucket}?keys=true', () => {
     const { app } = await start();
     const without = await app.inject({ method: 'GET', url: '/kv/demo' });
     expect(without.statusCode).toBe(400);
-    expect(without.json<{ error: { code: string; message: string } }>().error).toMatchObject({ code: 'KV_BAD_REQUEST', message: expect.stringContaining('keys=true') });
+    expect(without.json<{ error: { code: string; message: string } }>().error).toMatchObject({
+      code: 'KV_BAD_REQUEST',
+      message: expect.stringContaining('keys=true'),
+    });
     const notTrue = await app.inject({ method: 'GET', url: '/kv/demo?keys=false' });
     expect(notTrue.json<{ error: { code: string } }>().error.code).toBe('KV_BAD_PARAMETER');
     expect((await app.inject({ method: 'GET', url: '/kv/demo?keys=true&limit=10000' })).statusCode).toBe(200);

@@ -20,7 +20,13 @@ const AjvDraft04 = (require('ajv-draft-04') as { default: typeof AjvDraft04Modul
 
 interface OpenApiDocument {
   openapi: string;
-  paths: Record<string, Record<string, { parameters?: { name: string; in: string }[]; responses: Record<string, { description?: string; content?: Record<string, { schema: unknown }> }> }>>;
+  paths: Record<
+    string,
+    Record<
+      string,
+      { parameters?: { name: string; in: string }[]; responses: Record<string, { description?: string; content?: Record<string, { schema: unknown }> }> }
+    >
+  >;
 }
 
 async function openApi(): Promise<OpenApiDocument> {
@@ -90,7 +96,8 @@ describe('GET /openapi.json', () => {
     const document = await openApi();
     const get = document.paths['/kv/{bucket}/{key}']!.get!;
     const names = (get.parameters ?? []).map((parameter) => `${parameter.in}:${parameter.name}`);
-    for (const name of ['path:bucket', 'path:key', 'query:r', 'query:pr', 'query:consistency', 'query:timeout_ms', 'query:local']) expect(names).toContain(name);
+    for (const name of ['path:bucket', 'path:key', 'query:r', 'query:pr', 'query:consistency', 'query:timeout_ms', 'query:local'])
+      expect(names).toContain(name);
     const put = document.paths['/kv/{bucket}/{key}']!.put!;
     expect((put.parameters ?? []).map((parameter) => `${parameter.in}:${parameter.name}`)).toContain('header:x-ringkv-context');
     expect(Object.keys(get.responses)).toEqual(expect.arrayContaining(['200', '300', '400', '404', '503', '504']));

@@ -93,7 +93,11 @@ describe('siblings, contexts and deletes', () => {
     const body = siblings.json<{ context: string; siblings: { value: string; contentType: string; lastModified: string }[] }>();
     expect(body.context).toBe(siblings.headers['x-ringkv-context']);
     expect(body.siblings).toEqual([
-      { value: Buffer.from('red').toString('base64'), contentType: 'application/octet-stream', lastModified: new Date(Date.UTC(2024, 0, 2, 3, 4, 6)).toISOString() },
+      {
+        value: Buffer.from('red').toString('base64'),
+        contentType: 'application/octet-stream',
+        lastModified: new Date(Date.UTC(2024, 0, 2, 3, 4, 6)).toISOString(),
+      },
       { value: Buffer.from('blue').toString('base64'), contentType: 'text/plain', lastModified: new Date(Date.UTC(2024, 0, 2, 3, 4, 7)).toISOString() },
     ]);
 

@@ -44,23 +44,66 @@ const rows: Row[] = [
   ...(['GET', 'PUT', 'DELETE'] as const).flatMap((method) => [
     ...quorumNames.flatMap((name) => badQuorums.map((value): Row => ({ method, route: kvKey, path: '/kv/demo/k', name, value }))),
     // The bucket's n_val (3 by default, 2 for `small`) is the bound a schema cannot know.
-    ...quorumNames.map((name): Row => ({ method, route: kvKey, path: '/kv/demo/k', name, value: '4', use: "one, quorum, all or an integer from 1 to 3 (the bucket's n_val)" })),
-    ...quorumNames.map((name): Row => ({ method, route: kvKey, path: '/kv/small/k', name, value: '3', use: "one, quorum, all or an integer from 1 to 2 (the bucket's n_val)" })),
+    ...quorumNames.map((name): Row => ({
+      method,
+      route: kvKey,
+      path: '/kv/demo/k',
+      name,
+      value: '4',
+      use: "one, quorum, all or an integer from 1 to 3 (the bucket's n_val)",
+    })),
+    ...quorumNames.map((name): Row => ({
+      method,
+      route: kvKey,
+      path: '/kv/small/k',
+      name,
+      value: '3',
+      use: "one, quorum, all or an integer from 1 to 2 (the bucket's n_val)",
+    })),
     { method, route: kvKey, path: '/kv/demo/k', name: 'consistency', value: 'bogus' },
     ...badTimeouts.map((value): Row => ({ method, route: kvKey, path: '/kv/demo/k', name: 'timeout_ms', value })),
     { method, route: kvKey, path: '/kv/demo/k', name: 'local', value: method === 'GET' ? 'yes' : 'true' },
   ]),
   ...['0', '315360001', '99999999999', '1.5', 'abc', ''].map((value): Row => ({ method: 'PUT', route: kvKey, path: '/kv/demo/k', name: 'ttl', value })),
-  ...['nope', '0123456789abcde', '0123456789ABCDEF', '0123456789abcdef0', ''].map((value): Row => ({ method: 'PUT', route: kvKey, path: '/kv/demo/k', name: 'lease', value })),
+  ...['nope', '0123456789abcde', '0123456789ABCDEF', '0123456789abcdef0', ''].map((value): Row => ({
+    method: 'PUT',
+    route: kvKey,
+    path: '/kv/demo/k',
+    name: 'lease',
+    value,
+  })),
   { method: 'GET', route: '/kv/{bucket}', path: '/kv/demo', name: 'keys', value: 'false' },
   ...['0', '10001', 'ten'].map((value): Row => ({ method: 'GET', route: '/kv/{bucket}', path: '/kv/demo', name: 'limit', value, with: 'keys=true' })),
   { method: 'GET', route: '/kv/{bucket}', path: '/kv/demo', name: 'after', value: '', with: 'keys=true' },
-  { method: 'GET', route: '/kv/{bucket}', path: '/kv/demo', name: 'after', value: 'k'.repeat(1025), with: 'keys=true', use: 'the `next` of the previous page, a key of 1 to 1024 bytes (limits.maxKeyBytes)' },
-  { method: 'GET', route: '/kv/{bucket}', path: '/kv/demo', name: 'prefix', value: 'p'.repeat(1025), with: 'keys=true', use: 'a prefix of at most 1024 bytes (limits.maxKeyBytes)' },
+  {
+    method: 'GET',
+    route: '/kv/{bucket}',
+    path: '/kv/demo',
+    name: 'after',
+    value: 'k'.repeat(1025),
+    with: 'keys=true',
+    use: 'the `next` of the previous page, a key of 1 to 1024 bytes (limits.maxKeyBytes)',
+  },
+  {
+    method: 'GET',
+    route: '/kv/{bucket}',
+    path: '/kv/demo',
+    name: 'prefix',
+    value: 'p'.repeat(1025),
+    with: 'keys=true',
+    use: 'a prefix of at most 1024 bytes (limits.maxKeyBytes)',
+  },
   { method: 'GET', route: '/kv/{bucket}', path: '/kv/demo', name: 'timeout_ms', value: '0', with: 'keys=true' },
   ...(['GET', 'POST'] as const).flatMap((method) => [
     ...quorumNames.map((name): Row => ({ method, route: dtKey, path: '/dt/web/c', name, value: '0' })),
-    ...quorumNames.map((name): Row => ({ method, route: dtKey, path: '/dt/web/c', name, value: '4', use: "one, quorum, all or an integer from 1 to 3 (the bucket's n_val)" })),
+    ...quorumNames.map((name): Row => ({
+      method,
+      route: dtKey,
+      path: '/dt/web/c',
+      name,
+      value: '4',
+      use: "one, quorum, all or an integer from 1 to 3 (the bucket's n_val)",
+    })),
     { method, route: dtKey, path: '/dt/web/c', name: 'consistency', value: 'most' },
     { method, route: dtKey, path: '/dt/web/c', name: 'timeout_ms', value: '600001' },
   ]),
@@ -85,12 +128,15 @@ interface OpenApiParameter {
 }
 
 async function queryParameters(app: FastifyInstance): Promise<Map<string, string>> {
-  const document = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<{ paths: Record<string, Record<string, { parameters?: OpenApiParameter[] }>> }>();
+  const document = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<{
+    paths: Record<string, Record<string, { parameters?: OpenApiParameter[] }>>;
+  }>();
   const described = new Map<string, string>();
   for (const [route, operations] of Object.entries(document.paths)) {
     for (const [method, operation] of Object.entries(operations)) {
       for (const parameter of operation.parameters ?? []) {
-        if (parameter.in === 'query') described.set(`${method.toUpperCase()} ${route} ${parameter.name}`, parameter.description ?? parameter.schema?.description ?? '');
+        if (parameter.in === 'query')
+          described.set(`${method.toUpperCase()} ${route} ${parameter.name}`, parameter.description ?? parameter.schema?.description ?? '');
       }
     }
   }
@@ -116,7 +162,11 @@ describe('query parameters: one path from the route schema to KV_BAD_PARAMETER',
     const described = await queryParameters(app);
     for (const row of rows) {
       const query = `${row.with === undefined ? '' : `${row.with}&`}${row.name}=${encodeURIComponent(row.value)}`;
-      const request: InjectOptions = { method: row.method, url: `${row.path}?${query}`, ...(row.method === 'POST' && row.route === dtKey ? { payload: '{"type":"counter","increment":1}' } : {}) };
+      const request: InjectOptions = {
+        method: row.method,
+        url: `${row.path}?${query}`,
+        ...(row.method === 'POST' && row.route === dtKey ? { payload: '{"type":"counter","increment":1}' } : {}),
+      };
       const response = await app.inject(request);
       const label = `${row.method} ${row.path}?${query.slice(0, 80)}`;
       expect(response.statusCode, `${label}: ${response.body}`).toBe(400);
@@ -133,14 +183,22 @@ describe('query parameters: one path from the route schema to KV_BAD_PARAMETER',
     const { app } = await start();
     const cases: [Method, string, string][] = [
       ['GET', '/kv/demo/k?ttl=5', "unknown query parameter 'ttl'; the parameters of GET /kv/:bucket/:key are r, pr, w, pw, dw, consistency, timeout_ms, local"],
-      ['PUT', '/kv/demo/k?rr=1', "unknown query parameter 'rr'; the parameters of PUT /kv/:bucket/:key are r, pr, w, pw, dw, consistency, timeout_ms, local, ttl, lease"],
+      [
+        'PUT',
+        '/kv/demo/k?rr=1',
+        "unknown query parameter 'rr'; the parameters of PUT /kv/:bucket/:key are r, pr, w, pw, dw, consistency, timeout_ms, local, ttl, lease",
+      ],
       ['GET', '/dt/web/c?local=true', "unknown query parameter 'local'; the parameters of GET /dt/:bucket/:key are r, pr, w, pw, dw, consistency, timeout_ms"],
       ['GET', '/kv/demo?keys=true&cursor=x', "unknown query parameter 'cursor'; the parameters of GET /kv/:bucket are keys, limit, after, prefix, timeout_ms"],
       ['POST', '/admin/compact?partiton=3', "unknown query parameter 'partiton'; the parameters of POST /admin/compact are partition"],
       ['GET', '/watch/demo/k?prefix=a', "unknown query parameter 'prefix': GET /watch/:bucket/:key takes none; remove it"],
       ['GET', '/kv/demo/k?r=1&r=2', 'query parameter r is given more than once; give it once'],
       ['GET', '/watch/demo?prefix=a&prefix=b', 'query parameter prefix is given more than once; give it once'],
-      ['GET', '/watch/demo', "GET /watch/:bucket needs query parameter prefix: ?prefix=P, the keys' prefix (?prefix= for every key of the bucket); to watch one key use /watch/{bucket}/{key}"],
+      [
+        'GET',
+        '/watch/demo',
+        "GET /watch/:bucket needs query parameter prefix: ?prefix=P, the keys' prefix (?prefix= for every key of the bucket); to watch one key use /watch/{bucket}/{key}",
+      ],
     ];
     for (const [method, url, message] of cases) {
       const response = await app.inject({ method, url });
@@ -167,11 +225,16 @@ describe('query parameters: one path from the route schema to KV_BAD_PARAMETER',
 describe('integerPattern', () => {
   it('matches exactly the decimal integers from min to max, without sign, leading zero or exponent', () => {
     fc.assert(
-      fc.property(fc.constantFrom<0 | 1>(0, 1), fc.integer({ min: 1, max: 400_000_000 }), fc.oneof(fc.integer({ min: -10, max: 500_000_000 }).map(String), fc.string({ maxLength: 10 })), (min, max, text) => {
-        const matches = new RegExp(integerPattern(min, max)).test(text);
-        const isInRange = /^(0|[1-9][0-9]*)$/.test(text) && Number(text) >= min && Number(text) <= max;
-        expect(matches, `${text} against ${min}..${max}`).toBe(isInRange);
-      }),
+      fc.property(
+        fc.constantFrom<0 | 1>(0, 1),
+        fc.integer({ min: 1, max: 400_000_000 }),
+        fc.oneof(fc.integer({ min: -10, max: 500_000_000 }).map(String), fc.string({ maxLength: 10 })),
+        (min, max, text) => {
+          const matches = new RegExp(integerPattern(min, max)).test(text);
+          const isInRange = /^(0|[1-9][0-9]*)$/.test(text) && Number(text) >= min && Number(text) <= max;
+          expect(matches, `${text} against ${min}..${max}`).toBe(isInRange);
+        },
+      ),
       { seed: 19, numRuns: 2000 },
     );
     for (const max of [1, 9, 10, 16, 99, 100, 255, 600_000, 65_535, 315_360_000]) {

@@ -24,7 +24,12 @@ describe('TTL over HTTP', () => {
     expect(expired.headers['x-ringkv-context']).toMatch(/^c3\./);
     expect((await app.inject({ method: 'GET', url: '/kv/demo/session?local=true' })).statusCode).toBe(404);
     // A write back with the expired read's context orders the new value after it.
-    const again = await app.inject({ method: 'PUT', url: '/kv/demo/session', headers: { 'x-ringkv-context': String(expired.headers['x-ringkv-context']) }, payload: 'fresh' });
+    const again = await app.inject({
+      method: 'PUT',
+      url: '/kv/demo/session',
+      headers: { 'x-ringkv-context': String(expired.headers['x-ringkv-context']) },
+      payload: 'fresh',
+    });
     expect(again.statusCode).toBe(204);
     service.clockMs += 3_600_000;
     expect((await app.inject({ method: 'GET', url: '/kv/demo/session' })).body).toBe('fresh');

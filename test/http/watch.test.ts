@@ -104,7 +104,10 @@ describe('GET /watch', () => {
         expect(id).toMatch(/^id: [A-Za-z0-9_-]+$/);
         return { event, data: JSON.parse(data!.replace(/^data: /, '')) as Record<string, unknown> };
       });
-      expect(parsed[0]).toMatchObject({ event: 'event: put', data: { bucket: 'b', key: 'k', value: Buffer.from('hello').toString('base64'), contentType: 'text/plain', dot: { node: 'fake', counter: 1 } } });
+      expect(parsed[0]).toMatchObject({
+        event: 'event: put',
+        data: { bucket: 'b', key: 'k', value: Buffer.from('hello').toString('base64'), contentType: 'text/plain', dot: { node: 'fake', counter: 1 } },
+      });
       expect(parsed[1]!.event).toBe('event: delete');
       expect(parsed[1]!.data).not.toHaveProperty('value');
       // The context of the delete event is what a GET of the key answers now.

@@ -2,7 +2,20 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/index.js';
-import { type Answer, type MembershipView, type NodeProcess, call, freePorts, killNode, pollDeadlineMs, processTestTimeoutMs, startNode, temporaryFolder, waitForMembersUp, waitHealthy } from './processes.js';
+import {
+  type Answer,
+  type MembershipView,
+  type NodeProcess,
+  call,
+  freePorts,
+  killNode,
+  pollDeadlineMs,
+  processTestTimeoutMs,
+  startNode,
+  temporaryFolder,
+  waitForMembersUp,
+  waitHealthy,
+} from './processes.js';
 
 /**
  * Goal: a real cluster started with client tokens (one node from a config file, one from
@@ -27,7 +40,13 @@ describe('a 2-node cluster with client authentication', () => {
     writeFileSync(
       configFile,
       JSON.stringify({
-        auth: { enabled: true, tokens: [{ token: readWrite, role: 'read-write', name: 'app' }, { token: readOnly, role: 'read-only', name: 'reports' }] },
+        auth: {
+          enabled: true,
+          tokens: [
+            { token: readWrite, role: 'read-write', name: 'app' },
+            { token: readOnly, role: 'read-only', name: 'reports' },
+          ],
+        },
         gossip: { intervalMs: 200 },
       }),
     );
@@ -36,7 +55,12 @@ describe('a 2-node cluster with client authentication', () => {
     const [port1, port2] = (await freePorts(2)) as [number, number];
     nodes.push(startNode(port1, join(folder.path, 'node1'), { env, extraArgs: ['--config', configFile, '--log-level', 'debug'] }));
     await waitHealthy(nodes[0]!, startDeadlineMs);
-    const envTokens = { ...env, RINGKV_AUTH_TOKENS: `${readWrite}:read-write,${readOnly}:read-only`, RINGKV_AUTH_PROTECT: 'status,metrics', RINGKV_GOSSIP_INTERVAL_MS: '200' };
+    const envTokens = {
+      ...env,
+      RINGKV_AUTH_TOKENS: `${readWrite}:read-write,${readOnly}:read-only`,
+      RINGKV_AUTH_PROTECT: 'status,metrics',
+      RINGKV_GOSSIP_INTERVAL_MS: '200',
+    };
     nodes.push(startNode(port2, join(folder.path, 'node2'), { env: envTokens, seeds: [nodes[0]!.address], extraArgs: ['--log-level', 'debug'] }));
     await waitHealthy(nodes[1]!, startDeadlineMs);
     for (const node of nodes) {

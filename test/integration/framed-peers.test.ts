@@ -64,10 +64,18 @@ describe('a node whose peer refuses its peer port', () => {
     const [seedPort, nodePort] = (await freePorts(2)) as [number, number];
     await new Promise<void>((resolve) => recorder.listen(seedPort, '127.0.0.1', resolve));
     const seed = `127.0.0.1:${(recorder.address() as AddressInfo).port}`;
-    node = startNode(nodePort, join(folder.path, 'node'), { seeds: [seed], env: { RINGKV_CLUSTER_SECRET: secret, RINGKV_GOSSIP_INTERVAL_MS: '200' }, extraArgs: ['--log-level', 'debug'] });
+    node = startNode(nodePort, join(folder.path, 'node'), {
+      seeds: [seed],
+      env: { RINGKV_CLUSTER_SECRET: secret, RINGKV_GOSSIP_INTERVAL_MS: '200' },
+      extraArgs: ['--log-level', 'debug'],
+    });
     const started = node;
     const attempts = (): number => started.output.split('\n').filter((line) => line.includes('could not reach a seed') && line.includes(seed)).length;
-    await waitFor(() => `the node to try its seed ${seed} five times (saw ${attempts()}; output: ${started.output.slice(-500)})`, 90_000, async () => attempts() >= 5);
+    await waitFor(
+      () => `the node to try its seed ${seed} five times (saw ${attempts()}; output: ${started.output.slice(-500)})`,
+      90_000,
+      async () => attempts() >= 5,
+    );
     const bytes = Buffer.concat(received);
     expect(bytes.includes(Buffer.from(secret)), `the seed's HTTP port was sent the secret: ${bytes.toString('latin1').slice(0, 300)}`).toBe(false);
     expect(connections, `the seed's HTTP port got ${connections} connections, carrying ${bytes.toString('latin1').slice(0, 300)}`).toBe(0);

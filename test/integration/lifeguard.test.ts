@@ -46,10 +46,7 @@ describe('Lifeguard: a member starved by SIGSTOP/SIGCONT bursts', () => {
   beforeAll(async () => {
     for (const port of ports) {
       for (const candidate of [port, port + peerPortOffset]) {
-        if (!(await portFree(candidate)))
-          throw new Error(
-            `port ${candidate} is taken: this test needs 21100-21103 and 21600-21603 free`,
-          );
+        if (!(await portFree(candidate))) throw new Error(`port ${candidate} is taken: this test needs 21100-21103 and 21600-21603 free`);
       }
     }
     const config = join(folder.path, 'config.json');
@@ -105,8 +102,7 @@ describe('Lifeguard: a member starved by SIGSTOP/SIGCONT bursts', () => {
               try {
                 const status = await nodeStatus(node);
                 for (const member of status.members) {
-                  if (healthyIds.has(member.id) && member.status === 'down')
-                    seenDownInStatus.push(`${node.address} saw ${member.id} down`);
+                  if (healthyIds.has(member.id) && member.status === 'down') seenDownInStatus.push(`${node.address} saw ${member.id} down`);
                 }
               } catch {
                 // a slow answer on a loaded machine is no finding; the logs are the complete record
@@ -140,37 +136,18 @@ describe('Lifeguard: a member starved by SIGSTOP/SIGCONT bursts', () => {
       }
 
       // Converged after: every node sees all 4 members up in a settled ring.
-      await waitFor(
-        'every node to see 4 members up after the bursts',
-        pollDeadlineMs,
-        async (see) => {
-          const views = await Promise.all(
-            nodes.map(async (node) => ({ node, status: await nodeStatus(node) })),
-          );
-          see(
-            views
-              .map(({ node, status }) => `${node.address} sees ${describeMembership(status)}`)
-              .join('; '),
-          );
-          return views.every(
-            ({ status }) =>
-              status.members.filter((member) => member.status === 'up').length === 4 &&
-              status.ring?.members.length === 4,
-          );
-        },
-      );
+      await waitFor('every node to see 4 members up after the bursts', pollDeadlineMs, async (see) => {
+        const views = await Promise.all(nodes.map(async (node) => ({ node, status: await nodeStatus(node) })));
+        see(views.map(({ node, status }) => `${node.address} sees ${describeMembership(status)}`).join('; '));
+        return views.every(({ status }) => status.members.filter((member) => member.status === 'up').length === 4 && status.ring?.members.length === 4);
+      });
       polling = false;
       await Promise.all([poller, starvedPoller]);
 
-      const falseDowns = downJudgements.filter(
-        ({ line }) => line.member !== undefined && healthyIds.has(line.member),
-      );
+      const falseDowns = downJudgements.filter(({ line }) => line.member !== undefined && healthyIds.has(line.member));
       expect(falseDowns, `healthy members judged down (starved member ${starvedId})`).toEqual([]);
       expect(seenDownInStatus, 'healthy members shown down in /status').toEqual([]);
-      expect(
-        starvedHealthScoreMax,
-        'the starved member never noticed a stall: the bursts tested nothing',
-      ).toBeGreaterThan(0);
+      expect(starvedHealthScoreMax, 'the starved member never noticed a stall: the bursts tested nothing').toBeGreaterThan(0);
     },
     processTestTimeoutMs,
   );

@@ -32,7 +32,11 @@ async function ringOf(node: NodeProcess): Promise<RingStatus> {
 }
 
 /** Writes new keys through the given nodes until stopped; remembers what was acknowledged and every failure. */
-function steadyLoad(client: RingClient, concurrency: number, prefix: string): { acknowledged: Map<string, string>; failures: string[]; stop: () => Promise<void> } {
+function steadyLoad(
+  client: RingClient,
+  concurrency: number,
+  prefix: string,
+): { acknowledged: Map<string, string>; failures: string[]; stop: () => Promise<void> } {
   const acknowledged = new Map<string, string>();
   const failures: string[] = [];
   let running = true;
@@ -121,57 +125,65 @@ describe('join and leave on real processes, under load', () => {
     folder.remove();
   }, processTestTimeoutMs);
 
-  it('takes a 4th node in under load: nothing acknowledged is lost, no request fails, each node owns Q/4 within one, about a quarter moved', async () => {
-    const load = steadyLoad(started(), 8, 'join');
-    await waitForLoad('some load before the join', load, 300);
-    const before = (await ringOf(nodes[0]!)).ring!;
-    const joiner = startNode(ports[3]!, join(folder.path, 'node4'), { env, seeds });
-    nodes.push(joiner);
-    await waitHealthy(joiner);
-    await waitForSettledRings('a settled ring of 4 on every node', nodes, 4);
-    const acknowledgedAtFlip = load.acknowledged.size;
-    await waitForLoad('more load after the join', load, acknowledgedAtFlip + 200);
-    await load.stop();
-    expect(load.failures.slice(0, 5), `${load.failures.length} requests failed during the join`).toEqual([]);
+  it(
+    'takes a 4th node in under load: nothing acknowledged is lost, no request fails, each node owns Q/4 within one, about a quarter moved',
+    async () => {
+      const load = steadyLoad(started(), 8, 'join');
+      await waitForLoad('some load before the join', load, 300);
+      const before = (await ringOf(nodes[0]!)).ring!;
+      const joiner = startNode(ports[3]!, join(folder.path, 'node4'), { env, seeds });
+      nodes.push(joiner);
+      await waitHealthy(joiner);
+      await waitForSettledRings('a settled ring of 4 on every node', nodes, 4);
+      const acknowledgedAtFlip = load.acknowledged.size;
+      await waitForLoad('more load after the join', load, acknowledgedAtFlip + 200);
+      await load.stop();
+      expect(load.failures.slice(0, 5), `${load.failures.length} requests failed during the join`).toEqual([]);
 
-    const after = (await ringOf(joiner)).ring!;
-    const share = after.owners.length / 4;
-    for (const member of after.members) {
-      const owned = after.owners.filter((owner) => owner === member).length;
-      expect(Math.abs(owned - share), `${member} owns ${owned} of ${after.owners.length}`).toBeLessThanOrEqual(1);
-    }
-    const moved = after.owners.filter((owner, partition) => owner !== before.owners[partition]).length;
-    expect(moved / after.owners.length).toBeGreaterThan(0.2);
-    expect(moved / after.owners.length).toBeLessThan(0.3);
-    const missing = await unreadable(new RingClient({ nodes: [joiner.address] }), load.acknowledged);
-    expect(missing.slice(0, 10), `${missing.length} of ${load.acknowledged.size} acknowledged writes unreadable`).toEqual([]);
-    const joinerStatus = await nodeStatus(joiner);
-    expect(joinerStatus.members.find((member) => member.id === (joinerStatus as unknown as RingStatus).node.id)?.status).toBe('up');
-  }, processTestTimeoutMs);
+      const after = (await ringOf(joiner)).ring!;
+      const share = after.owners.length / 4;
+      for (const member of after.members) {
+        const owned = after.owners.filter((owner) => owner === member).length;
+        expect(Math.abs(owned - share), `${member} owns ${owned} of ${after.owners.length}`).toBeLessThanOrEqual(1);
+      }
+      const moved = after.owners.filter((owner, partition) => owner !== before.owners[partition]).length;
+      expect(moved / after.owners.length).toBeGreaterThan(0.2);
+      expect(moved / after.owners.length).toBeLessThan(0.3);
+      const missing = await unreadable(new RingClient({ nodes: [joiner.address] }), load.acknowledged);
+      expect(missing.slice(0, 10), `${missing.length} of ${load.acknowledged.size} acknowledged writes unreadable`).toEqual([]);
+      const joinerStatus = await nodeStatus(joiner);
+      expect(joinerStatus.members.find((member) => member.id === (joinerStatus as unknown as RingStatus).node.id)?.status).toBe('up');
+    },
+    processTestTimeoutMs,
+  );
 
-  it('lets the 4th node leave with `ringkv leave` under load: it exits, and everything acknowledged reads back with r=all', async () => {
-    const leaver = nodes[3]!;
-    const load = steadyLoad(started(), 8, 'leave');
-    await waitForLoad('some load before the leave', load, 300);
-    const leaveStartedAt = Date.now();
-    const { stdout } = await run(process.execPath, [cli, 'leave', '--node', leaver.address]);
-    expect(stdout).toContain('leaving');
-    await waitFor(
-      () => `the leaving node to exit by itself (${describeExit(leaver)}output: ${leaver.output.slice(-500)})`,
-      pollDeadlineMs,
-      async (see) => {
-        if (leaver.child === undefined || leaver.child.exitCode !== null) return true;
-        see(describeMembership(await nodeStatus(leaver)));
-        return false;
-      },
-    );
-    console.log(`leave: the node exited ${Date.now() - leaveStartedAt} ms after \`ringkv leave\`, with ${load.acknowledged.size} writes acknowledged so far`);
-    await waitForSettledRings('a settled ring of 3 on the others', nodes.slice(0, 3), 3);
-    await load.stop();
-    expect(load.failures.slice(0, 5), `${load.failures.length} requests failed during the leave`).toEqual([]);
-    const missing = await unreadable(started(), load.acknowledged);
-    expect(missing.slice(0, 10), `${missing.length} of ${load.acknowledged.size} acknowledged writes unreadable`).toEqual([]);
-    const earlier = await unreadable(started(), new Map([['join-0', 'value-join-0']]));
-    expect(earlier, 'a key written before the join and the leave').toEqual([]);
-  }, processTestTimeoutMs);
+  it(
+    'lets the 4th node leave with `ringkv leave` under load: it exits, and everything acknowledged reads back with r=all',
+    async () => {
+      const leaver = nodes[3]!;
+      const load = steadyLoad(started(), 8, 'leave');
+      await waitForLoad('some load before the leave', load, 300);
+      const leaveStartedAt = Date.now();
+      const { stdout } = await run(process.execPath, [cli, 'leave', '--node', leaver.address]);
+      expect(stdout).toContain('leaving');
+      await waitFor(
+        () => `the leaving node to exit by itself (${describeExit(leaver)}output: ${leaver.output.slice(-500)})`,
+        pollDeadlineMs,
+        async (see) => {
+          if (leaver.child === undefined || leaver.child.exitCode !== null) return true;
+          see(describeMembership(await nodeStatus(leaver)));
+          return false;
+        },
+      );
+      console.log(`leave: the node exited ${Date.now() - leaveStartedAt} ms after \`ringkv leave\`, with ${load.acknowledged.size} writes acknowledged so far`);
+      await waitForSettledRings('a settled ring of 3 on the others', nodes.slice(0, 3), 3);
+      await load.stop();
+      expect(load.failures.slice(0, 5), `${load.failures.length} requests failed during the leave`).toEqual([]);
+      const missing = await unreadable(started(), load.acknowledged);
+      expect(missing.slice(0, 10), `${missing.length} of ${load.acknowledged.size} acknowledged writes unreadable`).toEqual([]);
+      const earlier = await unreadable(started(), new Map([['join-0', 'value-join-0']]));
+      expect(earlier, 'a key written before the join and the leave').toEqual([]);
+    },
+    processTestTimeoutMs,
+  );
 });

@@ -237,7 +237,10 @@ export interface MembershipView {
 /** A one-line account of a node's view of the cluster, for failure messages. */
 export function describeMembership(view: MembershipView): string {
   const members = view.members.map((member) => `${member.address ?? '?'} ${member.status}`).join(', ');
-  const ring = view.ring === null ? 'no ring' : `a ring of ${view.ring.members.length}${view.ring.next === null || view.ring.next === undefined ? ' (settled)' : ` moving to ${view.ring.next.length} owners`}`;
+  const ring =
+    view.ring === null
+      ? 'no ring'
+      : `a ring of ${view.ring.members.length}${view.ring.next === null || view.ring.next === undefined ? ' (settled)' : ` moving to ${view.ring.next.length} owners`}`;
   return `members [${members}], ${ring}`;
 }
 
@@ -253,7 +256,8 @@ export async function waitForMembersUp(
 ): Promise<void> {
   const read = options.read ?? (async () => nodeStatus(node));
   await waitFor(
-    () => `${node.address} to see ${count} members up in ${options.settled === true ? 'a settled' : 'the'} ring (${describeExit(node)}output: ${node.output.slice(-500)})`,
+    () =>
+      `${node.address} to see ${count} members up in ${options.settled === true ? 'a settled' : 'the'} ring (${describeExit(node)}output: ${node.output.slice(-500)})`,
     options.deadlineMs ?? pollDeadlineMs,
     async (see) => {
       const view = await read();
@@ -294,7 +298,11 @@ export async function startCluster(count: number, options: ClusterOptions): Prom
   const deadlineMs = options.deadlineMs ?? pollDeadlineMs;
   const started: NodeProcess[] = [];
   const start = (index: number, seeds: string[]): NodeProcess => {
-    const node = startNode(ports[index]!, join(options.folder, `node${index + 1}`), { seeds, ...(env === undefined ? {} : { env }), ...(extraArgs === undefined ? {} : { extraArgs }) });
+    const node = startNode(ports[index]!, join(options.folder, `node${index + 1}`), {
+      seeds,
+      ...(env === undefined ? {} : { env }),
+      ...(extraArgs === undefined ? {} : { extraArgs }),
+    });
     nodes.push(node);
     started.push(node);
     return node;
@@ -303,7 +311,8 @@ export async function startCluster(count: number, options: ClusterOptions): Prom
   await waitHealthy(founder, deadlineMs);
   for (let index = 1; index < count; index++) start(index, [founder.address]);
   for (const node of started) {
-    if (options.until === 'members-up' || options.until === 'settled') await waitForMembersUp(node, count, { settled: options.until === 'settled', deadlineMs });
+    if (options.until === 'members-up' || options.until === 'settled')
+      await waitForMembersUp(node, count, { settled: options.until === 'settled', deadlineMs });
     else await waitHealthy(node, deadlineMs);
   }
   return started;

@@ -61,33 +61,37 @@ describe('saved Merkle trees on real processes', () => {
     folder.remove();
   }, processTestTimeoutMs);
 
-  it('repairs a key written just before kill -9 to the replicas that missed it, after a clean restart had loaded saved trees', async () => {
-    const [node1, node2, node3] = nodes as [NodeProcess, NodeProcess, NodeProcess];
-    for (let index = 0; index < 50; index++) expect((await call(node1, 'PUT', `/kv/saved/base-${index}?w=all`, { body: 'base' })).status).toBeLessThan(300);
-    await killNode(node1, 'SIGTERM');
-    restartNode(node1, { env, seeds: [node2.address] });
-    await waitHealthy(node1);
-    expect(await treeFigures(node1)).toMatchObject({ loadedFromSnapshot: true, rebuilding: false });
-    await waitForMembersUp(node1, 3, { settled: true });
+  it(
+    'repairs a key written just before kill -9 to the replicas that missed it, after a clean restart had loaded saved trees',
+    async () => {
+      const [node1, node2, node3] = nodes as [NodeProcess, NodeProcess, NodeProcess];
+      for (let index = 0; index < 50; index++) expect((await call(node1, 'PUT', `/kv/saved/base-${index}?w=all`, { body: 'base' })).status).toBeLessThan(300);
+      await killNode(node1, 'SIGTERM');
+      restartNode(node1, { env, seeds: [node2.address] });
+      await waitHealthy(node1);
+      expect(await treeFigures(node1)).toMatchObject({ loadedFromSnapshot: true, rebuilding: false });
+      await waitForMembersUp(node1, 3, { settled: true });
 
-    await killNode(node2);
-    await killNode(node3);
-    await waitDown(node1, node2);
-    await waitDown(node1, node3);
-    expect((await call(node1, 'PUT', '/kv/saved/late?w=1', { body: 'written just before the crash' })).status).toBeLessThan(300);
-    await killNode(node1);
+      await killNode(node2);
+      await killNode(node3);
+      await waitDown(node1, node2);
+      await waitDown(node1, node3);
+      expect((await call(node1, 'PUT', '/kv/saved/late?w=1', { body: 'written just before the crash' })).status).toBeLessThan(300);
+      await killNode(node1);
 
-    restartNode(node1, { env, seeds: [node2.address] });
-    restartNode(node2, { env, seeds: [node1.address] });
-    restartNode(node3, { env, seeds: [node1.address] });
-    await waitHealthy(node1);
-    expect((await treeFigures(node1)).loadedFromSnapshot, 'trees saved before a kill -9 are not trusted').toBe(false);
-    for (const node of [node2, node3]) {
-      await waitFor(`${node.address} to get the key by anti-entropy`, pollDeadlineMs, async (see) => {
-        const value = await localValue(node, 'late');
-        see(value ?? 'absent');
-        return value === 'written just before the crash';
-      });
-    }
-  }, processTestTimeoutMs);
+      restartNode(node1, { env, seeds: [node2.address] });
+      restartNode(node2, { env, seeds: [node1.address] });
+      restartNode(node3, { env, seeds: [node1.address] });
+      await waitHealthy(node1);
+      expect((await treeFigures(node1)).loadedFromSnapshot, 'trees saved before a kill -9 are not trusted').toBe(false);
+      for (const node of [node2, node3]) {
+        await waitFor(`${node.address} to get the key by anti-entropy`, pollDeadlineMs, async (see) => {
+          const value = await localValue(node, 'late');
+          see(value ?? 'absent');
+          return value === 'written just before the crash';
+        });
+      }
+    },
+    processTestTimeoutMs,
+  );
 });

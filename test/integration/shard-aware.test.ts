@@ -56,12 +56,18 @@ describe.skipIf(!nodeHasReusePort())('a shard-aware client on a node of two shar
         const answer = await request(`http://${address}/metrics`, { reset: true, headersTimeout: 60_000, bodyTimeout: 60_000 });
         const text = await answer.body.text();
         const member = answer.headers['x-ringkv-member'] as string;
-        readings.set(member, { forwardedWrites: metric(text, 'ringkv_writes_forwarded_total'), offReplicaReads: metric(text, 'ringkv_reads_off_replica_total') });
+        readings.set(member, {
+          forwardedWrites: metric(text, 'ringkv_writes_forwarded_total'),
+          offReplicaReads: metric(text, 'ringkv_reads_off_replica_total'),
+        });
       }
       see(JSON.stringify(Object.fromEntries(readings)));
       if (!shardIds.every((id) => readings.has(id))) return undefined;
       const all = [...readings.values()];
-      return { forwardedWrites: all.reduce((sum, each) => sum + each.forwardedWrites, 0), offReplicaReads: all.reduce((sum, each) => sum + each.offReplicaReads, 0) };
+      return {
+        forwardedWrites: all.reduce((sum, each) => sum + each.forwardedWrites, 0),
+        offReplicaReads: all.reduce((sum, each) => sum + each.offReplicaReads, 0),
+      };
     });
   }
 
@@ -77,7 +83,9 @@ describe.skipIf(!nodeHasReusePort())('a shard-aware client on a node of two shar
       const answer = await request(`http://127.0.0.1:${port + 1}/status`, { headersTimeout: 60_000, bodyTimeout: 60_000 });
       const status = (await answer.body.json()) as { members: { id: string; status: string }[]; ring: { owners: string[]; next: unknown } | null };
       const owners = new Set(status.ring?.owners ?? []);
-      see(`members ${status.members.map((member) => `${member.id} ${member.status}`).join(', ')}; owners ${[...owners].join(', ')}; moving ${status.ring?.next !== null}`);
+      see(
+        `members ${status.members.map((member) => `${member.id} ${member.status}`).join(', ')}; owners ${[...owners].join(', ')}; moving ${status.ring?.next !== null}`,
+      );
       const up = status.members.filter((member) => member.status === 'up').map((member) => member.id);
       return up.length === 2 && owners.size === 2 && status.ring?.next === null ? up : undefined;
     });

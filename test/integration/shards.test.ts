@@ -5,7 +5,19 @@ import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nodeHasReusePort } from '../../src/cli/shards.js';
-import { type NodeProcess, call, freePort, killNode, pollDeadlineMs, portFree, processTestTimeoutMs, restartNode, startNode, temporaryFolder, waitFor } from './processes.js';
+import {
+  type NodeProcess,
+  call,
+  freePort,
+  killNode,
+  pollDeadlineMs,
+  portFree,
+  processTestTimeoutMs,
+  restartNode,
+  startNode,
+  temporaryFolder,
+  waitFor,
+} from './processes.js';
 
 /**
  * Goal: `ringkv start --shards 2` runs a node as two processes, each a ring member with its own
@@ -54,14 +66,25 @@ describe.skipIf(!nodeHasReusePort())('a node of two shards (one process each, on
   }, processTestTimeoutMs);
 
   /** Asks the node's HTTP port for /status until both shards have answered (the kernel picks one per connection), both seeing two members up. */
-  async function bothShards(node: NodeProcess, what: string, accept: (shards: Map<number, ShardStatus>) => boolean = () => true): Promise<Map<number, ShardStatus>> {
+  async function bothShards(
+    node: NodeProcess,
+    what: string,
+    accept: (shards: Map<number, ShardStatus>) => boolean = () => true,
+  ): Promise<Map<number, ShardStatus>> {
     const seen = new Map<number, ShardStatus>();
     return waitFor(`${what} (output: ${node.output.slice(-800)})`, pollDeadlineMs, async (see) => {
       // A new connection each time (reset): the kernel picks a shard per connection, and a kept-alive one would always reach the same shard.
       const answer = await request(`http://${node.address}/status`, { reset: true, headersTimeout: 60_000, bodyTimeout: 60_000 });
       const status = (await answer.body.json()) as ShardStatus;
       seen.set(status.process.shardIndex, status);
-      see([...seen.values()].map((each) => `shard ${each.process.shardIndex} pid ${each.process.pid} at ${each.node.address} sees ${each.members.map((member) => `${member.address} ${member.status}`).join(', ')}`).join('; '));
+      see(
+        [...seen.values()]
+          .map(
+            (each) =>
+              `shard ${each.process.shardIndex} pid ${each.process.pid} at ${each.node.address} sees ${each.members.map((member) => `${member.address} ${member.status}`).join(', ')}`,
+          )
+          .join('; '),
+      );
       const settled = [...seen.values()].every((each) => each.members.filter((member) => member.status === 'up').length === 2);
       if (seen.size === 2 && settled && accept(seen)) return new Map(seen);
       // A later reading of a shard replaces an older one; keep polling.
@@ -69,111 +92,119 @@ describe.skipIf(!nodeHasReusePort())('a node of two shards (one process each, on
     });
   }
 
-  it('runs two ring members on one HTTP port, restarts a shard killed with kill -9, and loses no acknowledged write', async () => {
-    const port = await shardPorts();
-    node = startNode(port, folder.path, { extraArgs: ['--shards', '2'] });
-    const before = await bothShards(node, 'both shards to answer on the one HTTP port and see two members up');
-    const shard0 = before.get(0)!;
-    const shard1 = before.get(1)!;
-    expect(shard0.node.address).toBe(`127.0.0.1:${port}`);
-    expect(shard1.node.address).toBe(`127.0.0.1:${port + 1}`);
-    expect(shard0.node.id).not.toBe(shard1.node.id);
-    expect(shard0.process.pid).not.toBe(shard1.process.pid);
-    // Both shards carry the node's placement host, so placement treats them as one host.
-    expect(new Set(shard0.members.map((member) => member.host))).toEqual(new Set([`127.0.0.1_${port}`]));
-    expect(existsSync(join(folder.path, 'shard-0', 'leveldb')) && existsSync(join(folder.path, 'shard-1', 'leveldb'))).toBe(true);
-    // /status and /metrics of either shard show the node's shards.
-    for (const status of [shard0, shard1]) {
-      expect(status.shards.host).toBe(`127.0.0.1_${port}`);
-      expect(status.shards.members.map((member) => `${member.address} ${member.status}`)).toEqual([`127.0.0.1:${port} up`, `127.0.0.1:${port + 1} up`]);
-    }
-    expect((await call(node, 'GET', '/metrics')).body.toString('utf8')).toContain('ringkv_shards{status="up"} 2');
-
-    // Writers at w=quorum (every replica of a two-member ring) and w=1 (the surviving shard
-    // alone, so the restarted shard has something to catch up on) across the kill.
-    const acknowledged = new Map<string, string>();
-    let writing = true;
-    const writer = async (id: number): Promise<void> => {
-      for (let index = 0; writing; index++) {
-        const key = `w${id}-${index}`;
-        const value = `value-${id}-${index}`;
-        const w = index % 2 === 0 ? 'quorum' : '1';
-        try {
-          const answer = await call(node!, 'PUT', `/kv/shards/${key}?w=${w}`, { body: value });
-          if (answer.status === 204) acknowledged.set(key, value);
-        } catch {
-          // A connection cut by the kill: not acknowledged, so not counted.
-        }
+  it(
+    'runs two ring members on one HTTP port, restarts a shard killed with kill -9, and loses no acknowledged write',
+    async () => {
+      const port = await shardPorts();
+      node = startNode(port, folder.path, { extraArgs: ['--shards', '2'] });
+      const before = await bothShards(node, 'both shards to answer on the one HTTP port and see two members up');
+      const shard0 = before.get(0)!;
+      const shard1 = before.get(1)!;
+      expect(shard0.node.address).toBe(`127.0.0.1:${port}`);
+      expect(shard1.node.address).toBe(`127.0.0.1:${port + 1}`);
+      expect(shard0.node.id).not.toBe(shard1.node.id);
+      expect(shard0.process.pid).not.toBe(shard1.process.pid);
+      // Both shards carry the node's placement host, so placement treats them as one host.
+      expect(new Set(shard0.members.map((member) => member.host))).toEqual(new Set([`127.0.0.1_${port}`]));
+      expect(existsSync(join(folder.path, 'shard-0', 'leveldb')) && existsSync(join(folder.path, 'shard-1', 'leveldb'))).toBe(true);
+      // /status and /metrics of either shard show the node's shards.
+      for (const status of [shard0, shard1]) {
+        expect(status.shards.host).toBe(`127.0.0.1_${port}`);
+        expect(status.shards.members.map((member) => `${member.address} ${member.status}`)).toEqual([`127.0.0.1:${port} up`, `127.0.0.1:${port + 1} up`]);
       }
-    };
-    const writers = [0, 1, 2, 3].map((id) => writer(id));
-    await waitFor('100 acknowledged writes before the kill', pollDeadlineMs, async (see) => {
-      see(`${acknowledged.size} acknowledged`);
-      return acknowledged.size >= 100;
-    });
-    process.kill(shard1.process.pid, 'SIGKILL');
-    const ackedAtKill = acknowledged.size;
-    const after = await bothShards(node, 'the supervisor to restart shard 1 (a new pid) and both shards to see two members up', (shards) => shards.get(1)!.process.pid !== shard1.process.pid);
-    await waitFor('100 more acknowledged writes after the restart', pollDeadlineMs, async (see) => {
-      see(`${acknowledged.size - ackedAtKill} since the kill`);
-      return acknowledged.size >= ackedAtKill + 200;
-    });
-    writing = false;
-    await Promise.all(writers);
-    expect(node.output).toContain('ringkv: shard 1 was killed by SIGKILL; restarting it');
-    // The restarted shard is the same ring member: its id lives in its own LevelDB.
-    expect(after.get(1)!.node.id).toBe(shard1.node.id);
-    expect(after.get(0)!.process.pid).toBe(shard0.process.pid);
+      expect((await call(node, 'GET', '/metrics')).body.toString('utf8')).toContain('ringkv_shards{status="up"} 2');
 
-    // Catch-up (hints, anti-entropy): every acknowledged write is on every replica, read at r=all.
-    await waitFor('every acknowledged write readable at r=all', pollDeadlineMs, async (see) => {
-      const missing: string[] = [];
-      for (const [key, value] of acknowledged) {
-        const answer = await call(node!, 'GET', `/kv/shards/${key}?r=all`);
-        if (answer.status !== 200 || answer.body.toString('utf8') !== value) missing.push(`${key}: ${answer.status}`);
-      }
-      see(`${missing.length} of ${acknowledged.size} not yet: ${missing.slice(0, 5).join(', ')}`);
-      return missing.length === 0;
-    });
-
-    // Shard 1 also answers on its own member address (port + 1), where the dashboard's member
-    // links and `ringkv backup` dial it: every connection there reaches shard 1, never shard 0.
-    for (let attempt = 0; attempt < 4; attempt++) {
-      const own = await request(`http://${shard1.node.address}/status`, { reset: true, headersTimeout: 60_000, bodyTimeout: 60_000 });
-      expect((await own.body.json()) as ShardStatus).toMatchObject({ node: { id: shard1.node.id }, process: { shardIndex: 1 } });
-    }
-    const page = await request(`http://${shard1.node.address}/ui`, { reset: true, headersTimeout: 60_000, bodyTimeout: 60_000 });
-    expect(page.statusCode).toBe(200);
-    expect(await page.body.text()).toContain('<html');
-    // A backup copies each partition from its owner first: shard 1's partitions from shard 1
-    // itself, reached at its member address (the manifest names the node each came from).
-    const backup = join(folder.path, 'backup');
-    const backedUp = await ringkv(['backup', '--to', backup, '--node', node.address, '--rate', '0']);
-    expect(backedUp.code, backedUp.stderr).toBe(0);
-    const manifest = JSON.parse(readFileSync(join(backup, 'manifest.json'), 'utf8')) as { partitions: Record<string, { node: string; objects: number }> };
-    const copiedFrom = new Set(Object.values(manifest.partitions).map((entry) => entry.node));
-    expect(copiedFrom).toEqual(new Set([shard0.node.id, shard1.node.id]));
-    expect(Object.values(manifest.partitions).reduce((sum, entry) => sum + entry.objects, 0)).toBeGreaterThanOrEqual(acknowledged.size);
-
-    // SIGTERM stops both shards and the supervisor; the same flags bring back the same members.
-    const supervisor = node.child!;
-    const exited = new Promise<number | null>((resolve) => supervisor.once('exit', (code) => resolve(code)));
-    supervisor.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    await waitFor('both shard processes gone after SIGTERM', pollDeadlineMs, async (see) => {
-      const alive = [shard0.process.pid, after.get(1)!.process.pid].filter((pid) => {
-        try {
-          process.kill(pid, 0);
-          return true;
-        } catch {
-          return false;
+      // Writers at w=quorum (every replica of a two-member ring) and w=1 (the surviving shard
+      // alone, so the restarted shard has something to catch up on) across the kill.
+      const acknowledged = new Map<string, string>();
+      let writing = true;
+      const writer = async (id: number): Promise<void> => {
+        for (let index = 0; writing; index++) {
+          const key = `w${id}-${index}`;
+          const value = `value-${id}-${index}`;
+          const w = index % 2 === 0 ? 'quorum' : '1';
+          try {
+            const answer = await call(node!, 'PUT', `/kv/shards/${key}?w=${w}`, { body: value });
+            if (answer.status === 204) acknowledged.set(key, value);
+          } catch {
+            // A connection cut by the kill: not acknowledged, so not counted.
+          }
         }
+      };
+      const writers = [0, 1, 2, 3].map((id) => writer(id));
+      await waitFor('100 acknowledged writes before the kill', pollDeadlineMs, async (see) => {
+        see(`${acknowledged.size} acknowledged`);
+        return acknowledged.size >= 100;
       });
-      see(`alive: ${alive.join(', ')}`);
-      return alive.length === 0;
-    });
-    restartNode(node, { extraArgs: ['--shards', '2'] });
-    const again = await bothShards(node, 'both shards back after a restart of the node');
-    expect([again.get(0)!.node.id, again.get(1)!.node.id]).toEqual([shard0.node.id, shard1.node.id]);
-  }, processTestTimeoutMs);
+      process.kill(shard1.process.pid, 'SIGKILL');
+      const ackedAtKill = acknowledged.size;
+      const after = await bothShards(
+        node,
+        'the supervisor to restart shard 1 (a new pid) and both shards to see two members up',
+        (shards) => shards.get(1)!.process.pid !== shard1.process.pid,
+      );
+      await waitFor('100 more acknowledged writes after the restart', pollDeadlineMs, async (see) => {
+        see(`${acknowledged.size - ackedAtKill} since the kill`);
+        return acknowledged.size >= ackedAtKill + 200;
+      });
+      writing = false;
+      await Promise.all(writers);
+      expect(node.output).toContain('ringkv: shard 1 was killed by SIGKILL; restarting it');
+      // The restarted shard is the same ring member: its id lives in its own LevelDB.
+      expect(after.get(1)!.node.id).toBe(shard1.node.id);
+      expect(after.get(0)!.process.pid).toBe(shard0.process.pid);
+
+      // Catch-up (hints, anti-entropy): every acknowledged write is on every replica, read at r=all.
+      await waitFor('every acknowledged write readable at r=all', pollDeadlineMs, async (see) => {
+        const missing: string[] = [];
+        for (const [key, value] of acknowledged) {
+          const answer = await call(node!, 'GET', `/kv/shards/${key}?r=all`);
+          if (answer.status !== 200 || answer.body.toString('utf8') !== value) missing.push(`${key}: ${answer.status}`);
+        }
+        see(`${missing.length} of ${acknowledged.size} not yet: ${missing.slice(0, 5).join(', ')}`);
+        return missing.length === 0;
+      });
+
+      // Shard 1 also answers on its own member address (port + 1), where the dashboard's member
+      // links and `ringkv backup` dial it: every connection there reaches shard 1, never shard 0.
+      for (let attempt = 0; attempt < 4; attempt++) {
+        const own = await request(`http://${shard1.node.address}/status`, { reset: true, headersTimeout: 60_000, bodyTimeout: 60_000 });
+        expect((await own.body.json()) as ShardStatus).toMatchObject({ node: { id: shard1.node.id }, process: { shardIndex: 1 } });
+      }
+      const page = await request(`http://${shard1.node.address}/ui`, { reset: true, headersTimeout: 60_000, bodyTimeout: 60_000 });
+      expect(page.statusCode).toBe(200);
+      expect(await page.body.text()).toContain('<html');
+      // A backup copies each partition from its owner first: shard 1's partitions from shard 1
+      // itself, reached at its member address (the manifest names the node each came from).
+      const backup = join(folder.path, 'backup');
+      const backedUp = await ringkv(['backup', '--to', backup, '--node', node.address, '--rate', '0']);
+      expect(backedUp.code, backedUp.stderr).toBe(0);
+      const manifest = JSON.parse(readFileSync(join(backup, 'manifest.json'), 'utf8')) as { partitions: Record<string, { node: string; objects: number }> };
+      const copiedFrom = new Set(Object.values(manifest.partitions).map((entry) => entry.node));
+      expect(copiedFrom).toEqual(new Set([shard0.node.id, shard1.node.id]));
+      expect(Object.values(manifest.partitions).reduce((sum, entry) => sum + entry.objects, 0)).toBeGreaterThanOrEqual(acknowledged.size);
+
+      // SIGTERM stops both shards and the supervisor; the same flags bring back the same members.
+      const supervisor = node.child!;
+      const exited = new Promise<number | null>((resolve) => supervisor.once('exit', (code) => resolve(code)));
+      supervisor.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      await waitFor('both shard processes gone after SIGTERM', pollDeadlineMs, async (see) => {
+        const alive = [shard0.process.pid, after.get(1)!.process.pid].filter((pid) => {
+          try {
+            process.kill(pid, 0);
+            return true;
+          } catch {
+            return false;
+          }
+        });
+        see(`alive: ${alive.join(', ')}`);
+        return alive.length === 0;
+      });
+      restartNode(node, { extraArgs: ['--shards', '2'] });
+      const again = await bothShards(node, 'both shards back after a restart of the node');
+      expect([again.get(0)!.node.id, again.get(1)!.node.id]).toEqual([shard0.node.id, shard1.node.id]);
+    },
+    processTestTimeoutMs,
+  );
 });

@@ -5,7 +5,19 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient, RingClientError, type RingClientTlsOptions } from '../../src/client/index.js';
 import { ensureDebianPackage } from '../support/debian-packages.js';
-import { type MembershipView, type NodeProcess, describeExit, freePorts, killNode, pollDeadlineMs, processTestTimeoutMs, startNode, temporaryFolder, waitFor, waitForMembersUp } from './processes.js';
+import {
+  type MembershipView,
+  type NodeProcess,
+  describeExit,
+  freePorts,
+  killNode,
+  pollDeadlineMs,
+  processTestTimeoutMs,
+  startNode,
+  temporaryFolder,
+  waitFor,
+  waitForMembersUp,
+} from './processes.js';
 
 /**
  * Goal: a cluster configured with TLS serves its public API over https only, and its nodes talk
@@ -28,9 +40,30 @@ function makeCertificates(folder: string): { caFile: string; certFile: string; k
   openssl('req', ...ec, '-keyout', file('node.key'), '-out', file('node.csr'), '-subj', '/CN=127.0.0.1');
   writeFileSync(
     file('node.ext'),
-    ['basicConstraints=CA:FALSE', 'keyUsage=digitalSignature,keyEncipherment', 'extendedKeyUsage=serverAuth,clientAuth', 'subjectAltName=IP:127.0.0.1,DNS:localhost'].join('\n'),
+    [
+      'basicConstraints=CA:FALSE',
+      'keyUsage=digitalSignature,keyEncipherment',
+      'extendedKeyUsage=serverAuth,clientAuth',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ].join('\n'),
   );
-  openssl('x509', '-req', '-in', file('node.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('node.pem'), '-days', '2', '-extfile', file('node.ext'));
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    file('node.csr'),
+    '-CA',
+    file('ca.pem'),
+    '-CAkey',
+    file('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    file('node.pem'),
+    '-days',
+    '2',
+    '-extfile',
+    file('node.ext'),
+  );
   return { caFile: file('ca.pem'), certFile: file('node.pem'), keyFile: file('node.key') };
 }
 
@@ -80,12 +113,16 @@ describe.skipIf(skipReason !== undefined)('a 3-node cluster over TLS', () => {
     folder.remove();
   }, processTestTimeoutMs);
 
-  it('forms the ring over https: every node sees 3 members up', async () => {
-    for (const node of nodes) {
-      const viewer = client([node.address], { ca });
-      await waitForMembersUp(node, 3, { read: async () => (await viewer.status()) as MembershipView });
-    }
-  }, processTestTimeoutMs);
+  it(
+    'forms the ring over https: every node sees 3 members up',
+    async () => {
+      for (const node of nodes) {
+        const viewer = client([node.address], { ca });
+        await waitForMembersUp(node, 3, { read: async () => (await viewer.status()) as MembershipView });
+      }
+    },
+    processTestTimeoutMs,
+  );
 
   it('writes with w=3 over https (so every peer call went over TLS) and reads it from another node', async () => {
     const writer = client([nodes[0]!.address], { ca });
@@ -116,10 +153,19 @@ describe.skipIf(skipReason !== undefined)('a 3-node cluster over TLS', () => {
 
   it('stops a node whose TLS files cannot be read, naming the config field', async () => {
     const brokenConfig = join(folder.path, 'broken.json');
-    writeFileSync(brokenConfig, JSON.stringify({ tls: { enabled: true, certFile: join(folder.path, 'missing.pem'), keyFile: join(folder.path, 'node.key'), caFile: join(folder.path, 'ca.pem') } }));
+    writeFileSync(
+      brokenConfig,
+      JSON.stringify({
+        tls: { enabled: true, certFile: join(folder.path, 'missing.pem'), keyFile: join(folder.path, 'node.key'), caFile: join(folder.path, 'ca.pem') },
+      }),
+    );
     const broken = startNode(ports[3]!, join(folder.path, 'broken'), { env: { RINGKV_CLUSTER_SECRET: secret }, extraArgs: ['--config', brokenConfig] });
     nodes.push(broken);
-    await waitFor(() => `the misconfigured node to exit (${describeExit(broken)}output: ${broken.output.slice(-500)})`, startDeadlineMs, async () => broken.child?.exitCode !== null && broken.child?.exitCode !== undefined);
+    await waitFor(
+      () => `the misconfigured node to exit (${describeExit(broken)}output: ${broken.output.slice(-500)})`,
+      startDeadlineMs,
+      async () => broken.child?.exitCode !== null && broken.child?.exitCode !== undefined,
+    );
     expect(broken.child?.exitCode).not.toBe(0);
     expect(broken.output).toMatch(/tls\.certFile/);
   });

@@ -29,7 +29,9 @@ describe('waitForProgress', () => {
     const failing = waitForProgress('unreachable work', { stallRounds: 5, capMs: 50, pollMs: 5 }, async () => {
       throw new Error('connection refused');
     });
-    await expect(failing).rejects.toThrow(/unreachable work: gave up after the last-resort cap of 50 ms; last saw nothing \(last error: Error: connection refused\)/);
+    await expect(failing).rejects.toThrow(
+      /unreachable work: gave up after the last-resort cap of 50 ms; last saw nothing \(last error: Error: connection refused\)/,
+    );
   });
 });
 

@@ -144,7 +144,21 @@ describe.skipIf(problem !== undefined)('ringkv on 5 hosts (network namespaces), 
     const secret = 'netns-cluster-secret-0123456789';
     for (const [index, host] of network.hosts.slice(0, 5).entries()) {
       const node: NodeHost = { host, advertised: `${host.address}:${port}`, child: undefined, output: '' };
-      const args = [process.execPath, bin, 'start', '--shards', '1', '--listen', '0.0.0.0', '--advertise', node.advertised, '--port', String(port), '--data', join(folder.path, `node${index + 1}`)];
+      const args = [
+        process.execPath,
+        bin,
+        'start',
+        '--shards',
+        '1',
+        '--listen',
+        '0.0.0.0',
+        '--advertise',
+        node.advertised,
+        '--port',
+        String(port),
+        '--data',
+        join(folder.path, `node${index + 1}`),
+      ];
       // The seed is a DNS name (resolved through the namespace's /etc/hosts) that does not resolve
       // yet: the joiners must look it up again on every attempt to find it once it exists.
       if (index > 0) args.push('--seeds', `${seedName}:${port}`);
@@ -164,11 +178,17 @@ describe.skipIf(problem !== undefined)('ringkv on 5 hosts (network namespaces), 
     const [command, commandArgs] = network.execIn(clientHost, [process.execPath, agentScript]);
     agent = new Agent(spawn(command, commandArgs, { stdio: ['pipe', 'pipe', 'pipe'] }));
     const joiners = nodes.slice(1);
-    await waitFor(() => `every joiner to fail to resolve ${seedName} at least twice\n${logs()}`, 60_000, async () =>
-      joiners.every((node) => node.output.split(`ENOTFOUND ${seedName}`).length > 2),
+    await waitFor(
+      () => `every joiner to fail to resolve ${seedName} at least twice\n${logs()}`,
+      60_000,
+      async () => joiners.every((node) => node.output.split(`ENOTFOUND ${seedName}`).length > 2),
     );
     network.addAlias(network.hosts[0]!, seedName);
-    await waitFor(() => `all 5 nodes to see each other up in one settled ring\n${logs()}`, 90_000, () => viewsAgree(nodes, nodes));
+    await waitFor(
+      () => `all 5 nodes to see each other up in one settled ring\n${logs()}`,
+      90_000,
+      () => viewsAgree(nodes, nodes),
+    );
   }, 180_000);
 
   afterAll(async () => {
@@ -204,7 +224,11 @@ describe.skipIf(problem !== undefined)('ringkv on 5 hosts (network namespaces), 
       sideA.map((node) => node.host),
       sideB.map((node) => node.host),
     );
-    await waitFor(() => `each side to see the other down\n${logs()}`, 60_000, async () => (await viewsAgree(sideA, sideA)) && (await viewsAgree(sideB, sideB)));
+    await waitFor(
+      () => `each side to see the other down\n${logs()}`,
+      60_000,
+      async () => (await viewsAgree(sideA, sideA)) && (await viewsAgree(sideB, sideB)),
+    );
 
     const acknowledged: { key: string; value: string }[] = [];
     const failures: string[] = [];
@@ -221,12 +245,18 @@ describe.skipIf(problem !== undefined)('ringkv on 5 hosts (network namespaces), 
     // The same key written blind on both sides: concurrent, so both values must survive as siblings.
     await Promise.all([write('a', sideA, 100, 'both-sides'), write('b', sideB, 100, 'both-sides')]);
     const acknowledgedOn = (side: string): number => acknowledged.filter((write) => write.value.startsWith(`${side}-`)).length;
-    console.log(`partition: ${acknowledgedOn('a')} writes acknowledged on the 2-node side, ${acknowledgedOn('b')} on the 3-node side, ${failures.length} failed`);
+    console.log(
+      `partition: ${acknowledgedOn('a')} writes acknowledged on the 2-node side, ${acknowledgedOn('b')} on the 3-node side, ${failures.length} failed`,
+    );
     expect(acknowledgedOn('a'), failures.join('\n')).toBeGreaterThan(0);
     expect(acknowledgedOn('b'), failures.join('\n')).toBeGreaterThan(0);
 
     await network.heal();
-    await waitFor(() => `all 5 nodes to see each other up again\n${logs()}`, 60_000, () => viewsAgree(nodes, nodes));
+    await waitFor(
+      () => `all 5 nodes to see each other up again\n${logs()}`,
+      60_000,
+      () => viewsAgree(nodes, nodes),
+    );
 
     // Hinted handoff and anti-entropy bring every replica up to date; until then a read may miss a value.
     const missing = async (): Promise<string[]> => {
@@ -234,7 +264,8 @@ describe.skipIf(problem !== undefined)('ringkv on 5 hosts (network namespaces), 
       for (const [index, { key, value }] of acknowledged.entries()) {
         const reader = nodes[index % nodes.length]!;
         const reply = await agent.ask({ op: 'get', node: reader.advertised, bucket: 'netns', key, r: 'all', timeoutMs: 3000 });
-        if (!reply.ok || reply.values?.includes(value) !== true) lost.push(`${key}=${value} (read on ${reader.advertised}: ${reply.ok ? JSON.stringify(reply.values) : `${reply.code} ${reply.message}`})`);
+        if (!reply.ok || reply.values?.includes(value) !== true)
+          lost.push(`${key}=${value} (read on ${reader.advertised}: ${reply.ok ? JSON.stringify(reply.values) : `${reply.code} ${reply.message}`})`);
       }
       return lost;
     };

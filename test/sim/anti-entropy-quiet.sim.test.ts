@@ -25,7 +25,14 @@ const quietConfig = {
   antiEntropy: { enabled: true, intervalMs: 1000, fullCompareIntervalMs: 3_600_000, tombstoneGraceMs: 3_600_000, maxKeysPerSecond: 100_000 },
 };
 
-async function write(cluster: SimCluster, member: SimMember, bucket: string, key: string, value: string, options: { w: number | 'all'; dw?: number }): Promise<void> {
+async function write(
+  cluster: SimCluster,
+  member: SimMember,
+  bucket: string,
+  key: string,
+  value: string,
+  options: { w: number | 'all'; dw?: number },
+): Promise<void> {
   await cluster.drive(member.node.put({ bucket, key, value: Buffer.from(value), contentType: 'text/plain', context: undefined, options }));
 }
 
@@ -130,7 +137,10 @@ describe('simulation: quiet anti-entropy', () => {
       await cluster.clock.advance(5000);
       const seen = spyOnAntiEntropy(cluster);
       await cluster.clock.advance(10_000);
-      expect(seen.map((entry) => entry.request.type), `seed ${seed}: anti-entropy messages of an idle cluster`).toEqual([]);
+      expect(
+        seen.map((entry) => entry.request.type),
+        `seed ${seed}: anti-entropy messages of an idle cluster`,
+      ).toEqual([]);
 
       await write(cluster, first, 'quiet', 'one-more', 'v', { w: 'all' });
       const partition = partitionOf('quiet', 'one-more', cluster.config.partitionCount);
@@ -202,31 +212,38 @@ describe('simulation: Merkle trees across restarts', () => {
 
   const crashCases = seeds.flatMap((seed) => (['process', 'power-loss'] as const).map((kind) => [seed, kind] as const));
 
-  it.each(crashCases)('seed %i: after a %s crash the saved trees are not trusted: a key written just before it still reaches the peer that missed it', async (seed, kind: CrashKind) => {
-    const cluster = await SimCluster.start(seed, 2, { ...quietConfig, bucketDefaults: { nVal: 2 } });
-    try {
-      const [first, second] = cluster.members as [SimMember, SimMember];
-      for (let index = 0; index < 30; index++) await write(cluster, first, 'base', `key-${index}`, 'v', { w: 'all' });
-      // A clean restart: node 1 runs on trees loaded from its last stop.
-      await cluster.stopCleanly(first);
-      await cluster.restart(first);
-      expect(first.node.antiEntropyService.status().trees.loadedFromSnapshot).toBe(true);
-      await cluster.runUntil(() => cluster.ringSettled(), 30_000, 'ring settles');
-      // Node 2 goes away; one key reaches node 1 only (synced, so a power loss keeps it), and node 1 crashes right after.
-      await cluster.crash(second);
-      await cluster.runUntil(() => !first.node.gossiper.isUp(second.nodeId), 30_000, 'node 2 is judged down');
-      await write(cluster, first, 'late', 'just-before-the-crash', 'kept', { w: 1, dw: 1 });
-      await cluster.crash(first, kind);
-      await cluster.restart(first);
-      await cluster.restart(second);
-      expect(first.node.antiEntropyService.status().trees.loadedFromSnapshot, `seed ${seed}: trees of a crashed node`).toBe(false);
-      expect(await localValue(second, 'late', 'just-before-the-crash')).toEqual([]);
-      await cluster.runUntil(async () => (await localValue(second, 'late', 'just-before-the-crash')).length === 1, 60_000, 'node 2 gets the key by anti-entropy');
-      expect(await localValue(second, 'late', 'just-before-the-crash')).toEqual(['kept']);
-    } finally {
-      await cluster.stop();
-    }
-  });
+  it.each(crashCases)(
+    'seed %i: after a %s crash the saved trees are not trusted: a key written just before it still reaches the peer that missed it',
+    async (seed, kind: CrashKind) => {
+      const cluster = await SimCluster.start(seed, 2, { ...quietConfig, bucketDefaults: { nVal: 2 } });
+      try {
+        const [first, second] = cluster.members as [SimMember, SimMember];
+        for (let index = 0; index < 30; index++) await write(cluster, first, 'base', `key-${index}`, 'v', { w: 'all' });
+        // A clean restart: node 1 runs on trees loaded from its last stop.
+        await cluster.stopCleanly(first);
+        await cluster.restart(first);
+        expect(first.node.antiEntropyService.status().trees.loadedFromSnapshot).toBe(true);
+        await cluster.runUntil(() => cluster.ringSettled(), 30_000, 'ring settles');
+        // Node 2 goes away; one key reaches node 1 only (synced, so a power loss keeps it), and node 1 crashes right after.
+        await cluster.crash(second);
+        await cluster.runUntil(() => !first.node.gossiper.isUp(second.nodeId), 30_000, 'node 2 is judged down');
+        await write(cluster, first, 'late', 'just-before-the-crash', 'kept', { w: 1, dw: 1 });
+        await cluster.crash(first, kind);
+        await cluster.restart(first);
+        await cluster.restart(second);
+        expect(first.node.antiEntropyService.status().trees.loadedFromSnapshot, `seed ${seed}: trees of a crashed node`).toBe(false);
+        expect(await localValue(second, 'late', 'just-before-the-crash')).toEqual([]);
+        await cluster.runUntil(
+          async () => (await localValue(second, 'late', 'just-before-the-crash')).length === 1,
+          60_000,
+          'node 2 gets the key by anti-entropy',
+        );
+        expect(await localValue(second, 'late', 'just-before-the-crash')).toEqual(['kept']);
+      } finally {
+        await cluster.stop();
+      }
+    },
+  );
 
   it.each(seeds)('seed %i: trees rebuilt in the background while writes arrive end equal to a fresh scan', async (seed) => {
     const cluster = await SimCluster.start(seed, 2, { ...quietConfig, bucketDefaults: { nVal: 2 } }, { storage: () => slowScans(new MemoryStorage()) });
@@ -239,7 +256,14 @@ describe('simulation: Merkle trees across restarts', () => {
       expect(first.node.antiEntropyService.status().trees.rebuilding, `seed ${seed}: the rebuild is under way when the writes start`).toBe(true);
       // Overwrites of stored keys and new keys, all started while partitions are being scanned.
       const writes = Array.from({ length: 120 }, async (_, index) =>
-        first.node.put({ bucket: 'race', key: index % 2 === 0 ? `key-${index}` : `new-${index}`, value: Buffer.from(`w${index}`), contentType: 'text/plain', context: undefined, options: { w: 1 } }),
+        first.node.put({
+          bucket: 'race',
+          key: index % 2 === 0 ? `key-${index}` : `new-${index}`,
+          value: Buffer.from(`w${index}`),
+          contentType: 'text/plain',
+          context: undefined,
+          options: { w: 1 },
+        }),
       );
       await cluster.drive(Promise.all(writes));
       await first.node.antiEntropyService.treesReady();

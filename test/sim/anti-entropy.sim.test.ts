@@ -16,7 +16,14 @@ const antiEntropyConfig = {
   antiEntropy: { enabled: true, intervalMs: 1000, tombstoneGraceMs: 5000, maxKeysPerSecond: 100_000 },
 };
 
-async function write(cluster: SimCluster, member: SimMember, bucket: string, key: string, value: string, w: number | 'all' | 'quorum' = 'quorum'): Promise<void> {
+async function write(
+  cluster: SimCluster,
+  member: SimMember,
+  bucket: string,
+  key: string,
+  value: string,
+  w: number | 'all' | 'quorum' = 'quorum',
+): Promise<void> {
   await cluster.drive(member.node.put({ bucket, key, value: Buffer.from(value), contentType: 'text/plain', context: undefined, options: { w } }));
 }
 
@@ -57,7 +64,11 @@ describe('simulation: Merkle anti-entropy', () => {
 
   it('sends bytes in proportion to the differing keys, not to the keys stored', async () => {
     const measure = async (storedKeys: number): Promise<number> => {
-      const cluster = await SimCluster.start(77, 2, { ...antiEntropyConfig, bucketDefaults: { nVal: 2 }, antiEntropy: { ...antiEntropyConfig.antiEntropy, intervalMs: 3_600_000 } });
+      const cluster = await SimCluster.start(77, 2, {
+        ...antiEntropyConfig,
+        bucketDefaults: { nVal: 2 },
+        antiEntropy: { ...antiEntropyConfig.antiEntropy, intervalMs: 3_600_000 },
+      });
       try {
         const [first, second] = cluster.members as [SimMember, SimMember];
         for (let index = 0; index < storedKeys; index++) await write(cluster, first, 'bulk', `k${index}`, 'x'.repeat(20), 'all');
@@ -95,7 +106,9 @@ describe('simulation: deleted keys never come back', () => {
       await cluster.runUntil(() => !first.node.gossiper.isUp(third.nodeId), 30_000, 'node 3 is judged down');
       for (const key of keys) {
         const read = await cluster.drive(second.node.get('del', key, { r: 'quorum' }));
-        await cluster.drive(second.node.delete({ bucket: 'del', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'quorum' } }));
+        await cluster.drive(
+          second.node.delete({ bucket: 'del', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'quorum' } }),
+        );
       }
       // Node 3 still has every key alive; it comes back, and anti-entropy runs well past the grace period.
       await cluster.restart(third);
@@ -127,7 +140,9 @@ describe('simulation: deleted keys never come back', () => {
       cluster.network.partition([[first.address, second.address], [third.address]]);
       for (const key of keys) {
         const read = await cluster.drive(first.node.get('part', key, { r: 'quorum' }));
-        await cluster.drive(first.node.delete({ bucket: 'part', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'quorum' } }));
+        await cluster.drive(
+          first.node.delete({ bucket: 'part', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'quorum' } }),
+        );
       }
       cluster.network.heal();
       await cluster.runUntil(

@@ -20,7 +20,10 @@ const seedCount = Number(process.env.SIM_SEEDS ?? 2);
 const seeds = process.env.SIM_SEED !== undefined ? [Number(process.env.SIM_SEED)] : Array.from({ length: seedCount }, (_, index) => 2300 + index);
 
 /** Short grace and fast anti-entropy, so a tombstone is reaped within the run. */
-const reapConfig = { hintedHandoff: { enabled: true, windowMs: 1000 }, antiEntropy: { enabled: true, intervalMs: 500, tombstoneGraceMs: 2000, maxKeysPerSecond: 100_000 } };
+const reapConfig = {
+  hintedHandoff: { enabled: true, windowMs: 1000 },
+  antiEntropy: { enabled: true, intervalMs: 500, tombstoneGraceMs: 2000, maxKeysPerSecond: 100_000 },
+};
 
 const bucket = 'app';
 const plainKeys = Array.from({ length: 24 }, (_, index) => `key-${index}`);
@@ -63,64 +66,85 @@ async function readAll(cluster: SimCluster, keys: readonly string[]): Promise<Ma
 }
 
 function liveValues(object: VersionedObject | undefined, nowMs: number): string[] {
-  return object === undefined ? [] : liveSiblings(object, nowMs).map((sibling) => Buffer.from(sibling.value).toString()).sort();
+  return object === undefined
+    ? []
+    : liveSiblings(object, nowMs)
+        .map((sibling) => Buffer.from(sibling.value).toString())
+        .sort();
 }
 
 async function put(cluster: SimCluster, key: string, value: string, context?: VersionedObject, ttlSeconds?: number): Promise<void> {
   await cluster.drive(
-    cluster.members[0]!.node.put({ bucket, key, value: text(value), contentType: 'text/plain', context: context === undefined ? undefined : readContext(context.clock), options: { w: 'all' }, ...(ttlSeconds === undefined ? {} : { ttlSeconds }) }),
+    cluster.members[0]!.node.put({
+      bucket,
+      key,
+      value: text(value),
+      contentType: 'text/plain',
+      context: context === undefined ? undefined : readContext(context.clock),
+      options: { w: 'all' },
+      ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
+    }),
   );
 }
 
 async function remove(cluster: SimCluster, key: string): Promise<void> {
   const read = await cluster.drive(cluster.members[0]!.node.get(bucket, key, { r: 'all' }));
-  await cluster.drive(cluster.members[0]!.node.delete({ bucket, key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'all' } }));
+  await cluster.drive(
+    cluster.members[0]!.node.delete({ bucket, key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'all' } }),
+  );
 }
 
 describe('simulation: backup and restore keep every version and merge by the clocks', () => {
-  it.each(seeds)('seed %i: a fresh cluster of another size and partition count reads exactly as the backed-up one; a second restore changes nothing', async (seed) => {
-    const source = await SimCluster.start(seed, 3, { partitionCount: 32 });
-    const target = await SimCluster.start(seed + 1000, 4, { partitionCount: 16 });
-    try {
-      for (const key of plainKeys) await put(source, key, `value of ${key}`);
-      // Two blind writes through different coordinators: concurrent, so two siblings.
-      await blindSiblings(source, 'siblings');
-      await put(source, 'deleted', 'soon gone');
-      await remove(source, 'deleted');
-      await put(source, 'expiring', 'for an hour', undefined, 3600);
-      await put(source, 'expired', 'for a second', undefined, 1);
-      await source.clock.advance(2000);
-      await source.drive(source.members[0]!.node.dataTypes.update(bucket, 'hits', { type: 'counter', increment: 5 }, { w: 'all' }));
-      await source.drive(source.members[1]!.node.dataTypes.update(bucket, 'hits', { type: 'counter', increment: -2 }, { w: 'all' }));
-      await source.drive(source.members[0]!.node.dataTypes.update(bucket, 'members', { type: 'set', add: ['ann', 'bob'], remove: [] }, { w: 'all' }));
-      const keys = [...plainKeys, 'siblings', 'deleted', 'expiring', 'expired'];
-      const before = await readAll(source, keys);
-      expect(liveValues(before.get('siblings'), source.clock.nowMs())).toEqual(['first', 'second']);
+  it.each(seeds)(
+    'seed %i: a fresh cluster of another size and partition count reads exactly as the backed-up one; a second restore changes nothing',
+    async (seed) => {
+      const source = await SimCluster.start(seed, 3, { partitionCount: 32 });
+      const target = await SimCluster.start(seed + 1000, 4, { partitionCount: 16 });
+      try {
+        for (const key of plainKeys) await put(source, key, `value of ${key}`);
+        // Two blind writes through different coordinators: concurrent, so two siblings.
+        await blindSiblings(source, 'siblings');
+        await put(source, 'deleted', 'soon gone');
+        await remove(source, 'deleted');
+        await put(source, 'expiring', 'for an hour', undefined, 3600);
+        await put(source, 'expired', 'for a second', undefined, 1);
+        await source.clock.advance(2000);
+        await source.drive(source.members[0]!.node.dataTypes.update(bucket, 'hits', { type: 'counter', increment: 5 }, { w: 'all' }));
+        await source.drive(source.members[1]!.node.dataTypes.update(bucket, 'hits', { type: 'counter', increment: -2 }, { w: 'all' }));
+        await source.drive(source.members[0]!.node.dataTypes.update(bucket, 'members', { type: 'set', add: ['ann', 'bob'], remove: [] }, { w: 'all' }));
+        const keys = [...plainKeys, 'siblings', 'deleted', 'expiring', 'expired'];
+        const before = await readAll(source, keys);
+        expect(liveValues(before.get('siblings'), source.clock.nowMs())).toEqual(['first', 'second']);
 
-      const records = await takeBackup(source);
-      const backedUp = new Set(records.map((record) => decodeDataKey(record.dataKey).key));
-      for (const key of keys) expect(backedUp.has(key), `seed ${seed}: ${key} is in the backup`).toBe(true);
-      expect(await restore(target, records)).toBe(0);
+        const records = await takeBackup(source);
+        const backedUp = new Set(records.map((record) => decodeDataKey(record.dataKey).key));
+        for (const key of keys) expect(backedUp.has(key), `seed ${seed}: ${key} is in the backup`).toBe(true);
+        expect(await restore(target, records)).toBe(0);
 
-      const restored = await readAll(target, keys);
-      for (const key of keys) expect(restored.get(key), `seed ${seed}: ${key} restored exactly (clock, siblings, tombstones, expiry)`).toEqual(before.get(key));
-      expect(liveValues(restored.get('deleted'), target.clock.nowMs())).toEqual([]);
-      // Expiry is an absolute time in the version: once the target's clock passes it, the restored value is gone too.
-      expect(liveValues(restored.get('expiring'), target.clock.nowMs())).toEqual(['for an hour']);
-      await target.clock.advance(5000);
-      expect(liveValues(restored.get('expired'), target.clock.nowMs())).toEqual([]);
-      expect(await target.drive(target.members[3]!.node.dataTypes.read(bucket, 'hits', { r: 'all' }))).toMatchObject({ type: 'counter', value: 3 });
-      expect(await target.drive(target.members[2]!.node.dataTypes.read(bucket, 'members', { r: 'all' }))).toMatchObject({ type: 'set', value: ['ann', 'bob'] });
+        const restored = await readAll(target, keys);
+        for (const key of keys)
+          expect(restored.get(key), `seed ${seed}: ${key} restored exactly (clock, siblings, tombstones, expiry)`).toEqual(before.get(key));
+        expect(liveValues(restored.get('deleted'), target.clock.nowMs())).toEqual([]);
+        // Expiry is an absolute time in the version: once the target's clock passes it, the restored value is gone too.
+        expect(liveValues(restored.get('expiring'), target.clock.nowMs())).toEqual(['for an hour']);
+        await target.clock.advance(5000);
+        expect(liveValues(restored.get('expired'), target.clock.nowMs())).toEqual([]);
+        expect(await target.drive(target.members[3]!.node.dataTypes.read(bucket, 'hits', { r: 'all' }))).toMatchObject({ type: 'counter', value: 3 });
+        expect(await target.drive(target.members[2]!.node.dataTypes.read(bucket, 'members', { r: 'all' }))).toMatchObject({
+          type: 'set',
+          value: ['ann', 'bob'],
+        });
 
-      // Restoring the same backup again is a no-op: every version is already there.
-      expect(await restore(target, records)).toBe(0);
-      expect(await readAll(target, keys)).toEqual(restored);
-      expect(await target.drive(target.members[0]!.node.dataTypes.read(bucket, 'hits', { r: 'all' }))).toMatchObject({ value: 3 });
-    } finally {
-      await source.stop();
-      await target.stop();
-    }
-  });
+        // Restoring the same backup again is a no-op: every version is already there.
+        expect(await restore(target, records)).toBe(0);
+        expect(await readAll(target, keys)).toEqual(restored);
+        expect(await target.drive(target.members[0]!.node.dataTypes.read(bucket, 'hits', { r: 'all' }))).toMatchObject({ value: 3 });
+      } finally {
+        await source.stop();
+        await target.stop();
+      }
+    },
+  );
 
   it.each(seeds)('seed %i: an old backup restored into the live cluster overwrites no newer write and revives no newer delete', async (seed) => {
     const cluster = await SimCluster.start(seed, 3, { partitionCount: 32 });
@@ -135,7 +159,9 @@ describe('simulation: backup and restore keep every version and merge by the clo
       const read = (key: string) => cluster.drive(cluster.members[0]!.node.get(bucket, key, { r: 'all' }));
       await put(cluster, 'key-0', 'newer', await read('key-0'));
       await remove(cluster, 'key-1');
-      await cluster.drive(cluster.members[2]!.node.put({ bucket, key: 'key-2', value: text('blind'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+      await cluster.drive(
+        cluster.members[2]!.node.put({ bucket, key: 'key-2', value: text('blind'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }),
+      );
       await put(cluster, 'deleted-then-written', 'second life', await read('deleted-then-written'));
       const keys = [...plainKeys, 'deleted-then-written'];
       const live = await readAll(cluster, keys);
@@ -194,6 +220,10 @@ describe('simulation: backup and restore keep every version and merge by the clo
 
 /** Two writes without a context through two coordinators: concurrent versions, kept as siblings. */
 async function blindSiblings(cluster: SimCluster, key: string): Promise<void> {
-  await cluster.drive(cluster.members[0]!.node.put({ bucket, key, value: text('first'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
-  await cluster.drive(cluster.members[1]!.node.put({ bucket, key, value: text('second'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+  await cluster.drive(
+    cluster.members[0]!.node.put({ bucket, key, value: text('first'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }),
+  );
+  await cluster.drive(
+    cluster.members[1]!.node.put({ bucket, key, value: text('second'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }),
+  );
 }

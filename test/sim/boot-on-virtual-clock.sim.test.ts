@@ -24,9 +24,14 @@ describe('simulation: boot on the virtual clock', () => {
       await cluster.restart(member);
       await cluster.runUntil(() => cluster.ringSettled(), 60_000, 'the ring settles after the restart');
 
-      await cluster.drive(member.node.put({ bucket: 'b', key: 'k', value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 3, dw: 3 } }));
+      await cluster.drive(
+        member.node.put({ bucket: 'b', key: 'k', value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 3, dw: 3 } }),
+      );
       const read = await cluster.drive((cluster.members[2] as SimMember).node.get('b', 'k', { r: 3 }));
-      expect(read?.siblings.map((sibling) => Buffer.from(sibling.value).toString('utf8')), `simulation seed ${seed}: the write acknowledged by all three is read back`).toEqual(['v']);
+      expect(
+        read?.siblings.map((sibling) => Buffer.from(sibling.value).toString('utf8')),
+        `simulation seed ${seed}: the write acknowledged by all three is read back`,
+      ).toEqual(['v']);
       expect(faults.fired.get('storage-write') ?? 0, `simulation seed ${seed}: writes after boot were slowed too`).toBeGreaterThan(firedAtBoot);
     } finally {
       await cluster.stop();

@@ -52,7 +52,9 @@ describe('simulation: hints are bounded per target', () => {
       let mostBytes = 0;
       for (const key of keys) {
         const coordinator = others[random.int(others.length)] as SimMember;
-        await cluster.drive(coordinator.node.put({ bucket: 'load', key, value: value(key), contentType: 'text/plain', context: undefined, options: { w: 'quorum' } }));
+        await cluster.drive(
+          coordinator.node.put({ bucket: 'load', key, value: value(key), contentType: 'text/plain', context: undefined, options: { w: 'quorum' } }),
+        );
         for (const member of others) {
           const held = await hintsOnDisk(member, down.nodeId);
           mostHints = Math.max(mostHints, held.count);
@@ -82,7 +84,9 @@ describe('simulation: hints are bounded per target', () => {
       expect(delivered, `seed ${seed}: hints delivered`).toBeLessThan(replicated.length);
       for (const key of replicated) {
         const object = await down.node.getLocal('load', key);
-        expect(object === undefined ? [] : liveSiblings(object).map((sibling) => Buffer.from(sibling.value).toString()), `seed ${seed}: ${key}`).toEqual([value(key).toString()]);
+        expect(object === undefined ? [] : liveSiblings(object).map((sibling) => Buffer.from(sibling.value).toString()), `seed ${seed}: ${key}`).toEqual([
+          value(key).toString(),
+        ]);
       }
     } finally {
       await cluster.stop();
@@ -93,10 +97,17 @@ describe('simulation: hints are bounded per target', () => {
     const cluster = await SimCluster.start(5100, 4, { ...boundedConfig, hintedHandoff: { ...boundedConfig.hintedHandoff, maxHintsPerTarget: 1 } });
     try {
       const fallback = cluster.members[0] as SimMember;
-      const object = { clock: { someone: 1 }, siblings: [{ dot: { node: 'someone', counter: 1 }, value: Buffer.from('v'), contentType: 'text/plain', lastModifiedMs: 1, tombstone: false }] };
-      const first = await cluster.drive(fallback.node.handlePeer({ type: 'replica-put', bucket: 'b', key: 'one', object, mode: 'siblings', sync: false, hintFor: 'node3' }));
+      const object = {
+        clock: { someone: 1 },
+        siblings: [{ dot: { node: 'someone', counter: 1 }, value: Buffer.from('v'), contentType: 'text/plain', lastModifiedMs: 1, tombstone: false }],
+      };
+      const first = await cluster.drive(
+        fallback.node.handlePeer({ type: 'replica-put', bucket: 'b', key: 'one', object, mode: 'siblings', sync: false, hintFor: 'node3' }),
+      );
       expect(first.type).toBe('replica-put-reply');
-      const second = await cluster.drive(fallback.node.handlePeer({ type: 'replica-put', bucket: 'b', key: 'two', object, mode: 'siblings', sync: false, hintFor: 'node3' }));
+      const second = await cluster.drive(
+        fallback.node.handlePeer({ type: 'replica-put', bucket: 'b', key: 'two', object, mode: 'siblings', sync: false, hintFor: 'node3' }),
+      );
       expect(second).toMatchObject({ type: 'error', code: 'KV_OVERLOADED' });
       expect(fallback.node.hintStore.dropped).toBe(1);
     } finally {

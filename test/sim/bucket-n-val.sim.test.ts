@@ -43,7 +43,9 @@ async function writeKeys(cluster: SimCluster, bucket: string, count: number): Pr
   const keys = Array.from({ length: count }, (_, index) => `${bucket}-${index}`);
   for (const [index, key] of keys.entries()) {
     const coordinator = cluster.members[index % cluster.members.length] as SimMember;
-    await cluster.drive(coordinator.node.put({ bucket, key, value: Buffer.from(`v-${key}`), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+    await cluster.drive(
+      coordinator.node.put({ bucket, key, value: Buffer.from(`v-${key}`), contentType: 'text/plain', context: undefined, options: { w: 'all' } }),
+    );
   }
   return keys;
 }
@@ -77,14 +79,17 @@ describe('simulation: an ex-replica of a smaller-n_val bucket', () => {
       // Delete them with what the current replicas hold, and wait until the reaped tombstones are forgotten.
       for (const { key, replicas } of moved) {
         const read = await cluster.drive(replicas[0]!.node.get('small', key, { r: 'all' }));
-        await cluster.drive(replicas[0]!.node.delete({ bucket: 'small', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'all' } }));
+        await cluster.drive(
+          replicas[0]!.node.delete({ bucket: 'small', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'all' } }),
+        );
       }
       // Each replica reaps its tombstone, then forgets the record after reapedRetentionMs.
       const reaped = new Set<string>();
       await cluster.runUntil(
         async () => {
           for (const { key, replicas } of moved) {
-            for (const member of replicas) if ((await member.node.localReplica.readBytes(encodeDataKey('small', key))) === undefined) reaped.add(`${key}@${member.nodeId}`);
+            for (const member of replicas)
+              if ((await member.node.localReplica.readBytes(encodeDataKey('small', key))) === undefined) reaped.add(`${key}@${member.nodeId}`);
           }
           return moved.every(({ key, replicas }) => replicas.every((member) => reaped.has(`${key}@${member.nodeId}`)));
         },
@@ -134,7 +139,9 @@ describe('simulation: a ring change streams every bucket to its new replicas', (
       const joiner = await cluster.addMember();
       await cluster.runUntil(() => cluster.ringSettled(), 120_000, 'the ring with the joiner settles');
       const ring = cluster.members[0]!.node.gossiper.ring as Ring;
-      const owned = [...keysByBucket].flatMap(([bucket, keys]) => keys.filter((key) => replicasOf(ring, bucket, key).includes(joiner.nodeId)).map((key) => `${bucket}/${key}`));
+      const owned = [...keysByBucket].flatMap(([bucket, keys]) =>
+        keys.filter((key) => replicasOf(ring, bucket, key).includes(joiner.nodeId)).map((key) => `${bucket}/${key}`),
+      );
       expect(owned.length, `seed ${seed}: the joiner replicates some keys`).toBeGreaterThan(0);
       expect(await missingCopies(cluster, ring, keysByBucket), `seed ${seed}: keys a replica does not hold after the join`).toEqual([]);
     } finally {
@@ -156,7 +163,11 @@ describe('simulation: a ring change streams every bucket to its new replicas', (
       await cluster.runUntil(() => left, 120_000, 'the leaving node hands off and leaves');
       await cluster.crash(leaving);
       const stayers = cluster.members.filter((member) => member !== leaving);
-      await cluster.runUntil(() => stayers.every((member) => member.node.gossiper.ring?.next === null && !member.node.gossiper.ring.owners.includes(leaving.nodeId)), 60_000, 'the ring without the leaver');
+      await cluster.runUntil(
+        () => stayers.every((member) => member.node.gossiper.ring?.next === null && !member.node.gossiper.ring.owners.includes(leaving.nodeId)),
+        60_000,
+        'the ring without the leaver',
+      );
       const ring = stayers[0]!.node.gossiper.ring as Ring;
       expect(await missingCopies(cluster, ring, keysByBucket), `seed ${seed}: keys a replica does not hold after the leave`).toEqual([]);
     } finally {

@@ -125,7 +125,14 @@ describe('simulation: siblings appear only for truly concurrent writes', () => {
         if (siblings.length === 1) expect(Buffer.from(siblings[0]!.value).toString()).toBe(expected);
         expected = `value-${step}`;
         await cluster.drive(
-          coordinator.node.put({ bucket: 'seq', key: 'key', value: Buffer.from(expected), contentType: 'text/plain', context: read === undefined ? undefined : readContext(read.clock), options: { w: 'quorum' } }),
+          coordinator.node.put({
+            bucket: 'seq',
+            key: 'key',
+            value: Buffer.from(expected),
+            contentType: 'text/plain',
+            context: read === undefined ? undefined : readContext(read.clock),
+            options: { w: 'quorum' },
+          }),
         );
       }
       const final = await cluster.drive(cluster.members[0]!.node.get('seq', 'key', { r: 'all' }));
@@ -139,7 +146,9 @@ describe('simulation: siblings appear only for truly concurrent writes', () => {
     const cluster = await SimCluster.start(seed, 3);
     try {
       const [first, second] = cluster.members as [SimMember, SimMember];
-      const base = await cluster.drive(first.node.put({ bucket: 'c', key: 'k', value: Buffer.from('base'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+      const base = await cluster.drive(
+        first.node.put({ bucket: 'c', key: 'k', value: Buffer.from('base'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }),
+      );
       await cluster.drive(
         Promise.all([
           first.node.put({ bucket: 'c', key: 'k', value: Buffer.from('left'), contentType: 'text/plain', context: base.context, options: {} }),
@@ -160,7 +169,14 @@ describe('simulation: siblings appear only for truly concurrent writes', () => {
       await cluster.drive(
         Promise.all(
           cluster.members.map((member, index) =>
-            member.node.put({ bucket: 'last', key: 'k', value: Buffer.from(`v${index}`), contentType: 'text/plain', context: undefined, options: { w: 'all' } }),
+            member.node.put({
+              bucket: 'last',
+              key: 'k',
+              value: Buffer.from(`v${index}`),
+              contentType: 'text/plain',
+              context: undefined,
+              options: { w: 'all' },
+            }),
           ),
         ),
       );
@@ -182,7 +198,11 @@ describe('simulation: hinted handoff', () => {
       // Judged down by every other node: a write the observer is no replica of is forwarded to its
       // coordinating replica, whose view plans the write (and its hint).
       const others = cluster.members.filter((member) => member !== victim);
-      await cluster.runUntil(() => others.every((member) => !member.node.gossiper.isUp(victim.nodeId)), 30_000, 'the crashed node is judged down by every other');
+      await cluster.runUntil(
+        () => others.every((member) => !member.node.gossiper.isUp(victim.nodeId)),
+        30_000,
+        'the crashed node is judged down by every other',
+      );
       const keys = Array.from({ length: 40 }, (_, index) => `k${index}`);
       for (const key of keys) {
         await cluster.drive(observer.node.put({ bucket: 'h', key, value: Buffer.from(key), contentType: 'text/plain', context: undefined, options: { w: 2 } }));
@@ -195,7 +215,9 @@ describe('simulation: hinted handoff', () => {
       for (const key of keys) {
         if (!preferenceList(ring, partitionOf('h', key, ring.partitionCount), 3).includes(victim.nodeId)) continue;
         const local = await victim.node.localReplica.readByDataKey(encodeDataKey('h', key));
-        expect(local === undefined ? [] : liveSiblings(local).map((sibling) => Buffer.from(sibling.value).toString()), `seed ${seed}: key ${key}`).toEqual([key]);
+        expect(local === undefined ? [] : liveSiblings(local).map((sibling) => Buffer.from(sibling.value).toString()), `seed ${seed}: key ${key}`).toEqual([
+          key,
+        ]);
       }
     } finally {
       await cluster.stop();

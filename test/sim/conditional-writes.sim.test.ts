@@ -20,9 +20,26 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-async function attempt(sim: SimCluster, member: SimMember, value: string, precondition: Precondition, extra: Partial<PutCommand> = {}): Promise<{ code: string; context?: string }> {
+async function attempt(
+  sim: SimCluster,
+  member: SimMember,
+  value: string,
+  precondition: Precondition,
+  extra: Partial<PutCommand> = {},
+): Promise<{ code: string; context?: string }> {
   try {
-    await sim.drive(member.node.put({ bucket: 'cas', key: 'k', value: Buffer.from(value), contentType: 'text/plain', context: undefined, options: {}, precondition, ...extra }));
+    await sim.drive(
+      member.node.put({
+        bucket: 'cas',
+        key: 'k',
+        value: Buffer.from(value),
+        contentType: 'text/plain',
+        context: undefined,
+        options: {},
+        precondition,
+        ...extra,
+      }),
+    );
     return { code: 'ok' };
   } catch (error) {
     if (!isKvError(error)) throw error;
@@ -33,7 +50,11 @@ async function attempt(sim: SimCluster, member: SimMember, value: string, precon
 
 const values = async (sim: SimCluster, member: SimMember): Promise<string[]> => {
   const read = await sim.drive(member.node.get('cas', 'k', { r: 'all' }));
-  return read === undefined ? [] : liveSiblings(read).map((sibling) => Buffer.from(sibling.value).toString()).sort();
+  return read === undefined
+    ? []
+    : liveSiblings(read)
+        .map((sibling) => Buffer.from(sibling.value).toString())
+        .sort();
 };
 
 describe('conditional writes', () => {
@@ -54,9 +75,20 @@ describe('conditional writes', () => {
     cluster = await SimCluster.start(seed, 3);
     const sim = cluster;
     const [first, second] = sim.members as [SimMember, SimMember];
-    await sim.drive(first.node.put({ bucket: 'cas', key: 'k', value: Buffer.from('v1'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+    await sim.drive(
+      first.node.put({ bucket: 'cas', key: 'k', value: Buffer.from('v1'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }),
+    );
     const stale = (await sim.drive(second.node.get('cas', 'k', { r: 'all' })))!;
-    await sim.drive(first.node.put({ bucket: 'cas', key: 'k', value: Buffer.from('v2'), contentType: 'text/plain', context: readContext(stale.clock), options: { w: 'all' } }));
+    await sim.drive(
+      first.node.put({
+        bucket: 'cas',
+        key: 'k',
+        value: Buffer.from('v2'),
+        contentType: 'text/plain',
+        context: readContext(stale.clock),
+        options: { w: 'all' },
+      }),
+    );
     expect((await attempt(sim, second, 'from stale', { kind: 'matches', vector: stale.clock })).code).toBe('KV_PRECONDITION_FAILED');
     const current = (await sim.drive(second.node.get('cas', 'k', { r: 'all' })))!;
     expect((await attempt(sim, second, 'v3', { kind: 'matches', vector: current.clock })).code).toBe('ok');
@@ -69,10 +101,14 @@ describe('conditional writes', () => {
     const [first, second, third] = sim.members as [SimMember, SimMember, SimMember];
     expect((await attempt(sim, first, 'holder-1', { kind: 'absent' }, { ttlSeconds: 5 })).code).toBe('ok');
     const held = (await sim.drive(third.node.get('cas', 'k', { r: 'all' })))!;
-    expect((await attempt(sim, second, 'holder-2', { kind: 'absent' }, { ttlSeconds: 5 })).code, 'the lease is held before it expires').toBe('KV_PRECONDITION_FAILED');
+    expect((await attempt(sim, second, 'holder-2', { kind: 'absent' }, { ttlSeconds: 5 })).code, 'the lease is held before it expires').toBe(
+      'KV_PRECONDITION_FAILED',
+    );
     // Past the expiry by more than any two nodes' clocks differ (each is off by up to 2 s).
     await sim.clock.advance(5000 + 4000 + 500);
-    expect((await attempt(sim, third, 'stale holder', { kind: 'matches', vector: held.clock })).code, 'If-Match on an expired value').toBe('KV_PRECONDITION_FAILED');
+    expect((await attempt(sim, third, 'stale holder', { kind: 'matches', vector: held.clock })).code, 'If-Match on an expired value').toBe(
+      'KV_PRECONDITION_FAILED',
+    );
     expect((await attempt(sim, second, 'holder-2', { kind: 'absent' }, { ttlSeconds: 5 })).code, 'If-None-Match once the lease expired').toBe('ok');
     expect(await values(sim, first)).toEqual(['holder-2']);
   });

@@ -53,61 +53,70 @@ async function attempt(sim: SimCluster, member: SimMember, key: string, command:
 const numberOf = (outcome: ConsistentOutcome): number => (outcome.value === null ? 0 : Number(Buffer.from(outcome.value.value).toString()));
 
 describe('simulation: consistent buckets', () => {
-  it.each(seeds)('seed %i: a read-then-If-Match counter from every node, under partitions and a crash, loses no increment and counts none twice', async (seed) => {
-    const sim = (cluster = await SimCluster.start(seed, 4, config));
-    const key = 'counter';
-    let acknowledged = 0;
-    let unknown = 0;
-    /** Versions acknowledged (written or read) and when: no read that began later may return an older one. */
-    const acknowledgedAt: { version: number; atMs: number }[] = [];
-    const staleReads: string[] = [];
-    /** Every running member's client does `operations` read-then-If-Match increments at once. */
-    const increments = (operations: number) =>
-      sim.members.map(async (member, client) => {
-        for (let index = 0; index < operations && member.running; index++) {
-          const startedAtMs = sim.clock.nowMs();
-          const read = await attempt(sim, member, key, { kind: 'read' });
-          if (!read.ok) continue;
-          const floor = Math.max(0, ...acknowledgedAt.filter((entry) => entry.atMs < startedAtMs).map((entry) => entry.version));
-          if (read.result.version < floor) staleReads.push(`client ${client} read version ${read.result.version} after version ${floor} was acknowledged`);
-          acknowledgedAt.push({ version: read.result.version, atMs: sim.clock.nowMs() });
-          const next = String(numberOf(read.result) + 1);
-          const condition = read.result.value === null ? ({ kind: 'absent' } as const) : ({ kind: 'version', version: read.result.version } as const);
-          const write = await attempt(sim, member, key, { kind: 'write', value: { contentType: 'text/plain', value: Buffer.from(next) }, condition });
-          if (write.ok) {
-            acknowledged += 1;
-            acknowledgedAt.push({ version: write.result.version, atMs: sim.clock.nowMs() });
-          } else if (write.applied === 'unknown') unknown += 1;
-        }
-      });
-    const [first, second, third, fourth] = sim.members as [SimMember, SimMember, SimMember, SimMember];
-    // Contention with every node up, then across a 2 | 2 split, then with a node that lost power
-    // mid-run (its in-flight operations never answer), then after it came back with a node cut off.
-    await sim.drive(Promise.all(increments(4)));
-    sim.network.partition([[first.address, second.address], [third.address, fourth.address]]);
-    await sim.drive(Promise.all(increments(3)));
-    sim.network.heal();
-    const running = Promise.all(increments(4));
-    await sim.drive(sim.clock.sleep(15));
-    await sim.crash(third, 'power-loss');
-    await sim.drive(running);
-    await sim.restart(third);
-    sim.network.partition([[fourth.address], [first.address, second.address, third.address]]);
-    await sim.drive(Promise.all(increments(4)));
-    sim.network.heal();
-    const final = await sim.drive(attempt(sim, sim.members[0]!, key, { kind: 'read' }));
-    expect(final.ok, `seed ${seed}: the final read answers`).toBe(true);
-    const value = final.ok ? numberOf(final.result) : -1;
-    expect(acknowledged, `seed ${seed}: some increments were acknowledged (the run did something)`).toBeGreaterThan(3);
-    expect(value, `seed ${seed}: no acknowledged increment lost (${acknowledged} acknowledged, ${unknown} unknown)`).toBeGreaterThanOrEqual(acknowledged);
-    expect(value, `seed ${seed}: no increment counted twice (${acknowledged} acknowledged, ${unknown} unknown)`).toBeLessThanOrEqual(acknowledged + unknown);
-    expect(staleReads, `seed ${seed}: no read older than an acknowledged version`).toEqual([]);
-  });
+  it.each(seeds)(
+    'seed %i: a read-then-If-Match counter from every node, under partitions and a crash, loses no increment and counts none twice',
+    async (seed) => {
+      const sim = (cluster = await SimCluster.start(seed, 4, config));
+      const key = 'counter';
+      let acknowledged = 0;
+      let unknown = 0;
+      /** Versions acknowledged (written or read) and when: no read that began later may return an older one. */
+      const acknowledgedAt: { version: number; atMs: number }[] = [];
+      const staleReads: string[] = [];
+      /** Every running member's client does `operations` read-then-If-Match increments at once. */
+      const increments = (operations: number) =>
+        sim.members.map(async (member, client) => {
+          for (let index = 0; index < operations && member.running; index++) {
+            const startedAtMs = sim.clock.nowMs();
+            const read = await attempt(sim, member, key, { kind: 'read' });
+            if (!read.ok) continue;
+            const floor = Math.max(0, ...acknowledgedAt.filter((entry) => entry.atMs < startedAtMs).map((entry) => entry.version));
+            if (read.result.version < floor) staleReads.push(`client ${client} read version ${read.result.version} after version ${floor} was acknowledged`);
+            acknowledgedAt.push({ version: read.result.version, atMs: sim.clock.nowMs() });
+            const next = String(numberOf(read.result) + 1);
+            const condition = read.result.value === null ? ({ kind: 'absent' } as const) : ({ kind: 'version', version: read.result.version } as const);
+            const write = await attempt(sim, member, key, { kind: 'write', value: { contentType: 'text/plain', value: Buffer.from(next) }, condition });
+            if (write.ok) {
+              acknowledged += 1;
+              acknowledgedAt.push({ version: write.result.version, atMs: sim.clock.nowMs() });
+            } else if (write.applied === 'unknown') unknown += 1;
+          }
+        });
+      const [first, second, third, fourth] = sim.members as [SimMember, SimMember, SimMember, SimMember];
+      // Contention with every node up, then across a 2 | 2 split, then with a node that lost power
+      // mid-run (its in-flight operations never answer), then after it came back with a node cut off.
+      await sim.drive(Promise.all(increments(4)));
+      sim.network.partition([
+        [first.address, second.address],
+        [third.address, fourth.address],
+      ]);
+      await sim.drive(Promise.all(increments(3)));
+      sim.network.heal();
+      const running = Promise.all(increments(4));
+      await sim.drive(sim.clock.sleep(15));
+      await sim.crash(third, 'power-loss');
+      await sim.drive(running);
+      await sim.restart(third);
+      sim.network.partition([[fourth.address], [first.address, second.address, third.address]]);
+      await sim.drive(Promise.all(increments(4)));
+      sim.network.heal();
+      const final = await sim.drive(attempt(sim, sim.members[0]!, key, { kind: 'read' }));
+      expect(final.ok, `seed ${seed}: the final read answers`).toBe(true);
+      const value = final.ok ? numberOf(final.result) : -1;
+      expect(acknowledged, `seed ${seed}: some increments were acknowledged (the run did something)`).toBeGreaterThan(3);
+      expect(value, `seed ${seed}: no acknowledged increment lost (${acknowledged} acknowledged, ${unknown} unknown)`).toBeGreaterThanOrEqual(acknowledged);
+      expect(value, `seed ${seed}: no increment counted twice (${acknowledged} acknowledged, ${unknown} unknown)`).toBeLessThanOrEqual(acknowledged + unknown);
+      expect(staleReads, `seed ${seed}: no read older than an acknowledged version`).toEqual([]);
+    },
+  );
 
   it.each(seeds)('seed %i: two If-None-Match: * on the two sides of a partition: at most one succeeds, the other did not happen', async (seed) => {
     const sim = (cluster = await SimCluster.start(seed, 5, config));
     const [a, b, c, d, e] = sim.members as [SimMember, SimMember, SimMember, SimMember, SimMember];
-    sim.network.partition([[a.address, b.address], [c.address, d.address, e.address]]);
+    sim.network.partition([
+      [a.address, b.address],
+      [c.address, d.address, e.address],
+    ]);
     const outcomes: string[] = [];
     for (let index = 0; index < 8; index++) {
       const key = `claim-${index}`;
@@ -135,7 +144,9 @@ describe('simulation: consistent buckets', () => {
     const sim = (cluster = await SimCluster.start(seed, 3, config));
     const key = 'durable';
     const [first] = sim.members as [SimMember];
-    const written = await sim.drive(attempt(sim, first, key, { kind: 'write', value: { contentType: 'text/plain', value: Buffer.from('kept') }, condition: { kind: 'absent' } }));
+    const written = await sim.drive(
+      attempt(sim, first, key, { kind: 'write', value: { contentType: 'text/plain', value: Buffer.from('kept') }, condition: { kind: 'absent' } }),
+    );
     expect(written.ok).toBe(true);
     const ring = first.node.gossiper.ring!;
     const primaries = preferenceList(ring, partitionOf(bucket, key, ring.partitionCount), 3).map((id) => sim.members.find((member) => member.nodeId === id)!);
@@ -147,7 +158,9 @@ describe('simulation: consistent buckets', () => {
     // The one that kept its disk is cut off: the read's quorum is the two that lost power.
     sim.network.partition([[survivor.address], [lost.address, alsoLost.address]]);
     const read = await sim.drive(attempt(sim, lost, key, { kind: 'read' }));
-    expect(read.ok && read.result.value !== null && Buffer.from(read.result.value.value).toString(), `seed ${seed}: the acknowledged write is read back`).toBe('kept');
+    expect(read.ok && read.result.value !== null && Buffer.from(read.result.value.value).toString(), `seed ${seed}: the acknowledged write is read back`).toBe(
+      'kept',
+    );
   });
 
   it('a replica write or a data type update of a consistent bucket is refused by the replica itself', async () => {
@@ -156,7 +169,9 @@ describe('simulation: consistent buckets', () => {
     const object = { clock: {}, siblings: [] };
     const reply = await sim.drive(node.handlePeer({ type: 'replica-put', bucket, key: 'k', object, mode: 'siblings', sync: true }));
     expect(reply).toMatchObject({ type: 'error', code: 'KV_CONSISTENT_BUCKET' });
-    const plain = await sim.drive(node.put({ bucket, key: 'k', value: Buffer.from('x'), contentType: 'text/plain', context: undefined, options: {} }).catch((error: unknown) => error));
+    const plain = await sim.drive(
+      node.put({ bucket, key: 'k', value: Buffer.from('x'), contentType: 'text/plain', context: undefined, options: {} }).catch((error: unknown) => error),
+    );
     expect(plain).toMatchObject({ code: 'KV_CONSISTENT_BUCKET' });
   });
 });

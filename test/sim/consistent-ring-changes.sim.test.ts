@@ -77,7 +77,8 @@ describe('simulation: consistent keys across joins, a leave and a removal', () =
       recording.onDelete((space, dataKey) => {
         if (space !== 'paxos') return;
         const ring = sim.members.find((member) => member.nodeId === nodeId)?.node.gossiper.ring;
-        if (ring?.next != null && collectedEarly.length < 10) collectedEarly.push(`${nodeId} deleted ${decodeDataKey(dataKey).key} while ring ${ring.version} was changing`);
+        if (ring?.next != null && collectedEarly.length < 10)
+          collectedEarly.push(`${nodeId} deleted ${decodeDataKey(dataKey).key} while ring ${ring.version} was changing`);
       });
       return recording;
     };
@@ -107,8 +108,15 @@ describe('simulation: consistent keys across joins, a leave and a removal', () =
     const acknowledgedWrites = new Map<string, { value: number; at: number }[]>(keys.map((key) => [key, []]));
     const lost: string[] = [];
     const checkRead = (key: string, value: number | null, invokedAt: number): void => {
-      const floor = Math.max(0, ...acknowledgedWrites.get(key)!.filter((write) => write.at < invokedAt).map((write) => write.value));
-      if ((value ?? 0) < floor && lost.length < 10) lost.push(`${key}: a read invoked at event ${invokedAt} saw ${value}, after the increment to ${floor} was acknowledged`);
+      const floor = Math.max(
+        0,
+        ...acknowledgedWrites
+          .get(key)!
+          .filter((write) => write.at < invokedAt)
+          .map((write) => write.value),
+      );
+      if ((value ?? 0) < floor && lost.length < 10)
+        lost.push(`${key}: a read invoked at event ${invokedAt} saw ${value}, after the increment to ${floor} was acknowledged`);
     };
     const record = (key: string, call: TimedCall['call'], invokeMs: number, completeMs: number): void => {
       history.get(key)!.push({ call, index: operationIndex++, invokeMs, completeMs });
@@ -194,17 +202,21 @@ describe('simulation: consistent keys across joins, a leave and a removal', () =
       const acked = acknowledged.get(key)!;
       const maybe = unknown.get(key)!;
       if (value < acked) failures.push(`${key}: ${acked} increments acknowledged, the counter reads ${value} (acknowledged increments lost)`);
-      if (value > acked + maybe) failures.push(`${key}: the counter reads ${value}, above ${acked} acknowledged + ${maybe} unknown (an increment counted twice)`);
+      if (value > acked + maybe)
+        failures.push(`${key}: the counter reads ${value}, above ${acked} acknowledged + ${maybe} unknown (an increment counted twice)`);
     }
     failures.push(...lost, ...collectedEarly);
     const verdicts = keys.map((key) => checkKeyLinearizable(key, history.get(key)!));
-    for (const verdict of verdicts) if (verdict.verdict !== 'valid') failures.push(`${verdict.key}: ${verdict.verdict} (${verdict.operations} operations, unplaced ${JSON.stringify(verdict.unplaced ?? [])})`);
+    for (const verdict of verdicts)
+      if (verdict.verdict !== 'valid')
+        failures.push(`${verdict.key}: ${verdict.verdict} (${verdict.operations} operations, unplaced ${JSON.stringify(verdict.unplaced ?? [])})`);
     const total = [...acknowledged.values()].reduce((sum, count) => sum + count, 0);
     expect(total, `seed ${seed}: increments were acknowledged (the run did something)`).toBeGreaterThan(20);
     expect(failures, `seed ${seed}: ${total} increments acknowledged, keys moved: ${moved.join(', ')}`).toEqual([]);
     // The repair rounds of handoff ran (on the members still running): the path under test was taken.
     let repaired = 0;
-    for (const member of sim.members.filter((each) => each.running)) repaired += ((await sim.drive(member.node.status())).handoff as HandoffStatus).consistentKeysRepaired;
+    for (const member of sim.members.filter((each) => each.running))
+      repaired += ((await sim.drive(member.node.status())).handoff as HandoffStatus).consistentKeysRepaired;
     expect(repaired, `seed ${seed}: consistent keys were given repair rounds by handoff`).toBeGreaterThan(0);
 
     // Stale acceptor state is collected: once the changes completed, no running member of the ring
@@ -215,7 +227,8 @@ describe('simulation: consistent keys across joins, a leave and a removal', () =
       for (const member of members) {
         for (const key of keys) {
           const group = preferenceList(endRing, partitionOf(bucket, key, endRing.partitionCount), 3);
-          if (!group.includes(member.nodeId) && (await member.storage.paxos.get(encodeDataKey(bucket, key))) !== undefined) found.push(`${member.nodeId} holds ${key} (group ${group.join(', ')})`);
+          if (!group.includes(member.nodeId) && (await member.storage.paxos.get(encodeDataKey(bucket, key))) !== undefined)
+            found.push(`${member.nodeId} holds ${key} (group ${group.join(', ')})`);
         }
       }
       return found;

@@ -71,7 +71,9 @@ class Watcher {
   /** The decided versions reported for `key`, in arrival order, with their values. */
   decided(key: string): { version: number; value: string | null }[] {
     return this.items.flatMap((item) =>
-      item.kind === 'decided' && item.key === key ? [{ version: item.version, value: item.value === null ? null : Buffer.from(decodeConsistentValue(item.value).value).toString() }] : [],
+      item.kind === 'decided' && item.key === key
+        ? [{ version: item.version, value: item.value === null ? null : Buffer.from(decodeConsistentValue(item.value).value).toString() }]
+        : [],
     );
   }
 
@@ -86,13 +88,15 @@ class Watcher {
 
 /** Unconditional writes of unique values: each acknowledged one has its version. */
 async function write(sim: SimCluster, member: SimMember, key: string, value: string): Promise<{ ok: true; version: number } | { ok: false }> {
-  const operation = member.node.consistent(bucket, key, { kind: 'write', value: { contentType: 'text/plain', value: Buffer.from(value) }, condition: { kind: 'none' } }, 1000).then(
-    (result) => ({ ok: true as const, version: result.version }),
-    (error: unknown) => {
-      if (!isKvError(error)) throw error;
-      return { ok: false as const };
-    },
-  );
+  const operation = member.node
+    .consistent(bucket, key, { kind: 'write', value: { contentType: 'text/plain', value: Buffer.from(value) }, condition: { kind: 'none' } }, 1000)
+    .then(
+      (result) => ({ ok: true as const, version: result.version }),
+      (error: unknown) => {
+        if (!isKvError(error)) throw error;
+        return { ok: false as const };
+      },
+    );
   const silence = sim.clock.sleep(3000).then(() => ({ ok: false as const }));
   return Promise.race([operation, silence]);
 }
@@ -155,7 +159,8 @@ async function runScenario(seed: number, options: { crashes: boolean; strict: bo
     const final = await sim.drive(members[0]!.node.consistent(bucket, key, { kind: 'read' }, 5000));
     finalVersions.set(key, final.version);
   }
-  const caughtUp = () => watchers.every((watcher, index) => (index === 0 ? ['k0'] : keys).every((key) => (watcher.decided(key).at(-1)?.version ?? 0) >= finalVersions.get(key)!));
+  const caughtUp = () =>
+    watchers.every((watcher, index) => (index === 0 ? ['k0'] : keys).every((key) => (watcher.decided(key).at(-1)?.version ?? 0) >= finalVersions.get(key)!));
   // A watcher told that a restarted node's writes may be missing need not reach them.
   await sim.runUntil(caughtUp, 30_000, 'every watcher reaches the final versions').catch(() => undefined);
   await sim.clock.advance(3000);
@@ -164,7 +169,9 @@ async function runScenario(seed: number, options: { crashes: boolean; strict: bo
   const loggedBy = new Map<string, Set<string>>();
   for (const member of members) {
     const log = member.node.watchLog;
-    const reply = await sim.drive(log.poll({ type: 'watch-poll', filter: { bucket, kind: 'prefix', name: '' }, cursor: { epoch: log.epoch, seq: 0 }, waitMs: 0, maxWrites: 10_000 }));
+    const reply = await sim.drive(
+      log.poll({ type: 'watch-poll', filter: { bucket, kind: 'prefix', name: '' }, cursor: { epoch: log.epoch, seq: 0 }, waitMs: 0, maxWrites: 10_000 }),
+    );
     for (const entry of reply.writes) {
       if (entry.kind !== 'consistent') continue;
       logged.get(entry.key)?.add(entry.version);
@@ -174,7 +181,8 @@ async function runScenario(seed: number, options: { crashes: boolean; strict: bo
   if (options.strict) {
     for (const key of keys) {
       for (const version of acknowledged.get(key)!.keys()) {
-        if (version > 1 && !logged.get(key)!.has(version - 1)) problems.push(`key ${key}: version ${version} was acknowledged, but version ${version - 1} is in no node's log`);
+        if (version > 1 && !logged.get(key)!.has(version - 1))
+          problems.push(`key ${key}: version ${version} was acknowledged, but version ${version - 1} is in no node's log`);
       }
     }
   }
@@ -189,7 +197,8 @@ async function runScenario(seed: number, options: { crashes: boolean; strict: bo
       const missing = new Set<number>();
       const compactedNodes = new Set<string>();
       for (const item of watcher.items) {
-        if (item.kind === 'compacted' && item.key === key && item.missing !== undefined) for (let version = item.missing.from; version <= item.missing.to; version++) missing.add(version);
+        if (item.kind === 'compacted' && item.key === key && item.missing !== undefined)
+          for (let version = item.missing.from; version <= item.missing.to; version++) missing.add(version);
         if (item.kind === 'compacted') for (const node of item.nodes) compactedNodes.add(node);
       }
       const told = (version: number): boolean => {
@@ -203,7 +212,8 @@ async function runScenario(seed: number, options: { crashes: boolean; strict: bo
         if (version <= previous) problems.push(`${name}: version ${version} after ${previous} (twice or out of order)`);
         for (let skipped = previous + 1; skipped < version; skipped++) {
           if (!told(skipped)) problems.push(`${name}: version ${skipped} skipped silently`);
-          else if (options.strict && logged.get(key)!.has(skipped)) problems.push(`${name}: version ${skipped} is in a node's log, but was skipped (compacted)`);
+          else if (options.strict && logged.get(key)!.has(skipped))
+            problems.push(`${name}: version ${skipped} is in a node's log, but was skipped (compacted)`);
         }
         previous = Math.max(previous, version);
       }
@@ -212,7 +222,8 @@ async function runScenario(seed: number, options: { crashes: boolean; strict: bo
         if (event === undefined && !told(version)) problems.push(`${name}: acknowledged version ${version} (${value}) never reported`);
         if (event !== undefined && event.value !== value) problems.push(`${name}: version ${version} reported as ${event.value}, acknowledged as ${value}`);
       }
-      if (previous < finalVersions.get(key)! && !told(finalVersions.get(key)!)) problems.push(`${name}: last reported version ${previous}, the key is at ${finalVersions.get(key)}`);
+      if (previous < finalVersions.get(key)! && !told(finalVersions.get(key)!))
+        problems.push(`${name}: last reported version ${previous}, the key is at ${finalVersions.get(key)}`);
     }
   }
   const count = [...acknowledged.values()].reduce((sum, versions) => sum + versions.size, 0);
@@ -220,12 +231,15 @@ async function runScenario(seed: number, options: { crashes: boolean; strict: bo
 }
 
 describe('simulation: watches on consistent buckets', () => {
-  it.each(seeds)('seed %i: with message loss and competing proposers, each watcher sees every reported version of each key once, in order, with its value', async (seed) => {
-    const run = await runScenario(seed, { crashes: false, strict: true });
-    expect(run.acknowledged, `seed ${seed}: writes were acknowledged`).toBeGreaterThan(10);
-    expect(run.events, `seed ${seed}: events were checked`).toBeGreaterThan(10);
-    expect(run.problems, `seed ${seed}`).toEqual([]);
-  });
+  it.each(seeds)(
+    'seed %i: with message loss and competing proposers, each watcher sees every reported version of each key once, in order, with its value',
+    async (seed) => {
+      const run = await runScenario(seed, { crashes: false, strict: true });
+      expect(run.acknowledged, `seed ${seed}: writes were acknowledged`).toBeGreaterThan(10);
+      expect(run.events, `seed ${seed}: events were checked`).toBeGreaterThan(10);
+      expect(run.problems, `seed ${seed}`).toEqual([]);
+    },
+  );
 
   it.each(seeds)('seed %i: with a proposer killed mid-run too, nothing twice or out of order, and a missing version only inside a compacted', async (seed) => {
     const run = await runScenario(seed, { crashes: true, strict: false });

@@ -83,7 +83,16 @@ describe('simulation: dw means something under power loss', () => {
     const cluster = await SimCluster.start(seed, 3, { antiEntropy: { enabled: false } });
     try {
       const entry = cluster.members[0] as SimMember;
-      await cluster.drive(entry.node.put({ bucket: 'durable', key: 'k', value: Buffer.from('synced'), contentType: 'text/plain', context: undefined, options: { w: 'all', dw: 'all' } }));
+      await cluster.drive(
+        entry.node.put({
+          bucket: 'durable',
+          key: 'k',
+          value: Buffer.from('synced'),
+          contentType: 'text/plain',
+          context: undefined,
+          options: { w: 'all', dw: 'all' },
+        }),
+      );
       await powerLossOfAll(cluster);
       expect(await valuesEverywhere(cluster, 'k'), `seed ${seed}`).toEqual([['synced'], ['synced'], ['synced']]);
       const read = await cluster.drive(entry.node.get('durable', 'k', { r: 'all' }));
@@ -97,7 +106,16 @@ describe('simulation: dw means something under power loss', () => {
     const cluster = await SimCluster.start(seed, 3, { antiEntropy: { enabled: false } });
     try {
       const entry = cluster.members[0] as SimMember;
-      await cluster.drive(entry.node.put({ bucket: 'durable', key: 'k', value: Buffer.from('only written'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+      await cluster.drive(
+        entry.node.put({
+          bucket: 'durable',
+          key: 'k',
+          value: Buffer.from('only written'),
+          contentType: 'text/plain',
+          context: undefined,
+          options: { w: 'all' },
+        }),
+      );
       expect(await valuesEverywhere(cluster, 'k'), 'every replica holds it before the crash').toEqual([['only written'], ['only written'], ['only written']]);
       await powerLossOfAll(cluster);
       expect(await valuesEverywhere(cluster, 'k'), `seed ${seed}: nothing synced it, so the power loss took it`).toEqual([[], [], []]);
@@ -110,7 +128,16 @@ describe('simulation: dw means something under power loss', () => {
     const cluster = await SimCluster.start(seeds[0]!, 3, { antiEntropy: { enabled: false } });
     try {
       const entry = cluster.members[0] as SimMember;
-      await cluster.drive(entry.node.put({ bucket: 'durable', key: 'k', value: Buffer.from('only written'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+      await cluster.drive(
+        entry.node.put({
+          bucket: 'durable',
+          key: 'k',
+          value: Buffer.from('only written'),
+          contentType: 'text/plain',
+          context: undefined,
+          options: { w: 'all' },
+        }),
+      );
       for (const member of cluster.members) await cluster.crash(member, 'process');
       for (const member of cluster.members) await cluster.restart(member);
       await cluster.runUntil(() => cluster.ringSettled(), 60_000, 'ring settles after the crash');
@@ -131,7 +158,14 @@ describe('simulation: a crashed node finishes nothing', () => {
         if (request.type === 'replica-put') await victim.clock.sleep(300);
         return victim.node.handlePeer(request);
       });
-      const writing = entry.node.put({ bucket: 'durable', key: 'late', value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 2 } });
+      const writing = entry.node.put({
+        bucket: 'durable',
+        key: 'late',
+        value: Buffer.from('v'),
+        contentType: 'text/plain',
+        context: undefined,
+        options: { w: 2 },
+      });
       await cluster.drive(writing);
       await cluster.crash(victim, 'process');
       await cluster.clock.advance(5000);

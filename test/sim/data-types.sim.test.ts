@@ -34,7 +34,11 @@ describe('simulation: counters and sets', () => {
       const [first, second, third] = cluster.members as [SimMember, SimMember, SimMember];
       await increment(cluster, first, 'hits', 100, 'all');
       cluster.network.partition([[first.address, second.address], [third.address]]);
-      await cluster.runUntil(() => !first.node.gossiper.isUp(third.nodeId) && !third.node.gossiper.isUp(first.nodeId), 30_000, 'each side judges the other down');
+      await cluster.runUntil(
+        () => !first.node.gossiper.isUp(third.nodeId) && !third.node.gossiper.isUp(first.nodeId),
+        30_000,
+        'each side judges the other down',
+      );
       let expected = 100;
       for (let round = 0; round < 10; round++) {
         await increment(cluster, round % 2 === 0 ? first : second, 'hits', round + 1, 'quorum');
@@ -44,8 +48,13 @@ describe('simulation: counters and sets', () => {
       // Each side sees only its own updates.
       expect((await read(cluster, third, 'hits', 1))?.value, `seed ${seed}`).toBe(100 - 135);
       cluster.network.heal();
-      await cluster.runUntil(() => cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))), 30_000, 'the partition heals');
-      for (const member of cluster.members) expect(await read(cluster, member, 'hits', 'all'), `seed ${seed}: read at ${member.nodeId}`).toEqual({ type: 'counter', value: expected });
+      await cluster.runUntil(
+        () => cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))),
+        30_000,
+        'the partition heals',
+      );
+      for (const member of cluster.members)
+        expect(await read(cluster, member, 'hits', 'all'), `seed ${seed}: read at ${member.nodeId}`).toEqual({ type: 'counter', value: expected });
       // Read repair (and the hints the partition left) bring every replica's own copy to the sum.
       await cluster.runUntil(
         async () => {
@@ -66,7 +75,11 @@ describe('simulation: counters and sets', () => {
       const [first, second, third] = cluster.members as [SimMember, SimMember, SimMember];
       await cluster.drive(first.node.dataTypes.update('dt', 'tags', { type: 'set', add: ['kept', 'readded', 'dropped'], remove: [] }, { w: 'all' }));
       cluster.network.partition([[first.address, second.address], [third.address]]);
-      await cluster.runUntil(() => !first.node.gossiper.isUp(third.nodeId) && !third.node.gossiper.isUp(first.nodeId), 30_000, 'each side judges the other down');
+      await cluster.runUntil(
+        () => !first.node.gossiper.isUp(third.nodeId) && !third.node.gossiper.isUp(first.nodeId),
+        30_000,
+        'each side judges the other down',
+      );
       const seen = await read(cluster, first, 'tags');
       expect(seen, `seed ${seed}`).toMatchObject({ type: 'set', value: ['dropped', 'kept', 'readded'] });
       const context = decodeContext((seen as { context: string }).context);
@@ -75,11 +88,17 @@ describe('simulation: counters and sets', () => {
       await cluster.drive(third.node.dataTypes.update('dt', 'tags', { type: 'set', add: ['readded', 'new'], remove: [] }, { w: 1 }));
       expect((await read(cluster, first, 'tags'))?.value, `seed ${seed}`).toEqual(['kept']);
       cluster.network.heal();
-      await cluster.runUntil(() => cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))), 30_000, 'the partition heals');
-      for (const member of cluster.members) expect((await read(cluster, member, 'tags', 'all'))?.value, `seed ${seed}: read at ${member.nodeId}`).toEqual(['kept', 'new', 'readded']);
+      await cluster.runUntil(
+        () => cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))),
+        30_000,
+        'the partition heals',
+      );
+      for (const member of cluster.members)
+        expect((await read(cluster, member, 'tags', 'all'))?.value, `seed ${seed}: read at ${member.nodeId}`).toEqual(['kept', 'new', 'readded']);
       await cluster.runUntil(
         async () => {
-          for (const member of cluster.members) if (JSON.stringify((await localValue(member, 'tags'))?.value) !== JSON.stringify(['kept', 'new', 'readded'])) return false;
+          for (const member of cluster.members)
+            if (JSON.stringify((await localValue(member, 'tags'))?.value) !== JSON.stringify(['kept', 'new', 'readded'])) return false;
           return true;
         },
         60_000,
@@ -110,13 +129,18 @@ describe('simulation: counters and sets', () => {
       await cluster.crash(first, 'process');
       await cluster.restart(first);
       await cluster.restart(third);
-      await cluster.runUntil(() => cluster.ringSettled() && cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))), 60_000, 'the nodes are back');
+      await cluster.runUntil(
+        () => cluster.ringSettled() && cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))),
+        60_000,
+        'the nodes are back',
+      );
       // The restarted node coordinates again, under a new actor: its earlier entries live on in the other replicas.
       for (let round = 0; round < 3; round++) {
         await increment(cluster, third, 'durable', 5, 'all');
         expected += 5;
       }
-      for (const member of [first, second, third]) expect(await read(cluster, member, 'durable', 'all'), `seed ${seed}: read at ${member.nodeId}`).toEqual({ type: 'counter', value: expected });
+      for (const member of [first, second, third])
+        expect(await read(cluster, member, 'durable', 'all'), `seed ${seed}: read at ${member.nodeId}`).toEqual({ type: 'counter', value: expected });
       expect((await read(cluster, second, 'members', 'all'))?.value, `seed ${seed}`).toEqual(['a', 'b']);
     } finally {
       await cluster.stop();
@@ -124,7 +148,10 @@ describe('simulation: counters and sets', () => {
   });
 
   it.each(seeds)('seed %i: a replica that missed updates (no hints) converges by anti-entropy alone', async (seed) => {
-    const cluster = await SimCluster.start(seed, 3, { hintedHandoff: { enabled: false }, antiEntropy: { enabled: true, intervalMs: 1000, maxKeysPerSecond: 100_000 } });
+    const cluster = await SimCluster.start(seed, 3, {
+      hintedHandoff: { enabled: false },
+      antiEntropy: { enabled: true, intervalMs: 1000, maxKeysPerSecond: 100_000 },
+    });
     try {
       const [first, second, third] = cluster.members as [SimMember, SimMember, SimMember];
       await cluster.drive(first.node.dataTypes.update('dt', 'ae-set', { type: 'set', add: ['gone'], remove: [] }, { w: 'all' }));
@@ -137,7 +164,12 @@ describe('simulation: counters and sets', () => {
       }
       const seen = await read(cluster, first, 'ae-set');
       await cluster.drive(
-        second.node.dataTypes.update('dt', 'ae-set', { type: 'set', add: ['one', 'two'], remove: ['gone'], context: decodeContext((seen as { context: string }).context) }, { w: 'quorum' }),
+        second.node.dataTypes.update(
+          'dt',
+          'ae-set',
+          { type: 'set', add: ['one', 'two'], remove: ['gone'], context: decodeContext((seen as { context: string }).context) },
+          { w: 'quorum' },
+        ),
       );
       expect(await localValue(third, 'ae-0'), `seed ${seed}`).toBeUndefined();
       await cluster.restart(third);
@@ -149,14 +181,21 @@ describe('simulation: counters and sets', () => {
         120_000,
         'node 3 holds every counter and the set',
       );
-      expect(third.node.antiEntropyService.status().keysRepaired + first.node.antiEntropyService.status().keysRepaired + second.node.antiEntropyService.status().keysRepaired).toBeGreaterThan(0);
+      expect(
+        third.node.antiEntropyService.status().keysRepaired +
+          first.node.antiEntropyService.status().keysRepaired +
+          second.node.antiEntropyService.status().keysRepaired,
+      ).toBeGreaterThan(0);
     } finally {
       await cluster.stop();
     }
   });
 
   it.each(seeds.slice(0, 2))('seed %i: counters and sets stream to a joining node by handoff and keep counting through the ring change', async (seed) => {
-    const cluster = await SimCluster.start(seed, 3, { handoff: { intervalMs: 200, batchSize: 50, cleanupDelayMs: 1000 }, antiEntropy: { enabled: true, intervalMs: 2000, maxKeysPerSecond: 100_000 } });
+    const cluster = await SimCluster.start(seed, 3, {
+      handoff: { intervalMs: 200, batchSize: 50, cleanupDelayMs: 1000 },
+      antiEntropy: { enabled: true, intervalMs: 2000, maxKeysPerSecond: 100_000 },
+    });
     const random = cluster.random.fork();
     try {
       const keys = Array.from({ length: 24 }, (_, index) => `moving-${index}`);
@@ -183,7 +222,10 @@ describe('simulation: counters and sets', () => {
       }
       const ring = joiner.node.gossiper.ring!;
       await cluster.runUntil(
-        () => cluster.members.every((member) => member.node.antiEntropyService.heldPartitions().every((partition) => preferenceList(ring, partition, 3).includes(member.nodeId))),
+        () =>
+          cluster.members.every((member) =>
+            member.node.antiEntropyService.heldPartitions().every((partition) => preferenceList(ring, partition, 3).includes(member.nodeId)),
+          ),
         120_000,
         'old replicas hand off and delete what they no longer replicate',
       );
@@ -206,27 +248,46 @@ describe('simulation: counters and sets', () => {
     }
   });
 
-  it.each(seeds.slice(0, 2))('seed %i: a remove whose context came from a replica ahead of the coordinator still applies (the coordinator asks every replica)', async (seed) => {
-    const cluster = await SimCluster.start(seed, 3, { hintedHandoff: { enabled: false }, antiEntropy: { enabled: false } });
-    try {
-      const [first, second, third] = cluster.members as [SimMember, SimMember, SimMember];
-      await cluster.drive(first.node.dataTypes.update('dt', 'ahead', { type: 'set', add: ['old'], remove: [] }, { w: 'all' }));
-      // Only the first node takes the next add: the others are cut off while it is made.
-      cluster.network.partition([[first.address], [second.address, third.address]]);
-      await cluster.runUntil(() => !first.node.gossiper.isUp(second.nodeId) && !first.node.gossiper.isUp(third.nodeId), 30_000, 'node 1 judges the others down');
-      await cluster.drive(first.node.dataTypes.update('dt', 'ahead', { type: 'set', add: ['new'], remove: [] }, { w: 1 }));
-      cluster.network.heal();
-      await cluster.runUntil(() => cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))), 30_000, 'the partition heals');
-      const seen = await cluster.drive(first.node.dataTypes.read('dt', 'ahead', { r: 1 }));
-      expect(seen?.value, `seed ${seed}`).toEqual(['new', 'old']);
-      expect((await localValue(second, 'ahead'))?.value, `seed ${seed}: node 2 has not seen the new add`).toEqual(['old']);
-      // Coordinated at node 2 with r=1: its own copy has not seen everything the context names.
-      await cluster.drive(second.node.dataTypes.update('dt', 'ahead', { type: 'set', add: [], remove: ['new', 'old'], context: decodeContext((seen as { context: string }).context) }, { w: 'all', r: 1 }));
-      for (const member of cluster.members) expect((await read(cluster, member, 'ahead', 'all'))?.value, `seed ${seed}: read at ${member.nodeId}`).toEqual([]);
-    } finally {
-      await cluster.stop();
-    }
-  });
+  it.each(seeds.slice(0, 2))(
+    'seed %i: a remove whose context came from a replica ahead of the coordinator still applies (the coordinator asks every replica)',
+    async (seed) => {
+      const cluster = await SimCluster.start(seed, 3, { hintedHandoff: { enabled: false }, antiEntropy: { enabled: false } });
+      try {
+        const [first, second, third] = cluster.members as [SimMember, SimMember, SimMember];
+        await cluster.drive(first.node.dataTypes.update('dt', 'ahead', { type: 'set', add: ['old'], remove: [] }, { w: 'all' }));
+        // Only the first node takes the next add: the others are cut off while it is made.
+        cluster.network.partition([[first.address], [second.address, third.address]]);
+        await cluster.runUntil(
+          () => !first.node.gossiper.isUp(second.nodeId) && !first.node.gossiper.isUp(third.nodeId),
+          30_000,
+          'node 1 judges the others down',
+        );
+        await cluster.drive(first.node.dataTypes.update('dt', 'ahead', { type: 'set', add: ['new'], remove: [] }, { w: 1 }));
+        cluster.network.heal();
+        await cluster.runUntil(
+          () => cluster.members.every((member) => cluster.members.every((other) => member.node.gossiper.isUp(other.nodeId))),
+          30_000,
+          'the partition heals',
+        );
+        const seen = await cluster.drive(first.node.dataTypes.read('dt', 'ahead', { r: 1 }));
+        expect(seen?.value, `seed ${seed}`).toEqual(['new', 'old']);
+        expect((await localValue(second, 'ahead'))?.value, `seed ${seed}: node 2 has not seen the new add`).toEqual(['old']);
+        // Coordinated at node 2 with r=1: its own copy has not seen everything the context names.
+        await cluster.drive(
+          second.node.dataTypes.update(
+            'dt',
+            'ahead',
+            { type: 'set', add: [], remove: ['new', 'old'], context: decodeContext((seen as { context: string }).context) },
+            { w: 'all', r: 1 },
+          ),
+        );
+        for (const member of cluster.members)
+          expect((await read(cluster, member, 'ahead', 'all'))?.value, `seed ${seed}: read at ${member.nodeId}`).toEqual([]);
+      } finally {
+        await cluster.stop();
+      }
+    },
+  );
 
   it('an lww bucket merges its counters as counters: increments coordinated at every node all count', async () => {
     const cluster = await SimCluster.start(seeds[0]!, 3, { buckets: { latest: { conflictMode: 'lww' } } });
@@ -234,7 +295,8 @@ describe('simulation: counters and sets', () => {
       for (let round = 0; round < 9; round++) {
         await cluster.drive(cluster.members[round % 3]!.node.dataTypes.update('latest', 'hits', { type: 'counter', increment: 2 }, { w: 1 }));
       }
-      for (const member of cluster.members) expect(await cluster.drive(member.node.dataTypes.read('latest', 'hits', { r: 'all' }))).toEqual({ type: 'counter', value: 18 });
+      for (const member of cluster.members)
+        expect(await cluster.drive(member.node.dataTypes.read('latest', 'hits', { r: 'all' }))).toEqual({ type: 'counter', value: 18 });
     } finally {
       await cluster.stop();
     }

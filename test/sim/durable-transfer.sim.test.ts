@@ -80,7 +80,8 @@ describe('simulation: the receiver has it durably before the source deletes it',
           const ring = member.node.gossiper.ring!;
           const partition = partitionOfPosition(decodeDataKey(dataKey).position, ring.partitionCount);
           for (const replica of preferenceList(ring, partition, 3)) {
-            if (!storages.get(replica)!.isDurable('data', dataKey)) violations.push(`${member.nodeId} deleted ${decodeDataKey(dataKey).key} before ${replica} synced it`);
+            if (!storages.get(replica)!.isDurable('data', dataKey))
+              violations.push(`${member.nodeId} deleted ${decodeDataKey(dataKey).key} before ${replica} synced it`);
           }
         });
       }
@@ -103,15 +104,21 @@ describe('simulation: the receiver has it durably before the source deletes it',
           }
         }
         const handedOffAll = cluster.members.every((member) =>
-          member.node.antiEntropyService.heldPartitions().every((partition) => preferenceList(member.node.gossiper.ring!, partition, 3).includes(member.nodeId)),
+          member.node.antiEntropyService
+            .heldPartitions()
+            .every((partition) => preferenceList(member.node.gossiper.ring!, partition, 3).includes(member.nodeId)),
         );
         if (cluster.ringSettled() && handedOffAll && written >= 100) break;
-        if (cluster.network.faults.dropProbability > 0 && cluster.members.every((member) => member.node.gossiper.ring?.next === null && member.node.gossiper.ring.owners.includes(joiner.nodeId))) {
+        if (
+          cluster.network.faults.dropProbability > 0 &&
+          cluster.members.every((member) => member.node.gossiper.ring?.next === null && member.node.gossiper.ring.owners.includes(joiner.nodeId))
+        ) {
           cluster.network.faults.dropProbability = 0;
         }
         if (cluster.clock.nowMs() > deadline) throw new Error(`simulation seed ${seed}: the join and hand-off did not finish within 300000 ms of virtual time`);
         // A write may fail while messages are lost; only the hand-off of what was stored matters here.
-        if (written < 100 || !handedOffAll) await write(cluster, cluster.members[written % 3] as SimMember, `during-${written++}`, { w: 'quorum' }).catch(() => undefined);
+        if (written < 100 || !handedOffAll)
+          await write(cluster, cluster.members[written % 3] as SimMember, `during-${written++}`, { w: 'quorum' }).catch(() => undefined);
         await cluster.clock.advance(20);
       }
       expect(streamChecked).toBe(true);

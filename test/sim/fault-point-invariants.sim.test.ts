@@ -37,7 +37,9 @@ describe('simulation: every fault point keeps acknowledged writes', () => {
           const key = `key-${index}`;
           const value = `value-${index}`;
           try {
-            await cluster.drive(writer.node.put({ bucket: 'kept', key, value: Buffer.from(value), contentType: 'text/plain', context: undefined, options: { w: 2 } }));
+            await cluster.drive(
+              writer.node.put({ bucket: 'kept', key, value: Buffer.from(value), contentType: 'text/plain', context: undefined, options: { w: 2 } }),
+            );
             acknowledged.set(key, value);
           } catch {
             // A write that failed promises nothing (it may or may not have happened).

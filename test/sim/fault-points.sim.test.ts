@@ -48,7 +48,16 @@ async function readYourWrites(seed: number, quorum: QuorumSetting, faults: Fault
       const key = `key-${index}`;
       const value = `value-${index}`;
       try {
-        await cluster.drive(writer.node.put({ bucket: 'read-your-writes', key, value: Buffer.from(value), contentType: 'text/plain', context: undefined, options: { w: quorum } }));
+        await cluster.drive(
+          writer.node.put({
+            bucket: 'read-your-writes',
+            key,
+            value: Buffer.from(value),
+            contentType: 'text/plain',
+            context: undefined,
+            options: { w: quorum },
+          }),
+        );
       } catch {
         failed += 1;
         continue;
@@ -78,7 +87,9 @@ describe('simulation: seeded fault points', () => {
 
     const broken = await readYourWrites(seed, 1, lateRequests);
     expect(broken.faultsFired, `simulation seed ${seed}: the fault points fired`).toBeGreaterThan(0);
-    expect(broken.stale, `simulation seed ${seed}: late replica writes should make some w=1/r=1 reads stale (saw ${JSON.stringify(broken)})`).toBeGreaterThan(0);
+    expect(broken.stale, `simulation seed ${seed}: late replica writes should make some w=1/r=1 reads stale (saw ${JSON.stringify(broken)})`).toBeGreaterThan(
+      0,
+    );
 
     const quorum = await readYourWrites(seed, 2, lateRequests);
     expect(quorum.faultsFired, `simulation seed ${seed}: the fault points fired`).toBeGreaterThan(0);

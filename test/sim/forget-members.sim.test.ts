@@ -33,20 +33,37 @@ describe('SWIM forgets members long gone', () => {
     const held = (id: string): number => [...cluster.member(id).members].length;
     const gone = (): string[] => stayers.filter((id) => held(id) !== stayers.length + 1 || cluster.member(id).stateOf('n31') !== 'dead');
     // Everyone holds the departures down first (the suspicion timeout), then forgets them.
-    cluster.runUntil(() => stayers.every((id) => cluster.member(id).stateOf('n30') === 'dead' && cluster.member(id).stateOf('n3') === 'removed'), 120 * roundMs, () => 'the departures are known');
+    cluster.runUntil(
+      () => stayers.every((id) => cluster.member(id).stateOf('n30') === 'dead' && cluster.member(id).stateOf('n3') === 'removed'),
+      120 * roundMs,
+      () => 'the departures are known',
+    );
     expect(stayers.filter((id) => held(id) === 40).length, `seed ${seed}: every table still holds the departures just after`).toBe(stayers.length);
-    cluster.runUntil(() => gone().length === 0, forgetDownAfterMs + 60 * roundMs, () => `${gone().map((id) => `${id} holds ${held(id)}`).join(', ')} (want ${stayers.length + 1}, n31 dead)`);
+    cluster.runUntil(
+      () => gone().length === 0,
+      forgetDownAfterMs + 60 * roundMs,
+      () =>
+        `${gone()
+          .map((id) => `${id} holds ${held(id)}`)
+          .join(', ')} (want ${stayers.length + 1}, n31 dead)`,
+    );
 
     // The cut-off member comes back with its stale records: n3 alive, n30 alive.
     cluster.member('n5').receive({ type: 'swim-gossip', from: 'n1', updates: [staleRemoved!, staleDead!] }, cluster.nowMs);
     const resurrected = (): string[] =>
       stayers.flatMap((id) => {
         const member = cluster.member(id);
-        return ['n3', 'n30'].filter((gone) => member.stateOf(gone) === 'alive' || member.stateOf(gone) === 'suspect').map((gone) => `${id} holds ${gone} ${member.stateOf(gone)}`);
+        return ['n3', 'n30']
+          .filter((gone) => member.stateOf(gone) === 'alive' || member.stateOf(gone) === 'suspect')
+          .map((gone) => `${id} holds ${gone} ${member.stateOf(gone)}`);
       });
     expect(resurrected().length, `seed ${seed}: the stale records were taken (the check would see nothing otherwise)`).toBeGreaterThan(0);
     // Within a suspicion timeout and a few rounds nobody holds either alive again.
-    cluster.runUntil(() => resurrected().length === 0, 60 * roundMs, () => resurrected().slice(0, 5).join(', '));
+    cluster.runUntil(
+      () => resurrected().length === 0,
+      60 * roundMs,
+      () => resurrected().slice(0, 5).join(', '),
+    );
     expect(cluster.member('n5').stateOf('n3'), `seed ${seed}: the removed member's answer is its removal`).toBe('removed');
   });
 });

@@ -23,7 +23,9 @@ const shippedTimings = {
 /** One w=2 write through `member`; true when it was acknowledged. */
 async function writeOnce(cluster: SimCluster, member: SimMember, key: string): Promise<boolean> {
   try {
-    await cluster.drive(member.node.put({ bucket: 'formation', key, value: Buffer.from(`v-${key}`), contentType: 'text/plain', context: undefined, options: { w: 2 } }));
+    await cluster.drive(
+      member.node.put({ bucket: 'formation', key, value: Buffer.from(`v-${key}`), contentType: 'text/plain', context: undefined, options: { w: 2 } }),
+    );
     return true;
   } catch {
     return false;
@@ -63,32 +65,40 @@ describe('simulation: formation', () => {
       );
       for (const key of written) {
         const read = await cluster.drive(second.node.get('formation', key, { r: 2 }));
-        expect(read === undefined ? [] : liveSiblings(read).map((sibling) => Buffer.from(sibling.value).toString()), `seed ${seed}: ${key}`).toEqual([`v-${key}`]);
+        expect(read === undefined ? [] : liveSiblings(read).map((sibling) => Buffer.from(sibling.value).toString()), `seed ${seed}: ${key}`).toEqual([
+          `v-${key}`,
+        ]);
       }
     } finally {
       await cluster.stop();
     }
   });
 
-  it.each(seeds)('seed %i: three nodes launched together with the shipped timings take a w=2 write within 2 s of virtual time (two gossip intervals)', async (seed) => {
-    const cluster = await SimCluster.launch(seed, 3, shippedTimings);
-    try {
-      let attempt = 0;
-      await cluster.runUntil(async () => writeOnce(cluster, cluster.members[1]!, `first-${attempt++}`), 2000, 'the first good w=2 write');
-      await cluster.runUntil(() => cluster.ringSettled(), 10_000, 'the ring of all three settles');
-    } finally {
-      await cluster.stop();
-    }
-  });
+  it.each(seeds)(
+    'seed %i: three nodes launched together with the shipped timings take a w=2 write within 2 s of virtual time (two gossip intervals)',
+    async (seed) => {
+      const cluster = await SimCluster.launch(seed, 3, shippedTimings);
+      try {
+        let attempt = 0;
+        await cluster.runUntil(async () => writeOnce(cluster, cluster.members[1]!, `first-${attempt++}`), 2000, 'the first good w=2 write');
+        await cluster.runUntil(() => cluster.ringSettled(), 10_000, 'the ring of all three settles');
+      } finally {
+        await cluster.stop();
+      }
+    },
+  );
   // Every node named as a seed, itself and the other joiners included: two joiners that find each
   // other before either reaches the founder must still go on to the founder, not settle into a
   // ring-less pair (jepsen-lite's clusters hung this way under load).
-  it.each(Array.from({ length: seedCount * 4 }, (_, index) => 5200 + index))('seed %i: joiners seeded with every node, one another included, all reach the founder\'s ring', async (seed) => {
-    const cluster = await SimCluster.launch(seed, 4, shippedTimings, { seeds: 'every-member' });
-    try {
-      await cluster.runUntil(() => cluster.ringSettled(), 30_000, 'the ring of all four settles');
-    } finally {
-      await cluster.stop();
-    }
-  });
+  it.each(Array.from({ length: seedCount * 4 }, (_, index) => 5200 + index))(
+    "seed %i: joiners seeded with every node, one another included, all reach the founder's ring",
+    async (seed) => {
+      const cluster = await SimCluster.launch(seed, 4, shippedTimings, { seeds: 'every-member' });
+      try {
+        await cluster.runUntil(() => cluster.ringSettled(), 30_000, 'the ring of all four settles');
+      } finally {
+        await cluster.stop();
+      }
+    },
+  );
 });

@@ -73,8 +73,16 @@ async function measure(nodes: number, seed: number): Promise<ScaleFigures> {
   const joinerRecord = records.pop()!;
   // The others start as a settled cluster: each knows every other (as from its persisted view)
   // and holds the ring of all of them, so the lowest id is the claimant and plans the joiner in.
-  const ring = createRing(partitionCount, records.map((record) => record.id));
-  const settled: ClusterView = { members: Object.fromEntries(records.map((record) => [record.id, record])), ring, bucketProperties: {}, bucketPropertiesVersion: 1 };
+  const ring = createRing(
+    partitionCount,
+    records.map((record) => record.id),
+  );
+  const settled: ClusterView = {
+    members: Object.fromEntries(records.map((record) => [record.id, record])),
+    ring,
+    bucketProperties: {},
+    bucketPropertiesVersion: 1,
+  };
 
   const boot = (record: MemberRecord, initialView: ClusterView | undefined, seeds: string[]): GossipMember => {
     const clock = new NodeClock(scheduler, { offsetMs: Math.round((random.next() * 2 - 1) * 2000), drift: (random.next() * 2 - 1) * 1e-4 });
@@ -116,7 +124,10 @@ async function measure(nodes: number, seed: number): Promise<ScaleFigures> {
   const members = records.map((record, index) => boot(record, settled, [addressOf((index + 1) % records.length)]));
   // A few rounds for the start-up news (each member announces its record) to run out.
   await scheduler.advance(10 * intervalMs);
-  const work = (): [number, number] => [members.reduce((total, member) => total + member.gossiper.viewBuilds, 0), members.reduce((total, member) => total + member.gossiper.messagesHandled, 0)];
+  const work = (): [number, number] => [
+    members.reduce((total, member) => total + member.gossiper.viewBuilds, 0),
+    members.reduce((total, member) => total + member.gossiper.messagesHandled, 0),
+  ];
   const [buildsBefore, messagesBefore] = work();
   // Ten quiet rounds: what the gossipers count, and what the network carried.
   const counted = (): number => members.reduce((total, member) => total + member.gossiper.bytesSent, 0);
@@ -129,7 +140,13 @@ async function measure(nodes: number, seed: number): Promise<ScaleFigures> {
   let bytesBefore = network.bytesSent;
   const joiner = boot(joinerRecord, undefined, [records[random.int(records.length)]!.address]);
   members.push(joiner);
-  const joinMs = await timeUntil(scheduler, () => members.every((member) => (member.gossiper.recordOf(joinerRecord.id)?.generation ?? 0) > 0), 60 * intervalMs, 'every member knows the joiner', seed);
+  const joinMs = await timeUntil(
+    scheduler,
+    () => members.every((member) => (member.gossiper.recordOf(joinerRecord.id)?.generation ?? 0) > 0),
+    60 * intervalMs,
+    'every member knows the joiner',
+    seed,
+  );
   const joinRounds = joinMs / intervalMs;
   const joinBytesPerRound = (network.bytesSent - bytesBefore) / joinRounds;
 
@@ -141,14 +158,29 @@ async function measure(nodes: number, seed: number): Promise<ScaleFigures> {
   victim.clock.stop();
   bytesBefore = network.bytesSent;
   const survivors = members.filter((member) => member !== victim);
-  const detectionMs = await timeUntil(scheduler, () => survivors.every((member) => !member.gossiper.isUp(victim.record.id)), 120 * intervalMs, 'every member judges the dead one down', seed);
+  const detectionMs = await timeUntil(
+    scheduler,
+    () => survivors.every((member) => !member.gossiper.isUp(victim.record.id)),
+    120 * intervalMs,
+    'every member judges the dead one down',
+    seed,
+  );
   const detectionRounds = detectionMs / intervalMs;
   const detectionBytesPerRound = (network.bytesSent - bytesBefore) / detectionRounds;
 
   const [buildsAfter, messagesAfter] = work();
   const viewBuildsPerMessage = (buildsAfter - buildsBefore) / (messagesAfter - messagesBefore);
   for (const member of survivors) member.gossiper.stop();
-  return { nodes, joinRounds, joinBytesPerRound, detectionRounds, detectionBytesPerRound, idleBytesPerNodePerRound, idleWireBytesPerNodePerRound, viewBuildsPerMessage };
+  return {
+    nodes,
+    joinRounds,
+    joinBytesPerRound,
+    detectionRounds,
+    detectionBytesPerRound,
+    idleBytesPerNodePerRound,
+    idleWireBytesPerNodePerRound,
+    viewBuildsPerMessage,
+  };
 }
 
 function report(figures: ScaleFigures): string {

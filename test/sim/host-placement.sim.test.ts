@@ -26,7 +26,11 @@ interface Layout {
 }
 
 const layouts: readonly Layout[] = [
-  { name: 'two nodes on each of three hosts', hosts: ['rack-a', 'rack-a', 'rack-b', 'rack-b', 'rack-c', 'rack-c'], lost: (seed) => ['rack-a', 'rack-b', 'rack-c'][seed % 3] as string },
+  {
+    name: 'two nodes on each of three hosts',
+    hosts: ['rack-a', 'rack-a', 'rack-b', 'rack-b', 'rack-c', 'rack-c'],
+    lost: (seed) => ['rack-a', 'rack-b', 'rack-c'][seed % 3] as string,
+  },
   { name: 'three, two and one nodes on three hosts', hosts: ['rack-a', 'rack-b', 'rack-a', 'rack-c', 'rack-b', 'rack-a'], lost: () => 'rack-a' },
 ];
 
@@ -57,7 +61,16 @@ describe('placement by host: a whole host lost', () => {
         for (let index = 0; index < keyCount; index++) {
           const key = `key-${index}`;
           const coordinator = cluster.members[index % cluster.members.length] as SimMember;
-          await cluster.drive(coordinator.node.put({ bucket: 'b', key, value: Buffer.from(`v${index}`), contentType: 'text/plain', context: undefined, options: { w: 'quorum', pw: 'quorum' } }));
+          await cluster.drive(
+            coordinator.node.put({
+              bucket: 'b',
+              key,
+              value: Buffer.from(`v${index}`),
+              contentType: 'text/plain',
+              context: undefined,
+              options: { w: 'quorum', pw: 'quorum' },
+            }),
+          );
           acknowledged.push(key);
         }
 
@@ -65,7 +78,11 @@ describe('placement by host: a whole host lost', () => {
         const victims = cluster.members.filter((member) => hostOf(ring, member) === lost);
         const survivors = cluster.members.filter((member) => hostOf(ring, member) !== lost);
         for (const victim of victims) await cluster.crash(victim);
-        await cluster.runUntil(() => survivors.every((member) => victims.every((victim) => !member.node.gossiper.isUp(victim.nodeId))), 60_000, `survivors see host ${lost} down`);
+        await cluster.runUntil(
+          () => survivors.every((member) => victims.every((victim) => !member.node.gossiper.isUp(victim.nodeId))),
+          60_000,
+          `survivors see host ${lost} down`,
+        );
 
         const unreadable: string[] = [];
         const unwritable: string[] = [];
@@ -79,7 +96,16 @@ describe('placement by host: a whole host lost', () => {
             unreadable.push(`${key}: ${(error as Error).message}`);
           }
           try {
-            await cluster.drive(coordinator.node.put({ bucket: 'b', key, value: Buffer.from(`after-${index}`), contentType: 'text/plain', context: undefined, options: { w: 'quorum', pw: 'quorum' } }));
+            await cluster.drive(
+              coordinator.node.put({
+                bucket: 'b',
+                key,
+                value: Buffer.from(`after-${index}`),
+                contentType: 'text/plain',
+                context: undefined,
+                options: { w: 'quorum', pw: 'quorum' },
+              }),
+            );
           } catch (error) {
             unwritable.push(`${key}: ${(error as Error).message}`);
           }
@@ -87,7 +113,13 @@ describe('placement by host: a whole host lost', () => {
         const keysWithTwoReplicasOnTheLostHost = acknowledged
           .map((key) => preferenceList(ring, partitionOf('b', key, ring.partitionCount), 3))
           .filter((replicas) => replicas.filter((node) => victims.some((victim) => victim.nodeId === node)).length > 1).length;
-        expect({ seed, lost, unreadable, unwritable, keysWithTwoReplicasOnTheLostHost }).toEqual({ seed, lost, unreadable: [], unwritable: [], keysWithTwoReplicasOnTheLostHost: 0 });
+        expect({ seed, lost, unreadable, unwritable, keysWithTwoReplicasOnTheLostHost }).toEqual({
+          seed,
+          lost,
+          unreadable: [],
+          unwritable: [],
+          keysWithTwoReplicasOnTheLostHost: 0,
+        });
       } finally {
         await cluster.stop();
       }

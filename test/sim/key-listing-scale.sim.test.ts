@@ -65,7 +65,11 @@ async function putAll(cluster: SimCluster, writes: readonly { member: SimMember;
   for (let start = 0; start < writes.length; start += 500) {
     await cluster.drive(
       Promise.all(
-        writes.slice(start, start + 500).map(({ member, bucket, key }) => member.node.put({ bucket, key, value: Buffer.from(key), contentType: 'text/plain', context: undefined, options: {} })),
+        writes
+          .slice(start, start + 500)
+          .map(({ member, bucket, key }) =>
+            member.node.put({ bucket, key, value: Buffer.from(key), contentType: 'text/plain', context: undefined, options: {} }),
+          ),
       ),
       600_000,
     );
@@ -94,17 +98,24 @@ describe('simulation: listing a large bucket', () => {
     try {
       const members = cluster.members;
       const loadStart = performance.now();
-      await putAll(cluster, Array.from({ length: keyCount }, (_, index) => ({ member: members[index % members.length]!, bucket: listed, key: name(index) })));
       await putAll(
         cluster,
-        neighbours.flatMap((bucket, offset) => Array.from({ length: otherKeys }, (_, index) => ({ member: members[(index + offset) % members.length]!, bucket, key: name(index) }))),
+        Array.from({ length: keyCount }, (_, index) => ({ member: members[index % members.length]!, bucket: listed, key: name(index) })),
+      );
+      await putAll(
+        cluster,
+        neighbours.flatMap((bucket, offset) =>
+          Array.from({ length: otherKeys }, (_, index) => ({ member: members[(index + offset) % members.length]!, bucket, key: name(index) })),
+        ),
       );
       // Some keys deleted before the listing: they must never be listed.
       const deleted = new Set<string>();
       for (let index = 0; index < keyCount; index += 97) {
         const member = members[index % members.length]!;
         const read = await cluster.drive(member.node.get(listed, name(index), { r: 'all' }));
-        await cluster.drive(member.node.delete({ bucket: listed, key: name(index), context: read === undefined ? undefined : readContext(read.clock), options: { w: 'all' } }));
+        await cluster.drive(
+          member.node.delete({ bucket: listed, key: name(index), context: read === undefined ? undefined : readContext(read.clock), options: { w: 'all' } }),
+        );
         deleted.add(name(index));
       }
       const loadMs = performance.now() - loadStart;
@@ -125,13 +136,25 @@ describe('simulation: listing a large bucket', () => {
           // New keys in `listed` land anywhere in its order (before and after the cursor); the others rewrite existing keys.
           const key = index === 0 ? `${name((writeCount * 7919) % keyCount)}-new` : name((writeCount * 104_729) % Math.min(keyCount, otherKeys));
           if (bucket === listed) written.add(key);
-          return members[(writeCount + index) % members.length]!.node.put({ bucket, key, value: Buffer.from('again'), contentType: 'text/plain', context: undefined, options: {} });
+          return members[(writeCount + index) % members.length]!.node.put({
+            bucket,
+            key,
+            value: Buffer.from('again'),
+            contentType: 'text/plain',
+            context: undefined,
+            options: {},
+          });
         });
-        const [page] = await cluster.drive(Promise.all([coordinator.node.list({ bucket: listed, limit: pageSize, ...(after === undefined ? {} : { after }) }) as Promise<ListPage>, ...writes]));
+        const [page] = await cluster.drive(
+          Promise.all([coordinator.node.list({ bucket: listed, limit: pageSize, ...(after === undefined ? {} : { after }) }) as Promise<ListPage>, ...writes]),
+        );
         keys.push(...page.keys);
         pages.push({ indexReads: tally.index.get(listed) ?? 0, dataReads: tally.data.get(listed) ?? 0, keys: page.keys.length });
         for (const bucket of neighbours) expect(tally.index.get(bucket), `page ${pages.length}: the listing read ${bucket}'s index`).toBeUndefined();
-        expect([...tally.index.keys()].filter((bucket) => bucket !== listed), `page ${pages.length}: index reads outside ${listed}`).toEqual([]);
+        expect(
+          [...tally.index.keys()].filter((bucket) => bucket !== listed),
+          `page ${pages.length}: index reads outside ${listed}`,
+        ).toEqual([]);
         if (page.next === null) break;
         after = page.next;
         expect(pages.length, 'the listing ends').toBeLessThan((keyCount / pageSize) * 3 + 10);
@@ -152,7 +175,9 @@ describe('simulation: listing a large bucket', () => {
       let quietAfter: string | undefined;
       let quietPages = 0;
       for (;;) {
-        const page: ListPage = await cluster.drive(members[0]!.node.list({ bucket: listed, limit: pageSize, ...(quietAfter === undefined ? {} : { after: quietAfter }) }));
+        const page: ListPage = await cluster.drive(
+          members[0]!.node.list({ bucket: listed, limit: pageSize, ...(quietAfter === undefined ? {} : { after: quietAfter }) }),
+        );
         quietPages += 1;
         if (page.next === null) break;
         quietAfter = page.next;

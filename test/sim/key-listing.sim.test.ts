@@ -53,7 +53,7 @@ describe('simulation: key listing', () => {
         if (page.next === null) break;
         after = page.next;
         // Writes go on between pages: a new key and a rewrite, from another coordinator.
-        const newKey = `${name(pages * 37 % 300)}-new`;
+        const newKey = `${name((pages * 37) % 300)}-new`;
         touched.add(newKey);
         await put(cluster, third, 'listed', newKey);
         expect(pages).toBeLessThan(100);
@@ -76,7 +76,17 @@ describe('simulation: key listing', () => {
     const cluster = await SimCluster.start(seed, 3, config);
     try {
       const [first] = cluster.members as [SimMember, SimMember, SimMember];
-      await cluster.drive(first.node.put({ bucket: 'listed', key: 'lease', value: Buffer.from('x'), contentType: 'text/plain', context: undefined, options: { w: 'all' }, ttlSeconds: 1 }));
+      await cluster.drive(
+        first.node.put({
+          bucket: 'listed',
+          key: 'lease',
+          value: Buffer.from('x'),
+          contentType: 'text/plain',
+          context: undefined,
+          options: { w: 'all' },
+          ttlSeconds: 1,
+        }),
+      );
       await put(cluster, first, 'listed', 'stays');
       // Past the expiry by more than any node's clock is off (up to 2 s each way).
       await cluster.clock.advance(1000 + 4000 + 500);
@@ -93,20 +103,29 @@ describe('simulation: key listing', () => {
 
   it.each([7, 8, 9])('seed %i: a listing through a replica that was down during quorum writes and deletes lists exactly the live keys', async (seed) => {
     // Hints and anti-entropy off, so the replica that was down catches up on nothing by itself.
-    const cluster = await SimCluster.start(seed, 3, { ...config, hintedHandoff: { enabled: false }, antiEntropy: { enabled: false }, buckets: { quorum: { nVal: 3 } } });
+    const cluster = await SimCluster.start(seed, 3, {
+      ...config,
+      hintedHandoff: { enabled: false },
+      antiEntropy: { enabled: false },
+      buckets: { quorum: { nVal: 3 } },
+    });
     try {
       const [first, , third] = cluster.members as [SimMember, SimMember, SimMember];
       const name = (index: number): string => `q${index.toString().padStart(3, '0')}`;
       const deleted = new Set<string>();
       for (let index = 0; index < 20; index++) {
-        await cluster.drive(first.node.put({ bucket: 'quorum', key: name(index), value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+        await cluster.drive(
+          first.node.put({ bucket: 'quorum', key: name(index), value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }),
+        );
       }
       await cluster.crash(third);
       // At the bucket's default w (a quorum, 2 of 3): acknowledged without the crashed replica.
       for (let index = 20; index < 60; index++) await put(cluster, first, 'quorum', name(index));
       for (let index = 0; index < 20; index += 3) {
         const read = await cluster.drive(first.node.get('quorum', name(index), {}));
-        await cluster.drive(first.node.delete({ bucket: 'quorum', key: name(index), context: read === undefined ? undefined : readContext(read.clock), options: {} }));
+        await cluster.drive(
+          first.node.delete({ bucket: 'quorum', key: name(index), context: read === undefined ? undefined : readContext(read.clock), options: {} }),
+        );
         deleted.add(name(index));
       }
       await cluster.restart(third);
@@ -134,10 +153,17 @@ describe('simulation: key listing', () => {
       const [first, , third] = cluster.members as [SimMember, SimMember, SimMember];
       await put(cluster, first, 'single', 'a');
       const ring = first.node.gossiper.ring!;
-      const lost = Array.from({ length: ring.partitionCount }, (_, partition) => partition).filter((partition) => preferenceList(ring, partition, 1)[0] === third.nodeId);
+      const lost = Array.from({ length: ring.partitionCount }, (_, partition) => partition).filter(
+        (partition) => preferenceList(ring, partition, 1)[0] === third.nodeId,
+      );
       expect(lost.length).toBeGreaterThan(0);
       await cluster.crash(third);
-      const failure = await cluster.drive(first.node.list({ bucket: 'single', limit: 10 }).then(() => undefined, (error: unknown) => error));
+      const failure = await cluster.drive(
+        first.node.list({ bucket: 'single', limit: 10 }).then(
+          () => undefined,
+          (error: unknown) => error,
+        ),
+      );
       expect(failure).toBeInstanceOf(KvError);
       expect((failure as KvError).code).toBe('KV_INSUFFICIENT_REPLICAS');
       expect((failure as KvError).details?.partitions).toEqual(lost);

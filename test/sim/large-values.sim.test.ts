@@ -44,7 +44,11 @@ describe('simulation: a join with large values', () => {
         'the join completes and the joiner owns the large partition',
       );
       const sourceMember = cluster.members.find((member) => member.nodeId === source)!;
-      await cluster.runUntil(() => !sourceMember.node.antiEntropyService.heldPartitions().includes(partition), 120_000, 'the old owner hands the partition off');
+      await cluster.runUntil(
+        () => !sourceMember.node.antiEntropyService.heldPartitions().includes(partition),
+        120_000,
+        'the old owner hands the partition off',
+      );
       for (const [index, key] of keys.entries()) {
         const local = await joiner.node.getLocal('big', key);
         const sibling = local?.siblings[0];

@@ -52,61 +52,64 @@ const running = (sim: SimCluster): SimMember[] => sim.members.filter((member) =>
 const valueOf = (name: string) => ({ contentType: 'text/plain', value: Buffer.from(name) });
 
 describe('simulation: leases', () => {
-  it.each(seeds)('seed %i: a kept-alive key stays under a minute of clock skew; after its holder pauses it vanishes, never within ttl of the last keep-alive, though its sweeper crashed', async (seed) => {
-    const sim = (cluster = await SimCluster.start(seed, 4, config, skew));
-    const offsets = sim.members.map((member) => member.clockError.offsetMs);
-    expect(Math.max(...offsets) - Math.min(...offsets), `seed ${seed}: the clocks are further apart than the ttl`).toBeGreaterThan(ttlSeconds * 1000);
-    const [first] = sim.members as [SimMember];
-    const { id } = await sim.drive(first.node.leases.grant(ttlSeconds));
-    const written = await sim.drive(first.node.leases.put(bucket, 'ephemeral', valueOf('holder'), { kind: 'absent' }, id));
+  it.each(seeds)(
+    'seed %i: a kept-alive key stays under a minute of clock skew; after its holder pauses it vanishes, never within ttl of the last keep-alive, though its sweeper crashed',
+    async (seed) => {
+      const sim = (cluster = await SimCluster.start(seed, 4, config, skew));
+      const offsets = sim.members.map((member) => member.clockError.offsetMs);
+      expect(Math.max(...offsets) - Math.min(...offsets), `seed ${seed}: the clocks are further apart than the ttl`).toBeGreaterThan(ttlSeconds * 1000);
+      const [first] = sim.members as [SimMember];
+      const { id } = await sim.drive(first.node.leases.grant(ttlSeconds));
+      const written = await sim.drive(first.node.leases.put(bucket, 'ephemeral', valueOf('holder'), { kind: 'absent' }, id));
 
-    let holderPaused = false;
-    let lastKeepAliveSentAtMs = sim.clock.nowMs();
-    const holderProblems: string[] = [];
-    const holder = (async () => {
-      for (let round = 0; !holderPaused; round++) {
-        await sim.clock.sleep((ttlSeconds * 1000) / 3);
-        if (holderPaused) return;
-        const members = running(sim);
-        const sentAtMs = sim.clock.nowMs();
-        const kept = await attempt(sim, members[round % members.length]!.node.leases.keepAlive(id));
-        if (kept.ok) lastKeepAliveSentAtMs = Math.max(lastKeepAliveSentAtMs, sentAtMs);
-        else if (kept.code === 'KV_LEASE_NOT_FOUND') holderProblems.push(`the lease ended while kept alive (keep-alive sent at ${sentAtMs})`);
-      }
-    })();
-    /** Reads of the key: when each answered, and whether it was there. */
-    const reads: { answeredAtMs: number; present: boolean; version: number }[] = [];
-    let gone = false;
-    const reader = (async () => {
-      for (let round = 0; !gone; round++) {
-        await sim.clock.sleep(250);
-        const members = running(sim);
-        const read = await attempt<ConsistentOutcome>(sim, members[round % members.length]!.node.consistent(bucket, 'ephemeral', { kind: 'read' }));
-        if (!read.ok) continue;
-        reads.push({ answeredAtMs: sim.clock.nowMs(), present: read.value.value !== null, version: read.value.version });
-        gone = read.value.value === null;
-      }
-    })();
-    // Kept alive for ten ttls, through every node in turn.
-    await sim.drive(sim.clock.sleep(ttlSeconds * 10_000), 120_000);
-    expect(gone, `seed ${seed}: the key vanished while its lease was kept alive`).toBe(false);
-    holderPaused = true;
-    await sim.drive(holder);
-    // The node sweeping the lease (its key's first up primary) crashes: another must take over.
-    const ring = first.node.gossiper.ring!;
-    const sweeperId = preferenceList(ring, partitionOf(leaseBucket, id, ring.partitionCount), first.node.bucketProperties(leaseBucket).nVal)[0];
-    const sweeper = sim.members.find((member) => member.nodeId === sweeperId)!;
-    await sim.crash(sweeper);
-    await sim.drive(reader, 120_000);
+      let holderPaused = false;
+      let lastKeepAliveSentAtMs = sim.clock.nowMs();
+      const holderProblems: string[] = [];
+      const holder = (async () => {
+        for (let round = 0; !holderPaused; round++) {
+          await sim.clock.sleep((ttlSeconds * 1000) / 3);
+          if (holderPaused) return;
+          const members = running(sim);
+          const sentAtMs = sim.clock.nowMs();
+          const kept = await attempt(sim, members[round % members.length]!.node.leases.keepAlive(id));
+          if (kept.ok) lastKeepAliveSentAtMs = Math.max(lastKeepAliveSentAtMs, sentAtMs);
+          else if (kept.code === 'KV_LEASE_NOT_FOUND') holderProblems.push(`the lease ended while kept alive (keep-alive sent at ${sentAtMs})`);
+        }
+      })();
+      /** Reads of the key: when each answered, and whether it was there. */
+      const reads: { answeredAtMs: number; present: boolean; version: number }[] = [];
+      let gone = false;
+      const reader = (async () => {
+        for (let round = 0; !gone; round++) {
+          await sim.clock.sleep(250);
+          const members = running(sim);
+          const read = await attempt<ConsistentOutcome>(sim, members[round % members.length]!.node.consistent(bucket, 'ephemeral', { kind: 'read' }));
+          if (!read.ok) continue;
+          reads.push({ answeredAtMs: sim.clock.nowMs(), present: read.value.value !== null, version: read.value.version });
+          gone = read.value.value === null;
+        }
+      })();
+      // Kept alive for ten ttls, through every node in turn.
+      await sim.drive(sim.clock.sleep(ttlSeconds * 10_000), 120_000);
+      expect(gone, `seed ${seed}: the key vanished while its lease was kept alive`).toBe(false);
+      holderPaused = true;
+      await sim.drive(holder);
+      // The node sweeping the lease (its key's first up primary) crashes: another must take over.
+      const ring = first.node.gossiper.ring!;
+      const sweeperId = preferenceList(ring, partitionOf(leaseBucket, id, ring.partitionCount), first.node.bucketProperties(leaseBucket).nVal)[0];
+      const sweeper = sim.members.find((member) => member.nodeId === sweeperId)!;
+      await sim.crash(sweeper);
+      await sim.drive(reader, 120_000);
 
-    expect(holderProblems, `seed ${seed}`).toEqual([]);
-    const vanished = reads.find((read) => !read.present)!;
-    const early = reads.filter((read) => !read.present && read.answeredAtMs < lastKeepAliveSentAtMs + ttlFloorMs);
-    expect(early, `seed ${seed}: the key was gone within ttl of the last keep-alive (sent at ${lastKeepAliveSentAtMs})`).toEqual([]);
-    expect(vanished.version, `seed ${seed}: deleted by a consistent delete (the version grew)`).toBe(written.version + 1);
-    const lease = await sim.drive(attempt(sim, running(sim)[0]!.node.leases.describe(id)));
-    expect(lease, `seed ${seed}: the lease is gone with its key`).toEqual({ ok: false, code: 'KV_LEASE_NOT_FOUND' });
-  });
+      expect(holderProblems, `seed ${seed}`).toEqual([]);
+      const vanished = reads.find((read) => !read.present)!;
+      const early = reads.filter((read) => !read.present && read.answeredAtMs < lastKeepAliveSentAtMs + ttlFloorMs);
+      expect(early, `seed ${seed}: the key was gone within ttl of the last keep-alive (sent at ${lastKeepAliveSentAtMs})`).toEqual([]);
+      expect(vanished.version, `seed ${seed}: deleted by a consistent delete (the version grew)`).toBe(written.version + 1);
+      const lease = await sim.drive(attempt(sim, running(sim)[0]!.node.leases.describe(id)));
+      expect(lease, `seed ${seed}: the lease is gone with its key`).toEqual({ ok: false, code: 'KV_LEASE_NOT_FOUND' });
+    },
+  );
 
   it.each(seeds)('seed %i: a lease lock with paused holders under a minute of clock skew: holders never overlap and fencing tokens grow', async (seed) => {
     const sim = (cluster = await SimCluster.start(seed, 4, config, skew));
@@ -153,12 +156,16 @@ describe('simulation: leases', () => {
 
     holdings.sort((left, right) => left.acquiredAtMs - right.acquiredAtMs);
     expect(holdings.length, `seed ${seed}: the lock changed hands (the run did something)`).toBeGreaterThan(4);
-    expect(holdings.some((holding) => holding.paused), `seed ${seed}: some holder paused`).toBe(true);
+    expect(
+      holdings.some((holding) => holding.paused),
+      `seed ${seed}: some holder paused`,
+    ).toBe(true);
     const problems: string[] = [];
     for (let index = 1; index < holdings.length; index++) {
       const [previous, next] = [holdings[index - 1]!, holdings[index]!];
       if (next.token <= previous.token) problems.push(`token ${next.token} of client ${next.client} after ${previous.token}`);
-      if (next.acquiredAtMs < previous.heldUntilMs) problems.push(`client ${next.client} acquired at ${next.acquiredAtMs} while client ${previous.client} held it until ${previous.heldUntilMs}`);
+      if (next.acquiredAtMs < previous.heldUntilMs)
+        problems.push(`client ${next.client} acquired at ${next.acquiredAtMs} while client ${previous.client} held it until ${previous.heldUntilMs}`);
     }
     expect(problems, `seed ${seed}: ${JSON.stringify(holdings)}`).toEqual([]);
   });

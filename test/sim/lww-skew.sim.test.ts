@@ -26,13 +26,20 @@ const contextOfRead = (object: VersionedObject): CausalContext => objectContext(
 /** Makes `member` refuse replica writes (it misses them) while `missing` is true. */
 function refuseReplicaWrites(sim: SimCluster, member: SimMember, missing: () => boolean): void {
   sim.network.register(member.address, async (request) =>
-    missing() && request.type === 'replica-put' ? { type: 'error', code: 'KV_UNAVAILABLE', message: 'test: this replica misses the write' } : member.node.handlePeer(request),
+    missing() && request.type === 'replica-put'
+      ? { type: 'error', code: 'KV_UNAVAILABLE', message: 'test: this replica misses the write' }
+      : member.node.handlePeer(request),
   );
 }
 
 describe('lww orders a write after the version its context names, whatever the clocks', () => {
   it.each(seeds)('seed %i: a write and a delete from a node whose clock is behind supersede what they read', async (seed) => {
-    cluster = await SimCluster.start(seed, 3, { buckets: { [bucket]: { conflictMode: 'lww' } }, antiEntropy: { enabled: false }, hintedHandoff: { enabled: false } }, { clockSkewMs: 2000 });
+    cluster = await SimCluster.start(
+      seed,
+      3,
+      { buckets: { [bucket]: { conflictMode: 'lww' } }, antiEntropy: { enabled: false }, hintedHandoff: { enabled: false } },
+      { clockSkewMs: 2000 },
+    );
     const sim = cluster;
     const byOffset = [...sim.members].sort((left, right) => left.clockError.offsetMs - right.clockError.offsetMs);
     const behind = byOffset[0]!;
@@ -49,7 +56,10 @@ describe('lww orders a write after the version its context names, whatever the c
     await sim.drive(behind.node.put({ bucket, key, value: Buffer.from('Y'), contentType: 'text/plain', context: contextOfRead(read!), options: { w: 'all' } }));
     for (const member of sim.members) {
       const after = await sim.drive(member.node.get(bucket, key, { r: 'all' }));
-      expect(liveSiblings(after!).map((sibling) => Buffer.from(sibling.value).toString()), `a read through ${member.nodeId} after Y was written with X's context (skew ${skewMs} ms)`).toEqual(['Y']);
+      expect(
+        liveSiblings(after!).map((sibling) => Buffer.from(sibling.value).toString()),
+        `a read through ${member.nodeId} after Y was written with X's context (skew ${skewMs} ms)`,
+      ).toEqual(['Y']);
     }
     // The same for a delete: the node behind deletes with a read's context of a value the node ahead wrote.
     missing = true;
@@ -59,7 +69,10 @@ describe('lww orders a write after the version its context names, whatever the c
     await sim.drive(behind.node.delete({ bucket, key, context: contextOfRead(second!), options: { w: 'all' } }));
     for (const member of sim.members) {
       const after = await sim.drive(member.node.get(bucket, key, { r: 'all' }));
-      expect(after === undefined ? [] : liveSiblings(after).map((sibling) => Buffer.from(sibling.value).toString()), `a read through ${member.nodeId} after the delete with Z's context`).toEqual([]);
+      expect(
+        after === undefined ? [] : liveSiblings(after).map((sibling) => Buffer.from(sibling.value).toString()),
+        `a read through ${member.nodeId} after the delete with Z's context`,
+      ).toEqual([]);
     }
   });
 });

@@ -88,7 +88,10 @@ describe('simulation: a node joins under load', () => {
       for (const [key, value] of beforeJoin) {
         if (!preferenceList(flipped, partitionOf('load', key, flipped.partitionCount), 3).includes(joiner.nodeId)) continue;
         const local = await joiner.node.getLocal('load', key);
-        expect(local === undefined ? [] : liveSiblings(local).map((sibling) => Buffer.from(sibling.value).toString()), `seed ${seed}: ${key} streamed to the joiner`).toEqual([value]);
+        expect(
+          local === undefined ? [] : liveSiblings(local).map((sibling) => Buffer.from(sibling.value).toString()),
+          `seed ${seed}: ${key} streamed to the joiner`,
+        ).toEqual([value]);
       }
       await writeUntil(cluster, writer, () => writer.acknowledged.size >= 400, 60_000, 'load after the join');
       writer.stop();
@@ -127,7 +130,16 @@ describe('simulation: a node joins with another partitionCount in its config', (
       const joiner = await cluster.addMember({ partitionCount: cluster.config.partitionCount * 2 });
       await cluster.runUntil(() => settledWith(cluster, cluster.members), 300_000, 'the joiner owns its share');
       for (let index = 0; index < 60; index++) {
-        await cluster.drive(cluster.members[0]!.node.put({ bucket: 'q', key: `k${index}`, value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+        await cluster.drive(
+          cluster.members[0]!.node.put({
+            bucket: 'q',
+            key: `k${index}`,
+            value: Buffer.from('v'),
+            contentType: 'text/plain',
+            context: undefined,
+            options: { w: 'all' },
+          }),
+        );
       }
       expect((await joiner.node.status()).partitionCount).toBe(cluster.config.partitionCount);
       expect(joiner.node.antiEntropyService.heldPartitions().every((partition) => partition < cluster.config.partitionCount)).toBe(true);

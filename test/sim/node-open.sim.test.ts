@@ -37,7 +37,9 @@ describe('simulation: a node opened on its disk', () => {
       expect(node.gossiper.ring?.version, 'the ring version read from disk').toBe(ringBefore?.version);
       expect(node.gossiper.ring?.owners, 'the ring owners read from disk').toEqual(ringBefore?.owners);
       const status = await node.status();
-      expect(status.members.map((memberStatus) => memberStatus.id).sort(), 'the members /status shows before start').toEqual(cluster.members.map((other) => other.nodeId).sort());
+      expect(status.members.map((memberStatus) => memberStatus.id).sort(), 'the members /status shows before start').toEqual(
+        cluster.members.map((other) => other.nodeId).sort(),
+      );
       await node.stop();
     } finally {
       await cluster.stop();

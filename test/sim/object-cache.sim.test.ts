@@ -26,7 +26,11 @@ afterEach(async () => {
 /** The values of the live siblings a member's disk holds for a key (read past the cache). */
 const values = async (member: SimMember, key: string): Promise<string[]> => {
   const bytes = await member.node.localReplica.readBytes(encodeDataKey('pair', key));
-  return bytes === undefined ? [] : liveSiblings(decodeObject(bytes)).map((sibling) => Buffer.from(sibling.value).toString()).sort();
+  return bytes === undefined
+    ? []
+    : liveSiblings(decodeObject(bytes))
+        .map((sibling) => Buffer.from(sibling.value).toString())
+        .sort();
 };
 
 describe('simulation: the object cache follows every change of a key', () => {
@@ -40,7 +44,8 @@ describe('simulation: the object cache follows every change of a key', () => {
       const replicas = preferenceList(ring, partitionOf('pair', candidate, ring.partitionCount), 2);
       return replicas.includes(replica.nodeId) && !replicas.includes(entry.nodeId);
     })!;
-    const put = (at: SimMember, value: string) => sim.drive(at.node.put({ bucket: 'pair', key, value: Buffer.from(value), contentType: 'text/plain', context: undefined, options: {} }));
+    const put = (at: SimMember, value: string) =>
+      sim.drive(at.node.put({ bucket: 'pair', key, value: Buffer.from(value), contentType: 'text/plain', context: undefined, options: {} }));
 
     // v1 is written at the replica, which now holds the key in its cache.
     await put(replica, 'v1');

@@ -87,7 +87,16 @@ export interface PaxosSimResult {
   readonly verdicts: readonly KeyVerdict[];
   /** Violations found by the direct checks (lost increments, reads going back, version and value disagreeing). */
   readonly violations: readonly string[];
-  readonly counts: { ok: number; refused: number; fail: number; unknown: number; acceptorCrashes: number; proposerPauses: number; proposerCrashes: number; messages: number };
+  readonly counts: {
+    ok: number;
+    refused: number;
+    fail: number;
+    unknown: number;
+    acceptorCrashes: number;
+    proposerPauses: number;
+    proposerCrashes: number;
+    messages: number;
+  };
   /** True when every check passed. */
   readonly valid: boolean;
   /** The ring epoch at the end: 1 without a ring change, 3 after a completed joint change. */
@@ -95,7 +104,14 @@ export interface PaxosSimResult {
 }
 
 type Delivery =
-  | { readonly kind: 'to-acceptor'; readonly acceptor: string; readonly key: string; readonly client: number; readonly operation: number; readonly request: AcceptorRequest }
+  | {
+      readonly kind: 'to-acceptor';
+      readonly acceptor: string;
+      readonly key: string;
+      readonly client: number;
+      readonly operation: number;
+      readonly request: AcceptorRequest;
+    }
   | { readonly kind: 'to-proposer'; readonly client: number; readonly operation: number; readonly event: ProposerEvent }
   | { readonly kind: 'acceptor-restart'; readonly acceptor: string }
   | { readonly kind: 'client-next'; readonly client: number }
@@ -161,7 +177,15 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
   }));
   // One extra client does the handoff of a ring change.
   const handoffClient = clients.length;
-  clients.push({ incarnation: 0, issuer: startBallotIssuer('handoff#0'), pausedUntilMs: 0, knownRound: new Map(), remaining: 0, handoff: true, current: undefined });
+  clients.push({
+    incarnation: 0,
+    issuer: startBallotIssuer('handoff#0'),
+    pausedUntilMs: 0,
+    knownRound: new Map(),
+    remaining: 0,
+    handoff: true,
+    current: undefined,
+  });
   const history: SimOperation[] = [];
   const counts = { ok: 0, refused: 0, fail: 0, unknown: 0, acceptorCrashes: 0, proposerPauses: 0, proposerCrashes: 0, messages: 0 };
   const queue: Scheduled[] = [];
@@ -234,7 +258,8 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
     const ballot = requestBallot(delivery.request);
     if (!acceptor.up) {
       // A down node refuses connections half the time and is silent the other half.
-      if (random.next() < 0.5) send({ kind: 'to-proposer', client: delivery.client, operation: delivery.operation, event: { type: 'unreachable', from: delivery.acceptor, ballot } });
+      if (random.next() < 0.5)
+        send({ kind: 'to-proposer', client: delivery.client, operation: delivery.operation, event: { type: 'unreachable', from: delivery.acceptor, ballot } });
       return;
     }
     const step = stepAcceptor(acceptorState(acceptor, delivery.key), delivery.request, options.broken);
@@ -244,7 +269,13 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
     const crash = !healed && random.next() < options.acceptorCrashRate;
     const crashBeforeReply = crash && random.next() < 0.5;
     if (crashBeforeReply) return crashAcceptor(delivery.acceptor, acceptor);
-    if (step.reply !== null) send({ kind: 'to-proposer', client: delivery.client, operation: delivery.operation, event: { type: 'answer', from: delivery.acceptor, reply: step.reply } });
+    if (step.reply !== null)
+      send({
+        kind: 'to-proposer',
+        client: delivery.client,
+        operation: delivery.operation,
+        event: { type: 'answer', from: delivery.acceptor, reply: step.reply },
+      });
     if (crash) crashAcceptor(delivery.acceptor, acceptor);
   };
 
@@ -328,7 +359,12 @@ export function runPaxosSim(options: PaxosSimOptions): PaxosSimResult {
         return;
       case 'back-off': {
         const ballot = issue(client, key, Math.max(effect.atLeastRound, (client.knownRound.get(key) ?? 0) + 1));
-        schedule(nowMs + random.int(Math.max(1, effect.maxDelayMs)), { kind: 'to-proposer', client: clientIndex, operation: index, event: { type: 'retry', ballot } });
+        schedule(nowMs + random.int(Math.max(1, effect.maxDelayMs)), {
+          kind: 'to-proposer',
+          client: clientIndex,
+          operation: index,
+          event: { type: 'retry', ballot },
+        });
         return;
       }
       case 'reply':
@@ -446,7 +482,12 @@ function timedCalls(history: readonly SimOperation[], key: string): TimedCall[] 
     if (operation.key !== key || operation.outcome === 'fail' || operation.outcome === 'pending') return;
     if (operation.kind === 'read') {
       if (operation.outcome !== 'ok') return;
-      calls.push({ call: { f: 'read', value: counterOf(operation.state as RegisterState) }, index, invokeMs: operation.invokeMs, completeMs: operation.completeMs });
+      calls.push({
+        call: { f: 'read', value: counterOf(operation.state as RegisterState) },
+        index,
+        invokeMs: operation.invokeMs,
+        completeMs: operation.completeMs,
+      });
       return;
     }
     const from = operation.from ?? null;
@@ -466,7 +507,8 @@ function judge(history: readonly SimOperation[], keys: readonly string[], counts
     for (const operation of operations) {
       if (operation.state === undefined) continue;
       const counter = counterOf(operation.state) ?? 0;
-      if (counter !== operation.state.version) violations.push(`${key}: a ${operation.kind} at ${operation.invokeMs} ms answered version ${operation.state.version} with counter ${counter}`);
+      if (counter !== operation.state.version)
+        violations.push(`${key}: a ${operation.kind} at ${operation.invokeMs} ms answered version ${operation.state.version} with counter ${counter}`);
     }
     const okIncrements = operations.filter((operation) => operation.kind === 'increment' && operation.outcome === 'ok').length;
     const unknownIncrements = operations.filter((operation) => operation.kind === 'increment' && operation.outcome === 'unknown').length;
@@ -479,8 +521,11 @@ function judge(history: readonly SimOperation[], keys: readonly string[], counts
     // A read that began after another ended never sees an older version.
     const reads = operations.filter((operation) => operation.kind === 'read' && operation.outcome === 'ok');
     for (const later of reads) {
-      const newest = reads.filter((earlier) => earlier.completeMs < later.invokeMs).reduce((most, earlier) => Math.max(most, (earlier.state as RegisterState).version), 0);
-      if ((later.state as RegisterState).version < newest) violations.push(`${key}: a read at ${later.invokeMs} ms saw version ${(later.state as RegisterState).version} after an earlier read saw ${newest}`);
+      const newest = reads
+        .filter((earlier) => earlier.completeMs < later.invokeMs)
+        .reduce((most, earlier) => Math.max(most, (earlier.state as RegisterState).version), 0);
+      if ((later.state as RegisterState).version < newest)
+        violations.push(`${key}: a read at ${later.invokeMs} ms saw version ${(later.state as RegisterState).version} after an earlier read saw ${newest}`);
     }
   }
   const valid = violations.length === 0 && verdicts.every((verdict) => verdict.verdict === 'valid');

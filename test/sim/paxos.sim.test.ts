@@ -20,7 +20,9 @@ const seeds = Array.from({ length: seedCount }, (_, index) => index + 1);
 const crashHeavy: Partial<PaxosSimOptions> = { acceptorCrashRate: 0.05 };
 
 function describeRun(result: PaxosSimResult, options: PaxosSimOptions): string {
-  const invalid = result.verdicts.filter((verdict) => verdict.verdict !== 'valid').map((verdict) => `${verdict.key}: ${verdict.verdict}, unplaced ops ${JSON.stringify(verdict.unplaced ?? [])}`);
+  const invalid = result.verdicts
+    .filter((verdict) => verdict.verdict !== 'valid')
+    .map((verdict) => `${verdict.key}: ${verdict.verdict}, unplaced ops ${JSON.stringify(verdict.unplaced ?? [])}`);
   return `seed ${options.seed}${options.broken === undefined ? '' : ` (${options.broken})`}: ${JSON.stringify(result.counts)}; checker: ${invalid.join('; ') || 'valid'}; direct checks: ${result.violations.join('; ') || 'none'}`;
 }
 
@@ -45,14 +47,17 @@ describe('paxos core in simulation', () => {
     expect(result.counts.ok, describeRun(result, options)).toBeGreaterThan(10);
   });
 
-  it.each(seeds.slice(0, 6))('seed %i: a ring change mid-run (one, then two of three acceptors replaced) through joint quorums and a repair round per key, with one client a second behind on the ring, stays linearizable', (seed) => {
-    for (const replaced of [1, 2]) {
-      const { result, options } = run({ seed, ringChange: { atMs: 300, mode: 'joint', replaced }, ringLagMs: 1000 });
-      expect(result.valid, describeRun(result, options)).toBe(true);
-      expect(result.ringEpoch, `seed ${seed}: the change completed (old ring, joint ring, new ring)`).toBe(3);
-      expect(result.counts.ok, describeRun(result, options)).toBeGreaterThan(20);
-    }
-  });
+  it.each(seeds.slice(0, 6))(
+    'seed %i: a ring change mid-run (one, then two of three acceptors replaced) through joint quorums and a repair round per key, with one client a second behind on the ring, stays linearizable',
+    (seed) => {
+      for (const replaced of [1, 2]) {
+        const { result, options } = run({ seed, ringChange: { atMs: 300, mode: 'joint', replaced }, ringLagMs: 1000 });
+        expect(result.valid, describeRun(result, options)).toBe(true);
+        expect(result.ringEpoch, `seed ${seed}: the change completed (old ring, joint ring, new ring)`).toBe(3);
+        expect(result.counts.ok, describeRun(result, options)).toBeGreaterThan(20);
+      }
+    },
+  );
 
   it('the checks catch a ring change that switches to the new replicas at once (no joint quorums, no repair round)', () => {
     const caught = seeds.slice(0, 8).filter((seed) => !run({ seed, ringChange: { atMs: 300, mode: 'direct', replaced: 2 } }).result.valid);
@@ -73,7 +78,16 @@ describe('paxos core in simulation', () => {
     // is in the key's newest state (written at that version) or not (applied afresh, or 412 when its
     // If-Match no longer holds). Left unknown: a writer starved while more than recentWritesKept
     // writes were decided (5 here). Before operation ids, 130 of these 1,158 answers were unknown.
-    const calm: Partial<PaxosSimOptions> = { clients: 8, keys: 1, dropRate: 0, duplicateRate: 0, acceptorCrashRate: 0, proposerPauseRate: 0, proposerCrashRate: 0, timeoutMs: 60_000 };
+    const calm: Partial<PaxosSimOptions> = {
+      clients: 8,
+      keys: 1,
+      dropRate: 0,
+      duplicateRate: 0,
+      acceptorCrashRate: 0,
+      proposerPauseRate: 0,
+      proposerCrashRate: 0,
+      timeoutMs: 60_000,
+    };
     const totals = { ok: 0, refused: 0, fail: 0, unknown: 0 };
     for (const seed of seeds.slice(0, 6)) {
       const { result, options } = run({ seed, ...calm });

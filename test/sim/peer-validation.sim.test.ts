@@ -21,7 +21,9 @@ beforeAll(async () => {
   cluster = await SimCluster.start(7100, 1, { partitionCount, antiEntropy: { enabled: false } }, { storage: () => (storage = new RecordingStorage()) });
   node = cluster.members[0] as SimMember;
   for (let index = 0; index < 50; index++) {
-    await cluster.drive(node.node.put({ bucket: 'b', key: `k${index}`, value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 1 } }));
+    await cluster.drive(
+      node.node.put({ bucket: 'b', key: `k${index}`, value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 1 } }),
+    );
   }
 });
 

@@ -73,7 +73,13 @@ async function expectStillDeleted(cluster: SimCluster, replicas: SimMember[], bu
 type PushPath = 'anti-entropy' | 'hint delivery' | 'replica-put';
 
 /** The outsider pushes `old` to every replica one way. */
-async function pushBack(cluster: SimCluster, outsider: SimMember, replicas: SimMember[], path: PushPath, target: { bucket: string; key: string; partition: number; old: VersionedObject; mode: ConflictMode }): Promise<void> {
+async function pushBack(
+  cluster: SimCluster,
+  outsider: SimMember,
+  replicas: SimMember[],
+  path: PushPath,
+  target: { bucket: string; key: string; partition: number; old: VersionedObject; mode: ConflictMode },
+): Promise<void> {
   const { bucket, key, partition, old, mode } = target;
   if (path === 'anti-entropy') {
     // An exchange it starts with every replica (a stale ring would make it do so).
@@ -88,13 +94,17 @@ async function pushBack(cluster: SimCluster, outsider: SimMember, replicas: SimM
   } else {
     const transport = cluster.network.transportFor(outsider.address);
     for (const replica of replicas) {
-      const reply = await cluster.drive(transport.request(replica.address, { type: 'replica-put', bucket, key, object: old, mode, sync: false }, { timeoutMs: 1000 }));
+      const reply = await cluster.drive(
+        transport.request(replica.address, { type: 'replica-put', bucket, key, object: old, mode, sync: false }, { timeoutMs: 1000 }),
+      );
       expect(reply.type).toBe('replica-put-reply');
     }
   }
 }
 
-const cases = (['siblings', 'lww'] as const).flatMap((mode) => (['anti-entropy', 'hint delivery', 'replica-put'] as const).flatMap((path) => seeds.map((seed) => [seed, mode, path] as const)));
+const cases = (['siblings', 'lww'] as const).flatMap((mode) =>
+  (['anti-entropy', 'hint delivery', 'replica-put'] as const).flatMap((path) => seeds.map((seed) => [seed, mode, path] as const)),
+);
 
 describe('simulation: a reaped delete never comes back', () => {
   it.each(cases)('seed %i (%s): the old version pushed back by %s from a node outside the preference list is refused', async (seed, mode, path) => {
@@ -128,9 +138,14 @@ describe('simulation: what a reaped tombstone leaves behind', () => {
       const old = await writeDeleteAndReap(cluster, replicas, 'reap', key);
       // A blind write (no context: the key reads as missing), coordinated by another replica than
       // the first write, so its dot is not from the actor whose counter issued the old one.
-      await cluster.drive(replicas[1]!.node.put({ bucket: 'reap', key, value: Buffer.from('again'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+      await cluster.drive(
+        replicas[1]!.node.put({ bucket: 'reap', key, value: Buffer.from('again'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }),
+      );
       const transport = cluster.network.transportFor(outsider.address);
-      for (const replica of replicas) await cluster.drive(transport.request(replica.address, { type: 'replica-put', bucket: 'reap', key, object: old, mode: 'siblings', sync: false }, { timeoutMs: 1000 }));
+      for (const replica of replicas)
+        await cluster.drive(
+          transport.request(replica.address, { type: 'replica-put', bucket: 'reap', key, object: old, mode: 'siblings', sync: false }, { timeoutMs: 1000 }),
+        );
       // At once (before anti-entropy could mend anything) and after several sweeps.
       for (const member of replicas) expect(await localValues(member, 'reap', key), `seed ${seed}: ${key} on ${member.nodeId}, at once`).toEqual(['again']);
       await cluster.clock.advance(5000);
@@ -198,18 +213,24 @@ describe('simulation: a removed node that restarts with old data does not undo a
       const lost = cluster.members[1] as SimMember;
       const stayers = cluster.members.filter((member) => member !== lost);
       const keys = Array.from({ length: 30 }, (_, index) => `r-${index}`);
-      for (const key of keys) await cluster.drive(stayers[0]!.node.put({ bucket: 'reap', key, value: Buffer.from('alive'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }));
+      for (const key of keys)
+        await cluster.drive(
+          stayers[0]!.node.put({ bucket: 'reap', key, value: Buffer.from('alive'), contentType: 'text/plain', context: undefined, options: { w: 'all' } }),
+        );
       await cluster.crash(lost);
       await cluster.runUntil(() => !stayers[0]!.node.gossiper.isUp(lost.nodeId), 30_000, 'the lost node is judged down');
       stayers[0]!.node.removeMember(lost.nodeId);
       await cluster.runUntil(() => settledWithout(cluster, lost), 120_000, 'ring of the 3 others');
       for (const key of keys) {
         const read = await cluster.drive(stayers[0]!.node.get('reap', key, { r: 'all' }));
-        await cluster.drive(stayers[0]!.node.delete({ bucket: 'reap', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'all' } }));
+        await cluster.drive(
+          stayers[0]!.node.delete({ bucket: 'reap', key, context: read === undefined ? undefined : readContext(read.clock), options: { w: 'all' } }),
+        );
       }
       await cluster.runUntil(
         async () => {
-          for (const member of stayers) for (const key of keys) if ((await member.node.localReplica.readBytes(encodeDataKey('reap', key))) !== undefined) return false;
+          for (const member of stayers)
+            for (const key of keys) if ((await member.node.localReplica.readBytes(encodeDataKey('reap', key))) !== undefined) return false;
           return true;
         },
         120_000,

@@ -17,17 +17,33 @@ describe('hints for a removed node', () => {
       await cluster.crash(lost);
       await cluster.runUntil(() => stayers.every((member) => !member.node.gossiper.isUp(lost.nodeId)), 30_000, 'the lost node is judged down');
       for (let index = 0; index < 40; index++) {
-        await cluster.drive(stayers[index % 3]!.node.put({ bucket: 'h', key: `k${index}`, value: Buffer.from(`v${index}`), contentType: 'text/plain', context: undefined, options: { w: 2 } }));
+        await cluster.drive(
+          stayers[index % 3]!.node.put({
+            bucket: 'h',
+            key: `k${index}`,
+            value: Buffer.from(`v${index}`),
+            contentType: 'text/plain',
+            context: undefined,
+            options: { w: 2 },
+          }),
+        );
       }
       const held = (): number => stayers.reduce((sum, member) => sum + (member.node.hintStore.pendingByTarget()[lost.nodeId] ?? 0), 0);
       expect(held(), 'writes while the node was down left hints for it').toBeGreaterThan(0);
       stayers[0]!.node.removeMember(lost.nodeId);
-      await cluster.runUntil(() => stayers.every((member) => member.node.gossiper.ring?.next === null && !ringMembers(member.node.gossiper.ring!).includes(lost.nodeId)), 120_000, 'the ring without the removed node');
+      await cluster.runUntil(
+        () => stayers.every((member) => member.node.gossiper.ring?.next === null && !ringMembers(member.node.gossiper.ring!).includes(lost.nodeId)),
+        120_000,
+        'the ring without the removed node',
+      );
       // A few hint rounds (1 s each here), far less than the 3 h hint window.
       await cluster.runUntil(() => held() === 0, 10_000, 'hints for the removed node leave the queue');
       for (let index = 0; index < 40; index++) {
         const read = await cluster.drive(stayers[0]!.node.get('h', `k${index}`, { r: 2 }));
-        expect(read?.siblings.map((sibling) => Buffer.from(sibling.value).toString()), `k${index}`).toEqual([`v${index}`]);
+        expect(
+          read?.siblings.map((sibling) => Buffer.from(sibling.value).toString()),
+          `k${index}`,
+        ).toEqual([`v${index}`]);
       }
     } finally {
       await cluster.stop();

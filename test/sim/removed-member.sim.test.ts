@@ -53,9 +53,9 @@ describe('simulation: a removed node that restarts', () => {
         expect(await member.node.getLocal('stale', 'reaped-elsewhere'), `seed ${seed}: the removed node's data on ${member.nodeId}`).toBeUndefined();
       }
       expect(lost.node.gossiper.ownStatus, `seed ${seed}: the restarted node learns it was removed`).toBe('removed');
-      await expect(cluster.drive(lost.node.put({ bucket: 'b', key: 'k', value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 1 } }))).rejects.toThrow(
-        /removed from the cluster/,
-      );
+      await expect(
+        cluster.drive(lost.node.put({ bucket: 'b', key: 'k', value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 1 } })),
+      ).rejects.toThrow(/removed from the cluster/);
       const peerAnswer = await cluster.drive(lost.node.handlePeer({ type: 'replica-get', bucket: 'b', key: 'k' }));
       expect(peerAnswer.type).toBe('error');
     } finally {

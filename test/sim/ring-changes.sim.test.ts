@@ -34,7 +34,10 @@ async function writeUntil(cluster: SimCluster, acknowledged: Map<string, string>
     const writer = running[random.int(running.length)] as SimMember;
     const key = `k-${acknowledged.size}-${cluster.clock.nowMs()}`;
     try {
-      await cluster.drive(writer.node.put({ bucket: 'load', key, value: Buffer.from(key), contentType: 'text/plain', context: undefined, options: { w: 'quorum' } }), 10_000);
+      await cluster.drive(
+        writer.node.put({ bucket: 'load', key, value: Buffer.from(key), contentType: 'text/plain', context: undefined, options: { w: 'quorum' } }),
+        10_000,
+      );
       acknowledged.set(key, key);
     } catch {
       // Writes may fail while the network is cut; only acknowledged ones are promised.
@@ -49,7 +52,12 @@ function settledOn(cluster: SimCluster, expected: readonly SimMember[]): boolean
   const running = cluster.members.filter((member) => member.running && member.node.gossiper.ownStatus !== 'left');
   return running.every((member) => {
     const ring = member.node.gossiper.ring;
-    return ring !== null && ring.next === null && JSON.stringify(ringMembers(ring).sort()) === JSON.stringify(wanted) && ring.version === running[0]?.node.gossiper.ring?.version;
+    return (
+      ring !== null &&
+      ring.next === null &&
+      JSON.stringify(ringMembers(ring).sort()) === JSON.stringify(wanted) &&
+      ring.version === running[0]?.node.gossiper.ring?.version
+    );
   });
 }
 
@@ -175,9 +183,12 @@ async function ringChanges(seed: number, broken?: BrokenClaimant): Promise<strin
 }
 
 describe('simulation: join, leave and remove interleaved under partitions', () => {
-  it.each(seeds)('seed %i: every change completes, one ring of the members that stay, nothing acknowledged lost, no change completed before its live receivers had the data', async (seed) => {
-    expect(await ringChanges(seed), `seed ${seed}`).toEqual([]);
-  });
+  it.each(seeds)(
+    'seed %i: every change completes, one ring of the members that stay, nothing acknowledged lost, no change completed before its live receivers had the data',
+    async (seed) => {
+      expect(await ringChanges(seed), `seed ${seed}`).toEqual([]);
+    },
+  );
 
   it.each(brokenClaimants)('a broken claimant (%s) is caught', async (broken) => {
     const problems = await ringChanges(seeds[0] as number, broken);
@@ -187,42 +198,54 @@ describe('simulation: join, leave and remove interleaved under partitions', () =
 });
 
 describe('simulation: a receiver that is down does not hold a ring change', () => {
-  it.each(seeds)('seed %i: an owner that dies and would receive partitions of a leaving node: the leave completes without it, and nothing acknowledged is lost once it is back', async (seed) => {
-    const cluster = await SimCluster.start(seed, 5, config);
-    const acknowledged = new Map<string, string>();
-    try {
-      await writeUntil(cluster, acknowledged, () => acknowledged.size >= 60, 60_000, 'initial load');
-      const [n0] = cluster.members as [SimMember];
-      const ring = n0.node.gossiper.ring as Ring;
-      // The owner that dies, and a node whose leave gives it partitions (so it is a receiver of the change).
-      let pair: [SimMember, SimMember] | undefined;
-      for (const down of cluster.members.slice(1)) {
-        for (const leaving of cluster.members.slice(1)) {
-          if (leaving === down || pair !== undefined) continue;
-          const planned = planClaim(ring, ringMembers(ring).filter((id) => id !== leaving.nodeId));
-          if (receivingNodes(planned, [nVal]).includes(down.nodeId)) pair = [down, leaving];
+  it.each(seeds)(
+    'seed %i: an owner that dies and would receive partitions of a leaving node: the leave completes without it, and nothing acknowledged is lost once it is back',
+    async (seed) => {
+      const cluster = await SimCluster.start(seed, 5, config);
+      const acknowledged = new Map<string, string>();
+      try {
+        await writeUntil(cluster, acknowledged, () => acknowledged.size >= 60, 60_000, 'initial load');
+        const [n0] = cluster.members as [SimMember];
+        const ring = n0.node.gossiper.ring as Ring;
+        // The owner that dies, and a node whose leave gives it partitions (so it is a receiver of the change).
+        let pair: [SimMember, SimMember] | undefined;
+        for (const down of cluster.members.slice(1)) {
+          for (const leaving of cluster.members.slice(1)) {
+            if (leaving === down || pair !== undefined) continue;
+            const planned = planClaim(
+              ring,
+              ringMembers(ring).filter((id) => id !== leaving.nodeId),
+            );
+            if (receivingNodes(planned, [nVal]).includes(down.nodeId)) pair = [down, leaving];
+          }
         }
+        expect(pair, `seed ${seed}: no leave makes another owner a receiver`).toBeDefined();
+        const [down, leaving] = pair as [SimMember, SimMember];
+        await cluster.crash(down);
+        leaving.node.leave();
+        const stay = cluster.members.filter((member) => member !== leaving);
+        // Before, the change waited for the dead owner's transfers until it came back or was removed.
+        await writeUntil(
+          cluster,
+          acknowledged,
+          () => settledOn(cluster, stay),
+          120_000,
+          `the leave completes while ${down.nodeId}, one of its receivers, is down`,
+        );
+        await cluster.restart(down);
+        await writeUntil(cluster, acknowledged, () => acknowledged.size >= 150 && settledOn(cluster, stay), 120_000, 'load after the owner is back');
+        // Time for the leaving node to hand its keys to the owner that came back.
+        await cluster.clock.advance(20_000);
+        const unreadable: string[] = [];
+        for (const [key, value] of acknowledged) {
+          const read = await cluster.drive(n0.node.get('load', key, { r: 'all' }));
+          const values = read === undefined ? [] : liveSiblings(read).map((sibling) => Buffer.from(sibling.value).toString());
+          if (values.length !== 1 || values[0] !== value) unreadable.push(`${key}=${JSON.stringify(values)}`);
+        }
+        expect(unreadable, `seed ${seed}: acknowledged writes not readable with r=all`).toEqual([]);
+      } finally {
+        await cluster.stop();
       }
-      expect(pair, `seed ${seed}: no leave makes another owner a receiver`).toBeDefined();
-      const [down, leaving] = pair as [SimMember, SimMember];
-      await cluster.crash(down);
-      leaving.node.leave();
-      const stay = cluster.members.filter((member) => member !== leaving);
-      // Before, the change waited for the dead owner's transfers until it came back or was removed.
-      await writeUntil(cluster, acknowledged, () => settledOn(cluster, stay), 120_000, `the leave completes while ${down.nodeId}, one of its receivers, is down`);
-      await cluster.restart(down);
-      await writeUntil(cluster, acknowledged, () => acknowledged.size >= 150 && settledOn(cluster, stay), 120_000, 'load after the owner is back');
-      // Time for the leaving node to hand its keys to the owner that came back.
-      await cluster.clock.advance(20_000);
-      const unreadable: string[] = [];
-      for (const [key, value] of acknowledged) {
-        const read = await cluster.drive(n0.node.get('load', key, { r: 'all' }));
-        const values = read === undefined ? [] : liveSiblings(read).map((sibling) => Buffer.from(sibling.value).toString());
-        if (values.length !== 1 || values[0] !== value) unreadable.push(`${key}=${JSON.stringify(values)}`);
-      }
-      expect(unreadable, `seed ${seed}: acknowledged writes not readable with r=all`).toEqual([]);
-    } finally {
-      await cluster.stop();
-    }
-  });
+    },
+  );
 });

@@ -73,7 +73,14 @@ async function scenario(seed: number): Promise<{ trace: string; state: string; c
       const writes = Array.from({ length: 6 }, (_, index) => {
         const coordinator = cluster.members.filter((member) => member.running)[random.int(3)] as SimMember;
         return coordinator.node
-          .put({ bucket: 'replay', key: `k${random.int(4)}`, value: Buffer.from(`r${round}w${index}`), contentType: 'text/plain', context: undefined, options: { w: 1 } })
+          .put({
+            bucket: 'replay',
+            key: `k${random.int(4)}`,
+            value: Buffer.from(`r${round}w${index}`),
+            contentType: 'text/plain',
+            context: undefined,
+            options: { w: 1 },
+          })
           .then(
             () => 'ok',
             (error: unknown) => String((error as { code?: string }).code),
@@ -90,7 +97,8 @@ async function scenario(seed: number): Promise<{ trace: string; state: string; c
     await cluster.clock.advance(3000);
     const state: string[] = [];
     for (const member of cluster.members) {
-      for await (const [key, value] of member.storage.data.entries()) state.push(`${member.nodeId} ${Buffer.from(key).toString('hex')} ${Buffer.from(value).toString('hex')}`);
+      for await (const [key, value] of member.storage.data.entries())
+        state.push(`${member.nodeId} ${Buffer.from(key).toString('hex')} ${Buffer.from(value).toString('hex')}`);
     }
     return { trace: trace.join('\n'), state: state.join('\n'), clocks: cluster.members.map((member) => member.clock.nowMs() - cluster.clock.nowMs()) };
   } finally {

@@ -25,7 +25,9 @@ describe('sibling limits', () => {
     const sim = cluster;
     const put = async (entry: number, value: string, context?: ReturnType<typeof readContext>): Promise<string> => {
       try {
-        await sim.drive(sim.members[entry]!.node.put({ bucket: 'pile', key: 'k', value: Buffer.from(value), contentType: 'text/plain', context, options: { w: 'all' } }));
+        await sim.drive(
+          sim.members[entry]!.node.put({ bucket: 'pile', key: 'k', value: Buffer.from(value), contentType: 'text/plain', context, options: { w: 'all' } }),
+        );
         return 'ok';
       } catch (error) {
         return isKvError(error) ? error.code : String(error);
@@ -35,7 +37,11 @@ describe('sibling limits', () => {
     for (let index = 0; index < 4; index++) expect(await put(index % 3, `v${index}`)).toBe('ok');
     expect(await put(1, 'one too many')).toBe('KV_TOO_MANY_SIBLINGS');
     const read = await sim.drive(sim.members[2]!.node.get('pile', 'k', { r: 'all' }));
-    expect(liveSiblings(read!).map((sibling) => Buffer.from(sibling.value).toString()).sort()).toEqual(['v0', 'v1', 'v2', 'v3']);
+    expect(
+      liveSiblings(read!)
+        .map((sibling) => Buffer.from(sibling.value).toString())
+        .sort(),
+    ).toEqual(['v0', 'v1', 'v2', 'v3']);
     // The read's context resolves them all; then blind writes are taken again.
     expect(await put(2, 'merged', readContext(read!.clock))).toBe('ok');
     expect(await put(0, 'blind again')).toBe('ok');

@@ -21,69 +21,82 @@ function minimumSuspicionMs(members: number): number {
 }
 
 describe('SWIM membership in simulation', () => {
-  it.each(seeds)('seed %i: a killed member is declared down by every other member after the minimum suspicion timeout and within a few rounds of it', (seed) => {
-    const members = 32;
-    const cluster = new SwimCluster({ seed, members });
-    cluster.runFor(5 * roundMs);
-    cluster.kill('n7');
-    const notYet = (): string[] => cluster.liveIds.filter((id) => cluster.member(id).stateOf('n7') !== 'dead');
-    const detectionMs = cluster.runUntil(() => notYet().length === 0, 120 * roundMs, () => `${notYet().join(', ')} still hold n7 up`);
-    // Confirmations from independent probers bring the timeout down to its minimum (Lifeguard);
-    // without them it would stay at suspicionMaxTimeoutMultiplier times that (36 s here).
-    expect(detectionMs, `seed ${seed}`).toBeGreaterThanOrEqual(minimumSuspicionMs(members));
-    expect(detectionMs, `seed ${seed}`).toBeLessThanOrEqual(minimumSuspicionMs(members) + 6 * roundMs);
-    expect(cluster.falseDowns, `seed ${seed}`).toEqual([]);
-  });
-
-  it.each(seeds)('seed %i: a member starved of CPU for 1-3 s at a time over two minutes is never declared down, refutes, and accuses no one; a dead member still is', (seed) => {
-    const members = 20;
-    const random = new SeededRandom(seed);
-    // 1% of messages are lost too, so suspicions of healthy members come and go during the soak.
-    const cluster = new SwimCluster({ seed, members, dropRate: 0.01 });
-    cluster.runFor(5 * roundMs);
-    const starved = 'n3';
-    const soakEndMs = cluster.nowMs + 120 * roundMs;
-    let pauses = 0;
-    let killedAtMs: number | undefined;
-    while (cluster.nowMs < soakEndMs) {
-      const pauseMs = 1000 + random.int(2000);
-      cluster.pause(starved, pauseMs);
-      pauses++;
-      cluster.runFor(pauseMs + 200 + random.int(1300));
-      if (killedAtMs === undefined && cluster.nowMs > soakEndMs - 60 * roundMs) {
-        cluster.kill('n11');
-        killedAtMs = cluster.nowMs;
-      }
-    }
-    cluster.runFor(10 * roundMs);
-    expect(pauses).toBeGreaterThan(30);
-    expect(cluster.falseDowns, `seed ${seed}`).toEqual([]);
-    for (const id of cluster.liveIds) expect(cluster.member(id).stateOf(starved), `seed ${seed}: ${id}'s view of ${starved}`).toBe('alive');
-    // It was suspected (its pauses outlast a probe) and refuted each time by raising its version.
-    expect(cluster.member(starved).recordOf(starved)?.version, `seed ${seed}`).toBeGreaterThan(0);
-    for (const id of cluster.liveIds) expect(cluster.member(id).stateOf('n11'), `seed ${seed}: ${id}'s view of the killed n11`).toBe('dead');
-  });
-
-  it.each(seeds)('seed %i: a member sends at most 2 KiB a round when nothing changes and 16 KiB while every member changes every round (issue 21), at 40 and at 200 members', (seed) => {
-    const random = new SeededRandom(seed);
-    for (const members of [40, 200]) {
+  it.each(seeds)(
+    'seed %i: a killed member is declared down by every other member after the minimum suspicion timeout and within a few rounds of it',
+    (seed) => {
+      const members = 32;
       const cluster = new SwimCluster({ seed, members });
       cluster.runFor(5 * roundMs);
-      let before = cluster.bytesSent;
+      cluster.kill('n7');
+      const notYet = (): string[] => cluster.liveIds.filter((id) => cluster.member(id).stateOf('n7') !== 'dead');
+      const detectionMs = cluster.runUntil(
+        () => notYet().length === 0,
+        120 * roundMs,
+        () => `${notYet().join(', ')} still hold n7 up`,
+      );
+      // Confirmations from independent probers bring the timeout down to its minimum (Lifeguard);
+      // without them it would stay at suspicionMaxTimeoutMultiplier times that (36 s here).
+      expect(detectionMs, `seed ${seed}`).toBeGreaterThanOrEqual(minimumSuspicionMs(members));
+      expect(detectionMs, `seed ${seed}`).toBeLessThanOrEqual(minimumSuspicionMs(members) + 6 * roundMs);
+      expect(cluster.falseDowns, `seed ${seed}`).toEqual([]);
+    },
+  );
+
+  it.each(seeds)(
+    'seed %i: a member starved of CPU for 1-3 s at a time over two minutes is never declared down, refutes, and accuses no one; a dead member still is',
+    (seed) => {
+      const members = 20;
+      const random = new SeededRandom(seed);
+      // 1% of messages are lost too, so suspicions of healthy members come and go during the soak.
+      const cluster = new SwimCluster({ seed, members, dropRate: 0.01 });
       cluster.runFor(5 * roundMs);
-      const idleBytes = (cluster.bytesSent - before) / members / 5;
-      before = cluster.bytesSent;
-      for (let round = 0; round < 5; round++) {
-        for (const id of cluster.liveIds) cluster.at(cluster.nowMs + random.int(roundMs), () => cluster.member(id).publish({ lifecycle: 'up' }));
-        cluster.runFor(roundMs);
+      const starved = 'n3';
+      const soakEndMs = cluster.nowMs + 120 * roundMs;
+      let pauses = 0;
+      let killedAtMs: number | undefined;
+      while (cluster.nowMs < soakEndMs) {
+        const pauseMs = 1000 + random.int(2000);
+        cluster.pause(starved, pauseMs);
+        pauses++;
+        cluster.runFor(pauseMs + 200 + random.int(1300));
+        if (killedAtMs === undefined && cluster.nowMs > soakEndMs - 60 * roundMs) {
+          cluster.kill('n11');
+          killedAtMs = cluster.nowMs;
+        }
       }
-      const churnBytes = (cluster.bytesSent - before) / members / 5;
-      const figures = `seed ${seed}, ${members} members: ${idleBytes.toFixed(0)} bytes per member per round idle, ${churnBytes.toFixed(0)} under churn, largest message ${cluster.maxMessageBytes}`;
-      expect(idleBytes, figures).toBeLessThanOrEqual(2 * 1024);
-      expect(churnBytes, figures).toBeLessThanOrEqual(16 * 1024);
-      expect(cluster.maxMessageBytes, figures).toBeLessThanOrEqual(defaultSwimConfig.maxMessageBytes);
-    }
-  });
+      cluster.runFor(10 * roundMs);
+      expect(pauses).toBeGreaterThan(30);
+      expect(cluster.falseDowns, `seed ${seed}`).toEqual([]);
+      for (const id of cluster.liveIds) expect(cluster.member(id).stateOf(starved), `seed ${seed}: ${id}'s view of ${starved}`).toBe('alive');
+      // It was suspected (its pauses outlast a probe) and refuted each time by raising its version.
+      expect(cluster.member(starved).recordOf(starved)?.version, `seed ${seed}`).toBeGreaterThan(0);
+      for (const id of cluster.liveIds) expect(cluster.member(id).stateOf('n11'), `seed ${seed}: ${id}'s view of the killed n11`).toBe('dead');
+    },
+  );
+
+  it.each(seeds)(
+    'seed %i: a member sends at most 2 KiB a round when nothing changes and 16 KiB while every member changes every round (issue 21), at 40 and at 200 members',
+    (seed) => {
+      const random = new SeededRandom(seed);
+      for (const members of [40, 200]) {
+        const cluster = new SwimCluster({ seed, members });
+        cluster.runFor(5 * roundMs);
+        let before = cluster.bytesSent;
+        cluster.runFor(5 * roundMs);
+        const idleBytes = (cluster.bytesSent - before) / members / 5;
+        before = cluster.bytesSent;
+        for (let round = 0; round < 5; round++) {
+          for (const id of cluster.liveIds) cluster.at(cluster.nowMs + random.int(roundMs), () => cluster.member(id).publish({ lifecycle: 'up' }));
+          cluster.runFor(roundMs);
+        }
+        const churnBytes = (cluster.bytesSent - before) / members / 5;
+        const figures = `seed ${seed}, ${members} members: ${idleBytes.toFixed(0)} bytes per member per round idle, ${churnBytes.toFixed(0)} under churn, largest message ${cluster.maxMessageBytes}`;
+        expect(idleBytes, figures).toBeLessThanOrEqual(2 * 1024);
+        expect(churnBytes, figures).toBeLessThanOrEqual(16 * 1024);
+        expect(cluster.maxMessageBytes, figures).toBeLessThanOrEqual(defaultSwimConfig.maxMessageBytes);
+      }
+    },
+  );
 
   it.each(seeds)('seed %i: a member that joins through one seed is known to every member within log2 N rounds', (seed) => {
     const members = 64;
@@ -91,7 +104,11 @@ describe('SWIM membership in simulation', () => {
     cluster.runFor(5 * roundMs);
     const joiner = cluster.join('n5');
     const unaware = (): string[] => cluster.liveIds.filter((id) => cluster.member(id).stateOf(joiner) !== 'alive');
-    const joinMs = cluster.runUntil(() => unaware().length === 0, 60 * roundMs, () => `${unaware().length} members do not know ${joiner}`);
+    const joinMs = cluster.runUntil(
+      () => unaware().length === 0,
+      60 * roundMs,
+      () => `${unaware().length} members do not know ${joiner}`,
+    );
     expect(joinMs / roundMs, `seed ${seed}`).toBeLessThanOrEqual(Math.log2(members));
     // And the joiner learned every member from its seed's pages.
     for (const id of cluster.liveIds) expect(cluster.member(joiner).stateOf(id), `seed ${seed}: ${joiner}'s view of ${id}`).toBe('alive');

@@ -48,7 +48,17 @@ describe('simulation: TTL', () => {
       const [bucket, key] = ['ttl', 'session'];
       const replicas = replicasOf(cluster, bucket, key);
       const coordinator = replicas[0]!;
-      await cluster.drive(coordinator.node.put({ bucket, key, value: Buffer.from('short-lived'), contentType: 'text/plain', context: undefined, options: { w: 'all' }, ttlSeconds: 1 }));
+      await cluster.drive(
+        coordinator.node.put({
+          bucket,
+          key,
+          value: Buffer.from('short-lived'),
+          contentType: 'text/plain',
+          context: undefined,
+          options: { w: 'all' },
+          ttlSeconds: 1,
+        }),
+      );
       const expiries = await Promise.all(replicas.map(async (member) => storedExpiry(member, bucket, key)));
       expect(new Set(expiries).size, `seed ${seed}: every replica stores the same expiry`).toBe(1);
       expect(expiries[0]).toBeDefined();
@@ -84,7 +94,9 @@ describe('simulation: TTL', () => {
       const replicas = replicasOf(cluster, bucket, key);
       const [coordinator, second, third] = replicas as [SimMember, SimMember, SimMember];
       cluster.network.partition([[coordinator.address, second.address], [third.address]]);
-      await cluster.drive(coordinator.node.put({ bucket, key, value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 2 }, ttlSeconds: 1 }));
+      await cluster.drive(
+        coordinator.node.put({ bucket, key, value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 2 }, ttlSeconds: 1 }),
+      );
       const expiry = await storedExpiry(coordinator, bucket, key);
       expect(await third.node.getLocal(bucket, key), `seed ${seed}: the third replica missed the write`).toBeUndefined();
       await cluster.clock.advance(4000);

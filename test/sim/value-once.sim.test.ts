@@ -28,7 +28,9 @@ describe('simulation: the value crosses the network once per replica', () => {
     const sim = cluster;
     const entry = sim.members[0]!;
     const ring = entry.node.gossiper.ring!;
-    const key = Array.from({ length: 500 }, (_, index) => `k${index}`).find((candidate) => !preferenceList(ring, partitionOf('b', candidate, ring.partitionCount), 3).includes(entry.nodeId))!;
+    const key = Array.from({ length: 500 }, (_, index) => `k${index}`).find(
+      (candidate) => !preferenceList(ring, partitionOf('b', candidate, ring.partitionCount), 3).includes(entry.nodeId),
+    )!;
     const value = Buffer.from(`value-once-${seed}-`.padEnd(64, 'x'));
 
     const carried: string[] = [];
@@ -45,7 +47,10 @@ describe('simulation: the value crosses the network once per replica', () => {
     expect(carried, `seed ${seed}: the messages that carried the value`).toHaveLength(3);
     for (const member of sim.members.filter((candidate) => candidate !== entry)) {
       const stored = await member.node.getLocal('b', key);
-      expect(stored === undefined ? [] : liveSiblings(stored).map((sibling) => Buffer.from(sibling.value).toString()), `seed ${seed}: ${member.nodeId}'s copy`).toEqual([value.toString()]);
+      expect(
+        stored === undefined ? [] : liveSiblings(stored).map((sibling) => Buffer.from(sibling.value).toString()),
+        `seed ${seed}: ${member.nodeId}'s copy`,
+      ).toEqual([value.toString()]);
     }
   });
 });

@@ -25,7 +25,14 @@ const key = 'hot';
 async function put(sim: SimCluster, member: SimMember, value: string, withReadContext: boolean, options: WriteOptions = { w: 'all' }): Promise<void> {
   const read = withReadContext ? await sim.drive(member.node.get(bucket, key, { r: 'all' })) : undefined;
   await sim.drive(
-    member.node.put({ bucket, key, value: Buffer.from(value), contentType: 'text/plain', context: read === undefined ? undefined : readContext(read.clock), options }),
+    member.node.put({
+      bucket,
+      key,
+      value: Buffer.from(value),
+      contentType: 'text/plain',
+      context: read === undefined ? undefined : readContext(read.clock),
+      options,
+    }),
   );
 }
 
@@ -75,7 +82,10 @@ describe('a node that lost its own unsynced write never claims it as seen', () =
     await put(sim, first, 'acknowledged', true);
     await restart(sim, first, 'power-loss');
     const local = await first.node.getLocal(bucket, key);
-    expect(local === undefined ? [] : liveSiblings(local).map((sibling) => Buffer.from(sibling.value).toString()), 'node1 kept the synced write and lost the other').toEqual(['before']);
+    expect(
+      local === undefined ? [] : liveSiblings(local).map((sibling) => Buffer.from(sibling.value).toString()),
+      'node1 kept the synced write and lost the other',
+    ).toEqual(['before']);
     await put(sim, first, 'blind', false);
     expect((await liveValues(sim, first)).sort(), 'after the blind write at node1').toEqual(['acknowledged', 'blind']);
   });

@@ -45,7 +45,14 @@ function collect(stream: WatchStream): Collected {
       }
       return undefined;
     },
-    writes: () => items.flatMap((item) => (item.kind === 'write' ? [`${item.key}=${item.object.siblings.find((sibling) => sibling.dot.node === item.dot.node && sibling.dot.counter === item.dot.counter)?.value.toString() ?? '?'}`] : [])),
+    writes: () =>
+      items.flatMap((item) =>
+        item.kind === 'write'
+          ? [
+              `${item.key}=${item.object.siblings.find((sibling) => sibling.dot.node === item.dot.node && sibling.dot.counter === item.dot.counter)?.value.toString() ?? '?'}`,
+            ]
+          : [],
+      ),
     done,
   };
 }
@@ -69,7 +76,9 @@ async function writeChain(sim: SimCluster, through: readonly SimMember[], bucket
   let seen: CausalContext | undefined;
   for (const [index, value] of values.entries()) {
     const member = through[index % through.length]!;
-    const outcome = await sim.drive(member.node.put({ bucket, key, value: Buffer.from(value), contentType: 'text/plain', context: seen, options: { w: 'all' } }));
+    const outcome = await sim.drive(
+      member.node.put({ bucket, key, value: Buffer.from(value), contentType: 'text/plain', context: seen, options: { w: 'all' } }),
+    );
     seen = outcome.context;
   }
 }
@@ -90,7 +99,9 @@ describe('simulation: watches', () => {
     // Alternating coordinators: writes sent to the second replica are coordinated there.
     await writeChain(sim, [second, first], 'watched', key, values);
     // A write to another key of the bucket is not followed.
-    await sim.drive(first.node.put({ bucket: 'watched', key: `${key}-other`, value: Buffer.from('x'), contentType: 'text/plain', context: undefined, options: {} }));
+    await sim.drive(
+      first.node.put({ bucket: 'watched', key: `${key}-other`, value: Buffer.from('x'), contentType: 'text/plain', context: undefined, options: {} }),
+    );
     await sim.runUntil(() => watch.writes().length >= values.length, 10_000, `every write arrives (saw ${watch.writes().join(',')})`);
     await sim.clock.advance(3000);
     expect(watch.writes().sort()).toEqual(values.map((value) => `${key}=${value}`).sort());
@@ -102,39 +113,62 @@ describe('simulation: watches', () => {
     expect(outsider.node.watches.count).toBe(0);
   });
 
-  it.each(seeds)('seed %i: a watcher that disconnects and resumes with its last id on another node gets the writes made meanwhile, none twice', async (seed) => {
-    cluster = await SimCluster.start(seed, 3, config);
-    const sim = cluster;
-    const [a, b, c] = sim.members as [SimMember, SimMember, SimMember];
-    const filter: WatchFilter = { bucket: 'watched', kind: 'prefix', name: 'p-' };
-    const firstStream = a.node.watch(filter);
-    const first = collect(firstStream);
-    await sim.runUntil(() => first.items.some((item) => item.kind === 'ready'), 10_000, 'the first watch is ready');
-    const before = Array.from({ length: 6 }, (_, index) => `p-${index % 3}`);
-    for (const [index, key] of before.entries()) {
-      await sim.drive(sim.members[index % 3]!.node.put({ bucket: 'watched', key, value: Buffer.from(`before-${index}`), contentType: 'text/plain', context: undefined, options: {} }));
-    }
-    await sim.runUntil(() => first.writes().length >= before.length, 10_000, `the writes before the disconnect arrive (saw ${first.writes().join(',')})`);
-    firstStream.close();
-    await sim.drive(first.done);
-    const lastId = first.lastId();
-    expect(lastId).toBeDefined();
-    const during = ['p-0', 'p-1', 'p-2', 'p-3'];
-    for (const [index, key] of during.entries()) {
-      await sim.drive(sim.members[(index + 1) % 3]!.node.put({ bucket: 'watched', key, value: Buffer.from(`during-${index}`), contentType: 'text/plain', context: undefined, options: {} }));
-    }
-    const secondStream = b.node.watch(filter, lastId);
-    const second = collect(secondStream);
-    await sim.runUntil(() => second.writes().length >= during.length, 10_000, `the writes made while disconnected arrive (saw ${second.writes().join(',')})`);
-    await sim.drive(c.node.put({ bucket: 'watched', key: 'p-9', value: Buffer.from('after'), contentType: 'text/plain', context: undefined, options: {} }));
-    await sim.runUntil(() => second.writes().length >= during.length + 1, 10_000, 'a write after the resume arrives');
-    await sim.clock.advance(3000);
-    const all = [...first.writes(), ...second.writes()];
-    expect(all.sort()).toEqual([...before.map((key, index) => `${key}=before-${index}`), ...during.map((key, index) => `${key}=during-${index}`), 'p-9=after'].sort());
-    expect(second.items.some((item) => item.kind === 'compacted')).toBe(false);
-    secondStream.close();
-    await sim.drive(second.done);
-  });
+  it.each(seeds)(
+    'seed %i: a watcher that disconnects and resumes with its last id on another node gets the writes made meanwhile, none twice',
+    async (seed) => {
+      cluster = await SimCluster.start(seed, 3, config);
+      const sim = cluster;
+      const [a, b, c] = sim.members as [SimMember, SimMember, SimMember];
+      const filter: WatchFilter = { bucket: 'watched', kind: 'prefix', name: 'p-' };
+      const firstStream = a.node.watch(filter);
+      const first = collect(firstStream);
+      await sim.runUntil(() => first.items.some((item) => item.kind === 'ready'), 10_000, 'the first watch is ready');
+      const before = Array.from({ length: 6 }, (_, index) => `p-${index % 3}`);
+      for (const [index, key] of before.entries()) {
+        await sim.drive(
+          sim.members[index % 3]!.node.put({
+            bucket: 'watched',
+            key,
+            value: Buffer.from(`before-${index}`),
+            contentType: 'text/plain',
+            context: undefined,
+            options: {},
+          }),
+        );
+      }
+      await sim.runUntil(() => first.writes().length >= before.length, 10_000, `the writes before the disconnect arrive (saw ${first.writes().join(',')})`);
+      firstStream.close();
+      await sim.drive(first.done);
+      const lastId = first.lastId();
+      expect(lastId).toBeDefined();
+      const during = ['p-0', 'p-1', 'p-2', 'p-3'];
+      for (const [index, key] of during.entries()) {
+        await sim.drive(
+          sim.members[(index + 1) % 3]!.node.put({
+            bucket: 'watched',
+            key,
+            value: Buffer.from(`during-${index}`),
+            contentType: 'text/plain',
+            context: undefined,
+            options: {},
+          }),
+        );
+      }
+      const secondStream = b.node.watch(filter, lastId);
+      const second = collect(secondStream);
+      await sim.runUntil(() => second.writes().length >= during.length, 10_000, `the writes made while disconnected arrive (saw ${second.writes().join(',')})`);
+      await sim.drive(c.node.put({ bucket: 'watched', key: 'p-9', value: Buffer.from('after'), contentType: 'text/plain', context: undefined, options: {} }));
+      await sim.runUntil(() => second.writes().length >= during.length + 1, 10_000, 'a write after the resume arrives');
+      await sim.clock.advance(3000);
+      const all = [...first.writes(), ...second.writes()];
+      expect(all.sort()).toEqual(
+        [...before.map((key, index) => `${key}=before-${index}`), ...during.map((key, index) => `${key}=during-${index}`), 'p-9=after'].sort(),
+      );
+      expect(second.items.some((item) => item.kind === 'compacted')).toBe(false);
+      secondStream.close();
+      await sim.drive(second.done);
+    },
+  );
 
   it.each(seeds)('seed %i: a resume past what the logs still hold answers compacted, and the writes after it follow', async (seed) => {
     cluster = await SimCluster.start(seed, 3, { ...config, watch: { logEvents: 3 } });
@@ -150,7 +184,11 @@ describe('simulation: watches', () => {
     await writeChain(sim, [b], 'watched', 'k', ['1', '2', '3', '4', '5', '6']);
     const secondStream = a.node.watch(filter, first.lastId());
     const second = collect(secondStream);
-    await sim.runUntil(() => second.items.some((item) => item.kind === 'compacted'), 10_000, `compacted is answered (saw ${second.items.map((item) => item.kind).join(',')})`);
+    await sim.runUntil(
+      () => second.items.some((item) => item.kind === 'compacted'),
+      10_000,
+      `compacted is answered (saw ${second.items.map((item) => item.kind).join(',')})`,
+    );
     const compacted = second.items.find((item) => item.kind === 'compacted');
     expect(compacted?.kind === 'compacted' ? compacted.nodes : []).toEqual([b.nodeId]);
     expect(second.writes(), 'no write the log still held is passed off as the whole story').toEqual([]);
@@ -203,7 +241,15 @@ describe('simulation: watches', () => {
     await sim.stopCleanly(a);
     await sim.drive(watch.done);
     expect(a.node.watches.count).toBe(0);
-    await expect(a.node.watchLog.poll({ type: 'watch-poll', filter: { bucket: 'watched', kind: 'key', name: 'k' }, cursor: { epoch: a.node.watchLog.epoch, seq: 0 }, waitMs: 1000, maxWrites: 10 })).rejects.toMatchObject({ code: 'KV_NOT_READY' });
+    await expect(
+      a.node.watchLog.poll({
+        type: 'watch-poll',
+        filter: { bucket: 'watched', kind: 'key', name: 'k' },
+        cursor: { epoch: a.node.watchLog.epoch, seq: 0 },
+        waitMs: 1000,
+        maxWrites: 10,
+      }),
+    ).rejects.toMatchObject({ code: 'KV_NOT_READY' });
     expect(b.node.watches.count).toBe(0);
   });
 

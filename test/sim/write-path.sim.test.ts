@@ -27,7 +27,17 @@ function refuseAt(sim: SimCluster, member: SimMember, refuse: (request: PeerRequ
   sim.network.register(member.address, async (request) => (refuse(request) ? refused(`test refuses ${request.type}`) : member.node.handlePeer(request)));
 }
 
-const replicaTraffic = new Set(['replica-get', 'coordinate-put', 'replica-put', 'swim-ping', 'swim-ping-req', 'swim-gossip', 'swim-digest', 'swim-records', 'cluster-state']);
+const replicaTraffic = new Set([
+  'replica-get',
+  'coordinate-put',
+  'replica-put',
+  'swim-ping',
+  'swim-ping-req',
+  'swim-gossip',
+  'swim-digest',
+  'swim-records',
+  'cluster-state',
+]);
 
 describe('one deadline per request', () => {
   it.each([1, 2, 3])('seed %i: a forwarded write that then replicates answers 504 at its deadline, not after twice it', async (seed) => {
@@ -43,7 +53,9 @@ describe('one deadline per request', () => {
     const before = sim.clock.nowMs();
     let code = 'ok';
     await sim
-      .drive(entry.node.put({ bucket: 'pair', key, value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 2, timeoutMs: 1000 } }))
+      .drive(
+        entry.node.put({ bucket: 'pair', key, value: Buffer.from('v'), contentType: 'text/plain', context: undefined, options: { w: 2, timeoutMs: 1000 } }),
+      )
       .catch((error: unknown) => {
         code = isKvError(error) ? error.code : String(error);
       });
@@ -62,7 +74,11 @@ describe('writes during a ring change', () => {
     // The old replicas refuse partition streams, so the plan that adds a fourth node stays a plan.
     for (const member of [first, second, third]) refuseAt(sim, member, (request) => !replicaTraffic.has(request.type));
     const joiner = await sim.addMember();
-    await sim.runUntil(() => sim.members.every((member) => member.node.gossiper.ring?.next?.includes(joiner.nodeId) === true), 60_000, 'the join is planned everywhere');
+    await sim.runUntil(
+      () => sim.members.every((member) => member.node.gossiper.ring?.next?.includes(joiner.nodeId) === true),
+      60_000,
+      'the join is planned everywhere',
+    );
     const ring = first.node.gossiper.ring!;
     const planned = plannedRing(ring);
     // A key that moves: its current replicas lose one node (the leaver) to the joiner.
@@ -89,13 +105,18 @@ describe('writes during a ring change', () => {
       });
     const holders = await Promise.all(next.map(async (id) => ((await byId(id).node.getLocal('demo', key)) === undefined ? 0 : 1)));
     const plannedHolders = holders.reduce<number>((sum, held) => sum + held, 0);
-    if (acknowledged) expect(plannedHolders, `acknowledged, but only ${plannedHolders} of the planned replicas ${next.join(',')} hold it`).toBeGreaterThanOrEqual(2);
+    if (acknowledged)
+      expect(plannedHolders, `acknowledged, but only ${plannedHolders} of the planned replicas ${next.join(',')} hold it`).toBeGreaterThanOrEqual(2);
 
     // With the kept replicas answering again, the same write is acknowledged: the rule refuses only what it must.
     refuseAt(sim, other, (request) => !replicaTraffic.has(request.type));
     const partition = partitionOf('demo', key, ring.partitionCount);
-    const sibling = Array.from({ length: 20_000 }, (_, index) => `again${index}`).find((candidate) => partitionOf('demo', candidate, ring.partitionCount) === partition)!;
-    await sim.drive(leaver.node.put({ bucket: 'demo', key: sibling, value: Buffer.from('ok'), contentType: 'text/plain', context: undefined, options: { w: 2 } }));
+    const sibling = Array.from({ length: 20_000 }, (_, index) => `again${index}`).find(
+      (candidate) => partitionOf('demo', candidate, ring.partitionCount) === partition,
+    )!;
+    await sim.drive(
+      leaver.node.put({ bucket: 'demo', key: sibling, value: Buffer.from('ok'), contentType: 'text/plain', context: undefined, options: { w: 2 } }),
+    );
     const heldAgain = await Promise.all(next.map(async (id) => ((await byId(id).node.getLocal('demo', sibling)) === undefined ? 0 : 1)));
     expect(heldAgain.reduce<number>((sum, held) => sum + held, 0)).toBeGreaterThanOrEqual(2);
   });

@@ -3,7 +3,19 @@ import { join } from 'node:path';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/index.js';
-import { type NodeProcess, call, freePorts, killNode, pollDeadlineMs, processTestTimeoutMs, startNode, temporaryFolder, waitFor, waitForMembersUp, waitHealthy } from '../integration/processes.js';
+import {
+  type NodeProcess,
+  call,
+  freePorts,
+  killNode,
+  pollDeadlineMs,
+  processTestTimeoutMs,
+  startNode,
+  temporaryFolder,
+  waitFor,
+  waitForMembersUp,
+  waitHealthy,
+} from '../integration/processes.js';
 import { ensureDebianPackage } from '../support/debian-packages.js';
 
 /**
@@ -40,7 +52,16 @@ describe.skipIf(skipReason !== undefined)('the dashboard in headless Chromium', 
     context = await chromium.launchPersistentContext(profile.path, {
       executablePath: chromiumPath,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
       // The size a new user's laptop window had when the owner table was clipped.
       viewport: { width: 1400, height: 1000 },
     });
@@ -66,76 +87,88 @@ describe.skipIf(skipReason !== undefined)('the dashboard in headless Chromium', 
     Promise.all((await page.locator(selector).all()).map((located) => located.getAttribute(name)));
   const texts = async (selector: string): Promise<string[]> => page.locator(selector).allTextContents();
 
-  it('lists every member up and the partitions each owns', async () => {
-    await page.goto(`http://${nodes[0]!.address}/ui`);
-    await waitFor('the members table to list both nodes up', pollDeadlineMs, async (see) => {
-      const statuses = await attributes('[data-testid=member-row]', 'data-status');
-      see(`member rows with status ${JSON.stringify(statuses)}`);
-      return statuses.length === nodes.length && statuses.every((status) => status === 'up');
-    });
-    const addresses = await attributes('[data-testid=member-row]', 'data-address');
-    expect(addresses.sort()).toEqual(nodes.map((node) => node.address).sort());
-    expect(await page.textContent('[data-testid=live]')).toBe('live');
-
-    const partitions = (await texts('[data-testid=ring-partitions]')).map(Number);
-    expect(partitions).toHaveLength(2);
-    expect(partitions.every((count) => count > 0)).toBe(true);
-    expect(partitions.reduce((sum, count) => sum + count, 0)).toBe(256);
-    expect(await page.locator('#ring-chart path').count()).toBeGreaterThan(1);
-  }, processTestTimeoutMs);
-
-  it('shows request rates that rise with writes, and the LevelDB levels once tables exist', async () => {
-    expect(Number(await page.textContent('[data-testid=rate-put]'))).toBe(0);
-    const client = new RingClient({ nodes: [nodes[0]!.address] });
-    let puts = 0;
-    let gets = 0;
-    try {
-      // The rate looks at the last 10 s only: on a machine slow enough that the page refreshes more
-      // than 10 s after a burst, the rate is back to 0, so another burst is sent until one shows.
-      await waitFor('the put rate to rise', pollDeadlineMs, async (see) => {
-        const rate = Number(await page.textContent('[data-testid=rate-put]'));
-        see(`a put rate of ${rate} after ${puts} puts`);
-        if (rate > 0) return true;
-        // All at once, so they land well inside the 10 s the rate looks at.
-        await Promise.all(Array.from({ length: 40 }, async (_, index) => client.put('dashboard', `key-${puts + index}`, `value-${index}`, { w: 2 })));
-        puts += 40;
-        if (gets === 0) {
-          await Promise.all(Array.from({ length: 20 }, async (_, index) => client.get('dashboard', `key-${index}`)));
-          gets = 20;
-        }
-        return false;
+  it(
+    'lists every member up and the partitions each owns',
+    async () => {
+      await page.goto(`http://${nodes[0]!.address}/ui`);
+      await waitFor('the members table to list both nodes up', pollDeadlineMs, async (see) => {
+        const statuses = await attributes('[data-testid=member-row]', 'data-status');
+        see(`member rows with status ${JSON.stringify(statuses)}`);
+        return statuses.length === nodes.length && statuses.every((status) => status === 'up');
       });
-    } finally {
-      await client.close();
-    }
-    // Every request of the last minute is counted; the rate looks at the last 10 s only, so it may already be falling.
-    await waitFor(`${puts} puts and ${gets} gets to be counted`, pollDeadlineMs, async (see) => {
-      const counted = { put: await page.textContent('[data-testid=count-put]'), get: await page.textContent('[data-testid=count-get]') };
-      see(counted);
-      return counted.put === String(puts) && counted.get === String(gets);
-    });
-    // The rate is the requests of the last 10 s divided by 10: at most all of them.
-    expect(Number(await page.textContent('[data-testid=rate-put]'))).toBeLessThanOrEqual(puts / 10);
-    // A manual compaction flushes the memtable, so the writes show up as table files.
-    expect((await call(nodes[0]!, 'POST', '/admin/compact')).status).toBe(200);
-    await waitFor('a LevelDB level with table files', pollDeadlineMs, async (see) => {
-      const files = await attributes('[data-testid=storage-level]', 'data-files');
-      see(`table files per level ${JSON.stringify(files)}`);
-      return files.some((count) => Number(count) > 0);
-    });
-    expect(await page.locator('[data-testid=storage-level]').count()).toBeGreaterThanOrEqual(7);
-    expect(await page.textContent('[data-testid=hints-pending]')).toContain('0');
-    expect(await page.textContent('[data-testid=anti-entropy-state]')).toMatch(/on|off|n\/a/);
+      const addresses = await attributes('[data-testid=member-row]', 'data-address');
+      expect(addresses.sort()).toEqual(nodes.map((node) => node.address).sort());
+      expect(await page.textContent('[data-testid=live]')).toBe('live');
 
-    // At 1400x1000 nothing is clipped (no card scrolls sideways) and every figure is labelled in words, not a camelCase field name.
-    const clipped = await page.$$eval('.card', (cards) => cards.filter((card) => card.scrollWidth > card.clientWidth).map((card) => `${card.getAttribute('data-testid')}: ${card.scrollWidth} > ${card.clientWidth}`));
-    expect(clipped).toEqual([]);
-    const labels = [...(await texts('.figure .label')), ...(await texts('th')), ...(await texts('#ring-note'))];
-    expect(labels.length).toBeGreaterThan(10);
-    expect(labels.filter((label) => /[a-z][A-Z]/.test(label))).toEqual([]);
+      const partitions = (await texts('[data-testid=ring-partitions]')).map(Number);
+      expect(partitions).toHaveLength(2);
+      expect(partitions.every((count) => count > 0)).toBe(true);
+      expect(partitions.reduce((sum, count) => sum + count, 0)).toBe(256);
+      expect(await page.locator('#ring-chart path').count()).toBeGreaterThan(1);
+    },
+    processTestTimeoutMs,
+  );
 
-    mkdirSync(artifacts, { recursive: true });
-    await page.screenshot({ path: join(artifacts, 'dashboard.png'), fullPage: true });
-    expect(problems).toEqual([]);
-  }, processTestTimeoutMs);
+  it(
+    'shows request rates that rise with writes, and the LevelDB levels once tables exist',
+    async () => {
+      expect(Number(await page.textContent('[data-testid=rate-put]'))).toBe(0);
+      const client = new RingClient({ nodes: [nodes[0]!.address] });
+      let puts = 0;
+      let gets = 0;
+      try {
+        // The rate looks at the last 10 s only: on a machine slow enough that the page refreshes more
+        // than 10 s after a burst, the rate is back to 0, so another burst is sent until one shows.
+        await waitFor('the put rate to rise', pollDeadlineMs, async (see) => {
+          const rate = Number(await page.textContent('[data-testid=rate-put]'));
+          see(`a put rate of ${rate} after ${puts} puts`);
+          if (rate > 0) return true;
+          // All at once, so they land well inside the 10 s the rate looks at.
+          await Promise.all(Array.from({ length: 40 }, async (_, index) => client.put('dashboard', `key-${puts + index}`, `value-${index}`, { w: 2 })));
+          puts += 40;
+          if (gets === 0) {
+            await Promise.all(Array.from({ length: 20 }, async (_, index) => client.get('dashboard', `key-${index}`)));
+            gets = 20;
+          }
+          return false;
+        });
+      } finally {
+        await client.close();
+      }
+      // Every request of the last minute is counted; the rate looks at the last 10 s only, so it may already be falling.
+      await waitFor(`${puts} puts and ${gets} gets to be counted`, pollDeadlineMs, async (see) => {
+        const counted = { put: await page.textContent('[data-testid=count-put]'), get: await page.textContent('[data-testid=count-get]') };
+        see(counted);
+        return counted.put === String(puts) && counted.get === String(gets);
+      });
+      // The rate is the requests of the last 10 s divided by 10: at most all of them.
+      expect(Number(await page.textContent('[data-testid=rate-put]'))).toBeLessThanOrEqual(puts / 10);
+      // A manual compaction flushes the memtable, so the writes show up as table files.
+      expect((await call(nodes[0]!, 'POST', '/admin/compact')).status).toBe(200);
+      await waitFor('a LevelDB level with table files', pollDeadlineMs, async (see) => {
+        const files = await attributes('[data-testid=storage-level]', 'data-files');
+        see(`table files per level ${JSON.stringify(files)}`);
+        return files.some((count) => Number(count) > 0);
+      });
+      expect(await page.locator('[data-testid=storage-level]').count()).toBeGreaterThanOrEqual(7);
+      expect(await page.textContent('[data-testid=hints-pending]')).toContain('0');
+      expect(await page.textContent('[data-testid=anti-entropy-state]')).toMatch(/on|off|n\/a/);
+
+      // At 1400x1000 nothing is clipped (no card scrolls sideways) and every figure is labelled in words, not a camelCase field name.
+      const clipped = await page.$$eval('.card', (cards) =>
+        cards
+          .filter((card) => card.scrollWidth > card.clientWidth)
+          .map((card) => `${card.getAttribute('data-testid')}: ${card.scrollWidth} > ${card.clientWidth}`),
+      );
+      expect(clipped).toEqual([]);
+      const labels = [...(await texts('.figure .label')), ...(await texts('th')), ...(await texts('#ring-note'))];
+      expect(labels.length).toBeGreaterThan(10);
+      expect(labels.filter((label) => /[a-z][A-Z]/.test(label))).toEqual([]);
+
+      mkdirSync(artifacts, { recursive: true });
+      await page.screenshot({ path: join(artifacts, 'dashboard.png'), fullPage: true });
+      expect(problems).toEqual([]);
+    },
+    processTestTimeoutMs,
+  );
 });

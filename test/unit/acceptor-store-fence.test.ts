@@ -13,10 +13,20 @@ describe('AcceptorStore: the ring-version fence', () => {
     const storage = new MemoryStorage();
     await storage.open();
     let ringVersion = 5;
-    const store = new AcceptorStore({ space: storage.paxos, bucketProperties: () => ({ consistent: true }) as BucketProperties, ringVersion: () => ringVersion });
+    const store = new AcceptorStore({
+      space: storage.paxos,
+      bucketProperties: () => ({ consistent: true }) as BucketProperties,
+      ringVersion: () => ringVersion,
+    });
     const stale = await store.handle({ type: 'paxos-prepare', bucket: 'b', key: 'never-written', epoch: 4, ballot: { round: 1, proposer: 'p' } });
     expect(stale.reply).toMatchObject({ type: 'prepare-rejected', epoch: 5 });
-    const staleProposal = await store.handle({ type: 'paxos-propose', bucket: 'b', key: 'never-written', epoch: 4, proposal: { ballot: { round: 1, proposer: 'p' }, state: { version: 1, value: null, writes: [] } } });
+    const staleProposal = await store.handle({
+      type: 'paxos-propose',
+      bucket: 'b',
+      key: 'never-written',
+      epoch: 4,
+      proposal: { ballot: { round: 1, proposer: 'p' }, state: { version: 1, value: null, writes: [] } },
+    });
     expect(staleProposal.reply).toMatchObject({ type: 'propose-rejected', epoch: 5 });
     const current = await store.handle({ type: 'paxos-prepare', bucket: 'b', key: 'never-written', epoch: 5, ballot: { round: 2, proposer: 'p' } });
     expect(current.reply).toMatchObject({ type: 'promise' });

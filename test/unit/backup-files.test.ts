@@ -23,8 +23,14 @@ async function writeBackup(): Promise<string> {
   const directory = mkdtempSync(join(tmpdir(), 'ringkv-backup-unit-'));
   folders.push(directory);
   mkdirSync(join(directory, 'partitions'));
-  const object = encodeObject({ clock: { a: 1 }, siblings: [{ dot: { node: 'a', counter: 1 }, value: Buffer.from('v'), contentType: 'text/plain', lastModifiedMs: 1, tombstone: false }] });
-  const tombstone = encodeObject({ clock: { a: 2 }, siblings: [{ dot: { node: 'a', counter: 2 }, value: Buffer.alloc(0), contentType: '', lastModifiedMs: 2, tombstone: true }] });
+  const object = encodeObject({
+    clock: { a: 1 },
+    siblings: [{ dot: { node: 'a', counter: 1 }, value: Buffer.from('v'), contentType: 'text/plain', lastModifiedMs: 1, tombstone: false }],
+  });
+  const tombstone = encodeObject({
+    clock: { a: 2 },
+    siblings: [{ dot: { node: 'a', counter: 2 }, value: Buffer.alloc(0), contentType: '', lastModifiedMs: 2, tombstone: true }],
+  });
   const partitions: BackupManifest['partitions'] = {};
   for (const partition of [0, 1]) {
     const file = partitionFileName(partition);
@@ -43,7 +49,14 @@ async function writeBackup(): Promise<string> {
     formatVersion: 1,
     startedAtMs: 0,
     finishedAtMs: 1,
-    cluster: { nodeId: 'a', partitionCount: 2, ring: { version: 1, owners: ['a', 'a'], changing: false }, members: [], bucketProperties: {}, reapedRetentionMs: 1 },
+    cluster: {
+      nodeId: 'a',
+      partitionCount: 2,
+      ring: { version: 1, owners: ['a', 'a'], changing: false },
+      members: [],
+      bucketProperties: {},
+      reapedRetentionMs: 1,
+    },
     partitions,
   });
   return directory;
@@ -69,7 +82,10 @@ describe('backup verify', () => {
       const directory = await writeBackup();
       const path = join(directory, partitionFileName(0));
       truncateSync(path, readFileSync(path).length - cut);
-      await expect(verifyBackup(directory), `cut ${cut}`).rejects.toMatchObject({ code: 'KV_BACKUP_INVALID', message: expect.stringMatching(new RegExp(`${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .*truncated`)) });
+      await expect(verifyBackup(directory), `cut ${cut}`).rejects.toMatchObject({
+        code: 'KV_BACKUP_INVALID',
+        message: expect.stringMatching(new RegExp(`${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .*truncated`)),
+      });
     }
   });
 

@@ -18,7 +18,13 @@ const ring: Ring = planClaim(createRing(16, nodes), [...nodes, 'n5', 'n6']);
 function view(done: readonly string[], consistent: boolean): ClusterView {
   const members: Record<string, MemberRecord> = {};
   for (const id of [...nodes, 'n5', 'n6']) {
-    members[id] = { id, address: `${id}:1`, generation: 1, status: nodes.includes(id) ? 'up' : 'joining', ...(done.includes(id) ? { transfersDoneForRing: ring.version } : {}) };
+    members[id] = {
+      id,
+      address: `${id}:1`,
+      generation: 1,
+      status: nodes.includes(id) ? 'up' : 'joining',
+      ...(done.includes(id) ? { transfersDoneForRing: ring.version } : {}),
+    };
   }
   return { members, ring, bucketProperties: consistent ? { locks: { consistent: true } } : {}, bucketPropertiesVersion: 1 };
 }

@@ -32,11 +32,17 @@ describe('the config schema', () => {
   });
 
   it('refuses a misspelt key, naming it and suggesting the nearest known key', () => {
-    expect(configError(() => validateConfig({ limits: { requestTimoutMs: 100 } }))).toMatch(/unknown config key 'limits\.requestTimoutMs'.*did you mean 'limits\.requestTimeoutMs'/);
+    expect(configError(() => validateConfig({ limits: { requestTimoutMs: 100 } }))).toMatch(
+      /unknown config key 'limits\.requestTimoutMs'.*did you mean 'limits\.requestTimeoutMs'/,
+    );
     // A setting typed at the top level instead of in its section is found in the section.
-    expect(configError(() => validateConfig({ requestTimoutMs: 100 }))).toMatch(/unknown config key 'requestTimoutMs'.*did you mean 'limits\.requestTimeoutMs'/);
+    expect(configError(() => validateConfig({ requestTimoutMs: 100 }))).toMatch(
+      /unknown config key 'requestTimoutMs'.*did you mean 'limits\.requestTimeoutMs'/,
+    );
     expect(configError(() => validateConfig({ buckets: { carts: { nval: 2 } } }))).toMatch(/'buckets\.carts\.nval'.*'buckets\.carts\.nVal'/);
-    expect(configError(() => validateConfig({ auth: { tokens: [{ token: 'a'.repeat(20), role: 'read-only', owner: 'x' }] } }))).toMatch(/'auth\.tokens\[0\]\.owner'/);
+    expect(configError(() => validateConfig({ auth: { tokens: [{ token: 'a'.repeat(20), role: 'read-only', owner: 'x' }] } }))).toMatch(
+      /'auth\.tokens\[0\]\.owner'/,
+    );
     expect(configError(() => validateConfig({ zzzzzz: 1 }))).toMatch(/unknown config key 'zzzzzz'.*ringkv config table/);
   });
 
@@ -49,7 +55,9 @@ describe('the config schema', () => {
   });
 
   it('names the bad field and what it must be, and never shows a secret', () => {
-    expect(configError(() => validateConfig({ limits: { requestTimeoutMs: 'soon' } }))).toMatch(/'limits\.requestTimeoutMs' must be an integer in 1\.\.600000, got "soon"/);
+    expect(configError(() => validateConfig({ limits: { requestTimeoutMs: 'soon' } }))).toMatch(
+      /'limits\.requestTimeoutMs' must be an integer in 1\.\.600000, got "soon"/,
+    );
     expect(configError(() => validateConfig({ partitionCount: 100 }))).toMatch(/'partitionCount' must be a power of two/);
     expect(configError(() => validateConfig({ seeds: ['no-port'] }))).toMatch(/'seeds\[0\]' must be a host:port/);
     expect(configError(() => loadConfig({ peerMap: 'not-an-address=127.0.0.1:2' }, {}))).toMatch(/'peerDialOverrides\.not-an-address'/);
@@ -71,22 +79,32 @@ describe('the config schema', () => {
       /'limits\.maxObjectBytes' must be at most 45088768 \(the peer frame cap 67108864 − limits\.maxValueBytes 20971520 − 1048576 for the message\).*lower limits\.maxValueBytes or limits\.maxObjectBytes/,
     );
     // A page ends after the object that takes it past maxPageBytes, so the page and that object must fit.
-    expect(configError(() => validateConfig({ handoff: { maxPageBytes: 48 * mebibyte } }))).toMatch(/'handoff\.maxPageBytes' must be at most 40894464 \(the peer frame cap 67108864 − limits\.maxObjectBytes 25165824 − 1048576\)/);
+    expect(configError(() => validateConfig({ handoff: { maxPageBytes: 48 * mebibyte } }))).toMatch(
+      /'handoff\.maxPageBytes' must be at most 40894464 \(the peer frame cap 67108864 − limits\.maxObjectBytes 25165824 − 1048576\)/,
+    );
     expect(validateConfig({ limits: { maxValueBytes: 16 * mebibyte, maxObjectBytes: 40 * mebibyte } }).limits.maxObjectBytes).toBe(40 * mebibyte);
-    expect(configError(() => validateConfig({ limits: { maxValueBytes: 64 * mebibyte } }))).toMatch(/'limits\.maxValueBytes' must be an integer in 1\.\.33554432/);
+    expect(configError(() => validateConfig({ limits: { maxValueBytes: 64 * mebibyte } }))).toMatch(
+      /'limits\.maxValueBytes' must be an integer in 1\.\.33554432/,
+    );
   });
 
   it('keeps bucket properties inside the gossip view bounds: names in UTF-8 bytes, and how many buckets', () => {
     // 600 two-byte characters: 600 characters but 1,200 bytes, over the 1,024 bytes gossip carries.
-    expect(configError(() => validateConfig({ buckets: { ['é'.repeat(600)]: { nVal: 2 } } }))).toMatch(/'buckets' must be bucket names of at most 1024 UTF-8 bytes, got "a name of 1200 bytes"/);
+    expect(configError(() => validateConfig({ buckets: { ['é'.repeat(600)]: { nVal: 2 } } }))).toMatch(
+      /'buckets' must be bucket names of at most 1024 UTF-8 bytes, got "a name of 1200 bytes"/,
+    );
     expect(validateConfig({ buckets: { ['é'.repeat(512)]: { nVal: 2 } } }).buckets['é'.repeat(512)]).toEqual({ nVal: 2 });
     const many = Object.fromEntries(Array.from({ length: 4097 }, (_, index) => [`b${index}`, { nVal: 2 }]));
     expect(configError(() => validateConfig({ buckets: many }))).toMatch(/'buckets' must be at most 4096 buckets/);
   });
 
   it("refuses an r or w above the bucket's own n_val, which no request could meet, also when n_val comes from bucketDefaults", () => {
-    expect(configError(() => validateConfig({ bucketDefaults: { nVal: 3, w: 4 } }))).toMatch(/'bucketDefaults.w' must be one, quorum, all or an integer from 1 to the bucket's nVal \(3\), got 4/);
-    expect(configError(() => validateConfig({ bucketDefaults: { nVal: 2 }, buckets: { logs: { r: 3 } } }))).toMatch(/'buckets.logs.r' must be .* nVal \(2\), got 3/);
+    expect(configError(() => validateConfig({ bucketDefaults: { nVal: 3, w: 4 } }))).toMatch(
+      /'bucketDefaults.w' must be one, quorum, all or an integer from 1 to the bucket's nVal \(3\), got 4/,
+    );
+    expect(configError(() => validateConfig({ bucketDefaults: { nVal: 2 }, buckets: { logs: { r: 3 } } }))).toMatch(
+      /'buckets.logs.r' must be .* nVal \(2\), got 3/,
+    );
     expect(configError(() => validateConfig({ buckets: { tiny: { nVal: 1 } }, bucketDefaults: { r: 2 } }))).toMatch(/'buckets.tiny.r'/);
     expect(configError(() => validateConfig({ bucketDefaults: { r: 17 } }))).toMatch(/'bucketDefaults.r' must be an integer in 1..16/);
     expect(validateConfig({ bucketDefaults: { nVal: 5, r: 5, w: 'all' }, buckets: { big: { nVal: 16, w: 16 } } }).buckets['big']).toEqual({ nVal: 16, w: 16 });
@@ -106,7 +124,10 @@ describe('listen and advertise', () => {
   });
 
   it('bind a wildcard while advertising an address or a DNS name, from flags or the environment', () => {
-    expect(loadConfig({ listen: '0.0.0.0', advertise: 'ringkv-2.internal:17101' }, {})).toMatchObject({ listen: '0.0.0.0', advertise: 'ringkv-2.internal:17101' });
+    expect(loadConfig({ listen: '0.0.0.0', advertise: 'ringkv-2.internal:17101' }, {})).toMatchObject({
+      listen: '0.0.0.0',
+      advertise: 'ringkv-2.internal:17101',
+    });
     expect(loadConfig({}, { RINGKV_LISTEN: '0.0.0.0', RINGKV_ADVERTISE: '10.0.0.7:17101' })).toMatchObject({ listen: '0.0.0.0', advertise: '10.0.0.7:17101' });
   });
 
@@ -124,7 +145,9 @@ describe('the environment', () => {
   it('has one RINGKV_* variable per setting, named in the schema or derived from the path', () => {
     const names = configSettings.flatMap((setting) => (setting.env === undefined ? [] : [setting.env]));
     expect(new Set(names).size).toBe(names.length);
-    expect(configFromEnvironment({ RINGKV_N_VAL: '2', RINGKV_LIMITS_MAX_KEY_BYTES: '100', RINGKV_BUCKET_DEFAULTS_R: '2', RINGKV_STORAGE_COMPRESSION: 'false' })).toEqual({
+    expect(
+      configFromEnvironment({ RINGKV_N_VAL: '2', RINGKV_LIMITS_MAX_KEY_BYTES: '100', RINGKV_BUCKET_DEFAULTS_R: '2', RINGKV_STORAGE_COMPRESSION: 'false' }),
+    ).toEqual({
       bucketDefaults: { nVal: 2, r: 2 },
       limits: { maxKeyBytes: 100 },
       storage: { compression: false },
@@ -136,7 +159,10 @@ describe('the environment', () => {
 describe('ringkv config check and the README', () => {
   it('masks every secret in the effective config', () => {
     const token = 'a-very-secret-token-0123';
-    const config = validateConfig({ clusterSecret: 'cluster-secret-0123456789', auth: { enabled: true, tokens: [{ token, role: 'read-write', name: 'app' }] } });
+    const config = validateConfig({
+      clusterSecret: 'cluster-secret-0123456789',
+      auth: { enabled: true, tokens: [{ token, role: 'read-write', name: 'app' }] },
+    });
     const shown = JSON.stringify(maskSecrets(config));
     expect(shown).not.toContain(token);
     expect(shown).not.toContain('cluster-secret-0123456789');

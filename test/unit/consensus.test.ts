@@ -1,8 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { type AcceptorReply, type AcceptorRequest, type AcceptorState, type Proposal, emptyAcceptorState, stepAcceptor } from '../../src/core/consensus/acceptor.js';
+import {
+  type AcceptorReply,
+  type AcceptorRequest,
+  type AcceptorState,
+  type Proposal,
+  emptyAcceptorState,
+  stepAcceptor,
+} from '../../src/core/consensus/acceptor.js';
 import { acceptorStateFormat, decodeAcceptorState, encodeAcceptorState } from '../../src/core/consensus/acceptor-codec.js';
 import { type Ballot, compareBallots, issueBallot, startBallotIssuer } from '../../src/core/consensus/ballot.js';
-import { type RegisterOperation, type WriteCondition, applyOperation, emptyRegister, operationId, recentWritesKept, remembersFrom, versionWrittenBy } from '../../src/core/consensus/compare-and-set.js';
+import {
+  type RegisterOperation,
+  type WriteCondition,
+  applyOperation,
+  emptyRegister,
+  operationId,
+  recentWritesKept,
+  remembersFrom,
+  versionWrittenBy,
+} from '../../src/core/consensus/compare-and-set.js';
 import { type ProposerEffect, type ProposerState, startProposer, stepProposer } from '../../src/core/consensus/proposer.js';
 import { isKvError } from '../../src/util/errors.js';
 
@@ -52,17 +68,32 @@ describe('acceptor', () => {
     const promised = stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(2) }).state;
     const older = stepAcceptor(promised, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1), state: { version: 1, value: text('a'), writes: [] } } });
     expect(older.reply?.type).toBe('propose-rejected');
-    const accepted = stepAcceptor(promised, { type: 'propose', epoch: 1, proposal: { ballot: ballot(2), state: { version: 1, value: text('b'), writes: [] } } });
+    const accepted = stepAcceptor(promised, {
+      type: 'propose',
+      epoch: 1,
+      proposal: { ballot: ballot(2), state: { version: 1, value: text('b'), writes: [] } },
+    });
     expect(accepted.reply).toEqual({ type: 'accepted', ballot: ballot(2) });
     expect(accepted.persist?.accepted?.state.value).toEqual(text('b'));
-    const newer = stepAcceptor(accepted.state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(4), state: { version: 2, value: text('c'), writes: [] } } });
-    const lateDuplicate = stepAcceptor(newer.state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(2), state: { version: 1, value: text('b'), writes: [] } } });
+    const newer = stepAcceptor(accepted.state, {
+      type: 'propose',
+      epoch: 1,
+      proposal: { ballot: ballot(4), state: { version: 2, value: text('c'), writes: [] } },
+    });
+    const lateDuplicate = stepAcceptor(newer.state, {
+      type: 'propose',
+      epoch: 1,
+      proposal: { ballot: ballot(2), state: { version: 1, value: text('b'), writes: [] } },
+    });
     expect(lateDuplicate.reply?.type).toBe('propose-rejected');
     expect(lateDuplicate.state.accepted?.ballot).toEqual(ballot(4));
   });
 
   it('records the newest commit only, and answers nothing to a commit', () => {
-    const commit = (round: number): AcceptorRequest => ({ type: 'commit', proposal: { ballot: ballot(round), state: { version: round, value: text(`v${round}`), writes: [] } } });
+    const commit = (round: number): AcceptorRequest => ({
+      type: 'commit',
+      proposal: { ballot: ballot(round), state: { version: round, value: text(`v${round}`), writes: [] } },
+    });
     const newer = stepAcceptor(emptyAcceptorState, commit(3));
     expect(newer.reply).toBeNull();
     expect(newer.persist?.committed?.ballot).toEqual(ballot(3));
@@ -76,14 +107,22 @@ describe('acceptor', () => {
     expect(joint.persist?.epoch).toBe(2);
     const stalePrepare = stepAcceptor(joint.state, { type: 'prepare', epoch: 1, ballot: ballot(9) });
     expect(stalePrepare.reply).toEqual({ type: 'prepare-rejected', ballot: ballot(9), promised: ballot(1), epoch: 2 });
-    const staleProposal = stepAcceptor(joint.state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1), state: { version: 1, value: null, writes: [] } } });
+    const staleProposal = stepAcceptor(joint.state, {
+      type: 'propose',
+      epoch: 1,
+      proposal: { ballot: ballot(1), state: { version: 1, value: null, writes: [] } },
+    });
     expect(staleProposal.reply?.type).toBe('propose-rejected');
     expect(staleProposal.state.accepted).toBeNull();
   });
 
   it('the broken variant accept-without-persisting answers with nothing to sync (what the simulation catches)', () => {
     const promised = stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(1) }).state;
-    const step = stepAcceptor(promised, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1), state: { version: 1, value: null, writes: [] } } }, 'accept-without-persisting');
+    const step = stepAcceptor(
+      promised,
+      { type: 'propose', epoch: 1, proposal: { ballot: ballot(1), state: { version: 1, value: null, writes: [] } } },
+      'accept-without-persisting',
+    );
     expect(step.reply?.type).toBe('accepted');
     expect(step.persist).toBeNull();
   });
@@ -93,9 +132,27 @@ describe('acceptor state codec', () => {
   it('round-trips every shape, including an absent value and an empty one', () => {
     const states: AcceptorState[] = [
       emptyAcceptorState,
-      { epoch: 4, promised: ballot(9, 'n2#1'), accepted: { ballot: ballot(9, 'n2#1'), state: { version: 4, value: null, writes: [] } }, committed: { ballot: ballot(7, 'n1#3'), state: { version: 3, value: text(''), writes: [] } } },
-      { epoch: 2 ** 33, promised: ballot(2 ** 40, 'ü'), accepted: { ballot: ballot(1), state: { version: 1, value: text('x'.repeat(1000)), writes: [] } }, committed: null },
-      { epoch: 1, promised: ballot(5), accepted: { ballot: ballot(5), state: { version: 40, value: text('y'), writes: Array.from({ length: recentWritesKept }, (_, index) => operationId('w', index)) } }, committed: { ballot: ballot(4), state: { version: 2, value: null, writes: [mine] } } },
+      {
+        epoch: 4,
+        promised: ballot(9, 'n2#1'),
+        accepted: { ballot: ballot(9, 'n2#1'), state: { version: 4, value: null, writes: [] } },
+        committed: { ballot: ballot(7, 'n1#3'), state: { version: 3, value: text(''), writes: [] } },
+      },
+      {
+        epoch: 2 ** 33,
+        promised: ballot(2 ** 40, 'ü'),
+        accepted: { ballot: ballot(1), state: { version: 1, value: text('x'.repeat(1000)), writes: [] } },
+        committed: null,
+      },
+      {
+        epoch: 1,
+        promised: ballot(5),
+        accepted: {
+          ballot: ballot(5),
+          state: { version: 40, value: text('y'), writes: Array.from({ length: recentWritesKept }, (_, index) => operationId('w', index)) },
+        },
+        committed: { ballot: ballot(4), state: { version: 2, value: null, writes: [mine] } },
+      },
     ];
     for (const state of states) expect(decodeAcceptorState(encodeAcceptorState(state))).toEqual(state);
   });
@@ -121,12 +178,15 @@ describe('compare-and-set', () => {
     const created = applyOperation(emptyRegister, { kind: 'write', value: text('a'), condition: { kind: 'absent' } }, mine);
     expect(created).toEqual({ outcome: 'written', state: { version: 1, value: text('a'), writes: [mine] } });
     expect(applyOperation(created.state, { kind: 'write', value: text('b'), condition: { kind: 'absent' } }, mine).outcome).toBe('precondition-failed');
-    expect(applyOperation(created.state, { kind: 'write', value: text('b'), condition: { kind: 'version', version: 0 } }, mine).outcome).toBe('precondition-failed');
+    expect(applyOperation(created.state, { kind: 'write', value: text('b'), condition: { kind: 'version', version: 0 } }, mine).outcome).toBe(
+      'precondition-failed',
+    );
     const deleted = applyOperation(created.state, { kind: 'write', value: null, condition: { kind: 'version', version: 1 } }, mine);
     expect(deleted.state).toEqual({ version: 2, value: null, writes: [mine, mine] });
     // A state remembers the ids of its newest writes only (recentWritesKept), newest first.
     let many = created.state;
-    for (let index = 0; index < recentWritesKept + 3; index++) many = applyOperation(many, { kind: 'write', value: null, condition: { kind: 'none' } }, operationId('other', index)).state;
+    for (let index = 0; index < recentWritesKept + 3; index++)
+      many = applyOperation(many, { kind: 'write', value: null, condition: { kind: 'none' } }, operationId('other', index)).state;
     expect(many.writes).toHaveLength(recentWritesKept);
     expect(versionWrittenBy(many, operationId('other', recentWritesKept + 2))).toBe(many.version);
     expect(versionWrittenBy(many, operationId('other', 3))).toBe(5);
@@ -139,7 +199,12 @@ describe('compare-and-set', () => {
 });
 
 /** Runs one operation against in-memory acceptors over a perfect network, counting round trips. */
-function runRound(acceptors: Map<string, AcceptorState>, operation: RegisterOperation, round: number, deliverTo?: (to: string, request: AcceptorRequest) => boolean): { effects: ProposerEffect[]; roundTrips: number; state: ProposerState } {
+function runRound(
+  acceptors: Map<string, AcceptorState>,
+  operation: RegisterOperation,
+  round: number,
+  deliverTo?: (to: string, request: AcceptorRequest) => boolean,
+): { effects: ProposerEffect[]; roundTrips: number; state: ProposerState } {
   let state = startProposer({ groups: [[...acceptors.keys()]], epoch: 1, timeoutMs: 1000, backoffMs: 10, operationId: operationId('test', round) }, operation);
   let pending: ProposerEffect[];
   [state, pending] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(round) });
@@ -167,7 +232,8 @@ function runRound(acceptors: Map<string, AcceptorState>, operation: RegisterOper
   }
   for (const effect of pending) {
     if (effect.type !== 'send') done.push(effect);
-    else if (deliverTo === undefined || deliverTo(effect.to, effect.request)) acceptors.set(effect.to, stepAcceptor(acceptors.get(effect.to) as AcceptorState, effect.request).state);
+    else if (deliverTo === undefined || deliverTo(effect.to, effect.request))
+      acceptors.set(effect.to, stepAcceptor(acceptors.get(effect.to) as AcceptorState, effect.request).state);
   }
   return { effects: done, roundTrips, state };
 }
@@ -188,24 +254,45 @@ describe('proposer', () => {
   it('a value a paused proposer got accepted by one acceptor is repaired before a read returns it', () => {
     const acceptors = freshAcceptors();
     // The paused proposer's value reached only acceptor c: not decided, but a later round may see it.
-    acceptors.set('c', stepAcceptor(stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(1, 'paused') }).state, { type: 'propose', epoch: 1, proposal: { ballot: ballot(1, 'paused'), state: { version: 1, value: text('half'), writes: [] } } }).state);
+    acceptors.set(
+      'c',
+      stepAcceptor(stepAcceptor(emptyAcceptorState, { type: 'prepare', epoch: 1, ballot: ballot(1, 'paused') }).state, {
+        type: 'propose',
+        epoch: 1,
+        proposal: { ballot: ballot(1, 'paused'), state: { version: 1, value: text('half'), writes: [] } },
+      }).state,
+    );
     // Acceptor a is cut off, so the read's quorum is b and c, and c shows the undecided value.
     const read = runRound(acceptors, { kind: 'read' }, 2, (to) => to !== 'a');
     expect(read.roundTrips, 'the read proposed the value it saw before returning it').toBe(2);
     expect(read.effects.find((effect) => effect.type === 'reply')).toMatchObject({ result: { outcome: 'read', state: { version: 1, value: text('half') } } });
-    expect([...acceptors.values()].filter((state) => state.accepted?.state.value !== undefined && Buffer.from(state.accepted.state.value ?? []).toString() === 'half').length).toBeGreaterThanOrEqual(2);
+    expect(
+      [...acceptors.values()].filter(
+        (state) => state.accepted?.state.value !== undefined && Buffer.from(state.accepted.state.value ?? []).toString() === 'half',
+      ).length,
+    ).toBeGreaterThanOrEqual(2);
   });
 
   it('a write that finds an undecided value builds on it in the same proposal (its If-Match sees that version)', () => {
     const acceptors = freshAcceptors();
-    acceptors.set('a', { epoch: 1, promised: ballot(1, 'paused'), accepted: { ballot: ballot(1, 'paused'), state: { version: 1, value: text('first'), writes: [] } }, committed: null });
+    acceptors.set('a', {
+      epoch: 1,
+      promised: ballot(1, 'paused'),
+      accepted: { ballot: ballot(1, 'paused'), state: { version: 1, value: text('first'), writes: [] } },
+      committed: null,
+    });
     const write = runRound(acceptors, { kind: 'write', value: text('second'), condition: { kind: 'version', version: 1 } }, 2, (to) => to !== 'c');
     expect(write.roundTrips).toBe(2);
-    expect(write.effects.find((effect) => effect.type === 'reply')).toMatchObject({ result: { outcome: 'written', state: { version: 2, value: text('second'), writes: [operationId('test', 2)] } } });
+    expect(write.effects.find((effect) => effect.type === 'reply')).toMatchObject({
+      result: { outcome: 'written', state: { version: 2, value: text('second'), writes: [operationId('test', 2)] } },
+    });
   });
 
   it('with no quorum reachable it fails with KV_INSUFFICIENT_REPLICAS and says nothing happened', () => {
-    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10, operationId: mine }, { kind: 'write', value: text('x'), condition: { kind: 'none' } });
+    let state = startProposer(
+      { groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10, operationId: mine },
+      { kind: 'write', value: text('x'), condition: { kind: 'none' } },
+    );
     [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
     [state] = stepProposer(state, { type: 'unreachable', from: 'a', ballot: ballot(1) });
     const [, effects] = stepProposer(state, { type: 'unreachable', from: 'b', ballot: ballot(1) });
@@ -213,11 +300,22 @@ describe('proposer', () => {
   });
 
   it('a prepare lost to a newer ballot backs off for a newer round; once its own value was proposed, timing out is "unknown" and losing a race recovers', () => {
-    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10, operationId: mine }, { kind: 'write', value: text('x'), condition: { kind: 'none' } });
+    let state = startProposer(
+      { groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10, operationId: mine },
+      { kind: 'write', value: text('x'), condition: { kind: 'none' } },
+    );
     let effects: ProposerEffect[];
     [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
-    [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(5, 'other'), epoch: 1 } });
-    [state, effects] = stepProposer(state, { type: 'answer', from: 'b', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(6, 'other'), epoch: 1 } });
+    [state] = stepProposer(state, {
+      type: 'answer',
+      from: 'a',
+      reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(5, 'other'), epoch: 1 },
+    });
+    [state, effects] = stepProposer(state, {
+      type: 'answer',
+      from: 'b',
+      reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(6, 'other'), epoch: 1 },
+    });
     expect(effects).toEqual([{ type: 'back-off', maxDelayMs: 10, atLeastRound: 7 }]);
     [state] = stepProposer(state, { type: 'retry', ballot: ballot(7) });
     [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'promise', ballot: ballot(7), accepted: null, committed: null } });
@@ -225,8 +323,16 @@ describe('proposer', () => {
     expect(effects.filter((effect) => effect.type === 'send' && effect.request.type === 'propose')).toHaveLength(3);
     const [, timedOut] = stepProposer(state, { type: 'deadline' });
     expect(timedOut).toMatchObject([{ type: 'fail', applied: 'unknown', error: { code: 'KV_TIMEOUT' } }]);
-    [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 } });
-    [, effects] = stepProposer(state, { type: 'answer', from: 'c', reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 } });
+    [state] = stepProposer(state, {
+      type: 'answer',
+      from: 'a',
+      reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 },
+    });
+    [, effects] = stepProposer(state, {
+      type: 'answer',
+      from: 'c',
+      reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 },
+    });
     expect(effects, 'a lost proposal race is retried (a recovery round), not reported at once').toMatchObject([{ type: 'back-off', atLeastRound: 9 }]);
   });
 
@@ -235,20 +341,34 @@ describe('proposer', () => {
    * race, then its recovery round under ballot 9 got promises from a and b carrying `onA` and
    * `onB` as their accepted proposals (b defaults to a's: then it is decided).
    */
-  function recoveryAfterLostRace(onA: Proposal | null, onB: Proposal | null = onA, condition: WriteCondition = { kind: 'version', version: 3 }): ProposerEffect[] {
-    let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10, operationId: mine }, { kind: 'write', value: text('mine'), condition });
+  function recoveryAfterLostRace(
+    onA: Proposal | null,
+    onB: Proposal | null = onA,
+    condition: WriteCondition = { kind: 'version', version: 3 },
+  ): ProposerEffect[] {
+    let state = startProposer(
+      { groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10, operationId: mine },
+      { kind: 'write', value: text('mine'), condition },
+    );
     [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(7) });
-    for (const from of ['a', 'b']) [state] = stepProposer(state, { type: 'answer', from, reply: { type: 'promise', ballot: ballot(7), accepted: three, committed: three } });
-    for (const from of ['a', 'b']) [state] = stepProposer(state, { type: 'answer', from, reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 } });
+    for (const from of ['a', 'b'])
+      [state] = stepProposer(state, { type: 'answer', from, reply: { type: 'promise', ballot: ballot(7), accepted: three, committed: three } });
+    for (const from of ['a', 'b'])
+      [state] = stepProposer(state, { type: 'answer', from, reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 } });
     [state] = stepProposer(state, { type: 'retry', ballot: ballot(9) });
     let effects: ProposerEffect[] = [];
-    for (const [from, accepted] of [['a', onA], ['b', onB]] as const) [state, effects] = stepProposer(state, { type: 'answer', from, reply: { type: 'promise', ballot: ballot(9), accepted, committed: three } });
+    for (const [from, accepted] of [
+      ['a', onA],
+      ['b', onB],
+    ] as const)
+      [state, effects] = stepProposer(state, { type: 'answer', from, reply: { type: 'promise', ballot: ballot(9), accepted, committed: three } });
     return effects;
   }
   const three: Proposal = { ballot: ballot(2, 'other'), state: { version: 3, value: text('three'), writes: [operationId('other', 3)] } };
   /** The answer among a round's effects (a decided state nobody committed is reported and committed first). */
   const answer = (effects: ProposerEffect[]): ProposerEffect[] => effects.filter((effect) => effect.type === 'reply' || effect.type === 'fail');
-  const proposals = (effects: ProposerEffect[]): unknown[] => effects.flatMap((effect) => (effect.type === 'send' && effect.request.type === 'propose' ? [effect.request.proposal] : []));
+  const proposals = (effects: ProposerEffect[]): unknown[] =>
+    effects.flatMap((effect) => (effect.type === 'send' && effect.request.type === 'propose' ? [effect.request.proposal] : []));
 
   it('a recovery round that finds its own proposal decided answers it as written, and one that finds it undecided finishes it, never applying the write twice', () => {
     const own: Proposal = { ballot: ballot(7), state: { version: 4, value: text('mine'), writes: [mine, operationId('other', 3)] } };
@@ -261,40 +381,72 @@ describe('proposer', () => {
   });
 
   it('a recovery round applies the write afresh when the newest state its quorum holds does not have it', () => {
-    expect(proposals(recoveryAfterLostRace(null))).toMatchObject([{ ballot: ballot(9), state: { version: 4, value: text('mine'), writes: [mine, operationId('other', 3)] } }, {}, {}]);
+    expect(proposals(recoveryAfterLostRace(null))).toMatchObject([
+      { ballot: ballot(9), state: { version: 4, value: text('mine'), writes: [mine, operationId('other', 3)] } },
+      {},
+      {},
+    ]);
     // A competitor's newer state without the write: an unconditional write goes on top of it.
-    const theirs: Proposal = { ballot: ballot(8, 'other'), state: { version: 4, value: text('theirs'), writes: [operationId('other', 4), operationId('other', 3)] } };
-    expect(proposals(recoveryAfterLostRace(theirs, theirs, { kind: 'none' }))).toMatchObject([{ ballot: ballot(9), state: { version: 5, value: text('mine'), writes: [mine, operationId('other', 4), operationId('other', 3)] } }, {}, {}]);
+    const theirs: Proposal = {
+      ballot: ballot(8, 'other'),
+      state: { version: 4, value: text('theirs'), writes: [operationId('other', 4), operationId('other', 3)] },
+    };
+    expect(proposals(recoveryAfterLostRace(theirs, theirs, { kind: 'none' }))).toMatchObject([
+      { ballot: ballot(9), state: { version: 5, value: text('mine'), writes: [mine, operationId('other', 4), operationId('other', 3)] } },
+      {},
+      {},
+    ]);
   });
 
-  it('a recovery round that finds a competitor\'s decided state carrying its write answers written at the version the write got', () => {
+  it("a recovery round that finds a competitor's decided state carrying its write answers written at the version the write got", () => {
     // The competitor read this write's proposal (version 4) and wrote version 5 on top of it.
-    const onTop: Proposal = { ballot: ballot(8, 'other'), state: { version: 5, value: text('theirs'), writes: [operationId('other', 5), mine, operationId('other', 3)] } };
-    expect(answer(recoveryAfterLostRace(onTop))).toMatchObject([{ type: 'reply', result: { outcome: 'written', state: { version: 4, value: text('mine'), writes: [mine, operationId('other', 3)] } } }]);
+    const onTop: Proposal = {
+      ballot: ballot(8, 'other'),
+      state: { version: 5, value: text('theirs'), writes: [operationId('other', 5), mine, operationId('other', 3)] },
+    };
+    expect(answer(recoveryAfterLostRace(onTop))).toMatchObject([
+      { type: 'reply', result: { outcome: 'written', state: { version: 4, value: text('mine'), writes: [mine, operationId('other', 3)] } } },
+    ]);
   });
 
-  it('a recovery round that finds a competitor\'s newer decided state without its write answers 412 when its If-Match no longer holds (not done), and re-proposes first when that state is undecided', () => {
-    const theirs: Proposal = { ballot: ballot(8, 'other'), state: { version: 4, value: text('theirs'), writes: [operationId('other', 4), operationId('other', 3)] } };
+  it("a recovery round that finds a competitor's newer decided state without its write answers 412 when its If-Match no longer holds (not done), and re-proposes first when that state is undecided", () => {
+    const theirs: Proposal = {
+      ballot: ballot(8, 'other'),
+      state: { version: 4, value: text('theirs'), writes: [operationId('other', 4), operationId('other', 3)] },
+    };
     expect(answer(recoveryAfterLostRace(theirs))).toMatchObject([{ type: 'reply', result: { outcome: 'precondition-failed', state: { version: 4 } } }]);
     const undecided = recoveryAfterLostRace(theirs, three);
     expect(undecided.some((effect) => effect.type === 'reply')).toBe(false);
-    expect(proposals(undecided), 'the state is proposed unchanged, so no older proposal of the write can be chosen after the 412').toMatchObject([{ ballot: ballot(9), state: { version: 4, value: text('theirs') } }, {}, {}]);
+    expect(proposals(undecided), 'the state is proposed unchanged, so no older proposal of the write can be chosen after the 412').toMatchObject([
+      { ballot: ballot(9), state: { version: 4, value: text('theirs') } },
+      {},
+      {},
+    ]);
   });
 
   it('a recovery round answers "unknown" only when the newest state no longer remembers the versions the write could have', () => {
     let far = three.state;
-    for (let index = 0; index < recentWritesKept; index++) far = applyOperation(far, { kind: 'write', value: null, condition: { kind: 'none' } }, operationId('other', 10 + index)).state;
+    for (let index = 0; index < recentWritesKept; index++)
+      far = applyOperation(far, { kind: 'write', value: null, condition: { kind: 'none' } }, operationId('other', 10 + index)).state;
     // recentWritesKept writes after version 3: version 4 is still remembered, so the answer is definite.
-    expect(answer(recoveryAfterLostRace({ ballot: ballot(8, 'other'), state: far }))).toMatchObject([{ type: 'reply', result: { outcome: 'precondition-failed' } }]);
+    expect(answer(recoveryAfterLostRace({ ballot: ballot(8, 'other'), state: far }))).toMatchObject([
+      { type: 'reply', result: { outcome: 'precondition-failed' } },
+    ]);
     far = applyOperation(far, { kind: 'write', value: null, condition: { kind: 'none' } }, operationId('other', 99)).state;
-    expect(recoveryAfterLostRace({ ballot: ballot(8, 'other'), state: far })).toMatchObject([{ type: 'fail', applied: 'unknown', error: { code: 'KV_TIMEOUT' } }]);
+    expect(recoveryAfterLostRace({ ballot: ballot(8, 'other'), state: far })).toMatchObject([
+      { type: 'fail', applied: 'unknown', error: { code: 'KV_TIMEOUT' } },
+    ]);
   });
 
   it('a round refused for a newer ring epoch fails with KV_NOT_READY and says nothing happened', () => {
     let state = startProposer({ groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10, operationId: mine }, { kind: 'read' });
     [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(1) });
     [state] = stepProposer(state, { type: 'answer', from: 'a', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(0, ''), epoch: 2 } });
-    const [, effects] = stepProposer(state, { type: 'answer', from: 'b', reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(0, ''), epoch: 2 } });
+    const [, effects] = stepProposer(state, {
+      type: 'answer',
+      from: 'b',
+      reply: { type: 'prepare-rejected', ballot: ballot(1), promised: ballot(0, ''), epoch: 2 },
+    });
     expect(effects).toMatchObject([{ type: 'fail', applied: 'no', error: { code: 'KV_NOT_READY' } }]);
   });
 

@@ -32,7 +32,10 @@ type Step =
 const replicaArbitrary = fc.constantFrom(...replicas);
 const writerArbitrary = fc.constantFrom(...writers);
 const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('write' as const), writer: writerArbitrary, at: replicaArbitrary, blind: fc.boolean(), tombstone: fc.boolean() }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({ kind: fc.constant('write' as const), writer: writerArbitrary, at: replicaArbitrary, blind: fc.boolean(), tombstone: fc.boolean() }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('read' as const), writer: writerArbitrary, at: replicaArbitrary }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('sync' as const), from: replicaArbitrary, to: replicaArbitrary }) },
 );
@@ -65,7 +68,12 @@ function lostUnseen(steps: readonly Step[], replyContext: ReplyContext): string 
     const used = step.blind ? emptyContext : writer.context;
     if (!step.blind) supersedable.push({ step: index, seen: new Set(writer.seen) });
     const before = stored.get(step.at) ?? emptyObject;
-    const object = applyWrite(before, step.at, { value: Buffer.from(value), contentType: 'text/plain', tombstone: step.tombstone, context: used, nowMs: index }, 'siblings');
+    const object = applyWrite(
+      before,
+      step.at,
+      { value: Buffer.from(value), contentType: 'text/plain', tombstone: step.tombstone, context: used, nowMs: index },
+      'siblings',
+    );
     stored.set(step.at, object);
     const dot = { node: step.at, counter: object.clock[step.at] ?? 0 };
     writer.context = replyContext(used, object, dot);
@@ -104,7 +112,12 @@ describe('contexts handed out supersede only what their holder saw', () => {
   });
 
   it('the issue scenario on one replica: blue, red, then red2 with the context of red keeps blue', () => {
-    let object = applyWrite(emptyObject, 'a', { value: Buffer.from('blue'), contentType: 'text/plain', tombstone: false, context: emptyContext, nowMs: 1 }, 'siblings');
+    let object = applyWrite(
+      emptyObject,
+      'a',
+      { value: Buffer.from('blue'), contentType: 'text/plain', tombstone: false, context: emptyContext, nowMs: 1 },
+      'siblings',
+    );
     object = applyWrite(object, 'a', { value: Buffer.from('red'), contentType: 'text/plain', tombstone: false, context: emptyContext, nowMs: 2 }, 'siblings');
     const redContext = writeContext(emptyContext, { node: 'a', counter: object.clock.a ?? 0 });
     object = applyWrite(object, 'a', { value: Buffer.from('red2'), contentType: 'text/plain', tombstone: false, context: redContext, nowMs: 3 }, 'siblings');

@@ -158,7 +158,13 @@ describe('a context carries the newest version time it was shown, and a write ma
   });
 
   it("a read's context has the newest time of any sibling, tombstones included", () => {
-    const sibling = (node: string, lastModifiedMs: number, tombstone: boolean) => ({ dot: { node, counter: 1 }, value: new Uint8Array(0), contentType: 'text/plain', lastModifiedMs, tombstone });
+    const sibling = (node: string, lastModifiedMs: number, tombstone: boolean) => ({
+      dot: { node, counter: 1 },
+      value: new Uint8Array(0),
+      contentType: 'text/plain',
+      lastModifiedMs,
+      tombstone,
+    });
     const context = objectContext({ clock: { a: 1, b: 1 }, siblings: [sibling('a', 50, false), sibling('b', 90, true)] });
     expect(context).toEqual({ vector: { a: 1, b: 1 }, dots: [], lastModifiedMs: 90 });
     expect(objectContext({ clock: {}, siblings: [] })).toEqual({ vector: {}, dots: [] });

@@ -8,7 +8,10 @@ import type { PeerRequest } from '../../src/core/wire/messages.js';
  */
 const base = { type: 'coordinate-put', bucket: 'b', key: 'k', mode: 'siblings', sync: false } as const;
 const write = { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, nowMs: 1_700_000_000_000, context: { vector: { a: 1 }, dots: [] } };
-const object = { clock: { a: 1 }, siblings: [{ dot: { node: 'a', counter: 1 }, value: Buffer.from('old'), contentType: 'text/plain', lastModifiedMs: 1, tombstone: false }] };
+const object = {
+  clock: { a: 1 },
+  siblings: [{ dot: { node: 'a', counter: 1 }, value: Buffer.from('old'), contentType: 'text/plain', lastModifiedMs: 1, tombstone: false }],
+};
 
 describe('coordinate-put options on the wire', () => {
   it.each<[string, PeerRequest]>([

@@ -21,7 +21,10 @@ function viewOf(partition: number, down: readonly string[], self = 'n1', baseRin
   return { ring: baseRing, partition, nVal: 3, self, isUp: (node) => !down.includes(node) };
 }
 
-const object: VersionedObject = { clock: { a: 1 }, siblings: [{ dot: { node: 'a', counter: 1 }, value: Buffer.from('v'), contentType: 'text/plain', lastModifiedMs: 1, tombstone: false }] };
+const object: VersionedObject = {
+  clock: { a: 1 },
+  siblings: [{ dot: { node: 'a', counter: 1 }, value: Buffer.from('v'), contentType: 'text/plain', lastModifiedMs: 1, tombstone: false }],
+};
 
 describe('planWrite', () => {
   it.each([
@@ -62,7 +65,9 @@ describe('planWrite', () => {
 
   it('during a ring change a write must reach a quorum of the planned replicas too', () => {
     const growing = planClaim(createRing(16, ['n1', 'n2', 'n3']), ['n1', 'n2', 'n3', 'n4']);
-    const partition = Array.from({ length: 16 }, (_, index) => index).find((index) => preferenceList({ ...growing, owners: growing.next! }, index, 3).includes('n4'))!;
+    const partition = Array.from({ length: 16 }, (_, index) => index).find((index) =>
+      preferenceList({ ...growing, owners: growing.next! }, index, 3).includes('n4'),
+    )!;
     const plan = planWrite(viewOf(partition, [], 'n1', growing), { w: 'quorum' }, true);
     expect(plan.requirement.plannedRequired).toBe(2);
     expect(plan.targets.some((target) => target.node === 'n4' && target.planned && !target.counts)).toBe(true);
@@ -97,12 +102,21 @@ describe('the write machine', () => {
   const coordinated: WriteEvent = { type: 'coordinated', object, dot: { node: 'a', counter: 1 }, durable: false };
 
   it('coordinates first, then replicates to the others, then replies at w', () => {
-    const effects = runWrite([{ type: 'start', nowMs: 0 }, coordinated, { type: 'replicated', node: primaries.find((node) => node !== 'n1')!, ok: true, durable: false }]);
+    const effects = runWrite([
+      { type: 'start', nowMs: 0 },
+      coordinated,
+      { type: 'replicated', node: primaries.find((node) => node !== 'n1')!, ok: true, durable: false },
+    ]);
     expect(effects.map((effect) => effect.type)).toEqual(['arm-deadline', 'coordinate', 'replicate', 'replicate', 'reply']);
   });
 
   it('fails with KV_TIMEOUT at its deadline, and says nothing after', () => {
-    const effects = runWrite([{ type: 'start', nowMs: 0 }, coordinated, { type: 'deadline' }, { type: 'replicated', node: primaries[1]!, ok: true, durable: false }]);
+    const effects = runWrite([
+      { type: 'start', nowMs: 0 },
+      coordinated,
+      { type: 'deadline' },
+      { type: 'replicated', node: primaries[1]!, ok: true, durable: false },
+    ]);
     const last = effects.filter((effect) => effect.type === 'fail' || effect.type === 'reply');
     expect(last).toHaveLength(1);
     expect(last[0]).toMatchObject({ type: 'fail', error: { code: 'KV_TIMEOUT' } });
@@ -129,7 +143,8 @@ describe('the write machine', () => {
             const node = members[index]!;
             const [next, produced] = stepWrite(state, { type: 'replicated', node, ok, durable: false });
             state = next;
-            if (ok && !seen.has(node) && plan.targets.some((target) => target.node === node && target.node !== plan.coordinating && target.counts)) succeeded += 1;
+            if (ok && !seen.has(node) && plan.targets.some((target) => target.node === node && target.node !== plan.coordinating && target.counts))
+              succeeded += 1;
             seen.add(node);
             if (produced.some((effect) => effect.type === 'reply')) expect(succeeded).toBeGreaterThanOrEqual(plan.requirement.required);
             effects.push(...produced);
@@ -163,7 +178,12 @@ describe('the read machine', () => {
 
   it('asks r replicas, starts the spare when one fails, and replies once r answered', () => {
     const plan = planRead(viewOf(0, []), { r: 'quorum' });
-    const effects = runRead([start, { type: 'failed', node: plan.first[1]! }, { type: 'answered', node: plan.first[0]!, object }, { type: 'answered', node: plan.spares[0]!, object }]);
+    const effects = runRead([
+      start,
+      { type: 'failed', node: plan.first[1]! },
+      { type: 'answered', node: plan.first[0]!, object },
+      { type: 'answered', node: plan.spares[0]!, object },
+    ]);
     expect(effects.filter((effect) => effect.type === 'ask').map((effect) => (effect as { node: string }).node)).toEqual([...plan.first, ...plan.spares]);
     expect(effects.filter((effect) => effect.type === 'reply')).toHaveLength(1);
   });

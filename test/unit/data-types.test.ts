@@ -30,7 +30,8 @@ const actors = Array.from({ length: replicaCount }, (_, index) => `r${index}`);
 const bytes = (object: VersionedObject): string => encodeObject(object).toString('hex');
 const mergeAll = (objects: readonly VersionedObject[]): VersionedObject => objects.reduce((left, right) => mergeObjects(left, right, 'siblings'), emptyObject);
 
-type CounterStep = { readonly kind: 'increment'; readonly replica: number; readonly delta: number } | { readonly kind: 'sync'; readonly from: number; readonly to: number };
+type CounterStep =
+  { readonly kind: 'increment'; readonly replica: number; readonly delta: number } | { readonly kind: 'sync'; readonly from: number; readonly to: number };
 type SetStep =
   | { readonly kind: 'add'; readonly replica: number; readonly element: string }
   /** A remove with the context `reader` read, applied at `replica` once it has merged what `reader` had (as the coordinator's read does). */
@@ -39,7 +40,10 @@ type SetStep =
 
 const replicaIndex = fc.integer({ min: 0, max: replicaCount - 1 });
 const sync = fc.record({ kind: fc.constant('sync' as const), from: replicaIndex, to: replicaIndex });
-const counterSteps = fc.array(fc.oneof(fc.record({ kind: fc.constant('increment' as const), replica: replicaIndex, delta: fc.integer({ min: -1000, max: 1000 }) }), sync), { maxLength: 40 });
+const counterSteps = fc.array(
+  fc.oneof(fc.record({ kind: fc.constant('increment' as const), replica: replicaIndex, delta: fc.integer({ min: -1000, max: 1000 }) }), sync),
+  { maxLength: 40 },
+);
 const element = fc.constantFrom('a', 'b', 'c');
 const setSteps = fc.array(
   fc.oneof(
@@ -166,15 +170,23 @@ describe('set updates', () => {
     const removedThere = applySetUpdate(mergeObjects(base, unseen, 'siblings'), 'r2', { add: [], remove: ['a'], context }, 0, limits);
     expect(setElements(removedThere)).toEqual(['a', 'b']);
     // Once a replica that saw 'a' added it again, no add the reader saw is left: the remove is refused (412).
-    expect(() => applySetUpdate(mergeObjects(base, elsewhere, 'siblings'), 'r2', { add: [], remove: ['a'], context }, 0, limits)).toThrow(expect.objectContaining({ code: 'KV_PRECONDITION_FAILED' }));
+    expect(() => applySetUpdate(mergeObjects(base, elsewhere, 'siblings'), 'r2', { add: [], remove: ['a'], context }, 0, limits)).toThrow(
+      expect.objectContaining({ code: 'KV_PRECONDITION_FAILED' }),
+    );
   });
 
   it('refuses a remove without context (KV_BAD_CONTEXT), of an element the context did not see (412), and with a context ahead of the state (412)', () => {
     expect(() => applySetUpdate(base, 'r0', { add: [], remove: ['a'] }, 0, limits)).toThrow(expect.objectContaining({ code: 'KV_BAD_CONTEXT' }));
-    expect(() => applySetUpdate(base, 'r0', { add: [], remove: ['zz'], context: readContext(base.clock) }, 0, limits)).toThrow(expect.objectContaining({ code: 'KV_PRECONDITION_FAILED' }));
+    expect(() => applySetUpdate(base, 'r0', { add: [], remove: ['zz'], context: readContext(base.clock) }, 0, limits)).toThrow(
+      expect.objectContaining({ code: 'KV_PRECONDITION_FAILED' }),
+    );
     const later = applySetUpdate(base, 'r1', { add: ['c'], remove: [] }, 0, limits);
-    expect(() => applySetUpdate(base, 'r0', { add: [], remove: ['a'], context: readContext(later.clock) }, 0, limits)).toThrow(/not yet seen everything its context names/);
-    expect(() => applySetUpdate(base, 'r0', { add: [], remove: ['c'], context: readContext(base.clock) }, 0, limits)).toThrow(expect.objectContaining({ code: 'KV_PRECONDITION_FAILED' }));
+    expect(() => applySetUpdate(base, 'r0', { add: [], remove: ['a'], context: readContext(later.clock) }, 0, limits)).toThrow(
+      /not yet seen everything its context names/,
+    );
+    expect(() => applySetUpdate(base, 'r0', { add: [], remove: ['c'], context: readContext(base.clock) }, 0, limits)).toThrow(
+      expect.objectContaining({ code: 'KV_PRECONDITION_FAILED' }),
+    );
   });
 
   it('a re-add replaces the element dots the replica holds, so an element has at most one dot per concurrent adder', () => {
@@ -208,7 +220,9 @@ describe('counter updates', () => {
 
   it('an update of another type than the key holds is refused with KV_TYPE_MISMATCH', () => {
     const counter = applyIncrement(emptyObject, 'r0', 1, 0);
-    expect(() => applyDataTypeUpdate(counter, 'r0', { type: 'set', add: ['x'], remove: [] }, 0, limits)).toThrow(expect.objectContaining({ code: 'KV_TYPE_MISMATCH' }));
+    expect(() => applyDataTypeUpdate(counter, 'r0', { type: 'set', add: ['x'], remove: [] }, 0, limits)).toThrow(
+      expect.objectContaining({ code: 'KV_TYPE_MISMATCH' }),
+    );
   });
 });
 
@@ -242,7 +256,14 @@ describe('a data type in every path that moves versions', () => {
       { type: 'set', add: ['a', ''], remove: [] },
       { type: 'set', add: [], remove: ['a'], context: decodeContext('c1.W1siYSIsMl1d') },
     ];
-    const requests: PeerRequest[] = updates.map((update, index) => ({ type: 'dt-update', bucket: 'b', key: dataTypeKey('k'), update, sync: index === 0, base: index === 2 ? set : null }));
+    const requests: PeerRequest[] = updates.map((update, index) => ({
+      type: 'dt-update',
+      bucket: 'b',
+      key: dataTypeKey('k'),
+      update,
+      sync: index === 0,
+      base: index === 2 ? set : null,
+    }));
     const decoded = requests.map((request) => decodeRequest(encodeRequest(request)));
     expect(decoded.map((request) => ({ ...request, base: request.type === 'dt-update' && request.base !== null ? bytes(request.base) : null }))).toEqual(
       requests.map((request) => ({ ...request, base: request.type === 'dt-update' && request.base !== null ? bytes(request.base) : null })),

@@ -49,23 +49,14 @@ const folders = new Set(
 const thisFile = relative(root, fileURLToPath(import.meta.url))
   .split('\\')
   .join('/');
-const codeFiles = files.filter(
-  (file) => /\.(ts|js|mjs)$/.test(file) && !file.endsWith('.d.ts') && file !== thisFile,
-);
+const codeFiles = files.filter((file) => /\.(ts|js|mjs)$/.test(file) && !file.endsWith('.d.ts') && file !== thisFile);
 const code = new Map(codeFiles.map((file) => [file, readFileSync(join(root, file), 'utf8')]));
 const docs = ['README.md', ...files.filter((file) => /^docs\/[^/]+\.md$/.test(file))];
-const defaultConfig = JSON.parse(readFileSync(join(root, 'config/default.json'), 'utf8')) as Record<
-  string,
-  unknown
->;
+const defaultConfig = JSON.parse(readFileSync(join(root, 'config/default.json'), 'utf8')) as Record<string, unknown>;
 
 /** Every identifier written anywhere in code or in the JSON files of the tree (config, package.json). */
-const jsonTexts = files
-  .filter((file) => file.endsWith('.json'))
-  .map((file) => readFileSync(join(root, file), 'utf8'));
-const identifiers = new Set(
-  [...code.values(), ...jsonTexts].flatMap((text) => text.match(/[A-Za-z_$][\w$]*/g) ?? []),
-);
+const jsonTexts = files.filter((file) => file.endsWith('.json')).map((file) => readFileSync(join(root, file), 'utf8'));
+const identifiers = new Set([...code.values(), ...jsonTexts].flatMap((text) => text.match(/[A-Za-z_$][\w$]*/g) ?? []));
 
 /** Exported declarations: name to the files that export it. */
 const exportedIn = new Map<string, string[]>();
@@ -83,8 +74,7 @@ for (const [file, text] of code) {
         .pop()!,
     ),
   );
-  for (const name of [...declared, ...listed])
-    exportedIn.set(name, [...(exportedIn.get(name) ?? []), file]);
+  for (const name of [...declared, ...listed]) exportedIn.set(name, [...(exportedIn.get(name) ?? []), file]);
 }
 
 /** True when `text` declares `member` as a method, property or accessor. */
@@ -97,9 +87,7 @@ function declaresMember(text: string, member: string): boolean {
 
 /** Names declared as a function or a method anywhere in code. */
 function declaresCallable(name: string): boolean {
-  return [...code.values()].some(
-    (text) => new RegExp(`function\\s*\\*?\\s*${name}\\b`).test(text) || declaresMember(text, name),
-  );
+  return [...code.values()].some((text) => new RegExp(`function\\s*\\*?\\s*${name}\\b`).test(text) || declaresMember(text, name));
 }
 
 /** The value at a dotted path of the default config, or undefined. */
@@ -107,10 +95,7 @@ function configAt(path: string): unknown {
   return path
     .split('.')
     .reduce<unknown>(
-      (value, key) =>
-        typeof value === 'object' && value !== null && Object.hasOwn(value, key)
-          ? (value as Record<string, unknown>)[key]
-          : undefined,
+      (value, key) => (typeof value === 'object' && value !== null && Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined),
       defaultConfig,
     );
 }
@@ -119,13 +104,7 @@ function configAt(path: string): unknown {
 function expandBraces(path: string): string[] {
   const braces = /\{([^{}]*)\}/.exec(path);
   if (braces === null) return [path];
-  return braces[1]!
-    .split(',')
-    .flatMap((choice) =>
-      expandBraces(
-        path.slice(0, braces.index) + choice + path.slice(braces.index + braces[0].length),
-      ),
-    );
+  return braces[1]!.split(',').flatMap((choice) => expandBraces(path.slice(0, braces.index) + choice + path.slice(braces.index + braces[0].length)));
 }
 
 /** A path with `*` (one folder level) or `**` (any), as a test of one file. */
@@ -162,8 +141,7 @@ function spanProblem(span: string): string | undefined {
   if (first.includes('/') && topLevel.has(first.split('/')[0]!)) {
     const path = first.replace(/[#:].*$/, '').replace(/\/$/, '');
     // A place the code writes to at run time (.gitignore names it), or a path with a placeholder.
-    if ([...ignored].some((folder) => `${path}/`.startsWith(`${folder}/`)) || path.includes('<'))
-      return undefined;
+    if ([...ignored].some((folder) => `${path}/`.startsWith(`${folder}/`)) || path.includes('<')) return undefined;
     return pathProblem(path);
   }
   // A source file or document by its name alone (a .json name is as often a file the code writes).
@@ -180,8 +158,7 @@ function spanProblem(span: string): string | undefined {
   // path is a name in code.
   const setting = /^([a-z]\w*)(\.[A-Za-z]\w*)+$/.exec(span);
   if (setting !== null && Object.hasOwn(defaultConfig, setting[1]!)) {
-    if (configAt(span) !== undefined || span.split('.').every((part) => identifiers.has(part)))
-      return undefined;
+    if (configAt(span) !== undefined || span.split('.').every((part) => identifiers.has(part))) return undefined;
     return `no setting ${span} in config/default.json, nor a name ${span.split('.').find((part) => !identifiers.has(part))} in code`;
   }
   // Type.member or Type.member(...): an exported type with that member.
@@ -189,21 +166,16 @@ function spanProblem(span: string): string | undefined {
   if (member !== null) {
     const owners = exportedIn.get(member[1]!) ?? [];
     if (owners.length === 0) return `nothing exports ${member[1]}`;
-    return owners.some((file) => declaresMember(code.get(file)!, member[2]!))
-      ? undefined
-      : `${member[1]} (${owners.join(', ')}) declares no ${member[2]}`;
+    return owners.some((file) => declaresMember(code.get(file)!, member[2]!)) ? undefined : `${member[1]} (${owners.join(', ')}) declares no ${member[2]}`;
   }
   // A type or class name.
-  if (/^[A-Z][a-z][A-Za-z0-9]*$/.test(span))
-    return exportedIn.has(span) ? undefined : `nothing exports ${span}`;
+  if (/^[A-Z][a-z][A-Za-z0-9]*$/.test(span)) return exportedIn.has(span) ? undefined : `nothing exports ${span}`;
   // A call of a camelCase name: a function or method of that name (a plain word such as
   // `inject()` is as often a library's).
   const call = /^([a-z][a-z0-9]*[A-Z][\w$]*)\(.*\)$/.exec(span);
-  if (call !== null)
-    return declaresCallable(call[1]!) ? undefined : `no function or method ${call[1]}`;
+  if (call !== null) return declaresCallable(call[1]!) ? undefined : `no function or method ${call[1]}`;
   // A camelCase name (a function, a field, a setting): written somewhere in code or the JSON files.
-  if (/^[a-z][a-z0-9]*[A-Z][\w$]*$/.test(span))
-    return identifiers.has(span) ? undefined : `no name ${span} in code or the JSON files`;
+  if (/^[a-z][a-z0-9]*[A-Z][\w$]*$/.test(span)) return identifiers.has(span) ? undefined : `no name ${span} in code or the JSON files`;
   return undefined;
 }
 
@@ -231,9 +203,7 @@ function anchorOf(heading: string): string {
 
 /** The anchors of a markdown text's headings. */
 function anchorsOf(text: string): Set<string> {
-  return new Set(
-    [...text.matchAll(/^#{1,6}\s+(.+)$/gm)].map((match) => anchorOf(match[1]!.trim())),
-  );
+  return new Set([...text.matchAll(/^#{1,6}\s+(.+)$/gm)].map((match) => anchorOf(match[1]!.trim())));
 }
 
 /** The lines of a markdown section, from its `## ` heading to the next. */
@@ -247,34 +217,22 @@ function section(text: string, heading: string): string {
 describe('docs: backquoted paths and names', () => {
   it('tells a name that exists from one that does not', () => {
     expect(spanProblem('src/engine/ring-node.ts')).toBeUndefined();
-    expect(spanProblem('src/engine/no-such-role.ts')).toBe(
-      'no file or folder src/engine/no-such-role.ts',
-    );
+    expect(spanProblem('src/engine/no-such-role.ts')).toBe('no file or folder src/engine/no-such-role.ts');
     expect(spanProblem('test/sim/*-scale.sim.test.ts')).toBeUndefined();
-    expect(spanProblem('test/sim/*-nothing.sim.test.ts')).toBe(
-      'no file matches test/sim/*-nothing.sim.test.ts',
-    );
+    expect(spanProblem('test/sim/*-nothing.sim.test.ts')).toBe('no file matches test/sim/*-nothing.sim.test.ts');
     expect(spanProblem('jepsen-lite/test/**/*.test.ts')).toBeUndefined();
     expect(spanProblem('src/config/{schema,validate}.ts')).toBeUndefined();
-    expect(spanProblem('src/config/{schema,validation}.ts')).toBe(
-      'no file or folder src/config/validation.ts',
-    );
+    expect(spanProblem('src/config/{schema,validation}.ts')).toBe('no file or folder src/config/validation.ts');
     expect(spanProblem('ring-node.ts')).toBeUndefined();
     expect(spanProblem('ring-nodes.ts')).toBe('no file named ring-nodes.ts');
     expect(spanProblem('409 KV_TOO_MANY_SIBLINGS')).toBeUndefined();
-    expect(spanProblem('KV_TOO_MANY_SIBLING')).toBe(
-      'no error code KV_TOO_MANY_SIBLING in the code',
-    );
+    expect(spanProblem('KV_TOO_MANY_SIBLING')).toBe('no error code KV_TOO_MANY_SIBLING in the code');
     expect(spanProblem('limits.maxSiblings')).toBeUndefined();
-    expect(spanProblem('limits.maxSibling')).toBe(
-      'no setting limits.maxSibling in config/default.json, nor a name maxSibling in code',
-    );
+    expect(spanProblem('limits.maxSibling')).toBe('no setting limits.maxSibling in config/default.json, nor a name maxSibling in code');
     expect(spanProblem('.ci/node/<major>/')).toBeUndefined();
     expect(spanProblem('PeerService.handle')).toBeUndefined();
     expect(spanProblem('PeerService.handles()')).toBeUndefined();
-    expect(spanProblem('PeerService.answer')).toMatch(
-      /^PeerService \(src\/engine\/peer-service.ts\) declares no answer$/,
-    );
+    expect(spanProblem('PeerService.answer')).toMatch(/^PeerService \(src\/engine\/peer-service.ts\) declares no answer$/);
     expect(spanProblem('SimCluster')).toBeUndefined();
     expect(spanProblem('SimClusters')).toBe('nothing exports SimClusters');
     expect(spanProblem('planWrite')).toBeUndefined();
@@ -283,14 +241,7 @@ describe('docs: backquoted paths and names', () => {
     expect(spanProblem('planRead()')).toBeUndefined();
     expect(spanProblem('planReading()')).toBe('no function or method planReading');
     // Not code: commands, headers, values, URLs.
-    for (const span of [
-      'npm test',
-      'x-ringkv-context',
-      '"quorum"',
-      '/kv/demo/a%2Fb',
-      'w=quorum',
-      'GET /status',
-    ])
+    for (const span of ['npm test', 'x-ringkv-context', '"quorum"', '/kv/demo/a%2Fb', 'w=quorum', 'GET /status'])
       expect(spanProblem(span), span).toBeUndefined();
   });
 
@@ -323,16 +274,11 @@ function packageOf(specifier: string): string {
 
 /** What each layer of src/ imports, read from the code. */
 function realLayers(): Record<string, LayerImports> {
-  const layers: Record<
-    string,
-    { imports: Set<string>; builtins: Set<string>; packages: Set<string> }
-  > = {};
-  const entry = (layer: string) =>
-    (layers[layer] ??= { imports: new Set(), builtins: new Set(), packages: new Set() });
+  const layers: Record<string, { imports: Set<string>; builtins: Set<string>; packages: Set<string> }> = {};
+  const entry = (layer: string) => (layers[layer] ??= { imports: new Set(), builtins: new Set(), packages: new Set() });
   for (const [module, targets] of readImportGraph(join(root, 'src'))) {
     const layer = entry(layerOf(module));
-    for (const target of targets)
-      if (layerOf(target) !== layerOf(module)) layer.imports.add(layerOf(target));
+    for (const target of targets) if (layerOf(target) !== layerOf(module)) layer.imports.add(layerOf(target));
   }
   for (const file of codeFiles.filter((path) => path.startsWith('src/') && path.endsWith('.ts'))) {
     const layer = entry(layerOf(relative('src', file).split('\\').join('/')));
@@ -372,14 +318,8 @@ function documentedLayers(text: string): Record<string, LayerImports> {
     expect(index, `the layer table has a column "${name}"`).toBeGreaterThanOrEqual(0);
     return index;
   };
-  const [layer, imports, builtins, packages] = [
-    column('layer'),
-    column('imports from src/'),
-    column('node: built-ins'),
-    column('packages'),
-  ];
-  const names = (cell: string): string[] =>
-    [...cell.matchAll(/`([^`]+)`/g)].map((match) => match[1]!).sort();
+  const [layer, imports, builtins, packages] = [column('layer'), column('imports from src/'), column('node: built-ins'), column('packages')];
+  const names = (cell: string): string[] => [...cell.matchAll(/`([^`]+)`/g)].map((match) => match[1]!).sort();
   return Object.fromEntries(
     body.map((cells) => [
       names(cells[layer]!)[0]!.replace(/^src\//, ''),
@@ -432,34 +372,23 @@ describe('docs: citations', () => {
     for (const [file, text] of code) {
       const lineOf = (index: number): number => text.slice(0, index).split('\n').length;
       for (const match of text.matchAll(/DESIGN\.md|DESIGN (?:house )?rule/g))
-        problems.push(
-          `${file}:${lineOf(match.index)}: cites ${match[0]}, outside the repository: cite the section of ${architecturePath} instead`,
-        );
+        problems.push(`${file}:${lineOf(match.index)}: cites ${match[0]}, outside the repository: cite the section of ${architecturePath} instead`);
       for (const match of text.matchAll(/house rule (\d+)/gi)) {
         const number = Number(match[1]);
         if (number < 1 || number > houseRules)
-          problems.push(
-            `${file}:${lineOf(match.index)}: house rule ${number}, but ${architecturePath} numbers ${houseRules}`,
-          );
+          problems.push(`${file}:${lineOf(match.index)}: house rule ${number}, but ${architecturePath} numbers ${houseRules}`);
         if (!text.slice(match.index, match.index + 200).includes(`${architecturePath}#house-rules`))
-          problems.push(
-            `${file}:${lineOf(match.index)}: house rule ${number} without its link, ${architecturePath}#house-rules`,
-          );
+          problems.push(`${file}:${lineOf(match.index)}: house rule ${number} without its link, ${architecturePath}#house-rules`);
       }
     }
-    for (const [file, text] of [
-      ...code,
-      ...docs.map((doc) => [doc, readFileSync(join(root, doc), 'utf8')] as const),
-    ]) {
+    for (const [file, text] of [...code, ...docs.map((doc) => [doc, readFileSync(join(root, doc), 'utf8')] as const)]) {
       for (const match of text.matchAll(/ARCHITECTURE\.md#([\w-]+)/g))
-        if (!anchors.has(match[1]!))
-          problems.push(`${file}: cites ${match[0]}, a section ${architecturePath} does not have`);
+        if (!anchors.has(match[1]!)) problems.push(`${file}: cites ${match[0]}, a section ${architecturePath} does not have`);
     }
     for (const doc of docs) {
       const text = readFileSync(join(root, doc), 'utf8');
       for (const match of text.matchAll(/\]\(#([\w-]+)\)/g))
-        if (!anchorsOf(text).has(match[1]!))
-          problems.push(`${doc}: links #${match[1]}, a heading it does not have`);
+        if (!anchorsOf(text).has(match[1]!)) problems.push(`${doc}: links #${match[1]}, a heading it does not have`);
     }
     expect(problems).toEqual([]);
   });

@@ -28,13 +28,18 @@ function recordingSocket(): { socket: Socket; written: Buffer[] } {
 describe('the frame writer', () => {
   it('writes the same header bytes into a buffer as encodeFrameHeader makes', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 0xffff_ffff }), fc.double({ min: -10, max: 2 ** 33, noNaN: true }), fc.nat({ max: 1 << 26 }), (requestId, deadlineMs, payloadBytes) => {
-        const target = Buffer.alloc(20, 0xaa);
-        writeFrameHeader(target, 3, frameTypes.request, requestId, deadlineMs, payloadBytes);
-        expect(target.subarray(3, 16)).toEqual(encodeFrameHeader(frameTypes.request, requestId, deadlineMs, payloadBytes));
-        expect(target[2]).toBe(0xaa);
-        expect(target[16]).toBe(0xaa);
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 0xffff_ffff }),
+        fc.double({ min: -10, max: 2 ** 33, noNaN: true }),
+        fc.nat({ max: 1 << 26 }),
+        (requestId, deadlineMs, payloadBytes) => {
+          const target = Buffer.alloc(20, 0xaa);
+          writeFrameHeader(target, 3, frameTypes.request, requestId, deadlineMs, payloadBytes);
+          expect(target.subarray(3, 16)).toEqual(encodeFrameHeader(frameTypes.request, requestId, deadlineMs, payloadBytes));
+          expect(target[2]).toBe(0xaa);
+          expect(target[16]).toBe(0xaa);
+        },
+      ),
     );
   });
 

@@ -23,7 +23,9 @@ describe('peer frames', () => {
   it('reads frames back in order however the byte stream is cut', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ requestId: fc.nat({ max: 0xffff_ffff }), deadlineMs: fc.nat({ max: 0xffff_ffff }), payload: fc.uint8Array({ maxLength: 300 }) }), { maxLength: 20 }),
+        fc.array(fc.record({ requestId: fc.nat({ max: 0xffff_ffff }), deadlineMs: fc.nat({ max: 0xffff_ffff }), payload: fc.uint8Array({ maxLength: 300 }) }), {
+          maxLength: 20,
+        }),
         fc.array(fc.nat({ max: 400 }), { maxLength: 30 }),
         (frames, cuts) => {
           const stream = Buffer.concat(frames.map((frame) => encodeFrame(frameTypes.request, frame.requestId, frame.deadlineMs, frame.payload)));

@@ -96,7 +96,17 @@ const settle = async (): Promise<void> => {
 async function offer(harness: Harness, state: unknown, ringVersion = 9, bucketPropertiesVersion = 0): Promise<void> {
   harness.transport.clusterState = state;
   await harness.gossiper.receive({ type: 'swim-gossip', from: 'n2', updates: [member('n2')] });
-  await harness.gossiper.receive({ type: 'swim-digest', sequence: 1, from: 'n2', afterId: '', throughId: '', ringVersion, ringHash: 1, bucketPropertiesVersion, entries: [] });
+  await harness.gossiper.receive({
+    type: 'swim-digest',
+    sequence: 1,
+    from: 'n2',
+    afterId: '',
+    throughId: '',
+    ringVersion,
+    ringHash: 1,
+    bucketPropertiesVersion,
+    entries: [],
+  });
   await settle();
 }
 
@@ -199,9 +209,25 @@ describe('gossiper: a removed node learns it was removed', () => {
 describe('gossiper: SWIM requests are answered in their reply frames', () => {
   it('answers a ping with its ack, a digest with its reply, gossip with swim-done, and a ping meant for another id with swim-done', async () => {
     const { gossiper } = founder();
-    expect(await gossiper.receive({ type: 'swim-ping', sequence: 4, from: 'n2', target: 'n1', updates: [member('n2')] })).toMatchObject({ type: 'swim-ack', sequence: 4, from: 'n1' });
+    expect(await gossiper.receive({ type: 'swim-ping', sequence: 4, from: 'n2', target: 'n1', updates: [member('n2')] })).toMatchObject({
+      type: 'swim-ack',
+      sequence: 4,
+      from: 'n1',
+    });
     expect(await gossiper.receive({ type: 'swim-ping', sequence: 5, from: 'n2', target: 'n9', updates: [] })).toEqual({ type: 'swim-done' });
-    expect(await gossiper.receive({ type: 'swim-digest', sequence: 6, from: 'n2', afterId: '', throughId: '', ringVersion: 0, ringHash: 0, bucketPropertiesVersion: 0, entries: [] })).toMatchObject({
+    expect(
+      await gossiper.receive({
+        type: 'swim-digest',
+        sequence: 6,
+        from: 'n2',
+        afterId: '',
+        throughId: '',
+        ringVersion: 0,
+        ringHash: 0,
+        bucketPropertiesVersion: 0,
+        entries: [],
+      }),
+    ).toMatchObject({
       type: 'swim-digest-reply',
       sequence: 6,
     });

@@ -17,7 +17,10 @@ function objectOf(value: string, counter: number): VersionedObject {
   };
 }
 
-async function openStore(limits: { maxHintsPerTarget: number; maxBytesPerTarget: number }, storage?: MemoryStorage): Promise<{ store: HintStore; storage: MemoryStorage }> {
+async function openStore(
+  limits: { maxHintsPerTarget: number; maxBytesPerTarget: number },
+  storage?: MemoryStorage,
+): Promise<{ store: HintStore; storage: MemoryStorage }> {
   const opened = storage ?? new MemoryStorage();
   if (storage === undefined) await opened.open();
   const store = new HintStore(opened.hints, limits);
@@ -29,7 +32,8 @@ describe('HintStore bounds', () => {
   it('drops and counts the hints beyond maxHintsPerTarget, per target', async () => {
     const { store } = await openStore({ maxHintsPerTarget: 10, maxBytesPerTarget: 1 << 30 });
     let stored = 0;
-    for (let index = 0; index < 25; index++) if (await store.add('down', encodeDataKey('b', `k${index}`), objectOf('v', index + 1), 'siblings', 0, false)) stored += 1;
+    for (let index = 0; index < 25; index++)
+      if (await store.add('down', encodeDataKey('b', `k${index}`), objectOf('v', index + 1), 'siblings', 0, false)) stored += 1;
     expect(stored).toBe(10);
     expect(store.pendingByTarget()).toEqual({ down: 10 });
     expect(store.dropped).toBe(15);

@@ -16,8 +16,18 @@ describe('import cycles', () => {
       ['d.ts', []],
       ['e.ts', ['e.ts']],
     ]);
-    expect(findCycles(graph)).toEqual([['a.ts', 'b.ts', 'c.ts', 'a.ts'], ['e.ts', 'e.ts']]);
-    expect(findCycles(new Map([['a.ts', ['b.ts']], ['b.ts', []]]))).toEqual([]);
+    expect(findCycles(graph)).toEqual([
+      ['a.ts', 'b.ts', 'c.ts', 'a.ts'],
+      ['e.ts', 'e.ts'],
+    ]);
+    expect(
+      findCycles(
+        new Map([
+          ['a.ts', ['b.ts']],
+          ['b.ts', []],
+        ]),
+      ),
+    ).toEqual([]);
   });
 
   it('src/ has none', () => {
@@ -55,6 +65,8 @@ describe('layers', () => {
     // The graph is read at all: the simulator's cluster imports the engine.
     expect(graph.get('sim/sim-cluster.ts')).toContain('engine/ring-node.ts');
     expect(layerViolations(graph, [{ from: 'core', allowed: ['util'] }]), 'src/core is pure: take what you need as an argument instead').toEqual([]);
-    expect(importersFromOutside(graph, 'sim'), 'production code must not import the simulator: take a port (src/ports) and let src/sim implement it').toEqual([]);
+    expect(importersFromOutside(graph, 'sim'), 'production code must not import the simulator: take a port (src/ports) and let src/sim implement it').toEqual(
+      [],
+    );
   });
 });

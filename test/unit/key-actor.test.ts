@@ -45,7 +45,15 @@ type Operation =
 const replicaArbitrary = fc.constantFrom(...replicaIds);
 const historyArbitrary = fc.array(
   fc.oneof(
-    { weight: 4, arbitrary: fc.record({ kind: fc.constant('write' as const), at: replicaArbitrary, contextFrom: fc.oneof(replicaArbitrary, fc.constant('none' as const)), tombstone: fc.boolean() }) },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        kind: fc.constant('write' as const),
+        at: replicaArbitrary,
+        contextFrom: fc.oneof(replicaArbitrary, fc.constant('none' as const)),
+        tombstone: fc.boolean(),
+      }),
+    },
     { weight: 3, arbitrary: fc.record({ kind: fc.constant('sync' as const), from: replicaArbitrary, to: replicaArbitrary }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('lose' as const), at: replicaArbitrary, back: fc.integer({ min: 1, max: 4 }) }) },
   ),
@@ -99,7 +107,12 @@ function run(history: readonly Operation[], rule: ActorRule): Outcome {
       const epoch = epochs.get(operation.at)!;
       const actor = rule(local?.clock, operation.at, epoch.trustedFrom) ?? keyActorName(operation.at, epoch.next++);
       const context = operation.contextFrom === 'none' ? emptyVector : (copies.get(operation.contextFrom)?.clock ?? emptyVector);
-      const written = applyWrite(local ?? emptyObject, actor, { value: Buffer.from(`w${contexts.length}`), contentType: 'text/plain', tombstone: operation.tombstone, context: readContext(context), nowMs: 0 }, 'siblings');
+      const written = applyWrite(
+        local ?? emptyObject,
+        actor,
+        { value: Buffer.from(`w${contexts.length}`), contentType: 'text/plain', tombstone: operation.tombstone, context: readContext(context), nowMs: 0 },
+        'siblings',
+      );
       const dot = `${actor}:${written.clock[actor]}`;
       if (issued.has(dot)) return { reusedDot: dot, lostWrite: undefined };
       issued.add(dot);

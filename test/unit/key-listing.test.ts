@@ -28,11 +28,23 @@ async function replicaOnMemory(): Promise<{ replica: Replica; storage: MemorySto
 async function write(replica: Replica, bucket: string, key: string, tombstone = false): Promise<void> {
   const before = await replica.read(bucket, key);
   const context = before === undefined ? emptyContext : readContext(before.clock);
-  await replica.coordinateWrite(bucket, key, { value: Buffer.from(tombstone ? '' : key), contentType: 'text/plain', tombstone, context, nowMs: 1 }, 'siblings', false);
+  await replica.coordinateWrite(
+    bucket,
+    key,
+    { value: Buffer.from(tombstone ? '' : key), contentType: 'text/plain', tombstone, context, nowMs: 1 },
+    'siblings',
+    false,
+  );
 }
 
 /** Lists a whole bucket through the coverage coordinator of a one-node ring, page by page. */
-async function listAll(replica: Replica, bucket: string, limit: number, between: (page: ListPage) => Promise<void> = async () => undefined, prefix?: string): Promise<string[]> {
+async function listAll(
+  replica: Replica,
+  bucket: string,
+  limit: number,
+  between: (page: ListPage) => Promise<void> = async () => undefined,
+  prefix?: string,
+): Promise<string[]> {
   const ring = createRing(8, ['n1']);
   const deps = {
     selfId: 'n1',
@@ -42,7 +54,8 @@ async function listAll(replica: Replica, bucket: string, limit: number, between:
     nowMs: 1,
     isUp: () => true,
     timeoutMs: 1000,
-    send: async (_node: string, request: Parameters<typeof answerListKeys>[1]) => answerListKeys({ index: replica.bucketIndex, replica, partitionCount: () => 8 }, request),
+    send: async (_node: string, request: Parameters<typeof answerListKeys>[1]) =>
+      answerListKeys({ index: replica.bucketIndex, replica, partitionCount: () => 8 }, request),
   };
   const listed: string[] = [];
   let after: string | undefined;
@@ -60,7 +73,17 @@ describe('bucket index', () => {
   it('scans one bucket in byte order, after a cursor and within a prefix, reading no other bucket', async () => {
     const { storage } = await replicaOnMemory();
     const index = new BucketIndex(storage.meta);
-    for (const [bucket, key] of [['b', 'z'], ['b', 'a'], ['b', 'é'], ['b', 'ab'], ['bb', 'a'], ['a', 'q'], ['b', 'b'], ['b', 'a\u0000']] as const) await index.markLive(encodeDataKey(bucket, key));
+    for (const [bucket, key] of [
+      ['b', 'z'],
+      ['b', 'a'],
+      ['b', 'é'],
+      ['b', 'ab'],
+      ['bb', 'a'],
+      ['a', 'q'],
+      ['b', 'b'],
+      ['b', 'a\u0000'],
+    ] as const)
+      await index.markLive(encodeDataKey(bucket, key));
     const all = await index.scan('b', { budget: 100 });
     expect(all.entries.map((entry) => entry.key)).toEqual(['a', 'a\u0000', 'ab', 'b', 'z', 'é']);
     expect(all.more).toBe(false);
@@ -81,7 +104,10 @@ describe('bucket index', () => {
     const removed = encodeDataKey('b', 'k3');
     expect(await replica.remove(removed, (await replica.readBytes(removed))!)).toBe(true);
     const scan = await replica.bucketIndex.scan('b', { budget: 10 });
-    expect(scan.entries.map((entry) => [entry.key, entry.live])).toEqual([['k1', true], ['k2', false]]);
+    expect(scan.entries.map((entry) => [entry.key, entry.live])).toEqual([
+      ['k1', true],
+      ['k2', false],
+    ]);
     expect(await listAll(replica, 'b', 10)).toEqual(['k1']);
     // A database from before the index: a fresh index over the same data builds once and agrees.
     const fresh = new MemoryStorage();
@@ -89,7 +115,10 @@ describe('bucket index', () => {
     const index = new BucketIndex(fresh.meta);
     expect(await index.buildIfMissing(storage.data, (bytes) => !isDeleted(decodeObject(bytes)))).toBe(2);
     expect(await index.buildIfMissing(storage.data, () => true)).toBe(0);
-    expect((await index.scan('b', { budget: 10 })).entries.map((entry) => [entry.key, entry.live])).toEqual([['k1', true], ['k2', false]]);
+    expect((await index.scan('b', { budget: 10 })).entries.map((entry) => [entry.key, entry.live])).toEqual([
+      ['k1', true],
+      ['k2', false],
+    ]);
   });
 
   it('lists a live entry whose data is a tombstone (a crash between the two writes) as absent', async () => {
@@ -102,9 +131,16 @@ describe('bucket index', () => {
 
 describe('merging the nodes of a coverage query', () => {
   const written = (value: string, base = emptyObject, tombstone = false): VersionedObject =>
-    versionOnly(applyWrite(base, 'n1.1', { value: Buffer.from(value), contentType: 'text/plain', tombstone, context: readContext(base.clock), nowMs: 1 }, 'siblings'));
+    versionOnly(
+      applyWrite(base, 'n1.1', { value: Buffer.from(value), contentType: 'text/plain', tombstone, context: readContext(base.clock), nowMs: 1 }, 'siblings'),
+    );
   const live = written('v');
-  const reply = (keys: string[], more: boolean, scannedTo = keys[keys.length - 1] ?? ''): ListKeysReply => ({ type: 'list-keys-reply', entries: keys.map((key) => ({ key, version: live })), more, scannedTo });
+  const reply = (keys: string[], more: boolean, scannedTo = keys[keys.length - 1] ?? ''): ListKeysReply => ({
+    type: 'list-keys-reply',
+    entries: keys.map((key) => ({ key, version: live })),
+    more,
+    scannedTo,
+  });
   const merge = (replies: ListKeysReply[], limit: number): ListPage => mergePages(replies, limit, 'siblings', 100);
 
   it('stops at the lowest position a node may still have keys after, so no key is skipped', () => {
@@ -120,10 +156,25 @@ describe('merging the nodes of a coverage query', () => {
   it("merges each key's versions from the replicas asked: a newer delete hides a stale live copy, a write one replica missed is listed", () => {
     const deleted = written('', live, true);
     const stale: ListKeysReply = { type: 'list-keys-reply', entries: [{ key: 'gone', version: live }], more: false, scannedTo: 'gone' };
-    const current: ListKeysReply = { type: 'list-keys-reply', entries: [{ key: 'gone', version: deleted }, { key: 'new', version: live }], more: false, scannedTo: 'new' };
+    const current: ListKeysReply = {
+      type: 'list-keys-reply',
+      entries: [
+        { key: 'gone', version: deleted },
+        { key: 'new', version: live },
+      ],
+      more: false,
+      scannedTo: 'new',
+    };
     expect(merge([stale, current], 10)).toEqual({ keys: ['new'], next: null });
     expect(merge([current, stale], 10)).toEqual({ keys: ['new'], next: null });
-    const expiring = versionOnly(applyWrite(emptyObject, 'n1.1', { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, context: emptyContext, nowMs: 1, ttlSeconds: 1 }, 'siblings'));
+    const expiring = versionOnly(
+      applyWrite(
+        emptyObject,
+        'n1.1',
+        { value: Buffer.from('v'), contentType: 'text/plain', tombstone: false, context: emptyContext, nowMs: 1, ttlSeconds: 1 },
+        'siblings',
+      ),
+    );
     const lease: ListKeysReply = { type: 'list-keys-reply', entries: [{ key: 'lease', version: expiring }], more: false, scannedTo: 'lease' };
     expect(mergePages([lease], 10, 'siblings', 1000)).toEqual({ keys: ['lease'], next: null });
     expect(mergePages([lease], 10, 'siblings', 1001)).toEqual({ keys: [], next: null });
@@ -163,6 +214,8 @@ describe('a listing of 100,000 keys in pages of 1,000 while writes go on', () =>
     // Each entry of the bucket is read about once: the pages' scans do not overlap.
     const entries = keyCount + 3 * page;
     expect(read.get('listed')).toBeLessThanOrEqual(entries);
-    console.log(`listing: ${listed.length} keys in ${page + 1} pages; index entries read: listed=${read.get('listed')}, other=${read.get('other') ?? 0}; bucket entries ${entries}`);
+    console.log(
+      `listing: ${listed.length} keys in ${page + 1} pages; index entries read: listed=${read.get('listed')}, other=${read.get('other') ?? 0}; bucket entries ${entries}`,
+    );
   });
 });

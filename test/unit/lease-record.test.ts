@@ -20,7 +20,15 @@ import { isKvError } from '../../src/util/errors.js';
  */
 describe('lease record', () => {
   it('round-trips, and refuses another format, trailing bytes or a truncated record with KV_STORAGE', () => {
-    const record = { ttlSeconds: 30, refresh: 7, ending: true, keys: [{ bucket: 'locks', key: 'a/b' }, { bucket: 'x', key: 'ü' }] };
+    const record = {
+      ttlSeconds: 30,
+      refresh: 7,
+      ending: true,
+      keys: [
+        { bucket: 'locks', key: 'a/b' },
+        { bucket: 'x', key: 'ü' },
+      ],
+    };
     expect(decodeLeaseRecord(encodeLeaseRecord(record))).toEqual(record);
     expect(decodeLeaseRecord(encodeLeaseRecord(grantedLease(5)))).toEqual({ ttlSeconds: 5, refresh: 1, ending: false, keys: [] });
     const bytes = Buffer.from(encodeLeaseRecord(record));

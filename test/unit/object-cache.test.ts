@@ -48,7 +48,13 @@ describe('ObjectCache', () => {
 
 describe('the replica keeps its cache to what the storage holds', () => {
   const write = async (replica: Replica, value: string, tombstone = false): Promise<void> => {
-    await replica.coordinateWrite('b', 'k', { value: Buffer.from(value), contentType: 'text/plain', tombstone, context: emptyContext, nowMs: 1_000 }, 'lww', false);
+    await replica.coordinateWrite(
+      'b',
+      'k',
+      { value: Buffer.from(value), contentType: 'text/plain', tombstone, context: emptyContext, nowMs: 1_000 },
+      'lww',
+      false,
+    );
   };
   const dataKey = encodeDataKey('b', 'k');
 

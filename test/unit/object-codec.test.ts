@@ -1,12 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  decodeObject,
-  encodeObject,
-  objectFormatVersion,
-  readObject,
-  writeObject,
-} from '../../src/core/versioning/object-codec.js';
+import { decodeObject, encodeObject, objectFormatVersion, readObject, writeObject } from '../../src/core/versioning/object-codec.js';
 import type { Sibling, VersionedObject } from '../../src/core/versioning/versioned-object.js';
 import { ByteReader, ByteWriter } from '../../src/core/wire/bytes.js';
 import { type KvErrorCode, KvError } from '../../src/util/errors.js';

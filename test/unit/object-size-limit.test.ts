@@ -77,7 +77,9 @@ describe('limits.maxObjectBytes on the coordinating replica', () => {
     const limits = { maxSetElements: 100_000, maxSetBytes: 1_000_000 };
     const elements = (from: number) => Array.from({ length: 200 }, (_, index) => `element-${from + index}`);
     expect(await outcome(replica.updateDataType('b', key, { type: 'set', add: elements(0), remove: [] }, false, null, 0, limits))).toBe('ok');
-    const refused = await replica.updateDataType('b', key, { type: 'set', add: elements(1_000), remove: [] }, false, null, 0, limits).catch((error: unknown) => error);
+    const refused = await replica
+      .updateDataType('b', key, { type: 'set', add: elements(1_000), remove: [] }, false, null, 0, limits)
+      .catch((error: unknown) => error);
     expect(isKvError(refused) && refused.code).toBe('KV_OBJECT_TOO_LARGE');
     expect((refused as Error).message).toMatch(/this update would leave .* over limits\.maxObjectBytes .* Remove elements, or spread them over several keys/);
   });

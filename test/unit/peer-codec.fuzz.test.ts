@@ -9,7 +9,16 @@ import { type VersionedObject, maxTtlSeconds } from '../../src/core/versioning/v
 import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../../src/core/wire/codec.js';
 import { ByteWriter } from '../../src/core/wire/bytes.js';
 import type { Limit } from '../../src/core/wire/fields.js';
-import { type MessageEntry, type PeerMessage, repliesByTag, replyMessages, requestMessages, requestsByTag, retiredTags, wireLimits } from '../../src/core/wire/message-table.js';
+import {
+  type MessageEntry,
+  type PeerMessage,
+  repliesByTag,
+  replyMessages,
+  requestMessages,
+  requestsByTag,
+  retiredTags,
+  wireLimits,
+} from '../../src/core/wire/message-table.js';
 import { decodeClusterState, encodeClusterState, viewWireLimits } from '../../src/core/wire/state-codec.js';
 import type { ClusterView } from '../../src/core/membership/membership.js';
 import type { SwimRecord } from '../../src/core/membership/swim-messages.js';
@@ -28,11 +37,15 @@ import { KvError } from '../../src/util/errors.js';
  */
 
 const nodeId = fc.stringMatching(/^n[0-9a-f]{4}$/);
-const vector = fc.uniqueArray(fc.tuple(nodeId, fc.integer({ min: 1, max: 1000 })), { selector: ([node]) => node, maxLength: 3 }).map((entries) => Object.fromEntries(entries));
+const vector = fc
+  .uniqueArray(fc.tuple(nodeId, fc.integer({ min: 1, max: 1000 })), { selector: ([node]) => node, maxLength: 3 })
+  .map((entries) => Object.fromEntries(entries));
 const context = fc.record({ vector, dots: fc.array(fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }), { maxLength: 3 }) });
 const dataKey = fc.tuple(fc.string({ minLength: 1, maxLength: 12 }), fc.string({ maxLength: 24 })).map(([bucket, key]) => encodeDataKey(bucket, key));
 const object: fc.Arbitrary<VersionedObject> = fc.record({
-  clock: fc.uniqueArray(fc.tuple(nodeId, fc.integer({ min: 1, max: 1000 })), { selector: ([node]) => node, maxLength: 3 }).map((entries) => Object.fromEntries(entries)),
+  clock: fc
+    .uniqueArray(fc.tuple(nodeId, fc.integer({ min: 1, max: 1000 })), { selector: ([node]) => node, maxLength: 3 })
+    .map((entries) => Object.fromEntries(entries)),
   siblings: fc.array(
     fc.record({
       dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }),
@@ -45,7 +58,9 @@ const object: fc.Arbitrary<VersionedObject> = fc.record({
   ),
 });
 /** A data type's state (object format 3): the same shape with a kind. */
-const dataTypeObject: fc.Arbitrary<VersionedObject> = fc.tuple(object, fc.constantFrom('counter' as const, 'set' as const)).map(([state, kind]) => ({ ...state, kind }));
+const dataTypeObject: fc.Arbitrary<VersionedObject> = fc
+  .tuple(object, fc.constantFrom('counter' as const, 'set' as const))
+  .map(([state, kind]) => ({ ...state, kind }));
 const dataTypeUpdate = fc.oneof(
   fc.record({ type: fc.constant('counter' as const), increment: fc.maxSafeInteger() }),
   fc.record(
@@ -86,17 +101,31 @@ const swimRecord: fc.Arbitrary<SwimRecord> = fc
 const swimRecords = fc.array(swimRecord, { minLength: 1, maxLength: 4 });
 const sequence = fc.integer({ min: 0, max: 2 ** 40 });
 const ringHash = fc.nat({ max: 0xffff_ffff });
-const digestEntry = fc.record({ id: nodeId, generation: sequence, version: sequence, state: fc.constantFrom('alive' as const, 'suspect' as const, 'dead' as const, 'left' as const, 'removed' as const) });
+const digestEntry = fc.record({
+  id: nodeId,
+  generation: sequence,
+  version: sequence,
+  state: fc.constantFrom('alive' as const, 'suspect' as const, 'dead' as const, 'left' as const, 'removed' as const),
+});
 const quorumSetting = fc.oneof(fc.constantFrom('one' as const, 'quorum' as const, 'all' as const), fc.integer({ min: 1, max: 64 }));
 const bucketEntry = fc.record(
-  { nVal: fc.integer({ min: 1, max: 16 }), r: quorumSetting, w: quorumSetting, conflictMode: fc.constantFrom('siblings' as const, 'lww' as const), ttlSeconds: fc.nat(), consistent: fc.boolean() },
+  {
+    nVal: fc.integer({ min: 1, max: 16 }),
+    r: quorumSetting,
+    w: quorumSetting,
+    conflictMode: fc.constantFrom('siblings' as const, 'lww' as const),
+    ttlSeconds: fc.nat(),
+    consistent: fc.boolean(),
+  },
   { requiredKeys: [] },
 );
 /** Cluster states as cluster-state-reply carries them: a ring (maybe with a pending change) naming some members, bucket properties. */
 const clusterState: fc.Arbitrary<Omit<ClusterView, 'members'>> = fc
   .record({
     members: fc.uniqueArray(nodeId, { maxLength: 6 }),
-    ring: fc.option(fc.tuple(fc.constantFrom(1, 8, 64), fc.integer({ min: 1, max: 2 ** 40 }), fc.boolean(), fc.nat(), fc.array(location, { maxLength: 6 })), { nil: null }),
+    ring: fc.option(fc.tuple(fc.constantFrom(1, 8, 64), fc.integer({ min: 1, max: 2 ** 40 }), fc.boolean(), fc.nat(), fc.array(location, { maxLength: 6 })), {
+      nil: null,
+    }),
     bucketProperties: fc.dictionary(fc.string({ maxLength: 10 }), bucketEntry, { maxKeys: 3 }),
     bucketPropertiesVersion: fc.nat(),
   })
@@ -105,7 +134,10 @@ const clusterState: fc.Arbitrary<Omit<ClusterView, 'members'>> = fc
     // Locations for some of the ring's ids (the ring keeps only those that differ from the default: own host, no zone).
     const locations = ring === null ? {} : Object.fromEntries(ring[4].slice(0, ids.length).map((where, index) => [ids[index] as string, where]));
     const base = ring === null ? null : { ...createRing(ring[0], ids, locations), version: ring[1] };
-    const withNext = base !== null && ring !== null && ring[2] ? { ...base, next: base.owners.map((_, partition) => ids[(partition + ring[3]) % ids.length] as string) } : base;
+    const withNext =
+      base !== null && ring !== null && ring[2]
+        ? { ...base, next: base.owners.map((_, partition) => ids[(partition + ring[3]) % ids.length] as string) }
+        : base;
     return { ring: withNext, bucketProperties, bucketPropertiesVersion };
   });
 
@@ -113,9 +145,19 @@ const mode = fc.constantFrom('siblings' as const, 'lww' as const);
 const forwardQuorum = fc.oneof(fc.constantFrom('one' as const, 'quorum' as const, 'all' as const), fc.integer({ min: 1, max: 16 }));
 
 const ballot: fc.Arbitrary<Ballot> = fc.record({ round: fc.nat(), proposer: fc.string() });
-const operationIds = fc.array(fc.uint8Array({ minLength: 8, maxLength: 8 }).map((bytes) => Buffer.from(bytes).toString('hex')), { maxLength: recentWritesKept });
+const operationIds = fc.array(
+  fc.uint8Array({ minLength: 8, maxLength: 8 }).map((bytes) => Buffer.from(bytes).toString('hex')),
+  { maxLength: recentWritesKept },
+);
 const registerState = fc
-  .record({ version: fc.nat(), value: fc.option(fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)), { nil: null }), writes: operationIds })
+  .record({
+    version: fc.nat(),
+    value: fc.option(
+      fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)),
+      { nil: null },
+    ),
+    writes: operationIds,
+  })
   .map((state) => ({ ...state, version: Math.max(state.version, state.writes.length) }));
 const proposal: fc.Arbitrary<Proposal> = fc.record({ ballot, state: registerState });
 
@@ -136,13 +178,26 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
         bucket: fc.string(),
         key: fc.string(),
         write: fc.record(
-          { value: fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)), contentType: fc.string(), tombstone: fc.boolean(), nowMs: fc.integer({ min: 0, max: 2 ** 45 }), context, ttlSeconds: fc.integer({ min: 0, max: maxTtlSeconds }) },
+          {
+            value: fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)),
+            contentType: fc.string(),
+            tombstone: fc.boolean(),
+            nowMs: fc.integer({ min: 0, max: 2 ** 45 }),
+            context,
+            ttlSeconds: fc.integer({ min: 0, max: maxTtlSeconds }),
+          },
           { requiredKeys: ['value', 'contentType', 'tombstone', 'nowMs', 'context'] },
         ),
         mode,
         sync: fc.boolean(),
       }),
-      fc.option(fc.record({ precondition: fc.oneof(fc.constant({ kind: 'absent' as const }), fc.record({ kind: fc.constant('matches' as const), vector })), base: fc.option(object, { nil: null }) }), { nil: undefined }),
+      fc.option(
+        fc.record({
+          precondition: fc.oneof(fc.constant({ kind: 'absent' as const }), fc.record({ kind: fc.constant('matches' as const), vector })),
+          base: fc.option(object, { nil: null }),
+        }),
+        { nil: undefined },
+      ),
     )
     .map(([request, condition]) => ({ ...request, ...condition })),
   'forward-put': fc.record(
@@ -151,7 +206,14 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
       bucket: fc.string(),
       key: fc.string(),
       write: fc.record(
-        { value: fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)), contentType: fc.string(), tombstone: fc.boolean(), nowMs: fc.integer({ min: 0, max: 2 ** 45 }), context, ttlSeconds: fc.integer({ min: 0, max: maxTtlSeconds }) },
+        {
+          value: fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)),
+          contentType: fc.string(),
+          tombstone: fc.boolean(),
+          nowMs: fc.integer({ min: 0, max: 2 ** 45 }),
+          context,
+          ttlSeconds: fc.integer({ min: 0, max: maxTtlSeconds }),
+        },
         { requiredKeys: ['value', 'contentType', 'tombstone', 'nowMs', 'context'] },
       ),
       w: forwardQuorum,
@@ -162,7 +224,15 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
     { requiredKeys: ['type', 'bucket', 'key', 'write', 'timeoutMs'] },
   ),
   'replica-put': fc.record(
-    { type: fc.constant('replica-put' as const), bucket: fc.string(), key: fc.string(), object, mode, sync: fc.boolean(), hintFor: fc.string({ minLength: 1 }) },
+    {
+      type: fc.constant('replica-put' as const),
+      bucket: fc.string(),
+      key: fc.string(),
+      object,
+      mode,
+      sync: fc.boolean(),
+      hintFor: fc.string({ minLength: 1 }),
+    },
     { requiredKeys: ['type', 'bucket', 'key', 'object', 'mode', 'sync'] },
   ),
   'swim-ping': fc.record({ type: fc.constant('swim-ping' as const), sequence, from: nodeId, target: nodeId, updates: swimRecords }),
@@ -195,7 +265,12 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
     leaves: fc.array(fc.integer({ min: 0, max: merkleLeafCount - 1 }), { maxLength: 8 }),
     items: fc.array(fc.record({ dataKey, digest }), { maxLength: 4 }),
   }),
-  'ae-fetch': fc.record({ type: fc.constant('ae-fetch' as const), partition, keys: fc.array(dataKey, { maxLength: 4 }), maxBytes: fc.integer({ min: 1, max: 1 << 22 }) }),
+  'ae-fetch': fc.record({
+    type: fc.constant('ae-fetch' as const),
+    partition,
+    keys: fc.array(dataKey, { maxLength: 4 }),
+    maxBytes: fc.integer({ min: 1, max: 1 << 22 }),
+  }),
   'ae-push': fc.record({ type: fc.constant('ae-push' as const), partition, items: fc.array(item, { maxLength: 3 }) }),
   'list-keys': fc.record({
     type: fc.constant('list-keys' as const),
@@ -205,9 +280,20 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
     prefix: fc.string(),
     limit: fc.integer({ min: 1, max: wireLimits.maxListKeys }),
   }),
-  'dt-update': fc.record({ type: fc.constant('dt-update' as const), bucket: fc.string(), key: fc.string(), update: dataTypeUpdate, sync: fc.boolean(), base: fc.option(dataTypeObject, { nil: null }) }),
+  'dt-update': fc.record({
+    type: fc.constant('dt-update' as const),
+    bucket: fc.string(),
+    key: fc.string(),
+    update: dataTypeUpdate,
+    sync: fc.boolean(),
+    base: fc.option(dataTypeObject, { nil: null }),
+  }),
   'ae-summary': fc.record({ type: fc.constant('ae-summary' as const), roots: fc.array(fc.record({ partition, root: digest }), { maxLength: 6 }) }),
-  'ae-leaves': fc.record({ type: fc.constant('ae-leaves' as const), partition, branches: fc.array(fc.integer({ min: 0, max: merkleFanout - 1 }), { maxLength: merkleFanout }) }),
+  'ae-leaves': fc.record({
+    type: fc.constant('ae-leaves' as const),
+    partition,
+    branches: fc.array(fc.integer({ min: 0, max: merkleFanout - 1 }), { maxLength: merkleFanout }),
+  }),
   'ae-digest': fc.record({ type: fc.constant('ae-digest' as const), dataKey }),
   'ae-reap': fc.record({ type: fc.constant('ae-reap' as const), dataKey, digest }),
   'paxos-prepare': fc.record({ type: fc.constant('paxos-prepare' as const), bucket: fc.string(), key: fc.string(), epoch: fc.nat(), ballot }),
@@ -231,7 +317,12 @@ const acceptorReply: fc.Arbitrary<AcceptorReply | null> = fc.oneof(
 
 const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> } = {
   'replica-get-reply': fc.record({ type: fc.constant('replica-get-reply' as const), object: fc.option(object, { nil: null }) }),
-  'coordinate-put-reply': fc.record({ type: fc.constant('coordinate-put-reply' as const), object, durable: fc.boolean(), dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }) }),
+  'coordinate-put-reply': fc.record({
+    type: fc.constant('coordinate-put-reply' as const),
+    object,
+    durable: fc.boolean(),
+    dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }),
+  }),
   'forward-put-reply': fc.record({ type: fc.constant('forward-put-reply' as const), context }),
   'replica-put-reply': fc.record({ type: fc.constant('replica-put-reply' as const), durable: fc.boolean() }),
   'swim-ack': fc.record({ type: fc.constant('swim-ack' as const), sequence, from: nodeId, updates: swimRecords }),
@@ -255,22 +346,37 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
       type: fc.constant('error' as const),
       code: fc.constant('KV_BAD_REQUEST'),
       message: fc.string(),
-      details: fc.dictionary(fc.string({ maxLength: 8 }), fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.boolean()), { maxKeys: 3 }).map((details) => JSON.stringify(details)),
+      details: fc
+        .dictionary(fc.string({ maxLength: 8 }), fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.boolean()), { maxKeys: 3 })
+        .map((details) => JSON.stringify(details)),
       retryAfterSeconds: fc.integer({ min: 0, max: 86_400 }),
     },
     { requiredKeys: ['type', 'code', 'message'] },
   ),
   'object-page': fc.record({ type: fc.constant('object-page' as const), items: fc.array(item, { maxLength: 3 }), done: fc.boolean() }),
-  'ae-keys-reply': fc.record({ type: fc.constant('ae-keys-reply' as const), differing: fc.array(dataKey, { maxLength: 4 }), need: fc.array(dataKey, { maxLength: 4 }), truncated: fc.boolean() }),
+  'ae-keys-reply': fc.record({
+    type: fc.constant('ae-keys-reply' as const),
+    differing: fc.array(dataKey, { maxLength: 4 }),
+    need: fc.array(dataKey, { maxLength: 4 }),
+    truncated: fc.boolean(),
+  }),
   'ae-push-reply': fc.record({ type: fc.constant('ae-push-reply' as const), repaired: fc.integer({ min: 0, max: 200 }) }),
-  'list-keys-reply': fc.record({ type: fc.constant('list-keys-reply' as const), entries: fc.array(fc.record({ key: fc.string(), version: object }), { maxLength: 3 }), more: fc.boolean(), scannedTo: fc.string() }),
+  'list-keys-reply': fc.record({
+    type: fc.constant('list-keys-reply' as const),
+    entries: fc.array(fc.record({ key: fc.string(), version: object }), { maxLength: 3 }),
+    more: fc.boolean(),
+    scannedTo: fc.string(),
+  }),
   'dt-update-reply': fc.record({ type: fc.constant('dt-update-reply' as const), object: dataTypeObject, durable: fc.boolean() }),
   'ae-summary-reply': fc.record({
     type: fc.constant('ae-summary-reply' as const),
     differing: fc.array(fc.record({ partition, branches: hashes }), { maxLength: 3 }),
     notReady: fc.array(partition, { maxLength: 4 }),
   }),
-  'ae-leaves-reply': fc.record({ type: fc.constant('ae-leaves-reply' as const), branches: fc.array(fc.record({ branch: fc.integer({ min: 0, max: merkleFanout - 1 }), leaves: hashes }), { maxLength: 3 }) }),
+  'ae-leaves-reply': fc.record({
+    type: fc.constant('ae-leaves-reply' as const),
+    branches: fc.array(fc.record({ branch: fc.integer({ min: 0, max: merkleFanout - 1 }), leaves: hashes }), { maxLength: 3 }),
+  }),
   'ae-digest-reply': fc.record({ type: fc.constant('ae-digest-reply' as const), digest: fc.option(digest, { nil: null }) }),
   'ae-reap-reply': fc.record({ type: fc.constant('ae-reap-reply' as const), removed: fc.boolean() }),
   'paxos-reply': fc.record({ type: fc.constant('paxos-reply' as const), reply: acceptorReply }),
@@ -281,8 +387,23 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
     gap: fc.boolean(),
     writes: fc.array(
       fc.oneof(
-        fc.record({ seq: fc.integer({ min: 1, max: 2 ** 40 }), key: fc.string(), kind: fc.constant('plain' as const), object, dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }) }),
-        fc.record({ seq: fc.integer({ min: 1, max: 2 ** 40 }), key: fc.string(), kind: fc.constant('consistent' as const), version: fc.integer({ min: 1, max: 2 ** 40 }), value: fc.option(fc.uint8Array({ maxLength: 8 }).map((bytes) => Buffer.from(bytes)), { nil: null }) }),
+        fc.record({
+          seq: fc.integer({ min: 1, max: 2 ** 40 }),
+          key: fc.string(),
+          kind: fc.constant('plain' as const),
+          object,
+          dot: fc.record({ node: nodeId, counter: fc.integer({ min: 1, max: 1000 }) }),
+        }),
+        fc.record({
+          seq: fc.integer({ min: 1, max: 2 ** 40 }),
+          key: fc.string(),
+          kind: fc.constant('consistent' as const),
+          version: fc.integer({ min: 1, max: 2 ** 40 }),
+          value: fc.option(
+            fc.uint8Array({ maxLength: 8 }).map((bytes) => Buffer.from(bytes)),
+            { nil: null },
+          ),
+        }),
       ),
       { maxLength: 3 },
     ),
@@ -356,7 +477,6 @@ function mutate(bytes: Buffer, mutations: readonly Mutation[]): Buffer {
   return result;
 }
 
-
 /** Decodes; a refusal must be a KvError, and anything accepted must be a message that encodes and decodes to itself. */
 function checkDecode(bytes: Uint8Array, direction: Direction): void {
   let decoded: PeerMessage;
@@ -405,12 +525,19 @@ function reaches(limit: Limit, value: unknown): boolean {
 
 /** The values at the bounds and one past them: [value, whether the reader must accept it]. */
 function probes(limit: Limit, sample: unknown): [unknown, boolean][] {
-  if (limit.kind === 'value') return [[limit.max, true], [limit.max + 1, false], [limit.min, true], ...(limit.min > 0 ? [[limit.min - 1, false] as [unknown, boolean]] : [])];
+  if (limit.kind === 'value')
+    return [[limit.max, true], [limit.max + 1, false], [limit.min, true], ...(limit.min > 0 ? [[limit.min - 1, false] as [unknown, boolean]] : [])];
   if (limit.kind === 'count') {
     const element = (sample as unknown[])[0];
-    return [[new Array<unknown>(limit.max).fill(element), true], [new Array<unknown>(limit.max + 1).fill(element), false]];
+    return [
+      [new Array<unknown>(limit.max).fill(element), true],
+      [new Array<unknown>(limit.max + 1).fill(element), false],
+    ];
   }
-  return [['x'.repeat(limit.max), true], ['x'.repeat(limit.max + 1), false]];
+  return [
+    ['x'.repeat(limit.max), true],
+    ['x'.repeat(limit.max + 1), false],
+  ];
 }
 
 const runs = Number(process.env.FUZZ_RUNS ?? 600);
@@ -471,7 +598,10 @@ describe('peer codec fuzz, over the message table', () => {
 
   it('random bytes decode to valid messages or a KvError, never another exception', () => {
     const tags = [...new Set([...Object.values(requestMessages), ...Object.values(replyMessages)].map((entry) => entry.tag))];
-    const bytes = fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.tuple(fc.constantFrom(...tags), fc.uint8Array({ maxLength: 200 })).map(([tag, tail]) => Buffer.concat([Buffer.of(tag), tail])));
+    const bytes = fc.oneof(
+      fc.uint8Array({ maxLength: 200 }),
+      fc.tuple(fc.constantFrom(...tags), fc.uint8Array({ maxLength: 200 })).map(([tag, tail]) => Buffer.concat([Buffer.of(tag), tail])),
+    );
     fc.assert(
       fc.property(bytes, (body) => {
         checkDecode(body, requests);
@@ -481,8 +611,13 @@ describe('peer codec fuzz, over the message table', () => {
     );
   });
 
-  it('refuses to send a cluster state outside the binary layout: a malformed state is the sender\'s bug, not a message', () => {
-    for (const state of [{ members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 }, { ring: null, bucketProperties: {}, bucketPropertiesVersion: 0, extra: 1 }, [1, 2], null]) {
+  it("refuses to send a cluster state outside the binary layout: a malformed state is the sender's bug, not a message", () => {
+    for (const state of [
+      { members: {}, ring: null, bucketProperties: {}, bucketPropertiesVersion: 0 },
+      { ring: null, bucketProperties: {}, bucketPropertiesVersion: 0, extra: 1 },
+      [1, 2],
+      null,
+    ]) {
       expect(encodeClusterState(state)).toBeUndefined();
       expect(() => encodeReply({ type: 'cluster-state-reply', from: 'n1', state })).toThrow(/cluster state outside its layout/);
     }
@@ -494,9 +629,18 @@ describe('peer codec fuzz, over the message table', () => {
     // A ring of two partitions whose second owner points past its one-name table.
     const badOwner = new ByteWriter().u8(1).varint(2).varint(1).varint(1).string('n1').varint(0).varint(1).finish();
     expect(() => decodeClusterState(badOwner)).toThrow(/ring owner index 1 outside 0..0/);
-    const hugeRing = new ByteWriter().u8(1).varint(viewWireLimits.maxPartitionCount + 1).finish();
+    const hugeRing = new ByteWriter()
+      .u8(1)
+      .varint(viewWireLimits.maxPartitionCount + 1)
+      .finish();
     expect(() => decodeClusterState(hugeRing)).toThrow(/partition count/);
-    const longName = new ByteWriter().u8(1).varint(2).varint(1).varint(1).string('n'.repeat(viewWireLimits.maxIdBytes + 1)).finish();
+    const longName = new ByteWriter()
+      .u8(1)
+      .varint(2)
+      .varint(1)
+      .varint(1)
+      .string('n'.repeat(viewWireLimits.maxIdBytes + 1))
+      .finish();
     expect(() => decodeClusterState(longName)).toThrow(/129 bytes/);
   });
 

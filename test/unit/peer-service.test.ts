@@ -48,7 +48,13 @@ describe('PeerService', () => {
       addressOf: () => '127.0.0.1:1',
       refusal: () => undefined,
     });
-    const forward: PeerRequest = { type: 'forward-put', bucket: 'b', key: 'k', write: { kind: 'delete', context: { vector: {}, dots: [] } } as never, timeoutMs: 1000 };
+    const forward: PeerRequest = {
+      type: 'forward-put',
+      bucket: 'b',
+      key: 'k',
+      write: { kind: 'delete', context: { vector: {}, dots: [] } } as never,
+      timeoutMs: 1000,
+    };
     for (const refusal of refusals) {
       const thrown = await peers.send('coordinator', forward).then(
         () => undefined,

@@ -99,7 +99,7 @@ describe('placement: preference lists over hosts and zones', () => {
     );
   });
 
-  it('spreads replica load evenly over the nodes of a host: the claim keeps a host\'s nodes apart on the ring (Riak\'s location-aware claim)', () => {
+  it("spreads replica load evenly over the nodes of a host: the claim keeps a host's nodes apart on the ring (Riak's location-aware claim)", () => {
     for (const hostCount of [4, 5]) {
       const nodes = Array.from({ length: hostCount * 2 }, (_, index) => `n${index}`);
       const locations = Object.fromEntries(nodes.map((node, index) => [node, { host: `h${index % hostCount}` }]));
@@ -116,7 +116,14 @@ describe('placement: preference lists over hosts and zones', () => {
   });
 
   it('walks hosts, not nodes: with two nodes per host the second node of a host is skipped while other hosts remain', () => {
-    const ring = createRing(8, ['a1', 'a2', 'b1', 'b2', 'c1', 'c2'], { a1: { host: 'a' }, a2: { host: 'a' }, b1: { host: 'b' }, b2: { host: 'b' }, c1: { host: 'c' }, c2: { host: 'c' } });
+    const ring = createRing(8, ['a1', 'a2', 'b1', 'b2', 'c1', 'c2'], {
+      a1: { host: 'a' },
+      a2: { host: 'a' },
+      b1: { host: 'b' },
+      b2: { host: 'b' },
+      c1: { host: 'c' },
+      c2: { host: 'c' },
+    });
     // Owners run a1 a2 b1 b2 c1 c2 a1 a2; a node-only walk would answer a1 a2 b1.
     expect(preferenceList(ring, 0, 3)).toEqual(['a1', 'b1', 'c1']);
     expect(preferenceList(ring, 1, 3)).toEqual(['a2', 'b1', 'c1']);
@@ -125,7 +132,12 @@ describe('placement: preference lists over hosts and zones', () => {
   });
 
   it('prefers a new zone over a new host, and repeats a host only when hosts run out (then warns)', () => {
-    const zoned = createRing(4, ['a', 'b', 'c', 'd'], { a: { host: 'h1', zone: 'z1' }, b: { host: 'h2', zone: 'z1' }, c: { host: 'h3', zone: 'z2' }, d: { host: 'h4', zone: 'z2' } });
+    const zoned = createRing(4, ['a', 'b', 'c', 'd'], {
+      a: { host: 'h1', zone: 'z1' },
+      b: { host: 'h2', zone: 'z1' },
+      c: { host: 'h3', zone: 'z2' },
+      d: { host: 'h4', zone: 'z2' },
+    });
     expect(preferenceList(zoned, 0, 2)).toEqual(['a', 'c']);
     expect(preferenceList(zoned, 0, 3)).toEqual(['a', 'c', 'b']);
     expect(placementWarnings(zoned, 2)).toEqual([]);
@@ -147,7 +159,10 @@ describe('placement: preference lists over hosts and zones', () => {
     const ring = createRing(8, ['__proto__', 'b', 'c'], locations);
     expect(Object.hasOwn(ring.locations ?? {}, '__proto__')).toBe(true);
     expect(locationOf(ring, '__proto__')).toEqual({ host: 'h1' });
-    const { view, problems } = validateView({ members: {}, ring, bucketProperties: {}, bucketPropertiesVersion: 0 }, { partitionCount: 8, knownMemberIds: ['__proto__', 'b', 'c'], nowMs: 0 });
+    const { view, problems } = validateView(
+      { members: {}, ring, bucketProperties: {}, bucketPropertiesVersion: 0 },
+      { partitionCount: 8, knownMemberIds: ['__proto__', 'b', 'c'], nowMs: 0 },
+    );
     expect(problems).toEqual([]);
     expect(Object.hasOwn(view.ring?.locations ?? {}, '__proto__')).toBe(true);
     expect(view.ring === null ? undefined : locationOf(view.ring, '__proto__')).toEqual({ host: 'h1' });
@@ -227,17 +242,35 @@ describe('placement: locations travel in member records and the fetched ring', (
     const decoded = decodeClusterState(bytes as Buffer) as Record<string, unknown>;
     const { view: checked, problems } = validateView({ ...decoded, members }, { partitionCount: 8, knownMemberIds: [], nowMs: 10_000_000 });
     expect(problems).toEqual([]);
-    const records = Object.values(members).map((member) => ({ id: member.id, address: member.address, generation: 5, version: 1, state: 'alive' as const, lifecycle: 'up' as const, accuser: '', transfersDoneForRing: 0, ...('location' in member ? { location: member.location } : {}) }));
+    const records = Object.values(members).map((member) => ({
+      id: member.id,
+      address: member.address,
+      generation: 5,
+      version: 1,
+      state: 'alive' as const,
+      lifecycle: 'up' as const,
+      accuser: '',
+      transfersDoneForRing: 0,
+      ...('location' in member ? { location: member.location } : {}),
+    }));
     const gossiped = decodeReply(encodeReply({ type: 'swim-ack', sequence: 1, from: 'a', updates: records }));
-    expect(gossiped.type === 'swim-ack' && gossiped.updates.map((record) => record.location)).toEqual([{ host: 'rack1-box1', zone: 'eu-1a' }, { host: 'rack1-box2' }, undefined]);
+    expect(gossiped.type === 'swim-ack' && gossiped.updates.map((record) => record.location)).toEqual([
+      { host: 'rack1-box1', zone: 'eu-1a' },
+      { host: 'rack1-box2' },
+      undefined,
+    ]);
     expect(checked.ring?.locations).toEqual({ a: { host: 'rack1-box1', zone: 'eu-1a' }, b: { host: 'rack1-box2' } });
     expect(compareRings(checked.ring as Ring, view.ring)).toBe(0);
   });
 
   it('refuses a location that is no label, or a ring location of a node the ring does not name', () => {
     const badMember = { ...view, members: { ...view.members, b: { ...view.members.b, location: { host: 'has space' } } } };
-    expect(validateView(badMember, { partitionCount: 8, knownMemberIds: [], nowMs: 10_000_000 }).problems).toEqual(expect.arrayContaining([expect.stringContaining('member "b": location host is not a label')]));
+    expect(validateView(badMember, { partitionCount: 8, knownMemberIds: [], nowMs: 10_000_000 }).problems).toEqual(
+      expect.arrayContaining([expect.stringContaining('member "b": location host is not a label')]),
+    );
     const stranger = { ...view, ring: { ...view.ring, locations: { ...view.ring.locations, z: { host: 'h' } } } };
-    expect(validateView(stranger, { partitionCount: 8, knownMemberIds: [], nowMs: 10_000_000 }).problems).toEqual([expect.stringContaining('locations names "z", which the ring does not')]);
+    expect(validateView(stranger, { partitionCount: 8, knownMemberIds: [], nowMs: 10_000_000 }).problems).toEqual([
+      expect.stringContaining('locations names "z", which the ring does not'),
+    ]);
   });
 });

@@ -61,7 +61,9 @@ describe('quorum error messages', () => {
   });
 
   it('a write machine started as an update fails its deadline as an update', () => {
-    const plan = { requirement: { ...requirement }, targets: [], keptHints: [], coordinating: 'n1', impossible: false, sync: false } as unknown as Parameters<typeof startWrite>[0];
+    const plan = { requirement: { ...requirement }, targets: [], keptHints: [], coordinating: 'n1', impossible: false, sync: false } as unknown as Parameters<
+      typeof startWrite
+    >[0];
     let state = startWrite(plan, emptyContext, 500, 'update');
     [state] = stepWrite(state, { type: 'start', nowMs: 0 });
     const [, effects] = stepWrite(state, { type: 'deadline' });

@@ -10,7 +10,7 @@ async function entries(replica: Replica): Promise<string[]> {
   return scan.entries.map((entry) => `${entry.key}:${entry.live ? 'live' : 'dead'}`);
 }
 
-describe('a replica write keeps its key\'s bucket index entry', () => {
+describe("a replica write keeps its key's bucket index entry", () => {
   it('writes the entry with the data when liveness may change, and only the data for a live over a live version', async () => {
     const storage = new RecordingStorage();
     await storage.open();
@@ -19,7 +19,13 @@ describe('a replica write keeps its key\'s bucket index entry', () => {
     const write = async (tombstone: boolean): Promise<void> => {
       const current = await replica.read('b', 'k');
       const context = current === undefined ? emptyContext : readContext(current.clock);
-      await replica.coordinateWrite('b', 'k', { value: Buffer.from(tombstone ? '' : 'v'), contentType: 'text/plain', tombstone, context, nowMs: (nowMs += 1) }, 'lww', false);
+      await replica.coordinateWrite(
+        'b',
+        'k',
+        { value: Buffer.from(tombstone ? '' : 'v'), contentType: 'text/plain', tombstone, context, nowMs: (nowMs += 1) },
+        'lww',
+        false,
+      );
     };
 
     await write(false);

@@ -46,7 +46,9 @@ describe('shardCount', () => {
   });
 
   it('refuses more than one shard on a Node without reusePort, and counts outside 1..64', () => {
-    expect(() => shardCount('2', { node: '20.19.0' })).toThrow(/--shards 2 needs Node.js 22.12 or later .*this is Node.js 20.19.0: upgrade Node.js or start with --shards 1/);
+    expect(() => shardCount('2', { node: '20.19.0' })).toThrow(
+      /--shards 2 needs Node.js 22.12 or later .*this is Node.js 20.19.0: upgrade Node.js or start with --shards 1/,
+    );
     expect(shardCount('1', { node: '20.19.0' })).toBe(1);
     expect(() => shardCount('0', { node: '24.0.0' })).toThrow("--shards must be an integer from 1 to 64, got '0'");
     expect(() => shardCount('two', { node: '24.0.0' })).toThrow("--shards must be an integer from 1 to 64, got 'two'");

@@ -33,7 +33,16 @@ function settled(count: number, config: Partial<SwimConfig> = {}, seed = 1): Map
   return new Map(
     records.map((record) => [
       record.id,
-      new SwimMember({ id: record.id, address: record.address, generation: 1, lifecycle: 'up', random: random.fork(), nowMs: startMs, config, members: records }),
+      new SwimMember({
+        id: record.id,
+        address: record.address,
+        generation: 1,
+        lifecycle: 'up',
+        random: random.fork(),
+        nowMs: startMs,
+        config,
+        members: records,
+      }),
     ]),
   );
 }
@@ -44,7 +53,14 @@ interface Routed {
 }
 
 /** Delivers `effects` (and everything they cause) at once; messages to ids in `unreachable` are lost. */
-function route(members: Map<string, SwimMember>, from: string, effects: readonly SwimEffect[], nowMs: number, unreachable: ReadonlySet<string> = new Set(), routed: Routed = { sent: [], downs: [] }): Routed {
+function route(
+  members: Map<string, SwimMember>,
+  from: string,
+  effects: readonly SwimEffect[],
+  nowMs: number,
+  unreachable: ReadonlySet<string> = new Set(),
+  routed: Routed = { sent: [], downs: [] },
+): Routed {
   const pending: [string, SwimEffect][] = effects.map((effect) => [from, effect]);
   while (pending.length > 0) {
     const [sender, effect] = pending.shift() as [string, SwimEffect];
@@ -59,7 +75,13 @@ function route(members: Map<string, SwimMember>, from: string, effects: readonly
 }
 
 /** Ticks every member (but those in `frozen`) every tickIntervalMs from `fromMs` through `toMs`. */
-function runTicks(members: Map<string, SwimMember>, fromMs: number, toMs: number, unreachable: ReadonlySet<string> = new Set(), frozen: ReadonlySet<string> = unreachable): Routed {
+function runTicks(
+  members: Map<string, SwimMember>,
+  fromMs: number,
+  toMs: number,
+  unreachable: ReadonlySet<string> = new Set(),
+  frozen: ReadonlySet<string> = unreachable,
+): Routed {
   const routed: Routed = { sent: [], downs: [] };
   for (let nowMs = fromMs; nowMs <= toMs; nowMs += defaultSwimConfig.tickIntervalMs) {
     for (const [id, member] of members) if (!frozen.has(id)) route(members, id, member.tick(nowMs), nowMs, unreachable, routed);
@@ -118,7 +140,8 @@ const message: fc.Arbitrary<SwimMessage> = fc.oneof(
   }),
 );
 
-const isReply = (original: SwimMessage): original is Extract<PeerReply, SwimMessage> => original.type === 'swim-ack' || original.type === 'swim-nack' || original.type === 'swim-digest-reply';
+const isReply = (original: SwimMessage): original is Extract<PeerReply, SwimMessage> =>
+  original.type === 'swim-ack' || original.type === 'swim-nack' || original.type === 'swim-digest-reply';
 
 describe('SWIM messages on the framed wire', () => {
   it('counts exactly the bytes the message table writes, frame header included, and decodes to the same message', () => {
@@ -190,7 +213,9 @@ describe('SWIM failure detection', () => {
     expect(routed.downs.filter((down) => down.id !== 'n5')).toEqual([]);
     // Several members confirmed the suspicion, so no one waited the maximum (6 times the minimum).
     const minimumMs = defaultSwimConfig.suspicionMultiplier * Math.log10(6) * defaultSwimConfig.probeIntervalMs;
-    const suspicions = routed.sent.filter((sent) => sent.message.type === 'swim-gossip' && sent.message.updates.some((update) => update.id === 'n5' && update.state === 'suspect'));
+    const suspicions = routed.sent.filter(
+      (sent) => sent.message.type === 'swim-gossip' && sent.message.updates.some((update) => update.id === 'n5' && update.state === 'suspect'),
+    );
     expect(suspicions).not.toHaveLength(0);
     const deadEverywhere = runTicksUntilDead(settled(6), 'n5');
     expect(deadEverywhere).toBeLessThan(defaultSwimConfig.suspicionMaxTimeoutMultiplier * minimumMs);
@@ -219,7 +244,12 @@ describe('SWIM failure detection', () => {
     // n0 and n1 hold n2 dead (say it was paused past its suspicion timeout); the news has run out, and n2 never heard it.
     for (const holder of ['n0', 'n1']) members.get(holder)?.receive({ type: 'swim-records', from: 'n3', records: [recordOf('n2', 0, 'dead', 'n3')] }, startMs);
     expect(n0.stateOf('n2')).toBe('dead');
-    const routed = route(members, 'n2', [{ kind: 'send', to: 'n0', message: { type: 'swim-ping', sequence: 1, from: 'n2', target: 'n0', updates: [] } }], startMs);
+    const routed = route(
+      members,
+      'n2',
+      [{ kind: 'send', to: 'n0', message: { type: 'swim-ping', sequence: 1, from: 'n2', target: 'n0', updates: [] } }],
+      startMs,
+    );
     const ack = routed.sent.find((sent) => sent.message.type === 'swim-ack');
     expect(ack?.message.type === 'swim-ack' && ack.message.updates[0]).toEqual(recordOf('n2', 0, 'dead', 'n3'));
     expect(n2.recordOf('n2')?.version).toBe(1);
@@ -234,7 +264,8 @@ describe('SWIM failure detection', () => {
     n0.receive({ type: 'swim-gossip', from: 'n1', updates: [recordOf('n3', 0, 'suspect', 'n1')] }, startMs);
     expect(n0.stateOf('n3')).toBe('suspect');
     // n0's event loop is stalled far past any suspicion timeout; the refutation waits in its socket.
-    const resumedMs = startMs + 10 * defaultSwimConfig.suspicionMaxTimeoutMultiplier * defaultSwimConfig.suspicionMultiplier * defaultSwimConfig.probeIntervalMs;
+    const resumedMs =
+      startMs + 10 * defaultSwimConfig.suspicionMaxTimeoutMultiplier * defaultSwimConfig.suspicionMultiplier * defaultSwimConfig.probeIntervalMs;
     const effects = n0.tick(resumedMs);
     expect(effects.filter((effect) => effect.kind === 'member-down')).toEqual([]);
     n0.receive({ type: 'swim-gossip', from: 'n3', updates: [recordOf('n3', 1)] }, resumedMs + 1);
@@ -282,7 +313,10 @@ describe('SWIM dissemination within bounded messages', () => {
     const n0 = members.get('n0') as SwimMember;
     for (let round = 1; round <= 50; round++) {
       // 500 members change every round: far more news than 1 KiB messages carry away.
-      n0.receive({ type: 'swim-gossip', from: 'n1', updates: Array.from({ length: 500 }, (_, index) => recordOf(`n${1000 + index}`, round)) }, startMs + round * 1000);
+      n0.receive(
+        { type: 'swim-gossip', from: 'n1', updates: Array.from({ length: 500 }, (_, index) => recordOf(`n${1000 + index}`, round)) },
+        startMs + round * 1000,
+      );
       route(members, 'n0', n0.tick(startMs + round * 1000), startMs + round * 1000);
       expect(n0.queuedBroadcastEntries).toBeLessThanOrEqual(2 * n0.pendingBroadcasts + 64);
     }
@@ -304,7 +338,15 @@ describe('SWIM dissemination within bounded messages', () => {
   it('a joiner pages through a seed of 3,000 members in capped windows and learns every one', () => {
     const random = new SeededRandom(7);
     const records = Array.from({ length: 3000 }, (_, index) => recordOf(`n${index}`));
-    const seed = new SwimMember({ id: 'n0', address: records[0]!.address, generation: 1, lifecycle: 'up', random: random.fork(), nowMs: startMs, members: records });
+    const seed = new SwimMember({
+      id: 'n0',
+      address: records[0]!.address,
+      generation: 1,
+      lifecycle: 'up',
+      random: random.fork(),
+      nowMs: startMs,
+      members: records,
+    });
     const joiner = new SwimMember({ id: 'n9999', address: '10.0.99.99:7000', generation: 1, lifecycle: 'joining', random: random.fork(), nowMs: startMs });
     const members = new Map([
       ['n0', seed],
@@ -321,7 +363,15 @@ describe('SWIM dissemination within bounded messages', () => {
   it('repairs through digests a change whose news ran out before it reached a member', () => {
     const members = settled(4);
     // n1 knows a newer n3 (version 5) that nobody gossips any more.
-    const n1 = new SwimMember({ id: 'n1', address: recordOf('n1').address, generation: 1, lifecycle: 'up', random: new SeededRandom(3), nowMs: startMs, members: [0, 1, 2].map((index) => recordOf(`n${index}`)).concat([recordOf('n3', 5)]) });
+    const n1 = new SwimMember({
+      id: 'n1',
+      address: recordOf('n1').address,
+      generation: 1,
+      lifecycle: 'up',
+      random: new SeededRandom(3),
+      nowMs: startMs,
+      members: [0, 1, 2].map((index) => recordOf(`n${index}`)).concat([recordOf('n3', 5)]),
+    });
     members.set('n1', n1);
     members.delete('n3');
     runTicks(members, startMs, startMs + 30_000, new Set(['n3']));
@@ -336,13 +386,22 @@ describe('SWIM dissemination within bounded messages', () => {
     const digests = routed.sent.filter((sent) => sent.message.type === 'swim-digest' || sent.message.type === 'swim-digest-reply');
     expect(digests.length).toBeGreaterThan(0);
     const n0 = members.get('n0') as SwimMember;
-    const behind = n0.receive({ type: 'swim-digest', sequence: 1, from: 'n1', afterId: '', throughId: '', ringVersion: 7, ringHash: 1234, bucketPropertiesVersion: 2, entries: [] }, startMs);
+    const behind = n0.receive(
+      { type: 'swim-digest', sequence: 1, from: 'n1', afterId: '', throughId: '', ringVersion: 7, ringHash: 1234, bucketPropertiesVersion: 2, entries: [] },
+      startMs,
+    );
     expect(behind).toContainEqual({ kind: 'cluster-state-behind', peer: 'n1', ringVersion: 7, bucketPropertiesVersion: 2 });
     // A ring of the same version that differs (two claimants, a partition) is noticed by its hash.
     n0.setClusterStateVersions(7, 99, 2);
-    const differs = n0.receive({ type: 'swim-digest', sequence: 2, from: 'n1', afterId: '', throughId: '', ringVersion: 7, ringHash: 1234, bucketPropertiesVersion: 2, entries: [] }, startMs);
+    const differs = n0.receive(
+      { type: 'swim-digest', sequence: 2, from: 'n1', afterId: '', throughId: '', ringVersion: 7, ringHash: 1234, bucketPropertiesVersion: 2, entries: [] },
+      startMs,
+    );
     expect(differs).toContainEqual({ kind: 'cluster-state-behind', peer: 'n1', ringVersion: 7, bucketPropertiesVersion: 2 });
-    const same = n0.receive({ type: 'swim-digest', sequence: 3, from: 'n1', afterId: '', throughId: '', ringVersion: 7, ringHash: 99, bucketPropertiesVersion: 2, entries: [] }, startMs);
+    const same = n0.receive(
+      { type: 'swim-digest', sequence: 3, from: 'n1', afterId: '', throughId: '', ringVersion: 7, ringHash: 99, bucketPropertiesVersion: 2, entries: [] },
+      startMs,
+    );
     expect(same.filter((effect) => effect.kind === 'cluster-state-behind')).toEqual([]);
   });
 

@@ -92,7 +92,12 @@ describe('preconditions with expiries', () => {
     const verdict = checkPrecondition(lease, { kind: 'absent' }, t0 + 10_000);
     expect(verdict.ok).toBe(true);
     // The new write supersedes the expired value, so it reads as the one value afterwards.
-    const retaken = applyWrite(lease, 'b', intent('holder-2', t0 + 10_000, { context: verdict.ok ? verdict.context : emptyContext, ttlSeconds: 10 }), 'siblings');
+    const retaken = applyWrite(
+      lease,
+      'b',
+      intent('holder-2', t0 + 10_000, { context: verdict.ok ? verdict.context : emptyContext, ttlSeconds: 10 }),
+      'siblings',
+    );
     expect(values(retaken, t0 + 10_000)).toEqual(['holder-2']);
     expect(retaken.siblings).toHaveLength(1);
   });
@@ -121,7 +126,9 @@ describe('the object codec with expiries', () => {
     const writer = new ByteWriter().u8(1).varint(1).string('a').varint(1).varint(1);
     writer.string('a').varint(1).u8(0).f64(t0).string('text/plain').bytes(Buffer.from('old'));
     const object = decodeObject(writer.finish());
-    expect(object.siblings).toEqual([{ dot: { node: 'a', counter: 1 }, value: Buffer.from('old'), contentType: 'text/plain', lastModifiedMs: t0, tombstone: false }]);
+    expect(object.siblings).toEqual([
+      { dot: { node: 'a', counter: 1 }, value: Buffer.from('old'), contentType: 'text/plain', lastModifiedMs: t0, tombstone: false },
+    ]);
   });
 });
 

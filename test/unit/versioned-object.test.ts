@@ -272,20 +272,16 @@ function mergeAll(objects: readonly VersionedObject[], mode: ConflictMode): Vers
 
 function permutations<T>(items: readonly T[]): T[][] {
   if (items.length <= 1) return [items.slice()];
-  return items.flatMap((item, index) =>
-    permutations([...items.slice(0, index), ...items.slice(index + 1)]).map((rest) => [item, ...rest]),
-  );
+  return items.flatMap((item, index) => permutations([...items.slice(0, index), ...items.slice(index + 1)]).map((rest) => [item, ...rest]));
 }
 
 /** Three objects taken from the snapshots of one history, so their dots never clash. */
 const snapshotTripleArbitrary = (mode: ConflictMode) =>
-  fc
-    .tuple(historyArbitrary, fc.nat(), fc.nat(), fc.nat())
-    .map(([history, first, second, third]) => {
-      const { snapshots } = runHistory(history, mode);
-      const pick = (index: number): VersionedObject => snapshots[index % snapshots.length] ?? emptyObject;
-      return [pick(first), pick(second), pick(third)] as const;
-    });
+  fc.tuple(historyArbitrary, fc.nat(), fc.nat(), fc.nat()).map(([history, first, second, third]) => {
+    const { snapshots } = runHistory(history, mode);
+    const pick = (index: number): VersionedObject => snapshots[index % snapshots.length] ?? emptyObject;
+    return [pick(first), pick(second), pick(third)] as const;
+  });
 
 describe.each<ConflictMode>(['siblings', 'lww'])('mergeObjects laws over random histories (%s mode)', (mode) => {
   it('is commutative', () => {
@@ -355,7 +351,6 @@ describe('siblings mode over random histories: no concurrent write is lost and n
       }),
     );
   });
-
 });
 
 describe('lww mode over random histories: one survivor that every merge order agrees on', () => {

@@ -24,7 +24,11 @@ describe('docs/WIRE.md', () => {
   ] as const)('lists every entry of the %s table with its tag, and nothing else', (heading, table) => {
     const text = section(heading);
     const rows = [...text.matchAll(/^\| (\d+) \| `([a-z-]+)` \|/gm)].map(([, tag, name]) => `${tag} ${name}`).sort();
-    expect(rows).toEqual(Object.values(table).map((entry) => `${entry.tag} ${entry.name}`).sort());
+    expect(rows).toEqual(
+      Object.values(table)
+        .map((entry) => `${entry.tag} ${entry.name}`)
+        .sort(),
+    );
   });
 
   it('names the retired tags and the protocol versions this build speaks', () => {

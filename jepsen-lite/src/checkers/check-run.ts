@@ -64,5 +64,11 @@ export function checkRun(workload: WorkloadName, history: readonly Operation[], 
     ...(workloadResult.nothingTested === undefined ? [] : [`${workload}: ${workloadResult.nothingTested}`]),
     ...(convergence.nothingTested === undefined ? [] : [`convergence: ${convergence.nothingTested}`]),
   ];
-  return { valid: workloadResult.valid && convergence.valid && nothingTested.length === 0, workload: workloadResult, convergence, stats: computeStats(history), nothingTested };
+  return {
+    valid: workloadResult.valid && convergence.valid && nothingTested.length === 0,
+    workload: workloadResult,
+    convergence,
+    stats: computeStats(history),
+    nothingTested,
+  };
 }

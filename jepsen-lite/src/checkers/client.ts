@@ -153,7 +153,13 @@ export function checkClient(history: readonly Operation[]): ClientCheckerResult 
   ]);
   const byKeyAndElement = (left: KeyElement, right: KeyElement): number => left.key.localeCompare(right.key) || left.element - right.element;
   return {
-    valid: emptiness === undefined && lost.length === 0 && resurrected.length === 0 && unexpected.length === 0 && failedButPresent.length === 0 && unreadKeys.length === 0,
+    valid:
+      emptiness === undefined &&
+      lost.length === 0 &&
+      resurrected.length === 0 &&
+      unexpected.length === 0 &&
+      failedButPresent.length === 0 &&
+      unreadKeys.length === 0,
     ...(emptiness === undefined ? {} : { nothingTested: emptiness }),
     attempted: adds.size,
     acknowledged,

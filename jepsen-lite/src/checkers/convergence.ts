@@ -59,5 +59,11 @@ export function checkConvergence(history: readonly Operation[]): ConvergenceResu
     }
   }
   const emptiness = nothingTested([[copies.size === 0, 'no key was read on its replicas']]);
-  return { valid: emptiness === undefined && divergedKeys === 0, ...(emptiness === undefined ? {} : { nothingTested: emptiness }), keysChecked: copies.size, divergedKeys, diverged };
+  return {
+    valid: emptiness === undefined && divergedKeys === 0,
+    ...(emptiness === undefined ? {} : { nothingTested: emptiness }),
+    keysChecked: copies.size,
+    divergedKeys,
+    diverged,
+  };
 }

@@ -84,7 +84,12 @@ export function checkDtSet(history: readonly Operation[]): DtSetCheckerResult {
       const outcome = outcomeOf(completion);
       // Even a remove of unknown outcome removes only what its read saw, and that read ended
       // before the client gave up: its completion bounds what it can cover.
-      const entry = { element: invoke.value, invokeMs: invoke.timeMs, completeMs: completion === undefined ? Number.POSITIVE_INFINITY : completion.timeMs, outcome };
+      const entry = {
+        element: invoke.value,
+        invokeMs: invoke.timeMs,
+        completeMs: completion === undefined ? Number.POSITIVE_INFINITY : completion.timeMs,
+        outcome,
+      };
       const target = invoke.f === 'add' ? adds : removes;
       target.set(invoke.key, [...(target.get(invoke.key) ?? []), entry]);
     } else if ((invoke.f === 'read' || invoke.f === 'final-read' || invoke.f === 'local-read') && completion?.type === 'ok') {
@@ -137,7 +142,9 @@ export function checkDtSet(history: readonly Operation[]): DtSetCheckerResult {
       }
       // Held to absence: every add of the element that may have happened was surely removed.
       const surelyRemoved = (add: SetOperation): boolean =>
-        elementRemoves.some((remove) => remove.outcome === 'ok' && add.invokeMs < remove.completeMs && live.filter((other) => other.invokeMs < remove.completeMs).length === 1);
+        elementRemoves.some(
+          (remove) => remove.outcome === 'ok' && add.invokeMs < remove.completeMs && live.filter((other) => other.invokeMs < remove.completeMs).length === 1,
+        );
       if (live.every(surelyRemoved)) {
         removalsChecked += 1;
         if (present.has(element)) resurrected.push({ key, element });
@@ -161,7 +168,14 @@ export function checkDtSet(history: readonly Operation[]): DtSetCheckerResult {
     [addsChecked === 0, 'no acknowledged add could be held to the final read (every one may have been removed)'],
   ]);
   return {
-    valid: emptiness === undefined && lost.length === 0 && resurrected.length === 0 && unexpected.length === 0 && failedButPresent === 0 && disagreeingKeys === 0 && unread.length === 0,
+    valid:
+      emptiness === undefined &&
+      lost.length === 0 &&
+      resurrected.length === 0 &&
+      unexpected.length === 0 &&
+      failedButPresent === 0 &&
+      disagreeingKeys === 0 &&
+      unread.length === 0,
     ...(emptiness === undefined ? {} : { nothingTested: emptiness }),
     adds: allAdds.length,
     acknowledgedAdds,

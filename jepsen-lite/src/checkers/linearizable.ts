@@ -151,10 +151,10 @@ export function checkKeyLinearizable(key: string, operations: readonly TimedCall
   // The placed set as bits, 15 to a word (so no word is a lone surrogate when read as a character).
   const placed = new Uint16Array(Math.ceil(operations.length / 15));
   const place = (id: number): void => {
-    placed[Math.floor(id / 15)] = (placed[Math.floor(id / 15)] as number) | (1 << id % 15);
+    placed[Math.floor(id / 15)] = (placed[Math.floor(id / 15)] as number) | (1 << (id % 15));
   };
   const unplace = (id: number): void => {
-    placed[Math.floor(id / 15)] = (placed[Math.floor(id / 15)] as number) & ~(1 << id % 15);
+    placed[Math.floor(id / 15)] = (placed[Math.floor(id / 15)] as number) & ~(1 << (id % 15));
   };
   const seen = new Set<string>();
   const stack: { entry: Entry; state: RegisterValue }[] = [];
@@ -200,7 +200,9 @@ export function checkKeyLinearizable(key: string, operations: readonly TimedCall
   }
   if (placedAcknowledged === acknowledged) return { key, verdict: 'valid', operations: operations.length, steps };
   const inLongest = new Set(longest);
-  const unplaced = operations.filter((operation) => Number.isFinite(operation.completeMs) && !inLongest.has(operation.index)).map((operation) => operation.index);
+  const unplaced = operations
+    .filter((operation) => Number.isFinite(operation.completeMs) && !inLongest.has(operation.index))
+    .map((operation) => operation.index);
   return { key, verdict: 'invalid', operations: operations.length, steps, longestPrefix: longest, unplaced };
 
   function undo(top: { entry: Entry; state: RegisterValue }): { entry: Entry | undefined; state: RegisterValue } {
@@ -251,7 +253,12 @@ export function registerCallsByKey(history: readonly Operation[]): Map<string, T
     // The final reads after healing are reads of the register like any other.
     if (invoke.f === 'final-read' && invoke.key !== undefined && completion?.type === 'ok') {
       const calls = byKey.get(invoke.key) ?? [];
-      calls.push({ call: { f: 'read', value: (completion.value ?? null) as RegisterValue }, index: invoke.index, invokeMs: invoke.timeMs, completeMs: completion.timeMs });
+      calls.push({
+        call: { f: 'read', value: (completion.value ?? null) as RegisterValue },
+        index: invoke.index,
+        invokeMs: invoke.timeMs,
+        completeMs: completion.timeMs,
+      });
       byKey.set(invoke.key, calls);
       continue;
     }
@@ -261,7 +268,9 @@ export function registerCallsByKey(history: readonly Operation[]): Map<string, T
     const refused = type === 'fail' && invoke.f === 'cas' && completion?.error === casRefusedError;
     if (type === 'fail' && !refused) continue;
     if (type === 'info' && invoke.f === 'read') continue;
-    const call = refused ? { f: 'cas-refused' as const, from: (invoke.value as [RegisterValue, RegisterValue])[0] } : registerCallOf(invoke, completion ?? invoke);
+    const call = refused
+      ? { f: 'cas-refused' as const, from: (invoke.value as [RegisterValue, RegisterValue])[0] }
+      : registerCallOf(invoke, completion ?? invoke);
     if (call === undefined) continue;
     const calls = byKey.get(invoke.key) ?? [];
     calls.push({ call, index: invoke.index, invokeMs: invoke.timeMs, completeMs: type === 'info' ? Infinity : (completion as Operation).timeMs });
@@ -277,7 +286,9 @@ export function checkLinearizable(history: readonly Operation[], stepBudget = de
   const invalidKeys = verdicts.filter((verdict) => verdict.verdict === 'invalid');
   const unknownKeys = verdicts.filter((verdict) => verdict.verdict === 'unknown').map((verdict) => verdict.key);
   const operations = verdicts.reduce((sum, verdict) => sum + verdict.operations, 0);
-  const acknowledgedWrites = [...byKey.values()].flat().filter((call) => (call.call.f === 'write' || call.call.f === 'cas') && Number.isFinite(call.completeMs)).length;
+  const acknowledgedWrites = [...byKey.values()]
+    .flat()
+    .filter((call) => (call.call.f === 'write' || call.call.f === 'cas') && Number.isFinite(call.completeMs)).length;
   const acknowledgedReads = [...byKey.values()].flat().filter((call) => call.call.f === 'read').length;
   const empty = nothingTested([
     [acknowledgedWrites === 0, 'no write or compare-and-set was acknowledged'],

@@ -123,7 +123,15 @@ export function checkLock(history: readonly Operation[], options: LockCheckOptio
     if (invoke.f === 'acquire') {
       if (type === 'ok') {
         const state = lockStateOf(completion?.value);
-        grants.set(holder, { key, holder, fromMs: (completion as Operation).timeMs, untilMs: Infinity, token: state?.token ?? null, acquireInvokedMs: invoke.timeMs, index: invoke.index });
+        grants.set(holder, {
+          key,
+          holder,
+          fromMs: (completion as Operation).timeMs,
+          untilMs: Infinity,
+          token: state?.token ?? null,
+          acquireInvokedMs: invoke.timeMs,
+          index: invoke.index,
+        });
       } else if (type === 'info') unknownAcquires.set(holder, { key, invokedMs: invoke.timeMs, index: invoke.index });
       else refused += 1;
     } else if (invoke.f === 'release') {
@@ -143,7 +151,15 @@ export function checkLock(history: readonly Operation[], options: LockCheckOptio
     const existing = grants.get(state.holder);
     if (existing !== undefined && existing.fromMs <= completion.timeMs) continue;
     if (existing === undefined) confirmedByRead += 1;
-    grants.set(state.holder, { key: pending.key, holder: state.holder, fromMs: completion.timeMs, untilMs: Infinity, token: state.token, acquireInvokedMs: pending.invokedMs, index: pending.index });
+    grants.set(state.holder, {
+      key: pending.key,
+      holder: state.holder,
+      fromMs: completion.timeMs,
+      untilMs: Infinity,
+      token: state.token,
+      acquireInvokedMs: pending.invokedMs,
+      index: pending.index,
+    });
   }
   for (const release of releases) {
     const grant = grants.get(release.holder);

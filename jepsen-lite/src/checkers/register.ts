@@ -104,13 +104,24 @@ export function checkRegister(history: readonly Operation[], context: CheckConte
       .filter((write) => write.outcome !== 'fail' && write.invokeMs < read.completeMs && write.completeMs > anchor.invokeMs)
       .map((write) => write.value);
     if (!read.values.some((value) => allowed.includes(value))) {
-      stale.push({ key: read.key, index: read.index, r: read.r, values: read.values, latestWrite: anchor.value, latestWriteW: anchor.w, allowed: allowed.sort((left, right) => left - right) });
+      stale.push({
+        key: read.key,
+        index: read.index,
+        r: read.r,
+        values: read.values,
+        latestWrite: anchor.value,
+        latestWriteW: anchor.w,
+        allowed: allowed.sort((left, right) => left - right),
+      });
     }
   }
   const acknowledgedWrites = [...writesByKey.values()].reduce((sum, list) => sum + list.filter((write) => write.outcome === 'ok').length, 0);
   const emptiness = nothingTested([
     [acknowledgedWrites === 0, 'no write was acknowledged'],
-    [checkedReads === 0, `no read was judged against the quorum rule (${skippedDuringFaults} skipped during faults, ${skippedWeakQuorum} with r + w <= replicas)`],
+    [
+      checkedReads === 0,
+      `no read was judged against the quorum rule (${skippedDuringFaults} skipped during faults, ${skippedWeakQuorum} with r + w <= replicas)`,
+    ],
   ]);
   return {
     valid: emptiness === undefined && stale.length === 0 && unexpected.length === 0,

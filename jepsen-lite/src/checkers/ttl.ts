@@ -165,7 +165,9 @@ function numbers(value: unknown): number[] {
 
 function ttlWriteValue(value: unknown): TtlWriteValue | undefined {
   const candidate = value as Partial<TtlWriteValue> | undefined;
-  return typeof candidate?.element === 'number' && typeof candidate.ttlSeconds === 'number' ? { element: candidate.element, ttlSeconds: candidate.ttlSeconds } : undefined;
+  return typeof candidate?.element === 'number' && typeof candidate.ttlSeconds === 'number'
+    ? { element: candidate.element, ttlSeconds: candidate.ttlSeconds }
+    : undefined;
 }
 
 const readFunctions = new Set(['read', 'final-read', 'local-read']);
@@ -250,7 +252,16 @@ export function checkTtl(history: readonly Operation[], context: CheckContext): 
         continue;
       }
       checkedBeforeExpiry += 1;
-      if (!found) lost.push({ key: invoke.key, element: write.element, index: completion.index, r, w, ageMs: Math.round(invoke.timeMs - write.completeMs), ttlMs: write.ttlMs });
+      if (!found)
+        lost.push({
+          key: invoke.key,
+          element: write.element,
+          index: completion.index,
+          r,
+          w,
+          ageMs: Math.round(invoke.timeMs - write.completeMs),
+          ttlMs: write.ttlMs,
+        });
       continue;
     }
     undecided += 1;
@@ -258,7 +269,10 @@ export function checkTtl(history: readonly Operation[], context: CheckContext): 
   const acknowledgedWrites = [...writes.values()].filter((write) => write.outcome === 'ok').length;
   const emptiness = nothingTested([
     [acknowledgedWrites === 0, 'no ttl write was acknowledged'],
-    [checkedAfterExpiry === 0, `no read during the workload was judged after its value's expiry plus the clock allowance (${checkedAfterExpiryFinal} final reads were)`],
+    [
+      checkedAfterExpiry === 0,
+      `no read during the workload was judged after its value's expiry plus the clock allowance (${checkedAfterExpiryFinal} final reads were)`,
+    ],
     [checkedBeforeExpiry === 0, `no read was judged before expiry (${skippedDuringFaults} skipped during faults, ${skippedWeakQuorum} with r + w <= replicas)`],
   ]);
   return {

@@ -136,9 +136,17 @@ export function checkWatch(history: readonly Operation[]): WatchResult {
         const acknowledged = byKeyVersion.get(`${key}@${version}`);
         const written = byValue.get(`${key}=${String(record.value)}`);
         const otherVersion = written?.outcome === 'ok' && written.version !== null && written.version !== version;
-        if (record.event === 'delete' || written === undefined || written.outcome === 'fail' || otherVersion || (acknowledged !== undefined && acknowledged.value !== record.value)) {
+        if (
+          record.event === 'delete' ||
+          written === undefined ||
+          written.outcome === 'fail' ||
+          otherVersion ||
+          (acknowledged !== undefined && acknowledged.value !== record.value)
+        ) {
           wrongValues += 1;
-          note(`${name} ${key}: version ${version} reported as ${record.event} ${String(record.value)}, ${acknowledged !== undefined ? `acknowledged as ${acknowledged.value}` : written === undefined ? 'a value nobody wrote' : otherVersion ? `acknowledged as version ${written.version}` : `written by a ${written.outcome} write`}`);
+          note(
+            `${name} ${key}: version ${version} reported as ${record.event} ${String(record.value)}, ${acknowledged !== undefined ? `acknowledged as ${acknowledged.value}` : written === undefined ? 'a value nobody wrote' : otherVersion ? `acknowledged as version ${written.version}` : `written by a ${written.outcome} write`}`,
+          );
         }
       }
       for (const write of writes) {

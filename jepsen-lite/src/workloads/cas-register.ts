@@ -114,7 +114,8 @@ export class CasRegisterWorkload implements Workload {
       }
       const value = registerReadOf(read.siblings);
       // A cas needs one value to compare with, and for a found value the context that names its version.
-      if (value === null || (!Array.isArray(value) && read.context !== undefined)) this.lastRead.set(`${worker}\u0000${operation.key}`, { value, context: read.context });
+      if (value === null || (!Array.isArray(value) && read.context !== undefined))
+        this.lastRead.set(`${worker}\u0000${operation.key}`, { value, context: read.context });
       return { type: 'ok', value };
     }
     const w = operation.w === undefined ? {} : { w: operation.w };

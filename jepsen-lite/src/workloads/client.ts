@@ -215,7 +215,11 @@ export class ClientWorkload implements Workload {
       const written =
         read.siblings.length > 1
           ? await client.resolve(this.bucket, operation.key, () => ({ value: encode(next), contentType: 'application/json' }), { read, node })
-          : await client.put(this.bucket, operation.key, encode(next), { node, contentType: 'application/json', ...(read.context === undefined ? {} : { context: read.context }) });
+          : await client.put(this.bucket, operation.key, encode(next), {
+              node,
+              contentType: 'application/json',
+              ...(read.context === undefined ? {} : { context: read.context }),
+            });
       remember(written.context, next);
       return { type: 'ok', value: recorded };
     } catch (error) {

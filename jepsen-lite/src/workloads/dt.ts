@@ -44,7 +44,10 @@ export class CounterWorkload implements Workload {
     const dt = dataTypes(client);
     if (operation.f === 'read') {
       try {
-        return { type: 'ok', value: (await dt.counter(this.bucket, operation.key, { node, ...(operation.r === undefined ? {} : { r: operation.r }) })) ?? null };
+        return {
+          type: 'ok',
+          value: (await dt.counter(this.bucket, operation.key, { node, ...(operation.r === undefined ? {} : { r: operation.r }) })) ?? null,
+        };
       } catch (error) {
         return readFailure(error);
       }

@@ -72,7 +72,12 @@ export class LockWorkload implements Workload {
     const w = operation.w === undefined ? {} : { w: operation.w };
     if (operation.f === 'acquire') {
       try {
-        const written = await client.put(this.bucket, operation.key, JSON.stringify(holder), { node, contentType: 'application/json', ifNoneMatch: true, ...w });
+        const written = await client.put(this.bucket, operation.key, JSON.stringify(holder), {
+          node,
+          contentType: 'application/json',
+          ifNoneMatch: true,
+          ...w,
+        });
         this.held.set(worker, { key: operation.key, holder, context: written.context === '' ? undefined : written.context });
         const state: LockState = { holder, token: fencingTokenOf(written) };
         return { type: 'ok', value: state };

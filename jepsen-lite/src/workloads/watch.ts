@@ -110,13 +110,19 @@ export class WatchWorkload implements Workload {
         const stay = new AbortController();
         const timer = setTimeout(() => stay.abort(), minStayMs + random.int(maxStayMs - minStayMs));
         try {
-          for await (const event of client.watch(this.bucket, target, { node, signal: stay.signal, reconnectDelayMs: 200, ...(lastId === undefined ? {} : { lastEventId: lastId }) })) {
+          for await (const event of client.watch(this.bucket, target, {
+            node,
+            signal: stay.signal,
+            reconnectDelayMs: 200,
+            ...(lastId === undefined ? {} : { lastEventId: lastId }),
+          })) {
             lastId = event.id;
             // Only the first ready marks when the watcher began: a resume goes on from its id.
             if (event.type === 'ready' && ready) continue;
             ready = true;
             const record = recordOf(event);
-            if (record.version !== undefined && record.key !== undefined) latest[watcher]!.set(record.key, Math.max(record.version, latest[watcher]!.get(record.key) ?? 0));
+            if (record.version !== undefined && record.key !== undefined)
+              latest[watcher]!.set(record.key, Math.max(record.version, latest[watcher]!.get(record.key) ?? 0));
             history.record({ type: 'ok', process, f: 'watch-event', node, ...(record.key === undefined ? {} : { key: record.key }), value: record });
           }
         } catch (error) {
@@ -135,7 +141,9 @@ export class WatchWorkload implements Workload {
       stop: async (until, boundMs) => {
         const deadline = Date.now() + boundMs;
         const caughtUp = (): boolean =>
-          targets.every((target, watcher) => [...until].every(([key, version]) => (typeof target === 'string' && target !== key) || (latest[watcher]!.get(key) ?? 0) >= version));
+          targets.every((target, watcher) =>
+            [...until].every(([key, version]) => (typeof target === 'string' && target !== key) || (latest[watcher]!.get(key) ?? 0) >= version),
+          );
         // Watchers run until they have seen the final versions (a wait for a condition, bounded).
         while (!caughtUp() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
         // Each watcher ends at its next reconnection, at most maxStayMs away.
@@ -151,10 +159,20 @@ function recordOf(event: WatchEvent): WatchRecord {
     case 'ready':
       return { event: 'ready' };
     case 'put':
-      return { event: 'put', key: event.key, ...(event.version === undefined ? {} : { version: event.version }), value: JSON.parse(event.value.toString('utf8')) as number };
+      return {
+        event: 'put',
+        key: event.key,
+        ...(event.version === undefined ? {} : { version: event.version }),
+        value: JSON.parse(event.value.toString('utf8')) as number,
+      };
     case 'delete':
       return { event: 'delete', key: event.key, ...(event.version === undefined ? {} : { version: event.version }) };
     case 'compacted':
-      return { event: 'compacted', nodes: event.nodes, ...(event.key === undefined ? {} : { key: event.key }), ...(event.missing === undefined ? {} : { missing: event.missing }) };
+      return {
+        event: 'compacted',
+        nodes: event.nodes,
+        ...(event.key === undefined ? {} : { key: event.key }),
+        ...(event.missing === undefined ? {} : { missing: event.missing }),
+      };
   }
 }

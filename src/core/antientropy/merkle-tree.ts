@@ -46,7 +46,7 @@ export function itemHash(dataKey: Uint8Array, storedBytes: Uint8Array): ItemHash
 export function leafOfPosition(position: number, partitionCount: number): number {
   const partitionBits = Math.log2(partitionCount);
   // Shift the partition bits out, then keep the next leafBits bits.
-  return Math.floor((position * 2 ** partitionBits) % 2 ** 32 / 2 ** (32 - leafBits));
+  return Math.floor(((position * 2 ** partitionBits) % 2 ** 32) / 2 ** (32 - leafBits));
 }
 
 /** The ring positions [start, end) a leaf of a partition covers (end is 2^32 for the last leaf of the last partition). */

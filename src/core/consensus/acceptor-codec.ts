@@ -47,7 +47,8 @@ export function readRegisterState(reader: ByteReader): RegisterState {
   if (flag > 1) throw malformed(`a register value flag of ${flag}`);
   const value = flag === 1 ? Buffer.from(reader.bytes()) : null;
   const count = reader.varint();
-  if (count > recentWritesKept || count > version) throw malformed(`a register state of version ${version} remembering ${count} writes (at most ${recentWritesKept})`);
+  if (count > recentWritesKept || count > version)
+    throw malformed(`a register state of version ${version} remembering ${count} writes (at most ${recentWritesKept})`);
   const writes: string[] = [];
   for (let index = 0; index < count; index++) {
     const id = reader.bytes();
@@ -90,7 +91,10 @@ export function decodeAcceptorState(bytes: Uint8Array): AcceptorState {
     const reader = new ByteReader(bytes);
     const format = reader.u8();
     if (format !== acceptorStateFormat) {
-      throw new KvError('KV_STORAGE', `acceptor state has format ${format} but this node reads format ${acceptorStateFormat}; run a ringkv version that knows it`);
+      throw new KvError(
+        'KV_STORAGE',
+        `acceptor state has format ${format} but this node reads format ${acceptorStateFormat}; run a ringkv version that knows it`,
+      );
     }
     const epoch = reader.varint();
     const promised = readBallot(reader);
@@ -100,6 +104,10 @@ export function decodeAcceptorState(bytes: Uint8Array): AcceptorState {
     return { epoch, promised, accepted, committed };
   } catch (error) {
     if (error instanceof KvError && error.code === 'KV_STORAGE') throw error;
-    throw new KvError('KV_STORAGE', `acceptor state is truncated or malformed (${(error as Error).message}); the record is corrupt, restore the node from a replica`, { cause: error });
+    throw new KvError(
+      'KV_STORAGE',
+      `acceptor state is truncated or malformed (${(error as Error).message}); the record is corrupt, restore the node from a replica`,
+      { cause: error },
+    );
   }
 }

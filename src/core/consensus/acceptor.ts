@@ -59,7 +59,8 @@ export interface AcceptorStep {
 export function stepAcceptor(state: AcceptorState, request: AcceptorRequest, broken?: BrokenVariant): AcceptorStep {
   switch (request.type) {
     case 'prepare': {
-      if (request.epoch < state.epoch) return { state, persist: null, reply: { type: 'prepare-rejected', ballot: request.ballot, promised: state.promised, epoch: state.epoch } };
+      if (request.epoch < state.epoch)
+        return { state, persist: null, reply: { type: 'prepare-rejected', ballot: request.ballot, promised: state.promised, epoch: state.epoch } };
       // Phase 1b: promise only a ballot newer than every one promised; equal is refused too, so a
       // duplicated prepare of a ballot whose proposal was since accepted cannot be promised twice.
       if (compareBallots(request.ballot, state.promised) <= 0) {
@@ -70,14 +71,18 @@ export function stepAcceptor(state: AcceptorState, request: AcceptorRequest, bro
     }
     case 'propose': {
       const { ballot } = request.proposal;
-      if (request.epoch < state.epoch) return { state, persist: null, reply: { type: 'propose-rejected', ballot, promised: state.promised, epoch: state.epoch } };
+      if (request.epoch < state.epoch)
+        return { state, persist: null, reply: { type: 'propose-rejected', ballot, promised: state.promised, epoch: state.epoch } };
       // Phase 2b: accept unless a newer ballot was promised. Equal is the proposer's own promise.
       if (compareBallots(ballot, state.promised) < 0 && broken !== 'skip-promise-check') {
         return { state, persist: null, reply: { type: 'propose-rejected', ballot, promised: state.promised, epoch: state.epoch } };
       }
       // A duplicated or late proposal older than what was accepted since must not roll it back.
       if (state.accepted !== null && compareBallots(ballot, state.accepted.ballot) <= 0) {
-        const answer: AcceptorReply = compareBallots(ballot, state.accepted.ballot) === 0 ? { type: 'accepted', ballot } : { type: 'propose-rejected', ballot, promised: state.promised, epoch: state.epoch };
+        const answer: AcceptorReply =
+          compareBallots(ballot, state.accepted.ballot) === 0
+            ? { type: 'accepted', ballot }
+            : { type: 'propose-rejected', ballot, promised: state.promised, epoch: state.epoch };
         return { state, persist: null, reply: answer };
       }
       const promised = compareBallots(ballot, state.promised) > 0 ? ballot : state.promised;

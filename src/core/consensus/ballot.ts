@@ -55,5 +55,8 @@ export function startBallotIssuer(proposer: string): BallotIssuer {
 export function issueBallot(issuer: BallotIssuer, atLeastRound: number): [BallotIssuer, Ballot] {
   const round = Math.max(atLeastRound, issuer.lastRound + 1);
   assert(Number.isSafeInteger(round) && round > 0, 'a ballot round is a positive safe integer');
-  return [{ proposer: issuer.proposer, lastRound: round }, { round, proposer: issuer.proposer }];
+  return [
+    { proposer: issuer.proposer, lastRound: round },
+    { round, proposer: issuer.proposer },
+  ];
 }

@@ -66,9 +66,7 @@ export type WriteCondition = { readonly kind: 'none' } | { readonly kind: 'absen
  * per key, so the newest state is accepted by a quorum of the new replicas (docs/CONSENSUS.md).
  */
 export type RegisterOperation =
-  | { readonly kind: 'read' }
-  | { readonly kind: 'repair' }
-  | { readonly kind: 'write'; readonly value: Uint8Array | null; readonly condition: WriteCondition };
+  { readonly kind: 'read' } | { readonly kind: 'repair' } | { readonly kind: 'write'; readonly value: Uint8Array | null; readonly condition: WriteCondition };
 
 /** What an operation does to a state. */
 export type OperationResult =

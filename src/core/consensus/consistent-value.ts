@@ -22,7 +22,10 @@ export interface ConsistentValue {
 
 /** The register bytes of a value. */
 export function encodeConsistentValue(value: ConsistentValue): Uint8Array {
-  const writer = new ByteWriter().u8(value.lease === undefined ? consistentValueFormat : leasedValueFormat).string(value.contentType).bytes(value.value);
+  const writer = new ByteWriter()
+    .u8(value.lease === undefined ? consistentValueFormat : leasedValueFormat)
+    .string(value.contentType)
+    .bytes(value.value);
   if (value.lease !== undefined) writer.string(value.lease);
   return writer.finish();
 }
@@ -32,13 +35,18 @@ export function decodeConsistentValue(bytes: Uint8Array): ConsistentValue {
   try {
     const reader = new ByteReader(bytes);
     const format = reader.u8();
-    if (format !== consistentValueFormat && format !== leasedValueFormat) throw new Error(`format ${format}, not ${consistentValueFormat} or ${leasedValueFormat}`);
+    if (format !== consistentValueFormat && format !== leasedValueFormat)
+      throw new Error(`format ${format}, not ${consistentValueFormat} or ${leasedValueFormat}`);
     const contentType = reader.string();
     const value = Uint8Array.from(reader.bytes());
     const lease = format === leasedValueFormat ? reader.string() : undefined;
     if (!reader.done()) throw new Error('trailing bytes');
     return lease === undefined ? { contentType, value } : { contentType, value, lease };
   } catch (error) {
-    throw new KvError('KV_STORAGE', `a consistent key holds a malformed value (${(error as Error).message}); run a ringkv version that knows its format, or restore the key`, { cause: error });
+    throw new KvError(
+      'KV_STORAGE',
+      `a consistent key holds a malformed value (${(error as Error).message}); run a ringkv version that knows its format, or restore the key`,
+      { cause: error },
+    );
   }
 }

@@ -180,7 +180,10 @@ function prepare(state: ProposerState, ballot: Ballot): [ProposerState, Proposer
     acceptedBy: new Set(),
     pending: null,
   };
-  return [next, acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'prepare', epoch: state.config.epoch, ballot } }))];
+  return [
+    next,
+    acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'prepare', epoch: state.config.epoch, ballot } })),
+  ];
 }
 
 function onAnswer(state: ProposerState, from: string, reply: AcceptorReply): [ProposerState, ProposerEffect[]] {
@@ -243,7 +246,8 @@ function answerDecided(state: ProposerState, current: Proposal | null, result: O
  */
 function unreportedStates(state: ProposerState, current: Proposal | null, nextState: RegisterState): RegisterState[] {
   const states: RegisterState[] = [];
-  const committed = current !== null && state.promises.some((promise) => promise.committed !== null && compareBallots(promise.committed.ballot, current.ballot) === 0);
+  const committed =
+    current !== null && state.promises.some((promise) => promise.committed !== null && compareBallots(promise.committed.ballot, current.ballot) === 0);
   if (current !== null && !committed && current.state.version > 0 && state.config.broken !== 'skip-carried-report') states.push(current.state);
   if (nextState.version > (current?.state.version ?? 0)) states.push(nextState);
   return states;
@@ -270,7 +274,10 @@ function propose(state: ProposerState, result: OperationResult, nextState: Regis
           ownBallots: [...state.ownBallots, proposal.ballot],
           lowestOwnVersion: Math.min(state.lowestOwnVersion, ownVersion),
         };
-  return [next, acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'propose', epoch: state.config.epoch, proposal } }))];
+  return [
+    next,
+    acceptorsOf(state.config.groups).map((to): ProposerEffect => ({ type: 'send', to, request: { type: 'propose', epoch: state.config.epoch, proposal } })),
+  ];
 }
 
 /**
@@ -302,7 +309,13 @@ function recover(state: ProposerState, current: Proposal | null, decided: boolea
     return propose(state, result, register, report);
   }
   if (!remembersFrom(register, state.lowestOwnVersion)) {
-    return finish(state, outcomeUnknown(state, `lost a race with competing writers (more than ${recentWritesKept} writes were decided since its proposal, so the key no longer says whether it was one of them)`));
+    return finish(
+      state,
+      outcomeUnknown(
+        state,
+        `lost a race with competing writers (more than ${recentWritesKept} writes were decided since its proposal, so the key no longer says whether it was one of them)`,
+      ),
+    );
   }
   const last = state.ownBallots[state.ownBallots.length - 1] as Ballot;
   const settled = decided && current !== null && compareBallots(current.ballot, last) > 0;
@@ -316,14 +329,19 @@ function recover(state: ProposerState, current: Proposal | null, decided: boolea
 function currentState(state: ProposerState): { current: Proposal | null; decided: boolean } {
   const { promises, config } = state;
   const newest = (proposals: readonly (Proposal | null)[]): Proposal | null =>
-    proposals.reduce<Proposal | null>((best, proposal) => (proposal !== null && (best === null || compareBallots(proposal.ballot, best.ballot) > 0) ? proposal : best), null);
+    proposals.reduce<Proposal | null>(
+      (best, proposal) => (proposal !== null && (best === null || compareBallots(proposal.ballot, best.ballot) > 0) ? proposal : best),
+      null,
+    );
   const committed = newest(promises.map((promise) => promise.committed));
   // The broken variant trusts only commits, so a value a paused proposer got accepted is dropped.
   if (config.broken === 'skip-repair') return { current: committed, decided: true };
   const current = newest([committed, ...promises.map((promise) => promise.accepted)]);
   if (current === null) return { current, decided: true };
   if (committed !== null && compareBallots(committed.ballot, current.ballot) === 0) return { current, decided: true };
-  const acceptedIt = new Set(promises.filter((promise) => promise.accepted !== null && compareBallots(promise.accepted.ballot, current.ballot) === 0).map((promise) => promise.from));
+  const acceptedIt = new Set(
+    promises.filter((promise) => promise.accepted !== null && compareBallots(promise.accepted.ballot, current.ballot) === 0).map((promise) => promise.from),
+  );
   return { current, decided: jointQuorumMet(config.groups, acceptedIt, config.broken) };
 }
 
@@ -341,17 +359,32 @@ function onRefusal(state: ProposerState, from: string, round: number, preempted:
   // Our own value may sit on a minority that a later round will carry forward: never say "not done".
   // Losing a race goes on to a recovery round (decide's `recover`), which never applies it twice.
   if (next.ownBallots.length > 0 && (!next.preempted || next.newestEpoch > state.config.epoch)) {
-    return finish(next, outcomeUnknown(next, next.newestEpoch > state.config.epoch ? `was refused by replicas on a newer ring (version ${next.newestEpoch})` : 'could not reach a quorum of acceptors with its proposal'));
+    return finish(
+      next,
+      outcomeUnknown(
+        next,
+        next.newestEpoch > state.config.epoch
+          ? `was refused by replicas on a newer ring (version ${next.newestEpoch})`
+          : 'could not reach a quorum of acceptors with its proposal',
+      ),
+    );
   }
   if (next.newestEpoch > state.config.epoch) {
     // Retrying with the same groups cannot succeed: the replicas are on a newer ring than this node.
     return finish(
       next,
-      notApplied('KV_NOT_READY', next, `was refused by replicas on ring version ${next.newestEpoch}, newer than this node's ${state.config.epoch} (a ring change is under way)`),
+      notApplied(
+        'KV_NOT_READY',
+        next,
+        `was refused by replicas on ring version ${next.newestEpoch}, newer than this node's ${state.config.epoch} (a ring change is under way)`,
+      ),
     );
   }
   if (!next.preempted) {
-    return finish(next, notApplied('KV_INSUFFICIENT_REPLICAS', next, `could not reach a quorum of the key's acceptors (${[...next.refused].join(', ')} unreachable)`));
+    return finish(
+      next,
+      notApplied('KV_INSUFFICIENT_REPLICAS', next, `could not reach a quorum of the key's acceptors (${[...next.refused].join(', ')} unreachable)`),
+    );
   }
   return [{ ...next, phase: 'backing-off' }, [{ type: 'back-off', maxDelayMs: state.config.backoffMs * next.attempts, atLeastRound: next.newestRound + 1 }]];
 }
@@ -377,7 +410,12 @@ function outcomeUnknown(state: ProposerState, what: string): { error: KvError; a
 
 function notApplied(code: 'KV_TIMEOUT' | 'KV_INSUFFICIENT_REPLICAS' | 'KV_NOT_READY', state: ProposerState, what: string): { error: KvError; applied: 'no' } {
   const operation = state.operation.kind === 'write' ? 'consistent write' : 'consistent read';
-  const when = code === 'KV_INSUFFICIENT_REPLICAS' ? ' once a majority of the key\'s replicas is reachable' : code === 'KV_NOT_READY' ? ' in a second, once this node has the new ring' : '';
+  const when =
+    code === 'KV_INSUFFICIENT_REPLICAS'
+      ? " once a majority of the key's replicas is reachable"
+      : code === 'KV_NOT_READY'
+        ? ' in a second, once this node has the new ring'
+        : '';
   return {
     applied: 'no',
     error: new KvError(code, `the ${operation} ${what}; it did not happen, so it is safe to retry${when}`, {

@@ -114,7 +114,8 @@ export function planWrite(view: PlacementView, quorums: WriteQuorums, hintedHand
     else if (hintedHandoff) keptHints.push(down);
   });
   for (const node of planned) {
-    if (!primaries.includes(node) && isUp(node) && !targets.some((target) => target.node === node)) targets.push({ node, primary: false, counts: false, planned: true });
+    if (!primaries.includes(node) && isUp(node) && !targets.some((target) => target.node === node))
+      targets.push({ node, primary: false, counts: false, planned: true });
   }
   const dwRequired = quorums.dw === undefined ? 0 : resolveQuorum(quorums.dw, primaries.length);
   const requirement: TallyRequirement = {

@@ -46,7 +46,19 @@ export interface ReadState {
 
 /** A fresh read of `plan` in a bucket of `mode`, to be answered within `timeoutMs`. */
 export function startRead(plan: ReadPlan, mode: ConflictMode, timeoutMs: number): ReadState {
-  return { plan, mode, timeoutMs, tally: startTally(plan.requirement), asked: [], answers: new Map(), failed: 0, heard: [], sparesStarted: plan.spares.length === 0, decided: false, repaired: false };
+  return {
+    plan,
+    mode,
+    timeoutMs,
+    tally: startTally(plan.requirement),
+    asked: [],
+    answers: new Map(),
+    failed: 0,
+    heard: [],
+    sparesStarted: plan.spares.length === 0,
+    decided: false,
+    repaired: false,
+  };
 }
 
 /** The merge of every answer received so far (undefined when no replica has the key). */

@@ -87,7 +87,13 @@ export function stepWrite(state: WriteState, event: WriteEvent): [WriteState, Wr
       if (state.phase !== 'replicating') return [state, []];
       const target = state.plan.targets.find((candidate) => candidate.node === event.node);
       if (target === undefined || state.answered.includes(event.node)) return [state, []];
-      const tally = recordReply(state.tally, { ok: event.ok, primary: target.primary, durable: event.ok && event.durable, counts: target.counts, planned: target.planned });
+      const tally = recordReply(state.tally, {
+        ok: event.ok,
+        primary: target.primary,
+        durable: event.ok && event.durable,
+        counts: target.counts,
+        planned: target.planned,
+      });
       return judge({ ...state, tally, answered: [...state.answered, event.node] });
     }
     case 'hints-kept':

@@ -68,8 +68,16 @@ export function applyIncrement(object: VersionedObject, actor: string, delta: nu
   const before = own === undefined ? { increments: 0, decrements: 0 } : decodeCounterEntry(own.value);
   const entry = { increments: before.increments + Math.max(delta, 0), decrements: before.decrements + Math.max(-delta, 0) };
   const value = exactCounterValue(object) + BigInt(delta);
-  if (!Number.isSafeInteger(entry.increments) || !Number.isSafeInteger(entry.decrements) || value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
-    throw new KvError('KV_COUNTER_OVERFLOW', `incrementing the counter by ${delta} would take it (or this replica's share of it) beyond ±${Number.MAX_SAFE_INTEGER}, the largest exact integer; the update was not applied`);
+  if (
+    !Number.isSafeInteger(entry.increments) ||
+    !Number.isSafeInteger(entry.decrements) ||
+    value > BigInt(Number.MAX_SAFE_INTEGER) ||
+    value < BigInt(Number.MIN_SAFE_INTEGER)
+  ) {
+    throw new KvError(
+      'KV_COUNTER_OVERFLOW',
+      `incrementing the counter by ${delta} would take it (or this replica's share of it) beyond ±${Number.MAX_SAFE_INTEGER}, the largest exact integer; the update was not applied`,
+    );
   }
   const counter = (object.clock[actor] ?? 0) + 1;
   const created: Sibling = { dot: { node: actor, counter }, value: encodeCounterEntry(entry), contentType: '', lastModifiedMs: nowMs, tombstone: false };

@@ -13,17 +13,14 @@ import { type SetLimits, type SetUpdate, applySetUpdate, setElements } from './o
  */
 
 /** An update as the HTTP edge validated it. */
-export type DataTypeUpdate =
-  | { readonly type: 'counter'; readonly increment: number }
-  | ({ readonly type: 'set' } & SetUpdate);
+export type DataTypeUpdate = { readonly type: 'counter'; readonly increment: number } | ({ readonly type: 'set' } & SetUpdate);
 
 /** Bounds an update is checked against. */
 export type DataTypeLimits = SetLimits;
 
 /** What a read of a data type shows. */
 export type DataTypeValue =
-  | { readonly type: 'counter'; readonly value: number }
-  | { readonly type: 'set'; readonly value: readonly string[]; readonly context: string };
+  { readonly type: 'counter'; readonly value: number } | { readonly type: 'set'; readonly value: readonly string[]; readonly context: string };
 
 /**
  * Data types live beside plain keys in the same bucket but in a namespace of their own: the
@@ -61,9 +58,13 @@ function storedKind(object: VersionedObject): DataTypeKind | 'value' | undefined
 export function applyDataTypeUpdate(object: VersionedObject, actor: string, update: DataTypeUpdate, nowMs: number, limits: DataTypeLimits): VersionedObject {
   const stored = storedKind(object);
   if (stored !== undefined && stored !== kindOf(update)) {
-    throw new KvError('KV_TYPE_MISMATCH', `this key holds a ${stored === 'value' ? 'plain value' : stored}, not a ${update.type}; use another key for the ${update.type}, or update it as a ${stored}`, {
-      details: { stored },
-    });
+    throw new KvError(
+      'KV_TYPE_MISMATCH',
+      `this key holds a ${stored === 'value' ? 'plain value' : stored}, not a ${update.type}; use another key for the ${update.type}, or update it as a ${stored}`,
+      {
+        details: { stored },
+      },
+    );
   }
   if (update.type === 'counter') return applyIncrement(object, actor, update.increment, nowMs);
   return applySetUpdate(object, actor, update, nowMs, limits);
@@ -79,7 +80,10 @@ export function dataTypeValue(object: VersionedObject | undefined): DataTypeValu
   if (object.kind === 'set') return { type: 'set', value: setElements(object), context: encodeContext(object.clock) };
   const exact = exactCounterValue(object);
   if (exact > BigInt(Number.MAX_SAFE_INTEGER) || exact < BigInt(Number.MIN_SAFE_INTEGER)) {
-    throw new KvError('KV_COUNTER_OVERFLOW', `the counter's value ${exact} is beyond ±${Number.MAX_SAFE_INTEGER} (concurrent increments added up); decrement it to read it again`);
+    throw new KvError(
+      'KV_COUNTER_OVERFLOW',
+      `the counter's value ${exact} is beyond ±${Number.MAX_SAFE_INTEGER} (concurrent increments added up); decrement it to read it again`,
+    );
   }
   return { type: 'counter', value: Number(exact) };
 }

@@ -60,20 +60,33 @@ export function applySetUpdate(object: VersionedObject, actor: string, update: S
   let siblings: readonly Sibling[] = object.siblings;
   if (update.remove.length > 0) {
     const context = update.context;
-    if (context === undefined) throw new KvError('KV_BAD_CONTEXT', 'a remove needs the context of a read of the set (GET /dt/{bucket}/{key}); read the set and send its context');
-    const unseen = Object.entries(context.vector).find(([node, counter]) => counterOf(object.clock, node) < counter) ?? context.dots.find((dot) => counterOf(object.clock, dot.node) < dot.counter);
+    if (context === undefined)
+      throw new KvError('KV_BAD_CONTEXT', 'a remove needs the context of a read of the set (GET /dt/{bucket}/{key}); read the set and send its context');
+    const unseen =
+      Object.entries(context.vector).find(([node, counter]) => counterOf(object.clock, node) < counter) ??
+      context.dots.find((dot) => counterOf(object.clock, dot.node) < dot.counter);
     if (unseen !== undefined) {
-      throw new KvError('KV_PRECONDITION_FAILED', 'the replicas this remove reached have not yet seen everything its context names (it came from replicas out of reach now); read the set again and remove with the new context');
+      throw new KvError(
+        'KV_PRECONDITION_FAILED',
+        'the replicas this remove reached have not yet seen everything its context names (it came from replicas out of reach now); read the set again and remove with the new context',
+      );
     }
     const removing = new Set(update.remove);
     // One pass over the entries, so a long remove list costs its length plus the set's size.
     const seenByContext = new Set(siblings.filter((sibling) => contextCovers(context, sibling.dot)).map(elementOf));
     const missing = [...removing].filter((element) => !seenByContext.has(element));
     if (missing.length > 0) {
-      const shown = missing.slice(0, 5).map((element) => JSON.stringify(element.length > 64 ? `${element.slice(0, 64)}...` : element)).join(', ');
-      throw new KvError('KV_PRECONDITION_FAILED', `the set as the replicas reached hold it has no add of ${shown} that the context saw (never added, removed or added again since that read, or added after it); read the set again and remove what it shows`, {
-        details: { notSeen: missing.slice(0, 100) },
-      });
+      const shown = missing
+        .slice(0, 5)
+        .map((element) => JSON.stringify(element.length > 64 ? `${element.slice(0, 64)}...` : element))
+        .join(', ');
+      throw new KvError(
+        'KV_PRECONDITION_FAILED',
+        `the set as the replicas reached hold it has no add of ${shown} that the context saw (never added, removed or added again since that read, or added after it); read the set again and remove what it shows`,
+        {
+          details: { notSeen: missing.slice(0, 100) },
+        },
+      );
     }
     siblings = siblings.filter((sibling) => !(removing.has(elementOf(sibling)) && contextCovers(context, sibling.dot)));
   }
@@ -101,9 +114,15 @@ function checkBounds(before: VersionedObject, after: VersionedObject, limits: Se
   const grew = elements.length > setElements(before).length || bytes > elementBytes(setElements(before));
   if (!grew) return;
   if (elements.length > limits.maxSetElements) {
-    throw new KvError('KV_SET_TOO_LARGE', `the set would hold ${elements.length} elements, over limits.maxSetElements (${limits.maxSetElements}); remove elements first or spread them over several keys`);
+    throw new KvError(
+      'KV_SET_TOO_LARGE',
+      `the set would hold ${elements.length} elements, over limits.maxSetElements (${limits.maxSetElements}); remove elements first or spread them over several keys`,
+    );
   }
   if (bytes > limits.maxSetBytes) {
-    throw new KvError('KV_SET_TOO_LARGE', `the set's elements would total ${bytes} bytes, over limits.maxSetBytes (${limits.maxSetBytes}); remove elements first or spread them over several keys`);
+    throw new KvError(
+      'KV_SET_TOO_LARGE',
+      `the set's elements would total ${bytes} bytes, over limits.maxSetBytes (${limits.maxSetBytes}); remove elements first or spread them over several keys`,
+    );
   }
 }

@@ -52,7 +52,12 @@ export const leaseRecordFormat = 1;
 
 /** The record bytes of a lease. */
 export function encodeLeaseRecord(record: LeaseRecord): Uint8Array {
-  const writer = new ByteWriter().u8(leaseRecordFormat).varint(record.ttlSeconds).varint(record.refresh).u8(record.ending ? 1 : 0).varint(record.keys.length);
+  const writer = new ByteWriter()
+    .u8(leaseRecordFormat)
+    .varint(record.ttlSeconds)
+    .varint(record.refresh)
+    .u8(record.ending ? 1 : 0)
+    .varint(record.keys.length);
   for (const { bucket, key } of record.keys) writer.string(bucket).string(key);
   return writer.finish();
 }

@@ -296,7 +296,8 @@ export class SwimMember {
   /** Joins through `seed`: pages through its membership, window after window, until one full pass. */
   join(seed: { readonly id: string; readonly address: string }, nowMs: number): SwimEffect[] {
     // A placeholder (generation 0) that the seed's own record replaces as soon as it arrives.
-    if (!this.records.has(seed.id)) this.store({ id: seed.id, address: seed.address, generation: 0, version: 0, state: 'alive', lifecycle: 'up', accuser: '', transfersDoneForRing: 0 });
+    if (!this.records.has(seed.id))
+      this.store({ id: seed.id, address: seed.address, generation: 0, version: 0, state: 'alive', lifecycle: 'up', accuser: '', transfersDoneForRing: 0 });
     this.syncPeer = seed.id;
     this.digestCursor = '';
     this.nextDigestMs = nowMs + this.config.probeIntervalMs;
@@ -417,7 +418,11 @@ export class SwimMember {
         const sequence = ++this.sequence;
         // Lifeguard's nack: this member answers before the asker's window closes, so a missing nack says the asker (not the target) is slow.
         this.relays.set(sequence, { origin: message.from, originSequence: message.sequence, deadlineMs: nowMs + this.config.probeTimeoutMs / 2 });
-        effects.push({ kind: 'send', to: message.target, message: this.withNews({ type: 'swim-ping', sequence, from: this.self.id, target: message.target, updates: [] }) });
+        effects.push({
+          kind: 'send',
+          to: message.target,
+          message: this.withNews({ type: 'swim-ping', sequence, from: this.self.id, target: message.target, updates: [] }),
+        });
         break;
       }
       case 'swim-nack':
@@ -480,7 +485,11 @@ export class SwimMember {
       if (!probe.indirectSent && nowMs >= probe.sentMs + probe.timeoutMs) {
         probe.indirectSent = true;
         for (const to of this.randomMembers(this.config.indirectChecks, probe.target)) {
-          effects.push({ kind: 'send', to, message: this.withNews({ type: 'swim-ping-req', sequence: probe.sequence, from: this.self.id, target: probe.target, updates: [] }) });
+          effects.push({
+            kind: 'send',
+            to,
+            message: this.withNews({ type: 'swim-ping-req', sequence: probe.sequence, from: this.self.id, target: probe.target, updates: [] }),
+          });
           probe.expectedNacks++;
         }
       } else if (nowMs >= probe.sentMs + probe.intervalMs) {
@@ -489,7 +498,8 @@ export class SwimMember {
         this.changeAwareness(probe.expectedNacks > 0 ? probe.expectedNacks - probe.nacks : 1);
         const record = this.records.get(probe.target);
         // A member already suspect gets this member's confirmation (memberlist's suspectNode), which shortens its timeout.
-        if (record !== undefined && (record.state === 'alive' || record.state === 'suspect')) this.apply({ ...record, state: 'suspect', accuser: this.self.id }, nowMs, effects);
+        if (record !== undefined && (record.state === 'alive' || record.state === 'suspect'))
+          this.apply({ ...record, state: 'suspect', accuser: this.self.id }, nowMs, effects);
       }
     }
     if (this.probe === undefined && nowMs >= this.nextProbeMs) {

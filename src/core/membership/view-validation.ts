@@ -47,9 +47,13 @@ function locationProblem(value: unknown): string | undefined {
   if (!isPlainObject(value)) return 'is not an object';
   const { host, zone, ...rest } = value;
   if (Object.keys(rest).length > 0) return `has unknown fields ${Object.keys(rest).slice(0, 3).join(', ')}`;
-  for (const [field, label] of [['host', host], ['zone', zone]] as const) {
+  for (const [field, label] of [
+    ['host', host],
+    ['zone', zone],
+  ] as const) {
     if (label === undefined && field === 'zone') continue;
-    if (typeof label !== 'string' || label.length === 0 || label.length > viewLimits.maxIdLength || !idPattern.test(label)) return `${field} is not a label of letters, digits, '.', '_' or '-'`;
+    if (typeof label !== 'string' || label.length === 0 || label.length > viewLimits.maxIdLength || !idPattern.test(label))
+      return `${field} is not a label of letters, digits, '.', '_' or '-'`;
   }
   return undefined;
 }
@@ -104,7 +108,8 @@ function ownerListProblem(value: unknown, field: string, partitionCount: number,
   if (!Array.isArray(value)) return `${field} is not an array`;
   if (value.length !== partitionCount) return `${field} has ${value.length} entries, not partitionCount ${partitionCount}`;
   const stranger = value.find((owner: unknown) => typeof owner !== 'string' || !known.has(owner));
-  if (stranger !== undefined || value.some((owner: unknown) => typeof owner !== 'string')) return `${field} names ${JSON.stringify(stranger)}, which is no known member`;
+  if (stranger !== undefined || value.some((owner: unknown) => typeof owner !== 'string'))
+    return `${field} names ${JSON.stringify(stranger)}, which is no known member`;
   return undefined;
 }
 
@@ -125,7 +130,9 @@ function ringProblem(value: unknown, expectations: ViewExpectations, known: Read
     const nextProblem = ownerListProblem(next, 'next', partitionCount, known);
     if (nextProblem !== undefined) return nextProblem;
   }
-  return value.locations === undefined ? undefined : ringLocationsProblem(value.locations, [...(owners as string[]), ...((next as string[] | null | undefined) ?? [])]);
+  return value.locations === undefined
+    ? undefined
+    : ringLocationsProblem(value.locations, [...(owners as string[]), ...((next as string[] | null | undefined) ?? [])]);
 }
 
 /** Why a ring's locations are malformed: each must be a valid location of a node the ring names. */
@@ -164,7 +171,8 @@ function bucketEntry(value: unknown): Partial<BucketProperties> | string {
   for (const field of ['r', 'w'] as const) {
     const setting = value[field];
     if (setting === undefined) continue;
-    if (!(typeof setting === 'string' ? quorumWords.includes(setting) : isCounter(setting, 64) && setting > 0)) return `${field} is not one, quorum, all or an integer in 1..64`;
+    if (!(typeof setting === 'string' ? quorumWords.includes(setting) : isCounter(setting, 64) && setting > 0))
+      return `${field} is not one, quorum, all or an integer in 1..64`;
     entry[field] = setting;
   }
   if (value.conflictMode !== undefined) {
@@ -190,7 +198,8 @@ function bucketPropertiesOf(value: unknown, version: unknown): { properties: Rec
   if (names.length > viewLimits.maxBuckets) return `bucketProperties has more than ${viewLimits.maxBuckets} buckets`;
   const properties: Record<string, Partial<BucketProperties>> = {};
   for (const name of names) {
-    if (Buffer.byteLength(name) > viewLimits.maxBucketNameLength) return `bucketProperties has a bucket name over ${viewLimits.maxBucketNameLength} UTF-8 bytes`;
+    if (Buffer.byteLength(name) > viewLimits.maxBucketNameLength)
+      return `bucketProperties has a bucket name over ${viewLimits.maxBucketNameLength} UTF-8 bytes`;
     const entry = bucketEntry(value[name]);
     if (typeof entry === 'string') return `bucketProperties[${JSON.stringify(name)}]: ${entry}`;
     properties[name] = entry;

@@ -147,7 +147,12 @@ export function checkBeforeRetrying(operation: WriteOperation | 'consistent-writ
 
 /** What happened to a change that failed after it was sent (some replicas may hold it), and what to do before retrying. */
 function outcomeUnknown(operation: WriteOperation): string {
-  const happened = { write: 'the write may have been stored', delete: 'the delete may have been stored', update: 'the update may have been applied', restore: 'the version may have been merged' }[operation];
+  const happened = {
+    write: 'the write may have been stored',
+    delete: 'the delete may have been stored',
+    update: 'the update may have been applied',
+    restore: 'the version may have been merged',
+  }[operation];
   return `${happened} by the replicas that answered ok (and by those that did not answer), so ${checkBeforeRetrying(operation)}`;
 }
 

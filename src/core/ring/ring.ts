@@ -95,7 +95,13 @@ export function plannedRing(ring: Ring): Ring {
   if (ring.next === null) return ring;
   let planned = plannedRings.get(ring);
   if (planned === undefined) {
-    planned = { partitionCount: ring.partitionCount, owners: ring.next, version: ring.version, next: null, ...(ring.locations === undefined ? {} : { locations: ring.locations }) };
+    planned = {
+      partitionCount: ring.partitionCount,
+      owners: ring.next,
+      version: ring.version,
+      next: null,
+      ...(ring.locations === undefined ? {} : { locations: ring.locations }),
+    };
     plannedRings.set(ring, planned);
   }
   return planned;
@@ -214,10 +220,14 @@ export function placementWarnings(ring: Ring, nVal: number): string[] {
   const labelled = members.some((node) => locationOf(ring, node).zone !== undefined);
   const warnings: string[] = [];
   if (hosts.size < nVal) {
-    warnings.push(`the ring's ${members.length} nodes run on ${hosts.size} host(s), fewer than n_val ${nVal}: some keys keep more than one replica on one host, and losing that host can lose their quorum; add nodes on other hosts (--placement-host) or lower the buckets' n_val`);
+    warnings.push(
+      `the ring's ${members.length} nodes run on ${hosts.size} host(s), fewer than n_val ${nVal}: some keys keep more than one replica on one host, and losing that host can lose their quorum; add nodes on other hosts (--placement-host) or lower the buckets' n_val`,
+    );
   }
   if (labelled && zones.size < nVal) {
-    warnings.push(`the ring's nodes are in ${zones.size} zone(s), fewer than n_val ${nVal}: some keys keep more than one replica in one zone; add nodes in other zones (--zone) or lower the buckets' n_val`);
+    warnings.push(
+      `the ring's nodes are in ${zones.size} zone(s), fewer than n_val ${nVal}: some keys keep more than one replica in one zone; add nodes in other zones (--zone) or lower the buckets' n_val`,
+    );
   }
   return warnings;
 }
@@ -312,14 +322,18 @@ export function claim(ring: Ring, wanted: readonly string[], locations: Readonly
   // Each step gives the neediest node one partition, either a free one or one from a node above
   // its target; every step is a move that has to happen, so the total moved is the minimum.
   for (;;) {
-    const receiver = members.reduce<string | undefined>((best, node) => (deficit(node) > 0 && (best === undefined || deficit(node) > deficit(best)) ? node : best), undefined);
+    const receiver = members.reduce<string | undefined>(
+      (best, node) => (deficit(node) > 0 && (best === undefined || deficit(node) > deficit(best)) ? node : best),
+      undefined,
+    );
     if (receiver === undefined) break;
     let chosen = -1;
     let chosenScore = Number.POSITIVE_INFINITY;
     owners.forEach((owner, partition) => {
       if (owner !== null && deficit(owner) >= 0) return;
       // Least crowding for the receiver first; then free partitions; then the donor's most crowded.
-      const score = crowded(owners, partition, receiver, hostOf) * 4 * claimSpacing + (owner === null ? 0 : 2 * claimSpacing - crowded(owners, partition, owner, hostOf));
+      const score =
+        crowded(owners, partition, receiver, hostOf) * 4 * claimSpacing + (owner === null ? 0 : 2 * claimSpacing - crowded(owners, partition, owner, hostOf));
       if (score < chosenScore) {
         chosen = partition;
         chosenScore = score;
@@ -332,7 +346,10 @@ export function claim(ring: Ring, wanted: readonly string[], locations: Readonly
     counts.set(receiver, (counts.get(receiver) ?? 0) + 1);
   }
 
-  assert(owners.every((owner) => owner !== null), 'claim left a partition without an owner');
+  assert(
+    owners.every((owner) => owner !== null),
+    'claim left a partition without an owner',
+  );
   const next = owners as string[];
   if (next.every((owner, partition) => owner === ring.owners[partition])) return ring;
   return withLocations({ ...ring, owners: next, version: ring.version + 1, next: null }, ring, locations);

@@ -42,7 +42,10 @@ export function readContext(clock: VersionVector, lastModifiedMs?: number): Caus
 
 /** The context a read of `object` hands out: its clock, and the newest time on any of its siblings (tombstones too). */
 export function objectContext(object: { readonly clock: VersionVector; readonly siblings: readonly { readonly lastModifiedMs: number }[] }): CausalContext {
-  const newestMs = object.siblings.reduce<number | undefined>((newest, sibling) => (newest === undefined || sibling.lastModifiedMs > newest ? sibling.lastModifiedMs : newest), undefined);
+  const newestMs = object.siblings.reduce<number | undefined>(
+    (newest, sibling) => (newest === undefined || sibling.lastModifiedMs > newest ? sibling.lastModifiedMs : newest),
+    undefined,
+  );
   return readContext(object.clock, newestMs);
 }
 
@@ -156,7 +159,8 @@ export function decodeContext(text: string, maxLength = maxContextLength, source
     if (!Array.isArray(parsed) || parsed.length !== parts) throw bad(timed ? 'not a vector, a list of dots and a time' : 'not a vector and a list of dots');
     [pairs, dotPairs, lastModifiedMs] = parsed as [unknown, unknown, unknown];
   }
-  if (timed && (typeof lastModifiedMs !== 'number' || !Number.isFinite(lastModifiedMs) || lastModifiedMs < 0 || lastModifiedMs > maxContextTimeMs)) throw bad('bad time');
+  if (timed && (typeof lastModifiedMs !== 'number' || !Number.isFinite(lastModifiedMs) || lastModifiedMs < 0 || lastModifiedMs > maxContextTimeMs))
+    throw bad('bad time');
   const vector: Record<string, number> = {};
   for (const [node, counter] of entriesOf(pairs, bad)) vector[node] = counter;
   const dots = entriesOf(dotPairs, bad).map(([node, counter]) => ({ node, counter }));

@@ -44,9 +44,7 @@ export function writeObject(writer: ByteWriter, object: VersionedObject): void {
       .u8((sibling.tombstone ? tombstoneFlag : 0) | (sibling.expiresAtMs === undefined ? 0 : expiresFlag))
       .f64(sibling.lastModifiedMs);
     if (sibling.expiresAtMs !== undefined) writer.f64(sibling.expiresAtMs);
-    writer
-      .string(sibling.contentType)
-      .bytes(sibling.value);
+    writer.string(sibling.contentType).bytes(sibling.value);
   }
 }
 
@@ -54,7 +52,10 @@ export function writeObject(writer: ByteWriter, object: VersionedObject): void {
 export function readObject(reader: ByteReader): VersionedObject {
   const version = reader.u8();
   if (version !== objectFormatVersion && version !== plainFormatVersion && version !== dataTypeFormatVersion) {
-    throw new KvError('KV_STORAGE', `stored object has format version ${version}, this ringkv reads ${plainFormatVersion} to ${dataTypeFormatVersion}; upgrade ringkv`);
+    throw new KvError(
+      'KV_STORAGE',
+      `stored object has format version ${version}, this ringkv reads ${plainFormatVersion} to ${dataTypeFormatVersion}; upgrade ringkv`,
+    );
   }
   let kind: DataTypeKind | undefined;
   if (version === dataTypeFormatVersion) {
@@ -78,7 +79,11 @@ export function readObject(reader: ByteReader): VersionedObject {
     // Copy the value out so a stored object never pins the whole read buffer.
     const value = Buffer.from(reader.bytes());
     const tombstone = (flags & tombstoneFlag) !== 0;
-    siblings.push(expiresAtMs === undefined ? { dot: { node, counter }, value, contentType, lastModifiedMs, tombstone } : { dot: { node, counter }, value, contentType, lastModifiedMs, tombstone, expiresAtMs });
+    siblings.push(
+      expiresAtMs === undefined
+        ? { dot: { node, counter }, value, contentType, lastModifiedMs, tombstone }
+        : { dot: { node, counter }, value, contentType, lastModifiedMs, tombstone, expiresAtMs },
+    );
   }
   return kind === undefined ? { clock, siblings } : { clock, siblings, kind };
 }
@@ -94,6 +99,10 @@ export function encodeObject(object: VersionedObject): Buffer {
 export function decodeObject(bytes: Uint8Array): VersionedObject {
   const reader = new ByteReader(bytes);
   const object = readObject(reader);
-  if (!reader.done()) throw new KvError('KV_STORAGE', 'a stored object has trailing bytes: this copy is damaged or was written by another ringkv version; run the same ringkv version on every node, or restore the data directory from a backup');
+  if (!reader.done())
+    throw new KvError(
+      'KV_STORAGE',
+      'a stored object has trailing bytes: this copy is damaged or was written by another ringkv version; run the same ringkv version on every node, or restore the data directory from a backup',
+    );
   return object;
 }

@@ -29,5 +29,7 @@ export function checkPrecondition(current: VersionedObject, precondition: Precon
     // Only tombstones, expired values (or nothing) are there: the write supersedes them, so it reads as the one value.
     return isDeleted(current, nowMs) ? { ok: true, context: readContext(current.clock) } : { ok: false };
   }
-  return compare(current.clock, precondition.vector) === 'equal' && !isDeleted(current, nowMs) ? { ok: true, context: readContext(precondition.vector) } : { ok: false };
+  return compare(current.clock, precondition.vector) === 'equal' && !isDeleted(current, nowMs)
+    ? { ok: true, context: readContext(precondition.vector) }
+    : { ok: false };
 }

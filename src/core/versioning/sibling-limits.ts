@@ -15,7 +15,8 @@ export interface SiblingLimits {
 }
 
 /** What the limits say about a write: take it, take it and warn, or refuse it (the error says how to resolve). */
-export type SiblingVerdict = { readonly kind: 'ok' } | { readonly kind: 'warn'; readonly siblings: number } | { readonly kind: 'refuse'; readonly error: KvError };
+export type SiblingVerdict =
+  { readonly kind: 'ok' } | { readonly kind: 'warn'; readonly siblings: number } | { readonly kind: 'refuse'; readonly error: KvError };
 
 function isBlind(context: CausalContext): boolean {
   return Object.keys(context.vector).length === 0 && context.dots.length === 0;

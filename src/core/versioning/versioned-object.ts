@@ -78,9 +78,7 @@ function sameDot(left: Dot, right: Dot): boolean {
 
 /** Orders siblings by dot so equal objects have equal encodings. */
 function sortSiblings(siblings: Sibling[]): Sibling[] {
-  return siblings.sort((left, right) =>
-    left.dot.node === right.dot.node ? left.dot.counter - right.dot.counter : left.dot.node < right.dot.node ? -1 : 1,
-  );
+  return siblings.sort((left, right) => (left.dot.node === right.dot.node ? left.dot.counter - right.dot.counter : left.dot.node < right.dot.node ? -1 : 1));
 }
 
 /** Last-write-wins order: later timestamp wins; ties broken by dot so every replica agrees. */
@@ -215,6 +213,11 @@ export function versionIdentity(object: VersionedObject): string {
   const clock = Object.entries(object.clock)
     .map(([node, counter]) => `${node}:${counter}`)
     .join(',');
-  const dots = object.siblings.map((sibling) => `${sibling.dot.node}:${sibling.dot.counter}${sibling.tombstone ? 't' : ''}${sibling.expiresAtMs === undefined ? '' : `e${sibling.expiresAtMs}`}`).join(',');
+  const dots = object.siblings
+    .map(
+      (sibling) =>
+        `${sibling.dot.node}:${sibling.dot.counter}${sibling.tombstone ? 't' : ''}${sibling.expiresAtMs === undefined ? '' : `e${sibling.expiresAtMs}`}`,
+    )
+    .join(',');
   return object.kind === undefined ? `${clock}|${dots}` : `${object.kind}|${clock}|${dots}`;
 }

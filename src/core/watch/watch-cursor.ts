@@ -52,14 +52,19 @@ export interface WatchPosition {
  * sorted by node, "v": [[key, version], ...] oldest reported first}.
  */
 export function encodeWatchId(position: WatchPosition): string {
-  const cursors = [...position.cursors.entries()].sort(([left], [right]) => (left < right ? -1 : left > right ? 1 : 0)).map(([node, cursor]) => [node, cursor.epoch, cursor.seq]);
+  const cursors = [...position.cursors.entries()]
+    .sort(([left], [right]) => (left < right ? -1 : left > right ? 1 : 0))
+    .map(([node, cursor]) => [node, cursor.epoch, cursor.seq]);
   return Buffer.from(JSON.stringify({ c: cursors, v: [...position.versions.entries()] }), 'utf8').toString('base64url');
 }
 
 /** The position of an event id (a Last-Event-ID a client sent back); KV_BAD_REQUEST when it is not one this API handed out. */
 export function decodeWatchId(text: string): WatchPosition {
   const refuse = (why: string): KvError =>
-    new KvError('KV_BAD_REQUEST', `Last-Event-ID is not an event id of a ringkv watch (${why}); send the id of the last event received, or no Last-Event-ID to start from now`);
+    new KvError(
+      'KV_BAD_REQUEST',
+      `Last-Event-ID is not an event id of a ringkv watch (${why}); send the id of the last event received, or no Last-Event-ID to start from now`,
+    );
   if (text.length > maxWatchIdLength) throw refuse(`over ${maxWatchIdLength} characters`);
   if (!/^[A-Za-z0-9_-]*$/.test(text)) throw refuse('not base64url');
   let parsed: unknown;
@@ -76,14 +81,16 @@ export function decodeWatchId(text: string): WatchPosition {
   for (const entry of cursorList as unknown[]) {
     if (!Array.isArray(entry) || entry.length !== 3) throw refuse('a cursor is not [node, epoch, seq]');
     const [node, epoch, seq] = entry as [unknown, unknown, unknown];
-    if (typeof node !== 'string' || typeof epoch !== 'string' || epoch.length > 64 || typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) throw refuse('a cursor is not [node, epoch, seq]');
+    if (typeof node !== 'string' || typeof epoch !== 'string' || epoch.length > 64 || typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)
+      throw refuse('a cursor is not [node, epoch, seq]');
     cursors.set(node, { epoch, seq });
   }
   const versions = new Map<string, number>();
   for (const entry of versionList as unknown[]) {
     if (!Array.isArray(entry) || entry.length !== 2) throw refuse('a version is not [key, version]');
     const [key, version] = entry as [unknown, unknown];
-    if (typeof key !== 'string' || typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) throw refuse('a version is not [key, version]');
+    if (typeof key !== 'string' || typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1)
+      throw refuse('a version is not [key, version]');
     versions.set(key, version);
   }
   return { cursors, versions };

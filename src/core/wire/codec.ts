@@ -19,7 +19,8 @@ function decode<M extends PeerMessage>(bytes: Uint8Array, byTag: readonly (Messa
   const reader = new ByteReader(bytes);
   const tag = reader.u8();
   const entry = byTag[tag];
-  if (entry === undefined) throw new KvError('KV_BAD_REQUEST', `unknown peer ${direction} tag ${tag}; run ringkv versions that share a protocol version on every node (docs/WIRE.md)`);
+  if (entry === undefined)
+    throw new KvError('KV_BAD_REQUEST', `unknown peer ${direction} tag ${tag}; run ringkv versions that share a protocol version on every node (docs/WIRE.md)`);
   const message = entry.read(reader);
   if (!reader.done()) throw new KvError('KV_BAD_REQUEST', `trailing bytes after a peer ${entry.name} ${direction}`);
   return message;

@@ -19,7 +19,9 @@ export function peerErrorReply(error: unknown, onUnexpected: (error: unknown) =>
       code: error.code,
       message: error.message,
       ...(details === undefined || Buffer.byteLength(details) > wireLimits.maxErrorDetailsBytes ? {} : { details }),
-      ...(error.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: Math.min(Math.max(0, Math.ceil(error.retryAfterSeconds)), wireLimits.maxRetryAfterSeconds) }),
+      ...(error.retryAfterSeconds === undefined
+        ? {}
+        : { retryAfterSeconds: Math.min(Math.max(0, Math.ceil(error.retryAfterSeconds)), wireLimits.maxRetryAfterSeconds) }),
     };
   }
   onUnexpected(error);

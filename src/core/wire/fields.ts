@@ -182,7 +182,8 @@ export function readDigests(reader: ByteReader, count: Limit, digest: Limit): Ke
 /** A 64-bit Merkle hash or key digest: 16 hex digits in memory, 8 bytes on the wire. */
 export function writeHash(writer: ByteWriter, text: string): void {
   const bytes = Buffer.from(text, 'hex');
-  if (bytes.length !== 8 || text.length !== 16) throw new KvError('KV_INTERNAL', `a Merkle hash must be 16 hex digits, not ${JSON.stringify(text.slice(0, 32))}`);
+  if (bytes.length !== 8 || text.length !== 16)
+    throw new KvError('KV_INTERNAL', `a Merkle hash must be 16 hex digits, not ${JSON.stringify(text.slice(0, 32))}`);
   writer.bytes(bytes);
 }
 

@@ -293,7 +293,6 @@ function readAcceptorReply(reader: ByteReader): AcceptorReply | null {
   }
 }
 
-
 /** SWIM states and member lifecycles by their number on the wire. Append-only, like tags. */
 const swimStates: readonly SwimState[] = ['alive', 'suspect', 'dead', 'left', 'removed'];
 const lifecycles: readonly MemberLifecycle[] = ['joining', 'up', 'leaving', 'left', 'removed'];
@@ -359,7 +358,8 @@ function writeDigestEntries(writer: ByteWriter, entries: readonly SwimDigestEntr
 function readDigestEntries(reader: ByteReader, count: Limit, id: Limit): SwimDigestEntry[] {
   const length = readCount(reader, count);
   const entries: SwimDigestEntry[] = [];
-  for (let index = 0; index < length; index++) entries.push({ id: readText(reader, id), generation: reader.varint(), version: reader.varint(), state: swimState(reader) });
+  for (let index = 0; index < length; index++)
+    entries.push({ id: readText(reader, id), generation: reader.varint(), version: reader.varint(), state: swimState(reader) });
   return entries;
 }
 
@@ -414,7 +414,11 @@ export const requestMessages: EntryTable<PeerRequest> = {
   'handoff-fetch': message({
     tag: 6,
     name: 'handoff-fetch',
-    limits: { partition: partitionLimit('partition'), maxKeys: valueLimit('maxKeys', 1, wireLimits.maxPageKeys), maxBytes: valueLimit('maxBytes', 1, wireLimits.maxPageBytes) },
+    limits: {
+      partition: partitionLimit('partition'),
+      maxKeys: valueLimit('maxKeys', 1, wireLimits.maxPageKeys),
+      maxBytes: valueLimit('maxBytes', 1, wireLimits.maxPageBytes),
+    },
     write: (writer, request) => {
       writer.varint(request.partition);
       writeFlag(writer, request.after !== null);
@@ -460,7 +464,11 @@ export const requestMessages: EntryTable<PeerRequest> = {
   'ae-fetch': message({
     tag: 8,
     name: 'ae-fetch',
-    limits: { partition: partitionLimit('partition'), keys: countLimit('keys', wireLimits.maxKeys), maxBytes: valueLimit('maxBytes', 1, wireLimits.maxPageBytes) },
+    limits: {
+      partition: partitionLimit('partition'),
+      keys: countLimit('keys', wireLimits.maxKeys),
+      maxBytes: valueLimit('maxBytes', 1, wireLimits.maxPageBytes),
+    },
     write: (writer, request) => {
       writer.varint(request.partition);
       writeDataKeys(writer, request.keys);
@@ -699,9 +707,21 @@ export const requestMessages: EntryTable<PeerRequest> = {
     read: (reader) => ({ type: 'paxos-commit', bucket: reader.string(), key: reader.string(), proposal: readProposal(reader) }),
   }),
   /** SWIM (src/core/membership/swim.ts): [sequence][from][target][records]; answered by swim-ack, or swim-done when the target is not this node. */
-  'swim-ping': message({ tag: 60, name: 'swim-ping', limits: probeLimits, write: writeProbe, read: (reader, limits) => ({ type: 'swim-ping', ...readProbe(reader, limits) }) }),
+  'swim-ping': message({
+    tag: 60,
+    name: 'swim-ping',
+    limits: probeLimits,
+    write: writeProbe,
+    read: (reader, limits) => ({ type: 'swim-ping', ...readProbe(reader, limits) }),
+  }),
   /** SWIM's indirect probe, as swim-ping; answered (within half a probe timeout) by the relayed swim-ack or a swim-nack. */
-  'swim-ping-req': message({ tag: 62, name: 'swim-ping-req', limits: probeLimits, write: writeProbe, read: (reader, limits) => ({ type: 'swim-ping-req', ...readProbe(reader, limits) }) }),
+  'swim-ping-req': message({
+    tag: 62,
+    name: 'swim-ping-req',
+    limits: probeLimits,
+    write: writeProbe,
+    read: (reader, limits) => ({ type: 'swim-ping-req', ...readProbe(reader, limits) }),
+  }),
   /** News: [from][records]; answered by swim-done. */
   'swim-gossip': message({
     tag: 64,
@@ -741,7 +761,17 @@ export const requestMessages: EntryTable<PeerRequest> = {
       const ringVersion = reader.varint();
       const ringHash = readValue(reader, limits.ringHash);
       const bucketPropertiesVersion = reader.varint();
-      return { type: 'swim-digest', sequence, from, afterId, throughId, ringVersion, ringHash, bucketPropertiesVersion, entries: readDigestEntries(reader, limits.entries, limits.entryId) };
+      return {
+        type: 'swim-digest',
+        sequence,
+        from,
+        afterId,
+        throughId,
+        ringVersion,
+        ringHash,
+        bucketPropertiesVersion,
+        entries: readDigestEntries(reader, limits.entries, limits.entryId),
+      };
     },
   }),
   /** The records a digest reply wanted: [from][records]; answered by swim-done. */
@@ -778,7 +808,10 @@ export const requestMessages: EntryTable<PeerRequest> = {
       maxWrites: valueLimit('maxWrites', 1, wireLimits.maxWatchWrites),
     },
     write: (writer, request) => {
-      writer.string(request.filter.bucket).u8(request.filter.kind === 'key' ? 0 : 1).string(request.filter.name);
+      writer
+        .string(request.filter.bucket)
+        .u8(request.filter.kind === 'key' ? 0 : 1)
+        .string(request.filter.name);
       writeFlag(writer, request.cursor !== null);
       if (request.cursor !== null) writer.string(request.cursor.epoch).varint(request.cursor.seq);
       writer.varint(request.waitMs).varint(request.maxWrites);
@@ -790,7 +823,13 @@ export const requestMessages: EntryTable<PeerRequest> = {
       const name = readText(reader, limits.name);
       const cursor = readFlag(reader, 'cursor') ? { epoch: readText(reader, limits.epoch), seq: reader.varint() } : null;
       const waitMs = readValue(reader, limits.waitMs);
-      return { type: 'watch-poll', filter: { bucket, kind: kind === 0 ? 'key' : 'prefix', name }, cursor, waitMs, maxWrites: readValue(reader, limits.maxWrites) };
+      return {
+        type: 'watch-poll',
+        filter: { bucket, kind: kind === 0 ? 'key' : 'prefix', name },
+        cursor,
+        waitMs,
+        maxWrites: readValue(reader, limits.maxWrites),
+      };
     },
   }),
 };
@@ -815,7 +854,10 @@ export const replyMessages: EntryTable<PeerReply> = {
   error: message({
     tag: 6,
     name: 'error',
-    limits: { details: lengthLimit('details', wireLimits.maxErrorDetailsBytes), retryAfter: valueLimit('retryAfterSeconds', 0, wireLimits.maxRetryAfterSeconds) },
+    limits: {
+      details: lengthLimit('details', wireLimits.maxErrorDetailsBytes),
+      retryAfter: valueLimit('retryAfterSeconds', 0, wireLimits.maxRetryAfterSeconds),
+    },
     write: (writer, reply) => {
       writer.string(reply.code).string(reply.message);
       writeFlag(writer, reply.details !== undefined);
@@ -1056,7 +1098,17 @@ export const replyMessages: EntryTable<PeerReply> = {
       const wanted: string[] = [];
       const count = readCount(reader, limits.wanted);
       for (let index = 0; index < count; index++) wanted.push(readText(reader, limits.wantedId));
-      return { type: 'swim-digest-reply', sequence, from, coveredThroughId, ringVersion, ringHash, bucketPropertiesVersion, wanted, records: readRecords(reader, limits, 'records') };
+      return {
+        type: 'swim-digest-reply',
+        sequence,
+        from,
+        coveredThroughId,
+        ringVersion,
+        ringHash,
+        bucketPropertiesVersion,
+        wanted,
+        records: readRecords(reader, limits, 'records'),
+      };
     },
   }),
   /** The answer of a SWIM request with nothing to say: no fields. */

@@ -116,7 +116,10 @@ function writeRing(writer: ByteWriter, ring: unknown): void {
   const index = new Map(names.map((name, position) => [name, position]));
   fits(locations === undefined || isPlainObject(locations));
   writer.u8((next === null || next === undefined ? 1 : 2) + (locations === undefined ? 0 : ringKindWithLocations));
-  writer.varint(count).varint(version as number).varint(names.length);
+  writer
+    .varint(count)
+    .varint(version as number)
+    .varint(names.length);
   for (const name of names) writeBoundedString(writer, name, viewWireLimits.maxIdBytes);
   for (const owner of owners as string[]) writer.varint(index.get(owner) as number);
   if (next !== null && next !== undefined) for (const owner of next as string[]) writer.varint(index.get(owner) as number);

@@ -248,7 +248,11 @@ export class ExchangeInitiator {
   private async compareWith(peer: string, partitions: readonly number[], state: PeerState): Promise<boolean> {
     if (partitions.length === 0) return true;
     const counts = new Map(partitions.map((partition) => [partition, this.deps.keeper.changeCount(partition)]));
-    const reply = await this.request(peer, { type: 'ae-summary', roots: partitions.map((partition) => ({ partition, root: this.deps.keeper.tree(partition).root() })) }, 'ae-summary-reply');
+    const reply = await this.request(
+      peer,
+      { type: 'ae-summary', roots: partitions.map((partition) => ({ partition, root: this.deps.keeper.tree(partition).root() })) },
+      'ae-summary-reply',
+    );
     this.summaries += 1;
     this.exchanges += partitions.length;
     const agreedAt = this.deps.clock.nowMs();
@@ -303,7 +307,8 @@ export class ExchangeInitiator {
   async exchange(partition: number, peer: string): Promise<number> {
     this.exchanges += 1;
     const reply = await this.request(peer, { type: 'ae-summary', roots: [{ partition, root: this.deps.keeper.tree(partition).root() }] }, 'ae-summary-reply');
-    if (reply.notReady.includes(partition)) throw new KvError('KV_NOT_READY', `peer ${peer} is still rebuilding the tree of partition ${partition}; the exchange is tried again in a later round`);
+    if (reply.notReady.includes(partition))
+      throw new KvError('KV_NOT_READY', `peer ${peer} is still rebuilding the tree of partition ${partition}; the exchange is tried again in a later round`);
     const branches = reply.differing.find((entry) => entry.partition === partition)?.branches;
     return branches === undefined ? 0 : (await this.descend(partition, peer, branches)).repaired;
   }
@@ -358,7 +363,13 @@ export class ExchangeInitiator {
   }
 
   private async request<T extends PeerReply['type']>(peer: string, request: PeerRequest, replyType: T): Promise<Extract<PeerReply, { type: T }>> {
-    return requestOf((node, message) => this.deps.send(node, message), peer, request, replyType, (bytes) => this.deps.countBytes(bytes));
+    return requestOf(
+      (node, message) => this.deps.send(node, message),
+      peer,
+      request,
+      replyType,
+      (bytes) => this.deps.countBytes(bytes),
+    );
   }
 
   /**
@@ -372,7 +383,8 @@ export class ExchangeInitiator {
     for (let start = 0; start < leaves.length; start += keysPerLeafRequest) {
       const chunk = leaves.slice(start, start + keysPerLeafRequest);
       const byLeaf = new Map<number, Map<string, LocalDigest>>(chunk.map((leaf) => [leaf, new Map()]));
-      for (const [name, entry] of await this.deps.keeper.leafDigests(partition, chunk)) byLeaf.get(leafOfPosition(entry.dataKey.readUInt32BE(0), this.deps.keeper.partitions))?.set(name, entry);
+      for (const [name, entry] of await this.deps.keeper.leafDigests(partition, chunk))
+        byLeaf.get(leafOfPosition(entry.dataKey.readUInt32BE(0), this.deps.keeper.partitions))?.set(name, entry);
       for (const leaf of chunk) {
         const entries = byLeaf.get(leaf) ?? new Map<string, LocalDigest>();
         if (entries.size > wireLimits.maxKeys) {
@@ -405,7 +417,11 @@ export class ExchangeInitiator {
       }
       const last = page.items[page.items.length - 1];
       const position = last === undefined ? -1 : asked.findIndex((key) => Buffer.from(key).equals(last.dataKey));
-      if (position < 0) throw new KvError('KV_PEER_UNREACHABLE', `peer ${peer} answered ae-fetch with a page that makes no progress; the exchange stops here and is tried again in a later round (run the same ringkv version on every node)`);
+      if (position < 0)
+        throw new KvError(
+          'KV_PEER_UNREACHABLE',
+          `peer ${peer} answered ae-fetch with a page that makes no progress; the exchange stops here and is tried again in a later round (run the same ringkv version on every node)`,
+        );
       remaining = remaining.slice(position + 1);
     }
     return repaired;

@@ -64,12 +64,21 @@ export class TombstoneReaper {
   }
 
   private async ask<T extends PeerReply['type']>(peer: string, request: PeerRequest, replyType: T): Promise<Extract<PeerReply, { type: T }>> {
-    return requestOf((node, message) => this.deps.send(node, message), peer, request, replyType, (bytes) => this.deps.countBytes(bytes));
+    return requestOf(
+      (node, message) => this.deps.send(node, message),
+      peer,
+      request,
+      replyType,
+      (bytes) => this.deps.countBytes(bytes),
+    );
   }
 
   /** Forgets, in a bounded batch, the reaped-tombstone records older than the retention. */
   async forgetExpired(): Promise<void> {
-    this.reapedRecordsForgotten += await this.deps.replica.forgetReapedBefore(this.deps.clock.nowMs() - this.deps.settings.reapedRetentionMs, reapedRecordsForgottenPerRound);
+    this.reapedRecordsForgotten += await this.deps.replica.forgetReapedBefore(
+      this.deps.clock.nowMs() - this.deps.settings.reapedRetentionMs,
+      reapedRecordsForgottenPerRound,
+    );
   }
 
   /** A replica's answer to ae-digest: the digest of its stored version, or null. */

@@ -54,7 +54,8 @@ export class ExchangeResponder {
   /** Checks a partition number a peer sent: an integer of this ring, or KV_BAD_REQUEST (KV_NOT_READY before a ring). */
   private requirePartition(partition: unknown): number {
     const partitionCount = this.deps.keeper.partitions;
-    if (this.deps.ring() === null || partitionCount === 0) throw new KvError('KV_NOT_READY', 'this node has no ring yet; retry once it has joined', { retryAfterSeconds: 1 });
+    if (this.deps.ring() === null || partitionCount === 0)
+      throw new KvError('KV_NOT_READY', 'this node has no ring yet; retry once it has joined', { retryAfterSeconds: 1 });
     if (typeof partition !== 'number' || !Number.isInteger(partition) || partition < 0 || partition >= partitionCount) {
       // The value is not echoed: a hostile payload could be nested too deep to print.
       throw badRequest(`partition (${typeof partition === 'number' ? partition : typeof partition}) is not one of this ring's ${partitionCount}`);
@@ -65,7 +66,8 @@ export class ExchangeResponder {
   /** A partition whose tree can be compared, or KV_NOT_READY while it is being rebuilt. */
   private requireReadyPartition(partition: unknown): number {
     const checked = this.requirePartition(partition);
-    if (!this.deps.keeper.isReady(checked)) throw new KvError('KV_NOT_READY', `the Merkle tree of partition ${checked} is being rebuilt after a restart; retry shortly`, { retryAfterSeconds: 1 });
+    if (!this.deps.keeper.isReady(checked))
+      throw new KvError('KV_NOT_READY', `the Merkle tree of partition ${checked} is being rebuilt after a restart; retry shortly`, { retryAfterSeconds: 1 });
     return checked;
   }
 
@@ -89,7 +91,10 @@ export class ExchangeResponder {
         return { type: 'ae-reap-reply', removed: await this.deps.reaper.answerReap(Buffer.from(request.dataKey), request.digest) };
       case 'ae-keys': {
         const partition = this.requirePartition(request.partition);
-        this.requireKeysInPartition(partition, request.items.map((item) => item.dataKey));
+        this.requireKeysInPartition(
+          partition,
+          request.items.map((item) => item.dataKey),
+        );
         return this.answerKeys(partition, request);
       }
       case 'ae-fetch':
@@ -97,7 +102,10 @@ export class ExchangeResponder {
         return this.answerFetch(request);
       case 'ae-push': {
         const partition = this.requirePartition(request.partition);
-        this.requireKeysInPartition(partition, request.items.map((item) => item.dataKey));
+        this.requireKeysInPartition(
+          partition,
+          request.items.map((item) => item.dataKey),
+        );
         return { type: 'ae-push-reply', repaired: await this.deps.repair.mergeItems(partition, request.items) };
       }
     }

@@ -131,7 +131,9 @@ export class TreeKeeper implements WriteGate {
     }
     if (this.ready.size < partitionCount) {
       this.rebuilding = true;
-      this.rebuilt = this.rebuild().catch((error: unknown) => this.deps.logger.error({ error: String(error) }, 'rebuilding the Merkle trees failed; anti-entropy compares only the partitions already rebuilt'));
+      this.rebuilt = this.rebuild().catch((error: unknown) =>
+        this.deps.logger.error({ error: String(error) }, 'rebuilding the Merkle trees failed; anti-entropy compares only the partitions already rebuilt'),
+      );
     }
   }
 
@@ -140,14 +142,21 @@ export class TreeKeeper implements WriteGate {
     const header = await this.deps.meta.get(headerKey);
     if (header === undefined) return false;
     const bytes = Buffer.from(header);
-    if (bytes.length < 5 || bytes.readUInt8(0) !== snapshotFormatVersion || bytes.readUInt32BE(1) !== partitionCount || bytes.length !== 5 + Math.ceil(partitionCount / 8)) {
+    if (
+      bytes.length < 5 ||
+      bytes.readUInt8(0) !== snapshotFormatVersion ||
+      bytes.readUInt32BE(1) !== partitionCount ||
+      bytes.length !== 5 + Math.ceil(partitionCount / 8)
+    ) {
       this.deps.logger.info({}, 'the saved Merkle trees do not fit this node (another format or partition count); rebuilding them');
       return false;
     }
     const saved = new Set<number>();
-    for (let partition = 0; partition < partitionCount; partition++) if (((bytes[5 + (partition >> 3)] as number) & (1 << (partition & 7))) !== 0) saved.add(partition);
+    for (let partition = 0; partition < partitionCount; partition++)
+      if (((bytes[5 + (partition >> 3)] as number) & (1 << (partition & 7))) !== 0) saved.add(partition);
     const found = new Map<number, Uint8Array>();
-    for await (const [key, value] of this.deps.meta.entries({ gte: treePrefix, lt: treeKey(2 ** 32 - 1) })) found.set(Buffer.from(key).readUInt32BE(treePrefix.length), value);
+    for await (const [key, value] of this.deps.meta.entries({ gte: treePrefix, lt: treeKey(2 ** 32 - 1) }))
+      found.set(Buffer.from(key).readUInt32BE(treePrefix.length), value);
     for (const partition of saved) {
       const value = found.get(partition);
       // A saved partition without an entry was empty.
@@ -188,7 +197,10 @@ export class TreeKeeper implements WriteGate {
       this.partitionsRebuilt += 1;
     }
     this.rebuilding = false;
-    this.deps.logger.info({ partitions: this.partitionsRebuilt, keys: this.keyCount, ms: this.deps.clock.nowMs() - started }, 'rebuilt the Merkle trees from the data');
+    this.deps.logger.info(
+      { partitions: this.partitionsRebuilt, keys: this.keyCount, ms: this.deps.clock.nowMs() - started },
+      'rebuilt the Merkle trees from the data',
+    );
     this.deps.onTreesRebuilt();
   }
 
@@ -286,7 +298,9 @@ export class TreeKeeper implements WriteGate {
       }
       operations.push({ type: 'put', key: headerKey, value: header });
       await this.deps.meta.batch(
-        operations.map((operation) => (operation.type === 'put' ? { type: 'put', key: operation.key, value: operation.value as Buffer } : { type: 'del', key: operation.key })),
+        operations.map((operation) =>
+          operation.type === 'put' ? { type: 'put', key: operation.key, value: operation.value as Buffer } : { type: 'del', key: operation.key },
+        ),
         { sync: true },
       );
     });
@@ -343,7 +357,12 @@ export class TreeKeeper implements WriteGate {
 
   /** Figures of the start: whether the trees came from the last clean stop, and the rebuild's progress. */
   get startFigures(): { loadedFromSnapshot: boolean; rebuilding: boolean; partitionsRebuilt: number; partitionsReady: number } {
-    return { loadedFromSnapshot: this.loadedFromSnapshot, rebuilding: this.rebuilding, partitionsRebuilt: this.partitionsRebuilt, partitionsReady: this.ready.size };
+    return {
+      loadedFromSnapshot: this.loadedFromSnapshot,
+      rebuilding: this.rebuilding,
+      partitionsRebuilt: this.partitionsRebuilt,
+      partitionsReady: this.ready.size,
+    };
   }
 
   /**

@@ -77,7 +77,8 @@ function renderHeader(status) {
 }
 
 function renderRequests(requests) {
-  document.getElementById('requests-window').textContent = '(rate over the last ' + requests.rateSeconds + ' s, latency over the last ' + requests.windowSeconds + ' s)';
+  document.getElementById('requests-window').textContent =
+    '(rate over the last ' + requests.rateSeconds + ' s, latency over the last ' + requests.windowSeconds + ' s)';
   // get, put and delete always have a row (0 until traffic comes); local reads only once there are some.
   const names = ['get', 'put', 'delete'].concat(requests.operations.get_local ? ['get_local'] : []);
   const rows = names.concat(['all']).map((name) => {
@@ -140,8 +141,29 @@ function arcPath(startFraction, endFraction, outer, inner) {
     return (radius * Math.cos(angle)).toFixed(3) + ' ' + (radius * Math.sin(angle)).toFixed(3);
   };
   const large = endFraction - startFraction > 0.5 ? 1 : 0;
-  return 'M ' + point(startFraction, outer) + ' A ' + outer + ' ' + outer + ' 0 ' + large + ' 1 ' + point(endFraction, outer) +
-    ' L ' + point(endFraction, inner) + ' A ' + inner + ' ' + inner + ' 0 ' + large + ' 0 ' + point(startFraction, inner) + ' Z';
+  return (
+    'M ' +
+    point(startFraction, outer) +
+    ' A ' +
+    outer +
+    ' ' +
+    outer +
+    ' 0 ' +
+    large +
+    ' 1 ' +
+    point(endFraction, outer) +
+    ' L ' +
+    point(endFraction, inner) +
+    ' A ' +
+    inner +
+    ' ' +
+    inner +
+    ' 0 ' +
+    large +
+    ' 0 ' +
+    point(startFraction, inner) +
+    ' Z'
+  );
 }
 
 function renderRing(status) {
@@ -167,7 +189,12 @@ function renderRing(status) {
     if (partition === owners.length || owners[partition] !== owners[start] || partition - start >= quarter) {
       const title = shape('title', {});
       title.textContent = 'partitions ' + start + '–' + (partition - 1) + ': ' + addressOf(status, owners[start]);
-      const arc = shape('path', { d: arcPath(start / owners.length, partition / owners.length, 100, 62), fill: colourOf(ids, owners[start]), stroke: '#fff', 'stroke-width': owners.length > 512 ? 0 : 0.4 });
+      const arc = shape('path', {
+        d: arcPath(start / owners.length, partition / owners.length, 100, 62),
+        fill: colourOf(ids, owners[start]),
+        stroke: '#fff',
+        'stroke-width': owners.length > 512 ? 0 : 0.4,
+      });
       arc.append(title);
       arcs.push(arc);
       start = partition;
@@ -196,7 +223,10 @@ function renderRing(status) {
 
 // A status field's name in words ('transfersDoneForRing' -> 'transfers done for ring'), for the figures no label names yet.
 function words(name) {
-  return name.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2').toLowerCase();
+  return name
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
+    .toLowerCase();
 }
 
 function scalarSummary(object) {
@@ -208,15 +238,18 @@ function scalarSummary(object) {
 
 function renderHints(status) {
   const hints = status.hints || {};
-  document.getElementById('hint-figures').replaceChildren(
-    figure('pending', formatNumber(hints.pending), 'hints-pending'),
-    figure('delivered', formatNumber(hints.delivered)),
-    figure('expired', formatNumber(hints.expired)),
-  );
+  document
+    .getElementById('hint-figures')
+    .replaceChildren(
+      figure('pending', formatNumber(hints.pending), 'hints-pending'),
+      figure('delivered', formatNumber(hints.delivered)),
+      figure('expired', formatNumber(hints.expired)),
+    );
   const byTarget = Object.entries(hints.byTarget || {}).filter(([, count]) => count > 0);
-  const rows = byTarget.length === 0
-    ? [element('tr', {}, [element('td', { colspan: 2, className: 'muted', text: 'no hints waiting' })])]
-    : byTarget.map(([target, count]) => element('tr', {}, [cell(addressOf(status, target)), cell(formatNumber(count), 'number')]));
+  const rows =
+    byTarget.length === 0
+      ? [element('tr', {}, [element('td', { colspan: 2, className: 'muted', text: 'no hints waiting' })])]
+      : byTarget.map(([target, count]) => element('tr', {}, [cell(addressOf(status, target)), cell(formatNumber(count), 'number')]));
   replaceRows(document.getElementById('hints-table'), rows);
 }
 
@@ -252,8 +285,10 @@ function renderAntiEntropy(status) {
     figures.push(figure('partitions in sync', formatNumber(Object.keys(entropy.lastFullExchangeAgeMs).length)));
   }
   for (const [name, value] of Object.entries(entropy)) {
-    const known = name in antiEntropyLabels || name === 'enabled' || name === 'oldestFullExchangeAgeMs' || name === 'lastFullExchangeAgeMs' || name === 'repair';
-    if (!known && (typeof value === 'number' || typeof value === 'string')) figures.push(figure(words(name), typeof value === 'number' ? formatNumber(value) : value));
+    const known =
+      name in antiEntropyLabels || name === 'enabled' || name === 'oldestFullExchangeAgeMs' || name === 'lastFullExchangeAgeMs' || name === 'repair';
+    if (!known && (typeof value === 'number' || typeof value === 'string'))
+      figures.push(figure(words(name), typeof value === 'number' ? formatNumber(value) : value));
   }
   target.replaceChildren(...figures);
   const progress = entropy.repair;
@@ -262,7 +297,17 @@ function renderAntiEntropy(status) {
     const bar = element('div');
     bar.style.width = (100 * fraction).toFixed(1) + '%';
     repair.replaceChildren(
-      element('div', { className: 'muted', text: (progress.running ? 'repair running: ' : 'last repair: ') + progress.partitionsDone + ' of ' + progress.partitionsTotal + ' partitions, ' + formatNumber(progress.keysRepaired) + ' keys repaired' }),
+      element('div', {
+        className: 'muted',
+        text:
+          (progress.running ? 'repair running: ' : 'last repair: ') +
+          progress.partitionsDone +
+          ' of ' +
+          progress.partitionsTotal +
+          ' partitions, ' +
+          formatNumber(progress.keysRepaired) +
+          ' keys repaired',
+      }),
       element('div', { className: 'progress' }, [bar]),
     );
   } else {
@@ -273,11 +318,13 @@ function renderAntiEntropy(status) {
 function renderStorage(status) {
   const storage = status.storage || {};
   document.getElementById('storage-engine').textContent = storage.engine ? '(' + storage.engine + ')' : '';
-  document.getElementById('storage-figures').replaceChildren(
-    figure('keys', formatNumber(storage.keys), 'storage-keys'),
-    figure('on disk (tables)', formatBytes(storage.approximateBytes)),
-    figure('manual compactions', formatNumber(storage.compactions)),
-  );
+  document
+    .getElementById('storage-figures')
+    .replaceChildren(
+      figure('keys', formatNumber(storage.keys), 'storage-keys'),
+      figure('on disk (tables)', formatBytes(storage.approximateBytes)),
+      figure('manual compactions', formatNumber(storage.compactions)),
+    );
   // LevelDB always has levels 0 to 6; it reports only those with files, so the others show as empty.
   const reported = new Map((storage.levels || []).map((level) => [level.level, level]));
   const deepest = Math.max(6, ...reported.keys());
@@ -288,12 +335,14 @@ function renderStorage(status) {
     const bar = element('div', { className: 'bar' });
     bar.style.width = ((100 * figures.bytes) / largest).toFixed(1) + '%';
     if (figures.bytes === 0) bar.style.visibility = 'hidden';
-    rows.push(element('tr', { 'data-testid': 'storage-level', 'data-level': level, 'data-files': figures.files }, [
-      cell('L' + level),
-      cell(formatNumber(figures.files), 'number'),
-      cell(formatBytes(figures.bytes), 'number'),
-      element('td', { className: 'bar-cell' }, [bar]),
-    ]));
+    rows.push(
+      element('tr', { 'data-testid': 'storage-level', 'data-level': level, 'data-files': figures.files }, [
+        cell('L' + level),
+        cell(formatNumber(figures.files), 'number'),
+        cell(formatBytes(figures.bytes), 'number'),
+        element('td', { className: 'bar-cell' }, [bar]),
+      ]),
+    );
   }
   replaceRows(document.getElementById('storage-levels'), rows);
 }
@@ -312,7 +361,8 @@ function render(data) {
   renderHints(data.status);
   renderAntiEntropy(data.status);
   renderStorage(data.status);
-  document.getElementById('updated').textContent = 'updated ' + new Date(data.generatedAtMs).toLocaleTimeString('en-GB') + ' · refreshes every ' + refreshMs / 1000 + ' s';
+  document.getElementById('updated').textContent =
+    'updated ' + new Date(data.generatedAtMs).toLocaleTimeString('en-GB') + ' · refreshes every ' + refreshMs / 1000 + ' s';
 }
 
 let refreshes = 0;
