@@ -24,7 +24,8 @@ import { type ServerProcess, isAlive, packageRoot, portFree, removeTemporaryFold
  *  - falseDownCount: 'member judged down' log lines of any node naming one of nodes 1-20, which
  *    were never stopped.
  * formation mode: three nodes launched together, the third killed 1.5 s after it answers
- * /health; ms from launch to the first w=2 write acknowledged by a live node.
+ * /health (or, with --kill-from launch, 1.5 s after it was launched, while it may still be
+ * joining); ms from launch to the first w=2 write acknowledged by a live node.
  *
  * Ports: HTTP 21000-21023 (gossip) and 21030-21032 (formation), peerPortOffset 500 so the peer
  * ports are 21500-21532; the run refuses to start when one is taken. Every node it starts is
@@ -37,6 +38,7 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: '24' },
     'idle-seconds': { type: 'string', default: '20' },
     runs: { type: 'string', default: '3' },
+    'kill-from': { type: 'string', default: 'health' },
     'keep-data': { type: 'boolean', default: false },
   },
 });
@@ -321,9 +323,15 @@ async function formationRun(run: number): Promise<void> {
   try {
     await until('the founder to answer /health', 2 * minutes, async () => (await getText(first, '/health')) !== '' || 'no answer', [first]);
     const founderHealthyMs = performance.now() - launchedAt;
-    await until('the third node to answer /health', 2 * minutes, async () => (await getText(doomed, '/health')) !== '' || 'no answer', [doomed]);
-    const healthyMs = performance.now() - launchedAt;
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // --kill-from health: 1.5 s after the third node answers /health; launch: 1.5 s after it was launched (mid-join, as issue 21 words it).
+    let healthyMs: number | undefined;
+    if (values['kill-from'] === 'launch') {
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, 1500 - (performance.now() - launchedAt))));
+    } else {
+      await until('the third node to answer /health', 2 * minutes, async () => (await getText(doomed, '/health')) !== '' || 'no answer', [doomed]);
+      healthyMs = performance.now() - launchedAt;
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    }
     await stop(doomed, 'SIGKILL');
     const killedMs = performance.now() - launchedAt;
     await until('a w=2 write acknowledged by a live node', 2 * minutes, async () => firstWriteMs !== undefined || 'none yet', [first, second]);
@@ -334,7 +342,7 @@ async function formationRun(run: number): Promise<void> {
         run,
         firstWriteMs: Math.round(firstWriteMs as number),
         founderHealthyMs: Math.round(founderHealthyMs),
-        thirdHealthyMs: Math.round(healthyMs),
+        ...(healthyMs === undefined ? {} : { thirdHealthyMs: Math.round(healthyMs) }),
         thirdKilledMs: Math.round(killedMs),
         loadAverage1m: Math.round(one! * 100) / 100,
       }),
@@ -346,6 +354,7 @@ async function formationRun(run: number): Promise<void> {
   }
 }
 
+if (values['kill-from'] !== 'health' && values['kill-from'] !== 'launch') throw new Error(`--kill-from takes health or launch, not '${values['kill-from']}'`);
 try {
   if (values.mode === 'gossip') await gossipRun(Number(values.nodes), Number(values['idle-seconds']));
   else if (values.mode === 'formation') {
