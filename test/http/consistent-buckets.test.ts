@@ -1,7 +1,5 @@
-import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/http/app.js';
-import { SimCluster } from '../../src/sim/sim-cluster.js';
+import { describe, expect, it } from 'vitest';
+import { simulatedApp } from './app-harness.js';
 
 /**
  * Goal: a consistent bucket through the HTTP API exactly as the README shows it, on a real node
@@ -12,28 +10,8 @@ import { SimCluster } from '../../src/sim/sim-cluster.js';
  * 503 KV_INSUFFICIENT_REPLICAS saying nothing happened (never a fallback, never a hint).
  */
 describe('consistent buckets over HTTP', () => {
-  let cluster: SimCluster;
-  let app: FastifyInstance;
-
-  beforeAll(async () => {
-    cluster = await SimCluster.start(22, 3, { buckets: { locks: { consistent: true } } });
-    app = await buildApp({ service: cluster.members[0]!.node, config: cluster.config });
-  });
-
-  afterAll(async () => {
-    await app.close();
-    await cluster.stop();
-  });
-
-  const request = async (method: 'GET' | 'PUT' | 'DELETE', url: string, headers: Record<string, string> = {}, payload?: string) =>
-    cluster.drive(
-      app.inject({
-        method,
-        url,
-        headers: payload === undefined ? headers : { 'content-type': 'text/plain', ...headers },
-        ...(payload === undefined ? {} : { payload }),
-      }),
-    );
+  const simulated = simulatedApp(22, 3, { buckets: { locks: { consistent: true } } });
+  const { request } = simulated;
 
   it('PUT, GET and DELETE carry a version that grows with every write; If-None-Match and If-Match are compare-and-set', async () => {
     const created = await request('PUT', '/kv/locks/leader', { 'if-none-match': '*' }, 'node-a');
@@ -75,14 +53,14 @@ describe('consistent buckets over HTTP', () => {
     expect(quorum.json()).toMatchObject({ error: { code: 'KV_BAD_PARAMETER' } });
     expect((await request('GET', '/kv/locks/k?local=true')).json()).toMatchObject({ error: { code: 'KV_BAD_PARAMETER' } });
     expect((await request('PUT', '/kv/locks/k', { 'if-match': 'c3.abc' }, 'x')).json()).toMatchObject({ error: { code: 'KV_BAD_CONTEXT' } });
-    const counter = await cluster.drive(app.inject({ method: 'POST', url: '/dt/locks/c', payload: { type: 'counter', increment: 1 } }));
+    const counter = await simulated.cluster.drive(simulated.app.inject({ method: 'POST', url: '/dt/locks/c', payload: { type: 'counter', increment: 1 } }));
     expect(counter.json(), 'a /dt update would bypass the Paxos rounds').toMatchObject({ error: { code: 'KV_CONSISTENT_BUCKET' } });
     expect((await request('GET', '/kv/locks/k?timeout_ms=500')).statusCode, 'timeout_ms is the one parameter').toBe(404);
   });
 
   it('answers 503 KV_INSUFFICIENT_REPLICAS, applied "no", when a majority of the primaries is unreachable', async () => {
-    const [self, ...others] = cluster.members;
-    cluster.network.partition([[self!.address], others.map((member) => member.address)]);
+    const [self, ...others] = simulated.cluster.members;
+    simulated.cluster.network.partition([[self!.address], others.map((member) => member.address)]);
     try {
       const refused = await request('PUT', '/kv/locks/cut-off', {}, 'x');
       expect([503, 504]).toContain(refused.statusCode);
@@ -91,7 +69,7 @@ describe('consistent buckets over HTTP', () => {
       });
       expect(refused.json().error.message).toMatch(/did not happen/);
     } finally {
-      cluster.network.heal();
+      simulated.cluster.network.heal();
     }
   });
 });

@@ -1,9 +1,6 @@
-import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { maxLeaseKeys } from '../../src/core/leases/lease-record.js';
-import { buildApp } from '../../src/http/app.js';
-import { SimCluster } from '../../src/sim/sim-cluster.js';
-import { appHarness } from './app-harness.js';
+import { appHarness, simulatedApp } from './app-harness.js';
 import { KvError } from '../../src/util/errors.js';
 
 /**
@@ -16,28 +13,8 @@ import { KvError } from '../../src/util/errors.js';
  * lease holding maxLeaseKeys keys 409 KV_LEASE_FULL unless keys rewritten without it can be pruned.
  */
 describe('leases over HTTP', () => {
-  let cluster: SimCluster;
-  let app: FastifyInstance;
-
-  beforeAll(async () => {
-    cluster = await SimCluster.start(2222, 3, { buckets: { locks: { consistent: true } } });
-    app = await buildApp({ service: cluster.members[0]!.node, config: cluster.config });
-  });
-
-  afterAll(async () => {
-    await app.close();
-    await cluster.stop();
-  });
-
-  const request = async (method: 'GET' | 'PUT' | 'DELETE' | 'POST', url: string, headers: Record<string, string> = {}, payload?: string) =>
-    cluster.drive(
-      app.inject({
-        method,
-        url,
-        headers: payload === undefined ? headers : { 'content-type': 'text/plain', ...headers },
-        ...(payload === undefined ? {} : { payload }),
-      }),
-    );
+  const simulated = simulatedApp(2222, 3, { buckets: { locks: { consistent: true } } });
+  const { request } = simulated;
 
   const grant = async (ttl: number): Promise<string> => {
     const granted = await request('POST', '/leases', { 'content-type': 'application/json' }, JSON.stringify({ ttl }));
