@@ -31,7 +31,19 @@ export interface NodeProcess {
 
 // Free ports are found by binding port 0 and closing again (bench's runs need the same): another
 // process could take one before the node binds it, but that is far rarer than two suites sharing a fixed port.
+import { freePort, portFree } from '../../bench/processes.js';
 export { freePort, freePorts, portFree } from '../../bench/processes.js';
+
+/** A port p for a node of two shards: p + 1 (shard 1's member address) and both peer ports (p + 1000, p + 1001) free as well. */
+export async function shardPorts(): Promise<number> {
+  const peerPortOffset = 1000;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await freePort();
+    const others = [port + 1, port + peerPortOffset, port + peerPortOffset + 1];
+    if (port + peerPortOffset + 1 <= 65_535 && (await Promise.all(others.map(portFree))).every(Boolean)) return port;
+  }
+  throw new Error('found no port p with p + 1, p + 1000 and p + 1001 free in 50 attempts');
+}
 
 /** A temporary folder, removed by the returned function. */
 export function temporaryFolder(prefix: string): { path: string; remove: () => void } {

@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RingClient } from '../../src/client/ring-client.js';
 import { nodeHasReusePort } from '../../src/cli/shards.js';
-import { type NodeProcess, freePort, killNode, pollDeadlineMs, portFree, processTestTimeoutMs, startNode, temporaryFolder, waitFor } from './processes.js';
+import { type NodeProcess, killNode, pollDeadlineMs, shardPorts, processTestTimeoutMs, startNode, temporaryFolder, waitFor } from './processes.js';
 
 /**
  * Goal: a shard-aware RingClient sends every read and write of a key to the shard that owns it,
@@ -14,19 +14,8 @@ import { type NodeProcess, freePort, killNode, pollDeadlineMs, portFree, process
  * counted there (README, "Shards").
  */
 
-const peerPortOffset = 1000;
 const reason = `skipped: shards share the HTTP port through reusePort, which needs Node.js 22.12 or later (this is ${process.versions.node}); run with .ci/with-node 24`;
 if (!nodeHasReusePort()) console.warn(`test/integration/shard-aware.test.ts ${reason}`);
-
-/** A port p with p + 1 (shard 1's member address) and both peer ports free as well. */
-async function shardPorts(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await freePort();
-    const others = [port + 1, port + peerPortOffset, port + peerPortOffset + 1];
-    if (port + peerPortOffset + 1 <= 65_535 && (await Promise.all(others.map(portFree))).every(Boolean)) return port;
-  }
-  throw new Error('found no port p with p + 1, p + 1000 and p + 1001 free in 50 attempts');
-}
 
 interface Counted {
   readonly forwardedWrites: number;

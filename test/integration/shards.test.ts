@@ -8,10 +8,9 @@ import { nodeHasReusePort } from '../../src/cli/shards.js';
 import {
   type NodeProcess,
   call,
-  freePort,
   killNode,
+  shardPorts,
   pollDeadlineMs,
-  portFree,
   processTestTimeoutMs,
   restartNode,
   startNode,
@@ -27,7 +26,6 @@ import {
  * restart of the whole node; SIGTERM stops every shard.
  */
 
-const peerPortOffset = 1000;
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'ringkv.js');
 
 /** Runs a `ringkv` command to its end: exit code and output. */
@@ -45,16 +43,6 @@ interface ShardStatus {
   members: { id: string; address: string; status: string; host?: string }[];
   process: { pid: number; shardIndex: number; shardCount: number };
   shards: { host: string; members: { id: string; address: string; status: string }[] };
-}
-
-/** A port p with p + 1 (shard 1's member address) and both peer ports free as well. */
-async function shardPorts(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await freePort();
-    const others = [port + 1, port + peerPortOffset, port + peerPortOffset + 1];
-    if (port + peerPortOffset + 1 <= 65_535 && (await Promise.all(others.map(portFree))).every(Boolean)) return port;
-  }
-  throw new Error('found no port p with p + 1, p + 1000 and p + 1001 free in 50 attempts');
 }
 
 describe.skipIf(!nodeHasReusePort())('a node of two shards (one process each, one HTTP port)', () => {
