@@ -35,7 +35,7 @@ export function ringRoutesOf(status: unknown): RingRoutes {
 /**
  * The partition of a bucket/key: the first 32 bits of SHA-1(bucket, 0x00, key) scaled to the
  * partition count (a power of two), exactly as the nodes place keys (`partitionOf` in
- * src/core/keys.ts; test/unit/shard-router.test.ts checks that the two agree).
+ * src/core/keys.ts, which the separately built client cannot import; test/client/shard-router.test.ts checks that the two agree).
  */
 export function keyPartition(bucket: string, key: string, partitionCount: number): number {
   const position = hash('sha1', `${bucket}\u0000${key}`, 'buffer').readUInt32BE(0);
