@@ -67,16 +67,25 @@ describe.skipIf(!nodeHasReusePort())('a shard-aware client on a node of two shar
     writeFileSync(config, JSON.stringify({ bucketDefaults: { nVal: 1 } }));
     node = startNode(port, join(folder.path, 'data'), { extraArgs: ['--shards', '2', '--config', config] });
     const started = node;
-    // Shard 1's own port answers for it alone; the ring is settled once it names both shards as owners.
-    const shardIds = await waitFor(`a ring owned by both shards (output: ${started.output.slice(-800)})`, pollDeadlineMs, async (see) => {
-      const answer = await request(`http://127.0.0.1:${port + 1}/status`, { headersTimeout: 60_000, bodyTimeout: 60_000 });
-      const status = (await answer.body.json()) as { members: { id: string; status: string }[]; ring: { owners: string[]; next: unknown } | null };
-      const owners = new Set(status.ring?.owners ?? []);
-      see(
-        `members ${status.members.map((member) => `${member.id} ${member.status}`).join(', ')}; owners ${[...owners].join(', ')}; moving ${status.ring?.next !== null}`,
-      );
-      const up = status.members.filter((member) => member.status === 'up').map((member) => member.id);
-      return up.length === 2 && owners.size === 2 && status.ring?.next === null ? up : undefined;
+    // Shard 1's own port answers for it alone; shard 0 answers through the shared port (a new connection each try, until it takes one).
+    // The ring is settled once both shards' own views name both as owners, with the same owner of every partition and no move
+    // under way: the client reads its ring from the shared port, so either shard's view may be the one it routes by (CI once saw
+    // 32 of 60 keys forwarded when only shard 1's view was waited for).
+    const settled = new Map<string, string>();
+    const shardIds = await waitFor(`a ring owned by both shards in both shards' views (output: ${started.output.slice(-800)})`, pollDeadlineMs, async (see) => {
+      for (const address of [`127.0.0.1:${port + 1}`, `127.0.0.1:${port}`]) {
+        const answer = await request(`http://${address}/status`, { reset: true, headersTimeout: 60_000, bodyTimeout: 60_000 });
+        const status = (await answer.body.json()) as { members: { id: string; status: string }[]; ring: { owners: string[]; next: unknown } | null };
+        const member = answer.headers['x-ringkv-member'] as string;
+        const owners = new Set(status.ring?.owners ?? []);
+        const up = status.members.filter((each) => each.status === 'up').map((each) => each.id);
+        const view = `members ${status.members.map((each) => `${each.id} ${each.status}`).join(', ')}; owners ${[...owners].join(', ')}; moving ${status.ring?.next !== null}`;
+        if (up.length === 2 && owners.size === 2 && status.ring?.next === null) settled.set(member, (status.ring?.owners ?? []).join(','));
+        else settled.delete(member);
+        see(`${member}: ${view}`);
+      }
+      const views = [...settled.values()];
+      return settled.size === 2 && views[0] === views[1] ? [...settled.keys()] : undefined;
     });
 
     const keys = Array.from({ length: 60 }, (_, index) => `key-${index}`);
