@@ -145,6 +145,10 @@ export class RingNode implements KvService {
         Object.values(gossiper.view.members)
           .filter((member) => member.status !== 'left' && member.status !== 'removed')
           .map((member) => member.id),
+      departed: (node) => {
+        const status = gossiper.view.members[node]?.status;
+        return status === 'left' || status === 'removed';
+      },
       settings: () => ({ ...config.watch, peerTimeoutMs: config.limits.peerTimeoutMs }),
     });
     const settings = () => ({

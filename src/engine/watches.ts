@@ -21,6 +21,8 @@ export interface WatchesDependencies {
   readonly send: (node: string, request: PeerRequest, timeoutMs?: number) => Promise<PeerReply>;
   /** Every member of the cluster whose log a watch reads (all but those that left or were removed). */
   readonly members: () => readonly string[];
+  /** Whether this node's view holds `node` as left or removed (a node it has not heard of yet is neither). */
+  readonly departed: (node: string) => boolean;
   readonly settings: () => WatchSettings;
 }
 
@@ -196,10 +198,15 @@ class WatchSession implements WatchStream {
     }
   }
 
-  /** Starts a poll loop for every member not polled yet (members that join later are polled from their head). */
+  /**
+   * Starts a poll loop for every member not polled yet (members that join later are polled from
+   * their head), and for every departed node the watch's id still names: a resumed id may point
+   * before writes such a node made before it went, which only its log holds.
+   */
   private syncTargets(): void {
     if (this.closed) return;
-    for (const node of this.dependencies.members()) {
+    const departed = [...this.cursors.keys()].filter((node) => this.dependencies.departed(node));
+    for (const node of [...this.dependencies.members(), ...departed]) {
       if (this.polling.has(node)) continue;
       this.polling.add(node);
       this.pollLoop(node).catch((error: unknown) => {
@@ -215,7 +222,11 @@ class WatchSession implements WatchStream {
       // A node that left (or was removed) is read to the end of its log once more, without
       // waiting: its last writes may not have been read yet. If it no longer answers, they may be missing.
       const member = this.dependencies.members().includes(node);
-      if (!member && !this.cursors.has(node)) break;
+      if (!member && !this.cursors.has(node)) {
+        // It went before any poll of it was answered: what it wrote before that may be missing.
+        if (this.missedStart.delete(node)) this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
+        break;
+      }
       const settings = this.dependencies.settings();
       const waitMs = member ? Math.max(0, Math.min(settings.pollWaitMs, Math.floor(settings.peerTimeoutMs / 2))) : 0;
       let reply: PeerReply;
@@ -230,7 +241,7 @@ class WatchSession implements WatchStream {
         );
       } catch {
         if (!member) {
-          this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
+          this.settleDeparted(node, true);
           break;
         }
         // Unreachable or refusing: ask again later from the same cursor, so nothing is skipped.
@@ -247,7 +258,7 @@ class WatchSession implements WatchStream {
       this.asked(node);
       this.syncTargets();
       if (!member && !held && (reply.type !== 'watch-poll-reply' || reply.writes.length < maxWritesPerPoll)) {
-        if (reply.type !== 'watch-poll-reply') this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
+        this.settleDeparted(node, reply.type !== 'watch-poll-reply');
         break;
       }
       // Held at a consistent write whose older versions may come from other logs: ask again soon from the same place.
@@ -338,6 +349,17 @@ class WatchSession implements WatchStream {
     }
     reported(version);
     this.push({ kind: 'decided', id: this.id(), bucket: this.filter.bucket, key, version, value });
+  }
+
+  /**
+   * A departed node's log was read to its end (or `lost`: it no longer answers, so `compacted`
+   * says its last writes may be missing). Its cursor leaves the id, so a later resume neither
+   * reads it again nor reports it lost again: a node that left or was removed writes no more.
+   */
+  private settleDeparted(node: string, lost: boolean): void {
+    this.cursors.delete(node);
+    this.holds.delete(node);
+    this.push(lost ? { kind: 'compacted', id: this.id(), nodes: [node] } : { kind: 'progress', id: this.id() });
   }
 
   private asked(node: string): void {

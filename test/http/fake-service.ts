@@ -119,6 +119,7 @@ export class FakeKvService implements KvService {
       clock: systemClock,
       logger: silentLogger,
       members: () => [this.nodeId],
+      departed: () => false,
       send: async (_node, request) => {
         if (request.type !== 'watch-poll') throw new Error(`the fake's watches send only watch-poll, not ${request.type}`);
         return this.watchLog.poll(request);
