@@ -6,7 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { checkWatch } from '../src/checkers/watch.js';
-import type { WatchRecord } from '../src/workloads/watch.js';
+import type { RingClient, WatchEvent } from '../../src/client/ring-client.js';
+import { HistoryRecorder } from '../src/history.js';
+import { type WatchRecord, WatchWorkload } from '../src/workloads/watch.js';
 import { HistoryBuilder } from './history-builder.js';
 
 const write = (
@@ -104,5 +106,38 @@ describe('the watch checker', () => {
     const result = checkWatch(history.build());
     expect(result.valid).toBe(false);
     expect(result.nothingTested).toContain('no write event');
+  });
+});
+
+describe('the watch workload records a watcher ready at its ready event', () => {
+  it('a write that arrives before the ready event (from the nodes that answered first) does not stand in for it', async () => {
+    const workload = new WatchWorkload({ keyCount: 1, concurrency: 1, seed: 1 });
+    const history = new HistoryRecorder();
+    let served = 0;
+    // A client whose every watch yields a put before its ready, then a put after it, then waits to be stopped.
+    const client = {
+      async *watch(_bucket: string, _target: unknown, options: { signal?: AbortSignal }): AsyncGenerator<WatchEvent, void, undefined> {
+        served += 1;
+        const put = (version: number): WatchEvent => ({
+          type: 'put',
+          id: `id-${served}-${version}`,
+          bucket: 'b',
+          key: 'key0',
+          value: Buffer.from(String(version)),
+          contentType: 'application/json',
+          context: String(version),
+          version,
+        });
+        yield put(served * 2 - 1);
+        yield { type: 'ready', id: `id-${served}-ready` };
+        yield put(served * 2);
+        await new Promise<void>((resolve) => (options.signal?.aborted === true ? resolve() : options.signal?.addEventListener('abort', () => resolve())));
+      },
+    } as unknown as RingClient;
+    const watchers = workload.startWatchers(client, ['node'], history);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await watchers.stop(new Map(), 0);
+    const events = history.operations.filter((operation) => operation.process === 'watch-0' && operation.f === 'watch-event');
+    expect(events.map((operation) => (operation.value as WatchRecord).event)).toEqual(['put', 'ready', 'put']);
   });
 });

@@ -117,9 +117,12 @@ export class WatchWorkload implements Workload {
             ...(lastId === undefined ? {} : { lastEventId: lastId }),
           })) {
             lastId = event.id;
-            // Only the first ready marks when the watcher began: a resume goes on from its id.
-            if (event.type === 'ready' && ready) continue;
-            ready = true;
+            // Only the first ready marks when the watcher began: a resume goes on from its id. Writes
+            // may arrive before it (from the nodes that answered first), and they do not count as it.
+            if (event.type === 'ready') {
+              if (ready) continue;
+              ready = true;
+            }
             const record = recordOf(event);
             if (record.version !== undefined && record.key !== undefined)
               latest[watcher]!.set(record.key, Math.max(record.version, latest[watcher]!.get(record.key) ?? 0));
