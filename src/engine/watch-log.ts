@@ -42,8 +42,10 @@ const entryOverheadBytes = 128;
  * is answered with `gap` and the watcher hears `compacted` (read again) instead of missing
  * writes silently. The log is in memory only: a restart is a gap.
  *
- * It records nothing until the first poll arrives, so a cluster without watches pays nothing
+ * It keeps nothing until the first poll arrives, so a cluster without watches pays nothing
  * for it on the write path; a watch begins with a poll of every node at the head of its log.
+ * Writes before that still take their sequence numbers, so a watch that reads the log from its
+ * start (a node that joined, not named in a resumed id) hears `gap` for them, never silence.
  */
 export class WatchLog implements WatchEventSink {
   readonly epoch: string;
@@ -75,7 +77,10 @@ export class WatchLog implements WatchEventSink {
   }
 
   append(bucket: string, key: string, object: VersionedObject, dot: Dot, objectBytes: number): void {
-    if (!this.active) return;
+    if (!this.active) {
+      this.nextSeq += 1;
+      return;
+    }
     this.push({
       seq: this.nextSeq++,
       bucket,
@@ -88,7 +93,10 @@ export class WatchLog implements WatchEventSink {
   }
 
   appendDecided(bucket: string, key: string, version: number, value: Uint8Array | null): void {
-    if (!this.active) return;
+    if (!this.active) {
+      this.nextSeq += 1;
+      return;
+    }
     this.push({
       seq: this.nextSeq++,
       bucket,

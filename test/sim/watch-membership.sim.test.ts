@@ -13,7 +13,9 @@ import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
  * silent. And once it has read a departed node to its end, its later ids no longer name that
  * node, so a resume after that does not report `compacted` for a log that held nothing more.
  * This is the jepsen-lite `watch` run under `membership`, seed 3, of issue 22 (one version
- * missed) made deterministic. SIM_SEED=<n> replays one seed.
+ * missed) made deterministic. Likewise a node that joined and decided a version before any watch
+ * asked it (its log kept nothing yet): a watch resumed from an id that does not name it reads it
+ * from its start and says `compacted` for it. SIM_SEED=<n> replays one seed.
  */
 
 const bucket = 'config';
@@ -84,7 +86,7 @@ async function leaveAfterTheLastWrite(seed: number): Promise<{ sim: SimCluster; 
   return { sim, resumeOn, leaver, lastId };
 }
 
-describe('simulation: a watch resumed after a node it read has left', () => {
+describe('simulation: a watch resumed across membership changes', () => {
   it.each(seeds)('seed %i: the leaver still answers: the resumed watch reads its log to the end and reports the last version', async (seed) => {
     const { sim, resumeOn, lastId } = await leaveAfterTheLastWrite(seed);
     const resumed = collect(resumeOn.node.watch(filter, lastId));
@@ -121,5 +123,40 @@ describe('simulation: a watch resumed after a node it read has left', () => {
     await sim.runUntil(() => again.items.some((item) => item.kind === 'ready'), 10_000, 'the second resume is ready');
     await sim.clock.advance(3000);
     expect(kinds(again.items), `seed ${seed}: the departed leaver's log was settled by the first resume`).not.toContain('compacted');
+  });
+
+  it.each(seeds)('seed %i: a joiner decided a version before any watch asked it: the resumed watch says compacted for it, never silence', async (seed) => {
+    const sim = (cluster = await SimCluster.start(seed, 3, config));
+    const first = sim.members[0]!;
+    const stream = first.node.watch(filter);
+    const watch = collect(stream);
+    await waitFor(sim, () => watch.items.some((item) => item.kind === 'ready'), 10_000, 'the watch is ready', watch.items);
+    stream.close();
+    await sim.drive(watch.done);
+    const joiner = await sim.addMember();
+    await sim.runUntil(
+      () => joiner.node.gossiper.ring !== null && first.node.gossiper.view.members[joiner.nodeId]?.status === 'up',
+      60_000,
+      'the joiner has a ring, and the first node counts it as a member',
+    );
+    const outcome = await sim.drive(
+      joiner.node.consistent(
+        bucket,
+        'k',
+        { kind: 'write', value: { contentType: 'text/plain', value: Buffer.from('one') }, condition: { kind: 'none' } },
+        5000,
+      ),
+    );
+    expect(outcome.version).toBe(1);
+    const resumed = collect(first.node.watch(filter, lastIdOf(watch.items)));
+    await waitFor(
+      sim,
+      () => versionsOf(resumed.items).includes(1) || resumed.items.some((item) => item.kind === 'compacted'),
+      20_000,
+      'the resumed watch reports version 1, or says compacted for the joiner',
+      resumed.items,
+    );
+    const compacted = resumed.items.find((item) => item.kind === 'compacted');
+    if (!versionsOf(resumed.items).includes(1)) expect(compacted?.kind === 'compacted' && compacted.nodes).toEqual([joiner.nodeId]);
   });
 });
