@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { WatchFilter } from '../../src/core/watch/watch-cursor.js';
 import type { WatchItem, WatchStream } from '../../src/engine/watches.js';
 import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
+import { isKvError } from '../../src/util/errors.js';
 
 /**
  * Goal (README, "Watches"; issue 22): a watcher that resumes with its last id misses nothing, or
@@ -10,8 +11,10 @@ import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
  * (its log alone holds it) after the watcher disconnected; the watcher resumes on a node that no
  * longer counts the leaver as a member. The resumed watch reads the leaver's log to its end
  * (the leaver still answers), or, when the leaver is gone, says `compacted` for it; it never goes
- * silent. And once it has read a departed node to its end, its later ids no longer name that
- * node, so a resume after that does not report `compacted` for a log that held nothing more.
+ * silent; and a node that has left decides no more versions (it refuses consistent
+ * operations), since watches read its log no more. And once it has read a departed node to its
+ * end, its later ids no longer name that node, so a resume after that does not report
+ * `compacted` for a log that held nothing more.
  * This is the jepsen-lite `watch` run under `membership`, seed 3, of issue 22 (one version
  * missed) made deterministic. Likewise a node that joined and decided a version before any watch
  * asked it (its log kept nothing yet): a watch resumed from an id that does not name it reads it
@@ -99,6 +102,19 @@ describe('simulation: a watch resumed across membership changes', () => {
     );
     expect(kinds(resumed.items), `seed ${seed}: the leaver answered, so nothing is compacted`).not.toContain('compacted');
     expect(versionsOf(resumed.items)).toEqual([2]);
+  });
+
+  it.each(seeds)('seed %i: a node that has left refuses consistent operations, so it decides nothing a watch would no longer read', async (seed) => {
+    const { sim, leaver } = await leaveAfterTheLastWrite(seed);
+    const refused = await sim.drive(
+      leaver.node
+        .consistent(bucket, 'k', { kind: 'write', value: { contentType: 'text/plain', value: Buffer.from('late') }, condition: { kind: 'none' } }, 5000)
+        .then(
+          () => 'applied',
+          (error: unknown) => (isKvError(error) ? `${error.code} ${String(error.details?.applied)}` : String(error)),
+        ),
+    );
+    expect(refused).toBe('KV_NOT_READY no');
   });
 
   it.each(seeds)('seed %i: the leaver is gone: the resumed watch says compacted for it, and a resume after that does not again', async (seed) => {
