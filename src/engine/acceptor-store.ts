@@ -18,6 +18,8 @@ export interface AcceptorStoreOptions {
    * win a key that no repair round fenced (one never written before a ring change).
    */
   readonly ringVersion: () => number;
+  /** Told of every key whose acceptor state was written (the lease scanner keeps the lease records it learns of so). */
+  readonly stored: (bucket: string, key: string) => void;
 }
 
 /**
@@ -58,7 +60,10 @@ export class AcceptorStore {
       // before the change can no longer win a majority of the old replicas (docs/CONSENSUS.md).
       const fenced: typeof state = { ...state, epoch: Math.max(state.epoch, this.options.ringVersion()) };
       const step = stepAcceptor(fenced, acceptorRequest);
-      if (step.persist !== null) await this.options.space.put(dataKey, encodeAcceptorState(step.persist), { sync: true });
+      if (step.persist !== null) {
+        await this.options.space.put(dataKey, encodeAcceptorState(step.persist), { sync: true });
+        this.options.stored(request.bucket, request.key);
+      }
       return step.reply;
     });
     return { type: 'paxos-reply', reply };

@@ -1,7 +1,7 @@
 import { decodeAcceptorState } from '../core/consensus/acceptor-codec.js';
 import { compareBallots } from '../core/consensus/ballot.js';
 import { decodeConsistentValue } from '../core/consensus/consistent-value.js';
-import { decodeDataKey, partitionOf } from '../core/keys.js';
+import { decodeDataKey, encodeDataKey, partitionOf } from '../core/keys.js';
 import { decodeLeaseRecord, leaseBucket } from '../core/leases/lease-record.js';
 import { preferenceList } from '../core/ring/ring.js';
 import type { KeySpace } from '../ports/storage.js';
@@ -15,7 +15,7 @@ export interface LocalLease {
   readonly ttlSeconds: number;
 }
 
-/** One scan step: the leases found, and whether the scan went round to the start of the space (a cycle ended). */
+/** One scan step: the leases found, and whether it went round every lease record this node knows of (a cycle ended). */
 export interface LeaseScan {
   readonly leases: readonly LocalLease[];
   readonly wrapped: boolean;
@@ -30,48 +30,78 @@ export type LeaseScannerOptions = Pick<NodeContext, 'selfId' | 'ring' | 'isUp' |
 /**
  * Finds the leases this node sweeps, from its own acceptor state (no network): the lease records
  * whose key has this node as its first up primary, so one node sweeps each lease and the next
- * primary takes over when it is down (docs/CONSENSUS.md, "Leases"). Each step examines at most
- * `limit` entries of the paxos space from where the last one stopped, so a sweep's work is
- * bounded however many consistent keys the node holds.
+ * primary takes over when it is down (docs/CONSENSUS.md, "Leases"). It reads the lease records
+ * it knows of, at most `limit` a step, round and round: the acceptor store tells it of each one
+ * it writes, and a walk over the whole paxos space, at most `limit` entries a step, finds those
+ * written before this run. So how late a lease is found ending does not grow with the consistent
+ * keys of other buckets the node holds (a walk alone took one step per `limit` of them), and a
+ * step's work stays bounded however many there are.
  */
 export class LeaseScanner {
-  /** The first key of the next step (undefined: the start of the space). */
+  /** The first key of the walk's next step (undefined: the start of the space). */
   private cursor: Uint8Array | undefined;
+  /** The ids of the lease records this node's acceptor holds, as far as it has learned. */
+  private readonly known = new Set<string>();
+  /** The known leases not read yet in this round. */
+  private round: string[] = [];
 
   constructor(private readonly options: LeaseScannerOptions) {}
 
-  /** The next at most `limit` entries' leases that this node sweeps. */
+  /** The acceptor store wrote the state of this key (AcceptorStore's `stored`). */
+  stored(bucket: string, key: string): void {
+    if (bucket === leaseBucket) this.known.add(key);
+  }
+
+  /** The leases that this node sweeps among the next at most `limit` it knows of. */
   async next(limit: number): Promise<LeaseScan> {
     const ring = this.options.ring();
     if (ring === null) return { leases: [], wrapped: true };
+    await this.walk(limit);
+    if (this.round.length === 0) this.round = [...this.known];
     const nVal = this.options.bucketProperties(leaseBucket).nVal;
     const leases: LocalLease[] = [];
+    for (const id of this.round.splice(0, limit)) {
+      const firstUp = preferenceList(ring, partitionOf(leaseBucket, id, ring.partitionCount), nVal).find((node) => this.options.isUp(node));
+      if (firstUp !== this.options.selfId) continue;
+      const stored = await this.options.space.get(encodeDataKey(leaseBucket, id));
+      const lease = stored === undefined ? null : this.leaseOf(id, stored);
+      // A record deleted (the lease ended) or collected from here is forgotten until written here again.
+      if (lease === null) this.known.delete(id);
+      else if (lease !== 'unreadable') leases.push(lease);
+    }
+    return { leases, wrapped: this.round.length === 0 };
+  }
+
+  /** The lease of a stored acceptor state: null when its newest state holds no record. */
+  private leaseOf(id: string, stored: Uint8Array): LocalLease | 'unreadable' | null {
+    const state = decodeAcceptorState(stored);
+    const newest =
+      state.accepted !== null && (state.committed === null || compareBallots(state.accepted.ballot, state.committed.ballot) > 0)
+        ? state.accepted
+        : state.committed;
+    if (newest === null || newest.state.value === null) return null;
+    try {
+      const record = decodeLeaseRecord(decodeConsistentValue(newest.state.value).value);
+      return { id, refresh: record.refresh, ending: record.ending, ttlSeconds: record.ttlSeconds };
+    } catch (error) {
+      // One unreadable record must not stop the sweeps of every other lease: it is reported and passed over.
+      this.options.logger.error({ error, lease: id }, 'a lease record is unreadable; its lease is not swept');
+      return 'unreadable';
+    }
+  }
+
+  /** One step of the walk over the paxos space: at most `limit` entries from where the last stopped; the lease records it passes become known. */
+  private async walk(limit: number): Promise<void> {
     let examined = 0;
     let last: Uint8Array | undefined;
-    for await (const [dataKey, stored] of this.options.space.entries(this.cursor === undefined ? {} : { gte: this.cursor })) {
+    for await (const [dataKey] of this.options.space.entries(this.cursor === undefined ? {} : { gte: this.cursor })) {
       if (examined >= limit) break;
       examined += 1;
       last = dataKey;
       const { bucket, key } = decodeDataKey(dataKey);
-      if (bucket !== leaseBucket) continue;
-      const firstUp = preferenceList(ring, partitionOf(bucket, key, ring.partitionCount), nVal).find((node) => this.options.isUp(node));
-      if (firstUp !== this.options.selfId) continue;
-      const state = decodeAcceptorState(stored);
-      const newest =
-        state.accepted !== null && (state.committed === null || compareBallots(state.accepted.ballot, state.committed.ballot) > 0)
-          ? state.accepted
-          : state.committed;
-      if (newest === null || newest.state.value === null) continue;
-      try {
-        const record = decodeLeaseRecord(decodeConsistentValue(newest.state.value).value);
-        leases.push({ id: key, refresh: record.refresh, ending: record.ending, ttlSeconds: record.ttlSeconds });
-      } catch (error) {
-        // One unreadable record must not stop the sweeps of every other lease: it is reported and passed over.
-        this.options.logger.error({ error, lease: key }, 'a lease record is unreadable; its lease is not swept');
-      }
+      if (bucket === leaseBucket) this.known.add(key);
     }
     // The next step starts just after the last key examined, or round again at the start.
     this.cursor = last === undefined || examined < limit ? undefined : Buffer.concat([last, Buffer.from([0])]);
-    return { leases, wrapped: this.cursor === undefined };
   }
 }

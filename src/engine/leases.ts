@@ -24,7 +24,7 @@ import { PeriodicTask } from './periodic-task.js';
 /** How often a node sweeps the leases it watches; its monotonic clock is the sum of these intervals. */
 export const leaseSweepIntervalMs = 500;
 
-/** Entries of the paxos space a sweep examines at most (LeaseScanner). */
+/** Entries of the paxos space a sweep walks, and lease records it reads, at most each (LeaseScanner). */
 export const leaseSweepScanLimit = 1024;
 
 /** Leases a sweep ends at most; the rest wait for the next sweep. */

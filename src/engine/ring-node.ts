@@ -119,7 +119,13 @@ export class RingNode implements KvService {
         for (const state of states) watchLog.appendDecided(bucket, key, state.version, state.value);
       },
     });
-    const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties: context.bucketProperties, ringVersion: () => context.ring()?.version ?? 0 });
+    const scanner = new LeaseScanner({ ...context, space: storage.paxos });
+    const acceptors = new AcceptorStore({
+      space: storage.paxos,
+      bucketProperties: context.bucketProperties,
+      ringVersion: () => context.ring()?.version ?? 0,
+      stored: (bucket, key) => scanner.stored(bucket, key),
+    });
     const handoff = new Handoff({
       ...context,
       replica,
@@ -159,7 +165,6 @@ export class RingNode implements KvService {
     const coordinator = new Coordinator({ ...context, hints: hintedHandoff.store, settings });
     this.client = new ClientRequests({ ...context, replica, coordinator, consistentCoordinator, limits: config.limits });
     const client = this.client;
-    const scanner = new LeaseScanner({ ...context, space: storage.paxos });
     this.leases = new Leases({
       ...context,
       consistent: async (bucket, key, command, timeoutMs) => client.consistent(bucket, key, command, timeoutMs),

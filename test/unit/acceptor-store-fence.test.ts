@@ -17,6 +17,7 @@ describe('AcceptorStore: the ring-version fence', () => {
       space: storage.paxos,
       bucketProperties: () => ({ consistent: true }) as BucketProperties,
       ringVersion: () => ringVersion,
+      stored: () => undefined,
     });
     const stale = await store.handle({ type: 'paxos-prepare', bucket: 'b', key: 'never-written', epoch: 4, ballot: { round: 1, proposer: 'p' } });
     expect(stale.reply).toMatchObject({ type: 'prepare-rejected', epoch: 5 });
