@@ -59,9 +59,10 @@ export type WatchItem =
   | { readonly kind: 'progress'; readonly id: string }
   | { readonly kind: 'overflow'; readonly queued: number };
 
-/** A running watch: its items in order; close() stops it (the iteration then ends). */
+/** A running watch: its items in order; close() stops it (the iteration then ends after what is queued); `closed` settles once it is stopped (by close() or an overflow). */
 export interface WatchStream extends AsyncIterable<WatchItem> {
   close(): void;
+  readonly closed: Promise<void>;
 }
 
 /** Writes asked for per poll. */
@@ -135,7 +136,11 @@ const maxHoldChecks = 100;
 class WatchSession implements WatchStream {
   private readonly queue: WatchItem[] = [];
   private waiting: (() => void) | undefined;
-  private closed = false;
+  private stopped = false;
+  private markClosed: () => void = () => undefined;
+  readonly closed = new Promise<void>((resolve) => {
+    this.markClosed = resolve;
+  });
   private readonly polling = new Set<string>();
   /** Nodes whose first poll failed: when one answers later, writes it made meanwhile may be lost (compacted). */
   private readonly missedStart = new Set<string>();
@@ -174,8 +179,9 @@ class WatchSession implements WatchStream {
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.stopped) return;
+    this.stopped = true;
+    this.markClosed();
     this.release();
     this.wakeReader();
   }
@@ -188,7 +194,7 @@ class WatchSession implements WatchStream {
           yield item;
           continue;
         }
-        if (this.closed) return;
+        if (this.stopped) return;
         await new Promise<void>((resolve) => {
           this.waiting = resolve;
         });
@@ -204,7 +210,7 @@ class WatchSession implements WatchStream {
    * before writes such a node made before it went, which only its log holds.
    */
   private syncTargets(): void {
-    if (this.closed) return;
+    if (this.stopped) return;
     const departed = [...this.cursors.keys()].filter((node) => this.dependencies.departed(node));
     for (const node of [...this.dependencies.members(), ...departed]) {
       if (this.polling.has(node)) continue;
@@ -218,7 +224,7 @@ class WatchSession implements WatchStream {
 
   private async pollLoop(node: string): Promise<void> {
     const { clock, send } = this.dependencies;
-    while (!this.closed) {
+    while (!this.stopped) {
       // A node that left (or was removed) is read to the end of its log once more, without
       // waiting: its last writes may not have been read yet. If it no longer answers, they may be missing.
       const member = this.dependencies.members().includes(node);
@@ -252,7 +258,7 @@ class WatchSession implements WatchStream {
         await clock.sleep(waitMs);
         continue;
       }
-      if (this.closed) break;
+      if (this.stopped) break;
       if (reply.type === 'watch-poll-reply' && reply.writes.length < maxWritesPerPoll) this.polls.set(node, { ...this.polls.get(node)!, headReached: poll });
       const held = reply.type === 'watch-poll-reply' && this.take(node, reply) === 'held';
       this.asked(node);
@@ -378,7 +384,7 @@ class WatchSession implements WatchStream {
 
   /** Queues an item; a watcher maxQueuedEvents behind is cut off with `overflow` instead of queueing without bound. */
   private push(item: WatchItem): void {
-    if (this.closed) return;
+    if (this.stopped) return;
     // Progress only moves the id: the newest one replaces one still queued.
     const last = this.queue.at(-1);
     if (item.kind === 'progress' && last?.kind === 'progress') this.queue.pop();

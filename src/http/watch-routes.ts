@@ -85,18 +85,24 @@ export function formatWatchItem(item: WatchItem): string {
   }
 }
 
-/** Resolves once the response can take more (or is closed). */
-async function drained(raw: ServerResponse): Promise<void> {
+/**
+ * Resolves once the response can take more (or is closed). When the watch stops first (its
+ * client fell watch.maxQueuedEvents behind while the socket took nothing: `overflow`), the
+ * connection is destroyed: a client that stopped reading cannot hold its socket and what is
+ * buffered for it for good. It reconnects with the last id it read.
+ */
+async function drained(raw: ServerResponse, stream: WatchStream): Promise<void> {
   if (raw.destroyed || raw.writableEnded) return;
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      raw.off('drain', done);
-      raw.off('close', done);
-      resolve();
-    };
+  let done = (): void => undefined;
+  const ready = new Promise<'drained'>((resolve) => {
+    done = () => resolve('drained');
     raw.on('drain', done);
     raw.on('close', done);
   });
+  const first = await Promise.race([ready, stream.closed.then(() => 'stopped' as const)]);
+  raw.off('drain', done);
+  raw.off('close', done);
+  if (first === 'stopped' && raw.writableNeedDrain) raw.destroy();
 }
 
 /** Streams a watch's items to the response until the watch ends or the client goes away. */
@@ -112,7 +118,7 @@ async function streamWatch(reply: FastifyReply, stream: WatchStream, onEnd: () =
   try {
     for await (const item of stream) {
       if (raw.destroyed) break;
-      if (!raw.write(formatWatchItem(item))) await drained(raw);
+      if (!raw.write(formatWatchItem(item))) await drained(raw, stream);
     }
   } finally {
     clearInterval(keepAlive);

@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { RingClient, type WatchEvent } from '../../src/client/index.js';
@@ -10,7 +10,8 @@ import { appHarness } from './app-harness.js';
  * GET answers and an id); bad input is refused before any stream starts, with the usual error
  * body (bad names, a missing prefix, an id that is no watch's); a watch past watch.maxWatchers is
  * 503 KV_OVERLOADED with Retry-After, and a watch is taken again once one closed; RingClient.watch
- * resumes from an id. A watch never ends by itself, so every read here has a deadline that fails
+ * resumes from an id; a client that stops reading is cut off once its watch overflows (its
+ * connection destroyed, not held). A watch never ends by itself, so every read here has a deadline that fails
  * with what it saw, and every stream a test opens is aborted.
  */
 
@@ -134,6 +135,38 @@ describe('GET /watch', () => {
       expect(answer.status, `${url}: ${answer.text}`).toBe(status);
       expect(JSON.parse(answer.text), url).toMatchObject({ error: { code } });
     }
+  });
+
+  it('cuts off a client that stopped reading once its watch overflows: the server destroys the connection instead of holding it', async () => {
+    const { origin, service } = await listening({ watch: { maxQueuedEvents: 4 } });
+    const { hostname, port } = new URL(origin);
+    const socket = connect(Number(port), hostname);
+    let received = 0;
+    const gone = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      // Reads the headers and the ready event, then nothing more: the socket's buffers fill.
+      if (received > 0) socket.pause();
+    });
+    socket.write(`GET /watch/b/k HTTP/1.1\r\nhost: ${hostname}\r\naccept: text/event-stream\r\n\r\n`);
+    await within(
+      (async () => {
+        while (service.watches.count === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      })(),
+      'the watch to start',
+      () => `received ${received} bytes`,
+    );
+    // 64 writes of 256 KiB: far more than the socket buffers and the watch's queue of 4 hold.
+    const value = Buffer.alloc(256 * 1024, 1);
+    for (let index = 0; index < 64; index++)
+      await service.put({ bucket: 'b', key: 'k', value, contentType: 'application/octet-stream', context: undefined, options: {} });
+    await within(
+      gone,
+      'the server to close the connection of the client that stopped reading',
+      () => `received ${received} bytes; watches served ${service.watches.count}`,
+    );
+    expect(service.watches.count).toBe(0);
   });
 
   it('answers 503 KV_OVERLOADED with Retry-After past watch.maxWatchers, and takes a watch again once one closed', async () => {
