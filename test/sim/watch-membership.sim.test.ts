@@ -18,7 +18,9 @@ import { isKvError } from '../../src/util/errors.js';
  * This is the jepsen-lite `watch` run under `membership`, seed 3, of issue 22 (one version
  * missed) made deterministic. Likewise a node that joined and decided a version before any watch
  * asked it (its log kept nothing yet): a watch resumed from an id that does not name it reads it
- * from its start and says `compacted` for it. SIM_SEED=<n> replays one seed.
+ * from its start and says `compacted` for it; and a member the watch never read (its polls
+ * failed from the start) that is removed is `compacted`, not passed over. SIM_SEED=<n> replays
+ * one seed.
  */
 
 const bucket = 'config';
@@ -174,5 +176,24 @@ describe('simulation: a watch resumed across membership changes', () => {
     );
     const compacted = resumed.items.find((item) => item.kind === 'compacted');
     if (!versionsOf(resumed.items).includes(1)) expect(compacted?.kind === 'compacted' && compacted.nodes).toEqual([joiner.nodeId]);
+  });
+
+  it.each(seeds)('seed %i: a member that never answered the watch and is then removed is compacted, not passed over', async (seed) => {
+    const sim = (cluster = await SimCluster.start(seed, 4, config));
+    const [first, , , gone] = sim.members as [SimMember, SimMember, SimMember, SimMember];
+    await sim.crash(gone);
+    const watch = collect(first.node.watch(filter));
+    await waitFor(sim, () => watch.items.some((item) => item.kind === 'ready'), 20_000, 'the watch is ready (the dead member counts as asked)', watch.items);
+    await sim.runUntil(() => !first.node.gossiper.isUp(gone.nodeId), 60_000, 'the dead member is judged down');
+    first.node.removeMember(gone.nodeId);
+    await waitFor(
+      sim,
+      () => watch.items.some((item) => item.kind === 'compacted'),
+      20_000,
+      'the watch says compacted for the removed member it never read',
+      watch.items,
+    );
+    const compacted = watch.items.find((item) => item.kind === 'compacted');
+    expect(compacted?.kind === 'compacted' && compacted.nodes).toEqual([gone.nodeId]);
   });
 });
