@@ -228,14 +228,17 @@ describe.skipIf(!nodeHasReusePort())('a node of two shards leaving and removed a
     });
   }
 
+  // One cluster: one secret; few partitions, so the handoffs are quick.
+  const env = { RINGKV_CLUSTER_SECRET: 'shards-leave-secret-0123456789', RINGKV_PARTITION_COUNT: '16' };
+
   it(
     'leaves with every shard (the supervisor exits 0, restarting none), and is removed by the ids of all its shards',
     async () => {
-      const anchor = startNode(await shardPorts(), join(folder.path, 'anchor'));
+      const anchor = startNode(await shardPorts(), join(folder.path, 'anchor'), { env });
       nodes.push(anchor);
       await ringOf(anchor, 1, 'the first node to be up in its own ring');
 
-      const leaver = startNode(await shardPorts(), join(folder.path, 'leaver'), { seeds: [anchor.address], extraArgs: ['--shards', '2'] });
+      const leaver = startNode(await shardPorts(), join(folder.path, 'leaver'), { seeds: [anchor.address], env, extraArgs: ['--shards', '2'] });
       nodes.push(leaver);
       await ringOf(anchor, 3, 'the two shards of the second node to join the ring');
       const written: string[] = [];
@@ -246,11 +249,15 @@ describe.skipIf(!nodeHasReusePort())('a node of two shards leaving and removed a
       expect(written.length).toBeGreaterThan(0);
 
       const supervisor = leaver.child!;
-      const exited = new Promise<number | null>((resolve) => supervisor.once('exit', (code) => resolve(code)));
       const left = await ringkv(['leave', '--node', leaver.address]);
       expect(left.code, left.stderr).toBe(0);
       // Both shards hand off and leave: the supervisor exits on its own, with 0, and restarts neither.
-      expect(await exited, leaver.output).toBe(0);
+      const exitCode = await waitFor(
+        () => `the leaving node's supervisor to exit on its own (output: ${leaver.output.slice(-800)})`,
+        pollDeadlineMs,
+        async () => supervisor.exitCode ?? (supervisor.signalCode === null ? undefined : supervisor.signalCode),
+      );
+      expect(exitCode, leaver.output).toBe(0);
       expect(leaver.output).toContain('every shard of the node leaves');
       expect(leaver.output).toContain('every shard has left the cluster');
       expect(leaver.output).not.toContain('restarting it');
@@ -259,7 +266,7 @@ describe.skipIf(!nodeHasReusePort())('a node of two shards leaving and removed a
       for (const key of written) expect((await call(anchor, 'GET', `/kv/leave/${key}?r=1`)).status, key).toBe(200);
 
       const port = await shardPorts();
-      const gone = startNode(port, join(folder.path, 'gone'), { seeds: [anchor.address], extraArgs: ['--shards', '2'] });
+      const gone = startNode(port, join(folder.path, 'gone'), { seeds: [anchor.address], env, extraArgs: ['--shards', '2'] });
       nodes.push(gone);
       const joined = await ringOf(anchor, 3, 'the two shards of the third node to join the ring');
       const ids = joined.members.filter((member) => member.host === `127.0.0.1_${port}`).map((member) => member.id);
