@@ -41,7 +41,12 @@ async function start(seed: number, count: number, partitionCount: number): Promi
 
 const valueOf = (text: string) => ({ contentType: 'text/plain', value: Buffer.from(text) });
 
-async function write(cluster: SimCluster, key: string, text: string | null, condition: { kind: 'none' } | { kind: 'version'; version: number } = { kind: 'none' }) {
+async function write(
+  cluster: SimCluster,
+  key: string,
+  text: string | null,
+  condition: { kind: 'none' } | { kind: 'version'; version: number } = { kind: 'none' },
+) {
   return cluster.drive(cluster.members[0]!.node.consistent(bucket, key, { kind: 'write', value: text === null ? null : valueOf(text), condition }));
 }
 
@@ -52,7 +57,11 @@ async function read(cluster: SimCluster, key: string, member = 0): Promise<Consi
 /** What a read shows: the text (null when absent), its lease, and the version. */
 function shown(outcome: ConsistentOutcome): { text: string | null; lease?: string; version: number } {
   if (outcome.value === null) return { text: null, version: outcome.version };
-  return { text: Buffer.from(outcome.value.value).toString(), version: outcome.version, ...(outcome.value.lease === undefined ? {} : { lease: outcome.value.lease }) };
+  return {
+    text: Buffer.from(outcome.value.value).toString(),
+    version: outcome.version,
+    ...(outcome.value.lease === undefined ? {} : { lease: outcome.value.lease }),
+  };
 }
 
 /** Backs up every partition from its first replica, as `ringkv backup` reads the stream (framing checked). */
@@ -131,7 +140,8 @@ describe('simulation: backup and restore of consistent buckets and leases', () =
 
       const records = await takeBackup(source);
       const backedUp = consistentByKey(records);
-      for (const key of keys) expect(backedUp.get(`${bucket}/${key}`)?.version, `seed ${seed}: ${key} is in the backup at its version`).toBe(before.get(key)!.version);
+      for (const key of keys)
+        expect(backedUp.get(`${bucket}/${key}`)?.version, `seed ${seed}: ${key} is in the backup at its version`).toBe(before.get(key)!.version);
       expect(backedUp.has(`${leaseBucket}/${lease}`), `seed ${seed}: the lease is in the backup`).toBe(true);
 
       // The target already holds two of the keys: one at a lower version than the backup's, one at a higher.
@@ -144,7 +154,8 @@ describe('simulation: backup and restore of consistent buckets and leases', () =
 
       for (const [index, key] of keys.entries()) {
         const after = shown(await read(target, key, index));
-        if (key === 'multi-1') expect(after, `seed ${seed}: a key at a higher version in the target keeps its state`).toEqual({ text: 'target round 7', version: 8 });
+        if (key === 'multi-1')
+          expect(after, `seed ${seed}: a key at a higher version in the target keeps its state`).toEqual({ text: 'target round 7', version: 8 });
         else expect(after, `seed ${seed}: ${key} restored with its value and exactly its backed-up version`).toEqual(before.get(key));
       }
       expect((await target.drive(target.members[3]!.node.leases.describe(lease))).keys).toEqual([{ bucket, key: 'ephemeral' }]);
@@ -165,25 +176,31 @@ describe('simulation: backup and restore of consistent buckets and leases', () =
       // The restored lease is a lease of the target: without keep-alives it ends after its ttl and deletes its key.
       const restoredAtMs = target.clock.nowMs();
       await target.runUntil(async () => (await read(target, 'ephemeral')).value === null, 10 * ttlSeconds * 1000, 'the restored lease ends', 1000);
-      expect(target.clock.nowMs() - restoredAtMs, `seed ${seed}: the restored lease ran its full ttl in the target`).toBeGreaterThanOrEqual(ttlSeconds * 1000 * 0.99);
+      expect(target.clock.nowMs() - restoredAtMs, `seed ${seed}: the restored lease ran its full ttl in the target`).toBeGreaterThanOrEqual(
+        ttlSeconds * 1000 * 0.99,
+      );
       expect(shown(await read(target, 'ephemeral'))).toEqual({ text: null, version: 2 });
     },
     600_000,
   );
 
-  it.each(seeds)('seed %i: an old backup restored into the live cluster changes no newer write or delete', async (seed) => {
-    const cluster = await start(seed, 3, 32);
-    const { keys } = await writeHistory(cluster);
-    const records = await takeBackup(cluster);
-    await write(cluster, 'multi-2', 'newer');
-    await write(cluster, 'once', null);
-    await write(cluster, 'deleted', 'written since');
-    const live = new Map<string, ReturnType<typeof shown>>();
-    for (const key of keys) live.set(key, shown(await read(cluster, key)));
-    const totals = await restore(cluster, records);
-    expect([totals.failed, totals.unleased]).toEqual([0, 0]);
-    for (const key of keys) expect(shown(await read(cluster, key)), `seed ${seed}: ${key} unchanged by an older backup`).toEqual(live.get(key));
-  }, 600_000);
+  it.each(seeds)(
+    'seed %i: an old backup restored into the live cluster changes no newer write or delete',
+    async (seed) => {
+      const cluster = await start(seed, 3, 32);
+      const { keys } = await writeHistory(cluster);
+      const records = await takeBackup(cluster);
+      await write(cluster, 'multi-2', 'newer');
+      await write(cluster, 'once', null);
+      await write(cluster, 'deleted', 'written since');
+      const live = new Map<string, ReturnType<typeof shown>>();
+      for (const key of keys) live.set(key, shown(await read(cluster, key)));
+      const totals = await restore(cluster, records);
+      expect([totals.failed, totals.unleased]).toEqual([0, 0]);
+      for (const key of keys) expect(shown(await read(cluster, key)), `seed ${seed}: ${key} unchanged by an older backup`).toEqual(live.get(key));
+    },
+    600_000,
+  );
 
   it.each(seeds)(
     'seed %i: a leased key whose lease is missing from the backup, or ending in it, is restored deleted at its version, never as a permanent key',
