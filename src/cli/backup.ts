@@ -486,6 +486,7 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
     // merging, mergesAtOnce versions at a time, so the cluster would sit mostly idle.
     const partitionsAtOnce = Math.min(count, restorePartitionsPerNode * nodes.length);
     for (const pass of ['leases', 'rest'] as const) {
+      if (pass === 'leases') output.progress('restore: the leases first, so that each leased key finds its lease');
       let nextPartition = 0;
       let stopping = false;
       const worker = async (): Promise<void> => {
@@ -530,6 +531,10 @@ function warnAboutTarget(manifest: BackupManifest, target: BackupDescription, ou
         `restore: warning: ${name} had conflictMode ${properties.conflictMode} in the backup, the target has ${now.conflictMode}: the target's rule merges the restored versions`,
       );
     if (now.nVal !== properties.nVal) output.progress(`restore: warning: ${name} had nVal ${properties.nVal} in the backup, the target has ${now.nVal}`);
+    if ((now.consistent === true) !== (properties.consistent === true))
+      output.progress(
+        `restore: warning: ${name} was ${properties.consistent === true ? '' : 'not '}consistent in the backup and is ${now.consistent === true ? '' : 'not '}in the target: its keys cannot be restored there (each fails with KV_CONSISTENT_BUCKET); start the target cluster with the backup's bucket settings`,
+      );
   }
   const ageMs = target.nowMs - manifest.startedAtMs;
   if (ageMs > target.reapedRetentionMs) {
