@@ -33,11 +33,12 @@ export interface TargetMeasurement {
   readonly peakRssBytesPerNode: readonly (number | null)[];
 }
 
-/** The driver a target is loaded through under these options. */
+/** The driver a target is loaded through under these options, for one bucket (the bench's own by default). */
 export function driverFor(
   target: RunningTarget,
   options: Pick<MeasureOptions, 'client' | 'valueSizeBytes' | 'concurrency' | 'timeoutMs' | 'shardAware'>,
   keyCount: number,
+  bucket = 'bench',
 ): RequestDriver {
   const kind: DriverKind = target.driverKind === 'etcd' ? 'etcd' : options.client;
   return createDriver(
@@ -48,7 +49,7 @@ export function driverFor(
       value: randomBytes(options.valueSizeBytes),
       // Enough sockets per node that a request never waits for one, however the rotation falls.
       connectionsPerNode: options.concurrency,
-      bucket: 'bench',
+      bucket,
       timeoutMs: options.timeoutMs,
       ...(target.conflictMode === 'siblings' ? { contextSlots: keyCount } : {}),
       // Only ringkv knows a ring (conflictMode is set for ringkv targets alone).

@@ -4,6 +4,7 @@
  *   --suite load     (default) load one system: running nodes (--nodes) or one it starts (--start)
  *   --suite compare  ceiling, ringkv 1 node, ringkv 3 nodes, etcd 3 members, side by side
  *   --suite scale    fill one cluster to 10,000 and then 1,000,000 keys; throughput and RSS at each
+ *   --suite consistent  plain against consistent-bucket PUTs on 3 nodes, then CAS on one key under contention
  *
  * Results go to stdout as a table and to bench/results/ as JSON (and markdown for the suites).
  */
@@ -15,6 +16,7 @@ import { type MeasureOptions, measureTarget } from './measure.js';
 import { packageRoot, removeTemporaryFolder, stopAll, temporaryFolder } from './processes.js';
 import { formatMiB, machineInfo, machineLine, resultCells, resultColumns, textTable, writeResultJson } from './report.js';
 import { type CompareTargetName, compareTargetNames, defaultCompareTargets, runCompareSuite } from './suites/compare.js';
+import { runConsistentSuite } from './suites/consistent.js';
 import { runScaleSuite } from './suites/scale.js';
 import { type RunningTarget, setupEtcd, startCeiling, startEtcd, startRingkv, stopTarget } from './targets.js';
 
@@ -46,7 +48,7 @@ const listOf =
   };
 
 interface CliOptions {
-  suite: 'load' | 'compare' | 'scale';
+  suite: 'load' | 'compare' | 'scale' | 'consistent';
   shards: number;
   basePort?: number;
   nodes?: string;
@@ -76,12 +78,14 @@ interface CliOptions {
   cpuProfDir?: string;
   scaleKeys: number[];
   scaleNodes: number;
+  rounds: number;
+  casClients: number[];
 }
 
 function command(): Command {
   return new Command('bench')
     .description('ringkv load generator: closed or open loop, put/get/mixed, uniform or zipfian keys')
-    .addOption(new Option('--suite <suite>', 'what to run').choices(['load', 'compare', 'scale']).default('load'))
+    .addOption(new Option('--suite <suite>', 'what to run').choices(['load', 'compare', 'scale', 'consistent']).default('load'))
     .option('--nodes <list>', 'load suite: host:port of running nodes to spread load over')
     .addOption(new Option('--system <system>', 'load suite with --nodes: request shape').choices(['ringkv', 'etcd']).default('ringkv'))
     .addOption(new Option('--start <target>', 'load suite: start this system itself').choices([...compareTargetNames]))
@@ -128,7 +132,9 @@ function command(): Command {
     .option('--keep-data', 'keep the data folders of started systems', false)
     .option('--cpu-prof-dir <dir>', 'start ringkv nodes with node --cpu-prof, profiles into this folder')
     .option('--scale-keys <list>', 'scale suite: key counts of the stages', (text) => text.split(',').map(positiveInteger), [10_000, 1_000_000])
-    .option('--scale-nodes <n>', 'scale suite: ringkv nodes (n_val = min(3, nodes))', positiveInteger, 3);
+    .option('--scale-nodes <n>', 'scale suite: ringkv nodes (n_val = min(3, nodes))', positiveInteger, 3)
+    .option('--rounds <n>', 'consistent suite: plain/consistent PUT pairs, alternating', positiveInteger, 2)
+    .option('--cas-clients <list>', 'consistent suite: client counts of the CAS-on-one-key phases', (text) => text.split(',').map(positiveInteger), [2, 8]);
 }
 
 function measureOptions(options: CliOptions): MeasureOptions {
@@ -241,6 +247,19 @@ async function main(): Promise<void> {
         resultsDir: options.resultsDir,
         keepData: options.keepData,
         ringkvNodeArgs: ringkvNodeArgs(options),
+      },
+      commandLine,
+    );
+  } else if (options.suite === 'consistent') {
+    await runConsistentSuite(
+      {
+        ...measureOptions(options),
+        prefill: false,
+        resultsDir: options.resultsDir,
+        keepData: options.keepData,
+        ringkvNodeArgs: ringkvNodeArgs(options),
+        rounds: options.rounds,
+        casClients: options.casClients,
       },
       commandLine,
     );

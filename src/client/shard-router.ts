@@ -200,7 +200,7 @@ export class ShardRouter {
     const member = routes.members.find((each) => each.id === owner);
     if (member === undefined || member.status !== 'up') return undefined;
     const origin = this.options.originOf(member.address);
-    const slot = `${member.id} ${origin}`;
+    const slot = this.slotOf(member.id, origin);
     let owned = this.members.get(slot);
     if (owned === undefined) {
       owned = new MemberConnections(
@@ -242,6 +242,7 @@ export class ShardRouter {
       .then(
         (routes) => {
           this.routes = routes;
+          this.closeDeparted(routes);
         },
         () => undefined,
       )
@@ -250,6 +251,21 @@ export class ShardRouter {
         this.reading = undefined;
       });
     await this.reading;
+  }
+
+  /** Closes the connections to members that are no longer in the ring, or no longer at that address, so they do not pile up as members come and go. */
+  private closeDeparted(routes: RingRoutes): void {
+    const current = new Set(routes.members.map((member) => this.slotOf(member.id, this.options.originOf(member.address))));
+    for (const [slot, connections] of this.members) {
+      if (current.has(slot)) continue;
+      this.members.delete(slot);
+      // A request still on one of them finishes first: undici's close waits for it.
+      connections.close().catch(() => undefined);
+    }
+  }
+
+  private slotOf(member: string, origin: string): string {
+    return `${member} ${origin}`;
   }
 
   async close(): Promise<void> {

@@ -112,6 +112,45 @@ describe('ShardRouter behind a shared port', () => {
     }
   });
 
+  it('closes its connections to a member that left the ring, at the next ring read', async () => {
+    const shared = await sharedPort();
+    const open = new Set<Socket>();
+    // Neither side closes an idle connection on its own, so only the router can have closed one.
+    if (server !== undefined) server.keepAliveTimeout = 0;
+    server?.on('connection', (socket: Socket) => {
+      open.add(socket);
+      socket.on('close', () => open.delete(socket));
+    });
+    let nowMs = 0;
+    let owner = { id: 'A', address: `127.0.0.1:${shared.port}`, status: 'up' };
+    const router = new ShardRouter({
+      fetchRoutes: async () => ({ partitionCount: 1, owners: [owner.id], members: [owner] }),
+      originOf: (address) => `http://${address}`,
+      dial: (origin) => new Client(origin, { keepAliveTimeout: 600_000, keepAliveMaxTimeout: 600_000 }),
+      connectionsPerMember: 4,
+      probeTimeoutMs: 60_000,
+      refreshMs: 10_000,
+      nowMs: () => nowMs,
+    });
+    try {
+      const route = await router.route('bucket', 'key');
+      expect(route?.member).toBe('A');
+      const response = await route!.dispatcher.request({ method: 'GET', path: '/kv/bucket/key' });
+      await response.body.dump();
+      route!.settle(response.headers);
+      expect(open.size).toBeGreaterThan(0);
+      // A left; the ring now names C, elsewhere and down, so nothing routes and A's connections are of no use.
+      owner = { id: 'C', address: '127.0.0.1:1', status: 'down' };
+      nowMs += 10_000;
+      await router.route('bucket', 'key');
+      const deadline = Date.now() + 20_000;
+      while (open.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(open.size, 'connections to the departed member still open').toBe(0);
+    } finally {
+      await router.close();
+    }
+  });
+
   it('routes nothing (the caller falls back to rotation) while the owner is not up', async () => {
     const router = new ShardRouter({
       fetchRoutes: async () => ({ partitionCount: 2, owners: ['A', 'B'], members: [{ id: 'A', address: '127.0.0.1:1', status: 'down' }] }),
