@@ -197,13 +197,19 @@ export async function runLoad(driver: RequestDriver, options: LoadOptions): Prom
   };
 
   progress.start();
-  const measureTimer = setTimeout(() => {
-    cpuAtMeasureStart = cpuSnapshot(serverPids);
-  }, Math.max(0, measureStartMs - performance.now()));
-  const timer = setTimeout(() => {
-    stopped = true;
-    cpuAtStop = cpuSnapshot(serverPids);
-  }, Math.max(0, stopMs - performance.now()));
+  const measureTimer = setTimeout(
+    () => {
+      cpuAtMeasureStart = cpuSnapshot(serverPids);
+    },
+    Math.max(0, measureStartMs - performance.now()),
+  );
+  const timer = setTimeout(
+    () => {
+      stopped = true;
+      cpuAtStop = cpuSnapshot(serverPids);
+    },
+    Math.max(0, stopMs - performance.now()),
+  );
   try {
     await Promise.all(Array.from({ length: options.concurrency }, (_, worker) => (options.loop === 'open' ? openWorker(worker) : closedWorker())));
   } finally {
