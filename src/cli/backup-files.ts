@@ -89,7 +89,7 @@ export async function readManifest(directory: string): Promise<BackupManifest | 
     throw invalidBackup(path, 'the manifest is not valid JSON (truncated or edited)');
   }
   if (manifest.format !== backupFormatName) throw invalidBackup(path, `not a ringkv backup manifest (format '${String(manifest.format)}')`);
-  if (manifest.formatVersion !== backupFormatVersion) throw invalidBackup(path, unreadableFormat(manifest.formatVersion));
+  if (manifest.formatVersion !== backupFormatVersion) throw unreadableFormat(path, manifest.formatVersion);
   const count = manifest.cluster?.partitionCount;
   if (!Number.isInteger(count) || count < 1 || typeof manifest.partitions !== 'object' || manifest.partitions === null)
     throw invalidBackup(path, 'the manifest lacks its partition count or partition list');

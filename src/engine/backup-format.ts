@@ -111,11 +111,20 @@ function doubleBytes(value: number): Buffer {
   return bytes;
 }
 
-/** Why a backup of another format version is refused: format 1 lacks the consistent buckets' keys and the leases. */
-export function unreadableFormat(formatVersion: number): string {
-  return formatVersion === 1
-    ? `backup format version 1, written by a ringkv that did not back up consistent buckets' keys or leases; this ringkv reads version ${backupFormatVersion} only: restore it with the ringkv that took it, or take a new backup`
-    : `backup format version ${formatVersion}, this ringkv reads version ${backupFormatVersion}`;
+/**
+ * The refusal of a backup of another format version, naming where it came from. Format 1 lacks the
+ * consistent buckets' keys and the leases: it is refused rather than restored without them.
+ */
+export function unreadableFormat(source: string, formatVersion: number): KvError {
+  const which =
+    formatVersion === 1
+      ? "backup format version 1, written by a ringkv that did not back up consistent buckets' keys or leases"
+      : `backup format version ${formatVersion}`;
+  return new KvError(
+    'KV_BACKUP_INVALID',
+    `${source}: ${which}; this ringkv reads version ${backupFormatVersion} only: restore it with the ringkv that took it, or take a new backup into a new directory`,
+    { details: { file: source, formatVersion } },
+  );
 }
 
 /** A refusal of a backup's bytes, naming where they came from. */
@@ -221,7 +230,7 @@ export class BackupRecordReader {
   private readHeader(bytes: Buffer): BackupFileHeader {
     if (!bytes.subarray(0, 4).equals(magic)) throw invalidBackup(this.source, 'not a ringkv backup file (no RKVB header)');
     const formatVersion = bytes.readUInt8(4);
-    if (formatVersion !== backupFormatVersion) throw invalidBackup(this.source, unreadableFormat(formatVersion));
+    if (formatVersion !== backupFormatVersion) throw unreadableFormat(this.source, formatVersion);
     return { formatVersion, partition: bytes.readUInt32BE(8), partitionCount: bytes.readUInt32BE(12) };
   }
 }
