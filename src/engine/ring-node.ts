@@ -65,6 +65,8 @@ export class RingNode implements KvService {
   readonly leases: Leases;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
+  /** Called when `leave` has started this node's leave (main.ts then has a sharded node's other shards leave too). */
+  onLeaving: (() => void) | undefined;
 
   /** Builds a node on its ports: loads what must exist before its roles (src/engine/node-context.ts), then wires them. `start` starts it. */
   static async open(options: RingNodeOptions): Promise<RingNode> {
@@ -209,7 +211,9 @@ export class RingNode implements KvService {
 
   /** `ringkv leave`: hands this node's partitions to others; `onLeft` fires once it has left. */
   leave(): { status: string } {
-    return this.lifecycle.leave();
+    const answer = this.lifecycle.leave();
+    this.onLeaving?.();
+    return answer;
   }
 
   /** `ringkv remove NODE_ID`: plans a node that is gone for good out of the ring. */
