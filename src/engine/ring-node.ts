@@ -181,7 +181,12 @@ export class RingNode implements KvService {
       limits: () => ({ maxSetElements: config.limits.maxSetElements, maxSetBytes: config.limits.maxSetBytes }),
       admit: (work) => this.client.admit(work),
     }));
-    this.backup = new BackupService({ ...context, coordinator });
+    this.backup = new BackupService({
+      ...context,
+      coordinator,
+      consistent: async (bucket, key, command, timeoutMs) => client.consistent(bucket, key, command, timeoutMs),
+      leases: this.leases,
+    });
     registerPeerHandlers(peers, { ...context, ...roles, dataTypes, acceptors, clientRequests: this.client, watchLog });
   }
 
