@@ -10,11 +10,15 @@
  * Every simulated SWIM member holds a table of every other (10^8 entries at 10,000 members, about
  * 9 GB resident) and a member-round costs about 0.8 ms of CPU at 1,000 members, so 10,000 take
  * ten minutes of CPU or more; the npm script raises Node's heap limit to 16 GiB for it. The
- * legacy model needs megabytes at any N.
+ * legacy model needs megabytes at any N. A SWIM run longer than 10 s prints a progress line on
+ * stderr every 10 s (phase, simulated time, events run, resident memory, wall time).
  */
 import { parseArgs } from 'node:util';
 import { measureLegacy } from './legacy-gossip-model.js';
-import { type GossipScaleFigures, measureSwim } from './swim-scale.js';
+import { type GossipScaleFigures, type SwimRunProgress, measureSwim } from './swim-scale.js';
+
+/** A SWIM run prints where it is (phase, simulated time, events run, resident memory, wall time) on stderr at most this often, checked every simulated round. */
+const progressEveryMs = 10_000;
 
 const { values } = parseArgs({
   options: {
@@ -38,7 +42,17 @@ for (const nodes of sizes) {
   for (const protocol of protocols) {
     const startedMs = performance.now();
     const cpuBefore = process.cpuUsage();
-    const figures: GossipScaleFigures = protocol === 'swim' ? measureSwim(nodes, seed) : measureLegacy(nodes, seed);
+    let lastLineMs = startedMs;
+    const progress = (where: SwimRunProgress): void => {
+      const nowMs = performance.now();
+      if (nowMs - lastLineMs < progressEveryMs) return;
+      lastLineMs = nowMs;
+      console.error(
+        `${protocol} N=${nodes}: ${where.phase}, ${(where.simulatedMs / 1000).toFixed(1)} s simulated, ${where.events} events, ` +
+          `${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB resident, ${((nowMs - startedMs) / 1000).toFixed(0)} s wall`,
+      );
+    };
+    const figures: GossipScaleFigures = protocol === 'swim' ? measureSwim(nodes, seed, progress) : measureLegacy(nodes, seed);
     const cpu = process.cpuUsage(cpuBefore);
     if (values.json) console.log(JSON.stringify(figures));
     else {

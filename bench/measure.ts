@@ -30,7 +30,7 @@ export interface TargetMeasurement {
   readonly prefill: PrefillResult | null;
   readonly results: readonly LoadResult[];
   /** VmHWM of each node process after the runs, in bytes. */
-  readonly peakRssBytesPerNode: readonly (number | null)[];
+  readonly peakRssBytesPerProcess: readonly (number | null)[];
 }
 
 /** The driver a target is loaded through under these options, for one bucket (the bench's own by default). */
@@ -107,7 +107,7 @@ export async function measureTarget(target: RunningTarget, options: MeasureOptio
       driver: driver.name,
       prefill: filled,
       results,
-      peakRssBytesPerNode: targetPeakRssBytes(target).map((bytes) => bytes ?? null),
+      peakRssBytesPerProcess: targetPeakRssBytes(target).map((bytes) => bytes ?? null),
     };
   } finally {
     await driver.close();

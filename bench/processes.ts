@@ -1,5 +1,5 @@
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -107,6 +107,35 @@ export function peakRssBytes(pid: number | undefined): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A live process and its descendants, parent before children (a sharded ringkv node: its
+ * supervisor, then its shard processes), read from /proc's `children` files; [pid] where /proc
+ * has none, [] for no pid.
+ */
+export function processTree(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  const tree = [pid];
+  // Bounded: a node has at most 64 shards, and nothing a bench starts nests deeper than two levels.
+  for (let next = 0; next < tree.length && tree.length <= 256; next++) {
+    const parent = tree[next] as number;
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${parent}/task`);
+    } catch {
+      continue;
+    }
+    for (const task of tasks) {
+      try {
+        const children = readFileSync(`/proc/${parent}/task/${task}/children`, 'utf8').trim();
+        if (children !== '') tree.push(...children.split(/\s+/).map(Number));
+      } catch {
+        // The task ended meanwhile.
+      }
+    }
+  }
+  return tree;
 }
 
 /** Current resident set size (VmRSS) of a live process in bytes. */

@@ -119,10 +119,15 @@ function command(): Command {
     .option('--read-fraction <f>', 'share of reads in the mixed workload', fraction, 0.5)
     .option('--r <n>', 'load suite: read quorum sent with each ringkv GET', positiveInteger)
     .option('--w <n>', 'load suite: write quorum sent with each ringkv PUT', positiveInteger)
-    .option('--shards <n>', 'load suite: shards (processes) per started ringkv node; the server CPU counts them all', positiveInteger, 1)
+    .option(
+      '--shards <n>',
+      'load and scale suites: shards (processes) per started ringkv node; the server CPU and the RSS count each of them',
+      positiveInteger,
+      1,
+    )
     .option(
       '--base-port <p>',
-      'load suite: the port of the one server --start starts (ceiling, ringkv-1; a node of S shards takes p .. p+S-1 and peer ports p+1000 ..), instead of free ports the system picks',
+      'load suite: the port of the one server --start starts (ceiling, ringkv-1; a node of S shards takes p .. p+S-1 and peer ports p+1000 ..); scale suite: node i at p+i*S; instead of free ports the system picks',
       positiveInteger,
     )
     .option('--no-prefill', 'do not write the key space before the runs')
@@ -221,8 +226,10 @@ async function runLoadSuite(options: CliOptions, commandLine: string): Promise<v
     );
     const rows = measurement.results.map((result) => [result.workload, ...resultCells(result)]);
     console.log(textTable(['workload', ...resultColumns], rows));
-    if (measurement.peakRssBytesPerNode.length > 0)
-      console.log(`\npeak RSS per node: ${measurement.peakRssBytesPerNode.map((bytes) => `${formatMiB(bytes ?? undefined)} MiB`).join(', ')}`);
+    if (measurement.peakRssBytesPerProcess.length > 0)
+      console.log(
+        `\npeak RSS per process (a sharded node: supervisor, then each shard): ${measurement.peakRssBytesPerProcess.map((bytes) => `${formatMiB(bytes ?? undefined)} MiB`).join(', ')}`,
+      );
     const file = writeResultJson(options.resultsDir, 'load', { machine, command: commandLine, options: measureOptions(options), measurement });
     console.log(`\nresults: ${file}`);
   } finally {
@@ -273,6 +280,8 @@ async function main(): Promise<void> {
         resultsDir: options.resultsDir,
         keepData: options.keepData,
         ringkvNodeArgs: ringkvNodeArgs(options),
+        shards: options.shards,
+        ...(options.basePort === undefined ? {} : { basePort: options.basePort }),
       },
       commandLine,
     );

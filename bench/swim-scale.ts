@@ -29,41 +29,71 @@ const roundMs = defaultSwimConfig.probeIntervalMs;
 const quietRounds = 10;
 const churnRounds = 10;
 
-/** Runs SWIM with `nodes` members (the last of them joins during the run). */
-export function measureSwim(nodes: number, seed: number): GossipScaleFigures {
+/** Where a run is, for a progress line: called after every simulated round or runUntil step. */
+export interface SwimRunProgress {
+  readonly phase: 'build' | 'settle' | 'idle' | 'join' | 'churn' | 'detection';
+  /** Virtual time since the cluster was built. */
+  readonly simulatedMs: number;
+  /** Events the simulator has run. */
+  readonly events: number;
+}
+
+/** Runs SWIM with `nodes` members (the last of them joins during the run); `progress` is told where the run is after every simulated round. */
+export function measureSwim(nodes: number, seed: number, progress: (where: SwimRunProgress) => void = () => {}): GossipScaleFigures {
   const random = new SeededRandom(seed ^ 0x5157);
+  progress({ phase: 'build', simulatedMs: 0, events: 0 });
   const cluster = new SwimCluster({ seed, members: nodes - 1 });
+  const startMs = cluster.nowMs;
+  let phase: SwimRunProgress['phase'] = 'settle';
+  const report = (): void => progress({ phase, simulatedMs: cluster.nowMs - startMs, events: cluster.eventsRun });
+  /** Runs `rounds` rounds one at a time, reporting after each (runFor in steps runs the same events as in one go). */
+  const runRounds = (rounds: number): void => {
+    for (let round = 0; round < rounds; round++) {
+      cluster.runFor(roundMs);
+      report();
+    }
+  };
   const everyone = (): string[] => cluster.liveIds;
   // Let every member's announcement of itself run its course.
-  cluster.runFor(5 * roundMs);
+  runRounds(5);
 
+  phase = 'idle';
   let bytesBefore = cluster.bytesSent;
-  cluster.runFor(quietRounds * roundMs);
+  runRounds(quietRounds);
   const bytesPerNodePerRoundIdle = (cluster.bytesSent - bytesBefore) / (nodes - 1) / quietRounds;
 
+  phase = 'join';
   const seedMember = everyone()[random.int(nodes - 1)] as string;
   const joiner = cluster.join(seedMember);
   const knowJoiner = (): string[] => everyone().filter((id) => cluster.member(id).stateOf(joiner) !== 'alive');
   const joinMs = cluster.runUntil(
-    () => knowJoiner().length === 0,
+    () => {
+      report();
+      return knowJoiner().length === 0;
+    },
     60 * roundMs,
     () => `${knowJoiner().length} members do not know the joiner ${joiner}`,
   );
-  cluster.runFor(5 * roundMs);
+  runRounds(5);
 
+  phase = 'churn';
   bytesBefore = cluster.bytesSent;
   for (let round = 0; round < churnRounds; round++) {
     for (const id of everyone()) cluster.at(cluster.nowMs + random.int(roundMs), () => cluster.member(id).publish({ lifecycle: 'up' }));
-    cluster.runFor(roundMs);
+    runRounds(1);
   }
   const bytesPerNodePerRoundChurn = (cluster.bytesSent - bytesBefore) / nodes / churnRounds;
-  cluster.runFor(10 * roundMs);
+  runRounds(10);
 
+  phase = 'detection';
   const victim = everyone()[random.int(nodes)] as string;
   cluster.kill(victim);
   const stillUp = (): string[] => everyone().filter((id) => cluster.member(id).stateOf(victim) !== 'dead');
   const detectionMs = cluster.runUntil(
-    () => stillUp().length === 0,
+    () => {
+      report();
+      return stillUp().length === 0;
+    },
     120 * roundMs,
     () => `${stillUp().length} members still think ${victim} is up`,
   );

@@ -4,7 +4,18 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import type { DriverKind } from './request-driver.js';
-import { type ServerProcess, freePorts, isAlive, packageRoot, peakRssBytes, startServer, stopServer, waitFor } from './processes.js';
+import {
+  type ServerProcess,
+  currentRssBytes,
+  freePorts,
+  isAlive,
+  packageRoot,
+  peakRssBytes,
+  processTree,
+  startServer,
+  stopServer,
+  waitFor,
+} from './processes.js';
 
 /**
  * The systems the compare suite starts: the ceiling server, ringkv (one node or a local
@@ -28,9 +39,18 @@ export interface RunningTarget {
   readonly processes: readonly ServerProcess[];
 }
 
-/** Peak RSS of each process of a target, in bytes (undefined where /proc has none). */
+/**
+ * Peak RSS of each process of a target, in bytes (undefined where /proc has none): each server,
+ * followed by its own children, so a sharded ringkv node counts as its supervisor and then each
+ * shard process (the shards hold the data; the supervisor alone would hide them).
+ */
 export function targetPeakRssBytes(target: RunningTarget): (number | undefined)[] {
-  return target.processes.map((server) => peakRssBytes(server.child.pid));
+  return target.processes.flatMap((server) => processTree(server.child.pid).map(peakRssBytes));
+}
+
+/** Current RSS of each process of a target, in the order of targetPeakRssBytes. */
+export function targetRssBytes(target: RunningTarget): (number | undefined)[] {
+  return target.processes.flatMap((server) => processTree(server.child.pid).map(currentRssBytes));
 }
 
 /** Stops every process of a target. */

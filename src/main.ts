@@ -13,7 +13,7 @@ import { FramedPeerServer } from './adapters/framed-peer-server.js';
 import { FramedTransport } from './adapters/framed-transport.js';
 import { KvError } from './util/errors.js';
 import { type ConfigFlags, loadConfig, packageRoot } from './cli/load-config.js';
-import { type ShardReadyMessage, shardLayoutProblem } from './cli/shards.js';
+import { type ShardMessage, type SupervisorMessage, shardLayoutProblem } from './cli/shards.js';
 import { type ShardPosition, shardConfig, shardPeerPort } from './config/shards.js';
 import type { NodeConfig } from './config/schema.js';
 import type { NodeIdentity } from './engine/node-context.js';
@@ -278,15 +278,33 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
     logger.info({}, 'stopped');
     process.exit(0);
   };
-  // `ringkv leave`: once the node has handed off everything and marked itself left, it exits.
-  node.onLeft = () => void shutdown('left the cluster');
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
-  if (shard.count > 1) {
-    // A shard lives as long as its supervisor: when the supervisor is gone (even by kill -9), the IPC channel closes.
-    process.on('disconnect', () => void shutdown('the shard supervisor is gone'));
-    // SIGINT from a terminal reaches the whole process group; the supervisor forwards SIGTERM, which drains.
-    const ready: ShardReadyMessage = { type: 'shard-ready', index: shard.index };
-    process.send?.(ready);
+  if (shard.count === 1) {
+    // `ringkv leave`: once the node has handed off everything and marked itself left, it exits.
+    node.onLeft = () => void shutdown('left the cluster');
+    return;
   }
+  // A node leaves as a whole (README, "Shards"): the shard `ringkv leave` reached tells the
+  // supervisor, which has every other shard leave; each shard that has left says so before it
+  // exits, so the supervisor does not restart it, and exits itself once all have.
+  const tell = (message: ShardMessage, then?: () => void): void => {
+    if (process.connected) process.send?.(message, undefined, {}, () => then?.());
+    else then?.();
+  };
+  node.onLeaving = () => tell({ type: 'shard-leaving', index: shard.index });
+  node.onLeft = () => tell({ type: 'shard-left', index: shard.index }, () => void shutdown('left the cluster'));
+  process.on('message', (message: Partial<SupervisorMessage> | null) => {
+    if (message?.type !== 'leave') return;
+    try {
+      node.leave();
+      logger.info({}, 'leaving the cluster with the other shards of this node');
+    } catch (error) {
+      logger.warn({ error: String(error) }, 'another shard of this node is leaving, but this one cannot');
+    }
+  });
+  // A shard lives as long as its supervisor: when the supervisor is gone (even by kill -9), the IPC channel closes.
+  process.on('disconnect', () => void shutdown('the shard supervisor is gone'));
+  // SIGINT from a terminal reaches the whole process group; the supervisor forwards SIGTERM, which drains.
+  tell({ type: 'shard-ready', index: shard.index });
 }

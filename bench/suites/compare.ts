@@ -110,11 +110,11 @@ export function compareVerdicts(measurements: readonly TargetMeasurement[]): Tar
   atLeast('1 node PUT >= 0.8x ceiling', ratio('ringkv-1', 'put', 'ceiling'), 0.8, 'ceiling');
   atLeast('1 node GET >= 0.8x ceiling', ratio('ringkv-1', 'get', 'ceiling'), 0.8, 'ceiling');
   for (const target of ['ringkv-1', 'ringkv-3']) {
-    const rss = measurements.find((measurement) => measurement.target === target)?.peakRssBytesPerNode;
+    const rss = measurements.find((measurement) => measurement.target === target)?.peakRssBytesPerProcess;
     if (rss === undefined) continue;
     const known = rss.filter((bytes): bytes is number => bytes !== null);
     verdicts.push({
-      target: `${target} peak RSS per node < 256 MiB (at this run's key count)`,
+      target: `${target} peak RSS per process (shard) < 256 MiB (at this run's key count)`,
       measured: `${known.map(formatMiB).join(', ')} MiB`,
       met: known.length === 0 ? null : Math.max(...known) < 256 * 2 ** 20,
     });
@@ -124,7 +124,7 @@ export function compareVerdicts(measurements: readonly TargetMeasurement[]): Tar
 
 /** The side-by-side table: one row per system and workload, with ratios to the ceiling and to etcd. */
 export function compareRows(measurements: readonly TargetMeasurement[]): { header: string[]; rows: string[][] } {
-  const header = ['system', 'workload', ...resultColumns, 'x ceiling', 'x etcd', 'ops/server CPU-s', 'peak RSS MiB/node'];
+  const header = ['system', 'workload', ...resultColumns, 'x ceiling', 'x etcd', 'ops/server CPU-s', 'peak RSS MiB/process'];
   const rows: string[][] = [];
   for (const measurement of measurements) {
     for (const result of measurement.results) {
@@ -137,7 +137,7 @@ export function compareRows(measurements: readonly TargetMeasurement[]): { heade
         formatRatio(ceiling === undefined || ceiling.opsPerSecond === 0 ? undefined : result.opsPerSecond / ceiling.opsPerSecond),
         formatRatio(etcd === undefined || etcd.opsPerSecond === 0 ? undefined : result.opsPerSecond / etcd.opsPerSecond),
         result.cpu.serversPercent === 0 ? 'n/a' : formatCount(result.opsPerSecond / (result.cpu.serversPercent / 100)),
-        measurement.peakRssBytesPerNode.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
+        measurement.peakRssBytesPerProcess.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
       ]);
     }
   }

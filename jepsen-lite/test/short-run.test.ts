@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { nodeHasReusePort } from '../../src/cli/shards.js';
 import { stopRun } from './run-cleanup.js';
 
 /**
@@ -23,11 +24,14 @@ async function isFree(port: number): Promise<boolean> {
   });
 }
 
-/** The first of from, from + 20, ... below `to` whose 15 ports (3 nodes, 6 link proxies, spare) are free, so two test runs on one machine do not collide. */
-async function freeBasePort(from = 18_500, to = 18_600): Promise<number> {
-  for (let base = from; base < to; base += 20) {
+/**
+ * The first of from, from + step, ... below `to` whose `count` ports are free (15 by default: 3
+ * nodes, 6 link proxies, spare), so two test runs on one machine do not collide.
+ */
+async function freeBasePort(from = 18_500, to = 18_600, count = 15, step = 20): Promise<number> {
+  for (let base = from; base < to; base += step) {
     let free = true;
-    for (let port = base; port < base + 15 && free; port++) free = await isFree(port);
+    for (let port = base; port < base + count && free; port++) free = await isFree(port);
     if (free) return base;
   }
   throw new Error(`no free port range in ${from}..${to - 1} for the short jepsen-lite run`);
@@ -158,6 +162,66 @@ describe('a short jepsen-lite watch run', () => {
       expect(results.events as number, 'watch events were checked').toBeGreaterThan(0);
       expect(results.required as number, 'acknowledged writes were required of the watchers').toBeGreaterThan(0);
       expect(readFileSync(join(store, 'latest', 'history.jsonl'), 'utf8')).toContain('"f":"watch-resume"');
+    },
+    20 * 60_000,
+  );
+});
+
+/**
+ * Hosts of two shards under the membership nemesis, short: 3 nodes of 2 shards (6 ring members)
+ * and 2 spare hosts, the client workload for about 20 s while hosts join, leave and are removed
+ * as a whole (seed 1 plans join n4, remove n1 via n2, join n5, leave n2). Every change the
+ * nemesis made must have succeeded, and the run must end valid with no acknowledged write lost.
+ * Its own port range (21600..21799: 5 hosts of 2 shards take 70 ports), apart from the runs above.
+ */
+describe.skipIf(!nodeHasReusePort())('a short jepsen-lite run of sharded hosts under membership changes', () => {
+  const store = mkdtempSync(join(tmpdir(), 'jepsen-lite-shards-test-'));
+  let child: ChildProcess | undefined;
+
+  afterAll(() => {
+    stopRun(child, store);
+    rmSync(store, { recursive: true, force: true });
+  });
+
+  it(
+    'joins, removes and decommissions whole hosts and ends valid with no acknowledged write lost',
+    async () => {
+      const args = [
+        '--workload',
+        'client',
+        '--nemesis',
+        'membership',
+        '--nodes',
+        '3',
+        '--shards',
+        '2',
+        '--time-limit',
+        '20',
+        '--concurrency',
+        '4',
+        '--seed',
+        '1',
+        '--nemesis-interval',
+        '2.5',
+        '--quiet',
+        '2',
+      ];
+      const basePort = await freeBasePort(21_600, 21_800, 70, 100);
+      const { exitCode, output } = await runToEnd([...args, '--base-port', String(basePort), '--store', store], (started) => {
+        child = started;
+      });
+      expect(exitCode, output).toBe(0);
+      const results = JSON.parse(readFileSync(join(store, 'latest', 'results.json'), 'utf8')) as Record<string, unknown>;
+      expect(results).toMatchObject({ valid: true, lost: 0, shards: 2 });
+      expect(results.acknowledged as number).toBeGreaterThan(0);
+      // The nemesis's own records: each change it started is followed by an info record, with an error when it failed.
+      const nemesis = readFileSync(join(store, 'latest', 'history.jsonl'), 'utf8')
+        .split('\n')
+        .filter((line) => line.includes('"process":"nemesis"'))
+        .map((line) => JSON.parse(line) as { type: string; f: string; value?: { kind?: string; action?: string }; error?: string });
+      const changes = nemesis.filter((record) => record.type === 'info' && record.f === 'start' && record.value?.kind === 'membership');
+      expect(changes.map((record) => record.error).filter((error) => error !== undefined)).toEqual([]);
+      expect(changes.map((record) => record.value?.action)).toEqual(expect.arrayContaining(['join', 'remove']));
     },
     20 * 60_000,
   );

@@ -8,13 +8,35 @@ import { createReadStream } from 'node:fs';
 import { open, readFile, rename, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { decodeObject } from '../core/versioning/object-codec.js';
-import { type BackupRecord, BackupRecordReader, backupFormatVersion, invalidBackup } from '../engine/backup-format.js';
+import { type BackupRecord, BackupRecordReader, backupFormatVersion, invalidBackup, unreadableFormat } from '../engine/backup-format.js';
+import { decodeConsistentValue } from '../core/consensus/consistent-value.js';
+import { decodeLeaseRecord, leaseBucket } from '../core/leases/lease-record.js';
+import { decodeDataKey } from '../core/keys.js';
 import type { BackupDescription } from '../engine/backup-format.js';
 
 /** The manifest's name in a backup directory. */
 export const manifestName = 'manifest.json';
 /** The format name every manifest carries. */
 export const backupFormatName = 'ringkv-backup';
+
+/** How many records of each kind a file holds. */
+export interface RecordCounts {
+  objects: number;
+  reapedTombstones: number;
+  consistentKeys: number;
+}
+
+/** No records yet. */
+export function noRecords(): RecordCounts {
+  return { objects: 0, reapedTombstones: 0, consistentKeys: 0 };
+}
+
+/** Counts one record into `counts`. */
+export function countRecord(counts: RecordCounts, record: BackupRecord): void {
+  if (record.kind === 'object') counts.objects += 1;
+  else if (record.kind === 'reaped') counts.reapedTombstones += 1;
+  else counts.consistentKeys += 1;
+}
 
 /** One finished partition in the manifest. */
 export interface PartitionEntry {
@@ -24,6 +46,8 @@ export interface PartitionEntry {
   readonly sha256: string;
   readonly objects: number;
   readonly reapedTombstones: number;
+  /** Consistent keys (leases included), each its decided state: deleted ones too, so their version is kept. */
+  readonly consistentKeys: number;
   /** The node whose replica was copied. */
   readonly node: string;
   readonly finishedAtMs: number;
@@ -65,8 +89,7 @@ export async function readManifest(directory: string): Promise<BackupManifest | 
     throw invalidBackup(path, 'the manifest is not valid JSON (truncated or edited)');
   }
   if (manifest.format !== backupFormatName) throw invalidBackup(path, `not a ringkv backup manifest (format '${String(manifest.format)}')`);
-  if (manifest.formatVersion !== backupFormatVersion)
-    throw invalidBackup(path, `backup format version ${manifest.formatVersion}, this ringkv reads version ${backupFormatVersion}`);
+  if (manifest.formatVersion !== backupFormatVersion) throw unreadableFormat(path, manifest.formatVersion);
   const count = manifest.cluster?.partitionCount;
   if (!Number.isInteger(count) || count < 1 || typeof manifest.partitions !== 'object' || manifest.partitions === null)
     throw invalidBackup(path, 'the manifest lacks its partition count or partition list');
@@ -140,7 +163,7 @@ export async function readPartitionFile(
   entry: PartitionEntry,
   partitionCount: number,
   onRecords: (records: BackupRecord[]) => Promise<void> | void,
-): Promise<{ objects: number; reapedTombstones: number }> {
+): Promise<RecordCounts> {
   const path = join(directory, entry.file);
   // The manifest names files only where this format puts them, so an edited manifest cannot point a restore elsewhere.
   if (entry.file !== partitionFileName(partition))
@@ -151,8 +174,7 @@ export async function readPartitionFile(
   const hash = createHash('sha256');
   const reader = new BackupRecordReader(path, 'file');
   let bytes = 0;
-  let objects = 0;
-  let reapedTombstones = 0;
+  const counts = noRecords();
   let stream: AsyncIterable<Buffer>;
   try {
     await stat(path);
@@ -170,22 +192,19 @@ export async function readPartitionFile(
         `the file holds partition ${reader.header.partition} of ${reader.header.partitionCount}, the manifest says partition ${partition} of ${partitionCount}`,
       );
     }
-    for (const record of records) {
-      if (record.kind === 'object') objects += 1;
-      else reapedTombstones += 1;
-    }
+    for (const record of records) countRecord(counts, record);
     if (records.length > 0) await onRecords(records);
   }
   reader.finish();
   if (bytes !== entry.bytes) throw invalidBackup(path, `the file has ${bytes} bytes, the manifest says ${entry.bytes} (truncated or appended to)`);
   if (hash.digest('hex') !== entry.sha256) throw invalidBackup(path, 'the file does not match its SHA-256 checksum in the manifest (corrupted)');
-  if (objects !== entry.objects || reapedTombstones !== entry.reapedTombstones) {
+  if (counts.objects !== entry.objects || counts.reapedTombstones !== entry.reapedTombstones || counts.consistentKeys !== entry.consistentKeys) {
     throw invalidBackup(
       path,
-      `the file holds ${objects} objects and ${reapedTombstones} reaped tombstones, the manifest says ${entry.objects} and ${entry.reapedTombstones}`,
+      `the file holds ${counts.objects} objects, ${counts.reapedTombstones} reaped tombstones and ${counts.consistentKeys} consistent keys, the manifest says ${entry.objects}, ${entry.reapedTombstones} and ${entry.consistentKeys}`,
     );
   }
-  return { objects, reapedTombstones };
+  return counts;
 }
 
 /** What a verified backup holds. */
@@ -194,13 +213,34 @@ export interface VerifiedBackup {
   readonly partitions: number;
   readonly objects: number;
   readonly reapedTombstones: number;
+  readonly consistentKeys: number;
   readonly bytes: number;
+}
+
+/**
+ * Checks that a record decodes: a stored object (or reaped tombstone) as an object; a consistent
+ * key's register as a consistent value of a bucket that was consistent in the backed-up cluster,
+ * and a lease's as a lease record. Throws what is wrong.
+ */
+function checkRecord(record: BackupRecord, manifest: BackupManifest): void {
+  if (record.kind !== 'consistent') {
+    decodeObject(record.objectBytes);
+    return;
+  }
+  const { bucket } = decodeDataKey(record.dataKey);
+  const properties = manifest.cluster.bucketProperties[bucket] ?? manifest.cluster.bucketProperties[''];
+  if (bucket !== leaseBucket && properties?.consistent !== true)
+    throw new Error(`bucket ${JSON.stringify(bucket)} was not consistent in the backed-up cluster`);
+  if (record.value === null) return;
+  const value = decodeConsistentValue(record.value);
+  if (bucket === leaseBucket) decodeLeaseRecord(value.value);
 }
 
 /**
  * `ringkv backup verify DIR`: the manifest is complete and of a known format version, every
  * partition has its file, and every file matches its size and checksum and decodes record by
- * record (every stored object included). Refuses with the first bad file named.
+ * record (every stored object, consistent key and lease included). Refuses with the first bad
+ * file named.
  */
 export async function verifyBackup(directory: string): Promise<VerifiedBackup> {
   const manifest = await readManifest(directory);
@@ -214,8 +254,7 @@ export async function verifyBackup(directory: string): Promise<VerifiedBackup> {
       `the backup is unfinished (${missing.length} of ${count} partitions missing); finish it with \`ringkv backup --to ${directory}\``,
     );
   }
-  let objects = 0;
-  let reapedTombstones = 0;
+  const counts = noRecords();
   let bytes = 0;
   for (let partition = 0; partition < count; partition++) {
     const entry = manifest.partitions[String(partition)]!;
@@ -223,15 +262,19 @@ export async function verifyBackup(directory: string): Promise<VerifiedBackup> {
     const counted = await readPartitionFile(directory, partition, entry, count, (records) => {
       for (const record of records) {
         try {
-          decodeObject(record.objectBytes);
+          checkRecord(record, manifest);
         } catch (error) {
-          throw invalidBackup(path, `a stored object does not decode (${error instanceof Error ? error.message : String(error)})`);
+          throw invalidBackup(
+            path,
+            `a ${record.kind === 'consistent' ? 'consistent key' : 'stored object'} does not decode (${error instanceof Error ? error.message : String(error)})`,
+          );
         }
       }
     });
-    objects += counted.objects;
-    reapedTombstones += counted.reapedTombstones;
+    counts.objects += counted.objects;
+    counts.reapedTombstones += counted.reapedTombstones;
+    counts.consistentKeys += counted.consistentKeys;
     bytes += entry.bytes;
   }
-  return { manifest, partitions: count, objects, reapedTombstones, bytes };
+  return { manifest, partitions: count, ...counts, bytes };
 }

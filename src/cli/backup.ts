@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { Agent, request } from 'undici';
 import { preferenceList } from '../core/ring/ring.js';
+import { decodeDataKey } from '../core/keys.js';
+import { leaseBucket } from '../core/leases/lease-record.js';
 import { type BackupRecord, BackupRecordReader, encodeRecord } from '../engine/backup-format.js';
 import type { BackupDescription, RestoreOutcome } from '../engine/backup-format.js';
 import { KvError, type KvErrorCode, errorStatusByCode } from '../util/errors.js';
@@ -19,6 +21,8 @@ import type { ClientAccess } from './client-access.js';
 import {
   type BackupManifest,
   backupFormatName,
+  countRecord,
+  noRecords,
   partitionFileIntact,
   partitionFileName,
   readManifest,
@@ -249,8 +253,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupManifest>
     const entries = Object.values(manifest.partitions);
     const objects = entries.reduce((sum, entry) => sum + entry.objects, 0);
     const reaped = entries.reduce((sum, entry) => sum + entry.reapedTombstones, 0);
+    const consistentKeys = entries.reduce((sum, entry) => sum + entry.consistentKeys, 0);
     output.result(
-      `backup complete: ${count} partitions, ${objects} objects, ${reaped} reaped tombstones, ${megabytes(entries.reduce((sum, entry) => sum + entry.bytes, 0))} in ${options.to}`,
+      `backup complete: ${count} partitions, ${objects} objects, ${reaped} reaped tombstones, ${consistentKeys} consistent keys, ${megabytes(entries.reduce((sum, entry) => sum + entry.bytes, 0))} in ${options.to}`,
     );
     return manifest;
   } finally {
@@ -314,16 +319,12 @@ async function copyPartition(
   // flush: the file is fsynced before it is closed, so the renamed file is complete on disk.
   const sink = createWriteStream(temporary, { flush: true });
   let bytes = 0;
-  let objects = 0;
-  let reapedTombstones = 0;
+  const counts = noRecords();
   try {
     for await (const chunk of body) {
       hash.update(chunk);
       bytes += chunk.length;
-      for (const record of reader.push(chunk)) {
-        if (record.kind === 'object') objects += 1;
-        else reapedTombstones += 1;
-      }
+      for (const record of reader.push(chunk)) countRecord(counts, record);
       if (!sink.write(chunk)) await once(sink, 'drain');
       await throttle.take(chunk.length);
     }
@@ -337,14 +338,14 @@ async function copyPartition(
   }
   await rename(temporary, path);
   await syncDirectory(join(directory, 'partitions'));
-  return { file, bytes, sha256: hash.digest('hex'), objects, reapedTombstones, node: nodeId, finishedAtMs: Date.now() };
+  return { file, bytes, sha256: hash.digest('hex'), ...counts, node: nodeId, finishedAtMs: Date.now() };
 }
 
 /** `ringkv backup verify DIR`. */
 export async function runVerify(directory: string, output: Output = consoleOutput): Promise<void> {
   const verified = await verifyBackup(directory);
   output.result(
-    `${directory}: ok, format version ${verified.manifest.formatVersion}, ${verified.partitions} partitions, ${verified.objects} objects, ${verified.reapedTombstones} reaped tombstones, ${megabytes(verified.bytes)}`,
+    `${directory}: ok, format version ${verified.manifest.formatVersion}, ${verified.partitions} partitions, ${verified.objects} objects, ${verified.reapedTombstones} reaped tombstones, ${verified.consistentKeys} consistent keys, ${megabytes(verified.bytes)}`,
   );
 }
 
@@ -367,18 +368,25 @@ interface RestoreProgress {
 
 const restoreProgressName = 'restore-progress.json';
 
+/** Whether a record is a lease's: the leases are restored first, so each leased key finds its lease in the target. */
+function isLeaseRecord(record: BackupRecord): boolean {
+  return record.kind === 'consistent' && decodeDataKey(record.dataKey).bucket === leaseBucket;
+}
+
 /**
  * `ringkv restore --from DIR`: verifies the whole backup first (a bad file stops it before any
- * record is sent), then merges every record into the target cluster through its nodes in turn.
- * A partition counts as restored once every one of its records was acknowledged by `w` replicas;
- * a re-run into the same cluster skips those.
+ * record is sent), then merges every record into the target cluster through its nodes in turn:
+ * the leases of every partition first, then everything else, so a leased key is restored only
+ * under a lease the target already holds (src/engine/backup-service.ts, restoreConsistent).
+ * A partition counts as restored once every one of its records was acknowledged by `w` replicas
+ * (a consistent key: by a Paxos majority); a re-run into the same cluster skips those.
  */
-export async function runRestore(options: RestoreOptions): Promise<{ merged: number; failed: number }> {
+export async function runRestore(options: RestoreOptions): Promise<{ merged: number; kept: number; unleased: number; failed: number }> {
   const output = options.output ?? consoleOutput;
   const verified = await verifyBackup(options.from);
   const { manifest } = verified;
   output.progress(
-    `restore: ${options.from} verified: ${verified.partitions} partitions, ${verified.objects} objects, ${verified.reapedTombstones} reaped tombstones`,
+    `restore: ${options.from} verified: ${verified.partitions} partitions, ${verified.objects} objects, ${verified.reapedTombstones} reaped tombstones, ${verified.consistentKeys} consistent keys`,
   );
   const api = new AdminApi(options.access);
   try {
@@ -403,6 +411,8 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
     const progress = new Progress(output, 'restore');
     let turn = 0;
     let merged = 0;
+    let kept = 0;
+    let unleased = 0;
     let failed = 0;
     let bytes = 0;
     let done = skipped;
@@ -427,7 +437,8 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
       saving = saving.then(async () => writeFileAtomically(progressPath, `${JSON.stringify(restored)}\n`));
       await saving;
     };
-    const restorePartition = async (partition: number): Promise<void> => {
+    const leasesFailed = new Set<number>();
+    const restorePartition = async (partition: number, pass: 'leases' | 'rest'): Promise<void> => {
       const entry = manifest.partitions[String(partition)]!;
       if (restored.partitions[String(partition)] === entry.sha256) return;
       let partitionFailed = 0;
@@ -441,6 +452,8 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
         batchBytes = 0;
         const outcome = await send(sending);
         merged += outcome.merged;
+        kept += outcome.kept;
+        unleased += outcome.unleased;
         partitionFailed += outcome.failed;
         for (const failure of outcome.failures) if (failures.length < 20) failures.push(failure);
         await throttle.take(sendingBytes);
@@ -448,6 +461,7 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
       };
       await readPartitionFile(options.from, partition, entry, count, async (records: BackupRecord[]) => {
         for (const record of records) {
+          if (isLeaseRecord(record) !== (pass === 'leases')) continue;
           const encoded = encodeRecord(record);
           batch.push(encoded);
           batchBytes += encoded.length;
@@ -456,7 +470,12 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
       });
       await flush();
       failed += partitionFailed;
-      if (partitionFailed === 0) {
+      // A partition's leases alone do not make it restored: its other records follow in the second pass.
+      if (pass === 'leases') {
+        if (partitionFailed > 0) leasesFailed.add(partition);
+        return;
+      }
+      if (partitionFailed === 0 && !leasesFailed.has(partition)) {
         restored.partitions[String(partition)] = entry.sha256;
         await saveProgress();
       }
@@ -466,22 +485,25 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
     // Several partitions at once, each a batch at a time: one batch in flight keeps only one node
     // merging, mergesAtOnce versions at a time, so the cluster would sit mostly idle.
     const partitionsAtOnce = Math.min(count, restorePartitionsPerNode * nodes.length);
-    let nextPartition = 0;
-    let stopping = false;
-    const worker = async (): Promise<void> => {
-      while (!stopping && nextPartition < count) {
-        const partition = nextPartition++;
-        try {
-          await restorePartition(partition);
-        } catch (error) {
-          stopping = true;
-          throw error;
+    for (const pass of ['leases', 'rest'] as const) {
+      if (pass === 'leases') output.progress('restore: the leases first, so that each leased key finds its lease');
+      let nextPartition = 0;
+      let stopping = false;
+      const worker = async (): Promise<void> => {
+        while (!stopping && nextPartition < count) {
+          const partition = nextPartition++;
+          try {
+            await restorePartition(partition, pass);
+          } catch (error) {
+            stopping = true;
+            throw error;
+          }
         }
-      }
-    };
-    const outcomes = await Promise.allSettled(Array.from({ length: partitionsAtOnce }, async () => worker()));
-    const rejected = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
-    if (rejected !== undefined) throw rejected.reason;
+      };
+      const outcomes = await Promise.allSettled(Array.from({ length: partitionsAtOnce }, async () => worker()));
+      const rejected = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+      if (rejected !== undefined) throw rejected.reason;
+    }
     if (failed > 0) {
       const shown = failures.map((failure) => `  ${failure.bucket}/${failure.key}: ${failure.code} ${failure.message}`).join('\n');
       throw new KvError(
@@ -489,8 +511,10 @@ export async function runRestore(options: RestoreOptions): Promise<{ merged: num
         `${failed} versions could not be written with w=${options.w}; run the same restore again (restored partitions are skipped, and merging twice changes nothing):\n${shown}`,
       );
     }
-    output.result(`restore complete: ${merged} versions merged into the cluster of ${options.node} (w=${options.w})`);
-    return { merged, failed };
+    output.result(
+      `restore complete: ${merged} versions merged into the cluster of ${options.node} (w=${options.w}); ${kept} consistent keys kept (the target had that version or a newer one), ${unleased} leased keys restored deleted (their lease is not live in the target)`,
+    );
+    return { merged, kept, unleased, failed };
   } finally {
     await api.close();
   }
@@ -507,6 +531,10 @@ function warnAboutTarget(manifest: BackupManifest, target: BackupDescription, ou
         `restore: warning: ${name} had conflictMode ${properties.conflictMode} in the backup, the target has ${now.conflictMode}: the target's rule merges the restored versions`,
       );
     if (now.nVal !== properties.nVal) output.progress(`restore: warning: ${name} had nVal ${properties.nVal} in the backup, the target has ${now.nVal}`);
+    if ((now.consistent === true) !== (properties.consistent === true))
+      output.progress(
+        `restore: warning: ${name} was ${properties.consistent === true ? '' : 'not '}consistent in the backup and is ${now.consistent === true ? '' : 'not '}in the target: its keys cannot be restored there (each fails with KV_CONSISTENT_BUCKET); start the target cluster with the backup's bucket settings`,
+      );
   }
   const ageMs = target.nowMs - manifest.startedAtMs;
   if (ageMs > target.reapedRetentionMs) {

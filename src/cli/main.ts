@@ -291,7 +291,7 @@ program
 
 program
   .command('leave')
-  .description('decommission a node: its partitions stream to their new owners, then it leaves the ring and exits')
+  .description('decommission a node (every shard of a sharded node): its partitions stream to their new owners, then it leaves the ring and exits')
   .option('--node <address>', 'node that leaves', defaultNode)
   .action(async (flags) => {
     await withClient(flags.node, async (client) => {
@@ -301,13 +301,18 @@ program
   });
 
 program
-  .command('remove <nodeId>')
-  .description('remove a node that is gone for good; its partitions are rebuilt from the remaining replicas')
+  .command('remove <nodeId...>')
+  .description(
+    'remove ring members that are gone for good (a sharded node: the ids of all its shards, which `ringkv status` lists under its host); their partitions are rebuilt from the remaining replicas',
+  )
   .option('--node <address>', 'any live node of the cluster', defaultNode)
-  .action(async (nodeId: string, flags) => {
+  .action(async (nodeIds: string[], flags) => {
     await withClient(flags.node, async (client) => {
-      await client.json('POST', `/admin/remove/${encodeURIComponent(nodeId)}`);
-      console.log(`${nodeId} is removed; the ring is being re-planned without it (see \`ringkv status\`)`);
+      // One at a time, each said as it is done: a refusal (a member still up) stops the command and names what was removed before it.
+      for (const nodeId of nodeIds) {
+        await client.json('POST', `/admin/remove/${encodeURIComponent(nodeId)}`);
+        console.log(`${nodeId} is removed; the ring is being re-planned without it (see \`ringkv status\`)`);
+      }
     });
   });
 

@@ -12,7 +12,9 @@ import { packageRoot } from './load-config.js';
  * It forks one `ringkv start --shard-index i` process per shard, restarts a shard that dies
  * (with backoff, a bounded number of times), forwards SIGTERM/SIGINT to every shard and exits
  * when they have drained. It holds no data and serves nothing: the shards share the HTTP port
- * through `reusePort` and each listens on its own peer port.
+ * through `reusePort` and each listens on its own peer port. A node leaves as a whole: the
+ * shard that `ringkv leave` reached asks the supervisor, which has every shard leave; a shard
+ * that has left exits and is not restarted, and the supervisor exits once all have.
  */
 
 /** The most shards a node runs; more processes than this on one host is a configuration mistake. */
@@ -24,6 +26,24 @@ const restartWindowMs = 5 * 60_000;
 /** The first restart waits this long, each further one in the window twice as long, up to maxRestartDelayMs. */
 const firstRestartDelayMs = 200;
 const maxRestartDelayMs = 10_000;
+
+/**
+ * The young generation's semi-space of a shard, in MiB (V8's `--max-semi-space-size`). Node 24
+ * sizes it by the host's memory, and on this 24 GiB machine a 2-shard node's shards peaked at
+ * 306-318 MiB RSS each at 10,000 keys under 64 clients, against 191-203 MiB with 4 MiB and no
+ * loss of throughput (bench/RESULTS.md, "a shard's memory"): most of a shard's heap was room
+ * for short-lived garbage. Each of a node's shards would take that room again.
+ */
+export const shardSemiSpaceMiB = 4;
+
+/**
+ * The Node flags a shard runs with: the supervisor's own, and `--max-semi-space-size` unless the
+ * operator set it (on the command line or in NODE_OPTIONS), whose choice wins.
+ */
+export function shardExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+  const named = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)].some((flag) => /^--max[-_]semi[-_]space[-_]size(=|$)/.test(flag));
+  return named ? [...execArgv] : [...execArgv, `--max-semi-space-size=${shardSemiSpaceMiB}`];
+}
 
 /** True when this Node's `server.listen` takes `reusePort` (Node ≥ 22.12 and ≥ 23.1). */
 export function nodeHasReusePort(versions: { readonly node: string } = process.versions): boolean {
@@ -91,16 +111,27 @@ export function shardLayoutProblem(dataDir: string, count: number): string | und
   return undefined;
 }
 
-/** The message a shard sends its supervisor once it listens. */
-export interface ShardReadyMessage {
-  readonly type: 'shard-ready';
+/**
+ * What a shard tells its supervisor: `shard-ready` once it listens; `shard-leaving` when a
+ * `ringkv leave` reached it (the whole node leaves, so the supervisor has every shard leave);
+ * `shard-left` once it has handed everything off and is about to exit (not to be restarted).
+ */
+export interface ShardMessage {
+  readonly type: 'shard-ready' | 'shard-leaving' | 'shard-left';
   readonly index: number;
+}
+
+/** What the supervisor tells a shard: `leave`, because another shard of the node was asked to. */
+export interface SupervisorMessage {
+  readonly type: 'leave';
 }
 
 interface ShardSlot {
   readonly index: number;
   child: ChildProcess | undefined;
   ready: boolean;
+  /** The shard has left the cluster: its exit is the end of it, not a crash. */
+  left: boolean;
   /** Start times of this shard's restarts within the window. */
   restarts: number[];
   /** What the shard wrote to stderr before the node was first up (held back, so a failed start is one line). */
@@ -122,9 +153,18 @@ export async function superviseShards(argv: readonly string[], count: number, co
   if (problem !== undefined) throw new KvError('KV_BAD_CONFIG', problem);
   const env = { ...process.env, RINGKV_CLUSTER_SECRET: shardsClusterSecret(config) };
   const script = join(packageRoot(), 'bin', 'ringkv.js');
-  const slots: ShardSlot[] = Array.from({ length: count }, (_, index) => ({ index, child: undefined, ready: false, restarts: [], heldErrors: '' }));
+  const slots: ShardSlot[] = Array.from({ length: count }, (_, index) => ({
+    index,
+    child: undefined,
+    ready: false,
+    left: false,
+    restarts: [],
+    heldErrors: '',
+  }));
   let stopping = false;
   let allReadyOnce = false;
+  /** Set once any shard was asked to leave: every shard then is, once (a shard restarted meanwhile resumes its leave from its own saved status). */
+  let leaving = false;
 
   const stopAll = async (exitCode: number): Promise<never> => {
     stopping = true;
@@ -143,15 +183,33 @@ export async function superviseShards(argv: readonly string[], count: number, co
     slot.ready = false;
     // Each shard logs to the node's stdout (its log lines name the shard). Its stderr (a failed
     // start's one line) is held until the node is first up, so a start that fails says it once.
-    const child = fork(script, [...argv, '--shards', String(count), '--shard-index', String(slot.index)], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env });
+    const child = fork(script, [...argv, '--shards', String(count), '--shard-index', String(slot.index)], {
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+      env,
+      execArgv: shardExecArgv(process.execArgv, process.env.NODE_OPTIONS),
+    });
     slot.child = child;
     child.stderr?.on('data', (chunk: Buffer) => {
       if (allReadyOnce) process.stderr.write(chunk);
       else slot.heldErrors = (slot.heldErrors + chunk.toString('utf8')).slice(-10_000);
     });
     child.on('message', (message: unknown) => {
-      if ((message as Partial<ShardReadyMessage> | null)?.type !== 'shard-ready') return;
+      const type = (message as Partial<ShardMessage> | null)?.type;
+      if (type === 'shard-leaving') {
+        if (leaving) return;
+        leaving = true;
+        console.error(`ringkv: shard ${slot.index} was asked to leave the cluster; every shard of the node leaves`);
+        for (const each of slots) if (each !== slot && each.child?.connected === true) each.child.send({ type: 'leave' } satisfies SupervisorMessage);
+        return;
+      }
+      if (type === 'shard-left') {
+        slot.left = true;
+        return;
+      }
+      if (type !== 'shard-ready') return;
       slot.ready = true;
+      // A shard that was down when the node was asked to leave hears it now.
+      if (leaving && !slot.left) child.send({ type: 'leave' } satisfies SupervisorMessage);
       if (allReadyOnce) {
         console.error(`ringkv: shard ${slot.index} is up again (pid ${child.pid})`);
       } else if (slots.every((each) => each.ready)) {
@@ -167,6 +225,14 @@ export async function superviseShards(argv: readonly string[], count: number, co
   const onExit = (slot: ShardSlot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void => {
     if (stopping || slot.child !== child) return;
     slot.child = undefined;
+    if (slot.left) {
+      // A shard that left the cluster is done; the node is done once every shard is.
+      if (slots.every((each) => each.left && each.child === undefined)) {
+        console.error(`ringkv: every shard has left the cluster; the node exits`);
+        process.exit(0);
+      }
+      return;
+    }
     if (!allReadyOnce) {
       // A node whose shards cannot all start is not the node asked for: stop the others and say why in one line, the shard's own.
       const said = slot.heldErrors

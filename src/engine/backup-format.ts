@@ -12,7 +12,11 @@
  *   end     kind 0  | 0 u32        | 8 u32            | recordCount u64                       (last)
  *
  * Record kinds: 1 a stored object (key: the storage key, value: the stored object bytes); 2 a
- * reaped-tombstone record (key: the storage key, value: reapedAtMs f64 then the tombstone's bytes).
+ * reaped-tombstone record (key: the storage key, value: reapedAtMs f64 then the tombstone's bytes);
+ * 3 a consistent key's decided state, read by a Paxos round when the partition was streamed (key:
+ * the storage key, value: version u64, then u8 0 for a deleted key or 1 and the register's bytes,
+ * src/core/consensus/consistent-value.ts). Format 2 added kind 3; a reader refuses format 1, whose
+ * backups silently lack the consistent buckets' keys and the leases.
  * The end record makes a cut-off stream detectable on its own; the manifest's SHA-256 of each
  * file catches any other change.
  */
@@ -21,7 +25,7 @@ import type { BucketProperties } from '../config/schema.js';
 import type { NodeLocation } from '../core/ring/ring.js';
 
 /** The version of the backup format this ringkv writes and reads (also in the manifest). */
-export const backupFormatVersion = 1;
+export const backupFormatVersion = 2;
 
 const magic = Buffer.from('RKVB', 'latin1');
 /** Bytes of the file header. */
@@ -34,18 +38,17 @@ const maxKeyBytes = 6 + 2 * 65_536;
 export const maxRecordValueBytes = 1024 * 1024 * 1024;
 
 /** What a record holds. */
-export type BackupRecordKind = 'object' | 'reaped';
+export type BackupRecordKind = BackupRecord['kind'];
 
-/** One record of a backup: a stored object or a reaped-tombstone record, under its storage key. */
-export interface BackupRecord {
-  readonly kind: BackupRecordKind;
-  /** The storage key (ring position, bucket, key: src/core/keys.ts). */
-  readonly dataKey: Buffer;
-  /** The stored object's bytes (src/core/versioning/object-codec.ts). */
-  readonly objectBytes: Buffer;
-  /** When the tombstone was reaped (reaped records only). */
-  readonly reapedAtMs?: number;
-}
+/**
+ * One record of a backup, under its storage key (ring position, bucket, key: src/core/keys.ts): a
+ * stored object, a reaped-tombstone record (its tombstone's bytes and when it was reaped), or a
+ * consistent key's decided state (its version and register bytes, null when deleted).
+ */
+export type BackupRecord =
+  | { readonly kind: 'object'; readonly dataKey: Buffer; readonly objectBytes: Buffer }
+  | { readonly kind: 'reaped'; readonly dataKey: Buffer; readonly objectBytes: Buffer; readonly reapedAtMs: number }
+  | { readonly kind: 'consistent'; readonly dataKey: Buffer; readonly version: number; readonly value: Buffer | null };
 
 /** The header of a partition file. */
 export interface BackupFileHeader {
@@ -54,7 +57,7 @@ export interface BackupFileHeader {
   readonly partitionCount: number;
 }
 
-const kindCodes: Record<BackupRecordKind, number> = { object: 1, reaped: 2 };
+const kindCodes: Record<BackupRecordKind, number> = { object: 1, reaped: 2, consistent: 3 };
 const endKindCode = 0;
 
 /** The header of a partition file. */
@@ -69,7 +72,7 @@ export function encodeHeader(partition: number, partitionCount: number): Buffer 
 
 /** One record, framed. */
 export function encodeRecord(record: BackupRecord): Buffer {
-  const value = record.kind === 'reaped' ? Buffer.concat([doubleBytes(record.reapedAtMs ?? 0), record.objectBytes]) : record.objectBytes;
+  const value = recordValue(record);
   const head = Buffer.alloc(recordHeaderBytes);
   head.writeUInt8(kindCodes[record.kind], 0);
   head.writeUInt32BE(record.dataKey.length, 1);
@@ -87,10 +90,41 @@ export function encodeEnd(recordCount: number): Buffer {
   return bytes;
 }
 
+function recordValue(record: BackupRecord): Buffer {
+  switch (record.kind) {
+    case 'object':
+      return record.objectBytes;
+    case 'reaped':
+      return Buffer.concat([doubleBytes(record.reapedAtMs), record.objectBytes]);
+    case 'consistent': {
+      const head = Buffer.alloc(9);
+      head.writeBigUInt64BE(BigInt(record.version), 0);
+      head.writeUInt8(record.value === null ? 0 : 1, 8);
+      return record.value === null ? head : Buffer.concat([head, record.value]);
+    }
+  }
+}
+
 function doubleBytes(value: number): Buffer {
   const bytes = Buffer.alloc(8);
   bytes.writeDoubleBE(value, 0);
   return bytes;
+}
+
+/**
+ * The refusal of a backup of another format version, naming where it came from. Format 1 lacks the
+ * consistent buckets' keys and the leases: it is refused rather than restored without them.
+ */
+export function unreadableFormat(source: string, formatVersion: number): KvError {
+  const which =
+    formatVersion === 1
+      ? "backup format version 1, written by a ringkv that did not back up consistent buckets' keys or leases"
+      : `backup format version ${formatVersion}`;
+  return new KvError(
+    'KV_BACKUP_INVALID',
+    `${source}: ${which}; this ringkv reads version ${backupFormatVersion} only: restore it with the ringkv that took it, or take a new backup into a new directory`,
+    { details: { file: source, formatVersion } },
+  );
 }
 
 /** A refusal of a backup's bytes, naming where they came from. */
@@ -145,7 +179,7 @@ export class BackupRecordReader {
       const kindCode = this.pending.readUInt8(offset);
       const keyLength = this.pending.readUInt32BE(offset + 1);
       const valueLength = this.pending.readUInt32BE(offset + 5);
-      if (kindCode !== endKindCode && kindCode !== kindCodes.object && kindCode !== kindCodes.reaped)
+      if (kindCode !== endKindCode && kindCode !== kindCodes.object && kindCode !== kindCodes.reaped && kindCode !== kindCodes.consistent)
         throw invalidBackup(this.source, `record ${this.records + 1} has unknown kind ${kindCode}`);
       if (keyLength > maxKeyBytes || valueLength > maxRecordValueBytes)
         throw invalidBackup(this.source, `record ${this.records + 1} claims ${keyLength} key bytes and ${valueLength} value bytes, beyond any stored object`);
@@ -167,6 +201,8 @@ export class BackupRecordReader {
       if (kindCode === kindCodes.reaped) {
         if (valueLength < 8) throw invalidBackup(this.source, `reaped record ${this.records} is too short`);
         out.push({ kind: 'reaped', dataKey: Buffer.from(key), reapedAtMs: value.readDoubleBE(0), objectBytes: Buffer.from(value.subarray(8)) });
+      } else if (kindCode === kindCodes.consistent) {
+        out.push(this.consistentRecord(key, value));
       } else {
         out.push({ kind: 'object', dataKey: Buffer.from(key), objectBytes: Buffer.from(value) });
       }
@@ -183,11 +219,18 @@ export class BackupRecordReader {
     if (this.framing === 'file' && !this.ended) throw invalidBackup(this.source, `the file is truncated: no end record after record ${this.records}`);
   }
 
+  private consistentRecord(key: Buffer, value: Buffer): BackupRecord {
+    const flag = value.length >= 9 ? value.readUInt8(8) : -1;
+    const version = value.length >= 9 ? value.readBigUInt64BE(0) : 0n;
+    if (flag < 0 || flag > 1 || (flag === 0 && value.length !== 9) || version < 1n || version > BigInt(Number.MAX_SAFE_INTEGER))
+      throw invalidBackup(this.source, `consistent record ${this.records} is malformed (a version from 1 and a presence flag of 0 or 1 come first)`);
+    return { kind: 'consistent', dataKey: Buffer.from(key), version: Number(version), value: flag === 0 ? null : Buffer.from(value.subarray(9)) };
+  }
+
   private readHeader(bytes: Buffer): BackupFileHeader {
     if (!bytes.subarray(0, 4).equals(magic)) throw invalidBackup(this.source, 'not a ringkv backup file (no RKVB header)');
     const formatVersion = bytes.readUInt8(4);
-    if (formatVersion !== backupFormatVersion)
-      throw invalidBackup(this.source, `backup format version ${formatVersion}, this ringkv reads version ${backupFormatVersion}`);
+    if (formatVersion !== backupFormatVersion) throw unreadableFormat(this.source, formatVersion);
     return { formatVersion, partition: bytes.readUInt32BE(8), partitionCount: bytes.readUInt32BE(12) };
   }
 }
@@ -216,7 +259,12 @@ export interface BackupDescription {
 /** What a restore batch achieved. */
 export interface RestoreOutcome {
   readonly records: number;
+  /** Versions merged: objects and reaped tombstones by their clocks, consistent keys written at their backed-up version. */
   readonly merged: number;
+  /** Consistent keys left as they were: the target already had their backed-up version or a newer one. */
+  readonly kept: number;
+  /** Leased keys restored as deleted: their lease is not live in the target (ended, or its record holds no such key). */
+  readonly unleased: number;
   readonly failed: number;
   /** The first few failures, each naming its key and why. */
   readonly failures: readonly { readonly bucket: string; readonly key: string; readonly code: string; readonly message: string }[];

@@ -2,17 +2,21 @@
  * A node's side of `ringkv backup` and `ringkv restore` (README, "Backup and restore"): it
  * describes the cluster for a backup's manifest, streams one partition's stored records from its
  * own storage, and merges restored versions into their keys' current replicas. No peer message is
- * new: a backup reads local storage, a restore goes through the coordinator's replica-put path.
+ * new: a backup reads local storage (and each consistent key by a Paxos read), a restore goes
+ * through the coordinator's replica-put path, and for consistent keys through Paxos writes.
  */
 import { decodeDataKey, partitionKeyRange, ringPosition } from '../core/keys.js';
 import { ReapedTombstones } from './reaped-tombstones.js';
 import { preferenceList, ringMembers } from '../core/ring/ring.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { KvError, isKvError } from '../util/errors.js';
+import { decodeConsistentValue, encodeConsistentValue } from '../core/consensus/consistent-value.js';
+import type { WriteCondition } from '../core/consensus/compare-and-set.js';
+import { leaseBucket } from '../core/leases/lease-record.js';
 import { type BackupDescription, type BackupRecord, type RestoreOutcome, backupFormatVersion, encodeEnd, encodeHeader, encodeRecord } from './backup-format.js';
 import type { BucketProperties } from '../config/schema.js';
 import type { Coordinator } from './coordinator.js';
-import type { BackupAdmin, WriteOptions } from './kv-service.js';
+import type { BackupAdmin, ConsistentCommand, ConsistentOutcome, LeaseService, WriteOptions } from './kv-service.js';
 import type { NodeContext } from './node-context.js';
 
 /** Failures a restore answer describes one by one; the rest are only counted. */
@@ -21,6 +25,8 @@ const failuresShown = 20;
 const mergesAtOnce = 16;
 /** Bytes of records collected before a chunk of the stream is handed on. */
 const streamChunkBytes = 64 * 1024;
+/** Consistent keys a backup stream reads at once (each a Paxos round on the key's primaries). */
+const consistentReadsAtOnce = 16;
 
 /** What the backup service needs from its node. */
 export type BackupServiceDependencies = Pick<
@@ -28,7 +34,14 @@ export type BackupServiceDependencies = Pick<
   'selfId' | 'storage' | 'config' | 'clock' | 'gossiper' | 'requireRing' | 'bucketProperties' | 'nVals'
 > & {
   readonly coordinator: Coordinator;
+  /** A linearizable operation on a consistent key (ClientRequests.consistent). */
+  readonly consistent: (bucket: string, key: string, command: ConsistentCommand, timeoutMs?: number) => Promise<ConsistentOutcome>;
+  /** Leases: a leased key is restored through the same attach as a leased write (Leases.put). */
+  readonly leases: Pick<LeaseService, 'put'>;
 };
+
+/** What became of one restored record. */
+type Restored = 'merged' | 'kept' | 'unleased';
 
 /** Backup and restore on one node. */
 export class BackupService implements BackupAdmin {
@@ -97,11 +110,17 @@ export class BackupService implements BackupAdmin {
 
   /**
    * The backup file of one partition, as chunks: the header, every stored object of the
-   * partition's key range, every reaped-tombstone record of that range, and the end record.
+   * partition's key range, every reaped-tombstone record of that range, every consistent key
+   * this node holds acceptor state of in that range (leases included), and the end record.
    * Each scan is one LevelDB iterator, which reads from the snapshot taken when it is created,
    * so writes go on while it runs. The reaped records are scanned after the objects: a key reaped
    * between the two snapshots is then in the first as a tombstone or in the second as a record
-   * (its record is written before it is deleted), never in neither.
+   * (its record is written before it is deleted), never in neither. A consistent key's state is
+   * not copied from this node's acceptor (which may have missed the newest decision, or hold an
+   * undecided proposal): it is read by a Paxos round, so it is the key's decided state, and every
+   * write acknowledged before the read began is in it. A key never written (a promise only) is
+   * left out; a deleted one is kept, with its version. A read that fails ends the stream without
+   * its end record, so the command refuses the file and asks the next replica.
    */
   async *partitionFile(partition: number, partitionCount: number): AsyncGenerator<Buffer> {
     yield encodeHeader(partition, partitionCount);
@@ -127,18 +146,84 @@ export class BackupService implements BackupAdmin {
       const full = add(encodeRecord({ kind: 'reaped', dataKey, reapedAtMs, objectBytes: tombstoneBytes }));
       if (full !== undefined) yield full;
     }
+    let pending: Buffer[] = [];
+    const readPending = async (): Promise<Buffer[]> => {
+      const reads = await Promise.all(pending.map(async (dataKey) => this.consistentRecord(dataKey)));
+      pending = [];
+      return reads.filter((record): record is Buffer => record !== undefined);
+    };
+    for await (const [key] of this.deps.storage.paxos.entries(range)) {
+      pending.push(Buffer.from(key));
+      if (pending.length < consistentReadsAtOnce) continue;
+      for (const record of await readPending()) {
+        const full = add(record);
+        if (full !== undefined) yield full;
+      }
+    }
+    for (const record of await readPending()) {
+      const full = add(record);
+      if (full !== undefined) yield full;
+    }
     chunk.push(encodeEnd(records));
     yield Buffer.concat(chunk);
+  }
+
+  /** The record of a consistent key's decided state (a Paxos read); undefined when it was never written. */
+  private async consistentRecord(dataKey: Buffer): Promise<Buffer | undefined> {
+    const { bucket, key } = decodeDataKey(dataKey);
+    const read = await this.deps.consistent(bucket, key, { kind: 'read' });
+    if (read.version === 0) return undefined;
+    return encodeRecord({
+      kind: 'consistent',
+      dataKey,
+      version: read.version,
+      value: read.value === null ? null : Buffer.from(encodeConsistentValue(read.value)),
+    });
+  }
+
+  /**
+   * Restores a consistent key's backed-up state by a Paxos write (a linearizable write, never a
+   * raw acceptor write) that holds only while the key's version is below the backed-up one and
+   * then takes that version: a key at the same or a newer version in the target is kept as it
+   * is, so no version goes back. A key that names a lease is attached to it as a leased write is
+   * (Leases.put: listed, written, confirmed), so the lease's end deletes it; when the lease is
+   * not live in the target (ended, ending, or never restored) the key is restored deleted, at its
+   * version, and never as a permanent key.
+   */
+  private async restoreConsistent(bucket: string, key: string, version: number, bytes: Buffer | null, timeoutMs: number | undefined): Promise<Restored> {
+    const condition: WriteCondition = { kind: 'restore', version };
+    const value = bytes === null ? null : decodeConsistentValue(bytes);
+    try {
+      if (value?.lease === undefined || bucket === leaseBucket) {
+        await this.deps.consistent(bucket, key, { kind: 'write', value, condition }, timeoutMs);
+        return 'merged';
+      }
+      const { lease, ...unleased } = value;
+      try {
+        await this.deps.leases.put(bucket, key, unleased, condition, lease, timeoutMs);
+        return 'merged';
+      } catch (error) {
+        if (!isKvError(error) || error.code !== 'KV_LEASE_NOT_FOUND') throw error;
+      }
+      await this.deps.consistent(bucket, key, { kind: 'write', value: null, condition }, timeoutMs);
+      return 'unleased';
+    } catch (error) {
+      if (isKvError(error) && error.code === 'KV_PRECONDITION_FAILED') return 'kept';
+      throw error;
+    }
   }
 
   /**
    * Merges restored records into their keys' current replicas (Coordinator.mergeVersion), a
    * bounded number at a time. A reaped-tombstone record is merged as the tombstone it was, so a
-   * delete in the backup still supersedes what it superseded then. Each failure is counted and
-   * the first few described; none stops the others.
+   * delete in the backup still supersedes what it superseded then. A consistent key's record is
+   * written through Paxos (restoreConsistent). Each failure is counted and the first few
+   * described; none stops the others.
    */
   async restore(records: readonly BackupRecord[], options: WriteOptions): Promise<RestoreOutcome> {
     let merged = 0;
+    let kept = 0;
+    let unleased = 0;
     let failed = 0;
     const failures: { bucket: string; key: string; code: string; message: string }[] = [];
     let next = 0;
@@ -150,8 +235,15 @@ export class BackupService implements BackupAdmin {
         try {
           if (ringPosition(bucket, key) !== position)
             throw new KvError('KV_BAD_REQUEST', `the record's ring position ${position} is not the position of its bucket and key; the backup is damaged`);
-          await this.deps.coordinator.mergeVersion(bucket, key, decodeObject(record.objectBytes), options);
-          merged += 1;
+          if (record.kind === 'consistent') {
+            const restored = await this.restoreConsistent(bucket, key, record.version, record.value, options.timeoutMs);
+            if (restored === 'kept') kept += 1;
+            else if (restored === 'unleased') unleased += 1;
+            else merged += 1;
+          } else {
+            await this.deps.coordinator.mergeVersion(bucket, key, decodeObject(record.objectBytes), options);
+            merged += 1;
+          }
         } catch (error) {
           failed += 1;
           if (failures.length < failuresShown)
@@ -165,6 +257,6 @@ export class BackupService implements BackupAdmin {
       }
     };
     await Promise.all(Array.from({ length: Math.min(mergesAtOnce, records.length) }, async () => worker()));
-    return { records: records.length, merged, failed, failures };
+    return { records: records.length, merged, kept, unleased, failed, failures };
   }
 }

@@ -65,6 +65,8 @@ export class RingNode implements KvService {
   readonly leases: Leases;
   /** Called once this node has left the cluster (main.ts exits then). */
   onLeft: (() => void) | undefined;
+  /** Called when `leave` has started this node's leave (main.ts then has a sharded node's other shards leave too). */
+  onLeaving: (() => void) | undefined;
 
   /** Builds a node on its ports: loads what must exist before its roles (src/engine/node-context.ts), then wires them. `start` starts it. */
   static async open(options: RingNodeOptions): Promise<RingNode> {
@@ -188,7 +190,12 @@ export class RingNode implements KvService {
       limits: () => ({ maxSetElements: config.limits.maxSetElements, maxSetBytes: config.limits.maxSetBytes }),
       admit: (work) => this.client.admit(work),
     }));
-    this.backup = new BackupService({ ...context, coordinator });
+    this.backup = new BackupService({
+      ...context,
+      coordinator,
+      consistent: async (bucket, key, command, timeoutMs) => client.consistent(bucket, key, command, timeoutMs),
+      leases: this.leases,
+    });
     registerPeerHandlers(peers, { ...context, ...roles, dataTypes, acceptors, clientRequests: this.client, watchLog });
   }
 
@@ -213,7 +220,9 @@ export class RingNode implements KvService {
 
   /** `ringkv leave`: hands this node's partitions to others; `onLeft` fires once it has left. */
   leave(): { status: string } {
-    return this.lifecycle.leave();
+    const answer = this.lifecycle.leave();
+    this.onLeaving?.();
+    return answer;
   }
 
   /** `ringkv remove NODE_ID`: plans a node that is gone for good out of the ring. */

@@ -53,7 +53,8 @@ const partitionSchema = {
 
 const restoreSchema = {
   tags: ['admin'],
-  summary: "merge backup records into their keys' current replicas, like any replica write (never overwriting a newer version)",
+  summary:
+    "merge backup records into their keys' current replicas, like any replica write, and consistent keys by a Paxos write (never overwriting a newer version)",
   querystring: Type.Object(
     {
       w: Type.Optional(
@@ -66,7 +67,13 @@ const restoreSchema = {
     { additionalProperties: false },
   ),
   response: {
-    200: Type.Object({}, { additionalProperties: true, description: 'records, merged, failed, and the first failures' }),
+    200: Type.Object(
+      {},
+      {
+        additionalProperties: true,
+        description: 'records, merged, kept (consistent keys), unleased (leased keys restored deleted), failed, and the first failures',
+      },
+    ),
     ...errorResponses(['KV_BACKUP_INVALID', 'KV_BAD_PARAMETER', 'KV_VALUE_TOO_LARGE', 'KV_NOT_READY']),
   },
 };

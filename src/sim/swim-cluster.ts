@@ -114,6 +114,8 @@ export class SwimCluster {
   maxMessageBytes = 0;
   /** Messages sent (lost ones too). */
   messagesSent = 0;
+  /** Events run (ticks, deliveries, scheduled actions), for a long run's progress line. */
+  eventsRun = 0;
   /** Judgements "down" of members that were not killed. */
   readonly falseDowns: FalseDown[] = [];
   private readonly random: SeededRandom;
@@ -195,6 +197,7 @@ export class SwimCluster {
       if (nextMs === undefined || nextMs > endMs) break;
       const event = this.queue.pop() as Scheduled;
       this.nowMs = event.atMs;
+      this.eventsRun++;
       event.run();
     }
     this.nowMs = endMs;

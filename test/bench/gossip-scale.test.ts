@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { legacyGossipFrameBytes, measureLegacy } from '../../bench/legacy-gossip-model.js';
-import { measureSwim } from '../../bench/swim-scale.js';
+import { type SwimRunProgress, measureSwim } from '../../bench/swim-scale.js';
 import { defaultSwimConfig } from '../../src/core/membership/swim.js';
 
 const fields = ['nodes', 'roundsToConverge', 'detectionRounds', 'falseDownCount', 'bytesPerNodePerRoundIdle', 'bytesPerNodePerRoundChurn', 'maxMessageBytes'];
@@ -18,6 +18,19 @@ describe('gossip-scale bench (smoke)', () => {
     expect(figures.falseDownCount).toBe(0);
     expect(figures.maxMessageBytes).toBeLessThanOrEqual(defaultSwimConfig.maxMessageBytes);
     expect(figures.bytesPerNodePerRoundIdle * 4).toBeLessThan(figures.bytesPerNodePerRoundChurn);
+  });
+
+  it('tells its progress hook every phase in order, with simulated time and events that only grow', () => {
+    const seen: SwimRunProgress[] = [];
+    measureSwim(12, 4000, (where) => seen.push(where));
+    const phases = seen.map((where) => where.phase).filter((phase, index, all) => phase !== all[index - 1]);
+    expect(phases).toEqual(['build', 'settle', 'idle', 'join', 'churn', 'detection']);
+    for (let index = 1; index < seen.length; index++) {
+      expect(seen[index]!.simulatedMs).toBeGreaterThanOrEqual(seen[index - 1]!.simulatedMs);
+      expect(seen[index]!.events).toBeGreaterThanOrEqual(seen[index - 1]!.events);
+    }
+    expect(seen.at(-1)!.events).toBeGreaterThan(1000);
+    expect(seen.at(-1)!.simulatedMs).toBeGreaterThan(40_000);
   });
 
   it('sizes the whole-view frame as the retired encoder did, and the model sends two per member per round (push and reply)', () => {

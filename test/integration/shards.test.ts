@@ -196,3 +196,93 @@ describe.skipIf(!nodeHasReusePort())('a node of two shards (one process each, on
     processTestTimeoutMs,
   );
 });
+
+/**
+ * Goal: a node of several shards leaves and is removed as a whole, as a host does. `ringkv leave`
+ * reaches one shard through the shared port; every shard then hands its partitions off and
+ * leaves, none is restarted, and the supervisor exits 0. `ringkv remove` takes the ids of all the
+ * shards of a node that is gone, and the ring is re-planned without any of them.
+ */
+describe.skipIf(!nodeHasReusePort())('a node of two shards leaving and removed as a whole', () => {
+  const folder = temporaryFolder('ringkv-shards-leave-');
+  const nodes: NodeProcess[] = [];
+  afterAll(async () => {
+    for (const node of nodes) await killNode(node);
+    folder.remove();
+  }, processTestTimeoutMs);
+
+  interface MemberView {
+    node: { id: string };
+    members: { id: string; address: string; status: string; host?: string }[];
+    ring: { members: string[] } | null;
+  }
+  const statusOf = async (node: NodeProcess): Promise<MemberView> => JSON.parse((await call(node, 'GET', '/status')).body.toString('utf8')) as MemberView;
+
+  /** Waits until the one-shard node `anchor` sees exactly `count` ring members, all up, and answers its view. */
+  async function ringOf(anchor: NodeProcess, count: number, what: string): Promise<MemberView> {
+    return waitFor(what, pollDeadlineMs, async (see) => {
+      const status = await statusOf(anchor);
+      const up = status.members.filter((member) => member.status === 'up');
+      see(status.members.map((member) => `${member.address} ${member.status}`).join(', ') + ` | ring ${status.ring?.members.length ?? 0}`);
+      return status.ring?.members.length === count && up.length === count ? status : undefined;
+    });
+  }
+
+  // One cluster: one secret; few partitions, so the handoffs are quick.
+  const env = { RINGKV_CLUSTER_SECRET: 'shards-leave-secret-0123456789', RINGKV_PARTITION_COUNT: '16' };
+
+  it(
+    'leaves with every shard (the supervisor exits 0, restarting none), and is removed by the ids of all its shards',
+    async () => {
+      const anchor = startNode(await shardPorts(), join(folder.path, 'anchor'), { env });
+      nodes.push(anchor);
+      await ringOf(anchor, 1, 'the first node to be up in its own ring');
+
+      const leaver = startNode(await shardPorts(), join(folder.path, 'leaver'), { seeds: [anchor.address], env, extraArgs: ['--shards', '2'] });
+      nodes.push(leaver);
+      await ringOf(anchor, 3, 'the two shards of the second node to join the ring');
+      const written: string[] = [];
+      for (let index = 0; index < 40; index++) {
+        const answer = await call(anchor, 'PUT', `/kv/leave/k${index}?w=quorum`, { body: `v${index}` });
+        if (answer.status === 204) written.push(`k${index}`);
+      }
+      expect(written.length).toBeGreaterThan(0);
+
+      const supervisor = leaver.child!;
+      const left = await ringkv(['leave', '--node', leaver.address]);
+      expect(left.code, left.stderr).toBe(0);
+      // Both shards hand off and leave: the supervisor exits on its own, with 0, and restarts neither.
+      const exitCode = await waitFor(
+        () => `the leaving node's supervisor to exit on its own (output: ${leaver.output.slice(-800)})`,
+        pollDeadlineMs,
+        async () => supervisor.exitCode ?? (supervisor.signalCode === null ? undefined : supervisor.signalCode),
+      );
+      expect(exitCode, leaver.output).toBe(0);
+      expect(leaver.output).toContain('every shard of the node leaves');
+      expect(leaver.output).toContain('every shard has left the cluster');
+      expect(leaver.output).not.toContain('restarting it');
+      const alone = await ringOf(anchor, 1, 'the ring to hold the first node alone after the leave');
+      expect(alone.ring?.members).toEqual([alone.node.id]);
+      for (const key of written) expect((await call(anchor, 'GET', `/kv/leave/${key}?r=1`)).status, key).toBe(200);
+
+      const port = await shardPorts();
+      const gone = startNode(port, join(folder.path, 'gone'), { seeds: [anchor.address], env, extraArgs: ['--shards', '2'] });
+      nodes.push(gone);
+      const joined = await ringOf(anchor, 3, 'the two shards of the third node to join the ring');
+      const ids = joined.members.filter((member) => member.host === `127.0.0.1_${port}`).map((member) => member.id);
+      expect(ids).toHaveLength(2);
+      await killNode(gone);
+      await waitFor('the first node to judge both shards of the killed node down', pollDeadlineMs, async (see) => {
+        const status = await statusOf(anchor);
+        see(status.members.map((member) => `${member.address} ${member.status}`).join(', '));
+        return ids.every((id) => status.members.some((member) => member.id === id && member.status === 'down'));
+      });
+      const removed = await ringkv(['remove', ...ids, '--node', anchor.address]);
+      expect(removed.code, removed.stderr).toBe(0);
+      for (const id of ids) expect(removed.stdout).toContain(`${id} is removed`);
+      const after = await ringOf(anchor, 1, 'the ring to hold the first node alone after the removal');
+      expect(after.members.filter((member) => ids.includes(member.id))).toEqual([]);
+    },
+    processTestTimeoutMs,
+  );
+});

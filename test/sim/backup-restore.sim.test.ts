@@ -3,7 +3,7 @@ import { decodeDataKey, encodeDataKey } from '../../src/core/keys.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
 import { readContext } from '../../src/core/versioning/context.js';
 import { type VersionedObject, liveSiblings } from '../../src/core/versioning/versioned-object.js';
-import { type BackupRecord, BackupRecordReader } from '../../src/engine/backup-format.js';
+import { type BackupRecord, BackupRecordReader, backupFormatVersion } from '../../src/engine/backup-format.js';
 import { SimCluster } from '../../src/sim/sim-cluster.js';
 
 /**
@@ -42,7 +42,7 @@ async function takeBackup(cluster: SimCluster): Promise<BackupRecord[]> {
     const reader = new BackupRecordReader(`partition ${partition}`, 'file');
     for await (const chunk of holder.node.backup.partitionFile(partition, ring.partitionCount)) records.push(...reader.push(chunk));
     reader.finish();
-    expect(reader.header).toEqual({ formatVersion: 1, partition, partitionCount: ring.partitionCount });
+    expect(reader.header).toEqual({ formatVersion: backupFormatVersion, partition, partitionCount: ring.partitionCount });
   }
   return records;
 }

@@ -196,6 +196,27 @@ describe('compare-and-set', () => {
     // A deleted key is absent again, and its version keeps growing: a fencing token never repeats.
     expect(applyOperation(deleted.state, { kind: 'write', value: text('c'), condition: { kind: 'absent' } }, mine).state.version).toBe(3);
   });
+
+  it("a restore writes only below the backed-up version and takes exactly it, remembering only its own id (README, 'Backup and restore')", () => {
+    const restore = (version: number) => ({ kind: 'write', value: text('backed up'), condition: { kind: 'restore', version } }) as const;
+    let target = emptyRegister;
+    for (let index = 0; index < 3; index++)
+      target = applyOperation(target, { kind: 'write', value: text('t'), condition: { kind: 'none' } }, operationId('t', index)).state;
+    const raised = applyOperation(target, restore(7), mine);
+    expect(raised).toEqual({ outcome: 'written', state: { version: 7, value: text('backed up'), writes: [mine] } });
+    expect(versionWrittenBy(raised.state, mine)).toBe(7);
+    expect(remembersFrom(raised.state, 7)).toBe(true);
+    expect(remembersFrom(raised.state, 6), 'the skipped versions have no known writer').toBe(false);
+    // The same version or an older one leaves the key as it is: a version never goes back.
+    expect(applyOperation(raised.state, restore(7), operationId('again', 0))).toEqual({ outcome: 'precondition-failed', state: raised.state });
+    expect(applyOperation(target, restore(3), mine).outcome).toBe('precondition-failed');
+    expect(applyOperation(target, restore(2), mine).outcome).toBe('precondition-failed');
+    // The next write after a restore goes on from the restored version.
+    expect(applyOperation(raised.state, { kind: 'write', value: null, condition: { kind: 'version', version: 7 } }, operationId('t', 9)).state).toMatchObject({
+      version: 8,
+      writes: [operationId('t', 9), mine],
+    });
+  });
 });
 
 /** Runs one operation against in-memory acceptors over a perfect network, counting round trips. */

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { nodeHasReusePort, shardCount, shardLayoutProblem } from '../../src/cli/shards.js';
+import { nodeHasReusePort, shardCount, shardExecArgv, shardLayoutProblem, shardSemiSpaceMiB } from '../../src/cli/shards.js';
 import { defaultShardHost, shardConfig, shardPeerPort } from '../../src/config/shards.js';
 import { loadConfig } from '../../src/cli/load-config.js';
 import { temporaryFolder } from '../integration/processes.js';
@@ -68,5 +68,14 @@ describe('shardLayoutProblem', () => {
     } finally {
       folder.remove();
     }
+  });
+});
+
+describe('shardExecArgv', () => {
+  it("gives each shard a small young generation unless the operator's flags or NODE_OPTIONS name one", () => {
+    expect(shardExecArgv([], undefined)).toEqual([`--max-semi-space-size=${shardSemiSpaceMiB}`]);
+    expect(shardExecArgv(['--cpu-prof'], '--enable-source-maps')).toEqual(['--cpu-prof', `--max-semi-space-size=${shardSemiSpaceMiB}`]);
+    expect(shardExecArgv(['--max-semi-space-size=16'], undefined)).toEqual(['--max-semi-space-size=16']);
+    expect(shardExecArgv([], '--max_semi_space_size=32 --trace-gc')).toEqual([]);
   });
 });

@@ -57,8 +57,17 @@ export function remembersFrom(state: RegisterState, version: number): boolean {
   return version > state.version - state.writes.length;
 }
 
-/** A write's precondition: HTTP's `If-None-Match: *` (absent) and `If-Match` (a version). */
-export type WriteCondition = { readonly kind: 'none' } | { readonly kind: 'absent' } | { readonly kind: 'version'; readonly version: number };
+/**
+ * A write's precondition: HTTP's `If-None-Match: *` (absent) and `If-Match` (a version), and a
+ * restore's (README, "Backup and restore"): `restore` holds while the key's version is below
+ * `version`, and the write then takes that version instead of the next one, so a restored key's
+ * fencing token is the backed-up one and never goes back (a newer or equal version stays).
+ */
+export type WriteCondition =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'version'; readonly version: number }
+  | { readonly kind: 'restore'; readonly version: number };
 
 /**
  * One operation on a consistent key. A delete is a write of null. A repair reads like a read but
@@ -83,15 +92,21 @@ export function conditionHolds(state: RegisterState, condition: WriteCondition):
       return state.value === null;
     case 'version':
       return state.version === condition.version && state.value !== null;
+    case 'restore':
+      return state.version < condition.version;
   }
 }
 
 /**
  * Applies `operation` (whose id is `id`) to `state`: a read (or repair) leaves it, a write whose
- * condition holds makes the next version and remembers its id as that version's writer.
+ * condition holds makes the next version and remembers its id as that version's writer. A
+ * restore jumps to the backed-up version and remembers only its own id: the writers of the
+ * versions it skipped are unknown, and `writes[i]` must be the writer of `version - i`.
  */
 export function applyOperation(state: RegisterState, operation: RegisterOperation, id: string): OperationResult {
   if (operation.kind !== 'write') return { outcome: 'read', state };
   if (!conditionHolds(state, operation.condition)) return { outcome: 'precondition-failed', state };
+  if (operation.condition.kind === 'restore')
+    return { outcome: 'written', state: { version: operation.condition.version, value: operation.value, writes: [id] } };
   return { outcome: 'written', state: { version: state.version + 1, value: operation.value, writes: [id, ...state.writes].slice(0, recentWritesKept) } };
 }

@@ -1,0 +1,30 @@
+import { spawn } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
+import { peakRssBytes, processTree } from '../../bench/processes.js';
+
+/**
+ * Goal: the bench measures every process of a sharded node, not only the one it started. A
+ * `ringkv start --shards N` process is a supervisor whose shards (its forked children) hold the
+ * data, so `processTree` must find a started process's children, parent first, and each must
+ * have a peak RSS of its own.
+ */
+describe('processTree', () => {
+  const parent = spawn(
+    process.execPath,
+    [
+      '-e',
+      "const c = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' }); console.log(c.pid); setInterval(() => {}, 1000);",
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  afterAll(() => {
+    for (const pid of processTree(parent.pid).reverse()) process.kill(pid, 'SIGKILL');
+  });
+
+  it('finds a started process and its child, parent first, each with its own peak RSS', async () => {
+    const childPid = await new Promise<number>((resolve) => parent.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString('utf8').trim()))));
+    expect(processTree(parent.pid)).toEqual([parent.pid, childPid]);
+    for (const pid of processTree(parent.pid)) expect(peakRssBytes(pid)).toBeGreaterThan(1024 * 1024);
+    expect(processTree(undefined)).toEqual([]);
+  });
+});
