@@ -248,7 +248,8 @@ export class ExchangeInitiator {
   private async compareWith(peer: string, partitions: readonly number[], state: PeerState): Promise<boolean> {
     if (partitions.length === 0) return true;
     const counts = new Map(partitions.map((partition) => [partition, this.deps.keeper.changeCount(partition)]));
-    const reply = await this.request(
+    const reply = await requestOf(
+      this.deps,
       peer,
       { type: 'ae-summary', roots: partitions.map((partition) => ({ partition, root: this.deps.keeper.tree(partition).root() })) },
       'ae-summary-reply',
@@ -306,7 +307,12 @@ export class ExchangeInitiator {
    */
   async exchange(partition: number, peer: string): Promise<number> {
     this.exchanges += 1;
-    const reply = await this.request(peer, { type: 'ae-summary', roots: [{ partition, root: this.deps.keeper.tree(partition).root() }] }, 'ae-summary-reply');
+    const reply = await requestOf(
+      this.deps,
+      peer,
+      { type: 'ae-summary', roots: [{ partition, root: this.deps.keeper.tree(partition).root() }] },
+      'ae-summary-reply',
+    );
     if (reply.notReady.includes(partition))
       throw new KvError('KV_NOT_READY', `peer ${peer} is still rebuilding the tree of partition ${partition}; the exchange is tried again in a later round`);
     const branches = reply.differing.find((entry) => entry.partition === partition)?.branches;
@@ -326,7 +332,7 @@ export class ExchangeInitiator {
     const tree = this.deps.keeper.tree(partition);
     const branches = differingIndexes(tree.branchHashes(), theirBranches.length === merkleFanout ? theirBranches : []);
     if (branches.length === 0) return { repaired: 0, whole: true };
-    const leavesReply = await this.request(peer, { type: 'ae-leaves', partition, branches }, 'ae-leaves-reply');
+    const leavesReply = await requestOf(this.deps, peer, { type: 'ae-leaves', partition, branches }, 'ae-leaves-reply');
     const theirLeaves = new Map(leavesReply.branches.map((entry) => [entry.branch, entry.leaves]));
     const differingLeaves: number[] = [];
     for (const branch of branches) {
@@ -339,7 +345,7 @@ export class ExchangeInitiator {
       // preference list (a clean-up not done yet) is neither taken from nor pushed to it.
       const mine = new Map([...held].filter(([, entry]) => shared(entry.dataKey)));
       const items: KeyDigest[] = [...mine.values()].map((entry) => ({ dataKey: entry.dataKey, digest: entry.digest }));
-      const keysReply = await this.request(peer, { type: 'ae-keys', partition, leaves, items }, 'ae-keys-reply');
+      const keysReply = await requestOf(this.deps, peer, { type: 'ae-keys', partition, leaves, items }, 'ae-keys-reply');
       if (keysReply.truncated) whole = false;
       const differing = keysReply.differing.filter(shared);
       repaired += await this.fetchFrom(peer, partition, differing);
@@ -360,16 +366,6 @@ export class ExchangeInitiator {
     if (dataKey.byteLength < 6 || !this.deps.keeper.inPartition(partition, dataKey)) return false;
     const replicas = preferenceList(ring, partition, this.deps.bucketProperties(decodeDataKey(dataKey).bucket).nVal);
     return replicas.includes(this.deps.selfId) && replicas.includes(peer);
-  }
-
-  private async request<T extends PeerReply['type']>(peer: string, request: PeerRequest, replyType: T): Promise<Extract<PeerReply, { type: T }>> {
-    return requestOf(
-      (node, message) => this.deps.send(node, message),
-      peer,
-      request,
-      replyType,
-      (bytes) => this.deps.countBytes(bytes),
-    );
   }
 
   /**
@@ -409,7 +405,7 @@ export class ExchangeInitiator {
     let remaining = keys;
     while (remaining.length > 0) {
       const asked = remaining.slice(0, wireLimits.maxItems);
-      const page = await this.request(peer, { type: 'ae-fetch', partition, keys: asked, maxBytes: this.deps.settings.maxPageBytes }, 'object-page');
+      const page = await requestOf(this.deps, peer, { type: 'ae-fetch', partition, keys: asked, maxBytes: this.deps.settings.maxPageBytes }, 'object-page');
       repaired += await this.deps.repair.mergeItems(partition, page.items);
       if (page.done) {
         remaining = remaining.slice(asked.length);
@@ -437,7 +433,7 @@ export class ExchangeInitiator {
       const items = page;
       page = [];
       pageBytes = 0;
-      repaired += (await this.request(peer, { type: 'ae-push', partition, items }, 'ae-push-reply')).repaired;
+      repaired += (await requestOf(this.deps, peer, { type: 'ae-push', partition, items }, 'ae-push-reply')).repaired;
     };
     for (const key of new Set(keys.map((dataKey) => Buffer.from(dataKey).toString('latin1')))) {
       const dataKey = Buffer.from(key, 'latin1');

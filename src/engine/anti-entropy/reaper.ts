@@ -53,24 +53,16 @@ export class TombstoneReaper {
       const digest = digestOf(dataKey, local);
       const peers = replicas.filter((node) => node !== this.deps.selfId);
       try {
-        const digests = await Promise.all(peers.map(async (node) => (await this.ask(node, { type: 'ae-digest', dataKey }, 'ae-digest-reply')).digest));
+        const digests = await Promise.all(
+          peers.map(async (node) => (await requestOf(this.deps, node, { type: 'ae-digest', dataKey }, 'ae-digest-reply')).digest),
+        );
         if (!digests.every((answer) => answer === digest)) continue;
-        await Promise.all(peers.map(async (node) => this.ask(node, { type: 'ae-reap', dataKey, digest }, 'ae-reap-reply')));
+        await Promise.all(peers.map(async (node) => requestOf(this.deps, node, { type: 'ae-reap', dataKey, digest }, 'ae-reap-reply')));
         if (await this.deps.replica.reap(dataKey, local, now)) this.tombstonesReaped += 1;
       } catch (error) {
         this.deps.logger.debug({ error: String(error) }, 'tombstone not reaped this time');
       }
     }
-  }
-
-  private async ask<T extends PeerReply['type']>(peer: string, request: PeerRequest, replyType: T): Promise<Extract<PeerReply, { type: T }>> {
-    return requestOf(
-      (node, message) => this.deps.send(node, message),
-      peer,
-      request,
-      replyType,
-      (bytes) => this.deps.countBytes(bytes),
-    );
   }
 
   /** Forgets, in a bounded batch, the reaped-tombstone records older than the retention. */

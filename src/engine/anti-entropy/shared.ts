@@ -63,16 +63,21 @@ export function messageBytes(message: PeerRequest | PeerReply): number {
   }
 }
 
-/** Sends a peer request and checks the reply's type; a wrong type means the peer could not serve it. */
+/** What sending an anti-entropy request needs of a role's dependencies: the peer link and the byte counter. */
+export interface PeerLink {
+  send(node: string, request: PeerRequest): Promise<PeerReply>;
+  countBytes(bytes: number): void;
+}
+
+/** Sends a peer request, counts its bytes and checks the reply's type; a wrong type means the peer could not serve it. */
 export async function requestOf<T extends PeerReply['type']>(
-  send: (node: string, request: PeerRequest) => Promise<PeerReply>,
+  link: PeerLink,
   peer: string,
   request: PeerRequest,
   replyType: T,
-  count: (bytes: number) => void,
 ): Promise<Extract<PeerReply, { type: T }>> {
-  const reply = await send(peer, request);
+  const reply = await link.send(peer, request);
   if (reply.type !== replyType) throw new KvError('KV_PEER_UNREACHABLE', `peer ${peer} answered ${reply.type} to ${request.type}`);
-  count(messageBytes(request) + messageBytes(reply));
+  link.countBytes(messageBytes(request) + messageBytes(reply));
   return reply as Extract<PeerReply, { type: T }>;
 }
