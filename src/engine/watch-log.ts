@@ -77,12 +77,10 @@ export class WatchLog implements WatchEventSink {
   }
 
   append(bucket: string, key: string, object: VersionedObject, dot: Dot, objectBytes: number): void {
-    if (!this.active) {
-      this.nextSeq += 1;
-      return;
-    }
+    const seq = this.nextSeq++;
+    if (!this.active) return;
     this.push({
-      seq: this.nextSeq++,
+      seq,
       bucket,
       key,
       kind: 'plain',
@@ -93,12 +91,10 @@ export class WatchLog implements WatchEventSink {
   }
 
   appendDecided(bucket: string, key: string, version: number, value: Uint8Array | null): void {
-    if (!this.active) {
-      this.nextSeq += 1;
-      return;
-    }
+    const seq = this.nextSeq++;
+    if (!this.active) return;
     this.push({
-      seq: this.nextSeq++,
+      seq,
       bucket,
       key,
       kind: 'consistent',
