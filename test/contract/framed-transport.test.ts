@@ -1,6 +1,5 @@
 import { encodeDataKey } from '../../src/core/keys.js';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { requestMessages } from '../../src/core/wire/message-table.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import type { PeerHandler } from '../../src/ports/transport.js';
 import { ensureDebianPackage } from '../support/debian-packages.js';
+import { makeTestCertificates } from '../support/test-certificates.js';
 
 /**
  * Goal: what the framed transport promises beyond the Transport contract. Replica requests
@@ -477,34 +477,10 @@ describe.skipIf(opensslMissing !== undefined)('the framed peer transport over TL
   const folder = mkdtempSync(join(tmpdir(), 'ringkv-framed-tls-'));
   cleanups.push(() => rmSync(folder, { recursive: true, force: true }));
 
-  /** A throwaway CA and a certificate for 127.0.0.1 signed by it, as in test/integration/tls.test.ts. */
+  /** A throwaway CA and a certificate for 127.0.0.1 signed by it (test/support/test-certificates.ts). */
   function certificates(): { ca: Buffer; cert: Buffer; key: Buffer } {
-    const file = (name: string): string => join(folder, name);
-    const openssl = (...args: string[]): void => {
-      execFileSync('openssl', args, { stdio: 'pipe', cwd: folder });
-    };
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    openssl('req', '-x509', ...ec, '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=ringkv framed test CA');
-    openssl('req', ...ec, '-keyout', file('node.key'), '-out', file('node.csr'), '-subj', '/CN=127.0.0.1');
-    writeFileSync(file('node.ext'), ['basicConstraints=CA:FALSE', 'extendedKeyUsage=serverAuth,clientAuth', 'subjectAltName=IP:127.0.0.1'].join('\n'));
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      file('node.csr'),
-      '-CA',
-      file('ca.pem'),
-      '-CAkey',
-      file('ca.key'),
-      '-CAcreateserial',
-      '-out',
-      file('node.pem'),
-      '-days',
-      '2',
-      '-extfile',
-      file('node.ext'),
-    );
-    return { ca: readFileSync(file('ca.pem')), cert: readFileSync(file('node.pem')), key: readFileSync(file('node.key')) };
+    const files = makeTestCertificates(folder);
+    return { ca: readFileSync(files.caFile), cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
   }
 
   it('round-trips requests on both lanes over TLS verified against the cluster CA, and refuses a peer it cannot verify', async () => {

@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RingClient, RingClientError, type RingClientTlsOptions } from '../../src/client/index.js';
 import { ensureDebianPackage } from '../support/debian-packages.js';
+import { makeTestCertificates } from '../support/test-certificates.js';
 import {
   type MembershipView,
   type NodeProcess,
@@ -29,44 +29,6 @@ const secret = 'tls-test-secret-0123456789abcdef';
 /** Generous: a node starting on a busy machine can take many seconds; the wait ends as soon as it is up. */
 const startDeadlineMs = pollDeadlineMs;
 
-/** Makes a CA and one certificate for 127.0.0.1 signed by it (EC P-256: quick to make). */
-function makeCertificates(folder: string): { caFile: string; certFile: string; keyFile: string } {
-  const file = (name: string): string => join(folder, name);
-  const openssl = (...args: string[]): void => {
-    execFileSync('openssl', args, { stdio: 'pipe', cwd: folder });
-  };
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl('req', '-x509', ...ec, '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=ringkv throwaway test CA');
-  openssl('req', ...ec, '-keyout', file('node.key'), '-out', file('node.csr'), '-subj', '/CN=127.0.0.1');
-  writeFileSync(
-    file('node.ext'),
-    [
-      'basicConstraints=CA:FALSE',
-      'keyUsage=digitalSignature,keyEncipherment',
-      'extendedKeyUsage=serverAuth,clientAuth',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    ].join('\n'),
-  );
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    file('node.csr'),
-    '-CA',
-    file('ca.pem'),
-    '-CAkey',
-    file('ca.key'),
-    '-CAcreateserial',
-    '-out',
-    file('node.pem'),
-    '-days',
-    '2',
-    '-extfile',
-    file('node.ext'),
-  );
-  return { caFile: file('ca.pem'), certFile: file('node.pem'), keyFile: file('node.key') };
-}
-
 const skipReason = ensureDebianPackage('/usr/bin/openssl', 'openssl');
 if (skipReason !== undefined) console.warn(`skipping the TLS cluster test: ${skipReason}`);
 
@@ -87,7 +49,7 @@ describe.skipIf(skipReason !== undefined)('a 3-node cluster over TLS', () => {
 
   beforeAll(async () => {
     ports = await freePorts(4);
-    const files = makeCertificates(folder.path);
+    const files = makeTestCertificates(folder.path);
     ca = readFileSync(files.caFile);
     const configFile = join(folder.path, 'config.json');
     writeFileSync(configFile, JSON.stringify({ tls: { enabled: true, ...files }, gossip: { intervalMs: 200 } }));
