@@ -54,7 +54,6 @@ async function runToEnd(args: readonly string[], started: (child: ChildProcess) 
 describe('a short jepsen-lite run', () => {
   const store = mkdtempSync(join(tmpdir(), 'jepsen-lite-test-'));
   let child: ChildProcess | undefined;
-  let output = '';
 
   afterAll(() => {
     // Whatever happened, nothing this test started may outlive it: the runner, then its nodes.
@@ -66,7 +65,6 @@ describe('a short jepsen-lite run', () => {
     'ends valid with no acknowledged add lost, and writes history, results and report',
     async () => {
       const args = [
-        runner,
         '--workload',
         'set',
         '--nemesis',
@@ -90,14 +88,9 @@ describe('a short jepsen-lite run', () => {
         '--store',
         store,
       ];
-      child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      const running = child;
-      const keep = (chunk: Buffer): void => {
-        output = (output + chunk.toString('utf8')).slice(-20_000);
-      };
-      running.stdout?.on('data', keep);
-      running.stderr?.on('data', keep);
-      const exitCode = await new Promise<number | null>((resolve) => running.once('exit', (code) => resolve(code)));
+      const { exitCode, output } = await runToEnd(args, (started) => {
+        child = started;
+      });
 
       expect(exitCode, output).toBe(0);
       const folder = join(store, 'latest');
