@@ -1,5 +1,5 @@
 import { type NodeLocation, type Ring, compareRings, createRing, ringHash, ringMembers } from '../core/ring/ring.js';
-import type { ClusterView, MemberLifecycle, MemberRecord } from '../core/membership/membership.js';
+import { type ClusterView, type MemberLifecycle, type MemberRecord, hasDeparted } from '../core/membership/membership.js';
 import { type SwimConfig, type SwimEffect, SwimMember } from '../core/membership/swim.js';
 import { type SwimMessage, type SwimRecord, type SwimState, swimMessageBytes } from '../core/membership/swim-messages.js';
 import { isNodeId, validateView } from '../core/membership/view-validation.js';
@@ -498,7 +498,7 @@ export class Gossiper {
   isUp(nodeId: string): boolean {
     if (nodeId === this.options.self.id) return true;
     const record = this.member.recordOf(nodeId);
-    if (record === undefined || record.lifecycle === 'left' || record.lifecycle === 'removed') return false;
+    if (record === undefined || hasDeparted(record.lifecycle)) return false;
     return record.state === 'alive' || record.state === 'suspect';
   }
 
@@ -509,7 +509,7 @@ export class Gossiper {
   isAlive(nodeId: string): boolean {
     if (nodeId === this.options.self.id) return true;
     const record = this.member.recordOf(nodeId);
-    return record !== undefined && record.state === 'alive' && record.lifecycle !== 'left' && record.lifecycle !== 'removed';
+    return record !== undefined && record.state === 'alive' && !hasDeparted(record.lifecycle);
   }
 
   /** SWIM's record of a member (generation 0: a seed's placeholder), without building the view. */

@@ -1,5 +1,5 @@
 import { encodeDataKey, partitionOfPosition } from '../core/keys.js';
-import type { MemberLifecycle } from '../core/membership/membership.js';
+import { type MemberLifecycle, hasDeparted } from '../core/membership/membership.js';
 import { pendingReplicas, preferenceList } from '../core/ring/ring.js';
 import type { PeerReply, ReplicaPutRequest } from '../core/wire/messages.js';
 import { KvError } from '../util/errors.js';
@@ -103,8 +103,7 @@ export class HintedHandoff {
       // A node that left or was removed never takes a hint again (its id stays out of the ring):
       // the streams of its partitions did not carry a write it missed, so the hint goes to the
       // key's replicas now.
-      const status = this.options.memberStatus(target);
-      if (status === 'left' || status === 'removed') {
+      if (hasDeparted(this.options.memberStatus(target))) {
         await Promise.all(live.map((hint) => this.redirect(hint)));
         continue;
       }

@@ -1,3 +1,4 @@
+import { hasDeparted } from '../core/membership/membership.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
@@ -151,12 +152,9 @@ export class RingNode implements KvService {
       send: context.send,
       members: () =>
         Object.values(gossiper.view.members)
-          .filter((member) => member.status !== 'left' && member.status !== 'removed')
+          .filter((member) => !hasDeparted(member.status))
           .map((member) => member.id),
-      departed: (node) => {
-        const status = gossiper.view.members[node]?.status;
-        return status === 'left' || status === 'removed';
-      },
+      departed: (node) => hasDeparted(gossiper.view.members[node]?.status),
       settings: () => ({ ...config.watch, peerTimeoutMs: config.limits.peerTimeoutMs }),
     });
     const settings = () => ({

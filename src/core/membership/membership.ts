@@ -19,6 +19,11 @@ import type { NodeLocation, Ring } from '../ring/ring.js';
  */
 export type MemberLifecycle = 'joining' | 'up' | 'leaving' | 'left' | 'removed';
 
+/** True for a member that left or was removed: its id stays out of the ring for good. */
+export function hasDeparted(lifecycle: MemberLifecycle | undefined): boolean {
+  return lifecycle === 'left' || lifecycle === 'removed';
+}
+
 /** One row of the membership table, as the engine's view shows SWIM's record of a member (and as it is persisted). */
 export interface MemberRecord {
   readonly id: string;
