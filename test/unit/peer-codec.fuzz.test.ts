@@ -685,3 +685,17 @@ function normalise<T>(message: T): T {
       : value,
   ) as T;
 }
+
+describe('string fields', () => {
+  // A fuzz run (seed -199885035) found a swim-ping-req whose mutated target held invalid UTF-8:
+  // decoded leniently, each bad byte became U+FFFD (3 bytes), so the accepted message encoded
+  // again with a target of 156 bytes, over its 128.
+  it('refuses a string field that is not valid UTF-8, so an accepted message always encodes within its bounds', () => {
+    const valid = encodeRequest({ type: 'swim-ping-req', sequence: 1, from: 'n1', target: 'x'.repeat(52), updates: [] });
+    const at = valid.indexOf('x'.repeat(52));
+    const invalid = Buffer.from(valid);
+    invalid.fill(0xff, at, at + 52);
+    expect(() => decodeRequest(invalid)).toThrow(/target that is not valid UTF-8/);
+    expect(decodeRequest(valid)).toMatchObject({ target: 'x'.repeat(52) });
+  });
+});

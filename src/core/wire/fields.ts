@@ -74,11 +74,26 @@ export function writeValues(writer: ByteWriter, values: readonly number[]): void
   for (const value of values) writer.varint(value);
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The text of a string field's bytes, which must be valid UTF-8: a lenient decode would turn each
+ * invalid byte into U+FFFD, three bytes when encoded again, so a field accepted within its bound
+ * could come back over it (and not be the bytes the peer sent).
+ */
+export function utf8Text(bytes: Uint8Array, field: string, refuse: (what: string) => KvError = malformed): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    throw refuse(`a ${field} that is not valid UTF-8`);
+  }
+}
+
 /** A string of at most `limit.max` UTF-8 bytes, checked before it is decoded. */
 export function readText(reader: ByteReader, limit: Limit): string {
   const bytes = reader.bytes();
   if (bytes.length > limit.max) throw malformed(`a ${limit.field} of ${bytes.length} bytes, over ${limit.max}`);
-  return bytes.toString('utf8');
+  return utf8Text(bytes, limit.field);
 }
 
 export function writeFlag(writer: ByteWriter, flag: boolean): void {

@@ -1,6 +1,7 @@
 import { KvError } from '../../util/errors.js';
 import { viewLimits } from '../membership/view-validation.js';
 import { ByteReader, ByteWriter } from './bytes.js';
+import { utf8Text } from './fields.js';
 
 /**
  * The binary encoding of the cluster state, the field of the cluster-state-reply entry of the
@@ -68,7 +69,7 @@ function writeBoundedString(writer: ByteWriter, text: unknown, maxBytes: number,
 function readBoundedString(reader: ByteReader, field: string, maxBytes: number, minBytes = 0): string {
   const bytes = reader.bytes();
   if (bytes.length < minBytes || bytes.length > maxBytes) throw malformed(`a ${field} of ${bytes.length} bytes, outside ${minBytes}..${maxBytes}`);
-  return bytes.toString('utf8');
+  return utf8Text(bytes, field, malformed);
 }
 
 function readBounded(reader: ByteReader, field: string, min: number, max: number): number {
