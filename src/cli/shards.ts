@@ -270,3 +270,31 @@ export async function superviseShards(argv: readonly string[], count: number, co
   for (const slot of slots) launch(slot);
   await new Promise<never>(() => undefined);
 }
+
+/** What `ringkv remove` reads of a node's `/status`: the members with their placement host, and the ring's members. */
+export interface RemovalView {
+  readonly members: readonly { readonly id: string; readonly host: string }[];
+  readonly ring: { readonly members: readonly string[] } | null;
+}
+
+/**
+ * `ringkv remove` takes a host's shards together: a node's shards join and leave as one
+ * (README, "Shards"), so removing some while others of the same host stay ring members leaves
+ * half a node in the ring, mostly by a typo in a list of ids. Answers what is wrong (naming the
+ * shards left out, and the command that names them all), or undefined; `--force` removes anyway.
+ */
+export function partialHostRemoval(view: RemovalView, nodeIds: readonly string[]): string | undefined {
+  const named = new Set(nodeIds);
+  const inRing = new Set(view.ring?.members ?? []);
+  const hosts = new Set(view.members.filter((member) => named.has(member.id)).map((member) => member.host));
+  const problems: string[] = [];
+  const missing: string[] = [];
+  for (const host of hosts) {
+    const others = view.members.filter((member) => member.host === host && !named.has(member.id) && inRing.has(member.id)).map((member) => member.id);
+    if (others.length === 0) continue;
+    problems.push(`host ${host} also runs ${others.join(', ')}, still in the ring`);
+    missing.push(...others);
+  }
+  if (problems.length === 0) return undefined;
+  return `${problems.join('; ')}: the shards of a node leave the ring together, so remove them all (\`ringkv remove ${[...nodeIds, ...missing].join(' ')}\`), or pass --force to remove only ${nodeIds.join(', ')}`;
+}

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { nodeHasReusePort, shardCount, shardExecArgv, shardLayoutProblem, shardSemiSpaceMiB } from '../../src/cli/shards.js';
+import { nodeHasReusePort, partialHostRemoval, shardCount, shardExecArgv, shardLayoutProblem, shardSemiSpaceMiB } from '../../src/cli/shards.js';
 import { defaultShardHost, shardConfig, shardPeerPort } from '../../src/config/shards.js';
 import { loadConfig } from '../../src/cli/load-config.js';
 import { temporaryFolder } from '../integration/processes.js';
@@ -77,5 +77,32 @@ describe('shardExecArgv', () => {
     expect(shardExecArgv(['--cpu-prof'], '--enable-source-maps')).toEqual(['--cpu-prof', `--max-semi-space-size=${shardSemiSpaceMiB}`]);
     expect(shardExecArgv(['--max-semi-space-size=16'], undefined)).toEqual(['--max-semi-space-size=16']);
     expect(shardExecArgv([], '--max_semi_space_size=32 --trace-gc')).toEqual([]);
+  });
+});
+
+describe('partialHostRemoval', () => {
+  const view = {
+    members: [
+      { id: 'a0', host: 'box-a' },
+      { id: 'a1', host: 'box-a' },
+      { id: 'b0', host: 'box-b' },
+      { id: 'b1', host: 'box-b' },
+      { id: 'c', host: 'c' },
+    ],
+    ring: { members: ['a0', 'a1', 'b0', 'c'] },
+  };
+
+  it('refuses to remove some shards of a host while others of it are still in the ring, naming them and the whole command', () => {
+    expect(partialHostRemoval(view, ['a0'])).toBe(
+      'host box-a also runs a1, still in the ring: the shards of a node leave the ring together, so remove them all (`ringkv remove a0 a1`), or pass --force to remove only a0',
+    );
+  });
+
+  it('takes every shard of a host, a one-shard node, and a host whose other shards already left the ring', () => {
+    expect(partialHostRemoval(view, ['a1', 'a0'])).toBeUndefined();
+    expect(partialHostRemoval(view, ['c'])).toBeUndefined();
+    // b1 is listed but no longer in the ring (it left): b0 is the last of its host.
+    expect(partialHostRemoval(view, ['b0'])).toBeUndefined();
+    expect(partialHostRemoval({ members: view.members, ring: null }, ['a0'])).toBeUndefined();
   });
 });
