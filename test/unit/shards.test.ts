@@ -1,7 +1,15 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { nodeHasReusePort, partialHostRemoval, shardCount, shardExecArgv, shardLayoutProblem, shardSemiSpaceMiB } from '../../src/cli/shards.js';
+import {
+  nodeHasReusePort,
+  partialHostRemoval,
+  shardCount,
+  shardExecArgv,
+  shardLayoutProblem,
+  shardOldSpaceMiB,
+  shardSemiSpaceMiB,
+} from '../../src/cli/shards.js';
 import { defaultShardHost, shardConfig, shardPeerPort } from '../../src/config/shards.js';
 import { loadConfig } from '../../src/cli/load-config.js';
 import { temporaryFolder } from '../integration/processes.js';
@@ -72,11 +80,20 @@ describe('shardLayoutProblem', () => {
 });
 
 describe('shardExecArgv', () => {
-  it("gives each shard a small young generation unless the operator's flags or NODE_OPTIONS name one", () => {
-    expect(shardExecArgv([], undefined)).toEqual([`--max-semi-space-size=${shardSemiSpaceMiB}`]);
-    expect(shardExecArgv(['--cpu-prof'], '--enable-source-maps')).toEqual(['--cpu-prof', `--max-semi-space-size=${shardSemiSpaceMiB}`]);
-    expect(shardExecArgv(['--max-semi-space-size=16'], undefined)).toEqual(['--max-semi-space-size=16']);
-    expect(shardExecArgv([], '--max_semi_space_size=32 --trace-gc')).toEqual([]);
+  it("gives each shard a small young generation and a bounded old one unless the operator's flags or NODE_OPTIONS name them", () => {
+    const semi = `--max-semi-space-size=${shardSemiSpaceMiB}`;
+    expect(shardExecArgv([], undefined, 192)).toEqual([semi, '--max-old-space-size=192']);
+    expect(shardExecArgv(['--cpu-prof'], '--enable-source-maps', 192)).toEqual(['--cpu-prof', semi, '--max-old-space-size=192']);
+    expect(shardExecArgv(['--max-semi-space-size=16'], undefined, 192)).toEqual(['--max-semi-space-size=16', '--max-old-space-size=192']);
+    expect(shardExecArgv([], '--max_semi_space_size=32 --trace-gc', 192)).toEqual(['--max-old-space-size=192']);
+    expect(shardExecArgv(['--max-old-space-size=4096'], undefined, 192)).toEqual(['--max-old-space-size=4096', semi]);
+    expect(shardExecArgv([], '--max_old_space_size=512', 192)).toEqual([semi]);
+  });
+
+  it('bounds the old generation by the bounded caches it holds: 192 MiB with the defaults, more when they are raised', () => {
+    expect(shardOldSpaceMiB(loadConfig({}, {}))).toBe(192);
+    const raised = loadConfig({}, { RINGKV_OBJECT_CACHE_BYTES: String(256 * 2 ** 20) });
+    expect(shardOldSpaceMiB(raised)).toBe(128 + 2 * (256 + 16));
   });
 });
 
