@@ -11,6 +11,7 @@ import type { BucketProperties } from '../config/schema.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Random } from '../ports/random.js';
 import { KvError } from '../util/errors.js';
+import { OperationDrain } from './operation-drain.js';
 
 /** What the consistent coordinator needs from its node, handed to it rather than imported (no cycle). */
 export interface ConsistentCoordinatorOptions {
@@ -49,12 +50,14 @@ export class ConsistentCoordinator {
   private readonly newestRounds = new Map<string, number>();
   /** Operations run so far: with the proposer identity, each operation's id (operationId). */
   private operations = 0;
-  /** Operations started and not yet settled (each settles by its deadline at the latest). */
-  private underWay = 0;
-  /** Set by `close`: new operations are refused. */
-  private closed = false;
-  /** Who waits for the operations under way to settle (`close`). */
-  private drainWaiters: (() => void)[] = [];
+  /** The operations under way (each settles by its deadline at the latest), and the refusal of new ones once closed. */
+  private readonly drain = new OperationDrain(
+    () =>
+      new KvError('KV_NOT_READY', 'this node is leaving the cluster (or has left) and takes no consistent operations; send the request to another member', {
+        retryAfterSeconds: 1,
+        details: { applied: 'no' },
+      }),
+  );
 
   constructor(private readonly options: ConsistentCoordinatorOptions) {
     this.issuer = startBallotIssuer(`${options.selfId}:${options.generation}:${options.random.int(2 ** 30).toString(36)}`);
@@ -68,34 +71,12 @@ export class ConsistentCoordinator {
    * (docs/CONSENSUS.md, "Watches"). It stays closed: the node is about to stop.
    */
   async close(): Promise<void> {
-    this.closed = true;
-    if (this.underWay === 0) return;
-    await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    await this.drain.close();
   }
 
   /** Runs `operation` on the key within `timeoutMs`; resolves with its result, rejects with the proposer's KvError. */
   async run(bucket: string, key: string, operation: RegisterOperation, timeoutMs: number): Promise<OperationResult> {
-    if (this.closed) {
-      throw new KvError(
-        'KV_NOT_READY',
-        'this node is leaving the cluster (or has left) and takes no consistent operations; send the request to another member',
-        {
-          retryAfterSeconds: 1,
-          details: { applied: 'no' },
-        },
-      );
-    }
-    this.underWay += 1;
-    try {
-      return await this.propose(bucket, key, operation, timeoutMs);
-    } finally {
-      this.underWay -= 1;
-      if (this.underWay === 0) {
-        const waiters = this.drainWaiters;
-        this.drainWaiters = [];
-        for (const resolve of waiters) resolve();
-      }
-    }
+    return this.drain.run(async () => this.propose(bucket, key, operation, timeoutMs));
   }
 
   /** One operation's rounds: the proposer's effects carried out until it replies or fails. */

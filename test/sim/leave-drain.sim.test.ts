@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MemberLifecycle } from '../../src/core/membership/membership.js';
+import { emptyContext } from '../../src/core/versioning/context.js';
 import type { WatchItem } from '../../src/engine/watches.js';
 import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
 import { isKvError } from '../../src/util/errors.js';
@@ -12,7 +13,11 @@ import { isKvError } from '../../src/util/errors.js';
  * decided after the others could see it left, and a watcher on another node sees every version
  * the leaver acknowledged (or is told `compacted`). The leaver writes one key without pause (a
  * refused write waits 10 ms of virtual time and tries again) while it leaves; the virtual time of
- * its flip to `left` is recorded where the status is set. SIM_SEED=<n> replays one seed.
+ * its flip to `left` is recorded where the status is set. The sibling on plain buckets: a write
+ * is reported by the replica that coordinated it (issued its dot), so a leaver no longer in the
+ * ring that still takes a `coordinate-put` (from a node whose ring is behind) would report a
+ * write no watch reads: once drained it refuses one, applied "no" (so it issues no dot and logs nothing).
+ * SIM_SEED=<n> replays one seed.
  */
 
 const bucket = 'config';
@@ -113,5 +118,27 @@ describe('simulation: a leaving node drains its consistent operations before it 
         `seed ${seed}: acknowledged versions the watcher never saw`,
       ).toEqual([]);
     }
+  });
+
+  it.each(seeds)('seed %i: a leaver that has drained refuses to coordinate a plain write from a node whose ring is behind', async (seed) => {
+    const sim = (cluster = await SimCluster.start(seed, 4, config));
+    const leaver = sim.members[3]!;
+    leaver.node.leave();
+    await sim.runUntil(() => leaver.node.gossiper.ownStatus === 'left', 300_000, 'the leaver has left');
+    const answer = await sim.drive(
+      leaver.node
+        .handlePeer({
+          type: 'coordinate-put',
+          bucket: 'plain',
+          key: 'p',
+          write: { value: Buffer.from('late'), contentType: 'text/plain', tombstone: false, context: emptyContext, nowMs: leaver.node.nowMs() },
+          mode: 'siblings',
+          sync: true,
+        })
+        .then((reply) =>
+          reply.type === 'error' ? `${reply.code} ${String((JSON.parse(reply.details ?? '{}') as { applied?: string }).applied)}` : reply.type,
+        ),
+    );
+    expect(answer, `seed ${seed}: a coordinate-put on the leaver after it drained`).toBe('KV_NOT_READY no');
   });
 });
