@@ -11,7 +11,7 @@ import type { Replica } from './replica.js';
 import type { NodeContext } from './node-context.js';
 
 /** What the client requests need from their node. */
-export type ClientRequestsOptions = Pick<NodeContext, 'selfId' | 'clock' | 'requireRing' | 'isUp' | 'bucketProperties' | 'send' | 'gossiper'> & {
+export type ClientRequestsOptions = Pick<NodeContext, 'selfId' | 'clock' | 'requireRing' | 'isUp' | 'bucketProperties' | 'send'> & {
   readonly coordinator: Coordinator;
   readonly consistentCoordinator: ConsistentCoordinator;
   readonly replica: Replica;
@@ -110,14 +110,6 @@ export class ClientRequests {
         'KV_CONSISTENT_BUCKET',
         `bucket ${JSON.stringify(bucket)} is not consistent, so it has no linearizable operations; set "consistent": true for it in the config's buckets when the cluster is founded`,
       );
-    }
-    // A node that has left is about to stop, and watches read its log of decided versions no more
-    // once they know it left (docs/CONSENSUS.md, "Watches"): a version it decided now would reach no watcher.
-    if (this.options.gossiper.ownStatus === 'left') {
-      throw new KvError('KV_NOT_READY', 'this node has left the cluster and is about to stop; send the request to another member', {
-        retryAfterSeconds: 1,
-        details: { applied: 'no' },
-      });
     }
     const operation =
       command.kind === 'read'

@@ -11,6 +11,7 @@ import type { BucketProperties } from '../config/schema.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Random } from '../ports/random.js';
 import { KvError } from '../util/errors.js';
+import { OperationDrain } from './operation-drain.js';
 
 /** What the consistent coordinator needs from its node, handed to it rather than imported (no cycle). */
 export interface ConsistentCoordinatorOptions {
@@ -49,13 +50,37 @@ export class ConsistentCoordinator {
   private readonly newestRounds = new Map<string, number>();
   /** Operations run so far: with the proposer identity, each operation's id (operationId). */
   private operations = 0;
+  /** The operations under way (each settles by its deadline at the latest), and the refusal of new ones once closed. */
+  private readonly drain = new OperationDrain(
+    () =>
+      new KvError('KV_NOT_READY', 'this node is leaving the cluster (or has left) and takes no consistent operations; send the request to another member', {
+        retryAfterSeconds: 1,
+        details: { applied: 'no' },
+      }),
+  );
 
   constructor(private readonly options: ConsistentCoordinatorOptions) {
     this.issuer = startBallotIssuer(`${options.selfId}:${options.generation}:${options.random.int(2 ** 30).toString(36)}`);
   }
 
+  /**
+   * Stops taking operations (each later `run` is refused with 503 KV_NOT_READY, applied "no") and
+   * resolves once those under way have settled: decided, failed or timed out, so by their
+   * deadline at the latest. A leaving node awaits it before it marks itself left, so every
+   * version it decided is in its watch log before any watcher can see it gone
+   * (docs/CONSENSUS.md, "Watches"). It stays closed: the node is about to stop.
+   */
+  async close(): Promise<void> {
+    await this.drain.close();
+  }
+
   /** Runs `operation` on the key within `timeoutMs`; resolves with its result, rejects with the proposer's KvError. */
   async run(bucket: string, key: string, operation: RegisterOperation, timeoutMs: number): Promise<OperationResult> {
+    return this.drain.run(async () => this.propose(bucket, key, operation, timeoutMs));
+  }
+
+  /** One operation's rounds: the proposer's effects carried out until it replies or fails. */
+  private async propose(bucket: string, key: string, operation: RegisterOperation, timeoutMs: number): Promise<OperationResult> {
     const ring = this.options.requireRing();
     const properties = this.options.bucketProperties(bucket);
     const groups = replicaGroups(ring, partitionOf(bucket, key, ring.partitionCount), properties.nVal);

@@ -5,6 +5,7 @@ import { decodeObject } from '../core/versioning/object-codec.js';
 import { isDeleted } from '../core/versioning/versioned-object.js';
 import { KvError } from '../util/errors.js';
 import type { AntiEntropy } from './anti-entropy.js';
+import type { ConsistentCoordinator } from './consistent-coordinator.js';
 import type { Handoff } from './handoff.js';
 import type { HintedHandoff } from './hinted-handoff.js';
 import type { NodeContext } from './node-context.js';
@@ -17,6 +18,8 @@ export type LifecycleOptions = Pick<NodeContext, 'selfId' | 'config' | 'storage'
   readonly hintedHandoff: HintedHandoff;
   readonly antiEntropy: AntiEntropy;
   readonly handoff: Handoff;
+  /** Closed (drained), with the replica's coordinated writes, before this node marks itself left. */
+  readonly consistentCoordinator: Pick<ConsistentCoordinator, 'close'>;
   /** Called once this node has left the cluster. */
   readonly onLeft: () => void;
 };
@@ -44,6 +47,8 @@ export class Lifecycle {
   async start(): Promise<void> {
     const { config, storage, replica } = this.options;
     refuseConsistencyChange(this.options.gossiper.view, config);
+    // A node restarted after it left decides and coordinates nothing: watches no longer read its log.
+    if (this.options.gossiper.ownStatus === 'left') await this.drain();
     await this.options.hintedHandoff.load();
     // One scan builds the Merkle trees before any request is served.
     await this.options.antiEntropy.build(this.options.gossiper.ring?.partitionCount ?? config.partitionCount);
@@ -98,15 +103,39 @@ export class Lifecycle {
     return { status: 'removed' };
   }
 
-  /** A leaving node becomes `left` once the ring no longer has it and it holds no data. */
-  private checkLifecycle(): void {
-    const ring = this.options.gossiper.ring;
-    if (this.options.gossiper.ownStatus !== 'leaving' || ring === null || ring.next !== null || ring.owners.includes(this.options.selfId)) return;
-    if (this.options.antiEntropy.heldPartitions().length > 0 || this.options.hintedHandoff.store.pending > 0) return;
+  /**
+   * A leaving node becomes `left` once the ring no longer has it and it holds no data. First it
+   * stops taking consistent operations and coordinated writes and waits for those under way
+   * (bounded by their deadlines): a version is in the watch log of the node that decided or
+   * coordinated it alone, and watches read a departed node's log to its end once, so every
+   * version this node made must be in its log before any other node can see it left
+   * (docs/CONSENSUS.md, "Watches").
+   */
+  private async checkLifecycle(): Promise<void> {
+    if (!this.handedOff()) return;
+    await this.drain();
+    // Checked again: the drain took time, and what it waited on may have changed the answer (the next check tries again).
+    if (!this.handedOff()) return;
     this.options.gossiper.setOwnStatus('left');
     this.options.logger.info({}, 'this node has handed off all its data and left the cluster');
     // A few gossip rounds let the others hear that it left before it goes.
     this.options.clock.setTimer(3 * this.options.config.gossip.intervalMs, () => this.options.onLeft());
+  }
+
+  /**
+   * Stops the two kinds of operations whose outcome only this node's watch log reports, and waits
+   * for those under way: consistent operations (their decisions) and the client writes its
+   * replica coordinates (their dots).
+   */
+  private async drain(): Promise<void> {
+    await Promise.all([this.options.consistentCoordinator.close(), this.options.replica.stopCoordinating()]);
+  }
+
+  /** Whether this node is leaving and has handed everything off: the ring no longer has it, and it holds no partition and no hint. */
+  private handedOff(): boolean {
+    const ring = this.options.gossiper.ring;
+    if (this.options.gossiper.ownStatus !== 'leaving' || ring === null || ring.next !== null || ring.owners.includes(this.options.selfId)) return false;
+    return this.options.antiEntropy.heldPartitions().length === 0 && this.options.hintedHandoff.store.pending === 0;
   }
 
   /** Stops background work (the caller closes the HTTP server and the storage). */

@@ -23,6 +23,7 @@ import { BucketIndex } from './bucket-index.js';
 import { KeyLocks } from './key-locks.js';
 import { ObjectCache } from './object-cache.js';
 import { ReapedTombstones } from './reaped-tombstones.js';
+import { OperationDrain } from './operation-drain.js';
 
 /** Bounds a coordinated write is judged by on this replica: its siblings, and the size of the object it leaves. */
 export interface WriteLimits extends SiblingLimits {
@@ -67,6 +68,18 @@ export class Replica {
   private readonly locks = new KeyLocks();
   private readonly listeners: ChangeListener[] = [];
   private readonly writeListeners: WriteListener[] = [];
+  /** The client writes this replica coordinates under way, and the refusal of new ones once a leaving node has drained them. */
+  private readonly coordinating = new OperationDrain(
+    () =>
+      new KvError(
+        'KV_NOT_READY',
+        'this node is leaving the cluster (or has left) and coordinates no writes; the write was not applied, send it to another member',
+        {
+          retryAfterSeconds: 1,
+          details: { applied: 'no' },
+        },
+      ),
+  );
   private writeGate: WriteGate | undefined;
   /** The node's actor and key epoch counter, read from storage at the first write that needs it. */
   private lease: Promise<ActorLease> | undefined;
@@ -178,6 +191,29 @@ export class Replica {
 
   /** Applies a client write here, issuing its dot, and stores the result; answers it and the dot the write created. */
   async coordinateWrite(
+    bucket: string,
+    key: string,
+    requested: WriteIntent,
+    mode: ConflictMode,
+    sync: boolean,
+    condition?: { readonly precondition: Precondition; readonly base: VersionedObject | null },
+  ): Promise<{ object: VersionedObject; dot: Dot }> {
+    return this.coordinating.run(async () => this.applyClientWrite(bucket, key, requested, mode, sync, condition));
+  }
+
+  /**
+   * Stops coordinating client writes (a later `coordinateWrite` is refused with 503
+   * KV_NOT_READY, applied "no") and resolves once those under way are applied or failed. A
+   * leaving node awaits it before it marks itself left: a write is reported in the watch log of
+   * the replica that coordinated it alone, so it must be there before any watch can see the node
+   * gone (docs/CONSENSUS.md, "Watches").
+   */
+  async stopCoordinating(): Promise<void> {
+    await this.coordinating.close();
+  }
+
+  /** `coordinateWrite` under way: the write applied to this copy under the key lock. */
+  private async applyClientWrite(
     bucket: string,
     key: string,
     requested: WriteIntent,

@@ -171,7 +171,7 @@ export class RingNode implements KvService {
       scan: async (limit) => scanner.next(limit),
     });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
-    this.lifecycle = new Lifecycle({ ...context, ...roles, onLeft: () => this.onLeft?.() });
+    this.lifecycle = new Lifecycle({ ...context, ...roles, consistentCoordinator, onLeft: () => this.onLeft?.() });
     this.statusReport = new Status({
       ...context,
       ...roles,

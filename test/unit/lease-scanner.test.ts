@@ -14,7 +14,8 @@ import { MemoryStorage } from '../../src/sim/memory-storage.js';
  * consistent keys"): the lease sweeper finds a lease record its acceptor wrote at its next step,
  * however many consistent keys of other buckets the node holds, and still finds, by its walk over
  * the paxos space, one written before this run; a deleted record is forgotten. Each step reads a
- * bounded number of entries.
+ * bounded number of entries. The known lease ids are bounded (`maxKnownLeases`): beyond the bound
+ * a lease is still reported, once a pass of the walk instead of at every round, in every cycle.
  */
 
 const limit = 64;
@@ -28,7 +29,7 @@ function leaseState(ttlSeconds: number | null): Uint8Array {
   return encodeAcceptorState({ epoch: 1, promised: ballot, accepted: null, committed: { ballot, state: { version: 1, value, writes: [] } } });
 }
 
-async function scannerWithOtherKeys(): Promise<{ storage: MemoryStorage; scanner: LeaseScanner }> {
+async function scannerWithOtherKeys(maxKnown?: number): Promise<{ storage: MemoryStorage; scanner: LeaseScanner }> {
   const storage = new MemoryStorage();
   await storage.open();
   for (let index = 0; index < otherKeys; index++) await storage.paxos.put(encodeDataKey('counters', `k${index}`), leaseState(null));
@@ -40,6 +41,7 @@ async function scannerWithOtherKeys(): Promise<{ storage: MemoryStorage; scanner
     bucketProperties: () => ({ nVal: 3, consistent: true }) as BucketProperties,
     logger: silentLogger,
     space: storage.paxos,
+    ...(maxKnown === undefined ? {} : { maxKnownLeases: maxKnown }),
   });
   return { storage, scanner };
 }
@@ -52,7 +54,6 @@ describe('LeaseScanner', () => {
     scanner.stored('counters', 'k1');
     const step = await scanner.next(limit);
     expect(step.leases).toEqual([{ id: 'lease-a', refresh: 1, ending: false, ttlSeconds: 5 }]);
-    expect(step.wrapped).toBe(true);
     // Deleted: the next steps no longer report it.
     await storage.paxos.put(encodeDataKey(leaseBucket, 'lease-a'), leaseState(null));
     expect((await scanner.next(limit)).leases).toEqual([]);
@@ -74,5 +75,37 @@ describe('LeaseScanner', () => {
     }
     // Once found, every later step reports it (it is known now), not once a pass.
     for (let again = 0; again < 3; again++) expect((await scanner.next(limit)).leases.map((lease) => lease.id)).toEqual(['lease-b']);
+  });
+
+  it('beyond its bound of known ids, reports every lease in every cycle, the ones it has no room for once a pass', async () => {
+    const bound = 4;
+    const { storage, scanner } = await scannerWithOtherKeys(bound);
+    const ids = Array.from({ length: 12 }, (_, index) => `lease-${String(index).padStart(2, '0')}`);
+    for (const id of ids) await storage.paxos.put(encodeDataKey(leaseBucket, id), leaseState(5));
+    const passSteps = Math.ceil((otherKeys + ids.length) / limit) + 1;
+    // Written now, with the known ids full: the walk finds it.
+    let late = false;
+    const cycles: Map<string, number>[] = [new Map()];
+    for (let step = 0; cycles.length <= 3; step++) {
+      expect(step, 'three cycles end within a few passes of the walk').toBeLessThan(4 * passSteps);
+      if (step === passSteps + 3 && !late) {
+        await storage.paxos.put(encodeDataKey(leaseBucket, 'lease-late'), leaseState(5));
+        scanner.stored(leaseBucket, 'lease-late');
+        late = true;
+      }
+      const scan = await scanner.next(limit);
+      expect(scan.leases.length, 'a step reads at most `limit` records').toBeLessThanOrEqual(limit);
+      const cycle = cycles[cycles.length - 1]!;
+      for (const lease of scan.leases) cycle.set(lease.id, (cycle.get(lease.id) ?? 0) + 1);
+      if (scan.wrapped) cycles.push(new Map());
+    }
+    const [, second, third] = cycles as [Map<string, number>, Map<string, number>, Map<string, number>];
+    for (const cycle of [second, third]) {
+      expect([...cycle.keys()].filter((id) => id !== 'lease-late').sort(), 'every lease is reported in the cycle').toEqual(ids);
+      // The ids the known set holds are read at every step; the others only when the walk passes them.
+      const counts = [...cycle.values()].sort((a, b) => b - a);
+      expect(counts.filter((count) => count > 2).length, 'as many leases read at every round as the bound holds').toBe(bound);
+    }
+    expect(third.has('lease-late'), 'a lease written when the known set was full is found by the walk').toBe(true);
   });
 });
