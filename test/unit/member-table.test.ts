@@ -21,13 +21,17 @@ const recordOf = (id: string, version = 0): SwimRecord => ({
   transfersDoneForRing: 0,
 });
 
-const idsOf = (table: MemberTable): string[] => [...table.values()].map((record) => record.id);
+/** The ids in id order (what digest windows and random picks walk). */
+const idsOf = (table: MemberTable): string[] => [...table.slotsInIdOrder()].map((slot) => table.atSlot(slot)?.id ?? '?');
+/** The ids as `values` lists them: in the order they were added, as a Map's keys. */
+const arrivalOf = (table: MemberTable): string[] => [...table.values()].map((record) => record.id);
 
 describe('MemberTable', () => {
-  it('adds, looks up, replaces and forgets records by id, and lists them in id order whatever order they came in', () => {
+  it('adds, looks up, replaces and forgets records by id; keeps them in id order, and lists them in the order they came in', () => {
     const table = new MemberTable(new MemberIdIndex());
     for (const id of ['n3', 'n10', 'a', 'n2']) table.add(recordOf(id));
     expect(idsOf(table)).toEqual(['a', 'n10', 'n2', 'n3']);
+    expect(arrivalOf(table)).toEqual(['n3', 'n10', 'a', 'n2']);
     expect(table.size).toBe(4);
     expect(table.get('n10')?.id).toBe('n10');
     expect(table.get('n9')).toBeUndefined();
@@ -47,16 +51,20 @@ describe('MemberTable', () => {
     expect(table.delete('n10')).toBe(-1);
     expect(table.get('n10')).toBeUndefined();
     expect(idsOf(table)).toEqual(['a', 'n2', 'n3']);
-    expect([...table.slotsInIdOrder()].map((at) => table.atSlot(at)?.id)).toEqual(['a', 'n2', 'n3']);
+    expect(arrivalOf(table)).toEqual(['n3', 'a', 'n2']);
+    table.add(recordOf('n10'));
+    expect(arrivalOf(table)).toEqual(['n3', 'a', 'n2', 'n10']);
   });
 
   it('loads many records at once in id order, keeping the first record of an id', () => {
     const table = new MemberTable(new MemberIdIndex());
     table.load([recordOf('m', 1), recordOf('b'), recordOf('m', 2), recordOf('z')]);
     expect(idsOf(table)).toEqual(['b', 'm', 'z']);
+    expect(arrivalOf(table)).toEqual(['m', 'b', 'z']);
     expect(table.get('m')?.version).toBe(1);
     table.add(recordOf('c'));
     expect(idsOf(table)).toEqual(['b', 'c', 'm', 'z']);
+    expect(arrivalOf(table)).toEqual(['m', 'b', 'z', 'c']);
   });
 
   it('shares one index between tables: one slot per id, freed (and handed to the next new id) only when no table holds it', () => {
@@ -109,6 +117,7 @@ describe('MemberTable', () => {
         tables.forEach((table, which) => {
           const model = models[which] as Map<string, SwimRecord>;
           expect(idsOf(table)).toEqual([...model.keys()].sort());
+          expect(arrivalOf(table)).toEqual([...model.keys()]);
           for (const [id, record] of model) expect(table.get(id)).toBe(record);
         });
         expect(index.heldIds).toBe(new Set([...(models[0] as Map<string, SwimRecord>).keys(), ...(models[1] as Map<string, SwimRecord>).keys()]).size);

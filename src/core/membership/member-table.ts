@@ -144,6 +144,8 @@ export class MemberTable {
   private readonly records: BySlot<SwimRecord>;
   /** The slots held, in id order (UTF-16 code units, as `<` compares strings). */
   private sorted = new SlotList();
+  /** The slots held, in the order their ids were added: the order `values` lists them in, as a Map's would be. */
+  private arrival = new SlotList();
 
   constructor(readonly index: MemberIdIndex) {
     this.records = new BySlot(index);
@@ -197,6 +199,7 @@ export class MemberTable {
   add(record: SwimRecord): number {
     const slot = this.index.hold(record.id);
     this.sorted.insert(this.rankAfter(record.id), slot);
+    this.arrival.insert(this.arrival.length, slot);
     this.records.set(slot, record);
     return slot;
   }
@@ -211,6 +214,7 @@ export class MemberTable {
     const slot = this.slotOf(id);
     if (slot < 0) return -1;
     this.sorted.removeAt(this.rankAfter(id) - 1);
+    this.arrival.removeAt(this.arrival.indexOf(slot));
     this.records.set(slot, undefined);
     this.index.release(slot);
     return slot;
@@ -233,13 +237,14 @@ export class MemberTable {
       this.records.set(slot, record);
       slots.push(slot);
     });
+    this.arrival = SlotList.of(Int32Array.from(slots));
     const sorted = Int32Array.from(slots);
     sorted.sort((left, right) => ((this.records.get(left) as SwimRecord).id < (this.records.get(right) as SwimRecord).id ? -1 : 1));
     this.sorted = SlotList.of(sorted);
   }
 
-  /** The records held, in id order. */
+  /** The records held, in the order their ids were added (a forgotten id added again comes last). */
   *values(): IterableIterator<SwimRecord> {
-    for (let rank = 0; rank < this.sorted.length; rank++) yield this.records.get(this.sorted.at(rank)) as SwimRecord;
+    for (let at = 0; at < this.arrival.length; at++) yield this.records.get(this.arrival.at(at)) as SwimRecord;
   }
 }

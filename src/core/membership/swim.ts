@@ -277,7 +277,7 @@ export class SwimMember {
     return this.changeCount;
   }
 
-  /** Every record this member holds, its own included, in id order. */
+  /** Every record this member holds, its own included, in the order this member learned of them. */
   get members(): IterableIterator<SwimRecord> {
     return this.table.values();
   }
