@@ -11,6 +11,7 @@
  * one process for the gossip-scale bench (bench/gossip-scale.ts) and the membership simulation
  * tests (test/sim/swim-membership.sim.test.ts). A seed replays a run exactly.
  */
+import { MemberIdIndex } from '../core/membership/member-table.js';
 import { type SwimConfig, type SwimEffect, SwimMember, defaultSwimConfig } from '../core/membership/swim.js';
 import { type SwimMessage, type SwimRecord, swimMessageBytes } from '../core/membership/swim-messages.js';
 import { SeededRandom } from './seeded-random.js';
@@ -121,6 +122,8 @@ export class SwimCluster {
   private readonly random: SeededRandom;
   private readonly queue = new EventQueue();
   private readonly byId = new Map<string, SimulatedMember>();
+  /** One id index for every member's table: a lookup is one small table that stays in the caches, not one per member. */
+  private readonly index = new MemberIdIndex();
   private readonly config: SwimConfig;
   private readonly dropRate: number;
   private nextIndex = 0;
@@ -224,6 +227,7 @@ export class SwimCluster {
       nowMs: this.nowMs,
       config: this.config,
       members: records,
+      index: this.index,
     });
     const simulated: SimulatedMember = { member, killed: false, pausedUntilMs: 0 };
     this.byId.set(member.id, simulated);

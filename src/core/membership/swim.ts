@@ -41,6 +41,7 @@ import {
   recordBytes,
   swimMessageBytes,
 } from './swim-messages.js';
+import { BySlot, MemberIdIndex, MemberTable, SlotList } from './member-table.js';
 
 /** Tuning of SWIM. memberlist's DefaultLANConfig is the model; docs/MEMBERSHIP.md says where ringkv differs and why. */
 export interface SwimConfig {
@@ -114,6 +115,8 @@ export interface SwimMemberOptions {
   readonly config?: Partial<SwimConfig>;
   /** The members it already knows (from its persisted view); a joiner knows none and calls join(). */
   readonly members?: readonly SwimRecord[];
+  /** Ids to slots of its member table: the member's own by default; the simulator shares one between all its members. */
+  readonly index?: MemberIdIndex;
 }
 
 /** A suspicion in progress (memberlist's suspicion.go). */
@@ -169,29 +172,19 @@ export function suspicionTimeoutMs(confirmations: number, wanted: number, minimu
   return Math.max(minimumMs, Math.floor(maximumMs - fraction * (maximumMs - minimumMs)));
 }
 
-/** The first index of `sorted` whose id is after `id` ('' is before every id). */
-function indexAfter(sorted: readonly string[], id: string): number {
-  let low = 0;
-  let high = sorted.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if ((sorted[middle] as string) <= id) low = middle + 1;
-    else high = middle;
-  }
-  return low;
-}
-
 /** One member's SWIM state machine. */
 export class SwimMember {
   /** The tuning in force. */
   readonly config: SwimConfig;
   private readonly random: RandomSource;
   private self: SwimRecord;
-  private readonly records = new Map<string, SwimRecord>();
-  private readonly sortedIds: string[] = [];
-  private readonly suspicions = new Map<string, Suspicion>();
+  /** Every record this member holds, its own included, by slot and in id order. */
+  private readonly table: MemberTable;
+  /** The suspicions this member times, by slot, in the order they started. */
+  private readonly suspicions = new Map<number, Suspicion>();
   private liveCount = 0;
-  private probeOrder: string[] = [];
+  /** Slots in the order this member probes them. */
+  private probeOrder = new SlotList();
   private probeIndex = 0;
   private probe: Probe | undefined;
   private readonly relays = new Map<number, Relay>();
@@ -204,13 +197,16 @@ export class SwimMember {
   private digestCursor = '';
   private syncPeer: string | undefined;
   /**
-   * The news queue (memberlist's TransmitLimitedQueue): the record queued for each member, and
-   * the queued records by how often they were sent (bucket k: sent k times). An entry of a bucket
-   * is live while it is the record `broadcasts` holds for its member; a newer record replaces it
-   * there and leaves it behind as a stale entry. No object per item: every member's queue may
-   * hold every member's news, N items per member, so the queue is kept to two references each.
+   * The news queue (memberlist's TransmitLimitedQueue): the record queued for each member (by
+   * slot), and the queued records by how often they were sent (bucket k: sent k times). An entry
+   * of a bucket is live while it is the record `broadcasts` holds for its member; a newer record
+   * replaces it there and leaves it behind as a stale entry. No object per item: every member's
+   * queue may hold every member's news, N items per member, so the queue is kept to two
+   * references each.
    */
-  private readonly broadcasts = new Map<string, SwimRecord>();
+  private readonly broadcasts: BySlot<SwimRecord>;
+  /** Members with a record in `broadcasts`. */
+  private broadcastCount = 0;
   private readonly broadcastsBySends: SwimRecord[][] = [[]];
   /** Entries in broadcastsBySends, replaced ones included. */
   private queuedBroadcasts = 0;
@@ -218,8 +214,8 @@ export class SwimMember {
   private ringHash = 0;
   private bucketPropertiesVersion = 0;
   private changeCount = 0;
-  /** When each member held dead, left or removed became so (this member's time). */
-  private readonly downSince = new Map<string, number>();
+  /** When each member held dead, left or removed became so (this member's time), by slot. */
+  private readonly downSince = new Map<number, number>();
   private nextForgetMs: number;
   private retained: (id: string) => boolean = () => false;
 
@@ -238,6 +234,9 @@ export class SwimMember {
       ...(options.location === undefined ? {} : { location: options.location }),
     };
     this.lastTickMs = options.nowMs;
+    const index = options.index ?? new MemberIdIndex();
+    this.table = new MemberTable(index);
+    this.broadcasts = new BySlot(index);
     this.load(options.members ?? []);
     // Members start at random moments within a period, so their rounds are out of phase.
     this.nextProbeMs = options.nowMs + this.random.int(this.config.probeIntervalMs);
@@ -245,7 +244,7 @@ export class SwimMember {
     this.nextDigestMs = options.nowMs + this.random.int(this.config.probeIntervalMs);
     this.nextForgetMs = options.nowMs + this.config.probeIntervalMs;
     // A restarted member announces its new generation.
-    this.enqueue(this.self);
+    this.enqueue(this.self, this.table.slotOf(this.self.id));
   }
 
   /** This member's id. */
@@ -265,7 +264,7 @@ export class SwimMember {
 
   /** How many items of news wait to be sent. */
   get pendingBroadcasts(): number {
-    return this.broadcasts.size;
+    return this.broadcastCount;
   }
 
   /** Entries held in the news queue, replaced ones included (what its memory grows with). */
@@ -278,25 +277,25 @@ export class SwimMember {
     return this.changeCount;
   }
 
-  /** Every record this member holds, its own included. */
+  /** Every record this member holds, its own included, in the order this member learned of them. */
   get members(): IterableIterator<SwimRecord> {
-    return this.records.values();
+    return this.table.values();
   }
 
   /** What this member believes of `id`. */
   recordOf(id: string): SwimRecord | undefined {
-    return this.records.get(id);
+    return this.table.get(id);
   }
 
   /** The state this member believes `id` is in, if it knows it. */
   stateOf(id: string): SwimState | undefined {
-    return this.records.get(id)?.state;
+    return this.table.get(id)?.state;
   }
 
   /** Joins through `seed`: pages through its membership, window after window, until one full pass. */
   join(seed: { readonly id: string; readonly address: string }, nowMs: number): SwimEffect[] {
     // A placeholder (generation 0) that the seed's own record replaces as soon as it arrives.
-    if (!this.records.has(seed.id))
+    if (this.table.get(seed.id) === undefined)
       this.store({ id: seed.id, address: seed.address, generation: 0, version: 0, state: 'alive', lifecycle: 'up', accuser: '', transfersDoneForRing: 0 });
     this.syncPeer = seed.id;
     this.digestCursor = '';
@@ -313,8 +312,7 @@ export class SwimMember {
   publish(change: { readonly lifecycle?: MemberLifecycle; readonly transfersDoneForRing?: number }): void {
     if (this.self.state === 'removed') return;
     this.self = { ...this.self, ...change, version: this.self.version + 1 };
-    this.store(this.self);
-    this.enqueue(this.self);
+    this.enqueue(this.self, this.store(this.self));
   }
 
   /**
@@ -322,7 +320,7 @@ export class SwimMember {
    * record of it, of any generation, and spreads as news.
    */
   remove(id: string, nowMs: number): SwimEffect[] {
-    const known = this.records.get(id);
+    const known = this.table.get(id);
     const effects: SwimEffect[] = [];
     if (known !== undefined && id !== this.self.id) this.apply({ ...known, state: 'removed', lifecycle: 'removed', accuser: this.self.id }, nowMs, effects);
     return effects;
@@ -369,7 +367,7 @@ export class SwimMember {
     }
     if (nowMs >= this.nextGossipMs) {
       this.nextGossipMs = nowMs + this.config.gossipIntervalMs;
-      if (this.broadcasts.size > 0) {
+      if (this.broadcastCount > 0) {
         for (const to of this.randomMembers(this.config.gossipFanout, undefined, true)) {
           const updates = this.piggyback({ type: 'swim-gossip', from: this.self.id, updates: [] });
           if (updates.length > 0) effects.push({ kind: 'send', to, message: { type: 'swim-gossip', from: this.self.id, updates } });
@@ -453,7 +451,7 @@ export class SwimMember {
    * the news or a digest to reach it.
    */
   private answerPing(sequence: number, from: string): SwimMessage {
-    const record = this.records.get(from);
+    const record = this.table.get(from);
     const accusation = record !== undefined && record.state !== 'alive' && record.state !== 'left' ? [record] : [];
     const ack: SwimMessage = { type: 'swim-ack', sequence, from: this.self.id, updates: accusation };
     return { ...ack, updates: [...accusation, ...this.piggyback(ack).filter((update) => update !== record)] };
@@ -496,7 +494,7 @@ export class SwimMember {
         this.probe = undefined;
         // Lifeguard: indirect probers that did not even nack point at this member's own trouble.
         this.changeAwareness(probe.expectedNacks > 0 ? probe.expectedNacks - probe.nacks : 1);
-        const record = this.records.get(probe.target);
+        const record = this.table.get(probe.target);
         // A member already suspect gets this member's confirmation (memberlist's suspectNode), which shortens its timeout.
         if (record !== undefined && (record.state === 'alive' || record.state === 'suspect'))
           this.apply({ ...record, state: 'suspect', accuser: this.self.id }, nowMs, effects);
@@ -518,7 +516,7 @@ export class SwimMember {
         nacks: 0,
       };
       // A suspect member is told so on every ping, whether or not the news is still being spread, so it can refute (memberlist's probeNode).
-      const record = this.records.get(target);
+      const record = this.table.get(target);
       const accusation = record?.state === 'suspect' ? [record] : [];
       const ping: SwimMessage = { type: 'swim-ping', sequence, from: this.self.id, target, updates: accusation };
       effects.push({ kind: 'send', to: target, message: { ...ping, updates: [...accusation, ...this.piggyback(ping).filter((update) => update !== record)] } });
@@ -534,10 +532,10 @@ export class SwimMember {
   }
 
   private runSuspicions(nowMs: number, effects: SwimEffect[]): void {
-    for (const [id, suspicion] of this.suspicions) {
+    for (const [slot, suspicion] of this.suspicions) {
       const timeoutMs = suspicionTimeoutMs(suspicion.confirmations, suspicion.wantedConfirmations, suspicion.minimumMs, suspicion.maximumMs);
       if (nowMs < suspicion.startMs + timeoutMs) continue;
-      const record = this.records.get(id);
+      const record = this.table.atSlot(slot);
       if (record !== undefined) this.apply({ ...record, state: 'dead', accuser: this.self.id }, nowMs, effects);
     }
   }
@@ -546,24 +544,25 @@ export class SwimMember {
   private nextProbeTarget(): string | undefined {
     for (let checked = 0; checked <= this.probeOrder.length; checked++) {
       if (this.probeIndex >= this.probeOrder.length) {
-        this.probeOrder = this.shuffled(this.sortedIds);
+        this.probeOrder = this.shuffled(this.table.slotsInIdOrder());
         this.probeIndex = 0;
       }
-      const id = this.probeOrder[this.probeIndex++];
-      if (id === undefined) return undefined;
-      const state = this.records.get(id)?.state;
-      if (id !== this.self.id && (state === 'alive' || state === 'suspect')) return id;
+      if (this.probeIndex >= this.probeOrder.length) return undefined;
+      const record = this.table.atSlot(this.probeOrder.at(this.probeIndex++)) as SwimRecord;
+      if (record.id !== this.self.id && (record.state === 'alive' || record.state === 'suspect')) return record.id;
     }
     return undefined;
   }
 
-  private shuffled(ids: readonly string[]): string[] {
-    const copy = [...ids];
-    for (let index = copy.length - 1; index > 0; index--) {
+  /** `slots` shuffled in place (Fisher-Yates), as a list. */
+  private shuffled(slots: Int32Array): SlotList {
+    for (let index = slots.length - 1; index > 0; index--) {
       const other = this.random.int(index + 1);
-      [copy[index], copy[other]] = [copy[other] as string, copy[index] as string];
+      const swapped = slots[index] as number;
+      slots[index] = slots[other] as number;
+      slots[other] = swapped;
     }
-    return copy;
+    return SlotList.of(slots);
   }
 
   /**
@@ -575,8 +574,9 @@ export class SwimMember {
     const chosen: string[] = [];
     const wanted = Math.min(count, this.liveCount - 1 - (except === undefined ? 0 : 1));
     for (let tries = 0; chosen.length < wanted && tries < 8 * count + 16; tries++) {
-      const id = this.sortedIds[this.random.int(this.sortedIds.length)] as string;
-      const state = this.records.get(id)?.state;
+      const record = this.table.atSlot(this.table.slotAtRank(this.random.int(this.table.size))) as SwimRecord;
+      const id = record.id;
+      const state = record.state;
       if (id === this.self.id || id === except || chosen.includes(id) || !(state === 'alive' || (suspectsToo && state === 'suspect'))) continue;
       chosen.push(id);
     }
@@ -590,35 +590,37 @@ export class SwimMember {
    * of 10,000, whose every member starts knowing all the others).
    */
   private load(members: readonly SwimRecord[]): void {
-    this.records.set(this.self.id, this.self);
+    this.table.load([this.self, ...members]);
     this.liveCount = this.self.state === 'alive' ? 1 : 0;
-    for (const record of members) {
-      if (record.id === this.self.id || this.records.has(record.id)) continue;
-      this.records.set(record.id, record);
+    for (let rank = 0; rank < this.table.size; rank++) {
+      const slot = this.table.slotAtRank(rank);
+      const record = this.table.atSlot(slot) as SwimRecord;
+      if (record.id === this.self.id) continue;
       if (record.state === 'alive' || record.state === 'suspect') this.liveCount++;
-      else this.downSince.set(record.id, this.lastTickMs);
+      else this.downSince.set(slot, this.lastTickMs);
     }
     this.changeCount++;
-    for (const id of this.records.keys()) this.sortedIds.push(id);
-    // The default sort compares UTF-16 code units, as indexAfter's < does.
-    this.sortedIds.sort();
-    this.probeOrder = this.shuffled(this.sortedIds);
+    this.probeOrder = this.shuffled(this.table.slotsInIdOrder());
   }
 
-  /** Puts a record in the table, keeping the sorted ids, the probe order and the live count. */
-  private store(record: SwimRecord): void {
-    const previous = this.records.get(record.id);
-    this.records.set(record.id, record);
+  /**
+   * Puts a record in the table, keeping the probe order, the live count and the down members:
+   * answers its slot. `slot` is the record's slot here when the caller has looked it up already.
+   */
+  private store(record: SwimRecord, slot = this.table.slotOf(record.id)): number {
+    const previous = slot >= 0 ? this.table.atSlot(slot) : undefined;
+    if (slot >= 0) this.table.replace(slot, record);
+    else {
+      slot = this.table.add(record);
+      // memberlist puts a new member at a random place of the probe order, so it is probed within one pass.
+      this.probeOrder.insert(this.random.int(this.probeOrder.length + 1), slot);
+    }
     this.changeCount++;
-    if (record.state === 'alive' || record.state === 'suspect' || record.id === this.self.id) this.downSince.delete(record.id);
-    else if (!this.downSince.has(record.id)) this.downSince.set(record.id, this.lastTickMs);
+    if (record.state === 'alive' || record.state === 'suspect' || record.id === this.self.id) this.downSince.delete(slot);
+    else if (!this.downSince.has(slot)) this.downSince.set(slot, this.lastTickMs);
     const live = (state: SwimState | undefined): boolean => state === 'alive' || state === 'suspect';
     this.liveCount += (live(record.state) ? 1 : 0) - (live(previous?.state) ? 1 : 0);
-    if (previous === undefined) {
-      this.sortedIds.splice(indexAfter(this.sortedIds, record.id), 0, record.id);
-      // memberlist puts a new member at a random place of the probe order, so it is probed within one pass.
-      this.probeOrder.splice(this.random.int(this.probeOrder.length + 1), 0, record.id);
-    }
+    return slot;
   }
 
   /**
@@ -629,30 +631,33 @@ export class SwimMember {
    * forgotten member for ever.
    */
   private forgetLongDown(nowMs: number): void {
-    for (const [id, sinceMs] of this.downSince) {
+    for (const [slot, sinceMs] of this.downSince) {
+      const id = (this.table.atSlot(slot) as SwimRecord).id;
       if (nowMs - sinceMs < this.config.forgetDownAfterMs || this.retained(id)) continue;
-      this.downSince.delete(id);
-      this.records.delete(id);
+      this.downSince.delete(slot);
       this.changeCount++;
-      const sorted = indexAfter(this.sortedIds, id) - 1;
-      if (this.sortedIds[sorted] === id) this.sortedIds.splice(sorted, 1);
-      const order = this.probeOrder.indexOf(id);
+      const order = this.probeOrder.indexOf(slot);
       if (order >= 0) {
-        this.probeOrder.splice(order, 1);
+        this.probeOrder.removeAt(order);
         if (order < this.probeIndex) this.probeIndex--;
       }
-      this.broadcasts.delete(id);
-      this.suspicions.delete(id);
+      if (this.broadcasts.get(slot) !== undefined) {
+        this.broadcasts.set(slot, undefined);
+        this.broadcastCount--;
+      }
+      this.suspicions.delete(slot);
       if (this.syncPeer === id) this.syncPeer = undefined;
+      // Last: the index may give the slot to another id from here on.
+      this.table.delete(id);
     }
   }
 
   /** A member held dead (not left or removed), at random, or undefined when there is none (a few tries). */
   private randomDeadMember(): string | undefined {
-    if (this.sortedIds.length <= this.liveCount) return undefined;
+    if (this.table.size <= this.liveCount) return undefined;
     for (let tries = 0; tries < 8; tries++) {
-      const id = this.sortedIds[this.random.int(this.sortedIds.length)] as string;
-      if (this.records.get(id)?.state === 'dead') return id;
+      const record = this.table.atSlot(this.table.slotAtRank(this.random.int(this.table.size))) as SwimRecord;
+      if (record.state === 'dead') return record.id;
     }
     return undefined;
   }
@@ -667,7 +672,8 @@ export class SwimMember {
       this.applyAboutSelf(update);
       return;
     }
-    const known = this.records.get(update.id);
+    const slot = this.table.slotOf(update.id);
+    const known = slot >= 0 ? this.table.atSlot(slot) : undefined;
     // A removal is final; and it beats every other record, whatever its generation or version.
     if (known?.state === 'removed') return;
     // memberlist's deadNode: news that an unknown member is gone is not taken (it was forgotten
@@ -682,19 +688,19 @@ export class SwimMember {
           // Only the member itself brings a dead member back, with a newer version.
           if (update.state !== 'alive') return;
         } else if (update.state === 'suspect' && known.state === 'suspect' && update.version === known.version) {
-          this.confirm(update);
+          this.confirm(update, slot);
           return;
         }
       }
     }
-    this.store(update);
-    this.suspicions.delete(update.id);
-    if (update.state === 'suspect') this.suspect(update, nowMs);
+    const stored = this.store(update, slot);
+    this.suspicions.delete(stored);
+    if (update.state === 'suspect') this.suspect(stored, update, nowMs);
     const wasLive = known !== undefined && (known.state === 'alive' || known.state === 'suspect');
     const isLive = update.state === 'alive' || update.state === 'suspect';
     if (isLive && !wasLive) effects.push({ kind: 'member-up', id: update.id });
     if (!isLive && (wasLive || known === undefined)) effects.push({ kind: 'member-down', id: update.id });
-    this.enqueue(update);
+    this.enqueue(update, stored);
   }
 
   /** News about this member: a suspicion or death at its current version is refuted with a newer one (SWIM's incarnation rule). */
@@ -703,26 +709,24 @@ export class SwimMember {
     if (update.state === 'removed') {
       // Another member removed this one for good (`ringkv remove`): it accepts that, and says so.
       this.self = { ...this.self, state: 'removed', lifecycle: 'removed' };
-      this.store(this.self);
-      this.enqueue(this.self);
+      this.enqueue(this.self, this.store(this.self));
       return;
     }
     if (update.generation !== this.self.generation || update.version < this.self.version) return;
     if (update.state === 'alive' && update.version === this.self.version) return;
     this.self = { ...this.self, version: update.version + 1 };
-    this.store(this.self);
-    this.enqueue(this.self);
+    this.enqueue(this.self, this.store(this.self));
     // Lifeguard: being suspected hints that this member is the slow one.
     this.changeAwareness(1);
   }
 
-  /** Starts the suspicion timer of `update.id` (memberlist's suspectNode). */
-  private suspect(update: SwimRecord, nowMs: number): void {
+  /** Starts the suspicion timer of `update.id`, in `slot` (memberlist's suspectNode). */
+  private suspect(slot: number, update: SwimRecord, nowMs: number): void {
     const members = this.liveCount;
     // memberlist wants suspicionMultiplier - 2 confirmations, none when too few members could give them.
     const wanted = members - 2 < this.config.suspicionMultiplier - 2 ? 0 : this.config.suspicionMultiplier - 2;
     const minimumMs = this.config.suspicionMultiplier * Math.max(1, Math.log10(Math.max(1, members))) * this.config.probeIntervalMs;
-    this.suspicions.set(update.id, {
+    this.suspicions.set(slot, {
       startMs: nowMs,
       accusers: new Set([update.accuser]),
       confirmations: 0,
@@ -733,30 +737,35 @@ export class SwimMember {
   }
 
   /** Another member independently suspects `update.id`: the timeout shrinks (Lifeguard), and the news travels on. */
-  private confirm(update: SwimRecord): void {
-    const suspicion = this.suspicions.get(update.id);
+  private confirm(update: SwimRecord, slot: number): void {
+    const suspicion = this.suspicions.get(slot);
     if (suspicion === undefined || suspicion.confirmations >= suspicion.wantedConfirmations || suspicion.accusers.has(update.accuser)) return;
     suspicion.accusers.add(update.accuser);
     suspicion.confirmations++;
-    this.enqueue(update);
+    this.enqueue(update, slot);
   }
 
-  private isQueued(record: SwimRecord): boolean {
-    return this.broadcasts.get(record.id) === record;
+  /** The slot of `record` while it is the news queued for its member, else -1 (a stale entry of a bucket). */
+  private queuedSlotOf(record: SwimRecord): number {
+    const slot = this.table.index.slotOf(record.id);
+    return slot >= 0 && this.broadcasts.get(slot) === record ? slot : -1;
   }
 
-  private enqueue(record: SwimRecord): void {
+  /** Queues `record` as news of the member in `slot` (held in the table), in place of any older news of it. */
+  private enqueue(record: SwimRecord, slot: number): void {
+    const queued = this.broadcasts.get(slot);
     // The same record already queued (possible only where records are shared objects, as in the simulator) is news already on its way.
-    if (this.isQueued(record)) return;
-    this.broadcasts.set(record.id, record);
+    if (queued === record) return;
+    if (queued === undefined) this.broadcastCount++;
+    this.broadcasts.set(slot, record);
     (this.broadcastsBySends[0] as SwimRecord[]).push(record);
     // Replaced news stays in its bucket until reached; under steady churn the oldest is never
     // reached (newest goes first), so the buckets are swept once they hold twice the live news.
-    if (++this.queuedBroadcasts > 2 * this.broadcasts.size + 64) {
+    if (++this.queuedBroadcasts > 2 * this.broadcastCount + 64) {
       for (let sends = 0; sends < this.broadcastsBySends.length; sends++) {
-        this.broadcastsBySends[sends] = (this.broadcastsBySends[sends] as SwimRecord[]).filter((queued) => this.isQueued(queued));
+        this.broadcastsBySends[sends] = (this.broadcastsBySends[sends] as SwimRecord[]).filter((entry) => this.queuedSlotOf(entry) >= 0);
       }
-      this.queuedBroadcasts = this.broadcasts.size;
+      this.queuedBroadcasts = this.broadcastCount;
     }
   }
 
@@ -766,13 +775,15 @@ export class SwimMember {
     let budget = this.config.maxMessageBytes - swimMessageBytes(message) - 1;
     const limit = this.config.retransmitMultiplier * Math.ceil(Math.log10(this.liveCount + 1));
     const taken: SwimRecord[] = [];
-    /** How often each taken record had been sent: the bucket it came from. */
+    /** How often each taken record had been sent (the bucket it came from), and its slot. */
     const takenSends: number[] = [];
+    const takenSlots: number[] = [];
     for (let sends = 0; sends < this.broadcastsBySends.length; sends++) {
       const bucket = this.broadcastsBySends[sends] as SwimRecord[];
       while (bucket.length > 0) {
         const record = bucket[bucket.length - 1] as SwimRecord;
-        if (!this.isQueued(record)) {
+        const slot = this.queuedSlotOf(record);
+        if (slot < 0) {
           bucket.pop();
           this.queuedBroadcasts--;
           continue;
@@ -783,6 +794,7 @@ export class SwimMember {
         budget -= bytes;
         taken.push(record);
         takenSends.push(sends + 1);
+        takenSlots.push(slot);
       }
       if (bucket.length > 0) break;
     }
@@ -793,7 +805,8 @@ export class SwimMember {
         (this.broadcastsBySends[sends] as SwimRecord[]).push(record);
       } else {
         this.queuedBroadcasts--;
-        this.broadcasts.delete(record.id);
+        this.broadcasts.set(takenSlots[index] as number, undefined);
+        this.broadcastCount--;
       }
     });
     return taken;
@@ -826,16 +839,16 @@ export class SwimMember {
     // The through id is at most as long as the longest id in the window; counted once more for it.
     let budget = this.config.maxMessageBytes - swimMessageBytes(base) - 1;
     const entries: SwimDigestEntry[] = [];
-    let index = indexAfter(this.sortedIds, this.digestCursor);
-    for (; index < this.sortedIds.length && entries.length < this.config.digestEntries; index++) {
-      const record = this.records.get(this.sortedIds[index] as string) as SwimRecord;
+    let rank = this.table.rankAfter(this.digestCursor);
+    for (; rank < this.table.size && entries.length < this.config.digestEntries; rank++) {
+      const record = this.table.atSlot(this.table.slotAtRank(rank)) as SwimRecord;
       const entry: SwimDigestEntry = { id: record.id, generation: record.generation, version: record.version, state: record.state };
       const bytes = digestEntryBytes(entry) + Buffer.byteLength(record.id) + 1;
       if (bytes > budget) break;
       budget -= digestEntryBytes(entry);
       entries.push(entry);
     }
-    const throughId = index < this.sortedIds.length ? (entries[entries.length - 1]?.id ?? '') : '';
+    const throughId = rank < this.table.size ? (entries[entries.length - 1]?.id ?? '') : '';
     return { kind: 'send', to, message: { ...base, throughId, entries } };
   }
 
@@ -849,7 +862,7 @@ export class SwimMember {
     const named = new Map<string, SwimDigestEntry>();
     for (const entry of digest.entries) {
       named.set(entry.id, entry);
-      const mine = this.records.get(entry.id);
+      const mine = this.table.get(entry.id);
       // A member this one does not know and the sender holds gone is not asked for (apply would not take it).
       if (mine === undefined && entry.state !== 'alive' && entry.state !== 'suspect') continue;
       if (mine === undefined || compareSwimRecords(mine, entry) < 0) wanted.push(entry.id);
@@ -877,11 +890,10 @@ export class SwimMember {
       keptWanted.push(id);
     }
     const records: SwimRecord[] = [];
-    for (let index = indexAfter(this.sortedIds, digest.afterId); index < this.sortedIds.length; index++) {
-      const id = this.sortedIds[index] as string;
-      if (digest.throughId !== '' && id > digest.throughId) break;
-      const record = this.records.get(id) as SwimRecord;
-      const entry = named.get(id);
+    for (let rank = this.table.rankAfter(digest.afterId); rank < this.table.size; rank++) {
+      const record = this.table.atSlot(this.table.slotAtRank(rank)) as SwimRecord;
+      if (digest.throughId !== '' && record.id > digest.throughId) break;
+      const entry = named.get(record.id);
       if (entry !== undefined && compareSwimRecords(record, entry) <= 0) continue;
       const bytes = recordBytes(record) + Buffer.byteLength(record.id) + 1;
       if (bytes > budget) {
@@ -898,7 +910,7 @@ export class SwimMember {
     const records: SwimRecord[] = [];
     let budget = this.config.maxMessageBytes - swimMessageBytes({ type: 'swim-records', from: this.self.id, records: [] }) - 2;
     for (const id of reply.wanted) {
-      const record = this.records.get(id);
+      const record = this.table.get(id);
       if (record === undefined || recordBytes(record) > budget) continue;
       budget -= recordBytes(record);
       records.push(record);
