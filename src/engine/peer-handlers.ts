@@ -63,6 +63,7 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
     return roles.dataTypes.handleUpdate(request);
   });
   for (const type of ['paxos-prepare', 'paxos-propose', 'paxos-commit'] as const) peers.register(type, (request) => roles.acceptors.handle(request));
+  peers.register('paxos-keys', (request) => roles.acceptors.keys(request, roles.requireRing().partitionCount), { refusesMalformed: true });
   peers.register('watch-poll', (request) => roles.watchLog.poll(request));
   peers.register('list-keys', (request) =>
     answerListKeys({ index: roles.replica.bucketIndex, replica: roles.replica, partitionCount: () => roles.requireRing().partitionCount }, request),
