@@ -8,6 +8,11 @@ const { availableParallelism } = require('node:os');
 // faster (bench/RESULTS.md). An explicit UV_THREADPOOL_SIZE wins.
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(2, availableParallelism()));
 
+// Node 22.1 and later can keep the code it compiled from ringkv's and its dependencies' modules
+// (in the system's temporary folder, or NODE_COMPILE_CACHE), so a start after the first one
+// skips most of that compiling.
+require('node:module').enableCompileCache?.();
+
 // The compiled CLI lives in dist/ (built by `npm install` through the `prepare` script).
 import('../dist/src/cli/main.js').catch((error) => {
   if (error && error.code === 'ERR_MODULE_NOT_FOUND') {

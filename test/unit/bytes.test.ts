@@ -36,4 +36,16 @@ describe('binary strings', () => {
     const bytes = new ByteWriter().string('hello').finish().subarray(0, 4);
     expect(() => new ByteReader(bytes).string()).toThrow(/truncated/);
   });
+
+  // A lenient decode turns each invalid byte into U+FFFD (three bytes once encoded again), so a
+  // string read within its bound could be written back over it, and would not be what was sent.
+  it('refuses bytes that are not valid UTF-8, and keeps a U+FFFD that was sent as one', () => {
+    const invalid = [[0xff], [0x61, 0xc3], [0xed, 0xa0, 0x80], [0xc0, 0x80], [0x61, 0x80, 0x62]];
+    for (const raw of invalid) {
+      const bytes = new ByteWriter().bytes(Buffer.from(raw)).finish();
+      expect(() => new ByteReader(bytes).string(), Buffer.from(raw).toString('hex')).toThrow(/not valid UTF-8/);
+    }
+    const replacement = new ByteWriter().string('a\ufffdb').finish();
+    expect(new ByteReader(replacement).string()).toBe('a\ufffdb');
+  });
 });

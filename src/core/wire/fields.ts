@@ -4,7 +4,7 @@ import { readObject, writeObject } from '../versioning/object-codec.js';
 import type { CausalContext, ContextDot } from '../versioning/context.js';
 import type { VersionVector } from '../versioning/version-vector.js';
 import type { ConflictMode, VersionedObject } from '../versioning/versioned-object.js';
-import type { ByteReader, ByteWriter } from './bytes.js';
+import { decodeUtf8, type ByteReader, type ByteWriter } from './bytes.js';
 import type { KeyDigest, StoredItem } from './messages.js';
 
 /**
@@ -74,19 +74,12 @@ export function writeValues(writer: ByteWriter, values: readonly number[]): void
   for (const value of values) writer.varint(value);
 }
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-/**
- * The text of a string field's bytes, which must be valid UTF-8: a lenient decode would turn each
- * invalid byte into U+FFFD, three bytes when encoded again, so a field accepted within its bound
- * could come back over it (and not be the bytes the peer sent).
- */
+/** The text of a string field's bytes, which must be valid UTF-8 (decodeUtf8 says why). */
 export function utf8Text(bytes: Uint8Array, field: string, refuse: (what: string) => KvError = malformed): string {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    throw refuse(`a ${field} that is not valid UTF-8`);
-  }
+  const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const text = decodeUtf8(buffer, 0, buffer.length);
+  if (text === null) throw refuse(`a ${field} that is not valid UTF-8`);
+  return text;
 }
 
 /** A string of at most `limit.max` UTF-8 bytes, checked before it is decoded. */
