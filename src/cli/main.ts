@@ -306,8 +306,14 @@ program
     'remove ring members that are gone for good (a sharded node: the ids of all its shards, which `ringkv status` lists under its host); their partitions are rebuilt from the remaining replicas',
   )
   .option('--node <address>', 'any live node of the cluster', defaultNode)
+  .option('--force', 'remove the named members even while other shards of their host are still in the ring')
   .action(async (nodeIds: string[], flags) => {
     await withClient(flags.node, async (client) => {
+      if (flags.force !== true) {
+        const [{ partialHostRemoval }, { KvError }] = await Promise.all([import('./shards.js'), import('../util/errors.js')]);
+        const problem = partialHostRemoval((await client.json('GET', '/status')) as import('./shards.js').RemovalView, nodeIds);
+        if (problem !== undefined) throw new KvError('KV_CONFLICT', problem);
+      }
       // One at a time, each said as it is done: a refusal (a member still up) stops the command and names what was removed before it.
       for (const nodeId of nodeIds) {
         await client.json('POST', `/admin/remove/${encodeURIComponent(nodeId)}`);

@@ -37,12 +37,35 @@ const maxRestartDelayMs = 10_000;
 export const shardSemiSpaceMiB = 4;
 
 /**
- * The Node flags a shard runs with: the supervisor's own, and `--max-semi-space-size` unless the
- * operator set it (on the command line or in NODE_OPTIONS), whose choice wins.
+ * The old generation's bound of a shard, in MiB (V8's `--max-old-space-size`): 128 plus twice the
+ * shard's bounded in-heap caches (the object cache and the watch log), 192 with the defaults,
+ * about three times the 50-60 MiB a shard's heap holds after a major GC at 150,000 keys. V8
+ * sizes the bound by the host's memory otherwise (about 4 GiB here) and then lets the old
+ * generation grow to about twice what it holds before a major GC, so garbage promoted under load
+ * (and the Buffers it keeps) piled up to 130 MiB of heap between GCs; and V8 on Node 22 and 24
+ * keeps the pages it freed resident until a memory-reducing GC, which a loaded shard never gets,
+ * so a shard's RSS stays at its heap's peak. With the bound a shard peaked at 172 MiB at 120,000
+ * keys against 260-300 MiB without (bench/RESULTS.md, "a shard's memory"). A shard whose live heap
+ * truly outgrows it dies with V8's out-of-memory error and the supervisor restarts it.
  */
-export function shardExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
-  const named = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)].some((flag) => /^--max[-_]semi[-_]space[-_]size(=|$)/.test(flag));
-  return named ? [...execArgv] : [...execArgv, `--max-semi-space-size=${shardSemiSpaceMiB}`];
+export function shardOldSpaceMiB(config: NodeConfig): number {
+  const cachedMiB = Math.ceil((config.storage.objectCacheBytes + config.watch.logBytes) / 2 ** 20);
+  return 128 + 2 * cachedMiB;
+}
+
+/**
+ * The Node flags a shard runs with: the supervisor's own, `--max-semi-space-size` and
+ * `--max-old-space-size`, each unless the operator set it (on the command line or in
+ * NODE_OPTIONS), whose choice wins.
+ */
+export function shardExecArgv(execArgv: readonly string[], nodeOptions: string | undefined, oldSpaceMiB: number): string[] {
+  const given = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)];
+  const named = (flag: string): boolean => given.some((each) => new RegExp(`^--${flag.replace(/-/g, '[-_]')}(=|$)`).test(each));
+  return [
+    ...execArgv,
+    ...(named('max-semi-space-size') ? [] : [`--max-semi-space-size=${shardSemiSpaceMiB}`]),
+    ...(named('max-old-space-size') ? [] : [`--max-old-space-size=${oldSpaceMiB}`]),
+  ];
 }
 
 /** True when this Node's `server.listen` takes `reusePort` (Node ≥ 22.12 and ≥ 23.1). */
@@ -186,7 +209,7 @@ export async function superviseShards(argv: readonly string[], count: number, co
     const child = fork(script, [...argv, '--shards', String(count), '--shard-index', String(slot.index)], {
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
       env,
-      execArgv: shardExecArgv(process.execArgv, process.env.NODE_OPTIONS),
+      execArgv: shardExecArgv(process.execArgv, process.env.NODE_OPTIONS, shardOldSpaceMiB(config)),
     });
     slot.child = child;
     child.stderr?.on('data', (chunk: Buffer) => {
@@ -269,4 +292,32 @@ export async function superviseShards(argv: readonly string[], count: number, co
   process.on('SIGINT', onSignal);
   for (const slot of slots) launch(slot);
   await new Promise<never>(() => undefined);
+}
+
+/** What `ringkv remove` reads of a node's `/status`: the members with their placement host, and the ring's members. */
+export interface RemovalView {
+  readonly members: readonly { readonly id: string; readonly host: string }[];
+  readonly ring: { readonly members: readonly string[] } | null;
+}
+
+/**
+ * `ringkv remove` takes a host's shards together: a node's shards join and leave as one
+ * (README, "Shards"), so removing some while others of the same host stay ring members leaves
+ * half a node in the ring, mostly by a typo in a list of ids. Answers what is wrong (naming the
+ * shards left out, and the command that names them all), or undefined; `--force` removes anyway.
+ */
+export function partialHostRemoval(view: RemovalView, nodeIds: readonly string[]): string | undefined {
+  const named = new Set(nodeIds);
+  const inRing = new Set(view.ring?.members ?? []);
+  const hosts = new Set(view.members.filter((member) => named.has(member.id)).map((member) => member.host));
+  const problems: string[] = [];
+  const missing: string[] = [];
+  for (const host of hosts) {
+    const others = view.members.filter((member) => member.host === host && !named.has(member.id) && inRing.has(member.id)).map((member) => member.id);
+    if (others.length === 0) continue;
+    problems.push(`host ${host} also runs ${others.join(', ')}, still in the ring`);
+    missing.push(...others);
+  }
+  if (problems.length === 0) return undefined;
+  return `${problems.join('; ')}: the shards of a node leave the ring together, so remove them all (\`ringkv remove ${[...nodeIds, ...missing].join(' ')}\`), or pass --force to remove only ${nodeIds.join(', ')}`;
 }

@@ -1,28 +1,27 @@
-import type { VersionedObject } from '../core/versioning/versioned-object.js';
-
-/** One cached stored object: its bytes as stored (change listeners and size checks need them) and their decoding. */
-export interface CachedObject {
-  readonly bytes: Uint8Array;
-  readonly object: VersionedObject;
-}
-
 /**
- * What one entry is charged besides its key and stored bytes: the decoded object, the map entry
- * and the strings. A rough figure, so the byte bound holds within a small factor.
+ * What one entry is charged besides its key's and its stored bytes' lengths: the Map's slot and
+ * the two strings' headers. An entry is two one-byte strings (the key, and the stored bytes as
+ * latin1), so the charge is what it holds on the V8 heap, within a few words.
  */
-const entryOverheadBytes = 256;
+const entryOverheadBytes = 64;
 
 /**
- * The replica's bounded cache of the latest stored object per key (least recently used goes first),
+ * The replica's bounded cache of the latest stored bytes per key (least recently used goes first),
  * so a write to a hot key skips LevelDB's read-before-write. It is only correct while every path
  * that changes a stored key goes through the replica, which sets or drops the key's entry under
  * the key's lock once the storage took the change (src/engine/replica.ts). Absent keys are not
  * cached: a miss reads the storage, which also answers for reaped tombstones. Memory only: a
  * restart starts empty, so a crash can never leave it ahead of (or behind) what the disk kept.
+ *
+ * An entry holds a copy of the bytes as one string, not the caller's Buffer nor its decoding: a
+ * small Buffer is a slice of one of Node's shared 64 KiB pool slabs (Buffer.poolSize on Node 24),
+ * and a cached slice keeps its whole slab alive. Holding slices and decoded objects, a 16 MiB
+ * bound held 71 MiB (46 MiB of slabs) at 80,000 keys per shard (bench/RESULTS.md, "a shard's
+ * memory"). A hit decodes the bytes again, a few microseconds for a small object.
  */
 export class ObjectCache {
   /** Map order is recency order: the first entry is the least recently used. */
-  private readonly entries = new Map<string, CachedObject>();
+  private readonly entries = new Map<string, string>();
   private bytesHeld = 0;
   hits = 0;
   misses = 0;
@@ -32,8 +31,8 @@ export class ObjectCache {
     private readonly maxBytes: number,
   ) {}
 
-  /** The cached object of a key (as `dataKey.toString('latin1')`), or undefined. */
-  get(name: string): CachedObject | undefined {
+  /** The cached stored bytes of a key (as `dataKey.toString('latin1')`), a fresh Buffer the caller may keep, or undefined. */
+  get(name: string): Buffer | undefined {
     const entry = this.entries.get(name);
     if (entry === undefined) {
       this.misses += 1;
@@ -42,20 +41,20 @@ export class ObjectCache {
     this.hits += 1;
     this.entries.delete(name);
     this.entries.set(name, entry);
-    return entry;
+    return Buffer.from(entry, 'latin1');
   }
 
-  /** Records the object now stored under a key; an entry over the whole bound is not kept. */
-  set(name: string, bytes: Uint8Array, object: VersionedObject): void {
+  /** Records the bytes now stored under a key (copied); an entry over the whole bound is not kept. */
+  set(name: string, bytes: Uint8Array): void {
     this.delete(name);
-    const charge = chargeOf(name, bytes);
-    if (charge > this.maxBytes) return;
-    this.entries.set(name, { bytes, object });
-    this.bytesHeld += charge;
+    if (chargeOf(name, bytes.byteLength) > this.maxBytes) return;
+    const copy = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+    this.entries.set(name, copy);
+    this.bytesHeld += chargeOf(name, copy.length);
     for (const [oldest, entry] of this.entries) {
       if (this.bytesHeld <= this.maxBytes) break;
       this.entries.delete(oldest);
-      this.bytesHeld -= chargeOf(oldest, entry.bytes);
+      this.bytesHeld -= chargeOf(oldest, entry.length);
     }
   }
 
@@ -64,7 +63,7 @@ export class ObjectCache {
     const entry = this.entries.get(name);
     if (entry === undefined) return;
     this.entries.delete(name);
-    this.bytesHeld -= chargeOf(name, entry.bytes);
+    this.bytesHeld -= chargeOf(name, entry.length);
   }
 
   /** Entries held now. */
@@ -78,6 +77,6 @@ export class ObjectCache {
   }
 }
 
-function chargeOf(name: string, bytes: Uint8Array): number {
-  return name.length + bytes.byteLength + entryOverheadBytes;
+function chargeOf(name: string, byteLength: number): number {
+  return name.length + byteLength + entryOverheadBytes;
 }

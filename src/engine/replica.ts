@@ -153,15 +153,13 @@ export class Replica {
   async readByDataKey(dataKey: Buffer): Promise<VersionedObject | undefined> {
     const name = dataKey.toString('latin1');
     const cached = this.cache.get(name);
-    // Decoded afresh: a reader gets the object exactly as the storage would give it (the cached
-    // object may be the writer's own, whose values are Buffers), and can never alter the cached one.
-    if (cached !== undefined) return decodeObject(cached.bytes);
+    if (cached !== undefined) return decodeObject(cached);
     const changesBefore = this.changes;
     const bytes = await this.storage.data.get(dataKey);
     if (bytes === undefined) return this.reapedObject(dataKey);
     const object = decodeObject(bytes);
     // Outside the key lock: what was read is only known to be current if nothing changed since.
-    if (this.changes === changesBefore) this.cache.set(name, bytes, object);
+    if (this.changes === changesBefore) this.cache.set(name, bytes);
     return object;
   }
 
@@ -171,12 +169,11 @@ export class Replica {
    */
   private async storedUnderLock(dataKey: Buffer, name: string): Promise<{ readonly bytes: Uint8Array; readonly object: VersionedObject } | undefined> {
     const cached = this.cache.get(name);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) return { bytes: cached, object: decodeObject(cached) };
     const bytes = await this.storage.data.get(dataKey);
     if (bytes === undefined) return undefined;
-    const object = decodeObject(bytes);
-    this.cache.set(name, bytes, object);
-    return { bytes, object };
+    this.cache.set(name, bytes);
+    return { bytes, object: decodeObject(bytes) };
   }
 
   /** Applies a client write here, issuing its dot, and stores the result; answers it and the dot the write created. */
@@ -462,7 +459,7 @@ export class Replica {
       } finally {
         this.changes += 1;
       }
-      this.cache.set(name, afterBytes, after);
+      this.cache.set(name, afterBytes);
       for (const listener of this.listeners) listener(dataKey, beforeBytes, afterBytes, after);
     });
   }

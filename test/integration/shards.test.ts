@@ -201,7 +201,8 @@ describe.skipIf(!nodeHasReusePort())('a node of two shards (one process each, on
  * Goal: a node of several shards leaves and is removed as a whole, as a host does. `ringkv leave`
  * reaches one shard through the shared port; every shard then hands its partitions off and
  * leaves, none is restarted, and the supervisor exits 0. `ringkv remove` takes the ids of all the
- * shards of a node that is gone, and the ring is re-planned without any of them.
+ * shards of a node that is gone, and the ring is re-planned without any of them; the id of one
+ * shard alone is refused while its host's other shard is still in the ring.
  */
 describe.skipIf(!nodeHasReusePort())('a node of two shards leaving and removed as a whole', () => {
   const folder = temporaryFolder('ringkv-shards-leave-');
@@ -277,6 +278,12 @@ describe.skipIf(!nodeHasReusePort())('a node of two shards leaving and removed a
         see(status.members.map((member) => `${member.address} ${member.status}`).join(', '));
         return ids.every((id) => status.members.some((member) => member.id === id && member.status === 'down'));
       });
+      // One shard's id alone is refused: its host's other shard would stay in the ring.
+      const partial = await ringkv(['remove', ids[0]!, '--node', anchor.address]);
+      expect(partial.code, partial.stdout).toBe(1);
+      expect(partial.stderr).toContain(`also runs ${ids[1]!}, still in the ring`);
+      expect(partial.stderr).toContain('--force');
+      expect((await statusOf(anchor)).ring?.members).toEqual(expect.arrayContaining(ids));
       const removed = await ringkv(['remove', ...ids, '--node', anchor.address]);
       expect(removed.code, removed.stderr).toBe(0);
       for (const id of ids) expect(removed.stdout).toContain(`${id} is removed`);

@@ -1,7 +1,8 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { encodeDataKey } from '../../src/core/keys.js';
 import { emptyContext } from '../../src/core/versioning/context.js';
-import { emptyObject } from '../../src/core/versioning/versioned-object.js';
 import { ObjectCache } from '../../src/engine/object-cache.js';
 import { Replica } from '../../src/engine/replica.js';
 import type { SpaceBatchOperation, WriteOptions } from '../../src/ports/storage.js';
@@ -10,7 +11,7 @@ import { SeededRandom } from '../../src/sim/seeded-random.js';
 
 /**
  * Goals: the replica's object cache stays within its byte bound, dropping the least recently used
- * key first; and a key that leaves the storage (handoff's remove, the reaper's reap) or whose
+ * key first, and the memory it really holds stays within that bound too; and a key that leaves the storage (handoff's remove, the reaper's reap) or whose
  * write failed leaves the cache too, so no later write or read starts from a copy the disk no
  * longer holds. (test/sim/object-cache.sim.test.ts shows a merge that left the cache stale losing
  * a write.)
@@ -20,28 +21,53 @@ const bytesOf = (size: number): Uint8Array => new Uint8Array(size);
 
 describe('ObjectCache', () => {
   it('keeps within its byte bound, dropping the least recently used key first', () => {
-    // Each entry is charged its name, its bytes and 256 bytes of overhead: 1 + 744 + 256 = 1001.
+    // Each entry is charged its name, its bytes and 64 bytes of overhead: 1 + 936 + 64 = 1001.
     const cache = new ObjectCache(3000);
-    cache.set('a', bytesOf(744), emptyObject);
-    cache.set('b', bytesOf(744), emptyObject);
-    cache.set('c', bytesOf(744), emptyObject);
+    cache.set('a', bytesOf(936));
+    cache.set('b', bytesOf(936));
+    cache.set('c', bytesOf(936));
     expect(cache.size).toBe(2);
     expect(cache.get('a')).toBeUndefined();
     // b is used, so c is now the least recently used and goes when d arrives.
     expect(cache.get('b')).toBeDefined();
-    cache.set('d', bytesOf(744), emptyObject);
+    cache.set('d', bytesOf(936));
     expect(cache.get('c')).toBeUndefined();
     expect(cache.get('b')).toBeDefined();
     expect(cache.bytes).toBeLessThanOrEqual(3000);
     // An entry larger than the whole bound is not kept, and does not push the others out.
-    cache.set('huge', bytesOf(5000), emptyObject);
+    cache.set('huge', bytesOf(5000));
     expect(cache.get('huge')).toBeUndefined();
     expect(cache.size).toBe(2);
   });
 
+  it('holds what it is charged: a copy of the bytes, not the pool slab a small Buffer is a slice of', () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const held = (): number => {
+      gc();
+      const usage = process.memoryUsage();
+      return usage.heapUsed + usage.arrayBuffers;
+    };
+    const boundBytes = 4 * 1024 * 1024;
+    const cache = new ObjectCache(boundBytes);
+    const before = held();
+    // As on a server: each stored object's bytes are a small Buffer cut from Node's shared pool
+    // between other short-lived Buffers, so the slab of a kept slice is mostly garbage.
+    for (let index = 0; index < 100_000; index++) {
+      Buffer.from('x'.repeat(600));
+      const bytes = Buffer.from(`stored object ${index} `.padEnd(150, '.'));
+      cache.set(`\u0001bucket\u0000key-${index}`, bytes);
+    }
+    const growth = held() - before;
+    expect(cache.bytes).toBeLessThanOrEqual(boundBytes);
+    // Slices would hold a 64 KiB slab per few entries: several times the bound.
+    expect(growth, `the cache holds ${cache.size} entries charged ${cache.bytes} bytes in ${growth} bytes of heap and buffers`).toBeLessThan(boundBytes * 1.5);
+    expect(cache.get('\u0001bucket\u0000key-99999')?.toString('latin1')).toBe('stored object 99999 '.padEnd(150, '.'));
+  });
+
   it('holds nothing when its bound is 0 (the cache off)', () => {
     const cache = new ObjectCache(0);
-    cache.set('a', bytesOf(1), emptyObject);
+    cache.set('a', bytesOf(1));
     expect(cache.size).toBe(0);
   });
 });

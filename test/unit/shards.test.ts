@@ -1,7 +1,15 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { nodeHasReusePort, shardCount, shardExecArgv, shardLayoutProblem, shardSemiSpaceMiB } from '../../src/cli/shards.js';
+import {
+  nodeHasReusePort,
+  partialHostRemoval,
+  shardCount,
+  shardExecArgv,
+  shardLayoutProblem,
+  shardOldSpaceMiB,
+  shardSemiSpaceMiB,
+} from '../../src/cli/shards.js';
 import { defaultShardHost, shardConfig, shardPeerPort } from '../../src/config/shards.js';
 import { loadConfig } from '../../src/cli/load-config.js';
 import { temporaryFolder } from '../integration/processes.js';
@@ -72,10 +80,46 @@ describe('shardLayoutProblem', () => {
 });
 
 describe('shardExecArgv', () => {
-  it("gives each shard a small young generation unless the operator's flags or NODE_OPTIONS name one", () => {
-    expect(shardExecArgv([], undefined)).toEqual([`--max-semi-space-size=${shardSemiSpaceMiB}`]);
-    expect(shardExecArgv(['--cpu-prof'], '--enable-source-maps')).toEqual(['--cpu-prof', `--max-semi-space-size=${shardSemiSpaceMiB}`]);
-    expect(shardExecArgv(['--max-semi-space-size=16'], undefined)).toEqual(['--max-semi-space-size=16']);
-    expect(shardExecArgv([], '--max_semi_space_size=32 --trace-gc')).toEqual([]);
+  it("gives each shard a small young generation and a bounded old one unless the operator's flags or NODE_OPTIONS name them", () => {
+    const semi = `--max-semi-space-size=${shardSemiSpaceMiB}`;
+    expect(shardExecArgv([], undefined, 192)).toEqual([semi, '--max-old-space-size=192']);
+    expect(shardExecArgv(['--cpu-prof'], '--enable-source-maps', 192)).toEqual(['--cpu-prof', semi, '--max-old-space-size=192']);
+    expect(shardExecArgv(['--max-semi-space-size=16'], undefined, 192)).toEqual(['--max-semi-space-size=16', '--max-old-space-size=192']);
+    expect(shardExecArgv([], '--max_semi_space_size=32 --trace-gc', 192)).toEqual(['--max-old-space-size=192']);
+    expect(shardExecArgv(['--max-old-space-size=4096'], undefined, 192)).toEqual(['--max-old-space-size=4096', semi]);
+    expect(shardExecArgv([], '--max_old_space_size=512', 192)).toEqual([semi]);
+  });
+
+  it('bounds the old generation by the bounded caches it holds: 192 MiB with the defaults, more when they are raised', () => {
+    expect(shardOldSpaceMiB(loadConfig({}, {}))).toBe(192);
+    const raised = loadConfig({}, { RINGKV_OBJECT_CACHE_BYTES: String(256 * 2 ** 20) });
+    expect(shardOldSpaceMiB(raised)).toBe(128 + 2 * (256 + 16));
+  });
+});
+
+describe('partialHostRemoval', () => {
+  const view = {
+    members: [
+      { id: 'a0', host: 'box-a' },
+      { id: 'a1', host: 'box-a' },
+      { id: 'b0', host: 'box-b' },
+      { id: 'b1', host: 'box-b' },
+      { id: 'c', host: 'c' },
+    ],
+    ring: { members: ['a0', 'a1', 'b0', 'c'] },
+  };
+
+  it('refuses to remove some shards of a host while others of it are still in the ring, naming them and the whole command', () => {
+    expect(partialHostRemoval(view, ['a0'])).toBe(
+      'host box-a also runs a1, still in the ring: the shards of a node leave the ring together, so remove them all (`ringkv remove a0 a1`), or pass --force to remove only a0',
+    );
+  });
+
+  it('takes every shard of a host, a one-shard node, and a host whose other shards already left the ring', () => {
+    expect(partialHostRemoval(view, ['a1', 'a0'])).toBeUndefined();
+    expect(partialHostRemoval(view, ['c'])).toBeUndefined();
+    // b1 is listed but no longer in the ring (it left): b0 is the last of its host.
+    expect(partialHostRemoval(view, ['b0'])).toBeUndefined();
+    expect(partialHostRemoval({ members: view.members, ring: null }, ['a0'])).toBeUndefined();
   });
 });
