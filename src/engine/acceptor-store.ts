@@ -1,7 +1,7 @@
 import { type AcceptorReply, type AcceptorRequest, emptyAcceptorState, stepAcceptor } from '../core/consensus/acceptor.js';
 import { decodeAcceptorState, encodeAcceptorState } from '../core/consensus/acceptor-codec.js';
-import { encodeDataKey } from '../core/keys.js';
-import type { PaxosCommitRequest, PaxosPrepareRequest, PaxosProposeRequest, PaxosReply } from '../core/wire/messages.js';
+import { encodeDataKey, partitionKeyRange } from '../core/keys.js';
+import type { PaxosCommitRequest, PaxosKeysReply, PaxosKeysRequest, PaxosPrepareRequest, PaxosProposeRequest, PaxosReply } from '../core/wire/messages.js';
 import type { BucketProperties } from '../config/schema.js';
 import type { KeySpace } from '../ports/storage.js';
 import { KvError } from '../util/errors.js';
@@ -21,6 +21,9 @@ export interface AcceptorStoreOptions {
   /** Told of every key whose acceptor state was written (the lease scanner keeps the lease records it learns of so). */
   readonly stored: (bucket: string, key: string) => void;
 }
+
+/** The most bytes of storage keys one paxos-keys answer carries (past them the page ends, with at least one key). */
+export const maxPaxosKeysReplyBytes = 1024 * 1024;
 
 /**
  * The acceptor side of consistent buckets on one node (docs/CONSENSUS.md): per key, the state of
@@ -67,6 +70,32 @@ export class AcceptorStore {
       return step.reply;
     });
     return { type: 'paxos-reply', reply };
+  }
+
+  /**
+   * A page of the keys of `request.partition` (of a ring of `partitionCount` partitions) this node
+   * holds acceptor state of, in storage order after `request.after`: at most `maxKeys` keys and
+   * about maxPaxosKeysReplyBytes of them. A backup merges such pages from a majority of a
+   * partition's replicas (src/engine/backup-service.ts), this node's own too.
+   */
+  async keys(request: PaxosKeysRequest, partitionCount: number): Promise<PaxosKeysReply> {
+    if (request.partition >= partitionCount)
+      throw new KvError('KV_BAD_REQUEST', `partition ${request.partition} does not exist: this node's ring has ${partitionCount} partitions`);
+    const range = partitionKeyRange(request.partition, partitionCount);
+    const next = request.after === null ? range.gte : Buffer.concat([request.after, Buffer.of(0)]);
+    const keys: Buffer[] = [];
+    let bytes = 0;
+    // One more than the page, to tell whether anything is left after it.
+    for await (const [stored] of this.options.space.entries({
+      ...range,
+      gte: Buffer.compare(next, range.gte) > 0 ? next : range.gte,
+      limit: request.maxKeys + 1,
+    })) {
+      if (keys.length === request.maxKeys || bytes >= maxPaxosKeysReplyBytes) return { type: 'paxos-keys-reply', keys, done: false };
+      keys.push(Buffer.from(stored));
+      bytes += stored.length;
+    }
+    return { type: 'paxos-keys-reply', keys, done: true };
   }
 
   /**

@@ -27,11 +27,13 @@ const mergesAtOnce = 16;
 const streamChunkBytes = 64 * 1024;
 /** Consistent keys a backup stream reads at once (each a Paxos round on the key's primaries). */
 const consistentReadsAtOnce = 16;
+/** Keys per page of a replica's listing of its acceptor keys (paxos-keys): what a backup holds of each replica's listing at once. */
+const acceptorKeysPerPage = 256;
 
 /** What the backup service needs from its node. */
 export type BackupServiceDependencies = Pick<
   NodeContext,
-  'selfId' | 'storage' | 'config' | 'clock' | 'gossiper' | 'requireRing' | 'bucketProperties' | 'nVals'
+  'selfId' | 'storage' | 'config' | 'clock' | 'gossiper' | 'requireRing' | 'bucketProperties' | 'nVals' | 'send'
 > & {
   readonly coordinator: Coordinator;
   /** A linearizable operation on a consistent key (ClientRequests.consistent). */
@@ -39,6 +41,25 @@ export type BackupServiceDependencies = Pick<
   /** Leases: a leased key is restored through the same attach as a leased write (Leases.put). */
   readonly leases: Pick<LeaseService, 'put'>;
 };
+
+/**
+ * Merges ascending streams of storage keys into one ascending stream, each key once; holds one
+ * key of each stream (and whatever page each stream holds), however long they are.
+ */
+export async function* mergeAscending(streams: readonly AsyncIterator<Buffer>[]): AsyncGenerator<Buffer> {
+  const heads = await Promise.all(streams.map(async (stream) => stream.next()));
+  for (;;) {
+    let low: Buffer | undefined;
+    for (const head of heads) if (head.done !== true && (low === undefined || Buffer.compare(head.value, low) < 0)) low = head.value;
+    if (low === undefined) return;
+    yield low;
+    await Promise.all(
+      heads.map(async (head, index) => {
+        if (head.done !== true && head.value.equals(low)) heads[index] = await streams[index]!.next();
+      }),
+    );
+  }
+}
 
 /** What became of one restored record. */
 type Restored = 'merged' | 'kept' | 'unleased';
@@ -106,12 +127,75 @@ export class BackupService implements BackupAdmin {
     if (!preferenceList(ring, partition, Math.max(...this.deps.nVals())).includes(this.deps.selfId)) {
       throw new KvError('KV_CONFLICT', `node ${this.deps.selfId} is not a replica of partition ${partition}; ask one of its replicas (\`ringkv ring\`)`);
     }
+    this.listingReplicas(partition);
+  }
+
+  /**
+   * The replicas a backup lists `partition`'s consistent keys from: this node, then the others
+   * gossip says are up, in preference list order, until they hold a majority of the replicas of
+   * every consistent bucket's n_val (leases' too). A key a Paxos round decided has state on a
+   * majority of its replicas (the round's quorum), and any majority meets it, so the union of
+   * their listings holds every decided key, whichever minority missed it. Fewer up is
+   * KV_INSUFFICIENT_REPLICAS: a backup never copies a partition that may silently lack keys.
+   */
+  private listingReplicas(partition: number): string[] {
+    const ring = this.deps.requireRing();
+    const view = this.deps.gossiper.view;
+    const names = new Set([leaseBucket, '', ...Object.keys(view.bucketProperties), ...Object.keys(this.deps.config.buckets)]);
+    const nVals = new Set(
+      [...names].map((name) => this.deps.bucketProperties(name)).flatMap((properties) => (properties.consistent === true ? [properties.nVal] : [])),
+    );
+    const groups = [...nVals].map((nVal) => preferenceList(ring, partition, nVal));
+    const majority = (group: readonly string[]): number => Math.floor(group.length / 2) + 1;
+    const chosen: string[] = [];
+    const short = (): string[][] => groups.filter((group) => chosen.filter((node) => group.includes(node)).length < majority(group));
+    const candidates = preferenceList(ring, partition, Math.max(...nVals)).filter((node) => node !== this.deps.selfId && this.deps.gossiper.isUp(node));
+    for (const node of [this.deps.selfId, ...candidates]) {
+      if (short().some((group) => group.includes(node))) chosen.push(node);
+    }
+    const missing = short();
+    if (missing.length > 0) {
+      const group = missing[missing.length - 1]!;
+      const up = group.filter((node) => chosen.includes(node));
+      throw new KvError(
+        'KV_INSUFFICIENT_REPLICAS',
+        `partition ${partition}: a backup lists consistent keys from a majority of their replicas (${majority(group)} of ${group.join(', ')}), and only ${up.length === 0 ? 'none' : up.join(', ')} ${up.length === 1 ? 'is' : 'are'} up; run the backup again once the others are back (finished partitions are kept)`,
+        { details: { partitions: [partition] }, retryAfterSeconds: 5 },
+      );
+    }
+    return chosen;
+  }
+
+  /**
+   * The keys of `partition` that `node` holds acceptor state of, in storage order, a page at a
+   * time (paxos-keys; this node's own through the same request). A replica that does not answer
+   * fails the listing, and with it the partition's stream.
+   */
+  private async *acceptorKeys(node: string, partition: number): AsyncGenerator<Buffer> {
+    let after: Uint8Array | null = null;
+    for (;;) {
+      let reply;
+      try {
+        reply = await this.deps.send(node, { type: 'paxos-keys', partition, after, maxKeys: acceptorKeysPerPage });
+      } catch (error) {
+        throw new KvError(
+          'KV_INSUFFICIENT_REPLICAS',
+          `partition ${partition}: replica ${node} did not answer the listing of its consistent keys (${error instanceof Error ? error.message : String(error)}); a backup lists them from a majority of their replicas: run it again once ${node} answers (finished partitions are kept)`,
+          { details: { partitions: [partition] }, retryAfterSeconds: 5 },
+        );
+      }
+      if (reply.type !== 'paxos-keys-reply') throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.type} to paxos-keys`);
+      for (const key of reply.keys) yield Buffer.from(key);
+      if (reply.done || reply.keys.length === 0) return;
+      after = reply.keys[reply.keys.length - 1]!;
+    }
   }
 
   /**
    * The backup file of one partition, as chunks: the header, every stored object of the
-   * partition's key range, every reaped-tombstone record of that range, every consistent key
-   * this node holds acceptor state of in that range (leases included), and the end record.
+   * partition's key range, every reaped-tombstone record of that range, every consistent key of
+   * that range (leases included) that a majority of its replicas lists (listingReplicas: the
+   * union of their acceptor keys, merged as sorted streams), and the end record.
    * Each scan is one LevelDB iterator, which reads from the snapshot taken when it is created,
    * so writes go on while it runs. The reaped records are scanned after the objects: a key reaped
    * between the two snapshots is then in the first as a tombstone or in the second as a record
@@ -123,6 +207,7 @@ export class BackupService implements BackupAdmin {
    * its end record, so the command refuses the file and asks the next replica.
    */
   async *partitionFile(partition: number, partitionCount: number): AsyncGenerator<Buffer> {
+    const listing = this.listingReplicas(partition);
     yield encodeHeader(partition, partitionCount);
     const range = partitionKeyRange(partition, partitionCount);
     let records = 0;
@@ -152,8 +237,8 @@ export class BackupService implements BackupAdmin {
       pending = [];
       return reads.filter((record): record is Buffer => record !== undefined);
     };
-    for await (const [key] of this.deps.storage.paxos.entries(range)) {
-      pending.push(Buffer.from(key));
+    for await (const key of mergeAscending(listing.map((node) => this.acceptorKeys(node, partition)))) {
+      pending.push(key);
       if (pending.length < consistentReadsAtOnce) continue;
       for (const record of await readPending()) {
         const full = add(record);

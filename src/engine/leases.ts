@@ -155,18 +155,23 @@ export class Leases implements LeaseService {
    * the confirmation while the lease ends: README says so).
    */
   async put(bucket: string, key: string, value: ConsistentValue, condition: WriteCondition, leaseId: string, timeoutMs?: number): Promise<ConsistentOutcome> {
-    await this.changeRecord(
+    const attached = await this.changeRecord(
       leaseId,
       async (record) => this.withKey(leaseId, record, bucket, key),
-      () => undefined,
+      (record, version) => ({ record, version }),
       true,
     );
     const outcome = await this.options.consistent(bucket, key, { kind: 'write', value: { ...value, lease: leaseId }, condition }, timeoutMs);
     try {
+      // The confirmation starts from the record the attach left, without reading it again: its
+      // compare-and-set holds only while the record is still at that version (live, listing the
+      // key), and otherwise the next attempt reads the record as any change does.
       await this.changeRecord(
         leaseId,
         async (record) => this.withKey(leaseId, record, bucket, key),
         () => undefined,
+        false,
+        attached,
       );
     } catch (error) {
       if (isKvError(error) && (error.code === 'KV_LEASE_NOT_FOUND' || error.code === 'KV_LEASE_FULL')) {
@@ -251,22 +256,24 @@ export class Leases implements LeaseService {
 
   /**
    * Reads the live record, applies `change`, writes it back on the version read (retried when
-   * another writer got in between), and answers `answer` of the record written. `readOnlyWhenSame`
-   * skips the write when the change left the record as it was.
+   * another writer got in between), and answers `answer` of the record written and its version.
+   * `readOnlyWhenSame` skips the write when the change left the record as it was. `known`, a
+   * live record at its version from an earlier change, is the first attempt's instead of a read.
    */
   private async changeRecord<T>(
     id: string,
     change: (record: LeaseRecord) => LeaseRecord | Promise<LeaseRecord>,
-    answer: (record: LeaseRecord) => T,
+    answer: (record: LeaseRecord, version: number) => T,
     readOnlyWhenSame = false,
+    known?: { readonly version: number; readonly record: LeaseRecord },
   ): Promise<T> {
     for (let attempt = 0; attempt < recordAttempts; attempt++) {
-      const { version, record } = await this.liveRecord(id);
+      const { version, record } = attempt === 0 && known !== undefined ? known : await this.liveRecord(id);
       const changed = await change(record);
-      if (readOnlyWhenSame && changed === record) return answer(record);
+      if (readOnlyWhenSame && changed === record) return answer(record, version);
       try {
-        await this.writeRecord(id, changed, { kind: 'version', version });
-        return answer(changed);
+        const written = await this.writeRecord(id, changed, { kind: 'version', version });
+        return answer(changed, written.version);
       } catch (error) {
         if (!isConflict(error)) throw error;
       }

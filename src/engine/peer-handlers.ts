@@ -27,9 +27,9 @@ export type PeerRoles = Pick<NodeContext, 'selfId' | 'gossiper' | 'requireRing' 
  * The table of which role serves which peer request (src/engine/peer-service.ts dispatches by
  * it): the replica its reads and writes, hinted handoff a fallback's write, gossip the view,
  * anti-entropy and partition handoff their messages, key listing its coverage queries, the data
- * types their updates, the acceptor store the Paxos rounds of consistent buckets, the client
- * requests the writes other nodes forward. A new message type adds its line here, pointing at
- * its own role.
+ * types their updates, the acceptor store the Paxos rounds of consistent buckets (and a backup's
+ * listing of its keys), the client requests the writes other nodes forward. A new message type
+ * adds its line here, pointing at its own role.
  */
 export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void {
   /** A replica write of a consistent bucket would put a version beside its Paxos state that no round decided. */
@@ -63,6 +63,7 @@ export function registerPeerHandlers(peers: PeerService, roles: PeerRoles): void
     return roles.dataTypes.handleUpdate(request);
   });
   for (const type of ['paxos-prepare', 'paxos-propose', 'paxos-commit'] as const) peers.register(type, (request) => roles.acceptors.handle(request));
+  peers.register('paxos-keys', (request) => roles.acceptors.keys(request, roles.requireRing().partitionCount), { refusesMalformed: true });
   peers.register('watch-poll', (request) => roles.watchLog.poll(request));
   peers.register('list-keys', (request) =>
     answerListKeys({ index: roles.replica.bucketIndex, replica: roles.replica, partitionCount: () => roles.requireRing().partitionCount }, request),

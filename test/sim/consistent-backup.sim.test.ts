@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeConsistentValue, encodeConsistentValue } from '../../src/core/consensus/consistent-value.js';
-import { decodeDataKey } from '../../src/core/keys.js';
+import { decodeDataKey, encodeDataKey, partitionOf } from '../../src/core/keys.js';
 import { decodeLeaseRecord, encodeLeaseRecord, leaseBucket } from '../../src/core/leases/lease-record.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
 import { type BackupRecord, BackupRecordReader } from '../../src/engine/backup-format.js';
 import type { ConsistentOutcome } from '../../src/engine/kv-service.js';
-import { SimCluster } from '../../src/sim/sim-cluster.js';
+import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
 
 /**
  * Goals of backup and restore for consistent buckets and leases (README, "Backup and restore"),
@@ -19,7 +19,11 @@ import { SimCluster } from '../../src/sim/sim-cluster.js';
  * - restored into the live cluster after newer writes and deletes, it changes none of them;
  * - a leased key comes back under its lease, which the target ends after its ttl (the key is then
  *   deleted, its version grows); a leased key whose lease is not in the backup, or is ending there,
- *   is restored deleted at its version, never as a permanent key.
+ *   is restored deleted at its version, never as a permanent key;
+ * - a backup lists a partition's consistent keys from a majority of its replicas: a key whose every
+ *   request missed the streaming replica (cut off for the key's whole life) is in the backup and
+ *   restored, and a partition of which only a minority is reachable fails loudly
+ *   (KV_INSUFFICIENT_REPLICAS), never as a file that silently lacks keys.
  * Seeds replay with SIM_SEED.
  */
 
@@ -64,15 +68,20 @@ function shown(outcome: ConsistentOutcome): { text: string | null; lease?: strin
   };
 }
 
-/** Backs up every partition from its first replica, as `ringkv backup` reads the stream (framing checked). */
-async function takeBackup(cluster: SimCluster): Promise<BackupRecord[]> {
+/** The member first in the preference list of `partition`: the one a backup streams it from. */
+function firstReplica(cluster: SimCluster, partition: number): SimMember {
+  const ring = cluster.members[0]!.node.gossiper.ring!;
+  return cluster.members.find((member) => member.nodeId === preferenceList(ring, partition, 3)[0])!;
+}
+
+/** Backs up the partitions (every one by default) each from its first replica, as `ringkv backup` reads the stream (framing checked). */
+async function takeBackup(cluster: SimCluster, partitions?: readonly number[]): Promise<BackupRecord[]> {
   const ring = cluster.members[0]!.node.gossiper.ring!;
   const records: BackupRecord[] = [];
   const copy = async (): Promise<void> => {
-    for (let partition = 0; partition < ring.partitionCount; partition++) {
-      const holder = cluster.members.find((member) => member.nodeId === preferenceList(ring, partition, 3)[0])!;
+    for (const partition of partitions ?? Array.from({ length: ring.partitionCount }, (_, index) => index)) {
       const reader = new BackupRecordReader(`partition ${partition}`, 'file');
-      for await (const chunk of holder.node.backup.partitionFile(partition, ring.partitionCount)) records.push(...reader.push(chunk));
+      for await (const chunk of firstReplica(cluster, partition).node.backup.partitionFile(partition, ring.partitionCount)) records.push(...reader.push(chunk));
       reader.finish();
     }
   };
@@ -229,6 +238,64 @@ describe('simulation: backup and restore of consistent buckets and leases', () =
         await target.clock.advance(3 * ttlSeconds * 1000);
         expect(shown(await read(target, 'ephemeral')).text).toBeNull();
       }
+    },
+    600_000,
+  );
+
+  /**
+   * Cuts the first replica of `key`'s partition off while the key is written (three versions) and
+   * read through the other two: every decision needs only a majority, so the cut-off replica never
+   * hears of the key, and only a listing of a majority of the partition's replicas finds it.
+   */
+  async function keyUnseenByItsFirstReplica(source: SimCluster, key: string): Promise<{ holder: SimMember; others: SimMember[]; partition: number }> {
+    const partition = partitionOf(bucket, key, source.members[0]!.node.gossiper.ring!.partitionCount);
+    const holder = firstReplica(source, partition);
+    const others = source.members.filter((member) => member !== holder);
+    source.network.partition([[holder.address], others.map((member) => member.address)]);
+    for (let round = 0; round < 3; round++) {
+      const value = valueOf(`${key} round ${round}`);
+      await source.drive(others[round % 2]!.node.consistent(bucket, key, { kind: 'write', value, condition: { kind: 'none' } }));
+      await source.drive(others[(round + 1) % 2]!.node.consistent(bucket, key, { kind: 'read' }));
+    }
+    expect(await holder.storage.paxos.get(encodeDataKey(bucket, key)), 'the cut-off replica holds no Paxos state of the key').toBeUndefined();
+    return { holder, others, partition };
+  }
+
+  it.each(seeds)(
+    'seed %i: a key whose every request missed the streaming replica is in the backup and restored',
+    async (seed) => {
+      const source = await start(seed, 3, 32);
+      const { holder, others, partition } = await keyUnseenByItsFirstReplica(source, 'unseen');
+      source.network.heal();
+      await source.runUntil(() => others.every((other) => holder.node.gossiper.isUp(other.nodeId)), 60_000, 'the healed replica sees the others up');
+      expect(await holder.storage.paxos.get(encodeDataKey(bucket, 'unseen')), 'still no Paxos state of the key on the streaming replica').toBeUndefined();
+
+      const records = await takeBackup(source, [partition]);
+      expect(consistentByKey(records).get(`${bucket}/unseen`)?.version, `seed ${seed}: the key is in the backup at its version`).toBe(3);
+      const target = await start(seed + 3000, 3, 16);
+      const totals = await restore(target, records);
+      expect(totals.failed).toBe(0);
+      expect(shown(await read(target, 'unseen')), `seed ${seed}: the key is restored`).toEqual({ text: 'unseen round 2', version: 3 });
+    },
+    600_000,
+  );
+
+  it.each(seeds)(
+    'seed %i: a partition of which only a minority of replicas is reachable fails loudly; once healed, it is backed up with the key',
+    async (seed) => {
+      const source = await start(seed, 3, 32);
+      const { holder, others, partition } = await keyUnseenByItsFirstReplica(source, 'unseen');
+      await expect(takeBackup(source, [partition]), `seed ${seed}: no file that silently lacks the key`).rejects.toMatchObject({
+        code: 'KV_INSUFFICIENT_REPLICAS',
+        message: expect.stringContaining('majority'),
+      });
+      // Once gossip judges the others down, the node refuses the partition before any byte (the route's 503).
+      await source.runUntil(() => others.every((other) => !holder.node.gossiper.isUp(other.nodeId)), 60_000, 'the cut-off replica sees the others down');
+      expect(() => holder.node.backup.checkPartition(partition, undefined)).toThrow(expect.objectContaining({ code: 'KV_INSUFFICIENT_REPLICAS' }));
+      await expect(takeBackup(source, [partition])).rejects.toThrow(/a majority of their replicas \(2 of .*\), and only node\d is up/);
+      source.network.heal();
+      await source.runUntil(() => others.every((other) => holder.node.gossiper.isUp(other.nodeId)), 60_000, 'the healed replica sees the others up');
+      expect(consistentByKey(await takeBackup(source, [partition])).get(`${bucket}/unseen`)?.version).toBe(3);
     },
     600_000,
   );

@@ -299,6 +299,12 @@ const requestCases: { readonly [K in PeerRequest['type']]: fc.Arbitrary<RequestO
   'paxos-prepare': fc.record({ type: fc.constant('paxos-prepare' as const), bucket: fc.string(), key: fc.string(), epoch: fc.nat(), ballot }),
   'paxos-propose': fc.record({ type: fc.constant('paxos-propose' as const), bucket: fc.string(), key: fc.string(), epoch: fc.nat(), proposal }),
   'paxos-commit': fc.record({ type: fc.constant('paxos-commit' as const), bucket: fc.string(), key: fc.string(), proposal }),
+  'paxos-keys': fc.record({
+    type: fc.constant('paxos-keys' as const),
+    partition,
+    after: fc.option(dataKey, { nil: null }),
+    maxKeys: fc.integer({ min: 1, max: wireLimits.maxPageKeys }),
+  }),
   'watch-poll': fc.record({
     type: fc.constant('watch-poll' as const),
     filter: fc.record({ bucket: fc.string(), kind: fc.constantFrom('key' as const, 'prefix' as const), name: fc.string() }),
@@ -360,6 +366,7 @@ const replyCases: { readonly [K in PeerReply['type']]: fc.Arbitrary<ReplyOf<K>> 
     need: fc.array(dataKey, { maxLength: 4 }),
     truncated: fc.boolean(),
   }),
+  'paxos-keys-reply': fc.record({ type: fc.constant('paxos-keys-reply' as const), keys: fc.array(dataKey, { maxLength: 4 }), done: fc.boolean() }),
   'ae-push-reply': fc.record({ type: fc.constant('ae-push-reply' as const), repaired: fc.integer({ min: 0, max: 200 }) }),
   'list-keys-reply': fc.record({
     type: fc.constant('list-keys-reply' as const),

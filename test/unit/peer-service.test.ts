@@ -130,6 +130,7 @@ describe('PeerService', () => {
       'paxos-prepare': true,
       'paxos-propose': true,
       'paxos-commit': true,
+      'paxos-keys': true,
       'watch-poll': true,
     };
     const cluster = await SimCluster.start(5, 1);

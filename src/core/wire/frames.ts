@@ -42,10 +42,11 @@ export type FrameType = (typeof frameTypes)[keyof typeof frameTypes];
  * when it changes and which older versions a node still talks to. Version 7 is the message
  * table with SWIM membership (tags 60-69) in place of whole-view gossip (tag 40), handoff-held
  * in place of control (tag 41), forward-put, the Paxos messages and the watches' long poll;
- * version 8 adds consistent keys' decided writes to `watch-poll-reply`. Versions 1 to 7, before
- * any release, are not spoken.
+ * version 8 adds consistent keys' decided writes to `watch-poll-reply`; version 9 adds
+ * `paxos-keys` (a backup's listing of a replica's acceptor keys). Versions 1 to 8, before any
+ * release, are not spoken.
  */
-export const protocolVersions: VersionRange = { min: 8, max: 8 };
+export const protocolVersions: VersionRange = { min: 9, max: 9 };
 
 /** A range of protocol versions, both ends included. */
 export interface VersionRange {

@@ -706,6 +706,23 @@ export const requestMessages: EntryTable<PeerRequest> = {
     },
     read: (reader) => ({ type: 'paxos-commit', bucket: reader.string(), key: reader.string(), proposal: readProposal(reader) }),
   }),
+  /** A backup's listing of a replica's acceptor keys in a partition: [partition][optional after (storage key)][maxKeys]. */
+  'paxos-keys': message({
+    tag: 73,
+    name: 'paxos-keys',
+    limits: { partition: partitionLimit('partition'), maxKeys: valueLimit('maxKeys', 1, wireLimits.maxPageKeys) },
+    write: (writer, request) => {
+      writer.varint(request.partition);
+      writeFlag(writer, request.after !== null);
+      if (request.after !== null) writeDataKey(writer, request.after);
+      writer.varint(request.maxKeys);
+    },
+    read: (reader, limits) => {
+      const partition = readValue(reader, limits.partition);
+      const after = readFlag(reader, 'cursor') ? readDataKey(reader) : null;
+      return { type: 'paxos-keys', partition, after, maxKeys: readValue(reader, limits.maxKeys) };
+    },
+  }),
   /** SWIM (src/core/membership/swim.ts): [sequence][from][target][records]; answered by swim-ack, or swim-done when the target is not this node. */
   'swim-ping': message({
     tag: 60,
@@ -1034,6 +1051,20 @@ export const replyMessages: EntryTable<PeerReply> = {
     limits: {},
     write: (writer, reply) => writeFlag(writer, reply.removed),
     read: (reader) => ({ type: 'ae-reap-reply', removed: readFlag(reader, 'removed') }),
+  }),
+  /** The answer to paxos-keys: [storage keys][done]. */
+  'paxos-keys-reply': message({
+    tag: 73,
+    name: 'paxos-keys-reply',
+    limits: { keys: countLimit('keys', wireLimits.maxPageKeys) },
+    write: (writer, reply) => {
+      writeDataKeys(writer, reply.keys);
+      writeFlag(writer, reply.done);
+    },
+    read: (reader, limits) => {
+      const keys = readDataKeys(reader, limits.keys);
+      return { type: 'paxos-keys-reply', keys, done: readFlag(reader, 'done') };
+    },
   }),
   /** An acceptor's answer: [u8 kind: 0 none (to a commit), 1 promise, 2 prepare-rejected, 3 accepted, 4 propose-rejected][ballot][by kind]. */
   'paxos-reply': message({

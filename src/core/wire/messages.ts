@@ -232,6 +232,19 @@ export interface PaxosCommitRequest {
 }
 
 /**
+ * A backup's question to a replica (src/engine/backup-service.ts): the keys of `partition` it
+ * holds acceptor state of, in storage order after `after`, at most `maxKeys` of them. A backup
+ * asks a majority of the partition's replicas, since a decided key may have missed any minority.
+ */
+export interface PaxosKeysRequest {
+  readonly type: 'paxos-keys';
+  readonly partition: number;
+  /** The last storage key of the previous page; null for the first page. */
+  readonly after: Uint8Array | null;
+  readonly maxKeys: number;
+}
+
+/**
  * A watching node asks this node for the writes it coordinated (issued the dot of) after `cursor`
  * that the filter follows; with none yet, the answer waits up to `waitMs` for one (a long poll).
  */
@@ -269,6 +282,7 @@ export type PeerRequest =
   | PaxosPrepareRequest
   | PaxosProposeRequest
   | PaxosCommitRequest
+  | PaxosKeysRequest
   | ForwardPutRequest
   | WatchPollRequest;
 
@@ -420,6 +434,13 @@ export interface PaxosReply {
   readonly reply: AcceptorReply | null;
 }
 
+/** The answer to paxos-keys: storage keys in order; `done` when none is left after them. */
+export interface PaxosKeysReply {
+  readonly type: 'paxos-keys-reply';
+  readonly keys: readonly Uint8Array[];
+  readonly done: boolean;
+}
+
 /**
  * One write in a node's log of recent writes: its sequence number there and its key, and either
  * (plain bucket) the object it left and the dot it created, or (consistent bucket) the decided
@@ -475,5 +496,6 @@ export type PeerReply =
   | AntiEntropyDigestReply
   | AntiEntropyReapReply
   | PaxosReply
+  | PaxosKeysReply
   | ForwardPutReply
   | WatchPollReply;
