@@ -7,6 +7,7 @@
  */
 import { decodeDataKey, partitionKeyRange, ringPosition } from '../core/keys.js';
 import { ReapedTombstones } from './reaped-tombstones.js';
+import { consistentKeys, listingReplicas } from './consistent-listing.js';
 import { preferenceList, ringMembers } from '../core/ring/ring.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { KvError, isKvError } from '../util/errors.js';
@@ -27,9 +28,6 @@ const mergesAtOnce = 16;
 const streamChunkBytes = 64 * 1024;
 /** Consistent keys a backup stream reads at once (each a Paxos round on the key's primaries). */
 const consistentReadsAtOnce = 16;
-/** Keys per page of a replica's listing of its acceptor keys (paxos-keys): what a backup holds of each replica's listing at once. */
-const acceptorKeysPerPage = 256;
-
 /** What the backup service needs from its node. */
 export type BackupServiceDependencies = Pick<
   NodeContext,
@@ -41,25 +39,6 @@ export type BackupServiceDependencies = Pick<
   /** Leases: a leased key is restored through the same attach as a leased write (Leases.put). */
   readonly leases: Pick<LeaseService, 'put'>;
 };
-
-/**
- * Merges ascending streams of storage keys into one ascending stream, each key once; holds one
- * key of each stream (and whatever page each stream holds), however long they are.
- */
-export async function* mergeAscending(streams: readonly AsyncIterator<Buffer>[]): AsyncGenerator<Buffer> {
-  const heads = await Promise.all(streams.map(async (stream) => stream.next()));
-  for (;;) {
-    let low: Buffer | undefined;
-    for (const head of heads) if (head.done !== true && (low === undefined || Buffer.compare(head.value, low) < 0)) low = head.value;
-    if (low === undefined) return;
-    yield low;
-    await Promise.all(
-      heads.map(async (head, index) => {
-        if (head.done !== true && head.value.equals(low)) heads[index] = await streams[index]!.next();
-      }),
-    );
-  }
-}
 
 /** What became of one restored record. */
 type Restored = 'merged' | 'kept' | 'unleased';
@@ -127,7 +106,7 @@ export class BackupService implements BackupAdmin {
     if (!preferenceList(ring, partition, Math.max(...this.deps.nVals())).includes(this.deps.selfId)) {
       throw new KvError('KV_CONFLICT', `node ${this.deps.selfId} is not a replica of partition ${partition}; ask one of its replicas (\`ringkv ring\`)`);
     }
-    this.listingReplicas(partition);
+    this.replicasToList(partition);
   }
 
   /**
@@ -138,57 +117,23 @@ export class BackupService implements BackupAdmin {
    * their listings holds every decided key, whichever minority missed it. Fewer up is
    * KV_INSUFFICIENT_REPLICAS: a backup never copies a partition that may silently lack keys.
    */
-  private listingReplicas(partition: number): string[] {
+  private replicasToList(partition: number): readonly string[] {
     const ring = this.deps.requireRing();
     const view = this.deps.gossiper.view;
     const names = new Set([leaseBucket, '', ...Object.keys(view.bucketProperties), ...Object.keys(this.deps.config.buckets)]);
     const nVals = new Set(
       [...names].map((name) => this.deps.bucketProperties(name)).flatMap((properties) => (properties.consistent === true ? [properties.nVal] : [])),
     );
-    const groups = [...nVals].map((nVal) => preferenceList(ring, partition, nVal));
-    const majority = (group: readonly string[]): number => Math.floor(group.length / 2) + 1;
-    const chosen: string[] = [];
-    const short = (): string[][] => groups.filter((group) => chosen.filter((node) => group.includes(node)).length < majority(group));
-    const candidates = preferenceList(ring, partition, Math.max(...nVals)).filter((node) => node !== this.deps.selfId && this.deps.gossiper.isUp(node));
-    for (const node of [this.deps.selfId, ...candidates]) {
-      if (short().some((group) => group.includes(node))) chosen.push(node);
-    }
-    const missing = short();
-    if (missing.length > 0) {
-      const group = missing[missing.length - 1]!;
-      const up = group.filter((node) => chosen.includes(node));
+    const { chosen, short } = listingReplicas(ring, partition, [...nVals], this.deps.selfId, (node) => this.deps.gossiper.isUp(node));
+    if (short !== undefined) {
+      const { group, up } = short;
       throw new KvError(
         'KV_INSUFFICIENT_REPLICAS',
-        `partition ${partition}: a backup lists consistent keys from a majority of their replicas (${majority(group)} of ${group.join(', ')}), and only ${up.length === 0 ? 'none' : up.join(', ')} ${up.length === 1 ? 'is' : 'are'} up; run the backup again once the others are back (finished partitions are kept)`,
+        `partition ${partition}: a backup lists consistent keys from a majority of their replicas (${Math.floor(group.length / 2) + 1} of ${group.join(', ')}), and only ${up.length === 0 ? 'none' : up.join(', ')} ${up.length === 1 ? 'is' : 'are'} up; run the backup again once the others are back (finished partitions are kept)`,
         { details: { partitions: [partition] }, retryAfterSeconds: 5 },
       );
     }
     return chosen;
-  }
-
-  /**
-   * The keys of `partition` that `node` holds acceptor state of, in storage order, a page at a
-   * time (paxos-keys; this node's own through the same request). A replica that does not answer
-   * fails the listing, and with it the partition's stream.
-   */
-  private async *acceptorKeys(node: string, partition: number): AsyncGenerator<Buffer> {
-    let after: Uint8Array | null = null;
-    for (;;) {
-      let reply;
-      try {
-        reply = await this.deps.send(node, { type: 'paxos-keys', partition, after, maxKeys: acceptorKeysPerPage });
-      } catch (error) {
-        throw new KvError(
-          'KV_INSUFFICIENT_REPLICAS',
-          `partition ${partition}: replica ${node} did not answer the listing of its consistent keys (${error instanceof Error ? error.message : String(error)}); a backup lists them from a majority of their replicas: run it again once ${node} answers (finished partitions are kept)`,
-          { details: { partitions: [partition] }, retryAfterSeconds: 5 },
-        );
-      }
-      if (reply.type !== 'paxos-keys-reply') throw new KvError('KV_PEER_UNREACHABLE', `node ${node} answered ${reply.type} to paxos-keys`);
-      for (const key of reply.keys) yield Buffer.from(key);
-      if (reply.done || reply.keys.length === 0) return;
-      after = reply.keys[reply.keys.length - 1]!;
-    }
   }
 
   /**
@@ -207,7 +152,7 @@ export class BackupService implements BackupAdmin {
    * its end record, so the command refuses the file and asks the next replica.
    */
   async *partitionFile(partition: number, partitionCount: number): AsyncGenerator<Buffer> {
-    const listing = this.listingReplicas(partition);
+    const listing = this.replicasToList(partition);
     yield encodeHeader(partition, partitionCount);
     const range = partitionKeyRange(partition, partitionCount);
     let records = 0;
@@ -237,7 +182,7 @@ export class BackupService implements BackupAdmin {
       pending = [];
       return reads.filter((record): record is Buffer => record !== undefined);
     };
-    for await (const key of mergeAscending(listing.map((node) => this.acceptorKeys(node, partition)))) {
+    for await (const key of consistentKeys(this.deps.send, listing, partition)) {
       pending.push(key);
       if (pending.length < consistentReadsAtOnce) continue;
       for (const record of await readPending()) {

@@ -3,11 +3,12 @@ import { compareBallots } from '../core/consensus/ballot.js';
 import { decodeConsistentValue } from '../core/consensus/consistent-value.js';
 import { decodeDataKey, encodeDataKey, partitionOf } from '../core/keys.js';
 import { decodeLeaseRecord, leaseBucket } from '../core/leases/lease-record.js';
-import { preferenceList } from '../core/ring/ring.js';
+import { type Ring, preferenceList } from '../core/ring/ring.js';
 import type { KeySpace } from '../ports/storage.js';
+import { consistentKeys, listingReplicas } from './consistent-listing.js';
 import type { NodeContext } from './node-context.js';
 
-/** A lease as this node's acceptor last held it: possibly behind the decided record, which the sweeper reads before acting. */
+/** A lease as this node's acceptor last held it (or as a read found it decided, when it held none): possibly behind the decided record, which the sweeper reads before acting. */
 export interface LocalLease {
   readonly id: string;
   readonly refresh: number;
@@ -23,36 +24,43 @@ export interface LeaseScan {
 
 /**
  * Lease ids a scanner keeps in its set of known lease records at most (a few MB): beyond it, a
- * lease record is still found by the walk over the paxos space, once a pass, so no lease is
+ * lease record is still found by the walk over the listings, once a pass, so no lease is
  * missed, only swept later.
  */
 export const maxKnownLeases = 65_536;
 
 /** What the scanner needs from its node. */
-export type LeaseScannerOptions = Pick<NodeContext, 'selfId' | 'ring' | 'isUp' | 'bucketProperties' | 'logger'> & {
+export type LeaseScannerOptions = Pick<NodeContext, 'selfId' | 'ring' | 'isUp' | 'bucketProperties' | 'logger' | 'send'> & {
   /** The storage space of acceptor state (Storage.paxos). */
   readonly space: KeySpace;
+  /** The decided record of a lease (a consistent read of its key in leaseBucket), null when there is none. */
+  readonly readRecord: (id: string) => Promise<Uint8Array | null>;
   /** The bound of the known lease ids (default maxKnownLeases). */
   readonly maxKnownLeases?: number;
 };
 
 /**
- * Finds the leases this node sweeps, from its own acceptor state (no network): the lease records
- * whose key has this node as its first up primary, so one node sweeps each lease and the next
- * primary takes over when it is down (docs/CONSENSUS.md, "Leases"). It reads the lease records
- * it knows of, at most `limit` a step, round and round: the acceptor store tells it of each one
- * it writes, and a walk over the whole paxos space, at most `limit` entries a step, finds those
- * written before this run. So how late a lease is found ending does not grow with the consistent
- * keys of other buckets the node holds (a walk alone took one step per `limit` of them), and a
- * step's work stays bounded however many there are. The known ids are bounded too
- * (`maxKnownLeases`): a lease record the set has no room for is read when the walk passes it,
- * once a pass instead of once a round, and a cycle ends only once a whole pass of the walk lies
- * within it, so the sweeper still sights every lease it sweeps in every cycle.
+ * Finds the leases this node sweeps: the lease records whose key has this node as its first up
+ * primary, so one node sweeps each lease and the next primary takes over when it is down
+ * (docs/CONSENSUS.md, "Leases"). It reads the lease records it knows of, at most `limit` a step,
+ * round and round: the acceptor store tells it of each one it writes, and a walk over the
+ * consistent keys of the partitions this node sweeps, as a majority of each one's replicas lists
+ * them (src/engine/consistent-listing.ts, the listing a backup reads), at most `limit` keys a
+ * step, finds the rest: those written before this run, and those decided while this node was cut
+ * off or not yet their sweeper, which its own acceptor never held (their record is then read by a
+ * consistent read). So how late a lease is found ending does not grow with the consistent keys
+ * of other buckets the node holds (a walk alone took one step per `limit` of them), and a step's
+ * work stays bounded however many there are. The known ids are bounded too (`maxKnownLeases`): a
+ * lease record the set has no room for is read when the walk passes it, once a pass instead of
+ * once a round, and a cycle ends only once a whole pass of the walk lies within it, so the
+ * sweeper still sights every lease it sweeps in every cycle.
  */
 export class LeaseScanner {
-  /** The first key of the walk's next step (undefined: the start of the space). */
-  private cursor: Uint8Array | undefined;
-  /** The ids of the lease records this node's acceptor holds, as far as it has learned. */
+  /** The next partition the walk lists (it wraps round to 0 once past the last). */
+  private nextPartition = 0;
+  /** The listing of the partition the walk is in, if any. */
+  private listing: AsyncGenerator<Buffer> | undefined;
+  /** The ids of the lease records this node sweeps or holds, as far as it has learned. */
   private readonly known = new Set<string>();
   /** The known leases not read yet in this round. */
   private round: string[] = [];
@@ -70,16 +78,20 @@ export class LeaseScanner {
   async next(limit: number): Promise<LeaseScan> {
     const ring = this.options.ring();
     if (ring === null) return { leases: [], wrapped: true };
-    const unknown = await this.walk(limit);
+    const passed = await this.walk(ring, limit);
     if (this.round.length === 0) this.round = [...this.known];
     const nVal = this.options.bucketProperties(leaseBucket).nVal;
+    const fromWalk = new Set(passed);
     const leases: LocalLease[] = [];
-    for (const id of [...unknown, ...this.round.splice(0, Math.max(0, limit - unknown.length))]) {
+    for (const id of [...passed, ...this.round.splice(0, Math.max(0, limit - passed.length)).filter((known) => !fromWalk.has(known))]) {
       const firstUp = preferenceList(ring, partitionOf(leaseBucket, id, ring.partitionCount), nVal).find((node) => this.options.isUp(node));
       if (firstUp !== this.options.selfId) continue;
       const stored = await this.options.space.get(encodeDataKey(leaseBucket, id));
-      const lease = stored === undefined ? null : this.leaseOf(id, stored);
-      // A record deleted (the lease ended) or collected from here is forgotten until written here again.
+      const held = stored === undefined ? undefined : this.leaseOf(id, stored);
+      // A record this node's acceptor holds no value of (none, or a promise only: a majority decided
+      // it without this node) is read as decided when the walk passes it, once a pass, not every round.
+      const lease = held !== undefined ? held : fromWalk.has(id) ? await this.decided(id) : null;
+      // A record deleted (the lease ended), or held elsewhere only, is forgotten until written here or passed by the walk again.
       if (lease === null) this.known.delete(id);
       else if (lease !== 'unreadable') leases.push(lease);
     }
@@ -90,23 +102,38 @@ export class LeaseScanner {
     return { leases, wrapped };
   }
 
-  /** Adds a lease id to the known ones; false when they are at their bound (the walk still finds it, once a pass). */
-  private learn(id: string): boolean {
-    if (this.known.size >= (this.options.maxKnownLeases ?? maxKnownLeases) && !this.known.has(id)) return false;
-    this.known.add(id);
-    return true;
+  /** Adds a lease id to the known ones, unless they are at their bound (the walk still finds it, once a pass). */
+  private learn(id: string): void {
+    if (this.known.size < (this.options.maxKnownLeases ?? maxKnownLeases) || this.known.has(id)) this.known.add(id);
   }
 
-  /** The lease of a stored acceptor state: null when its newest state holds no record. */
-  private leaseOf(id: string, stored: Uint8Array): LocalLease | 'unreadable' | null {
+  /** The lease of a stored acceptor state: null when its newest value is a deletion, undefined when it holds no value (a promise only). */
+  private leaseOf(id: string, stored: Uint8Array): LocalLease | 'unreadable' | null | undefined {
     const state = decodeAcceptorState(stored);
     const newest =
       state.accepted !== null && (state.committed === null || compareBallots(state.accepted.ballot, state.committed.ballot) > 0)
         ? state.accepted
         : state.committed;
-    if (newest === null || newest.state.value === null) return null;
+    if (newest === null) return undefined;
+    if (newest.state.value === null) return null;
+    return this.decode(id, decodeConsistentValue(newest.state.value).value);
+  }
+
+  /** The lease of a record this node's acceptor holds no state of (a majority listed it), as a consistent read finds it decided. */
+  private async decided(id: string): Promise<LocalLease | 'unreadable' | null> {
+    let record: Uint8Array | null;
     try {
-      const record = decodeLeaseRecord(decodeConsistentValue(newest.state.value).value);
+      record = await this.options.readRecord(id);
+    } catch (error) {
+      this.options.logger.warn({ error, lease: id }, 'a lease record this node holds no state of could not be read; the next round reads it again');
+      return 'unreadable';
+    }
+    return record === null ? null : this.decode(id, record);
+  }
+
+  private decode(id: string, bytes: Uint8Array): LocalLease | 'unreadable' {
+    try {
+      const record = decodeLeaseRecord(bytes);
       return { id, refresh: record.refresh, ending: record.ending, ttlSeconds: record.ttlSeconds };
     } catch (error) {
       // One unreadable record must not stop the sweeps of every other lease: it is reported and passed over.
@@ -116,25 +143,64 @@ export class LeaseScanner {
   }
 
   /**
-   * One step of the walk over the paxos space: at most `limit` entries from where the last
-   * stopped; the lease records it passes become known. Answers those it passed that the known
-   * set had no room for.
+   * One step of the walk over the consistent keys of the partitions this node sweeps, each as a
+   * majority of its replicas lists it: at most `limit` keys from where the last step stopped; the
+   * lease records it passes become known. Answers the lease ids it passed (the known set may have
+   * had no room for them, or this node's acceptor may hold no value of them). A partition whose replicas are not a majority up, or whose listing fails, is passed over
+   * in this pass (no lease of it can be ended before a majority answers anyway).
    */
-  private async walk(limit: number): Promise<string[]> {
-    if (this.cursor === undefined && this.pass === 'none') this.pass = 'started';
-    const unknown: string[] = [];
+  private async walk(ring: Ring, limit: number): Promise<string[]> {
+    if (this.nextPartition === 0 && this.listing === undefined && this.pass === 'none') this.pass = 'started';
+    const passed: string[] = [];
     let examined = 0;
-    let last: Uint8Array | undefined;
-    for await (const [dataKey] of this.options.space.entries(this.cursor === undefined ? {} : { gte: this.cursor })) {
-      if (examined >= limit) break;
+    while (examined < limit) {
+      if (this.listing === undefined) {
+        if (this.nextPartition >= ring.partitionCount) {
+          // Round again at the first partition.
+          this.nextPartition = 0;
+          if (this.pass === 'started') this.pass = 'complete';
+          break;
+        }
+        this.listing = this.open(ring, this.nextPartition);
+        this.nextPartition += 1;
+        continue;
+      }
+      let step: IteratorResult<Buffer>;
+      try {
+        step = await this.listing.next();
+      } catch (error) {
+        this.options.logger.warn(
+          { error, partition: this.nextPartition - 1 },
+          'the lease records of a partition could not be listed; the next pass lists it again',
+        );
+        this.listing = undefined;
+        continue;
+      }
+      if (step.done === true) {
+        this.listing = undefined;
+        continue;
+      }
       examined += 1;
-      last = dataKey;
-      const { bucket, key } = decodeDataKey(dataKey);
-      if (bucket === leaseBucket && !this.learn(key)) unknown.push(key);
+      const { bucket, key } = decodeDataKey(step.value);
+      if (bucket !== leaseBucket) continue;
+      this.learn(key);
+      passed.push(key);
     }
-    // The next step starts just after the last key examined, or round again at the start.
-    this.cursor = last === undefined || examined < limit ? undefined : Buffer.concat([last, Buffer.from([0])]);
-    if (this.cursor === undefined && this.pass === 'started') this.pass = 'complete';
-    return unknown;
+    return passed;
+  }
+
+  /** The listing of `partition`'s consistent keys from a majority of its replicas, when this node sweeps its leases and a majority is up. */
+  private open(ring: Ring, partition: number): AsyncGenerator<Buffer> | undefined {
+    const nVal = this.options.bucketProperties(leaseBucket).nVal;
+    if (preferenceList(ring, partition, nVal).find((node) => this.options.isUp(node)) !== this.options.selfId) return undefined;
+    const { chosen, short } = listingReplicas(ring, partition, [nVal], this.options.selfId, this.options.isUp);
+    if (short !== undefined) {
+      this.options.logger.debug(
+        { partition, up: short.up },
+        "fewer than a majority of a partition's replicas are up; its lease records are listed once they are",
+      );
+      return undefined;
+    }
+    return consistentKeys(this.options.send, chosen, partition);
   }
 }

@@ -26,6 +26,7 @@ import { type WatchStream, Watches } from './watches.js';
 import type { WatchFilter } from '../core/watch/watch-cursor.js';
 import { Leases } from './leases.js';
 import { LeaseScanner } from './lease-scanner.js';
+import { leaseBucket } from '../core/leases/lease-record.js';
 
 /** The ports and settings a node runs on. */
 export interface RingNodeOptions extends NodePorts {
@@ -122,7 +123,11 @@ export class RingNode implements KvService {
         for (const state of states) watchLog.appendDecided(bucket, key, state.version, state.value);
       },
     });
-    const scanner = new LeaseScanner({ ...context, space: storage.paxos });
+    const scanner = new LeaseScanner({
+      ...context,
+      space: storage.paxos,
+      readRecord: async (id) => (await this.client.consistent(leaseBucket, id, { kind: 'read' })).value?.value ?? null,
+    });
     const acceptors = new AcceptorStore({
       space: storage.paxos,
       bucketProperties: context.bucketProperties,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { BucketProperties } from '../../src/config/schema.js';
 import { encodeDataKey, partitionOf } from '../../src/core/keys.js';
 import { AcceptorStore } from '../../src/engine/acceptor-store.js';
-import { mergeAscending } from '../../src/engine/backup-service.js';
+import { mergeAscending } from '../../src/engine/consistent-listing.js';
 import { MemoryStorage } from '../../src/sim/memory-storage.js';
 
 /**

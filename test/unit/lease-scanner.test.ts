@@ -5,6 +5,7 @@ import { encodeDataKey } from '../../src/core/keys.js';
 import { encodeLeaseRecord, grantedLease, leaseBucket } from '../../src/core/leases/lease-record.js';
 import { createRing } from '../../src/core/ring/ring.js';
 import type { BucketProperties } from '../../src/config/schema.js';
+import { AcceptorStore } from '../../src/engine/acceptor-store.js';
 import { LeaseScanner } from '../../src/engine/lease-scanner.js';
 import { silentLogger } from '../../src/ports/logger.js';
 import { MemoryStorage } from '../../src/sim/memory-storage.js';
@@ -19,6 +20,7 @@ import { MemoryStorage } from '../../src/sim/memory-storage.js';
  */
 
 const limit = 64;
+const bucketProperties = (): BucketProperties => ({ nVal: 3, consistent: true }) as BucketProperties;
 const otherKeys = 4000;
 
 /** An acceptor state whose committed value is `record` (null: deleted). */
@@ -34,13 +36,22 @@ async function scannerWithOtherKeys(maxKnown?: number): Promise<{ storage: Memor
   await storage.open();
   for (let index = 0; index < otherKeys; index++) await storage.paxos.put(encodeDataKey('counters', `k${index}`), leaseState(null));
   const ring = createRing(8, ['n1']);
+  const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties, ringVersion: () => 1, stored: () => undefined });
   const scanner = new LeaseScanner({
     selfId: 'n1',
     ring: () => ring,
     isUp: () => true,
-    bucketProperties: () => ({ nVal: 3, consistent: true }) as BucketProperties,
+    bucketProperties,
     logger: silentLogger,
     space: storage.paxos,
+    // The one replica lists its own acceptor keys; it holds every record, so none is read remotely.
+    send: async (_node, request) => {
+      if (request.type !== 'paxos-keys') throw new Error(`unexpected ${request.type}`);
+      return acceptors.keys(request, ring.partitionCount);
+    },
+    readRecord: async (id) => {
+      throw new Error(`lease ${id} read remotely though held here`);
+    },
     ...(maxKnown === undefined ? {} : { maxKnownLeases: maxKnown }),
   });
   return { storage, scanner };
