@@ -14,7 +14,9 @@ import { MemoryStorage } from '../../src/sim/memory-storage.js';
  * Goal (docs/CONSENSUS.md, "Leases"; issue 22's "lease expiry scan up to ~50 s late at 100k
  * consistent keys"): the lease sweeper finds a lease record its acceptor wrote at its next step,
  * however many consistent keys of other buckets the node holds, and still finds, by its walk over
- * the paxos space, one written before this run; a deleted record is forgotten. Each step reads a
+ * the consistent keys a majority of replicas lists, one written before this run; a deleted record
+ * is forgotten; a listed record this node holds no value of (a promise only: the others decided
+ * it) is read as decided once a pass of the walk, not at every round. Each step reads a
  * bounded number of entries. The known lease ids are bounded (`maxKnownLeases`): beyond the bound
  * a lease is still reported, once a pass of the walk instead of at every round, in every cycle.
  */
@@ -31,7 +33,12 @@ function leaseState(ttlSeconds: number | null): Uint8Array {
   return encodeAcceptorState({ epoch: 1, promised: ballot, accepted: null, committed: { ballot, state: { version: 1, value, writes: [] } } });
 }
 
-async function scannerWithOtherKeys(maxKnown?: number): Promise<{ storage: MemoryStorage; scanner: LeaseScanner }> {
+async function scannerWithOtherKeys(
+  maxKnown?: number,
+  readRecord: (id: string) => Promise<Uint8Array | null> = async (id) => {
+    throw new Error(`lease ${id} read remotely though held here`);
+  },
+): Promise<{ storage: MemoryStorage; scanner: LeaseScanner }> {
   const storage = new MemoryStorage();
   await storage.open();
   for (let index = 0; index < otherKeys; index++) await storage.paxos.put(encodeDataKey('counters', `k${index}`), leaseState(null));
@@ -44,14 +51,12 @@ async function scannerWithOtherKeys(maxKnown?: number): Promise<{ storage: Memor
     bucketProperties,
     logger: silentLogger,
     space: storage.paxos,
-    // The one replica lists its own acceptor keys; it holds every record, so none is read remotely.
+    // The one replica lists its own acceptor keys (a majority of one).
     send: async (_node, request) => {
       if (request.type !== 'paxos-keys') throw new Error(`unexpected ${request.type}`);
       return acceptors.keys(request, ring.partitionCount);
     },
-    readRecord: async (id) => {
-      throw new Error(`lease ${id} read remotely though held here`);
-    },
+    readRecord,
     ...(maxKnown === undefined ? {} : { maxKnownLeases: maxKnown }),
   });
   return { storage, scanner };
@@ -118,5 +123,31 @@ describe('LeaseScanner', () => {
       expect(counts.filter((count) => count > 2).length, 'as many leases read at every round as the bound holds').toBe(bound);
     }
     expect(third.has('lease-late'), 'a lease written when the known set was full is found by the walk').toBe(true);
+  });
+
+  it('reads a listed record it holds only a promise of as decided, once a pass of the walk, and reports it in every cycle', async () => {
+    const reads: string[] = [];
+    const { storage, scanner } = await scannerWithOtherKeys(undefined, async (id) => {
+      reads.push(id);
+      return encodeLeaseRecord(grantedLease(9));
+    });
+    const ballot = { round: 1, proposer: 'p' };
+    await storage.paxos.put(encodeDataKey(leaseBucket, 'lease-p'), encodeAcceptorState({ epoch: 1, promised: ballot, accepted: null, committed: null }));
+    let cycles = 0;
+    let seenInCycle = 0;
+    for (let step = 0; cycles < 3; step++) {
+      expect(step, 'three cycles end within a few passes').toBeLessThan(4 * (Math.ceil(otherKeys / limit) + 2));
+      const scan = await scanner.next(limit);
+      for (const lease of scan.leases) {
+        expect(lease).toEqual({ id: 'lease-p', refresh: 1, ending: false, ttlSeconds: 9 });
+        seenInCycle += 1;
+      }
+      if (!scan.wrapped) continue;
+      if (cycles > 0) expect(seenInCycle, `cycle ${cycles}: the lease is reported once, when the walk passes it`).toBe(1);
+      cycles += 1;
+      seenInCycle = 0;
+    }
+    expect(reads.length, 'one decided read per pass, not one per step').toBeLessThanOrEqual(4);
+    expect(reads.length).toBeGreaterThanOrEqual(2);
   });
 });
