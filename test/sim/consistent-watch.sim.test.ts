@@ -158,9 +158,12 @@ interface Run {
  * order); every skipped version inside a `compacted` for the key; every acknowledged version
  * reported with its value; the last version the final read shows reported. With `strict` (no
  * crash, so no log is lost) also: no version that some node's log holds is skipped, and the
- * version before an acknowledged one is in some node's log (its proposer reported it before it
- * committed it, or the acknowledged round carried and reported it). A version is in no log only
- * when its round and the next one both lost the answers to their proposals (README, "Watches").
+ * version before an acknowledged one whose round reported it is in some node's log (its proposer
+ * reported it before it committed it, or the acknowledged round carried and reported it). A
+ * version is in no log only when its round and the next one both lost the answers to their
+ * proposals (README, "Watches"); the next one's write may still be acknowledged, by a recovery
+ * round that finds it under newer versions and reports nothing it carried, so such an answer is
+ * not judged by that check (the watchers' `compacted` for the missing version still is).
  */
 async function runScenario(seed: number, options: { crashes: boolean; strict: boolean; broken?: BrokenVariant }): Promise<Run> {
   const sim = (cluster = await SimCluster.start(seed, 4, config, options.broken === undefined ? {} : { brokenProposer: options.broken }));
