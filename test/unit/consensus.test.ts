@@ -401,6 +401,55 @@ describe('proposer', () => {
     expect(proposals(finishing)).toMatchObject([{ ballot: ballot(9), state: { version: 4, writes: [mine, operationId('other', 3)] } }, {}, {}]);
   });
 
+  it('a recovery round that finds its own proposal decided reports the undecided state that proposal carried, when the history confirms it', () => {
+    // Version 3 reached a quorum, but nobody committed it (its proposer lost the answers): the write carries it.
+    const two: Proposal = { ballot: ballot(1, 'other'), state: { version: 2, value: text('two'), writes: [operationId('other', 2)] } };
+    const three: Proposal = {
+      ballot: ballot(2, 'other'),
+      state: { version: 3, value: text('three'), writes: [operationId('other', 3), operationId('other', 2)] },
+    };
+    /** The write's first round carries `three`; its proposal is accepted by a and b but their answers are lost; its recovery round finds `found` on a and b. */
+    const recovery = (found: Proposal): ProposerEffect[] => {
+      let state = startProposer(
+        { groups: [['a', 'b', 'c']], epoch: 1, timeoutMs: 1000, backoffMs: 10, operationId: mine },
+        { kind: 'write', value: text('mine'), condition: { kind: 'none' } },
+      );
+      let effects: ProposerEffect[] = [];
+      [state] = stepProposer(state, { type: 'start', nowMs: 0, ballot: ballot(7) });
+      for (const from of ['a', 'b'])
+        [state, effects] = stepProposer(state, { type: 'answer', from, reply: { type: 'promise', ballot: ballot(7), accepted: three, committed: two } });
+      expect(proposals(effects), 'the write builds on the carried state').toMatchObject([{ state: { version: 4 } }, {}, {}]);
+      [state] = stepProposer(state, { type: 'unreachable', from: 'c', ballot: ballot(7) });
+      [state] = stepProposer(state, {
+        type: 'answer',
+        from: 'b',
+        reply: { type: 'propose-rejected', ballot: ballot(7), promised: ballot(8, 'other'), epoch: 1 },
+      });
+      [state] = stepProposer(state, { type: 'retry', ballot: ballot(9) });
+      for (const from of ['a', 'b'])
+        [state, effects] = stepProposer(state, { type: 'answer', from, reply: { type: 'promise', ballot: ballot(9), accepted: found, committed: two } });
+      return effects;
+    };
+    const own: Proposal = { ballot: ballot(7), state: { version: 4, value: text('mine'), writes: [mine, operationId('other', 3), operationId('other', 2)] } };
+    const effects = recovery(own);
+    expect(answer(effects)).toMatchObject([{ type: 'reply', result: { outcome: 'written', state: { version: 4 } } }]);
+    // Its own round would have reported version 3 with 4; this round is the only one that knows 3's value.
+    expect(effects[0]).toMatchObject({
+      type: 'decided',
+      states: [
+        { version: 3, value: text('three') },
+        { version: 4, value: text('mine') },
+      ],
+    });
+    // A version 4 of this write built on another version 3 (an earlier own proposal, say): the carried 3 is not in its history.
+    const onAnother: Proposal = {
+      ballot: ballot(7),
+      state: { version: 4, value: text('mine'), writes: [mine, operationId('third', 3), operationId('other', 2)] },
+    };
+    const reported = recovery(onAnother).flatMap((effect) => (effect.type === 'decided' ? effect.states.map((state) => state.version) : []));
+    expect(reported).toEqual([4]);
+  });
+
   it('a recovery round applies the write afresh when the newest state its quorum holds does not have it', () => {
     expect(proposals(recoveryAfterLostRace(null))).toMatchObject([
       { ballot: ballot(9), state: { version: 4, value: text('mine'), writes: [mine, operationId('other', 3)] } },

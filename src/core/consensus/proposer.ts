@@ -232,9 +232,13 @@ function decide(state: ProposerState): [ProposerState, ProposerEffect[]] {
  * committed may come from a proposer that died before reporting it, so this round reports and
  * commits it (a duplicate report is dropped by the watches, which count versions).
  */
-function answerDecided(state: ProposerState, current: Proposal | null, result: OperationResult): [ProposerState, ProposerEffect[]] {
-  const unreported = current === null ? [] : unreportedStates(state, current, current.state);
-  const learned: ProposerEffect[] = unreported.length > 0 && current !== null ? [{ type: 'decided', states: unreported }, ...commits(state, current)] : [];
+function answerDecided(
+  state: ProposerState,
+  current: Proposal | null,
+  result: OperationResult,
+  report: readonly RegisterState[] = current === null ? [] : unreportedStates(state, current, current.state),
+): [ProposerState, ProposerEffect[]] {
+  const learned: ProposerEffect[] = report.length > 0 && current !== null ? [{ type: 'decided', states: report }, ...commits(state, current)] : [];
   return [{ ...state, phase: 'done' }, [...learned, { type: 'reply', result }]];
 }
 
@@ -251,6 +255,18 @@ function unreportedStates(state: ProposerState, current: Proposal | null, nextSt
   if (current !== null && !committed && current.state.version > 0 && state.config.broken !== 'skip-carried-report') states.push(current.state);
   if (nextState.version > (current?.state.version ?? 0)) states.push(nextState);
   return states;
+}
+
+/**
+ * The states the operation's last proposal carried (its report, before its own new state) that
+ * are in `register`'s history: the register names the same writer at their version. An earlier
+ * own proposal may have carried another state at that version, and only the one in the history
+ * was decided.
+ */
+function carriedIn(state: ProposerState, register: RegisterState): RegisterState[] {
+  return state.report.filter(
+    (carried) => carried.version < register.version && carried.writes.length > 0 && register.writes[register.version - carried.version] === carried.writes[0],
+  );
 }
 
 /** The commit of a decided proposal to every acceptor (not waited for). */
@@ -303,9 +319,13 @@ function recover(state: ProposerState, current: Proposal | null, decided: boolea
   if (version !== null) {
     const written: RegisterState = { version, value: operation.value, writes: register.writes.slice(register.version - version) };
     const result: OperationResult = { outcome: 'written', state: written };
-    if (decided) return answerDecided(state, current, result);
-    // Finishing the own proposal reports what its first round would have (the state it carried).
-    const report = state.report.at(-1)?.version === register.version ? state.report : unreportedStates(state, current, register);
+    // When the write is the newest state, this round reports what the own proposal carried, as its
+    // own round would have once decided: that round lost its answers, so nobody may have.
+    const report =
+      version === register.version
+        ? [...carriedIn(state, register), ...unreportedStates(state, current, register)]
+        : unreportedStates(state, current, register);
+    if (decided) return answerDecided(state, current, result, report);
     return propose(state, result, register, report);
   }
   if (!remembersFrom(register, state.lowestOwnVersion)) {
