@@ -66,6 +66,8 @@ export class LeaseScanner {
   private round: string[] = [];
   /** How far the current cycle has seen a whole pass of the walk: none, one begun within it, or one begun and finished within it. */
   private pass: 'none' | 'started' | 'complete' = 'none';
+  /** Partitions whose listing failed in the current pass of the walk. */
+  private failedInPass = 0;
 
   constructor(private readonly options: LeaseScannerOptions) {}
 
@@ -158,6 +160,9 @@ export class LeaseScanner {
         if (this.nextPartition >= ring.partitionCount) {
           // Round again at the first partition.
           this.nextPartition = 0;
+          if (this.failedInPass > 1)
+            this.options.logger.warn({ partitions: this.failedInPass }, 'the lease records of partitions could not be listed in this pass');
+          this.failedInPass = 0;
           if (this.pass === 'started') this.pass = 'complete';
           break;
         }
@@ -169,10 +174,14 @@ export class LeaseScanner {
       try {
         step = await this.listing.next();
       } catch (error) {
-        this.options.logger.warn(
-          { error, partition: this.nextPartition - 1 },
-          'the lease records of a partition could not be listed; the next pass lists it again',
-        );
+        // One replica that gossip still holds up but that does not answer fails the listing of
+        // each partition it holds: the first failure of a pass is logged, the others counted.
+        if (this.failedInPass === 0)
+          this.options.logger.warn(
+            { error, partition: this.nextPartition - 1 },
+            'the lease records of a partition could not be listed; the next pass lists it again (further failures in this pass are counted)',
+          );
+        this.failedInPass += 1;
         this.listing = undefined;
         continue;
       }
