@@ -132,7 +132,8 @@ describe('counters and sets on a 3-node cluster of real processes', () => {
       }
       restartNode(node3, { seeds: [node1.address], env: { RINGKV_CLUSTER_SECRET: secret } });
       await waitHealthy(node3);
-      await waitForMembersUp(node3, 3);
+      // The client sends the r=all read to any node: each must hold node 3 up again, or it fails the read at once (r cannot be met).
+      for (const node of nodes) await waitForMembersUp(node, 3);
       expect(await client.dt.counter('app', 'through-a-crash', { r: 'all' })).toBe(1100);
       // Hints (and read repair) bring node 3's own copy there: a read of it alone (r=1 there) sees the sum.
       await waitFor('node 3 to hold the count itself', pollDeadlineMs, async (see) => {

@@ -194,6 +194,19 @@ describe('the read machine', () => {
     expect(effects.find((effect) => effect.type === 'repair')).toMatchObject({ nodes: [plan.first[1]] });
   });
 
+  it('fails at once when a replica it holds down makes r unreachable, naming that replica as not asked', () => {
+    // What a client saw when it read with r=all just after a node came back, from a node that still held it down (CI, data-types test).
+    const plan = planRead(viewOf(0, []), { r: 'all' });
+    const down = plan.first[2]!;
+    const [, effects] = stepRead(startRead(plan, 'siblings', 1000), { ...start, isUp: (node) => node !== down });
+    const failure = effects.find((effect) => effect.type === 'fail');
+    expect(effects.filter((effect) => effect.type === 'ask')).toHaveLength(0);
+    expect(failure?.error.message).toContain(
+      `only 0 answered ok (0 primaries, 0 durable) of the 2 asked (1 more, ${down}, not asked: this node holds it down)`,
+    );
+    expect(failure?.error.details).toMatchObject({ asked: 3, succeeded: 0, knownDown: [down] });
+  });
+
   it('never replies with fewer answers than r', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.constantFrom(...primaries), fc.boolean()), { maxLength: 6 }), fc.boolean(), (answers, withSpares) => {

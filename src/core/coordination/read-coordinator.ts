@@ -37,6 +37,8 @@ export interface ReadState {
   readonly asked: readonly string[];
   readonly answers: ReadonlyMap<string, VersionedObject | null>;
   readonly failed: number;
+  /** Replicas of the plan this node held down at the start: counted as failed, never asked. */
+  readonly knownDown: readonly string[];
   /** Replicas whose answer (or failure) was counted: each counts once. */
   readonly heard: readonly string[];
   readonly sparesStarted: boolean;
@@ -54,6 +56,7 @@ export function startRead(plan: ReadPlan, mode: ConflictMode, timeoutMs: number)
     asked: [],
     answers: new Map(),
     failed: 0,
+    knownDown: [],
     heard: [],
     sparesStarted: plan.spares.length === 0,
     decided: false,
@@ -81,10 +84,12 @@ export function stepRead(state: ReadState, event: ReadEvent): [ReadState, ReadEf
       for (const node of state.plan.first) {
         // A replica already known to be down counts as a failed answer at once, which starts the spares.
         if (event.isUp(node)) effects.push({ type: 'ask', node });
-        else next = recordFailure(next, node);
+        else next = { ...recordFailure(next, node), knownDown: [...next.knownDown, node] };
       }
       if (!next.sparesStarted && next.failed > 0) next = startSpares(next, effects);
       const [judged, decision] = judge(next);
+      // r cannot be met with the replicas held down: fail without asking the others (their answers would be dropped).
+      if (judged.decided) return [judged, decision];
       return [judged, [...effects, ...decision]];
     }
     case 'answered': {
@@ -134,7 +139,7 @@ function judge(state: ReadState): [ReadState, ReadEffect[]] {
       effects.push({ type: 'reply', object: mergedAnswers(state.answers, state.mode) });
     } else if (current === 'impossible') {
       next = { ...next, decided: true, repaired: true };
-      effects.push({ type: 'fail', error: insufficientReplicasError('read', state.tally) });
+      effects.push({ type: 'fail', error: insufficientReplicasError('read', state.tally, undefined, state.knownDown) });
     }
   }
   const everyAskedAnswered = next.tally.answered >= next.asked.length;

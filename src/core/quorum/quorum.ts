@@ -166,13 +166,23 @@ function writeRemedy(operation: WriteOperation): string {
  * that means for the operation: a read changed nothing; a write refused before any replica was
  * asked (`written` false) certainly did not happen; a write sent to replicas may have happened.
  */
-export function insufficientReplicasError(operation: 'read' | WriteOperation, state: TallyState, written?: boolean): KvError {
+export function insufficientReplicasError(
+  operation: 'read' | WriteOperation,
+  state: TallyState,
+  written?: boolean,
+  knownDown: readonly string[] = [],
+): KvError {
   const need = state.requirement;
   const remedy = operation === 'read' ? 'lower r/pr' : writeRemedy(operation);
+  // A replica this node already holds down is counted as failed without being asked (a read fails at once when r cannot be met).
+  const asked =
+    knownDown.length === 0
+      ? `of the ${need.asked} asked`
+      : `of the ${need.asked - knownDown.length} asked (${knownDown.length} more, ${knownDown.join(', ')}, not asked: this node holds ${knownDown.length === 1 ? 'it' : 'them'} down)`;
   const message =
     written === false
       ? `the ${operation} was not sent: it needs ${neededText(need)} but only ${need.asked} replicas (${need.primariesAsked} primaries) are up to take it; nothing was changed, so it is safe to retry once nodes are back, or ${remedy}`
-      : `${operation} needed ${neededText(need)} but only ${state.succeeded} answered ok (${state.primarySucceeded} primaries, ${state.durableSucceeded} durable${need.plannedRequired ? `, ${state.plannedSucceeded} planned` : ''}) of the ${need.asked} asked; ${
+      : `${operation} needed ${neededText(need)} but only ${state.succeeded} answered ok (${state.primarySucceeded} primaries, ${state.durableSucceeded} durable${need.plannedRequired ? `, ${state.plannedSucceeded} planned` : ''}) ${asked}; ${
           operation === 'read' ? `the read changed nothing; retry later or ${remedy}` : `${outcomeUnknown(operation)}, or ${remedy}`
         }`;
   return new KvError('KV_INSUFFICIENT_REPLICAS', message, {
@@ -184,6 +194,7 @@ export function insufficientReplicasError(operation: 'read' | WriteOperation, st
       primarySucceeded: state.primarySucceeded,
       durableSucceeded: state.durableSucceeded,
       asked: need.asked,
+      ...(knownDown.length === 0 ? {} : { knownDown: [...knownDown] }),
       ...(written === undefined ? {} : { written }),
     },
     retryAfterSeconds: 1,
