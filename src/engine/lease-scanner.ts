@@ -1,11 +1,10 @@
-import { decodeAcceptorState } from '../core/consensus/acceptor-codec.js';
-import { compareBallots } from '../core/consensus/ballot.js';
 import { decodeConsistentValue } from '../core/consensus/consistent-value.js';
 import { decodeDataKey, encodeDataKey, partitionOf } from '../core/keys.js';
 import { decodeLeaseRecord, leaseBucket } from '../core/leases/lease-record.js';
 import { type Ring, preferenceList } from '../core/ring/ring.js';
 import type { KeySpace } from '../ports/storage.js';
 import { consistentKeys, listingReplicas } from './consistent-listing.js';
+import { newestStoredValue } from './leased-key-scanner.js';
 import type { NodeContext } from './node-context.js';
 
 /** A lease as this node's acceptor last held it (or as a read found it decided, when it held none): possibly behind the decided record, which the sweeper reads before acting. */
@@ -111,14 +110,9 @@ export class LeaseScanner {
 
   /** The lease of a stored acceptor state: null when its newest value is a deletion, undefined when it holds no value (a promise only). */
   private leaseOf(id: string, stored: Uint8Array): LocalLease | 'unreadable' | null | undefined {
-    const state = decodeAcceptorState(stored);
-    const newest =
-      state.accepted !== null && (state.committed === null || compareBallots(state.accepted.ballot, state.committed.ballot) > 0)
-        ? state.accepted
-        : state.committed;
-    if (newest === null) return undefined;
-    if (newest.state.value === null) return null;
-    return this.decode(id, decodeConsistentValue(newest.state.value).value);
+    const value = newestStoredValue(stored);
+    if (value === undefined || value === null) return value;
+    return this.decode(id, decodeConsistentValue(value).value);
   }
 
   /** The lease of a record this node's acceptor holds no state of (a majority listed it), as a consistent read finds it decided. */

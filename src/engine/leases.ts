@@ -1,4 +1,4 @@
-import type { WriteCondition } from '../core/consensus/compare-and-set.js';
+import { type WriteCondition, neverWritten } from '../core/consensus/compare-and-set.js';
 import type { ConsistentValue } from '../core/consensus/consistent-value.js';
 import {
   type LeaseRecord,
@@ -7,6 +7,7 @@ import {
   decodeLeaseRecord,
   encodeLeaseRecord,
   grantedLease,
+  holdsKey,
   leaseBucket,
   leaseExpired,
   maxLeaseKeys,
@@ -19,6 +20,7 @@ import type { Random } from '../ports/random.js';
 import { KvError, isKvError } from '../util/errors.js';
 import type { ConsistentCommand, ConsistentOutcome, LeaseDescription, LeaseGrant, LeaseService } from './kv-service.js';
 import type { LeaseScan } from './lease-scanner.js';
+import type { LeasedKey, LeasedKeyScan } from './leased-key-scanner.js';
 import { PeriodicTask } from './periodic-task.js';
 
 /** How often a node sweeps the leases it watches; its monotonic clock is the sum of these intervals. */
@@ -29,6 +31,12 @@ export const leaseSweepScanLimit = 1024;
 
 /** Leases a sweep ends at most; the rest wait for the next sweep. */
 export const leaseEndsPerSweep = 16;
+
+/** Leased keys a sweep checks at most for an orphan (LeasedKeyScanner); the walk goes on from there at the next sweep. */
+export const leasedKeyChecksPerSweep = 64;
+
+/** The sweeper's time from the start of one pass of the leased-key walk to the start of the next, at least. */
+export const leasedKeyPassIntervalMs = 5000;
 
 /** Compare-and-set attempts on one lease record before a request gives up with 409 KV_CONFLICT. */
 const recordAttempts = 8;
@@ -45,6 +53,8 @@ export interface LeasesOptions {
   readonly logger: Logger;
   /** The next batch of the leases this node sweeps (LeaseScanner.next). */
   readonly scan: (limit: number) => Promise<LeaseScan>;
+  /** The next leased keys this node checks for orphans, among at most `limit` entries of its acceptor state (LeasedKeyScanner.next). */
+  readonly leasedKeys: (limit: number, maxKeys: number) => Promise<LeasedKeyScan>;
   /** The pause between sweeps (default leaseSweepIntervalMs). */
   readonly sweepIntervalMs?: number;
 }
@@ -56,6 +66,15 @@ interface Tracked extends LeaseSighting {
 
 /** Whether an error is a failed compare-and-set (the record or key changed under us). */
 const isConflict = (error: unknown): boolean => isKvError(error) && error.code === 'KV_PRECONDITION_FAILED';
+
+/** Whether an error says a key cannot be held by its lease: the lease ended (or is ending), or it is full. */
+const isUnheld = (error: unknown): boolean => isKvError(error) && (error.code === 'KV_LEASE_NOT_FOUND' || error.code === 'KV_LEASE_FULL');
+
+/** A lease record at the version a read or write left it; null when the lease has no record (it ended, or never was). */
+type RecordAt = { readonly version: number; readonly record: LeaseRecord } | null;
+
+/** What the check of a leased key found and did (Leases.checkLeasedKey). */
+export type LeasedKeyCheck = 'held' | 'rewritten' | 'attached' | 'deleted';
 
 /**
  * Leases and ephemeral keys on top of consistent buckets (README, "Leases and ephemeral keys";
@@ -75,6 +94,10 @@ export class Leases implements LeaseService {
   private elapsedMs = 0;
   private cycle = 0;
   private readonly tracked = new Map<string, Tracked>();
+  /** When the leased-key walk's pass under way began (sweeper clock), undefined between passes. */
+  private leasedKeyPassStartMs: number | undefined;
+  /** The sweeper clock before which no new pass of the leased-key walk starts. */
+  private nextLeasedKeyPassMs = 0;
 
   constructor(private readonly options: LeasesOptions) {
     const intervalMs = options.sweepIntervalMs ?? leaseSweepIntervalMs;
@@ -104,7 +127,9 @@ export class Leases implements LeaseService {
     for (;;) {
       const id = this.newLeaseId();
       try {
-        await this.writeRecord(id, grantedLease(ttlSeconds), { kind: 'absent' });
+        // Only a record never written: an ended lease's deleted record keeps its version, so no
+        // id is granted twice, and a key left naming an ended lease is never held by a new one.
+        await this.writeRecord(id, grantedLease(ttlSeconds), neverWritten);
         return { id, ttlSeconds };
       } catch (error) {
         // Two nodes drawing one 64-bit id is all but impossible; a clash draws again rather than share a lease.
@@ -151,8 +176,8 @@ export class Leases implements LeaseService {
    * (its value names the lease), then confirms by a compare-and-set that the lease is still live
    * and still lists the key. The confirmation's write fences a prune that read the key before
    * this write; a lease that ended in between has its key deleted here and the PUT answers 404.
-   * So a key is never left carrying an ended lease (unless this node dies between the write and
-   * the confirmation while the lease ends: README says so).
+   * Should this node die between the write and the confirmation, the key's replicas finish the
+   * confirmation for it (checkLeasedKey).
    */
   async put(bucket: string, key: string, value: ConsistentValue, condition: WriteCondition, leaseId: string, timeoutMs?: number): Promise<ConsistentOutcome> {
     const attached = await this.changeRecord(
@@ -166,26 +191,76 @@ export class Leases implements LeaseService {
       // The confirmation starts from the record the attach left, without reading it again: its
       // compare-and-set holds only while the record is still at that version (live, listing the
       // key), and otherwise the next attempt reads the record as any change does.
-      await this.changeRecord(
-        leaseId,
-        async (record) => this.withKey(leaseId, record, bucket, key),
-        () => undefined,
-        false,
-        attached,
-      );
+      await this.confirm(bucket, key, leaseId, attached);
     } catch (error) {
-      if (isKvError(error) && (error.code === 'KV_LEASE_NOT_FOUND' || error.code === 'KV_LEASE_FULL')) {
-        await this.deleteIfLeased(bucket, key, leaseId);
-        throw error;
-      }
       // The key was written: an answer that said "did not happen" would lie.
-      if (!isKvError(error)) throw error;
+      if (isUnheld(error) || !isKvError(error)) throw error;
       throw new KvError(error.code, `key '${key}' was written (version ${outcome.version}) but its lease ${leaseId} could not be confirmed: ${error.message}`, {
         details: { ...error.details, applied: 'unknown' },
         cause: error,
       });
     }
     return outcome;
+  }
+
+  /**
+   * The confirmation of a leased write: a compare-and-set that finds the lease live and lists the
+   * key (re-adding it if a prune removed it), on `known` first when given. When the lease has
+   * ended or is full, the key is deleted if it still names the lease, and the error is thrown.
+   */
+  private async confirm(bucket: string, key: string, leaseId: string, known?: { readonly version: number; readonly record: LeaseRecord }): Promise<RecordAt> {
+    try {
+      return await this.changeRecord(
+        leaseId,
+        async (record) => this.withKey(leaseId, record, bucket, key),
+        (record, version) => ({ record, version }),
+        false,
+        known,
+      );
+    } catch (error) {
+      if (isUnheld(error)) await this.deleteIfLeased(bucket, key, leaseId);
+      throw error;
+    }
+  }
+
+  /**
+   * The orphan check of a leased key (docs/CONSENSUS.md, "Leases"): finishes what its writer may
+   * have left undone by dying between the key's write and the confirmation. The lease's decided
+   * record is read (once per sweep for all its keys: `records`); when it is live and lists the key
+   * nothing more is done (whatever ends it reads the key after that and deletes it). Otherwise
+   * the key is read (a consistent read): a value that no longer names the lease is left alone; one
+   * that does is deleted when the lease has no record or is ending (a compare-and-set on the
+   * version read, so a newer write wins), and is confirmed as its writer would have when the lease
+   * is live (attached again, or deleted when the lease is full). A lease id is granted once only,
+   * so a record live under the id is the lease the key was written with.
+   */
+  async checkLeasedKey({ bucket, key, lease }: LeasedKey, records: Map<string, RecordAt>): Promise<LeasedKeyCheck> {
+    let found = records.get(lease);
+    if (found === undefined) {
+      found = await this.decidedRecord(lease);
+      records.set(lease, found);
+    }
+    if (found !== null && !found.record.ending && holdsKey(found.record, bucket, key)) return 'held';
+    const read = await this.options.consistent(bucket, key, { kind: 'read' });
+    if (read.value?.lease !== lease) return 'rewritten';
+    if (found === null || found.record.ending) {
+      await this.deleteIfLeased(bucket, key, lease, read);
+      return 'deleted';
+    }
+    try {
+      records.set(lease, await this.confirm(bucket, key, lease, found));
+      return 'attached';
+    } catch (error) {
+      records.delete(lease);
+      if (isUnheld(error)) return 'deleted';
+      throw error;
+    }
+  }
+
+  /** The lease's decided record at its version (a consistent read), null when there is none. */
+  private async decidedRecord(id: string): Promise<RecordAt> {
+    const read = await this.options.consistent(leaseBucket, id, { kind: 'read' });
+    return read.value === null ? null : { version: read.version, record: decodeLeaseRecord(read.value.value) };
   }
 
   /** The lease's record with the key attached, pruned first when it is full. */
@@ -239,10 +314,14 @@ export class Leases implements LeaseService {
     return true;
   }
 
-  /** Deletes the key when its value still names the lease, by a compare-and-set on the version read (a normal consistent delete: watchers see it). */
-  private async deleteIfLeased(bucket: string, key: string, leaseId: string): Promise<void> {
+  /**
+   * Deletes the key when its value still names the lease, by a compare-and-set on the version read
+   * (a normal consistent delete: watchers see it); `known`, a read of the key just made, is the
+   * first attempt's instead of reading it again.
+   */
+  private async deleteIfLeased(bucket: string, key: string, leaseId: string, known?: ConsistentOutcome): Promise<void> {
     for (let attempt = 0; attempt < recordAttempts; attempt++) {
-      const read = await this.options.consistent(bucket, key, { kind: 'read' });
+      const read = attempt === 0 && known !== undefined ? known : await this.options.consistent(bucket, key, { kind: 'read' });
       if (read.value?.lease !== leaseId) return;
       try {
         await this.options.consistent(bucket, key, { kind: 'write', value: null, condition: { kind: 'version', version: read.version } });
@@ -334,6 +413,42 @@ export class Leases implements LeaseService {
       this.cycle += 1;
     }
     for (const id of due.slice(0, leaseEndsPerSweep)) await this.expire(id);
+    await this.checkLeasedKeys();
+  }
+
+  /**
+   * The next leased keys of this node's acceptor state, each checked for an orphan
+   * (checkLeasedKey), at most leasedKeyChecksPerSweep. A pass of the walk starts at most every
+   * leasedKeyPassIntervalMs, so a node holding few leased keys checks each that often, not every
+   * sweep. A check that fails is tried again on the walk's next pass; the first failure of a sweep
+   * is logged and the others counted.
+   */
+  private async checkLeasedKeys(): Promise<void> {
+    if (this.leasedKeyPassStartMs === undefined) {
+      if (this.elapsedMs < this.nextLeasedKeyPassMs) return;
+      this.leasedKeyPassStartMs = this.elapsedMs;
+    }
+    const scan = await this.options.leasedKeys(leaseSweepScanLimit, leasedKeyChecksPerSweep);
+    if (scan.wrapped) {
+      this.nextLeasedKeyPassMs = this.leasedKeyPassStartMs + leasedKeyPassIntervalMs;
+      this.leasedKeyPassStartMs = undefined;
+    }
+    const records = new Map<string, RecordAt>();
+    let failed = 0;
+    for (const leased of scan.keys) {
+      try {
+        const done = await this.checkLeasedKey(leased, records);
+        if (done === 'attached' || done === 'deleted')
+          this.options.logger.info(
+            { ...leased, done },
+            "a leased key's writer had not confirmed it (it died between the write and the confirmation); finished for it",
+          );
+      } catch (error) {
+        if (failed === 0) this.options.logger.warn({ error, ...leased }, 'a leased key could not be checked for its lease; the next pass checks it again');
+        failed += 1;
+      }
+    }
+    if (failed > 1) this.options.logger.warn({ failed }, 'leased keys could not be checked for their lease in this sweep');
   }
 
   /** Reads the decided record and ends it when it is ending, or its refresh is still the one sighted a ttl ago. */

@@ -26,6 +26,7 @@ import { type WatchStream, Watches } from './watches.js';
 import type { WatchFilter } from '../core/watch/watch-cursor.js';
 import { Leases } from './leases.js';
 import { LeaseScanner } from './lease-scanner.js';
+import { LeasedKeyScanner } from './leased-key-scanner.js';
 import { leaseBucket } from '../core/leases/lease-record.js';
 
 /** The ports and settings a node runs on. */
@@ -128,6 +129,7 @@ export class RingNode implements KvService {
       space: storage.paxos,
       readRecord: async (id) => (await this.client.consistent(leaseBucket, id, { kind: 'read' })).value?.value ?? null,
     });
+    const leasedKeys = new LeasedKeyScanner({ ...context, space: storage.paxos });
     const acceptors = new AcceptorStore({
       space: storage.paxos,
       bucketProperties: context.bucketProperties,
@@ -174,6 +176,7 @@ export class RingNode implements KvService {
       ...context,
       consistent: async (bucket, key, command, timeoutMs) => client.consistent(bucket, key, command, timeoutMs),
       scan: async (limit) => scanner.next(limit),
+      leasedKeys: async (limit, maxKeys) => leasedKeys.next(limit, maxKeys),
     });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
     this.lifecycle = new Lifecycle({ ...context, ...roles, consistentCoordinator, onLeft: () => this.onLeft?.() });

@@ -112,6 +112,8 @@ export class FakeKvService implements KvService {
           }),
         wrapped: true,
       }),
+      // The fake's registers hold no acceptor state: no leased key is found for an orphan check.
+      leasedKeys: async () => ({ keys: [], wrapped: true }),
       sweepIntervalMs: 100,
     });
     this.watchLog = new WatchLog(systemClock, { next: Math.random, int: (bound) => Math.floor(Math.random() * bound) }, () => config.watch);

@@ -70,6 +70,13 @@ export type WriteCondition =
   | { readonly kind: 'restore'; readonly version: number };
 
 /**
+ * The condition that holds only on a key never written (version 0, not merely absent: a deleted
+ * key keeps its version), and writes version 1 as any first write does. A lease is granted so
+ * (src/engine/leases.ts), which is why no lease id is ever granted twice.
+ */
+export const neverWritten: WriteCondition = { kind: 'restore', version: 1 };
+
+/**
  * One operation on a consistent key. A delete is a write of null. A repair reads like a read but
  * always proposes the state it read under a fresh ballot: the handoff of a ring change runs one
  * per key, so the newest state is accepted by a quorum of the new replicas (docs/CONSENSUS.md).
