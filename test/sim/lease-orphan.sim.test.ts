@@ -132,6 +132,28 @@ describe('simulation: a leased key whose writer died before confirming', () => {
     );
   }
 
+  it.each(seeds)('seed %i: a lease id is never granted twice, not even once its lease has ended', async (seed) => {
+    const sim = (cluster = await SimCluster.start(seed, 3, config));
+    const node = sim.members[0]!.node;
+    // Draws the same 16 hex digits for the first three ids, then others: the third grant draws again.
+    const draws = [...Array<number>(12).fill(0xabcd), 0x1234, 0x1234, 0x1234, 0x1234];
+    const leases = new Leases({
+      consistent: async (name, target, command, timeoutMs) => node.consistent(name, target, command, timeoutMs),
+      clock: sim.clock,
+      random: { next: () => 0, int: () => draws.shift()! },
+      logger: silentLogger,
+      scan: async () => ({ leases: [], wrapped: true }),
+      leasedKeys: async () => ({ keys: [], wrapped: true }),
+    });
+    const first = await sim.drive(leases.grant(600));
+    expect(first.id).toBe('abcdabcdabcdabcd');
+    await sim.drive(leases.revoke(first.id));
+    // An orphan naming the ended lease must never be held by a lease granted later under its id.
+    const second = await sim.drive(leases.grant(600));
+    expect(second.id, `seed ${seed}: the id of the ended lease was granted again`).toBe('1234123412341234');
+    expect(draws, 'the grant drew ids until one was never used').toEqual([]);
+  });
+
   it.each(seeds)(
     'seed %i: a full lease pruned the key before its write landed: the key is listed again, and deleted when the lease ends',
     async (seed) => {
