@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeConsistentValue } from '../../src/core/consensus/consistent-value.js';
+import { encodeDataKey, partitionOf } from '../../src/core/keys.js';
 import { encodeLeaseRecord, grantedLease, leaseBucket } from '../../src/core/leases/lease-record.js';
+import { preferenceList } from '../../src/core/ring/ring.js';
 import type { ConsistentCommand } from '../../src/engine/kv-service.js';
 import { Leases } from '../../src/engine/leases.js';
 import type { WatchItem } from '../../src/engine/watches.js';
@@ -131,6 +133,35 @@ describe('simulation: a leased key whose writer died before confirming', () => {
       600_000,
     );
   }
+
+  it.each(seeds)(
+    "seed %i: the key's first replica never held the write: another of the first majority of its replicas finds and deletes it",
+    async (seed) => {
+      const sim = (cluster = await SimCluster.start(seed, 3, config));
+      const [first, writer, survivor] = sim.members as [SimMember, SimMember, SimMember];
+      const ring = first.node.gossiper.ring!;
+      const key = Array.from({ length: 100 }, (_, index) => `orphan-unheld-${index}`).find(
+        (name) => preferenceList(ring, partitionOf(bucket, name, ring.partitionCount), 3)[0] === first.nodeId,
+      )!;
+      expect(key, `no key of 100 had ${first.nodeId} first`).toBeDefined();
+      const { id } = await sim.drive(survivor.node.leases.grant(600));
+      // The key's first replica is cut off for the PUT only (healed long before gossip could judge it down): it never holds the key.
+      sim.network.partition([[first.address], [writer.address, survivor.address]]);
+      const version = await putAndDie(sim, writer, id, key, async () => survivor.node.leases.revoke(id));
+      sim.network.heal();
+      expect(await first.storage.paxos.get(encodeDataKey(bucket, key)), `${first.nodeId} holds no Paxos state of ${key}`).toBeUndefined();
+      expect(first.node.gossiper.isUp(survivor.nodeId) && survivor.node.gossiper.isUp(first.nodeId), 'the cut was healed before gossip judged it').toBe(true);
+
+      const read = async () => sim.drive(survivor.node.consistent(bucket, key, { kind: 'read' }));
+      const deadline = sim.clock.nowMs() + boundMs;
+      while ((await read()).value !== null && sim.clock.nowMs() < deadline) await sim.clock.advance(500);
+      expect(await read(), `seed ${seed}: ${key}, which its first replica ${first.nodeId} never held, deleted within ${boundMs} ms`).toMatchObject({
+        version: version + 1,
+        value: null,
+      });
+    },
+    600_000,
+  );
 
   it.each(seeds)('seed %i: a lease id is never granted twice, not even once its lease has ended', async (seed) => {
     const sim = (cluster = await SimCluster.start(seed, 3, config));
