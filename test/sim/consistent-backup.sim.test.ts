@@ -212,6 +212,24 @@ describe('simulation: backup and restore of consistent buckets and leases', () =
   );
 
   it.each(seeds)(
+    'seed %i: a backup restored into its own cluster after its lease ended brings back neither the lease nor its key',
+    async (seed) => {
+      // The orphan check of leased keys deletes a key whose lease has no record (docs/CONSENSUS.md,
+      // "Orphans"): that rests on an ended lease never coming back under its id, a restore included.
+      const cluster = await start(seed, 3, 32);
+      const { lease } = await writeHistory(cluster);
+      const records = await takeBackup(cluster);
+      await cluster.drive(cluster.members[0]!.node.leases.revoke(lease));
+      const ended = await cluster.drive(cluster.members[0]!.node.consistent(leaseBucket, lease, { kind: 'read' }));
+      await restore(cluster, records);
+      const record = await cluster.drive(cluster.members[1]!.node.consistent(leaseBucket, lease, { kind: 'read' }));
+      expect(record, `seed ${seed}: the ended lease ${lease} after the restore`).toEqual(ended);
+      expect(shown(await read(cluster, 'ephemeral')), `seed ${seed}: its key after the restore`).toEqual({ text: null, version: 2 });
+    },
+    600_000,
+  );
+
+  it.each(seeds)(
     'seed %i: a leased key whose lease is missing from the backup, or ending in it, is restored deleted at its version, never as a permanent key',
     async (seed) => {
       const source = await start(seed, 3, 32);
