@@ -100,6 +100,30 @@ describe('simulation: a sharded node leaves as a whole or not at all', () => {
     await leaveAsHost(sim, a1, [a0, a1], [b]);
   });
 
+  it.each(seeds)('seed %i: a shard removed while it was down does not hold its host: told to leave, it says it has left at once', async (seed) => {
+    const sim = (cluster = await SimCluster.launch(seed, 0, { partitionCount: 16 }));
+    const b = await sim.addMember(hostB);
+    const a0 = await sim.addMember(hostA, { leavesWithHost: true });
+    const a1 = await sim.addMember(hostA, { leavesWithHost: true });
+    await sim.runUntil(() => sim.ringSettled(), 60_000, 'the ring of three members settles');
+    await sim.crash(a1);
+    await sim.runUntil(() => !b.node.gossiper.isUp(a1.nodeId), 60_000, 'host-b judges the crashed shard down');
+    // `ringkv remove --force` of one shard: the rest of its host stays in the ring.
+    b.node.removeMember(a1.nodeId);
+    await sim.runUntil(() => quiet(sim) && !ringMembers(b.node.gossiper.ring!).includes(a1.nodeId), 120_000, 'the ring without the removed shard');
+    await sim.restart(a1);
+    await sim.runUntil(() => a1.node.gossiper.ownStatus === 'removed', 60_000, 'the restarted shard learns it was removed');
+    let a1Left = 0;
+    a1.node.onLeft = () => (a1Left += 1);
+    expect(leaveAnswer(a0)).toBe('accepted');
+    a1.node.joinHostLeave();
+    await sim.runUntil(() => a0.node.gossiper.ownStatus === 'left' && a1Left > 0, 120_000, `the host's shards have left (a1 said so ${a1Left} times)`);
+    a1.node.joinHostLeave();
+    await sim.clock.advance(5_000);
+    expect(a1Left, 'onLeft fires once').toBe(1);
+    expect(ringMembers(b.node.gossiper.ring!)).toEqual([b.nodeId]);
+  });
+
   for (const entryKind of ['a shard that owns no partition', 'a shard that owns partitions'] as const) {
     it.each(seeds)(`seed %i: ${entryKind} asked to leave takes its whole host, and a shard that owns nothing leaves too`, async (seed) => {
       // Four partitions for five members: one of host-a's four shards owns none.
