@@ -305,11 +305,4 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
   process.on('disconnect', () => void shutdown('the shard supervisor is gone'));
   // SIGINT from a terminal reaches the whole process group; the supervisor forwards SIGTERM, which drains.
   tell({ type: 'shard-ready', index: shard.index });
-  // A shard that was leaving, or had left, when the node last stopped (the node was restarted
-  // mid-leave) resumes the node's leave: the supervisor has the other shards leave too.
-  const own = node.gossiper.ownStatus;
-  if (own === 'leaving' || own === 'left') {
-    tell({ type: 'shard-leaving', index: shard.index });
-    node.joinHostLeave();
-  }
 }
