@@ -346,10 +346,10 @@ describe('SWIM dissemination within bounded messages', () => {
     const sends = (id: string, state: SwimRecord['state']): number =>
       carried.filter((updates) => updates.some((update) => update.id === id && update.state === state)).length;
     const seen = `${sent.length} messages from n0`;
-    expect(sends('n1500', 'suspect'), seen).toBe(limit);
-    expect(sends('n1600', 'dead'), seen).toBe(limit);
-    expect(sends('n1700', 'alive'), seen).toBe(limit);
-    expect(sends('n0', 'alive'), seen).toBe(limit);
+    expect(sends('n1500', 'suspect'), `${seen}: sends of n1500 suspect`).toBe(limit);
+    expect(sends('n1600', 'dead'), `${seen}: sends of n1600 dead`).toBe(limit);
+    expect(sends('n1700', 'alive'), `${seen}: sends of n1700 alive`).toBe(limit);
+    expect(sends('n0', 'alive'), `${seen}: sends of n0 alive`).toBe(limit);
     // They went out in every message n0 sent with news until they were sent their count: none waited behind churn news.
     const firstChurnWithout = carried.findIndex((updates) => updates.length > 0 && !updates.some((update) => update.id === 'n1600'));
     expect(carried.slice(0, firstChurnWithout).filter((updates) => updates.length > 0).length, seen).toBe(limit);
