@@ -42,7 +42,7 @@ export type ChangeListener = (dataKey: Buffer, before: Uint8Array | undefined, a
  * write's dot), with the object it left and that dot: each write is reported once, by the node
  * that created it, which is what watches follow (src/engine/watch-log.ts).
  */
-export type WriteListener = (bucket: string, key: string, object: VersionedObject, dot: Dot, objectBytes: number) => void;
+export type WriteListener = (bucket: string, key: string, objectBytes: Uint8Array, dot: Dot) => void;
 
 /**
  * Holds writes of stored data back while anti-entropy's tree keeper rebuilds or saves its Merkle
@@ -263,7 +263,7 @@ export class Replica {
       const appliedBytes = this.judgeObjectSize(encodeObject(applied), beforeBytes, { bucket, key }, 'write');
       await this.storeBytes(dataKey, name, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), appliedBytes, applied, sync);
       // Still under the key lock, so a key's writes reach the listeners in the order they were applied.
-      for (const listener of this.writeListeners) listener(bucket, key, applied, dot, appliedBytes.byteLength);
+      for (const listener of this.writeListeners) listener(bucket, key, appliedBytes, dot);
       return { object: applied, dot };
     });
   }

@@ -150,7 +150,7 @@ export class RingNode implements KvService {
     });
     replica.onChange((dataKey, before, after, object) => antiEntropy.track(dataKey, before, after, object));
     gossiper.onRingChange(() => handoff.runSoon());
-    replica.onCoordinatedWrite((bucket, key, object, dot, objectBytes) => watchLog.append(bucket, key, object, dot, objectBytes));
+    replica.onCoordinatedWrite((bucket, key, objectBytes, dot) => watchLog.append(bucket, key, objectBytes, dot));
     this.watches = new Watches({
       clock: context.clock,
       logger: context.logger,

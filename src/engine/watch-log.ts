@@ -1,5 +1,6 @@
 import type { LoggedWrite, WatchPollReply, WatchPollRequest } from '../core/wire/messages.js';
-import type { Dot, VersionedObject } from '../core/versioning/versioned-object.js';
+import type { Dot } from '../core/versioning/versioned-object.js';
+import { decodeObject } from '../core/versioning/object-codec.js';
 import { filterMatches } from '../core/watch/watch-cursor.js';
 import type { Clock, TimerHandle } from '../ports/clock.js';
 import type { Random } from '../ports/random.js';
@@ -20,19 +21,46 @@ export interface WatchLogLimits {
  * sends the commit (docs/CONSENSUS.md, "Watches"), so watches follow both.
  */
 export interface WatchEventSink {
-  /** Records one write: the key, the object it left on this node and the dot it created. */
-  append(bucket: string, key: string, object: VersionedObject, dot: Dot, objectBytes: number): void;
+  /** Records one write: the key, the object it left on this node (encoded, as stored) and the dot it created. */
+  append(bucket: string, key: string, objectBytes: Uint8Array, dot: Dot): void;
   /** Records one decided state of a consistent key: its version and value (null: deleted). */
   appendDecided(bucket: string, key: string, version: number, value: Uint8Array | null): void;
 }
 
-type Entry = LoggedWrite & {
-  readonly bucket: string;
-  readonly bytes: number;
-};
+/**
+ * A kept write. Its object (or decided value) is kept as one latin1 string copy of its encoded
+ * bytes, decoded again when a poll reads it: a write's objects and values are small Buffers cut
+ * from Node's shared 64 KiB pool slabs (or slices of a whole peer frame), and a kept slice keeps
+ * all of it alive; keeping the decoded objects, a log held 4.7 times its byte bound
+ * (test/unit/watch-log-memory.test.ts; the object cache had the same cause, src/engine/object-cache.ts).
+ */
+type Entry =
+  | {
+      readonly seq: number;
+      readonly bucket: string;
+      readonly key: string;
+      readonly kind: 'plain';
+      readonly object: string;
+      readonly dot: Dot;
+      readonly bytes: number;
+    }
+  | {
+      readonly seq: number;
+      readonly bucket: string;
+      readonly key: string;
+      readonly kind: 'consistent';
+      readonly version: number;
+      readonly value: string | null;
+      readonly bytes: number;
+    };
 
-/** What an entry is counted as beyond its object's bytes (key, dot, bookkeeping). */
-const entryOverheadBytes = 128;
+/** What an entry is charged beyond its object's bytes and its key's: the entry, its strings' headers and its dot, as measured (test/unit/watch-log-memory.test.ts). */
+const entryOverheadBytes = 224;
+
+/** A copy of bytes the log can keep: a one-byte string, holding nothing else alive. */
+function keptCopy(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+}
 
 /**
  * A node's log of the writes it issued, newest last, each with a sequence number, bounded by
@@ -49,7 +77,8 @@ const entryOverheadBytes = 128;
  */
 export class WatchLog implements WatchEventSink {
   readonly epoch: string;
-  private readonly entries: Entry[] = [];
+  /** The kept writes from `start` on; the slots before it are dropped writes, cleared so they hold nothing. */
+  private readonly entries: (Entry | undefined)[] = [];
   /** Index of the oldest kept entry in `entries` (dropped ones are spliced out in batches). */
   private start = 0;
   private bytes = 0;
@@ -76,7 +105,7 @@ export class WatchLog implements WatchEventSink {
     return this.entries.length - this.start;
   }
 
-  append(bucket: string, key: string, object: VersionedObject, dot: Dot, objectBytes: number): void {
+  append(bucket: string, key: string, objectBytes: Uint8Array, dot: Dot): void {
     const seq = this.nextSeq++;
     if (!this.active) return;
     this.push({
@@ -84,9 +113,9 @@ export class WatchLog implements WatchEventSink {
       bucket,
       key,
       kind: 'plain',
-      object,
+      object: keptCopy(objectBytes),
       dot,
-      bytes: objectBytes + Buffer.byteLength(key) + Buffer.byteLength(bucket) + entryOverheadBytes,
+      bytes: objectBytes.byteLength + key.length + bucket.length + entryOverheadBytes,
     });
   }
 
@@ -99,8 +128,8 @@ export class WatchLog implements WatchEventSink {
       key,
       kind: 'consistent',
       version,
-      value,
-      bytes: (value?.length ?? 0) + Buffer.byteLength(key) + Buffer.byteLength(bucket) + entryOverheadBytes,
+      value: value === null ? null : keptCopy(value),
+      bytes: (value?.length ?? 0) + key.length + bucket.length + entryOverheadBytes,
     });
   }
 
@@ -161,8 +190,14 @@ export class WatchLog implements WatchEventSink {
       if (filterMatches(request.filter, entry.bucket, entry.key)) {
         writes.push(
           entry.kind === 'plain'
-            ? { seq: entry.seq, key: entry.key, kind: 'plain', object: entry.object, dot: entry.dot }
-            : { seq: entry.seq, key: entry.key, kind: 'consistent', version: entry.version, value: entry.value },
+            ? { seq: entry.seq, key: entry.key, kind: 'plain', object: decodeObject(Buffer.from(entry.object, 'latin1')), dot: entry.dot }
+            : {
+                seq: entry.seq,
+                key: entry.key,
+                kind: 'consistent',
+                version: entry.version,
+                value: entry.value === null ? null : Buffer.from(entry.value, 'latin1'),
+              },
         );
       }
       scannedTo = entry.seq;
@@ -174,6 +209,8 @@ export class WatchLog implements WatchEventSink {
   private dropOldest(): void {
     const entry = this.entries[this.start]!;
     this.bytes -= entry.bytes;
+    // Cleared now, not at the next splice: until then a dropped write would stay as alive as a kept one.
+    this.entries[this.start] = undefined;
     this.start += 1;
     // Splice dropped entries out once they are half the array, so dropping stays O(1) amortised.
     if (this.start > 1024 && this.start * 2 > this.entries.length) {

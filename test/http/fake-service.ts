@@ -22,6 +22,7 @@ import { type DataTypeUpdate, type DataTypeValue, applyDataTypeUpdate, dataTypeV
 import type { DataTypeService, DataTypeWriteOptions } from '../../src/engine/kv-service.js';
 import type { WatchFilter } from '../../src/core/watch/watch-cursor.js';
 import { WatchLog } from '../../src/engine/watch-log.js';
+import { encodeObject } from '../../src/core/versioning/object-codec.js';
 import { type WatchStream, Watches } from '../../src/engine/watches.js';
 import { systemClock } from '../../src/adapters/system-clock.js';
 import { silentLogger } from '../../src/ports/logger.js';
@@ -175,7 +176,7 @@ export class FakeKvService implements KvService {
     );
     this.objects.set(`${bucket}/${key}`, written);
     const dot = { node: this.nodeId, counter: written.clock[this.nodeId] ?? 0 };
-    this.watchLog.append(bucket, key, written, dot, value.byteLength);
+    this.watchLog.append(bucket, key, encodeObject(written), dot);
     // As the write coordinator does: the context carries the new version's time.
     const created = written.siblings.find((sibling) => sibling.dot.node === dot.node && sibling.dot.counter === dot.counter);
     return { context: writeContext(seen, dot, created?.lastModifiedMs) };
