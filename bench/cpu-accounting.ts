@@ -66,10 +66,14 @@ function childrenOf(pid: number): number[] {
   }
 }
 
-/** CPU ticks of a server process and of its live descendants: a sharded ringkv node is a supervisor whose shards do the work. */
-function processTicks(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  return ownTicks(pid) + childrenOf(pid).reduce((sum, child) => sum + processTicks(child), 0);
+/**
+ * CPU ticks of a process and of its live descendants, except those under `skip`: a sharded
+ * ringkv node is a supervisor whose shards do the work, and the servers the bench starts are its
+ * own children, counted as servers, not as the bench.
+ */
+function processTicks(pid: number | undefined, skip: ReadonlySet<number> = new Set()): number {
+  if (pid === undefined || skip.has(pid)) return 0;
+  return ownTicks(pid) + childrenOf(pid).reduce((sum, child) => sum + processTicks(child, skip), 0);
 }
 
 /** Reads the counters now. */
@@ -78,7 +82,7 @@ export function cpuSnapshot(serverPids: readonly (number | undefined)[]): CpuSna
     atMs: Date.now(),
     machineBusyTicks: machineBusyTicks(),
     serverTicks: serverPids.reduce((sum: number, pid) => sum + processTicks(pid), 0),
-    benchTicks: processTicks(process.pid),
+    benchTicks: processTicks(process.pid, new Set(serverPids.filter((pid): pid is number => pid !== undefined))),
   };
 }
 

@@ -235,6 +235,7 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
     logger,
     faultPoints: noFaultPoints,
     processFigures: processFigures(shard),
+    leavesWithHost: shard.count > 1,
   });
   await node.start();
   const peerServer = await startPeerServer(config, shard, node, identity.clusterSecret, tls, logger);
@@ -285,8 +286,9 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
     node.onLeft = () => void shutdown('left the cluster');
     return;
   }
-  // A node leaves as a whole (README, "Shards"): the shard `ringkv leave` reached tells the
-  // supervisor, which has every other shard leave; each shard that has left says so before it
+  // A node leaves as a whole (README, "Shards"): the shard `ringkv leave` reached checks that
+  // every shard of the host can leave (src/engine/lifecycle.ts), then tells the supervisor, which
+  // has every other shard leave; those never refuse. Each shard that has left says so before it
   // exits, so the supervisor does not restart it, and exits itself once all have.
   const tell = (message: ShardMessage, then?: () => void): void => {
     if (process.connected) process.send?.(message, undefined, {}, () => then?.());
@@ -296,12 +298,8 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
   node.onLeft = () => tell({ type: 'shard-left', index: shard.index }, () => void shutdown('left the cluster'));
   process.on('message', (message: Partial<SupervisorMessage> | null) => {
     if (message?.type !== 'leave') return;
-    try {
-      node.leave();
-      logger.info({}, 'leaving the cluster with the other shards of this node');
-    } catch (error) {
-      logger.warn({ error: String(error) }, 'another shard of this node is leaving, but this one cannot');
-    }
+    node.joinHostLeave();
+    logger.info({}, 'leaving the cluster with the other shards of this node');
   });
   // A shard lives as long as its supervisor: when the supervisor is gone (even by kill -9), the IPC channel closes.
   process.on('disconnect', () => void shutdown('the shard supervisor is gone'));

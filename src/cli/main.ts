@@ -291,7 +291,9 @@ program
 
 program
   .command('leave')
-  .description('decommission a node (every shard of a sharded node): its partitions stream to their new owners, then it leaves the ring and exits')
+  .description(
+    'decommission a node (every shard of a sharded node, or none: refused with KV_CONFLICT when no live member runs on another host, or no shard owns a partition): its partitions stream to their new owners, then it leaves the ring and exits',
+  )
   .option('--node <address>', 'node that leaves', defaultNode)
   .action(async (flags) => {
     await withClient(flags.node, async (client) => {

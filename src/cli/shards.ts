@@ -186,7 +186,7 @@ export async function superviseShards(argv: readonly string[], count: number, co
   }));
   let stopping = false;
   let allReadyOnce = false;
-  /** Set once any shard was asked to leave: every shard then is, once (a shard restarted meanwhile resumes its leave from its own saved status). */
+  /** Set once any shard was asked to leave: every shard then is (a shard restarted meanwhile is told again once it is ready: a restart does not keep a leave). */
   let leaving = false;
 
   const stopAll = async (exitCode: number): Promise<never> => {

@@ -76,8 +76,18 @@ export class Claimant {
       .sort();
     if (wanted.length === 0) return ring;
     const planned = plannedMembers(ring);
+    // A joiner's location comes from its member record; members the ring names keep the ring's.
+    const locations = Object.create(null) as Record<string, NodeLocation>;
+    for (const member of Object.values(view.members)) if (member.location !== undefined) locations[member.id] = member.location;
+    const replan = (): Ring =>
+      planClaim(this.options.broken === 'replan-from-planned' && ring.next !== null ? { ...ring, owners: ring.next, next: null } : ring, wanted, locations);
+    // The change under way is the one wanted when it plans the wanted members, or when planning
+    // them anew gives the same owners: a cluster of more members than partitions leaves some
+    // wanted member without a partition, and re-planning it for ever would never complete the change.
+    const planningWanted = ring.next !== null && wanted.length === planned.length && wanted.every((id, index) => id === planned[index]);
+    const replanned = ring.next === null || planningWanted ? undefined : replan();
     let next = ring;
-    if (ring.next !== null && wanted.length === planned.length && wanted.every((id, index) => id === planned[index])) {
+    if (ring.next !== null && (planningWanted || replanned === ring)) {
       const receivers = receivingNodes(ring, this.options.nVals());
       // A receiver that is down (a current owner: a joiner that is down is not planned) does not
       // hold the change: waiting would stall it, and every change queued behind it, until the
@@ -89,14 +99,7 @@ export class Claimant {
       if (this.options.broken === 'complete-before-transfers' || (waitingFor.every(reported) && this.consistentKeysRepaired(view, ring, reported)))
         next = completeClaim(ring);
     } else {
-      // A joiner's location comes from its member record; members the ring names keep the ring's.
-      const locations = Object.create(null) as Record<string, NodeLocation>;
-      for (const member of Object.values(view.members)) if (member.location !== undefined) locations[member.id] = member.location;
-      next = planClaim(
-        this.options.broken === 'replan-from-planned' && ring.next !== null ? { ...ring, owners: ring.next, next: null } : ring,
-        wanted,
-        locations,
-      );
+      next = replanned ?? replan();
     }
     if (next !== ring) {
       this.options.logger.info(

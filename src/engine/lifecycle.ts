@@ -1,5 +1,5 @@
-import { ringMembers } from '../core/ring/ring.js';
-import type { ClusterView } from '../core/membership/membership.js';
+import { memberLocation, ringMembers } from '../core/ring/ring.js';
+import { type ClusterView, hasDeparted } from '../core/membership/membership.js';
 import type { NodeConfig } from '../config/schema.js';
 import { decodeObject } from '../core/versioning/object-codec.js';
 import { isDeleted } from '../core/versioning/versioned-object.js';
@@ -22,6 +22,8 @@ export type LifecycleOptions = Pick<NodeContext, 'selfId' | 'config' | 'storage'
   readonly consistentCoordinator: Pick<ConsistentCoordinator, 'close'>;
   /** Called once this node has left the cluster. */
   readonly onLeft: () => void;
+  /** One shard of a sharded node: it leaves with the other members on its placement host (RingNodeOptions.leavesWithHost). */
+  readonly leavesWithHost: boolean;
 };
 
 /**
@@ -32,6 +34,8 @@ export type LifecycleOptions = Pick<NodeContext, 'selfId' | 'config' | 'storage'
  */
 export class Lifecycle {
   private readonly lifecycleCheck: PeriodicTask;
+  /** Set once `onLeft` is due: it fires once. */
+  private leftAnnounced = false;
 
   constructor(private readonly options: LifecycleOptions) {
     this.lifecycleCheck = new PeriodicTask(
@@ -77,18 +81,62 @@ export class Lifecycle {
 
   /**
    * `ringkv leave`: this node asks to be planned out of the ring; its partitions stream to their
-   * new replicas, then it hands off what remains, marks itself left, and `onLeft` fires.
+   * new replicas, then it hands off what remains, marks itself left, and `onLeft` fires. A shard
+   * of a sharded node (`leavesWithHost`) leaves with every member on its placement host (its
+   * supervisor has the others `joinHostLeave`), so a node's leave is all or nothing: this checks
+   * that the host as a whole can leave, and refuses the whole request before anything is marked
+   * leaving. Asked again while leaving (or after), it answers the status it has.
    */
   leave(): { status: string } {
     const ring = this.options.requireRing();
-    const selfId = this.options.selfId;
-    const others = Object.values(this.options.gossiper.view.members).filter(
-      (member) => member.id !== selfId && (member.status === 'up' || member.status === 'joining') && this.options.gossiper.isUp(member.id),
+    const own = this.options.gossiper.ownStatus;
+    if (own === 'leaving' || own === 'left') return { status: own };
+    const members = Object.values(this.options.gossiper.view.members);
+    const self = this.options.gossiper.view.members[this.options.selfId];
+    const host = self === undefined ? undefined : memberLocation(ring, self).host;
+    // Who leaves: this node, or every member on a shard's host that has not departed (each shard of the node).
+    const leavers =
+      this.options.leavesWithHost && host !== undefined
+        ? members.filter((member) => !hasDeparted(member.status) && memberLocation(ring, member).host === host).map((member) => member.id)
+        : [this.options.selfId];
+    const others = members.filter(
+      (member) => !leavers.includes(member.id) && (member.status === 'up' || member.status === 'joining') && this.options.gossiper.isUp(member.id),
     );
-    if (others.length === 0) throw new KvError('KV_CONFLICT', 'this is the only live member: there is nowhere to hand its data to; stop it instead');
-    if (!ringMembers(ring).includes(selfId) && ring.next === null) throw new KvError('KV_CONFLICT', 'this node owns no partitions; it can simply be stopped');
+    if (others.length === 0) {
+      throw new KvError(
+        'KV_CONFLICT',
+        leavers.length === 1
+          ? 'this is the only live member: there is nowhere to hand its data to; stop it instead'
+          : `every live member of the cluster runs on host ${host} (this node's ${leavers.length} shards): there is nowhere to hand their data to, so none of them leaves; start a node on another host (or bring a down one back) first, or stop this node instead`,
+      );
+    }
+    // A shard that owns nothing leads its host's leave all the same: the refusal is for a node that owns nothing on any shard.
+    const owners = ringMembers(ring);
+    if (ring.next === null && !leavers.some((id) => owners.includes(id))) {
+      throw new KvError(
+        'KV_CONFLICT',
+        leavers.length === 1 ? 'this node owns no partitions; it can simply be stopped' : `no shard of this node owns a partition; it can simply be stopped`,
+      );
+    }
     this.options.gossiper.setOwnStatus('leaving');
     return { status: 'leaving' };
+  }
+
+  /**
+   * Another shard of this node's host was asked to leave (`leave`, which checked that the whole
+   * host can) and the supervisor passes it on: this shard leaves too, without refusing, since
+   * refusing would leave half the node in the ring. One that owns and holds nothing becomes
+   * `left` at the next lifecycle check; one already gone from the cluster (left, or removed
+   * while it was down) has nothing to hand off, so `onLeft` fires at once and it exits.
+   */
+  joinHostLeave(): void {
+    const own = this.options.gossiper.ownStatus;
+    if (own === 'leaving') return;
+    if (hasDeparted(own)) {
+      if (!this.leftAnnounced) this.announceLeft(0);
+      return;
+    }
+    this.options.gossiper.setOwnStatus('leaving');
   }
 
   /** `ringkv remove NODE_ID`: plans a node that is gone for good out of the ring; its partitions are rebuilt from the other replicas. */
@@ -119,7 +167,13 @@ export class Lifecycle {
     this.options.gossiper.setOwnStatus('left');
     this.options.logger.info({}, 'this node has handed off all its data and left the cluster');
     // A few gossip rounds let the others hear that it left before it goes.
-    this.options.clock.setTimer(3 * this.options.config.gossip.intervalMs, () => this.options.onLeft());
+    this.announceLeft(3 * this.options.config.gossip.intervalMs);
+  }
+
+  /** `onLeft` fires once, after `delayMs`. */
+  private announceLeft(delayMs: number): void {
+    this.leftAnnounced = true;
+    this.options.clock.setTimer(delayMs, () => this.options.onLeft());
   }
 
   /**

@@ -32,6 +32,12 @@ import { leaseBucket } from '../core/leases/lease-record.js';
 export interface RingNodeOptions extends NodePorts {
   /** Memory figures of the process for /status (main.ts reads them; simulation has none). */
   readonly processFigures?: () => Readonly<Record<string, number>>;
+  /**
+   * This node is one shard of a node of several (main.ts, `--shards N` > 1): it leaves the
+   * cluster with the other members on its placement host, so `leave` checks that they all can
+   * (src/engine/lifecycle.ts).
+   */
+  readonly leavesWithHost?: boolean;
 }
 
 /**
@@ -73,13 +79,14 @@ export class RingNode implements KvService {
   /** Builds a node on its ports: loads what must exist before its roles (src/engine/node-context.ts), then wires them. `start` starts it. */
   static async open(options: RingNodeOptions): Promise<RingNode> {
     const { context, peers } = await openNodeContext(options);
-    return new RingNode(context, peers, options.processFigures);
+    return new RingNode(context, peers, options.processFigures, options.leavesWithHost === true);
   }
 
   private constructor(
     private readonly context: NodeContext,
     peers: PeerService,
     processFigures: RingNodeOptions['processFigures'],
+    leavesWithHost: boolean,
   ) {
     const { config, storage } = context;
     this.nodeId = context.selfId;
@@ -176,7 +183,7 @@ export class RingNode implements KvService {
       scan: async (limit) => scanner.next(limit),
     });
     const roles = { replica, hintedHandoff, antiEntropy, handoff };
-    this.lifecycle = new Lifecycle({ ...context, ...roles, consistentCoordinator, onLeft: () => this.onLeft?.() });
+    this.lifecycle = new Lifecycle({ ...context, ...roles, consistentCoordinator, leavesWithHost, onLeft: () => this.onLeft?.() });
     this.statusReport = new Status({
       ...context,
       ...roles,
@@ -226,6 +233,11 @@ export class RingNode implements KvService {
     const answer = this.lifecycle.leave();
     this.onLeaving?.();
     return answer;
+  }
+
+  /** The supervisor's `leave`: another shard of this node's host is leaving, so this one leaves too, whatever it holds (src/engine/lifecycle.ts). */
+  joinHostLeave(): void {
+    this.lifecycle.joinHostLeave();
   }
 
   /** `ringkv remove NODE_ID`: plans a node that is gone for good out of the ring. */

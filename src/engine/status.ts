@@ -1,5 +1,5 @@
-import { type Ring, locationOf, partitionsOwnedBy, placementWarnings, plannedMembers, ringMembers } from '../core/ring/ring.js';
-import type { ClusterView, MemberRecord } from '../core/membership/membership.js';
+import { type Ring, locationOf, memberLocation, partitionsOwnedBy, placementWarnings, plannedMembers, ringMembers } from '../core/ring/ring.js';
+import type { ClusterView } from '../core/membership/membership.js';
 import type { AntiEntropy } from './anti-entropy.js';
 import type { Handoff } from './handoff.js';
 import type { HintedHandoff } from './hinted-handoff.js';
@@ -39,7 +39,7 @@ export class Status {
     const members: MemberStatus[] = Object.values(view.members)
       .filter((member) => member.status !== 'removed')
       .map((member) => {
-        const location = placedAt(ring, member);
+        const location = memberLocation(ring, member);
         return {
           id: member.id,
           address: member.address,
@@ -55,7 +55,7 @@ export class Status {
     const storage = await this.options.storage.stats();
     // The shards of this node's host: the members placed on its host (one per shard of a sharded node, docs/ARCHITECTURE.md#shards).
     const self = view.members[this.options.identity.nodeId];
-    const host = self === undefined ? this.options.identity.nodeId : placedAt(ring, self).host;
+    const host = self === undefined ? this.options.identity.nodeId : memberLocation(ring, self).host;
     const shards: HostShards = {
       host,
       members: members.filter((member) => member.host === host).map((member) => ({ id: member.id, address: member.address, status: member.status })),
@@ -118,10 +118,4 @@ export class Status {
 export interface HostShards {
   readonly host: string;
   readonly members: readonly { readonly id: string; readonly address: string; readonly status: string }[];
-}
-
-/** Where a member runs: the ring's word for members it names, else the member's own (a joiner's). */
-function placedAt(ring: Ring | null, member: MemberRecord): { readonly host: string; readonly zone?: string } {
-  if (ring !== null && plannedMembers(ring).includes(member.id)) return locationOf(ring, member.id);
-  return member.location ?? { host: member.id };
 }

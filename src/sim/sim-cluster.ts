@@ -25,6 +25,8 @@ import defaults from '../../config/default.json' with { type: 'json' };
 export interface SimMember {
   /** Settings of this member that differ from the cluster's (a misconfigured node, say). */
   readonly configOverride?: Partial<NodeConfig>;
+  /** One shard of a sharded node: it leaves with the other members on its placement host (RingNodeOptions.leavesWithHost). */
+  readonly leavesWithHost?: boolean;
   readonly address: string;
   readonly nodeId: string;
   /** The disk: after a crash, the storage that survived it, which `restart` boots on. */
@@ -131,8 +133,8 @@ export class SimCluster {
     return { ...this.config, ...member.configOverride, host: host as string, port: Number(port), seeds };
   }
 
-  /** Adds and starts a new member, optionally with some settings of its own. */
-  async addMember(configOverride?: Partial<NodeConfig>): Promise<SimMember> {
+  /** Adds and starts a new member, optionally with some settings of its own, and as one shard of a sharded node (`leavesWithHost`). */
+  async addMember(configOverride?: Partial<NodeConfig>, shape: { readonly leavesWithHost?: boolean } = {}): Promise<SimMember> {
     const index = this.members.length + 1;
     const address = SimCluster.addressOf(index);
     const storage: SimStorage = this.options.storage?.(`node${index}`) ?? new MemoryStorage();
@@ -154,6 +156,7 @@ export class SimCluster {
       clock,
       transport: this.network.transportFor(address, clock),
       ...(configOverride === undefined ? {} : { configOverride }),
+      ...(shape.leavesWithHost === true ? { leavesWithHost: true } : {}),
     };
     this.members.push(member);
     this.machineStartMs.set(member, this.clock.nowMs());
@@ -190,6 +193,7 @@ export class SimCluster {
         random: this.random.fork(),
         logger: silentLogger,
         faultPoints: this.faultPoints,
+        ...(member.leavesWithHost === true ? { leavesWithHost: true } : {}),
         ...(this.options.brokenClaimant === undefined ? {} : { brokenClaimant: this.options.brokenClaimant }),
         ...(this.options.brokenProposer === undefined ? {} : { brokenProposer: this.options.brokenProposer }),
       }),

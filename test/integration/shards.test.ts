@@ -192,6 +192,22 @@ describe.skipIf(!nodeHasReusePort())('a node of two shards (one process each, on
       restartNode(node, { extraArgs: ['--shards', '2'] });
       const again = await bothShards(node, 'both shards back after a restart of the node');
       expect([again.get(0)!.node.id, again.get(1)!.node.id]).toEqual([shard0.node.id, shard1.node.id]);
+
+      // The node is the whole cluster, so it cannot leave: there is no other host to hand its data
+      // to. `ringkv leave` is refused at once by the shard it reaches (through the shared port, and
+      // shard 1 at its own address), before either shard is marked leaving, and the node serves on.
+      for (const address of [node.address, shard1.node.address]) {
+        const refused = await ringkv(['leave', '--node', address]);
+        expect(refused.code, `ringkv leave --node ${address}: ${refused.stdout}`).toBe(1);
+        expect(refused.stderr).toContain(`every live member of the cluster runs on host 127.0.0.1_${port} (this node's 2 shards)`);
+      }
+      const served = await call(node, 'PUT', '/kv/shards/after-refused-leave?w=all', { body: 'still-here' });
+      expect(served.status).toBe(204);
+      expect((await call(node, 'GET', '/kv/shards/after-refused-leave?r=all')).body.toString('utf8')).toBe('still-here');
+      const stayed = await bothShards(node, 'both shards up, neither leaving, after the refused leave');
+      expect([...stayed.values()].flatMap((status) => status.members.map((member) => member.status))).toEqual(['up', 'up', 'up', 'up']);
+      expect(node.child!.exitCode).toBeNull();
+      expect(node.output).not.toContain('every shard of the node leaves');
     },
     processTestTimeoutMs,
   );

@@ -42,6 +42,16 @@ export function locationOf(ring: Ring, node: string): NodeLocation {
 }
 
 /**
+ * Where a member runs: the ring's word for members it names (now or planned), else the member's
+ * own record (a joiner's), else a host of its own. /status shows it; a shard's leave takes the
+ * members on its host with it (src/engine/lifecycle.ts).
+ */
+export function memberLocation(ring: Ring | null, member: { readonly id: string; readonly location?: NodeLocation }): NodeLocation {
+  if (ring !== null && plannedMembers(ring).includes(member.id)) return locationOf(ring, member.id);
+  return member.location ?? { host: member.id };
+}
+
+/**
  * How many consecutive partitions a claim tries to keep free of repeated owners, so that the
  * preference lists of neighbouring partitions land on distinct nodes (Riak's target_n_val).
  */
