@@ -17,7 +17,11 @@ import { parseArgs } from 'node:util';
 import { measureLegacy } from './legacy-gossip-model.js';
 import { type GossipScaleFigures, type SwimRunProgress, measureSwim } from './swim-scale.js';
 
-/** A SWIM run prints where it is (phase, simulated time, events run, resident memory, wall time) on stderr at most this often, checked every simulated round. */
+/**
+ * A SWIM run prints where it is (phase, simulated time, events run, resident memory, wall time) on
+ * stderr at most this often, checked every simulated round; in the detection phase it prints
+ * every simulated round, with how many members hold the killed member dead, suspect and up.
+ */
 const progressEveryMs = 10_000;
 
 const { values } = parseArgs({
@@ -43,13 +47,19 @@ for (const nodes of sizes) {
     const startedMs = performance.now();
     const cpuBefore = process.cpuUsage();
     let lastLineMs = startedMs;
+    let lastDetectionRound = -1;
     const progress = (where: SwimRunProgress): void => {
       const nowMs = performance.now();
-      if (nowMs - lastLineMs < progressEveryMs) return;
+      const round = Math.floor(where.simulatedMs / 1000);
+      const victim = where.victim;
+      const newRound = victim !== undefined && round !== lastDetectionRound;
+      if (!newRound && nowMs - lastLineMs < progressEveryMs) return;
       lastLineMs = nowMs;
+      if (victim !== undefined) lastDetectionRound = round;
+      const held = victim === undefined ? '' : `, ${victim.id} held dead by ${victim.dead}, suspect by ${victim.suspect}, up by ${victim.up}`;
       console.error(
         `${protocol} N=${nodes}: ${where.phase}, ${(where.simulatedMs / 1000).toFixed(1)} s simulated, ${where.events} events, ` +
-          `${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB resident, ${((nowMs - startedMs) / 1000).toFixed(0)} s wall`,
+          `${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB resident, ${((nowMs - startedMs) / 1000).toFixed(0)} s wall${held}`,
       );
     };
     const figures: GossipScaleFigures = protocol === 'swim' ? measureSwim(nodes, seed, progress) : measureLegacy(nodes, seed);

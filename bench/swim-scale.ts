@@ -36,6 +36,17 @@ export interface SwimRunProgress {
   readonly simulatedMs: number;
   /** Events the simulator has run. */
   readonly events: number;
+  /** In the detection phase: how many of the other members hold the killed member dead, suspect, and alive. */
+  readonly victim?: VictimHeld;
+}
+
+/** How the members other than a killed one hold it. */
+export interface VictimHeld {
+  readonly id: string;
+  readonly dead: number;
+  readonly suspect: number;
+  /** Alive, or not known. */
+  readonly up: number;
 }
 
 /** Runs SWIM with `nodes` members (the last of them joins during the run); `progress` is told where the run is after every simulated round. */
@@ -45,7 +56,8 @@ export function measureSwim(nodes: number, seed: number, progress: (where: SwimR
   const cluster = new SwimCluster({ seed, members: nodes - 1 });
   const startMs = cluster.nowMs;
   let phase: SwimRunProgress['phase'] = 'settle';
-  const report = (): void => progress({ phase, simulatedMs: cluster.nowMs - startMs, events: cluster.eventsRun });
+  const report = (victim?: VictimHeld): void =>
+    progress({ phase, simulatedMs: cluster.nowMs - startMs, events: cluster.eventsRun, ...(victim === undefined ? {} : { victim }) });
   /** Runs `rounds` rounds one at a time, reporting after each (runFor in steps runs the same events as in one go). */
   const runRounds = (rounds: number): void => {
     for (let round = 0; round < rounds; round++) {
@@ -88,14 +100,27 @@ export function measureSwim(nodes: number, seed: number, progress: (where: SwimR
   phase = 'detection';
   const victim = everyone()[random.int(nodes)] as string;
   cluster.kill(victim);
-  const stillUp = (): string[] => everyone().filter((id) => cluster.member(id).stateOf(victim) !== 'dead');
+  const held = (): VictimHeld => {
+    let dead = 0;
+    let suspect = 0;
+    let up = 0;
+    for (const id of everyone()) {
+      const state = cluster.member(id).stateOf(victim);
+      if (state === 'dead') dead++;
+      else if (state === 'suspect') suspect++;
+      else up++;
+    }
+    return { id: victim, dead, suspect, up };
+  };
+  let last = held();
   const detectionMs = cluster.runUntil(
     () => {
-      report();
-      return stillUp().length === 0;
+      last = held();
+      report(last);
+      return last.suspect + last.up === 0;
     },
     120 * roundMs,
-    () => `${stillUp().length} members still think ${victim} is up`,
+    () => `${last.suspect + last.up} members still think ${victim} is up (${last.suspect} of them hold it suspect)`,
   );
 
   return {

@@ -13,6 +13,7 @@ import type { Random } from '../ports/random.js';
 import type { Transport } from '../ports/transport.js';
 import type { Claimant } from './claimant.js';
 import { PeriodicTask } from './periodic-task.js';
+import { KvError } from '../util/errors.js';
 
 /** Who this node is, as its member record says. */
 export interface GossiperSelf {
@@ -157,9 +158,12 @@ export class Gossiper {
       this.bucketPropertiesVersion = 1;
     }
     this.ringState = ring;
-    // A node removed from the cluster stays removed across restarts (see compareSwimRecords).
-    const wasRemoved = initial?.members[self.id]?.status === 'removed';
-    const lifecycle: MemberLifecycle = wasRemoved ? 'removed' : ring !== null && ringMembers(ring).includes(self.id) ? 'up' : 'joining';
+    // A node removed from the cluster stays removed across restarts (see compareSwimRecords); one
+    // that left does not start again under its id, and one that was leaving goes on leaving.
+    const stored = initial?.members[self.id]?.status;
+    if (stored === 'left') throw leftNodeRestarted(self.id);
+    const lifecycle: MemberLifecycle =
+      stored === 'removed' || stored === 'leaving' ? stored : ring !== null && ringMembers(ring).includes(self.id) ? 'up' : 'joining';
     const now = options.clock.nowMs();
     const known = Object.values(initial?.members ?? {})
       .filter((record) => record.id !== self.id)
@@ -526,6 +530,8 @@ export class Gossiper {
   setOwnStatus(status: MemberLifecycle): void {
     this.member.publish({ lifecycle: status });
     this.viewCache = undefined;
+    // A leave survives a restart, and a node that left does not start again under its id (the constructor).
+    if (status === 'leaving' || status === 'left') void this.persistNow();
   }
 
   /** This node's own lifecycle. */
@@ -580,4 +586,16 @@ export class Gossiper {
     this.lastPersistedRingVersion = version;
     await this.persistNow();
   }
+}
+
+/**
+ * Why a node that left the cluster (`ringkv leave`) does not start again on its data: it would
+ * rejoin under its old id, undoing the leave (as a service manager restarting it would).
+ * Cassandra refuses a decommissioned node's restart the same way.
+ */
+function leftNodeRestarted(nodeId: string): KvError {
+  return new KvError(
+    'KV_CONFLICT',
+    `node ${nodeId} left the cluster (\`ringkv leave\`) and does not start again under its id; to bring this machine back, wipe its data directory and start it again: it joins with a new id`,
+  );
 }

@@ -51,8 +51,6 @@ export class Lifecycle {
   async start(): Promise<void> {
     const { config, storage, replica } = this.options;
     refuseConsistencyChange(this.options.gossiper.view, config);
-    // A node restarted after it left decides and coordinates nothing: watches no longer read its log.
-    if (this.options.gossiper.ownStatus === 'left') await this.drain();
     await this.options.hintedHandoff.load();
     // One scan builds the Merkle trees before any request is served.
     await this.options.antiEntropy.build(this.options.gossiper.ring?.partitionCount ?? config.partitionCount);

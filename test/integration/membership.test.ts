@@ -12,6 +12,7 @@ import {
   nodeStatus,
   pollDeadlineMs,
   processTestTimeoutMs,
+  restartNode,
   startCluster,
   startNode,
   temporaryFolder,
@@ -183,6 +184,17 @@ describe('join and leave on real processes, under load', () => {
       expect(missing.slice(0, 10), `${missing.length} of ${load.acknowledged.size} acknowledged writes unreadable`).toEqual([]);
       const earlier = await unreadable(started(), new Map([['join-0', 'value-join-0']]));
       expect(earlier, 'a key written before the join and the leave').toEqual([]);
+
+      // Started again on its data (as a service manager would), the node that left does not rejoin under its id (before: it came back joining and was planned back in).
+      restartNode(leaver, { seeds, env });
+      await waitFor(
+        () => `the node that left to refuse to start (${describeExit(leaver)}output: ${leaver.output.slice(-500)})`,
+        pollDeadlineMs,
+        async () => leaver.child === undefined || leaver.child.exitCode !== null,
+      );
+      expect(leaver.child?.exitCode).toBe(1);
+      expect(leaver.output).toMatch(/left the cluster \(`ringkv leave`\) and does not start again under its id; .* it joins with a new id/);
+      expect((await ringOf(nodes[0]!)).ring?.members).toHaveLength(3);
     },
     processTestTimeoutMs,
   );

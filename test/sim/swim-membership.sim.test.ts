@@ -43,6 +43,47 @@ describe('SWIM membership in simulation', () => {
   );
 
   it.each(seeds)(
+    'seed %i: a member killed while every member keeps changing its record (more news than messages carry) is held dead by every member within 6 rounds of the minimum suspicion timeout',
+    (seed) => {
+      // A queue that never drains, as at 10,000 members after churn (bench/RESULTS.md): 100
+      // members each change once a round and a 256-byte message carries a few records, so each
+      // member's queue holds about 100 items not yet sent. The digest window is 8 members, so its
+      // repair takes 12 rounds a pass, not 3. Without liveness news first, each member sent the
+      // suspicion and the death once and then queued them behind the churn: 25 rounds.
+      const members = 100;
+      const config = { maxMessageBytes: 256, digestEntries: 8 };
+      const random = new SeededRandom(seed);
+      const cluster = new SwimCluster({ seed, members, config });
+      const churn = (): void => {
+        for (const id of cluster.liveIds) cluster.at(cluster.nowMs + random.int(roundMs), () => cluster.member(id).publish({ lifecycle: 'up' }));
+      };
+      cluster.runFor(5 * roundMs);
+      for (let round = 0; round < 5; round++) {
+        churn();
+        cluster.runFor(roundMs);
+      }
+      const victim = 'n7';
+      cluster.kill(victim);
+      const held = (): string => {
+        const states = cluster.liveIds.map((id) => cluster.member(id).stateOf(victim) ?? 'unknown');
+        return ['dead', 'suspect', 'alive'].map((state) => `${states.filter((held) => held === state).length} ${state}`).join(', ');
+      };
+      const notYet = (): string[] => cluster.liveIds.filter((id) => cluster.member(id).stateOf(victim) !== 'dead');
+      const startMs = cluster.nowMs;
+      while (notYet().length > 0 && cluster.nowMs - startMs < 60 * roundMs) {
+        churn();
+        cluster.runFor(roundMs);
+      }
+      const rounds = (cluster.nowMs - startMs) / roundMs;
+      const seen = `seed ${seed}: after ${rounds} rounds ${victim} is held ${held()}`;
+      expect(rounds, seen).toBeLessThanOrEqual(minimumSuspicionMs(members) / roundMs + 6);
+      expect(notYet(), seen).toEqual([]);
+      expect(cluster.falseDowns, seen).toEqual([]);
+      expect(cluster.maxMessageBytes, seen).toBeLessThanOrEqual(config.maxMessageBytes);
+    },
+  );
+
+  it.each(seeds)(
     'seed %i: a member starved of CPU for 1-3 s at a time over two minutes is never declared down, refutes, and accuses no one; a dead member still is',
     (seed) => {
       const members = 20;

@@ -245,3 +245,33 @@ describe('gossiper: SWIM requests are answered in their reply frames', () => {
     gossiper.stop();
   });
 });
+
+describe('gossiper: a leave survives a restart', () => {
+  const storedWith = (status: MemberRecord['status']): ClusterView => ({
+    members: {
+      n1: { id: 'n1', address: '10.0.0.1:7000', generation: 1, status },
+      n2: { id: 'n2', address: '10.0.0.2:7000', generation: 1, status: 'up' },
+    },
+    ring: createRing(8, ['n2']),
+    bucketProperties: { '': { nVal: 3 } },
+    bucketPropertiesVersion: 1,
+  });
+
+  it('persists the view when the node starts leaving, and goes on leaving when started again on it', () => {
+    const { gossiper, persisted } = founder();
+    gossiper.setOwnStatus('leaving');
+    expect(persisted.at(-1)?.members.n1?.status).toBe('leaving');
+    // Before: a restart forgot the leave and came back joining, so the claimant planned it back into the ring.
+    expect(founder({ seeds: ['10.0.0.2:7000'], initialView: storedWith('leaving') }).gossiper.ownStatus).toBe('leaving');
+  });
+
+  it('refuses to start a node that left under its old id, saying how to bring the machine back', () => {
+    const { gossiper, persisted } = founder();
+    gossiper.setOwnStatus('left');
+    expect(persisted.at(-1)?.members.n1?.status).toBe('left');
+    // Before: it started joining and rejoined the ring it had left.
+    expect(() => founder({ seeds: ['10.0.0.2:7000'], initialView: storedWith('left') })).toThrow(
+      /node n1 left the cluster .* wipe its data directory and start it again: it joins with a new id/,
+    );
+  });
+});

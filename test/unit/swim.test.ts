@@ -323,6 +323,38 @@ describe('SWIM dissemination within bounded messages', () => {
     expect(n0.pendingBroadcasts).toBeGreaterThanOrEqual(500);
   });
 
+  it('sends liveness news (a suspicion, a death, a refutation) its full count of times before any of a backlog of churn news', () => {
+    const members = settled(3);
+    const n0 = members.get('n0') as SwimMember;
+    const churn = (version: number): SwimRecord[] => Array.from({ length: 2000 }, (_, index) => recordOf(`n${1000 + index}`, version));
+    n0.receive({ type: 'swim-gossip', from: 'n1', updates: churn(0) }, startMs);
+    // n1500 suspected, n1600 declared dead, n1700, held suspect here, refutes at version 1, and n0 itself refutes a suspicion.
+    n0.receive(
+      {
+        type: 'swim-gossip',
+        from: 'n1',
+        updates: [recordOf('n1500', 0, 'suspect', 'n2'), recordOf('n1700', 0, 'suspect', 'n2'), recordOf('n0', 0, 'suspect', 'n2')],
+      },
+      startMs,
+    );
+    n0.receive({ type: 'swim-gossip', from: 'n1', updates: [recordOf('n1600', 0, 'dead', 'n2'), recordOf('n1700', 1)] }, startMs);
+    // Then more churn than the messages of the next seconds carry, all of it newer than the liveness news.
+    n0.receive({ type: 'swim-gossip', from: 'n2', updates: churn(1).filter((record) => !['n1500', 'n1600', 'n1700'].includes(record.id)) }, startMs);
+    const limit = defaultSwimConfig.retransmitMultiplier * Math.ceil(Math.log10(n0.liveMembers + 1));
+    const sent = runTicks(members, startMs, startMs + 5_000).sent.filter((message) => message.from === 'n0');
+    const carried = sent.map((message) => ('updates' in message.message ? message.message.updates : []));
+    const sends = (id: string, state: SwimRecord['state']): number =>
+      carried.filter((updates) => updates.some((update) => update.id === id && update.state === state)).length;
+    const seen = `${sent.length} messages from n0`;
+    expect(sends('n1500', 'suspect'), `${seen}: sends of n1500 suspect`).toBe(limit);
+    expect(sends('n1600', 'dead'), `${seen}: sends of n1600 dead`).toBe(limit);
+    expect(sends('n1700', 'alive'), `${seen}: sends of n1700 alive`).toBe(limit);
+    expect(sends('n0', 'alive'), `${seen}: sends of n0 alive`).toBe(limit);
+    // They went out in every message n0 sent with news until they were sent their count: none waited behind churn news.
+    const firstChurnWithout = carried.findIndex((updates) => updates.length > 0 && !updates.some((update) => update.id === 'n1600'));
+    expect(carried.slice(0, firstChurnWithout).filter((updates) => updates.length > 0).length, seen).toBe(limit);
+  });
+
   it('sends only the newest queued record of a member: news replaced before it went out is never sent', () => {
     const members = settled(3);
     const n0 = members.get('n0') as SwimMember;

@@ -198,17 +198,23 @@ export class SwimMember {
   private syncPeer: string | undefined;
   /**
    * The news queue (memberlist's TransmitLimitedQueue): the record queued for each member (by
-   * slot), and the queued records by how often they were sent (bucket k: sent k times). An entry
-   * of a bucket is live while it is the record `broadcasts` holds for its member; a newer record
-   * replaces it there and leaves it behind as a stale entry. No object per item: every member's
-   * queue may hold every member's news, N items per member, so the queue is kept to two
+   * slot), and the queued records by how often they were sent (bucket k: sent k times), in two
+   * classes: *liveness news* (a member suspected, dead, left or removed, or alive again where it
+   * was held otherwise: a refutation, a return) and the rest (a new version of a live member: its
+   * lifecycle, its transfers, a join). Liveness news goes out before the rest, fewest-sent first
+   * within each class: after churn a queue holds news of every member, thousands of items not yet
+   * sent, and a death queued behind them went out once and then waited for them all.
+   * An entry of a bucket is live while it is the record `broadcasts` holds for its member; a newer
+   * record replaces it there and leaves it behind as a stale entry. No object per item: every
+   * member's queue may hold every member's news, N items per member, so the queue is kept to two
    * references each.
    */
   private readonly broadcasts: BySlot<SwimRecord>;
   /** Members with a record in `broadcasts`. */
   private broadcastCount = 0;
-  private readonly broadcastsBySends: SwimRecord[][] = [[]];
-  /** Entries in broadcastsBySends, replaced ones included. */
+  /** The buckets of liveness news, then those of the rest: piggyback empties the first before it takes from the second. */
+  private readonly newsClasses: readonly SwimRecord[][][] = [[[]], [[]]];
+  /** Entries in the buckets, replaced ones included. */
   private queuedBroadcasts = 0;
   private ringVersion = 0;
   private ringHash = 0;
@@ -269,7 +275,7 @@ export class SwimMember {
 
   /** Entries held in the news queue, replaced ones included (what its memory grows with). */
   get queuedBroadcastEntries(): number {
-    return this.broadcastsBySends.reduce((total, bucket) => total + bucket.length, 0);
+    return this.newsClasses.reduce((total, buckets) => buckets.reduce((sum, bucket) => sum + bucket.length, total), 0);
   }
 
   /** Raised whenever a record this member holds changes (or is forgotten): what a view built from `members` is current for. */
@@ -700,7 +706,7 @@ export class SwimMember {
     const isLive = update.state === 'alive' || update.state === 'suspect';
     if (isLive && !wasLive) effects.push({ kind: 'member-up', id: update.id });
     if (!isLive && (wasLive || known === undefined)) effects.push({ kind: 'member-down', id: update.id });
-    this.enqueue(update, stored);
+    this.enqueue(update, stored, update.state !== 'alive' || (known !== undefined && known.state !== 'alive'));
   }
 
   /** News about this member: a suspicion or death at its current version is refuted with a newer one (SWIM's incarnation rule). */
@@ -709,13 +715,14 @@ export class SwimMember {
     if (update.state === 'removed') {
       // Another member removed this one for good (`ringkv remove`): it accepts that, and says so.
       this.self = { ...this.self, state: 'removed', lifecycle: 'removed' };
-      this.enqueue(this.self, this.store(this.self));
+      this.enqueue(this.self, this.store(this.self), true);
       return;
     }
     if (update.generation !== this.self.generation || update.version < this.self.version) return;
     if (update.state === 'alive' && update.version === this.self.version) return;
     this.self = { ...this.self, version: update.version + 1 };
-    this.enqueue(this.self, this.store(this.self));
+    // A refutation is liveness news: it has to outrun the suspicion's timeout at every member.
+    this.enqueue(this.self, this.store(this.self), true);
     // Lifeguard: being suspected hints that this member is the slow one.
     this.changeAwareness(1);
   }
@@ -742,7 +749,7 @@ export class SwimMember {
     if (suspicion === undefined || suspicion.confirmations >= suspicion.wantedConfirmations || suspicion.accusers.has(update.accuser)) return;
     suspicion.accusers.add(update.accuser);
     suspicion.confirmations++;
-    this.enqueue(update, slot);
+    this.enqueue(update, slot, true);
   }
 
   /** The slot of `record` while it is the news queued for its member, else -1 (a stale entry of a bucket). */
@@ -751,58 +758,69 @@ export class SwimMember {
     return slot >= 0 && this.broadcasts.get(slot) === record ? slot : -1;
   }
 
-  /** Queues `record` as news of the member in `slot` (held in the table), in place of any older news of it. */
-  private enqueue(record: SwimRecord, slot: number): void {
+  /**
+   * Queues `record` as news of the member in `slot` (held in the table), in place of any older
+   * news of it; `liveness` news (a member suspected, dead, left or removed, or alive again) goes
+   * out before the rest.
+   */
+  private enqueue(record: SwimRecord, slot: number, liveness = false): void {
     const queued = this.broadcasts.get(slot);
     // The same record already queued (possible only where records are shared objects, as in the simulator) is news already on its way.
     if (queued === record) return;
     if (queued === undefined) this.broadcastCount++;
     this.broadcasts.set(slot, record);
-    (this.broadcastsBySends[0] as SwimRecord[]).push(record);
+    ((this.newsClasses[liveness ? 0 : 1] as SwimRecord[][])[0] as SwimRecord[]).push(record);
     // Replaced news stays in its bucket until reached; under steady churn the oldest is never
     // reached (newest goes first), so the buckets are swept once they hold twice the live news.
     if (++this.queuedBroadcasts > 2 * this.broadcastCount + 64) {
-      for (let sends = 0; sends < this.broadcastsBySends.length; sends++) {
-        this.broadcastsBySends[sends] = (this.broadcastsBySends[sends] as SwimRecord[]).filter((entry) => this.queuedSlotOf(entry) >= 0);
+      for (const buckets of this.newsClasses) {
+        for (let sends = 0; sends < buckets.length; sends++) buckets[sends] = (buckets[sends] as SwimRecord[]).filter((entry) => this.queuedSlotOf(entry) >= 0);
       }
       this.queuedBroadcasts = this.broadcastCount;
     }
   }
 
-  /** The news that fits beside `message` under maxMessageBytes, fewest-sent and newest first; each item counts one more send. */
+  /**
+   * The news that fits beside `message` under maxMessageBytes: liveness news first, then the rest,
+   * fewest-sent and newest first within each; each item counts one more send.
+   */
   private piggyback(message: SwimMessage): SwimRecord[] {
     // The list's count grows from one byte to two past 127 items; the message counted one, one more is kept.
     let budget = this.config.maxMessageBytes - swimMessageBytes(message) - 1;
     const limit = this.config.retransmitMultiplier * Math.ceil(Math.log10(this.liveCount + 1));
     const taken: SwimRecord[] = [];
-    /** How often each taken record had been sent (the bucket it came from), and its slot. */
+    /** How often each taken record had been sent (the bucket it came from), its class's buckets and its slot. */
     const takenSends: number[] = [];
+    const takenClasses: SwimRecord[][][] = [];
     const takenSlots: number[] = [];
-    for (let sends = 0; sends < this.broadcastsBySends.length; sends++) {
-      const bucket = this.broadcastsBySends[sends] as SwimRecord[];
-      while (bucket.length > 0) {
-        const record = bucket[bucket.length - 1] as SwimRecord;
-        const slot = this.queuedSlotOf(record);
-        if (slot < 0) {
+    taking: for (const buckets of this.newsClasses) {
+      for (let sends = 0; sends < buckets.length; sends++) {
+        const bucket = buckets[sends] as SwimRecord[];
+        while (bucket.length > 0) {
+          const record = bucket[bucket.length - 1] as SwimRecord;
+          const slot = this.queuedSlotOf(record);
+          if (slot < 0) {
+            bucket.pop();
+            this.queuedBroadcasts--;
+            continue;
+          }
+          const bytes = recordBytes(record);
+          if (bytes > budget) break taking;
           bucket.pop();
-          this.queuedBroadcasts--;
-          continue;
+          budget -= bytes;
+          taken.push(record);
+          takenSends.push(sends + 1);
+          takenClasses.push(buckets);
+          takenSlots.push(slot);
         }
-        const bytes = recordBytes(record);
-        if (bytes > budget) break;
-        bucket.pop();
-        budget -= bytes;
-        taken.push(record);
-        takenSends.push(sends + 1);
-        takenSlots.push(slot);
       }
-      if (bucket.length > 0) break;
     }
     taken.forEach((record, index) => {
       const sends = takenSends[index] as number;
       if (sends < limit) {
-        while (this.broadcastsBySends.length <= sends) this.broadcastsBySends.push([]);
-        (this.broadcastsBySends[sends] as SwimRecord[]).push(record);
+        const buckets = takenClasses[index] as SwimRecord[][];
+        while (buckets.length <= sends) buckets.push([]);
+        (buckets[sends] as SwimRecord[]).push(record);
       } else {
         this.queuedBroadcasts--;
         this.broadcasts.set(takenSlots[index] as number, undefined);
