@@ -28,6 +28,16 @@ export interface LeaseScan {
  */
 export const maxKnownLeases = 65_536;
 
+/**
+ * Partitions a step of the walk lists at most (each listing asks a majority of the partition's
+ * replicas): the walk's cost, paced. Listing every partition this node sweeps at each sweep (every
+ * 500 ms) cost an idle 3-node cluster of 256 partitions about 170 listing requests a sweep per
+ * node (bench/RESULTS.md, "Leases"); two a step is four or so, and a pass of the walk takes
+ * partitions swept / 2 sweeps (about 21 s there), which is how much later, at most, a lease that
+ * this node's acceptor never held is found ending. Leases it holds are read every sweep.
+ */
+export const leaseWalkPartitionsPerStep = 2;
+
 /** What the scanner needs from its node. */
 export type LeaseScannerOptions = Pick<NodeContext, 'selfId' | 'ring' | 'isUp' | 'bucketProperties' | 'logger' | 'send'> & {
   /** The storage space of acceptor state (Storage.paxos). */
@@ -140,8 +150,8 @@ export class LeaseScanner {
 
   /**
    * One step of the walk over the consistent keys of the partitions this node sweeps, each as a
-   * majority of its replicas lists it: at most `limit` keys from where the last step stopped; the
-   * lease records it passes become known. Answers the lease ids it passed (the known set may have
+   * majority of its replicas lists it: at most `limit` keys and `leaseWalkPartitionsPerStep`
+   * partitions from where the last step stopped; the lease records it passes become known. Answers the lease ids it passed (the known set may have
    * had no room for them, or this node's acceptor may hold no value of them). A partition whose replicas are not a majority up, or whose listing fails, is passed over
    * in this pass (no lease of it can be ended before a majority answers anyway).
    */
@@ -149,8 +159,10 @@ export class LeaseScanner {
     if (this.nextPartition === 0 && this.listing === undefined && this.pass === 'none') this.pass = 'started';
     const passed: string[] = [];
     let examined = 0;
+    let listed = 0;
     while (examined < limit) {
       if (this.listing === undefined) {
+        if (listed >= leaseWalkPartitionsPerStep) break;
         if (this.nextPartition >= ring.partitionCount) {
           // Round again at the first partition.
           this.nextPartition = 0;
@@ -162,6 +174,7 @@ export class LeaseScanner {
         }
         this.listing = this.open(ring, this.nextPartition);
         this.nextPartition += 1;
+        if (this.listing !== undefined) listed += 1;
         continue;
       }
       let step: IteratorResult<Buffer>;

@@ -6,7 +6,7 @@ import { encodeLeaseRecord, grantedLease, leaseBucket } from '../../src/core/lea
 import { createRing } from '../../src/core/ring/ring.js';
 import type { BucketProperties } from '../../src/config/schema.js';
 import { AcceptorStore } from '../../src/engine/acceptor-store.js';
-import { LeaseScanner } from '../../src/engine/lease-scanner.js';
+import { LeaseScanner, leaseWalkPartitionsPerStep } from '../../src/engine/lease-scanner.js';
 import { silentLogger } from '../../src/ports/logger.js';
 import { MemoryStorage } from '../../src/sim/memory-storage.js';
 
@@ -149,5 +149,38 @@ describe('LeaseScanner', () => {
     }
     expect(reads.length, 'one decided read per pass, not one per step').toBeLessThanOrEqual(4);
     expect(reads.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('lists at most leaseWalkPartitionsPerStep partitions a step on an idle node, and still passes them all', async () => {
+    // Before: a step listed every partition it sweeps (each listing asks a majority of the replicas), at every sweep of 500 ms.
+    const storage = new MemoryStorage();
+    await storage.open();
+    const ring = createRing(64, ['n1']);
+    const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties, ringVersion: () => 1, stored: () => undefined });
+    const listed: number[] = [];
+    const scanner = new LeaseScanner({
+      selfId: 'n1',
+      ring: () => ring,
+      isUp: () => true,
+      bucketProperties,
+      logger: silentLogger,
+      space: storage.paxos,
+      send: async (_node, request) => {
+        if (request.type !== 'paxos-keys') throw new Error(`unexpected ${request.type}`);
+        listed.push(request.partition);
+        return acceptors.keys(request, ring.partitionCount);
+      },
+      readRecord: async () => null,
+    });
+    let steps = 0;
+    let wrapped = false;
+    while (!wrapped && steps < 1000) {
+      const before = listed.length;
+      wrapped = (await scanner.next(limit)).wrapped;
+      steps += 1;
+      expect(listed.length - before, `listing requests of step ${steps}`).toBeLessThanOrEqual(leaseWalkPartitionsPerStep);
+    }
+    expect(new Set(listed).size, 'partitions listed in a pass').toBe(64);
+    expect(steps).toBeGreaterThanOrEqual(64 / leaseWalkPartitionsPerStep);
   });
 });
