@@ -42,24 +42,32 @@ async function scannerWithOtherKeys(
   const storage = new MemoryStorage();
   await storage.open();
   for (let index = 0; index < otherKeys; index++) await storage.paxos.put(encodeDataKey('counters', `k${index}`), leaseState(null));
-  const ring = createRing(8, ['n1']);
+  return { storage, scanner: oneNodeScanner(storage, 8, { readRecord, ...(maxKnown === undefined ? {} : { maxKnownLeases: maxKnown }) }) };
+}
+
+/** The scanner of the one node of a ring of `partitions`: it lists its own acceptor keys (a majority of one), telling `listed` of each partition it lists. */
+function oneNodeScanner(
+  storage: MemoryStorage,
+  partitions: number,
+  options: { readonly readRecord: (id: string) => Promise<Uint8Array | null>; readonly maxKnownLeases?: number; readonly listed?: number[] },
+): LeaseScanner {
+  const ring = createRing(partitions, ['n1']);
   const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties, ringVersion: () => 1, stored: () => undefined });
-  const scanner = new LeaseScanner({
+  return new LeaseScanner({
     selfId: 'n1',
     ring: () => ring,
     isUp: () => true,
     bucketProperties,
     logger: silentLogger,
     space: storage.paxos,
-    // The one replica lists its own acceptor keys (a majority of one).
     send: async (_node, request) => {
       if (request.type !== 'paxos-keys') throw new Error(`unexpected ${request.type}`);
+      options.listed?.push(request.partition);
       return acceptors.keys(request, ring.partitionCount);
     },
-    readRecord,
-    ...(maxKnown === undefined ? {} : { maxKnownLeases: maxKnown }),
+    readRecord: options.readRecord,
+    ...(options.maxKnownLeases === undefined ? {} : { maxKnownLeases: options.maxKnownLeases }),
   });
-  return { storage, scanner };
 }
 
 describe('LeaseScanner', () => {
@@ -155,23 +163,8 @@ describe('LeaseScanner', () => {
     // Before: a step listed every partition it sweeps (each listing asks a majority of the replicas), at every sweep of 500 ms.
     const storage = new MemoryStorage();
     await storage.open();
-    const ring = createRing(64, ['n1']);
-    const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties, ringVersion: () => 1, stored: () => undefined });
     const listed: number[] = [];
-    const scanner = new LeaseScanner({
-      selfId: 'n1',
-      ring: () => ring,
-      isUp: () => true,
-      bucketProperties,
-      logger: silentLogger,
-      space: storage.paxos,
-      send: async (_node, request) => {
-        if (request.type !== 'paxos-keys') throw new Error(`unexpected ${request.type}`);
-        listed.push(request.partition);
-        return acceptors.keys(request, ring.partitionCount);
-      },
-      readRecord: async () => null,
-    });
+    const scanner = oneNodeScanner(storage, 64, { readRecord: async () => null, listed });
     let steps = 0;
     let wrapped = false;
     while (!wrapped && steps < 1000) {
