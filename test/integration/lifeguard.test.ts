@@ -1,5 +1,3 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type NodeProcess,
@@ -8,7 +6,7 @@ import {
   killNode,
   nodeStatus,
   pollDeadlineMs,
-  portFree,
+  freePorts,
   processTestTimeoutMs,
   startCluster,
   temporaryFolder,
@@ -24,11 +22,10 @@ import {
  * /status of the healthy nodes is polled meanwhile as a second witness. After the bursts every
  * node sees all 4 members up again.
  *
- * Ports: HTTP 21100-21103 with peerPortOffset 500 (peer ports 21600-21603), inside this suite's
- * range; the test refuses to start if one is taken.
+ * Ports: free ones the system picks, each with its peer port free too (`freePorts`), as the other
+ * suites on real processes do: fixed ports here (peer ports 21600-21603) were also inside
+ * jepsen-lite's sharded run's range (21600-21799), and CI failed when the two ran at once.
  */
-const ports = [21_100, 21_101, 21_102, 21_103];
-const peerPortOffset = 500;
 /** Bursts: stopped this long, then running this long, this many times (all in wall-clock; nothing is asserted on time). */
 const stoppedMs = 3000;
 const runningMs = 2000;
@@ -44,19 +41,12 @@ describe('Lifeguard: a member starved by SIGSTOP/SIGCONT bursts', () => {
   }[] = [];
 
   beforeAll(async () => {
-    for (const port of ports) {
-      for (const candidate of [port, port + peerPortOffset]) {
-        if (!(await portFree(candidate))) throw new Error(`port ${candidate} is taken: this test needs 21100-21103 and 21600-21603 free`);
-      }
-    }
-    const config = join(folder.path, 'config.json');
-    writeFileSync(config, JSON.stringify({ peerPortOffset }));
+    const ports = await freePorts(4);
     await startCluster(4, {
       folder: folder.path,
       nodes,
       ports,
       env: { RINGKV_CLUSTER_SECRET: 'lifeguard-secret-0123456789abcdef' },
-      extraArgs: ['--config', config],
       until: 'settled',
     });
   }, processTestTimeoutMs);
