@@ -13,11 +13,14 @@ const maxChunkBytes = 64 * 1024;
 
 /**
  * Writes frames to a socket. The small frames of one event-loop turn are gathered into one
- * buffer and leave in one socket write on the next tick: a burst of 64 small requests or
- * replies costs one write call and one system call instead of 128 of each (each write call has
- * a fixed cost well above copying a hundred bytes). Headers are written straight into that
- * buffer, so a small frame costs no allocation of its own. Large payloads are not copied: the
- * gathered frames go first, then the large one, in order.
+ * buffer and leave in one socket write when the turn's I/O callbacks are done (`setImmediate`,
+ * the loop's check phase): a burst of 64 small requests or replies costs one write call and one
+ * system call instead of 128 of each (each write call has a fixed cost well above copying a
+ * hundred bytes). A turn is every callback of one poll phase, not one callback: the replies to a
+ * burst of reads finish in separate LevelDB callbacks, and a flush on `process.nextTick` after
+ * each of them wrote them one by one (bench/RESULTS.md, "Peer frames gathered per loop turn").
+ * Headers are written straight into that buffer, so a small frame costs no allocation of its
+ * own. Large payloads are not copied: the gathered frames go first, then the large one, in order.
  */
 export class FrameWriter {
   /** The buffer this turn's frames are gathered in, and how much of it is used. */
@@ -70,7 +73,7 @@ export class FrameWriter {
     this.gatheredBytes += frameBytes;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      process.nextTick(() => this.flush());
+      setImmediate(() => this.flush());
     }
   }
 

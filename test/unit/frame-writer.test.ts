@@ -43,6 +43,21 @@ describe('the frame writer', () => {
     );
   });
 
+  it('gathers the frames of several callbacks of one loop turn into one socket write', async () => {
+    // The replies to a burst of reads are written from separate callbacks of one poll phase; two
+    // callbacks of one check phase stand for them here. A flush after each callback (a
+    // process.nextTick) wrote them one by one.
+    const { socket, written } = recordingSocket();
+    const writer = new FrameWriter(socket, () => undefined);
+    await new Promise<void>((resolve) => {
+      setImmediate(() => writer.write(frameTypes.reply, 1, 1000, Buffer.from('first')));
+      setImmediate(() => writer.write(frameTypes.reply, 2, 1000, Buffer.from('second')));
+      setImmediate(() => setImmediate(resolve));
+    });
+    expect(written, 'socket writes for two frames of one turn').toHaveLength(1);
+    expect(new FrameDecoder().push(Buffer.concat(written)).map((frame) => frame.requestId)).toEqual([1, 2]);
+  });
+
   it('keeps every frame and its order over chunk boundaries, large payloads and turns', async () => {
     const sizes = fc.array(fc.array(fc.oneof(fc.nat({ max: 300 }), fc.nat({ max: 70_000 })), { minLength: 1, maxLength: 30 }), { minLength: 1, maxLength: 3 });
     await fc.assert(
@@ -58,7 +73,7 @@ describe('the frame writer', () => {
             expected.push({ requestId: id, payload });
             writer.write(frameTypes.request, id, 1000, payload);
           }
-          await new Promise<void>((resolve) => process.nextTick(resolve));
+          await new Promise<void>((resolve) => setImmediate(resolve));
         }
         const frames = new FrameDecoder().push(Buffer.concat(written));
         expect(frames.map((frame) => frame.requestId)).toEqual(expected.map((frame) => frame.requestId));
