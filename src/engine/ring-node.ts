@@ -141,6 +141,7 @@ export class RingNode implements KvService {
       space: storage.paxos,
       bucketProperties: context.bucketProperties,
       ringVersion: () => context.ring()?.version ?? 0,
+      departed: (node) => hasDeparted(gossiper.view.members[node]?.status),
       stored: (bucket, key) => scanner.stored(bucket, key),
     });
     const handoff = new Handoff({

@@ -1,0 +1,100 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { partitionOf } from '../../src/core/keys.js';
+import { preferenceList } from '../../src/core/ring/ring.js';
+import type { WatchFilter } from '../../src/core/watch/watch-cursor.js';
+import type { WatchItem, WatchStream } from '../../src/engine/watches.js';
+import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
+import { isKvError } from '../../src/util/errors.js';
+
+/**
+ * Goal (issue 22; docs/CONSENSUS.md, "Watches"): a node removed while it still runs (judged down
+ * while cut off, so it could not drain as a leaver does) decides no version a watch misses. A
+ * watch reads a departed node's log to its end once and then never again, so the acceptors that
+ * hold the node as removed refuse its proposals. The construction: the node is cut off, removed,
+ * and the watch settles its log; then everything but SWIM gets through to it, so, alone in its
+ * view, it fetches the newest ring from a seed (`cluster-state` carries no member records) and
+ * holds the ring planned without it before it hears of its removal (the two travel apart in
+ * gossip), and a client writes through it. The watcher must report the key's final version, or
+ * say `compacted` after the write was answered. Before the fence the write was decided at
+ * version 2 and never reported, on every seed. SIM_SEED=<n> replays one seed.
+ */
+
+const bucket = 'config';
+const config = { buckets: { [bucket]: { consistent: true } } };
+const seeds = process.env.SIM_SEED !== undefined ? [Number(process.env.SIM_SEED)] : [2801, 2802, 2803];
+
+let cluster: SimCluster | undefined;
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = undefined;
+});
+
+function collect(stream: WatchStream): { items: WatchItem[]; done: Promise<void> } {
+  const items: WatchItem[] = [];
+  const done = (async () => {
+    for await (const item of stream) items.push(item);
+  })();
+  return { items, done };
+}
+
+const versionsOf = (items: readonly WatchItem[]): number[] => items.flatMap((item) => (item.kind === 'decided' ? [item.version] : []));
+const kinds = (items: readonly WatchItem[]): string =>
+  items
+    .map((item) => (item.kind === 'decided' ? `decided ${item.version}` : item.kind === 'compacted' ? `compacted ${item.nodes.join('+')}` : item.kind))
+    .join(', ');
+
+/** A key of the bucket whose replicas (n_val 3) include `node`. */
+function keyOn(sim: SimCluster, node: string): string {
+  const ring = sim.members[0]!.node.gossiper.ring!;
+  for (let index = 0; ; index++) {
+    const key = `key-${index}`;
+    if (preferenceList(ring, partitionOf(bucket, key, ring.partitionCount), 3).includes(node)) return key;
+  }
+}
+
+async function write(sim: SimCluster, member: SimMember, key: string, text: string): Promise<string> {
+  return sim.drive(
+    member.node
+      .consistent(bucket, key, { kind: 'write', value: { contentType: 'text/plain', value: Buffer.from(text) }, condition: { kind: 'none' } }, 5000)
+      .then(
+        (outcome) => `version ${outcome.version}`,
+        (error: unknown) => (isKvError(error) ? `${error.code} ${String(error.details?.applied)} ${error.message}` : String(error)),
+      ),
+  );
+}
+
+describe('simulation: a watch and a node removed while it still runs', () => {
+  it.each(seeds)('seed %i: what the removed node decides after the watch read its log to the end is reported, or refused', async (seed) => {
+    const sim = (cluster = await SimCluster.start(seed, 4, config));
+    const [remover, watching, , removed] = sim.members as [SimMember, SimMember, SimMember, SimMember];
+    const key = keyOn(sim, removed.nodeId);
+    const filter: WatchFilter = { bucket, kind: 'key', name: key };
+    const watch = collect(watching.node.watch(filter));
+    await sim.runUntil(() => watch.items.some((item) => item.kind === 'ready'), 10_000, 'the watch is ready');
+    expect(await write(sim, remover, key, 'one')).toBe('version 1');
+    // Cut off, the node is judged down and removed; the watch reads (fails to read) its log a last time and drops it.
+    sim.network.partition([sim.members.filter((member) => member !== removed).map((member) => member.address), [removed.address]]);
+    await sim.runUntil(() => !remover.node.gossiper.isUp(removed.nodeId), 60_000, 'the remover judges the node down');
+    remover.node.removeMember(removed.nodeId);
+    await sim.runUntil(
+      () => watch.items.some((item) => item.kind === 'compacted' && item.nodes.includes(removed.nodeId)),
+      60_000,
+      `the watch has settled the removed node's log (saw ${kinds(watch.items)})`,
+    );
+    // The link comes back for everything but SWIM: the removed node, alone in its view, fetches the
+    // newest ring from a seed (`cluster-state`, which carries no member records), so it holds the
+    // ring planned without it but not the record of its removal (the two travel apart in gossip).
+    sim.network.heal();
+    sim.network.faults.blocks = (source, target, type) => (source === removed.address || target === removed.address) && type.startsWith('swim-');
+    await sim.runUntil(() => removed.node.gossiper.ring?.version === remover.node.gossiper.ring?.version, 60_000, 'the removed node holds the newest ring');
+    expect(removed.node.gossiper.ownStatus, `seed ${seed}: the removed node has not heard of its removal`).not.toBe('removed');
+    const late = await write(sim, removed, key, 'late');
+    const answeredAt = watch.items.length;
+    const final = await sim.drive(remover.node.consistent(bucket, key, { kind: 'read' }, 5000));
+    await sim.runUntil(
+      () => versionsOf(watch.items).includes(final.version) || watch.items.slice(answeredAt).some((item) => item.kind === 'compacted'),
+      20_000,
+      `seed ${seed}: the watcher reports version ${final.version} (the removed node's write answered ${late}), or says compacted after it (saw ${kinds(watch.items)})`,
+    );
+  });
+});
