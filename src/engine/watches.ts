@@ -23,6 +23,11 @@ export interface WatchesDependencies {
   readonly members: () => readonly string[];
   /** Whether this node's view holds `node` as left or removed (a node it has not heard of yet is neither). */
   readonly departed: (node: string) => boolean;
+  /**
+   * Resolves once the departed `node` can decide nothing more that its log would hold after the
+   * watch's last read of it (src/engine/departure-fence.ts), or once `stopped()` turns true.
+   */
+  readonly fenceDeparture: (node: string, stopped: () => boolean) => Promise<void>;
   readonly settings: () => WatchSettings;
 }
 
@@ -142,6 +147,8 @@ class WatchSession implements WatchStream {
     this.markClosed = resolve;
   });
   private readonly polling = new Set<string>();
+  /** Departed nodes whose fence held (fenceDeparture): their log is read the last time. */
+  private readonly fenced = new Set<string>();
   /** Nodes whose first poll failed: when one answers later, writes it made meanwhile may be lost (compacted). */
   private readonly missedStart = new Set<string>();
   /** Nodes not yet asked once; the watch is ready when none is left. */
@@ -232,6 +239,12 @@ class WatchSession implements WatchStream {
         // It went before any poll of it was answered: what it wrote before that may be missing.
         if (this.missedStart.delete(node)) this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
         break;
+      }
+      if (!member && !this.fenced.has(node)) {
+        // Its last read waits until it can log nothing more (a node removed while it ran may not have heard yet).
+        await this.dependencies.fenceDeparture(node, () => this.stopped);
+        this.fenced.add(node);
+        if (this.stopped) break;
       }
       const settings = this.dependencies.settings();
       const waitMs = member ? Math.max(0, Math.min(settings.pollWaitMs, Math.floor(settings.peerTimeoutMs / 2))) : 0;

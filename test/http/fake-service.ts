@@ -126,6 +126,8 @@ export class FakeKvService implements KvService {
       logger: silentLogger,
       members: () => [this.nodeId],
       departed: () => false,
+      // The fake is the one member and never departs.
+      fenceDeparture: async () => undefined,
       send: async (_node, request) => {
         if (request.type !== 'watch-poll') throw new Error(`the fake's watches send only watch-poll, not ${request.type}`);
         return this.watchLog.poll(request);

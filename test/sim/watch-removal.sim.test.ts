@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { replicaGroups } from '../../src/core/consensus/replica-groups.js';
 import { partitionOf } from '../../src/core/keys.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
 import type { WatchFilter } from '../../src/core/watch/watch-cursor.js';
 import type { WatchItem, WatchStream } from '../../src/engine/watches.js';
 import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
+import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { isKvError } from '../../src/util/errors.js';
 
 /**
@@ -85,7 +87,7 @@ describe('simulation: a watch and a node removed while it still runs', () => {
     // newest ring from a seed (`cluster-state`, which carries no member records), so it holds the
     // ring planned without it but not the record of its removal (the two travel apart in gossip).
     sim.network.heal();
-    sim.network.faults.blocks = (source, target, type) => (source === removed.address || target === removed.address) && type.startsWith('swim-');
+    sim.network.faults.blocks = (source, target, message) => (source === removed.address || target === removed.address) && message.type.startsWith('swim-');
     await sim.runUntil(() => removed.node.gossiper.ring?.version === remover.node.gossiper.ring?.version, 60_000, 'the removed node holds the newest ring');
     expect(removed.node.gossiper.ownStatus, `seed ${seed}: the removed node has not heard of its removal`).not.toBe('removed');
     const late = await write(sim, removed, key, 'late');
@@ -95,6 +97,59 @@ describe('simulation: a watch and a node removed while it still runs', () => {
       () => versionsOf(watch.items).includes(final.version) || watch.items.slice(answeredAt).some((item) => item.kind === 'compacted'),
       20_000,
       `seed ${seed}: the watcher reports version ${final.version} (the removed node's write answered ${late}), or says compacted after it (saw ${kinds(watch.items)})`,
+    );
+  });
+
+  it.each(seeds)('seed %i: replicas that have not heard of the removal are told before the watch reads the removed node a last time', async (seed) => {
+    const sim = (cluster = await SimCluster.start(seed, 5, config));
+    const [remover, watching, unaware, alsoUnaware, removed] = sim.members as [SimMember, SimMember, SimMember, SimMember, SimMember];
+    const unawareAddresses = new Set([unaware.address, alsoUnaware.address]);
+    const watch = collect(watching.node.watch({ bucket, kind: 'prefix', name: '' }));
+    await sim.runUntil(() => watch.items.some((item) => item.kind === 'ready'), 10_000, 'the watch is ready');
+    // Two replicas hear nothing of the removal by gossip: every SWIM message to them that says the
+    // node was removed is lost, bar one that pushes that record alone (what a watch's fence sends).
+    // The removed node hears no SWIM at all. It is cut off, judged down and removed.
+    const tells = (message: PeerRequest | PeerReply): boolean => {
+      if (!message.type.startsWith('swim-')) return false;
+      const records: readonly { readonly id: string; readonly state: string }[] =
+        'updates' in message ? message.updates : 'records' in message ? message.records : message.type === 'swim-digest' ? message.entries : [];
+      return records.some((record) => record.id === removed.nodeId && record.state === 'removed');
+    };
+    const pushAlone = (message: PeerRequest | PeerReply): boolean => message.type === 'swim-records' && message.records.length === 1;
+    sim.network.faults.blocks = (source, target, message) =>
+      source === removed.address || target === removed.address
+        ? message.type.startsWith('swim-')
+        : unawareAddresses.has(target) && tells(message) && !pushAlone(message);
+    sim.network.partition([sim.members.filter((member) => member !== removed).map((member) => member.address), [removed.address]]);
+    await sim.runUntil(() => !remover.node.gossiper.isUp(removed.nodeId), 60_000, 'the remover judges the node down');
+    remover.node.removeMember(removed.nodeId);
+    await sim.runUntil(
+      () => watch.items.some((item) => item.kind === 'compacted' && item.nodes.includes(removed.nodeId)),
+      120_000,
+      `the watch has settled the removed node's log (saw ${kinds(watch.items)})`,
+    );
+    // Everything but SWIM comes back to the removed node: it fetches the newest ring from a seed.
+    sim.network.heal();
+    await sim.runUntil(() => removed.node.gossiper.ring?.version === remover.node.gossiper.ring?.version, 60_000, 'the removed node holds the newest ring');
+    expect(removed.node.gossiper.ownStatus, `seed ${seed}: the removed node has not heard of its removal`).not.toBe('removed');
+    // A key the removed node and the two unaware replicas are a majority of every group of, under its ring.
+    const ring = removed.node.gossiper.ring!;
+    const majorityOf = (group: readonly string[]) =>
+      group.filter((node) => [removed, unaware, alsoUnaware].some((member) => member.nodeId === node)).length * 2 > group.length;
+    let key = '';
+    for (let index = 0; key === ''; index++) {
+      if (replicaGroups(ring, partitionOf(bucket, `late-${index}`, ring.partitionCount), 3).every(majorityOf)) key = `late-${index}`;
+    }
+    const late = await write(sim, removed, key, 'late');
+    const answeredAt = watch.items.length;
+    const final = await sim.drive(remover.node.consistent(bucket, key, { kind: 'read' }, 5000));
+    await sim.runUntil(
+      () =>
+        final.version === 0 ||
+        watch.items.some((item) => item.kind === 'decided' && item.key === key && item.version === final.version) ||
+        watch.items.slice(answeredAt).some((item) => item.kind === 'compacted'),
+      20_000,
+      `seed ${seed}: key ${key} is at version ${final.version} (the removed node's write answered ${late}): the watcher reports it, or says compacted after it (saw ${kinds(watch.items)})`,
     );
   });
 });
