@@ -18,7 +18,11 @@ import { isKvError } from '../../src/util/errors.js';
  * holds the ring planned without it before it hears of its removal (the two travel apart in
  * gossip), and a client writes through it. The watcher must report the key's final version, or
  * say `compacted` after the write was answered. Before the fence the write was decided at
- * version 2 and never reported, on every seed. SIM_SEED=<n> replays one seed.
+ * version 2 and never reported, on every seed. The same when two replicas of the key have not
+ * heard of the removal (their SWIM news of it is lost): the watch's node tells every member
+ * before the last read. And a removed node that still answers is told too, so it refuses that
+ * read (it may still log a decision made with acceptances from before the fence) and the watch
+ * says `compacted` for it. SIM_SEED=<n> replays one seed.
  */
 
 const bucket = 'config';
@@ -151,5 +155,28 @@ describe('simulation: a watch and a node removed while it still runs', () => {
       20_000,
       `seed ${seed}: key ${key} is at version ${final.version} (the removed node's write answered ${late}): the watcher reports it, or says compacted after it (saw ${kinds(watch.items)})`,
     );
+  });
+
+  it.each(seeds)('seed %i: a removed node that still answers is told before its last read, so it refuses it and the watch says compacted', async (seed) => {
+    const sim = (cluster = await SimCluster.start(seed, 4, config));
+    const [remover, watching, , removed] = sim.members as [SimMember, SimMember, SimMember, SimMember];
+    const watch = collect(watching.node.watch({ bucket, kind: 'prefix', name: '' }));
+    await sim.runUntil(() => watch.items.some((item) => item.kind === 'ready'), 10_000, 'the watch is ready');
+    // The node hears no SWIM (bar a push of one record, what a watch's fence sends), so it is
+    // judged down and removed while it still answers every other request, the watch's polls too.
+    sim.network.faults.blocks = (source, target, message) =>
+      (source === removed.address || target === removed.address) &&
+      message.type.startsWith('swim-') &&
+      !(message.type === 'swim-records' && message.records.length === 1);
+    await sim.runUntil(() => !remover.node.gossiper.isUp(removed.nodeId), 60_000, 'the remover judges the node down');
+    remover.node.removeMember(removed.nodeId);
+    await sim.runUntil(
+      () => watch.items.some((item) => item.kind === 'compacted' && item.nodes.includes(removed.nodeId)),
+      60_000,
+      `seed ${seed}: the watch says compacted for the removed node (saw ${kinds(watch.items)})`,
+    );
+    // It was told by the watch's node (no gossip reached it), and serves no data since.
+    expect(removed.node.gossiper.ownStatus, `seed ${seed}`).toBe('removed');
+    expect(await write(sim, removed, 'after', 'late')).toMatch(/^KV_/);
   });
 });
