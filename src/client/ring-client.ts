@@ -225,6 +225,8 @@ export interface WatchOptions {
   readonly reconnectDelayMs?: number;
   /** Ends the watch (the iterator returns). Breaking out of the loop does the same. */
   readonly signal?: AbortSignal;
+  /** Watch the data types (counters and sets, `ring.dt`) of these names instead of the plain keys: one `update` per update (?dt=true). */
+  readonly dataTypes?: boolean;
 }
 
 /** The version a write created: the replica's actor and its counter there. */
@@ -241,7 +243,9 @@ export interface WatchDot {
  * on a node that has asked every replica: writes from here on are reported. `compacted`: writes
  * of the named nodes may be missing (their log restarted or no longer held them), or, with `key`,
  * the `missing` versions of that consistent key: read the keys
- * again; writes after it follow. Every event carries the id the watch resumes from.
+ * again; writes after it follow. `update` (a watch with `dataTypes`): one counter or set update,
+ * with the state the replica that applied it left (its value, and a set's context) and its dot.
+ * Every event carries the id the watch resumes from.
  */
 export type WatchEvent =
   | {
@@ -264,6 +268,18 @@ export type WatchEvent =
       readonly context: string;
       readonly dot?: WatchDot;
       readonly version?: number;
+    }
+  | {
+      readonly type: 'update';
+      readonly id: string;
+      readonly bucket: string;
+      readonly key: string;
+      readonly dataType: 'counter' | 'set';
+      /** The counter's value, or the set's elements, as the replica that applied the update left them. */
+      readonly value: number | readonly string[];
+      /** A set's context there (a remove may be sent with it). */
+      readonly context?: string;
+      readonly dot: WatchDot;
     }
   | { readonly type: 'ready'; readonly id: string }
   | {
@@ -622,10 +638,11 @@ export class RingClient {
    * missed, a `compacted` event says to read again. Break out of the loop (or abort `signal`) to stop.
    */
   async *watch(bucket: string, target: WatchTarget, options: WatchOptions = {}): AsyncGenerator<WatchEvent, void, undefined> {
+    const dt = options.dataTypes === true ? 'true' : undefined;
     const path =
       typeof target === 'string'
-        ? kvPath(bucket, target).replace(/^\/kv\//, '/watch/')
-        : `/watch/${encodeURIComponent(bucket)}${queryString({ prefix: target.prefix })}`;
+        ? `${kvPath(bucket, target).replace(/^\/kv\//, '/watch/')}${queryString({ dt })}`
+        : `/watch/${encodeURIComponent(bucket)}${queryString({ prefix: target.prefix, dt })}`;
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -942,6 +959,17 @@ function watchEventOf(event: ServerSentEvent): WatchEvent | undefined {
       };
     case 'delete':
       return { type: 'delete', id, bucket: data.bucket as string, key: data.key as string, context: data.context as string, ...made };
+    case 'update':
+      return {
+        type: 'update',
+        id,
+        bucket: data.bucket as string,
+        key: data.key as string,
+        dataType: data.type as 'counter' | 'set',
+        value: data.value as number | string[],
+        ...(data.context === undefined ? {} : { context: data.context as string }),
+        dot: data.dot as WatchDot,
+      };
     case 'ready':
       return { type: 'ready', id };
     case 'compacted':

@@ -1,5 +1,6 @@
 import { type AcceptorReply, type AcceptorRequest, emptyAcceptorState, stepAcceptor } from '../core/consensus/acceptor.js';
 import { decodeAcceptorState, encodeAcceptorState } from '../core/consensus/acceptor-codec.js';
+import { type Ballot, proposerNode } from '../core/consensus/ballot.js';
 import { encodeDataKey, partitionKeyRange } from '../core/keys.js';
 import type { PaxosCommitRequest, PaxosKeysReply, PaxosKeysRequest, PaxosPrepareRequest, PaxosProposeRequest, PaxosReply } from '../core/wire/messages.js';
 import type { BucketProperties } from '../config/schema.js';
@@ -18,6 +19,13 @@ export interface AcceptorStoreOptions {
    * win a key that no repair round fenced (one never written before a ring change).
    */
   readonly ringVersion: () => number;
+  /**
+   * Whether this node's view holds `node` as left or removed: a prepare or proposal from a
+   * proposer of such a node is refused (docs/CONSENSUS.md, "Watches"), so a node removed while it
+   * still runs decides nothing once its acceptors know, and a watch that read its log to the end
+   * misses nothing.
+   */
+  readonly departed: (node: string) => boolean;
   /** Told of every key whose acceptor state was written (the lease scanner keeps the lease records it learns of so). */
   readonly stored: (bucket: string, key: string) => void;
 }
@@ -47,6 +55,7 @@ export class AcceptorStore {
         `bucket ${JSON.stringify(request.bucket)} is not consistent here, so this node keeps no Paxos state for it; the sender's bucket properties differ from this node's (check that every node has the cluster's view)`,
       );
     }
+    if (request.type !== 'paxos-commit') this.refuseDeparted(request.type === 'paxos-prepare' ? request.ballot : request.proposal.ballot);
     const acceptorRequest: AcceptorRequest =
       request.type === 'paxos-prepare'
         ? { type: 'prepare', epoch: request.epoch, ballot: request.ballot }
@@ -70,6 +79,24 @@ export class AcceptorStore {
       return step.reply;
     });
     return { type: 'paxos-reply', reply };
+  }
+
+  /**
+   * Refuses a prepare or proposal of a proposer whose node this node holds as left or removed. A
+   * leaver drains its operations before it flips to left, but a node removed while it still runs
+   * (judged down while cut off) may hold the ring planned without it before it hears of its
+   * removal, and propose at that ring's epoch; a watch reads a departed node's log to its end once,
+   * so what it decided after that would be missed. A commit is still taken: it only teaches a
+   * decided state.
+   */
+  private refuseDeparted(ballot: Ballot): void {
+    const node = proposerNode(ballot.proposer);
+    if (node === undefined || !this.options.departed(node)) return;
+    throw new KvError(
+      'KV_NOT_READY',
+      `node ${node} proposed this round, but it has left or was removed from the cluster, so its acceptors refuse it and it decides nothing; the operation was not applied: send it to a member of the cluster`,
+      { details: { applied: 'no' } },
+    );
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { AcceptorReply, AcceptorRequest } from '../core/consensus/acceptor.js';
-import { type Ballot, type BallotIssuer, issueBallot, startBallotIssuer } from '../core/consensus/ballot.js';
+import { type Ballot, type BallotIssuer, issueBallot, proposerIdentity, startBallotIssuer } from '../core/consensus/ballot.js';
 import type { BrokenVariant } from '../core/consensus/broken-variants.js';
 import { type OperationResult, type RegisterOperation, type RegisterState, operationId } from '../core/consensus/compare-and-set.js';
 import { type ProposerEffect, type ProposerEvent, startProposer, stepProposer } from '../core/consensus/proposer.js';
@@ -60,7 +60,7 @@ export class ConsistentCoordinator {
   );
 
   constructor(private readonly options: ConsistentCoordinatorOptions) {
-    this.issuer = startBallotIssuer(`${options.selfId}:${options.generation}:${options.random.int(2 ** 30).toString(36)}`);
+    this.issuer = startBallotIssuer(proposerIdentity(options.selfId, options.generation, options.random.int(2 ** 30).toString(36)));
   }
 
   /**

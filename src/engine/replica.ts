@@ -38,11 +38,21 @@ export interface WriteLimits extends SiblingLimits {
 export type ChangeListener = (dataKey: Buffer, before: Uint8Array | undefined, after: Uint8Array | undefined, object: VersionedObject | undefined) => void;
 
 /**
- * Called after this replica applied and stored a client write it coordinated (it issued the
- * write's dot), with the object it left and that dot: each write is reported once, by the node
- * that created it, which is what watches follow (src/engine/watch-log.ts).
+ * Called after this replica applied and stored a change it issued a dot for (a client write it
+ * coordinated, or a data type update it applied), with the object it left and that dot: each
+ * change is reported once, by the node that created it, which is what watches follow
+ * (src/engine/watch-log.ts). Copies of versions made elsewhere (replication, read repair,
+ * hints, anti-entropy, handoff, restore) are not reported: see `StoreOrigin`.
  */
 export type WriteListener = (bucket: string, key: string, objectBytes: Uint8Array, dot: Dot) => void;
+
+/**
+ * Why a key's object is stored, which every store names (`Replica.storeBytes`), so no path that
+ * changes a stored object can leave the watches out by mistake: `issued` is a change this replica
+ * made and issued `dot` for (reported to the write listeners, once), `copied` merges versions
+ * issued elsewhere, which their issuer reported (README, "Watches").
+ */
+type StoreOrigin = { readonly kind: 'issued'; readonly bucket: string; readonly key: string; readonly dot: Dot } | { readonly kind: 'copied' };
 
 /**
  * Holds writes of stored data back while anti-entropy's tree keeper rebuilds or saves its Merkle
@@ -261,9 +271,12 @@ export class Replica {
       // The clock is never pruned: any entry may be the only record that a superseded version's dot
       // was seen, and forgetting it would let a replica that still holds that version bring it back.
       const appliedBytes = this.judgeObjectSize(encodeObject(applied), beforeBytes, { bucket, key }, 'write');
-      await this.storeBytes(dataKey, name, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), appliedBytes, applied, sync);
-      // Still under the key lock, so a key's writes reach the listeners in the order they were applied.
-      for (const listener of this.writeListeners) listener(bucket, key, appliedBytes, dot);
+      await this.storeBytes(dataKey, name, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), appliedBytes, applied, sync, {
+        kind: 'issued',
+        bucket,
+        key,
+        dot,
+      });
       return { object: applied, dot };
     });
   }
@@ -272,9 +285,24 @@ export class Replica {
    * Applies a data type update here as one of this node's key epochs, after merging in `base` (the
    * coordinator's read, for removes), stores the result and answers it. A state-based counter or
    * set is only safe while its actor updates from its own latest state, which is what a key epoch
-   * guarantees (see keyActor).
+   * guarantees (see keyActor). The update is this replica's own change, as a coordinated write is:
+   * it is reported to the write listeners with the last dot it issued, and a leaving node's drain
+   * (`stopCoordinating`) refuses it too.
    */
   async updateDataType(
+    bucket: string,
+    key: string,
+    update: DataTypeUpdate,
+    sync: boolean,
+    base: VersionedObject | null,
+    nowMs: number,
+    limits: DataTypeLimits,
+  ): Promise<VersionedObject> {
+    return this.coordinating.run(async () => this.applyDataTypeUpdate(bucket, key, update, sync, base, nowMs, limits));
+  }
+
+  /** `updateDataType` under way: the update applied to this copy under the key lock. */
+  private async applyDataTypeUpdate(
     bucket: string,
     key: string,
     update: DataTypeUpdate,
@@ -293,7 +321,14 @@ export class Replica {
       const actor = await this.keyActor(beforeBytes === undefined ? undefined : stored.clock);
       const after = applyDataTypeUpdate(before, actor, update, nowMs, limits);
       const afterBytes = this.judgeObjectSize(encodeObject(after), beforeBytes, { bucket, key }, 'update');
-      await this.storeBytes(dataKey, name, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), afterBytes, after, sync);
+      // Every update issues at least one dot of the actor (a set's remove alone issues an event with no element).
+      const dot: Dot = { node: actor, counter: after.clock[actor] ?? 0 };
+      await this.storeBytes(dataKey, name, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), afterBytes, after, sync, {
+        kind: 'issued',
+        bucket,
+        key,
+        dot,
+      });
       return after;
     });
   }
@@ -395,7 +430,7 @@ export class Replica {
       const afterBytes = encodeObject(after);
       const changed = beforeBytes === undefined || !Buffer.from(beforeBytes).equals(afterBytes);
       // A sync write must reach the disk even when nothing changed, or `dw` would count a write that is not durable.
-      if (changed || sync) await this.storeBytes(dataKey, name, beforeBytes, beforeLive, afterBytes, after, sync);
+      if (changed || sync) await this.storeBytes(dataKey, name, beforeBytes, beforeLive, afterBytes, after, sync, { kind: 'copied' });
       return { object: after, changed };
     });
   }
@@ -466,9 +501,13 @@ export class Replica {
   }
 
   /**
-   * Stores a key's new version. `beforeLive` says the version it replaces was live (as judged for
-   * the index): its index entry then already says live, since a live version is only ever stored
-   * with its live entry, and a live version replacing it needs no second copy of that entry.
+   * Stores a key's new version: the one place a stored object changes (reap and remove only
+   * delete). `beforeLive` says the version it replaces was live (as judged for the index): its
+   * index entry then already says live, since a live version is only ever stored with its live
+   * entry, and a live version replacing it needs no second copy of that entry. `origin` says
+   * whether this replica issued the change, which is then reported to the write listeners once
+   * it is stored, still under the key's lock, so a key's changes reach them in the order they
+   * were applied.
    */
   private async storeBytes(
     dataKey: Buffer,
@@ -478,6 +517,7 @@ export class Replica {
     afterBytes: Buffer,
     after: VersionedObject,
     sync: boolean,
+    origin: StoreOrigin,
   ): Promise<void> {
     // The data and its index entry (live or dead) go in one atomic write, so no crash separates them
     // (bucket-index.ts), and the write is one group-committed engine batch instead of two in turn;
@@ -497,6 +537,7 @@ export class Replica {
       }
       this.cache.set(name, afterBytes);
       for (const listener of this.listeners) listener(dataKey, beforeBytes, afterBytes, after);
+      if (origin.kind === 'issued') for (const listener of this.writeListeners) listener(origin.bucket, origin.key, afterBytes, origin.dot);
     });
   }
 

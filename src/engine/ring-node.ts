@@ -1,4 +1,5 @@
 import { hasDeparted } from '../core/membership/membership.js';
+import { type DepartureFenceDependencies, fenceDeparture } from './departure-fence.js';
 import type { PeerReply, PeerRequest } from '../core/wire/messages.js';
 import type { VersionedObject } from '../core/versioning/versioned-object.js';
 import { AntiEntropy, type RepairProgress } from './anti-entropy.js';
@@ -141,6 +142,7 @@ export class RingNode implements KvService {
       space: storage.paxos,
       bucketProperties: context.bucketProperties,
       ringVersion: () => context.ring()?.version ?? 0,
+      departed: (node) => hasDeparted(gossiper.view.members[node]?.status),
       stored: (bucket, key) => scanner.stored(bucket, key),
     });
     const handoff = new Handoff({
@@ -160,6 +162,17 @@ export class RingNode implements KvService {
     replica.onChange((dataKey, before, after, object) => antiEntropy.track(dataKey, before, after, object));
     gossiper.onRingChange(() => handoff.runSoon());
     replica.onCoordinatedWrite((bucket, key, objectBytes, dot) => watchLog.append(bucket, key, objectBytes, dot));
+    const departureFence: DepartureFenceDependencies = {
+      selfId: context.selfId,
+      clock: context.clock,
+      send: context.send,
+      recordOf: (node) => gossiper.recordOf(node),
+      members: () =>
+        Object.values(gossiper.view.members)
+          .filter((member) => !hasDeparted(member.status))
+          .map((member) => member.id),
+      settings: () => ({ peerTimeoutMs: config.limits.peerTimeoutMs, retryMs: config.watch.pollWaitMs }),
+    };
     this.watches = new Watches({
       clock: context.clock,
       logger: context.logger,
@@ -169,6 +182,7 @@ export class RingNode implements KvService {
           .filter((member) => !hasDeparted(member.status))
           .map((member) => member.id),
       departed: (node) => hasDeparted(gossiper.view.members[node]?.status),
+      fenceDeparture: async (node, stopped) => fenceDeparture(departureFence, node, stopped),
       settings: () => ({ ...config.watch, peerTimeoutMs: config.limits.peerTimeoutMs }),
     });
     const settings = () => ({

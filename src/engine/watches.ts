@@ -23,6 +23,12 @@ export interface WatchesDependencies {
   readonly members: () => readonly string[];
   /** Whether this node's view holds `node` as left or removed (a node it has not heard of yet is neither). */
   readonly departed: (node: string) => boolean;
+  /**
+   * Resolves once the departed `node` can decide nothing more that its log would hold after the
+   * watch's last read of it (src/engine/departure-fence.ts), or once `stopped()` (the node stops
+   * serving watches) turns true.
+   */
+  readonly fenceDeparture: (node: string, stopped: () => boolean) => Promise<void>;
   readonly settings: () => WatchSettings;
 }
 
@@ -78,6 +84,9 @@ const maxWritesPerPoll = 1000;
 export class Watches {
   private watching = 0;
   private readonly sessions = new Set<WatchStream>();
+  /** The fence under way per departed node, shared by every watch of this node (one push per member, not one per watch). */
+  private readonly fences = new Map<string, Promise<void>>();
+  private stopping = false;
 
   constructor(private readonly dependencies: WatchesDependencies) {}
 
@@ -101,17 +110,35 @@ export class Watches {
       });
     }
     this.watching += 1;
-    const session: WatchSession = new WatchSession(this.dependencies, filter, position, resumeFrom === undefined, () => {
-      this.watching -= 1;
-      this.sessions.delete(session);
-    });
+    const session: WatchSession = new WatchSession(
+      this.dependencies,
+      filter,
+      position,
+      resumeFrom === undefined,
+      async (node) => this.fence(node),
+      () => {
+        this.watching -= 1;
+        this.sessions.delete(session);
+      },
+    );
     this.sessions.add(session);
     return session;
   }
 
   /** Ends every watch (the node is stopping): each stream ends after what it has queued. */
   closeAll(): void {
+    this.stopping = true;
     for (const session of [...this.sessions]) session.close();
+  }
+
+  /** Resolves once the departed `node` is fenced (fenceDeparture); forgotten once it is, so a later watch fences it again. */
+  private async fence(node: string): Promise<void> {
+    let fence = this.fences.get(node);
+    if (fence === undefined) {
+      fence = this.dependencies.fenceDeparture(node, () => this.stopping).finally(() => this.fences.delete(node));
+      this.fences.set(node, fence);
+    }
+    return fence;
   }
 }
 
@@ -142,6 +169,8 @@ class WatchSession implements WatchStream {
     this.markClosed = resolve;
   });
   private readonly polling = new Set<string>();
+  /** Departed nodes whose fence held (fenceDeparture): their log is read the last time. */
+  private readonly fenced = new Set<string>();
   /** Nodes whose first poll failed: when one answers later, writes it made meanwhile may be lost (compacted). */
   private readonly missedStart = new Set<string>();
   /** Nodes not yet asked once; the watch is ready when none is left. */
@@ -165,6 +194,8 @@ class WatchSession implements WatchStream {
     private readonly filter: WatchFilter,
     position: WatchPosition,
     fresh: boolean,
+    /** Resolves once a departed node can log nothing more (Watches.fence). */
+    private readonly fence: (node: string) => Promise<void>,
     private readonly release: () => void,
   ) {
     this.cursors = position.cursors;
@@ -232,6 +263,12 @@ class WatchSession implements WatchStream {
         // It went before any poll of it was answered: what it wrote before that may be missing.
         if (this.missedStart.delete(node)) this.push({ kind: 'compacted', id: this.id(), nodes: [node] });
         break;
+      }
+      if (!member && !this.fenced.has(node)) {
+        // Its last read waits until it can log nothing more (a node removed while it ran may not have heard yet).
+        await Promise.race([this.fence(node), this.closed]);
+        this.fenced.add(node);
+        if (this.stopped) break;
       }
       const settings = this.dependencies.settings();
       const waitMs = member ? Math.max(0, Math.min(settings.pollWaitMs, Math.floor(settings.peerTimeoutMs / 2))) : 0;

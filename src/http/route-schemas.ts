@@ -452,7 +452,7 @@ export const openApiSchema = {
 
 const watchStreamResponse = {
   description:
-    'a stream of Server-Sent Events (text/event-stream): `ready` once every node was asked, then `put` and `delete` for each write (key, value base64, content type, context, dot), `progress` (the id moved past writes not followed), `compacted` (writes were lost to the watch: read again; later ones follow) and `overflow` (the watcher fell watch.maxQueuedEvents behind and was cut off: reconnect with Last-Event-ID)',
+    'a stream of Server-Sent Events (text/event-stream): `ready` once every node was asked, then `put` and `delete` for each write (key, value base64, content type, context, dot), with ?dt=true `update` for each data type update (key, type, the state the applying replica left, dot), `progress` (the id moved past writes not followed), `compacted` (writes were lost to the watch: read again; later ones follow) and `overflow` (the watcher fell watch.maxQueuedEvents behind and was cut off: reconnect with Last-Event-ID)',
   content: { 'text/event-stream': { schema: Type.String() } },
 };
 const watchHeaders = Type.Object({
@@ -460,12 +460,19 @@ const watchHeaders = Type.Object({
 });
 const watchErrors: readonly KvErrorCode[] = ['KV_BAD_PARAMETER', 'KV_KEY_TOO_LONG', 'KV_BUCKET_TOO_LONG', 'KV_OVERLOADED'];
 
+/** ?dt=true: a watch of data types (/dt) instead of plain keys. */
+const watchDataTypes = Type.Optional(
+  Type.Union([Type.Literal('true'), Type.Literal('false')], {
+    description: 'true or false; true: watch the data types (/dt) of these names, not the plain keys (an `update` event per counter or set update)',
+  }),
+);
+
 /** GET /watch/:bucket/:key: the writes of one key (README, "Watches"). */
 export const watchKeySchema = {
   tags: ['kv'],
   summary: 'watch the writes of a key, as Server-Sent Events',
   params: kvParams,
-  querystring: Type.Object({}, { additionalProperties: false }),
+  querystring: Type.Object({ dt: watchDataTypes }, { additionalProperties: false }),
   headers: watchHeaders,
   response: { 200: watchStreamResponse, ...errorResponses(watchErrors) },
 };
@@ -476,7 +483,10 @@ export const watchPrefixSchema = {
   summary: 'watch the writes of every key that starts with a prefix, as Server-Sent Events',
   params: Type.Object({ bucket: kvParams.properties.bucket }),
   querystring: Type.Object(
-    { prefix: Type.String({ description: "?prefix=P, the keys' prefix (?prefix= for every key of the bucket); to watch one key use /watch/{bucket}/{key}" }) },
+    {
+      prefix: Type.String({ description: "?prefix=P, the keys' prefix (?prefix= for every key of the bucket); to watch one key use /watch/{bucket}/{key}" }),
+      dt: watchDataTypes,
+    },
     { additionalProperties: false },
   ),
   headers: watchHeaders,

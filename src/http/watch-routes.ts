@@ -6,6 +6,7 @@ import type { NodeConfig } from '../config/schema.js';
 import type { KvService } from '../engine/kv-service.js';
 import type { WatchItem, WatchStream } from '../engine/watches.js';
 import { decodeConsistentValue } from '../core/consensus/consistent-value.js';
+import { dataTypeKey, dataTypeKeyPrefix, dataTypeValue, isDataTypeKey } from '../core/datatypes/data-type.js';
 import { KvError } from '../util/errors.js';
 import { checkName } from './kv-routes.js';
 import { watchKeySchema, watchPrefixSchema } from './route-schemas.js';
@@ -35,6 +36,7 @@ function sseEvent(event: string, id: string | undefined, body: unknown): string 
 export function formatWatchItem(item: WatchItem): string {
   switch (item.kind) {
     case 'write': {
+      if (isDataTypeKey(item.key)) return formatDataTypeUpdate(item);
       const sibling = item.object.siblings.find((candidate) => candidate.dot.node === item.dot.node && candidate.dot.counter === item.dot.counter);
       const deleted = sibling === undefined || sibling.tombstone;
       const body = {
@@ -83,6 +85,23 @@ export function formatWatchItem(item: WatchItem): string {
         message: 'this watcher fell watch.maxQueuedEvents events behind and was cut off: reconnect with the last event id as Last-Event-ID to go on from there',
       });
   }
+}
+
+/**
+ * A data type update as an SSE `update` event (README, "Watches"): the data type's name, its
+ * type, the state the replica that applied the update left (what a read of that replica alone
+ * answers: the value, and for a set its context) and the update's dot. The replica checked that
+ * its counter stays within the safe integers before it stored the state, so reading it cannot fail.
+ */
+function formatDataTypeUpdate(item: Extract<WatchItem, { kind: 'write' }>): string {
+  const state = dataTypeValue(item.object);
+  const body = {
+    bucket: item.bucket,
+    key: item.key.slice(dataTypeKeyPrefix.length),
+    ...state,
+    dot: item.dot,
+  };
+  return sseEvent('update', item.id, body);
 }
 
 /**
@@ -151,24 +170,46 @@ export function registerWatchRoutes(app: FastifyInstance, dependencies: WatchRou
     return stream;
   };
 
-  app.get<{ Params: { bucket: string; key: string } }>('/watch/:bucket/:key', { schema: watchKeySchema }, async (request, reply) => {
-    const { bucket, key } = request.params;
-    checkName('bucket', bucket, config.limits.maxBucketBytes, '/watch');
-    checkName('key', key, config.limits.maxKeyBytes, '/watch');
-    if (key.startsWith('\u0000'))
-      throw new KvError('KV_BAD_REQUEST', 'keys that start with U+0000 (%00) are reserved for data types (/dt), which cannot be watched; use another key');
-    const stream = open(request, { bucket, kind: 'key', name: key });
-    await streamWatch(reply, stream, () => streams.delete(stream));
-  });
+  app.get<{ Params: { bucket: string; key: string }; Querystring: { dt?: 'true' | 'false' } }>(
+    '/watch/:bucket/:key',
+    { schema: watchKeySchema },
+    async (request, reply) => {
+      const { bucket, key } = request.params;
+      checkName('bucket', bucket, config.limits.maxBucketBytes, '/watch');
+      checkName('key', key, config.limits.maxKeyBytes, '/watch');
+      refuseReserved(key, 'key');
+      const stream = open(request, { bucket, kind: 'key', name: storedName(key, request.query.dt) });
+      await streamWatch(reply, stream, () => streams.delete(stream));
+    },
+  );
 
-  app.get<{ Params: { bucket: string }; Querystring: { prefix: string } }>('/watch/:bucket', { schema: watchPrefixSchema }, async (request, reply) => {
-    const { bucket } = request.params;
-    checkName('bucket', bucket, config.limits.maxBucketBytes, '/watch');
-    // The route schema requires ?prefix= (query-parameters.ts says so to a client without one).
-    const prefix = request.query.prefix;
-    if (Buffer.byteLength(prefix) > config.limits.maxKeyBytes)
-      throw new KvError('KV_KEY_TOO_LONG', `the prefix is over limits.maxKeyBytes (${config.limits.maxKeyBytes}); use a shorter prefix`);
-    const stream = open(request, { bucket, kind: 'prefix', name: prefix });
-    await streamWatch(reply, stream, () => streams.delete(stream));
-  });
+  app.get<{ Params: { bucket: string }; Querystring: { prefix: string; dt?: 'true' | 'false' } }>(
+    '/watch/:bucket',
+    { schema: watchPrefixSchema },
+    async (request, reply) => {
+      const { bucket } = request.params;
+      checkName('bucket', bucket, config.limits.maxBucketBytes, '/watch');
+      // The route schema requires ?prefix= (query-parameters.ts says so to a client without one).
+      const prefix = request.query.prefix;
+      if (Buffer.byteLength(prefix) > config.limits.maxKeyBytes)
+        throw new KvError('KV_KEY_TOO_LONG', `the prefix is over limits.maxKeyBytes (${config.limits.maxKeyBytes}); use a shorter prefix`);
+      refuseReserved(prefix, 'prefix');
+      const stream = open(request, { bucket, kind: 'prefix', name: storedName(prefix, request.query.dt) });
+      await streamWatch(reply, stream, () => streams.delete(stream));
+    },
+  );
+}
+
+/** Refuses a key or prefix in the reserved range, as /kv does: data types are watched by their own names with ?dt=true. */
+function refuseReserved(name: string, what: 'key' | 'prefix'): void {
+  if (name.startsWith('\u0000'))
+    throw new KvError(
+      'KV_BAD_REQUEST',
+      `a ${what} that starts with U+0000 (%00) is reserved for data types (/dt); to watch a data type, send its own name with ?dt=true`,
+    );
+}
+
+/** The stored key (or prefix) a watch follows: data types live in a namespace of their own (src/core/datatypes/data-type.ts). */
+function storedName(name: string, dt: 'true' | 'false' | undefined): string {
+  return dt === 'true' ? dataTypeKey(name) : name;
 }

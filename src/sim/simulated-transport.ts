@@ -30,6 +30,12 @@ export interface NetworkFaults {
   maxDelayMs: number;
   /** Probability that a message (request or reply) is lost. */
   dropProbability: number;
+  /**
+   * Messages (requests and replies) this answers true for are lost, by sender, receiver and
+   * message: a link that carries some messages and not others (the ring reaches a node while the
+   * SWIM records that would tell it of its removal do not). Unset: none.
+   */
+  blocks?: (source: PeerAddress, target: PeerAddress, message: PeerRequest | PeerReply) => boolean;
 }
 
 /**
@@ -125,8 +131,8 @@ export class SimulatedNetwork {
     return minDelayMs + this.random.int(Math.max(1, maxDelayMs - minDelayMs + 1));
   }
 
-  private lost(source: PeerAddress, target: PeerAddress): boolean {
-    if (!this.connected(source, target)) return true;
+  private lost(source: PeerAddress, target: PeerAddress, message: PeerRequest | PeerReply): boolean {
+    if (!this.connected(source, target) || this.faults.blocks?.(source, target, message) === true) return true;
     return this.faults.dropProbability > 0 && this.random.next() < this.faults.dropProbability;
   }
 
@@ -172,7 +178,7 @@ export class SimulatedNetwork {
       };
       sender.pending.add(fail);
       const timer = nodeClock.setTimer(timeoutMs, () => fail(new KvError('KV_TIMEOUT', `peer ${target} did not answer within ${timeoutMs} ms`)));
-      if (this.lost(source, target)) {
+      if (this.lost(source, target, message)) {
         this.dropped += 1;
         this.clock.note?.(`drop ${message.type} ${source}->${target}`);
         return;
@@ -198,7 +204,7 @@ export class SimulatedNetwork {
             }
             this.bytesSent += replyBody.byteLength;
             this.framesSent += 1;
-            if (this.lost(target, source)) {
+            if (this.lost(target, source, reply)) {
               this.dropped += 1;
               this.clock.note?.(`drop ${reply.type} ${target}->${source}`);
               return;

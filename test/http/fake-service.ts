@@ -18,7 +18,7 @@ import { conditionHolds } from '../../src/core/consensus/compare-and-set.js';
 import { type ListPage, type ListQuery, compareKeys } from '../../src/engine/key-listing.js';
 import { emptyContext, writeContext } from '../../src/core/versioning/context.js';
 import { KvError } from '../../src/util/errors.js';
-import { type DataTypeUpdate, type DataTypeValue, applyDataTypeUpdate, dataTypeValue } from '../../src/core/datatypes/data-type.js';
+import { type DataTypeUpdate, type DataTypeValue, applyDataTypeUpdate, dataTypeKey, dataTypeValue } from '../../src/core/datatypes/data-type.js';
 import type { DataTypeService, DataTypeWriteOptions } from '../../src/engine/kv-service.js';
 import type { WatchFilter } from '../../src/core/watch/watch-cursor.js';
 import { WatchLog } from '../../src/engine/watch-log.js';
@@ -84,7 +84,10 @@ export class FakeKvService implements KvService {
       this.record('dt.update', bucket, key, update, options);
       const state = this.dataTypeStates.get(`${bucket}/${key}`) ?? emptyObject;
       const { maxSetElements, maxSetBytes } = this.config.limits;
-      this.dataTypeStates.set(`${bucket}/${key}`, applyDataTypeUpdate(state, this.nodeId, update, this.clockMs, { maxSetElements, maxSetBytes }));
+      const updated = applyDataTypeUpdate(state, this.nodeId, update, this.clockMs, { maxSetElements, maxSetBytes });
+      this.dataTypeStates.set(`${bucket}/${key}`, updated);
+      // As the applying replica does: the update is reported under its stored key with the dot it issued.
+      this.watchLog.append(bucket, dataTypeKey(key), encodeObject(updated), { node: this.nodeId, counter: updated.clock[this.nodeId] ?? 0 });
     },
   };
 
@@ -123,6 +126,8 @@ export class FakeKvService implements KvService {
       logger: silentLogger,
       members: () => [this.nodeId],
       departed: () => false,
+      // The fake is the one member and never departs.
+      fenceDeparture: async () => undefined,
       send: async (_node, request) => {
         if (request.type !== 'watch-poll') throw new Error(`the fake's watches send only watch-poll, not ${request.type}`);
         return this.watchLog.poll(request);

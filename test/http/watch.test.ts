@@ -118,6 +118,57 @@ describe('GET /watch', () => {
     }
   });
 
+  it('with ?dt=true streams an update event per data type update, with its type, state and dot; a plain watch of the same names sees none', async () => {
+    const { origin } = await listening();
+    const controller = new AbortController();
+    try {
+      const open = async (url: string): Promise<OpenStream> => {
+        const response = await request(`${origin}${url}`, { signal: controller.signal });
+        expect(response.statusCode, url).toBe(200);
+        const stream = new OpenStream(response.body as AsyncIterable<Buffer>);
+        await stream.until((text) => text.includes('event: ready'), `the ready of ${url}`);
+        return stream;
+      };
+      const counter = await open('/watch/b/visits?dt=true');
+      const dataTypes = await open('/watch/b?prefix=&dt=true');
+      const plain = await open('/watch/b?prefix=');
+      const client = new RingClient({ nodes: [origin] });
+      try {
+        const watched = client.watch('b', 'visits', { dataTypes: true, signal: controller.signal });
+        expect((await within(watched.next(), 'the client watch ready', () => ''))?.value?.type).toBe('ready');
+        await client.dt.increment('b', 'visits', 5);
+        await client.dt.increment('b', 'visits', -2);
+        await client.dt.updateSet('b', 'members', { add: ['ann'] });
+        await client.put('b', 'visits', 'plain');
+        // RingClient.watch with dataTypes yields the same updates.
+        const first = await within(watched.next(), 'the client watch first update', () => '');
+        expect(first.value).toMatchObject({ type: 'update', bucket: 'b', key: 'visits', dataType: 'counter', value: 5, dot: { node: 'fake', counter: 1 } });
+        await within(watched.return(), 'the end of the client watch', () => '');
+      } finally {
+        await client.close();
+      }
+      const events = (stream: OpenStream, name: string) =>
+        stream.text
+          .split('\n\n')
+          .filter((block) => block.startsWith(`event: ${name}`))
+          .map((block) => JSON.parse(block.split('\n')[2]!.replace(/^data: /, '')) as Record<string, unknown>);
+      await counter.until(() => events(counter, 'update').length >= 2, 'the two counter updates');
+      expect(events(counter, 'update')).toEqual([
+        { bucket: 'b', key: 'visits', type: 'counter', value: 5, dot: { node: 'fake', counter: 1 } },
+        { bucket: 'b', key: 'visits', type: 'counter', value: 3, dot: { node: 'fake', counter: 2 } },
+      ]);
+      await dataTypes.until(() => events(dataTypes, 'update').length >= 3, 'every data type update');
+      expect(events(dataTypes, 'update')[2]).toMatchObject({ bucket: 'b', key: 'members', type: 'set', value: ['ann'], dot: { node: 'fake', counter: 1 } });
+      expect(events(dataTypes, 'update')[2]!.context).toMatch(/^c/);
+      expect(events(dataTypes, 'put'), 'a data type watch sees no plain write').toEqual([]);
+      await plain.until(() => events(plain, 'put').length >= 1, 'the plain write');
+      expect(events(plain, 'put').map((event) => event.key)).toEqual(['visits']);
+      expect(events(plain, 'update'), 'a plain watch sees no data type update').toEqual([]);
+    } finally {
+      controller.abort();
+    }
+  });
+
   it("refuses bad input before a stream starts: names, a missing prefix, an id that is no watch's", async () => {
     const { origin } = await listening({ limits: { maxBucketBytes: 8, maxKeyBytes: 16 } });
     const cases: [string, Record<string, string>, number, string][] = [
@@ -129,6 +180,9 @@ describe('GET /watch', () => {
       ['/watch/b/k?other=1', {}, 400, 'KV_BAD_PARAMETER'],
       ['/watch/b/k', { 'last-event-id': 'not an id' }, 400, 'KV_BAD_REQUEST'],
       ['/watch/b/%00counter', {}, 400, 'KV_BAD_REQUEST'],
+      ['/watch/b/%00counter?dt=true', {}, 400, 'KV_BAD_REQUEST'],
+      ['/watch/b?prefix=%00dt%00', {}, 400, 'KV_BAD_REQUEST'],
+      ['/watch/b/k?dt=yes', {}, 400, 'KV_BAD_PARAMETER'],
     ];
     for (const [url, headers, status, code] of cases) {
       const answer = await answerOf(origin, url, headers);

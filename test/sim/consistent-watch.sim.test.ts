@@ -21,7 +21,14 @@ import { isKvError } from '../../src/util/errors.js';
 
 const bucket = 'config';
 const config = { buckets: { [bucket]: { consistent: true } } };
-const seeds = process.env.SIM_SEED !== undefined ? [Number(process.env.SIM_SEED)] : [2401, 2402, 2403];
+/**
+ * The seeds the broken proposer must be caught on (some of them): fixed, also when SIM_SEED
+ * replays one seed of the other tests. It needs a run where a proposer's answers are lost after
+ * its decision and the next round carries the state, which not every seed has (2410, 2421 and
+ * 2433 of 2404-2440 have none), so replaying such a seed used to fail this test with nothing wrong.
+ */
+const detectionSeeds = [2401, 2402, 2403];
+const seeds = process.env.SIM_SEED !== undefined ? [Number(process.env.SIM_SEED)] : detectionSeeds;
 const keys = ['k0', 'k1'];
 
 let cluster: SimCluster | undefined;
@@ -298,7 +305,7 @@ describe('simulation: watches on consistent buckets', () => {
 
   it('catches a proposer that does not report the decided states it carries forward', async () => {
     const caught: string[] = [];
-    for (const seed of seeds) {
+    for (const seed of detectionSeeds) {
       const run = await runScenario(seed, { crashes: false, strict: true, broken: 'skip-carried-report' });
       await cluster?.stop();
       cluster = undefined;

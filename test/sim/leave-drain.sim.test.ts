@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { dataTypeKey } from '../../src/core/datatypes/data-type.js';
 import type { MemberLifecycle } from '../../src/core/membership/membership.js';
 import { emptyContext } from '../../src/core/versioning/context.js';
 import type { WatchItem } from '../../src/engine/watches.js';
@@ -120,25 +121,37 @@ describe('simulation: a leaving node drains its consistent operations before it 
     }
   });
 
-  it.each(seeds)('seed %i: a leaver that has drained refuses to coordinate a plain write from a node whose ring is behind', async (seed) => {
-    const sim = (cluster = await SimCluster.start(seed, 4, config));
-    const leaver = sim.members[3]!;
-    leaver.node.leave();
-    await sim.runUntil(() => leaver.node.gossiper.ownStatus === 'left', 300_000, 'the leaver has left');
-    const answer = await sim.drive(
-      leaver.node
-        .handlePeer({
-          type: 'coordinate-put',
-          bucket: 'plain',
-          key: 'p',
-          write: { value: Buffer.from('late'), contentType: 'text/plain', tombstone: false, context: emptyContext, nowMs: leaver.node.nowMs() },
-          mode: 'siblings',
-          sync: true,
-        })
-        .then((reply) =>
-          reply.type === 'error' ? `${reply.code} ${String((JSON.parse(reply.details ?? '{}') as { applied?: string }).applied)}` : reply.type,
-        ),
-    );
-    expect(answer, `seed ${seed}: a coordinate-put on the leaver after it drained`).toBe('KV_NOT_READY no');
-  });
+  it.each(seeds)(
+    'seed %i: a leaver that has drained refuses to coordinate a plain write or apply a data type update from a node whose ring is behind',
+    async (seed) => {
+      const sim = (cluster = await SimCluster.start(seed, 4, config));
+      const leaver = sim.members[3]!;
+      leaver.node.leave();
+      await sim.runUntil(() => leaver.node.gossiper.ownStatus === 'left', 300_000, 'the leaver has left');
+      const answer = await sim.drive(
+        leaver.node
+          .handlePeer({
+            type: 'coordinate-put',
+            bucket: 'plain',
+            key: 'p',
+            write: { value: Buffer.from('late'), contentType: 'text/plain', tombstone: false, context: emptyContext, nowMs: leaver.node.nowMs() },
+            mode: 'siblings',
+            sync: true,
+          })
+          .then((reply) =>
+            reply.type === 'error' ? `${reply.code} ${String((JSON.parse(reply.details ?? '{}') as { applied?: string }).applied)}` : reply.type,
+          ),
+      );
+      expect(answer, `seed ${seed}: a coordinate-put on the leaver after it drained`).toBe('KV_NOT_READY no');
+      // A data type update is this replica's own change as well, reported in its log alone: refused too.
+      const update = await sim.drive(
+        leaver.node
+          .handlePeer({ type: 'dt-update', bucket: 'plain', key: dataTypeKey('c'), update: { type: 'counter', increment: 1 }, sync: true, base: null })
+          .then((reply) =>
+            reply.type === 'error' ? `${reply.code} ${String((JSON.parse(reply.details ?? '{}') as { applied?: string }).applied)}` : reply.type,
+          ),
+      );
+      expect(update, `seed ${seed}: a dt-update on the leaver after it drained`).toBe('KV_NOT_READY no');
+    },
+  );
 });

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { dataTypeKey, dataTypeValue } from '../../src/core/datatypes/data-type.js';
 import { partitionOf } from '../../src/core/keys.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
-import type { CausalContext } from '../../src/core/versioning/context.js';
+import { type CausalContext, decodeContext } from '../../src/core/versioning/context.js';
 import type { WatchFilter } from '../../src/core/watch/watch-cursor.js';
 import type { WatchItem, WatchStream } from '../../src/engine/watches.js';
 import { SimCluster, type SimMember } from '../../src/sim/sim-cluster.js';
@@ -231,6 +232,61 @@ describe('simulation: watches', () => {
     resumedStream.close();
     await sim.drive(resumed.done);
   });
+
+  it.each(seeds)(
+    'seed %i: a data type update is one event from the replica that applied it, with its dot and the state it left; plain watches never see it',
+    async (seed) => {
+      cluster = await SimCluster.start(seed, 3, config);
+      const sim = cluster;
+      const [a, b, c] = sim.members as [SimMember, SimMember, SimMember];
+      const counter = collect(a.node.watch({ bucket: 'watched', kind: 'key', name: dataTypeKey('visits') }));
+      const dataTypes = collect(b.node.watch({ bucket: 'watched', kind: 'prefix', name: dataTypeKey('') }));
+      const plain = collect(c.node.watch({ bucket: 'watched', kind: 'prefix', name: '' }));
+      const watches = [counter, dataTypes, plain];
+      await sim.runUntil(() => watches.every((watch) => watch.items.some((item) => item.kind === 'ready')), 10_000, 'the watches are ready');
+      const increments = [5, -2, 7, 1];
+      for (const [index, increment] of increments.entries())
+        await sim.drive(sim.members[index % 3]!.node.dataTypes.update('watched', 'visits', { type: 'counter', increment }, { w: 'all' }));
+      await sim.drive(b.node.dataTypes.update('watched', 'members', { type: 'set', add: ['ann', 'bob'], remove: [] }, { w: 'all' }));
+      const members = await sim.drive(c.node.dataTypes.read('watched', 'members', { r: 'all' }));
+      const context = members?.type === 'set' ? decodeContext(members.context) : undefined;
+      // A remove alone adds no element, and is an update of its own all the same.
+      await sim.drive(c.node.dataTypes.update('watched', 'members', { type: 'set', add: [], remove: ['ann'], context }, { w: 'all' }));
+      await sim.drive(
+        a.node.put({ bucket: 'watched', key: 'visits', value: Buffer.from('plain'), contentType: 'text/plain', context: undefined, options: {} }),
+      );
+      const updates = (watch: Collected) => watch.items.flatMap((item) => (item.kind === 'write' && item.key.startsWith('\u0000') ? [item] : []));
+      await sim.runUntil(
+        () => updates(counter).length >= increments.length && updates(dataTypes).length >= increments.length + 2 && plain.writes().length >= 1,
+        10_000,
+        `every update arrives (saw ${updates(counter).length} on the key, ${updates(dataTypes).length} on the prefix, ${plain.writes().join(',')} plain)`,
+      );
+      await sim.clock.advance(3000);
+      // Each update once, under its own dot, which the state it left holds.
+      const dots = updates(counter).map((item) => `${item.dot.node}:${item.dot.counter}`);
+      expect(new Set(dots).size, `seed ${seed}: each update has a dot of its own (${dots.join(' ')})`).toBe(increments.length);
+      for (const item of updates(counter)) expect(item.object.clock[item.dot.node], `seed ${seed}: the state holds its dot`).toBe(item.dot.counter);
+      expect(updates(counter).every((item) => item.key === dataTypeKey('visits'))).toBe(true);
+      // With w all every update applied on a copy that held the ones before it, so the largest value is the sum.
+      const values = updates(counter).map((item) => dataTypeValue(item.object));
+      expect(values, `seed ${seed}`).toContainEqual({ type: 'counter', value: 11 });
+      expect(
+        updates(dataTypes)
+          .map((item) => item.key)
+          .sort(),
+      ).toEqual([...increments.map(() => dataTypeKey('visits')), dataTypeKey('members'), dataTypeKey('members')].sort());
+      const setUpdates = updates(dataTypes).filter((item) => item.key === dataTypeKey('members'));
+      expect(new Set(setUpdates.map((item) => `${item.dot.node}:${item.dot.counter}`)).size, `seed ${seed}: the remove has a dot of its own`).toBe(2);
+      expect(setUpdates.map((item) => dataTypeValue(item.object)?.value)).toContainEqual(['bob']);
+      // The plain namespace's watch (a whole-bucket prefix) sees the plain key of the same name, never a data type.
+      expect(plain.writes(), `seed ${seed}`).toEqual(['visits=plain']);
+      expect(
+        counter.writes().every((write) => write.startsWith(dataTypeKey('visits'))),
+        'the key watch follows the data type alone',
+      ).toBe(true);
+      for (const watch of watches) expect(watch.items.some((item) => item.kind === 'compacted')).toBe(false);
+    },
+  );
 
   it('a node that stops ends the watches it serves, and its log answers no more polls', async () => {
     cluster = await SimCluster.start(3, 3, config);

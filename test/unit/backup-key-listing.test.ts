@@ -22,6 +22,7 @@ async function storeWith(keys: readonly string[]): Promise<AcceptorStore> {
     space: storage.paxos,
     bucketProperties: () => ({ consistent: true }) as BucketProperties,
     ringVersion: () => 1,
+    departed: () => false,
     stored: () => undefined,
   });
 }

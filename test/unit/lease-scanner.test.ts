@@ -52,7 +52,7 @@ function oneNodeScanner(
   options: { readonly readRecord: (id: string) => Promise<Uint8Array | null>; readonly maxKnownLeases?: number; readonly listed?: number[] },
 ): LeaseScanner {
   const ring = createRing(partitions, ['n1']);
-  const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties, ringVersion: () => 1, stored: () => undefined });
+  const acceptors = new AcceptorStore({ space: storage.paxos, bucketProperties, ringVersion: () => 1, departed: () => false, stored: () => undefined });
   return new LeaseScanner({
     selfId: 'n1',
     ring: () => ring,

@@ -177,5 +177,8 @@ function recordOf(event: WatchEvent): WatchRecord {
         ...(event.key === undefined ? {} : { key: event.key }),
         ...(event.missing === undefined ? {} : { missing: event.missing }),
       };
+    case 'update':
+      // Only a watch that asked for data types (`dataTypes`) gets updates; this workload never does.
+      throw new Error(`the watch workload got a data type update of key ${event.key}, which it never asks for`);
   }
 }

@@ -36,6 +36,23 @@ export function ballotText(ballot: Ballot): string {
   return `${ballot.round}.${ballot.proposer}`;
 }
 
+/**
+ * The proposer identity of one process of node `nodeId`: the node id, its start's generation and
+ * a nonce drawn at start, joined by ':'. Generation and nonce hold no ':', so the node id is read
+ * back from the right (`proposerNode`), whatever characters it has.
+ */
+export function proposerIdentity(nodeId: string, generation: number, nonce: string): string {
+  assert(!nonce.includes(':'), 'a proposer nonce holds no colon');
+  return `${nodeId}:${generation}:${nonce}`;
+}
+
+/** The node a proposer identity (`proposerIdentity`) belongs to; undefined for one of another shape. */
+export function proposerNode(proposer: string): string | undefined {
+  const nonceAt = proposer.lastIndexOf(':');
+  const generationAt = nonceAt <= 0 ? -1 : proposer.lastIndexOf(':', nonceAt - 1);
+  return generationAt <= 0 ? undefined : proposer.slice(0, generationAt);
+}
+
 /** What one proposer remembers to keep its ballots unique and rising. */
 export interface BallotIssuer {
   readonly proposer: string;

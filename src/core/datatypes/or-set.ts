@@ -96,10 +96,15 @@ export function applySetUpdate(object: VersionedObject, actor: string, update: S
     counter += 1;
     created.push({ dot: { node: actor, counter }, value: Buffer.from(element, 'utf8'), contentType: '', lastModifiedMs: nowMs, tombstone: false });
   }
+  // An update that adds nothing (a remove) is still one event of the actor, with a dot of its own
+  // and no element under it: a watch reports each update under its dot (README, "Watches"). The
+  // clock covering a dot no element holds removes nothing a merge would keep, since no other
+  // replica holds an element of this actor's dots beyond what this state has seen.
+  if (created.length === 0) counter += 1;
   const adding = new Set(update.add);
   const kept = siblings.filter((sibling) => !adding.has(elementOf(sibling)));
   const result: VersionedObject = {
-    clock: counter === counterOf(object.clock, actor) ? object.clock : sortVector({ ...object.clock, [actor]: counter }),
+    clock: sortVector({ ...object.clock, [actor]: counter }),
     siblings: sortedByDot([...kept, ...created]),
     kind: 'set',
   };

@@ -1,4 +1,5 @@
 import { KvError } from '../../util/errors.js';
+import { isDataTypeKey } from '../datatypes/data-type.js';
 
 /**
  * What a watch follows, and where it stands in each node's log of recent writes
@@ -22,10 +23,15 @@ export interface LogCursor {
   readonly seq: number;
 }
 
-/** True when the filter follows this key. */
+/**
+ * True when the filter follows this key. Plain keys and data types are two namespaces of a bucket
+ * (src/core/datatypes/data-type.ts): a prefix of plain keys (`''` too) never follows a data type,
+ * as a listing of plain keys never shows one; a data type watch names the stored key or prefix.
+ */
 export function filterMatches(filter: WatchFilter, bucket: string, key: string): boolean {
   if (bucket !== filter.bucket) return false;
-  return filter.kind === 'key' ? key === filter.name : key.startsWith(filter.name);
+  if (filter.kind === 'key') return key === filter.name;
+  return key.startsWith(filter.name) && isDataTypeKey(filter.name) === isDataTypeKey(key);
 }
 
 /** The most cursors an event id may name (one per node of the cluster). */
