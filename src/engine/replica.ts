@@ -78,12 +78,12 @@ export class Replica {
   private readonly locks = new KeyLocks();
   private readonly listeners: ChangeListener[] = [];
   private readonly writeListeners: WriteListener[] = [];
-  /** The client writes this replica coordinates under way, and the refusal of new ones once a leaving node has drained them. */
+  /** The client writes and data type updates this replica applies under way, and the refusal of new ones once a leaving node has drained them. */
   private readonly coordinating = new OperationDrain(
     () =>
       new KvError(
         'KV_NOT_READY',
-        'this node is leaving the cluster (or has left) and coordinates no writes; the write was not applied, send it to another member',
+        'this node is leaving the cluster (or has left) and coordinates no writes or data type updates; this one was not applied, send it to another member',
         {
           retryAfterSeconds: 1,
           details: { applied: 'no' },
