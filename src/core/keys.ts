@@ -7,19 +7,33 @@ import { assert } from '../util/assert.js';
  * one contiguous key range: handoff and Merkle rebuilds are a single range scan.
  */
 
-/** Positions of recently seen keys: a request hashes its key on the coordinator and again on each replica path. */
-const recentPositions = new Map<string, number>();
+/**
+ * Positions of recently seen keys, by bucket then key: a request hashes its key on the coordinator
+ * and again on each replica path. Two levels, so a lookup hashes the request's own bucket and key
+ * strings (V8 keeps a string's hash once computed) instead of building and hashing their join.
+ */
+const recentPositions = new Map<string, Map<string, number>>();
+let recentPositionCount = 0;
 const recentPositionsLimit = 8192;
 
 /** A key's place on the ring: the first 32 bits of SHA-1(bucket, 0x00, key), as Riak hashes {Bucket, Key} with SHA-1. */
 export function ringPosition(bucket: string, key: string): number {
-  const name = `${bucket}\u0000${key}`;
-  const known = recentPositions.get(name);
+  let positions = recentPositions.get(bucket);
+  const known = positions?.get(key);
   if (known !== undefined) return known;
-  const position = hash('sha1', name, 'buffer').readUInt32BE(0);
+  const position = hash('sha1', `${bucket}\u0000${key}`, 'buffer').readUInt32BE(0);
   // A bounded memo: cleared when full, which is cheaper than keeping LRU order per lookup.
-  if (recentPositions.size >= recentPositionsLimit) recentPositions.clear();
-  recentPositions.set(name, position);
+  if (recentPositionCount >= recentPositionsLimit) {
+    recentPositions.clear();
+    recentPositionCount = 0;
+    positions = undefined;
+  }
+  if (positions === undefined) {
+    positions = new Map();
+    recentPositions.set(bucket, positions);
+  }
+  positions.set(key, position);
+  recentPositionCount += 1;
   return position;
 }
 

@@ -1,5 +1,5 @@
 import { partitionOf, encodeDataKey } from '../core/keys.js';
-import { type PlacementView, planRead, planWrite } from '../core/coordination/plan.js';
+import { type PlacementView, type WritePlan, planRead, planWrite } from '../core/coordination/plan.js';
 import { type ReadEffect, type ReadEvent, startRead, stepRead } from '../core/coordination/read-coordinator.js';
 import { type WriteEffect, type WriteEvent, startWrite, stepWrite } from '../core/coordination/write-coordinator.js';
 import type { ForwardPutRequest, PeerReply, PeerRequest } from '../core/wire/messages.js';
@@ -124,8 +124,10 @@ export class Coordinator {
    */
   async write(bucket: string, key: string, options: WriteOptions, intent: WriteIntent, precondition?: Precondition): Promise<WriteOutcome> {
     if (precondition === undefined) {
-      const coordinating = this.forwardTarget(bucket, key, options);
-      return coordinating === undefined ? this.writeOnce(bucket, key, options, intent) : this.forward(coordinating, bucket, key, options, intent);
+      // One plan serves both the choice of coordinating replica and the write run here.
+      const planned = this.plannedWrite(bucket, key, options);
+      const coordinating = this.forwardTarget(planned.plan);
+      return coordinating === undefined ? this.writeOnce(planned, bucket, key, options, intent) : this.forward(coordinating, bucket, key, options, intent);
     }
     // A conditional write first reads r replicas; the coordinating replica checks the
     // precondition against that read merged with its own copy, under its key lock. One deadline
@@ -133,7 +135,8 @@ export class Coordinator {
     const deadline = this.deadlineOf(options);
     const base = (await this.read(bucket, key, { timeoutMs: deadline.timeoutMs })) ?? null;
     try {
-      return await this.writeOnce(bucket, key, this.restOfDeadline(options, deadline, 'conditional write'), intent, { precondition, base });
+      const writeOptions = this.restOfDeadline(options, deadline, 'conditional write');
+      return await this.writeOnce(this.plannedWrite(bucket, key, writeOptions), bucket, key, writeOptions, intent, { precondition, base });
     } catch (error) {
       if (!isKvError(error) || error.code !== 'KV_PRECONDITION_FAILED') throw error;
       // The refusal carries the current context, so the client can read the key's state from it and decide.
@@ -155,7 +158,7 @@ export class Coordinator {
       ...(pw === undefined ? {} : { pw }),
       ...(dw === undefined ? {} : { dw }),
     };
-    return this.writeOnce(request.bucket, request.key, options, request.write);
+    return this.writeOnce(this.plannedWrite(request.bucket, request.key, options), request.bucket, request.key, options, request.write);
   }
 
   /**
@@ -163,10 +166,14 @@ export class Coordinator {
    * another node. Undefined when this node coordinates, or when the plan cannot be met (the write
    * then fails here, saying why, without a round trip).
    */
-  private forwardTarget(bucket: string, key: string, options: WriteOptions): string | undefined {
-    const { view, properties } = this.view(bucket, key);
-    const plan = planWrite(view, this.quorumsOf(options, properties), this.deps.settings().hintedHandoff);
+  private forwardTarget(plan: WritePlan): string | undefined {
     return plan.impossible || plan.coordinating === this.deps.selfId ? undefined : plan.coordinating;
+  }
+
+  /** The plan of a write (or update, or restored version) of a key, and its bucket's properties, from the ring as it is now. */
+  private plannedWrite(bucket: string, key: string, options: WriteOptions): PlannedWrite {
+    const { view, properties } = this.view(bucket, key);
+    return { plan: planWrite(view, this.quorumsOf(options, properties), this.deps.settings().hintedHandoff), properties };
   }
 
   /** Hands a write to its coordinating replica and answers what it answered; one deadline covers both hops. */
@@ -229,14 +236,15 @@ export class Coordinator {
   }
 
   private async writeOnce(
+    planned: PlannedWrite,
     bucket: string,
     key: string,
     options: WriteOptions,
     intent: WriteIntent,
     condition?: { readonly precondition: Precondition; readonly base: VersionedObject | null },
   ): Promise<WriteOutcome> {
-    const mode = this.deps.bucketProperties(bucket).conflictMode;
-    return this.replicated(bucket, key, options, intent.context, intent.tombstone ? 'delete' : 'write', async (node, sync, timeoutMs) => {
+    const mode = planned.properties.conflictMode;
+    return this.replicated(planned, bucket, key, options, intent.context, intent.tombstone ? 'delete' : 'write', async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(
         node,
         { type: 'coordinate-put', bucket, key, write: intent, mode, sync, ...(condition === undefined ? {} : condition) },
@@ -259,8 +267,9 @@ export class Coordinator {
    * replicas) exactly as for a client write; no dot is issued, the version keeps its own.
    */
   async mergeVersion(bucket: string, key: string, object: VersionedObject, options: WriteOptions): Promise<void> {
-    const mode = this.deps.bucketProperties(bucket).conflictMode;
-    await this.replicated(bucket, key, options, emptyContext, 'restore', async (node, sync, timeoutMs) => {
+    const planned = this.plannedWrite(bucket, key, options);
+    const mode = planned.properties.conflictMode;
+    await this.replicated(planned, bucket, key, options, emptyContext, 'restore', async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'replica-put', bucket, key, object, mode, sync }, timeoutMs);
       if (reply.type !== 'replica-put-reply')
         throw new KvError(
@@ -294,7 +303,7 @@ export class Coordinator {
       }
       writeOptions = this.restOfDeadline(options, deadline, 'remove');
     }
-    await this.replicated(bucket, key, writeOptions, emptyContext, 'update', async (node, sync, timeoutMs) => {
+    await this.replicated(this.plannedWrite(bucket, key, writeOptions), bucket, key, writeOptions, emptyContext, 'update', async (node, sync, timeoutMs) => {
       const reply = await this.deps.send(node, { type: 'dt-update', bucket, key, update, sync, base }, timeoutMs);
       if (reply.type !== 'dt-update-reply')
         throw new KvError(
@@ -307,10 +316,11 @@ export class Coordinator {
   }
 
   /**
-   * Runs the write machine: `coordinate` has the coordinating replica apply the change and answer
+   * Runs the write machine on a plan its caller made: `coordinate` has the coordinating replica apply the change and answer
    * the new object, which then goes to the other targets (and hints) until the quorum is met.
    */
   private async replicated(
+    planned: PlannedWrite,
     bucket: string,
     key: string,
     options: WriteOptions,
@@ -318,10 +328,8 @@ export class Coordinator {
     operation: WriteOperation,
     coordinate: (node: string, sync: boolean, timeoutMs: number) => Promise<{ readonly object: VersionedObject; readonly dot: Dot; readonly durable: boolean }>,
   ): Promise<WriteOutcome> {
-    const { view, properties } = this.view(bucket, key);
-    const settings = this.deps.settings();
-    const timeoutMs = options.timeoutMs ?? settings.requestTimeoutMs;
-    const plan = planWrite(view, this.quorumsOf(options, properties), settings.hintedHandoff);
+    const { plan, properties } = planned;
+    const timeoutMs = options.timeoutMs ?? this.deps.settings().requestTimeoutMs;
     const mode = properties.conflictMode;
     const deadlineAtMs = this.deps.clock.nowMs() + timeoutMs;
     return new Promise<WriteOutcome>((resolve, reject) => {
@@ -411,6 +419,12 @@ export class Coordinator {
   private remainingMs(deadlineAtMs: number): number {
     return Math.max(1, deadlineAtMs - this.deps.clock.nowMs()) + peerCallGraceMs;
   }
+}
+
+/** A write's plan and the properties of its bucket, taken together from one view of the ring. */
+interface PlannedWrite {
+  readonly plan: WritePlan;
+  readonly properties: BucketProperties;
 }
 
 /** How much longer than its request's deadline a peer call may wait (see remainingMs). */

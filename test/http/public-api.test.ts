@@ -197,18 +197,19 @@ describe('query parameters', () => {
     await app.inject({ method: 'PUT', url: '/kv/demo/k?consistency=all&w=2&pw=one&dw=quorum&timeout_ms=250', payload: 'x' });
     await app.inject({ method: 'GET', url: '/kv/demo/k?consistency=one&r=3&pr=2&timeout_ms=600000' });
     await app.inject({ method: 'DELETE', url: '/kv/demo/k?consistency=quorum' });
-    expect(service.callsOf('put').map(([command]) => (command as { options: unknown }).options)).toEqual([
+    // toStrictEqual: an option the client did not give must be absent, not present as undefined.
+    expect(service.callsOf('put').map(([command]) => (command as { options: unknown }).options)).toStrictEqual([
       { w: 'all' },
       { w: 2, pw: 'one', dw: 'quorum', timeoutMs: 250 },
     ]);
-    expect(service.callsOf('get').map((args) => args[2])).toEqual([{ r: 'all' }, { r: 3, pr: 2, timeoutMs: 600000 }]);
-    expect((service.callsOf('delete')[0]![0] as { options: unknown }).options).toEqual({ w: 'quorum' });
+    expect(service.callsOf('get').map((args) => args[2])).toStrictEqual([{ r: 'all' }, { r: 3, pr: 2, timeoutMs: 600000 }]);
+    expect((service.callsOf('delete')[0]![0] as { options: unknown }).options).toStrictEqual({ w: 'quorum' });
   });
 
   it('passes no options when none are given, so the bucket defaults apply', async () => {
     const { app, service } = await start();
     await app.inject({ method: 'GET', url: '/kv/demo/k' });
-    expect(service.callsOf('get')[0]).toEqual(['demo', 'k', {}]);
+    expect(service.callsOf('get')[0]).toStrictEqual(['demo', 'k', {}]);
   });
 
   it('reads this node’s own copy with local=true, without coordination', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeDataKey, encodeDataKey, partitionKeyRange, partitionOf, partitionOfPosition, ringPosition } from '../../src/core/keys.js';
@@ -30,6 +31,23 @@ describe('storage key layout: a partition is one contiguous key range', () => {
     expect(partitionOfPosition(2 ** 32 - 1, 256)).toBe(255);
     expect(partitionOfPosition(2 ** 24, 256)).toBe(1);
     expect(partitionOfPosition(2 ** 24 - 1, 256)).toBe(0);
+  });
+
+  it("answers SHA-1's position for every bucket and key, memoised or not, past the memo's bound", () => {
+    // The same keys in several buckets, each asked twice in an interleaved order, over more keys
+    // than the memo holds: a memo answer must be the key's own position in its own bucket.
+    const sha1Position = (bucket: string, key: string): number => createHash('sha1').update(`${bucket}\u0000${key}`).digest().readUInt32BE(0);
+    const buckets = ['b', 'other', 'b\u0000x'];
+    const wrong: string[] = [];
+    for (let round = 0; round < 2; round++) {
+      for (let index = 0; index < 12_000; index++) {
+        for (const bucket of buckets) {
+          const key = round === 0 ? `k${index}` : `k${11_999 - index}`;
+          if (ringPosition(bucket, key) !== sha1Position(bucket, key)) wrong.push(`${JSON.stringify(bucket)}/${key}`);
+        }
+      }
+    }
+    expect(wrong.slice(0, 5), `${wrong.length} positions differ from SHA-1's`).toEqual([]);
   });
 
   it('spreads keys over partitions roughly evenly', () => {
