@@ -85,6 +85,24 @@ describe('the checker of data type watches', () => {
     expect(checkWatchDataTypes(final(history, 50, 'c0', 4).build())).toMatchObject({ valid: true, excused: 2 });
   });
 
+  it('finds a gap in an actor’s dots that no watcher received, excused only by a compacted for its node', () => {
+    // n1's dots 1 and 3 arrive, so n1:2 was an update too: a compacted for another node does not cover it.
+    const history = valid();
+    increment(history, 40, 3, 'c0');
+    increment(history, 41, 4, 'c0', 'info');
+    for (const watcher of [0, 1]) {
+      event(history, 46 + watcher, watcher, update('c0', 'n1.abc.1:4', 4));
+      event(history, 48, watcher, { event: 'compacted', nodes: ['n2'] });
+    }
+    const missed = checkWatchDataTypes(final(history, 50, 'c0', 5).build());
+    expect(missed).toMatchObject({ valid: false, missed: 2, extraDots: 0 });
+    expect(missed.examples[0]).toContain('n1.abc.1:3');
+    for (const watcher of [0, 1]) event(history, 49, watcher, { event: 'compacted', nodes: ['n1'] });
+    expect(checkWatchDataTypes(final(history, 50, 'c0', 5).build())).toMatchObject({ valid: true, excused: 2 });
+    // Dots that skip counters are more updates than the counter holds.
+    expect(checkWatchDataTypes(final(history, 50, 'c0', 4).build())).toMatchObject({ valid: false, extraDots: 1 });
+  });
+
   it('finds a dot received twice (as after a resume that replayed it)', () => {
     const history = valid();
     event(history, 45, 0, update('c0', 'n2.def.1:1', 2));

@@ -4,17 +4,21 @@
  * `dataTypes: true` and record each `update` event's dot. An update's reply carries no dot, so the
  * checker identifies updates by counting: a counter of +1 increments holds the number of updates
  * applied to it, F (its final read, with r=all after healing), and each applied update is reported
- * under one dot of its own. Per key it requires:
+ * under one dot of its own. The dots of one actor on one key count up by one from 1 (each update
+ * adds one to the actor's entry of the key's clock, src/engine/replica.ts), so a counter below the
+ * highest one any watcher received of that actor, which no watcher received, is a known update
+ * that nobody was told of: a gap. Per key it requires:
  * - **lostOrPhantom**: acknowledged ≤ F ≤ acknowledged + unknown (an acknowledged update lost, or
  *   more applied than were sent);
- * - **extraDots**: no more distinct dots, over all watchers, than F (an update reported under two
- *   dots, or a copy reported as an update).
+ * - **extraDots**: no more distinct dots, over all watchers, with the gaps, than F (an update
+ *   reported under two dots, a copy reported as an update, or dots that do not count up by one).
  * Per watcher and key:
  * - **duplicates**: no dot received twice, across all its reconnections;
  * - **missed**: at least F − (updates invoked before the watcher's first `ready`, not failed)
- *   distinct dots, less those a `compacted` excuses: a dot another watcher received whose actor's
- *   node this watcher was told `compacted` for, and the updates no watcher received (F − distinct
- *   dots of all watchers) when it was told `compacted` for any node (its lost log may have held them);
+ *   distinct dots, less those a `compacted` excuses: a dot another watcher received, or a gap, whose
+ *   node this watcher was told `compacted` for, and the updates neither received nor a gap (F −
+ *   distinct dots of all watchers − gaps, the newest of some actor) when it was told `compacted`
+ *   for any node (its lost log may have held them);
  * - **wrongEvents**: only `update` events of followed keys (a `put` or `delete` is no data type update).
  * A run whose watchers received no update, or in which no update was applied after they were
  * ready, proves nothing and is invalid.
@@ -66,6 +70,17 @@ function issuedBy(dot: string, node: string): boolean {
   return dot.startsWith(`${node}.`);
 }
 
+/** The dots below each actor's highest one in `dots` that are not in it, as `actor:counter`. */
+function gapsOf(dots: ReadonlySet<string>): string[] {
+  const highest = new Map<string, number>();
+  for (const dot of dots) {
+    const at = dot.lastIndexOf(':');
+    const actor = dot.slice(0, at);
+    highest.set(actor, Math.max(highest.get(actor) ?? 0, Number(dot.slice(at + 1))));
+  }
+  return [...highest].flatMap(([actor, top]) => Array.from({ length: top - 1 }, (_, index) => `${actor}:${index + 1}`).filter((dot) => !dots.has(dot)));
+}
+
 /** Judges a watch run of data type updates. */
 export function checkWatchDataTypes(history: readonly Operation[]): WatchDataTypesResult {
   const updates: Update[] = [];
@@ -107,10 +122,11 @@ export function checkWatchDataTypes(history: readonly Operation[]): WatchDataTyp
     const dots = new Set(
       [...watchers.values()].flatMap((log) => log.events.filter((record) => record.event === 'update' && record.key === key).map((record) => record.dot ?? '')),
     );
-    allDots.set(key, dots);
-    if (final !== undefined && dots.size > final) {
-      extraDots += dots.size - final;
-      note(`${key}: the watchers received ${dots.size} distinct dots for ${final} updates applied`);
+    const known = new Set([...dots, ...gapsOf(dots)]);
+    allDots.set(key, known);
+    if (final !== undefined && known.size > final) {
+      extraDots += known.size - final;
+      note(`${key}: the watchers received ${dots.size} distinct dots, with ${known.size - dots.size} gaps, for ${final} updates applied`);
     }
   }
   let events = 0;
@@ -161,7 +177,7 @@ export function checkWatchDataTypes(history: readonly Operation[]): WatchDataTyp
         missed += deficit - excusable;
         const unseen = [...everyone].filter((dot) => !distinct.has(dot));
         note(
-          `${name} ${key}: ${distinct.size} distinct dots of ${final} updates applied (${before} invoked before it was ready), ${deficit - excusable} missed; ${unseen.length > 0 ? `not received though others did: ${unseen.slice(0, 3).join(', ')}` : 'no watcher received them'}`,
+          `${name} ${key}: ${distinct.size} distinct dots of ${final} updates applied (${before} invoked before it was ready), ${deficit - excusable} missed; ${unseen.length > 0 ? `not received (by others, or a gap): ${unseen.slice(0, 3).join(', ')}` : 'no watcher received them'}`,
         );
       }
     }
