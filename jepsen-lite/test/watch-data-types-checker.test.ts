@@ -6,8 +6,10 @@
  * the watchers received no update tests nothing.
  */
 import { describe, expect, it } from 'vitest';
+import type { RingClient, WatchEvent, WatchOptions } from '../../src/client/ring-client.js';
 import { checkWatchDataTypes } from '../src/checkers/watch-data-types.js';
-import type { WatchRecord } from '../src/workloads/watch.js';
+import { HistoryRecorder } from '../src/history.js';
+import { type WatchRecord, WatchWorkload } from '../src/workloads/watch.js';
 import { HistoryBuilder } from './history-builder.js';
 
 const increment = (history: HistoryBuilder, startMs: number, process: number, key: string, outcome: 'ok' | 'fail' | 'info' = 'ok'): HistoryBuilder =>
@@ -132,5 +134,29 @@ describe('the checker of data type watches', () => {
     const result = checkWatchDataTypes(final(history, 50, 'c0', 1).build());
     expect(result.valid).toBe(false);
     expect(result.nothingTested).toContain('no update event');
+  });
+});
+
+describe('the watch workload on a plain bucket', () => {
+  it('watches the counters with dataTypes and records each update with its dot', async () => {
+    const workload = new WatchWorkload({ keyCount: 1, concurrency: 1, seed: 1, dataTypes: true });
+    const history = new HistoryRecorder();
+    const asked: boolean[] = [];
+    // A client whose watch answers ready and one update, then waits to be stopped.
+    const client = {
+      async *watch(_bucket: string, _target: unknown, options: WatchOptions): AsyncGenerator<WatchEvent, void, undefined> {
+        asked.push(options.dataTypes === true);
+        yield { type: 'ready', id: 'id-ready' };
+        yield { type: 'update', id: 'id-1', bucket: 'b', key: 'c0', dataType: 'counter', value: 7, dot: { node: 'n1.abc.1', counter: 3 } };
+        await new Promise<void>((resolve) => (options.signal?.aborted === true ? resolve() : options.signal?.addEventListener('abort', () => resolve())));
+      },
+    } as unknown as RingClient;
+    expect(workload.finalKeys()).toEqual(['c0']);
+    const watchers = workload.startWatchers(client, ['node'], history);
+    await watchers.stop(new Map([['c0', 1]]), 10_000);
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.every((dataTypes) => dataTypes)).toBe(true);
+    const updates = history.operations.filter((operation) => operation.f === 'watch-event' && (operation.value as WatchRecord).event === 'update');
+    expect(updates.map((operation) => operation.value)).toContainEqual({ event: 'update', key: 'c0', value: 7, dot: 'n1.abc.1:3' });
   });
 });
