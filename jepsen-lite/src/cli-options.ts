@@ -87,8 +87,10 @@ export const usage = `usage: npm run jepsen -- [options]
                                    (reads, writes, If-Match compare-and-sets, judged for
                                    linearizability) and lock (If-None-Match locks with fencing
                                    tokens) run on a consistent bucket unless --bucket plain
-  --bucket consistent|plain        the bucket of cas-register and lock (default consistent);
-                                   plain runs them at r=1, w=1 (every other workload: plain)
+  --bucket consistent|plain        the bucket of cas-register, lock and watch (default
+                                   consistent); plain runs cas-register and lock at r=1, w=1,
+                                   and makes watch increment counters and watch them with
+                                   dataTypes (every other workload: plain)
   --nemesis LIST                   faults, comma-separated: partition, partition-halves,
                                    partition-majority, partition-isolate, partition-bridge,
                                    partition-ring, kill, pause, membership (join a fresh

@@ -75,7 +75,7 @@ function buildWorkload(options: RunOptions): Workload {
     case 'lock':
       return new LockWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, consistent: options.bucketMode === 'consistent' });
     case 'watch':
-      return new WatchWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, seed: options.seed });
+      return new WatchWorkload({ keyCount: options.keyCount, concurrency: options.concurrency, seed: options.seed, dataTypes: options.bucketMode === 'plain' });
   }
 }
 

@@ -17,6 +17,7 @@ import { checkLock } from './lock.js';
 import { checkSet } from './set.js';
 import { checkTtl } from './ttl.js';
 import { checkWatch } from './watch.js';
+import { checkWatchDataTypes } from './watch-data-types.js';
 import { type StatsResult, computeStats } from './stats.js';
 
 /** The verdicts of every checker on one history. */
@@ -52,7 +53,7 @@ export function checkWorkload(workload: WorkloadName, history: readonly Operatio
     case 'lock':
       return checkLock(history, { fencingTokens: context.bucketMode === 'consistent' });
     case 'watch':
-      return checkWatch(history);
+      return context.bucketMode === 'plain' ? checkWatchDataTypes(history) : checkWatch(history);
   }
 }
 

@@ -9,13 +9,19 @@
  * receives is recorded in the history (process `watch-N`), so the watch checker can compare what
  * each watcher saw with the acknowledged writes and the final reads, and `--check` can judge a
  * stored run again. Watchers run until they have seen the final reads' versions (or a bound).
+ *
+ * On a plain bucket (`--bucket plain`; data types exist only there) the workload is about data
+ * type updates instead: workers increment counters (`c0`…) by 1 through `client.dt.increment`, and
+ * the watchers follow them with `dataTypes: true`, recording each `update` event's dot. A counter
+ * of +1 increments counts the updates applied to it, so its final read says how many distinct
+ * dots every watcher must have received (src/checkers/watch-data-types.ts).
  */
 import type { RingClient, StoredValue, WatchEvent } from '../../../src/client/ring-client.js';
 import type { Random } from '../../../src/ports/random.js';
 import { SeededRandom } from '../../../src/sim/seeded-random.js';
 import type { HistoryRecorder } from '../history.js';
 import { consistentWriteFailure } from './cas-register.js';
-import { type Completion, type PlannedOperation, type Workload } from './workload.js';
+import { type Completion, type PlannedOperation, type Workload, writeFailure } from './workload.js';
 
 /** Settings of the watch workload. */
 export interface WatchWorkloadOptions {
@@ -23,21 +29,28 @@ export interface WatchWorkloadOptions {
   readonly concurrency: number;
   /** The seed of the watchers' reconnection draws. */
   readonly seed: number;
+  /** Counters on a plain bucket, watched with `dataTypes: true`, instead of plain writes to a consistent bucket. */
+  readonly dataTypes: boolean;
 }
 
 /** What a watcher records for one event (the history's value of a `watch-event`). */
 export interface WatchRecord {
-  readonly event: 'ready' | 'put' | 'delete' | 'compacted';
+  readonly event: 'ready' | 'put' | 'delete' | 'update' | 'compacted';
   readonly key?: string;
   readonly version?: number;
-  /** A put's value (the integer written). */
+  /** A put's value (the integer written); an update's counter value on the replica that applied it. */
   readonly value?: number;
+  /** An update's dot, as `actor:counter`. */
+  readonly dot?: string;
   /** A compacted's nodes, and for a consistent key the versions missing. */
   readonly nodes?: readonly string[];
   readonly missing?: { readonly from: number; readonly to: number };
 }
 
-/** A consistent key's state as the final reads record it. */
+/**
+ * A consistent key's state as the final reads record it; for a counter of +1 increments (the
+ * data type mode) its value, which is also the number of updates applied to it, as `version`.
+ */
 export interface VersionedRead {
   readonly version: number;
   readonly value: number | null;
@@ -55,18 +68,34 @@ const maxStayMs = 6000;
 /** The watch workload. */
 export class WatchWorkload implements Workload {
   readonly name = 'watch';
-  readonly bucket = 'jepsen-watch';
+  readonly bucket: string;
   private readonly writesByWorker = new Map<number, number>();
 
-  constructor(private readonly options: WatchWorkloadOptions) {}
+  constructor(private readonly options: WatchWorkloadOptions) {
+    this.bucket = options.dataTypes ? 'jepsen-watch-dt' : 'jepsen-watch';
+  }
+
+  /** The keys written: `key0`… of the consistent bucket, or the counters `c0`… */
+  private keyName(index: number): string {
+    return `${this.options.dataTypes ? 'c' : 'key'}${index}`;
+  }
 
   plan(worker: number, random: Random): PlannedOperation {
+    if (this.options.dataTypes) return { f: 'increment', key: this.keyName(random.int(this.options.keyCount)), value: 1 };
     const count = this.writesByWorker.get(worker) ?? 0;
     this.writesByWorker.set(worker, count + 1);
     return { f: 'write', key: `key${random.int(this.options.keyCount)}`, value: worker + count * this.options.concurrency };
   }
 
   async perform(client: RingClient, node: string, operation: PlannedOperation): Promise<Completion> {
+    if (this.options.dataTypes) {
+      try {
+        await client.dt.increment(this.bucket, operation.key, 1, { node });
+        return { type: 'ok' };
+      } catch (error) {
+        return writeFailure(error);
+      }
+    }
     try {
       const written = await client.put(this.bucket, operation.key, JSON.stringify(operation.value), { node, contentType: 'application/json' });
       return { type: 'ok', value: { value: operation.value, version: written.version ?? null } };
@@ -76,29 +105,36 @@ export class WatchWorkload implements Workload {
   }
 
   finalKeys(): string[] {
-    return Array.from({ length: this.options.keyCount }, (_, index) => `key${index}`);
+    return Array.from({ length: this.options.keyCount }, (_, index) => this.keyName(index));
   }
 
   decode(siblings: readonly StoredValue[]): unknown {
+    if (this.options.dataTypes) throw new Error('the watch workload reads its counters through readValue, not the key/value API');
     return siblings.map((sibling) => JSON.parse(sibling.value.toString('utf8')) as number);
   }
 
   /** A key's version and value through `node` (a linearizable read), for the final reads. */
   async readValue(client: RingClient, node: string, key: string): Promise<unknown> {
+    if (this.options.dataTypes) {
+      const total = (await client.dt.counter(this.bucket, key, { node, r: 'all' })) ?? 0;
+      return { version: total, value: total } satisfies VersionedRead;
+    }
     const read = await client.get(this.bucket, key, { node });
     const values = this.decode(read.siblings) as number[];
     return { version: read.version ?? 0, value: values[0] ?? null } satisfies VersionedRead;
   }
 
   /**
-   * Starts the watchers: one per key and one on the prefix `key`, each recording what it
+   * Starts the watchers: one per key and one on the prefix of all keys (`key`, or `c`), each recording what it
    * receives as `watch-event` entries of process `watch-N`, and `watch-resume` when it drops its
    * connection to resume with its last id on another node.
    */
   startWatchers(client: RingClient, nodes: readonly string[], history: HistoryRecorder): Background {
-    const targets: (string | { prefix: string })[] = [...this.finalKeys(), { prefix: 'key' }];
+    const targets: (string | { prefix: string })[] = [...this.finalKeys(), { prefix: this.options.dataTypes ? 'c' : 'key' }];
     const random = new SeededRandom(this.options.seed * 7919 + 17);
+    // Per watcher and key: the last version reported, or for counters the number of distinct dots.
     const latest = targets.map(() => new Map<string, number>());
+    const dots = targets.map(() => new Map<string, Set<string>>());
     let stopping = false;
     const runs = targets.map(async (target, watcher) => {
       const process = `watch-${watcher}` as const;
@@ -114,6 +150,7 @@ export class WatchWorkload implements Workload {
             node,
             signal: stay.signal,
             reconnectDelayMs: 200,
+            dataTypes: this.options.dataTypes,
             ...(lastId === undefined ? {} : { lastEventId: lastId }),
           })) {
             lastId = event.id;
@@ -124,7 +161,11 @@ export class WatchWorkload implements Workload {
               ready = true;
             }
             const record = recordOf(event);
-            if (record.version !== undefined && record.key !== undefined)
+            if (record.dot !== undefined && record.key !== undefined) {
+              const seen = dots[watcher]!.get(record.key) ?? new Set<string>();
+              dots[watcher]!.set(record.key, seen.add(record.dot));
+              latest[watcher]!.set(record.key, seen.size);
+            } else if (record.version !== undefined && record.key !== undefined)
               latest[watcher]!.set(record.key, Math.max(record.version, latest[watcher]!.get(record.key) ?? 0));
             history.record({ type: 'ok', process, f: 'watch-event', node, ...(record.key === undefined ? {} : { key: record.key }), value: record });
           }
@@ -178,7 +219,6 @@ function recordOf(event: WatchEvent): WatchRecord {
         ...(event.missing === undefined ? {} : { missing: event.missing }),
       };
     case 'update':
-      // Only a watch that asked for data types (`dataTypes`) gets updates; this workload never does.
-      throw new Error(`the watch workload got a data type update of key ${event.key}, which it never asks for`);
+      return { event: 'update', key: event.key, value: event.value as number, dot: `${event.dot.node}:${event.dot.counter}` };
   }
 }
