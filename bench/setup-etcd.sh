@@ -19,8 +19,16 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 # Only refresh the package lists when the candidate is unknown: an update costs tens of seconds.
+# apt waits for dpkg's lock (DPkg::Lock::Timeout) but not for the package lists' lock, which a
+# concurrent `apt-get update` (a jepsen-lite run installing faketime) holds: try again for 5 minutes.
 if ! apt-cache policy etcd-server 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-  apt-get update -qq -o DPkg::Lock::Timeout=300
+  for attempt in $(seq 1 60); do
+    if output=$(apt-get update -qq -o DPkg::Lock::Timeout=300 2>&1); then break; fi
+    case "$output" in
+      *lock*) sleep 5 ;;
+      *) echo "$output" >&2; break ;;
+    esac
+  done
 fi
 # policy-rc.d 101 keeps the package's service from being started: the bench runs its own members.
 policy=/usr/sbin/policy-rc.d

@@ -1,12 +1,12 @@
 /**
  * libfaketime for the clock nemesis: Debian's `faketime` package ships it. The harness installs
  * the package itself when it runs as root on a machine without it (as the repository's tests
- * install what they need, test/support/debian-packages.ts); otherwise it says why the clock
+ * install what they need, src/debian-packages.ts); otherwise it says why the clock
  * nemesis cannot run.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { aptInstall } from './debian-packages.js';
 
 /** The Debian package that ships libfaketime. */
 export const faketimePackage = 'faketime';
@@ -35,15 +35,8 @@ export function ensureFaketime(say: (line: string) => void): { readonly library:
     };
   if (!existsSync('/usr/bin/apt-get')) return { reason: `libfaketime is missing and there is no apt-get to install Debian's ${faketimePackage} package with` };
   say(`installing Debian's ${faketimePackage} package for the clock nemesis`);
-  const environment = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  // Another process may be installing at the same time: wait for dpkg's lock instead of failing on it.
-  const lockWait = ['-o', 'DPkg::Lock::Timeout=300'];
-  try {
-    execFileSync('apt-get', [...lockWait, 'update'], { stdio: 'pipe', env: environment, timeout: 300_000 });
-    execFileSync('apt-get', [...lockWait, 'install', '-y', '--no-install-recommends', faketimePackage], { stdio: 'pipe', env: environment, timeout: 600_000 });
-  } catch (error) {
-    return { reason: `installing ${faketimePackage} failed: ${String((error as { stderr?: Buffer }).stderr ?? (error as Error).message).slice(-500)}` };
-  }
+  const failed = aptInstall(faketimePackage);
+  if (failed !== undefined) return { reason: failed };
   const installed = findFaketimeLibrary();
   return installed === undefined ? { reason: `${faketimePackage} installed but ${libraryName} is not under /usr/lib` } : { library: installed };
 }
