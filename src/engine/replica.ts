@@ -298,39 +298,28 @@ export class Replica {
     nowMs: number,
     limits: DataTypeLimits,
   ): Promise<VersionedObject> {
-    return this.coordinating.run(async () => this.applyDataTypeUpdate(bucket, key, update, sync, base, nowMs, limits));
-  }
-
-  /** `updateDataType` under way: the update applied to this copy under the key lock. */
-  private async applyDataTypeUpdate(
-    bucket: string,
-    key: string,
-    update: DataTypeUpdate,
-    sync: boolean,
-    base: VersionedObject | null,
-    nowMs: number,
-    limits: DataTypeLimits,
-  ): Promise<VersionedObject> {
     const dataKey = encodeDataKey(bucket, key);
     const name = dataKey.toString('latin1');
-    return this.locks.withLock(name, async () => {
-      const found = await this.storedUnderLock(dataKey, name);
-      const beforeBytes = found?.bytes;
-      const stored = found?.object ?? emptyObject;
-      const before = base === null ? stored : mergeObjects(stored, base, 'siblings');
-      const actor = await this.keyActor(beforeBytes === undefined ? undefined : stored.clock);
-      const after = applyDataTypeUpdate(before, actor, update, nowMs, limits);
-      const afterBytes = this.judgeObjectSize(encodeObject(after), beforeBytes, { bucket, key }, 'update');
-      // Every update issues at least one dot of the actor (a set's remove alone issues an event with no element).
-      const dot: Dot = { node: actor, counter: after.clock[actor] ?? 0 };
-      await this.storeBytes(dataKey, name, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), afterBytes, after, sync, {
-        kind: 'issued',
-        bucket,
-        key,
-        dot,
-      });
-      return after;
-    });
+    return this.coordinating.run(async () =>
+      this.locks.withLock(name, async () => {
+        const found = await this.storedUnderLock(dataKey, name);
+        const beforeBytes = found?.bytes;
+        const stored = found?.object ?? emptyObject;
+        const before = base === null ? stored : mergeObjects(stored, base, 'siblings');
+        const actor = await this.keyActor(beforeBytes === undefined ? undefined : stored.clock);
+        const after = applyDataTypeUpdate(before, actor, update, nowMs, limits);
+        const afterBytes = this.judgeObjectSize(encodeObject(after), beforeBytes, { bucket, key }, 'update');
+        // Every update issues at least one dot of the actor (a set's remove alone issues an event with no element).
+        const dot: Dot = { node: actor, counter: after.clock[actor] ?? 0 };
+        await this.storeBytes(dataKey, name, beforeBytes, beforeBytes !== undefined && !isDeleted(stored), afterBytes, after, sync, {
+          kind: 'issued',
+          bucket,
+          key,
+          dot,
+        });
+        return after;
+      }),
+    );
   }
 
   /**
