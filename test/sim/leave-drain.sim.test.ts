@@ -5,6 +5,7 @@ import { emptyContext } from '../../src/core/versioning/context.js';
 import type { WatchItem } from '../../src/engine/watches.js';
 import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
 import { isKvError } from '../../src/util/errors.js';
+import { versionsOf } from './watch-items.js';
 
 /**
  * Goal (issue 22; docs/CONSENSUS.md, "Watches", membership changes): a consistent write is in
@@ -31,7 +32,6 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-const versionsOf = (items: readonly WatchItem[]): number[] => items.flatMap((item) => (item.kind === 'decided' ? [item.version] : []));
 const kinds = (items: readonly WatchItem[]): string => items.map((item) => (item.kind === 'decided' ? `decided ${item.version}` : item.kind)).join(', ');
 
 /** A write the leaver acknowledged: its version and the virtual time of the acknowledgement. */

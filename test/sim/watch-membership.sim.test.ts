@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WatchFilter } from '../../src/core/watch/watch-cursor.js';
-import type { WatchItem, WatchStream } from '../../src/engine/watches.js';
+import type { WatchItem } from '../../src/engine/watches.js';
 import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
 import { isKvError } from '../../src/util/errors.js';
+import { collect, versionsOf } from './watch-items.js';
 
 /**
  * Goal (README, "Watches"; issue 22): a watcher that resumes with its last id misses nothing, or
@@ -34,16 +35,6 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-/** A stream's items as they arrive. */
-function collect(stream: WatchStream): { items: WatchItem[]; done: Promise<void> } {
-  const items: WatchItem[] = [];
-  const done = (async () => {
-    for await (const item of stream) items.push(item);
-  })();
-  return { items, done };
-}
-
-const versionsOf = (items: readonly WatchItem[]): number[] => items.flatMap((item) => (item.kind === 'decided' ? [item.version] : []));
 const lastIdOf = (items: readonly WatchItem[]): string => {
   for (const item of [...items].reverse()) if (item.kind !== 'overflow') return item.id;
   throw new Error('the watch sent no item with an id');

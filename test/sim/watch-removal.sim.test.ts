@@ -3,10 +3,11 @@ import { replicaGroups } from '../../src/core/consensus/replica-groups.js';
 import { partitionOf } from '../../src/core/keys.js';
 import { preferenceList } from '../../src/core/ring/ring.js';
 import type { WatchFilter } from '../../src/core/watch/watch-cursor.js';
-import type { WatchItem, WatchStream } from '../../src/engine/watches.js';
+import type { WatchItem } from '../../src/engine/watches.js';
 import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
 import type { PeerReply, PeerRequest } from '../../src/core/wire/messages.js';
 import { isKvError } from '../../src/util/errors.js';
+import { collect, versionsOf } from './watch-items.js';
 
 /**
  * Goal (issue 22; docs/CONSENSUS.md, "Watches"): a node removed while it still runs (judged down
@@ -35,15 +36,6 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-function collect(stream: WatchStream): { items: WatchItem[]; done: Promise<void> } {
-  const items: WatchItem[] = [];
-  const done = (async () => {
-    for await (const item of stream) items.push(item);
-  })();
-  return { items, done };
-}
-
-const versionsOf = (items: readonly WatchItem[]): number[] => items.flatMap((item) => (item.kind === 'decided' ? [item.version] : []));
 const kinds = (items: readonly WatchItem[]): string =>
   items
     .map((item) => (item.kind === 'decided' ? `decided ${item.version}` : item.kind === 'compacted' ? `compacted ${item.nodes.join('+')}` : item.kind))
