@@ -8,7 +8,10 @@ import { newClusterSecret } from '../util/ids.js';
 import { packageRoot } from './load-config.js';
 
 /**
- * `ringkv start --shards N`: the supervisor of a node's shards (docs/ARCHITECTURE.md#shards).
+ * `ringkv start --shards N`: the supervisor of a node's shards (docs/ARCHITECTURE.md#shards), for
+ * every N, 1 too: it is the one way a node runs, so every shard gets the V8 heap bounds of
+ * `shardExecArgv` (a Node process cannot change its own heap limits once started, and a
+ * process that re-ran itself with them would be a second supervisor with fewer duties).
  * It forks one `ringkv start --shard-index i` process per shard, restarts a shard that dies
  * (with backoff, a bounded number of times), forwards SIGTERM/SIGINT to every shard and exits
  * when they have drained. It holds no data and serves nothing: the shards share the HTTP port
@@ -238,7 +241,7 @@ export async function superviseShards(argv: readonly string[], count: number, co
       } else if (slots.every((each) => each.ready)) {
         allReadyOnce = true;
         for (const each of slots) process.stderr.write(each.heldErrors);
-        console.error(`ringkv: ${count} shards up (pids ${slots.map((each) => each.child?.pid).join(', ')})`);
+        console.error(`ringkv: ${count} shard${count === 1 ? '' : 's'} up (pid${count === 1 ? '' : 's'} ${slots.map((each) => each.child?.pid).join(', ')})`);
       }
     });
     // 'close', not 'exit': by then the shard's stderr is read to its end.
