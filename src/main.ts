@@ -307,8 +307,8 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
   node.onLeft = () => tell({ type: 'shard-left', index: shard.index }, () => void shutdown('left the cluster'));
   process.on('message', (message: Partial<SupervisorMessage> | null) => {
     if (message?.type !== 'leave') return;
-    node.joinHostLeave();
     logger.info({}, 'leaving the cluster with the other shards of this node');
+    node.joinHostLeave().catch((error: unknown) => logger.error({ err: error }, 'could not record the leave; run `ringkv leave` on the node again'));
   });
   // A shard lives as long as its supervisor: when the supervisor is gone (even by kill -9), the IPC channel closes.
   process.on('disconnect', () => void shutdown('the shard supervisor is gone'));
