@@ -215,6 +215,9 @@ export async function runNode(flags: StartFlags): Promise<void> {
   try {
     await startNode(config, shard, logger);
   } catch (error) {
+    // A shard whose data says it left the cluster tells its supervisor so before it exits: one
+    // that died after it left is then done, not crashed (a restart would only refuse again).
+    if (error instanceof KvError && error.details?.lifecycle === 'left') await tellSupervisor({ type: 'shard-left', index: shard.index });
     if (error instanceof KvError) throw error;
     // A failure nobody foresaw: its stack goes to the log, and the terminal gets one line.
     logger.error({ err: error }, 'the node could not start');
@@ -299,12 +302,8 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
   // every shard of the host can leave (src/engine/lifecycle.ts), then tells the supervisor, which
   // has every other shard leave; those never refuse. Each shard that has left says so before it
   // exits, so the supervisor does not restart it, and exits itself once all have.
-  const tell = (message: ShardMessage, then?: () => void): void => {
-    if (process.connected) process.send?.(message, undefined, {}, () => then?.());
-    else then?.();
-  };
-  node.onLeaving = () => tell({ type: 'shard-leaving', index: shard.index });
-  node.onLeft = () => tell({ type: 'shard-left', index: shard.index }, () => void shutdown('left the cluster'));
+  node.onLeaving = () => void tellSupervisor({ type: 'shard-leaving', index: shard.index });
+  node.onLeft = () => void tellSupervisor({ type: 'shard-left', index: shard.index }).then(() => shutdown('left the cluster'));
   process.on('message', (message: Partial<SupervisorMessage> | null) => {
     if (message?.type !== 'leave') return;
     logger.info({}, 'leaving the cluster with the other shards of this node');
@@ -313,5 +312,13 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
   // A shard lives as long as its supervisor: when the supervisor is gone (even by kill -9), the IPC channel closes.
   process.on('disconnect', () => void shutdown('the shard supervisor is gone'));
   // SIGINT from a terminal reaches the whole process group; the supervisor forwards SIGTERM, which drains.
-  tell({ type: 'shard-ready', index: shard.index });
+  void tellSupervisor({ type: 'shard-ready', index: shard.index });
+}
+
+/** Sends the shard supervisor a message; resolves once it is sent (or at once when the supervisor is gone). */
+function tellSupervisor(message: ShardMessage): Promise<void> {
+  return new Promise((sent) => {
+    if (process.connected && process.send !== undefined) process.send(message, undefined, {}, () => sent());
+    else sent();
+  });
 }

@@ -251,14 +251,6 @@ export async function superviseShards(argv: readonly string[], count: number, co
   const onExit = (slot: ShardSlot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void => {
     if (stopping || slot.child !== child) return;
     slot.child = undefined;
-    if (slot.left) {
-      // A shard that left the cluster is done; the node is done once every shard is.
-      if (slots.every((each) => each.left && each.child === undefined)) {
-        console.error(`ringkv: every shard has left the cluster; the node exits`);
-        process.exit(0);
-      }
-      return;
-    }
     if (!allReadyOnce) {
       // A node whose shards cannot all start is not the node asked for: stop the others and say why in one line, the shard's own.
       const said = slot.heldErrors
@@ -267,6 +259,16 @@ export async function superviseShards(argv: readonly string[], count: number, co
         .at(-1);
       console.error(said ?? `ringkv: shard ${slot.index} ${exitText(code, signal)} before the node was up`);
       void stopAll(1);
+      return;
+    }
+    if (slot.left) {
+      // A shard that left the cluster is done (one killed after it left, too: restarted, it said
+      // its data had left and exited); the node is done once every shard is.
+      if (!slot.ready) console.error(`ringkv: shard ${slot.index} had left the cluster before it died (its data says so); it is not restarted`);
+      if (slots.every((each) => each.left && each.child === undefined)) {
+        console.error(`ringkv: every shard has left the cluster; the node exits`);
+        process.exit(0);
+      }
       return;
     }
     const now = Date.now();

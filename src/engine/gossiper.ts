@@ -634,5 +634,7 @@ function leftNodeRestarted(nodeId: string): KvError {
   return new KvError(
     'KV_CONFLICT',
     `node ${nodeId} left the cluster (\`ringkv leave\`) and does not start again under its id; to bring this machine back, wipe its data directory and start it again: it joins with a new id`,
+    // The shard supervisor reads it: a shard that died after it left is not restarted (src/cli/shards.ts).
+    { details: { lifecycle: 'left' } },
   );
 }
