@@ -74,7 +74,7 @@ export function loadTlsFiles(config: NodeConfig): { key: Buffer; cert: Buffer; c
 function processFigures(shard: ShardPosition): () => Record<string, number> {
   return () => {
     const usage = process.memoryUsage();
-    // The pid lets `ringkv cluster` tell its own children from another cluster's nodes on the same ports.
+    // The supervisor's pid lets `ringkv cluster` tell its own nodes from another cluster's on the same ports.
     return {
       pid: process.pid,
       supervisorPid: process.ppid,
@@ -205,7 +205,7 @@ export async function runNode(flags: StartFlags): Promise<void> {
       '--shard-index is set by the shard supervisor of `ringkv start`; run `ringkv start` without it (with --shards N for N shards)',
     );
   }
-  const shard: ShardPosition = { index: flags.shardIndex === undefined ? 0 : Number(flags.shardIndex), count: flags.shards ?? 1 };
+  const shard: ShardPosition = { index: Number(flags.shardIndex), count: flags.shards ?? 1 };
   const nodeConfig = loadConfig(flags, process.env);
   const problem = shardLayoutProblem(nodeConfig.dataDir, shard.count);
   if (problem !== undefined) throw new KvError('KV_BAD_CONFIG', problem);
