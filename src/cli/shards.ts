@@ -177,7 +177,10 @@ function exitText(code: number | null, signal: NodeJS.Signals | null): string {
 export async function superviseShards(argv: readonly string[], count: number, config: NodeConfig): Promise<void> {
   const problem = shardLayoutProblem(config.dataDir, count);
   if (problem !== undefined) throw new KvError('KV_BAD_CONFIG', problem);
-  const env = { ...process.env, RINGKV_CLUSTER_SECRET: shardsClusterSecret(config) };
+  // Shards are peers of each other, so they share one secret; a node's one shard has no such
+  // peer and keeps the secret its data holds (a node restarted without the secret it was first
+  // given finds it there), as a node did before shards.
+  const env = count === 1 ? process.env : { ...process.env, RINGKV_CLUSTER_SECRET: shardsClusterSecret(config) };
   const script = join(packageRoot(), 'bin', 'ringkv.js');
   const slots: ShardSlot[] = Array.from({ length: count }, (_, index) => ({
     index,
