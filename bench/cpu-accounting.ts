@@ -71,7 +71,7 @@ function childrenOf(pid: number): number[] {
  * ringkv node is a supervisor whose shards do the work, and the servers the bench starts are its
  * own children, counted as servers, not as the bench.
  */
-function processTicks(pid: number | undefined, skip: ReadonlySet<number> = new Set()): number {
+export function processTicks(pid: number | undefined, skip: ReadonlySet<number> = new Set()): number {
   if (pid === undefined || skip.has(pid)) return 0;
   return ownTicks(pid) + childrenOf(pid).reduce((sum, child) => sum + processTicks(child, skip), 0);
 }

@@ -3,7 +3,18 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { type ServerProcess, isAlive, packageRoot, portFree, removeTemporaryFolder, startServer, stopAll, stopServer, temporaryFolder } from './processes.js';
+import {
+  type ServerProcess,
+  isAlive,
+  packageRoot,
+  portFree,
+  removeTemporaryFolder,
+  signalGroup,
+  startServer,
+  stopAll,
+  stopServer,
+  temporaryFolder,
+} from './processes.js';
 
 /**
  * Membership on real processes (issue 21): the figures `npm run sim:gossip-scale -- --json`
@@ -186,7 +197,7 @@ async function stop(node: RealNode, signal: 'SIGKILL' | 'SIGTERM'): Promise<void
   if (server === undefined) return;
   if (signal === 'SIGKILL') {
     const exited = new Promise<void>((resolve) => server.child.once('exit', () => resolve()));
-    if (isAlive(server)) server.child.kill('SIGKILL');
+    if (isAlive(server)) signalGroup(server.child.pid, 'SIGKILL');
     await exited;
   } else await stopServer(server);
   node.server = undefined;

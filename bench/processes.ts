@@ -29,7 +29,7 @@ function installHandlers(): void {
   handlersInstalled = true;
   // 'exit' handlers must be synchronous: a SIGKILL is all that can still be sent from there.
   process.on('exit', () => {
-    for (const server of running) server.child.kill('SIGKILL');
+    for (const server of running) signalGroup(server.child.pid, 'SIGKILL');
   });
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
@@ -57,10 +57,25 @@ export function removeTemporaryFolder(folder: string, keep: boolean): void {
   else rmSync(folder, { recursive: true, force: true });
 }
 
-/** Starts a server process and registers it for cleanup. */
+/**
+ * Sends `signal` to the process group that `pid` leads: a server and every process it started, as
+ * a crash (kill -9) or a stall (SIGSTOP) of the machine would reach them. A ringkv node is a
+ * supervisor and its shards: a signal to the supervisor alone does not reach them, and a shard
+ * whose supervisor is gone shuts down cleanly, which is no crash. A group already gone is no error.
+ */
+export function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'ESRCH') throw error;
+  }
+}
+
+/** Starts a server process, leader of its own process group (see signalGroup), and registers it for cleanup. */
 export function startServer(name: string, command: string, args: readonly string[], options: SpawnOptions = {}): ServerProcess {
   installHandlers();
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...options });
   const server: ServerProcess = { name, child, output: '' };
   const keep = (chunk: Buffer): void => {
     server.output = (server.output + chunk.toString('utf8')).slice(-20_000);
@@ -86,7 +101,7 @@ export async function stopServer(server: ServerProcess, graceMs = 10_000): Promi
   }
   const exited = new Promise<void>((resolve) => server.child.once('exit', () => resolve()));
   server.child.kill('SIGTERM');
-  const timer = setTimeout(() => server.child.kill('SIGKILL'), graceMs);
+  const timer = setTimeout(() => signalGroup(server.child.pid, 'SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
   running.delete(server);

@@ -1,8 +1,19 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Pool, request } from 'undici';
-import { type ServerProcess, freePorts, isAlive, packageRoot, removeTemporaryFolder, startServer, stopServer, temporaryFolder, waitFor } from './processes.js';
+import {
+  type ServerProcess,
+  freePorts,
+  isAlive,
+  packageRoot,
+  removeTemporaryFolder,
+  signalGroup,
+  startServer,
+  stopServer,
+  temporaryFolder,
+  waitFor,
+} from './processes.js';
+import { processTicks } from './cpu-accounting.js';
 
 /**
  * Quiet background work and fast start (issue 12), on real processes:
@@ -31,13 +42,6 @@ function loopSpeedMs(): number {
   for (let index = 0; index < 2e8; index++) total += index % 7;
   if (total < 0) throw new Error('unreachable');
   return Date.now() - started;
-}
-
-function processTicks(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
 }
 
 interface BenchNode {
@@ -164,7 +168,7 @@ async function idleSuite(): Promise<void> {
 
     // An outage: node 3 is killed, 10,000 keys are written, node 3 comes back.
     const third = nodes[2]!;
-    third.server?.child.kill('SIGKILL');
+    signalGroup(third.server?.child.pid, 'SIGKILL');
     await waitFor('node 3 exits', 30_000, async () => !isAlive(third.server as ServerProcess));
     await waitFor('node 1 sees node 3 down', 120_000, async () =>
       (await status(nodes[0]!)).members.some((member) => member.address === third.address && member.status === 'down'),
@@ -223,7 +227,7 @@ async function startSuite(): Promise<void> {
     for (let run = 0; run < repeats; run++) {
       await waitFor('every key counted', 300_000, async () => (await keysSeen()) >= keyCount);
       const killed = node.server as ServerProcess;
-      killed.child.kill('SIGKILL');
+      signalGroup(killed.child.pid, 'SIGKILL');
       await waitFor('the node exits', 30_000, async () => !isAlive(killed));
       await startOnce(`${keyCount} keys, after kill -9`);
       const rebuiltFrom = node.startedAtMs;

@@ -6,6 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { type Server, createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { join, resolve } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { pino } from 'pino';
 import { LevelStorage } from './adapters/level-storage.js';
 import { systemClock } from './adapters/system-clock.js';
@@ -27,7 +28,7 @@ import { readSettingFile } from './util/setting-file.js';
 
 /** The flags of `ringkv start`, as commander parsed them, with the shard count the command line settled. */
 export interface StartFlags extends ConfigFlags {
-  /** How many shards the node runs (1: one process, today's layout). */
+  /** How many shards the node runs (1: one shard, with no shard folders). */
   readonly shards?: number;
   /** Which shard this process is (set by the shard supervisor, `src/cli/shards.ts`). */
   readonly shardIndex?: string;
@@ -65,13 +66,18 @@ export function loadTlsFiles(config: NodeConfig): { key: Buffer; cert: Buffer; c
   return { cert: readPem('certFile'), key: readPem('keyFile'), ca: readPem('caFile') };
 }
 
-/** This process for /status: its pid, its shard, and where its memory goes (the V8 heap, buffers outside it, and the rest: LevelDB's caches, code). */
+/**
+ * This process for /status: its pid (and its supervisor's), its shard, where its memory goes (the
+ * V8 heap, buffers outside it, and the rest: LevelDB's caches, code) and the V8 heap's limit, which
+ * the supervisor's Node flags set (`shardExecArgv` in `src/cli/shards.ts`).
+ */
 function processFigures(shard: ShardPosition): () => Record<string, number> {
   return () => {
     const usage = process.memoryUsage();
-    // The pid lets `ringkv cluster` tell its own children from another cluster's nodes on the same ports.
+    // The supervisor's pid lets `ringkv cluster` tell its own nodes from another cluster's on the same ports.
     return {
       pid: process.pid,
+      supervisorPid: process.ppid,
       shardIndex: shard.index,
       shardCount: shard.count,
       rssBytes: usage.rss,
@@ -79,6 +85,7 @@ function processFigures(shard: ShardPosition): () => Record<string, number> {
       heapTotalBytes: usage.heapTotal,
       externalBytes: usage.external,
       arrayBuffersBytes: usage.arrayBuffers,
+      heapSizeLimitBytes: getHeapStatistics().heap_size_limit,
     };
   };
 }
@@ -189,9 +196,16 @@ const mathRandom: Random = {
   int: (bound) => Math.floor(Math.random() * bound),
 };
 
-/** `ringkv start`: runs one node in the foreground until SIGTERM or SIGINT, then drains and closes cleanly. */
+/** `ringkv start --shard-index i`, forked by the supervisor: runs shard i of a node until SIGTERM or SIGINT, then drains and closes cleanly. */
 export async function runNode(flags: StartFlags): Promise<void> {
-  const shard: ShardPosition = { index: flags.shardIndex === undefined ? 0 : Number(flags.shardIndex), count: flags.shards ?? 1 };
+  // A shard runs only under its supervisor (`superviseShards`), which gives it its heap bounds and restarts it.
+  if (process.send === undefined || flags.shardIndex === undefined) {
+    throw new KvError(
+      'KV_BAD_CONFIG',
+      '--shard-index is set by the shard supervisor of `ringkv start`; run `ringkv start` without it (with --shards N for N shards)',
+    );
+  }
+  const shard: ShardPosition = { index: Number(flags.shardIndex), count: flags.shards ?? 1 };
   const nodeConfig = loadConfig(flags, process.env);
   const problem = shardLayoutProblem(nodeConfig.dataDir, shard.count);
   if (problem !== undefined) throw new KvError('KV_BAD_CONFIG', problem);
@@ -201,6 +215,9 @@ export async function runNode(flags: StartFlags): Promise<void> {
   try {
     await startNode(config, shard, logger);
   } catch (error) {
+    // A shard whose data says it left the cluster tells its supervisor so before it exits: one
+    // that died after it left is then done, not crashed (a restart would only refuse again).
+    if (error instanceof KvError && error.details?.lifecycle === 'left') await tellSupervisor({ type: 'shard-left', index: shard.index });
     if (error instanceof KvError) throw error;
     // A failure nobody foresaw: its stack goes to the log, and the terminal gets one line.
     logger.error({ err: error }, 'the node could not start');
@@ -281,28 +298,27 @@ async function startNode(config: NodeConfig, shard: ShardPosition, logger: pino.
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
-  if (shard.count === 1) {
-    // `ringkv leave`: once the node has handed off everything and marked itself left, it exits.
-    node.onLeft = () => void shutdown('left the cluster');
-    return;
-  }
   // A node leaves as a whole (README, "Shards"): the shard `ringkv leave` reached checks that
   // every shard of the host can leave (src/engine/lifecycle.ts), then tells the supervisor, which
   // has every other shard leave; those never refuse. Each shard that has left says so before it
   // exits, so the supervisor does not restart it, and exits itself once all have.
-  const tell = (message: ShardMessage, then?: () => void): void => {
-    if (process.connected) process.send?.(message, undefined, {}, () => then?.());
-    else then?.();
-  };
-  node.onLeaving = () => tell({ type: 'shard-leaving', index: shard.index });
-  node.onLeft = () => tell({ type: 'shard-left', index: shard.index }, () => void shutdown('left the cluster'));
+  node.onLeaving = () => void tellSupervisor({ type: 'shard-leaving', index: shard.index });
+  node.onLeft = () => void tellSupervisor({ type: 'shard-left', index: shard.index }).then(() => shutdown('left the cluster'));
   process.on('message', (message: Partial<SupervisorMessage> | null) => {
     if (message?.type !== 'leave') return;
-    node.joinHostLeave();
     logger.info({}, 'leaving the cluster with the other shards of this node');
+    node.joinHostLeave().catch((error: unknown) => logger.error({ err: error }, 'could not record the leave; run `ringkv leave` on the node again'));
   });
   // A shard lives as long as its supervisor: when the supervisor is gone (even by kill -9), the IPC channel closes.
   process.on('disconnect', () => void shutdown('the shard supervisor is gone'));
   // SIGINT from a terminal reaches the whole process group; the supervisor forwards SIGTERM, which drains.
-  tell({ type: 'shard-ready', index: shard.index });
+  void tellSupervisor({ type: 'shard-ready', index: shard.index });
+}
+
+/** Sends the shard supervisor a message; resolves once it is sent (or at once when the supervisor is gone). */
+function tellSupervisor(message: ShardMessage): Promise<void> {
+  return new Promise((sent) => {
+    if (process.connected && process.send !== undefined) process.send(message, undefined, {}, () => sent());
+    else sent();
+  });
 }

@@ -19,7 +19,7 @@ export interface ClusterFlags {
 interface StatusView {
   readonly members: readonly { readonly status: string }[];
   readonly ring: { readonly members: readonly string[] } | null;
-  readonly process?: { readonly pid?: number };
+  readonly process?: { readonly supervisorPid?: number };
 }
 
 /** How long the nodes have to come up before the command gives up on them. */
@@ -27,13 +27,13 @@ const readyDeadlineMs = 60_000;
 
 /**
  * How many members the node at `address` sees up in its ring, or 0 when it cannot say. An
- * answer from a process that is not `child` counts as 0: ports another cluster holds answer
- * with that cluster's nodes, and those must never pass for ours.
+ * answer from a shard whose supervisor is not `child` counts as 0: ports another cluster holds
+ * answer with that cluster's nodes, and those must never pass for ours.
  */
 async function membersUp(client: RingClient, address: string, child: ChildProcess): Promise<number> {
   try {
     const status = (await client.status(address)) as StatusView;
-    if (status.process?.pid !== child.pid) return 0;
+    if (status.process?.supervisorPid !== child.pid) return 0;
     return Math.min(status.members.filter((member) => member.status === 'up').length, status.ring?.members.length ?? 0);
   } catch {
     return 0;
@@ -120,7 +120,7 @@ export async function runLocalCluster(flags: ClusterFlags): Promise<void> {
   const script = join(packageRoot(), 'bin', 'ringkv.js');
   const children: ChildProcess[] = addresses.map((address, index) => {
     const out = openSync(logFiles[index] as string, 'a');
-    // One shard per node: the nodes of a local cluster already are one process each, on adjacent ports (a shard would take port + 1).
+    // One shard per node: the nodes of a local cluster sit on adjacent ports (a second shard would take port + 1).
     const args = [script, 'start', '--shards', '1', '--host', host, '--port', String(basePort + index), '--data', join(dataRoot, `node${index + 1}`)];
     if (index > 0) args.push('--seeds', addresses[0] as string);
     if (flags.config !== undefined) args.push('--config', flags.config);

@@ -48,14 +48,16 @@ program
   .option('--zone <label>', "the zone (rack, availability zone) of this node: a key's replicas go to different zones when zones are labelled")
   .option(
     '--shards <n>',
-    'processes (ring members) this node runs, sharing its HTTP port; shard i keeps its data in DATA/shard-i and listens for peers on the peer port + i (default: one per core; 1: one process, no shard folders)',
+    'processes (ring members) this node runs, sharing its HTTP port; shard i keeps its data in DATA/shard-i and listens for peers on the peer port + i (default: one per core; 1: one shard, no shard folders)',
   )
   .addOption(new Option('--shard-index <i>', 'set by the shard supervisor: run shard i of --shards').hideHelp())
   .action(async (flags: ConfigFlags & { shards?: string; shardIndex?: string }) => {
     const [{ shardCount, superviseShards }, { loadConfig }] = await Promise.all([import('./shards.js'), import('./load-config.js')]);
     const count = shardCount(flags.shards);
-    // The supervisor checks the config once, so a bad value is one line, not one per shard.
-    if (count > 1 && flags.shardIndex === undefined) return superviseShards(process.argv.slice(2), count, loadConfig(flags, process.env));
+    // Every node runs its shards under the supervisor, a node of one shard too: it forks each
+    // shard with the V8 heap bounds a shard needs (`shardExecArgv`), restarts one that dies and
+    // makes a leave the whole node's. It checks the config once, so a bad value is one line.
+    if (flags.shardIndex === undefined) return superviseShards(process.argv.slice(2), count, loadConfig(flags, process.env));
     const { runNode } = await import('../main.js');
     await runNode({ ...flags, shards: count });
   });

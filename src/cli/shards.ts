@@ -8,7 +8,10 @@ import { newClusterSecret } from '../util/ids.js';
 import { packageRoot } from './load-config.js';
 
 /**
- * `ringkv start --shards N`: the supervisor of a node's shards (docs/ARCHITECTURE.md#shards).
+ * `ringkv start --shards N`: the supervisor of a node's shards (docs/ARCHITECTURE.md#shards), for
+ * every N, 1 too: it is the one way a node runs, so every shard gets the V8 heap bounds of
+ * `shardExecArgv` (a Node process cannot change its own heap limits once started, and a
+ * process that re-ran itself with them would be a second supervisor with fewer duties).
  * It forks one `ringkv start --shard-index i` process per shard, restarts a shard that dies
  * (with backoff, a bounded number of times), forwards SIGTERM/SIGINT to every shard and exits
  * when they have drained. It holds no data and serves nothing: the shards share the HTTP port
@@ -174,7 +177,10 @@ function exitText(code: number | null, signal: NodeJS.Signals | null): string {
 export async function superviseShards(argv: readonly string[], count: number, config: NodeConfig): Promise<void> {
   const problem = shardLayoutProblem(config.dataDir, count);
   if (problem !== undefined) throw new KvError('KV_BAD_CONFIG', problem);
-  const env = { ...process.env, RINGKV_CLUSTER_SECRET: shardsClusterSecret(config) };
+  // Shards are peers of each other, so they share one secret; a node's one shard has no such
+  // peer and keeps the secret its data holds (a node restarted without the secret it was first
+  // given finds it there), as a node did before shards.
+  const env = count === 1 ? process.env : { ...process.env, RINGKV_CLUSTER_SECRET: shardsClusterSecret(config) };
   const script = join(packageRoot(), 'bin', 'ringkv.js');
   const slots: ShardSlot[] = Array.from({ length: count }, (_, index) => ({
     index,
@@ -238,7 +244,7 @@ export async function superviseShards(argv: readonly string[], count: number, co
       } else if (slots.every((each) => each.ready)) {
         allReadyOnce = true;
         for (const each of slots) process.stderr.write(each.heldErrors);
-        console.error(`ringkv: ${count} shards up (pids ${slots.map((each) => each.child?.pid).join(', ')})`);
+        console.error(`ringkv: ${count} shard${count === 1 ? '' : 's'} up (pid${count === 1 ? '' : 's'} ${slots.map((each) => each.child?.pid).join(', ')})`);
       }
     });
     // 'close', not 'exit': by then the shard's stderr is read to its end.
@@ -248,14 +254,6 @@ export async function superviseShards(argv: readonly string[], count: number, co
   const onExit = (slot: ShardSlot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void => {
     if (stopping || slot.child !== child) return;
     slot.child = undefined;
-    if (slot.left) {
-      // A shard that left the cluster is done; the node is done once every shard is.
-      if (slots.every((each) => each.left && each.child === undefined)) {
-        console.error(`ringkv: every shard has left the cluster; the node exits`);
-        process.exit(0);
-      }
-      return;
-    }
     if (!allReadyOnce) {
       // A node whose shards cannot all start is not the node asked for: stop the others and say why in one line, the shard's own.
       const said = slot.heldErrors
@@ -264,6 +262,16 @@ export async function superviseShards(argv: readonly string[], count: number, co
         .at(-1);
       console.error(said ?? `ringkv: shard ${slot.index} ${exitText(code, signal)} before the node was up`);
       void stopAll(1);
+      return;
+    }
+    if (slot.left) {
+      // A shard that left the cluster is done (one killed after it left, too: restarted, it said
+      // its data had left and exited); the node is done once every shard is.
+      if (!slot.ready) console.error(`ringkv: shard ${slot.index} had left the cluster before it died (its data says so); it is not restarted`);
+      if (slots.every((each) => each.left && each.child === undefined)) {
+        console.error(`ringkv: every shard has left the cluster; the node exits`);
+        process.exit(0);
+      }
       return;
     }
     const now = Date.now();

@@ -123,6 +123,10 @@ export class Gossiper {
   private nextRoundMs: number;
   private nextJoinMs = 0;
   private removalAnnounced = false;
+  /** The tail of the view writes (`persist`): each waits for the one before. */
+  private persisting: Promise<void> = Promise.resolve();
+  /** This node's status while `setOwnStatus` persists it, before it is published. */
+  private ownStatusToPersist: 'leaving' | 'left' | undefined;
   private readonly ringChangeListeners: ((ring: Ring) => void)[] = [];
   private readonly removedListeners: (() => void)[] = [];
   /** The cluster state versions last announced (undefined before the first, at construction). */
@@ -485,7 +489,10 @@ export class Gossiper {
 
   private promoteSelf(): void {
     const ring = this.ringState;
-    if (this.ownStatus === 'joining' && ring !== null && ringMembers(ring).includes(this.options.self.id)) this.setOwnStatus('up');
+    if (this.ownStatus !== 'joining' || ring === null || !ringMembers(ring).includes(this.options.self.id)) return;
+    // Up is no departure: the ring that made this node an owner is persisted as a ring change.
+    this.member.publish({ lifecycle: 'up' });
+    this.viewCache = undefined;
   }
 
   /** What this node believes of a member: SWIM's alive, suspect, dead, left or removed (undefined when unknown). */
@@ -526,12 +533,22 @@ export class Gossiper {
     return this.member.recordOf(nodeId)?.address;
   }
 
-  /** Changes this node's own lifecycle (leaving, left); SWIM spreads it as news. */
-  setOwnStatus(status: MemberLifecycle): void {
+  /**
+   * Marks this node leaving or left: first the view with the new status is persisted (synced),
+   * then the status is published, for SWIM to spread and this node's roles to act on. A leave
+   * must survive a crash once anyone may have heard of it, and a node that left must not start
+   * again under its id (the constructor), so nothing is announced before it is on disk; a write
+   * that fails rejects, and the status stays as it was.
+   */
+  async setOwnStatus(status: 'leaving' | 'left'): Promise<void> {
+    this.ownStatusToPersist = status;
+    try {
+      await this.persist();
+    } finally {
+      this.ownStatusToPersist = undefined;
+    }
     this.member.publish({ lifecycle: status });
     this.viewCache = undefined;
-    // A leave survives a restart, and a node that left does not start again under its id (the constructor).
-    if (status === 'leaving' || status === 'left') void this.persistNow();
   }
 
   /** This node's own lifecycle. */
@@ -571,10 +588,30 @@ export class Gossiper {
     }
   }
 
-  /** Persists the view now (a change other than the ring's, such as this node's removal). */
+  /**
+   * Writes the view, one write at a time, each with the view as it is when its turn comes (and
+   * this node's status about to be published, `setOwnStatus`), so an older view never lands
+   * after a newer one.
+   */
+  private persist(): Promise<void> {
+    const write = this.persisting.then(() => this.options.persist(this.viewToPersist()));
+    this.persisting = write.catch(() => undefined);
+    return write;
+  }
+
+  /** The view, with this node's status as `setOwnStatus` is about to publish it. */
+  private viewToPersist(): ClusterView {
+    const view = this.view;
+    const self = view.members[this.options.self.id];
+    const status = this.ownStatusToPersist;
+    if (status === undefined || self === undefined) return view;
+    return { ...view, members: { ...view.members, [self.id]: { ...self, status } } };
+  }
+
+  /** Persists the view now (a change other than the ring's, such as this node's removal); a failed write is logged. */
   private async persistNow(): Promise<void> {
     try {
-      await this.options.persist(this.view);
+      await this.persist();
     } catch (error) {
       this.options.logger.error({ error: String(error) }, 'could not persist the cluster view');
     }
@@ -597,5 +634,7 @@ function leftNodeRestarted(nodeId: string): KvError {
   return new KvError(
     'KV_CONFLICT',
     `node ${nodeId} left the cluster (\`ringkv leave\`) and does not start again under its id; to bring this machine back, wipe its data directory and start it again: it joins with a new id`,
+    // The shard supervisor reads it: a shard that died after it left is not restarted (src/cli/shards.ts).
+    { details: { lifecycle: 'left' } },
   );
 }

@@ -190,7 +190,7 @@ export interface KvService {
   /** Progress of the last repair. */
   repairProgress(): RepairProgress;
   /** Starts decommissioning this node (`ringkv leave`). */
-  leave(): { status: string };
+  leave(): Promise<{ status: string }>;
   /** Plans a node that is gone for good out of the ring (`ringkv remove`). */
   removeMember(nodeId: string): { status: string };
 }

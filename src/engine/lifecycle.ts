@@ -85,7 +85,7 @@ export class Lifecycle {
    * that the host as a whole can leave, and refuses the whole request before anything is marked
    * leaving. Asked again while leaving (or after), it answers the status it has.
    */
-  leave(): { status: string } {
+  async leave(): Promise<{ status: string }> {
     const ring = this.options.requireRing();
     const own = this.options.gossiper.ownStatus;
     if (own === 'leaving' || own === 'left') return { status: own };
@@ -116,7 +116,15 @@ export class Lifecycle {
         leavers.length === 1 ? 'this node owns no partitions; it can simply be stopped' : `no shard of this node owns a partition; it can simply be stopped`,
       );
     }
-    this.options.gossiper.setOwnStatus('leaving');
+    try {
+      await this.options.gossiper.setOwnStatus('leaving');
+    } catch (error) {
+      throw new KvError(
+        'KV_STORAGE',
+        `could not record the leave in this node's data directory (${error instanceof Error ? error.message : String(error)}); nothing was announced: fix the storage and run \`ringkv leave\` again`,
+        { cause: error },
+      );
+    }
     return { status: 'leaving' };
   }
 
@@ -127,14 +135,14 @@ export class Lifecycle {
    * `left` at the next lifecycle check; one already gone from the cluster (left, or removed
    * while it was down) has nothing to hand off, so `onLeft` fires at once and it exits.
    */
-  joinHostLeave(): void {
+  async joinHostLeave(): Promise<void> {
     const own = this.options.gossiper.ownStatus;
     if (own === 'leaving') return;
     if (hasDeparted(own)) {
       if (!this.leftAnnounced) this.announceLeft(0);
       return;
     }
-    this.options.gossiper.setOwnStatus('leaving');
+    await this.options.gossiper.setOwnStatus('leaving');
   }
 
   /** `ringkv remove NODE_ID`: plans a node that is gone for good out of the ring; its partitions are rebuilt from the other replicas. */
@@ -162,7 +170,8 @@ export class Lifecycle {
     await this.drain();
     // Checked again: the drain took time, and what it waited on may have changed the answer (the next check tries again).
     if (!this.handedOff()) return;
-    this.options.gossiper.setOwnStatus('left');
+    // Persisted before anyone hears of it: a shard that left must not start again under its id.
+    await this.options.gossiper.setOwnStatus('left');
     this.options.logger.info({}, 'this node has handed off all its data and left the cluster');
     // A few gossip rounds let the others hear that it left before it goes.
     this.announceLeft(3 * this.options.config.gossip.intervalMs);

@@ -245,16 +245,20 @@ export class RingNode implements KvService {
     await this.lifecycle.stop();
   }
 
-  /** `ringkv leave`: hands this node's partitions to others; `onLeft` fires once it has left. */
-  leave(): { status: string } {
-    const answer = this.lifecycle.leave();
+  /**
+   * `ringkv leave`: hands this node's partitions to others; `onLeft` fires once it has left. The
+   * leave is persisted before anything announces it: gossip, `onLeaving` (the supervisor, which
+   * has the node's other shards leave) and the answer.
+   */
+  async leave(): Promise<{ status: string }> {
+    const answer = await this.lifecycle.leave();
     this.onLeaving?.();
     return answer;
   }
 
   /** The supervisor's `leave`: another shard of this node's host is leaving, so this one leaves too, whatever it holds (src/engine/lifecycle.ts). */
-  joinHostLeave(): void {
-    this.lifecycle.joinHostLeave();
+  async joinHostLeave(): Promise<void> {
+    await this.lifecycle.joinHostLeave();
   }
 
   /** `ringkv remove NODE_ID`: plans a node that is gone for good out of the ring. */

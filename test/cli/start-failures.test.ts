@@ -125,9 +125,9 @@ describe('ringkv cluster, on ports another cluster holds', () => {
     expect(second.stderr).toMatch(new RegExp(`node 1 \\(127\\.0\\.0\\.1:${port}\\) exited with code 1: .*port ${port}.* is taken`));
     expect(second.stderr).toContain('the nodes it started are stopped');
 
-    // The first cluster's node, killed by a signal, is reported by the signal's name.
-    const status = (await (await request(`http://127.0.0.1:${port}/status`)).body.json()) as { process: { pid: number } };
-    process.kill(status.process.pid, 'SIGKILL');
+    // The first cluster's node (the shard supervisor it started), killed by a signal, is reported by the signal's name.
+    const status = (await (await request(`http://127.0.0.1:${port}/status`)).body.json()) as { process: { supervisorPid: number } };
+    process.kill(status.process.supervisorPid, 'SIGKILL');
     await waitFor(
       () => `the first cluster to report its killed node (its output: ${firstOutput})`,
       pollDeadlineMs,

@@ -291,7 +291,7 @@ export class FakeKvService implements KvService {
   }
 
   /** A one-node fake cannot leave. */
-  leave(): { status: string } {
+  async leave(): Promise<{ status: string }> {
     throw new KvError('KV_CONFLICT', 'this is the only live member');
   }
 

@@ -8,6 +8,7 @@ import {
   pollDeadlineMs,
   freePorts,
   processTestTimeoutMs,
+  signalNode,
   startCluster,
   temporaryFolder,
   waitFor,
@@ -53,7 +54,7 @@ describe('Lifeguard: a member starved by SIGSTOP/SIGCONT bursts', () => {
 
   afterAll(async () => {
     for (const node of nodes) {
-      node.child?.kill('SIGCONT');
+      signalNode(node, 'SIGCONT');
       await killNode(node);
     }
     folder.remove();
@@ -119,9 +120,9 @@ describe('Lifeguard: a member starved by SIGSTOP/SIGCONT bursts', () => {
       })();
 
       for (let burst = 0; burst < bursts; burst++) {
-        starved.child!.kill('SIGSTOP');
+        signalNode(starved, 'SIGSTOP');
         await new Promise((resolve) => setTimeout(resolve, stoppedMs));
-        starved.child!.kill('SIGCONT');
+        signalNode(starved, 'SIGCONT');
         await new Promise((resolve) => setTimeout(resolve, runningMs));
       }
 

@@ -31,7 +31,7 @@ export interface NodeProcess {
 
 // Free ports are found by binding port 0 and closing again (bench's runs need the same): another
 // process could take one before the node binds it, but that is far rarer than two suites sharing a fixed port.
-import { freePort, portFree } from '../../bench/processes.js';
+import { freePort, portFree, signalGroup } from '../../bench/processes.js';
 export { freePort, freePorts, portFree } from '../../bench/processes.js';
 
 /** A port p for a node of two shards: p + 1 (shard 1's member address) and both peer ports (p + 1000, p + 1001) free as well. */
@@ -63,7 +63,8 @@ function launch(node: NodeProcess, options: { seeds?: string[]; env?: Record<str
   const args = [script, 'start', '--shards', '1', '--host', '127.0.0.1', '--port', String(node.port), '--data', node.dataDir, '--log-level', 'warn'];
   if (options.seeds !== undefined && options.seeds.length > 0) args.push('--seeds', options.seeds.join(','));
   args.push(...(options.extraArgs ?? []));
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+  // Its own process group: a node is its supervisor and its shards, and signalNode reaches them all.
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env }, detached: true });
   const keep = (chunk: Buffer): void => {
     node.output = (node.output + chunk.toString('utf8')).slice(-20_000);
   };
@@ -77,12 +78,25 @@ export function restartNode(node: NodeProcess, options: { seeds?: string[]; env?
   launch(node, options);
 }
 
-/** kill -9, and waits until the process is gone. */
+/**
+ * Sends `signal` to the node's process group: its supervisor and every shard, as a crash (kill -9)
+ * or a stall (SIGSTOP) of the machine would reach them. A signal to the supervisor alone would not
+ * reach the shards, and a shard whose supervisor is gone shuts down cleanly, which is no crash.
+ */
+export function signalNode(node: NodeProcess, signal: NodeJS.Signals): void {
+  signalGroup(node.child?.pid, signal);
+}
+
+/**
+ * kill -9 (or another `signal`) to the node's every process, and waits until its supervisor is
+ * gone. SIGTERM, a clean stop, goes to the supervisor alone, which has its shards drain and waits for them.
+ */
 export async function killNode(node: NodeProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
   const child = node.child;
   if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill(signal);
+  if (signal === 'SIGTERM') child.kill(signal);
+  else signalNode(node, signal);
   await exited;
   node.child = undefined;
 }

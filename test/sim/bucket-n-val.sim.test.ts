@@ -159,7 +159,7 @@ describe('simulation: a ring change streams every bucket to its new replicas', (
       leaving.node.onLeft = () => {
         left = true;
       };
-      leaving.node.leave();
+      await leaving.node.leave();
       await cluster.runUntil(() => left, 120_000, 'the leaving node hands off and leaves');
       await cluster.crash(leaving);
       const stayers = cluster.members.filter((member) => member !== leaving);

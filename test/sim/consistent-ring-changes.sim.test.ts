@@ -168,7 +168,7 @@ describe('simulation: consistent keys across joins, a leave and a removal', () =
     await busy(1500);
     // One node leaves.
     quietHalf(1);
-    n1.node.leave();
+    await n1.node.leave();
     await sim.runUntil(() => settledOn(sim, [n0, n2, n3, joinerA, joinerB]) && n1.node.gossiper.ownStatus === 'left', 300_000, 'the leave completes');
     await busy(1500);
     // One node dies for good and is removed, while another joins.

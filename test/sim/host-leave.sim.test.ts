@@ -29,9 +29,9 @@ const hostA = { placement: { host: 'host-a', zone: '' } };
 const hostB = { placement: { host: 'host-b', zone: '' } };
 
 /** `member.node.leave()`'s refusal: its code and message, or 'accepted'. */
-function leaveAnswer(member: SimMember): string {
+async function leaveAnswer(member: SimMember): Promise<string> {
   try {
-    member.node.leave();
+    await member.node.leave();
     return 'accepted';
   } catch (error) {
     return isKvError(error) ? `${error.code}: ${error.message}` : String(error);
@@ -53,8 +53,8 @@ function quiet(sim: SimCluster): boolean {
 
 /** Has `entry` asked to leave, then the rest of its host told by the supervisor, and waits until all of them have left and the ring is `stays` alone. */
 async function leaveAsHost(sim: SimCluster, entry: SimMember, host: readonly SimMember[], stays: readonly SimMember[]): Promise<void> {
-  expect(leaveAnswer(entry)).toBe('accepted');
-  for (const shard of host) if (shard !== entry) shard.node.joinHostLeave();
+  expect(await leaveAnswer(entry)).toBe('accepted');
+  for (const shard of host) if (shard !== entry) await shard.node.joinHostLeave();
   await sim.runUntil(
     () => host.every((shard) => shard.node.gossiper.ownStatus === 'left'),
     120_000,
@@ -71,7 +71,7 @@ describe('simulation: a sharded node leaves as a whole or not at all', () => {
     const a1 = await sim.addMember(hostA, { leavesWithHost: true });
     await sim.runUntil(() => sim.ringSettled(), 60_000, 'the ring of the two shards settles');
     const version = a0.node.gossiper.ring!.version;
-    for (const entry of [a0, a1]) expect(leaveAnswer(entry)).toMatch(/^KV_CONFLICT: .*every live member of the cluster runs on host host-a/);
+    for (const entry of [a0, a1]) expect(await leaveAnswer(entry)).toMatch(/^KV_CONFLICT: .*every live member of the cluster runs on host host-a/);
     // Nothing was marked leaving, and a while later nothing moved: the node serves as before.
     expect(statuses([a0, a1])).toEqual({ [a0.nodeId]: 'up', [a1.nodeId]: 'up' });
     await sim.clock.advance(10_000);
@@ -90,7 +90,7 @@ describe('simulation: a sharded node leaves as a whole or not at all', () => {
     await sim.crash(b);
     await sim.runUntil(() => [a0, a1].every((shard) => !shard.node.gossiper.isUp(b.nodeId)), 60_000, 'both shards judge host-b down');
     const version = a0.node.gossiper.ring!.version;
-    for (const entry of [a0, a1]) expect(leaveAnswer(entry)).toMatch(/^KV_CONFLICT: .*every live member of the cluster runs on host host-a/);
+    for (const entry of [a0, a1]) expect(await leaveAnswer(entry)).toMatch(/^KV_CONFLICT: .*every live member of the cluster runs on host host-a/);
     await sim.clock.advance(10_000);
     expect(statuses([a0, a1])).toEqual({ [a0.nodeId]: 'up', [a1.nodeId]: 'up' });
     expect(a0.node.gossiper.ring).toMatchObject({ version, next: null });
@@ -115,10 +115,10 @@ describe('simulation: a sharded node leaves as a whole or not at all', () => {
     await sim.runUntil(() => a1.node.gossiper.ownStatus === 'removed', 60_000, 'the restarted shard learns it was removed');
     let a1Left = 0;
     a1.node.onLeft = () => (a1Left += 1);
-    expect(leaveAnswer(a0)).toBe('accepted');
-    a1.node.joinHostLeave();
+    expect(await leaveAnswer(a0)).toBe('accepted');
+    await a1.node.joinHostLeave();
     await sim.runUntil(() => a0.node.gossiper.ownStatus === 'left' && a1Left > 0, 120_000, `the host's shards have left (a1 said so ${a1Left} times)`);
-    a1.node.joinHostLeave();
+    await a1.node.joinHostLeave();
     await sim.clock.advance(5_000);
     expect(a1Left, 'onLeft fires once').toBe(1);
     expect(ringMembers(b.node.gossiper.ring!)).toEqual([b.nodeId]);

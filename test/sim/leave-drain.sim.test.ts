@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { dataTypeKey } from '../../src/core/datatypes/data-type.js';
-import type { MemberLifecycle } from '../../src/core/membership/membership.js';
 import { emptyContext } from '../../src/core/versioning/context.js';
 import type { WatchItem } from '../../src/engine/watches.js';
 import { type SimMember, SimCluster } from '../../src/sim/sim-cluster.js';
@@ -64,9 +63,9 @@ describe('simulation: a leaving node drains its consistent operations before it 
     let leftAtMs: number | undefined;
     const gossiper = leaver.node.gossiper;
     const setOwnStatus = gossiper.setOwnStatus.bind(gossiper);
-    gossiper.setOwnStatus = (status: MemberLifecycle) => {
+    gossiper.setOwnStatus = async (status: 'leaving' | 'left') => {
       if (status === 'left') leftAtMs ??= sim.clock.nowMs();
-      setOwnStatus(status);
+      await setOwnStatus(status);
     };
 
     const acknowledged: Acknowledged[] = [];
@@ -84,7 +83,7 @@ describe('simulation: a leaving node drains its consistent operations before it 
       }
     })();
     await sim.runUntil(() => acknowledged.length >= 5, 10_000, 'the leaver has acknowledged five writes');
-    leaver.node.leave();
+    await leaver.node.leave();
     await sim.runUntil(
       () => gossiper.ownStatus === 'left' && watcherNode.node.gossiper.view.members[leaver.nodeId]?.status === 'left',
       300_000,
@@ -126,7 +125,7 @@ describe('simulation: a leaving node drains its consistent operations before it 
     async (seed) => {
       const sim = (cluster = await SimCluster.start(seed, 4, config));
       const leaver = sim.members[3]!;
-      leaver.node.leave();
+      await leaver.node.leave();
       await sim.runUntil(() => leaver.node.gossiper.ownStatus === 'left', 300_000, 'the leaver has left');
       const answer = await sim.drive(
         leaver.node

@@ -59,7 +59,7 @@ describe('simulation: hints for a node that left', () => {
           gone.node.onLeft = () => {
             left = true;
           };
-          gone.node.leave();
+          await gone.node.leave();
           await cluster.runUntil(() => left, 120_000, 'the node hands off and leaves');
           await cluster.crash(gone);
         } else {

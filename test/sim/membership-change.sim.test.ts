@@ -165,7 +165,7 @@ describe('simulation: a node leaves, or is removed, under load', () => {
       leaving.node.onLeft = () => {
         left = true;
       };
-      leaving.node.leave();
+      await leaving.node.leave();
       await writeUntil(cluster, writer, () => left, 300_000, 'the leaving node hands off and leaves');
       await cluster.crash(leaving);
       await writeUntil(cluster, writer, () => settledWith(cluster, stayers), 60_000, 'ring of 3');

@@ -136,7 +136,7 @@ async function ringChanges(seed: number, broken?: BrokenClaimant): Promise<strin
     // A join and a leave at once, then the cluster is cut in two while they run.
     const joiner = await cluster.addMember();
     watch.watchAll();
-    n2.node.leave();
+    await n2.node.leave();
     const mark = acknowledged.size;
     await writeUntil(cluster, acknowledged, () => acknowledged.size >= mark + 10, 30_000, 'writes while the join and the leave start');
     cluster.network.partition([
@@ -222,7 +222,7 @@ describe('simulation: a receiver that is down does not hold a ring change', () =
         expect(pair, `seed ${seed}: no leave makes another owner a receiver`).toBeDefined();
         const [down, leaving] = pair as [SimMember, SimMember];
         await cluster.crash(down);
-        leaving.node.leave();
+        await leaving.node.leave();
         const stay = cluster.members.filter((member) => member !== leaving);
         // Before, the change waited for the dead owner's transfers until it came back or was removed.
         await writeUntil(

@@ -73,7 +73,7 @@ async function leaveAfterTheLastWrite(seed: number): Promise<{ sim: SimCluster; 
   await sim.drive(watch.done);
   const lastId = lastIdOf(watch.items);
   expect(await write('two')).toBe(2);
-  leaver.node.leave();
+  await leaver.node.leave();
   await sim.runUntil(
     () => leaver.node.gossiper.ownStatus === 'left' && resumeOn.node.gossiper.view.members[leaver.nodeId]?.status === 'left',
     300_000,

@@ -257,17 +257,50 @@ describe('gossiper: a leave survives a restart', () => {
     bucketPropertiesVersion: 1,
   });
 
-  it('persists the view when the node starts leaving, and goes on leaving when started again on it', () => {
+  it('persists the view when the node starts leaving, and goes on leaving when started again on it', async () => {
     const { gossiper, persisted } = founder();
-    gossiper.setOwnStatus('leaving');
+    await gossiper.setOwnStatus('leaving');
     expect(persisted.at(-1)?.members.n1?.status).toBe('leaving');
     // Before: a restart forgot the leave and came back joining, so the claimant planned it back into the ring.
     expect(founder({ seeds: ['10.0.0.2:7000'], initialView: storedWith('leaving') }).gossiper.ownStatus).toBe('leaving');
   });
 
-  it('refuses to start a node that left under its old id, saying how to bring the machine back', () => {
+  it('persists a leave before it publishes it, and publishes none it could not persist', async () => {
+    // A view write that waits until the test lets it finish, or fails.
+    let finishWrite: (() => void) | undefined;
+    let failWrite: ((error: Error) => void) | undefined;
+    const written: ClusterView[] = [];
+    const { gossiper } = founder({
+      persist: (view) =>
+        new Promise<void>((resolve, reject) => {
+          finishWrite = () => {
+            written.push(view);
+            resolve();
+          };
+          failWrite = reject;
+        }),
+    });
+    const before = gossiper.ownStatus;
+    const leaving = gossiper.setOwnStatus('leaving');
+    await Promise.resolve();
+    // Before: the status was published at once and its write left to run unawaited, so a crash before it landed lost the leave others had heard of.
+    expect(gossiper.ownStatus, 'published before its write landed').toBe(before);
+    expect(gossiper.view.members.n1?.status).toBe(before);
+    finishWrite?.();
+    await leaving;
+    expect(written.at(-1)?.members.n1?.status).toBe('leaving');
+    expect(gossiper.ownStatus).toBe('leaving');
+
+    const left = gossiper.setOwnStatus('left');
+    await Promise.resolve();
+    failWrite?.(new Error('disk full'));
+    await expect(left).rejects.toThrow(/disk full/);
+    expect(gossiper.ownStatus, 'a left status nobody could persist').toBe('leaving');
+  });
+
+  it('refuses to start a node that left under its old id, saying how to bring the machine back', async () => {
     const { gossiper, persisted } = founder();
-    gossiper.setOwnStatus('left');
+    await gossiper.setOwnStatus('left');
     expect(persisted.at(-1)?.members.n1?.status).toBe('left');
     // Before: it started joining and rejoined the ring it had left.
     expect(() => founder({ seeds: ['10.0.0.2:7000'], initialView: storedWith('left') })).toThrow(
