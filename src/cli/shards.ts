@@ -32,28 +32,31 @@ const maxRestartDelayMs = 10_000;
 
 /**
  * The young generation's semi-space of a shard, in MiB (V8's `--max-semi-space-size`). Node 24
- * sizes it by the host's memory, and on this 24 GiB machine a 2-shard node's shards peaked at
- * 306-318 MiB RSS each at 10,000 keys under 64 clients, against 191-203 MiB with 4 MiB and no
- * loss of throughput (bench/RESULTS.md, "a shard's memory"): most of a shard's heap was room
- * for short-lived garbage. Each of a node's shards would take that room again.
+ * sizes it by the host's memory (64 MiB on this 24 GiB machine), and a shard's RSS then peaked at
+ * 350-369 MiB at 10,000 keys under 64 clients. 4 MiB kept it at 180-190 MiB but cost a third of
+ * the PUTs at full speed: objects that outlive two scavenges of so small a space are promoted, and
+ * the old generation fills with garbage that only a major GC takes back. 16 MiB measured within
+ * 3% of V8's own sizing for PUT and 10% for GET at 186-204 MiB (bench/RESULTS.md, "The heap
+ * bounds' price at full speed"). Each of a node's shards takes this room again.
  */
-export const shardSemiSpaceMiB = 4;
+export const shardSemiSpaceMiB = 16;
 
 /**
- * The old generation's bound of a shard, in MiB (V8's `--max-old-space-size`): 128 plus twice the
- * shard's bounded in-heap caches (the object cache and the watch log), 192 with the defaults,
- * about three times the 50-60 MiB a shard's heap holds after a major GC at 150,000 keys. V8
+ * The old generation's bound of a shard, in MiB (V8's `--max-old-space-size`): 192 plus twice the
+ * shard's bounded in-heap caches (the object cache and the watch log), 256 with the defaults,
+ * four to five times the 50-60 MiB a shard's heap holds after a major GC at 150,000 keys. V8
  * sizes the bound by the host's memory otherwise (about 4 GiB here) and then lets the old
  * generation grow to about twice what it holds before a major GC, so garbage promoted under load
  * (and the Buffers it keeps) piled up to 130 MiB of heap between GCs; and V8 on Node 22 and 24
  * keeps the pages it freed resident until a memory-reducing GC, which a loaded shard never gets,
- * so a shard's RSS stays at its heap's peak. With the bound a shard peaked at 172 MiB at 120,000
- * keys against 260-300 MiB without (bench/RESULTS.md, "a shard's memory"). A shard whose live heap
- * truly outgrows it dies with V8's out-of-memory error and the supervisor restarts it.
+ * so a shard's RSS stays at its heap's peak. A tighter bound (192) made the shard spend its time
+ * in major GCs at full speed (bench/RESULTS.md, "The heap bounds' price at full speed"). A shard
+ * whose live heap truly outgrows it dies with V8's out-of-memory error and the supervisor
+ * restarts it.
  */
 export function shardOldSpaceMiB(config: NodeConfig): number {
   const cachedMiB = Math.ceil((config.storage.objectCacheBytes + config.watch.logBytes) / 2 ** 20);
-  return 128 + 2 * cachedMiB;
+  return 192 + 2 * cachedMiB;
 }
 
 /**

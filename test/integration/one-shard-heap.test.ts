@@ -44,7 +44,7 @@ describe('the V8 heap limit of a one-shard node', () => {
   }
 
   it(
-    "is the shard's bound: the old generation's plus the 4 MiB semi-spaces' young generation, not V8's default by the host's memory",
+    "is the shard's bound: the old generation's plus its semi-spaces' young generation, not V8's default by the host's memory",
     async () => {
       const oldSpaceMiB = shardOldSpaceMiB(loadConfig({}, {}));
       const limitMiB = (await heapLimitOf('default')) / mebibyte;

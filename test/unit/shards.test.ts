@@ -90,10 +90,10 @@ describe('shardExecArgv', () => {
     expect(shardExecArgv([], '--max_old_space_size=512', 192)).toEqual([semi]);
   });
 
-  it('bounds the old generation by the bounded caches it holds: 192 MiB with the defaults, more when they are raised', () => {
-    expect(shardOldSpaceMiB(loadConfig({}, {}))).toBe(192);
+  it('bounds the old generation by the bounded caches it holds: 256 MiB with the defaults, more when they are raised', () => {
+    expect(shardOldSpaceMiB(loadConfig({}, {}))).toBe(256);
     const raised = loadConfig({}, { RINGKV_OBJECT_CACHE_BYTES: String(256 * 2 ** 20) });
-    expect(shardOldSpaceMiB(raised)).toBe(128 + 2 * (256 + 16));
+    expect(shardOldSpaceMiB(raised)).toBe(192 + 2 * (256 + 16));
   });
 });
 
