@@ -25,7 +25,8 @@
  */
 import { type Operation, pairOperations } from '../history.js';
 import { type CheckerResult, nothingTested } from './checker.js';
-import type { VersionedRead, WatchRecord } from '../workloads/watch.js';
+import { follows, watcherLogs } from './watch.js';
+import type { VersionedRead } from '../workloads/watch.js';
 
 /** The verdict on data type watches. */
 export interface WatchDataTypesResult extends CheckerResult {
@@ -56,13 +57,6 @@ interface Update {
   readonly outcome: 'ok' | 'fail' | 'info' | 'open';
 }
 
-/** One watcher's events. */
-interface WatcherLog {
-  target: { readonly key?: string; readonly prefix?: string } | undefined;
-  readyMs: number | undefined;
-  readonly events: WatchRecord[];
-}
-
 const maxExamples = 10;
 
 /** Whether `dot` (`actor:counter`) is one of `node`'s: an actor is `node.storageEpoch.keyEpoch` (src/engine/actor-lease.ts). */
@@ -89,17 +83,12 @@ export function checkWatchDataTypes(history: readonly Operation[]): WatchDataTyp
     updates.push({ key: invoke.key, invokeMs: invoke.timeMs, outcome: completion === undefined ? 'open' : (completion.type as Update['outcome']) });
   }
   const finals = new Map<string, number>();
-  const watchers = new Map<string, WatcherLog>();
   for (const operation of history) {
     if (operation.f === 'final-read' && operation.type === 'ok' && operation.key !== undefined)
       finals.set(operation.key, (operation.value as VersionedRead).version);
-    if ((operation.f !== 'watch-event' && operation.f !== 'watch-start') || typeof operation.process !== 'string') continue;
-    const log = watchers.get(operation.process) ?? { target: undefined, readyMs: undefined, events: [] };
-    watchers.set(operation.process, log);
-    if (operation.f === 'watch-start') log.target = operation.value as { key?: string; prefix?: string };
-    else if ((operation.value as WatchRecord).event === 'ready') log.readyMs ??= operation.timeMs;
-    else log.events.push(operation.value as WatchRecord);
   }
+  // A data type watcher's records alone: no check here needs when an event came.
+  const watchers = new Map([...watcherLogs(history)].map(([name, log]) => [name, { ...log, events: log.events.map((event) => event.record) }]));
   const examples: string[] = [];
   const note = (text: string): void => {
     if (examples.length < maxExamples) examples.push(text);
@@ -143,17 +132,15 @@ export function checkWatchDataTypes(history: readonly Operation[]): WatchDataTyp
       continue;
     }
     const readyMs = log.readyMs;
-    const target = log.target ?? {};
-    const follows = (key: string): boolean => key === target.key || (target.prefix !== undefined && key.startsWith(target.prefix));
     const compactedNodes = new Set(log.events.filter((record) => record.event === 'compacted').flatMap((record) => record.nodes ?? []));
     compacted += log.events.filter((record) => record.event === 'compacted').length;
     for (const record of log.events) {
-      if (record.event === 'compacted' || (record.event === 'update' && record.key !== undefined && follows(record.key))) continue;
+      if (record.event === 'compacted' || (record.event === 'update' && record.key !== undefined && follows(log.target, record.key))) continue;
       wrongEvents += 1;
       note(`${name}: ${record.event} event of ${record.key ?? 'no key'}, not an update of a followed counter`);
     }
     for (const key of keys) {
-      if (!follows(key)) continue;
+      if (!follows(log.target, key)) continue;
       const received = log.events.filter((record) => record.event === 'update' && record.key === key).map((record) => record.dot ?? '');
       events += received.length;
       const distinct = new Set(received);

@@ -47,11 +47,36 @@ interface Write {
 }
 
 /** One watcher's events. */
-interface WatcherLog {
+export interface WatcherLog {
   /** What it follows (its `watch-start`): one key, or every key with a prefix. */
   target: { readonly key?: string; readonly prefix?: string } | undefined;
+  /** When its first `ready` came (writes invoked before it need not reach it). */
   readyMs: number | undefined;
+  /** Every event but `ready`, in the order they came. */
   readonly events: { readonly timeMs: number; readonly record: WatchRecord }[];
+}
+
+/** Each watcher's log (by process name), from its `watch-start` and `watch-event` operations. */
+export function watcherLogs(history: readonly Operation[]): Map<string, WatcherLog> {
+  const watchers = new Map<string, WatcherLog>();
+  for (const operation of history) {
+    if ((operation.f !== 'watch-event' && operation.f !== 'watch-start') || typeof operation.process !== 'string') continue;
+    const log = watchers.get(operation.process) ?? { target: undefined, readyMs: undefined, events: [] };
+    watchers.set(operation.process, log);
+    if (operation.f === 'watch-start') {
+      log.target = operation.value as { key?: string; prefix?: string };
+      continue;
+    }
+    const record = operation.value as WatchRecord;
+    if (record.event === 'ready') log.readyMs ??= operation.timeMs;
+    else log.events.push({ timeMs: operation.timeMs, record });
+  }
+  return watchers;
+}
+
+/** Whether a watcher of `target` follows `key`. */
+export function follows(target: WatcherLog['target'], key: string): boolean {
+  return key === target?.key || (target?.prefix !== undefined && key.startsWith(target.prefix));
 }
 
 const maxExamples = 10;
@@ -66,20 +91,10 @@ export function checkWatch(history: readonly Operation[]): WatchResult {
     writes.push({ key: invoke.key, value: invoke.value as number, invokeMs: invoke.timeMs, outcome, version: acknowledged?.version ?? null });
   }
   const finals = new Map<string, VersionedRead>();
-  const watchers = new Map<string, WatcherLog>();
   for (const operation of history) {
     if (operation.f === 'final-read' && operation.type === 'ok' && operation.key !== undefined) finals.set(operation.key, operation.value as VersionedRead);
-    if ((operation.f !== 'watch-event' && operation.f !== 'watch-start') || typeof operation.process !== 'string') continue;
-    const log = watchers.get(operation.process) ?? { target: undefined, readyMs: undefined, events: [] };
-    watchers.set(operation.process, log);
-    if (operation.f === 'watch-start') {
-      log.target = operation.value as { key?: string; prefix?: string };
-      continue;
-    }
-    const record = operation.value as WatchRecord;
-    if (record.event === 'ready') log.readyMs ??= operation.timeMs;
-    else log.events.push({ timeMs: operation.timeMs, record });
   }
+  const watchers = watcherLogs(history);
   const byKeyVersion = new Map<string, Write>();
   const byValue = new Map<string, Write>();
   for (const write of writes) {
@@ -108,8 +123,6 @@ export function checkWatch(history: readonly Operation[]): WatchResult {
     const readyMs = log.readyMs;
     const compactions = log.events.filter((event) => event.record.event === 'compacted');
     compacted += compactions.length;
-    const target = log.target ?? {};
-    const follows = (key: string): boolean => key === target.key || (target.prefix !== undefined && key.startsWith(target.prefix));
     // A compacted for the key names the versions missing. One for a node (its log was lost) can
     // only excuse the newest versions: once a later version of the key arrives, the watch itself
     // names the versions skipped (a compacted for the key), so a gap before it is never silent.
@@ -120,7 +133,7 @@ export function checkWatch(history: readonly Operation[]): WatchResult {
           (record.key === undefined && timeMs >= sinceMs && version > lastSeen),
       );
     for (const key of keys) {
-      if (!follows(key)) continue;
+      if (!follows(log.target, key)) continue;
       const seen = log.events.filter((event) => event.record.key === key && (event.record.event === 'put' || event.record.event === 'delete'));
       events += seen.length;
       let last = 0;
