@@ -13,7 +13,10 @@ describe('processTree', () => {
     process.execPath,
     [
       '-e',
-      "const c = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' }); console.log(c.pid); setInterval(() => {}, 1000);",
+      // The child prints its own pid once it runs, on the stdout it shares with its parent: a pid
+      // the parent printed at spawn could be read while the child was still being exec'd, with
+      // a peak RSS under 1 MiB (it failed so once in CI).
+      "require('node:child_process').spawn(process.execPath, ['-e', 'console.log(process.pid); setInterval(() => {}, 1000)'], { stdio: ['ignore', 'inherit', 'ignore'] }); setInterval(() => {}, 1000);",
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
