@@ -132,8 +132,9 @@ export function checkWatchDataTypes(history: readonly Operation[]): WatchDataTyp
       continue;
     }
     const readyMs = log.readyMs;
-    const compactedNodes = new Set(log.events.filter((record) => record.event === 'compacted').flatMap((record) => record.nodes ?? []));
-    compacted += log.events.filter((record) => record.event === 'compacted').length;
+    const compactions = log.events.filter((record) => record.event === 'compacted');
+    const compactedNodes = new Set(compactions.flatMap((record) => record.nodes ?? []));
+    compacted += compactions.length;
     for (const record of log.events) {
       if (record.event === 'compacted' || (record.event === 'update' && record.key !== undefined && follows(log.target, record.key))) continue;
       wrongEvents += 1;
