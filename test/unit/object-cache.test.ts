@@ -73,6 +73,44 @@ describe('ObjectCache', () => {
     },
   );
 
+  it('evicts exactly what a plain least-recently-used list would, over long random runs of gets, sets and deletes', () => {
+    // The cache evicts from a cursor it keeps across calls (src/engine/object-cache.ts); a
+    // reference list, searched and spliced by hand, says what each step must leave.
+    for (const seed of [1, 2, 3]) {
+      const random = new SeededRandom(seed);
+      const cache = new ObjectCache(10_000);
+      const order: { name: string; size: number }[] = []; // least recently used first
+      const charge = (entry: { name: string; size: number }): number => entry.name.length + entry.size + 64;
+      const take = (name: string): { name: string; size: number } | undefined => {
+        const at = order.findIndex((entry) => entry.name === name);
+        return at < 0 ? undefined : order.splice(at, 1)[0];
+      };
+      for (let step = 0; step < 20_000; step += 1) {
+        const name = `k${random.int(60)}`;
+        const roll = random.int(10);
+        if (roll < 5) {
+          const size = 20 + random.int(600);
+          cache.set(name, bytesOf(size));
+          take(name);
+          order.push({ name, size });
+          let held = order.reduce((sum, entry) => sum + charge(entry), 0);
+          while (held > 10_000) held -= charge(order.shift()!);
+        } else if (roll < 9) {
+          const hit = cache.get(name);
+          const expected = take(name);
+          if (expected !== undefined) order.push(expected);
+          expect(hit?.byteLength, `seed ${seed} step ${step}: get ${name}`).toBe(expected?.size);
+        } else {
+          cache.delete(name);
+          take(name);
+        }
+        expect(cache.size, `seed ${seed} step ${step}`).toBe(order.length);
+      }
+      expect(cache.hits, 'the run hit the cache').toBeGreaterThan(1000);
+      expect(cache.misses, 'the run evicted keys it then missed').toBeGreaterThan(1000);
+    }
+  });
+
   it('holds nothing when its bound is 0 (the cache off)', () => {
     const cache = new ObjectCache(0);
     cache.set('a', bytesOf(1));
