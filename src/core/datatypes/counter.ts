@@ -1,6 +1,6 @@
 import { KvError } from '../../util/errors.js';
 import type { Sibling, VersionedObject } from '../versioning/versioned-object.js';
-import { sortVector } from '../versioning/version-vector.js';
+import { sortVector, withCounter } from '../versioning/version-vector.js';
 import { sortedByDot } from './dotted-entries.js';
 
 /**
@@ -82,5 +82,5 @@ export function applyIncrement(object: VersionedObject, actor: string, delta: nu
   const counter = (object.clock[actor] ?? 0) + 1;
   const created: Sibling = { dot: { node: actor, counter }, value: encodeCounterEntry(entry), contentType: '', lastModifiedMs: nowMs, tombstone: false };
   const siblings = [...object.siblings.filter((sibling) => sibling.dot.node !== actor), created];
-  return { clock: sortVector({ ...object.clock, [actor]: counter }), siblings: sortedByDot(siblings), kind: 'counter' };
+  return { clock: sortVector(withCounter(object.clock, actor, counter)), siblings: sortedByDot(siblings), kind: 'counter' };
 }

@@ -1,6 +1,6 @@
 import { KvError } from '../../util/errors.js';
 import { type CausalContext, contextCovers } from '../versioning/context.js';
-import { counterOf, sortVector } from '../versioning/version-vector.js';
+import { counterOf, sortVector, withCounter } from '../versioning/version-vector.js';
 import type { Sibling, VersionedObject } from '../versioning/versioned-object.js';
 import { sortedByDot } from './dotted-entries.js';
 
@@ -104,7 +104,7 @@ export function applySetUpdate(object: VersionedObject, actor: string, update: S
   const adding = new Set(update.add);
   const kept = siblings.filter((sibling) => !adding.has(elementOf(sibling)));
   const result: VersionedObject = {
-    clock: sortVector({ ...object.clock, [actor]: counter }),
+    clock: sortVector(withCounter(object.clock, actor, counter)),
     siblings: sortedByDot([...kept, ...created]),
     kind: 'set',
   };

@@ -1,5 +1,5 @@
 import { KvError } from '../../util/errors.js';
-import { type VersionVector, emptyVector, sortVector } from './version-vector.js';
+import { type VersionVector, emptyVector, newVector, sortVector } from './version-vector.js';
 
 /**
  * The causal context a client gets with a read or a write and sends back with its next write.
@@ -161,7 +161,7 @@ export function decodeContext(text: string, maxLength = maxContextLength, source
   }
   if (timed && (typeof lastModifiedMs !== 'number' || !Number.isFinite(lastModifiedMs) || lastModifiedMs < 0 || lastModifiedMs > maxContextTimeMs))
     throw bad('bad time');
-  const vector: Record<string, number> = {};
+  const vector = newVector();
   for (const [node, counter] of entriesOf(pairs, bad)) vector[node] = counter;
   const dots = entriesOf(dotPairs, bad).map(([node, counter]) => ({ node, counter }));
   if (dots.length > maxContextDots) throw bad(`more than ${maxContextDots} dots`);

@@ -1,6 +1,7 @@
 import { KvError } from '../../util/errors.js';
 import { ByteReader, ByteWriter } from '../wire/bytes.js';
 import type { DataTypeKind, Sibling, VersionedObject } from './versioned-object.js';
+import { newVector } from './version-vector.js';
 
 /**
  * The on-disk (and on-wire) encoding of a VersionedObject. The first byte is the format version,
@@ -63,7 +64,7 @@ export function readObject(reader: ByteReader): VersionedObject {
     kind = code === kindCodes.counter ? 'counter' : code === kindCodes.set ? 'set' : undefined;
     if (kind === undefined) throw new KvError('KV_STORAGE', `stored data type has kind ${code}, this ringkv knows counter (1) and set (2); upgrade ringkv`);
   }
-  const clock: Record<string, number> = {};
+  const clock = newVector();
   const entryCount = reader.varint();
   for (let index = 0; index < entryCount; index++) clock[reader.string()] = reader.varint();
   const siblingCount = reader.varint();

@@ -12,6 +12,19 @@ export type Ordering = 'before' | 'after' | 'equal' | 'concurrent';
 /** The empty version vector. */
 export const emptyVector: VersionVector = Object.freeze({});
 
+/**
+ * A new, empty vector to fill. A vector's keys are actor names, and each key epoch is an actor
+ * of its own (src/core/versioning/key-actor.ts), so almost every stored key's vector names an
+ * actor no other vector names. On an ordinary object V8 makes a hidden class, and a transition to
+ * it, for each new name it is given: a shard of 500,000 keys made them on every read of an object
+ * and kept a transition tree as large as its key count. An object without a prototype is kept in
+ * V8's dictionary mode from the start, which takes any name without either (bench/RESULTS.md, "a
+ * million keys").
+ */
+export function newVector(): Record<string, number> {
+  return Object.create(null) as Record<string, number>;
+}
+
 /** The counter of `node` in `vector` (0 when absent). */
 export function counterOf(vector: VersionVector, node: string): number {
   return vector[node] ?? 0;
@@ -19,12 +32,21 @@ export function counterOf(vector: VersionVector, node: string): number {
 
 /** A copy of `vector` with `node`'s counter raised by one. */
 export function increment(vector: VersionVector, node: string): VersionVector {
-  return { ...vector, [node]: counterOf(vector, node) + 1 };
+  return withCounter(vector, node, counterOf(vector, node) + 1);
+}
+
+/** A copy of `vector` with `node`'s counter set to `counter`. */
+export function withCounter(vector: VersionVector, node: string, counter: number): Record<string, number> {
+  const result = newVector();
+  for (const name in vector) result[name] = vector[name]!;
+  result[node] = counter;
+  return result;
 }
 
 /** The pointwise maximum of two vectors (their least upper bound). */
 export function merge(left: VersionVector, right: VersionVector): VersionVector {
-  const result: Record<string, number> = { ...left };
+  const result = newVector();
+  for (const node in left) result[node] = left[node]!;
   for (const [node, counter] of Object.entries(right)) {
     if (counter > (result[node] ?? 0)) result[node] = counter;
   }
@@ -51,7 +73,7 @@ export function compare(left: VersionVector, right: VersionVector): Ordering {
 
 /** The same vector with keys in a fixed order, so equal vectors encode to equal bytes. */
 export function sortVector(vector: Record<string, number>): VersionVector {
-  const sorted: Record<string, number> = {};
+  const sorted = newVector();
   for (const node of Object.keys(vector).sort()) {
     const counter = vector[node] ?? 0;
     if (counter > 0) sorted[node] = counter;

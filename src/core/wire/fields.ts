@@ -2,7 +2,7 @@ import { KvError } from '../../util/errors.js';
 import { merkleFanout } from '../antientropy/merkle-tree.js';
 import { readObject, writeObject } from '../versioning/object-codec.js';
 import type { CausalContext, ContextDot } from '../versioning/context.js';
-import type { VersionVector } from '../versioning/version-vector.js';
+import { type VersionVector, newVector } from '../versioning/version-vector.js';
 import type { ConflictMode, VersionedObject } from '../versioning/versioned-object.js';
 import { decodeUtf8, type ByteReader, type ByteWriter } from './bytes.js';
 import type { KeyDigest, StoredItem } from './messages.js';
@@ -220,7 +220,7 @@ export function writeVector(writer: ByteWriter, vector: VersionVector): void {
 }
 
 export function readVector(reader: ByteReader): VersionVector {
-  const vector: Record<string, number> = {};
+  const vector = newVector();
   const count = reader.varint();
   for (let index = 0; index < count; index++) vector[reader.string()] = reader.varint();
   return vector;
