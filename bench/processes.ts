@@ -164,6 +164,22 @@ export function currentRssBytes(pid: number | undefined): number | undefined {
   }
 }
 
+/**
+ * Current anonymous resident memory (RssAnon) of a live process in bytes: the heap and buffers it
+ * owns, without the file-backed pages VmRSS also counts (the node executable's text, about 48 MiB
+ * shared by every node process, and LevelDB's memory-mapped table files, which are the kernel's
+ * page cache and given back under pressure).
+ */
+export function currentAnonymousBytes(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const match = /^RssAnon:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match === null ? undefined : Number(match[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

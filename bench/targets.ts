@@ -6,6 +6,7 @@ import { request } from 'undici';
 import type { DriverKind } from './request-driver.js';
 import {
   type ServerProcess,
+  currentAnonymousBytes,
   currentRssBytes,
   freePorts,
   isAlive,
@@ -51,6 +52,11 @@ export function targetPeakRssBytes(target: RunningTarget): (number | undefined)[
 /** Current RSS of each process of a target, in the order of targetPeakRssBytes. */
 export function targetRssBytes(target: RunningTarget): (number | undefined)[] {
   return target.processes.flatMap((server) => processTree(server.child.pid).map(currentRssBytes));
+}
+
+/** Current anonymous RSS of each process of a target (see currentAnonymousBytes), in the order of targetPeakRssBytes. */
+export function targetAnonymousBytes(target: RunningTarget): (number | undefined)[] {
+  return target.processes.flatMap((server) => processTree(server.child.pid).map(currentAnonymousBytes));
 }
 
 /** Stops every process of a target. */

@@ -16,7 +16,7 @@ import {
   writeResultJson,
   writeResultText,
 } from '../report.js';
-import { startRingkv, stopTarget, targetPeakRssBytes, targetRssBytes } from '../targets.js';
+import { startRingkv, stopTarget, targetAnonymousBytes, targetPeakRssBytes, targetRssBytes } from '../targets.js';
 import type { TargetVerdict } from './compare.js';
 
 /**
@@ -48,6 +48,8 @@ export interface ScaleStage {
   readonly results: readonly LoadResult[];
   readonly rssBytesPerProcess: readonly (number | null)[];
   readonly peakRssBytesPerProcess: readonly (number | null)[];
+  /** Anonymous RSS at the end of the stage: what RSS counts less the executable's and the mapped table files' pages. */
+  readonly anonymousBytesPerProcess: readonly (number | null)[];
 }
 
 /** What the scale suite gives. */
@@ -62,7 +64,7 @@ export interface ScaleReport {
 }
 
 function scaleRows(stages: readonly ScaleStage[]): { header: string[]; rows: string[][] } {
-  const header = ['keys', 'workload', ...resultColumns, 'x first stage', 'RSS MiB/process', 'peak RSS MiB/process', 'fill s'];
+  const header = ['keys', 'workload', ...resultColumns, 'x first stage', 'RSS MiB/process', 'peak RSS MiB/process', 'anon MiB/process', 'fill s'];
   const rows: string[][] = [];
   const first = stages[0];
   for (const stage of stages) {
@@ -75,6 +77,7 @@ function scaleRows(stages: readonly ScaleStage[]): { header: string[]; rows: str
         formatRatio(base === undefined || base.opsPerSecond === 0 ? undefined : result.opsPerSecond / base.opsPerSecond),
         stage.rssBytesPerProcess.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
         stage.peakRssBytesPerProcess.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
+        stage.anonymousBytesPerProcess.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
         stage.prefill.seconds.toFixed(0),
       ]);
     }
@@ -177,6 +180,7 @@ export async function runScaleSuite(options: ScaleOptions, command: string): Pro
           results,
           rssBytesPerProcess: targetRssBytes(target).map((bytes) => bytes ?? null),
           peakRssBytesPerProcess: targetPeakRssBytes(target).map((bytes) => bytes ?? null),
+          anonymousBytesPerProcess: targetAnonymousBytes(target).map((bytes) => bytes ?? null),
         };
         stages.push(stage);
         const { header, rows } = scaleRows([stage]);
