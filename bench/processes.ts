@@ -112,16 +112,20 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((server) => stopServer(server)));
 }
 
-/** Peak resident set size (VmHWM) of a live process in bytes, from /proc; undefined off Linux or once it exited. */
-export function peakRssBytes(pid: number | undefined): number | undefined {
+/** A memory field of a live process's /proc status (given in kB there), in bytes; undefined off Linux or once it exited. */
+function statusBytes(pid: number | undefined, field: 'VmHWM' | 'VmRSS' | 'RssAnon'): number | undefined {
   if (pid === undefined) return undefined;
   try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const match = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
+    const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return match === null ? undefined : Number(match[1]) * 1024;
   } catch {
     return undefined;
   }
+}
+
+/** Peak resident set size (VmHWM) of a live process in bytes. */
+export function peakRssBytes(pid: number | undefined): number | undefined {
+  return statusBytes(pid, 'VmHWM');
 }
 
 /**
@@ -155,13 +159,7 @@ export function processTree(pid: number | undefined): number[] {
 
 /** Current resident set size (VmRSS) of a live process in bytes. */
 export function currentRssBytes(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match === null ? undefined : Number(match[1]) * 1024;
-  } catch {
-    return undefined;
-  }
+  return statusBytes(pid, 'VmRSS');
 }
 
 /**
@@ -171,13 +169,7 @@ export function currentRssBytes(pid: number | undefined): number | undefined {
  * page cache and given back under pressure).
  */
 export function currentAnonymousBytes(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const match = /^RssAnon:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match === null ? undefined : Number(match[1]) * 1024;
-  } catch {
-    return undefined;
-  }
+  return statusBytes(pid, 'RssAnon');
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
