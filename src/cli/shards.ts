@@ -100,26 +100,29 @@ export function shardCount(flag: string | number | undefined, versions: { readon
 }
 
 /**
- * The cluster secret every shard of the node uses: the configured one, else the one in
- * `<dataDir>/cluster-secret` (created, mode 0600, on the node's first start). Shards are peers
- * of each other, so they must share it; one process generating it keeps them from each making
- * their own.
+ * The cluster secret every shard of the node uses: the configured one, else the one the node used
+ * last, else a new one. The one in use is kept in `<dataDir>/cluster-secret` (mode 0600; each
+ * shard keeps it in its own data as well), a configured one too: a node started with
+ * RINGKV_CLUSTER_SECRET and restarted without it goes on with that secret, where it made a new
+ * one before, which its peers did not share. Shards are peers of each other, so they must share
+ * it; one process choosing it keeps them from each making their own.
  */
 export function shardsClusterSecret(config: NodeConfig): string {
-  if (config.clusterSecret !== undefined) return config.clusterSecret;
-  const file = join(resolve(config.dataDir), 'cluster-secret');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const folder = resolve(config.dataDir);
+  const file = join(folder, 'cluster-secret');
+  const kept = existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+  const secret = config.clusterSecret ?? kept ?? newClusterSecret();
+  if (secret === kept) return secret;
   try {
-    mkdirSync(resolve(config.dataDir), { recursive: true });
+    mkdirSync(folder, { recursive: true });
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     throw new KvError(
       'KV_BAD_CONFIG',
-      `cannot create the data directory ${resolve(config.dataDir)} (${String(code ?? (error as Error).message)}); choose another --data or make its parent writable`,
+      `cannot create the data directory ${folder} (${String(code ?? (error as Error).message)}); choose another --data or make its parent writable`,
       { cause: error },
     );
   }
-  const secret = newClusterSecret();
   writeFileSync(file, `${secret}\n`, { mode: 0o600 });
   return secret;
 }

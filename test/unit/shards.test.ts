@@ -9,6 +9,7 @@ import {
   shardLayoutProblem,
   shardOldSpaceMiB,
   shardSemiSpaceMiB,
+  shardsClusterSecret,
 } from '../../src/cli/shards.js';
 import { defaultShardHost, shardConfig, shardPeerPort } from '../../src/config/shards.js';
 import { loadConfig } from '../../src/cli/load-config.js';
@@ -41,6 +42,27 @@ describe('shardConfig', () => {
     expect(shards[2]!.seeds).toEqual(['10.0.0.2:17301', '127.0.0.1:17301']);
     expect(shardConfig(loadConfig({ placementHost: 'rack-7-box-3' }, {}), { index: 1, count: 2 }).placement.host).toBe('rack-7-box-3');
     expect(defaultShardHost('[::1]:17301')).toBe('___1__17301');
+  });
+});
+
+describe('shardsClusterSecret', () => {
+  it('keeps the secret a node ran with, the configured one too, so a restart without it does not make a new one', () => {
+    const folder = temporaryFolder('shards-secret');
+    const data = join(folder.path, 'node');
+    const configured = 'c'.repeat(32);
+    expect(shardsClusterSecret(loadConfig({ data }, { RINGKV_CLUSTER_SECRET: configured }))).toBe(configured);
+    // Restarted without RINGKV_CLUSTER_SECRET: the secret its shards and its peers know.
+    expect(shardsClusterSecret(loadConfig({ data }, {}))).toBe(configured);
+    // A secret configured later wins, and is the one kept from then on.
+    const rotated = 'd'.repeat(32);
+    expect(shardsClusterSecret(loadConfig({ data }, { RINGKV_CLUSTER_SECRET: rotated }))).toBe(rotated);
+    expect(shardsClusterSecret(loadConfig({ data }, {}))).toBe(rotated);
+    // A node never given one makes one on its first start and keeps it.
+    const fresh = join(folder.path, 'fresh');
+    const made = shardsClusterSecret(loadConfig({ data: fresh }, {}));
+    expect(made).toMatch(/\S{16,}/);
+    expect(shardsClusterSecret(loadConfig({ data: fresh }, {}))).toBe(made);
+    folder.remove();
   });
 });
 
