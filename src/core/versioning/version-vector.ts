@@ -35,18 +35,23 @@ export function increment(vector: VersionVector, node: string): VersionVector {
   return withCounter(vector, node, counterOf(vector, node) + 1);
 }
 
+/** A copy of `vector` to change, as newVector makes them. */
+function copyOf(vector: VersionVector): Record<string, number> {
+  const copy = newVector();
+  for (const node in vector) copy[node] = vector[node]!;
+  return copy;
+}
+
 /** A copy of `vector` with `node`'s counter set to `counter`. */
 export function withCounter(vector: VersionVector, node: string, counter: number): Record<string, number> {
-  const result = newVector();
-  for (const name in vector) result[name] = vector[name]!;
+  const result = copyOf(vector);
   result[node] = counter;
   return result;
 }
 
 /** The pointwise maximum of two vectors (their least upper bound). */
 export function merge(left: VersionVector, right: VersionVector): VersionVector {
-  const result = newVector();
-  for (const node in left) result[node] = left[node]!;
+  const result = copyOf(left);
   for (const [node, counter] of Object.entries(right)) {
     if (counter > (result[node] ?? 0)) result[node] = counter;
   }
