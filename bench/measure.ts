@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type LoadOptions, type LoadResult, type PrefillResult, type Workload, prefill, runLoad } from './load-generator.js';
 import { type DriverKind, type RequestDriver, createDriver } from './request-driver.js';
-import { type RunningTarget, targetPeakRssBytes } from './targets.js';
+import { type RunningTarget, targetMemoryBytes } from './targets.js';
 
 /** How each target of a suite is loaded: the shape of each load run, and what is run. */
 export interface MeasureOptions extends Pick<
@@ -107,7 +107,7 @@ export async function measureTarget(target: RunningTarget, options: MeasureOptio
       driver: driver.name,
       prefill: filled,
       results,
-      peakRssBytesPerProcess: targetPeakRssBytes(target).map((bytes) => bytes ?? null),
+      peakRssBytesPerProcess: targetMemoryBytes(target, 'VmHWM'),
     };
   } finally {
     await driver.close();

@@ -112,8 +112,17 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((server) => stopServer(server)));
 }
 
-/** A memory field of a live process's /proc status (given in kB there), in bytes; undefined off Linux or once it exited. */
-function statusBytes(pid: number | undefined, field: 'VmHWM' | 'VmRSS' | 'RssAnon'): number | undefined {
+/**
+ * A memory figure of /proc/PID/status: VmHWM is the peak resident set size, VmRSS the current one,
+ * RssAnon the current anonymous part of it: the heap and buffers the process owns, without the
+ * file-backed pages VmRSS also counts (the node executable's text, about 48 MiB shared by every
+ * node process, and LevelDB's memory-mapped table files, which are the kernel's page cache and
+ * given back under pressure).
+ */
+export type MemoryField = 'VmHWM' | 'VmRSS' | 'RssAnon';
+
+/** A memory figure of a live process in bytes (/proc gives kB); undefined off Linux or once it exited. */
+export function memoryBytes(pid: number | undefined, field: MemoryField): number | undefined {
   if (pid === undefined) return undefined;
   try {
     const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -121,11 +130,6 @@ function statusBytes(pid: number | undefined, field: 'VmHWM' | 'VmRSS' | 'RssAno
   } catch {
     return undefined;
   }
-}
-
-/** Peak resident set size (VmHWM) of a live process in bytes. */
-export function peakRssBytes(pid: number | undefined): number | undefined {
-  return statusBytes(pid, 'VmHWM');
 }
 
 /**
@@ -155,21 +159,6 @@ export function processTree(pid: number | undefined): number[] {
     }
   }
   return tree;
-}
-
-/** Current resident set size (VmRSS) of a live process in bytes. */
-export function currentRssBytes(pid: number | undefined): number | undefined {
-  return statusBytes(pid, 'VmRSS');
-}
-
-/**
- * Current anonymous resident memory (RssAnon) of a live process in bytes: the heap and buffers it
- * owns, without the file-backed pages VmRSS also counts (the node executable's text, about 48 MiB
- * shared by every node process, and LevelDB's memory-mapped table files, which are the kernel's
- * page cache and given back under pressure).
- */
-export function currentAnonymousBytes(pid: number | undefined): number | undefined {
-  return statusBytes(pid, 'RssAnon');
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */

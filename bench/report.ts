@@ -74,6 +74,11 @@ export function formatMiB(bytes: number | undefined): string {
   return bytes === undefined ? 'n/a' : (bytes / 2 ** 20).toFixed(0);
 }
 
+/** A memory figure of each process of a target in MiB, as '75/231/239' ('n/a' where /proc had none). */
+export function formatMiBPerProcess(figures: readonly (number | null)[]): string {
+  return figures.map((bytes) => formatMiB(bytes ?? undefined)).join('/');
+}
+
 /** Errors by outcome as 'PUT 503: 12, GET 404: 1', or '0'. */
 export function formatErrors(result: LoadResult): string {
   const entries = Object.entries(result.errorsByOutcome);

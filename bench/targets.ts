@@ -6,12 +6,11 @@ import { request } from 'undici';
 import type { DriverKind } from './request-driver.js';
 import {
   type ServerProcess,
-  currentAnonymousBytes,
-  currentRssBytes,
+  type MemoryField,
   freePorts,
   isAlive,
   packageRoot,
-  peakRssBytes,
+  memoryBytes,
   processTree,
   startServer,
   stopServer,
@@ -41,22 +40,13 @@ export interface RunningTarget {
 }
 
 /**
- * Peak RSS of each process of a target, in bytes (undefined where /proc has none): each server,
- * followed by its own children, so a sharded ringkv node counts as its supervisor and then each
- * shard process (the shards hold the data; the supervisor alone would hide them).
+ * A memory figure (see MemoryField) of each process of a target, in bytes (null where /proc has
+ * none): each server, followed by its own children, so a sharded ringkv node counts as its
+ * supervisor and then each shard process (the shards hold the data; the supervisor alone would
+ * hide them).
  */
-export function targetPeakRssBytes(target: RunningTarget): (number | undefined)[] {
-  return target.processes.flatMap((server) => processTree(server.child.pid).map(peakRssBytes));
-}
-
-/** Current RSS of each process of a target, in the order of targetPeakRssBytes. */
-export function targetRssBytes(target: RunningTarget): (number | undefined)[] {
-  return target.processes.flatMap((server) => processTree(server.child.pid).map(currentRssBytes));
-}
-
-/** Current anonymous RSS of each process of a target (see currentAnonymousBytes), in the order of targetPeakRssBytes. */
-export function targetAnonymousBytes(target: RunningTarget): (number | undefined)[] {
-  return target.processes.flatMap((server) => processTree(server.child.pid).map(currentAnonymousBytes));
+export function targetMemoryBytes(target: RunningTarget, field: MemoryField): (number | null)[] {
+  return target.processes.flatMap((server) => processTree(server.child.pid).map((pid) => memoryBytes(pid, field) ?? null));
 }
 
 /** Stops every process of a target. */

@@ -6,6 +6,7 @@ import {
   type MachineInfo,
   formatCount,
   formatMiB,
+  formatMiBPerProcess,
   formatMs,
   formatRatio,
   machineInfo,
@@ -137,7 +138,7 @@ export function compareRows(measurements: readonly TargetMeasurement[]): { heade
         formatRatio(ceiling === undefined || ceiling.opsPerSecond === 0 ? undefined : result.opsPerSecond / ceiling.opsPerSecond),
         formatRatio(etcd === undefined || etcd.opsPerSecond === 0 ? undefined : result.opsPerSecond / etcd.opsPerSecond),
         result.cpu.serversPercent === 0 ? 'n/a' : formatCount(result.opsPerSecond / (result.cpu.serversPercent / 100)),
-        measurement.peakRssBytesPerProcess.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
+        formatMiBPerProcess(measurement.peakRssBytesPerProcess),
       ]);
     }
   }

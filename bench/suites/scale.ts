@@ -6,6 +6,7 @@ import { packageRoot, removeTemporaryFolder, temporaryFolder } from '../processe
 import {
   type MachineInfo,
   formatMiB,
+  formatMiBPerProcess,
   formatRatio,
   machineInfo,
   machineLine,
@@ -16,7 +17,7 @@ import {
   writeResultJson,
   writeResultText,
 } from '../report.js';
-import { startRingkv, stopTarget, targetAnonymousBytes, targetPeakRssBytes, targetRssBytes } from '../targets.js';
+import { startRingkv, stopTarget, targetMemoryBytes } from '../targets.js';
 import type { TargetVerdict } from './compare.js';
 
 /**
@@ -75,9 +76,9 @@ function scaleRows(stages: readonly ScaleStage[]): { header: string[]; rows: str
         result.workload,
         ...resultCells(result),
         formatRatio(base === undefined || base.opsPerSecond === 0 ? undefined : result.opsPerSecond / base.opsPerSecond),
-        stage.rssBytesPerProcess.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
-        stage.peakRssBytesPerProcess.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
-        stage.anonymousBytesPerProcess.map((bytes) => formatMiB(bytes ?? undefined)).join('/'),
+        formatMiBPerProcess(stage.rssBytesPerProcess),
+        formatMiBPerProcess(stage.peakRssBytesPerProcess),
+        formatMiBPerProcess(stage.anonymousBytesPerProcess),
         stage.prefill.seconds.toFixed(0),
       ]);
     }
@@ -178,9 +179,9 @@ export async function runScaleSuite(options: ScaleOptions, command: string): Pro
           keyCount,
           prefill: fill,
           results,
-          rssBytesPerProcess: targetRssBytes(target).map((bytes) => bytes ?? null),
-          peakRssBytesPerProcess: targetPeakRssBytes(target).map((bytes) => bytes ?? null),
-          anonymousBytesPerProcess: targetAnonymousBytes(target).map((bytes) => bytes ?? null),
+          rssBytesPerProcess: targetMemoryBytes(target, 'VmRSS'),
+          peakRssBytesPerProcess: targetMemoryBytes(target, 'VmHWM'),
+          anonymousBytesPerProcess: targetMemoryBytes(target, 'RssAnon'),
         };
         stages.push(stage);
         const { header, rows } = scaleRows([stage]);
